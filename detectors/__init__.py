@@ -1,0 +1,33 @@
+"""Pure detection logic: values and timestamps in, verdicts and evidence out.
+
+No I/O, no clock, no environment. Every detector is re-exported here by name; the
+import is lazy so that ``import detectors`` stays cheap for processes that need one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module that defines it; one entry per exported detector or pure function.
+_EXPORTS: dict[str, str] = {
+    # drift
+    # performance
+    # leaks
+    # shadow
+    # health
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'detectors' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

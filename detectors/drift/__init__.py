@@ -1,0 +1,1 @@
+"""Distribution drift: windowed reference-vs-current tests and sequential detectors."""

@@ -1,0 +1,1 @@
+"""Per-model health state machine and portfolio false-alarm control."""

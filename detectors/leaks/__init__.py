@@ -1,0 +1,1 @@
+"""Write-lag and label-leak detectors: label-coincident writes, availability gaps, values from the future."""

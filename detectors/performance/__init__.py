@@ -1,0 +1,1 @@
+"""Performance on delayed labels, label delay, and the estimate before labels arrive."""

@@ -1,0 +1,1 @@
+"""Shadow versus live: paired comparison, always-valid sequential test, promotion verdict."""
