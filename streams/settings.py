@@ -43,6 +43,13 @@ class Settings:
     alerta_environment: str = "Development"
     postgres_port: int = 15432
 
+    # Control-command signing keys: "key_id=secret" entries (comma- or newline-separated)
+    # inline and/or in a file; several ids are accepted so keys can rotate. The signing key
+    # defaults to the first one. No key is built in: without one nothing can be signed.
+    control_keys: str = dataclasses.field(default="", repr=False)
+    control_keys_file: str = ""
+    control_signing_key_id: str = ""
+
     # Where the local stack caches downloads and builds, and keeps data and logs.
     cache_dir: Path = Path.home() / ".cache" / "failsoft"
     state_dir: Path = Path.home() / ".local" / "state" / "failsoft"

@@ -1,0 +1,157 @@
+"""The Python side of the wire contracts: one msgspec type per topic.
+
+Each type mirrors the JSON Schema file of the same name (``<contract>.schema.json`` in this
+package), which is the language-neutral definition that Java or Go fleets use. Timestamps
+are integer milliseconds since the Unix epoch (UTC). Every message carries
+``schema_version``; see ``README.md`` in this package for how a contract may evolve.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypeAlias
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+"""The version every contract is at; decoders accept exactly the versions they know."""
+
+Version: TypeAlias = Literal[1]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Millis = Annotated[int, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Scalar: TypeAlias = bool | int | float | str | None
+"""A feature value or a label: any JSON scalar; null means "missing"."""
+
+Role: TypeAlias = Literal["live", "shadow", "fallback"]
+Action: TypeAlias = Literal["fallback", "restore", "promote_shadow"]
+
+
+class Score(msgspec.Struct, frozen=True, tag="score", tag_field="kind"):
+    """A single number, e.g. a click probability or a regression output."""
+
+    score: float
+
+
+class ClassProbabilities(msgspec.Struct, frozen=True, tag="probabilities", tag_field="kind"):
+    """A probability per class label."""
+
+    probabilities: dict[str, Probability]
+
+
+class Ranking(msgspec.Struct, frozen=True, tag="ranking", tag_field="kind"):
+    """Item ids, best first, e.g. the recommendations shown to a user."""
+
+    items: list[Name]
+
+
+Output: TypeAlias = Score | ClassProbabilities | Ranking
+
+
+class FeatureSeen(msgspec.Struct, frozen=True):
+    """A feature value a model used, and when that value was written to the feature store."""
+
+    value: Scalar
+    written_at: Millis
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    """What one model answered for one request; topic ``predictions``, keyed by model_id."""
+
+    schema_version: Version
+    request_id: Name
+    model_id: Name
+    model_version: Name
+    role: Role
+    entity_id: Name
+    predicted_at: Millis
+    output: Output
+    features: dict[str, FeatureSeen]
+    latency_ms: Annotated[float, msgspec.Meta(ge=0.0)]
+
+
+class FeatureWrite(msgspec.Struct, frozen=True):
+    """A feature store write; topic ``feature-writes``, keyed by entity_id."""
+
+    schema_version: Version
+    entity_id: Name
+    feature: Name
+    value: Scalar
+    event_at: Millis
+    written_at: Millis
+    source: Name
+
+
+class GroundTruth(msgspec.Struct, frozen=True):
+    """A late outcome; topic ``ground-truth``, keyed by model_id.
+
+    It joins to predictions by ``request_id`` when the outcome system knows it, else by
+    ``entity_id``; at least one of the two is present.
+    """
+
+    schema_version: Version
+    model_id: Name
+    label: Scalar
+    label_at: Millis
+    request_id: Name | None = None
+    entity_id: Name | None = None
+
+    def __post_init__(self) -> None:
+        if self.request_id is None and self.entity_id is None:
+            # The "field: reason" form is how the codec learns which field to name.
+            raise ValueError("request_id: request_id or entity_id is required")
+
+
+class ControlCommand(msgspec.Struct, frozen=True):
+    """An order to the serving fleet; topic ``control`` (compacted), keyed by model_id.
+
+    ``seq`` grows per model (see ``schemas.signing.next_seq``); a node applies a command
+    only if its seq is above the last one it applied for that model. ``expires_at`` bounds
+    when the command may still take effect (null: no bound). ``key_id`` and ``signature``
+    are optional on the wire so that an unsigned command decodes and is rejected, and
+    counted, as unsigned rather than as malformed.
+    """
+
+    schema_version: Version
+    model_id: Name
+    action: Action
+    reason: Annotated[str, msgspec.Meta(max_length=4096)]
+    detector: Name
+    issued_at: Millis
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    expires_at: Millis | None = None
+    key_id: Name | None = None
+    signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
+
+
+class DecodeError(msgspec.Struct, frozen=True):
+    """Why bytes did not decode: the field, as a path such as ``features[...].written_at``
+    (``$`` for the whole message), and the reason. The codec returns it; dead letters carry it.
+    """
+
+    field: str
+    reason: str
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message nobody could use; topic ``dead-letters``, keyed by source topic."""
+
+    schema_version: Version
+    source_topic: Name
+    partition: Annotated[int, msgspec.Meta(ge=0)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    raw: bytes | None
+    error: DecodeError
+    seen_at: Millis
+    key: bytes | None = None
+
+
+Contract: TypeAlias = Prediction | FeatureWrite | GroundTruth | ControlCommand | DeadLetter
+
+CONTRACTS: dict[str, type[Contract]] = {
+    "prediction": Prediction,
+    "feature_write": FeatureWrite,
+    "ground_truth": GroundTruth,
+    "control_command": ControlCommand,
+    "dead_letter": DeadLetter,
+}
+"""Each contract's name, which is also the stem of its JSON Schema and example files."""
