@@ -1,0 +1,175 @@
+"""Two-sample statistics and the distribution functions behind their p-values.
+
+numpy and the standard library only: scipy is a development dependency (the tests
+cross-check these functions against it), so the workers do not pull it in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+# Continued fractions and series below stop once a term changes the sum by less than this.
+_EPSILON = 1e-15
+_MAX_TERMS = 10_000
+
+
+def ks_statistic(reference: FloatArray, current: FloatArray) -> float:
+    """Largest distance between the two empirical CDFs; both inputs sorted."""
+    points = np.concatenate([reference, current])
+    cdf_reference = np.searchsorted(reference, points, side="right") / reference.size
+    cdf_current = np.searchsorted(current, points, side="right") / current.size
+    return float(np.max(np.abs(cdf_reference - cdf_current)))
+
+
+def wasserstein_1(reference: FloatArray, current: FloatArray) -> float:
+    """Area between the two empirical CDFs (earth mover's distance); both inputs sorted."""
+    points = np.sort(np.concatenate([reference, current]))
+    widths = np.diff(points)
+    cdf_reference = np.searchsorted(reference, points[:-1], side="right") / reference.size
+    cdf_current = np.searchsorted(current, points[:-1], side="right") / current.size
+    return float(np.sum(np.abs(cdf_reference - cdf_current) * widths))
+
+
+def kolmogorov_sf(statistic: float, n_reference: int, n_current: int) -> float:
+    """Asymptotic two-sided p-value of the two-sample KS statistic.
+
+    Uses the Kolmogorov distribution at the effective sample size with Stephens' small
+    sample correction; conservative when the data have ties.
+    """
+    n_effective = n_reference * n_current / (n_reference + n_current)
+    root = math.sqrt(n_effective)
+    lam = (root + 0.12 + 0.11 / root) * statistic
+    if lam < 1e-3:
+        return 1.0
+    if lam < 1.18:
+        # The theta-function form converges fast for small arguments.
+        total = sum(
+            math.exp(-((2 * k - 1) ** 2) * math.pi**2 / (8 * lam * lam)) for k in range(1, 8)
+        )
+        return float(min(1.0, max(0.0, 1.0 - math.sqrt(2 * math.pi) / lam * total)))
+    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return float(min(1.0, max(0.0, 2.0 * total)))
+
+
+def chi_square_sf(statistic: float, dof: int) -> float:
+    """Survival function of the chi-square distribution: the regularized upper gamma Q."""
+    if dof <= 0 or statistic <= 0.0:
+        return 1.0
+    a = dof / 2.0
+    x = statistic / 2.0
+    log_prefix = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1.0:
+        # Series for the lower function P, then Q = 1 - P.
+        term = 1.0 / a
+        total = term
+        for n in range(1, _MAX_TERMS):
+            term *= x / (a + n)
+            total += term
+            if term < total * _EPSILON:
+                break
+        return float(max(0.0, 1.0 - total * math.exp(log_prefix)))
+    # Lentz's continued fraction for Q.
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for n in range(1, _MAX_TERMS):
+        an = -n * (n - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _EPSILON:
+            break
+    return float(min(1.0, math.exp(log_prefix) * h))
+
+
+def contingency_chi_square(reference: FloatArray, current: FloatArray) -> tuple[float, int]:
+    """Pearson's chi-square test of homogeneity for two rows of counts.
+
+    Columns whose expected count is below 5 in either row are pooled into one column, the
+    usual condition for the chi-square approximation. Returns the statistic and the degrees
+    of freedom.
+    """
+    totals = reference + current
+    keep = totals > 0
+    reference, current, totals = reference[keep], current[keep], totals[keep]
+    grand = totals.sum()
+    smaller_row = min(reference.sum(), current.sum())
+    small = totals * smaller_row / grand < 5.0
+    if small.any():
+        reference = np.append(reference[~small], reference[small].sum())
+        current = np.append(current[~small], current[small].sum())
+        totals = reference + current
+    if totals.size < 2:
+        return 0.0, 0
+    table = np.vstack([reference, current])
+    expected = np.outer(table.sum(axis=1), totals) / grand
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, totals.size - 1
+
+
+def fisher_exact_two_sided(
+    reference_hits: int, reference_size: int, current_hits: int, current_size: int
+) -> float:
+    """Two-sided p-value of Fisher's exact test on a 2x2 table.
+
+    Sums the hypergeometric probabilities of all tables no more likely than the observed
+    one, as scipy's ``fisher_exact`` does.
+    """
+    total = reference_size + current_size
+    hits = reference_hits + current_hits
+    low = max(0, hits - reference_size)
+    high = min(hits, current_size)
+    if high == low:
+        return 1.0
+    k = np.arange(low, high, dtype=np.float64)
+    # Ratios of consecutive probabilities P(k + 1) / P(k) avoid large factorials.
+    log_ratios = (
+        np.log(hits - k)
+        + np.log(current_size - k)
+        - np.log(k + 1.0)
+        - np.log(total - hits - current_size + k + 1.0)
+    )
+    log_pmf = np.concatenate([[0.0], np.cumsum(log_ratios)])
+    log_pmf -= log_pmf.max()
+    pmf = np.exp(log_pmf)
+    pmf /= pmf.sum()
+    observed = pmf[current_hits - low]
+    return float(min(1.0, pmf[pmf <= observed * (1.0 + 1e-7)].sum()))
+
+
+def smoothed_shares(counts: FloatArray) -> FloatArray:
+    """Shares with half a count added to every cell, so empty cells keep a finite log."""
+    smoothed = counts + 0.5
+    return np.asarray(smoothed / smoothed.sum(), dtype=np.float64)
+
+
+def population_stability_index(reference: FloatArray, current: FloatArray) -> float:
+    """PSI of two count vectors over the same cells: sum of (q - p) * ln(q / p)."""
+    p = smoothed_shares(reference)
+    q = smoothed_shares(current)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
+    """Jensen-Shannon divergence in bits (0 to 1) of two count vectors over the same cells."""
+    p = reference / reference.sum()
+    q = current / current.sum()
+    m = (p + q) / 2.0
+    return float(0.5 * _kl_bits(p, m) + 0.5 * _kl_bits(q, m))
+
+
+def _kl_bits(p: FloatArray, m: FloatArray) -> float:
+    nonzero = p > 0
+    return float(np.sum(p[nonzero] * np.log2(p[nonzero] / m[nonzero])))

@@ -1,0 +1,247 @@
+"""Tumbling windows compared with a reference: the bookkeeping shared by the windowed tests.
+
+A windowed test collects ``window_size`` valid values, evaluates once when the window is
+full, then starts an empty window (tumbling, not sliding). It is therefore evaluated
+``events_per_day / window_size`` times a day, and a test at level ``alpha`` raises about
+``alpha`` false alarms per evaluation on a stationary stream. ``drift_detected`` is True
+only on the update that completed a drifted window, like river's detectors.
+
+The reference is either frozen (a training summary passed to the constructor) or rolling
+(``reference=None``: the previous full window). Memory is bounded by the window size and,
+for categories, by ``max_categories``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from river import base
+
+from detectors.drift._statistics import FloatArray
+
+OTHER = "__other__"
+
+
+def finite_float(x: Any) -> float | None:
+    """The value as a float, or None when it is missing, non-numeric or not finite."""
+    if not isinstance(x, numbers.Real):
+        return None
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
+def validate_window(window_size: int) -> None:
+    if not isinstance(window_size, int) or window_size < 2:
+        raise ValueError(f"window_size must be an int >= 2, got {window_size!r}")
+
+
+def validate_level(name: str, value: float, upper: float = 1.0) -> None:
+    if not 0.0 < value < upper:
+        raise ValueError(f"{name} must lie in (0, {upper}), got {value!r}")
+
+
+class NumericWindowTest(base.Base):
+    """Tumbling window of finite floats against a frozen or rolling reference sample.
+
+    Subclasses store their constructor arguments, then call ``_reset()``, and implement
+    ``_evaluate`` on the two sorted samples.
+    """
+
+    reference: Sequence[float] | None
+    window_size: int
+
+    def _reset(self) -> None:
+        self._window = np.empty(self.window_size, dtype=np.float64)
+        self._filled = 0
+        self._reference_sorted: FloatArray | None = None
+        if self.reference is not None:
+            self._reference_sorted = _sorted_finite(self.reference)
+        self._statistic = math.nan
+        self._p_value = math.nan
+        self._drift_detected = False
+        self._n_windows = 0
+        self._n_skipped = 0
+
+    def _validate_reference(self) -> None:
+        if self.reference is not None and _sorted_finite(self.reference).size < 2:
+            raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
+
+    def update(self, x: Any) -> None:
+        """Add one value; missing and non-finite values are counted in ``n_skipped``."""
+        self._drift_detected = False
+        value = finite_float(x)
+        if value is None:
+            self._n_skipped += 1
+            return
+        self._window[self._filled] = value
+        self._filled += 1
+        if self._filled < self.window_size:
+            return
+        self._filled = 0
+        current = np.sort(self._window)
+        if self._reference_sorted is None:
+            self._reference_sorted = current
+            return
+        self._n_windows += 1
+        self._statistic, self._p_value, self._drift_detected = self._evaluate(
+            self._reference_sorted, current
+        )
+        if self.reference is None:
+            self._reference_sorted = current
+
+    def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
+        raise NotImplementedError
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the window completed by the last update drifted from the reference."""
+        return self._drift_detected
+
+    @property
+    def statistic(self) -> float:
+        """The statistic of the last full window (NaN before the first)."""
+        return self._statistic
+
+    @property
+    def n_windows(self) -> int:
+        """How many windows have been compared with the reference (tests run so far)."""
+        return self._n_windows
+
+    @property
+    def n_skipped(self) -> int:
+        """How many inputs were skipped as missing or non-finite."""
+        return self._n_skipped
+
+
+def _sorted_finite(values: Sequence[float]) -> FloatArray:
+    array = np.asarray([v for v in values if finite_float(v) is not None], dtype=np.float64)
+    return np.sort(array)
+
+
+def reference_bins(reference: FloatArray, current: FloatArray, n_bins: int) -> tuple[Any, Any]:
+    """Counts of both samples over ``n_bins`` equal-frequency bins of the reference."""
+    inner = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
+    cells = inner.size + 1
+    reference_counts = np.bincount(np.searchsorted(inner, reference, side="right"), minlength=cells)
+    current_counts = np.bincount(np.searchsorted(inner, current, side="right"), minlength=cells)
+    return reference_counts.astype(np.float64), current_counts.astype(np.float64)
+
+
+class CategoricalWindowTest(base.Base):
+    """Tumbling window of category counts against frozen or rolling reference counts.
+
+    The ``max_categories`` most frequent reference categories get a cell each; the rest of
+    the reference pools into one "other" cell, and values never seen in the reference pool
+    into one "unseen" cell. Subclasses implement ``_evaluate`` on the two count vectors
+    (tracked categories, other, unseen).
+    """
+
+    reference: Mapping[Hashable, int] | None
+    window_size: int
+    max_categories: int
+
+    def _validate_categories(self) -> None:
+        if not isinstance(self.max_categories, int) or self.max_categories < 1:
+            raise ValueError(f"max_categories must be an int >= 1, got {self.max_categories!r}")
+        if self.reference is not None:
+            counts = list(self.reference.values())
+            if not counts or min(counts) < 0 or sum(counts) <= 0:
+                raise ValueError("reference must map categories to non-negative counts, sum > 0")
+
+    def _reset(self) -> None:
+        self._reference_counts: dict[Hashable, float] | None = None
+        self._reference_other = 0.0
+        if self.reference is not None:
+            self._set_reference(dict(self.reference))
+        self._window: dict[Hashable, int] = {}
+        self._filled = 0
+        self._statistic = math.nan
+        self._p_value = math.nan
+        self._unseen_rate = math.nan
+        self._drift_detected = False
+        self._n_windows = 0
+        self._n_skipped = 0
+
+    def _set_reference(self, counts: Mapping[Hashable, float]) -> None:
+        ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
+        self._reference_counts = {key: float(n) for key, n in ranked[: self.max_categories]}
+        tail = ranked[self.max_categories :]
+        self._reference_other = float(sum(n for _, n in tail))
+        # A frozen reference already holds its tail; a rolling one is at most one window.
+        self._reference_tail = frozenset(() if self.reference is not None else (k for k, _ in tail))
+
+    def update(self, x: Any) -> None:
+        """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
+        self._drift_detected = False
+        if x is None or (isinstance(x, float) and math.isnan(x)) or not isinstance(x, Hashable):
+            self._n_skipped += 1
+            return
+        if x in self._window or len(self._window) < 2 * self.max_categories:
+            self._window[x] = self._window.get(x, 0) + 1
+        else:
+            self._window[OTHER] = self._window.get(OTHER, 0) + 1
+        self._filled += 1
+        if self._filled < self.window_size:
+            return
+        window, self._window, self._filled = self._window, {}, 0
+        if self._reference_counts is None:
+            self._set_reference(window)
+            return
+        self._n_windows += 1
+        reference, current, unseen = self._align(window)
+        self._unseen_rate = unseen / self.window_size
+        self._statistic, self._p_value, self._drift_detected = self._evaluate(reference, current)
+        if self.reference is None:
+            self._set_reference(window)
+
+    def _align(self, window: dict[Hashable, int]) -> tuple[FloatArray, FloatArray, float]:
+        assert self._reference_counts is not None
+        tracked = list(self._reference_counts)
+        current = [float(window.get(key, 0)) for key in tracked]
+        other = unseen = 0.0
+        for key, n in window.items():
+            if key in self._reference_counts:
+                continue
+            if key == OTHER or self._in_reference_tail(key):
+                other += n
+            else:
+                unseen += n
+        reference = np.array([*self._reference_counts.values(), self._reference_other, 0.0])
+        return reference, np.array([*current, other, unseen]), unseen
+
+    def _in_reference_tail(self, key: Hashable) -> bool:
+        if self.reference is not None:
+            return key in self.reference
+        return key in self._reference_tail
+
+    def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
+        raise NotImplementedError
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the window completed by the last update drifted from the reference."""
+        return self._drift_detected
+
+    @property
+    def statistic(self) -> float:
+        """The statistic of the last full window (NaN before the first)."""
+        return self._statistic
+
+    @property
+    def unseen_rate(self) -> float:
+        """Share of the last full window in categories absent from the reference."""
+        return self._unseen_rate
+
+    @property
+    def n_windows(self) -> int:
+        """How many windows have been compared with the reference (tests run so far)."""
+        return self._n_windows
+
+    @property
+    def n_skipped(self) -> int:
+        """How many inputs were skipped as missing or unhashable."""
+        return self._n_skipped

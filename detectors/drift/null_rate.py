@@ -1,0 +1,131 @@
+"""Null rate of a tumbling window against a reference rate: Fisher's exact test."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import base
+
+from detectors.drift._statistics import fisher_exact_two_sided
+from detectors.drift._window import validate_level, validate_window
+
+
+class NullRateDrift(base.Base):
+    """Fisher's exact test of the share of nulls, evaluated once per full tumbling window.
+
+    Every input counts: None, NaN and any value in ``sentinels`` are nulls, everything
+    else is a present value. When ``window_size`` inputs have arrived, the window's null
+    count is compared with the reference's by Fisher's exact two-sided test, valid for
+    rare nulls where a chi-square is not. ``drift_detected`` is ``p_value < alpha``; being
+    exact and discrete the test is conservative: at most ``alpha`` false alarms per window.
+
+    Parameters
+    ----------
+    reference
+        ``(nulls, total)`` counted in training. ``None`` makes the reference rolling: each
+        full window is compared with the previous one.
+    window_size
+        Inputs per window (and per test).
+    alpha
+        Significance level of each test; the health policy hands it out of its budget.
+    sentinels
+        Values that stand for a missing value, e.g. ``(-1, "")``; None for none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detectors import NullRateDrift
+    >>> rng = np.random.default_rng(42)
+    >>> detector = NullRateDrift(reference=(20, 10_000), window_size=500, alpha=0.001)
+    >>> missing = np.concatenate([rng.random(1500) < 0.002, rng.random(1500) < 0.02])
+    >>> for i, is_null in enumerate(missing):
+    ...     detector.update(None if is_null else 1.0)
+    ...     if detector.drift_detected:
+    ...         print(i, detector.null_rate, f"{detector.p_value:.1e}")
+    1999 0.014 2.1e-04
+    2999 0.02 7.0e-07
+    """
+
+    def __init__(
+        self,
+        reference: tuple[int, int] | None = None,
+        window_size: int = 1000,
+        alpha: float = 0.01,
+        sentinels: tuple[Any, ...] | None = None,
+    ) -> None:
+        validate_window(window_size)
+        validate_level("alpha", alpha)
+        if reference is not None:
+            nulls, total = reference
+            if not 0 <= nulls <= total or total < 1:
+                raise ValueError("reference must be (nulls, total), 0 <= nulls <= total >= 1")
+        self.reference = reference
+        self.window_size = window_size
+        self.alpha = alpha
+        self.sentinels = sentinels
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reference_counts = self.reference
+        self._nulls = 0
+        self._filled = 0
+        self._null_rate = math.nan
+        self._p_value = math.nan
+        self._drift_detected = False
+        self._n_windows = 0
+
+    def _is_null(self, x: Any) -> bool:
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return True
+        if self.sentinels is None:
+            return False
+        try:
+            return x in self.sentinels
+        except (TypeError, ValueError):
+            return False
+
+    def update(self, x: Any) -> None:
+        """Count one input as null or present."""
+        self._drift_detected = False
+        self._nulls += self._is_null(x)
+        self._filled += 1
+        if self._filled < self.window_size:
+            return
+        window = (self._nulls, self.window_size)
+        self._nulls = self._filled = 0
+        if self._reference_counts is None:
+            self._reference_counts = window
+            return
+        self._n_windows += 1
+        self._null_rate = window[0] / window[1]
+        reference_nulls, reference_total = self._reference_counts
+        self._p_value = fisher_exact_two_sided(reference_nulls, reference_total, *window)
+        self._drift_detected = self._p_value < self.alpha
+        if self.reference is None:
+            self._reference_counts = window
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the window completed by the last update drifted from the reference."""
+        return self._drift_detected
+
+    @property
+    def statistic(self) -> float:
+        """Null rate of the last full window (NaN before the first); alias of ``null_rate``."""
+        return self._null_rate
+
+    @property
+    def null_rate(self) -> float:
+        """Null rate of the last full window (NaN before the first)."""
+        return self._null_rate
+
+    @property
+    def p_value(self) -> float:
+        """Fisher's exact two-sided p-value of the last full window (NaN before the first)."""
+        return self._p_value
+
+    @property
+    def n_windows(self) -> int:
+        """How many windows have been compared with the reference (tests run so far)."""
+        return self._n_windows

@@ -1,0 +1,179 @@
+"""Two-sided CUSUM for a shift in mean, plus a CUSUM for a rise in spread."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river import base
+
+from detectors.drift._window import finite_float
+
+# Warm-up values further than this many MADs from the median are left out of the reference.
+_OUTLIER_MADS = 5.0
+_MAD_TO_SIGMA = 1.4826
+
+
+class RobustCUSUM(base.DriftDetector):
+    """CUSUM on standardized values, with the reference learnt from a robust warm-up.
+
+    The first ``warm_up`` finite values set the reference: values further than five MADs
+    from the median are dropped, and the mean and standard deviation of the rest become
+    the in-control location and scale. Each later value becomes ``z = (x - location) /
+    scale``, clipped to ``[-clip, clip]`` so that a lone outlier cannot raise an alarm.
+    Three CUSUMs run on it:
+
+    - up: ``S+ = max(0, S+ + z - allowance)``; down: ``S- = max(0, S- - z - allowance)``.
+      They detect a mean shift of ``2 * allowance`` standard deviations fastest, in about
+      ``threshold / (shift - allowance)`` values.
+    - spread: the log-likelihood ratio CUSUM for the variance growing by ``spread_ratio``
+      (``S = max(0, S + z^2 - k)`` with ``k = spread_ratio * ln(spread_ratio) /
+      (spread_ratio - 1)``), against ``spread_threshold``. ``spread_ratio=None`` turns it
+      off.
+
+    An alarm sets ``drift_detected`` for that update and starts a new warm-up, so the new
+    regime becomes the reference. With the defaults (warm-up 500, allowance 0.5,
+    threshold 10, spread ratio 2, spread threshold 25) a stationary Gaussian stream raises
+    about 0.3 false alarms per 10,000 values (see the quality benchmark).
+
+    Parameters
+    ----------
+    warm_up
+        Values that estimate the reference, after the start and after every alarm.
+    allowance
+        Half the mean shift, in standard deviations, the detector is tuned for.
+    threshold
+        Alarm level of the mean CUSUMs, in standard deviations.
+    spread_ratio
+        Variance ratio the spread CUSUM is tuned for (> 1), or None to watch the mean only.
+    spread_threshold
+        Alarm level of the spread CUSUM.
+    clip
+        Largest absolute standardized value taken into account.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detectors import RobustCUSUM
+    >>> rng = np.random.default_rng(42)
+    >>> detector = RobustCUSUM()
+    >>> stream = np.concatenate([rng.normal(10.0, 2.0, 3000), rng.normal(11.0, 2.0, 1000)])
+    >>> for i, x in enumerate(stream):
+    ...     detector.update(x)
+    ...     if detector.drift_detected:
+    ...         print(i, detector.cause)
+    3068 mean_up
+    """
+
+    def __init__(
+        self,
+        warm_up: int = 500,
+        allowance: float = 0.5,
+        threshold: float = 10.0,
+        spread_ratio: float | None = 2.0,
+        spread_threshold: float = 25.0,
+        clip: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(warm_up, int) or warm_up < 10:
+            raise ValueError(f"warm_up must be an int >= 10, got {warm_up!r}")
+        for name, value in (
+            ("allowance", allowance),
+            ("threshold", threshold),
+            ("spread_threshold", spread_threshold),
+            ("clip", clip),
+        ):
+            if not value > 0.0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if spread_ratio is not None and not spread_ratio > 1.0:
+            raise ValueError(f"spread_ratio must be > 1 or None, got {spread_ratio!r}")
+        self.warm_up = warm_up
+        self.allowance = allowance
+        self.threshold = threshold
+        self.spread_ratio = spread_ratio
+        self.spread_threshold = spread_threshold
+        self.clip = clip
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._buffer = np.empty(self.warm_up, dtype=np.float64)
+        self._start_warm_up()
+        self._cause: str | None = None
+        self._n_detections = 0
+        self._spread_allowance = math.inf
+        if self.spread_ratio is not None:
+            r = self.spread_ratio
+            self._spread_allowance = r * math.log(r) / (r - 1.0)
+
+    def _start_warm_up(self) -> None:
+        self._filled = 0
+        self._location = math.nan
+        self._scale = math.nan
+        self._up = self._down = self._spread = 0.0
+
+    def update(self, x: Any) -> None:
+        """Add one value; missing and non-finite values are ignored."""
+        self._drift_detected = False
+        value = finite_float(x)
+        if value is None:
+            return
+        if self._filled < self.warm_up:
+            self._buffer[self._filled] = value
+            self._filled += 1
+            if self._filled == self.warm_up:
+                self._learn_reference()
+            return
+        z = min(self.clip, max(-self.clip, (value - self._location) / self._scale))
+        self._up = max(0.0, self._up + z - self.allowance)
+        self._down = max(0.0, self._down - z - self.allowance)
+        self._spread = max(0.0, self._spread + z * z - self._spread_allowance)
+        if self._up > self.threshold:
+            self._alarm("mean_up")
+        elif self._down > self.threshold:
+            self._alarm("mean_down")
+        elif self._spread > self.spread_threshold:
+            self._alarm("spread_up")
+
+    def _learn_reference(self) -> None:
+        values = self._buffer
+        median = float(np.median(values))
+        mad = float(np.median(np.abs(values - median))) * _MAD_TO_SIGMA
+        if mad > 0.0:
+            values = values[np.abs(values - median) <= _OUTLIER_MADS * mad]
+        self._location = float(np.mean(values))
+        spread = float(np.std(values))
+        # A constant warm-up still needs a scale: any later change is then a large one.
+        self._scale = spread if spread > 0.0 else max(abs(self._location) * 1e-6, 1e-12)
+
+    def _alarm(self, cause: str) -> None:
+        self._drift_detected = True
+        self._cause = cause
+        self._n_detections += 1
+        self._start_warm_up()
+
+    @property
+    def statistic(self) -> float:
+        """The larger mean CUSUM, in standard deviations (0 during warm-up)."""
+        return max(self._up, self._down)
+
+    @property
+    def cause(self) -> str | None:
+        """What the last alarm saw: "mean_up", "mean_down" or "spread_up"."""
+        return self._cause
+
+    @property
+    def n_detections(self) -> int:
+        """Alarms so far."""
+        return self._n_detections
+
+    @property
+    def reference_location(self) -> float:
+        """In-control mean learnt in the last warm-up (NaN while warming up)."""
+        return self._location
+
+    @property
+    def reference_scale(self) -> float:
+        """In-control standard deviation learnt in the last warm-up (NaN while warming up)."""
+        return self._scale
