@@ -12,6 +12,16 @@ from typing import Any
 # name -> module that defines it; one entry per exported detector or pure function.
 _EXPORTS: dict[str, str] = {
     # drift
+    "BernoulliCUSUM": "detectors.drift.bernoulli_cusum",
+    "CategoricalPSIDrift": "detectors.drift.categorical_psi",
+    "ChiSquareDrift": "detectors.drift.chi_square",
+    "JensenShannonDrift": "detectors.drift.jensen_shannon",
+    "KSDrift": "detectors.drift.ks",
+    "NullRateDrift": "detectors.drift.null_rate",
+    "PSIDrift": "detectors.drift.psi",
+    "RobustCUSUM": "detectors.drift.robust_cusum",
+    "ScalarStreamDrift": "detectors.drift.scalar_stream",
+    "WassersteinDrift": "detectors.drift.wasserstein",
     # performance
     # leaks
     # shadow
