@@ -7,12 +7,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from streams.settings import Settings
+from streams.stack.alerta import AlertaServer
 from streams.stack.base import Server, ServerStatus
+from streams.stack.influxdb import InfluxDBServer
 from streams.stack.kafka import KafkaServer
+from streams.stack.postgres import PostgresServer
 from streams.stack.process import free_port
 
 # Start order; stop order is the reverse.
-SERVERS: dict[str, Server] = {server.name: server for server in (KafkaServer(),)}
+SERVERS: dict[str, Server] = {
+    server.name: server
+    for server in (KafkaServer(), InfluxDBServer(), PostgresServer(), AlertaServer())
+}
 
 
 def resolve(names: Iterable[str] | None) -> list[Server]:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 LOG_TAIL_LINES = 25
 
+# A program and its arguments, paths allowed.
+Command = list[str | os.PathLike[str]]
+
 
 class StackError(Exception):
     """A server could not be installed, started or stopped.
