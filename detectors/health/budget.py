@@ -17,9 +17,12 @@ a real shift. The health policy's confirmation (alarms at distinct times) comes 
 How the budget is spent. Each detector family (``"drift"``, ``"score"``, ``"performance"``,
 ...) gets a share of the budget (equal shares by default, so that twenty features times
 four windowed tests do not starve the single error-rate detector), and each family splits
-its share evenly over its tests per model-day. A test is one chance of a false alarm: for a
-windowed test, one evaluation of one feature; for an always-valid sequential test, one run
-between resets (so a continuously running one restarted daily counts once a day). Critical
+its share evenly over its tests per model-day. A test is one chance of a false alarm at the
+level the detector is given: for a windowed test (``KSDrift``, ``NullRateDrift``), one
+evaluation of one feature; for a sequential detector whose level is per input
+(``PerformanceDrop``: mean run length at least ``1 / alpha``; ``BernoulliCUSUM``: about one
+false alarm in ``e ** threshold`` inputs, so ``threshold = ln(1 / alpha)``), one input; for
+an always-valid test that alarms at most once per run, one run. Critical
 incidents (values from the future, an error rate above a hard limit) do not spend budget:
 the policy acts on them at once.
 """
@@ -48,14 +51,17 @@ class AlarmBudget:
 
     Examples
     --------
-    A model with 20 features, each tested by PSI and KS on 4 windows a day, an ADWIN on the
-    error indicator restarted daily, and a performance test on every hour of labels:
+    A model with 2,000 predictions and labels a day, and 20 features each tested by KS on
+    windows of 500 (4 a day), a CUSUM on the score and an e-CUSUM on the error indicator,
+    both with a level per input:
 
     >>> import numpy as np
-    >>> features = int(np.random.default_rng(0).integers(20, 21))
-    >>> budget = AlarmBudget(0.01, {"drift": features * 2 * 4, "score": 1, "performance": 24})
-    >>> f"{budget.alpha_for('drift'):.3g}", f"{budget.alpha_for('score'):.3g}"
-    ('2.08e-05', '0.00333')
+    >>> per_day = int(np.random.default_rng(0).integers(2000, 2001))
+    >>> budget = AlarmBudget(
+    ...     0.01, {"drift": 20 * per_day // 500, "score": per_day, "performance": per_day}
+    ... )
+    >>> f"{budget.alpha_for('drift'):.3g}", f"{budget.alpha_for('performance'):.3g}"
+    ('4.17e-05', '1.67e-06')
     >>> round(sum(budget.alpha_for(d) * n for d, n in budget.tests_per_day.items()), 12)
     0.01
     """

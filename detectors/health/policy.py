@@ -49,7 +49,9 @@ class HealthPolicy(base.Base):
         non-critical transition out of it.
     clear_after
         Seconds without any alarm after which ``degraded`` returns to ``healthy``,
-        ``fallback`` moves to ``probing``, and ``probing`` restores the live model.
+        ``fallback`` moves to ``probing``, and ``probing`` restores the live model. Make it
+        longer than the longest interval between two evaluations of a windowed test that
+        feeds the policy, or two of its windows can never confirm each other.
     escalate_after
         Seconds on fallback (``fallback`` or ``probing``) after which the fallback episode
         escalates to a human, once per episode; default three days.
