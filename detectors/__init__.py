@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "WassersteinDrift": "detectors.drift.wasserstein",
     # performance
     # leaks
+    "LabelCoincidentWrites": "detectors.leaks.label_coincidence",
     # shadow
     # health
     "AlarmBudget": "detectors.health.budget",

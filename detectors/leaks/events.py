@@ -1,0 +1,146 @@
+"""The events the leak detectors read: feature writes, labels, and feature values served.
+
+Timestamps are plain numbers in one unit for the whole stream (the wire contracts use
+milliseconds since the Unix epoch, and so do the detectors' defaults). The records are
+built by trusted code from decoded messages, but ``update()`` still gets anything at all,
+so each ``checked_*`` function returns the record when it is well-formed and ``None``
+otherwise, without raising.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+Scalar = bool | int | float | str | None
+EntityId = str | int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeatureWrite:
+    """One write to the feature store.
+
+    Parameters
+    ----------
+    entity_id
+        The entity the value belongs to, e.g. a user id.
+    feature
+        The feature's name.
+    value
+        The value written; ``None`` (or NaN) means the feature was nulled.
+    event_at
+        When the fact the value describes happened: what a point-in-time training join uses.
+    written_at
+        When the value landed in the store: from then on serving can read it.
+    """
+
+    entity_id: EntityId
+    feature: str
+    value: Scalar
+    event_at: float
+    written_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Label:
+    """The ground truth for one entity: a binary class and when the outcome happened.
+
+    Parameters
+    ----------
+    entity_id
+        The entity the outcome belongs to.
+    label
+        The class, 0 or 1 (``False``/``True`` are accepted).
+    label_at
+        When the outcome happened, e.g. the moment the user cancelled.
+    """
+
+    entity_id: EntityId
+    label: int
+    label_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServedFeature:
+    """One feature value a prediction used, as the serving fleet logged it.
+
+    Parameters
+    ----------
+    entity_id
+        The entity the prediction was made for.
+    feature
+        The feature's name.
+    value
+        The value serving used.
+    written_at
+        When that value had been written to the store, as serving saw it.
+    predicted_at
+        When the prediction was made.
+    """
+
+    entity_id: EntityId
+    feature: str
+    value: Scalar
+    written_at: float
+    predicted_at: float
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (bools are not timestamps)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:
+    entity_ok = isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
+    return entity_ok and (feature is None or (isinstance(feature, str) and feature != ""))
+
+
+def checked_write(x: Any) -> FeatureWrite | None:
+    """``x`` if it is a well-formed :class:`FeatureWrite`, else ``None``."""
+    if (
+        isinstance(x, FeatureWrite)
+        and _identity_ok(x.entity_id, x.feature)
+        and finite(x.event_at)
+        and finite(x.written_at)
+    ):
+        return x
+    return None
+
+
+def checked_label(x: Any) -> Label | None:
+    """``x`` if it is a well-formed :class:`Label` with a class of 0 or 1, else ``None``."""
+    if (
+        isinstance(x, Label)
+        and _identity_ok(x.entity_id)
+        and isinstance(x.label, numbers.Real)
+        and x.label in (0, 1)
+        and finite(x.label_at)
+    ):
+        return x
+    return None
+
+
+def checked_served(x: Any) -> ServedFeature | None:
+    """``x`` if it is a well-formed :class:`ServedFeature`, else ``None``."""
+    if (
+        isinstance(x, ServedFeature)
+        and _identity_ok(x.entity_id, x.feature)
+        and finite(x.written_at)
+        and finite(x.predicted_at)
+    ):
+        return x
+    return None
+
+
+def is_null(value: Any, sentinels: tuple[Scalar, ...]) -> bool:
+    """Whether a written value means "missing": ``None``, NaN, or one of ``sentinels``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    # A bool sentinel must not match 0/1 (True == 1 in Python), hence the bool check.
+    return any(isinstance(value, bool) == isinstance(s, bool) and value == s for s in sentinels)

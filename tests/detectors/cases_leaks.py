@@ -1,0 +1,85 @@
+"""Shared-check cases for the leak detectors, and the seeded event streams they read."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from detectors import LabelCoincidentWrites
+from detectors.leaks import FeatureWrite, Label
+from tests.detectors.cases import BAD_SCALARS, DetectorCase
+
+FEATURES = ("plan", "sessions_7d", "last_login_date")
+NAN, INF = math.nan, math.inf
+
+BAD_EVENTS: tuple[Any, ...] = (
+    *BAD_SCALARS,
+    "write",
+    ("user", "plan", 1.0, 0.0, 0.0),
+    FeatureWrite("user", "plan", 1.0, NAN, 0.0),
+    FeatureWrite("user", "plan", 1.0, 0.0, INF),
+    FeatureWrite(None, "plan", 1.0, 0.0, 0.0),  # type: ignore[arg-type]
+    FeatureWrite("user", "", 1.0, 0.0, 0.0),
+    FeatureWrite("user", "plan", 1.0, True, 0.0),  # type: ignore[arg-type]
+    Label("user", 2, 0.0),
+    Label("user", None, 0.0),  # type: ignore[arg-type]
+    Label("user", 1, NAN),
+    Label(1.5, 1, 0.0),  # type: ignore[arg-type]
+)
+
+
+def writes_and_labels(
+    rng: np.random.Generator, n: int, leaking: str | None = None
+) -> list[FeatureWrite | Label]:
+    """Users write features at random times and get labels at random times.
+
+    The value of ``plan`` tells the classes apart; write times never do, unless
+    ``leaking`` names a feature that is nulled at the moment of every positive label.
+    """
+    start = float(rng.integers(0, 10**9))
+    times = start + np.cumsum(rng.exponential(1_000.0, n))
+    users = rng.integers(0, 2_000, n)
+    draws = rng.random(n)
+    features = rng.integers(0, len(FEATURES), n)
+    events: list[FeatureWrite | Label] = []
+    rows = zip(times.tolist(), users.tolist(), draws, features, strict=True)
+    for at, user, draw, feature in rows:
+        positive = user % 3 == 0
+        if draw < 0.8:
+            value = "free" if positive else "pro"
+            events.append(FeatureWrite(user, FEATURES[feature], value, at, at))
+            continue
+        if leaking is not None and positive:
+            events.append(FeatureWrite(user, leaking, None, at, at))
+        events.append(Label(user, int(positive), at))
+    return events[:n]
+
+
+CASES = [
+    DetectorCase(
+        make=lambda: LabelCoincidentWrites(
+            tolerance=1_000.0,
+            control_offset=20_000.0,
+            lateness=2_000.0,
+            min_labels=10,
+            max_entities=256,
+            max_open_labels=512,
+        ),
+        stream=writes_and_labels,
+        results=(
+            "leak_detected",
+            "leaking_features",
+            "leak_score",
+            "evidence",
+            "open_labels",
+            "rejected",
+        ),
+        alarm="leak_detected",
+        # Ten labels of each class come before the first test.
+        warm_up=19,
+        changed=lambda rng, n: writes_and_labels(rng, n, leaking="last_login_date"),
+        bad_inputs=BAD_EVENTS,
+    ),
+]
