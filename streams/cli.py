@@ -16,6 +16,8 @@ from streams.settings import Settings
 
 COMMAND_MODULES = (
     "streams.stack",
+    "streams.topics",
+    "streams.control",
 )
 
 

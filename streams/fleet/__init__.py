@@ -1,0 +1,28 @@
+"""The serving fleet's client: obey the control topic, publish predictions, route by mode.
+
+Imports confluent-kafka and msgspec only, never Faust, so a serving node stays small::
+
+    from streams.fleet import ControlListener, PopularItems, PredictionLogger, Router
+
+    listener = ControlListener(settings).start()
+    logger = PredictionLogger(settings)
+    router = Router(listener)
+    recommend = router.register("home-recs", live=model.predict, fallback=popular.top)
+"""
+
+from streams.fleet.listener import ControlListener, ListenerStats, Mode, ModeChange
+from streams.fleet.popular import PopularItems
+from streams.fleet.prediction_logger import LoggerStats, PredictionLogger
+from streams.fleet.router import Routed, Router
+
+__all__ = [
+    "ControlListener",
+    "ListenerStats",
+    "LoggerStats",
+    "Mode",
+    "ModeChange",
+    "PopularItems",
+    "PredictionLogger",
+    "Routed",
+    "Router",
+]

@@ -1,0 +1,256 @@
+"""``ControlListener``: a serving node's view of the control topic, kept on a background thread.
+
+The serving thread reads ``listener.mode(model_id)``: one dict lookup, no lock (the
+listener thread replaces single entries, which is atomic under the GIL). When Kafka is
+unreachable the map keeps its last state (fail static); librdkafka reconnects by itself
+and the listener resumes from its position, so it catches up when the broker returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeAlias
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from schemas.codec import DecodeError, decode_control_command
+from schemas.contracts import Action, ControlCommand
+from schemas.signing import REJECT_REASONS, CommandGate, Keyring
+from streams.fleet.kafka_config import listener_consumer_config
+from streams.settings import Settings
+from streams.topics import CONTROL
+
+Mode: TypeAlias = Literal["live", "fallback", "shadow"]
+"""Which model answers: the live one, its registered fallback, or its promoted shadow."""
+
+MODE_OF_ACTION: Mapping[Action, Mode] = {
+    "fallback": "fallback",
+    "restore": "live",
+    "promote_shadow": "shadow",
+}
+
+_log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeChange:
+    """A model's mode changed; ``bootstrap`` is true while the node reads the topic's past."""
+
+    model_id: str
+    old: Mode
+    new: Mode
+    command: ControlCommand
+    bootstrap: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerStats:
+    """Counters since start: commands applied, rejected by reason, and troubles."""
+
+    applied: int
+    rejected: Mapping[str, int]
+    malformed: int
+    callback_errors: int
+    kafka_errors: int
+    last_kafka_error: str | None
+    bootstrapped: bool
+
+
+class ControlListener:
+    """Keeps ``model_id -> mode`` from the control topic; see the module docstring.
+
+    Parameters
+    ----------
+    settings
+        Kafka address, topic prefix and control keys (``Keyring.from_settings``).
+    keyring
+        The keys to verify commands with; default: from ``settings``.
+    default_mode
+        The mode of a model the topic says nothing about.
+    consumer_config
+        Overrides of the librdkafka consumer settings.
+    clock
+        Milliseconds since the epoch; decides whether a command has expired.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        keyring: Keyring | None = None,
+        default_mode: Mode = "live",
+        consumer_config: Mapping[str, Any] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.topic = CONTROL.name(settings)
+        self.default_mode: Mode = default_mode
+        self._config = {
+            **listener_consumer_config(settings),
+            "error_cb": self._on_kafka_error,
+            **(consumer_config or {}),
+        }
+        self._gate = CommandGate(keyring or Keyring.from_settings(settings))
+        self._clock = clock
+        self._modes: dict[str, Mode] = {}
+        self._commands: dict[str, ControlCommand] = {}
+        self._callbacks: list[Callable[[ModeChange], None]] = []
+        self._rejected: Counter[str] = Counter({reason: 0 for reason in REJECT_REASONS})
+        self._applied = 0
+        self._malformed = 0
+        self._callback_errors = 0
+        self._kafka_errors = 0
+        self._last_kafka_error: str | None = None
+        self._bootstrapped = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failsoft-control", daemon=True)
+
+    # The serving path.
+
+    def mode(self, model_id: str) -> Mode:
+        """The mode ``model_id`` is in now: O(1), lock-free, never blocks or raises."""
+        return self._modes.get(model_id, self.default_mode)
+
+    @property
+    def modes(self) -> Mapping[str, Mode]:
+        """A live read-only view of every model the topic named."""
+        return types.MappingProxyType(self._modes)
+
+    def command(self, model_id: str) -> ControlCommand | None:
+        """The last command applied for ``model_id``."""
+        return self._commands.get(model_id)
+
+    # Life cycle.
+
+    def on_change(self, callback: Callable[[ModeChange], None]) -> None:
+        """Call ``callback`` on the listener thread whenever a model's mode changes.
+
+        A callback that raises is logged and counted; it never stops the listener.
+        """
+        self._callbacks.append(callback)
+
+    def start(self) -> ControlListener:
+        self._thread.start()
+        return self
+
+    def wait_bootstrapped(self, timeout: float | None = None) -> bool:
+        """Whether the node has read the whole topic as it was at start, waiting up to
+        ``timeout`` seconds. Until then, models not yet read are in ``default_mode``."""
+        return self._bootstrapped.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ControlListener:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stats(self) -> ListenerStats:
+        return ListenerStats(
+            applied=self._applied,
+            rejected=dict(self._rejected),
+            malformed=self._malformed,
+            callback_errors=self._callback_errors,
+            kafka_errors=self._kafka_errors,
+            last_kafka_error=self._last_kafka_error,
+            bootstrapped=self._bootstrapped.is_set(),
+        )
+
+    # The listener thread.
+
+    def _run(self) -> None:
+        consumer = Consumer(self._config)
+        try:
+            ends = self._assign(consumer)
+            while not self._stopping.is_set():
+                message = consumer.poll(0.1)
+                if message is not None:
+                    self._receive(message)
+                    if ends:
+                        _note_position(ends, message)
+                if ends is not None and not ends:
+                    self._bootstrapped.set()
+                    ends = None
+        finally:
+            consumer.close()
+
+    def _assign(self, consumer: Consumer) -> dict[int, int] | None:
+        """Assign every partition from the start; return each one's end offset at start.
+
+        Retries until the topic is reachable (the node serves its defaults meanwhile).
+        """
+        while not self._stopping.is_set():
+            try:
+                topic = consumer.list_topics(self.topic, timeout=1.0).topics[self.topic]
+                if topic.error is not None:
+                    raise KafkaException(topic.error)
+                ends = {}
+                for partition in topic.partitions:
+                    low, high = consumer.get_watermark_offsets(
+                        KafkaPartition(self.topic, partition), timeout=1.0
+                    )
+                    if high > low:
+                        ends[partition] = high
+            except KafkaException as error:
+                self._on_kafka_error(error.args[0] if error.args else error)
+                self._stopping.wait(0.5)
+                continue
+            consumer.assign(
+                [KafkaPartition(self.topic, p, OFFSET_BEGINNING) for p in topic.partitions]
+            )
+            return ends
+        return None
+
+    def _receive(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            self._on_kafka_error(error)
+            return
+        command = decode_control_command(message.value())
+        if isinstance(command, DecodeError):
+            # Tombstones land here too: unsigned, so they never change a mode.
+            self._malformed += 1
+            return
+        rejection = self._gate.admit(command, self._clock())
+        if rejection is not None:
+            self._rejected[rejection] += 1
+            return
+        self._applied += 1
+        self._commands[command.model_id] = command
+        new = MODE_OF_ACTION[command.action]
+        old = self._modes.get(command.model_id, self.default_mode)
+        self._modes[command.model_id] = new
+        if new != old:
+            change = ModeChange(
+                command.model_id, old, new, command, not self._bootstrapped.is_set()
+            )
+            for callback in self._callbacks:
+                try:
+                    callback(change)
+                except Exception:
+                    self._callback_errors += 1
+                    _log.exception("control on-change callback failed for %s", change.model_id)
+
+    def _on_kafka_error(self, error: KafkaError | Exception) -> None:
+        self._kafka_errors += 1
+        self._last_kafka_error = str(error)
+
+
+def _note_position(ends: dict[int, int], message: Message) -> None:
+    partition, offset = message.partition(), message.offset()
+    if partition in ends and offset is not None and offset + 1 >= ends[partition]:
+        del ends[partition]

@@ -1,0 +1,217 @@
+"""The topic catalogue, and ``failsoft topics create|list``.
+
+Every topic failsoft reads or writes, with its key, partitions and the configs that matter:
+the control topic is compacted (a node that starts learns every model's current command),
+the others are deleted by age. ``ensure_topics`` creates what is missing and corrects what
+drifted, and reports each change; running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name without the prefix, key, contract and broker configs."""
+
+    suffix: str
+    key: str
+    contract: str
+    partitions: int
+    configs: Mapping[str, str]
+    purpose: str
+
+    def name(self, settings: Settings) -> str:
+        return settings.topic_prefix + self.suffix
+
+
+PREDICTIONS = TopicSpec(
+    suffix="predictions",
+    key="model_id",
+    contract="prediction",
+    partitions=6,
+    configs={"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)},
+    purpose="what each model answered; kept a week, the workers keep joined state longer",
+)
+FEATURE_WRITES = TopicSpec(
+    suffix="feature-writes",
+    key="entity_id",
+    contract="feature_write",
+    partitions=6,
+    configs={"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)},
+    purpose="feature store writes, for write-lag and leak detectors",
+)
+GROUND_TRUTH = TopicSpec(
+    suffix="ground-truth",
+    key="model_id",
+    contract="ground_truth",
+    partitions=6,
+    configs={"cleanup.policy": "delete", "retention.ms": str(35 * _DAY_MS)},
+    purpose="late outcomes; kept beyond the longest label delay (weeks) for replays",
+)
+CONTROL = TopicSpec(
+    suffix="control",
+    key="model_id",
+    contract="control_command",
+    # One partition: a node reads every model, and one log keeps the bootstrap simple.
+    partitions=1,
+    configs={
+        "cleanup.policy": "compact",
+        # Compact often, so a starting node reads about one command per model.
+        "segment.ms": str(3600 * 1000),
+        "min.cleanable.dirty.ratio": "0.1",
+        # Tombstones are ignored by nodes (unsigned), but must not linger forever.
+        "delete.retention.ms": str(_DAY_MS),
+        "min.insync.replicas": "1",
+    },
+    purpose="signed fallback/restore commands; compacted so a node learns every model's state",
+)
+DEAD_LETTERS = TopicSpec(
+    suffix="dead-letters",
+    key="source topic",
+    contract="dead_letter",
+    partitions=1,
+    configs={"cleanup.policy": "delete", "retention.ms": str(14 * _DAY_MS)},
+    purpose="every consumed message that could not be used, with the field and reason",
+)
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    PREDICTIONS,
+    FEATURE_WRITES,
+    GROUND_TRUTH,
+    CONTROL,
+    DEAD_LETTERS,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicChange:
+    """What ``ensure_topics`` did to one topic; ``changes`` is empty when it was in order."""
+
+    topic: str
+    action: str  # "created", "updated" or "unchanged"
+    changes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        detail = f": {'; '.join(self.changes)}" if self.changes else ""
+        return f"{self.action} {self.topic}{detail}"
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def ensure_topics(
+    settings: Settings,
+    catalogue: tuple[TopicSpec, ...] = CATALOGUE,
+    admin: AdminClient | None = None,
+    timeout: float = 30.0,
+) -> list[TopicChange]:
+    """Create missing topics; raise partitions and reset configs that differ. Idempotent.
+
+    Partitions are never reduced (Kafka cannot); a topic with more partitions than the
+    catalogue says is reported and left alone.
+    """
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewPartitions,
+        NewTopic,
+        ResourceType,
+    )
+
+    admin = admin or admin_client(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    report: list[TopicChange] = []
+    for spec in catalogue:
+        name = spec.name(settings)
+        if name not in existing:
+            new = NewTopic(name, num_partitions=spec.partitions, config=dict(spec.configs))
+            _result(admin.create_topics([new], request_timeout=timeout)[name], timeout)
+            configs = ", ".join(f"{key}={value}" for key, value in spec.configs.items())
+            report.append(TopicChange(name, "created", (f"{spec.partitions} partitions", configs)))
+            continue
+        changes: list[str] = []
+        partitions = len(existing[name].partitions)
+        if partitions < spec.partitions:
+            grow = NewPartitions(name, spec.partitions)
+            _result(admin.create_partitions([grow], request_timeout=timeout)[name], timeout)
+            changes.append(f"partitions {partitions} -> {spec.partitions}")
+        elif partitions > spec.partitions:
+            changes.append(f"has {partitions} partitions, catalogue says {spec.partitions}: left")
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        described = admin.describe_configs([resource], request_timeout=timeout)
+        current = _result(described[resource], timeout)
+        drifted = {
+            key: value
+            for key, value in spec.configs.items()
+            if key not in current or current[key].value != value
+        }
+        if drifted:
+            entries = [
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in drifted.items()
+            ]
+            altered = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+            _result(
+                admin.incremental_alter_configs([altered], request_timeout=timeout)[altered],
+                timeout,
+            )
+            for key, value in drifted.items():
+                before = current[key].value if key in current else None
+                changes.append(f"{key} {before} -> {value}")
+        action = "updated" if any("->" in change for change in changes) else "unchanged"
+        report.append(TopicChange(name, action, tuple(changes)))
+    return report
+
+
+def _result(future: Any, timeout: float) -> Any:
+    return future.result(timeout=timeout)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("topics", help="the topic catalogue")
+    actions = parser.add_subparsers(dest="topics_command", required=True)
+    create = actions.add_parser(
+        "create", help="create or correct every topic (idempotent); prints what changed"
+    )
+    create.set_defaults(handler=_create)
+    listing = actions.add_parser("list", help="print the catalogue")
+    listing.set_defaults(handler=_list)
+
+
+def _create(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+
+    try:
+        report = ensure_topics(settings)
+    except KafkaException as error:
+        print(f"failsoft topics: Kafka at {settings.kafka_bootstrap}: {error}")
+        return 1
+    for change in report:
+        print(change)
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    for spec in CATALOGUE:
+        configs = " ".join(f"{key}={value}" for key, value in spec.configs.items())
+        print(
+            f"{spec.name(settings)}  key={spec.key}  contract={spec.contract}  "
+            f"partitions={spec.partitions}  {configs}\n    {spec.purpose}"
+        )
+    return 0
