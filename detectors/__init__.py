@@ -23,9 +23,17 @@ _EXPORTS: dict[str, str] = {
     "ScalarStreamDrift": "detectors.drift.scalar_stream",
     "WassersteinDrift": "detectors.drift.wasserstein",
     # performance
+    "ClassificationPerformance": "detectors.performance.classification",
+    "EstimatedAccuracy": "detectors.performance.estimate",
+    "LabelDelay": "detectors.performance.delay",
+    "PerformanceDrop": "detectors.performance.drop",
+    "PrecisionAtK": "detectors.performance.ranking",
+    "RegressionPerformance": "detectors.performance.regression",
     # leaks
     "LabelCoincidentWrites": "detectors.leaks.label_coincidence",
     # shadow
+    "ShadowAgreement": "detectors.shadow.agreement",
+    "ShadowPromotion": "detectors.shadow.promotion",
     # health
     "AlarmBudget": "detectors.health.budget",
     "ControlAction": "detectors.health.control_action",

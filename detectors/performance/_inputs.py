@@ -1,0 +1,37 @@
+"""Turning untrusted update() inputs into finite numbers or ``None``, never raising."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` when it is not a finite real number."""
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def unit_float(value: Any) -> float | None:
+    """``value`` as a float in [0, 1], or ``None`` when it is anything else."""
+    number = finite_float(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def binary_label(value: Any) -> int | None:
+    """``value`` as 0 or 1 (bools and the numbers 0 and 1 count), or ``None``."""
+    number = finite_float(value)
+    return int(number) if number in (0.0, 1.0) else None
+
+
+def fields(value: Any, count: int) -> tuple[Any, ...] | None:
+    """The items of a tuple or list of exactly ``count`` items, or ``None``."""
+    if isinstance(value, tuple | list) and len(value) == count:
+        return tuple(value)
+    return None

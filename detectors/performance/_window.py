@@ -1,0 +1,40 @@
+"""A fixed-size window of the last rows of numbers: bounded state that pickles compactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Window:
+    """The last ``size`` rows of ``columns`` floats each, kept in one preallocated array."""
+
+    def __init__(self, size: int, columns: int) -> None:
+        self._rows = np.zeros((size, columns))
+        self._next = 0
+        self._filled = 0
+
+    def push(self, *row: float) -> None:
+        self._rows[self._next] = row
+        self._next = (self._next + 1) % len(self._rows)
+        self._filled = min(self._filled + 1, len(self._rows))
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def column(self, index: int) -> np.ndarray:
+        """One column of the rows held, in no particular order (a view; do not modify it)."""
+        return self._rows[: self._filled, index]
+
+
+def validate_size(name: str, value: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer of at least 2."""
+    if not isinstance(value, int) or value < 2:
+        raise ValueError(f"{name} must be an integer of at least 2, got {value!r}")
+
+
+def mid_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``; tied values share the mean of their ranks."""
+    ordered = np.sort(values)
+    left = np.searchsorted(ordered, values, side="left")
+    right = np.searchsorted(ordered, values, side="right")
+    return (left + right + 1) / 2.0

@@ -1,0 +1,124 @@
+"""Accuracy, log loss and ROC AUC of a binary classifier over its last labelled predictions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river import base
+
+from detectors.performance._inputs import binary_label, fields, unit_float
+from detectors.performance._window import Window, mid_ranks, validate_size
+from detectors.performance.drop import PerformanceDrop
+
+# Probabilities are clipped here before the logarithm, as river and scikit-learn do.
+_EPSILON = 1e-15
+
+
+class ClassificationPerformance(base.Base):
+    """Windowed accuracy, log loss and ROC AUC of one binary classifier, with a drop alarm.
+
+    One instance watches one model/version/role stream; feed it each prediction once its
+    label has arrived, as ``update((y_true, p))`` with ``y_true`` 0 or 1 (or a bool) and
+    ``p`` the predicted probability of class 1 in [0, 1]. Anything else is ignored and
+    counted in ``n_ignored``. The metrics cover the last ``window`` labelled predictions;
+    ``drift_detected`` says that accuracy has dropped (see ``PerformanceDrop``, fed with
+    the error indicator).
+
+    Parameters
+    ----------
+    window
+        How many of the latest labelled predictions the metrics cover.
+    threshold
+        ``p >= threshold`` predicts class 1, for accuracy.
+    drop
+        The drop alarm's configuration (its ``alpha``, ``tolerance``, ``baseline`` as an
+        error rate); None uses ``PerformanceDrop()``. It is cloned, never fed directly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> metrics = ClassificationPerformance(window=500)
+    >>> for _ in range(2000):
+    ...     y = int(rng.random() < 0.3)
+    ...     p = float(np.clip(0.3 + (0.4 if y else -0.1) + rng.normal(0, 0.15), 0, 1))
+    ...     metrics.update((y, p))
+    >>> round(metrics.accuracy, 3), round(metrics.log_loss, 3), round(metrics.auc, 3)
+    (0.944, 0.303, 0.988)
+    >>> metrics.n_labels, metrics.drift_detected
+    (2000, False)
+    """
+
+    def __init__(
+        self, window: int = 1000, threshold: float = 0.5, drop: PerformanceDrop | None = None
+    ) -> None:
+        validate_size("window", window)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        self.window = window
+        self.threshold = threshold
+        self.drop = drop
+        self._reset()
+
+    def _reset(self) -> None:
+        self._labelled = Window(self.window, 2)  # columns: y_true, p
+        self._drop = (self.drop or PerformanceDrop()).clone()
+        self._n_labels = 0
+        self._n_ignored = 0
+
+    def update(self, x: Any) -> None:
+        """Absorb one ``(y_true, p)`` pair; never raises."""
+        pair = fields(x, 2)
+        y_true = binary_label(pair[0]) if pair else None
+        p = unit_float(pair[1]) if pair else None
+        if y_true is None or p is None:
+            self._n_ignored += 1
+            self._drop.update(math.nan)  # clears a previous update's alarm
+            return
+        self._labelled.push(y_true, p)
+        self._n_labels += 1
+        self._drop.update(float((p >= self.threshold) != bool(y_true)))
+
+    @property
+    def accuracy(self) -> float:
+        """Share of correct predictions in the window (NaN before any label)."""
+        if not len(self._labelled):
+            return math.nan
+        y, p = self._labelled.column(0), self._labelled.column(1)
+        return float(np.mean((p >= self.threshold) == (y == 1)))
+
+    @property
+    def log_loss(self) -> float:
+        """Mean binary cross-entropy in the window, in nats (NaN before any label)."""
+        if not len(self._labelled):
+            return math.nan
+        y, p = self._labelled.column(0), np.clip(self._labelled.column(1), _EPSILON, 1 - _EPSILON)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+    @property
+    def auc(self) -> float:
+        """ROC AUC in the window, ties counted half (NaN until both classes are present)."""
+        y, p = self._labelled.column(0), self._labelled.column(1)
+        positives = int(np.sum(y))
+        negatives = len(y) - positives
+        if positives == 0 or negatives == 0:
+            return math.nan
+        rank_sum = float(np.sum(mid_ranks(p)[y == 1]))
+        return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+    @property
+    def n_labels(self) -> int:
+        """How many labelled predictions were absorbed in all."""
+        return self._n_labels
+
+    @property
+    def n_ignored(self) -> int:
+        """How many inputs were not a valid ``(y_true, p)`` pair."""
+        return self._n_ignored
+
+    @property
+    def drift_detected(self) -> bool:
+        """Accuracy dropped, according to the drop alarm, at the last update."""
+        return self._drop.drift_detected

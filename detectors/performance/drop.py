@@ -1,0 +1,142 @@
+"""Alarm when the mean of a bounded per-prediction loss rises: an e-CUSUM at a set level."""
+
+from __future__ import annotations
+
+import math
+
+from river import base
+
+from detectors.performance._inputs import unit_float
+
+
+class PerformanceDrop(base.DriftDetector):
+    """Detect that a model's mean loss (in [0, 1]) has risen above its baseline.
+
+    Each update is one labelled prediction's loss: the error indicator ``1 - correct``,
+    ``1 - precision@k``, a clipped absolute error... The detector is an e-CUSUM (Shin,
+    Ramdas and Rinaldo, "E-detectors", 2022): every loss ``x`` gives the e-value
+    ``1 + bet * (x - null_loss)``, whose expectation is at most 1 while the mean loss stays
+    at or below ``null_loss = baseline + tolerance``; the CUSUM of their logarithms alarms
+    at ``log(1 / alpha)``. Under that null the mean number of updates between false alarms
+    is at least ``1 / alpha``, however long it runs, so a health policy can spend a
+    false-alarm budget on it: about ``alpha`` false alarms per labelled prediction. The bet
+    is the Bernoulli likelihood ratio against a mean loss of ``null_loss + tolerance``,
+    so a rise of twice ``tolerance`` over the baseline is found fastest.
+
+    After an alarm ``drift_detected`` is True for that update only and the statistic
+    restarts, keeping the baseline, so a loss that stays high alarms again.
+
+    Parameters
+    ----------
+    alpha
+        False-alarm level in (0, 1): the mean run length between false alarms is at least
+        ``1 / alpha`` updates.
+    tolerance
+        How much the mean loss may rise over the baseline before it counts as a drop, in
+        (0, 1).
+    baseline
+        The mean loss when the model is healthy, in [0, 1), e.g. from validation. ``None``
+        learns it as the mean of the first ``reference_size`` losses; the guarantee then
+        holds as far as that reference is right, which ``tolerance`` should cover.
+    reference_size
+        How many losses learn the baseline when ``baseline`` is None; also the warm-up.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(42)
+    >>> errors = np.concatenate([rng.random(3000) < 0.10, rng.random(2000) < 0.25])
+    >>> detector = PerformanceDrop(alpha=1e-4, tolerance=0.02)
+    >>> alarms = []
+    >>> for i, error in enumerate(errors):
+    ...     detector.update(float(error))
+    ...     if detector.drift_detected:
+    ...         alarms.append(i)
+    >>> alarms[:1], round(detector.baseline_loss, 3)
+    ([3315], 0.095)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-4,
+        tolerance: float = 0.02,
+        baseline: float | None = None,
+        reference_size: int = 1000,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not 0.0 < tolerance < 1.0:
+            raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+        if baseline is not None and not 0.0 <= baseline < 1.0:
+            raise ValueError(f"baseline must be None or in [0, 1), got {baseline!r}")
+        if reference_size < 1:
+            raise ValueError(f"reference_size must be a positive integer, got {reference_size!r}")
+        super().__init__()
+        self.alpha = alpha
+        self.tolerance = tolerance
+        self.baseline = baseline
+        self.reference_size = reference_size
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._n = 0
+        self._reference_sum = 0.0
+        self._learned_baseline: float | None = None
+        self._statistic = 0.0
+        self._null_loss = math.nan
+        self._bet = 0.0
+        if self.baseline is not None:
+            self._set_baseline(self.baseline)
+
+    def _set_baseline(self, baseline: float) -> None:
+        null_loss = baseline + self.tolerance
+        self._learned_baseline = baseline
+        self._null_loss = null_loss
+        if null_loss >= 1.0:
+            # No loss in [0, 1] can be evidence of a mean above 1: never alarm.
+            self._bet = 0.0
+            return
+        alternative = min(null_loss + self.tolerance, (1.0 + null_loss) / 2.0)
+        self._bet = (alternative - null_loss) / (null_loss * (1.0 - null_loss))
+
+    @property
+    def baseline_loss(self) -> float | None:
+        """The baseline mean loss in use: given, learned, or None while still learning."""
+        return self._learned_baseline
+
+    @property
+    def statistic(self) -> float:
+        """The log e-CUSUM statistic; the alarm is at ``threshold``."""
+        return self._statistic
+
+    @property
+    def threshold(self) -> float:
+        """``log(1 / alpha)``."""
+        return math.log(1.0 / self.alpha)
+
+    @property
+    def n(self) -> int:
+        """How many valid losses were absorbed."""
+        return self._n
+
+    def update(self, x: int | float) -> None:
+        """Absorb one loss in [0, 1]; anything else (NaN, None, 1.5, ...) is ignored."""
+        self._drift_detected = False
+        loss = unit_float(x)
+        if loss is None:
+            return
+        self._n += 1
+        if self._learned_baseline is None:
+            self._reference_sum += loss
+            if self._n == self.reference_size:
+                self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
+            return
+        if self._bet == 0.0:
+            return
+        self._statistic = max(self._statistic, 0.0) + math.log1p(
+            self._bet * (loss - self._null_loss)
+        )
+        if self._statistic >= self.threshold:
+            self._drift_detected = True
+            self._statistic = 0.0

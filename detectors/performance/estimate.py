@@ -1,0 +1,210 @@
+"""Accuracy before labels arrive, estimated from confidence, handing over to the measured one."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river import base
+
+from detectors.performance._inputs import binary_label, fields, unit_float
+from detectors.performance._window import Window, validate_size
+from detectors.performance.drop import PerformanceDrop
+
+
+class EstimatedAccuracy(base.Base):
+    """A binary classifier's accuracy: estimated from its probabilities, then measured.
+
+    In the spirit of NannyML's confidence-based performance estimation (CBPE): if the
+    predicted probability ``p`` of class 1 is calibrated, a prediction is right with
+    probability ``max(p, 1 - p)``, so the mean of that confidence over recent predictions
+    is the expected accuracy, available long before the labels. As labels come in, the
+    detector checks that calibration on the labelled window (observed minus expected
+    accuracy, and the expected calibration error over confidence bins), and once the
+    window holds ``min_labels`` labels it reports the measured accuracy instead.
+    ``source`` says which of the two ``accuracy`` is.
+
+    Feed each prediction twice: ``update((None, p))`` when it is made, and
+    ``update((y_true, p))`` when its label arrives (``y_true`` 0 or 1). Anything else is
+    ignored and counted in ``n_ignored``.
+
+    ``drift_detected`` says that performance dropped: either the estimated error
+    ``1 - max(p, 1 - p)`` of new predictions rose (the model grew unsure, before any label
+    says so) or the measured error rate rose. Each is a ``PerformanceDrop`` at
+    ``alpha / 2``; ``alarm_source`` says which fired.
+
+    Parameters
+    ----------
+    window
+        How many recent predictions the estimate covers, and how many recent labels the
+        measured accuracy and the calibration checks cover.
+    min_labels
+        How many labels the window needs before ``accuracy`` is the measured value and
+        before ``calibrated`` is known.
+    n_bins
+        Equal-width confidence bins over [0.5, 1] for the expected calibration error.
+    max_calibration_error
+        The largest expected calibration error for which ``calibrated`` is True.
+    alpha, tolerance, reference_size
+        The drop alarms' settings, as in ``PerformanceDrop``; the baselines are learned
+        from the first ``reference_size`` predictions and labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(4)
+    >>> estimate = EstimatedAccuracy(window=1000, min_labels=200)
+    >>> p = rng.beta(0.5, 0.5, size=3000)
+    >>> y = (rng.random(3000) < p).astype(int)  # calibrated: P(y = 1) = p
+    >>> for p_i in p:
+    ...     estimate.update((None, float(p_i)))
+    >>> estimate.source, round(estimate.accuracy, 3)
+    ('estimated', 0.816)
+    >>> for y_i, p_i in zip(y[:500], p[:500]):
+    ...     estimate.update((int(y_i), float(p_i)))
+    >>> estimate.source, round(estimate.accuracy, 3), estimate.calibrated
+    ('measured', 0.792, True)
+    """
+
+    def __init__(
+        self,
+        window: int = 2000,
+        min_labels: int = 200,
+        n_bins: int = 10,
+        max_calibration_error: float = 0.05,
+        alpha: float = 1e-4,
+        tolerance: float = 0.02,
+        reference_size: int = 1000,
+    ) -> None:
+        validate_size("window", window)
+        if not isinstance(min_labels, int) or not 1 <= min_labels <= window:
+            raise ValueError(f"min_labels must be an integer in [1, window], got {min_labels!r}")
+        if not isinstance(n_bins, int) or n_bins < 1:
+            raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+        if not 0.0 < max_calibration_error < 1.0:
+            raise ValueError(
+                f"max_calibration_error must be in (0, 1), got {max_calibration_error!r}"
+            )
+        # Validates alpha, tolerance and reference_size, naming them.
+        PerformanceDrop(alpha=alpha, tolerance=tolerance, reference_size=reference_size)
+        self.window = window
+        self.min_labels = min_labels
+        self.n_bins = n_bins
+        self.max_calibration_error = max_calibration_error
+        self.alpha = alpha
+        self.tolerance = tolerance
+        self.reference_size = reference_size
+        self._reset()
+
+    def _reset(self) -> None:
+        self._confidences = Window(self.window, 1)
+        self._labelled = Window(self.window, 2)  # columns: confidence, correct
+        drop = PerformanceDrop(
+            alpha=self.alpha / 2, tolerance=self.tolerance, reference_size=self.reference_size
+        )
+        self._estimated_drop = drop.clone()
+        self._measured_drop = drop.clone()
+        self._n_predictions = 0
+        self._n_labels = 0
+        self._n_ignored = 0
+
+    def update(self, x: Any) -> None:
+        """Absorb ``(None, p)`` for a new prediction or ``(y_true, p)`` for a label."""
+        pair = fields(x, 2)
+        p = unit_float(pair[1]) if pair else None
+        y_true = binary_label(pair[0]) if pair else None
+        # Either alarm is about the last update only.
+        self._estimated_drop.update(math.nan)
+        self._measured_drop.update(math.nan)
+        if pair is None or p is None or (pair[0] is not None and y_true is None):
+            self._n_ignored += 1
+            return
+        confidence = max(p, 1.0 - p)
+        if y_true is None:
+            self._confidences.push(confidence)
+            self._n_predictions += 1
+            self._estimated_drop.update(1.0 - confidence)
+            return
+        correct = float((p >= 0.5) == bool(y_true))
+        self._labelled.push(confidence, correct)
+        self._n_labels += 1
+        self._measured_drop.update(1.0 - correct)
+
+    @property
+    def expected_accuracy(self) -> float:
+        """Mean confidence ``max(p, 1 - p)`` of the recent predictions (NaN before any)."""
+        if not len(self._confidences):
+            return math.nan
+        return float(np.mean(self._confidences.column(0)))
+
+    @property
+    def observed_accuracy(self) -> float:
+        """Share of correct predictions among the recent labels (NaN before any)."""
+        if not len(self._labelled):
+            return math.nan
+        return float(np.mean(self._labelled.column(1)))
+
+    @property
+    def source(self) -> str:
+        """``"measured"`` once the label window holds ``min_labels``, else ``"estimated"``."""
+        return "measured" if len(self._labelled) >= self.min_labels else "estimated"
+
+    @property
+    def accuracy(self) -> float:
+        """The measured accuracy when ``source`` is measured, else the expected one."""
+        return self.observed_accuracy if self.source == "measured" else self.expected_accuracy
+
+    @property
+    def calibration_gap(self) -> float:
+        """Observed minus expected accuracy over the labelled window: < 0 is overconfident."""
+        if not len(self._labelled):
+            return math.nan
+        return float(np.mean(self._labelled.column(1)) - np.mean(self._labelled.column(0)))
+
+    @property
+    def calibration_error(self) -> float:
+        """Expected calibration error (ECE) over the labelled window (NaN before any)."""
+        n = len(self._labelled)
+        if not n:
+            return math.nan
+        confidence, correct = self._labelled.column(0), self._labelled.column(1)
+        bins = np.minimum(((confidence - 0.5) * 2 * self.n_bins).astype(int), self.n_bins - 1)
+        gaps = np.bincount(bins, weights=correct - confidence, minlength=self.n_bins)
+        return float(np.sum(np.abs(gaps)) / n)
+
+    @property
+    def calibrated(self) -> bool | None:
+        """Whether the ECE is within ``max_calibration_error``; None until ``min_labels``."""
+        if len(self._labelled) < self.min_labels:
+            return None
+        return self.calibration_error <= self.max_calibration_error
+
+    @property
+    def n_predictions(self) -> int:
+        """How many predictions were absorbed in all."""
+        return self._n_predictions
+
+    @property
+    def n_labels(self) -> int:
+        """How many labels were absorbed in all."""
+        return self._n_labels
+
+    @property
+    def n_ignored(self) -> int:
+        """How many inputs were neither ``(None, p)`` nor ``(y_true, p)``."""
+        return self._n_ignored
+
+    @property
+    def drift_detected(self) -> bool:
+        """Performance dropped, estimated or measured, at the last update."""
+        return self.alarm_source is not None
+
+    @property
+    def alarm_source(self) -> str | None:
+        """``"estimated"`` or ``"measured"`` for the alarm at the last update, else None."""
+        if self._measured_drop.drift_detected:
+            return "measured"
+        if self._estimated_drop.drift_detected:
+            return "estimated"
+        return None

@@ -1,0 +1,174 @@
+"""Shadow versus live on delayed labels: an always-valid paired test and the promotion verdict."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from river import base
+
+from detectors.performance._inputs import fields, finite_float, unit_float
+from detectors.shadow._betting import BettingConfidenceSequence
+
+Verdict = Literal["promote", "keep_watching", "reject"]
+
+DAY = 86_400.0
+
+
+class ShadowPromotion(base.Base):
+    """Whether a shadow model beats the live one, decided on labels, safe to look at any time.
+
+    Feed it one ``update((event_at, live_loss, shadow_loss))`` per request whose label
+    arrived: ``event_at`` the request's event time in seconds (e.g. its ``predicted_at``),
+    and each model's loss on it in [0, 1] (the 0/1 error, the Brier score, or a log loss
+    divided by a cap). Invalid inputs are ignored and counted in ``n_ignored``.
+
+    The improvement of a request is ``live_loss - shadow_loss``, in [-1, 1]; its mean is
+    bracketed by a (1 - ``alpha``) confidence sequence (betting, Waudby-Smith and Ramdas)
+    whose bounds are ``lower`` and ``upper``. A confidence sequence holds at every time at
+    once, so looking after every label does not inflate errors: whatever the stopping
+    rule, a shadow no better than ``min_improvement`` is promoted with probability at most
+    ``alpha``, and one better than it is rejected with probability at most ``alpha``.
+
+    ``verdict`` is:
+
+    - ``"reject"`` when ``upper < min_improvement`` (the shadow is shown not to improve by
+      the margin) or when ``max_trial_period`` of event time has gone by without a
+      promotion;
+    - ``"promote"`` when ``lower > min_improvement`` and the pairs span at least
+      ``min_stable_period`` of event time, so that a whole weekly cycle was compared;
+    - ``"keep_watching"`` otherwise.
+
+    The verdict follows the evidence and can change back: act on its first change.
+
+    Parameters
+    ----------
+    alpha
+        Error level of the confidence sequence, in (0, 1).
+    min_improvement
+        The mean loss reduction the shadow must be shown to exceed, in [0, 1).
+    min_stable_period
+        Event time in seconds the comparison must span before a promotion (7 days).
+    max_trial_period
+        Event time in seconds after which an undecided trial is rejected; None never.
+    grid_size
+        Candidate means tried on [-1, 1]; the bounds' resolution is ``2 / grid_size``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(6)
+    >>> trial = ShadowPromotion(alpha=0.05, min_stable_period=7 * 86400.0)
+    >>> verdicts = {}
+    >>> for i in range(12_000):  # one labelled request a minute
+    ...     live_error = float(rng.random() < 0.20)
+    ...     shadow_error = float(rng.random() < 0.15)
+    ...     trial.update((60.0 * i, live_error, shadow_error))
+    ...     first = verdicts.setdefault(trial.verdict, i)
+    >>> verdicts
+    {'keep_watching': 0, 'promote': 10080}
+    >>> round(trial.lower, 3), round(trial.upper, 3), round(trial.stable_for / 86400.0, 2)
+    (0.03, 0.076, 8.33)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.05,
+        min_improvement: float = 0.0,
+        min_stable_period: float = 7 * DAY,
+        max_trial_period: float | None = None,
+        grid_size: int = 1000,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not 0.0 <= min_improvement < 1.0:
+            raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement!r}")
+        if not 0.0 <= min_stable_period < math.inf:
+            raise ValueError(
+                f"min_stable_period must be a finite number of seconds >= 0, got "
+                f"{min_stable_period!r}"
+            )
+        if max_trial_period is not None and not min_stable_period <= max_trial_period:
+            raise ValueError(
+                f"max_trial_period must be None or >= min_stable_period, got {max_trial_period!r}"
+            )
+        if not isinstance(grid_size, int) or grid_size < 10:
+            raise ValueError(f"grid_size must be an integer of at least 10, got {grid_size!r}")
+        self.alpha = alpha
+        self.min_improvement = min_improvement
+        self.min_stable_period = min_stable_period
+        self.max_trial_period = max_trial_period
+        self.grid_size = grid_size
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sequence = BettingConfidenceSequence(self.alpha, self.grid_size)
+        self._started_at = math.nan
+        self._latest_at = math.nan
+        self._n_ignored = 0
+
+    def update(self, x: Any) -> None:
+        """Absorb one ``(event_at, live_loss, shadow_loss)``; never raises."""
+        values = fields(x, 3)
+        event_at = finite_float(values[0]) if values else None
+        live_loss = unit_float(values[1]) if values else None
+        shadow_loss = unit_float(values[2]) if values else None
+        if event_at is None or live_loss is None or shadow_loss is None:
+            self._n_ignored += 1
+            return
+        # The improvement in [-1, 1], mapped to [0, 1] for the confidence sequence.
+        self._sequence.update((1.0 + live_loss - shadow_loss) / 2.0)
+        if not event_at >= self._started_at:  # also true while started_at is NaN
+            self._started_at = event_at
+        if not event_at <= self._latest_at:
+            self._latest_at = event_at
+
+    @property
+    def lower(self) -> float:
+        """Lower confidence bound on the mean of ``live_loss - shadow_loss``."""
+        lower, _ = self._sequence.bounds()
+        return 2.0 * lower - 1.0
+
+    @property
+    def upper(self) -> float:
+        """Upper confidence bound on the mean of ``live_loss - shadow_loss``."""
+        _, upper = self._sequence.bounds()
+        return 2.0 * upper - 1.0
+
+    @property
+    def mean_improvement(self) -> float:
+        """Observed mean of ``live_loss - shadow_loss`` (NaN before any pair)."""
+        return 2.0 * self._sequence.mean - 1.0
+
+    @property
+    def n_pairs(self) -> int:
+        """How many labelled pairs were absorbed."""
+        return self._sequence.n
+
+    @property
+    def n_ignored(self) -> int:
+        """How many inputs were not a valid ``(event_at, live_loss, shadow_loss)``."""
+        return self._n_ignored
+
+    @property
+    def stable_for(self) -> float:
+        """Event time spanned by the pairs so far, in seconds (0 before any)."""
+        return self._latest_at - self._started_at if self.n_pairs else 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        """``"promote"``, ``"keep_watching"`` or ``"reject"``; see the class description."""
+        lower, upper = self._sequence.bounds()
+        lower, upper = 2.0 * lower - 1.0, 2.0 * upper - 1.0
+        if upper < self.min_improvement:
+            return "reject"
+        if lower > self.min_improvement and self.stable_for >= self.min_stable_period:
+            return "promote"
+        if self.max_trial_period is not None and self.stable_for >= self.max_trial_period:
+            return "reject"
+        return "keep_watching"
+
+    @property
+    def promoted(self) -> bool:
+        """``verdict == "promote"``."""
+        return self.verdict == "promote"
