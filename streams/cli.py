@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "streams.stack",
     "streams.topics",
     "streams.control",
+    "streams.simulate.cli",
 )
 
 

@@ -14,19 +14,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from streams.portfolio import Portfolio
 from streams.simulate.population import ModelProfile, profile_portfolio, synthetic_portfolio
-from streams.simulate.scenario import Scenario, check_incidents, load_scenario
+from streams.simulate.scenario import SCENARIOS, Scenario, check_incidents, load_scenario
 from streams.simulate.timeline import timeline_records
 from streams.simulate.traffic import SimEvent, generate_traffic
 
 __all__ = ["SCENARIOS", "SimulationRun", "load_scenario"]
-
-SCENARIOS = Path(__file__).resolve().parents[2] / "deploy" / "scenarios"
-"""The folder of the scenario files that ship with failsoft (default.toml, short.toml)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,7 @@ from streams.portfolio import Portfolio, parse_duration
 __all__ = [
     "FEATURE_KINDS_NEEDED",
     "INCIDENT_KINDS",
+    "SCENARIOS",
     "Incident",
     "RunDefaults",
     "Scenario",
@@ -77,6 +78,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+SCENARIOS = Path(__file__).resolve().parents[2] / "deploy" / "scenarios"
+"""The folder of the scenario files that ship with failsoft (default.toml, short.toml)."""
 
 # kind -> {parameter: default}; None marks a required parameter.
 _PARAMS: dict[str, dict[str, float | str | timedelta | None]] = {
