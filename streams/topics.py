@@ -125,6 +125,7 @@ def ensure_topics(
     Partitions are never reduced (Kafka cannot); a topic with more partitions than the
     catalogue says is reported and left alone.
     """
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import (
         AlterConfigOpType,
         ConfigEntry,
@@ -141,12 +142,19 @@ def ensure_topics(
         name = spec.name(settings)
         if name not in existing:
             new = NewTopic(name, num_partitions=spec.partitions, config=dict(spec.configs))
-            _result(admin.create_topics([new], request_timeout=timeout)[name], timeout)
-            configs = ", ".join(f"{key}={value}" for key, value in spec.configs.items())
-            report.append(TopicChange(name, "created", (f"{spec.partitions} partitions", configs)))
-            continue
+            try:
+                _result(admin.create_topics([new], request_timeout=timeout)[name], timeout)
+            except KafkaException as error:
+                # Created meanwhile (by another process, or our metadata was stale).
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            else:
+                configs = ", ".join(f"{key}={value}" for key, value in spec.configs.items())
+                change = TopicChange(name, "created", (f"{spec.partitions} partitions", configs))
+                report.append(change)
+                continue
         changes: list[str] = []
-        partitions = len(existing[name].partitions)
+        partitions = len(existing[name].partitions) if name in existing else spec.partitions
         if partitions < spec.partitions:
             grow = NewPartitions(name, spec.partitions)
             _result(admin.create_partitions([grow], request_timeout=timeout)[name], timeout)

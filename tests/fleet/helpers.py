@@ -1,0 +1,65 @@
+"""Shared by the fleet's unit, integration and benchmark code: settings, keys and waiting."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from schemas.contracts import Action, ControlCommand
+from schemas.signing import Keyring, signed_command
+from streams.settings import Settings
+from streams.topics import CATALOGUE, TopicSpec, admin_client, ensure_topics
+
+
+def fleet_settings(base: Settings, bootstrap: str, prefix: str) -> Settings:
+    """``base`` on ``bootstrap`` with topics under ``prefix`` and a fresh random signing key."""
+    return dataclasses.replace(
+        base,
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"{prefix}.",
+        control_keys=f"test={secrets.token_hex(16)}",
+        control_keys_file="",
+        control_signing_key_id="",
+    )
+
+
+@contextmanager
+def catalogue_topics(
+    settings: Settings, catalogue: tuple[TopicSpec, ...] = CATALOGUE
+) -> Iterator[None]:
+    """The catalogue's topics under ``settings.topic_prefix``, deleted afterwards."""
+    ensure_topics(settings, catalogue)
+    try:
+        yield
+    finally:
+        names = [spec.name(settings) for spec in catalogue]
+        admin = admin_client(settings)
+        for future in admin.delete_topics(names).values():
+            future.result(timeout=30)
+
+
+def command(
+    settings: Settings, model_id: str, action: Action, seq: int, **overrides: object
+) -> ControlCommand:
+    """A command signed with the settings' key whose seq is exactly ``seq``."""
+    return signed_command(
+        Keyring.from_settings(settings),
+        model_id=model_id,
+        action=action,
+        reason=f"test {action}",
+        detector="test",
+        issued_at=seq,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
