@@ -46,6 +46,7 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
+from streams import topics
 from streams.simulate.population import FeatureProfile, ModelProfile
 from streams.simulate.scenario import Incident
 
@@ -58,9 +59,10 @@ __all__ = [
     "generate_traffic",
 ]
 
-PREDICTIONS = "predictions"
-FEATURE_WRITES = "feature-writes"
-GROUND_TRUTH = "ground-truth"
+# The topics' catalogue suffixes; the publisher adds the deployment's prefix.
+PREDICTIONS = topics.PREDICTIONS.suffix
+FEATURE_WRITES = topics.FEATURE_WRITES.suffix
+GROUND_TRUTH = topics.GROUND_TRUTH.suffix
 
 _FEATURE_SOURCE = "simulator"
 _ENTITY_POOL = 100_000
