@@ -32,7 +32,6 @@ from streams.stack.process import (
 
 # The configuration templates live beside the other deployment files, in the checkout.
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local"
-STOP_TIMEOUT_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +57,8 @@ class Server(ABC):
     # Names of servers that must be healthy before this one starts.
     requires: ClassVar[tuple[str, ...]] = ()
     start_timeout_s: ClassVar[float] = 60.0
+    # How long a SIGTERM may take before SIGKILL follows.
+    stop_timeout_s: ClassVar[float] = 30.0
 
     @abstractmethod
     def address(self, settings: Settings) -> str:
@@ -83,7 +84,7 @@ class Server(ABC):
         """Create what clients expect once it is healthy (a database, a key)."""
 
     def halt(self, settings: Settings, pid: int) -> None:
-        terminate_group(pid, STOP_TIMEOUT_S)
+        terminate_group(pid, self.stop_timeout_s)
 
     def data_dir(self, settings: Settings) -> Path:
         return settings.state_dir / self.name

@@ -99,7 +99,8 @@ class PidFile:
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        if str(_start_time(pid)) != started_text:
+        started = _start_time(pid)
+        if started is None or str(started) != started_text:
             return None
         return pid
 
