@@ -10,9 +10,13 @@ from streams.settings import Settings
 
 # Shared by every client: no Nagle delay on small messages, and a quick reconnect once the
 # broker is back (the default backoff grows to 10 s, which would delay catching up).
-# librdkafka's own log lines go to Python logging rather than straight to stderr.
+# librdkafka's own log lines go to Python logging rather than straight to stderr; as in
+# any library, they are shown only if the application configures logging. The errors that
+# matter are counted in the clients' stats as well.
+_kafka_log = logging.getLogger("streams.fleet.kafka")
+_kafka_log.addHandler(logging.NullHandler())
 _COMMON: dict[str, Any] = {
-    "logger": logging.getLogger("streams.fleet.kafka"),
+    "logger": _kafka_log,
     "socket.nagle.disable": True,
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 1000,
