@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.contracts import Prediction
 from streams.portfolio import load_portfolio
 from streams.simulate.population import portfolio_toml, synthetic_portfolio
 from streams.simulate.run import SCENARIOS, SimulationRun
@@ -131,3 +132,40 @@ def test_written_portfolio_loads_with_the_same_models_and_compressed_durations(
             original.label_delay / 1440, abs=timedelta(milliseconds=1)
         )
         assert (written.shadow is None) is (original.shadow is None)
+
+
+def test_a_declared_portfolio_file_is_simulated_with_its_own_models_and_features() -> None:
+    portfolio = load_portfolio(
+        Path(__file__).resolve().parents[2] / "deploy" / "portfolio.example.toml"
+    )
+    scenario = parse_scenario(
+        """
+        [[incidents]]
+        kind = "shadow_better"
+        model = "home-recommender"
+        at = "0s"
+        [[incidents]]
+        kind = "availability_gap"
+        model = "card-fraud"
+        feature = "account_age_days"
+        write_lag = "2d"
+        at = "1h"
+        """
+    )
+    run = SimulationRun.prepare(
+        scenario, start_ms=0, portfolio=portfolio, time_scale=3600, duration=timedelta(seconds=10)
+    )
+    seen: dict[str, set[str]] = {}
+    roles: set[tuple[str, str]] = set()
+    for event in run.events():
+        record = event.record
+        if isinstance(record, Prediction):
+            seen.setdefault(record.model_id, set()).update(record.features)
+            roles.add((record.model_id, record.role))
+    for model in portfolio:
+        assert seen[model.model_id] == {feature.name for feature in model.features}
+    assert roles == {
+        ("home-recommender", "live"),
+        ("home-recommender", "shadow"),
+        ("card-fraud", "live"),
+    }
