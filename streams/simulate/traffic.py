@@ -137,6 +137,9 @@ class _Draws:
             self._normals = self._rng.standard_normal(self._block).tolist()
         return self._normals.pop()
 
+    def lognormal(self, median: float, sigma: float) -> float:
+        return median * math.exp(sigma * self.normal())
+
     def uniform(self) -> float:
         """A uniform draw in (0, 1]: safe for ``-log``."""
         if not self._uniforms:
@@ -291,9 +294,7 @@ def _request(
         value, contribution = _value(feature, now, draws)
         lag_median = _active_lag_median(feature, now)
         event_at = now - _freshness(feature, draws)
-        written_at = event_at + int(
-            lag_median * math.exp(feature.profile.write_lag_sigma * draws.normal())
-        )
+        written_at = event_at + int(draws.lognormal(lag_median, feature.profile.write_lag_sigma))
         emit(_write(entity_id, feature.profile.name, value, event_at, written_at))
         true_logit += contribution
         if written_at <= now:
@@ -303,7 +304,7 @@ def _request(
         # The newest value was not yet written: the model saw the one before it.
         old_value, old_contribution = _value(feature, now, draws)
         old_event_at = event_at - _freshness(feature, draws)
-        old_lag = lag_median * math.exp(feature.profile.write_lag_sigma * draws.normal())
+        old_lag = draws.lognormal(lag_median, feature.profile.write_lag_sigma)
         old_written_at = max(old_event_at, min(old_event_at + int(old_lag), now - 1))
         emit(_write(entity_id, feature.profile.name, old_value, old_event_at, old_written_at))
         seen[feature.profile.name] = FeatureSeen(old_value, old_written_at)
@@ -318,7 +319,7 @@ def _request(
             elif draws.uniform() <= window.incident.param("error_rate"):
                 # The model raised; the node served its fallback, a base-rate guess.
                 role, score = "fallback", _sigmoid(profile.intercept)
-    latency = profile.latency_median_ms * math.exp(0.3 * draws.normal())
+    latency = draws.lognormal(profile.latency_median_ms, 0.3)
     emit(
         _prediction(
             profile, profile.version, role, request_id, entity_id, now, score, seen, latency
@@ -330,7 +331,7 @@ def _request(
             if window.covers(now):
                 noise *= window.incident.param("noise_factor")
         shadow_score = _sigmoid(seen_logit + noise * draws.normal())
-        shadow_latency = latency * math.exp(0.2 * draws.normal())
+        shadow_latency = draws.lognormal(latency, 0.2)
         emit(
             _prediction(
                 profile,
@@ -347,9 +348,7 @@ def _request(
     if draws.uniform() > profile.label_coverage:
         return
     label = 1 if draws.uniform() <= _sigmoid(true_logit) else 0
-    label_at = now + int(
-        model.label_delay_median * math.exp(profile.label_delay_sigma * draws.normal())
-    )
+    label_at = now + int(draws.lognormal(model.label_delay_median, profile.label_delay_sigma))
     emit(
         SimEvent(
             label_at,
@@ -371,7 +370,9 @@ def _request(
         if any(window.covers(label_at) for window in feature.leaks):
             # The trigger nulls the field when the outcome happens.
             written_at = label_at + int(
-                feature.lag_median * math.exp(feature.profile.write_lag_sigma * draws.normal())
+                draws.lognormal(
+                    _active_lag_median(feature, label_at), feature.profile.write_lag_sigma
+                )
             )
             emit(_write(entity_id, feature.profile.name, None, label_at, written_at))
 
