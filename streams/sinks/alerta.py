@@ -1,0 +1,266 @@
+"""Alerta: one alert per model and detector, following the model's health.
+
+How failsoft uses Alerta's de-duplication and correlation (both match on environment and
+resource; the resource is always the model_id):
+
+- **Health.** One alert per model. Its event names the state (``ModelHealthy``,
+  ``ModelDegraded``, ``ModelFallback``, ``ModelProbing``) and every state event is in the
+  others' ``correlate`` list, so a state change updates the same alert. Severity follows
+  the state: degraded is warning, fallback major, probing minor, and healthy is normal,
+  which closes the alert: a restore closes the fallback alert.
+- **Detectors.** One alert per model and detector: event = the detector's name (for
+  example ``drift`` or ``label_leak``), with the feature in the text and attributes. The
+  same event again with the same severity is a duplicate (Alerta counts it); with severity
+  normal it closes.
+- **Escalation.** A model on fallback past its escalation limit raises a separate critical
+  alert, ``FallbackEscalated``, so that it pages even if the fallback alert was
+  acknowledged; ``EscalationCleared`` (normal) closes it when the model is restored.
+- **Heartbeat.** Workers send ``Heartbeat`` records with a timeout. Their attributes carry
+  environment, severity, service and group in the form that ``alerta heartbeats --alert``
+  reads, so that command (or the leader's timer) turns an expired heartbeat into an alert.
+
+Sending is asynchronous and never blocks the caller; see ``streams.sinks.buffer``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+
+from streams.sinks.buffer import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    BufferedSink,
+    SinkRejected,
+    TransientSinkError,
+)
+
+__all__ = [
+    "HEALTH_EVENTS",
+    "HEALTH_SEVERITIES",
+    "Alert",
+    "AlertaSink",
+    "Heartbeat",
+    "detector_alert",
+    "escalation_alert",
+    "escalation_cleared",
+    "health_alert",
+]
+
+SERVICE = "failsoft"
+HEALTH_EVENTS = {
+    "healthy": "ModelHealthy",
+    "degraded": "ModelDegraded",
+    "fallback": "ModelFallback",
+    "probing": "ModelProbing",
+}
+HEALTH_SEVERITIES = {
+    "healthy": "normal",
+    "degraded": "warning",
+    "fallback": "major",
+    "probing": "minor",
+}
+ESCALATION_EVENTS = ("FallbackEscalated", "EscalationCleared")
+ALERT_SEVERITIES = frozenset(
+    {"security", "critical", "major", "minor", "warning", "informational", "normal", "ok"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """One alert to send; the environment is the sink's."""
+
+    resource: str
+    event: str
+    severity: str
+    group: str
+    text: str
+    value: str = ""
+    correlate: tuple[str, ...] = ()
+    service: tuple[str, ...] = (SERVICE,)
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in ALERT_SEVERITIES:
+            raise ValueError(
+                f"Alert.severity: {self.severity!r} is not one of {sorted(ALERT_SEVERITIES)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """A worker's sign of life; Alerta marks it expired after ``timeout``."""
+
+    origin: str
+    timeout: timedelta
+    severity: str = "major"
+
+
+def health_alert(model_id: str, owner: str, state: str, detector: str, reason: str) -> Alert:
+    """The model's health alert for ``state`` (a ``detectors.health.HealthState`` value).
+
+    >>> alert = health_alert("ranker", "team-search", "fallback", "drift", "psi 0.4 on age")
+    >>> alert.event, alert.severity, alert.correlate[:2]
+    ('ModelFallback', 'major', ('ModelHealthy', 'ModelDegraded'))
+    """
+    if state not in HEALTH_EVENTS:
+        raise ValueError(f"health_alert: state {state!r} is not one of {sorted(HEALTH_EVENTS)}")
+    return Alert(
+        resource=model_id,
+        event=HEALTH_EVENTS[state],
+        severity=HEALTH_SEVERITIES[state],
+        group="health",
+        value=state,
+        text=f"{model_id} is {state} ({detector}): {reason}",
+        correlate=tuple(HEALTH_EVENTS.values()),
+        attributes={"owner": owner, "detector": detector},
+    )
+
+
+def detector_alert(
+    model_id: str,
+    owner: str,
+    detector: str,
+    severity: str,
+    text: str,
+    feature: str | None = None,
+    value: str = "",
+) -> Alert:
+    """One detector's alert for one model; severity normal closes it."""
+    attributes = {"owner": owner, "detector": detector}
+    if feature is not None:
+        attributes["feature"] = feature
+    return Alert(
+        resource=model_id,
+        event=detector,
+        severity=severity,
+        group="detector",
+        value=value,
+        text=text,
+        attributes=attributes,
+    )
+
+
+def escalation_alert(model_id: str, owner: str, on_fallback_for: timedelta) -> Alert:
+    """The critical alert for a model that has stayed on fallback past its limit."""
+    hours = on_fallback_for.total_seconds() / 3600
+    return Alert(
+        resource=model_id,
+        event=ESCALATION_EVENTS[0],
+        severity="critical",
+        group="escalation",
+        value=f"{hours:.1f}h",
+        text=f"{model_id} has served its fallback for {hours:.1f} h; {owner} must look",
+        correlate=ESCALATION_EVENTS,
+        attributes={"owner": owner},
+    )
+
+
+def escalation_cleared(model_id: str, owner: str) -> Alert:
+    """Closes the escalation alert once the model is restored."""
+    return Alert(
+        resource=model_id,
+        event=ESCALATION_EVENTS[1],
+        severity="normal",
+        group="escalation",
+        text=f"{model_id} is restored",
+        correlate=ESCALATION_EVENTS,
+        attributes={"owner": owner},
+    )
+
+
+class AlertaSink(BufferedSink[Alert | Heartbeat]):
+    """Posts alerts and heartbeats to Alerta's HTTP API, one request per item, in order.
+
+    ``alert_ids`` maps (resource, event) to the id Alerta gave the last alert sent with
+    them; correlated and duplicate alerts keep one id.
+    """
+
+    name = "alerta"
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        environment: str,
+        *,
+        capacity: int = 10_000,
+        request_timeout: float = 5.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        super().__init__(capacity=capacity, batch_size=1, flush_interval=0, backoff=backoff)
+        self.endpoint = endpoint.rstrip("/")
+        self.environment = environment
+        self.alert_ids: dict[tuple[str, str], str] = {}
+        self._headers = {"Authorization": f"Key {api_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def deliver(self, batch: Sequence[Alert | Heartbeat]) -> None:
+        for item in batch:
+            if isinstance(item, Alert):
+                body = await self._post("/alert", self._alert_body(item))
+                self.alert_ids[item.resource, item.event] = body["id"]
+            else:
+                await self._post("/heartbeat", self._heartbeat_body(item))
+
+    async def close_transport(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _alert_body(self, alert: Alert) -> dict[str, Any]:
+        return {
+            "resource": alert.resource,
+            "event": alert.event,
+            "environment": self.environment,
+            "severity": alert.severity,
+            "correlate": list(alert.correlate),
+            "service": list(alert.service),
+            "group": alert.group,
+            "value": alert.value,
+            "text": alert.text,
+            "attributes": dict(alert.attributes),
+            "origin": SERVICE,
+            "type": "failsoftAlert",
+        }
+
+    def _heartbeat_body(self, heartbeat: Heartbeat) -> dict[str, Any]:
+        return {
+            "origin": heartbeat.origin,
+            "timeout": max(1, round(heartbeat.timeout.total_seconds())),
+            "tags": [SERVICE],
+            # The keys `alerta heartbeats --alert` reads to build the expiry alert.
+            "attributes": {
+                "environment": self.environment,
+                "severity": heartbeat.severity,
+                "service": [SERVICE],
+                "group": "heartbeat",
+            },
+        }
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        try:
+            async with self._session.post(self.endpoint + path, json=payload) as response:
+                text = await response.text()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise TransientSinkError(f"POST {path}: {type(error).__name__}: {error}") from None
+        if status in (408, 429) or status >= 500:
+            raise TransientSinkError(f"POST {path}: HTTP {status}: {text[:200]}")
+        if status >= 400:
+            raise SinkRejected(f"POST {path}: HTTP {status}: {text[:200]}")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise SinkRejected(f"POST {path}: HTTP {status} with a body that is not a JSON object")
+        return body

@@ -1,0 +1,168 @@
+"""InfluxDB: batched points for analysts, written through influxdb-client's async API.
+
+Points are queued by agents and written in batches on a fixed cadence (every
+``flush_interval`` seconds, or sooner when a full batch is waiting), never one request per
+event. Timestamps are event time in milliseconds, so a replay lands where it happened.
+
+Schema
+------
+Every point carries the tags that apply to it, from ``model``, ``version``, ``role``
+(live, shadow or fallback), ``feature`` and ``detector``; ``pipeline`` points use
+``agent``, ``topic``, ``reason`` and ``sink`` instead. Fields are numbers unless noted.
+
+=========== ============================== ==================================================
+measurement tags                           fields
+=========== ============================== ==================================================
+drift       model, version, role,          ``statistic`` (PSI, KS, ...), ``threshold``,
+            feature, detector              ``drift`` (1 when detected), ``null_rate``
+performance model, version, role, detector ``value`` (the metric named by detector),
+                                           ``estimated`` (1 before labels, 0 measured),
+                                           ``labels`` (labels seen so far)
+write_lag   model, feature                 ``p50_ms``, ``p99_ms``, ``gap_rate``,
+                                           ``future_values``
+leak        model, feature, detector       ``score``, ``p_value``, ``flagged`` (0 or 1),
+                                           ``labels``
+shadow      model, version, detector       ``agreement``, ``loss_delta``, ``lower``,
+                                           ``upper``, ``verdict`` (string: promote,
+                                           keep_watching, reject)
+health      model, detector                ``state`` (string), ``state_code`` (0 healthy,
+                                           1 degraded, 2 probing, 3 fallback),
+                                           ``on_fallback_s``
+pipeline    agent, topic, reason, sink     ``consumed``, ``processed``, ``dead_lettered``,
+                                           ``buffered``, ``dropped``, ``events_per_s``
+=========== ============================== ==================================================
+
+``point`` checks the measurement and tag names (a wrong one is a bug in failsoft, so it
+raises); values are not inspected on the agents' path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import aiohttp
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.rest import ApiException
+
+from streams.sinks.buffer import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    BufferedSink,
+    SinkRejected,
+    TransientSinkError,
+)
+
+__all__ = ["MEASUREMENTS", "InfluxSink", "Point", "point"]
+
+_MODEL_TAGS = frozenset({"model", "version", "role", "feature", "detector"})
+MEASUREMENTS: Mapping[str, frozenset[str]] = {
+    "drift": _MODEL_TAGS,
+    "performance": _MODEL_TAGS,
+    "write_lag": _MODEL_TAGS,
+    "leak": _MODEL_TAGS,
+    "shadow": _MODEL_TAGS,
+    "health": _MODEL_TAGS,
+    "pipeline": frozenset({"agent", "topic", "reason", "sink"}),
+}
+
+FieldValue = float | int | bool | str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Point:
+    """One point; build it with ``point`` so that its names are checked."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    time_ms: int
+
+
+def point(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ms: int
+) -> Point:
+    """A checked point of the schema above.
+
+    >>> point("drift", {"model": "ranker", "feature": "age"}, {"statistic": 0.3}, 0).measurement
+    'drift'
+    >>> point("drift", {"modle": "ranker"}, {"statistic": 0.3}, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: point: tag 'modle' is not one of detector, feature, model, role, version for drift
+    """
+    allowed = MEASUREMENTS.get(measurement)
+    if allowed is None:
+        raise ValueError(f"point: measurement {measurement!r} is not one of {sorted(MEASUREMENTS)}")
+    for tag in tags:
+        if tag not in allowed:
+            raise ValueError(
+                f"point: tag {tag!r} is not one of {', '.join(sorted(allowed))} for {measurement}"
+            )
+    if not fields:
+        raise ValueError("point: a point needs at least one field")
+    return Point(measurement, tags, fields, time_ms)
+
+
+class InfluxSink(BufferedSink[Point]):
+    """Writes queued points in batches to one bucket (``db/rp`` on InfluxDB 1.8)."""
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        capacity: int = 100_000,
+        batch_size: int = 5_000,
+        flush_interval: float = 1.0,
+        request_timeout: float = 10.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        super().__init__(
+            capacity=capacity,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            backoff=backoff,
+        )
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self._token = token
+        self._timeout_ms = int(request_timeout * 1000)
+        self._client: InfluxDBClientAsync | None = None
+
+    async def deliver(self, batch: Sequence[Point]) -> None:
+        if self._client is None:
+            # The async client opens an aiohttp session, which must happen inside the loop.
+            self._client = InfluxDBClientAsync(
+                url=self.url, token=self._token, org=self.org, timeout=self._timeout_ms
+            )
+        records = [
+            {
+                "measurement": p.measurement,
+                "tags": p.tags,
+                "fields": p.fields,
+                # Nanoseconds, the client's default precision (its typing rejects WritePrecision.MS).
+                "time": p.time_ms * 1_000_000,
+            }
+            for p in batch
+        ]
+        try:
+            await self._client.write_api().write(bucket=self.bucket, record=records)
+        except ApiException as error:
+            status = error.status or 0
+            message = f"write: HTTP {status}: {str(error.body)[:200]}"
+            if status in (408, 429) or status >= 500:
+                raise TransientSinkError(message) from None
+            raise SinkRejected(message) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise TransientSinkError(f"write: {type(error).__name__}: {error}") from None
+
+    async def close_transport(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,224 @@
+"""The bounded, retrying sink buffer, driven by a fake transport.
+
+These tests pin the buffer's logic (bounds, drops, retry, cadence, shutdown); the real
+servers are exercised in test_sinks_integration.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+import pytest_asyncio
+
+from streams.sinks.buffer import Backoff, BufferedSink, SinkRejected, TransientSinkError
+
+FAST = Backoff(initial=0.01, maximum=0.02)
+
+
+class FakeSink(BufferedSink[int]):
+    """Records delivered batches; fails while ``failures`` is positive; can be held shut."""
+
+    name = "fake"
+
+    def __init__(self, failures: int = 0, reject: set[int] | None = None, **kwargs: object):
+        kwargs.setdefault("backoff", FAST)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.failures = failures
+        self.reject = reject or set()
+        self.batches: list[list[int]] = []
+        self.attempts = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.closed = False
+
+    async def deliver(self, batch: Sequence[int]) -> None:
+        self.attempts += 1
+        await self.gate.wait()
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientSinkError("server down")
+        if self.reject & set(batch):
+            raise SinkRejected("HTTP 400")
+        self.batches.append(list(batch))
+
+    async def close_transport(self) -> None:
+        self.closed = True
+
+    @property
+    def delivered_items(self) -> list[int]:
+        return [item for batch in self.batches for item in batch]
+
+
+Start = Callable[[FakeSink], FakeSink]
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def started() -> AsyncIterator[Start]:
+    """Starts sinks and stops them after the test even when it fails, so no task leaks."""
+    sinks: list[FakeSink] = []
+
+    def start(sink: FakeSink) -> FakeSink:
+        sink.start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.gate.set()
+        with contextlib.suppress(Exception):
+            await sink.stop(timeout=0.1)
+
+
+async def wait_until(condition: object, timeout: float = 2.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_buffer_stays_bounded_and_drops_oldest_while_server_is_down(started: Start) -> None:
+    sink = FakeSink(capacity=10, batch_size=3, flush_interval=0)
+    sink.gate.clear()  # the server hangs: the first batch stays in flight
+    started(sink)
+    sink.enqueue(0)
+    await wait_until(lambda: sink.attempts == 1)
+    results = [sink.enqueue(i) for i in range(1, 101)]
+
+    assert sink.buffered == 10
+    assert sink.stats.dropped == 91
+    assert results.count(False) == 91
+    assert sink.stats.enqueued == 101
+
+    sink.gate.set()
+    assert await sink.flush(timeout=2.0)
+    # The in-flight item survives; the newest nine queued items are kept.
+    assert sink.delivered_items == [0, *range(92, 101)]
+    assert sink.stats.delivered == 10
+    assert sink.stats.buffered == 0
+    await sink.stop()
+
+
+async def test_enqueue_is_synchronous_and_never_waits_for_the_server(started: Start) -> None:
+    sink = FakeSink(capacity=5, batch_size=5, flush_interval=0)
+    sink.gate.clear()
+    started(sink)
+    # No await between these calls: enqueue returns without yielding to the loop.
+    for item in range(1000):
+        sink.enqueue(item)
+    assert sink.buffered == 5
+    assert sink.stats.dropped == 995
+    await sink.stop(timeout=0.05)
+
+
+async def test_capacity_equal_to_batch_drops_newcomers_when_all_in_flight(started: Start) -> None:
+    sink = FakeSink(capacity=2, batch_size=2, flush_interval=0)
+    sink.gate.clear()
+    started(sink)
+    sink.enqueue(1)
+    sink.enqueue(2)
+    await wait_until(lambda: sink.attempts == 1)
+    # Nothing queued can make room: the in-flight batch is kept, the newcomer dropped.
+    assert sink.enqueue(3) is False
+    assert sink.buffered == 2
+    sink.gate.set()
+    assert await sink.flush(timeout=2.0)
+    assert sink.delivered_items == [1, 2]
+    assert sink.stats.dropped == 1
+    await sink.stop()
+
+
+async def test_transient_failures_are_retried_in_order(started: Start) -> None:
+    sink = FakeSink(failures=3, capacity=100, batch_size=10, flush_interval=0)
+    started(sink)
+    for item in range(5):
+        sink.enqueue(item)
+    assert await sink.flush(timeout=2.0)
+    assert sink.delivered_items == [0, 1, 2, 3, 4]
+    assert sink.stats.failed_attempts == 3
+    assert sink.stats.last_error == "server down"
+    assert sink.stats.dropped == 0
+    await sink.stop()
+
+
+async def test_rejected_batch_is_counted_and_does_not_block_the_rest(started: Start) -> None:
+    sink = FakeSink(reject={2}, capacity=100, batch_size=1, flush_interval=0)
+    started(sink)
+    for item in range(4):
+        sink.enqueue(item)
+    assert await sink.flush(timeout=2.0)
+    assert sink.delivered_items == [0, 1, 3]
+    assert sink.stats.rejected == 1
+    assert sink.stats.delivered == 3
+    await sink.stop()
+
+
+async def test_cadence_batches_points_instead_of_sending_each(started: Start) -> None:
+    sink = FakeSink(capacity=100, batch_size=4, flush_interval=1.0)
+    started(sink)
+    for item in range(10):
+        sink.enqueue(item)
+        await asyncio.sleep(0)
+    # Full batches go at once; the remainder waits for the cadence.
+    await wait_until(lambda: len(sink.batches) == 2)
+    assert sink.batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    await asyncio.sleep(0.1)
+    assert len(sink.batches) == 2
+    await wait_until(lambda: len(sink.batches) == 3, timeout=3.0)
+    assert sink.batches[2] == [8, 9]
+    await sink.stop()
+
+
+async def test_stop_delivers_what_is_buffered_and_closes_transport(started: Start) -> None:
+    sink = FakeSink(capacity=100, batch_size=50, flush_interval=60)
+    started(sink)
+    for item in range(7):
+        sink.enqueue(item)
+    await sink.stop(timeout=2.0)
+    assert sink.delivered_items == list(range(7))
+    assert sink.closed
+
+
+async def test_stop_gives_up_after_timeout_when_server_stays_down(started: Start) -> None:
+    sink = FakeSink(failures=10**9, capacity=100, batch_size=10, flush_interval=0)
+    started(sink)
+    sink.enqueue(1)
+    await sink.stop(timeout=0.1)
+    assert sink.stats.delivered == 0
+    assert sink.stats.failed_attempts >= 1
+    assert sink.closed
+
+
+async def test_a_bug_in_deliver_is_raised_not_retried(started: Start) -> None:
+    class Broken(FakeSink):
+        async def deliver(self, batch: Sequence[int]) -> None:
+            raise KeyError("bug")
+
+    sink = Broken(capacity=10, batch_size=1, flush_interval=0)
+    started(sink)
+    sink.enqueue(1)
+    with pytest.raises(KeyError):
+        await sink.stop(timeout=1.0)
+
+
+def test_backoff_doubles_up_to_maximum() -> None:
+    backoff = Backoff(initial=0.5, maximum=4.0)
+    assert [backoff.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.delay(10_000) == 4.0
+
+
+@pytest.mark.parametrize(("initial", "maximum"), [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0)])
+def test_backoff_rejects_bad_bounds(initial: float, maximum: float) -> None:
+    with pytest.raises(ValueError, match="initial"):
+        Backoff(initial=initial, maximum=maximum)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "batch_size", "flush_interval"), [(5, 0, 0), (5, 6, 0), (5, 5, -1)]
+)
+def test_sink_rejects_bad_sizes(capacity: int, batch_size: int, flush_interval: float) -> None:
+    with pytest.raises(ValueError, match="fake"):
+        FakeSink(capacity=capacity, batch_size=batch_size, flush_interval=flush_interval)
