@@ -30,7 +30,10 @@ _EXPORTS: dict[str, str] = {
     "PrecisionAtK": "detectors.performance.ranking",
     "RegressionPerformance": "detectors.performance.regression",
     # leaks
+    "AvailabilityGap": "detectors.leaks.availability_gap",
+    "FutureValues": "detectors.leaks.future_values",
     "LabelCoincidentWrites": "detectors.leaks.label_coincidence",
+    "WriteLag": "detectors.leaks.write_lag",
     # shadow
     "ShadowAgreement": "detectors.shadow.agreement",
     "ShadowPromotion": "detectors.shadow.promotion",

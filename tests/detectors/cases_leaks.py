@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors import LabelCoincidentWrites
-from detectors.leaks import FeatureWrite, Label
+from detectors import AvailabilityGap, FutureValues, LabelCoincidentWrites, WriteLag
+from detectors.leaks import FeatureWrite, Label, ServedFeature
 from tests.detectors.cases import BAD_SCALARS, DetectorCase
 
 FEATURES = ("plan", "sessions_7d", "last_login_date")
@@ -27,6 +27,9 @@ BAD_EVENTS: tuple[Any, ...] = (
     Label("user", None, 0.0),  # type: ignore[arg-type]
     Label("user", 1, NAN),
     Label(1.5, 1, 0.0),  # type: ignore[arg-type]
+    ServedFeature("user", "plan", 1.0, NAN, 0.0),
+    ServedFeature("user", "plan", 1.0, 0.0, -INF),
+    ServedFeature("user", None, 1.0, 0.0, 0.0),  # type: ignore[arg-type]
 )
 
 
@@ -57,6 +60,30 @@ def writes_and_labels(
     return events[:n]
 
 
+def writes_and_predictions(
+    rng: np.random.Generator, n: int, lag: float = 50.0, skew: float = 0.0
+) -> list[FeatureWrite | ServedFeature]:
+    """Writes whose lag is exponential with mean ``lag``, and predictions reading them.
+
+    Each prediction uses the value serving could read, written ``skew`` after the
+    prediction when ``skew`` is positive (a value from the future).
+    """
+    start = float(rng.integers(0, 10**9))
+    times = start + np.cumsum(rng.exponential(1_000.0, n))
+    lags = rng.exponential(lag, n)
+    users = rng.integers(0, 2_000, n)
+    features = rng.integers(0, len(FEATURES), n)
+    is_write = rng.random(n) < 0.5
+    events: list[FeatureWrite | ServedFeature] = []
+    rows = zip(times.tolist(), lags.tolist(), users.tolist(), features, is_write, strict=True)
+    for at, write_lag, user, feature, write in rows:
+        if write:
+            events.append(FeatureWrite(user, FEATURES[feature], 1.0, at, at + write_lag))
+        else:
+            events.append(ServedFeature(user, FEATURES[feature], 1.0, at - 60_000.0 + skew, at))
+    return events
+
+
 CASES = [
     DetectorCase(
         make=lambda: LabelCoincidentWrites(
@@ -80,6 +107,37 @@ CASES = [
         # Ten labels of each class come before the first test.
         warm_up=19,
         changed=lambda rng, n: writes_and_labels(rng, n, leaking="last_login_date"),
+        bad_inputs=BAD_EVENTS,
+    ),
+    DetectorCase(
+        make=lambda: AvailabilityGap(max_keys=256, min_predictions=50),
+        stream=writes_and_predictions,
+        results=("gap_detected", "gapped_features", "gaps", "rejected"),
+        alarm="gap_detected",
+        # Fifty predictions of a feature come before its first test.
+        warm_up=49,
+        # Every write lands an hour after its event time: every prediction is in a gap.
+        changed=lambda rng, n: writes_and_predictions(rng, n, lag=3_600_000.0),
+        bad_inputs=BAD_EVENTS,
+    ),
+    DetectorCase(
+        make=lambda: WriteLag(sla=1_000.0, window=100),
+        stream=writes_and_predictions,
+        results=("drift_detected", "drifting_features", "sla_breaches", "write_lag", "rejected"),
+        alarm="drift_detected",
+        # A feature needs its five reference windows and one more before a drift verdict.
+        warm_up=599,
+        changed=lambda rng, n: writes_and_predictions(rng, n, lag=500.0),
+        bad_inputs=BAD_EVENTS,
+    ),
+    DetectorCase(
+        make=FutureValues,
+        stream=writes_and_predictions,
+        results=("critical", "future_values", "max_skew", "last_future_value", "counts"),
+        alarm="critical",
+        # One value from the future is enough: there is no warm-up.
+        warm_up=0,
+        changed=lambda rng, n: writes_and_predictions(rng, n, skew=120_000.0),
         bad_inputs=BAD_EVENTS,
     ),
 ]

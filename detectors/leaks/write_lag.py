@@ -1,0 +1,271 @@
+"""Write lag per feature: its distribution, drift against a reference, and a declared SLA."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from river import base
+
+from detectors.leaks._exact import binomial_sf, hypergeom_sf
+from detectors.leaks.events import checked_write
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteLagSummary:
+    """One feature's write lag (``written_at - event_at``).
+
+    Attributes
+    ----------
+    feature
+        The feature's name.
+    writes
+        Writes seen.
+    p50, p99
+        Quantiles of the lag over all writes, to the detector's ``relative_accuracy``
+        (lags of at most one timestamp unit, and negative ones, count as 0.0).
+    reference_lag
+        The ``drift_quantile`` of the reference windows, once complete (else NaN).
+    drift_p_value
+        For the last complete window: the p-value of "lags above ``reference_lag`` are no
+        more frequent than in the reference" (Fisher's exact test, one-sided).
+    drifting
+        Whether ``drift_p_value`` is at most ``alpha``.
+    sla_p_value
+        For the last complete window: the p-value of "at most ``1 - sla_quantile`` of the
+        lags exceed ``sla``" (exact binomial test); 1.0 without an SLA.
+    sla_broken
+        Whether ``sla_p_value`` is at most ``alpha``.
+    """
+
+    feature: str
+    writes: int
+    p50: float
+    p99: float
+    reference_lag: float
+    drift_p_value: float
+    drifting: bool
+    sla_p_value: float
+    sla_broken: bool
+
+
+@dataclasses.dataclass
+class _Lags:
+    # Bucket i > 0 holds lags in (gamma ** (i - 1), gamma ** i]; bucket 0 holds the rest.
+    buckets: dict[int, int] = dataclasses.field(default_factory=dict)
+    writes: int = 0
+    windows: int = 0
+    window_writes: int = 0
+    window_over_sla: int = 0
+    window_over_reference: int = 0
+    reference_bucket: int | None = None
+    reference_over: int = 0
+    drift_p_value: float = 1.0
+    sla_p_value: float = 1.0
+
+
+class WriteLag(base.Base):
+    """Follows how long each feature's values take to reach the store, and when that changes.
+
+    Per feature, the lag ``written_at - event_at`` goes into a sketch with relative error
+    ``relative_accuracy`` (log-spaced buckets, as DDSketch), which gives p50 and p99 in
+    bounded memory. Writes are cut into tumbling windows of ``window`` writes. The first
+    ``reference_windows`` are the reference: their ``drift_quantile`` becomes a threshold,
+    and each later window is tested for more lags above it than the reference had (Fisher's
+    exact test). A longer reference makes a reference that was unusual by chance, which
+    would then make every later window look drifted, less likely.
+    With an ``sla``, each window is tested for more than ``1 - sla_quantile`` of its lags
+    above it (exact binomial test), so "p99 within 30 s" is broken when significantly more
+    than 1% of the writes take longer. Each window is tested once, at level ``alpha``; the
+    verdicts are those of each feature's last complete window. The false-alarm contract is
+    thus a rate, which an alarm budget per day can be split into: with 1,000-write windows
+    and a million writes a day, the default ``alpha`` gives 0.01 false verdicts a day per
+    feature and test. The price is power: a window of 1,000 needs about 3% of writes over
+    the SLA, or 15% over the reference's p90 instead of 10%, to be flagged.
+
+    Parameters
+    ----------
+    sla
+        The declared lag limit, in timestamp units, or ``None`` for no SLA.
+    sla_quantile
+        The share of writes that must be within ``sla``.
+    window
+        Writes per window, per feature.
+    reference_windows
+        Windows in the reference.
+    drift_quantile
+        The reference window's quantile above which lags are counted for drift.
+    alpha
+        The chance, per feature and window, of a false drift or SLA verdict.
+    relative_accuracy
+        The sketch's relative error on quantiles.
+    max_features
+        Features followed; further features are ignored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detectors import WriteLag
+    >>> from detectors.leaks import FeatureWrite
+    >>> rng = np.random.default_rng(5)
+    >>> detector = WriteLag(sla=30_000.0, window=500)
+    >>> lags = np.concatenate([rng.lognormal(8, 1, 3_000), rng.lognormal(9, 1, 1_000)])
+    >>> for i, lag in enumerate(lags):
+    ...     detector.update(FeatureWrite("u", "balance", 1.0, float(i), i + float(lag)))
+    ...     if detector.drift_detected:
+    ...         break
+    >>> i, detector.drifting_features, detector.sla_breaches
+    (3499, ('balance',), ('balance',))
+    >>> summary = detector.write_lag["balance"]
+    >>> summary.writes, round(summary.p50), round(summary.p99), round(summary.reference_lag)
+    (3500, 3534, 45721, 10725)
+    """
+
+    def __init__(
+        self,
+        sla: float | None = None,
+        sla_quantile: float = 0.99,
+        window: int = 1_000,
+        reference_windows: int = 5,
+        drift_quantile: float = 0.9,
+        alpha: float = 1e-5,
+        relative_accuracy: float = 0.01,
+        max_features: int = 1_000,
+    ) -> None:
+        if sla is not None and not (math.isfinite(sla) and sla > 0):
+            raise ValueError(f"sla must be None or a positive finite number, got {sla!r}")
+        for name, quantile in (("sla_quantile", sla_quantile), ("drift_quantile", drift_quantile)):
+            if not 0 < quantile < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {quantile!r}")
+        if not (isinstance(window, int) and window >= 10):
+            raise ValueError(f"window must be an int >= 10, got {window!r}")
+        if not (isinstance(reference_windows, int) and reference_windows >= 1):
+            raise ValueError(f"reference_windows must be an int >= 1, got {reference_windows!r}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not 0 < relative_accuracy < 0.5:
+            raise ValueError(f"relative_accuracy must be in (0, 0.5), got {relative_accuracy!r}")
+        if not (isinstance(max_features, int) and max_features >= 1):
+            raise ValueError(f"max_features must be an int >= 1, got {max_features!r}")
+        self.sla = sla
+        self.sla_quantile = sla_quantile
+        self.window = window
+        self.reference_windows = reference_windows
+        self.drift_quantile = drift_quantile
+        self.alpha = alpha
+        self.relative_accuracy = relative_accuracy
+        self.max_features = max_features
+        self._reset()
+
+    def _reset(self) -> None:
+        self._log_gamma = math.log((1 + self.relative_accuracy) / (1 - self.relative_accuracy))
+        self._features: dict[str, _Lags] = {}
+        self._rejected = 0
+
+    def update(self, x: Any) -> None:
+        """Reads one :class:`FeatureWrite`; anything else is counted in ``rejected``."""
+        write = checked_write(x)
+        if write is None:
+            self._rejected += 1
+            return
+        lags = self._features.get(write.feature)
+        if lags is None:
+            if len(self._features) >= self.max_features:
+                return
+            lags = self._features[write.feature] = _Lags()
+        lag = float(write.written_at - write.event_at)
+        bucket = math.ceil(math.log(lag) / self._log_gamma) if lag > 1.0 else 0
+        lags.buckets[bucket] = lags.buckets.get(bucket, 0) + 1
+        lags.writes += 1
+        lags.window_writes += 1
+        lags.window_over_sla += self.sla is not None and lag > self.sla
+        if lags.reference_bucket is not None:
+            lags.window_over_reference += bucket > lags.reference_bucket
+        if lags.window_writes == self.window:
+            self._close_window(lags)
+
+    def _close_window(self, lags: _Lags) -> None:
+        lags.windows += 1
+        if self.sla is not None:
+            lags.sla_p_value = binomial_sf(lags.window_over_sla, self.window, 1 - self.sla_quantile)
+        if lags.reference_bucket is not None:
+            over = lags.window_over_reference
+            total = (self.reference_windows + 1) * self.window
+            lags.drift_p_value = hypergeom_sf(over, total, lags.reference_over + over, self.window)
+        elif lags.windows == self.reference_windows:
+            # The whole sketch so far is the reference.
+            lags.reference_bucket = self._quantile_bucket(lags.buckets, self.drift_quantile)
+            lags.reference_over = sum(
+                count for bucket, count in lags.buckets.items() if bucket > lags.reference_bucket
+            )
+        lags.window_writes = lags.window_over_sla = lags.window_over_reference = 0
+
+    @staticmethod
+    def _quantile_bucket(buckets: dict[int, int], quantile: float) -> int:
+        rank = quantile * (sum(buckets.values()) - 1)
+        seen = 0
+        for bucket in sorted(buckets):
+            seen += buckets[bucket]
+            if seen > rank:
+                return bucket
+        raise AssertionError("quantile of an empty sketch")
+
+    def _lag(self, bucket: int) -> float:
+        # The point of the bucket whose relative error to both ends is relative_accuracy.
+        if bucket == 0:
+            return 0.0
+        gamma = math.exp(self._log_gamma)
+        return 2 * gamma**bucket / (gamma + 1)
+
+    def _summary(self, feature: str, lags: _Lags) -> WriteLagSummary:
+        reference = (
+            math.nan
+            if lags.reference_bucket is None
+            else math.exp(self._log_gamma * lags.reference_bucket)
+        )
+        return WriteLagSummary(
+            feature=feature,
+            writes=lags.writes,
+            p50=self._lag(self._quantile_bucket(lags.buckets, 0.5)),
+            p99=self._lag(self._quantile_bucket(lags.buckets, 0.99)),
+            reference_lag=reference,
+            drift_p_value=lags.drift_p_value,
+            drifting=lags.drift_p_value <= self.alpha,
+            sla_p_value=lags.sla_p_value,
+            sla_broken=lags.sla_p_value <= self.alpha,
+        )
+
+    @property
+    def write_lag(self) -> dict[str, WriteLagSummary]:
+        """Per feature: lag quantiles and the last window's verdicts."""
+        return {f: self._summary(f, lags) for f, lags in self._features.items()}
+
+    @property
+    def drifting_features(self) -> tuple[str, ...]:
+        """Features whose last window's lags drifted above the reference, sorted."""
+        return tuple(
+            sorted(f for f, lags in self._features.items() if lags.drift_p_value <= self.alpha)
+        )
+
+    @property
+    def sla_breaches(self) -> tuple[str, ...]:
+        """Features whose last window broke the SLA, sorted."""
+        return tuple(
+            sorted(f for f, lags in self._features.items() if lags.sla_p_value <= self.alpha)
+        )
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether any feature's write lag drifted in its last window."""
+        return bool(self.drifting_features)
+
+    @property
+    def sla_broken(self) -> bool:
+        """Whether any feature broke the SLA in its last window."""
+        return bool(self.sla_breaches)
+
+    @property
+    def rejected(self) -> int:
+        """Inputs that were not a well-formed write."""
+        return self._rejected

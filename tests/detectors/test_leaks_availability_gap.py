@@ -1,0 +1,96 @@
+"""AvailabilityGap: a prediction whose training value was written after it was made."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import AvailabilityGap
+from detectors.leaks import FeatureWrite, ServedFeature
+from tests.detectors.cases_leaks import writes_and_predictions
+
+
+def _first_alarm(detector: AvailabilityGap, events: list) -> int | None:
+    for i, event in enumerate(events):
+        detector.update(event)
+        if detector.gap_detected:
+            return i
+    return None
+
+
+def test_late_write_after_the_prediction_is_a_gap() -> None:
+    detector = AvailabilityGap()
+    detector.update(FeatureWrite("u", "f", 1.0, 0.0, 10.0))
+    detector.update(ServedFeature("u", "f", 1.0, 10.0, 100.0))
+    # Training joins this write (event time 50 <= 100); serving could read it only at 200.
+    detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
+    assert detector.gaps["f"].gaps == 1
+
+
+def test_late_write_before_the_prediction_message_is_a_gap() -> None:
+    detector = AvailabilityGap()
+    detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
+    detector.update(ServedFeature("u", "f", 1.0, 10.0, 100.0))
+    assert detector.gaps["f"].gaps == 1
+
+
+def test_no_gap_when_a_newer_value_was_available() -> None:
+    detector = AvailabilityGap()
+    detector.update(ServedFeature("u", "f", 1.0, 90.0, 100.0))
+    # A late write of an older event: training takes the newer one, written at 90.
+    detector.update(FeatureWrite("u", "f", 2.0, 80.0, 90.0))
+    detector.update(FeatureWrite("u", "f", 1.0, 50.0, 500.0))
+    # Event time after the prediction: training does not join it.
+    detector.update(FeatureWrite("u", "f", 3.0, 150.0, 600.0))
+    assert detector.gaps["f"].gaps == 0
+
+
+def test_each_prediction_counts_once() -> None:
+    detector = AvailabilityGap()
+    detector.update(ServedFeature("u", "f", 1.0, 0.0, 100.0))
+    detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
+    detector.update(FeatureWrite("u", "f", 3.0, 60.0, 300.0))
+    assert (detector.gaps["f"].predictions, detector.gaps["f"].gaps) == (1, 1)
+
+
+def test_flags_lagging_writes_at_a_pinned_index() -> None:
+    events = writes_and_predictions(np.random.default_rng(3), 20_000, lag=600_000.0)
+    detector = AvailabilityGap(max_keys=1_000)
+    assert _first_alarm(detector, events) == 1_434
+    evidence = detector.gaps["last_login_date"]
+    assert detector.gapped_features == ("last_login_date",)
+    assert (evidence.predictions, evidence.gaps, evidence.gapped) == (248, 12, True)
+    assert evidence.p_value <= 0.01
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_silent_when_writes_land_in_milliseconds(seed: int) -> None:
+    events = writes_and_predictions(np.random.default_rng(seed), 100_000, lag=50.0)
+    detector = AvailabilityGap()
+    assert _first_alarm(detector, events) is None
+    assert sum(e.predictions for e in detector.gaps.values()) > 40_000
+
+
+def test_forgets_the_least_recently_seen_keys() -> None:
+    detector = AvailabilityGap(max_keys=2)
+    detector.update(ServedFeature("a", "f", 1.0, 0.0, 100.0))
+    detector.update(ServedFeature("b", "f", 1.0, 0.0, 100.0))
+    detector.update(ServedFeature("c", "f", 1.0, 0.0, 100.0))
+    # "a" is forgotten, so its late write cannot be matched any more.
+    detector.update(FeatureWrite("a", "f", 2.0, 50.0, 200.0))
+    assert detector.gaps["f"].gaps == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_gap_rate": 1.0}, "max_gap_rate"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"min_predictions": 0}, "min_predictions"),
+        ({"pending": 0}, "pending"),
+        ({"max_keys": 1.5}, "max_keys"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        AvailabilityGap(**kwargs)

@@ -1,0 +1,63 @@
+"""FutureValues: a served value written after the prediction is critical at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import FutureValues
+from detectors.leaks import ServedFeature
+from tests.detectors.cases_leaks import writes_and_predictions
+
+
+def test_silent_on_values_written_before_the_prediction() -> None:
+    detector = FutureValues()
+    for event in writes_and_predictions(np.random.default_rng(0), 10_000):
+        detector.update(event)
+    assert not detector.critical
+    assert detector.future_values == 0
+    assert sum(c.served for c in detector.counts.values()) > 4_000
+    # Feature writes are not served values: the detector counts them as rejected.
+    assert detector.rejected > 4_000
+
+
+def test_the_first_future_value_is_critical_and_stays_so() -> None:
+    events = [
+        ServedFeature("u", "plan", 1.0, 100.0, 200.0),
+        ServedFeature("u", "plan", 1.0, 200.0, 200.0),
+        ServedFeature("u", "age", 30, 250.0, 200.0),
+        ServedFeature("u", "plan", 1.0, 100.0, 300.0),
+    ]
+    detector = FutureValues()
+    critical = []
+    for event in events:
+        detector.update(event)
+        critical.append(detector.critical)
+    assert critical == [False, False, True, True]
+    assert detector.max_skew == 50.0
+    assert detector.last_future_value == events[2]
+    assert detector.counts["plan"].future == 0
+
+
+def test_skew_within_tolerance_is_not_counted() -> None:
+    detector = FutureValues(skew_tolerance=100.0)
+    detector.update(ServedFeature("u", "plan", 1.0, 300.0, 200.0))
+    detector.update(ServedFeature("u", "plan", 1.0, 301.0, 200.0))
+    assert detector.future_values == 1
+
+
+def test_features_beyond_the_limit_still_count_in_the_total() -> None:
+    detector = FutureValues(max_features=1)
+    detector.update(ServedFeature("u", "a", 1.0, 100.0, 200.0))
+    detector.update(ServedFeature("u", "b", 1.0, 300.0, 200.0))
+    assert detector.future_values == 1
+    assert list(detector.counts) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"skew_tolerance": -1.0}, "skew_tolerance"), ({"max_features": 0}, "max_features")],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        FutureValues(**kwargs)
