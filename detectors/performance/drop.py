@@ -8,23 +8,28 @@ from river import base
 
 from detectors.performance._inputs import unit_float
 
+# Bets for rises of 1, 2, 4, 8 and 16 tolerances over the null.
+_MAX_BETS = 5
+
 
 class PerformanceDrop(base.DriftDetector):
     """Detect that a model's mean loss (in [0, 1]) has risen above its baseline.
 
     Each update is one labelled prediction's loss: the error indicator ``1 - correct``,
-    ``1 - precision@k``, a clipped absolute error... The detector is an e-CUSUM (Shin,
-    Ramdas and Rinaldo, "E-detectors", 2022): every loss ``x`` gives the e-value
-    ``1 + bet * (x - null_loss)``, whose expectation is at most 1 while the mean loss stays
-    at or below ``null_loss = baseline + tolerance``; the CUSUM of their logarithms alarms
-    at ``log(1 / alpha)``. Under that null the mean number of updates between false alarms
-    is at least ``1 / alpha``, however long it runs, so a health policy can spend a
-    false-alarm budget on it: about ``alpha`` false alarms per labelled prediction. The bet
-    is the Bernoulli likelihood ratio against a mean loss of ``null_loss + tolerance``,
-    so a rise of twice ``tolerance`` over the baseline is found fastest.
+    ``1 - precision@k``, a clipped absolute error... The detector is a mixture e-CUSUM
+    (Shin, Ramdas and Rinaldo, "E-detectors", 2022). A bet ``b`` turns every loss ``x``
+    into the e-value ``1 + b * (x - null_loss)``, whose expectation is at most 1 while the
+    mean loss stays at or below ``null_loss = baseline + tolerance``. One CUSUM of such
+    e-values runs for each of a few bets, the Bernoulli likelihood ratios against mean
+    losses ``null_loss + tolerance * 2**k`` (small and large drops), and the detector
+    alarms when their average reaches ``1 / alpha``. The average is below the average of
+    the Shiryaev-Roberts statistics, so under that null the mean number of updates between
+    false alarms is at least ``1 / alpha``, however long it runs: a health policy can spend
+    a false-alarm budget on it, about ``alpha`` false alarms per labelled prediction at
+    most.
 
-    After an alarm ``drift_detected`` is True for that update only and the statistic
-    restarts, keeping the baseline, so a loss that stays high alarms again.
+    After an alarm ``drift_detected`` is True for that update only and the statistics
+    restart, keeping the baseline, so a loss that stays high alarms again.
 
     Parameters
     ----------
@@ -53,7 +58,7 @@ class PerformanceDrop(base.DriftDetector):
     ...     if detector.drift_detected:
     ...         alarms.append(i)
     >>> alarms[:1], round(detector.baseline_loss, 3)
-    ([3315], 0.095)
+    ([3143], 0.095)
     """
 
     def __init__(
@@ -83,9 +88,9 @@ class PerformanceDrop(base.DriftDetector):
         self._n = 0
         self._reference_sum = 0.0
         self._learned_baseline: float | None = None
-        self._statistic = 0.0
+        self._statistics: list[float] = []  # one log CUSUM per bet
         self._null_loss = math.nan
-        self._bet = 0.0
+        self._bets: list[float] = []
         if self.baseline is not None:
             self._set_baseline(self.baseline)
 
@@ -95,10 +100,13 @@ class PerformanceDrop(base.DriftDetector):
         self._null_loss = null_loss
         if null_loss >= 1.0:
             # No loss in [0, 1] can be evidence of a mean above 1: never alarm.
-            self._bet = 0.0
             return
-        alternative = min(null_loss + self.tolerance, (1.0 + null_loss) / 2.0)
-        self._bet = (alternative - null_loss) / (null_loss * (1.0 - null_loss))
+        # Alternatives stop short of 1, where the likelihood ratio of a zero loss would be 0.
+        highest = (1.0 + null_loss) / 2.0
+        alternatives = [null_loss + self.tolerance * 2**k for k in range(_MAX_BETS)]
+        alternatives = [a for a in alternatives if a < highest] or [highest]
+        self._bets = [(a - null_loss) / (null_loss * (1.0 - null_loss)) for a in alternatives]
+        self._statistics = [0.0] * len(self._bets)
 
     @property
     def baseline_loss(self) -> float | None:
@@ -107,8 +115,12 @@ class PerformanceDrop(base.DriftDetector):
 
     @property
     def statistic(self) -> float:
-        """The log e-CUSUM statistic; the alarm is at ``threshold``."""
-        return self._statistic
+        """Log of the mean of the bets' CUSUMs; the alarm is at ``threshold``."""
+        if not self._statistics:
+            return 0.0
+        top = max(self._statistics)
+        total = sum(math.exp(statistic - top) for statistic in self._statistics)
+        return top + math.log(total / len(self._statistics))
 
     @property
     def threshold(self) -> float:
@@ -132,11 +144,11 @@ class PerformanceDrop(base.DriftDetector):
             if self._n == self.reference_size:
                 self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
             return
-        if self._bet == 0.0:
-            return
-        self._statistic = max(self._statistic, 0.0) + math.log1p(
-            self._bet * (loss - self._null_loss)
-        )
-        if self._statistic >= self.threshold:
+        excess = loss - self._null_loss
+        self._statistics = [
+            max(statistic, 0.0) + math.log1p(bet * excess)
+            for statistic, bet in zip(self._statistics, self._bets, strict=True)
+        ]
+        if self._statistics and self.statistic >= self.threshold:
             self._drift_detected = True
-            self._statistic = 0.0
+            self._statistics = [0.0] * len(self._bets)

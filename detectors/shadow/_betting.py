@@ -7,7 +7,9 @@ martingale when ``m`` is the true mean, so by Ville's inequality it ever reaches
 ``1 / alpha`` with probability at most ``alpha``. The candidates whose capital stays below
 that form a (1 - alpha) confidence sequence: valid at every time at once, so it may be
 looked at after every observation. Bets are the predictable plug-in of their eq. (26),
-truncated at ``_TRUNCATION / m`` and ``_TRUNCATION / (1 - m)`` as in their Theorem 3.
+truncated at ``_TRUNCATION``: below their Theorem 3's ``_TRUNCATION / m`` and
+``_TRUNCATION / (1 - m)`` for every candidate, which keeps the capital positive and lets
+one bet serve the whole grid.
 """
 
 from __future__ import annotations
@@ -28,31 +30,39 @@ class BettingConfidenceSequence:
         self._grid = (np.arange(grid_size) + 0.5) / grid_size
         self._log_up = np.zeros(grid_size)
         self._log_down = np.zeros(grid_size)
-        self._up_cap = _TRUNCATION / self._grid
-        self._down_cap = _TRUNCATION / (1.0 - self._grid)
         self._n = 0
         self._sum = 0.0
         self._squared_deviations = 0.0
+        self._bounds = (0.0, 1.0)
+        self._bounds_at = 0
 
     def update(self, x: float) -> None:
         t = self._n + 1
         variance = (0.25 + self._squared_deviations) / t
-        bet = math.sqrt(self._log_factor / (variance * t * math.log1p(t)))
-        excess = x - self._grid
-        self._log_up += np.log1p(np.minimum(bet, self._up_cap) * excess)
-        self._log_down += np.log1p(-np.minimum(bet, self._down_cap) * excess)
+        bet = min(math.sqrt(self._log_factor / (variance * t * math.log1p(t))), _TRUNCATION)
+        stake = bet * (x - self._grid)
+        self._log_up += np.log1p(stake)
+        self._log_down += np.log1p(-stake)
         self._n = t
         self._sum += x
         self._squared_deviations += (x - (0.5 + self._sum) / (t + 1)) ** 2
 
     def bounds(self) -> tuple[float, float]:
-        """(lower, upper), widened to the grid cells' edges; NaN if every mean is excluded."""
+        """(lower, upper); NaN when every candidate is excluded (a drifting mean)."""
+        if self._bounds_at != self._n:
+            self._bounds = self._compute_bounds()
+            self._bounds_at = self._n
+        return self._bounds
+
+    def _compute_bounds(self) -> tuple[float, float]:
         hedged = np.logaddexp(self._log_up, self._log_down) + math.log(0.5)
         kept = self._grid[hedged < self._log_threshold]
         if not len(kept):
             return math.nan, math.nan
-        half_cell = 0.5 / len(self._grid)
-        return max(float(kept[0]) - half_cell, 0.0), min(float(kept[-1]) + half_cell, 1.0)
+        # The kept candidates are an interval holding the mean (with probability 1 - alpha);
+        # a true mean between two candidates is within one cell of the nearest kept one.
+        cell = 1.0 / len(self._grid)
+        return max(float(kept[0]) - cell, 0.0), min(float(kept[-1]) + cell, 1.0)
 
     @property
     def n(self) -> int:

@@ -68,7 +68,7 @@ class ShadowPromotion(base.Base):
     >>> verdicts
     {'keep_watching': 0, 'promote': 10080}
     >>> round(trial.lower, 3), round(trial.upper, 3), round(trial.stable_for / 86400.0, 2)
-    (0.03, 0.076, 8.33)
+    (0.027, 0.067, 8.33)
     """
 
     def __init__(

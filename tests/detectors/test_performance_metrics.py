@@ -1,0 +1,149 @@
+"""Windowed metrics on labelled predictions, cross-checked against river and scipy."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from river import metrics, utils
+from scipy import stats
+
+from detectors.performance.classification import ClassificationPerformance
+from detectors.performance.drop import PerformanceDrop
+from detectors.performance.ranking import PrecisionAtK
+from detectors.performance.regression import RegressionPerformance
+
+
+def _scored(rng: np.random.Generator, n: int, flip_after: int | None = None) -> list[Any]:
+    y = (rng.random(n) < 0.3).astype(int)
+    p = np.clip(0.3 + np.where(y == 1, 0.3, -0.1) + rng.normal(0, 0.2, n), 0, 1)
+    p = np.round(p, 2)  # ties, which AUC must count half
+    if flip_after is not None:
+        p[flip_after:] = 1 - p[flip_after:]
+    return list(zip(y.tolist(), p.tolist(), strict=True))
+
+
+def test_classification_metrics_match_river_and_scipy_on_the_window() -> None:
+    rng = np.random.default_rng(30)
+    pairs = _scored(rng, 2500)
+    window = 700
+    detector = ClassificationPerformance(window=window)
+    accuracy: Any = utils.Rolling(metrics.Accuracy, window_size=window)
+    log_loss: Any = utils.Rolling(metrics.LogLoss, window_size=window)
+    for y, p in pairs:
+        detector.update((y, p))
+        accuracy.update(bool(y), p >= 0.5)
+        log_loss.update(bool(y), {True: p, False: 1 - p})
+    y_last = np.array([y for y, _ in pairs[-window:]])
+    p_last = np.array([p for _, p in pairs[-window:]])
+    u = stats.mannwhitneyu(p_last[y_last == 1], p_last[y_last == 0]).statistic
+    assert detector.accuracy == pytest.approx(accuracy.get(), abs=1e-12)
+    assert detector.log_loss == pytest.approx(log_loss.get(), rel=1e-9)
+    assert detector.auc == pytest.approx(u / (y_last.sum() * (window - y_last.sum())), abs=1e-12)
+    assert detector.n_labels == 2500
+
+
+def test_classification_metrics_before_and_with_one_class() -> None:
+    detector = ClassificationPerformance()
+    assert math.isnan(detector.accuracy) and math.isnan(detector.log_loss)
+    for _ in range(5):
+        detector.update((True, 0.9))
+    assert detector.accuracy == 1.0
+    assert math.isnan(detector.auc)
+    detector.update((0, 0.0))  # p = 0 is clipped, not log(0)
+    assert math.isfinite(detector.log_loss)
+
+
+def test_classification_drop_alarm_pinned_when_the_model_turns_wrong() -> None:
+    rng = np.random.default_rng(31)
+    pairs = _scored(rng, 6000, flip_after=4000)
+    detector = ClassificationPerformance(window=500, drop=PerformanceDrop(alpha=1e-4))
+    alarms = []
+    for i, pair in enumerate(pairs):
+        detector.update(pair)
+        if detector.drift_detected:
+            alarms.append(i)
+    assert alarms[:3] == [4012, 4025, 4037]
+    assert detector.accuracy < 0.2
+
+
+def test_classification_is_silent_on_a_stationary_stream() -> None:
+    rng = np.random.default_rng(32)
+    detector = ClassificationPerformance(drop=PerformanceDrop(alpha=1e-4))
+    for pair in _scored(rng, 40_000):
+        detector.update(pair)
+        assert not detector.drift_detected
+
+
+def test_precision_at_k_exact_values_and_short_lists() -> None:
+    metric = PrecisionAtK(k=4, window=3)
+    metric.update((["a", "b", "c", "d", "e"], {"a", "d", "e"}))  # 2 of the first 4
+    assert metric.precision_at_k == 0.5
+    metric.update((["x"], ["x"]))  # 1 hit, 3 empty slots
+    assert metric.precision_at_k == pytest.approx((0.5 + 0.25) / 2)
+    metric.update(((1, 2, 3, 4), frozenset({1, 2, 3, 4})))
+    metric.update(([9, 8, 7, 6], set()))  # pushes the first out of the window of 3
+    assert metric.precision_at_k == pytest.approx((0.25 + 1.0 + 0.0) / 3)
+    metric.update(([[1], [2]], {1}))  # unhashable ids
+    assert (metric.n_labels, metric.n_ignored) == (4, 1)
+
+
+def test_precision_at_k_drop_pinned() -> None:
+    rng = np.random.default_rng(33)
+    metric = PrecisionAtK(k=5, drop=PerformanceDrop(alpha=1e-4))
+    alarms = []
+    for i in range(5000):
+        relevance = 0.4 if i < 3000 else 0.25
+        ranked = [int(v) for v in rng.choice(1000, size=10, replace=False)]
+        metric.update((ranked, {v for v in ranked if rng.random() < relevance}))
+        if metric.drift_detected:
+            alarms.append(i)
+    assert alarms[:2] == [3160, 3324]
+
+
+def test_regression_matches_river_mae_on_the_window() -> None:
+    rng = np.random.default_rng(34)
+    window = 400
+    detector = RegressionPerformance(error_cap=5.0, window=window)
+    mae: Any = utils.Rolling(metrics.MAE, window_size=window)
+    errors = []
+    for _ in range(1000):
+        y = float(rng.normal(20, 5))
+        y_pred = y + float(rng.standard_t(3))
+        detector.update((y, y_pred))
+        mae.update(y, y_pred)
+        errors.append(y_pred - y)
+    assert detector.mae == pytest.approx(mae.get(), rel=1e-9)
+    assert detector.bias == pytest.approx(np.mean(errors[-window:]), rel=1e-9)
+
+
+def test_regression_drop_pinned_and_huge_values_ignored() -> None:
+    rng = np.random.default_rng(35)
+    detector = RegressionPerformance(error_cap=5.0, drop=PerformanceDrop(alpha=1e-4))
+    detector.update((1e308, -1e308))  # the error overflows to -inf
+    assert detector.n_ignored == 1
+    alarms = []
+    for i in range(4000):
+        noise = 1.0 if i < 2500 else 2.0
+        detector.update((0.0, float(rng.normal(0, noise))))
+        if detector.drift_detected:
+            alarms.append(i)
+    assert alarms[:2] == [2532, 2564]
+
+
+@pytest.mark.parametrize(
+    ("factory", "field"),
+    [
+        (lambda: ClassificationPerformance(window=1), "window"),
+        (lambda: ClassificationPerformance(threshold=1.0), "threshold"),
+        (lambda: PrecisionAtK(k=0), "k"),
+        (lambda: PrecisionAtK(window=0), "window"),
+        (lambda: RegressionPerformance(error_cap=0.0), "error_cap"),
+        (lambda: RegressionPerformance(error_cap=math.inf), "error_cap"),
+    ],
+)
+def test_constructors_name_the_invalid_argument(factory: Any, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        factory()
