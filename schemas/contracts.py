@@ -12,10 +12,10 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
-SCHEMA_VERSION: Final = 1
+Version: TypeAlias = Literal[1]
+SCHEMA_VERSION: Final[Version] = 1
 """The version every contract is at; decoders accept exactly the versions they know."""
 
-Version: TypeAlias = Literal[1]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Millis = Annotated[int, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from schemas.contracts import Action, ControlCommand
 from schemas.signing import Keyring, signed_command
 from streams.settings import Settings
-from streams.topics import CATALOGUE, TopicSpec, admin_client, ensure_topics
+from streams.topics import CATALOGUE, CONTROL, PREDICTIONS, TopicSpec, admin_client, ensure_topics
 
 
 def fleet_settings(base: Settings, bootstrap: str, prefix: str) -> Settings:
@@ -39,6 +39,19 @@ def catalogue_topics(
         admin = admin_client(settings)
         for future in admin.delete_topics(names).values():
             future.result(timeout=30)
+
+
+@contextmanager
+def fleet_topics(
+    base: Settings,
+    bootstrap: str,
+    prefix: str,
+    catalogue: tuple[TopicSpec, ...] = (CONTROL, PREDICTIONS),
+) -> Iterator[Settings]:
+    """``fleet_settings`` with the fleet's topics created for the block, deleted after."""
+    settings = fleet_settings(base, bootstrap, prefix)
+    with catalogue_topics(settings, catalogue):
+        yield settings
 
 
 def command(

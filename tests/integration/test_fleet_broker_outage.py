@@ -9,9 +9,8 @@ import pytest
 from streams.control import publish_command
 from streams.fleet import ControlListener, PredictionLogger
 from streams.settings import Settings
-from streams.topics import CONTROL, PREDICTIONS
 from tests.conftest import PrivateKafka
-from tests.fleet.helpers import catalogue_topics, command, fleet_settings, wait_for
+from tests.fleet.helpers import command, fleet_topics, wait_for
 from tests.fleet.test_prediction_logger import example_prediction
 
 pytestmark = pytest.mark.integration
@@ -24,10 +23,9 @@ OFFERED_WHILE_DOWN = 5_000
 def test_node_keeps_serving_in_its_last_state_and_catches_up(
     private_kafka: PrivateKafka, stack_settings: Settings, unique_name: str
 ) -> None:
-    settings = fleet_settings(stack_settings, private_kafka.bootstrap, unique_name)
     prediction = example_prediction()
     with (
-        catalogue_topics(settings, (CONTROL, PREDICTIONS)),
+        fleet_topics(stack_settings, private_kafka.bootstrap, unique_name) as settings,
         ControlListener(settings) as listener,
         PredictionLogger(settings, max_buffered=BUFFER, delivery_timeout_s=300) as logger,
     ):

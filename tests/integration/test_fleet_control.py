@@ -14,7 +14,7 @@ from streams.control import publish_command
 from streams.fleet import ControlListener, ModeChange, PredictionLogger
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS
-from tests.fleet.helpers import catalogue_topics, command, fleet_settings, wait_for
+from tests.fleet.helpers import command, fleet_settings, fleet_topics, wait_for
 from tests.fleet.test_prediction_logger import example_prediction
 
 pytestmark = pytest.mark.integration
@@ -26,8 +26,7 @@ SEQ = 1_795_000_000_000
 def settings(
     stack_settings: Settings, kafka_bootstrap: str, unique_name: str
 ) -> Iterator[Settings]:
-    fleet = fleet_settings(stack_settings, kafka_bootstrap, unique_name)
-    with catalogue_topics(fleet, (CONTROL, PREDICTIONS)):
+    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as fleet:
         yield fleet
 
 

@@ -1,0 +1,146 @@
+"""An example serving node: recommendations over HTTP that fail soft to the 10 most popular.
+
+    GET /recommend?user=u42   -> {"items": [...], "role": "live" | "fallback", "request_id": ...}
+    GET /stats                -> the failsoft client's counters
+
+The "live model" is a stand-in (a per-user shuffle of a catalogue) and can be made to
+fail with ``--fail-rate``. Everything failsoft needs sits between the two ``failsoft:``
+markers, under 20 lines: a ``ControlListener`` that obeys the control topic, a
+``PopularItems`` fallback that follows ``popular.json``, a ``Router`` that picks one by
+the model's mode, and a ``PredictionLogger`` that publishes what was served.
+
+Run (after ``failsoft stack up`` and ``failsoft topics create``)::
+
+    failsoft control keygen ~/.config/failsoft/control.keys
+    export FAILSOFT_CONTROL_KEYS_FILE=~/.config/failsoft/control.keys
+    .venv/bin/python deploy/examples/recommender/app.py --port 8000 &
+    curl 'localhost:8000/recommend?user=u42'
+    failsoft control fallback home-recs --reason "try it"
+    curl 'localhost:8000/recommend?user=u42'       # now the top 10, role "fallback"
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from schemas.contracts import SCHEMA_VERSION, FeatureSeen, Prediction, Ranking
+from streams.fleet import ControlListener, PopularItems, PredictionLogger, Router
+from streams.settings import Settings
+
+MODEL_ID = "home-recs"
+MODEL_VERSION = "example-1"
+CATALOGUE = [f"item-{i}" for i in range(200)]
+POPULAR_FILE = Path(__file__).with_name("popular.json")
+
+
+class ShuffleModel:
+    """The stand-in live model: ten items per user, stable for a user, failing on demand."""
+
+    def __init__(self, fail_rate: float = 0.0) -> None:
+        self.fail_rate = fail_rate
+        # When the (stand-in) segment table was built: the write time of every segment.
+        self.segments_written_at = time.time_ns() // 10**6
+
+    def segment(self, user_id: str) -> int:
+        return hashlib.sha256(user_id.encode()).digest()[0] % 8
+
+    def recommend(self, user_id: str) -> list[str]:
+        if random.random() < self.fail_rate:
+            raise RuntimeError("model server timed out")
+        return random.Random(f"{self.segment(user_id)}:{user_id}").sample(CATALOGUE, 10)
+
+
+class RecommenderNode:
+    def __init__(self, settings: Settings, model: ShuffleModel, popular: Path) -> None:
+        self.model = model
+        # failsoft: begin (setup)
+        self.listener = ControlListener(settings).start()
+        self.logger = PredictionLogger(settings)
+        self.popular = PopularItems(popular, n=10)
+        router = Router(self.listener)
+        self.recommend = router.register(MODEL_ID, live=model.recommend, fallback=self.popular.top)
+        # failsoft: end
+
+    def serve(self, user_id: str) -> dict[str, Any]:
+        started, request_id = time.perf_counter(), uuid.uuid4().hex
+        # failsoft: begin (per request)
+        items, role = self.recommend.call(user_id)
+        seen = {"segment": FeatureSeen(self.model.segment(user_id), self.model.segments_written_at)}
+        took_ms, now_ms = (time.perf_counter() - started) * 1e3, time.time_ns() // 10**6
+        ids = (SCHEMA_VERSION, request_id, MODEL_ID, MODEL_VERSION, role, user_id)
+        self.logger.log(Prediction(*ids, now_ms, Ranking(items), seen, took_ms))
+        # failsoft: end
+        return {"items": items, "role": role, "request_id": request_id}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "modes": dict(self.listener.modes),
+            "listener": msgspec.to_builtins(self.listener.stats()),
+            "predictions": msgspec.to_builtins(self.logger.stats()),
+            "live_errors": self.recommend.errors,
+        }
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.logger.close(timeout=5)
+
+
+def make_server(node: RecommenderNode, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path == "/recommend":
+                user = parse_qs(url.query).get("user", [""])[0]
+                if not user:
+                    return self._reply(400, {"error": "user: required query parameter"})
+                return self._reply(200, node.serve(user))
+            if url.path == "/stats":
+                return self._reply(200, node.stats())
+            return self._reply(404, {"error": f"{url.path}: not found"})
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per request would drown the node's own log
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--popular", type=Path, default=POPULAR_FILE)
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="live model failures")
+    args = parser.parse_args()
+    node = RecommenderNode(Settings.from_env(), ShuffleModel(args.fail_rate), args.popular)
+    server = make_server(node, args.port)
+    print(f"recommender on http://127.0.0.1:{server.server_port}/recommend?user=u42")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        node.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

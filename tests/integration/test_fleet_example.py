@@ -1,0 +1,84 @@
+"""The example recommender node: live answers, then the top 10 once told to fall back."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from streams.control import publish_command
+from streams.settings import Settings
+from tests.fleet.helpers import command, fleet_topics, wait_for
+
+pytestmark = pytest.mark.integration
+
+APP = Path(__file__).parents[2] / "deploy" / "examples" / "recommender" / "app.py"
+
+
+def load_app() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("recommender_app", APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_integration_takes_under_20_lines() -> None:
+    lines, inside = [], False
+    for line in APP.read_text().splitlines():
+        if "# failsoft: begin" in line:
+            inside = True
+        elif "# failsoft: end" in line:
+            inside = False
+        elif inside and line.strip():
+            lines.append(line)
+    imports = [line for line in APP.read_text().splitlines() if "streams.fleet" in line]
+    assert len(lines) + len(imports) < 20, lines
+
+
+@pytest.fixture
+def settings(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str
+) -> Iterator[Settings]:
+    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as fleet:
+        yield fleet
+
+
+def test_recommender_serves_live_then_falls_back_to_the_top_10(settings: Settings) -> None:
+    app = load_app()
+    node = app.RecommenderNode(settings, app.ShuffleModel(), app.POPULAR_FILE)
+    server = app.make_server(node, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return json.load(response)
+
+    try:
+        assert node.listener.wait_bootstrapped(30)
+        live = get("/recommend?user=u42")
+        assert live["role"] == "live" and len(live["items"]) == 10
+        assert get("/recommend?user=u42")["items"] == live["items"]
+
+        publish_command(settings, command(settings, app.MODEL_ID, "fallback", 1_795_000_000_000))
+        assert wait_for(lambda: get("/recommend?user=u42")["role"] == "fallback")
+        popular = json.loads(app.POPULAR_FILE.read_text())
+        assert get("/recommend?user=u7")["items"] == popular[:10]
+
+        assert node.logger.flush(10) == 0
+        stats = get("/stats")
+        assert stats["modes"] == {app.MODEL_ID: "fallback"}
+        assert stats["predictions"]["delivered"] >= 4
+        assert stats["predictions"]["dropped"] == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        node.close()
