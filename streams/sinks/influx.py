@@ -146,7 +146,7 @@ class InfluxSink(BufferedSink[Point]):
                 "measurement": p.measurement,
                 "tags": p.tags,
                 "fields": p.fields,
-                # Nanoseconds, the client's default precision (its typing rejects WritePrecision.MS).
+                # Nanoseconds: the client's default precision (its typing rejects "ms").
                 "time": p.time_ms * 1_000_000,
             }
             for p in batch

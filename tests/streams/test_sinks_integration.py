@@ -1,0 +1,247 @@
+"""The Alerta and InfluxDB sinks against the real servers of the local stack.
+
+Outages are simulated with a TCP proxy in front of the real server (tests/streams/proxy.py):
+the sink first sees a closed port, then the proxy opens and everything queued arrives at
+the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+
+from streams.settings import Settings
+from streams.sinks.alerta import (
+    AlertaSink,
+    Heartbeat,
+    detector_alert,
+    escalation_alert,
+    escalation_cleared,
+    health_alert,
+)
+from streams.sinks.buffer import Backoff
+from streams.sinks.influx import InfluxSink, Point, point
+from tests.streams.proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+FAST = Backoff(initial=0.05, maximum=0.2)
+
+
+def alerta_sink(settings: Settings, endpoint: str | None = None, capacity: int = 100) -> AlertaSink:
+    return AlertaSink(
+        endpoint or settings.alerta_endpoint,
+        settings.alerta_api_key,
+        settings.alerta_environment,
+        capacity=capacity,
+        request_timeout=2.0,
+        backoff=FAST,
+    )
+
+
+class CountingInfluxSink(InfluxSink):
+    """Counts write requests, to show that points go in batches."""
+
+    requests = 0
+
+    async def deliver(self, batch: Sequence[Point]) -> None:
+        self.requests += 1
+        await super().deliver(batch)
+
+
+def influx_sink(settings: Settings, url: str | None = None, **kwargs: Any) -> CountingInfluxSink:
+    kwargs.setdefault("backoff", FAST)
+    return CountingInfluxSink(
+        url or settings.influxdb_url,
+        settings.influxdb_token,
+        settings.influxdb_org,
+        settings.influxdb_bucket,
+        request_timeout=2.0,
+        **kwargs,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def proxies() -> AsyncIterator[list[TcpProxy]]:
+    opened: list[TcpProxy] = []
+    yield opened
+    for proxy in opened:
+        await proxy.close()
+
+
+def alerts_of(alerta_client: Any, resource: str) -> list[Any]:
+    return list(alerta_client.get_alerts(query=[("resource", resource)]))
+
+
+def influx_rows(influxdb_client: Any, settings: Settings, measurement: str, model: str) -> list:
+    flux = f"""
+        from(bucket: "{settings.influxdb_bucket}")
+          |> range(start: -1h)
+          |> filter(fn: (r) => r._measurement == "{measurement}" and r.model == "{model}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
+    return [record for table in tables for record in table.records]
+
+
+async def test_alerta_duplicate_is_counted_and_closing_alert_closes_it(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    sink = alerta_sink(stack_settings)
+    sink.start()
+    alert = detector_alert(unique_name, "team-test", "label_leak", "major", "leak", "last_login")
+    sink.enqueue(alert)
+    sink.enqueue(alert)
+    assert await sink.flush(timeout=10)
+
+    [stored] = alerts_of(alerta_client, unique_name)
+    assert (stored.event, stored.severity, stored.status) == ("label_leak", "major", "open")
+    assert stored.duplicate_count == 1
+    assert stored.attributes["feature"] == "last_login"
+    assert stored.environment == stack_settings.alerta_environment
+    assert sink.alert_ids[unique_name, "label_leak"] == stored.id
+
+    sink.enqueue(detector_alert(unique_name, "team-test", "label_leak", "normal", "quiet"))
+    assert await sink.flush(timeout=10)
+    [closed] = alerts_of(alerta_client, unique_name)
+    assert (closed.id, closed.status) == (stored.id, "closed")
+    assert sink.stats.delivered == 3
+    assert sink.stats.rejected == sink.stats.dropped == 0
+    await sink.stop()
+
+
+async def test_alerta_health_follows_state_and_restore_closes_fallback_alert(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    sink = alerta_sink(stack_settings)
+    sink.start()
+    model = unique_name
+    sink.enqueue(health_alert(model, "team-test", "degraded", "drift", "psi 0.25 on age"))
+    sink.enqueue(health_alert(model, "team-test", "fallback", "drift", "psi 0.41 on age"))
+    sink.enqueue(escalation_alert(model, "team-test", timedelta(days=3, hours=2)))
+    assert await sink.flush(timeout=10)
+
+    by_group = {alert.group: alert for alert in alerts_of(alerta_client, model)}
+    assert set(by_group) == {"health", "escalation"}
+    health, escalation = by_group["health"], by_group["escalation"]
+    assert (health.event, health.severity, health.status) == ("ModelFallback", "major", "open")
+    assert (escalation.event, escalation.severity) == ("FallbackEscalated", "critical")
+
+    sink.enqueue(health_alert(model, "team-test", "probing", "drift", "quiet for 10 min"))
+    sink.enqueue(health_alert(model, "team-test", "healthy", "drift", "restored"))
+    sink.enqueue(escalation_cleared(model, "team-test"))
+    assert await sink.flush(timeout=10)
+
+    after = {alert.group: alert for alert in alerts_of(alerta_client, model)}
+    assert after["health"].id == health.id  # one alert per model, correlated across states
+    assert (after["health"].event, after["health"].status) == ("ModelHealthy", "closed")
+    assert after["escalation"].id == escalation.id
+    assert after["escalation"].status == "closed"
+    await sink.stop()
+
+
+async def test_alerta_heartbeat_is_recorded(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    sink = alerta_sink(stack_settings)
+    sink.start()
+    sink.enqueue(Heartbeat(origin=unique_name, timeout=timedelta(seconds=30)))
+    assert await sink.flush(timeout=10)
+    [beat] = [b for b in alerta_client.get_heartbeats() if b.origin == unique_name]
+    assert beat.timeout == 30
+    assert beat.attributes["environment"] == stack_settings.alerta_environment
+    assert beat.status == "ok"
+    await sink.stop()
+
+
+async def test_alerta_outage_never_blocks_stays_bounded_and_delivers_after(
+    alerta_client: Any, stack_settings: Settings, unique_name: str, proxies: list[TcpProxy]
+) -> None:
+    target = urlsplit(stack_settings.alerta_endpoint)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 80)
+    proxies.append(proxy)
+    sink = alerta_sink(stack_settings, endpoint=proxy.url, capacity=20)
+    sink.start()
+
+    # enqueue is synchronous: no await here, so nothing can wait on the closed port.
+    for n in range(50):
+        sink.enqueue(detector_alert(f"{unique_name}-{n}", "team-test", "drift", "minor", "x"))
+    await asyncio.sleep(0.5)  # the drainer keeps failing against the closed port
+
+    assert sink.buffered == 20
+    assert sink.stats.dropped == 30
+    assert sink.stats.failed_attempts >= 2
+    assert sink.stats.delivered == 0
+
+    await proxy.open()
+    assert await sink.flush(timeout=15)
+    assert sink.stats.delivered == 20
+    # The oldest 30 were dropped; the newest 20 reached the real server.
+    assert alerts_of(alerta_client, f"{unique_name}-29") == []
+    for n in (30, 49):
+        [stored] = alerts_of(alerta_client, f"{unique_name}-{n}")
+        assert stored.event == "drift"
+    await sink.stop()
+
+
+async def test_influx_points_are_batched_and_read_back_with_flux(
+    influxdb_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    sink = influx_sink(stack_settings, batch_size=1000, flush_interval=0.5)
+    sink.start()
+    now_ms = int(time.time() * 1000)
+    for n in range(200):
+        tags = {"model": unique_name, "version": "v1", "role": "live", "feature": "age"}
+        fields = {"statistic": n / 100, "drift": int(n >= 150)}
+        sink.enqueue(point("drift", tags | {"detector": "psi"}, fields, now_ms - 200 + n))
+    sink.enqueue(point("health", {"model": unique_name}, {"state": "fallback"}, now_ms))
+    assert await sink.flush(timeout=10)
+    assert sink.requests == 1  # 201 points, one write on the cadence
+    assert sink.stats.delivered == 201
+
+    rows = influx_rows(influxdb_client, stack_settings, "drift", unique_name)
+    statistic = sorted(r.get_value() for r in rows if r.get_field() == "statistic")
+    assert statistic == [n / 100 for n in range(200)]
+    assert {r.values["feature"] for r in rows} == {"age"}
+    assert {r.values["detector"] for r in rows} == {"psi"}
+    [state] = influx_rows(influxdb_client, stack_settings, "health", unique_name)
+    assert state.get_value() == "fallback"
+    await sink.stop()
+
+
+async def test_influx_outage_never_blocks_stays_bounded_and_delivers_after(
+    influxdb_client: Any, stack_settings: Settings, unique_name: str, proxies: list[TcpProxy]
+) -> None:
+    target = urlsplit(stack_settings.influxdb_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 80)
+    proxies.append(proxy)
+    sink = influx_sink(stack_settings, url=proxy.url, capacity=300, batch_size=100)
+    sink.start()
+    now_ms = int(time.time() * 1000)
+
+    for n in range(1000):
+        sink.enqueue(point("pipeline", {"agent": unique_name}, {"consumed": n}, now_ms + n))
+    await asyncio.sleep(0.5)
+
+    assert sink.buffered == 300
+    assert sink.stats.dropped == 700
+    assert sink.stats.failed_attempts >= 2
+
+    await proxy.open()
+    assert await sink.flush(timeout=15)
+    assert sink.stats.delivered == 300
+    flux = f"""
+        from(bucket: "{stack_settings.influxdb_bucket}")
+          |> range(start: -1h, stop: 1h)
+          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{unique_name}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
+    values = sorted(record.get_value() for table in tables for record in table.records)
+    assert values == list(range(700, 1000))  # the newest 300 survived the outage
+    await sink.stop()
