@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import threading
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias
@@ -122,9 +121,9 @@ class ControlListener:
         return self._modes.get(model_id, self.default_mode)
 
     @property
-    def modes(self) -> Mapping[str, Mode]:
-        """A live read-only view of every model the topic named."""
-        return types.MappingProxyType(self._modes)
+    def modes(self) -> dict[str, Mode]:
+        """A snapshot of the mode of every model the topic named."""
+        return dict(self._modes)  # copied in one step under the GIL, so never torn
 
     def command(self, model_id: str) -> ControlCommand | None:
         """The last command applied for ``model_id``."""

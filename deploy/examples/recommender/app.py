@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import random
+import signal
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +132,8 @@ def main() -> int:
     args = parser.parse_args()
     node = RecommenderNode(Settings.from_env(), ShuffleModel(args.fail_rate), args.popular)
     server = make_server(node, args.port)
+    # Stop on SIGTERM as on Ctrl-C, so the predictions still queued are flushed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"recommender on http://127.0.0.1:{server.server_port}/recommend?user=u42")
     try:
         server.serve_forever()

@@ -1,0 +1,33 @@
+"""ControlListener without a reachable broker: defaults, fail static, prompt stop.
+
+Bootstrap, commands and rejections against the real broker are in
+tests/integration/test_fleet_control.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+from streams.fleet import ControlListener
+from streams.settings import Settings
+
+NOWHERE = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.")
+
+
+def test_without_a_broker_the_node_serves_defaults_and_counts_errors() -> None:
+    listener = ControlListener(NOWHERE, default_mode="live").start()
+    try:
+        assert not listener.wait_bootstrapped(1.5)
+        assert listener.mode("any-model") == "live"
+        assert listener.modes == {}
+        stats = listener.stats()
+        assert stats.kafka_errors > 0 and stats.last_kafka_error
+        assert not stats.bootstrapped and stats.applied == 0
+    finally:
+        started = time.monotonic()
+        listener.stop()
+    assert time.monotonic() - started < 5.0
+
+
+def test_the_default_mode_is_configurable() -> None:
+    assert ControlListener(NOWHERE, default_mode="fallback").mode("m") == "fallback"
