@@ -141,26 +141,20 @@ def run_logged(
 ) -> int:
     """Run ``command`` to completion with its output appended to ``log``; its exit code.
 
-    A command that outlives ``timeout`` is killed and reported as exit code -9.
+    A command that outlives ``timeout`` is killed, with its children, and reported as exit
+    code -9.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        out.write(f"$ {' '.join(os.fspath(part) for part in command)}\n".encode())
-        out.flush()
-        try:
-            return subprocess.run(
-                [os.fspath(part) for part in command],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                timeout=timeout,
-                check=False,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            out.write(f"timed out after {timeout:.0f} s\n".encode())
-            return -signal.SIGKILL
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(os.fspath(part) for part in command)}\n")
+    process = spawn(command, log, env=env, cwd=cwd)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        terminate_group(process.pid, timeout=5.0)
+        with log.open("a") as out:
+            out.write(f"timed out after {timeout:.0f} s\n")
+        return -signal.SIGKILL
 
 
 def wait_until(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,13 +12,24 @@ pytestmark = pytest.mark.integration
 MESSAGES = [(f"model-{i}".encode(), f'{{"seq": {i}}}'.encode()) for i in range(5)]
 RECEIVE_TIMEOUT_S = 30.0
 
+Message = tuple[bytes | None, bytes | None]
 
-def consume_with_confluent(config: dict[str, Any], topic: str, count: int) -> list[Any]:
+
+def produce_with_confluent(config: dict[str, Any], topic: str, messages: list[Message]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(config)
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(RECEIVE_TIMEOUT_S) == 0
+
+
+def consume_with_confluent(config: dict[str, Any], topic: str, count: int) -> list[Message]:
     from confluent_kafka import Consumer
 
     consumer = Consumer(config)
     consumer.subscribe([topic])
-    received: list[Any] = []
+    received: list[Message] = []
     deadline = time.monotonic() + RECEIVE_TIMEOUT_S
     try:
         while len(received) < count and time.monotonic() < deadline:
@@ -33,17 +43,33 @@ def consume_with_confluent(config: dict[str, Any], topic: str, count: int) -> li
     return received
 
 
+async def consume_with_aiokafka(
+    bootstrap: str, topic: str, group: str, count: int
+) -> list[Message]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    received: list[Message] = []
+    try:
+        deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+        while len(received) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                received.extend((record.key, record.value) for record in records)
+    finally:
+        await consumer.stop()
+    return received
+
+
 def test_confluent_kafka_produces_and_consumes(
     kafka_topic: str,
     confluent_producer_config: dict[str, Any],
     confluent_consumer_config: dict[str, Any],
 ) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer(confluent_producer_config)
-    for key, value in MESSAGES:
-        producer.produce(kafka_topic, key=key, value=value)
-    assert producer.flush(RECEIVE_TIMEOUT_S) == 0
+    produce_with_confluent(confluent_producer_config, kafka_topic, MESSAGES)
 
     assert consume_with_confluent(confluent_consumer_config, kafka_topic, len(MESSAGES)) == MESSAGES
 
@@ -51,7 +77,7 @@ def test_confluent_kafka_produces_and_consumes(
 async def test_aiokafka_produces_and_consumes(
     kafka_bootstrap: str, kafka_topic: str, unique_name: str
 ) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
@@ -61,22 +87,7 @@ async def test_aiokafka_produces_and_consumes(
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        kafka_topic,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=unique_name,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    received: list[tuple[bytes | None, bytes | None]] = []
-    try:
-        deadline = time.monotonic() + RECEIVE_TIMEOUT_S
-        while len(received) < len(MESSAGES) and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                received.extend((record.key, record.value) for record in records)
-    finally:
-        await consumer.stop()
+    received = await consume_with_aiokafka(kafka_bootstrap, kafka_topic, unique_name, len(MESSAGES))
     assert received == MESSAGES
 
 
@@ -87,22 +98,7 @@ async def test_aiokafka_reads_what_confluent_kafka_wrote(
     confluent_producer_config: dict[str, Any],
 ) -> None:
     """The fleet client (confluent-kafka) and the workers (aiokafka) share topics."""
-    from aiokafka import AIOKafkaConsumer
-    from confluent_kafka import Producer
+    produce_with_confluent(confluent_producer_config, kafka_topic, MESSAGES)
 
-    producer = Producer(confluent_producer_config)
-    producer.produce(kafka_topic, key=b"model-a", value=b"prediction")
-    assert producer.flush(RECEIVE_TIMEOUT_S) == 0
-
-    consumer = AIOKafkaConsumer(
-        kafka_topic,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=unique_name,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), RECEIVE_TIMEOUT_S)
-    finally:
-        await consumer.stop()
-    assert (record.key, record.value) == (b"model-a", b"prediction")
+    received = await consume_with_aiokafka(kafka_bootstrap, kafka_topic, unique_name, len(MESSAGES))
+    assert received == MESSAGES
