@@ -6,7 +6,6 @@ import importlib.util
 import json
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -43,15 +42,14 @@ def test_the_integration_takes_under_20_lines() -> None:
     assert len(lines) + len(imports) < 20, lines
 
 
-@pytest.fixture
-def settings(
+def test_recommender_serves_live_then_falls_back_to_the_top_10(
     stack_settings: Settings, kafka_bootstrap: str, unique_name: str
-) -> Iterator[Settings]:
-    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as fleet:
-        yield fleet
+) -> None:
+    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as settings:
+        serve_live_then_fallback(settings)
 
 
-def test_recommender_serves_live_then_falls_back_to_the_top_10(settings: Settings) -> None:
+def serve_live_then_fallback(settings: Settings) -> None:
     app = load_app()
     node = app.RecommenderNode(settings, app.ShuffleModel(), app.POPULAR_FILE)
     server = app.make_server(node, 0)
