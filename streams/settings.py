@@ -50,6 +50,17 @@ class Settings:
     control_keys_file: str = ""
     control_signing_key_id: str = ""
 
+    # The Faust worker. Its app id is also its consumer group; workers that share it share
+    # the partitions. Two workers on one host need their own web ports and data folders.
+    # Tables live in RocksDB ("rocksdb://"); tests use "memory://".
+    worker_app_id: str = "failsoft-worker"
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = 16066
+    worker_data_dir: Path = Path.home() / ".local" / "state" / "failsoft" / "worker"
+    worker_store: str = "rocksdb://"
+    # The models the workers watch (see streams/portfolio.py); read once at start-up.
+    portfolio_path: Path = Path("deploy/portfolio.example.toml")
+
     # Where the local stack caches downloads and builds, and keeps data and logs.
     cache_dir: Path = Path.home() / ".cache" / "failsoft"
     state_dir: Path = Path.home() / ".local" / "state" / "failsoft"
