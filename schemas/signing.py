@@ -31,7 +31,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,15 +106,20 @@ class Keyring:
             secrets.update(_parse_entries(text, str(path)))
         return cls(secrets, settings.control_signing_key_id or None)
 
-    def sign(self, command: ControlCommand) -> ControlCommand:
-        """``command`` with ``key_id`` set to the signing key and its ``signature``."""
+    def require_signing_key(self) -> str:
+        """The signing key id; raises ``MissingKeyError`` when there is none."""
         if self.signing_key_id is None:
             raise MissingKeyError(
                 "no control signing key is configured: set FAILSOFT_CONTROL_KEYS or "
-                "FAILSOFT_CONTROL_KEYS_FILE (`failsoft control keygen` writes a key file)"
+                "FAILSOFT_CONTROL_KEYS_FILE (`failsoft control keygen FILE` writes a key file)"
             )
-        keyed = msgspec.structs.replace(command, key_id=self.signing_key_id, signature=None)
-        return msgspec.structs.replace(keyed, signature=self._mac(self.signing_key_id, keyed))
+        return self.signing_key_id
+
+    def sign(self, command: ControlCommand) -> ControlCommand:
+        """``command`` with ``key_id`` set to the signing key and its ``signature``."""
+        key_id = self.require_signing_key()
+        keyed = msgspec.structs.replace(command, key_id=key_id, signature=None)
+        return msgspec.structs.replace(keyed, signature=self._mac(key_id, keyed))
 
     def verify(self, command: ControlCommand) -> bool:
         """Whether ``command`` carries a valid signature under one of the known keys."""
@@ -126,7 +130,8 @@ class Keyring:
         return hmac.compare_digest(self._mac(command.key_id, command), command.signature)
 
     def _mac(self, key_id: str, command: ControlCommand) -> str:
-        return hmac.new(self.secrets[key_id], canonical_bytes(command), hashlib.sha256).hexdigest()
+        # hmac.digest is the one-shot C path: several times faster than hmac.new.
+        return hmac.digest(self.secrets[key_id], canonical_bytes(command), "sha256").hex()
 
 
 def canonical_bytes(command: ControlCommand) -> bytes:
