@@ -158,6 +158,7 @@ class CategoricalWindowTest(base.Base):
         if self.reference is not None:
             self._set_reference(dict(self.reference))
         self._window: dict[Hashable, int] = {}
+        self._n_new = 0
         self._filled = 0
         self._statistic = math.nan
         self._p_value = math.nan
@@ -180,14 +181,18 @@ class CategoricalWindowTest(base.Base):
         if x is None or (isinstance(x, float) and math.isnan(x)) or not isinstance(x, Hashable):
             self._n_skipped += 1
             return
-        if x in self._window or len(self._window) < 2 * self.max_categories:
+        # Reference categories always get their own count; at most max_categories others do.
+        tracked = self._reference_counts is not None and x in self._reference_counts
+        if tracked or x in self._window or self._n_new < self.max_categories:
+            if not tracked and x not in self._window:
+                self._n_new += 1
             self._window[x] = self._window.get(x, 0) + 1
         else:
             self._window[OTHER] = self._window.get(OTHER, 0) + 1
         self._filled += 1
         if self._filled < self.window_size:
             return
-        window, self._window, self._filled = self._window, {}, 0
+        window, self._window, self._filled, self._n_new = self._window, {}, 0, 0
         if self._reference_counts is None:
             self._set_reference(window)
             return

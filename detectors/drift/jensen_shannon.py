@@ -18,10 +18,10 @@ class JensenShannonDrift(NumericWindowTest):
 
     ``statistic`` is the divergence in bits (0 identical, 1 disjoint) between the binned
     reference and the last full window; scipy's ``jensenshannon`` returns its square root.
-    For small changes it is about PSI / (8 ln 2), so the default ``threshold`` of 0.035
-    matches PSIDrift's 0.2: with 10 bins, 1,000 reference values and a window of 500 it is
-    crossed on stationary data about once in 10^8 windows, with a window of 100 about once
-    in 1,000.
+    For small changes it is about PSI / (8 ln 2); the default ``threshold`` of 0.035 bits
+    matches PSIDrift's 0.2. On 20,000 stationary windows (standard normal, 1,000
+    reference values, 10 bins) it was exceeded in 5.4% of windows of 100 values and in
+    none of the windows of 500 or 1,000. Use windows of 500 or more.
 
     Parameters
     ----------

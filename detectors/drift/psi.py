@@ -14,11 +14,10 @@ class PSIDrift(NumericWindowTest):
     The bins are the reference's ``n_bins`` quantiles, fixed for a frozen reference and
     recomputed from each new reference window when rolling. Counts get half a count per
     bin, so empty bins stay finite. ``drift_detected`` is ``statistic > threshold``; the
-    customary reading is below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 major. On a
-    stationary stream PSI is roughly ``(1/n + 1/m)`` times a chi-square with ``n_bins - 1``
-    degrees of freedom (n, m: reference and window sizes), so with 10 bins, 1,000 reference
-    values and a window of 500 the default 0.2 is crossed about once in 10^8 windows; with
-    a window of 100 about once in 1,000.
+    customary reading is below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 major. On
+    20,000 stationary windows (standard normal, 1,000 reference values, 10 bins) the
+    index exceeded 0.2 in 2.9% of windows of 100 values and in none of the windows of 500
+    or 1,000 (0.1 was exceeded in 0.015% of windows of 500). Use windows of 500 or more.
 
     Parameters
     ----------

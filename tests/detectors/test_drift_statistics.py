@@ -1,0 +1,125 @@
+"""The two-sample statistics and distribution functions, cross-checked against scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import spatial, stats
+
+from detectors import KSDrift, WassersteinDrift
+from detectors.drift._statistics import (
+    chi_square_sf,
+    contingency_chi_square,
+    fisher_exact_two_sided,
+    jensen_shannon,
+    kolmogorov_sf,
+    ks_statistic,
+    population_stability_index,
+    wasserstein_1,
+)
+
+
+def _samples(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.0, 1.0, int(rng.integers(5, 800)))
+    b = rng.standard_t(3, int(rng.integers(5, 800))) * rng.uniform(0.5, 2.0) + rng.normal()
+    if seed % 3 == 0:
+        # Rounded values tie within and across samples.
+        a, b = np.round(a, 1), np.round(b, 1)
+    return np.sort(a), np.sort(b)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ks_statistic_matches_scipy(seed: int) -> None:
+    a, b = _samples(seed)
+    assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_wasserstein_matches_scipy(seed: int) -> None:
+    a, b = _samples(seed)
+    assert wasserstein_1(a, b) == pytest.approx(stats.wasserstein_distance(a, b), abs=1e-9)
+
+
+def test_detectors_report_scipy_statistics_on_their_windows() -> None:
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0.0, 1.0, 700)
+    stream = rng.normal(0.2, 1.3, 300)
+    ks, w1 = KSDrift(reference, window_size=300), WassersteinDrift(reference, window_size=300)
+    for x in stream:
+        ks.update(x)
+        w1.update(x)
+    assert ks.n_windows == w1.n_windows == 1
+    assert ks.statistic == pytest.approx(stats.ks_2samp(reference, stream).statistic, abs=1e-9)
+    assert w1.statistic == pytest.approx(stats.wasserstein_distance(reference, stream), abs=1e-9)
+    assert w1.reference_scale == pytest.approx(np.std(reference), abs=1e-12)
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.3, 0.6, 0.9, 1.1, 1.17, 1.19, 1.5, 2.0, 3.0, 5.0])
+def test_kolmogorov_sf_matches_scipy(lam: float) -> None:
+    # n = m = 50 gives sqrt(n_eff) = 5; undo Stephens' correction to hit lam exactly.
+    statistic = lam / (5.0 + 0.12 + 0.11 / 5.0)
+    assert kolmogorov_sf(statistic, 50, 50) == pytest.approx(stats.kstwobign.sf(lam), abs=1e-9)
+
+
+def test_ks_p_value_is_close_to_scipys_asymptotic_one() -> None:
+    for seed in range(20):
+        a, b = _samples(seed)
+        ours = kolmogorov_sf(ks_statistic(a, b), a.size, b.size)
+        theirs = stats.ks_2samp(a, b, method="asymp").pvalue
+        assert ours == pytest.approx(theirs, abs=0.02)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 5, 9, 20, 60, 200])
+def test_chi_square_sf_matches_scipy(dof: int) -> None:
+    for x in [0.01, 0.5, 1.0, dof * 0.5, dof, dof + 1.0, dof * 2.0, dof * 4.0 + 30.0]:
+        expected = stats.chi2.sf(x, dof)
+        assert chi_square_sf(x, dof) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_contingency_chi_square_matches_scipy_when_no_cell_is_pooled() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        table = rng.integers(10, 400, size=(2, int(rng.integers(2, 12)))).astype(np.float64)
+        statistic, dof = contingency_chi_square(table[0], table[1])
+        expected = stats.chi2_contingency(table, correction=False)
+        assert statistic == pytest.approx(expected.statistic, rel=1e-9)
+        assert dof == expected.dof
+
+
+def test_contingency_chi_square_pools_small_cells() -> None:
+    reference = np.array([5000.0, 3000.0, 10.0, 0.0])
+    current = np.array([250.0, 150.0, 0.0, 3.0])
+    statistic, dof = contingency_chi_square(reference, current)
+    pooled = np.array([[5000.0, 3000.0, 10.0], [250.0, 150.0, 3.0]])
+    assert dof == 2
+    assert statistic == pytest.approx(stats.chi2_contingency(pooled, correction=False).statistic)
+
+
+def test_fisher_exact_matches_scipy() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        n_reference = int(rng.integers(5, 5000))
+        n_current = int(rng.integers(5, 1000))
+        hits_reference = int(rng.binomial(n_reference, rng.uniform(0.0, 0.2)))
+        hits_current = int(rng.binomial(n_current, rng.uniform(0.0, 0.2)))
+        table = [
+            [hits_reference, n_reference - hits_reference],
+            [hits_current, n_current - hits_current],
+        ]
+        ours = fisher_exact_two_sided(hits_reference, n_reference, hits_current, n_current)
+        assert ours == pytest.approx(stats.fisher_exact(table).pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_divergences_match_their_definitions() -> None:
+    reference = np.array([30.0, 50.0, 0.0, 20.0])
+    current = np.array([10.0, 40.0, 25.0, 25.0])
+    js = spatial.distance.jensenshannon(reference, current, base=2) ** 2
+    assert jensen_shannon(reference, current) == pytest.approx(js, abs=1e-12)
+    p = (reference + 0.5) / (reference + 0.5).sum()
+    q = (current + 0.5) / (current + 0.5).sum()
+    psi = float(np.sum((q - p) * np.log(q / p)))
+    assert population_stability_index(reference, current) == pytest.approx(psi, abs=1e-12)
+    assert math.isclose(population_stability_index(reference, reference), 0.0, abs_tol=1e-15)
