@@ -35,12 +35,15 @@ def _assert_decodes_or_names_field(contract: str, raw: bytes) -> DecodeError | m
     return result
 
 
+# No deadline: the machine running the suite may be busy; the properties are what matter.
+@settings(deadline=None)
 @given(contract=CONTRACT_TYPES, raw=st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(contract: str, raw: bytes) -> None:
     result = _assert_decodes_or_names_field(contract, raw)
     assert isinstance(result, DecodeError)
 
 
+@settings(deadline=None)
 @given(contract=CONTRACT_TYPES, value=JSON_VALUES)
 def test_arbitrary_json_never_raises(contract: str, value: Any) -> None:
     _assert_decodes_or_names_field(contract, json.dumps(value).encode())
@@ -76,7 +79,7 @@ def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 _DELETE = object()
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data(), example=st.sampled_from(ALL_EXAMPLES))
 def test_mutated_valid_messages_decode_or_name_the_field(data: st.DataObject, example: Any) -> None:
     contract, file = example
@@ -95,6 +98,7 @@ def test_mutated_valid_messages_decode_or_name_the_field(data: st.DataObject, ex
         assert named == top or top in result.reason, (path, result)
 
 
+@settings(deadline=None)
 @given(contract=CONTRACT_TYPES, cut=st.integers(min_value=0, max_value=400), data=st.data())
 def test_truncated_and_bit_flipped_examples_never_raise(
     contract: str, cut: int, data: st.DataObject
