@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.codec import decode_control_command
 from schemas.contracts import ControlCommand
@@ -144,3 +146,24 @@ def test_gate_rejects_unsigned_expired_and_replayed_and_admits_newer() -> None:
 def test_next_seq_grows_past_the_last_and_the_clock() -> None:
     assert next_seq(0, NOW) == NOW
     assert next_seq(NOW + 7, NOW) == NOW + 8
+
+
+@settings(deadline=None)
+@given(
+    field=st.sampled_from(
+        ["model_id", "action", "reason", "detector", "issued_at", "seq", "expires_at", "key_id"]
+    ),
+    value=st.none()
+    | st.integers(min_value=0)
+    | st.text(max_size=20)
+    | st.sampled_from(["restore", "promote_shadow", "k2", "recs ", "RECS"]),
+)
+def test_no_change_to_a_signed_command_keeps_a_valid_signature(field: str, value: object) -> None:
+    original = _command()
+    message = {**msgspec.structs.asdict(original), field: value}
+    decoded = decode_control_command(json.dumps(message).encode())
+    if isinstance(decoded, ControlCommand) and canonical_bytes(decoded) != canonical_bytes(
+        original
+    ):
+        assert not RING.verify(decoded)
+        assert CommandGate(RING).admit(decoded, NOW) in {"forged", "unsigned"}
