@@ -1,0 +1,180 @@
+"""The Faust app: ``create_app(settings)`` wires topics, agents, sinks and web views.
+
+Agents stay thin: decode (``streams.ingest``), call pure code, encode, send. Side effects
+sit in the sinks (``streams.sinks``), started and stopped with the app.
+
+What runs today:
+
+- one **ingest** agent per input topic (predictions, feature writes, ground truth). Each
+  message is processed or dead-lettered with its reason (see ``streams.ingest``), and the
+  books are kept per topic and reason;
+- a timer that writes the books and the sinks' state to InfluxDB (measurement
+  ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
+- a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``;
+- ``GET /metrics`` on the worker's web port, in Prometheus' text format.
+
+Scale: every input topic is keyed by model_id (feature writes by entity_id), so the
+partitions spread the portfolio across workers that share ``worker_app_id``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import timedelta
+from typing import Any, cast
+
+import faust
+from faust.web import Request, Response, View
+
+from schemas.codec import dead_letter, encode
+from schemas.contracts import DecodeError
+from streams.ingest import INPUTS, Input, PipelineCounters, validate
+from streams.metrics import CONTENT_TYPE, WorkerCollector, render
+from streams.portfolio import Portfolio, load_portfolio
+from streams.settings import Settings
+from streams.sinks.alerta import AlertaSink, Heartbeat
+from streams.sinks.influx import InfluxSink, point
+from streams.topics import DEAD_LETTERS, PREDICTIONS
+
+__all__ = ["FailsoftApp", "create_app"]
+
+# Events handed to an agent's loop body at once (faust's take_events), and how long a
+# partial batch waits. Larger batches cost less per event; the wait bounds the latency.
+INGEST_BATCH = 500
+INGEST_BATCH_WAIT = 0.05
+PIPELINE_REPORT_INTERVAL = 10.0
+HEARTBEAT_INTERVAL = 30.0
+# Alerta calls the worker dead after three missed heartbeats.
+HEARTBEAT_TIMEOUT = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
+SINK_STOP_TIMEOUT = 5.0
+
+
+class FailsoftApp(faust.App):
+    """A Faust app that also owns failsoft's portfolio, books and sinks."""
+
+    settings: Settings
+    portfolio: Portfolio
+    counters: PipelineCounters
+    alerta: AlertaSink
+    influx: InfluxSink
+    collector: WorkerCollector
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.alerta.start()
+        self.influx.start()
+
+    async def on_stop(self) -> None:
+        # The consumer stops first (in super), so nothing is enqueued after the flush.
+        await super().on_stop()
+        await self.alerta.stop(SINK_STOP_TIMEOUT)
+        await self.influx.stop(SINK_STOP_TIMEOUT)
+
+
+def create_app(settings: Settings, portfolio: Portfolio | None = None) -> FailsoftApp:
+    """The worker's app, with the portfolio from ``settings.portfolio_path`` unless given.
+
+    Raises
+    ------
+    PortfolioError
+        When the portfolio file is missing or invalid.
+    """
+    app = FailsoftApp(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.worker_store,
+        datadir=str(settings.worker_data_dir),
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        # Changelog topics are co-partitioned with the model-keyed input topics.
+        topic_partitions=PREDICTIONS.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.settings = settings
+    app.portfolio = portfolio if portfolio is not None else load_portfolio(settings.portfolio_path)
+    app.counters = PipelineCounters()
+    app.alerta = AlertaSink(
+        settings.alerta_endpoint, settings.alerta_api_key, settings.alerta_environment
+    )
+    app.influx = InfluxSink(
+        settings.influxdb_url,
+        settings.influxdb_token,
+        settings.influxdb_org,
+        settings.influxdb_bucket,
+    )
+    app.collector = WorkerCollector(
+        app.counters,
+        [app.alerta, app.influx],
+        received_by_topic=lambda: dict(app.monitor.messages_received_by_topic),
+        events_per_second=lambda: float(app.monitor.events_s),
+    )
+    dead_letters = app.topic(DEAD_LETTERS.name(settings))
+    for source in INPUTS.values():
+        _add_ingest_agent(app, source, dead_letters)
+    _add_timers(app)
+    _add_views(app)
+    return app
+
+
+def _add_ingest_agent(app: FailsoftApp, source: Input, dead_letters: faust.TopicT) -> None:
+    topic_name = source.spec.name(app.settings)
+    topic = app.topic(topic_name)
+    portfolio, counters = app.portfolio, app.counters
+
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the concrete Stream, not on faust's StreamT protocol.
+        batches = cast(faust.Stream[bytes], stream).take_events
+        async for events in batches(INGEST_BATCH, within=INGEST_BATCH_WAIT):
+            for event in events:
+                outcome = validate(source, event.value, portfolio)
+                if isinstance(outcome, DecodeError):
+                    message = event.message
+                    letter = dead_letter(
+                        outcome,
+                        raw=event.value,
+                        source_topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        seen_at=int(time.time() * 1000),
+                        key=event.key,
+                    )
+                    await dead_letters.send(key=message.topic.encode(), value=encode(letter))
+                counters.count(topic_name, outcome)
+
+    app.agent(topic, name=f"ingest-{source.spec.suffix}")(ingest)
+
+
+def _add_timers(app: FailsoftApp) -> None:
+    origin = f"{app.settings.worker_app_id}/{socket.gethostname()}:{app.settings.worker_web_port}"
+
+    async def report_pipeline() -> None:
+        now_ms = int(time.time() * 1000)
+        counters = app.counters
+        for topic, consumed in counters.consumed.items():
+            fields = {
+                "consumed": consumed,
+                "processed": counters.processed[topic],
+                "dead_lettered": counters.dead_lettered_total(topic),
+            }
+            app.influx.enqueue(
+                point("pipeline", {"agent": "ingest", "topic": topic}, fields, now_ms)
+            )
+        for sink in (app.alerta, app.influx):
+            stats = sink.stats
+            fields = {"buffered": stats.buffered, "dropped": stats.dropped}
+            app.influx.enqueue(point("pipeline", {"sink": sink.name}, fields, now_ms))
+
+    async def heartbeat() -> None:
+        app.alerta.enqueue(Heartbeat(origin=origin, timeout=HEARTBEAT_TIMEOUT))
+
+    app.timer(PIPELINE_REPORT_INTERVAL, name="report-pipeline")(report_pipeline)
+    app.timer(HEARTBEAT_INTERVAL, name="heartbeat")(heartbeat)
+
+
+def _add_views(app: FailsoftApp) -> None:
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request, **kwargs: Any) -> Response:
+            return self.bytes(render(app.collector), content_type=CONTENT_TYPE)

@@ -1,0 +1,51 @@
+"""``failsoft worker``: run one Faust worker of the pipeline until interrupted.
+
+Workers that share ``FAILSOFT_WORKER_APP_ID`` share the input partitions; two on one host
+need their own ``FAILSOFT_WORKER_WEB_PORT`` and ``FAILSOFT_WORKER_DATA_DIR``. The worker
+reads the portfolio (``FAILSOFT_PORTFOLIO_PATH``) once, and creates or corrects the topics
+of the catalogue before it starts (idempotent, like ``failsoft topics create``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from streams.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "worker", help="run a Faust worker: ingest, detectors, control commands, alerts, metrics"
+    )
+    parser.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+    from faust import Worker
+
+    from streams.app import create_app
+    from streams.portfolio import PortfolioError
+    from streams.topics import ensure_topics
+
+    try:
+        app = create_app(settings)
+    except PortfolioError as error:
+        print(f"failsoft worker: {settings.portfolio_path}: {error}", file=sys.stderr)
+        return 2
+    try:
+        for change in ensure_topics(settings):
+            if change.action != "unchanged":
+                print(f"failsoft worker: {change}")
+    except KafkaException as error:
+        print(f"failsoft worker: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
+        f"web on {settings.worker_web_host}:{settings.worker_web_port}"
+    )
+    # Worker runs the loop, handles SIGINT/SIGTERM and stops the app cleanly.
+    Worker(app, loglevel=args.loglevel).execute_from_commandline()
+    return 0

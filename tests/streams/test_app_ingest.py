@@ -1,0 +1,187 @@
+"""The worker's ingest on the real Kafka: every consumed message is processed or
+dead-lettered, and the books balance exactly per topic and reason."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from schemas.codec import decode_dead_letter
+from schemas.contracts import DeadLetter
+from streams.app import create_app
+from streams.portfolio import load_portfolio
+from streams.settings import Settings
+from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS, ensure_topics
+from tests.streams.proxy import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONSUME_TIMEOUT_S = 90.0
+
+
+def example(name: str, **changes: Any) -> bytes:
+    document = json.loads((ROOT / "schemas" / f"{name}.example.json").read_text())
+    return json.dumps(document | changes).encode()
+
+
+@pytest.fixture
+def worker_settings(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> Iterator[Settings]:
+    """Settings with topics of the test's own, created here and deleted afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    settings = dataclasses.replace(
+        stack_settings,
+        topic_prefix=f"{unique_name}.",
+        worker_app_id=unique_name,
+        worker_store="memory://",
+        worker_data_dir=tmp_path / "worker",
+        worker_web_port=free_port(),
+    )
+    ensure_topics(settings)
+    yield settings
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
+    for future in admin.delete_topics(ours).values():
+        future.result(timeout=30)
+
+
+def produce(config: dict[str, Any], settings: Settings, messages: dict[str, list]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(config)
+    for suffix, values in messages.items():
+        for n, value in enumerate(values):
+            producer.produce(f"{settings.topic_prefix}{suffix}", key=f"k{n % 7}", value=value)
+    assert producer.flush(30) == 0
+
+
+def read_dead_letters(config: dict[str, Any], topic: str, expected: int) -> list[DeadLetter]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    letters: list[DeadLetter] = []
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                # All in, and a second of quiet: a stray extra letter would have shown up.
+                if len(letters) >= expected:
+                    break
+                continue
+            assert message.error() is None, message.error()
+            letter = decode_dead_letter(message.value())
+            assert isinstance(letter, DeadLetter), letter
+            letters.append(letter)
+    finally:
+        consumer.close()
+    return letters
+
+
+async def test_consumed_equals_processed_plus_dead_lettered_per_topic_and_reason(
+    worker_settings: Settings,
+    confluent_producer_config: dict[str, Any],
+    confluent_consumer_config: dict[str, Any],
+) -> None:
+    settings = worker_settings
+    portfolio = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
+    model = "home-recommender"
+    predictions = (
+        [example("prediction", model_id=model, request_id=f"r{n}") for n in range(30)]
+        + [example("prediction", model_id="not-declared")] * 5
+        + [b"{", b"\xff\xfe", b"", b"[1, 2]"]
+        + [example("prediction", model_id=model, predicted_at="soon")] * 3
+        + [None, None]
+    )
+    feature_writes = [example("feature_write", entity_id=f"u{n}") for n in range(20)] + [
+        example("feature_write", value={"nested": 1}),
+        b"not json",
+        example("feature_write", schema_version=99),
+    ]
+    ground_truth = (
+        [example("ground_truth", model_id=model, request_id=f"r{n}") for n in range(10)]
+        + [example("ground_truth", model_id="not-declared")] * 2
+        + [example("ground_truth", model_id=model, request_id=None)] * 2
+    )
+    produce(
+        confluent_producer_config,
+        settings,
+        {
+            PREDICTIONS.suffix: predictions,
+            FEATURE_WRITES.suffix: feature_writes,
+            GROUND_TRUTH.suffix: ground_truth,
+        },
+    )
+    produced = len(predictions) + len(feature_writes) + len(ground_truth)
+
+    app = create_app(settings, portfolio)
+    counters = app.counters
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONSUME_TIMEOUT_S
+        while sum(counters.consumed.values()) < produced:
+            assert loop.time() < deadline, f"consumed only {dict(counters.consumed)}"
+            await asyncio.sleep(0.1)
+        metrics_url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+            assert response.status == 200
+            metrics = await response.text()
+    finally:
+        await app.stop()
+
+    topic = {suffix: f"{settings.topic_prefix}{suffix}" for suffix in INPUT_SUFFIXES}
+    assert dict(counters.consumed) == {
+        topic["predictions"]: 44,
+        topic["feature-writes"]: 23,
+        topic["ground-truth"]: 14,
+    }
+    assert dict(counters.processed) == {
+        topic["predictions"]: 30,
+        topic["feature-writes"]: 20,
+        topic["ground-truth"]: 10,
+    }
+    assert dict(counters.dead_lettered) == {
+        (topic["predictions"], "unknown model"): 5,
+        (topic["predictions"], "malformed"): 6,  # four bad bodies and two tombstones
+        (topic["predictions"], "invalid predicted_at"): 3,
+        (topic["feature-writes"], "invalid value"): 1,
+        (topic["feature-writes"], "malformed"): 1,
+        (topic["feature-writes"], "invalid schema_version"): 1,
+        (topic["ground-truth"], "unknown model"): 2,
+        (topic["ground-truth"], "invalid request_id"): 2,  # neither request_id nor entity_id
+    }
+    for name, consumed in counters.consumed.items():
+        assert consumed == counters.processed[name] + counters.dead_lettered_total(name)
+
+    expected = sum(counters.dead_lettered.values())
+    letters = read_dead_letters(confluent_consumer_config, DEAD_LETTERS.name(settings), expected)
+    by_source = collections.Counter(letter.source_topic for letter in letters)
+    assert by_source == {name: counters.dead_lettered_total(name) for name in topic.values()}
+    # Each dead letter points at a distinct consumed message and keeps its bytes.
+    assert len({(d.source_topic, d.partition, d.offset) for d in letters}) == len(letters)
+    assert {d.raw for d in letters if d.source_topic == topic["predictions"]} >= {b"{", None}
+    unknown = [d for d in letters if d.error.reason == "unknown model"]
+    assert {d.error.field for d in unknown} == {"model_id"}
+
+    assert f'failsoft_messages_consumed_total{{topic="{topic["predictions"]}"}} 44.0' in metrics
+    assert (
+        f'failsoft_messages_dead_lettered_total{{reason="unknown model",'
+        f'topic="{topic["predictions"]}"}} 5.0'
+    ) in metrics
+
+
+INPUT_SUFFIXES = (PREDICTIONS.suffix, FEATURE_WRITES.suffix, GROUND_TRUTH.suffix)

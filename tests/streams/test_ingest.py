@@ -1,0 +1,97 @@
+"""Ingest as pure code: validation outcomes, reason labels, the books, and their metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
+from streams.ingest import INPUTS, PipelineCounters, reason_label, validate
+from streams.metrics import WorkerCollector, render
+from streams.portfolio import load_portfolio
+from streams.sinks.alerta import AlertaSink
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTFOLIO = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
+
+
+def example(name: str, **changes: Any) -> bytes:
+    document = json.loads((ROOT / "schemas" / f"{name}.example.json").read_text())
+    return json.dumps(document | changes).encode()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "raw", "expected"),
+    [
+        ("predictions", example("prediction", model_id="card-fraud"), Prediction),
+        ("ground-truth", example("ground_truth", model_id="card-fraud"), GroundTruth),
+        # Feature writes name no model; one that no model monitors is still processed.
+        ("feature-writes", example("feature_write", feature="unmonitored"), FeatureWrite),
+    ],
+)
+def test_valid_records_pass(suffix: str, raw: bytes, expected: type) -> None:
+    assert isinstance(validate(INPUTS[suffix], raw, PORTFOLIO), expected)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "raw", "field", "label"),
+    [
+        ("predictions", example("prediction"), "model_id", "unknown model"),
+        ("ground-truth", example("ground_truth"), "model_id", "unknown model"),
+        ("predictions", b"{", "$", "malformed"),
+        ("predictions", None, "$", "malformed"),
+        ("feature-writes", example("feature_write", written_at=-1), "written_at", None),
+        ("ground-truth", example("ground_truth", model_id="card-fraud", label_at="x"), None, None),
+    ],
+)
+def test_invalid_records_become_errors_with_bounded_labels(
+    suffix: str, raw: bytes | None, field: str | None, label: str | None
+) -> None:
+    outcome = validate(INPUTS[suffix], raw, PORTFOLIO)
+    assert isinstance(outcome, DecodeError)
+    if field is not None:
+        assert outcome.field == field
+    assert reason_label(outcome) == (label or f"invalid {outcome.field}")
+
+
+def test_books_count_each_message_once_by_outcome() -> None:
+    counters = PipelineCounters()
+    prediction = validate(
+        INPUTS["predictions"], example("prediction", model_id="card-fraud"), PORTFOLIO
+    )
+    for outcome in [
+        prediction,
+        prediction,
+        DecodeError("$", "bad"),
+        DecodeError("model_id", "unknown model"),
+    ]:
+        counters.count("p", outcome)
+    counters.count("g", DecodeError("$", "bad"))
+    assert counters.consumed == {"p": 4, "g": 1}
+    assert counters.processed == {"p": 2}
+    assert counters.dead_lettered == {
+        ("p", "malformed"): 1,
+        ("p", "unknown model"): 1,
+        ("g", "malformed"): 1,
+    }
+    assert counters.dead_lettered_total("p") == 2
+    assert counters.dead_lettered_total("absent") == 0
+
+
+def test_metrics_render_books_and_sink_state() -> None:
+    counters = PipelineCounters()
+    counters.count("t", DecodeError("$", "bad"))
+    sink = AlertaSink("http://127.0.0.1:9", "key", "Development", capacity=1)
+    sink.enqueue(object())  # type: ignore[arg-type]
+    sink.enqueue(object())  # type: ignore[arg-type]
+    text = render(WorkerCollector(counters, [sink], lambda: {"t": 1}, lambda: 12.5)).decode()
+    assert 'failsoft_messages_consumed_total{topic="t"} 1.0' in text
+    assert 'failsoft_messages_processed_total{topic="t"} 0.0' in text
+    assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
+    assert 'failsoft_messages_received_total{topic="t"} 1.0' in text
+    assert "failsoft_agent_events_per_second 12.5" in text
+    assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
+    assert 'failsoft_sink_dropped_total{sink="alerta"} 1.0' in text
