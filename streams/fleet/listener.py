@@ -180,7 +180,11 @@ class ControlListener:
                 if message is not None:
                     self._receive(message)
                     if ends:
-                        _note_position(ends, message)
+                        _note_offset(ends, message)
+                elif ends:
+                    # Idle before reaching an end: the last offsets may hold no record
+                    # (e.g. transaction markers), so ask where the consumer stands.
+                    _note_positions(ends, consumer, self.topic)
                 if ends is not None and not ends:
                     self._bootstrapped.set()
                     ends = None
@@ -249,7 +253,17 @@ class ControlListener:
         self._last_kafka_error = str(error)
 
 
-def _note_position(ends: dict[int, int], message: Message) -> None:
+def _note_offset(ends: dict[int, int], message: Message) -> None:
     partition, offset = message.partition(), message.offset()
     if partition in ends and offset is not None and offset + 1 >= ends[partition]:
         del ends[partition]
+
+
+def _note_positions(ends: dict[int, int], consumer: Consumer, topic: str) -> None:
+    try:
+        positions = consumer.position([KafkaPartition(topic, p) for p in ends])
+    except KafkaException:
+        return  # asked again at the next idle poll
+    for position in positions:
+        if position.offset >= ends[position.partition]:
+            del ends[position.partition]
