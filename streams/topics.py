@@ -73,7 +73,6 @@ CONTROL = TopicSpec(
         "min.cleanable.dirty.ratio": "0.1",
         # Tombstones are ignored by nodes (unsigned), but must not linger forever.
         "delete.retention.ms": str(_DAY_MS),
-        "min.insync.replicas": "1",
     },
     purpose="signed fallback/restore commands; compacted so a node learns every model's state",
 )
@@ -123,7 +122,8 @@ def ensure_topics(
     """Create missing topics; raise partitions and reset configs that differ. Idempotent.
 
     Partitions are never reduced (Kafka cannot); a topic with more partitions than the
-    catalogue says is reported and left alone.
+    catalogue says is reported and left alone. Replication is the broker's default
+    (``default.replication.factor``), so one catalogue serves a single node and a cluster.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import (
