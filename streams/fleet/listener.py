@@ -74,7 +74,8 @@ class ControlListener:
     settings
         Kafka address, topic prefix and control keys (``Keyring.from_settings``).
     keyring
-        The keys to verify commands with; default: from ``settings``.
+        The keys to verify commands with; default: from ``settings``. Without any key
+        the constructor raises ``ValueError``, since no command could ever be applied.
     default_mode
         The mode of a model the topic says nothing about.
     consumer_config
@@ -99,7 +100,14 @@ class ControlListener:
             "error_cb": self._on_kafka_error,
             **(consumer_config or {}),
         }
-        self._gate = CommandGate(keyring or Keyring.from_settings(settings))
+        keyring = keyring or Keyring.from_settings(settings)
+        if not keyring.secrets:
+            # Such a node would reject every command as forged: fail at deploy time instead.
+            raise ValueError(
+                "no control keys configured (FAILSOFT_CONTROL_KEYS or FAILSOFT_CONTROL_KEYS_FILE):"
+                " this node could not verify any control command"
+            )
+        self._gate = CommandGate(keyring)
         self._clock = clock
         self._modes: dict[str, Mode] = {}
         self._commands: dict[str, ControlCommand] = {}

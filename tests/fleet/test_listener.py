@@ -6,12 +6,17 @@ tests/integration/test_fleet_control.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+
+import pytest
 
 from streams.fleet import ControlListener
 from streams.settings import Settings
 
-NOWHERE = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.")
+NOWHERE = Settings(
+    kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.", control_keys="unit=0123456789abcdef"
+)
 
 
 def test_without_a_broker_the_node_serves_defaults_and_counts_errors() -> None:
@@ -31,3 +36,8 @@ def test_without_a_broker_the_node_serves_defaults_and_counts_errors() -> None:
 
 def test_the_default_mode_is_configurable() -> None:
     assert ControlListener(NOWHERE, default_mode="fallback").mode("m") == "fallback"
+
+
+def test_a_node_without_control_keys_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="no control keys configured"):
+        ControlListener(dataclasses.replace(NOWHERE, control_keys=""))
