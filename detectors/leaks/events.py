@@ -89,6 +89,11 @@ class ServedFeature:
 
 def finite(value: Any) -> bool:
     """Whether ``value`` is a finite real number (bools are not timestamps)."""
+    # Exact types first: the abstract numbers.Real check costs a microsecond per call.
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is int:
+        return True
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -142,5 +147,8 @@ def is_null(value: Any, sentinels: tuple[Scalar, ...]) -> bool:
     """Whether a written value means "missing": ``None``, NaN, or one of ``sentinels``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
-    # A bool sentinel must not match 0/1 (True == 1 in Python), hence the bool check.
-    return any(isinstance(value, bool) == isinstance(s, bool) and value == s for s in sentinels)
+    for sentinel in sentinels:
+        # A bool sentinel must not match 0/1 (True == 1 in Python), hence the bool check.
+        if isinstance(value, bool) == isinstance(sentinel, bool) and value == sentinel:
+            return True
+    return False

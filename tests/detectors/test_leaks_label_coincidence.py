@@ -28,7 +28,7 @@ def _activity_stream(
     leak: str | None = None,
     leak_delay: float = 0.0,
     tied_to_every_label: str | None = None,
-    sentinel: object = None,
+    sentinel: str | None = None,
 ) -> list[FeatureWrite | Label]:
     """Churners (every third user) log in a third as often as others; labels come at random.
 

@@ -1,0 +1,350 @@
+"""Leak benchmark: label-coincident writes and availability gaps among honest features.
+
+A seeded churn world of 2,000 users over 30 days; a quarter of them churn. Every user gets
+one label at a random moment from day 2 on: 1 when they cancel, 0 when they renew. Labels
+arrive 2 s after the outcome. 8,000 predictions at random users and times read, for every
+feature, the newest value already written.
+
+50 honest features, many of them correlated with the label:
+
+- ``sessions_7d`` and ``activity_00`` .. ``activity_18``: written at logins (three activity
+  features per login); churners log in 40% as often and stop at their cancellation, and
+  half the activity values depend on the class;
+- ``batch_00`` .. ``batch_09``: a weekly batch at 02:00, written 30 s later; half correlated;
+- ``nullable_00`` .. ``nullable_09``: written every five days or so, null for 40% of the
+  churners' writes and 10% of the others';
+- ``profile_00`` .. ``profile_08``: rare writes whose value tells the classes apart;
+- ``last_billing_event_at``: written at every label, renewal or cancellation alike (its
+  write times are tied to the label, but not to one class).
+
+3 label-coincident leaks:
+
+- ``last_login_date``: written at logins, nulled by a trigger when a user cancels;
+- ``days_since_last_order``: set to the sentinel -1 at cancellation, written 5-60 s after
+  the outcome, i.e. after the label message arrived;
+- ``support_tickets_open``: written by the cancellation flow up to 50 s before the cancel,
+  for 60% of cancellations only.
+
+2 availability-gap features:
+
+- ``balance_eod``: the end-of-day balance (event time midnight) written six hours later;
+- ``credit_score``: refreshed every two days or so, written about two hours after its event
+  time (log-normal).
+
+All writes of honest and leaking features land within a second or so of their event time.
+
+The detectors run at their defaults, except ``LabelCoincidentWrites(sentinels=(-1,))`` (a
+platform declares its sentinels) and ``WriteLag(sla=5 minutes)``. A feature counts as
+flagged if ``LabelCoincidentWrites`` or ``AvailabilityGap`` flags it; ``WriteLag`` and
+``FutureValues`` are reported beside. "Needed" is how many labels had been scored for the
+feature when it was first flagged (for gaps: how many predictions had used it), and, in
+brackets, how many labels had arrived by then.
+
+Run::
+
+    .venv/bin/python -m tests.benchmarks.bench_leaks              # seed 0, the README table
+    .venv/bin/python -m tests.benchmarks.bench_leaks --seeds 5    # plus a summary per seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors import AvailabilityGap, FutureValues, LabelCoincidentWrites, WriteLag
+from detectors.leaks import FeatureWrite, Label, ServedFeature
+
+SECOND = 1_000.0
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+ACTIVITY = ["sessions_7d", *(f"activity_{i:02d}" for i in range(19))]
+BATCH = [f"batch_{i:02d}" for i in range(10)]
+NULLABLE = [f"nullable_{i:02d}" for i in range(10)]
+PROFILE = [f"profile_{i:02d}" for i in range(9)]
+HONEST = [*ACTIVITY, *BATCH, *NULLABLE, *PROFILE, "last_billing_event_at"]
+COINCIDENT = ["last_login_date", "days_since_last_order", "support_tickets_open"]
+GAPPED = ["balance_eod", "credit_score"]
+LEAKS = {**dict.fromkeys(COINCIDENT, "label-coincident"), **dict.fromkeys(GAPPED, "gap")}
+
+
+@dataclasses.dataclass
+class World:
+    """The events in arrival order, as (arrival time, event)."""
+
+    events: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
+
+    def write(
+        self, user: int, feature: str, value: Any, event_at: float, written_at: float
+    ) -> None:
+        self.events.append((written_at, FeatureWrite(user, feature, value, event_at, written_at)))
+
+
+def simulate(seed: int, users: int = 2_000, days: int = 30, predictions: int = 8_000) -> list[Any]:
+    """The seeded world's events, sorted by arrival."""
+    rng = np.random.default_rng(seed)
+    world = World()
+    end = days * DAY
+
+    def times(rate_per_day: float, until: float) -> np.ndarray:
+        return np.sort(rng.uniform(0.0, until, rng.poisson(rate_per_day * until / DAY)))
+
+    def lag() -> float:
+        return float(rng.exponential(200.0))
+
+    for user in range(users):
+        churner = rng.random() < 0.25
+        label_at = float(rng.uniform(2 * DAY, end))
+        world.events.append((label_at + 2 * SECOND, Label(user, int(churner), label_at)))
+        world.write(user, "last_billing_event_at", label_at, label_at, label_at + lag())
+        active_until = label_at if churner else end
+        for login in times(0.4 if churner else 1.0, active_until).tolist():
+            world.write(user, "last_login_date", login, login, login + lag())
+            world.write(
+                user, "sessions_7d", float(rng.poisson(3 + 2 * churner)), login, login + lag()
+            )
+            for i in rng.choice(19, 3, replace=False).tolist():
+                value = float(rng.normal(churner if i < 10 else 0.0))
+                world.write(user, f"activity_{i:02d}", value, login, login + lag())
+        for week in range(days // 7 + 1):
+            run = week * 7 * DAY + 2 * HOUR + float(rng.integers(7)) * DAY
+            for i, feature in enumerate(BATCH):
+                value = float(rng.normal(churner if i < 5 else 0.0))
+                world.write(user, feature, value, run, run + 30 * SECOND)
+        for feature in NULLABLE:
+            for at in times(0.2, end).tolist():
+                nulled = rng.random() < (0.4 if churner else 0.1)
+                world.write(user, feature, None if nulled else float(rng.normal()), at, at + lag())
+        for feature in PROFILE:
+            for at in [0.0, *times(0.1, end).tolist()]:
+                world.write(user, feature, float(rng.normal(2.0 * churner)), at, at + lag())
+        for at in times(1 / 6, end).tolist():
+            world.write(user, "days_since_last_order", float(rng.integers(30)), at, at + lag())
+        for at in times(1 / 15, end).tolist():
+            world.write(user, "support_tickets_open", int(rng.integers(3)), at, at + lag())
+        if churner:
+            world.write(user, "last_login_date", None, label_at, label_at + lag())
+            written = label_at + float(rng.uniform(5 * SECOND, 60 * SECOND))
+            world.write(user, "days_since_last_order", -1, label_at, written)
+            if rng.random() < 0.6:
+                at = label_at - float(rng.uniform(0.0, 50 * SECOND))
+                world.write(user, "support_tickets_open", int(rng.integers(1, 4)), at, at + lag())
+        for day in range(days):
+            midnight = day * DAY
+            written = midnight + 6 * HOUR + float(rng.exponential(10 * MINUTE))
+            world.write(user, "balance_eod", float(rng.normal()), midnight, written)
+        for at in times(0.5, end).tolist():
+            written = at + float(rng.lognormal(np.log(2 * HOUR), 0.5))
+            world.write(user, "credit_score", float(rng.normal()), at, written)
+    for at in rng.uniform(DAY, end, predictions).tolist():
+        world.events.append((at, int(rng.integers(users))))
+    world.events.sort(key=lambda item: item[0])
+    return _serve(world.events)
+
+
+def _serve(timeline: list[tuple[float, Any]]) -> list[Any]:
+    """Replaces each prediction (a bare user id) by the values serving could read then."""
+    newest: dict[tuple[Any, str], tuple[Any, float]] = {}
+    events: list[Any] = []
+    for at, event in timeline:
+        if isinstance(event, FeatureWrite):
+            newest[event.entity_id, event.feature] = (event.value, event.written_at)
+        elif isinstance(event, int):
+            for feature in [*HONEST, *COINCIDENT, *GAPPED]:
+                if (event, feature) in newest:
+                    value, written_at = newest[event, feature]
+                    events.append(ServedFeature(event, feature, value, written_at, at))
+            continue
+        events.append(event)
+    return events
+
+
+@dataclasses.dataclass
+class Flag:
+    detector: str
+    needed: int
+    labels_arrived: int
+    p_value: float
+    evidence: str
+
+
+@dataclasses.dataclass
+class Outcome:
+    flags: dict[str, Flag]
+    future_values: int
+    sla_breaches: tuple[str, ...]
+    micros: dict[str, float]
+    labels: int
+    events: int
+
+
+def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int]:
+    coincidence = LabelCoincidentWrites(sentinels=(-1,))
+    gap = AvailabilityGap()
+    flags: dict[str, Flag] = {}
+    labels = 0
+    open_labels = 0
+    for i, event in enumerate(events):
+        if isinstance(event, Label):
+            labels += 1
+        if not isinstance(event, ServedFeature):
+            coincidence.update(event)
+            if coincidence.open_labels < open_labels + isinstance(event, Label):
+                for feature in coincidence.leaking_features:
+                    if feature not in flags:
+                        e = coincidence.evidence[feature]
+                        flags[feature] = Flag(
+                            "LabelCoincidentWrites",
+                            sum(e.labels),
+                            labels,
+                            e.p_value,
+                            f"labels {e.labels}, near writes {e.near_writes}, "
+                            f"near nulls {e.near_nulls}, control {e.control_writes}, "
+                            f"score {e.score:.2f}",
+                        )
+            open_labels = coincidence.open_labels
+        if not isinstance(event, Label):
+            gap.update(event)
+            if i % 50 == 0:
+                for feature in gap.gapped_features:
+                    if feature not in flags:
+                        g = gap.gaps[feature]
+                        flags[feature] = Flag(
+                            "AvailabilityGap",
+                            g.predictions,
+                            labels,
+                            g.p_value,
+                            f"gaps {g.gaps} of {g.predictions} predictions",
+                        )
+    return flags, labels
+
+
+def _cost(events: list[Any]) -> dict[str, float]:
+    """Microseconds of CPU per update, each detector over the events it reads.
+
+    CPU time rather than wall time: the machine is shared, and waiting is not cost.
+    """
+    micros = {}
+    for detector, reads in (
+        (LabelCoincidentWrites(sentinels=(-1,)), (FeatureWrite, Label)),
+        (AvailabilityGap(), (FeatureWrite, ServedFeature)),
+        (WriteLag(sla=5 * MINUTE), (FeatureWrite,)),
+        (FutureValues(), (ServedFeature,)),
+    ):
+        mine = [e for e in events if isinstance(e, reads)]
+        start = time.process_time()
+        for event in mine:
+            detector.update(event)
+        micros[type(detector).__name__] = (time.process_time() - start) / len(mine) * 1e6
+    return micros
+
+
+def run(seed: int) -> Outcome:
+    events = simulate(seed)
+    flags, labels = _first_flags(events)
+    lag = WriteLag(sla=5 * MINUTE)
+    future = FutureValues()
+    breaches: set[str] = set()
+    for event in events:
+        if isinstance(event, FeatureWrite):
+            lag.update(event)
+            breaches.update(lag.sla_breaches)
+        elif isinstance(event, ServedFeature):
+            future.update(event)
+    return Outcome(
+        flags, future.future_values, tuple(sorted(breaches)), _cost(events), labels, len(events)
+    )
+
+
+def scores(outcome: Outcome) -> tuple[float, float, int]:
+    """Precision, recall, and how many honest features were flagged."""
+    found = set(outcome.flags) & set(LEAKS)
+    precision = len(found) / len(outcome.flags) if outcome.flags else 1.0
+    return precision, len(found) / len(LEAKS), len(set(outcome.flags) - set(LEAKS))
+
+
+def table(outcome: Outcome, seed: int) -> str:
+    precision, recall, false_flags = scores(outcome)
+    lines = [
+        f"Seed {seed}: {outcome.events:,} events, {outcome.labels:,} labels; "
+        f"precision {precision:.2f}, recall {recall:.2f}, "
+        f"honest features flagged {false_flags} of {len(HONEST)}; "
+        f"values from the future {outcome.future_values}; "
+        f"write-lag SLA (5 min) breaches: {', '.join(outcome.sla_breaches) or 'none'}.",
+        "",
+        "| feature | planted | flagged by | needed (labels arrived) | p-value | evidence |",
+        "|---|---|---|---|---|---|",
+    ]
+    for feature in [*COINCIDENT, *GAPPED, *sorted(set(outcome.flags) - set(LEAKS))]:
+        flag = outcome.flags.get(feature)
+        planted = LEAKS.get(feature, "honest")
+        if flag is None:
+            lines.append(f"| {feature} | {planted} | missed | - | - | - |")
+            continue
+        needed = (
+            f"{flag.needed} predictions"
+            if flag.detector == "AvailabilityGap"
+            else f"{flag.needed} labels ({flag.labels_arrived})"
+        )
+        lines.append(
+            f"| {feature} | {planted} | {flag.detector} | {needed} | {flag.p_value:.1e} "
+            f"| {flag.evidence} |"
+        )
+    lines += ["", "| detector | µs per update |", "|---|---|"]
+    lines += [f"| {name} | {micros:.1f} |" for name, micros in outcome.micros.items()]
+    return "\n".join(lines)
+
+
+def summary(outcomes: dict[int, Outcome]) -> str:
+    lines = [
+        "| seed | precision | recall | honest flagged | "
+        + " | ".join(f"{f} needed" for f in [*COINCIDENT, *GAPPED])
+        + " |",
+        "|---" * (4 + len(LEAKS)) + "|",
+    ]
+    for seed, outcome in outcomes.items():
+        precision, recall, false_flags = scores(outcome)
+        needed = [
+            str(outcome.flags[f].needed) if f in outcome.flags else "missed"
+            for f in [*COINCIDENT, *GAPPED]
+        ]
+        lines.append(
+            f"| {seed} | {precision:.2f} | {recall:.2f} | {false_flags} | {' | '.join(needed)} |"
+        )
+    medians = [
+        statistics.median([o.flags[f].needed for o in outcomes.values() if f in o.flags] or [0])
+        for f in [*COINCIDENT, *GAPPED]
+    ]
+    lines.append("| median | | | | " + " | ".join(f"{m:g}" for m in medians) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1, help="seeded worlds to run")
+    args = parser.parse_args(argv)
+    outcomes = {seed: run(seed) for seed in range(args.seeds)}
+    print(table(outcomes[0], 0))
+    if args.seeds > 1:
+        print()
+        print(summary(outcomes))
+    return 0
+
+
+def test_every_leak_found_and_no_honest_feature_flagged() -> None:
+    outcome = run(0)
+    print(table(outcome, 0))
+    assert scores(outcome) == (1.0, 1.0, 0)
+    assert outcome.future_values == 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
