@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from schemas.codec import encode
+from schemas.contracts import Action
 from streams.fleet import ControlListener, ModeChange
 from streams.fleet.kafka_config import command_producer_config, listener_consumer_config
 from streams.settings import Settings
@@ -112,7 +113,7 @@ def run(settings: Settings, count: int, fetch_wait_ms: int | None = None) -> dic
 
         try:
             for i in range(count + 50):
-                action = "fallback" if i % 2 == 0 else "restore"
+                action: Action = "fallback" if i % 2 == 0 else "restore"
                 raw = encode(command(settings, "bench-model", action, seq + i))
                 # Alternate which goes first, so neither always follows the other.
                 if i % 2 == 0:

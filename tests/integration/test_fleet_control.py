@@ -8,10 +8,11 @@ import msgspec
 import pytest
 
 from schemas.codec import encode
-from schemas.contracts import ControlCommand
+from schemas.contracts import Action, ControlCommand
 from streams.cli import main
 from streams.control import publish_command
 from streams.fleet import ControlListener, ModeChange, PredictionLogger
+from streams.fleet.listener import MODE_OF_ACTION
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS
 from tests.fleet.helpers import command, fleet_settings, fleet_topics, wait_for
@@ -32,15 +33,14 @@ def settings(
 
 def test_a_node_started_after_ten_commands_learns_all_ten_states(settings: Settings) -> None:
     expected = {}
+    actions: tuple[Action, ...] = ("fallback", "restore", "promote_shadow")
     for i in range(10):
         model = f"model-{i}"
-        action = ("fallback", "restore", "promote_shadow")[i % 3]
+        action = actions[i % 3]
         # An older, superseded command for each model too: the latest one must win.
         publish_command(settings, command(settings, model, "fallback", SEQ + i))
         publish_command(settings, command(settings, model, action, SEQ + 100 + i))
-        expected[model] = {"fallback": "fallback", "restore": "live", "promote_shadow": "shadow"}[
-            action
-        ]
+        expected[model] = MODE_OF_ACTION[action]
 
     changes: list[ModeChange] = []
     listener = ControlListener(settings)
@@ -48,7 +48,7 @@ def test_a_node_started_after_ten_commands_learns_all_ten_states(settings: Setti
     with listener:
         assert listener.wait_bootstrapped(30)
         assert dict(listener.modes) == expected
-        assert listener.mode("model-0") == "fallback"
+        assert [listener.mode(f"model-{i}") for i in range(3)] == ["fallback", "live", "shadow"]
         assert listener.mode("never-commanded") == "live"
         stats = listener.stats()
         assert stats.applied == 20
