@@ -10,7 +10,9 @@ What runs today:
   books are kept per topic and reason;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
-- a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``;
+- a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
+  one on the leader that raises an alert for a worker of this app whose heartbeat expired
+  (``streams.sinks.alerta.heartbeat_alerts``);
 - ``GET /metrics`` on the worker's web port, in Prometheus' text format.
 
 Scale: every input topic is keyed by model_id (feature writes by entity_id), so the
@@ -33,7 +35,7 @@ from streams.ingest import INPUTS, Input, PipelineCounters, validate
 from streams.metrics import CONTENT_TYPE, WorkerCollector, render
 from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
-from streams.sinks.alerta import AlertaSink, Heartbeat
+from streams.sinks.alerta import AlertaSink, Heartbeat, heartbeat_alerts
 from streams.sinks.influx import InfluxSink, point
 from streams.topics import DEAD_LETTERS, PREDICTIONS
 
@@ -147,7 +149,8 @@ def _add_ingest_agent(app: FailsoftApp, source: Input, dead_letters: faust.Topic
 
 
 def _add_timers(app: FailsoftApp) -> None:
-    origin = f"{app.settings.worker_app_id}/{socket.gethostname()}:{app.settings.worker_web_port}"
+    origin_prefix = f"{app.settings.worker_app_id}/"
+    origin = f"{origin_prefix}{socket.gethostname()}:{app.settings.worker_web_port}"
 
     async def report_pipeline() -> None:
         now_ms = int(time.time() * 1000)
@@ -169,7 +172,13 @@ def _add_timers(app: FailsoftApp) -> None:
     async def heartbeat() -> None:
         app.alerta.enqueue(Heartbeat(origin=origin, timeout=HEARTBEAT_TIMEOUT))
 
+    async def watch_heartbeats() -> None:
+        heartbeats = await app.alerta.fetch_heartbeats()
+        for alert in heartbeat_alerts(heartbeats or [], origin_prefix):
+            app.alerta.enqueue(alert)
+
     app.timer(PIPELINE_REPORT_INTERVAL, name="report-pipeline")(report_pipeline)
+    app.timer(HEARTBEAT_INTERVAL, on_leader=True, name="watch-heartbeats")(watch_heartbeats)
     app.timer(HEARTBEAT_INTERVAL, name="heartbeat")(heartbeat)
 
 

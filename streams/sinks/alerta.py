@@ -15,9 +15,13 @@ resource; the resource is always the model_id):
 - **Escalation.** A model on fallback past its escalation limit raises a separate critical
   alert, ``FallbackEscalated``, so that it pages even if the fallback alert was
   acknowledged; ``EscalationCleared`` (normal) closes it when the model is restored.
-- **Heartbeat.** Workers send ``Heartbeat`` records with a timeout. Their attributes carry
-  environment, severity, service and group in the form that ``alerta heartbeats --alert``
-  reads, so that command (or the leader's timer) turns an expired heartbeat into an alert.
+- **Heartbeat.** Workers send ``Heartbeat`` records with a timeout. Alerta only marks a
+  late heartbeat ``expired``; it never alerts by itself. The leader worker therefore reads
+  the heartbeats of its app's workers (``fetch_heartbeats``) and turns them into alerts
+  with ``heartbeat_alerts``: ``HeartbeatFail`` (resource = the worker's origin) when one
+  expired, ``HeartbeatOK`` (normal, closes it) when it beats again. These are the events
+  and attributes that ``alerta heartbeats --alert`` uses, so running that command from cron
+  instead (if every worker is down, nobody is left to raise the alarm) is equivalent.
 
 Sending is asynchronous and never blocks the caller; see ``streams.sinks.buffer``.
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +54,7 @@ __all__ = [
     "escalation_alert",
     "escalation_cleared",
     "health_alert",
+    "heartbeat_alerts",
 ]
 
 SERVICE = "failsoft"
@@ -66,6 +71,7 @@ HEALTH_SEVERITIES = {
     "probing": "minor",
 }
 ESCALATION_EVENTS = ("FallbackEscalated", "EscalationCleared")
+HEARTBEAT_EVENTS = ("HeartbeatFail", "HeartbeatSlow", "HeartbeatOK")
 ALERT_SEVERITIES = frozenset(
     {"security", "critical", "major", "minor", "warning", "informational", "normal", "ok"}
 )
@@ -174,6 +180,42 @@ def escalation_cleared(model_id: str, owner: str) -> Alert:
     )
 
 
+def heartbeat_alerts(heartbeats: Iterable[Mapping[str, Any]], origin_prefix: str) -> list[Alert]:
+    """Alerts for the heartbeats (as Alerta lists them) whose origin starts with the prefix.
+
+    >>> beats = [{"origin": "w/a", "status": "expired", "timeout": 90, "since": 200},
+    ...          {"origin": "w/b", "status": "ok", "timeout": 90, "since": 3},
+    ...          {"origin": "other/c", "status": "expired", "timeout": 90, "since": 999}]
+    >>> [(a.resource, a.event, a.severity) for a in heartbeat_alerts(beats, "w/")]
+    [('w/a', 'HeartbeatFail', 'major'), ('w/b', 'HeartbeatOK', 'normal')]
+    """
+    alerts = []
+    for beat in heartbeats:
+        origin = str(beat.get("origin", ""))
+        if not origin.startswith(origin_prefix):
+            continue
+        status = beat.get("status")
+        silent = f"last heartbeat {beat.get('since')} s ago, timeout {beat.get('timeout')} s"
+        if status == "expired":
+            event, severity, text = HEARTBEAT_EVENTS[0], "major", f"{origin} is silent: {silent}"
+        elif status == "ok":
+            event, severity, text = HEARTBEAT_EVENTS[2], "normal", f"{origin} is alive"
+        else:
+            # "slow" is about network latency; the worker is alive.
+            continue
+        alerts.append(
+            Alert(
+                resource=origin,
+                event=event,
+                severity=severity,
+                group="heartbeat",
+                text=text,
+                correlate=HEARTBEAT_EVENTS,
+            )
+        )
+    return alerts
+
+
 class AlertaSink(BufferedSink[Alert | Heartbeat]):
     """Posts alerts and heartbeats to Alerta's HTTP API, one request per item, in order.
 
@@ -208,6 +250,23 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
                 self.alert_ids[item.resource, item.event] = body["id"]
             else:
                 await self._post("/heartbeat", self._heartbeat_body(item))
+
+    async def fetch_heartbeats(self) -> list[dict[str, Any]] | None:
+        """Alerta's heartbeats with their status; None when Alerta cannot be asked now."""
+        try:
+            async with self._client().get(self.endpoint + "/heartbeats") as response:
+                if response.status != 200:
+                    return None
+                body = await response.json()
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return None
+        heartbeats = body.get("heartbeats") if isinstance(body, dict) else None
+        return heartbeats if isinstance(heartbeats, list) else None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        return self._session
 
     async def close_transport(self) -> None:
         if self._session is not None:
@@ -245,10 +304,8 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
         }
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         try:
-            async with self._session.post(self.endpoint + path, json=payload) as response:
+            async with self._client().post(self.endpoint + path, json=payload) as response:
                 text = await response.text()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as error:

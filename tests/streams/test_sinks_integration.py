@@ -25,6 +25,7 @@ from streams.sinks.alerta import (
     escalation_alert,
     escalation_cleared,
     health_alert,
+    heartbeat_alerts,
 )
 from streams.sinks.buffer import Backoff
 from streams.sinks.influx import InfluxSink, Point, point
@@ -157,6 +158,41 @@ async def test_alerta_heartbeat_is_recorded(
     assert beat.timeout == 30
     assert beat.attributes["environment"] == stack_settings.alerta_environment
     assert beat.status == "ok"
+    alerta_client.delete_heartbeat(beat.id)
+    await sink.stop()
+
+
+async def test_alerta_expired_heartbeat_raises_an_alert_and_a_new_beat_closes_it(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    sink = alerta_sink(stack_settings)
+    sink.start()
+    origin = f"{unique_name}/host:1"
+
+    async def watch() -> list[tuple[str, str]]:
+        heartbeats = await sink.fetch_heartbeats()
+        assert heartbeats is not None
+        alerts = heartbeat_alerts(heartbeats, f"{unique_name}/")
+        for alert in alerts:
+            sink.enqueue(alert)
+        assert await sink.flush(timeout=10)
+        return [(alert.resource, alert.event) for alert in alerts]
+
+    sink.enqueue(Heartbeat(origin=origin, timeout=timedelta(seconds=1)))
+    assert await sink.flush(timeout=10)
+    await asyncio.sleep(2.5)  # the worker "dies": no beat within its 1 s timeout
+    assert await watch() == [(origin, "HeartbeatFail")]
+    [failed] = alerts_of(alerta_client, origin)
+    assert (failed.event, failed.severity, failed.status) == ("HeartbeatFail", "major", "open")
+
+    sink.enqueue(Heartbeat(origin=origin, timeout=timedelta(seconds=60)))
+    assert await sink.flush(timeout=10)
+    assert await watch() == [(origin, "HeartbeatOK")]
+    [closed] = alerts_of(alerta_client, origin)
+    assert (closed.id, closed.status) == (failed.id, "closed")
+    for beat in alerta_client.get_heartbeats():
+        if beat.origin == origin:
+            alerta_client.delete_heartbeat(beat.id)
     await sink.stop()
 
 
