@@ -67,8 +67,20 @@ class BareConsumer:
         self._consumer.close()
 
 
-def run(settings: Settings, count: int, fetch_wait_ms: int | None = None) -> dict[str, Any]:
+def _spin(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1_000))
+
+
+def run(
+    settings: Settings, count: int, fetch_wait_ms: int | None = None, busy_threads: int = 0
+) -> dict[str, Any]:
     overrides = {} if fetch_wait_ms is None else {"fetch.wait.max.ms": fetch_wait_ms}
+    # Busy threads stand for serving threads that keep the GIL: the listener (and the bare
+    # consumer) then wait for it, up to sys.getswitchinterval() per hand-over.
+    stop_spinning = threading.Event()
+    for _ in range(busy_threads):
+        threading.Thread(target=_spin, args=(stop_spinning,), daemon=True).start()
     bare_spec = TopicSpec("bench-bare", "model_id", "control_command", 1, {}, "baseline")
     producer = Producer(command_producer_config(settings))
     flipped = threading.Event()
@@ -124,6 +136,7 @@ def run(settings: Settings, count: int, fetch_wait_ms: int | None = None) -> dic
                     listener_ms.append(listener_elapsed)
                     bare_ms.append(bare_elapsed)
         finally:
+            stop_spinning.set()
             bare.close()
             listener.stop()
             producer.flush(10)
@@ -164,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fetch-wait-ms", type=int, default=None, help="override fetch.wait.max.ms for both"
     )
+    parser.add_argument(
+        "--busy-threads", type=int, default=0, help="Python threads spinning meanwhile"
+    )
     args = parser.parse_args(argv)
-    print(report(run(bench_settings(), args.count, args.fetch_wait_ms)))
+    print(report(run(bench_settings(), args.count, args.fetch_wait_ms, args.busy_threads)))
     return 0
 
 
