@@ -216,7 +216,8 @@ def generate_traffic(
         slot = int(draws.uniform() * n_models) % n_models
         model = models[slot if draws.uniform() <= probability[slot] else alias[slot]]
         _request(model, int(arrival), f"{run}-{request:x}", draws, emit)
-        horizon = arrival - lookback
+        # Every event of a later request is at or after this, so what is before it is final.
+        horizon = int(arrival) - lookback
         while pending and pending[0][0] < horizon:
             yield heapq.heappop(pending)[2]
     while pending and (drain or pending[0][0] < end_ms):
