@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,20 +39,69 @@ def validate_window(window_size: int) -> None:
         raise ValueError(f"window_size must be an int >= 2, got {window_size!r}")
 
 
-def validate_level(name: str, value: float, upper: float = 1.0) -> None:
-    if not 0.0 < value < upper:
-        raise ValueError(f"{name} must lie in (0, {upper}), got {value!r}")
+def validate_level(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
 
 
-class NumericWindowTest(base.Base):
+class WindowTest(base.Base):
+    """What every windowed test stores and reports; subclasses implement ``update``."""
+
+    reference: Any
+    window_size: int
+
+    def _configure_window(self, reference: Any, window_size: int) -> None:
+        validate_window(window_size)
+        self.reference = reference
+        self.window_size = window_size
+
+    def _reset_results(self) -> None:
+        self._statistic = math.nan
+        self._p_value = math.nan
+        self._drift_detected = False
+        self._n_windows = 0
+        self._n_skipped = 0
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the window completed by the last update drifted from the reference."""
+        return self._drift_detected
+
+    @property
+    def statistic(self) -> float:
+        """The statistic of the last full window (NaN before the first)."""
+        return self._statistic
+
+    @property
+    def n_windows(self) -> int:
+        """How many windows have been compared with the reference (tests run so far)."""
+        return self._n_windows
+
+
+class PValue:
+    """Adds ``p_value`` to the windowed tests that have a null distribution."""
+
+    _p_value: float
+
+    @property
+    def p_value(self) -> float:
+        """p-value of the last full window (NaN before the first)."""
+        return self._p_value
+
+
+class NumericWindowTest(WindowTest):
     """Tumbling window of finite floats against a frozen or rolling reference sample.
 
-    Subclasses store their constructor arguments, then call ``_reset()``, and implement
-    ``_evaluate`` on the two sorted samples.
+    Subclasses call ``_configure(reference, window_size)``, store their other arguments,
+    call ``_reset()``, and implement ``_evaluate`` on the two sorted samples.
     """
 
     reference: Sequence[float] | None
-    window_size: int
+
+    def _configure(self, reference: Sequence[float] | None, window_size: int) -> None:
+        self._configure_window(reference, window_size)
+        if reference is not None and _sorted_finite(reference).size < 2:
+            raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
 
     def _reset(self) -> None:
         self._window = np.empty(self.window_size, dtype=np.float64)
@@ -60,15 +109,7 @@ class NumericWindowTest(base.Base):
         self._reference_sorted: FloatArray | None = None
         if self.reference is not None:
             self._reference_sorted = _sorted_finite(self.reference)
-        self._statistic = math.nan
-        self._p_value = math.nan
-        self._drift_detected = False
-        self._n_windows = 0
-        self._n_skipped = 0
-
-    def _validate_reference(self) -> None:
-        if self.reference is not None and _sorted_finite(self.reference).size < 2:
-            raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
+        self._reset_results()
 
     def update(self, x: Any) -> None:
         """Add one value; missing and non-finite values are counted in ``n_skipped``."""
@@ -97,21 +138,6 @@ class NumericWindowTest(base.Base):
         raise NotImplementedError
 
     @property
-    def drift_detected(self) -> bool:
-        """Whether the window completed by the last update drifted from the reference."""
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        """The statistic of the last full window (NaN before the first)."""
-        return self._statistic
-
-    @property
-    def n_windows(self) -> int:
-        """How many windows have been compared with the reference (tests run so far)."""
-        return self._n_windows
-
-    @property
     def n_skipped(self) -> int:
         """How many inputs were skipped as missing or non-finite."""
         return self._n_skipped
@@ -131,7 +157,34 @@ def reference_bins(reference: FloatArray, current: FloatArray, n_bins: int) -> t
     return reference_counts.astype(np.float64), current_counts.astype(np.float64)
 
 
-class CategoricalWindowTest(base.Base):
+class BinnedWindowTest(NumericWindowTest):
+    """A divergence of binned counts over equal-frequency bins of the reference.
+
+    The bins are the reference's ``n_bins`` quantiles, fixed for a frozen reference and
+    recomputed from each new reference window when rolling. Subclasses set ``_divergence``.
+    """
+
+    n_bins: int
+    threshold: float
+    _divergence: Callable[[FloatArray, FloatArray], float]
+
+    def _configure_bins(
+        self, reference: Sequence[float] | None, window_size: int, n_bins: int, threshold: float
+    ) -> None:
+        self._configure(reference, window_size)
+        if not isinstance(n_bins, int) or n_bins < 2:
+            raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
+        if not threshold > 0.0:
+            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        self.n_bins = n_bins
+        self.threshold = threshold
+
+    def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
+        statistic = self._divergence(*reference_bins(reference, current, self.n_bins))
+        return statistic, math.nan, statistic > self.threshold
+
+
+class CategoricalWindowTest(WindowTest):
     """Tumbling window of category counts against frozen or rolling reference counts.
 
     The ``max_categories`` most frequent reference categories get a cell each; the rest of
@@ -141,16 +194,19 @@ class CategoricalWindowTest(base.Base):
     """
 
     reference: Mapping[Hashable, int] | None
-    window_size: int
     max_categories: int
 
-    def _validate_categories(self) -> None:
-        if not isinstance(self.max_categories, int) or self.max_categories < 1:
-            raise ValueError(f"max_categories must be an int >= 1, got {self.max_categories!r}")
-        if self.reference is not None:
-            counts = list(self.reference.values())
+    def _configure(
+        self, reference: Mapping[Hashable, int] | None, window_size: int, max_categories: int
+    ) -> None:
+        self._configure_window(reference, window_size)
+        if not isinstance(max_categories, int) or max_categories < 1:
+            raise ValueError(f"max_categories must be an int >= 1, got {max_categories!r}")
+        if reference is not None:
+            counts = list(reference.values())
             if not counts or min(counts) < 0 or sum(counts) <= 0:
                 raise ValueError("reference must map categories to non-negative counts, sum > 0")
+        self.max_categories = max_categories
 
     def _reset(self) -> None:
         self._reference_counts: dict[Hashable, float] | None = None
@@ -160,12 +216,8 @@ class CategoricalWindowTest(base.Base):
         self._window: dict[Hashable, int] = {}
         self._n_new = 0
         self._filled = 0
-        self._statistic = math.nan
-        self._p_value = math.nan
         self._unseen_rate = math.nan
-        self._drift_detected = False
-        self._n_windows = 0
-        self._n_skipped = 0
+        self._reset_results()
 
     def _set_reference(self, counts: Mapping[Hashable, float]) -> None:
         ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
@@ -227,24 +279,9 @@ class CategoricalWindowTest(base.Base):
         raise NotImplementedError
 
     @property
-    def drift_detected(self) -> bool:
-        """Whether the window completed by the last update drifted from the reference."""
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        """The statistic of the last full window (NaN before the first)."""
-        return self._statistic
-
-    @property
     def unseen_rate(self) -> float:
         """Share of the last full window in categories absent from the reference."""
         return self._unseen_rate
-
-    @property
-    def n_windows(self) -> int:
-        """How many windows have been compared with the reference (tests run so far)."""
-        return self._n_windows
 
     @property
     def n_skipped(self) -> int:

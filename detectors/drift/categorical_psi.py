@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 from detectors.drift._statistics import FloatArray, population_stability_index
-from detectors.drift._window import CategoricalWindowTest, validate_window
+from detectors.drift._window import CategoricalWindowTest
 
 
 class CategoricalPSIDrift(CategoricalWindowTest):
@@ -57,14 +57,10 @@ class CategoricalPSIDrift(CategoricalWindowTest):
         threshold: float = 0.2,
         max_categories: int = 50,
     ) -> None:
-        validate_window(window_size)
+        self._configure(reference, window_size, max_categories)
         if not threshold > 0.0:
             raise ValueError(f"threshold must be > 0, got {threshold!r}")
-        self.reference = reference
-        self.window_size = window_size
         self.threshold = threshold
-        self.max_categories = max_categories
-        self._validate_categories()
         self._reset()
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:

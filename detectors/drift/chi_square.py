@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 from detectors.drift._statistics import FloatArray, chi_square_sf, contingency_chi_square
-from detectors.drift._window import CategoricalWindowTest, validate_level, validate_window
+from detectors.drift._window import CategoricalWindowTest, PValue, validate_level
 
 
-class ChiSquareDrift(CategoricalWindowTest):
+class ChiSquareDrift(PValue, CategoricalWindowTest):
     """Pearson's chi-square test of homogeneity, evaluated once per full tumbling window.
 
     The reference counts and the window counts form a 2 x K table over the tracked
@@ -58,21 +58,12 @@ class ChiSquareDrift(CategoricalWindowTest):
         alpha: float = 0.01,
         max_categories: int = 50,
     ) -> None:
-        validate_window(window_size)
         validate_level("alpha", alpha)
-        self.reference = reference
-        self.window_size = window_size
+        self._configure(reference, window_size, max_categories)
         self.alpha = alpha
-        self.max_categories = max_categories
-        self._validate_categories()
         self._reset()
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         statistic, dof = contingency_chi_square(reference, current)
         p_value = chi_square_sf(statistic, dof)
         return statistic, p_value, p_value < self.alpha
-
-    @property
-    def p_value(self) -> float:
-        """p-value of the last full window (NaN before the first)."""
-        return self._p_value

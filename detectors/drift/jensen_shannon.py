@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detectors.drift._statistics import FloatArray, jensen_shannon
-from detectors.drift._window import (
-    NumericWindowTest,
-    reference_bins,
-    validate_level,
-    validate_window,
-)
+from detectors.drift._statistics import jensen_shannon
+from detectors.drift._window import BinnedWindowTest
 
 
-class JensenShannonDrift(NumericWindowTest):
+class JensenShannonDrift(BinnedWindowTest):
     """Jensen-Shannon divergence over equal-frequency reference bins, once per window.
 
     ``statistic`` is the divergence in bits (0 identical, 1 disjoint) between the binned
@@ -51,6 +46,8 @@ class JensenShannonDrift(NumericWindowTest):
     2999 0.0498
     """
 
+    _divergence = staticmethod(jensen_shannon)
+
     def __init__(
         self,
         reference: Sequence[float] | None = None,
@@ -58,17 +55,5 @@ class JensenShannonDrift(NumericWindowTest):
         n_bins: int = 10,
         threshold: float = 0.035,
     ) -> None:
-        validate_window(window_size)
-        if not isinstance(n_bins, int) or n_bins < 2:
-            raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
-        validate_level("threshold", threshold)
-        self.reference = reference
-        self.window_size = window_size
-        self.n_bins = n_bins
-        self.threshold = threshold
-        self._validate_reference()
+        self._configure_bins(reference, window_size, n_bins, threshold)
         self._reset()
-
-    def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
-        statistic = jensen_shannon(*reference_bins(reference, current, self.n_bins))
-        return statistic, float("nan"), statistic > self.threshold

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from detectors.drift._statistics import FloatArray, kolmogorov_sf, ks_statistic
-from detectors.drift._window import NumericWindowTest, validate_level, validate_window
+from detectors.drift._window import NumericWindowTest, PValue, validate_level
 
 
-class KSDrift(NumericWindowTest):
+class KSDrift(PValue, NumericWindowTest):
     """Two-sample Kolmogorov-Smirnov test, evaluated once per full tumbling window.
 
     ``statistic`` is the largest gap between the empirical CDFs of the reference and the
@@ -50,20 +50,12 @@ class KSDrift(NumericWindowTest):
         window_size: int = 1000,
         alpha: float = 0.01,
     ) -> None:
-        validate_window(window_size)
         validate_level("alpha", alpha)
-        self.reference = reference
-        self.window_size = window_size
+        self._configure(reference, window_size)
         self.alpha = alpha
-        self._validate_reference()
         self._reset()
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         statistic = ks_statistic(reference, current)
         p_value = kolmogorov_sf(statistic, reference.size, current.size)
         return statistic, p_value, p_value < self.alpha
-
-    @property
-    def p_value(self) -> float:
-        """Asymptotic p-value of the last full window (NaN before the first)."""
-        return self._p_value

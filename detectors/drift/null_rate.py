@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from river import base
-
 from detectors.drift._statistics import fisher_exact_two_sided
-from detectors.drift._window import validate_level, validate_window
+from detectors.drift._window import PValue, WindowTest, validate_level
 
 
-class NullRateDrift(base.Base):
+class NullRateDrift(PValue, WindowTest):
     """Fisher's exact test of the share of nulls, evaluated once per full tumbling window.
 
     Every input counts: None, NaN and any value in ``sentinels`` are nulls, everything
@@ -54,14 +52,12 @@ class NullRateDrift(base.Base):
         alpha: float = 0.01,
         sentinels: tuple[Any, ...] | None = None,
     ) -> None:
-        validate_window(window_size)
         validate_level("alpha", alpha)
         if reference is not None:
             nulls, total = reference
             if not 0 <= nulls <= total or total < 1:
                 raise ValueError("reference must be (nulls, total), 0 <= nulls <= total >= 1")
-        self.reference = reference
-        self.window_size = window_size
+        self._configure_window(reference, window_size)
         self.alpha = alpha
         self.sentinels = sentinels
         self._reset()
@@ -70,10 +66,7 @@ class NullRateDrift(base.Base):
         self._reference_counts = self.reference
         self._nulls = 0
         self._filled = 0
-        self._null_rate = math.nan
-        self._p_value = math.nan
-        self._drift_detected = False
-        self._n_windows = 0
+        self._reset_results()
 
     def _is_null(self, x: Any) -> bool:
         if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -98,7 +91,7 @@ class NullRateDrift(base.Base):
             self._reference_counts = window
             return
         self._n_windows += 1
-        self._null_rate = window[0] / window[1]
+        self._statistic = window[0] / window[1]
         reference_nulls, reference_total = self._reference_counts
         self._p_value = fisher_exact_two_sided(reference_nulls, reference_total, *window)
         self._drift_detected = self._p_value < self.alpha
@@ -106,26 +99,6 @@ class NullRateDrift(base.Base):
             self._reference_counts = window
 
     @property
-    def drift_detected(self) -> bool:
-        """Whether the window completed by the last update drifted from the reference."""
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        """Null rate of the last full window (NaN before the first); alias of ``null_rate``."""
-        return self._null_rate
-
-    @property
     def null_rate(self) -> float:
-        """Null rate of the last full window (NaN before the first)."""
-        return self._null_rate
-
-    @property
-    def p_value(self) -> float:
-        """Fisher's exact two-sided p-value of the last full window (NaN before the first)."""
-        return self._p_value
-
-    @property
-    def n_windows(self) -> int:
-        """How many windows have been compared with the reference (tests run so far)."""
-        return self._n_windows
+        """Null rate of the last full window (NaN before the first); also ``statistic``."""
+        return self._statistic

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detectors.drift._statistics import FloatArray, population_stability_index
-from detectors.drift._window import NumericWindowTest, reference_bins, validate_window
+from detectors.drift._statistics import population_stability_index
+from detectors.drift._window import BinnedWindowTest
 
 
-class PSIDrift(NumericWindowTest):
+class PSIDrift(BinnedWindowTest):
     """Population stability index over equal-frequency reference bins, once per window.
 
     The bins are the reference's ``n_bins`` quantiles, fixed for a frozen reference and
@@ -47,6 +47,8 @@ class PSIDrift(NumericWindowTest):
     2999 0.279
     """
 
+    _divergence = staticmethod(population_stability_index)
+
     def __init__(
         self,
         reference: Sequence[float] | None = None,
@@ -54,18 +56,5 @@ class PSIDrift(NumericWindowTest):
         n_bins: int = 10,
         threshold: float = 0.2,
     ) -> None:
-        validate_window(window_size)
-        if not isinstance(n_bins, int) or n_bins < 2:
-            raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
-        if not threshold > 0.0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
-        self.reference = reference
-        self.window_size = window_size
-        self.n_bins = n_bins
-        self.threshold = threshold
-        self._validate_reference()
+        self._configure_bins(reference, window_size, n_bins, threshold)
         self._reset()
-
-    def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
-        statistic = population_stability_index(*reference_bins(reference, current, self.n_bins))
-        return statistic, float("nan"), statistic > self.threshold

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.drift._statistics import FloatArray, wasserstein_1
-from detectors.drift._window import NumericWindowTest, validate_window
+from detectors.drift._window import NumericWindowTest
 
 
 class WassersteinDrift(NumericWindowTest):
@@ -54,13 +54,10 @@ class WassersteinDrift(NumericWindowTest):
         window_size: int = 1000,
         threshold: float = 0.25,
     ) -> None:
-        validate_window(window_size)
+        self._configure(reference, window_size)
         if not threshold > 0.0:
             raise ValueError(f"threshold must be > 0, got {threshold!r}")
-        self.reference = reference
-        self.window_size = window_size
         self.threshold = threshold
-        self._validate_reference()
         self._reset()
 
     def _reset(self) -> None:

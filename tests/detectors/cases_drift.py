@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,16 @@ WINDOW = 200
 CATEGORIES = ["web", "ios", "android", "tv"]
 _REFERENCE = np.random.default_rng(0).normal(0.0, 1.0, 1000).tolist()
 _CATEGORY_COUNTS = {"web": 500, "ios": 300, "android": 150, "tv": 50}
+
+
+def alarms(detector: Any, stream: Iterable[Any]) -> list[int]:
+    """Indices of the updates after which ``detector.drift_detected`` was True."""
+    found = []
+    for i, x in enumerate(stream):
+        detector.update(x)
+        if detector.drift_detected:
+            found.append(i)
+    return found
 
 
 def normal(rng: np.random.Generator, n: int) -> Sequence[float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -10,15 +9,7 @@ import pytest
 from river import drift
 
 from detectors import BernoulliCUSUM, RobustCUSUM, ScalarStreamDrift
-
-
-def alarms(detector: Any, stream: Iterable[Any]) -> list[int]:
-    found = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            found.append(i)
-    return found
+from tests.detectors.cases_drift import alarms
 
 
 def normal(seed: int, n: int, mean: float = 0.0, sd: float = 1.0) -> list[float]:
