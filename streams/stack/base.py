@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -80,6 +80,10 @@ class Server(ABC):
     def healthy(self, settings: Settings) -> bool:
         """Whether it answers its health check now (never blocks for long)."""
 
+    def needs_install(self, settings: Settings) -> bool:
+        """Whether :meth:`install` has a download or build to do (nothing cached yet)."""
+        return False
+
     def after_start(self, settings: Settings) -> None:  # noqa: B027 (optional hook)
         """Create what clients expect once it is healthy (a database, a key)."""
 
@@ -111,8 +115,10 @@ class Server(ABC):
         healthy = pid is not None and self.healthy(settings)
         return ServerStatus(self.name, self.address(settings), pid, healthy, self.log(settings))
 
-    def start(self, settings: Settings) -> str:
+    def start(self, settings: Settings, report: Callable[[str], None] | None = None) -> str:
         """Start it unless it already runs; a line saying what happened.
+
+        ``report`` is told before a long first-time download or build begins.
 
         Raises
         ------
@@ -128,6 +134,9 @@ class Server(ABC):
             for host, port in self.ports(settings):
                 if not port_is_free(host, port):
                     raise self.fail(settings, f"port {host}:{port} is taken by another process")
+            if report is not None and self.needs_install(settings):
+                log = self.install_log(settings)
+                report(f"{self.name}: first start, downloading and building (log: {log})")
             self.install(settings)
             began = time.monotonic()
             pid = self.launch(settings)

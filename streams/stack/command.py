@@ -36,8 +36,7 @@ def register(subparsers: Any) -> None:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     before = [entry.name for entry in status(settings) if entry.healthy]
     try:
-        for line in up(settings, args.servers or None):
-            print(line)
+        up(settings, args.servers or None, report=_say)
     except ValueError as error:
         print(f"failsoft stack: {error}", file=sys.stderr)
         return 2
@@ -49,14 +48,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     wanted = args.servers or list(SERVERS)
     if all(name in before for name in wanted):
-        print("stack: already up, nothing to do")
+        _say("stack: already up, nothing to do")
     return 0
 
 
 def _down(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for line in down(settings, args.servers or None):
-            print(line)
+            _say(line)
     except (ValueError, StackError) as error:
         print(f"failsoft stack: {error}", file=sys.stderr)
         return 1
@@ -68,3 +67,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     for entry in entries:
         print(entry.describe())
     return 0 if all(entry.healthy for entry in entries) else STATUS_UNHEALTHY
+
+
+def _say(line: str) -> None:
+    # Flushed at once, so a CI log shows each server as it comes up.
+    print(line, flush=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from streams.settings import Settings
@@ -44,12 +44,22 @@ def resolve(names: Iterable[str] | None) -> list[Server]:
     return [server for name, server in SERVERS.items() if name in wanted]
 
 
-def up(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+def up(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> list[str]:
     """Start the named servers (default: all) unless running; one line per server.
 
+    ``report`` gets each line as it happens, and a notice before a first-time download.
     Raises :class:`~streams.stack.process.StackError` on the first server that fails.
     """
-    return [server.start(settings) for server in resolve(names)]
+    lines = []
+    for server in resolve(names):
+        lines.append(server.start(settings, report))
+        if report is not None:
+            report(lines[-1])
+    return lines
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

@@ -34,10 +34,13 @@ class InfluxDBServer(Server):
     def binary(self, settings: Settings) -> Path:
         return settings.cache_dir / "influxdb" / self.version / "bin" / "influxd"
 
+    def needs_install(self, settings: Settings) -> bool:
+        return not self.binary(settings).exists()
+
     def install(self, settings: Settings) -> None:
-        binary = self.binary(settings)
-        if binary.exists():
+        if not self.needs_install(settings):
             return
+        binary = self.binary(settings)
         log = self.install_log(settings)
         go = shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.exists() else None)
         if go is None:

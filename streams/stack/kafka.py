@@ -36,10 +36,13 @@ class KafkaServer(Server):
     def lib_dir(self, settings: Settings) -> Path:
         return settings.cache_dir / "kafka" / self.version / "lib"
 
+    def needs_install(self, settings: Settings) -> bool:
+        return not (self.lib_dir(settings) / ".complete").exists()
+
     def install(self, settings: Settings) -> None:
-        lib = self.lib_dir(settings)
-        if (lib / ".complete").exists():
+        if not self.needs_install(settings):
             return
+        lib = self.lib_dir(settings)
         log = self.install_log(settings)
         mvn = shutil.which("mvn")
         if mvn is None:
