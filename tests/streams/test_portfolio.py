@@ -49,8 +49,9 @@ def test_example_file_loads_with_inheritance_and_overrides() -> None:
     assert recs.feature("country") == Feature("country", "categorical", None)
     assert recs.feature("absent") is None
     # Per-key merge: the model's threshold is added to the inherited window.
-    assert recs.detector_settings("drift") == {"threshold": 0.2, "window": 1000}
+    assert recs.detector_settings("drift") == {"threshold": 0.2, "window_size": 1000}
     assert recs.detector_settings("leaks") == {}
+    assert recs.detector_settings("health") == {"clear_after": 3600, "confirm": 2, "min_dwell": 900}
 
     fraud = portfolio.get("card-fraud")
     assert fraud is not None
@@ -59,7 +60,7 @@ def test_example_file_loads_with_inheritance_and_overrides() -> None:
     assert fraud.label_delay == timedelta(days=21)
     assert not fraud.fallback.automatic
     assert fraud.shadow is None
-    assert fraud.detector_settings("drift") == {"window": 1000}
+    assert fraud.detector_settings("drift") == {"window_size": 1000}
 
 
 def test_lookup_of_undeclared_model_and_feature_routing() -> None:

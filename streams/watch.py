@@ -1,0 +1,203 @@
+"""One model's watch: its feature drift detectors and its health policy, as one state object.
+
+Pure code, no Faust: the drift agent keeps one ``ModelWatch`` per model in a
+changelog-backed table and calls ``observe`` for each of the model's predictions. What
+comes back (evidence, the transition, the control action, a due escalation) is what the
+agent turns into InfluxDB points, Alerta alerts and signed commands.
+
+Drift. Each monitored feature gets a windowed test from ``detectors`` (settings
+``[detectors.drift]`` of the portfolio: ``method`` plus the test's own keyword arguments).
+Its reference is frozen from the first ``reference_size`` values the watch sees (default:
+one window), so a lasting shift keeps alarming until the stream returns to it; a rolling
+reference would accept the shifted stream as normal after one window.
+
+Health. ``detectors.HealthPolicy`` with ``[detectors.health]`` settings (``confirm``,
+``min_dwell``, ``clear_after``, seconds) and the model's ``escalation_limit``. Every
+prediction without evidence moves the policy's event time forward (a policy heartbeat), so
+dwell, probation and escalation fire on time between windows.
+
+Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
+whichever model served it); ``shadow`` predictions duplicate that traffic and are left to
+the shadow join.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.drift.categorical_psi import CategoricalPSIDrift
+from detectors.drift.chi_square import ChiSquareDrift
+from detectors.drift.jensen_shannon import JensenShannonDrift
+from detectors.drift.ks import KSDrift
+from detectors.drift.psi import PSIDrift
+from detectors.drift.wasserstein import WassersteinDrift
+from detectors.health.control_action import ControlAction
+from detectors.health.evidence import Evidence
+from detectors.health.heartbeat import Heartbeat
+from detectors.health.policy import HealthPolicy
+from detectors.health.transition import Transition
+from schemas.contracts import Prediction
+from streams.portfolio import Feature, Model, PortfolioError
+
+__all__ = ["DRIFT_METHODS", "ModelWatch", "Observation", "new_watch", "observe"]
+
+DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
+    "numeric": {
+        "psi": PSIDrift,
+        "ks": KSDrift,
+        "wasserstein": WassersteinDrift,
+        "jensen_shannon": JensenShannonDrift,
+    },
+    "categorical": {"psi": CategoricalPSIDrift, "chi_square": ChiSquareDrift},
+}
+DEFAULT_DRIFT_METHOD = "psi"
+DRIFT_ROLES = frozenset({"live", "fallback"})
+# Settings the watch reads itself; the rest go to the drift test's constructor.
+_WATCH_KEYS = ("method", "reference_size")
+
+
+@dataclasses.dataclass
+class FeatureDrift:
+    """A feature's drift test, built once its reference sample is complete."""
+
+    method: str
+    test_class: type[Any]
+    settings: dict[str, Any]
+    reference_size: int
+    reference: list[Any] = dataclasses.field(default_factory=list)
+    test: Any = None
+    kind: str = "numeric"
+
+    def update(self, value: Any) -> Any:
+        """Feed one value; returns the test when this value completed one of its windows."""
+        if self.test is None:
+            if value is not None:
+                self.reference.append(value)
+            if len(self.reference) >= self.reference_size:
+                reference: Any = self.reference
+                if self.kind == "categorical":
+                    reference = dict(collections.Counter(self.reference))
+                self.test = self.test_class(reference=reference, **self.settings)
+                self.reference = []
+            return None
+        windows = self.test.n_windows
+        self.test.update(value)
+        return self.test if self.test.n_windows != windows else None
+
+
+@dataclasses.dataclass
+class ModelWatch:
+    """Everything failsoft remembers about one model; pickled into the watch table."""
+
+    model_id: str
+    drift: dict[str, FeatureDrift]
+    policy: HealthPolicy
+    escalated: bool = False
+    last_seq: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What one prediction caused; empty when it only fed the windows."""
+
+    evidence: tuple[Evidence, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    actions: tuple[ControlAction, ...] = ()
+    escalation_due: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.evidence or self.transitions or self.actions or self.escalation_due)
+
+
+def new_watch(model: Model) -> ModelWatch:
+    """A fresh watch for ``model``.
+
+    Raises
+    ------
+    PortfolioError
+        When the model's drift or health settings do not fit the detectors.
+    """
+    drift_settings = model.detector_settings("drift")
+    drift = {
+        feature.name: _feature_drift(model, feature, drift_settings) for feature in model.features
+    }
+    health: dict[str, Any] = model.detector_settings("health")
+    try:
+        policy = HealthPolicy(**health, escalate_after=model.escalation_limit.total_seconds())
+    except (TypeError, ValueError) as error:
+        raise PortfolioError(model.model_id, "detectors.health", str(error)) from None
+    return ModelWatch(model_id=model.model_id, drift=drift, policy=policy)
+
+
+def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
+    """Feed one prediction of the watched model; returns what it caused.
+
+    Mutates ``watch``; the caller stores it back in the table.
+    """
+    at = prediction.predicted_at / 1000.0
+    evidence: list[Evidence] = []
+    if prediction.role in DRIFT_ROLES:
+        for name, feature_drift in watch.drift.items():
+            seen = prediction.features.get(name)
+            test = feature_drift.update(None if seen is None else seen.value)
+            if test is not None:
+                evidence.append(_evidence(feature_drift.method, name, at, test))
+    transitions: list[Transition] = []
+    actions: list[ControlAction] = []
+    escalation_due = False
+    policy = watch.policy
+    records: list[Evidence | Heartbeat] = [*evidence] or [Heartbeat(at=at)]
+    for record in records:
+        before = policy.transition
+        policy.update(record)
+        # The transition is the last one made; action and escalation are edges of this update.
+        if policy.transition is not before and policy.transition is not None:
+            transitions.append(policy.transition)
+        if policy.action is not None:
+            actions.append(policy.action)
+        escalation_due = escalation_due or policy.escalation_due
+    return Observation(tuple(evidence), tuple(transitions), tuple(actions), escalation_due)
+
+
+def _evidence(method: str, feature: str, at: float, test: Any) -> Evidence:
+    # Threshold tests (PSI) have no p-value.
+    p_value = float(getattr(test, "p_value", float("nan")))
+    return Evidence(
+        detector=f"drift_{method}",
+        feature=feature,
+        at=at,
+        alarm=bool(test.drift_detected),
+        p_value=None if p_value != p_value else p_value,
+        details={"statistic": float(test.statistic)},
+    )
+
+
+def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> FeatureDrift:
+    key = "detectors.drift"
+    method = str(settings.get("method", DEFAULT_DRIFT_METHOD))
+    methods = DRIFT_METHODS[feature.kind]
+    if method not in methods:
+        raise PortfolioError(
+            model.model_id,
+            f"{key}.method",
+            f"{method!r} does not test {feature.kind} feature {feature.name!r}; "
+            f"valid: {', '.join(methods)}",
+        )
+    test_settings = {k: v for k, v in settings.items() if k not in _WATCH_KEYS}
+    test_class = methods[method]
+    try:
+        # Built once here so that a bad setting stops the worker at start-up.
+        probe = test_class(reference=None, **test_settings)
+    except (TypeError, ValueError) as error:
+        raise PortfolioError(model.model_id, key, str(error)) from None
+    reference_size = settings.get("reference_size", probe.window_size)
+    if (
+        not isinstance(reference_size, int)
+        or isinstance(reference_size, bool)
+        or reference_size < 2
+    ):
+        raise PortfolioError(model.model_id, f"{key}.reference_size", "expected an integer >= 2")
+    return FeatureDrift(method, test_class, test_settings, reference_size, kind=feature.kind)

@@ -1,0 +1,163 @@
+"""A model's watch as pure code: predictions in, evidence, transitions and actions out."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas.contracts import FeatureSeen, Prediction, Score
+from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
+from streams.watch import ModelWatch, Observation, new_watch, observe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SMALL = """
+[models.ranker]
+owner = "team-search"
+tier = "cpu"
+fallback = "top_n_popular"
+label_delay = "1h"
+escalation_limit = "30m"
+features = { age = "numeric", country = "categorical" }
+[models.ranker.detectors.drift]
+window_size = 500
+reference_size = 1000
+[models.ranker.detectors.health]
+confirm = 2
+min_dwell = 60
+clear_after = 600
+"""
+
+
+def small_model(extra: str = "") -> Model:
+    model = parse_portfolio(SMALL + extra).get("ranker")
+    assert model is not None
+    return model
+
+
+def prediction(n: int, age: float, country: str, role: str = "live") -> Prediction:
+    return Prediction(
+        schema_version=1,
+        request_id=f"r{n}",
+        model_id="ranker",
+        model_version="v1",
+        role=role,  # type: ignore[arg-type]
+        entity_id=f"u{n}",
+        predicted_at=1_000_000 + n * 1000,  # one per second of event time
+        output=Score(score=0.5),
+        features={"age": FeatureSeen(age, 0), "country": FeatureSeen(country, 0)},
+        latency_ms=1.0,
+    )
+
+
+def stream(rng: np.random.Generator, start: int, count: int, shift: float) -> list[Prediction]:
+    ages = rng.normal(40.0 + shift, 5.0, count)
+    countries = rng.choice(["de", "fr", "it"], count, p=[0.5, 0.3, 0.2])
+    return [
+        prediction(start + i, float(a), str(c))
+        for i, (a, c) in enumerate(zip(ages, countries, strict=True))
+    ]
+
+
+def run(watch: ModelWatch, predictions: list[Prediction]) -> list[tuple[int, Observation]]:
+    return [(n, o) for n, p in enumerate(predictions) if (o := observe(watch, p))]
+
+
+def test_example_portfolio_builds_a_watch_per_model() -> None:
+    for model in load_portfolio(ROOT / "deploy" / "portfolio.example.toml"):
+        watch = new_watch(model)
+        assert set(watch.drift) == {feature.name for feature in model.features}
+        assert watch.policy.escalate_after == model.escalation_limit.total_seconds()
+
+
+def shifted_then_normal(seed: int) -> list[Prediction]:
+    """2,000 normal, 2,000 with age shifted by three standard deviations, 4,000 normal."""
+    rng = np.random.default_rng(seed)
+    return stream(rng, 0, 2000, 0.0) + stream(rng, 2000, 2000, 15.0) + stream(rng, 4000, 4000, 0.0)
+
+
+def test_drift_falls_back_once_and_restores_once_when_the_stream_returns() -> None:
+    watch = new_watch(small_model())
+    observations = run(watch, shifted_then_normal(7))
+
+    actions = [(n, a.action, a.seq) for n, o in observations for a in o.actions]
+    # Reference: the first 1,000; windows of 500 end at 1499, 1999, ... The first shifted
+    # window (2499) degrades, the second (2999) confirms; the last shifted window is 3999,
+    # then 600 s of quiet move to probing (4599) and 600 more restore (5199).
+    assert actions == [(2999, "fallback", 1), (5199, "restore", 2)]
+    alarms = [(n, e.feature) for n, o in observations for e in o.evidence if e.alarm]
+    assert alarms == [(2499, "age"), (2999, "age"), (3499, "age"), (3999, "age")]
+    states = [(n, t.to_state.value) for n, o in observations for t in o.transitions]
+    assert states == [(2499, "degraded"), (2999, "fallback"), (4599, "probing"), (5199, "healthy")]
+
+
+def test_a_stationary_stream_never_acts() -> None:
+    watch = new_watch(small_model())
+    observations = run(watch, stream(np.random.default_rng(11), 0, 8000, 0.0))
+    assert [a for _, o in observations for a in o.actions] == []
+    evidence = [e for _, o in observations for e in o.evidence]
+    assert len(evidence) == 2 * 14  # two features, 14 windows after the reference
+    assert not any(e.alarm for e in evidence)
+
+
+def test_a_pickled_watch_continues_exactly_where_it_stopped() -> None:
+    predictions = shifted_then_normal(7)
+    expected = [(n, o.actions) for n, o in run(new_watch(small_model()), predictions)]
+
+    first = new_watch(small_model())
+    run(first, predictions[:3100])
+    restored = pickle.loads(pickle.dumps(first))  # what the changelog table stores
+    rest = [(n + 3100, o.actions) for n, o in run(restored, predictions[3100:])]
+    assert rest == [x for x in expected if x[0] >= 3100]
+    assert [a.action for _, actions in rest for a in actions] == ["restore"]
+
+
+def test_shadow_predictions_do_not_feed_drift_but_still_move_time() -> None:
+    watch = new_watch(small_model())
+    for n in range(500):
+        observe(watch, prediction(n, 40.0, "de", role="shadow"))
+    assert all(drift.reference == [] and drift.test is None for drift in watch.drift.values())
+    assert watch.policy.since == 1_000_000 / 1000
+
+
+def test_escalation_is_due_once_per_fallback_episode() -> None:
+    rng = np.random.default_rng(7)
+    watch = new_watch(small_model())
+    predictions = stream(rng, 0, 2000, 0.0) + stream(rng, 2000, 6000, 15.0)
+    observations = run(watch, predictions)
+    due = [n for n, o in observations if o.escalation_due]
+    # Fallback at 2999; the escalation limit, 30 min, is 1,800 predictions later.
+    assert due == [2999 + 1800]
+    assert [a.action for _, o in observations for a in o.actions] == ["fallback"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        ("window_size = 500", 'method = "chi_square"', "detectors.drift.method", "numeric"),
+        ("window_size = 500", "window = 10", "detectors.drift", "window"),
+        ("reference_size = 1000", "reference_size = 1", "detectors.drift.reference_size", ">= 2"),
+        ("window_size = 500", "threshold = -1.0", "detectors.drift", "threshold"),
+    ],
+)
+def test_bad_drift_settings_name_the_model_and_key(
+    old: str, new: str, key: str, reason: str
+) -> None:
+    model = parse_portfolio(SMALL.replace(old, new)).get("ranker")
+    assert model is not None
+    with pytest.raises(PortfolioError) as caught:
+        new_watch(model)
+    assert (caught.value.model, caught.value.key) == ("ranker", key)
+    assert reason in caught.value.reason
+
+
+def test_bad_health_settings_name_the_model_and_key() -> None:
+    model = parse_portfolio(SMALL.replace("confirm = 2", "confirm = 0")).get("ranker")
+    assert model is not None
+    with pytest.raises(PortfolioError) as caught:
+        new_watch(model)
+    assert (caught.value.model, caught.value.key) == ("ranker", "detectors.health")
+    assert "confirm" in caught.value.reason
