@@ -23,22 +23,29 @@ Scalar: TypeAlias = bool | int | float | str | None
 """A feature value or a label: any JSON scalar; null means "missing"."""
 
 Role: TypeAlias = Literal["live", "shadow", "fallback"]
+
 Action: TypeAlias = Literal["fallback", "restore", "promote_shadow"]
 
+# Every record is frozen and holds only data decoded from JSON, so it can never be part of
+# a reference cycle: ``gc=False`` keeps records out of the cycle collector, whose pauses
+# would otherwise grow with the number of records a worker or a node holds and decodes.
 
-class Score(msgspec.Struct, frozen=True, tag="score", tag_field="kind"):
+
+class Score(msgspec.Struct, frozen=True, gc=False, tag="score", tag_field="kind"):
     """A single number, e.g. a click probability or a regression output."""
 
     score: float
 
 
-class ClassProbabilities(msgspec.Struct, frozen=True, tag="probabilities", tag_field="kind"):
+class ClassProbabilities(
+    msgspec.Struct, frozen=True, gc=False, tag="probabilities", tag_field="kind"
+):
     """A probability per class label."""
 
     probabilities: dict[str, Probability]
 
 
-class Ranking(msgspec.Struct, frozen=True, tag="ranking", tag_field="kind"):
+class Ranking(msgspec.Struct, frozen=True, gc=False, tag="ranking", tag_field="kind"):
     """Item ids, best first, e.g. the recommendations shown to a user."""
 
     items: list[Name]
@@ -47,14 +54,14 @@ class Ranking(msgspec.Struct, frozen=True, tag="ranking", tag_field="kind"):
 Output: TypeAlias = Score | ClassProbabilities | Ranking
 
 
-class FeatureSeen(msgspec.Struct, frozen=True):
+class FeatureSeen(msgspec.Struct, frozen=True, gc=False):
     """A feature value a model used, and when that value was written to the feature store."""
 
     value: Scalar
     written_at: Millis
 
 
-class Prediction(msgspec.Struct, frozen=True):
+class Prediction(msgspec.Struct, frozen=True, gc=False):
     """What one model answered for one request; topic ``predictions``, keyed by model_id."""
 
     schema_version: Version
@@ -69,7 +76,7 @@ class Prediction(msgspec.Struct, frozen=True):
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0)]
 
 
-class FeatureWrite(msgspec.Struct, frozen=True):
+class FeatureWrite(msgspec.Struct, frozen=True, gc=False):
     """A feature store write; topic ``feature-writes``, keyed by entity_id."""
 
     schema_version: Version
@@ -81,7 +88,7 @@ class FeatureWrite(msgspec.Struct, frozen=True):
     source: Name
 
 
-class GroundTruth(msgspec.Struct, frozen=True):
+class GroundTruth(msgspec.Struct, frozen=True, gc=False):
     """A late outcome; topic ``ground-truth``, keyed by model_id.
 
     It joins to predictions by ``request_id`` when the outcome system knows it, else by
@@ -101,7 +108,7 @@ class GroundTruth(msgspec.Struct, frozen=True):
             raise ValueError("request_id: request_id or entity_id is required")
 
 
-class ControlCommand(msgspec.Struct, frozen=True):
+class ControlCommand(msgspec.Struct, frozen=True, gc=False):
     """An order to the serving fleet; topic ``control`` (compacted), keyed by model_id.
 
     ``seq`` grows per model (see ``schemas.signing.next_seq``); a node applies a command
@@ -123,7 +130,7 @@ class ControlCommand(msgspec.Struct, frozen=True):
     signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
-class DecodeError(msgspec.Struct, frozen=True):
+class DecodeError(msgspec.Struct, frozen=True, gc=False):
     """Why bytes did not decode: the field, as a path such as ``features[...].written_at``
     (``$`` for the whole message), and the reason. The codec returns it; dead letters carry it.
     """
@@ -132,7 +139,7 @@ class DecodeError(msgspec.Struct, frozen=True):
     reason: str
 
 
-class DeadLetter(msgspec.Struct, frozen=True):
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     """A message nobody could use; topic ``dead-letters``, keyed by source topic."""
 
     schema_version: Version
