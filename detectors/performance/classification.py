@@ -6,17 +6,17 @@ import math
 from typing import Any
 
 import numpy as np
-from river import base
 
 from detectors.performance._inputs import binary_label, fields, unit_float
-from detectors.performance._window import Window, mid_ranks, validate_size
+from detectors.performance._labelled import LabelledMetric
+from detectors.performance._window import mid_ranks, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 # Probabilities are clipped here before the logarithm, as river and scikit-learn do.
 _EPSILON = 1e-15
 
 
-class ClassificationPerformance(base.Base):
+class ClassificationPerformance(LabelledMetric):
     """Windowed accuracy, log loss and ROC AUC of one binary classifier, with a drop alarm.
 
     One instance watches one model/version/role stream; feed it each prediction once its
@@ -62,63 +62,39 @@ class ClassificationPerformance(base.Base):
         self.drop = drop
         self._reset()
 
-    def _reset(self) -> None:
-        self._labelled = Window(self.window, 2)  # columns: y_true, p
-        self._drop = (self.drop or PerformanceDrop()).clone()
-        self._n_labels = 0
-        self._n_ignored = 0
+    _columns = 2  # y_true, p
 
-    def update(self, x: Any) -> None:
-        """Absorb one ``(y_true, p)`` pair; never raises."""
+    def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         y_true = binary_label(pair[0]) if pair else None
         p = unit_float(pair[1]) if pair else None
         if y_true is None or p is None:
-            self._n_ignored += 1
-            self._drop.update(math.nan)  # clears a previous update's alarm
-            return
-        self._labelled.push(y_true, p)
-        self._n_labels += 1
-        self._drop.update(float((p >= self.threshold) != bool(y_true)))
+            return None
+        return (y_true, p), float((p >= self.threshold) != bool(y_true))
 
     @property
     def accuracy(self) -> float:
         """Share of correct predictions in the window (NaN before any label)."""
-        if not len(self._labelled):
+        if not len(self._rows):
             return math.nan
-        y, p = self._labelled.column(0), self._labelled.column(1)
+        y, p = self._rows.column(0), self._rows.column(1)
         return float(np.mean((p >= self.threshold) == (y == 1)))
 
     @property
     def log_loss(self) -> float:
         """Mean binary cross-entropy in the window, in nats (NaN before any label)."""
-        if not len(self._labelled):
+        if not len(self._rows):
             return math.nan
-        y, p = self._labelled.column(0), np.clip(self._labelled.column(1), _EPSILON, 1 - _EPSILON)
+        y, p = self._rows.column(0), np.clip(self._rows.column(1), _EPSILON, 1 - _EPSILON)
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
     @property
     def auc(self) -> float:
         """ROC AUC in the window, ties counted half (NaN until both classes are present)."""
-        y, p = self._labelled.column(0), self._labelled.column(1)
+        y, p = self._rows.column(0), self._rows.column(1)
         positives = int(np.sum(y))
         negatives = len(y) - positives
         if positives == 0 or negatives == 0:
             return math.nan
         rank_sum = float(np.sum(mid_ranks(p)[y == 1]))
         return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
-
-    @property
-    def n_labels(self) -> int:
-        """How many labelled predictions were absorbed in all."""
-        return self._n_labels
-
-    @property
-    def n_ignored(self) -> int:
-        """How many inputs were not a valid ``(y_true, p)`` pair."""
-        return self._n_ignored
-
-    @property
-    def drift_detected(self) -> bool:
-        """Accuracy dropped, according to the drop alarm, at the last update."""
-        return self._drop.drift_detected

@@ -7,14 +7,14 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-from river import base
 
 from detectors.performance._inputs import fields
-from detectors.performance._window import Window, validate_size
+from detectors.performance._labelled import LabelledMetric
+from detectors.performance._window import validate_size
 from detectors.performance.drop import PerformanceDrop
 
 
-class PrecisionAtK(base.Base):
+class PrecisionAtK(LabelledMetric):
     """Windowed precision@k of one ranking model, with a drop alarm.
 
     Feed it each ranked output once its outcome is known, as
@@ -59,24 +59,7 @@ class PrecisionAtK(base.Base):
         self.drop = drop
         self._reset()
 
-    def _reset(self) -> None:
-        self._precisions = Window(self.window, 1)
-        self._drop = (self.drop or PerformanceDrop()).clone()
-        self._n_labels = 0
-        self._n_ignored = 0
-
-    def update(self, x: Any) -> None:
-        """Absorb one ``(ranked, relevant)`` outcome; never raises."""
-        precision = self._precision(x)
-        if precision is None:
-            self._n_ignored += 1
-            self._drop.update(math.nan)  # clears a previous update's alarm
-            return
-        self._precisions.push(precision)
-        self._n_labels += 1
-        self._drop.update(1.0 - precision)
-
-    def _precision(self, x: Any) -> float | None:
+    def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         if pair is None:
             return None
@@ -90,26 +73,11 @@ class PrecisionAtK(base.Base):
             hits = sum(1 for item in ranked[: self.k] if item in relevant_items)
         except TypeError:  # unhashable ids
             return None
-        return hits / self.k
+        return (hits / self.k,), 1.0 - hits / self.k
 
     @property
     def precision_at_k(self) -> float:
         """Mean precision@k over the window (NaN before any outcome)."""
-        if not len(self._precisions):
+        if not len(self._rows):
             return math.nan
-        return float(np.mean(self._precisions.column(0)))
-
-    @property
-    def n_labels(self) -> int:
-        """How many ranked outputs with known outcomes were absorbed in all."""
-        return self._n_labels
-
-    @property
-    def n_ignored(self) -> int:
-        """How many inputs were not a valid ``(ranked, relevant)`` pair."""
-        return self._n_ignored
-
-    @property
-    def drift_detected(self) -> bool:
-        """Precision@k dropped, according to the drop alarm, at the last update."""
-        return self._drop.drift_detected
+        return float(np.mean(self._rows.column(0)))

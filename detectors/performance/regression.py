@@ -6,14 +6,14 @@ import math
 from typing import Any
 
 import numpy as np
-from river import base
 
 from detectors.performance._inputs import fields, finite_float
-from detectors.performance._window import Window, validate_size
+from detectors.performance._labelled import LabelledMetric
+from detectors.performance._window import validate_size
 from detectors.performance.drop import PerformanceDrop
 
 
-class RegressionPerformance(base.Base):
+class RegressionPerformance(LabelledMetric):
     """Windowed mean absolute error and bias of one regression model, with a drop alarm.
 
     Feed it ``update((y_true, y_pred))`` with finite numbers once the truth is known;
@@ -54,51 +54,25 @@ class RegressionPerformance(base.Base):
         self.drop = drop
         self._reset()
 
-    def _reset(self) -> None:
-        self._errors = Window(self.window, 1)  # y_pred - y_true
-        self._drop = (self.drop or PerformanceDrop()).clone()
-        self._n_labels = 0
-        self._n_ignored = 0
-
-    def update(self, x: Any) -> None:
-        """Absorb one ``(y_true, y_pred)`` pair; never raises."""
+    def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         y_true = finite_float(pair[0]) if pair else None
         y_pred = finite_float(pair[1]) if pair else None
         error = None if y_true is None or y_pred is None else y_pred - y_true
         if error is None or not math.isfinite(error):
-            self._n_ignored += 1
-            self._drop.update(math.nan)  # clears a previous update's alarm
-            return
-        self._errors.push(error)
-        self._n_labels += 1
-        self._drop.update(min(abs(error) / self.error_cap, 1.0))
+            return None
+        return (error,), min(abs(error) / self.error_cap, 1.0)
 
     @property
     def mae(self) -> float:
         """Mean absolute error in the window (NaN before any label)."""
-        if not len(self._errors):
+        if not len(self._rows):
             return math.nan
-        return float(np.mean(np.abs(self._errors.column(0))))
+        return float(np.mean(np.abs(self._rows.column(0))))
 
     @property
     def bias(self) -> float:
         """Mean of ``y_pred - y_true`` in the window: > 0 means over-prediction."""
-        if not len(self._errors):
+        if not len(self._rows):
             return math.nan
-        return float(np.mean(self._errors.column(0)))
-
-    @property
-    def n_labels(self) -> int:
-        """How many labelled predictions were absorbed in all."""
-        return self._n_labels
-
-    @property
-    def n_ignored(self) -> int:
-        """How many inputs were not a valid ``(y_true, y_pred)`` pair."""
-        return self._n_ignored
-
-    @property
-    def drift_detected(self) -> bool:
-        """The error rose, according to the drop alarm, at the last update."""
-        return self._drop.drift_detected
+        return float(np.mean(self._rows.column(0)))

@@ -64,12 +64,12 @@ def predictions_and_labels(rng: np.random.Generator, n: int, unsure: bool = Fals
 
 
 def ranked(rng: np.random.Generator, n: int, relevance: float) -> Sequence[Any]:
-    """(ranked ids, relevant ids): each of the 10 shown items relevant with ``relevance``."""
-    out: list[Any] = []
-    for _ in range(n):
-        items = [int(i) for i in rng.choice(100, size=10, replace=False)]
-        out.append((items, {i for i in items if rng.random() < relevance}))
-    return out
+    """(ranked ids, relevant ids): 10 distinct ids, each relevant with ``relevance``."""
+    items = np.argsort(rng.random((n, 100)), axis=1)[:, :10]
+    relevant = rng.random((n, 10)) < relevance
+    return [
+        (row.tolist(), set(row[hits].tolist())) for row, hits in zip(items, relevant, strict=True)
+    ]
 
 
 def regression(rng: np.random.Generator, n: int, noise: float) -> Sequence[Any]:

@@ -38,7 +38,7 @@ def paired_losses(
 
 CASES = [
     DetectorCase(
-        make=lambda: ShadowAgreement(window=200, min_pairs=100),
+        make=lambda: ShadowAgreement(window=120, min_pairs=100),
         stream=lambda rng, n: scores(rng, n, coupled=True),
         results=(
             "agreement",
