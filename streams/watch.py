@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from detectors.drift.categorical_psi import CategoricalPSIDrift
@@ -39,10 +40,28 @@ from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
-from schemas.contracts import Prediction
+from schemas.contracts import ControlCommand, Prediction
+from schemas.signing import Keyring, signed_command
 from streams.portfolio import Feature, Model, PortfolioError
+from streams.sinks.alerta import (
+    Alert,
+    detector_alert,
+    escalation_alert,
+    escalation_cleared,
+    health_alert,
+)
+from streams.sinks.influx import Point, point
 
-__all__ = ["DRIFT_METHODS", "ModelWatch", "Observation", "new_watch", "observe"]
+__all__ = [
+    "DRIFT_METHODS",
+    "HEALTH_STATE_CODES",
+    "Effects",
+    "ModelWatch",
+    "Observation",
+    "consequences",
+    "new_watch",
+    "observe",
+]
 
 DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
     "numeric": {
@@ -55,6 +74,8 @@ DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
 }
 DEFAULT_DRIFT_METHOD = "psi"
 DRIFT_ROLES = frozenset({"live", "fallback"})
+# The ``state_code`` field of InfluxDB's health measurement: higher is further from live.
+HEALTH_STATE_CODES = {"healthy": 0, "degraded": 1, "probing": 2, "fallback": 3}
 # Settings the watch reads itself; the rest go to the drift test's constructor.
 _WATCH_KEYS = ("method", "reference_size")
 
@@ -97,12 +118,15 @@ class ModelWatch:
     policy: HealthPolicy
     escalated: bool = False
     last_seq: int = 0
+    # Detector -> features whose last window alarmed; drives one alert per detector.
+    alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """What one prediction caused; empty when it only fed the windows."""
+    """What one prediction (at event time ``at``, seconds) caused; false when nothing."""
 
+    at: float
     evidence: tuple[Evidence, ...] = ()
     transitions: tuple[Transition, ...] = ()
     actions: tuple[ControlAction, ...] = ()
@@ -159,7 +183,7 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
         if policy.action is not None:
             actions.append(policy.action)
         escalation_due = escalation_due or policy.escalation_due
-    return Observation(tuple(evidence), tuple(transitions), tuple(actions), escalation_due)
+    return Observation(at, tuple(evidence), tuple(transitions), tuple(actions), escalation_due)
 
 
 def _evidence(method: str, feature: str, at: float, test: Any) -> Evidence:
@@ -201,3 +225,98 @@ def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> 
     ):
         raise PortfolioError(model.model_id, f"{key}.reference_size", "expected an integer >= 2")
     return FeatureDrift(method, test_class, test_settings, reference_size, kind=feature.kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class Effects:
+    """What the agent must do about one observation: points, alerts and signed commands.
+
+    ``withheld`` lists the actions not sent as commands: the model is ``alert_only``, or
+    the worker has no signing key.
+    """
+
+    points: tuple[Point, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    commands: tuple[ControlCommand, ...] = ()
+    withheld: tuple[ControlAction, ...] = ()
+
+
+def consequences(
+    model: Model, watch: ModelWatch, observation: Observation, keyring: Keyring
+) -> Effects:
+    """The effects of ``observation``; updates the watch's alert and command bookkeeping.
+
+    A command's ``issued_at`` is the transition's event time and its seq follows the
+    watch's ``last_seq``; both live in the one table value with the policy. A watch
+    restored after a crash has either made the transition already (and does not make it
+    again) or not (and makes the very same command again: same seq, same signature, which
+    serving nodes drop as a replay).
+    """
+    points: list[Point] = []
+    alerts: list[Alert] = []
+    commands: list[ControlCommand] = []
+    withheld: list[ControlAction] = []
+    model_id, owner = model.model_id, model.owner
+    for evidence in observation.evidence:
+        tags = {"model": model_id, "feature": evidence.feature or "", "detector": evidence.detector}
+        fields: dict[str, float | int | str | bool] = {
+            "statistic": float(evidence.details.get("statistic", float("nan"))),
+            "drift": int(evidence.alarm),
+        }
+        if evidence.p_value is not None:
+            fields["p_value"] = evidence.p_value
+        points.append(point("drift", tags, fields, int(evidence.at * 1000)))
+        alert = _detector_alert_change(model, watch, evidence)
+        if alert is not None:
+            alerts.append(alert)
+    for transition in observation.transitions:
+        state = transition.to_state.value
+        detector = transition.detector or "health"
+        tags = {"model": model_id, "detector": detector}
+        fields = {"state": state, "state_code": HEALTH_STATE_CODES[state]}
+        points.append(point("health", tags, fields, int(transition.at * 1000)))
+        alerts.append(health_alert(model_id, owner, state, detector, transition.reason))
+    for action in observation.actions:
+        if action.action == "restore" and watch.escalated:
+            watch.escalated = False
+            alerts.append(escalation_cleared(model_id, owner))
+        if not model.fallback.automatic or keyring.signing_key_id is None:
+            withheld.append(action)
+            continue
+        command = signed_command(
+            keyring,
+            model_id=model_id,
+            action=action.action,
+            reason=action.reason,
+            detector=action.detector or "health",
+            issued_at=int(action.at * 1000),
+            last_seq=watch.last_seq,
+        )
+        watch.last_seq = command.seq
+        commands.append(command)
+    if observation.escalation_due:
+        watch.escalated = True
+        since = watch.policy.fallback_since
+        on_fallback_for = timedelta(
+            seconds=observation.at - (observation.at if since is None else since)
+        )
+        alerts.append(escalation_alert(model_id, owner, on_fallback_for))
+    return Effects(tuple(points), tuple(alerts), tuple(commands), tuple(withheld))
+
+
+def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) -> Alert | None:
+    """An alert when the set of alarming features of ``evidence.detector`` changes."""
+    feature = evidence.feature or ""
+    before = watch.alarming.get(evidence.detector, set())
+    after = before | {feature} if evidence.alarm else before - {feature}
+    if after == before:
+        return None
+    watch.alarming[evidence.detector] = after
+    features = ", ".join(sorted(after))
+    if after:
+        text = f"{model.model_id}: {evidence.detector} alarms on {features}"
+        return detector_alert(
+            model.model_id, model.owner, evidence.detector, "warning", text, features
+        )
+    text = f"{model.model_id}: {evidence.detector} is quiet again"
+    return detector_alert(model.model_id, model.owner, evidence.detector, "normal", text)

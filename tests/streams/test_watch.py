@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from schemas.contracts import FeatureSeen, Prediction, Score
+from schemas.signing import Keyring
 from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
-from streams.watch import ModelWatch, Observation, new_watch, observe
+from streams.watch import Effects, ModelWatch, Observation, consequences, new_watch, observe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,3 +162,74 @@ def test_bad_health_settings_name_the_model_and_key() -> None:
         new_watch(model)
     assert (caught.value.model, caught.value.key) == ("ranker", "detectors.health")
     assert "confirm" in caught.value.reason
+
+
+KEYRING = Keyring.parse("k1=a-test-secret-of-32-bytes-length")
+
+
+def effects_of(model: Model, predictions: list[Prediction], keyring: Keyring) -> list[Effects]:
+    watch = new_watch(model)
+    # As the agent does: each observation's consequences right after it, on the same watch.
+    return [consequences(model, watch, o, keyring) for p in predictions if (o := observe(watch, p))]
+
+
+def test_consequences_sign_one_command_per_action_with_growing_seq() -> None:
+    effects = effects_of(small_model(), shifted_then_normal(7), KEYRING)
+    commands = [c for e in effects for c in e.commands]
+    assert [(c.model_id, c.action, c.detector) for c in commands] == [
+        ("ranker", "fallback", "drift_psi"),
+        ("ranker", "restore", "health"),
+    ]
+    assert all(KEYRING.verify(c) for c in commands)
+    assert [c.issued_at for c in commands] == [1_000_000 + 2999_000, 1_000_000 + 5199_000]
+    assert commands[0].seq == commands[0].issued_at < commands[1].seq
+    assert [w for e in effects for w in e.withheld] == []
+
+
+def test_consequences_raise_one_alert_per_state_and_detector_and_write_points() -> None:
+    effects = effects_of(small_model(), shifted_then_normal(7), KEYRING)
+    alerts = [(a.event, a.severity, a.attributes.get("feature")) for e in effects for a in e.alerts]
+    assert alerts == [
+        ("drift_psi", "warning", "age"),
+        ("ModelDegraded", "warning", None),
+        ("ModelFallback", "major", None),
+        ("drift_psi", "normal", None),
+        ("ModelProbing", "minor", None),
+        ("FallbackEscalated", "critical", None),  # 30 min after the fallback, still probing
+        ("ModelHealthy", "normal", None),
+        ("EscalationCleared", "normal", None),
+    ]
+    points = [p for e in effects for p in e.points]
+    drift = [p for p in points if p.measurement == "drift"]
+    assert len(drift) == 2 * 14
+    assert {p.tags["feature"] for p in drift} == {"age", "country"}
+    health = [
+        (p.fields["state"], p.fields["state_code"]) for p in points if p.measurement == "health"
+    ]
+    assert health == [("degraded", 1), ("fallback", 3), ("probing", 2), ("healthy", 0)]
+
+
+def test_alert_only_model_or_missing_key_withholds_commands() -> None:
+    model = parse_portfolio(
+        SMALL.replace(
+            'fallback = "top_n_popular"', 'fallback = { strategy = "x", mode = "alert_only" }'
+        )
+    ).get("ranker")
+    assert model is not None
+    for candidate, keyring in ((model, KEYRING), (small_model(), Keyring({}))):
+        effects = effects_of(candidate, shifted_then_normal(7), keyring)
+        assert [c for e in effects for c in e.commands] == []
+        assert [w.action for e in effects for w in e.withheld] == ["fallback", "restore"]
+
+
+def test_escalation_alert_once_and_cleared_on_restore() -> None:
+    rng = np.random.default_rng(7)
+    predictions = (
+        stream(rng, 0, 2000, 0.0) + stream(rng, 2000, 3000, 15.0) + stream(rng, 5000, 3000, 0.0)
+    )
+    effects = effects_of(small_model(), predictions, KEYRING)
+    events = [a.event for e in effects for a in e.alerts if a.group == "escalation"]
+    assert events == ["FallbackEscalated", "EscalationCleared"]
+    [escalation] = [a for e in effects for a in e.alerts if a.event == "FallbackEscalated"]
+    assert escalation.severity == "critical"
+    assert escalation.value == "0.5h"
