@@ -8,6 +8,7 @@ from typing import Any
 
 from river import base
 
+from detectors.leaks._arguments import require_counts, require_fractions
 from detectors.leaks._exact import AnytimePValue, binomial_sf
 from detectors.leaks.events import (
     EntityId,
@@ -141,17 +142,14 @@ class AvailabilityGap(base.Base):
     ) -> None:
         if not 0 <= max_gap_rate < 1:
             raise ValueError(f"max_gap_rate must be in [0, 1), got {max_gap_rate!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        for name, value in (
-            ("min_predictions", min_predictions),
-            ("history", history),
-            ("pending", pending),
-            ("max_keys", max_keys),
-            ("max_features", max_features),
-        ):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        require_fractions(alpha=alpha)
+        require_counts(
+            min_predictions=min_predictions,
+            history=history,
+            pending=pending,
+            max_keys=max_keys,
+            max_features=max_features,
+        )
         self.max_gap_rate = max_gap_rate
         self.alpha = alpha
         self.min_predictions = min_predictions

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from river import base
 
+from detectors.leaks._arguments import require_counts, require_durations
 from detectors.leaks.events import ServedFeature, checked_served
 
 
@@ -54,10 +54,8 @@ class FutureValues(base.Base):
     """
 
     def __init__(self, skew_tolerance: float = 0.0, max_features: int = 1_000) -> None:
-        if not (math.isfinite(skew_tolerance) and skew_tolerance >= 0):
-            raise ValueError(f"skew_tolerance must be a finite number >= 0, got {skew_tolerance!r}")
-        if not (isinstance(max_features, int) and max_features >= 1):
-            raise ValueError(f"max_features must be an int >= 1, got {max_features!r}")
+        require_durations(skew_tolerance=skew_tolerance)
+        require_counts(max_features=max_features)
         self.skew_tolerance = skew_tolerance
         self.max_features = max_features
         self._reset()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._exact import AnytimePValue, binomial_sf, hypergeom_sf
 from detectors.leaks.events import (
     EntityId,
@@ -201,28 +202,23 @@ class LabelCoincidentWrites(base.Base):
         max_open_labels: int = 100_000,
         max_features: int = 1_000,
     ) -> None:
-        if not (math.isfinite(tolerance) and tolerance > 0):
-            raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
+        require_durations(positive=True, tolerance=tolerance)
+        require_durations(lateness=lateness)
         if not (math.isfinite(control_offset) and control_offset >= 2 * tolerance):
             raise ValueError(
                 f"control_offset must be at least 2 * tolerance = {2 * tolerance!r}, "
                 f"got {control_offset!r}"
             )
-        if not (math.isfinite(lateness) and lateness >= 0):
-            raise ValueError(f"lateness must be a finite number >= 0, got {lateness!r}")
         if not (sentinels is None or isinstance(sentinels, tuple)):
             raise ValueError(f"sentinels must be None or a tuple of values, got {sentinels!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        for name, value in (
-            ("min_labels", min_labels),
-            ("history", history),
-            ("max_entities", max_entities),
-            ("max_open_labels", max_open_labels),
-            ("max_features", max_features),
-        ):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        require_fractions(alpha=alpha)
+        require_counts(
+            min_labels=min_labels,
+            history=history,
+            max_entities=max_entities,
+            max_open_labels=max_open_labels,
+            max_features=max_features,
+        )
         self.tolerance = tolerance
         self.control_offset = control_offset
         self.lateness = lateness

@@ -8,6 +8,7 @@ from typing import Any
 
 from river import base
 
+from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._exact import binomial_sf, hypergeom_sf
 from detectors.leaks.events import checked_write
 
@@ -133,21 +134,13 @@ class WriteLag(base.Base):
         relative_accuracy: float = 0.01,
         max_features: int = 1_000,
     ) -> None:
-        if sla is not None and not (math.isfinite(sla) and sla > 0):
-            raise ValueError(f"sla must be None or a positive finite number, got {sla!r}")
-        for name, quantile in (("sla_quantile", sla_quantile), ("drift_quantile", drift_quantile)):
-            if not 0 < quantile < 1:
-                raise ValueError(f"{name} must be in (0, 1), got {quantile!r}")
-        if not (isinstance(window, int) and window >= 10):
-            raise ValueError(f"window must be an int >= 10, got {window!r}")
-        if not (isinstance(reference_windows, int) and reference_windows >= 1):
-            raise ValueError(f"reference_windows must be an int >= 1, got {reference_windows!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if sla is not None:
+            require_durations(positive=True, sla=sla)
+        require_fractions(sla_quantile=sla_quantile, drift_quantile=drift_quantile, alpha=alpha)
+        require_counts(minimum=10, window=window)
+        require_counts(reference_windows=reference_windows, max_features=max_features)
         if not 0 < relative_accuracy < 0.5:
             raise ValueError(f"relative_accuracy must be in (0, 0.5), got {relative_accuracy!r}")
-        if not (isinstance(max_features, int) and max_features >= 1):
-            raise ValueError(f"max_features must be an int >= 1, got {max_features!r}")
         self.sla = sla
         self.sla_quantile = sla_quantile
         self.window = window
