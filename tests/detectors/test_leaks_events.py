@@ -1,0 +1,68 @@
+"""The event records and the checks that turn untrusted inputs into records or None."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detectors.leaks import FeatureWrite, Label, ServedFeature
+from detectors.leaks.events import (
+    checked_label,
+    checked_served,
+    checked_write,
+    finite,
+    is_null,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, True),
+        (1.5, True),
+        (np.float64(2.0), True),
+        (np.int64(3), True),
+        (math.nan, False),
+        (math.inf, False),
+        (True, False),
+        ("1", False),
+        (None, False),
+    ],
+)
+def test_finite(value: object, expected: bool) -> None:
+    assert finite(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "sentinels", "expected"),
+    [
+        (None, (), True),
+        (math.nan, (), True),
+        (0.0, (), False),
+        (-1, (-1,), True),
+        (-1.0, (-1,), True),
+        ("1970-01-01", ("1970-01-01",), True),
+        (1, (True,), False),
+        (True, (1,), False),
+        (False, (False,), True),
+    ],
+)
+def test_is_null(value: object, sentinels: tuple, expected: bool) -> None:
+    assert is_null(value, sentinels) is expected
+
+
+def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
+    write = FeatureWrite("u", "f", None, 1.0, 2.0)
+    label = Label(7, True, 3)
+    served = ServedFeature("u", "f", 1.0, 1.0, 2.0)
+    assert checked_write(write) is write
+    assert checked_label(label) is label
+    assert checked_served(served) is served
+    assert checked_write(label) is None
+    assert checked_label(served) is None
+    assert checked_served(write) is None
+    assert checked_label(Label("u", 0.5, 1.0)) is None  # type: ignore[arg-type]
+    assert checked_write(FeatureWrite(True, "f", 1.0, 1.0, 2.0)) is None
+    assert checked_served(ServedFeature("u", "", 1.0, 1.0, 2.0)) is None
