@@ -149,6 +149,7 @@ class PerformanceDrop(base.DriftDetector):
             max(statistic, 0.0) + math.log1p(bet * excess)
             for statistic, bet in zip(self._statistics, self._bets, strict=True)
         ]
-        if self._statistics and self.statistic >= self.threshold:
+        # The mean of the CUSUMs is below the largest: most updates need no mean.
+        if self._statistics and max(self._statistics) >= self.threshold <= self.statistic:
             self._drift_detected = True
             self._statistics = [0.0] * len(self._bets)

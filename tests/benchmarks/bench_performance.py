@@ -1,0 +1,203 @@
+"""Performance-drop alarms: delay, misses, false alarms and cost, and the estimate's head start.
+
+Part 1, error-rate streams (seeded, 10,000 labelled predictions, change at 5,000):
+``rise_10_15`` (error rate 0.10 then 0.15), ``rise_10_20`` (0.10 then 0.20),
+``brier_rise`` (a continuous loss in [0, 1], Beta(1, 9) then Beta(1.5, 8.5): mean 0.10
+then 0.15), and ``stationary`` (0.10 throughout). Detectors: ``PerformanceDrop`` at alpha
+1e-4 (tolerance 0.02, the default, and 0.01; baseline learnt from 1,000 losses); the
+drift group's ``BernoulliCUSUM`` at the same nominal level (threshold ln 1e4, rate learnt
+from 1,000); river's ADWIN and PageHinkley at their defaults. Per detector and stream: the
+mean delay of the first alarm after the change, misses, false alarms per 10,000 events
+(before the change, and on the stationary stream), and microseconds per update (median
+over runs).
+
+Part 2, the estimate's head start: a calibrated model grows unsure at prediction 5,000
+(its probabilities move toward 0.5, so its accuracy falls, as they say), and every label
+arrives ``--label-delay`` predictions after its prediction (default 2,000). Both fed to
+``EstimatedAccuracy`` (alpha 1e-4) in arrival order: the delay of its first estimated
+alarm and of its first measured alarm, in predictions after the change.
+
+Run::
+
+    .venv/bin/python -m tests.benchmarks.bench_performance            # 30 runs per stream
+    .venv/bin/python -m tests.benchmarks.bench_performance --runs 5
+
+or through pytest: ``.venv/bin/python -m pytest tests/benchmarks/bench_performance.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from river import drift
+
+from detectors import BernoulliCUSUM, EstimatedAccuracy, PerformanceDrop
+
+LENGTH = 10_000
+CHANGE = 5_000
+ALPHA = 1e-4
+
+
+def _errors(rate_before: float, rate_after: float) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        rates = np.where(np.arange(LENGTH) < CHANGE, rate_before, rate_after)
+        return (rng.random(LENGTH) < rates).astype(float)
+
+    return make
+
+
+def _brier(rng: np.random.Generator) -> np.ndarray:
+    return np.concatenate([rng.beta(1, 9, CHANGE), rng.beta(1.5, 8.5, LENGTH - CHANGE)])
+
+
+STREAMS: dict[str, tuple[Callable[[np.random.Generator], np.ndarray], bool]] = {
+    "rise_10_15": (_errors(0.10, 0.15), True),
+    "rise_10_20": (_errors(0.10, 0.20), True),
+    "brier_rise": (_brier, True),
+    "stationary": (_errors(0.10, 0.10), False),
+}
+
+DETECTORS: dict[str, Callable[[], Any]] = {
+    "PerformanceDrop (alpha 1e-4)": lambda: PerformanceDrop(alpha=ALPHA, reference_size=1000),
+    "PerformanceDrop (alpha 1e-4, tolerance 0.01)": lambda: PerformanceDrop(
+        alpha=ALPHA, tolerance=0.01, reference_size=1000
+    ),
+    "BernoulliCUSUM (threshold ln 1e4)": lambda: BernoulliCUSUM(
+        warm_up=1000, threshold=math.log(1 / ALPHA)
+    ),
+    "river ADWIN (defaults)": drift.ADWIN,
+    "river PageHinkley (defaults)": drift.PageHinkley,
+}
+
+
+@dataclasses.dataclass
+class Outcome:
+    delays: list[int] = dataclasses.field(default_factory=list)
+    misses: int = 0
+    false_alarms: int = 0
+    quiet_events: int = 0
+    micros: list[float] = dataclasses.field(default_factory=list)
+
+
+def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
+    results: dict[tuple[str, str], Outcome] = {}
+    for s, (stream_name, (make_stream, changes)) in enumerate(STREAMS.items()):
+        for run in range(runs):
+            losses = make_stream(np.random.default_rng([s, run])).tolist()
+            for detector_name, make in DETECTORS.items():
+                if stream_name == "brier_rise" and detector_name.startswith("Bernoulli"):
+                    continue  # its input is an event indicator, not a loss
+                outcome = results.setdefault((stream_name, detector_name), Outcome())
+                detector = make()
+                alarms = []
+                start = time.perf_counter()
+                for i, loss in enumerate(losses):
+                    detector.update(loss)
+                    if detector.drift_detected:
+                        alarms.append(i)
+                outcome.micros.append((time.perf_counter() - start) / LENGTH * 1e6)
+                end = CHANGE if changes else LENGTH
+                outcome.false_alarms += sum(1 for i in alarms if i < end)
+                outcome.quiet_events += end
+                after = [i for i in alarms if i >= CHANGE]
+                if changes and after:
+                    outcome.delays.append(after[0] - CHANGE)
+                elif changes:
+                    outcome.misses += 1
+    return results
+
+
+def head_start(runs: int, label_delay: int) -> tuple[list[int], list[int]]:
+    """Delays (in predictions after the change) of the estimated and the measured alarms."""
+    estimated: list[int] = []
+    measured: list[int] = []
+    for run in range(runs):
+        rng = np.random.default_rng([99, run])
+        truth = rng.beta(0.6, 0.6, LENGTH)
+        truth[CHANGE:] = 0.5 + (truth[CHANGE:] - 0.5) * 0.5  # unsure, and rightly so
+        y = (rng.random(LENGTH) < truth).astype(int)
+        detector = EstimatedAccuracy(alpha=ALPHA)
+        first: dict[str, int] = {}
+        for i in range(LENGTH + label_delay):
+            if i < LENGTH:
+                detector.update((None, float(truth[i])))
+                if detector.alarm_source and i >= CHANGE:
+                    first.setdefault(detector.alarm_source, i - CHANGE)
+            j = i - label_delay  # the prediction whose label arrives now
+            if j >= 0:
+                detector.update((int(y[j]), float(truth[j])))
+                if detector.alarm_source and i >= CHANGE:
+                    first.setdefault(detector.alarm_source, i - CHANGE)
+        estimated.append(first.get("estimated", -1))
+        measured.append(first.get("measured", -1))
+    return estimated, measured
+
+
+def table(results: dict[tuple[str, str], Outcome], runs: int) -> str:
+    lines = [
+        f"| stream | detector | mean delay (events) | misses / {runs} | "
+        "false alarms / 10k events | us per update (median) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (stream, name), outcome in results.items():
+        changes = STREAMS[stream][1]
+        delay = f"{statistics.mean(outcome.delays):.0f}" if outcome.delays else "-"
+        misses = str(outcome.misses) if changes else "-"
+        rate = 10_000 * outcome.false_alarms / outcome.quiet_events
+        lines.append(
+            f"| {stream} | {name} | {delay} | {misses} | {rate:.2f} | "
+            f"{statistics.median(outcome.micros):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def head_start_table(estimated: list[int], measured: list[int], label_delay: int) -> str:
+    def summary(delays: list[int]) -> str:
+        found = [d for d in delays if d >= 0]
+        median = f"{statistics.median(found):.0f}" if found else "-"
+        return f"{median} | {len(delays) - len(found)}/{len(delays)}"
+
+    return "\n".join(
+        [
+            f"| alarm (labels {label_delay} predictions late) | median delay (predictions) | "
+            "misses |",
+            "|---|---:|---:|",
+            f"| estimated (no label needed) | {summary(estimated)} |",
+            f"| measured (on labels) | {summary(measured)} |",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="seeded runs per stream")
+    parser.add_argument("--label-delay", type=int, default=2000, help="in predictions")
+    args = parser.parse_args(argv)
+    print(table(evaluate(args.runs), args.runs))
+    print()
+    print(head_start_table(*head_start(args.runs, args.label_delay), args.label_delay))
+    return 0
+
+
+def test_performance_benchmark_runs_and_catches_each_rise() -> None:
+    runs = 2
+    results = evaluate(runs)
+    print(table(results, runs))
+    for stream in ("rise_10_20", "brier_rise"):
+        assert results[(stream, "PerformanceDrop (alpha 1e-4)")].misses == 0, stream
+    assert results[("stationary", "PerformanceDrop (alpha 1e-4)")].false_alarms == 0
+    estimated, measured = head_start(runs, 2000)
+    print(head_start_table(estimated, measured, 2000))
+    assert all(0 <= e < m for e, m in zip(estimated, measured, strict=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
