@@ -60,10 +60,21 @@ def test_node_keeps_serving_in_its_last_state_and_catches_up(
         assert stats.offered == 10 + OFFERED_WHILE_DOWN
         assert listener.mode("recs") == "fallback"
 
+        # A node that starts while the broker is away serves its defaults meanwhile.
+        late = ControlListener(settings).start()
+        assert not late.wait_bootstrapped(1)
+        assert late.mode("recs") == "live"
+
         private_kafka.start()
-        # Catching up: a command sent after the broker returns reaches the node, and the
-        # predictions held in the buffer are delivered.
-        publish_command(settings, command(settings, "recs", "restore", SEQ + 1), timeout=60)
+        # Catching up: the late node bootstraps once the broker is back; a command sent
+        # after that reaches both nodes; the predictions held in the buffer are delivered.
+        try:
+            assert late.wait_bootstrapped(60)
+            assert late.mode("recs") == "fallback"
+            publish_command(settings, command(settings, "recs", "restore", SEQ + 1), timeout=60)
+            assert wait_for(lambda: late.mode("recs") == "live", timeout=60)
+        finally:
+            late.stop()
         assert wait_for(lambda: listener.mode("recs") == "live", timeout=60)
         assert wait_for(lambda: logger.stats().delivered == 10 + BUFFER, timeout=60)
         assert logger.stats().failed == 0
