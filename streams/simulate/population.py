@@ -45,7 +45,7 @@ _USE_CASES: tuple[tuple[str, str, tuple[str, ...], str, tuple[timedelta, ...]], 
         "cpu",
         ("sessions_7d", "days_since_login", "tickets_30d"),
         "plan",
-        (timedelta(hours=12), timedelta(days=1)),
+        (timedelta(hours=12), timedelta(days=3)),
     ),
     (
         "fraud",
