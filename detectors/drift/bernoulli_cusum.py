@@ -100,18 +100,22 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
     def update(self, x: Any) -> None:
         """Add one input: True/1 is an event, False/0 is not; anything else is ignored."""
         self._drift_detected = False
-        if not isinstance(x, numbers.Real | np.bool_) or x not in (0, 1):
+        # bool first: isinstance against the numbers ABC costs a microsecond.
+        if type(x) is bool:
+            event = x
+        elif isinstance(x, numbers.Real | np.bool_) and x in (0, 1):
+            event = bool(x == 1)
+        else:
             return
-        event = bool(x == 1)
         if math.isnan(self._rate):
             self._seen += 1
             self._events += event
             if self._seen == self.warm_up:
                 self._set_rate((self._events + 0.5) / (self._seen + 1.0))
             return
-        step = self._event_step if event else self._quiet_step
-        self._cusum = max(0.0, self._cusum + step)
-        if self._cusum > self.threshold:
+        cusum = self._cusum + (self._event_step if event else self._quiet_step)
+        self._cusum = cusum if cusum > 0.0 else 0.0
+        if cusum > self.threshold:
             self._drift_detected = True
             self._n_detections += 1
             if self.reference_rate is None:

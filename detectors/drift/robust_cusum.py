@@ -130,15 +130,22 @@ class RobustCUSUM(base.DriftDetector):
             if self._filled == self.warm_up:
                 self._learn_reference()
             return
-        z = min(self.clip, max(-self.clip, (value - self._location) / self._scale))
-        self._up = max(0.0, self._up + z - self.allowance)
-        self._down = max(0.0, self._down - z - self.allowance)
-        self._spread = max(0.0, self._spread + abs(z) - self._spread_allowance)
-        if self._up > self.threshold:
+        # Plain comparisons rather than min/max: this is the per-event hot path.
+        z = (value - self._location) / self._scale
+        clip = self.clip
+        z = clip if z > clip else -clip if z < -clip else z
+        allowance = self.allowance
+        up = self._up + z - allowance
+        down = self._down - z - allowance
+        spread = self._spread + (z if z >= 0.0 else -z) - self._spread_allowance
+        self._up = up if up > 0.0 else 0.0
+        self._down = down if down > 0.0 else 0.0
+        self._spread = spread if spread > 0.0 else 0.0
+        if up > self.threshold:
             self._alarm("mean_up")
-        elif self._down > self.threshold:
+        elif down > self.threshold:
             self._alarm("mean_down")
-        elif self._spread > self.spread_threshold:
+        elif spread > self.spread_threshold:
             self._alarm("spread_up")
 
     def _learn_reference(self) -> None:
