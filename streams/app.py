@@ -8,6 +8,9 @@ What runs today:
 - one **ingest** agent per input topic (predictions, feature writes, ground truth). Each
   message is processed or dead-lettered with its reason (see ``streams.ingest``), and the
   books are kept per topic and reason;
+- the **watch** of each model (``streams.watch``): predictions feed its feature drift tests
+  and its health policy; evidence and transitions go to InfluxDB and Alerta, and a
+  fallback or restore is sent as a signed command on the control topic, keyed by model;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
@@ -15,41 +18,53 @@ What runs today:
   (``streams.sinks.alerta.heartbeat_alerts``);
 - ``GET /metrics`` on the worker's web port, in Prometheus' text format.
 
+Watch state lives in the changelog-backed table ``model-watch`` keyed by model_id, so it
+survives a restart and moves with its partition on a rebalance. Pickling a watch costs
+more than one event, so the agent keeps the watches of its partitions in memory and
+writes one to the table whenever something happened (a window ended, a transition) and
+at least every ``CHECKPOINT_EVERY`` predictions of that model. A crash loses at most that
+many predictions of window filling, never a transition or a command's seq.
+
+Without a control signing key (``FAILSOFT_CONTROL_KEYS``/``_FILE``) the worker still runs:
+it alerts, and counts every action it could not sign as withheld.
+
 Scale: every input topic is keyed by model_id (feature writes by entity_id), so the
 partitions spread the portfolio across workers that share ``worker_app_id``.
 """
 
 from __future__ import annotations
 
+import pickle
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import faust
+from faust.types import TableT
 from faust.web import Request, Response, View
 
 from schemas.codec import dead_letter, encode
-from schemas.contracts import DecodeError
+from schemas.contracts import DecodeError, Prediction
+from schemas.signing import Keyring
 from streams.ingest import INPUTS, Input, PipelineCounters, validate
 from streams.metrics import CONTENT_TYPE, WorkerCollector, render
 from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
 from streams.sinks.alerta import AlertaSink, Heartbeat, heartbeat_alerts
 from streams.sinks.influx import InfluxSink, point
-from streams.topics import DEAD_LETTERS, PREDICTIONS
+from streams.topics import CONTROL, DEAD_LETTERS, PREDICTIONS
+from streams.watch import ModelWatch, consequences, new_watch, observe
 
 __all__ = ["FailsoftApp", "create_app"]
 
-# Events handed to an agent's loop body at once (faust's take_events), and how long a
-# partial batch waits. Larger batches cost less per event; the wait bounds the latency.
-INGEST_BATCH = 500
-INGEST_BATCH_WAIT = 0.05
 PIPELINE_REPORT_INTERVAL = 10.0
 HEARTBEAT_INTERVAL = 30.0
 # Alerta calls the worker dead after three missed heartbeats.
 HEARTBEAT_TIMEOUT = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 SINK_STOP_TIMEOUT = 5.0
+CHECKPOINT_EVERY = 1000
 
 
 class FailsoftApp(faust.App):
@@ -61,6 +76,8 @@ class FailsoftApp(faust.App):
     alerta: AlertaSink
     influx: InfluxSink
     collector: WorkerCollector
+    keyring: Keyring
+    watches: TableT[str, bytes]
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -112,40 +129,98 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         received_by_topic=lambda: dict(app.monitor.messages_received_by_topic),
         events_per_second=lambda: float(app.monitor.events_s),
     )
+    app.keyring = Keyring.from_settings(settings)
+    for model in app.portfolio:
+        new_watch(model)  # a setting the detectors refuse stops the worker here
+    # Values are pickled watches (bytes), keys model_ids (JSON strings).
+    app.watches = app.Table(
+        "model-watch", partitions=PREDICTIONS.partitions, key_type=str, value_type=bytes
+    )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
+    watcher = _Watcher(app, app.topic(CONTROL.name(settings)))
     for source in INPUTS.values():
-        _add_ingest_agent(app, source, dead_letters)
+        handler = watcher.on_prediction if source.spec is PREDICTIONS else None
+        _add_ingest_agent(app, source, dead_letters, handler)
     _add_timers(app)
     _add_views(app)
     return app
 
 
-def _add_ingest_agent(app: FailsoftApp, source: Input, dead_letters: faust.TopicT) -> None:
+def _add_ingest_agent(
+    app: FailsoftApp,
+    source: Input,
+    dead_letters: faust.TopicT,
+    handler: Callable[[Any], Awaitable[None]] | None,
+) -> None:
     topic_name = source.spec.name(app.settings)
     topic = app.topic(topic_name)
     portfolio, counters = app.portfolio, app.counters
 
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on the concrete Stream, not on faust's StreamT protocol.
-        batches = cast(faust.Stream[bytes], stream).take_events
-        async for events in batches(INGEST_BATCH, within=INGEST_BATCH_WAIT):
-            for event in events:
-                outcome = validate(source, event.value, portfolio)
-                if isinstance(outcome, DecodeError):
-                    message = event.message
-                    letter = dead_letter(
-                        outcome,
-                        raw=event.value,
-                        source_topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        seen_at=int(time.time() * 1000),
-                        key=event.key,
-                    )
-                    await dead_letters.send(key=message.topic.encode(), value=encode(letter))
-                counters.count(topic_name, outcome)
+        # One event at a time: tables find an event's partition through the current event.
+        async for event in stream.events():
+            outcome = validate(source, event.value, portfolio)
+            if isinstance(outcome, DecodeError):
+                message = event.message
+                letter = dead_letter(
+                    outcome,
+                    raw=event.value,
+                    source_topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    seen_at=int(time.time() * 1000),
+                    key=event.key,
+                )
+                await dead_letters.send(key=message.topic.encode(), value=encode(letter))
+            elif handler is not None:
+                await handler(outcome)
+            counters.count(topic_name, outcome)
 
     app.agent(topic, name=f"ingest-{source.spec.suffix}")(ingest)
+
+
+class _Watcher:
+    """Feeds each prediction to its model's watch and carries out the consequences."""
+
+    def __init__(self, app: FailsoftApp, control: faust.TopicT) -> None:
+        self.app = app
+        self.control = control
+        # model_id -> (watch, predictions since it was last written to the table)
+        self.cache: dict[str, tuple[ModelWatch, int]] = {}
+
+        async def forget(*args: Any, **kwargs: Any) -> None:
+            # Partitions moved: what this worker holds may now be another's; reread it.
+            self.cache.clear()
+
+        app.on_partitions_revoked.connect(forget)
+
+    async def on_prediction(self, prediction: Prediction) -> None:
+        app = self.app
+        model = app.portfolio.models[prediction.model_id]
+        cached = self.cache.get(model.model_id)
+        if cached is None:
+            stored = app.watches.get(model.model_id)
+            watch = new_watch(model) if stored is None else pickle.loads(stored)
+            pending = 0
+        else:
+            watch, pending = cached
+        observation = observe(watch, prediction)
+        pending += 1
+        if observation:
+            effects = consequences(model, watch, observation, app.keyring)
+            for point_ in effects.points:
+                app.influx.enqueue(point_)
+            for alert in effects.alerts:
+                app.alerta.enqueue(alert)
+            for command in effects.commands:
+                await self.control.send(key=model.model_id.encode(), value=encode(command))
+                app.counters.commands_sent[command.action] += 1
+            for action in effects.withheld:
+                app.counters.commands_withheld[action.action] += 1
+        if observation or pending >= CHECKPOINT_EVERY:
+            app.watches[model.model_id] = pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)
+            pending = 0
+        self.cache[model.model_id] = (watch, pending)
 
 
 def _add_timers(app: FailsoftApp) -> None:

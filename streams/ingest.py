@@ -106,7 +106,8 @@ def reason_label(error: DecodeError) -> str:
 
 
 class PipelineCounters:
-    """What each input topic consumed, processed and dead-lettered, by topic and reason.
+    """What each input topic consumed, processed and dead-lettered, by topic and reason,
+    and the control commands the watches issued.
 
     Plain integers on the hot path; the Prometheus collector reads them when scraped.
     """
@@ -115,6 +116,9 @@ class PipelineCounters:
         self.consumed: collections.Counter[str] = collections.Counter()
         self.processed: collections.Counter[str] = collections.Counter()
         self.dead_lettered: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Control commands by action: sent signed, or withheld (alert-only model, no key).
+        self.commands_sent: collections.Counter[str] = collections.Counter()
+        self.commands_withheld: collections.Counter[str] = collections.Counter()
 
     def count(self, topic: str, outcome: InputRecord | DecodeError) -> None:
         """Book one consumed message with its outcome."""

@@ -9,6 +9,8 @@ Metrics (all with the ``failsoft_`` prefix):
 - ``messages_consumed_total{topic}``, ``messages_processed_total{topic}``,
   ``messages_dead_lettered_total{topic,reason}``: the ingest books; consumed equals
   processed plus dead-lettered for every topic.
+- ``commands_sent_total{action}``, ``commands_withheld_total{action}``: control commands
+  signed and sent, or withheld (alert-only model, or no signing key).
 - ``messages_received_total{topic}``: messages Faust's consumer received per topic, and
   ``agent_events_per_second``: the worker's recent event rate.
 - ``sink_buffered{sink}``, ``sink_delivered_total{sink}``, ``sink_dropped_total{sink}``,
@@ -67,6 +69,19 @@ class WorkerCollector(Collector):
         for (topic, reason), value in sorted(self.counters.dead_lettered.items()):
             dead.add_metric([topic, reason], value)
         yield dead
+
+        for outcome, counts in (
+            ("sent", self.counters.commands_sent),
+            ("withheld", self.counters.commands_withheld),
+        ):
+            family = CounterMetricFamily(
+                f"failsoft_commands_{outcome}",
+                f"Control commands {outcome} (withheld: alert-only model or no signing key).",
+                labels=["action"],
+            )
+            for action in ("fallback", "restore"):
+                family.add_metric([action], counts[action])
+            yield family
 
         received = CounterMetricFamily(
             "failsoft_messages_received", "Messages Faust's consumer received.", labels=["topic"]

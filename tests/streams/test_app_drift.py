@@ -1,0 +1,212 @@
+"""Drift incident end to end on the real stack: Kafka, Alerta and InfluxDB.
+
+Drift injected into one model's feature leads to a signed fallback command on the control
+topic, a ControlListener flips to the fallback, an Alerta alert follows the model's state,
+and InfluxDB holds the drift and health series. When the stream returns to normal, a
+signed restore command follows and closes the alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from schemas.codec import decode_control_command, encode
+from schemas.contracts import ControlCommand, FeatureSeen, Prediction, Score
+from schemas.signing import Keyring
+from streams.app import create_app
+from streams.fleet import ControlListener, ModeChange
+from streams.portfolio import parse_portfolio
+from streams.settings import Settings
+from streams.topics import CONTROL, PREDICTIONS, ensure_topics
+from tests.streams.proxy import free_port
+
+pytestmark = pytest.mark.integration
+
+KEYS = "k1=integration-test-secret-0123456789"
+TIMEOUT_S = 120.0
+PORTFOLIO = """
+[models.{model}]
+owner = "team-test"
+tier = "cpu"
+fallback = "top_n_popular"
+label_delay = "1h"
+features = {{ age = "numeric", country = "categorical" }}
+[models.{model}.detectors.drift]
+window_size = 500
+reference_size = 1000
+[models.{model}.detectors.health]
+confirm = 2
+min_dwell = 60
+clear_after = 600
+"""
+
+
+@pytest.fixture
+def worker_settings(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> Iterator[Settings]:
+    from confluent_kafka.admin import AdminClient
+
+    settings = dataclasses.replace(
+        stack_settings,
+        topic_prefix=f"{unique_name}.",
+        worker_app_id=unique_name,
+        worker_store="memory://",
+        worker_data_dir=tmp_path / "worker",
+        worker_web_port=free_port(),
+        control_keys=KEYS,
+    )
+    ensure_topics(settings)
+    yield settings
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
+    for future in admin.delete_topics(ours).values():
+        future.result(timeout=30)
+
+
+def predictions(model: str, seed: int) -> list[Prediction]:
+    """One a second of event time: 2,000 normal, 2,000 with age shifted, 4,000 normal."""
+    rng = np.random.default_rng(seed)
+    shift = np.r_[np.zeros(2000), np.full(2000, 15.0), np.zeros(4000)]
+    ages = rng.normal(40.0, 5.0, shift.size) + shift
+    countries = rng.choice(["de", "fr", "it"], shift.size, p=[0.5, 0.3, 0.2])
+    start_ms = int(time.time() * 1000) - shift.size * 1000
+    return [
+        Prediction(
+            schema_version=1,
+            request_id=f"r{n}",
+            model_id=model,
+            model_version="v1",
+            role="live",
+            entity_id=f"u{n % 97}",
+            predicted_at=start_ms + n * 1000,
+            output=Score(score=0.5),
+            features={"age": FeatureSeen(float(age), 0), "country": FeatureSeen(str(c), 0)},
+            latency_ms=3.0,
+        )
+        for n, (age, c) in enumerate(zip(ages, countries, strict=True))
+    ]
+
+
+def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[ControlCommand]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    commands: list[ControlCommand] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                if len(commands) >= expected:
+                    break
+                continue
+            command = decode_control_command(message.value())
+            assert isinstance(command, ControlCommand), command
+            commands.append(command)
+    finally:
+        consumer.close()
+    return commands
+
+
+async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
+    worker_settings: Settings,
+    unique_name: str,
+    confluent_producer_config: dict[str, Any],
+    confluent_consumer_config: dict[str, Any],
+    alerta_client: Any,
+    influxdb_client: Any,
+) -> None:
+    from confluent_kafka import Producer
+
+    settings = worker_settings
+    model = unique_name
+    portfolio = parse_portfolio(PORTFOLIO.format(model=model))
+    stream = predictions(model, seed=7)
+    producer = Producer(confluent_producer_config)
+    for prediction in stream:
+        producer.produce(PREDICTIONS.name(settings), key=model, value=encode(prediction))
+    assert producer.flush(30) == 0
+
+    changes: list[ModeChange] = []
+    flipped = threading.Event()
+    listener = ControlListener(settings)
+    listener.on_change(changes.append)
+    listener.on_change(lambda change: flipped.set() if change.new == "live" else None)
+    listener.start()
+
+    app = create_app(settings, portfolio)
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT_S
+        while sum(app.counters.consumed.values()) < len(stream) or not flipped.is_set():
+            assert loop.time() < deadline, (dict(app.counters.consumed), changes)
+            await asyncio.sleep(0.2)
+        sent = dict(app.counters.commands_sent)
+    finally:
+        await app.stop()  # also flushes the Alerta and InfluxDB sinks
+        listener.stop()
+
+    # Control topic: exactly one signed fallback, then one signed restore, seq growing.
+    commands = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=2)
+    assert [(c.model_id, c.action, c.detector) for c in commands] == [
+        (model, "fallback", "drift_psi"),
+        (model, "restore", "health"),
+    ]
+    keyring = Keyring.parse(KEYS)
+    assert all(keyring.verify(c) for c in commands)
+    assert commands[0].seq < commands[1].seq
+    # The fallback is issued at the second alarming window (event 2,999), in event time.
+    assert commands[0].issued_at == stream[2999].predicted_at
+    assert sent == {"fallback": 1, "restore": 1}
+
+    # The serving node flipped to the fallback, then back to live.
+    assert [(c.old, c.new) for c in changes] == [("live", "fallback"), ("fallback", "live")]
+
+    # Alerta: one health alert for the model, which went through fallback and is closed.
+    by_group = {a.group: a for a in alerta_client.get_alerts(query=[("resource", model)])}
+    health = by_group["health"]
+    assert (health.event, health.status) == ("ModelHealthy", "closed")
+    assert app.alerta.alert_ids[model, "ModelFallback"] == health.id
+    history = alerta_client.get_alert(health.id).history
+    assert [h["event"] for h in history if h["type"] in ("new", "severity")] == [
+        "ModelDegraded",
+        "ModelFallback",
+        "ModelProbing",
+        "ModelHealthy",
+    ]
+    assert "major" in {h["severity"] for h in history}
+    drift = by_group["detector"]
+    assert (drift.event, drift.status) == ("drift_psi", "closed")
+
+    # InfluxDB: the drift series alarms on age only; the health series has every state.
+    flux = f"""
+        from(bucket: "{settings.influxdb_bucket}")
+          |> range(start: -1d)
+          |> filter(fn: (r) => r.model == "{model}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
+    records = [record for table in tables for record in table.records]
+    alarms = {
+        r.values["feature"]
+        for r in records
+        if r.get_measurement() == "drift" and r.get_field() == "drift" and r.get_value() == 1
+    }
+    assert alarms == {"age"}
+    states = [
+        r.get_value()
+        for r in sorted(records, key=lambda r: r.get_time())
+        if r.get_measurement() == "health" and r.get_field() == "state"
+    ]
+    assert states == ["degraded", "fallback", "probing", "healthy"]
