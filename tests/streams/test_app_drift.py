@@ -73,10 +73,11 @@ def worker_settings(
         future.result(timeout=30)
 
 
-def predictions(model: str, seed: int) -> list[Prediction]:
-    """One a second of event time: 2,000 normal, 2,000 with age shifted, 4,000 normal."""
+def predictions(model: str, seed: int, shifted: int = 2000, after: int = 4000) -> list[Prediction]:
+    """One a second of event time: 2,000 normal, then ``shifted`` with age shifted by three
+    standard deviations, then ``after`` normal."""
     rng = np.random.default_rng(seed)
-    shift = np.r_[np.zeros(2000), np.full(2000, 15.0), np.zeros(4000)]
+    shift = np.r_[np.zeros(2000), np.full(shifted, 15.0), np.zeros(after)]
     ages = rng.normal(40.0, 5.0, shift.size) + shift
     countries = rng.choice(["de", "fr", "it"], shift.size, p=[0.5, 0.3, 0.2])
     start_ms = int(time.time() * 1000) - shift.size * 1000
@@ -119,6 +120,17 @@ def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[Con
     return commands
 
 
+def produce(config: dict[str, Any], settings: Settings, stream: list[Prediction]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(config)
+    for prediction in stream:
+        producer.produce(
+            PREDICTIONS.name(settings), key=prediction.model_id, value=encode(prediction)
+        )
+    assert producer.flush(30) == 0
+
+
 async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
     worker_settings: Settings,
     unique_name: str,
@@ -127,16 +139,11 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
     alerta_client: Any,
     influxdb_client: Any,
 ) -> None:
-    from confluent_kafka import Producer
-
     settings = worker_settings
     model = unique_name
     portfolio = parse_portfolio(PORTFOLIO.format(model=model))
     stream = predictions(model, seed=7)
-    producer = Producer(confluent_producer_config)
-    for prediction in stream:
-        producer.produce(PREDICTIONS.name(settings), key=model, value=encode(prediction))
-    assert producer.flush(30) == 0
+    produce(confluent_producer_config, settings, stream)
 
     changes: list[ModeChange] = []
     flipped = threading.Event()
@@ -210,3 +217,44 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
         if r.get_measurement() == "health" and r.get_field() == "state"
     ]
     assert states == ["degraded", "fallback", "probing", "healthy"]
+
+
+async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
+    worker_settings: Settings,
+    unique_name: str,
+    confluent_producer_config: dict[str, Any],
+    confluent_consumer_config: dict[str, Any],
+    alerta_client: Any,
+) -> None:
+    settings = worker_settings
+    model = unique_name
+    text = PORTFOLIO.format(model=model).replace(
+        'label_delay = "1h"', 'label_delay = "1h"\nescalation_limit = "10m"'
+    )
+    portfolio = parse_portfolio(text)
+    # Shifted from event 2,000 to the end: fallback at 2,999, the 10 min limit passes at
+    # 3,599, and the model stays on fallback for 2,400 more events.
+    stream = predictions(model, seed=7, shifted=4000, after=0)
+    produce(confluent_producer_config, settings, stream)
+
+    app = create_app(settings, portfolio)
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT_S
+        while sum(app.counters.consumed.values()) < len(stream):
+            assert loop.time() < deadline, dict(app.counters.consumed)
+            await asyncio.sleep(0.2)
+    finally:
+        await app.stop()
+
+    escalations = [
+        a for a in alerta_client.get_alerts(query=[("resource", model)]) if a.group == "escalation"
+    ]
+    assert [(a.event, a.severity, a.status) for a in escalations] == [
+        ("FallbackEscalated", "critical", "open")
+    ]
+    assert escalations[0].duplicate_count == 0  # raised once, never repeated
+    assert escalations[0].value == "0.2h"  # 600 s after the fallback
+    commands = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=1)
+    assert [c.action for c in commands] == ["fallback"]
