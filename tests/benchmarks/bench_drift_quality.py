@@ -17,9 +17,10 @@ events), the runs with no alarm after it (misses), false alarms per 10,000 event
 alarm before the change, and every alarm on a stationary stream), and the cost of one
 ``update`` in microseconds (median over runs of the run's time divided by its length,
 Python loop included). The windowed tests get a frozen reference of 2,000 pre-change
-values from a separate seed and windows of 500; river's ADWIN and PageHinkley run at their
-defaults as baselines. Numeric detectors read the categorical streams as the indicator of
-the most common category.
+values from a separate seed and windows of 500; the change falls on a window boundary, so
+their delay is one full window (499 events) when the first changed window alarms. river's
+ADWIN and PageHinkley run at their defaults as baselines. Numeric detectors read the
+categorical streams as the indicator of the most common category.
 
 Run::
 
