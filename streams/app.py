@@ -16,6 +16,9 @@ What runs today:
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
   one on the leader that raises an alert for a worker of this app whose heartbeat expired
   (``streams.sinks.alerta.heartbeat_alerts``);
+- ``GET /failsoft/models`` on the worker's web port: each model's state, since when, why
+  and its last evidence, as JSON (the models whose partitions this worker holds; the others
+  show ``"state": "unknown"``);
 - ``GET /metrics`` on the worker's web port, in Prometheus' text format.
 
 Watch state lives in the changelog-backed table ``model-watch`` keyed by model_id, so it
@@ -55,7 +58,7 @@ from streams.settings import Settings
 from streams.sinks.alerta import AlertaSink, Heartbeat, heartbeat_alerts
 from streams.sinks.influx import InfluxSink, point
 from streams.topics import CONTROL, DEAD_LETTERS, PREDICTIONS
-from streams.watch import ModelWatch, consequences, new_watch, observe
+from streams.watch import ModelWatch, consequences, describe, new_watch, observe
 
 __all__ = ["FailsoftApp", "create_app"]
 
@@ -142,7 +145,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         handler = watcher.on_prediction if source.spec is PREDICTIONS else None
         _add_ingest_agent(app, source, dead_letters, handler)
     _add_timers(app)
-    _add_views(app)
+    _add_views(app, watcher)
     return app
 
 
@@ -194,14 +197,21 @@ class _Watcher:
 
         app.on_partitions_revoked.connect(forget)
 
+    def watch_of(self, model_id: str) -> ModelWatch | None:
+        """The newest watch this worker holds for the model, if any."""
+        cached = self.cache.get(model_id)
+        return self._stored(model_id) if cached is None else cached[0]
+
+    def _stored(self, model_id: str) -> ModelWatch | None:
+        stored = self.app.watches.get(model_id)
+        return None if stored is None else pickle.loads(stored)
+
     async def on_prediction(self, prediction: Prediction) -> None:
         app = self.app
         model = app.portfolio.models[prediction.model_id]
         cached = self.cache.get(model.model_id)
         if cached is None:
-            stored = app.watches.get(model.model_id)
-            watch = new_watch(model) if stored is None else pickle.loads(stored)
-            pending = 0
+            watch, pending = self._stored(model.model_id) or new_watch(model), 0
         else:
             watch, pending = cached
         observation = observe(watch, prediction)
@@ -257,7 +267,13 @@ def _add_timers(app: FailsoftApp) -> None:
     app.timer(HEARTBEAT_INTERVAL, name="heartbeat")(heartbeat)
 
 
-def _add_views(app: FailsoftApp) -> None:
+def _add_views(app: FailsoftApp, watcher: _Watcher) -> None:
+    @app.page("/failsoft/models")
+    class Models(View):
+        async def get(self, request: Request, **kwargs: Any) -> Response:
+            models = [describe(model, watcher.watch_of(model.model_id)) for model in app.portfolio]
+            return self.json({"worker": app.settings.worker_app_id, "models": models})
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request, **kwargs: Any) -> Response:

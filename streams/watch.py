@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detectors.drift.categorical_psi import CategoricalPSIDrift
@@ -59,6 +59,7 @@ __all__ = [
     "ModelWatch",
     "Observation",
     "consequences",
+    "describe",
     "new_watch",
     "observe",
 ]
@@ -320,3 +321,48 @@ def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) 
         )
     text = f"{model.model_id}: {evidence.detector} is quiet again"
     return detector_alert(model.model_id, model.owner, evidence.detector, "normal", text)
+
+
+def describe(model: Model, watch: ModelWatch | None) -> dict[str, Any]:
+    """A model's state for ``/failsoft/models``: state, since when, why, last evidence.
+
+    ``watch`` is None when this worker holds no watch for the model (its partition is on
+    another worker, or no prediction arrived yet); the state is then ``"unknown"``.
+    """
+    entry: dict[str, Any] = {
+        "model_id": model.model_id,
+        "owner": model.owner,
+        "fallback": model.fallback.strategy,
+        "automatic": model.fallback.automatic,
+    }
+    if watch is None:
+        return entry | {"state": "unknown"}
+    policy = watch.policy
+    transition = policy.transition
+    evidence = policy.last_evidence
+    return entry | {
+        "state": policy.state.value,
+        "since": _iso(policy.since),
+        "why": None if transition is None else transition.reason,
+        "detector": None if transition is None else transition.detector,
+        "fallback_since": _iso(policy.fallback_since),
+        "escalated": watch.escalated,
+        "last_seq": watch.last_seq,
+        "alarming": {detector: sorted(features) for detector, features in watch.alarming.items()},
+        "last_evidence": None
+        if evidence is None
+        else {
+            "detector": evidence.detector,
+            "feature": evidence.feature,
+            "at": _iso(evidence.at),
+            "alarm": evidence.alarm,
+            "p_value": evidence.p_value,
+            "details": dict(evidence.details),
+        },
+    }
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -161,6 +162,10 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
             assert loop.time() < deadline, (dict(app.counters.consumed), changes)
             await asyncio.sleep(0.2)
         sent = dict(app.counters.commands_sent)
+        models_url = f"http://127.0.0.1:{settings.worker_web_port}/failsoft/models"
+        async with aiohttp.ClientSession() as session, session.get(models_url) as response:
+            assert response.status == 200
+            view = await response.json()
     finally:
         await app.stop()  # also flushes the Alerta and InfluxDB sinks
         listener.stop()
@@ -177,6 +182,14 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
     # The fallback is issued at the second alarming window (event 2,999), in event time.
     assert commands[0].issued_at == stream[2999].predicted_at
     assert sent == {"fallback": 1, "restore": 1}
+
+    # The web view tells the model's state, since when, why, and its last evidence.
+    [entry] = view["models"]
+    assert (entry["model_id"], entry["state"], entry["detector"]) == (model, "healthy", None)
+    assert entry["why"] == "no alarm for 600 s"
+    assert entry["last_seq"] == commands[1].seq
+    assert entry["last_evidence"]["detector"] == "drift_psi"
+    assert entry["last_evidence"]["alarm"] is False
 
     # The serving node flipped to the fallback, then back to live.
     assert [(c.old, c.new) for c in changes] == [("live", "fallback"), ("fallback", "live")]

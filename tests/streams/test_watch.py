@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 from schemas.contracts import FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
 from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
-from streams.watch import Effects, ModelWatch, Observation, consequences, new_watch, observe
+from streams.watch import (
+    Effects,
+    ModelWatch,
+    Observation,
+    consequences,
+    describe,
+    new_watch,
+    observe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -233,3 +242,24 @@ def test_escalation_alert_once_and_cleared_on_restore() -> None:
     [escalation] = [a for e in effects for a in e.alerts if a.event == "FallbackEscalated"]
     assert escalation.severity == "critical"
     assert escalation.value == "0.5h"
+
+
+def test_describe_tells_state_since_why_and_last_evidence() -> None:
+    model = small_model()
+    assert describe(model, None)["state"] == "unknown"
+    watch = new_watch(model)
+    for p in shifted_then_normal(7)[:3000]:
+        observation = observe(watch, p)
+        if observation:
+            consequences(model, watch, observation, KEYRING)
+    entry = describe(model, watch)
+    assert (entry["state"], entry["detector"], entry["why"]) == (
+        "fallback",
+        "drift_psi",
+        "2 alarms confirmed",
+    )
+    assert entry["since"] == entry["fallback_since"] == "1970-01-01T01:06:39.000+00:00"
+    assert entry["alarming"] == {"drift_psi": ["age"]}
+    assert entry["last_evidence"]["feature"] in {"age", "country"}
+    assert entry["last_seq"] > 0
+    json.dumps(entry)  # the view serves it as JSON
