@@ -1,1 +1,1 @@
-"""Everything that runs: the Faust app, agents, sinks, the CLI, the local stack and the fleet client."""
+"""Everything that runs: the Faust app, agents, sinks, CLI, local stack and fleet client."""
