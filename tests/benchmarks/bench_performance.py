@@ -17,6 +17,10 @@ arrives ``--label-delay`` predictions after its prediction (default 2,000). Both
 ``EstimatedAccuracy`` (alpha 1e-4) in arrival order: the delay of its first estimated
 alarm and of its first measured alarm, in predictions after the change.
 
+Part 3, cost: microseconds per ``update`` of every performance and shadow detector on
+its shared-check stream (20,000 inputs, median of 5 repeats, Python loop included), and
+of a read of its main result after every update where that read computes over a window.
+
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_performance            # 30 runs per stream
@@ -39,7 +43,18 @@ from typing import Any
 import numpy as np
 from river import drift
 
-from detectors import BernoulliCUSUM, EstimatedAccuracy, PerformanceDrop
+from detectors import (
+    BernoulliCUSUM,
+    ClassificationPerformance,
+    EstimatedAccuracy,
+    LabelDelay,
+    PerformanceDrop,
+    PrecisionAtK,
+    RegressionPerformance,
+    ShadowAgreement,
+    ShadowPromotion,
+)
+from tests.detectors import cases_performance, cases_shadow
 
 LENGTH = 10_000
 CHANGE = 5_000
@@ -176,6 +191,65 @@ def head_start_table(estimated: list[int], measured: list[int], label_delay: int
     )
 
 
+COSTED: dict[str, tuple[Callable[[], Any], Callable[[np.random.Generator, int], Any], str]] = {
+    "PerformanceDrop": (PerformanceDrop, lambda r, n: cases_performance.losses(r, n, 0.1), ""),
+    "ClassificationPerformance": (
+        ClassificationPerformance,
+        cases_performance.labelled,
+        "auc",
+    ),
+    "PrecisionAtK": (PrecisionAtK, lambda r, n: cases_performance.ranked(r, n, 0.5), ""),
+    "RegressionPerformance": (
+        RegressionPerformance,
+        lambda r, n: cases_performance.regression(r, n, 1.0),
+        "mae",
+    ),
+    "LabelDelay": (LabelDelay, lambda r, n: r.lognormal(8.0, 1.0, n).tolist(), "p99"),
+    "EstimatedAccuracy": (
+        EstimatedAccuracy,
+        cases_performance.predictions_and_labels,
+        "accuracy",
+    ),
+    "ShadowAgreement": (
+        ShadowAgreement,
+        lambda r, n: cases_shadow.scores(r, n, coupled=True),
+        "spearman",
+    ),
+    "ShadowPromotion": (
+        ShadowPromotion,
+        lambda r, n: cases_shadow.paired_losses(r, n, 0.2, 0.2),
+        "verdict",
+    ),
+}
+
+
+def costs(n: int = 20_000, repeats: int = 5) -> str:
+    lines = [
+        "| detector (defaults) | us per update (median) | result read | us per update + read |",
+        "|---|---:|---|---:|",
+    ]
+    for name, (make, stream, result) in COSTED.items():
+        inputs = stream(np.random.default_rng(0), n)
+        plain: list[float] = []
+        with_read: list[float] = []
+        for _ in range(repeats):
+            detector = make()
+            start = time.perf_counter()
+            for x in inputs:
+                detector.update(x)
+            plain.append((time.perf_counter() - start) / n * 1e6)
+            if result:
+                detector = make()
+                start = time.perf_counter()
+                for x in inputs[: n // 10]:
+                    detector.update(x)
+                    getattr(detector, result)
+                with_read.append((time.perf_counter() - start) / (n // 10) * 1e6)
+        read = f"{statistics.median(with_read):.1f}" if with_read else "-"
+        lines.append(f"| {name} | {statistics.median(plain):.1f} | {result or '-'} | {read} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="seeded runs per stream")
@@ -184,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(evaluate(args.runs), args.runs))
     print()
     print(head_start_table(*head_start(args.runs, args.label_delay), args.label_delay))
+    print()
+    print(costs())
     return 0
 
 
@@ -197,6 +273,7 @@ def test_performance_benchmark_runs_and_catches_each_rise() -> None:
     estimated, measured = head_start(runs, 2000)
     print(head_start_table(estimated, measured, 2000))
     assert all(0 <= e < m for e, m in zip(estimated, measured, strict=True))
+    print(costs(n=500, repeats=1))
 
 
 if __name__ == "__main__":
