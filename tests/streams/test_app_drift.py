@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,8 @@ def predictions(model: str, seed: int, shifted: int = 2000, after: int = 4000) -
 def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[ControlCommand]:
     from confluent_kafka import Consumer
 
-    consumer = Consumer(config)
+    # A group of its own: the worker's group has the same name as the test.
+    consumer = Consumer(config | {"group.id": f"{config['group.id']}-{uuid.uuid4().hex[:6]}"})
     consumer.subscribe([topic])
     commands: list[ControlCommand] = []
     deadline = time.monotonic() + TIMEOUT_S
@@ -113,6 +115,7 @@ def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[Con
                 if len(commands) >= expected:
                     break
                 continue
+            assert message.error() is None, message.error()
             command = decode_control_command(message.value())
             assert isinstance(command, ControlCommand), command
             commands.append(command)
