@@ -126,7 +126,7 @@ class AvailabilityGap(base.Base):
     ...         break
     >>> day, detector.gapped_features
     (9, ('balance',))
-    >>> detector.gaps["balance"]  # doctest: +ELLIPSIS
+    >>> detector.evidence["balance"]  # doctest: +ELLIPSIS
     GapEvidence(feature='balance', predictions=10, gaps=10, gap_rate=1.0, p_value=..., gapped=True)
     """
 
@@ -230,7 +230,7 @@ class AvailabilityGap(base.Base):
         )
 
     @property
-    def gaps(self) -> dict[str, GapEvidence]:
+    def evidence(self) -> dict[str, GapEvidence]:
         """Per feature: predictions, gaps, the gap rate and the p-value."""
         return {f: self._evidence(f, counts) for f, counts in self._features.items()}
 

@@ -216,7 +216,7 @@ def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int]:
             if i % 50 == 0:
                 for feature in gap.gapped_features:
                     if feature not in flags:
-                        g = gap.gaps[feature]
+                        g = gap.evidence[feature]
                         flags[feature] = Flag(
                             "AvailabilityGap",
                             g.predictions,

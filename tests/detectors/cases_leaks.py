@@ -112,7 +112,7 @@ CASES = [
     DetectorCase(
         make=lambda: AvailabilityGap(max_keys=256, min_predictions=50),
         stream=writes_and_predictions,
-        results=("gap_detected", "gapped_features", "gaps", "rejected"),
+        results=("gap_detected", "gapped_features", "evidence", "rejected"),
         alarm="gap_detected",
         # Fifty predictions of a feature come before its first test.
         warm_up=49,

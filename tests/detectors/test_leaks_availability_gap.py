@@ -24,14 +24,14 @@ def test_late_write_after_the_prediction_is_a_gap() -> None:
     detector.update(ServedFeature("u", "f", 1.0, 10.0, 100.0))
     # Training joins this write (event time 50 <= 100); serving could read it only at 200.
     detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
-    assert detector.gaps["f"].gaps == 1
+    assert detector.evidence["f"].gaps == 1
 
 
 def test_late_write_before_the_prediction_message_is_a_gap() -> None:
     detector = AvailabilityGap()
     detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
     detector.update(ServedFeature("u", "f", 1.0, 10.0, 100.0))
-    assert detector.gaps["f"].gaps == 1
+    assert detector.evidence["f"].gaps == 1
 
 
 def test_no_gap_when_a_newer_value_was_available() -> None:
@@ -42,7 +42,7 @@ def test_no_gap_when_a_newer_value_was_available() -> None:
     detector.update(FeatureWrite("u", "f", 1.0, 50.0, 500.0))
     # Event time after the prediction: training does not join it.
     detector.update(FeatureWrite("u", "f", 3.0, 150.0, 600.0))
-    assert detector.gaps["f"].gaps == 0
+    assert detector.evidence["f"].gaps == 0
 
 
 def test_each_prediction_counts_once() -> None:
@@ -50,14 +50,14 @@ def test_each_prediction_counts_once() -> None:
     detector.update(ServedFeature("u", "f", 1.0, 0.0, 100.0))
     detector.update(FeatureWrite("u", "f", 2.0, 50.0, 200.0))
     detector.update(FeatureWrite("u", "f", 3.0, 60.0, 300.0))
-    assert (detector.gaps["f"].predictions, detector.gaps["f"].gaps) == (1, 1)
+    assert (detector.evidence["f"].predictions, detector.evidence["f"].gaps) == (1, 1)
 
 
 def test_flags_lagging_writes_at_a_pinned_index() -> None:
     events = writes_and_predictions(np.random.default_rng(3), 20_000, lag=600_000.0)
     detector = AvailabilityGap(max_keys=1_000)
     assert _first_alarm(detector, events) == 1_434
-    evidence = detector.gaps["last_login_date"]
+    evidence = detector.evidence["last_login_date"]
     assert detector.gapped_features == ("last_login_date",)
     assert (evidence.predictions, evidence.gaps, evidence.gapped) == (248, 12, True)
     assert evidence.p_value <= 0.01
@@ -68,7 +68,7 @@ def test_silent_when_writes_land_in_milliseconds(seed: int) -> None:
     events = writes_and_predictions(np.random.default_rng(seed), 100_000, lag=50.0)
     detector = AvailabilityGap()
     assert _first_alarm(detector, events) is None
-    assert sum(e.predictions for e in detector.gaps.values()) > 40_000
+    assert sum(e.predictions for e in detector.evidence.values()) > 40_000
 
 
 def test_forgets_the_least_recently_seen_keys() -> None:
@@ -78,7 +78,7 @@ def test_forgets_the_least_recently_seen_keys() -> None:
     detector.update(ServedFeature("c", "f", 1.0, 0.0, 100.0))
     # "a" is forgotten, so its late write cannot be matched any more.
     detector.update(FeatureWrite("a", "f", 2.0, 50.0, 200.0))
-    assert detector.gaps["f"].gaps == 0
+    assert detector.evidence["f"].gaps == 0
 
 
 @pytest.mark.parametrize(
