@@ -281,10 +281,12 @@ def run_model(
                 out.restores += 1
             elif action is not None and action.at < data.shift_at:
                 out.fallbacks += 1
-            elif action is not None and not detected:
+            if not detected and record.at >= data.shift_at and policy.on_fallback:
+                # A model already on fallback (a false alarm) when the shift comes counts at 0.
                 detected = True
-                delay = (action.at - data.shift_at) / 3600.0
-                out.detections.append((model, round(delay, 1), action.detector))
+                delay = (record.at - data.shift_at) / 3600.0
+                cause = None if policy.transition is None else policy.transition.detector
+                out.detections.append((model, round(delay, 1), cause))
             if policy.escalation_due:
                 out.escalations += 1
             if policy.transition is not last_transition:
