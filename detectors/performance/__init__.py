@@ -10,7 +10,8 @@ tuples; anything malformed is counted in ``n_ignored`` (or ignored), never raise
 - ``LabelDelay``: ``update(label_at - predicted_at)`` in seconds; recent ``p50``, ``p90``,
   ``p99`` from a bounded logarithmic sketch, and ``sla_breached``.
 - ``EstimatedAccuracy``: ``update((None, p))`` per prediction and ``update((y_true, p))``
-  per label; ``accuracy`` with ``source`` "estimated" or "measured", calibration checks.
+  per label, ``p`` P(class 1) or every class's probability; ``accuracy`` with ``source``
+  "estimated" or "measured", calibration checks.
 - ``PerformanceDrop``: ``update(loss)`` with a loss in [0, 1]; the e-CUSUM alarm that the
   metrics above embed as ``drift_detected``. Its ``alpha`` bounds false alarms per update
   (mean run length >= 1 / alpha): for a budget per model-day, divide by labels per day.

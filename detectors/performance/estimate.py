@@ -8,25 +8,54 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors.performance._inputs import binary_label, fields, unit_float
+from detectors.performance._inputs import fields, finite_float, unit_float
 from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
 
+# Class probabilities may sum to 1 within this, to allow for rounding on the wire.
+_SUM_TOLERANCE = 1e-3
+
+
+def _scored(p: Any) -> tuple[float, int, int] | None:
+    """(confidence, predicted class, number of classes) from P(class 1) or every class's."""
+    binary = unit_float(p)
+    if binary is not None:
+        return max(binary, 1.0 - binary), int(binary >= 0.5), 2
+    if not isinstance(p, tuple | list | np.ndarray) or len(p) < 2:
+        return None
+    probabilities = [unit_float(value) for value in p]
+    if any(value is None for value in probabilities):
+        return None
+    valid = [value for value in probabilities if value is not None]
+    if abs(sum(valid) - 1.0) > _SUM_TOLERANCE:
+        return None
+    predicted = max(range(len(valid)), key=valid.__getitem__)
+    return valid[predicted], predicted, len(valid)
+
+
+def _class_index(y_true: Any, n_classes: int) -> int | None:
+    number = finite_float(y_true)
+    if number is None or number != int(number) or not 0 <= number < n_classes:
+        return None
+    return int(number)
+
 
 class EstimatedAccuracy(base.Base):
-    """A binary classifier's accuracy: estimated from its probabilities, then measured.
+    """A classifier's accuracy: estimated from its probabilities, then measured.
 
     In the spirit of NannyML's confidence-based performance estimation (CBPE): if the
-    predicted probability ``p`` of class 1 is calibrated, a prediction is right with
-    probability ``max(p, 1 - p)``, so the mean of that confidence over recent predictions
-    is the expected accuracy, available long before the labels. As labels come in, the
-    detector checks that calibration on the labelled window (observed minus expected
-    accuracy, and the expected calibration error over confidence bins), and once the
-    window holds ``min_labels`` labels it reports the measured accuracy instead.
-    ``source`` says which of the two ``accuracy`` is.
+    predicted probabilities are calibrated, a prediction is right with the probability of
+    the class it predicts (``max(p, 1 - p)`` for a binary ``p``), so the mean of that
+    confidence over recent predictions is the expected accuracy, available long before the
+    labels. As labels come in, the detector checks that calibration on the labelled window
+    (observed minus expected accuracy, and the expected calibration error over confidence
+    bins), and once the window holds ``min_labels`` labels it reports the measured
+    accuracy instead. ``source`` says which of the two ``accuracy`` is.
 
     Feed each prediction twice: ``update((None, p))`` when it is made, and
-    ``update((y_true, p))`` when its label arrives (``y_true`` 0 or 1). Anything else is
+    ``update((y_true, p))`` when its label arrives. ``p`` is either the probability of
+    class 1 of a binary classifier (``y_true`` 0 or 1), or the sequence of every class's
+    probability, summing to 1 (``y_true`` the index of the true class). Anything else is
     ignored and counted in ``n_ignored``.
 
     ``drift_detected`` says that performance dropped: either the estimated error
@@ -43,7 +72,8 @@ class EstimatedAccuracy(base.Base):
         How many labels the window needs before ``accuracy`` is the measured value and
         before ``calibrated`` is known.
     n_bins
-        Equal-width confidence bins over [0.5, 1] for the expected calibration error.
+        Equal-width confidence bins over [0.5, 1] for the expected calibration error;
+        lower confidences (possible with three classes or more) share the first bin.
     max_calibration_error
         The largest expected calibration error for which ``calibrated`` is True.
     alpha, tolerance, reference_size
@@ -112,21 +142,24 @@ class EstimatedAccuracy(base.Base):
     def update(self, x: Any) -> None:
         """Absorb ``(None, p)`` for a new prediction or ``(y_true, p)`` for a label."""
         pair = fields(x, 2)
-        p = unit_float(pair[1]) if pair else None
-        y_true = binary_label(pair[0]) if pair else None
+        scored = _scored(pair[1]) if pair else None
         # Either alarm is about the last update only.
         self._estimated_drop.update(math.nan)
         self._measured_drop.update(math.nan)
-        if pair is None or p is None or (pair[0] is not None and y_true is None):
+        if pair is None or scored is None:
             self._n_ignored += 1
             return
-        confidence = max(p, 1.0 - p)
-        if y_true is None:
+        confidence, predicted, n_classes = scored
+        if pair[0] is None:
             self._confidences.push(confidence)
             self._n_predictions += 1
             self._estimated_drop.update(1.0 - confidence)
             return
-        correct = float((p >= 0.5) == bool(y_true))
+        y_true = _class_index(pair[0], n_classes)
+        if y_true is None:
+            self._n_ignored += 1
+            return
+        correct = float(predicted == y_true)
         self._labelled.push(confidence, correct)
         self._n_labels += 1
         self._measured_drop.update(1.0 - correct)
@@ -169,7 +202,7 @@ class EstimatedAccuracy(base.Base):
         if not n:
             return math.nan
         confidence, correct = self._labelled.column(0), self._labelled.column(1)
-        bins = np.minimum(((confidence - 0.5) * 2 * self.n_bins).astype(int), self.n_bins - 1)
+        bins = np.clip(((confidence - 0.5) * 2 * self.n_bins).astype(int), 0, self.n_bins - 1)
         gaps = np.bincount(bins, weights=correct - confidence, minlength=self.n_bins)
         return float(np.sum(np.abs(gaps)) / n)
 

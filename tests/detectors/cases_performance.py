@@ -150,6 +150,12 @@ CASES = [
         alarm="drift_detected",
         warm_up=200,
         changed=lambda rng, n: predictions_and_labels(rng, n, unsure=True),
-        bad_inputs=BAD_PAIRS,
+        bad_inputs=(
+            *BAD_PAIRS,
+            (None, [0.5, 0.4]),
+            (3, [0.2, 0.3, 0.5]),
+            (None, [[0.5], [0.5]]),
+            (None, np.array([0.5, float("nan")])),
+        ),
     ),
 ]

@@ -119,3 +119,38 @@ def test_silent_on_a_stationary_calibrated_model() -> None:
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         EstimatedAccuracy(**kwargs)
+
+
+def test_multiclass_probabilities_estimate_and_measure() -> None:
+    rng = np.random.default_rng(56)
+    logits = rng.normal(0, 2.0, (3000, 4))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in probabilities])
+    estimate = EstimatedAccuracy(window=3000, min_labels=3000)
+    for row in probabilities:
+        estimate.update((None, row.tolist()))
+    expected = estimate.expected_accuracy
+    for y_i, row in zip(y, probabilities, strict=True):
+        estimate.update((int(y_i), tuple(row)))
+    assert round(expected, 3) == 0.684
+    assert round(estimate.accuracy, 3) == 0.687
+    assert estimate.source == "measured"
+    assert estimate.calibrated is True
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        (None, [0.5, 0.4]),  # does not sum to 1
+        (None, [1.2, -0.2]),
+        (None, [1.0]),
+        (None, "0.5"),
+        (3, [0.2, 0.3, 0.5]),  # no class 3
+        (1.5, [0.2, 0.3, 0.5]),
+        (2, 0.7),  # a binary label is 0 or 1
+    ],
+)
+def test_malformed_probabilities_and_labels_are_ignored(record: Any) -> None:
+    estimate = EstimatedAccuracy()
+    estimate.update(record)
+    assert (estimate.n_ignored, estimate.n_predictions, estimate.n_labels) == (1, 0, 0)
