@@ -53,6 +53,10 @@ class CoincidenceEvidence:
         The anytime-valid p-value of "write times are tied to one class's label times".
     leaking
         Whether ``p_value`` is at most the detector's ``alpha``.
+    unjudged
+        Labels not counted because the entity's writes around them were partly forgotten
+        (more than ``history`` writes, or the entity dropped for ``max_entities``). Many of
+        them mean the limits are too small for the traffic.
     """
 
     feature: str
@@ -65,6 +69,7 @@ class CoincidenceEvidence:
     score: float
     p_value: float
     leaking: bool
+    unjudged: int
 
 
 @dataclasses.dataclass
@@ -87,6 +92,32 @@ class _Times:
             return True
         return None if self.dropped_until >= low else False
 
+    def latest(self) -> float:
+        return max([self.dropped_until, *(max(e, w) for e, w in self.times)])
+
+
+@dataclasses.dataclass
+class _Entity:
+    """One entity's recent writes per feature: (any writes, writes of null)."""
+
+    # Writes up to this time may have been forgotten along with the entity (max_entities):
+    # without it, a forgotten control-window write would look like none, and near-only
+    # labels, the evidence of a leak, would be overcounted.
+    known_since: float
+    features: dict[str, tuple[_Times, _Times]] = dataclasses.field(default_factory=dict)
+
+    def times(self, feature: str) -> tuple[_Times, _Times]:
+        found = self.features.get(feature)
+        if found is None:
+            found = (_Times(dropped_until=self.known_since), _Times(dropped_until=self.known_since))
+            self.features[feature] = found
+        return found
+
+    def latest(self) -> float:
+        return max(
+            [self.known_since, *(t.latest() for pair in self.features.values() for t in pair)]
+        )
+
 
 @dataclasses.dataclass
 class _Feature:
@@ -94,6 +125,7 @@ class _Feature:
     labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, np.int64))
     counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 2, 4), np.int64))
     looks: AnytimePValue = dataclasses.field(init=False)
+    unjudged: int = 0
 
     def __post_init__(self, first_look: int) -> None:
         self.looks = AnytimePValue(first_look)
@@ -147,7 +179,10 @@ class LabelCoincidentWrites(base.Base):
         Writes kept per entity and feature. When more writes than this make it unknowable
         whether a window had one, the label is not counted for that feature.
     max_entities
-        Entities whose writes are kept.
+        Entities whose writes are kept. It should cover the entities written to within
+        ``control_offset`` plus ``lateness``: a label whose control window may hold writes
+        of a forgotten entity is not counted (see ``unjudged``), as guessing "no write"
+        there would make honest features look like leaks.
     max_open_labels
         Labels waiting for late writes; beyond it the oldest is scored early.
     max_features
@@ -234,10 +269,10 @@ class LabelCoincidentWrites(base.Base):
     def _reset(self) -> None:
         self._stream_time = -math.inf
         self._arrivals = 0
-        # entity -> feature -> (any writes, null writes), least recently seen entity first.
-        self._writes: collections.OrderedDict[EntityId, dict[str, tuple[_Times, _Times]]] = (
-            collections.OrderedDict()
-        )
+        # Least recently seen entity first.
+        self._writes: collections.OrderedDict[EntityId, _Entity] = collections.OrderedDict()
+        # The latest write time among forgotten entities.
+        self._forgotten_until = -math.inf
         # A heap of (scoring time, arrival number, entity, class, label_at).
         self._open: list[tuple[float, int, EntityId, int, float]] = []
         self._features: dict[str, _Feature] = {}
@@ -258,15 +293,16 @@ class LabelCoincidentWrites(base.Base):
         while self._open and self._open[0][0] < self._stream_time:
             self._score(heapq.heappop(self._open))
 
-    def _entity(self, entity_id: EntityId) -> dict[str, tuple[_Times, _Times]]:
-        features = self._writes.get(entity_id)
-        if features is None:
-            features = self._writes[entity_id] = {}
+    def _entity(self, entity_id: EntityId) -> _Entity:
+        entity = self._writes.get(entity_id)
+        if entity is None:
+            entity = self._writes[entity_id] = _Entity(self._forgotten_until)
             if len(self._writes) > self.max_entities:
-                self._writes.popitem(last=False)
+                _, forgotten = self._writes.popitem(last=False)
+                self._forgotten_until = max(self._forgotten_until, forgotten.latest())
         else:
             self._writes.move_to_end(entity_id)
-        return features
+        return entity
 
     def _add_write(self, write: FeatureWrite) -> None:
         self._stream_time = max(self._stream_time, write.written_at)
@@ -274,7 +310,7 @@ class LabelCoincidentWrites(base.Base):
             if len(self._features) >= self.max_features:
                 return
             self._features[write.feature] = _Feature(2 * self.min_labels)
-        times = self._entity(write.entity_id).setdefault(write.feature, (_Times(), _Times()))
+        times = self._entity(write.entity_id).times(write.feature)
         times[_ANY].add(write, self.history)
         if is_null(write.value, self.sentinels or ()):
             times[_NULL].add(write, self.history)
@@ -291,17 +327,19 @@ class LabelCoincidentWrites(base.Base):
 
     def _score(self, entry: tuple[float, int, EntityId, int, float]) -> None:
         _, _, entity_id, label, label_at = entry
-        written = self._writes.get(entity_id, {})
+        entity = self._writes.get(entity_id) or _Entity(self._forgotten_until)
         near = (label_at - self.tolerance, label_at + self.tolerance)
         control_at = label_at - self.control_offset
         control = (control_at - self.tolerance, control_at + self.tolerance)
         for name, feature in self._features.items():
-            times = written.get(name)
+            times = entity.features.get(name)
             outcomes: list[tuple[bool | None, bool | None]] = [(False, False), (False, False)]
             if times is not None:
                 outcomes = [(kind.hit(*near), kind.hit(*control)) for kind in times]
-                if any(None in outcome for outcome in outcomes):
-                    continue
+            unknown = times is None and entity.known_since >= control[0]
+            if unknown or any(None in outcome for outcome in outcomes):
+                feature.unjudged += 1
+                continue
             feature.labels[label] += 1
             for kind, (near_hit, control_hit) in enumerate(outcomes):
                 feature.counts[kind, label] += (
@@ -347,6 +385,7 @@ class LabelCoincidentWrites(base.Base):
             score=float(abs(gaps[kind])),
             p_value=feature.looks.p_value,
             leaking=feature.looks.p_value <= self.alpha,
+            unjudged=feature.unjudged,
         )
 
     @property

@@ -128,6 +128,22 @@ def test_finds_a_sentinel_among_frequent_writes() -> None:
     assert detector.evidence["last_login_date"].near_nulls[0] == 0
 
 
+def test_forgotten_entities_make_labels_unjudged_not_leaks() -> None:
+    # A third of the users fit: the others' control windows may hold forgotten writes.
+    honest = _activity_stream(np.random.default_rng(0), 300, 60_000)
+    detector = LabelCoincidentWrites(max_entities=100)
+    assert _first_alarm(detector, honest) is None
+    evidence = detector.evidence["sessions_7d"]
+    assert (evidence.labels, evidence.unjudged) == ((2204, 574), 6366)
+    leaking = _activity_stream(
+        np.random.default_rng(6), 300, 20_000, leak="last_login_date", sentinel="1970-01-01"
+    )
+    detector = LabelCoincidentWrites(max_entities=100, sentinels=("1970-01-01",))
+    # Found later than with room for every user (index 408 in the test above).
+    assert _first_alarm(detector, leaking) == 604
+    assert detector.leaking_features == ("last_login_date",)
+
+
 def test_open_labels_are_bounded_and_scored_early() -> None:
     detector = LabelCoincidentWrites(max_open_labels=3)
     for i in range(10):
