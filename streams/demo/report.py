@@ -1,0 +1,429 @@
+"""The demo's report: what was injected, and what failsoft and the serving node did about it.
+
+``build_report`` is a pure function of four lists: the scenario's timeline (what was
+injected, when), the control commands seen on the control topic, the serving node's mode
+switches, and the Alerta alert history. All times are epoch milliseconds on the wall
+clock, which the simulator's compressed clock follows when it plays in real time.
+
+Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for its kind:
+
+- **detected**: by the first alarm for M in ``[t, t + b]``, an alert (health or detector
+  group, severity above normal) or a fallback command, whichever came first; the detector
+  is the one the fallback command names, else the alert's;
+- **command**: the first fallback command for M in ``[t, t + b]``;
+- **switched**: the first switch of M to ``fallback`` at or after that command, within
+  the bound;
+- **alert**: the id of the first alarm alert in the window (the model's health alert
+  when it raised one, else the detector's);
+- **recovered**: a restore command for M came after the fallback command.
+
+A fallback command for a model with no incident active at that time (from its injection
+to its end plus its kind's bound, or to the end of the run when it never ends) is a
+**false fallback**.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from streams.simulate.timeline import iso_utc
+
+__all__ = [
+    "DEFAULT_BOUND_S",
+    "AlertEvent",
+    "FalseFallback",
+    "IncidentRow",
+    "InjectedIncident",
+    "ObservedCommand",
+    "Report",
+    "Switch",
+    "build_report",
+    "parse_iso_ms",
+]
+
+# How long after its injection an incident may take to be detected, when its kind has no
+# bound of its own (wall-clock seconds).
+DEFAULT_BOUND_S = 60.0
+# Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
+QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
+ALARM_GROUPS = frozenset({"health", "detector"})
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class InjectedIncident:
+    """One line of the simulator's timeline."""
+
+    kind: str
+    model: str
+    feature: str | None
+    at_ms: int
+    until_ms: int | None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> InjectedIncident:
+        until = record.get("until_epoch")
+        return cls(
+            kind=str(record["kind"]),
+            model=str(record["model"]),
+            feature=record.get("feature"),
+            at_ms=round(float(record["at_epoch"]) * 1000),
+            until_ms=None if until is None else round(float(until) * 1000),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservedCommand:
+    """A control command as it appeared on the topic; ``at_ms`` is when it was produced."""
+
+    model: str
+    action: str
+    detector: str
+    at_ms: int
+    seq: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Switch:
+    """The serving node's listener changed a model's mode to ``mode`` at ``at_ms``."""
+
+    model: str
+    mode: str
+    at_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertEvent:
+    """One entry of an Alerta alert's history (a new alert, or a change of its severity)."""
+
+    alert_id: str
+    model: str
+    group: str
+    event: str
+    severity: str
+    at_ms: int
+    detector: str | None = None
+
+    @property
+    def alarm(self) -> bool:
+        return self.group in ALARM_GROUPS and self.severity not in QUIET_SEVERITIES
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentRow:
+    kind: str
+    model: str
+    feature: str | None
+    injected_at: int
+    detected_at: int | None
+    detector: str | None
+    command_at: int | None
+    switched_at: int | None
+    alert_id: str | None
+    recovered: bool
+
+    @property
+    def detected(self) -> bool:
+        return self.detected_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "feature": self.feature,
+            "injected_at": _iso(self.injected_at),
+            "detected_at": _iso(self.detected_at),
+            "detector": self.detector,
+            "command_at": _iso(self.command_at),
+            "switched_at": _iso(self.switched_at),
+            "alert_id": self.alert_id,
+            "recovered": self.recovered,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> IncidentRow:
+        return cls(
+            kind=entry["kind"],
+            model=entry["model"],
+            feature=entry["feature"],
+            injected_at=parse_iso_ms(entry["injected_at"]),
+            detected_at=_parse_optional(entry["detected_at"]),
+            detector=entry["detector"],
+            command_at=_parse_optional(entry["command_at"]),
+            switched_at=_parse_optional(entry["switched_at"]),
+            alert_id=entry["alert_id"],
+            recovered=bool(entry["recovered"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class FalseFallback:
+    model: str
+    command_at: int
+    detector: str
+    switched_at: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "command_at": _iso(self.command_at),
+            "detector": self.detector,
+            "switched_at": _iso(self.switched_at),
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> FalseFallback:
+        return cls(
+            model=entry["model"],
+            command_at=parse_iso_ms(entry["command_at"]),
+            detector=entry["detector"],
+            switched_at=_parse_optional(entry["switched_at"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """One row per injected incident, in timeline order, and the false fallbacks."""
+
+    scenario: str
+    started_at: int
+    ended_at: int
+    incidents: tuple[IncidentRow, ...]
+    false_fallbacks: tuple[FalseFallback, ...]
+
+    @property
+    def missed(self) -> tuple[IncidentRow, ...]:
+        return tuple(row for row in self.incidents if not row.detected)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "incidents": [row.to_json() for row in self.incidents],
+            "false_fallbacks": [entry.to_json() for entry in self.false_fallbacks],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        """A Markdown table, one row per incident: delays from the injection in seconds,
+        the switch in milliseconds after the command; then the missed and false fallbacks."""
+        lines = [
+            f"## failsoft demo report: scenario {self.scenario or '?'}",
+            "",
+            f"Run from {_iso(self.started_at)} to {_iso(self.ended_at)}. Times are UTC; "
+            "detected and command are seconds after the injection, switch is milliseconds "
+            "after the command.",
+            "",
+            "| # | kind | model / feature | injected | detected | detector | command "
+            "| switch | alert id | recovered |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for number, row in enumerate(self.incidents, start=1):
+            target = row.model + (f" / {row.feature}" if row.feature else "")
+            switch = (
+                "-"
+                if row.switched_at is None or row.command_at is None
+                else f"{row.switched_at - row.command_at} ms"
+            )
+            cells = [
+                str(number),
+                row.kind,
+                target,
+                _clock(row.injected_at),
+                _after(row.injected_at, row.detected_at),
+                row.detector or "-",
+                _after(row.injected_at, row.command_at),
+                switch,
+                row.alert_id or "-",
+                "yes" if row.recovered else "no",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        detected = len(self.incidents) - len(self.missed)
+        lines += ["", f"Detected {detected} of {len(self.incidents)} incidents."]
+        if self.missed:
+            missed = ", ".join(f"{row.kind} on {row.model}" for row in self.missed)
+            lines.append(f"Missed: {missed}.")
+        if self.false_fallbacks:
+            lines.append(f"False fallbacks ({len(self.false_fallbacks)}):")
+            lines += [
+                f"- {entry.model} at {_clock(entry.command_at)} by {entry.detector}"
+                for entry in self.false_fallbacks
+            ]
+        else:
+            lines.append("False fallbacks: none.")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Report:
+        """The report of ``to_json``.
+
+        Raises
+        ------
+        ValueError
+            When a field is missing or a time is not ISO 8601; the message names it.
+        """
+        try:
+            return cls(
+                scenario=str(document.get("scenario", "")),
+                started_at=parse_iso_ms(document["started_at"]),
+                ended_at=parse_iso_ms(document["ended_at"]),
+                incidents=tuple(IncidentRow.from_json(e) for e in document["incidents"]),
+                false_fallbacks=tuple(
+                    FalseFallback.from_json(e) for e in document["false_fallbacks"]
+                ),
+            )
+        except KeyError as error:
+            raise ValueError(f"report: missing field {error.args[0]!r}") from None
+        except TypeError as error:
+            raise ValueError(f"report: {error}") from None
+
+
+def build_report(
+    timeline: Iterable[Mapping[str, Any]],
+    commands: Iterable[ObservedCommand],
+    switches: Iterable[Switch],
+    alerts: Iterable[AlertEvent],
+    *,
+    scenario: str,
+    started_at: int,
+    ended_at: int,
+    bounds_s: Mapping[str, float] | None = None,
+) -> Report:
+    """The report of one run; see the module docstring for the matching rules."""
+    bounds_s = bounds_s or {}
+    incidents = [InjectedIncident.from_record(record) for record in timeline]
+    commands = sorted(commands, key=lambda c: (c.at_ms, c.seq))
+    switches = sorted(switches, key=lambda s: s.at_ms)
+    alarms = sorted((a for a in alerts if a.alarm), key=lambda a: a.at_ms)
+
+    def bound_ms(kind: str) -> int:
+        return round(bounds_s.get(kind, DEFAULT_BOUND_S) * 1000)
+
+    rows = [
+        _row(incident, bound_ms(incident.kind), commands, switches, alarms)
+        for incident in incidents
+    ]
+    false_fallbacks = []
+    for command in commands:
+        if command.action != "fallback":
+            continue
+        covered = any(
+            incident.model == command.model
+            and incident.at_ms
+            <= command.at_ms
+            <= (ended_at if incident.until_ms is None else incident.until_ms)
+            + bound_ms(incident.kind)
+            for incident in incidents
+        )
+        if not covered:
+            switch = _first_switch(switches, command.model, command.at_ms, ended_at)
+            false_fallbacks.append(
+                FalseFallback(
+                    command.model,
+                    command.at_ms,
+                    command.detector,
+                    None if switch is None else switch.at_ms,
+                )
+            )
+    return Report(scenario, started_at, ended_at, tuple(rows), tuple(false_fallbacks))
+
+
+def _row(
+    incident: InjectedIncident,
+    bound_ms: int,
+    commands: Sequence[ObservedCommand],
+    switches: Sequence[Switch],
+    alarms: Sequence[AlertEvent],
+) -> IncidentRow:
+    start, end = incident.at_ms, incident.at_ms + bound_ms
+
+    def in_window(at_ms: int) -> bool:
+        return start <= at_ms <= end
+
+    model = incident.model
+    command = _first(
+        commands, lambda c: c.model == model and c.action == "fallback" and in_window(c.at_ms)
+    )
+    model_alarms = [a for a in alarms if a.model == model and in_window(a.at_ms)]
+    first_alarm = model_alarms[0] if model_alarms else None
+    health = next((a for a in model_alarms if a.group == "health"), first_alarm)
+    detected_at: int | None = None
+    detector: str | None = None
+    if command is not None:
+        detected_at, detector = command.at_ms, command.detector
+    if first_alarm is not None and (detected_at is None or first_alarm.at_ms < detected_at):
+        detected_at = first_alarm.at_ms
+        detector = detector or first_alarm.detector or first_alarm.event
+    switched_at = recovered = None
+    if command is not None:
+        at = command.at_ms
+        switch = _first_switch(switches, model, at, end)
+        switched_at = None if switch is None else switch.at_ms
+        recovered = any(
+            c.model == model and c.action == "restore" and c.at_ms > at for c in commands
+        )
+    return IncidentRow(
+        kind=incident.kind,
+        model=model,
+        feature=incident.feature,
+        injected_at=incident.at_ms,
+        detected_at=detected_at,
+        detector=detector,
+        command_at=None if command is None else command.at_ms,
+        switched_at=switched_at,
+        alert_id=None if health is None else health.alert_id,
+        recovered=bool(recovered),
+    )
+
+
+def _first(items: Iterable[T], predicate: Callable[[T], bool]) -> T | None:
+    return next((item for item in items if predicate(item)), None)
+
+
+def _first_switch(
+    switches: Sequence[Switch], model: str, from_ms: int, to_ms: int
+) -> Switch | None:
+    """The node's first switch of ``model`` to its fallback within ``[from_ms, to_ms]``."""
+    return _first(
+        switches,
+        lambda s: s.model == model and s.mode == "fallback" and from_ms <= s.at_ms <= to_ms,
+    )
+
+
+def parse_iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 time (a ``Z`` or an offset; UTC when it has none).
+
+    >>> parse_iso_ms("2026-11-28T12:00:00.250Z")
+    1795867200250
+    """
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise ValueError(f"expected an ISO 8601 time, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _parse_optional(text: str | None) -> int | None:
+    return None if text is None else parse_iso_ms(text)
+
+
+def _iso(epoch_ms: int | None) -> str | None:
+    return None if epoch_ms is None else iso_utc(epoch_ms)
+
+
+def _clock(epoch_ms: int) -> str:
+    return iso_utc(epoch_ms)[11:23]
+
+
+def _after(origin_ms: int, epoch_ms: int | None) -> str:
+    return "-" if epoch_ms is None else f"+{(epoch_ms - origin_ms) / 1000:.1f} s"

@@ -1,0 +1,249 @@
+"""The demo's report as a pure function: timeline, commands, switches and alerts in, rows out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from streams.demo.report import (
+    AlertEvent,
+    ObservedCommand,
+    Report,
+    Switch,
+    build_report,
+    parse_iso_ms,
+)
+from streams.simulate.timeline import iso_utc
+
+T0 = parse_iso_ms("2026-11-28T12:00:00Z")
+END = T0 + 180_000
+
+
+def at(seconds: float) -> int:
+    return T0 + round(seconds * 1000)
+
+
+def incident(kind: str, model: str, start_s: float, until_s: float | None = None) -> dict[str, Any]:
+    """A timeline record as the simulator writes it (only the fields the report reads)."""
+    return {
+        "kind": kind,
+        "model": model,
+        "feature": f"{model}.amount" if kind.startswith("drift") else None,
+        "at_epoch": at(start_s) / 1000,
+        "until_epoch": None if until_s is None else at(until_s) / 1000,
+    }
+
+
+def fallback(
+    model: str, seconds: float, detector: str = "drift_psi", seq: int = 1
+) -> ObservedCommand:
+    return ObservedCommand(model, "fallback", detector, at(seconds), seq)
+
+
+def restore(model: str, seconds: float, seq: int = 2) -> ObservedCommand:
+    return ObservedCommand(model, "restore", "health", at(seconds), seq)
+
+
+def alert(model: str, seconds: float, event: str = "ModelDegraded", **kw: Any) -> AlertEvent:
+    fields: dict[str, Any] = {"group": "health", "severity": "warning", "alert_id": f"a-{model}"}
+    return AlertEvent(model=model, event=event, at_ms=at(seconds), **(fields | kw))
+
+
+def report(
+    timeline: list[dict[str, Any]],
+    commands: list[ObservedCommand] = [],  # noqa: B006 (never mutated)
+    switches: list[Switch] = [],  # noqa: B006
+    alerts: list[AlertEvent] = [],  # noqa: B006
+    bounds: dict[str, float] | None = None,
+) -> Report:
+    return build_report(
+        timeline,
+        commands,
+        switches,
+        alerts,
+        scenario="test",
+        started_at=T0,
+        ended_at=END,
+        bounds_s=bounds or {"drift_abrupt": 40.0},
+    )
+
+
+def test_an_incident_is_detected_by_its_first_alert_and_switched_after_its_command() -> None:
+    result = report(
+        [incident("drift_abrupt", "fraud-001", 45, 100)],
+        commands=[fallback("fraud-001", 66), restore("fraud-001", 130)],
+        switches=[
+            Switch("fraud-001", "fallback", at(66.004)),
+            Switch("fraud-001", "live", at(130.1)),
+        ],
+        alerts=[
+            alert("fraud-001", 56.5),
+            alert("fraud-001", 66.2, "ModelFallback", severity="major"),
+        ],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.detector) == (at(56.5), "drift_psi")
+    assert (row.command_at, row.switched_at) == (at(66), at(66.004))
+    assert (row.alert_id, row.recovered) == ("a-fraud-001", True)
+    assert result.false_fallbacks == () and result.missed == ()
+
+
+def test_a_command_before_any_alert_is_the_detection() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10)],
+        commands=[fallback("m", 20, detector="drift_ks")],
+        alerts=[alert("m", 21, group="detector", event="drift_ks", alert_id="d-m")],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.detector, row.alert_id) == (at(20), "drift_ks", "d-m")
+    assert (row.switched_at, row.recovered) == (None, False)
+
+
+def test_the_health_alert_is_preferred_to_a_detector_alert_for_the_id() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10)],
+        alerts=[
+            alert(
+                "m", 12, group="detector", event="drift_psi", alert_id="det", detector="drift_psi"
+            ),
+            alert("m", 13, alert_id="health"),
+        ],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.detector, row.alert_id) == (at(12), "drift_psi", "health")
+
+
+def test_alarms_outside_the_bound_or_on_other_models_or_quiet_ones_do_not_detect() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10)],
+        commands=[fallback("m", 51), fallback("other", 15)],
+        alerts=[
+            alert("m", 9.9),  # before the injection
+            alert("m", 20, severity="normal", event="ModelHealthy"),  # not an alarm
+            alert("m", 21, group="escalation", severity="critical"),  # not a detection group
+            alert("other", 12),
+        ],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.command_at, row.alert_id) == (None, None, None)
+    assert [r.kind for r in result.missed] == ["drift_abrupt"]
+
+
+def test_each_kind_has_its_own_bound_and_others_the_default() -> None:
+    timeline = [incident("drift_gradual", "a", 0), incident("label_leak", "b", 0)]
+    commands = [fallback("a", 70), fallback("b", 70)]
+    result = report(timeline, commands, bounds={"drift_gradual": 80.0})
+    assert [row.command_at for row in result.incidents] == [at(70), None]
+    # b's incident never ends, so its fallback is not false even though it came late.
+    assert result.false_fallbacks == ()
+
+
+def test_a_fallback_on_a_healthy_model_or_long_after_the_incident_is_false() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10, until_s=30)],
+        commands=[fallback("m", 69.9), fallback("m", 71, seq=3), fallback("healthy", 90)],
+        switches=[Switch("healthy", "fallback", at(90.003))],
+    )
+    assert [(f.model, f.command_at, f.switched_at) for f in result.false_fallbacks] == [
+        ("m", at(71), None),
+        ("healthy", at(90), at(90.003)),
+    ]
+
+
+def test_a_switch_before_the_command_is_not_its_switch() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10)],
+        commands=[fallback("m", 20)],
+        switches=[Switch("m", "fallback", at(19)), Switch("m", "live", at(19.5))],
+    )
+    assert result.incidents[0].switched_at is None
+
+
+def test_a_restore_before_the_fallback_is_no_recovery() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10)],
+        commands=[restore("m", 15, seq=1), fallback("m", 20, seq=2)],
+    )
+    assert result.incidents[0].recovered is False
+
+
+def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10, 60), incident("label_leak", "n", 5)],
+        commands=[fallback("m", 20), restore("m", 80), fallback("healthy", 90)],
+        switches=[Switch("m", "fallback", at(20.002))],
+        alerts=[alert("m", 18)],
+    )
+    document = json.loads(result.dumps())
+    assert set(document) >= {"incidents", "false_fallbacks"}
+    first, second = document["incidents"]
+    assert list(first) == [
+        "kind",
+        "model",
+        "feature",
+        "injected_at",
+        "detected_at",
+        "detector",
+        "command_at",
+        "switched_at",
+        "alert_id",
+        "recovered",
+    ]
+    assert first == {
+        "kind": "drift_abrupt",
+        "model": "m",
+        "feature": "m.amount",
+        "injected_at": "2026-11-28T12:00:10.000Z",
+        "detected_at": "2026-11-28T12:00:18.000Z",
+        "detector": "drift_psi",
+        "command_at": "2026-11-28T12:00:20.000Z",
+        "switched_at": "2026-11-28T12:00:20.002Z",
+        "alert_id": "a-m",
+        "recovered": True,
+    }
+    assert second["feature"] is None and second["detected_at"] is None
+    assert document["false_fallbacks"] == [
+        {
+            "model": "healthy",
+            "command_at": iso_utc(at(90)),
+            "detector": "drift_psi",
+            "switched_at": None,
+        }
+    ]
+    assert Report.from_json(document) == result
+
+
+def test_markdown_has_one_row_per_incident_with_delays_and_the_switch_in_ms() -> None:
+    result = report(
+        [incident("drift_abrupt", "m", 10, 60), incident("label_leak", "n", 5)],
+        commands=[fallback("m", 20), fallback("healthy", 90)],
+        switches=[Switch("m", "fallback", at(20.007))],
+        alerts=[alert("m", 18)],
+    )
+    text = result.to_markdown()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows[0] == (
+        "| 1 | drift_abrupt | m / m.amount | 12:00:10.000 | +8.0 s | drift_psi | +10.0 s "
+        "| 7 ms | a-m | no |"
+    )
+    assert rows[1].startswith("| 2 | label_leak | n | 12:00:05.000 | - | - | - | - | - | no |")
+    assert "Detected 1 of 2 incidents." in text
+    assert "Missed: label_leak on n." in text
+    assert "- healthy at 12:01:30.000 by drift_psi" in text
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"incidents": [], "false_fallbacks": []}, "missing field 'started_at'"),
+        (
+            {"started_at": "yesterday", "ended_at": "x", "incidents": [], "false_fallbacks": []},
+            "expected an ISO 8601 time, got 'yesterday'",
+        ),
+    ],
+)
+def test_a_bad_saved_report_is_a_clear_error(document: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Report.from_json(document)
