@@ -4,6 +4,8 @@ Against the local stack (Kafka, and the worker's Alerta and InfluxDB sinks), in 
 
 - ``bare``: an aiokafka consumer (``getmany``, a group of its own) drains the predictions
   topic and does nothing with the messages;
+- ``faust``: a Faust agent that only counts events (``stream.events()``), in an app with the
+  worker's settings: the ceiling of any per-event Faust agent on this machine;
 - ``worker``: one in-process worker (``create_app``, RocksDB tables) consumes the same
   topic with everything that is wired today: decoding and validation, dead letters, the
   per-model watch (a drift test on every monitored feature and the health policy),
@@ -13,7 +15,7 @@ Both read the same ``--events`` predictions (``--models`` models with ``--featur
 numeric features each, produced once, keyed by model_id over the topic's partitions).
 Rates are events over the time from the first event consumed to the last; each pair is
 repeated ``--rounds`` times (bare first, then worker) and the medians are reported, with
-the ratio worker/bare. Run::
+the ratios worker/bare and faust/bare. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_worker_throughput
     .venv/bin/python -m tests.benchmarks.bench_worker_throughput --events 50000 --rounds 1
@@ -28,7 +30,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,47 @@ async def bare_rate(settings: Settings, events: int) -> float:
         await consumer.stop()
 
 
+async def faust_rate(settings: Settings, events: int) -> float:
+    import faust
+
+    app = faust.App(
+        f"bench-faust-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="failsoft-bench-"),
+        web_enabled=False,
+        topic_partitions=PREDICTIONS.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    counted = [0]
+
+    @app.agent(app.topic(PREDICTIONS.name(settings)))
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for _ in stream.events():
+            counted[0] += 1
+
+    await app.start()
+    try:
+        return await _rate(lambda: counted[0], events)
+    finally:
+        await app.stop()
+
+
+async def _rate(consumed: Callable[[], int], events: int) -> float:
+    """Events per second from the first event consumed to the last, polled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    first: tuple[float, int] | None = None
+    while consumed() < events:
+        assert loop.time() < deadline, consumed()
+        if first is None and consumed():
+            first = (time.perf_counter(), consumed())
+        await asyncio.sleep(POLL_S)
+    assert first is not None
+    return (events - first[1]) / (time.perf_counter() - first[0])
+
+
 async def worker_rate(settings: Settings, portfolio: Portfolio, events: int) -> float:
     app_settings = dataclasses.replace(
         settings,
@@ -117,17 +160,7 @@ async def worker_rate(settings: Settings, portfolio: Portfolio, events: int) -> 
     topic = PREDICTIONS.name(settings)
     await app.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT_S
-        first: tuple[float, int] | None = None
-        while app.counters.consumed[topic] < events:
-            assert loop.time() < deadline, app.counters.consumed
-            consumed = app.counters.consumed[topic]
-            if first is None and consumed:
-                first = (time.perf_counter(), consumed)
-            await asyncio.sleep(POLL_S)
-        assert first is not None
-        return (events - first[1]) / (time.perf_counter() - first[0])
+        return await _rate(lambda: app.counters.consumed[topic], events)
     finally:
         await app.stop()
 
@@ -136,30 +169,38 @@ async def run(settings: Settings, events: int, models: int, features: int, round
     portfolio = bench_portfolio(models, features)
     ensure_topics(settings)
     produce(settings, events, models, features)
-    bare, worker = [], []
+    bare, faust_, worker = [], [], []
     for _ in range(rounds):
         bare.append(await bare_rate(settings, events))
+        faust_.append(await faust_rate(settings, events))
         worker.append(await worker_rate(settings, portfolio, events))
     return {
         "events": events,
         "models": models,
         "features": features,
         "bare": bare,
+        "faust": faust_,
         "worker": worker,
     }
 
 
 def report(result: dict) -> str:
     bare, worker = statistics.median(result["bare"]), statistics.median(result["worker"])
+    faust_ = statistics.median(result["faust"])
     rounds = ", ".join(
-        f"{w:,.0f}/{b:,.0f}" for w, b in zip(result["worker"], result["bare"], strict=True)
+        f"{w:,.0f}/{f:,.0f}/{b:,.0f}"
+        for w, f, b in zip(result["worker"], result["faust"], result["bare"], strict=True)
     )
     return (
         f"{result['events']:,} predictions, {result['models']} models x "
         f"{result['features']} numeric features, {len(result['bare'])} round(s)\n"
         f"bare aiokafka consumer: median {bare:,.0f} events/s\n"
+        f"counting Faust agent:   median {faust_:,.0f} events/s\n"
         f"failsoft worker:        median {worker:,.0f} events/s\n"
-        f"ratio worker/bare:      {worker / bare:.3f}   (rounds worker/bare: {rounds})"
+        f"ratio worker/bare:      {worker / bare:.3f}\n"
+        f"ratio faust/bare:       {faust_ / bare:.3f}\n"
+        f"ratio worker/faust:     {worker / faust_:.3f}\n"
+        f"rounds worker/faust/bare: {rounds}"
     )
 
 
@@ -183,7 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
         prefix = settings.topic_prefix.rstrip(".")
         ours = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-        ours += [t for t in admin.list_topics(timeout=30).topics if t.startswith("bench-worker-")]
+        ours += [
+            t
+            for t in admin.list_topics(timeout=30).topics
+            if t.startswith(("bench-worker-", "bench-faust-"))
+        ]
         if ours:
             for future in admin.delete_topics(ours).values():
                 future.result(timeout=30)
