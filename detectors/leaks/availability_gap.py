@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from typing import Any
 
 from river import base
@@ -53,18 +54,34 @@ class GapEvidence:
 class _Key:
     """One entity's feature: its recent writes and the predictions that used it."""
 
+    # Writes with timestamps up to this may have been dropped (``history``) or forgotten
+    # with the key (``max_keys``).
+    forgotten_until: float
     writes: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     # [predicted_at, gap already counted]
     predictions: list[list[Any]] = dataclasses.field(default_factory=list)
 
+    def add(self, event_at: float, written_at: float, history: int) -> None:
+        self.writes.append((event_at, written_at))
+        if len(self.writes) > history:
+            dropped = self.writes.pop(0)
+            self.forgotten_until = max(self.forgotten_until, *dropped)
+
     def late_for(self, predicted_at: float) -> bool:
-        """Whether the value training would join for ``predicted_at`` was written after it."""
+        """Whether the value training would join for ``predicted_at`` was written after it.
+
+        When a forgotten write might be the newer one training joins, the answer is no:
+        guessing yes would make gaps out of missing memory.
+        """
         known = [(e, w) for e, w in self.writes if e <= predicted_at]
         if not known:
             return False
         # Among writes of the same event time, the one written first is the benefit of the doubt.
-        _, written_at = max(known, key=lambda write: (write[0], -write[1]))
-        return written_at > predicted_at
+        event_at, written_at = max(known, key=lambda write: (write[0], -write[1]))
+        return written_at > predicted_at and event_at >= self.forgotten_until
+
+    def latest(self) -> float:
+        return max([self.forgotten_until, *(max(e, w) for e, w in self.writes)])
 
 
 @dataclasses.dataclass
@@ -104,7 +121,9 @@ class AvailabilityGap(base.Base):
     pending
         Predictions kept per entity and feature, waiting for late writes.
     max_keys
-        (entity, feature) pairs kept; the least recently seen are forgotten.
+        (entity, feature) pairs kept; the least recently seen are forgotten. It should
+        cover the pairs written to within the longest write lag: a gap that hinges on a
+        forgotten write is not counted, which costs power but never makes a false gap.
     max_features
         Features followed; further features are ignored.
 
@@ -161,6 +180,8 @@ class AvailabilityGap(base.Base):
 
     def _reset(self) -> None:
         self._keys: collections.OrderedDict[tuple[str, EntityId], _Key] = collections.OrderedDict()
+        # The latest write time among forgotten keys.
+        self._forgotten_until = -math.inf
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
 
@@ -184,9 +205,10 @@ class AvailabilityGap(base.Base):
             counts = self._features[feature] = _Feature(AnytimePValue(self.min_predictions))
         key = self._keys.get((feature, entity_id))
         if key is None:
-            key = self._keys[feature, entity_id] = _Key()
+            key = self._keys[feature, entity_id] = _Key(self._forgotten_until)
             if len(self._keys) > self.max_keys:
-                self._keys.popitem(last=False)
+                _, forgotten = self._keys.popitem(last=False)
+                self._forgotten_until = max(self._forgotten_until, forgotten.latest())
         else:
             self._keys.move_to_end((feature, entity_id))
         return key, counts
@@ -196,9 +218,7 @@ class AvailabilityGap(base.Base):
         if found is None:
             return
         key, counts = found
-        key.writes.append((write.event_at, write.written_at))
-        if len(key.writes) > self.history:
-            key.writes.pop(0)
+        key.add(write.event_at, write.written_at, self.history)
         for prediction in key.predictions:
             predicted_at, counted = prediction
             if counted or not write.event_at <= predicted_at < write.written_at:

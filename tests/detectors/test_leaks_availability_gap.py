@@ -81,6 +81,19 @@ def test_forgets_the_least_recently_seen_keys() -> None:
     assert detector.evidence["f"].gaps == 0
 
 
+def test_a_forgotten_newer_write_is_not_mistaken_for_a_gap() -> None:
+    detector = AvailabilityGap(max_keys=1)
+    detector.update(FeatureWrite("a", "f", 1.0, 90.0, 95.0))
+    detector.update(ServedFeature("b", "f", 1.0, 0.0, 100.0))  # forgets "a"
+    detector.update(ServedFeature("a", "f", 1.0, 95.0, 100.0))
+    # Training would join the forgotten write of event time 90, not this backfill of 50.
+    detector.update(FeatureWrite("a", "f", 0.5, 50.0, 500.0))
+    assert detector.evidence["f"].gaps == 0
+    # A write newer than anything forgotten is judged as usual.
+    detector.update(FeatureWrite("a", "f", 2.0, 99.0, 600.0))
+    assert detector.evidence["f"].gaps == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
