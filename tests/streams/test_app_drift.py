@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -29,7 +30,7 @@ from streams.fleet import ControlListener, ModeChange
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS, ensure_topics
-from tests.streams.proxy import free_port
+from tests.streams.proxy import TcpProxy, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -274,3 +275,64 @@ async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
     assert escalations[0].value == "0.2h"  # 600 s after the fallback
     commands = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=1)
     assert [c.action for c in commands] == ["fallback"]
+
+
+async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catch_up(
+    worker_settings: Settings,
+    unique_name: str,
+    confluent_producer_config: dict[str, Any],
+    alerta_client: Any,
+    influxdb_client: Any,
+    proxies: list[TcpProxy],
+) -> None:
+    alerta_target, influx_target = (
+        urlsplit(worker_settings.alerta_endpoint),
+        urlsplit(worker_settings.influxdb_url),
+    )
+    alerta_proxy = TcpProxy(alerta_target.hostname or "", alerta_target.port or 0)
+    influx_proxy = TcpProxy(influx_target.hostname or "", influx_target.port or 0)
+    proxies.extend([alerta_proxy, influx_proxy])
+    # Both servers unreachable: the sinks point at proxies that are not open yet.
+    settings = dataclasses.replace(
+        worker_settings, alerta_endpoint=alerta_proxy.url, influxdb_url=influx_proxy.url
+    )
+    model = unique_name
+    stream = predictions(model, seed=7)
+    produce(confluent_producer_config, settings, stream)
+
+    app = create_app(settings, parse_portfolio(PORTFOLIO.format(model=model)))
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT_S
+        while sum(app.counters.consumed.values()) < len(stream):
+            assert loop.time() < deadline, dict(app.counters.consumed)
+            await asyncio.sleep(0.2)
+        # Everything consumed and both commands sent while neither server answered.
+        assert dict(app.counters.commands_sent) == {"fallback": 1, "restore": 1}
+        for sink in (app.alerta, app.influx):
+            assert sink.stats.delivered == 0
+            assert sink.stats.failed_attempts >= 1
+            assert 0 < sink.buffered <= sink.capacity
+            assert sink.stats.dropped == 0
+
+        await alerta_proxy.open()
+        await influx_proxy.open()
+        assert await app.alerta.flush(timeout=60)
+        assert await app.influx.flush(timeout=60)
+    finally:
+        await app.stop()
+
+    [health] = [
+        a for a in alerta_client.get_alerts(query=[("resource", model)]) if a.group == "health"
+    ]
+    assert (health.event, health.status) == ("ModelHealthy", "closed")
+    flux = f"""
+        from(bucket: "{settings.influxdb_bucket}")
+          |> range(start: -1d)
+          |> filter(fn: (r) => r.model == "{model}" and r._measurement == "health")
+          |> filter(fn: (r) => r._field == "state")
+    """
+    tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
+    states = [r.get_value() for t in tables for r in sorted(t.records, key=lambda r: r.get_time())]
+    assert states == ["degraded", "fallback", "probing", "healthy"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import pytest_asyncio
 
 from streams.settings import Settings
 from streams.sinks.alerta import (
@@ -67,14 +66,6 @@ def influx_sink(settings: Settings, url: str | None = None, **kwargs: Any) -> Co
         request_timeout=2.0,
         **kwargs,
     )
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def proxies() -> AsyncIterator[list[TcpProxy]]:
-    opened: list[TcpProxy] = []
-    yield opened
-    for proxy in opened:
-        await proxy.close()
 
 
 def alerts_of(alerta_client: Any, resource: str) -> list[Any]:
