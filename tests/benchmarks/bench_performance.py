@@ -21,6 +21,11 @@ Part 3, cost: microseconds per ``update`` of every performance and shadow detect
 its shared-check stream (20,000 inputs, median of 5 repeats, Python loop included), and
 of a read of its main result after every update where that read computes over a window.
 
+Part 4 (``--long-null``), the portfolio's horizon: 100 models x 60,000 labels (30 days at
+2,000 labels a day) at a stationary error rate of 0.10, each with its own learnt baseline;
+false alarms of ``PerformanceDrop`` at alpha 1e-4 for a few tolerances and reference
+sizes, in all and per model-day.
+
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_performance            # 30 runs per stream
@@ -250,16 +255,47 @@ def costs(n: int = 20_000, repeats: int = 5) -> str:
     return "\n".join(lines)
 
 
+def long_null(models: int = 100, labels: int = 60_000) -> str:
+    lines = [
+        "| PerformanceDrop (alpha 1e-4) | false alarms | models with any | per model-day |",
+        "|---|---:|---:|---:|",
+    ]
+    model_days = models * labels / 2000
+    for tolerance, reference_size in ((0.02, 1000), (0.01, 1000), (0.01, 3000)):
+        alarms = 0
+        alarming = 0
+        for model in range(models):
+            rng = np.random.default_rng([7, model])
+            detector = PerformanceDrop(
+                alpha=ALPHA, tolerance=tolerance, reference_size=reference_size
+            )
+            count = 0
+            for loss in (rng.random(labels) < 0.10).astype(float).tolist():
+                detector.update(loss)
+                count += detector.drift_detected
+            alarms += count
+            alarming += count > 0
+        lines.append(
+            f"| tolerance {tolerance}, reference {reference_size} | {alarms} | "
+            f"{alarming}/{models} | {alarms / model_days:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="seeded runs per stream")
     parser.add_argument("--label-delay", type=int, default=2000, help="in predictions")
+    parser.add_argument("--long-null", action="store_true", help="also run part 4 (minutes)")
     args = parser.parse_args(argv)
     print(table(evaluate(args.runs), args.runs))
     print()
     print(head_start_table(*head_start(args.runs, args.label_delay), args.label_delay))
     print()
     print(costs())
+    if args.long_null:
+        print()
+        print(long_null())
     return 0
 
 
@@ -274,6 +310,7 @@ def test_performance_benchmark_runs_and_catches_each_rise() -> None:
     print(head_start_table(estimated, measured, 2000))
     assert all(0 <= e < m for e, m in zip(estimated, measured, strict=True))
     print(costs(n=500, repeats=1))
+    print(long_null(models=2, labels=2000))
 
 
 if __name__ == "__main__":
