@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 KEYS = "k1=integration-test-secret-0123456789"
 TIMEOUT_S = 120.0
+OUTAGE_S = 30.0
 PORTFOLIO = """
 [models.{model}]
 owner = "team-test"
@@ -304,6 +305,7 @@ async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catc
     await app.start()
     try:
         loop = asyncio.get_running_loop()
+        outage_ends = loop.time() + OUTAGE_S
         deadline = loop.time() + TIMEOUT_S
         while sum(app.counters.consumed.values()) < len(stream):
             assert loop.time() < deadline, dict(app.counters.consumed)
@@ -316,6 +318,7 @@ async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catc
             assert 0 < sink.buffered <= sink.capacity
             assert sink.stats.dropped == 0
 
+        await asyncio.sleep(max(0.0, outage_ends - loop.time()))
         await alerta_proxy.open()
         await influx_proxy.open()
         assert await app.alerta.flush(timeout=60)
