@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import math
 from typing import Any
 
 from river import base
 
 from detectors.leaks._arguments import require_counts, require_fractions
 from detectors.leaks._exact import AnytimePValue, binomial_sf
+from detectors.leaks._memory import Forgetful
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -179,9 +178,7 @@ class AvailabilityGap(base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        self._keys: collections.OrderedDict[tuple[str, EntityId], _Key] = collections.OrderedDict()
-        # The latest write time among forgotten keys.
-        self._forgotten_until = -math.inf
+        self._keys: Forgetful[tuple[str, EntityId], _Key] = Forgetful(self.max_keys)
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
 
@@ -203,15 +200,7 @@ class AvailabilityGap(base.Base):
             if len(self._features) >= self.max_features:
                 return None
             counts = self._features[feature] = _Feature(AnytimePValue(self.min_predictions))
-        key = self._keys.get((feature, entity_id))
-        if key is None:
-            key = self._keys[feature, entity_id] = _Key(self._forgotten_until)
-            if len(self._keys) > self.max_keys:
-                _, forgotten = self._keys.popitem(last=False)
-                self._forgotten_until = max(self._forgotten_until, forgotten.latest())
-        else:
-            self._keys.move_to_end((feature, entity_id))
-        return key, counts
+        return self._keys.use((feature, entity_id), _Key), counts
 
     def _add_write(self, write: FeatureWrite) -> None:
         found = self._key(write.feature, write.entity_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import heapq
 import math
@@ -13,6 +12,7 @@ from river import base
 
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._exact import AnytimePValue, binomial_sf, hypergeom_sf
+from detectors.leaks._memory import Forgetful
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -270,9 +270,7 @@ class LabelCoincidentWrites(base.Base):
         self._stream_time = -math.inf
         self._arrivals = 0
         # Least recently seen entity first.
-        self._writes: collections.OrderedDict[EntityId, _Entity] = collections.OrderedDict()
-        # The latest write time among forgotten entities.
-        self._forgotten_until = -math.inf
+        self._writes: Forgetful[EntityId, _Entity] = Forgetful(self.max_entities)
         # A heap of (scoring time, arrival number, entity, class, label_at).
         self._open: list[tuple[float, int, EntityId, int, float]] = []
         self._features: dict[str, _Feature] = {}
@@ -293,31 +291,20 @@ class LabelCoincidentWrites(base.Base):
         while self._open and self._open[0][0] < self._stream_time:
             self._score(heapq.heappop(self._open))
 
-    def _entity(self, entity_id: EntityId) -> _Entity:
-        entity = self._writes.get(entity_id)
-        if entity is None:
-            entity = self._writes[entity_id] = _Entity(self._forgotten_until)
-            if len(self._writes) > self.max_entities:
-                _, forgotten = self._writes.popitem(last=False)
-                self._forgotten_until = max(self._forgotten_until, forgotten.latest())
-        else:
-            self._writes.move_to_end(entity_id)
-        return entity
-
     def _add_write(self, write: FeatureWrite) -> None:
         self._stream_time = max(self._stream_time, write.written_at)
         if write.feature not in self._features:
             if len(self._features) >= self.max_features:
                 return
             self._features[write.feature] = _Feature(2 * self.min_labels)
-        times = self._entity(write.entity_id).times(write.feature)
+        times = self._writes.use(write.entity_id, _Entity).times(write.feature)
         times[_ANY].add(write, self.history)
         if is_null(write.value, self.sentinels or ()):
             times[_NULL].add(write, self.history)
 
     def _add_label(self, label: Label) -> None:
         self._stream_time = max(self._stream_time, label.label_at)
-        self._entity(label.entity_id)
+        self._writes.use(label.entity_id, _Entity)
         self._arrivals += 1
         scoring_at = label.label_at + self.tolerance + self.lateness
         entry = (scoring_at, self._arrivals, label.entity_id, int(label.label), label.label_at)
@@ -327,7 +314,7 @@ class LabelCoincidentWrites(base.Base):
 
     def _score(self, entry: tuple[float, int, EntityId, int, float]) -> None:
         _, _, entity_id, label, label_at = entry
-        entity = self._writes.get(entity_id) or _Entity(self._forgotten_until)
+        entity = self._writes.get(entity_id) or _Entity(self._writes.forgotten_until)
         near = (label_at - self.tolerance, label_at + self.tolerance)
         control_at = label_at - self.control_offset
         control = (control_at - self.tolerance, control_at + self.tolerance)
