@@ -71,6 +71,10 @@ def decode(contract: type[T], raw: bytes | None) -> T | DecodeError:
     except UnicodeDecodeError as error:
         # msgspec validates UTF-8 lazily, and reports bad bytes in an enum string this way.
         return DecodeError(WHOLE_MESSAGE, f"invalid UTF-8 in a string: {error.reason}")
+    except RecursionError:
+        # msgspec descends one interpreter frame per level of nesting, so a few kilobytes
+        # of nested objects or arrays reach the recursion limit.
+        return DecodeError(WHOLE_MESSAGE, "JSON is nested too deeply")
 
 
 def decode_prediction(raw: bytes | None) -> Prediction | DecodeError:

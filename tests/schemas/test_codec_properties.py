@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,13 @@ def test_truncated_and_bit_flipped_examples_never_raise(
     raw[position] ^= data.draw(st.integers(min_value=1, max_value=255))
     _assert_decodes_or_names_field(contract, bytes(raw[:cut]))
     _assert_decodes_or_names_field(contract, bytes(raw))
+
+
+@pytest.mark.parametrize("contract", sorted(CONTRACTS))
+@pytest.mark.parametrize("nesting", [b'{"extra":', b"["], ids=["objects", "arrays"])
+def test_deeply_nested_json_is_a_decode_error(contract: str, nesting: bytes) -> None:
+    # An unknown field holding 2,000 levels (a few kB) passes the interpreter's recursion
+    # limit inside msgspec, which skips unknown fields by descending into them.
+    raw = b'{"extra":' + nesting * 2_000
+    result = decode(CONTRACTS[contract], raw)
+    assert result == DecodeError(WHOLE_MESSAGE, "JSON is nested too deeply")
