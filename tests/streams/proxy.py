@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from urllib.parse import urlsplit
 
 
 def free_port() -> int:
@@ -24,6 +25,13 @@ class TcpProxy:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @classmethod
+    def in_front_of(cls, url: str) -> TcpProxy:
+        """A proxy to the server at ``url`` (host and port)."""
+        target = urlsplit(url)
+        assert target.hostname and target.port, url
+        return cls(target.hostname, target.port)
 
     @property
     def url(self) -> str:

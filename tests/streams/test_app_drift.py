@@ -12,11 +12,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -29,8 +25,9 @@ from streams.app import create_app
 from streams.fleet import ControlListener, ModeChange
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
-from streams.topics import CONTROL, PREDICTIONS, ensure_topics
-from tests.streams.proxy import TcpProxy, free_port
+from streams.topics import CONTROL, PREDICTIONS
+from tests.streams.kafka import read_topic
+from tests.streams.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -55,26 +52,8 @@ clear_after = 600
 
 
 @pytest.fixture
-def worker_settings(
-    stack_settings: Settings, kafka_bootstrap: str, unique_name: str, tmp_path: Path
-) -> Iterator[Settings]:
-    from confluent_kafka.admin import AdminClient
-
-    settings = dataclasses.replace(
-        stack_settings,
-        topic_prefix=f"{unique_name}.",
-        worker_app_id=unique_name,
-        worker_store="memory://",
-        worker_data_dir=tmp_path / "worker",
-        worker_web_port=free_port(),
-        control_keys=KEYS,
-    )
-    ensure_topics(settings)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
-    for future in admin.delete_topics(ours).values():
-        future.result(timeout=30)
+def signing_settings(worker_settings: Settings) -> Settings:
+    return dataclasses.replace(worker_settings, control_keys=KEYS)
 
 
 def predictions(model: str, seed: int, shifted: int = 2000, after: int = 4000) -> list[Prediction]:
@@ -102,28 +81,14 @@ def predictions(model: str, seed: int, shifted: int = 2000, after: int = 4000) -
     ]
 
 
-def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[ControlCommand]:
-    from confluent_kafka import Consumer
+def command_of(raw: bytes | None) -> ControlCommand:
+    command = decode_control_command(raw)
+    assert isinstance(command, ControlCommand), command
+    return command
 
-    # A group of its own: the worker's group has the same name as the test.
-    consumer = Consumer(config | {"group.id": f"{config['group.id']}-{uuid.uuid4().hex[:6]}"})
-    consumer.subscribe([topic])
-    commands: list[ControlCommand] = []
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                if len(commands) >= expected:
-                    break
-                continue
-            assert message.error() is None, message.error()
-            command = decode_control_command(message.value())
-            assert isinstance(command, ControlCommand), command
-            commands.append(command)
-    finally:
-        consumer.close()
-    return commands
+
+def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[ControlCommand]:
+    return read_topic(config, topic, expected, command_of)
 
 
 def produce(config: dict[str, Any], settings: Settings, stream: list[Prediction]) -> None:
@@ -138,14 +103,14 @@ def produce(config: dict[str, Any], settings: Settings, stream: list[Prediction]
 
 
 async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
-    worker_settings: Settings,
+    signing_settings: Settings,
     unique_name: str,
     confluent_producer_config: dict[str, Any],
     confluent_consumer_config: dict[str, Any],
     alerta_client: Any,
     influxdb_client: Any,
 ) -> None:
-    settings = worker_settings
+    settings = signing_settings
     model = unique_name
     portfolio = parse_portfolio(PORTFOLIO.format(model=model))
     stream = predictions(model, seed=7)
@@ -238,13 +203,13 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
 
 
 async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
-    worker_settings: Settings,
+    signing_settings: Settings,
     unique_name: str,
     confluent_producer_config: dict[str, Any],
     confluent_consumer_config: dict[str, Any],
     alerta_client: Any,
 ) -> None:
-    settings = worker_settings
+    settings = signing_settings
     model = unique_name
     text = PORTFOLIO.format(model=model).replace(
         'label_delay = "1h"', 'label_delay = "1h"\nescalation_limit = "10m"'
@@ -279,23 +244,19 @@ async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
 
 
 async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catch_up(
-    worker_settings: Settings,
+    signing_settings: Settings,
     unique_name: str,
     confluent_producer_config: dict[str, Any],
     alerta_client: Any,
     influxdb_client: Any,
     proxies: list[TcpProxy],
 ) -> None:
-    alerta_target, influx_target = (
-        urlsplit(worker_settings.alerta_endpoint),
-        urlsplit(worker_settings.influxdb_url),
-    )
-    alerta_proxy = TcpProxy(alerta_target.hostname or "", alerta_target.port or 0)
-    influx_proxy = TcpProxy(influx_target.hostname or "", influx_target.port or 0)
+    alerta_proxy = TcpProxy.in_front_of(signing_settings.alerta_endpoint)
+    influx_proxy = TcpProxy.in_front_of(signing_settings.influxdb_url)
     proxies.extend([alerta_proxy, influx_proxy])
     # Both servers unreachable: the sinks point at proxies that are not open yet.
     settings = dataclasses.replace(
-        worker_settings, alerta_endpoint=alerta_proxy.url, influxdb_url=influx_proxy.url
+        signing_settings, alerta_endpoint=alerta_proxy.url, influxdb_url=influx_proxy.url
     )
     model = unique_name
     stream = predictions(model, seed=7)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,8 @@ from schemas.contracts import DeadLetter
 from streams.app import create_app
 from streams.portfolio import load_portfolio
 from streams.settings import Settings
-from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS, ensure_topics
-from tests.streams.proxy import free_port
+from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
+from tests.streams.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -34,29 +31,6 @@ def example(name: str, **changes: Any) -> bytes:
     return json.dumps(document | changes).encode()
 
 
-@pytest.fixture
-def worker_settings(
-    stack_settings: Settings, kafka_bootstrap: str, unique_name: str, tmp_path: Path
-) -> Iterator[Settings]:
-    """Settings with topics of the test's own, created here and deleted afterwards."""
-    from confluent_kafka.admin import AdminClient
-
-    settings = dataclasses.replace(
-        stack_settings,
-        topic_prefix=f"{unique_name}.",
-        worker_app_id=unique_name,
-        worker_store="memory://",
-        worker_data_dir=tmp_path / "worker",
-        worker_web_port=free_port(),
-    )
-    ensure_topics(settings)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
-    for future in admin.delete_topics(ours).values():
-        future.result(timeout=30)
-
-
 def produce(config: dict[str, Any], settings: Settings, messages: dict[str, list]) -> None:
     from confluent_kafka import Producer
 
@@ -67,28 +41,10 @@ def produce(config: dict[str, Any], settings: Settings, messages: dict[str, list
     assert producer.flush(30) == 0
 
 
-def read_dead_letters(config: dict[str, Any], topic: str, expected: int) -> list[DeadLetter]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(config)
-    consumer.subscribe([topic])
-    letters: list[DeadLetter] = []
-    deadline = time.monotonic() + CONSUME_TIMEOUT_S
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                # All in, and a second of quiet: a stray extra letter would have shown up.
-                if len(letters) >= expected:
-                    break
-                continue
-            assert message.error() is None, message.error()
-            letter = decode_dead_letter(message.value())
-            assert isinstance(letter, DeadLetter), letter
-            letters.append(letter)
-    finally:
-        consumer.close()
-    return letters
+def dead_letter_of(raw: bytes | None) -> DeadLetter:
+    letter = decode_dead_letter(raw)
+    assert isinstance(letter, DeadLetter), letter
+    return letter
 
 
 async def test_consumed_equals_processed_plus_dead_lettered_per_topic_and_reason(
@@ -168,7 +124,9 @@ async def test_consumed_equals_processed_plus_dead_lettered_per_topic_and_reason
         assert consumed == counters.processed[name] + counters.dead_lettered_total(name)
 
     expected = sum(counters.dead_lettered.values())
-    letters = read_dead_letters(confluent_consumer_config, DEAD_LETTERS.name(settings), expected)
+    letters = read_topic(
+        confluent_consumer_config, DEAD_LETTERS.name(settings), expected, dead_letter_of
+    )
     by_source = collections.Counter(letter.source_topic for letter in letters)
     assert by_source == {name: counters.dead_lettered_total(name) for name in topic.values()}
     # Each dead letter points at a distinct consumed message and keeps its bytes.

@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -190,8 +189,7 @@ async def test_alerta_expired_heartbeat_raises_an_alert_and_a_new_beat_closes_it
 async def test_alerta_outage_never_blocks_stays_bounded_and_delivers_after(
     alerta_client: Any, stack_settings: Settings, unique_name: str, proxies: list[TcpProxy]
 ) -> None:
-    target = urlsplit(stack_settings.alerta_endpoint)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 80)
+    proxy = TcpProxy.in_front_of(stack_settings.alerta_endpoint)
     proxies.append(proxy)
     sink = alerta_sink(stack_settings, endpoint=proxy.url, capacity=20)
     sink.start()
@@ -245,8 +243,7 @@ async def test_influx_points_are_batched_and_read_back_with_flux(
 async def test_influx_outage_never_blocks_stays_bounded_and_delivers_after(
     influxdb_client: Any, stack_settings: Settings, unique_name: str, proxies: list[TcpProxy]
 ) -> None:
-    target = urlsplit(stack_settings.influxdb_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 80)
+    proxy = TcpProxy.in_front_of(stack_settings.influxdb_url)
     proxies.append(proxy)
     sink = influx_sink(stack_settings, url=proxy.url, capacity=300, batch_size=100)
     sink.start()

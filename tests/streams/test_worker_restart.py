@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ import pytest
 
 from schemas.signing import Keyring
 from streams.settings import Settings, env_name
-from streams.topics import CONTROL, PREDICTIONS, ensure_topics
-from tests.streams.proxy import free_port
+from streams.topics import CONTROL, PREDICTIONS
 from tests.streams.test_app_drift import KEYS, PORTFOLIO, predictions, produce, read_commands
 
 pytestmark = pytest.mark.integration
@@ -35,29 +33,16 @@ KILL_AT = 3300  # after the fallback (event 2,999), before the stream returns (4
 
 
 @pytest.fixture
-def worker_settings(
-    stack_settings: Settings, kafka_bootstrap: str, unique_name: str, tmp_path: Path
-) -> Iterator[Settings]:
-    from confluent_kafka.admin import AdminClient
-
+def restart_settings(worker_settings: Settings, unique_name: str, tmp_path: Path) -> Settings:
+    """The test's worker with RocksDB tables, a portfolio file and a signing key."""
     portfolio = tmp_path / "portfolio.toml"
     portfolio.write_text(PORTFOLIO.format(model=unique_name))
-    settings = dataclasses.replace(
-        stack_settings,
-        topic_prefix=f"{unique_name}.",
-        worker_app_id=unique_name,
+    return dataclasses.replace(
+        worker_settings,
         worker_store="rocksdb://",
-        worker_data_dir=tmp_path / "worker",
-        worker_web_port=free_port(),
         portfolio_path=portfolio,
         control_keys=KEYS,
     )
-    ensure_topics(settings)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
-    for future in admin.delete_topics(ours).values():
-        future.result(timeout=30)
 
 
 class WorkerProcess:
@@ -110,13 +95,13 @@ class WorkerProcess:
 
 
 def test_sigkill_and_restart_restores_state_and_neither_loses_nor_repeats_a_command(
-    worker_settings: Settings,
+    restart_settings: Settings,
     unique_name: str,
     tmp_path: Path,
     confluent_producer_config: dict[str, Any],
     confluent_consumer_config: dict[str, Any],
 ) -> None:
-    settings = worker_settings
+    settings = restart_settings
     stream = predictions(unique_name, seed=7)
     produce(confluent_producer_config, settings, stream[:KILL_AT])
 
