@@ -33,7 +33,11 @@ def finite_float(x: Any) -> float | None:
         return x if math.isfinite(x) else None
     if not isinstance(x, numbers.Real):
         return None
-    value = float(x)
+    try:
+        value = float(x)
+    except OverflowError:
+        # An int or Fraction beyond the float range is no more usable than infinity.
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -146,6 +150,16 @@ class NumericWindowTest(WindowTest):
         return self._n_skipped
 
 
+def _hashable(x: Any) -> bool:
+    # isinstance(x, Hashable) only asks the type: a tuple holding a list, or a signaling
+    # NaN Decimal, passes it and still raises TypeError when hashed.
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
 def _sorted_finite(values: Sequence[float]) -> FloatArray:
     array = np.asarray([v for v in values if finite_float(v) is not None], dtype=np.float64)
     return np.sort(array)
@@ -233,7 +247,7 @@ class CategoricalWindowTest(WindowTest):
     def update(self, x: Any) -> None:
         """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
         self._drift_detected = False
-        if x is None or (isinstance(x, float) and math.isnan(x)) or not isinstance(x, Hashable):
+        if x is None or (isinstance(x, float) and math.isnan(x)) or not _hashable(x):
             self._n_skipped += 1
             return
         # Reference categories always get their own count; at most max_categories others do.

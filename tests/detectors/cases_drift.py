@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,15 @@ from detectors import (
     ScalarStreamDrift,
     WassersteinDrift,
 )
-from tests.detectors.cases import DetectorCase
+from tests.detectors.cases import BAD_SCALARS, DetectorCase
 
 WINDOW = 200
 CATEGORIES = ["web", "ios", "android", "tv"]
 _REFERENCE = np.random.default_rng(0).normal(0.0, 1.0, 1000).tolist()
 _CATEGORY_COUNTS = {"web": 500, "ios": 300, "android": 150, "tv": 50}
+# Beyond NaN and None: an int past the float range, and values that pass
+# isinstance(x, Hashable) yet raise when hashed.
+BAD_INPUTS = (*BAD_SCALARS, 10**400, ("web", ["ios"]), Decimal("sNaN"))
 
 
 def alarms(detector: Any, stream: Iterable[Any]) -> list[int]:
@@ -80,6 +84,7 @@ def _windowed(make: Any, frozen: bool, stream: Any, changed: Any) -> DetectorCas
         # when the second is.
         warm_up=WINDOW - 1 if frozen else 2 * WINDOW - 1,
         changed=changed,
+        bad_inputs=BAD_INPUTS,
     )
 
 
@@ -103,6 +108,7 @@ CASES = [
         alarm="drift_detected",
         warm_up=100,
         changed=shifted,
+        bad_inputs=BAD_INPUTS,
     ),
     DetectorCase(
         make=lambda: BernoulliCUSUM(warm_up=200),
@@ -111,6 +117,7 @@ CASES = [
         alarm="drift_detected",
         warm_up=200,
         changed=many_errors,
+        bad_inputs=BAD_INPUTS,
     ),
     DetectorCase(
         make=lambda: ScalarStreamDrift(drift.ADWIN(), warm_up=100),
@@ -119,5 +126,6 @@ CASES = [
         alarm="drift_detected",
         warm_up=100,
         changed=shifted,
+        bad_inputs=BAD_INPUTS,
     ),
 ]
