@@ -70,6 +70,7 @@ CASES = [
             *BAD_SCALARS,
             "fallback",
             Heartbeat(at=float("nan")),
+            Heartbeat(at=10**400),
             Evidence(detector="ks", at=float("inf"), alarm=True, critical=True),
             Evidence(detector="ks", at=None, alarm=True),  # type: ignore[arg-type]
         ),

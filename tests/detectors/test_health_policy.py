@@ -197,7 +197,16 @@ def test_late_records_do_not_move_time_backwards() -> None:
 
 @pytest.mark.parametrize(
     "record",
-    [None, float("nan"), "x", 3.0, Heartbeat(at=float("inf")), Heartbeat(at=True)],
+    [
+        None,
+        float("nan"),
+        "x",
+        3.0,
+        Heartbeat(at=float("inf")),
+        Heartbeat(at=True),
+        Heartbeat(at=10**400),
+        Evidence(detector="ks", at=10**400, alarm=True, critical=True),
+    ],
 )
 def test_records_that_are_not_evidence_are_counted_and_ignored(record: Any) -> None:
     policy = HealthPolicy()
