@@ -193,11 +193,13 @@ class HealthPolicy(base.Base):
     # -- update ------------------------------------------------------------------------
 
     def update(self, x: Any) -> None:
+        # Edges clear on every update, ignored ones too: a caller reading ``action`` after
+        # each update must not see the previous update's command again.
+        self._action = None
+        self._escalation_due = False
         if not isinstance(x, Evidence | Heartbeat) or not _is_finite_number(x.at):
             self._ignored += 1
             return
-        self._action = None
-        self._escalation_due = False
         now = float(x.at) if self._now is None else max(self._now, float(x.at))
         self._now = now
         if self._since is None:

@@ -217,6 +217,16 @@ def test_records_that_are_not_evidence_are_counted_and_ignored(record: Any) -> N
     assert policy.since == 0.0
 
 
+def test_an_ignored_record_clears_the_edges_of_the_update_before() -> None:
+    policy = HealthPolicy(escalate_after=0.0)
+    policy.update(Evidence(detector="error_rate", at=5.0, alarm=True, critical=True))
+    assert policy.action is not None and policy.escalation_due
+    policy.update(Heartbeat(at=float("nan")))
+    assert policy.ignored == 1
+    assert policy.action is None and not policy.escalation_due
+    assert policy.state is HealthState.FALLBACK
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
