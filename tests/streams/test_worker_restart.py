@@ -24,6 +24,7 @@ import pytest
 from schemas.signing import Keyring
 from streams.settings import Settings, env_name
 from streams.topics import CONTROL, PREDICTIONS
+from tests.streams.proxy import free_port
 from tests.streams.test_app_drift import KEYS, PORTFOLIO, predictions, produce, read_commands
 
 pytestmark = pytest.mark.integration
@@ -135,3 +136,52 @@ def test_sigkill_and_restart_restores_state_and_neither_loses_nor_repeats_a_comm
     assert stream[4000].predicted_at < commands[1].issued_at < stream[6000].predicted_at
     assert len({c.seq for c in commands}) == 2 and commands[0].seq < commands[1].seq
     assert all(Keyring.parse(KEYS).verify(c) for c in commands)
+
+
+def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
+    restart_settings: Settings,
+    tmp_path: Path,
+    confluent_producer_config: dict[str, Any],
+    confluent_consumer_config: dict[str, Any],
+) -> None:
+    # Fixed model names, so that their partitions (and the split between the two workers)
+    # are the same in every run; the topics are the test's own.
+    models = [f"model-{n}" for n in range(4)]
+    portfolio = tmp_path / "portfolio.toml"
+    portfolio.write_text("".join(PORTFOLIO.format(model=model) for model in models))
+    first_settings = dataclasses.replace(restart_settings, portfolio_path=portfolio)
+    second_settings = dataclasses.replace(
+        first_settings, worker_web_port=free_port(), worker_data_dir=tmp_path / "worker-2"
+    )
+    streams = [predictions(model, seed=n) for n, model in enumerate(models)]
+    total = sum(len(stream) for stream in streams)
+
+    workers = [
+        WorkerProcess(first_settings, tmp_path / "worker-1.log"),
+        WorkerProcess(second_settings, tmp_path / "worker-2.log"),
+    ]
+    try:
+        # Both in the group before the data, so that most of it is read once.
+        for worker in workers:
+            worker.wait_consumed(0)
+        time.sleep(5)
+        for stream in streams:
+            produce(confluent_producer_config, first_settings, stream)
+        deadline = time.monotonic() + START_TIMEOUT_S * 2
+        while sum(worker.consumed() or 0 for worker in workers) < total:
+            assert all(w.process.poll() is None for w in workers), "a worker exited"
+            assert time.monotonic() < deadline, [w.consumed() for w in workers]
+            time.sleep(0.5)
+        consumed = [worker.consumed() or 0 for worker in workers]
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    # At least once: a rebalance while a worker reads hands the uncommitted tail of its
+    # partitions to the other, which reads it again (each worker's books still balance).
+    assert sum(consumed) >= total, consumed
+    assert all(count > 0 for count in consumed), consumed  # both workers hold partitions
+    commands = read_commands(confluent_consumer_config, CONTROL.name(first_settings), 8)
+    # Read again or not, each model's incident gives one fallback and one restore.
+    by_model = {model: [c.action for c in commands if c.model_id == model] for model in models}
+    assert by_model == {model: ["fallback", "restore"] for model in models}
