@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "streams.control",
     "streams.simulate.cli",
     "streams.worker",
+    "streams.demo.cli",
 )
 
 
