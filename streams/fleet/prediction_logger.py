@@ -106,12 +106,14 @@ class PredictionLogger:
         return True
 
     def stats(self) -> LoggerStats:
+        # Read together: a drop moves one count from accepted to dropped under the lock.
         with self._counts_lock:
-            delivered, failed, accepted = self._delivered, self._failed, self._accepted
+            delivered, failed = self._delivered, self._failed
+            accepted, dropped = self._accepted, self._dropped
         return LoggerStats(
             delivered=delivered,
             failed=failed,
-            dropped=self._dropped,
+            dropped=dropped,
             in_flight=accepted - delivered - failed,
             last_loss=self._last_loss,
             last_kafka_error=self._last_kafka_error,
