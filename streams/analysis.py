@@ -37,6 +37,7 @@ __all__ = [
     "SeriesReader",
     "StateInterval",
     "Window",
+    "column",
     "flux_select",
     "flux_string",
     "format_table",
@@ -66,8 +67,7 @@ def flux_string(value: str) -> str:
 def _flux_time(name: str, value: str | datetime) -> str:
     """A Flux time: a relative duration (``-6h``), ``now()``, or an absolute ISO 8601 time."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return _iso(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
     text = value.strip()
     if text == "now()" or _DURATION.fullmatch(text):
         return text
@@ -326,6 +326,15 @@ def group_by(rows: Iterable[Row], keys: Sequence[str]) -> dict[tuple[Any, ...], 
     return dict(sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))))
 
 
+def column(rows: Iterable[Row], field: str) -> list[float]:
+    """One numeric field of ``rows``, NaN where a row lacks it (matplotlib leaves a gap).
+
+    >>> column([{"value": 1}, {}], "value")
+    [1.0, nan]
+    """
+    return [float("nan") if row.get(field) is None else float(row[field]) for row in rows]
+
+
 def format_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
     """``rows`` as a fixed-width text table; floats with 4 significant digits.
 
@@ -351,5 +360,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return _iso(value)
     return str(value)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
