@@ -4,6 +4,8 @@ The serving thread reads ``listener.mode(model_id)``: one dict lookup, no lock (
 listener thread replaces single entries, which is atomic under the GIL). When Kafka is
 unreachable the map keeps its last state (fail static); librdkafka reconnects by itself
 and the listener resumes from its position, so it catches up when the broker returns.
+Should the listener thread itself fail, it logs and counts the failure, then starts a new
+consumer after the last message it took, so the node keeps following the topic.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class ListenerStats:
     kafka_errors: int
     last_kafka_error: str | None
     bootstrapped: bool
+    failures: int
+    """Times the listener thread failed and restarted its consumer."""
+    last_failure: str | None
 
 
 class ControlListener:
@@ -118,6 +123,10 @@ class ControlListener:
         self._callback_errors = 0
         self._kafka_errors = 0
         self._last_kafka_error: str | None = None
+        self._failures = 0
+        self._last_failure: str | None = None
+        # Partition -> offset after the last message taken, where a restarted consumer resumes.
+        self._resume_at: dict[int, int] = {}
         self._bootstrapped = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="failsoft-control", daemon=True)
@@ -175,17 +184,35 @@ class ControlListener:
             kafka_errors=self._kafka_errors,
             last_kafka_error=self._last_kafka_error,
             bootstrapped=self._bootstrapped.is_set(),
+            failures=self._failures,
+            last_failure=self._last_failure,
         )
 
     # The listener thread.
 
     def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except Exception as error:
+                # A failure here (our bug, librdkafka, the clock) must not leave the node
+                # deaf to the topic for good: count it, say it, start a new consumer.
+                self._failures += 1
+                self._last_failure = f"{type(error).__name__}: {error}"
+                _log.exception("control listener failed; restarting its consumer")
+                # Backing off (1 s, doubling to 30 s) keeps a lasting cause from flooding logs.
+                self._stopping.wait(min(30.0, 2.0 ** min(self._failures - 1, 5)))
+
+    def _consume(self) -> None:
         consumer = Consumer(self._config)
         try:
             ends = self._assign(consumer)
             while not self._stopping.is_set():
                 message = consumer.poll(0.1)
                 if message is not None:
+                    # Noted before it is applied: a message that makes the listener fail
+                    # is skipped on restart rather than failing it again forever.
+                    _note_taken(self._resume_at, message)
                     self._receive(message)
                     if ends:
                         _note_offset(ends, message)
@@ -200,7 +227,8 @@ class ControlListener:
             consumer.close()
 
     def _assign(self, consumer: Consumer) -> dict[int, int] | None:
-        """Assign every partition from the start; return each one's end offset at start.
+        """Assign every partition from the start (after a failure: after the last message
+        taken); return each one's end offset at start.
 
         Retries until the topic is reachable (the node serves its defaults meanwhile).
         """
@@ -221,7 +249,10 @@ class ControlListener:
                 self._stopping.wait(0.5)
                 continue
             consumer.assign(
-                [KafkaPartition(self.topic, p, OFFSET_BEGINNING) for p in topic.partitions]
+                [
+                    KafkaPartition(self.topic, p, self._resume_at.get(p, OFFSET_BEGINNING))
+                    for p in topic.partitions
+                ]
             )
             return ends
         return None
@@ -259,6 +290,12 @@ class ControlListener:
     def _on_kafka_error(self, error: KafkaError | Exception) -> None:
         self._kafka_errors += 1
         self._last_kafka_error = str(error)
+
+
+def _note_taken(resume_at: dict[int, int], message: Message) -> None:
+    partition, offset = message.partition(), message.offset()
+    if message.error() is None and partition is not None and offset is not None:
+        resume_at[partition] = offset + 1
 
 
 def _note_offset(ends: dict[int, int], message: Message) -> None:

@@ -41,3 +41,20 @@ def test_the_default_mode_is_configurable() -> None:
 def test_a_node_without_control_keys_refuses_to_start() -> None:
     with pytest.raises(ValueError, match="no control keys configured"):
         ControlListener(dataclasses.replace(NOWHERE, control_keys=""))
+
+
+def test_a_failing_listener_thread_counts_the_failure_and_keeps_trying() -> None:
+    # librdkafka refuses the property when the thread builds its consumer.
+    listener = ControlListener(NOWHERE, consumer_config={"no.such.property": "x"}).start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while listener.stats().failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = listener.stats()
+        assert stats.failures == 2
+        assert "no.such.property" in (stats.last_failure or "")
+        assert listener.mode("any-model") == "live"
+    finally:
+        started = time.monotonic()
+        listener.stop()
+    assert time.monotonic() - started < 5.0

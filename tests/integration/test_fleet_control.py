@@ -12,7 +12,7 @@ from schemas.contracts import Action, ControlCommand
 from streams.cli import main
 from streams.control import publish_command
 from streams.fleet import ControlListener, ModeChange, PredictionLogger
-from streams.fleet.listener import MODE_OF_ACTION
+from streams.fleet.listener import MODE_OF_ACTION, now_ms
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS
 from tests.fleet.helpers import command, fleet_settings, fleet_topics, wait_for
@@ -87,6 +87,29 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
         assert stats.rejected == {"forged": 2, "replayed": 2, "expired": 1, "unsigned": 1}
         assert listener.command("recs") == restore
         assert [change.new for change in changes] == ["fallback", "live"]
+
+
+def test_a_listener_that_fails_restarts_after_the_message_that_failed(
+    settings: Settings,
+) -> None:
+    publish_command(settings, command(settings, "first", "fallback", SEQ))
+    publish_command(settings, command(settings, "second", "fallback", SEQ))
+    calls = 0
+
+    def clock_failing_once() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("clock broke")
+        return now_ms()
+
+    with ControlListener(settings, clock=clock_failing_once) as listener:
+        assert wait_for(lambda: listener.mode("second") == "fallback")
+        assert listener.wait_bootstrapped(30)
+        stats = listener.stats()
+        assert (stats.failures, stats.last_failure) == (1, "RuntimeError: clock broke")
+        assert stats.applied == 1
+        assert listener.mode("first") == "live"
 
 
 def test_garbage_on_the_control_topic_is_counted_and_ignored(settings: Settings) -> None:
