@@ -50,7 +50,9 @@ class PopularItems:
         """The current top ``n``; ignores its arguments so it can stand in for any model."""
         if self._clock() - self._checked_at >= self.check_every_s:
             self.refresh()
-        return self._items
+        # A copy: every request shares this list, and one caller editing its answer (say,
+        # to drop items the user has seen) must not change what the others are served.
+        return list(self._items)
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; ``False`` if it could not be read."""

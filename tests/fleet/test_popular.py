@@ -49,3 +49,11 @@ def test_a_node_does_not_start_without_its_fallback(tmp_path: Path) -> None:
         PopularItems(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="n=0"):
         PopularItems(tmp_path / "missing.json", n=0)
+
+
+def test_a_caller_editing_its_answer_does_not_change_the_next_one(tmp_path: Path) -> None:
+    path = tmp_path / "popular.json"
+    _write(path, ["a", "b", "c"], 1_000)
+    popular = PopularItems(path, n=3)
+    popular.top().remove("a")
+    assert popular.top() == ["a", "b", "c"]
