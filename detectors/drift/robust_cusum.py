@@ -150,12 +150,19 @@ class RobustCUSUM(base.DriftDetector):
 
     def _learn_reference(self) -> None:
         values = self._buffer
-        median = float(np.median(values))
-        mad = float(np.median(np.abs(values - median))) * _MAD_TO_SIGMA
-        if mad > 0.0:
-            values = values[np.abs(values - median) <= _OUTLIER_MADS * mad]
-        self._location = float(np.mean(values))
-        spread = float(np.std(values))
+        # Finite values near the float limit can overflow the mean or the spread; numpy
+        # would warn, and an infinite or NaN reference would never alarm again.
+        with np.errstate(over="ignore", invalid="ignore"):
+            median = float(np.median(values))
+            mad = float(np.median(np.abs(values - median))) * _MAD_TO_SIGMA
+            if mad > 0.0:
+                values = values[np.abs(values - median) <= _OUTLIER_MADS * mad]
+            location = float(np.mean(values))
+            spread = float(np.std(values))
+        if not (math.isfinite(location) and math.isfinite(spread)):
+            self._start_warm_up()
+            return
+        self._location = location
         # A constant warm-up still needs a scale: any later change is then a large one.
         self._scale = spread if spread > 0.0 else max(abs(self._location) * 1e-6, 1e-12)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,16 @@ def test_robust_cusum_handles_a_constant_warm_up() -> None:
     detector = RobustCUSUM(warm_up=100)
     assert alarms(detector, [5.0] * 500 + [5.1] * 10) == [508]
     assert detector.cause == "spread_up"
+
+
+def test_robust_cusum_relearns_after_a_warm_up_that_overflows() -> None:
+    detector = RobustCUSUM(warm_up=100)
+    extreme = [1e308, -1e308] * 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = alarms(detector, [*extreme, *normal(12, 300), *normal(13, 100, mean=3.0)])
+    assert found == [409]
+    assert detector.cause == "mean_up"
 
 
 def test_robust_cusum_skips_bad_values_without_counting_them() -> None:
