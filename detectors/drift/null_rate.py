@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from detectors.drift._statistics import fisher_exact_two_sided
@@ -53,10 +54,12 @@ class NullRateDrift(PValue, WindowTest):
         sentinels: tuple[Any, ...] | None = None,
     ) -> None:
         validate_level("alpha", alpha)
-        if reference is not None:
-            nulls, total = reference
-            if not 0 <= nulls <= total or total < 1:
-                raise ValueError("reference must be (nulls, total), 0 <= nulls <= total >= 1")
+        if reference is not None and not _is_null_count(reference):
+            # A rate (0.002) for the counts is the likely slip; the test needs both counts.
+            raise ValueError(
+                f"reference must be (nulls, total), integers with 0 <= nulls <= total >= 1,"
+                f" or None, got {reference!r}"
+            )
         self._configure_window(reference, window_size)
         self.alpha = alpha
         self.sentinels = sentinels
@@ -102,3 +105,13 @@ class NullRateDrift(PValue, WindowTest):
     def null_rate(self) -> float:
         """Null rate of the last full window (NaN before the first); also ``statistic``."""
         return self._statistic
+
+
+def _is_null_count(reference: Any) -> bool:
+    # A list too: counts read from a TOML or JSON file arrive as one.
+    if not isinstance(reference, tuple | list) or len(reference) != 2:
+        return False
+    nulls, total = reference
+    if not all(isinstance(n, numbers.Integral) for n in reference):
+        return False
+    return bool(0 <= nulls <= total and total >= 1)

@@ -155,6 +155,9 @@ def test_null_rate_is_quiet_on_rare_stationary_nulls() -> None:
         (lambda: ChiSquareDrift(max_categories=0), "max_categories"),
         (lambda: CategoricalPSIDrift(threshold=-1.0), "threshold"),
         (lambda: NullRateDrift(reference=(5, 2)), "reference"),
+        (lambda: NullRateDrift(reference=0.002), "reference"),
+        (lambda: NullRateDrift(reference=(2, 1000, 5)), "reference"),
+        (lambda: NullRateDrift(reference=(0.5, 10.0)), "reference"),
     ],
 )
 def test_invalid_configuration_names_the_field(make: Any, field: str) -> None:
