@@ -42,7 +42,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except StackError as error:
         tail = log_tail(error.log)
-        if tail:
+        # A log holding only the cause itself (a port taken before launch) adds nothing.
+        if len(tail.splitlines()) > 1:
             print(f"--- last lines of {error.log}\n{tail}\n---", file=sys.stderr)
         print(f"failsoft stack: {error}", file=sys.stderr)
         return 1
