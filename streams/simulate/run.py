@@ -12,6 +12,7 @@ and the tests all start here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -66,7 +67,7 @@ class SimulationRun:
         time_scale = defaults.time_scale if time_scale is None else time_scale
         rate = defaults.rate if rate is None else rate
         for name, value in (("time_scale", time_scale), ("rate", rate)):
-            if value <= 0:
+            if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a positive number, got {value}")
         if duration <= timedelta():
             raise ValueError(f"duration: expected a positive duration, got {duration}")

@@ -56,6 +56,7 @@ drift_abrupt, drift_gradual, label_leak, shadow_better, shadow_worse, got 'meteo
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -310,6 +311,9 @@ def _param(index: int, kind: str, key: str, value: object) -> float | str | time
 def _number(incident: int | None, key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScenarioError(incident, key, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        # TOML has nan and inf, which would pass every comparison-based range check.
+        raise ScenarioError(incident, key, f"expected a finite number, got {value!r}")
     return float(value)
 
 

@@ -19,6 +19,7 @@ from streams.simulate.scenario import SCENARIOS
         (["--duration", "1s"], "incident 1, key 'at'"),
         (["--models", "3"], "incident 2, key 'model': 'ltv-003' is not in the portfolio"),
         (["--rate", "0"], "rate: expected a positive number"),
+        (["--time-scale", "nan"], "time_scale: expected a positive number, got nan"),
         (["--start", "yesterday"], "--start: expected ISO 8601"),
         (["--models", "20", "--portfolio", "p.toml"], "--models and --portfolio"),
     ],

@@ -45,6 +45,7 @@ def test_shipped_scenarios_fit_their_own_run_and_cover_every_kind(name: str) -> 
     ("replace", "by", "incident", "key", "reason"),
     [
         ("shift = 2", 'shift = "big"', 1, "shift", "expected a number, got 'big'"),
+        ("shift = 2", "shift = nan", 1, "shift", "expected a finite number, got nan"),
         ("shift = 2", "", 1, "shift", "required for drift_gradual"),
         ('ramp = "4h"', 'ramp = "soon"', 1, "ramp", "expected a duration"),
         ('at = "2h"', 'at = "2h"\nuntil = "1h"', 1, "until", "must be after 'at'"),
@@ -71,6 +72,8 @@ def test_a_model_level_incident_refuses_a_feature_and_broken_modes_are_checked()
         parse_scenario('[[incidents]]\nkind="broken_model"\nmodel="a"\nerror_rate=2\nat="1h"')
     with pytest.raises(ScenarioError, match=r"run\.rate"):
         parse_scenario("[run]\nrate = -1")
+    with pytest.raises(ScenarioError, match=r"run\.time_scale"):
+        parse_scenario("[run]\ntime_scale = inf")
 
 
 @pytest.mark.parametrize(
