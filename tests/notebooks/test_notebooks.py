@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -32,7 +31,8 @@ import nbformat
 import pytest
 
 from streams.analysis import SeriesReader, Window
-from streams.settings import Settings, env_name
+from streams.demo.run import settings_env
+from streams.settings import Settings
 from streams.simulate.scenario import SCENARIOS
 from tests.conftest import StackGuard
 from tests.streams.proxy import free_port
@@ -50,7 +50,7 @@ window_size = 100
 [defaults.detectors.health]
 confirm = 2
 min_dwell = 0.1
-clear_after = 0.5
+clear_after = 1.0
 """
 CONSUME_TIMEOUT_S = 90.0
 KERNEL_NAME = "failsoft-notebooks"
@@ -65,13 +65,6 @@ class SimulatedRun:
     stop: datetime
     timeline: Path
     models: frozenset[str]
-
-    @property
-    def environment(self) -> dict[str, str]:
-        return {
-            env_name(field.name): str(getattr(self.settings, field.name))
-            for field in dataclasses.fields(self.settings)
-        }
 
 
 def influxql(settings: Settings, statement: str) -> None:
@@ -115,23 +108,29 @@ def simulated_run(
         influxdb_bucket=f"{database}/autogen",
     )
     influxql(settings, f'CREATE DATABASE "{database}"')
+    try:
+        yield play(settings, folder)
+    finally:
+        influxql(settings, f'DROP DATABASE "{database}"')
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        ours = [topic for topic in admin.list_topics(timeout=30).topics if name in topic]
+        for future in admin.delete_topics(ours).values():
+            future.result(timeout=30)
+
+
+def play(settings: Settings, folder: Path) -> SimulatedRun:
+    """The short scenario through ``failsoft simulate`` and a ``failsoft worker`` that
+    reads all of it; the worker is stopped (its points flushed) when this returns."""
     start = datetime.now(UTC).replace(microsecond=0)
-    run = SimulatedRun(
-        settings,
-        start,
-        # The short scenario lasts 6 s of (compressed) event time; labels come up to 1 s late.
-        start + timedelta(seconds=8),
-        folder / "timeline.jsonl",
-        frozenset(),
-    )
+    timeline = folder / "timeline.jsonl"
     simulate = subprocess.run(
         [
             *(sys.executable, "-m", "streams.cli", "simulate", "--fast"),
             *("--scenario", str(SCENARIOS / "short.toml"), "--rate", str(RATE)),
-            *("--start", start.isoformat(), "--timeline", str(run.timeline)),
+            *("--start", start.isoformat(), "--timeline", str(timeline)),
             *("--write-portfolio", str(settings.portfolio_path)),
         ],
-        env={**_inherited_environment(), **run.environment},
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -157,18 +156,8 @@ def simulated_run(
             time.sleep(0.5)
     finally:
         worker.stop()  # SIGTERM: the worker flushes its InfluxDB points before it exits
-    try:
-        yield dataclasses.replace(run, models=models)
-    finally:
-        influxql(settings, f'DROP DATABASE "{database}"')
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-        ours = [topic for topic in admin.list_topics(timeout=30).topics if name in topic]
-        for future in admin.delete_topics(ours).values():
-            future.result(timeout=30)
-
-
-def _inherited_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("FAILSOFT_")}
+    # The short scenario lasts 6 s of (compressed) event time; its labels follow within 6 s.
+    return SimulatedRun(settings, start, start + timedelta(seconds=15), timeline, models)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +196,7 @@ def execute(
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     # The client shuts down only kernels of managers it made itself, unless told to.
-    client.execute(env={**_inherited_environment(), **run.environment}, cleanup_kc=True)
+    client.execute(env=settings_env(run.settings), cleanup_kc=True)
     outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     summaries = [
