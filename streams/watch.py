@@ -16,6 +16,12 @@ Health. ``detectors.HealthPolicy`` with ``[detectors.health]`` settings (``confi
 prediction without evidence moves the policy's event time forward (a policy heartbeat), so
 dwell, probation and escalation fire on time between windows.
 
+Values from the future. Every feature value a ``live`` prediction used goes through
+``detectors.FutureValues`` (setting ``[detectors.leaks] skew_tolerance``, milliseconds): a
+value written after the prediction was made is critical evidence, which moves the model
+to its fallback at once. Evidence is emitted when a new such value arrives, so once they
+stop the model can recover through probing like any other.
+
 Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
 whichever model served it); ``shadow`` predictions duplicate that traffic and are left to
 the shadow join.
@@ -40,6 +46,8 @@ from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
+from detectors.leaks.events import ServedFeature
+from detectors.leaks.future_values import FutureValues
 from schemas.contracts import ControlCommand, Prediction
 from schemas.signing import Keyring, signed_command
 from streams.portfolio import Feature, Model, PortfolioError
@@ -117,6 +125,7 @@ class ModelWatch:
     model_id: str
     drift: dict[str, FeatureDrift]
     policy: HealthPolicy
+    future: FutureValues = dataclasses.field(default_factory=FutureValues)
     escalated: bool = False
     last_seq: int = 0
     # Detector -> features whose last window alarmed; drives one alert per detector.
@@ -154,7 +163,12 @@ def new_watch(model: Model) -> ModelWatch:
         policy = HealthPolicy(**health, escalate_after=model.escalation_limit.total_seconds())
     except (TypeError, ValueError) as error:
         raise PortfolioError(model.model_id, "detectors.health", str(error)) from None
-    return ModelWatch(model_id=model.model_id, drift=drift, policy=policy)
+    skew_tolerance = model.detector_settings("leaks").get("skew_tolerance", 0.0)
+    try:
+        future = FutureValues(skew_tolerance=skew_tolerance)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise PortfolioError(model.model_id, "detectors.leaks.skew_tolerance", str(error)) from None
+    return ModelWatch(model_id=model.model_id, drift=drift, policy=policy, future=future)
 
 
 def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
@@ -164,6 +178,8 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
     """
     at = prediction.predicted_at / 1000.0
     evidence: list[Evidence] = []
+    if prediction.role == "live":
+        evidence.extend(_future_values(watch.future, prediction, at))
     if prediction.role in DRIFT_ROLES:
         for name, feature_drift in watch.drift.items():
             seen = prediction.features.get(name)
@@ -185,6 +201,30 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
             actions.append(policy.action)
         escalation_due = escalation_due or policy.escalation_due
     return Observation(at, tuple(evidence), tuple(transitions), tuple(actions), escalation_due)
+
+
+def _future_values(detector: FutureValues, prediction: Prediction, at: float) -> list[Evidence]:
+    evidence = []
+    for name, seen in prediction.features.items():
+        before = detector.future_values
+        detector.update(
+            ServedFeature(
+                prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
+            )
+        )
+        if detector.future_values != before:
+            skew_ms = seen.written_at - prediction.predicted_at
+            evidence.append(
+                Evidence(
+                    detector="future_values",
+                    feature=name,
+                    at=at,
+                    alarm=True,
+                    critical=True,
+                    details={"skew_ms": skew_ms, "future_values": detector.future_values},
+                )
+            )
+    return evidence
 
 
 def _evidence(method: str, feature: str, at: float, test: Any) -> Evidence:
@@ -260,13 +300,18 @@ def consequences(
     model_id, owner = model.model_id, model.owner
     for evidence in observation.evidence:
         tags = {"model": model_id, "feature": evidence.feature or "", "detector": evidence.detector}
-        fields: dict[str, float | int | str | bool] = {
-            "statistic": float(evidence.details.get("statistic", float("nan"))),
-            "drift": int(evidence.alarm),
-        }
-        if evidence.p_value is not None:
-            fields["p_value"] = evidence.p_value
-        points.append(point("drift", tags, fields, int(evidence.at * 1000)))
+        fields: dict[str, float | int | str | bool]
+        if evidence.critical:
+            fields = {"flagged": 1, **evidence.details}
+            points.append(point("leak", tags, fields, int(evidence.at * 1000)))
+        else:
+            fields = {
+                "statistic": float(evidence.details.get("statistic", float("nan"))),
+                "drift": int(evidence.alarm),
+            }
+            if evidence.p_value is not None:
+                fields["p_value"] = evidence.p_value
+            points.append(point("drift", tags, fields, int(evidence.at * 1000)))
         alert = _detector_alert_change(model, watch, evidence)
         if alert is not None:
             alerts.append(alert)
@@ -278,6 +323,8 @@ def consequences(
         points.append(point("health", tags, fields, int(transition.at * 1000)))
         alerts.append(health_alert(model_id, owner, state, detector, transition.reason))
     for action in observation.actions:
+        if action.action == "restore":
+            alerts.extend(_close_detector_alerts(model, watch))
         if action.action == "restore" and watch.escalated:
             watch.escalated = False
             alerts.append(escalation_cleared(model_id, owner))
@@ -316,8 +363,9 @@ def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) 
     features = ", ".join(sorted(after))
     if after:
         text = f"{model.model_id}: {evidence.detector} alarms on {features}"
+        severity = "critical" if evidence.critical else "warning"
         return detector_alert(
-            model.model_id, model.owner, evidence.detector, "warning", text, features
+            model.model_id, model.owner, evidence.detector, severity, text, features
         )
     text = f"{model.model_id}: {evidence.detector} is quiet again"
     return detector_alert(model.model_id, model.owner, evidence.detector, "normal", text)
@@ -366,3 +414,15 @@ def _iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _close_detector_alerts(model: Model, watch: ModelWatch) -> list[Alert]:
+    """On restore: detectors that never said "quiet" (critical ones only speak when they
+    alarm) are quiet by now; their alerts close."""
+    alerts = []
+    for detector, features in sorted(watch.alarming.items()):
+        if features:
+            text = f"{model.model_id}: {detector} is quiet again; {model.model_id} is restored"
+            alerts.append(detector_alert(model.model_id, model.owner, detector, "normal", text))
+            watch.alarming[detector] = set()
+    return alerts

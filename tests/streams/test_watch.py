@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -263,3 +264,48 @@ def test_describe_tells_state_since_why_and_last_evidence() -> None:
     assert entry["last_evidence"]["feature"] in {"age", "country"}
     assert entry["last_seq"] > 0
     json.dumps(entry)  # the view serves it as JSON
+
+
+def with_future_value(predictions: list[Prediction], n: int, skew_ms: int) -> list[Prediction]:
+    """The predictions, with ``age`` of prediction ``n`` written ``skew_ms`` after it."""
+    p = predictions[n]
+    age = FeatureSeen(p.features["age"].value, p.predicted_at + skew_ms)
+    changed = msgspec.structs.replace(p, features=p.features | {"age": age})
+    return [*predictions[:n], changed, *predictions[n + 1 :]]
+
+
+def test_a_value_from_the_future_falls_back_at_once_and_the_model_recovers() -> None:
+    model = small_model()
+    normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
+    future_stream = with_future_value(normal, 1500, skew_ms=3_600_000)
+    effects = effects_of(model, future_stream, KEYRING)
+    commands = [c for e in effects for c in e.commands]
+    assert [(c.action, c.detector, c.issued_at) for c in commands] == [
+        ("fallback", "future_values", future_stream[1500].predicted_at),
+        ("restore", "health", future_stream[1500].predicted_at + 1_200_000),  # 2 x clear_after
+    ]
+    leak_alerts = [
+        (a.severity, a.attributes.get("feature"))
+        for e in effects
+        for a in e.alerts
+        if a.event == "future_values"
+    ]
+    assert leak_alerts == [("critical", "age"), ("normal", None)]
+    [leak] = [p for e in effects for p in e.points if p.measurement == "leak"]
+    assert leak.tags == {"model": "ranker", "feature": "age", "detector": "future_values"}
+    assert (leak.fields["skew_ms"], leak.fields["future_values"]) == (3_600_000, 1)
+
+
+def test_a_write_within_the_skew_tolerance_is_not_from_the_future() -> None:
+    model = small_model("[models.ranker.detectors.leaks]\nskew_tolerance = 50\n")
+    stream = with_future_value([prediction(n, 40.0, "de") for n in range(100)], 10, skew_ms=50)
+    assert effects_of(model, stream, KEYRING) == []
+    late = with_future_value([prediction(n, 40.0, "de") for n in range(100)], 10, skew_ms=51)
+    assert [c.action for e in effects_of(model, late, KEYRING) for c in e.commands] == ["fallback"]
+
+
+def test_bad_skew_tolerance_names_the_model_and_key() -> None:
+    model = small_model("[models.ranker.detectors.leaks]\nskew_tolerance = -1\n")
+    with pytest.raises(PortfolioError) as caught:
+        new_watch(model)
+    assert (caught.value.model, caught.value.key) == ("ranker", "detectors.leaks.skew_tolerance")
