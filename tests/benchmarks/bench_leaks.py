@@ -179,6 +179,8 @@ class Flag:
 @dataclasses.dataclass
 class Outcome:
     flags: dict[str, Flag]
+    # Per detector: the honest feature with the smallest p-value at the end, and that p-value.
+    closest_honest: dict[str, tuple[str, float]]
     future_values: int
     sla_breaches: tuple[str, ...]
     micros: dict[str, float]
@@ -186,7 +188,7 @@ class Outcome:
     events: int
 
 
-def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int]:
+def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int, dict[str, tuple[str, float]]]:
     coincidence = LabelCoincidentWrites(sentinels=(-1,))
     gap = AvailabilityGap()
     flags: dict[str, Flag] = {}
@@ -224,7 +226,17 @@ def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int]:
                             g.p_value,
                             f"gaps {g.gaps} of {g.predictions} predictions",
                         )
-    return flags, labels
+    closest = {
+        "LabelCoincidentWrites": min(
+            ((f, e.p_value) for f, e in coincidence.evidence.items() if f in HONEST),
+            key=lambda item: item[1],
+        ),
+        "AvailabilityGap": min(
+            ((f, e.p_value) for f, e in gap.evidence.items() if f in HONEST),
+            key=lambda item: item[1],
+        ),
+    }
+    return flags, labels, closest
 
 
 def _cost(events: list[Any]) -> dict[str, float]:
@@ -249,7 +261,7 @@ def _cost(events: list[Any]) -> dict[str, float]:
 
 def run(seed: int) -> Outcome:
     events = simulate(seed)
-    flags, labels = _first_flags(events)
+    flags, labels, closest = _first_flags(events)
     lag = WriteLag(sla=5 * MINUTE)
     future = FutureValues()
     breaches: set[str] = set()
@@ -260,7 +272,13 @@ def run(seed: int) -> Outcome:
         elif isinstance(event, ServedFeature):
             future.update(event)
     return Outcome(
-        flags, future.future_values, tuple(sorted(breaches)), _cost(events), labels, len(events)
+        flags,
+        closest,
+        future.future_values,
+        tuple(sorted(breaches)),
+        _cost(events),
+        labels,
+        len(events),
     )
 
 
@@ -278,7 +296,13 @@ def table(outcome: Outcome, seed: int) -> str:
         f"precision {precision:.2f}, recall {recall:.2f}, "
         f"honest features flagged {false_flags} of {len(HONEST)}; "
         f"values from the future {outcome.future_values}; "
-        f"write-lag SLA (5 min) breaches: {', '.join(outcome.sla_breaches) or 'none'}.",
+        f"write-lag SLA (5 min) breaches: {', '.join(outcome.sla_breaches) or 'none'}. "
+        "Smallest p-value of an honest feature at the end: "
+        + ", ".join(
+            f"{detector} {p:.2g} ({feature})"
+            for detector, (feature, p) in outcome.closest_honest.items()
+        )
+        + ".",
         "",
         "| feature | planted | flagged by | needed (labels arrived) | p-value | evidence |",
         "|---|---|---|---|---|---|",
