@@ -141,7 +141,11 @@ class LabelCoincidentWrites(base.Base):
     (the control window, same width, earlier). An honest feature is written as often in
     either window, whatever the class, even when its value or its write rate depends on the
     class. A leak is written near the label far more than in the control window, for one
-    class more than for the other.
+    class more than for the other. A write counts in a window if its ``event_at`` or its
+    ``written_at`` falls in it. The control window stands in for the near one as long as an
+    entity writes about as often an hour before its label as at it; a feature written by the
+    very action that makes the label (the login of the session in which the user cancels)
+    is tied to the label, and is flagged: its value at label time carries the outcome.
 
     Each feature is tested both for any write and for writes of null or a ``sentinels``
     value, in both directions, as an intersection-union test: an exact sign test that near
