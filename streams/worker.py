@@ -35,6 +35,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except PortfolioError as error:
         print(f"failsoft worker: {settings.portfolio_path}: {error}", file=sys.stderr)
         return 2
+    except ValueError as error:  # a control key that cannot be read or is too short
+        print(f"failsoft worker: {error}", file=sys.stderr)
+        return 2
     try:
         for change in ensure_topics(settings):
             if change.action != "unchanged":
@@ -46,6 +49,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
         f"web on {settings.worker_web_host}:{settings.worker_web_port}"
     )
+    if app.keyring.signing_key_id is None:
+        print(
+            "failsoft worker: no control signing key (FAILSOFT_CONTROL_KEYS or "
+            "FAILSOFT_CONTROL_KEYS_FILE): fallbacks and restores are alerted and counted as "
+            "withheld, never sent to the fleet",
+            file=sys.stderr,
+        )
     # Worker runs the loop, handles SIGINT/SIGTERM and stops the app cleanly.
     Worker(app, loglevel=args.loglevel).execute_from_commandline()
     return 0

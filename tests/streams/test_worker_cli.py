@@ -1,0 +1,42 @@
+"""`failsoft worker` refuses to start, with one clear line, on what it cannot use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+
+
+def test_missing_portfolio_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", str(tmp_path / "absent.toml"))
+    assert main(["worker"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "absent.toml" in error and "cannot be read" in error
+
+
+def test_invalid_model_settings_name_model_and_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    portfolio = tmp_path / "portfolio.toml"
+    portfolio.write_text(
+        '[models.ranker]\nowner = "a"\ntier = "cpu"\nfallback = "x"\nlabel_delay = 60\n'
+        'features = { age = "numeric" }\n[models.ranker.detectors.drift]\nmethod = "chi_square"\n'
+    )
+    monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", str(portfolio))
+    assert main(["worker"]) == 2
+    assert "model 'ranker', key 'detectors.drift.method'" in capsys.readouterr().err
+
+
+def test_too_short_control_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", "deploy/portfolio.example.toml")
+    monkeypatch.setenv("FAILSOFT_CONTROL_KEYS", "k1=short")
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    assert main(["worker"]) == 2
+    assert "control key 'k1'" in capsys.readouterr().err
