@@ -38,6 +38,7 @@ __all__ = [
     "StateInterval",
     "Window",
     "column",
+    "flux_filter",
     "flux_select",
     "flux_string",
     "format_table",
@@ -160,6 +161,30 @@ def flux_select(
     ValueError
         When the measurement or a tag is not in failsoft's schema.
     """
+    return "\n".join(
+        [
+            flux_filter(bucket, measurement, window, tags, fields),
+            '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+            "  |> group()",
+            '  |> sort(columns: ["_time"])',
+        ]
+    )
+
+
+def flux_filter(
+    bucket: str,
+    measurement: str,
+    window: Window,
+    tags: Mapping[str, str] | None = None,
+    fields: Sequence[str] | None = None,
+) -> str:
+    """Flux for one measurement's records in ``window``, one per field and point.
+
+    Raises
+    ------
+    ValueError
+        When the measurement or a tag is not in failsoft's schema.
+    """
     allowed = MEASUREMENTS.get(measurement)
     if allowed is None:
         raise ValueError(f"measurement {measurement!r} is not one of {sorted(MEASUREMENTS)}")
@@ -175,11 +200,6 @@ def flux_select(
     if fields:
         wanted = " or ".join(f"r._field == {flux_string(field)}" for field in fields)
         lines.append(f"  |> filter(fn: (r) => {wanted})")
-    lines += [
-        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
-        "  |> group()",
-        '  |> sort(columns: ["_time"])',
-    ]
     return "\n".join(lines)
 
 
@@ -237,6 +257,24 @@ class SeriesReader:
             )
         return rows
 
+    def first_seen(
+        self,
+        measurement: str,
+        field: str,
+        window: Window,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, datetime]:
+        """The time of each model's first value of ``field`` of ``measurement`` in ``window``."""
+        flux = flux_filter(self.bucket, measurement, window, tags, [field]) + (
+            '\n  |> group(columns: ["model"])\n  |> min(column: "_time")'
+        )
+        tables = self.client.query_api().query(flux, org=self.org)
+        return {
+            record.values["model"]: record.get_time()
+            for table in tables
+            for record in table.records
+        }
+
 
 def _row(values: Mapping[str, Any]) -> Row:
     row = {key: value for key, value in values.items() if key not in _FLUX_COLUMNS}
@@ -258,24 +296,32 @@ class StateInterval:
         return (self.end - self.start).total_seconds()
 
 
-def state_intervals(health: Iterable[Row], stop: datetime) -> list[StateInterval]:
+def state_intervals(
+    health: Iterable[Row], stop: datetime, first_seen: Mapping[str, datetime] | None = None
+) -> list[StateInterval]:
     """Each model's states between its transitions; the last one lasts until ``stop``.
 
-    ``health`` rows are transitions (fields ``state``, tag ``model``), in any order. Time
-    before a model's first transition is not counted: its state then is unknown.
+    ``health`` rows are transitions (fields ``state``, tag ``model``), in any order. A
+    model's health policy starts healthy, so a model in ``first_seen`` (e.g. the time of
+    its first drift point) is healthy from then until its first transition, or until
+    ``stop`` if it has none. Without it, time before a model's first transition is not
+    counted.
 
     >>> t = lambda s: datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=s)
-    >>> rows = [{"model": "a", "state": "degraded", "time": t(0)},
+    >>> rows = [{"model": "a", "state": "degraded", "time": t(5)},
     ...         {"model": "a", "state": "fallback", "time": t(10)}]
-    >>> [(i.state, i.seconds) for i in state_intervals(rows, stop=t(40))]
-    [('degraded', 10.0), ('fallback', 30.0)]
+    >>> [(i.model, i.state, i.seconds) for i in state_intervals(rows, t(40), {"b": t(0)})]
+    [('a', 'degraded', 5.0), ('a', 'fallback', 30.0), ('b', 'healthy', 40.0)]
     """
-    by_model: dict[str, list[Row]] = {}
+    by_model: dict[str, list[Row]] = {model: [] for model in first_seen or {}}
     for row in health:
         by_model.setdefault(row["model"], []).append(row)
     intervals: list[StateInterval] = []
     for model, rows in sorted(by_model.items()):
         rows.sort(key=lambda row: row["time"])
+        seen = (first_seen or {}).get(model)
+        if seen is not None and (not rows or seen < rows[0]["time"]):
+            rows.insert(0, {"model": model, "state": "healthy", "time": seen})
         ends = [row["time"] for row in rows[1:]] + [max(stop, rows[-1]["time"])]
         intervals += [
             StateInterval(model, row["state"], row["time"], end)

@@ -93,3 +93,18 @@ def test_latest_keeps_the_last_row_per_key_and_table_shows_missing_values() -> N
         "f        0.9    2026-11-28T12:00:02.000Z",
         "g        -      2026-11-28T12:00:01.000Z",
     ]
+
+
+def test_a_watched_model_is_healthy_from_first_seen_until_its_first_transition() -> None:
+    rows = [{"model": "a", "state": "fallback", "time": at(10)}]
+    first_seen = {"a": at(4), "b": at(0), "c": at(30)}
+    intervals = state_intervals(rows, stop=at(20), first_seen=first_seen)
+    assert [(i.model, i.state, i.start, i.seconds) for i in intervals] == [
+        ("a", "healthy", at(4), 6.0),
+        ("a", "fallback", at(10), 10.0),
+        ("b", "healthy", at(0), 20.0),
+        ("c", "healthy", at(30), 0.0),
+    ]
+    # Seen only after its first transition: nothing is assumed before that transition.
+    late = state_intervals(rows, stop=at(20), first_seen={"a": at(15)})
+    assert [(i.state, i.seconds) for i in late] == [("fallback", 10.0)]
