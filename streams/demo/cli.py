@@ -125,14 +125,14 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     view.set_health(models)
             view.announce_injections(time.time_ns() // 1_000_000)
             if run is not None:
-                view.status = run.phase
+                view.set_status(run.phase)
             live.update(view.render())
 
         with Live(view.render(), console=console, refresh_per_second=2, transient=False) as live:
             try:
                 run.play(tick)
             except KeyboardInterrupt:
-                view.status = "interrupted"
+                view.set_status("interrupted")
                 raise
         report = run.finish()
     except KeyboardInterrupt:

@@ -155,6 +155,7 @@ class DemoRun:
         self._node: Any = None
         self._server: Any = None
         self._topics_created = False
+        self._admin: Any = None
 
     # The steps, in order.
 
@@ -164,7 +165,7 @@ class DemoRun:
         from streams.simulate.population import portfolio_toml
         from streams.simulate.run import SimulationRun
         from streams.stack import SERVERS, up
-        from streams.topics import ensure_topics
+        from streams.topics import admin_client, ensure_topics
 
         options = self.options
         options.run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,9 @@ class DemoRun:
         up(self.settings, report=self.say)
         self.started_servers = [name for name in SERVERS if name not in before]
         self.settings = ensure_control_key(self.settings, self.say)
-        ensure_topics(self.settings)
+        # One admin client for the run: librdkafka logs a line for every one dropped.
+        self._admin = admin_client(self.settings)
+        ensure_topics(self.settings, admin=self._admin)
         self._topics_created = True
         self.say(f"demo: topics {self.settings.topic_prefix}* created")
         run = SimulationRun.prepare(
@@ -272,7 +275,7 @@ class DemoRun:
                 if not drain_until:
                     drain_until = time.monotonic() + DRAIN_TIMEOUT_S
                 lag = self.worker_lag()
-                self.phase = f"scenario played; the worker is {lag} predictions behind"
+                self.phase = "scenario played; waiting for the worker to catch up"
                 if (lag is not None and lag <= DRAINED_LAG) or time.monotonic() > drain_until:
                     self.phase = "the worker caught up; waiting for the last alerts"
                     settled_at = time.monotonic() + self.options.settle_s
@@ -395,12 +398,10 @@ class DemoRun:
     def _group_stable(self) -> bool:
         from confluent_kafka import ConsumerGroupState, KafkaException
 
-        from streams.topics import admin_client
-
         group = self.settings.worker_app_id
-        admin = admin_client(self.settings)  # held: a dropped client never resolves its futures
         try:
-            description = admin.describe_consumer_groups([group])[group].result(timeout=5)
+            futures = self._admin.describe_consumer_groups([group])
+            description = futures[group].result(timeout=5)
         except (KafkaException, TimeoutError):
             return False  # not known yet, or the broker is slow: asked again
         return bool(description.state == ConsumerGroupState.STABLE and description.members)
@@ -408,13 +409,11 @@ class DemoRun:
     def _delete_topics(self) -> None:
         from confluent_kafka import KafkaException
 
-        from streams.topics import admin_client
-
-        admin = admin_client(self.settings)
         prefixes = (self.settings.topic_prefix, self.settings.worker_app_id)
         try:
-            names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(prefixes)]
-            for future in admin.delete_topics(names, operation_timeout=30).values():
+            topics = self._admin.list_topics(timeout=10).topics
+            names = [name for name in topics if name.startswith(prefixes)]
+            for future in self._admin.delete_topics(names, operation_timeout=30).values():
                 future.result(timeout=30)
         except KafkaException as error:
             self.say(f"demo: could not delete the run's topics: {error}")

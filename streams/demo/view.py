@@ -69,6 +69,12 @@ class DemoView:
         if not self.console.is_terminal:
             self.console.print(line, soft_wrap=True)
 
+    def set_status(self, status: str) -> None:
+        """What the demo is doing; off a terminal, printed when it changes."""
+        if status != self.status and not self.console.is_terminal:
+            self.console.print(f"demo: {status}", markup=False, highlight=False)
+        self.status = status
+
     def on_command(self, command: ObservedCommand) -> None:
         style = "bold red" if command.action == "fallback" else "green"
         self.event(

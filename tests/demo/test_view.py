@@ -22,12 +22,15 @@ def view(console: Console) -> DemoView:
 def test_off_a_terminal_each_event_is_one_printed_line_in_time_order_of_arrival() -> None:
     out = io.StringIO()
     demo = view(Console(file=out, width=200, force_terminal=False))
+    demo.set_status("playing the scenario")
+    demo.set_status("playing the scenario")  # printed once
     demo.announce_injections(at(20))
     demo.announce_injections(at(21))  # announced once
     demo.on_alert(AlertEvent("a1", "fraud-001", "health", "ModelDegraded", "warning", at(22)))
     demo.on_command(ObservedCommand("fraud-001", "fallback", "drift_psi", at(25), 1))
     demo.on_switch(Switch("fraud-001", "fallback", at(25.004)))
     assert out.getvalue().splitlines() == [
+        "demo: playing the scenario",
         "12:00:10.000  inject   drift_abrupt on fraud-001 / fraud-001.amount",
         "12:00:22.000  alert    ModelDegraded fraud-001 [warning] a1",
         "12:00:25.000  command  fallback fraud-001 by drift_psi (seq 1)",
