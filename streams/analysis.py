@@ -50,7 +50,9 @@ __all__ = [
 
 Row = dict[str, Any]
 
-_DURATION = re.compile(r"-?(\d+(ns|us|µs|ms|s|mo|m|h|d|w|y))+")
+# Flux duration units, each before any unit it starts with ("ms" and "mo" before "m").
+_UNITS = "ns|us|µs|ms|s|mo|m|h|d|w|y"
+_DURATION = re.compile(rf"-?(\d+({_UNITS}))+")
 # Columns of Flux's result tables that are bookkeeping, not tags or fields.
 _FLUX_COLUMNS = frozenset({"result", "table", "_start", "_stop", "_measurement"})
 
@@ -139,7 +141,7 @@ def _parse_duration(text: str) -> timedelta:
     return timedelta(
         seconds=sum(
             int(amount) * _UNIT_SECONDS[unit]
-            for amount, unit in re.findall(r"(\d+)(ns|us|µs|ms|s|mo|m|h|d|w|y)", text)
+            for amount, unit in re.findall(rf"(\d+)({_UNITS})", text)
         )
     )
 
