@@ -1,0 +1,611 @@
+"""One model's label join: predictions waiting for late ground truth, and what the pairs say.
+
+Pure code, no Faust: the label join agent keeps one ``LabelJoin`` per model in a
+changelog-backed table keyed by model_id, and calls ``observe_prediction`` for each of the
+model's predictions and ``observe_label`` for each of its ground truth records. What comes
+back (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
+fixed event-time cadence, the InfluxDB points of measurement ``performance``.
+
+Joining
+-------
+A prediction is held until its label arrives or its time to live runs out. Its key is
+``(role, request_id)``: a request has one prediction per role (the live or fallback answer,
+and the shadow's), and one label scores all of them. A label matches:
+
+1. by ``request_id`` when it has one and a held prediction of that request exists: every
+   held prediction of the request, one per role;
+2. else by ``entity_id``: for each role, the latest held prediction of that entity made at
+   or before ``label_at``. Earlier predictions of the entity stay held (a later label may be
+   theirs) and expire if none comes;
+3. else it is unmatched, and counted.
+
+A matched prediction is no longer held: a second label for it is unmatched.
+
+Time is event time. The join's clock (``now_ms``) is the newest ``predicted_at`` or
+``label_at`` seen. A prediction expires, and is counted, once the clock is more than the
+model's ``label_ttl`` (``LABEL_TTL_FACTOR`` times its expected ``label_delay``) past its
+``predicted_at``; a label moves the clock before it is matched, so a label later than the
+TTL finds its prediction expired. Expiry goes in arrival order, so a prediction that
+arrives out of order expires no earlier than those that arrived before it. At most
+``max_held`` predictions are held: a new one beyond that evicts the oldest, counted apart
+from expiry. A prediction received twice (a redelivery) is held once and counted.
+
+Performance
+-----------
+Each joined pair feeds the detectors of its stream, one per ``(role, model_version)``
+(at most ``max_streams``, the least recently updated goes first, counted):
+
+- ``Score`` outputs with ``task = "classification"`` (the default):
+  ``ClassificationPerformance`` on ``(label, score)``, the label 0/1 or a bool, and
+  ``EstimatedAccuracy`` (``(None, score)`` per prediction, ``(label, score)`` per label);
+- ``Score`` outputs with ``task = "regression"``: ``RegressionPerformance`` on
+  ``(label, score)`` (setting ``error_cap``);
+- ``ClassProbabilities``: ``EstimatedAccuracy`` over the classes in sorted order, the label
+  naming the class (a bool names ``"true"`` or ``"false"``); with exactly two classes also
+  ``ClassificationPerformance`` with the second class in sorted order as class 1;
+- ``Ranking``: ``PrecisionAtK`` on ``(items, {label})``, the label the relevant item (only
+  the first ``k`` items are held);
+- always ``LabelDelay`` on ``label_at - predicted_at`` in seconds.
+
+A pair whose label does not fit (a string for a score) is counted by the detector as
+ignored, never raised.
+
+Evidence. Only the ``live`` role speaks to the health policy: a drop of the live model is
+what a fallback is for, while a shadow is judged by the shadow join and the fallback
+strategy is what the fleet falls back to. A drop alarm of the metric gives
+``Evidence(detector="performance_drop")``, one of ``EstimatedAccuracy`` gives
+``Evidence(detector="estimated_accuracy")`` (``details["source"]`` says estimated, before
+labels, or measured); ``at`` is the event time in seconds (the label's ``label_at``, or the
+prediction's ``predicted_at`` for an estimate), ``alpha`` the level the alarm runs at.
+Alarms of other roles are counted in their points (``alarms``).
+
+Levels. ``AlarmBudget(false_fallbacks_per_model_day, {"performance": labels_per_day,
+"estimated_accuracy": predictions_per_day})`` with equal shares: ``PerformanceDrop``'s
+level is per labelled prediction, so the metric's drop alarm gets
+``alpha_for("performance") = budget / 2 / labels_per_day``. ``EstimatedAccuracy(alpha=a)``
+runs its estimated alarm at ``a / 2`` per prediction and its measured one at ``a / 2`` per
+label, at most ``a * predictions_per_day`` false alarms a day when labels are no more than
+predictions, so ``a = alpha_for("estimated_accuracy") = budget / 2 /
+predictions_per_day``.
+
+Points
+------
+Measurement ``performance``, written for every stream when the clock has moved
+``report_interval`` seconds past the last report (never per event), stamped with the
+clock; tags ``model``, ``version``, ``role`` and ``detector`` (model-level points have no
+version or role). Metrics not yet defined (NaN) are left out.
+
+================== ===================================================================
+detector           fields
+================== ===================================================================
+accuracy, log_loss ``value``, ``estimated`` (0), ``labels`` (labelled pairs so far),
+auc, mae,          ``alarms`` (drop alarms so far)
+precision_at_k
+estimated_accuracy ``value``, ``estimated`` (1 before ``min_labels`` labels, else 0),
+                   ``source`` (string), ``labels``, ``alarms``
+label_delay        ``p50_s``, ``p90_s``, ``p99_s``, ``labels``
+label_join         ``held``, ``labels``, ``joined``, ``unmatched``, ``expired``,
+                   ``evicted``, ``duplicates``, ``evicted_streams`` (counts so far)
+================== ===================================================================
+
+Settings (``[detectors.performance]`` of the portfolio, all optional): ``task``,
+``window``, ``threshold``, ``error_cap``, ``k``, ``min_labels``, ``tolerance``,
+``reference_size``, ``baseline`` (the healthy loss, else learnt), ``labels_per_day``,
+``predictions_per_day``, ``false_fallbacks_per_model_day``, ``max_held``, ``max_streams``,
+``report_interval`` (seconds); defaults in ``DEFAULTS``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.health.budget import AlarmBudget
+from detectors.health.evidence import Evidence
+from detectors.performance.classification import ClassificationPerformance
+from detectors.performance.delay import LabelDelay
+from detectors.performance.drop import PerformanceDrop
+from detectors.performance.estimate import EstimatedAccuracy
+from detectors.performance.ranking import PrecisionAtK
+from detectors.performance.regression import RegressionPerformance
+from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Ranking, Score
+from streams.portfolio import Model, PortfolioError
+from streams.sinks.influx import FieldValue, Point, point
+
+__all__ = [
+    "DEFAULTS",
+    "JoinResult",
+    "LabelJoin",
+    "new_join",
+    "observe_label",
+    "observe_prediction",
+]
+
+TASKS = ("classification", "regression")
+DEFAULTS: Mapping[str, Any] = {
+    "task": "classification",
+    "window": 1000,
+    "threshold": 0.5,
+    "error_cap": 1.0,
+    "k": 10,
+    "min_labels": 200,
+    "tolerance": 0.02,
+    "reference_size": 1000,
+    "baseline": None,
+    "labels_per_day": 2000.0,
+    "predictions_per_day": None,  # None: as many as labels_per_day
+    "false_fallbacks_per_model_day": 0.01,
+    "max_held": 10_000,
+    "max_streams": 8,
+    "report_interval": 60.0,
+}
+ROLES = ("live", "fallback", "shadow")
+# The role whose alarms reach the health policy.
+HEALTH_ROLE = "live"
+
+HeldKey = tuple[str, str]  # (role, request_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinSettings:
+    """The join's settings, resolved from the model once; prototypes are cloned per stream."""
+
+    ttl_ms: int
+    max_held: int
+    max_streams: int
+    report_interval_ms: int
+    task: str
+    k: int
+    performance_alpha: float
+    classification: ClassificationPerformance
+    regression: RegressionPerformance
+    ranking: PrecisionAtK
+    estimate: EstimatedAccuracy
+
+
+@dataclasses.dataclass(slots=True)
+class HeldPrediction:
+    """What the join keeps of a prediction: enough to score it, not its features."""
+
+    request_id: str
+    entity_id: str
+    role: str
+    version: str
+    predicted_at: int
+    output: Output
+
+
+@dataclasses.dataclass
+class StreamPerformance:
+    """The detectors of one ``(role, model_version)`` stream of one model."""
+
+    role: str
+    version: str
+    metric: ClassificationPerformance | RegressionPerformance | PrecisionAtK | None
+    estimate: EstimatedAccuracy | None
+    delay: LabelDelay = dataclasses.field(default_factory=LabelDelay)
+    alarms: int = 0
+    estimate_alarms: int = 0
+    updated_at: int = 0
+
+
+@dataclasses.dataclass
+class LabelJoin:
+    """Everything the label join remembers about one model; pickled into its table."""
+
+    model_id: str
+    settings: JoinSettings
+    held: collections.OrderedDict[HeldKey, HeldPrediction] = dataclasses.field(
+        default_factory=collections.OrderedDict
+    )
+    # entity_id -> keys of its held predictions, in arrival order.
+    by_entity: dict[str, list[HeldKey]] = dataclasses.field(default_factory=dict)
+    streams: dict[tuple[str, str], StreamPerformance] = dataclasses.field(default_factory=dict)
+    now_ms: int = 0
+    next_report_ms: int | None = None
+    labels: int = 0
+    joined: int = 0
+    unmatched: int = 0
+    expired: int = 0
+    evicted: int = 0
+    duplicates: int = 0
+    evicted_streams: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinResult:
+    """What one prediction or label caused; false when nothing.
+
+    ``evidence`` is for the model's health policy (live role only); ``points`` for InfluxDB;
+    ``joined`` how many held predictions this label scored (0 for a prediction).
+    """
+
+    at: float
+    evidence: tuple[Evidence, ...] = ()
+    points: tuple[Point, ...] = ()
+    joined: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.evidence or self.points)
+
+
+def new_join(model: Model) -> LabelJoin:
+    """A fresh label join for ``model``.
+
+    Raises
+    ------
+    PortfolioError
+        When the model's ``[detectors.performance]`` settings do not fit the detectors; the
+        error names the key.
+    """
+    given = model.detector_settings("performance")
+    key = "detectors.performance"
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise PortfolioError(
+            model.model_id, f"{key}.{unknown[0]}", f"unknown key; valid: {', '.join(DEFAULTS)}"
+        )
+    s: dict[str, Any] = {**DEFAULTS, **given}
+    if s["task"] not in TASKS:
+        raise PortfolioError(
+            model.model_id, f"{key}.task", f"expected one of {', '.join(TASKS)}, got {s['task']!r}"
+        )
+    for name in ("max_held", "max_streams"):
+        if not isinstance(s[name], int) or isinstance(s[name], bool) or s[name] < 1:
+            raise PortfolioError(model.model_id, f"{key}.{name}", "expected an integer >= 1")
+    for name in ("labels_per_day", "report_interval"):
+        if not isinstance(s[name], int | float) or not 0 < s[name] < math.inf:
+            raise PortfolioError(model.model_id, f"{key}.{name}", "expected a number > 0")
+    try:
+        budget = AlarmBudget(
+            s["false_fallbacks_per_model_day"],
+            {
+                "performance": s["labels_per_day"],
+                "estimated_accuracy": s["predictions_per_day"] or s["labels_per_day"],
+            },
+        )
+        drop = PerformanceDrop(
+            alpha=budget.alpha_for("performance"),
+            tolerance=s["tolerance"],
+            baseline=s["baseline"],
+            reference_size=s["reference_size"],
+        )
+        settings = JoinSettings(
+            ttl_ms=int(model.label_ttl.total_seconds() * 1000),
+            max_held=s["max_held"],
+            max_streams=s["max_streams"],
+            report_interval_ms=int(s["report_interval"] * 1000),
+            task=s["task"],
+            k=s["k"],
+            performance_alpha=drop.alpha,
+            classification=ClassificationPerformance(s["window"], s["threshold"], drop),
+            regression=RegressionPerformance(s["error_cap"], s["window"], drop),
+            ranking=PrecisionAtK(s["k"], s["window"], drop),
+            estimate=EstimatedAccuracy(
+                window=s["window"],
+                min_labels=s["min_labels"],
+                alpha=budget.alpha_for("estimated_accuracy"),
+                tolerance=s["tolerance"],
+                reference_size=s["reference_size"],
+            ),
+        )
+    except (TypeError, ValueError) as error:
+        raise PortfolioError(model.model_id, key, str(error)) from None
+    return LabelJoin(model_id=model.model_id, settings=settings)
+
+
+def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
+    """Hold one prediction of the joined model until its label; returns what it caused.
+
+    Mutates ``join``; the caller stores it back in the table.
+    """
+    at_ms = prediction.predicted_at
+    _advance(join, at_ms)
+    key = (prediction.role, prediction.request_id)
+    evidence: list[Evidence] = []
+    if key in join.held:
+        join.duplicates += 1
+    elif join.now_ms - at_ms > join.settings.ttl_ms:
+        join.expired += 1  # arrived after its label could still have joined it
+    else:
+        output = prediction.output
+        if isinstance(output, Ranking):
+            output = Ranking(items=output.items[: join.settings.k])
+        _hold(
+            join,
+            HeldPrediction(
+                prediction.request_id,
+                prediction.entity_id,
+                prediction.role,
+                prediction.model_version,
+                at_ms,
+                output,
+            ),
+        )
+        stream = _stream(join, prediction.role, prediction.model_version, output, at_ms)
+        probabilities = _probabilities(output, join.settings.task)
+        if stream.estimate is not None and probabilities is not None:
+            stream.estimate.update((None, probabilities))
+            evidence.extend(_estimate_alarm(stream, at_ms))
+    return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join))
+
+
+def observe_label(join: LabelJoin, truth: GroundTruth) -> JoinResult:
+    """Join one ground truth record with the predictions it scores; returns what it caused.
+
+    Mutates ``join``; the caller stores it back in the table.
+    """
+    at_ms = truth.label_at
+    _advance(join, at_ms)
+    join.labels += 1
+    matches = _matches(join, truth)
+    if not matches:
+        join.unmatched += 1
+    evidence: list[Evidence] = []
+    for held in matches:
+        _release(join, (held.role, held.request_id))
+        join.joined += 1
+        evidence.extend(_score(join, held, truth.label, at_ms))
+    return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join), len(matches))
+
+
+def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
+    if truth.request_id is not None:
+        by_request = [
+            join.held[(role, truth.request_id)]
+            for role in ROLES
+            if (role, truth.request_id) in join.held
+        ]
+        if by_request:
+            return by_request
+    if truth.entity_id is None:
+        return []
+    latest: dict[str, HeldPrediction] = {}
+    for key in join.by_entity.get(truth.entity_id, ()):
+        held = join.held[key]
+        if held.predicted_at <= truth.label_at and (
+            held.role not in latest or held.predicted_at >= latest[held.role].predicted_at
+        ):
+            latest[held.role] = held
+    return list(latest.values())
+
+
+def _advance(join: LabelJoin, at_ms: int) -> None:
+    """Move the clock to ``at_ms`` if it is newer and expire what waited too long."""
+    if at_ms <= join.now_ms:
+        return
+    join.now_ms = at_ms
+    if join.next_report_ms is None:
+        join.next_report_ms = at_ms + join.settings.report_interval_ms
+    oldest_kept = at_ms - join.settings.ttl_ms
+    while join.held:
+        key, held = next(iter(join.held.items()))
+        if held.predicted_at >= oldest_kept:
+            break
+        _release(join, key)
+        join.expired += 1
+
+
+def _hold(join: LabelJoin, held: HeldPrediction) -> None:
+    if len(join.held) >= join.settings.max_held:
+        _release(join, next(iter(join.held)))
+        join.evicted += 1
+    key = (held.role, held.request_id)
+    join.held[key] = held
+    join.by_entity.setdefault(held.entity_id, []).append(key)
+
+
+def _release(join: LabelJoin, key: HeldKey) -> None:
+    held = join.held.pop(key)
+    keys = join.by_entity[held.entity_id]
+    keys.remove(key)
+    if not keys:
+        del join.by_entity[held.entity_id]
+
+
+def _stream(
+    join: LabelJoin, role: str, version: str, output: Output, at_ms: int
+) -> StreamPerformance:
+    """The stream's detectors, built for the kind of its first output."""
+    stream = join.streams.get((role, version))
+    if stream is None:
+        if len(join.streams) >= join.settings.max_streams:
+            stale = min(join.streams, key=lambda k: join.streams[k].updated_at)
+            del join.streams[stale]
+            join.evicted_streams += 1
+        settings = join.settings
+        metric: Any = None
+        estimate = None
+        if isinstance(output, Ranking):
+            metric = settings.ranking.clone()
+        elif isinstance(output, Score) and settings.task == "regression":
+            metric = settings.regression.clone()
+        else:
+            estimate = settings.estimate.clone()
+            binary = isinstance(output, Score) or len(output.probabilities) == 2
+            metric = settings.classification.clone() if binary else None
+        stream = StreamPerformance(role, version, metric, estimate)
+        join.streams[(role, version)] = stream
+    stream.updated_at = at_ms
+    return stream
+
+
+def _score(join: LabelJoin, held: HeldPrediction, label: Any, at_ms: int) -> list[Evidence]:
+    """Feed one joined pair to its stream's detectors; the alarms, as evidence."""
+    stream = _stream(join, held.role, held.version, held.output, at_ms)
+    stream.delay.update((at_ms - held.predicted_at) / 1000.0)
+    evidence: list[Evidence] = []
+    metric = stream.metric
+    if metric is not None:
+        metric.update(_metric_input(held.output, label))
+        if metric.drift_detected:
+            stream.alarms += 1
+            if held.role == HEALTH_ROLE:
+                name, value = _primary(metric)
+                evidence.append(
+                    Evidence(
+                        detector="performance_drop",
+                        at=at_ms / 1000.0,
+                        alarm=True,
+                        alpha=join.settings.performance_alpha,
+                        details={
+                            "metric": name,
+                            "value": value,
+                            "version": held.version,
+                            "labels": metric.n_labels,
+                        },
+                    )
+                )
+    probabilities = _probabilities(held.output, join.settings.task)
+    if stream.estimate is not None and probabilities is not None:
+        stream.estimate.update((_class_index(held.output, label), probabilities))
+        evidence.extend(_estimate_alarm(stream, at_ms))
+    return evidence
+
+
+def _estimate_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
+    estimate = stream.estimate
+    if estimate is None or not estimate.drift_detected:
+        return []
+    stream.estimate_alarms += 1
+    if stream.role != HEALTH_ROLE:
+        return []
+    return [
+        Evidence(
+            detector="estimated_accuracy",
+            at=at_ms / 1000.0,
+            alarm=True,
+            alpha=estimate.alpha,
+            details={
+                "source": str(estimate.alarm_source),
+                "accuracy": estimate.accuracy,
+                "version": stream.version,
+            },
+        )
+    ]
+
+
+def _metric_input(output: Output, label: Any) -> Any:
+    """The pair the stream's metric reads; labels that do not fit become ignored inputs."""
+    if isinstance(output, Ranking):
+        # A missing label is no evidence that nothing was relevant: the pair is ignored.
+        return (output.items, {label}) if isinstance(label, str | int) else None
+    if isinstance(output, Score):
+        return (label, output.score)
+    classes = sorted(output.probabilities)
+    name = _class_name(label)
+    y_true = 1 if name == classes[1] else 0 if name == classes[0] else None
+    return (y_true, output.probabilities[classes[1]])
+
+
+def _probabilities(output: Output, task: str) -> float | list[float] | None:
+    """What ``EstimatedAccuracy`` reads as ``p``: P(class 1), or every class's in sorted order."""
+    if isinstance(output, Score):
+        return output.score if task == "classification" else None
+    if isinstance(output, ClassProbabilities):
+        return [output.probabilities[name] for name in sorted(output.probabilities)]
+    return None
+
+
+def _class_index(output: Output, label: Any) -> Any:
+    if isinstance(output, ClassProbabilities):
+        classes = sorted(output.probabilities)
+        name = _class_name(label)
+        # -1 is an index no class has: the estimate counts the label as ignored.
+        return classes.index(name) if name in classes else -1
+    # None would make the estimate read the label as a new prediction.
+    return -1 if label is None else label
+
+
+def _class_name(label: Any) -> str:
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def _primary(
+    metric: ClassificationPerformance | RegressionPerformance | PrecisionAtK,
+) -> tuple[str, float]:
+    if isinstance(metric, ClassificationPerformance):
+        return "accuracy", metric.accuracy
+    if isinstance(metric, RegressionPerformance):
+        return "mae", metric.mae
+    return "precision_at_k", metric.precision_at_k
+
+
+def _report(join: LabelJoin) -> tuple[Point, ...]:
+    """The performance points, when the clock has passed the next report time."""
+    if join.next_report_ms is None or join.now_ms < join.next_report_ms:
+        return ()
+    at_ms = join.now_ms
+    join.next_report_ms = at_ms + join.settings.report_interval_ms
+    points = [
+        point(
+            "performance",
+            {"model": join.model_id, "detector": "label_join"},
+            {
+                "held": len(join.held),
+                "labels": join.labels,
+                "joined": join.joined,
+                "unmatched": join.unmatched,
+                "expired": join.expired,
+                "evicted": join.evicted,
+                "duplicates": join.duplicates,
+                "evicted_streams": join.evicted_streams,
+            },
+            at_ms,
+        )
+    ]
+    for (role, version), stream in join.streams.items():
+        tags = {"model": join.model_id, "version": version, "role": role}
+        for detector, fields in _stream_fields(stream):
+            values = {k: v for k, v in fields.items() if not _is_nan(v)}
+            if "value" in fields and "value" not in values:
+                continue
+            if values:
+                points.append(point("performance", {**tags, "detector": detector}, values, at_ms))
+    return tuple(points)
+
+
+def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, FieldValue]]]:
+    rows: list[tuple[str, dict[str, FieldValue]]] = []
+    metric = stream.metric
+    if metric is not None:
+        counts = {"estimated": 0, "labels": metric.n_labels, "alarms": stream.alarms}
+        if isinstance(metric, ClassificationPerformance):
+            values = {"accuracy": metric.accuracy, "log_loss": metric.log_loss, "auc": metric.auc}
+        else:
+            values = dict([_primary(metric)])
+        rows.extend((name, {"value": value, **counts}) for name, value in values.items())
+    estimate = stream.estimate
+    if estimate is not None:
+        rows.append(
+            (
+                "estimated_accuracy",
+                {
+                    "value": estimate.accuracy,
+                    "estimated": int(estimate.source == "estimated"),
+                    "source": estimate.source,
+                    "labels": estimate.n_labels,
+                    "alarms": stream.estimate_alarms,
+                },
+            )
+        )
+    delay = stream.delay
+    if delay.n_recent:
+        rows.append(
+            (
+                "label_delay",
+                {"p50_s": delay.p50, "p90_s": delay.p90, "p99_s": delay.p99, "labels": delay.n},
+            )
+        )
+    return rows
+
+
+def _is_nan(value: FieldValue) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,326 @@
+"""The label join as pure code: predictions and labels in, evidence, counts and points out."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from detectors.performance.classification import ClassificationPerformance
+from detectors.performance.ranking import PrecisionAtK
+from detectors.performance.regression import RegressionPerformance
+from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Ranking, Score
+from streams.label_join import (
+    JoinResult,
+    LabelJoin,
+    new_join,
+    observe_label,
+    observe_prediction,
+)
+from streams.portfolio import Model, PortfolioError, parse_portfolio
+
+START_MS = 1_000_000
+# label_delay 10 s: predictions wait LABEL_TTL_FACTOR * 10 s = 30 s for their label.
+PORTFOLIO = """
+[models.churn]
+owner = "team-retention"
+tier = "cpu"
+fallback = "base_rate"
+label_delay = "10s"
+[models.churn.detectors.performance]
+window = 500
+reference_size = 500
+labels_per_day = 2000
+report_interval = 600
+"""
+
+Event = Prediction | GroundTruth
+
+
+def model(extra: str = "") -> Model:
+    found = parse_portfolio(PORTFOLIO + extra).get("churn")
+    assert found is not None
+    return found
+
+
+def prediction(
+    i: int,
+    output: Output | float,
+    *,
+    role: str = "live",
+    version: str = "v1",
+    entity: str | None = None,
+    at_ms: int | None = None,
+) -> Prediction:
+    return Prediction(
+        schema_version=1,
+        request_id=f"r{i}",
+        model_id="churn",
+        model_version=version,
+        role=role,  # type: ignore[arg-type]
+        entity_id=entity or f"u{i}",
+        predicted_at=START_MS + i * 1000 if at_ms is None else at_ms,
+        output=Score(score=output) if isinstance(output, float) else output,
+        features={},
+        latency_ms=1.0,
+    )
+
+
+def label(
+    label_value: object,
+    at_ms: int,
+    *,
+    request: int | None = None,
+    entity: str | None = None,
+) -> GroundTruth:
+    return GroundTruth(
+        schema_version=1,
+        model_id="churn",
+        label=label_value,  # type: ignore[arg-type]
+        label_at=at_ms,
+        request_id=None if request is None else f"r{request}",
+        entity_id=entity,
+    )
+
+
+def classifier_stream(
+    seed: int, n: int, shift_at: int, before: float = 0.1, after: float = 0.3
+) -> list[Event]:
+    """One prediction a second; its label 5 s later; the error rate rises at ``shift_at``."""
+    rng = np.random.default_rng(seed)
+    labels: list[int] = []
+    events: list[Event] = []
+    for i in range(n):
+        y = int(rng.random() < 0.5)
+        wrong = rng.random() < (before if i < shift_at else after)
+        confidence = float(np.clip(rng.normal(0.8, 0.1), 0.5, 0.999))
+        events.append(prediction(i, confidence if (y == 1) != wrong else 1.0 - confidence))
+        labels.append(y)
+        if i >= 5:
+            events.append(label(labels[i - 5], START_MS + i * 1000, request=i - 5))
+    return events
+
+
+def feed(join: LabelJoin, event: Event) -> JoinResult:
+    if isinstance(event, Prediction):
+        return observe_prediction(join, event)
+    return observe_label(join, event)
+
+
+def run(join: LabelJoin, events: list[Event]) -> list[tuple[int, JoinResult]]:
+    return [(n, result) for n, event in enumerate(events) if (result := feed(join, event))]
+
+
+def alarms(results: list[tuple[int, JoinResult]]) -> list[tuple[int, str]]:
+    return [(n, e.detector) for n, result in results for e in result.evidence]
+
+
+def test_a_rising_error_rate_raises_a_performance_drop_at_a_pinned_label() -> None:
+    events = classifier_stream(seed=1, n=3000, shift_at=2000)
+    join = new_join(model())
+    results = run(join, events)
+    # The error rate rises with prediction 2000 (event 3995); 100 labels later the alarm.
+    assert alarms(results)[:2] == [(4204, "performance_drop"), (4204, "estimated_accuracy")]
+    first = next(e for _, r in results for e in r.evidence)
+    assert first.at == events[4204].label_at / 1000.0  # type: ignore[union-attr]
+    assert first.alarm and first.alpha == pytest.approx(0.01 / 2 / 2000)
+    assert first.details["metric"] == "accuracy" and first.details["version"] == "v1"
+    assert first.details["value"] == pytest.approx(0.862)
+    assert (join.joined, join.expired, join.unmatched, len(join.held)) == (2995, 0, 0, 5)
+
+
+def test_silence_on_a_stationary_stream() -> None:
+    join = new_join(model())
+    assert alarms(run(join, classifier_stream(seed=2, n=6000, shift_at=10**9))) == []
+    assert join.joined == 5995
+
+
+def test_the_estimate_alarms_before_any_label_when_the_model_grows_unsure() -> None:
+    rng = np.random.default_rng(5)
+    confidences = np.concatenate([rng.uniform(0.85, 1.0, 1500), rng.uniform(0.5, 0.7, 500)])
+    events: list[Event] = [prediction(i, float(c)) for i, c in enumerate(confidences)]
+    found = [(n, e) for n, r in run(new_join(model()), events) for e in r.evidence]
+    assert [(n, e.detector, e.details["source"]) for n, e in found][:1] == [
+        (1520, "estimated_accuracy", "estimated")
+    ]
+    assert found[0][1].at == events[1520].predicted_at / 1000.0  # type: ignore[union-attr]
+
+
+def test_ttl_expiry_is_counted_exactly() -> None:
+    join = new_join(model())  # TTL 30 s
+    events: list[Event] = [prediction(i, 0.9) for i in range(100)]  # t = 0 .. 99 s
+    events.append(label(1, START_MS + 10_000, request=1))  # out of order: moves no clock
+    run(join, events)
+    # At t = 99 s the predictions of t < 69 s have waited more than 30 s.
+    assert (join.expired, len(join.held), join.joined) == (69, 31, 0)
+    observe_label(join, label(1, START_MS + 100_000, request=70))  # exactly the TTL: joins
+    assert (join.expired, join.joined, join.unmatched) == (70, 1, 1)
+    observe_prediction(join, prediction(5, 0.9))  # made at 5 s, arrives at 100 s
+    assert (join.expired, len(join.held)) == (71, 29)
+
+
+def test_unmatched_labels_are_counted() -> None:
+    join = new_join(model())
+    observe_prediction(join, prediction(0, 0.9, entity="alice"))
+    observe_label(join, label(1, START_MS + 1000, request=7))  # no such request
+    observe_label(join, label(1, START_MS + 1000, entity="bob"))  # no such entity
+    observe_label(join, label(1, START_MS + 1000, request=0))  # joins
+    observe_label(join, label(1, START_MS + 2000, request=0))  # already joined
+    assert (join.labels, join.joined, join.unmatched) == (4, 1, 3)
+
+
+def test_entity_labels_join_the_latest_prediction_made_before_them() -> None:
+    join = new_join(model())
+    for i, at in enumerate((1_000, 5_000, 9_000)):
+        observe_prediction(join, prediction(i, 0.9, entity="alice", at_ms=START_MS + at))
+    result = observe_label(join, label(1, START_MS + 6_000, entity="alice"))
+    assert result.joined == 1
+    assert sorted(key[1] for key in join.held) == ["r0", "r2"]  # r1 (5 s) was joined
+    assert join.streams[("live", "v1")].delay.p50 == pytest.approx(1.0, rel=0.01)
+    # A request_id nobody holds falls back to the entity; one before every prediction, none.
+    assert observe_label(join, label(1, START_MS + 9_500, request=99, entity="alice")).joined == 1
+    assert observe_label(join, label(1, START_MS + 500, entity="alice")).joined == 0
+    assert (join.joined, join.unmatched, [k[1] for k in join.held]) == (2, 1, ["r0"])
+
+
+def test_one_label_scores_every_role_separately_and_only_live_reaches_health() -> None:
+    join = new_join(model())
+    events: list[Event] = []
+    rng = np.random.default_rng(3)
+    for i in range(3000):
+        y = int(rng.random() < 0.5)
+        good = 0.9 if y else 0.1
+        bad = good if (i < 2000 or rng.random() < 0.5) else 1.0 - good
+        events.append(prediction(i, good))
+        events.append(prediction(i, bad, role="shadow", version="v2"))
+        events.append(label(y, START_MS + i * 1000 + 500, request=i))
+    found = alarms(run(join, events))
+    assert found == []  # the shadow got worse; the live model did not
+    live, shadow = join.streams[("live", "v1")], join.streams[("shadow", "v2")]
+    assert live.metric is not None and shadow.metric is not None
+    assert (live.metric.n_labels, shadow.metric.n_labels, join.joined) == (3000, 3000, 6000)
+    assert (live.alarms, shadow.alarms > 0) == (0, True)
+
+
+def test_pickle_round_trip_mid_stream_continues_identically() -> None:
+    events = classifier_stream(seed=1, n=3000, shift_at=2000)
+    original = new_join(model())
+    run(original, events[:3000])
+    restored = pickle.loads(pickle.dumps(original, pickle.HIGHEST_PROTOCOL))
+    after = run(restored, events[3000:])
+    assert after == run(original, events[3000:])
+    assert alarms(after)[0] == (1204, "performance_drop")  # event 4204 of the whole stream
+    assert sum(bool(r.points) for _, r in after) == 2  # 1,500 s of events, one per 600 s
+
+
+def test_memory_is_bounded_and_evictions_are_counted() -> None:
+    join = new_join(model("max_held = 100\nmax_streams = 2\n"))
+    run(join, [prediction(i, 0.9, at_ms=START_MS) for i in range(1000)])
+    assert (len(join.held), join.evicted, join.expired) == (100, 900, 0)
+    assert sum(len(keys) for keys in join.by_entity.values()) == 100
+    assert observe_label(join, label(1, START_MS, request=899)).joined == 0  # evicted
+    assert observe_label(join, label(1, START_MS, request=900)).joined == 1
+    small = len(pickle.dumps(join))
+    run(join, [prediction(i, 0.9, at_ms=START_MS) for i in range(1000, 5000)])
+    assert len(pickle.dumps(join)) < small * 1.2
+    for n, version in enumerate(("v2", "v3", "v4")):
+        observe_prediction(join, prediction(9000 + n, 0.9, version=version, at_ms=START_MS))
+    assert (len(join.streams), join.evicted_streams) == (2, 2)
+
+
+def test_a_redelivered_prediction_is_held_once() -> None:
+    join = new_join(model())
+    observe_prediction(join, prediction(0, 0.9))
+    observe_prediction(join, prediction(0, 0.9))
+    assert (len(join.held), join.duplicates) == (1, 1)
+
+
+def test_points_on_a_cadence_with_the_documented_schema() -> None:
+    join = new_join(model())
+    results = run(join, classifier_stream(seed=2, n=1900, shift_at=10**9))
+    reports = [(n, r.points) for n, r in results if r.points]
+    # The clock starts at 0 s and reports every 600 s of event time.
+    assert [points[0].time_ms - START_MS for _, points in reports] == [
+        600_000,
+        1_200_000,
+        1_800_000,
+    ]
+    last = {p.tags["detector"]: p for p in reports[-1][1]}
+    assert set(last) == {
+        "label_join",
+        "accuracy",
+        "log_loss",
+        "auc",
+        "estimated_accuracy",
+        "label_delay",
+    }
+    assert all(p.measurement == "performance" for p in last.values())
+    assert last["label_join"].tags == {"model": "churn", "detector": "label_join"}
+    assert last["label_join"].fields["joined"] == 1795
+    assert last["accuracy"].tags == {
+        "model": "churn",
+        "version": "v1",
+        "role": "live",
+        "detector": "accuracy",
+    }
+    assert last["accuracy"].fields["labels"] == 1795
+    assert 0.85 < float(last["accuracy"].fields["value"]) < 0.95
+    assert last["estimated_accuracy"].fields["source"] == "measured"
+    assert last["label_delay"].fields["p50_s"] == pytest.approx(5.0, rel=0.01)
+
+
+def test_each_output_kind_gets_its_metric() -> None:
+    join = new_join(model())
+    probabilities = ClassProbabilities({"false": 0.2, "true": 0.8})
+    observe_prediction(join, prediction(0, probabilities, version="binary"))
+    observe_prediction(join, prediction(1, ClassProbabilities({"a": 0.1, "b": 0.2, "c": 0.7})))
+    observe_prediction(
+        join, prediction(2, Ranking(items=[f"i{k}" for k in range(50)]), role="shadow")
+    )
+    observe_label(join, label(True, START_MS + 3000, request=0))
+    observe_label(join, label("c", START_MS + 3000, request=1))
+    observe_label(join, label("i3", START_MS + 3000, request=2))
+    binary, multi = join.streams[("live", "binary")], join.streams[("live", "v1")]
+    ranking = join.streams[("shadow", "v1")]
+    assert isinstance(binary.metric, ClassificationPerformance) and binary.metric.accuracy == 1.0
+    assert multi.metric is None and multi.estimate is not None
+    assert multi.estimate.observed_accuracy == 1.0
+    assert isinstance(ranking.metric, PrecisionAtK)
+    assert ranking.metric.precision_at_k == pytest.approx(0.1)  # 1 relevant item of k = 10
+    assert join.held == {}
+
+
+def test_a_label_that_does_not_fit_the_output_is_ignored_not_raised() -> None:
+    join = new_join(model())
+    observe_prediction(join, prediction(0, 0.9))
+    observe_label(join, label("churned", START_MS + 1000, request=0))
+    stream = join.streams[("live", "v1")]
+    assert stream.metric is not None and stream.estimate is not None
+    assert (stream.metric.n_ignored, stream.estimate.n_ignored, join.joined) == (1, 1, 1)
+
+
+def test_regression_task() -> None:
+    join = new_join(model('task = "regression"\nerror_cap = 10.0\n'))
+    observe_prediction(join, prediction(0, 12.0))
+    observe_label(join, label(10.0, START_MS + 1000, request=0))
+    stream = join.streams[("live", "v1")]
+    assert stream.estimate is None
+    assert isinstance(stream.metric, RegressionPerformance)
+    assert stream.metric.mae == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('task = "ranking"\n', "detectors.performance.task"),
+        ("max_held = 0\n", "detectors.performance.max_held"),
+        ("tolerence = 0.1\n", "detectors.performance.tolerence"),
+        ("tolerance = 2.0\n", "detectors.performance"),
+        ("false_fallbacks_per_model_day = 1.5\n", "detectors.performance"),
+    ],
+)
+def test_bad_settings_name_the_model_and_key(extra: str, key: str) -> None:
+    with pytest.raises(PortfolioError) as raised:
+        new_join(model(extra))
+    assert (raised.value.model, raised.value.key) == ("churn", key)
