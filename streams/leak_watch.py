@@ -1,0 +1,499 @@
+"""One model's leak watch: write lag, availability gaps and label leaks of its features.
+
+Pure code, no Faust. The agent keeps one ``LeakWatch`` per model in a changelog-backed
+table keyed by model_id and calls ``observe(model, watch, record)`` for each record that
+concerns the model:
+
+- every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
+  on the wire; the agent routes each to ``Portfolio.models_monitoring(write.feature)``,
+  re-keyed by model_id so that it reaches the partition holding the model's watch);
+- every ``live`` ``Prediction`` of the model (the values it was served, with the write
+  time of each value, feed the availability gap; its request_id is remembered to find
+  the entity of a label that names only the request);
+- every ``GroundTruth`` of the model (a binary label: 0, 1, false or true).
+
+What comes back (``LeakEffects``) is evidence for the model's health policy, InfluxDB
+points and Alerta alerts.
+
+Detectors, per model (settings ``[detectors.leaks]`` of the portfolio; timestamps and
+durations in milliseconds, as on the wire):
+
+=================== ========================= ===========================================
+detector (evidence) from                      settings
+=================== ========================= ===========================================
+``label_leak``      ``LabelCoincidentWrites`` ``coincidence_<argument>``
+``availability_gap`` ``AvailabilityGap``      ``gap_<argument>``
+``write_lag_drift``, one ``WriteLag`` per     ``write_lag_<argument>``; ``sla`` is the
+``write_lag_sla``   feature                   feature's ``write_lag_sla``
+``future_values``   ``FutureValues``          ``skew_tolerance`` (only with
+                                              ``future_values=True``, see below)
+=================== ========================= ===========================================
+
+and the watch's own ``report_every`` (seconds of event time between two rounds of points,
+default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
+default 10,000). The detectors' entity and key limits default to 10,000 here (the
+detectors' own defaults are ten times that): the watch is pickled into a table value, so
+its size is what each checkpoint writes. Raise them when a model sees more entities
+within ``coincidence_control_offset`` plus ``coincidence_lateness``: labels whose writes
+were forgotten are counted as ``unjudged`` in the leak points, not guessed.
+
+Values from the future. ``streams.watch`` already sends every live prediction's served
+values through ``FutureValues`` on the health path. ``new_leak_watch(model,
+future_values=True)`` does it here as well (critical evidence, a ``future_values`` leak
+point and alert, a ``future_values`` field in write-lag points); the agent must not do
+both, or every such value is reported twice.
+
+Evidence. ``label_leak`` and ``availability_gap`` are sequential tests whose flags stay on:
+one alarming ``Evidence`` per feature when it is flagged. ``write_lag_drift`` and
+``write_lag_sla`` test each complete window of a feature's writes: one ``Evidence`` per
+window, alarming or not. ``future_values`` evidence is ``critical``: the policy acts at
+once. Evidence goes to the model's health policy (``HealthPolicy.update``); the points
+and alerts of leak evidence are the ones here, not those of ``streams.watch.consequences``.
+
+Alerts. One per model and detector (Alerta event = detector), naming the flagged features
+in its text and its ``feature`` attribute; it is sent when that set of features changes,
+and closes (severity normal) when a windowed detector is quiet again.
+
+Points, on a cadence of event time (``report_every``), not per event: per feature a
+``write_lag`` point (tags model, feature: ``p50_ms``, ``p99_ms``, ``writes``,
+``drift_p_value``, ``sla_p_value``, ``gap_rate``, and ``future_values`` when on) and
+``leak`` points (tags model, feature, detector: ``score``, ``p_value``, ``flagged``,
+``labels``, ``unjudged`` for ``label_leak``; ``gap_rate``, ``p_value``, ``flagged``,
+``predictions`` for ``availability_gap``). A flag also writes its leak point at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from detectors.health.evidence import Evidence
+from detectors.leaks.availability_gap import AvailabilityGap
+from detectors.leaks.events import FeatureWrite as WriteEvent
+from detectors.leaks.events import Label, ServedFeature
+from detectors.leaks.future_values import FutureValues
+from detectors.leaks.label_coincidence import LabelCoincidentWrites
+from detectors.leaks.write_lag import WriteLag
+from schemas.contracts import FeatureWrite, GroundTruth, Prediction
+from streams.portfolio import Model, PortfolioError
+from streams.sinks.alerta import Alert, detector_alert
+from streams.sinks.influx import FieldValue, Point, point
+
+__all__ = [
+    "ALERT_SEVERITIES",
+    "LeakEffects",
+    "LeakWatch",
+    "build_detector",
+    "new_leak_watch",
+    "observe",
+    "split_settings",
+]
+
+DEFAULT_REPORT_EVERY = 60.0
+DEFAULT_MAX_REQUESTS = 10_000
+# Per-model defaults that keep a pickled watch small (see the module docstring).
+_DETECTOR_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "coincidence": {"max_entities": 10_000, "max_open_labels": 10_000},
+    "gap": {"max_keys": 10_000},
+    "write_lag": {},
+}
+_OWN_KEYS = ("skew_tolerance", "report_every", "max_requests")
+# How loud each detector's alert is while it alarms.
+ALERT_SEVERITIES: Mapping[str, str] = {
+    "label_leak": "major",
+    "availability_gap": "major",
+    "write_lag_drift": "warning",
+    "write_lag_sla": "warning",
+    "future_values": "critical",
+}
+
+
+@dataclasses.dataclass
+class LeakWatch:
+    """Everything the leak watch remembers about one model; pickled into a table value."""
+
+    model_id: str
+    coincidence: LabelCoincidentWrites
+    gap: AvailabilityGap
+    write_lag: dict[str, WriteLag]
+    future: FutureValues | None
+    report_every_ms: float
+    max_requests: int
+    # request_id -> entity_id of recent live predictions, oldest first.
+    entities: collections.OrderedDict[str, str] = dataclasses.field(
+        default_factory=collections.OrderedDict
+    )
+    # Writes each feature's WriteLag accepted: its windows close every ``window`` of them.
+    lag_writes: dict[str, int] = dataclasses.field(default_factory=dict)
+    stream_time: float = -math.inf
+    next_report_at: float = -math.inf
+    # Detector -> its flagged features, as last alerted.
+    alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    # Labels that could not be used: not binary, or an entity that is not known.
+    labels_unusable: int = 0
+    labels_unresolved: int = 0
+    writes_ignored: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakEffects:
+    """What one record caused: evidence for the health policy, points and alerts."""
+
+    evidence: tuple[Evidence, ...] = ()
+    points: tuple[Point, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.evidence or self.points or self.alerts)
+
+
+def split_settings(
+    model: Model, group: str, own: Sequence[str], prefixes: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A detector group's settings as (the caller's own keys, keyword arguments per prefix).
+
+    ``coincidence_alpha`` goes to prefix ``coincidence`` as ``alpha``.
+
+    Raises
+    ------
+    PortfolioError
+        For a key that is neither one of ``own`` nor starts with a prefix.
+    """
+    own_settings: dict[str, Any] = {}
+    per_prefix: dict[str, dict[str, Any]] = {prefix: {} for prefix in prefixes}
+    for key, value in model.detector_settings(group).items():
+        if key in own:
+            own_settings[key] = value
+            continue
+        prefix = next((p for p in prefixes if key.startswith(f"{p}_")), None)
+        if prefix is None:
+            valid = [*own, *(f"{p}_<argument>" for p in prefixes)]
+            raise PortfolioError(
+                model.model_id,
+                f"detectors.{group}.{key}",
+                f"unknown key; valid: {', '.join(valid)}",
+            )
+        per_prefix[prefix][key.removeprefix(f"{prefix}_")] = value
+    return own_settings, per_prefix
+
+
+def build_detector(model: Model, key: str, detector: type[Any], arguments: dict[str, Any]) -> Any:
+    """``detector(**arguments)``; a refused argument is a PortfolioError naming ``key``."""
+    try:
+        return detector(**arguments)
+    except (TypeError, ValueError) as error:
+        raise PortfolioError(model.model_id, key, str(error)) from None
+
+
+def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
+    """A fresh leak watch for ``model``; ``future_values`` adds the check of served values
+    written after the prediction (off by default: ``streams.watch`` does it).
+
+    Raises
+    ------
+    PortfolioError
+        When the model's ``[detectors.leaks]`` settings do not fit the detectors.
+    """
+    key = "detectors.leaks"
+    own, arguments = split_settings(model, "leaks", _OWN_KEYS, tuple(_DETECTOR_DEFAULTS))
+    for prefix, defaults in _DETECTOR_DEFAULTS.items():
+        arguments[prefix] = {**defaults, **arguments[prefix]}
+    if "sla" in arguments["write_lag"]:
+        raise PortfolioError(
+            model.model_id, f"{key}.write_lag_sla", "set write_lag_sla on each feature"
+        )
+    write_lag = {
+        feature.name: build_detector(
+            model,
+            f"{key}.write_lag",
+            WriteLag,
+            {
+                **arguments["write_lag"],
+                "sla": None
+                if feature.write_lag_sla is None
+                else feature.write_lag_sla.total_seconds() * 1000.0,
+            },
+        )
+        for feature in model.features
+    }
+    future = None
+    if future_values:
+        skew = {"skew_tolerance": own.get("skew_tolerance", 0.0)}
+        future = build_detector(model, f"{key}.skew_tolerance", FutureValues, skew)
+    report_every = own.get("report_every", DEFAULT_REPORT_EVERY)
+    if not (isinstance(report_every, int | float) and 0 < report_every < math.inf):
+        raise PortfolioError(model.model_id, f"{key}.report_every", "expected seconds > 0")
+    max_requests = own.get("max_requests", DEFAULT_MAX_REQUESTS)
+    if not (isinstance(max_requests, int) and not isinstance(max_requests, bool)):
+        raise PortfolioError(model.model_id, f"{key}.max_requests", "expected an integer >= 1")
+    if max_requests < 1:
+        raise PortfolioError(model.model_id, f"{key}.max_requests", "expected an integer >= 1")
+    return LeakWatch(
+        model_id=model.model_id,
+        coincidence=build_detector(
+            model, f"{key}.coincidence", LabelCoincidentWrites, arguments["coincidence"]
+        ),
+        gap=build_detector(model, f"{key}.gap", AvailabilityGap, arguments["gap"]),
+        write_lag=write_lag,
+        future=future,
+        report_every_ms=float(report_every) * 1000.0,
+        max_requests=max_requests,
+    )
+
+
+def observe(
+    model: Model, watch: LeakWatch, record: FeatureWrite | Prediction | GroundTruth
+) -> LeakEffects:
+    """Feed one record about ``model``; returns what it caused. Mutates ``watch``.
+
+    Writes of features the model does not monitor, and predictions that are not ``live``,
+    are ignored (``writes_ignored`` counts the writes).
+    """
+    if isinstance(record, FeatureWrite):
+        evidence = _write(watch, record)
+        at = record.written_at
+    elif isinstance(record, Prediction):
+        evidence = _prediction(watch, record)
+        at = record.predicted_at
+    else:
+        evidence = _label(watch, record)
+        at = record.label_at
+    watch.stream_time = max(watch.stream_time, float(at))
+    points = [_flag_point(watch, e) for e in evidence if e.alarm and e.detector in _LEAK_POINTS]
+    if watch.stream_time >= watch.next_report_at:
+        points.extend(_report(watch))
+        step = watch.report_every_ms
+        watch.next_report_at = (watch.stream_time // step + 1) * step
+    alerts = [
+        alert
+        for detector, alarms in _by_detector(evidence).items()
+        if (alert := _alert_change(model, watch, detector, alarms))
+    ]
+    return LeakEffects(tuple(evidence), tuple(points), tuple(alerts))
+
+
+def _write(watch: LeakWatch, record: FeatureWrite) -> list[Evidence]:
+    lag = watch.write_lag.get(record.feature)
+    if lag is None:
+        watch.writes_ignored += 1
+        return []
+    write = WriteEvent(
+        record.entity_id, record.feature, record.value, record.event_at, record.written_at
+    )
+    evidence = _newly_flagged("label_leak", watch.coincidence, write, record.written_at)
+    # Gaps found by a write count at the feature's next prediction, when it is tested.
+    watch.gap.update(write)
+    rejected = lag.rejected
+    lag.update(write)
+    writes = watch.lag_writes.get(record.feature, 0) + (lag.rejected == rejected)
+    watch.lag_writes[record.feature] = writes
+    if writes % lag.window == 0:
+        evidence += _window_evidence(lag, record.feature, record.written_at / 1000.0)
+    return evidence
+
+
+def _window_evidence(lag: WriteLag, feature: str, at: float) -> list[Evidence]:
+    """The verdicts of a window of writes that just closed."""
+    summary = lag.write_lag[feature]
+    details: dict[str, float | int | str | bool] = {"p50_ms": summary.p50, "p99_ms": summary.p99}
+    verdicts = []
+    if not math.isnan(summary.reference_lag):
+        reference = {"reference_lag_ms": summary.reference_lag}
+        verdicts.append(("write_lag_drift", summary.drifting, summary.drift_p_value, reference))
+    if lag.sla is not None:
+        verdicts.append(
+            ("write_lag_sla", summary.sla_broken, summary.sla_p_value, {"sla_ms": lag.sla})
+        )
+    return [
+        Evidence(
+            detector=detector,
+            feature=feature,
+            at=at,
+            alarm=alarm,
+            alpha=lag.alpha,
+            p_value=p_value,
+            details={**details, **extra},
+        )
+        for detector, alarm, p_value, extra in verdicts
+    ]
+
+
+def _prediction(watch: LeakWatch, prediction: Prediction) -> list[Evidence]:
+    if prediction.role != "live":
+        return []
+    watch.entities[prediction.request_id] = prediction.entity_id
+    watch.entities.move_to_end(prediction.request_id)
+    if len(watch.entities) > watch.max_requests:
+        watch.entities.popitem(last=False)
+    evidence: list[Evidence] = []
+    for name, seen in prediction.features.items():
+        if name not in watch.write_lag:
+            continue
+        served = ServedFeature(
+            prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
+        )
+        evidence += _newly_flagged("availability_gap", watch.gap, served, prediction.predicted_at)
+        if watch.future is not None:
+            before = watch.future.future_values
+            watch.future.update(served)
+            if watch.future.future_values != before:
+                evidence.append(
+                    Evidence(
+                        detector="future_values",
+                        feature=name,
+                        at=prediction.predicted_at / 1000.0,
+                        alarm=True,
+                        critical=True,
+                        details={
+                            "skew_ms": seen.written_at - prediction.predicted_at,
+                            "future_values": watch.future.future_values,
+                        },
+                    )
+                )
+    return evidence
+
+
+def _label(watch: LeakWatch, truth: GroundTruth) -> list[Evidence]:
+    label = truth.label
+    if not (isinstance(label, bool | int | float) and label in (0, 1)):
+        watch.labels_unusable += 1
+        return []
+    entity_id = truth.entity_id
+    if entity_id is None and truth.request_id is not None:
+        entity_id = watch.entities.get(truth.request_id)
+    if entity_id is None:
+        watch.labels_unresolved += 1
+        return []
+    event = Label(entity_id, int(label), truth.label_at)
+    return _newly_flagged("label_leak", watch.coincidence, event, truth.label_at)
+
+
+def _newly_flagged(
+    name: str, detector: LabelCoincidentWrites | AvailabilityGap, event: Any, at_ms: float
+) -> list[Evidence]:
+    """Feeds ``event`` to a sequential leak detector; evidence for each feature it flags."""
+    before = _flagged(detector)
+    detector.update(event)
+    newly = [f for f in _flagged(detector) if f not in before]
+    if not newly:
+        return []
+    found = detector.evidence
+    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in newly]
+
+
+def _flagged(detector: LabelCoincidentWrites | AvailabilityGap) -> tuple[str, ...]:
+    if isinstance(detector, LabelCoincidentWrites):
+        return detector.leaking_features
+    return detector.gapped_features
+
+
+def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
+    details: dict[str, float | int | str | bool]
+    if detector == "label_leak":
+        details = {
+            "score": found.score,
+            "leak_class": found.leak_class,
+            "labels": sum(found.labels),
+            "unjudged": found.unjudged,
+        }
+    else:
+        details = {"gap_rate": found.gap_rate, "predictions": found.predictions}
+    return Evidence(
+        detector=detector,
+        feature=found.feature,
+        at=at,
+        alarm=True,
+        p_value=found.p_value,
+        details=details,
+    )
+
+
+_LEAK_POINTS = frozenset({"label_leak", "availability_gap", "future_values"})
+
+
+def _flag_point(watch: LeakWatch, evidence: Evidence) -> Point:
+    tags = {
+        "model": watch.model_id,
+        "feature": evidence.feature or "",
+        "detector": evidence.detector,
+    }
+    fields: dict[str, FieldValue] = {"flagged": 1, **evidence.details}
+    if evidence.p_value is not None:
+        fields["p_value"] = evidence.p_value
+    return point("leak", tags, fields, int(evidence.at * 1000))
+
+
+def _report(watch: LeakWatch) -> list[Point]:
+    """One round of write-lag and leak points, at the watch's stream time."""
+    time_ms = int(watch.stream_time)
+    model_id = watch.model_id
+    # A feature's gap rate means something once predictions used it.
+    gaps = {name: gap for name, gap in watch.gap.evidence.items() if gap.predictions}
+    future = watch.future.counts if watch.future is not None else {}
+    points = []
+    for name, detector in watch.write_lag.items():
+        summaries = detector.write_lag
+        if name not in summaries:
+            continue
+        summary = summaries[name]
+        fields: dict[str, FieldValue] = {
+            "p50_ms": summary.p50,
+            "p99_ms": summary.p99,
+            "writes": summary.writes,
+            "drift_p_value": summary.drift_p_value,
+            "sla_p_value": summary.sla_p_value,
+        }
+        if name in gaps:
+            fields["gap_rate"] = gaps[name].gap_rate
+        if watch.future is not None:
+            fields["future_values"] = future[name].future if name in future else 0
+        points.append(point("write_lag", {"model": model_id, "feature": name}, fields, time_ms))
+    for name, leak in watch.coincidence.evidence.items():
+        fields = {
+            "score": leak.score,
+            "p_value": leak.p_value,
+            "flagged": int(leak.leaking),
+            "labels": sum(leak.labels),
+            "unjudged": leak.unjudged,
+        }
+        tags = {"model": model_id, "feature": name, "detector": "label_leak"}
+        points.append(point("leak", tags, fields, time_ms))
+    for name, gap in gaps.items():
+        fields = {
+            "gap_rate": gap.gap_rate,
+            "p_value": gap.p_value,
+            "flagged": int(gap.gapped),
+            "predictions": gap.predictions,
+        }
+        tags = {"model": model_id, "feature": name, "detector": "availability_gap"}
+        points.append(point("leak", tags, fields, time_ms))
+    return points
+
+
+def _by_detector(evidence: list[Evidence]) -> dict[str, dict[str, bool]]:
+    """Per detector, in order of first appearance: {feature: alarm}, the last word per feature."""
+    grouped: dict[str, dict[str, bool]] = {}
+    for e in evidence:
+        grouped.setdefault(e.detector, {})[e.feature or ""] = e.alarm
+    return grouped
+
+
+def _alert_change(
+    model: Model, watch: LeakWatch, detector: str, alarms: dict[str, bool]
+) -> Alert | None:
+    """An alert when the set of features ``detector`` flags changes."""
+    before = watch.alarming.get(detector, set())
+    after = {f for f in before if alarms.get(f, True)} | {f for f, on in alarms.items() if on}
+    if after == before:
+        return None
+    watch.alarming[detector] = after
+    if not after:
+        text = f"{model.model_id}: {detector} is quiet again"
+        return detector_alert(model.model_id, model.owner, detector, "normal", text)
+    features = ", ".join(sorted(after))
+    text = f"{model.model_id}: {detector} flags {features}"
+    severity = ALERT_SEVERITIES[detector]
+    return detector_alert(model.model_id, model.owner, detector, severity, text, features)

@@ -1,0 +1,274 @@
+"""A model's leak watch as pure code: writes, predictions and labels in, effects out."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+from streams.leak_watch import LeakEffects, LeakWatch, new_leak_watch, observe
+from streams.portfolio import Model, PortfolioError, parse_portfolio
+
+Record = FeatureWrite | Prediction | GroundTruth
+
+CHURN = """
+[models.churn]
+owner = "team-retention"
+tier = "cpu"
+fallback = "keep_all"
+label_delay = "1h"
+[models.churn.features]
+last_login_date = { kind = "numeric", write_lag_sla = "30s" }
+plan = "categorical"
+balance = "numeric"
+"""
+
+
+def churn_model(leaks: str = "") -> Model:
+    model = parse_portfolio(CHURN + leaks).get("churn")
+    assert model is not None
+    return model
+
+
+def write(entity: str, feature: str, value: object, event_at: float, written_at: float) -> Record:
+    return FeatureWrite(
+        schema_version=1,
+        entity_id=entity,
+        feature=feature,
+        value=value,  # type: ignore[arg-type]
+        event_at=int(event_at),
+        written_at=int(written_at),
+        source="store",
+    )
+
+
+def label(entity: str | None, value: object, label_at: float, request: str | None = None) -> Record:
+    return GroundTruth(
+        schema_version=1,
+        model_id="churn",
+        label=value,  # type: ignore[arg-type]
+        label_at=int(label_at),
+        entity_id=entity,
+        request_id=request,
+    )
+
+
+def prediction(
+    request: str, entity: str, at: float, seen: dict[str, tuple[object, float]]
+) -> Record:
+    return Prediction(
+        schema_version=1,
+        request_id=request,
+        model_id="churn",
+        model_version="v1",
+        role="live",
+        entity_id=entity,
+        predicted_at=int(at),
+        output=Score(score=0.5),
+        features={name: FeatureSeen(v, int(w)) for name, (v, w) in seen.items()},  # type: ignore[arg-type]
+        latency_ms=1.0,
+    )
+
+
+def churn_stream(seed: int, count: int, leak: bool = True) -> list[Record]:
+    """Users log in at random; a churner's ``last_login_date`` is nulled when they cancel
+    (if ``leak``); ``plan`` tells churners apart by value, not by when it is written."""
+    rng = np.random.default_rng(seed)
+    records: list[Record] = []
+    now = 1_000_000_000.0
+    for _ in range(count):
+        user = f"u{int(rng.integers(500))}"
+        churner = int(user[1:]) % 3 == 0
+        now += rng.exponential(60_000.0)
+        if rng.random() < 0.8:
+            records.append(write(user, "last_login_date", now, now, now + 1_000))
+            records.append(write(user, "plan", "free" if churner else "pro", now, now + 1_000))
+            continue
+        if churner and leak:
+            records.append(write(user, "last_login_date", None, now, now + 1_000))
+        records.append(label(user, int(churner), now))
+    return records
+
+
+def run(model: Model, watch: LeakWatch, records: list[Record]) -> list[tuple[int, LeakEffects]]:
+    return [(n, e) for n, r in enumerate(records) if (e := observe(model, watch, r))]
+
+
+def alerts_of(effects: list[tuple[int, LeakEffects]], event: str) -> list[tuple[int, str, str]]:
+    return [
+        (n, a.severity, a.attributes.get("feature", ""))
+        for n, e in effects
+        for a in e.alerts
+        if a.event == event
+    ]
+
+
+def test_a_feature_nulled_at_label_time_is_flagged_by_name_and_an_honest_one_is_not() -> None:
+    model = churn_model()
+    watch = new_leak_watch(model)
+    effects = run(model, watch, churn_stream(3, 3_000))
+    assert alerts_of(effects, "label_leak") == [(214, "major", "last_login_date")]
+    flags = [(n, e.feature) for n, eff in effects for e in eff.evidence if e.alarm]
+    assert flags == [(214, "last_login_date")]
+    evidence = next(e for n, eff in effects for e in eff.evidence if n == 214)
+    assert (evidence.detector, evidence.critical, evidence.details["leak_class"]) == (
+        "label_leak",
+        False,
+        1,
+    )
+    assert evidence.p_value is not None and evidence.p_value <= 0.01
+    assert watch.coincidence.leaking_features == ("last_login_date",)
+    assert not watch.coincidence.evidence["plan"].leaking
+    # The flag writes its leak point at once; the cadence keeps writing the verdicts.
+    flag_points = [p for n, e in effects if n == 214 for p in e.points if p.measurement == "leak"]
+    assert {(p.tags["feature"], p.tags["detector"], p.fields["flagged"]) for p in flag_points} >= {
+        ("last_login_date", "label_leak", 1)
+    }
+    points = [p for _, e in effects for p in e.points if p.measurement == "leak"]
+    assert {p.tags["detector"] for p in points} == {"label_leak"}
+    assert {(p.tags["feature"], p.fields["flagged"]) for p in points[-2:]} == {
+        ("last_login_date", 1),
+        ("plan", 0),
+    }
+
+
+def test_without_the_trigger_nothing_is_flagged() -> None:
+    model = churn_model()
+    watch = new_leak_watch(model)
+    effects = run(model, watch, churn_stream(3, 3_000, leak=False))
+    assert not [a for _, e in effects for a in e.alerts]
+    assert not [ev for _, e in effects for ev in e.evidence if ev.alarm]
+    assert watch.coincidence.evidence["last_login_date"].labels[1] > 50
+
+
+def test_points_come_on_the_event_time_cadence_not_per_event() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nreport_every = 600\n")
+    watch = new_leak_watch(model)
+    records = churn_stream(4, 2_000)
+    effects = run(model, watch, records)
+    rounds = sorted(
+        {p.time_ms for _, e in effects for p in e.points if p.measurement == "write_lag"}
+    )
+    assert len(rounds) < len(records) / 10
+    # At most one round per 10 minutes of event time.
+    assert len({t // 600_000 for t in rounds}) == len(rounds)
+    lag = next(p for _, e in effects for p in e.points if p.measurement == "write_lag")
+    assert set(lag.tags) == {"model", "feature"}
+    assert lag.fields["p50_ms"] == pytest.approx(1_000, rel=0.02)
+
+
+def test_a_value_from_the_future_is_critical_evidence_with_an_alert_naming_it() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nskew_tolerance = 100\n")
+    watch = new_leak_watch(model, future_values=True)
+    honest = prediction("r1", "u1", 10_000, {"plan": ("pro", 9_000), "balance": (3.0, 10_050)})
+    future = prediction("r2", "u2", 20_000, {"plan": ("pro", 9_000), "balance": (3.0, 25_000)})
+    quiet, flagged = observe(model, watch, honest), observe(model, watch, future)
+    assert not quiet.evidence and not quiet.alerts
+    (evidence,) = flagged.evidence
+    assert (evidence.detector, evidence.feature, evidence.critical, evidence.alarm) == (
+        "future_values",
+        "balance",
+        True,
+        True,
+    )
+    assert evidence.details == {"skew_ms": 5_000, "future_values": 1}
+    (alert,) = flagged.alerts
+    assert (alert.event, alert.severity, alert.attributes["feature"]) == (
+        "future_values",
+        "critical",
+        "balance",
+    )
+    (point,) = [p for p in flagged.points if p.measurement == "leak"]
+    assert (point.tags["feature"], point.fields["flagged"]) == ("balance", 1)
+
+
+def test_future_values_are_left_to_the_model_watch_by_default() -> None:
+    model = churn_model()
+    watch = new_leak_watch(model)
+    future = prediction("r2", "u2", 20_000, {"balance": (3.0, 25_000)})
+    assert not observe(model, watch, future).evidence
+
+
+def test_write_lag_windows_give_sla_evidence_and_an_alert_that_closes() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nwrite_lag_window = 20\n")
+    watch = new_leak_watch(model)
+    rng = np.random.default_rng(8)
+    lags = [
+        *rng.uniform(1_000, 10_000, 40),
+        *rng.uniform(40_000, 60_000, 20),
+        *rng.uniform(1_000, 10_000, 20),
+    ]
+    records = [
+        write("u1", "last_login_date", 1.0, i * 1e5, i * 1e5 + lag) for i, lag in enumerate(lags)
+    ]
+    effects = run(model, watch, records)
+    verdicts = [(n, e.detector, e.alarm) for n, eff in effects for e in eff.evidence]
+    assert verdicts == [
+        (19, "write_lag_sla", False),
+        (39, "write_lag_sla", False),
+        (59, "write_lag_sla", True),
+        (79, "write_lag_sla", False),
+    ]
+    assert alerts_of(effects, "write_lag_sla") == [
+        (59, "warning", "last_login_date"),
+        (79, "normal", ""),
+    ]
+
+
+def test_labels_with_only_a_request_id_find_their_entity_through_the_prediction() -> None:
+    model = churn_model()
+    watch = new_leak_watch(model)
+    observe(model, watch, prediction("r1", "u1", 1_000, {"plan": ("pro", 500)}))
+    observe(model, watch, label(None, True, 5_000, request="r1"))
+    observe(model, watch, label(None, 1, 6_000, request="r-unknown"))
+    observe(model, watch, label("u2", "churned", 7_000))
+    assert (watch.labels_unresolved, watch.labels_unusable) == (1, 1)
+    assert watch.coincidence.open_labels == 1
+
+
+def test_writes_of_features_the_model_does_not_monitor_are_counted_and_ignored() -> None:
+    model = churn_model()
+    watch = new_leak_watch(model)
+    assert not observe(model, watch, write("u1", "shoe_size", 42, 0, 10)).evidence
+    assert watch.writes_ignored == 1 and "shoe_size" not in watch.write_lag
+
+
+def test_the_request_map_is_bounded() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nmax_requests = 3\n")
+    watch = new_leak_watch(model)
+    for i in range(10):
+        observe(model, watch, prediction(f"r{i}", f"u{i}", 1_000 * i, {"plan": ("pro", 0)}))
+    assert list(watch.entities) == ["r7", "r8", "r9"]
+
+
+def test_pickle_round_trip_mid_stream_continues_identically() -> None:
+    model = churn_model()
+    records = churn_stream(3, 3_000)
+    straight = new_leak_watch(model)
+    expected = run(model, straight, records)
+    resumed = new_leak_watch(model)
+    first = run(model, resumed, records[:100])
+    resumed = pickle.loads(pickle.dumps(resumed, pickle.HIGHEST_PROTOCOL))
+    rest = [(n + 100, e) for n, e in run(model, resumed, records[100:])]
+    assert first + rest == expected
+    assert pickle.loads(pickle.dumps(resumed)).alarming == straight.alarming
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ("coincidence_alpha = 2.0", "detectors.leaks.coincidence"),
+        ("gap_history = 0", "detectors.leaks.gap"),
+        ("write_lag_window = 3", "detectors.leaks.write_lag"),
+        ("write_lag_sla = 10", "detectors.leaks.write_lag_sla"),
+        ("report_every = 0", "detectors.leaks.report_every"),
+        ("max_requests = 0", "detectors.leaks.max_requests"),
+        ("tolerance = 5", "detectors.leaks.tolerance"),
+    ],
+)
+def test_a_bad_setting_names_the_model_and_key(settings: str, key: str) -> None:
+    with pytest.raises(PortfolioError) as caught:
+        new_leak_watch(churn_model(f"[models.churn.detectors.leaks]\n{settings}\n"))
+    assert (caught.value.model, caught.value.key) == ("churn", key)
