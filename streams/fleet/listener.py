@@ -98,6 +98,11 @@ class ControlListener:
         consumer_config: Mapping[str, Any] | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        if default_mode not in MODE_OF_ACTION.values():
+            # A misspelt mode ("Fallback") would route like "live" without a word.
+            raise ValueError(
+                f"default_mode={default_mode!r}: expected one of {sorted(MODE_OF_ACTION.values())}"
+            )
         self.topic = CONTROL.name(settings)
         self.default_mode: Mode = default_mode
         self._config = {

@@ -38,6 +38,11 @@ def test_the_default_mode_is_configurable() -> None:
     assert ControlListener(NOWHERE, default_mode="fallback").mode("m") == "fallback"
 
 
+def test_an_unknown_default_mode_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"default_mode='Fallback'.*'fallback', 'live', 'shadow'"):
+        ControlListener(NOWHERE, default_mode="Fallback")  # type: ignore[arg-type]
+
+
 def test_a_node_without_control_keys_refuses_to_start() -> None:
     with pytest.raises(ValueError, match="no control keys configured"):
         ControlListener(dataclasses.replace(NOWHERE, control_keys=""))
