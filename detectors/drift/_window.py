@@ -228,6 +228,7 @@ class CategoricalWindowTest(WindowTest):
     def _reset(self) -> None:
         self._reference_counts: dict[Hashable, float] | None = None
         self._reference_other = 0.0
+        self._reference_tail: frozenset[Hashable] = frozenset()
         if self.reference is not None:
             self._set_reference(dict(self.reference))
         self._window: dict[Hashable, int] = {}
