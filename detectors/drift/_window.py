@@ -51,6 +51,12 @@ def validate_level(name: str, value: float) -> None:
         raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
 
 
+def validate_positive(name: str, value: float) -> None:
+    # Written as "not > 0" so that NaN is refused too.
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
 class WindowTest(base.Base):
     """What every windowed test stores and reports; subclasses implement ``update``."""
 
@@ -191,8 +197,7 @@ class BinnedWindowTest(NumericWindowTest):
         self._configure(reference, window_size)
         if not isinstance(n_bins, int) or n_bins < 2:
             raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
-        if not threshold > 0.0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        validate_positive("threshold", threshold)
         self.n_bins = n_bins
         self.threshold = threshold
 

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors.drift._window import validate_positive
+
 
 class BernoulliCUSUM(base.BinaryDriftDetector):
     """Log-likelihood ratio CUSUM for a Bernoulli rate rising by ``odds_ratio``.
@@ -64,8 +66,7 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
             raise ValueError(f"warm_up must be an int >= 10, got {warm_up!r}")
         if not odds_ratio > 1.0:
             raise ValueError(f"odds_ratio must be > 1, got {odds_ratio!r}")
-        if not threshold > 0.0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        validate_positive("threshold", threshold)
         if reference_rate is not None and not 0.0 < reference_rate < 1.0:
             raise ValueError(
                 f"reference_rate must lie in (0, 1) or be None, got {reference_rate!r}"

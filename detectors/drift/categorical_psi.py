@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 from detectors.drift._statistics import FloatArray, population_stability_index
-from detectors.drift._window import CategoricalWindowTest
+from detectors.drift._window import CategoricalWindowTest, validate_positive
 
 
 class CategoricalPSIDrift(CategoricalWindowTest):
@@ -58,8 +58,7 @@ class CategoricalPSIDrift(CategoricalWindowTest):
         max_categories: int = 50,
     ) -> None:
         self._configure(reference, window_size, max_categories)
-        if not threshold > 0.0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        validate_positive("threshold", threshold)
         self.threshold = threshold
         self._reset()
 

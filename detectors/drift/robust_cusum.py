@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors.drift._window import finite_float
+from detectors.drift._window import finite_float, validate_positive
 
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
@@ -90,8 +90,7 @@ class RobustCUSUM(base.DriftDetector):
             ("spread_threshold", spread_threshold),
             ("clip", clip),
         ):
-            if not value > 0.0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+            validate_positive(name, value)
         if spread_ratio is not None and not spread_ratio > 1.0:
             raise ValueError(f"spread_ratio must be > 1 or None, got {spread_ratio!r}")
         self.warm_up = warm_up

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.drift._statistics import FloatArray, wasserstein_1
-from detectors.drift._window import NumericWindowTest
+from detectors.drift._window import NumericWindowTest, validate_positive
 
 
 class WassersteinDrift(NumericWindowTest):
@@ -55,8 +55,7 @@ class WassersteinDrift(NumericWindowTest):
         threshold: float = 0.25,
     ) -> None:
         self._configure(reference, window_size)
-        if not threshold > 0.0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        validate_positive("threshold", threshold)
         self.threshold = threshold
         self._reset()
 
