@@ -41,8 +41,9 @@ Each joined pair feeds the detectors of its stream, one per ``(role, model_versi
 - ``Score`` outputs with ``task = "regression"``: ``RegressionPerformance`` on
   ``(label, score)`` (setting ``error_cap``);
 - ``ClassProbabilities``: ``EstimatedAccuracy`` over the classes in sorted order, the label
-  naming the class (a bool names ``"true"`` or ``"false"``); with exactly two classes also
-  ``ClassificationPerformance`` with the second class in sorted order as class 1;
+  naming the class (``True`` and ``1`` name ``"1"``, or ``"true"`` when that is the class);
+  with exactly two classes also ``ClassificationPerformance``, the second class in sorted
+  order being class 1;
 - ``Ranking``: ``PrecisionAtK`` on ``(items, {label})``, the label the relevant item (only
   the first ``k`` items are held);
 - always ``LabelDelay`` on ``label_at - predicted_at`` in seconds.
@@ -101,7 +102,7 @@ import collections
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
@@ -111,7 +112,7 @@ from detectors.performance.drop import PerformanceDrop
 from detectors.performance.estimate import EstimatedAccuracy
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
-from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Ranking, Score
+from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.portfolio import Model, PortfolioError
 from streams.sinks.influx import FieldValue, Point, point
 
@@ -120,6 +121,7 @@ __all__ = [
     "JoinResult",
     "LabelJoin",
     "new_join",
+    "observe",
     "observe_label",
     "observe_prediction",
 ]
@@ -166,8 +168,12 @@ class JoinSettings:
     estimate: EstimatedAccuracy
 
 
-@dataclasses.dataclass(slots=True)
-class HeldPrediction:
+# What the join keeps of an output, as plain data so that a table of thousands pickles
+# fast: a score, the class probabilities, or the first k ranked items.
+HeldOutput = float | dict[str, float] | tuple[str, ...]
+
+
+class HeldPrediction(NamedTuple):
     """What the join keeps of a prediction: enough to score it, not its features."""
 
     request_id: str
@@ -175,7 +181,7 @@ class HeldPrediction:
     role: str
     version: str
     predicted_at: int
-    output: Output
+    output: HeldOutput
 
 
 @dataclasses.dataclass
@@ -213,6 +219,22 @@ class LabelJoin:
     evicted: int = 0
     duplicates: int = 0
     evicted_streams: int = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Held predictions go as plain tuples (named tuples pickle several times slower),
+        # and the entity index, derived from them, is rebuilt on load.
+        state = dict(self.__dict__)
+        state["held"] = [tuple(held) for held in self.held.values()]
+        del state["by_entity"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rows = state.pop("held")
+        self.__dict__.update(state)
+        self.held = collections.OrderedDict()
+        self.by_entity = {}
+        for row in rows:
+            _index(self, HeldPrediction(*row))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,9 +333,7 @@ def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
     elif join.now_ms - at_ms > join.settings.ttl_ms:
         join.expired += 1  # arrived after its label could still have joined it
     else:
-        output = prediction.output
-        if isinstance(output, Ranking):
-            output = Ranking(items=output.items[: join.settings.k])
+        output = _held_output(prediction.output, join.settings.k)
         _hold(
             join,
             HeldPrediction(
@@ -350,6 +370,13 @@ def observe_label(join: LabelJoin, truth: GroundTruth) -> JoinResult:
         join.joined += 1
         evidence.extend(_score(join, held, truth.label, at_ms))
     return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join), len(matches))
+
+
+def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
+    """``observe_prediction`` or ``observe_label``, whichever ``record`` is for."""
+    if isinstance(record, Prediction):
+        return observe_prediction(join, record)
+    return observe_label(join, record)
 
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
@@ -393,6 +420,10 @@ def _hold(join: LabelJoin, held: HeldPrediction) -> None:
     if len(join.held) >= join.settings.max_held:
         _release(join, next(iter(join.held)))
         join.evicted += 1
+    _index(join, held)
+
+
+def _index(join: LabelJoin, held: HeldPrediction) -> None:
     key = (held.role, held.request_id)
     join.held[key] = held
     join.by_entity.setdefault(held.entity_id, []).append(key)
@@ -406,8 +437,16 @@ def _release(join: LabelJoin, key: HeldKey) -> None:
         del join.by_entity[held.entity_id]
 
 
+def _held_output(output: Output, k: int) -> HeldOutput:
+    if isinstance(output, Score):
+        return output.score
+    if isinstance(output, ClassProbabilities):
+        return dict(output.probabilities)
+    return tuple(output.items[:k])
+
+
 def _stream(
-    join: LabelJoin, role: str, version: str, output: Output, at_ms: int
+    join: LabelJoin, role: str, version: str, output: HeldOutput, at_ms: int
 ) -> StreamPerformance:
     """The stream's detectors, built for the kind of its first output."""
     stream = join.streams.get((role, version))
@@ -419,13 +458,13 @@ def _stream(
         settings = join.settings
         metric: Any = None
         estimate = None
-        if isinstance(output, Ranking):
+        if isinstance(output, tuple):
             metric = settings.ranking.clone()
-        elif isinstance(output, Score) and settings.task == "regression":
+        elif isinstance(output, float) and settings.task == "regression":
             metric = settings.regression.clone()
         else:
             estimate = settings.estimate.clone()
-            binary = isinstance(output, Score) or len(output.probabilities) == 2
+            binary = isinstance(output, float) or len(output) == 2
             metric = settings.classification.clone() if binary else None
         stream = StreamPerformance(role, version, metric, estimate)
         join.streams[(role, version)] = stream
@@ -488,44 +527,45 @@ def _estimate_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
     ]
 
 
-def _metric_input(output: Output, label: Any) -> Any:
+def _metric_input(output: HeldOutput, label: Any) -> Any:
     """The pair the stream's metric reads; labels that do not fit become ignored inputs."""
-    if isinstance(output, Ranking):
+    if isinstance(output, tuple):
         # A missing label is no evidence that nothing was relevant: the pair is ignored.
-        return (output.items, {label}) if isinstance(label, str | int) else None
-    if isinstance(output, Score):
-        return (label, output.score)
-    classes = sorted(output.probabilities)
-    name = _class_name(label)
-    y_true = 1 if name == classes[1] else 0 if name == classes[0] else None
-    return (y_true, output.probabilities[classes[1]])
+        return (output, {label}) if isinstance(label, str | int) else None
+    if isinstance(output, float):
+        return (label, output)
+    classes = sorted(output)
+    return (_class_index(output, label), output[classes[1]])
 
 
-def _probabilities(output: Output, task: str) -> float | list[float] | None:
+def _probabilities(output: HeldOutput, task: str) -> float | list[float] | None:
     """What ``EstimatedAccuracy`` reads as ``p``: P(class 1), or every class's in sorted order."""
-    if isinstance(output, Score):
-        return output.score if task == "classification" else None
-    if isinstance(output, ClassProbabilities):
-        return [output.probabilities[name] for name in sorted(output.probabilities)]
+    if isinstance(output, float):
+        return output if task == "classification" else None
+    if isinstance(output, dict):
+        return [output[name] for name in sorted(output)]
     return None
 
 
-def _class_index(output: Output, label: Any) -> Any:
-    if isinstance(output, ClassProbabilities):
-        classes = sorted(output.probabilities)
-        name = _class_name(label)
-        # -1 is an index no class has: the estimate counts the label as ignored.
-        return classes.index(name) if name in classes else -1
-    # None would make the estimate read the label as a new prediction.
-    return -1 if label is None else label
+def _class_index(output: HeldOutput, label: Any) -> Any:
+    """The label as the detectors read it: for class probabilities, its class's index."""
+    if not isinstance(output, dict):
+        # None would make the estimate read the label as a new prediction.
+        return -1 if label is None else label
+    classes = sorted(output)
+    for name in _class_names(label):
+        if name in output:
+            return classes.index(name)
+    return -1  # an index no class has: the detectors count the label as ignored
 
 
-def _class_name(label: Any) -> str:
+def _class_names(label: Any) -> tuple[str, ...]:
+    """The class names a label may stand for; as in the shadow join, 1 and true are "1"."""
     if isinstance(label, bool):
-        return "true" if label else "false"
-    if isinstance(label, float) and label.is_integer():
-        return str(int(label))
-    return str(label)
+        return (str(int(label)), str(label).lower())
+    if isinstance(label, int | float) and float(label).is_integer():
+        return (str(int(label)),)
+    return (label,) if isinstance(label, str) else ()
 
 
 def _primary(

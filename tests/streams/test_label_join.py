@@ -15,6 +15,7 @@ from streams.label_join import (
     JoinResult,
     LabelJoin,
     new_join,
+    observe,
     observe_label,
     observe_prediction,
 )
@@ -102,14 +103,8 @@ def classifier_stream(
     return events
 
 
-def feed(join: LabelJoin, event: Event) -> JoinResult:
-    if isinstance(event, Prediction):
-        return observe_prediction(join, event)
-    return observe_label(join, event)
-
-
 def run(join: LabelJoin, events: list[Event]) -> list[tuple[int, JoinResult]]:
-    return [(n, result) for n, event in enumerate(events) if (result := feed(join, event))]
+    return [(n, result) for n, event in enumerate(events) if (result := observe(join, event))]
 
 
 def alarms(results: list[tuple[int, JoinResult]]) -> list[tuple[int, str]]:
@@ -178,6 +173,8 @@ def test_entity_labels_join_the_latest_prediction_made_before_them() -> None:
     assert result.joined == 1
     assert sorted(key[1] for key in join.held) == ["r0", "r2"]  # r1 (5 s) was joined
     assert join.streams[("live", "v1")].delay.p50 == pytest.approx(1.0, rel=0.01)
+    join = pickle.loads(pickle.dumps(join))  # the entity index is rebuilt on load
+    assert join.by_entity == {"alice": [("live", "r0"), ("live", "r2")]}
     # A request_id nobody holds falls back to the entity; one before every prediction, none.
     assert observe_label(join, label(1, START_MS + 9_500, request=99, entity="alice")).joined == 1
     assert observe_label(join, label(1, START_MS + 500, entity="alice")).joined == 0
@@ -289,6 +286,15 @@ def test_each_output_kind_gets_its_metric() -> None:
     assert isinstance(ranking.metric, PrecisionAtK)
     assert ranking.metric.precision_at_k == pytest.approx(0.1)  # 1 relevant item of k = 10
     assert join.held == {}
+    numbered = ClassProbabilities({"0": 0.3, "1": 0.7})
+    for i, y in enumerate((1, True, "1", 1.0, "0", "yes", None)):
+        observe_prediction(join, prediction(10 + i, numbered, version="numbered"))
+        observe_label(join, label(y, START_MS + 20_000, request=10 + i))
+    numbered_stream = join.streams[("live", "numbered")]
+    assert isinstance(numbered_stream.metric, ClassificationPerformance)
+    assert numbered_stream.estimate is not None
+    assert (numbered_stream.metric.n_labels, numbered_stream.metric.accuracy) == (5, 0.8)
+    assert (numbered_stream.metric.n_ignored, numbered_stream.estimate.n_ignored) == (2, 2)
 
 
 def test_a_label_that_does_not_fit_the_output_is_ignored_not_raised() -> None:
