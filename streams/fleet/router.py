@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, ParamSpec, Protocol, TypeVar
 
@@ -25,6 +26,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _log = logging.getLogger(__name__)
+
+# A model failing on every request logs one traceback per this many seconds, not per call.
+ERROR_LOG_EVERY_S = 10.0
 
 
 class ModeSource(Protocol):
@@ -39,7 +43,8 @@ class Routed(Generic[P, R]):
     In ``fallback`` mode it calls ``fallback``; in ``shadow`` mode the shadow (or the live
     function, if no shadow is registered); otherwise the live function. When the live or
     shadow function raises and ``fallback_on_error`` is set, the fallback answers and the
-    error is counted in ``errors``: the node fails soft before the detectors notice.
+    error is counted in ``errors``: the node fails soft before the detectors notice. The
+    first error is logged with its traceback, then at most one every ``ERROR_LOG_EVERY_S``.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class Routed(Generic[P, R]):
         self.fallback_on_error = fallback_on_error
         self.errors = 0
         self._modes = modes
+        self._next_error_log = -float("inf")
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.call(*args, **kwargs)[0]
@@ -77,7 +83,17 @@ class Routed(Generic[P, R]):
             if not self.fallback_on_error:
                 raise
             self.errors += 1
-            _log.exception("%s (%s) raised; the fallback answers", self.model_id, role)
+            now = time.monotonic()
+            if now >= self._next_error_log:
+                # Logging is formatting and a handler's I/O, which may block: on the serving
+                # path, a model that fails on every request must not log every request.
+                self._next_error_log = now + ERROR_LOG_EVERY_S
+                _log.exception(
+                    "%s (%s) raised; the fallback answers (error %d since start)",
+                    self.model_id,
+                    role,
+                    self.errors,
+                )
             return self.fallback(*args, **kwargs), "fallback"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from streams.fleet import Router
@@ -74,6 +76,19 @@ def test_a_raising_model_fails_soft_and_is_counted() -> None:
     routed = Router(Modes()).register("recs", live=_broken, fallback=_fallback)
     assert routed.call("u") == ("top:u", "fallback")
     assert routed.errors == 1
+
+
+def test_a_model_failing_on_every_call_logs_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    routed = Router(Modes()).register("recs", live=_broken, fallback=_fallback)
+    with caplog.at_level(logging.ERROR, logger="streams.fleet.router"):
+        answers = [routed.call("u") for _ in range(1_000)]
+    assert answers == [("top:u", "fallback")] * 1_000
+    assert routed.errors == 1_000
+    assert [record.getMessage() for record in caplog.records] == [
+        "recs (live) raised; the fallback answers (error 1 since start)"
+    ]
 
 
 def test_fail_soft_on_error_can_be_turned_off() -> None:
