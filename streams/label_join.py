@@ -262,6 +262,31 @@ def new_join(model: Model) -> LabelJoin:
     PortfolioError
         When the model's ``[detectors.performance]`` settings do not fit the detectors; the
         error names the key.
+
+    Examples
+    --------
+    >>> from streams.portfolio import parse_portfolio
+    >>> model = parse_portfolio('''
+    ... [models.churn]
+    ... owner = "team-retention"
+    ... tier = "cpu"
+    ... fallback = "base_rate"
+    ... label_delay = "1h"
+    ... ''').models["churn"]
+    >>> join = new_join(model)
+    >>> join.settings.ttl_ms // 3_600_000, join.settings.performance_alpha
+    (3, 2.5e-06)
+    >>> made = Prediction(schema_version=1, request_id="r1", model_id="churn",
+    ...     model_version="v1", role="live", entity_id="u1", predicted_at=0,
+    ...     output=Score(score=0.8), features={}, latency_ms=1.0)
+    >>> observe(join, made).evidence
+    ()
+    >>> truth = GroundTruth(schema_version=1, model_id="churn", label=1, label_at=90_000,
+    ...     entity_id="u1")
+    >>> observe(join, truth).joined, join.unmatched, len(join.held)
+    (1, 0, 0)
+    >>> round(join.streams[("live", "v1")].delay.p50, -1)  # the sketch is within 1 %
+    90.0
     """
     given = model.detector_settings("performance")
     key = "detectors.performance"
