@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import aiohttp
+import msgspec
 import numpy as np
 import pytest
 
@@ -300,3 +301,56 @@ async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catc
     tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
     states = [r.get_value() for t in tables for r in sorted(t.records, key=lambda r: r.get_time())]
     assert states == ["degraded", "fallback", "probing", "healthy"]
+
+
+async def test_live_and_shadow_are_paired_by_request_and_their_agreement_is_written(
+    signing_settings: Settings,
+    unique_name: str,
+    confluent_producer_config: dict[str, Any],
+    influxdb_client: Any,
+) -> None:
+    settings = signing_settings
+    model = unique_name
+    shadowed = 'label_delay = "1h"\nshadow = "v2"'
+    text = PORTFOLIO.format(model=model).replace('label_delay = "1h"', shadowed)
+    rng = np.random.default_rng(5)
+    live_scores = rng.random(1000)
+    shadow_scores = np.clip(live_scores + rng.normal(0.0, 0.05, 1000), 0.0, 1.0)
+    stream = []
+    for n, prediction in enumerate(predictions(model, seed=5, shifted=0, after=0)[:1000]):
+        live = msgspec.structs.replace(prediction, output=Score(score=float(live_scores[n])))
+        stream.append(live)
+        stream.append(
+            msgspec.structs.replace(
+                prediction,
+                role="shadow",
+                model_version="v2",
+                output=Score(score=float(shadow_scores[n])),
+            )
+        )
+    produce(confluent_producer_config, settings, stream)
+
+    app = create_app(settings, parse_portfolio(text))
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT_S
+        while sum(app.counters.consumed.values()) < len(stream):
+            assert loop.time() < deadline, dict(app.counters.consumed)
+            await asyncio.sleep(0.2)
+    finally:
+        await app.stop()
+
+    flux = f"""
+        from(bucket: "{settings.influxdb_bucket}")
+          |> range(start: -1d)
+          |> filter(fn: (r) => r.model == "{model}" and r._measurement == "shadow")
+    """
+    tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
+    fields: dict[str, list[float]] = {}
+    for record in sorted((r for t in tables for r in t.records), key=lambda r: r.get_time()):
+        fields.setdefault(record.get_field(), []).append(record.get_value())
+    assert fields["pairs"] == [500, 1000]
+    assert fields["unpaired"] == [0, 0]
+    assert fields["diverged"] == [0, 0]
+    assert all(value > 0.9 for value in fields["spearman"])
