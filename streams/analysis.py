@@ -38,6 +38,7 @@ __all__ = [
     "StateInterval",
     "Window",
     "column",
+    "during",
     "flux_filter",
     "flux_select",
     "flux_string",
@@ -330,6 +331,26 @@ def state_intervals(
             for row, end in zip(rows, ends, strict=True)
         ]
     return intervals
+
+
+def during(rows: Iterable[Row], intervals: Iterable[StateInterval], state: str) -> list[Row]:
+    """The rows whose model was in ``state`` at the row's time.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> on = [StateInterval("a", "fallback", t, t + timedelta(seconds=10))]
+    >>> rows = [{"model": "a", "time": t + timedelta(seconds=s)} for s in (5, 15)]
+    >>> [row["time"].second for row in during(rows, on, "fallback")]
+    [5]
+    """
+    spans: dict[str, list[StateInterval]] = {}
+    for interval in intervals:
+        if interval.state == state:
+            spans.setdefault(interval.model, []).append(interval)
+    return [
+        row
+        for row in rows
+        if any(span.start <= row["time"] < span.end for span in spans.get(row.get("model", ""), []))
+    ]
 
 
 def time_in_state(intervals: Iterable[StateInterval]) -> dict[str, dict[str, float]]:
