@@ -52,7 +52,7 @@ confirm = 2
 min_dwell = 0.1
 clear_after = 1.0
 """
-# An upper bound for a loaded machine; an idle one reads the run in about 20 s.
+# An upper bound, for a loaded machine: the worker usually reads the run well within it.
 CONSUME_TIMEOUT_S = 240.0
 KERNEL_NAME = "failsoft-notebooks"
 CELL_TIMEOUT_S = 120
