@@ -227,10 +227,9 @@ def observe(model: Model, join: ShadowJoin, record: Prediction | GroundTruth) ->
     at = record.predicted_at if isinstance(record, Prediction) else record.label_at
     join.stream_time = max(join.stream_time, float(at))
     _expire(join)
-    if isinstance(record, Prediction):
-        _prediction(join, record)
-    else:
-        _label(join, record)
+    unused = _prediction(join, record) if isinstance(record, Prediction) else _label(join, record)
+    if unused is not None:
+        join.counts[unused] += 1
     points: list[Point] = []
     alerts: list[Alert] = []
     change = None
@@ -257,34 +256,31 @@ def observe(model: Model, join: ShadowJoin, record: Prediction | GroundTruth) ->
     return ShadowEffects(tuple(points), tuple(alerts), promotions, change)
 
 
-def _prediction(join: ShadowJoin, prediction: Prediction) -> None:
+def _prediction(join: ShadowJoin, prediction: Prediction) -> str | None:
+    """Pairs ``prediction``; the name of the count it goes to when it cannot be paired."""
     role = prediction.role
     if role == "fallback":
-        return
+        return None
     if role == "shadow" and prediction.model_version != join.version:
-        join.counts["other_versions"] += 1
-        return
+        return "other_versions"
     probabilities = _probabilities(prediction.output)
     if probabilities is None:
-        join.counts["unscored"] += 1
-        return
+        return "unscored"
     request_id = prediction.request_id
     request = join.halves.get(request_id)
+    if request is None and request_id in join.pairs:
+        return "duplicates"
     if request is None:
-        if request_id in join.pairs:
-            join.counts["duplicates"] += 1
-            return
         request = _Request(float(prediction.predicted_at))
         _add(join, join.halves, request_id, request, "evicted_halves")
     if getattr(request, role) is not None:
-        join.counts["duplicates"] += 1
-        return
+        return "duplicates"
     setattr(request, role, probabilities)
-    if request.live is None or request.shadow is None:
-        return
-    del join.halves[request_id]
-    _add(join, join.pairs, request_id, request, "evicted_pairs")
-    join.agreement.update((_positive(request.live), _positive(request.shadow)))
+    if request.live is not None and request.shadow is not None:
+        del join.halves[request_id]
+        _add(join, join.pairs, request_id, request, "evicted_pairs")
+        join.agreement.update((_positive(request.live), _positive(request.shadow)))
+    return None
 
 
 def _add(
@@ -300,18 +296,18 @@ def _add(
         join.counts[evicted] += 1
 
 
-def _label(join: ShadowJoin, truth: GroundTruth) -> None:
+def _label(join: ShadowJoin, truth: GroundTruth) -> str | None:
+    """Scores the pair ``truth`` labels; the name of the count it goes to when it cannot."""
     request = None if truth.request_id is None else join.pairs.pop(truth.request_id, None)
     if request is None or request.live is None or request.shadow is None:
-        join.counts["labels_unmatched"] += 1
-        return
+        return "labels_unmatched"
     label = _label_class(truth.label)
     if label is None:
-        join.counts["labels_unusable"] += 1
-        return
+        return "labels_unusable"
     join.promotion.update(
         (request.predicted_at / 1000.0, _loss(request.live, label), _loss(request.shadow, label))
     )
+    return None
 
 
 def _expire(join: ShadowJoin) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def label(entity: str | None, value: object, label_at: float, request: str | Non
 
 
 def prediction(
-    request: str, entity: str, at: float, seen: dict[str, tuple[object, float]]
+    request: str, entity: str, at: float, seen: Mapping[str, tuple[object, float]]
 ) -> Record:
     return Prediction(
         schema_version=1,
@@ -157,6 +158,34 @@ def test_points_come_on_the_event_time_cadence_not_per_event() -> None:
     lag = next(p for _, e in effects for p in e.points if p.measurement == "write_lag")
     assert set(lag.tags) == {"model", "feature"}
     assert lag.fields["p50_ms"] == pytest.approx(1_000, rel=0.02)
+
+
+def test_a_feature_training_sees_before_serving_could_is_flagged_as_a_gap() -> None:
+    """``balance`` is computed for the end of each day but written six hours later; serving
+    at 2am reads yesterday's value, training joins the new one."""
+    model = churn_model("[models.churn.detectors.leaks]\ngap_min_predictions = 10\n")
+    watch = new_leak_watch(model)
+    hour = 3_600_000
+    records: list[Record] = []
+    for day in range(1, 31):
+        midnight = day * 24 * hour
+        served = {"balance": (1.0, midnight - 18 * hour), "plan": ("pro", midnight - 18 * hour)}
+        records.append(prediction(f"r{day}", "acct-1", midnight + 2 * hour, served))
+        records.append(write("acct-1", "balance", 2.0, midnight, midnight + 6 * hour))
+        records.append(write("acct-1", "plan", "pro", midnight - 18 * hour, midnight - 18 * hour))
+    effects = run(model, watch, records)
+    assert alerts_of(effects, "availability_gap") == [(27, "major", "balance")]
+    (evidence,) = [e for n, eff in effects if n == 27 for e in eff.evidence]
+    assert (evidence.feature, evidence.details["predictions"], evidence.details["gap_rate"]) == (
+        "balance",
+        10,
+        0.9,
+    )
+    lag = [p for _, e in effects for p in e.points if p.measurement == "write_lag"]
+    assert {p.tags["feature"]: p.fields["gap_rate"] for p in lag[-2:]} == {
+        "balance": 1.0,  # every day, once its late write arrived
+        "plan": 0.0,
+    }
 
 
 def test_a_value_from_the_future_is_critical_evidence_with_an_alert_naming_it() -> None:
