@@ -18,22 +18,20 @@ points and Alerta alerts.
 Detectors, per model (settings ``[detectors.leaks]`` of the portfolio; timestamps and
 durations in milliseconds, as on the wire):
 
-=================== ========================= ===========================================
-detector (evidence) from                      settings
-=================== ========================= ===========================================
-``label_leak``      ``LabelCoincidentWrites`` ``coincidence_<argument>``
-``availability_gap`` ``AvailabilityGap``      ``gap_<argument>``
-``write_lag_drift``, one ``WriteLag`` per     ``write_lag_<argument>``; ``sla`` is the
-``write_lag_sla``   feature                   feature's ``write_lag_sla``
-``future_values``   ``FutureValues``          ``skew_tolerance`` (only with
-                                              ``future_values=True``, see below)
-=================== ========================= ===========================================
+- ``label_leak``: ``LabelCoincidentWrites``, settings ``coincidence_<argument>``;
+- ``availability_gap``: ``AvailabilityGap``, settings ``gap_<argument>``;
+- ``write_lag_drift`` and ``write_lag_sla``: one ``WriteLag`` per feature, settings
+  ``write_lag_<argument>``; its ``sla`` is the feature's ``write_lag_sla``;
+- ``future_values``: ``FutureValues``, setting ``skew_tolerance``, only with
+  ``future_values=True`` (see below);
 
 and the watch's own ``report_every`` (seconds of event time between two rounds of points,
 default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
 default 10,000). The detectors' entity and key limits default to 10,000 here (the
 detectors' own defaults are ten times that): the watch is pickled into a table value, so
-its size is what each checkpoint writes. Raise them when a model sees more entities
+its size is what each checkpoint writes (measured: 0.4 MB for 500 entities of three
+features, 3.2 MB for 10,000); the agent should write it every so many records, as it does
+the model watch, rather than after each one. Raise them when a model sees more entities
 within ``coincidence_control_offset`` plus ``coincidence_lateness``: labels whose writes
 were forgotten are counted as ``unjudged`` in the leak points, not guessed.
 
