@@ -11,6 +11,7 @@ import pytest
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.leak_watch import LeakEffects, LeakWatch, new_leak_watch, observe
 from streams.portfolio import Model, PortfolioError, parse_portfolio
+from streams.watch import new_watch
 
 Record = FeatureWrite | Prediction | GroundTruth
 
@@ -211,6 +212,21 @@ def test_a_value_from_the_future_is_critical_evidence_with_an_alert_naming_it() 
     )
     (point,) = [p for p in flagged.points if p.measurement == "leak"]
     assert (point.tags["feature"], point.fields["flagged"]) == ("balance", 1)
+
+
+def test_leak_evidence_is_what_the_model_watchs_health_policy_reads() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nskew_tolerance = 100\n")
+    watch = new_leak_watch(model, future_values=True)
+    policy = new_watch(model).policy
+    future = prediction("r2", "u2", 20_000, {"balance": (3.0, 25_000)})
+    for evidence in observe(model, watch, future).evidence:
+        policy.update(evidence)
+    assert policy.action is not None
+    assert (policy.state.value, policy.action.action, policy.action.detector) == (
+        "fallback",
+        "fallback",
+        "future_values",
+    )
 
 
 def test_future_values_are_left_to_the_model_watch_by_default() -> None:
