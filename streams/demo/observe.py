@@ -111,6 +111,7 @@ class ControlTap(_Tap):
                             command.detector,
                             produced_at,
                             command.seq,
+                            command.issued_at,
                         )
                     )
         finally:

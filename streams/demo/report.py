@@ -8,18 +8,23 @@ clock, which the simulator's compressed clock follows when it plays in real time
 Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for its kind:
 
 - **detected**: by the first alarm for M in ``[t, t + b]``, an alert (health or detector
-  group, severity above normal) or a fallback command, whichever came first; the detector
-  is the one the fallback command names, else the alert's;
-- **command**: the first fallback command for M in ``[t, t + b]``;
-- **switched**: the first switch of M to ``fallback`` at or after that command, within
-  the bound;
-- **alert**: the id of the first alarm alert in the window (the model's health alert
-  when it raised one, else the detector's);
+  group, severity above normal) at the time Alerta received it, or a fallback command at
+  the time of its decision (its ``issued_at``: the event time of the prediction that
+  settled it, on the same clock as ``t``), whichever came first; the detector is the one
+  the fallback command names, else the alert's;
+- **command**: the first fallback command for M decided in ``[t, t + b]``; its time in
+  the report is when the worker produced it, so that command minus detected shows how far
+  the worker was behind its input;
+- **switched**: the first switch of M to ``fallback`` at or after that command was
+  produced, within the bound;
+- **alert**: the id of the first alarm alert in the window, which reaches to the bound
+  after the command when there is one (the model's health alert when it raised one, else
+  the detector's);
 - **recovered**: a restore command for M came after the fallback command.
 
-A fallback command for a model with no incident active at that time (from its injection
-to its end plus its kind's bound, or to the end of the run when it never ends) is a
-**false fallback**.
+A fallback command for a model with no incident active at the time of its decision (from
+its injection to its end plus its kind's bound, or to the end of the run when it never
+ends) is a **false fallback**.
 """
 
 from __future__ import annotations
@@ -79,13 +84,15 @@ class InjectedIncident:
 
 @dataclasses.dataclass(frozen=True)
 class ObservedCommand:
-    """A control command as it appeared on the topic; ``at_ms`` is when it was produced."""
+    """A control command as it appeared on the topic: ``at_ms`` is when it was produced,
+    ``issued_at_ms`` the event time of the decision (the command's ``issued_at``)."""
 
     model: str
     action: str
     detector: str
     at_ms: int
     seq: int
+    issued_at_ms: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,9 +225,11 @@ class Report:
         lines = [
             f"## failsoft demo report: scenario {self.scenario or '?'}",
             "",
-            f"Run from {_iso(self.started_at)} to {_iso(self.ended_at)}. Times are UTC; "
-            "detected and command are seconds after the injection, switch is milliseconds "
-            "after the command.",
+            f"Run from {_iso(self.started_at)} to {_iso(self.ended_at)}. Times are UTC. "
+            "Detected: seconds from the injection to the first alarm (an alert's arrival, "
+            "or the event time at which the worker decided to fall back); command: to when "
+            "the worker sent the fallback; switch: milliseconds from the command to the "
+            "serving node's switch.",
             "",
             "| # | kind | model / feature | injected | detected | detector | command "
             "| switch | alert id | recovered |",
@@ -300,7 +309,7 @@ def build_report(
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
     incidents = [InjectedIncident.from_record(record) for record in timeline]
-    commands = sorted(commands, key=lambda c: (c.at_ms, c.seq))
+    commands = sorted(commands, key=lambda c: (c.issued_at_ms, c.seq))
     switches = sorted(switches, key=lambda s: s.at_ms)
     alarms = sorted((a for a in alerts if a.alarm), key=lambda a: a.at_ms)
 
@@ -318,7 +327,7 @@ def build_report(
         covered = any(
             incident.model == command.model
             and incident.at_ms
-            <= command.at_ms
+            <= command.issued_at_ms
             <= (ended_at if incident.until_ms is None else incident.until_ms)
             + bound_ms(incident.kind)
             for incident in incidents
@@ -350,22 +359,26 @@ def _row(
 
     model = incident.model
     command = _first(
-        commands, lambda c: c.model == model and c.action == "fallback" and in_window(c.at_ms)
+        commands,
+        lambda c: c.model == model and c.action == "fallback" and in_window(c.issued_at_ms),
     )
-    model_alarms = [a for a in alarms if a.model == model and in_window(a.at_ms)]
-    first_alarm = model_alarms[0] if model_alarms else None
-    health = next((a for a in model_alarms if a.group == "health"), first_alarm)
+    # The alert of a fallback follows its command, however far behind the worker was.
+    alert_end = end if command is None else max(end, command.at_ms + bound_ms)
+    model_alarms = [a for a in alarms if a.model == model and start <= a.at_ms <= alert_end]
+    first_alarm = next((a for a in model_alarms if a.at_ms <= end), None)
+    first_alert = model_alarms[0] if model_alarms else None
+    health = next((a for a in model_alarms if a.group == "health"), first_alert)
     detected_at: int | None = None
     detector: str | None = None
     if command is not None:
-        detected_at, detector = command.at_ms, command.detector
+        detected_at, detector = command.issued_at_ms, command.detector
     if first_alarm is not None and (detected_at is None or first_alarm.at_ms < detected_at):
         detected_at = first_alarm.at_ms
         detector = detector or first_alarm.detector or first_alarm.event
     switched_at = recovered = None
     if command is not None:
         at = command.at_ms
-        switch = _first_switch(switches, model, at, end)
+        switch = _first_switch(switches, model, at, at + bound_ms)
         switched_at = None if switch is None else switch.at_ms
         recovered = any(
             c.model == model and c.action == "restore" and c.at_ms > at for c in commands

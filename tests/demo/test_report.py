@@ -37,13 +37,19 @@ def incident(kind: str, model: str, start_s: float, until_s: float | None = None
 
 
 def fallback(
-    model: str, seconds: float, detector: str = "drift_psi", seq: int = 1
+    model: str,
+    seconds: float,
+    detector: str = "drift_psi",
+    seq: int = 1,
+    decided_s: float | None = None,
 ) -> ObservedCommand:
-    return ObservedCommand(model, "fallback", detector, at(seconds), seq)
+    """Sent at ``seconds``, decided at ``decided_s`` (default: the same time)."""
+    decided = at(seconds if decided_s is None else decided_s)
+    return ObservedCommand(model, "fallback", detector, at(seconds), seq, decided)
 
 
 def restore(model: str, seconds: float, seq: int = 2) -> ObservedCommand:
-    return ObservedCommand(model, "restore", "health", at(seconds), seq)
+    return ObservedCommand(model, "restore", "health", at(seconds), seq, at(seconds))
 
 
 def alert(model: str, seconds: float, event: str = "ModelDegraded", **kw: Any) -> AlertEvent:
@@ -150,6 +156,20 @@ def test_a_fallback_on_a_healthy_model_or_long_after_the_incident_is_false() -> 
         ("m", at(71), None),
         ("healthy", at(90), at(90.003)),
     ]
+
+
+def test_a_command_decided_in_time_but_sent_late_counts_with_its_late_alert() -> None:
+    # The worker was 50 s behind: it decided at 30 s (event time) and sent at 80 s.
+    result = report(
+        [incident("drift_abrupt", "m", 10, until_s=40)],
+        commands=[fallback("m", 80, decided_s=30)],
+        switches=[Switch("m", "fallback", at(80.006))],
+        alerts=[alert("m", 80.1, "ModelFallback", severity="major")],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.command_at, row.switched_at) == (at(30), at(80), at(80.006))
+    assert row.alert_id == "a-m"
+    assert result.false_fallbacks == ()
 
 
 def test_a_switch_before_the_command_is_not_its_switch() -> None:

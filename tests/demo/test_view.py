@@ -27,7 +27,7 @@ def test_off_a_terminal_each_event_is_one_printed_line_in_time_order_of_arrival(
     demo.announce_injections(at(20))
     demo.announce_injections(at(21))  # announced once
     demo.on_alert(AlertEvent("a1", "fraud-001", "health", "ModelDegraded", "warning", at(22)))
-    demo.on_command(ObservedCommand("fraud-001", "fallback", "drift_psi", at(25), 1))
+    demo.on_command(ObservedCommand("fraud-001", "fallback", "drift_psi", at(25), 1, at(24)))
     demo.on_switch(Switch("fraud-001", "fallback", at(25.004)))
     assert out.getvalue().splitlines() == [
         "demo: playing the scenario",
