@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors._exact import binomial_sf, hypergeom_sf
+from detectors.leaks._anytime import AnytimePValue
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._exact import AnytimePValue, binomial_sf, hypergeom_sf
 from detectors.leaks._memory import Forgetful
 from detectors.leaks.events import (
     EntityId,

@@ -8,8 +8,8 @@ from typing import Any
 
 from river import base
 
+from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._exact import binomial_sf, hypergeom_sf
 from detectors.leaks.events import checked_write
 
 
