@@ -172,6 +172,9 @@ def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
             assert all(w.process.poll() is None for w in workers), "a worker exited"
             assert time.monotonic() < deadline, [w.consumed() for w in workers]
             time.sleep(0.5)
+        # With events read twice, the sum can reach the total before every event was read:
+        # wait for the commands while the workers still run.
+        commands = read_commands(confluent_consumer_config, CONTROL.name(first_settings), 8)
         consumed = [worker.consumed() or 0 for worker in workers]
     finally:
         for worker in workers:
@@ -181,7 +184,6 @@ def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
     # partitions to the other, which reads it again (each worker's books still balance).
     assert sum(consumed) >= total, consumed
     assert all(count > 0 for count in consumed), consumed  # both workers hold partitions
-    commands = read_commands(confluent_consumer_config, CONTROL.name(first_settings), 8)
     # Read again or not, each model's incident gives one fallback and one restore.
     by_model = {model: [c.action for c in commands if c.model_id == model] for model in models}
     assert by_model == {model: ["fallback", "restore"] for model in models}
