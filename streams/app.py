@@ -9,8 +9,9 @@ What runs today:
   message is processed or dead-lettered with its reason (see ``streams.ingest``), and the
   books are kept per topic and reason;
 - the **watch** of each model (``streams.watch``): predictions feed its feature drift tests,
-  its values-from-the-future check, its live/shadow pairing and its health policy; evidence and transitions go to InfluxDB and Alerta, and a
-  fallback or restore is sent as a signed command on the control topic, keyed by model;
+  its values-from-the-future check, its live/shadow pairing and its health policy;
+  evidence and transitions go to InfluxDB and Alerta, and a fallback or restore is sent as
+  a signed command on the control topic, keyed by model;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
