@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,6 +52,7 @@ from detectors import (
     RobustCUSUM,
     WassersteinDrift,
 )
+from tests.benchmarks._alarm_quality import Outcome, alarms, table
 
 LENGTH = 10_000
 CHANGE = 5_000
@@ -186,19 +185,6 @@ CONTENDERS = [
 ]
 
 
-@dataclasses.dataclass
-class Outcome:
-    delays: list[int] = dataclasses.field(default_factory=list)
-    misses: int = 0
-    false_alarms: int = 0
-    quiet_events: int = 0
-    micros: list[float] = dataclasses.field(default_factory=list)
-
-    @property
-    def false_alarms_per_10k(self) -> float:
-        return 10_000 * self.false_alarms / self.quiet_events
-
-
 def _reference(scenario: Scenario, seed: int) -> list[Any]:
     """A pre-change sample from a separate seed: the "training" data."""
     rng = np.random.default_rng(10_000 + seed)
@@ -211,19 +197,6 @@ def _reference(scenario: Scenario, seed: int) -> list[Any]:
     return rng.choice(CATEGORIES, REFERENCE_SIZE, p=CATEGORY_SHARES).tolist()
 
 
-def run_one(contender: Contender, scenario: Scenario, stream: list[Any], ref: list[Any]) -> Any:
-    detector = contender.make(ref)
-    values = [contender.feed(scenario.kind, x) for x in stream]
-    alarms = []
-    start = time.perf_counter_ns()
-    for i, x in enumerate(values):
-        detector.update(x)
-        if detector.drift_detected:
-            alarms.append(i)
-    elapsed = time.perf_counter_ns() - start
-    return alarms, elapsed / 1_000 / len(values)
-
-
 def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
     results: dict[tuple[str, str], Outcome] = {}
     for scenario in SCENARIOS:
@@ -234,34 +207,10 @@ def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
                 if scenario.kind not in contender.kinds:
                     continue
                 outcome = results.setdefault((scenario.name, contender.name), Outcome())
-                alarms, micros = run_one(contender, scenario, stream, ref)
-                outcome.micros.append(micros)
-                end = scenario.change if scenario.change is not None else len(stream)
-                outcome.false_alarms += sum(1 for i in alarms if i < end)
-                outcome.quiet_events += end
-                if scenario.change is not None:
-                    after = [i for i in alarms if i >= scenario.change]
-                    if after:
-                        outcome.delays.append(after[0] - scenario.change)
-                    else:
-                        outcome.misses += 1
+                values = [contender.feed(scenario.kind, x) for x in stream]
+                found, micros = alarms(contender.make(ref), values)
+                outcome.record(found, micros, scenario.change, len(stream))
     return results
-
-
-def table(results: dict[tuple[str, str], Outcome], runs: int) -> str:
-    lines = [
-        f"| stream | detector | mean delay (events) | misses / {runs} | "
-        "false alarms / 10k events | us per update (median) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for (scenario, name), outcome in results.items():
-        delay = f"{statistics.mean(outcome.delays):.0f}" if outcome.delays else "-"
-        misses = str(outcome.misses) if scenario in _CHANGED else "-"
-        lines.append(
-            f"| {scenario} | {name} | {delay} | {misses} | "
-            f"{outcome.false_alarms_per_10k:.2f} | {statistics.median(outcome.micros):.2f} |"
-        )
-    return "\n".join(lines)
 
 
 _CHANGED = {s.name for s in SCENARIOS if s.change is not None}
@@ -271,14 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="seeded runs per stream")
     args = parser.parse_args(argv)
-    print(table(evaluate(args.runs), args.runs))
+    print(table(evaluate(args.runs), args.runs, _CHANGED))
     return 0
 
 
 def test_quality_benchmark_runs_and_our_detectors_catch_each_change() -> None:
     runs = 2
     results = evaluate(runs)
-    print(table(results, runs))
+    print(table(results, runs, _CHANGED))
     for scenario, ours in [
         ("abrupt_mean", "RobustCUSUM"),
         ("gradual_mean", "RobustCUSUM"),

@@ -37,7 +37,6 @@ or through pytest: ``.venv/bin/python -m pytest tests/benchmarks/bench_performan
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import statistics
 import sys
@@ -59,6 +58,7 @@ from detectors import (
     ShadowAgreement,
     ShadowPromotion,
 )
+from tests.benchmarks._alarm_quality import Outcome, alarms, table
 from tests.detectors import cases_performance, cases_shadow
 
 LENGTH = 10_000
@@ -84,6 +84,7 @@ STREAMS: dict[str, tuple[Callable[[np.random.Generator], np.ndarray], bool]] = {
     "brier_rise": (_brier, True),
     "stationary": (_errors(0.10, 0.10), False),
 }
+CHANGED = {name for name, (_, changes) in STREAMS.items() if changes}
 
 DETECTORS: dict[str, Callable[[], Any]] = {
     "PerformanceDrop (alpha 1e-4)": lambda: PerformanceDrop(alpha=ALPHA, reference_size=1000),
@@ -98,15 +99,6 @@ DETECTORS: dict[str, Callable[[], Any]] = {
 }
 
 
-@dataclasses.dataclass
-class Outcome:
-    delays: list[int] = dataclasses.field(default_factory=list)
-    misses: int = 0
-    false_alarms: int = 0
-    quiet_events: int = 0
-    micros: list[float] = dataclasses.field(default_factory=list)
-
-
 def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
     results: dict[tuple[str, str], Outcome] = {}
     for s, (stream_name, (make_stream, changes)) in enumerate(STREAMS.items()):
@@ -116,22 +108,8 @@ def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
                 if stream_name == "brier_rise" and detector_name.startswith("Bernoulli"):
                     continue  # its input is an event indicator, not a loss
                 outcome = results.setdefault((stream_name, detector_name), Outcome())
-                detector = make()
-                alarms = []
-                start = time.perf_counter()
-                for i, loss in enumerate(losses):
-                    detector.update(loss)
-                    if detector.drift_detected:
-                        alarms.append(i)
-                outcome.micros.append((time.perf_counter() - start) / LENGTH * 1e6)
-                end = CHANGE if changes else LENGTH
-                outcome.false_alarms += sum(1 for i in alarms if i < end)
-                outcome.quiet_events += end
-                after = [i for i in alarms if i >= CHANGE]
-                if changes and after:
-                    outcome.delays.append(after[0] - CHANGE)
-                elif changes:
-                    outcome.misses += 1
+                found, micros = alarms(make(), losses)
+                outcome.record(found, micros, CHANGE if changes else None, LENGTH)
     return results
 
 
@@ -159,24 +137,6 @@ def head_start(runs: int, label_delay: int) -> tuple[list[int], list[int]]:
         estimated.append(first.get("estimated", -1))
         measured.append(first.get("measured", -1))
     return estimated, measured
-
-
-def table(results: dict[tuple[str, str], Outcome], runs: int) -> str:
-    lines = [
-        f"| stream | detector | mean delay (events) | misses / {runs} | "
-        "false alarms / 10k events | us per update (median) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for (stream, name), outcome in results.items():
-        changes = STREAMS[stream][1]
-        delay = f"{statistics.mean(outcome.delays):.0f}" if outcome.delays else "-"
-        misses = str(outcome.misses) if changes else "-"
-        rate = 10_000 * outcome.false_alarms / outcome.quiet_events
-        lines.append(
-            f"| {stream} | {name} | {delay} | {misses} | {rate:.2f} | "
-            f"{statistics.median(outcome.micros):.2f} |"
-        )
-    return "\n".join(lines)
 
 
 def head_start_table(estimated: list[int], measured: list[int], label_delay: int) -> str:
@@ -288,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label-delay", type=int, default=2000, help="in predictions")
     parser.add_argument("--long-null", action="store_true", help="also run part 4 (minutes)")
     args = parser.parse_args(argv)
-    print(table(evaluate(args.runs), args.runs))
+    print(table(evaluate(args.runs), args.runs, CHANGED))
     print()
     print(head_start_table(*head_start(args.runs, args.label_delay), args.label_delay))
     print()
@@ -302,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def test_performance_benchmark_runs_and_catches_each_rise() -> None:
     runs = 2
     results = evaluate(runs)
-    print(table(results, runs))
+    print(table(results, runs, CHANGED))
     for stream in ("rise_10_20", "brier_rise"):
         assert results[(stream, "PerformanceDrop (alpha 1e-4)")].misses == 0, stream
     assert results[("stationary", "PerformanceDrop (alpha 1e-4)")].false_alarms == 0
