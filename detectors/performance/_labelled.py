@@ -1,4 +1,4 @@
-"""What the windowed metrics on labelled predictions share: rows, counters, the drop alarm."""
+"""What the metrics on labelled predictions share: rows, counters, the drop alarm."""
 
 from __future__ import annotations
 
@@ -11,7 +11,24 @@ from detectors.performance._window import Window
 from detectors.performance.drop import PerformanceDrop
 
 
-class LabelledMetric(base.Base):
+class LabelCounts:
+    """The counters every performance detector on labels reports; ``_reset()`` zeroes them."""
+
+    _n_labels: int
+    _n_ignored: int
+
+    @property
+    def n_labels(self) -> int:
+        """How many labelled predictions were absorbed in all."""
+        return self._n_labels
+
+    @property
+    def n_ignored(self) -> int:
+        """How many inputs were invalid and ignored."""
+        return self._n_ignored
+
+
+class LabelledMetric(LabelCounts, base.Base):
     """Keeps the last ``window`` rows of a metric's inputs and feeds their losses to a drop alarm.
 
     A subclass sets ``window`` and ``drop`` in its constructor, ``_columns``, and turns an
@@ -42,16 +59,6 @@ class LabelledMetric(base.Base):
         self._rows.push(*row)
         self._n_labels += 1
         self._drop.update(loss)
-
-    @property
-    def n_labels(self) -> int:
-        """How many labelled predictions were absorbed in all."""
-        return self._n_labels
-
-    @property
-    def n_ignored(self) -> int:
-        """How many inputs were invalid and ignored."""
-        return self._n_ignored
 
     @property
     def drift_detected(self) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 from river import base
 
 from detectors.performance._inputs import fields, finite_float, unit_float
+from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
 
@@ -40,7 +41,7 @@ def _class_index(y_true: Any, n_classes: int) -> int | None:
     return int(number)
 
 
-class EstimatedAccuracy(base.Base):
+class EstimatedAccuracy(LabelCounts, base.Base):
     """A classifier's accuracy: estimated from its probabilities, then measured.
 
     In the spirit of NannyML's confidence-based performance estimation (CBPE): if the
@@ -217,16 +218,6 @@ class EstimatedAccuracy(base.Base):
     def n_predictions(self) -> int:
         """How many predictions were absorbed in all."""
         return self._n_predictions
-
-    @property
-    def n_labels(self) -> int:
-        """How many labels were absorbed in all."""
-        return self._n_labels
-
-    @property
-    def n_ignored(self) -> int:
-        """How many inputs were neither ``(None, p)`` nor ``(y_true, p)``."""
-        return self._n_ignored
 
     @property
     def drift_detected(self) -> bool:
