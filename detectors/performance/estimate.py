@@ -22,6 +22,8 @@ def _scored(p: Any) -> tuple[float, int, int] | None:
     binary = unit_float(p)
     if binary is not None:
         return max(binary, 1.0 - binary), int(binary >= 0.5), 2
+    if isinstance(p, np.ndarray) and p.ndim != 1:  # len() of a 0-d array raises
+        return None
     if not isinstance(p, tuple | list | np.ndarray) or len(p) < 2:
         return None
     probabilities = [unit_float(value) for value in p]

@@ -145,6 +145,8 @@ def test_multiclass_probabilities_estimate_and_measure() -> None:
         (None, [1.2, -0.2]),
         (None, [1.0]),
         (None, "0.5"),
+        (None, np.array(0.7)),  # an array without a length
+        (None, np.array([[0.2, 0.8], [0.5, 0.5]])),
         (3, [0.2, 0.3, 0.5]),  # no class 3
         (1.5, [0.2, 0.3, 0.5]),
         (2, 0.7),  # a binary label is 0 or 1
