@@ -74,7 +74,8 @@ class PerformanceDrop(base.DriftDetector):
             raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
         if baseline is not None and not 0.0 <= baseline < 1.0:
             raise ValueError(f"baseline must be None or in [0, 1), got {baseline!r}")
-        if reference_size < 1:
+        # A float size would never be reached exactly: the baseline would never be learnt.
+        if not isinstance(reference_size, int) or reference_size < 1:
             raise ValueError(f"reference_size must be a positive integer, got {reference_size!r}")
         super().__init__()
         self.alpha = alpha
