@@ -22,7 +22,7 @@ import pytest
 from schemas.codec import decode_control_command, encode
 from schemas.contracts import ControlCommand, FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
-from streams.app import create_app
+from streams.app import FailsoftApp, create_app
 from streams.fleet import ControlListener, ModeChange
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
@@ -90,6 +90,15 @@ def command_of(raw: bytes | None) -> ControlCommand:
 
 def read_commands(config: dict[str, Any], topic: str, expected: int) -> list[ControlCommand]:
     return read_topic(config, topic, expected, command_of)
+
+
+async def consumed_all(app: FailsoftApp, count: int) -> None:
+    """Wait until the app consumed ``count`` messages."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while sum(app.counters.consumed.values()) < count:
+        assert loop.time() < deadline, dict(app.counters.consumed)
+        await asyncio.sleep(0.2)
 
 
 def produce(config: dict[str, Any], settings: Settings, stream: list[Prediction]) -> None:
@@ -224,11 +233,7 @@ async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
     app = create_app(settings, portfolio)
     await app.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT_S
-        while sum(app.counters.consumed.values()) < len(stream):
-            assert loop.time() < deadline, dict(app.counters.consumed)
-            await asyncio.sleep(0.2)
+        await consumed_all(app, len(stream))
     finally:
         await app.stop()
 
@@ -268,10 +273,7 @@ async def test_alerta_and_influxdb_down_the_worker_keeps_consuming_and_they_catc
     try:
         loop = asyncio.get_running_loop()
         outage_ends = loop.time() + OUTAGE_S
-        deadline = loop.time() + TIMEOUT_S
-        while sum(app.counters.consumed.values()) < len(stream):
-            assert loop.time() < deadline, dict(app.counters.consumed)
-            await asyncio.sleep(0.2)
+        await consumed_all(app, len(stream))
         # Everything consumed and both commands sent while neither server answered.
         assert dict(app.counters.commands_sent) == {"fallback": 1, "restore": 1}
         for sink in (app.alerta, app.influx):
@@ -333,11 +335,7 @@ async def test_live_and_shadow_are_paired_by_request_and_their_agreement_is_writ
     app = create_app(settings, parse_portfolio(text))
     await app.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT_S
-        while sum(app.counters.consumed.values()) < len(stream):
-            assert loop.time() < deadline, dict(app.counters.consumed)
-            await asyncio.sleep(0.2)
+        await consumed_all(app, len(stream))
     finally:
         await app.stop()
 
