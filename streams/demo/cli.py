@@ -128,12 +128,16 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 view.set_status(run.phase)
             live.update(view.render())
 
-        with Live(view.render(), console=console, refresh_per_second=2, transient=False) as live:
-            try:
-                run.play(tick)
-            except KeyboardInterrupt:
-                view.set_status("interrupted")
-                raise
+        try:
+            with Live(view.render(), console=console, refresh_per_second=2) as live:
+                try:
+                    run.play(tick)
+                except KeyboardInterrupt:
+                    view.set_status("interrupted")
+                    raise
+        finally:
+            if not console.is_terminal:
+                console.line()  # off a terminal, Live's last frame ends without one
         report = run.finish()
     except KeyboardInterrupt:
         say("demo: interrupted; stopping what it started")
