@@ -9,6 +9,7 @@ from typing import Any
 from river import base
 
 from detectors._exact import binomial_sf, hypergeom_sf
+from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks.events import checked_write
 
@@ -152,7 +153,7 @@ class WriteLag(base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        self._log_gamma = math.log((1 + self.relative_accuracy) / (1 - self.relative_accuracy))
+        self._log_gamma = log_gamma(self.relative_accuracy)
         self._features: dict[str, _Lags] = {}
         self._rejected = 0
 
@@ -168,7 +169,7 @@ class WriteLag(base.Base):
                 return
             lags = self._features[write.feature] = _Lags()
         lag = float(write.written_at - write.event_at)
-        bucket = math.ceil(math.log(lag) / self._log_gamma) if lag > 1.0 else 0
+        bucket = bucket_key(lag, self._log_gamma) if lag > 1.0 else 0
         lags.buckets[bucket] = lags.buckets.get(bucket, 0) + 1
         lags.writes += 1
         lags.window_writes += 1
@@ -188,28 +189,15 @@ class WriteLag(base.Base):
             lags.drift_p_value = hypergeom_sf(over, total, lags.reference_over + over, self.window)
         elif lags.windows == self.reference_windows:
             # The whole sketch so far is the reference.
-            lags.reference_bucket = self._quantile_bucket(lags.buckets, self.drift_quantile)
+            lags.reference_bucket = quantile_key(lags.buckets, self.drift_quantile)
             lags.reference_over = sum(
                 count for bucket, count in lags.buckets.items() if bucket > lags.reference_bucket
             )
         lags.window_writes = lags.window_over_sla = lags.window_over_reference = 0
 
-    @staticmethod
-    def _quantile_bucket(buckets: dict[int, int], quantile: float) -> int:
-        rank = quantile * (sum(buckets.values()) - 1)
-        seen = 0
-        for bucket in sorted(buckets):
-            seen += buckets[bucket]
-            if seen > rank:
-                return bucket
-        raise AssertionError("quantile of an empty sketch")
-
-    def _lag(self, bucket: int) -> float:
-        # The point of the bucket whose relative error to both ends is relative_accuracy.
-        if bucket == 0:
-            return 0.0
-        gamma = math.exp(self._log_gamma)
-        return 2 * gamma**bucket / (gamma + 1)
+    def _lag(self, quantile: float, lags: _Lags) -> float:
+        bucket = quantile_key(lags.buckets, quantile)
+        return 0.0 if bucket == 0 else bucket_value(bucket, self._log_gamma)
 
     def _summary(self, feature: str, lags: _Lags) -> WriteLagSummary:
         reference = (
@@ -220,8 +208,8 @@ class WriteLag(base.Base):
         return WriteLagSummary(
             feature=feature,
             writes=lags.writes,
-            p50=self._lag(self._quantile_bucket(lags.buckets, 0.5)),
-            p99=self._lag(self._quantile_bucket(lags.buckets, 0.99)),
+            p50=self._lag(0.5, lags),
+            p99=self._lag(0.99, lags),
             reference_lag=reference,
             drift_p_value=lags.drift_p_value,
             drifting=lags.drift_p_value <= self.alpha,

@@ -7,6 +7,7 @@ from typing import Any
 
 from river import base
 
+from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.performance._inputs import finite_float
 
 # Delays at or below this many seconds share the lowest bucket; above the top they share the
@@ -78,10 +79,10 @@ class LabelDelay(base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        self._log_gamma = math.log((1 + self.relative_accuracy) / (1 - self.relative_accuracy))
+        self._log_gamma = log_gamma(self.relative_accuracy)
         # One key below every bucket holds the delays of (almost) zero.
-        self._zero = math.ceil(math.log(_SMALLEST_DELAY) / self._log_gamma) - 1
-        self._highest = math.ceil(math.log(_LARGEST_DELAY) / self._log_gamma)
+        self._zero = bucket_key(_SMALLEST_DELAY, self._log_gamma) - 1
+        self._highest = bucket_key(_LARGEST_DELAY, self._log_gamma)
         self._current: dict[int, int] = {}
         self._current_count = 0
         self._previous: dict[int, int] = {}
@@ -101,7 +102,7 @@ class LabelDelay(base.Base):
             return
         key = self._zero
         if delay > _SMALLEST_DELAY:
-            key = min(math.ceil(math.log(delay) / self._log_gamma), self._highest)
+            key = min(bucket_key(delay, self._log_gamma), self._highest)
         self._current[key] = self._current.get(key, 0) + 1
         self._current_count += 1
         self._n += 1
@@ -117,17 +118,8 @@ class LabelDelay(base.Base):
         merged = dict(self._previous)
         for key, count in self._current.items():
             merged[key] = merged.get(key, 0) + count
-        rank = q * (total - 1)
-        seen = 0
-        for key in sorted(merged):
-            seen += merged[key]
-            if seen > rank:
-                break
-        if key == self._zero:
-            return 0.0
-        # The middle of bucket (gamma^(key-1), gamma^key] in relative terms.
-        gamma = math.exp(self._log_gamma)
-        return 2.0 * math.exp(key * self._log_gamma) / (gamma + 1.0)
+        key = quantile_key(merged, q)
+        return 0.0 if key == self._zero else bucket_value(key, self._log_gamma)
 
     @property
     def p50(self) -> float:
