@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import sys
 from typing import Any
 
 Scalar = bool | int | float | str | None
 EntityId = str | int
+
+# A larger int timestamp does not convert to float: the detectors' arithmetic would raise.
+_LARGEST_INT = int(sys.float_info.max)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,17 +92,18 @@ class ServedFeature:
 
 
 def finite(value: Any) -> bool:
-    """Whether ``value`` is a finite real number (bools are not timestamps)."""
+    """Whether ``value`` is a real number a float holds finitely (bools are not timestamps)."""
     # Exact types first: the abstract numbers.Real check costs a microsecond per call.
     if type(value) is float:
         return math.isfinite(value)
     if type(value) is int:
-        return True
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+        return -_LARGEST_INT <= value <= _LARGEST_INT
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # e.g. a Fraction beyond the largest float
+        return False
 
 
 def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,10 @@ BAD_EVENTS: tuple[Any, ...] = (
     ServedFeature("user", "plan", 1.0, NAN, 0.0),
     ServedFeature("user", "plan", 1.0, 0.0, -INF),
     ServedFeature("user", None, 1.0, 0.0, 0.0),  # type: ignore[arg-type]
+    # Timestamps no float holds: the detectors' arithmetic on them would raise.
+    FeatureWrite("user", "plan", 1.0, 0.0, 10**400),
+    FeatureWrite("user", "plan", 1.0, 0.0, Fraction(10**400)),  # type: ignore[arg-type]
+    Label("user", 1, 10**400),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -27,6 +28,10 @@ from detectors.leaks.events import (
         (math.nan, False),
         (math.inf, False),
         (True, False),
+        (10**400, False),  # beyond the largest float
+        (-(10**400), False),
+        (Fraction(10**400), False),
+        (Fraction(3, 2), True),
         ("1", False),
         (None, False),
     ],
