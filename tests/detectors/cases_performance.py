@@ -156,6 +156,7 @@ CASES = [
             (3, [0.2, 0.3, 0.5]),
             (None, [[0.5], [0.5]]),
             (None, np.array([0.5, float("nan")])),
+            (None, np.array(0.5)),
         ),
     ),
 ]
