@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,6 +80,7 @@ __all__ = [
     "describe",
     "new_watch",
     "observe",
+    "observe_evidence",
 ]
 
 DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
@@ -262,6 +263,17 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
             test = feature_drift.update(None if seen is None else seen.value)
             if test is not None:
                 evidence.append(_evidence(feature_drift.method, name, at, test))
+    changes = observe_evidence(watch, evidence, at)
+    return dataclasses.replace(changes, evidence=tuple(evidence), shadow_report=shadow_report)
+
+
+def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float) -> Observation:
+    """Feed evidence found elsewhere (label join, leak watch) to the health policy; without
+    evidence, a heartbeat at ``at`` (seconds). Mutates ``watch``.
+
+    The observation carries the transitions, actions and escalation, not the evidence:
+    its points and alerts are the finder's, so ``consequences`` does not write them again.
+    """
     transitions: list[Transition] = []
     actions: list[ControlAction] = []
     escalation_due = False
@@ -276,9 +288,7 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
         if policy.action is not None:
             actions.append(policy.action)
         escalation_due = escalation_due or policy.escalation_due
-    return Observation(
-        at, tuple(evidence), tuple(transitions), tuple(actions), escalation_due, shadow_report
-    )
+    return Observation(at, (), tuple(transitions), tuple(actions), escalation_due)
 
 
 def _future_values(detector: FutureValues, prediction: Prediction, at: float) -> list[Evidence]:
