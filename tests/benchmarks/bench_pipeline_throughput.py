@@ -2,7 +2,8 @@
 
 On the local Kafka, in one run, for each portfolio size ``--models`` (synthetic
 portfolios of ``streams.simulate.population``: three or four numeric features and one
-categorical feature per model, every fourth model from the third paired with a shadow):
+categorical feature per model, every fourth model from the third paired with a shadow;
+drift windows and references of ``--window`` values, see ``bench_portfolio``):
 
 1. ``--events`` healthy predictions are produced once to a topic of their own (a unique
    prefix per portfolio), keyed by model_id, encoded with ``schemas.codec.encode``. Models
@@ -38,7 +39,9 @@ import cProfile
 import dataclasses
 import io
 import pstats
+import site
 import statistics
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -62,6 +65,20 @@ TIMEOUT_S = 900.0
 WRITE_AGE_MS = 50
 CATEGORIES = ("a", "b", "c", "d")
 PROFILE_TOP = 25
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench_portfolio(models: int, window: int) -> Portfolio:
+    """The synthetic portfolio of ``models`` models, drift windows of ``window`` values.
+
+    Smaller windows than the default let every model of a large portfolio fill its
+    reference and run its tests within the benchmark's events, so both sizes are measured
+    in steady state rather than N=200 still collecting references.
+    """
+    drift = (("drift", (("window_size", window),)),)
+    return Portfolio(
+        {m.model_id: dataclasses.replace(m, detectors=drift) for m in synthetic_portfolio(models)}
+    )
 
 
 def predictions(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[Prediction]:
@@ -124,32 +141,47 @@ def produce(settings: Settings, portfolio: Portfolio, events: int) -> None:
         raise RuntimeError(f"{undelivered} predictions were not delivered to {topic}")
 
 
-@dataclasses.dataclass
-class Progress:
-    """How many events a side has consumed, and when the first was seen."""
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """Events per second of wall-clock time, and per second of this process's CPU time.
 
-    consumed: Callable[[], int]
-    first: tuple[float, int] | None = None
+    The machine is shared: the CPU rate is what the side would do with a core of its own.
+    """
 
-    def rate(self, events: int, now: float) -> float:
-        assert self.first is not None
-        return (events - self.first[1]) / (now - self.first[0])
+    wall: float
+    cpu: float
 
 
-async def drained(progress: Progress, events: int) -> float:
-    """Events per second once ``progress`` reaches ``events``, polling its counter."""
+class Stopwatch:
+    """Started at the first event seen; ``rate`` counts the events after that one."""
+
+    def __init__(self, seen: int) -> None:
+        self.seen = seen
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def rate(self, events: int) -> Rate:
+        after = events - self.seen
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return Rate(after / wall, after / cpu)
+
+
+async def drained(consumed: Callable[[], int], events: int) -> Rate:
+    """The rate once ``consumed()`` reaches ``events``, polling it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT_S
-    while (consumed := progress.consumed()) < events:
+    stopwatch = None
+    while (seen := consumed()) < events:
         if loop.time() > deadline:
-            raise TimeoutError(f"{consumed} of {events} events after {TIMEOUT_S} s")
-        if progress.first is None and consumed:
-            progress.first = (time.perf_counter(), consumed)
+            raise TimeoutError(f"{seen} of {events} events after {TIMEOUT_S} s")
+        if stopwatch is None and seen:
+            stopwatch = Stopwatch(seen)
         await asyncio.sleep(POLL_S)
-    return progress.rate(events, time.perf_counter())
+    assert stopwatch is not None, "the first poll found every event consumed"
+    return stopwatch.rate(events)
 
 
-async def bare_rate(settings: Settings, group: str, events: int) -> float:
+async def bare_rate(settings: Settings, group: str, events: int) -> Rate:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -162,24 +194,24 @@ async def bare_rate(settings: Settings, group: str, events: int) -> float:
     await consumer.start()
     try:
         # Timed in the loop itself: a drain can be shorter than a few polls of a counter.
-        seen, first = 0, None
+        seen, stopwatch = 0, None
         while seen < events:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
             for messages in batches.values():
                 for message in messages:
                     if message.value is not None:
                         seen += 1
-                if first is None and seen:
-                    first = (time.perf_counter(), seen)
-        assert first is not None
-        return (events - first[1]) / (time.perf_counter() - first[0])
+                if stopwatch is None and seen:
+                    stopwatch = Stopwatch(seen)
+        assert stopwatch is not None
+        return stopwatch.rate(events)
     finally:
         await consumer.stop()
 
 
 @dataclasses.dataclass
 class WorkerRun:
-    rate: float
+    rate: Rate
     processed: int
     dead_lettered: int
 
@@ -194,7 +226,7 @@ async def worker_run(
         if profiler is not None:
             profiler.enable()
         try:
-            rate = await drained(Progress(lambda: app.counters.consumed[topic]), events)
+            rate = await drained(lambda: app.counters.consumed[topic], events)
         finally:
             if profiler is not None:
                 profiler.disable()
@@ -211,8 +243,8 @@ class Side:
     models: int
     settings: Settings
     portfolio: Portfolio
-    bare: list[float] = dataclasses.field(default_factory=list)
-    worker: list[float] = dataclasses.field(default_factory=list)
+    bare: list[Rate] = dataclasses.field(default_factory=list)
+    worker: list[Rate] = dataclasses.field(default_factory=list)
     checks: list[str] = dataclasses.field(default_factory=list)
     profile: str = ""
 
@@ -235,6 +267,7 @@ async def run(
     token: str,
     model_counts: Sequence[int],
     events: int,
+    window: int,
     rounds: int,
     profile: bool,
     web_port: int,
@@ -242,13 +275,15 @@ async def run(
     sides = []
     for models in model_counts:
         settings = side_settings(base, token, models)
-        side = Side(models, settings, synthetic_portfolio(models))
+        side = Side(models, settings, bench_portfolio(models, window))
         ensure_topics(settings)
         produce(settings, side.portfolio, events)
         sides.append(side)
     for round_ in range(rounds):
         for side in sides:
-            side.bare.append(await bare_rate(side.settings, f"{token}-bare-{round_}", events))
+            side.bare.append(
+                await bare_rate(side.settings, f"{token}-n{side.models}-bare-{round_}", events)
+            )
             worker = await worker_run(
                 worker_settings(side, token, f"r{round_}", web_port), side.portfolio, events, None
             )
@@ -268,26 +303,34 @@ def profile_report(profiler: cProfile.Profile) -> str:
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats(pstats.SortKey.TIME).print_stats(PROFILE_TOP)
     stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_TOP)
-    return out.getvalue()
+    text = out.getvalue()
+    roots = (site.getsitepackages()[0], sysconfig.get_paths()["stdlib"], str(REPO))
+    for root in roots:
+        text = text.replace(root + "/", "")
+    return text
 
 
 def report(sides: Sequence[Side], events: int) -> str:
     lines = [f"{events:,} predictions per topic, {len(sides[0].bare)} round(s), alternating"]
     for side in sides:
-        bare, worker = statistics.median(side.bare), statistics.median(side.worker)
-        pairs = ", ".join(f"{w:,.0f}/{b:,.0f}" for w, b in zip(side.worker, side.bare, strict=True))
-        lines += [
-            f"N={side.models} models:",
-            f"  bare aiokafka consumer: median {bare:,.0f} events/s",
-            f"  failsoft worker:        median {worker:,.0f} events/s",
-            f"  ratio worker/bare:      {worker / bare:.3f}",
-            f"  rounds worker/bare:     {pairs}",
-            f"  worker books per round: {'; '.join(side.checks)}",
-        ]
+        lines.append(f"N={side.models} models ({'; '.join(side.checks)}):")
+        for clock in ("wall", "cpu"):
+            bare = [getattr(rate, clock) for rate in side.bare]
+            worker = [getattr(rate, clock) for rate in side.worker]
+            pairs = ", ".join(f"{w:,.0f}/{b:,.0f}" for w, b in zip(worker, bare, strict=True))
+            lines += [
+                f"  events per {clock} second: bare median {statistics.median(bare):,.0f}, "
+                f"worker median {statistics.median(worker):,.0f}, "
+                f"ratio worker/bare {statistics.median(worker) / statistics.median(bare):.3f}",
+                f"    rounds worker/bare: {pairs}",
+            ]
     if len(sides) > 1:
         small, large = sides[0], sides[-1]
-        growth = statistics.median(large.worker) / statistics.median(small.worker)
-        lines.append(f"worker N={large.models} / N={small.models}: {growth:.3f}")
+        for clock in ("wall", "cpu"):
+            growth = statistics.median(getattr(r, clock) for r in large.worker) / statistics.median(
+                getattr(r, clock) for r in small.worker
+            )
+            lines.append(f"worker N={large.models} / N={small.models}, {clock}: {growth:.3f}")
     for side in sides:
         if side.profile:
             lines += [f"--- cProfile of one worker run, N={side.models} ---", side.profile]
@@ -313,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--models", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=200, help="drift window and reference")
     parser.add_argument(
         "--store", default="memory://", help="worker tables: memory:// or rocksdb://"
     )
@@ -325,7 +369,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = f"bench-pipe-{uuid.uuid4().hex[:8]}"
     try:
         sides = asyncio.run(
-            run(base, token, args.models, args.events, args.rounds, args.profile, args.web_port)
+            run(
+                base,
+                token,
+                args.models,
+                args.events,
+                args.window,
+                args.rounds,
+                args.profile,
+                args.web_port,
+            )
         )
         print(report(sides, args.events))
     finally:
