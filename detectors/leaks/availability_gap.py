@@ -159,7 +159,7 @@ class AvailabilityGap(base.Base):
         max_keys: int = 100_000,
         max_features: int = 1_000,
     ) -> None:
-        if not 0 <= max_gap_rate < 1:
+        if not (isinstance(max_gap_rate, int | float) and 0 <= max_gap_rate < 1):
             raise ValueError(f"max_gap_rate must be in [0, 1), got {max_gap_rate!r}")
         require_fractions(alpha=alpha)
         require_counts(

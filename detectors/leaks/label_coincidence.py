@@ -244,7 +244,11 @@ class LabelCoincidentWrites(base.Base):
     ) -> None:
         require_durations(positive=True, tolerance=tolerance)
         require_durations(lateness=lateness)
-        if not (math.isfinite(control_offset) and control_offset >= 2 * tolerance):
+        if not (
+            isinstance(control_offset, int | float)
+            and math.isfinite(control_offset)
+            and control_offset >= 2 * tolerance
+        ):
             raise ValueError(
                 f"control_offset must be at least 2 * tolerance = {2 * tolerance!r}, "
                 f"got {control_offset!r}"

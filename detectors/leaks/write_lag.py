@@ -140,7 +140,7 @@ class WriteLag(base.Base):
         require_fractions(sla_quantile=sla_quantile, drift_quantile=drift_quantile, alpha=alpha)
         require_counts(minimum=10, window=window)
         require_counts(reference_windows=reference_windows, max_features=max_features)
-        if not 0 < relative_accuracy < 0.5:
+        if not (isinstance(relative_accuracy, int | float) and 0 < relative_accuracy < 0.5):
             raise ValueError(f"relative_accuracy must be in (0, 0.5), got {relative_accuracy!r}")
         self.sla = sla
         self.sla_quantile = sla_quantile

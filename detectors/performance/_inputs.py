@@ -7,6 +7,11 @@ import numbers
 from typing import Any
 
 
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (numpy's included), for constructor checks."""
+    return isinstance(value, numbers.Real)
+
+
 def finite_float(value: Any) -> float | None:
     """``value`` as a finite float, or ``None`` when it is not a finite real number."""
     if not isinstance(value, numbers.Real):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.performance._inputs import binary_label, fields, unit_float
+from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelledMetric
 from detectors.performance._window import mid_ranks, validate_size
 from detectors.performance.drop import PerformanceDrop
@@ -55,7 +55,7 @@ class ClassificationPerformance(LabelledMetric):
         self, window: int = 1000, threshold: float = 0.5, drop: PerformanceDrop | None = None
     ) -> None:
         validate_size("window", window)
-        if not 0.0 < threshold < 1.0:
+        if not (is_real(threshold) and 0.0 < threshold < 1.0):
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
         self.window = window
         self.threshold = threshold

@@ -8,7 +8,7 @@ from typing import Any
 from river import base
 
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
-from detectors.performance._inputs import finite_float
+from detectors.performance._inputs import finite_float, is_real
 
 # Delays at or below this many seconds share the lowest bucket; above the top they share the
 # highest, so the number of buckets is bounded whatever arrives.
@@ -61,13 +61,13 @@ class LabelDelay(base.Base):
         sla_quantile: float = 0.99,
         min_count: int = 100,
     ) -> None:
-        if not 0.0 < relative_accuracy < 1.0:
+        if not (is_real(relative_accuracy) and 0.0 < relative_accuracy < 1.0):
             raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
-        if max_delay is not None and not max_delay > 0.0:
+        if max_delay is not None and not (is_real(max_delay) and max_delay > 0.0):
             raise ValueError(f"max_delay must be None or > 0 seconds, got {max_delay!r}")
-        if not 0.0 < sla_quantile < 1.0:
+        if not (is_real(sla_quantile) and 0.0 < sla_quantile < 1.0):
             raise ValueError(f"sla_quantile must be in (0, 1), got {sla_quantile!r}")
         if not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count must be a positive integer, got {min_count!r}")

@@ -6,7 +6,7 @@ import math
 
 from river import base
 
-from detectors.performance._inputs import unit_float
+from detectors.performance._inputs import is_real, unit_float
 
 # Bets for rises of 1, 2, 4, 8 and 16 tolerances over the null.
 _MAX_BETS = 5
@@ -68,11 +68,11 @@ class PerformanceDrop(base.DriftDetector):
         baseline: float | None = None,
         reference_size: int = 1000,
     ) -> None:
-        if not 0.0 < alpha < 1.0:
+        if not (is_real(alpha) and 0.0 < alpha < 1.0):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        if not 0.0 < tolerance < 1.0:
+        if not (is_real(tolerance) and 0.0 < tolerance < 1.0):
             raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
-        if baseline is not None and not 0.0 <= baseline < 1.0:
+        if baseline is not None and not (is_real(baseline) and 0.0 <= baseline < 1.0):
             raise ValueError(f"baseline must be None or in [0, 1), got {baseline!r}")
         # A float size would never be reached exactly: the baseline would never be learnt.
         if not isinstance(reference_size, int) or reference_size < 1:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors.performance._inputs import fields, finite_float, unit_float
+from detectors.performance._inputs import fields, finite_float, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
@@ -115,7 +115,7 @@ class EstimatedAccuracy(LabelCounts, base.Base):
             raise ValueError(f"min_labels must be an integer in [1, window], got {min_labels!r}")
         if not isinstance(n_bins, int) or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-        if not 0.0 < max_calibration_error < 1.0:
+        if not (is_real(max_calibration_error) and 0.0 < max_calibration_error < 1.0):
             raise ValueError(
                 f"max_calibration_error must be in (0, 1), got {max_calibration_error!r}"
             )

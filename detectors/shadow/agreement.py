@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors.performance._inputs import fields, finite_float
+from detectors.performance._inputs import fields, finite_float, is_real
 from detectors.performance._window import Window, mid_ranks, validate_size
 
 
@@ -58,9 +58,9 @@ class ShadowAgreement(base.Base):
         min_pairs: int = 100,
     ) -> None:
         validate_size("window", window)
-        if not math.isfinite(threshold):
+        if not (is_real(threshold) and math.isfinite(threshold)):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-        if not -1.0 <= min_rank_correlation <= 1.0:
+        if not (is_real(min_rank_correlation) and -1.0 <= min_rank_correlation <= 1.0):
             raise ValueError(
                 f"min_rank_correlation must be in [-1, 1], got {min_rank_correlation!r}"
             )

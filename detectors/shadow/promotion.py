@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from river import base
 
-from detectors.performance._inputs import fields, finite_float, unit_float
+from detectors.performance._inputs import fields, finite_float, is_real, unit_float
 from detectors.shadow._betting import BettingConfidenceSequence
 
 Verdict = Literal["promote", "keep_watching", "reject"]
@@ -79,16 +79,18 @@ class ShadowPromotion(base.Base):
         max_trial_period: float | None = None,
         grid_size: int = 1000,
     ) -> None:
-        if not 0.0 < alpha < 1.0:
+        if not (is_real(alpha) and 0.0 < alpha < 1.0):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        if not 0.0 <= min_improvement < 1.0:
+        if not (is_real(min_improvement) and 0.0 <= min_improvement < 1.0):
             raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement!r}")
-        if not 0.0 <= min_stable_period < math.inf:
+        if not (is_real(min_stable_period) and 0.0 <= min_stable_period < math.inf):
             raise ValueError(
                 f"min_stable_period must be a finite number of seconds >= 0, got "
                 f"{min_stable_period!r}"
             )
-        if max_trial_period is not None and not min_stable_period <= max_trial_period:
+        if max_trial_period is not None and not (
+            is_real(max_trial_period) and min_stable_period <= max_trial_period
+        ):
             raise ValueError(
                 f"max_trial_period must be None or >= min_stable_period, got {max_trial_period!r}"
             )

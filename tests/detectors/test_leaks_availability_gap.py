@@ -102,6 +102,7 @@ def test_a_forgotten_newer_write_is_not_mistaken_for_a_gap() -> None:
         ({"min_predictions": 0}, "min_predictions"),
         ({"pending": 0}, "pending"),
         ({"max_keys": 1.5}, "max_keys"),
+        ({"max_gap_rate": "1%"}, "max_gap_rate"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:

@@ -169,6 +169,7 @@ def test_counts_rejected_inputs() -> None:
         ({"min_labels": 0}, "min_labels"),
         ({"history": 0}, "history"),
         ({"max_entities": 0}, "max_entities"),
+        ({"control_offset": "1h"}, "control_offset"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:

@@ -95,6 +95,7 @@ def test_features_are_followed_separately() -> None:
         ({"window": 5}, "window"),
         ({"drift_quantile": 0.0}, "drift_quantile"),
         ({"relative_accuracy": 0.6}, "relative_accuracy"),
+        ({"relative_accuracy": "0.01"}, "relative_accuracy"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:

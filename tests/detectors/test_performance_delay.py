@@ -76,6 +76,8 @@ def test_memory_stays_small_for_any_delays() -> None:
         ({"max_delay": 0.0}, "max_delay"),
         ({"sla_quantile": 1.0}, "sla_quantile"),
         ({"min_count": 0}, "min_count"),
+        ({"relative_accuracy": "0.01"}, "relative_accuracy"),
+        ({"max_delay": "3600"}, "max_delay"),
     ],
 )
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:

@@ -102,6 +102,9 @@ def test_a_baseline_too_high_to_be_exceeded_never_alarms() -> None:
         ({"baseline": -0.1}, "baseline"),
         ({"reference_size": 0}, "reference_size"),
         ({"reference_size": 2.5}, "reference_size"),
+        ({"alpha": "0.01"}, "alpha"),
+        ({"tolerance": None}, "tolerance"),
+        ({"baseline": "0.1"}, "baseline"),
     ],
 )
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:

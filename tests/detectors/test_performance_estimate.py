@@ -114,6 +114,7 @@ def test_silent_on_a_stationary_calibrated_model() -> None:
         ({"alpha": 1.0}, "alpha"),
         ({"tolerance": 0.0}, "tolerance"),
         ({"reference_size": 0}, "reference_size"),
+        ({"max_calibration_error": "0.05"}, "max_calibration_error"),
     ],
 )
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:

@@ -142,6 +142,7 @@ def test_regression_drop_pinned_and_huge_values_ignored() -> None:
         (lambda: PrecisionAtK(window=0), "window"),
         (lambda: RegressionPerformance(error_cap=0.0), "error_cap"),
         (lambda: RegressionPerformance(error_cap=math.inf), "error_cap"),
+        (lambda: ClassificationPerformance(threshold="0.5"), "threshold"),  # type: ignore[arg-type]
     ],
 )
 def test_constructors_name_the_invalid_argument(factory: Any, field: str) -> None:

@@ -78,6 +78,8 @@ def test_a_faithful_shadow_never_diverges() -> None:
         ({"min_rank_correlation": 1.5}, "min_rank_correlation"),
         ({"min_pairs": 1}, "min_pairs"),
         ({"window": 10, "min_pairs": 11}, "min_pairs"),
+        ({"threshold": "0.5"}, "threshold"),
+        ({"min_rank_correlation": None}, "min_rank_correlation"),
     ],
 )
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:

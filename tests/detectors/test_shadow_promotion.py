@@ -136,6 +136,9 @@ def test_bounds_shrink_around_the_true_improvement() -> None:
         ({"min_stable_period": math.inf}, "min_stable_period"),
         ({"max_trial_period": 60.0}, "max_trial_period"),
         ({"grid_size": 5}, "grid_size"),
+        ({"alpha": "0.05"}, "alpha"),
+        ({"min_stable_period": None}, "min_stable_period"),
+        ({"max_trial_period": "30 days"}, "max_trial_period"),
     ],
 )
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:
