@@ -119,36 +119,6 @@ def contingency_chi_square(reference: FloatArray, current: FloatArray) -> tuple[
     return statistic, totals.size - 1
 
 
-def fisher_exact_two_sided(
-    reference_hits: int, reference_size: int, current_hits: int, current_size: int
-) -> float:
-    """Two-sided p-value of Fisher's exact test on a 2x2 table.
-
-    Sums the hypergeometric probabilities of all tables no more likely than the observed
-    one, as scipy's ``fisher_exact`` does.
-    """
-    total = reference_size + current_size
-    hits = reference_hits + current_hits
-    low = max(0, hits - reference_size)
-    high = min(hits, current_size)
-    if high == low:
-        return 1.0
-    k = np.arange(low, high, dtype=np.float64)
-    # Ratios of consecutive probabilities P(k + 1) / P(k) avoid large factorials.
-    log_ratios = (
-        np.log(hits - k)
-        + np.log(current_size - k)
-        - np.log(k + 1.0)
-        - np.log(total - hits - current_size + k + 1.0)
-    )
-    log_pmf = np.concatenate([[0.0], np.cumsum(log_ratios)])
-    log_pmf -= log_pmf.max()
-    pmf = np.exp(log_pmf)
-    pmf /= pmf.sum()
-    observed = pmf[current_hits - low]
-    return float(min(1.0, pmf[pmf <= observed * (1.0 + 1e-7)].sum()))
-
-
 def smoothed_shares(counts: FloatArray) -> FloatArray:
     """Shares with half a count added to every cell, so empty cells keep a finite log."""
     smoothed = counts + 0.5

@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-from detectors.drift._statistics import fisher_exact_two_sided
+from detectors._exact import fisher_exact_two_sided
 from detectors.drift._window import PValue, WindowTest, validate_level
 
 
