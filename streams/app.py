@@ -12,6 +12,21 @@ What runs today:
   its values-from-the-future check, its live/shadow pairing and its health policy;
   evidence and transitions go to InfluxDB and Alerta, and a fallback or restore is sent as
   a signed command on the control topic, keyed by model;
+- the **label join** (``streams.label_join``) and, for a model with a shadow, the **shadow
+  join** (``streams.shadow_join``) of each model, fed by its predictions and its ground
+  truth: performance against delayed labels and the estimate before them, the shadow's
+  agreement and promotion verdict (an alert; a signed ``promote_shadow`` command when the
+  portfolio sets ``promote_command``);
+- the **leak watch** (``streams.leak_watch``) of each model, fed through the internal
+  topic ``<prefix>leak-events`` keyed by model_id: the ingest agents forward each feature
+  write to every model that monitors the feature (``Portfolio.models_monitoring``), and
+  each live prediction and each label of a model with features, so that one agent sees
+  a model's writes, predictions and labels on one partition;
+- evidence of the label join and the leak watch goes to the model's health policy
+  (``streams.watch.observe_evidence``) with the same consequences as drift; the states
+  are pickled into the tables ``label-join``, ``leak-watch`` and ``shadow-join`` on the
+  same cadence as the watches. A watch the leak agent changed is written to its table at
+  the model's next prediction or label, whose partition is the model's;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
@@ -319,7 +334,8 @@ class _Watcher:
         model = self.app.portfolio.models[truth.model_id]
         watch = self.watches.get(model)
         await self._joins(model, watch, truth)
-        await self._forward(model.model_id, b"g", truth)
+        if model.features:
+            await self._forward(model.model_id, b"g", truth)
 
     async def on_write(self, write: FeatureWrite) -> None:
         for model_id in self.app.portfolio.models_monitoring(write.feature):
