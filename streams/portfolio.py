@@ -53,7 +53,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 TIERS = ("cpu", "gpu")
 FEATURE_KINDS = ("numeric", "categorical")
-DETECTOR_GROUPS = ("drift", "performance", "leaks", "shadow", "health")
+DETECTOR_GROUPS = ("drift", "output", "performance", "leaks", "shadow", "health")
 FALLBACK_MODES = ("automatic", "alert_only")
 UNKNOWN_MODEL_REASON = "unknown model"
 

@@ -32,6 +32,10 @@ pipeline    agent, topic, reason, sink     ``consumed``, ``processed``, ``dead_l
                                            ``buffered``, ``dropped``, ``events_per_s``
 =========== ============================== ==================================================
 
+``drift`` points of a model's outputs rather than a feature have no ``feature`` tag and
+the detector ``score`` (a CUSUM on the live score) or ``error_rate`` (a CUSUM on requests
+the fleet served by fallback because the model raised); their ``statistic`` is the CUSUM.
+
 ``point`` checks the measurement and tag names (a wrong one is a bug in failsoft, so it
 raises); values are not inspected on the agents' path.
 """

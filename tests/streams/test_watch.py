@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import pickle
 from pathlib import Path
@@ -111,7 +112,11 @@ def test_a_stationary_stream_never_acts() -> None:
     observations = run(watch, stream(np.random.default_rng(11), 0, 8000, 0.0))
     assert [a for _, o in observations for a in o.actions] == []
     evidence = [e for _, o in observations for e in o.evidence]
-    assert len(evidence) == 2 * 14  # two features, 14 windows after the reference
+    drift = [e.feature for e in evidence if e.feature is not None]
+    assert len(drift) == 2 * 14  # two features, 14 windows after the reference
+    # Output reports every 500 inputs after the warm-ups (2,000 each).
+    output = collections.Counter(e.detector for e in evidence if e.feature is None)
+    assert output == {"score": 12, "error_rate": 12}
     assert not any(e.alarm for e in evidence)
 
 
@@ -211,9 +216,12 @@ def test_consequences_raise_one_alert_per_state_and_detector_and_write_points() 
         ("EscalationCleared", "normal", None),
     ]
     points = [p for e in effects for p in e.points]
-    drift = [p for p in points if p.measurement == "drift"]
+    drift = [p for p in points if p.measurement == "drift" and "feature" in p.tags]
     assert len(drift) == 2 * 14
     assert {p.tags["feature"] for p in drift} == {"age", "country"}
+    output = [p for p in points if p.measurement == "drift" and "feature" not in p.tags]
+    assert {p.tags["detector"] for p in output} == {"score", "error_rate"}
+    assert all(p.fields["drift"] == 0 for p in output)
     health = [
         (p.fields["state"], p.fields["state_code"]) for p in points if p.measurement == "health"
     ]
@@ -368,3 +376,138 @@ def test_shadow_pairing_is_bounded_and_ignores_other_versions() -> None:
     observe(watch, scored(10**6, "live", 0.5))
     assert list(watch.shadow.pending) == ["r1000000"]
     assert watch.shadow.unpaired == SHADOW_PENDING_MAX + 10
+
+
+OUTPUT_FALLBACK_SCORE = 0.27  # what the fleet serves when the model raised
+
+
+def output_stream(
+    rng: np.random.Generator,
+    start: int,
+    count: int,
+    constant: float | None = None,
+    error_rate: float = 0.01,
+    role: str = "live",
+) -> list[Prediction]:
+    """Logit-normal scores (``constant`` instead when given); a share ``error_rate`` of
+    requests served by the fallback because the model raised."""
+    predictions = []
+    for n in range(start, start + count):
+        score = float(1.0 / (1.0 + np.exp(-rng.normal(-1.0, 1.0))))
+        age, country = float(rng.normal(40.0, 5.0)), str(rng.choice(["de", "fr"]))
+        served = role
+        if constant is not None:
+            score = constant
+        if served == "fallback" or rng.random() < error_rate:
+            served, score = "fallback", OUTPUT_FALLBACK_SCORE
+        predictions.append(
+            msgspec.structs.replace(prediction(n, age, country, served), output=Score(score=score))
+        )
+    return predictions
+
+
+def output_alarms(observations: list[tuple[int, Observation]]) -> list[tuple[int, str]]:
+    return [(n, e.detector) for n, o in observations for e in o.evidence if e.alarm]
+
+
+def actions_of(observations: list[tuple[int, Observation]]) -> list[tuple[int, str]]:
+    return [(n, a.action) for n, o in observations for a in o.actions]
+
+
+def test_a_constant_output_falls_back_through_the_score_cusum() -> None:
+    rng = np.random.default_rng(3)
+    predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 3000, constant=0.0)
+    observations = run(new_watch(small_model()), predictions)
+    # Warm-up: the first 2,000 live scores. The constant 0.0 is about 1.5 standard
+    # deviations below the mean: an alarm every 18 predictions against the frozen
+    # reference; confirmed once the degraded state is min_dwell (60 s) old.
+    alarms = output_alarms(observations)
+    assert alarms[:3] == [(3017, "score"), (3035, "score"), (3053, "score")]
+    assert {e.details.get("cause") for _, o in observations for e in o.evidence if e.alarm} == {
+        "mean_down"
+    }
+    assert actions_of(observations) == [(3077, "fallback")]
+
+
+def test_an_error_spike_falls_back_through_the_error_rate_cusum() -> None:
+    rng = np.random.default_rng(3)
+    predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 3000, error_rate=0.3)
+    watch = new_watch(small_model())
+    assert watch.output is not None
+    # 0.01 false fallbacks per model-day over drift, score and error_rate, 2,000
+    # predictions a day: alpha = 0.01 / 3 / 2000, threshold = ln(1 / alpha).
+    assert watch.output.error_rate.detector.threshold == pytest.approx(np.log(6e5))
+    observations = run(watch, predictions)
+    assert output_alarms(observations)[:2] == [(3045, "error_rate"), (3104, "error_rate")]
+    # While on fallback (and probing) errors are not counted: the restore comes after 1,200
+    # quiet seconds, and the errors that continue send the model back.
+    assert actions_of(observations) == [
+        (3105, "fallback"),
+        (4305, "restore"),
+        (4534, "fallback"),
+        (5734, "restore"),
+        (5955, "fallback"),
+    ]
+
+
+def test_the_fallback_the_watch_ordered_is_not_an_error() -> None:
+    rng = np.random.default_rng(3)
+    # The constant output sends the model to its fallback at 3077; from then on the fleet
+    # serves the fallback, also for 30 s after the restore (4277) until it obeys.
+    predictions = (
+        output_stream(rng, 0, 3000)
+        + output_stream(rng, 3000, 78, constant=0.0)
+        + output_stream(rng, 3078, 1230, role="fallback")
+        + output_stream(rng, 4308, 3000)
+    )
+    observations = run(new_watch(small_model()), predictions)
+    assert actions_of(observations) == [(3077, "fallback"), (4277, "restore")]
+    assert "error_rate" not in {detector for _, detector in output_alarms(observations)}
+
+
+def test_output_detectors_stay_silent_on_a_stationary_stream() -> None:
+    watch = new_watch(small_model())
+    observations = run(watch, output_stream(np.random.default_rng(11), 0, 30_000))
+    assert output_alarms(observations) == []
+    assert actions_of(observations) == []
+    reports = collections.Counter(
+        e.detector for _, o in observations for e in o.evidence if e.feature is None
+    )
+    # Every 500 inputs after the warm-ups (about 2,000 live scores, 2,000 requests).
+    assert reports == {"score": 55, "error_rate": 56}
+
+
+def test_output_detectors_can_be_turned_off() -> None:
+    watch = new_watch(small_model("[models.ranker.detectors.output]\nenabled = false\n"))
+    assert watch.output is None
+    rng = np.random.default_rng(3)
+    observations = run(
+        watch, output_stream(rng, 0, 3000) + output_stream(rng, 3000, 3000, constant=0.0)
+    )
+    assert actions_of(observations) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "reason"),
+    [
+        ("score_alowance = 0.5", "detectors.output.score_alowance", "unknown key"),
+        ('error_odds_ratio = "2"', "detectors.output.error_odds_ratio", "a number"),
+        ("enabled = 1", "detectors.output.enabled", "true or false"),
+        ("score_allowance = -1.0", "detectors.output.score_allowance", "allowance"),
+        ("error_odds_ratio = 0.5", "detectors.output.error_odds_ratio", "odds_ratio"),
+        ("score_warm_up = 2.5", "detectors.output.score_warm_up", "warm_up"),
+        (
+            "false_fallbacks_per_model_day = 2.0",
+            "detectors.output.false_fallbacks_per_model_day",
+            "0 < value < 1",
+        ),
+        ("predictions_per_day = 0", "detectors.output.predictions_per_day", "> 0"),
+        ("restore_grace = -1", "detectors.output.restore_grace", "seconds"),
+    ],
+)
+def test_bad_output_settings_name_the_model_and_key(setting: str, key: str, reason: str) -> None:
+    model = small_model(f"[models.ranker.detectors.output]\n{setting}\n")
+    with pytest.raises(PortfolioError) as caught:
+        new_watch(model)
+    assert (caught.value.model, caught.value.key) == ("ranker", key)
+    assert reason in caught.value.reason
