@@ -21,7 +21,10 @@ drift windows and references of ``--window`` values, see ``bench_portfolio``):
    time and by cumulative time are printed.
 
 A rate is the events after the first one seen over the time from then to the last one
-(polled every ``POLL_S``), so group joins and Faust's start-up are not counted. Reported:
+(polled every ``POLL_S``), so group joins and Faust's start-up are not counted. The
+worker's count is its predictions ingest counter: what it forwards to its own internal
+topics (e.g. leak events) may still be in flight when the count is reached, so its rate is
+an upper bound of what it sustains. Reported:
 the median events/s of each side, the ratio worker/bare per portfolio, and worker(N
 largest)/worker(N smallest), which stays near 1 when per-event work does not grow with the
 number of models. Every topic and consumer group the run creates carries its unique
