@@ -29,7 +29,7 @@ from tests.streams.test_shadow_join import trial
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 60.0
+WAIT_S = 120.0
 Record = Prediction | GroundTruth | FeatureWrite
 
 
