@@ -72,6 +72,8 @@ HEALTH_SEVERITIES = {
 }
 ESCALATION_EVENTS = ("FallbackEscalated", "EscalationCleared")
 HEARTBEAT_EVENTS = ("HeartbeatFail", "HeartbeatSlow", "HeartbeatOK")
+# Alerta caps a page; a large one keeps the leader's periodic watch to a request or two.
+HEARTBEAT_PAGE_SIZE = 1000
 ALERT_SEVERITIES = frozenset(
     {"security", "critical", "major", "minor", "warning", "informational", "normal", "ok"}
 )
@@ -252,16 +254,31 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
                 await self._post("/heartbeat", self._heartbeat_body(item))
 
     async def fetch_heartbeats(self) -> list[dict[str, Any]] | None:
-        """Alerta's heartbeats with their status; None when Alerta cannot be asked now."""
-        try:
-            async with self._client().get(self.endpoint + "/heartbeats") as response:
-                if response.status != 200:
-                    return None
-                body = await response.json()
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
-            return None
-        heartbeats = body.get("heartbeats") if isinstance(body, dict) else None
-        return heartbeats if isinstance(heartbeats, list) else None
+        """Alerta's heartbeats with their status; None when Alerta cannot be asked now.
+
+        Alerta pages its list (50 a page by default); a watch that read only the first
+        page would never see the workers beyond it die, so every page is read.
+        """
+        heartbeats: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params = {"page": str(page), "page-size": str(HEARTBEAT_PAGE_SIZE)}
+            try:
+                async with self._client().get(
+                    self.endpoint + "/heartbeats", params=params
+                ) as response:
+                    if response.status != 200:
+                        return None
+                    body = await response.json()
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                return None
+            listed = body.get("heartbeats") if isinstance(body, dict) else None
+            if not isinstance(listed, list):
+                return None
+            heartbeats.extend(listed)
+            if not body.get("more"):
+                return heartbeats
+            page += 1
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

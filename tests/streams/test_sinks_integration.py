@@ -144,7 +144,7 @@ async def test_alerta_heartbeat_is_recorded(
     sink.start()
     sink.enqueue(Heartbeat(origin=unique_name, timeout=timedelta(seconds=30)))
     assert await sink.flush(timeout=10)
-    [beat] = [b for b in alerta_client.get_heartbeats() if b.origin == unique_name]
+    [beat] = alerta_client.get_heartbeats(query=[("origin", unique_name)])
     assert beat.timeout == 30
     assert beat.attributes["environment"] == stack_settings.alerta_environment
     assert beat.status == "ok"
@@ -269,3 +269,20 @@ async def test_influx_outage_never_blocks_stays_bounded_and_delivers_after(
     values = sorted(record.get_value() for table in tables for record in table.records)
     assert values == list(range(700, 1000))  # the newest 300 survived the outage
     await sink.stop()
+
+
+async def test_fetch_heartbeats_reads_past_alertas_first_page(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    # More beats than Alerta's default page (50): the leader must see every one of them.
+    origins = [f"{unique_name}/host:{i}" for i in range(60)]
+    ids = [alerta_client.heartbeat(origin=origin, timeout=60).id for origin in origins]
+    sink = alerta_sink(stack_settings)
+    try:
+        heartbeats = await sink.fetch_heartbeats()
+        assert heartbeats is not None
+        assert set(origins) <= {beat["origin"] for beat in heartbeats}
+    finally:
+        for heartbeat_id in ids:
+            alerta_client.delete_heartbeat(heartbeat_id)
+        await sink.close_transport()
