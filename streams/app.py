@@ -12,21 +12,6 @@ What runs today:
   its values-from-the-future check, its live/shadow pairing and its health policy;
   evidence and transitions go to InfluxDB and Alerta, and a fallback or restore is sent as
   a signed command on the control topic, keyed by model;
-- the **label join** (``streams.label_join``) and, for a model with a shadow, the **shadow
-  join** (``streams.shadow_join``) of each model, fed by its predictions and its ground
-  truth: performance against delayed labels and the estimate before them, the shadow's
-  agreement and promotion verdict (an alert; a signed ``promote_shadow`` command when the
-  portfolio sets ``promote_command``);
-- the **leak watch** (``streams.leak_watch``) of each model, fed through the internal
-  topic ``<prefix>leak-events`` keyed by model_id: the ingest agents forward each feature
-  write to every model that monitors the feature (``Portfolio.models_monitoring``), and
-  each live prediction and each label of a model with features, so that one agent sees
-  a model's writes, predictions and labels on one partition;
-- evidence of the label join and the leak watch goes to the model's health policy
-  (``streams.watch.observe_evidence``) with the same consequences as drift; the states
-  are pickled into the tables ``label-join``, ``leak-watch`` and ``shadow-join`` on the
-  same cadence as the watches. A watch the leak agent changed is written to its table at
-  the model's next prediction or label, whose partition is the model's;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
@@ -67,46 +52,25 @@ from __future__ import annotations
 import pickle
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import faust
 from faust.types import TableT
 from faust.web import Request, Response, View
 
-from schemas.codec import (
-    dead_letter,
-    decode_feature_write,
-    decode_ground_truth,
-    decode_prediction,
-    encode,
-)
-from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
-from schemas.signing import Keyring, signed_command
-from streams import label_join, leak_watch, shadow_join
-from streams.ingest import INPUTS, Input, InputRecord, PipelineCounters, validate
+from schemas.codec import dead_letter, encode
+from schemas.contracts import DecodeError, Prediction
+from schemas.signing import Keyring
+from streams.ingest import INPUTS, Input, PipelineCounters, validate
 from streams.metrics import CONTENT_TYPE, WorkerCollector, render
-from streams.portfolio import Model, Portfolio, load_portfolio
+from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
-from streams.sinks.alerta import Alert, AlertaSink, Heartbeat, heartbeat_alerts
-from streams.sinks.influx import InfluxSink, Point, point
-from streams.topics import (
-    CONTROL,
-    DEAD_LETTERS,
-    FEATURE_WRITES,
-    GROUND_TRUTH,
-    PREDICTIONS,
-)
-from streams.watch import (
-    ModelWatch,
-    Observation,
-    consequences,
-    describe,
-    new_watch,
-    observe,
-    observe_evidence,
-)
+from streams.sinks.alerta import AlertaSink, Heartbeat, heartbeat_alerts
+from streams.sinks.influx import InfluxSink, point
+from streams.topics import CONTROL, DEAD_LETTERS, PREDICTIONS
+from streams.watch import ModelWatch, consequences, describe, new_watch, observe
 
 __all__ = ["FailsoftApp", "create_app"]
 
@@ -116,15 +80,6 @@ HEARTBEAT_INTERVAL = 30.0
 HEARTBEAT_TIMEOUT = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 SINK_STOP_TIMEOUT = 5.0
 CHECKPOINT_EVERY = 1000
-# The internal topic that carries each model's leak inputs, keyed by model_id.
-LEAK_EVENTS_SUFFIX = "leak-events"
-# Its values: one kind byte, then the record as on its input topic.
-_LEAK_DECODERS: dict[bytes, Callable[[bytes | None], InputRecord | DecodeError]] = {
-    b"w": decode_feature_write,
-    b"p": decode_prediction,
-    b"g": decode_ground_truth,
-}
-S = TypeVar("S")
 
 
 class FailsoftApp(faust.App):
@@ -138,9 +93,6 @@ class FailsoftApp(faust.App):
     collector: WorkerCollector
     keyring: Keyring
     watches: TableT[str, bytes]
-    label_joins: TableT[str, bytes]
-    leak_watches: TableT[str, bytes]
-    shadow_joins: TableT[str, bytes]
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -194,34 +146,16 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     )
     app.keyring = Keyring.from_settings(settings)
     for model in app.portfolio:
-        # A setting the detectors refuse stops the worker here.
-        new_watch(model)
-        label_join.new_join(model)
-        leak_watch.new_leak_watch(model)
-        if model.shadow is not None:
-            shadow_join.new_shadow_join(model)
-    # Values are pickled states (bytes), keys model_ids (JSON strings).
-    app.watches, app.label_joins, app.leak_watches, app.shadow_joins = (
-        app.Table(name, partitions=PREDICTIONS.partitions, key_type=str, value_type=bytes)
-        for name in ("model-watch", "label-join", "leak-watch", "shadow-join")
+        new_watch(model)  # a setting the detectors refuse stops the worker here
+    # Values are pickled watches (bytes), keys model_ids (JSON strings).
+    app.watches = app.Table(
+        "model-watch", partitions=PREDICTIONS.partitions, key_type=str, value_type=bytes
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
-    leak_events = app.topic(
-        settings.topic_prefix + LEAK_EVENTS_SUFFIX,
-        internal=True,
-        partitions=PREDICTIONS.partitions,
-        key_type=bytes,
-        value_type=bytes,
-    )
-    watcher = _Watcher(app, app.topic(CONTROL.name(settings)), leak_events)
-    handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
-        PREDICTIONS.suffix: watcher.on_prediction,
-        GROUND_TRUTH.suffix: watcher.on_label,
-        FEATURE_WRITES.suffix: watcher.on_write,
-    }
+    watcher = _Watcher(app, app.topic(CONTROL.name(settings)))
     for source in INPUTS.values():
-        _add_ingest_agent(app, source, dead_letters, handlers.get(source.spec.suffix))
-    _add_leak_agent(app, leak_events, watcher)
+        handler = watcher.on_prediction if source.spec is PREDICTIONS else None
+        _add_ingest_agent(app, source, dead_letters, handler)
     _add_timers(app)
     _add_views(app, watcher)
     return app
@@ -260,185 +194,55 @@ def _add_ingest_agent(
     app.agent(topic, name=f"ingest-{source.spec.suffix}")(ingest)
 
 
-class _States(Generic[S]):
-    """Per-model states of one kind, kept in memory and pickled into their table whenever
-    something happened and at least every ``CHECKPOINT_EVERY`` records of the model."""
-
-    def __init__(self, table: TableT[str, bytes], new: Callable[[Model], S]) -> None:
-        self.table = table
-        self.new = new
-        # model_id -> (state, records since it was last written to the table)
-        self.cache: dict[str, tuple[S, int]] = {}
-
-    def peek(self, model_id: str) -> S | None:
-        """The newest state this worker holds for the model, if any."""
-        cached = self.cache.get(model_id)
-        if cached is not None:
-            return cached[0]
-        stored = self.table.get(model_id)
-        return None if stored is None else pickle.loads(stored)
-
-    def get(self, model: Model) -> S:
-        state = self.peek(model.model_id)
-        return self.new(model) if state is None else state
-
-    def put(self, model_id: str, state: S, changed: bool) -> None:
-        """Keep ``state`` after one record; ``changed`` writes it to the table now."""
-        cached = self.cache.get(model_id)
-        pending = (0 if cached is None else cached[1]) + 1
-        if changed or pending >= CHECKPOINT_EVERY:
-            self.table[model_id] = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
-            pending = 0
-        self.cache[model_id] = (state, pending)
-
-
 class _Watcher:
-    """Feeds each record to its model's watch, label join, shadow join and leak watch, and
-    carries out the consequences."""
+    """Feeds each prediction to its model's watch and carries out the consequences."""
 
-    def __init__(self, app: FailsoftApp, control: faust.TopicT, leak_events: faust.TopicT) -> None:
+    def __init__(self, app: FailsoftApp, control: faust.TopicT) -> None:
         self.app = app
         self.control = control
-        self.leak_events = leak_events
-        self.watches = _States(app.watches, new_watch)
-        self.joins = _States(app.label_joins, label_join.new_join)
-        self.leaks = _States(app.leak_watches, leak_watch.new_leak_watch)
-        self.shadows = _States(app.shadow_joins, shadow_join.new_shadow_join)
-        # Watches changed by the leak agent: its events are keyed by model_id but may sit on
-        # another partition than the model's predictions, so the next prediction (or label)
-        # of the model writes the watch to its table.
-        self.unsaved: set[str] = set()
+        # model_id -> (watch, predictions since it was last written to the table)
+        self.cache: dict[str, tuple[ModelWatch, int]] = {}
 
         async def forget(*args: Any, **kwargs: Any) -> None:
             # Partitions moved: what this worker holds may now be another's; reread it.
-            for states in (self.watches, self.joins, self.leaks, self.shadows):
-                states.cache.clear()
-            self.unsaved.clear()
+            self.cache.clear()
 
         app.on_partitions_revoked.connect(forget)
 
     def watch_of(self, model_id: str) -> ModelWatch | None:
         """The newest watch this worker holds for the model, if any."""
-        return self.watches.peek(model_id)
+        cached = self.cache.get(model_id)
+        return self._stored(model_id) if cached is None else cached[0]
+
+    def _stored(self, model_id: str) -> ModelWatch | None:
+        stored = self.app.watches.get(model_id)
+        return None if stored is None else pickle.loads(stored)
 
     async def on_prediction(self, prediction: Prediction) -> None:
-        model = self.app.portfolio.models[prediction.model_id]
-        watch = self.watches.get(model)
-        observation = observe(watch, prediction)
-        await self._act(model, watch, observation)
-        await self._joins(model, watch, prediction)
-        if prediction.role == "live" and model.features:
-            await self._forward(model.model_id, b"p", prediction)
-
-    async def on_label(self, truth: GroundTruth) -> None:
-        model = self.app.portfolio.models[truth.model_id]
-        watch = self.watches.get(model)
-        await self._joins(model, watch, truth)
-        if model.features:
-            await self._forward(model.model_id, b"g", truth)
-
-    async def on_write(self, write: FeatureWrite) -> None:
-        for model_id in self.app.portfolio.models_monitoring(write.feature):
-            await self._forward(model_id, b"w", write)
-
-    async def on_leak_event(self, model: Model, record: InputRecord) -> None:
-        watch = self.watches.get(model)
-        leak = self.leaks.get(model)
-        effects = leak_watch.observe(model, leak, record)
-        self.leaks.put(model.model_id, leak, bool(effects))
-        self._sink(effects.points, effects.alerts)
-        if effects.evidence:
-            observation = observe_evidence(watch, effects.evidence, effects.evidence[-1].at)
-            await self._act(model, watch, observation, save=False)
-
-    async def _joins(
-        self, model: Model, watch: ModelWatch, record: Prediction | GroundTruth
-    ) -> None:
-        join = self.joins.get(model)
-        result = label_join.observe(join, record)
-        self.joins.put(model.model_id, join, bool(result))
-        self._sink(result.points, ())
-        if result.evidence:
-            await self._act(model, watch, observe_evidence(watch, result.evidence, result.at))
-        elif model.model_id in self.unsaved:
-            self.watches.put(model.model_id, watch, True)
-        if model.shadow is not None:
-            pairs = self.shadows.get(model)
-            effects = shadow_join.observe(model, pairs, record)
-            self.shadows.put(model.model_id, pairs, bool(effects))
-            self._sink(effects.points, effects.alerts)
-            for change in effects.promotions:
-                await self._promote(model, watch, change)
-
-    async def _act(
-        self, model: Model, watch: ModelWatch, observation: Observation, save: bool = True
-    ) -> None:
-        """Carry out ``observation``'s consequences, and keep the watch."""
         app = self.app
+        model = app.portfolio.models[prediction.model_id]
+        cached = self.cache.get(model.model_id)
+        if cached is None:
+            watch, pending = self._stored(model.model_id) or new_watch(model), 0
+        else:
+            watch, pending = cached
+        observation = observe(watch, prediction)
+        pending += 1
         if observation:
             effects = consequences(model, watch, observation, app.keyring)
-            self._sink(effects.points, effects.alerts)
+            for point_ in effects.points:
+                app.influx.enqueue(point_)
+            for alert in effects.alerts:
+                app.alerta.enqueue(alert)
             for command in effects.commands:
                 await self.control.send(key=model.model_id.encode(), value=encode(command))
                 app.counters.commands_sent[command.action] += 1
             for action in effects.withheld:
                 app.counters.commands_withheld[action.action] += 1
-        if save:
-            self.watches.put(model.model_id, watch, bool(observation))
-            self.unsaved.discard(model.model_id)
-        else:
-            self.unsaved.add(model.model_id)
-
-    async def _promote(
-        self, model: Model, watch: ModelWatch, change: shadow_join.VerdictChange
-    ) -> None:
-        app = self.app
-        if not model.fallback.automatic or app.keyring.signing_key_id is None:
-            app.counters.commands_withheld["promote_shadow"] += 1
-            return
-        command = signed_command(
-            app.keyring,
-            model_id=model.model_id,
-            action="promote_shadow",
-            reason=change.reason,
-            detector="shadow_verdict",
-            issued_at=int(change.at * 1000),
-            last_seq=watch.last_seq,
-        )
-        watch.last_seq = command.seq
-        self.watches.put(model.model_id, watch, True)
-        await self.control.send(key=model.model_id.encode(), value=encode(command))
-        app.counters.commands_sent[command.action] += 1
-
-    async def _forward(
-        self, model_id: str, kind: bytes, record: Prediction | GroundTruth | FeatureWrite
-    ) -> None:
-        await self.leak_events.send(key=model_id.encode(), value=kind + encode(record))
-
-    def _sink(self, points: Sequence[Point], alerts: Sequence[Alert]) -> None:
-        for point_ in points:
-            self.app.influx.enqueue(point_)
-        for alert in alerts:
-            self.app.alerta.enqueue(alert)
-
-
-def _add_leak_agent(app: FailsoftApp, leak_events: faust.TopicT, watcher: _Watcher) -> None:
-    """The leak watch of each model, fed by the internal topic the ingest agents fill.
-
-    Its values are our own encoding of records already validated, so one that does not
-    decode is a bug and raises.
-    """
-    models = app.portfolio.models
-
-    async def leaks(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            value: bytes = event.value
-            record = _LEAK_DECODERS[value[:1]](value[1:])
-            if isinstance(record, DecodeError):
-                raise ValueError(f"leak event of {event.key!r} does not decode: {record}")
-            await watcher.on_leak_event(models[event.key.decode()], record)
-
-    app.agent(leak_events, name="leak-watch")(leaks)
+        if observation or pending >= CHECKPOINT_EVERY:
+            app.watches[model.model_id] = pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)
+            pending = 0
+        self.cache[model.model_id] = (watch, pending)
 
 
 def _add_timers(app: FailsoftApp) -> None:
