@@ -7,19 +7,22 @@ clock, which the simulator's compressed clock follows when it plays in real time
 
 Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for its kind:
 
-- **detected**: by the first alarm for M in ``[t, t + b]``, an alert (health or detector
-  group, severity above normal) at the time Alerta received it, or a fallback command at
-  the time of its decision (its ``issued_at``: the event time of the prediction that
-  settled it, on the same clock as ``t``), whichever came first; the detector is the one
-  the fallback command names, else the alert's;
-- **command**: the first fallback command for M decided in ``[t, t + b]``; its time in
+- **detected**: by the first alarm for M in ``[t, t + b]`` from a detector that fits the
+  incident's kind (``DETECTORS_BY_KIND``): an alert (health or detector group, severity
+  above normal) at the time Alerta received it, or a fallback command at the time of its
+  decision (its ``issued_at``: the event time of the prediction that settled it, on the
+  same clock as ``t``), whichever came first. A detector alert's detector is its event; a
+  health alert's and a command's is the one that caused the transition. An alarm of
+  another detector (a shadow's disagreement during a label leak) detects nothing;
+- **command**: the first fallback command for M decided in ``[t, t + b]``, whichever
+  detector settled it (it is the fleet's answer while the incident is on); its time in
   the report is when the worker produced it, so that command minus detected shows how far
   the worker was behind its input;
 - **switched**: the first switch of M to ``fallback`` at or after that command was
   produced, within the bound;
-- **alert**: the id of the first alarm alert in the window, which reaches to the bound
-  after the command when there is one (the model's health alert when it raised one, else
-  the detector's);
+- **alert**: the id of the model's first health alarm in the window, else of the first
+  fitting detector alarm; the window reaches to the bound after the command when there is
+  one;
 - **recovered**: a restore command for M came after the fallback command.
 
 A fallback command for a model with no incident active at the time of its decision (from
@@ -39,6 +42,7 @@ from streams.simulate.timeline import iso_utc
 
 __all__ = [
     "DEFAULT_BOUND_S",
+    "DETECTORS_BY_KIND",
     "AlertEvent",
     "FalseFallback",
     "IncidentRow",
@@ -47,12 +51,24 @@ __all__ = [
     "Report",
     "Switch",
     "build_report",
+    "detects",
     "parse_iso_ms",
 ]
 
 # How long after its injection an incident may take to be detected, when its kind has no
 # bound of its own (wall-clock seconds).
 DEFAULT_BOUND_S = 60.0
+# The detectors whose alarm counts as detecting each incident kind: a name, or a prefix
+# ending in "*". A kind not listed is detected by nothing.
+DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
+    "drift_abrupt": ("drift_*",),
+    "drift_gradual": ("drift_*",),
+    "availability_gap": ("availability_gap", "write_lag_*"),
+    "label_leak": ("label_leak", "future_values"),
+    "broken_model": ("score", "error_rate", "performance_drop", "estimated_accuracy"),
+    "shadow_better": ("shadow_verdict",),
+    "shadow_worse": ("shadow_verdict",),
+}
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
 ALARM_GROUPS = frozenset({"health", "detector"})
@@ -357,24 +373,24 @@ def _row(
     def in_window(at_ms: int) -> bool:
         return start <= at_ms <= end
 
-    model = incident.model
-    command = _first(
-        commands,
-        lambda c: c.model == model and c.action == "fallback" and in_window(c.issued_at_ms),
-    )
+    model, kind = incident.model, incident.kind
+    fallbacks = [
+        c
+        for c in commands
+        if c.model == model and c.action == "fallback" and in_window(c.issued_at_ms)
+    ]
+    command = fallbacks[0] if fallbacks else None
     # The alert of a fallback follows its command, however far behind the worker was.
     alert_end = end if command is None else max(end, command.at_ms + bound_ms)
     model_alarms = [a for a in alarms if a.model == model and start <= a.at_ms <= alert_end]
-    first_alarm = next((a for a in model_alarms if a.at_ms <= end), None)
-    first_alert = model_alarms[0] if model_alarms else None
-    health = next((a for a in model_alarms if a.group == "health"), first_alert)
-    detected_at: int | None = None
-    detector: str | None = None
-    if command is not None:
-        detected_at, detector = command.issued_at_ms, command.detector
-    if first_alarm is not None and (detected_at is None or first_alarm.at_ms < detected_at):
-        detected_at = first_alarm.at_ms
-        detector = detector or first_alarm.detector or first_alarm.event
+    fitting = [a for a in model_alarms if detects(kind, a.detector)]
+    health = _first(model_alarms, lambda a: a.group == "health")
+    first_alert = health or (fitting[0] if fitting else None)
+    detections: list[tuple[int, str | None]] = [
+        (c.issued_at_ms, c.detector) for c in fallbacks if detects(kind, c.detector)
+    ]
+    detections += [(a.at_ms, a.detector) for a in fitting if a.at_ms <= end]
+    detected_at, detector = min(detections, key=lambda d: d[0], default=(None, None))
     switched_at = recovered = None
     if command is not None:
         at = command.at_ms
@@ -384,7 +400,7 @@ def _row(
             c.model == model and c.action == "restore" and c.at_ms > at for c in commands
         )
     return IncidentRow(
-        kind=incident.kind,
+        kind=kind,
         model=model,
         feature=incident.feature,
         injected_at=incident.at_ms,
@@ -392,8 +408,22 @@ def _row(
         detector=detector,
         command_at=None if command is None else command.at_ms,
         switched_at=switched_at,
-        alert_id=None if health is None else health.alert_id,
+        alert_id=None if first_alert is None else first_alert.alert_id,
         recovered=bool(recovered),
+    )
+
+
+def detects(kind: str, detector: str | None) -> bool:
+    """Whether an alarm of ``detector`` counts as detecting an incident of ``kind``.
+
+    >>> detects("drift_gradual", "drift_ks"), detects("label_leak", "shadow_agreement")
+    (True, False)
+    """
+    if detector is None:
+        return False
+    return any(
+        detector.startswith(pattern[:-1]) if pattern.endswith("*") else detector == pattern
+        for pattern in DETECTORS_BY_KIND.get(kind, ())
     )
 
 

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from streams.demo.report import (
+    DETECTORS_BY_KIND,
     AlertEvent,
     ObservedCommand,
     Report,
     Switch,
     build_report,
+    detects,
     parse_iso_ms,
 )
+from streams.simulate.scenario import INCIDENT_KINDS
 from streams.simulate.timeline import iso_utc
 
 T0 = parse_iso_ms("2026-11-28T12:00:00Z")
@@ -53,8 +56,12 @@ def restore(model: str, seconds: float, seq: int = 2) -> ObservedCommand:
 
 
 def alert(model: str, seconds: float, event: str = "ModelDegraded", **kw: Any) -> AlertEvent:
+    """A health alert by default; a detector alert's detector is its event, as the tap reads it."""
     fields: dict[str, Any] = {"group": "health", "severity": "warning", "alert_id": f"a-{model}"}
-    return AlertEvent(model=model, event=event, at_ms=at(seconds), **(fields | kw))
+    fields |= kw
+    if fields["group"] == "detector":
+        fields.setdefault("detector", event)
+    return AlertEvent(model=model, event=event, at_ms=at(seconds), **fields)
 
 
 def report(
@@ -85,8 +92,8 @@ def test_an_incident_is_detected_by_its_first_alert_and_switched_after_its_comma
             Switch("fraud-001", "live", at(130.1)),
         ],
         alerts=[
-            alert("fraud-001", 56.5),
-            alert("fraud-001", 66.2, "ModelFallback", severity="major"),
+            alert("fraud-001", 56.5, detector="drift_psi"),
+            alert("fraud-001", 66.2, "ModelFallback", severity="major", detector="drift_psi"),
         ],
     )
     [row] = result.incidents
@@ -111,9 +118,7 @@ def test_the_health_alert_is_preferred_to_a_detector_alert_for_the_id() -> None:
     result = report(
         [incident("drift_abrupt", "m", 10)],
         alerts=[
-            alert(
-                "m", 12, group="detector", event="drift_psi", alert_id="det", detector="drift_psi"
-            ),
+            alert("m", 12, group="detector", event="drift_psi", alert_id="det"),
             alert("m", 13, alert_id="health"),
         ],
     )
@@ -135,6 +140,83 @@ def test_alarms_outside_the_bound_or_on_other_models_or_quiet_ones_do_not_detect
     [row] = result.incidents
     assert (row.detected_at, row.command_at, row.alert_id) == (None, None, None)
     assert [r.kind for r in result.missed] == ["drift_abrupt"]
+
+
+def test_only_a_detector_that_fits_the_kind_detects_it() -> None:
+    timeline = [
+        incident("label_leak", "fraud-006", 5),
+        incident("broken_model", "ctr-007", 10, 40),
+        incident("drift_gradual", "ltv-003", 10, 50),
+    ]
+    result = report(
+        timeline,
+        commands=[
+            # The score moved first, with the drifting feature: the fleet's answer, not
+            # the drift's detection.
+            fallback("ltv-003", 14, detector="score", seq=1),
+            fallback("ctr-007", 12, detector="drift_psi", seq=1),
+            fallback("ctr-007", 20, detector="score", seq=2),
+        ],
+        alerts=[
+            alert("fraud-006", 8, group="detector", event="shadow_agreement", alert_id="s"),
+            alert("ctr-007", 11, detector="drift_psi", alert_id="h"),
+            alert("ltv-003", 13, detector="score", alert_id="h3"),
+            alert("ltv-003", 18, group="detector", event="drift_psi", alert_id="d3"),
+        ],
+    )
+    leak, broken, drift = result.incidents
+    assert (leak.detected_at, leak.detector, leak.alert_id) == (None, None, None)
+    assert (broken.detected_at, broken.detector) == (at(20), "score")
+    assert (broken.command_at, broken.alert_id) == (at(12), "h")
+    assert (drift.detected_at, drift.detector) == (at(18), "drift_psi")
+    assert (drift.command_at, drift.alert_id) == (at(14), "h3")
+    assert [row.model for row in result.missed] == ["fraud-006"]
+
+
+def test_a_fitting_detector_alert_detects_and_names_the_alert_without_a_health_alert() -> None:
+    result = report(
+        [incident("label_leak", "fraud-006", 5)],
+        alerts=[
+            alert("fraud-006", 8, group="detector", event="shadow_agreement", alert_id="s"),
+            alert("fraud-006", 9, group="detector", event="label_leak", alert_id="leak"),
+        ],
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.detector, row.alert_id) == (at(9), "label_leak", "leak")
+
+
+@pytest.mark.parametrize(
+    ("kind", "detector", "fits"),
+    [
+        ("drift_abrupt", "drift_psi", True),
+        ("drift_gradual", "drift_wasserstein", True),
+        ("drift_abrupt", "score", False),
+        ("availability_gap", "availability_gap", True),
+        ("availability_gap", "write_lag_sla", True),
+        ("availability_gap", "write_lag", False),
+        ("label_leak", "label_leak", True),
+        ("label_leak", "future_values", True),
+        ("label_leak", "shadow_agreement", False),
+        ("broken_model", "score", True),
+        ("broken_model", "error_rate", True),
+        ("broken_model", "performance_drop", True),
+        ("broken_model", "estimated_accuracy", True),
+        ("broken_model", "drift_psi", False),
+        ("shadow_better", "shadow_verdict", True),
+        ("shadow_worse", "shadow_verdict", True),
+        ("shadow_worse", "shadow_agreement", False),
+        ("broken_model", None, False),
+        ("a_kind_nobody_knows", "score", False),
+    ],
+)
+def test_detects_maps_kinds_to_detector_names_and_prefixes(
+    kind: str, detector: str | None, fits: bool
+) -> None:
+    assert detects(kind, detector) is fits
+
+
+def test_every_incident_kind_of_the_simulator_has_its_detectors() -> None:
+    assert set(DETECTORS_BY_KIND) == set(INCIDENT_KINDS)
 
 
 def test_each_kind_has_its_own_bound_and_others_the_default() -> None:
@@ -194,7 +276,7 @@ def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
         [incident("drift_abrupt", "m", 10, 60), incident("label_leak", "n", 5)],
         commands=[fallback("m", 20), restore("m", 80), fallback("healthy", 90)],
         switches=[Switch("m", "fallback", at(20.002))],
-        alerts=[alert("m", 18)],
+        alerts=[alert("m", 18, detector="drift_psi")],
     )
     document = json.loads(result.dumps())
     assert set(document) >= {"incidents", "false_fallbacks"}
@@ -240,7 +322,7 @@ def test_markdown_has_one_row_per_incident_with_delays_and_the_switch_in_ms() ->
         [incident("drift_abrupt", "m", 10, 60), incident("label_leak", "n", 5)],
         commands=[fallback("m", 20), fallback("healthy", 90)],
         switches=[Switch("m", "fallback", at(20.007))],
-        alerts=[alert("m", 18)],
+        alerts=[alert("m", 18, detector="drift_psi")],
     )
     text = result.to_markdown()
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
