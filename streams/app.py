@@ -9,9 +9,29 @@ What runs today:
   message is processed or dead-lettered with its reason (see ``streams.ingest``), and the
   books are kept per topic and reason;
 - the **watch** of each model (``streams.watch``): predictions feed its feature drift tests,
-  its values-from-the-future check, its live/shadow pairing and its health policy;
+  its values-from-the-future check, its output monitoring and its health policy;
   evidence and transitions go to InfluxDB and Alerta, and a fallback or restore is sent as
   a signed command on the control topic, keyed by model;
+- the **label join** (``streams.label_join``) and, for a model with a shadow, the **shadow
+  join** (``streams.shadow_join``) of each model, fed by its predictions and its ground
+  truth: performance against delayed labels and the estimate before them, the shadow's
+  agreement and promotion verdict (an alert; a signed ``promote_shadow`` command when the
+  portfolio sets ``promote_command``);
+- the **leak watch** (``streams.leak_watch``) of each model with features, fed by the
+  model's live predictions and labels where they arrive, and by the writes of its
+  features through the internal topic ``<prefix>feature-writes-by-model``: feature writes
+  are keyed by entity_id, so the feature-writes agent forwards each one to every model
+  that monitors its feature (``Portfolio.models_monitoring``), keyed by model_id;
+- evidence of the label join and the leak watch goes to the model's health policy
+  (``streams.watch.observe_evidence``) with the same consequences as drift.
+
+One worker holds all of a model's state. The input topics keyed by model_id and the
+internal topic have the same partition count, and Faust assigns equal partition numbers
+of such topics to one worker; a model_id lands on the same partition number in each
+because every producer uses Kafka's default partitioner (murmur2 of the key: Java's and
+aiokafka's default, ``partitioner=murmur2_random`` in librdkafka, which the fleet client
+and the simulator set; see ``schemas/README.md``).
+
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
@@ -22,12 +42,14 @@ What runs today:
   show ``"state": "unknown"``);
 - ``GET /metrics`` on the worker's web port, in Prometheus' text format.
 
-Watch state lives in the changelog-backed table ``model-watch`` keyed by model_id, so it
-survives a restart and moves with its partition on a rebalance. Pickling a watch costs
-more than one event, so the agent keeps the watches of its partitions in memory and
-writes one to the table whenever something happened (a window ended, a transition) and
-at least every ``CHECKPOINT_EVERY`` predictions of that model. A crash loses at most that
-many predictions of window filling, never a transition or a command's seq.
+State lives in changelog-backed tables keyed by model_id (``model-watch``, ``label-join``,
+``leak-watch``, ``shadow-join``), so it survives a restart and moves with its partition on
+a rebalance. Pickling a state costs more than one event, so the agents keep the states of
+their partitions in memory and write one to its table whenever something happened (a
+window ended, a transition, an alert) and at least every ``CHECKPOINT_EVERY`` records of
+that model. A crash loses at most that many records of window filling, never a
+transition or a command's seq. A leak watch may pickle to a few megabytes, so the state
+tables' topics and the producer take records up to ``MAX_STATE_BYTES``.
 
 Without a control signing key (``FAILSOFT_CONTROL_KEYS``/``_FILE``) the worker still runs:
 it alerts, and counts every action it could not sign as withheld.
@@ -52,25 +74,40 @@ from __future__ import annotations
 import pickle
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import faust
 from faust.types import TableT
 from faust.web import Request, Response, View
 
-from schemas.codec import dead_letter, encode
-from schemas.contracts import DecodeError, Prediction
-from schemas.signing import Keyring
+from schemas.codec import dead_letter, decode_feature_write, encode
+from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
+from schemas.signing import Keyring, signed_command
+from streams import label_join, leak_watch, shadow_join
 from streams.ingest import INPUTS, Input, PipelineCounters, validate
 from streams.metrics import CONTENT_TYPE, WorkerCollector, render
-from streams.portfolio import Portfolio, load_portfolio
+from streams.portfolio import Model, Portfolio, load_portfolio
 from streams.settings import Settings
-from streams.sinks.alerta import AlertaSink, Heartbeat, heartbeat_alerts
-from streams.sinks.influx import InfluxSink, point
-from streams.topics import CONTROL, DEAD_LETTERS, PREDICTIONS
-from streams.watch import ModelWatch, consequences, describe, new_watch, observe
+from streams.sinks.alerta import Alert, AlertaSink, Heartbeat, heartbeat_alerts
+from streams.sinks.influx import InfluxSink, Point, point
+from streams.topics import (
+    CONTROL,
+    DEAD_LETTERS,
+    FEATURE_WRITES,
+    GROUND_TRUTH,
+    PREDICTIONS,
+)
+from streams.watch import (
+    ModelWatch,
+    Observation,
+    consequences,
+    describe,
+    new_watch,
+    observe,
+    observe_evidence,
+)
 
 __all__ = ["FailsoftApp", "create_app"]
 
@@ -80,6 +117,11 @@ HEARTBEAT_INTERVAL = 30.0
 HEARTBEAT_TIMEOUT = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 SINK_STOP_TIMEOUT = 5.0
 CHECKPOINT_EVERY = 1000
+# The internal topic of feature writes keyed by the model that monitors the feature.
+WRITES_BY_MODEL_SUFFIX = "feature-writes-by-model"
+# Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.leak_watch).
+MAX_STATE_BYTES = 16 * 1024 * 1024
+S = TypeVar("S")
 
 
 class FailsoftApp(faust.App):
@@ -93,6 +135,9 @@ class FailsoftApp(faust.App):
     collector: WorkerCollector
     keyring: Keyring
     watches: TableT[str, bytes]
+    label_joins: TableT[str, bytes]
+    leak_watches: TableT[str, bytes]
+    shadow_joins: TableT[str, bytes]
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -125,6 +170,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         topic_partitions=PREDICTIONS.partitions,
         key_serializer="raw",
         value_serializer="raw",
+        producer_max_request_size=MAX_STATE_BYTES,
     )
     app.settings = settings
     app.portfolio = portfolio if portfolio is not None else load_portfolio(settings.portfolio_path)
@@ -146,16 +192,40 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     )
     app.keyring = Keyring.from_settings(settings)
     for model in app.portfolio:
-        new_watch(model)  # a setting the detectors refuse stops the worker here
-    # Values are pickled watches (bytes), keys model_ids (JSON strings).
-    app.watches = app.Table(
-        "model-watch", partitions=PREDICTIONS.partitions, key_type=str, value_type=bytes
+        # A setting the detectors refuse stops the worker here.
+        new_watch(model)
+        label_join.new_join(model)
+        leak_watch.new_leak_watch(model)
+        if model.shadow is not None:
+            shadow_join.new_shadow_join(model)
+    # Values are pickled states (bytes), keys model_ids (JSON strings).
+    app.watches, app.label_joins, app.leak_watches, app.shadow_joins = (
+        app.Table(
+            name,
+            partitions=PREDICTIONS.partitions,
+            key_type=str,
+            value_type=bytes,
+            extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
+        )
+        for name in ("model-watch", "label-join", "leak-watch", "shadow-join")
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
-    watcher = _Watcher(app, app.topic(CONTROL.name(settings)))
+    writes_by_model = app.topic(
+        settings.topic_prefix + WRITES_BY_MODEL_SUFFIX,
+        internal=True,
+        partitions=PREDICTIONS.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    watcher = _Watcher(app, app.topic(CONTROL.name(settings)), writes_by_model)
+    handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+        PREDICTIONS.suffix: watcher.on_prediction,
+        GROUND_TRUTH.suffix: watcher.on_label,
+        FEATURE_WRITES.suffix: watcher.on_write,
+    }
     for source in INPUTS.values():
-        handler = watcher.on_prediction if source.spec is PREDICTIONS else None
-        _add_ingest_agent(app, source, dead_letters, handler)
+        _add_ingest_agent(app, source, dead_letters, handlers.get(source.spec.suffix))
+    _add_routed_writes_agent(app, writes_by_model, watcher)
     _add_timers(app)
     _add_views(app, watcher)
     return app
@@ -194,55 +264,173 @@ def _add_ingest_agent(
     app.agent(topic, name=f"ingest-{source.spec.suffix}")(ingest)
 
 
-class _Watcher:
-    """Feeds each prediction to its model's watch and carries out the consequences."""
+class _States(Generic[S]):
+    """Per-model states of one kind, kept in memory and pickled into their table whenever
+    something happened and at least every ``CHECKPOINT_EVERY`` records of the model."""
 
-    def __init__(self, app: FailsoftApp, control: faust.TopicT) -> None:
+    def __init__(self, table: TableT[str, bytes], new: Callable[[Model], S]) -> None:
+        self.table = table
+        self.new = new
+        # model_id -> (state, records since it was last written to the table)
+        self.cache: dict[str, tuple[S, int]] = {}
+
+    def peek(self, model_id: str) -> S | None:
+        """The newest state this worker holds for the model, if any."""
+        cached = self.cache.get(model_id)
+        if cached is not None:
+            return cached[0]
+        stored = self.table.get(model_id)
+        return None if stored is None else pickle.loads(stored)
+
+    def get(self, model: Model) -> S:
+        state = self.peek(model.model_id)
+        return self.new(model) if state is None else state
+
+    def put(self, model_id: str, state: S, changed: bool) -> None:
+        """Keep ``state`` after one record; ``changed`` writes it to the table now."""
+        cached = self.cache.get(model_id)
+        pending = (0 if cached is None else cached[1]) + 1
+        if changed or pending >= CHECKPOINT_EVERY:
+            self.table[model_id] = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+            pending = 0
+        self.cache[model_id] = (state, pending)
+
+
+class _Watcher:
+    """Feeds each record to its model's watch, label join, shadow join and leak watch, and
+    carries out the consequences."""
+
+    def __init__(
+        self, app: FailsoftApp, control: faust.TopicT, writes_by_model: faust.TopicT
+    ) -> None:
         self.app = app
         self.control = control
-        # model_id -> (watch, predictions since it was last written to the table)
-        self.cache: dict[str, tuple[ModelWatch, int]] = {}
+        self.writes_by_model = writes_by_model
+        self.watches = _States(app.watches, new_watch)
+        self.joins = _States(app.label_joins, label_join.new_join)
+        self.leaks = _States(app.leak_watches, leak_watch.new_leak_watch)
+        self.shadows = _States(app.shadow_joins, shadow_join.new_shadow_join)
 
         async def forget(*args: Any, **kwargs: Any) -> None:
             # Partitions moved: what this worker holds may now be another's; reread it.
-            self.cache.clear()
+            for states in (self.watches, self.joins, self.leaks, self.shadows):
+                states.cache.clear()
 
         app.on_partitions_revoked.connect(forget)
 
     def watch_of(self, model_id: str) -> ModelWatch | None:
         """The newest watch this worker holds for the model, if any."""
-        cached = self.cache.get(model_id)
-        return self._stored(model_id) if cached is None else cached[0]
-
-    def _stored(self, model_id: str) -> ModelWatch | None:
-        stored = self.app.watches.get(model_id)
-        return None if stored is None else pickle.loads(stored)
+        return self.watches.peek(model_id)
 
     async def on_prediction(self, prediction: Prediction) -> None:
+        model = self.app.portfolio.models[prediction.model_id]
+        watch = self.watches.get(model)
+        await self._act(model, watch, observe(watch, prediction))
+        await self._joins(model, watch, prediction)
+        if prediction.role == "live" and model.features:
+            await self._leaks(model, watch, prediction)
+
+    async def on_label(self, truth: GroundTruth) -> None:
+        model = self.app.portfolio.models[truth.model_id]
+        watch = self.watches.get(model)
+        await self._joins(model, watch, truth)
+        if model.features:
+            await self._leaks(model, watch, truth)
+
+    async def on_write(self, write: FeatureWrite) -> None:
+        for model_id in self.app.portfolio.models_monitoring(write.feature):
+            await self.writes_by_model.send(key=model_id.encode(), value=encode(write))
+
+    async def on_routed_write(self, model: Model, write: FeatureWrite) -> None:
+        await self._leaks(model, self.watches.get(model), write)
+
+    async def _leaks(
+        self, model: Model, watch: ModelWatch, record: FeatureWrite | Prediction | GroundTruth
+    ) -> None:
+        leak = self.leaks.get(model)
+        effects = leak_watch.observe(model, leak, record)
+        self.leaks.put(model.model_id, leak, bool(effects))
+        self._sink(effects.points, effects.alerts)
+        if effects.evidence:
+            at = effects.evidence[-1].at
+            await self._act(model, watch, observe_evidence(watch, effects.evidence, at))
+
+    async def _joins(
+        self, model: Model, watch: ModelWatch, record: Prediction | GroundTruth
+    ) -> None:
+        join = self.joins.get(model)
+        result = label_join.observe(join, record)
+        self.joins.put(model.model_id, join, bool(result))
+        self._sink(result.points, ())
+        if result.evidence:
+            await self._act(model, watch, observe_evidence(watch, result.evidence, result.at))
+        if model.shadow is not None:
+            pairs = self.shadows.get(model)
+            effects = shadow_join.observe(model, pairs, record)
+            self.shadows.put(model.model_id, pairs, bool(effects))
+            self._sink(effects.points, effects.alerts)
+            for change in effects.promotions:
+                await self._promote(model, watch, change)
+
+    async def _act(self, model: Model, watch: ModelWatch, observation: Observation) -> None:
+        """Carry out ``observation``'s consequences, and keep the watch."""
         app = self.app
-        model = app.portfolio.models[prediction.model_id]
-        cached = self.cache.get(model.model_id)
-        if cached is None:
-            watch, pending = self._stored(model.model_id) or new_watch(model), 0
-        else:
-            watch, pending = cached
-        observation = observe(watch, prediction)
-        pending += 1
         if observation:
             effects = consequences(model, watch, observation, app.keyring)
-            for point_ in effects.points:
-                app.influx.enqueue(point_)
-            for alert in effects.alerts:
-                app.alerta.enqueue(alert)
+            self._sink(effects.points, effects.alerts)
             for command in effects.commands:
                 await self.control.send(key=model.model_id.encode(), value=encode(command))
                 app.counters.commands_sent[command.action] += 1
             for action in effects.withheld:
                 app.counters.commands_withheld[action.action] += 1
-        if observation or pending >= CHECKPOINT_EVERY:
-            app.watches[model.model_id] = pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)
-            pending = 0
-        self.cache[model.model_id] = (watch, pending)
+        self.watches.put(model.model_id, watch, bool(observation))
+
+    async def _promote(
+        self, model: Model, watch: ModelWatch, change: shadow_join.VerdictChange
+    ) -> None:
+        app = self.app
+        if not model.fallback.automatic or app.keyring.signing_key_id is None:
+            app.counters.commands_withheld["promote_shadow"] += 1
+            return
+        command = signed_command(
+            app.keyring,
+            model_id=model.model_id,
+            action="promote_shadow",
+            reason=change.reason,
+            detector="shadow_verdict",
+            issued_at=int(change.at * 1000),
+            last_seq=watch.last_seq,
+        )
+        watch.last_seq = command.seq
+        self.watches.put(model.model_id, watch, True)
+        await self.control.send(key=model.model_id.encode(), value=encode(command))
+        app.counters.commands_sent[command.action] += 1
+
+    def _sink(self, points: Sequence[Point], alerts: Sequence[Alert]) -> None:
+        for point_ in points:
+            self.app.influx.enqueue(point_)
+        for alert in alerts:
+            self.app.alerta.enqueue(alert)
+
+
+def _add_routed_writes_agent(
+    app: FailsoftApp, writes_by_model: faust.TopicT, watcher: _Watcher
+) -> None:
+    """Each model's leak watch gets the writes of its features, on the model's partition.
+
+    Its values are feature writes the ingest agent validated and encoded, so one that does
+    not decode is a bug and raises.
+    """
+    models = app.portfolio.models
+
+    async def routed_writes(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            write = decode_feature_write(event.value)
+            if isinstance(write, DecodeError):
+                raise ValueError(f"routed write of {event.key!r} does not decode: {write}")
+            await watcher.on_routed_write(models[event.key.decode()], write)
+
+    app.agent(writes_by_model, name="routed-writes")(routed_writes)
 
 
 def _add_timers(app: FailsoftApp) -> None:

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 _DAY_MS = 24 * 3600 * 1000
+# librdkafka's name for Kafka's default partitioner, murmur2 of the key (Java clients and
+# aiokafka, hence Faust, use it). Every producer of a model-keyed topic must use it: a
+# model_id then lands on the same partition number of each, and one worker holds all of
+# the model's state (see streams.app).
+KEY_PARTITIONER = "murmur2_random"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,14 +22,7 @@ value written after the prediction was made is critical evidence, which moves th
 to its fallback at once. Evidence is emitted when a new such value arrives, so once they
 stop the model can recover through probing like any other.
 
-Shadow. For a model with a declared shadow, a ``live`` and a ``shadow`` prediction of the
-same request_id make a pair; their scores (``score`` outputs) feed
-``detectors.ShadowAgreement`` (settings ``[detectors.shadow]``). The first of a pair waits
-at most ``SHADOW_PAIR_TTL`` seconds of event time, and at most ``SHADOW_PENDING_MAX`` wait
-at once (the oldest is dropped and counted as unpaired), so the watch stays small. Every
-``SHADOW_REPORT_EVERY`` pairs the agreement is reported (an InfluxDB ``shadow`` point), and
-an alert follows whether the shadow diverged. The promotion verdict needs labels and is not
-wired yet.
+Shadow predictions are left to the shadow join (``streams.shadow_join``).
 
 Outputs. ``[detectors.output]`` watches what the model answers, not only what it is fed:
 
@@ -60,8 +53,7 @@ is ``1 / alpha``, at least RobustCUSUM's default 25, unless ``score_threshold`` 
 ``score`` or ``error_rate``, no feature); ``enabled = false`` turns both off.
 
 Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
-whichever model served it); ``shadow`` predictions duplicate that traffic and are left to
-the shadow join.
+whichever model served it); ``shadow`` predictions duplicate that traffic.
 """
 
 from __future__ import annotations
@@ -90,7 +82,6 @@ from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
 from detectors.leaks.events import ServedFeature
 from detectors.leaks.future_values import FutureValues
-from detectors.shadow.agreement import ShadowAgreement
 from schemas.contracts import ControlCommand, Prediction, Score
 from schemas.signing import Keyring, signed_command
 from streams.portfolio import Feature, Model, PortfolioError
@@ -127,10 +118,6 @@ DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
 }
 DEFAULT_DRIFT_METHOD = "psi"
 DRIFT_ROLES = frozenset({"live", "fallback"})
-SHADOW_DETECTOR = "shadow_agreement"
-SHADOW_PAIR_TTL = 10.0
-SHADOW_PENDING_MAX = 2000
-SHADOW_REPORT_EVERY = 500
 # The ``state_code`` field of InfluxDB's health measurement: higher is further from live.
 HEALTH_STATE_CODES = {"healthy": 0, "degraded": 1, "probing": 2, "fallback": 3}
 # Settings the watch reads itself; the rest go to the drift test's constructor.
@@ -187,47 +174,6 @@ class FeatureDrift:
         windows = self.test.n_windows
         self.test.update(value)
         return self.test if self.test.n_windows != windows else None
-
-
-@dataclasses.dataclass
-class ShadowPairs:
-    """Live and shadow predictions paired by request_id, and their agreement."""
-
-    version: str
-    agreement: ShadowAgreement
-    # request_id -> (role, score, event time in seconds) of the first of the pair
-    pending: dict[str, tuple[str, float, float]] = dataclasses.field(default_factory=dict)
-    unpaired: int = 0
-
-    def add(self, prediction: Prediction, at: float) -> bool:
-        """Feed one live or shadow prediction; True when it completed a pair."""
-        if not isinstance(prediction.output, Score):
-            return False
-        if prediction.role == "shadow" and prediction.model_version != self.version:
-            return False
-        self._expire(at)
-        first = self.pending.pop(prediction.request_id, None)
-        if first is None or first[0] == prediction.role:
-            if first is not None:
-                self.unpaired += 1
-            if len(self.pending) >= SHADOW_PENDING_MAX:
-                del self.pending[next(iter(self.pending))]
-                self.unpaired += 1
-            self.pending[prediction.request_id] = (prediction.role, prediction.output.score, at)
-            return False
-        score = prediction.output.score
-        live, shadow = (first[1], score) if first[0] == "live" else (score, first[1])
-        self.agreement.update((live, shadow))
-        return True
-
-    def _expire(self, at: float) -> None:
-        # Insertion order is arrival order, so the expired entries come first.
-        while self.pending:
-            request_id, (_, _, seen_at) = next(iter(self.pending.items()))
-            if at - seen_at <= SHADOW_PAIR_TTL:
-                return
-            del self.pending[request_id]
-            self.unpaired += 1
 
 
 @dataclasses.dataclass
@@ -302,7 +248,6 @@ class ModelWatch:
     drift: dict[str, FeatureDrift]
     policy: HealthPolicy
     future: FutureValues = dataclasses.field(default_factory=FutureValues)
-    shadow: ShadowPairs | None = None
     escalated: bool = False
     last_seq: int = 0
     output: OutputWatch | None = None
@@ -319,16 +264,9 @@ class Observation:
     transitions: tuple[Transition, ...] = ()
     actions: tuple[ControlAction, ...] = ()
     escalation_due: bool = False
-    shadow_report: bool = False
 
     def __bool__(self) -> bool:
-        return bool(
-            self.evidence
-            or self.transitions
-            or self.actions
-            or self.escalation_due
-            or self.shadow_report
-        )
+        return bool(self.evidence or self.transitions or self.actions or self.escalation_due)
 
 
 def new_watch(model: Model) -> ModelWatch:
@@ -353,19 +291,11 @@ def new_watch(model: Model) -> ModelWatch:
         future = FutureValues(skew_tolerance=skew_tolerance)  # type: ignore[arg-type]
     except (TypeError, ValueError) as error:
         raise PortfolioError(model.model_id, "detectors.leaks.skew_tolerance", str(error)) from None
-    shadow = None
-    if model.shadow is not None:
-        try:
-            agreement = ShadowAgreement(**model.detector_settings("shadow"))  # type: ignore[arg-type]
-        except (TypeError, ValueError) as error:
-            raise PortfolioError(model.model_id, "detectors.shadow", str(error)) from None
-        shadow = ShadowPairs(model.shadow.version, agreement)
     return ModelWatch(
         model_id=model.model_id,
         drift=drift,
         policy=policy,
         future=future,
-        shadow=shadow,
         output=_output_watch(model, drift),
     )
 
@@ -377,10 +307,6 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
     """
     at = prediction.predicted_at / 1000.0
     evidence: list[Evidence] = []
-    shadow_report = False
-    if watch.shadow is not None and prediction.role in ("live", "shadow"):
-        paired = watch.shadow.add(prediction, at)
-        shadow_report = paired and watch.shadow.agreement.n_pairs % SHADOW_REPORT_EVERY == 0
     if prediction.role == "live":
         evidence.extend(_future_values(watch.future, prediction, at))
     if prediction.role in DRIFT_ROLES:
@@ -392,7 +318,7 @@ def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
             if test is not None:
                 evidence.append(_evidence(feature_drift.method, name, at, test))
     changes = observe_evidence(watch, evidence, at)
-    return dataclasses.replace(changes, evidence=tuple(evidence), shadow_report=shadow_report)
+    return dataclasses.replace(changes, evidence=tuple(evidence))
 
 
 def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float) -> Observation:
@@ -611,11 +537,6 @@ def consequences(
         alert = _detector_alert_change(model, watch, evidence)
         if alert is not None:
             alerts.append(alert)
-    if observation.shadow_report and watch.shadow is not None:
-        points.append(_shadow_point(model, watch.shadow, observation.at))
-        alert = _shadow_alert_change(model, watch)
-        if alert is not None:
-            alerts.append(alert)
     for transition in observation.transitions:
         state = transition.to_state.value
         detector = transition.detector or "health"
@@ -722,43 +643,8 @@ def _close_detector_alerts(model: Model, watch: ModelWatch) -> list[Alert]:
     alarm) are quiet by now; their alerts close."""
     alerts = []
     for detector, features in sorted(watch.alarming.items()):
-        # The shadow's alert is about the shadow, not about the live model restored here.
-        if features and detector != SHADOW_DETECTOR:
+        if features:
             text = f"{model.model_id}: {detector} is quiet again; {model.model_id} is restored"
             alerts.append(detector_alert(model.model_id, model.owner, detector, "normal", text))
             watch.alarming[detector] = set()
     return alerts
-
-
-def _shadow_point(model: Model, pairs: ShadowPairs, at: float) -> Point:
-    agreement = pairs.agreement
-    fields: dict[str, float | int | str | bool] = {
-        "agreement": agreement.agreement,
-        "delta_p50": agreement.delta_p50,
-        "spearman": agreement.spearman,
-        "diverged": int(agreement.diverged),
-        "pairs": agreement.n_pairs,
-        "unpaired": pairs.unpaired,
-    }
-    tags = {"model": model.model_id, "version": pairs.version, "detector": SHADOW_DETECTOR}
-    return point("shadow", tags, fields, int(at * 1000))
-
-
-def _shadow_alert_change(model: Model, watch: ModelWatch) -> Alert | None:
-    """An alert when the shadow starts or stops diverging from live."""
-    assert watch.shadow is not None
-    agreement = watch.shadow.agreement
-    detector = SHADOW_DETECTOR
-    was = bool(watch.alarming.get(detector))
-    if agreement.diverged == was:
-        return None
-    version = watch.shadow.version
-    watch.alarming[detector] = {version} if agreement.diverged else set()
-    if agreement.diverged:
-        text = (
-            f"{model.model_id}: shadow {version} ranks requests unlike live "
-            f"(Spearman {agreement.spearman:.2f} over {agreement.n_pairs} pairs)"
-        )
-        return detector_alert(model.model_id, model.owner, detector, "warning", text)
-    text = f"{model.model_id}: shadow {version} follows live again"
-    return detector_alert(model.model_id, model.owner, detector, "normal", text)

@@ -28,6 +28,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.stack import SERVERS, private_settings
+from streams.topics import KEY_PARTITIONER
 
 KAFKA_ADMIN_TIMEOUT_S = 30.0
 
@@ -110,7 +111,12 @@ def kafka_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[str]:
 
 @pytest.fixture
 def confluent_producer_config(kafka_bootstrap: str) -> dict[str, Any]:
-    return {"bootstrap.servers": kafka_bootstrap, "acks": "all", "linger.ms": 0}
+    return {
+        "bootstrap.servers": kafka_bootstrap,
+        "acks": "all",
+        "linger.ms": 0,
+        "partitioner": KEY_PARTITIONER,
+    }
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from streams.settings import Settings
+from streams.topics import KEY_PARTITIONER
 
 # Shared by every client: no Nagle delay on small messages, and a quick reconnect once the
 # broker is back (the default backoff grows to 10 s, which would delay catching up).
@@ -20,6 +21,7 @@ _COMMON: dict[str, Any] = {
     "socket.nagle.disable": True,
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 1000,
+    "partitioner": KEY_PARTITIONER,
 }
 
 

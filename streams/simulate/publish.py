@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from schemas.codec import encode
 from streams.simulate.traffic import SimEvent
+from streams.topics import KEY_PARTITIONER
 
 __all__ = ["Pacer", "ProducerLike", "PublishStats", "producer_config", "publish"]
 
@@ -51,6 +52,7 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "client.id": "failsoft-simulate",
+        "partitioner": KEY_PARTITIONER,
     }
 
 

@@ -15,7 +15,6 @@ from schemas.contracts import FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
 from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
 from streams.watch import (
-    SHADOW_PENDING_MAX,
     Effects,
     ModelWatch,
     Observation,
@@ -318,64 +317,6 @@ def test_bad_skew_tolerance_names_the_model_and_key() -> None:
     with pytest.raises(PortfolioError) as caught:
         new_watch(model)
     assert (caught.value.model, caught.value.key) == ("ranker", "detectors.leaks.skew_tolerance")
-
-
-def scored(n: int, role: str, score: float, version: str = "v1", at_s: float = 0.0) -> Prediction:
-    return msgspec.structs.replace(
-        prediction(n, 40.0, "de", role=role),
-        model_version=version,
-        output=Score(score=score),
-        predicted_at=1_000_000 + int((n + at_s) * 1000),
-    )
-
-
-def shadowed_model() -> Model:
-    text = SMALL.replace('escalation_limit = "30m"', 'escalation_limit = "30m"\nshadow = "v2"')
-    model = parse_portfolio(text).get("ranker")
-    assert model is not None
-    return model
-
-
-def test_shadow_pairs_report_agreement_and_alert_when_the_shadow_diverges() -> None:
-    model = shadowed_model()
-    watch = new_watch(model)
-    rng = np.random.default_rng(4)
-    live = rng.random(1500)
-    shadow = np.r_[np.clip(live[:500] + rng.normal(0, 0.05, 500), 0, 1), rng.random(1000)]
-    predictions = []
-    for n in range(1500):
-        predictions += [
-            scored(n, "live", float(live[n])),
-            scored(n, "shadow", float(shadow[n]), "v2"),
-        ]
-    effects = [
-        consequences(model, watch, o, KEYRING) for p in predictions if (o := observe(watch, p))
-    ]
-
-    reports = [p for e in effects for p in e.points if p.measurement == "shadow"]
-    assert [p.fields["pairs"] for p in reports] == [500, 1000, 1500]
-    assert reports[0].fields["diverged"] == 0 and reports[0].fields["spearman"] > 0.9
-    assert reports[2].fields["diverged"] == 1
-    assert reports[0].tags == {"model": "ranker", "version": "v2", "detector": "shadow_agreement"}
-    alerts = [(a.event, a.severity) for e in effects for a in e.alerts]
-    assert ("shadow_agreement", "warning") in alerts
-    assert watch.shadow is not None and watch.shadow.unpaired == 0
-    assert [c for e in effects for c in e.commands] == []  # the shadow never moves live
-
-
-def test_shadow_pairing_is_bounded_and_ignores_other_versions() -> None:
-    watch = new_watch(shadowed_model())
-    for n in range(SHADOW_PENDING_MAX + 10):
-        observe(watch, scored(n, "shadow", 0.5, "v2", at_s=-n + 0.0))  # same event time
-    assert watch.shadow is not None
-    assert len(watch.shadow.pending) == SHADOW_PENDING_MAX
-    assert watch.shadow.unpaired == 10
-    observe(watch, scored(0, "shadow", 0.5, "v3"))  # not the declared shadow
-    assert watch.shadow.agreement.n_pairs == 0
-    # Past the pairing TTL in event time, every waiting prediction is given up.
-    observe(watch, scored(10**6, "live", 0.5))
-    assert list(watch.shadow.pending) == ["r1000000"]
-    assert watch.shadow.unpaired == SHADOW_PENDING_MAX + 10
 
 
 OUTPUT_FALLBACK_SCORE = 0.27  # what the fleet serves when the model raised
