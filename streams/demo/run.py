@@ -55,9 +55,19 @@ EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender"
 # first 600, and a health policy whose dwell and quiet times (event-time seconds) are as
 # compressed as the scenario's clock. With 10 bins, a PSI above 0.2 between windows of
 # 300 and 600 stationary values is about a 1 in 100,000 chance per window and feature.
-# The output detectors (score, error rate) are off here until a run with warm-ups that
-# end before the incidents has been checked end to end: their references freeze after
-# the warm-up, and the default one (2,000 predictions) overlaps the scenario's incidents.
+# Leak watch (durations in event-time milliseconds, on the compressed clock): a write
+# within a second (24 nominal minutes) of a label is near it, the control window sits five
+# seconds earlier, and a label is judged three seconds after it happened, once its writes
+# are in; replayed offline (the worker's pure code over the default scenario), a 1%
+# tolerated gap rate flagged a healthy model's naturally late feature, 5% flagged only the
+# late upstream. Leak points every 5 s.
+# Output detectors: a nominal day is a minute here, about 1,200 predictions of a model
+# at 20 a second. Their references freeze after 400 predictions (20 s at that rate, under
+# a minute for the quietest model), so before any incident that moves a model's output.
+# A reference that short is rougher than the budget's Gaussian run length assumes: with
+# the score threshold at its floor (25), one in a few healthy models of a run alarmed
+# once, when replayed offline over seven seeds; at 40, none did, and a stuck score still
+# alarms within about 30 predictions. Nodes obey a restore within a second, not a minute.
 DEMO_DETECTOR_DEFAULTS = """
 [defaults.detectors.drift]
 window_size = 300
@@ -69,13 +79,33 @@ min_dwell = 5
 clear_after = 10
 
 [defaults.detectors.output]
-enabled = false
+predictions_per_day = 1200
+score_warm_up = 400
+score_threshold = 40.0
+error_warm_up = 400
+restore_grace = 5.0
+
+[defaults.detectors.leaks]
+coincidence_tolerance = 1000
+coincidence_control_offset = 5000
+coincidence_lateness = 3000
+gap_max_gap_rate = 0.05
+report_every = 5
 """
 
 # How long (wall-clock seconds) after its injection each incident kind may take to be
-# detected: two drift windows to confirm, plus the ramp of a gradual drift. Kinds not
-# named get the report's default bound.
-DETECTION_BOUNDS_S = {"drift_abrupt": 60.0, "drift_gradual": 90.0}
+# detected: two drift windows to confirm, plus the ramp of a gradual drift; a broken
+# model's output or error CUSUM alarms within seconds; a shadow's verdict waits for
+# labels and for the shadow's min_stable_period (the offline replay reached it after 60 s
+# for the better and 97 s for the worse shadow). Kinds not named get the report's default
+# bound.
+DETECTION_BOUNDS_S = {
+    "drift_abrupt": 60.0,
+    "drift_gradual": 90.0,
+    "broken_model": 30.0,
+    "shadow_better": 150.0,
+    "shadow_worse": 150.0,
+}
 
 WORKER_READY_TIMEOUT_S = 240.0
 CHILD_STOP_TIMEOUT_S = 30.0

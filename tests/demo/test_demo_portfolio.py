@@ -1,0 +1,81 @@
+"""The demo's detector settings on the default scenario, without the stack.
+
+The scenario's predictions (seeded, so the same as a demo run's) go through each model's
+watch with the portfolio the demo writes, as the worker's drift agent would feed them.
+The feature drifts and the broken models that the watch can see must fall back within
+their bounds, and no other model may alarm on its output or fall back.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from schemas.contracts import Prediction
+from streams.demo.report import DEFAULT_BOUND_S
+from streams.demo.run import DEMO_DETECTOR_DEFAULTS, DETECTION_BOUNDS_S
+from streams.portfolio import parse_portfolio
+from streams.simulate.population import portfolio_toml
+from streams.simulate.run import SCENARIOS, SimulationRun, load_scenario
+from streams.watch import ERROR_RATE_DETECTOR, SCORE_DETECTOR, new_watch, observe
+
+
+@pytest.fixture(scope="module")
+def played() -> tuple[list[dict[str, object]], dict[str, list[tuple[float, str]]], set[str]]:
+    """The timeline, each model's fallbacks (time, detector), and models whose output alarmed."""
+    run = SimulationRun.prepare(load_scenario(SCENARIOS / "default.toml"), start_ms=0)
+    portfolio = parse_portfolio(
+        portfolio_toml(run.portfolio, run.time_scale) + DEMO_DETECTOR_DEFAULTS
+    )
+    watches = {model.model_id: new_watch(model) for model in portfolio}
+    fallbacks: dict[str, list[tuple[float, str]]] = collections.defaultdict(list)
+    output_alarms: set[str] = set()
+    for event in run.events():
+        prediction = event.record
+        if not isinstance(prediction, Prediction):
+            continue
+        observation = observe(watches[prediction.model_id], prediction)
+        if any(
+            e.alarm and e.detector in (SCORE_DETECTOR, ERROR_RATE_DETECTOR)
+            for e in observation.evidence
+        ):
+            output_alarms.add(prediction.model_id)
+        fallbacks[prediction.model_id] += [
+            (action.at, action.detector or "")
+            for action in observation.actions
+            if action.action == "fallback"
+        ]
+    return run.timeline(), fallbacks, output_alarms
+
+
+def test_drifts_and_broken_models_fall_back_within_their_bounds(played: tuple) -> None:
+    timeline, fallbacks, _ = played
+    first = {}
+    for record in timeline:
+        model, at = record["model"], record["at_epoch"]
+        decided = [(t, d) for t, d in fallbacks[model] if t >= at]
+        if decided:
+            delay, detector = decided[0][0] - at, decided[0][1]
+            assert delay <= DETECTION_BOUNDS_S.get(record["kind"], DEFAULT_BOUND_S), record
+            first[record["kind"], model] = (round(delay, 1), detector)
+    assert first == {
+        ("drift_abrupt", "fraud-001"): (26.6, "drift_psi"),
+        ("drift_gradual", "ltv-003"): (16.9, "drift_psi"),
+        ("broken_model", "ltv-008"): (6.3, "error_rate"),
+        ("broken_model", "ctr-012"): (5.5, "score"),
+    }
+
+
+def test_no_other_model_alarms_on_its_output_or_falls_back(played: tuple) -> None:
+    timeline, fallbacks, output_alarms = played
+    # ctr-007's constant (0.5) is its own mean score: the output detectors cannot see it.
+    moved = {"fraud-001", "ltv-003", "ltv-008", "ctr-012"}
+    assert output_alarms <= moved
+    assert {model for model, decided in fallbacks.items() if decided} == moved
+    # A fallback only while its model's incident lasts (or until the run ends).
+    for model in moved:
+        [record] = [r for r in timeline if r["model"] == model]
+        end = record["until_epoch"] or float("inf")
+        bound = DETECTION_BOUNDS_S.get(record["kind"], DEFAULT_BOUND_S)
+        assert all(record["at_epoch"] <= t <= end + bound for t, _ in fallbacks[model]), model
