@@ -41,6 +41,11 @@ class Settings:
     alerta_endpoint: str = "http://127.0.0.1:18080"
     alerta_api_key: str = "failsoft-local-stack-key-0000000000000000"
     alerta_environment: str = "Development"
+    # Alerta keeps one alert per environment, customer, resource and event, and the server
+    # accepts only the environments it was started with: runs that share a server and
+    # model ids (the demo, tests) keep their alerts apart by a customer of their own.
+    # Empty: no customer.
+    alerta_customer: str = ""
     postgres_port: int = 15432
 
     # Control-command signing keys: "key_id=secret" entries (comma- or newline-separated)

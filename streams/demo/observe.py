@@ -123,6 +123,8 @@ class AlertaTap(_Tap):
 
     Alerta keeps one alert per model and detector and records each change of event or
     severity in its history, with the time it received it; those entries are the events.
+    Only alerts of the settings' environment and customer (``alerta_customer``, when set)
+    are read: a run with a customer of its own sees none of another run's alerts.
     """
 
     def __init__(
@@ -135,7 +137,9 @@ class AlertaTap(_Tap):
         super().__init__(on_item)
         self._endpoint = settings.alerta_endpoint.rstrip("/")
         self._headers = {"Authorization": f"Key {settings.alerta_api_key}"}
-        self._environment = settings.alerta_environment
+        self._scope = [("environment", settings.alerta_environment)]
+        if settings.alerta_customer:
+            self._scope.append(("customer", settings.alerta_customer))
         self._models = sorted(models)
         self._since_ms = since_ms
         self._seen_entries: set[tuple[str, str, str]] = set()
@@ -152,7 +156,7 @@ class AlertaTap(_Tap):
 
     def poll(self) -> None:
         """Read the alerts changed since the last poll and add their new history entries."""
-        query = [("environment", self._environment), ("page-size", "1000")]
+        query = [*self._scope, ("page-size", "1000")]
         query += [("resource", model) for model in self._models]
         listing = self._get("/alerts?" + urllib.parse.urlencode(query))
         for alert in listing.get("alerts", []):

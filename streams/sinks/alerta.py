@@ -222,7 +222,9 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
     """Posts alerts and heartbeats to Alerta's HTTP API, one request per item, in order.
 
     ``alert_ids`` maps (resource, event) to the id Alerta gave the last alert sent with
-    them; correlated and duplicate alerts keep one id.
+    them; correlated and duplicate alerts keep one id. A ``customer`` goes with every
+    alert: Alerta de-duplicates and correlates within a customer only, so two runs with
+    customers of their own never update each other's alerts.
     """
 
     name = "alerta"
@@ -233,6 +235,7 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
         api_key: str,
         environment: str,
         *,
+        customer: str | None = None,
         capacity: int = 10_000,
         request_timeout: float = 5.0,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -240,6 +243,7 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
         super().__init__(capacity=capacity, batch_size=1, flush_interval=0, backoff=backoff)
         self.endpoint = endpoint.rstrip("/")
         self.environment = environment
+        self.customer = customer or None
         self.alert_ids: dict[tuple[str, str], str] = {}
         self._headers = {"Authorization": f"Key {api_key}"}
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
@@ -291,7 +295,7 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
             self._session = None
 
     def _alert_body(self, alert: Alert) -> dict[str, Any]:
-        return {
+        body = {
             "resource": alert.resource,
             "event": alert.event,
             "environment": self.environment,
@@ -305,6 +309,9 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
             "origin": SERVICE,
             "type": "failsoftAlert",
         }
+        if self.customer is not None:
+            body["customer"] = self.customer
+        return body
 
     def _heartbeat_body(self, heartbeat: Heartbeat) -> dict[str, Any]:
         return {
