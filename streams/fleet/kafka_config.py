@@ -21,8 +21,9 @@ _COMMON: dict[str, Any] = {
     "socket.nagle.disable": True,
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 1000,
-    "partitioner": KEY_PARTITIONER,
 }
+# Producers only: consumers warn about a producer property.
+_PRODUCER: dict[str, Any] = {**_COMMON, "partitioner": KEY_PARTITIONER}
 
 
 def listener_consumer_config(settings: Settings) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def listener_consumer_config(settings: Settings) -> dict[str, Any]:
 def command_producer_config(settings: Settings) -> dict[str, Any]:
     """A producer of control commands: sent at once (no linger), durably, in order."""
     return {
-        **_COMMON,
+        **_PRODUCER,
         "bootstrap.servers": settings.kafka_bootstrap,
         "linger.ms": 0,
         "acks": "all",
@@ -65,7 +66,7 @@ def prediction_producer_config(
     """A producer whose ``produce`` never waits: a full queue raises at once, and a message
     the broker cannot take within ``delivery_timeout_s`` is failed, freeing its slot."""
     return {
-        **_COMMON,
+        **_PRODUCER,
         "bootstrap.servers": settings.kafka_bootstrap,
         "queue.buffering.max.messages": max_buffered,
         "queue.buffering.max.kbytes": 256 * 1024,
