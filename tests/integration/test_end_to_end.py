@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo.report import Report
+from streams.demo.report import Report, detects
 from streams.demo.run import DETECTION_BOUNDS_S, DemoOptions, DemoRun
 from streams.settings import Settings
 
@@ -32,9 +32,10 @@ KEYS = "k1=end-to-end-test-secret-0123456789"
 ALERTA_ENVIRONMENT = "Production"
 
 # 90 s of wall-clock time, one nominal day per minute; 8 models, of which ctr-007 and
-# fraud-006 stay healthy (fraud-006 runs a shadow). The drifts start after each model's
-# reference (its first 600 predictions) and end 30 s before the run does, so that the
-# restore (10 s without alarm) falls within it.
+# fraud-006 stay healthy (fraud-006 runs a shadow). The drifts and the broken model start
+# after each model's references (its first 600 predictions for drift, 400 for its output)
+# and end at least 30 s before the run does, so that the restore (10 s without alarm on
+# fallback, 10 s more in probing) falls within it.
 SCENARIO = """
 schema_version = 1
 name = "end-to-end"
@@ -83,6 +84,7 @@ model = "churn-000"
 mode = "constant"
 output = 0.0
 at = "10h"
+until = "20h"
 
 [[incidents]]
 kind = "shadow_better"
@@ -90,11 +92,10 @@ model = "ctr-002"
 at = "0s"
 """
 
-DETECTED_KINDS = frozenset({"drift_abrupt", "drift_gradual"})
+DETECTED_KINDS = frozenset({"drift_abrupt", "drift_gradual", "broken_model"})
 KNOWN_UNDETECTED = {
     "availability_gap": "the worker has no write-lag agent yet (feature writes are only ingested)",
     "label_leak": "the worker has no leak agent yet",
-    "broken_model": "the worker watches feature drift only; no performance or output agent yet",
     "shadow_better": "the worker has no shadow join yet",
     "shadow_worse": "the worker has no shadow join yet",
 }
@@ -148,7 +149,7 @@ def test_every_incident_the_worker_detects_is_caught_switched_and_recovered(
         bound_ms = DETECTION_BOUNDS_S[row.kind] * 1000
         assert row.detected_at is not None, f"{row.kind} on {row.model} was missed"
         assert 0 <= row.detected_at - row.injected_at <= bound_ms, row
-        assert row.detector is not None and row.detector.startswith("drift_"), row
+        assert detects(row.kind, row.detector), row
         assert row.command_at is not None and row.switched_at is not None, row
         assert row.command_at <= row.switched_at <= row.command_at + bound_ms, row
         assert row.alert_id is not None, row
