@@ -5,9 +5,11 @@ sit in the sinks (``streams.sinks``), started and stopped with the app.
 
 What runs today:
 
-- one **ingest** agent per input topic (predictions, feature writes, ground truth). Each
-  message is processed or dead-lettered with its reason (see ``streams.ingest``), and the
-  books are kept per topic and reason;
+- **ingest** of the input topics: an agent each for predictions and ground truth, and for
+  feature writes a batch reader (``_BatchReader``: a plain aiokafka consumer, group
+  ``<app id>-feature-writes``; those records touch no table where they arrive, so they
+  skip Faust's per-event path). Each message is processed or dead-lettered with its
+  reason (see ``streams.ingest``), and the books are kept per topic and reason;
 - the **watch** of each model (``streams.watch``): predictions feed its feature drift tests,
   its values-from-the-future check, its output monitoring and its health policy;
   evidence and transitions go to InfluxDB and Alerta, and a fallback or restore is sent as
@@ -20,19 +22,11 @@ What runs today:
 - the **leak watch** (``streams.leak_watch``) of each model with features, fed by the
   model's live predictions and labels where they arrive, and by the writes of its
   features through the internal topic ``<prefix>feature-writes-by-model``: feature writes
-  are keyed by entity_id, so the feature-writes agent reads them in batches and forwards
-  each batch's writes to the models that monitor their features
+  are keyed by entity_id, so the batch reader forwards each batch's writes to the models
+  that monitor their features
   (``Portfolio.models_monitoring``), one message per model and batch, keyed by model_id;
 - evidence of the label join and the leak watch goes to the model's health policy
-  (``streams.watch.observe_evidence``) with the same consequences as drift.
-
-One worker holds all of a model's state. The input topics keyed by model_id and the
-internal topic have the same partition count, and Faust assigns equal partition numbers
-of such topics to one worker; a model_id lands on the same partition number in each
-because every producer uses Kafka's default partitioner (murmur2 of the key: Java's and
-aiokafka's default, ``partitioner=murmur2_random`` in librdkafka, which the fleet client
-and the simulator set; see ``schemas/README.md``).
-
+  (``streams.watch.observe_evidence``) with the same consequences as drift;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
   ``pipeline``) every ``PIPELINE_REPORT_INTERVAL`` seconds;
 - a timer that sends this worker's heartbeat to Alerta every ``HEARTBEAT_INTERVAL``, and
@@ -51,6 +45,13 @@ window ended, a transition, an alert) and at least every ``CHECKPOINT_EVERY`` re
 that model. A crash loses at most that many records of window filling, never a
 transition or a command's seq. A leak watch may pickle to a few megabytes, so the state
 tables' topics and the producer take records up to ``MAX_STATE_BYTES``.
+
+One worker holds all of a model's state. The input topics keyed by model_id and the
+internal topic have the same partition count, and Faust assigns equal partition numbers
+of such topics to one worker; a model_id lands on the same partition number in each
+because every producer uses Kafka's default partitioner (murmur2 of the key: Java's and
+aiokafka's default, ``partitioner=murmur2_random`` in librdkafka, which the fleet client
+and the simulator set; see ``schemas/README.md``).
 
 Without a control signing key (``FAILSOFT_CONTROL_KEYS``/``_FILE``) the worker still runs:
 it alerts, and counts every action it could not sign as withheld.
@@ -72,6 +73,7 @@ across the workers, and each checkpoint writes one such value to the changelog.
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import socket
 import time
@@ -81,6 +83,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faust.types import TableT
 from faust.web import Request, Response, View
 
@@ -121,9 +124,8 @@ SINK_STOP_TIMEOUT = 5.0
 CHECKPOINT_EVERY = 1000
 # The internal topic of feature writes keyed by the model that monitors the feature.
 WRITES_BY_MODEL_SUFFIX = "feature-writes-by-model"
-# Feature writes are read in batches of up to this many, waiting at most this long.
+# Feature writes are read in batches of up to this many.
 INGEST_BATCH = 1000
-INGEST_BATCH_WITHIN = 0.05
 # A batch of feature writes on the internal topic: a JSON array of them.
 _WRITE_BATCH = msgspec.json.Decoder(list[FeatureWrite])
 # Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.leak_watch).
@@ -142,6 +144,7 @@ class FailsoftApp(faust.App):
     collector: WorkerCollector
     keyring: Keyring
     watches: TableT[str, bytes]
+    write_reader: _BatchReader
     label_joins: TableT[str, bytes]
     leak_watches: TableT[str, bytes]
     shadow_joins: TableT[str, bytes]
@@ -151,7 +154,13 @@ class FailsoftApp(faust.App):
         self.alerta.start()
         self.influx.start()
 
+    async def on_started(self) -> None:
+        await super().on_started()
+        # Its batches go out through the app's producer, which runs by now.
+        await self.write_reader.start()
+
     async def on_stop(self) -> None:
+        await self.write_reader.stop()
         # The consumer stops first (in super), so nothing is enqueued after the flush.
         await super().on_stop()
         await self.alerta.stop(SINK_STOP_TIMEOUT)
@@ -194,7 +203,11 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     app.collector = WorkerCollector(
         app.counters,
         [app.alerta, app.influx],
-        received_by_topic=lambda: dict(app.monitor.messages_received_by_topic),
+        # The batch reader's topic is not Faust's: its messages count once handled.
+        received_by_topic=lambda: {
+            **app.monitor.messages_received_by_topic,
+            app.write_reader.topic_name: app.counters.consumed[app.write_reader.topic_name],
+        },
         events_per_second=lambda: float(app.monitor.events_s),
     )
     app.keyring = Keyring.from_settings(settings)
@@ -227,10 +240,9 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     watcher = _Watcher(app, app.topic(CONTROL.name(settings)), writes_by_model)
     _add_ingest_agent(app, INPUTS[PREDICTIONS.suffix], dead_letters, watcher.on_prediction)
     _add_ingest_agent(app, INPUTS[GROUND_TRUTH.suffix], dead_letters, watcher.on_label)
-    # Feature writes touch no table where they arrive (they are keyed by entity), so they
-    # come in batches and leave as one message per model and batch.
-    _add_ingest_agent(
-        app, INPUTS[FEATURE_WRITES.suffix], dead_letters, batch_handler=watcher.on_writes
+    # Feature writes leave as one message per model and batch.
+    app.write_reader = _BatchReader(
+        app, INPUTS[FEATURE_WRITES.suffix], dead_letters, watcher.on_writes
     )
     _add_routed_writes_agent(app, writes_by_model, watcher)
     _add_timers(app)
@@ -238,56 +250,114 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     return app
 
 
+async def _admit(
+    app: FailsoftApp,
+    source: Input,
+    dead_letters: faust.TopicT,
+    message: faust.types.Message | ConsumerRecord[bytes, bytes],
+) -> InputRecord | DecodeError:
+    """The message's record, or the error it was dead-lettered with."""
+    outcome = validate(source, message.value, app.portfolio)
+    if isinstance(outcome, DecodeError):
+        letter = dead_letter(
+            outcome,
+            raw=message.value,
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            seen_at=int(time.time() * 1000),
+            key=message.key,
+        )
+        await dead_letters.send(key=message.topic.encode(), value=encode(letter))
+    return outcome
+
+
 def _add_ingest_agent(
     app: FailsoftApp,
     source: Input,
     dead_letters: faust.TopicT,
-    handler: Callable[[Any], Awaitable[None]] | None = None,
-    batch_handler: Callable[[list[Any]], Awaitable[None]] | None = None,
+    handler: Callable[[Any], Awaitable[None]],
 ) -> None:
-    """The agent of one input topic: every event is processed or dead-lettered, and counted.
-
-    Records go to ``handler`` one at a time, or to ``batch_handler`` in batches of up to
-    ``INGEST_BATCH`` events (waiting at most ``INGEST_BATCH_WITHIN`` seconds for one).
-    """
+    """The agent of one input topic: every event is processed or dead-lettered, and counted."""
     topic_name = source.spec.name(app.settings)
-    topic = app.topic(topic_name)
-    portfolio, counters = app.portfolio, app.counters
-
-    async def admit(event: faust.EventT) -> InputRecord | DecodeError:
-        outcome = validate(source, event.value, portfolio)
-        if isinstance(outcome, DecodeError):
-            message = event.message
-            letter = dead_letter(
-                outcome,
-                raw=event.value,
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                seen_at=int(time.time() * 1000),
-                key=event.key,
-            )
-            await dead_letters.send(key=message.topic.encode(), value=encode(letter))
-        return outcome
+    counters = app.counters
 
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         # One event at a time: tables find an event's partition through the current event.
         async for event in stream.events():
-            outcome = await admit(event)
-            if handler is not None and not isinstance(outcome, DecodeError):
+            outcome = await _admit(app, source, dead_letters, event.message)
+            if not isinstance(outcome, DecodeError):
                 await handler(outcome)
             counters.count(topic_name, outcome)
 
-    async def ingest_batches(stream: faust.StreamT[bytes]) -> None:
-        assert batch_handler is not None and isinstance(stream, faust.Stream)
-        async for events in stream.take_events(INGEST_BATCH, within=INGEST_BATCH_WITHIN):
-            outcomes = [await admit(event) for event in events]
-            await batch_handler([o for o in outcomes if not isinstance(o, DecodeError)])
-            for outcome in outcomes:
-                counters.count(topic_name, outcome)
+    app.agent(app.topic(topic_name), name=f"ingest-{source.spec.suffix}")(ingest)
 
-    agent = ingest if batch_handler is None else ingest_batches
-    app.agent(topic, name=f"ingest-{source.spec.suffix}")(agent)
+
+class _BatchReader:
+    """Reads one input topic in batches with a plain aiokafka consumer of its own group.
+
+    For a topic whose records touch no table where they arrive (feature writes are keyed by
+    entity_id and forwarded by model): Faust's per-event path costs more than the work, and
+    any worker may read any partition. Every message is processed or dead-lettered, and
+    counted, as in the ingest agents; offsets are committed after each batch is handled.
+    """
+
+    def __init__(
+        self,
+        app: FailsoftApp,
+        source: Input,
+        dead_letters: faust.TopicT,
+        handler: Callable[[list[Any]], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.source = source
+        self.dead_letters = dead_letters
+        self.handler = handler
+        self.topic_name = source.spec.name(app.settings)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.app.settings
+        self.consumer = AIOKafkaConsumer(
+            self.topic_name,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.worker_app_id}-{self.source.spec.suffix}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self.consumer.start()
+        self.task = asyncio.create_task(self._read(self.consumer))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                await self._read_batch(consumer)
+        except Exception as error:
+            # A bug of ours: the worker stops rather than silently losing this topic.
+            await self.app.crash(error)
+            raise
+
+    async def _read_batch(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=INGEST_BATCH)
+        outcomes = [
+            await _admit(self.app, self.source, self.dead_letters, message)
+            for messages in batches.values()
+            for message in messages
+        ]
+        if not outcomes:
+            return
+        await self.handler([o for o in outcomes if not isinstance(o, DecodeError)])
+        await consumer.commit()
+        for outcome in outcomes:
+            self.app.counters.count(self.topic_name, outcome)
 
 
 class _States(Generic[S]):
