@@ -21,6 +21,7 @@ from schemas.codec import decode_control_command
 from schemas.contracts import ControlCommand
 from streams.demo.report import AlertEvent, ObservedCommand, Switch, parse_iso_ms
 from streams.settings import Settings
+from streams.simulate.timeline import iso_utc
 from streams.topics import CONTROL
 
 __all__ = ["AlertaTap", "ControlTap", "SwitchTap"]
@@ -123,8 +124,10 @@ class AlertaTap(_Tap):
 
     Alerta keeps one alert per model and detector and records each change of event or
     severity in its history, with the time it received it; those entries are the events.
-    Only alerts of the settings' environment and customer (``alerta_customer``, when set)
-    are read: a run with a customer of its own sees none of another run's alerts.
+    Only alerts of the settings' environment received since ``since_ms`` are read, and of
+    those none with a customer other than the settings' ``alerta_customer``: runs whose
+    workers set customers of their own never read each other's alerts. An alert without a
+    customer comes from a worker that sets none, and is read.
     """
 
     def __init__(
@@ -137,9 +140,8 @@ class AlertaTap(_Tap):
         super().__init__(on_item)
         self._endpoint = settings.alerta_endpoint.rstrip("/")
         self._headers = {"Authorization": f"Key {settings.alerta_api_key}"}
-        self._scope = [("environment", settings.alerta_environment)]
-        if settings.alerta_customer:
-            self._scope.append(("customer", settings.alerta_customer))
+        self._environment = settings.alerta_environment
+        self._customer = settings.alerta_customer or None
         self._models = sorted(models)
         self._since_ms = since_ms
         self._seen_entries: set[tuple[str, str, str]] = set()
@@ -156,13 +158,17 @@ class AlertaTap(_Tap):
 
     def poll(self) -> None:
         """Read the alerts changed since the last poll and add their new history entries."""
-        query = [*self._scope, ("page-size", "1000")]
+        query = [
+            ("environment", self._environment),
+            ("from-date", iso_utc(self._since_ms)),
+            ("page-size", "1000"),
+        ]
         query += [("resource", model) for model in self._models]
         listing = self._get("/alerts?" + urllib.parse.urlencode(query))
         for alert in listing.get("alerts", []):
-            receive_id = str(alert.get("lastReceiveId"))
-            if parse_iso_ms(alert["lastReceiveTime"]) < self._since_ms:
+            if alert.get("customer") not in (None, self._customer):
                 continue
+            receive_id = str(alert.get("lastReceiveId"))
             if self._last_receive.get(alert["id"]) == receive_id:
                 continue
             detail = self._get(f"/alert/{alert['id']}")["alert"]

@@ -3,7 +3,8 @@
 ``DemoRun`` does, in order (each step a method, so the end-to-end test drives the same
 code): start the local stack's servers that are down; make a control signing key when
 none is configured; create the run's own topics (prefix ``failsoft.<run id>.``), so a run
-never reads an earlier run's commands or detector state; write the simulated portfolio
+never reads an earlier run's commands or detector state, and name an Alerta customer of
+its own (``alerta_customer``: the tap skips alerts of other customers); write the simulated portfolio
 with detector settings for compressed time; start one worker (``failsoft worker``, a
 child process) and the example serving node (in this process, so its switches are timed
 on its listener thread); play the scenario (``failsoft simulate``, a child process);
@@ -170,6 +171,7 @@ class DemoRun:
             settings,
             topic_prefix=f"{settings.topic_prefix}{options.run_id}.",
             worker_app_id=f"failsoft-{options.run_id}",
+            alerta_customer=f"failsoft-{options.run_id}",
             worker_data_dir=run_dir / "worker",
             worker_store="memory://",
             worker_web_port=_free_port(),
