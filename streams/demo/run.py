@@ -4,11 +4,11 @@
 code): start the local stack's servers that are down; make a control signing key when
 none is configured; create the run's own topics (prefix ``failsoft.<run id>.``), so a run
 never reads an earlier run's commands or detector state, and name an Alerta customer of
-its own (``alerta_customer``: the tap skips alerts of other customers); write the simulated portfolio
-with detector settings for compressed time; start one worker (``failsoft worker``, a
-child process) and the example serving node (in this process, so its switches are timed
-on its listener thread); play the scenario (``failsoft simulate``, a child process);
-then build the report from what the taps saw.
+its own (``alerta_customer``: the tap skips alerts of other customers); write the
+simulated portfolio with detector settings for compressed time; start one worker
+(``failsoft worker``, a child process) and the example serving node (in this process, so
+its switches are timed on its listener thread); play the scenario (``failsoft
+simulate``, a child process); then build the report from what the taps saw.
 
 ``close()`` undoes what the run started, whatever happened before: the children are
 terminated (their process groups, SIGTERM then SIGKILL), the node flushes, the run's
