@@ -1,46 +1,69 @@
-"""Pipeline throughput: one worker with every wired detector, against a bare consumer.
+"""Pipeline throughput: one worker with every detector on, against a bare consumer and Faust.
 
 On the local Kafka, in one run, for each portfolio size ``--models`` (synthetic
-portfolios of ``streams.simulate.population``: three or four numeric features and one
-categorical feature per model, every fourth model from the third paired with a shadow;
-drift windows and references of ``--window`` values, see ``bench_portfolio``):
+portfolios of ``streams.simulate.population``: three numeric features and one categorical
+feature per model, every fourth model from the third paired with a shadow; drift windows
+and references of ``--window`` values, see ``bench_portfolio``):
 
-1. ``--events`` healthy predictions are produced once to a topic of their own (a unique
-   prefix per portfolio), keyed by model_id, encoded with ``schemas.codec.encode``. Models
-   take turns; a model with a shadow gets its shadow's prediction right after each live
-   one, with the same request_id. Every served value was written before the prediction,
-   so nothing alarms and the numbers are those of steady state.
-2. Rounds alternate, for every portfolio: ``bare``, an aiokafka consumer in a group of its
-   own that drains the topic from the beginning and only touches each message's value;
-   then ``worker``, ``create_app(settings)`` of ``streams.app`` started in this process with
-   a fresh app id (so it also reads from the beginning), the portfolio, the real Alerta
-   and InfluxDB sinks, and ``--store`` tables, until its ingest counter
-   (``app.counters.consumed``) reaches the event count.
+1. ``--events`` healthy events are produced once to the three input topics of a prefix
+   of their own, encoded with ``schemas.codec.encode``, by a producer with the fleet's
+   murmur2 partitioner (``streams.simulate.publish.producer_config``). Models take turns
+   on requests; each request gives (see ``traffic``): a write of one of the model's
+   features in rotation (keyed by entity_id, written before the prediction), the live
+   prediction and, for a model with a shadow, the shadow's with the same request_id (keyed
+   by model_id), and, for every other round of the models, the live request's ground truth
+   with its request_id and entity_id (keyed by model_id). Each model cycles through
+   ``ENTITIES_PER_MODEL`` entities. Nothing alarms: the numbers are those of steady state.
+2. Rounds alternate, for every portfolio:
+
+   - ``bare``: an aiokafka consumer (``getmany``) in a group of its own drains the three
+     topics from the beginning and only touches each message's value;
+   - ``count``: a Faust app with one agent per input topic that only counts
+     (``stream.events()``); ``take``: the same, counting batches of
+     ``stream.take(TAKE_MAX, within=TAKE_WITHIN_S)``. Together they are the ceiling of
+     any Faust agent that handles events one by one;
+   - ``worker``: ``create_app(settings)`` of ``streams.app``, started in this process with a
+     fresh app id (so it also reads from the beginning), the portfolio, the real Alerta
+     and InfluxDB sinks and ``--store`` tables: drift tests, output monitoring and the
+     health policy, the label join, the shadow join and the leak watch, with feature
+     writes forwarded by model through its internal topic. It is done when its ingest
+     counters over the three input topics reach the event count and the leak watch has
+     been fed every write (each synthetic feature is monitored by one model).
+
 3. One more worker run per portfolio under cProfile (``--profile``), after the timed
    rounds so that the profiler's overhead is not in the rates; the top functions by own
    time and by cumulative time are printed.
 
-A rate is the events after the first one seen over the time from then to the last one
-(polled every ``POLL_S``), so group joins and Faust's start-up are not counted. The
-worker's count is its predictions ingest counter: what it forwards to its own internal
-topics (e.g. leak events) may still be in flight when the count is reached, so its rate is
-an upper bound of what it sustains. Reported:
-the median events/s of each side, the ratio worker/bare per portfolio, and worker(N
-largest)/worker(N smallest), which stays near 1 when per-event work does not grow with the
-number of models. Every topic and consumer group the run creates carries its unique
-token and is deleted at the end. Run::
+A rate is the input events after the first one seen over the time from then to the last
+move (polled every ``POLL_S``), so group joins and Faust's start-up are not counted; the
+worker's last move is its last input ingested or its last record fed to a join or the
+leak watch. Rates are per second of wall-clock time and per second of this process's CPU
+time (the machine is shared). Reported: medians of each side, the ratios worker/bare,
+count/bare, take/bare and worker/count per portfolio, worker(N largest)/worker(N
+smallest), which stays near 1 when per-event work does not grow with the number of
+models, the worker's books per topic, the records it fed to its joins and leak watch
+(their ``observe`` calls, counted) and what these counted (their newest points, tapped
+from its InfluxDB queue).
+
+In a drain of a backlog Faust takes one message from each topic in turn, so the topic
+with fewer messages (the labels) runs ahead of the predictions: a label usually arrives
+before its prediction, which the label join and the shadow join must handle (their fed
+and newest counts show how). Every topic and consumer group the run creates carries its
+unique token and is deleted at the end. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput
-    .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput --events 50000 --rounds 1
+    .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput --events 30000 --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
 import io
+import math
 import pstats
 import site
 import statistics
@@ -48,27 +71,58 @@ import sysconfig
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 
 from schemas.codec import encode
-from schemas.contracts import SCHEMA_VERSION, FeatureSeen, Prediction, Role, Scalar, Score
-from streams.app import FailsoftApp, create_app
+from schemas.contracts import (
+    SCHEMA_VERSION,
+    FeatureSeen,
+    FeatureWrite,
+    GroundTruth,
+    Prediction,
+    Role,
+    Scalar,
+    Score,
+)
+from streams import label_join, leak_watch, shadow_join
+from streams.app import WRITES_BY_MODEL_SUFFIX, FailsoftApp, create_app
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
 from streams.simulate.publish import producer_config
-from streams.topics import PREDICTIONS, admin_client, ensure_topics
+from streams.sinks.influx import Point
+from streams.topics import FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS, admin_client, ensure_topics
 
 POLL_S = 0.02
+# A side that has not moved for this long has lost events.
+STALL_S = 60.0
 TIMEOUT_S = 900.0
+INPUTS = (PREDICTIONS, FEATURE_WRITES, GROUND_TRUTH)
+# Event time between two requests, so that the joins' and the leak watch's reports (every
+# 60 s of event time by default) and their TTLs come round within a run.
+REQUEST_STEP_MS = 10
 # Serving nodes write feature values shortly before they are read.
 WRITE_AGE_MS = 50
+LABEL_DELAY_MS = 30_000
+ENTITIES_PER_MODEL = 5
 CATEGORIES = ("a", "b", "c", "d")
+TAKE_MAX = 500
+TAKE_WITHIN_S = 0.2
 PROFILE_TOP = 25
 REPO = Path(__file__).resolve().parents[2]
+# The counts the worker's newest points carry, by (measurement, detector tag).
+TAPPED: dict[tuple[str, str | None], tuple[str, ...]] = {
+    ("performance", "label_join"): ("labels", "joined", "unmatched", "held", "expired"),
+    ("shadow", None): ("n_pairs", "labelled_pairs", "labels_unmatched"),
+    ("write_lag", None): ("writes",),
+    ("leak", "label_leak"): ("labels", "unjudged"),
+}
 
 
 def bench_portfolio(models: int, window: int) -> Portfolio:
@@ -84,36 +138,73 @@ def bench_portfolio(models: int, window: int) -> Portfolio:
     )
 
 
-def predictions(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[Prediction]:
-    """``events`` healthy predictions, the models taking turns, shadows right after live."""
+Record = Prediction | FeatureWrite | GroundTruth
+
+
+def traffic(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[tuple[str, str, Record]]:
+    """``events`` healthy (topic suffix, key, record), the models taking turns on requests.
+
+    A request writes one of its model's features (in rotation), then the live and shadow
+    predictions follow, and in every other round of the models the live one's label.
+    """
     models = list(portfolio)
     width = max(len(model.features) for model in models)
-    normals = np.random.default_rng(5).normal(0.0, 1.0, (events, width)).tolist()
+    draws = np.random.default_rng(5)
+    normals = draws.normal(0.0, 1.0, (events, width + 1)).tolist()
+    uniforms = draws.uniform(0.0, 1.0, events).tolist()
     produced, request = 0, 0
-    while produced < events:
+    while True:
         model = models[request % len(models)]
-        at = start_ms + request
+        round_ = request // len(models)
+        at = start_ms + request * REQUEST_STEP_MS
+        entity_id = f"u{request % (len(models) * ENTITIES_PER_MODEL)}"
+        written_at = at - WRITE_AGE_MS
         features: dict[str, FeatureSeen] = {}
         for index, feature in enumerate(model.features):
             value: Scalar = normals[request][index]
             if feature.kind == "categorical":
-                value = CATEGORIES[request // len(models) % len(CATEGORIES)]
-            features[feature.name] = FeatureSeen(value, at - WRITE_AGE_MS)
+                value = CATEGORIES[round_ % len(CATEGORIES)]
+            features[feature.name] = FeatureSeen(value, written_at)
+        written = model.features[round_ % len(model.features)].name
+        write = FeatureWrite(
+            SCHEMA_VERSION,
+            entity_id,
+            written,
+            features[written].value,
+            written_at - 5,
+            written_at,
+            "bench",
+        )
+        score = 1.0 / (1.0 + math.exp(-normals[request][width]))
+        records: list[tuple[str, str, Record]] = [(FEATURE_WRITES.suffix, entity_id, write)]
         for role, version in _roles(model):
-            if produced == events:
-                break
-            yield Prediction(
+            prediction = Prediction(
                 schema_version=SCHEMA_VERSION,
                 request_id=f"r{request}",
                 model_id=model.model_id,
                 model_version=version,
                 role=role,
-                entity_id=f"u{request % 10_000}",
+                entity_id=entity_id,
                 predicted_at=at,
-                output=Score(score=0.5 if role == "live" else 0.45),
+                output=Score(score=score if role == "live" else 0.9 * score + 0.05),
                 features=features,
                 latency_ms=2.0,
             )
+            records.append((PREDICTIONS.suffix, model.model_id, prediction))
+        if round_ % 2 == 0:
+            label = GroundTruth(
+                schema_version=SCHEMA_VERSION,
+                model_id=model.model_id,
+                label=int(uniforms[request] < score),
+                label_at=at + LABEL_DELAY_MS,
+                request_id=f"r{request}",
+                entity_id=entity_id,
+            )
+            records.append((GROUND_TRUTH.suffix, model.model_id, label))
+        for record in records:
+            if produced == events:
+                return
+            yield record
             produced += 1
         request += 1
 
@@ -123,25 +214,29 @@ def _roles(model: Model) -> list[tuple[Role, str]]:
     return live if model.shadow is None else [*live, ("shadow", model.shadow.version)]
 
 
-def produce(settings: Settings, portfolio: Portfolio, events: int) -> None:
+def produce(settings: Settings, portfolio: Portfolio, events: int) -> Counter[str]:
+    """Produces the traffic; the count of records per topic suffix."""
     from confluent_kafka import Producer
 
     producer = Producer(producer_config(settings.kafka_bootstrap))
-    topic = PREDICTIONS.name(settings)
-    start_ms = int(time.time() * 1000) - events
-    for n, prediction in enumerate(predictions(portfolio, events, start_ms)):
-        value = encode(prediction)
+    produced: Counter[str] = Counter()
+    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
+    for suffix, key, record in traffic(portfolio, events, start_ms):
+        value = encode(record)
+        topic = settings.topic_prefix + suffix
         while True:
             try:
-                producer.produce(topic, key=prediction.model_id.encode(), value=value)
+                producer.produce(topic, key=key.encode(), value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
-        if n % 10_000 == 0:
+        produced[suffix] += 1
+        if sum(produced.values()) % 10_000 == 0:
             producer.poll(0)
     undelivered = producer.flush(120)
     if undelivered:
-        raise RuntimeError(f"{undelivered} predictions were not delivered to {topic}")
+        raise RuntimeError(f"{undelivered} records were not delivered to {settings.topic_prefix}*")
+    return produced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,40 +250,66 @@ class Rate:
     cpu: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Instant:
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> Instant:
+        return cls(time.perf_counter(), time.process_time())
+
+
 class Stopwatch:
     """Started at the first event seen; ``rate`` counts the events after that one."""
 
     def __init__(self, seen: int) -> None:
         self.seen = seen
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
+        self.start = Instant.now()
 
-    def rate(self, events: int) -> Rate:
+    def rate(self, events: int, end: Instant | None = None) -> Rate:
+        end = end if end is not None else Instant.now()
         after = events - self.seen
-        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-        return Rate(after / wall, after / cpu)
+        return Rate(after / (end.wall - self.start.wall), after / (end.cpu - self.start.cpu))
 
 
-async def drained(consumed: Callable[[], int], events: int) -> Rate:
-    """The rate once ``consumed()`` reaches ``events``, polling it."""
+async def drained(
+    consumed: Callable[[], int],
+    events: int,
+    busy: Callable[[], int] = lambda: 0,
+    settled: Callable[[], bool] = lambda: True,
+) -> Rate:
+    """The rate once ``consumed()`` reaches ``events`` and ``settled()`` holds, polling them;
+    the clock stops when ``consumed()`` or ``busy()`` (the side's count of internal work)
+    last moved."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT_S
     stopwatch = None
-    while (seen := consumed()) < events:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{seen} of {events} events after {TIMEOUT_S} s")
+    last, moved = (0, busy()), Instant.now()
+    while True:
+        seen, now = consumed(), Instant.now()
+        if (seen, busy()) != last:
+            last, moved = (seen, busy()), now
         if stopwatch is None and seen:
             stopwatch = Stopwatch(seen)
+        if seen >= events and settled():
+            break
+        if loop.time() > deadline or now.wall - moved.wall > STALL_S:
+            raise TimeoutError(f"{seen} of {events} events, {busy()} internal, stalled")
         await asyncio.sleep(POLL_S)
-    assert stopwatch is not None, "the first poll found every event consumed"
-    return stopwatch.rate(events)
+    assert stopwatch is not None and stopwatch.seen < events, "the first poll saw every event"
+    return stopwatch.rate(events, moved)
+
+
+def input_topics(settings: Settings) -> list[str]:
+    return [spec.name(settings) for spec in INPUTS]
 
 
 async def bare_rate(settings: Settings, group: str, events: int) -> Rate:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        PREDICTIONS.name(settings),
+        *input_topics(settings),
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
@@ -212,54 +333,168 @@ async def bare_rate(settings: Settings, group: str, events: int) -> Rate:
         await consumer.stop()
 
 
-@dataclasses.dataclass
-class WorkerRun:
-    rate: Rate
-    processed: int
-    dead_lettered: int
+async def counting_rate(settings: Settings, app_id: str, events: int, take: bool) -> Rate:
+    """A Faust app whose agents only count their input topic's events, one by one or in
+    ``take`` batches."""
+    import faust
 
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="failsoft-bench-"),
+        web_enabled=False,
+        topic_partitions=PREDICTIONS.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    counted = [0]
 
-async def worker_run(
-    settings: Settings, portfolio: Portfolio, events: int, profiler: cProfile.Profile | None
-) -> WorkerRun:
-    app: FailsoftApp = create_app(settings, portfolio)
-    topic = PREDICTIONS.name(settings)
+    async def count_events(stream: faust.StreamT[bytes]) -> None:
+        async for _ in stream.events():
+            counted[0] += 1
+
+    async def count_batches(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take(TAKE_MAX, within=TAKE_WITHIN_S):
+            counted[0] += len(batch)
+
+    for topic in input_topics(settings):
+        app.agent(app.topic(topic), name=f"count-{topic}")(count_batches if take else count_events)
     await app.start()
     try:
-        if profiler is not None:
-            profiler.enable()
-        try:
-            rate = await drained(lambda: app.counters.consumed[topic], events)
-        finally:
-            if profiler is not None:
-                profiler.disable()
-        counters = app.counters
-        return WorkerRun(rate, counters.processed[topic], counters.dead_lettered_total(topic))
+        return await drained(lambda: counted[0], events)
     finally:
         await app.stop()
 
 
+class Taps:
+    """What the worker feeds its joins and leak watch, and the newest counts of their
+    points (``TAPPED``), seen by wrapping their ``observe`` and the InfluxDB sink's queue."""
+
+    def __init__(self) -> None:
+        self.fed: Counter[str] = Counter()
+        self.newest: dict[tuple[str, str | None, tuple[tuple[str, str], ...]], Point] = {}
+
+    def install(self, app: FailsoftApp) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        for module in (label_join, shadow_join, leak_watch):
+            stack.enter_context(
+                mock.patch.object(module, "observe", self._feed(module.__name__, module.observe))
+            )
+        stack.enter_context(mock.patch.object(app.influx, "enqueue", self._tap(app.influx.enqueue)))
+        return stack
+
+    def _feed(self, name: str, observe: Callable[..., Any]) -> Callable[..., Any]:
+        kind = name.rsplit(".", 1)[-1]
+
+        def fed(*args: Any) -> Any:
+            self.fed[f"{kind} {type(args[-1]).__name__}"] += 1
+            return observe(*args)
+
+        return fed
+
+    def _tap(self, enqueue: Callable[[Point], object]) -> Callable[[Point], object]:
+        def tapped(point_: Point) -> object:
+            series = (point_.measurement, point_.tags.get("detector"))
+            if series in TAPPED:
+                self.newest[(*series, tuple(sorted(point_.tags.items())))] = point_
+            return enqueue(point_)
+
+        return tapped
+
+    def summary(self) -> str:
+        totals: Counter[str] = Counter()
+        for (measurement, detector, _), point_ in self.newest.items():
+            for field in TAPPED[(measurement, detector)]:
+                value = point_.fields.get(field)
+                if isinstance(value, int | float):
+                    totals[f"{detector or measurement}.{field}"] += int(value)
+        fed = ", ".join(f"{name} {count:,}" for name, count in sorted(self.fed.items()))
+        points = ", ".join(f"{name} {count:,}" for name, count in sorted(totals.items()))
+        return f"fed: {fed}\n    newest points: {points}"
+
+
 @dataclasses.dataclass
-class Side:
-    """One portfolio's topic, and the rates measured against it."""
+class WorkerRun:
+    rate: Rate
+    books: str
+    joins: str
+
+
+async def worker_run(
+    settings: Settings,
+    portfolio: Portfolio,
+    produced: Counter[str],
+    profiler: cProfile.Profile | None,
+) -> WorkerRun:
+    app: FailsoftApp = create_app(settings, portfolio)
+    topics = input_topics(settings)
+    routed = settings.topic_prefix + WRITES_BY_MODEL_SUFFIX
+    events = sum(produced.values())
+    writes = produced[FEATURE_WRITES.suffix]
+    taps = Taps()
+    with taps.install(app):
+        await app.start()
+        try:
+            if profiler is not None:
+                profiler.enable()
+            try:
+                # Done once every input is ingested and every write has reached the leak
+                # watch of the one model that monitors its feature.
+                rate = await drained(
+                    lambda: sum(app.counters.consumed[topic] for topic in topics),
+                    events,
+                    lambda: sum(taps.fed.values()),
+                    lambda: taps.fed["leak_watch FeatureWrite"] >= writes,
+                )
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+            counters = app.counters
+            books = "; ".join(
+                f"{topic.rsplit('.', 1)[-1]}: consumed {counters.consumed[topic]}, "
+                f"processed {counters.processed[topic]}, "
+                f"dead {counters.dead_lettered_total(topic)}"
+                for topic in topics
+            )
+            books += f"; routed write messages {app.monitor.messages_received_by_topic[routed]}"
+            return WorkerRun(rate, books, taps.summary())
+        finally:
+            await app.stop()
+            # The next worker has a fresh app id but the same prefix: it must not read this
+            # one's forwarded writes.
+            delete_topics(settings, [routed])
+
+
+SIDES = ("bare", "count", "take", "worker")
+
+
+@dataclasses.dataclass
+class Case:
+    """One portfolio's topics, and the rates of each side measured against them."""
 
     models: int
     settings: Settings
     portfolio: Portfolio
-    bare: list[Rate] = dataclasses.field(default_factory=list)
-    worker: list[Rate] = dataclasses.field(default_factory=list)
+    produced: Counter[str] = dataclasses.field(default_factory=Counter)
+    rates: dict[str, list[Rate]] = dataclasses.field(
+        default_factory=lambda: {side: [] for side in SIDES}
+    )
     checks: list[str] = dataclasses.field(default_factory=list)
     profile: str = ""
 
+    @property
+    def events(self) -> int:
+        return sum(self.produced.values())
 
-def side_settings(base: Settings, token: str, models: int) -> Settings:
-    return dataclasses.replace(base, topic_prefix=f"{token}-n{models}.")
+    def median(self, side: str, clock: str) -> float:
+        return statistics.median(getattr(rate, clock) for rate in self.rates[side])
 
 
-def worker_settings(side: Side, token: str, run: str, web_port: int) -> Settings:
+def worker_settings(case: Case, token: str, run: str, web_port: int) -> Settings:
     return dataclasses.replace(
-        side.settings,
-        worker_app_id=f"{token}-n{side.models}-{run}",
+        case.settings,
+        worker_app_id=f"{token}-n{case.models}-{run}",
         worker_data_dir=Path(tempfile.mkdtemp(prefix="failsoft-bench-")),
         worker_web_port=web_port,
     )
@@ -274,31 +509,35 @@ async def run(
     rounds: int,
     profile: bool,
     web_port: int,
-) -> list[Side]:
-    sides = []
+) -> list[Case]:
+    cases = []
     for models in model_counts:
-        settings = side_settings(base, token, models)
-        side = Side(models, settings, bench_portfolio(models, window))
+        settings = dataclasses.replace(base, topic_prefix=f"{token}-n{models}.")
+        case = Case(models, settings, bench_portfolio(models, window))
         ensure_topics(settings)
-        produce(settings, side.portfolio, events)
-        sides.append(side)
+        case.produced = produce(settings, case.portfolio, events)
+        cases.append(case)
     for round_ in range(rounds):
-        for side in sides:
-            side.bare.append(
-                await bare_rate(side.settings, f"{token}-n{side.models}-bare-{round_}", events)
+        for case in cases:
+            name = f"{token}-n{case.models}"
+            case.rates["bare"].append(
+                await bare_rate(case.settings, f"{name}-bare-{round_}", events)
             )
-            worker = await worker_run(
-                worker_settings(side, token, f"r{round_}", web_port), side.portfolio, events, None
-            )
-            side.worker.append(worker.rate)
-            side.checks.append(f"processed {worker.processed}, dead {worker.dead_lettered}")
+            for side in ("count", "take"):
+                app_id = f"{name}-{side}-{round_}"
+                rate = await counting_rate(case.settings, app_id, events, side == "take")
+                case.rates[side].append(rate)
+            settings = worker_settings(case, token, f"r{round_}", web_port)
+            worker = await worker_run(settings, case.portfolio, case.produced, None)
+            case.rates["worker"].append(worker.rate)
+            case.checks.append(f"round {round_}: {worker.books}\n    {worker.joins}")
     if profile:
-        for side in sides:
+        for case in cases:
             profiler = cProfile.Profile()
-            settings = worker_settings(side, token, "profile", web_port)
-            await worker_run(settings, side.portfolio, events, profiler)
-            side.profile = profile_report(profiler)
-    return sides
+            settings = worker_settings(case, token, "profile", web_port)
+            await worker_run(settings, case.portfolio, case.produced, profiler)
+            case.profile = profile_report(profiler)
+    return cases
 
 
 def profile_report(profiler: cProfile.Profile) -> str:
@@ -313,31 +552,53 @@ def profile_report(profiler: cProfile.Profile) -> str:
     return text
 
 
-def report(sides: Sequence[Side], events: int) -> str:
-    lines = [f"{events:,} predictions per topic, {len(sides[0].bare)} round(s), alternating"]
-    for side in sides:
-        lines.append(f"N={side.models} models ({'; '.join(side.checks)}):")
+def report(cases: Sequence[Case]) -> str:
+    rounds = len(cases[0].rates["bare"])
+    lines = [f"{rounds} round(s), alternating {', '.join(SIDES)}; medians"]
+    for case in cases:
+        mix = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(case.produced.items()))
+        lines.append(f"N={case.models} models, {case.events:,} events ({mix}):")
         for clock in ("wall", "cpu"):
-            bare = [getattr(rate, clock) for rate in side.bare]
-            worker = [getattr(rate, clock) for rate in side.worker]
-            pairs = ", ".join(f"{w:,.0f}/{b:,.0f}" for w, b in zip(worker, bare, strict=True))
-            lines += [
-                f"  events per {clock} second: bare median {statistics.median(bare):,.0f}, "
-                f"worker median {statistics.median(worker):,.0f}, "
-                f"ratio worker/bare {statistics.median(worker) / statistics.median(bare):.3f}",
-                f"    rounds worker/bare: {pairs}",
-            ]
-    if len(sides) > 1:
-        small, large = sides[0], sides[-1]
-        for clock in ("wall", "cpu"):
-            growth = statistics.median(getattr(r, clock) for r in large.worker) / statistics.median(
-                getattr(r, clock) for r in small.worker
+            medians = {side: case.median(side, clock) for side in SIDES}
+            lines.append(
+                f"  events per {clock} second: "
+                + ", ".join(f"{side} {medians[side]:,.0f}" for side in SIDES)
             )
+            lines.append(
+                f"    worker/bare {medians['worker'] / medians['bare']:.4f}, "
+                f"count/bare {medians['count'] / medians['bare']:.4f}, "
+                f"take/bare {medians['take'] / medians['bare']:.4f}, "
+                f"worker/count {medians['worker'] / medians['count']:.3f}"
+            )
+        for round_ in range(rounds):
+            lines.append(
+                f"    round {round_}: "
+                + ", ".join(f"{side} {case.rates[side][round_].wall:,.0f}" for side in SIDES)
+            )
+        lines += [f"  {check}" for check in case.checks]
+    if len(cases) > 1:
+        small, large = cases[0], cases[-1]
+        for clock in ("wall", "cpu"):
+            growth = large.median("worker", clock) / small.median("worker", clock)
             lines.append(f"worker N={large.models} / N={small.models}, {clock}: {growth:.3f}")
-    for side in sides:
-        if side.profile:
-            lines += [f"--- cProfile of one worker run, N={side.models} ---", side.profile]
+    for case in cases:
+        if case.profile:
+            lines += [f"--- cProfile of one worker run, N={case.models} ---", case.profile]
     return "\n".join(lines)
+
+
+def delete_topics(settings: Settings, names: Sequence[str]) -> None:
+    """Delete the topics, and wait until the broker no longer lists them."""
+    if not names:
+        return
+    admin = admin_client(settings)
+    for future in admin.delete_topics(list(names)).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while set(names) & set(admin.list_topics(timeout=30).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed after deletion: {names}")
+        time.sleep(0.2)
 
 
 def delete_leftovers(settings: Settings, token: str) -> None:
@@ -345,10 +606,9 @@ def delete_leftovers(settings: Settings, token: str) -> None:
     from confluent_kafka import KafkaException
 
     admin = admin_client(settings)
-    topics = [name for name in admin.list_topics(timeout=30).topics if name.startswith(token)]
-    if topics:
-        for future in admin.delete_topics(topics).values():
-            future.result(timeout=30)
+    delete_topics(
+        settings, [name for name in admin.list_topics(timeout=30).topics if name.startswith(token)]
+    )
     listed = admin.list_consumer_groups().result(timeout=30)
     groups = [g.group_id for g in listed.valid if g.group_id.startswith(token)]
     if groups:
@@ -362,12 +622,12 @@ def delete_leftovers(settings: Settings, token: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=100_000, help="over the input topics")
     parser.add_argument("--models", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--window", type=int, default=200, help="drift window and reference")
+    parser.add_argument("--window", type=int, default=50, help="drift window and reference")
     parser.add_argument(
-        "--store", default="memory://", help="worker tables: memory:// or rocksdb://"
+        "--store", default="rocksdb://", help="worker tables: rocksdb:// or memory://"
     )
     parser.add_argument("--web-port", type=int, default=16166, help="the worker's web port")
     parser.add_argument(
@@ -377,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = dataclasses.replace(Settings.from_env(), worker_store=args.store)
     token = f"bench-pipe-{uuid.uuid4().hex[:8]}"
     try:
-        sides = asyncio.run(
+        cases = asyncio.run(
             run(
                 base,
                 token,
@@ -389,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.web_port,
             )
         )
-        print(report(sides, args.events))
+        print(report(cases))
     finally:
         delete_leftovers(base, token)
     return 0
