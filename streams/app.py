@@ -21,10 +21,14 @@ What runs today:
   portfolio sets ``promote_command``);
 - the **leak watch** (``streams.leak_watch``) of each model with features, fed by the
   model's live predictions and labels where they arrive, and by the writes of its
-  features through the internal topic ``<prefix>feature-writes-by-model``: feature writes
-  are keyed by entity_id, so the batch reader forwards each batch's writes to the models
-  that monitor their features
-  (``Portfolio.models_monitoring``), one message per model and batch, keyed by model_id;
+  features through the app's internal topic ``<prefix><app id>-feature-writes-by-model``:
+  feature writes are keyed by entity_id, so the batch reader forwards each batch's writes
+  to the models that monitor their features (``Portfolio.models_monitoring``), one
+  message per model and batch, keyed by model_id;
+- a label whose prediction the label join does not hold, and whose ``label_at`` its
+  model's predictions have not reached yet, waits for them before the joins see it
+  (``streams.label_wait``): the two topics are read at once, each at its own lag, and the
+  joins would otherwise count it unmatched;
 - evidence of the label join and the leak watch goes to the model's health policy
   (``streams.watch.observe_evidence``) with the same consequences as drift;
 - a timer that writes the books and the sinks' state to InfluxDB (measurement
@@ -40,8 +44,8 @@ What runs today:
 State lives in changelog-backed tables keyed by model_id (``model-watch``, ``label-join``,
 ``leak-watch``, ``shadow-join``), so it survives a restart and moves with its partition on
 a rebalance. Pickling a state costs more than one event, so the agents keep the states of
-their partitions in memory and write one to its table whenever something happened (a
-window ended, a transition, an alert, an alarm) and at least every ``CHECKPOINT_EVERY``
+their partitions in memory and write one to its table whenever something happened that
+must not be lost (a transition, an alert, an alarm) and at least every ``CHECKPOINT_EVERY``
 records of that model (``LEAK_CHECKPOINT_EVERY`` for the much larger leak watch). A crash
 loses at most that many records of window filling or leak evidence, never a transition,
 an alert or a command's seq. A leak watch may pickle to a few megabytes, so the state
@@ -61,10 +65,12 @@ Scale: every input topic is keyed by model_id (feature writes by entity_id), so 
 partitions spread the portfolio across workers that share ``worker_app_id``; per-event work
 is O(1) in the number of models (one dict lookup for the model, its own watch). Sizing for
 1,000 models: the worker count follows the event rate, not the model count. One worker
-handled 2,000 to 5,000 predictions/s here (tests/benchmarks/bench_worker_throughput.py, two
-shared cores), bounded by Faust's per-event cost. 1,000 models at 2,000 predictions per
-model-day average 23 events/s, so two workers (the second for failover, with standby
-replicas of the tables) carry it with a 100x peak margin. Give the model-keyed topics 24
+with every detector on handled 1,700 to 2,300 events/s here
+(tests/benchmarks/bench_pipeline_throughput.py, two shared cores), bounded by Faust's
+per-event cost and the detectors' own. 1,000 models at 2,000 predictions per model-day
+average 23 predictions/s (with their labels and feature writes, a few times that), so
+two workers (the second for failover, with standby replicas of the tables) carry it with
+a 10x peak margin; add workers with the event rate. Give the model-keyed topics 24
 partitions (the catalogue ships 6): divisible by 2, 3, 4, 6, 8 and 12 workers, so the
 group can grow without repartitioning, which would move models between partitions. A
 pickled watch with windows of 1,000 is about 25 KB per monitored feature (505 KB measured
@@ -93,6 +99,7 @@ from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
 from schemas.signing import Keyring, signed_command
 from streams import label_join, leak_watch, shadow_join
 from streams.ingest import INPUTS, Input, InputRecord, PipelineCounters, validate
+from streams.label_wait import LabelWait
 from streams.metrics import CONTENT_TYPE, WorkerCollector, render
 from streams.portfolio import Model, Portfolio, load_portfolio
 from streams.settings import Settings
@@ -115,7 +122,7 @@ from streams.watch import (
     observe_evidence,
 )
 
-__all__ = ["FailsoftApp", "create_app"]
+__all__ = ["FailsoftApp", "create_app", "writes_by_model_topic"]
 
 PIPELINE_REPORT_INTERVAL = 10.0
 HEARTBEAT_INTERVAL = 30.0
@@ -171,6 +178,12 @@ class FailsoftApp(faust.App):
         await self.influx.stop(SINK_STOP_TIMEOUT)
 
 
+def writes_by_model_topic(settings: Settings) -> str:
+    """The internal topic of feature writes keyed by model: the app's own, like its tables'
+    changelogs, so that two apps on one topic prefix do not feed each other's leak watches."""
+    return f"{settings.topic_prefix}{settings.worker_app_id}-{WRITES_BY_MODEL_SUFFIX}"
+
+
 def create_app(settings: Settings, portfolio: Portfolio | None = None) -> FailsoftApp:
     """The worker's app, with the portfolio from ``settings.portfolio_path`` unless given.
 
@@ -196,7 +209,10 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     app.portfolio = portfolio if portfolio is not None else load_portfolio(settings.portfolio_path)
     app.counters = PipelineCounters()
     app.alerta = AlertaSink(
-        settings.alerta_endpoint, settings.alerta_api_key, settings.alerta_environment
+        settings.alerta_endpoint,
+        settings.alerta_api_key,
+        settings.alerta_environment,
+        customer=settings.alerta_customer or None,
     )
     app.influx = InfluxSink(
         settings.influxdb_url,
@@ -235,7 +251,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
     writes_by_model = app.topic(
-        settings.topic_prefix + WRITES_BY_MODEL_SUFFIX,
+        writes_by_model_topic(settings),
         internal=True,
         partitions=PREDICTIONS.partitions,
         key_type=bytes,
@@ -415,10 +431,14 @@ class _Watcher:
         self.leaks = _States(app.leak_watches, leak_watch.new_leak_watch, LEAK_CHECKPOINT_EVERY)
         self.shadows = _States(app.shadow_joins, shadow_join.new_shadow_join, CHECKPOINT_EVERY)
 
+        # model_id -> its labels that arrived ahead of its predictions (streams.label_wait)
+        self.label_waits: dict[str, LabelWait] = {}
+
         async def forget(*args: Any, **kwargs: Any) -> None:
             # Partitions moved: what this worker holds may now be another's; reread it.
             for states in (self.watches, self.joins, self.leaks, self.shadows):
                 states.cache.clear()
+            self.label_waits.clear()
 
         app.on_partitions_revoked.connect(forget)
 
@@ -433,13 +453,26 @@ class _Watcher:
         await self._joins(model, watch, prediction)
         if prediction.role == "live" and model.features:
             await self._leaks(model, watch, prediction)
+        for truth in self._label_wait(model.model_id).advance(prediction.predicted_at):
+            await self._joins(model, watch, truth)
 
     async def on_label(self, truth: GroundTruth) -> None:
         model = self.app.portfolio.models[truth.model_id]
         watch = self.watches.get(model)
-        await self._joins(model, watch, truth)
+        # The leak watch weighs labels against writes, not predictions: no wait.
         if model.features:
             await self._leaks(model, watch, truth)
+        if label_join.holds(self.joins.get(model), truth):
+            await self._joins(model, watch, truth)
+            return
+        for ready in self._label_wait(model.model_id).add(truth):
+            await self._joins(model, watch, ready)
+
+    def _label_wait(self, model_id: str) -> LabelWait:
+        wait = self.label_waits.get(model_id)
+        if wait is None:
+            wait = self.label_waits[model_id] = LabelWait()
+        return wait
 
     async def on_writes(self, writes: list[FeatureWrite]) -> None:
         by_model: dict[str, list[FeatureWrite]] = {}
@@ -494,7 +527,15 @@ class _Watcher:
                 app.counters.commands_sent[command.action] += 1
             for action in effects.withheld:
                 app.counters.commands_withheld[action.action] += 1
-        self.watches.put(model.model_id, watch, bool(observation))
+        # A window that ended quietly recurs; a transition, an action or an alarm must not
+        # be lost (an alarm's alert is sent once, when it starts).
+        changed = bool(
+            observation.transitions
+            or observation.actions
+            or observation.escalation_due
+            or any(e.alarm for e in observation.evidence)
+        )
+        self.watches.put(model.model_id, watch, changed)
 
     async def _promote(
         self, model: Model, watch: ModelWatch, change: shadow_join.VerdictChange

@@ -120,6 +120,7 @@ __all__ = [
     "DEFAULTS",
     "JoinResult",
     "LabelJoin",
+    "holds",
     "new_join",
     "observe",
     "observe_label",
@@ -402,6 +403,11 @@ def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
     if isinstance(record, Prediction):
         return observe_prediction(join, record)
     return observe_label(join, record)
+
+
+def holds(join: LabelJoin, truth: GroundTruth) -> bool:
+    """Whether ``join`` holds a prediction that ``truth`` would be joined with now."""
+    return bool(_matches(join, truth))
 
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:

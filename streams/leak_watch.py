@@ -130,6 +130,9 @@ class LeakWatch:
     next_report_at: float = -math.inf
     # Detector -> its flagged features, as last alerted.
     alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    # Detector -> its flagged features after the last update: flags stay, so comparing
+    # with this finds the new ones with one look at the detector per record, not two.
+    flagged: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     # Labels that could not be used: not binary, or an entity that is not known.
     labels_unusable: int = 0
     labels_unresolved: int = 0
@@ -281,7 +284,7 @@ def _write(watch: LeakWatch, record: FeatureWrite) -> list[Evidence]:
     write = WriteEvent(
         record.entity_id, record.feature, record.value, record.event_at, record.written_at
     )
-    evidence = _newly_flagged("label_leak", watch.coincidence, write, record.written_at)
+    evidence = _newly_flagged(watch, "label_leak", watch.coincidence, write, record.written_at)
     # Gaps found by a write count at the feature's next prediction, when it is tested.
     watch.gap.update(write)
     rejected = lag.rejected
@@ -333,7 +336,9 @@ def _prediction(watch: LeakWatch, prediction: Prediction) -> list[Evidence]:
         served = ServedFeature(
             prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
         )
-        evidence += _newly_flagged("availability_gap", watch.gap, served, prediction.predicted_at)
+        evidence += _newly_flagged(
+            watch, "availability_gap", watch.gap, served, prediction.predicted_at
+        )
         if watch.future is not None:
             before = watch.future.future_values
             watch.future.update(served)
@@ -366,20 +371,25 @@ def _label(watch: LeakWatch, truth: GroundTruth) -> list[Evidence]:
         watch.labels_unresolved += 1
         return []
     event = Label(entity_id, int(label), truth.label_at)
-    return _newly_flagged("label_leak", watch.coincidence, event, truth.label_at)
+    return _newly_flagged(watch, "label_leak", watch.coincidence, event, truth.label_at)
 
 
 def _newly_flagged(
-    name: str, detector: LabelCoincidentWrites | AvailabilityGap, event: Any, at_ms: float
+    watch: LeakWatch,
+    name: str,
+    detector: LabelCoincidentWrites | AvailabilityGap,
+    event: Any,
+    at_ms: float,
 ) -> list[Evidence]:
     """Feeds ``event`` to a sequential leak detector; evidence for each feature it flags."""
-    before = _flagged(detector)
     detector.update(event)
-    newly = [f for f in _flagged(detector) if f not in before]
-    if not newly:
+    after = _flagged(detector)
+    before = watch.flagged.get(name, ())
+    if after == before:
         return []
+    watch.flagged[name] = after
     found = detector.evidence
-    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in newly]
+    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in after if f not in before]
 
 
 def _flagged(detector: LabelCoincidentWrites | AvailabilityGap) -> tuple[str, ...]:

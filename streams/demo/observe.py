@@ -19,7 +19,13 @@ from typing import Any
 
 from schemas.codec import decode_control_command
 from schemas.contracts import ControlCommand
-from streams.demo.report import AlertEvent, ObservedCommand, Switch, parse_iso_ms
+from streams.demo.report import (
+    VERDICT_EVENTS,
+    AlertEvent,
+    ObservedCommand,
+    Switch,
+    parse_iso_ms,
+)
 from streams.settings import Settings
 from streams.simulate.timeline import iso_utc
 from streams.topics import CONTROL
@@ -187,6 +193,8 @@ class AlertaTap(_Tap):
         group = str(alert.get("group", ""))
         if group == "detector":
             detector: str | None = str(entry.get("event"))
+            if detector in VERDICT_EVENTS:
+                detector = f"{detector}:{entry.get('value')}"
         else:
             found = _DETECTOR_IN_TEXT.search(str(entry.get("text", "")))
             detector = found.group(1) if found else None

@@ -66,11 +66,14 @@ DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     "availability_gap": ("availability_gap", "write_lag_*"),
     "label_leak": ("label_leak", "future_values"),
     "broken_model": ("score", "error_rate", "performance_drop", "estimated_accuracy"),
-    "shadow_better": ("shadow_verdict",),
-    "shadow_worse": ("shadow_verdict",),
+    "shadow_better": ("shadow_verdict:promote",),
+    "shadow_worse": ("shadow_verdict:reject",),
 }
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
+# Alerts that are news whatever their severity: a shadow's verdict (a promotion is
+# informational). The tap names their detector with the verdict, e.g. "shadow_verdict:promote".
+VERDICT_EVENTS = frozenset({"shadow_verdict"})
 ALARM_GROUPS = frozenset({"health", "detector"})
 
 T = TypeVar("T")
@@ -134,7 +137,9 @@ class AlertEvent:
 
     @property
     def alarm(self) -> bool:
-        return self.group in ALARM_GROUPS and self.severity not in QUIET_SEVERITIES
+        return self.group in ALARM_GROUPS and (
+            self.severity not in QUIET_SEVERITIES or self.event in VERDICT_EVENTS
+        )
 
 
 @dataclasses.dataclass(frozen=True)

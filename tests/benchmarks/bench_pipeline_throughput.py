@@ -91,7 +91,7 @@ from schemas.contracts import (
     Score,
 )
 from streams import label_join, leak_watch, shadow_join
-from streams.app import WRITES_BY_MODEL_SUFFIX, FailsoftApp, create_app
+from streams.app import FailsoftApp, create_app, writes_by_model_topic
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
@@ -429,7 +429,7 @@ async def worker_run(
 ) -> WorkerRun:
     app: FailsoftApp = create_app(settings, portfolio)
     topics = input_topics(settings)
-    routed = settings.topic_prefix + WRITES_BY_MODEL_SUFFIX
+    routed = writes_by_model_topic(settings)
     events = sum(produced.values())
     writes = produced[FEATURE_WRITES.suffix]
     taps = Taps()

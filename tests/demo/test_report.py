@@ -185,6 +185,52 @@ def test_a_fitting_detector_alert_detects_and_names_the_alert_without_a_health_a
     assert (row.detected_at, row.detector, row.alert_id) == (at(9), "label_leak", "leak")
 
 
+def test_a_promotion_detects_a_better_shadow_though_it_is_informational() -> None:
+    timeline = [incident("shadow_better", "ctr-002", 0), incident("shadow_worse", "churn-010", 0)]
+    verdict = {"group": "detector", "event": "shadow_verdict"}
+    result = report(
+        timeline,
+        alerts=[
+            alert(
+                "ctr-002",
+                30,
+                **verdict,
+                severity="informational",
+                detector="shadow_verdict:promote",
+                alert_id="p",
+            ),
+            alert(
+                "churn-010",
+                20,
+                **verdict,
+                severity="informational",
+                detector="shadow_verdict:promote",
+                alert_id="wrong",
+            ),
+            alert(
+                "churn-010",
+                40,
+                **verdict,
+                severity="warning",
+                detector="shadow_verdict:reject",
+                alert_id="r",
+            ),
+        ],
+    )
+    better, worse = result.incidents
+    assert (better.detected_at, better.detector, better.alert_id) == (
+        at(30),
+        "shadow_verdict:promote",
+        "p",
+    )
+    assert (worse.detected_at, worse.detector, worse.alert_id) == (
+        at(40),
+        "shadow_verdict:reject",
+        "r",
+    )
+    assert (better.command_at, worse.command_at) == (None, None)
+
+
 @pytest.mark.parametrize(
     ("kind", "detector", "fits"),
     [
@@ -202,8 +248,10 @@ def test_a_fitting_detector_alert_detects_and_names_the_alert_without_a_health_a
         ("broken_model", "performance_drop", True),
         ("broken_model", "estimated_accuracy", True),
         ("broken_model", "drift_psi", False),
-        ("shadow_better", "shadow_verdict", True),
-        ("shadow_worse", "shadow_verdict", True),
+        ("shadow_better", "shadow_verdict:promote", True),
+        ("shadow_better", "shadow_verdict:reject", False),
+        ("shadow_worse", "shadow_verdict:reject", True),
+        ("shadow_worse", "shadow_verdict:promote", False),
         ("shadow_worse", "shadow_agreement", False),
         ("broken_model", None, False),
         ("a_kind_nobody_knows", "score", False),

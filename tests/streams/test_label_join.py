@@ -14,6 +14,7 @@ from schemas.contracts import ClassProbabilities, GroundTruth, Output, Predictio
 from streams.label_join import (
     JoinResult,
     LabelJoin,
+    holds,
     new_join,
     observe,
     observe_label,
@@ -163,6 +164,16 @@ def test_unmatched_labels_are_counted() -> None:
     observe_label(join, label(1, START_MS + 1000, request=0))  # joins
     observe_label(join, label(1, START_MS + 2000, request=0))  # already joined
     assert (join.labels, join.joined, join.unmatched) == (4, 1, 3)
+
+
+def test_holds_says_whether_a_label_would_join_now_and_changes_nothing() -> None:
+    join = new_join(model())
+    observe_prediction(join, prediction(0, 0.9, entity="alice"))
+    assert holds(join, label(1, START_MS + 1000, request=0))
+    assert holds(join, label(1, START_MS + 1000, entity="alice"))
+    assert not holds(join, label(1, START_MS + 1000, request=7))
+    assert not holds(join, label(1, START_MS + 1000, entity="bob"))
+    assert (join.labels, join.joined, join.unmatched, len(join.held)) == (0, 0, 0, 1)
 
 
 def test_entity_labels_join_the_latest_prediction_made_before_them() -> None:

@@ -1,0 +1,43 @@
+"""Labels that arrive ahead of their model's predictions wait for them, within a bound."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.contracts import GroundTruth
+from streams.label_wait import LabelWait
+
+
+def label(at: int, request: str = "r") -> GroundTruth:
+    return GroundTruth(schema_version=1, model_id="m", label=1, label_at=at, request_id=request)
+
+
+def test_labels_are_released_in_event_time_order_once_predictions_reach_them() -> None:
+    wait = LabelWait()
+    assert wait.add(label(300, "c")) == [] and wait.add(label(100, "a")) == []
+    assert wait.add(label(200, "b")) == []
+    assert [t.request_id for t in wait.advance(250)] == ["a", "b"]
+    assert wait.advance(240) == []  # the clock never goes back
+    assert wait.add(label(250, "d")) == [label(250, "d")]
+    assert [t.request_id for t in wait.advance(300)] == ["c"]
+    assert (wait.waiting, wait.released_early) == (0, 0)
+
+
+def test_equal_label_times_keep_their_arrival_order() -> None:
+    wait = LabelWait()
+    for request in "xyz":
+        wait.add(label(5, request))
+    assert [t.request_id for t in wait.advance(5)] == ["x", "y", "z"]
+
+
+def test_the_bound_releases_the_longest_waiting_label_and_counts_it() -> None:
+    wait = LabelWait(max_waiting=3)
+    released = [t.label_at for at in range(10, 70, 10) for t in wait.add(label(at))]
+    assert released == [10, 20, 30]
+    assert (wait.waiting, wait.released_early) == (3, 3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, None])
+def test_the_bound_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_waiting"):
+        LabelWait(max_waiting=bad)  # type: ignore[arg-type]
