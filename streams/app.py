@@ -6,9 +6,9 @@ sit in the sinks (``streams.sinks``), started and stopped with the app.
 What runs today:
 
 - **ingest** of the input topics: an agent each for predictions and ground truth, and for
-  feature writes a batch reader (``_BatchReader``: a plain aiokafka consumer, group
-  ``<app id>-feature-writes``; those records touch no table where they arrive, so they
-  skip Faust's per-event path). Each message is processed or dead-lettered with its
+  feature writes a batch reader (``_BatchReader``: a plain aiokafka consumer of the
+  partition numbers Faust gives this worker; those records touch no table where they
+  arrive, so they skip Faust's per-event path). Each message is processed or dead-lettered with its
   reason (see ``streams.ingest``), and the books are kept per topic and reason;
 - the **watch** of each model (``streams.watch``): predictions feed its feature drift tests,
   its values-from-the-future check, its output monitoring and its health policy;
@@ -69,7 +69,7 @@ with every detector on handled 1,700 to 2,300 events/s here
 (tests/benchmarks/bench_pipeline_throughput.py, two shared cores), bounded by Faust's
 per-event cost and the detectors' own. 1,000 models at 2,000 predictions per model-day
 average 23 predictions/s (with their labels and feature writes, a few times that), so
-two workers (the second for failover, with standby replicas of the tables) carry it with
+two workers (the second for failover, restoring from the changelogs) carry it with
 a 10x peak margin; add workers with the event rate. Give the model-keyed topics 24
 partitions (the catalogue ships 6): divisible by 2, 3, 4, 6, 8 and 12 workers, so the
 group can grow without repartitioning, which would move models between partitions. A
@@ -90,7 +90,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.types import TableT
 from faust.web import Request, Response, View
 
@@ -204,6 +204,10 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         key_serializer="raw",
         value_serializer="raw",
         producer_max_request_size=MAX_STATE_BYTES,
+        # Warm standbys of the state tables stalled both workers' agents when a second
+        # worker joined mid-stream (faust-streaming 0.15.3, measured here); a takeover
+        # restores the tables from their changelogs instead.
+        table_standby_replicas=0,
     )
     app.settings = settings
     app.portfolio = portfolio if portfolio is not None else load_portfolio(settings.portfolio_path)
@@ -314,12 +318,16 @@ def _add_ingest_agent(
 
 
 class _BatchReader:
-    """Reads one input topic in batches with a plain aiokafka consumer of its own group.
+    """Reads one input topic in batches with a plain aiokafka consumer.
 
     For a topic whose records touch no table where they arrive (feature writes are keyed by
     entity_id and forwarded by model): Faust's per-event path costs more than the work, and
-    any worker may read any partition. Every message is processed or dead-lettered, and
-    counted, as in the ingest agents; offsets are committed after each batch is handled.
+    any worker may read any partition. The reader takes the partition numbers Faust gives
+    this worker of the predictions topic (the topics have equal partition counts), so the
+    workers split it without a consumer group of its own: a second group, rebalancing in
+    the same process as Faust's, stalled a worker's agents in the two-worker test. Every
+    message is processed or dead-lettered, and counted, as in the ingest agents; offsets
+    are committed (group ``<app id>-<topic suffix>``, never joined) after each batch.
     """
 
     def __init__(
@@ -336,17 +344,38 @@ class _BatchReader:
         self.topic_name = source.spec.name(app.settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
+        self.partitions: set[int] = set()
+        app.on_partitions_assigned.connect(self._assigned)
+        app.on_partitions_revoked.connect(self._revoked)
+
+    async def _assigned(self, *args: Any, **kwargs: Any) -> None:
+        # Faust sends (sender, set of topic partitions); its eager rebalance hands over the
+        # whole assignment each time.
+        _, assigned = args
+        predictions = PREDICTIONS.name(self.app.settings)
+        self.partitions = {tp.partition for tp in assigned if tp.topic == predictions}
+        self._assign()
+
+    async def _revoked(self, *args: Any, **kwargs: Any) -> None:
+        self.partitions = set()
+        self._assign()
+
+    def _assign(self) -> None:
+        if self.consumer is not None:
+            self.consumer.assign(
+                [TopicPartition(self.topic_name, number) for number in sorted(self.partitions)]
+            )
 
     async def start(self) -> None:
         settings = self.app.settings
         self.consumer = AIOKafkaConsumer(
-            self.topic_name,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"{settings.worker_app_id}-{self.source.spec.suffix}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         await self.consumer.start()
+        self._assign()
         self.task = asyncio.create_task(self._read(self.consumer))
 
     async def stop(self) -> None:
