@@ -324,10 +324,10 @@ class _BatchReader:
     entity_id and forwarded by model): Faust's per-event path costs more than the work, and
     any worker may read any partition. The reader takes the partition numbers Faust gives
     this worker of the predictions topic (the topics have equal partition counts), so the
-    workers split it without a consumer group of its own: a second group, rebalancing in
-    the same process as Faust's, stalled a worker's agents in the two-worker test. Every
-    message is processed or dead-lettered, and counted, as in the ingest agents; offsets
-    are committed (group ``<app id>-<topic suffix>``, never joined) after each batch.
+    workers split it along Faust's own assignment, with no second group protocol to
+    rebalance beside Faust's. Every message is processed or dead-lettered, and counted, as
+    in the ingest agents; offsets are committed (group ``<app id>-<topic suffix>``, never
+    joined) after each batch.
     """
 
     def __init__(
