@@ -5,11 +5,12 @@ demo's own orchestration (``DemoRun``: topics of the test's own, a ``failsoft wo
 child process, the example recommender node in this process, ``failsoft simulate`` as a
 child process), and the report is checked against the scenario's timeline.
 
-Which incident kinds the worker detects today is stated here, not skipped silently:
-``DETECTED_KINDS`` must each be found within its bound, with a fallback command, the
-node's switch and an Alerta alert, and recover when the incident ends;
-``KNOWN_UNDETECTED`` names the others with the reason. Together they must cover every
-kind in the timeline, so a new kind cannot go unchecked.
+Every incident kind is in the scenario, and each must be found within its kind's bound by
+a detector that fits it, with an Alerta alert. The kinds that break what the model serves
+(``FALLBACK_KINDS``) must also bring a fallback command, the node's switch, and a restore
+when the incident ends. For the others the health policy decides from the evidence: a
+shadow's verdict is news for a human, and a leak or a late upstream falls back only when
+its alarms are confirmed (the late upstream here does not end, so it has no restore).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo.report import Report, detects
+from streams.demo.report import DEFAULT_BOUND_S, DETECTORS_BY_KIND, Report, detects
 from streams.demo.run import DETECTION_BOUNDS_S, DemoOptions, DemoRun
 from streams.settings import Settings
 
@@ -31,11 +32,13 @@ KEYS = "k1=end-to-end-test-secret-0123456789"
 # this test's alerts go to the stack's other allowed environment.
 ALERTA_ENVIRONMENT = "Production"
 
-# 90 s of wall-clock time, one nominal day per minute; 8 models, of which ctr-007 and
-# fraud-006 stay healthy (fraud-006 runs a shadow). The drifts and the broken model start
-# after each model's references (its first 600 predictions for drift, 400 for its output)
-# and end at least 30 s before the run does, so that the restore (10 s without alarm on
-# fallback, 10 s more in probing) falls within it.
+# 90 s of wall-clock time, one nominal day per minute; 8 models, of which churn-005 stays
+# healthy (ctr-002 and fraud-006 run a shadow). A leak is seen as labels arrive, so it is
+# on ctr-007, whose labels come 30 nominal minutes (1.25 s) after its predictions. The
+# drifts and the broken model start after each model's references (its first 600
+# predictions for drift, 400 for its output) and end at least 30 s before the run does,
+# so that the restore (10 s without alarm on fallback, 10 s more in probing) falls
+# within it.
 SCENARIO = """
 schema_version = 1
 name = "end-to-end"
@@ -74,8 +77,8 @@ write_lag = "3h"
 
 [[incidents]]
 kind = "label_leak"
-model = "churn-005"
-feature = "churn-005.sessions_7d"
+model = "ctr-007"
+feature = "ctr-007.dwell_time_s"
 at = "10h"
 
 [[incidents]]
@@ -90,15 +93,14 @@ until = "20h"
 kind = "shadow_better"
 model = "ctr-002"
 at = "0s"
+
+[[incidents]]
+kind = "shadow_worse"
+model = "fraud-006"
+at = "0s"
 """
 
-DETECTED_KINDS = frozenset({"drift_abrupt", "drift_gradual", "broken_model"})
-KNOWN_UNDETECTED = {
-    "availability_gap": "the worker has no write-lag agent yet (feature writes are only ingested)",
-    "label_leak": "the worker has no leak agent yet",
-    "shadow_better": "the worker has no shadow join yet",
-    "shadow_worse": "the worker has no shadow join yet",
-}
+FALLBACK_KINDS = frozenset({"drift_abrupt", "drift_gradual", "broken_model"})
 
 
 @pytest.fixture
@@ -137,21 +139,19 @@ def report(
     return result
 
 
-def test_every_incident_the_worker_detects_is_caught_switched_and_recovered(
+def test_every_incident_is_caught_in_time_and_the_fleet_falls_back_where_it_should(
     report: Report,
 ) -> None:
-    timeline_kinds = {row.kind for row in report.incidents}
-    assert timeline_kinds <= DETECTED_KINDS | set(KNOWN_UNDETECTED), timeline_kinds
-    assert DETECTED_KINDS & set(KNOWN_UNDETECTED) == set()
-    expected = [row for row in report.incidents if row.kind in DETECTED_KINDS]
-    assert {row.kind for row in expected} == DETECTED_KINDS
-    for row in expected:
-        bound_ms = DETECTION_BOUNDS_S[row.kind] * 1000
+    assert {row.kind for row in report.incidents} == set(DETECTORS_BY_KIND)
+    for row in report.incidents:
+        bound_ms = DETECTION_BOUNDS_S.get(row.kind, DEFAULT_BOUND_S) * 1000
         assert row.detected_at is not None, f"{row.kind} on {row.model} was missed"
         assert 0 <= row.detected_at - row.injected_at <= bound_ms, row
         assert detects(row.kind, row.detector), row
+        assert row.alert_id is not None, row
+        if row.kind not in FALLBACK_KINDS:
+            continue
         assert row.command_at is not None and row.switched_at is not None, row
         assert row.command_at <= row.switched_at <= row.command_at + bound_ms, row
-        assert row.alert_id is not None, row
         assert row.recovered, f"{row.kind} on {row.model} did not recover"
     assert report.false_fallbacks == ()
