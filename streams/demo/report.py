@@ -27,7 +27,8 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
 
 A fallback command for a model with no incident active at the time of its decision (from
 its injection to its end plus its kind's bound, or to the end of the run when it never
-ends) is a **false fallback**.
+ends) is a **false fallback**. Incidents scheduled after the run ended (it was stopped
+early) were never injected and are not in the report.
 """
 
 from __future__ import annotations
@@ -329,7 +330,10 @@ def build_report(
 ) -> Report:
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
-    incidents = [InjectedIncident.from_record(record) for record in timeline]
+    # The simulator writes the whole schedule at its start: an incident due after the run
+    # ended (a demo stopped with Ctrl-C) was never injected, so it was not missed either.
+    scheduled = (InjectedIncident.from_record(record) for record in timeline)
+    incidents = [incident for incident in scheduled if incident.at_ms <= ended_at]
     commands = sorted(commands, key=lambda c: (c.issued_at_ms, c.seq))
     switches = sorted(switches, key=lambda s: s.at_ms)
     alarms = sorted((a for a in alerts if a.alarm), key=lambda a: a.at_ms)

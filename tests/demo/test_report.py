@@ -288,6 +288,20 @@ def test_a_fallback_on_a_healthy_model_or_long_after_the_incident_is_false() -> 
     ]
 
 
+def test_incidents_scheduled_after_an_interrupted_run_ended_are_left_out() -> None:
+    result = build_report(
+        [incident("drift_abrupt", "m1", 10), incident("broken_model", "m2", 60)],
+        [],
+        [],
+        [alert("m1", 20, "drift_psi", group="detector")],
+        scenario="test",
+        started_at=T0,
+        ended_at=at(59),
+    )
+    assert [(row.kind, row.model) for row in result.incidents] == [("drift_abrupt", "m1")]
+    assert result.incidents[0].detected_at == at(20)
+
+
 def test_a_command_decided_in_time_but_sent_late_counts_with_its_late_alert() -> None:
     # The worker was 50 s behind: it decided at 30 s (event time) and sent at 80 s.
     result = report(
