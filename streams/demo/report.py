@@ -28,7 +28,8 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
 A fallback command for a model with no incident active at the time of its decision (from
 its injection to its end plus its kind's bound, or to the end of the run when it never
 ends) is a **false fallback**. Incidents scheduled after the run ended (it was stopped
-early) were never injected and are not in the report.
+early) were never injected and are not in the report; one injected but still within its
+bound when the run ended is **pending**, not missed (``detect_by`` is its bound's end).
 """
 
 from __future__ import annotations
@@ -155,10 +156,17 @@ class IncidentRow:
     switched_at: int | None
     alert_id: str | None
     recovered: bool
+    # The end of the incident's bound: it was missed only if undetected by then. None in
+    # reports saved before the field existed, which judged every incident.
+    detect_by: int | None = None
 
     @property
     def detected(self) -> bool:
         return self.detected_at is not None
+
+    def missed_by(self, ended_at: int) -> bool:
+        """Whether it went undetected for its whole bound, within a run that ended then."""
+        return not self.detected and (self.detect_by is None or self.detect_by <= ended_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +180,7 @@ class IncidentRow:
             "switched_at": _iso(self.switched_at),
             "alert_id": self.alert_id,
             "recovered": self.recovered,
+            "detect_by": _iso(self.detect_by),
         }
 
     @classmethod
@@ -187,6 +196,7 @@ class IncidentRow:
             switched_at=_parse_optional(entry["switched_at"]),
             alert_id=entry["alert_id"],
             recovered=bool(entry["recovered"]),
+            detect_by=_parse_optional(entry.get("detect_by")),
         )
 
 
@@ -227,7 +237,14 @@ class Report:
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
-        return tuple(row for row in self.incidents if not row.detected)
+        return tuple(row for row in self.incidents if row.missed_by(self.ended_at))
+
+    @property
+    def pending(self) -> tuple[IncidentRow, ...]:
+        """Undetected, but the run ended (stopped early) before their bound did."""
+        return tuple(
+            row for row in self.incidents if not row.detected and not row.missed_by(self.ended_at)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -277,11 +294,12 @@ class Report:
                 "yes" if row.recovered else "no",
             ]
             lines.append("| " + " | ".join(cells) + " |")
-        detected = len(self.incidents) - len(self.missed)
+        detected = sum(row.detected for row in self.incidents)
         lines += ["", f"Detected {detected} of {len(self.incidents)} incidents."]
         if self.missed:
-            missed = ", ".join(f"{row.kind} on {row.model}" for row in self.missed)
-            lines.append(f"Missed: {missed}.")
+            lines.append(f"Missed: {_named(self.missed)}.")
+        if self.pending:
+            lines.append(f"Still within their bound when the run ended: {_named(self.pending)}.")
         if self.false_fallbacks:
             lines.append(f"False fallbacks ({len(self.false_fallbacks)}):")
             lines += [
@@ -419,6 +437,7 @@ def _row(
         switched_at=switched_at,
         alert_id=None if first_alert is None else first_alert.alert_id,
         recovered=bool(recovered),
+        detect_by=incident.at_ms + bound_ms,
     )
 
 
@@ -471,6 +490,10 @@ def _parse_optional(text: str | None) -> int | None:
 
 def _iso(epoch_ms: int | None) -> str | None:
     return None if epoch_ms is None else iso_utc(epoch_ms)
+
+
+def _named(rows: Iterable[IncidentRow]) -> str:
+    return ", ".join(f"{row.kind} on {row.model}" for row in rows)
 
 
 def _clock(epoch_ms: int) -> str:

@@ -302,6 +302,34 @@ def test_incidents_scheduled_after_an_interrupted_run_ended_are_left_out() -> No
     assert result.incidents[0].detected_at == at(20)
 
 
+def test_an_incident_still_within_its_bound_when_the_run_ended_is_pending_not_missed() -> None:
+    result = build_report(
+        [incident("drift_abrupt", "m1", 10), incident("broken_model", "m2", 50)],
+        [],
+        [],
+        [],
+        scenario="test",
+        started_at=T0,
+        ended_at=at(75),
+        bounds_s={"drift_abrupt": 60.0, "broken_model": 30.0},
+    )
+    # m1's bound ended at 70 s, before the run did; m2's would have at 80 s.
+    assert [row.model for row in result.missed] == ["m1"]
+    assert [row.model for row in result.pending] == ["m2"]
+    text = result.to_markdown()
+    assert "Detected 0 of 2 incidents." in text
+    assert "Missed: drift_abrupt on m1." in text
+    assert "Still within their bound when the run ended: broken_model on m2." in text
+    assert Report.from_json(json.loads(result.dumps())) == result
+
+
+def test_a_report_saved_without_detect_by_counts_every_undetected_incident_missed() -> None:
+    document = json.loads(report([incident("drift_abrupt", "m", 170)]).dumps())
+    del document["incidents"][0]["detect_by"]
+    again = Report.from_json(document)
+    assert [row.model for row in again.missed] == ["m"] and again.pending == ()
+
+
 def test_a_command_decided_in_time_but_sent_late_counts_with_its_late_alert() -> None:
     # The worker was 50 s behind: it decided at 30 s (event time) and sent at 80 s.
     result = report(
@@ -354,6 +382,7 @@ def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
         "switched_at",
         "alert_id",
         "recovered",
+        "detect_by",
     ]
     assert first == {
         "kind": "drift_abrupt",
@@ -366,6 +395,7 @@ def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
         "switched_at": "2026-11-28T12:00:20.002Z",
         "alert_id": "a-m",
         "recovered": True,
+        "detect_by": "2026-11-28T12:00:50.000Z",  # its bound here: 40 s
     }
     assert second["feature"] is None and second["detected_at"] is None
     assert document["false_fallbacks"] == [
