@@ -111,6 +111,7 @@ from streams.topics import (
     FEATURE_WRITES,
     GROUND_TRUTH,
     PREDICTIONS,
+    writes_by_model,
 )
 from streams.watch import (
     ModelWatch,
@@ -133,8 +134,6 @@ CHECKPOINT_EVERY = 1000
 # A leak watch pickles to megabytes (3.3 MB, 126 ms, measured for one of 10,000 entities):
 # written every 1,000 records it cost the worker more than its events did.
 LEAK_CHECKPOINT_EVERY = 50_000
-# The internal topic of feature writes keyed by the model that monitors the feature.
-WRITES_BY_MODEL_SUFFIX = "feature-writes-by-model"
 # Feature writes are read in batches of up to this many.
 INGEST_BATCH = 1000
 # A batch of feature writes on the internal topic: a JSON array of them.
@@ -179,9 +178,8 @@ class FailsoftApp(faust.App):
 
 
 def writes_by_model_topic(settings: Settings) -> str:
-    """The internal topic of feature writes keyed by model: the app's own, like its tables'
-    changelogs, so that two apps on one topic prefix do not feed each other's leak watches."""
-    return f"{settings.topic_prefix}{settings.worker_app_id}-{WRITES_BY_MODEL_SUFFIX}"
+    """The name of the app's internal topic of feature writes keyed by model."""
+    return writes_by_model(settings).name(settings)
 
 
 def create_app(settings: Settings, portfolio: Portfolio | None = None) -> FailsoftApp:

@@ -99,6 +99,27 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 )
 
 
+def writes_by_model(settings: Settings) -> TopicSpec:
+    """A worker app's internal topic: feature writes forwarded to the partition of the model
+    that monitors them, one message per model and batch. The app's own, like its tables'
+    changelogs, so that two apps on one topic prefix do not feed each other's leak watches."""
+    return TopicSpec(
+        suffix=f"{settings.worker_app_id}-feature-writes-by-model",
+        key="model_id",
+        contract="feature_write (a JSON array of them per message)",
+        partitions=PREDICTIONS.partitions,
+        configs=FEATURE_WRITES.configs,
+        purpose="feature writes regrouped by model, for the leak watch",
+    )
+
+
+def worker_topics(settings: Settings) -> tuple[TopicSpec, ...]:
+    """Every topic a worker reads or writes, created before Faust starts: Faust's consumer
+    subscribes before Faust declares its internal topics, and ignores a topic missing then
+    for the rest of the run (in one CI run the leak watch never saw a feature write)."""
+    return (*CATALOGUE, writes_by_model(settings))
+
+
 @dataclasses.dataclass(frozen=True)
 class TopicChange:
     """What ``ensure_topics`` did to one topic; ``changes`` is empty when it was in order."""

@@ -3,7 +3,8 @@
 Workers that share ``FAILSOFT_WORKER_APP_ID`` share the input partitions; two on one host
 need their own ``FAILSOFT_WORKER_WEB_PORT`` and ``FAILSOFT_WORKER_DATA_DIR``. The worker
 reads the portfolio (``FAILSOFT_PORTFOLIO_PATH``) once, and creates or corrects the topics
-of the catalogue before it starts (idempotent, like ``failsoft topics create``).
+of the catalogue, and its own internal one, before it starts (idempotent, like
+``failsoft topics create``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.app import create_app
     from streams.portfolio import PortfolioError
-    from streams.topics import ensure_topics
+    from streams.topics import ensure_topics, worker_topics
 
     try:
         app = create_app(settings)
@@ -42,7 +43,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"failsoft worker: {error}", file=sys.stderr)
         return 2
     try:
-        for change in ensure_topics(settings):
+        for change in ensure_topics(settings, worker_topics(settings)):
             if change.action != "unchanged":
                 print(f"failsoft worker: {change}")
     except KafkaException as error:

@@ -97,7 +97,14 @@ from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
 from streams.simulate.publish import producer_config
 from streams.sinks.influx import Point
-from streams.topics import FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS, admin_client, ensure_topics
+from streams.topics import (
+    FEATURE_WRITES,
+    GROUND_TRUTH,
+    PREDICTIONS,
+    admin_client,
+    ensure_topics,
+    worker_topics,
+)
 
 POLL_S = 0.02
 # A side that has not moved for this long has lost events.
@@ -514,7 +521,7 @@ async def run(
     for models in model_counts:
         settings = dataclasses.replace(base, topic_prefix=f"{token}-n{models}.")
         case = Case(models, settings, bench_portfolio(models, window))
-        ensure_topics(settings)
+        ensure_topics(settings, worker_topics(settings))
         case.produced = produce(settings, case.portfolio, events)
         cases.append(case)
     for round_ in range(rounds):

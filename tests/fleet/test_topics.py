@@ -42,3 +42,17 @@ def test_topics_list_prints_the_catalogue(
     out = capsys.readouterr().out
     assert "acme.control  key=model_id  contract=control_command  partitions=1" in out
     assert "cleanup.policy=compact" in out
+
+
+def test_a_worker_creates_its_internal_topic_with_the_catalogue() -> None:
+    from streams.app import writes_by_model_topic
+    from streams.topics import PREDICTIONS, worker_topics
+
+    settings = Settings(topic_prefix="acme.", worker_app_id="fs-1")
+    specs = worker_topics(settings)
+    assert specs[: len(CATALOGUE)] == CATALOGUE
+    [internal] = specs[len(CATALOGUE) :]
+    assert internal.name(settings) == writes_by_model_topic(settings)
+    assert internal.name(settings) == "acme.fs-1-feature-writes-by-model"
+    # Forwarded on the model's partition number, like the model's predictions.
+    assert internal.partitions == PREDICTIONS.partitions
