@@ -110,7 +110,11 @@ from streams.topics import (
     DEAD_LETTERS,
     FEATURE_WRITES,
     GROUND_TRUTH,
+    MAX_STATE_BYTES,
     PREDICTIONS,
+    STATE_TABLES,
+    ensure_topics,
+    worker_topics,
     writes_by_model,
 )
 from streams.watch import (
@@ -138,8 +142,6 @@ LEAK_CHECKPOINT_EVERY = 50_000
 INGEST_BATCH = 1000
 # A batch of feature writes on the internal topic: a JSON array of them.
 _WRITE_BATCH = msgspec.json.Decoder(list[FeatureWrite])
-# Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.leak_watch).
-MAX_STATE_BYTES = 16 * 1024 * 1024
 S = TypeVar("S")
 
 
@@ -158,6 +160,25 @@ class FailsoftApp(faust.App):
     label_joins: TableT[str, bytes]
     leak_watches: TableT[str, bytes]
     shadow_joins: TableT[str, bytes]
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        # Before the consumer (a child service) starts: see streams.topics.worker_topics.
+        for change in await asyncio.to_thread(
+            ensure_topics, self.settings, worker_topics(self.settings)
+        ):
+            if change.action != "unchanged":
+                self.log.info("%s", change)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        # An agent's exception is a bug of ours (input that does not fit is dead-lettered
+        # before it reaches one), or the cluster is not what the app needs. Faust restarts
+        # the agent and goes on past the event it failed on, losing its consequences; with
+        # a table's changelog missing, every write to that table crashed its agent again
+        # while the worker ran on. Stopping the worker (exit code 1) lets its supervisor
+        # restart it from the committed offsets instead.
+        await super()._on_agent_error(agent, exc)
+        await self.crash(exc)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -249,7 +270,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
             value_type=bytes,
             extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
         )
-        for name in ("model-watch", "label-join", "leak-watch", "shadow-join")
+        for name in STATE_TABLES
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
     writes_by_model = app.topic(

@@ -2,9 +2,9 @@
 
 Workers that share ``FAILSOFT_WORKER_APP_ID`` share the input partitions; two on one host
 need their own ``FAILSOFT_WORKER_WEB_PORT`` and ``FAILSOFT_WORKER_DATA_DIR``. The worker
-reads the portfolio (``FAILSOFT_PORTFOLIO_PATH``) once, and creates or corrects the topics
-of the catalogue, and its own internal one, before it starts (idempotent, like
-``failsoft topics create``).
+reads the portfolio (``FAILSOFT_PORTFOLIO_PATH``) once; its app creates or corrects the
+topics of the catalogue, its internal topic and its tables' changelogs as it starts
+(idempotent, like ``failsoft topics create``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from confluent_kafka import KafkaException
-
     from streams.app import create_app
     from streams.portfolio import PortfolioError
-    from streams.topics import ensure_topics, worker_topics
 
     try:
         app = create_app(settings)
@@ -42,13 +39,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:  # a control key that cannot be read or is too short
         print(f"failsoft worker: {error}", file=sys.stderr)
         return 2
-    try:
-        for change in ensure_topics(settings, worker_topics(settings)):
-            if change.action != "unchanged":
-                print(f"failsoft worker: {change}")
-    except KafkaException as error:
-        print(f"failsoft worker: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
-        return 1
     print(
         f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
         f"web on {settings.worker_web_host}:{settings.worker_web_port}"

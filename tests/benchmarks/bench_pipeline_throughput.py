@@ -103,7 +103,6 @@ from streams.topics import (
     PREDICTIONS,
     admin_client,
     ensure_topics,
-    worker_topics,
 )
 
 POLL_S = 0.02
@@ -521,7 +520,7 @@ async def run(
     for models in model_counts:
         settings = dataclasses.replace(base, topic_prefix=f"{token}-n{models}.")
         case = Case(models, settings, bench_portfolio(models, window))
-        ensure_topics(settings, worker_topics(settings))
+        ensure_topics(settings)
         case.produced = produce(settings, case.portfolio, events)
         cases.append(case)
     for round_ in range(rounds):

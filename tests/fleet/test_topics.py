@@ -51,7 +51,7 @@ def test_a_worker_creates_its_internal_topic_with_the_catalogue() -> None:
     settings = Settings(topic_prefix="acme.", worker_app_id="fs-1")
     specs = worker_topics(settings)
     assert specs[: len(CATALOGUE)] == CATALOGUE
-    [internal] = specs[len(CATALOGUE) :]
+    internal = specs[len(CATALOGUE)]
     assert internal.name(settings) == writes_by_model_topic(settings)
     assert internal.name(settings) == "acme.fs-1-feature-writes-by-model"
     # Forwarded on the model's partition number, like the model's predictions.

@@ -100,6 +100,8 @@ model = "fraud-006"
 at = "0s"
 """
 
+WORKER_LOG_LINES = 100
+
 FALLBACK_KINDS = frozenset({"drift_abrupt", "drift_gradual", "broken_model"})
 
 
@@ -135,6 +137,10 @@ def report(
         result = run.finish()
     finally:
         run.close()
+        # Shown when the test fails: the worker logs warnings and errors only.
+        worker_log = options.run_dir / "worker.log"
+        if worker_log.exists():
+            print(*worker_log.read_text().splitlines()[:WORKER_LOG_LINES], sep="\n")
     print(result.to_markdown())
     return result
 

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from streams.settings import Settings
-from streams.topics import ensure_topics, worker_topics
+from streams.topics import ensure_topics
 from tests.streams.proxy import TcpProxy, free_port
 
 
@@ -39,7 +39,7 @@ def worker_settings(
         worker_data_dir=tmp_path / "worker",
         worker_web_port=free_port(),
     )
-    ensure_topics(settings, worker_topics(settings))
+    ensure_topics(settings)  # the inputs, which tests may fill before the app starts
     yield settings
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     ours = [name for name in admin.list_topics(timeout=30).topics if unique_name in name]
