@@ -139,7 +139,8 @@ def worker_topics(settings: Settings) -> tuple[TopicSpec, ...]:
     starts: that consumer subscribes before Faust declares the app's internal topic and
     its tables' changelogs, and ignores a topic missing then for the rest of the run (in
     CI runs the leak watch never saw a feature write, and every write to a table whose
-    changelog was missing crashed the agent that made it)."""
+    changelog was missing crashed the agent that made it). Faust's leader-election topic
+    is not here: Faust creates it, and waits for that, before it subscribes to it."""
     return (
         *CATALOGUE,
         writes_by_model(settings),
