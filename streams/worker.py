@@ -18,6 +18,8 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     import faust
 
+KAFKA_PROBE_TIMEOUT_S = 10.0
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -28,8 +30,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+
     from streams.app import create_app
     from streams.portfolio import PortfolioError
+    from streams.topics import admin_client
 
     try:
         app = create_app(settings)
@@ -39,6 +44,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:  # a control key that cannot be read or is too short
         print(f"failsoft worker: {error}", file=sys.stderr)
         return 2
+    # One line rather than the traceback of the app's start, which needs Kafka first.
+    try:
+        admin_client(settings).list_topics(timeout=KAFKA_PROBE_TIMEOUT_S)
+    except KafkaException as error:
+        print(f"failsoft worker: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
+        return 1
     print(
         f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
         f"web on {settings.worker_web_host}:{settings.worker_web_port}"

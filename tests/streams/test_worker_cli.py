@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
+from tests.streams.proxy import free_port
 
 
 def test_missing_portfolio_is_one_line_and_exit_2(
@@ -40,3 +41,16 @@ def test_too_short_control_key_is_refused(
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["worker"]) == 2
     assert "control key 'k1'" in capsys.readouterr().err
+
+
+def test_unreachable_kafka_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there once the probe socket closed
+    monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", "deploy/portfolio.example.toml")
+    monkeypatch.setenv("FAILSOFT_KAFKA_BOOTSTRAP", closed)
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    assert main(["worker"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"Kafka at {closed}:" in error
