@@ -273,21 +273,21 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         for name in STATE_TABLES
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
-    writes_by_model = app.topic(
+    routed_writes_topic = app.topic(
         writes_by_model_topic(settings),
         internal=True,
         partitions=PREDICTIONS.partitions,
         key_type=bytes,
         value_type=bytes,
     )
-    watcher = _Watcher(app, app.topic(CONTROL.name(settings)), writes_by_model)
+    watcher = _Watcher(app, app.topic(CONTROL.name(settings)), routed_writes_topic)
     _add_ingest_agent(app, INPUTS[PREDICTIONS.suffix], dead_letters, watcher.on_prediction)
     _add_ingest_agent(app, INPUTS[GROUND_TRUTH.suffix], dead_letters, watcher.on_label)
     # Feature writes leave as one message per model and batch.
     app.write_reader = _BatchReader(
         app, INPUTS[FEATURE_WRITES.suffix], dead_letters, watcher.on_writes
     )
-    _add_routed_writes_agent(app, writes_by_model, watcher)
+    _add_routed_writes_agent(app, routed_writes_topic, watcher)
     _add_timers(app)
     _add_views(app, watcher)
     return app

@@ -1,5 +1,6 @@
 """The worker app's own topics: it creates each one it uses before its consumer starts,
-and a bug in an agent stops the worker instead of losing the agent's offsets."""
+and a bug in an agent stops the worker instead of Faust restarting the agent past the
+event it failed on."""
 
 from __future__ import annotations
 
