@@ -41,6 +41,21 @@ def finite_float(x: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def finite_floats(values: Any) -> FloatArray:
+    """The values as a float64 array, NaN where ``finite_float`` gives None.
+
+    The batch counterpart of ``finite_float``: an integer or float array converts in one
+    step; anything else (lists holding None, strings, huge ints) goes value by value, so
+    that both paths treat every input alike.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        array = values.astype(np.float64)
+        array[~np.isfinite(array)] = np.nan
+        return array
+    converted = (finite_float(x) for x in values)
+    return np.fromiter((math.nan if x is None else x for x in converted), np.float64)
+
+
 def validate_window(window_size: int) -> None:
     if not isinstance(window_size, int) or window_size < 2:
         raise ValueError(f"window_size must be an int >= 2, got {window_size!r}")
