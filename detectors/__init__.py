@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "ShadowPromotion": "detectors.shadow.promotion",
     # health
     "AlarmBudget": "detectors.health.budget",
+    "AlertDamping": "detectors.health.damping",
     "ControlAction": "detectors.health.control_action",
     "Evidence": "detectors.health.evidence",
     "HealthPolicy": "detectors.health.policy",
