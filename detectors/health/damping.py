@@ -63,6 +63,7 @@ class AlertDamping:
     []
     >>> damping.offer("score", "warning", 5.0, "score alarms again")
     ['score alarms again']
+
     A quiet that lasts is sent once the period since the first alarm has passed.
 
     >>> damping.offer("score", "normal", 100.0, "score quiet")
