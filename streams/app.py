@@ -94,6 +94,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.types import TableT
 from faust.web import Request, Response, View
 
+from detectors.health.damping import AlertDamping
 from schemas.codec import dead_letter, encode
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
 from schemas.signing import Keyring, signed_command
@@ -236,6 +237,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         settings.alerta_api_key,
         settings.alerta_environment,
         customer=settings.alerta_customer or None,
+        damping=AlertDamping(settings.alert_damping),
     )
     app.influx = InfluxSink(
         settings.influxdb_url,

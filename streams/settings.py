@@ -46,6 +46,9 @@ class Settings:
     # model ids (the demo, tests) keep their alerts apart by a customer of their own.
     # Empty: no customer.
     alerta_customer: str = ""
+    # Seconds of wall-clock time an alert's severity must hold before it may change again
+    # other than upwards (detectors.AlertDamping); 0 sends every change.
+    alert_damping: float = 300.0
     postgres_port: int = 15432
 
     # Control-command signing keys: "key_id=secret" entries (comma- or newline-separated)

@@ -24,18 +24,32 @@ resource; the resource is always the model_id):
   instead (if every worker is down, nobody is left to raise the alarm) is equivalent.
 
 Sending is asynchronous and never blocks the caller; see ``streams.sinks.buffer``.
+
+Damping. Given a ``detectors.AlertDamping``, the sink holds back an alert's changes that
+are not escalations for the damping period (one alert per resource, group and, for
+detector alerts, event): a detector that crosses its threshold back and forth pages once,
+and its newest state follows when the period has passed. The period is wall-clock time
+(the sink's clock), because it spaces out pages to people: event time runs far ahead of
+it in a replay, a backlog, or the demo's compressed days. Held alerts are released every
+second and, newest state first, when the sink stops; a worker that crashes loses them, and
+Alerta then shows the last state sent until the next change.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 
+from detectors.health.damping import AlertDamping
 from streams.sinks.buffer import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -74,6 +88,8 @@ ESCALATION_EVENTS = ("FallbackEscalated", "EscalationCleared")
 HEARTBEAT_EVENTS = ("HeartbeatFail", "HeartbeatSlow", "HeartbeatOK")
 # Alerta caps a page; a large one keeps the leader's periodic watch to a request or two.
 HEARTBEAT_PAGE_SIZE = 1000
+# How often held alerts are looked at (seconds); the damping period is minutes.
+DAMPING_RELEASE_INTERVAL = 1.0
 ALERT_SEVERITIES = frozenset(
     {"security", "critical", "major", "minor", "warning", "informational", "normal", "ok"}
 )
@@ -224,7 +240,8 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
     ``alert_ids`` maps (resource, event) to the id Alerta gave the last alert sent with
     them; correlated and duplicate alerts keep one id. A ``customer`` goes with every
     alert: Alerta de-duplicates and correlates within a customer only, so two runs with
-    customers of their own never update each other's alerts.
+    customers of their own never update each other's alerts. ``damping`` holds back
+    alerts' flaps (see the module docstring); ``clock`` is its time in seconds.
     """
 
     name = "alerta"
@@ -239,15 +256,62 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
         capacity: int = 10_000,
         request_timeout: float = 5.0,
         backoff: Backoff = DEFAULT_BACKOFF,
+        damping: AlertDamping | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(capacity=capacity, batch_size=1, flush_interval=0, backoff=backoff)
         self.endpoint = endpoint.rstrip("/")
         self.environment = environment
         self.customer = customer or None
+        self.damping = damping
+        self.clock = clock
+        self._releaser: asyncio.Task[None] | None = None
         self.alert_ids: dict[tuple[str, str], str] = {}
         self._headers = {"Authorization": f"Key {api_key}"}
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session: aiohttp.ClientSession | None = None
+
+    def enqueue(self, item: Alert | Heartbeat) -> bool:
+        """Queue ``item``, unless damping holds it back; never blocks. False if one was dropped."""
+        if self.damping is None or not isinstance(item, Alert):
+            return super().enqueue(item)
+        key = item.resource, item.group, item.event if item.group == "detector" else ""
+        passed = self.damping.offer("/".join(key), item.severity, self.clock(), item)
+        kept = True
+        for alert in passed:
+            kept = super().enqueue(alert) and kept
+        return kept
+
+    @property
+    def held(self) -> int:
+        """Alerts that damping holds back for now."""
+        return 0 if self.damping is None else self.damping.held
+
+    def start(self) -> None:
+        super().start()
+        if self.damping is not None and self._releaser is None:
+            self._releaser = asyncio.get_running_loop().create_task(
+                self._release_held(), name=f"{self.name}-damping"
+            )
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._releaser is not None:
+            self._releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releaser
+            self._releaser = None
+        if self.damping is not None:
+            # On-call is left with each alert's newest state, not the last one paged.
+            for alert in self.damping.release(math.inf):
+                super().enqueue(alert)
+        await super().stop(timeout)
+
+    async def _release_held(self) -> None:
+        assert self.damping is not None
+        while True:
+            await asyncio.sleep(DAMPING_RELEASE_INTERVAL)
+            for alert in self.damping.release(self.clock()):
+                super().enqueue(alert)
 
     async def deliver(self, batch: Sequence[Alert | Heartbeat]) -> None:
         for item in batch:

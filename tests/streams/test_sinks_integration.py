@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from detectors.health.damping import AlertDamping
 from streams.settings import Settings
 from streams.sinks.alerta import (
     AlertaSink,
@@ -135,6 +136,39 @@ async def test_alerta_health_follows_state_and_restore_closes_fallback_alert(
     assert after["escalation"].id == escalation.id
     assert after["escalation"].status == "closed"
     await sink.stop()
+
+
+async def test_alerta_damping_pages_a_flapping_detector_once_and_sends_its_last_state(
+    alerta_client: Any, stack_settings: Settings, unique_name: str
+) -> None:
+    now = [0.0]
+    sink = AlertaSink(
+        stack_settings.alerta_endpoint,
+        stack_settings.alerta_api_key,
+        stack_settings.alerta_environment,
+        request_timeout=2.0,
+        backoff=FAST,
+        damping=AlertDamping(period=300.0),
+        clock=lambda: now[0],
+    )
+    sink.start()
+    model = unique_name
+    # The score detector toggles every 5 s for two minutes, as in the demo of 2026-12-03.
+    for step in range(24):
+        now[0] = 5.0 * step
+        severity = "warning" if step % 2 == 0 else "normal"
+        sink.enqueue(detector_alert(model, "team-test", "score", severity, f"score {severity}"))
+    assert await sink.flush(timeout=10)
+    [score] = alerts_of(alerta_client, model)
+    # Opened once, never closed by a flap: its history has no change of severity.
+    assert (score.event, score.severity, score.status) == ("score", "warning", "open")
+    history = alerta_client.get_alert(score.id).history
+    assert [entry["type"] for entry in history] == ["new"]
+    # Its last word was "normal": held, it goes out when the sink stops.
+    assert sink.held == 1
+    await sink.stop()
+    [closed] = [a for a in alerts_of(alerta_client, model) if a.event == "score"]
+    assert (closed.id, closed.status) == (score.id, "closed")
 
 
 async def test_alerta_heartbeat_is_recorded(
