@@ -25,6 +25,11 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   one;
 - **recovered**: a restore command for M came after the fallback command.
 
+Alert churn, per model: every change of an alert it has (its opening and each change of
+severity), and the **flaps** among them: a change that is not an escalation and comes
+within ``FLAP_WINDOW_S`` of the same alert's previous change. Each is a page that told
+on-call nothing new; the worker's damping should leave none.
+
 A fallback command for a model with no incident active at the time of its decision (from
 its injection to its end plus its kind's bound, or to the end of the run when it never
 ends) is a **false fallback**. Incidents scheduled after the run ended (it was stopped
@@ -35,16 +40,20 @@ bound when the run ended is **pending**, not missed (``detect_by`` is its bound'
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from detectors.health.damping import SEVERITY_RANKS
 from streams.simulate.timeline import iso_utc
 
 __all__ = [
     "DEFAULT_BOUND_S",
     "DETECTORS_BY_KIND",
+    "FLAP_WINDOW_S",
+    "AlertChurn",
     "AlertEvent",
     "FalseFallback",
     "IncidentRow",
@@ -77,6 +86,9 @@ QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
 # informational). The tap names their detector with the verdict, e.g. "shadow_verdict:promote".
 VERDICT_EVENTS = frozenset({"shadow_verdict"})
 ALARM_GROUPS = frozenset({"health", "detector"})
+# A non-escalating change of an alert this soon after its previous one is a flap (seconds,
+# wall clock): the worker's default damping period.
+FLAP_WINDOW_S = 300.0
 
 T = TypeVar("T")
 
@@ -226,6 +238,22 @@ class FalseFallback:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlertChurn:
+    """How often a model's alerts changed in a run, and how many of the changes flapped."""
+
+    model: str
+    changes: int
+    flaps: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "changes": self.changes, "flaps": self.flaps}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> AlertChurn:
+        return cls(model=entry["model"], changes=int(entry["changes"]), flaps=int(entry["flaps"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """One row per injected incident, in timeline order, and the false fallbacks."""
 
@@ -234,6 +262,8 @@ class Report:
     ended_at: int
     incidents: tuple[IncidentRow, ...]
     false_fallbacks: tuple[FalseFallback, ...]
+    # Models whose alerts changed, by model id; empty in reports saved before it existed.
+    alert_churn: tuple[AlertChurn, ...] = ()
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -253,6 +283,7 @@ class Report:
             "ended_at": _iso(self.ended_at),
             "incidents": [row.to_json() for row in self.incidents],
             "false_fallbacks": [entry.to_json() for entry in self.false_fallbacks],
+            "alert_churn": [entry.to_json() for entry in self.alert_churn],
         }
 
     def dumps(self) -> str:
@@ -308,6 +339,16 @@ class Report:
             ]
         else:
             lines.append("False fallbacks: none.")
+        if self.alert_churn:
+            flapping = [entry for entry in self.alert_churn if entry.flaps]
+            changes = sum(entry.changes for entry in self.alert_churn)
+            lines.append(
+                f"Alert changes: {changes} on {len(self.alert_churn)} models; flaps (a change "
+                f"that is not an escalation within {FLAP_WINDOW_S:.0f} s of the alert's "
+                "previous one): "
+                + (", ".join(f"{e.model} {e.flaps}" for e in flapping) if flapping else "none")
+                + "."
+            )
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -328,6 +369,7 @@ class Report:
                 false_fallbacks=tuple(
                     FalseFallback.from_json(e) for e in document["false_fallbacks"]
                 ),
+                alert_churn=tuple(AlertChurn.from_json(e) for e in document.get("alert_churn", ())),
             )
         except KeyError as error:
             raise ValueError(f"report: missing field {error.args[0]!r}") from None
@@ -385,7 +427,40 @@ def build_report(
                     None if switch is None else switch.at_ms,
                 )
             )
-    return Report(scenario, started_at, ended_at, tuple(rows), tuple(false_fallbacks))
+    return Report(
+        scenario,
+        started_at,
+        ended_at,
+        tuple(rows),
+        tuple(false_fallbacks),
+        alert_churn(alerts),
+    )
+
+
+def alert_churn(alerts: Iterable[AlertEvent]) -> tuple[AlertChurn, ...]:
+    """Each model's alert changes and flaps (see the module docstring), by model id.
+
+    >>> events = [AlertEvent("a1", "m", "detector", "score", s, t) for s, t in
+    ...           [("warning", 0), ("normal", 5_000), ("warning", 10_000), ("normal", 400_000)]]
+    >>> alert_churn(events)
+    (AlertChurn(model='m', changes=4, flaps=1),)
+    """
+    by_alert: dict[str, list[AlertEvent]] = {}
+    for event in sorted(alerts, key=lambda a: a.at_ms):
+        by_alert.setdefault(event.alert_id, []).append(event)
+    changes: dict[str, int] = {}
+    flaps: dict[str, int] = {}
+    for history in by_alert.values():
+        model = history[0].model
+        changes[model] = changes.get(model, 0) + len(history)
+        flaps.setdefault(model, 0)
+        for before, after in itertools.pairwise(history):
+            escalation = SEVERITY_RANKS.get(after.severity, 0) > SEVERITY_RANKS.get(
+                before.severity, 0
+            )
+            if not escalation and after.at_ms - before.at_ms < FLAP_WINDOW_S * 1000:
+                flaps[model] += 1
+    return tuple(AlertChurn(model, changes[model], flaps[model]) for model in sorted(changes))
 
 
 def _row(

@@ -441,3 +441,31 @@ def test_markdown_has_one_row_per_incident_with_delays_and_the_switch_in_ms() ->
 def test_a_bad_saved_report_is_a_clear_error(document: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Report.from_json(document)
+
+
+def test_alert_churn_counts_each_models_changes_and_its_flaps() -> None:
+    toggling = [
+        alert("ltv", seconds, event="score", group="detector", severity=severity, alert_id="s")
+        for seconds, severity in [(10, "warning"), (15, "normal"), (20, "warning"), (25, "normal")]
+    ]
+    # A health alert that only escalates, then clears long after: no flap.
+    health = [
+        alert("ctr", 10, severity="warning"),
+        alert("ctr", 12, event="ModelFallback", severity="major"),
+        alert("ctr", 400, event="ModelHealthy", severity="normal"),
+    ]
+    result = report([incident("broken_model", "ctr", 5)], alerts=[*toggling, *health])
+    assert [(c.model, c.changes, c.flaps) for c in result.alert_churn] == [
+        ("ctr", 3, 0),
+        ("ltv", 4, 2),
+    ]
+    text = result.to_markdown()
+    assert "Alert changes: 7 on 2 models; flaps (a change that is not an escalation within " in text
+    assert "previous one): ltv 2." in text
+    assert Report.from_json(json.loads(result.dumps())) == result
+
+
+def test_a_report_saved_before_alert_churn_reads_back_without_it() -> None:
+    document = json.loads(report([incident("drift_abrupt", "m", 10)]).dumps())
+    del document["alert_churn"]
+    assert Report.from_json(document).alert_churn == ()
