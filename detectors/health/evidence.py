@@ -29,6 +29,12 @@ class Evidence:
     critical
         An incident that acts at once, whatever the alarm budget: values from the future, an
         error rate above a hard limit.
+    material
+        Whether an alarm is worth acting on: the change it found is at least the
+        detector's effect-size floor (the smallest shift worth a fallback), or it is
+        evidence that performance, measured or estimated, dropped. An alarm below the floor
+        is real but harmless: it is recorded and alerted on (informational), and the health
+        policy does not act on it.
     details
         A few named numbers or words for humans (statistic, counts); copied on construction.
 
@@ -50,6 +56,7 @@ class Evidence:
     alpha: float | None = None
     p_value: float | None = None
     critical: bool = False
+    material: bool = True
     details: Mapping[str, float | int | str | bool] = dataclasses.field(
         default_factory=dict, hash=False
     )

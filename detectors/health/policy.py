@@ -17,6 +17,11 @@ evidence and a relapse during probing, which only ever move towards the fallback
 restore and the next non-critical fallback are at least ``min_dwell`` apart, and a fallback
 and its restore at least ``2 * clear_after``: a noisy metric cannot make the fleet flap.
 
+Only alarms that matter move the machine: evidence whose ``material`` is false (a real
+change below its detector's effect-size floor, such as the slow, harmless drift of a real
+score mix) counts as no alarm here. It still reaches InfluxDB and an informational alert;
+acting on it would take the model offline for a change that costs nothing.
+
 How many false alarms reach the machine is the alarm budget's business (``AlarmBudget``
 hands each test its level); the confirmation here is a second line against detectors whose
 nominal level is not their real one (overlapping windows, autocorrelated inputs).
@@ -207,7 +212,7 @@ class HealthPolicy(base.Base):
         moved = False
         if isinstance(x, Evidence):
             self._last_evidence = x
-            if x.critical or x.alarm:
+            if x.critical or (x.alarm and x.material):
                 moved = self._on_alarm(x, now)
         if not moved:
             self._on_time(now)

@@ -123,6 +123,42 @@ def test_critical_from_healthy_acts_on_the_very_first_record() -> None:
     assert out["actions"] == [(0, "fallback", 1)]
 
 
+def test_alarms_below_their_effect_floor_never_move_the_model() -> None:
+    # The seeded incident of the pinned test, found by a detector whose shift stays below
+    # its effect-size floor: real, harmless, and the policy must not act on it.
+    rates = [0.002] * 200 + [0.9] * 60 + [0.002] * 340
+    immaterial = [
+        Evidence(detector=e.detector, feature=e.feature, at=e.at, alarm=e.alarm, material=False)
+        for e in _minutes(rates, seed=1)
+    ]
+    policy = HealthPolicy()
+    out = _run(policy, immaterial)
+    assert out == {"moves": [], "actions": [], "escalations": []}
+    assert policy.last_evidence is immaterial[-1]
+
+
+def test_an_immaterial_alarm_neither_confirms_a_fallback_nor_breaks_probation() -> None:
+    policy = HealthPolicy(min_dwell=0.0, clear_after=HOUR)
+    records: list[Any] = [Evidence(detector="score", at=0.0, alarm=True)]  # degraded
+    records += [
+        Evidence(detector="score", at=MINUTE * i, alarm=True, material=False) for i in range(1, 30)
+    ]
+    records += [Heartbeat(at=MINUTE * i) for i in range(30, 61)]  # quiet: healthy again
+    records += [Evidence(detector="psi", at=MINUTE * 61, alarm=True, critical=True)]
+    records += [Heartbeat(at=MINUTE * i) for i in range(62, 123)]  # probing at 121 min
+    records += [Evidence(detector="score", at=MINUTE * 130, alarm=True, material=False)]
+    records += [Heartbeat(at=MINUTE * i) for i in range(131, 190)]
+    out = _run(policy, records)
+    assert out["moves"] == [
+        (0, "healthy", "degraded", "score"),
+        (60, "degraded", "healthy", None),
+        (61, "healthy", "fallback", "psi"),
+        (121, "fallback", "probing", None),
+        (174, "probing", "healthy", None),  # at minute 181: probation ran its hour
+    ]
+    assert out["actions"] == [(61, "fallback", 1), (174, "restore", 2)]
+
+
 def test_relapse_in_probation_returns_to_fallback_without_a_new_command() -> None:
     policy = HealthPolicy(min_dwell=0.0, clear_after=HOUR)
     records: list[Any] = [Evidence(detector="ks", at=0.0, alarm=True, critical=True)]
