@@ -162,7 +162,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
     cover older predictions than the chunk, and the estimate never turns into the measured
     value. A change of P(y | score) itself (concept change) is invisible to any estimate
     without labels; it shows in the measured values, then in the estimate once the new
-    labels fill the calibration window.
+    labels fill the calibration window; ``calibration_gap`` shows it meanwhile.
 
     Feed each prediction when it is made, ``update((None, score))``, and again with its
     label once that arrives, ``update((label, score))``: ``score`` the probability of class
@@ -246,6 +246,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._labelled_filled = 0
         self._estimated = np.full(len(METRICS), math.nan)
         self._reference_accuracy = math.nan
+        self._calibration_gap = math.nan
         self._detections = _NO_DETECTIONS
         self._n_predictions = 0
         self._n_labels = 0
@@ -338,13 +339,22 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._reference_accuracy = float(
             np.mean((reference[:, 0] >= self.threshold) == (reference[:, 1] == 1.0))
         )
+        # Signed so that a right prediction counts +1 and a wrong one -1, against its odds.
+        recent = self._recent_labelled()
+        right = np.where(recent[:, 0] >= self.threshold, 1.0, -1.0)
+        surprise = right * (recent[:, 1] - np.interp(recent[:, 0], distinct, fitted))
+        self._calibration_gap = float(np.mean(surprise))
         return bool(self._estimated[0] < self._reference_accuracy - self.tolerance)
 
-    def _measured(self, metric: int) -> float:
+    def _recent_labelled(self) -> np.ndarray:
+        """The last ``chunk_size`` labelled rows (score, label), oldest first."""
         n = min(self._labelled_filled, self.chunk_size)
-        if not n:
+        return self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
+
+    def _measured(self, metric: int) -> float:
+        recent = self._recent_labelled()
+        if not len(recent):
             return math.nan
-        recent = self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
         return float(measured_metrics(recent[:, 0], recent[:, 1], self.threshold)[metric])
 
     @property
@@ -401,6 +411,13 @@ class CalibratedEstimate(LabelCounts, base.Base):
     def reference_accuracy(self) -> float:
         """Accuracy measured on the calibration labels when the last chunk was estimated."""
         return self._reference_accuracy
+
+    @property
+    def calibration_gap(self) -> float:
+        """Measured minus expected accuracy of the last ``chunk_size`` labels, when the last
+        chunk was estimated: near 0 while P(y | score) holds, below 0 when the labels say
+        the model got worse than its calibration expects, i.e. the estimate is stale."""
+        return self._calibration_gap
 
     @property
     def n_predictions(self) -> int:

@@ -175,6 +175,7 @@ CASES = [
             "measured_f1",
             "measured_auc",
             "reference_accuracy",
+            "calibration_gap",
             "n_predictions",
             "n_labels",
             "n_ignored",

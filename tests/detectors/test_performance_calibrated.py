@@ -280,3 +280,22 @@ def test_pickle_keeps_the_calibration_and_the_open_chunk() -> None:
     original.update_many(scores[2050:])
     restored.update_many(scores[2050:])
     assert state_difference(original, restored) is None
+
+
+def test_calibration_gap_shows_a_concept_change_the_estimate_cannot_see() -> None:
+    rng = np.random.default_rng(69)
+    estimate = CalibratedEstimate(chunk_size=1000, calibration_size=10_000)
+    gaps = []
+    for chunk in range(14):
+        truth, scores, labels = _traffic(rng, 1000)
+        if chunk >= 10:  # same scores, noisier labels: P(y | score) changed
+            labels = (rng.random(1000) < _sigmoid(np.log(truth / (1 - truth)) / 3)).astype(int)
+        estimate.update_many(scores)
+        gaps.append(round(estimate.calibration_gap, 3))
+        estimate.update_many(scores, labels)
+    assert math.isnan(gaps[0])  # fewer than min_labels labels
+    assert max(abs(g) for g in gaps[1:11]) < 0.02
+    # The chunks' scores, so their estimate, are as before; the labels say otherwise.
+    assert gaps[11:] == [-0.129, -0.131, -0.099]
+    assert round(estimate.estimated_accuracy, 3) == 0.746
+    assert round(estimate.measured_accuracy, 3) == 0.637
