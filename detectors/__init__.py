@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "ScalarStreamDrift": "detectors.drift.scalar_stream",
     "WassersteinDrift": "detectors.drift.wasserstein",
     # performance
+    "CalibratedEstimate": "detectors.performance.calibrated",
     "ClassificationPerformance": "detectors.performance.classification",
     "EstimatedAccuracy": "detectors.performance.estimate",
     "LabelDelay": "detectors.performance.delay",

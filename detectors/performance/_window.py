@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -38,3 +40,14 @@ def mid_ranks(values: np.ndarray) -> np.ndarray:
     left = np.searchsorted(ordered, values, side="left")
     right = np.searchsorted(ordered, values, side="right")
     return (left + right + 1) / 2.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for 0/1 ``labels``, ties counted half (NaN without both classes)."""
+    positive = labels == 1
+    positives = int(np.sum(positive))
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return math.nan
+    rank_sum = float(np.sum(mid_ranks(scores)[positive]))
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)

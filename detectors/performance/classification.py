@@ -9,7 +9,7 @@ import numpy as np
 
 from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import mid_ranks, validate_size
+from detectors.performance._window import roc_auc, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 # Probabilities are clipped here before the logarithm, as river and scikit-learn do.
@@ -91,10 +91,4 @@ class ClassificationPerformance(LabelledMetric):
     @property
     def auc(self) -> float:
         """ROC AUC in the window, ties counted half (NaN until both classes are present)."""
-        y, p = self._rows.column(0), self._rows.column(1)
-        positives = int(np.sum(y))
-        negatives = len(y) - positives
-        if positives == 0 or negatives == 0:
-            return math.nan
-        rank_sum = float(np.sum(mid_ranks(p)[y == 1]))
-        return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+        return roc_auc(self._rows.column(0), self._rows.column(1))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.performance.calibrated import CalibratedEstimate
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -158,5 +159,33 @@ CASES = [
             (None, np.array([0.5, float("nan")])),
             (None, np.array(0.5)),
         ),
+    ),
+    DetectorCase(
+        make=lambda: CalibratedEstimate(chunk_size=200, calibration_size=1000, min_labels=100),
+        stream=lambda rng, n: predictions_and_labels(rng, n),
+        results=(
+            "estimated_accuracy",
+            "estimated_precision",
+            "estimated_recall",
+            "estimated_f1",
+            "estimated_auc",
+            "measured_accuracy",
+            "measured_precision",
+            "measured_recall",
+            "measured_f1",
+            "measured_auc",
+            "reference_accuracy",
+            "calibration_gap",
+            "n_predictions",
+            "n_labels",
+            "n_ignored",
+            "n_chunks",
+            "drift_detected",
+        ),
+        alarm="drift_detected",
+        # A chunk is judged when its 200th prediction arrives, the 200th update at the earliest.
+        warm_up=199,
+        changed=lambda rng, n: predictions_and_labels(rng, n, unsure=True),
+        bad_inputs=(*BAD_PAIRS, (None, [0.5, 0.5]), (None, np.array(0.5)), (True, "0.5")),
     ),
 ]

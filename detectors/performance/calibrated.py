@@ -1,0 +1,440 @@
+"""Classification performance before labels arrive, from isotonically calibrated scores (CBPE)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river import base
+
+from detectors.drift._window import finite_floats
+from detectors.performance._inputs import binary_label, fields, is_real, unit_float
+from detectors.performance._labelled import LabelCounts
+from detectors.performance._window import roc_auc, validate_size
+
+# The metrics estimated per chunk and measured on labels, in the order of the state arrays.
+METRICS = ("accuracy", "precision", "recall", "f1", "auc")
+
+_NO_DETECTIONS = np.zeros(0, dtype=np.int64)
+_ONE_DETECTION = np.zeros(1, dtype=np.int64)
+
+# Label codes inside a batch: NaN marks a prediction without label, this an invalid label.
+_INVALID_LABEL = -1.0
+
+
+def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-decreasing least-squares fit of ``labels`` on ``scores`` (pool adjacent violators).
+
+    Returns the distinct scores in increasing order and the fitted P(y = 1) at each, for
+    ``np.interp`` (which clips beyond the ends, as scikit-learn's ``out_of_bounds="clip"``).
+
+    Examples
+    --------
+    >>> xs, fitted = isotonic_fit(np.array([0.1, 0.2, 0.2, 0.3, 0.4]), np.array([0, 1, 0, 0, 1]))
+    >>> xs.tolist(), fitted.round(3).tolist()
+    ([0.1, 0.2, 0.3, 0.4], [0.0, 0.333, 0.333, 1.0])
+    """
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    distinct, starts = np.unique(ordered, return_index=True)
+    weights = np.diff(np.append(starts, len(ordered))).tolist()
+    sums = np.add.reduceat(labels[order], starts).tolist()
+    # Blocks of pooled distinct scores: label sum, weight, and how many distinct scores.
+    block_sums: list[float] = []
+    block_weights: list[float] = []
+    block_sizes: list[int] = []
+    for total, weight in zip(sums, weights, strict=True):
+        size = 1
+        while block_sums and block_sums[-1] * weight >= total * block_weights[-1]:
+            total += block_sums.pop()
+            weight += block_weights.pop()
+            size += block_sizes.pop()
+        block_sums.append(total)
+        block_weights.append(weight)
+        block_sizes.append(size)
+    means = np.array(block_sums) / np.array(block_weights)
+    return distinct, np.repeat(means, block_sizes)
+
+
+def expected_metrics(scores: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Accuracy, precision, recall, F1 and ROC AUC expected when P(y_i = 1) = probabilities[i].
+
+    The confusion matrix is the expected one at ``scores >= threshold``; the AUC is the
+    expected number of correctly ordered (positive, negative) pairs over the expected number
+    of such pairs, ranking by ``scores`` with ties counted half: the ROC curve that CBPE
+    draws from calibrated probabilities, without the ties calibration would add. NaN where
+    a denominator is 0.
+    """
+    predicted = scores >= threshold
+    true_positive = float(np.sum(probabilities[predicted]))
+    false_positive = float(np.sum(1.0 - probabilities[predicted]))
+    false_negative = float(np.sum(probabilities[~predicted]))
+    true_negative = float(np.sum(1.0 - probabilities[~predicted]))
+    return _confusion_metrics(
+        true_positive,
+        false_positive,
+        false_negative,
+        true_negative,
+        _soft_auc(scores, probabilities),
+    )
+
+
+def measured_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Accuracy, precision, recall, F1 and ROC AUC of labelled scores (NaN where undefined)."""
+    predicted = scores >= threshold
+    positive = labels == 1
+    true_positive = float(np.sum(predicted & positive))
+    false_positive = float(np.sum(predicted & ~positive))
+    false_negative = float(np.sum(~predicted & positive))
+    true_negative = float(np.sum(~predicted & ~positive))
+    return _confusion_metrics(
+        true_positive, false_positive, false_negative, true_negative, roc_auc(labels, scores)
+    )
+
+
+def _confusion_metrics(tp: float, fp: float, fn: float, tn: float, auc: float) -> np.ndarray:
+    return np.array(
+        [
+            _ratio(tp + tn, tp + fp + fn + tn),
+            _ratio(tp, tp + fp),
+            _ratio(tp, tp + fn),
+            _ratio(2.0 * tp, 2.0 * tp + fp + fn),
+            auc,
+        ]
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
+
+
+def _soft_auc(scores: np.ndarray, probabilities: np.ndarray) -> float:
+    order = np.argsort(scores, kind="stable")
+    _, starts = np.unique(scores[order], return_index=True)
+    positive = np.add.reduceat(probabilities[order], starts)
+    negative = np.add.reduceat(1.0 - probabilities[order], starts)
+    negatives_below = np.cumsum(negative) - negative
+    # A prediction is never paired with itself: remove each one's own (tied) pair.
+    own = float(np.sum(probabilities * (1.0 - probabilities)))
+    ordered_pairs = float(np.sum(positive * (negatives_below + 0.5 * negative))) - 0.5 * own
+    pairs = float(np.sum(positive)) * float(np.sum(negative)) - own
+    return _ratio(ordered_pairs, pairs)
+
+
+def _label_codes(labels: Any, n: int) -> np.ndarray:
+    """Labels as 0.0 or 1.0, NaN for a prediction (NaN or None), ``_INVALID_LABEL`` else."""
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "fiub":
+        values = labels.astype(np.float64)
+        codes = np.where((values == 0.0) | (values == 1.0), values, _INVALID_LABEL)
+        codes[np.isnan(values)] = math.nan
+    else:
+        codes = np.fromiter((_label_code(y) for y in labels), np.float64)
+    if len(codes) != n:
+        raise ValueError(f"labels must be as many as scores, got {len(codes)} for {n}")
+    return codes
+
+
+def _label_code(y: Any) -> float:
+    if y is None or (isinstance(y, float) and math.isnan(y)):
+        return math.nan
+    label = binary_label(y)
+    return _INVALID_LABEL if label is None else float(label)
+
+
+class CalibratedEstimate(LabelCounts, base.Base):
+    """A binary classifier's performance estimated before labels, and measured after.
+
+    Confidence-based performance estimation (CBPE, as in NannyML) with a calibration that
+    follows the labels. The labelled pairs ``(score, label)`` of the last
+    ``calibration_size`` labels calibrate the scores by isotonic regression (pool
+    adjacent violators, interpolated linearly between distinct scores). Each chunk of
+    ``chunk_size`` predictions, when it completes, is estimated from its calibrated
+    probabilities ``q``: the expected confusion matrix at the model's own ``threshold``
+    (``score >= threshold`` predicts class 1) gives accuracy, precision, recall and F1,
+    and the expected ROC AUC ranks the chunk's scores with ``q`` as the chance of each to
+    be positive. Raw, uncalibrated scores are never taken at their word, so an under- or
+    over-confident model is estimated as well as a calibrated one; a covariate shift (the
+    scores move, P(y | score) does not) shows in the estimate before any label.
+
+    The ``estimated_*`` properties describe the last completed chunk; the ``measured_*``
+    properties the last ``chunk_size`` labels. Both stay readable side by side: labels
+    cover older predictions than the chunk, and the estimate never turns into the measured
+    value. A change of P(y | score) itself (concept change) is invisible to any estimate
+    without labels; it shows in the measured values, then in the estimate once the new
+    labels fill the calibration window; ``calibration_gap`` shows it meanwhile.
+
+    Feed each prediction when it is made, ``update((None, score))``, and again with its
+    label once that arrives, ``update((label, score))``: ``score`` the probability of class
+    1 in [0, 1], ``label`` 0 or 1 (or a bool). Anything else is counted in ``n_ignored``.
+    ``update_many(scores, labels)`` is the batch form (see there).
+
+    ``drift_detected`` is True at the update that completes a chunk whose estimated
+    accuracy is more than ``tolerance`` below ``reference_accuracy``, the accuracy measured
+    on the calibration labels: the model is expected to do worse on its new inputs than
+    on those its labels came from.
+
+    Parameters
+    ----------
+    threshold
+        The model's decision threshold in (0, 1): ``score >= threshold`` predicts class 1.
+    chunk_size
+        Predictions per estimated chunk, and labels in the measured window.
+    calibration_size
+        How many of the latest labelled pairs calibrate the scores (memory: two floats
+        each).
+    min_labels
+        How many labelled pairs a chunk's estimate needs; before, it is NaN.
+    tolerance
+        How far the estimated accuracy of a chunk may fall below the reference accuracy
+        before ``drift_detected``.
+
+    Examples
+    --------
+    An under-confident model: its score is 0.65 where the truth is 0.77.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> truth = 1 / (1 + np.exp(-rng.normal(-1.0, 2.0, 12_000)))
+    >>> scores = 1 / (1 + np.exp(-0.5 * np.log(truth / (1 - truth))))
+    >>> labels = (rng.random(12_000) < truth).astype(int)
+    >>> estimate = CalibratedEstimate(chunk_size=2000, calibration_size=10_000)
+    >>> estimate.update_many(scores[:10_000], labels[:10_000])  # labelled reference
+    >>> estimate.update_many(scores[10_000:])  # a chunk of new predictions, no labels yet
+    >>> round(estimate.estimated_accuracy, 3), round(estimate.estimated_auc, 3)
+    (0.8, 0.869)
+    >>> estimate.update_many(scores[10_000:], labels[10_000:])  # their labels arrive
+    >>> round(estimate.measured_accuracy, 3), round(estimate.measured_auc, 3)
+    (0.791, 0.862)
+
+    The scores' own confidence, which ``EstimatedAccuracy`` takes for accuracy:
+
+    >>> round(float(np.mean(np.maximum(scores[10_000:], 1 - scores[10_000:]))), 3)
+    0.693
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        chunk_size: int = 1000,
+        calibration_size: int = 20_000,
+        min_labels: int = 500,
+        tolerance: float = 0.02,
+    ) -> None:
+        if not (is_real(threshold) and 0.0 < threshold < 1.0):
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        validate_size("chunk_size", chunk_size)
+        validate_size("calibration_size", calibration_size)
+        if not isinstance(min_labels, int) or not 1 <= min_labels <= calibration_size:
+            raise ValueError(
+                f"min_labels must be an integer in [1, calibration_size], got {min_labels!r}"
+            )
+        if not (is_real(tolerance) and 0.0 < tolerance < 1.0):
+            raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+        self.threshold = threshold
+        self.chunk_size = chunk_size
+        self.calibration_size = calibration_size
+        self.min_labels = min_labels
+        self.tolerance = tolerance
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chunk = np.zeros(self.chunk_size)  # the scores of the chunk being filled
+        self._chunk_filled = 0
+        self._labelled = np.zeros((self.calibration_size, 2))  # ring: score, label
+        self._labelled_next = 0
+        self._labelled_filled = 0
+        self._estimated = np.full(len(METRICS), math.nan)
+        self._reference_accuracy = math.nan
+        self._calibration_gap = math.nan
+        self._detections = _NO_DETECTIONS
+        self._n_predictions = 0
+        self._n_labels = 0
+        self._n_ignored = 0
+        self._n_chunks = 0
+
+    def update(self, x: Any) -> None:
+        """Absorb ``(None, score)`` for a new prediction or ``(label, score)`` for a label."""
+        pair = fields(x, 2)
+        score = unit_float(pair[1]) if pair else None
+        label = None if pair is None or pair[0] is None else binary_label(pair[0])
+        self._detections = _NO_DETECTIONS
+        if pair is None or score is None or (pair[0] is not None and label is None):
+            self._n_ignored += 1
+        elif label is not None:
+            self._labelled[self._labelled_next] = (score, label)
+            self._labelled_next = (self._labelled_next + 1) % self.calibration_size
+            self._labelled_filled = min(self._labelled_filled + 1, self.calibration_size)
+            self._n_labels += 1
+        else:
+            self._chunk[self._chunk_filled] = score
+            self._chunk_filled += 1
+            self._n_predictions += 1
+            if self._chunk_filled == self.chunk_size and self._close_chunk():
+                self._detections = _ONE_DETECTION
+
+    def update_many(self, scores: Any, labels: Any = None) -> None:
+        """Absorb a batch, exactly as ``update`` would one by one.
+
+        ``labels`` None: every score is a new prediction, ``update((None, score))``. Else a
+        sequence as long as ``scores``, item ``i`` the label of ``scores[i]`` or NaN (or
+        None) where ``scores[i]`` is a new prediction: ``update((labels[i], scores[i]))``,
+        except that NaN stands for None. ``detections`` lists the positions in the batch
+        where ``drift_detected`` would have been True.
+        """
+        values = finite_floats(scores)
+        codes = (
+            np.full(len(values), math.nan) if labels is None else _label_codes(labels, len(values))
+        )
+        valid = (values >= 0.0) & (values <= 1.0) & (codes != _INVALID_LABEL)
+        self._n_ignored += int(len(values) - np.sum(valid))
+        kept = np.flatnonzero(valid)
+        self._absorb(values[kept], codes[kept], kept)
+
+    def _absorb(self, scores: np.ndarray, codes: np.ndarray, positions: np.ndarray) -> None:
+        """Valid scores in order, each a prediction (NaN code) or labelled, at these positions
+        of the batch; a chunk closes at its last prediction, with the labels before it."""
+        is_prediction = np.isnan(codes)
+        filled = self._chunk_filled + np.cumsum(is_prediction)
+        closing = np.flatnonzero(is_prediction & (filled % self.chunk_size == 0))
+        detections = []
+        start = 0
+        for end in [*closing.tolist(), len(scores) - 1]:
+            segment = slice(start, end + 1)
+            self._push_labels(scores[segment][~is_prediction[segment]], codes[segment])
+            self._push_predictions(scores[segment][is_prediction[segment]])
+            if self._chunk_filled == self.chunk_size and self._close_chunk():
+                detections.append(int(positions[end]))
+            start = end + 1
+        self._detections = np.array(detections, dtype=np.int64)
+
+    def _push_labels(self, scores: np.ndarray, codes: np.ndarray) -> None:
+        labels = codes[~np.isnan(codes)]
+        n = len(labels)
+        size = self.calibration_size
+        at = (self._labelled_next + np.arange(n)) % size
+        # Only the last ``size`` can stay, and writing only them keeps positions distinct.
+        self._labelled[at[-size:], 0] = scores[-size:]
+        self._labelled[at[-size:], 1] = labels[-size:]
+        self._labelled_next = (self._labelled_next + n) % size
+        self._labelled_filled = min(self._labelled_filled + n, size)
+        self._n_labels += n
+
+    def _push_predictions(self, scores: np.ndarray) -> None:
+        n = len(scores)
+        self._chunk[self._chunk_filled : self._chunk_filled + n] = scores
+        self._chunk_filled += n
+        self._n_predictions += n
+
+    def _close_chunk(self) -> bool:
+        """Estimate the full chunk and start the next; whether its estimate alarms."""
+        self._chunk_filled = 0
+        self._n_chunks += 1
+        if self._labelled_filled < self.min_labels:
+            return False
+        reference = self._labelled[: self._labelled_filled]
+        distinct, fitted = isotonic_fit(reference[:, 0], reference[:, 1])
+        probabilities = np.interp(self._chunk, distinct, fitted)
+        self._estimated = expected_metrics(self._chunk, probabilities, self.threshold)
+        self._reference_accuracy = float(
+            np.mean((reference[:, 0] >= self.threshold) == (reference[:, 1] == 1.0))
+        )
+        # Signed so that a right prediction counts +1 and a wrong one -1, against its odds.
+        recent = self._recent_labelled()
+        right = np.where(recent[:, 0] >= self.threshold, 1.0, -1.0)
+        surprise = right * (recent[:, 1] - np.interp(recent[:, 0], distinct, fitted))
+        self._calibration_gap = float(np.mean(surprise))
+        return bool(self._estimated[0] < self._reference_accuracy - self.tolerance)
+
+    def _recent_labelled(self) -> np.ndarray:
+        """The last ``chunk_size`` labelled rows (score, label), oldest first."""
+        n = min(self._labelled_filled, self.chunk_size)
+        return self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
+
+    def _measured(self, metric: int) -> float:
+        recent = self._recent_labelled()
+        if not len(recent):
+            return math.nan
+        return float(measured_metrics(recent[:, 0], recent[:, 1], self.threshold)[metric])
+
+    @property
+    def estimated_accuracy(self) -> float:
+        """Expected accuracy of the last completed chunk (NaN before one with ``min_labels``)."""
+        return float(self._estimated[0])
+
+    @property
+    def estimated_precision(self) -> float:
+        """Expected precision of the last completed chunk (NaN if it predicts no class 1)."""
+        return float(self._estimated[1])
+
+    @property
+    def estimated_recall(self) -> float:
+        """Expected recall of the last completed chunk."""
+        return float(self._estimated[2])
+
+    @property
+    def estimated_f1(self) -> float:
+        """Expected F1 of the last completed chunk, from its expected confusion matrix."""
+        return float(self._estimated[3])
+
+    @property
+    def estimated_auc(self) -> float:
+        """Expected ROC AUC of the last completed chunk."""
+        return float(self._estimated[4])
+
+    @property
+    def measured_accuracy(self) -> float:
+        """Accuracy over the last ``chunk_size`` labels (NaN before any)."""
+        return self._measured(0)
+
+    @property
+    def measured_precision(self) -> float:
+        """Precision over the last ``chunk_size`` labels (NaN if none predicted class 1)."""
+        return self._measured(1)
+
+    @property
+    def measured_recall(self) -> float:
+        """Recall over the last ``chunk_size`` labels (NaN if none was class 1)."""
+        return self._measured(2)
+
+    @property
+    def measured_f1(self) -> float:
+        """F1 over the last ``chunk_size`` labels."""
+        return self._measured(3)
+
+    @property
+    def measured_auc(self) -> float:
+        """ROC AUC over the last ``chunk_size`` labels (NaN until both classes are present)."""
+        return self._measured(4)
+
+    @property
+    def reference_accuracy(self) -> float:
+        """Accuracy measured on the calibration labels when the last chunk was estimated."""
+        return self._reference_accuracy
+
+    @property
+    def calibration_gap(self) -> float:
+        """Measured minus expected accuracy of the last ``chunk_size`` labels, when the last
+        chunk was estimated: near 0 while P(y | score) holds, below 0 when the labels say
+        the model got worse than its calibration expects, i.e. the estimate is stale."""
+        return self._calibration_gap
+
+    @property
+    def n_predictions(self) -> int:
+        """How many predictions were absorbed in all."""
+        return self._n_predictions
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks of predictions completed in all."""
+        return self._n_chunks
+
+    @property
+    def detections(self) -> np.ndarray:
+        """Positions in the last batch where ``drift_detected`` would have been True."""
+        return self._detections.copy()
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update completed a chunk whose estimated accuracy dropped."""
+        return len(self._detections) > 0
