@@ -307,3 +307,23 @@ def test_the_reason_rides_in_the_prediction_features() -> None:
     }
     routed.live.failing = False  # type: ignore[attr-defined]
     assert routed.route("u").reason_features(1_700_000_000_000) == {}
+
+
+def test_a_routed_fallback_makes_a_local_ladder() -> None:
+    router = Router(Modes())
+    cpu = router.register("ranker-cpu", live=Flaky(), fallback=_top, breaker=BreakerSettings())
+    hung = threading.Event()
+
+    def gpu(user: str) -> str:
+        hung.wait(5)
+        return f"gpu:{user}"
+
+    settings = BreakerSettings(deadline_ms=20.0, failures_to_trip=1)
+    ranker = router.register("ranker-gpu", live=gpu, fallback=cpu, breaker=settings)
+    try:
+        # The GPU model misses its deadline, the CPU one raises: the static default serves.
+        assert ranker.route("u") == ("top:u", "fallback", "timeout")
+        assert ranker.route("u") == ("top:u", "fallback", "breaker_open:timeouts")
+    finally:
+        hung.set()
+    assert cpu.errors == 2
