@@ -8,6 +8,8 @@ Imports confluent-kafka and msgspec only, never Faust, so a serving node stays s
     logger = PredictionLogger(settings)
     router = Router(listener)
     recommend = router.register("home-recs", live=model.predict, fallback=popular.top)
+    ranker = router.register("ranker", live=gpu.rank, fallback=recommend,
+                             breaker=BreakerSettings(deadline_ms=100, slo_p99_ms=50))
 """
 
 from streams.fleet.breaker import (

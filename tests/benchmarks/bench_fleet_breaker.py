@@ -22,7 +22,9 @@ from calling ``route`` for the first call over the deadline to that call returni
 fallback (the acceptance figure: p99 within the deadline plus 1 ms); from the same start to
 the breaker open (5 calls); then, once latency is back to ~20 ms, from the first call
 after the cool-down to the breaker closed by probes. Calls are serial, 5 ms apart while
-fallbacks are served at once. Run::
+fallbacks are served at once. Alternated with the trials, for reference: a bare
+``Lock.acquire(timeout=0.1)`` that times out (how late the OS wakes a thread waiting for
+the deadline, which the first figure includes). Also reports the load average. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker     # 3 rounds of 20,000; 100 trials
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_breaker.py -s
@@ -34,8 +36,10 @@ import argparse
 import functools
 import logging
 import math
+import os
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -165,18 +169,30 @@ def trip_once(seed: int) -> dict[str, float]:
     }
 
 
+def timed_wait_ms() -> float:
+    """A bare wait of the deadline on a lock nobody releases: the OS's own lateness."""
+    held = threading.Lock()
+    held.acquire()
+    started = time.perf_counter()
+    held.acquire(timeout=DEADLINE_MS / 1e3)
+    return (time.perf_counter() - started) * 1e3
+
+
 def measure_trip(trials: int) -> dict[str, dict[str, float]]:
     samples: dict[str, list[float]] = {}
     for seed in range(trials):
         for name, value in trip_once(seed).items():
             samples.setdefault(name, []).append(value)
+        samples.setdefault("bare 100 ms timed wait", []).append(timed_wait_ms())
     return {name: percentiles(values) for name, values in samples.items()}
 
 
 def run(calls: int, rounds: int, trials: int) -> dict[str, Any]:
     # A warning per trip would drown the report; the scenario reads the breaker's state.
     logging.getLogger("streams.fleet.breaker").setLevel(logging.ERROR)
-    return {"overhead": measure_overhead(calls, rounds), "trip": measure_trip(trials)}
+    load_before = os.getloadavg()[0]
+    results = {"overhead": measure_overhead(calls, rounds), "trip": measure_trip(trials)}
+    return {**results, "load average": (load_before, os.getloadavg()[0])}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -191,6 +207,9 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"{name:26} {row['n']:5d} {row['p50']:7.2f} {row['p99']:7.2f} {row['max']:7.2f}"
         )
+    lines.append(
+        "load average (1 min) before and after: {:.1f}, {:.1f}".format(*results["load average"])
+    )
     return "\n".join(lines)
 
 
