@@ -113,8 +113,8 @@ class BreakerCore:
     """The breaker's state machine; see the module docstring. Not thread-safe.
 
     ``admit(now_s)`` says where the next call goes; ``record(...)`` feeds back how a call to
-    the model ended. Both return or change nothing else and never read the clock. Memory is
-    bounded: a ring of ``window_calls`` flags.
+    the model ended. Neither reads the clock, logs or raises. Memory is bounded: a ring of
+    ``window_calls`` flags, one per call, true for a call slower than the SLO.
 
     The p99 is the nearest-rank one: with ``n = window_calls`` and ``k = ceil(0.99 n)``, it
     is above the SLO exactly when at least ``n - k + 1`` of the window's latencies are, so
@@ -141,7 +141,8 @@ class BreakerCore:
     def _clear_closed(self) -> None:
         self._slow = bytearray(self.settings.window_calls)
         self._slow_count = 0
-        self._seen = 0
+        self._next_slot = 0
+        self._window_full = False
         self._consecutive_failures = 0
 
     @property
@@ -221,11 +222,14 @@ class BreakerCore:
                 self._trips += 1
                 self._open(_TRIP_REASON[outcome], now_s)
                 return "open"
-        position = self._seen % self.settings.window_calls
-        self._slow_count += slow - self._slow[position]
-        self._slow[position] = slow
-        self._seen += 1
-        if self._seen >= self.settings.window_calls and self._slow_count >= self._slow_to_trip:
+        slot = self._next_slot
+        self._slow_count += slow - self._slow[slot]
+        self._slow[slot] = slow
+        slot += 1
+        if slot == self.settings.window_calls:
+            slot, self._window_full = 0, True
+        self._next_slot = slot
+        if self._window_full and self._slow_count >= self._slow_to_trip:
             self._trips += 1
             self._open("latency", now_s)
             return "open"

@@ -8,6 +8,9 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from schemas.contracts import FeatureSeen
 from streams.fleet import (
@@ -159,6 +162,10 @@ def test_settings_are_validated(settings: dict[str, float], message: str) -> Non
 
 
 # The shell: real threads, short deadlines.
+
+
+def _live(user: str) -> str:
+    return f"live:{user}"
 
 
 def _top(user: str) -> str:
@@ -327,3 +334,53 @@ def test_a_routed_fallback_makes_a_local_ladder() -> None:
     finally:
         hung.set()
     assert cpu.errors == 2
+
+
+def _p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[math.ceil(0.99 * len(ordered)) - 1]
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    window=st.integers(1, 250),
+    slo=st.floats(10.0, 100.0),
+    latencies=st.lists(st.floats(0.0, 200.0), max_size=600),
+)
+def test_the_latency_rule_is_the_nearest_rank_p99_of_the_window(
+    window: int, slo: float, latencies: list[float]
+) -> None:
+    core = BreakerCore(BreakerSettings(slo_p99_ms=slo, window_calls=window))
+    expected = next(
+        (
+            [i]
+            for i in range(window - 1, len(latencies))
+            if _p99(latencies[i - window + 1 : i + 1]) > slo
+        ),
+        [],
+    )
+    assert _feed(core, latencies)[:1] == expected
+
+
+def test_concurrent_serving_threads_share_one_breaker() -> None:
+    threads, calls = 8, 300
+    routed = Router(Modes()).register(
+        "recs",
+        live=_live,
+        fallback=_top,
+        breaker=BreakerSettings(deadline_ms=5_000.0, max_concurrent_calls=threads),
+    )
+    answers: list[list[tuple[str, str, str | None]]] = [[] for _ in range(threads)]
+
+    def serve(n: int) -> None:
+        answers[n] = [tuple(routed.route(f"u{n}")) for _ in range(calls)]  # type: ignore[misc]
+
+    workers = [threading.Thread(target=serve, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert answers == [[(f"live:u{n}", "live", None)] * calls for n in range(threads)]
+    assert routed.breaker is not None
+    stats = routed.breaker.stats()
+    assert (stats.state, stats.saturated, stats.timeouts, stats.errors) == ("closed", 0, 0, 0)
