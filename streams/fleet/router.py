@@ -11,6 +11,25 @@
 >>> modes.now["recs"] = "fallback"
 >>> recommend.call("u1")
 (['top'], 'fallback')
+>>> recommend.route("u1")
+Served(value=['top'], role='fallback', fallback_reason='control')
+
+A model registered with ``breaker=BreakerSettings(...)`` is called through its own
+``Breaker`` (see ``streams.fleet.breaker``): the call has a deadline, and a model that is
+slow or failing is skipped until half-open probes find it well again. A commanded
+``fallback`` mode still wins: the model is not called at all.
+
+Every fallback answer carries why it was served (``Served.fallback_reason``):
+
+- ``control``: the control topic put the model in ``fallback`` mode;
+- ``error``: the model raised (and ``fallback_on_error`` is set);
+- ``timeout``: the model missed its breaker's deadline;
+- ``saturated``: every thread of its breaker's pool was busy with earlier calls;
+- ``breaker_open:<why>``: its breaker is open (``latency``, ``timeouts``, ``errors``,
+  ``saturated`` or ``probe_<outcome>``), or half-open and this call was not a probe.
+
+``Served.reason_features(now_ms)`` carries that reason in a prediction's ``features``
+under ``FALLBACK_REASON_FEATURE`` until the contract has a field for it.
 """
 
 from __future__ import annotations
@@ -18,9 +37,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, ParamSpec, Protocol, TypeVar
+from typing import Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
-from schemas.contracts import Role
+from schemas.contracts import FeatureSeen, Role
+from streams.fleet.breaker import Breaker, BreakerChange, BreakerSettings, Unavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +49,26 @@ _log = logging.getLogger(__name__)
 
 # A model failing on every request logs one traceback per this many seconds, not per call.
 ERROR_LOG_EVERY_S = 10.0
+
+FALLBACK_REASON_FEATURE = "failsoft.fallback_reason"
+"""The ``features`` key of a fallback prediction whose value is why the fallback served.
+
+Feature names are the portfolio's, so no detector reads this one; the worker can count
+trips by reading it from predictions with role ``fallback``."""
+
+
+class Served(NamedTuple, Generic[R]):
+    """An answer, the role of the function that gave it, and why a fallback served it."""
+
+    value: R
+    role: Role
+    fallback_reason: str | None
+
+    def reason_features(self, now_ms: int) -> dict[str, FeatureSeen]:
+        """``{FALLBACK_REASON_FEATURE: FeatureSeen(reason, now_ms)}``, or ``{}`` if live."""
+        if self.fallback_reason is None:
+            return {}
+        return {FALLBACK_REASON_FEATURE: FeatureSeen(self.fallback_reason, now_ms)}
 
 
 class ModeSource(Protocol):
@@ -45,6 +85,9 @@ class Routed(Generic[P, R]):
     shadow function raises and ``fallback_on_error`` is set, the fallback answers and the
     error is counted in ``errors``: the node fails soft before the detectors notice. The
     first error is logged with its traceback, then at most one every ``ERROR_LOG_EVERY_S``.
+
+    With a ``breaker``, the chosen function (live or shadow) is called through it, and
+    whenever the breaker gives no answer the fallback serves, ``fallback_on_error`` or not.
     """
 
     def __init__(
@@ -55,12 +98,14 @@ class Routed(Generic[P, R]):
         fallback: Callable[P, R],
         shadow: Callable[P, R] | None,
         fallback_on_error: bool,
+        breaker: Breaker | None = None,
     ) -> None:
         self.model_id = model_id
         self.live = live
         self.fallback = fallback
         self.shadow = shadow
         self.fallback_on_error = fallback_on_error
+        self.breaker = breaker
         self.errors = 0
         self._modes = modes
         self._next_error_log = -float("inf")
@@ -70,15 +115,24 @@ class Routed(Generic[P, R]):
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, Role]:
         """The answer and the role of the function that gave it (to log the prediction)."""
+        value, role, _ = self.route(*args, **kwargs)
+        return value, role
+
+    def route(self, *args: P.args, **kwargs: P.kwargs) -> Served[R]:
+        """The answer, its role, and why the fallback served it (see the module docstring)."""
         mode = self._modes.mode(self.model_id)
         if mode == "fallback":
-            return self.fallback(*args, **kwargs), "fallback"
+            return Served(self.fallback(*args, **kwargs), "fallback", "control")
         chosen: Callable[P, R] = self.live
         role: Role = "live"
         if mode == "shadow" and self.shadow is not None:
             chosen, role = self.shadow, "shadow"
         try:
-            return chosen(*args, **kwargs), role
+            if self.breaker is None:
+                return Served(chosen(*args, **kwargs), role, None)
+            return Served(self.breaker.call(chosen, args, kwargs), role, None)
+        except Unavailable as unavailable:
+            return Served(self.fallback(*args, **kwargs), "fallback", unavailable.reason)
         except Exception:
             if not self.fallback_on_error:
                 raise
@@ -94,15 +148,28 @@ class Routed(Generic[P, R]):
                     role,
                     self.errors,
                 )
-            return self.fallback(*args, **kwargs), "fallback"
+            return Served(self.fallback(*args, **kwargs), "fallback", "error")
 
 
 class Router:
-    """Registers each served model with its fallback, and routes calls by mode."""
+    """Registers each served model with its fallback, and routes calls by mode.
+
+    ``register(..., breaker=BreakerSettings())`` puts the model behind its own breaker;
+    ``on_breaker_change(callback)`` hears every breaker's state changes, registered
+    before or after the callback.
+    """
 
     def __init__(self, modes: ModeSource) -> None:
         self.modes = modes
         self.models: dict[str, Routed[..., object]] = {}
+        self._breaker_callbacks: list[Callable[[BreakerChange], None]] = []
+
+    def on_breaker_change(self, callback: Callable[[BreakerChange], None]) -> None:
+        """Call ``callback`` on the serving thread whenever a model's breaker changes state."""
+        self._breaker_callbacks.append(callback)
+        for routed in self.models.values():
+            if routed.breaker is not None:
+                routed.breaker.on_change(callback)
 
     def register(
         self,
@@ -112,8 +179,14 @@ class Router:
         fallback: Callable[P, R],
         shadow: Callable[P, R] | None = None,
         fallback_on_error: bool = True,
+        breaker: BreakerSettings | None = None,
     ) -> Routed[P, R]:
-        routed = Routed(self.modes, model_id, live, fallback, shadow, fallback_on_error)
+        guard = None
+        if breaker is not None:
+            guard = Breaker(model_id, breaker)
+            for callback in self._breaker_callbacks:
+                guard.on_change(callback)
+        routed = Routed(self.modes, model_id, live, fallback, shadow, fallback_on_error, guard)
         self.models[model_id] = routed  # type: ignore[assignment]
         return routed
 
@@ -124,6 +197,7 @@ class Router:
         fallback: Callable[P, R],
         shadow: Callable[P, R] | None = None,
         fallback_on_error: bool = True,
+        breaker: BreakerSettings | None = None,
     ) -> Callable[[Callable[P, R]], Routed[P, R]]:
         """Decorator form of ``register``: the decorated function is the live model."""
 
@@ -134,6 +208,7 @@ class Router:
                 fallback=fallback,
                 shadow=shadow,
                 fallback_on_error=fallback_on_error,
+                breaker=breaker,
             )
 
         return decorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from schemas.contracts import Prediction
 from streams.control import publish_command
+from streams.fleet import FALLBACK_REASON_FEATURE
 from streams.settings import Settings
 from tests.fleet.helpers import command, fleet_topics, wait_for
 
@@ -80,3 +83,35 @@ def serve_live_then_fallback(settings: Settings) -> None:
         server.shutdown()
         server.server_close()
         node.close()
+
+
+def test_a_slow_live_model_is_given_up_at_the_deadline_then_short_circuited(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str
+) -> None:
+    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as settings:
+        app = load_app()
+        node = app.RecommenderNode(settings, app.ShuffleModel(slow_ms=800), app.POPULAR_FILE)
+        logged: list[Prediction] = []
+        publish = node.logger.log
+
+        def log(prediction: Prediction) -> bool:
+            logged.append(prediction)
+            return bool(publish(prediction))
+
+        node.logger.log = log
+        try:
+            started = time.perf_counter()
+            answers = [node.serve(f"u{i}") for i in range(7)]
+            took_s = time.perf_counter() - started
+        finally:
+            node.close()
+        popular = json.loads(app.POPULAR_FILE.read_text())
+        assert [a["items"] for a in answers] == [popular[:10]] * 7
+        assert {a["role"] for a in answers} == {"fallback"}
+        # Five calls wait for the 100 ms deadline, the two after the trip wait for nothing.
+        assert 0.5 <= took_s < 0.8
+        reasons = [p.features[FALLBACK_REASON_FEATURE].value for p in logged]
+        assert reasons == ["timeout"] * 5 + ["breaker_open:timeouts"] * 2
+        assert {p.role for p in logged} == {"fallback"}
+        breaker = node.stats()["breaker"]
+        assert (breaker["state"], breaker["trips"], breaker["timeouts"]) == ("open", 1, 5)

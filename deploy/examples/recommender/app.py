@@ -4,10 +4,12 @@
     GET /stats                -> the failsoft client's counters
 
 The "live model" is a stand-in (a per-user shuffle of a catalogue) and can be made to
-fail with ``--fail-rate``. Everything failsoft needs sits between the two ``failsoft:``
-markers, under 20 lines: a ``ControlListener`` that obeys the control topic, a
-``PopularItems`` fallback that follows ``popular.json``, a ``Router`` that picks one by
-the model's mode, and a ``PredictionLogger`` that publishes what was served.
+fail with ``--fail-rate`` or slow with ``--slow-ms``. Everything failsoft needs sits
+between the two ``failsoft:`` markers, under 20 lines: a ``ControlListener`` that obeys
+the control topic, a ``PopularItems`` fallback that follows ``popular.json``, a
+``Router`` that picks one by the model's mode and puts the live model behind a breaker
+(a 100 ms deadline, a 50 ms p99 SLO), and a ``PredictionLogger`` that publishes what was
+served, a fallback with why it served (see ``streams.fleet.router``).
 
 Run (after ``failsoft stack up`` and ``failsoft topics create``)::
 
@@ -17,6 +19,9 @@ Run (after ``failsoft stack up`` and ``failsoft topics create``)::
     curl 'localhost:8000/recommend?user=u42'
     failsoft control fallback home-recs --reason "try it"
     curl 'localhost:8000/recommend?user=u42'       # now the top 10, role "fallback"
+
+With ``--slow-ms 800`` every call misses the deadline: the top 10 answer after 100 ms, and
+after 5 such calls the breaker opens and answers at once (``/stats`` shows it).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from schemas.contracts import SCHEMA_VERSION, FeatureSeen, Prediction, Ranking
-from streams.fleet import ControlListener, PopularItems, PredictionLogger, Router
+from streams.fleet import BreakerSettings, ControlListener, PopularItems, PredictionLogger, Router
 from streams.settings import Settings
 
 MODEL_ID = "home-recs"
@@ -46,10 +51,12 @@ POPULAR_FILE = Path(__file__).with_name("popular.json")
 
 
 class ShuffleModel:
-    """The stand-in live model: ten items per user, stable for a user, failing on demand."""
+    """The stand-in live model: ten items per user, stable for a user, failing or slow on
+    demand."""
 
-    def __init__(self, fail_rate: float = 0.0) -> None:
+    def __init__(self, fail_rate: float = 0.0, slow_ms: float = 0.0) -> None:
         self.fail_rate = fail_rate
+        self.slow_ms = slow_ms
         # When the (stand-in) segment table was built: the write time of every segment.
         self.segments_written_at = time.time_ns() // 10**6
 
@@ -59,6 +66,8 @@ class ShuffleModel:
     def recommend(self, user_id: str) -> list[str]:
         if random.random() < self.fail_rate:
             raise RuntimeError("model server timed out")
+        if self.slow_ms:
+            time.sleep(self.slow_ms / 1e3)
         return random.Random(f"{self.segment(user_id)}:{user_id}").sample(CATALOGUE, 10)
 
 
@@ -70,26 +79,32 @@ class RecommenderNode:
         self.logger = PredictionLogger(settings)
         self.popular = PopularItems(popular, n=10)
         router = Router(self.listener)
-        self.recommend = router.register(MODEL_ID, live=model.recommend, fallback=self.popular.top)
+        breaker = BreakerSettings(deadline_ms=100.0, slo_p99_ms=50.0)
+        self.recommend = router.register(
+            MODEL_ID, live=model.recommend, fallback=self.popular.top, breaker=breaker
+        )
         # failsoft: end
 
     def serve(self, user_id: str) -> dict[str, Any]:
         started, request_id = time.perf_counter(), uuid.uuid4().hex
         # failsoft: begin (per request)
-        items, role = self.recommend.call(user_id)
-        seen = {"segment": FeatureSeen(self.model.segment(user_id), self.model.segments_written_at)}
+        served = self.recommend.route(user_id)
         took_ms, now_ms = (time.perf_counter() - started) * 1e3, time.time_ns() // 10**6
-        ids = (SCHEMA_VERSION, request_id, MODEL_ID, MODEL_VERSION, role, user_id)
-        self.logger.log(Prediction(*ids, now_ms, Ranking(items), seen, took_ms))
+        seen = {"segment": FeatureSeen(self.model.segment(user_id), self.model.segments_written_at)}
+        seen.update(served.reason_features(now_ms))  # why a fallback served, if one did
+        ids = (SCHEMA_VERSION, request_id, MODEL_ID, MODEL_VERSION, served.role, user_id)
+        self.logger.log(Prediction(*ids, now_ms, Ranking(served.value), seen, took_ms))
         # failsoft: end
-        return {"items": items, "role": role, "request_id": request_id}
+        return {"items": served.value, "role": served.role, "request_id": request_id}
 
     def stats(self) -> dict[str, Any]:
+        breaker = self.recommend.breaker
         return {
             "modes": dict(self.listener.modes),
             "listener": msgspec.to_builtins(self.listener.stats()),
             "predictions": msgspec.to_builtins(self.logger.stats()),
             "live_errors": self.recommend.errors,
+            "breaker": None if breaker is None else msgspec.to_builtins(breaker.stats()),
         }
 
     def close(self) -> None:
@@ -129,8 +144,10 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--popular", type=Path, default=POPULAR_FILE)
     parser.add_argument("--fail-rate", type=float, default=0.0, help="live model failures")
+    parser.add_argument("--slow-ms", type=float, default=0.0, help="live model latency, ms")
     args = parser.parse_args()
-    node = RecommenderNode(Settings.from_env(), ShuffleModel(args.fail_rate), args.popular)
+    model = ShuffleModel(args.fail_rate, args.slow_ms)
+    node = RecommenderNode(Settings.from_env(), model, args.popular)
     server = make_server(node, args.port)
     # Stop on SIGTERM as on Ctrl-C, so the predictions still queued are flushed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -1,0 +1,232 @@
+"""The breaker on the serving path: what it costs when nothing trips, and how fast it trips.
+
+Overhead, in one run, ``--rounds`` rounds of ``--calls`` calls of each variant (the order
+rotates per round), each call timed alone with ``perf_counter_ns``:
+
+- ``no breaker``: ``routed.route(user)`` of a model that returns a constant list;
+- ``breaker, no deadline``: the same model behind ``BreakerSettings(deadline_ms=None)``
+  (called on the serving thread; the breaker only keeps its books);
+- ``breaker, 100 ms deadline``: behind the default settings (each call handed to a pool
+  thread and waited for);
+- ``executor hand-off``: for reference, no router: ``ThreadPoolExecutor.submit(model,
+  user).result(timeout=0.1)``, the usual way to put a deadline on a call.
+
+Reports, per variant, the medians over rounds of p50 and p99 wall time per call (us), of
+the CPU time per call (``process_time`` over the loop, every thread of the process), and
+the p99 and CPU ratios to ``no breaker``.
+
+Trip, ``--trials`` times with a fresh breaker (deadline 100 ms, SLO p99 50 ms, 5 failures
+to trip, cool-down 0.2 s, probe share 0.5, 3 probes to close): a model whose latency is
+log-normal around 20 ms (seeded) answers 3 calls, then its latency jumps to 800 ms. Timed:
+from calling ``route`` for the first call over the deadline to that call returning the
+fallback (the acceptance figure: p99 within the deadline plus 1 ms); from the same start to
+the breaker open (5 calls); then, once latency is back to ~20 ms, from the first call
+after the cool-down to the breaker closed by probes. Calls are serial, 5 ms apart while
+fallbacks are served at once. Alternated with the trials, for reference: a bare
+``Lock.acquire(timeout=0.1)`` that times out (how late the OS wakes a thread waiting for
+the deadline, which the first figure includes). Also reports the load average. Run::
+
+    .venv/bin/python -m tests.benchmarks.bench_fleet_breaker     # 3 rounds of 20,000; 100 trials
+    .venv/bin/python -m pytest tests/benchmarks/bench_fleet_breaker.py -s
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import math
+import os
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streams.fleet import BreakerSettings, Router
+from tests.fleet.helpers import percentiles
+from tests.fleet.test_router import Modes
+
+ITEMS = [f"item-{i}" for i in range(10)]
+DEADLINE_MS = 100.0
+
+
+def _model(user: str) -> list[str]:
+    return ITEMS
+
+
+def _top(user: str) -> list[str]:
+    return ITEMS
+
+
+VARIANTS: dict[str, BreakerSettings | None] = {
+    "no breaker": None,
+    "breaker, no deadline": BreakerSettings(deadline_ms=None),
+    "breaker, 100 ms deadline": BreakerSettings(deadline_ms=DEADLINE_MS),
+}
+
+
+def _round(call: Callable[[], object], calls: int) -> tuple[dict[str, float], float]:
+    clock = time.perf_counter_ns
+    samples = [0.0] * calls
+    cpu_started = time.process_time()
+    for i in range(calls):
+        started = clock()
+        call()
+        samples[i] = (clock() - started) / 1e3
+    cpu_us = (time.process_time() - cpu_started) / calls * 1e6
+    return percentiles(samples), cpu_us
+
+
+def measure_overhead(calls: int, rounds: int) -> dict[str, dict[str, float]]:
+    router = Router(Modes())
+    routed = {
+        name: router.register(name, live=_model, fallback=_top, breaker=settings)
+        for name, settings in VARIANTS.items()
+    }
+    bodies: dict[str, Callable[[], object]] = {
+        name: functools.partial(model.route, "u") for name, model in routed.items()
+    }
+    executor = ThreadPoolExecutor(max_workers=BreakerSettings().max_concurrent_calls)
+    bodies["executor hand-off"] = lambda: executor.submit(_model, "u").result(DEADLINE_MS / 1e3)
+    names = list(bodies)
+    per_round: dict[str, list[tuple[dict[str, float], float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            per_round[name].append(_round(bodies[name], calls))
+    executor.shutdown()
+    for name, model in routed.items():
+        assert model.breaker is None or model.breaker.stats().trips == 0, name
+    results = {
+        name: {
+            "p50": statistics.median(row["p50"] for row, _ in rows),
+            "p99": statistics.median(row["p99"] for row, _ in rows),
+            "cpu": statistics.median(cpu for _, cpu in rows),
+        }
+        for name, rows in per_round.items()
+    }
+    base = results["no breaker"]
+    for row in results.values():
+        row["p99 ratio"] = row["p99"] / base["p99"]
+        row["cpu ratio"] = row["cpu"] / base["cpu"]
+    return results
+
+
+class JumpingModel:
+    """Sleeps a seeded log-normal latency around ``median_ms``, which the scenario moves."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.median_ms = 20.0
+
+    def __call__(self, user: str) -> list[str]:
+        time.sleep(self.rng.lognormvariate(math.log(self.median_ms), 0.25) / 1e3)
+        return ITEMS
+
+
+TRIP_SETTINGS = BreakerSettings(
+    deadline_ms=DEADLINE_MS,
+    slo_p99_ms=50.0,
+    failures_to_trip=5,
+    cool_down_s=0.2,
+    probe_share=0.5,
+    probes_to_close=3,
+)
+
+
+def trip_once(seed: int) -> dict[str, float]:
+    """One scenario; times in ms."""
+    model = JumpingModel(seed)
+    router = Router(Modes())
+    routed = router.register("ranker-gpu", live=model, fallback=_top, breaker=TRIP_SETTINGS)
+    breaker = routed.breaker
+    assert breaker is not None
+    for _ in range(3):
+        assert routed.route("u").role == "live"
+    model.median_ms = 800.0
+    clock = time.perf_counter
+    started = clock()
+    first = routed.route("u")
+    first_fallback_ms = (clock() - started) * 1e3
+    assert first.fallback_reason == "timeout", first
+    while breaker.core.state == "closed":
+        routed.route("u")
+    open_ms = (clock() - started) * 1e3
+    model.median_ms = 20.0
+    while breaker.core.state == "open":
+        time.sleep(0.005)
+        routed.route("u")
+    probing = clock()
+    while breaker.core.state != "closed":
+        time.sleep(0.005)
+        routed.route("u")
+    return {
+        "first fallback": first_fallback_ms,
+        "open": open_ms,
+        "closed by probes": (clock() - probing) * 1e3,
+    }
+
+
+def timed_wait_ms() -> float:
+    """A bare wait of the deadline on a lock nobody releases: the OS's own lateness."""
+    held = threading.Lock()
+    held.acquire()
+    started = time.perf_counter()
+    held.acquire(timeout=DEADLINE_MS / 1e3)
+    return (time.perf_counter() - started) * 1e3
+
+
+def measure_trip(trials: int) -> dict[str, dict[str, float]]:
+    samples: dict[str, list[float]] = {}
+    for seed in range(trials):
+        for name, value in trip_once(seed).items():
+            samples.setdefault(name, []).append(value)
+        samples.setdefault("bare 100 ms timed wait", []).append(timed_wait_ms())
+    return {name: percentiles(values) for name, values in samples.items()}
+
+
+def run(calls: int, rounds: int, trials: int) -> dict[str, Any]:
+    # A warning per trip would drown the report; the scenario reads the breaker's state.
+    logging.getLogger("streams.fleet.breaker").setLevel(logging.ERROR)
+    load_before = os.getloadavg()[0]
+    results = {"overhead": measure_overhead(calls, rounds), "trip": measure_trip(trials)}
+    return {**results, "load average": (load_before, os.getloadavg()[0])}
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"{'per call':26} {'p50 us':>7} {'p99 us':>7} {'cpu us':>7} {'p99 x':>6} {'cpu x':>6}"]
+    for name, row in results["overhead"].items():
+        lines.append(
+            f"{name:26} {row['p50']:7.2f} {row['p99']:7.2f} {row['cpu']:7.2f}"
+            f" {row['p99 ratio']:6.2f} {row['cpu ratio']:6.2f}"
+        )
+    lines += ["", f"{'trip (ms)':26} {'n':>5} {'p50':>7} {'p99':>7} {'max':>7}"]
+    for name, row in results["trip"].items():
+        lines.append(
+            f"{name:26} {row['n']:5d} {row['p50']:7.2f} {row['p99']:7.2f} {row['max']:7.2f}"
+        )
+    lines.append(
+        "load average (1 min) before and after: {:.1f}, {:.1f}".format(*results["load average"])
+    )
+    return "\n".join(lines)
+
+
+def test_bench_fleet_breaker() -> None:
+    results = run(calls=5_000, rounds=3, trials=10)
+    print("\n" + report(results))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=100)
+    args = parser.parse_args(argv)
+    print(report(run(args.calls, args.rounds, args.trials)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
