@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +98,6 @@ def test_a_worker_command_names_the_extra_it_needs_in_one_line(
     assert result.stderr.endswith("pip install 'failsoft[worker]'\n")
 
 
-@pytest.fixture
-def node_settings(
-    stack_settings: Settings, kafka_bootstrap: str, unique_name: str
-) -> Iterator[Settings]:
-    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as settings:
-        yield settings
-
-
 def node_environment(settings: Settings) -> dict[str, str]:
     """The settings a serving node needs: the broker, the topic prefix and the keys."""
     fields = ("kafka_bootstrap", "topic_prefix", "control_keys", "control_keys_file")
@@ -114,8 +105,13 @@ def node_environment(settings: Settings) -> dict[str, str]:
 
 
 def test_the_example_node_obeys_a_command_and_its_predictions_reach_the_topic(
-    fleet_venv: Path, node_settings: Settings
+    fleet_venv: Path, stack_settings: Settings, kafka_bootstrap: str, unique_name: str
 ) -> None:
+    with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as settings:
+        run_example_node(fleet_venv, settings)
+
+
+def run_example_node(fleet_venv: Path, node_settings: Settings) -> None:
     node = subprocess.Popen(
         [fleet_venv / "bin" / "python", "-u", APP, "--port", "0"],
         stdout=subprocess.PIPE,
