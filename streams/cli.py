@@ -3,14 +3,20 @@
 Each command group lives in its own module, which exposes ``register(subparsers)`` and
 sets ``handler(args, settings) -> int`` on its parsers; this module only assembles them,
 so a group's imports (Faust, Kafka clients) load only when that group runs.
+
+A plain ``pip install failsoft`` (a serving node's) has the fleet client and the
+``control`` and ``topics`` commands; a command that needs an extra it lacks says which,
+in one line, instead of a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from streams.settings import Settings
 
@@ -22,6 +28,20 @@ COMMAND_MODULES = (
     "streams.worker",
     "streams.demo.cli",
 )
+
+# Third-party modules that a plain install lacks, by the extra that brings them
+# (tests/streams/test_cli_extras.py keeps this in step with the code's imports and pyproject).
+EXTRA_OF_MODULE: Final = {
+    "aiohttp": "worker",
+    "aiokafka": "worker",
+    "faust": "worker",
+    "influxdb_client": "worker",
+    "numpy": "worker",
+    "prometheus_client": "worker",
+    "rich": "worker",
+    "river": "worker",
+    "psycopg2": "stack",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +62,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"failsoft: {error}", file=sys.stderr)
         return 2
-    return int(args.handler(args, settings))
+    try:
+        return int(args.handler(args, settings))
+    except ModuleNotFoundError as error:
+        extra = missing_extra(error)
+        if extra is None:
+            raise
+        print(
+            f"failsoft {args.command}: needs the {extra} extra ({error.name} is not installed): "
+            f"pip install 'failsoft[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The extra to install when ``error`` is a module of one that is not installed."""
+    module = (error.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    # An installed module that lacks a submodule is a bug or a broken install, not an extra.
+    return extra if extra is not None and not _installed(module) else None
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # imported, but without a spec: Faust replaces itself by a lazy module
+        return True
 
 
 if __name__ == "__main__":
