@@ -130,17 +130,63 @@ class ControlCommand(msgspec.Struct, frozen=True, gc=False):
     signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
-class DecodeError(msgspec.Struct, frozen=True, gc=False):
+class PredictionBatch(msgspec.Struct, frozen=True, gc=False):
+    """Predictions of one model, in order; topic ``predictions``, keyed by model_id.
+
+    Each record is a whole ``Prediction`` message whose ``model_id`` is the batch's.
+    """
+
+    schema_version: Version
+    model_id: Name
+    records: Annotated[list[Prediction], msgspec.Meta(min_length=1)]
+
+
+class GroundTruthBatch(msgspec.Struct, frozen=True, gc=False):
+    """Outcomes for one model, in order; topic ``ground-truth``, keyed by model_id.
+
+    Each record is a whole ``GroundTruth`` message whose ``model_id`` is the batch's.
+    """
+
+    schema_version: Version
+    model_id: Name
+    records: Annotated[list[GroundTruth], msgspec.Meta(min_length=1)]
+
+
+class FeatureWriteBatch(msgspec.Struct, frozen=True, gc=False):
+    """Writes by one writer, in order; topic ``feature-writes``, keyed by source.
+
+    Each record is a whole ``FeatureWrite`` message whose ``source`` is the batch's.
+    """
+
+    schema_version: Version
+    source: Name
+    records: Annotated[list[FeatureWrite], msgspec.Meta(min_length=1)]
+
+
+# Defaults are left out of the JSON and the repr, so an error outside any batch reads and
+# encodes as it did before batches existed.
+class DecodeError(
+    msgspec.Struct, frozen=True, gc=False, omit_defaults=True, repr_omit_defaults=True
+):
     """Why bytes did not decode: the field, as a path such as ``features[...].written_at``
-    (``$`` for the whole message), and the reason. The codec returns it; dead letters carry it.
+    (``$`` for the whole message or record), and the reason. ``index`` is the record's
+    position in its batch message; None when the message as received is at fault (a
+    single-record message, or a batch whose envelope is unusable). The codec returns it;
+    dead letters carry it.
     """
 
     field: str
     reason: str
+    index: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):
-    """A message nobody could use; topic ``dead-letters``, keyed by source topic."""
+    """A message, or a record in a batch message, that nobody could use; topic
+    ``dead-letters``, keyed by source topic.
+
+    ``raw`` is the message as consumed, or, when ``error.index`` is set, the bytes of that
+    record inside the batch message at ``offset``.
+    """
 
     schema_version: Version
     source_topic: Name
@@ -152,12 +198,20 @@ class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     key: bytes | None = None
 
 
-Contract: TypeAlias = Prediction | FeatureWrite | GroundTruth | ControlCommand | DeadLetter
+Record: TypeAlias = Prediction | FeatureWrite | GroundTruth
+"""A record of an input topic, which a batch message may carry many of."""
+
+Batch: TypeAlias = PredictionBatch | GroundTruthBatch | FeatureWriteBatch
+
+Contract: TypeAlias = Record | Batch | ControlCommand | DeadLetter
 
 CONTRACTS: dict[str, type[Contract]] = {
     "prediction": Prediction,
+    "prediction_batch": PredictionBatch,
     "feature_write": FeatureWrite,
+    "feature_write_batch": FeatureWriteBatch,
     "ground_truth": GroundTruth,
+    "ground_truth_batch": GroundTruthBatch,
     "control_command": ControlCommand,
     "dead_letter": DeadLetter,
 }
