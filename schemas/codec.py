@@ -255,6 +255,11 @@ class BatchOf:
         return tuple(name for name in self.fields if name not in ("schema_version", self.owner))
 
     @functools.cached_property
+    def optional(self) -> frozenset[str]:
+        """The columns a batch may leave out (or send as null): null for every record."""
+        return frozenset(f.name for f in msgspec.structs.fields(self.batch) if not f.required)
+
+    @functools.cached_property
     def record_decoder(self) -> msgspec.json.Decoder[Any]:
         return msgspec.json.Decoder(self.record)
 
@@ -272,14 +277,15 @@ class BatchOf:
 
         An absent optional column is an empty ``Raw`` (``Raw`` is in no union with None).
         """
-        optional = {f.name for f in msgspec.structs.fields(self.batch) if not f.required}
         return msgspec.defstruct(
             f"{self.batch.__name__}Envelope",
             [
                 ("schema_version", Version),
                 (self.owner, Name),
                 *(
-                    (name, msgspec.Raw, msgspec.Raw()) if name in optional else (name, msgspec.Raw)
+                    (name, msgspec.Raw, msgspec.Raw())
+                    if name in self.optional
+                    else (name, msgspec.Raw)
                     for name in self.columns
                 ),
             ],
@@ -376,8 +382,7 @@ def encode_batch(contract: type[Record], owner: str, records: Sequence[Record]) 
     columns: dict[str, list[Any] | None] = {
         name: list(map(operator.attrgetter(name), records)) for name in spec.columns
     }
-    optional = {f.name for f in msgspec.structs.fields(spec.batch) if not f.required}
-    for name in optional:
+    for name in spec.optional:
         if not any(columns[name] or ()):
             columns[name] = None
     return encode(spec.batch(SCHEMA_VERSION, owner, **columns))  # type: ignore[arg-type]
@@ -406,7 +411,11 @@ def _records(spec: BatchOf, batch: Any) -> list[Any] | None:
 
 
 def _columns_are_arrays(spec: BatchOf, envelope: Any) -> bool:
-    return all(memoryview(getattr(envelope, name))[:1] in (b"[", b"") for name in spec.columns)
+    """Whether every column is an array, or left out or null (only an optional one may be:
+    a required column that is null is the batch's error)."""
+    return all(
+        memoryview(getattr(envelope, name))[:1] in (b"[", b"", b"n") for name in spec.columns
+    )
 
 
 def _value_by_value(spec: BatchOf, envelope: Any) -> list[Any]:
@@ -417,8 +426,8 @@ def _value_by_value(spec: BatchOf, envelope: Any) -> list[Any]:
     lengths: dict[str, int] = {}
     for name in spec.columns:
         raw_column = getattr(envelope, name)
-        if len(raw_column) == 0 or bytes(raw_column) == b"null":
-            # An optional column left out: every record's value is null.
+        if name in spec.optional and (len(raw_column) == 0 or bytes(raw_column) == b"null"):
+            # Left out: every record's value is null.
             values[name] = itertools.repeat(None)
             continue
         column = _decoded(spec.column_decoders[name], raw_column)

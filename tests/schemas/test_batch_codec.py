@@ -106,9 +106,14 @@ def test_a_batch_of_n_with_k_bad_records_yields_n_minus_k_records_and_k_errors_i
 
 def _checked(contract: str, raw: bytes | None) -> list[Record | DecodeError]:
     """``decode_batch``'s outcomes, after checking the shape every outcome list has."""
-    outcomes = decode_batch(RECORD_NAMES[contract], raw)
+    kind = RECORD_NAMES[contract]
+    outcomes = decode_batch(kind, raw)
     assert outcomes
     errors = [o for o in outcomes if isinstance(o, DecodeError)]
+    for record in outcomes:
+        if not isinstance(record, DecodeError):
+            # A record is only ever a valid one: it survives a round trip as a single.
+            assert decode(kind, encode(record)) == record
     assert all(e.field and e.reason for e in errors)
     if any(e.index is None for e in errors):
         # The message itself is at fault: it is one outcome.
@@ -193,6 +198,14 @@ def test_the_batch_example_decodes_to_its_records(contract: str) -> None:
         assert record == decode(kind, json.dumps({**shared, **alone}).encode())
 
 
+def test_an_optional_column_sent_as_null_is_null_for_every_record() -> None:
+    message = {"schema_version": 1, "model_id": "m", "label": [1, 0], "label_at": [5, "x"]}
+    raw = json.dumps({**message, "request_id": None, "entity_id": ["u", "v"]}).encode()
+    first, second = decode_batch(GroundTruth, raw)
+    assert isinstance(first, GroundTruth) and (first.request_id, first.entity_id) == (None, "u")
+    assert second == DecodeError("label_at", "Expected `int`, got `str`", 1)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -203,6 +216,7 @@ def test_the_batch_example_decodes_to_its_records(contract: str) -> None:
         ({"label": 1}, "label_at"),
         ({"label_at": [5, 6, 7]}, "label_at"),
         ({"entity_id": ["u"]}, "entity_id"),
+        ({"label_at": None}, "label_at"),
     ],
 )
 def test_an_unusable_envelope_is_one_error_without_an_index(
@@ -283,3 +297,22 @@ def test_dead_letters_of_a_batch_carry_each_bad_record_alone_and_its_index() -> 
         seen_at=1,
     )
     assert single.raw == b"{" and b"index" not in encode(single)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    contract=RECORD_CONTRACTS,
+    n=st.integers(min_value=1, max_value=4),
+    value=JSON_VALUES | st.lists(JSON_VALUES, max_size=5),
+    data=st.data(),
+)
+def test_a_batch_with_any_field_replaced_or_dropped_never_raises_nor_yields_a_bad_record(
+    contract: str, n: int, value: Any, data: st.DataObject
+) -> None:
+    message = json.loads(_batch(contract, _records(contract, n)))
+    field = data.draw(st.sampled_from(sorted(message)))
+    if data.draw(st.booleans()):
+        del message[field]
+    else:
+        message[field] = value
+    _checked(contract, json.dumps(message).encode())
