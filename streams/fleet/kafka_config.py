@@ -64,13 +64,16 @@ def prediction_producer_config(
     settings: Settings, max_buffered: int, delivery_timeout_s: float
 ) -> dict[str, Any]:
     """A producer whose ``produce`` never waits: a full queue raises at once, and a message
-    the broker cannot take within ``delivery_timeout_s`` is failed, freeing its slot."""
+    the broker cannot take within ``delivery_timeout_s`` is failed, freeing its slot.
+
+    Its messages are batches of predictions that the logger has already lingered over,
+    so librdkafka sends them at once (it still groups what queues up meanwhile)."""
     return {
         **_PRODUCER,
         "bootstrap.servers": settings.kafka_bootstrap,
         "queue.buffering.max.messages": max_buffered,
         "queue.buffering.max.kbytes": 256 * 1024,
-        "linger.ms": 5,
+        "linger.ms": 0,
         "acks": 1,
         "message.timeout.ms": int(delivery_timeout_s * 1000),
     }

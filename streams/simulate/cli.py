@@ -1,7 +1,8 @@
 """``failsoft simulate``: play a scenario over a portfolio onto the real topics.
 
     failsoft simulate --models 20 --seed 7 --scenario deploy/scenarios/default.toml \\
-        --time-scale 1440 --duration 3m --timeline timeline.jsonl [--rate 400] [--fast]
+        --time-scale 1440 --duration 3m --timeline timeline.jsonl [--rate 400] [--fast] \\
+        [--batch-size 500]
 
 Options not given come from the scenario's ``[run]`` table. ``--duration`` is wall-clock
 (compressed) time; everything nominal in the scenario is divided by ``--time-scale``.
@@ -62,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--fast", action="store_true", help="publish as fast as possible instead of in real time"
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="records per message: batch messages of up to this many records of one model "
+        "(or feature writer); 1 (the default) publishes single-record messages",
+    )
     parser.set_defaults(handler=_simulate)
 
 
@@ -73,6 +81,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.simulate.timeline import write_timeline
 
     try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size: expected 1 or more, got {args.batch_size}")
         if args.models is not None and args.portfolio is not None:
             raise ValueError("--models and --portfolio: give one, the portfolio sets the models")
         run = SimulationRun.prepare(
@@ -93,7 +103,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.write_portfolio is not None:
         args.write_portfolio.write_text(portfolio_toml(run.portfolio, run.time_scale))
     _describe(run, args)
-    return _publish(run, settings, realtime=not args.fast)
+    return _publish(run, settings, realtime=not args.fast, batch_size=args.batch_size)
 
 
 def _start_ms(text: str | None) -> int:
@@ -129,7 +139,7 @@ def _describe(run: SimulationRun, args: argparse.Namespace) -> None:
         print(f"  timeline written to {args.timeline}")
 
 
-def _publish(run: SimulationRun, settings: Settings, *, realtime: bool) -> int:
+def _publish(run: SimulationRun, settings: Settings, *, realtime: bool, batch_size: int) -> int:
     from confluent_kafka import Producer
 
     from streams import topics
@@ -152,7 +162,15 @@ def _publish(run: SimulationRun, settings: Settings, *, realtime: bool) -> int:
     interrupted = False
     try:
         pacer = Pacer(run.start_ms, realtime=realtime)
-        publish(run.events(), producer, names, pacer, stats=stats, progress=progress)
+        publish(
+            run.events(),
+            producer,
+            names,
+            pacer,
+            batch_size=batch_size,
+            stats=stats,
+            progress=progress,
+        )
     except KeyboardInterrupt:
         interrupted = True
     _summarize(stats, time.monotonic() - started, interrupted=interrupted)
@@ -165,7 +183,10 @@ def _summarize(stats: PublishStats, elapsed_s: float, *, interrupted: bool) -> N
     total = sum(stats.produced.values())
     state = "interrupted after" if interrupted else "done in"
     rate = total / max(elapsed_s, 1e-9)
-    print(f"failsoft simulate: {state} {elapsed_s:.1f} s, {total} messages ({rate:.0f}/s)")
+    print(
+        f"failsoft simulate: {state} {elapsed_s:.1f} s, {total} records ({rate:.0f}/s) "
+        f"in {sum(stats.messages.values())} messages"
+    )
     for topic in sorted(stats.produced):
         print(
             f"  {topic}: produced {stats.produced[topic]}, delivered {stats.delivered[topic]}, "

@@ -1,20 +1,27 @@
 """Encoding, pacing and producing simulated events: the simulator's only side effects.
 
-Events are encoded with the contracts' codec and produced with confluent-kafka in batches
-(the producer lingers a little and compresses), keyed as the topic catalogue says, with
-the Kafka timestamp set to the event's time. ``Pacer`` plays the compressed clock in real
+Events are encoded with the contracts' codec and produced with confluent-kafka (the
+producer lingers a little and compresses), keyed as the topic catalogue says, with the
+Kafka timestamp set to the event's time. ``Pacer`` plays the compressed clock in real
 time, or not at all (as fast as possible).
+
+With ``batch_size`` above 1, the events of one topic and owner (a model; a writer for
+feature writes) go as batch messages (``schemas.codec.encode_batch``) of up to that many
+records, keyed by the owner and stamped with the time of their latest record. A batch
+waits for no event that is not due yet: when pacing is about to wait, every pending batch
+goes first.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from schemas.codec import encode
+from schemas.codec import BATCHES, encode, encode_batch
 from streams.simulate.traffic import SimEvent
 from streams.topics import KEY_PARTITIONER
 
@@ -23,6 +30,8 @@ __all__ = ["Pacer", "ProducerLike", "PublishStats", "producer_config", "publish"
 # Serve delivery reports at least this often while producing flat out.
 _POLL_EVERY = 1000
 _FULL_QUEUE_WAIT_S = 0.05
+# An event less than this far ahead of the wall clock goes at once.
+_AHEAD_S = 0.001
 
 
 class ProducerLike(Protocol):
@@ -58,19 +67,22 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class PublishStats:
-    """Counts per topic: handed to the producer, acknowledged by the broker, and failed."""
+    """Records per topic: handed to the producer, acknowledged by the broker, and failed;
+    and the messages that carried them (``undelivered``: messages left at the end)."""
 
     produced: Counter[str] = dataclasses.field(default_factory=Counter)
     delivered: Counter[str] = dataclasses.field(default_factory=Counter)
     failed: Counter[str] = dataclasses.field(default_factory=Counter)
+    messages: Counter[str] = dataclasses.field(default_factory=Counter)
     errors: Counter[str] = dataclasses.field(default_factory=Counter)
     undelivered: int = 0
 
-    def on_delivery(self, error: Any, message: Any) -> None:
+    def on_delivery(self, records: int, error: Any, message: Any) -> None:
+        """The delivery report of a message of ``records`` records."""
         if error is None:
-            self.delivered[message.topic()] += 1
+            self.delivered[message.topic()] += records
         else:
-            self.failed[message.topic()] += 1
+            self.failed[message.topic()] += records
             self.errors[str(error)] += 1
 
 
@@ -94,13 +106,12 @@ class Pacer:
         """How far the event's time is ahead of the wall clock (negative: behind)."""
         return (at_ms - self.start_ms) / 1000 - (self._clock() - self._wall_start)
 
+    def would_wait(self, at_ms: int) -> bool:
+        return self.realtime and self.lag_s(at_ms) > _AHEAD_S
+
     def wait(self, at_ms: int, sleep: Callable[[float], object]) -> None:
-        if not self.realtime:
-            return
-        ahead = self.lag_s(at_ms)
-        while ahead > 0.001:
-            sleep(ahead)
-            ahead = self.lag_s(at_ms)
+        while self.would_wait(at_ms):
+            sleep(self.lag_s(at_ms))
 
 
 def publish(
@@ -109,43 +120,73 @@ def publish(
     topic_names: Mapping[str, str],
     pacer: Pacer,
     *,
+    batch_size: int = 1,
     stats: PublishStats | None = None,
     progress: Callable[[PublishStats, SimEvent], None] | None = None,
     flush_timeout_s: float = 60.0,
 ) -> PublishStats:
-    """Produce every event to its topic (``topic_names`` maps the event's topic to a name).
+    """Produce every event to its topic (``topic_names`` maps the event's topic to a name),
+    one message per event, or in batches of up to ``batch_size`` records.
 
     ``stats`` may be passed in so that a caller interrupted mid-way (Ctrl-C) still has the
-    counts; the producer is flushed whatever happens. ``progress`` is called now and then.
+    counts; pending batches are sent and the producer is flushed whatever happens.
+    ``progress`` is called now and then.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected 1 or more, got {batch_size}")
     stats = stats if stats is not None else PublishStats()
+    pending: dict[tuple[str, str], list[SimEvent]] = {}
 
     def sleep(seconds: float) -> None:
         producer.poll(seconds)
 
+    def send(topic: str, key: str, value: bytes, timestamp: int, records: int) -> None:
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key.encode(),
+                    timestamp=timestamp,
+                    on_delivery=functools.partial(stats.on_delivery, records),
+                )
+                break
+            except BufferError:
+                # The local queue is full: let the broker catch up rather than drop.
+                producer.poll(_FULL_QUEUE_WAIT_S)
+        stats.produced[topic] += records
+        stats.messages[topic] += 1
+
+    def send_batch(topic: str, owner: str, batch: list[SimEvent]) -> None:
+        contract = type(batch[0].record)
+        value = encode_batch(contract, owner, [event.record for event in batch])
+        send(topic, owner, value, max(event.at for event in batch), len(batch))
+
+    def send_pending() -> None:
+        for (topic, owner), batch in pending.items():
+            send_batch(topic, owner, batch)
+        pending.clear()
+
     try:
         for count, event in enumerate(events, start=1):
-            pacer.wait(event.at, sleep)
             topic = topic_names[event.topic]
-            value = encode(event.record)
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value=value,
-                        key=event.key.encode(),
-                        timestamp=event.at,
-                        on_delivery=stats.on_delivery,
-                    )
-                    break
-                except BufferError:
-                    # The local queue is full: let the broker catch up rather than drop.
-                    producer.poll(_FULL_QUEUE_WAIT_S)
-            stats.produced[topic] += 1
+            if batch_size == 1:
+                pacer.wait(event.at, sleep)
+                send(topic, event.key, encode(event.record), event.at, 1)
+            else:
+                if pacer.would_wait(event.at):
+                    send_pending()
+                    pacer.wait(event.at, sleep)
+                owner = getattr(event.record, BATCHES[type(event.record)].owner)
+                batch = pending.setdefault((topic, owner), [])
+                batch.append(event)
+                if len(batch) == batch_size:
+                    send_batch(topic, owner, pending.pop((topic, owner)))
             if count % _POLL_EVERY == 0:
                 producer.poll(0)
                 if progress is not None:
                     progress(stats, event)
     finally:
+        send_pending()
         stats.undelivered = producer.flush(flush_timeout_s)
     return stats

@@ -4,7 +4,11 @@ On a private broker (own ports and state folder, started and stopped here throug
 stack's Python API, so the shared broker is never touched), with a running
 ``ControlListener`` that has applied a command for the model:
 
-- ``broker up``: ``--calls`` timed calls of ``listener.mode(model); logger.log(prediction)``;
+- ``before, a message per prediction``: ``--calls`` timed calls of the mode check and the
+  serving path as it was before batches (``PerMessageLogger``: encode and produce one
+  message per prediction on the serving thread), for comparison in the same run;
+- ``broker up``: ``--calls`` timed calls of ``listener.mode(model); logger.log(prediction)``
+  with the ``PredictionLogger`` (a batch per model and flush, sent by its own thread);
 - ``broker stopped``, after the broker process is stopped: ``--calls`` calls while the
   logger's buffer (``max_buffered`` = ``--calls``) fills, then ``--calls`` more once it is
   full and every call drops (counted).
@@ -21,15 +25,20 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
+
+from schemas.codec import encode
 from schemas.contracts import Prediction
 from streams.control import publish_command
 from streams.fleet import ControlListener, PredictionLogger
+from streams.fleet.kafka_config import prediction_producer_config
 from streams.settings import Settings
 from streams.stack import SERVERS, private_settings
 from streams.topics import CONTROL, PREDICTIONS
@@ -43,6 +52,40 @@ from tests.fleet.helpers import (
 from tests.fleet.test_prediction_logger import example_prediction
 
 MODEL = "home-recs"
+
+
+class PerMessageLogger:
+    """The serving path before batches: a counted prediction, encoded and produced on the
+    serving thread as one message (librdkafka lingering 5 ms), reports served elsewhere."""
+
+    def __init__(self, settings: Settings, max_buffered: int) -> None:
+        config = prediction_producer_config(settings, max_buffered, delivery_timeout_s=600)
+        self.producer = Producer({**config, "linger.ms": 5})
+        self.topic = PREDICTIONS.name(settings)
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+        self._poller.start()
+
+    def log(self, prediction: Prediction) -> bool:
+        with self._lock:
+            self.accepted += 1
+        try:
+            self.producer.produce(self.topic, encode(prediction), prediction.model_id.encode())
+        except BufferError:
+            return False
+        return True
+
+    def close(self) -> int:
+        remaining = int(self.producer.flush(60))
+        self._closing.set()
+        self._poller.join()
+        return remaining
+
+    def _poll(self) -> None:
+        while not self._closing.is_set():
+            self.producer.poll(0.1)
 
 
 def _timed(calls: int, body: Callable[[], object]) -> list[float]:
@@ -72,7 +115,15 @@ def measure(settings: Settings, broker: Settings, calls: int) -> dict[str, Any]:
             listener.mode(MODEL)
             logger.log(prediction)
 
+        before = PerMessageLogger(settings, calls)
+
+        def serve_before() -> None:
+            listener.mode(MODEL)
+            before.log(prediction)
+
         results["timer"] = percentiles(_timed(calls, lambda: None))
+        results["before, a message per prediction"] = percentiles(_timed(calls, serve_before))
+        assert before.close() == 0
         results["broker up"] = percentiles(_timed(calls, serve))
         assert logger.flush(60) == 0
         up = logger.stats()
@@ -106,11 +157,11 @@ def run(calls: int) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [f"{'':28} {'n':>7} {'p50 us':>8} {'p99 us':>8} {'max us':>9}"]
+    lines = [f"{'':34} {'n':>7} {'p50 us':>8} {'p99 us':>8} {'max us':>9}"]
     for name, row in results.items():
         if isinstance(row, dict):
             lines.append(
-                f"{name:28} {row['n']:7d} {row['p50']:8.2f} {row['p99']:8.2f} {row['max']:9.1f}"
+                f"{name:34} {row['n']:7d} {row['p50']:8.2f} {row['p99']:8.2f} {row['max']:9.1f}"
             )
     lines.append(f"drops counted while stopped: {results['drops counted']}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+from referencing import Registry, Resource
 
 from schemas.contracts import CONTRACTS
 
@@ -18,11 +19,19 @@ def json_schema(contract: str) -> dict[str, Any]:
     return schema
 
 
+def _registry() -> Registry:
+    """Every contract's schema under its ``$id``: a batch's schema refers to its record's."""
+    schemas = [json_schema(contract) for contract in CONTRACTS]
+    return Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas
+    )
+
+
 def validator(contract: str) -> jsonschema.protocols.Validator:
     schema = json_schema(contract)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
 
 
 def examples(contract: str) -> dict[str, bytes]:

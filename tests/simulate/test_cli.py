@@ -22,6 +22,7 @@ from streams.simulate.scenario import SCENARIOS
         (["--time-scale", "nan"], "time_scale: expected a positive number, got nan"),
         (["--start", "yesterday"], "--start: expected ISO 8601"),
         (["--models", "20", "--portfolio", "p.toml"], "--models and --portfolio"),
+        (["--batch-size", "0"], "--batch-size: expected 1 or more, got 0"),
     ],
 )
 def test_bad_arguments_end_with_one_clear_line_and_code_2(

@@ -6,14 +6,18 @@ checks the simulator's own logic around the producer.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from typing import Any
 
-from schemas.codec import decode_prediction, encode
+import msgspec
+import pytest
+
+from schemas.codec import BATCHES, decode_batch, decode_prediction, encode
 from schemas.contracts import Prediction
 from streams.simulate.publish import Pacer, publish
 from streams.simulate.run import SimulationRun
 from streams.simulate.scenario import SCENARIOS, load_scenario
-from streams.simulate.traffic import FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
+from streams.simulate.traffic import FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS, SimEvent
 
 NAMES = {PREDICTIONS: "t.predictions", FEATURE_WRITES: "t.features", GROUND_TRUTH: "t.truth"}
 
@@ -94,3 +98,61 @@ def test_real_time_pacing_waits_for_each_event_on_the_compressed_clock() -> None
     unpaced = Pacer(start_ms=5_000, realtime=False, clock=lambda: now[0])
     unpaced.wait(60_000, sleep)
     assert slept == [0.5]
+
+
+def _owner(event: SimEvent) -> str:
+    return str(getattr(event.record, BATCHES[type(event.record)].owner))
+
+
+@pytest.mark.parametrize("batch_size", [2, 50])
+def test_batches_carry_every_event_once_by_topic_and_owner_in_order(batch_size: int) -> None:
+    events = list(_run().events())
+    producer = RecordingProducer()
+    stats = publish(events, producer, NAMES, Pacer(0, realtime=False), batch_size=batch_size)
+    expected: dict[tuple[str, str], list[SimEvent]] = defaultdict(list)
+    for event in events:
+        expected[NAMES[event.topic], _owner(event)].append(event)
+    taken: Counter[tuple[str, str]] = Counter()
+    for topic, value, key, timestamp in producer.messages:
+        owner = (topic, key.decode())
+        start = taken[owner]
+        due = expected[owner][start : start + batch_size]
+        records = decode_batch(type(due[0].record), value)
+        assert 1 <= len(records) <= batch_size
+        # The owner's next events, in order; stamped with the time of the latest.
+        assert records == [event.record for event in due[: len(records)]]
+        assert timestamp == max(event.at for event in due[: len(records)])
+        taken[owner] += len(records)
+    assert taken == Counter({owner: len(sent) for owner, sent in expected.items()})
+    assert sum(stats.produced.values()) == len(events) == sum(stats.delivered.values())
+    assert sum(stats.messages.values()) == len(producer.messages) < len(events)
+
+
+def test_batches_wait_for_no_event_that_is_not_due() -> None:
+    # Three predictions of one model, the last one a second later: pacing in real time,
+    # the first two go (as one batch) before the simulator waits for the third.
+    first, second, third = [
+        event._replace(record=msgspec.structs.replace(event.record, model_id="m"))
+        for event in _run().events()
+        if isinstance(event.record, Prediction)
+    ][:3]
+    events = [first, second._replace(at=first.at), third._replace(at=first.at + 1000)]
+    now = [0.0]
+    producer = RecordingProducer()
+
+    def poll(timeout: float) -> int:
+        producer.polls.append(timeout)
+        now[0] += timeout
+        return 0
+
+    producer.poll = poll  # type: ignore[method-assign]
+    publish(
+        events, producer, NAMES, Pacer(first.at, realtime=True, clock=lambda: now[0]), batch_size=10
+    )
+    assert [len(decode_batch(Prediction, value)) for _, value, _, _ in producer.messages] == [2, 1]
+    assert sum(producer.polls) >= 0.999
+
+
+def test_a_batch_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="batch_size: expected 1 or more"):
+        publish([], RecordingProducer(), NAMES, Pacer(0, realtime=False), batch_size=0)

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from schemas.codec import DecodeError, decode_feature_write, decode_ground_truth, decode_prediction
+from schemas.codec import (
+    BATCHES,
+    DecodeError,
+    decode_batch,
+    decode_feature_write,
+    decode_ground_truth,
+    decode_prediction,
+)
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction
 from streams import topics
 from streams.cli import main
@@ -124,3 +131,37 @@ def test_simulate_publishes_every_event_decodable_keyed_and_stamped(
         for m in received["predictions"]
     )
     assert got_ids == sent_ids
+
+
+def test_simulate_with_a_batch_size_publishes_batches_that_decode_to_every_event(
+    settings: Settings, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(env_name("kafka_bootstrap"), settings.kafka_bootstrap)
+    monkeypatch.setenv(env_name("topic_prefix"), settings.topic_prefix)
+    scenario = SCENARIOS / "short.toml"
+    args = ["--duration", "4s", "--rate", "300", "--seed", "5", "--start", START]
+    code = main(["simulate", "--scenario", str(scenario), *args, "--fast", "--batch-size", "50"])
+    assert code == 0
+    run = SimulationRun.prepare(
+        load_scenario(scenario), start_ms=START_MS, seed=5, rate=300, duration=timedelta(seconds=4)
+    )
+    events = list(run.events())
+    expected = Counter(event.topic for event in events)
+    contracts = {event.topic: type(event.record) for event in events}
+
+    # Batches hold up to 50 records: at least this many messages per topic.
+    least = Counter({topic: -(-n // 50) for topic, n in expected.items()})
+    received = _consume(settings, unique_name, least)
+    records: dict[str, list[Any]] = {suffix: [] for suffix in DECODERS}
+    for suffix, messages in received.items():
+        owner = BATCHES[contracts[suffix]].owner
+        for message in messages:
+            batch = decode_batch(contracts[suffix], message.value())
+            assert 1 <= len(batch) <= 50
+            assert not any(isinstance(record, DecodeError) for record in batch), batch
+            assert {getattr(record, owner) for record in batch} == {message.key().decode()}
+            records[suffix] += batch
+    assert {suffix: len(batch) for suffix, batch in records.items()} == dict(expected)
+    assert sum(map(len, received.values())) < len(events) / 10
+    sent_ids = sorted(e.record.request_id for e in events if isinstance(e.record, Prediction))
+    assert sorted(r.request_id for r in records["predictions"]) == sent_ids
