@@ -1,0 +1,194 @@
+"""Batch updates: any split of a stream into batches gives what ``update`` gives one by one.
+
+Each property feeds one stream (NaN, None, infinities and other bad inputs included) one
+by one and in batches cut at arbitrary points, and requires the same events at the same
+indices and the same running state after (``tests/detectors/batching.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors import (
+    CategoricalPSIDrift,
+    ChiSquareDrift,
+    JensenShannonDrift,
+    KSDrift,
+    NullRateDrift,
+    PSIDrift,
+    WassersteinDrift,
+)
+from tests.detectors.batching import (
+    cuts,
+    events_batched,
+    events_one_by_one,
+    same_state,
+    state_difference,
+    window_event,
+    window_events,
+)
+
+BAD = [math.nan, None, math.inf, -math.inf, "x", float("nan")]
+PROPERTY = settings(max_examples=150, deadline=None)
+
+
+def numbers_with_gaps(shift: float = 2.0) -> st.SearchStrategy[list[Any]]:
+    """Values that move between two levels, with bad inputs among them."""
+    value = st.one_of(
+        st.floats(-1.0, 1.0),
+        st.floats(-1.0, 1.0).map(lambda x: x + shift),
+        st.integers(-2, 3),
+        st.sampled_from(BAD),
+    )
+    return st.lists(value, max_size=120)
+
+
+def assert_same_batched(
+    make: Callable[[], Any],
+    values: Sequence[Any],
+    at: Sequence[int],
+    one: Callable[[Any], Any],
+    many: Callable[[Any], Any],
+    update_many: Callable[[Any, Sequence[Any]], None] | None = None,
+) -> None:
+    single, batched = make(), make()
+    expected = events_one_by_one(single, values, one)
+    found = events_batched(batched, values, at, many, update_many)
+    assert found == expected
+    assert same_state(batched, single), state_difference(batched, single)
+
+
+def _reference() -> list[float]:
+    return list(np.random.default_rng(0).normal(0.0, 1.0, 40))
+
+
+NUMERIC = {
+    "ks": lambda reference: KSDrift(reference, window_size=7, alpha=0.2),
+    "wasserstein": lambda reference: WassersteinDrift(reference, window_size=7, threshold=0.5),
+    "psi": lambda reference: PSIDrift(reference, window_size=7, n_bins=3, threshold=0.3),
+    "jensen_shannon": lambda reference: JensenShannonDrift(
+        reference, window_size=7, n_bins=3, threshold=0.1
+    ),
+}
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(NUMERIC)),
+    st.booleans(),
+    numbers_with_gaps(),
+    st.data(),
+)
+def test_numeric_window_tests_batched_as_one_by_one(
+    name: str, frozen: bool, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = _reference() if frozen else None
+    assert_same_batched(lambda: NUMERIC[name](reference), values, at, window_event, window_events)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(NUMERIC)),
+    st.lists(st.sampled_from([0.1, -0.5, 2.5, 3.0, math.nan, math.inf, -math.inf]), max_size=90),
+    st.data(),
+)
+def test_numeric_window_tests_take_float_arrays(
+    name: str, values: list[float], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: NUMERIC[name](None),
+        values,
+        at,
+        window_event,
+        window_events,
+        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
+    )
+
+
+CATEGORICAL = {
+    "psi": lambda reference: CategoricalPSIDrift(
+        reference, window_size=6, threshold=0.3, max_categories=2
+    ),
+    "chi_square": lambda reference: ChiSquareDrift(
+        reference, window_size=6, alpha=0.2, max_categories=2
+    ),
+}
+CATEGORIES = ["a", "b", "c", "d", "__other__", 1, 1.0, True, math.nan, None, [1], ("t", [2])]
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CATEGORICAL)),
+    st.booleans(),
+    st.lists(st.sampled_from(CATEGORIES), max_size=100),
+    st.data(),
+)
+def test_categorical_window_tests_batched_as_one_by_one(
+    name: str, frozen: bool, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = {"a": 50, "b": 30, "c": 5, "e": 1} if frozen else None
+    assert_same_batched(
+        lambda: CATEGORICAL[name](reference), values, at, window_event, window_events
+    )
+
+
+@PROPERTY
+@given(
+    st.booleans(),
+    st.sampled_from([None, (-1, "")]),
+    st.lists(st.sampled_from([1.0, 2, -1, "", "a", math.nan, None, math.inf]), max_size=100),
+    st.data(),
+)
+def test_null_rate_batched_as_one_by_one(
+    frozen: bool, sentinels: tuple[Any, ...] | None, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = (1, 50) if frozen else None
+    assert_same_batched(
+        lambda: NullRateDrift(reference, window_size=6, alpha=0.3, sentinels=sentinels),
+        values,
+        at,
+        window_event,
+        window_events,
+    )
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from([0.5, 1.0, math.nan, -math.inf]), max_size=60), st.data())
+def test_null_rate_takes_float_arrays(values: list[float], data: st.DataObject) -> None:
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: NullRateDrift(None, window_size=5, alpha=0.3),
+        values,
+        at,
+        window_event,
+        window_events,
+        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
+    )
+
+
+def test_a_batch_reports_each_window_and_the_last_input_alone() -> None:
+    rng = np.random.default_rng(5)
+    detector = KSDrift(rng.normal(0.0, 1.0, 1000), window_size=100, alpha=0.001)
+    stream = np.concatenate([rng.normal(0.0, 1.0, 200), rng.normal(1.0, 1.0, 250)])
+    stream[3] = np.nan
+    detector.update_many(stream)
+    assert detector.window_ends.tolist() == [100, 200, 300, 400]
+    assert detector.window_drifts.tolist() == [False, False, True, True]
+    assert detector.n_skipped == 1
+    # The batch's last input completed no window, as update() would have said of it.
+    assert not detector.drift_detected
+    # 49 values wait in the window: the 51st valid value of the next batch completes it.
+    detector.update_many(stream[-51:])
+    assert detector.window_ends.tolist() == [50]
+    assert detector.window_drifts.tolist() == [True]
+    assert detector.drift_detected
