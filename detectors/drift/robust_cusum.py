@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from river import base
 
-from detectors.drift._window import finite_float, validate_positive
+from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._statistics import FloatArray
+from detectors.drift._window import IntArray, finite_float, finite_floats, validate_positive
 
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
@@ -42,6 +45,12 @@ class RobustCUSUM(base.DriftDetector):
     known parameters the two mean CUSUMs together raise a false alarm about once in
     ``exp(2 * allowance * (threshold + 1.166)) / (4 * allowance^2)`` values (Siegmund).
 
+    ``update_many`` takes a batch and gives exactly what ``update`` gives one by one. Both
+    keep each CUSUM as a running sum minus its running minimum (``detectors.drift._cusum``),
+    which a batch computes with ``np.cumsum`` and ``np.minimum.accumulate`` in the same
+    floating-point operations. That form equals ``max(0, S + step)`` up to rounding (under
+    3e-12 here), so an alarm moves only if the CUSUM ends that close to its threshold.
+
     Parameters
     ----------
     warm_up
@@ -69,6 +78,15 @@ class RobustCUSUM(base.DriftDetector):
     ...     detector.update(x)
     ...     if detector.drift_detected:
     ...         print(i, detector.cause)
+    3050 mean_up
+
+    The same stream in batches of 500: each alarm at its position in its batch.
+
+    >>> batched = RobustCUSUM()
+    >>> for start in range(0, stream.size, 500):
+    ...     batched.update_many(stream[start : start + 500])
+    ...     for i, cause in zip(batched.detections, batched.detection_causes):
+    ...         print(start + i, cause)
     3050 mean_up
     """
 
@@ -103,10 +121,12 @@ class RobustCUSUM(base.DriftDetector):
 
     def _reset(self) -> None:
         super()._reset()
-        self._buffer = np.empty(self.warm_up, dtype=np.float64)
+        # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
+        self._buffer = np.zeros(self.warm_up, dtype=np.float64)
         self._start_warm_up()
         self._cause: str | None = None
         self._n_detections = 0
+        self._batch_events: list[tuple[int, str]] = []
         self._spread_allowance = math.inf
         if self.spread_ratio is not None:
             self._spread_allowance = math.sqrt(2.0 / math.pi) * (1.0 + self.spread_ratio) / 2.0
@@ -115,11 +135,17 @@ class RobustCUSUM(base.DriftDetector):
         self._filled = 0
         self._location = math.nan
         self._scale = math.nan
-        self._up = self._down = self._spread = 0.0
+        # Each CUSUM is its running sum minus the sum's running minimum (_cusum).
+        self._up_sum = self._up_low = 0.0
+        self._down_sum = self._down_low = 0.0
+        self._spread_sum = self._spread_low = 0.0
+        self._since_rebase = 0
 
     def update(self, x: Any) -> None:
         """Add one value; missing and non-finite values are ignored."""
         self._drift_detected = False
+        if self._batch_events:
+            self._batch_events = []
         value = finite_float(x)
         if value is None:
             return
@@ -134,18 +160,96 @@ class RobustCUSUM(base.DriftDetector):
         clip = self.clip
         z = clip if z > clip else -clip if z < -clip else z
         allowance = self.allowance
-        up = self._up + z - allowance
-        down = self._down - z - allowance
-        spread = self._spread + (z if z >= 0.0 else -z) - self._spread_allowance
-        self._up = up if up > 0.0 else 0.0
-        self._down = down if down > 0.0 else 0.0
-        self._spread = spread if spread > 0.0 else 0.0
-        if up > self.threshold:
-            self._alarm("mean_up")
-        elif down > self.threshold:
-            self._alarm("mean_down")
+        up_sum = self._up_sum = self._up_sum + (z - allowance)
+        if up_sum < self._up_low:
+            self._up_low = up_sum
+        down_sum = self._down_sum = self._down_sum + (-z - allowance)
+        if down_sum < self._down_low:
+            self._down_low = down_sum
+        spread = 0.0
+        if self.spread_ratio is not None:
+            spread_sum = self._spread_sum = self._spread_sum + (abs(z) - self._spread_allowance)
+            if spread_sum < self._spread_low:
+                self._spread_low = spread_sum
+            spread = spread_sum - self._spread_low
+        if up_sum - self._up_low > self.threshold:
+            self._alarm("mean_up", 0)
+        elif down_sum - self._down_low > self.threshold:
+            self._alarm("mean_down", 0)
         elif spread > self.spread_threshold:
-            self._alarm("spread_up")
+            self._alarm("spread_up", 0)
+        else:
+            self._since_rebase += 1
+            if self._since_rebase == REBASE_EVERY:
+                self._rebase()
+
+    def update_many(self, values: Iterable[Any]) -> None:
+        """Add a batch of values: the same results and state as ``update`` one by one.
+
+        ``detections`` and ``detection_causes`` give the position in the batch, and the
+        cause, of each alarm; a warm-up, the first or the one after an alarm, may start and
+        end inside the batch.
+        """
+        self._batch_events = []
+        array = finite_floats(values)
+        positions = np.flatnonzero(~np.isnan(array))
+        valid = array[positions]
+        start = 0
+        while start < valid.size:
+            if self._filled < self.warm_up:
+                stop = min(valid.size, start + self.warm_up - self._filled)
+                self._buffer[self._filled : self._filled + stop - start] = valid[start:stop]
+                self._filled += stop - start
+                if self._filled == self.warm_up:
+                    self._learn_reference()
+                start = stop
+                continue
+            stop = min(valid.size, start + REBASE_EVERY - self._since_rebase)
+            alarm = self._run(valid[start:stop])
+            if alarm is None:
+                self._since_rebase += stop - start
+                if self._since_rebase == REBASE_EVERY:
+                    self._rebase()
+                start = stop
+            else:
+                offset, cause = alarm
+                self._alarm(cause, int(positions[start + offset]))
+                start += offset + 1
+        if array.size:
+            # drift_detected describes the last input only, as after update() one by one.
+            events = self._batch_events
+            self._drift_detected = bool(events) and events[-1][0] == array.size - 1
+
+    def _run(self, values: FloatArray) -> tuple[int, str] | None:
+        """Run the CUSUMs over values after the warm-up; the first alarm, if any, and its cause.
+
+        Without an alarm the CUSUMs keep their state at the end; after one, the alarm
+        starts a new warm-up and the rest of the run is discarded.
+        """
+        z = np.clip((values - self._location) / self._scale, -self.clip, self.clip)
+        up_sums, up_lows = cusum_path(self._up_sum, self._up_low, z - self.allowance)
+        down_sums, down_lows = cusum_path(self._down_sum, self._down_low, -z - self.allowance)
+        causes = [("mean_up", up_sums - up_lows > self.threshold)]
+        causes.append(("mean_down", down_sums - down_lows > self.threshold))
+        if self.spread_ratio is not None:
+            steps = np.abs(z) - self._spread_allowance
+            spread_sums, spread_lows = cusum_path(self._spread_sum, self._spread_low, steps)
+            causes.append(("spread_up", spread_sums - spread_lows > self.spread_threshold))
+            self._spread_sum, self._spread_low = float(spread_sums[-1]), float(spread_lows[-1])
+        self._up_sum, self._up_low = float(up_sums[-1]), float(up_lows[-1])
+        self._down_sum, self._down_low = float(down_sums[-1]), float(down_lows[-1])
+        alarms = np.logical_or.reduce([crossed for _, crossed in causes])
+        if not alarms.any():
+            return None
+        first = int(np.argmax(alarms))
+        # At one value the mean CUSUMs come first, as in update().
+        return first, next(cause for cause, crossed in causes if crossed[first])
+
+    def _rebase(self) -> None:
+        self._up_sum, self._up_low = rebase(self._up_sum, self._up_low)
+        self._down_sum, self._down_low = rebase(self._down_sum, self._down_low)
+        self._spread_sum, self._spread_low = rebase(self._spread_sum, self._spread_low)
+        self._since_rebase = 0
 
     def _learn_reference(self) -> None:
         values = self._buffer
@@ -165,16 +269,27 @@ class RobustCUSUM(base.DriftDetector):
         # A constant warm-up still needs a scale: any later change is then a large one.
         self._scale = spread if spread > 0.0 else max(abs(self._location) * 1e-6, 1e-12)
 
-    def _alarm(self, cause: str) -> None:
+    def _alarm(self, cause: str, position: int) -> None:
         self._drift_detected = True
         self._cause = cause
         self._n_detections += 1
+        self._batch_events.append((position, cause))
         self._start_warm_up()
 
     @property
     def statistic(self) -> float:
         """The larger mean CUSUM, in standard deviations (0 during warm-up)."""
-        return max(self._up, self._down)
+        return max(self._up_sum - self._up_low, self._down_sum - self._down_low)
+
+    @property
+    def detections(self) -> IntArray:
+        """Positions in the last batch (or update) of the values that raised an alarm."""
+        return np.array([position for position, _ in self._batch_events], dtype=np.intp)
+
+    @property
+    def detection_causes(self) -> tuple[str, ...]:
+        """The cause of each alarm in ``detections``, as in ``cause``."""
+        return tuple(cause for _, cause in self._batch_events)
 
     @property
     def cause(self) -> str | None:

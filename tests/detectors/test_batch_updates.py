@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from detectors import (
     KSDrift,
     NullRateDrift,
     PSIDrift,
+    RobustCUSUM,
     WassersteinDrift,
 )
 from tests.detectors.batching import (
@@ -33,6 +35,7 @@ from tests.detectors.batching import (
     window_event,
     window_events,
 )
+from tests.detectors.cases_drift import alarms
 
 BAD = [math.nan, None, math.inf, -math.inf, "x", float("nan")]
 PROPERTY = settings(max_examples=150, deadline=None)
@@ -192,3 +195,76 @@ def test_a_batch_reports_each_window_and_the_last_input_alone() -> None:
     assert detector.window_ends.tolist() == [50]
     assert detector.window_drifts.tolist() == [True]
     assert detector.drift_detected
+
+
+def alarm_cause(detector: RobustCUSUM) -> tuple[Any, ...] | None:
+    return (detector.cause,) if detector.drift_detected else None
+
+
+def alarm_causes(detector: RobustCUSUM) -> list[tuple[int, tuple[Any, ...]]]:
+    return [
+        (int(i), (cause,))
+        for i, cause in zip(detector.detections, detector.detection_causes, strict=True)
+    ]
+
+
+def levels(draw: st.DrawFn) -> list[Any]:
+    """Runs at a few levels and spreads, with bad inputs among them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values: list[Any] = []
+    for _ in range(draw(st.integers(1, 6))):
+        run = rng.normal(draw(st.sampled_from([0.0, 1.5, -1.5])), draw(st.sampled_from([1, 3])), 40)
+        values.extend(run.tolist())
+    for _ in range(draw(st.integers(0, 10))):
+        values.insert(draw(st.integers(0, len(values))), draw(st.sampled_from(BAD)))
+    return values
+
+
+@PROPERTY
+@given(st.sampled_from([2.0, None]), st.sampled_from([3, 17, 4096]), st.data())
+def test_robust_cusum_batched_as_one_by_one(
+    spread_ratio: float | None, rebase_every: int, data: st.DataObject
+) -> None:
+    values = data.draw(st.composite(lambda draw: levels(draw))())
+    at = data.draw(cuts(len(values)))
+    with pytest.MonkeyPatch.context() as patch:
+        # A short period makes the rebase happen inside short streams and batches.
+        patch.setattr("detectors.drift.robust_cusum.REBASE_EVERY", rebase_every)
+        assert_same_batched(
+            lambda: RobustCUSUM(
+                warm_up=10, threshold=4.0, spread_ratio=spread_ratio, spread_threshold=3.0
+            ),
+            values,
+            at,
+            alarm_cause,
+            alarm_causes,
+        )
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts(30_000))
+def test_robust_cusum_rebases_alike_over_a_long_stream(at: list[int]) -> None:
+    # Heavy tails, fed as float arrays: the rebase every 4,096 values falls inside batches.
+    values = np.random.default_rng(4).standard_t(4, 30_000).tolist()
+    assert_same_batched(
+        lambda: RobustCUSUM(warm_up=50),
+        values,
+        at,
+        alarm_cause,
+        alarm_causes,
+        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
+    )
+
+
+def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
+    rng = np.random.default_rng(6)
+    stream = np.concatenate([rng.normal(0.0, 1.0, 300), rng.normal(3.0, 1.0, 300)])
+    assert alarms(RobustCUSUM(warm_up=100), stream) == [310]
+    detector = RobustCUSUM(warm_up=100)
+    detector.update_many(stream)
+    # The step is caught once; the warm-up after the alarm learns the new level, quietly.
+    assert detector.detections.tolist() == [310]
+    # A three-sigma step fills the spread CUSUM (1.8 a value) before the mean's (2.75 a
+    # value, against a higher threshold).
+    assert detector.detection_causes == ("spread_up",)
+    assert detector.reference_location == pytest.approx(3.0, abs=0.3)
