@@ -179,9 +179,7 @@ class RobustCUSUM(base.DriftDetector):
         elif spread > self.spread_threshold:
             self._alarm("spread_up", 0)
         else:
-            self._since_rebase += 1
-            if self._since_rebase == REBASE_EVERY:
-                self._rebase()
+            self._advance(1)
 
     def update_many(self, values: Iterable[Any]) -> None:
         """Add a batch of values: the same results and state as ``update`` one by one.
@@ -207,9 +205,7 @@ class RobustCUSUM(base.DriftDetector):
             stop = min(valid.size, start + REBASE_EVERY - self._since_rebase)
             alarm = self._run(valid[start:stop])
             if alarm is None:
-                self._since_rebase += stop - start
-                if self._since_rebase == REBASE_EVERY:
-                    self._rebase()
+                self._advance(stop - start)
                 start = stop
             else:
                 offset, cause = alarm
@@ -245,7 +241,11 @@ class RobustCUSUM(base.DriftDetector):
         # At one value the mean CUSUMs come first, as in update().
         return first, next(cause for cause, crossed in causes if crossed[first])
 
-    def _rebase(self) -> None:
+    def _advance(self, n: int) -> None:
+        """Count ``n`` values without an alarm; rebase the sums every REBASE_EVERY values."""
+        self._since_rebase += n
+        if self._since_rebase < REBASE_EVERY:
+            return
         self._up_sum, self._up_low = rebase(self._up_sum, self._up_low)
         self._down_sum, self._down_low = rebase(self._down_sum, self._down_low)
         self._spread_sum, self._spread_low = rebase(self._spread_sum, self._spread_low)

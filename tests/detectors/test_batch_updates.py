@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import (
+    BernoulliCUSUM,
     CategoricalPSIDrift,
     ChiSquareDrift,
     JensenShannonDrift,
@@ -28,6 +29,8 @@ from detectors import (
 )
 from tests.detectors.batching import (
     cuts,
+    detection_event,
+    detections,
     events_batched,
     events_one_by_one,
     same_state,
@@ -54,7 +57,7 @@ def numbers_with_gaps(shift: float = 2.0) -> st.SearchStrategy[list[Any]]:
 
 def assert_same_batched(
     make: Callable[[], Any],
-    values: Sequence[Any],
+    values: Any,
     at: Sequence[int],
     one: Callable[[Any], Any],
     many: Callable[[Any], Any],
@@ -245,15 +248,8 @@ def test_robust_cusum_batched_as_one_by_one(
 @given(cuts(30_000))
 def test_robust_cusum_rebases_alike_over_a_long_stream(at: list[int]) -> None:
     # Heavy tails, fed as float arrays: the rebase every 4,096 values falls inside batches.
-    values = np.random.default_rng(4).standard_t(4, 30_000).tolist()
-    assert_same_batched(
-        lambda: RobustCUSUM(warm_up=50),
-        values,
-        at,
-        alarm_cause,
-        alarm_causes,
-        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
-    )
+    values = np.random.default_rng(4).standard_t(4, 30_000)
+    assert_same_batched(lambda: RobustCUSUM(warm_up=50), values, at, alarm_cause, alarm_causes)
 
 
 def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
@@ -268,3 +264,68 @@ def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
     # value, against a higher threshold).
     assert detector.detection_causes == ("spread_up",)
     assert detector.reference_location == pytest.approx(3.0, abs=0.3)
+
+
+def binary(draw: st.DrawFn, bad: Sequence[Any]) -> list[Any]:
+    """Runs of events at a low and a high rate, with inputs that are not 0/1 among them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values: list[Any] = []
+    for _ in range(draw(st.integers(1, 5))):
+        rate = draw(st.sampled_from([0.1, 0.6]))
+        values.extend(rng.random(draw(st.integers(5, 60))) < rate)
+    kinds = [bool, int, float, np.bool_]
+    values = [kinds[i % 4](x) for i, x in enumerate(values)]
+    for _ in range(draw(st.integers(0, 10))):
+        values.insert(draw(st.integers(0, len(values))), draw(st.sampled_from(bad)))
+    return values
+
+
+BINARY_BAD = [math.nan, None, math.inf, 2, -1, 0.5, "1", 1 + 0j]
+
+
+@PROPERTY
+@given(st.sampled_from([None, 0.2]), st.sampled_from([3, 17, 4096]), st.data())
+def test_bernoulli_cusum_batched_as_one_by_one(
+    reference_rate: float | None, rebase_every: int, data: st.DataObject
+) -> None:
+    values = data.draw(st.composite(lambda draw: binary(draw, BINARY_BAD))())
+    at = data.draw(cuts(len(values)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("detectors.drift.bernoulli_cusum.REBASE_EVERY", rebase_every)
+        assert_same_batched(
+            lambda: BernoulliCUSUM(warm_up=10, threshold=2.0, reference_rate=reference_rate),
+            values,
+            at,
+            detection_event,
+            detections,
+        )
+
+
+# What each dtype can hold besides 0 and 1 (a bool array holds nothing else).
+NUMERIC_BAD: dict[type, list[float]] = {
+    np.bool_: [0],
+    np.int64: [2, -1],
+    np.float64: [math.nan, 2, -1, 0.5, math.inf],
+}
+
+
+@PROPERTY
+@given(st.sampled_from([np.bool_, np.int64, np.float64, np.float32]), st.data())
+def test_bernoulli_cusum_takes_numeric_arrays(dtype: type, data: st.DataObject) -> None:
+    bad = NUMERIC_BAD.get(dtype, NUMERIC_BAD[np.float64])
+    values = data.draw(st.composite(lambda draw: binary(draw, bad))())
+    # One by one the detector gets the array's own elements (numpy scalars).
+    array: Any = np.asarray([float(x) for x in values]).astype(dtype)
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: BernoulliCUSUM(warm_up=10, threshold=2.0), array, at, detection_event, detections
+    )
+
+
+def test_bernoulli_cusum_counts_every_input_it_skips() -> None:
+    detector = BernoulliCUSUM(warm_up=10)
+    for x in [1, 0, None, math.nan, 2, "1", True, 0.5]:
+        detector.update(x)
+    assert detector.n_skipped == 5
+    detector.update_many(np.array([0.0, np.nan, 1.0, 3.0]))
+    assert detector.n_skipped == 7
