@@ -7,6 +7,7 @@ indices and the same running state after (``tests/detectors/batching.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from detectors import (
     BernoulliCUSUM,
     CategoricalPSIDrift,
     ChiSquareDrift,
+    FutureValues,
     JensenShannonDrift,
     KSDrift,
     NullRateDrift,
@@ -27,6 +29,7 @@ from detectors import (
     RobustCUSUM,
     WassersteinDrift,
 )
+from detectors.leaks import ServedFeature
 from tests.detectors.batching import (
     cuts,
     detection_event,
@@ -329,3 +332,78 @@ def test_bernoulli_cusum_counts_every_input_it_skips() -> None:
     assert detector.n_skipped == 5
     detector.update_many(np.array([0.0, np.nan, 1.0, 3.0]))
     assert detector.n_skipped == 7
+
+
+def future_event(detector: FutureValues) -> tuple[Any, ...] | None:
+    return () if len(detector.future_indices) else None
+
+
+def future_events(detector: FutureValues) -> list[tuple[int, tuple[Any, ...]]]:
+    return [(int(i), ()) for i in detector.future_indices]
+
+
+TIMES = st.one_of(
+    st.integers(0, 50).map(float), st.sampled_from([math.nan, math.inf, -math.inf, 1e308])
+)
+
+
+@st.composite
+def served_rows(draw: st.DrawFn, as_text: bool, dtype: Any) -> list[ServedFeature]:
+    """Served values as update gets them from columns: the columns' own elements."""
+    n = draw(st.integers(0, 60))
+    ids: list[Any] = ["u1", "u2", 7] if not as_text else ["u1", "u2"]
+    names: list[Any] = ["a", "b", "c", ""] if as_text else ["a", "b", "c", "", 3, None]
+    if not as_text:
+        ids += [True, None, 1.5]
+    columns = [
+        np.array(draw(st.lists(st.sampled_from(ids), min_size=n, max_size=n)), dtype=object),
+        np.array(draw(st.lists(st.sampled_from(names), min_size=n, max_size=n)), dtype=object),
+    ]
+    if as_text:
+        columns = [column.astype(str) for column in columns]
+    times = [draw(st.lists(TIMES, min_size=n, max_size=n)) for _ in range(2)]
+    if dtype is not None and np.dtype(dtype).kind == "i":
+        times = [[t if math.isfinite(t) and abs(t) < 1e6 else 0.0 for t in ts] for ts in times]
+    stamps = [np.array(ts, dtype=dtype) if dtype is not None else ts for ts in times]
+    return [
+        ServedFeature(columns[0][i], columns[1][i], i, stamps[0][i], stamps[1][i]) for i in range(n)
+    ]
+
+
+def columns_of(rows: Sequence[ServedFeature], as_text: bool, dtype: Any) -> list[Any]:
+    """The rows as the columns update_many takes: arrays where ``served_rows`` cut arrays."""
+    columns: list[Any] = [
+        [getattr(row, f.name) for row in rows] for f in dataclasses.fields(ServedFeature)
+    ]
+    ids, names, values, written, predicted = columns
+    if as_text:
+        ids, names = np.array(ids, dtype=str), np.array(names, dtype=str)
+    if dtype is not None:
+        written, predicted = np.array(written, dtype=dtype), np.array(predicted, dtype=dtype)
+    return [ids, names, values, written, predicted]
+
+
+@PROPERTY
+@given(
+    st.sampled_from([(False, None), (False, np.float64), (True, np.float64), (True, np.int64)]),
+    st.sampled_from([0.0, 5.0]),
+    st.data(),
+)
+def test_future_values_batched_as_one_by_one(
+    mode: tuple[bool, Any], skew_tolerance: float, data: st.DataObject
+) -> None:
+    rows = data.draw(served_rows(*mode))
+    at = data.draw(cuts(len(rows)))
+    assert_same_batched(
+        lambda: FutureValues(skew_tolerance=skew_tolerance, max_features=2),
+        rows,
+        at,
+        future_event,
+        future_events,
+        lambda detector, batch: detector.update_many(*columns_of(batch, *mode)),
+    )
+
+
+def test_future_values_refuses_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        FutureValues().update_many(["u"], ["a"], [1], np.array([1.0, 2.0]), np.array([1.0]))
