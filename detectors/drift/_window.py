@@ -16,21 +16,22 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.drift._statistics import FloatArray
 
 OTHER = "__other__"
 
 IntArray = npt.NDArray[np.intp]
+# What update_many takes: a list or an array of values.
+Batch = Sequence[Any] | npt.NDArray[Any]
 BoolArray = npt.NDArray[np.bool_]
-# What a window completed in the last batch gave: its end, statistic, p-value and verdict.
-WindowResult = tuple[int, float, float, bool]
 
 
 def finite_float(x: Any) -> float | None:
@@ -38,6 +39,10 @@ def finite_float(x: Any) -> float | None:
     # The exact-type check first: isinstance against the numbers ABC costs a microsecond.
     if type(x) is float:
         return x if math.isfinite(x) else None
+    if type(x) is np.float64:
+        # What float(x) below gives, without the ABC check: a batch's elements come as these.
+        value = float(x)
+        return value if math.isfinite(value) else None
     if not isinstance(x, numbers.Real):
         return None
     try:
@@ -79,7 +84,7 @@ def validate_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-class WindowTest(base.Base):
+class WindowTest(BatchEvents, base.Base):
     """What every windowed test stores and reports; subclasses implement ``update``."""
 
     reference: Any
@@ -96,7 +101,7 @@ class WindowTest(base.Base):
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
-        self._batch_events: list[WindowResult] = []
+        self._batch_events: list[tuple[Any, ...]] = []
 
     def _record(self, end: int, result: tuple[float, float, bool]) -> None:
         """Keep the verdict of a window that ended at position ``end`` of the batch."""
@@ -197,12 +202,15 @@ class NumericWindowTest(WindowTest):
         self._filled = 0
         self._complete(self._window, 0)
 
-    def update_many(self, values: Iterable[Any]) -> None:
+    def update_many(self, values: Batch) -> None:
         """Add a batch of values: the same results and state as ``update`` one by one.
 
         The windows completed in the batch are evaluated in turn; ``window_ends`` and the
         other ``window_*`` properties give each one's position in the batch and verdict.
         """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
         self._batch_events = []
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))
@@ -370,12 +378,15 @@ class CategoricalWindowTest(WindowTest):
             return
         self._complete(0)
 
-    def update_many(self, values: Iterable[Any]) -> None:
+    def update_many(self, values: Batch) -> None:
         """Add a batch of categories: the same results and state as ``update`` one by one.
 
         Each window's share of the batch is counted at once; ``window_ends`` and the other
         ``window_*`` properties give each completed window's position and verdict.
         """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
         self._batch_events = []
         values = list(values)
         positions = [i for i, x in enumerate(values) if _countable(x)]

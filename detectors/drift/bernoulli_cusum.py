@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
-from detectors.drift._window import BoolArray, IntArray, validate_positive
+from detectors.drift._window import Batch, BoolArray, IntArray, validate_positive
 
 # Each input of a batch as an event (1), a non-event (0) or an input to skip (-1).
 _EVENT, _QUIET, _SKIPPED = 1, 0, -1
 
 
-class BernoulliCUSUM(base.BinaryDriftDetector):
+class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
     """Log-likelihood ratio CUSUM for a Bernoulli rate rising by ``odds_ratio``.
 
     The in-control rate ``p0`` is ``reference_rate`` when given, otherwise it is learnt
@@ -103,7 +103,7 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
         super()._reset()
         self._n_detections = 0
         self._n_skipped = 0
-        self._batch_events: list[int] = []
+        self._batch_events: list[tuple[Any, ...]] = []
         self._start_warm_up()
         if self.reference_rate is not None:
             self._set_rate(self.reference_rate)
@@ -151,12 +151,15 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
         else:
             self._advance(1)
 
-    def update_many(self, values: Iterable[Any]) -> None:
+    def update_many(self, values: Batch) -> None:
         """Add a batch of inputs: the same results and state as ``update`` one by one.
 
         ``detections`` gives the position in the batch of each alarm; a warm-up, the first
         or the one after an alarm, may start and end inside the batch.
         """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
         self._batch_events = []
         codes = _codes(values)
         positions = np.flatnonzero(codes != _SKIPPED)
@@ -182,9 +185,8 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
                 start += alarm + 1
         if codes.size:
             # drift_detected describes the last input only, as after update() one by one.
-            self._drift_detected = bool(self._batch_events) and (
-                self._batch_events[-1] == codes.size - 1
-            )
+            events = self._batch_events
+            self._drift_detected = bool(events) and events[-1][0] == codes.size - 1
 
     def _run(self, events: BoolArray) -> int | None:
         """Run the CUSUM over inputs after the warm-up; the offset of the first alarm, if any."""
@@ -204,7 +206,7 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
     def _alarm(self, position: int) -> None:
         self._drift_detected = True
         self._n_detections += 1
-        self._batch_events.append(position)
+        self._batch_events.append((position,))
         if self.reference_rate is None:
             self._start_warm_up()
         else:
@@ -233,10 +235,10 @@ class BernoulliCUSUM(base.BinaryDriftDetector):
     @property
     def detections(self) -> IntArray:
         """Positions in the last batch (or update) of the inputs that raised an alarm."""
-        return np.array(self._batch_events, dtype=np.intp)
+        return np.array([event[0] for event in self._batch_events], dtype=np.intp)
 
 
-def _codes(values: Iterable[Any]) -> npt.NDArray[np.int8]:
+def _codes(values: Batch) -> npt.NDArray[np.int8]:
     """Each input as _EVENT, _QUIET or _SKIPPED, by the rule of ``update``."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
         flat = values.ravel()

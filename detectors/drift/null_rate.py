@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from detectors._exact import fisher_exact_two_sided
-from detectors.drift._window import BoolArray, PValue, WindowTest, validate_level
+from detectors.drift._window import Batch, BoolArray, PValue, WindowTest, validate_level
 
 
 class NullRateDrift(PValue, WindowTest):
@@ -106,13 +105,16 @@ class NullRateDrift(PValue, WindowTest):
             return
         self._complete(0)
 
-    def update_many(self, values: Iterable[Any]) -> None:
+    def update_many(self, values: Batch) -> None:
         """Count a batch of inputs: the same results and state as ``update`` one by one.
 
         Each window's nulls are a difference of the batch's cumulative null count;
         ``window_ends`` and the other ``window_*`` properties give each completed window's
         position and verdict.
         """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
         self._batch_events = []
         nulls = self._nulls_of(values)
         counted = np.concatenate([[0], np.cumsum(nulls)]).tolist()
@@ -126,7 +128,7 @@ class NullRateDrift(PValue, WindowTest):
             start = stop
         self._finish_batch(nulls.size)
 
-    def _nulls_of(self, values: Iterable[Any]) -> BoolArray:
+    def _nulls_of(self, values: Batch) -> BoolArray:
         # Only float64 elements are floats to _is_null (float32 NaN is not): other arrays,
         # and any sentinel, go value by value so that both paths agree on every input.
         if isinstance(values, np.ndarray) and self.sentinels is None:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
 from detectors.drift._statistics import FloatArray
-from detectors.drift._window import IntArray, finite_float, finite_floats, validate_positive
+from detectors.drift._window import (
+    Batch,
+    IntArray,
+    finite_float,
+    finite_floats,
+    validate_positive,
+)
 
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
 _MAD_TO_SIGMA = 1.4826
 
 
-class RobustCUSUM(base.DriftDetector):
+class RobustCUSUM(BatchEvents, base.DriftDetector):
     """CUSUM on standardized values, with the reference learnt from a robust warm-up.
 
     The first ``warm_up`` finite values set the reference: values further than five MADs
@@ -126,7 +132,7 @@ class RobustCUSUM(base.DriftDetector):
         self._start_warm_up()
         self._cause: str | None = None
         self._n_detections = 0
-        self._batch_events: list[tuple[int, str]] = []
+        self._batch_events: list[tuple[Any, ...]] = []
         self._spread_allowance = math.inf
         if self.spread_ratio is not None:
             self._spread_allowance = math.sqrt(2.0 / math.pi) * (1.0 + self.spread_ratio) / 2.0
@@ -181,13 +187,16 @@ class RobustCUSUM(base.DriftDetector):
         else:
             self._advance(1)
 
-    def update_many(self, values: Iterable[Any]) -> None:
+    def update_many(self, values: Batch) -> None:
         """Add a batch of values: the same results and state as ``update`` one by one.
 
         ``detections`` and ``detection_causes`` give the position in the batch, and the
         cause, of each alarm; a warm-up, the first or the one after an alarm, may start and
         end inside the batch.
         """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
         self._batch_events = []
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))

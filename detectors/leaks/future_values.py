@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.leaks._arguments import require_counts, require_durations
 from detectors.leaks.events import ServedFeature, _identity_ok, checked_served
 
@@ -24,7 +25,7 @@ class FutureValueCount:
     future: int
 
 
-class FutureValues(base.Base):
+class FutureValues(BatchEvents, base.Base):
     """Counts served feature values whose ``written_at`` is later than ``predicted_at``.
 
     Serving cannot read a value before it is written, so each one means clock skew between
@@ -89,7 +90,7 @@ class FutureValues(base.Base):
         self._max_skew = 0.0
         self._last: ServedFeature | None = None
         self._rejected = 0
-        self._batch_events: list[int] = []
+        self._batch_events: list[tuple[Any, ...]] = []
 
     def update(self, x: Any) -> None:
         """Reads one :class:`ServedFeature`; anything else is counted in ``rejected``."""
@@ -106,7 +107,7 @@ class FutureValues(base.Base):
             self._future += 1
             self._max_skew = max(self._max_skew, float(skew))
             self._last = served
-            self._batch_events.append(0)
+            self._batch_events.append((0,))
 
     def update_many(
         self,
@@ -131,13 +132,8 @@ class FutureValues(base.Base):
         numeric = all(
             isinstance(t, np.ndarray) and t.dtype.kind in "iuf" for t in (written_at, predicted_at)
         )
-        if not numeric:
-            events: list[int] = []
-            for i, row in enumerate(zip(*columns, strict=True)):
-                self.update(ServedFeature(*row))
-                if self._batch_events:
-                    events.append(i)
-            self._batch_events = events
+        if not numeric or self._small(len(features)):
+            self._update_each(ServedFeature(*row) for row in zip(*columns, strict=True))
             return
         self._batch_events = []
         # Where a row is rejected its skew is not used; inf - inf there must not warn.
@@ -159,7 +155,7 @@ class FutureValues(base.Base):
             self._future += len(future_rows)
             self._max_skew = max(self._max_skew, float(skews[future].max()))
             self._last = ServedFeature(*(column[last] for column in columns))
-            self._batch_events = future_rows
+            self._batch_events = [(row,) for row in future_rows]
 
     def _count(self, feature: str, served: int, future: int) -> None:
         counts = self._counts.get(feature)
@@ -173,7 +169,7 @@ class FutureValues(base.Base):
     @property
     def future_indices(self) -> npt.NDArray[np.intp]:
         """Positions in the last batch (or update) of the rows counted as from the future."""
-        return np.array(self._batch_events, dtype=np.intp)
+        return np.array([event[0] for event in self._batch_events], dtype=np.intp)
 
     @property
     def critical(self) -> bool:

@@ -28,6 +28,7 @@ from detectors import (
     PSIDrift,
     RobustCUSUM,
     WassersteinDrift,
+    _batch,
 )
 from detectors.leaks import ServedFeature
 from tests.detectors.batching import (
@@ -66,11 +67,17 @@ def assert_same_batched(
     many: Callable[[Any], Any],
     update_many: Callable[[Any, Sequence[Any]], None] | None = None,
 ) -> None:
-    single, batched = make(), make()
+    """Events and state alike one by one and batched; batched twice: with small batches
+    going through ``update`` as in production, and with every batch on the numpy path."""
+    single = make()
     expected = events_one_by_one(single, values, one)
-    found = events_batched(batched, values, at, many, update_many)
-    assert found == expected
-    assert same_state(batched, single), state_difference(batched, single)
+    for small_batch in (_batch.SMALL_BATCH, -1):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_batch, "SMALL_BATCH", small_batch)
+            batched = make()
+            found = events_batched(batched, values, at, many, update_many)
+        assert found == expected, small_batch
+        assert same_state(batched, single), state_difference(batched, single)
 
 
 def _reference() -> list[float]:
