@@ -16,6 +16,8 @@ rounding error under ``REBASE_EVERY * max|d| * 2**-52`` (3e-12 for steps up to 3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from detectors.drift._statistics import FloatArray
@@ -23,14 +25,21 @@ from detectors.drift._statistics import FloatArray
 REBASE_EVERY = 4096
 
 
-def cusum_path(total: float, low: float, steps: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The running sum and its running minimum after each of ``steps``, from ``(total, low)``.
+def cusum_path(
+    totals: Sequence[float], lows: Sequence[float], steps: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Running sums and their running minima after each step, from ``(totals, lows)``.
 
-    The CUSUM after each step is their difference.
+    ``steps`` holds one row per CUSUM, so that several CUSUMs on one stream take one call
+    of each accumulation; along each row the accumulation is sequential as ever. The CUSUM
+    after each step is the difference of the two results.
     """
-    sums = np.cumsum(np.concatenate(([total], steps)))[1:]
-    lows = np.minimum.accumulate(np.concatenate(([low], sums)))[1:]
-    return sums, lows
+    start = np.empty((steps.shape[0], 1), dtype=np.float64)
+    start[:, 0] = totals
+    sums = np.cumsum(np.hstack([start, steps]), axis=1)
+    floor = sums.copy()
+    floor[:, 0] = lows
+    return sums[:, 1:], np.minimum.accumulate(floor, axis=1)[:, 1:]
 
 
 def rebase(total: float, low: float) -> tuple[float, float]:

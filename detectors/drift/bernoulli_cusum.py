@@ -191,9 +191,9 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
     def _run(self, events: BoolArray) -> int | None:
         """Run the CUSUM over inputs after the warm-up; the offset of the first alarm, if any."""
         steps = np.where(events, self._event_step, self._quiet_step)
-        sums, lows = cusum_path(self._sum, self._low, steps)
-        self._sum, self._low = float(sums[-1]), float(lows[-1])
-        crossed = sums - lows > self.threshold
+        sums, lows = cusum_path([self._sum], [self._low], steps[np.newaxis])
+        self._sum, self._low = float(sums[0, -1]), float(lows[0, -1])
+        crossed = sums[0] - lows[0] > self.threshold
         return int(np.argmax(crossed)) if crossed.any() else None
 
     def _advance(self, n: int) -> None:

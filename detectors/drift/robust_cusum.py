@@ -22,6 +22,8 @@ from detectors.drift._window import (
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
 _MAD_TO_SIGMA = 1.4826
+# The rows of the CUSUMs in a batch, in the order update() checks them.
+_CAUSES = ("mean_up", "mean_down", "spread_up")
 
 
 class RobustCUSUM(BatchEvents, base.DriftDetector):
@@ -232,23 +234,28 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         starts a new warm-up and the rest of the run is discarded.
         """
         z = np.clip((values - self._location) / self._scale, -self.clip, self.clip)
-        up_sums, up_lows = cusum_path(self._up_sum, self._up_low, z - self.allowance)
-        down_sums, down_lows = cusum_path(self._down_sum, self._down_low, -z - self.allowance)
-        causes = [("mean_up", up_sums - up_lows > self.threshold)]
-        causes.append(("mean_down", down_sums - down_lows > self.threshold))
+        steps = [z - self.allowance, -z - self.allowance]
+        totals = [self._up_sum, self._down_sum]
+        lows = [self._up_low, self._down_low]
+        levels = [self.threshold, self.threshold]
         if self.spread_ratio is not None:
-            steps = np.abs(z) - self._spread_allowance
-            spread_sums, spread_lows = cusum_path(self._spread_sum, self._spread_low, steps)
-            causes.append(("spread_up", spread_sums - spread_lows > self.spread_threshold))
-            self._spread_sum, self._spread_low = float(spread_sums[-1]), float(spread_lows[-1])
-        self._up_sum, self._up_low = float(up_sums[-1]), float(up_lows[-1])
-        self._down_sum, self._down_low = float(down_sums[-1]), float(down_lows[-1])
-        alarms = np.logical_or.reduce([crossed for _, crossed in causes])
+            steps.append(np.abs(z) - self._spread_allowance)
+            totals.append(self._spread_sum)
+            lows.append(self._spread_low)
+            levels.append(self.spread_threshold)
+        sums, floors = cusum_path(totals, lows, np.vstack(steps))
+        ends, end_floors = sums[:, -1].tolist(), floors[:, -1].tolist()
+        self._up_sum, self._down_sum = ends[0], ends[1]
+        self._up_low, self._down_low = end_floors[0], end_floors[1]
+        if self.spread_ratio is not None:
+            self._spread_sum, self._spread_low = ends[2], end_floors[2]
+        crossed = sums - floors > np.array(levels)[:, None]
+        alarms = crossed.any(axis=0)
         if not alarms.any():
             return None
         first = int(np.argmax(alarms))
         # At one value the mean CUSUMs come first, as in update().
-        return first, next(cause for cause, crossed in causes if crossed[first])
+        return first, _CAUSES[int(np.argmax(crossed[:, first]))]
 
     def _advance(self, n: int) -> None:
         """Count ``n`` values without an alarm; rebase the sums every REBASE_EVERY values."""

@@ -142,14 +142,10 @@ class FutureValues(BatchEvents, base.Base):
         valid = _identities_ok(entity_ids, features) & np.isfinite(written_at)
         valid &= np.isfinite(predicted_at)
         future = valid & (skews > self.skew_tolerance)
-        rows = np.flatnonzero(valid).tolist()
         future_rows = np.flatnonzero(future).tolist()
-        self._rejected += len(features) - len(rows)
-        # Counter keeps the features in the order of their first row, as update's dict does.
-        served_by_feature = Counter(features[i] for i in rows)
-        future_by_feature = Counter(features[i] for i in future_rows)
-        for feature, served in served_by_feature.items():
-            self._count(feature, served, future_by_feature[feature])
+        self._rejected += len(features) - int(np.count_nonzero(valid))
+        for feature, served, future_count in _per_feature(features, valid, future):
+            self._count(feature, served, future_count)
         if future_rows:
             last = future_rows[-1]
             self._future += len(future_rows)
@@ -210,3 +206,21 @@ def _identities_ok(entity_ids: Sequence[Any], features: Sequence[Any]) -> npt.ND
         return np.asarray(features) != ""
     checked = (_identity_ok(e, f) for e, f in zip(entity_ids, features, strict=True))
     return np.fromiter(checked, dtype=np.bool_, count=len(features))
+
+
+def _per_feature(
+    features: Sequence[Any], valid: npt.NDArray[np.bool_], future: npt.NDArray[np.bool_]
+) -> list[tuple[Any, int, int]]:
+    """Valid and future rows per feature, the features in the order of their first valid row
+    (the order in which ``update`` adds them, which decides who gets a ``max_features`` slot)."""
+    if isinstance(features, np.ndarray) and features.dtype.kind == "U":
+        names, first, codes = np.unique(features[valid], return_index=True, return_inverse=True)
+        served = np.bincount(codes, minlength=names.size).tolist()
+        futures = np.bincount(codes, minlength=names.size, weights=future[valid]).tolist()
+        # names[i] keeps the np.str_ that update would get from the column.
+        return [(names[i], served[i], int(futures[i])) for i in np.argsort(first).tolist()]
+    rows = np.flatnonzero(valid).tolist()
+    future_rows = np.flatnonzero(future).tolist()
+    served_by_feature = Counter(features[i] for i in rows)
+    future_by_feature = Counter(features[i] for i in future_rows)
+    return [(f, n, future_by_feature[f]) for f, n in served_by_feature.items()]
