@@ -134,6 +134,7 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         self._start_warm_up()
         self._cause: str | None = None
         self._n_detections = 0
+        self._n_skipped = 0
         self._batch_events: list[tuple[Any, ...]] = []
         self._spread_allowance = math.inf
         if self.spread_ratio is not None:
@@ -150,12 +151,13 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         self._since_rebase = 0
 
     def update(self, x: Any) -> None:
-        """Add one value; missing and non-finite values are ignored."""
+        """Add one value; missing and non-finite values are counted in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
             self._batch_events = []
         value = finite_float(x)
         if value is None:
+            self._n_skipped += 1
             return
         if self._filled < self.warm_up:
             self._buffer[self._filled] = value
@@ -202,6 +204,7 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         self._batch_events = []
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))
+        self._n_skipped += int(array.size - positions.size)
         valid = array[positions]
         start = 0
         while start < valid.size:
@@ -296,6 +299,11 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
     def statistic(self) -> float:
         """The larger mean CUSUM, in standard deviations (0 during warm-up)."""
         return max(self._up_sum - self._up_low, self._down_sum - self._down_low)
+
+    @property
+    def n_skipped(self) -> int:
+        """Inputs skipped as missing, non-numeric or not finite."""
+        return self._n_skipped
 
     @property
     def detections(self) -> IntArray:

@@ -276,6 +276,15 @@ def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
     assert detector.reference_location == pytest.approx(3.0, abs=0.3)
 
 
+def test_robust_cusum_counts_every_input_it_skips() -> None:
+    detector = RobustCUSUM(warm_up=10)
+    for x in [1.0, None, math.nan, math.inf, "x", 2]:
+        detector.update(x)
+    assert detector.n_skipped == 4
+    detector.update_many(np.array([0.0, np.nan, -np.inf] * 10))
+    assert detector.n_skipped == 24
+
+
 def binary(draw: st.DrawFn, bad: Sequence[Any]) -> list[Any]:
     """Runs of events at a low and a high rate, with inputs that are not 0/1 among them."""
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
