@@ -132,11 +132,14 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
         self._drift_detected = False
         if self._batch_events:
             self._batch_events = []
-        code = _code(x)
-        if code == _SKIPPED:
-            self._n_skipped += 1
-            return
-        event = code == _EVENT
+        if type(x) is bool:
+            event = x
+        else:
+            code = _code(x)
+            if code == _SKIPPED:
+                self._n_skipped += 1
+                return
+            event = code == _EVENT
         if math.isnan(self._rate):
             self._seen += 1
             self._events += event
@@ -144,12 +147,15 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
                 self._set_rate((self._events + 0.5) / (self._seen + 1.0))
             return
         total = self._sum = self._sum + (self._event_step if event else self._quiet_step)
-        if total < self._low:
-            self._low = total
-        if total - self._low > self.threshold:
+        low = self._low
+        if total < low:
+            low = self._low = total
+        if total - low > self.threshold:
             self._alarm(0)
         else:
-            self._advance(1)
+            self._since_rebase += 1
+            if self._since_rebase == REBASE_EVERY:
+                self._rebase()
 
     def update_many(self, values: Batch) -> None:
         """Add a batch of inputs: the same results and state as ``update`` one by one.
@@ -178,7 +184,9 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
             stop = min(events.size, start + REBASE_EVERY - self._since_rebase)
             alarm = self._run(events[start:stop])
             if alarm is None:
-                self._advance(stop - start)
+                self._since_rebase += stop - start
+                if self._since_rebase == REBASE_EVERY:
+                    self._rebase()
                 start = stop
             else:
                 self._alarm(int(positions[start + alarm]))
@@ -196,12 +204,10 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
         crossed = sums[0] - lows[0] > self.threshold
         return int(np.argmax(crossed)) if crossed.any() else None
 
-    def _advance(self, n: int) -> None:
-        """Count ``n`` steps without an alarm; rebase the sum every REBASE_EVERY steps."""
-        self._since_rebase += n
-        if self._since_rebase == REBASE_EVERY:
-            self._sum, self._low = rebase(self._sum, self._low)
-            self._since_rebase = 0
+    def _rebase(self) -> None:
+        """Bring the running sum back near zero (every REBASE_EVERY steps, in both paths)."""
+        self._sum, self._low = rebase(self._sum, self._low)
+        self._since_rebase = 0
 
     def _alarm(self, position: int) -> None:
         self._drift_detected = True

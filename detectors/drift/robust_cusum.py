@@ -165,31 +165,37 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
             if self._filled == self.warm_up:
                 self._learn_reference()
             return
-        # Plain comparisons rather than min/max: this is the per-event hot path.
+        # Plain comparisons and locals rather than min/max: this is the per-event hot path.
         z = (value - self._location) / self._scale
         clip = self.clip
         z = clip if z > clip else -clip if z < -clip else z
         allowance = self.allowance
         up_sum = self._up_sum = self._up_sum + (z - allowance)
-        if up_sum < self._up_low:
-            self._up_low = up_sum
+        up_low = self._up_low
+        if up_sum < up_low:
+            up_low = self._up_low = up_sum
         down_sum = self._down_sum = self._down_sum + (-z - allowance)
-        if down_sum < self._down_low:
-            self._down_low = down_sum
+        down_low = self._down_low
+        if down_sum < down_low:
+            down_low = self._down_low = down_sum
         spread = 0.0
         if self.spread_ratio is not None:
             spread_sum = self._spread_sum = self._spread_sum + (abs(z) - self._spread_allowance)
-            if spread_sum < self._spread_low:
-                self._spread_low = spread_sum
-            spread = spread_sum - self._spread_low
-        if up_sum - self._up_low > self.threshold:
+            spread_low = self._spread_low
+            if spread_sum < spread_low:
+                spread_low = self._spread_low = spread_sum
+            spread = spread_sum - spread_low
+        threshold = self.threshold
+        if up_sum - up_low > threshold:
             self._alarm("mean_up", 0)
-        elif down_sum - self._down_low > self.threshold:
+        elif down_sum - down_low > threshold:
             self._alarm("mean_down", 0)
         elif spread > self.spread_threshold:
             self._alarm("spread_up", 0)
         else:
-            self._advance(1)
+            self._since_rebase += 1
+            if self._since_rebase == REBASE_EVERY:
+                self._rebase()
 
     def update_many(self, values: Batch) -> None:
         """Add a batch of values: the same results and state as ``update`` one by one.
@@ -219,7 +225,9 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
             stop = min(valid.size, start + REBASE_EVERY - self._since_rebase)
             alarm = self._run(valid[start:stop])
             if alarm is None:
-                self._advance(stop - start)
+                self._since_rebase += stop - start
+                if self._since_rebase == REBASE_EVERY:
+                    self._rebase()
                 start = stop
             else:
                 offset, cause = alarm
@@ -260,11 +268,8 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         # At one value the mean CUSUMs come first, as in update().
         return first, _CAUSES[int(np.argmax(crossed[:, first]))]
 
-    def _advance(self, n: int) -> None:
-        """Count ``n`` values without an alarm; rebase the sums every REBASE_EVERY values."""
-        self._since_rebase += n
-        if self._since_rebase < REBASE_EVERY:
-            return
+    def _rebase(self) -> None:
+        """Bring the running sums back near zero (every REBASE_EVERY values, in both paths)."""
         self._up_sum, self._up_low = rebase(self._up_sum, self._up_low)
         self._down_sum, self._down_low = rebase(self._down_sum, self._down_low)
         self._spread_sum, self._spread_low = rebase(self._spread_sum, self._spread_low)
