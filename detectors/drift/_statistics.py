@@ -34,8 +34,11 @@ def merged_cdfs(
     below_reference = np.cumsum(order < reference.size)
     below_current = np.arange(1, merged.size + 1) - below_reference
     last_of_ties = np.flatnonzero(np.append(merged[1:] != merged[:-1], True))
-    at = np.repeat(last_of_ties, np.diff(last_of_ties, prepend=-1))
-    return merged, below_reference[at] / reference.size, below_current[at] / current.size
+    if last_of_ties.size < merged.size:
+        # Every value of a run of ties takes the counts at its last.
+        at = np.repeat(last_of_ties, np.diff(last_of_ties, prepend=-1))
+        below_reference, below_current = below_reference[at], below_current[at]
+    return merged, below_reference / reference.size, below_current / current.size
 
 
 def ks_statistic(reference: FloatArray, current: FloatArray) -> float:
