@@ -256,8 +256,9 @@ def _codes(values: Batch) -> npt.NDArray[np.int8]:
 
 
 def _code(x: Any) -> int:
-    # bool first: isinstance against the numbers ABC costs a microsecond.
-    if type(x) is bool:
+    # Exact types first: isinstance against the numbers ABC costs a microsecond. A bool
+    # array's elements come as np.bool_.
+    if type(x) is bool or type(x) is np.bool_:
         return _EVENT if x else _QUIET
     if isinstance(x, numbers.Real | np.bool_) and x in (0, 1):
         return _EVENT if x == 1 else _QUIET
