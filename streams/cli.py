@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "streams.topics",
     "streams.control",
     "streams.simulate.cli",
-    "streams.worker",
+    "streams.worker.cli",
     "streams.demo.cli",
 )
 

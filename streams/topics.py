@@ -19,14 +19,16 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 _DAY_MS = 24 * 3600 * 1000
-# Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.leak_watch).
+# Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.monitor.leak_watch),
+# and a model's monitor holds one.
 MAX_STATE_BYTES = 16 * 1024 * 1024
-# A worker's state tables (streams.app), each with its changelog topic.
-STATE_TABLES = ("model-watch", "label-join", "leak-watch", "shadow-join")
+# A worker's state table (streams.worker.app): one pickled monitor per model, with its
+# changelog topic.
+STATE_TABLE = "model-monitor"
 # librdkafka's name for Kafka's default partitioner, murmur2 of the key (Java clients and
 # aiokafka, hence Faust, use it). Every producer of a model-keyed topic must use it: a
 # model_id then lands on the same partition number of each, and one worker holds all of
-# the model's state (see streams.app).
+# the model's state (see streams.worker.app).
 KEY_PARTITIONER = "murmur2_random"
 
 
@@ -122,7 +124,7 @@ def writes_by_model(settings: Settings) -> TopicSpec:
 
 
 def changelog(settings: Settings, table: str) -> TopicSpec:
-    """The changelog of one of a worker app's state tables, named as Faust names it."""
+    """The changelog of a worker app's state table, named as Faust names it."""
     return TopicSpec(
         suffix=f"{settings.worker_app_id}-{table}-changelog",
         key="model_id",
@@ -144,7 +146,7 @@ def worker_topics(settings: Settings) -> tuple[TopicSpec, ...]:
     return (
         *CATALOGUE,
         writes_by_model(settings),
-        *(changelog(settings, table) for table in STATE_TABLES),
+        changelog(settings, STATE_TABLE),
     )
 
 

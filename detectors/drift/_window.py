@@ -9,21 +9,34 @@ only on the update that completed a drifted window, like river's detectors.
 The reference is either frozen (a training summary passed to the constructor) or rolling
 (``reference=None``: the previous full window). Memory is bounded by the window size and,
 for categories, by ``max_categories``.
+
+``update_many(values)`` gives exactly what ``update`` gives one by one: it finds where the
+batch completes windows, evaluates each completed window as ``update`` would, and reports
+them by position in the batch (``window_ends``, ``window_statistics``, ``window_p_values``,
+``window_drifts``; ``tests/detectors/batching.py`` states the convention).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.drift._statistics import FloatArray
 
 OTHER = "__other__"
+
+IntArray = npt.NDArray[np.intp]
+# What update_many takes: a list or an array of values.
+Batch = Sequence[Any] | npt.NDArray[Any]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def finite_float(x: Any) -> float | None:
@@ -31,6 +44,10 @@ def finite_float(x: Any) -> float | None:
     # The exact-type check first: isinstance against the numbers ABC costs a microsecond.
     if type(x) is float:
         return x if math.isfinite(x) else None
+    if type(x) is np.float64:
+        # What float(x) below gives, without the ABC check: a batch's elements come as these.
+        value = float(x)
+        return value if math.isfinite(value) else None
     if not isinstance(x, numbers.Real):
         return None
     try:
@@ -72,7 +89,7 @@ def validate_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-class WindowTest(base.Base):
+class WindowTest(BatchEvents, base.Base):
     """What every windowed test stores and reports; subclasses implement ``update``."""
 
     reference: Any
@@ -89,6 +106,20 @@ class WindowTest(base.Base):
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
+        self._batch_events: list[tuple[Any, ...]] = []
+
+    def _record(self, end: int, result: tuple[float, float, bool]) -> None:
+        """Keep the verdict of a window that ended at position ``end`` of the batch."""
+        self._statistic, self._p_value, self._drift_detected = result
+        self._batch_events.append((end, *result))
+
+    def _finish_batch(self, size: int) -> None:
+        # drift_detected describes the last input only, as after update() one by one; an
+        # empty batch, like no update at all, leaves it as it was.
+        if size == 0:
+            return
+        events = self._batch_events
+        self._drift_detected = bool(events) and events[-1][0] == size - 1 and events[-1][3]
 
     @property
     def drift_detected(self) -> bool:
@@ -104,6 +135,26 @@ class WindowTest(base.Base):
     def n_windows(self) -> int:
         """How many windows have been compared with the reference (tests run so far)."""
         return self._n_windows
+
+    @property
+    def window_ends(self) -> IntArray:
+        """Positions in the last batch of the inputs that completed a compared window."""
+        return np.array([e[0] for e in self._batch_events], dtype=np.intp)
+
+    @property
+    def window_statistics(self) -> FloatArray:
+        """The statistic of each window in ``window_ends``."""
+        return np.array([e[1] for e in self._batch_events], dtype=np.float64)
+
+    @property
+    def window_p_values(self) -> FloatArray:
+        """The p-value of each window in ``window_ends`` (NaN for tests without one)."""
+        return np.array([e[2] for e in self._batch_events], dtype=np.float64)
+
+    @property
+    def window_drifts(self) -> BoolArray:
+        """Whether each window in ``window_ends`` drifted from the reference."""
+        return np.array([e[3] for e in self._batch_events], dtype=np.bool_)
 
 
 class PValue:
@@ -132,7 +183,8 @@ class NumericWindowTest(WindowTest):
             raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
 
     def _reset(self) -> None:
-        self._window = np.empty(self.window_size, dtype=np.float64)
+        # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
+        self._window = np.zeros(self.window_size, dtype=np.float64)
         self._filled = 0
         self._reference_sorted: FloatArray | None = None
         if self.reference is not None:
@@ -142,6 +194,8 @@ class NumericWindowTest(WindowTest):
     def update(self, x: Any) -> None:
         """Add one value; missing and non-finite values are counted in ``n_skipped``."""
         self._drift_detected = False
+        if self._batch_events:
+            self._batch_events = []
         value = finite_float(x)
         if value is None:
             self._n_skipped += 1
@@ -151,16 +205,50 @@ class NumericWindowTest(WindowTest):
         if self._filled < self.window_size:
             return
         self._filled = 0
-        current = np.sort(self._window)
+        self._complete(self._window, 0)
+
+    def update_many(self, values: Batch) -> None:
+        """Add a batch of values: the same results and state as ``update`` one by one.
+
+        The windows completed in the batch are evaluated in turn; ``window_ends`` and the
+        other ``window_*`` properties give each one's position in the batch and verdict.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        array = finite_floats(values)
+        positions = np.flatnonzero(~np.isnan(array))
+        self._n_skipped += int(array.size - positions.size)
+        size = self.window_size
+        pending = np.concatenate([self._window[: self._filled], array[positions]])
+        n_full = pending.size // size
+        # The input completing each window: the (size - filled)-th valid one, then every size-th.
+        ends = positions[size - self._filled - 1 :: size]
+        windows = pending[: n_full * size].reshape(n_full, size)
+        for end, window in zip(ends.tolist(), windows, strict=True):
+            self._complete(window, end)
+        rest = pending[n_full * size :]
+        if n_full:
+            # One by one, the buffer keeps the last full window behind the new partial one.
+            self._window[:] = windows[-1]
+        self._window[: rest.size] = rest
+        self._filled = int(rest.size)
+        self._finish_batch(array.size)
+
+    def _complete(self, window: FloatArray, end: int) -> None:
+        current = np.sort(window) if self._sorts_windows() else window
         if self._reference_sorted is None:
             self._reference_sorted = current
             return
         self._n_windows += 1
-        self._statistic, self._p_value, self._drift_detected = self._evaluate(
-            self._reference_sorted, current
-        )
+        self._record(end, self._evaluate(self._reference_sorted, current))
         if self.reference is None:
             self._reference_sorted = current
+
+    def _sorts_windows(self) -> bool:
+        """Whether ``_evaluate`` needs the window sorted (it then also becomes a reference)."""
+        return True
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         raise NotImplementedError
@@ -169,6 +257,11 @@ class NumericWindowTest(WindowTest):
     def n_skipped(self) -> int:
         """How many inputs were skipped as missing or non-finite."""
         return self._n_skipped
+
+
+def _countable(x: Any) -> bool:
+    """Whether a categorical test counts ``x``: not None, NaN or unhashable."""
+    return not (x is None or (isinstance(x, float) and math.isnan(x)) or not _hashable(x))
 
 
 def _hashable(x: Any) -> bool:
@@ -186,13 +279,16 @@ def _sorted_finite(values: Sequence[float]) -> FloatArray:
     return np.sort(array)
 
 
-def reference_bins(reference: FloatArray, current: FloatArray, n_bins: int) -> tuple[Any, Any]:
-    """Counts of both samples over ``n_bins`` equal-frequency bins of the reference."""
+def reference_bins(reference: FloatArray, n_bins: int) -> tuple[FloatArray, FloatArray]:
+    """The inner edges of ``n_bins`` equal-frequency bins of the reference, and its counts."""
     inner = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
-    cells = inner.size + 1
-    reference_counts = np.bincount(np.searchsorted(inner, reference, side="right"), minlength=cells)
-    current_counts = np.bincount(np.searchsorted(inner, current, side="right"), minlength=cells)
-    return reference_counts.astype(np.float64), current_counts.astype(np.float64)
+    return inner, bin_counts(inner, reference)
+
+
+def bin_counts(inner: FloatArray, values: FloatArray) -> FloatArray:
+    """Counts of ``values`` in the cells the inner edges make (in any order of values)."""
+    cells = np.searchsorted(inner, values, side="right")
+    return np.bincount(cells, minlength=inner.size + 1).astype(np.float64)
 
 
 class BinnedWindowTest(NumericWindowTest):
@@ -216,8 +312,24 @@ class BinnedWindowTest(NumericWindowTest):
         self.n_bins = n_bins
         self.threshold = threshold
 
+    def _reset(self) -> None:
+        super()._reset()
+        # A frozen reference has the same bins at every window: computed once, as the same
+        # function of the same sample, so every statistic is what computing it anew gives.
+        self._frozen_bins: tuple[FloatArray, FloatArray] | None = None
+        if self._reference_sorted is not None:
+            self._frozen_bins = reference_bins(self._reference_sorted, self.n_bins)
+
+    def _sorts_windows(self) -> bool:
+        # Against frozen bins a window is only counted, and bincount ignores the order.
+        return self._frozen_bins is None
+
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
-        statistic = self._divergence(*reference_bins(reference, current, self.n_bins))
+        bins = self._frozen_bins
+        if bins is None:
+            bins = reference_bins(reference, self.n_bins)
+        inner, reference_counts = bins
+        statistic = self._divergence(reference_counts, bin_counts(inner, current))
         return statistic, math.nan, statistic > self.threshold
 
 
@@ -268,20 +380,56 @@ class CategoricalWindowTest(WindowTest):
     def update(self, x: Any) -> None:
         """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
         self._drift_detected = False
-        if x is None or (isinstance(x, float) and math.isnan(x)) or not _hashable(x):
+        if self._batch_events:
+            self._batch_events = []
+        if not _countable(x):
             self._n_skipped += 1
             return
+        self._add(x, 1)
+        self._filled += 1
+        if self._filled < self.window_size:
+            return
+        self._complete(0)
+
+    def update_many(self, values: Batch) -> None:
+        """Add a batch of categories: the same results and state as ``update`` one by one.
+
+        Each window's share of the batch is counted at once; ``window_ends`` and the other
+        ``window_*`` properties give each completed window's position and verdict.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        values = list(values)
+        # A str is always counted: the common case skips the null and hash checks.
+        positions = [i for i, x in enumerate(values) if type(x) is str or _countable(x)]
+        kept = values if len(positions) == len(values) else [values[i] for i in positions]
+        self._n_skipped += len(values) - len(positions)
+        start = 0
+        while start < len(positions):
+            stop = min(len(positions), start + self.window_size - self._filled)
+            # Counting a window's values together admits the categories in the order of
+            # their first occurrence, as one by one: where a value goes is decided there.
+            for key, n in Counter(kept[start:stop]).items():
+                self._add(key, n)
+            self._filled += stop - start
+            if self._filled == self.window_size:
+                self._complete(positions[stop - 1])
+            start = stop
+        self._finish_batch(len(values))
+
+    def _add(self, x: Any, n: int) -> None:
         # Reference categories always get their own count; at most max_categories others do.
         tracked = self._reference_counts is not None and x in self._reference_counts
         if tracked or x in self._window or self._n_new < self.max_categories:
             if not tracked and x not in self._window:
                 self._n_new += 1
-            self._window[x] = self._window.get(x, 0) + 1
+            self._window[x] = self._window.get(x, 0) + n
         else:
-            self._window[OTHER] = self._window.get(OTHER, 0) + 1
-        self._filled += 1
-        if self._filled < self.window_size:
-            return
+            self._window[OTHER] = self._window.get(OTHER, 0) + n
+
+    def _complete(self, end: int) -> None:
         window, self._window, self._filled, self._n_new = self._window, {}, 0, 0
         if self._reference_counts is None:
             self._set_reference(window)
@@ -289,7 +437,7 @@ class CategoricalWindowTest(WindowTest):
         self._n_windows += 1
         reference, current, unseen = self._align(window)
         self._unseen_rate = unseen / self.window_size
-        self._statistic, self._p_value, self._drift_detected = self._evaluate(reference, current)
+        self._record(end, self._evaluate(reference, current))
         if self.reference is None:
             self._set_reference(window)
 

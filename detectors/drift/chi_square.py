@@ -49,6 +49,13 @@ class ChiSquareDrift(PValue, CategoricalWindowTest):
     1999 2.6e-241 0.11
     2499 7.8e-205 0.094
     2999 3.1e-219 0.1
+
+    A batch gives the same windows, each at its position in the batch:
+
+    >>> batched = ChiSquareDrift(reference=detector.reference, window_size=500, alpha=0.001)
+    >>> batched.update_many([*before, *after])
+    >>> batched.window_ends[batched.window_drifts].tolist(), batched.unseen_rate
+    ([1999, 2499, 2999], 0.1)
     """
 
     def __init__(

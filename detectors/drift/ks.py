@@ -42,6 +42,15 @@ class KSDrift(PValue, NumericWindowTest):
     1999 0.172 4.1e-09
     2499 0.161 4.9e-08
     2999 0.148 7.4e-07
+
+    A batch gives the same windows, each at its position in the batch:
+
+    >>> batched = KSDrift(reference=detector.reference, window_size=500, alpha=0.001)
+    >>> batched.update_many(stream)
+    >>> batched.window_ends[batched.window_drifts].tolist(), batched.drift_detected
+    ([1999, 2499, 2999], True)
+    >>> [f"{p:.1e}" for p in batched.window_p_values[batched.window_drifts]]
+    ['4.1e-09', '4.9e-08', '7.4e-07']
     """
 
     def __init__(

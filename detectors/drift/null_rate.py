@@ -6,8 +6,10 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from detectors._exact import fisher_exact_two_sided
-from detectors.drift._window import PValue, WindowTest, validate_level
+from detectors.drift._window import Batch, BoolArray, PValue, WindowTest, validate_level
 
 
 class NullRateDrift(PValue, WindowTest):
@@ -44,6 +46,17 @@ class NullRateDrift(PValue, WindowTest):
     ...         print(i, detector.null_rate, f"{detector.p_value:.1e}")
     1999 0.014 2.1e-04
     2999 0.02 7.0e-07
+
+    The same inputs in batches of 1,000 give the same windows, at positions in each batch:
+
+    >>> batched = NullRateDrift(reference=(20, 10_000), window_size=500, alpha=0.001)
+    >>> values = np.where(missing, np.nan, 1.0)
+    >>> for start in range(0, 3000, 1000):
+    ...     batched.update_many(values[start : start + 1000])
+    ...     print(batched.window_ends.tolist(), batched.window_drifts.tolist())
+    [499, 999] [False, False]
+    [499, 999] [False, True]
+    [499, 999] [False, True]
     """
 
     def __init__(
@@ -84,20 +97,57 @@ class NullRateDrift(PValue, WindowTest):
     def update(self, x: Any) -> None:
         """Count one input as null or present."""
         self._drift_detected = False
+        if self._batch_events:
+            self._batch_events = []
         self._nulls += self._is_null(x)
         self._filled += 1
         if self._filled < self.window_size:
             return
+        self._complete(0)
+
+    def update_many(self, values: Batch) -> None:
+        """Count a batch of inputs: the same results and state as ``update`` one by one.
+
+        Each window's nulls are a difference of the batch's cumulative null count;
+        ``window_ends`` and the other ``window_*`` properties give each completed window's
+        position and verdict.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        nulls = self._nulls_of(values)
+        counted = np.concatenate([[0], np.cumsum(nulls)]).tolist()
+        start = 0
+        while start < nulls.size:
+            stop = min(nulls.size, start + self.window_size - self._filled)
+            self._nulls += counted[stop] - counted[start]
+            self._filled += stop - start
+            if self._filled == self.window_size:
+                self._complete(stop - 1)
+            start = stop
+        self._finish_batch(nulls.size)
+
+    def _nulls_of(self, values: Batch) -> BoolArray:
+        # Only float64 elements are floats to _is_null (float32 NaN is not): other arrays,
+        # and any sentinel, go value by value so that both paths agree on every input.
+        if isinstance(values, np.ndarray) and self.sentinels is None:
+            if values.dtype == np.float64:
+                return np.isnan(values).ravel()
+            if values.dtype.kind in "iu":
+                return np.zeros(values.size, dtype=np.bool_)
+        return np.fromiter((self._is_null(x) for x in values), dtype=np.bool_)
+
+    def _complete(self, end: int) -> None:
         window = (self._nulls, self.window_size)
         self._nulls = self._filled = 0
         if self._reference_counts is None:
             self._reference_counts = window
             return
         self._n_windows += 1
-        self._statistic = window[0] / window[1]
         reference_nulls, reference_total = self._reference_counts
-        self._p_value = fisher_exact_two_sided(reference_nulls, reference_total, *window)
-        self._drift_detected = self._p_value < self.alpha
+        p_value = fisher_exact_two_sided(reference_nulls, reference_total, *window)
+        self._record(end, (window[0] / window[1], p_value, p_value < self.alpha))
         if self.reference is None:
             self._reference_counts = window
 

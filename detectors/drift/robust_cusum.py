@@ -8,14 +8,25 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors.drift._window import finite_float, validate_positive
+from detectors._batch import BatchEvents
+from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._statistics import FloatArray
+from detectors.drift._window import (
+    Batch,
+    IntArray,
+    finite_float,
+    finite_floats,
+    validate_positive,
+)
 
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
 _MAD_TO_SIGMA = 1.4826
+# The rows of the CUSUMs in a batch, in the order update() checks them.
+_CAUSES = ("mean_up", "mean_down", "spread_up")
 
 
-class RobustCUSUM(base.DriftDetector):
+class RobustCUSUM(BatchEvents, base.DriftDetector):
     """CUSUM on standardized values, with the reference learnt from a robust warm-up.
 
     The first ``warm_up`` finite values set the reference: values further than five MADs
@@ -41,6 +52,12 @@ class RobustCUSUM(base.DriftDetector):
     0.1 false alarms per 10,000 values on stationary Gaussian and log-normal streams. With
     known parameters the two mean CUSUMs together raise a false alarm about once in
     ``exp(2 * allowance * (threshold + 1.166)) / (4 * allowance^2)`` values (Siegmund).
+
+    ``update_many`` takes a batch and gives exactly what ``update`` gives one by one. Both
+    keep each CUSUM as a running sum minus its running minimum (``detectors.drift._cusum``),
+    which a batch computes with ``np.cumsum`` and ``np.minimum.accumulate`` in the same
+    floating-point operations. That form equals ``max(0, S + step)`` up to rounding (under
+    3e-12 here), so an alarm moves only if the CUSUM ends that close to its threshold.
 
     Parameters
     ----------
@@ -69,6 +86,15 @@ class RobustCUSUM(base.DriftDetector):
     ...     detector.update(x)
     ...     if detector.drift_detected:
     ...         print(i, detector.cause)
+    3050 mean_up
+
+    The same stream in batches of 500: each alarm at its position in its batch.
+
+    >>> batched = RobustCUSUM()
+    >>> for start in range(0, stream.size, 500):
+    ...     batched.update_many(stream[start : start + 500])
+    ...     for i, cause in zip(batched.detections, batched.detection_causes):
+    ...         print(start + i, cause)
     3050 mean_up
     """
 
@@ -103,10 +129,13 @@ class RobustCUSUM(base.DriftDetector):
 
     def _reset(self) -> None:
         super()._reset()
-        self._buffer = np.empty(self.warm_up, dtype=np.float64)
+        # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
+        self._buffer = np.zeros(self.warm_up, dtype=np.float64)
         self._start_warm_up()
         self._cause: str | None = None
         self._n_detections = 0
+        self._n_skipped = 0
+        self._batch_events: list[tuple[Any, ...]] = []
         self._spread_allowance = math.inf
         if self.spread_ratio is not None:
             self._spread_allowance = math.sqrt(2.0 / math.pi) * (1.0 + self.spread_ratio) / 2.0
@@ -115,13 +144,20 @@ class RobustCUSUM(base.DriftDetector):
         self._filled = 0
         self._location = math.nan
         self._scale = math.nan
-        self._up = self._down = self._spread = 0.0
+        # Each CUSUM is its running sum minus the sum's running minimum (_cusum).
+        self._up_sum = self._up_low = 0.0
+        self._down_sum = self._down_low = 0.0
+        self._spread_sum = self._spread_low = 0.0
+        self._since_rebase = 0
 
     def update(self, x: Any) -> None:
-        """Add one value; missing and non-finite values are ignored."""
+        """Add one value; missing and non-finite values are counted in ``n_skipped``."""
         self._drift_detected = False
+        if self._batch_events:
+            self._batch_events = []
         value = finite_float(x)
         if value is None:
+            self._n_skipped += 1
             return
         if self._filled < self.warm_up:
             self._buffer[self._filled] = value
@@ -129,23 +165,115 @@ class RobustCUSUM(base.DriftDetector):
             if self._filled == self.warm_up:
                 self._learn_reference()
             return
-        # Plain comparisons rather than min/max: this is the per-event hot path.
+        # Plain comparisons and locals rather than min/max: this is the per-event hot path.
         z = (value - self._location) / self._scale
         clip = self.clip
         z = clip if z > clip else -clip if z < -clip else z
         allowance = self.allowance
-        up = self._up + z - allowance
-        down = self._down - z - allowance
-        spread = self._spread + (z if z >= 0.0 else -z) - self._spread_allowance
-        self._up = up if up > 0.0 else 0.0
-        self._down = down if down > 0.0 else 0.0
-        self._spread = spread if spread > 0.0 else 0.0
-        if up > self.threshold:
-            self._alarm("mean_up")
-        elif down > self.threshold:
-            self._alarm("mean_down")
+        up_sum = self._up_sum = self._up_sum + (z - allowance)
+        up_low = self._up_low
+        if up_sum < up_low:
+            up_low = self._up_low = up_sum
+        down_sum = self._down_sum = self._down_sum + (-z - allowance)
+        down_low = self._down_low
+        if down_sum < down_low:
+            down_low = self._down_low = down_sum
+        spread = 0.0
+        if self.spread_ratio is not None:
+            spread_sum = self._spread_sum = self._spread_sum + (abs(z) - self._spread_allowance)
+            spread_low = self._spread_low
+            if spread_sum < spread_low:
+                spread_low = self._spread_low = spread_sum
+            spread = spread_sum - spread_low
+        threshold = self.threshold
+        if up_sum - up_low > threshold:
+            self._alarm("mean_up", 0)
+        elif down_sum - down_low > threshold:
+            self._alarm("mean_down", 0)
         elif spread > self.spread_threshold:
-            self._alarm("spread_up")
+            self._alarm("spread_up", 0)
+        else:
+            self._since_rebase += 1
+            if self._since_rebase == REBASE_EVERY:
+                self._rebase()
+
+    def update_many(self, values: Batch) -> None:
+        """Add a batch of values: the same results and state as ``update`` one by one.
+
+        ``detections`` and ``detection_causes`` give the position in the batch, and the
+        cause, of each alarm; a warm-up, the first or the one after an alarm, may start and
+        end inside the batch.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        array = finite_floats(values)
+        positions = np.flatnonzero(~np.isnan(array))
+        self._n_skipped += int(array.size - positions.size)
+        valid = array[positions]
+        start = 0
+        while start < valid.size:
+            if self._filled < self.warm_up:
+                stop = min(valid.size, start + self.warm_up - self._filled)
+                self._buffer[self._filled : self._filled + stop - start] = valid[start:stop]
+                self._filled += stop - start
+                if self._filled == self.warm_up:
+                    self._learn_reference()
+                start = stop
+                continue
+            stop = min(valid.size, start + REBASE_EVERY - self._since_rebase)
+            alarm = self._run(valid[start:stop])
+            if alarm is None:
+                self._since_rebase += stop - start
+                if self._since_rebase == REBASE_EVERY:
+                    self._rebase()
+                start = stop
+            else:
+                offset, cause = alarm
+                self._alarm(cause, int(positions[start + offset]))
+                start += offset + 1
+        if array.size:
+            # drift_detected describes the last input only, as after update() one by one.
+            events = self._batch_events
+            self._drift_detected = bool(events) and events[-1][0] == array.size - 1
+
+    def _run(self, values: FloatArray) -> tuple[int, str] | None:
+        """Run the CUSUMs over values after the warm-up; the first alarm, if any, and its cause.
+
+        Without an alarm the CUSUMs keep their state at the end; after one, the alarm
+        starts a new warm-up and the rest of the run is discarded.
+        """
+        z = np.clip((values - self._location) / self._scale, -self.clip, self.clip)
+        steps = [z - self.allowance, -z - self.allowance]
+        totals = [self._up_sum, self._down_sum]
+        lows = [self._up_low, self._down_low]
+        levels = [self.threshold, self.threshold]
+        if self.spread_ratio is not None:
+            steps.append(np.abs(z) - self._spread_allowance)
+            totals.append(self._spread_sum)
+            lows.append(self._spread_low)
+            levels.append(self.spread_threshold)
+        sums, floors = cusum_path(totals, lows, np.vstack(steps))
+        ends, end_floors = sums[:, -1].tolist(), floors[:, -1].tolist()
+        self._up_sum, self._down_sum = ends[0], ends[1]
+        self._up_low, self._down_low = end_floors[0], end_floors[1]
+        if self.spread_ratio is not None:
+            self._spread_sum, self._spread_low = ends[2], end_floors[2]
+        crossed = sums - floors > np.array(levels)[:, None]
+        alarms = crossed.any(axis=0)
+        if not alarms.any():
+            return None
+        first = int(np.argmax(alarms))
+        # At one value the mean CUSUMs come first, as in update().
+        return first, _CAUSES[int(np.argmax(crossed[:, first]))]
+
+    def _rebase(self) -> None:
+        """Bring the running sums back near zero (every REBASE_EVERY values, in both paths)."""
+        self._up_sum, self._up_low = rebase(self._up_sum, self._up_low)
+        self._down_sum, self._down_low = rebase(self._down_sum, self._down_low)
+        self._spread_sum, self._spread_low = rebase(self._spread_sum, self._spread_low)
+        self._since_rebase = 0
 
     def _learn_reference(self) -> None:
         values = self._buffer
@@ -165,16 +293,32 @@ class RobustCUSUM(base.DriftDetector):
         # A constant warm-up still needs a scale: any later change is then a large one.
         self._scale = spread if spread > 0.0 else max(abs(self._location) * 1e-6, 1e-12)
 
-    def _alarm(self, cause: str) -> None:
+    def _alarm(self, cause: str, position: int) -> None:
         self._drift_detected = True
         self._cause = cause
         self._n_detections += 1
+        self._batch_events.append((position, cause))
         self._start_warm_up()
 
     @property
     def statistic(self) -> float:
         """The larger mean CUSUM, in standard deviations (0 during warm-up)."""
-        return max(self._up, self._down)
+        return max(self._up_sum - self._up_low, self._down_sum - self._down_low)
+
+    @property
+    def n_skipped(self) -> int:
+        """Inputs skipped as missing, non-numeric or not finite."""
+        return self._n_skipped
+
+    @property
+    def detections(self) -> IntArray:
+        """Positions in the last batch (or update) of the values that raised an alarm."""
+        return np.array([position for position, _ in self._batch_events], dtype=np.intp)
+
+    @property
+    def detection_causes(self) -> tuple[str, ...]:
+        """The cause of each alarm in ``detections``, as in ``cause``."""
+        return tuple(cause for _, cause in self._batch_events)
 
     @property
     def cause(self) -> str | None:

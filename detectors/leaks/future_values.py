@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.leaks._arguments import require_counts, require_durations
-from detectors.leaks.events import ServedFeature, checked_served
+from detectors.leaks.events import ServedFeature, _identity_ok, checked_served
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +25,7 @@ class FutureValueCount:
     future: int
 
 
-class FutureValues(base.Base):
+class FutureValues(BatchEvents, base.Base):
     """Counts served feature values whose ``written_at`` is later than ``predicted_at``.
 
     Serving cannot read a value before it is written, so each one means clock skew between
@@ -28,6 +33,10 @@ class FutureValues(base.Base):
     should not (e.g. a training snapshot). Either way the model's inputs are not what
     production can reproduce, so one is enough: ``critical`` turns on at the first and
     stays on, for the health policy to act at once without a statistical test.
+
+    ``update_many`` takes a batch as columns and gives exactly what ``update`` gives for
+    each row's ``ServedFeature`` one by one; ``future_indices`` says which rows of the
+    batch were counted as values from the future.
 
     Parameters
     ----------
@@ -51,6 +60,20 @@ class FutureValues(base.Base):
     (True, 1, 4000.0)
     >>> detector.counts["age"]
     FutureValueCount(feature='age', served=2, future=1)
+
+    A batch of the same rows, as columns of timestamps in milliseconds:
+
+    >>> import numpy as np
+    >>> batched = FutureValues(skew_tolerance=100.0)
+    >>> batched.update_many(
+    ...     entity_ids=["u1", "u1", "u2"],
+    ...     features=["plan", "age", "age"],
+    ...     values=["pro", 31, 40],
+    ...     written_at=np.array([900.0, 1_050.0, 5_000.0]),
+    ...     predicted_at=np.array([1_000.0, 1_000.0, 1_000.0]),
+    ... )
+    >>> batched.future_indices.tolist(), batched.max_skew, batched.counts == detector.counts
+    ([2], 4000.0, True)
     """
 
     def __init__(self, skew_tolerance: float = 0.0, max_features: int = 1_000) -> None:
@@ -67,25 +90,82 @@ class FutureValues(base.Base):
         self._max_skew = 0.0
         self._last: ServedFeature | None = None
         self._rejected = 0
+        self._batch_events: list[tuple[Any, ...]] = []
 
     def update(self, x: Any) -> None:
         """Reads one :class:`ServedFeature`; anything else is counted in ``rejected``."""
+        if self._batch_events:
+            self._batch_events = []
         served = checked_served(x)
         if served is None:
             self._rejected += 1
             return
-        counts = self._counts.get(served.feature)
-        if counts is None and len(self._counts) < self.max_features:
-            counts = self._counts[served.feature] = [0, 0]
         skew = served.written_at - served.predicted_at
         future = skew > self.skew_tolerance
-        if counts is not None:
-            counts[0] += 1
-            counts[1] += future
+        self._count(served.feature, 1, int(future))
         if future:
             self._future += 1
             self._max_skew = max(self._max_skew, float(skew))
             self._last = served
+            self._batch_events.append((0,))
+
+    def update_many(
+        self,
+        entity_ids: Sequence[Any],
+        features: Sequence[Any],
+        values: Sequence[Any],
+        written_at: Any,
+        predicted_at: Any,
+    ) -> None:
+        """Reads a batch of served values, one row per index of the equally long columns.
+
+        Row ``i`` counts as ``update(ServedFeature(entity_ids[i], features[i], values[i],
+        written_at[i], predicted_at[i]))`` would; ``future_indices`` lists the rows counted
+        as values from the future. Timestamps as numeric numpy arrays are compared at
+        once; other columns (lists) go row by row. Columns of different lengths raise
+        ValueError: that is a bug of the caller, not data.
+        """
+        columns = (entity_ids, features, values, written_at, predicted_at)
+        lengths = {len(column) for column in columns}
+        if len(lengths) > 1:
+            raise ValueError(f"update_many needs columns of one length, got {sorted(lengths)}")
+        numeric = all(
+            isinstance(t, np.ndarray) and t.dtype.kind in "iuf" for t in (written_at, predicted_at)
+        )
+        if not numeric or self._small(len(features)):
+            self._update_each(ServedFeature(*row) for row in zip(*columns, strict=True))
+            return
+        self._batch_events = []
+        # Where a row is rejected its skew is not used; inf - inf there must not warn.
+        with np.errstate(invalid="ignore", over="ignore"):
+            skews = written_at - predicted_at
+        valid = _identities_ok(entity_ids, features) & np.isfinite(written_at)
+        valid &= np.isfinite(predicted_at)
+        future = valid & (skews > self.skew_tolerance)
+        future_rows = np.flatnonzero(future).tolist()
+        self._rejected += len(features) - int(np.count_nonzero(valid))
+        for feature, served, future_count in _per_feature(features, valid, future):
+            self._count(feature, served, future_count)
+        if future_rows:
+            last = future_rows[-1]
+            self._future += len(future_rows)
+            self._max_skew = max(self._max_skew, float(skews[future].max()))
+            self._last = ServedFeature(*(column[last] for column in columns))
+            self._batch_events = [(row,) for row in future_rows]
+
+    def _count(self, feature: str, served: int, future: int) -> None:
+        counts = self._counts.get(feature)
+        if counts is None:
+            if len(self._counts) >= self.max_features:
+                return
+            counts = self._counts[feature] = [0, 0]
+        counts[0] += served
+        counts[1] += future
+
+    @property
+    def future_indices(self) -> npt.NDArray[np.intp]:
+        """Positions in the last batch (or update) of the rows counted as from the future."""
+        return np.array([event[0] for event in self._batch_events], dtype=np.intp)
 
     @property
     def critical(self) -> bool:
@@ -118,3 +198,29 @@ class FutureValues(base.Base):
     def rejected(self) -> int:
         """Inputs that were not a well-formed served value."""
         return self._rejected
+
+
+def _identities_ok(entity_ids: Sequence[Any], features: Sequence[Any]) -> npt.NDArray[np.bool_]:
+    """Whether each row's entity id and feature name are well-formed, as ``update`` checks."""
+    if all(isinstance(c, np.ndarray) and c.dtype.kind == "U" for c in (entity_ids, features)):
+        return np.asarray(features) != ""
+    checked = (_identity_ok(e, f) for e, f in zip(entity_ids, features, strict=True))
+    return np.fromiter(checked, dtype=np.bool_, count=len(features))
+
+
+def _per_feature(
+    features: Sequence[Any], valid: npt.NDArray[np.bool_], future: npt.NDArray[np.bool_]
+) -> list[tuple[Any, int, int]]:
+    """Valid and future rows per feature, the features in the order of their first valid row
+    (the order in which ``update`` adds them, which decides who gets a ``max_features`` slot)."""
+    if isinstance(features, np.ndarray) and features.dtype.kind == "U":
+        names, first, codes = np.unique(features[valid], return_index=True, return_inverse=True)
+        served = np.bincount(codes, minlength=names.size).tolist()
+        futures = np.bincount(codes, minlength=names.size, weights=future[valid]).tolist()
+        # names[i] keeps the np.str_ that update would get from the column.
+        return [(names[i], served[i], int(futures[i])) for i in np.argsort(first).tolist()]
+    rows = np.flatnonzero(valid).tolist()
+    future_rows = np.flatnonzero(future).tolist()
+    served_by_feature = Counter(features[i] for i in rows)
+    future_by_feature = Counter(features[i] for i in future_rows)
+    return [(f, n, future_by_feature[f]) for f, n in served_by_feature.items()]

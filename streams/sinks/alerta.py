@@ -50,6 +50,18 @@ from typing import Any
 import aiohttp
 
 from detectors.health.damping import AlertDamping
+
+# The alerts themselves are the monitors' effects (plain data); this module sends them.
+from streams.monitor.effects import (
+    HEALTH_EVENTS,
+    HEALTH_SEVERITIES,
+    SERVICE,
+    Alert,
+    detector_alert,
+    escalation_alert,
+    escalation_cleared,
+    health_alert,
+)
 from streams.sinks.buffer import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -71,49 +83,11 @@ __all__ = [
     "heartbeat_alerts",
 ]
 
-SERVICE = "failsoft"
-HEALTH_EVENTS = {
-    "healthy": "ModelHealthy",
-    "degraded": "ModelDegraded",
-    "fallback": "ModelFallback",
-    "probing": "ModelProbing",
-}
-HEALTH_SEVERITIES = {
-    "healthy": "normal",
-    "degraded": "warning",
-    "fallback": "major",
-    "probing": "minor",
-}
-ESCALATION_EVENTS = ("FallbackEscalated", "EscalationCleared")
 HEARTBEAT_EVENTS = ("HeartbeatFail", "HeartbeatSlow", "HeartbeatOK")
 # Alerta caps a page; a large one keeps the leader's periodic watch to a request or two.
 HEARTBEAT_PAGE_SIZE = 1000
 # How often held alerts are looked at (seconds); the damping period is minutes.
 DAMPING_RELEASE_INTERVAL = 1.0
-ALERT_SEVERITIES = frozenset(
-    {"security", "critical", "major", "minor", "warning", "informational", "normal", "ok"}
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Alert:
-    """One alert to send; the environment is the sink's."""
-
-    resource: str
-    event: str
-    severity: str
-    group: str
-    text: str
-    value: str = ""
-    correlate: tuple[str, ...] = ()
-    service: tuple[str, ...] = (SERVICE,)
-    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.severity not in ALERT_SEVERITIES:
-            raise ValueError(
-                f"Alert.severity: {self.severity!r} is not one of {sorted(ALERT_SEVERITIES)}"
-            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,79 +97,6 @@ class Heartbeat:
     origin: str
     timeout: timedelta
     severity: str = "major"
-
-
-def health_alert(model_id: str, owner: str, state: str, detector: str, reason: str) -> Alert:
-    """The model's health alert for ``state`` (a ``detectors.health.HealthState`` value).
-
-    >>> alert = health_alert("ranker", "team-search", "fallback", "drift", "psi 0.4 on age")
-    >>> alert.event, alert.severity, alert.correlate[:2]
-    ('ModelFallback', 'major', ('ModelHealthy', 'ModelDegraded'))
-    """
-    if state not in HEALTH_EVENTS:
-        raise ValueError(f"health_alert: state {state!r} is not one of {sorted(HEALTH_EVENTS)}")
-    return Alert(
-        resource=model_id,
-        event=HEALTH_EVENTS[state],
-        severity=HEALTH_SEVERITIES[state],
-        group="health",
-        value=state,
-        text=f"{model_id} is {state} ({detector}): {reason}",
-        correlate=tuple(HEALTH_EVENTS.values()),
-        attributes={"owner": owner, "detector": detector},
-    )
-
-
-def detector_alert(
-    model_id: str,
-    owner: str,
-    detector: str,
-    severity: str,
-    text: str,
-    feature: str | None = None,
-    value: str = "",
-) -> Alert:
-    """One detector's alert for one model; severity normal closes it."""
-    attributes = {"owner": owner, "detector": detector}
-    if feature is not None:
-        attributes["feature"] = feature
-    return Alert(
-        resource=model_id,
-        event=detector,
-        severity=severity,
-        group="detector",
-        value=value,
-        text=text,
-        attributes=attributes,
-    )
-
-
-def escalation_alert(model_id: str, owner: str, on_fallback_for: timedelta) -> Alert:
-    """The critical alert for a model that has stayed on fallback past its limit."""
-    hours = on_fallback_for.total_seconds() / 3600
-    return Alert(
-        resource=model_id,
-        event=ESCALATION_EVENTS[0],
-        severity="critical",
-        group="escalation",
-        value=f"{hours:.1f}h",
-        text=f"{model_id} has served its fallback for {hours:.1f} h; {owner} must look",
-        correlate=ESCALATION_EVENTS,
-        attributes={"owner": owner},
-    )
-
-
-def escalation_cleared(model_id: str, owner: str) -> Alert:
-    """Closes the escalation alert once the model is restored."""
-    return Alert(
-        resource=model_id,
-        event=ESCALATION_EVENTS[1],
-        severity="normal",
-        group="escalation",
-        text=f"{model_id} is restored",
-        correlate=ESCALATION_EVENTS,
-        attributes={"owner": owner},
-    )
 
 
 def heartbeat_alerts(heartbeats: Iterable[Mapping[str, Any]], origin_prefix: str) -> list[Alert]:

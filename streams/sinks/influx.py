@@ -36,19 +36,20 @@ pipeline    agent, topic, reason, sink     ``consumed``, ``processed``, ``dead_l
 the detector ``score`` (a CUSUM on the live score) or ``error_rate`` (a CUSUM on requests
 the fleet served by fallback because the model raised); their ``statistic`` is the CUSUM.
 
-``point`` checks the measurement and tag names (a wrong one is a bug in failsoft, so it
-raises); values are not inspected on the agents' path.
+``streams.monitor.effects.point`` checks the measurement and tag names (a wrong one is a
+bug in failsoft, so it raises); values are not inspected on the agents' path.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
+# Points are the monitors' effects (plain data, checked by ``point``); this module writes them.
+from streams.monitor.effects import MEASUREMENTS, FieldValue, Point, point
 from streams.sinks.buffer import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -57,55 +58,7 @@ from streams.sinks.buffer import (
     TransientSinkError,
 )
 
-__all__ = ["MEASUREMENTS", "InfluxSink", "Point", "point"]
-
-_MODEL_TAGS = frozenset({"model", "version", "role", "feature", "detector"})
-MEASUREMENTS: Mapping[str, frozenset[str]] = {
-    "drift": _MODEL_TAGS,
-    "performance": _MODEL_TAGS,
-    "write_lag": _MODEL_TAGS,
-    "leak": _MODEL_TAGS,
-    "shadow": _MODEL_TAGS,
-    "health": _MODEL_TAGS,
-    "pipeline": frozenset({"agent", "topic", "reason", "sink"}),
-}
-
-FieldValue = float | int | bool | str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Point:
-    """One point; build it with ``point`` so that its names are checked."""
-
-    measurement: str
-    tags: Mapping[str, str]
-    fields: Mapping[str, FieldValue]
-    time_ms: int
-
-
-def point(
-    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ms: int
-) -> Point:
-    """A checked point of the schema above.
-
-    >>> point("drift", {"model": "ranker", "feature": "age"}, {"statistic": 0.3}, 0).measurement
-    'drift'
-    >>> point("drift", {"modle": "ranker"}, {"statistic": 0.3}, 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: point: tag 'modle' is not one of detector, feature, model, role, version for drift
-    """
-    allowed = MEASUREMENTS.get(measurement)
-    if allowed is None:
-        raise ValueError(f"point: measurement {measurement!r} is not one of {sorted(MEASUREMENTS)}")
-    for tag in tags:
-        if tag not in allowed:
-            raise ValueError(
-                f"point: tag {tag!r} is not one of {', '.join(sorted(allowed))} for {measurement}"
-            )
-    if not fields:
-        raise ValueError("point: a point needs at least one field")
-    return Point(measurement, tags, fields, time_ms)
+__all__ = ["MEASUREMENTS", "FieldValue", "InfluxSink", "Point", "point"]
 
 
 class InfluxSink(BufferedSink[Point]):

@@ -22,7 +22,7 @@ and references of ``--window`` values, see ``bench_portfolio``):
      (``stream.events()``); ``take``: the same, counting batches of
      ``stream.take(TAKE_MAX, within=TAKE_WITHIN_S)``. Together they are the ceiling of
      any Faust agent that handles events one by one;
-   - ``worker``: ``create_app(settings)`` of ``streams.app``, started in this process with a
+   - ``worker``: ``create_app(settings)`` of ``streams.worker.app``, started in this process with a
      fresh app id (so it also reads from the beginning), the portfolio, the real Alerta
      and InfluxDB sinks and ``--store`` tables: drift tests, output monitoring and the
      health policy, the label join, the shadow join and the leak watch, with feature
@@ -90,8 +90,7 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
-from streams import label_join, leak_watch, shadow_join
-from streams.app import FailsoftApp, create_app, writes_by_model_topic
+from streams.monitor import label_join, leak_watch, shadow_join
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
@@ -104,6 +103,7 @@ from streams.topics import (
     admin_client,
     ensure_topics,
 )
+from streams.worker.app import FailsoftApp, create_app, writes_by_model_topic
 
 POLL_S = 0.02
 # A side that has not moved for this long has lost events.

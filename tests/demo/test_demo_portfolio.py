@@ -15,10 +15,10 @@ import pytest
 from schemas.contracts import Prediction
 from streams.demo.report import DEFAULT_BOUND_S
 from streams.demo.run import DEMO_DETECTOR_DEFAULTS, DETECTION_BOUNDS_S
+from streams.monitor.watch import ERROR_RATE_DETECTOR, SCORE_DETECTOR, new_watch, observe
 from streams.portfolio import parse_portfolio
 from streams.simulate.population import portfolio_toml
 from streams.simulate.run import SCENARIOS, SimulationRun, load_scenario
-from streams.watch import ERROR_RATE_DETECTOR, SCORE_DETECTOR, new_watch, observe
 
 
 @pytest.fixture(scope="module")

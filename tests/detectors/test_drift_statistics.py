@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import spatial, stats
 
 from detectors import KSDrift, WassersteinDrift
@@ -107,3 +110,36 @@ def test_divergences_match_their_definitions() -> None:
     psi = float(np.sum((q - p) * np.log(q / p)))
     assert population_stability_index(reference, current) == pytest.approx(psi, abs=1e-12)
     assert math.isclose(population_stability_index(reference, reference), 0.0, abs_tol=1e-15)
+
+
+def _searchsorted_ks(reference: Any, current: Any) -> float:
+    # The former definition, one binary search per value: ks_statistic must equal it exactly.
+    points = np.concatenate([reference, current])
+    cdf_reference = np.searchsorted(reference, points, side="right") / reference.size
+    cdf_current = np.searchsorted(current, points, side="right") / current.size
+    return float(np.max(np.abs(cdf_reference - cdf_current)))
+
+
+def _searchsorted_wasserstein(reference: Any, current: Any) -> float:
+    points = np.sort(np.concatenate([reference, current]))
+    widths = np.diff(points)
+    cdf_reference = np.searchsorted(reference, points[:-1], side="right") / reference.size
+    cdf_current = np.searchsorted(current, points[:-1], side="right") / current.size
+    return float(np.sum(np.abs(cdf_reference - cdf_current) * widths))
+
+
+SAMPLE = st.lists(
+    st.one_of(st.integers(-3, 3).map(float), st.floats(-1e6, 1e6), st.just(-0.0)),
+    min_size=2,
+    max_size=60,
+).map(lambda values: np.sort(np.array(values, dtype=np.float64)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(SAMPLE, SAMPLE)
+def test_merged_cdfs_give_the_binary_search_statistics_exactly(
+    reference: Any, current: Any
+) -> None:
+    # Ties within and across the samples, and both zeros, included.
+    assert ks_statistic(reference, current) == _searchsorted_ks(reference, current)
+    assert wasserstein_1(reference, current) == _searchsorted_wasserstein(reference, current)

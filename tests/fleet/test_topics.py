@@ -49,8 +49,8 @@ def test_topics_list_prints_the_catalogue(
 
 
 def test_a_worker_creates_its_internal_topic_with_the_catalogue() -> None:
-    from streams.app import writes_by_model_topic
     from streams.topics import PREDICTIONS, worker_topics
+    from streams.worker.app import writes_by_model_topic
 
     settings = Settings(topic_prefix="acme.", worker_app_id="fs-1")
     specs = worker_topics(settings)

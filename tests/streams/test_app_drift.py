@@ -22,11 +22,11 @@ import pytest
 from schemas.codec import decode_control_command, encode
 from schemas.contracts import ControlCommand, FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
-from streams.app import FailsoftApp, create_app
 from streams.fleet import ControlListener, ModeChange
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS
+from streams.worker.app import FailsoftApp, create_app
 from tests.streams.kafka import read_topic
 from tests.streams.proxy import TcpProxy
 

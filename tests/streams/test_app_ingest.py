@@ -14,10 +14,10 @@ import pytest
 
 from schemas.codec import decode_dead_letter
 from schemas.contracts import DeadLetter
-from streams.app import create_app
 from streams.portfolio import load_portfolio
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
+from streams.worker.app import create_app
 from tests.streams.kafka import read_topic
 
 pytestmark = pytest.mark.integration

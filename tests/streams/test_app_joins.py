@@ -18,10 +18,10 @@ import pytest
 
 from schemas.codec import encode
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction
-from streams.app import FailsoftApp, create_app
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
 from streams.topics import FEATURE_WRITES, GROUND_TRUTH
+from streams.worker.app import FailsoftApp, create_app
 from tests.streams.test_app_drift import consumed_all, produce
 from tests.streams.test_label_join import classifier_stream
 from tests.streams.test_leak_watch import churn_stream

@@ -14,25 +14,25 @@ from typing import Any
 
 import pytest
 
-from streams.app import create_app
 from streams.demo.run import settings_env
 from streams.settings import Settings
 from streams.topics import PREDICTIONS, admin_client, worker_topics
+from streams.worker.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO = ROOT / "deploy" / "portfolio.example.toml"
 START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
-BUG = "a bug in the drift watch"
-# `failsoft worker`, with the drift watch's observe() replaced by one that raises.
+BUG = "a bug in the monitor"
+# `failsoft worker`, with the monitors' observe() replaced by one that raises.
 BROKEN_WORKER = f"""
 import sys
-import streams.app
+from streams.monitor import Monitor
 
 def observe(*args):
     raise RuntimeError({BUG!r})
 
-streams.app.observe = observe
+Monitor.observe = observe
 from streams.cli import main
 sys.exit(main(["worker", "--loglevel", "warning"]))
 """
@@ -50,7 +50,7 @@ def test_every_topic_the_app_reads_or_declares_is_one_it_creates(tmp_path: Path)
     specs = {spec.name(settings): spec for spec in worker_topics(settings)}
     for agent in app.agents.values():
         assert agent.channel.get_topic_name() in specs
-    assert len(app.tables) == 4
+    assert len(app.tables) == 1
     for table in app.tables.values():
         topic = table.changelog_topic
         spec = specs[topic.get_topic_name()]

@@ -69,7 +69,7 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line(
 ) -> None:
     # As on a plain install: Faust cannot be imported, so neither can the worker's app.
     monkeypatch.setitem(sys.modules, "faust", None)
-    monkeypatch.delitem(sys.modules, "streams.app", raising=False)
+    monkeypatch.delitem(sys.modules, "streams.worker.app", raising=False)
     assert main(["worker"]) == 2
     error = capsys.readouterr().err
     assert error == (

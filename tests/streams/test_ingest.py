@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
-from streams.ingest import INPUTS, PipelineCounters, reason_label, validate
-from streams.metrics import WorkerCollector, render
 from streams.portfolio import load_portfolio
 from streams.sinks.alerta import AlertaSink
+from streams.worker.ingest import INPUTS, PipelineCounters, reason_label, validate
+from streams.worker.metrics import WorkerCollector, render
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")

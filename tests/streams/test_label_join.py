@@ -11,7 +11,7 @@ from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Ranking, Score
-from streams.label_join import (
+from streams.monitor.label_join import (
     JoinResult,
     LabelJoin,
     holds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.contracts import GroundTruth
-from streams.label_wait import LabelWait
+from streams.monitor.label_wait import LabelWait
 
 
 def label(at: int, request: str = "r") -> GroundTruth:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
-from streams.leak_watch import LeakEffects, LeakWatch, new_leak_watch, observe
+from streams.monitor.leak_watch import LeakEffects, LeakWatch, new_leak_watch, observe
+from streams.monitor.watch import new_watch
 from streams.portfolio import Model, PortfolioError, parse_portfolio
-from streams.watch import new_watch
 
 Record = FeatureWrite | Prediction | GroundTruth
 

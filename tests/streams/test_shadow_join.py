@@ -15,8 +15,8 @@ from schemas.contracts import (
     Ranking,
     Score,
 )
+from streams.monitor.shadow_join import ShadowEffects, ShadowJoin, new_shadow_join, observe
 from streams.portfolio import Model, PortfolioError, parse_portfolio
-from streams.shadow_join import ShadowEffects, ShadowJoin, new_shadow_join, observe
 
 Record = Prediction | GroundTruth
 

@@ -13,8 +13,7 @@ import pytest
 
 from schemas.contracts import FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
-from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
-from streams.watch import (
+from streams.monitor.watch import (
     Effects,
     ModelWatch,
     Observation,
@@ -23,6 +22,7 @@ from streams.watch import (
     new_watch,
     observe,
 )
+from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,15 +182,15 @@ def test_bad_health_settings_name_the_model_and_key() -> None:
 KEYRING = Keyring.parse("k1=a-test-secret-of-32-bytes-length")
 
 
-def effects_of(model: Model, predictions: list[Prediction], keyring: Keyring) -> list[Effects]:
+def effects_of(model: Model, predictions: list[Prediction]) -> list[Effects]:
     watch = new_watch(model)
-    # As the agent does: each observation's consequences right after it, on the same watch.
-    return [consequences(model, watch, o, keyring) for p in predictions if (o := observe(watch, p))]
+    # As the monitor does: each observation's consequences right after it, on the same watch.
+    return [consequences(model, watch, o) for p in predictions if (o := observe(watch, p))]
 
 
 def test_consequences_sign_one_command_per_action_with_growing_seq() -> None:
-    effects = effects_of(small_model(), shifted_then_normal(7), KEYRING)
-    commands = [c for e in effects for c in e.commands]
+    effects = effects_of(small_model(), shifted_then_normal(7))
+    commands = [c.signed(KEYRING) for e in effects for c in e.commands]
     assert [(c.model_id, c.action, c.detector) for c in commands] == [
         ("ranker", "fallback", "drift_psi"),
         ("ranker", "restore", "health"),
@@ -202,7 +202,7 @@ def test_consequences_sign_one_command_per_action_with_growing_seq() -> None:
 
 
 def test_consequences_raise_one_alert_per_state_and_detector_and_write_points() -> None:
-    effects = effects_of(small_model(), shifted_then_normal(7), KEYRING)
+    effects = effects_of(small_model(), shifted_then_normal(7))
     alerts = [(a.event, a.severity, a.attributes.get("feature")) for e in effects for a in e.alerts]
     assert alerts == [
         ("drift_psi", "warning", "age"),
@@ -227,17 +227,17 @@ def test_consequences_raise_one_alert_per_state_and_detector_and_write_points() 
     assert health == [("degraded", 1), ("fallback", 3), ("probing", 2), ("healthy", 0)]
 
 
-def test_alert_only_model_or_missing_key_withholds_commands() -> None:
+def test_alert_only_model_withholds_commands() -> None:
     model = parse_portfolio(
         SMALL.replace(
             'fallback = "top_n_popular"', 'fallback = { strategy = "x", mode = "alert_only" }'
         )
     ).get("ranker")
     assert model is not None
-    for candidate, keyring in ((model, KEYRING), (small_model(), Keyring({}))):
-        effects = effects_of(candidate, shifted_then_normal(7), keyring)
-        assert [c for e in effects for c in e.commands] == []
-        assert [w.action for e in effects for w in e.withheld] == ["fallback", "restore"]
+    # The shell withholds a worker's commands when it has no signing key (test_app_drift).
+    effects = effects_of(model, shifted_then_normal(7))
+    assert [c for e in effects for c in e.commands] == []
+    assert [w.action for e in effects for w in e.withheld] == ["fallback", "restore"]
 
 
 def test_escalation_alert_once_and_cleared_on_restore() -> None:
@@ -245,7 +245,7 @@ def test_escalation_alert_once_and_cleared_on_restore() -> None:
     predictions = (
         stream(rng, 0, 2000, 0.0) + stream(rng, 2000, 3000, 15.0) + stream(rng, 5000, 3000, 0.0)
     )
-    effects = effects_of(small_model(), predictions, KEYRING)
+    effects = effects_of(small_model(), predictions)
     events = [a.event for e in effects for a in e.alerts if a.group == "escalation"]
     assert events == ["FallbackEscalated", "EscalationCleared"]
     [escalation] = [a for e in effects for a in e.alerts if a.event == "FallbackEscalated"]
@@ -260,7 +260,7 @@ def test_describe_tells_state_since_why_and_last_evidence() -> None:
     for p in shifted_then_normal(7)[:3000]:
         observation = observe(watch, p)
         if observation:
-            consequences(model, watch, observation, KEYRING)
+            consequences(model, watch, observation)
     entry = describe(model, watch)
     assert (entry["state"], entry["detector"], entry["why"]) == (
         "fallback",
@@ -286,7 +286,7 @@ def test_a_value_from_the_future_falls_back_at_once_and_the_model_recovers() -> 
     model = small_model()
     normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
     future_stream = with_future_value(normal, 1500, skew_ms=3_600_000)
-    effects = effects_of(model, future_stream, KEYRING)
+    effects = effects_of(model, future_stream)
     commands = [c for e in effects for c in e.commands]
     assert [(c.action, c.detector, c.issued_at) for c in commands] == [
         ("fallback", "future_values", future_stream[1500].predicted_at),
@@ -307,9 +307,9 @@ def test_a_value_from_the_future_falls_back_at_once_and_the_model_recovers() -> 
 def test_a_write_within_the_skew_tolerance_is_not_from_the_future() -> None:
     model = small_model("[models.ranker.detectors.leaks]\nskew_tolerance = 50\n")
     stream = with_future_value([prediction(n, 40.0, "de") for n in range(100)], 10, skew_ms=50)
-    assert effects_of(model, stream, KEYRING) == []
+    assert effects_of(model, stream) == []
     late = with_future_value([prediction(n, 40.0, "de") for n in range(100)], 10, skew_ms=51)
-    assert [c.action for e in effects_of(model, late, KEYRING) for c in e.commands] == ["fallback"]
+    assert [c.action for e in effects_of(model, late) for c in e.commands] == ["fallback"]
 
 
 def test_bad_skew_tolerance_names_the_model_and_key() -> None:

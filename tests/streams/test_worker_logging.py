@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import create_app
 from streams.settings import Settings
-from streams.worker import faust_worker
+from streams.worker.app import create_app
+from streams.worker.cli import faust_worker
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of a worker, read from its counters when scraped.
 
-Agents only bump plain integers (``streams.ingest.PipelineCounters``) and sinks keep their
+Agents only bump plain integers (``streams.worker.ingest.PipelineCounters``) and sinks keep their
 own stats; this collector turns them into metric families at scrape time, so exporting
 costs nothing per event.
 
@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.ingest import PipelineCounters
 from streams.sinks.buffer import BufferedSink
+from streams.worker.ingest import PipelineCounters
 
 __all__ = ["WorkerCollector", "render"]
 

@@ -1,7 +1,7 @@
 """One model's leak watch: write lag, availability gaps and label leaks of its features.
 
-Pure code, no Faust. The agent keeps one ``LeakWatch`` per model in a changelog-backed
-table keyed by model_id and calls ``observe(model, watch, record)`` for each record that
+Pure code, no Faust. Each model's ``streams.monitor.Monitor`` holds one ``LeakWatch`` and
+calls ``observe(model, watch, record)`` for each record that
 concerns the model:
 
 - every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
@@ -35,7 +35,7 @@ the model watch, rather than after each one. Raise them when a model sees more e
 within ``coincidence_control_offset`` plus ``coincidence_lateness``: labels whose writes
 were forgotten are counted as ``unjudged`` in the leak points, not guessed.
 
-Values from the future. ``streams.watch`` already sends every live prediction's served
+Values from the future. ``streams.monitor.watch`` already sends every live prediction's served
 values through ``FutureValues`` on the health path. ``new_leak_watch(model,
 future_values=True)`` does it here as well (critical evidence, a ``future_values`` leak
 point and alert, a ``future_values`` field in write-lag points); the agent must not do
@@ -46,7 +46,7 @@ one alarming ``Evidence`` per feature when it is flagged. ``write_lag_drift`` an
 ``write_lag_sla`` test each complete window of a feature's writes: one ``Evidence`` per
 window, alarming or not. ``future_values`` evidence is ``critical``: the policy acts at
 once. Evidence goes to the model's health policy (``HealthPolicy.update``); the points
-and alerts of leak evidence are the ones here, not those of ``streams.watch.consequences``.
+and alerts of leak evidence are the ones here, not those of ``streams.monitor.watch.consequences``.
 
 Alerts. One per model and detector (Alerta event = detector), naming the flagged features
 in its text and its ``feature`` attribute; it is sent when that set of features changes,
@@ -76,9 +76,8 @@ from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction
+from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
-from streams.sinks.alerta import Alert, detector_alert
-from streams.sinks.influx import FieldValue, Point, point
 
 __all__ = [
     "ALERT_SEVERITIES",
@@ -191,7 +190,7 @@ def build_detector(model: Model, key: str, detector: type[Any], arguments: dict[
 
 def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
     """A fresh leak watch for ``model``; ``future_values`` adds the check of served values
-    written after the prediction (off by default: ``streams.watch`` does it).
+    written after the prediction (off by default: ``streams.monitor.watch`` does it).
 
     Raises
     ------

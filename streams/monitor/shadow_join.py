@@ -1,8 +1,8 @@
 """One model's shadow join: live against shadow by request_id, then against the labels.
 
-Pure code, no Faust. The agent keeps one ``ShadowJoin`` per model that pairs a shadow
-(``Model.shadow`` in the portfolio) in a changelog-backed table keyed by model_id, and
-calls ``observe(model, join, record)`` for each of the model's predictions and each of its
+Pure code, no Faust. The ``streams.monitor.Monitor`` of a model that pairs a shadow
+(``Model.shadow`` in the portfolio) holds one ``ShadowJoin`` and calls
+``observe(model, join, record)`` for each of the model's predictions and each of its
 ground truths. What comes back (``ShadowEffects``) is InfluxDB points, Alerta alerts and,
 when the portfolio asks for it, the promotions to send as ``promote_shadow`` commands.
 
@@ -37,10 +37,10 @@ Verdict. ``ShadowPromotion``'s verdict may change back; the join acts on its fir
 away from ``keep_watching`` and ends the trial there: one ``VerdictChange`` (promote or
 reject) per shadow version. It becomes an alert, event ``shadow_verdict`` (severity
 ``informational`` for promote, ``warning`` for reject), and for a promotion, when
-``[detectors.shadow] promote_command = true``, an entry of ``promotions``: the agent signs it
-as a ``promote_shadow`` command with the model watch's seq (``schemas.signing.
-signed_command(..., action="promote_shadow", detector="shadow_verdict", issued_at=
-int(change.at * 1000), last_seq=watch.last_seq)``), as the control topic's seq is per model.
+``[detectors.shadow] promote_command = true``, an entry of ``promotions``: the monitor makes
+it a ``promote_shadow`` command (``CommandToSign``, detector ``shadow_verdict``, issued at
+``change.at``) with the next of the model watch's seqs, as the control topic's seq is per
+model.
 By default a promotion is an alert only: a human flips the fleet. ``min_stable_period`` is
 the portfolio's ``shadow.min_stable_period``. A new shadow version in the portfolio needs
 a new join (``join.version != model.shadow.version``).
@@ -80,10 +80,9 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
-from streams.leak_watch import build_detector, split_settings
+from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
+from streams.monitor.leak_watch import build_detector, split_settings
 from streams.portfolio import Model, PortfolioError
-from streams.sinks.alerta import Alert, detector_alert
-from streams.sinks.influx import FieldValue, Point, point
 
 __all__ = [
     "ShadowEffects",

@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from confluent_kafka import KafkaException
 
-    from streams.app import create_app
     from streams.portfolio import PortfolioError
     from streams.topics import admin_client
+    from streams.worker.app import create_app
 
     try:
         app = create_app(settings)

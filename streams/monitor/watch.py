@@ -1,9 +1,9 @@
 """One model's watch: its feature drift detectors and its health policy, as one state object.
 
-Pure code, no Faust: the drift agent keeps one ``ModelWatch`` per model in a
-changelog-backed table and calls ``observe`` for each of the model's predictions. What
-comes back (evidence, the transition, the control action, a due escalation) is what the
-agent turns into InfluxDB points, Alerta alerts and signed commands.
+Pure code, no Faust: each model's ``streams.monitor.Monitor`` holds one ``ModelWatch`` and
+calls ``observe`` for each of the model's predictions. What comes back (evidence, the
+transition, the control action, a due escalation) is what ``consequences`` turns into
+points, alerts and commands to sign (``streams.monitor.effects``).
 
 Drift. Each monitored feature gets a windowed test from ``detectors`` (settings
 ``[detectors.drift]`` of the portfolio: ``method`` plus the test's own keyword arguments).
@@ -22,7 +22,7 @@ value written after the prediction was made is critical evidence, which moves th
 to its fallback at once. Evidence is emitted when a new such value arrives, so once they
 stop the model can recover through probing like any other.
 
-Shadow predictions are left to the shadow join (``streams.shadow_join``).
+Shadow predictions are left to the shadow join (``streams.monitor.shadow_join``).
 
 Outputs. ``[detectors.output]`` watches what the model answers, not only what it is fed:
 
@@ -82,17 +82,18 @@ from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
 from detectors.leaks.events import ServedFeature
 from detectors.leaks.future_values import FutureValues
-from schemas.contracts import ControlCommand, Prediction, Score
-from schemas.signing import Keyring, signed_command
-from streams.portfolio import Feature, Model, PortfolioError
-from streams.sinks.alerta import (
+from schemas.contracts import Prediction, Score
+from streams.monitor.effects import (
     Alert,
+    CommandToSign,
+    Point,
     detector_alert,
     escalation_alert,
     escalation_cleared,
     health_alert,
+    point,
 )
-from streams.sinks.influx import Point, point
+from streams.portfolio import Feature, Model, PortfolioError
 
 __all__ = [
     "DRIFT_METHODS",
@@ -489,32 +490,29 @@ def _output_detector(
 
 @dataclasses.dataclass(frozen=True)
 class Effects:
-    """What the agent must do about one observation: points, alerts and signed commands.
+    """What the monitor must do about one observation: points, alerts and commands to sign.
 
-    ``withheld`` lists the actions not sent as commands: the model is ``alert_only``, or
-    the worker has no signing key.
+    ``withheld`` lists the actions not sent as commands: the model is ``alert_only``.
     """
 
     points: tuple[Point, ...] = ()
     alerts: tuple[Alert, ...] = ()
-    commands: tuple[ControlCommand, ...] = ()
+    commands: tuple[CommandToSign, ...] = ()
     withheld: tuple[ControlAction, ...] = ()
 
 
-def consequences(
-    model: Model, watch: ModelWatch, observation: Observation, keyring: Keyring
-) -> Effects:
+def consequences(model: Model, watch: ModelWatch, observation: Observation) -> Effects:
     """The effects of ``observation``; updates the watch's alert and command bookkeeping.
 
     A command's ``issued_at`` is the transition's event time and its seq follows the
-    watch's ``last_seq``; both live in the one table value with the policy. A watch
+    watch's ``last_seq``; both live in the monitor's state with the policy. A watch
     restored after a crash has either made the transition already (and does not make it
     again) or not (and makes the very same command again: same seq, same signature, which
     serving nodes drop as a replay).
     """
     points: list[Point] = []
     alerts: list[Alert] = []
-    commands: list[ControlCommand] = []
+    commands: list[CommandToSign] = []
     withheld: list[ControlAction] = []
     model_id, owner = model.model_id, model.owner
     for evidence in observation.evidence:
@@ -550,17 +548,16 @@ def consequences(
         if action.action == "restore" and watch.escalated:
             watch.escalated = False
             alerts.append(escalation_cleared(model_id, owner))
-        if not model.fallback.automatic or keyring.signing_key_id is None:
+        if not model.fallback.automatic:
             withheld.append(action)
             continue
-        command = signed_command(
-            keyring,
+        command = CommandToSign.after(
+            watch.last_seq,
             model_id=model_id,
             action=action.action,
             reason=action.reason,
             detector=action.detector or "health",
             issued_at=int(action.at * 1000),
-            last_seq=watch.last_seq,
         )
         watch.last_seq = command.seq
         commands.append(command)

@@ -1,7 +1,7 @@
 """One model's label join: predictions waiting for late ground truth, and what the pairs say.
 
-Pure code, no Faust: the label join agent keeps one ``LabelJoin`` per model in a
-changelog-backed table keyed by model_id, and calls ``observe_prediction`` for each of the
+Pure code, no Faust: each model's ``streams.monitor.Monitor`` holds one ``LabelJoin`` and
+calls ``observe_prediction`` for each of the
 model's predictions and ``observe_label`` for each of its ground truth records. What comes
 back (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
 fixed event-time cadence, the InfluxDB points of measurement ``performance``.
@@ -113,8 +113,8 @@ from detectors.performance.estimate import EstimatedAccuracy
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
+from streams.monitor.effects import FieldValue, Point, point
 from streams.portfolio import Model, PortfolioError
-from streams.sinks.influx import FieldValue, Point, point
 
 __all__ = [
     "DEFAULTS",

@@ -2,16 +2,16 @@
 
 Pure code, no Faust. Predictions and ground truth come on two topics that the worker reads
 at once, each at its own lag: when the predictions fall behind, a label can arrive before
-the prediction it is about, and every join (``streams.label_join``, ``streams.shadow_join``)
-would count it unmatched. A prediction always comes before its label in event time, so a
-label whose ``label_at`` is past the newest ``predicted_at`` the model's predictions have
-reached (the *prediction clock*) waits here; each prediction moves the clock and releases
-the labels it has caught up with.
+the prediction it is about, and every join (``streams.monitor.label_join``,
+``streams.monitor.shadow_join``) would count it unmatched. A prediction always comes
+before its label in event time, so a label whose ``label_at`` is past the newest
+``predicted_at`` the model's predictions have reached (the *prediction clock*) waits here;
+each prediction moves the clock and releases the labels it has caught up with.
 
 Waiting is bounded: at most ``max_waiting`` labels per model; a label beyond that releases
 the one that waited longest (``released_early`` counts them), so a model whose predictions
-stop cannot hold its labels back for long. Waiting labels are in memory only: a restart
-loses them (a restart of the worker rereads only what was not committed).
+stop cannot hold its labels back for long. Waiting labels are part of the model's
+``streams.monitor.Monitor`` and go with its checkpoints.
 
 >>> from schemas.contracts import GroundTruth
 >>> def label(at):

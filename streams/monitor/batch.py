@@ -1,0 +1,165 @@
+"""A columnar batch of one model's records: what a ``Monitor`` takes.
+
+The worker groups the records it reads by model (predictions and labels are keyed by
+model_id, feature writes are routed to each model that monitors their feature) and builds
+one ``Batch`` per model with ``Batch.from_records``; the wire's batch messages will build
+the same columns. Records keep their arrival order: ``kind`` and ``at_ms`` have one entry
+per record, and the prediction columns one entry per prediction, in the order of
+``prediction_index``.
+
+>>> from schemas.contracts import FeatureSeen, GroundTruth, Prediction, Score
+>>> made = Prediction(schema_version=1, request_id="r1", model_id="m", model_version="v1",
+...     role="live", entity_id="u1", predicted_at=1_000, output=Score(score=0.25),
+...     features={"age": FeatureSeen(41.0, 900)}, latency_ms=1.0)
+>>> truth = GroundTruth(schema_version=1, model_id="m", label=1, label_at=5_000,
+...     request_id="r1")
+>>> batch = Batch.from_records("m", [made, truth], numeric=("age",))
+>>> len(batch), batch.kind.tolist(), batch.at_ms.tolist()
+(2, [0, 1], [1000, 5000])
+>>> batch.score.tolist(), batch.values["age"].tolist(), batch.written_at["age"].tolist()
+([0.25], [41.0], [900])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+
+__all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "ROLES", "Batch", "Record"]
+
+Record = Prediction | GroundTruth | FeatureWrite
+KIND_PREDICTION, KIND_LABEL, KIND_WRITE = 0, 1, 2
+# A prediction's role, as the code in ``Batch.role``.
+ROLES = ("live", "fallback", "shadow")
+_ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
+# ``written_at`` of a feature a prediction did not carry.
+MISSING_MS = np.iinfo(np.int64).min
+
+
+class Batch:
+    """One model's records, in arrival order, with numpy columns per field and feature.
+
+    Per record: ``kind`` (``KIND_PREDICTION``, ``KIND_LABEL``, ``KIND_WRITE``) and
+    ``at_ms`` (``predicted_at``, ``label_at`` or ``written_at``). Per prediction (in
+    arrival order; ``prediction_index`` is each one's position in the batch): ``role``
+    (index in ``ROLES``), ``score`` (NaN unless the output is a ``Score``), and per
+    feature the value (``values``: float64 with NaN for a missing or non-numeric value for
+    the ``numeric`` features, else an object array with None) and ``written_at`` (int64,
+    ``MISSING_MS`` when the prediction did not carry the feature). ``records`` are the
+    decoded records themselves, for the parts of the monitor that join on identifiers.
+    Columns are built when first read, so a batch of one record that needs none costs
+    nothing more than its tuple.
+    """
+
+    def __init__(self, model_id: str, records: tuple[Record, ...], numeric: frozenset[str]):
+        self.model_id = model_id
+        self.records = records
+        self.numeric = numeric
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @classmethod
+    def from_records(
+        cls, model_id: str, records: Iterable[Record], numeric: Iterable[str] = ()
+    ) -> Batch:
+        """The batch of ``records``, all about ``model_id``; ``numeric`` names the features
+        whose values are numbers (the others are kept as objects)."""
+        return cls(model_id, tuple(records), frozenset(numeric))
+
+    @functools.cached_property
+    def kind(self) -> npt.NDArray[np.int8]:
+        return np.fromiter(
+            (
+                KIND_PREDICTION
+                if isinstance(r, Prediction)
+                else KIND_LABEL
+                if isinstance(r, GroundTruth)
+                else KIND_WRITE
+                for r in self.records
+            ),
+            np.int8,
+            len(self.records),
+        )
+
+    @functools.cached_property
+    def at_ms(self) -> npt.NDArray[np.int64]:
+        return np.fromiter(
+            (
+                r.predicted_at
+                if isinstance(r, Prediction)
+                else r.label_at
+                if isinstance(r, GroundTruth)
+                else r.written_at
+                for r in self.records
+            ),
+            np.int64,
+            len(self.records),
+        )
+
+    @functools.cached_property
+    def prediction_index(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.kind == KIND_PREDICTION)
+
+    @functools.cached_property
+    def predictions(self) -> list[Prediction]:
+        """The batch's predictions, in arrival order."""
+        return [r for r in self.records if isinstance(r, Prediction)]
+
+    @functools.cached_property
+    def role(self) -> npt.NDArray[np.int8]:
+        predictions = self.predictions
+        return np.fromiter((_ROLE_CODES[p.role] for p in predictions), np.int8, len(predictions))
+
+    @functools.cached_property
+    def score(self) -> npt.NDArray[np.float64]:
+        predictions = self.predictions
+        return np.fromiter(
+            (p.output.score if isinstance(p.output, Score) else math.nan for p in predictions),
+            np.float64,
+            len(predictions),
+        )
+
+    @functools.cached_property
+    def values(self) -> Mapping[str, npt.NDArray[Any]]:
+        values: dict[str, npt.NDArray[Any]] = {}
+        for name, seen in self._seen.items():
+            if name in self.numeric:
+                values[name] = np.fromiter(
+                    (math.nan if s is None else _number(s.value) for s in seen),
+                    np.float64,
+                    len(seen),
+                )
+            else:
+                column = np.empty(len(seen), dtype=object)
+                column[:] = [None if s is None else s.value for s in seen]
+                values[name] = column
+        return values
+
+    @functools.cached_property
+    def written_at(self) -> Mapping[str, npt.NDArray[np.int64]]:
+        return {
+            name: np.fromiter(
+                (MISSING_MS if s is None else s.written_at for s in seen), np.int64, len(seen)
+            )
+            for name, seen in self._seen.items()
+        }
+
+    @functools.cached_property
+    def _seen(self) -> dict[str, list[FeatureSeen | None]]:
+        predictions = self.predictions
+        names = sorted({name for p in predictions for name in p.features})
+        return {name: [p.features.get(name) for p in predictions] for name in names}
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)

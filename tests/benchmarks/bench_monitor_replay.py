@@ -1,0 +1,281 @@
+"""The monitors alone, no Kafka and no Faust: records per CPU-second, and their memory.
+
+Two replays, each fed to one ``streams.monitor.Monitor`` per model, in batches of
+``--batch`` records of one model (the records are grouped by model in arrival order, as
+the worker's readers group them; a model's batch is observed once it is full, and the
+rest at the end):
+
+- ``scenario``: the default demo scenario's records (``streams.simulate``: predictions,
+  labels, and feature writes routed to each model that monitors the feature), with the
+  portfolio the demo writes;
+- ``synthetic``: a portfolio of ``--models`` models with ``--features`` numeric features
+  each; per model, predictions (one a second, every feature carried, a Score output),
+  their labels an hour later, and writes of the features, in the ratio 5 : 3 : 2.
+
+Rates are records per CPU-second (``time.process_time``), building each ``Batch`` from
+decoded records included; medians of ``--rounds`` rounds, each on fresh monitors.
+Memory, after the last synthetic round: pickled bytes per model and per state kind, the
+process's object count (``gc.get_objects``), a full ``gc.collect()``, pickle and restore
+time per model (p50, p99) and the process RSS.
+
+Run from the repository root, e.g.::
+
+    python -m tests.benchmarks.bench_monitor_replay --models 20 1000 --batch 500 1
+    python -m tests.benchmarks.bench_monitor_replay --profile --models 20 --batch 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import gc
+import io
+import pickle
+import pstats
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+from streams.demo.run import DEMO_DETECTOR_DEFAULTS
+from streams.monitor import Batch, Monitor
+from streams.monitor.batch import Record
+from streams.portfolio import Model, Portfolio, parse_portfolio
+from streams.simulate.population import portfolio_toml
+from streams.simulate.run import SCENARIOS, SimulationRun, load_scenario
+
+LABEL_DELAY_MS = 3_600_000
+
+
+def scenario() -> tuple[Portfolio, list[tuple[str, Record]]]:
+    """The default scenario's portfolio and its records, each with the model it is for."""
+    run = SimulationRun.prepare(load_scenario(SCENARIOS / "default.toml"), start_ms=0)
+    portfolio = parse_portfolio(
+        portfolio_toml(run.portfolio, run.time_scale) + DEMO_DETECTOR_DEFAULTS
+    )
+    routed: list[tuple[str, Record]] = []
+    for event in run.events():
+        record = event.record
+        if isinstance(record, FeatureWrite):
+            routed.extend((m, record) for m in portfolio.models_monitoring(record.feature))
+        elif isinstance(record, Prediction | GroundTruth):
+            routed.append((record.model_id, record))
+    return portfolio, routed
+
+
+def synthetic_portfolio(models: int, features: int) -> Portfolio:
+    lines = []
+    for n in range(models):
+        lines += [
+            f"[models.m{n:04d}]",
+            'owner = "team-bench"',
+            'tier = "cpu"',
+            'fallback = "keep_all"',
+            'label_delay = "1h"',
+            f"[models.m{n:04d}.features]",
+            *(f'"m{n:04d}.f{k:02d}" = "numeric"' for k in range(features)),
+        ]
+    return parse_portfolio("\n".join(lines) + "\n")
+
+
+def synthetic(portfolio: Portfolio, per_model: int, seed: int) -> list[tuple[str, Record]]:
+    """``per_model`` records of each model, models interleaved a second at a time."""
+    rng = np.random.default_rng(seed)
+    streams = [_model_records(model, per_model, rng) for model in portfolio]
+    routed: list[tuple[str, Record]] = []
+    for chunk in zip(*streams, strict=True):
+        routed.extend(chunk)
+    return routed
+
+
+def _model_records(model: Model, count: int, rng: np.random.Generator) -> list[tuple[str, Record]]:
+    names = [f.name for f in model.features]
+    records: list[tuple[str, Record]] = []
+    made: collections.deque[Prediction] = collections.deque()
+    n = 0
+    while len(records) < count:
+        at = n * 1000
+        step = n % 10
+        if step < 5:
+            values = rng.normal(0.0, 1.0, len(names))
+            prediction = Prediction(
+                schema_version=1,
+                request_id=f"{model.model_id}-r{n}",
+                model_id=model.model_id,
+                model_version="v1",
+                role="live",
+                entity_id=f"u{n % 5000}",
+                predicted_at=at,
+                output=Score(score=float(rng.uniform())),
+                features={
+                    name: FeatureSeen(float(v), at - 500)
+                    for name, v in zip(names, values, strict=True)
+                },
+                latency_ms=1.0,
+            )
+            made.append(prediction)
+            records.append((model.model_id, prediction))
+        elif step < 8 and made:
+            earlier = made.popleft()
+            truth = GroundTruth(
+                schema_version=1,
+                model_id=model.model_id,
+                label=int(rng.uniform() < 0.3),
+                label_at=earlier.predicted_at + LABEL_DELAY_MS,
+                request_id=earlier.request_id,
+                entity_id=earlier.entity_id,
+            )
+            records.append((model.model_id, truth))
+        else:
+            write = FeatureWrite(
+                schema_version=1,
+                entity_id=f"u{rng.integers(5000)}",
+                feature=names[n % len(names)],
+                value=float(rng.normal()),
+                event_at=at - 200,
+                written_at=at,
+                source="bench",
+            )
+            records.append((model.model_id, write))
+        n += 1
+    return records
+
+
+def batches(routed: Sequence[tuple[str, Record]], size: int) -> Iterator[tuple[str, list[Record]]]:
+    """Per model, in arrival order: a batch once ``size`` of its records arrived."""
+    pending: dict[str, list[Record]] = collections.defaultdict(list)
+    for model_id, record in routed:
+        waiting = pending[model_id]
+        waiting.append(record)
+        if len(waiting) >= size:
+            yield model_id, waiting
+            pending[model_id] = []
+    for model_id, waiting in pending.items():
+        if waiting:
+            yield model_id, waiting
+
+
+def replay(
+    portfolio: Portfolio, routed: Sequence[tuple[str, Record]], size: int
+) -> tuple[float, dict[str, Monitor], list[tuple[str, str, float]]]:
+    """CPU seconds to feed every record, the monitors, and the alarms (model, detector, at)."""
+    grouped = list(batches(routed, size))
+    numeric = {
+        m.model_id: frozenset(f.name for f in m.features if f.kind == "numeric") for m in portfolio
+    }
+    monitors = {model.model_id: Monitor(model) for model in portfolio}
+    alarms: list[tuple[str, str, float]] = []
+    start = time.process_time()
+    for model_id, records in grouped:
+        effects = monitors[model_id].observe(
+            Batch.from_records(model_id, records, numeric[model_id])
+        )
+        alarms.extend((model_id, e.detector, e.at) for e in effects.alarms)
+    return time.process_time() - start, monitors, alarms
+
+
+def rate(
+    portfolio: Portfolio, routed: Sequence[tuple[str, Record]], size: int, rounds: int
+) -> float:
+    return statistics.median(
+        len(routed) / replay(portfolio, routed, size)[0] for _ in range(rounds)
+    )
+
+
+def memory(monitors: dict[str, Monitor]) -> dict[str, Any]:
+    """The monitors' memory: pickled sizes, objects, a full collection, pickle and restore."""
+    kinds: dict[str, list[int]] = collections.defaultdict(list)
+    dump_s, load_s, sizes = [], [], []
+    for monitor in monitors.values():
+        for kind in ("watch", "join", "leaks", "shadow", "label_wait"):
+            part = getattr(monitor, kind)
+            if part is not None:
+                kinds[kind].append(len(pickle.dumps(part, pickle.HIGHEST_PROTOCOL)))
+        start = time.perf_counter()
+        data = monitor.dumps()
+        dump_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        Monitor.restore(monitor.model, data)
+        load_s.append(time.perf_counter() - start)
+        sizes.append(len(data))
+    gc.collect()
+    start = time.perf_counter()
+    gc.collect()
+    collect_s = time.perf_counter() - start
+    return {
+        "pickled_bytes_per_model": statistics.mean(sizes),
+        "pickled_bytes_per_kind": {k: statistics.mean(v) for k, v in kinds.items()},
+        "objects": len(gc.get_objects()),
+        "full_gc_ms": collect_s * 1000,
+        "pickle_ms_p50_p99": _percentiles(dump_s),
+        "restore_ms_p50_p99": _percentiles(load_s),
+        "rss_mb": _rss_mb(),
+    }
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.array(seconds) * 1000, [50, 99])
+    return round(float(p50), 3), round(float(p99), 3)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def profile(portfolio: Portfolio, routed: Sequence[tuple[str, Record]], size: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    replay(portfolio, routed, size)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    return out.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=int, nargs="+", default=[20, 1000])
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--batch", type=int, nargs="+", default=[500, 1])
+    parser.add_argument("--per-model", type=int, default=500, help="synthetic records per model")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-scenario", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
+    args = parser.parse_args(argv)
+    runs: list[tuple[str, Portfolio, list[tuple[str, Record]]]] = []
+    if not args.no_scenario:
+        runs.append(("scenario (20 models, 4 features)", *scenario()))
+    for models in args.models:
+        portfolio = synthetic_portfolio(models, args.features)
+        label = f"synthetic ({models} models, {args.features} features)"
+        runs.append((label, portfolio, synthetic(portfolio, args.per_model, seed=models)))
+    for label, portfolio, routed in runs:
+        for size in args.batch:
+            if args.profile:
+                print(f"== {label}, batch {size}: cProfile, top 25 by own time")
+                print(profile(portfolio, routed, size))
+                continue
+            value = rate(portfolio, routed, size, args.rounds)
+            print(
+                f"{label:40s} batch {size:4d}: {len(routed):9,d} records, "
+                f"{value:12,.0f} records/CPU-s (median of {args.rounds})",
+                flush=True,
+            )
+    if not args.profile and len(runs) > 1:
+        label, portfolio, routed = runs[-1]
+        _, monitors, _ = replay(portfolio, routed, max(args.batch))
+        print(f"memory after {label}:")
+        for key, value in memory(monitors).items():
+            print(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

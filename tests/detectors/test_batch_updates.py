@@ -1,0 +1,425 @@
+"""Batch updates: any split of a stream into batches gives what ``update`` gives one by one.
+
+Each property feeds one stream (NaN, None, infinities and other bad inputs included) one
+by one and in batches cut at arbitrary points, and requires the same events at the same
+indices and the same running state after (``tests/detectors/batching.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors import (
+    BernoulliCUSUM,
+    CategoricalPSIDrift,
+    ChiSquareDrift,
+    FutureValues,
+    JensenShannonDrift,
+    KSDrift,
+    NullRateDrift,
+    PSIDrift,
+    RobustCUSUM,
+    WassersteinDrift,
+    _batch,
+)
+from detectors.leaks import ServedFeature
+from tests.detectors.batching import (
+    cuts,
+    detection_event,
+    detections,
+    events_batched,
+    events_one_by_one,
+    same_state,
+    state_difference,
+    window_event,
+    window_events,
+)
+from tests.detectors.cases_drift import alarms
+
+BAD = [math.nan, None, math.inf, -math.inf, "x", float("nan")]
+PROPERTY = settings(max_examples=150, deadline=None)
+
+
+def numbers_with_gaps(shift: float = 2.0) -> st.SearchStrategy[list[Any]]:
+    """Values that move between two levels, with bad inputs among them."""
+    value = st.one_of(
+        st.floats(-1.0, 1.0),
+        st.floats(-1.0, 1.0).map(lambda x: x + shift),
+        st.integers(-2, 3),
+        st.sampled_from(BAD),
+    )
+    return st.lists(value, max_size=120)
+
+
+def assert_same_batched(
+    make: Callable[[], Any],
+    values: Any,
+    at: Sequence[int],
+    one: Callable[[Any], Any],
+    many: Callable[[Any], Any],
+    update_many: Callable[[Any, Sequence[Any]], None] | None = None,
+) -> None:
+    """Events and state alike one by one and batched; batched twice: with small batches
+    going through ``update`` as in production, and with every batch on the numpy path."""
+    single = make()
+    expected = events_one_by_one(single, values, one)
+    for small_batch in (_batch.SMALL_BATCH, -1):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_batch, "SMALL_BATCH", small_batch)
+            batched = make()
+            found = events_batched(batched, values, at, many, update_many)
+        assert found == expected, small_batch
+        assert same_state(batched, single), state_difference(batched, single)
+
+
+def _reference() -> list[float]:
+    return list(np.random.default_rng(0).normal(0.0, 1.0, 40))
+
+
+NUMERIC = {
+    "ks": lambda reference: KSDrift(reference, window_size=7, alpha=0.2),
+    "wasserstein": lambda reference: WassersteinDrift(reference, window_size=7, threshold=0.5),
+    "psi": lambda reference: PSIDrift(reference, window_size=7, n_bins=3, threshold=0.3),
+    "jensen_shannon": lambda reference: JensenShannonDrift(
+        reference, window_size=7, n_bins=3, threshold=0.1
+    ),
+}
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(NUMERIC)),
+    st.booleans(),
+    numbers_with_gaps(),
+    st.data(),
+)
+def test_numeric_window_tests_batched_as_one_by_one(
+    name: str, frozen: bool, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = _reference() if frozen else None
+    assert_same_batched(lambda: NUMERIC[name](reference), values, at, window_event, window_events)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(NUMERIC)),
+    st.lists(st.sampled_from([0.1, -0.5, 2.5, 3.0, math.nan, math.inf, -math.inf]), max_size=90),
+    st.data(),
+)
+def test_numeric_window_tests_take_float_arrays(
+    name: str, values: list[float], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: NUMERIC[name](None),
+        values,
+        at,
+        window_event,
+        window_events,
+        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
+    )
+
+
+CATEGORICAL = {
+    "psi": lambda reference: CategoricalPSIDrift(
+        reference, window_size=6, threshold=0.3, max_categories=2
+    ),
+    "chi_square": lambda reference: ChiSquareDrift(
+        reference, window_size=6, alpha=0.2, max_categories=2
+    ),
+}
+CATEGORIES = ["a", "b", "c", "d", "__other__", 1, 1.0, True, math.nan, None, [1], ("t", [2])]
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CATEGORICAL)),
+    st.booleans(),
+    st.lists(st.sampled_from(CATEGORIES), max_size=100),
+    st.data(),
+)
+def test_categorical_window_tests_batched_as_one_by_one(
+    name: str, frozen: bool, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = {"a": 50, "b": 30, "c": 5, "e": 1} if frozen else None
+    assert_same_batched(
+        lambda: CATEGORICAL[name](reference), values, at, window_event, window_events
+    )
+
+
+@PROPERTY
+@given(
+    st.booleans(),
+    st.sampled_from([None, (-1, "")]),
+    st.lists(st.sampled_from([1.0, 2, -1, "", "a", math.nan, None, math.inf]), max_size=100),
+    st.data(),
+)
+def test_null_rate_batched_as_one_by_one(
+    frozen: bool, sentinels: tuple[Any, ...] | None, values: list[Any], data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(values)))
+    reference = (1, 50) if frozen else None
+    assert_same_batched(
+        lambda: NullRateDrift(reference, window_size=6, alpha=0.3, sentinels=sentinels),
+        values,
+        at,
+        window_event,
+        window_events,
+    )
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from([0.5, 1.0, math.nan, -math.inf]), max_size=60), st.data())
+def test_null_rate_takes_float_arrays(values: list[float], data: st.DataObject) -> None:
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: NullRateDrift(None, window_size=5, alpha=0.3),
+        values,
+        at,
+        window_event,
+        window_events,
+        lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
+    )
+
+
+def test_a_batch_reports_each_window_and_the_last_input_alone() -> None:
+    rng = np.random.default_rng(5)
+    detector = KSDrift(rng.normal(0.0, 1.0, 1000), window_size=100, alpha=0.001)
+    stream = np.concatenate([rng.normal(0.0, 1.0, 200), rng.normal(1.0, 1.0, 250)])
+    stream[3] = np.nan
+    detector.update_many(stream)
+    assert detector.window_ends.tolist() == [100, 200, 300, 400]
+    assert detector.window_drifts.tolist() == [False, False, True, True]
+    assert detector.n_skipped == 1
+    # The batch's last input completed no window, as update() would have said of it.
+    assert not detector.drift_detected
+    # 49 values wait in the window: the 51st valid value of the next batch completes it.
+    detector.update_many(stream[-51:])
+    assert detector.window_ends.tolist() == [50]
+    assert detector.window_drifts.tolist() == [True]
+    assert detector.drift_detected
+
+
+def alarm_cause(detector: RobustCUSUM) -> tuple[Any, ...] | None:
+    return (detector.cause,) if detector.drift_detected else None
+
+
+def alarm_causes(detector: RobustCUSUM) -> list[tuple[int, tuple[Any, ...]]]:
+    return [
+        (int(i), (cause,))
+        for i, cause in zip(detector.detections, detector.detection_causes, strict=True)
+    ]
+
+
+def levels(draw: st.DrawFn) -> list[Any]:
+    """Runs at a few levels and spreads, with bad inputs among them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values: list[Any] = []
+    for _ in range(draw(st.integers(1, 6))):
+        run = rng.normal(draw(st.sampled_from([0.0, 1.5, -1.5])), draw(st.sampled_from([1, 3])), 40)
+        values.extend(run.tolist())
+    for _ in range(draw(st.integers(0, 10))):
+        values.insert(draw(st.integers(0, len(values))), draw(st.sampled_from(BAD)))
+    return values
+
+
+@PROPERTY
+@given(st.sampled_from([2.0, None]), st.sampled_from([3, 17, 4096]), st.data())
+def test_robust_cusum_batched_as_one_by_one(
+    spread_ratio: float | None, rebase_every: int, data: st.DataObject
+) -> None:
+    values = data.draw(st.composite(lambda draw: levels(draw))())
+    at = data.draw(cuts(len(values)))
+    with pytest.MonkeyPatch.context() as patch:
+        # A short period makes the rebase happen inside short streams and batches.
+        patch.setattr("detectors.drift.robust_cusum.REBASE_EVERY", rebase_every)
+        assert_same_batched(
+            lambda: RobustCUSUM(
+                warm_up=10, threshold=4.0, spread_ratio=spread_ratio, spread_threshold=3.0
+            ),
+            values,
+            at,
+            alarm_cause,
+            alarm_causes,
+        )
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts(30_000))
+def test_robust_cusum_rebases_alike_over_a_long_stream(at: list[int]) -> None:
+    # Heavy tails, fed as float arrays: the rebase every 4,096 values falls inside batches.
+    values = np.random.default_rng(4).standard_t(4, 30_000)
+    assert_same_batched(lambda: RobustCUSUM(warm_up=50), values, at, alarm_cause, alarm_causes)
+
+
+def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
+    rng = np.random.default_rng(6)
+    stream = np.concatenate([rng.normal(0.0, 1.0, 300), rng.normal(3.0, 1.0, 300)])
+    assert alarms(RobustCUSUM(warm_up=100), stream) == [310]
+    detector = RobustCUSUM(warm_up=100)
+    detector.update_many(stream)
+    # The step is caught once; the warm-up after the alarm learns the new level, quietly.
+    assert detector.detections.tolist() == [310]
+    # A three-sigma step fills the spread CUSUM (1.8 a value) before the mean's (2.75 a
+    # value, against a higher threshold).
+    assert detector.detection_causes == ("spread_up",)
+    assert detector.reference_location == pytest.approx(3.0, abs=0.3)
+
+
+def test_robust_cusum_counts_every_input_it_skips() -> None:
+    detector = RobustCUSUM(warm_up=10)
+    for x in [1.0, None, math.nan, math.inf, "x", 2]:
+        detector.update(x)
+    assert detector.n_skipped == 4
+    detector.update_many(np.array([0.0, np.nan, -np.inf] * 10))
+    assert detector.n_skipped == 24
+
+
+def binary(draw: st.DrawFn, bad: Sequence[Any]) -> list[Any]:
+    """Runs of events at a low and a high rate, with inputs that are not 0/1 among them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values: list[Any] = []
+    for _ in range(draw(st.integers(1, 5))):
+        rate = draw(st.sampled_from([0.1, 0.6]))
+        values.extend(rng.random(draw(st.integers(5, 60))) < rate)
+    kinds = [bool, int, float, np.bool_]
+    values = [kinds[i % 4](x) for i, x in enumerate(values)]
+    for _ in range(draw(st.integers(0, 10))):
+        values.insert(draw(st.integers(0, len(values))), draw(st.sampled_from(bad)))
+    return values
+
+
+BINARY_BAD = [math.nan, None, math.inf, 2, -1, 0.5, "1", 1 + 0j]
+
+
+@PROPERTY
+@given(st.sampled_from([None, 0.2]), st.sampled_from([3, 17, 4096]), st.data())
+def test_bernoulli_cusum_batched_as_one_by_one(
+    reference_rate: float | None, rebase_every: int, data: st.DataObject
+) -> None:
+    values = data.draw(st.composite(lambda draw: binary(draw, BINARY_BAD))())
+    at = data.draw(cuts(len(values)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("detectors.drift.bernoulli_cusum.REBASE_EVERY", rebase_every)
+        assert_same_batched(
+            lambda: BernoulliCUSUM(warm_up=10, threshold=2.0, reference_rate=reference_rate),
+            values,
+            at,
+            detection_event,
+            detections,
+        )
+
+
+# What each dtype can hold besides 0 and 1 (a bool array holds nothing else).
+NUMERIC_BAD: dict[type, list[float]] = {
+    np.bool_: [0],
+    np.int64: [2, -1],
+    np.float64: [math.nan, 2, -1, 0.5, math.inf],
+}
+
+
+@PROPERTY
+@given(st.sampled_from([np.bool_, np.int64, np.float64, np.float32]), st.data())
+def test_bernoulli_cusum_takes_numeric_arrays(dtype: type, data: st.DataObject) -> None:
+    bad = NUMERIC_BAD.get(dtype, NUMERIC_BAD[np.float64])
+    values = data.draw(st.composite(lambda draw: binary(draw, bad))())
+    # One by one the detector gets the array's own elements (numpy scalars).
+    array: Any = np.asarray([float(x) for x in values]).astype(dtype)
+    at = data.draw(cuts(len(values)))
+    assert_same_batched(
+        lambda: BernoulliCUSUM(warm_up=10, threshold=2.0), array, at, detection_event, detections
+    )
+
+
+def test_bernoulli_cusum_counts_every_input_it_skips() -> None:
+    detector = BernoulliCUSUM(warm_up=10)
+    for x in [1, 0, None, math.nan, 2, "1", True, 0.5]:
+        detector.update(x)
+    assert detector.n_skipped == 5
+    detector.update_many(np.array([0.0, np.nan, 1.0, 3.0]))
+    assert detector.n_skipped == 7
+
+
+def future_event(detector: FutureValues) -> tuple[Any, ...] | None:
+    return () if len(detector.future_indices) else None
+
+
+def future_events(detector: FutureValues) -> list[tuple[int, tuple[Any, ...]]]:
+    return [(int(i), ()) for i in detector.future_indices]
+
+
+TIMES = st.one_of(
+    st.integers(0, 50).map(float), st.sampled_from([math.nan, math.inf, -math.inf, 1e308])
+)
+
+
+@st.composite
+def served_rows(draw: st.DrawFn, as_text: bool, dtype: Any) -> list[ServedFeature]:
+    """Served values as update gets them from columns: the columns' own elements."""
+    n = draw(st.integers(0, 60))
+    ids: list[Any] = ["u1", "u2", 7] if not as_text else ["u1", "u2"]
+    names: list[Any] = ["a", "b", "c", ""] if as_text else ["a", "b", "c", "", 3, None]
+    if not as_text:
+        ids += [True, None, 1.5]
+    columns = [
+        np.array(draw(st.lists(st.sampled_from(ids), min_size=n, max_size=n)), dtype=object),
+        np.array(draw(st.lists(st.sampled_from(names), min_size=n, max_size=n)), dtype=object),
+    ]
+    if as_text:
+        columns = [column.astype(str) for column in columns]
+    times = [draw(st.lists(TIMES, min_size=n, max_size=n)) for _ in range(2)]
+    if dtype is not None and np.dtype(dtype).kind == "i":
+        times = [[t if math.isfinite(t) and abs(t) < 1e6 else 0.0 for t in ts] for ts in times]
+    stamps = [np.array(ts, dtype=dtype) if dtype is not None else ts for ts in times]
+    return [
+        ServedFeature(columns[0][i], columns[1][i], i, stamps[0][i], stamps[1][i]) for i in range(n)
+    ]
+
+
+def columns_of(rows: Sequence[ServedFeature], as_text: bool, dtype: Any) -> list[Any]:
+    """The rows as the columns update_many takes: arrays where ``served_rows`` cut arrays."""
+    columns: list[Any] = [
+        [getattr(row, f.name) for row in rows] for f in dataclasses.fields(ServedFeature)
+    ]
+    ids, names, values, written, predicted = columns
+    if as_text:
+        ids, names = np.array(ids, dtype=str), np.array(names, dtype=str)
+    if dtype is not None:
+        written, predicted = np.array(written, dtype=dtype), np.array(predicted, dtype=dtype)
+    return [ids, names, values, written, predicted]
+
+
+@PROPERTY
+@given(
+    st.sampled_from([(False, None), (False, np.float64), (True, np.float64), (True, np.int64)]),
+    st.sampled_from([0.0, 5.0]),
+    st.data(),
+)
+def test_future_values_batched_as_one_by_one(
+    mode: tuple[bool, Any], skew_tolerance: float, data: st.DataObject
+) -> None:
+    rows = data.draw(served_rows(*mode))
+    at = data.draw(cuts(len(rows)))
+    assert_same_batched(
+        lambda: FutureValues(skew_tolerance=skew_tolerance, max_features=2),
+        rows,
+        at,
+        future_event,
+        future_events,
+        lambda detector, batch: detector.update_many(*columns_of(batch, *mode)),
+    )
+
+
+def test_future_values_refuses_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        FutureValues().update_many(["u"], ["a"], [1], np.array([1.0, 2.0]), np.array([1.0]))
