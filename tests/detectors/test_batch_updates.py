@@ -423,3 +423,39 @@ def test_future_values_batched_as_one_by_one(
 def test_future_values_refuses_columns_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="one length"):
         FutureValues().update_many(["u"], ["a"], [1], np.array([1.0, 2.0]), np.array([1.0]))
+
+
+@pytest.mark.parametrize(
+    ("module", "make", "stream"),
+    [
+        (
+            "robust_cusum",
+            lambda: RobustCUSUM(warm_up=100),
+            # Heavy tails, and a step after some rebases.
+            np.random.default_rng(8).standard_t(5, 30_000) + np.repeat([0.0, 1.0], 15_000),
+        ),
+        (
+            "bernoulli_cusum",
+            lambda: BernoulliCUSUM(warm_up=300),
+            np.random.default_rng(8).random(30_000) < np.repeat([0.05, 0.12, 0.05], 10_000),
+        ),
+    ],
+)
+def test_the_rebase_keeps_the_cusum_and_its_alarms(module: str, make: Any, stream: Any) -> None:
+    # Against sums never rebased: the same alarms, and statistics apart by rounding only.
+    def run() -> tuple[list[int], list[float]]:
+        detector = make()
+        found, statistics = [], []
+        for i, x in enumerate(stream):
+            detector.update(x)
+            found.extend([i] if detector.drift_detected else [])
+            statistics.append(detector.statistic)
+        return found, statistics
+
+    rebased, rebased_statistics = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(f"detectors.drift.{module}.REBASE_EVERY", 10**9)
+        never, never_statistics = run()
+    assert rebased == never
+    assert len(rebased) > 0
+    assert np.allclose(rebased_statistics, never_statistics, rtol=0.0, atol=1e-9)
