@@ -36,14 +36,18 @@ Each joined pair feeds the detectors of its stream, one per ``(role, model_versi
 (at most ``max_streams``, the least recently updated goes first, counted):
 
 - ``Score`` outputs with ``task = "classification"`` (the default):
-  ``ClassificationPerformance`` on ``(label, score)``, the label 0/1 or a bool, and
-  ``EstimatedAccuracy`` (``(None, score)`` per prediction, ``(label, score)`` per label);
+  ``ClassificationPerformance`` on ``(label, score)``, the label 0/1 or a bool,
+  ``EstimatedAccuracy`` (``(None, score)`` per prediction, ``(label, score)`` per label),
+  and ``CalibratedEstimate``, fed the same: accuracy, precision, recall, F1 and ROC AUC at
+  the model's ``threshold``, estimated per ``window`` predictions from scores calibrated
+  (isotonic) on the last ``calibration_size`` labels, beside the same metrics measured on
+  the last ``window`` labels;
 - ``Score`` outputs with ``task = "regression"``: ``RegressionPerformance`` on
   ``(label, score)`` (setting ``error_cap``);
 - ``ClassProbabilities``: ``EstimatedAccuracy`` over the classes in sorted order, the label
   naming the class (``True`` and ``1`` name ``"1"``, or ``"true"`` when that is the class);
-  with exactly two classes also ``ClassificationPerformance``, the second class in sorted
-  order being class 1;
+  with exactly two classes also ``ClassificationPerformance`` and ``CalibratedEstimate``,
+  the second class in sorted order being class 1;
 - ``Ranking``: ``PrecisionAtK`` on ``(items, {label})``, the label the relevant item (only
   the first ``k`` items are held);
 - always ``LabelDelay`` on ``label_at - predicted_at`` in seconds.
@@ -57,8 +61,11 @@ strategy is what the fleet falls back to. A drop alarm of the metric gives
 ``Evidence(detector="performance_drop")``, one of ``EstimatedAccuracy`` gives
 ``Evidence(detector="estimated_accuracy")`` (``details["source"]`` says estimated, before
 labels, or measured); ``at`` is the event time in seconds (the label's ``label_at``, or the
-prediction's ``predicted_at`` for an estimate), ``alpha`` the level the alarm runs at.
-Alarms of other roles are counted in their points (``alarms``).
+prediction's ``predicted_at`` for an estimate), ``alpha`` the level the alarm runs at. A
+chunk whose calibrated estimate of accuracy is more than ``tolerance`` below the accuracy
+measured on the calibration labels gives ``Evidence(detector="estimated_performance")``
+(an effect size, no level). Alarms of other roles are counted in their points
+(``alarms``).
 
 Levels. ``AlarmBudget(false_fallbacks_per_model_day, {"performance": labels_per_day,
 "estimated_accuracy": predictions_per_day})`` with equal shares: ``PerformanceDrop``'s
@@ -84,6 +91,9 @@ auc, mae,          ``alarms`` (drop alarms so far)
 precision_at_k
 estimated_accuracy ``value``, ``estimated`` (1 before ``min_labels`` labels, else 0),
                    ``source`` (string), ``labels``, ``alarms``
+calibrated         ``estimated_<m>`` and ``measured_<m>`` for ``m`` in accuracy,
+                   precision, recall, f1, auc; ``reference_accuracy``,
+                   ``calibration_gap``, ``chunks``, ``labels``, ``alarms``
 label_delay        ``p50_s``, ``p90_s``, ``p99_s``, ``labels``
 label_join         ``held``, ``labels``, ``joined``, ``unmatched``, ``expired``,
                    ``evicted``, ``duplicates``, ``evicted_streams`` (counts so far)
@@ -91,6 +101,8 @@ label_join         ``held``, ``labels``, ``joined``, ``unmatched``, ``expired``,
 
 Settings (``[detectors.performance]`` of the portfolio, all optional): ``task``,
 ``window``, ``threshold``, ``error_cap``, ``k``, ``min_labels``, ``tolerance``,
+``calibration_size`` (labels the calibration is fitted on: each pair costs 16 bytes of
+the monitor's state, 80 KB at the default),
 ``reference_size``, ``baseline`` (the healthy loss, else learnt), ``labels_per_day``,
 ``predictions_per_day``, ``false_fallbacks_per_model_day``, ``max_held``, ``max_streams``,
 ``report_interval`` (seconds); defaults in ``DEFAULTS``.
@@ -106,6 +118,7 @@ from typing import Any, NamedTuple
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
+from detectors.performance.calibrated import METRICS, CalibratedEstimate
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -120,6 +133,8 @@ __all__ = [
     "DEFAULTS",
     "JoinResult",
     "LabelJoin",
+    "calibrated_fields",
+    "describe_performance",
     "holds",
     "new_join",
     "observe",
@@ -136,6 +151,7 @@ DEFAULTS: Mapping[str, Any] = {
     "k": 10,
     "min_labels": 200,
     "tolerance": 0.02,
+    "calibration_size": 5000,
     "reference_size": 1000,
     "baseline": None,
     "labels_per_day": 2000.0,
@@ -167,6 +183,7 @@ class JoinSettings:
     regression: RegressionPerformance
     ranking: PrecisionAtK
     estimate: EstimatedAccuracy
+    calibrated: CalibratedEstimate
 
 
 # What the join keeps of an output, as plain data so that a table of thousands pickles
@@ -193,9 +210,11 @@ class StreamPerformance:
     version: str
     metric: ClassificationPerformance | RegressionPerformance | PrecisionAtK | None
     estimate: EstimatedAccuracy | None
+    calibrated: CalibratedEstimate | None = None
     delay: LabelDelay = dataclasses.field(default_factory=LabelDelay)
     alarms: int = 0
     estimate_alarms: int = 0
+    calibrated_alarms: int = 0
     updated_at: int = 0
 
 
@@ -339,6 +358,13 @@ def new_join(model: Model) -> LabelJoin:
                 tolerance=s["tolerance"],
                 reference_size=s["reference_size"],
             ),
+            calibrated=CalibratedEstimate(
+                threshold=s["threshold"],
+                chunk_size=s["window"],
+                calibration_size=s["calibration_size"],
+                min_labels=s["min_labels"],
+                tolerance=s["tolerance"],
+            ),
         )
     except (TypeError, ValueError) as error:
         raise PortfolioError(model.model_id, key, str(error)) from None
@@ -376,6 +402,9 @@ def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
         if stream.estimate is not None and probabilities is not None:
             stream.estimate.update((None, probabilities))
             evidence.extend(_estimate_alarm(stream, at_ms))
+        if stream.calibrated is not None:
+            stream.calibrated.update((None, _positive_score(output)))
+            evidence.extend(_calibrated_alarm(stream, at_ms))
     return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join))
 
 
@@ -488,7 +517,7 @@ def _stream(
             join.evicted_streams += 1
         settings = join.settings
         metric: Any = None
-        estimate = None
+        estimate = calibrated = None
         if isinstance(output, tuple):
             metric = settings.ranking.clone()
         elif isinstance(output, float) and settings.task == "regression":
@@ -497,7 +526,8 @@ def _stream(
             estimate = settings.estimate.clone()
             binary = isinstance(output, float) or len(output) == 2
             metric = settings.classification.clone() if binary else None
-        stream = StreamPerformance(role, version, metric, estimate)
+            calibrated = settings.calibrated.clone() if binary else None
+        stream = StreamPerformance(role, version, metric, estimate, calibrated)
         join.streams[(role, version)] = stream
     stream.updated_at = at_ms
     return stream
@@ -533,6 +563,9 @@ def _score(join: LabelJoin, held: HeldPrediction, label: Any, at_ms: int) -> lis
     if stream.estimate is not None and probabilities is not None:
         stream.estimate.update((_class_index(held.output, label), probabilities))
         evidence.extend(_estimate_alarm(stream, at_ms))
+    if stream.calibrated is not None:
+        stream.calibrated.update((_class_index(held.output, label), _positive_score(held.output)))
+        evidence.extend(_calibrated_alarm(stream, at_ms))
     return evidence
 
 
@@ -556,6 +589,35 @@ def _estimate_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
             },
         )
     ]
+
+
+def _calibrated_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
+    calibrated = stream.calibrated
+    if calibrated is None or not calibrated.drift_detected:
+        return []
+    stream.calibrated_alarms += 1
+    if stream.role != HEALTH_ROLE:
+        return []
+    return [
+        Evidence(
+            detector="estimated_performance",
+            at=at_ms / 1000.0,
+            alarm=True,
+            details={
+                "estimated_accuracy": calibrated.estimated_accuracy,
+                "reference_accuracy": calibrated.reference_accuracy,
+                "version": stream.version,
+            },
+        )
+    ]
+
+
+def _positive_score(output: HeldOutput) -> float:
+    """What ``CalibratedEstimate`` reads as the score of a binary output: P(class 1)."""
+    if isinstance(output, dict):
+        return output[sorted(output)[1]]
+    assert isinstance(output, float)
+    return output
 
 
 def _metric_input(output: HeldOutput, label: Any) -> Any:
@@ -667,6 +729,11 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
                 },
             )
         )
+    calibrated = stream.calibrated
+    if calibrated is not None:
+        rows.append(
+            ("calibrated", calibrated_fields(calibrated) | {"alarms": stream.calibrated_alarms})
+        )
     delay = stream.delay
     if delay.n_recent:
         rows.append(
@@ -676,6 +743,32 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
             )
         )
     return rows
+
+
+def calibrated_fields(calibrated: CalibratedEstimate) -> dict[str, FieldValue]:
+    """The calibrated estimate's metrics, estimated and measured side by side (NaN: none yet)."""
+    fields: dict[str, FieldValue] = {}
+    for side in ("estimated", "measured"):
+        fields |= {f"{side}_{m}": float(getattr(calibrated, f"{side}_{m}")) for m in METRICS}
+    return fields | {
+        "reference_accuracy": calibrated.reference_accuracy,
+        "calibration_gap": calibrated.calibration_gap,
+        "chunks": calibrated.n_chunks,
+        "labels": calibrated.n_labels,
+    }
+
+
+def describe_performance(join: LabelJoin) -> dict[str, dict[str, FieldValue | None]]:
+    """Each binary stream's calibrated estimate and measured metrics, for
+    ``/failsoft/models``, keyed ``role/version``; metrics not known yet are None."""
+    return {
+        f"{role}/{version}": {
+            name: None if _is_nan(value) else value
+            for name, value in calibrated_fields(stream.calibrated).items()
+        }
+        for (role, version), stream in join.streams.items()
+        if stream.calibrated is not None
+    }
 
 
 def _is_nan(value: FieldValue) -> bool:

@@ -19,7 +19,8 @@ from faust.types import TableT
 from schemas.codec import encode
 from streams.monitor import Batch, Effects, Monitor
 from streams.monitor.batch import Record
-from streams.monitor.watch import ModelWatch
+from streams.monitor.label_join import describe_performance
+from streams.monitor.watch import describe
 from streams.portfolio import Model
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ class Monitors:
                 monitor = self.cache[model.model_id] = Monitor.restore(model, stored)
         return monitor
 
-    def watch_of(self, model_id: str) -> ModelWatch | None:
-        """The newest watch this worker holds for the model, if any."""
-        model = self.app.portfolio.models[model_id]
+    def describe(self, model: Model) -> dict[str, Any]:
+        """The model's entry in ``/failsoft/models``: its health (``describe``) and, per
+        binary stream, the calibrated estimate beside what labels measured."""
         monitor = self.peek(model)
-        return None if monitor is None else monitor.watch
+        if monitor is None:
+            return describe(model, None)
+        return describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
 
     async def feed(self, model: Model, records: Iterable[Record]) -> None:
         """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects."""

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from faust.web import Request, Response, View
 
 from streams.monitor.effects import point
-from streams.monitor.watch import describe
 from streams.sinks.alerta import Heartbeat, heartbeat_alerts
 from streams.worker.metrics import CONTENT_TYPE, render
 from streams.worker.shell import Monitors
@@ -75,7 +74,7 @@ def add_views(app: FailsoftApp, monitors: Monitors) -> None:
     @app.page("/failsoft/models")
     class Models(View):
         async def get(self, request: Request, **kwargs: Any) -> Response:
-            models = [describe(model, monitors.watch_of(model.model_id)) for model in app.portfolio]
+            models = [monitors.describe(model) for model in app.portfolio]
             return self.json({"worker": app.settings.worker_app_id, "models": models})
 
     @app.page("/metrics")

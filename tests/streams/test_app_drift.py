@@ -170,6 +170,10 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
     assert entry["last_seq"] == commands[1].seq
     assert entry["last_evidence"]["detector"] == "drift_psi"
     assert entry["last_evidence"]["alarm"] is False
+    # No label came: the live stream's calibrated estimate and measured metrics are unknown.
+    performance = entry["performance"]["live/v1"]
+    assert performance["estimated_accuracy"] is performance["measured_accuracy"] is None
+    assert performance["labels"] == 0
 
     # The serving node flipped to the fallback, then back to live.
     assert [(c.old, c.new) for c in changes] == [("live", "fallback"), ("fallback", "live")]

@@ -261,6 +261,7 @@ def test_points_on_a_cadence_with_the_documented_schema() -> None:
         "log_loss",
         "auc",
         "estimated_accuracy",
+        "calibrated",
         "label_delay",
     }
     assert all(p.measurement == "performance" for p in last.values())
@@ -275,7 +276,37 @@ def test_points_on_a_cadence_with_the_documented_schema() -> None:
     assert last["accuracy"].fields["labels"] == 1795
     assert 0.85 < float(last["accuracy"].fields["value"]) < 0.95
     assert last["estimated_accuracy"].fields["source"] == "measured"
+    # The calibrated estimate, at the model's threshold, beside what labels measure.
+    calibrated = last["calibrated"].fields
+    metrics = ("accuracy", "precision", "recall", "f1", "auc")
+    assert {f"{side}_{m}" for side in ("estimated", "measured") for m in metrics} <= set(calibrated)
+    assert calibrated["estimated_accuracy"] == pytest.approx(
+        calibrated["measured_accuracy"], abs=0.05
+    )
+    assert calibrated["measured_accuracy"] == pytest.approx(
+        last["accuracy"].fields["value"], abs=0.05
+    )
+    assert (calibrated["labels"], calibrated["alarms"]) == (1795, 0)
     assert last["label_delay"].fields["p50_s"] == pytest.approx(5.0, rel=0.01)
+
+
+def test_a_chunk_whose_calibrated_accuracy_drops_is_evidence_before_any_label() -> None:
+    # Calibrated on confident, 90% right predictions; then the inputs move to where the
+    # model is unsure (scores near 0.5) and no label arrives: only the estimate can tell.
+    join = new_join(model())
+    run(join, classifier_stream(seed=4, n=2000, shift_at=10**9))
+    rng = np.random.default_rng(5)
+    unsure = [
+        prediction(2000 + i, float(rng.uniform(0.45, 0.55)), at_ms=START_MS + (2000 + i) * 1000)
+        for i in range(1000)
+    ]
+    found = [(n, e) for n, result in run(join, unsure) for e in result.evidence]
+    calibrated = [(n, e) for n, e in found if e.detector == "estimated_performance"]
+    # The calibrated estimate speaks once per chunk of ``window`` (500) predictions.
+    assert [n for n, _ in calibrated] == [499, 999]
+    evidence = calibrated[0][1]
+    assert evidence.alarm and evidence.alpha is None
+    assert evidence.details["estimated_accuracy"] < evidence.details["reference_accuracy"] - 0.02
 
 
 def test_each_output_kind_gets_its_metric() -> None:
