@@ -21,6 +21,8 @@ _WINSOR_SIGMAS = 4.0
 # errors from zero; a noisy slope extrapolated over hundreds of values is a false alarm.
 _TREND_T = 3.0
 _MAX_AUTOCORRELATION = 0.95
+# The AR(1) coefficient is kept only above this many of its standard errors (1 / sqrt(n)).
+_AR_Z = 2.0
 _MAX_RESIDUAL_AUTOCORRELATION = 0.8
 # Siegmund's correction of a CUSUM threshold for the overshoot of a Gaussian random walk.
 _SIEGMUND_OFFSET = 1.166
@@ -109,7 +111,8 @@ class ResidualCUSUM(base.DriftDetector):
     fitted robustly: values beyond four robust standard deviations (median, MAD) of the
     median are pulled in to that bound; a linear trend is fitted and kept only when its
     slope is at least three standard errors from zero (standard errors widened for
-    autocorrelation); an AR(1) coefficient in [0, 0.95] is fitted to what remains. Each new
+    autocorrelation); an AR(1) coefficient in [0, 0.95] is fitted to what remains and kept
+    only when it is at least two standard errors (``2 / sqrt(n)``) above zero. Each new
     value is predicted from the trend and from the previous value. What predicts the next
     value is the prediction plus the residual clipped to ``clip`` robust standard
     deviations, so that an outlier does not carry over.
@@ -533,6 +536,10 @@ def _fit_model(
         slope = 0.0
         detrended = values - level
         phi = _autocorrelation(detrended, _MAX_AUTOCORRELATION)
+    # An insignificant AR coefficient only adds noise: a zero of a zero-inflated score
+    # would rank by the value before it, which ties the scores of neighbours together.
+    if not phi > _AR_Z / math.sqrt(n):
+        phi = 0.0
     # Level at index 0 of the reference, so that predictions count from its start.
     level -= slope * float(t.mean())
     # Residuals of the raw values, as new values will have them: only what predicts the

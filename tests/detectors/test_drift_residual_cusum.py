@@ -76,7 +76,7 @@ def test_pins_a_slope_change_and_a_variance_change() -> None:
 @pytest.mark.parametrize("seed", range(3, 13))
 def test_silent_on_short_series_without_a_change(seed: int) -> None:
     for shape, stream in quiet_series(seed).items():
-        expected = [64, 147] if (seed, shape) == (5, "trend") else []
+        expected = [64] if (seed, shape) == (5, "trend") else []
         assert alarms(ResidualCUSUM(), stream) == expected, shape
 
 
@@ -86,7 +86,7 @@ def test_a_trend_too_weak_for_its_reference_reads_as_level_changes() -> None:
     # as a known limit (seed 5 of the quiet series above).
     stream = quiet_series(5)["trend"]
     detector = ResidualCUSUM()
-    assert alarms(detector, stream) == [64, 147]
+    assert alarms(detector, stream) == [64]
     assert detector.cause == "mean_up"
 
 
