@@ -263,6 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def test_metrics_match_tcpdbench() -> None:
+    # TCPDBench's own examples of true_positives, then hand-checked F1 and covering.
+    assert true_positives({1, 10, 20, 23}, {3, 8, 20}, MARGIN) == 3
+    assert true_positives({1, 10, 20, 23}, {1, 3, 5, 8, 20}, MARGIN) == 3
+    assert true_positives(set(), {1, 2, 3}, MARGIN) == 0
+    # No prediction: precision 1 (index 0), recall 1 / 3.
+    assert f1_score([10, 20], []) == 0.5
+    assert f1_score([10, 20], [14, 26]) == 2 * (2 / 3) * (2 / 3) / (4 / 3)
+    assert covering([50], [], 100) == 0.5
+    assert covering([50], [50], 100) == 1.0
+    assert covering([], [25], 100) == 0.75
+
+
 def test_changepoint_benchmark_runs() -> None:
     assert main(["--dev-seeds", "0:10", "--held-out-seeds", "10:20"]) == 0
 
