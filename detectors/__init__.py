@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "KSDrift": "detectors.drift.ks",
     "NullRateDrift": "detectors.drift.null_rate",
     "PSIDrift": "detectors.drift.psi",
+    "ResidualCUSUM": "detectors.drift.residual_cusum",
     "RobustCUSUM": "detectors.drift.robust_cusum",
     "ScalarStreamDrift": "detectors.drift.scalar_stream",
     "WassersteinDrift": "detectors.drift.wasserstein",

@@ -1,0 +1,633 @@
+"""CUSUMs on the residuals of a local trend and AR(1) model, for short and real-shaped series."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from statistics import NormalDist
+from typing import Any, NamedTuple
+
+import numpy as np
+from river import base
+
+from detectors.drift._window import finite_float, finite_floats, validate_level, validate_positive
+
+_MAD_TO_SIGMA = 1.4826
+# Reference values further than this many robust standard deviations from the median are
+# pulled in to it before the model is fitted, so that outliers do not bend the fit.
+_WINSOR_SIGMAS = 4.0
+# A trend is kept only when its slope is this many (autocorrelation-adjusted) standard
+# errors from zero; a noisy slope extrapolated over hundreds of values is a false alarm.
+_TREND_T = 3.0
+_MAX_AUTOCORRELATION = 0.95
+# The AR(1) coefficient is kept only above this many of its standard errors (1 / sqrt(n)).
+_AR_Z = 2.0
+_MAX_RESIDUAL_AUTOCORRELATION = 0.8
+# Siegmund's correction of a CUSUM threshold for the overshoot of a Gaussian random walk.
+_SIEGMUND_OFFSET = 1.166
+# |Z| of a standard normal: mean sqrt(2 / pi), standard deviation sqrt(1 - 2 / pi); the
+# spread CUSUMs' allowances are in units of that standard deviation for their thresholds.
+_ABS_SD_OVER_MEAN = math.sqrt(1.0 - 2.0 / math.pi) / math.sqrt(2.0 / math.pi)
+# Refits stop at the start of an excursion above this fraction of its CUSUM's threshold.
+_HOLD_BACK = 0.5
+# The change search reaches back twice the CUSUM's excursion and this many values more.
+_LOCATE_MARGIN = 10
+# An alarm's effect compares at least this many of the latest values with the reference.
+_EFFECT_VALUES = 20
+_NEWTON_STEPS = 30
+_CAUSES = ("mean_up", "mean_down", "spread_up", "spread_down")
+_QUARTILES = np.array([0.25, 0.5, 0.75])
+
+
+def cusum_threshold(alpha: float, allowance: float) -> float:
+    """The threshold of a one-sided CUSUM of unit-variance Gaussian increments, with
+    drift ``-allowance`` in control, whose mean run length to a false alarm is ``1 / alpha``
+    (Siegmund's approximation, solved by bisection).
+
+    >>> round(cusum_threshold(1e-3, 0.5), 3)
+    5.063
+    """
+    return _siegmund_threshold(alpha, 2.0 * allowance, allowance)
+
+
+def _siegmund_threshold(alpha: float, tilt: float, drift: float) -> float:
+    """The threshold whose run length ``(exp(tilt * b) - tilt * b - 1) / (tilt * drift)``,
+    ``b`` the threshold plus Siegmund's overshoot, is ``1 / alpha``. For Gaussian
+    increments of drift ``-k`` the tilt is ``2 k``; for others it is the ``theta > 0``
+    with ``E[exp(theta X)] = 1`` (Wald), which carries their skew into the threshold."""
+    target = 1.0 / alpha
+
+    def run_length(b: float) -> float:
+        return (math.exp(tilt * b) - tilt * b - 1.0) / (tilt * drift)
+
+    low, high = 0.0, 1.0
+    while run_length(high) < target:
+        high *= 2.0
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if run_length(middle) < target else (low, middle)
+    return max(high - _SIEGMUND_OFFSET, 0.5)
+
+
+def _tilted_threshold(alpha: float, increments: np.ndarray) -> float:
+    """``_siegmund_threshold`` for a CUSUM whose in-control increments are drawn equally
+    likely from ``increments`` (mean < 0)."""
+    drift = -float(increments.mean())
+    if not increments.max() > 0.0:
+        # It never rises in control; any finite level is never reached.
+        return _siegmund_threshold(alpha, 2.0 * drift, drift)
+
+    top = float(increments.max())
+
+    def log_moment(theta: float) -> tuple[float, float]:
+        """log E[exp(theta X)] and its derivative, the tilted mean of X."""
+        weights = np.exp(theta * (increments - top))
+        total = float(weights.sum())
+        return theta * top + math.log(total / len(increments)), float(weights @ increments) / total
+
+    # log E[exp(theta X)] is convex, 0 at 0 and falling there: Newton's steps from a
+    # point where it is positive fall monotonically to its positive root.
+    theta = 2.0 * drift / max(float(increments.var()), 1e-12)
+    value, slope = log_moment(theta)
+    while value < 0.0:
+        theta *= 2.0
+        value, slope = log_moment(theta)
+    for _ in range(_NEWTON_STEPS):
+        if value < 1e-9:
+            break
+        theta -= value / slope
+        value, slope = log_moment(theta)
+    return _siegmund_threshold(alpha, theta, drift)
+
+
+class ResidualCUSUM(base.DriftDetector):
+    """Mean and spread CUSUMs on the residuals of a small local model, from a short warm-up.
+
+    Made for what real series have from their first hundred values: trend, seasonality,
+    autocorrelation, heavy tails, skew and outliers.
+
+    Model. A reference of recent values (the first ``warm_up`` values at the start) is
+    fitted robustly: values beyond four robust standard deviations (median, MAD) of the
+    median are pulled in to that bound; a linear trend is fitted and kept only when its
+    slope is at least three standard errors from zero (standard errors widened for
+    autocorrelation); an AR(1) coefficient in [0, 0.95] is fitted to what remains and kept
+    only when it is at least two standard errors (``2 / sqrt(n)``) above zero. Each new
+    value is predicted from the trend and from the previous value. What predicts the next
+    value is the prediction plus the residual clipped to ``clip`` robust standard
+    deviations, so that an outlier does not carry over.
+
+    Robust standardisation. A residual becomes the normal score of its rank among the
+    reference's residuals (mid-ranks for ties). Skew, heavy tails, outliers, bimodal and
+    zero-inflated or discrete scores all become a bounded score whose in-control law is
+    known from the reference: a new value's rank is uniform over the reference's places.
+
+    Tests. Four one-sided CUSUMs run on the scores:
+
+    - mean up and down, in units of the scores' long-run standard deviation (widened by
+      their lag-1 autocorrelation, which seasonality left in the residuals gives), clipped
+      to ``[-clip, clip]`` and tuned for a shift of ``2 * allowance`` of those units;
+    - spread up and down, on the score's distance from its reference mean, standardised,
+      tuned for the residuals' standard deviation growing or shrinking by
+      ``spread_ratio``.
+
+    The thresholds make each CUSUM's mean run length to a false alarm ``4 / alpha`` values
+    (Siegmund's approximation): about ``alpha`` false alarms per value for the four. The
+    mean CUSUMs take the Gaussian approximation; the spread CUSUMs' increments are skewed,
+    so their thresholds come from each reference's in-control increments, through the
+    exponential tilt ``theta`` with ``E[exp(theta X)] = 1`` (Wald). The reference is
+    estimated, so the real rate differs; ``tests/benchmarks/bench_changepoints.py --null``
+    measures it on skewed, bimodal, zero-inflated, heavy-tailed, discrete and slowly
+    drifting score streams.
+
+    Renewal. While no CUSUM is half-way to its threshold the reference follows the stream:
+    every ``refit_every`` values the model is refitted on the values from the last change
+    up to where the current excursions began (the last time every CUSUM above half its
+    threshold was zero), at most ``max_reference`` of them. A slow, harmless drift of the
+    mix is thereby absorbed, and a change under test stays out of its own reference. On an
+    alarm, the change is located (``change_lag`` values before the alarm): for a spread
+    alarm where its CUSUM last left zero, for a mean alarm at the split of the recent
+    scores that a step or a ramp (a slope change) explains best. The values since then
+    become the new reference, so the detector is ready again as soon as ``warm_up``
+    values of the new regime are in.
+
+    Effect size. On each alarm ``effect`` compares the latest values (those since the
+    located change, at least 20) with the reference, in quantiles of the reference: the
+    largest of ``|F(q_p) - p|`` over the quartiles ``p`` = 0.25, 0.5, 0.75, each less its
+    standard error, where ``q_p`` is the new values' quantile and ``F`` the reference's
+    distribution. A shift of the median by ``d`` standard deviations of a normal stream has
+    a true effect of ``Phi(d) - 0.5`` (0.1 for ``d`` = 0.25, 0.19 for 0.5, 0.34 for 1); a
+    doubled standard deviation 0.16. ``material`` says whether the last alarm's effect
+    reached ``min_effect``: a worker can act on material alarms and keep the others
+    informational. The effect reads raw values, so it suits streams without a strong trend
+    (model scores); on a trending stream it also counts the trend.
+
+    Batches. ``update_many(values)`` gives exactly what ``update`` gives value by value,
+    with ``detections`` the positions of the alarms within the batch.
+
+    Parameters
+    ----------
+    alpha
+        Approximate false alarms per value of the four CUSUMs together, in (0, 1). For a
+        model with a false-fallback budget, ``AlarmBudget.alpha_for("score")``.
+    min_effect
+        The smallest effect (in reference quantiles, see above) an alarm must reach to be
+        ``material``, in [0, 0.5].
+    warm_up
+        Values of the first reference, at the start and after each change (>= 10).
+    allowance
+        Half the mean shift the mean CUSUMs are tuned for, in long-run standard deviations
+        of the residuals' normal scores.
+    spread_ratio
+        Growth or shrinkage of the residuals' standard deviation the spread CUSUMs are
+        tuned for (> 1), or None to watch the mean only.
+    clip
+        Largest absolute standardised residual taken into account (> 0).
+    max_reference
+        Most values the reference holds (>= ``warm_up``).
+    refit_every
+        Values between refits of the reference model (>= 1).
+
+    The defaults (alpha 1e-6, close to the 1.7e-6 a worker's budget gives a score at
+    2,000 scores per model-day; min_effect 0.15; warm-up 50; allowance 0.75; spread ratio
+    2.5; clip 3; reference up to 400 values refitted every 10) were chosen on the
+    development seeds of ``tests/benchmarks/bench_changepoints.py``.
+
+    Examples
+    --------
+    A level shift of two standard deviations in an AR(1) series of 200 values, found
+    29 values after it and located one value early:
+
+    >>> import numpy as np
+    >>> from detectors import ResidualCUSUM
+    >>> rng = np.random.default_rng(7)
+    >>> noise = np.zeros(200)
+    >>> for i in range(1, 200):
+    ...     noise[i] = 0.5 * noise[i - 1] + rng.normal(0.0, 0.87)
+    >>> stream = noise + np.where(np.arange(200) >= 120, 2.0, 0.0)
+    >>> detector = ResidualCUSUM()
+    >>> detector.update_many(stream)
+    >>> for i in detector.detections:
+    ...     print(i, i - detector.change_lag, detector.cause, detector.material)
+    149 119 mean_up True
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-6,
+        min_effect: float = 0.15,
+        warm_up: int = 50,
+        allowance: float = 0.75,
+        spread_ratio: float | None = 2.5,
+        clip: float = 3.0,
+        max_reference: int = 400,
+        refit_every: int = 10,
+    ) -> None:
+        super().__init__()
+        validate_level("alpha", alpha)
+        if not isinstance(min_effect, int | float) or not 0.0 <= min_effect <= 0.5:
+            raise ValueError(f"min_effect must lie in [0, 0.5], got {min_effect!r}")
+        if not isinstance(warm_up, int) or warm_up < 10:
+            raise ValueError(f"warm_up must be an int >= 10, got {warm_up!r}")
+        validate_positive("allowance", allowance)
+        validate_positive("clip", clip)
+        if spread_ratio is not None and not spread_ratio > 1.0:
+            raise ValueError(f"spread_ratio must be > 1 or None, got {spread_ratio!r}")
+        if not isinstance(max_reference, int) or max_reference < warm_up:
+            raise ValueError(f"max_reference must be an int >= warm_up, got {max_reference!r}")
+        if not isinstance(refit_every, int) or refit_every < 1:
+            raise ValueError(f"refit_every must be an int >= 1, got {refit_every!r}")
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.warm_up = warm_up
+        self.allowance = allowance
+        self.spread_ratio = spread_ratio
+        self.clip = clip
+        self.max_reference = max_reference
+        self.refit_every = refit_every
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        # Allowances in standard deviations of each CUSUM's increments; the spread
+        # CUSUMs' thresholds come with each reference (their increments are skewed).
+        self._mean_threshold = cusum_threshold(self.alpha / 4.0, self.allowance)
+        self._spread_allowances = (math.inf, math.inf)
+        if self.spread_ratio is not None:
+            # |Z| grows by the ratio, in its own standard deviations: (ratio - 1) times
+            # E|Z| / sd|Z| for a normal Z, half of that the allowance.
+            self._spread_allowances = (
+                (self.spread_ratio - 1.0) / 2.0 / _ABS_SD_OVER_MEAN,
+                (1.0 - 1.0 / self.spread_ratio) / 2.0 / _ABS_SD_OVER_MEAN,
+            )
+        # The last values, enough for a reference plus the excursion under test.
+        self._memory = np.zeros(2 * self.max_reference, dtype=np.float64)
+        # The mean CUSUMs' standardised residual of each value in memory (0 in warm-up).
+        self._residuals = np.zeros(2 * self.max_reference, dtype=np.float64)
+        self._seen = 0
+        self._segment_start = 0
+        self._since_fit = 0
+        self._model: _Model | None = None
+        # Index of the reference's first value: the model's trend counts from there.
+        self._origin = 0
+        # What predicts the next value: the last value, its residual clipped.
+        self._previous = 0.0
+        self._reference = np.empty(0, dtype=np.float64)
+        self._sums = [0.0, 0.0, 0.0, 0.0]
+        # Where each CUSUM last left zero: the index of the first value of its excursion.
+        self._starts = [0, 0, 0, 0]
+        self._cause: str | None = None
+        self._effect = math.nan
+        self._change_lag = 0
+        self._n_detections = 0
+        self._detections: list[int] = []
+
+    def update(self, x: Any) -> None:
+        """Add one value; missing and non-finite values are ignored."""
+        self._drift_detected = False
+        self._detections = []
+        value = finite_float(x)
+        if value is not None and self._step(value):
+            self._drift_detected = True
+            self._detections = [0]
+
+    def update_many(self, values: Any) -> None:
+        """Add a batch of values: the same result and state as ``update`` on each in turn.
+
+        ``detections`` then holds the positions in ``values`` where ``drift_detected``
+        would have been True.
+        """
+        array = finite_floats(values)
+        found = []
+        step = self._step
+        for i, value in enumerate(array.tolist()):
+            # NaN stands for an input update() ignores.
+            if value == value and step(value):
+                found.append(i)
+        self._detections = found
+        self._drift_detected = bool(found) and found[-1] == len(array) - 1
+
+    def _step(self, value: float) -> bool:
+        """One finite value through the model and the CUSUMs; whether it alarmed."""
+        seen = self._seen
+        self._memory[seen % len(self._memory)] = value
+        self._residuals[seen % len(self._residuals)] = 0.0
+        self._seen = seen = seen + 1
+        model = self._model
+        if model is None:
+            if seen - self._segment_start >= self.warm_up:
+                self._fit(self._segment_start, seen)
+            return False
+        residual = value - self._filter(value, seen - 1)
+        # The residual's rank among the reference residuals, as a normal score.
+        ranks = model.residuals
+        score = model.scores[
+            bisect.bisect_left(ranks, residual) + bisect.bisect_right(ranks, residual)
+        ]
+        clip = self.clip
+        z = (score - model.score_mean) / model.long_run_sd
+        z = clip if z > clip else -clip if z < -clip else z
+        deviation = score - model.score_mean
+        spread = (
+            (deviation if deviation >= 0.0 else -deviation) - model.spread_mean
+        ) / model.spread_sd
+        sums = self._sums
+        allowance = self.allowance
+        up, down = self._spread_allowances
+        sums[0] = max(0.0, sums[0] + z - allowance)
+        sums[1] = max(0.0, sums[1] - z - allowance)
+        sums[2] = max(0.0, sums[2] + spread - up)
+        sums[3] = max(0.0, sums[3] - spread - down)
+        starts = self._starts
+        thresholds = model.thresholds
+        for i in range(4):
+            if sums[i] == 0.0:
+                starts[i] = seen
+        for i in range(4):
+            if sums[i] > thresholds[i]:
+                self._alarm(i)
+                return True
+        self._residuals[(seen - 1) % len(self._residuals)] = z
+        self._since_fit += 1
+        if self._since_fit >= self.refit_every:
+            # Excursions well below their threshold are noise, not a change under test.
+            end = min(
+                (
+                    start
+                    for start, total, threshold in zip(starts, sums, thresholds, strict=True)
+                    if total > _HOLD_BACK * threshold
+                ),
+                default=seen,
+            )
+            if end - max(self._segment_start, seen - len(self._memory)) >= self.warm_up:
+                self._fit(self._segment_start, end)
+        return False
+
+    def _filter(self, value: float, index: int) -> float:
+        """The model's prediction of the value at ``index``; moves the predictor on, with
+        the value's residual clipped so that an outlier does not carry over."""
+        model = self._model
+        assert model is not None
+        trend = model.level + model.slope * (index - self._origin)
+        expected = trend + model.phi * (self._previous - trend + model.slope)
+        residual = (value - expected - model.center) / model.scale
+        clip = self.clip
+        residual = clip if residual > clip else -clip if residual < -clip else residual
+        self._previous = expected + model.center + residual * model.scale
+        return expected
+
+    def _fit(self, start: int, end: int) -> None:
+        """Fit the model on the values with indices [start, end), at most max_reference."""
+        start = max(start, end - self.max_reference)
+        size = len(self._memory)
+        values = self._memory[np.arange(start, end) % size]
+        self._reference = np.sort(values)
+        self._since_fit = 0
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            model = _fit_model(
+                values, self._mean_threshold, self.alpha / 4.0, self._spread_allowances
+            )
+        if model is None:
+            return
+        fresh = self._model is None
+        self._model = model
+        self._origin = start
+        if fresh:
+            self._previous = float(values[-1])
+            # Replay the values already seen since the reference ended (after an alarm,
+            # none: the reference runs up to now) so that the predictor is current.
+            for index in range(end, self._seen):
+                self._filter(float(self._memory[index % size]), index)
+
+    def _alarm(self, which: int) -> None:
+        self._cause = _CAUSES[which]
+        self._n_detections += 1
+        change = max(self._starts[which], self._seen - len(self._memory))
+        if which < 2:
+            change = self._locate(change)
+        self._change_lag = self._seen - 1 - change
+        # A short excursion says little about the new values: judge at least the last
+        # _EFFECT_VALUES, which then include some old ones and shrink the effect.
+        first = max(min(change, self._seen - _EFFECT_VALUES), self._seen - len(self._memory), 0)
+        new = self._memory[np.arange(first, self._seen) % len(self._memory)]
+        self._effect = _quantile_effect(self._reference, new)
+        self._segment_start = change
+        self._sums = [0.0, 0.0, 0.0, 0.0]
+        self._starts = [self._seen] * 4
+        self._model = None
+        if self._seen - change >= self.warm_up:
+            self._fit(change, self._seen)
+
+    def _locate(self, start: int) -> int:
+        """Where a mean change began: the split of the residuals that a step or a ramp
+        explains best, searched from well before the CUSUM left zero up to now.
+
+        The CUSUM's own start is late for a ramp (a slope change), whose first residuals
+        are too small to move it.
+        """
+        seen = self._seen
+        low = max(self._segment_start, seen - len(self._memory), 2 * start - seen - _LOCATE_MARGIN)
+        if seen - low < 2:
+            return start
+        z = self._residuals[np.arange(low, seen) % len(self._residuals)]
+        n = len(z)
+        # Candidate split k: the change is at z[k:]; step gain (sum z[k:])^2 / (n - k),
+        # ramp gain (sum (t - k + 1) z[t])^2 / sum (t - k + 1)^2 over t >= k.
+        tail_sum = np.cumsum(z[::-1])[::-1]
+        t = np.arange(n, dtype=np.float64)
+        tail_tz = np.cumsum((t * z)[::-1])[::-1]
+        lengths = n - t
+        step = tail_sum**2 / lengths
+        weighted = tail_tz - (t - 1.0) * tail_sum
+        ramp_norm = lengths * (lengths + 1.0) * (2.0 * lengths + 1.0) / 6.0
+        ramp = weighted**2 / ramp_norm
+        best = int(np.argmax(np.maximum(step, ramp)))
+        return low + best
+
+    @property
+    def detections(self) -> list[int]:
+        """Positions in the last batch (``update``: a batch of one) that raised an alarm."""
+        return list(self._detections)
+
+    @property
+    def cause(self) -> str | None:
+        """Which CUSUM raised the last alarm: mean_up, mean_down, spread_up or spread_down."""
+        return self._cause
+
+    @property
+    def change_lag(self) -> int:
+        """How many values before the last alarm its change began (estimated)."""
+        return self._change_lag
+
+    @property
+    def effect(self) -> float:
+        """The last alarm's effect size, in reference quantiles (NaN before any alarm)."""
+        return self._effect
+
+    @property
+    def material(self) -> bool:
+        """Whether the last alarm's effect reached ``min_effect``."""
+        return self._effect >= self.min_effect
+
+    @property
+    def n_detections(self) -> int:
+        """Alarms so far."""
+        return self._n_detections
+
+    @property
+    def statistic(self) -> float:
+        """The largest CUSUM relative to its threshold (1 raises an alarm)."""
+        if self._model is None:
+            return 0.0
+        return max(s / h for s, h in zip(self._sums, self._model.thresholds, strict=True))
+
+    @property
+    def reference_location(self) -> float:
+        """The reference values' median (NaN before the first reference is complete)."""
+        if len(self._reference) == 0:
+            return math.nan
+        return float(np.median(self._reference))
+
+
+class _Model(NamedTuple):
+    """A reference's local model and the distribution of its residuals."""
+
+    level: float
+    slope: float
+    phi: float
+    # Median and robust scale of the residuals: they clip what predicts the next value.
+    center: float
+    scale: float
+    # The reference residuals, sorted, and the normal score of each rank (index: the
+    # number of residuals below plus the number at or below, so ties get mid-ranks).
+    residuals: list[float]
+    scores: tuple[float, ...]
+    score_mean: float
+    # The scores' standard deviation widened for their lag-1 autocorrelation.
+    long_run_sd: float
+    # Mean and standard deviation of |score - score_mean|.
+    spread_mean: float
+    spread_sd: float
+    # Alarm levels of the mean up, mean down, spread up and spread down CUSUMs.
+    thresholds: tuple[float, float, float, float]
+
+
+def _fit_model(
+    values: np.ndarray,
+    mean_threshold: float,
+    alpha: float,
+    spread_allowances: tuple[float, float],
+) -> _Model | None:
+    """The local model of a reference; None when it is not finite."""
+    median = float(np.median(values))
+    spread = _robust_scale(values - median)
+    raw = values
+    values = np.clip(values, median - _WINSOR_SIGMAS * spread, median + _WINSOR_SIGMAS * spread)
+    n = len(values)
+    t = np.arange(n, dtype=np.float64)
+    t_centered = t - t.mean()
+    level = float(values.mean())
+    slope = float(t_centered @ (values - level) / (t_centered @ t_centered))
+    detrended = values - level - slope * t_centered
+    phi = _autocorrelation(detrended, _MAX_AUTOCORRELATION)
+    inflation = math.sqrt((1.0 + phi) / (1.0 - phi))
+    slope_error = _robust_scale(detrended) * inflation / math.sqrt(t_centered @ t_centered)
+    if not abs(slope) > _TREND_T * slope_error:
+        slope = 0.0
+        detrended = values - level
+        phi = _autocorrelation(detrended, _MAX_AUTOCORRELATION)
+    # An insignificant AR coefficient only adds noise: a zero of a zero-inflated score
+    # would rank by the value before it, which ties the scores of neighbours together.
+    if not phi > _AR_Z / math.sqrt(n):
+        phi = 0.0
+    # Level at index 0 of the reference, so that predictions count from its start.
+    level -= slope * float(t.mean())
+    # Residuals of the raw values, as new values will have them: only what predicts the
+    # next value is pulled in.
+    in_order = raw[1:] - (values[1:] - detrended[1:]) - phi * detrended[:-1]
+    residuals = np.sort(in_order)
+    center = float(np.median(residuals))
+    scale = _robust_scale(residuals - center)
+    m = len(residuals)
+    table = np.array(_score_table(m))
+    ranks = np.searchsorted(residuals, in_order, "left") + np.searchsorted(
+        residuals, in_order, "right"
+    )
+    scores = table[ranks]
+    # A new value's rank is uniform over m + 1 places in control, the two ends included,
+    # which no reference residual takes.
+    in_control = np.concatenate([scores, table[[0, 2 * m]]])
+    score_mean = float(in_control.mean())
+    score_sd = float(in_control.std())
+    rho = _autocorrelation(scores, _MAX_RESIDUAL_AUTOCORRELATION)
+    deviations = np.abs(in_control - score_mean)
+    spread_mean = float(deviations.mean())
+    spread_sd = float(deviations.std())
+    if not min(score_sd, spread_sd) > 0.0:
+        # All residuals tie: no change can be judged against a constant's ranks.
+        return None
+    standardised = (deviations - spread_mean) / spread_sd
+    up, down = spread_allowances
+    thresholds = (
+        mean_threshold,
+        mean_threshold,
+        _tilted_threshold(alpha, standardised - up) if math.isfinite(up) else math.inf,
+        _tilted_threshold(alpha, -standardised - down) if math.isfinite(down) else math.inf,
+    )
+    model = _Model(
+        level=level,
+        slope=slope,
+        phi=phi,
+        center=center,
+        scale=scale,
+        residuals=residuals.tolist(),
+        scores=_score_table(m),
+        score_mean=score_mean,
+        long_run_sd=score_sd * math.sqrt((1.0 + rho) / (1.0 - rho)),
+        spread_mean=spread_mean,
+        spread_sd=spread_sd,
+        thresholds=thresholds,
+    )
+    numbers = (level, slope, phi, center, scale, score_mean, model.long_run_sd)
+    return model if all(math.isfinite(v) for v in numbers) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _score_table(size: int) -> tuple[float, ...]:
+    """The normal score of each mid-rank among ``size`` residuals (see ``_Model``)."""
+    normal = NormalDist()
+    return tuple(normal.inv_cdf((k + 1) / (2 * (size + 1))) for k in range(2 * size + 1))
+
+
+def _robust_scale(deviations: np.ndarray) -> float:
+    """The MAD as a standard deviation; the mean absolute deviation when over half the
+    values tie (discrete and zero-inflated streams), and a tiny positive scale when all do."""
+    absolute = np.abs(deviations)
+    mad = float(np.median(absolute)) * _MAD_TO_SIGMA
+    if mad > 0.0:
+        return mad
+    mean = float(np.mean(absolute)) * math.sqrt(math.pi / 2.0)
+    return mean if mean > 0.0 else 1e-12
+
+
+def _autocorrelation(values: np.ndarray, high: float) -> float:
+    """The lag-1 autocorrelation, within [0, high]."""
+    centred = values - values.mean()
+    denominator = float(centred @ centred)
+    if not denominator > 0.0:
+        return 0.0
+    return min(high, max(0.0, float(centred[1:] @ centred[:-1]) / denominator))
+
+
+def _quantile_effect(reference: np.ndarray, new: np.ndarray) -> float:
+    """The largest ``|F(q_p) - p|`` over the quartiles ``p`` of ``new``, ``F`` the
+    reference's distribution (mid-ranks for ties), each less its standard error and at
+    least 0: a few new values give a conservative effect."""
+    if len(reference) == 0 or len(new) == 0:
+        return math.nan
+    quantiles = np.quantile(new, _QUARTILES)
+    below = np.searchsorted(reference, quantiles, side="left")
+    at_or_below = np.searchsorted(reference, quantiles, side="right")
+    cdf = (below + at_or_below) / (2.0 * len(reference))
+    error = np.sqrt(_QUARTILES * (1.0 - _QUARTILES) * (1.0 / len(new) + 1.0 / len(reference)))
+    return float(np.max(np.maximum(np.abs(cdf - _QUARTILES) - error, 0.0)))
