@@ -29,12 +29,13 @@ and the watch's own ``report_every`` (seconds of event time between two rounds o
 default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
 default 10,000). The detectors' entity and key limits default to 10,000 here (the
 detectors' own defaults are ten times that): the watch is pickled into a table value, so
-its size is what each checkpoint writes (measured: 0.4 MB for 500 entities of three
-features, 3.2 MB for 10,000); the agent should write it every so many records, as it does
-the model watch, rather than after each one. Raise them when a model sees more entities
-within their label delay plus two ``coincidence_max_lag`` (``label_delay`` defaults to
-the model's): lags whose writes were forgotten are counted as ``unjudged`` in the leak
-points, not guessed.
+its size is what each checkpoint writes (measured with ``python -m
+tests.benchmarks.bench_leaks --memory``: 3.8 MB pickled for 10,000 entities of four
+features, 2.5 MB of it ``label_leak``'s numpy arrays); the agent should write it every so
+many records, as it does the model watch, rather than after each one. Raise them when a
+model sees more entities within their label delay plus two ``coincidence_max_lag``
+(``label_delay`` defaults to the model's): lags whose writes were forgotten are counted as
+``unjudged`` in the leak points, not guessed.
 
 Values from the future. ``streams.watch`` already sends every live prediction's served
 values through ``FutureValues`` on the health path. ``new_leak_watch(model,

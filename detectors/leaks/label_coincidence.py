@@ -702,7 +702,8 @@ class LabelCoincidentWrites(base.Base):
     def state_bytes(self) -> int:
         """Bytes of the numpy arrays that hold the state; bounded by ``max_entities`` and
         ``max_features``."""
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        arrays = [*vars(self).values(), self._table.keys, self._table.rows]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
     @property
     def rejected(self) -> int:
