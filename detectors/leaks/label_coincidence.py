@@ -1,10 +1,13 @@
-"""Label-coincident writes: features written (or nulled) at the moment the label happens."""
+"""Label-coincident writes: features written (or nulled) because the outcome happened, at
+any lag from the moment of the outcome to a week or so after it."""
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import heapq
+import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,7 @@ from river import base
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.leaks._anytime import AnytimePValue
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._memory import Forgetful
+from detectors.leaks._memory import KeyTable
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -24,48 +27,100 @@ from detectors.leaks.events import (
     is_null,
 )
 
-# Axes of a feature's counters: kind of write, class, then the statistic.
+# Axes of a feature's counters: kind of write, class, lag bin, then the statistic.
 _ANY, _NULL = 0, 1
 _NEAR, _CONTROL, _NEAR_ONLY, _CONTROL_ONLY = 0, 1, 2, 3
+# A feature's lag bins of one entity are bits of a uint32: any writes in the low half,
+# writes of null in the high half, so at most 16 bins.
+_NULL_SHIFT = 16
+_MAX_BINS = 16
+# The bits a write sets: those of any write, and of a write of null too.
+_ANY_KIND = 0xFFFF
+_NULL_KINDS = 0xFFFFFFFF
+# Control windows kept per entity, feature and bin: the current one and those before, so
+# that writes between the control window and the label's arrival do not lose it.
+_WINDOWS = 3
+# Each lag bin is this many times as wide as the one before.
+_GROWTH = 4.0
+_NO_WRITE = -math.inf
+
+
+def _spread(bins: int) -> int:
+    """The bits of ``bins`` (one per lag bin) in both halves: any writes and writes of null."""
+    return bins | (bins << _NULL_SHIFT)
+
+
+def _bins(tiles: list[int], other: list[int], offset: int) -> int:
+    """The bits of the bins whose ``tiles`` are ``offset`` after ``other``'s."""
+    return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o == offset)
+
+
+def _bins_beyond(tiles: list[int], other: list[int], offset: int) -> int:
+    """The bits of the bins whose ``tiles`` are more than ``offset`` after ``other``'s."""
+    return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o > offset)
+
+
+def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
+    """The lag bins' edges: ``[-tolerance, tolerance)`` around the outcome, then bins each
+    ``4`` times as far out, the last one ending at ``max_lag``.
+
+    >>> (lag_edges(1.0, 100.0)).tolist()
+    [-1.0, 1.0, 4.0, 16.0, 64.0, 100.0]
+    """
+    edges = [-tolerance, tolerance]
+    while edges[-1] * _GROWTH < max_lag:
+        edges.append(edges[-1] * _GROWTH)
+    edges.append(max_lag)
+    return np.asarray(edges, dtype=np.float64)
+
+
+def entity_key(entity_id: EntityId) -> int:
+    """A 64-bit hash of an entity id, the same in every process (unlike ``hash``)."""
+    text = str(entity_id).encode("utf-8", "surrogatepass")
+    tag = b"i" if isinstance(entity_id, int) else b"s"
+    return int.from_bytes(hashlib.blake2b(tag + text, digest_size=8).digest(), "little")
 
 
 @dataclasses.dataclass(frozen=True)
 class CoincidenceEvidence:
-    """What one feature's writes look like around the labels, per class (negative, positive).
+    """One feature's writes around the outcomes, at the lag bin and kind of write where they
+    look most like a leak, per class (negative, positive).
 
     Attributes
     ----------
     feature
         The feature's name.
+    lag
+        The lag bin ``(low, high)``, in timestamp units after ``label_at``.
+    nulls
+        Whether the counts are of writes of null or a sentinel (else of any write).
     labels
-        Labels counted for this feature, per class.
+        Labels judged at that lag, per class.
     near_writes, control_writes
-        Labels with a write to the feature within ``tolerance`` of ``label_at`` (near), and
-        within ``tolerance`` of ``label_at - control_offset`` (control), per class.
-    near_nulls, control_nulls
-        The same, counting only writes of null or a sentinel.
+        Labels with such a write in the lag bin after ``label_at`` (near), and in a window
+        as wide before it (control), per class.
     leak_class
-        The class whose labels attract the writes (0 or 1).
+        The class whose outcomes attract the writes (0 or 1).
     score
         The excess of near over control writes per label in ``leak_class`` minus the same
-        excess in the other class, for writes or for nulls, whichever is larger; 1.0 means
-        every label of one class and none of the other came with a write.
+        excess in the other class; 1.0 means every outcome of one class and none of the
+        other was followed by a write at that lag.
     p_value
-        The anytime-valid p-value of "write times are tied to one class's label times".
+        The anytime-valid p-value of "write times follow one class's outcomes".
     leaking
         Whether ``p_value`` is at most the detector's ``alpha``.
     unjudged
-        Labels not counted because the entity's writes around them were partly forgotten
-        (more than ``history`` writes, or the entity dropped for ``max_entities``). Many of
-        them mean the limits are too small for the traffic.
+        Label lag bins not judged, over all lags: the entity's writes around them were
+        partly forgotten (an entity dropped for ``max_entities`` or expired, a label that
+        came too late for its control window). Many of them mean the limits are too small.
     """
 
     feature: str
+    lag: tuple[float, float]
+    nulls: bool
     labels: tuple[int, int]
     near_writes: tuple[int, int]
     control_writes: tuple[int, int]
-    near_nulls: tuple[int, int]
-    control_nulls: tuple[int, int]
     leak_class: int
     score: float
     p_value: float
@@ -73,105 +128,58 @@ class CoincidenceEvidence:
     unjudged: int
 
 
-@dataclasses.dataclass
-class _Times:
-    """Recent write times of one entity's feature, oldest first, at most ``history`` of them."""
-
-    times: list[tuple[float, float]] = dataclasses.field(default_factory=list)
-    # The latest timestamp among writes dropped to keep the list short.
-    dropped_until: float = -math.inf
-
-    def add(self, write: FeatureWrite, history: int) -> None:
-        self.times.append((write.event_at, write.written_at))
-        if len(self.times) > history:
-            event_at, written_at = self.times.pop(0)
-            self.dropped_until = max(self.dropped_until, event_at, written_at)
-
-    def hit(self, low: float, high: float) -> bool | None:
-        """Whether a write's event or write time fell in [low, high]; None if unknowable."""
-        if any(low <= e <= high or low <= w <= high for e, w in self.times):
-            return True
-        return None if self.dropped_until >= low else False
-
-    def latest(self) -> float:
-        return max([self.dropped_until, *(max(e, w) for e, w in self.times)])
-
-
-@dataclasses.dataclass
-class _Entity:
-    """One entity's recent writes per feature: (any writes, writes of null)."""
-
-    # Writes up to this time may have been forgotten along with the entity (max_entities):
-    # without it, a forgotten control-window write would look like none, and near-only
-    # labels, the evidence of a leak, would be overcounted.
-    known_since: float
-    features: dict[str, tuple[_Times, _Times]] = dataclasses.field(default_factory=dict)
-
-    def times(self, feature: str) -> tuple[_Times, _Times]:
-        found = self.features.get(feature)
-        if found is None:
-            found = (_Times(dropped_until=self.known_since), _Times(dropped_until=self.known_since))
-            self.features[feature] = found
-        return found
-
-    def latest(self) -> float:
-        return max(
-            [self.known_since, *(t.latest() for pair in self.features.values() for t in pair)]
-        )
-
-
-@dataclasses.dataclass
-class _Feature:
-    first_look: dataclasses.InitVar[int]
-    labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, np.int64))
-    counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 2, 4), np.int64))
-    looks: AnytimePValue = dataclasses.field(init=False)
-    unjudged: int = 0
-
-    def __post_init__(self, first_look: int) -> None:
-        self.looks = AnytimePValue(first_look)
-
-
 class LabelCoincidentWrites(base.Base):
-    """Flags features whose writes cluster around the label time of one class.
+    """Flags features whose writes follow one class's outcomes, at any lag up to ``max_lag``.
 
-    A trigger that nulls ``last_login_date`` when a user cancels leaks the label into
-    training: the feature is null exactly for those who churned. The detector checks, for
-    every label, whether the entity's feature was written within ``tolerance`` of
-    ``label_at`` (the near window) and within ``tolerance`` of ``label_at - control_offset``
-    (the control window, same width, earlier). An honest feature is written as often in
-    either window, whatever the class, even when its value or its write rate depends on the
-    class. A leak is written near the label far more than in the control window, for one
-    class more than for the other. A write counts in a window if its ``event_at`` or its
-    ``written_at`` falls in it. The control window stands in for the near one as long as an
-    entity writes about as often an hour before its label as at it; a feature written by the
-    very action that makes the label (the login of the session in which the user cancels)
-    is tied to the label, and is flagged: its value at label time carries the outcome.
+    A trigger that nulls ``last_login_date`` when a user cancels, a nightly job that closes
+    the account's fields, a clerk who types the cancellation reason in two days later: each
+    writes the feature because the outcome happened, and training, which joins the value
+    valid at ``label_at`` or later, learns the label from it. For every label and feature
+    the detector asks, per lag bin (``[-tolerance, tolerance)`` around ``label_at``, then
+    bins each four times as far out, to ``max_lag``), whether the entity's feature was
+    written in that bin after ``label_at`` (near), and whether it was written in a window as
+    wide shortly before the outcome (control: a window of a grid laid at a random phase per
+    entity, the last one that ends before ``label_at - tolerance``). An honest feature is
+    written as often in either window, whatever the class, even when its value or its write
+    rate depends on the class; so is a feature written at every outcome whatever the class.
+    A leak is written near more than in the control window, for one class more than for the
+    other. A write counts at its ``event_at`` and at its ``written_at``. A feature first
+    written after the labels (a field that exists only once the outcome happened) is
+    judged like any other: its control windows were empty.
 
-    Each feature is tested both for any write and for writes of null or a ``sentinels``
-    value, in both directions, as an intersection-union test: an exact sign test that near
-    writes outnumber control writes within the class, and Fisher's exact test that the class
-    has near writes more often than the other class. Both must be significant. The four
-    combinations are Bonferroni-corrected and the tests are repeated as labels arrive with
-    an anytime-valid correction, so ``alpha`` bounds the chance that an honest feature is
-    ever flagged, per feature, over the whole stream.
+    Each feature, kind of write (any write, or of null or a ``sentinels`` value), class and
+    lag bin is an intersection-union test: an exact sign test that near writes outnumber
+    control writes within the class, and Fisher's exact test that the class has near writes
+    more often than the other class. Both must be significant. The combinations are
+    Bonferroni-corrected and the tests are repeated as labels arrive with an anytime-valid
+    correction, so ``alpha`` bounds the chance that an honest feature is ever flagged, per
+    feature, over the whole stream. A label's lag bin is judged ``lateness`` after the bin
+    closes in stream time (the latest ``written_at`` or ``label_at`` seen), so short lags
+    are judged within minutes and a week's lag after a week.
 
-    A label is scored ``lateness`` after its near window closes in stream time (the latest
-    ``written_at`` or ``label_at`` seen), so writes may arrive before or after the label.
-    Memory is bounded: the last ``history`` writes per entity and feature for at most
-    ``max_entities`` entities (least recently seen are forgotten), at most
-    ``max_open_labels`` labels waiting, and ``max_features`` features.
+    State is a few numbers per entity and feature in numpy arrays: per entity its key (a
+    64-bit hash of the id), times and open label; per entity and feature the bins hit in
+    the current and the previous control window, the near and control bins of the open
+    label, and the latest write and write of null (a label that arrives after its entity's
+    writes recovers only those). At most ``max_entities`` entities are kept: an entity
+    expires ``label_delay + 2 * max_lag + lateness`` after its latest event, and when the
+    table is full the one that expires first is forgotten. ``max_features`` features are
+    followed. Writes of a forgotten entity are missing, so its control windows up to then
+    are not judged (see ``unjudged``): guessing "no write" there would make honest features
+    look like leaks.
 
     Parameters
     ----------
     tolerance
-        Half-width of the near and control windows, in timestamp units (default one minute
-        in milliseconds).
-    control_offset
-        How far before ``label_at`` the control window is centred (default one hour); at
-        least twice ``tolerance``, so the windows do not overlap.
+        Half-width of the lag bin around the outcome, in timestamp units (default one
+        minute in milliseconds); the next bins end at 4, 16, 64... times it.
+    max_lag
+        The longest lag judged (default eight days: a weekly job with a day's slack).
     lateness
-        How long, in stream time, a label waits for writes after its near window.
+        How long, in stream time, a lag bin waits for late writes after it closes.
+    label_delay
+        How long after the outcome its label typically arrives; entities are kept at least
+        that long plus ``2 * max_lag + lateness`` after their latest event.
     sentinels
         Values that mean "missing" like ``None``, e.g. ``("1970-01-01", -1)``. (``None``
         rather than an empty tuple when there are none: river's ``clone()`` cannot copy an
@@ -179,52 +187,54 @@ class LabelCoincidentWrites(base.Base):
     alpha
         The chance, per feature, of ever flagging an honest feature.
     min_labels
-        Labels of each class needed before the first test.
-    history
-        Writes kept per entity and feature. When more writes than this make it unknowable
-        whether a window had one, the label is not counted for that feature.
+        Labels of each class judged at a lag before that lag is tested.
     max_entities
-        Entities whose writes are kept. It should cover the entities written to within
-        ``control_offset`` plus ``lateness``: a label whose control window may hold writes
-        of a forgotten entity is not counted (see ``unjudged``), as guessing "no write"
-        there would make honest features look like leaks.
-    max_open_labels
-        Labels waiting for late writes; beyond it the oldest is scored early.
+        Entities kept; the state grows with them up to this cap and no further.
     max_features
         Features followed; writes to further features are ignored.
 
     Examples
     --------
-    Users log in at random; when one cancels, a trigger nulls ``last_login_date``. The
-    ``plan`` feature's value tells churners apart, but its write times are not tied to the
-    label.
+    Users are written to at random and each gets one outcome. A nightly job closes a
+    cancelled account and sets ``days_since_last_order`` to the sentinel -1, two to 26 hours
+    after the cancellation. ``plan``'s value tells churners apart, but its write times are
+    not tied to the outcome.
 
+    >>> import heapq
     >>> import numpy as np
     >>> from detectors import LabelCoincidentWrites
     >>> from detectors.leaks import FeatureWrite, Label
     >>> rng = np.random.default_rng(3)
-    >>> detector = LabelCoincidentWrites()
-    >>> now, labels = 0.0, 0
+    >>> hour = 3_600_000.0
+    >>> detector = LabelCoincidentWrites(sentinels=(-1,))
+    >>> now, labelled, nightly = 0.0, set(), []
     >>> while not detector.leak_detected:
-    ...     user = int(rng.integers(500))
+    ...     user = int(rng.integers(2_000))
     ...     churner = user % 3 == 0
-    ...     now += rng.exponential(60_000.0)
-    ...     if rng.random() < 0.8:
-    ...         detector.update(FeatureWrite(user, "last_login_date", now, now, now))
+    ...     now += rng.exponential(20_000.0)
+    ...     while nightly and nightly[0][0] <= now:
+    ...         at, closed = heapq.heappop(nightly)
+    ...         detector.update(FeatureWrite(closed, "days_since_last_order", -1, at, at))
+    ...     if user in labelled:
+    ...         continue
+    ...     if rng.random() < 0.95:
     ...         plan = "free" if churner else "pro"
     ...         detector.update(FeatureWrite(user, "plan", plan, now, now))
+    ...         detector.update(FeatureWrite(user, "days_since_last_order", 3, now, now))
     ...         continue
-    ...     if churner:
-    ...         detector.update(FeatureWrite(user, "last_login_date", None, now, now))
     ...     detector.update(Label(user, int(churner), now))
-    ...     labels += 1
-    >>> detector.leaking_features, labels
-    (('last_login_date',), 25)
-    >>> evidence = detector.evidence["last_login_date"]
-    >>> evidence.labels, evidence.near_nulls, evidence.control_nulls, evidence.leak_class
-    ((10, 11), (0, 11), (0, 0), 1)
+    ...     labelled.add(user)
+    ...     if churner:
+    ...         heapq.heappush(nightly, (now + float(rng.uniform(2, 26)) * hour, user))
+    >>> detector.leaking_features, len(labelled), round(now / hour, 1)
+    (('days_since_last_order',), 404, 50.5)
+    >>> evidence = detector.evidence["days_since_last_order"]
+    >>> [round(lag / hour, 2) for lag in evidence.lag], evidence.nulls, evidence.leak_class
+    ([4.27, 17.07], True, 1)
+    >>> evidence.labels, evidence.near_writes, evidence.control_writes
+    ((69, 39), (0, 20), (0, 0))
     >>> round(evidence.score, 3), round(evidence.p_value, 5)
-    (1.0, 0.00391)
+    (0.513, 0.00555)
     >>> detector.evidence["plan"].leaking
     False
     """
@@ -232,172 +242,440 @@ class LabelCoincidentWrites(base.Base):
     def __init__(
         self,
         tolerance: float = 60_000.0,
-        control_offset: float = 3_600_000.0,
+        max_lag: float = 691_200_000.0,
         lateness: float = 600_000.0,
+        label_delay: float = 86_400_000.0,
         sentinels: tuple[Scalar, ...] | None = None,
         alpha: float = 0.01,
         min_labels: int = 10,
-        history: int = 16,
         max_entities: int = 100_000,
-        max_open_labels: int = 100_000,
         max_features: int = 1_000,
     ) -> None:
         require_durations(positive=True, tolerance=tolerance)
-        require_durations(lateness=lateness)
+        require_durations(lateness=lateness, label_delay=label_delay)
         if not (
-            isinstance(control_offset, int | float)
-            and math.isfinite(control_offset)
-            and control_offset >= 2 * tolerance
+            isinstance(max_lag, int | float)
+            and math.isfinite(max_lag)
+            and max_lag >= _GROWTH * tolerance
+            and len(lag_edges(tolerance, max_lag)) <= _MAX_BINS + 1
         ):
             raise ValueError(
-                f"control_offset must be at least 2 * tolerance = {2 * tolerance!r}, "
-                f"got {control_offset!r}"
+                f"max_lag must be at least {_GROWTH:g} * tolerance = {_GROWTH * tolerance!r} "
+                f"and give at most {_MAX_BINS} lag bins, got {max_lag!r}"
             )
         if not (sentinels is None or isinstance(sentinels, tuple)):
             raise ValueError(f"sentinels must be None or a tuple of values, got {sentinels!r}")
         require_fractions(alpha=alpha)
-        require_counts(
-            min_labels=min_labels,
-            history=history,
-            max_entities=max_entities,
-            max_open_labels=max_open_labels,
-            max_features=max_features,
-        )
+        require_counts(min_labels=min_labels, max_entities=max_entities, max_features=max_features)
         self.tolerance = tolerance
-        self.control_offset = control_offset
+        self.max_lag = max_lag
         self.lateness = lateness
+        self.label_delay = label_delay
         self.sentinels = sentinels
         self.alpha = alpha
         self.min_labels = min_labels
-        self.history = history
         self.max_entities = max_entities
-        self.max_open_labels = max_open_labels
         self.max_features = max_features
         self._reset()
 
     def _reset(self) -> None:
+        self._edges = lag_edges(float(self.tolerance), float(self.max_lag))
+        bins = len(self._edges) - 1
+        # Plain floats: the hot path does scalar arithmetic on them.
+        self._edge_list: list[float] = self._edges.tolist()
+        self._width_list: list[float] = np.diff(self._edges).tolist()
+        self._inverse_list = [1.0 / width for width in self._width_list]
+        self._ttl = float(self.label_delay) + 2.0 * float(self.max_lag) + float(self.lateness)
         self._stream_time = -math.inf
-        self._arrivals = 0
-        # Least recently seen entity first.
-        self._writes: Forgetful[EntityId, _Entity] = Forgetful(self.max_entities)
-        # A heap of (scoring time, arrival number, entity, class, label_at).
-        self._open: list[tuple[float, int, EntityId, int, float]] = []
-        self._features: dict[str, _Feature] = {}
+        # Writes before the first event, or up to the latest time a forgotten entity held,
+        # are unknown: a new entity may have had some, or be a forgotten one.
+        self._forgotten_until = -math.inf
+        # The row of each entity kept, by key. Rows grow by doubling up to max_entities.
+        self._table = KeyTable(0)
+        # Per row (entity).
+        self._in_use = np.zeros(0, bool)
+        self._row_keys = np.zeros(0, np.uint64)
+        self._phase = np.zeros(0)  # in [0, 1): where the entity's control grid starts
+        self._since = np.zeros(0)  # writes before this may have been forgotten
+        self._latest = np.zeros(0)  # the latest write time, which the control bins follow
+        self._expires = np.zeros(0)
+        self._label_at = np.zeros(0)
+        self._label_class = np.zeros(0, np.int8)
+        self._judgeable = np.zeros(0, np.uint32)  # the open label's bins that can be judged
+        self._next_bin = np.zeros(0, np.int64)
+        self._due = np.zeros(0)  # when the open label's next bin is judged; inf: none open
+        self._min_due = math.inf
+        # Per row and feature: bins (and null bins) with writes in the current control
+        # window and the previous one, of the open label near and in control, and the
+        # latest write and write of null.
+        self._windows = np.zeros((0, 0, _WINDOWS), np.uint32)
+        self._near = np.zeros((0, 0), np.uint32)
+        self._control = np.zeros((0, 0), np.uint32)
+        self._last_write = np.zeros((0, 0))
+        self._last_null = np.zeros((0, 0))
+        # Per feature.
+        self._columns: dict[str, int] = {}
+        self._labels = np.zeros((0, 2, bins), np.int64)
+        self._counts = np.zeros((0, 2, 2, bins, 4), np.int64)
+        self._unjudged = np.zeros(0, np.int64)
+        self._looks: list[AnytimePValue] = []
+        # The (kind, class, bin) of each feature's smallest p-value at its last test.
+        self._best = np.zeros((0, 3), np.int64)
+        self._flagged = np.zeros(0, bool)
+        self._flag_count = 0
         self._rejected = 0
+        self._detections = np.empty(0, np.int64)
+
+    # ----------------------------------------------------------------- updates
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite` or :class:`Label`; anything else is counted in
-        ``rejected``."""
+        ``rejected``. ``detections`` is ``[0]`` if it flagged a feature, else empty."""
+        self._detections = np.array([0] if self._step(x) else [], np.int64)
+
+    def update_many(self, events: Sequence[Any]) -> None:
+        """Reads a batch of events, exactly as ``update`` one by one would.
+
+        ``detections`` holds the positions in the batch at which a feature was flagged. The
+        batch is read event by event: each event's entity is looked up in the sorted key
+        array, and a label's bins are judged in stream order, so there is nothing for numpy
+        to vectorise across events without changing the result.
+        """
+        found = [i for i, x in enumerate(events) if self._step(x)]
+        self._detections = np.array(found, np.int64)
+
+    def _step(self, x: Any) -> bool:
+        """Reads one event; whether it made a feature flagged."""
         write = checked_write(x)
         label = None if write is not None else checked_label(x)
+        flagged = self._flag_count
         if write is not None:
             self._add_write(write)
         elif label is not None:
             self._add_label(label)
         else:
             self._rejected += 1
-            return
-        while self._open and self._open[0][0] < self._stream_time:
-            self._score(heapq.heappop(self._open))
+            return False
+        if self._min_due < self._stream_time:
+            self._judge_due()
+        return self._flag_count > flagged
 
     def _add_write(self, write: FeatureWrite) -> None:
-        self._stream_time = max(self._stream_time, write.written_at)
-        if write.feature not in self._features:
-            if len(self._features) >= self.max_features:
-                return
-            self._features[write.feature] = _Feature(2 * self.min_labels)
-        times = self._writes.use(write.entity_id, _Entity).times(write.feature)
-        times[_ANY].add(write, self.history)
-        if is_null(write.value, self.sentinels or ()):
-            times[_NULL].add(write, self.history)
+        self._start(float(write.event_at))
+        self._stream_time = max(self._stream_time, float(write.written_at))
+        column = self._column(write.feature)
+        if column is None:
+            return
+        row = self._row(entity_key(write.entity_id))
+        null = is_null(write.value, self.sentinels or ())
+        event_at, written_at = float(write.event_at), float(write.written_at)
+        self._mark(row, column, event_at, null)
+        if written_at != event_at:
+            self._mark(row, column, written_at, null)
+        self._expires[row] = max(self._expires[row], written_at + self._ttl)
+
+    def _start(self, at: float) -> None:
+        """At the first event: what came before it is unknown."""
+        if self._stream_time == -math.inf:
+            self._forgotten_until = at
+
+    def _mark(self, row: int, column: int, at: float, null: bool) -> None:
+        """Records a write at ``at`` in the entity's control windows and open label."""
+        phase = float(self._phase[row])
+        tiles = self._tiles(at, phase)
+        latest = float(self._latest[row])
+        if at > latest:
+            self._advance(row, at, tiles, phase)
+            latest = at
+        current = self._tiles(latest, phase)
+        kinds = _NULL_KINDS if null else _ANY_KIND
+        windows = self._windows[row, column]
+        for back in range(_WINDOWS):
+            windows[back] |= _spread(_bins(current, tiles, back)) & kinds
+        self._last_write[row, column] = max(self._last_write[row, column], at)
+        if null:
+            self._last_null[row, column] = max(self._last_null[row, column], at)
+        if self._due[row] < math.inf:
+            label_at = float(self._label_at[row])
+            self._near[row, column] |= self._lag_bits(at - label_at) & kinds
+            control = _bins(tiles, self._control_tiles(label_at, phase), 0)
+            self._control[row, column] |= _spread(control) & kinds
+
+    def _tiles(self, at: float, phase: float) -> list[int]:
+        """Per bin, the index of the window of the entity's control grid that holds ``at``."""
+        return [math.floor(at * inverse - phase) for inverse in self._inverse_list]
+
+    def _advance(self, row: int, at: float, tiles: list[int], phase: float) -> None:
+        """Moves the entity's control windows on to those of a later write at ``at``, whose
+        windows are ``tiles``."""
+        latest = float(self._latest[row])
+        if latest == -math.inf:
+            self._windows[row] = 0
+        elif _bins_beyond(tiles, current := self._tiles(latest, phase), 0):
+            # Per bin, each window moves back by the bin's step; those beyond the last go.
+            before = self._windows[row].copy()
+            windows = self._windows[row]
+            windows[...] = 0
+            for step in range(_WINDOWS):
+                moved = np.uint32(_spread(_bins(tiles, current, step)))
+                if moved:
+                    windows[:, step:] |= before[:, : _WINDOWS - step] & moved
+        self._latest[row] = at
 
     def _add_label(self, label: Label) -> None:
-        self._stream_time = max(self._stream_time, label.label_at)
-        self._writes.use(label.entity_id, _Entity)
-        self._arrivals += 1
-        scoring_at = label.label_at + self.tolerance + self.lateness
-        entry = (scoring_at, self._arrivals, label.entity_id, int(label.label), label.label_at)
-        heapq.heappush(self._open, entry)
-        if len(self._open) > self.max_open_labels:
-            self._score(heapq.heappop(self._open))
+        label_at = float(label.label_at)
+        self._start(label_at)
+        self._stream_time = max(self._stream_time, label_at)
+        row = self._row(entity_key(label.entity_id))
+        if self._due[row] < math.inf:
+            # A new outcome of the entity: the bins of the last one not judged yet never will.
+            self._close(np.array([row]))
+        columns = len(self._columns)
+        # Writes since the outcome that came before its label: only the latest are known.
+        self._near[row, :columns] = [
+            self._lag_bits(float(self._last_write[row, c]) - label_at) & _ANY_KIND
+            | self._lag_bits(float(self._last_null[row, c]) - label_at)
+            for c in range(columns)
+        ]
+        # Each bin's control window, the last of the grid that ends before the outcome, is
+        # the entity's current window or the one before, or one without writes since.
+        phase, since = float(self._phase[row]), float(self._since[row])
+        control = self._control_tiles(label_at, phase)
+        latest = float(self._latest[row])
+        lost = 0
+        self._control[row] = 0
+        if latest > -math.inf:
+            current = self._tiles(latest, phase)
+            for back in range(_WINDOWS):
+                held = np.uint32(_spread(_bins(current, control, back)))
+                self._control[row] |= self._windows[row, :, back] & held
+            lost = _bins_beyond(current, control, _WINDOWS - 1)
+        # A window that began before the entity was (re)made may miss forgotten writes.
+        known = sum(
+            1 << b
+            for b, (tile, width, low) in enumerate(
+                zip(control, self._width_list, self._edge_list, strict=False)
+            )
+            if (tile + phase) * width >= since and label_at + low >= since
+        )
+        self._judgeable[row] = known & ~lost
+        self._label_at[row] = label_at
+        self._label_class[row] = int(label.label)
+        self._next_bin[row] = 0
+        self._due[row] = label_at + self._edge_list[1] + self.lateness
+        self._min_due = min(self._min_due, float(self._due[row]))
+        self._expires[row] = max(self._expires[row], label_at + self._ttl)
 
-    def _score(self, entry: tuple[float, int, EntityId, int, float]) -> None:
-        _, _, entity_id, label, label_at = entry
-        entity = self._writes.get(entity_id) or _Entity(self._writes.forgotten_until)
-        near = (label_at - self.tolerance, label_at + self.tolerance)
-        control_at = label_at - self.control_offset
-        control = (control_at - self.tolerance, control_at + self.tolerance)
-        for name, feature in self._features.items():
-            times = entity.features.get(name)
-            outcomes: list[tuple[bool | None, bool | None]] = [(False, False), (False, False)]
-            if times is not None:
-                outcomes = [(kind.hit(*near), kind.hit(*control)) for kind in times]
-            unknown = times is None and entity.known_since >= control[0]
-            if unknown or any(None in outcome for outcome in outcomes):
-                feature.unjudged += 1
+    def _control_tiles(self, label_at: float, phase: float) -> list[int]:
+        """Per bin, the index of a label's control window in the entity's grid: the last
+        window that ends by ``label_at - tolerance``."""
+        return [t - 1 for t in self._tiles(label_at - self.tolerance, phase)]
+
+    def _lag_bits(self, lag: float) -> int:
+        """The bit of the bin ``lag`` falls in, in both halves; 0 outside the bins."""
+        if not self._edge_list[0] <= lag < self._edge_list[-1]:
+            return 0
+        return _spread(1 << (bisect.bisect_right(self._edge_list, lag) - 1))
+
+    # ----------------------------------------------------------------- judging
+
+    def _judge_due(self) -> None:
+        while self._min_due < self._stream_time:
+            rows = np.flatnonzero(self._due < self._stream_time)
+            for row in rows[np.argsort(self._due[rows], kind="stable")]:
+                self._judge(int(row))
+            self._min_due = float(self._due.min(initial=math.inf))
+
+    def _judge(self, row: int) -> None:
+        """Judges the next lag bin of the entity's open label."""
+        b = int(self._next_bin[row])
+        columns = len(self._columns)
+        if (int(self._judgeable[row]) >> b) & 1:
+            label = int(self._label_class[row])
+            shifts = np.array([b, b + _NULL_SHIFT], np.uint32)
+            near = ((self._near[row, :columns, None] >> shifts) & 1).astype(np.int64)
+            control = ((self._control[row, :columns, None] >> shifts) & 1).astype(np.int64)
+            stats = np.stack([near, control, near & (1 - control), control & (1 - near)], -1)
+            self._counts[:columns, :, label, b] += stats
+            self._labels[:columns, label, b] += 1
+            # Looks are spaced by labels judged at the most judged lag (the earliest, as a
+            # rule), not by label lags, which would look eight times as often per label.
+            sizes = self._labels[:columns].sum(axis=1).max(axis=1)
+            for column in range(columns):
+                size = int(sizes[column])
+                if self._looks[column].due(size):
+                    self._test(column, size)
+        else:
+            self._unjudged[:columns] += 1
+        b += 1
+        self._next_bin[row] = b
+        if b < len(self._edges) - 1:
+            self._due[row] = self._label_at[row] + self._edge_list[b + 1] + self.lateness
+        else:
+            self._due[row] = math.inf
+
+    def _test(self, column: int, size: int) -> None:
+        labels = self._labels[column]
+        best, cell = 1.0, (0, 0, 0)
+        for b in range(labels.shape[1]):
+            judged = [int(n) for n in labels[:, b]]
+            if min(judged) < self.min_labels:
                 continue
-            feature.labels[label] += 1
-            for kind, (near_hit, control_hit) in enumerate(outcomes):
-                feature.counts[kind, label] += (
-                    bool(near_hit),
-                    bool(control_hit),
-                    bool(near_hit and not control_hit),
-                    bool(control_hit and not near_hit),
-                )
-            size = int(feature.labels.sum())
-            if feature.labels.min() >= self.min_labels and feature.looks.due(size):
-                feature.looks.record(size, self._p_value(feature))
+            for kind in (_ANY, _NULL):
+                counts = self._counts[column, kind, :, b]
+                near = [int(c) for c in counts[:, _NEAR]]
+                for label in (0, 1):
+                    near_only, control_only = (int(c) for c in counts[label, 2:])
+                    tied_to_outcome = binomial_sf(near_only, near_only + control_only, 0.5)
+                    class_specific = hypergeom_sf(
+                        near[label], sum(judged), sum(near), judged[label]
+                    )
+                    p_value = max(tied_to_outcome, class_specific)
+                    if p_value < best:
+                        best, cell = p_value, (kind, label, b)
+        if best == 1.0:
+            return
+        looks = self._looks[column]
+        looks.record(size, min(1.0, 4 * labels.shape[1] * best))
+        self._best[column] = cell
+        if looks.p_value <= self.alpha and not self._flagged[column]:
+            self._flagged[column] = True
+            self._flag_count += 1
 
-    @staticmethod
-    def _p_value(feature: _Feature) -> float:
-        labels = [int(n) for n in feature.labels]
-        best = 1.0
-        for kind in (_ANY, _NULL):
-            near = [int(c) for c in feature.counts[kind, :, _NEAR]]
-            for cls in (0, 1):
-                near_only, control_only = (int(c) for c in feature.counts[kind, cls, 2:])
-                tied_to_labels = binomial_sf(near_only, near_only + control_only, 0.5)
-                class_specific = hypergeom_sf(near[cls], sum(labels), sum(near), labels[cls])
-                best = min(best, max(tied_to_labels, class_specific))
-        return min(1.0, 4 * best)
+    # ----------------------------------------------------------------- state
 
-    def _evidence(self, name: str, feature: _Feature) -> CoincidenceEvidence:
-        labels = np.maximum(feature.labels, 1)
-        excess = (feature.counts[:, :, _NEAR] - feature.counts[:, :, _CONTROL]) / labels
-        gaps = excess[:, 1] - excess[:, 0]
-        kind = int(np.argmax(np.abs(gaps)))
+    def _column(self, feature: str) -> int | None:
+        """The feature's column, added if there is room; None if there is not."""
+        column = self._columns.get(feature)
+        if column is not None:
+            return column
+        column = len(self._columns)
+        if column >= self.max_features:
+            return None
+        self._columns[feature] = column
+        if column >= self._windows.shape[1]:
+            self._grow_columns(min(self.max_features, max(4, 2 * column)))
+        self._looks.append(AnytimePValue(2 * self.min_labels))
+        return column
 
-        def per_class(kind: int, stat: int) -> tuple[int, int]:
-            return int(feature.counts[kind, 0, stat]), int(feature.counts[kind, 1, stat])
+    def _grow_columns(self, size: int) -> None:
+        def grown(array: np.ndarray, fill: float = 0) -> np.ndarray:
+            bigger = np.full((size, *array.shape[1:]), fill, array.dtype)
+            bigger[: len(array)] = array
+            return bigger
 
+        def wider(array: np.ndarray, fill: float = 0) -> np.ndarray:
+            bigger = np.full((array.shape[0], size, *array.shape[2:]), fill, array.dtype)
+            bigger[:, : array.shape[1]] = array
+            return bigger
+
+        for name in ("_windows", "_near", "_control"):
+            setattr(self, name, wider(getattr(self, name)))
+        self._last_write = wider(self._last_write, _NO_WRITE)
+        self._last_null = wider(self._last_null, _NO_WRITE)
+        for name in ("_labels", "_counts", "_unjudged", "_best", "_flagged"):
+            setattr(self, name, grown(getattr(self, name)))
+
+    def _row(self, key: int) -> int:
+        """The entity's row, made (after forgetting another if the table is full) if absent."""
+        row = self._table.find(key)
+        if row >= 0:
+            return row
+        if self._table.size == len(self._in_use):
+            expired = np.flatnonzero(self._in_use & (self._expires < self._stream_time))
+            if len(expired):
+                self._forget(expired)
+            elif len(self._in_use) < self.max_entities:
+                self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
+            else:
+                self._forget(np.array([int(np.argmin(self._expires))]))
+        row = int(np.argmin(self._in_use))
+        self._table.add(key, row)
+        self._row_keys[row] = key
+        self._in_use[row] = True
+        self._phase[row] = (key >> 11) / float(1 << 53)
+        self._since[row] = self._forgotten_until
+        return row
+
+    def _grow_rows(self, size: int) -> None:
+        def grown(array: np.ndarray, fill: float) -> np.ndarray:
+            bigger = np.full((size, *array.shape[1:]), fill, array.dtype)
+            bigger[: len(array)] = array
+            return bigger
+
+        self._in_use = grown(self._in_use, False)
+        self._row_keys = grown(self._row_keys, 0)
+        self._table = KeyTable(size)
+        for row in np.flatnonzero(self._in_use).tolist():
+            self._table.add(int(self._row_keys[row]), row)
+        for name in ("_phase", "_since", "_expires", "_label_at"):
+            setattr(self, name, grown(getattr(self, name), 0.0))
+        self._latest = grown(self._latest, -math.inf)
+        self._due = grown(self._due, math.inf)
+        for name in ("_label_class", "_judgeable", "_next_bin"):
+            setattr(self, name, grown(getattr(self, name), 0))
+        for name in ("_windows", "_near", "_control"):
+            setattr(self, name, grown(getattr(self, name), 0))
+        self._last_write = grown(self._last_write, _NO_WRITE)
+        self._last_null = grown(self._last_null, _NO_WRITE)
+
+    def _close(self, rows: np.ndarray) -> None:
+        """Ends the open labels of ``rows``: their bins not judged yet count as unjudged."""
+        bins = len(self._edges) - 1
+        left = int(np.where(self._due[rows] < math.inf, bins - self._next_bin[rows], 0).sum())
+        self._unjudged[: len(self._columns)] += left
+        self._due[rows] = math.inf
+
+    def _forget(self, rows: np.ndarray) -> None:
+        self._close(rows)
+        latest = self._latest[rows].max()
+        self._forgotten_until = max(self._forgotten_until, float(latest))
+        for key in self._row_keys[rows].tolist():
+            self._table.remove(key)
+        self._in_use[rows] = False
+        self._latest[rows] = -math.inf
+        self._expires[rows] = 0.0
+        for name in ("_windows", "_near", "_control"):
+            getattr(self, name)[rows] = 0
+        self._last_write[rows] = _NO_WRITE
+        self._last_null[rows] = _NO_WRITE
+
+    # ----------------------------------------------------------------- results
+
+    def _evidence(self, name: str, column: int) -> CoincidenceEvidence:
+        kind, label, b = (int(c) for c in self._best[column])
+        judged = self._labels[column, :, b]
+        counts = self._counts[column, kind, :, b]
+        excess = (counts[:, _NEAR] - counts[:, _CONTROL]) / np.maximum(judged, 1)
+        p_value = self._looks[column].p_value
         return CoincidenceEvidence(
             feature=name,
-            labels=(int(feature.labels[0]), int(feature.labels[1])),
-            near_writes=per_class(_ANY, _NEAR),
-            control_writes=per_class(_ANY, _CONTROL),
-            near_nulls=per_class(_NULL, _NEAR),
-            control_nulls=per_class(_NULL, _CONTROL),
-            leak_class=int(gaps[kind] > 0),
-            score=float(abs(gaps[kind])),
-            p_value=feature.looks.p_value,
-            leaking=feature.looks.p_value <= self.alpha,
-            unjudged=feature.unjudged,
+            lag=(self._edge_list[b], self._edge_list[b + 1]),
+            nulls=kind == _NULL,
+            labels=(int(judged[0]), int(judged[1])),
+            near_writes=(int(counts[0, _NEAR]), int(counts[1, _NEAR])),
+            control_writes=(int(counts[0, _CONTROL]), int(counts[1, _CONTROL])),
+            leak_class=label,
+            score=float(excess[label] - excess[1 - label]),
+            p_value=p_value,
+            leaking=p_value <= self.alpha,
+            unjudged=int(self._unjudged[column]),
         )
 
     @property
     def evidence(self) -> dict[str, CoincidenceEvidence]:
-        """Per feature: the counts, the score and the p-value."""
-        return {name: self._evidence(name, f) for name, f in self._features.items()}
+        """Per feature: the counts at its most telling lag, the score and the p-value."""
+        return {name: self._evidence(name, column) for name, column in self._columns.items()}
 
     @property
     def leaking_features(self) -> tuple[str, ...]:
         """The features flagged so far, sorted. A flag stays: a leak does not heal."""
-        return tuple(sorted(n for n, f in self._features.items() if f.looks.p_value <= self.alpha))
+        return tuple(sorted(n for n, c in self._columns.items() if self._flagged[c]))
 
     @property
     def leak_detected(self) -> bool:
         """Whether any feature is flagged."""
-        return any(f.looks.p_value <= self.alpha for f in self._features.values())
+        return bool(self._flagged.any())
 
     @property
     def leak_score(self) -> float:
@@ -405,9 +683,27 @@ class LabelCoincidentWrites(base.Base):
         return max((e.score for e in self.evidence.values() if e.leaking), default=0.0)
 
     @property
+    def detections(self) -> np.ndarray:
+        """Positions in the last batch (``[0]`` after ``update``) at which a feature was
+        flagged."""
+        return self._detections
+
+    @property
     def open_labels(self) -> int:
-        """Labels still waiting for late writes."""
-        return len(self._open)
+        """Labels with lags still to judge."""
+        return int((self._due < math.inf).sum())
+
+    @property
+    def entities(self) -> int:
+        """Entities kept."""
+        return self._table.size
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of the numpy arrays that hold the state; bounded by ``max_entities`` and
+        ``max_features``."""
+        arrays = [*vars(self).values(), self._table.keys, self._table.rows]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
     @property
     def rejected(self) -> int:

@@ -29,11 +29,13 @@ and the watch's own ``report_every`` (seconds of event time between two rounds o
 default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
 default 10,000). The detectors' entity and key limits default to 10,000 here (the
 detectors' own defaults are ten times that): the watch is pickled into a table value, so
-its size is what each checkpoint writes (measured: 0.4 MB for 500 entities of three
-features, 3.2 MB for 10,000); the agent should write it every so many records, as it does
-the model watch, rather than after each one. Raise them when a model sees more entities
-within ``coincidence_control_offset`` plus ``coincidence_lateness``: labels whose writes
-were forgotten are counted as ``unjudged`` in the leak points, not guessed.
+its size is what each checkpoint writes (measured with ``python -m
+tests.benchmarks.bench_leaks --memory``: 3.8 MB pickled for 10,000 entities of four
+features, 2.5 MB of it ``label_leak``'s numpy arrays); the agent should write it every so
+many records, as it does the model watch, rather than after each one. Raise them when a
+model sees more entities within their label delay plus two ``coincidence_max_lag``
+(``label_delay`` defaults to the model's): lags whose writes were forgotten are counted as
+``unjudged`` in the leak points, not guessed.
 
 Values from the future. ``streams.monitor.watch`` already sends every live prediction's served
 values through ``FutureValues`` on the health path. ``new_leak_watch(model,
@@ -93,7 +95,7 @@ DEFAULT_REPORT_EVERY = 60.0
 DEFAULT_MAX_REQUESTS = 10_000
 # Per-model defaults that keep a pickled watch small (see the module docstring).
 _DETECTOR_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "coincidence": {"max_entities": 10_000, "max_open_labels": 10_000},
+    "coincidence": {"max_entities": 10_000},
     "gap": {"max_keys": 10_000},
     "write_lag": {},
 }
@@ -201,6 +203,9 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
     own, arguments = split_settings(model, "leaks", _OWN_KEYS, tuple(_DETECTOR_DEFAULTS))
     for prefix, defaults in _DETECTOR_DEFAULTS.items():
         arguments[prefix] = {**defaults, **arguments[prefix]}
+    # Entities are kept until their labels can have come: the model's label delay.
+    label_delay_ms = model.label_delay.total_seconds() * 1000.0
+    arguments["coincidence"].setdefault("label_delay", label_delay_ms)
     if "sla" in arguments["write_lag"]:
         raise PortfolioError(
             model.model_id, f"{key}.write_lag_sla", "set write_lag_sla on each feature"

@@ -25,6 +25,15 @@ feature, the newest value already written.
 - ``support_tickets_open``: written by the cancellation flow up to 50 s before the cancel,
   for 60% of cancellations only.
 
+6 late leaks, each written with its own event time (nothing in the write points back at
+the outcome), on fields that are also written honestly every ten days or so:
+
+- ``account_state_1m``, ``_1h``, ``_1d``, ``_7d``: set to "closed" 1 minute, 1 hour,
+  1 day or 7 days (each +-10%) after a cancellation;
+- ``refund_requested``: written 1-3 hours after 30% of cancellations only (a partial leak);
+- ``closure_reason``: typed in 2-6 hours after a cancellation, and never written before
+  one: the field is first written after many labels.
+
 2 availability-gap features:
 
 - ``balance_eod``: the end-of-day balance (event time midnight) written six hours later;
@@ -36,23 +45,28 @@ All writes of honest and leaking features land within a second or so of their ev
 The detectors run at their defaults, except ``LabelCoincidentWrites(sentinels=(-1,))`` (a
 platform declares its sentinels) and ``WriteLag(sla=5 minutes)``. A feature counts as
 flagged if ``LabelCoincidentWrites`` or ``AvailabilityGap`` flags it; ``WriteLag`` and
-``FutureValues`` are reported beside. "Needed" is how many labels had been scored for the
-feature when it was first flagged (for gaps: how many predictions had used it), and, in
-brackets, how many labels had arrived by then.
+``FutureValues`` are reported beside. "Needed" is how many labels had been judged at the
+lag where the feature was first flagged (for gaps: how many predictions had used it), and,
+in brackets, how many labels had arrived by then: a week's lag is judged a week after the
+outcome, with control windows from days before it.
 
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_leaks              # seed 0, the README table
     .venv/bin/python -m tests.benchmarks.bench_leaks --seeds 5    # plus a summary per seed
+    .venv/bin/python -m tests.benchmarks.bench_leaks --memory     # a leak watch at its caps
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
+import pickle
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,8 +86,18 @@ NULLABLE = [f"nullable_{i:02d}" for i in range(10)]
 PROFILE = [f"profile_{i:02d}" for i in range(9)]
 HONEST = [*ACTIVITY, *BATCH, *NULLABLE, *PROFILE, "last_billing_event_at"]
 COINCIDENT = ["last_login_date", "days_since_last_order", "support_tickets_open"]
+LATE_LAGS = {"1m": MINUTE, "1h": HOUR, "1d": DAY, "7d": 7 * DAY}
+LATE = [
+    *(f"account_state_{name}" for name in LATE_LAGS),
+    "refund_requested",
+    "closure_reason",
+]
 GAPPED = ["balance_eod", "credit_score"]
-LEAKS = {**dict.fromkeys(COINCIDENT, "label-coincident"), **dict.fromkeys(GAPPED, "gap")}
+LEAKS = {
+    **dict.fromkeys(COINCIDENT, "label-coincident"),
+    **dict.fromkeys(LATE, "late"),
+    **dict.fromkeys(GAPPED, "gap"),
+}
 
 
 @dataclasses.dataclass
@@ -130,7 +154,18 @@ def simulate(seed: int, users: int = 2_000, days: int = 30, predictions: int = 8
             world.write(user, "days_since_last_order", float(rng.integers(30)), at, at + lag())
         for at in times(1 / 15, end).tolist():
             world.write(user, "support_tickets_open", int(rng.integers(3)), at, at + lag())
+        for feature in [*LATE[:-1]]:
+            for at in times(0.1, end).tolist():
+                world.write(user, feature, "open", at, at + lag())
         if churner:
+            for name, late in LATE_LAGS.items():
+                at = label_at + late * float(rng.uniform(0.9, 1.1))
+                world.write(user, f"account_state_{name}", "closed", at, at + lag())
+            if rng.random() < 0.3:
+                at = label_at + float(rng.uniform(1, 3)) * HOUR
+                world.write(user, "refund_requested", "yes", at, at + lag())
+            at = label_at + float(rng.uniform(2, 6)) * HOUR
+            world.write(user, "closure_reason", str(rng.choice(["price", "moved"])), at, at)
             world.write(user, "last_login_date", None, label_at, label_at + lag())
             written = label_at + float(rng.uniform(5 * SECOND, 60 * SECOND))
             world.write(user, "days_since_last_order", -1, label_at, written)
@@ -158,7 +193,7 @@ def _serve(timeline: list[tuple[float, Any]]) -> list[Any]:
         if isinstance(event, FeatureWrite):
             newest[event.entity_id, event.feature] = (event.value, event.written_at)
         elif isinstance(event, int):
-            for feature in [*HONEST, *COINCIDENT, *GAPPED]:
+            for feature in [*HONEST, *COINCIDENT, *LATE, *GAPPED]:
                 if (event, feature) in newest:
                     value, written_at = newest[event, feature]
                     events.append(ServedFeature(event, feature, value, written_at, at))
@@ -193,26 +228,25 @@ def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int, dict[str, tup
     gap = AvailabilityGap()
     flags: dict[str, Flag] = {}
     labels = 0
-    open_labels = 0
     for i, event in enumerate(events):
         if isinstance(event, Label):
             labels += 1
         if not isinstance(event, ServedFeature):
             coincidence.update(event)
-            if coincidence.open_labels < open_labels + isinstance(event, Label):
+            if len(coincidence.detections):
                 for feature in coincidence.leaking_features:
                     if feature not in flags:
                         e = coincidence.evidence[feature]
+                        kind = "nulls" if e.nulls else "writes"
                         flags[feature] = Flag(
                             "LabelCoincidentWrites",
                             sum(e.labels),
                             labels,
                             e.p_value,
-                            f"labels {e.labels}, near writes {e.near_writes}, "
-                            f"near nulls {e.near_nulls}, control {e.control_writes}, "
-                            f"score {e.score:.2f}",
+                            f"lag {_duration(e.lag[0])} to {_duration(e.lag[1])}: "
+                            f"labels {e.labels}, near {kind} {e.near_writes}, "
+                            f"control {e.control_writes}, score {e.score:.2f}",
                         )
-            open_labels = coincidence.open_labels
         if not isinstance(event, Label):
             gap.update(event)
             if i % 50 == 0:
@@ -237,6 +271,14 @@ def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int, dict[str, tup
         ),
     }
     return flags, labels, closest
+
+
+def _duration(ms: float) -> str:
+    """A lag in its natural unit: -1 min, 16 min, 4.3 h, 2.8 d."""
+    for unit, size in (("d", DAY), ("h", HOUR), ("min", MINUTE)):
+        if abs(ms) >= size:
+            return f"{ms / size:.3g} {unit}"
+    return f"{ms / SECOND:.3g} s"
 
 
 def _cost(events: list[Any]) -> dict[str, float]:
@@ -307,7 +349,7 @@ def table(outcome: Outcome, seed: int) -> str:
         "| feature | planted | flagged by | needed (labels arrived) | p-value | evidence |",
         "|---|---|---|---|---|---|",
     ]
-    for feature in [*COINCIDENT, *GAPPED, *sorted(set(outcome.flags) - set(LEAKS))]:
+    for feature in [*COINCIDENT, *LATE, *GAPPED, *sorted(set(outcome.flags) - set(LEAKS))]:
         flag = outcome.flags.get(feature)
         planted = LEAKS.get(feature, "honest")
         if flag is None:
@@ -330,7 +372,7 @@ def table(outcome: Outcome, seed: int) -> str:
 def summary(outcomes: dict[int, Outcome]) -> str:
     lines = [
         "| seed | precision | recall | honest flagged | "
-        + " | ".join(f"{f} needed" for f in [*COINCIDENT, *GAPPED])
+        + " | ".join(f"{f} needed" for f in [*COINCIDENT, *LATE, *GAPPED])
         + " |",
         "|---" * (4 + len(LEAKS)) + "|",
     ]
@@ -338,23 +380,90 @@ def summary(outcomes: dict[int, Outcome]) -> str:
         precision, recall, false_flags = scores(outcome)
         needed = [
             str(outcome.flags[f].needed) if f in outcome.flags else "missed"
-            for f in [*COINCIDENT, *GAPPED]
+            for f in [*COINCIDENT, *LATE, *GAPPED]
         ]
         lines.append(
             f"| {seed} | {precision:.2f} | {recall:.2f} | {false_flags} | {' | '.join(needed)} |"
         )
     medians = [
         statistics.median([o.flags[f].needed for o in outcomes.values() if f in o.flags] or [0])
-        for f in [*COINCIDENT, *GAPPED]
+        for f in [*COINCIDENT, *LATE, *GAPPED]
     ]
     lines.append("| median | | | | " + " | ".join(f"{m:g}" for m in medians) + " |")
     return "\n".join(lines)
 
 
+WATCH_PORTFOLIO = """
+[models.churn]
+owner = "team-retention"
+tier = "cpu"
+fallback = "keep_all"
+label_delay = "1h"
+[models.churn.features]
+last_login_date = "numeric"
+plan = "categorical"
+balance = "numeric"
+sessions_7d = "numeric"
+"""
+
+
+def watch_memory(entities: int = 12_000, writes: int = 4) -> dict[str, float]:
+    """A model's leak watch (4 features) once its entity caps (10,000) are reached.
+
+    Each entity gets ``writes`` writes per feature a second apart, one live prediction and
+    one label, so every per-entity structure is full. Returns the pickled bytes, the bytes
+    Python allocated for the watch (tracemalloc, after a full collection), and the pickle
+    and restore times in milliseconds (CPU).
+    """
+    from schemas.contracts import GroundTruth
+    from streams.leak_watch import new_leak_watch, observe
+    from streams.portfolio import parse_portfolio
+    from tests.streams.test_leak_watch import label, prediction, write
+
+    model = parse_portfolio(WATCH_PORTFOLIO).get("churn")
+    assert model is not None
+    features = [feature.name for feature in model.features]
+    gc.collect()
+    tracemalloc.start()
+    baseline = tracemalloc.get_traced_memory()[0]
+    watch = new_leak_watch(model)
+    now = 1_000_000_000.0
+    for i in range(entities):
+        entity = f"user-{i}"
+        for _ in range(writes):
+            now += 1_000.0
+            for feature in features:
+                observe(model, watch, write(entity, feature, 1.0, now, now))
+        seen = {feature: (1.0, now) for feature in features}
+        observe(model, watch, prediction(f"r{i}", entity, now, seen))
+        truth: GroundTruth = label(entity, i % 2, now)  # type: ignore[assignment]
+        observe(model, watch, truth)
+    gc.collect()
+    in_memory = tracemalloc.get_traced_memory()[0] - baseline
+    tracemalloc.stop()
+    start = time.process_time()
+    data = pickle.dumps(watch)
+    dumped = time.process_time()
+    pickle.loads(data)
+    loaded = time.process_time()
+    return {
+        "pickled_mb": len(data) / 1e6,
+        "in_memory_mb": in_memory / 1e6,
+        "pickle_ms": (dumped - start) * 1e3,
+        "restore_ms": (loaded - dumped) * 1e3,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="seeded worlds to run")
+    parser.add_argument(
+        "--memory", action="store_true", help="only the leak watch's size at its caps"
+    )
     args = parser.parse_args(argv)
+    if args.memory:
+        print(" ".join(f"{key} {value:.2f}" for key, value in watch_memory().items()))
+        return 0
     outcomes = {seed: run(seed) for seed in range(args.seeds)}
     print(table(outcomes[0], 0))
     if args.seeds > 1:

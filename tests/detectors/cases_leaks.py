@@ -93,11 +93,11 @@ CASES = [
     DetectorCase(
         make=lambda: LabelCoincidentWrites(
             tolerance=1_000.0,
-            control_offset=20_000.0,
+            max_lag=20_000.0,
             lateness=2_000.0,
+            label_delay=0.0,
             min_labels=10,
             max_entities=256,
-            max_open_labels=512,
         ),
         stream=writes_and_labels,
         results=(
@@ -106,6 +106,7 @@ CASES = [
             "leak_score",
             "evidence",
             "open_labels",
+            "entities",
             "rejected",
         ),
         alarm="leak_detected",

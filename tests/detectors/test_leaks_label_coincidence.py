@@ -1,15 +1,25 @@
-"""LabelCoincidentWrites: flags write times tied to one class's labels, and nothing else."""
+"""LabelCoincidentWrites: flags write times that follow one class's outcomes, at any lag,
+and nothing else."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label
-from tests.detectors.cases_leaks import writes_and_labels
+from detectors.leaks.label_coincidence import _ANY
+from tests.detectors.batching import batches, cuts, detections, state_difference
+from tests.detectors.cases_leaks import BAD_EVENTS, writes_and_labels
 
 MINUTE = 60_000.0
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+# Lags up to 20 s, for streams whose events are a second apart.
+SMALL = {"tolerance": 1_000.0, "max_lag": 20_000.0, "lateness": 2_000.0, "label_delay": 0.0}
 
 
 def _first_alarm(detector: LabelCoincidentWrites, events: list) -> int | None:
@@ -27,15 +37,18 @@ def _activity_stream(
     *,
     leak: str | None = None,
     leak_delay: float = 0.0,
+    leak_share: float = 1.0,
+    backdated: bool = True,
     tied_to_every_label: str | None = None,
     sentinel: str | None = None,
 ) -> list[FeatureWrite | Label]:
     """Churners (every third user) log in a third as often as others; labels come at random.
 
     ``sessions_7d`` is written at every login, so churners have fewer writes anywhere, not
-    only near their label. ``leak`` is set to ``sentinel`` when a churner's label happens,
-    its write arriving ``leak_delay`` after the label message (the label time itself stays
-    the event time). ``tied_to_every_label`` is written at every label, whatever the class.
+    only near their label. ``leak`` is set to ``sentinel`` after ``leak_share`` of the
+    churners' outcomes, its write arriving ``leak_delay`` after the label message; its event
+    time is the outcome's if ``backdated``, else the write's own. ``tied_to_every_label`` is
+    written at every label, whatever the class.
     """
     events: list[tuple[float, int, FeatureWrite | Label]] = []
     now = 0.0
@@ -53,8 +66,9 @@ def _activity_stream(
             continue
         label = Label(user, int(churner), now)
         events.append((now, 1, label))
-        if leak is not None and churner:
-            write = FeatureWrite(user, leak, sentinel, now, now + leak_delay)
+        if leak is not None and churner and rng.random() < leak_share:
+            event_at = now if backdated else now + leak_delay
+            write = FeatureWrite(user, leak, sentinel, event_at, now + leak_delay)
             events.append((now + leak_delay, 0 if leak_delay < 0 else 2, write))
         if tied_to_every_label is not None:
             write = FeatureWrite(user, tied_to_every_label, "closed", now, now)
@@ -65,13 +79,14 @@ def _activity_stream(
 
 def test_flags_a_feature_nulled_when_the_label_happens_at_a_pinned_index() -> None:
     events = writes_and_labels(np.random.default_rng(1), 3_000, leaking="last_login_date")
-    detector = LabelCoincidentWrites(tolerance=1_000.0, control_offset=20_000.0, lateness=2_000.0)
-    assert _first_alarm(detector, events) == 136
+    detector = LabelCoincidentWrites(**SMALL)
+    assert _first_alarm(detector, events) == 323
     assert detector.leaking_features == ("last_login_date",)
     evidence = detector.evidence["last_login_date"]
-    assert evidence.labels == (10, 10)
-    assert evidence.near_nulls == (0, 10)
-    assert evidence.control_nulls == (0, 0)
+    assert evidence.lag == (-1_000.0, 1_000.0)
+    assert evidence.labels == (28, 20)
+    assert evidence.near_writes == (0, 20)
+    assert evidence.control_writes == (0, 0)
     assert evidence.leak_class == 1
     assert evidence.score == 1.0
     assert evidence.p_value <= 0.01
@@ -82,9 +97,9 @@ def test_flags_a_feature_nulled_when_the_label_happens_at_a_pinned_index() -> No
 @pytest.mark.parametrize("seed", range(5))
 def test_silent_on_honest_writes_whose_values_depend_on_the_class(seed: int) -> None:
     events = writes_and_labels(np.random.default_rng(seed), 30_000)
-    detector = LabelCoincidentWrites(tolerance=1_000.0, control_offset=20_000.0, lateness=2_000.0)
+    detector = LabelCoincidentWrites(**SMALL)
     assert _first_alarm(detector, events) is None
-    # The test did look: enough labels of both classes were scored.
+    # The test did look: enough labels of both classes were judged.
     assert min(detector.evidence["plan"].labels) > 1_000
 
 
@@ -93,28 +108,66 @@ def test_silent_when_one_class_simply_writes_less_often(seed: int) -> None:
     events = _activity_stream(np.random.default_rng(seed), 300, 60_000)
     detector = LabelCoincidentWrites()
     assert _first_alarm(detector, events) is None
-    evidence = detector.evidence["sessions_7d"]
+    counts = detector._counts[detector._columns["sessions_7d"], 0, :, 0, 0]
+    labels = detector._labels[detector._columns["sessions_7d"], :, 0]
     # Churners do have fewer writes near their labels: the rates differ, the timing does not.
-    assert (
-        evidence.near_writes[1] / evidence.labels[1] < evidence.near_writes[0] / evidence.labels[0]
-    )
+    assert counts[1] / labels[1] < counts[0] / labels[0]
 
 
 def test_silent_on_a_feature_written_at_every_label_whatever_the_class() -> None:
     events = _activity_stream(np.random.default_rng(4), 300, 20_000, tied_to_every_label="status")
     detector = LabelCoincidentWrites()
     assert _first_alarm(detector, events) is None
-    evidence = detector.evidence["status"]
-    assert evidence.near_writes == evidence.labels
+    column = detector._columns["status"]
+    # Every judged label had its write at the outcome, in both classes.
+    near = detector._counts[column, _ANY, :, 0, 0]
+    assert (near == detector._labels[column, :, 0]).all() and near.min() > 100
 
 
-def test_matches_a_leak_written_after_the_label_message() -> None:
+@pytest.mark.parametrize(
+    ("delay", "share", "index", "lag"),
+    [
+        (30_000.0, 1.0, 820, (-MINUTE, MINUTE)),
+        (HOUR, 1.0, 1_165, (16 * MINUTE, 64 * MINUTE)),
+        (HOUR, 0.3, 2_508, (16 * MINUTE, 64 * MINUTE)),
+        (DAY, 1.0, 42_382, (1_024 * MINUTE, 4_096 * MINUTE)),
+    ],
+)
+def test_flags_a_leak_written_long_after_the_outcome_and_only_after_some(
+    delay: float, share: float, index: int, lag: tuple[float, float]
+) -> None:
+    # The write carries its own event time: nothing in it points back at the outcome.
     events = _activity_stream(
-        np.random.default_rng(5), 300, 20_000, leak="account_state", leak_delay=30_000.0
+        np.random.default_rng(5),
+        3_000,
+        60_000,
+        leak="account_state",
+        leak_delay=delay,
+        leak_share=share,
+        backdated=False,
     )
     detector = LabelCoincidentWrites()
-    assert _first_alarm(detector, events) == 284
+    assert _first_alarm(detector, events) == index
     assert detector.leaking_features == ("account_state",)
+    assert detector.evidence["account_state"].lag == lag
+
+
+def test_flags_a_field_never_written_before_the_outcomes() -> None:
+    # closure_reason exists only for cancelled accounts, typed in three hours later; its
+    # first write comes after many labels.
+    events = _activity_stream(
+        np.random.default_rng(7), 3_000, 60_000, leak="closure_reason", leak_delay=3 * HOUR
+    )
+    detector = LabelCoincidentWrites()
+    first_write = next(
+        i for i, e in enumerate(events) if getattr(e, "feature", "") == "closure_reason"
+    )
+    labels_before = sum(isinstance(e, Label) for e in events[:first_write])
+    assert labels_before > 50
+    assert _first_alarm(detector, events) == 3_194
+    evidence = detector.evidence["closure_reason"]
+    assert evidence.lag == (64 * MINUTE, 256 * MINUTE)
+    assert evidence.near_writes == (0, evidence.labels[1])
 
 
 def test_finds_a_sentinel_among_frequent_writes() -> None:
@@ -123,9 +176,10 @@ def test_finds_a_sentinel_among_frequent_writes() -> None:
         np.random.default_rng(6), 300, 20_000, leak="last_login_date", sentinel="1970-01-01"
     )
     detector = LabelCoincidentWrites(sentinels=("1970-01-01",))
-    assert _first_alarm(detector, events) == 408
+    assert _first_alarm(detector, events) == 825
     assert detector.leaking_features == ("last_login_date",)
-    assert detector.evidence["last_login_date"].near_nulls[0] == 0
+    evidence = detector.evidence["last_login_date"]
+    assert (evidence.lag, evidence.leak_class) == ((-MINUTE, MINUTE), 1)
 
 
 def test_forgotten_entities_make_labels_unjudged_not_leaks() -> None:
@@ -133,22 +187,86 @@ def test_forgotten_entities_make_labels_unjudged_not_leaks() -> None:
     honest = _activity_stream(np.random.default_rng(0), 300, 60_000)
     detector = LabelCoincidentWrites(max_entities=100)
     assert _first_alarm(detector, honest) is None
-    evidence = detector.evidence["sessions_7d"]
-    assert (evidence.labels, evidence.unjudged) == ((2204, 574), 6366)
+    assert detector.entities == 100
+    assert detector.evidence["sessions_7d"].unjudged > 10_000
     leaking = _activity_stream(
         np.random.default_rng(6), 300, 20_000, leak="last_login_date", sentinel="1970-01-01"
     )
     detector = LabelCoincidentWrites(max_entities=100, sentinels=("1970-01-01",))
-    # Found later than with room for every user (index 408 in the test above).
-    assert _first_alarm(detector, leaking) == 604
+    # Found as early as with room for every user (index 825 in the test above): the
+    # labels that count came with writes of kept users.
+    assert _first_alarm(detector, leaking) == 825
     assert detector.leaking_features == ("last_login_date",)
 
 
-def test_open_labels_are_bounded_and_scored_early() -> None:
-    detector = LabelCoincidentWrites(max_open_labels=3)
-    for i in range(10):
-        detector.update(Label(i, i % 2, float(i)))
-    assert detector.open_labels == 3
+def test_entities_expire_and_the_state_stops_growing_at_its_cap() -> None:
+    detector = LabelCoincidentWrites(max_lag=HOUR, label_delay=HOUR, max_entities=1_000)
+    sizes = []
+    for i in range(20_000):
+        # A new user every second, each written to once.
+        detector.update(FeatureWrite(i, "plan", "pro", i * 1_000.0, i * 1_000.0))
+        if i in (5_000, 19_999):
+            sizes.append((detector.entities, detector.state_bytes, len(pickle.dumps(detector))))
+    # Kept for label_delay + 2 * max_lag + lateness = 3 h 10 min, i.e. 11,400 users, and
+    # never more than the cap.
+    assert sizes[0][0] == sizes[1][0] == 1_000
+    assert sizes[0][1:] == sizes[1][1:]
+    short = LabelCoincidentWrites(max_lag=4 * MINUTE, label_delay=0.0, lateness=0.0)
+    for i in range(1_000):
+        short.update(FeatureWrite(i, "plan", "pro", i * 1_000.0, i * 1_000.0))
+    # Kept for 8 minutes, 480 users: rows of expired users are reused once the table, grown
+    # by doubling, is full.
+    assert short.entities <= 512 and len(short._in_use) == 512
+
+
+@settings(max_examples=30, deadline=None)
+@given(at=cuts(600))
+def test_a_batch_update_is_exactly_updates_one_by_one(at: list[int]) -> None:
+    rng = np.random.default_rng(12)
+    events: list = writes_and_labels(rng, 600, leaking="last_login_date")
+    for i in (0, 100, 350):
+        events[i:i] = [BAD_EVENTS[i % len(BAD_EVENTS)]]
+    events = events[:600]
+
+    def make() -> LabelCoincidentWrites:
+        return LabelCoincidentWrites(**SMALL, min_labels=3, max_entities=64)
+
+    one_by_one = make()
+    expected = []
+    for i, x in enumerate(events):
+        one_by_one.update(x)
+        expected += [(i, ())] * len(one_by_one.detections)
+    batched = make()
+    found = []
+    offset = 0
+    for batch in batches(events, at):
+        batched.update_many(batch)
+        found += [(offset + i, seen) for i, seen in detections(batched)]
+        offset += len(batch)
+    assert expected and found == expected
+    one_by_one._detections = batched._detections
+    assert state_difference(one_by_one, batched) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"tolerance": 10.0, "max_lag": 30.0}, "max_lag"),
+        ({"tolerance": 1.0, "max_lag": 1e12}, "max_lag"),
+        ({"max_lag": "1w"}, "max_lag"),
+        ({"lateness": -1.0}, "lateness"),
+        ({"label_delay": float("inf")}, "label_delay"),
+        ({"sentinels": ["x"]}, "sentinels"),
+        ({"alpha": 1.0}, "alpha"),
+        ({"min_labels": 0}, "min_labels"),
+        ({"max_entities": 0}, "max_entities"),
+        ({"max_features": 0}, "max_features"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        LabelCoincidentWrites(**kwargs)
 
 
 def test_counts_rejected_inputs() -> None:
@@ -156,22 +274,3 @@ def test_counts_rejected_inputs() -> None:
     for bad in (None, Label("u", 3, 0.0), FeatureWrite("u", "f", 1, float("nan"), 0.0)):
         detector.update(bad)
     assert detector.rejected == 3
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"tolerance": 0.0}, "tolerance"),
-        ({"tolerance": 10.0, "control_offset": 15.0}, "control_offset"),
-        ({"lateness": -1.0}, "lateness"),
-        ({"sentinels": ["x"]}, "sentinels"),
-        ({"alpha": 1.0}, "alpha"),
-        ({"min_labels": 0}, "min_labels"),
-        ({"history": 0}, "history"),
-        ({"max_entities": 0}, "max_entities"),
-        ({"control_offset": "1h"}, "control_offset"),
-    ],
-)
-def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        LabelCoincidentWrites(**kwargs)
