@@ -57,9 +57,9 @@ EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender"
 # compressed as the scenario's clock. With 10 bins, a PSI above 0.2 between windows of
 # 300 and 600 stationary values is about a 1 in 100,000 chance per window and feature.
 # Leak watch (durations in event-time milliseconds, on the compressed clock): a write
-# within a second (24 nominal minutes) of a label is near it, the control window sits five
-# seconds earlier, and a label is judged three seconds after it happened, once its writes
-# are in; replayed offline (the worker's pure code over the default scenario), a 1%
+# within a second (24 nominal minutes) of a label is near it, lags are judged up to eight
+# nominal days after it (480 s here, as a week's lag is in production), and a lag bin is
+# judged three seconds after it closed, once its writes are in; replayed offline (the worker's pure code over the default scenario), a 1%
 # tolerated gap rate flagged a healthy model's naturally late feature, 5% flagged only the
 # late upstream. Leak points every 5 s.
 # Output detectors: a nominal day is a minute here, about 1,200 predictions of a model
@@ -88,7 +88,7 @@ restore_grace = 5.0
 
 [defaults.detectors.leaks]
 coincidence_tolerance = 1000
-coincidence_control_offset = 5000
+coincidence_max_lag = 480000
 coincidence_lateness = 3000
 gap_max_gap_rate = 0.05
 report_every = 5
