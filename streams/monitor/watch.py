@@ -167,24 +167,33 @@ class FeatureDrift:
             if value is not None:
                 self.reference.append(value)
             if len(self.reference) >= self.reference_size:
-                reference: Any = self.reference
-                if self.kind == "categorical":
-                    reference = dict(collections.Counter(self.reference))
-                self.test = self.test_class(reference=reference, **self.settings)
-                self.reference = []
+                self._freeze()
             return None
         windows = self.test.n_windows
         self.test.update(value)
         return self.test if self.test.n_windows != windows else None
 
+    def _freeze(self) -> None:
+        reference: Any = self.reference
+        if self.kind == "categorical":
+            reference = dict(collections.Counter(self.reference))
+        self.test = self.test_class(reference=reference, **self.settings)
+        self.reference = []
+
     def update_many(self, values: Sequence[Any]) -> list[tuple[int, float, float, bool]]:
         """Feed a batch, as ``update`` one by one; per window it completed, its position in
         ``values``, statistic, p-value (NaN for tests without one) and verdict."""
         start = 0
-        while self.test is None and start < len(values):
-            self.update(values[start])
-            start += 1
-        if self.test is None or start == len(values):
+        if self.test is None:
+            # The reference takes the values that are not None until it is complete.
+            present = [i for i, value in enumerate(values) if value is not None]
+            needed = self.reference_size - len(self.reference)
+            self.reference.extend(values[i] for i in present[:needed])
+            if len(present) < needed:
+                return []
+            self._freeze()
+            start = present[needed - 1] + 1
+        if start == len(values):
             return []
         self.test.update_many(values[start:])
         test = self.test
