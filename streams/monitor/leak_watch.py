@@ -67,7 +67,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
@@ -333,33 +333,48 @@ def _prediction(watch: LeakWatch, prediction: Prediction) -> list[Evidence]:
     watch.entities.move_to_end(prediction.request_id)
     if len(watch.entities) > watch.max_requests:
         watch.entities.popitem(last=False)
+    served = [(name, seen) for name, seen in prediction.features.items() if name in watch.write_lag]
+    if watch.future is None:
+        # A feature's gap flag changes only when a value of it is served, so one look at
+        # the flags per prediction finds what a look per value would, in the same order.
+        for name, seen in served:
+            watch.gap.update(
+                ServedFeature(
+                    prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
+                )
+            )
+        order = {name: n for n, (name, _) in enumerate(served)}
+        return _flag_changes(
+            watch,
+            "availability_gap",
+            watch.gap,
+            prediction.predicted_at,
+            lambda feature: order.get(feature, len(order)),
+        )
     evidence: list[Evidence] = []
-    for name, seen in prediction.features.items():
-        if name not in watch.write_lag:
-            continue
-        served = ServedFeature(
+    for name, seen in served:
+        served_value = ServedFeature(
             prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
         )
         evidence += _newly_flagged(
-            watch, "availability_gap", watch.gap, served, prediction.predicted_at
+            watch, "availability_gap", watch.gap, served_value, prediction.predicted_at
         )
-        if watch.future is not None:
-            before = watch.future.future_values
-            watch.future.update(served)
-            if watch.future.future_values != before:
-                evidence.append(
-                    Evidence(
-                        detector="future_values",
-                        feature=name,
-                        at=prediction.predicted_at / 1000.0,
-                        alarm=True,
-                        critical=True,
-                        details={
-                            "skew_ms": seen.written_at - prediction.predicted_at,
-                            "future_values": watch.future.future_values,
-                        },
-                    )
+        before = watch.future.future_values
+        watch.future.update(served_value)
+        if watch.future.future_values != before:
+            evidence.append(
+                Evidence(
+                    detector="future_values",
+                    feature=name,
+                    at=prediction.predicted_at / 1000.0,
+                    alarm=True,
+                    critical=True,
+                    details={
+                        "skew_ms": seen.written_at - prediction.predicted_at,
+                        "future_values": watch.future.future_values,
+                    },
                 )
+            )
     return evidence
 
 
@@ -387,13 +402,28 @@ def _newly_flagged(
 ) -> list[Evidence]:
     """Feeds ``event`` to a sequential leak detector; evidence for each feature it flags."""
     detector.update(event)
+    return _flag_changes(watch, name, detector, at_ms)
+
+
+def _flag_changes(
+    watch: LeakWatch,
+    name: str,
+    detector: LabelCoincidentWrites | AvailabilityGap,
+    at_ms: float,
+    order: Callable[[str], int] | None = None,
+) -> list[Evidence]:
+    """Evidence for each feature the detector flags since the last look, in ``order``
+    (default: the detector's, sorted)."""
     after = _flagged(detector)
     before = watch.flagged.get(name, ())
     if after == before:
         return []
     watch.flagged[name] = after
     found = detector.evidence
-    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in after if f not in before]
+    new = [f for f in after if f not in before]
+    if order is not None:
+        new.sort(key=order)
+    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in new]
 
 
 def _flagged(detector: LabelCoincidentWrites | AvailabilityGap) -> tuple[str, ...]:

@@ -30,8 +30,10 @@ most that many records of window filling, never a transition, an alert or a comm
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
+from detectors.health.evidence import Evidence
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction
 from streams.monitor import label_join, leak_watch, shadow_join
 from streams.monitor.batch import Batch
@@ -41,6 +43,7 @@ from streams.monitor.watch import (
     ModelWatch,
     Observation,
     consequences,
+    detect,
     new_watch,
     observe,
     observe_evidence,
@@ -106,9 +109,14 @@ class Monitor:
     def observe(self, batch: Batch) -> Effects:
         """Feed a batch of this model's records; what the worker must do about them."""
         effects = Effects()
+        # The detectors that read neither the policy nor other records go a batch at a time.
+        found = detect(self.watch, batch.predictions)
+        n = 0
         for record in batch.records:
             if isinstance(record, Prediction):
-                self._prediction(record, effects)
+                share = found.before.get(n, ()), found.after.get(n, ())
+                self._prediction(record, share, effects)
+                n += 1
             elif isinstance(record, GroundTruth):
                 self._label(record, effects)
             else:
@@ -120,8 +128,13 @@ class Monitor:
             self.unsaved = 0
         return effects
 
-    def _prediction(self, prediction: Prediction, effects: Effects) -> None:
-        self._act(observe(self.watch, prediction), effects)
+    def _prediction(
+        self,
+        prediction: Prediction,
+        found: tuple[Sequence[Evidence], Sequence[Evidence]],
+        effects: Effects,
+    ) -> None:
+        self._act(observe(self.watch, prediction, found), effects)
         self._joins(prediction, effects)
         if prediction.role == "live" and self.leaks is not None:
             self._leaks(prediction, effects)

@@ -66,6 +66,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
 from detectors.drift.chi_square import ChiSquareDrift
@@ -80,7 +82,6 @@ from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
-from detectors.leaks.events import ServedFeature
 from detectors.leaks.future_values import FutureValues
 from schemas.contracts import Prediction, Score
 from streams.monitor.effects import (
@@ -166,15 +167,46 @@ class FeatureDrift:
             if value is not None:
                 self.reference.append(value)
             if len(self.reference) >= self.reference_size:
-                reference: Any = self.reference
-                if self.kind == "categorical":
-                    reference = dict(collections.Counter(self.reference))
-                self.test = self.test_class(reference=reference, **self.settings)
-                self.reference = []
+                self._freeze()
             return None
         windows = self.test.n_windows
         self.test.update(value)
         return self.test if self.test.n_windows != windows else None
+
+    def _freeze(self) -> None:
+        reference: Any = self.reference
+        if self.kind == "categorical":
+            reference = dict(collections.Counter(self.reference))
+        self.test = self.test_class(reference=reference, **self.settings)
+        self.reference = []
+
+    def update_many(self, values: Sequence[Any]) -> list[tuple[int, float, float, bool]]:
+        """Feed a batch, as ``update`` one by one; per window it completed, its position in
+        ``values``, statistic, p-value (NaN for tests without one) and verdict."""
+        start = 0
+        if self.test is None:
+            # The reference takes the values that are not None until it is complete.
+            present = [i for i, value in enumerate(values) if value is not None]
+            needed = self.reference_size - len(self.reference)
+            self.reference.extend(values[i] for i in present[:needed])
+            if len(present) < needed:
+                return []
+            self._freeze()
+            start = present[needed - 1] + 1
+        if start == len(values):
+            return []
+        self.test.update_many(values[start:])
+        test = self.test
+        return [
+            (start + end, statistic, p_value, drift)
+            for end, statistic, p_value, drift in zip(
+                test.window_ends.tolist(),
+                test.window_statistics.tolist(),
+                test.window_p_values.tolist(),
+                test.window_drifts.tolist(),
+                strict=True,
+            )
+        ]
 
 
 @dataclasses.dataclass
@@ -225,20 +257,22 @@ class OutputWatch:
     restore_grace: float
     restored_at: float = -math.inf
 
-    def observe(self, prediction: Prediction, policy: HealthPolicy, at: float) -> list[Evidence]:
-        """Evidence from one ``live`` or ``fallback`` prediction, before the policy sees it."""
-        evidence = []
+    def observe_score(self, prediction: Prediction, at: float) -> Evidence | None:
+        """Evidence of the score of one ``live`` or ``fallback`` prediction, if any; the
+        score detector reads nothing else, so a batch's scores go before its policy."""
         if prediction.role == "live" and isinstance(prediction.output, Score):
-            found = self.score.update(SCORE_DETECTOR, prediction.output.score, at)
-            if found is not None:
-                evidence.append(found)
+            return self.score.update(SCORE_DETECTOR, prediction.output.score, at)
+        return None
+
+    def observe_error_rate(
+        self, prediction: Prediction, policy: HealthPolicy, at: float
+    ) -> Evidence | None:
+        """Evidence of the error rate from one ``live`` or ``fallback`` prediction, if any."""
         # A fallback the watch ordered, or one still served just after its restore, is
         # not the model failing.
         if policy.fallback_since is None and at - self.restored_at >= self.restore_grace:
-            found = self.error_rate.update(ERROR_RATE_DETECTOR, prediction.role == "fallback", at)
-            if found is not None:
-                evidence.append(found)
-        return evidence
+            return self.error_rate.update(ERROR_RATE_DETECTOR, prediction.role == "fallback", at)
+        return None
 
 
 @dataclasses.dataclass
@@ -301,23 +335,108 @@ def new_watch(model: Model) -> ModelWatch:
     )
 
 
-def observe(watch: ModelWatch, prediction: Prediction) -> Observation:
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """What the detectors that do not read the health policy found in a batch of
+    predictions, by position in it: values from the future and score evidence (which come
+    before the error rate's in a prediction's evidence), and drift windows (after it)."""
+
+    before: Mapping[int, list[Evidence]]
+    after: Mapping[int, list[Evidence]]
+
+
+def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
+    """Feed a batch of the model's predictions to its values-from-the-future check, score
+    detector and drift tests, each a batch at a time; ``observe`` then takes each
+    prediction's share in turn. The same evidence, in the same order, as ``observe`` one
+    prediction at a time: none of these detectors reads the policy or another record.
+    Mutates ``watch``.
+    """
+    before: dict[int, list[Evidence]] = collections.defaultdict(list)
+    after: dict[int, list[Evidence]] = collections.defaultdict(list)
+    ats = [p.predicted_at / 1000.0 for p in predictions]
+    _future_values_many(watch.future, predictions, ats, before)
+    served = [i for i, p in enumerate(predictions) if p.role in DRIFT_ROLES]
+    if watch.output is not None:
+        for i in served:
+            found = watch.output.observe_score(predictions[i], ats[i])
+            if found is not None:
+                before[i].append(found)
+    for name, feature_drift in watch.drift.items():
+        values = [
+            None if (seen := predictions[i].features.get(name)) is None else seen.value
+            for i in served
+        ]
+        for position, statistic, p_value, drift in feature_drift.update_many(values):
+            i = served[position]
+            after[i].append(
+                _window_evidence(feature_drift.method, name, ats[i], statistic, p_value, drift)
+            )
+    return Found(before, after)
+
+
+def _future_values_many(
+    detector: FutureValues,
+    predictions: Sequence[Prediction],
+    ats: Sequence[float],
+    before: dict[int, list[Evidence]],
+) -> None:
+    rows: list[int] = []
+    entities: list[str] = []
+    features: list[str] = []
+    values: list[Any] = []
+    written: list[int] = []
+    made: list[int] = []
+    for i, prediction in enumerate(predictions):
+        if prediction.role != "live":
+            continue
+        for name, seen in prediction.features.items():
+            rows.append(i)
+            entities.append(prediction.entity_id)
+            features.append(name)
+            values.append(seen.value)
+            written.append(seen.written_at)
+            made.append(prediction.predicted_at)
+    if not rows:
+        return
+    counted = detector.future_values
+    detector.update_many(
+        entities, features, values, np.array(written, np.int64), np.array(made, np.int64)
+    )
+    for n, row in enumerate(detector.future_indices.tolist(), start=1):
+        before[rows[row]].append(
+            Evidence(
+                detector="future_values",
+                feature=features[row],
+                at=ats[rows[row]],
+                alarm=True,
+                critical=True,
+                details={"skew_ms": written[row] - made[row], "future_values": counted + n},
+            )
+        )
+
+
+def observe(
+    watch: ModelWatch,
+    prediction: Prediction,
+    found: tuple[Sequence[Evidence], Sequence[Evidence]] | None = None,
+) -> Observation:
     """Feed one prediction of the watched model; returns what it caused.
 
-    Mutates ``watch``; the caller stores it back in the table.
+    ``found`` is this prediction's share of ``detect``'s evidence (before and after the
+    error rate's) when its batch went through ``detect`` first; without it, the
+    prediction goes through every detector here. Mutates ``watch``.
     """
     at = prediction.predicted_at / 1000.0
-    evidence: list[Evidence] = []
-    if prediction.role == "live":
-        evidence.extend(_future_values(watch.future, prediction, at))
-    if prediction.role in DRIFT_ROLES:
-        if watch.output is not None:
-            evidence.extend(watch.output.observe(prediction, watch.policy, at))
-        for name, feature_drift in watch.drift.items():
-            seen = prediction.features.get(name)
-            test = feature_drift.update(None if seen is None else seen.value)
-            if test is not None:
-                evidence.append(_evidence(feature_drift.method, name, at, test))
+    if found is None:
+        alone = detect(watch, [prediction])
+        found = alone.before.get(0, []), alone.after.get(0, [])
+    evidence = list(found[0])
+    if prediction.role in DRIFT_ROLES and watch.output is not None:
+        error = watch.output.observe_error_rate(prediction, watch.policy, at)
+        if error is not None:
+            evidence.append(error)
+    evidence.extend(found[1])
     changes = observe_evidence(watch, evidence, at)
     return dataclasses.replace(changes, evidence=tuple(evidence))
 
@@ -348,40 +467,17 @@ def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float)
     return Observation(at, (), tuple(transitions), tuple(actions), escalation_due)
 
 
-def _future_values(detector: FutureValues, prediction: Prediction, at: float) -> list[Evidence]:
-    evidence = []
-    for name, seen in prediction.features.items():
-        before = detector.future_values
-        detector.update(
-            ServedFeature(
-                prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
-            )
-        )
-        if detector.future_values != before:
-            skew_ms = seen.written_at - prediction.predicted_at
-            evidence.append(
-                Evidence(
-                    detector="future_values",
-                    feature=name,
-                    at=at,
-                    alarm=True,
-                    critical=True,
-                    details={"skew_ms": skew_ms, "future_values": detector.future_values},
-                )
-            )
-    return evidence
-
-
-def _evidence(method: str, feature: str, at: float, test: Any) -> Evidence:
-    # Threshold tests (PSI) have no p-value.
-    p_value = float(getattr(test, "p_value", float("nan")))
+def _window_evidence(
+    method: str, feature: str, at: float, statistic: float, p_value: float, drift: bool
+) -> Evidence:
+    # Threshold tests (PSI) have no p-value: NaN.
     return Evidence(
         detector=f"drift_{method}",
         feature=feature,
         at=at,
-        alarm=bool(test.drift_detected),
+        alarm=bool(drift),
         p_value=None if p_value != p_value else p_value,
-        details={"statistic": float(test.statistic)},
+        details={"statistic": float(statistic)},
     )
 
 

@@ -16,11 +16,14 @@ Rates are records per CPU-second (``time.process_time``), building each ``Batch`
 decoded records included; medians of ``--rounds`` rounds, each on fresh monitors.
 Memory, after the last synthetic round: pickled bytes per model and per state kind, the
 process's object count (``gc.get_objects``), a full ``gc.collect()``, pickle and restore
-time per model (p50, p99) and the process RSS.
+time per model (p50, p99) and the process RSS. ``--at-caps``: one model of ``--features``
+features driven past its caps (12,000 entities, each predicted once and never labelled,
+and a write of every feature for each), its pickled size per state kind and restore time.
 
 Run from the repository root, e.g.::
 
-    python -m tests.benchmarks.bench_monitor_replay --models 20 1000 --batch 500 1
+    python -m tests.benchmarks.bench_monitor_replay --models 20 1000 --batch 500 1 \
+        --scenario-records 200000 --records-batch-one 50000
     python -m tests.benchmarks.bench_monitor_replay --profile --models 20 --batch 500
 """
 
@@ -230,6 +233,66 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
+    """One synthetic model driven past its caps: ``entities`` entities each predicted once
+    and never labelled (held predictions, remembered requests, availability-gap keys) and
+    a write of every feature for each (label-coincidence entities). Its pickled size and
+    restore time; the portfolio's state is that times the model count."""
+    portfolio = synthetic_portfolio(1, features)
+    [model] = list(portfolio)
+    names = [f.name for f in model.features]
+    monitor = Monitor(model)
+    numeric = frozenset(names)
+    records: list[Record] = []
+    for n in range(entities):
+        at = n * 100
+        records.extend(
+            FeatureWrite(
+                schema_version=1,
+                entity_id=f"u{n}",
+                feature=name,
+                value=float(n % 7),
+                event_at=at,
+                written_at=at,
+                source="bench",
+            )
+            for name in names
+        )
+        records.append(
+            Prediction(
+                schema_version=1,
+                request_id=f"r{n}",
+                model_id=model.model_id,
+                model_version="v1",
+                role="live",
+                entity_id=f"u{n}",
+                predicted_at=at + 50,
+                output=Score(score=0.5),
+                features={name: FeatureSeen(float(n % 7), at) for name in names},
+                latency_ms=1.0,
+            )
+        )
+    for start in range(0, len(records), 500):
+        monitor.observe(Batch.from_records(model.model_id, records[start : start + 500], numeric))
+    data = monitor.dumps()
+    parts = {
+        kind: len(pickle.dumps(getattr(monitor, kind), pickle.HIGHEST_PROTOCOL))
+        for kind in ("watch", "join", "leaks", "label_wait")
+    }
+    restore_s = []
+    for _ in range(20):
+        start_s = time.perf_counter()
+        Monitor.restore(model, data)
+        restore_s.append(time.perf_counter() - start_s)
+    return {
+        "records": len(records),
+        "held_predictions": len(monitor.join.held),
+        "pickled_bytes": len(data),
+        "pickled_bytes_per_kind": parts,
+        "restore_ms_p50_p99": _percentiles(restore_s),
+    }
+
+
 def profile(portfolio: Portfolio, routed: Sequence[tuple[str, Record]], size: int) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -247,18 +310,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[500, 1])
     parser.add_argument("--per-model", type=int, default=500, help="synthetic records per model")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scenario-records",
+        type=int,
+        default=None,
+        help="replay only the first so many routed records of the scenario",
+    )
+    parser.add_argument(
+        "--records-batch-one",
+        type=int,
+        default=None,
+        help="replay only the first so many records in batches of 1",
+    )
     parser.add_argument("--no-scenario", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
+    parser.add_argument("--at-caps", action="store_true", help="one model driven to its caps")
     args = parser.parse_args(argv)
     runs: list[tuple[str, Portfolio, list[tuple[str, Record]]]] = []
     if not args.no_scenario:
-        runs.append(("scenario (20 models, 4 features)", *scenario()))
+        portfolio, routed = scenario()
+        label = f"scenario (20 models, 4 features, {len(routed):,d} records)"
+        runs.append((label, portfolio, routed[: args.scenario_records]))
     for models in args.models:
         portfolio = synthetic_portfolio(models, args.features)
         label = f"synthetic ({models} models, {args.features} features)"
         runs.append((label, portfolio, synthetic(portfolio, args.per_model, seed=models)))
-    for label, portfolio, routed in runs:
+    for label, portfolio, everything in runs:
         for size in args.batch:
+            limit = args.records_batch_one if size == 1 else None
+            routed = everything[:limit]
             if args.profile:
                 print(f"== {label}, batch {size}: cProfile, top 25 by own time")
                 print(profile(portfolio, routed, size))
@@ -270,10 +350,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 flush=True,
             )
     if not args.profile and len(runs) > 1:
-        label, portfolio, routed = runs[-1]
-        _, monitors, _ = replay(portfolio, routed, max(args.batch))
+        label, portfolio, everything = runs[-1]
+        _, monitors, _ = replay(portfolio, everything, max(args.batch))
         print(f"memory after {label}:")
         for key, value in memory(monitors).items():
+            print(f"  {key}: {value}")
+    if args.at_caps:
+        print(f"one model of {args.features} features at its caps:")
+        for key, value in at_caps(args.features).items():
             print(f"  {key}: {value}")
 
 

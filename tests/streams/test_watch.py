@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
+import math
 import pickle
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.contracts import FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
@@ -23,6 +27,7 @@ from streams.monitor.watch import (
     observe,
 )
 from streams.portfolio import Model, PortfolioError, load_portfolio, parse_portfolio
+from tests.detectors.batching import same_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -452,3 +457,38 @@ def test_bad_output_settings_name_the_model_and_key(setting: str, key: str, reas
         new_watch(model)
     assert (caught.value.model, caught.value.key) == ("ranker", key)
     assert reason in caught.value.reason
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.floats(-5.0, 5.0), st.just(math.nan), st.just(math.inf)),
+        min_size=0,
+        max_size=260,
+    ),
+    cuts=st.lists(st.integers(0, 260), max_size=6),
+)
+def test_feature_drift_in_batches_finds_the_windows_one_by_one_does(
+    values: list[float | None], cuts: list[int]
+) -> None:
+    small = SMALL.replace(
+        "window_size = 500\nreference_size = 1000", "window_size = 20\nreference_size = 30"
+    )
+    model = parse_portfolio(small).models["ranker"]
+    one, many = new_watch(model).drift["age"], new_watch(model).drift["age"]
+    expected = []
+    for n, value in enumerate(values):
+        test = one.update(value)
+        if test is not None:
+            p_value = float(getattr(test, "p_value", math.nan))
+            expected.append((n, test.statistic, p_value, test.drift_detected))
+    found = []
+    bounds = [0, *sorted(c for c in cuts if c <= len(values)), len(values)]
+    for start, stop in itertools.pairwise(bounds):
+        found += [(start + n, *rest) for n, *rest in many.update_many(values[start:stop])]
+    assert [(n, s, d) for n, s, _, d in found] == [(n, s, d) for n, s, _, d in expected]
+    assert [p for *_, p, _ in found] == pytest.approx([p for *_, p, _ in expected], nan_ok=True)
+    assert many.reference == one.reference
+    assert (many.test is None) == (one.test is None)
+    if one.test is not None:
+        assert same_state(many.test, one.test)
