@@ -59,9 +59,9 @@ EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender"
 # Leak watch (durations in event-time milliseconds, on the compressed clock): a write
 # within a second (24 nominal minutes) of a label is near it, lags are judged up to eight
 # nominal days after it (480 s here, as a week's lag is in production), and a lag bin is
-# judged three seconds after it closed, once its writes are in; replayed offline (the worker's pure code over the default scenario), a 1%
-# tolerated gap rate flagged a healthy model's naturally late feature, 5% flagged only the
-# late upstream. Leak points every 5 s.
+# judged three seconds after it closed, once its writes are in. Replayed offline (the
+# worker's pure code over the default scenario), a 1% tolerated gap rate flagged a healthy
+# model's naturally late feature, 5% flagged only the late upstream. Leak points every 5 s.
 # Output detectors: a nominal day is a minute here, about 1,200 predictions of a model
 # at 20 a second. Their references freeze after 400 predictions (20 s at that rate, under
 # a minute for the quietest model), so before any incident that moves a model's output.
