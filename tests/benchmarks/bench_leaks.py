@@ -416,7 +416,7 @@ def watch_memory(entities: int = 12_000, writes: int = 4) -> dict[str, float]:
     and restore times in milliseconds (CPU).
     """
     from schemas.contracts import GroundTruth
-    from streams.leak_watch import new_leak_watch, observe
+    from streams.monitor.leak_watch import new_leak_watch, observe
     from streams.portfolio import parse_portfolio
     from tests.streams.test_leak_watch import label, prediction, write
 
