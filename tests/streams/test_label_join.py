@@ -305,7 +305,7 @@ def test_a_chunk_whose_calibrated_accuracy_drops_is_evidence_before_any_label() 
     # The calibrated estimate speaks once per chunk of ``window`` (500) predictions.
     assert [n for n, _ in calibrated] == [499, 999]
     evidence = calibrated[0][1]
-    assert evidence.alarm and evidence.alpha is None
+    assert evidence.alarm and evidence.alpha is None and not evidence.material
     assert evidence.details["estimated_accuracy"] < evidence.details["reference_accuracy"] - 0.02
 
 
