@@ -675,12 +675,15 @@ def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) 
     if after == before:
         return None
     watch.alarming[evidence.detector] = after
-    features = ", ".join(sorted(after))
+    # Output detectors (score, error_rate) are about the model, not a feature.
+    features = ", ".join(sorted(f for f in after if f))
     if after:
-        text = f"{model.model_id}: {evidence.detector} alarms on {features}"
+        text = f"{model.model_id}: {evidence.detector} alarms" + (
+            f" on {features}" if features else ""
+        )
         severity = "critical" if evidence.critical else "warning"
         return detector_alert(
-            model.model_id, model.owner, evidence.detector, severity, text, features
+            model.model_id, model.owner, evidence.detector, severity, text, features or None
         )
     text = f"{model.model_id}: {evidence.detector} is quiet again"
     return detector_alert(model.model_id, model.owner, evidence.detector, "normal", text)
@@ -711,7 +714,12 @@ def describe(model: Model, watch: ModelWatch | None) -> dict[str, Any]:
         "fallback_since": _iso(policy.fallback_since),
         "escalated": watch.escalated,
         "last_seq": watch.last_seq,
-        "alarming": {detector: sorted(features) for detector, features in watch.alarming.items()},
+        # Detectors alarming now, with their features (none for the model's outputs).
+        "alarming": {
+            detector: sorted(f for f in features if f)
+            for detector, features in watch.alarming.items()
+            if features
+        },
         "last_evidence": None
         if evidence is None
         else {

@@ -375,6 +375,23 @@ def test_a_constant_output_falls_back_through_the_score_cusum() -> None:
     assert actions_of(observations) == [(3077, "fallback")]
 
 
+def test_an_output_alarm_names_the_model_not_an_empty_feature() -> None:
+    rng = np.random.default_rng(3)
+    model = small_model()
+    watch = new_watch(model)
+    predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 20, constant=0.0)
+    observations = run(watch, predictions)
+    alerts = [
+        alert
+        for _, observation in observations
+        for alert in consequences(model, watch, observation).alerts
+        if alert.event == "score"
+    ]
+    assert [(a.severity, a.text) for a in alerts] == [("warning", "ranker: score alarms")]
+    assert "feature" not in alerts[0].attributes
+    assert describe(model, watch)["alarming"] == {"score": []}
+
+
 def test_an_error_spike_falls_back_through_the_error_rate_cusum() -> None:
     rng = np.random.default_rng(3)
     predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 3000, error_rate=0.3)
