@@ -65,8 +65,8 @@ prediction's ``predicted_at`` for an estimate), ``alpha`` the level the alarm ru
 chunk whose calibrated estimate of accuracy is more than ``tolerance`` below the accuracy
 measured on the calibration labels gives ``Evidence(detector="estimated_performance")``
 (an effect size, no level), not material yet: the health policy records it and does not
-act on it, because a chunk ends well after the change it saw did. Alarms of other roles are counted in their points
-(``alarms``).
+act on it, because a chunk ends well after the change it saw did. Alarms of other roles
+are counted in their points (``alarms``).
 
 Levels. ``AlarmBudget(false_fallbacks_per_model_day, {"performance": labels_per_day,
 "estimated_accuracy": predictions_per_day})`` with equal shares: ``PerformanceDrop``'s
