@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from schemas.codec import decode_prediction
+from schemas.codec import decode_batch
 from schemas.contracts import Prediction
 from streams.control import publish_command
 from streams.settings import Settings, env_name
@@ -167,7 +167,8 @@ def read_predictions(
 def _take(consumer: Consumer, found: list[Prediction]) -> int:
     message = consumer.poll(0.2)
     if message is not None and message.error() is None:
-        prediction = decode_prediction(message.value())
-        assert isinstance(prediction, Prediction), prediction
-        found.append(prediction)
+        # The node's logger sends one batch message per model and flush.
+        for prediction in decode_batch(Prediction, message.value()):
+            assert isinstance(prediction, Prediction), prediction
+            found.append(prediction)
     return len(found)
