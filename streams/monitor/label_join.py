@@ -632,8 +632,7 @@ def _metric_input(output: HeldOutput, label: Any) -> Any:
         return (output, {label}) if isinstance(label, str | int) else None
     if isinstance(output, float):
         return (label, output)
-    classes = sorted(output)
-    return (_class_index(output, label), output[classes[1]])
+    return (_class_index(output, label), _positive_score(output))
 
 
 def _probabilities(output: HeldOutput, task: str) -> float | list[float] | None:
