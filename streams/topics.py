@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -217,9 +218,7 @@ def ensure_topics(
             changes.append(f"partitions {partitions} -> {spec.partitions}")
         elif partitions > spec.partitions:
             changes.append(f"has {partitions} partitions, catalogue says {spec.partitions}: left")
-        resource = ConfigResource(ResourceType.TOPIC, name)
-        described = admin.describe_configs([resource], request_timeout=timeout)
-        current = _result(described[resource], timeout)
+        current = _topic_configs(admin, ConfigResource(ResourceType.TOPIC, name), timeout)
         drifted = {
             key: value
             for key, value in spec.configs.items()
@@ -245,6 +244,27 @@ def ensure_topics(
 
 def _result(future: Any, timeout: float) -> Any:
     return future.result(timeout=timeout)
+
+
+def _topic_configs(admin: AdminClient, resource: Any, timeout: float) -> Any:
+    """The topic's configs, waiting out a topic that another process has only just created.
+
+    Two workers starting together both try to create a missing topic; the one that loses
+    gets TOPIC_ALREADY_EXISTS, and then, until the controller's metadata reaches the
+    broker, UNKNOWN_TOPIC_OR_PART when it describes it.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        described = admin.describe_configs([resource], request_timeout=timeout)
+        try:
+            return _result(described[resource], timeout)
+        except KafkaException as error:
+            unknown = error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

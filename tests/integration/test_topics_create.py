@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -57,6 +58,29 @@ def test_topics_create_is_idempotent_and_reports_changes(
         assert {change.action for name, change in repaired.items() if name != control.name} == {
             "unchanged"
         }
+    finally:
+        for future in admin.delete_topics(names).values():
+            future.result(timeout=30)
+
+
+def test_workers_starting_together_each_create_or_find_every_topic(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str
+) -> None:
+    # Two workers of one group start at once: one creates a topic, the other is told it
+    # exists and may describe it before the broker knows it (UNKNOWN_TOPIC_OR_PART).
+    settings = dataclasses.replace(
+        stack_settings, kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{unique_name}."
+    )
+    names = [spec.name(settings) for spec in CATALOGUE]
+    admin = admin_client(settings)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reports = list(pool.map(lambda _: ensure_topics(settings), range(4)))
+        assert all([change.topic for change in report] == names for report in reports)
+        created = [
+            sum(report[i].action == "created" for report in reports) for i in range(len(names))
+        ]
+        assert created == [1] * len(names)
     finally:
         for future in admin.delete_topics(names).values():
             future.result(timeout=30)

@@ -81,6 +81,11 @@ class WorkerProcess:
             assert time.monotonic() < deadline, f"consumed {self.consumed()} of {count}"
             time.sleep(0.2)
 
+    def tail(self, chars: int = 3000) -> str:
+        """The end of the worker's log, for a failure's message."""
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-chars:]
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
@@ -169,7 +174,9 @@ def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
             produce(confluent_producer_config, first_settings, stream)
         deadline = time.monotonic() + START_TIMEOUT_S * 2
         while sum(worker.consumed() or 0 for worker in workers) < total:
-            assert all(w.process.poll() is None for w in workers), "a worker exited"
+            assert all(w.process.poll() is None for w in workers), [
+                (w.process.returncode, w.tail()) for w in workers
+            ]
             assert time.monotonic() < deadline, [w.consumed() for w in workers]
             time.sleep(0.5)
         # With events read twice, the sum can reach the total before every event was read:
