@@ -6,7 +6,8 @@ in one run, alternating one measurement of each (which one goes first alternates
 - ``listener``: a signed command alternating fallback/restore for one model is produced to
   a fresh compacted control topic; the clock stops in the ``ControlListener``'s on-change
   callback, which runs right after the map entry is replaced (so it includes consuming,
-  decoding, the HMAC check, the replay check and the map write);
+  decoding, the Ed25519 verification, the replay check and the map write); the listener
+  holds only the public key, as a node does;
 - ``bare``: the same bytes produced to a fresh topic and consumed by a bare confluent-kafka
   consumer (assigned, polling on its own thread) with the same librdkafka settings as the
   listener; the clock stops when ``poll`` returns the message.
@@ -37,7 +38,13 @@ from streams.fleet import ControlListener, ModeChange
 from streams.fleet.kafka_config import command_producer_config, listener_consumer_config
 from streams.settings import Settings
 from streams.topics import CONTROL, TopicSpec
-from tests.fleet.helpers import catalogue_topics, command, fleet_settings, percentiles
+from tests.fleet.helpers import (
+    catalogue_topics,
+    command,
+    fleet_settings,
+    node_settings,
+    percentiles,
+)
 
 WAIT_S = 10.0
 
@@ -94,7 +101,7 @@ def run(
     listener_ms: list[float] = []
     bare_ms: list[float] = []
     with catalogue_topics(settings, (CONTROL, bare_spec)):
-        listener = ControlListener(settings, consumer_config=overrides)
+        listener = ControlListener(node_settings(settings), consumer_config=overrides)
         listener.on_change(on_change)
         listener.start()
         assert listener.wait_bootstrapped(30)
