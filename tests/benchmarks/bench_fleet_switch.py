@@ -14,8 +14,18 @@ in one run, alternating one measurement of each (which one goes first alternates
 
 Both producers are the control producer (``linger.ms=0``, ``acks=all``); the clock starts
 right before ``produce``. Each measurement waits for the previous one to arrive and be
-acknowledged (untimed), so none queues behind another. Reports
-p50, p99 and max in ms, and listener/bare ratios. Run::
+acknowledged (untimed), so none queues behind another. Reports p50, p99 and max in ms,
+and listener/bare ratios; then where the listener's tail comes from:
+
+- ``kafka`` and ``node``: each switch split where the listener's ``poll`` returned the
+  message (the node's part is decoding, verification, the gate, the map and the callback,
+  plus any wait for the GIL);
+- ``decode``, ``verify``, ``admit``: those steps alone, on the run's own messages, on the
+  main thread after the run (no Kafka, no other thread);
+- ``gc``: the collector's pauses during the timed part (count, total, max), and the
+  listener p99 of the switches that no collection overlapped.
+
+Run::
 
     .venv/bin/python -m tests.benchmarks.bench_fleet_switch            # 2,000 of each
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_switch.py -s
@@ -24,6 +34,7 @@ p50, p99 and max in ms, and listener/bare ratios. Run::
 from __future__ import annotations
 
 import argparse
+import gc
 import threading
 import time
 import uuid
@@ -32,8 +43,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from schemas.codec import encode
-from schemas.contracts import Action
+from schemas.codec import decode_control_command, encode
+from schemas.contracts import Action, ControlCommand
+from schemas.signing import CommandGate, Keyring
 from streams.fleet import ControlListener, ModeChange
 from streams.fleet.kafka_config import command_producer_config, listener_consumer_config
 from streams.settings import Settings
@@ -74,6 +86,63 @@ class BareConsumer:
         self._consumer.close()
 
 
+class StampedListener(ControlListener):
+    """The listener, noting when ``poll`` handed it each message."""
+
+    received_ns = 0
+
+    def _receive(self, message: Any) -> None:
+        self.received_ns = time.perf_counter_ns()
+        super()._receive(message)
+
+
+class GcPauses:
+    """The collector's pauses, as (start, stop) ``perf_counter_ns`` pairs, while recording."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int]] = []
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            self.pauses.append((self._started, time.perf_counter_ns()))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+    def overlaps(self, start: int, stop: int) -> bool:
+        return any(begin < stop and end > start for begin, end in self.pauses)
+
+    def summary(self) -> dict[str, float]:
+        lengths = [(end - begin) / 1e6 for begin, end in self.pauses]
+        return {"n": len(lengths), "total": sum(lengths), "max": max(lengths, default=0.0)}
+
+
+def stage_costs(raws: list[bytes], keyring: Keyring) -> dict[str, dict[str, float]]:
+    """Decode, verify and admit each message alone, in microseconds, on this thread."""
+    times: dict[str, list[float]] = {"decode": [], "verify": [], "admit": []}
+    gate = CommandGate(keyring)
+    for raw in raws:
+        started = time.perf_counter_ns()
+        command = decode_control_command(raw)
+        decoded = time.perf_counter_ns()
+        assert isinstance(command, ControlCommand)
+        assert keyring.verify(command)
+        verified = time.perf_counter_ns()
+        assert gate.admit(command, 0) is None
+        admitted = time.perf_counter_ns()
+        times["decode"].append((decoded - started) / 1e3)
+        times["verify"].append((verified - decoded) / 1e3)
+        times["admit"].append((admitted - verified) / 1e3)
+    return {stage: percentiles(samples) for stage, samples in times.items()}
+
+
 def _spin(stop: threading.Event) -> None:
     while not stop.is_set():
         sum(range(1_000))
@@ -100,8 +169,12 @@ def run(
 
     listener_ms: list[float] = []
     bare_ms: list[float] = []
-    with catalogue_topics(settings, (CONTROL, bare_spec)):
-        listener = ControlListener(node_settings(settings), consumer_config=overrides)
+    kafka_ms: list[float] = []
+    node_ms: list[float] = []
+    spans: list[tuple[int, int]] = []
+    raws: list[bytes] = []
+    with catalogue_topics(settings, (CONTROL, bare_spec)), GcPauses() as pauses:
+        listener = StampedListener(node_settings(settings), consumer_config=overrides)
         listener.on_change(on_change)
         listener.start()
         assert listener.wait_bootstrapped(30)
@@ -119,6 +192,9 @@ def run(
             # The producer keeps one request in flight: wait for the ack, untimed, so the
             # next measurement does not queue behind this one.
             producer.flush(WAIT_S)
+            kafka_ms.append((listener.received_ns - started) / 1e6)
+            node_ms.append((flipped_ns - listener.received_ns) / 1e6)
+            spans.append((started, flipped_ns))
             return (flipped_ns - started) / 1e6
 
         def round_trip(raw: bytes) -> float:
@@ -134,6 +210,9 @@ def run(
             for i in range(count + 50):
                 action: Action = "fallback" if i % 2 == 0 else "restore"
                 raw = encode(command(settings, "bench-model", action, seq + i))
+                if i == 50:
+                    # Only the timed part counts: warm-up, start-up and set-up are dropped.
+                    del kafka_ms[:], node_ms[:], spans[:], pauses.pauses[:]
                 # Alternate which goes first, so neither always follows the other.
                 if i % 2 == 0:
                     listener_elapsed, bare_elapsed = switch(raw), round_trip(raw)
@@ -142,6 +221,7 @@ def run(
                 if i >= 50:
                     listener_ms.append(listener_elapsed)
                     bare_ms.append(bare_elapsed)
+                    raws.append(raw)
         finally:
             stop_spinning.set()
             bare.close()
@@ -149,22 +229,43 @@ def run(
             producer.flush(10)
         stats = listener.stats()
     assert stats.applied == count + 50 and sum(stats.rejected.values()) == 0
-    result = {"listener": percentiles(listener_ms), "bare": percentiles(bare_ms)}
+    result: dict[str, Any] = {"listener": percentiles(listener_ms), "bare": percentiles(bare_ms)}
     result["ratio"] = {
         key: result["listener"][key] / result["bare"][key] for key in ("p50", "p99", "max")
     }
+    result["kafka"], result["node"] = percentiles(kafka_ms), percentiles(node_ms)
+    untouched = [
+        ms for ms, span in zip(listener_ms, spans, strict=True) if not pauses.overlaps(*span)
+    ]
+    result["gc"] = {**pauses.summary(), "p99 without": percentiles(untouched)["p99"]}
+    result["stages"] = stage_costs(raws, Keyring.from_settings(node_settings(settings)))
     return result
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"{'':10} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
-    for name in ("listener", "bare"):
-        row = result[name]
+
+    def row(name: str, values: dict[str, float]) -> None:
         lines.append(
-            f"{name:10} {row['n']:6d} {row['p50']:8.3f} {row['p99']:8.3f} {row['max']:8.3f}"
+            f"{name:10} {values['n']:6d} {values['p50']:8.3f} {values['p99']:8.3f} "
+            f"{values['max']:8.3f}"
         )
+
+    row("listener", result["listener"])
+    row("bare", result["bare"])
     ratio = result["ratio"]
     lines.append(f"{'ratio':10} {'':6} {ratio['p50']:8.2f} {ratio['p99']:8.2f} {ratio['max']:8.2f}")
+    lines.append("the listener's switches, split where poll returned:")
+    row("kafka", result["kafka"])
+    row("node", result["node"])
+    lines.append("each step alone, on the main thread after the run (us, not ms):")
+    for stage, values in result["stages"].items():
+        row(stage, values)
+    gc_ = result["gc"]
+    lines.append(
+        f"gc: {gc_['n']} pauses, {gc_['total']:.3f} ms in all, max {gc_['max']:.3f} ms; "
+        f"listener p99 without the switches they overlapped: {gc_['p99 without']:.3f} ms"
+    )
     return "\n".join(lines)
 
 
