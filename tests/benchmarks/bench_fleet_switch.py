@@ -21,13 +21,14 @@ and listener/bare ratios; then where the listener's tail comes from:
   message (the node's part is decoding, verification, the gate, the map and the callback,
   plus any wait for the GIL);
 - ``decode``, ``verify``, ``admit``: those steps alone, on the run's own messages, on the
-  main thread after the run (no Kafka, no other thread);
+  main thread after the run (no Kafka, no other thread), and ``hmac``, the check that
+  Ed25519 replaced;
 - ``gc``: the collector's pauses during the timed part (count, total, max), and the
   listener p99 of the switches that no collection overlapped.
 
 Run::
 
-    .venv/bin/python -m tests.benchmarks.bench_fleet_switch            # 2,000 of each
+    .venv/bin/python -m tests.benchmarks.bench_fleet_switch     # 3 rounds of 2,000 of each
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_switch.py -s
 """
 
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import statistics
+import sys
 import threading
 import time
 import uuid
@@ -45,7 +48,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from schemas.codec import decode_control_command, encode
 from schemas.contracts import Action, ControlCommand
-from schemas.signing import CommandGate, Keyring
+from schemas.signing import CommandGate, Keyring, hmac_signature
 from streams.fleet import ControlListener, ModeChange
 from streams.fleet.kafka_config import command_producer_config, listener_consumer_config
 from streams.settings import Settings
@@ -125,9 +128,11 @@ class GcPauses:
 
 
 def stage_costs(raws: list[bytes], keyring: Keyring) -> dict[str, dict[str, float]]:
-    """Decode, verify and admit each message alone, in microseconds, on this thread."""
-    times: dict[str, list[float]] = {"decode": [], "verify": [], "admit": []}
+    """Decode, verify and admit (the gate, verification included) each message alone, in
+    microseconds, on this thread; and, for comparison, the HMAC that Ed25519 replaced."""
+    times: dict[str, list[float]] = {"decode": [], "verify": [], "admit": [], "hmac": []}
     gate = CommandGate(keyring)
+    secret = b"the-earlier-scheme's-shared-secret"
     for raw in raws:
         started = time.perf_counter_ns()
         command = decode_control_command(raw)
@@ -137,6 +142,8 @@ def stage_costs(raws: list[bytes], keyring: Keyring) -> dict[str, dict[str, floa
         verified = time.perf_counter_ns()
         assert gate.admit(command, 0) is None
         admitted = time.perf_counter_ns()
+        hmac_signature(secret, command)
+        times["hmac"].append((time.perf_counter_ns() - admitted) / 1e3)
         times["decode"].append((decoded - started) / 1e3)
         times["verify"].append((verified - decoded) / 1e3)
         times["admit"].append((admitted - verified) / 1e3)
@@ -288,8 +295,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--busy-threads", type=int, default=0, help="Python threads spinning meanwhile"
     )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run: the longest a busy thread keeps the GIL",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs, each on fresh topics")
     args = parser.parse_args(argv)
-    print(report(run(bench_settings(), args.count, args.fetch_wait_ms, args.busy_threads)))
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
+    results = []
+    for number in range(1, args.rounds + 1):
+        results.append(run(bench_settings(), args.count, args.fetch_wait_ms, args.busy_threads))
+        print(f"round {number}\n{report(results[-1])}\n", flush=True)
+    print(f"medians of {len(results)} rounds (ms):")
+    for name, key in [(n, k) for n in ("listener", "bare", "node") for k in ("p50", "p99")]:
+        print(f"  {name} {key}: {statistics.median(r[name][key] for r in results):.3f}")
+    for key in ("p50", "p99"):
+        print(f"  ratio {key}: {statistics.median(r['ratio'][key] for r in results):.2f}")
     return 0
 
 
