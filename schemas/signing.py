@@ -168,12 +168,11 @@ class Keyring:
             )
 
     @classmethod
-    def parse(cls, *, public_keys: str = "", private_key: str = "", hmac_keys: str = "") -> Keyring:
+    def parse(cls, *, public_keys: str = "", private_key: str = "") -> Keyring:
         """A keyring from the text forms of its keys (see the module docstring)."""
         return cls(
             _public_keys(_parse_entries(public_keys, "public keys")),
             KeyPair.from_line(private_key) if private_key.strip() else None,
-            _hmac_secrets(_parse_entries(hmac_keys, "HMAC keys")),
         )
 
     @classmethod
