@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.signing import Keyring
+from schemas.signing import KeyPair, Keyring
 from streams.cli import main
 from streams.settings import Settings
 
@@ -48,3 +48,18 @@ def test_control_refuses_to_sign_without_a_key(
     monkeypatch.setenv("FAILSOFT_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     assert main(["control", "fallback", "recs", "--reason", "test"]) == 1
     assert "no control signing key is configured" in capsys.readouterr().err
+
+
+def test_each_key_setting_has_its_variable_and_no_repr_shows_the_private_key() -> None:
+    signer, other = KeyPair.generate("k1"), KeyPair.generate("k2")
+    settings = Settings.from_env(
+        {
+            "FAILSOFT_CONTROL_PRIVATE_KEY": signer.private_line(),
+            "FAILSOFT_CONTROL_PUBLIC_KEYS": other.public_line(),
+            "FAILSOFT_CONTROL_ACCEPT_HMAC": "false",
+        }
+    )
+    ring = Keyring.from_settings(settings)
+    assert ring.signing_key_id == "k1" and ring.public_keys.keys() == {"k1", "k2"}
+    secret = signer.private_line().partition("=")[2]
+    assert secret not in repr(settings) and secret not in repr(ring)
