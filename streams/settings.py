@@ -61,11 +61,9 @@ class Settings:
     control_public_keys_file: str = ""
     # The earlier scheme's shared HMAC secrets ("key_id=secret"): a node verifies HMAC
     # commands only with control_accept_hmac on, for the migration in the README;
-    # otherwise configuring them is an error. control_signing_key_id named the HMAC key to
-    # sign with; nothing signs with HMAC any more, so it is not read.
+    # otherwise configuring them is an error. Nothing signs with HMAC any more.
     control_keys: str = dataclasses.field(default="", repr=False)
     control_keys_file: str = ""
-    control_signing_key_id: str = ""
     control_accept_hmac: bool = False
 
     # The Faust worker. Its app id is also its consumer group; workers that share it share
