@@ -255,7 +255,7 @@ def test_escalation_alert_once_and_cleared_on_restore() -> None:
     assert events == ["FallbackEscalated", "EscalationCleared"]
     [escalation] = [a for e in effects for a in e.alerts if a.event == "FallbackEscalated"]
     assert escalation.severity == "critical"
-    assert escalation.value == "0.5h"
+    assert escalation.value == "30 min"
 
 
 def test_describe_tells_state_since_why_and_last_evidence() -> None:

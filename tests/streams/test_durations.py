@@ -1,0 +1,68 @@
+"""The one duration parser and formatter (streams.durations), and the texts that use it."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from streams.durations import format_duration, parse_duration
+from streams.monitor.effects import escalation_alert
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0 s"),
+        (0.5, "0.5 s"),
+        (45.0, "45 s"),
+        (59.4, "59 s"),
+        (60.0, "1 min"),
+        (12 * 60.0, "12 min"),
+        (99 * 60.0, "99 min"),
+        (3 * 3600.0, "3.0 h"),
+        (47 * 3600.0, "47.0 h"),
+        (2.5 * 86_400, "2.5 d"),
+    ],
+)
+def test_format_duration_picks_the_unit_a_person_reads(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert format_duration(timedelta(seconds=seconds)) == text
+
+
+def test_an_escalation_after_minutes_says_minutes() -> None:
+    # It read "served its fallback for 0.0 h" for a two-minute limit (the trial scale).
+    alert = escalation_alert("ranker", "team-search", timedelta(minutes=2))
+    assert alert.text == "ranker has served its fallback for 2 min; team-search must look"
+    assert alert.value == "2 min"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("500ms", timedelta(milliseconds=500)),
+        ("5s", timedelta(seconds=5)),
+        ("15m", timedelta(minutes=15)),
+        ("3d", timedelta(days=3)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5h", timedelta(minutes=90)),
+        (90, timedelta(seconds=90)),
+        (0.25, timedelta(milliseconds=250)),
+    ],
+)
+def test_parse_duration(value: object, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["5x", "", "s", "5 parsecs", True, None, [5], float("nan"), -1, 0]
+)
+def test_parse_duration_refuses_with_an_example(value: object) -> None:
+    with pytest.raises(ValueError, match=re.escape('write e.g. "5s" or "15m"')):
+        parse_duration(value)
+
+
+def test_zero_is_a_duration_where_allowed() -> None:
+    assert parse_duration("0s", allow_zero=True) == timedelta()
+    assert parse_duration(0, allow_zero=True) == timedelta()
