@@ -6,11 +6,12 @@ that shows a duration to a person (alert texts, shadow verdicts, logs). Pure: no
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import timedelta
 
-__all__ = ["DURATION_EXAMPLE", "format_duration", "parse_duration"]
+__all__ = ["DURATION_EXAMPLE", "format_duration", "parse_duration", "shown"]
 
 # Quoted in errors, so that the fix is one copy away.
 DURATION_EXAMPLE = 'write e.g. "5s" or "15m"'
@@ -48,26 +49,41 @@ def parse_duration(
     >>> parse_duration("5x")
     Traceback (most recent call last):
     ...
-    ValueError: '5x' is not a duration; write e.g. "5s" or "15m"
+    ValueError: "5x" is not a duration; write e.g. "5s" or "15m"
     """
+    not_one = ValueError(f"{shown(value)} is not a duration; {DURATION_EXAMPLE}")
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; {DURATION_EXAMPLE}")
+        raise not_one
     if isinstance(value, int | float):
         if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a duration; {DURATION_EXAMPLE}")
+            raise not_one
         duration = value * number_unit
     elif isinstance(value, str):
         text = value.replace(" ", "")
         parts = _PART.findall(text)
         if not parts or _PART.sub("", text):
-            raise ValueError(f"{value!r} is not a duration; {DURATION_EXAMPLE}")
+            raise not_one
         duration = sum((float(number) * _UNITS[unit] for number, unit in parts), timedelta())
     else:
-        raise ValueError(f"{value!r} is not a duration; {DURATION_EXAMPLE}")
+        raise not_one
     if duration < timedelta() or (duration == timedelta() and not allow_zero):
         bound = "0 or more" if allow_zero else "positive"
-        raise ValueError(f"{value!r}: the duration must be {bound}; {DURATION_EXAMPLE}")
+        raise ValueError(f"{shown(value)}: the duration must be {bound}; {DURATION_EXAMPLE}")
     return duration
+
+
+def shown(value: object) -> str:
+    """A value as it is written in a TOML file or an environment variable: strings in
+    double quotes.
+
+    >>> shown("5x"), shown(5), shown(True)
+    ('"5x"', '5', 'true')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
 def format_duration(duration: timedelta | float) -> str:

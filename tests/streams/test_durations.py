@@ -9,6 +9,7 @@ import pytest
 
 from streams.durations import format_duration, parse_duration
 from streams.monitor.effects import escalation_alert
+from streams.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -66,3 +67,18 @@ def test_parse_duration_refuses_with_an_example(value: object) -> None:
 def test_zero_is_a_duration_where_allowed() -> None:
     assert parse_duration("0s", allow_zero=True) == timedelta()
     assert parse_duration(0, allow_zero=True) == timedelta()
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("300", 300.0), ("5m", 300.0), ("1.5", 1.5), ("0", 0.0)]
+)
+def test_a_duration_setting_takes_a_string_or_seconds(raw: str, seconds: float) -> None:
+    assert Settings.from_env({"FAILSOFT_ALERT_DAMPING": raw}).alert_damping == seconds
+
+
+def test_a_bad_duration_setting_names_the_variable_the_value_and_an_example() -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"FAILSOFT_ALERT_DAMPING": "5x"})
+    assert str(caught.value) == (
+        'FAILSOFT_ALERT_DAMPING="5x" is not a duration; write e.g. "5s" or "15m"'
+    )
