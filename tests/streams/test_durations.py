@@ -40,23 +40,6 @@ def test_an_escalation_after_minutes_says_minutes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("500ms", timedelta(milliseconds=500)),
-        ("5s", timedelta(seconds=5)),
-        ("15m", timedelta(minutes=15)),
-        ("3d", timedelta(days=3)),
-        ("1h30m", timedelta(minutes=90)),
-        ("1.5h", timedelta(minutes=90)),
-        (90, timedelta(seconds=90)),
-        (0.25, timedelta(milliseconds=250)),
-    ],
-)
-def test_parse_duration(value: object, expected: timedelta) -> None:
-    assert parse_duration(value) == expected
-
-
-@pytest.mark.parametrize(
     "value", ["5x", "", "s", "5 parsecs", True, None, [5], float("nan"), -1, 0]
 )
 def test_parse_duration_refuses_with_an_example(value: object) -> None:
