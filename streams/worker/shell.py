@@ -117,6 +117,7 @@ class Monitors:
         for point in effects.points:
             app.influx.enqueue(point)
         for alert in effects.alerts:
+            app.alerta.enqueue(alert)
             closed = alert.severity in ("normal", "ok")
             # An escalation is the one alert that says a human has not looked yet.
             level = logging.WARNING if alert.group == "escalation" and not closed else logging.INFO

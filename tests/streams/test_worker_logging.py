@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streams.monitor.effects import Alert
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.worker.app import create_app
@@ -58,6 +59,7 @@ class SentCommands:
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.alerts: list[Alert] = []  # and the alerts, as the Alerta sink got them
 
     async def send(self, *, key: bytes, value: bytes) -> None:
         self.sent.append(key)
@@ -72,6 +74,9 @@ def monitors_of(
     )
     app = create_app(settings, Portfolio({model.model_id: model}))
     control = SentCommands()
+    alerts: list[Alert] = []
+    app.alerta.enqueue = alerts.append  # type: ignore[method-assign,assignment]
+    control.alerts = alerts
     # A dict for the table: outside an agent, Faust refuses table writes.
     return Monitors(app, {}, control), control, model  # type: ignore[arg-type]
 
@@ -118,6 +123,14 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
         ("INFO", f"ranker: command restore seq 3700000 by health sent: {quiet}"),
     ]
     assert control.sent == [b"ranker", b"ranker"]
+    # Logged and sent: every alert line is an alert the sink got.
+    assert [a.event for a in control.alerts] == [
+        "future_values",
+        "ModelFallback",
+        "ModelProbing",
+        "ModelHealthy",
+        "future_values",
+    ]
     assert monitors.summary() == (
         "summary: records none yet; models healthy 1; commands 2 sent, 0 withheld"
     )
