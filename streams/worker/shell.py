@@ -8,8 +8,8 @@ keyring and sent on the control topic keyed by model (counted as withheld withou
 signing key), and the monitor written to its table when its effects ask for a checkpoint.
 
 Logs (logger ``streams.worker.shell``): at info, one line per health transition, command
-and alert opened or closed, and a summary every ``SUMMARY_EVERY`` seconds (records per
-topic, models per state, commands); at warning only what needs a human: an escalation,
+and alert opened or closed, and a summary every ``SUMMARY_EVERY`` seconds (records and
+lag per topic, models per state, commands); at warning only what needs a human: an escalation,
 and a command withheld for want of a signing key.
 """
 
@@ -67,8 +67,10 @@ class Monitors:
         """One line: records consumed and dead-lettered per topic, the models this worker
         holds per health state, and the commands sent and withheld."""
         counters = self.app.counters
+        lag = self._lag()
         topics = ", ".join(
-            f"{topic} {consumed} ({counters.dead_lettered_total(topic)} dead-lettered)"
+            f"{topic} {consumed} ({counters.dead_lettered_total(topic)} dead-lettered"
+            + (f", lag {lag[topic]})" if topic in lag else ")")
             for topic, consumed in sorted(counters.consumed.items())
         )
         states = collections.Counter(m.watch.policy.state.value for m in self.cache.values())
@@ -79,6 +81,17 @@ class Monitors:
             f"summary: records {topics or 'none yet'}; models {models}; "
             f"commands {sent} sent, {withheld} withheld"
         )
+
+    def _lag(self) -> dict[str, int]:
+        """Messages behind the end of each topic Faust's consumer reads, over the partitions
+        it has read from (the batch reader's topic is not Faust's: no lag for it)."""
+        monitor = self.app.monitor
+        lag: collections.Counter[str] = collections.Counter()
+        for tp, read in monitor.tp_read_offsets.items():
+            end = monitor.tp_end_offsets.get(tp)
+            if end is not None:
+                lag[tp.topic] += max(0, end - read - 1)
+        return dict(lag)
 
     def peek(self, model: Model) -> Monitor | None:
         """The newest monitor this worker holds for the model, if any."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faust.types import TP
 
 from streams.monitor.effects import Alert
 from streams.portfolio import Model, Portfolio
@@ -137,6 +138,14 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
     monitors.app.counters.consumed["p.predictions"] += 4000
     monitors.app.counters.dead_lettered["p.predictions", "unknown model"] += 3
     assert monitors.summary().startswith("summary: records p.predictions 4000 (3 dead-lettered);")
+    # Faust's consumer read up to offset 3,899 of partition 0 and 99 of partition 1.
+    monitor = monitors.app.monitor
+    monitor.tp_read_offsets |= {TP("p.predictions", 0): 3_899, TP("p.predictions", 1): 99}
+    monitor.tp_end_offsets |= {TP("p.predictions", 0): 3_950, TP("p.predictions", 1): 100}
+    assert monitors.summary() == (
+        "summary: records p.predictions 4000 (3 dead-lettered, lag 50); models healthy 1; "
+        "commands 2 sent, 0 withheld"
+    )
 
 
 async def test_warning_is_only_what_needs_a_human(
