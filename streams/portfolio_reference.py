@@ -51,10 +51,10 @@ def _unit_name(unit: timedelta) -> str:
 
 # fmt: off
 KEYS: tuple[Key, ...] = (
-    Key("schema_version", "integer", "1", "1", "The file format's version.", "-"),
+    Key("schema_version", "integer", "1", "1", "The file format's version."),
     Key("defaults.profile", "string", '"production"', "production, trial",
         'Defaults for every model: "trial" has minute-scale settings for a first try '
-        "(see the trial column).", "-"),
+        "(see the trial column)."),
     Key("owner", "string", "required", "not empty", "The team paged and named in alerts."),
     Key("tier", "string", "required", "cpu, gpu", "Where the model runs."),
     Key("fallback.strategy", "string", "required", "a name the fleet registers",
@@ -99,7 +99,7 @@ KEYS: tuple[Key, ...] = (
         "The model's traffic, for the budget."),
     _d("detectors.output.restore_grace", "60", ">= 0",
        "After a restore, time during which fallback answers are not counted as errors."),
-    Key("detectors.output.score_warm_up", "integer", "1000", ">= 1",
+    Key("detectors.output.score_warm_up", "integer", "2000", ">= 1",
         "Scores that estimate the reference, at the start and after each alarm."),
     Key("detectors.output.score_allowance", "number", "0.25", "> 0",
         "Half the mean shift, in standard deviations, the score CUSUM is tuned for."),

@@ -155,3 +155,54 @@ def test_a_key_added_to_a_monitor_would_be_caught(monkeypatch: pytest.MonkeyPatc
         watch_module, "_OUTPUT_DEFAULTS", {**watch_module._OUTPUT_DEFAULTS, "effect_floor": 0.1}
     )
     assert "detectors.output.effect_floor" in keys_in_code() - {key.path for key in KEYS}
+
+
+def code_defaults() -> dict[str, object]:
+    """The defaults of detector keys, as the monitors and detectors define them."""
+    from streams.monitor import label_join, leak_watch, shadow_join
+
+    def signature_defaults(cls: type[Any]) -> dict[str, object]:
+        return {
+            name: p.default
+            for name, p in inspect.signature(cls).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+    found: dict[str, object] = {}
+    for prefix, cls in PREFIX_CLASSES.items():
+        group = "shadow" if prefix in ("agreement", "promotion") else "leaks"
+        given = {**signature_defaults(cls), **leak_watch._DETECTOR_DEFAULTS.get(prefix, {})}
+        found |= {f"detectors.{group}.{prefix}_{name}": v for name, v in given.items()}
+    outputs = {"score_": watch_module.RobustCUSUM, "error_": watch_module.BernoulliCUSUM}
+    for prefix, cls in outputs.items():
+        found |= {f"detectors.output.{prefix}{k}": v for k, v in signature_defaults(cls).items()}
+    found["detectors.output.score_warm_up"] = watch_module._SCORE_WARM_UP
+    found |= {f"detectors.output.{k}": v for k, v in watch_module._OUTPUT_DEFAULTS.items()}
+    found |= {f"detectors.performance.{k}": v for k, v in label_join.DEFAULTS.items()}
+    health = signature_defaults(watch_module.HealthPolicy)
+    found |= {f"detectors.health.{k}": v for k, v in health.items()}
+    found |= {
+        "detectors.leaks.report_every": leak_watch.DEFAULT_REPORT_EVERY,
+        "detectors.leaks.max_requests": leak_watch.DEFAULT_MAX_REQUESTS,
+        "detectors.shadow.pair_ttl": shadow_join.DEFAULT_PAIR_TTL,
+        "detectors.shadow.report_every": shadow_join.DEFAULT_REPORT_EVERY,
+        "detectors.shadow.max_pending": shadow_join.DEFAULT_MAX_PENDING,
+    }
+    return found
+
+
+def test_numeric_defaults_in_the_reference_are_the_codes() -> None:
+    defaults = code_defaults()
+    checked = []
+    for key in KEYS:
+        first = key.default.split(" ")[0]
+        try:
+            documented = float(first)
+        except ValueError:
+            continue  # "required", "none", "learnt", a formula: said in words
+        if key.path in defaults:
+            code = defaults[key.path]
+            assert isinstance(code, int | float), (key.path, code)
+            assert documented == float(code), key.path
+            checked.append(key.path)
+    assert len(checked) >= 55  # the check reaches most keys
