@@ -5,7 +5,14 @@ table declares one model: who owns it, where it runs, what the fleet falls back 
 features are monitored, how late its labels arrive, how its detectors are tuned, how long
 it may stay on fallback before on-call is escalated, and which shadow version it is
 compared against. ``[defaults]`` holds values that models inherit unless they set their
-own. See ``deploy/portfolio.example.toml`` for a commented example.
+own, and may name a ``profile`` (``PROFILES``: "production", the default, or "trial", with
+minute-scale settings). See ``deploy/portfolio.example.toml`` for a commented example, and
+``streams.portfolio_reference`` (the README's "Portfolio reference") for every key.
+
+Durations are strings ("500ms", "15m", "1h30m") or plain numbers in the key's unit:
+seconds, except the detector settings in ``DETECTOR_DURATIONS`` that count milliseconds.
+An error names the key's full path (``models.ranker.detectors.health.min_dwell``), the
+value and a valid example.
 
 Models in traffic but not in the file
 -------------------------------------
@@ -258,7 +265,12 @@ class Portfolio:
         return self.models.get(model_id)
 
     def models_monitoring(self, feature: str) -> tuple[str, ...]:
-        """The model_ids that monitor ``feature``, for routing feature writes."""
+        """The model_ids that monitor ``feature``, for routing feature writes.
+
+        Feature names are global across the portfolio: a write reaches every model that
+        declares its name. Models that must not share one declare namespaced names such
+        as ``ranker.country`` (the README's worker section).
+        """
         return self._by_feature.get(feature, ())
 
     def __contains__(self, model_id: object) -> bool:
