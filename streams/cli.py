@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -63,7 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"failsoft: {error}", file=sys.stderr)
         return 2
     try:
-        return int(args.handler(args, settings))
+        code = int(args.handler(args, settings))
+        # Inside the try: a pipe's reader that left shows here, not at the exit's flush.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # ``failsoft topics list | head``: the reader has what it wanted. Python would
+        # flush stdout again on exit and fail once more, so stdout goes to nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ModuleNotFoundError as error:
         extra = missing_extra(error)
         if extra is None:

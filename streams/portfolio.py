@@ -5,7 +5,14 @@ table declares one model: who owns it, where it runs, what the fleet falls back 
 features are monitored, how late its labels arrive, how its detectors are tuned, how long
 it may stay on fallback before on-call is escalated, and which shadow version it is
 compared against. ``[defaults]`` holds values that models inherit unless they set their
-own. See ``deploy/portfolio.example.toml`` for a commented example.
+own, and may name a ``profile`` (``PROFILES``: "production", the default, or "trial", with
+minute-scale settings). See ``deploy/portfolio.example.toml`` for a commented example, and
+``streams.portfolio_reference`` (the README's "Portfolio reference") for every key.
+
+Durations are strings ("500ms", "15m", "1h30m") or plain numbers in the key's unit:
+seconds, except the detector settings in ``DETECTOR_DURATIONS`` that count milliseconds.
+An error names the key's full path (``models.ranker.detectors.health.min_dwell``), the
+value and a valid example.
 
 Models in traffic but not in the file
 -------------------------------------
@@ -27,6 +34,7 @@ restart the workers one at a time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -34,9 +42,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from streams.durations import parse_duration, shown
+
 __all__ = [
+    "DETECTOR_DURATIONS",
     "DETECTOR_GROUPS",
     "FEATURE_KINDS",
+    "PROFILES",
     "TIERS",
     "UNKNOWN_MODEL_REASON",
     "Fallback",
@@ -44,6 +56,7 @@ __all__ = [
     "Model",
     "Portfolio",
     "PortfolioError",
+    "Profile",
     "Shadow",
     "load_portfolio",
     "parse_duration",
@@ -59,20 +72,83 @@ UNKNOWN_MODEL_REASON = "unknown model"
 
 DEFAULT_ESCALATION_LIMIT = timedelta(days=3)
 DEFAULT_MIN_STABLE_PERIOD = timedelta(days=7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Defaults under ``[defaults]``: ``defaults`` is shaped like that table (the file's
+    own values win, detector settings key by key), and ``min_stable_period`` is a shadow's
+    when the model does not set it."""
+
+    defaults: Mapping[str, Any]
+    min_stable_period: timedelta = DEFAULT_MIN_STABLE_PERIOD
+
+
+# ``[defaults] profile = "trial"``: settings for a first try of a few minutes, where the
+# production defaults (a 15-minute dwell, an hour's quiet, a week's shadow trial) would
+# detect nothing. They are the demo's (streams.demo.run.DEMO_DETECTOR_DEFAULTS, checked
+# on the default scenario by tests/demo/test_demo_portfolio.py; tests/benchmarks/
+# bench_trial_profile.py replays the short one in 3 minutes): drift windows of 300
+# predictions, a health policy that confirms in seconds, output references of 400
+# predictions, a leak watch that judges lags up to 8 minutes, and a shadow compared for a
+# minute.
+PROFILES: Mapping[str, Profile] = {
+    "production": Profile({}),
+    "trial": Profile(
+        {
+            "escalation_limit": "10m",
+            "detectors": {
+                "drift": {"window_size": 300, "reference_size": 600},
+                "health": {"confirm": 2, "min_dwell": "5s", "clear_after": "10s"},
+                "output": {
+                    "predictions_per_day": 1200,
+                    "score_warm_up": 400,
+                    "score_threshold": 40.0,
+                    "error_warm_up": 400,
+                    "restore_grace": "5s",
+                },
+                "leaks": {
+                    "coincidence_tolerance": "1s",
+                    "coincidence_max_lag": "8m",
+                    "coincidence_lateness": "3s",
+                    "gap_max_gap_rate": 0.05,
+                    "report_every": "5s",
+                },
+            },
+        },
+        min_stable_period=timedelta(minutes=1),
+    ),
+}
 # Labels later than this many expected delays are treated as never arriving: the
 # prediction waiting for them expires from the label join and is counted.
 LABEL_TTL_FACTOR = 3
 
 # Identifiers become Kafka keys, Alerta resources and InfluxDB tag values.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION_UNITS = {
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML's: any other key is quoted
+_SECOND = timedelta(seconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
+
+# Detector settings that are durations, with what a plain number of each means (the unit
+# its detector counts in). A string such as "5s" is converted to that number.
+DETECTOR_DURATIONS: Mapping[str, Mapping[str, timedelta]] = {
+    "health": {"min_dwell": _SECOND, "clear_after": _SECOND},
+    "output": {"restore_grace": _SECOND},
+    "performance": {"report_interval": _SECOND},
+    "leaks": {
+        "skew_tolerance": _MILLISECOND,
+        "report_every": _SECOND,
+        "coincidence_tolerance": _MILLISECOND,
+        "coincidence_max_lag": _MILLISECOND,
+        "coincidence_lateness": _MILLISECOND,
+        "coincidence_label_delay": _MILLISECOND,
+    },
+    "shadow": {
+        "pair_ttl": _SECOND,
+        "label_ttl": _SECOND,
+        "report_every": _SECOND,
+        "promotion_max_trial_period": _SECOND,
+    },
 }
 
 DetectorParam = str | int | float | bool | tuple[str | int | float | bool, ...]
@@ -89,8 +165,16 @@ class PortfolioError(ValueError):
         self.model = model
         self.key = key
         self.reason = reason
-        where = f"model {model!r}, key {key!r}" if model is not None else f"key {key!r}"
-        super().__init__(f"portfolio: {where}: {reason}")
+        super().__init__(f"portfolio: {self.path}: {reason}")
+
+    @property
+    def path(self) -> str:
+        """The key's full path in the file, e.g. ``models.ranker.detectors.health.min_dwell``."""
+        if self.model is None:
+            return self.key
+        bare = _BARE_KEY.fullmatch(self.model)
+        table = "models." + (self.model if bare else json.dumps(self.model))
+        return table if self.key == "(name)" else f"{table}.{self.key}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +267,12 @@ class Portfolio:
         return self.models.get(model_id)
 
     def models_monitoring(self, feature: str) -> tuple[str, ...]:
-        """The model_ids that monitor ``feature``, for routing feature writes."""
+        """The model_ids that monitor ``feature``, for routing feature writes.
+
+        Feature names are global across the portfolio: a write reaches every model that
+        declares its name. Models that must not share one declare namespaced names such
+        as ``ranker.country`` (the README's worker section).
+        """
         return self._by_feature.get(feature, ())
 
     def __contains__(self, model_id: object) -> bool:
@@ -248,42 +337,34 @@ def parse_portfolio(text: str) -> Portfolio:
     if version != SCHEMA_VERSION:
         raise PortfolioError(None, "schema_version", f"expected {SCHEMA_VERSION}, got {version!r}")
     defaults = _table(None, "defaults", document.get("defaults", {}))
-    _reject_unknown_keys(None, "defaults.", defaults, set(_INHERITED))
+    _reject_unknown_keys(None, "defaults.", defaults, {*_INHERITED, "profile"})
+    profile = PROFILES[
+        _choice(None, "defaults.profile", defaults.get("profile", "production"), tuple(PROFILES))
+    ]
     _validate_defaults(defaults)
+    defaults = _with_profile(profile, defaults)
     models_table = _table(None, "models", document.get("models", {}))
     if not models_table:
         raise PortfolioError(None, "models", "declare at least one [models.<model_id>] table")
     models = {
-        model_id: _model(model_id, _table(model_id, "", raw), defaults)
+        model_id: _model(model_id, _table(model_id, "", raw), defaults, profile)
         for model_id, raw in models_table.items()
     }
     return Portfolio(models)
 
 
-def parse_duration(value: object) -> timedelta:
-    """A positive duration from seconds (a number) or a string such as ``"1h30m"``.
-
-    Units: ms, s, m, h, d, w.
-
-    >>> parse_duration("1h30m"), parse_duration(90)
-    (datetime.timedelta(seconds=5400), datetime.timedelta(seconds=90))
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '15m' or a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        duration = timedelta(seconds=value)
-    elif isinstance(value, str) and _DURATION_PART.sub("", value.replace(" ", "")) == "":
-        parts = _DURATION_PART.findall(value.replace(" ", ""))
-        duration = sum(
-            (float(number) * _DURATION_UNITS[unit] for number, unit in parts), timedelta()
-        )
-        if not parts:
-            raise ValueError("expected a duration such as '15m' or a number of seconds, got ''")
-    else:
-        raise ValueError(f"expected a duration such as '15m' or a number of seconds, got {value!r}")
-    if duration <= timedelta():
-        raise ValueError(f"expected a positive duration, got {value!r}")
-    return duration
+def _with_profile(profile: Profile, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The file's ``[defaults]`` over the profile's: detector settings merge key by key."""
+    own = {key: value for key, value in defaults.items() if key != "profile"}
+    merged = {**profile.defaults, **own}
+    groups = _detector_tables(None, own.get("detectors", {}))
+    base = profile.defaults.get("detectors", {})
+    if base or groups:
+        merged["detectors"] = {
+            group: {**base.get(group, {}), **groups.get(group, {})}
+            for group in base.keys() | groups.keys()
+        }
+    return merged
 
 
 # Keys that a model inherits from [defaults] when it does not set them itself.
@@ -306,7 +387,7 @@ def _validate_defaults(defaults: dict[str, Any]) -> None:
         raise PortfolioError(None, f"defaults.{error.key}", error.reason) from None
 
 
-def _model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any]) -> Model:
+def _model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any], profile: Profile) -> Model:
     if not _IDENTIFIER.fullmatch(model_id):
         raise PortfolioError(model_id, "(name)", _identifier_reason(model_id))
     _reject_unknown_keys(model_id, "", raw, _MODEL_KEYS)
@@ -335,7 +416,9 @@ def _model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any]) -> Mode
             _detector_tables(None, defaults.get("detectors", {})),
             _detector_tables(model_id, raw.get("detectors", {})),
         ),
-        shadow=_shadow(model_id, merged["shadow"]) if "shadow" in merged else None,
+        shadow=_shadow(model_id, merged["shadow"], profile.min_stable_period)
+        if "shadow" in merged
+        else None,
     )
 
 
@@ -378,7 +461,7 @@ def _features(model_id: str, raw: object) -> tuple[Feature, ...]:
     return tuple(features)
 
 
-def _shadow(model_id: str, raw: object) -> Shadow:
+def _shadow(model_id: str, raw: object, min_stable_period: timedelta) -> Shadow:
     if isinstance(raw, str):
         raw = {"version": raw}
     table = _table(model_id, "shadow", raw)
@@ -387,7 +470,7 @@ def _shadow(model_id: str, raw: object) -> Shadow:
     if not isinstance(version, str) or not version:
         raise PortfolioError(model_id, "shadow.version", "expected the shadow's model_version")
     if "min_stable_period" not in table:
-        return Shadow(version=version)
+        return Shadow(version=version, min_stable_period=min_stable_period)
     period = _duration(model_id, "shadow.min_stable_period", table["min_stable_period"])
     return Shadow(version=version, min_stable_period=period)
 
@@ -410,8 +493,11 @@ def _detectors(
     groups = []
     for group in sorted(defaults.keys() | own.keys()):
         settings = defaults.get(group, {}) | own.get(group, {})
+        durations = DETECTOR_DURATIONS.get(group, {})
         params = tuple(
             (name, _detector_param(model_id, f"detectors.{group}.{name}", value))
+            if name not in durations
+            else (name, _in_unit(model_id, f"detectors.{group}.{name}", value, durations[name]))
             for name, value in sorted(settings.items())
         )
         groups.append((group, params))
@@ -432,6 +518,15 @@ def _detector_param(model_id: str | None, key: str, value: object) -> DetectorPa
 def _duration(model_id: str | None, key: str, value: object) -> timedelta:
     try:
         return parse_duration(value)
+    except ValueError as error:
+        raise PortfolioError(model_id, key, str(error)) from None
+
+
+def _in_unit(model_id: str | None, key: str, value: object, unit: timedelta) -> float:
+    """A detector's duration as the number of ``unit`` its detector takes; a plain number
+    is one already. Zero passes here: each detector says whether it takes it."""
+    try:
+        return parse_duration(value, unit, allow_zero=True) / unit
     except ValueError as error:
         raise PortfolioError(model_id, key, str(error)) from None
 
@@ -461,6 +556,6 @@ def _reject_unknown_keys(
 
 def _identifier_reason(name: str) -> str:
     return (
-        f"{name!r} is not a valid name: use 1 to 128 letters, digits, '.', '_', ':' or '-', "
+        f"{shown(name)} is not a valid name: use 1 to 128 letters, digits, '.', '_', ':' or '-', "
         "starting with a letter or digit"
     )

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from streams.durations import parse_duration
+
 ENV_PREFIX = "FAILSOFT_"
 
 
@@ -46,9 +48,10 @@ class Settings:
     # model ids (the demo, tests) keep their alerts apart by a customer of their own.
     # Empty: no customer.
     alerta_customer: str = ""
-    # Seconds of wall-clock time an alert's severity must hold before it may change again
-    # other than upwards (detectors.AlertDamping); 0 sends every change.
-    alert_damping: float = 300.0
+    # Wall-clock time an alert's severity must hold before it may change again other than
+    # upwards (detectors.AlertDamping); 0 sends every change. A duration ("5m", "30s") or
+    # a plain number of seconds.
+    alert_damping: float = dataclasses.field(default=300.0, metadata={"duration": True})
     postgres_port: int = 15432
 
     # Control-command keys (schemas/signing.py), "key_id=<hex>" entries; none is built in.
@@ -95,7 +98,10 @@ class Settings:
         for field in dataclasses.fields(cls):
             name = env_name(field.name)
             if name in environ:
-                values[field.name] = _parse(name, environ[name], field.default)
+                if field.metadata.get("duration"):
+                    values[field.name] = _seconds(name, environ[name])
+                else:
+                    values[field.name] = _parse(name, environ[name], field.default)
         return cls(**values)
 
     @property
@@ -130,6 +136,18 @@ def _parse(name: str, raw: str, default: object) -> object:
     if isinstance(default, Path):
         return Path(raw).expanduser()
     return raw
+
+
+def _seconds(name: str, raw: str) -> float:
+    """A duration setting in seconds: a plain number is seconds, "5m" is 300."""
+    try:
+        number: object = float(raw)
+    except ValueError:
+        number = raw
+    try:
+        return parse_duration(number, allow_zero=True).total_seconds()
+    except ValueError as error:
+        raise ValueError(f"{name}={error}") from None
 
 
 def _port_of(url: str, name: str) -> int:

@@ -35,10 +35,7 @@ KEY_PARTITIONER = "murmur2_random"
 
 @dataclasses.dataclass(frozen=True)
 class TopicSpec:
-    """One topic: its name without the prefix, key, contract and broker configs.
-
-    ``prefixed=False`` for a name Faust gives without the prefix (a table's changelog).
-    """
+    """One topic: its name without the prefix, key, contract and broker configs."""
 
     suffix: str
     key: str
@@ -46,10 +43,9 @@ class TopicSpec:
     partitions: int
     configs: Mapping[str, str]
     purpose: str
-    prefixed: bool = True
 
     def name(self, settings: Settings) -> str:
-        return settings.topic_prefix + self.suffix if self.prefixed else self.suffix
+        return settings.topic_prefix + self.suffix
 
 
 PREDICTIONS = TopicSpec(
@@ -125,7 +121,8 @@ def writes_by_model(settings: Settings) -> TopicSpec:
 
 
 def changelog(settings: Settings, table: str) -> TopicSpec:
-    """The changelog of a worker app's state table, named as Faust names it."""
+    """The changelog of a worker app's state table: Faust's name for it, with the prefix
+    (``streams.worker.naming``)."""
     return TopicSpec(
         suffix=f"{settings.worker_app_id}-{table}-changelog",
         key="model_id",
@@ -133,7 +130,19 @@ def changelog(settings: Settings, table: str) -> TopicSpec:
         partitions=PREDICTIONS.partitions,
         configs={"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_BYTES)},
         purpose=f"restores the {table} table after a restart or a rebalance",
-        prefixed=False,
+    )
+
+
+def leader(settings: Settings) -> TopicSpec:
+    """The topic by which Faust elects one worker of an app to run the leader's timers:
+    Faust's name for it, with the prefix (``streams.worker.naming``)."""
+    return TopicSpec(
+        suffix=f"{settings.worker_app_id}-__assignor-__leader",
+        key="none",
+        contract="Faust's own (nothing is written to it)",
+        partitions=1,
+        configs={},
+        purpose="the app's leader election (Faust's LeaderAssignor)",
     )
 
 
@@ -142,12 +151,14 @@ def worker_topics(settings: Settings) -> tuple[TopicSpec, ...]:
     starts: that consumer subscribes before Faust declares the app's internal topic and
     its tables' changelogs, and ignores a topic missing then for the rest of the run (in
     CI runs the leak watch never saw a feature write, and every write to a table whose
-    changelog was missing crashed the agent that made it). Faust's leader-election topic
-    is not here: Faust creates it, and waits for that, before it subscribes to it."""
+    changelog was missing crashed the agent that made it). Faust would create its
+    leader-election topic itself, and wait for that; it is here so that the list is every
+    topic of a worker app, with the prefix."""
     return (
         *CATALOGUE,
         writes_by_model(settings),
         changelog(settings, STATE_TABLE),
+        leader(settings),
     )
 
 

@@ -16,6 +16,7 @@ from detectors.health.evidence import Evidence
 from detectors.health.transition import Transition
 from schemas.contracts import SCHEMA_VERSION, Action, ControlCommand
 from schemas.signing import Keyring, next_seq
+from streams.durations import format_duration
 
 __all__ = [
     "ALERT_SEVERITIES",
@@ -123,14 +124,14 @@ def detector_alert(
 
 def escalation_alert(model_id: str, owner: str, on_fallback_for: timedelta) -> Alert:
     """The critical alert for a model that has stayed on fallback past its limit."""
-    hours = on_fallback_for.total_seconds() / 3600
+    served = format_duration(on_fallback_for)
     return Alert(
         resource=model_id,
         event=ESCALATION_EVENTS[0],
         severity="critical",
         group="escalation",
-        value=f"{hours:.1f}h",
-        text=f"{model_id} has served its fallback for {hours:.1f} h; {owner} must look",
+        value=served,
+        text=f"{model_id} has served its fallback for {served}; {owner} must look",
         correlate=ESCALATION_EVENTS,
         attributes={"owner": owner},
     )

@@ -80,6 +80,7 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
+from streams.durations import format_duration
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.monitor.leak_watch import build_detector, split_settings
 from streams.portfolio import Model, PortfolioError
@@ -361,16 +362,16 @@ def _decision(join: ShadowJoin) -> VerdictChange:
     verdict = promotion.verdict
     assert verdict != "keep_watching"
     lower, upper = promotion.lower, promotion.upper
-    hours = promotion.stable_for / 3_600.0
+    stable_for = format_duration(promotion.stable_for)
     if verdict == "promote":
         reason = (
             f"promote: loses less than live by {lower:.4f} to {upper:.4f} (Brier) "
-            f"over {promotion.n_pairs} labelled requests and {hours:.1f} h"
+            f"over {promotion.n_pairs} labelled requests and {stable_for}"
         )
     else:
         reason = (
             f"reject: improves on live by at most {upper:.4f} (Brier) "
-            f"after {promotion.n_pairs} labelled requests and {hours:.1f} h"
+            f"after {promotion.n_pairs} labelled requests and {stable_for}"
         )
     return VerdictChange(
         at=join.stream_time / 1000.0,

@@ -88,6 +88,7 @@ from streams.topics import (
 )
 from streams.worker.ingest import INPUTS, PipelineCounters
 from streams.worker.metrics import WorkerCollector
+from streams.worker.naming import PrefixedLeaderAssignor, PrefixedTable
 from streams.worker.readers import BatchReader, add_ingest_agent
 from streams.worker.shell import Monitors
 from streams.worker.views import add_timers, add_views
@@ -178,6 +179,9 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         # worker joined mid-stream (faust-streaming 0.15.3, measured here); a takeover
         # restores the tables from their changelogs instead.
         table_standby_replicas=0,
+        # Their topics carry the topic prefix (streams.worker.naming).
+        Table=PrefixedTable,
+        LeaderAssignor=PrefixedLeaderAssignor,
     )
     app.settings = settings
     app.portfolio = portfolio if portfolio is not None else load_portfolio(settings.portfolio_path)

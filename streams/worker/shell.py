@@ -6,10 +6,17 @@ worker holds, in memory, backed by one changelog table keyed by model_id whose v
 comes back: points to InfluxDB, alerts to Alerta, commands signed with the worker's
 keyring and sent on the control topic keyed by model (counted as withheld without a
 signing key), and the monitor written to its table when its effects ask for a checkpoint.
+
+Logs (logger ``streams.worker.shell``): at info, one line per health transition, command
+and alert opened or closed, and a summary every ``SUMMARY_EVERY`` seconds (records and
+lag per topic, models per state, commands); at warning only what needs a human: an escalation,
+and a command withheld for want of a signing key.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +33,10 @@ from streams.portfolio import Model
 if TYPE_CHECKING:
     from streams.worker.app import FailsoftApp
 
-__all__ = ["Monitors"]
+__all__ = ["SUMMARY_EVERY", "Monitors"]
+
+log = logging.getLogger(__name__)
+SUMMARY_EVERY = 60.0
 
 
 class Monitors:
@@ -47,6 +57,41 @@ class Monitors:
             self.cache.clear()
 
         app.on_partitions_revoked.connect(forget)
+
+        async def log_summary() -> None:
+            log.info("%s", self.summary())
+
+        app.timer(SUMMARY_EVERY, name="log-summary")(log_summary)
+
+    def summary(self) -> str:
+        """One line: records consumed and dead-lettered per topic, the models this worker
+        holds per health state, and the commands sent and withheld."""
+        counters = self.app.counters
+        lag = self._lag()
+        topics = ", ".join(
+            f"{topic} {consumed} ({counters.dead_lettered_total(topic)} dead-lettered"
+            + (f", lag {lag[topic]})" if topic in lag else ")")
+            for topic, consumed in sorted(counters.consumed.items())
+        )
+        states = collections.Counter(m.watch.policy.state.value for m in self.cache.values())
+        models = ", ".join(f"{state} {n}" for state, n in sorted(states.items())) or "none yet"
+        sent = sum(counters.commands_sent.values())
+        withheld = sum(counters.commands_withheld.values())
+        return (
+            f"summary: records {topics or 'none yet'}; models {models}; "
+            f"commands {sent} sent, {withheld} withheld"
+        )
+
+    def _lag(self) -> dict[str, int]:
+        """Messages behind the end of each topic Faust's consumer reads, over the partitions
+        it has read from (the batch reader's topic is not Faust's: no lag for it)."""
+        monitor = self.app.monitor
+        lag: collections.Counter[str] = collections.Counter()
+        for tp, read in monitor.tp_read_offsets.items():
+            end = monitor.tp_end_offsets.get(tp)
+            if end is not None:
+                lag[tp.topic] += max(0, end - read - 1)
+        return dict(lag)
 
     def peek(self, model: Model) -> Monitor | None:
         """The newest monitor this worker holds for the model, if any."""
@@ -77,20 +122,38 @@ class Monitors:
 
     async def _carry_out(self, model: Model, monitor: Monitor, effects: Effects) -> None:
         app = self.app
+        model_id = model.model_id
+        for t in effects.transitions:
+            log.info(
+                "%s: health %s -> %s (%s)", model_id, t.from_state.value, t.to_state.value, t.reason
+            )
         for point in effects.points:
             app.influx.enqueue(point)
         for alert in effects.alerts:
             app.alerta.enqueue(alert)
+            closed = alert.severity in ("normal", "ok")
+            # An escalation is the one alert that says a human has not looked yet.
+            level = logging.WARNING if alert.group == "escalation" and not closed else logging.INFO
+            what = "closed" if closed else f"opened ({alert.severity})"
+            log.log(level, "%s: alert %s %s: %s", model_id, alert.event, what, alert.text)
         counters = app.counters
         for command in effects.commands:
+            line = (model_id, command.action, command.seq, command.detector, command.reason)
             if app.keyring.signing_key_id is None:
                 counters.commands_withheld[command.action] += 1
+                log.warning(
+                    "%s: command %s seq %d by %s withheld: no signing key "
+                    "(FAILSOFT_CONTROL_KEYS); %s",
+                    *line,
+                )
                 continue
             signed = command.signed(app.keyring)
-            await self.control.send(key=model.model_id.encode(), value=encode(signed))
+            await self.control.send(key=model_id.encode(), value=encode(signed))
             counters.commands_sent[command.action] += 1
+            log.info("%s: command %s seq %d by %s sent: %s", *line)
         for action in effects.withheld:
             counters.commands_withheld[action] += 1
+            log.info("%s: command %s withheld: the model is alert_only", model_id, action)
         # After the commands: a crash before this write makes the same commands again
         # (same seq), which the fleet drops as replays.
         if effects.checkpoint:

@@ -15,7 +15,7 @@ from streams.simulate.scenario import SCENARIOS
     ("args", "message"),
     [
         (["--scenario", "missing.toml"], "scenario: key 'missing.toml': cannot be read"),
-        (["--duration", "soon"], "expected a duration such as '15m'"),
+        (["--duration", "soon"], '"soon" is not a duration; write e.g. "5s"'),
         (["--duration", "1s"], "incident 1, key 'at'"),
         (["--models", "3"], "incident 2, key 'model': 'ltv-003' is not in the portfolio"),
         (["--rate", "0"], "rate: expected a positive number"),

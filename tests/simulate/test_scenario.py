@@ -47,7 +47,7 @@ def test_shipped_scenarios_fit_their_own_run_and_cover_every_kind(name: str) -> 
         ("shift = 2", 'shift = "big"', 1, "shift", "expected a number, got 'big'"),
         ("shift = 2", "shift = nan", 1, "shift", "expected a finite number, got nan"),
         ("shift = 2", "", 1, "shift", "required for drift_gradual"),
-        ('ramp = "4h"', 'ramp = "soon"', 1, "ramp", "expected a duration"),
+        ('ramp = "4h"', 'ramp = "soon"', 1, "ramp", "is not a duration"),
         ('at = "2h"', 'at = "2h"\nuntil = "1h"', 1, "until", "must be after 'at'"),
         ('at = "2h"', 'at = "2h"\nshfit = 1', 1, "shfit", "unknown key"),
         ('feature = "ltv-003.basket_value"', "", 1, "feature", "required for drift_gradual"),

@@ -252,7 +252,7 @@ async def test_model_kept_on_fallback_past_its_limit_escalates_exactly_once(
         ("FallbackEscalated", "critical", "open")
     ]
     assert escalations[0].duplicate_count == 0  # raised once, never repeated
-    assert escalations[0].value == "0.2h"  # 600 s after the fallback
+    assert escalations[0].value == "10 min"  # 600 s after the fallback
     commands = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=1)
     assert [c.action for c in commands] == ["fallback"]
 

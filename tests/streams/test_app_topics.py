@@ -54,11 +54,15 @@ def test_every_topic_the_app_reads_or_declares_is_one_it_creates(tmp_path: Path)
     for table in app.tables.values():
         topic = table.changelog_topic
         spec = specs[topic.get_topic_name()]
-        assert spec.name(settings) == f"fs-1-{table.name}-changelog"
+        # FAILSOFT_TOPIC_PREFIX reaches the topics Faust names after the app id too.
+        assert spec.name(settings) == f"acme.fs-1-{table.name}-changelog"
         assert spec.partitions == topic.partitions == PREDICTIONS.partitions
         configs = {key: str(value) for key, value in (topic.config or {}).items()}
         assert dict(spec.configs) == {"cleanup.policy": "compact", **configs}
         assert topic.compacting and not topic.deleting
+    leader = app._leader_assignor._leader_topic.get_topic_name()
+    assert leader == "acme.fs-1-__assignor-__leader"
+    assert specs[leader].partitions == 1
 
 
 @pytest.mark.integration

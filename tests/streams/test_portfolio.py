@@ -12,6 +12,7 @@ import pytest
 from streams.portfolio import (
     DEFAULT_ESCALATION_LIMIT,
     DEFAULT_MIN_STABLE_PERIOD,
+    DETECTOR_DURATIONS,
     Fallback,
     Feature,
     PortfolioError,
@@ -156,7 +157,8 @@ def test_errors_name_model_key_and_reason(text: str, model: str, key: str, reaso
         parse_portfolio(text)
     assert (caught.value.model, caught.value.key) == (model, key)
     assert reason in caught.value.reason
-    assert f"model {model!r}, key {key!r}" in str(caught.value)
+    path = 'models."bad name"' if key == "(name)" else f"models.{model}.{key}"
+    assert str(caught.value) == f"portfolio: {path}: {caught.value.reason}"
 
 
 @pytest.mark.parametrize(
@@ -217,3 +219,44 @@ def test_parse_duration(text: object, expected: timedelta) -> None:
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "value", "expected"),
+    [
+        ("leaks", "coincidence_lateness", '"5s"', 5_000.0),
+        ("leaks", "coincidence_lateness", "5000", 5_000),
+        ("leaks", "coincidence_max_lag", '"8d"', 8 * 86_400_000.0),
+        ("leaks", "skew_tolerance", '"500ms"', 500.0),
+        ("leaks", "report_every", '"1m"', 60.0),
+        ("health", "min_dwell", '"15m"', 900.0),
+        ("health", "clear_after", "3600", 3600),
+        ("output", "restore_grace", '"500ms"', 0.5),
+        ("performance", "report_interval", '"1m"', 60.0),
+        ("shadow", "pair_ttl", '"1h"', 3600.0),
+        ("shadow", "promotion_max_trial_period", '"3d"', 259_200.0),
+    ],
+)
+def test_detector_durations_take_strings_and_keep_the_unit_of_numbers(
+    group: str, key: str, value: str, expected: float
+) -> None:
+    # "5s" was refused ("lateness must be a finite number >= 0, got '5s'"); a number keeps
+    # the unit its detector counts in (DETECTOR_DURATIONS).
+    model = parse_portfolio(MINIMAL + f"[models.ranker.detectors.{group}]\n{key} = {value}\n")
+    assert model.get("ranker").detector_settings(group)[key] == expected  # type: ignore[union-attr]
+    assert key in DETECTOR_DURATIONS[group]
+
+
+def test_a_bad_duration_names_the_full_key_the_value_and_an_example() -> None:
+    with pytest.raises(PortfolioError) as caught:
+        parse_portfolio(MINIMAL + '[models.ranker.detectors.leaks]\ncoincidence_lateness = "5x"\n')
+    assert str(caught.value) == (
+        'portfolio: models.ranker.detectors.leaks.coincidence_lateness: "5x" is not a '
+        'duration; write e.g. "5s" or "15m"'
+    )
+    with pytest.raises(PortfolioError) as caught:
+        parse_portfolio('[defaults.detectors.health]\nmin_dwell = "-1m"\n' + MINIMAL)
+    assert str(caught.value) == (
+        'portfolio: defaults.detectors.health.min_dwell: "-1m" is not a duration; '
+        'write e.g. "5s" or "15m"'
+    )

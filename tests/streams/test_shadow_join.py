@@ -266,3 +266,14 @@ def test_a_bad_setting_names_the_model_and_key(settings: str, key: str) -> None:
     with pytest.raises(PortfolioError) as caught:
         new_shadow_join(ranker(f"[models.ranker.detectors.shadow]\n{settings}\n"))
     assert (caught.value.model, caught.value.key) == ("ranker", key)
+
+
+def test_a_verdict_within_the_hour_says_how_many_minutes_it_took() -> None:
+    # It read "0.3 h" (and "0.0 h" under three minutes).
+    model = parse_portfolio(RANKER.replace('"2h"', '"1m"')).get("ranker")
+    assert model is not None
+    join = new_shadow_join(model)
+    effects = run(model, join, trial(1, 900, shadow_noise=0.0, live_noise=4.0))
+    assert verdicts(effects) == [(366, "promote")]
+    (change,) = [e.verdict for _, e in effects if e.verdict is not None]
+    assert change.reason.endswith("over 119 labelled requests and 20 min")

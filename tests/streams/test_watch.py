@@ -255,7 +255,7 @@ def test_escalation_alert_once_and_cleared_on_restore() -> None:
     assert events == ["FallbackEscalated", "EscalationCleared"]
     [escalation] = [a for e in effects for a in e.alerts if a.event == "FallbackEscalated"]
     assert escalation.severity == "critical"
-    assert escalation.value == "0.5h"
+    assert escalation.value == "30 min"
 
 
 def test_describe_tells_state_since_why_and_last_evidence() -> None:
@@ -318,9 +318,9 @@ def test_a_write_within_the_skew_tolerance_is_not_from_the_future() -> None:
 
 
 def test_bad_skew_tolerance_names_the_model_and_key() -> None:
-    model = small_model("[models.ranker.detectors.leaks]\nskew_tolerance = -1\n")
+    # A negative duration is refused as the file is read.
     with pytest.raises(PortfolioError) as caught:
-        new_watch(model)
+        new_watch(small_model("[models.ranker.detectors.leaks]\nskew_tolerance = -1\n"))
     assert (caught.value.model, caught.value.key) == ("ranker", "detectors.leaks.skew_tolerance")
 
 
@@ -465,13 +465,12 @@ def test_output_detectors_can_be_turned_off() -> None:
             "0 < value < 1",
         ),
         ("predictions_per_day = 0", "detectors.output.predictions_per_day", "> 0"),
-        ("restore_grace = -1", "detectors.output.restore_grace", "seconds"),
+        ("restore_grace = -1", "detectors.output.restore_grace", "duration must be 0 or more"),
     ],
 )
 def test_bad_output_settings_name_the_model_and_key(setting: str, key: str, reason: str) -> None:
-    model = small_model(f"[models.ranker.detectors.output]\n{setting}\n")
     with pytest.raises(PortfolioError) as caught:
-        new_watch(model)
+        new_watch(small_model(f"[models.ranker.detectors.output]\n{setting}\n"))
     assert (caught.value.model, caught.value.key) == ("ranker", key)
     assert reason in caught.value.reason
 

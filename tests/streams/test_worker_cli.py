@@ -30,7 +30,7 @@ def test_invalid_model_settings_name_model_and_key(
     )
     monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", str(portfolio))
     assert main(["worker"]) == 2
-    assert "model 'ranker', key 'detectors.drift.method'" in capsys.readouterr().err
+    assert "portfolio: models.ranker.detectors.drift.method: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,26 @@
-"""The worker logs at the level it is given: Faust's spinner must not lower the root's."""
+"""The worker logs at the level it is given (Faust's spinner must not lower the root's), and
+what it logs there: at info the story of each model, at warning what needs a human."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from faust.types import TP
 
+from streams.monitor.effects import Alert
+from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.worker.app import create_app
 from streams.worker.cli import faust_worker
+from streams.worker.shell import Monitors
+from tests.streams.test_app_drift import KEYS
+from tests.streams.test_watch import small_model, stream, with_future_value
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,3 +53,124 @@ def test_the_root_logger_keeps_the_level_asked_for(
     worker.on_setup_root_logger(root_logger, level)
     assert root_logger.level == level
     assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+
+
+class SentCommands:
+    """Stands in for the control topic: what was sent, by key."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.alerts: list[Alert] = []  # and the alerts, as the Alerta sink got them
+
+    async def send(self, *, key: bytes, value: bytes) -> None:
+        self.sent.append(key)
+
+
+def monitors_of(
+    tmp_path: Path, control_keys: str, model: Model | None = None
+) -> tuple[Monitors, SentCommands, Model]:
+    model = model or small_model()
+    settings = dataclasses.replace(
+        Settings.from_env({}), worker_data_dir=tmp_path, control_keys=control_keys
+    )
+    app = create_app(settings, Portfolio({model.model_id: model}))
+    control = SentCommands()
+    alerts: list[Alert] = []
+    app.alerta.enqueue = alerts.append  # type: ignore[method-assign,assignment]
+    control.alerts = alerts
+    # A dict for the table: outside an agent, Faust refuses table writes.
+    return Monitors(app, {}, control), control, model  # type: ignore[arg-type]
+
+
+async def play(monitors: Monitors, model: Model) -> None:
+    # A value written an hour after its prediction: an immediate fallback, then quiet.
+    normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
+    records = with_future_value(normal, 1500, skew_ms=3_600_000)
+    for start in range(0, len(records), 500):
+        await monitors.feed(model, records[start : start + 500])
+
+
+async def test_info_tells_transitions_commands_and_alerts_one_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitors, control, model = monitors_of(tmp_path, KEYS)
+    with caplog.at_level(logging.INFO, logger="streams.worker.shell"):
+        await play(monitors, model)
+    quiet = "no alarm for 600 s"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "ranker: health healthy -> fallback (critical: future_values)"),
+        (
+            "INFO",
+            "ranker: alert future_values opened (critical): ranker: future_values alarms on age",
+        ),
+        (
+            "INFO",
+            "ranker: alert ModelFallback opened (major): "
+            "ranker is fallback (future_values): critical: future_values",
+        ),
+        (
+            "INFO",
+            "ranker: command fallback seq 2500000 by future_values sent: critical: future_values",
+        ),
+        ("INFO", f"ranker: health fallback -> probing ({quiet})"),
+        ("INFO", f"ranker: alert ModelProbing opened (minor): ranker is probing (health): {quiet}"),
+        ("INFO", f"ranker: health probing -> healthy ({quiet})"),
+        ("INFO", f"ranker: alert ModelHealthy closed: ranker is healthy (health): {quiet}"),
+        (
+            "INFO",
+            "ranker: alert future_values closed: "
+            "ranker: future_values is quiet again; ranker is restored",
+        ),
+        ("INFO", f"ranker: command restore seq 3700000 by health sent: {quiet}"),
+    ]
+    assert control.sent == [b"ranker", b"ranker"]
+    # Logged and sent: every alert line is an alert the sink got.
+    assert [a.event for a in control.alerts] == [
+        "future_values",
+        "ModelFallback",
+        "ModelProbing",
+        "ModelHealthy",
+        "future_values",
+    ]
+    assert monitors.summary() == (
+        "summary: records none yet; models healthy 1; commands 2 sent, 0 withheld"
+    )
+    monitors.app.counters.consumed["p.predictions"] += 4000
+    monitors.app.counters.dead_lettered["p.predictions", "unknown model"] += 3
+    assert monitors.summary().startswith("summary: records p.predictions 4000 (3 dead-lettered);")
+    # Faust's consumer read up to offset 3,899 of partition 0 and 99 of partition 1.
+    monitor = monitors.app.monitor
+    monitor.tp_read_offsets |= {TP("p.predictions", 0): 3_899, TP("p.predictions", 1): 99}
+    monitor.tp_end_offsets |= {TP("p.predictions", 0): 3_950, TP("p.predictions", 1): 100}
+    assert monitors.summary() == (
+        "summary: records p.predictions 4000 (3 dead-lettered, lag 50); models healthy 1; "
+        "commands 2 sent, 0 withheld"
+    )
+
+
+async def test_warning_is_only_what_needs_a_human(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Twenty minutes on fallback: past a ten-minute limit, on-call must look.
+    model = dataclasses.replace(small_model(), escalation_limit=timedelta(minutes=10))
+    monitors, control, model = monitors_of(tmp_path, "", model)
+    with caplog.at_level(logging.WARNING, logger="streams.worker.shell"):
+        await play(monitors, model)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "ranker: command fallback seq 2500000 by future_values withheld: no signing key "
+            "(FAILSOFT_CONTROL_KEYS); critical: future_values",
+        ),
+        (
+            "WARNING",
+            "ranker: alert FallbackEscalated opened (critical): "
+            "ranker has served its fallback for 10 min; team-search must look",
+        ),
+        (
+            "WARNING",
+            "ranker: command restore seq 3700000 by health withheld: no signing key "
+            "(FAILSOFT_CONTROL_KEYS); no alarm for 600 s",
+        ),
+    ]
+    assert control.sent == []
