@@ -19,7 +19,7 @@ def section(title: str) -> str:
 def test_the_worker_section_names_every_control_key_setting() -> None:
     worker = section("The worker")
     names = [env_name(name) for name in vars(Settings()) if name.startswith("control_")]
-    assert len(names) == 3
+    assert names
     for name in names:
         assert f"`{name}`" in worker
 
