@@ -59,38 +59,38 @@ INPUTS: Mapping[str, Input] = {
 
 def admit(
     source: Input, raw: bytes | None, portfolio: Portfolio
-) -> list[InputRecord | DecodeError]:
-    """Each record of one message (single-record or batch), or the error to dead-letter it
-    with; never raises on the bytes. A record that names an undeclared model is an error
-    too, with its index when the message held more than one record.
+) -> tuple[list[InputRecord], list[DecodeError]]:
+    """The records of one message (single-record or batch) and the errors to dead-letter
+    the others with; never raises on the bytes. A record that names an undeclared model is
+    an error too, with its index when the message held more than one record.
 
     >>> from streams.portfolio import parse_portfolio
     >>> portfolio = parse_portfolio(
     ...     '[models.ranker]\\nowner = "a"\\ntier = "cpu"\\nfallback = "x"\\nlabel_delay = 60')
     >>> label = (b'{"schema_version": 1, "model_id": "%s", "label": 1, "label_at": 5,'
     ...          b' "entity_id": "u"}')
-    >>> admit(INPUTS["ground-truth"], label % b"ranker", portfolio)[0].label
+    >>> admit(INPUTS["ground-truth"], label % b"ranker", portfolio)[0][0].label
     1
     >>> admit(INPUTS["ground-truth"], label % b"other", portfolio)
-    [DecodeError(field='model_id', reason='unknown model')]
+    ([], [DecodeError(field='model_id', reason='unknown model')])
     >>> batch = b'{"schema_version":1,"model_id":"ranker","label":[1,0],"label_at":[5,"x"],'
-    >>> for outcome in admit(INPUTS["ground-truth"], batch + b'"entity_id":["u","v"]}',
-    ...                      portfolio):
-    ...     print(getattr(outcome, "entity_id", outcome))
-    u
-    DecodeError(field='label_at', reason='Expected `int`, got `str`', index=1)
+    >>> records, errors = admit(INPUTS["ground-truth"], batch + b'"entity_id":["u","v"]}',
+    ...                         portfolio)
+    >>> [record.entity_id for record in records], errors
+    (['u'], [DecodeError(field='label_at', reason='Expected `int`, got `str`', index=1)])
     """
-    outcomes: list[InputRecord | DecodeError] = decode_batch(source.contract, raw)
-    if source.by_model:
-        many = len(outcomes) > 1
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, DecodeError):
-                continue
-            if outcome.model_id not in portfolio:  # type: ignore[union-attr,operator]
-                outcomes[index] = DecodeError(
-                    "model_id", UNKNOWN_MODEL_REASON, index if many else None
-                )
-    return outcomes
+    outcomes = decode_batch(source.contract, raw)
+    records: list[InputRecord] = []
+    errors: list[DecodeError] = []
+    many = len(outcomes) > 1
+    for index, outcome in enumerate(outcomes):
+        if type(outcome) is DecodeError:
+            errors.append(outcome)
+        elif source.by_model and outcome.model_id not in portfolio:  # type: ignore[union-attr,operator]
+            errors.append(DecodeError("model_id", UNKNOWN_MODEL_REASON, index if many else None))
+        else:
+            records.append(outcome)  # type: ignore[arg-type]
+    return records, errors
 
 
 def reason_label(error: DecodeError) -> str:
@@ -125,16 +125,14 @@ class PipelineCounters:
         self.commands_sent: collections.Counter[str] = collections.Counter()
         self.commands_withheld: collections.Counter[str] = collections.Counter()
 
-    def count(self, topic: str, outcomes: Sequence[InputRecord | DecodeError]) -> None:
-        """Book the consumed records of one message (or more) with their outcomes."""
-        self.consumed[topic] += len(outcomes)
-        errors = 0
-        for outcome in outcomes:
-            if isinstance(outcome, DecodeError):
-                self.dead_lettered[topic, reason_label(outcome)] += 1
-                errors += 1
-        if len(outcomes) > errors:
-            self.processed[topic] += len(outcomes) - errors
+    def count(self, topic: str, processed: int, errors: Sequence[DecodeError] = ()) -> None:
+        """Book consumed records of ``topic``: ``processed`` of them, and one dead-lettered
+        with each error."""
+        self.consumed[topic] += processed + len(errors)
+        if processed:
+            self.processed[topic] += processed
+        for error in errors:
+            self.dead_lettered[topic, reason_label(error)] += 1
 
     def dead_lettered_total(self, topic: str) -> int:
         return sum(n for (name, _), n in self.dead_lettered.items() if name == topic)

@@ -338,19 +338,17 @@ class IngestReader:
         messages: Sequence[ConsumerRecord[bytes, bytes]],
     ) -> None:
         """Decode, dead-letter and book one partition's messages; route their records."""
-        app = self.app
-        portfolio = app.portfolio
+        portfolio = self.app.portfolio
         topic = tp.topic
         records: list[InputRecord] = []
+        dead: list[DecodeError] = []
         for message in messages:
-            outcomes = admit(source, message.value, portfolio)
-            errors = [o for o in outcomes if isinstance(o, DecodeError)]
+            admitted, errors = admit(source, message.value, portfolio)
+            records += admitted
             if errors:
                 await self._dead_letter(message, errors)
-                records.extend(o for o in outcomes if not isinstance(o, DecodeError))
-            else:
-                records.extend(outcomes)  # type: ignore[arg-type]
-            app.counters.count(topic, outcomes)
+                dead += errors
+        self.app.counters.count(topic, len(records), dead)
         self.messages[topic] += len(messages)
         if source.by_model:
             now = time.monotonic()

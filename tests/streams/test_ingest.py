@@ -35,8 +35,8 @@ def example(name: str, **changes: Any) -> bytes:
     ],
 )
 def test_valid_records_pass(suffix: str, raw: bytes, expected: type) -> None:
-    (outcome,) = admit(INPUTS[suffix], raw, PORTFOLIO)
-    assert isinstance(outcome, expected)
+    (record,), errors = admit(INPUTS[suffix], raw, PORTFOLIO)
+    assert isinstance(record, expected) and errors == []
 
 
 @pytest.mark.parametrize(
@@ -53,23 +53,18 @@ def test_valid_records_pass(suffix: str, raw: bytes, expected: type) -> None:
 def test_invalid_records_become_errors_with_bounded_labels(
     suffix: str, raw: bytes | None, field: str | None, label: str | None
 ) -> None:
-    (outcome,) = admit(INPUTS[suffix], raw, PORTFOLIO)
-    assert isinstance(outcome, DecodeError)
+    records, (outcome,) = admit(INPUTS[suffix], raw, PORTFOLIO)
+    assert records == [] and isinstance(outcome, DecodeError)
     if field is not None:
         assert outcome.field == field
     assert reason_label(outcome) == (label or f"invalid {outcome.field}")
 
 
-def test_books_count_each_message_once_by_outcome() -> None:
+def test_books_count_each_record_once_by_outcome() -> None:
     counters = PipelineCounters()
-    prediction = admit(
-        INPUTS["predictions"], example("prediction", model_id="card-fraud"), PORTFOLIO
-    )
-    counters.count("p", prediction)
-    counters.count(
-        "p", [*prediction, DecodeError("$", "bad"), DecodeError("model_id", "unknown model")]
-    )
-    counters.count("g", [DecodeError("$", "bad")])
+    counters.count("p", 1)
+    counters.count("p", 1, [DecodeError("$", "bad"), DecodeError("model_id", "unknown model")])
+    counters.count("g", 0, [DecodeError("$", "bad")])
     assert counters.consumed == {"p": 4, "g": 1}
     assert counters.processed == {"p": 2}
     assert counters.dead_lettered == {
@@ -83,7 +78,7 @@ def test_books_count_each_message_once_by_outcome() -> None:
 
 def test_metrics_render_books_and_sink_state() -> None:
     counters = PipelineCounters()
-    counters.count("t", [DecodeError("$", "bad")])
+    counters.count("t", 0, [DecodeError("$", "bad")])
     sink = AlertaSink("http://127.0.0.1:9", "key", "Development", capacity=1)
     sink.enqueue(object())  # type: ignore[arg-type]
     sink.enqueue(object())  # type: ignore[arg-type]
