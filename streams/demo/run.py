@@ -47,6 +47,7 @@ __all__ = [
     "DemoRun",
     "default_run_id",
     "ensure_control_key",
+    "lag_of",
 ]
 
 EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender" / "app.py"
@@ -335,14 +336,7 @@ class DemoRun:
                 text = response.read().decode()
         except OSError:
             return None
-        records, seconds = 0, 0.0
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("failsoft_lag_records{"):
-                records += int(float(value))
-            elif name.startswith("failsoft_lag_seconds{"):
-                seconds = max(seconds, float(value))
-        return WorkerLag(records, seconds)
+        return lag_of(text)
 
     def worker_models(self) -> list[dict[str, Any]] | None:
         """The worker's ``/failsoft/models``, or None while it does not answer."""
@@ -453,6 +447,24 @@ class DemoRun:
                 future.result(timeout=30)
         except KafkaException as error:
             self.say(f"demo: could not delete the run's topics: {error}")
+
+
+def lag_of(metrics: str) -> WorkerLag:
+    """The worker's lag in its ``/metrics`` text: records summed over its input topics,
+    and the largest age.
+
+    >>> lag_of('failsoft_lag_records{topic="p"} 12.0\\nfailsoft_lag_seconds{topic="p"} 0.5\\n'
+    ...        'failsoft_lag_records{topic="g"} 3.0\\nfailsoft_lag_seconds{topic="g"} 1.25')
+    WorkerLag(records=15, seconds=1.25)
+    """
+    records, seconds = 0, 0.0
+    for line in metrics.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("failsoft_lag_records{"):
+            records += int(float(value))
+        elif name.startswith("failsoft_lag_seconds{"):
+            seconds = max(seconds, float(value))
+    return WorkerLag(records, seconds)
 
 
 def _terminate(child: subprocess.Popen[bytes]) -> None:
