@@ -86,6 +86,7 @@ from unittest import mock
 
 import msgspec
 import numpy as np
+from aiokafka import AIOKafkaConsumer
 
 from schemas.codec import BATCHES, encode, encode_batch
 from schemas.contracts import (
@@ -112,6 +113,7 @@ from streams.topics import (
     ensure_topics,
 )
 from streams.worker.app import FailsoftApp, create_app, writes_by_model_topic
+from streams.worker.readers import IngestReader
 
 POLL_S = 0.02
 # A side that has not moved for this long has lost events.
@@ -294,9 +296,9 @@ class Instant:
 class Stopwatch:
     """Started at the first event seen; ``rate`` counts the events after that one."""
 
-    def __init__(self, seen: int) -> None:
+    def __init__(self, seen: int, start: Instant | None = None) -> None:
         self.seen = seen
-        self.start = Instant.now()
+        self.start = start if start is not None else Instant.now()
 
     def rate(self, events: int, end: Instant | None = None) -> Rate:
         end = end if end is not None else Instant.now()
@@ -309,10 +311,13 @@ async def drained(
     events: int,
     busy: Callable[[], int] = lambda: 0,
     settled: Callable[[], bool] = lambda: True,
+    first_read: Callable[[], Instant | None] = lambda: None,
 ) -> Rate:
     """The rate once ``consumed()`` reaches ``events`` and ``settled()`` holds, polling them;
     the clock stops when ``consumed()`` or ``busy()`` (the side's count of internal work)
-    last moved."""
+    last moved. It starts at ``first_read()`` when the side tells it (its first read that
+    returned records: a side that reads in big batches may not let a poll run before it
+    has handled many), else at the first poll that sees an event."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT_S
     stopwatch = None
@@ -322,7 +327,8 @@ async def drained(
         if (seen, busy()) != last:
             last, moved = (seen, busy()), now
         if stopwatch is None and seen:
-            stopwatch = Stopwatch(seen)
+            start = first_read()
+            stopwatch = Stopwatch(seen) if start is None else Stopwatch(0, start)
         if seen >= events and settled():
             break
         if loop.time() > deadline or now.wall - moved.wall > STALL_S:
@@ -359,8 +365,6 @@ def record_counter(contract: type[Record], batched: bool) -> Callable[[bytes], i
 async def bare_rate(settings: Settings, group: str, events: int, batched: bool) -> Rate:
     """Drains and decodes the topics with msgspec alone: each message as its record's
     contract, or as its batch contract (columns, not records) when ``batched``."""
-    from aiokafka import AIOKafkaConsumer
-
     decoders = {
         spec.name(settings): record_counter(contract, batched)
         for spec, contract in zip(INPUTS, CONTRACTS, strict=True)
@@ -489,6 +493,19 @@ def observing_nothing(observed: list[int]) -> mock._patch[Any]:
     return mock.patch.object(Monitor, "observe", observe)
 
 
+def first_read(reader: IngestReader, at: list[Instant]) -> mock._patch[Any]:
+    """``at`` gets the time the reader's first read returned records."""
+    getmany = AIOKafkaConsumer.getmany
+
+    async def timed(consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        batches = await getmany(consumer, *args, **kwargs)
+        if batches and not at and consumer is reader.consumer:
+            at.append(Instant.now())
+        return batches
+
+    return mock.patch.object(AIOKafkaConsumer, "getmany", timed)
+
+
 async def worker_run(
     settings: Settings,
     portfolio: Portfolio,
@@ -505,7 +522,11 @@ async def worker_run(
     writes = produced[FEATURE_WRITES.suffix]
     taps = Taps()
     observed = [0]
-    with taps.install(app) if detectors else observing_nothing(observed):
+    started: list[Instant] = []
+    with (
+        taps.install(app) if detectors else observing_nothing(observed),
+        first_read(app.reader, started),
+    ):
         await app.start()
         try:
             if profiler is not None:
@@ -523,6 +544,7 @@ async def worker_run(
                         if detectors
                         else observed[0] >= events
                     ),
+                    lambda: started[0] if started else None,
                 )
             finally:
                 if profiler is not None:
