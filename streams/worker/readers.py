@@ -265,10 +265,12 @@ class IngestReader:
     async def _rebalanced(self, *args: Any, **kwargs: Any) -> None:
         # Sent once Faust has restored the state table for its new assignment.
         actives = self.app.assignor.assigned_actives()
-        self.partitions = frozenset(
-            tp.partition for tp in actives if tp.topic == self.changelog_topic
-        )
-        self._assign()
+        partitions = frozenset(tp.partition for tp in actives if tp.topic == self.changelog_topic)
+        if partitions != self.partitions:
+            # Unchanged (no revocation came between), it reads on from where it is:
+            # assigning again would reread what it fed since its last commit.
+            self.partitions = partitions
+            self._assign()
 
     async def _revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:
