@@ -130,7 +130,8 @@ class ControlCommand(msgspec.Struct, frozen=True, gc=False):
     seq: Annotated[int, msgspec.Meta(ge=1)]
     expires_at: Millis | None = None
     key_id: Name | None = None
-    signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
+    # 128 hex digits: Ed25519; 64: HMAC-SHA256, the earlier scheme (schemas/signing.py).
+    signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}([0-9a-f]{64})?$")] | None = None
 
 
 # A batch message is columnar: one array per field of its records (the i-th record is the

@@ -1,27 +1,39 @@
-"""Signing and admitting control commands: HMAC-SHA256 over a canonical encoding, with key ids.
+"""Signing and admitting control commands: Ed25519 over a canonical encoding, with key ids.
 
-The workers sign with ``signed_command``; every serving node admits a command through a
-``CommandGate``, which rejects it as unsigned, forged, expired or replayed.
+The workers (and operators) sign with a private key; every serving node admits a command
+through a ``CommandGate``, which holds only public keys and rejects a command as
+unsigned, forged, expired or replayed. A node can therefore check commands but never make
+one that another node accepts.
 
 The canonical encoding of a command is the JSON object of all its fields except
 ``signature`` (``key_id`` included, so a signature cannot be moved to another key), keys
 sorted, no whitespace, UTF-8. For the field types of the control contract (strings,
 integers, null) this is RFC 8785 (JCS), so a Java or Go node can verify with a JCS library.
-The signature is the lower-case hex HMAC-SHA256 of those bytes under the secret of
-``key_id``.
+The signature is the lower-case hex of the 64-byte Ed25519 signature (RFC 8032) of those
+bytes by the private key of ``key_id``: 128 hex digits.
 
-Keys are ``key_id=secret`` entries, separated by commas or new lines, from the
-``FAILSOFT_CONTROL_KEYS`` variable and/or the file named by ``FAILSOFT_CONTROL_KEYS_FILE``
-(``#`` starts a comment there). To rotate, add the new key everywhere, then make it the
-signing key (``FAILSOFT_CONTROL_SIGNING_KEY_ID``), then drop the old one. There is no
-built-in key: without one, nothing can be signed and every command is rejected as forged.
+Keys are ``key_id=<64 lower-case hex digits>`` entries: the 32 bytes of an Ed25519 public
+key, or of a private key's seed. ``failsoft control keygen FILE`` writes a private key to
+``FILE`` (mode 0600) and its public key line to ``FILE.pub``. A signer holds one private
+key (``FAILSOFT_CONTROL_PRIVATE_KEY`` or the file ``FAILSOFT_CONTROL_PRIVATE_KEY_FILE``);
+a node holds the public keys it accepts (``FAILSOFT_CONTROL_PUBLIC_KEYS`` and/or the file
+``FAILSOFT_CONTROL_PUBLIC_KEYS_FILE``, separated by commas or new lines; ``#`` starts a
+comment). To rotate, add the new public key to every node, give the signers the new
+private key, then drop the old public key. A signer also accepts its own key's commands.
 
->>> ring = Keyring.parse("k1=correct-horse-battery-staple")
->>> command = signed_command(ring, model_id="recs", action="fallback", reason="drift",
+HMAC-SHA256 commands (64 hex digits, under a shared secret of ``FAILSOFT_CONTROL_KEYS``)
+are the earlier scheme: failsoft no longer signs with it, and a node verifies it only with
+``FAILSOFT_CONTROL_ACCEPT_HMAC=true``, for the migration described in the README.
+
+>>> pair = KeyPair.from_line("k1=" + "17" * 32)
+>>> pair.public_line()
+'k1=31debe55d37c722768b137131caa6087080b2e0b60b94bd785d14575cfa498bc'
+>>> signer = Keyring(signing_key=pair)
+>>> command = signed_command(signer, model_id="recs", action="fallback", reason="drift",
 ...                          detector="psi", issued_at=1_700_000_000_000)
->>> command.key_id, command.seq
-('k1', 1700000000000)
->>> gate = CommandGate(ring)
+>>> command.key_id, command.seq, len(command.signature)
+('k1', 1700000000000, 128)
+>>> gate = CommandGate(Keyring.parse(public_keys=pair.public_line()))
 >>> gate.admit(command, now_ms=1_700_000_000_005) is None
 True
 >>> gate.admit(command, now_ms=1_700_000_000_006)
@@ -37,6 +49,8 @@ from pathlib import Path
 from typing import Literal, Protocol, TypeAlias
 
 import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from schemas.contracts import SCHEMA_VERSION, Action, ControlCommand
 
@@ -44,94 +58,217 @@ RejectReason: TypeAlias = Literal["unsigned", "forged", "expired", "replayed"]
 REJECT_REASONS: tuple[RejectReason, ...] = ("unsigned", "forged", "expired", "replayed")
 
 MIN_SECRET_BYTES = 16
+"""The shortest HMAC secret a node accepts (the earlier scheme)."""
+KEY_BYTES = 32
+"""An Ed25519 public key, and a private key's seed."""
 
 _canonical_encoder = msgspec.json.Encoder(order="sorted")
 
 
 class MissingKeyError(RuntimeError):
-    """Signing was asked for, but no signing key is configured."""
+    """Signing was asked for, but no private key is configured."""
 
 
 class KeySettings(Protocol):
     """The settings fields a keyring reads (``streams.settings.Settings`` has them)."""
 
     @property
+    def control_private_key(self) -> str: ...
+    @property
+    def control_private_key_file(self) -> str: ...
+    @property
+    def control_public_keys(self) -> str: ...
+    @property
+    def control_public_keys_file(self) -> str: ...
+    @property
     def control_keys(self) -> str: ...
     @property
     def control_keys_file(self) -> str: ...
     @property
-    def control_signing_key_id(self) -> str: ...
+    def control_accept_hmac(self) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyPair:
+    """An Ed25519 private key and the id that signers put in ``key_id``."""
+
+    key_id: str
+    private_key: Ed25519PrivateKey = dataclasses.field(repr=False)
+
+    @classmethod
+    def generate(cls, key_id: str) -> KeyPair:
+        _check_key_id(key_id, "key pair")
+        return cls(key_id, Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_line(cls, text: str, origin: str = "private key") -> KeyPair:
+        """The one ``key_id=<seed hex>`` entry of ``text`` (comments and blank lines aside)."""
+        entries = _parse_entries(text, origin)
+        if len(entries) != 1:
+            raise ValueError(
+                f"{origin}: expected exactly one key_id=<hex> entry, not {len(entries)}"
+            )
+        ((key_id, value),) = entries.items()
+        seed = _key_bytes(value, f"{origin}, key {key_id!r}")
+        return cls(key_id, Ed25519PrivateKey.from_private_bytes(seed))
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    def public_line(self) -> str:
+        """``key_id=<public key hex>``: what the fleet's nodes are given."""
+        return f"{self.key_id}={self.public_key.public_bytes_raw().hex()}"
+
+    def private_line(self) -> str:
+        """``key_id=<seed hex>``: the secret; only signers may hold it."""
+        return f"{self.key_id}={self.private_key.private_bytes_raw().hex()}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Keyring:
-    """The secrets a process knows, by key id, and which one it signs with.
+    """What a process may do with commands: the public keys it accepts, by key id, the
+    private key it signs with (signers only), and HMAC secrets (only while migrating).
 
-    ``signing_key_id`` defaults to the first key given.
+    A key id names one key of one kind, so the id alone tells a verifier which check
+    applies. The signing key's public key is accepted too.
     """
 
-    secrets: Mapping[str, bytes]
-    signing_key_id: str | None = None
+    public_keys: Mapping[str, Ed25519PublicKey] = dataclasses.field(default_factory=dict)
+    signing_key: KeyPair | None = None
+    hmac_secrets: Mapping[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for key_id, secret in self.secrets.items():
-            if not key_id or len(secret) < MIN_SECRET_BYTES:
+        for key_id in self.public_keys:
+            _check_key_id(key_id, "control public key")
+        for key_id, secret in self.hmac_secrets.items():
+            _check_key_id(key_id, "control HMAC key")
+            if len(secret) < MIN_SECRET_BYTES:
                 raise ValueError(
-                    f"control key {key_id!r}: needs a non-empty id and a secret of at least "
+                    f"control HMAC key {key_id!r}: needs a secret of at least "
                     f"{MIN_SECRET_BYTES} bytes"
                 )
-        if self.signing_key_id is None and self.secrets:
-            object.__setattr__(self, "signing_key_id", next(iter(self.secrets)))
-        if self.signing_key_id is not None and self.signing_key_id not in self.secrets:
-            raise ValueError(
-                f"control signing key {self.signing_key_id!r} is not among the configured "
-                f"keys {sorted(self.secrets)}"
+        if both := sorted(self.public_keys.keys() & self.hmac_secrets.keys()):
+            raise ValueError(f"control key ids {both} name both a public key and an HMAC key")
+        if self.signing_key is not None:
+            own = self.signing_key.public_key
+            known = self.public_keys.get(self.signing_key.key_id)
+            if known is not None and known.public_bytes_raw() != own.public_bytes_raw():
+                raise ValueError(
+                    f"control key id {self.signing_key.key_id!r}: the configured public key "
+                    "is not the private key's"
+                )
+            if self.signing_key.key_id in self.hmac_secrets:
+                raise ValueError(
+                    f"control key id {self.signing_key.key_id!r} names both the private key "
+                    "and an HMAC key"
+                )
+            object.__setattr__(
+                self, "public_keys", {**self.public_keys, self.signing_key.key_id: own}
             )
 
     @classmethod
-    def parse(cls, text: str, signing_key_id: str | None = None, origin: str = "keys") -> Keyring:
-        """Read ``key_id=secret`` entries separated by commas or new lines."""
-        return cls(_parse_entries(text, origin), signing_key_id)
+    def parse(cls, *, public_keys: str = "", private_key: str = "") -> Keyring:
+        """A keyring from the text forms of its keys (see the module docstring)."""
+        return cls(
+            _public_keys(_parse_entries(public_keys, "public keys")),
+            KeyPair.from_line(private_key) if private_key.strip() else None,
+        )
 
     @classmethod
     def from_settings(cls, settings: KeySettings) -> Keyring:
-        """The keys from ``control_keys`` and the file ``control_keys_file``; may be empty."""
+        """The keys the settings name; may be empty.
+
+        Raises
+        ------
+        ValueError
+            A key or key file is unreadable or malformed (the message names the setting,
+            never a secret), both ``control_private_key`` and its file are set, or HMAC
+            secrets are configured while ``control_accept_hmac`` is off.
+        """
+        public = _parse_entries(settings.control_public_keys, "FAILSOFT_CONTROL_PUBLIC_KEYS")
+        if settings.control_public_keys_file:
+            name, path = "FAILSOFT_CONTROL_PUBLIC_KEYS_FILE", settings.control_public_keys_file
+            public.update(_parse_entries(_read(path, name), path))
+        if settings.control_private_key and settings.control_private_key_file:
+            raise ValueError(
+                "set FAILSOFT_CONTROL_PRIVATE_KEY or FAILSOFT_CONTROL_PRIVATE_KEY_FILE, not both"
+            )
+        signing_key = None
+        if settings.control_private_key:
+            signing_key = KeyPair.from_line(
+                settings.control_private_key, "FAILSOFT_CONTROL_PRIVATE_KEY"
+            )
+        elif settings.control_private_key_file:
+            path = settings.control_private_key_file
+            text = _read(path, "FAILSOFT_CONTROL_PRIVATE_KEY_FILE")
+            signing_key = KeyPair.from_line(text, path)
         secrets = _parse_entries(settings.control_keys, "FAILSOFT_CONTROL_KEYS")
         if settings.control_keys_file:
-            path = Path(settings.control_keys_file).expanduser()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as error:
-                raise ValueError(f"FAILSOFT_CONTROL_KEYS_FILE={path}: {error.strerror}") from None
-            secrets.update(_parse_entries(text, str(path)))
-        return cls(secrets, settings.control_signing_key_id or None)
-
-    def require_signing_key(self) -> str:
-        """The signing key id; raises ``MissingKeyError`` when there is none."""
-        if self.signing_key_id is None:
-            raise MissingKeyError(
-                "no control signing key is configured: set FAILSOFT_CONTROL_KEYS or "
-                "FAILSOFT_CONTROL_KEYS_FILE (`failsoft control keygen FILE` writes a key file)"
+            path = settings.control_keys_file
+            secrets.update(_parse_entries(_read(path, "FAILSOFT_CONTROL_KEYS_FILE"), path))
+        if secrets and not settings.control_accept_hmac:
+            # An HMAC secret lets its holder forge commands: it should not sit unused on a
+            # node, and must not be silently ignored where the operator meant to accept it.
+            raise ValueError(
+                "FAILSOFT_CONTROL_KEYS/_FILE hold HMAC secrets, which failsoft no longer signs "
+                "with and accepts only with FAILSOFT_CONTROL_ACCEPT_HMAC=true (the migration "
+                "in the README's Security section); remove them or turn that on"
             )
-        return self.signing_key_id
+        return cls(_public_keys(public), signing_key, _hmac_secrets(secrets))
+
+    @property
+    def signing_key_id(self) -> str | None:
+        return None if self.signing_key is None else self.signing_key.key_id
+
+    @property
+    def can_verify(self) -> bool:
+        """Whether any command could pass: some public key or HMAC secret is known."""
+        return bool(self.public_keys or self.hmac_secrets)
+
+    def public_keys_text(self) -> str:
+        """The accepted public keys as a ``FAILSOFT_CONTROL_PUBLIC_KEYS`` value."""
+        return ",".join(
+            f"{key_id}={key.public_bytes_raw().hex()}" for key_id, key in self.public_keys.items()
+        )
+
+    def require_signing_key(self) -> KeyPair:
+        """The private key; raises ``MissingKeyError`` when there is none."""
+        if self.signing_key is None:
+            raise MissingKeyError(
+                "no control signing key is configured: set FAILSOFT_CONTROL_PRIVATE_KEY_FILE "
+                "(`failsoft control keygen FILE` writes a key pair)"
+            )
+        return self.signing_key
 
     def sign(self, command: ControlCommand) -> ControlCommand:
-        """``command`` with ``key_id`` set to the signing key and its ``signature``."""
-        key_id = self.require_signing_key()
-        keyed = msgspec.structs.replace(command, key_id=key_id, signature=None)
-        return msgspec.structs.replace(keyed, signature=self._mac(key_id, keyed))
+        """``command`` with ``key_id`` set to the signing key's and its Ed25519 ``signature``."""
+        pair = self.require_signing_key()
+        keyed = msgspec.structs.replace(command, key_id=pair.key_id, signature=None)
+        signature = pair.private_key.sign(canonical_bytes(keyed))
+        return msgspec.structs.replace(keyed, signature=signature.hex())
 
     def verify(self, command: ControlCommand) -> bool:
-        """Whether ``command`` carries a valid signature under one of the known keys."""
-        if command.key_id is None or command.signature is None:
+        """Whether ``command`` carries a valid signature by one of the accepted keys."""
+        key_id, signature = command.key_id, command.signature
+        if key_id is None or signature is None:
             return False
-        if command.key_id not in self.secrets:
-            return False
-        return hmac.compare_digest(self._mac(command.key_id, command), command.signature)
+        public_key = self.public_keys.get(key_id)
+        if public_key is not None:
+            try:
+                public_key.verify(bytes.fromhex(signature), canonical_bytes(command))
+            except (InvalidSignature, ValueError):
+                return False
+            return True
+        secret = self.hmac_secrets.get(key_id)
+        return secret is not None and hmac.compare_digest(
+            hmac_signature(secret, command), signature
+        )
 
-    def _mac(self, key_id: str, command: ControlCommand) -> str:
-        # hmac.digest is the one-shot C path: several times faster than hmac.new.
-        return hmac.digest(self.secrets[key_id], canonical_bytes(command), "sha256").hex()
+
+def hmac_signature(secret: bytes, command: ControlCommand) -> str:
+    """The earlier scheme's signature: lower-case hex HMAC-SHA256 of the canonical bytes."""
+    return hmac.digest(secret, canonical_bytes(command), "sha256").hex()
 
 
 def canonical_bytes(command: ControlCommand) -> bytes:
@@ -210,15 +347,52 @@ class CommandGate:
         return self._last_seq.get(model_id, 0)
 
 
-def _parse_entries(text: str, origin: str) -> dict[str, bytes]:
-    secrets: dict[str, bytes] = {}
+def _check_key_id(key_id: str, what: str) -> None:
+    if not key_id:
+        raise ValueError(f"{what}: needs a non-empty key id")
+
+
+def _key_bytes(value: str, origin: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != KEY_BYTES or value != value.lower():
+        # The value may be a secret: say what is wrong with it, never what it is.
+        raise ValueError(f"{origin}: expected {2 * KEY_BYTES} lower-case hex digits")
+    return raw
+
+
+def _public_keys(entries: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
+    return {
+        key_id: Ed25519PublicKey.from_public_bytes(
+            _key_bytes(value, f"control public key {key_id!r}")
+        )
+        for key_id, value in entries.items()
+    }
+
+
+def _hmac_secrets(entries: Mapping[str, str]) -> dict[str, bytes]:
+    return {key_id: secret.encode("utf-8") for key_id, secret in entries.items()}
+
+
+def _read(path: str, setting: str) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{setting}={path}: {error.strerror}") from None
+
+
+def _parse_entries(text: str, origin: str) -> dict[str, str]:
+    """``key_id=value`` entries separated by commas or new lines; ``#`` starts a comment."""
+    entries: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         for entry in line.split("#", 1)[0].split(","):
             entry = entry.strip()
             if not entry:
                 continue
-            key_id, sep, secret = entry.partition("=")
+            key_id, sep, value = entry.partition("=")
             if not sep:
-                raise ValueError(f"{origin} line {number}: expected key_id=secret")
-            secrets[key_id.strip()] = secret.strip().encode("utf-8")
-    return secrets
+                raise ValueError(f"{origin} line {number}: expected key_id=value")
+            entries[key_id.strip()] = value.strip()
+    return entries

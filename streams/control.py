@@ -4,17 +4,18 @@
     failsoft control restore MODEL --reason "fixed"         # serve the live model again
     failsoft control promote_shadow MODEL --reason "..."    # serve the shadow
     failsoft control status                                 # every model's last command
-    failsoft control keygen FILE                            # write a new signing key
+    failsoft control keygen FILE                            # write a new key pair
 
-Commands are signed with the keys in ``FAILSOFT_CONTROL_KEYS`` / ``_KEYS_FILE``; the seq
-follows the last seq on the topic for that model.
+Commands are signed with the Ed25519 private key of ``FAILSOFT_CONTROL_PRIVATE_KEY`` /
+``_FILE``; the seq follows the last seq on the topic for that model. ``keygen`` writes the
+private key to FILE (mode 0600) and the public key line, which the fleet's nodes are
+given, to FILE.pub; it never overwrites either.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
-    from schemas.signing import Keyring
+    from schemas.signing import KeyPair, Keyring
 
 
 def publish_command(
@@ -110,15 +111,36 @@ def issue(
     return command
 
 
-def write_key_file(path: Path, key_id: str) -> bool:
-    """Write a new random key to ``path`` (mode 0600) unless it exists; ``True`` if written."""
+def public_key_path(private_key_path: Path) -> Path:
+    """Where ``keygen`` writes the public key of the private key at ``private_key_path``."""
+    return private_key_path.with_name(private_key_path.name + ".pub")
+
+
+def write_key_pair(path: Path, key_id: str) -> KeyPair | None:
+    """Write a new Ed25519 key pair: the private key to ``path`` (mode 0600), its public key
+    line to ``public_key_path(path)``; ``None``, writing nothing, if either exists.
+    """
+    from schemas.signing import KeyPair
+
+    public_path = public_key_path(path)
+    if public_path.exists():
+        return None
+    pair = KeyPair.generate(key_id)
     try:
+        # O_EXCL: never replace a key, even one that appeared since the check above.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return False
+        return None
     with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(f"{key_id}={secrets.token_hex(32)}\n")
-    return True
+        file.write(
+            f"# failsoft control signing key {key_id} (Ed25519 private key): whoever reads "
+            f"this file can command the fleet; give nodes {public_path.name} instead.\n"
+            f"{pair.private_line()}\n"
+        )
+    fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(f"{pair.public_line()}\n")
+    return pair
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -141,7 +163,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.set_defaults(handler=_issue, action=action)
     status = actions.add_parser("status", help="every model's last valid command")
     status.set_defaults(handler=_status)
-    keygen = actions.add_parser("keygen", help="write a new random signing key file (0600)")
+    keygen = actions.add_parser(
+        "keygen", help="write a new key pair: FILE (private, 0600) and FILE.pub (public)"
+    )
     keygen.add_argument("path", type=Path, metavar="FILE")
     keygen.add_argument("--key-id", default=time.strftime("k%Y%m%d"), help="default: kYYYYMMDD")
     keygen.set_defaults(handler=_keygen)
@@ -191,8 +215,23 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keygen(args: argparse.Namespace, settings: Settings) -> int:
-    if write_key_file(args.path, args.key_id):
-        print(f"wrote key {args.key_id} to {args.path}; set FAILSOFT_CONTROL_KEYS_FILE to it")
-    else:
-        print(f"{args.path} exists; left as it is")
+    try:
+        pair = write_key_pair(args.path, args.key_id)
+    except (OSError, ValueError) as error:
+        print(f"failsoft control keygen: {error}", file=sys.stderr)
+        return 1
+    if pair is None:
+        print(
+            f"failsoft control keygen: {args.path} or {public_key_path(args.path)} exists; "
+            "refusing to overwrite a key",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"wrote key {pair.key_id}: the private key to {args.path} (mode 0600; signers set "
+        f"FAILSOFT_CONTROL_PRIVATE_KEY_FILE to it), the public key to "
+        f"{public_key_path(args.path)}\n"
+        f"give the fleet's nodes this line (FAILSOFT_CONTROL_PUBLIC_KEYS, or the .pub file as "
+        f"FAILSOFT_CONTROL_PUBLIC_KEYS_FILE):\n{pair.public_line()}"
+    )
     return 0

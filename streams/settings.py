@@ -51,12 +51,20 @@ class Settings:
     alert_damping: float = 300.0
     postgres_port: int = 15432
 
-    # Control-command signing keys: "key_id=secret" entries (comma- or newline-separated)
-    # inline and/or in a file; several ids are accepted so keys can rotate. The signing key
-    # defaults to the first one. No key is built in: without one nothing can be signed.
+    # Control-command keys (schemas/signing.py), "key_id=<hex>" entries; none is built in.
+    # Signers (workers, operators) hold one Ed25519 private key, inline or in a file: the
+    # one secret that can command the fleet. Nodes hold the public keys they accept
+    # (comma- or newline-separated, inline and/or in a file), several while keys rotate.
+    control_private_key: str = dataclasses.field(default="", repr=False)
+    control_private_key_file: str = ""
+    control_public_keys: str = ""
+    control_public_keys_file: str = ""
+    # The earlier scheme's shared HMAC secrets ("key_id=secret"): a node verifies HMAC
+    # commands only with control_accept_hmac on, for the migration in the README;
+    # otherwise configuring them is an error. Nothing signs with HMAC any more.
     control_keys: str = dataclasses.field(default="", repr=False)
     control_keys_file: str = ""
-    control_signing_key_id: str = ""
+    control_accept_hmac: bool = False
 
     # The Faust worker. Its app id is also its consumer group; workers that share it share
     # the partitions. Two workers on one host need their own web ports and data folders.

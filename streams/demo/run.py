@@ -1,10 +1,11 @@
 """One demo run: the whole loop on this machine, from a scenario to its report.
 
 ``DemoRun`` does, in order (each step a method, so the end-to-end test drives the same
-code): start the local stack's servers that are down; make a control signing key when
-none is configured; create the run's own topics (prefix ``failsoft.<run id>.``), so a run
-never reads an earlier run's commands or detector state, and name an Alerta customer of
-its own (``alerta_customer``: the tap skips alerts of other customers); write the
+code): start the local stack's servers that are down; make a control key pair when no
+private key is configured (the worker signs with it; the node gets only public keys);
+create the run's own topics (prefix ``failsoft.<run id>.``), so a run never reads an
+earlier run's commands or detector state, and name an Alerta customer of its own
+(``alerta_customer``: the tap skips alerts of other customers); write the
 simulated portfolio with detector settings for compressed time; start one worker
 (``failsoft worker``, a child process) and the example serving node (in this process, so
 its switches are timed on its listener thread); play the scenario (``failsoft
@@ -48,6 +49,7 @@ __all__ = [
     "default_run_id",
     "ensure_control_key",
     "lag_of",
+    "node_settings",
 ]
 
 EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender" / "app.py"
@@ -141,16 +143,31 @@ class DemoOptions:
 
 
 def ensure_control_key(settings: Settings, say: Callable[[str], None]) -> Settings:
-    """``settings``, with a key file in the state folder when no control key is configured."""
-    from streams.control import write_key_file
+    """``settings``, with a key pair in the state folder when no private key is configured;
+    the worker signs with it (see ``node_settings`` for the node)."""
+    from streams.control import public_key_path, write_key_pair
 
-    if settings.control_keys or settings.control_keys_file:
+    if settings.control_private_key or settings.control_private_key_file:
         return settings
-    path = settings.state_dir / "control.keys"
+    path = settings.state_dir / "control.key"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if write_key_file(path, "demo"):
-        say(f"demo: wrote a control signing key to {path}")
-    return dataclasses.replace(settings, control_keys_file=str(path))
+    if write_key_pair(path, "demo"):
+        say(f"demo: wrote a control key pair to {path} and {public_key_path(path).name}")
+    return dataclasses.replace(settings, control_private_key_file=str(path))
+
+
+def node_settings(settings: Settings) -> Settings:
+    """What a serving node is given: the public keys (the signer's included), never the
+    private key, so that the demo's node is as unable to command the fleet as a real one."""
+    from schemas.signing import Keyring
+
+    return dataclasses.replace(
+        settings,
+        control_private_key="",
+        control_private_key_file="",
+        control_public_keys=Keyring.from_settings(settings).public_keys_text(),
+        control_public_keys_file="",
+    )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -253,7 +270,8 @@ class DemoRun:
     def start_node(self) -> None:
         """The example recommender node, in this process, with its HTTP port open."""
         app = _load_example_node()
-        self._node = app.RecommenderNode(self.settings, app.ShuffleModel(), app.POPULAR_FILE)
+        node = node_settings(self.settings)
+        self._node = app.RecommenderNode(node, app.ShuffleModel(), app.POPULAR_FILE)
         self._node.listener.on_change(self.switches.on_change)
         self._server = app.make_server(self._node, 0)
         threading.Thread(target=self._server.serve_forever, name="demo-node", daemon=True).start()

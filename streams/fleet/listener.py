@@ -77,7 +77,8 @@ class ControlListener:
     Parameters
     ----------
     settings
-        Kafka address, topic prefix and control keys (``Keyring.from_settings``).
+        Kafka address, topic prefix and control keys (``Keyring.from_settings``): a node
+        needs only the public keys, and should hold nothing else.
     keyring
         The keys to verify commands with; default: from ``settings``. Without any key
         the constructor raises ``ValueError``, since no command could ever be applied.
@@ -111,11 +112,11 @@ class ControlListener:
             **(consumer_config or {}),
         }
         keyring = keyring or Keyring.from_settings(settings)
-        if not keyring.secrets:
+        if not keyring.can_verify:
             # Such a node would reject every command as forged: fail at deploy time instead.
             raise ValueError(
-                "no control keys configured (FAILSOFT_CONTROL_KEYS or FAILSOFT_CONTROL_KEYS_FILE):"
-                " this node could not verify any control command"
+                "no control public keys configured (FAILSOFT_CONTROL_PUBLIC_KEYS or "
+                "FAILSOFT_CONTROL_PUBLIC_KEYS_FILE): this node could not verify any control command"
             )
         self._gate = CommandGate(keyring)
         self._clock = clock

@@ -47,7 +47,7 @@ the same partition number in each because every producer uses Kafka's default pa
 (murmur2 of the key: Java's and aiokafka's default, ``partitioner=murmur2_random`` in
 librdkafka, which the fleet client and the simulator set; see ``schemas/README.md``).
 
-Without a control signing key (``FAILSOFT_CONTROL_KEYS``/``_FILE``) the worker still runs:
+Without a control private key (``FAILSOFT_CONTROL_PRIVATE_KEY``/``_FILE``) the worker runs:
 it alerts, and counts every command it could not sign as withheld.
 
 Scale: every input topic is keyed by model_id (feature writes by entity_id), so the

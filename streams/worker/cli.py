@@ -56,8 +56,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if app.keyring.signing_key_id is None:
         print(
-            "failsoft worker: no control signing key (FAILSOFT_CONTROL_KEYS or "
-            "FAILSOFT_CONTROL_KEYS_FILE): fallbacks and restores are alerted and counted as "
+            "failsoft worker: no control signing key (FAILSOFT_CONTROL_PRIVATE_KEY_FILE): "
+            "fallbacks and restores are alerted and counted as "
             "withheld, never sent to the fleet",
             file=sys.stderr,
         )

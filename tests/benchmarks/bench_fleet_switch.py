@@ -6,23 +6,38 @@ in one run, alternating one measurement of each (which one goes first alternates
 - ``listener``: a signed command alternating fallback/restore for one model is produced to
   a fresh compacted control topic; the clock stops in the ``ControlListener``'s on-change
   callback, which runs right after the map entry is replaced (so it includes consuming,
-  decoding, the HMAC check, the replay check and the map write);
+  decoding, the Ed25519 verification, the replay check and the map write); the listener
+  holds only the public key, as a node does;
 - ``bare``: the same bytes produced to a fresh topic and consumed by a bare confluent-kafka
   consumer (assigned, polling on its own thread) with the same librdkafka settings as the
   listener; the clock stops when ``poll`` returns the message.
 
 Both producers are the control producer (``linger.ms=0``, ``acks=all``); the clock starts
 right before ``produce``. Each measurement waits for the previous one to arrive and be
-acknowledged (untimed), so none queues behind another. Reports
-p50, p99 and max in ms, and listener/bare ratios. Run::
+acknowledged (untimed), so none queues behind another. Reports p50, p99 and max in ms,
+and listener/bare ratios; then where the listener's tail comes from:
 
-    .venv/bin/python -m tests.benchmarks.bench_fleet_switch            # 2,000 of each
+- ``kafka`` and ``node``: each switch split where the listener's ``poll`` returned the
+  message (the node's part is decoding, verification, the gate, the map and the callback,
+  plus any wait for the GIL);
+- ``decode``, ``verify``, ``admit``: those steps alone, on the run's own messages, on the
+  main thread after the run (no Kafka, no other thread), and ``hmac``, the check that
+  Ed25519 replaced;
+- ``gc``: the collector's pauses during the timed part (count, total, max), and the
+  listener p99 of the switches that no collection overlapped.
+
+Run::
+
+    .venv/bin/python -m tests.benchmarks.bench_fleet_switch     # 3 rounds of 2,000 of each
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_switch.py -s
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import statistics
+import sys
 import threading
 import time
 import uuid
@@ -31,13 +46,20 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from schemas.codec import encode
-from schemas.contracts import Action
+from schemas.codec import decode_control_command, encode
+from schemas.contracts import Action, ControlCommand
+from schemas.signing import CommandGate, Keyring, hmac_signature
 from streams.fleet import ControlListener, ModeChange
 from streams.fleet.kafka_config import command_producer_config, listener_consumer_config
 from streams.settings import Settings
 from streams.topics import CONTROL, TopicSpec
-from tests.fleet.helpers import catalogue_topics, command, fleet_settings, percentiles
+from tests.fleet.helpers import (
+    catalogue_topics,
+    command,
+    fleet_settings,
+    node_settings,
+    percentiles,
+)
 
 WAIT_S = 10.0
 
@@ -67,6 +89,67 @@ class BareConsumer:
         self._consumer.close()
 
 
+class StampedListener(ControlListener):
+    """The listener, noting when ``poll`` handed it each message."""
+
+    received_ns = 0
+
+    def _receive(self, message: Any) -> None:
+        self.received_ns = time.perf_counter_ns()
+        super()._receive(message)
+
+
+class GcPauses:
+    """The collector's pauses, as (start, stop) ``perf_counter_ns`` pairs, while recording."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int]] = []
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            self.pauses.append((self._started, time.perf_counter_ns()))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+    def overlaps(self, start: int, stop: int) -> bool:
+        return any(begin < stop and end > start for begin, end in self.pauses)
+
+    def summary(self) -> dict[str, float]:
+        lengths = [(end - begin) / 1e6 for begin, end in self.pauses]
+        return {"n": len(lengths), "total": sum(lengths), "max": max(lengths, default=0.0)}
+
+
+def stage_costs(raws: list[bytes], keyring: Keyring) -> dict[str, dict[str, float]]:
+    """Decode, verify and admit (the gate, verification included) each message alone, in
+    microseconds, on this thread; and, for comparison, the HMAC that Ed25519 replaced."""
+    times: dict[str, list[float]] = {"decode": [], "verify": [], "admit": [], "hmac": []}
+    gate = CommandGate(keyring)
+    secret = b"the-earlier-scheme's-shared-secret"
+    for raw in raws:
+        started = time.perf_counter_ns()
+        command = decode_control_command(raw)
+        decoded = time.perf_counter_ns()
+        assert isinstance(command, ControlCommand)
+        assert keyring.verify(command)
+        verified = time.perf_counter_ns()
+        assert gate.admit(command, 0) is None
+        admitted = time.perf_counter_ns()
+        hmac_signature(secret, command)
+        times["hmac"].append((time.perf_counter_ns() - admitted) / 1e3)
+        times["decode"].append((decoded - started) / 1e3)
+        times["verify"].append((verified - decoded) / 1e3)
+        times["admit"].append((admitted - verified) / 1e3)
+    return {stage: percentiles(samples) for stage, samples in times.items()}
+
+
 def _spin(stop: threading.Event) -> None:
     while not stop.is_set():
         sum(range(1_000))
@@ -93,8 +176,12 @@ def run(
 
     listener_ms: list[float] = []
     bare_ms: list[float] = []
-    with catalogue_topics(settings, (CONTROL, bare_spec)):
-        listener = ControlListener(settings, consumer_config=overrides)
+    kafka_ms: list[float] = []
+    node_ms: list[float] = []
+    spans: list[tuple[int, int]] = []
+    raws: list[bytes] = []
+    with catalogue_topics(settings, (CONTROL, bare_spec)), GcPauses() as pauses:
+        listener = StampedListener(node_settings(settings), consumer_config=overrides)
         listener.on_change(on_change)
         listener.start()
         assert listener.wait_bootstrapped(30)
@@ -112,6 +199,9 @@ def run(
             # The producer keeps one request in flight: wait for the ack, untimed, so the
             # next measurement does not queue behind this one.
             producer.flush(WAIT_S)
+            kafka_ms.append((listener.received_ns - started) / 1e6)
+            node_ms.append((flipped_ns - listener.received_ns) / 1e6)
+            spans.append((started, flipped_ns))
             return (flipped_ns - started) / 1e6
 
         def round_trip(raw: bytes) -> float:
@@ -127,6 +217,9 @@ def run(
             for i in range(count + 50):
                 action: Action = "fallback" if i % 2 == 0 else "restore"
                 raw = encode(command(settings, "bench-model", action, seq + i))
+                if i == 50:
+                    # Only the timed part counts: warm-up, start-up and set-up are dropped.
+                    del kafka_ms[:], node_ms[:], spans[:], pauses.pauses[:]
                 # Alternate which goes first, so neither always follows the other.
                 if i % 2 == 0:
                     listener_elapsed, bare_elapsed = switch(raw), round_trip(raw)
@@ -135,6 +228,7 @@ def run(
                 if i >= 50:
                     listener_ms.append(listener_elapsed)
                     bare_ms.append(bare_elapsed)
+                    raws.append(raw)
         finally:
             stop_spinning.set()
             bare.close()
@@ -142,22 +236,43 @@ def run(
             producer.flush(10)
         stats = listener.stats()
     assert stats.applied == count + 50 and sum(stats.rejected.values()) == 0
-    result = {"listener": percentiles(listener_ms), "bare": percentiles(bare_ms)}
+    result: dict[str, Any] = {"listener": percentiles(listener_ms), "bare": percentiles(bare_ms)}
     result["ratio"] = {
         key: result["listener"][key] / result["bare"][key] for key in ("p50", "p99", "max")
     }
+    result["kafka"], result["node"] = percentiles(kafka_ms), percentiles(node_ms)
+    untouched = [
+        ms for ms, span in zip(listener_ms, spans, strict=True) if not pauses.overlaps(*span)
+    ]
+    result["gc"] = {**pauses.summary(), "p99 without": percentiles(untouched)["p99"]}
+    result["stages"] = stage_costs(raws, Keyring.from_settings(node_settings(settings)))
     return result
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"{'':10} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
-    for name in ("listener", "bare"):
-        row = result[name]
+
+    def row(name: str, values: dict[str, float]) -> None:
         lines.append(
-            f"{name:10} {row['n']:6d} {row['p50']:8.3f} {row['p99']:8.3f} {row['max']:8.3f}"
+            f"{name:10} {values['n']:6d} {values['p50']:8.3f} {values['p99']:8.3f} "
+            f"{values['max']:8.3f}"
         )
+
+    row("listener", result["listener"])
+    row("bare", result["bare"])
     ratio = result["ratio"]
     lines.append(f"{'ratio':10} {'':6} {ratio['p50']:8.2f} {ratio['p99']:8.2f} {ratio['max']:8.2f}")
+    lines.append("the listener's switches, split where poll returned:")
+    row("kafka", result["kafka"])
+    row("node", result["node"])
+    lines.append("each step alone, on the main thread after the run (us, not ms):")
+    for stage, values in result["stages"].items():
+        row(stage, values)
+    gc_ = result["gc"]
+    lines.append(
+        f"gc: {gc_['n']} pauses, {gc_['total']:.3f} ms in all, max {gc_['max']:.3f} ms; "
+        f"listener p99 without the switches they overlapped: {gc_['p99 without']:.3f} ms"
+    )
     return "\n".join(lines)
 
 
@@ -180,8 +295,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--busy-threads", type=int, default=0, help="Python threads spinning meanwhile"
     )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run: the longest a busy thread keeps the GIL",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs, each on fresh topics")
     args = parser.parse_args(argv)
-    print(report(run(bench_settings(), args.count, args.fetch_wait_ms, args.busy_threads)))
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
+    results = []
+    for number in range(1, args.rounds + 1):
+        results.append(run(bench_settings(), args.count, args.fetch_wait_ms, args.busy_threads))
+        print(f"round {number}\n{report(results[-1])}\n", flush=True)
+    print(f"medians of {len(results)} rounds (ms):")
+    for name, key in [(n, k) for n in ("listener", "bare", "node") for k in ("p50", "p99")]:
+        print(f"  {name} {key}: {statistics.median(r[name][key] for r in results):.3f}")
+    for key in ("p50", "p99"):
+        print(f"  ratio {key}: {statistics.median(r['ratio'][key] for r in results):.2f}")
     return 0
 
 

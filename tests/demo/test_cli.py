@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from schemas.signing import KeyPair, Keyring, signed_command
 from streams.cli import main
 from streams.demo.report import Report, Switch, build_report
-from streams.demo.run import ensure_control_key, settings_env
+from streams.demo.run import ensure_control_key, node_settings, settings_env
 from streams.settings import Settings
 from tests.demo.test_report import END, T0, at, fallback, incident
+
+COMMAND = {
+    "model_id": "m",
+    "action": "fallback",
+    "reason": "test",
+    "detector": "test",
+    "issued_at": 1_795_000_000_000,
+}
 
 
 def saved_report(tmp_path: Path) -> tuple[Path, Report]:
@@ -51,18 +60,29 @@ def test_report_of_a_missing_or_broken_file_is_one_clear_line(
     assert capsys.readouterr().err.strip().endswith("report: missing field 'started_at'")
 
 
-def test_a_control_key_is_written_once_to_the_state_folder_when_none_is_configured(
+def test_a_control_key_pair_is_written_once_to_the_state_folder_when_none_is_configured(
     tmp_path: Path,
 ) -> None:
     said: list[str] = []
     settings = ensure_control_key(Settings(state_dir=tmp_path), said.append)
-    key_file = tmp_path / "control.keys"
-    assert settings.control_keys_file == str(key_file)
-    assert key_file.read_text().startswith("demo=") and key_file.stat().st_mode & 0o777 == 0o600
+    key_file = tmp_path / "control.key"
+    assert settings.control_private_key_file == str(key_file)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    signer = Keyring.from_settings(settings)
+    assert signer.signing_key_id == "demo"
     again = ensure_control_key(Settings(state_dir=tmp_path), said.append)
-    assert again.control_keys_file == str(key_file) and len(said) == 1
-    configured = Settings(state_dir=tmp_path / "other", control_keys="k=secret")
+    assert again.control_private_key_file == str(key_file) and len(said) == 1
+    other = KeyPair.generate("k")
+    configured = Settings(state_dir=tmp_path / "other", control_private_key=other.private_line())
     assert ensure_control_key(configured, said.append) is configured
+
+
+def test_the_demo_node_gets_the_public_keys_and_not_the_private_key(tmp_path: Path) -> None:
+    settings = ensure_control_key(Settings(state_dir=tmp_path), lambda line: None)
+    node = Keyring.from_settings(node_settings(settings))
+    signer = Keyring.from_settings(settings)
+    assert node.signing_key is None
+    assert node.verify(signed_command(signer, **COMMAND))  # type: ignore[arg-type]
 
 
 def test_children_get_the_same_settings_through_their_environment() -> None:

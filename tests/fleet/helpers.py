@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from schemas.contracts import Action, ControlCommand
-from schemas.signing import Keyring, signed_command
+from schemas.signing import KeyPair, Keyring, signed_command
 from streams.settings import Settings
 from streams.topics import CATALOGUE, CONTROL, PREDICTIONS, TopicSpec, admin_client, ensure_topics
 
 
 def fleet_settings(base: Settings, bootstrap: str, prefix: str) -> Settings:
-    """``base`` on ``bootstrap`` with topics under ``prefix`` and a fresh random signing key."""
+    """``base`` on ``bootstrap`` with topics under ``prefix`` and a fresh key pair: the
+    private key signs the test's commands, the public key is what nodes accept."""
+    pair = KeyPair.generate("test")
     return dataclasses.replace(
         base,
         kafka_bootstrap=bootstrap,
         topic_prefix=f"{prefix}.",
-        control_keys=f"test={secrets.token_hex(16)}",
+        control_private_key=pair.private_line(),
+        control_private_key_file="",
+        control_public_keys=pair.public_line(),
+        control_public_keys_file="",
+        control_keys="",
         control_keys_file="",
-        control_signing_key_id="",
+        control_accept_hmac=False,
     )
+
+
+def node_settings(settings: Settings) -> Settings:
+    """``settings`` as a serving node holds them: the public keys and no private key."""
+    return dataclasses.replace(settings, control_private_key="", control_private_key_file="")
 
 
 @contextmanager

@@ -11,11 +11,14 @@ import time
 
 import pytest
 
+from schemas.signing import KeyPair
 from streams.fleet import ControlListener
 from streams.settings import Settings
 
 NOWHERE = Settings(
-    kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.", control_keys="unit=0123456789abcdef"
+    kafka_bootstrap="127.0.0.1:1",
+    topic_prefix="unit.",
+    control_public_keys=KeyPair.generate("unit").public_line(),
 )
 
 
@@ -44,8 +47,16 @@ def test_an_unknown_default_mode_is_refused_with_the_valid_ones() -> None:
 
 
 def test_a_node_without_control_keys_refuses_to_start() -> None:
-    with pytest.raises(ValueError, match="no control keys configured"):
-        ControlListener(dataclasses.replace(NOWHERE, control_keys=""))
+    with pytest.raises(ValueError, match="no control public keys configured"):
+        ControlListener(dataclasses.replace(NOWHERE, control_public_keys=""))
+
+
+def test_a_node_with_hmac_secrets_but_hmac_off_refuses_to_start() -> None:
+    legacy = dataclasses.replace(NOWHERE, control_keys="old=legacy-secret-0123456789")
+    with pytest.raises(ValueError, match="FAILSOFT_CONTROL_ACCEPT_HMAC"):
+        ControlListener(legacy)
+    migrating = dataclasses.replace(legacy, control_public_keys="", control_accept_hmac=True)
+    assert ControlListener(migrating).mode("m") == "live"
 
 
 def test_a_failing_listener_thread_counts_the_failure_and_keeps_trying() -> None:

@@ -26,7 +26,7 @@ from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-KEYS = "k1=end-to-end-test-secret-0123456789"
+KEYS = "k1=" + "e2" * 32  # the worker's Ed25519 private key
 # Alerta tells alerts apart by environment and resource (the model id) only, and other
 # tests play the same synthetic portfolio into the default environment at the same time;
 # this test's alerts go to the stack's other allowed environment.
@@ -119,8 +119,8 @@ def report(
     settings = dataclasses.replace(
         stack_settings,
         kafka_bootstrap=kafka_bootstrap,
-        control_keys=KEYS,
-        control_keys_file="",
+        control_private_key=KEYS,
+        control_private_key_file="",
         alerta_environment=ALERTA_ENVIRONMENT,
     )
     options = DemoOptions(scenario=scenario, run_id=unique_name, run_dir=tmp_path / "run")

@@ -9,13 +9,14 @@ import pytest
 
 from schemas.codec import encode
 from schemas.contracts import Action, ControlCommand
+from schemas.signing import KeyPair, Keyring, MissingKeyError, hmac_signature
 from streams.cli import main
 from streams.control import publish_command
 from streams.fleet import ControlListener, ModeChange, PredictionLogger
 from streams.fleet.listener import MODE_OF_ACTION, now_ms
 from streams.settings import Settings
 from streams.topics import CONTROL, PREDICTIONS
-from tests.fleet.helpers import command, fleet_settings, fleet_topics, wait_for
+from tests.fleet.helpers import command, fleet_settings, fleet_topics, node_settings, wait_for
 from tests.fleet.test_prediction_logger import example_prediction
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_a_node_started_after_ten_commands_learns_all_ten_states(settings: Setti
         expected[model] = MODE_OF_ACTION[action]
 
     changes: list[ModeChange] = []
-    listener = ControlListener(settings)
+    listener = ControlListener(node_settings(settings))
     listener.on_change(changes.append)
     with listener:
         assert listener.wait_bootstrapped(30)
@@ -60,7 +61,7 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
     settings: Settings,
 ) -> None:
     changes: list[ModeChange] = []
-    listener = ControlListener(settings)
+    listener = ControlListener(node_settings(settings))
     listener.on_change(changes.append)
     with listener:
         assert listener.wait_bootstrapped(30)
@@ -73,6 +74,7 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
         attacks: list[ControlCommand] = [
             msgspec.structs.replace(restore, reason="trust me"),  # forged: changed after signing
             command(fleet_settings(settings, "", "x"), "recs", "restore", SEQ + 2),  # other key
+            *forgeries_of_a_node(node_settings(settings), SEQ + 2),
             genuine,  # replayed as is
             command(settings, "recs", "restore", SEQ - 5),  # replayed: an old seq
             command(settings, "recs", "restore", SEQ + 3, expires_at=1_000),  # expired
@@ -84,9 +86,44 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
         assert wait_for(lambda: listener.mode("recs") == "live")
         assert wait_for(lambda: listener.stats().applied == 2)
         stats = listener.stats()
-        assert stats.rejected == {"forged": 2, "replayed": 2, "expired": 1, "unsigned": 1}
+        assert stats.rejected == {"forged": 4, "replayed": 2, "expired": 1, "unsigned": 1}
         assert listener.command("recs") == restore
         assert [change.new for change in changes] == ["fallback", "live"]
+
+
+def forgeries_of_a_node(node: Settings, seq: int) -> list[ControlCommand]:
+    """The best a node holding only public keys can make: a command with its key id and an
+    HMAC keyed with the public key, or an Ed25519 signature with the public key as seed."""
+    keyring = Keyring.from_settings(node)
+    with pytest.raises(MissingKeyError):
+        command(node, "recs", "restore", seq)
+    ((key_id, public_key),) = keyring.public_keys.items()
+    public = public_key.public_bytes_raw()
+    unsigned = msgspec.structs.replace(
+        command(fleet_settings(node, "", "x"), "recs", "restore", seq), key_id=key_id
+    )
+    as_hmac = msgspec.structs.replace(unsigned, signature=hmac_signature(public, unsigned))
+    as_seed = Keyring(signing_key=KeyPair.from_line(f"{key_id}={public.hex()}")).sign(unsigned)
+    return [as_hmac, as_seed]
+
+
+def test_a_node_holding_only_public_keys_cannot_command_another_node(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = node_settings(settings)
+    with ControlListener(node) as other:
+        assert other.wait_bootstrapped(30)
+        # The operator command run with a node's settings refuses before touching Kafka...
+        monkeypatch.setenv("FAILSOFT_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+        monkeypatch.setenv("FAILSOFT_TOPIC_PREFIX", settings.topic_prefix)
+        monkeypatch.setenv("FAILSOFT_CONTROL_PUBLIC_KEYS", node.control_public_keys)
+        assert main(["control", "fallback", "recs", "--reason", "from a node"]) == 1
+        assert "no control signing key" in capsys.readouterr().err
+        # ...and what it can forge by hand reaches the other node and is rejected.
+        for forgery in forgeries_of_a_node(node, SEQ):
+            publish_command(settings, forgery)
+        assert wait_for(lambda: other.stats().rejected["forged"] == 2)
+        assert other.mode("recs") == "live" and other.stats().applied == 0
 
 
 def test_a_listener_that_fails_restarts_after_the_message_that_failed(
@@ -103,7 +140,7 @@ def test_a_listener_that_fails_restarts_after_the_message_that_failed(
             raise RuntimeError("clock broke")
         return now_ms()
 
-    with ControlListener(settings, clock=clock_failing_once) as listener:
+    with ControlListener(node_settings(settings), clock=clock_failing_once) as listener:
         assert wait_for(lambda: listener.mode("second") == "fallback")
         assert listener.wait_bootstrapped(30)
         stats = listener.stats()
@@ -122,7 +159,7 @@ def test_garbage_on_the_control_topic_is_counted_and_ignored(settings: Settings)
     valid = encode(command(settings, "recs", "fallback", SEQ))
     producer.produce(CONTROL.name(settings), valid, b"recs")
     assert producer.flush(10) == 0
-    with ControlListener(settings) as listener:
+    with ControlListener(node_settings(settings)) as listener:
         assert listener.wait_bootstrapped(30)
         assert listener.stats().malformed == 3, listener.stats()
         assert listener.mode("recs") == "fallback"
@@ -133,8 +170,8 @@ def test_operator_command_reaches_a_running_node(
 ) -> None:
     monkeypatch.setenv("FAILSOFT_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
     monkeypatch.setenv("FAILSOFT_TOPIC_PREFIX", settings.topic_prefix)
-    monkeypatch.setenv("FAILSOFT_CONTROL_KEYS", settings.control_keys)
-    with ControlListener(settings) as listener:
+    monkeypatch.setenv("FAILSOFT_CONTROL_PRIVATE_KEY", settings.control_private_key)
+    with ControlListener(node_settings(settings)) as listener:
         assert listener.wait_bootstrapped(30)
         assert main(["control", "fallback", "recs", "--reason", "bad deploy"]) == 0
         assert wait_for(lambda: listener.mode("recs") == "fallback")

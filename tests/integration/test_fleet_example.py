@@ -17,7 +17,7 @@ from schemas.contracts import Prediction
 from streams.control import publish_command
 from streams.fleet import FALLBACK_REASON_FEATURE
 from streams.settings import Settings
-from tests.fleet.helpers import command, fleet_topics, wait_for
+from tests.fleet.helpers import command, fleet_topics, node_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_recommender_serves_live_then_falls_back_to_the_top_10(
 
 def serve_live_then_fallback(settings: Settings) -> None:
     app = load_app()
-    node = app.RecommenderNode(settings, app.ShuffleModel(), app.POPULAR_FILE)
+    node = app.RecommenderNode(node_settings(settings), app.ShuffleModel(), app.POPULAR_FILE)
     server = app.make_server(node, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
@@ -90,7 +90,9 @@ def test_a_slow_live_model_is_given_up_at_the_deadline_then_short_circuited(
 ) -> None:
     with fleet_topics(stack_settings, kafka_bootstrap, unique_name) as settings:
         app = load_app()
-        node = app.RecommenderNode(settings, app.ShuffleModel(slow_ms=800), app.POPULAR_FILE)
+        node = app.RecommenderNode(
+            node_settings(settings), app.ShuffleModel(slow_ms=800), app.POPULAR_FILE
+        )
         logged: list[Prediction] = []
         publish = node.logger.log
 

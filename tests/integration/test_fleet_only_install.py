@@ -75,14 +75,14 @@ def in_venv(venv: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProces
 def test_the_plain_install_has_the_fleet_client_and_none_of_the_worker(fleet_venv: Path) -> None:
     probe = (
         "import importlib.util, json, streams.fleet, schemas.signing;"
-        f"names = {(*WORKER_ONLY, 'confluent_kafka', 'msgspec')!r};"
+        f"names = {(*WORKER_ONLY, 'confluent_kafka', 'msgspec', 'cryptography')!r};"
         "print(json.dumps({'origin': streams.fleet.__file__,"
         " 'found': [n for n in names if importlib.util.find_spec(n) is not None]}))"
     )
     result = in_venv(fleet_venv, "-c", probe, check=True)
     report = json.loads(result.stdout)
     assert report["origin"].startswith(str(fleet_venv))
-    assert report["found"] == ["confluent_kafka", "msgspec"]
+    assert report["found"] == ["confluent_kafka", "msgspec", "cryptography"]
 
 
 @pytest.mark.parametrize("argv", [["worker"], ["simulate", "--scenario", "short"], ["demo"]])
@@ -99,8 +99,8 @@ def test_a_worker_command_names_the_extra_it_needs_in_one_line(
 
 
 def node_environment(settings: Settings) -> dict[str, str]:
-    """The settings a serving node needs: the broker, the topic prefix and the keys."""
-    fields = ("kafka_bootstrap", "topic_prefix", "control_keys", "control_keys_file")
+    """The settings a serving node needs: the broker, the topic prefix and the public keys."""
+    fields = ("kafka_bootstrap", "topic_prefix", "control_public_keys", "control_public_keys_file")
     return {**os.environ, **{env_name(field): getattr(settings, field) for field in fields}}
 
 

@@ -41,7 +41,7 @@ from tests.streams.test_worker_restart import WorkerProcess
 pytestmark = pytest.mark.integration
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-KEYS = "k1=notebook-test-secret-0123456789"
+KEYS = "k1=" + "0b" * 32  # the worker's Ed25519 private key
 RATE = 2000  # live requests per second: about 1,500 predictions per model in 6 s
 TUNING = """
 [defaults.detectors.drift]
@@ -105,7 +105,7 @@ def simulated_run(
         worker_data_dir=folder / "worker",
         worker_web_port=free_port(),
         portfolio_path=folder / "portfolio.toml",
-        control_keys=KEYS,
+        control_private_key=KEYS,
         influxdb_bucket=f"{database}/autogen",
     )
     influxql(settings, f'CREATE DATABASE "{database}"')

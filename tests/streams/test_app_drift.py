@@ -21,7 +21,7 @@ import pytest
 
 from schemas.codec import decode_control_command, encode
 from schemas.contracts import ControlCommand, FeatureSeen, Prediction, Score
-from schemas.signing import Keyring
+from schemas.signing import KeyPair, Keyring
 from streams.fleet import ControlListener, ModeChange
 from streams.portfolio import parse_portfolio
 from streams.settings import Settings
@@ -32,7 +32,10 @@ from tests.streams.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
-KEYS = "k1=integration-test-secret-0123456789"
+# The workers' private key; a node verifies their commands with PUBLIC_KEYS alone.
+SIGNER = KeyPair.from_line("k1=" + "5e" * 32)
+KEYS = SIGNER.private_line()
+PUBLIC_KEYS = SIGNER.public_line()
 TIMEOUT_S = 120.0
 OUTAGE_S = 30.0
 PORTFOLIO = """
@@ -54,7 +57,7 @@ clear_after = 600
 
 @pytest.fixture
 def signing_settings(worker_settings: Settings) -> Settings:
-    return dataclasses.replace(worker_settings, control_keys=KEYS)
+    return dataclasses.replace(worker_settings, control_private_key=KEYS)
 
 
 def predictions(model: str, seed: int, shifted: int = 2000, after: int = 4000) -> list[Prediction]:
@@ -156,7 +159,7 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
         (model, "fallback", "drift_psi"),
         (model, "restore", "health"),
     ]
-    keyring = Keyring.parse(KEYS)
+    keyring = Keyring.parse(public_keys=PUBLIC_KEYS)
     assert all(keyring.verify(c) for c in commands)
     assert commands[0].seq < commands[1].seq
     # The fallback is issued at the second alarming window (event 2,999), in event time.

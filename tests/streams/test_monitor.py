@@ -14,7 +14,7 @@ from streams.portfolio import Portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
 from tests.streams.test_watch import shifted_then_normal, small_model
 
-KEYRING = Keyring.parse("k1=a-test-secret-of-32-bytes-length")
+KEYRING = Keyring.parse(private_key="k1=" + "3c" * 32)
 Detection = tuple[str, str, float]
 
 

@@ -184,7 +184,7 @@ def test_bad_health_settings_name_the_model_and_key() -> None:
     assert "confirm" in caught.value.reason
 
 
-KEYRING = Keyring.parse("k1=a-test-secret-of-32-bytes-length")
+KEYRING = Keyring.parse(private_key="k1=" + "3c" * 32)
 
 
 def effects_of(model: Model, predictions: list[Prediction]) -> list[Effects]:

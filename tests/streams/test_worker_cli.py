@@ -33,14 +33,26 @@ def test_invalid_model_settings_name_model_and_key(
     assert "model 'ranker', key 'detectors.drift.method'" in capsys.readouterr().err
 
 
-def test_too_short_control_key_is_refused(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FAILSOFT_CONTROL_PRIVATE_KEY", "k1=short", "FAILSOFT_CONTROL_PRIVATE_KEY, key 'k1'"),
+        ("FAILSOFT_CONTROL_KEYS", "k1=legacy-secret-0123456789", "FAILSOFT_CONTROL_ACCEPT_HMAC"),
+    ],
+)
+def test_a_malformed_or_legacy_control_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    message: str,
 ) -> None:
     monkeypatch.setenv("FAILSOFT_PORTFOLIO_PATH", "deploy/portfolio.example.toml")
-    monkeypatch.setenv("FAILSOFT_CONTROL_KEYS", "k1=short")
+    monkeypatch.setenv(name, value)
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["worker"]) == 2
-    assert "control key 'k1'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and value.partition("=")[2] not in err
 
 
 def test_unreachable_kafka_is_one_line_and_exit_1(

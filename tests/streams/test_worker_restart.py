@@ -27,7 +27,14 @@ from schemas.signing import Keyring
 from streams.settings import Settings, env_name
 from streams.topics import CONTROL, PREDICTIONS
 from tests.streams.proxy import free_port
-from tests.streams.test_app_drift import KEYS, PORTFOLIO, predictions, produce, read_commands
+from tests.streams.test_app_drift import (
+    KEYS,
+    PORTFOLIO,
+    PUBLIC_KEYS,
+    predictions,
+    produce,
+    read_commands,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +53,7 @@ def restart_settings(worker_settings: Settings, unique_name: str, tmp_path: Path
         worker_settings,
         worker_store="rocksdb://",
         portfolio_path=portfolio,
-        control_keys=KEYS,
+        control_private_key=KEYS,
     )
 
 
@@ -177,7 +184,7 @@ def test_a_restart_restores_state_and_neither_loses_nor_repeats_a_command(
     # two quiet periods of 600 s, well before a fresh watch could have alarmed again.
     assert stream[4000].predicted_at < commands[1].issued_at < stream[6000].predicted_at
     assert len({c.seq for c in commands}) == 2 and commands[0].seq < commands[1].seq
-    assert all(Keyring.parse(KEYS).verify(c) for c in commands)
+    assert all(Keyring.parse(public_keys=PUBLIC_KEYS).verify(c) for c in commands)
 
 
 def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(

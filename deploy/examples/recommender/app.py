@@ -13,9 +13,10 @@ served, a fallback with why it served (see ``streams.fleet.router``).
 
 Run (after ``failsoft stack up`` and ``failsoft topics create``)::
 
-    failsoft control keygen ~/.config/failsoft/control.keys
-    export FAILSOFT_CONTROL_KEYS_FILE=~/.config/failsoft/control.keys
-    .venv/bin/python deploy/examples/recommender/app.py --port 8000 &
+    failsoft control keygen ~/.config/failsoft/control.key    # and control.key.pub
+    export FAILSOFT_CONTROL_PUBLIC_KEYS_FILE=~/.config/failsoft/control.key.pub
+    .venv/bin/python deploy/examples/recommender/app.py --port 8000 &   # public key only
+    export FAILSOFT_CONTROL_PRIVATE_KEY_FILE=~/.config/failsoft/control.key   # to sign
     curl 'localhost:8000/recommend?user=u42'
     failsoft control fallback home-recs --reason "try it"
     curl 'localhost:8000/recommend?user=u42'       # now the top 10, role "fallback"
