@@ -35,6 +35,10 @@ its injection to its end plus its kind's bound, or to the end of the run when it
 ends) is a **false fallback**. Incidents scheduled after the run ended (it was stopped
 early) were never injected and are not in the report; one injected but still within its
 bound when the run ended is **pending**, not missed (``detect_by`` is its bound's end).
+
+The report also gives the worker's maximum lag seen during the run (``WorkerLag``, from
+its ``/metrics``): how far its reading was behind the input topics, in records and
+seconds; a command can come no sooner than that after its decision's input arrived.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ __all__ = [
     "ObservedCommand",
     "Report",
     "Switch",
+    "WorkerLag",
     "build_report",
     "detects",
     "parse_iso_ms",
@@ -254,6 +259,25 @@ class AlertChurn:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkerLag:
+    """How far the worker's reading was behind its input topics: the records it had not
+    read, and the age of the last record it read while more waited."""
+
+    records: int
+    seconds: float
+
+    def worse(self, other: WorkerLag | None) -> WorkerLag:
+        """The larger of each, of this lag and ``other``.
+
+        >>> WorkerLag(10, 0.5).worse(WorkerLag(3, 2.0))
+        WorkerLag(records=10, seconds=2.0)
+        """
+        if other is None:
+            return self
+        return WorkerLag(max(self.records, other.records), max(self.seconds, other.seconds))
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """One row per injected incident, in timeline order, and the false fallbacks."""
 
@@ -264,6 +288,8 @@ class Report:
     false_fallbacks: tuple[FalseFallback, ...]
     # Models whose alerts changed, by model id; empty in reports saved before it existed.
     alert_churn: tuple[AlertChurn, ...] = ()
+    # The worker's maximum lag during the run; None when not measured (or saved before).
+    worker_max_lag: WorkerLag | None = None
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -284,6 +310,9 @@ class Report:
             "incidents": [row.to_json() for row in self.incidents],
             "false_fallbacks": [entry.to_json() for entry in self.false_fallbacks],
             "alert_churn": [entry.to_json() for entry in self.alert_churn],
+            "worker_max_lag": (
+                None if self.worker_max_lag is None else dataclasses.asdict(self.worker_max_lag)
+            ),
         }
 
     def dumps(self) -> str:
@@ -349,6 +378,12 @@ class Report:
                 + (", ".join(f"{e.model} {e.flaps}" for e in flapping) if flapping else "none")
                 + "."
             )
+        lag = self.worker_max_lag
+        lines.append(
+            "Worker's maximum lag: not measured."
+            if lag is None
+            else f"Worker's maximum lag: {lag.seconds:.1f} s ({lag.records:,} records)."
+        )
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -370,6 +405,14 @@ class Report:
                     FalseFallback.from_json(e) for e in document["false_fallbacks"]
                 ),
                 alert_churn=tuple(AlertChurn.from_json(e) for e in document.get("alert_churn", ())),
+                worker_max_lag=(
+                    None
+                    if document.get("worker_max_lag") is None
+                    else WorkerLag(
+                        int(document["worker_max_lag"]["records"]),
+                        float(document["worker_max_lag"]["seconds"]),
+                    )
+                ),
             )
         except KeyError as error:
             raise ValueError(f"report: missing field {error.args[0]!r}") from None
@@ -387,6 +430,7 @@ def build_report(
     started_at: int,
     ended_at: int,
     bounds_s: Mapping[str, float] | None = None,
+    worker_max_lag: WorkerLag | None = None,
 ) -> Report:
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
@@ -434,6 +478,7 @@ def build_report(
         tuple(rows),
         tuple(false_fallbacks),
         alert_churn(alerts),
+        worker_max_lag,
     )
 
 

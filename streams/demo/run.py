@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from streams.demo.observe import AlertaTap, ControlTap, SwitchTap
-from streams.demo.report import InjectedIncident, Report, build_report
+from streams.demo.report import InjectedIncident, Report, WorkerLag, build_report
 from streams.settings import Settings, env_name
 from streams.simulate.scenario import load_scenario
 
@@ -48,6 +48,7 @@ __all__ = [
     "DemoRun",
     "default_run_id",
     "ensure_control_key",
+    "lag_of",
     "node_settings",
 ]
 
@@ -115,6 +116,7 @@ CHILD_STOP_TIMEOUT_S = 30.0
 HEALTH_POLL_S = 2.0
 # After the simulator ends, the worker is given this long to work off its backlog.
 DRAIN_TIMEOUT_S = 180.0
+# Records of the input topics the worker may still have to read to count as caught up.
 DRAINED_LAG = 50
 
 
@@ -205,6 +207,7 @@ class DemoRun:
         self.control: ControlTap | None = None
         self.alerta: AlertaTap | None = None
         self.started_servers: list[str] = []
+        self.max_lag: WorkerLag | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
         self._node: Any = None
@@ -327,43 +330,31 @@ class DemoRun:
                 tick()
             self._check_alive("worker")
             self._check_alive("simulate", finished_ok=True)
+            lag = self.worker_lag()
+            if lag is not None:
+                self.max_lag = lag.worse(self.max_lag)
             if settled_at is None and self._children["simulate"].poll() == 0:
                 if not drain_until:
                     drain_until = time.monotonic() + DRAIN_TIMEOUT_S
-                lag = self.worker_lag()
                 self.phase = "scenario played; waiting for the worker to catch up"
-                if (lag is not None and lag <= DRAINED_LAG) or time.monotonic() > drain_until:
+                drained = lag is not None and lag.records <= DRAINED_LAG
+                if drained or time.monotonic() > drain_until:
                     self.phase = "the worker caught up; waiting for the last alerts"
                     settled_at = time.monotonic() + self.options.settle_s
             time.sleep(every_s)
         self.phase = "done"
 
-    def worker_lag(self) -> int | None:
-        """How many predictions the worker has not committed yet (None: cannot tell)."""
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-        from streams.topics import PREDICTIONS
-
-        topic = PREDICTIONS.name(self.settings)
-        # Not subscribed, so it does not join the worker's group; it only reads its offsets.
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": self.settings.worker_app_id,
-                "enable.auto.commit": False,
-            }
-        )
+    def worker_lag(self) -> WorkerLag | None:
+        """How far the worker's reading is behind its input topics, from its ``/metrics``
+        (records summed over the topics, the largest age); None while it does not answer.
+        """
+        url = f"http://127.0.0.1:{self.settings.worker_web_port}/metrics"
         try:
-            partitions = [TopicPartition(topic, p) for p in range(PREDICTIONS.partitions)]
-            lag = 0
-            for committed in consumer.committed(partitions, timeout=10):
-                low, high = consumer.get_watermark_offsets(committed, timeout=10)
-                lag += high - (committed.offset if committed.offset >= 0 else low)
-        except KafkaException:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
             return None
-        finally:
-            consumer.close()
-        return lag
+        return lag_of(text)
 
     def worker_models(self) -> list[dict[str, Any]] | None:
         """The worker's ``/failsoft/models``, or None while it does not answer."""
@@ -395,6 +386,7 @@ class DemoRun:
             started_at=self.started_ms,
             ended_at=self.ended_ms,
             bounds_s=self.options.bounds_s,
+            worker_max_lag=self.max_lag,
         )
 
     def close(self) -> None:
@@ -473,6 +465,24 @@ class DemoRun:
                 future.result(timeout=30)
         except KafkaException as error:
             self.say(f"demo: could not delete the run's topics: {error}")
+
+
+def lag_of(metrics: str) -> WorkerLag:
+    """The worker's lag in its ``/metrics`` text: records summed over its input topics,
+    and the largest age.
+
+    >>> lag_of('failsoft_lag_records{topic="p"} 12.0\\nfailsoft_lag_seconds{topic="p"} 0.5\\n'
+    ...        'failsoft_lag_records{topic="g"} 3.0\\nfailsoft_lag_seconds{topic="g"} 1.25')
+    WorkerLag(records=15, seconds=1.25)
+    """
+    records, seconds = 0, 0.0
+    for line in metrics.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("failsoft_lag_records{"):
+            records += int(float(value))
+        elif name.startswith("failsoft_lag_seconds{"):
+            seconds = max(seconds, float(value))
+    return WorkerLag(records, seconds)
 
 
 def _terminate(child: subprocess.Popen[bytes]) -> None:

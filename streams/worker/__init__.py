@@ -1,8 +1,9 @@
 """The worker: the I/O shell around the per-model monitors (``streams.monitor``).
 
 - ``app``: the Faust app, ``create_app(settings)``, which wires the rest;
-- ``readers``: the ingest agents and the batch reader; every message is processed or
-  dead-lettered, and counted;
+- ``readers``: the ingest reader, which reads every input topic in batches on the
+  partitions Faust assigns this worker and feeds each model's monitor micro-batches;
+  every record is processed or dead-lettered, and counted;
 - ``shell``: one state table of monitors; feeds them batches and carries out their
   effects (sinks, signed commands, checkpoints);
 - ``views``: the timers and web views (``/failsoft/models``, ``/metrics``);

@@ -8,16 +8,17 @@ and stopped with the app.
 
 What runs today:
 
-- **ingest** of the input topics: an agent each for predictions and ground truth (one
-  record per event: a table finds its partition through the current event, and Faust
-  refuses table writes inside ``take()``), and for feature writes a batch reader
-  (``BatchReader``: a plain aiokafka consumer of the partition numbers Faust gives this
-  worker; those records touch no table where they arrive, so they skip Faust's per-event
-  path). Feature writes are keyed by entity_id, so the batch reader forwards each batch's
-  writes to the models that monitor their features (``Portfolio.models_monitoring``), one
-  message per model and batch, keyed by model_id, through the app's internal topic
-  ``<prefix><app id>-feature-writes-by-model``; its agent feeds each message's writes to
-  the model's monitor as one batch;
+- **ingest** of the input topics in batches (``streams.worker.readers.IngestReader``): one
+  plain aiokafka consumer reads predictions, ground truth, feature writes and the app's
+  internal topic ``<prefix><app id>-feature-writes-by-model``, on the partitions whose
+  state Faust assigns this worker; single-record and batch messages alike. Predictions
+  and labels, keyed by model_id, wait in their model's micro-batch; feature writes, keyed
+  by entity_id, are forwarded to the models that monitor their features
+  (``Portfolio.models_monitoring``), one message per model and read, keyed by model_id,
+  on the internal topic, whose writes join their model's micro-batch in turn. A
+  micro-batch goes to the model's monitor at ``MICRO_BATCH`` records or after
+  ``MICRO_BATCH_LINGER_S``. Faust's per-event stream carries no input: it cost more per
+  record than the monitors (README, "Benchmarks: simulator and worker");
 - each model's **monitor**: feature drift, values from the future, output monitoring,
   the label join and its estimate, the shadow join, the leak watch, the label wait and
   the health policy (see ``streams.monitor``); its points go to InfluxDB, its alerts to
@@ -28,20 +29,23 @@ What runs today:
 
 State lives in one changelog-backed table keyed by model_id (``model-monitor``), whose
 values are pickled monitors, so it survives a restart and moves with its partition on a
-rebalance. The shell keeps the monitors of its partitions in memory and writes one to the
-table whenever its effects ask for a checkpoint: something happened that must not be lost
-(a transition, an alert, an alarm, a command's seq), and at least every
-``streams.monitor.CHECKPOINT_EVERY`` records of that model. A crash loses at most that
-many records of window filling or leak evidence, never a transition, an alert or a
-command's seq. A monitor with a leak watch may pickle to a few megabytes, so the state
-table's topic and the producer take records up to ``MAX_STATE_BYTES``.
+rebalance. Faust stays for that table and its changelog, for partition assignment and
+rebalancing (its consumer subscribes to the changelog, which the reader's partitions
+follow), the timers, the web views and producing commands. The shell keeps the monitors
+of its partitions in memory and writes one to the table whenever its effects ask for a
+checkpoint: something happened that must not be lost (a transition, an alert, an alarm, a
+command's seq), and at least every ``streams.monitor.CHECKPOINT_EVERY`` records of that
+model. A crash loses at most that many records of window filling or leak evidence, never
+a transition, an alert or a command's seq. A monitor with a leak watch may pickle to a
+few megabytes, so the state table's topic and the producer take records up to
+``MAX_STATE_BYTES``.
 
-One worker holds all of a model's state. The input topics keyed by model_id and the
-internal topic have the same partition count, and Faust assigns equal partition numbers
-of such topics to one worker; a model_id lands on the same partition number in each
-because every producer uses Kafka's default partitioner (murmur2 of the key: Java's and
-aiokafka's default, ``partitioner=murmur2_random`` in librdkafka, which the fleet client
-and the simulator set; see ``schemas/README.md``).
+One worker holds all of a model's state. The input topics keyed by model_id, the internal
+topic and the state table's changelog have the same partition count, and the reader reads
+the partition numbers of the changelog that Faust makes active here; a model_id lands on
+the same partition number in each because every producer uses Kafka's default partitioner
+(murmur2 of the key: Java's and aiokafka's default, ``partitioner=murmur2_random`` in
+librdkafka, which the fleet client and the simulator set; see ``schemas/README.md``).
 
 Without a control private key (``FAILSOFT_CONTROL_PRIVATE_KEY``/``_FILE``) the worker runs:
 it alerts, and counts every command it could not sign as withheld.
@@ -60,14 +64,11 @@ partitions.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import faust
-import msgspec
 from faust.types import TableT
 
 from detectors.health.damping import AlertDamping
-from schemas.contracts import FeatureWrite, GroundTruth, Prediction
 from schemas.signing import Keyring
 from streams.monitor import Monitor
 from streams.portfolio import Portfolio, load_portfolio
@@ -89,15 +90,13 @@ from streams.topics import (
 from streams.worker.ingest import INPUTS, PipelineCounters
 from streams.worker.metrics import WorkerCollector
 from streams.worker.naming import PrefixedLeaderAssignor, PrefixedTable
-from streams.worker.readers import BatchReader, add_ingest_agent
+from streams.worker.readers import BATCH_SIZE_BUCKETS, IngestReader
 from streams.worker.shell import Monitors
 from streams.worker.views import add_timers, add_views
 
 __all__ = ["FailsoftApp", "create_app", "writes_by_model_topic"]
 
 SINK_STOP_TIMEOUT = 5.0
-# A batch of feature writes on the internal topic: a JSON array of them.
-_WRITE_BATCH = msgspec.json.Decoder(list[FeatureWrite])
 
 
 class FailsoftApp(faust.App):
@@ -111,7 +110,7 @@ class FailsoftApp(faust.App):
     collector: WorkerCollector
     keyring: Keyring
     monitor_table: TableT[str, bytes]
-    write_reader: BatchReader
+    reader: IngestReader
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -122,16 +121,6 @@ class FailsoftApp(faust.App):
             if change.action != "unchanged":
                 self.log.info("%s", change)
 
-    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
-        # An agent's exception is a bug of ours (input that does not fit is dead-lettered
-        # before it reaches one), or the cluster is not what the app needs. Faust restarts
-        # the agent and goes on past the event it failed on, losing its consequences; with
-        # a table's changelog missing, every write to that table crashed its agent again
-        # while the worker ran on. Stopping the worker (exit code 1) lets its supervisor
-        # restart it from the committed offsets instead.
-        await super()._on_agent_error(agent, exc)
-        await self.crash(exc)
-
     async def on_start(self) -> None:
         await super().on_start()
         self.alerta.start()
@@ -139,11 +128,12 @@ class FailsoftApp(faust.App):
 
     async def on_started(self) -> None:
         await super().on_started()
-        # Its batches go out through the app's producer, which runs by now.
-        await self.write_reader.start()
+        # It sends through the app's producer, which runs by now.
+        await self.reader.start()
 
     async def on_stop(self) -> None:
-        await self.write_reader.stop()
+        # Feeds what it read and commits before the producer stops (in super).
+        await self.reader.stop()
         # The consumer stops first (in super), so nothing is enqueued after the flush.
         await super().on_stop()
         await self.alerta.stop(SINK_STOP_TIMEOUT)
@@ -199,16 +189,6 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         settings.influxdb_org,
         settings.influxdb_bucket,
     )
-    app.collector = WorkerCollector(
-        app.counters,
-        [app.alerta, app.influx],
-        # The batch reader's topic is not Faust's: its messages count once handled.
-        received_by_topic=lambda: {
-            **app.monitor.messages_received_by_topic,
-            app.write_reader.topic_name: app.counters.consumed[app.write_reader.topic_name],
-        },
-        events_per_second=lambda: float(app.monitor.events_s),
-    )
     app.keyring = Keyring.from_settings(settings)
     for model in app.portfolio:
         # A setting the detectors refuse stops the worker here.
@@ -230,43 +210,17 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         value_type=bytes,
     )
     monitors = Monitors(app, app.monitor_table, app.topic(CONTROL.name(settings)))
-    models = app.portfolio.models
-
-    async def on_record(record: Prediction | GroundTruth) -> None:
-        await monitors.feed(models[record.model_id], (record,))
-
-    async def on_writes(writes: list[FeatureWrite]) -> None:
-        by_model: dict[str, list[FeatureWrite]] = {}
-        for write in writes:
-            for model_id in app.portfolio.models_monitoring(write.feature):
-                by_model.setdefault(model_id, []).append(write)
-        for model_id, batch in by_model.items():
-            await routed_writes_topic.send(key=model_id.encode(), value=msgspec.json.encode(batch))
-
-    add_ingest_agent(app, INPUTS[PREDICTIONS.suffix], dead_letters, on_record)
-    add_ingest_agent(app, INPUTS[GROUND_TRUTH.suffix], dead_letters, on_record)
-    # Feature writes leave as one message per model and batch.
-    app.write_reader = BatchReader(app, INPUTS[FEATURE_WRITES.suffix], dead_letters, on_writes)
-    _add_routed_writes_agent(app, routed_writes_topic, monitors)
+    app.reader = IngestReader(
+        app,
+        [INPUTS[spec.suffix] for spec in (PREDICTIONS, GROUND_TRUTH, FEATURE_WRITES)],
+        routed_writes_topic,
+        dead_letters,
+        monitors,
+        app.monitor_table.changelog_topic.get_topic_name(),
+    )
+    app.collector = WorkerCollector(
+        app.counters, [app.alerta, app.influx], app.reader, BATCH_SIZE_BUCKETS
+    )
     add_timers(app)
     add_views(app, monitors)
     return app
-
-
-def _add_routed_writes_agent(
-    app: FailsoftApp, writes_by_model: faust.TopicT, monitors: Monitors
-) -> None:
-    """Each model's monitor gets the writes of its features, on the model's partition, a
-    message (one batch of the batch reader's) at a time.
-
-    Its values are batches of feature writes the ingest agent validated and encoded, so
-    one that does not decode is a bug and raises.
-    """
-    models = app.portfolio.models
-
-    async def routed_writes(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            writes = _WRITE_BATCH.decode(event.value)
-            await monitors.feed(models[event.key.decode()], writes)
-
-    app.agent(writes_by_model, name="routed-writes")(routed_writes)

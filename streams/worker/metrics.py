@@ -7,48 +7,79 @@ costs nothing per event.
 Metrics (all with the ``failsoft_`` prefix):
 
 - ``messages_consumed_total{topic}``, ``messages_processed_total{topic}``,
-  ``messages_dead_lettered_total{topic,reason}``: the ingest books; consumed equals
-  processed plus dead-lettered for every topic.
+  ``messages_dead_lettered_total{topic,reason}``: the ingest books, in records (a batch
+  message of 500 counts 500); consumed equals processed plus dead-lettered for every
+  topic.
 - ``commands_sent_total{action}``, ``commands_withheld_total{action}``: control commands
   signed and sent, or withheld (alert-only model, or no signing key).
-- ``messages_received_total{topic}``: messages Faust's consumer received per topic, and
-  ``agent_events_per_second``: the worker's recent event rate.
+- ``messages_received_total{topic}``: Kafka messages the ingest reader read per topic
+  (single-record or batch), the internal topic of feature writes by model included;
+- ``lag_records{topic}`` and ``lag_seconds{topic}``: how far the reader is behind in its
+  partitions, in records, and as the age of the last record it read while more wait
+  (0 once it has read everything);
+- ``micro_batch_records``: a histogram of the sizes of the micro-batches fed to the
+  monitors (``streams.worker.readers.MicroBatches``).
 - ``sink_buffered{sink}``, ``sink_delivered_total{sink}``, ``sink_dropped_total{sink}``,
   ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from streams.sinks.buffer import BufferedSink
 from streams.worker.ingest import PipelineCounters
 
-__all__ = ["WorkerCollector", "render"]
+__all__ = ["IngestView", "WorkerCollector", "render"]
 
 # aiohttp adds the charset itself and refuses one in the content type.
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
+class Lag(Protocol):
+    @property
+    def records(self) -> int: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+
+class IngestView(Protocol):
+    """What the collector reads of the ingest reader (``streams.worker.readers``)."""
+
+    messages: Counter[str]
+    # Micro-batches fed, by the histogram bound their size fell under (0: above the last).
+    batch_sizes: Counter[int]
+    batch_records: int
+
+    def lag(self) -> Mapping[str, Lag]: ...
+
+
 class WorkerCollector(Collector):
-    """Collects one worker's ingest books, Faust throughput and sink stats."""
+    """Collects one worker's ingest books, its reader's lag and batches, and sink stats."""
 
     def __init__(
         self,
         counters: PipelineCounters,
         sinks: Sequence[BufferedSink[Any]],
-        received_by_topic: Callable[[], dict[str, int]],
-        events_per_second: Callable[[], float],
+        ingest: IngestView,
+        buckets: Sequence[int],
     ) -> None:
         self.counters = counters
         self.sinks = sinks
-        self.received_by_topic = received_by_topic
-        self.events_per_second = events_per_second
+        self.ingest = ingest
+        self.buckets = buckets
 
     def collect(self) -> Iterator[Metric]:
         books = (
@@ -83,17 +114,7 @@ class WorkerCollector(Collector):
                 family.add_metric([action], counts[action])
             yield family
 
-        received = CounterMetricFamily(
-            "failsoft_messages_received", "Messages Faust's consumer received.", labels=["topic"]
-        )
-        for topic, value in sorted(self.received_by_topic().items()):
-            received.add_metric([topic], value)
-        yield received
-        yield GaugeMetricFamily(
-            "failsoft_agent_events_per_second",
-            "The worker's recent event rate, from Faust's monitor.",
-            value=self.events_per_second(),
-        )
+        yield from self._ingest()
 
         buffered = GaugeMetricFamily(
             "failsoft_sink_buffered", "Items queued or in flight.", labels=["sink"]
@@ -114,6 +135,41 @@ class WorkerCollector(Collector):
                 family.add_metric([sink.name], getattr(stats, field))
         yield buffered
         yield from totals.values()
+
+    def _ingest(self) -> Iterator[Metric]:
+        ingest = self.ingest
+        received = CounterMetricFamily(
+            "failsoft_messages_received",
+            "Kafka messages (single-record or batch) the ingest reader read.",
+            labels=["topic"],
+        )
+        for topic, value in sorted(ingest.messages.items()):
+            received.add_metric([topic], value)
+        yield received
+        records = GaugeMetricFamily(
+            "failsoft_lag_records", "Records after the reader's position.", labels=["topic"]
+        )
+        seconds = GaugeMetricFamily(
+            "failsoft_lag_seconds",
+            "Age of the last record read while records remain; 0 when caught up.",
+            labels=["topic"],
+        )
+        for topic, lag in sorted(ingest.lag().items()):
+            records.add_metric([topic], lag.records)
+            seconds.add_metric([topic], lag.seconds)
+        yield records
+        yield seconds
+        cumulative, buckets = 0, []
+        for bound in self.buckets:
+            cumulative += ingest.batch_sizes[bound]
+            buckets.append((str(bound), cumulative))
+        buckets.append(("+Inf", cumulative + ingest.batch_sizes[0]))
+        yield HistogramMetricFamily(
+            "failsoft_micro_batch_records",
+            "Records per micro-batch fed to a model's monitor.",
+            buckets=buckets,
+            sum_value=ingest.batch_records,
+        )
 
 
 def render(collector: WorkerCollector) -> bytes:

@@ -1,130 +1,247 @@
-"""The worker's readers: an ingest agent per model-keyed input topic, and a batch reader.
+"""The worker's ingest: one batch reader of every input topic, beside Faust.
 
-Every message is processed or dead-lettered with its reason (``streams.worker.ingest``),
-and counted per topic and reason.
+``IngestReader`` reads predictions, ground truth, feature writes and the app's internal
+topic of feature writes by model with one plain aiokafka consumer (``getmany``), in
+batches: Faust's per-event stream costs more per record than the monitors do (README,
+"Benchmarks: simulator and worker"). Each message is decoded in one pass
+(``streams.worker.ingest.admit``: a single-record message is a batch of one), every record
+is processed or dead-lettered with its reason (a bad record inside a batch alone, with its
+index), and the books count records per topic and reason.
+
+Which partitions: the ones whose state this worker holds. Faust still assigns them:
+its consumer subscribes to the state table's changelog, whose partition count equals the
+input topics' (``streams.topics``), so the changelog partitions Faust makes active here
+are the partition numbers of this worker's models in every input topic. The reader
+follows them after each rebalance, once Faust has restored the table
+(``on_rebalance_complete``), and lets them go, flushed and committed, when Faust revokes
+them. Its offsets live in a group of its own (``<app id>-ingest``) that it never joins.
+
+Records of a model wait in a micro-batch (``MicroBatches``) until it holds
+``MICRO_BATCH`` records or its first record has waited ``MICRO_BATCH_LINGER_S``, then go
+to the model's monitor as one batch (``Monitors.feed``), on the model's partition: a
+monitor's checkpoint is written to the state table, and its changelog, for that
+partition, although no Faust event is current (``_on_partition``).
+
+Offsets are committed every ``COMMIT_INTERVAL_S``, on a revocation and at stop, only
+after every record read has been fed and the producer has flushed: the checkpoints,
+commands, dead letters and forwarded writes that cover them are in Kafka first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
+import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.streams import _current_event
 
-from schemas.codec import dead_letter, encode
-from schemas.contracts import DecodeError
-from streams.topics import PREDICTIONS
-from streams.worker.ingest import Input, InputRecord, validate
+from schemas.codec import dead_letters, encode
+from schemas.contracts import DecodeError, FeatureWrite
+from streams.monitor.batch import Record
+from streams.worker.ingest import Input, InputRecord, admit
 
 if TYPE_CHECKING:
     from streams.worker.app import FailsoftApp
+    from streams.worker.shell import Monitors
 
-__all__ = ["INGEST_BATCH", "BatchReader", "add_ingest_agent"]
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "COMMIT_INTERVAL_S",
+    "MICRO_BATCH",
+    "MICRO_BATCH_LINGER_S",
+    "IngestReader",
+    "MicroBatches",
+    "TopicLag",
+    "topic_lags",
+]
 
-# Feature writes are read in batches of up to this many.
-INGEST_BATCH = 1000
-
-
-async def _admit(
-    app: FailsoftApp,
-    source: Input,
-    dead_letters: faust.TopicT,
-    message: faust.types.Message | ConsumerRecord[bytes, bytes],
-) -> InputRecord | DecodeError:
-    """The message's record, or the error it was dead-lettered with."""
-    outcome = validate(source, message.value, app.portfolio)
-    if isinstance(outcome, DecodeError):
-        letter = dead_letter(
-            outcome,
-            raw=message.value,
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            seen_at=int(time.time() * 1000),
-            key=message.key,
-        )
-        await dead_letters.send(key=message.topic.encode(), value=encode(letter))
-    return outcome
-
-
-def add_ingest_agent(
-    app: FailsoftApp,
-    source: Input,
-    dead_letters: faust.TopicT,
-    handler: Callable[[Any], Awaitable[None]],
-) -> None:
-    """The agent of one input topic: every event is processed or dead-lettered, and counted."""
-    topic_name = source.spec.name(app.settings)
-    counters = app.counters
-
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        # One event at a time: tables find an event's partition through the current event.
-        async for event in stream.events():
-            outcome = await _admit(app, source, dead_letters, event.message)
-            if not isinstance(outcome, DecodeError):
-                await handler(outcome)
-            counters.count(topic_name, outcome)
-
-    app.agent(app.topic(topic_name), name=f"ingest-{source.spec.suffix}")(ingest)
+# At most this many messages per getmany.
+FETCH_MAX_RECORDS = 2000
+# A model's micro-batch goes to its monitor at this many records, or once its first record
+# has waited this long: batching adds at most the linger plus one read's handling, within
+# the 100 ms the worker allows it.
+MICRO_BATCH = 500
+MICRO_BATCH_LINGER_S = 0.05
+COMMIT_INTERVAL_S = 1.0
+# Upper bounds of the histogram of micro-batch sizes in /metrics.
+BATCH_SIZE_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096)
+# A batch of feature writes on the internal topic: a JSON array of them, written by this
+# app, so one that does not decode is a bug and raises.
+_WRITE_BATCH = msgspec.json.Decoder(list[FeatureWrite])
 
 
-class BatchReader:
-    """Reads one input topic in batches with a plain aiokafka consumer.
+@dataclasses.dataclass
+class _Pending:
+    partition: int
+    since: float
+    records: list[Record]
 
-    For a topic whose records touch no table where they arrive (feature writes are keyed by
-    entity_id and forwarded by model): Faust's per-event path costs more than the work, and
-    any worker may read any partition. The reader takes the partition numbers Faust gives
-    this worker of the predictions topic (the topics have equal partition counts), so the
-    workers split it along Faust's own assignment, with no second group protocol to
-    rebalance beside Faust's. Every message is processed or dead-lettered, and counted, as
-    in the ingest agents; offsets are committed (group ``<app id>-<topic suffix>``, never
-    joined) after each batch.
+
+class MicroBatches:
+    """Records waiting for their model's monitor, a micro-batch per model.
+
+    A model's batch is due when it holds ``size`` records, or when its first record has
+    waited ``linger`` seconds. Pure: the caller passes the clock.
+
+    >>> batches = MicroBatches(size=3, linger=0.1)
+    >>> batches.add("a", 0, ["r1", "r2"], now=0.0)
+    >>> batches.add("b", 1, ["s1"], now=0.05)
+    >>> batches.due(now=0.06), batches.next_deadline()
+    ([], 0.1)
+    >>> batches.add("b", 1, ["s2", "s3"], now=0.07)
+    >>> batches.due(now=0.07)
+    [('b', 1, ['s1', 's2', 's3'])]
+    >>> batches.due(now=0.1), len(batches)
+    ([('a', 0, ['r1', 'r2'])], 0)
     """
+
+    def __init__(self, size: int, linger: float) -> None:
+        self.size = size
+        self.linger = linger
+        # In order of each batch's first record, so the oldest is first.
+        self._pending: dict[str, _Pending] = {}
+        self._full: list[str] = []
+
+    def __len__(self) -> int:
+        return sum(len(pending.records) for pending in self._pending.values())
+
+    def add(self, model_id: str, partition: int, records: Sequence[Record], now: float) -> None:
+        pending = self._pending.get(model_id)
+        if pending is None:
+            pending = self._pending[model_id] = _Pending(partition, now, [])
+        before = len(pending.records)
+        pending.records.extend(records)
+        if before < self.size <= len(pending.records):
+            self._full.append(model_id)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest batch falls due, if any waits."""
+        for pending in self._pending.values():
+            return pending.since + self.linger
+        return None
+
+    def due(self, now: float) -> list[tuple[str, int, list[Record]]]:
+        """The batches that are full or waited long enough, taken out, oldest first."""
+        due = [self._take(model_id) for model_id in self._full]
+        self._full.clear()
+        full = len(due)
+        expired = now - self.linger
+        for model_id, pending in self._pending.items():
+            if pending.since > expired:
+                break
+            due.append((model_id, pending.partition, pending.records))
+        for model_id, _, _ in due[full:]:
+            del self._pending[model_id]
+        return due
+
+    def drain(self) -> list[tuple[str, int, list[Record]]]:
+        """Every waiting batch, taken out."""
+        drained = [(m, p.partition, p.records) for m, p in self._pending.items()]
+        self._pending.clear()
+        self._full.clear()
+        return drained
+
+    def _take(self, model_id: str) -> tuple[str, int, list[Record]]:
+        pending = self._pending.pop(model_id)
+        return model_id, pending.partition, pending.records
+
+
+class _Message:
+    """What Faust reads of the current event to place a table write: its message's topic
+    and partition."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+
+
+class _Event:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
+
+
+@contextlib.contextmanager
+def _on_partition(topic: str, partition: int) -> Iterator[None]:
+    """Table reads and writes inside go to ``partition`` of the table, as in an agent
+    reading that partition of ``topic``.
+
+    Faust places a table's write (its store's partition, and its changelog record's) by
+    the current event's message (``faust.streams.current_event``), which a batch read
+    outside Faust's stream does not have; this makes one current for the block. The
+    changelog record is sent as in an agent, so a restore (after SIGKILL too) reads it.
+    """
+    event = _Event(topic, partition)
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicLag:
+    """How far this worker's reader is behind on one topic: the records after its position
+    in its partitions, and the age of the last record it read while records remain (0 when
+    it has read every record)."""
+
+    records: int
+    seconds: float
+
+
+class IngestReader:
+    """Reads the input topics in batches and feeds each model's monitor micro-batches."""
 
     def __init__(
         self,
         app: FailsoftApp,
-        source: Input,
-        dead_letters: faust.TopicT,
-        handler: Callable[[list[Any]], Awaitable[None]],
+        sources: Sequence[Input],
+        writes_by_model: faust.TopicT,
+        dead_letter_topic: faust.TopicT,
+        monitors: Monitors,
+        changelog_topic: str,
     ) -> None:
         self.app = app
-        self.source = source
-        self.dead_letters = dead_letters
-        self.handler = handler
-        self.topic_name = source.spec.name(app.settings)
+        self.sources = {source.spec.name(app.settings): source for source in sources}
+        self.writes_topic = writes_by_model
+        self.writes_topic_name = writes_by_model.get_topic_name()
+        self.dead_letter_topic = dead_letter_topic
+        self.monitors = monitors
+        # The partition of each model fed, for writing its monitor to the table.
+        self.partition_of: dict[str, int] = {}
+        self.changelog_topic = changelog_topic
+        self.topics = [*self.sources, self.writes_topic_name]
+        self.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S)
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
-        self.partitions: set[int] = set()
-        app.on_partitions_assigned.connect(self._assigned)
+        self.partitions: frozenset[int] = frozenset()
+        # Bumped whenever the assignment changes: a read begun before is dropped.
+        self.generation = 0
+        self.ready = asyncio.Event()
+        self.lock = asyncio.Lock()
+        # Per partition: the offset after the last message read, and its timestamp (ms).
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self.last_timestamps: dict[TopicPartition, int] = {}
+        self.last_commit = time.monotonic()
+        # What /metrics shows beside the books.
+        self.messages: Counter[str] = Counter()
+        self.batch_sizes: Counter[int] = Counter()
+        self.batch_records = 0
         app.on_partitions_revoked.connect(self._revoked)
-
-    async def _assigned(self, *args: Any, **kwargs: Any) -> None:
-        # Faust sends (sender, set of topic partitions); its eager rebalance hands over the
-        # whole assignment each time.
-        _, assigned = args
-        predictions = PREDICTIONS.name(self.app.settings)
-        self.partitions = {tp.partition for tp in assigned if tp.topic == predictions}
-        self._assign()
-
-    async def _revoked(self, *args: Any, **kwargs: Any) -> None:
-        self.partitions = set()
-        self._assign()
-
-    def _assign(self) -> None:
-        if self.consumer is not None:
-            self.consumer.assign(
-                [TopicPartition(self.topic_name, number) for number in sorted(self.partitions)]
-            )
+        app.on_rebalance_complete.connect(self._rebalanced)
 
     async def start(self) -> None:
         settings = self.app.settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=f"{settings.worker_app_id}-{self.source.spec.suffix}",
+            group_id=f"{settings.worker_app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -134,30 +251,229 @@ class BatchReader:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
+            # Not while a read is handled: its records are fed and committed first.
+            async with self.lock:
+                self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
         if self.consumer is not None:
+            async with self.lock:
+                await self._flush_and_commit(save=True)
             await self.consumer.stop()
+            self.consumer = None
+
+    async def _rebalanced(self, *args: Any, **kwargs: Any) -> None:
+        # Sent once Faust has restored the state table for its new assignment.
+        actives = self.app.assignor.assigned_actives()
+        partitions = frozenset(tp.partition for tp in actives if tp.topic == self.changelog_topic)
+        if partitions != self.partitions:
+            # Unchanged (no revocation came between), it reads on from where it is:
+            # assigning again would reread what it fed since its last commit.
+            self.partitions = partitions
+            self._assign()
+
+    async def _revoked(self, *args: Any, **kwargs: Any) -> None:
+        async with self.lock:
+            await self._flush_and_commit(save=True)
+            self.partitions = frozenset()
+            self._assign()
+            # What this worker held may now be another's: reread it from the table.
+            self.monitors.forget()
+
+    def _assign(self) -> None:
+        self.generation += 1
+        self.next_offsets.clear()
+        self.last_timestamps.clear()
+        if self.consumer is None:
+            return
+        self.consumer.assign(
+            [
+                TopicPartition(topic, number)
+                for topic in self.topics
+                for number in sorted(self.partitions)
+            ]
+        )
+        if self.partitions:
+            self.ready.set()
+        else:
+            self.ready.clear()
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         try:
             while True:
+                await self.ready.wait()
                 await self._read_batch(consumer)
+        except asyncio.CancelledError:
+            raise
         except Exception as error:
-            # A bug of ours: the worker stops rather than silently losing this topic.
+            # A bug of ours: the worker stops rather than silently losing its inputs.
             await self.app.crash(error)
             raise
 
     async def _read_batch(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(timeout_ms=1000, max_records=INGEST_BATCH)
-        outcomes = [
-            await _admit(self.app, self.source, self.dead_letters, message)
-            for messages in batches.values()
-            for message in messages
-        ]
-        if not outcomes:
+        generation = self.generation
+        deadline = self.batches.next_deadline()
+        wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        wait = min(wait, max(0.0, self.last_commit + COMMIT_INTERVAL_S - time.monotonic()))
+        batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=FETCH_MAX_RECORDS)
+        async with self.lock:
+            if generation != self.generation:
+                # Read for an assignment that has changed: not fed, not committed.
+                return
+            for tp, messages in batches.items():
+                if tp.topic == self.writes_topic_name:
+                    self._routed(tp.partition, messages)
+                else:
+                    await self._admit(self.sources[tp.topic], tp, messages)
+                last = messages[-1]
+                self.next_offsets[tp] = last.offset + 1
+                self.last_timestamps[tp] = last.timestamp
+            now = time.monotonic()
+            await self._feed(self.batches.due(now))
+            if now - self.last_commit >= COMMIT_INTERVAL_S:
+                await self._flush_and_commit()
+
+    async def _admit(
+        self,
+        source: Input,
+        tp: TopicPartition,
+        messages: Sequence[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        """Decode, dead-letter and book one partition's messages; route their records."""
+        portfolio = self.app.portfolio
+        topic = tp.topic
+        records: list[InputRecord] = []
+        dead: list[DecodeError] = []
+        for message in messages:
+            admitted, errors = admit(source, message.value, portfolio)
+            records += admitted
+            if errors:
+                await self._dead_letter(message, errors)
+                dead += errors
+        self.app.counters.count(topic, len(records), dead)
+        self.messages[topic] += len(messages)
+        if source.by_model:
+            now = time.monotonic()
+            by_model: dict[str, list[Record]] = {}
+            for record in records:
+                by_model.setdefault(record.model_id, []).append(record)  # type: ignore[union-attr]
+            for model_id, batch in by_model.items():
+                self.batches.add(model_id, tp.partition, batch, now)
+        else:
+            await self._forward(records)  # type: ignore[arg-type]
+
+    async def _dead_letter(
+        self, message: ConsumerRecord[bytes, bytes], errors: Sequence[DecodeError]
+    ) -> None:
+        letters = dead_letters(
+            errors,
+            raw=message.value,
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            seen_at=int(time.time() * 1000),
+            key=message.key,
+        )
+        for letter in letters:
+            await self.dead_letter_topic.send(key=message.topic.encode(), value=encode(letter))
+
+    async def _forward(self, writes: Sequence[FeatureWrite]) -> None:
+        """Feature writes (keyed by entity) go to the partition of each model that monitors
+        their feature, one message per model and read."""
+        by_model: dict[str, list[FeatureWrite]] = {}
+        monitoring = self.app.portfolio.models_monitoring
+        for write in writes:
+            for model_id in monitoring(write.feature):
+                by_model.setdefault(model_id, []).append(write)
+        for model_id, batch in by_model.items():
+            await self.writes_topic.send(key=model_id.encode(), value=msgspec.json.encode(batch))
+
+    def _routed(self, partition: int, messages: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            assert message.key is not None and message.value is not None
+            writes = _WRITE_BATCH.decode(message.value)
+            self.batches.add(message.key.decode(), partition, writes, now)
+        self.messages[self.writes_topic_name] += len(messages)
+
+    async def _feed(self, due: Sequence[tuple[str, int, list[Record]]]) -> None:
+        models = self.app.portfolio.models
+        for model_id, partition, records in due:
+            size = len(records)
+            self.batch_sizes[_bucket(size)] += 1
+            self.batch_records += size
+            self.partition_of[model_id] = partition
+            with _on_partition(self.changelog_topic, partition):
+                await self.monitors.feed(models[model_id], records)
+
+    async def _flush_and_commit(self, save: bool = False) -> None:
+        """Feed every waiting record, write every monitor fed since its last checkpoint if
+        ``save`` (a handover or a stop), flush what that sent, then commit what was read.
+
+        Between handovers a monitor is written when its effects ask
+        (``streams.monitor.CHECKPOINT_EVERY``), so a crash loses at most that many
+        records of its window filling and evidence, never a transition or a command.
+        """
+        await self._feed(self.batches.drain())
+        if save:
+            for model_id in sorted(self.monitors.unsaved):
+                with _on_partition(self.changelog_topic, self.partition_of[model_id]):
+                    self.monitors.save(model_id)
+        self.last_commit = time.monotonic()
+        consumer = self.consumer
+        if consumer is None:
             return
-        await self.handler([o for o in outcomes if not isinstance(o, DecodeError)])
-        await consumer.commit()
-        for outcome in outcomes:
-            self.app.counters.count(self.topic_name, outcome)
+        # A partition with nothing read yet: its position, for the lag (and a no-op commit).
+        for tp in consumer.assignment() - self.next_offsets.keys():
+            self.next_offsets[tp] = await consumer.position(tp)
+        if self.next_offsets:
+            await self.app.producer.flush()
+            await consumer.commit(dict(self.next_offsets))
+
+    def lag(self) -> Mapping[str, TopicLag]:
+        """Per topic read, how far this worker is behind (see ``TopicLag``)."""
+        consumer = self.consumer
+        highwaters: dict[TopicPartition, int | None] = {}
+        if consumer is not None:
+            highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
+        return topic_lags(
+            self.topics, highwaters, self.next_offsets, self.last_timestamps, time.time() * 1000
+        )
+
+
+def topic_lags(
+    topics: Sequence[str],
+    highwaters: Mapping[TopicPartition, int | None],
+    next_offsets: Mapping[TopicPartition, int],
+    last_timestamps: Mapping[TopicPartition, int],
+    now_ms: float,
+) -> dict[str, TopicLag]:
+    """Each topic's lag over its partitions: the records from the next offset to read up to
+    the highwater (none for a partition whose highwater or position is not known yet), and
+    the age of the last record read in a partition that still has records to read (the
+    oldest such).
+
+    >>> a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    >>> topic_lags(["t", "u"], {a: 100, b: 7}, {a: 90, b: 7}, {a: 1_000, b: 5_000}, 3_500)
+    {'t': TopicLag(records=10, seconds=2.5), 'u': TopicLag(records=0, seconds=0.0)}
+    """
+    behind: Counter[str] = Counter()
+    ages: dict[str, float] = {}
+    for tp, highwater in highwaters.items():
+        position = next_offsets.get(tp)
+        if highwater is None or position is None:
+            continue
+        waiting = max(0, highwater - position)
+        behind[tp.topic] += waiting
+        stamp = last_timestamps.get(tp)
+        if waiting and stamp is not None:
+            ages[tp.topic] = max(ages.get(tp.topic, 0.0), max(0.0, (now_ms - stamp) / 1000))
+    return {topic: TopicLag(behind[topic], ages.get(topic, 0.0)) for topic in topics}
+
+
+def _bucket(size: int) -> int:
+    """The smallest histogram bound at or above ``size`` (0 above the last)."""
+    for bound in BATCH_SIZE_BUCKETS:
+        if size <= bound:
+            return bound
+    return 0

@@ -47,16 +47,27 @@ class Monitors:
         self.table = table
         self.control = control
         self.cache: dict[str, Monitor] = {}
+        # Models fed since their monitor was last written to the table.
+        self.unsaved: set[str] = set()
         self.numeric = {
             model.model_id: frozenset(f.name for f in model.features if f.kind == "numeric")
             for model in app.portfolio
         }
 
-        async def forget(*args: Any, **kwargs: Any) -> None:
-            # Partitions moved: what this worker holds may now be another's; reread it.
-            self.cache.clear()
+    def forget(self) -> None:
+        """Drop the monitors held in memory (their partitions moved): the next use rereads
+        each from the table."""
+        self.cache.clear()
+        self.unsaved.clear()
 
-        app.on_partitions_revoked.connect(forget)
+    def save(self, model_id: str) -> None:
+        """Write the model's monitor to the table if it was fed since it was last written,
+        with its partition's event current (``streams.worker.readers``): before its
+        partition is handed over or the worker stops, so that the offsets committed then
+        lose none of its records."""
+        if model_id in self.unsaved:
+            self.table[model_id] = self.cache[model_id].dumps()
+            self.unsaved.discard(model_id)
 
         async def log_summary() -> None:
             log.info("%s", self.summary())
@@ -119,6 +130,10 @@ class Monitors:
             Batch.from_records(model.model_id, records, self.numeric[model.model_id])
         )
         await self._carry_out(model, monitor, effects)
+        if effects.checkpoint:
+            self.unsaved.discard(model.model_id)
+        else:
+            self.unsaved.add(model.model_id)
 
     async def _carry_out(self, model: Model, monitor: Monitor, effects: Effects) -> None:
         app = self.app

@@ -1,55 +1,62 @@
-"""Pipeline throughput: one worker with every detector on, against a bare consumer and Faust.
+"""Pipeline throughput: one worker with every detector on, against a bare consumer.
 
 On the local Kafka, in one run, for each portfolio size ``--models`` (synthetic
 portfolios of ``streams.simulate.population``: three numeric features and one categorical
 feature per model, every fourth model from the third paired with a shadow; drift windows
-and references of ``--window`` values, see ``bench_portfolio``):
+and references of ``--window`` values, see ``bench_portfolio``) and each message layout
+``--batch-sizes`` (1: a message per record; above 1: batch messages of up to that many
+records of one topic and owner, ``schemas.codec.encode_batch``, keyed by the owner as the
+fleet's logger and the simulator send them):
 
 1. ``--events`` healthy events are produced once to the three input topics of a prefix
-   of their own, encoded with ``schemas.codec.encode``, by a producer with the fleet's
-   murmur2 partitioner (``streams.simulate.publish.producer_config``). Models take turns
-   on requests; each request gives (see ``traffic``): a write of one of the model's
-   features in rotation (keyed by entity_id, written before the prediction), the live
-   prediction and, for a model with a shadow, the shadow's with the same request_id (keyed
-   by model_id), and, for every other round of the models, the live request's ground truth
-   with its request_id and entity_id (keyed by model_id). Each model cycles through
-   ``ENTITIES_PER_MODEL`` entities. Nothing alarms: the numbers are those of steady state.
-2. Rounds alternate, for every portfolio:
+   of their own, by a producer with the fleet's murmur2 partitioner
+   (``streams.simulate.publish.producer_config``). Models take turns on requests; each
+   request gives (see ``traffic``): a write of one of the model's features in rotation
+   (keyed by entity_id, or by its writer in batches, written before the prediction), the
+   live prediction and, for a model with a shadow, the shadow's with the same request_id
+   (keyed by model_id), and, for every other round of the models, the live request's
+   ground truth with its request_id and entity_id (keyed by model_id). Each model cycles
+   through ``ENTITIES_PER_MODEL`` entities. Nothing alarms: the numbers are those of
+   steady state.
+2. Rounds alternate, for every portfolio and layout:
 
    - ``bare``: an aiokafka consumer (``getmany``) in a group of its own drains the three
-     topics from the beginning and only touches each message's value;
-   - ``count``: a Faust app with one agent per input topic that only counts
-     (``stream.events()``); ``take``: the same, counting batches of
-     ``stream.take(TAKE_MAX, within=TAKE_WITHIN_S)``. Together they are the ceiling of
-     any Faust agent that handles events one by one;
-   - ``worker``: ``create_app(settings)`` of ``streams.worker.app``, started in this process with a
-     fresh app id (so it also reads from the beginning), the portfolio, the real Alerta
-     and InfluxDB sinks and ``--store`` tables: drift tests, output monitoring and the
-     health policy, the label join, the shadow join and the leak watch, with feature
-     writes forwarded by model through its internal topic. It is done when its ingest
-     counters over the three input topics reach the event count and the leak watch has
-     been fed every write (each synthetic feature is monitored by one model).
+     topics from the beginning and decodes each message with a msgspec decoder of its
+     contract (the batch contract in batches, whose columns it does not turn into
+     records), counting records;
+   - ``count`` and ``take`` (with ``--faust``): a Faust app with one agent per input
+     topic that only counts messages (``stream.events()``), or counts batches of
+     ``stream.take(TAKE_MAX, within=TAKE_WITHIN_S)``: the ceiling of any Faust agent
+     that handles events one by one;
+   - ``ingest``: the worker below with monitors that take their batches and observe
+     nothing: its reading, decoding, dead-lettering, books, forwarding of feature writes
+     and micro-batches, without the detectors' work;
+   - ``worker``: ``create_app(settings)`` of ``streams.worker.app``, started in this
+     process with a fresh app id (so it also reads from the beginning), the portfolio,
+     the real Alerta and InfluxDB sinks and ``--store`` tables: drift tests, output
+     monitoring and the health policy, the label join, the shadow join and the leak
+     watch, with feature writes forwarded by model through its internal topic. It is done
+     when its ingest books over the three input topics reach the record count and the
+     leak watch has been fed every write (each synthetic feature is monitored by one
+     model).
 
-3. One more worker run per portfolio under cProfile (``--profile``), after the timed
-   rounds so that the profiler's overhead is not in the rates; the top functions by own
-   time and by cumulative time are printed.
+3. One more worker run per portfolio and layout under cProfile (``--profile``), after the
+   timed rounds so that the profiler's overhead is not in the rates; the top functions by
+   own time and by cumulative time are printed.
 
-A rate is the input events after the first one seen over the time from then to the last
+A rate is the input records after the first one seen over the time from then to the last
 move (polled every ``POLL_S``), so group joins and Faust's start-up are not counted; the
 worker's last move is its last input ingested or its last record fed to a join or the
 leak watch. Rates are per second of wall-clock time and per second of this process's CPU
-time (the machine is shared). Reported: medians of each side, the ratios worker/bare,
-count/bare, take/bare and worker/count per portfolio, worker(N largest)/worker(N
-smallest), which stays near 1 when per-event work does not grow with the number of
-models, the worker's books per topic, the records it fed to its joins and leak watch
-(their ``observe`` calls, counted) and what these counted (their newest points, tapped
-from its InfluxDB queue).
+time (the machine is shared: the CPU rate is what a side would do with a core of its
+own). Reported: medians of each side, the ratio worker/bare per portfolio and layout,
+worker(N largest)/worker(N smallest), which stays near 1 when per-event work does not
+grow with the number of models, the worker's books per topic, the records it fed to its
+joins and leak watch (their ``observe`` calls, counted), what these counted (their newest
+points, tapped from its InfluxDB queue), and the sizes of the micro-batches it fed.
 
-In a drain of a backlog Faust takes one message from each topic in turn, so the topic
-with fewer messages (the labels) runs ahead of the predictions: a label usually arrives
-before its prediction, which the label join and the shadow join must handle (their fed
-and newest counts show how). Every topic and consumer group the run creates carries its
-unique token and is deleted at the end. Run::
+Every topic and consumer group the run creates carries its unique token and is deleted at
+the end. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput
     .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput --events 30000 --rounds 1
@@ -77,9 +84,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import msgspec
 import numpy as np
+from aiokafka import AIOKafkaConsumer
 
-from schemas.codec import encode
+from schemas.codec import BATCHES, encode, encode_batch
 from schemas.contracts import (
     SCHEMA_VERSION,
     FeatureSeen,
@@ -90,7 +99,7 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
-from streams.monitor import label_join, leak_watch, shadow_join
+from streams.monitor import Batch, Effects, Monitor, label_join, leak_watch, shadow_join
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
@@ -104,6 +113,7 @@ from streams.topics import (
     ensure_topics,
 )
 from streams.worker.app import FailsoftApp, create_app, writes_by_model_topic
+from streams.worker.readers import IngestReader
 
 POLL_S = 0.02
 # A side that has not moved for this long has lost events.
@@ -145,6 +155,7 @@ def bench_portfolio(models: int, window: int) -> Portfolio:
 
 
 Record = Prediction | FeatureWrite | GroundTruth
+CONTRACTS: tuple[type[Record], ...] = (Prediction, FeatureWrite, GroundTruth)  # as INPUTS
 
 
 def traffic(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[tuple[str, str, Record]]:
@@ -220,25 +231,41 @@ def _roles(model: Model) -> list[tuple[Role, str]]:
     return live if model.shadow is None else [*live, ("shadow", model.shadow.version)]
 
 
-def produce(settings: Settings, portfolio: Portfolio, events: int) -> Counter[str]:
-    """Produces the traffic; the count of records per topic suffix."""
+def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: int) -> Counter[str]:
+    """Produces the traffic, a message per record or in batches of up to ``batch_size``
+    records of one topic and owner; the count of records per topic suffix."""
     from confluent_kafka import Producer
 
     producer = Producer(producer_config(settings.kafka_bootstrap))
     produced: Counter[str] = Counter()
-    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
-    for suffix, key, record in traffic(portfolio, events, start_ms):
-        value = encode(record)
-        topic = settings.topic_prefix + suffix
+
+    def send(suffix: str, key: str, value: bytes) -> None:
         while True:
             try:
-                producer.produce(topic, key=key.encode(), value=value)
+                producer.produce(settings.topic_prefix + suffix, key=key.encode(), value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
+        producer.poll(0)
+
+    pending: dict[tuple[str, str], list[Record]] = {}
+
+    def send_batch(suffix: str, owner: str, records: list[Record]) -> None:
+        send(suffix, owner, encode_batch(type(records[0]), owner, records))
+
+    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
+    for suffix, key, record in traffic(portfolio, events, start_ms):
         produced[suffix] += 1
-        if sum(produced.values()) % 10_000 == 0:
-            producer.poll(0)
+        if batch_size == 1:
+            send(suffix, key, encode(record))
+            continue
+        owner = getattr(record, BATCHES[type(record)].owner)
+        batch = pending.setdefault((suffix, owner), [])
+        batch.append(record)
+        if len(batch) == batch_size:
+            send_batch(suffix, owner, pending.pop((suffix, owner)))
+    for (suffix, owner), batch in pending.items():
+        send_batch(suffix, owner, batch)
     undelivered = producer.flush(120)
     if undelivered:
         raise RuntimeError(f"{undelivered} records were not delivered to {settings.topic_prefix}*")
@@ -269,9 +296,9 @@ class Instant:
 class Stopwatch:
     """Started at the first event seen; ``rate`` counts the events after that one."""
 
-    def __init__(self, seen: int) -> None:
+    def __init__(self, seen: int, start: Instant | None = None) -> None:
         self.seen = seen
-        self.start = Instant.now()
+        self.start = start if start is not None else Instant.now()
 
     def rate(self, events: int, end: Instant | None = None) -> Rate:
         end = end if end is not None else Instant.now()
@@ -284,10 +311,13 @@ async def drained(
     events: int,
     busy: Callable[[], int] = lambda: 0,
     settled: Callable[[], bool] = lambda: True,
+    first_read: Callable[[], Instant | None] = lambda: None,
 ) -> Rate:
     """The rate once ``consumed()`` reaches ``events`` and ``settled()`` holds, polling them;
     the clock stops when ``consumed()`` or ``busy()`` (the side's count of internal work)
-    last moved."""
+    last moved. It starts at ``first_read()`` when the side tells it (its first read that
+    returned records: a side that reads in big batches may not let a poll run before it
+    has handled many), else at the first poll that sees an event."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT_S
     stopwatch = None
@@ -297,7 +327,8 @@ async def drained(
         if (seen, busy()) != last:
             last, moved = (seen, busy()), now
         if stopwatch is None and seen:
-            stopwatch = Stopwatch(seen)
+            start = first_read()
+            stopwatch = Stopwatch(seen) if start is None else Stopwatch(0, start)
         if seen >= events and settled():
             break
         if loop.time() > deadline or now.wall - moved.wall > STALL_S:
@@ -311,9 +342,33 @@ def input_topics(settings: Settings) -> list[str]:
     return [spec.name(settings) for spec in INPUTS]
 
 
-async def bare_rate(settings: Settings, group: str, events: int) -> Rate:
-    from aiokafka import AIOKafkaConsumer
+def record_counter(contract: type[Record], batched: bool) -> Callable[[bytes], int]:
+    """Decodes a message with msgspec; the records it holds."""
+    if not batched:
+        single = msgspec.json.Decoder(contract)
 
+        def one(raw: bytes) -> int:
+            single.decode(raw)
+            return 1
+
+        return one
+    spec = BATCHES[contract]
+    columns = msgspec.json.Decoder(spec.batch)
+    first = spec.columns[0]
+
+    def many(raw: bytes) -> int:
+        return len(getattr(columns.decode(raw), first))
+
+    return many
+
+
+async def bare_rate(settings: Settings, group: str, events: int, batched: bool) -> Rate:
+    """Drains and decodes the topics with msgspec alone: each message as its record's
+    contract, or as its batch contract (columns, not records) when ``batched``."""
+    decoders = {
+        spec.name(settings): record_counter(contract, batched)
+        for spec, contract in zip(INPUTS, CONTRACTS, strict=True)
+    }
     consumer = AIOKafkaConsumer(
         *input_topics(settings),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -327,10 +382,10 @@ async def bare_rate(settings: Settings, group: str, events: int) -> Rate:
         seen, stopwatch = 0, None
         while seen < events:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for messages in batches.values():
+            for tp, messages in batches.items():
+                decode = decoders[tp.topic]
                 for message in messages:
-                    if message.value is not None:
-                        seen += 1
+                    seen += decode(message.value)
                 if stopwatch is None and seen:
                     stopwatch = Stopwatch(seen)
         assert stopwatch is not None
@@ -427,31 +482,69 @@ class WorkerRun:
     joins: str
 
 
+def observing_nothing(observed: list[int]) -> mock._patch[Any]:
+    """Every monitor takes its batches and does nothing with them; ``observed`` counts
+    their records."""
+
+    def observe(monitor: Monitor, batch: Batch) -> Effects:
+        observed[0] += len(batch)
+        return Effects()
+
+    return mock.patch.object(Monitor, "observe", observe)
+
+
+def first_read(reader: IngestReader, at: list[Instant]) -> mock._patch[Any]:
+    """``at`` gets the time the reader's first read returned records."""
+    getmany = AIOKafkaConsumer.getmany
+
+    async def timed(consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        batches = await getmany(consumer, *args, **kwargs)
+        if batches and not at and consumer is reader.consumer:
+            at.append(Instant.now())
+        return batches
+
+    return mock.patch.object(AIOKafkaConsumer, "getmany", timed)
+
+
 async def worker_run(
     settings: Settings,
     portfolio: Portfolio,
     produced: Counter[str],
     profiler: cProfile.Profile | None,
+    detectors: bool = True,
 ) -> WorkerRun:
+    """One worker drains the topics: with every detector on, or (``detectors`` false)
+    with monitors that observe nothing, the ingest alone."""
     app: FailsoftApp = create_app(settings, portfolio)
     topics = input_topics(settings)
     routed = writes_by_model_topic(settings)
     events = sum(produced.values())
     writes = produced[FEATURE_WRITES.suffix]
     taps = Taps()
-    with taps.install(app):
+    observed = [0]
+    started: list[Instant] = []
+    with (
+        taps.install(app) if detectors else observing_nothing(observed),
+        first_read(app.reader, started),
+    ):
         await app.start()
         try:
             if profiler is not None:
                 profiler.enable()
             try:
                 # Done once every input is ingested and every write has reached the leak
-                # watch of the one model that monitors its feature.
+                # watch of the one model that monitors its feature (or every record a
+                # monitor that observes nothing).
                 rate = await drained(
                     lambda: sum(app.counters.consumed[topic] for topic in topics),
                     events,
-                    lambda: sum(taps.fed.values()),
-                    lambda: taps.fed["leak_watch FeatureWrite"] >= writes,
+                    lambda: sum(taps.fed.values()) + observed[0],
+                    lambda: (
+                        taps.fed["leak_watch FeatureWrite"] >= writes
+                        if detectors
+                        else observed[0] >= events
+                    ),
+                    lambda: started[0] if started else None,
                 )
             finally:
                 if profiler is not None:
@@ -463,7 +556,13 @@ async def worker_run(
                 f"dead {counters.dead_lettered_total(topic)}"
                 for topic in topics
             )
-            books += f"; routed write messages {app.monitor.messages_received_by_topic[routed]}"
+            reader = app.reader
+            books += f"; routed write messages {reader.messages[routed]}"
+            fed = sum(reader.batch_sizes.values())
+            books += (
+                f"\n    micro-batches fed {fed:,}, mean {reader.batch_records / max(fed, 1):,.1f} "
+                f"records; by size bound {dict(sorted(reader.batch_sizes.items()))}"
+            )
             return WorkerRun(rate, books, taps.summary())
         finally:
             await app.stop()
@@ -472,14 +571,15 @@ async def worker_run(
             delete_topics(settings, [routed])
 
 
-SIDES = ("bare", "count", "take", "worker")
+SIDES = ("bare", "count", "take", "ingest", "worker")
 
 
 @dataclasses.dataclass
 class Case:
-    """One portfolio's topics, and the rates of each side measured against them."""
+    """One portfolio's topics in one layout, and the rates of each side measured on them."""
 
     models: int
+    batch_size: int
     settings: Settings
     portfolio: Portfolio
     produced: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -493,6 +593,13 @@ class Case:
     def events(self) -> int:
         return sum(self.produced.values())
 
+    @property
+    def name(self) -> str:
+        return f"n{self.models}-b{self.batch_size}"
+
+    def sides(self) -> list[str]:
+        return [side for side in SIDES if self.rates[side]]
+
     def median(self, side: str, clock: str) -> float:
         return statistics.median(getattr(rate, clock) for rate in self.rates[side])
 
@@ -500,7 +607,7 @@ class Case:
 def worker_settings(case: Case, token: str, run: str, web_port: int) -> Settings:
     return dataclasses.replace(
         case.settings,
-        worker_app_id=f"{token}-n{case.models}-{run}",
+        worker_app_id=f"{token}-{case.name}-{run}",
         worker_data_dir=Path(tempfile.mkdtemp(prefix="failsoft-bench-")),
         worker_web_port=web_port,
     )
@@ -510,29 +617,37 @@ async def run(
     base: Settings,
     token: str,
     model_counts: Sequence[int],
+    batch_sizes: Sequence[int],
     events: int,
     window: int,
     rounds: int,
+    faust: bool,
     profile: bool,
     web_port: int,
 ) -> list[Case]:
     cases = []
     for models in model_counts:
-        settings = dataclasses.replace(base, topic_prefix=f"{token}-n{models}.")
-        case = Case(models, settings, bench_portfolio(models, window))
-        ensure_topics(settings)
-        case.produced = produce(settings, case.portfolio, events)
-        cases.append(case)
+        portfolio = bench_portfolio(models, window)
+        for batch_size in batch_sizes:
+            case = Case(models, batch_size, base, portfolio)
+            case.settings = dataclasses.replace(base, topic_prefix=f"{token}-{case.name}.")
+            ensure_topics(case.settings)
+            case.produced = produce(case.settings, portfolio, events, batch_size)
+            cases.append(case)
     for round_ in range(rounds):
         for case in cases:
-            name = f"{token}-n{case.models}"
+            name = f"{token}-{case.name}"
+            batched = case.batch_size > 1
             case.rates["bare"].append(
-                await bare_rate(case.settings, f"{name}-bare-{round_}", events)
+                await bare_rate(case.settings, f"{name}-bare-{round_}", events, batched)
             )
-            for side in ("count", "take"):
+            for side in ("count", "take") if faust else ():
                 app_id = f"{name}-{side}-{round_}"
                 rate = await counting_rate(case.settings, app_id, events, side == "take")
                 case.rates[side].append(rate)
+            settings = worker_settings(case, token, f"i{round_}", web_port)
+            ingest = await worker_run(settings, case.portfolio, case.produced, None, False)
+            case.rates["ingest"].append(ingest.rate)
             settings = worker_settings(case, token, f"r{round_}", web_port)
             worker = await worker_run(settings, case.portfolio, case.produced, None)
             case.rates["worker"].append(worker.rate)
@@ -560,36 +675,45 @@ def profile_report(profiler: cProfile.Profile) -> str:
 
 def report(cases: Sequence[Case]) -> str:
     rounds = len(cases[0].rates["bare"])
-    lines = [f"{rounds} round(s), alternating {', '.join(SIDES)}; medians"]
+    sides = cases[0].sides()
+    lines = [f"{rounds} round(s), alternating {', '.join(sides)}; medians"]
     for case in cases:
         mix = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(case.produced.items()))
-        lines.append(f"N={case.models} models, {case.events:,} events ({mix}):")
+        layout = "a message per record" if case.batch_size == 1 else f"batches of {case.batch_size}"
+        lines.append(f"N={case.models} models, {layout}, {case.events:,} events ({mix}):")
         for clock in ("wall", "cpu"):
-            medians = {side: case.median(side, clock) for side in SIDES}
+            medians = {side: case.median(side, clock) for side in sides}
             lines.append(
                 f"  events per {clock} second: "
-                + ", ".join(f"{side} {medians[side]:,.0f}" for side in SIDES)
+                + ", ".join(f"{side} {medians[side]:,.0f}" for side in sides)
             )
             lines.append(
-                f"    worker/bare {medians['worker'] / medians['bare']:.4f}, "
-                f"count/bare {medians['count'] / medians['bare']:.4f}, "
-                f"take/bare {medians['take'] / medians['bare']:.4f}, "
-                f"worker/count {medians['worker'] / medians['count']:.3f}"
+                "    "
+                + ", ".join(
+                    f"{side}/bare {medians[side] / medians['bare']:.4f}"
+                    for side in sides
+                    if side != "bare"
+                )
             )
         for round_ in range(rounds):
             lines.append(
                 f"    round {round_}: "
-                + ", ".join(f"{side} {case.rates[side][round_].wall:,.0f}" for side in SIDES)
+                + ", ".join(f"{side} {case.rates[side][round_].wall:,.0f}" for side in sides)
             )
         lines += [f"  {check}" for check in case.checks]
-    if len(cases) > 1:
-        small, large = cases[0], cases[-1]
-        for clock in ("wall", "cpu"):
-            growth = large.median("worker", clock) / small.median("worker", clock)
-            lines.append(f"worker N={large.models} / N={small.models}, {clock}: {growth:.3f}")
+    for batch_size in sorted({case.batch_size for case in cases}):
+        same = [case for case in cases if case.batch_size == batch_size]
+        if len(same) > 1:
+            small, large = same[0], same[-1]
+            for clock in ("wall", "cpu"):
+                growth = large.median("worker", clock) / small.median("worker", clock)
+                lines.append(
+                    f"worker N={large.models} / N={small.models}, batches of {batch_size}, "
+                    f"{clock}: {growth:.3f}"
+                )
     for case in cases:
         if case.profile:
-            lines += [f"--- cProfile of one worker run, N={case.models} ---", case.profile]
+            lines += [f"--- cProfile of one worker run, {case.name} ---", case.profile]
     return "\n".join(lines)
 
 
@@ -630,12 +754,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="over the input topics")
     parser.add_argument("--models", type=int, nargs="+", default=[20, 200])
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 500],
+        help="records per message: 1 for a message per record",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=50, help="drift window and reference")
     parser.add_argument(
         "--store", default="rocksdb://", help="worker tables: rocksdb:// or memory://"
     )
     parser.add_argument("--web-port", type=int, default=16166, help="the worker's web port")
+    parser.add_argument(
+        "--faust", action="store_true", help="also the Faust agents that only count"
+    )
     parser.add_argument(
         "--no-profile", dest="profile", action="store_false", help="skip the cProfile runs"
     )
@@ -648,9 +782,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base,
                 token,
                 args.models,
+                args.batch_sizes,
                 args.events,
                 args.window,
                 args.rounds,
+                args.faust,
                 args.profile,
                 args.web_port,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ from streams.demo.report import (
     ObservedCommand,
     Report,
     Switch,
+    WorkerLag,
     build_report,
     detects,
     parse_iso_ms,
@@ -469,3 +471,16 @@ def test_a_report_saved_before_alert_churn_reads_back_without_it() -> None:
     document = json.loads(report([incident("drift_abrupt", "m", 10)]).dumps())
     del document["alert_churn"]
     assert Report.from_json(document).alert_churn == ()
+
+
+def test_the_workers_maximum_lag_is_in_the_markdown_and_reads_back() -> None:
+    timeline = [incident("drift_abrupt", "m", 10)]
+    result = dataclasses.replace(report(timeline), worker_max_lag=WorkerLag(1234, 2.46))
+    assert "Worker's maximum lag: 2.5 s (1,234 records)." in result.to_markdown()
+    document = json.loads(result.dumps())
+    assert document["worker_max_lag"] == {"records": 1234, "seconds": 2.46}
+    assert Report.from_json(document) == result
+    # A report saved before it existed, or a run that could not measure it.
+    del document["worker_max_lag"]
+    assert Report.from_json(document).worker_max_lag is None
+    assert "Worker's maximum lag: not measured." in report(timeline).to_markdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from schemas.contracts import DeadLetter
 from streams.portfolio import load_portfolio
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
-from streams.worker.app import create_app
+from streams.worker.app import FailsoftApp, create_app
+from streams.worker.readers import COMMIT_INTERVAL_S
 from tests.streams.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -39,6 +41,25 @@ def produce(config: dict[str, Any], settings: Settings, messages: dict[str, list
         for n, value in enumerate(values):
             producer.produce(f"{settings.topic_prefix}{suffix}", key=f"k{n % 7}", value=value)
     assert producer.flush(30) == 0
+
+
+async def consume_and_scrape(app: FailsoftApp, records: int, settle: float = 0.0) -> str:
+    """Run the app until it consumed ``records`` and ``settle`` seconds more; its metrics."""
+    counters = app.counters
+    await app.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONSUME_TIMEOUT_S
+        while sum(counters.consumed.values()) < records:
+            assert loop.time() < deadline, f"consumed only {dict(counters.consumed)}"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(settle)
+        metrics_url = f"http://127.0.0.1:{app.settings.worker_web_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+            assert response.status == 200
+            return await response.text()
+    finally:
+        await app.stop()
 
 
 def dead_letter_of(raw: bytes | None) -> DeadLetter:
@@ -85,19 +106,7 @@ async def test_consumed_equals_processed_plus_dead_lettered_per_topic_and_reason
 
     app = create_app(settings, portfolio)
     counters = app.counters
-    await app.start()
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONSUME_TIMEOUT_S
-        while sum(counters.consumed.values()) < produced:
-            assert loop.time() < deadline, f"consumed only {dict(counters.consumed)}"
-            await asyncio.sleep(0.1)
-        metrics_url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
-        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
-            assert response.status == 200
-            metrics = await response.text()
-    finally:
-        await app.stop()
+    metrics = await consume_and_scrape(app, produced)
 
     topic = {suffix: f"{settings.topic_prefix}{suffix}" for suffix in INPUT_SUFFIXES}
     assert dict(counters.consumed) == {
@@ -143,3 +152,93 @@ async def test_consumed_equals_processed_plus_dead_lettered_per_topic_and_reason
 
 
 INPUT_SUFFIXES = (PREDICTIONS.suffix, FEATURE_WRITES.suffix, GROUND_TRUTH.suffix)
+
+
+def batch_of(name: str, **columns: Any) -> bytes:
+    """The batch example ``name`` with these columns replaced (JSON, so a column may
+    carry a value of the wrong type)."""
+    document = json.loads((ROOT / "schemas" / f"{name}_batch.example.json").read_text())
+    return json.dumps(document | columns).encode()
+
+
+async def test_batch_messages_count_records_and_dead_letter_a_bad_record_alone(
+    worker_settings: Settings,
+    confluent_producer_config: dict[str, Any],
+    confluent_consumer_config: dict[str, Any],
+) -> None:
+    settings = worker_settings
+    portfolio = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
+    model = "home-recommender"
+    times = [1795000000123 + n for n in range(500)]
+    predictions = [
+        # 500 records, one of them (index 7) with a time that is not a number.
+        batch_of(
+            "prediction",
+            model_id=model,
+            request_id=[f"r{n}" for n in range(500)],
+            model_version=["v1"] * 500,
+            role=["live"] * 500,
+            entity_id=[f"u{n}" for n in range(500)],
+            predicted_at=[*times[:7], "soon", *times[8:]],
+            output=[{"kind": "score", "score": 0.5}] * 500,
+            features=[{}] * 500,
+            latency_ms=[1.0] * 500,
+        ),
+        example("prediction", model_id=model),  # a single record: a batch of one
+        batch_of("prediction", model_id="not-declared"),  # three records of an unknown model
+    ]
+    ground_truth = [
+        batch_of(
+            "ground_truth",
+            model_id=model,
+            label=[1, 0, 1],
+            label_at=[5, -1, 6],
+            request_id=["r0", "r1", "r2"],
+            entity_id=[None] * 3,
+        ),
+    ]
+    feature_writes = [batch_of("feature_write"), example("feature_write")]
+    produce(
+        confluent_producer_config,
+        settings,
+        {
+            PREDICTIONS.suffix: predictions,
+            GROUND_TRUTH.suffix: ground_truth,
+            FEATURE_WRITES.suffix: feature_writes,
+        },
+    )
+    app = create_app(settings, portfolio)
+    counters = app.counters
+    # Once the reader has committed its position, no record waits.
+    metrics = await consume_and_scrape(app, 500 + 1 + 3 + 3 + 2 + 1, COMMIT_INTERVAL_S * 2)
+
+    topic = {suffix: f"{settings.topic_prefix}{suffix}" for suffix in INPUT_SUFFIXES}
+    writes = len(json.loads(batch_of("feature_write"))["entity_id"]) + 1
+    assert dict(counters.consumed) == {
+        topic["predictions"]: 504,
+        topic["ground-truth"]: 3,
+        topic["feature-writes"]: writes,
+    }
+    assert dict(counters.dead_lettered) == {
+        (topic["predictions"], "invalid predicted_at"): 1,
+        (topic["predictions"], "unknown model"): 3,
+        (topic["ground-truth"], "invalid label_at"): 1,
+    }
+    letters = read_topic(confluent_consumer_config, DEAD_LETTERS.name(settings), 5, dead_letter_of)
+    bad_time = next(d for d in letters if d.error.field == "predicted_at")
+    assert (bad_time.error.index, bad_time.offset) == (7, 0)
+    # The letter carries the bad record alone, as a single-record message.
+    record = json.loads(bad_time.raw or b"")
+    assert (record["request_id"], record["predicted_at"]) == ("r7", "soon")
+    unknown = {d.error.index for d in letters if d.error.reason == "unknown model"}
+    assert unknown == {0, 1, 2}
+    (bad_label,) = [d for d in letters if d.source_topic == topic["ground-truth"]]
+    assert bad_label.error.index == 1
+
+    for name in topic.values():
+        assert f'failsoft_messages_received_total{{topic="{name}"}}' in metrics
+        assert f'failsoft_lag_records{{topic="{name}"}} 0.0' in metrics
+        assert f'failsoft_lag_seconds{{topic="{name}"}} 0.0' in metrics
+    # The 501 records of the model, fed in micro-batches.
+    fed = re.search(r"failsoft_micro_batch_records_sum (\S+)", metrics)
+    assert fed is not None and float(fed.group(1)) >= 501 + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ import pytest
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
 from streams.portfolio import load_portfolio
 from streams.sinks.alerta import AlertaSink
-from streams.worker.ingest import INPUTS, PipelineCounters, reason_label, validate
+from streams.worker.ingest import INPUTS, PipelineCounters, admit, reason_label
 from streams.worker.metrics import WorkerCollector, render
+from streams.worker.readers import BATCH_SIZE_BUCKETS, TopicLag
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
@@ -33,7 +35,8 @@ def example(name: str, **changes: Any) -> bytes:
     ],
 )
 def test_valid_records_pass(suffix: str, raw: bytes, expected: type) -> None:
-    assert isinstance(validate(INPUTS[suffix], raw, PORTFOLIO), expected)
+    (record,), errors = admit(INPUTS[suffix], raw, PORTFOLIO)
+    assert isinstance(record, expected) and errors == []
 
 
 @pytest.mark.parametrize(
@@ -50,26 +53,18 @@ def test_valid_records_pass(suffix: str, raw: bytes, expected: type) -> None:
 def test_invalid_records_become_errors_with_bounded_labels(
     suffix: str, raw: bytes | None, field: str | None, label: str | None
 ) -> None:
-    outcome = validate(INPUTS[suffix], raw, PORTFOLIO)
-    assert isinstance(outcome, DecodeError)
+    records, (outcome,) = admit(INPUTS[suffix], raw, PORTFOLIO)
+    assert records == [] and isinstance(outcome, DecodeError)
     if field is not None:
         assert outcome.field == field
     assert reason_label(outcome) == (label or f"invalid {outcome.field}")
 
 
-def test_books_count_each_message_once_by_outcome() -> None:
+def test_books_count_each_record_once_by_outcome() -> None:
     counters = PipelineCounters()
-    prediction = validate(
-        INPUTS["predictions"], example("prediction", model_id="card-fraud"), PORTFOLIO
-    )
-    for outcome in [
-        prediction,
-        prediction,
-        DecodeError("$", "bad"),
-        DecodeError("model_id", "unknown model"),
-    ]:
-        counters.count("p", outcome)
-    counters.count("g", DecodeError("$", "bad"))
+    counters.count("p", 1)
+    counters.count("p", 1, [DecodeError("$", "bad"), DecodeError("model_id", "unknown model")])
+    counters.count("g", 0, [DecodeError("$", "bad")])
     assert counters.consumed == {"p": 4, "g": 1}
     assert counters.processed == {"p": 2}
     assert counters.dead_lettered == {
@@ -83,15 +78,33 @@ def test_books_count_each_message_once_by_outcome() -> None:
 
 def test_metrics_render_books_and_sink_state() -> None:
     counters = PipelineCounters()
-    counters.count("t", DecodeError("$", "bad"))
+    counters.count("t", 0, [DecodeError("$", "bad")])
     sink = AlertaSink("http://127.0.0.1:9", "key", "Development", capacity=1)
     sink.enqueue(object())  # type: ignore[arg-type]
     sink.enqueue(object())  # type: ignore[arg-type]
-    text = render(WorkerCollector(counters, [sink], lambda: {"t": 1}, lambda: 12.5)).decode()
+    text = render(WorkerCollector(counters, [sink], Ingest(), BATCH_SIZE_BUCKETS)).decode()
     assert 'failsoft_messages_consumed_total{topic="t"} 1.0' in text
     assert 'failsoft_messages_processed_total{topic="t"} 0.0' in text
     assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
     assert 'failsoft_messages_received_total{topic="t"} 1.0' in text
-    assert "failsoft_agent_events_per_second 12.5" in text
+    assert 'failsoft_lag_records{topic="t"} 40.0' in text
+    assert 'failsoft_lag_seconds{topic="t"} 2.5' in text
+    # Micro-batches of 3, 3 and 700 records: two of at most 4, none above 1,024.
+    assert 'failsoft_micro_batch_records_bucket{le="1"} 0.0' in text
+    assert 'failsoft_micro_batch_records_bucket{le="4"} 2.0' in text
+    assert 'failsoft_micro_batch_records_bucket{le="+Inf"} 3.0' in text
+    assert "failsoft_micro_batch_records_sum 706.0" in text
     assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_dropped_total{sink="alerta"} 1.0' in text
+
+
+class Ingest:
+    """What the collector reads of an ingest reader."""
+
+    def __init__(self) -> None:
+        self.messages = collections.Counter({"t": 1})
+        self.batch_sizes = collections.Counter({4: 2, 1024: 1})
+        self.batch_records = 706
+
+    def lag(self) -> dict[str, TopicLag]:
+        return {"t": TopicLag(40, 2.5)}

@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.contracts import Prediction
 from schemas.signing import Keyring
 from streams.settings import Settings, env_name
 from streams.topics import CONTROL, PREDICTIONS
@@ -37,7 +39,9 @@ from tests.streams.test_app_drift import (
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT_S = 90.0
-KILL_AT = 3300  # after the fallback (event 2,999), before the stream returns (4,000)
+FALLBACK_AT = 2999  # the event the fallback is issued at
+KILL_AT = 3300  # after the fallback, before the stream returns (4,000)
+STOP_AT = 1500  # before the drift (2,000), and before any checkpoint
 
 
 @pytest.fixture
@@ -107,42 +111,75 @@ class WorkerProcess:
         self.log.close()
 
 
-def test_sigkill_and_restart_restores_state_and_neither_loses_nor_repeats_a_command(
+def restarted(
+    settings: Settings,
+    stream: list[Prediction],
+    at: int,
+    end: Callable[[WorkerProcess], None],
+    log: Path,
+    producer_config: dict[str, Any],
+    consumer_config: dict[str, Any],
+) -> list[str]:
+    """A worker reads ``stream[:at]`` and is ended by ``end``; a second reads the rest.
+    The actions of the commands the first sent."""
+    produce(producer_config, settings, stream[:at])
+    first = WorkerProcess(settings, log)
+    try:
+        first.wait_consumed(at)
+        end(first)
+    finally:
+        first.stop()
+    before = read_commands(consumer_config, CONTROL.name(settings), expected=int(at > FALLBACK_AT))
+    produce(producer_config, settings, stream[at:])
+    second = WorkerProcess(settings, log)
+    try:
+        second.wait_consumed(len(stream) - at)
+        time.sleep(3)
+    finally:
+        second.stop()
+    return [command.action for command in before]
+
+
+def kill_after_commit(worker: WorkerProcess) -> None:
+    # Let the offset commit (every second) and the changelog catch up, then kill -9.
+    time.sleep(5)
+    worker.kill()
+
+
+@pytest.mark.parametrize(
+    ("at", "end"),
+    [(KILL_AT, kill_after_commit), (STOP_AT, WorkerProcess.stop)],
+    ids=["sigkill-on-fallback", "sigterm-before-any-checkpoint"],
+)
+def test_a_restart_restores_state_and_neither_loses_nor_repeats_a_command(
     restart_settings: Settings,
     unique_name: str,
     tmp_path: Path,
     confluent_producer_config: dict[str, Any],
     confluent_consumer_config: dict[str, Any],
+    at: int,
+    end: Callable[[WorkerProcess], None],
 ) -> None:
+    """Killed on fallback, the restarted worker restores from the fallback's checkpoint.
+    Stopped (SIGTERM) before the monitor asked for any checkpoint, the worker writes it to
+    the table as it stops, before it commits its offsets; without that, the next worker
+    would start from a fresh monitor at event 1,500, learn its reference from the drifted
+    stream (2,000 to 4,000), fall back only once the stream returns to normal and never
+    restore."""
     settings = restart_settings
     stream = predictions(unique_name, seed=7)
-    produce(confluent_producer_config, settings, stream[:KILL_AT])
-
-    first = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        first.wait_consumed(KILL_AT)
-        # Let the offset commit (every 2.8 s) and the changelog catch up, then kill -9.
-        time.sleep(5)
-        first.kill()
-    finally:
-        first.stop()
-    before = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=1)
-    assert [c.action for c in before] == ["fallback"]
-
-    produce(confluent_producer_config, settings, stream[KILL_AT:])
-    second = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        second.wait_consumed(len(stream) - KILL_AT)
-        time.sleep(3)
-    finally:
-        second.stop()
+    log = tmp_path / "worker.log"
+    before = restarted(
+        settings, stream, at, end, log, confluent_producer_config, confluent_consumer_config
+    )
+    assert before == ["fallback"] * (at > FALLBACK_AT)
 
     commands = read_commands(confluent_consumer_config, CONTROL.name(settings), expected=2)
-    log = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+    tail = log.read_text(errors="replace")[-3000:]
     assert [(c.action, c.issued_at) for c in commands][:1] == [
-        ("fallback", stream[2999].predicted_at)
-    ], log
-    assert [c.action for c in commands] == ["fallback", "restore"], log
+        ("fallback", stream[FALLBACK_AT].predicted_at)
+    ], tail
+    assert [c.action for c in commands] == ["fallback", "restore"], tail
     # The restore comes from the restored policy: after the stream returned at 4,000 and
     # two quiet periods of 600 s, well before a fresh watch could have alarmed again.
     assert stream[4000].predicted_at < commands[1].issued_at < stream[6000].predicted_at

@@ -1,0 +1,68 @@
+"""The ingest reader's pure parts: micro-batches by size and deadline, placing a table
+write on a partition without a Faust event, and the lag it reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from faust.streams import current_event
+
+from streams.worker.readers import (
+    MICRO_BATCH_LINGER_S,
+    MicroBatches,
+    TopicLag,
+    _on_partition,
+    topic_lags,
+)
+
+
+def records(*names: str) -> list[Any]:
+    """Stand-ins for records: micro-batches only hold them."""
+    return list(names)
+
+
+def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger() -> None:
+    batches = MicroBatches(size=4, linger=0.1)
+    batches.add("a", 0, records("a1"), now=10.0)
+    batches.add("b", 3, records("b1", "b2"), now=10.02)
+    batches.add("a", 0, records("a2"), now=10.05)
+    assert batches.due(now=10.099) == []
+    assert batches.next_deadline() == pytest.approx(10.1)
+    # a waited the linger since its first record, b not yet.
+    assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"))]
+    assert batches.next_deadline() == pytest.approx(10.12)
+    # a's next batch starts its own wait; b fills up before its deadline.
+    batches.add("a", 0, records("a3"), now=10.11)
+    batches.add("b", 3, records("b3", "b4", "b5"), now=10.11)
+    assert batches.due(now=10.11) == [("b", 3, records("b1", "b2", "b3", "b4", "b5"))]
+    assert batches.next_deadline() == pytest.approx(10.21)
+    assert batches.drain() == [("a", 0, records("a3"))]
+    assert len(batches) == 0 and batches.next_deadline() is None
+
+
+def test_the_default_linger_keeps_batching_within_a_tenth_of_a_second() -> None:
+    assert 0 < MICRO_BATCH_LINGER_S <= 0.1
+
+
+def test_a_partition_is_current_only_inside_the_block() -> None:
+    assert current_event() is None
+    with _on_partition("changelog", 4):
+        event = current_event()
+        assert event is not None
+        assert (event.message.topic, event.message.partition) == ("changelog", 4)
+    assert current_event() is None
+
+
+def test_lag_counts_records_to_the_highwater_and_the_age_of_the_last_one_read() -> None:
+    p0, p1, p2 = (TopicPartition("p", n) for n in range(3))
+    lags = topic_lags(
+        ["p", "g"],
+        {p0: 120, p1: 50, p2: None, TopicPartition("g", 0): 9},
+        {p0: 100, p1: 50, p2: 3, TopicPartition("g", 0): 9},
+        {p0: 58_000, p1: 1_000},
+        now_ms=60_000,
+    )
+    # p1 is caught up (its old record is no lag); p2's highwater is not known yet.
+    assert lags == {"p": TopicLag(20, 2.0), "g": TopicLag(0, 0.0)}
