@@ -54,6 +54,11 @@ class Monitors:
             for model in app.portfolio
         }
 
+        async def log_summary() -> None:
+            log.info("%s", self.summary())
+
+        app.timer(SUMMARY_EVERY, name="log-summary")(log_summary)
+
     def forget(self) -> None:
         """Drop the monitors held in memory (their partitions moved): the next use rereads
         each from the table."""
@@ -69,19 +74,18 @@ class Monitors:
             self.table[model_id] = self.cache[model_id].dumps()
             self.unsaved.discard(model_id)
 
-        async def log_summary() -> None:
-            log.info("%s", self.summary())
-
-        app.timer(SUMMARY_EVERY, name="log-summary")(log_summary)
-
     def summary(self) -> str:
         """One line: records consumed and dead-lettered per topic, the models this worker
         holds per health state, and the commands sent and withheld."""
         counters = self.app.counters
-        lag = self._lag()
+        lag = self.app.reader.lag()
         topics = ", ".join(
             f"{topic} {consumed} ({counters.dead_lettered_total(topic)} dead-lettered"
-            + (f", lag {lag[topic]})" if topic in lag else ")")
+            + (
+                f", lag {lag[topic].records} records, {lag[topic].seconds:.1f} s)"
+                if topic in lag
+                else ")"
+            )
             for topic, consumed in sorted(counters.consumed.items())
         )
         states = collections.Counter(m.watch.policy.state.value for m in self.cache.values())
@@ -92,17 +96,6 @@ class Monitors:
             f"summary: records {topics or 'none yet'}; models {models}; "
             f"commands {sent} sent, {withheld} withheld"
         )
-
-    def _lag(self) -> dict[str, int]:
-        """Messages behind the end of each topic Faust's consumer reads, over the partitions
-        it has read from (the batch reader's topic is not Faust's: no lag for it)."""
-        monitor = self.app.monitor
-        lag: collections.Counter[str] = collections.Counter()
-        for tp, read in monitor.tp_read_offsets.items():
-            end = monitor.tp_end_offsets.get(tp)
-            if end is not None:
-                lag[tp.topic] += max(0, end - read - 1)
-        return dict(lag)
 
     def peek(self, model: Model) -> Monitor | None:
         """The newest monitor this worker holds for the model, if any."""
@@ -158,7 +151,7 @@ class Monitors:
                 counters.commands_withheld[command.action] += 1
                 log.warning(
                     "%s: command %s seq %d by %s withheld: no signing key "
-                    "(FAILSOFT_CONTROL_KEYS); %s",
+                    "(FAILSOFT_CONTROL_PRIVATE_KEY_FILE); %s",
                     *line,
                 )
                 continue

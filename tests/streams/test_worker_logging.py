@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faust.types import TP
 
 from streams.monitor.effects import Alert
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.worker.app import create_app
 from streams.worker.cli import faust_worker
+from streams.worker.readers import TopicLag
 from streams.worker.shell import Monitors
 from tests.streams.test_app_drift import KEYS
 from tests.streams.test_watch import small_model, stream, with_future_value
@@ -67,11 +67,11 @@ class SentCommands:
 
 
 def monitors_of(
-    tmp_path: Path, control_keys: str, model: Model | None = None
+    tmp_path: Path, control_private_key: str, model: Model | None = None
 ) -> tuple[Monitors, SentCommands, Model]:
     model = model or small_model()
     settings = dataclasses.replace(
-        Settings.from_env({}), worker_data_dir=tmp_path, control_keys=control_keys
+        Settings.from_env({}), worker_data_dir=tmp_path, control_private_key=control_private_key
     )
     app = create_app(settings, Portfolio({model.model_id: model}))
     control = SentCommands()
@@ -138,12 +138,12 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
     monitors.app.counters.consumed["p.predictions"] += 4000
     monitors.app.counters.dead_lettered["p.predictions", "unknown model"] += 3
     assert monitors.summary().startswith("summary: records p.predictions 4000 (3 dead-lettered);")
-    # Faust's consumer read up to offset 3,899 of partition 0 and 99 of partition 1.
-    monitor = monitors.app.monitor
-    monitor.tp_read_offsets |= {TP("p.predictions", 0): 3_899, TP("p.predictions", 1): 99}
-    monitor.tp_end_offsets |= {TP("p.predictions", 0): 3_950, TP("p.predictions", 1): 100}
+    # The reader is 50 records behind, and the last it read was written 2.5 s ago.
+    reader = monitors.app.reader
+    reader.lag = lambda: {"p.predictions": TopicLag(50, 2.5)}  # type: ignore[method-assign]
     assert monitors.summary() == (
-        "summary: records p.predictions 4000 (3 dead-lettered, lag 50); models healthy 1; "
+        "summary: records p.predictions 4000 (3 dead-lettered, lag 50 records, 2.5 s); "
+        "models healthy 1; "
         "commands 2 sent, 0 withheld"
     )
 
@@ -160,7 +160,7 @@ async def test_warning_is_only_what_needs_a_human(
         (
             "WARNING",
             "ranker: command fallback seq 2500000 by future_values withheld: no signing key "
-            "(FAILSOFT_CONTROL_KEYS); critical: future_values",
+            "(FAILSOFT_CONTROL_PRIVATE_KEY_FILE); critical: future_values",
         ),
         (
             "WARNING",
@@ -170,7 +170,7 @@ async def test_warning_is_only_what_needs_a_human(
         (
             "WARNING",
             "ranker: command restore seq 3700000 by health withheld: no signing key "
-            "(FAILSOFT_CONTROL_KEYS); no alarm for 600 s",
+            "(FAILSOFT_CONTROL_PRIVATE_KEY_FILE); no alarm for 600 s",
         ),
     ]
     assert control.sent == []
