@@ -268,6 +268,34 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         # At one value the mean CUSUMs come first, as in update().
         return first, _CAUSES[int(np.argmax(crossed[:, first]))]
 
+    def change_start(self, values: FloatArray, cause: str) -> int:
+        """Where the CUSUM of ``cause`` last left zero when run from zero over ``values``
+        against this detector's reference: the classic CUSUM estimate of where a change
+        began (``values.size`` during warm-up, or for an unknown cause). Reads no state
+        beyond the reference and changes none.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> detector = RobustCUSUM(warm_up=100)
+        >>> detector.update_many(rng.normal(0.0, 1.0, 100))
+        >>> detector.change_start(np.r_[rng.normal(0.0, 1.0, 80), np.full(20, 2.0)], "mean_up")
+        78
+        """
+        if math.isnan(self._location) or cause not in _CAUSES:
+            return int(values.size)
+        z = np.clip((values - self._location) / self._scale, -self.clip, self.clip)
+        step = {
+            "mean_up": z - self.allowance,
+            "mean_down": -z - self.allowance,
+            "spread_up": np.abs(z) - self._spread_allowance,
+        }[cause]
+        path = np.concatenate([[0.0], np.cumsum(step)])
+        # The CUSUM is zero where its running sum is at its running minimum: the last such
+        # place (ties go late) is where the current excursion began.
+        return int(path.size - 1 - np.argmin(path[::-1]))
+
     def _rebase(self) -> None:
         """Bring the running sums back near zero (every REBASE_EVERY values, in both paths)."""
         self._up_sum, self._up_low = rebase(self._up_sum, self._up_low)
