@@ -6,15 +6,18 @@ on. Effects are shares of the population, so one floor fits every feature and sc
 
 - numeric (``quantile_effect``): each quartile ``q_p`` of the sample is placed in the
   reference's distribution ``F``; ``|F(q_p) - p|`` is the share of the reference between
-  where the quartile was and where it is. A normal stream whose median moves by ``d``
-  standard deviations has ``Phi(d) - 1/2``: 0.10 for 0.25, 0.19 for 0.5, 0.34 for 1; a
-  doubled standard deviation 0.16. A quartile on an atom of the reference (zero-inflated
-  or discrete scores) covers every ``p`` from ``F(q-)`` to ``F(q)``: no effect there.
+  where the quartile was and where it is, and ``|F(q_75) - F(q_25) - 1/2|`` the share
+  that left or entered the middle half (a change of spread). A normal stream whose median
+  moves by ``d`` standard deviations has ``Phi(d) - 1/2``: 0.10 for 0.25, 0.19 for 0.5,
+  0.34 for 1; a doubled standard deviation 0.32. A quartile on an atom of the reference
+  (zero-inflated or discrete scores) covers every ``p`` from ``F(q-)`` to ``F(q)``: no
+  effect there.
 - categorical (``share_effect``): the largest change of one cell's share.
 
 In-control noise. Each position is read less ``NOISE_SDS`` in-control standard deviations
 of it. Its variance has two parts: sampling (``p (1 - p) (1/m + 1/n)`` for a sample of
-``m`` and a reference of ``n`` values), and the slow variation of real traffic (a
+``m`` and a reference of ``n`` values; ``(1/m + 1/n) / 4`` for the middle half), and the
+slow variation of real traffic (a
 time-of-day mix, a batch job moving an entity aggregate), which single values do not show
 but the reference's consecutive blocks do: ``slow_variance`` is the variance of the
 blocks' quartile positions less its sampling part. A reference without an order (counts,
@@ -28,6 +31,9 @@ import numpy as np
 from detectors.drift._statistics import FloatArray
 
 QUARTILES = np.array([0.25, 0.5, 0.75])
+# Per position (the three quartiles, then the middle half), its sampling variance times
+# the sample size.
+_SAMPLING = np.array([0.1875, 0.25, 0.1875, 0.25])
 # A position less two in-control standard deviations: an effect above the floor is then
 # the change's own, not the noise of the sample it was measured on.
 NOISE_SDS = 2.0
@@ -38,29 +44,28 @@ MIN_BLOCK = 20
 
 
 def _positions(reference_sorted: FloatArray, sample: FloatArray) -> FloatArray:
-    """Signed distance of the sample's quartiles from their place in the reference: 0 when
-    the quartile's step of the reference's distribution covers ``p``."""
+    """Signed distance of the sample's quartiles from their place in the reference (0 when
+    the quartile's step of the reference's distribution covers ``p``), then the change of
+    the middle half's share."""
     quartiles = np.quantile(sample, QUARTILES, method="inverted_cdf")
     n = reference_sorted.size
     below = np.searchsorted(reference_sorted, quartiles, side="left") / n
     upto = np.searchsorted(reference_sorted, quartiles, side="right") / n
-    distances: FloatArray = np.where(
-        below > QUARTILES, below - QUARTILES, np.minimum(upto - QUARTILES, 0.0)
-    )
-    return distances
+    distances = np.where(below > QUARTILES, below - QUARTILES, np.minimum(upto - QUARTILES, 0.0))
+    return np.append(distances, distances[2] - distances[0])
 
 
 def slow_variance(reference: FloatArray) -> FloatArray:
-    """Per quartile, the variance of a quartile's position that the reference's slow
-    variation adds to sampling; ``reference`` in arrival order, finite values."""
+    """Per position (see ``_positions``), the variance that the reference's slow variation
+    adds to sampling; ``reference`` in arrival order, finite values."""
     size = reference.size // BLOCKS
     if size < MIN_BLOCK:
-        return np.zeros(QUARTILES.size)
+        return np.zeros(_SAMPLING.size)
     ordered = np.sort(reference)
     blocks = np.array(
         [_positions(ordered, reference[i * size : (i + 1) * size]) for i in range(BLOCKS)]
     )
-    sampling = QUARTILES * (1.0 - QUARTILES) / size
+    sampling = _SAMPLING / size
     slow: FloatArray = np.maximum(blocks.var(axis=0, ddof=1) - sampling, 0.0)
     return slow
 
@@ -80,7 +85,7 @@ def quantile_effect(reference_sorted: FloatArray, slow: FloatArray, sample: Floa
     """
     if sample.size == 0:
         return 0.0
-    sampling = QUARTILES * (1.0 - QUARTILES) * (1.0 / sample.size + 1.0 / reference_sorted.size)
+    sampling = _SAMPLING * (1.0 / sample.size + 1.0 / reference_sorted.size)
     noise = NOISE_SDS * np.sqrt(sampling + slow)
     distances = np.abs(_positions(reference_sorted, sample)) - noise
     return max(float(distances.max()), 0.0)
