@@ -45,3 +45,11 @@ def cusum_path(
 def rebase(total: float, low: float) -> tuple[float, float]:
     """The same CUSUM as ``(total, low)``, with its running sum brought back near zero."""
     return total - low, 0.0
+
+
+def excursion_start(steps: FloatArray) -> int:
+    """Where a CUSUM run from zero over ``steps`` last left zero: the classic estimate of
+    where the change it sees began (``steps.size`` when it ends at zero). The CUSUM is
+    zero where its running sum is at its running minimum; ties go to the latest."""
+    path = np.concatenate([[0.0], np.cumsum(steps)])
+    return int(path.size - 1 - np.argmin(path[::-1]))

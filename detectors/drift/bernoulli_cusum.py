@@ -11,7 +11,7 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import BatchEvents
-from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._cusum import REBASE_EVERY, cusum_path, excursion_start, rebase
 from detectors.drift._window import Batch, BoolArray, IntArray, validate_positive
 
 # Each input of a batch as an event (1), a non-event (0) or an input to skip (-1).
@@ -217,6 +217,22 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
             self._start_warm_up()
         else:
             self._restart_cusum()
+
+    def change_start(self, values: Batch) -> int:
+        """Where this CUSUM, run from zero over ``values`` (0 and 1) at its current rates,
+        last left zero: the estimate of where a rise began (``len(values)`` while ``p0``
+        is being learnt). Changes no state.
+
+        Examples
+        --------
+        >>> detector = BernoulliCUSUM(reference_rate=0.05)
+        >>> detector.change_start([0] * 50 + [1, 0, 1, 1, 0, 1])
+        50
+        """
+        events = np.asarray(values, dtype=np.float64)
+        if math.isnan(self._rate):
+            return int(events.size)
+        return excursion_start(np.where(events > 0.5, self._event_step, self._quiet_step))
 
     @property
     def statistic(self) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 from river import base
 
 from detectors._batch import BatchEvents
-from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._cusum import REBASE_EVERY, cusum_path, excursion_start, rebase
 from detectors.drift._statistics import FloatArray
 from detectors.drift._window import (
     Batch,
@@ -291,10 +291,7 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
             "mean_down": -z - self.allowance,
             "spread_up": np.abs(z) - self._spread_allowance,
         }[cause]
-        path = np.concatenate([[0.0], np.cumsum(step)])
-        # The CUSUM is zero where its running sum is at its running minimum: the last such
-        # place (ties go late) is where the current excursion began.
-        return int(path.size - 1 - np.argmin(path[::-1]))
+        return excursion_start(step)
 
     def _rebase(self) -> None:
         """Bring the running sums back near zero (every REBASE_EVERY values, in both paths)."""

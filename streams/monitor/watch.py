@@ -53,20 +53,21 @@ is ``1 / alpha``, at least RobustCUSUM's default 25, unless ``score_threshold`` 
 ``score`` or ``error_rate``, no feature); ``enabled = false`` turns both off.
 
 Effect-size floors. An alarm moves the health policy only when it is material
-(``Evidence.material``): the change it found reaches its floor, the smallest change worth
-a fallback, as a share of the population (``detectors.drift._effect``: how far the
+(``Evidence.material``): the change it found reaches its floor, the smallest change
+worth a fallback, as a share of the population (``detectors.drift._effect``: how far the
 quartiles moved in the reference's distribution, or a category's share), less the
 in-control noise of that share, sampling and the slow variation the reference's own
 consecutive blocks show (a daily mix, a batch job moving an aggregate). Drift reads each
-window's effect against the frozen reference (``[detectors.drift] min_effect``); the score
-its values since the alarming CUSUM last left zero (``RobustCUSUM.change_start``; at least
-``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against its warm-up
+window's effect against the frozen reference (``[detectors.drift] min_effect``); the
+score its values since the alarming CUSUM last left zero (``RobustCUSUM.change_start``;
+at least ``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against its warm-up
 (``score_min_effect``); the error rate the rise of its share of failed requests over the
-last ``OUTPUT_EFFECT_MIN`` (``error_min_effect``). Defaults ``DEFAULT_MIN_EFFECT`` and
-``DEFAULT_ERROR_MIN_EFFECT``. A drop of performance, measured against labels, is material
-whatever its size (``streams.monitor.label_join``). An alarm below its floor is still
-written to InfluxDB (fields ``effect`` and ``material``) and raises the detector's alert
-at ``informational`` severity while all its alarming features are below the floor.
+same span of its inputs, less twice its standard error (``error_min_effect``). Defaults
+``DEFAULT_MIN_EFFECT`` and ``DEFAULT_ERROR_MIN_EFFECT``. A drop of performance, measured
+against labels, is material whatever its size (``streams.monitor.label_join``). An alarm
+below its floor is still written to InfluxDB (fields ``effect`` and ``material``) and
+raises the detector's alert at ``informational`` severity while all its alarming
+features are below the floor.
 
 Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
 whichever model served it); ``shadow`` predictions duplicate that traffic.
@@ -150,10 +151,9 @@ _WATCH_KEYS = ("method", "reference_size", "min_effect")
 DEFAULT_MIN_EFFECT = 0.15
 # The error rate's floor: the rise of the share of requests the model failed.
 DEFAULT_ERROR_MIN_EFFECT = 0.02
-# An output alarm's effect is measured on the inputs since the change: for the score, since
-# its alarming CUSUM last left zero (RobustCUSUM.change_start), at least
-# OUTPUT_EFFECT_MIN of them (a stuck score alarms within about 15) and at most
-# OUTPUT_EFFECT_MAX; for the error rate, on the last OUTPUT_EFFECT_MIN inputs.
+# An output alarm's effect is measured on the inputs since the change, since its alarming
+# CUSUM last left zero (``change_start``): at least OUTPUT_EFFECT_MIN of them (a stuck
+# score alarms within about 15) and at most OUTPUT_EFFECT_MAX.
 OUTPUT_EFFECT_MIN = 20
 OUTPUT_EFFECT_MAX = 500
 SCORE_DETECTOR = "score"
@@ -317,16 +317,19 @@ class OutputDetector:
         the score's in reference quantiles (``quantile_effect``) since the change, the
         error rate's as the rise of the error share less twice its standard error."""
         recent = np.array(self.recent, dtype=np.float64)
-        if isinstance(self.frozen, BernoulliCUSUM):
-            recent = recent[-OUTPUT_EFFECT_MIN:]
-            rate = self.frozen.in_control_rate
-            noise = 2.0 * math.sqrt(rate * (1.0 - rate) / recent.size)
-            return max(float(recent.mean()) - rate - noise, 0.0)
-        assert isinstance(self.frozen, RobustCUSUM) and isinstance(alarmed, RobustCUSUM)
         # Run from the oldest input kept, the CUSUM finds a lasting change's start across
         # the alarms (each restarts the detector) it has raised since.
-        start = self.frozen.change_start(recent, alarmed.cause or "")
+        frozen = self.frozen
+        if isinstance(frozen, BernoulliCUSUM):
+            start = frozen.change_start(recent)
+        else:
+            assert isinstance(frozen, RobustCUSUM) and isinstance(alarmed, RobustCUSUM)
+            start = frozen.change_start(recent, alarmed.cause or "")
         sample = recent[max(min(start, recent.size - OUTPUT_EFFECT_MIN), 0) :]
+        if isinstance(frozen, BernoulliCUSUM):
+            rate = frozen.in_control_rate
+            noise = 2.0 * math.sqrt(rate * (1.0 - rate) / sample.size)
+            return max(float(sample.mean()) - rate - noise, 0.0)
         return quantile_effect(self.reference, self.slow, sample)
 
 
