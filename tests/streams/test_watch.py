@@ -608,3 +608,18 @@ def test_bad_floors_name_the_model_and_key(section: str, setting: str, key: str)
     with pytest.raises(PortfolioError) as caught:
         new_watch(parse_portfolio(text).get("ranker"))  # type: ignore[arg-type]
     assert (caught.value.model, caught.value.key) == ("ranker", key)
+
+
+def test_an_informational_alert_becomes_a_warning_when_the_change_grows() -> None:
+    model = parse_portfolio(KS_DRIFT).get("ranker")
+    assert model is not None
+    rng = np.random.default_rng(5)
+    predictions = stream(rng, 0, 1000, 0.0) + stream(rng, 1000, 1000, 1.5)
+    predictions += stream(rng, 2000, 1000, 5.0) + stream(rng, 3000, 3000, 0.0)
+    alerts = [
+        alert.severity
+        for observation in effects_of(model, predictions)
+        for alert in observation.alerts
+        if alert.event == "drift_ks"
+    ]
+    assert alerts == ["informational", "warning", "normal"]
