@@ -63,11 +63,11 @@ score its values since the alarming CUSUM last left zero (``RobustCUSUM.change_s
 at least ``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against its warm-up
 (``score_min_effect``); the error rate the rise of its share of failed requests over the
 same span of its inputs, less twice its standard error (``error_min_effect``). Defaults
-``DEFAULT_MIN_EFFECT`` and ``DEFAULT_ERROR_MIN_EFFECT``. A drop of performance, measured
-against labels, is material whatever its size (``streams.monitor.label_join``). An alarm
-below its floor is still written to InfluxDB (fields ``effect`` and ``material``) and
-raises the detector's alert at ``informational`` severity while all its alarming
-features are below the floor.
+``DEFAULT_MIN_EFFECT``, ``DEFAULT_SCORE_MIN_EFFECT`` and ``DEFAULT_ERROR_MIN_EFFECT``. A
+drop of performance, measured against labels, is material whatever its size
+(``streams.monitor.label_join``). An alarm below its floor is still written to InfluxDB
+(fields ``effect`` and ``material``) and raises the detector's alert at
+``informational`` severity while all its alarming features are below the floor.
 
 Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
 whichever model served it); ``shadow`` predictions duplicate that traffic.
@@ -144,12 +144,16 @@ HEALTH_STATE_CODES = {"healthy": 0, "degraded": 1, "probing": 2, "fallback": 3}
 _WATCH_KEYS = ("method", "reference_size", "min_effect")
 # Effect-size floors (``detectors.drift._effect``): the smallest change worth a fallback,
 # as a share of the population that moved past a quartile (numeric) or into or out of a
-# category, less the reference's in-control noise. 0.2 is the median of a normal stream
-# moving by about 0.55 standard deviations beyond that noise. The null portfolio's
-# harmless movement of a score (a batch job rewriting an aggregate for days, measured
-# against a reference of one day) reached 0.16 to 0.21; a score stuck at its 99th
-# percentile gives about 0.6, a one-sigma shift 0.34, a doubled spread 0.32.
-DEFAULT_MIN_EFFECT = 0.2
+# category, less the reference's in-control noise. For a feature, 0.15: the median of a
+# normal stream moving by 0.4 standard deviations, a fifth of a category's share moving
+# (the drift benchmark's category mix is 0.15 after its noise). A fallback on feature
+# drift also needs a second material alarm at another time, which one window of every
+# feature does not give. For the score, 0.25: the null portfolio's harmless movement of
+# a score (a batch job moving an aggregate for days, against a one-day reference)
+# reached 0.21; a score stuck at its 99th percentile gives about 0.6, a one-sigma shift
+# 0.34, a doubled spread 0.32.
+DEFAULT_MIN_EFFECT = 0.15
+DEFAULT_SCORE_MIN_EFFECT = 0.25
 # The error rate's floor: the rise of the share of requests the model failed.
 DEFAULT_ERROR_MIN_EFFECT = 0.02
 # An output alarm's effect is measured on the inputs since the change, since its alarming
@@ -167,7 +171,7 @@ _OUTPUT_DEFAULTS: Mapping[str, float | int | bool] = {
     "false_fallbacks_per_model_day": 0.01,
     "predictions_per_day": 2000,
     "restore_grace": 60.0,
-    "score_min_effect": DEFAULT_MIN_EFFECT,
+    "score_min_effect": DEFAULT_SCORE_MIN_EFFECT,
     "error_min_effect": DEFAULT_ERROR_MIN_EFFECT,
 }
 _OUTPUT_ARGUMENTS: Mapping[str, tuple[str, ...]] = {

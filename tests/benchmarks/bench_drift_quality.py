@@ -23,8 +23,9 @@ ADWIN and PageHinkley run at their defaults as baselines. Numeric detectors read
 categorical streams as the indicator of the most common category.
 
 Rows marked "material" count only the alarms the worker acts on: those at or above the
-default effect-size floor (``streams.monitor.watch.DEFAULT_MIN_EFFECT``, 0.15 of the
-population; ``DEFAULT_ERROR_MIN_EFFECT`` for the error rate). The windowed tests read
+default effect-size floor (``streams.monitor.watch``: ``DEFAULT_MIN_EFFECT``, 0.15 of the
+population, for the windowed tests; ``DEFAULT_SCORE_MIN_EFFECT``, 0.25, for RobustCUSUM as
+the score detector; ``DEFAULT_ERROR_MIN_EFFECT`` for the error rate). The windowed tests read
 their window's effect; the CUSUMs run as the worker runs them on a model's outputs
 (``streams.monitor.watch.OutputDetector``: reference frozen after the warm-up, the effect
 measured since the change).
@@ -62,6 +63,7 @@ from detectors import (
 from streams.monitor.watch import (
     DEFAULT_ERROR_MIN_EFFECT,
     DEFAULT_MIN_EFFECT,
+    DEFAULT_SCORE_MIN_EFFECT,
     OutputDetector,
 )
 from tests.benchmarks._alarm_quality import Outcome, alarms, table
@@ -221,7 +223,7 @@ CONTENDERS = [
     Contender(
         "RobustCUSUM, material (worker)",
         ("numeric",),
-        lambda ref: MaterialOutput(RobustCUSUM(), DEFAULT_MIN_EFFECT),
+        lambda ref: MaterialOutput(RobustCUSUM(), DEFAULT_SCORE_MIN_EFFECT),
     ),
     Contender(
         "BernoulliCUSUM, material (worker)",

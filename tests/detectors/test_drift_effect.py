@@ -7,7 +7,7 @@ import numpy as np
 from detectors import ChiSquareDrift, PSIDrift
 from detectors.drift._effect import quantile_effect, share_effect, slow_variance
 
-FLOOR = 0.2  # the watch's default (streams.monitor.watch.DEFAULT_MIN_EFFECT)
+FLOOR = 0.15  # the watch's default for features (streams.monitor.watch.DEFAULT_MIN_EFFECT)
 
 
 def zero_inflated(rng: np.random.Generator, n: int) -> np.ndarray:
