@@ -16,6 +16,11 @@ batches of ``--batch`` records of that model. A false fallback is a ``fallback``
 among a batch's effects. Goal (issue #13): at most 0.01 false fallbacks per model-day
 across every shape.
 
+Per shape the table also gives each detector's alarms a day, how many of them were
+material (at or above the detector's effect-size floor, so that the health policy acts on
+them) and the largest effect an alarm had: alarms below the floor are real movements of
+the traffic, recorded and alerted on as informational, never a fallback.
+
 A policy that never acts would pass, so ``--broken`` models of each shape break half-way
 (the score stuck at the 99th percentile of its healthy values): the report gives how long
 each took to fall back, and which detector made it.
