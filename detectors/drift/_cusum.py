@@ -17,8 +17,10 @@ rounding error under ``REBASE_EVERY * max|d| * 2**-52`` (3e-12 for steps up to 3
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.drift._statistics import FloatArray
 
@@ -45,3 +47,70 @@ def cusum_path(
 def rebase(total: float, low: float) -> tuple[float, float]:
     """The same CUSUM as ``(total, low)``, with its running sum brought back near zero."""
     return total - low, 0.0
+
+
+def excursion_start(steps: FloatArray) -> int:
+    """Where a CUSUM run from zero over ``steps`` last left zero: the classic estimate of
+    where the change it sees began (``steps.size`` when it ends at zero). The CUSUM is
+    zero where its running sum is at its running minimum; ties go to the latest."""
+    path = np.concatenate([[0.0], np.cumsum(steps)])
+    return int(path.size - 1 - np.argmin(path[::-1]))
+
+
+class SegmentedBatches:
+    """The batch loop of the CUSUM detectors: warm-up segments, then runs of at most
+    ``REBASE_EVERY`` steps, each ending at a rebase, an alarm or the batch's end.
+
+    A detector supplies its warm-up (``_warm_up_room``, ``_warm``), one run of its CUSUMs
+    (``_run``: the offset of the first alarm and what ``_alarm`` records with it, or None),
+    ``_alarm(position, *details)`` and ``_rebase``; it keeps ``_since_rebase`` and
+    ``_batch_events``, as its ``update`` does.
+    """
+
+    _since_rebase: int
+    _batch_events: list[tuple[Any, ...]]
+    _drift_detected: bool
+
+    def _warm_up_room(self) -> int:
+        """Inputs the current warm-up still takes (0 once the reference is set)."""
+        raise NotImplementedError
+
+    def _warm(self, inputs: npt.NDArray[Any]) -> None:
+        raise NotImplementedError
+
+    def _run(self, inputs: npt.NDArray[Any]) -> tuple[int, tuple[Any, ...]] | None:
+        raise NotImplementedError
+
+    def _alarm(self, position: int, *details: Any) -> None:
+        raise NotImplementedError
+
+    def _rebase(self) -> None:
+        raise NotImplementedError
+
+    def _segments(
+        self, inputs: npt.NDArray[Any], positions: npt.NDArray[np.intp], size: int
+    ) -> None:
+        """Feed the valid ``inputs``, found at ``positions`` of a batch of ``size``."""
+        start = 0
+        while start < inputs.size:
+            room = self._warm_up_room()
+            if room:
+                stop = min(inputs.size, start + room)
+                self._warm(inputs[start:stop])
+                start = stop
+                continue
+            stop = min(inputs.size, start + REBASE_EVERY - self._since_rebase)
+            alarm = self._run(inputs[start:stop])
+            if alarm is None:
+                self._since_rebase += stop - start
+                if self._since_rebase == REBASE_EVERY:
+                    self._rebase()
+                start = stop
+            else:
+                offset, details = alarm
+                self._alarm(int(positions[start + offset]), *details)
+                start += offset + 1
+        if size:
+            # drift_detected describes the last input only, as after update() one by one.
+            events = self._batch_events
+            self._drift_detected = bool(events) and events[-1][0] == size - 1

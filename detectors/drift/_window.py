@@ -29,6 +29,7 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import BatchEvents
+from detectors.drift._effect import quantile_effect, share_effect, slow_variance
 from detectors.drift._statistics import FloatArray
 
 OTHER = "__other__"
@@ -103,15 +104,20 @@ class WindowTest(BatchEvents, base.Base):
     def _reset_results(self) -> None:
         self._statistic = math.nan
         self._p_value = math.nan
+        self._effect = math.nan
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
         self._batch_events: list[tuple[Any, ...]] = []
 
-    def _record(self, end: int, result: tuple[float, float, bool]) -> None:
-        """Keep the verdict of a window that ended at position ``end`` of the batch."""
+    def _record(
+        self, end: int, result: tuple[float, float, bool], effect: float = math.nan
+    ) -> None:
+        """Keep the verdict and effect of a window that ended at position ``end`` of the
+        batch (tests without an effect size give NaN)."""
         self._statistic, self._p_value, self._drift_detected = result
-        self._batch_events.append((end, *result))
+        self._effect = effect
+        self._batch_events.append((end, *result, effect))
 
     def _finish_batch(self, size: int) -> None:
         # drift_detected describes the last input only, as after update() one by one; an
@@ -130,6 +136,12 @@ class WindowTest(BatchEvents, base.Base):
     def statistic(self) -> float:
         """The statistic of the last full window (NaN before the first)."""
         return self._statistic
+
+    @property
+    def effect(self) -> float:
+        """The effect size of the last full window (``detectors.drift._effect``): the
+        share of the population that moved, less the reference's in-control noise."""
+        return self._effect
 
     @property
     def n_windows(self) -> int:
@@ -155,6 +167,11 @@ class WindowTest(BatchEvents, base.Base):
     def window_drifts(self) -> BoolArray:
         """Whether each window in ``window_ends`` drifted from the reference."""
         return np.array([e[3] for e in self._batch_events], dtype=np.bool_)
+
+    @property
+    def window_effects(self) -> FloatArray:
+        """The effect size of each window in ``window_ends``, as in ``effect``."""
+        return np.array([e[4] for e in self._batch_events], dtype=np.float64)
 
 
 class PValue:
@@ -187,8 +204,12 @@ class NumericWindowTest(WindowTest):
         self._window = np.zeros(self.window_size, dtype=np.float64)
         self._filled = 0
         self._reference_sorted: FloatArray | None = None
+        # The in-control slow variation of a frozen reference, read in its given order; a
+        # rolling reference is a sorted window, which has none to show.
+        self._slow = slow_variance(np.zeros(0))
         if self.reference is not None:
             self._reference_sorted = _sorted_finite(self.reference)
+            self._slow = slow_variance(_finite(self.reference))
         self._reset_results()
 
     def update(self, x: Any) -> None:
@@ -242,7 +263,8 @@ class NumericWindowTest(WindowTest):
             self._reference_sorted = current
             return
         self._n_windows += 1
-        self._record(end, self._evaluate(self._reference_sorted, current))
+        effect = quantile_effect(self._reference_sorted, self._slow, current)
+        self._record(end, self._evaluate(self._reference_sorted, current), effect)
         if self.reference is None:
             self._reference_sorted = current
 
@@ -274,9 +296,12 @@ def _hashable(x: Any) -> bool:
     return True
 
 
+def _finite(values: Sequence[float]) -> FloatArray:
+    return np.asarray([v for v in values if finite_float(v) is not None], dtype=np.float64)
+
+
 def _sorted_finite(values: Sequence[float]) -> FloatArray:
-    array = np.asarray([v for v in values if finite_float(v) is not None], dtype=np.float64)
-    return np.sort(array)
+    return np.sort(_finite(values))
 
 
 def reference_bins(reference: FloatArray, n_bins: int) -> tuple[FloatArray, FloatArray]:
@@ -437,7 +462,7 @@ class CategoricalWindowTest(WindowTest):
         self._n_windows += 1
         reference, current, unseen = self._align(window)
         self._unseen_rate = unseen / self.window_size
-        self._record(end, self._evaluate(reference, current))
+        self._record(end, self._evaluate(reference, current), share_effect(reference, current))
         if self.reference is None:
             self._set_reference(window)
 

@@ -11,14 +11,20 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import BatchEvents
-from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._cusum import (
+    REBASE_EVERY,
+    SegmentedBatches,
+    cusum_path,
+    excursion_start,
+    rebase,
+)
 from detectors.drift._window import Batch, BoolArray, IntArray, validate_positive
 
 # Each input of a batch as an event (1), a non-event (0) or an input to skip (-1).
 _EVENT, _QUIET, _SKIPPED = 1, 0, -1
 
 
-class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
+class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
     """Log-likelihood ratio CUSUM for a Bernoulli rate rising by ``odds_ratio``.
 
     The in-control rate ``p0`` is ``reference_rate`` when given, otherwise it is learnt
@@ -170,46 +176,31 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
         codes = _codes(values)
         positions = np.flatnonzero(codes != _SKIPPED)
         self._n_skipped += int(codes.size - positions.size)
-        events = codes[positions] == _EVENT
-        start = 0
-        while start < events.size:
-            if math.isnan(self._rate):
-                stop = min(events.size, start + self.warm_up - self._seen)
-                self._seen += stop - start
-                self._events += int(np.count_nonzero(events[start:stop]))
-                if self._seen == self.warm_up:
-                    self._set_rate((self._events + 0.5) / (self._seen + 1.0))
-                start = stop
-                continue
-            stop = min(events.size, start + REBASE_EVERY - self._since_rebase)
-            alarm = self._run(events[start:stop])
-            if alarm is None:
-                self._since_rebase += stop - start
-                if self._since_rebase == REBASE_EVERY:
-                    self._rebase()
-                start = stop
-            else:
-                self._alarm(int(positions[start + alarm]))
-                start += alarm + 1
-        if codes.size:
-            # drift_detected describes the last input only, as after update() one by one.
-            events = self._batch_events
-            self._drift_detected = bool(events) and events[-1][0] == codes.size - 1
+        self._segments(codes[positions] == _EVENT, positions, codes.size)
 
-    def _run(self, events: BoolArray) -> int | None:
+    def _warm_up_room(self) -> int:
+        return self.warm_up - self._seen if math.isnan(self._rate) else 0
+
+    def _warm(self, inputs: BoolArray) -> None:
+        self._seen += inputs.size
+        self._events += int(np.count_nonzero(inputs))
+        if self._seen == self.warm_up:
+            self._set_rate((self._events + 0.5) / (self._seen + 1.0))
+
+    def _run(self, events: BoolArray) -> tuple[int, tuple[()]] | None:
         """Run the CUSUM over inputs after the warm-up; the offset of the first alarm, if any."""
         steps = np.where(events, self._event_step, self._quiet_step)
         sums, lows = cusum_path([self._sum], [self._low], steps[np.newaxis])
         self._sum, self._low = float(sums[0, -1]), float(lows[0, -1])
         crossed = sums[0] - lows[0] > self.threshold
-        return int(np.argmax(crossed)) if crossed.any() else None
+        return (int(np.argmax(crossed)), ()) if crossed.any() else None
 
     def _rebase(self) -> None:
         """Bring the running sum back near zero (every REBASE_EVERY steps, in both paths)."""
         self._sum, self._low = rebase(self._sum, self._low)
         self._since_rebase = 0
 
-    def _alarm(self, position: int) -> None:
+    def _alarm(self, position: int, *details: object) -> None:
         self._drift_detected = True
         self._n_detections += 1
         self._batch_events.append((position,))
@@ -217,6 +208,22 @@ class BernoulliCUSUM(BatchEvents, base.BinaryDriftDetector):
             self._start_warm_up()
         else:
             self._restart_cusum()
+
+    def change_start(self, values: Batch) -> int:
+        """Where this CUSUM, run from zero over ``values`` (0 and 1) at its current rates,
+        last left zero: the estimate of where a rise began (``len(values)`` while ``p0``
+        is being learnt). Changes no state.
+
+        Examples
+        --------
+        >>> detector = BernoulliCUSUM(reference_rate=0.05)
+        >>> detector.change_start([0] * 50 + [1, 0, 1, 1, 0, 1])
+        50
+        """
+        events = np.asarray(values, dtype=np.float64)
+        if math.isnan(self._rate):
+            return int(events.size)
+        return excursion_start(np.where(events > 0.5, self._event_step, self._quiet_step))
 
     @property
     def statistic(self) -> float:

@@ -9,7 +9,13 @@ import numpy as np
 from river import base
 
 from detectors._batch import BatchEvents
-from detectors.drift._cusum import REBASE_EVERY, cusum_path, rebase
+from detectors.drift._cusum import (
+    REBASE_EVERY,
+    SegmentedBatches,
+    cusum_path,
+    excursion_start,
+    rebase,
+)
 from detectors.drift._statistics import FloatArray
 from detectors.drift._window import (
     Batch,
@@ -26,7 +32,7 @@ _MAD_TO_SIGMA = 1.4826
 _CAUSES = ("mean_up", "mean_down", "spread_up")
 
 
-class RobustCUSUM(BatchEvents, base.DriftDetector):
+class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
     """CUSUM on standardized values, with the reference learnt from a robust warm-up.
 
     The first ``warm_up`` finite values set the reference: values further than five MADs
@@ -187,11 +193,11 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
             spread = spread_sum - spread_low
         threshold = self.threshold
         if up_sum - up_low > threshold:
-            self._alarm("mean_up", 0)
+            self._alarm(0, "mean_up")
         elif down_sum - down_low > threshold:
-            self._alarm("mean_down", 0)
+            self._alarm(0, "mean_down")
         elif spread > self.spread_threshold:
-            self._alarm("spread_up", 0)
+            self._alarm(0, "spread_up")
         else:
             self._since_rebase += 1
             if self._since_rebase == REBASE_EVERY:
@@ -211,34 +217,18 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))
         self._n_skipped += int(array.size - positions.size)
-        valid = array[positions]
-        start = 0
-        while start < valid.size:
-            if self._filled < self.warm_up:
-                stop = min(valid.size, start + self.warm_up - self._filled)
-                self._buffer[self._filled : self._filled + stop - start] = valid[start:stop]
-                self._filled += stop - start
-                if self._filled == self.warm_up:
-                    self._learn_reference()
-                start = stop
-                continue
-            stop = min(valid.size, start + REBASE_EVERY - self._since_rebase)
-            alarm = self._run(valid[start:stop])
-            if alarm is None:
-                self._since_rebase += stop - start
-                if self._since_rebase == REBASE_EVERY:
-                    self._rebase()
-                start = stop
-            else:
-                offset, cause = alarm
-                self._alarm(cause, int(positions[start + offset]))
-                start += offset + 1
-        if array.size:
-            # drift_detected describes the last input only, as after update() one by one.
-            events = self._batch_events
-            self._drift_detected = bool(events) and events[-1][0] == array.size - 1
+        self._segments(array[positions], positions, array.size)
 
-    def _run(self, values: FloatArray) -> tuple[int, str] | None:
+    def _warm_up_room(self) -> int:
+        return self.warm_up - self._filled
+
+    def _warm(self, inputs: FloatArray) -> None:
+        self._buffer[self._filled : self._filled + inputs.size] = inputs
+        self._filled += inputs.size
+        if self._filled == self.warm_up:
+            self._learn_reference()
+
+    def _run(self, values: FloatArray) -> tuple[int, tuple[str]] | None:
         """Run the CUSUMs over values after the warm-up; the first alarm, if any, and its cause.
 
         Without an alarm the CUSUMs keep their state at the end; after one, the alarm
@@ -266,7 +256,32 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
             return None
         first = int(np.argmax(alarms))
         # At one value the mean CUSUMs come first, as in update().
-        return first, _CAUSES[int(np.argmax(crossed[:, first]))]
+        return first, (_CAUSES[int(np.argmax(crossed[:, first]))],)
+
+    def change_start(self, values: FloatArray, cause: str) -> int:
+        """Where the CUSUM of ``cause`` last left zero when run from zero over ``values``
+        against this detector's reference: the classic CUSUM estimate of where a change
+        began (``values.size`` during warm-up, or for an unknown cause). Reads no state
+        beyond the reference and changes none.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> detector = RobustCUSUM(warm_up=100)
+        >>> detector.update_many(rng.normal(0.0, 1.0, 100))
+        >>> detector.change_start(np.r_[rng.normal(0.0, 1.0, 80), np.full(20, 2.0)], "mean_up")
+        78
+        """
+        if math.isnan(self._location) or cause not in _CAUSES:
+            return int(values.size)
+        z = np.clip((values - self._location) / self._scale, -self.clip, self.clip)
+        step = {
+            "mean_up": z - self.allowance,
+            "mean_down": -z - self.allowance,
+            "spread_up": np.abs(z) - self._spread_allowance,
+        }[cause]
+        return excursion_start(step)
 
     def _rebase(self) -> None:
         """Bring the running sums back near zero (every REBASE_EVERY values, in both paths)."""
@@ -293,7 +308,8 @@ class RobustCUSUM(BatchEvents, base.DriftDetector):
         # A constant warm-up still needs a scale: any later change is then a large one.
         self._scale = spread if spread > 0.0 else max(abs(self._location) * 1e-6, 1e-12)
 
-    def _alarm(self, cause: str, position: int) -> None:
+    def _alarm(self, position: int, *details: str) -> None:
+        (cause,) = details
         self._drift_detected = True
         self._cause = cause
         self._n_detections += 1

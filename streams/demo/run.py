@@ -68,10 +68,11 @@ EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender"
 # Output detectors: a nominal day is a minute here, about 1,200 predictions of a model
 # at 20 a second. Their references freeze after 400 predictions (20 s at that rate, under
 # a minute for the quietest model), so before any incident that moves a model's output.
-# A reference that short is rougher than the budget's Gaussian run length assumes: with
-# the score threshold at its floor (25), one in a few healthy models of a run alarmed
-# once, when replayed offline over seven seeds; at 40, none did, and a stuck score still
-# alarms within about 30 predictions. Nodes obey a restore within a second, not a minute.
+# The score threshold is the product's default: an alarm of a healthy model against a
+# reference that short moves its score less than the effect-size floor, so it moves no
+# model. Replayed offline, the default scenario made the same fallbacks as with the
+# threshold at 40 (none false; ltv-003's drift 8 s later). Nodes obey a restore within a
+# second, not a minute.
 DEMO_DETECTOR_DEFAULTS = """
 [defaults.detectors.drift]
 window_size = 300
@@ -85,7 +86,6 @@ clear_after = 10
 [defaults.detectors.output]
 predictions_per_day = 1200
 score_warm_up = 400
-score_threshold = 40.0
 error_warm_up = 400
 restore_grace = 5.0
 

@@ -52,6 +52,23 @@ is ``1 / alpha``, at least RobustCUSUM's default 25, unless ``score_threshold`` 
 ``OUTPUT_REPORT_EVERY`` inputs after the warm-up (InfluxDB ``drift`` points, detector tag
 ``score`` or ``error_rate``, no feature); ``enabled = false`` turns both off.
 
+Effect-size floors. An alarm moves the health policy only when it is material
+(``Evidence.material``): the change it found reaches its floor, the smallest change
+worth a fallback, as a share of the population (``detectors.drift._effect``: how far the
+quartiles moved in the reference's distribution, or a category's share), less the
+in-control noise of that share, sampling and the slow variation the reference's own
+consecutive blocks show (a daily mix, a batch job moving an aggregate). Drift reads each
+window's effect against the frozen reference (``[detectors.drift] min_effect``); the
+score its values since the alarming CUSUM last left zero (``RobustCUSUM.change_start``;
+at least ``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against its warm-up
+(``score_min_effect``); the error rate the rise of its share of failed requests over the
+same span of its inputs, less twice its standard error (``error_min_effect``). Defaults
+``DEFAULT_MIN_EFFECT``, ``DEFAULT_SCORE_MIN_EFFECT`` and ``DEFAULT_ERROR_MIN_EFFECT``. A
+drop of performance, measured against labels, is material whatever its size
+(``streams.monitor.label_join``). An alarm below its floor is still written to InfluxDB
+(fields ``effect`` and ``material``) and raises the detector's alert at
+``informational`` severity while all its alarming features are below the floor.
+
 Only ``live`` and ``fallback`` predictions feed drift (they are the model's traffic
 whichever model served it); ``shadow`` predictions duplicate that traffic.
 """
@@ -68,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.drift._effect import quantile_effect, slow_variance
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
 from detectors.drift.chi_square import ChiSquareDrift
@@ -123,7 +141,26 @@ DRIFT_ROLES = frozenset({"live", "fallback"})
 # The ``state_code`` field of InfluxDB's health measurement: higher is further from live.
 HEALTH_STATE_CODES = {"healthy": 0, "degraded": 1, "probing": 2, "fallback": 3}
 # Settings the watch reads itself; the rest go to the drift test's constructor.
-_WATCH_KEYS = ("method", "reference_size")
+_WATCH_KEYS = ("method", "reference_size", "min_effect")
+# Effect-size floors (``detectors.drift._effect``): the smallest change worth a fallback,
+# as a share of the population that moved past a quartile (numeric) or into or out of a
+# category, less the reference's in-control noise. For a feature, 0.15: the median of a
+# normal stream moving by 0.4 standard deviations, a fifth of a category's share moving
+# (the drift benchmark's category mix is 0.15 after its noise). A fallback on feature
+# drift also needs a second material alarm at another time, which one window of every
+# feature does not give. For the score, 0.25: the null portfolio's harmless movement of
+# a score (a batch job moving an aggregate for days, against a one-day reference)
+# reached 0.21; a score stuck at its 99th percentile gives about 0.6, a one-sigma shift
+# 0.34, a doubled spread 0.32.
+DEFAULT_MIN_EFFECT = 0.15
+DEFAULT_SCORE_MIN_EFFECT = 0.25
+# The error rate's floor: the rise of the share of requests the model failed.
+DEFAULT_ERROR_MIN_EFFECT = 0.02
+# An output alarm's effect is measured on the inputs since the change, since its alarming
+# CUSUM last left zero (``change_start``): at least OUTPUT_EFFECT_MIN of them (a stuck
+# score alarms within about 15) and at most OUTPUT_EFFECT_MAX.
+OUTPUT_EFFECT_MIN = 20
+OUTPUT_EFFECT_MAX = 500
 SCORE_DETECTOR = "score"
 ERROR_RATE_DETECTOR = "error_rate"
 OUTPUT_REPORT_EVERY = 500
@@ -134,6 +171,8 @@ _OUTPUT_DEFAULTS: Mapping[str, float | int | bool] = {
     "false_fallbacks_per_model_day": 0.01,
     "predictions_per_day": 2000,
     "restore_grace": 60.0,
+    "score_min_effect": DEFAULT_SCORE_MIN_EFFECT,
+    "error_min_effect": DEFAULT_ERROR_MIN_EFFECT,
 }
 _OUTPUT_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
     "score_": ("warm_up", "allowance", "threshold", "spread_ratio", "spread_threshold", "clip"),
@@ -160,6 +199,7 @@ class FeatureDrift:
     reference: list[Any] = dataclasses.field(default_factory=list)
     test: Any = None
     kind: str = "numeric"
+    min_effect: float = DEFAULT_MIN_EFFECT
 
     def update(self, value: Any) -> Any:
         """Feed one value; returns the test when this value completed one of its windows."""
@@ -180,9 +220,9 @@ class FeatureDrift:
         self.test = self.test_class(reference=reference, **self.settings)
         self.reference = []
 
-    def update_many(self, values: Sequence[Any]) -> list[tuple[int, float, float, bool]]:
+    def update_many(self, values: Sequence[Any]) -> list[tuple[int, float, float, bool, float]]:
         """Feed a batch, as ``update`` one by one; per window it completed, its position in
-        ``values``, statistic, p-value (NaN for tests without one) and verdict."""
+        ``values``, statistic, p-value (NaN for tests without one), verdict and effect."""
         start = 0
         if self.test is None:
             # The reference takes the values that are not None until it is complete.
@@ -198,12 +238,13 @@ class FeatureDrift:
         self.test.update_many(values[start:])
         test = self.test
         return [
-            (start + end, statistic, p_value, drift)
-            for end, statistic, p_value, drift in zip(
+            (start + end, statistic, p_value, drift, effect)
+            for end, statistic, p_value, drift, effect in zip(
                 test.window_ends.tolist(),
                 test.window_statistics.tolist(),
                 test.window_p_values.tolist(),
                 test.window_drifts.tolist(),
+                test.window_effects.tolist(),
                 strict=True,
             )
         ]
@@ -211,26 +252,34 @@ class FeatureDrift:
 
 @dataclasses.dataclass
 class OutputDetector:
-    """A sequential detector on one output signal, its reference frozen after its warm-up."""
+    """A sequential detector on one output signal, its reference frozen after its warm-up.
+
+    An alarm is material when its effect (``effect``) reaches ``min_effect``.
+    """
 
     detector: RobustCUSUM | BernoulliCUSUM
+    min_effect: float = DEFAULT_MIN_EFFECT
     # The detector as its first warm-up ended; it replaces the detector after each alarm.
     frozen: RobustCUSUM | BernoulliCUSUM | None = None
     inputs: int = 0
     alarms: int = 0
+    # The last inputs (an alarm's effect sample), and the score's warm-up values in
+    # arrival order until the reference freezes, then sorted with their slow variation.
+    recent: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=OUTPUT_EFFECT_MAX)
+    )
+    reference: Any = None
+    slow: Any = None
 
     def update(self, name: str, value: float | bool, at: float) -> Evidence | None:
         """Feed one input; evidence on an alarm and every ``OUTPUT_REPORT_EVERY`` inputs."""
         detector = self.detector
         detector.update(value)
+        number = float(value)
+        if math.isfinite(number):
+            self.recent.append(number)
         if self.frozen is None:
-            reference = (
-                detector.reference_location
-                if isinstance(detector, RobustCUSUM)
-                else detector.in_control_rate
-            )
-            if not math.isnan(reference):
-                self.frozen = copy.deepcopy(detector)
+            self._warm_up(number)
             return None
         self.inputs += 1
         alarm = detector.drift_detected
@@ -243,9 +292,50 @@ class OutputDetector:
             "statistic": detector.statistic,
             "alarms": self.alarms,
         }
+        material = True
+        if alarm:
+            effect = self.effect(detector)
+            details["effect"] = effect
+            material = effect >= self.min_effect
         if isinstance(detector, RobustCUSUM) and alarm and detector.cause is not None:
             details["cause"] = detector.cause
-        return Evidence(detector=name, feature=None, at=at, alarm=alarm, details=details)
+        return Evidence(
+            detector=name, feature=None, at=at, alarm=alarm, material=material, details=details
+        )
+
+    def _warm_up(self, value: float) -> None:
+        detector = self.detector
+        if isinstance(detector, RobustCUSUM):
+            if self.reference is None:
+                self.reference = collections.deque(maxlen=detector.warm_up)
+            if math.isfinite(value):
+                self.reference.append(value)
+            if not math.isnan(detector.reference_location):
+                values = np.array(self.reference, dtype=np.float64)
+                self.reference, self.slow = np.sort(values), slow_variance(values)
+                self.frozen = copy.deepcopy(detector)
+        elif not math.isnan(detector.in_control_rate):
+            self.frozen = copy.deepcopy(detector)
+
+    def effect(self, alarmed: RobustCUSUM | BernoulliCUSUM) -> float:
+        """The effect of the alarm ``alarmed`` just raised, against the frozen reference:
+        the score's in reference quantiles (``quantile_effect``) since the change, the
+        error rate's as the rise of the error share less twice its standard error."""
+        recent = np.array(self.recent, dtype=np.float64)
+        # Run from the oldest input kept, the CUSUM finds a lasting change's start across
+        # the alarms (each restarts the detector) it has raised since.
+        frozen = self.frozen
+        if isinstance(frozen, BernoulliCUSUM):
+            start = frozen.change_start(recent)
+        else:
+            assert isinstance(frozen, RobustCUSUM) and isinstance(alarmed, RobustCUSUM)
+            start = frozen.change_start(recent, alarmed.cause or "")
+        sample = recent[max(min(start, recent.size - OUTPUT_EFFECT_MIN), 0) :]
+        if isinstance(frozen, BernoulliCUSUM):
+            rate = frozen.in_control_rate
+            noise = 2.0 * math.sqrt(rate * (1.0 - rate) / sample.size)
+            return max(float(sample.mean()) - rate - noise, 0.0)
+        return quantile_effect(self.reference, self.slow, sample)
 
 
 @dataclasses.dataclass
@@ -288,6 +378,8 @@ class ModelWatch:
     output: OutputWatch | None = None
     # Detector -> features whose last window alarmed; drives one alert per detector.
     alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    # Detector -> those of its alarming features whose last alarm was below the floor.
+    immaterial: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,11 +459,9 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
             None if (seen := predictions[i].features.get(name)) is None else seen.value
             for i in served
         ]
-        for position, statistic, p_value, drift in feature_drift.update_many(values):
-            i = served[position]
-            after[i].append(
-                _window_evidence(feature_drift.method, name, ats[i], statistic, p_value, drift)
-            )
+        for result in feature_drift.update_many(values):
+            i = served[result[0]]
+            after[i].append(_window_evidence(feature_drift, name, ats[i], result))
     return Found(before, after)
 
 
@@ -468,16 +558,21 @@ def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float)
 
 
 def _window_evidence(
-    method: str, feature: str, at: float, statistic: float, p_value: float, drift: bool
+    feature_drift: FeatureDrift,
+    feature: str,
+    at: float,
+    result: tuple[int, float, float, bool, float],
 ) -> Evidence:
+    _, statistic, p_value, drift, effect = result
     # Threshold tests (PSI) have no p-value: NaN.
     return Evidence(
-        detector=f"drift_{method}",
+        detector=f"drift_{feature_drift.method}",
         feature=feature,
         at=at,
         alarm=bool(drift),
         p_value=None if p_value != p_value else p_value,
-        details={"statistic": float(statistic)},
+        material=effect >= feature_drift.min_effect,
+        details={"statistic": float(statistic), "effect": float(effect)},
     )
 
 
@@ -506,7 +601,16 @@ def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> 
         or reference_size < 2
     ):
         raise PortfolioError(model.model_id, f"{key}.reference_size", "expected an integer >= 2")
-    return FeatureDrift(method, test_class, test_settings, reference_size, kind=feature.kind)
+    min_effect = settings.get("min_effect", DEFAULT_MIN_EFFECT)
+    if not _is_effect(min_effect):
+        raise PortfolioError(model.model_id, f"{key}.min_effect", "expected a number in [0, 1]")
+    return FeatureDrift(
+        method, test_class, test_settings, reference_size, kind=feature.kind, min_effect=min_effect
+    )
+
+
+def _is_effect(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatch | None:
@@ -559,12 +663,22 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
     restore_grace = float(own["restore_grace"])
     if not restore_grace >= 0.0:
         raise PortfolioError(model.model_id, f"{key}.restore_grace", "expected seconds >= 0")
-    return OutputWatch(OutputDetector(score), OutputDetector(error_rate), restore_grace)
+    for name in ("score_min_effect", "error_min_effect"):
+        if not _is_effect(own[name]):
+            raise PortfolioError(model.model_id, f"{key}.{name}", "expected a number in [0, 1]")
+    return OutputWatch(
+        OutputDetector(score, float(own["score_min_effect"])),
+        OutputDetector(error_rate, float(own["error_min_effect"])),
+        restore_grace,
+    )
 
 
 def _arguments(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    # The floors (score_min_effect, error_min_effect) are the watch's, not the detectors'.
     return {
-        name[len(prefix) :]: value for name, value in settings.items() if name.startswith(prefix)
+        name[len(prefix) :]: value
+        for name, value in settings.items()
+        if name.startswith(prefix) and name not in _OUTPUT_DEFAULTS
     }
 
 
@@ -627,6 +741,10 @@ def consequences(model: Model, watch: ModelWatch, observation: Observation) -> E
             }
             if evidence.p_value is not None:
                 fields["p_value"] = evidence.p_value
+            # Below the floor, an alarm is recorded here and moves no model.
+            if "effect" in evidence.details:
+                fields["effect"] = float(evidence.details["effect"])
+                fields["material"] = int(evidence.alarm and evidence.material)
             points.append(point("drift", tags, fields, int(evidence.at * 1000)))
         alert = _detector_alert_change(model, watch, evidence)
         if alert is not None:
@@ -668,13 +786,19 @@ def consequences(model: Model, watch: ModelWatch, observation: Observation) -> E
 
 
 def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) -> Alert | None:
-    """An alert when the set of alarming features of ``evidence.detector`` changes."""
+    """An alert when the set of alarming features of ``evidence.detector`` changes, or
+    whether any of them is material: ``informational`` while all are below the floor."""
     feature = evidence.feature or ""
     before = watch.alarming.get(evidence.detector, set())
+    was_below = watch.immaterial.get(evidence.detector, set())
     after = before | {feature} if evidence.alarm else before - {feature}
-    if after == before:
+    below = was_below - {feature}
+    if evidence.alarm and not evidence.material:
+        below = below | {feature}
+    if after == before and (below == after) == (was_below == before):
         return None
     watch.alarming[evidence.detector] = after
+    watch.immaterial[evidence.detector] = below
     # Output detectors (score, error_rate) are about the model, not a feature.
     features = ", ".join(sorted(f for f in after if f))
     if after:
@@ -682,6 +806,9 @@ def _detector_alert_change(model: Model, watch: ModelWatch, evidence: Evidence) 
             f" on {features}" if features else ""
         )
         severity = "critical" if evidence.critical else "warning"
+        if below == after and not evidence.critical:
+            severity = "informational"
+            text += ", below its effect-size floor"
         return detector_alert(
             model.model_id, model.owner, evidence.detector, severity, text, features or None
         )
@@ -748,4 +875,5 @@ def _close_detector_alerts(model: Model, watch: ModelWatch) -> list[Alert]:
             text = f"{model.model_id}: {detector} is quiet again; {model.model_id} is restored"
             alerts.append(detector_alert(model.model_id, model.owner, detector, "normal", text))
             watch.alarming[detector] = set()
+            watch.immaterial[detector] = set()
     return alerts

@@ -22,6 +22,14 @@ their delay is one full window (499 events) when the first changed window alarms
 ADWIN and PageHinkley run at their defaults as baselines. Numeric detectors read the
 categorical streams as the indicator of the most common category.
 
+Rows marked "material" count only the alarms the worker acts on: those at or above the
+default effect-size floor (``streams.monitor.watch``: ``DEFAULT_MIN_EFFECT``, 0.15 of the
+population, for the windowed tests; ``DEFAULT_SCORE_MIN_EFFECT``, 0.25, for RobustCUSUM as
+the score detector; ``DEFAULT_ERROR_MIN_EFFECT`` for the error rate). The windowed tests read
+their window's effect; the CUSUMs run as the worker runs them on a model's outputs
+(``streams.monitor.watch.OutputDetector``: reference frozen after the warm-up, the effect
+measured since the change).
+
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_drift_quality            # 50 runs per stream
@@ -51,6 +59,12 @@ from detectors import (
     PSIDrift,
     RobustCUSUM,
     WassersteinDrift,
+)
+from streams.monitor.watch import (
+    DEFAULT_ERROR_MIN_EFFECT,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_SCORE_MIN_EFFECT,
+    OutputDetector,
 )
 from tests.benchmarks._alarm_quality import Outcome, alarms, table
 
@@ -130,6 +144,30 @@ class Contender:
     feed: Callable[[str, Any], Any] = lambda kind, x: x
 
 
+class Material:
+    """A windowed test whose alarms count only at or above the worker's floor."""
+
+    def __init__(self, test: Any) -> None:
+        self.test = test
+        self.drift_detected = False
+
+    def update(self, x: Any) -> None:
+        self.test.update(x)
+        self.drift_detected = self.test.drift_detected and self.test.effect >= DEFAULT_MIN_EFFECT
+
+
+class MaterialOutput:
+    """A CUSUM as the worker runs it on an output: material alarms only."""
+
+    def __init__(self, detector: RobustCUSUM | BernoulliCUSUM, floor: float) -> None:
+        self.output = OutputDetector(detector, floor)
+        self.drift_detected = False
+
+    def update(self, x: Any) -> None:
+        evidence = self.output.update("output", x, 0.0)
+        self.drift_detected = evidence is not None and evidence.alarm and evidence.material
+
+
 def _top_category_indicator(kind: str, x: Any) -> Any:
     return float(x == CATEGORIES[0]) if kind == "categorical" else x
 
@@ -181,6 +219,29 @@ CONTENDERS = [
         "CategoricalPSIDrift",
         ("categorical",),
         lambda ref: CategoricalPSIDrift(_category_counts(ref), window_size=WINDOW),
+    ),
+    Contender(
+        "RobustCUSUM, material (worker)",
+        ("numeric",),
+        lambda ref: MaterialOutput(RobustCUSUM(), DEFAULT_SCORE_MIN_EFFECT),
+    ),
+    Contender(
+        "BernoulliCUSUM, material (worker)",
+        ("binary",),
+        lambda ref: MaterialOutput(BernoulliCUSUM(), DEFAULT_ERROR_MIN_EFFECT),
+    ),
+    Contender(
+        "KSDrift (alpha 0.001), material",
+        ("numeric",),
+        lambda ref: Material(KSDrift(ref, window_size=WINDOW, alpha=0.001)),
+    ),
+    Contender("PSIDrift, material", ("numeric",), lambda ref: Material(PSIDrift(ref, WINDOW))),
+    Contender(
+        "ChiSquareDrift (alpha 0.001), material",
+        ("categorical",),
+        lambda ref: Material(
+            ChiSquareDrift(_category_counts(ref), window_size=WINDOW, alpha=0.001)
+        ),
     ),
 ]
 
@@ -234,6 +295,12 @@ def test_quality_benchmark_runs_and_our_detectors_catch_each_change() -> None:
         ("variance", "RobustCUSUM"),
         ("error_rate", "BernoulliCUSUM"),
         ("category_mix", "ChiSquareDrift (alpha 0.001)"),
+        # The floors keep every change of this benchmark material.
+        ("abrupt_mean", "RobustCUSUM, material (worker)"),
+        ("gradual_mean", "RobustCUSUM, material (worker)"),
+        ("variance", "RobustCUSUM, material (worker)"),
+        ("error_rate", "BernoulliCUSUM, material (worker)"),
+        ("category_mix", "ChiSquareDrift (alpha 0.001), material"),
     ]:
         assert results[(scenario, ours)].misses == 0, (scenario, ours)
 

@@ -16,6 +16,11 @@ batches of ``--batch`` records of that model. A false fallback is a ``fallback``
 among a batch's effects. Goal (issue #13): at most 0.01 false fallbacks per model-day
 across every shape.
 
+Per shape the table also gives each detector's alarms a day, how many of them were
+material (at or above the detector's effect-size floor, so that the health policy acts on
+them) and the largest effect an alarm had: alarms below the floor are real movements of
+the traffic, recorded and alerted on as informational, never a fallback.
+
 A policy that never acts would pass, so ``--broken`` models of each shape break half-way
 (the score stuck at the 99th percentile of its healthy values): the report gives how long
 each took to fall back, and which detector made it.
@@ -58,6 +63,9 @@ class Tally:
     false_fallbacks: int = 0
     by_detector: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     alarms: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    material: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    # The largest effect of an alarm per detector, to show its margin below the floor.
+    effects: dict[str, float] = dataclasses.field(default_factory=dict)
     detections: list[tuple[str, float, str]] = dataclasses.field(default_factory=list)
 
 
@@ -101,6 +109,10 @@ def run(args: argparse.Namespace) -> dict[str, Tally]:
                 for evidence in effects.alarms:
                     if not is_broken or day < break_day:
                         tally.alarms[evidence.detector] += 1
+                        tally.material[evidence.detector] += evidence.material
+                        effect = float(evidence.details.get("effect", math.nan))
+                        largest = tally.effects.get(evidence.detector, -math.inf)
+                        tally.effects[evidence.detector] = max(largest, effect)
                 for command in effects.commands:
                     if command.action != "fallback":
                         continue
@@ -120,7 +132,10 @@ def report(tallies: dict[str, Tally], args: argparse.Namespace, seconds: float) 
         f"features, {args.per_day} predictions a day, {args.days} days, batches of "
         f"{args.batch}; {seconds:.0f} s CPU"
     )
-    print("| shape | model-days | false fallbacks | per model-day | by detector | alarms a day |")
+    print(
+        "| shape | model-days | false fallbacks | per model-day | by detector "
+        "| alarms a day (material a day; largest effect) |"
+    )
     print("|---|---:|---:|---:|---|---|")
     total_days = total_false = 0.0
     for shape, tally in tallies.items():
@@ -129,7 +144,11 @@ def report(tallies: dict[str, Tally], args: argparse.Namespace, seconds: float) 
         total_false += tally.false_fallbacks
         by = ", ".join(f"{d} {n}" for d, n in tally.by_detector.most_common()) or "-"
         alarms = (
-            ", ".join(f"{d} {n / tally.model_days:.2f}" for d, n in tally.alarms.most_common())
+            ", ".join(
+                f"{d} {n / tally.model_days:.2f} ({tally.material[d] / tally.model_days:.2f}; "
+                f"{_largest(tally.effects[d])})"
+                for d, n in tally.alarms.most_common()
+            )
             or "-"
         )
         print(
@@ -153,6 +172,11 @@ def report(tallies: dict[str, Tally], args: argparse.Namespace, seconds: float) 
                 hours, detector = found.get(model_id, (math.nan, "never"))
                 print(f"- {model_id}: {hours:.2f} h by {detector}")
     return overall <= GOAL_PER_MODEL_DAY
+
+
+def _largest(effect: float) -> str:
+    # Detectors without an effect size (estimated performance) have none to show.
+    return f"{effect:.3f}" if math.isfinite(effect) else "-"
 
 
 def _poisson_upper(events: int) -> float:

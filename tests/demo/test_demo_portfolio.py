@@ -59,11 +59,13 @@ def test_drifts_and_broken_models_fall_back_within_their_bounds(played: tuple) -
             delay, detector = decided[0][0] - at, decided[0][1]
             assert delay <= DETECTION_BOUNDS_S.get(record["kind"], DEFAULT_BOUND_S), record
             first[record["kind"], model] = (round(delay, 1), detector)
+    # The gradual drift falls back once its ramp is above the effect-size floor (its
+    # first score alarms, early on the ramp, are below it and do not confirm).
     assert first == {
         ("drift_abrupt", "fraud-001"): (26.6, "drift_psi"),
-        ("drift_gradual", "ltv-003"): (16.9, "drift_psi"),
+        ("drift_gradual", "ltv-003"): (24.6, "drift_psi"),
         ("broken_model", "ltv-008"): (6.3, "error_rate"),
-        ("broken_model", "ctr-012"): (5.5, "score"),
+        ("broken_model", "ctr-012"): (5.3, "score"),
     }
 
 

@@ -243,6 +243,8 @@ def test_robust_cusum_batched_as_one_by_one(
     with pytest.MonkeyPatch.context() as patch:
         # A short period makes the rebase happen inside short streams and batches.
         patch.setattr("detectors.drift.robust_cusum.REBASE_EVERY", rebase_every)
+        # The batch loop they share (_cusum.SegmentedBatches) reads its own.
+        patch.setattr("detectors.drift._cusum.REBASE_EVERY", rebase_every)
         assert_same_batched(
             lambda: RobustCUSUM(
                 warm_up=10, threshold=4.0, spread_ratio=spread_ratio, spread_threshold=3.0
@@ -311,6 +313,8 @@ def test_bernoulli_cusum_batched_as_one_by_one(
     at = data.draw(cuts(len(values)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("detectors.drift.bernoulli_cusum.REBASE_EVERY", rebase_every)
+        # The batch loop they share (_cusum.SegmentedBatches) reads its own.
+        patch.setattr("detectors.drift._cusum.REBASE_EVERY", rebase_every)
         assert_same_batched(
             lambda: BernoulliCUSUM(warm_up=10, threshold=2.0, reference_rate=reference_rate),
             values,
@@ -455,6 +459,7 @@ def test_the_rebase_keeps_the_cusum_and_its_alarms(module: str, make: Any, strea
     rebased, rebased_statistics = run()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(f"detectors.drift.{module}.REBASE_EVERY", 10**9)
+        patch.setattr("detectors.drift._cusum.REBASE_EVERY", 10**9)
         never, never_statistics = run()
     assert rebased == never
     assert len(rebased) > 0

@@ -334,12 +334,14 @@ def output_stream(
     constant: float | None = None,
     error_rate: float = 0.01,
     role: str = "live",
+    shift: float = 0.0,
 ) -> list[Prediction]:
-    """Logit-normal scores (``constant`` instead when given); a share ``error_rate`` of
-    requests served by the fallback because the model raised."""
+    """Logit-normal scores (``constant`` instead when given; ``shift`` moves the logit's
+    mean); a share ``error_rate`` of requests served by the fallback because the model
+    raised."""
     predictions = []
     for n in range(start, start + count):
-        score = float(1.0 / (1.0 + np.exp(-rng.normal(-1.0, 1.0))))
+        score = float(1.0 / (1.0 + np.exp(-rng.normal(-1.0 + shift, 1.0))))
         age, country = float(rng.normal(40.0, 5.0)), str(rng.choice(["de", "fr"]))
         served = role
         if constant is not None:
@@ -508,3 +510,115 @@ def test_feature_drift_in_batches_finds_the_windows_one_by_one_does(
     assert (many.test is None) == (one.test is None)
     if one.test is not None:
         assert same_state(many.test, one.test)
+
+
+# KS tests numeric features only: age alone is declared (predictions still carry country).
+KS_DRIFT = SMALL.replace(
+    "window_size = 500", 'window_size = 500\nmethod = "ks"\nalpha = 0.001'
+).replace(', country = "categorical"', "")
+
+
+def drift_alarms(observations: list[tuple[int, Observation]]) -> list[tuple[int, bool]]:
+    return [(n, e.material) for n, o in observations for e in o.evidence if e.alarm and e.feature]
+
+
+def test_a_feature_shift_below_the_floor_alarms_but_moves_no_model() -> None:
+    model = parse_portfolio(KS_DRIFT).get("ranker")
+    assert model is not None
+    rng = np.random.default_rng(5)
+    # Age moves by 0.3 standard deviations: KS sees it in every window of 500, yet it
+    # moves a fifth of the floor's share of the population.
+    predictions = stream(rng, 0, 1000, 0.0) + stream(rng, 1000, 3000, 1.5)
+    watch = new_watch(model)
+    observations = run(watch, predictions)
+    assert drift_alarms(observations) == [(n, False) for n in range(1499, 4000, 500)]
+    assert actions_of(observations) == []
+    assert watch.policy.state.value == "healthy"
+    alerts = [
+        (alert.severity, alert.text)
+        for observation in effects_of(model, predictions)
+        for alert in observation.alerts
+    ]
+    assert alerts == [
+        ("informational", "ranker: drift_ks alarms on age, below its effect-size floor")
+    ]
+
+
+def test_a_feature_shift_above_the_floor_is_material_and_falls_back() -> None:
+    model = parse_portfolio(KS_DRIFT).get("ranker")
+    assert model is not None
+    rng = np.random.default_rng(5)
+    predictions = stream(rng, 0, 1000, 0.0) + stream(rng, 1000, 2000, 5.0)
+    observations = run(new_watch(model), predictions)
+    assert drift_alarms(observations) == [(1499, True), (1999, True), (2499, True), (2999, True)]
+    assert actions_of(observations) == [(1999, "fallback")]
+
+
+def test_the_floor_is_a_setting_per_model() -> None:
+    strict = KS_DRIFT.replace('method = "ks"', 'method = "ks"\nmin_effect = 0.0')
+    model = parse_portfolio(strict).get("ranker")
+    assert model is not None
+    rng = np.random.default_rng(5)
+    predictions = stream(rng, 0, 1000, 0.0) + stream(rng, 1000, 3000, 1.5)
+    observations = run(new_watch(model), predictions)
+    assert drift_alarms(observations)[0] == (1499, True)
+    assert actions_of(observations) == [(1999, "fallback")]
+
+
+def shifted_scores(shift: float) -> list[tuple[int, Observation]]:
+    """2,000 warm-up and 1,000 more logit-normal scores, then 3,000 with the logit's mean
+    moved by ``shift`` of its standard deviation, through a fresh watch."""
+    rng = np.random.default_rng(3)
+    predictions = output_stream(rng, 0, 3000, error_rate=0.0)
+    predictions += output_stream(rng, 3000, 3000, error_rate=0.0, shift=shift)
+    return run(new_watch(small_model()), predictions)
+
+
+def test_a_small_score_shift_alarms_but_is_not_material() -> None:
+    observations = shifted_scores(0.3)
+    score = [(n, e.material) for n, o in observations for e in o.evidence if e.alarm]
+    # The CUSUM sees it; against the reference it moved under a tenth of the population.
+    assert score[:3] == [(3150, False), (3610, False), (4000, False)]
+    assert not any(material for _, material in score)
+    assert actions_of(observations) == []
+
+
+def test_a_large_score_shift_is_material_from_its_first_alarm() -> None:
+    observations = shifted_scores(1.5)
+    score = [(n, e.material) for n, o in observations for e in o.evidence if e.alarm]
+    assert score[:3] == [(3017, True), (3032, True), (3047, True)]
+    assert actions_of(observations) == [(3077, "fallback")]
+
+
+@pytest.mark.parametrize(
+    ("section", "setting", "key"),
+    [
+        ("drift", "min_effect = 1.5", "detectors.drift.min_effect"),
+        ("output", "score_min_effect = -0.1", "detectors.output.score_min_effect"),
+        ("output", 'error_min_effect = "0.1"', "detectors.output.error_min_effect"),
+    ],
+)
+def test_bad_floors_name_the_model_and_key(section: str, setting: str, key: str) -> None:
+    text = SMALL.replace(
+        "[models.ranker.detectors.health]", f"{setting}\n[models.ranker.detectors.health]"
+    )
+    if section == "output":
+        text = SMALL + f"[models.ranker.detectors.output]\n{setting}\n"
+    with pytest.raises(PortfolioError) as caught:
+        new_watch(parse_portfolio(text).get("ranker"))  # type: ignore[arg-type]
+    assert (caught.value.model, caught.value.key) == ("ranker", key)
+
+
+def test_an_informational_alert_becomes_a_warning_when_the_change_grows() -> None:
+    model = parse_portfolio(KS_DRIFT).get("ranker")
+    assert model is not None
+    rng = np.random.default_rng(5)
+    predictions = stream(rng, 0, 1000, 0.0) + stream(rng, 1000, 1000, 1.5)
+    predictions += stream(rng, 2000, 1000, 5.0) + stream(rng, 3000, 3000, 0.0)
+    alerts = [
+        alert.severity
+        for observation in effects_of(model, predictions)
+        for alert in observation.alerts
+        if alert.event == "drift_ks"
+    ]
+    assert alerts == ["informational", "warning", "normal"]

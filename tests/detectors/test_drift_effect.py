@@ -1,0 +1,82 @@
+"""Effect sizes: the share of the population a change moved, less the in-control noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors import ChiSquareDrift, PSIDrift
+from detectors.drift._effect import quantile_effect, share_effect, slow_variance
+
+FLOOR = 0.15  # the watch's default for features (streams.monitor.watch.DEFAULT_MIN_EFFECT)
+
+
+def zero_inflated(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.where(rng.random(n) < 0.6, 0.0, rng.beta(2.0, 5.0, n))
+
+
+def test_a_sample_from_the_reference_has_no_effect_even_on_an_atom() -> None:
+    rng = np.random.default_rng(5)
+    reference = zero_inflated(rng, 2000)
+    slow = slow_variance(reference)
+    ordered = np.sort(reference)
+    # The sample's first quartile and median are the atom at 0, which covers 0 to 0.6.
+    effects = [quantile_effect(ordered, slow, zero_inflated(rng, 200)) for _ in range(20)]
+    assert max(effects) < 0.01
+    # A score stuck at the reference's 99th percentile moved nearly everything.
+    stuck = np.full(50, np.quantile(reference, 0.99))
+    assert round(quantile_effect(ordered, slow, stuck), 3) == 0.616
+
+
+def test_a_shift_below_the_floor_is_small_and_one_above_is_large() -> None:
+    rng = np.random.default_rng(8)
+    reference = rng.normal(0.0, 1.0, 2000)
+    slow, ordered = slow_variance(reference), np.sort(reference)
+    small = [quantile_effect(ordered, slow, rng.normal(0.25, 1.0, 500)) for _ in range(20)]
+    large = [quantile_effect(ordered, slow, rng.normal(1.0, 1.0, 500)) for _ in range(20)]
+    assert max(small) < FLOOR < min(large)
+
+
+def test_the_slow_variation_of_the_reference_widens_the_noise() -> None:
+    rng = np.random.default_rng(2)
+    # A level that wanders (a batch job's aggregate) under independent noise.
+    level = np.repeat(np.cumsum(rng.normal(0.0, 0.25, 20)), 100)
+    reference = level + rng.normal(0.0, 1.0, 2000)
+    independent = rng.permutation(reference)
+    # The level moves the quartiles, not the middle half's share.
+    assert slow_variance(independent).max() == 0.0 < slow_variance(reference)[:3].min()
+    # Later traffic at a level the reference itself visited: as large as a real change
+    # against single values, within the noise against blocks.
+    ordered = np.sort(reference)
+    sample = level.min() + rng.normal(0.0, 1.0, 500)
+    assert quantile_effect(ordered, slow_variance(independent), sample) > FLOOR
+    assert quantile_effect(ordered, slow_variance(reference), sample) < FLOOR
+
+
+def test_share_effect_is_the_largest_cell_change_less_its_noise() -> None:
+    reference = np.array([500.0, 300.0, 150.0, 50.0, 0.0])
+    assert share_effect(reference, reference / 4) == 0.0
+    # 100 of 550 in a category never seen: all of that share counts.
+    change = share_effect(reference, np.array([200.0, 150.0, 75.0, 25.0, 100.0]))
+    assert round(change, 3) == 0.182
+    assert share_effect(reference, np.zeros(5)) == 0.0
+
+
+def test_windowed_tests_report_each_windows_effect() -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0.0, 1.0, 1000)
+    test = PSIDrift(reference=reference, window_size=500)
+    test.update_many(np.concatenate([rng.normal(0.0, 1.0, 500), rng.normal(1.5, 1.0, 500)]))
+    effects = test.window_effects.tolist()
+    assert test.window_drifts.tolist() == [False, True]
+    assert effects[0] < FLOOR < effects[1] == test.effect
+    categories = ChiSquareDrift(reference={"a": 600, "b": 400}, window_size=200, alpha=0.001)
+    categories.update_many(["a"] * 60 + ["b"] * 140)
+    assert categories.drift_detected
+    assert round(categories.effect, 3) == 0.224
+
+
+def test_a_doubled_spread_moves_the_middle_half() -> None:
+    rng = np.random.default_rng(6)
+    reference = rng.normal(0.0, 1.0, 2000)
+    effect = quantile_effect(np.sort(reference), slow_variance(reference), rng.normal(0, 2, 500))
+    assert round(effect, 3) == 0.257 > FLOOR
