@@ -103,7 +103,6 @@ PROFILES: Mapping[str, Profile] = {
                 "output": {
                     "predictions_per_day": 1200,
                     "score_warm_up": 400,
-                    "score_threshold": 40.0,
                     "error_warm_up": 400,
                     "restore_grace": "5s",
                 },

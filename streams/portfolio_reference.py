@@ -90,6 +90,9 @@ KEYS: tuple[Key, ...] = (
     Key("detectors.drift.alpha", "number", "0.01", "(0, 1)", "Test level (ks, chi_square)."),
     Key("detectors.drift.max_categories", "integer", "50", ">= 1",
         "Categories counted; the rest share one bin (categorical tests)."),
+    Key("detectors.drift.min_effect", "number", "0.15", "[0, 1]",
+        "Effect floor: the share of the population a drift must move, beyond in-control "
+        "noise, for a fallback; a smaller one alerts at informational severity."),
     # Output: a CUSUM on the live score, one on the rate of fallbacks served on errors.
     Key("detectors.output.enabled", "boolean", "true", "true, false",
         "Watch the model's score and error rate."),
@@ -111,12 +114,18 @@ KEYS: tuple[Key, ...] = (
         "Alarm level of the spread CUSUM."),
     Key("detectors.output.score_clip", "number", "3.0", "> 0",
         "Largest standardized score taken into account."),
+    Key("detectors.output.score_min_effect", "number", "0.25", "[0, 1]",
+        "Effect floor of a score alarm: the share of scores moved since the change, "
+        "against the warm-up, needed for a fallback."),
     Key("detectors.output.error_warm_up", "integer", "2000", ">= 1",
         "Predictions that estimate the error rate when no reference_rate is given."),
     Key("detectors.output.error_odds_ratio", "number", "2.0", "> 1",
         "Rise of the odds of an error the error CUSUM is tuned for."),
     Key("detectors.output.error_reference_rate", "number", "learnt", "[0, 1)",
         "The known healthy error rate."),
+    Key("detectors.output.error_min_effect", "number", "0.02", "[0, 1]",
+        "Effect floor of an error-rate alarm: the rise of the share of failed requests, "
+        "less twice its standard error, needed for a fallback."),
     # Performance, from delayed labels, and estimated before they come.
     Key("detectors.performance.task", "string", '"classification"',
         "classification, regression", "How a score and its label are compared."),
