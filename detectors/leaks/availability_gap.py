@@ -74,11 +74,19 @@ class _Key:
         When a forgotten write might be the newer one training joins, the answer is no:
         guessing yes would make gaps out of missing memory.
         """
-        known = [(e, w) for e, w in self.writes if e <= predicted_at]
-        if not known:
+        joined: tuple[float, float] | None = None
+        for write in self.writes:
+            # Among writes of the same event time, the one written first is the benefit of
+            # the doubt.
+            if write[0] <= predicted_at and (
+                joined is None
+                or write[0] > joined[0]
+                or (write[0] == joined[0] and write[1] < joined[1])
+            ):
+                joined = write
+        if joined is None:
             return False
-        # Among writes of the same event time, the one written first is the benefit of the doubt.
-        event_at, written_at = max(known, key=lambda write: (write[0], -write[1]))
+        event_at, written_at = joined
         return written_at > predicted_at and event_at >= self.forgotten_until
 
     def latest(self) -> float:

@@ -299,9 +299,12 @@ class _Pending:
         self.gap: list[WriteEvent | ServedFeature] = []
         self.slots: list[tuple[int, str, Any, float]] = []
 
-    def flag_slot(self, k: int, name: str, events: list[Any], event: Any, at_ms: float) -> None:
-        self.slots.append((k, name, len(events), at_ms))
-        events.append(event)
+    def flag_slot(
+        self, k: int, name: str, events: list[Any], new: Sequence[Any], at_ms: float
+    ) -> None:
+        """Queues ``new`` events of one detector, whose flags are record ``k``'s next."""
+        self.slots.append((k, name, range(len(events), len(events) + len(new)), at_ms))
+        events.extend(new)
 
 
 def _effects(
@@ -320,8 +323,9 @@ def _effects(
         if not name:
             evidence.setdefault(k, []).extend(found)
             continue
-        for flagged in flags[name].get(found, ()):
-            evidence.setdefault(k, []).append(_flag_evidence(name, flagged, at_ms / 1000.0))
+        for position in found:
+            for flagged in flags[name].get(position, ()):
+                evidence.setdefault(k, []).append(_flag_evidence(name, flagged, at_ms / 1000.0))
     if report_at is not None:
         evidence.setdefault(report_at, [])
     effects = []
@@ -349,7 +353,7 @@ def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) ->
     write = WriteEvent(
         record.entity_id, record.feature, record.value, record.event_at, record.written_at
     )
-    pending.flag_slot(k, "label_leak", pending.coincidence, write, record.written_at)
+    pending.flag_slot(k, "label_leak", pending.coincidence, (write,), record.written_at)
     # Gaps found by a write count at the feature's next prediction, when it is tested.
     pending.gap.append(write)
     rejected = lag.rejected
@@ -395,13 +399,18 @@ def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pend
     if len(watch.entities) > watch.max_requests:
         watch.entities.popitem(last=False)
     at_ms = prediction.predicted_at
-    for name, seen in prediction.features.items():
-        if name not in watch.write_lag:
-            continue
-        served = ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
-        pending.flag_slot(k, "availability_gap", pending.gap, served, at_ms)
-        if watch.future is None:
-            continue
+    values = [
+        ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
+        for name, seen in prediction.features.items()
+        if name in watch.write_lag
+    ]
+    if watch.future is None:
+        # The gap flags of the prediction's values, in served order.
+        pending.flag_slot(k, "availability_gap", pending.gap, values, at_ms)
+        return
+    for served in values:
+        pending.flag_slot(k, "availability_gap", pending.gap, (served,), at_ms)
+        name, seen_at = served.feature, served.written_at
         before = watch.future.future_values
         watch.future.update(served)
         if watch.future.future_values != before:
@@ -412,7 +421,7 @@ def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pend
                 alarm=True,
                 critical=True,
                 details={
-                    "skew_ms": seen.written_at - at_ms,
+                    "skew_ms": seen_at - at_ms,
                     "future_values": watch.future.future_values,
                 },
             )
@@ -431,7 +440,7 @@ def _label(watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending) -> N
         watch.labels_unresolved += 1
         return
     event = Label(entity_id, int(label), truth.label_at)
-    pending.flag_slot(k, "label_leak", pending.coincidence, event, truth.label_at)
+    pending.flag_slot(k, "label_leak", pending.coincidence, (event,), truth.label_at)
 
 
 def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
