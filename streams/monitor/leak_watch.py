@@ -1,8 +1,8 @@
 """One model's leak watch: write lag, availability gaps and label leaks of its features.
 
 Pure code, no Faust. Each model's ``streams.monitor.Monitor`` holds one ``LeakWatch`` and
-calls ``observe(model, watch, record)`` for each record that
-concerns the model:
+calls ``observe_many(model, watch, records)`` with the records of a batch that concern the
+model (``observe(model, watch, record)`` for one gives the same):
 
 - every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
   on the wire; the agent routes each to ``Portfolio.models_monitoring(write.feature)``,
@@ -12,8 +12,9 @@ concerns the model:
   the entity of a label that names only the request);
 - every ``GroundTruth`` of the model (a binary label: 0, 1, false or true).
 
-What comes back (``LeakEffects``) is evidence for the model's health policy, InfluxDB
-points and Alerta alerts.
+What comes back (``LeakEffects``, per record) is evidence for the model's health policy,
+InfluxDB points and Alerta alerts. The watch reads nothing else of the monitor, so the
+monitor feeds it a whole batch first and carries each record's effects out in its place.
 
 Detectors, per model (settings ``[detectors.leaks]`` of the portfolio; timestamps and
 durations in milliseconds, as on the wire):

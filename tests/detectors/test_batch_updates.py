@@ -512,13 +512,17 @@ def writes_and_labels_drawn(draw: st.DrawFn) -> list[Any]:
     return events
 
 
+def drawn_or_seeded(
+    drawn: st.SearchStrategy[list[Any]], seeded: Callable[[np.random.Generator], list[Any]]
+) -> st.SearchStrategy[list[Any]]:
+    """A drawn stream, or one of four seeded streams of the shared leak cases."""
+    return st.one_of(drawn, st.integers(0, 3).map(lambda s: seeded(np.random.default_rng(s))))
+
+
 @PROPERTY
 @given(
-    st.one_of(
-        writes_and_labels_drawn(),
-        st.integers(0, 3).map(
-            lambda seed: writes_and_labels(np.random.default_rng(seed), 500, "last_login_date")
-        ),
+    drawn_or_seeded(
+        writes_and_labels_drawn(), lambda rng: writes_and_labels(rng, 500, "last_login_date")
     ),
     st.sampled_from([2, 64]),
     st.data(),
@@ -586,11 +590,8 @@ def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
 
 @PROPERTY
 @given(
-    st.one_of(
-        writes_and_served_drawn(),
-        st.integers(0, 3).map(
-            lambda seed: writes_and_predictions(np.random.default_rng(seed), 400, lag=3_600_000.0)
-        ),
+    drawn_or_seeded(
+        writes_and_served_drawn(), lambda rng: writes_and_predictions(rng, 400, lag=3_600_000.0)
     ),
     st.data(),
 )
