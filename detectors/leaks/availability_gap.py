@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from river import base
@@ -73,11 +74,19 @@ class _Key:
         When a forgotten write might be the newer one training joins, the answer is no:
         guessing yes would make gaps out of missing memory.
         """
-        known = [(e, w) for e, w in self.writes if e <= predicted_at]
-        if not known:
+        joined: tuple[float, float] | None = None
+        for write in self.writes:
+            # Among writes of the same event time, the one written first is the benefit of
+            # the doubt.
+            if write[0] <= predicted_at and (
+                joined is None
+                or write[0] > joined[0]
+                or (write[0] == joined[0] and write[1] < joined[1])
+            ):
+                joined = write
+        if joined is None:
             return False
-        # Among writes of the same event time, the one written first is the benefit of the doubt.
-        event_at, written_at = max(known, key=lambda write: (write[0], -write[1]))
+        event_at, written_at = joined
         return written_at > predicted_at and event_at >= self.forgotten_until
 
     def latest(self) -> float:
@@ -182,16 +191,31 @@ class AvailabilityGap(base.Base):
         self._keys: Forgetful[tuple[str, EntityId], _Key] = Forgetful(self.max_keys)
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
+        # (position in the last batch, evidence) of each feature flagged in it.
+        self._batch_events: list[tuple[int, GapEvidence]] = []
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite` or :class:`ServedFeature`; anything else is
         counted in ``rejected``."""
+        self._batch_events = []
+        self._step(x, 0)
+
+    def update_many(self, events: Sequence[Any]) -> None:
+        """Reads a batch of events, exactly as ``update`` one by one would; ``flags`` holds
+        the features flagged in it, with their positions. Event by event: each one reads
+        and changes its entity's short lists of writes and predictions, which numpy would
+        only copy."""
+        self._batch_events = []
+        for i, x in enumerate(events):
+            self._step(x, i)
+
+    def _step(self, x: Any, position: int) -> None:
         write = checked_write(x)
         served = None if write is not None else checked_served(x)
         if write is not None:
             self._add_write(write)
         elif served is not None:
-            self._add_prediction(served)
+            self._add_prediction(served, position)
         else:
             self._rejected += 1
 
@@ -217,7 +241,7 @@ class AvailabilityGap(base.Base):
                 prediction[1] = True
                 counts.gaps += 1
 
-    def _add_prediction(self, served: ServedFeature) -> None:
+    def _add_prediction(self, served: ServedFeature, position: int) -> None:
         found = self._key(served.feature, served.entity_id)
         if found is None:
             return
@@ -230,7 +254,10 @@ class AvailabilityGap(base.Base):
         counts.gaps += late
         if counts.looks.due(counts.predictions):
             p_value = binomial_sf(counts.gaps, counts.predictions, self.max_gap_rate)
+            flagged = counts.looks.p_value <= self.alpha
             counts.looks.record(counts.predictions, p_value)
+            if not flagged and counts.looks.p_value <= self.alpha:
+                self._batch_events.append((position, self._evidence(served.feature, counts)))
 
     def _evidence(self, feature: str, counts: _Feature) -> GapEvidence:
         rate = counts.gaps / counts.predictions if counts.predictions else 0.0
@@ -253,6 +280,12 @@ class AvailabilityGap(base.Base):
     def gap_detected(self) -> bool:
         """Whether any feature is flagged."""
         return any(c.looks.p_value <= self.alpha for c in self._features.values())
+
+    @property
+    def flags(self) -> list[tuple[int, GapEvidence]]:
+        """Each feature flagged in the last batch (after ``update``: at 0): its position
+        there and its evidence right after that event, in order."""
+        return list(self._batch_events)
 
     @property
     def rejected(self) -> int:

@@ -43,6 +43,10 @@ _WINDOWS = 3
 # Each lag bin is this many times as wide as the one before.
 _GROWTH = 4.0
 _NO_WRITE = -math.inf
+# How far back each control window is, as an axis.
+_BACK = np.arange(_WINDOWS)
+# Runs of fewer writes cost more in numpy calls than one by one.
+_SHORT_RUN = 4
 
 
 def _spread(bins: int) -> int:
@@ -58,6 +62,50 @@ def _bins(tiles: list[int], other: list[int], offset: int) -> int:
 def _bins_beyond(tiles: list[int], other: list[int], offset: int) -> int:
     """The bits of the bins whose ``tiles`` are more than ``offset`` after ``other``'s."""
     return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o > offset)
+
+
+def _spread_rows(hits: np.ndarray) -> np.ndarray:
+    """The bits of the true bins of ``hits`` (lag bins on the last axis), in both halves."""
+    bits = hits.astype(np.uint32) @ (np.uint32(1) << np.arange(hits.shape[-1], dtype=np.uint32))
+    return bits | (bits << np.uint32(_NULL_SHIFT))
+
+
+class _Marks:
+    """The marks of a run of writes: each write's event time, then the write times that
+    differ from it (``_add_write`` marks both), with entity row, column and kind bits."""
+
+    def __init__(self, run: _Run) -> None:
+        self.write_rows = np.array(run.rows, np.intp)
+        self.written_at = np.array(run.written_at)
+        event_at = np.array(run.event_at)
+        columns = np.array(run.columns, np.intp)
+        kinds = np.where(run.nulls, _NULL_KINDS, _ANY_KIND).astype(np.uint32)
+        second = self.written_at != event_at
+        self.rows = np.concatenate([self.write_rows, self.write_rows[second]])
+        self.columns = np.concatenate([columns, columns[second]])
+        self.at = np.concatenate([event_at, self.written_at[second]])
+        self.kinds = np.concatenate([kinds, kinds[second]])
+
+
+class _Run:
+    """The writes of a run, gathered one by one before they go to numpy."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.columns: list[int] = []
+        self.event_at: list[float] = []
+        self.written_at: list[float] = []
+        self.nulls: list[bool] = []
+
+    def add(self, row: int, column: int, event_at: float, written_at: float, null: bool) -> None:
+        self.rows.append(row)
+        self.columns.append(column)
+        self.event_at.append(event_at)
+        self.written_at.append(written_at)
+        self.nulls.append(null)
+
+    def marks(self) -> _Marks:
+        return _Marks(self)
 
 
 def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
@@ -322,43 +370,178 @@ class LabelCoincidentWrites(base.Base):
         # The (kind, class, bin) of each feature's smallest p-value at its last test.
         self._best = np.zeros((0, 3), np.int64)
         self._flagged = np.zeros(0, bool)
-        self._flag_count = 0
+        # Columns flagged by the event being read, and the features by column.
+        self._new_flags: list[int] = []
+        self._column_names: list[str] = []
         self._rejected = 0
-        self._detections = np.empty(0, np.int64)
+        # (position in the last batch, evidence) of each feature flagged in it.
+        self._batch_events: list[tuple[int, CoincidenceEvidence]] = []
 
     # ----------------------------------------------------------------- updates
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite` or :class:`Label`; anything else is counted in
         ``rejected``. ``detections`` is ``[0]`` if it flagged a feature, else empty."""
-        self._detections = np.array([0] if self._step(x) else [], np.int64)
+        self._batch_events = []
+        self._step(x, 0)
 
     def update_many(self, events: Sequence[Any]) -> None:
         """Reads a batch of events, exactly as ``update`` one by one would.
 
-        ``detections`` holds the positions in the batch at which a feature was flagged. The
-        batch is read event by event: each event's entity is looked up in the sorted key
-        array, and a label's bins are judged in stream order, so there is nothing for numpy
-        to vectorise across events without changing the result.
+        ``detections`` holds the positions in the batch at which a feature was flagged, and
+        ``flags`` the evidence of each feature as it was then. Runs of writes to entities
+        and features already kept, up to the next label and the next lag bin due, go
+        through numpy at once: what a write changes (control windows, near and control
+        bins, latest writes, expiry) is a union or a maximum, the same in any order, and
+        the control windows a run leaves are those of its latest write. A label, a write
+        that makes an entity or a feature, and judging (which reads the bins as they were
+        at the write after which it is due) go one at a time, through ``update``'s code.
         """
-        found = [i for i, x in enumerate(events) if self._step(x)]
-        self._detections = np.array(found, np.int64)
+        self._batch_events = []
+        i = 0
+        while i < len(events):
+            stop = self._write_run(events, i)
+            if stop == i:
+                self._step(events[i], i)
+                stop += 1
+            i = stop
 
-    def _step(self, x: Any) -> bool:
-        """Reads one event; whether it made a feature flagged."""
+    def _step(self, x: Any, position: int) -> None:
+        """Reads one event, the ``position``-th of its batch."""
         write = checked_write(x)
         label = None if write is not None else checked_label(x)
-        flagged = self._flag_count
         if write is not None:
             self._add_write(write)
         elif label is not None:
             self._add_label(label)
         else:
             self._rejected += 1
-            return False
+            return
+        self._judge_now(position)
+
+    def _judge_now(self, position: int) -> None:
+        """Judges the lag bins due after the event at ``position``; keeps the evidence of
+        the features that flagged, sorted by name, as it is after that event."""
         if self._min_due < self._stream_time:
             self._judge_due()
-        return self._flag_count > flagged
+        if self._new_flags:
+            names = sorted(self._column_names[column] for column in self._new_flags)
+            self._new_flags = []
+            self._batch_events += [(position, self._evidence(n, self._columns[n])) for n in names]
+
+    def _write_run(self, events: Sequence[Any], start: int) -> int:
+        """Reads the writes from ``start`` on that make no entity or feature, up to the
+        next label and the first write after which a bin is due; the position after them,
+        or ``start`` when the event there must go alone."""
+        if self._stream_time == -math.inf:
+            return start
+        run = _Run()
+        keys: dict[EntityId, int] = {}
+        stream_time, rejected = self._stream_time, 0
+        sentinels = self.sentinels or ()
+        i = start
+        while i < len(events):
+            write = checked_write(events[i])
+            if write is None:
+                if checked_label(events[i]) is not None:
+                    break
+                rejected += 1
+                i += 1
+                continue
+            column = self._columns.get(write.feature)
+            key = keys.get(write.entity_id)
+            if key is None:
+                key = keys[write.entity_id] = entity_key(write.entity_id)
+            row = self._table.find(key)
+            if column is None or (row < 0 and self._table.size == len(self._in_use)):
+                # A new feature, or an entity that forgets or moves others: alone.
+                break
+            if row < 0:
+                # A free row: nothing else in the run changes, as it would not one by one.
+                row = self._row(key)
+            written_at = float(write.written_at)
+            run.add(row, column, float(write.event_at), written_at, is_null(write.value, sentinels))
+            stream_time = max(stream_time, written_at)
+            i += 1
+            if self._min_due < stream_time:
+                break
+        if not run.rows:
+            self._rejected += rejected
+            return i
+        marks = run.marks()
+        if len(run.rows) < _SHORT_RUN or not self._exact_in_numpy(marks):
+            for j in range(start, i):
+                self._step(events[j], j)
+            return i
+        self._rejected += rejected
+        self._stream_time = stream_time
+        self._mark_run(marks)
+        np.maximum.at(self._expires, marks.write_rows, marks.written_at + self._ttl)
+        self._judge_now(i - 1)
+        return i
+
+    def _exact_in_numpy(self, marks: _Marks) -> bool:
+        """Whether the tiles of ``marks`` and of their entities' latest writes and open
+        labels are integers a float holds exactly (as ``math.floor``'s are), as they are
+        for any timestamp within 2**50 of the smallest lag bin's width of zero."""
+        limit = 2.0**50 / max(self._inverse_list)
+        rows = marks.rows
+        latest = self._latest[rows]
+        labels = self._label_at[rows][self._due[rows] < math.inf]
+        return bool(
+            np.abs(marks.at).max() < limit
+            and ((np.abs(latest) < limit) | (latest == -math.inf)).all()
+            and (np.abs(labels) + float(self.tolerance) < limit).all()
+        )
+
+    def _mark_run(self, marks: _Marks) -> None:
+        """What ``_mark`` does for each of ``marks``, at once."""
+        inverse = np.asarray(self._inverse_list)
+        rows, columns, at, kinds = marks.rows, marks.columns, marks.at, marks.kinds
+        phase = self._phase[rows, None]
+        tiles = np.floor(at[:, None] * inverse - phase)
+        # Each entity's control windows move on to those of its latest write, as they
+        # would write by write, then take each write whose tile is among them.
+        kept = np.unique(rows)
+        before = self._latest[kept]
+        np.maximum.at(self._latest, rows, at)
+        after = self._latest[kept]
+        moved = (after > before) & (before > -math.inf)
+        if moved.any():
+            kept, before, after = kept[moved], before[moved, None], after[moved, None]
+            kept_phase = self._phase[kept, None]
+            steps = np.floor(after * inverse - kept_phase) - np.floor(before * inverse - kept_phase)
+            held = _spread_rows(steps[:, None, :] == _BACK[:, None])[:, None, :]
+            old, new = (
+                self._windows[kept],
+                np.zeros((len(kept), self._windows.shape[1], _WINDOWS), np.uint32),
+            )
+            for step in range(_WINDOWS):
+                new[:, :, step:] |= old[:, :, : _WINDOWS - step] & held[:, :, step : step + 1]
+            self._windows[kept] = new
+        back = np.floor(self._latest[rows, None] * inverse - phase) - tiles
+        bits = _spread_rows(back[:, None, :] == _BACK[:, None]) & kinds[:, None]
+        np.bitwise_or.at(self._windows, (rows[:, None], columns[:, None], _BACK), bits)
+        np.maximum.at(self._last_write, (rows, columns), at)
+        null = kinds == _NULL_KINDS
+        np.maximum.at(self._last_null, (rows[null], columns[null]), at[null])
+        # Writes to an entity whose label is open: its near and control bins.
+        open_ = self._due[rows] < math.inf
+        if not open_.any():
+            return
+        rows, columns, at, kinds = rows[open_], columns[open_], at[open_], kinds[open_]
+        label_at = self._label_at[rows]
+        lag = at - label_at
+        edges = self._edges
+        inside = (edges[0] <= lag) & (lag < edges[-1])
+        bins = np.searchsorted(edges, lag, side="right") - 1
+        hits = np.zeros((len(lag), len(edges) - 1), bool)
+        hits[inside, bins[inside]] = True
+        control = np.floor((label_at - self.tolerance)[:, None] * inverse - self._phase[rows, None])
+        hits = np.stack([hits, tiles[open_] == control - 1], axis=1)
+        bits = _spread_rows(hits) & kinds[:, None]
+        np.bitwise_or.at(self._near, (rows, columns), bits[:, 0])
+        np.bitwise_or.at(self._control, (rows, columns), bits[:, 1])
 
     def _add_write(self, write: FeatureWrite) -> None:
         self._start(float(write.event_at))
@@ -540,7 +723,7 @@ class LabelCoincidentWrites(base.Base):
         self._best[column] = cell
         if looks.p_value <= self.alpha and not self._flagged[column]:
             self._flagged[column] = True
-            self._flag_count += 1
+            self._new_flags.append(column)
 
     # ----------------------------------------------------------------- state
 
@@ -553,6 +736,7 @@ class LabelCoincidentWrites(base.Base):
         if column >= self.max_features:
             return None
         self._columns[feature] = column
+        self._column_names.append(feature)
         if column >= self._windows.shape[1]:
             self._grow_columns(min(self.max_features, max(4, 2 * column)))
         self._looks.append(AnytimePValue(2 * self.min_labels))
@@ -686,7 +870,13 @@ class LabelCoincidentWrites(base.Base):
     def detections(self) -> np.ndarray:
         """Positions in the last batch (``[0]`` after ``update``) at which a feature was
         flagged."""
-        return self._detections
+        return np.unique(np.array([i for i, _ in self._batch_events], np.int64))
+
+    @property
+    def flags(self) -> list[tuple[int, CoincidenceEvidence]]:
+        """Each feature flagged in the last batch: its position there and its evidence
+        right after that event, in order of position, then name."""
+        return list(self._batch_events)
 
     @property
     def open_labels(self) -> int:

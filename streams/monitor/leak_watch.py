@@ -1,8 +1,8 @@
 """One model's leak watch: write lag, availability gaps and label leaks of its features.
 
 Pure code, no Faust. Each model's ``streams.monitor.Monitor`` holds one ``LeakWatch`` and
-calls ``observe(model, watch, record)`` for each record that
-concerns the model:
+calls ``observe_many(model, watch, records)`` with the records of a batch that concern the
+model (``observe(model, watch, record)`` for one gives the same):
 
 - every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
   on the wire; the agent routes each to ``Portfolio.models_monitoring(write.feature)``,
@@ -12,8 +12,9 @@ concerns the model:
   the entity of a label that names only the request);
 - every ``GroundTruth`` of the model (a binary label: 0, 1, false or true).
 
-What comes back (``LeakEffects``) is evidence for the model's health policy, InfluxDB
-points and Alerta alerts.
+What comes back (``LeakEffects``, per record) is evidence for the model's health policy,
+InfluxDB points and Alerta alerts. The watch reads nothing else of the monitor, so the
+monitor feeds it a whole batch first and carries each record's effects out in its place.
 
 Detectors, per model (settings ``[detectors.leaks]`` of the portfolio; timestamps and
 durations in milliseconds, as on the wire):
@@ -67,7 +68,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
@@ -88,6 +89,7 @@ __all__ = [
     "build_detector",
     "new_leak_watch",
     "observe",
+    "observe_many",
     "split_settings",
 ]
 
@@ -131,9 +133,6 @@ class LeakWatch:
     next_report_at: float = -math.inf
     # Detector -> its flagged features, as last alerted.
     alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-    # Detector -> its flagged features after the last update: flags stay, so comparing
-    # with this finds the new ones with one look at the detector per record, not two.
-    flagged: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     # Labels that could not be used: not binary, or an entity that is not known.
     labels_unusable: int = 0
     labels_unresolved: int = 0
@@ -257,47 +256,114 @@ def observe(
     Writes of features the model does not monitor, and predictions that are not ``live``,
     are ignored (``writes_ignored`` counts the writes).
     """
-    if isinstance(record, FeatureWrite):
-        evidence = _write(watch, record)
-        at = record.written_at
-    elif isinstance(record, Prediction):
-        evidence = _prediction(watch, record)
-        at = record.predicted_at
-    else:
-        evidence = _label(watch, record)
-        at = record.label_at
-    watch.stream_time = max(watch.stream_time, float(at))
-    points = [_flag_point(watch, e) for e in evidence if e.alarm and e.detector in _LEAK_POINTS]
-    if watch.stream_time >= watch.next_report_at:
-        points.extend(_report(watch))
-        step = watch.report_every_ms
-        watch.next_report_at = (watch.stream_time // step + 1) * step
-    alerts = [
-        alert
-        for detector, alarms in _by_detector(evidence).items()
-        if (alert := _alert_change(model, watch, detector, alarms))
-    ]
-    return LeakEffects(tuple(evidence), tuple(points), tuple(alerts))
+    found = observe_many(model, watch, [record])
+    return found[0][1] if found else LeakEffects()
 
 
-def _write(watch: LeakWatch, record: FeatureWrite) -> list[Evidence]:
+def observe_many(
+    model: Model, watch: LeakWatch, records: Sequence[FeatureWrite | Prediction | GroundTruth]
+) -> list[tuple[int, LeakEffects]]:
+    """Feed records about ``model`` in order: what ``observe`` one by one gives, as
+    (position, effects) for each record that caused something. Mutates ``watch``.
+
+    The label-coincidence and availability-gap detectors read their events a batch at a
+    time, up to each round of points (which reads them as they are at its record).
+    """
+    found: list[tuple[int, LeakEffects]] = []
+    pending = _Pending()
+    for k, record in enumerate(records):
+        if isinstance(record, FeatureWrite):
+            _write(watch, record, k, pending)
+            at = record.written_at
+        elif isinstance(record, Prediction):
+            _prediction(watch, record, k, pending)
+            at = record.predicted_at
+        else:
+            _label(watch, record, k, pending)
+            at = record.label_at
+        watch.stream_time = max(watch.stream_time, float(at))
+        if watch.stream_time >= watch.next_report_at:
+            found += _effects(model, watch, pending, k)
+            pending = _Pending()
+    found += _effects(model, watch, pending, None)
+    return found
+
+
+class _Pending:
+    """The detectors' events of records not read yet, and where each record's evidence
+    comes from, in order: (record, "label_leak" or "availability_gap", the event's
+    position, time in ms) for a sequential detector's flags, (record, "", evidence) for
+    evidence found at once."""
+
+    def __init__(self) -> None:
+        self.coincidence: list[WriteEvent | Label] = []
+        self.gap: list[WriteEvent | ServedFeature] = []
+        self.slots: list[tuple[int, str, Any, float]] = []
+
+    def flag_slot(
+        self, k: int, name: str, events: list[Any], new: Sequence[Any], at_ms: float
+    ) -> None:
+        """Queues ``new`` events of one detector, whose flags are record ``k``'s next."""
+        self.slots.append((k, name, range(len(events), len(events) + len(new)), at_ms))
+        events.extend(new)
+
+
+def _effects(
+    model: Model, watch: LeakWatch, pending: _Pending, report_at: int | None
+) -> list[tuple[int, LeakEffects]]:
+    """Feeds the pending events; each record's effects, and the round of points after the
+    record ``report_at`` (None: no round is due)."""
+    watch.coincidence.update_many(pending.coincidence)
+    watch.gap.update_many(pending.gap)
+    flags: dict[str, dict[int, list[Any]]] = {"label_leak": {}, "availability_gap": {}}
+    for name, detector in (("label_leak", watch.coincidence), ("availability_gap", watch.gap)):
+        for position, found in detector.flags:
+            flags[name].setdefault(position, []).append(found)
+    evidence: dict[int, list[Evidence]] = {}
+    for k, name, found, at_ms in pending.slots:
+        if not name:
+            evidence.setdefault(k, []).extend(found)
+            continue
+        for position in found:
+            for flagged in flags[name].get(position, ()):
+                evidence.setdefault(k, []).append(_flag_evidence(name, flagged, at_ms / 1000.0))
+    if report_at is not None:
+        evidence.setdefault(report_at, [])
+    effects = []
+    for k, caused in evidence.items():
+        points = [_flag_point(watch, e) for e in caused if e.alarm and e.detector in _LEAK_POINTS]
+        if k == report_at:
+            points.extend(_report(watch))
+            step = watch.report_every_ms
+            watch.next_report_at = (watch.stream_time // step + 1) * step
+        alerts = [
+            alert
+            for detector, alarms in _by_detector(caused).items()
+            if (alert := _alert_change(model, watch, detector, alarms))
+        ]
+        if caused or points or alerts:
+            effects.append((k, LeakEffects(tuple(caused), tuple(points), tuple(alerts))))
+    return effects
+
+
+def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) -> None:
     lag = watch.write_lag.get(record.feature)
     if lag is None:
         watch.writes_ignored += 1
-        return []
+        return
     write = WriteEvent(
         record.entity_id, record.feature, record.value, record.event_at, record.written_at
     )
-    evidence = _newly_flagged(watch, "label_leak", watch.coincidence, write, record.written_at)
+    pending.flag_slot(k, "label_leak", pending.coincidence, (write,), record.written_at)
     # Gaps found by a write count at the feature's next prediction, when it is tested.
-    watch.gap.update(write)
+    pending.gap.append(write)
     rejected = lag.rejected
     lag.update(write)
     writes = watch.lag_writes.get(record.feature, 0) + (lag.rejected == rejected)
     watch.lag_writes[record.feature] = writes
     if writes % lag.window == 0:
-        evidence += _window_evidence(lag, record.feature, record.written_at / 1000.0)
-    return evidence
+        window = _window_evidence(lag, record.feature, record.written_at / 1000.0)
+        pending.slots.append((k, "", window, record.written_at))
 
 
 def _window_evidence(lag: WriteLag, feature: str, at: float) -> list[Evidence]:
@@ -326,110 +392,56 @@ def _window_evidence(lag: WriteLag, feature: str, at: float) -> list[Evidence]:
     ]
 
 
-def _prediction(watch: LeakWatch, prediction: Prediction) -> list[Evidence]:
+def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pending) -> None:
     if prediction.role != "live":
-        return []
+        return
     watch.entities[prediction.request_id] = prediction.entity_id
     watch.entities.move_to_end(prediction.request_id)
     if len(watch.entities) > watch.max_requests:
         watch.entities.popitem(last=False)
-    served = [(name, seen) for name, seen in prediction.features.items() if name in watch.write_lag]
+    at_ms = prediction.predicted_at
+    values = [
+        ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
+        for name, seen in prediction.features.items()
+        if name in watch.write_lag
+    ]
     if watch.future is None:
-        # A feature's gap flag changes only when a value of it is served, so one look at
-        # the flags per prediction finds what a look per value would, in the same order.
-        for name, seen in served:
-            watch.gap.update(
-                ServedFeature(
-                    prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
-                )
-            )
-        order = {name: n for n, (name, _) in enumerate(served)}
-        return _flag_changes(
-            watch,
-            "availability_gap",
-            watch.gap,
-            prediction.predicted_at,
-            lambda feature: order.get(feature, len(order)),
-        )
-    evidence: list[Evidence] = []
-    for name, seen in served:
-        served_value = ServedFeature(
-            prediction.entity_id, name, seen.value, seen.written_at, prediction.predicted_at
-        )
-        evidence += _newly_flagged(
-            watch, "availability_gap", watch.gap, served_value, prediction.predicted_at
-        )
+        # The gap flags of the prediction's values, in served order.
+        pending.flag_slot(k, "availability_gap", pending.gap, values, at_ms)
+        return
+    for served in values:
+        pending.flag_slot(k, "availability_gap", pending.gap, (served,), at_ms)
+        name, seen_at = served.feature, served.written_at
         before = watch.future.future_values
-        watch.future.update(served_value)
+        watch.future.update(served)
         if watch.future.future_values != before:
-            evidence.append(
-                Evidence(
-                    detector="future_values",
-                    feature=name,
-                    at=prediction.predicted_at / 1000.0,
-                    alarm=True,
-                    critical=True,
-                    details={
-                        "skew_ms": seen.written_at - prediction.predicted_at,
-                        "future_values": watch.future.future_values,
-                    },
-                )
+            future = Evidence(
+                detector="future_values",
+                feature=name,
+                at=at_ms / 1000.0,
+                alarm=True,
+                critical=True,
+                details={
+                    "skew_ms": seen_at - at_ms,
+                    "future_values": watch.future.future_values,
+                },
             )
-    return evidence
+            pending.slots.append((k, "", [future], at_ms))
 
 
-def _label(watch: LeakWatch, truth: GroundTruth) -> list[Evidence]:
+def _label(watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending) -> None:
     label = truth.label
     if not (isinstance(label, bool | int | float) and label in (0, 1)):
         watch.labels_unusable += 1
-        return []
+        return
     entity_id = truth.entity_id
     if entity_id is None and truth.request_id is not None:
         entity_id = watch.entities.get(truth.request_id)
     if entity_id is None:
         watch.labels_unresolved += 1
-        return []
+        return
     event = Label(entity_id, int(label), truth.label_at)
-    return _newly_flagged(watch, "label_leak", watch.coincidence, event, truth.label_at)
-
-
-def _newly_flagged(
-    watch: LeakWatch,
-    name: str,
-    detector: LabelCoincidentWrites | AvailabilityGap,
-    event: Any,
-    at_ms: float,
-) -> list[Evidence]:
-    """Feeds ``event`` to a sequential leak detector; evidence for each feature it flags."""
-    detector.update(event)
-    return _flag_changes(watch, name, detector, at_ms)
-
-
-def _flag_changes(
-    watch: LeakWatch,
-    name: str,
-    detector: LabelCoincidentWrites | AvailabilityGap,
-    at_ms: float,
-    order: Callable[[str], int] | None = None,
-) -> list[Evidence]:
-    """Evidence for each feature the detector flags since the last look, in ``order``
-    (default: the detector's, sorted)."""
-    after = _flagged(detector)
-    before = watch.flagged.get(name, ())
-    if after == before:
-        return []
-    watch.flagged[name] = after
-    found = detector.evidence
-    new = [f for f in after if f not in before]
-    if order is not None:
-        new.sort(key=order)
-    return [_flag_evidence(name, found[f], at_ms / 1000.0) for f in new]
-
-
-def _flagged(detector: LabelCoincidentWrites | AvailabilityGap) -> tuple[str, ...]:
-    if isinstance(detector, LabelCoincidentWrites):
-        return detector.leaking_features
-    return detector.gapped_features
+    pending.flag_slot(k, "label_leak", pending.coincidence, (event,), truth.label_at)
 
 
 def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:

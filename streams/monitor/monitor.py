@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
-from schemas.contracts import FeatureWrite, GroundTruth, Prediction
+from schemas.contracts import GroundTruth, Prediction
 from streams.monitor import label_join, leak_watch, shadow_join
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
@@ -111,16 +111,17 @@ class Monitor:
         effects = Effects()
         # The detectors that read neither the policy nor other records go a batch at a time.
         found = detect(self.watch, batch.predictions)
+        leaks = self._leak_effects(batch.records)
         n = 0
-        for record in batch.records:
+        for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
                 share = found.before.get(n, ()), found.after.get(n, ())
-                self._prediction(record, share, effects)
+                self._prediction(record, share, leaks.get(i), effects)
                 n += 1
             elif isinstance(record, GroundTruth):
-                self._label(record, effects)
+                self._label(record, leaks.get(i), effects)
             else:
-                self._write(record, effects)
+                self._leaks(leaks.get(i), effects)
         self.unsaved += len(batch)
         if self.unsaved >= self.checkpoint_every:
             effects.checkpoint = True
@@ -128,35 +129,47 @@ class Monitor:
             self.unsaved = 0
         return effects
 
+    def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
+        """What the leak watch makes of the batch's writes, labels and live predictions,
+        by position in the batch: it reads nothing else of the monitor, so it takes them
+        all at once."""
+        if self.leaks is None:
+            return {}
+        chosen = [
+            i
+            for i, record in enumerate(records)
+            if not isinstance(record, Prediction) or record.role == "live"
+        ]
+        found = leak_watch.observe_many(self.model, self.leaks, [records[i] for i in chosen])
+        return {chosen[k]: caused for k, caused in found}
+
     def _prediction(
         self,
         prediction: Prediction,
         found: tuple[Sequence[Evidence], Sequence[Evidence]],
+        leaks: leak_watch.LeakEffects | None,
         effects: Effects,
     ) -> None:
         self._act(observe(self.watch, prediction, found), effects)
         self._joins(prediction, effects)
-        if prediction.role == "live" and self.leaks is not None:
-            self._leaks(prediction, effects)
+        self._leaks(leaks, effects)
         for truth in self.label_wait.advance(prediction.predicted_at):
             self._joins(truth, effects)
 
-    def _label(self, truth: GroundTruth, effects: Effects) -> None:
-        if self.leaks is not None:
-            self._leaks(truth, effects)
+    def _label(
+        self, truth: GroundTruth, leaks: leak_watch.LeakEffects | None, effects: Effects
+    ) -> None:
+        self._leaks(leaks, effects)
         if label_join.holds(self.join, truth):
             self._joins(truth, effects)
             return
         for ready in self.label_wait.add(truth):
             self._joins(ready, effects)
 
-    def _write(self, write: FeatureWrite, effects: Effects) -> None:
-        if self.leaks is not None:
-            self._leaks(write, effects)
-
-    def _leaks(self, record: FeatureWrite | Prediction | GroundTruth, effects: Effects) -> None:
-        assert self.leaks is not None
-        found = leak_watch.observe(self.model, self.leaks, record)
+    def _leaks(self, found: leak_watch.LeakEffects | None, effects: Effects) -> None:
+        """Carry a record's leak effects (None: it had none) into ``effects``."""
+        if found is None:
+            return
         effects.points.extend(found.points)
         effects.alerts.extend(found.alerts)
         # Points and window verdicts recur; a flag (its alert) is what must not be lost.

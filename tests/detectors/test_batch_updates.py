@@ -18,20 +18,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import (
+    AvailabilityGap,
     BernoulliCUSUM,
     CategoricalPSIDrift,
     ChiSquareDrift,
     FutureValues,
     JensenShannonDrift,
     KSDrift,
+    LabelCoincidentWrites,
     NullRateDrift,
     PSIDrift,
     RobustCUSUM,
     WassersteinDrift,
     _batch,
 )
-from detectors.leaks import ServedFeature
+from detectors.leaks import FeatureWrite, Label, ServedFeature
 from tests.detectors.batching import (
+    Event,
     cuts,
     detection_event,
     detections,
@@ -43,6 +46,12 @@ from tests.detectors.batching import (
     window_events,
 )
 from tests.detectors.cases_drift import alarms
+from tests.detectors.cases_leaks import (
+    BAD_EVENTS,
+    FEATURES,
+    writes_and_labels,
+    writes_and_predictions,
+)
 
 BAD = [math.nan, None, math.inf, -math.inf, "x", float("nan")]
 PROPERTY = settings(max_examples=150, deadline=None)
@@ -464,3 +473,139 @@ def test_the_rebase_keeps_the_cusum_and_its_alarms(module: str, make: Any, strea
     assert rebased == never
     assert len(rebased) > 0
     assert np.allclose(rebased_statistics, never_statistics, rtol=0.0, atol=1e-9)
+
+
+def flag_event(detector: Any) -> Event | None:
+    """The features a leak detector flagged in the last update, with their evidence."""
+    return tuple(found for _, found in detector.flags) or None
+
+
+def flag_events(detector: Any) -> list[tuple[int, Event]]:
+    """The batched counterpart of ``flag_event``: per position, the features flagged there."""
+    grouped: dict[int, list[Any]] = {}
+    for position, found in detector.flags:
+        grouped.setdefault(position, []).append(found)
+    return [(position, tuple(found)) for position, found in grouped.items()]
+
+
+# Timestamps of a few entities' writes and labels, seconds apart around lag bins of 1 to
+# 20 s, with writes late, early, out of order, or too far out for float tiles.
+STEPS = st.one_of(st.floats(0.0, 4_000.0), st.sampled_from([0.0, 500.0, 30_000.0]))
+OFFSETS = st.one_of(st.floats(-25_000.0, 25_000.0), st.sampled_from([0.0, 1e300, -1e300]))
+
+
+@st.composite
+def writes_and_labels_drawn(draw: st.DrawFn) -> list[Any]:
+    """Writes (of values, None, NaN and the sentinel -1) and labels of up to six entities,
+    to three features, with malformed events among them."""
+    n = draw(st.integers(0, 150))
+    entities = st.sampled_from(["u1", "u2", 3, 4, "u5", 6])
+    now, events = 0.0, []
+    for _ in range(n):
+        now += draw(STEPS)
+        kind = draw(st.integers(0, 9))
+        entity = draw(entities)
+        if kind < 7:
+            feature = draw(st.sampled_from(FEATURES))
+            value = draw(st.sampled_from([1.0, "x", None, math.nan, -1, True]))
+            event_at = now + draw(OFFSETS) if kind < 3 else now
+            events.append(FeatureWrite(entity, feature, value, event_at, now))
+        elif kind < 9:
+            events.append(Label(entity, draw(st.sampled_from([0, 1, True])), now))
+        else:
+            events.append(draw(st.sampled_from(BAD_EVENTS)))
+    return events
+
+
+def drawn_or_seeded(
+    drawn: st.SearchStrategy[list[Any]], seeded: Callable[[np.random.Generator], list[Any]]
+) -> st.SearchStrategy[list[Any]]:
+    """A drawn stream, or one of four seeded streams of the shared leak cases."""
+    return st.one_of(drawn, st.integers(0, 3).map(lambda s: seeded(np.random.default_rng(s))))
+
+
+@PROPERTY
+@given(
+    drawn_or_seeded(
+        writes_and_labels_drawn(), lambda rng: writes_and_labels(rng, 500, "last_login_date")
+    ),
+    st.sampled_from([2, 64]),
+    st.data(),
+)
+def test_label_coincidence_batched_as_one_by_one(
+    events: list[Any], max_entities: int, data: st.DataObject
+) -> None:
+    at = data.draw(cuts(len(events)))
+    assert_same_batched(
+        lambda: LabelCoincidentWrites(
+            tolerance=1_000.0,
+            max_lag=20_000.0,
+            lateness=2_000.0,
+            label_delay=0.0,
+            sentinels=(-1,),
+            min_labels=2,
+            max_entities=max_entities,
+            max_features=2,
+        ),
+        events,
+        at,
+        flag_event,
+        flag_events,
+    )
+
+
+def test_label_coincidence_batches_flag_at_the_same_positions() -> None:
+    # The seeded leak of the property above, cut in batches of 500: the flags it finds.
+    events = writes_and_labels(np.random.default_rng(1), 3_000, "last_login_date")
+
+    def make() -> LabelCoincidentWrites:
+        return LabelCoincidentWrites(
+            tolerance=1_000.0, max_lag=20_000.0, lateness=2_000.0, label_delay=0.0
+        )
+
+    single, batched = make(), make()
+    expected = events_one_by_one(single, events, flag_event)
+    found = events_batched(batched, events, list(range(500, 3_000, 500)), flag_events)
+    assert [(i, [e.feature for e in flags]) for i, flags in found] == [
+        (i, [e.feature for e in flags]) for i, flags in expected
+    ]
+    assert found == expected and len(found) == 1
+    assert same_state(batched, single), state_difference(batched, single)
+
+
+@st.composite
+def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
+    """Writes and served values of a few entities and three features, late writes
+    among them, with malformed events."""
+    n = draw(st.integers(0, 150))
+    now, events = 0.0, []
+    for _ in range(n):
+        now += draw(st.floats(0.0, 100.0))
+        entity = draw(st.sampled_from(["u1", "u2", 3]))
+        feature = draw(st.sampled_from(FEATURES))
+        kind = draw(st.integers(0, 9))
+        if kind < 5:
+            events.append(FeatureWrite(entity, feature, 1.0, now - draw(STEPS), now))
+        elif kind < 9:
+            events.append(ServedFeature(entity, feature, 1.0, now - draw(STEPS), now))
+        else:
+            events.append(draw(st.sampled_from(BAD_EVENTS)))
+    return events
+
+
+@PROPERTY
+@given(
+    drawn_or_seeded(
+        writes_and_served_drawn(), lambda rng: writes_and_predictions(rng, 400, lag=3_600_000.0)
+    ),
+    st.data(),
+)
+def test_availability_gap_batched_as_one_by_one(events: list[Any], data: st.DataObject) -> None:
+    at = data.draw(cuts(len(events)))
+    assert_same_batched(
+        lambda: AvailabilityGap(min_predictions=5, history=2, pending=2, max_keys=4),
+        events,
+        at,
+        flag_event,
+        flag_events,
+    )

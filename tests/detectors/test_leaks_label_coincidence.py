@@ -244,7 +244,7 @@ def test_a_batch_update_is_exactly_updates_one_by_one(at: list[int]) -> None:
         found += [(offset + i, seen) for i, seen in detections(batched)]
         offset += len(batch)
     assert expected and found == expected
-    one_by_one._detections = batched._detections
+    one_by_one._batch_events = batched._batch_events
     assert state_difference(one_by_one, batched) is None
 
 
