@@ -16,6 +16,14 @@ the worker (``streams.worker``) carries them out.
 
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
-from streams.monitor.monitor import CHECKPOINT_EVERY, Monitor
+from streams.monitor.monitor import CHECKPOINT_EVERY, STATE_FORMAT, Monitor, StateFormatError
 
-__all__ = ["CHECKPOINT_EVERY", "Batch", "CommandToSign", "Effects", "Monitor"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "STATE_FORMAT",
+    "Batch",
+    "CommandToSign",
+    "Effects",
+    "Monitor",
+    "StateFormatError",
+]

@@ -50,11 +50,20 @@ from streams.monitor.watch import (
 )
 from streams.portfolio import Model
 
-__all__ = ["CHECKPOINT_EVERY", "Monitor"]
+__all__ = ["CHECKPOINT_EVERY", "STATE_FORMAT", "Monitor", "StateFormatError"]
 
 # A monitor with a leak watch pickles to 1 to 2 MB (40 to 140 ms, the default scenario's
 # models): written every 1,000 records, its checkpoints cost about as much as its records.
 CHECKPOINT_EVERY = 10_000
+# The version of what a checkpoint holds. Raise it when a detector's private state changes
+# in a way an older pickle would not restore into (2: the numpy batch state of the leak
+# detectors), so that a worker upgraded mid-stream starts the model afresh instead of
+# failing on a half-restored detector later.
+STATE_FORMAT = 2
+
+
+class StateFormatError(ValueError):
+    """A checkpoint written by a worker with another ``STATE_FORMAT``."""
 
 
 class Monitor:
@@ -86,6 +95,7 @@ class Monitor:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["model"]
+        state["state_format"] = STATE_FORMAT
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -97,8 +107,17 @@ class Monitor:
 
     @classmethod
     def restore(cls, model: Model, data: bytes) -> Monitor:
-        """The monitor ``dumps`` wrote, for ``model`` (a new shadow version gets a new join)."""
+        """The monitor ``dumps`` wrote, for ``model`` (a new shadow version gets a new join).
+
+        Raises ``StateFormatError`` for a checkpoint of another ``STATE_FORMAT``.
+        """
         monitor: Monitor = pickle.loads(data)
+        written = monitor.__dict__.pop("state_format", 1)
+        if written != STATE_FORMAT:
+            raise StateFormatError(
+                f"{model.model_id}: checkpoint of state format {written}; "
+                f"this worker reads format {STATE_FORMAT}"
+            )
         monitor.model = model
         if model.shadow is None:
             monitor.shadow = None

@@ -24,7 +24,7 @@ import faust
 from faust.types import TableT
 
 from schemas.codec import encode
-from streams.monitor import Batch, Effects, Monitor
+from streams.monitor import Batch, Effects, Monitor, StateFormatError
 from streams.monitor.batch import Record
 from streams.monitor.label_join import describe_performance
 from streams.monitor.watch import describe
@@ -103,7 +103,14 @@ class Monitors:
         if monitor is None:
             stored = self.table.get(model.model_id)
             if stored is not None:
-                monitor = self.cache[model.model_id] = Monitor.restore(model, stored)
+                try:
+                    monitor = Monitor.restore(model, stored)
+                except StateFormatError as error:
+                    # Written by another version of failsoft: its detectors' state would
+                    # not fit this one's, so the model is learnt again.
+                    log.warning("%s; its monitor starts afresh", error)
+                    monitor = Monitor(model)
+                self.cache[model.model_id] = monitor
         return monitor
 
     def describe(self, model: Model) -> dict[str, Any]:

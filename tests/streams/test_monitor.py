@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from schemas.signing import Keyring
-from streams.monitor import Batch, CommandToSign, Monitor
+from streams.monitor import STATE_FORMAT, Batch, CommandToSign, Monitor, StateFormatError
+from streams.monitor import monitor as monitor_module
 from streams.monitor.batch import Record
 from streams.portfolio import Portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
@@ -109,3 +110,17 @@ def test_periodic_checkpoint_after_checkpoint_every_records() -> None:
     assert due == [False, False, True] * 3 + [False]
     with pytest.raises(ValueError, match="checkpoint_every"):
         Monitor(model, checkpoint_every=0)
+
+
+def test_a_checkpoint_of_another_state_format_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = small_model()
+    monitor = Monitor(model)
+    monitor.observe(Batch.from_records(model.model_id, shifted_then_normal(1)[:50]))
+    assert "state_format" not in Monitor.restore(model, monitor.dumps()).__dict__
+    with monkeypatch.context() as older_worker:
+        older_worker.setattr(monitor_module, "STATE_FORMAT", STATE_FORMAT - 1)
+        older = monitor.dumps()
+    with pytest.raises(StateFormatError, match=f"this worker reads format {STATE_FORMAT}"):
+        Monitor.restore(model, older)
