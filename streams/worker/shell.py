@@ -163,7 +163,10 @@ class Monitors:
                 )
                 continue
             signed = command.signed(app.keyring)
-            await self.control.send(key=model_id.encode(), value=encode(signed))
+            # Wait for the broker's ack: the reader's batches keep the event loop busy, so a
+            # command only buffered would leave with the next pause, tens of ms later.
+            delivery = await self.control.send(key=model_id.encode(), value=encode(signed))
+            await delivery
             counters.commands_sent[command.action] += 1
             log.info("%s: command %s seq %d by %s sent: %s", *line)
         for action in effects.withheld:

@@ -3,6 +3,7 @@ what it logs there: at info the story of each model, at warning what needs a hum
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -62,8 +63,11 @@ class SentCommands:
         self.sent: list[bytes] = []
         self.alerts: list[Alert] = []  # and the alerts, as the Alerta sink got them
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
         self.sent.append(key)
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)  # as the broker's ack, which the shell awaits
+        return delivered
 
 
 def monitors_of(
