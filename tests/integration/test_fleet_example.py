@@ -15,7 +15,6 @@ import pytest
 
 from schemas.contracts import Prediction
 from streams.control import publish_command
-from streams.fleet import FALLBACK_REASON_FEATURE
 from streams.settings import Settings
 from tests.fleet.helpers import command, fleet_topics, node_settings, wait_for
 
@@ -112,7 +111,7 @@ def test_a_slow_live_model_is_given_up_at_the_deadline_then_short_circuited(
         assert {a["role"] for a in answers} == {"fallback"}
         # Five calls wait for the 100 ms deadline, the two after the trip wait for nothing.
         assert 0.5 <= took_s < 0.8
-        reasons = [p.features[FALLBACK_REASON_FEATURE].value for p in logged]
+        reasons = [p.fallback_reason for p in logged]
         assert reasons == ["timeout"] * 5 + ["breaker_open:timeouts"] * 2
         assert {p.role for p in logged} == {"fallback"}
         breaker = node.stats()["breaker"]

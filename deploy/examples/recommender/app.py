@@ -92,9 +92,8 @@ class RecommenderNode:
         served = self.recommend.route(user_id)
         took_ms, now_ms = (time.perf_counter() - started) * 1e3, time.time_ns() // 10**6
         seen = {"segment": FeatureSeen(self.model.segment(user_id), self.model.segments_written_at)}
-        seen.update(served.reason_features(now_ms))  # why a fallback served, if one did
         ids = (SCHEMA_VERSION, request_id, MODEL_ID, MODEL_VERSION, served.role, user_id)
-        self.logger.log(Prediction(*ids, now_ms, Ranking(served.value), seen, took_ms))
+        self.logger.log(Prediction(*ids, now_ms, Ranking(served.value), seen, took_ms, *served[2:]))
         # failsoft: end
         return {"items": served.value, "role": served.role, "request_id": request_id}
 
