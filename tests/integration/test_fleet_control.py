@@ -68,7 +68,9 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
         genuine = command(settings, "recs", "fallback", SEQ)
         publish_command(settings, genuine)
         assert wait_for(lambda: listener.mode("recs") == "fallback")
-        assert changes == [ModeChange("recs", "live", "fallback", genuine, bootstrap=False)]
+        assert changes == [
+            ModeChange("recs", "live", "fallback", genuine, bootstrap=False, level=1)
+        ]
 
         restore = command(settings, "recs", "restore", SEQ + 1)
         attacks: list[ControlCommand] = [
