@@ -119,7 +119,16 @@ class Monitors:
         monitor = self.peek(model)
         if monitor is None:
             return describe(model, None)
-        return describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
+        entry = describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
+        ladder = monitor.ladder
+        if ladder is not None:
+            # The level the fleet was last told to serve, and the levels it skips.
+            entry["ladder"] = {
+                "levels": list(ladder.levels),
+                "level": ladder.level,
+                "skipped": sorted(ladder.bad),
+            }
+        return entry
 
     async def feed(self, model: Model, records: Iterable[Record]) -> None:
         """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects."""

@@ -10,6 +10,7 @@ import heapq
 import threading
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -91,6 +92,9 @@ async def test_the_worker_steps_down_the_ladder_and_climbs_back_by_signed_comman
         while not back.is_set():
             assert loop.time() < deadline, (dict(app.counters.consumed), changes)
             await asyncio.sleep(0.2)
+        models_url = f"http://127.0.0.1:{settings.worker_web_port}/failsoft/models"
+        async with aiohttp.ClientSession() as session, session.get(models_url) as response:
+            view = {entry["model_id"]: entry for entry in (await response.json())["models"]}
     finally:
         await app.stop()
         listener.stop()
@@ -112,3 +116,5 @@ async def test_the_worker_steps_down_the_ladder_and_climbs_back_by_signed_comman
         ("fallback", 1),
         ("live", 0),
     ]
+    assert view[gpu]["ladder"] == {"levels": [cpu, "top_n_popular"], "level": 0, "skipped": []}
+    assert "ladder" not in view[cpu]
