@@ -131,9 +131,10 @@ class Ladder:
 
 
 def new_ladder(model: Model, min_dwell: float) -> Ladder | None:
-    """The model's ladder, or None when its fallback is a single level: its commands then
-    carry no level, exactly as before ladders existed."""
-    if len(model.fallback.ladder) < 2:
+    """The model's ladder, or None when its fallback is a single level (its commands then
+    carry no level, exactly as before ladders existed) or ``alert_only`` (failsoft never
+    moves its fleet)."""
+    if len(model.fallback.ladder) < 2 or not model.fallback.automatic:
         return None
     return Ladder(model.model_id, model.fallback.ladder, min_dwell)
 

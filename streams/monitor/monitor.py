@@ -289,9 +289,6 @@ class Monitor:
         command = fallback_ladder.step_command(self.ladder, step, self.watch.last_seq)
         effects.points.append(fallback_ladder.step_point(self.ladder, command))
         effects.checkpoint = True
-        if not self.model.fallback.automatic:
-            effects.withheld.append(command.action)
-            return
         self.watch.last_seq = command.seq
         effects.commands.append(command)
 

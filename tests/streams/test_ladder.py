@@ -90,6 +90,12 @@ def test_the_ladder_refuses_what_it_does_not_know_and_pickles() -> None:
 
 def test_a_single_level_fallback_has_no_ladder_and_its_commands_no_level() -> None:
     assert new_ladder(small_model(), 60.0) is None
+    alert_only = SMALL.replace(
+        'fallback = "top_n_popular"\n',
+        'fallback = { strategy = ["ranker-cpu", "top_n_popular"], mode = "alert_only" }\n',
+    )
+    model = parse_portfolio(alert_only).get("ranker")
+    assert model is not None and new_ladder(model, 60.0) is None
     model = small_model()
     monitor = Monitor(model)
     records = shifted_then_normal(7)
