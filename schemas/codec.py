@@ -383,7 +383,7 @@ def encode_batch(contract: type[Record], owner: str, records: Sequence[Record]) 
         name: list(map(operator.attrgetter(name), records)) for name in spec.columns
     }
     for name in spec.optional:
-        if not any(columns[name] or ()):
+        if all(value is None for value in columns[name] or ()):
             columns[name] = None
     return encode(spec.batch(SCHEMA_VERSION, owner, **columns))  # type: ignore[arg-type]
 

@@ -29,6 +29,10 @@ Role: TypeAlias = Literal["live", "shadow", "fallback"]
 
 Action: TypeAlias = Literal["fallback", "restore", "promote_shadow"]
 
+Level = Annotated[int, msgspec.Meta(ge=0, le=255)]
+"""A rung of a model's fallback ladder: 0 is the model itself, 1 its first fallback, and
+so on down to the last (``fallback = ["ranker-cpu", "top_n_popular"]``: 1 and 2)."""
+
 # Every record is frozen and holds only data decoded from JSON, so it can never be part of
 # a reference cycle: ``gc=False`` keeps records out of the cycle collector, whose pauses
 # would otherwise grow with the number of records a worker or a node holds and decodes.
@@ -64,8 +68,15 @@ class FeatureSeen(msgspec.Struct, frozen=True, gc=False):
     written_at: Millis
 
 
-class Prediction(msgspec.Struct, frozen=True, gc=False):
-    """What one model answered for one request; topic ``predictions``, keyed by model_id."""
+# ``omit_defaults``: a prediction that leaves the optional fields null encodes as it did
+# before they existed.
+class Prediction(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """What one model answered for one request; topic ``predictions``, keyed by model_id.
+
+    A ``fallback`` prediction may say why the fallback answered (``fallback_reason``: the
+    fleet client's ``control``, ``error``, ``timeout``, ``saturated`` or
+    ``breaker_open:<why>``) and which rung of the model's ladder did (``level``).
+    """
 
     schema_version: Version
     request_id: Name
@@ -77,6 +88,8 @@ class Prediction(msgspec.Struct, frozen=True, gc=False):
     output: Output
     features: dict[str, FeatureSeen]
     latency_ms: Latency
+    fallback_reason: Name | None = None
+    level: Level | None = None
 
 
 class FeatureWrite(msgspec.Struct, frozen=True, gc=False):
@@ -118,7 +131,10 @@ class ControlCommand(msgspec.Struct, frozen=True, gc=False):
     only if its seq is above the last one it applied for that model. ``expires_at`` bounds
     when the command may still take effect (null: no bound). ``key_id`` and ``signature``
     are optional on the wire so that an unsigned command decodes and is rejected, and
-    counted, as unsigned rather than as malformed.
+    counted, as unsigned rather than as malformed. ``level`` is the rung of the model's
+    fallback ladder to serve (null: the first fallback for ``fallback``, the model for
+    ``restore``); it is signed only when set, so a command without it is signed exactly
+    as before it existed (``schemas.signing.canonical_bytes``).
     """
 
     schema_version: Version
@@ -132,6 +148,7 @@ class ControlCommand(msgspec.Struct, frozen=True, gc=False):
     key_id: Name | None = None
     # 128 hex digits: Ed25519; 64: HMAC-SHA256, the earlier scheme (schemas/signing.py).
     signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}([0-9a-f]{64})?$")] | None = None
+    level: Level | None = None
 
 
 # A batch message is columnar: one array per field of its records (the i-th record is the
@@ -159,6 +176,8 @@ class PredictionBatch(msgspec.Struct, frozen=True, gc=False, omit_defaults=True)
     output: Column[Output]
     features: Column[dict[str, FeatureSeen]]
     latency_ms: Column[Latency]
+    fallback_reason: Column[Name | None] | None = None
+    level: Column[Level | None] | None = None
 
 
 class GroundTruthBatch(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):

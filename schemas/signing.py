@@ -6,9 +6,12 @@ unsigned, forged, expired or replayed. A node can therefore check commands but n
 one that another node accepts.
 
 The canonical encoding of a command is the JSON object of all its fields except
-``signature`` (``key_id`` included, so a signature cannot be moved to another key), keys
-sorted, no whitespace, UTF-8. For the field types of the control contract (strings,
-integers, null) this is RFC 8785 (JCS), so a Java or Go node can verify with a JCS library.
+``signature`` (``key_id`` included, so a signature cannot be moved to another key), and
+except ``level`` when it is null, keys sorted, no whitespace, UTF-8. ``level`` came after
+the first signed commands: leaving it out when null keeps every command without a level
+signed exactly as before, so nodes that predate it still verify those. For the field
+types of the control contract (strings, integers, null) this is RFC 8785 (JCS), so a Java
+or Go node can verify with a JCS library.
 The signature is the lower-case hex of the 64-byte Ed25519 signature (RFC 8032) of those
 bytes by the private key of ``key_id``: 128 hex digits.
 
@@ -272,9 +275,12 @@ def hmac_signature(secret: bytes, command: ControlCommand) -> str:
 
 
 def canonical_bytes(command: ControlCommand) -> bytes:
-    """The bytes a signature covers: every field but ``signature``, keys sorted, compact."""
+    """The bytes a signature covers: every field but ``signature`` (and ``level`` when
+    null), keys sorted, compact."""
     fields = msgspec.structs.asdict(command)
     del fields["signature"]
+    if fields["level"] is None:
+        del fields["level"]
     return _canonical_encoder.encode(fields)
 
 
@@ -298,6 +304,7 @@ def signed_command(
     issued_at: int,
     last_seq: int = 0,
     expires_at: int | None = None,
+    level: int | None = None,
 ) -> ControlCommand:
     """A new signed command whose seq follows ``last_seq`` (see ``next_seq``).
 
@@ -315,6 +322,7 @@ def signed_command(
         issued_at=issued_at,
         seq=next_seq(last_seq, issued_at),
         expires_at=expires_at,
+        level=level,
     )
     return keyring.sign(command)
 

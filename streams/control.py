@@ -90,8 +90,11 @@ def issue(
     detector: str = "operator",
     ttl_s: float | None = None,
     timeout: float = 10.0,
+    level: int | None = None,
 ) -> ControlCommand:
-    """Sign and publish a command whose seq follows the last one on the topic."""
+    """Sign and publish a command whose seq follows the last one on the topic; ``level``
+    is the fallback ladder's level to serve (nodes that predate ladders reject a command
+    that sets one as forged: see schemas/README.md)."""
     from schemas.signing import signed_command
 
     keyring.require_signing_key()  # before reading the topic, which takes a while
@@ -106,6 +109,7 @@ def issue(
         issued_at=issued_at,
         last_seq=last.seq if last else 0,
         expires_at=None if ttl_s is None else issued_at + int(ttl_s * 1000),
+        level=level,
     )
     publish_command(settings, command, timeout=timeout)
     return command
@@ -160,7 +164,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             metavar="SECONDS",
             help="nodes must not apply the command after this long (default: no limit)",
         )
-        command.set_defaults(handler=_issue, action=action)
+        if action == "fallback":
+            command.add_argument(
+                "--level",
+                type=int,
+                choices=range(1, 256),
+                default=None,
+                metavar="N",
+                help="the level of the model's fallback ladder to serve, 1 to 255 "
+                "(default: none, which nodes serve as the first)",
+            )
+        command.set_defaults(handler=_issue, action=action, level=None)
     status = actions.add_parser("status", help="every model's last valid command")
     status.set_defaults(handler=_status)
     keygen = actions.add_parser(
@@ -191,11 +205,16 @@ def _issue(args: argparse.Namespace, settings: Settings) -> int:
             reason=args.reason,
             detector=args.detector,
             ttl_s=args.ttl,
+            level=args.level,
         )
     except (MissingKeyError, ValueError, TimeoutError, KafkaException) as error:
         print(f"failsoft control: {error}", file=sys.stderr)
         return 1
-    print(f"sent {command.action} for {command.model_id}: seq {command.seq}, key {command.key_id}")
+    level = "" if command.level is None else f" level {command.level}"
+    print(
+        f"sent {command.action}{level} for {command.model_id}: seq {command.seq}, "
+        f"key {command.key_id}"
+    )
     return 0
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "PortfolioError",
     "Profile",
     "Shadow",
+    "Slo",
     "load_portfolio",
     "parse_duration",
     "parse_portfolio",
@@ -68,10 +69,15 @@ TIERS = ("cpu", "gpu")
 FEATURE_KINDS = ("numeric", "categorical")
 DETECTOR_GROUPS = ("drift", "output", "performance", "leaks", "shadow", "health")
 FALLBACK_MODES = ("automatic", "alert_only")
+# A control command's level is an integer up to 255 (schemas/contracts.py, Level).
+MAX_LADDER = 255
 UNKNOWN_MODEL_REASON = "unknown model"
 
 DEFAULT_ESCALATION_LIMIT = timedelta(days=3)
 DEFAULT_MIN_STABLE_PERIOD = timedelta(days=7)
+DEFAULT_TRIP_SHARE = 0.5
+TRIP_WINDOW = 200
+"""Predictions of a model over which the share served by tripped breakers is taken."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,16 +187,26 @@ class Fallback:
     """What the fleet serves instead of the model, and whether failsoft may switch alone.
 
     ``strategy`` names a fallback that the serving fleet has registered (for example
-    ``"top_n_popular"``). With ``mode="alert_only"`` failsoft alerts the owner but never
+    ``"top_n_popular"``): level 1 of the model's fallback ladder. ``below`` names the
+    levels under it, best first (``fallback = ["ranker-cpu", "top_n_popular"]``: strategy
+    ``ranker-cpu``, below ``("top_n_popular",)``). A level that is a declared model is
+    monitored like any other, and the worker steps down past it when it goes bad; any other
+    is a static strategy. With ``mode="alert_only"`` failsoft alerts the owner but never
     issues the fallback command itself.
     """
 
     strategy: str
     mode: str = "automatic"
+    below: tuple[str, ...] = ()
 
     @property
     def automatic(self) -> bool:
         return self.mode == "automatic"
+
+    @property
+    def ladder(self) -> tuple[str, ...]:
+        """Every level, best first: level ``i`` is ``ladder[i - 1]``."""
+        return (self.strategy, *self.below)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +227,22 @@ class Shadow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Slo:
+    """The model's service objectives; the worker watches its predictions against them.
+
+    ``latency_p99_ms``: at most 1% of the live model's answers may take longer (the
+    prediction's ``latency_ms``). ``error_rate``: the share of requests it may fail (served
+    a fallback by the node, not by command); None learns the rate from the traffic.
+    ``trip_share``: the share of the latest ``TRIP_WINDOW`` predictions served by the
+    nodes' tripped breakers that raises a fleet-wide alert.
+    """
+
+    latency_p99_ms: float
+    error_rate: float | None = None
+    trip_share: float = DEFAULT_TRIP_SHARE
+
+
+@dataclasses.dataclass(frozen=True)
 class Model:
     """One declared model. Detector settings are keyword arguments for that group's detectors."""
 
@@ -223,6 +255,7 @@ class Model:
     escalation_limit: timedelta
     detectors: tuple[tuple[str, tuple[tuple[str, DetectorParam], ...]], ...] = ()
     shadow: Shadow | None = None
+    slo: Slo | None = None
 
     @property
     def label_ttl(self) -> timedelta:
@@ -264,6 +297,12 @@ class Portfolio:
     def get(self, model_id: str) -> Model | None:
         """The declared model, or None: the caller dead-letters with ``UNKNOWN_MODEL_REASON``."""
         return self.models.get(model_id)
+
+    def ladders_through(self, model_id: str) -> tuple[str, ...]:
+        """The models whose fallback ladder has ``model_id`` as a level, in file order."""
+        return tuple(
+            model.model_id for model in self.models.values() if model_id in model.fallback.ladder
+        )
 
     def models_monitoring(self, feature: str) -> tuple[str, ...]:
         """The model_ids that monitor ``feature``, for routing feature writes.
@@ -367,7 +406,7 @@ def _with_profile(profile: Profile, defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 # Keys that a model inherits from [defaults] when it does not set them itself.
-_INHERITED = ("tier", "fallback", "label_delay", "escalation_limit", "detectors")
+_INHERITED = ("tier", "fallback", "label_delay", "escalation_limit", "detectors", "slo")
 _MODEL_KEYS = {"owner", "features", "shadow", *_INHERITED}
 
 
@@ -378,6 +417,8 @@ def _validate_defaults(defaults: dict[str, Any]) -> None:
             _choice(None, "tier", defaults["tier"], TIERS)
         if "fallback" in defaults:
             _fallback(None, defaults["fallback"])
+        if "slo" in defaults:
+            _slo(None, defaults["slo"])
         for key in ("label_delay", "escalation_limit"):
             if key in defaults:
                 _duration(None, key, defaults[key])
@@ -418,21 +459,59 @@ def _model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any], profile
         shadow=_shadow(model_id, merged["shadow"], profile.min_stable_period)
         if "shadow" in merged
         else None,
+        slo=_slo(model_id, merged["slo"]) if "slo" in merged else None,
     )
 
 
 def _fallback(model_id: str | None, raw: object) -> Fallback:
-    if isinstance(raw, str):
+    if isinstance(raw, str | list):
         raw = {"strategy": raw}
     table = _table(model_id, "fallback", raw)
     _reject_unknown_keys(model_id, "fallback.", table, {"strategy", "mode"})
     strategy = table.get("strategy")
-    if not isinstance(strategy, str) or not _IDENTIFIER.fullmatch(strategy):
+    ladder: list[Any] = strategy if isinstance(strategy, list) else [strategy]
+    if (
+        not ladder
+        or len(ladder) > MAX_LADDER
+        or not all(isinstance(level, str) and _IDENTIFIER.fullmatch(level) for level in ladder)
+    ):
         raise PortfolioError(
-            model_id, "fallback.strategy", "expected the name of a fallback the fleet registers"
+            model_id,
+            "fallback.strategy",
+            "expected the name of a fallback the fleet registers, or an array of 1 to "
+            f"{MAX_LADDER} of them (a ladder, best first), got {strategy!r}",
+        )
+    if len(set(ladder)) != len(ladder) or model_id in ladder:
+        raise PortfolioError(
+            model_id,
+            "fallback.strategy",
+            f"a ladder names each level once and never the model itself, got {strategy!r}",
         )
     mode = _choice(model_id, "fallback.mode", table.get("mode", "automatic"), FALLBACK_MODES)
-    return Fallback(strategy=strategy, mode=mode)
+    return Fallback(strategy=ladder[0], mode=mode, below=tuple(ladder[1:]))
+
+
+def _slo(model_id: str | None, raw: object) -> Slo:
+    table = _table(model_id, "slo", raw)
+    _reject_unknown_keys(model_id, "slo.", table, {"latency_p99_ms", "error_rate", "trip_share"})
+    latency: Any = table.get("latency_p99_ms")
+    if not _is_number(latency) or not latency > 0:
+        raise PortfolioError(model_id, "slo.latency_p99_ms", f"expected ms > 0, got {latency!r}")
+    error_rate = table.get("error_rate")
+    if error_rate is not None and not (_is_number(error_rate) and 0 < error_rate < 1):
+        raise PortfolioError(
+            model_id, "slo.error_rate", f"expected a share in (0, 1), got {error_rate!r}"
+        )
+    share = table.get("trip_share", DEFAULT_TRIP_SHARE)
+    if not (_is_number(share) and 0 < share <= 1):
+        raise PortfolioError(
+            model_id, "slo.trip_share", f"expected a share in (0, 1], got {share!r}"
+        )
+    return Slo(float(latency), None if error_rate is None else float(error_rate), float(share))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _features(model_id: str, raw: object) -> tuple[Feature, ...]:

@@ -57,10 +57,23 @@ KEYS: tuple[Key, ...] = (
         "(see the trial column)."),
     Key("owner", "string", "required", "not empty", "The team paged and named in alerts."),
     Key("tier", "string", "required", "cpu, gpu", "Where the model runs."),
-    Key("fallback.strategy", "string", "required", "a name the fleet registers",
-        'What the fleet serves instead (`fallback = "name"` is short for this).'),
+    Key("fallback.strategy", "string or array", "required",
+        "a name the fleet registers, or 1 to 255 of them",
+        'What the fleet serves instead (`fallback = "name"` is short for this). An array is '
+        'a ladder, best first (`fallback = ["ranker-cpu", "top_n_popular"]`): a level that '
+        "is a declared model is watched, and the fleet steps down past it when it goes bad "
+        "and back up one level at a time."),
     Key("fallback.mode", "string", '"automatic"', "automatic, alert_only",
         "alert_only: failsoft alerts the owner and never switches the fleet itself."),
+    Key("slo.latency_p99_ms", "number", "none (no slo)", "> 0",
+        "The latency objective: at most 1% of live answers slower. The worker watches "
+        "it (detector latency, a fallback once confirmed) and writes serving series.", "ms"),
+    Key("slo.error_rate", "number", "learnt", "(0, 1)",
+        "The share of requests the model may fail (served a fallback by the node): the "
+        "in-control rate of the error_rate detector."),
+    Key("slo.trip_share", "number", "0.5", "(0, 1]",
+        "Share of the latest 200 predictions served by the nodes' tripped breakers that "
+        "raises the fleet-wide breaker_trips alert."),
     Key("label_delay", "duration", "required", "> 0",
         "How late labels typically arrive; a prediction waits 3 times this for its label.",
         "s"),

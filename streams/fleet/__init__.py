@@ -8,7 +8,7 @@ Imports confluent-kafka and msgspec only, never Faust, so a serving node stays s
     logger = PredictionLogger(settings)
     router = Router(listener)
     recommend = router.register("home-recs", live=model.predict, fallback=popular.top)
-    ranker = router.register("ranker", live=gpu.rank, fallback=recommend,
+    ranker = router.register("ranker", live=gpu.rank, fallback=[cpu.rank, popular.top],
                              breaker=BreakerSettings(deadline_ms=100, slo_p99_ms=50))
 """
 
@@ -23,10 +23,9 @@ from streams.fleet.breaker import (
 from streams.fleet.listener import ControlListener, ListenerStats, Mode, ModeChange
 from streams.fleet.popular import PopularItems
 from streams.fleet.prediction_logger import LoggerStats, PredictionLogger
-from streams.fleet.router import FALLBACK_REASON_FEATURE, Routed, Router, Served
+from streams.fleet.router import Routed, Router, Served
 
 __all__ = [
-    "FALLBACK_REASON_FEATURE",
     "Breaker",
     "BreakerChange",
     "BreakerCore",

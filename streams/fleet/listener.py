@@ -46,13 +46,15 @@ def now_ms() -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ModeChange:
-    """A model's mode changed; ``bootstrap`` is true while the node reads the topic's past."""
+    """A model's mode or ladder level changed; ``bootstrap`` is true while the node reads
+    the topic's past. ``level`` is the new one (see ``ControlListener.level``)."""
 
     model_id: str
     old: Mode
     new: Mode
     command: ControlCommand
     bootstrap: bool
+    level: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,7 @@ class ControlListener:
         self._gate = CommandGate(keyring)
         self._clock = clock
         self._modes: dict[str, Mode] = {}
+        self._levels: dict[str, int] = {}
         self._commands: dict[str, ControlCommand] = {}
         self._callbacks: list[Callable[[ModeChange], None]] = []
         self._rejected: Counter[str] = Counter({reason: 0 for reason in REJECT_REASONS})
@@ -142,6 +145,12 @@ class ControlListener:
     def mode(self, model_id: str) -> Mode:
         """The mode ``model_id`` is in now: O(1), lock-free, never blocks or raises."""
         return self._modes.get(model_id, self.default_mode)
+
+    def level(self, model_id: str) -> int:
+        """The level of its fallback ladder that ``model_id`` serves in ``fallback`` mode
+        (1 for a ``fallback`` command without one, the first fallback), 0 otherwise: O(1),
+        lock-free, never blocks or raises."""
+        return self._levels.get(model_id, 1 if self.default_mode == "fallback" else 0)
 
     @property
     def modes(self) -> dict[str, Mode]:
@@ -281,10 +290,14 @@ class ControlListener:
         self._commands[command.model_id] = command
         new = MODE_OF_ACTION[command.action]
         old = self._modes.get(command.model_id, self.default_mode)
+        old_level = self.level(command.model_id)
+        level = (command.level or 1) if new == "fallback" else 0
+        # The level first: a serving thread that sees the new mode sees its level too.
+        self._levels[command.model_id] = level
         self._modes[command.model_id] = new
-        if new != old:
+        if new != old or level != old_level:
             change = ModeChange(
-                command.model_id, old, new, command, not self._bootstrapped.is_set()
+                command.model_id, old, new, command, not self._bootstrapped.is_set(), level
             )
             for callback in self._callbacks:
                 try:

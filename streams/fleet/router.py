@@ -12,7 +12,12 @@
 >>> recommend.call("u1")
 (['top'], 'fallback')
 >>> recommend.route("u1")
-Served(value=['top'], role='fallback', fallback_reason='control')
+Served(value=['top'], role='fallback', fallback_reason='control', level=1)
+
+A fallback ladder is a sequence of fallbacks, best first: ``fallback=[cpu_model, popular]``
+makes the CPU model level 1 and the popular items level 2. A commanded ``fallback`` serves
+the level the command names (``ControlListener.level``; the first without one, the last
+if it names a deeper one); any other fallback, below, serves level 1.
 
 A model registered with ``breaker=BreakerSettings(...)`` is called through its own
 ``Breaker`` (see ``streams.fleet.breaker``): the call has a deadline, and a model that is
@@ -28,18 +33,18 @@ Every fallback answer carries why it was served (``Served.fallback_reason``):
 - ``breaker_open:<why>``: its breaker is open (``latency``, ``timeouts``, ``errors``,
   ``saturated`` or ``probe_<outcome>``), or half-open and this call was not a probe.
 
-``Served.reason_features(now_ms)`` carries that reason in a prediction's ``features``
-under ``FALLBACK_REASON_FEATURE`` until the contract has a field for it.
+A prediction logs both in its own fields: ``Prediction(..., latency_ms,
+served.fallback_reason, served.level)``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
-from schemas.contracts import FeatureSeen, Role
+from schemas.contracts import Role
 from streams.fleet.breaker import Breaker, BreakerChange, BreakerSettings, Unavailable
 
 P = ParamSpec("P")
@@ -50,29 +55,20 @@ _log = logging.getLogger(__name__)
 # A model failing on every request logs one traceback per this many seconds, not per call.
 ERROR_LOG_EVERY_S = 10.0
 
-FALLBACK_REASON_FEATURE = "failsoft.fallback_reason"
-"""The ``features`` key of a fallback prediction whose value is why the fallback served.
-
-Feature names are the portfolio's, so no detector reads this one; the worker can count
-trips by reading it from predictions with role ``fallback``."""
-
 
 class Served(NamedTuple, Generic[R]):
-    """An answer, the role of the function that gave it, and why a fallback served it."""
+    """An answer, the role of the function that gave it, why a fallback served it, and
+    the level of the model's ladder that answered (0: the live or shadow model)."""
 
     value: R
     role: Role
     fallback_reason: str | None
-
-    def reason_features(self, now_ms: int) -> dict[str, FeatureSeen]:
-        """``{FALLBACK_REASON_FEATURE: FeatureSeen(reason, now_ms)}``, or ``{}`` if live."""
-        if self.fallback_reason is None:
-            return {}
-        return {FALLBACK_REASON_FEATURE: FeatureSeen(self.fallback_reason, now_ms)}
+    level: int = 0
 
 
 class ModeSource(Protocol):
-    """Anything that knows each model's mode, such as a ``ControlListener``."""
+    """Anything that knows each model's mode, such as a ``ControlListener``. One that
+    also has ``level(model_id) -> int`` names the ladder level a ``fallback`` serves."""
 
     def mode(self, model_id: str) -> str: ...
 
@@ -80,8 +76,9 @@ class ModeSource(Protocol):
 class Routed(Generic[P, R]):
     """A model behind the router: calling it calls the function its mode picks.
 
-    In ``fallback`` mode it calls ``fallback``; in ``shadow`` mode the shadow (or the live
-    function, if no shadow is registered); otherwise the live function. When the live or
+    In ``fallback`` mode it calls the ladder's commanded level (``ladder``: the fallbacks,
+    best first); in ``shadow`` mode the shadow (or the live function, if no shadow is
+    registered); otherwise the live function. When the live or
     shadow function raises and ``fallback_on_error`` is set, the fallback answers and the
     error is counted in ``errors``: the node fails soft before the detectors notice. The
     first error is logged with its traceback, then at most one every ``ERROR_LOG_EVERY_S``.
@@ -95,19 +92,25 @@ class Routed(Generic[P, R]):
         modes: ModeSource,
         model_id: str,
         live: Callable[P, R],
-        fallback: Callable[P, R],
+        fallback: Callable[P, R] | Sequence[Callable[P, R]],
         shadow: Callable[P, R] | None,
         fallback_on_error: bool,
         breaker: Breaker | None = None,
     ) -> None:
         self.model_id = model_id
         self.live = live
-        self.fallback = fallback
+        self.ladder: tuple[Callable[P, R], ...] = (
+            (fallback,) if callable(fallback) else tuple(fallback)
+        )
+        if not self.ladder or not all(callable(rung) for rung in self.ladder):
+            raise ValueError(f"{model_id}: fallback must be a callable or a sequence of them")
+        self.fallback = self.ladder[0]
         self.shadow = shadow
         self.fallback_on_error = fallback_on_error
         self.breaker = breaker
         self.errors = 0
         self._modes = modes
+        self._level: Callable[[str], int] | None = getattr(modes, "level", None)
         self._next_error_log = -float("inf")
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -115,14 +118,16 @@ class Routed(Generic[P, R]):
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, Role]:
         """The answer and the role of the function that gave it (to log the prediction)."""
-        value, role, _ = self.route(*args, **kwargs)
-        return value, role
+        served = self.route(*args, **kwargs)
+        return served.value, served.role
 
     def route(self, *args: P.args, **kwargs: P.kwargs) -> Served[R]:
         """The answer, its role, and why the fallback served it (see the module docstring)."""
         mode = self._modes.mode(self.model_id)
         if mode == "fallback":
-            return Served(self.fallback(*args, **kwargs), "fallback", "control")
+            level = 1 if self._level is None else self._level(self.model_id)
+            level = min(max(level, 1), len(self.ladder))
+            return Served(self.ladder[level - 1](*args, **kwargs), "fallback", "control", level)
         chosen: Callable[P, R] = self.live
         role: Role = "live"
         if mode == "shadow" and self.shadow is not None:
@@ -132,7 +137,7 @@ class Routed(Generic[P, R]):
                 return Served(chosen(*args, **kwargs), role, None)
             return Served(self.breaker.call(chosen, args, kwargs), role, None)
         except Unavailable as unavailable:
-            return Served(self.fallback(*args, **kwargs), "fallback", unavailable.reason)
+            return Served(self.fallback(*args, **kwargs), "fallback", unavailable.reason, 1)
         except Exception:
             if not self.fallback_on_error:
                 raise
@@ -148,7 +153,7 @@ class Routed(Generic[P, R]):
                     role,
                     self.errors,
                 )
-            return Served(self.fallback(*args, **kwargs), "fallback", "error")
+            return Served(self.fallback(*args, **kwargs), "fallback", "error", 1)
 
 
 class Router:
@@ -176,11 +181,12 @@ class Router:
         model_id: str,
         *,
         live: Callable[P, R],
-        fallback: Callable[P, R],
+        fallback: Callable[P, R] | Sequence[Callable[P, R]],
         shadow: Callable[P, R] | None = None,
         fallback_on_error: bool = True,
         breaker: BreakerSettings | None = None,
     ) -> Routed[P, R]:
+        """Route ``model_id``; ``fallback`` is one function or a ladder of them, best first."""
         guard = None
         if breaker is not None:
             guard = Breaker(model_id, breaker)
@@ -194,7 +200,7 @@ class Router:
         self,
         model_id: str,
         *,
-        fallback: Callable[P, R],
+        fallback: Callable[P, R] | Sequence[Callable[P, R]],
         shadow: Callable[P, R] | None = None,
         fallback_on_error: bool = True,
         breaker: BreakerSettings | None = None,

@@ -158,6 +158,7 @@ MEASUREMENTS: Mapping[str, frozenset[str]] = {
     "leak": _MODEL_TAGS,
     "shadow": _MODEL_TAGS,
     "health": _MODEL_TAGS,
+    "serving": frozenset({"model", "tier", "level"}),
     "pipeline": frozenset({"agent", "topic", "reason", "sink"}),
 }
 
@@ -206,7 +207,9 @@ class CommandToSign:
     ``seq`` is the monitor's (``schemas.signing.next_seq`` of the model's last one), kept
     in the monitor's state with the transition that made it: a monitor restored from a
     checkpoint taken before the transition makes the very same command again (same seq,
-    same signature), which serving nodes drop as a replay.
+    same signature), which serving nodes drop as a replay. ``level`` is the fallback
+    ladder's level to serve, for a model whose ladder has two or more levels (None
+    otherwise, so that its command is signed as before ladders existed).
     """
 
     model_id: str
@@ -215,6 +218,7 @@ class CommandToSign:
     detector: str
     issued_at: int
     seq: int
+    level: int | None = None
 
     @classmethod
     def after(
@@ -226,9 +230,11 @@ class CommandToSign:
         reason: str,
         detector: str,
         issued_at: int,
+        level: int | None = None,
     ) -> CommandToSign:
         """The command that follows a model's ``last_seq``."""
-        return cls(model_id, action, reason, detector, issued_at, next_seq(last_seq, issued_at))
+        seq = next_seq(last_seq, issued_at)
+        return cls(model_id, action, reason, detector, issued_at, seq, level)
 
     def signed(self, keyring: Keyring) -> ControlCommand:
         """The command, signed (raises ``MissingKeyError`` without a signing key)."""
@@ -241,6 +247,7 @@ class CommandToSign:
                 detector=self.detector,
                 issued_at=self.issued_at,
                 seq=self.seq,
+                level=self.level,
             )
         )
 

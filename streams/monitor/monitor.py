@@ -29,13 +29,15 @@ most that many records of window filling, never a transition, an alert or a comm
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
 from schemas.contracts import GroundTruth, Prediction
-from streams.monitor import label_join, leak_watch, shadow_join
+from streams.monitor import label_join, leak_watch, serving_watch, shadow_join
+from streams.monitor import ladder as fallback_ladder
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
 from streams.monitor.label_wait import LabelWait
@@ -85,6 +87,8 @@ class Monitor:
         self.leaks = leak_watch.new_leak_watch(model) if model.features else None
         self.shadow = shadow_join.new_shadow_join(model) if model.shadow is not None else None
         self.label_wait = LabelWait()
+        self.ladder = fallback_ladder.new_ladder(model, self.watch.policy.min_dwell)
+        self.serving = serving_watch.new_serving_watch(model)
         # Records observed since the state was last due for a checkpoint.
         self.unsaved = 0
 
@@ -119,6 +123,13 @@ class Monitor:
                 f"this worker reads format {STATE_FORMAT}"
             )
         monitor.model = model
+        ladder = monitor.__dict__.get("ladder")
+        if ladder is None or ladder.levels != model.fallback.ladder:
+            # Written before ladders, or the portfolio's ladder changed: start it anew.
+            monitor.ladder = fallback_ladder.new_ladder(model, monitor.watch.policy.min_dwell)
+        serving = monitor.__dict__.get("serving")
+        if serving is None or serving.slo != model.slo:
+            monitor.serving = serving_watch.new_serving_watch(model)
         if model.shadow is None:
             monitor.shadow = None
         elif monitor.shadow is None or monitor.shadow.version != model.shadow.version:
@@ -131,22 +142,46 @@ class Monitor:
         # The detectors that read neither the policy nor other records go a batch at a time.
         found = detect(self.watch, batch.predictions)
         leaks = self._leak_effects(batch.records)
+        slo = self._serving_effects(batch.predictions, effects)
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
                 share = found.before.get(n, ()), found.after.get(n, ())
                 self._prediction(record, share, leaks.get(i), effects)
+                for evidence in slo.get(n, ()):
+                    observation = observe_evidence(self.watch, [evidence], evidence.at)
+                    self._act(dataclasses.replace(observation, evidence=(evidence,)), effects)
                 n += 1
             elif isinstance(record, GroundTruth):
                 self._label(record, leaks.get(i), effects)
             else:
                 self._leaks(leaks.get(i), effects)
+        if self.ladder is not None and batch.predictions:
+            at = batch.predictions[-1].predicted_at / 1000.0
+            self._ladder_step(self.ladder.tick(at), effects)
         self.unsaved += len(batch)
         if self.unsaved >= self.checkpoint_every:
             effects.checkpoint = True
         if effects.checkpoint:
             self.unsaved = 0
         return effects
+
+    def _serving_effects(
+        self, predictions: Sequence[Prediction], effects: Effects
+    ) -> dict[int, list[Evidence]]:
+        """The serving watch's points and alerts into ``effects``; its latency evidence by
+        position among the batch's predictions, for the policy in turn. It reads nothing
+        else of the monitor, so it takes the batch at once."""
+        if self.serving is None:
+            return {}
+        found = serving_watch.observe_many(self.model, self.serving, predictions)
+        effects.points.extend(found.points)
+        effects.alerts.extend(found.alerts)
+        effects.checkpoint = effects.checkpoint or bool(found.alerts)
+        by_position: dict[int, list[Evidence]] = {}
+        for n, evidence in found.evidence:
+            by_position.setdefault(n, []).append(evidence)
+        return by_position
 
     def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
         """What the leak watch makes of the batch's writes, labels and live predictions,
@@ -219,7 +254,15 @@ class Monitor:
             done = consequences(self.model, self.watch, observation)
             effects.points.extend(done.points)
             effects.alerts.extend(done.alerts)
-            effects.commands.extend(done.commands)
+            commands = list(done.commands)
+            if self.ladder is not None:
+                commands = fallback_ladder.relevel(self.ladder, commands)
+                effects.points.extend(
+                    fallback_ladder.step_point(self.ladder, c)
+                    for c in commands
+                    if c.level is not None
+                )
+            effects.commands.extend(commands)
             effects.withheld.extend(action.action for action in done.withheld)
             effects.transitions.extend(observation.transitions)
         effects.alarms.extend(alarms)
@@ -227,6 +270,27 @@ class Monitor:
         # be lost (an alarm's alert is sent once, when it starts).
         if observation.transitions or observation.actions or observation.escalation_due or alarms:
             effects.checkpoint = True
+
+    def level_health(self, level_id: str, serves_fallback: bool, at: float) -> Effects:
+        """A level of this model's fallback ladder, a monitored model, started or stopped
+        serving its own fallback at event time ``at`` (seconds): the ladder may step."""
+        effects = Effects()
+        if self.ladder is not None:
+            self._ladder_step(self.ladder.level_health(level_id, serves_fallback, at), effects)
+        if effects.checkpoint:
+            # A caller that cannot write the checkpoint now (the worker, while another
+            # model's partition is current) gets it due with this model's next batch.
+            self.unsaved = max(self.unsaved, self.checkpoint_every)
+        return effects
+
+    def _ladder_step(self, step: fallback_ladder.Step | None, effects: Effects) -> None:
+        if step is None or self.ladder is None:
+            return
+        command = fallback_ladder.step_command(self.ladder, step, self.watch.last_seq)
+        effects.points.append(fallback_ladder.step_point(self.ladder, command))
+        effects.checkpoint = True
+        self.watch.last_seq = command.seq
+        effects.commands.append(command)
 
     def _promote(self, change: shadow_join.VerdictChange, effects: Effects) -> None:
         if not self.model.fallback.automatic:

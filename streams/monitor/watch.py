@@ -657,6 +657,8 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
         siegmund = math.log(4.0 * allowance**2 / alpha) / (2.0 * allowance) - _SIEGMUND_OFFSET
         score_arguments["threshold"] = max(siegmund, _SCORE_THRESHOLD_FLOOR)
     error_arguments = _arguments(settings, "error_")
+    if model.slo is not None and model.slo.error_rate is not None:
+        error_arguments.setdefault("reference_rate", model.slo.error_rate)
     error_arguments["threshold"] = math.log(1.0 / budget.alpha_for(ERROR_RATE_DETECTOR))
     score = _output_detector(model, "score_", RobustCUSUM, score_arguments)
     error_rate = _output_detector(model, "error_", BernoulliCUSUM, error_arguments)

@@ -30,7 +30,14 @@ health      model, detector                ``state`` (string), ``state_code`` (0
                                            ``on_fallback_s``
 pipeline    agent, topic, reason, sink     ``consumed``, ``processed``, ``dead_lettered``,
                                            ``buffered``, ``dropped``, ``events_per_s``
+serving     model, tier, level             ``predictions``, ``slow`` (over the SLO),
+                                           ``trips`` (served by a tripped breaker),
+                                           ``latency_mean_ms``, ``latency_max_ms``
 =========== ============================== ==================================================
+
+``health`` points of the detector ``ladder`` carry ``level`` instead: the fallback
+ladder's level the fleet serves from then on. ``serving`` points exist for models with
+an ``slo`` (``streams.monitor.serving_watch``).
 
 ``drift`` points of a model's outputs rather than a feature have no ``feature`` tag and
 the detector ``score`` (a CUSUM on the live score) or ``error_rate`` (a CUSUM on requests

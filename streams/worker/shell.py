@@ -119,21 +119,67 @@ class Monitors:
         monitor = self.peek(model)
         if monitor is None:
             return describe(model, None)
-        return describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
+        entry = describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
+        ladder = monitor.ladder
+        if ladder is not None:
+            # The level the fleet was last told to serve, and the levels it skips.
+            entry["ladder"] = {
+                "levels": list(ladder.levels),
+                "level": ladder.level,
+                "skipped": sorted(ladder.bad),
+            }
+        return entry
 
     async def feed(self, model: Model, records: Iterable[Record]) -> None:
         """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects."""
         monitor = self.peek(model)
         if monitor is None:
             monitor = self.cache[model.model_id] = Monitor(model)
+            self._learn_levels(monitor)
         effects = monitor.observe(
             Batch.from_records(model.model_id, records, self.numeric[model.model_id])
         )
         await self._carry_out(model, monitor, effects)
+        self._note_saved(model.model_id, effects)
+        await self._tell_ladders(model, effects)
+
+    def _note_saved(self, model_id: str, effects: Effects) -> None:
         if effects.checkpoint:
-            self.unsaved.discard(model.model_id)
+            self.unsaved.discard(model_id)
         else:
-            self.unsaved.add(model.model_id)
+            self.unsaved.add(model_id)
+
+    def _learn_levels(self, monitor: Monitor) -> None:
+        """A new monitor's ladder learns which of its levels this worker holds as serving
+        their own fallback now (later changes come through ``_tell_ladders``)."""
+        if monitor.ladder is None:
+            return
+        for level_id in monitor.ladder.levels:
+            level = self.app.portfolio.get(level_id)
+            held = None if level is None else self.peek(level)
+            if held is not None and held.watch.policy.on_fallback:
+                monitor.ladder.bad.add(level_id)
+
+    async def _tell_ladders(self, model: Model, effects: Effects) -> None:
+        """When ``model`` starts or stops serving its own fallback, the models whose ladder
+        has it as a level may step: their monitors held by this worker are told. (A model
+        and its ladder's levels are best kept on one worker: a level held by another
+        worker is not heard of here.)"""
+        portfolio = self.app.portfolio
+        for t in effects.transitions:
+            if t.from_state.serves_fallback == t.to_state.serves_fallback:
+                continue
+            for dependent_id in portfolio.ladders_through(model.model_id):
+                dependent = portfolio.get(dependent_id)
+                monitor = None if dependent is None else self.peek(dependent)
+                if dependent is None or monitor is None:
+                    continue
+                found = monitor.level_health(model.model_id, t.to_state.serves_fallback, t.at)
+                # The table writes by the current record's partition, ``model``'s: the
+                # dependent's checkpoint is due with its own next batch (or a handover).
+                found.checkpoint = False
+                await self._carry_out(dependent, monitor, found)
+                self.unsaved.add(dependent_id)
 
     async def _carry_out(self, model: Model, monitor: Monitor, effects: Effects) -> None:
         app = self.app

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from schemas.contracts import FeatureSeen
+from schemas.codec import decode_prediction, encode
+from schemas.contracts import SCHEMA_VERSION, Prediction, Score
 from streams.fleet import (
-    FALLBACK_REASON_FEATURE,
     Breaker,
     BreakerChange,
     BreakerCore,
@@ -188,10 +188,10 @@ def test_a_call_past_the_deadline_is_given_up_and_the_run_trips() -> None:
         started = time.perf_counter()
         first = routed.route("u")
         waited_s = time.perf_counter() - started
-        assert first == ("top:u", "fallback", "timeout")
+        assert first == ("top:u", "fallback", "timeout", 1)
         assert 0.02 <= waited_s < 1.0
-        assert routed.route("u") == ("top:u", "fallback", "timeout")
-        assert routed.route("u") == ("top:u", "fallback", "breaker_open:timeouts")
+        assert routed.route("u") == ("top:u", "fallback", "timeout", 1)
+        assert routed.route("u") == ("top:u", "fallback", "breaker_open:timeouts", 1)
     finally:
         hung.set()
     assert [(c.model_id, c.old, c.new, c.reason) for c in changes] == [
@@ -277,9 +277,9 @@ def test_a_commanded_fallback_wins_over_a_closed_breaker() -> None:
     model = Flaky()
     model.failing = False
     routed = Router(modes).register("recs", live=model, fallback=_top, breaker=BreakerSettings())
-    assert routed.route("u") == ("live:u", "live", None)
+    assert routed.route("u") == ("live:u", "live", None, 0)
     modes.now["recs"] = "fallback"
-    assert routed.route("u") == ("top:u", "fallback", "control")
+    assert routed.route("u") == ("top:u", "fallback", "control", 1)
     assert model.calls == 1
 
 
@@ -307,13 +307,19 @@ def test_without_a_deadline_the_model_runs_inline_and_slow_calls_still_trip() ->
     assert (breaker.core.state, breaker.core.reason) == ("open", "latency")
 
 
-def test_the_reason_rides_in_the_prediction_features() -> None:
+def test_the_reason_and_level_ride_in_the_predictions_own_fields() -> None:
     routed = Router(Modes()).register("recs", live=Flaky(), fallback=_top)
-    assert routed.route("u").reason_features(1_700_000_000_000) == {
-        FALLBACK_REASON_FEATURE: FeatureSeen("error", 1_700_000_000_000)
-    }
-    routed.live.failing = False  # type: ignore[attr-defined]
-    assert routed.route("u").reason_features(1_700_000_000_000) == {}
+    logged = []
+    for _ in range(2):
+        served = routed.route("u")
+        ids = (SCHEMA_VERSION, "r1", "recs", "v1", served.role, "u")
+        logged.append(Prediction(*ids, 1_700_000_000_000, Score(0.5), {}, 0.1, *served[2:]))
+        routed.live.failing = False  # type: ignore[attr-defined]
+    decoded = [decode_prediction(encode(prediction)) for prediction in logged]
+    assert [(p.role, p.fallback_reason, p.level) for p in decoded] == [  # type: ignore[union-attr]
+        ("fallback", "error", 1),
+        ("live", None, 0),
+    ]
 
 
 def test_a_routed_fallback_makes_a_local_ladder() -> None:
@@ -329,8 +335,8 @@ def test_a_routed_fallback_makes_a_local_ladder() -> None:
     ranker = router.register("ranker-gpu", live=gpu, fallback=cpu, breaker=settings)
     try:
         # The GPU model misses its deadline, the CPU one raises: the static default serves.
-        assert ranker.route("u") == ("top:u", "fallback", "timeout")
-        assert ranker.route("u") == ("top:u", "fallback", "breaker_open:timeouts")
+        assert ranker.route("u") == ("top:u", "fallback", "timeout", 1)
+        assert ranker.route("u") == ("top:u", "fallback", "breaker_open:timeouts", 1)
     finally:
         hung.set()
     assert cpu.errors == 2
@@ -370,7 +376,7 @@ def test_concurrent_serving_threads_share_one_breaker() -> None:
         fallback=_top,
         breaker=BreakerSettings(deadline_ms=5_000.0, max_concurrent_calls=threads),
     )
-    answers: list[list[tuple[str, str, str | None]]] = [[] for _ in range(threads)]
+    answers: list[list[tuple[str, str, str | None, int]]] = [[] for _ in range(threads)]
 
     def serve(n: int) -> None:
         answers[n] = [tuple(routed.route(f"u{n}")) for _ in range(calls)]  # type: ignore[misc]
@@ -380,7 +386,7 @@ def test_concurrent_serving_threads_share_one_breaker() -> None:
         worker.start()
     for worker in workers:
         worker.join()
-    assert answers == [[(f"live:u{n}", "live", None)] * calls for n in range(threads)]
+    assert answers == [[(f"live:u{n}", "live", None, 0)] * calls for n in range(threads)]
     assert routed.breaker is not None
     stats = routed.breaker.stats()
     assert (stats.state, stats.saturated, stats.timeouts, stats.errors) == ("closed", 0, 0, 0)

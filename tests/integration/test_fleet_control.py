@@ -68,7 +68,9 @@ def test_forged_replayed_expired_and_unsigned_commands_are_rejected_and_counted(
         genuine = command(settings, "recs", "fallback", SEQ)
         publish_command(settings, genuine)
         assert wait_for(lambda: listener.mode("recs") == "fallback")
-        assert changes == [ModeChange("recs", "live", "fallback", genuine, bootstrap=False)]
+        assert changes == [
+            ModeChange("recs", "live", "fallback", genuine, bootstrap=False, level=1)
+        ]
 
         restore = command(settings, "recs", "restore", SEQ + 1)
         attacks: list[ControlCommand] = [
@@ -175,10 +177,15 @@ def test_operator_command_reaches_a_running_node(
         assert listener.wait_bootstrapped(30)
         assert main(["control", "fallback", "recs", "--reason", "bad deploy"]) == 0
         assert wait_for(lambda: listener.mode("recs") == "fallback")
+        assert listener.level("recs") == 1
+        assert main(["control", "fallback", "recs", "--level", "2", "--reason", "cpu too"]) == 0
+        assert wait_for(lambda: listener.level("recs") == 2)
         assert main(["control", "restore", "recs", "--reason", "rolled back"]) == 0
         assert wait_for(lambda: listener.mode("recs") == "live")
+        assert listener.level("recs") == 0
         sent = capsys.readouterr().out
         assert "sent fallback for recs" in sent and "sent restore for recs" in sent
+        assert "sent fallback level 2 for recs" in sent
         assert listener.command("recs").reason == "rolled back"  # type: ignore[union-attr]
         assert main(["control", "status"]) == 0
         assert "recs  restore" in capsys.readouterr().out

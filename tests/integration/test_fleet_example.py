@@ -15,7 +15,6 @@ import pytest
 
 from schemas.contracts import Prediction
 from streams.control import publish_command
-from streams.fleet import FALLBACK_REASON_FEATURE
 from streams.settings import Settings
 from tests.fleet.helpers import command, fleet_topics, node_settings, wait_for
 
@@ -71,13 +70,19 @@ def serve_live_then_fallback(settings: Settings) -> None:
 
         publish_command(settings, command(settings, app.MODEL_ID, "fallback", 1_795_000_000_000))
         assert wait_for(lambda: get("/recommend?user=u42")["role"] == "fallback")
+        cpu = get("/recommend?user=u7")
+        assert (cpu["level"], cpu["items"]) == (1, node.cpu.recommend("u7"))
+        publish_command(
+            settings, command(settings, app.MODEL_ID, "fallback", 1_795_000_000_001, level=2)
+        )
+        assert wait_for(lambda: get("/recommend?user=u42")["level"] == 2)
         popular = json.loads(app.POPULAR_FILE.read_text())
         assert get("/recommend?user=u7")["items"] == popular[:10]
 
         assert node.logger.flush(10) == 0
         stats = get("/stats")
-        assert stats["modes"] == {app.MODEL_ID: "fallback"}
-        assert stats["predictions"]["delivered"] >= 4
+        assert (stats["modes"], stats["level"]) == ({app.MODEL_ID: "fallback"}, 2)
+        assert stats["predictions"]["delivered"] >= 6
         assert stats["predictions"]["dropped"] == 0
     finally:
         server.shutdown()
@@ -107,12 +112,12 @@ def test_a_slow_live_model_is_given_up_at_the_deadline_then_short_circuited(
             took_s = time.perf_counter() - started
         finally:
             node.close()
-        popular = json.loads(app.POPULAR_FILE.read_text())
-        assert [a["items"] for a in answers] == [popular[:10]] * 7
-        assert {a["role"] for a in answers} == {"fallback"}
+        # The breaker falls to level 1, the CPU model.
+        assert [a["items"] for a in answers] == [node.cpu.recommend(f"u{i}") for i in range(7)]
+        assert {(a["role"], a["level"]) for a in answers} == {("fallback", 1)}
         # Five calls wait for the 100 ms deadline, the two after the trip wait for nothing.
         assert 0.5 <= took_s < 0.8
-        reasons = [p.features[FALLBACK_REASON_FEATURE].value for p in logged]
+        reasons = [p.fallback_reason for p in logged]
         assert reasons == ["timeout"] * 5 + ["breaker_open:timeouts"] * 2
         assert {p.role for p in logged} == {"fallback"}
         breaker = node.stats()["breaker"]

@@ -23,7 +23,12 @@ from detectors.shadow.agreement import ShadowAgreement
 from detectors.shadow.promotion import ShadowPromotion
 from streams.monitor import Monitor
 from streams.monitor import watch as watch_module
-from streams.portfolio import DETECTOR_DURATIONS, PortfolioError, parse_portfolio
+from streams.portfolio import (
+    DEFAULT_TRIP_SHARE,
+    DETECTOR_DURATIONS,
+    PortfolioError,
+    parse_portfolio,
+)
 from streams.portfolio_reference import FILE_LEVEL, KEYS, MARK_BEGIN, MARK_END, render
 
 README = Path(__file__).parents[2] / "README.md"
@@ -107,13 +112,14 @@ def keys_in_code() -> set[str]:
             'x = "numeric"', f'x = {{ kind = "numeric", {UNKNOWN} = 1 }}'
         ),
         "shadow": MODEL.replace('shadow = "v2"', f'shadow = {{ version = "v2", {UNKNOWN} = 1 }}'),
+        "slo": MODEL + f"slo = {{ latency_p99_ms = 50, {UNKNOWN} = 1 }}\n",
     }
     for table, text in tables.items():
         found |= {f"{table}.{key}" for key in valid_keys(text)}
     groups = valid_keys(MODEL + f"[models.m.detectors.{UNKNOWN}]\n")
     for group in groups:
         found |= {f"detectors.{group}.{key}" for key in group_keys(group)}
-    tables_done = {"fallback", "features", "shadow", "detectors"}
+    tables_done = {"fallback", "features", "shadow", "detectors", "slo"}
     found |= {key for key in model_keys if key not in tables_done}
     return found - set(SET_ELSEWHERE)
 
@@ -187,6 +193,7 @@ def code_defaults() -> dict[str, object]:
         "detectors.shadow.pair_ttl": shadow_join.DEFAULT_PAIR_TTL,
         "detectors.shadow.report_every": shadow_join.DEFAULT_REPORT_EVERY,
         "detectors.shadow.max_pending": shadow_join.DEFAULT_MAX_PENDING,
+        "slo.trip_share": DEFAULT_TRIP_SHARE,
     }
     return found
 

@@ -1,15 +1,20 @@
-"""An example serving node: recommendations over HTTP that fail soft to the 10 most popular.
+"""An example serving node: recommendations over HTTP that fail soft down a ladder, from a
+GPU model to a CPU model to the 10 most popular items.
 
-    GET /recommend?user=u42   -> {"items": [...], "role": "live" | "fallback", "request_id": ...}
+    GET /recommend?user=u42   -> {"items": [...], "role": "live" | "fallback", "level": 0,
+                                  "request_id": ...}
     GET /stats                -> the failsoft client's counters
 
-The "live model" is a stand-in (a per-user shuffle of a catalogue) and can be made to
-fail with ``--fail-rate`` or slow with ``--slow-ms``. Everything failsoft needs sits
-between the two ``failsoft:`` markers, under 20 lines: a ``ControlListener`` that obeys
-the control topic, a ``PopularItems`` fallback that follows ``popular.json``, a
-``Router`` that picks one by the model's mode and puts the live model behind a breaker
-(a 100 ms deadline, a 50 ms p99 SLO), and a ``PredictionLogger`` that publishes what was
-served, a fallback with why it served (see ``streams.fleet.router``).
+The models are stand-ins: the "GPU model" (``home-recs``, tier gpu) a per-user shuffle of
+a catalogue, which can be made to fail with ``--fail-rate`` or slow with ``--slow-ms``; the
+"CPU model" (level 1 of the ladder) a per-segment shuffle, cheaper and coarser, which can
+be made to fail with ``--cpu-fail-rate``; the static default (level 2) the top 10 of
+``popular.json``. Everything failsoft needs sits between the two ``failsoft:`` markers,
+under 20 lines: a ``ControlListener`` that obeys the control topic, a ``PopularItems``
+default that follows ``popular.json``, a ``Router`` that picks a level of the ladder by
+the model's mode and level and puts the GPU model behind a breaker (a 100 ms deadline, a
+50 ms p99 SLO), and a ``PredictionLogger`` that publishes what was served, a fallback with
+why it served and which level did (see ``streams.fleet.router``).
 
 Run (after ``failsoft stack up`` and ``failsoft topics create``)::
 
@@ -19,10 +24,12 @@ Run (after ``failsoft stack up`` and ``failsoft topics create``)::
     export FAILSOFT_CONTROL_PRIVATE_KEY_FILE=~/.config/failsoft/control.key   # to sign
     curl 'localhost:8000/recommend?user=u42'
     failsoft control fallback home-recs --reason "try it"
-    curl 'localhost:8000/recommend?user=u42'       # now the top 10, role "fallback"
+    curl 'localhost:8000/recommend?user=u42'       # the CPU model, role "fallback", level 1
+    failsoft control fallback home-recs --level 2 --reason "CPU model broken too"
+    curl 'localhost:8000/recommend?user=u42'       # the top 10, level 2
 
-With ``--slow-ms 800`` every call misses the deadline: the top 10 answer after 100 ms, and
-after 5 such calls the breaker opens and answers at once (``/stats`` shows it).
+With ``--slow-ms 800`` every call misses the deadline: the CPU model answers after 100 ms,
+and after 5 such calls the breaker opens and it answers at once (``/stats`` shows it).
 """
 
 from __future__ import annotations
@@ -72,17 +79,38 @@ class ShuffleModel:
         return random.Random(f"{self.segment(user_id)}:{user_id}").sample(CATALOGUE, 10)
 
 
+class SegmentModel:
+    """The stand-in CPU model: ten items per user segment, failing on demand."""
+
+    def __init__(self, gpu: ShuffleModel, fail_rate: float = 0.0) -> None:
+        self.gpu = gpu
+        self.fail_rate = fail_rate
+
+    def recommend(self, user_id: str) -> list[str]:
+        if random.random() < self.fail_rate:
+            raise RuntimeError("CPU model failed")
+        return random.Random(self.gpu.segment(user_id)).sample(CATALOGUE, 10)
+
+
 class RecommenderNode:
-    def __init__(self, settings: Settings, model: ShuffleModel, popular: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: ShuffleModel,
+        popular: Path,
+        cpu: SegmentModel | None = None,
+    ) -> None:
         self.model = model
+        self.cpu = cpu or SegmentModel(model)
         # failsoft: begin (setup)
         self.listener = ControlListener(settings).start()
         self.logger = PredictionLogger(settings)
         self.popular = PopularItems(popular, n=10)
         router = Router(self.listener)
         breaker = BreakerSettings(deadline_ms=100.0, slo_p99_ms=50.0)
+        ladder = [self.cpu.recommend, self.popular.top]  # level 1: CPU model, 2: static default
         self.recommend = router.register(
-            MODEL_ID, live=model.recommend, fallback=self.popular.top, breaker=breaker
+            MODEL_ID, live=model.recommend, fallback=ladder, breaker=breaker
         )
         # failsoft: end
 
@@ -92,16 +120,21 @@ class RecommenderNode:
         served = self.recommend.route(user_id)
         took_ms, now_ms = (time.perf_counter() - started) * 1e3, time.time_ns() // 10**6
         seen = {"segment": FeatureSeen(self.model.segment(user_id), self.model.segments_written_at)}
-        seen.update(served.reason_features(now_ms))  # why a fallback served, if one did
         ids = (SCHEMA_VERSION, request_id, MODEL_ID, MODEL_VERSION, served.role, user_id)
-        self.logger.log(Prediction(*ids, now_ms, Ranking(served.value), seen, took_ms))
+        self.logger.log(Prediction(*ids, now_ms, Ranking(served.value), seen, took_ms, *served[2:]))
         # failsoft: end
-        return {"items": served.value, "role": served.role, "request_id": request_id}
+        return {
+            "items": served.value,
+            "role": served.role,
+            "level": served.level,
+            "request_id": request_id,
+        }
 
     def stats(self) -> dict[str, Any]:
         breaker = self.recommend.breaker
         return {
             "modes": dict(self.listener.modes),
+            "level": self.listener.level(MODEL_ID),
             "listener": msgspec.to_builtins(self.listener.stats()),
             "predictions": msgspec.to_builtins(self.logger.stats()),
             "live_errors": self.recommend.errors,
@@ -146,9 +179,11 @@ def main() -> int:
     parser.add_argument("--popular", type=Path, default=POPULAR_FILE)
     parser.add_argument("--fail-rate", type=float, default=0.0, help="live model failures")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="live model latency, ms")
+    parser.add_argument("--cpu-fail-rate", type=float, default=0.0, help="CPU model failures")
     args = parser.parse_args()
     model = ShuffleModel(args.fail_rate, args.slow_ms)
-    node = RecommenderNode(Settings.from_env(), model, args.popular)
+    cpu = SegmentModel(model, args.cpu_fail_rate)
+    node = RecommenderNode(Settings.from_env(), model, args.popular, cpu)
     server = make_server(node, args.port)
     # Stop on SIGTERM as on Ctrl-C, so the predictions still queued are flushed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

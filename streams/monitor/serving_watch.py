@@ -1,0 +1,188 @@
+"""A model's serving against its SLO: live latency, the nodes' breaker trips, and series.
+
+Pure: predictions in, evidence, points and alerts out. Only a model whose portfolio sets
+an ``slo`` table has one (``new_serving_watch``). For each batch of its predictions:
+
+- **Latency.** Each live answer is slow or not against ``slo.latency_p99_ms``; a p99
+  objective allows 1% slow answers, so a Bernoulli CUSUM with that in-control rate,
+  tuned for a rise of the odds by ``LATENCY_ODDS_RATIO``, alarms when the share of slow
+  answers rises (threshold ``ln(1 / LATENCY_ALPHA)``: at most that many false alarms per
+  answer, Lorden's bound). An alarm is evidence ``latency`` for the health policy, which
+  confirms and falls back like any other: the fleet-wide answer to a model every node
+  finds slow. At 100% slow answers it alarms at the 11th.
+- **Trips.** A fallback answer whose ``fallback_reason`` is ``timeout``, ``saturated`` or
+  ``breaker_open:...`` is a node's breaker giving up on the model. When the share of such
+  answers among the model's latest ``TRIP_WINDOW`` predictions reaches ``slo.trip_share``
+  the watch opens a fleet-wide ``breaker_trips`` alert; it closes below half that share.
+  Predictions carry no node id, so the share of traffic served by tripped breakers stands
+  in for the share of nodes (the two agree when the load is balanced across nodes).
+- **Series.** One ``serving`` point per batch and ladder level (tags ``model``, ``tier``,
+  ``level``): ``predictions``, ``slow`` (over the SLO), ``trips``, ``latency_mean_ms``,
+  ``latency_max_ms``, at the batch's last prediction of that level.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from detectors import BernoulliCUSUM
+from detectors.health.evidence import Evidence
+from schemas.contracts import Prediction
+from streams.monitor.effects import Alert, Point, detector_alert, point
+from streams.portfolio import TRIP_WINDOW, Model, Slo
+
+__all__ = [
+    "LATENCY_ALPHA",
+    "LATENCY_DETECTOR",
+    "LATENCY_ODDS_RATIO",
+    "SLOW_SHARE",
+    "TRIP_DETECTOR",
+    "ServingFound",
+    "ServingWatch",
+    "is_trip",
+    "new_serving_watch",
+    "observe_many",
+]
+
+LATENCY_DETECTOR = "latency"
+TRIP_DETECTOR = "breaker_trips"
+SLOW_SHARE = 0.01
+"""The share of answers a p99 objective allows above it."""
+LATENCY_ODDS_RATIO = 4.0
+LATENCY_ALPHA = 1e-6
+_TRIP_REASONS = ("timeout", "saturated", "breaker_open:")
+
+
+def is_trip(prediction: Prediction) -> bool:
+    """Whether a node's breaker (not a command, not a raising model) served this answer."""
+    reason = prediction.fallback_reason
+    return reason is not None and reason.startswith(_TRIP_REASONS)
+
+
+@dataclasses.dataclass
+class ServingWatch:
+    """What the watch keeps about one model; pickled with its monitor."""
+
+    slo: Slo
+    latency: BernoulliCUSUM
+    recent_trips: collections.deque[bool] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=TRIP_WINDOW)
+    )
+    trips_in_window: int = 0
+    tripping: bool = False
+    alarms: int = 0
+
+
+@dataclasses.dataclass
+class ServingFound:
+    """What a batch caused: evidence for the policy (by the batch position of the
+    prediction that raised it), points and alerts."""
+
+    evidence: list[tuple[int, Evidence]] = dataclasses.field(default_factory=list)
+    points: list[Point] = dataclasses.field(default_factory=list)
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+
+
+def new_serving_watch(model: Model) -> ServingWatch | None:
+    """The model's watch, or None when its portfolio sets no ``slo``."""
+    if model.slo is None:
+        return None
+    detector = BernoulliCUSUM(
+        odds_ratio=LATENCY_ODDS_RATIO,
+        threshold=math.log(1.0 / LATENCY_ALPHA),
+        reference_rate=SLOW_SHARE,
+    )
+    return ServingWatch(model.slo, detector)
+
+
+def observe_many(
+    model: Model, watch: ServingWatch, predictions: Sequence[Prediction]
+) -> ServingFound:
+    """Feed a batch of the model's predictions in arrival order. Mutates ``watch``."""
+    found = ServingFound()
+    if not predictions:
+        return found
+    slo_ms = watch.slo.latency_p99_ms
+    live = [i for i, p in enumerate(predictions) if p.role == "live" and p.fallback_reason is None]
+    if live:
+        slow = np.array([predictions[i].latency_ms > slo_ms for i in live])
+        watch.latency.update_many(slow)
+        for k in watch.latency.detections.tolist():
+            watch.alarms += 1
+            i = live[k]
+            start = max(k - TRIP_WINDOW + 1, 0)
+            details = {
+                "statistic": watch.latency.statistic,
+                "slow_share": float(slow[start : k + 1].mean()),
+                "slo_ms": slo_ms,
+                "alarms": watch.alarms,
+            }
+            at = predictions[i].predicted_at / 1000.0
+            found.evidence.append(
+                (i, Evidence(detector=LATENCY_DETECTOR, at=at, alarm=True, details=details))
+            )
+    _trips(model, watch, predictions, found)
+    _points(model, slo_ms, predictions, found)
+    return found
+
+
+def _trips(
+    model: Model, watch: ServingWatch, predictions: Sequence[Prediction], found: ServingFound
+) -> None:
+    recent = watch.recent_trips
+    for prediction in predictions:
+        tripped = is_trip(prediction)
+        if len(recent) == recent.maxlen:
+            watch.trips_in_window -= recent[0]
+        recent.append(tripped)
+        watch.trips_in_window += tripped
+    if len(recent) < TRIP_WINDOW:
+        return
+    share = watch.trips_in_window / TRIP_WINDOW
+    threshold = watch.slo.trip_share
+    if not watch.tripping and share >= threshold:
+        watch.tripping = True
+        text = (
+            f"{model.model_id}: the nodes' breakers served {share:.0%} of the last "
+            f"{TRIP_WINDOW} requests (alert at {threshold:.0%})"
+        )
+        found.alerts.append(
+            detector_alert(
+                model.model_id, model.owner, TRIP_DETECTOR, "major", text, None, f"{share:.2f}"
+            )
+        )
+    elif watch.tripping and share < threshold / 2:
+        watch.tripping = False
+        text = f"{model.model_id}: the nodes' breakers are closed again ({share:.0%} tripped)"
+        found.alerts.append(
+            detector_alert(
+                model.model_id, model.owner, TRIP_DETECTOR, "normal", text, None, f"{share:.2f}"
+            )
+        )
+
+
+def _points(
+    model: Model, slo_ms: float, predictions: Sequence[Prediction], found: ServingFound
+) -> None:
+    by_level: dict[int, list[Prediction]] = collections.defaultdict(list)
+    for prediction in predictions:
+        level = prediction.level
+        if level is None:
+            level = 0 if prediction.role != "fallback" else 1
+        by_level[level].append(prediction)
+    for level, served in sorted(by_level.items()):
+        latencies = [p.latency_ms for p in served]
+        tags = {"model": model.model_id, "tier": model.tier, "level": str(level)}
+        fields: dict[str, float | int | bool | str] = {
+            "predictions": len(served),
+            "slow": sum(latency > slo_ms for latency in latencies),
+            "trips": sum(map(is_trip, served)),
+            "latency_mean_ms": sum(latencies) / len(latencies),
+            "latency_max_ms": max(latencies),
+        }
+        found.points.append(point("serving", tags, fields, served[-1].predicted_at))
