@@ -48,7 +48,7 @@ class AlertaServer(Server):
         env = {**os.environ, "ALERTA_SVR_CONF_FILE": str(self._config(settings))}
         log = self.log(settings)
         key: Command = [_tool("alertad"), "key", "--username", ADMIN_USER]
-        key += ["--key", settings.alerta_api_key, "--text", "failsoft local stack"]
+        key += ["--key", settings.secret("alerta_api_key"), "--text", "failsoft local stack"]
         code = run_logged(key, log, timeout=KEY_TIMEOUT_S, env=env)
         if code != 0:
             raise self.fail(settings, f"alertad key failed (exit {code})")
