@@ -20,6 +20,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,13 +255,44 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
 
 
 def grant(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> None:
-    """Create ``acl_bindings(settings)`` (idempotent) with a super user's ``admin``."""
-    for future in admin.create_acls(acl_bindings(settings), request_timeout=timeout).values():
+    """Create ``acl_bindings(settings)`` (idempotent) with a super user's ``admin``, and
+    return once the broker applies them: the controller acknowledges them first, and a
+    client let in at once was refused (seen in about one try of three here)."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    bindings = acl_bindings(settings)
+    for future in admin.create_acls(bindings, request_timeout=timeout).values():
         future.result(timeout=timeout)
+    every = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    wanted = {str(binding) for binding in bindings}
+    deadline = time.monotonic() + timeout
+    while True:
+        applied = admin.describe_acls(every, request_timeout=timeout).result(timeout=timeout)
+        missing = wanted - {str(binding) for binding in applied}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(missing)} ACLs not applied within {timeout:g} s")
+        time.sleep(0.1)
 
 
 def revoke(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> None:
-    """Delete ``acl_bindings(settings)``: a test's topic prefix leaves none behind."""
+    """Delete ``acl_bindings(settings)`` but those every prefix shares: a test's topic
+    prefix leaves none behind."""
     from confluent_kafka.admin import AclBindingFilter
 
     filters = [
@@ -274,6 +306,8 @@ def revoke(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> Non
             binding.permission_type,
         )
         for binding in acl_bindings(settings)
+        # Shared by every topic prefix: the fleet's listener groups.
+        if binding.name != FLEET_LISTENER_GROUPS
     ]
     for future in admin.delete_acls(filters, request_timeout=timeout).values():
         future.result(timeout=timeout)

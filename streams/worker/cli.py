@@ -28,25 +28,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.signing import Keyring
     from streams.kafka_security import probe
-    from streams.portfolio import PortfolioError
+    from streams.portfolio import PortfolioError, load_portfolio
     from streams.topics import KAFKA_PROBE_TIMEOUT_S
-    from streams.worker.app import create_app
 
+    # The settings first, then Kafka, then the app: Faust's import alone takes seconds, and
+    # a refused password or an untrusted certificate must be told within a few.
     try:
-        app = create_app(settings)
+        portfolio = load_portfolio(settings.portfolio_path)
+        Keyring.from_settings(settings)
+        # One line rather than the traceback of the app's start, which needs Kafka first,
+        # or than Faust's endless retries with a refused password or certificate.
+        unreachable = probe(settings, KAFKA_PROBE_TIMEOUT_S)
+        if unreachable is not None:
+            print(f"failsoft worker: {unreachable}", file=sys.stderr)
+            return 1
+        from streams.worker.app import create_app
+
+        app = create_app(settings, portfolio)
     except PortfolioError as error:
         print(f"failsoft worker: {settings.portfolio_path}: {error}", file=sys.stderr)
         return 2
     except ValueError as error:  # a key or secret file that cannot be read, a short key
         print(f"failsoft worker: {error}", file=sys.stderr)
         return 2
-    # One line rather than the traceback of the app's start, which needs Kafka first, or
-    # than Faust's endless retries with a refused password or an untrusted certificate.
-    unreachable = probe(settings, KAFKA_PROBE_TIMEOUT_S)
-    if unreachable is not None:
-        print(f"failsoft worker: {unreachable}", file=sys.stderr)
-        return 1
     print(
         f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
         f"web on {settings.worker_web_host}:{settings.worker_web_port}"
