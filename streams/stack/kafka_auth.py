@@ -269,12 +269,15 @@ def grant(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> None
     bindings = acl_bindings(settings)
     for future in admin.create_acls(bindings, request_timeout=timeout).values():
         future.result(timeout=timeout)
+    # None matches any name, principal and host (confluent-kafka's documentation; its
+    # type stubs say str).
+    anything: Any = None
     every = AclBindingFilter(
         ResourceType.ANY,
-        None,
+        anything,
         ResourcePatternType.ANY,
-        None,
-        None,
+        anything,
+        anything,
         AclOperation.ANY,
         AclPermissionType.ANY,
     )
