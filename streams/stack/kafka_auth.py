@@ -329,18 +329,20 @@ def ensure_users(admin: AdminClient, broker_secrets: BrokerSecrets, timeout: flo
     assert isinstance(described, dict)  # a list of users gives a future per user
     known = {user for user, future in described.items() if _described(future, timeout)}
     missing = [principal for principal in PRINCIPALS if principal not in known]
-    upserts: list[UserScramCredentialAlteration] = [
-        UserScramCredentialUpsertion(
-            principal,
-            ScramCredentialInfo(getattr(ScramMechanism, mechanism.replace("-", "_")), 4096),
-            broker_secrets.password(principal).encode(),
-        )
-        for principal in missing
-        for mechanism in SCRAM_MECHANISMS
-    ]
-    if upserts:
-        for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
-            future.result(timeout=timeout)
+    # One request per mechanism: the broker refuses a user altered twice in one request.
+    for mechanism in SCRAM_MECHANISMS:
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(
+                principal,
+                ScramCredentialInfo(getattr(ScramMechanism, mechanism.replace("-", "_")), 4096),
+                broker_secrets.password(principal).encode(),
+            )
+            for principal in missing
+        ]
+        if upserts:
+            altered = admin.alter_user_scram_credentials(upserts, request_timeout=timeout)
+            for future in altered.values():
+                future.result(timeout=timeout)
     return len(missing)
 
 

@@ -24,6 +24,7 @@ from schemas.contracts import Prediction
 from streams.control import publish_command
 from streams.demo.run import DemoOptions, DemoRun, settings_env
 from streams.fleet import ControlListener, PredictionLogger
+from streams.kafka_security import probe
 from streams.settings import Settings
 from streams.stack.kafka_auth import (
     FLEET,
@@ -39,6 +40,7 @@ from streams.stack.kafka_auth import (
     secrets_folder,
 )
 from streams.topics import CATALOGUE, admin_client, ensure_topics
+from tests.conftest import PrivateKafka
 from tests.fleet.helpers import command, fleet_settings, node_settings
 
 pytestmark = pytest.mark.integration
@@ -270,3 +272,23 @@ def _leaked(settings: Settings, text: str) -> set[str]:
     if key:
         secrets[f"control key {key_id}"] = key
     return {name for name, secret in secrets.items() if secret in text}
+
+
+def test_a_broker_that_lacks_its_users_gets_them_at_the_next_start(
+    private_kafka: PrivateKafka,
+) -> None:
+    # As a data folder formatted before the SASL_SSL listener existed: no SCRAM users.
+    from confluent_kafka.admin import ScramMechanism, UserScramCredentialDeletion
+
+    settings = private_kafka.settings
+    writers = client_settings(settings, WRITERS)
+    admin = admin_client(settings)
+    for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+        deletion = UserScramCredentialDeletion(WRITERS, mechanism)
+        for future in admin.alter_user_scram_credentials([deletion]).values():
+            future.result(timeout=30)
+    refused = probe(writers, 10.0)
+    assert refused is not None and "Authentication failed" in refused
+    private_kafka.stop()
+    private_kafka.start()
+    assert probe(writers, 10.0) is None
