@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
-import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streams.settings import Settings
+from streams.stack.base import write_private
 from streams.topics import (
     CONTROL,
     DEAD_LETTERS,
@@ -78,12 +78,12 @@ class BrokerSecrets:
         """Make what is missing: the CA and broker certificate, and each user's password."""
         if not (self.ca_file.exists() and self.keystore.exists()):
             ca, keystore = make_certificates(sorted(set(hosts)))
-            _write_private(self.keystore, keystore)
+            write_private(self.keystore, keystore)
             self.ca_file.write_bytes(ca)
         for principal in PRINCIPALS:
             path = self.password_file(principal)
             if not path.exists():
-                _write_private(path, secrets.token_urlsafe(24).encode() + b"\n")
+                write_private(path, secrets.token_urlsafe(24).encode() + b"\n")
 
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create every user."""
@@ -93,13 +93,6 @@ class BrokerSecrets:
                 credential = f"{mechanism}=[name={principal},password={self.password(principal)}]"
                 arguments += ["--add-scram", credential]
         return arguments
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(data)
 
 
 def make_certificates(hosts: list[str]) -> tuple[bytes, bytes]:

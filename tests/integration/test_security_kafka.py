@@ -26,6 +26,7 @@ from streams.demo.run import DemoOptions, DemoRun, settings_env
 from streams.fleet import ControlListener, PredictionLogger
 from streams.kafka_security import probe
 from streams.settings import Settings
+from streams.stack.alerta import SCOPED_KEYS, scoped_key_file
 from streams.stack.kafka_auth import (
     FLEET,
     PRINCIPALS,
@@ -223,12 +224,15 @@ def test_the_loop_runs_over_sasl_ssl_with_least_privilege_principals(
         revoke(admin, run.settings)
     (row,) = report.incidents
     assert row.detected_at is not None, report.to_markdown()
+    assert row.alert_id is not None, row
     assert row.command_at is not None and row.switched_at is not None, row
     assert row.recovered, row
     assert report.false_fallbacks == ()
     logs = "".join(path.read_text(errors="replace") for path in options.run_dir.glob("*.log"))
-    broker_log = stack_settings.state_dir / "logs" / "kafka.log"
-    logs += broker_log.read_text(errors="replace") + capsys.readouterr().out
+    for server in ("kafka", "alerta"):
+        server_log = stack_settings.state_dir / "logs" / f"{server}.log"
+        logs += server_log.read_text(errors="replace")
+    logs += capsys.readouterr().out
     assert _leaked(run.settings, logs) == set()
     print(report.to_markdown())  # after the output was searched, for the run's log
 
@@ -264,10 +268,14 @@ def _prediction(model_id: str) -> Prediction:
 
 
 def _leaked(settings: Settings, text: str) -> set[str]:
-    """Which secrets of the run ``text`` holds: the principals' passwords and the control
-    private key, by the principal or key id they belong to."""
+    """Which secrets of the run ``text`` holds: the principals' passwords, the scoped
+    Alerta keys and the control private key, by whom they belong to."""
     broker = BrokerSecrets(secrets_folder(settings))
     secrets = {principal: broker.password(principal) for principal in PRINCIPALS}
+    for name in SCOPED_KEYS:
+        path = scoped_key_file(settings, name)
+        if path.exists():
+            secrets[f"Alerta key {name}"] = path.read_text().strip()
     key_id, _, key = settings.control_private_key.partition("=")
     if key:
         secrets[f"control key {key_id}"] = key
