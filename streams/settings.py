@@ -50,7 +50,10 @@ class Settings:
     # InfluxDB: the same four values address InfluxDB 1.8 (bucket "db/rp", token
     # "user:password"), 2.x and 3.x.
     influxdb_url: str = "http://127.0.0.1:18086"
-    influxdb_token: str = dataclasses.field(default=":", repr=False)
+    # The local stack's admin (streams/stack/influxdb.py); give workers its writer user.
+    influxdb_token: str = dataclasses.field(
+        default="failsoft:failsoft-local-stack-influxdb-0000", repr=False
+    )
     influxdb_token_file: str = ""
     influxdb_org: str = "failsoft"
     influxdb_bucket: str = "failsoft/autogen"

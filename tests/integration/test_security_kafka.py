@@ -27,6 +27,7 @@ from streams.fleet import ControlListener, PredictionLogger
 from streams.kafka_security import probe
 from streams.settings import Settings
 from streams.stack.alerta import SCOPED_KEYS, scoped_key_file
+from streams.stack.influxdb import USERS, user_token_file
 from streams.stack.kafka_auth import (
     FLEET,
     PRINCIPALS,
@@ -229,7 +230,7 @@ def test_the_loop_runs_over_sasl_ssl_with_least_privilege_principals(
     assert row.recovered, row
     assert report.false_fallbacks == ()
     logs = "".join(path.read_text(errors="replace") for path in options.run_dir.glob("*.log"))
-    for server in ("kafka", "alerta"):
+    for server in ("kafka", "alerta", "influxdb"):
         server_log = stack_settings.state_dir / "logs" / f"{server}.log"
         logs += server_log.read_text(errors="replace")
     logs += capsys.readouterr().out
@@ -247,6 +248,10 @@ class SecuredRun(DemoRun):
     def _spawn(self, name: str, args: list[str]) -> None:  # type: ignore[override]
         plain = self.settings
         self.settings = client_settings(plain, self.PRINCIPAL_OF[name])
+        if name == "worker":
+            # InfluxDB's writer user, which may write the database and not read it.
+            writer = str(user_token_file(plain, "failsoft-writer"))
+            self.settings = dataclasses.replace(self.settings, influxdb_token_file=writer)
         try:
             super()._spawn(name, args)
         finally:
@@ -272,6 +277,8 @@ def _leaked(settings: Settings, text: str) -> set[str]:
     Alerta keys and the control private key, by whom they belong to."""
     broker = BrokerSecrets(secrets_folder(settings))
     secrets = {principal: broker.password(principal) for principal in PRINCIPALS}
+    for user in USERS:
+        secrets[f"InfluxDB user {user}"] = user_token_file(settings, user).read_text().strip()
     for name in SCOPED_KEYS:
         path = scoped_key_file(settings, name)
         if path.exists():
