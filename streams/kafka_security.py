@@ -14,6 +14,7 @@ verify), where a client would otherwise retry for as long as it lives.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ __all__ = [
 # librdkafka's error codes that no retry will cure: the broker refused the credentials,
 # or the TLS handshake failed (an untrusted certificate, a plaintext port).
 _FATAL_CODES = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"})
+# "sasl_ssl://127.0.0.1:19094/bootstrap: " or ".../1: ", before librdkafka's cause.
+_BROKER_PREFIX = re.compile(r"^[a-z_]+://[^/\s]+/[^:\s]+: ")
 
 
 def _uses_sasl(settings: Settings) -> bool:
@@ -165,8 +168,5 @@ def probe(settings: Settings, timeout: float) -> str | None:
 def _cause(text: str) -> str:
     """librdkafka's message without the broker prefix we already name and its counters:
     "sasl_ssl://h:p/bootstrap: SASL authentication error: ... (after 3ms in state ...)"."""
-    if "/bootstrap: " in text:
-        text = text.split("/bootstrap: ", 1)[1]
-    elif "/1: " in text:
-        text = text.split("/1: ", 1)[1]
+    text = _BROKER_PREFIX.sub("", text, count=1)
     return text.split(" (after ", 1)[0]
