@@ -224,7 +224,9 @@ class SeriesReader:
         from influxdb_client import InfluxDBClient
 
         client = InfluxDBClient(
-            url=settings.influxdb_url, token=settings.influxdb_token, org=settings.influxdb_org
+            url=settings.influxdb_url,
+            token=settings.secret("influxdb_token"),
+            org=settings.influxdb_org,
         )
         return cls(client, settings.influxdb_bucket, settings.influxdb_org)
 

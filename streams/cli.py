@@ -90,10 +90,11 @@ def missing_extra(error: ModuleNotFoundError) -> str | None:
     module = (error.name or "").partition(".")[0]
     extra = EXTRA_OF_MODULE.get(module)
     # An installed module that lacks a submodule is a bug or a broken install, not an extra.
-    return extra if extra is not None and not _installed(module) else None
+    return extra if extra is not None and not installed(module) else None
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
     try:
         return importlib.util.find_spec(module) is not None
     except ValueError:  # imported, but without a spec: Faust replaces itself by a lazy module

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from streams.durations import parse_duration
 
 ENV_PREFIX = "FAILSOFT_"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,18 +32,39 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = 19093
     topic_prefix: str = "failsoft."
+    # How every client (the worker's Faust app and ingest reader, the fleet client, the
+    # admin and the simulator) talks to the brokers (README, "Security"). The protocol is
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; the SASL mechanism SCRAM-SHA-512,
+    # SCRAM-SHA-256 or PLAIN. The CA file (PEM) verifies the brokers' certificates; empty:
+    # the system's trust store, as for a managed Kafka.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+    kafka_sasl_password_file: str = ""
+    kafka_ssl_ca_file: str = ""
+    # The local stack's SASL_SSL listener, beside the plaintext one of kafka_bootstrap, on
+    # the same host.
+    kafka_sasl_ssl_port: int = 19094
 
     # InfluxDB: the same four values address InfluxDB 1.8 (bucket "db/rp", token
     # "user:password"), 2.x and 3.x.
     influxdb_url: str = "http://127.0.0.1:18086"
-    influxdb_token: str = ":"
+    # The local stack's admin (streams/stack/influxdb.py); give workers its writer user.
+    influxdb_token: str = dataclasses.field(
+        default="failsoft:failsoft-local-stack-influxdb-0000", repr=False
+    )
+    influxdb_token_file: str = ""
     influxdb_org: str = "failsoft"
     influxdb_bucket: str = "failsoft/autogen"
     influxdb_rpc_port: int = 18088
 
     # Alerta, and the PostgreSQL database that the local stack gives it.
     alerta_endpoint: str = "http://127.0.0.1:18080"
-    alerta_api_key: str = "failsoft-local-stack-key-0000000000000000"
+    alerta_api_key: str = dataclasses.field(
+        default="failsoft-local-stack-key-0000000000000000", repr=False
+    )
+    alerta_api_key_file: str = ""
     alerta_environment: str = "Development"
     # Alerta keeps one alert per environment, customer, resource and event, and the server
     # accepts only the environments it was started with: runs that share a server and
@@ -104,6 +127,37 @@ class Settings:
                     values[field.name] = _parse(name, environ[name], field.default)
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        for name, value, valid in (
+            ("kafka_security_protocol", self.kafka_security_protocol, KAFKA_SECURITY_PROTOCOLS),
+            ("kafka_sasl_mechanism", self.kafka_sasl_mechanism, KAFKA_SASL_MECHANISMS),
+        ):
+            if value not in valid:
+                raise ValueError(f"{env_name(name)}={value!r}: expected one of {', '.join(valid)}")
+
+    def secret(self, name: str) -> str:
+        """The secret setting ``name``, given inline or in the file of ``name + "_file"``
+        (one line; its trailing newline dropped). Read when asked, so a rotated file is
+        picked up by the next client made.
+
+        Raises
+        ------
+        ValueError
+            When both are set, or the file cannot be read; the message names the variable
+            and the file, never the secret.
+        """
+        inline = getattr(self, name)
+        path = getattr(self, name + "_file")
+        if not path:
+            return str(inline)
+        variable = env_name(name + "_file")
+        if inline and inline != _DEFAULTS[name]:
+            raise ValueError(f"set {env_name(name)} or {variable}, not both")
+        try:
+            return Path(path).expanduser().read_text().rstrip("\r\n")
+        except OSError as error:
+            raise ValueError(f"{variable}={path!r}: {error.strerror or error}") from None
+
     @property
     def kafka_port(self) -> int:
         return _port_of("//" + self.kafka_bootstrap.split(",")[0], "FAILSOFT_KAFKA_BOOTSTRAP")
@@ -115,6 +169,9 @@ class Settings:
     @property
     def alerta_port(self) -> int:
         return _port_of(self.alerta_endpoint, "FAILSOFT_ALERTA_ENDPOINT")
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Settings)}
 
 
 def env_name(field_name: str) -> str:

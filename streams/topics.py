@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 _DAY_MS = 24 * 3600 * 1000
+# How long a command waits for the brokers' first answer before it gives up, in one line.
+KAFKA_PROBE_TIMEOUT_S = 10.0
 # Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.monitor.leak_watch),
 # and a model's monitor holds one.
 MAX_STATE_BYTES = 16 * 1024 * 1024
@@ -178,7 +181,12 @@ class TopicChange:
 def admin_client(settings: Settings) -> AdminClient:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    from streams.kafka_security import librdkafka_security, quiet_logger
+
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap, **librdkafka_security(settings)},
+        logger=quiet_logger("failsoft.kafka.admin"),
+    )
 
 
 def ensure_topics(
@@ -292,10 +300,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _create(args: argparse.Namespace, settings: Settings) -> int:
     from confluent_kafka import KafkaException
 
+    from streams.kafka_security import describe, probe
+
+    unreachable = probe(settings, KAFKA_PROBE_TIMEOUT_S)
+    if unreachable is not None:
+        print(f"failsoft topics: {unreachable}", file=sys.stderr)
+        return 1
     try:
         report = ensure_topics(settings)
     except KafkaException as error:
-        print(f"failsoft topics: Kafka at {settings.kafka_bootstrap}: {error}")
+        print(f"failsoft topics: {describe(settings)}: {error}", file=sys.stderr)
         return 1
     for change in report:
         print(change)

@@ -145,7 +145,7 @@ class AlertaTap(_Tap):
     ) -> None:
         super().__init__(on_item)
         self._endpoint = settings.alerta_endpoint.rstrip("/")
-        self._headers = {"Authorization": f"Key {settings.alerta_api_key}"}
+        self._headers = {"Authorization": f"Key {settings.secret('alerta_api_key')}"}
         self._environment = settings.alerta_environment
         self._customer = settings.alerta_customer or None
         self._models = sorted(models)

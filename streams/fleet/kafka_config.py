@@ -6,6 +6,7 @@ import logging
 import uuid
 from typing import Any
 
+from streams.kafka_security import librdkafka_security
 from streams.settings import Settings
 from streams.topics import KEY_PARTITIONER
 
@@ -37,6 +38,7 @@ def listener_consumer_config(settings: Settings) -> dict[str, Any]:
     return {
         **_COMMON,
         "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_security(settings),
         "group.id": f"failsoft-fleet-listener-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -52,6 +54,7 @@ def command_producer_config(settings: Settings) -> dict[str, Any]:
     return {
         **_PRODUCER,
         "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_security(settings),
         "linger.ms": 0,
         "acks": "all",
         # One request in flight keeps commands in order across retries, without needing the
@@ -71,6 +74,7 @@ def prediction_producer_config(
     return {
         **_PRODUCER,
         "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_security(settings),
         "queue.buffering.max.messages": max_buffered,
         "queue.buffering.max.kbytes": 256 * 1024,
         "linger.ms": 0,

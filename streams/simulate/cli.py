@@ -143,11 +143,18 @@ def _publish(run: SimulationRun, settings: Settings, *, realtime: bool, batch_si
     from confluent_kafka import Producer
 
     from streams import topics
+    from streams.kafka_security import probe
     from streams.simulate.publish import Pacer, PublishStats, producer_config, publish
     from streams.simulate.timeline import iso_utc
 
     names = {spec.suffix: spec.name(settings) for spec in topics.CATALOGUE}
-    producer = Producer(producer_config(settings.kafka_bootstrap))
+    # A refused password or an untrusted certificate would otherwise show only when the
+    # first deliveries time out, minutes later.
+    unreachable = probe(settings, topics.KAFKA_PROBE_TIMEOUT_S)
+    if unreachable is not None:
+        print(f"failsoft simulate: {unreachable}", file=sys.stderr)
+        return 1
+    producer = Producer(producer_config(settings))
     stats = PublishStats()
     started = time.monotonic()
     last_report = [started]

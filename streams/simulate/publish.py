@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from schemas.codec import BATCHES, encode, encode_batch
+from streams.kafka_security import librdkafka_security, quiet_logger
+from streams.settings import Settings
 from streams.simulate.traffic import SimEvent
 from streams.topics import KEY_PARTITIONER
 
@@ -52,10 +54,12 @@ class ProducerLike(Protocol):
     def flush(self, timeout: float) -> int: ...
 
 
-def producer_config(bootstrap: str) -> dict[str, Any]:
+def producer_config(settings: Settings) -> dict[str, Any]:
     """Throughput over latency: the simulator stands in for many serving nodes at once."""
     return {
-        "bootstrap.servers": bootstrap,
+        "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_security(settings),
+        "logger": quiet_logger("failsoft.simulate.kafka"),
         "linger.ms": 20,
         "batch.num.messages": 10_000,
         "compression.type": "lz4",

@@ -1,17 +1,22 @@
 """Alerta (alerta-server under gunicorn) on the stack's PostgreSQL, with an API key required.
 
 The key is ``settings.alerta_api_key``, created by ``alertad key`` (idempotent), so the
-failsoft processes that read the same settings can post alerts.
+failsoft processes that read the same settings can post alerts. It is an admin's key.
+Two more keys of narrower scope are made on first start, each kept in a file of the state
+folder readable by its owner only (``scoped_key_file``): the workers' key, which may send
+alerts and heartbeats (and read them) but not delete an alert (``DELETE_SCOPES`` asks
+``admin:alerts`` for that), and an analyst's read-only key.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
 from streams.settings import Settings
-from streams.stack.base import Server, host_of, http_status, render
+from streams.stack.base import Server, host_of, http_status, render, write_private
 from streams.stack.postgres import HOST as POSTGRES_HOST
 from streams.stack.postgres import SUPERUSER, database_url
 from streams.stack.process import Command, run_logged, spawn
@@ -20,6 +25,11 @@ DATABASE = "alerta"
 ADMIN_USER = "admin@failsoft.local"
 WORKERS = 2
 KEY_TIMEOUT_S = 60.0
+# The scoped keys, by name: what each may do.
+SCOPED_KEYS = {
+    "worker": ("write:alerts", "write:heartbeats"),
+    "reader": ("read",),
+}
 
 
 class AlertaServer(Server):
@@ -48,10 +58,22 @@ class AlertaServer(Server):
         env = {**os.environ, "ALERTA_SVR_CONF_FILE": str(self._config(settings))}
         log = self.log(settings)
         key: Command = [_tool("alertad"), "key", "--username", ADMIN_USER]
-        key += ["--key", settings.alerta_api_key, "--text", "failsoft local stack"]
+        key += ["--key", settings.secret("alerta_api_key"), "--text", "failsoft local stack"]
         code = run_logged(key, log, timeout=KEY_TIMEOUT_S, env=env)
         if code != 0:
             raise self.fail(settings, f"alertad key failed (exit {code})")
+        for name, scopes in SCOPED_KEYS.items():
+            path = scoped_key_file(settings, name)
+            if not path.exists():
+                write_private(path, secrets.token_urlsafe(30).encode() + b"\n")
+            key = [_tool("alertad"), "key", "--username", ADMIN_USER, "--text", f"failsoft {name}"]
+            key += ["--key", path.read_text().strip()]
+            for scope in scopes:
+                key += ["--scope", scope]
+            # alertad prints the key: its output goes nowhere rather than to the log.
+            code = run_logged(key, Path(os.devnull), timeout=KEY_TIMEOUT_S, env=env)
+            if code != 0:
+                raise self.fail(settings, f"alertad key for the {name} key failed (exit {code})")
         bind = f"{host_of(settings.alerta_endpoint)}:{settings.alerta_port}"
         command: Command = [_tool("gunicorn"), "alerta:create_app()", "--bind", bind]
         # gunicorn 25+ opens a control socket under $HOME unless told not to.
@@ -74,6 +96,12 @@ class AlertaServer(Server):
             allowed_environments=repr(environments),
             environment=repr(settings.alerta_environment),
         )
+
+
+def scoped_key_file(settings: Settings, name: str) -> Path:
+    """The file holding the local Alerta's key ``name`` of ``SCOPED_KEYS``, for
+    ``FAILSOFT_ALERTA_API_KEY_FILE``."""
+    return settings.state_dir / "alerta" / "keys" / f"{name}.key"
 
 
 def _tool(name: str) -> Path:

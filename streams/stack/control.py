@@ -79,13 +79,14 @@ def private_settings(base: Settings, state_dir: Path) -> Settings:
     It shares ``base``'s cache, so nothing is downloaded or built again.
     """
     ports: set[int] = set()
-    while len(ports) < 6:
+    while len(ports) < 7:
         ports.add(free_port())
-    kafka, controller, influxdb, influxdb_rpc, alerta, postgres = sorted(ports)
+    kafka, controller, sasl_ssl, influxdb, influxdb_rpc, alerta, postgres = sorted(ports)
     return dataclasses.replace(
         base,
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         kafka_controller_port=controller,
+        kafka_sasl_ssl_port=sasl_ssl,
         influxdb_url=f"http://127.0.0.1:{influxdb}",
         influxdb_rpc_port=influxdb_rpc,
         alerta_endpoint=f"http://127.0.0.1:{alerta}",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-import logging
 import shutil
 import uuid
 from pathlib import Path
 
+from streams.kafka_security import quiet_logger
 from streams.settings import Settings
 from streams.stack.base import DEPLOY_DIR, Server, host_of, render
+from streams.stack.kafka_auth import BrokerSecrets, ensure_users, grant, secrets_folder
 from streams.stack.process import run_logged, spawn
 
 KAFKA_VERSION = "4.1.1"
@@ -31,7 +32,11 @@ class KafkaServer(Server):
 
     def ports(self, settings: Settings) -> list[tuple[str, int]]:
         host = host_of(settings.kafka_bootstrap)
-        return [(host, settings.kafka_port), (host, settings.kafka_controller_port)]
+        return [
+            (host, settings.kafka_port),
+            (host, settings.kafka_controller_port),
+            (host, settings.kafka_sasl_ssl_port),
+        ]
 
     def lib_dir(self, settings: Settings) -> Path:
         return settings.cache_dir / "kafka" / self.version / "lib"
@@ -80,12 +85,17 @@ class KafkaServer(Server):
             raise self.fail(settings, "java is not on PATH (install a JDK 17 or newer)")
         home = self.data_dir(settings)
         data = home / "data"
+        host = host_of(settings.kafka_bootstrap)
+        broker_secrets = BrokerSecrets(secrets_folder(settings))
+        broker_secrets.ensure([host, "127.0.0.1", "localhost"])
         config = render(
             "kafka/server.properties",
             home / "server.properties",
-            host=host_of(settings.kafka_bootstrap),
+            host=host,
             kafka_port=settings.kafka_port,
             controller_port=settings.kafka_controller_port,
+            sasl_ssl_port=settings.kafka_sasl_ssl_port,
+            keystore=broker_secrets.keystore,
             data_dir=data,
         )
         classpath = f"{self.lib_dir(settings)}/*"
@@ -93,7 +103,9 @@ class KafkaServer(Server):
         if not (data / "meta.properties").exists():
             command = [java, "-cp", classpath, "kafka.tools.StorageTool", "format"]
             command += ["-t", cluster_id(), "-c", str(config)]
-            code = run_logged(command, log, timeout=FORMAT_TIMEOUT_S)
+            users = broker_secrets.scram_arguments()
+            command += users
+            code = run_logged(command, log, timeout=FORMAT_TIMEOUT_S, secret_arguments=users[1::2])
             if code != 0:
                 raise self.fail(settings, f"formatting the storage failed (exit {code})")
         process = spawn(
@@ -115,15 +127,27 @@ class KafkaServer(Server):
         # Imported here: the CLI must not load confluent-kafka for unrelated commands.
         from confluent_kafka.admin import AdminClient
 
-        quiet = logging.getLogger("failsoft.stack.kafka.probe")
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}, logger=quiet)
+        admin = AdminClient(
+            {"bootstrap.servers": settings.kafka_bootstrap},
+            logger=quiet_logger("failsoft.stack.kafka.probe"),
+        )
         try:
             metadata = admin.list_topics(timeout=2.0)
         except Exception:  # KafkaException while the broker is not up yet
             return False
         return bool(metadata.brokers)
+
+    def after_start(self, settings: Settings) -> None:
+        """The SASL_SSL listener's users (a data folder formatted before it existed has
+        none) and the least-privilege ACLs of the settings' topic prefix and app id."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(
+            {"bootstrap.servers": settings.kafka_bootstrap},
+            logger=quiet_logger("failsoft.stack.kafka.admin"),
+        )
+        ensure_users(admin, BrokerSecrets(secrets_folder(settings)))
+        grant(admin, settings)
 
 
 def cluster_id() -> str:

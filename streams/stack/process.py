@@ -138,15 +138,18 @@ def run_logged(
     timeout: float,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    secret_arguments: Sequence[str] = (),
 ) -> int:
     """Run ``command`` to completion with its output appended to ``log``; its exit code.
 
-    A command that outlives ``timeout`` is killed, with its children, and reported as exit
+    The log shows the command line, with ``secret_arguments`` replaced by ``***``. A
+    command that outlives ``timeout`` is killed, with its children, and reported as exit
     code -9.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    shown = ["***" if part in secret_arguments else os.fspath(part) for part in command]
     with log.open("a") as out:
-        out.write(f"$ {' '.join(os.fspath(part) for part in command)}\n")
+        out.write(f"$ {' '.join(shown)}\n")
     process = spawn(command, log, env=env, cwd=cwd)
     try:
         return process.wait(timeout)

@@ -70,6 +70,7 @@ from faust.types import TableT
 
 from detectors.health.damping import AlertDamping
 from schemas.signing import Keyring
+from streams.kafka_security import faust_credentials
 from streams.monitor import Monitor
 from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
@@ -156,6 +157,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     app = FailsoftApp(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store=settings.worker_store,
         datadir=str(settings.worker_data_dir),
         web_host=settings.worker_web_host,
@@ -178,14 +180,14 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
     app.counters = PipelineCounters()
     app.alerta = AlertaSink(
         settings.alerta_endpoint,
-        settings.alerta_api_key,
+        settings.secret("alerta_api_key"),
         settings.alerta_environment,
         customer=settings.alerta_customer or None,
         damping=AlertDamping(settings.alert_damping),
     )
     app.influx = InfluxSink(
         settings.influxdb_url,
-        settings.influxdb_token,
+        settings.secret("influxdb_token"),
         settings.influxdb_org,
         settings.influxdb_bucket,
     )

@@ -18,8 +18,6 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     import faust
 
-KAFKA_PROBE_TIMEOUT_S = 10.0
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -30,26 +28,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from confluent_kafka import KafkaException
+    from schemas.signing import Keyring
+    from streams.cli import EXTRA_OF_MODULE, installed
+    from streams.kafka_security import probe
+    from streams.portfolio import PortfolioError, load_portfolio
+    from streams.topics import KAFKA_PROBE_TIMEOUT_S
 
-    from streams.portfolio import PortfolioError
-    from streams.topics import admin_client
-    from streams.worker.app import create_app
-
+    # The settings first, then Kafka, then the app: Faust's import alone takes seconds, and
+    # a refused password or an untrusted certificate must be told within a few. A missing
+    # extra is told first, as importing the app would (streams.cli names the extra).
+    for module, extra in EXTRA_OF_MODULE.items():
+        if extra == "worker" and not installed(module):
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
     try:
-        app = create_app(settings)
+        portfolio = load_portfolio(settings.portfolio_path)
+        Keyring.from_settings(settings)
+        # One line rather than the traceback of the app's start, which needs Kafka first,
+        # or than Faust's endless retries with a refused password or certificate.
+        unreachable = probe(settings, KAFKA_PROBE_TIMEOUT_S)
+        if unreachable is not None:
+            print(f"failsoft worker: {unreachable}", file=sys.stderr)
+            return 1
+        from streams.worker.app import create_app
+
+        app = create_app(settings, portfolio)
     except PortfolioError as error:
         print(f"failsoft worker: {settings.portfolio_path}: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:  # a control key that cannot be read or is too short
+    except ValueError as error:  # a key or secret file that cannot be read, a short key
         print(f"failsoft worker: {error}", file=sys.stderr)
         return 2
-    # One line rather than the traceback of the app's start, which needs Kafka first.
-    try:
-        admin_client(settings).list_topics(timeout=KAFKA_PROBE_TIMEOUT_S)
-    except KafkaException as error:
-        print(f"failsoft worker: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
-        return 1
     print(
         f"failsoft worker: {len(app.portfolio)} models from {settings.portfolio_path}, "
         f"web on {settings.worker_web_host}:{settings.worker_web_port}"

@@ -45,6 +45,7 @@ from faust.streams import _current_event
 
 from schemas.codec import dead_letters, encode
 from schemas.contracts import DecodeError, FeatureWrite
+from streams.kafka_security import aiokafka_security
 from streams.monitor.batch import Record
 from streams.worker.ingest import Input, InputRecord, admit
 
@@ -241,6 +242,7 @@ class IngestReader:
         settings = self.app.settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
+            **aiokafka_security(settings),
             group_id=f"{settings.worker_app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

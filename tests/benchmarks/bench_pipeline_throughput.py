@@ -236,7 +236,7 @@ def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: i
     records of one topic and owner; the count of records per topic suffix."""
     from confluent_kafka import Producer
 
-    producer = Producer(producer_config(settings.kafka_bootstrap))
+    producer = Producer(producer_config(settings))
     produced: Counter[str] = Counter()
 
     def send(suffix: str, key: str, value: bytes) -> None:

@@ -71,6 +71,8 @@ class SimulatedRun:
 def influxql(settings: Settings, statement: str) -> None:
     data = urllib.parse.urlencode({"q": statement}).encode()
     request = urllib.request.Request(f"{settings.influxdb_url}/query", data=data, method="POST")
+    # InfluxDB 1.8 takes the token's user and password this way too.
+    request.add_header("Authorization", f"Token {settings.secret('influxdb_token')}")
     with urllib.request.urlopen(request, timeout=10) as response:
         answer = json.load(response)
     assert "error" not in answer["results"][0], answer
