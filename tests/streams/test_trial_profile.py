@@ -106,30 +106,33 @@ START_MS = 1_800_000_000_000
 
 
 def detections(profile: str) -> list[tuple[float, str, str, str]]:
-    """(seconds into the run, event, severity, value) of the ranker's leak and shadow
-    verdict alerts, its monitor fed as the worker feeds it: half a second per batch."""
+    """The ranker's leak and shadow verdict alerts as (start of their batch in seconds into
+    the run, event, severity, value), its monitor fed as the worker feeds it: half a
+    second of records per batch."""
     portfolio = parse_portfolio(f'[defaults]\nprofile = "{profile}"\n' + TRIAL_MODEL)
     model = portfolio.get("ranker")
     assert model is not None
     run = SimulationRun.prepare(parse_scenario(TRIAL_RUN), start_ms=START_MS, portfolio=portfolio)
     monitor = Monitor(model)
     found: list[tuple[float, str, str, str]] = []
+
+    def observe(records: list[Prediction | GroundTruth | FeatureWrite], at_ms: int) -> None:
+        effects = monitor.observe(Batch.from_records("ranker", records, {"ranker.clicks_7d"}))
+        found.extend(
+            ((at_ms - START_MS) / 1000, a.event, a.severity, a.value)
+            for a in effects.alerts
+            if a.event in ("label_leak", "shadow_verdict")
+        )
+
     records: list[Prediction | GroundTruth | FeatureWrite] = []
     batch_start = START_MS
-    for event in [*run.events(), None]:
-        if event is None or event.at - batch_start >= 500:
-            effects = monitor.observe(Batch.from_records("ranker", records, {"ranker.clicks_7d"}))
-            at = (batch_start - START_MS) / 1000
-            found += [
-                (at, a.event, a.severity, a.value)
-                for a in effects.alerts
-                if a.event in ("label_leak", "shadow_verdict")
-            ]
-            if event is None:
-                return found
+    for event in run.events():
+        if event.at - batch_start >= 500:
+            observe(records, batch_start)
             records, batch_start = [], event.at
         records.append(event.record)
-    raise AssertionError("unreachable")
+    observe(records, batch_start)
+    return found
 
 
 def test_a_trial_flags_the_leak_and_promotes_the_better_shadow_within_minutes() -> None:
