@@ -20,11 +20,12 @@ that detects it, by the demo report's rule (``streams.demo.report.detects``: a f
 command, or a detector alert above informational, or a shadow verdict, of a detector
 that fits the incident's kind), at any time up to the end of the run, and the model's
 alarms of any detector before the incident began (false alarms). A missed incident
-is printed with what the run held for it: the model's labels that arrived within the run
-(label-based detectors decide nothing without them) and, for a shadow, the stable period
-its portfolio table declares. Then per model the first commands and non-health alerts.
-No stack, no Kafka; the run is seeded (``--seed``, default the scenario's), so a repeat
-differs only in CPU time.
+is printed with what the run held for it: the model's live predictions before it (a
+drift that begins before the drift reference is full becomes part of the reference), the
+model's labels that arrived within the run (label-based detectors decide nothing without
+them) and, for a shadow, the stable period its portfolio table declares. Then per model
+the first commands and non-health alerts. No stack, no Kafka; the run is seeded
+(``--seed``, default the scenario's), so a repeat differs only in CPU time.
 
 Run from the repository root::
 
@@ -36,6 +37,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import time
 from datetime import timedelta
@@ -89,6 +91,7 @@ def main() -> None:
     found: dict[str, list[tuple[object, ...]]] = collections.defaultdict(list)
     detections: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
     labels: collections.Counter[str] = collections.Counter()
+    predicted: dict[str, list[int]] = collections.defaultdict(list)
     first_label: dict[str, int] = {}
     pending: dict[str, list[Prediction | GroundTruth | FeatureWrite]] = collections.defaultdict(
         list
@@ -119,6 +122,8 @@ def main() -> None:
                 pending[model_id].append(record)
         else:
             pending[record.model_id].append(record)
+            if isinstance(record, Prediction) and record.role == "live":
+                predicted[record.model_id].append(event.at)
             if isinstance(record, GroundTruth):
                 labels[record.model_id] += 1
                 first_label.setdefault(record.model_id, event.at)
@@ -153,10 +158,14 @@ def main() -> None:
         assert model is not None
         arrived = labels[model_id]
         facts = [
+            f"{bisect.bisect_left(predicted[model_id], at_ms)} predictions before it",
             f"label_delay {model.label_delay.total_seconds():g} s",
             f"{arrived} labels in the run"
             + (f", the first at {first_label[model_id] / 1000:.1f} s" if arrived else ""),
         ]
+        if kind.startswith("drift"):
+            reference = model.detector_settings("drift").get("reference_size")
+            facts.append(f"drift reference_size {reference}")
         if model.shadow is not None and kind.startswith("shadow"):
             period = model.shadow.min_stable_period.total_seconds()
             facts.append(f"shadow.min_stable_period {period:g} s")
