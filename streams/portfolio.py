@@ -93,11 +93,12 @@ class Profile:
 # ``[defaults] profile = "trial"``: settings for a first try of a few minutes, where the
 # production defaults (a 15-minute dwell, an hour's quiet, a week's shadow trial) would
 # detect nothing. They are the demo's (streams.demo.run.DEMO_DETECTOR_DEFAULTS, checked
-# on the default scenario by tests/demo/test_demo_portfolio.py; tests/benchmarks/
-# bench_trial_profile.py replays the short one in 3 minutes): drift windows of 300
+# on the default scenario by tests/demo/test_demo_portfolio.py): drift windows of 300
 # predictions, a health policy that confirms in seconds, output references of 400
 # predictions, a leak watch that judges lags up to 8 minutes, and a shadow compared for a
-# minute.
+# minute. A trial still detects only what reaches it within its minutes: a model whose
+# labels come later gets no leak or shadow verdict in it, whatever the settings
+# (tests/benchmarks/bench_trial_profile.py, the README's "Trial profile" benchmark).
 PROFILES: Mapping[str, Profile] = {
     "production": Profile({}),
     "trial": Profile(

@@ -65,10 +65,21 @@ def fleet_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+def venv_environment() -> dict[str, str]:
+    """This process's environment without PYTHONPATH, which would put a checkout's
+    packages before the installed ones (tests run from a worktree set it)."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+
 def in_venv(venv: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     # Outside the repo, so that the installed packages are imported, not the repo's.
     return subprocess.run(
-        [venv / "bin" / "python", *args], capture_output=True, text=True, cwd=venv, **kwargs
+        [venv / "bin" / "python", *args],
+        capture_output=True,
+        text=True,
+        cwd=venv,
+        env=venv_environment(),
+        **kwargs,
     )
 
 
@@ -90,7 +101,11 @@ def test_a_worker_command_names_the_extra_it_needs_in_one_line(
     fleet_venv: Path, argv: list[str]
 ) -> None:
     result = subprocess.run(
-        [fleet_venv / "bin" / "failsoft", *argv], capture_output=True, text=True, cwd=fleet_venv
+        [fleet_venv / "bin" / "failsoft", *argv],
+        capture_output=True,
+        text=True,
+        cwd=fleet_venv,
+        env=venv_environment(),
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
@@ -101,7 +116,7 @@ def test_a_worker_command_names_the_extra_it_needs_in_one_line(
 def node_environment(settings: Settings) -> dict[str, str]:
     """The settings a serving node needs: the broker, the topic prefix and the public keys."""
     fields = ("kafka_bootstrap", "topic_prefix", "control_public_keys", "control_public_keys_file")
-    return {**os.environ, **{env_name(field): getattr(settings, field) for field in fields}}
+    return {**venv_environment(), **{env_name(field): getattr(settings, field) for field in fields}}
 
 
 def test_the_example_node_obeys_a_command_and_its_predictions_reach_the_topic(
