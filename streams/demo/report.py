@@ -25,6 +25,10 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   one;
 - **recovered**: a restore command for M came after the fallback command.
 
+The **ladder steps** are the commands that carried a level of a model's fallback ladder
+(0 the model, 1 its first fallback, ...), in the order the worker produced them: a step
+down when the level in use went bad, a climb one level at a time after the dwell.
+
 Alert churn, per model: every change of an alert it has (its opening and each change of
 severity), and the **flaps** among them: a change that is not an escalation and comes
 within ``FLAP_WINDOW_S`` of the same alert's previous change. Each is a page that told
@@ -84,6 +88,9 @@ DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     "broken_model": ("score", "error_rate", "performance_drop", "estimated_accuracy"),
     "shadow_better": ("shadow_verdict:promote",),
     "shadow_worse": ("shadow_verdict:reject",),
+    # A slow model: the latency CUSUM on its live answers, the nodes' breaker trips
+    # (a fleet-wide alert), or the fallbacks its tripped breakers served (error rate).
+    "latency_jump": ("latency", "breaker_trips", "error_rate"),
 }
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
@@ -131,6 +138,30 @@ class ObservedCommand:
     at_ms: int
     seq: int
     issued_at_ms: int
+    level: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "action": self.action,
+            "detector": self.detector,
+            "at": _iso(self.at_ms),
+            "seq": self.seq,
+            "issued_at": _iso(self.issued_at_ms),
+            "level": self.level,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> ObservedCommand:
+        return cls(
+            model=entry["model"],
+            action=entry["action"],
+            detector=entry["detector"],
+            at_ms=parse_iso_ms(entry["at"]),
+            seq=int(entry["seq"]),
+            issued_at_ms=parse_iso_ms(entry["issued_at"]),
+            level=entry["level"],
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,6 +321,8 @@ class Report:
     alert_churn: tuple[AlertChurn, ...] = ()
     # The worker's maximum lag during the run; None when not measured (or saved before).
     worker_max_lag: WorkerLag | None = None
+    # Commands that carried a fallback ladder's level, in the order produced.
+    ladder_steps: tuple[ObservedCommand, ...] = ()
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -313,6 +346,7 @@ class Report:
             "worker_max_lag": (
                 None if self.worker_max_lag is None else dataclasses.asdict(self.worker_max_lag)
             ),
+            "ladder_steps": [step.to_json() for step in self.ladder_steps],
         }
 
     def dumps(self) -> str:
@@ -378,6 +412,21 @@ class Report:
                 + (", ".join(f"{e.model} {e.flaps}" for e in flapping) if flapping else "none")
                 + "."
             )
+        if self.ladder_steps:
+            lines += [
+                "",
+                "Ladder steps (commands carrying a level; 0 is the model itself):",
+                "",
+                "| model | level | action | seq | by | decided | sent |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {step.model} | {step.level} | {step.action} | {step.seq} | "
+                f"{step.detector} | {_after(self.started_at, step.issued_at_ms)} | "
+                f"{_clock(step.at_ms)} |"
+                for step in self.ladder_steps
+            ]
+            lines.append("")
         lag = self.worker_max_lag
         lines.append(
             "Worker's maximum lag: not measured."
@@ -412,6 +461,9 @@ class Report:
                         int(document["worker_max_lag"]["records"]),
                         float(document["worker_max_lag"]["seconds"]),
                     )
+                ),
+                ladder_steps=tuple(
+                    ObservedCommand.from_json(e) for e in document.get("ladder_steps", ())
                 ),
             )
         except KeyError as error:
@@ -479,6 +531,7 @@ def build_report(
         tuple(false_fallbacks),
         alert_churn(alerts),
         worker_max_lag,
+        tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
     )
 
 
