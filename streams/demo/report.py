@@ -25,9 +25,11 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   one;
 - **recovered**: a restore command for M came after the fallback command.
 
-The **ladder steps** are the commands that carried a level of a model's fallback ladder
-(0 the model, 1 its first fallback, ...), in the order the worker produced them: a step
-down when the level in use went bad, a climb one level at a time after the dwell.
+The **serving alarms** are each model's first alarm of the latency detector and of the
+fleet-wide ``breaker_trips`` alert, whichever detection came first. The **ladder steps**
+are the commands that carried a level of a model's fallback ladder (0 the model, 1 its
+first fallback, ...), in the order the worker produced them: a step down when the level
+in use went bad, a climb one level at a time after the dwell.
 
 Alert churn, per model: every change of an alert it has (its opening and each change of
 severity), and the **flaps** among them: a change that is not an escalation and comes
@@ -92,6 +94,8 @@ DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     # (a fleet-wide alert), or the fallbacks its tripped breakers served (error rate).
     "latency_jump": ("latency", "breaker_trips", "error_rate"),
 }
+# The detectors of a model's serving against its SLO, which the report lists on their own.
+SERVING_DETECTORS = frozenset({"latency", "breaker_trips"})
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
 # Alerts that are news whatever their severity: a shadow's verdict (a promotion is
@@ -184,6 +188,16 @@ class AlertEvent:
     severity: str
     at_ms: int
     detector: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        del fields["at_ms"]
+        return fields | {"at": _iso(self.at_ms)}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> AlertEvent:
+        fields = {key: value for key, value in entry.items() if key != "at"}
+        return cls(**fields, at_ms=parse_iso_ms(entry["at"]))
 
     @property
     def alarm(self) -> bool:
@@ -323,6 +337,8 @@ class Report:
     worker_max_lag: WorkerLag | None = None
     # Commands that carried a fallback ladder's level, in the order produced.
     ladder_steps: tuple[ObservedCommand, ...] = ()
+    # Each model's first alarm of each serving detector (SERVING_DETECTORS), by time.
+    serving_alarms: tuple[AlertEvent, ...] = ()
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -347,6 +363,7 @@ class Report:
                 None if self.worker_max_lag is None else dataclasses.asdict(self.worker_max_lag)
             ),
             "ladder_steps": [step.to_json() for step in self.ladder_steps],
+            "serving_alarms": [alarm.to_json() for alarm in self.serving_alarms],
         }
 
     def dumps(self) -> str:
@@ -412,6 +429,15 @@ class Report:
                 + (", ".join(f"{e.model} {e.flaps}" for e in flapping) if flapping else "none")
                 + "."
             )
+        if self.serving_alarms:
+            lines.append(
+                "Serving alarms (a model's latency against its SLO, its nodes' breakers): "
+                + ", ".join(
+                    f"{a.model} {a.detector} [{a.severity}] at {_clock(a.at_ms)}"
+                    for a in self.serving_alarms
+                )
+                + "."
+            )
         if self.ladder_steps:
             lines += [
                 "",
@@ -464,6 +490,9 @@ class Report:
                 ),
                 ladder_steps=tuple(
                     ObservedCommand.from_json(e) for e in document.get("ladder_steps", ())
+                ),
+                serving_alarms=tuple(
+                    AlertEvent.from_json(e) for e in document.get("serving_alarms", ())
                 ),
             )
         except KeyError as error:
@@ -532,7 +561,16 @@ def build_report(
         alert_churn(alerts),
         worker_max_lag,
         tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
+        _first_serving_alarms(alarms),
     )
+
+
+def _first_serving_alarms(alarms: Sequence[AlertEvent]) -> tuple[AlertEvent, ...]:
+    firsts: dict[tuple[str, str], AlertEvent] = {}
+    for alarm in alarms:
+        if alarm.detector in SERVING_DETECTORS:
+            firsts.setdefault((alarm.model, alarm.detector), alarm)
+    return tuple(firsts.values())
 
 
 def alert_churn(alerts: Iterable[AlertEvent]) -> tuple[AlertChurn, ...]:

@@ -546,3 +546,39 @@ def test_the_ladders_steps_are_listed_in_order_with_their_levels_and_read_back()
     del document["ladder_steps"]
     assert Report.from_json(document).ladder_steps == ()
     assert "Ladder steps" not in report([incident("drift_abrupt", "m", 10)]).to_markdown()
+
+
+def test_each_models_first_latency_and_breaker_trips_alarm_is_listed_and_reads_back() -> None:
+    def serving(seconds: float, event: str, severity: str = "major") -> AlertEvent:
+        return alert("gpu", seconds, event, group="detector", alert_id=event, severity=severity)
+
+    result = report(
+        [incident("latency_jump", "gpu", 50, 120)],
+        alerts=[
+            serving(53, "breaker_trips"),
+            serving(54, "error_rate", "warning"),
+            serving(60, "breaker_trips", "normal"),
+            serving(61, "breaker_trips"),
+            serving(70, "latency", "warning"),
+        ],
+        bounds={"latency_jump": 30.0},
+    )
+    assert [(a.detector, a.at_ms) for a in result.serving_alarms] == [
+        ("breaker_trips", at(53)),
+        ("latency", at(70)),
+    ]
+    assert (
+        "Serving alarms (a model's latency against its SLO, its nodes' breakers): gpu "
+        "breaker_trips [major] at 12:00:53.000, gpu latency [warning] at 12:01:10.000."
+    ) in result.to_markdown()
+    document = json.loads(result.dumps())
+    assert document["serving_alarms"][0] == {
+        "alert_id": "breaker_trips",
+        "model": "gpu",
+        "group": "detector",
+        "event": "breaker_trips",
+        "severity": "major",
+        "detector": "breaker_trips",
+        "at": "2026-11-28T12:00:53.000Z",
+    }
+    assert Report.from_json(document) == result
