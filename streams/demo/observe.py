@@ -119,6 +119,7 @@ class ControlTap(_Tap):
                             produced_at,
                             command.seq,
                             command.issued_at,
+                            command.level,
                         )
                     )
         finally:

@@ -25,6 +25,12 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   one;
 - **recovered**: a restore command for M came after the fallback command.
 
+The **serving alarms** are each model's first alarm of the latency detector and of the
+fleet-wide ``breaker_trips`` alert, whichever detection came first. The **ladder steps**
+are the commands that carried a level of a model's fallback ladder (0 the model, 1 its
+first fallback, ...), in the order the worker produced them: a step down when the level
+in use went bad, a climb one level at a time after the dwell.
+
 Alert churn, per model: every change of an alert it has (its opening and each change of
 severity), and the **flaps** among them: a change that is not an escalation and comes
 within ``FLAP_WINDOW_S`` of the same alert's previous change. Each is a page that told
@@ -84,7 +90,12 @@ DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     "broken_model": ("score", "error_rate", "performance_drop", "estimated_accuracy"),
     "shadow_better": ("shadow_verdict:promote",),
     "shadow_worse": ("shadow_verdict:reject",),
+    # A slow model: the latency CUSUM on its live answers, the nodes' breaker trips
+    # (a fleet-wide alert), or the fallbacks its tripped breakers served (error rate).
+    "latency_jump": ("latency", "breaker_trips", "error_rate"),
 }
+# The detectors of a model's serving against its SLO, which the report lists on their own.
+SERVING_DETECTORS = frozenset({"latency", "breaker_trips"})
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
 # Alerts that are news whatever their severity: a shadow's verdict (a promotion is
@@ -131,6 +142,30 @@ class ObservedCommand:
     at_ms: int
     seq: int
     issued_at_ms: int
+    level: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "action": self.action,
+            "detector": self.detector,
+            "at": _iso(self.at_ms),
+            "seq": self.seq,
+            "issued_at": _iso(self.issued_at_ms),
+            "level": self.level,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> ObservedCommand:
+        return cls(
+            model=entry["model"],
+            action=entry["action"],
+            detector=entry["detector"],
+            at_ms=parse_iso_ms(entry["at"]),
+            seq=int(entry["seq"]),
+            issued_at_ms=parse_iso_ms(entry["issued_at"]),
+            level=entry["level"],
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +188,16 @@ class AlertEvent:
     severity: str
     at_ms: int
     detector: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        del fields["at_ms"]
+        return fields | {"at": _iso(self.at_ms)}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> AlertEvent:
+        fields = {key: value for key, value in entry.items() if key != "at"}
+        return cls(**fields, at_ms=parse_iso_ms(entry["at"]))
 
     @property
     def alarm(self) -> bool:
@@ -290,6 +335,10 @@ class Report:
     alert_churn: tuple[AlertChurn, ...] = ()
     # The worker's maximum lag during the run; None when not measured (or saved before).
     worker_max_lag: WorkerLag | None = None
+    # Commands that carried a fallback ladder's level, in the order produced.
+    ladder_steps: tuple[ObservedCommand, ...] = ()
+    # Each model's first alarm of each serving detector (SERVING_DETECTORS), by time.
+    serving_alarms: tuple[AlertEvent, ...] = ()
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -313,6 +362,8 @@ class Report:
             "worker_max_lag": (
                 None if self.worker_max_lag is None else dataclasses.asdict(self.worker_max_lag)
             ),
+            "ladder_steps": [step.to_json() for step in self.ladder_steps],
+            "serving_alarms": [alarm.to_json() for alarm in self.serving_alarms],
         }
 
     def dumps(self) -> str:
@@ -378,6 +429,30 @@ class Report:
                 + (", ".join(f"{e.model} {e.flaps}" for e in flapping) if flapping else "none")
                 + "."
             )
+        if self.serving_alarms:
+            lines.append(
+                "Serving alarms (a model's latency against its SLO, its nodes' breakers): "
+                + ", ".join(
+                    f"{a.model} {a.detector} [{a.severity}] at {_clock(a.at_ms)}"
+                    for a in self.serving_alarms
+                )
+                + "."
+            )
+        if self.ladder_steps:
+            lines += [
+                "",
+                "Ladder steps (commands carrying a level; 0 is the model itself):",
+                "",
+                "| model | level | action | seq | by | decided | sent |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {step.model} | {step.level} | {step.action} | {step.seq} | "
+                f"{step.detector} | {_after(self.started_at, step.issued_at_ms)} | "
+                f"{_clock(step.at_ms)} |"
+                for step in self.ladder_steps
+            ]
+            lines.append("")
         lag = self.worker_max_lag
         lines.append(
             "Worker's maximum lag: not measured."
@@ -412,6 +487,12 @@ class Report:
                         int(document["worker_max_lag"]["records"]),
                         float(document["worker_max_lag"]["seconds"]),
                     )
+                ),
+                ladder_steps=tuple(
+                    ObservedCommand.from_json(e) for e in document.get("ladder_steps", ())
+                ),
+                serving_alarms=tuple(
+                    AlertEvent.from_json(e) for e in document.get("serving_alarms", ())
                 ),
             )
         except KeyError as error:
@@ -479,7 +560,17 @@ def build_report(
         tuple(false_fallbacks),
         alert_churn(alerts),
         worker_max_lag,
+        tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
+        _first_serving_alarms(alarms),
     )
+
+
+def _first_serving_alarms(alarms: Sequence[AlertEvent]) -> tuple[AlertEvent, ...]:
+    firsts: dict[tuple[str, str], AlertEvent] = {}
+    for alarm in alarms:
+        if alarm.detector in SERVING_DETECTORS:
+            firsts.setdefault((alarm.model, alarm.detector), alarm)
+    return tuple(firsts.values())
 
 
 def alert_churn(alerts: Iterable[AlertEvent]) -> tuple[AlertChurn, ...]:

@@ -101,12 +101,14 @@ report_every = 5
 # detected: two drift windows to confirm, plus the ramp of a gradual drift; a broken
 # model's output or error CUSUM alarms within seconds; a shadow's verdict waits for
 # labels and for the shadow's min_stable_period (the offline replay reached it after 60 s
-# for the better and 97 s for the worse shadow). Kinds not named get the report's default
-# bound.
+# for the better and 97 s for the worse shadow); a slow model's breakers trip within its
+# first calls past the deadline, and their fallbacks raise the error CUSUM within seconds,
+# as a broken model's errors do. Kinds not named get the report's default bound.
 DETECTION_BOUNDS_S = {
     "drift_abrupt": 60.0,
     "drift_gradual": 90.0,
     "broken_model": 30.0,
+    "latency_jump": 30.0,
     "shadow_better": 150.0,
     "shadow_worse": 150.0,
 }

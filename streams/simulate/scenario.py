@@ -28,6 +28,13 @@ optional nominal end, absent meaning "until the run ends"):
     ``error_rate``, default 0.5: that share of requests fails and the node serves its
     fallback, logged with role ``fallback``). Without ``until`` the model stays broken,
     which exercises escalation.
+``latency_jump``
+    ``latency_ms``: the live model's median latency becomes ``latency_ms`` (lognormal, as
+    before the jump). The model must have an ``slo``: a simulated serving node calls it
+    through a breaker with the fleet's defaults and the SLO's ``latency_p99_ms``, so
+    calls past the deadline are served by the fallback (``fallback_reason`` ``timeout``),
+    a tripped breaker serves it too (``breaker_open:<why>``), and half-open probes find
+    the model well again once the incident ends.
 ``shadow_better`` / ``shadow_worse``
     The model's shadow (the portfolio must pair one) predicts with ``noise_factor`` times
     the live model's noise (defaults 0.25 and 3.0), so its loss is lower or higher.
@@ -50,7 +57,8 @@ optional nominal end, absent meaning "until the run ends"):
 ... except ScenarioError as error:
 ...     print(error)
 scenario: incident 1, key 'kind': expected one of availability_gap, broken_model, \
-drift_abrupt, drift_gradual, label_leak, shadow_better, shadow_worse, got 'meteor'
+drift_abrupt, drift_gradual, label_leak, latency_jump, shadow_better, shadow_worse, got \
+'meteor'
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ _PARAMS: dict[str, dict[str, float | str | timedelta | None]] = {
     "availability_gap": {"write_lag": None},
     "label_leak": {},
     "broken_model": {"mode": "constant", "output": 0.5, "error_rate": 0.5},
+    "latency_jump": {"latency_ms": None},
     "shadow_better": {"noise_factor": 0.25},
     "shadow_worse": {"noise_factor": 3.0},
 }
@@ -228,6 +237,13 @@ def check_incidents(
             raise ScenarioError(
                 index, "model", f"{model.model_id} runs no shadow; the portfolio pairs none"
             )
+        if incident.kind == "latency_jump" and model.slo is None:
+            raise ScenarioError(
+                index,
+                "model",
+                f"{model.model_id} has no slo; a latency jump trips a breaker set by "
+                "its slo.latency_p99_ms",
+            )
         if incident.at >= nominal_span:
             raise ScenarioError(
                 index,
@@ -303,7 +319,7 @@ def _param(index: int, kind: str, key: str, value: object) -> float | str | time
     number = _number(index, key, value)
     if key in {"output", "error_rate"} and not 0.0 <= number <= 1.0:
         raise ScenarioError(index, key, f"expected a probability in [0, 1], got {value!r}")
-    if key == "noise_factor" and number <= 0:
+    if key in {"noise_factor", "latency_ms"} and number <= 0:
         raise ScenarioError(index, key, f"expected a positive number, got {value!r}")
     return number
 

@@ -47,6 +47,7 @@ from schemas.contracts import (
     Score,
 )
 from streams import topics
+from streams.fleet.breaker import BreakerCore, BreakerSettings, Outcome
 from streams.simulate.population import FeatureProfile, ModelProfile
 from streams.simulate.scenario import Incident
 
@@ -121,6 +122,9 @@ class _ModelState:
     label_delay_median: float
     broken: list[_Window]
     shadow: list[_Window]
+    slow: list[_Window]
+    # The serving node's breaker of a model with an SLO, on the compressed clock.
+    breaker: BreakerCore | None
 
 
 class _Draws:
@@ -248,6 +252,10 @@ def _compile(
             label_delay_median=compressed_ms(profile.label_delay_median, time_scale),
             broken=[],
             shadow=[],
+            slow=[],
+            breaker=None
+            if profile.slo_p99_ms is None
+            else BreakerCore(BreakerSettings(slo_p99_ms=profile.slo_p99_ms)),
         )
         for profile in profiles
     ]
@@ -266,6 +274,8 @@ def _compile(
             model.broken.append(window)
         elif incident.kind in {"shadow_better", "shadow_worse"}:
             model.shadow.append(window)
+        elif incident.kind == "latency_jump":
+            model.slow.append(window)
         else:
             assert incident.feature is not None
             index = model.profile.feature_index(incident.feature)
@@ -320,10 +330,29 @@ def _request(
             elif draws.uniform() <= window.incident.param("error_rate"):
                 # The model raised; the node served its fallback, a base-rate guess.
                 role, score = "fallback", _sigmoid(profile.intercept)
-    latency = draws.lognormal(profile.latency_median_ms, 0.3)
+    latency_median = profile.latency_median_ms
+    for window in model.slow:
+        if window.covers(now):
+            latency_median = window.incident.param("latency_ms")
+    latency = draws.lognormal(latency_median, 0.3)
+    reason, level = None, None
+    if model.breaker is not None:
+        reason, latency = _through_breaker(model.breaker, role, latency, now / 1000.0)
+        if reason is not None:
+            role, score, level = "fallback", _sigmoid(profile.intercept), 1
     emit(
         _prediction(
-            profile, profile.version, role, request_id, entity_id, now, score, seen, latency
+            profile,
+            profile.version,
+            role,
+            request_id,
+            entity_id,
+            now,
+            score,
+            seen,
+            latency,
+            reason,
+            level,
         )
     )
     if profile.shadow_version is not None:
@@ -376,6 +405,24 @@ def _request(
                 )
             )
             emit(_write(entity_id, feature.profile.name, None, label_at, written_at))
+
+
+def _through_breaker(
+    breaker: BreakerCore, role: Role, latency: float, now_s: float
+) -> tuple[str | None, float]:
+    """The call as the fleet's router makes it through the model's breaker: why a fallback
+    served it (None when the model answered), and the latency the node logs."""
+    admission = breaker.admit(now_s)
+    if admission == "fallback":
+        # The fallback answers at once; the model is not called.
+        return f"breaker_open:{breaker.reason}", 0.0
+    deadline = breaker.settings.deadline_ms
+    if deadline is not None and latency > deadline:
+        breaker.record("timeout", deadline, now_s, probe=admission == "probe")
+        return "timeout", deadline
+    outcome: Outcome = "error" if role == "fallback" else "ok"
+    breaker.record(outcome, latency, now_s, probe=admission == "probe")
+    return ("error" if outcome == "error" else None), latency
 
 
 def _value(feature: _FeatureState, now: int, draws: _Draws) -> tuple[Scalar, float]:
@@ -440,6 +487,8 @@ def _prediction(
     score: float,
     seen: dict[str, FeatureSeen],
     latency: float,
+    fallback_reason: str | None = None,
+    level: int | None = None,
 ) -> SimEvent:
     return SimEvent(
         now,
@@ -456,5 +505,7 @@ def _prediction(
             output=Score(round(score, 6)),
             features=seen,
             latency_ms=round(latency, 3),
+            fallback_reason=fallback_reason,
+            level=level,
         ),
     )

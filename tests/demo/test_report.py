@@ -484,3 +484,101 @@ def test_the_workers_maximum_lag_is_in_the_markdown_and_reads_back() -> None:
     del document["worker_max_lag"]
     assert Report.from_json(document).worker_max_lag is None
     assert "Worker's maximum lag: not measured." in report(timeline).to_markdown()
+
+
+def level(
+    model: str, seconds: float, level: int, seq: int, detector: str = "ladder"
+) -> ObservedCommand:
+    action = "restore" if level == 0 else "fallback"
+    return ObservedCommand(model, action, detector, at(seconds), seq, at(seconds - 1), level)
+
+
+def test_a_latency_jump_is_detected_by_the_breaker_trips_alert_before_its_fallback() -> None:
+    result = report(
+        [incident("latency_jump", "gpu", 50, 120)],
+        commands=[level("gpu", 58, 1, 1, detector="error_rate"), level("gpu", 130, 0, 2)],
+        alerts=[
+            alert("gpu", 53, "breaker_trips", group="detector", alert_id="t", severity="major"),
+            alert("gpu", 58.5, "ModelFallback", severity="major", detector="error_rate"),
+        ],
+        bounds={"latency_jump": 30.0},
+    )
+    [row] = result.incidents
+    assert (row.detected_at, row.detector, row.command_at) == (at(53), "breaker_trips", at(58))
+    assert (row.alert_id, row.recovered) == ("a-gpu", True)
+    assert result.false_fallbacks == ()
+
+
+def test_the_ladders_steps_are_listed_in_order_with_their_levels_and_read_back() -> None:
+    steps = [
+        level("gpu", 58, 1, 1, detector="error_rate"),
+        level("gpu", 80, 2, 2),
+        level("gpu", 110, 1, 3),
+        level("gpu", 130, 0, 4),
+    ]
+    result = report(
+        [incident("latency_jump", "gpu", 50, 120), incident("broken_model", "cpu", 75, 105)],
+        # Out of order, as the taps may hand them over; commands without a level are no step.
+        commands=[*reversed(steps), fallback("cpu", 79, detector="error_rate")],
+        bounds={"latency_jump": 30.0, "broken_model": 30.0},
+    )
+    assert result.ladder_steps == tuple(steps)
+    text = result.to_markdown()
+    table = text.split("Ladder steps")[1].splitlines()
+    assert table[4:8] == [
+        "| gpu | 1 | fallback | 1 | error_rate | +57.0 s | 12:00:58.000 |",
+        "| gpu | 2 | fallback | 2 | ladder | +79.0 s | 12:01:20.000 |",
+        "| gpu | 1 | fallback | 3 | ladder | +109.0 s | 12:01:50.000 |",
+        "| gpu | 0 | restore | 4 | ladder | +129.0 s | 12:02:10.000 |",
+    ]
+    document = json.loads(result.dumps())
+    assert document["ladder_steps"][1] == {
+        "model": "gpu",
+        "action": "fallback",
+        "detector": "ladder",
+        "at": "2026-11-28T12:01:20.000Z",
+        "seq": 2,
+        "issued_at": "2026-11-28T12:01:19.000Z",
+        "level": 2,
+    }
+    assert Report.from_json(document) == result
+    # A report saved before ladders, or a run without one, has no section.
+    del document["ladder_steps"]
+    assert Report.from_json(document).ladder_steps == ()
+    assert "Ladder steps" not in report([incident("drift_abrupt", "m", 10)]).to_markdown()
+
+
+def test_each_models_first_latency_and_breaker_trips_alarm_is_listed_and_reads_back() -> None:
+    def serving(seconds: float, event: str, severity: str = "major") -> AlertEvent:
+        return alert("gpu", seconds, event, group="detector", alert_id=event, severity=severity)
+
+    result = report(
+        [incident("latency_jump", "gpu", 50, 120)],
+        alerts=[
+            serving(53, "breaker_trips"),
+            serving(54, "error_rate", "warning"),
+            serving(60, "breaker_trips", "normal"),
+            serving(61, "breaker_trips"),
+            serving(70, "latency", "warning"),
+        ],
+        bounds={"latency_jump": 30.0},
+    )
+    assert [(a.detector, a.at_ms) for a in result.serving_alarms] == [
+        ("breaker_trips", at(53)),
+        ("latency", at(70)),
+    ]
+    assert (
+        "Serving alarms (a model's latency against its SLO, its nodes' breakers): gpu "
+        "breaker_trips [major] at 12:00:53.000, gpu latency [warning] at 12:01:10.000."
+    ) in result.to_markdown()
+    document = json.loads(result.dumps())
+    assert document["serving_alarms"][0] == {
+        "alert_id": "breaker_trips",
+        "model": "gpu",
+        "group": "detector",
+        "event": "breaker_trips",
+        "severity": "major",
+        "detector": "breaker_trips",
+        "at": "2026-11-28T12:00:53.000Z",
+    }
+    assert Report.from_json(document) == result

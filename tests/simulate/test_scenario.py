@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas.contracts import Prediction
-from streams.portfolio import load_portfolio
+from streams.portfolio import Slo, load_portfolio
 from streams.simulate.population import portfolio_toml, synthetic_portfolio
 from streams.simulate.run import SCENARIOS, SimulationRun
 from streams.simulate.scenario import (
@@ -32,11 +32,15 @@ shift = 2
 """
 
 
-@pytest.mark.parametrize("name", ["default", "short"])
-def test_shipped_scenarios_fit_their_own_run_and_cover_every_kind(name: str) -> None:
+# The short scenario's 8 models have no SLO (the synthetic portfolio gives one to gpu
+# models from index 15 on), so it cannot slow one down.
+@pytest.mark.parametrize(("name", "without"), [("default", set()), ("short", {"latency_jump"})])
+def test_shipped_scenarios_fit_their_own_run_and_cover_every_kind(
+    name: str, without: set[str]
+) -> None:
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
     run = SimulationRun.prepare(scenario, start_ms=0)
-    assert {incident.kind for incident in scenario.incidents} == set(INCIDENT_KINDS)
+    assert {incident.kind for incident in scenario.incidents} == set(INCIDENT_KINDS) - without
     assert any(not incident.recovers for incident in scenario.incidents)
     assert len(run.portfolio) == scenario.run.models
 
@@ -70,6 +74,10 @@ def test_a_model_level_incident_refuses_a_feature_and_broken_modes_are_checked()
         parse_scenario('[[incidents]]\nkind="broken_model"\nmodel="a"\nmode="on fire"\nat="1h"')
     with pytest.raises(ScenarioError, match="probability"):
         parse_scenario('[[incidents]]\nkind="broken_model"\nmodel="a"\nerror_rate=2\nat="1h"')
+    with pytest.raises(ScenarioError, match="required for latency_jump"):
+        parse_scenario('[[incidents]]\nkind="latency_jump"\nmodel="a"\nat="1h"')
+    with pytest.raises(ScenarioError, match="expected a positive number, got -5"):
+        parse_scenario('[[incidents]]\nkind="latency_jump"\nmodel="a"\nlatency_ms=-5\nat="1h"')
     with pytest.raises(ScenarioError, match=r"run\.rate"):
         parse_scenario("[run]\nrate = -1")
     with pytest.raises(ScenarioError, match=r"run\.time_scale"):
@@ -86,6 +94,10 @@ def test_a_model_level_incident_refuses_a_feature_and_broken_modes_are_checked()
             "needs a numeric feature, not categorical",
         ),
         ('kind="shadow_worse"\nmodel="ctr-007"', "ctr-007 runs no shadow"),
+        (
+            'kind="latency_jump"\nmodel="ctr-007"\nlatency_ms=400',
+            "ctr-007 has no slo; a latency jump trips a breaker set by its slo.latency_p99_ms",
+        ),
     ],
 )
 def test_incidents_are_checked_against_the_portfolio(incident: str, reason: str) -> None:
@@ -135,6 +147,12 @@ def test_written_portfolio_loads_with_the_same_models_and_compressed_durations(
             original.label_delay / 1440, abs=timedelta(milliseconds=1)
         )
         assert (written.shadow is None) is (original.shadow is None)
+        assert (written.fallback, written.slo) == (original.fallback, original.slo)
+    # From index 15, a gpu model falls back to the cpu model two before it, then the
+    # popular items, and keeps an SLO.
+    laddered = [(m.model_id, m.fallback.ladder, m.slo) for m in loaded if m.slo is not None]
+    assert laddered == [("ctr-017", ("churn-015", "top_n_popular"), Slo(80.0))]
+    assert (loaded.get("ctr-017").tier, loaded.get("churn-015").tier) == ("gpu", "cpu")
 
 
 def test_a_declared_portfolio_file_is_simulated_with_its_own_models_and_features() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import statistics
@@ -15,7 +16,7 @@ from scipy import stats
 from schemas.codec import encode
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction, Score
 from streams.simulate.run import SCENARIOS, SimulationRun
-from streams.simulate.scenario import Incident, load_scenario
+from streams.simulate.scenario import Incident, load_scenario, parse_scenario
 from streams.simulate.traffic import (
     FEATURE_WRITES,
     GROUND_TRUTH,
@@ -328,3 +329,63 @@ def test_traffic_splits_across_models_by_weight(run: SimulationRun, events: list
     for profile in run.profiles:
         expected = total * profile.traffic_weight / total_weight
         assert abs(counts[profile.model_id] - expected) < 5 * math.sqrt(expected)
+
+
+LATENCY_JUMP = """
+[run]
+models = 20
+seed = 5
+time_scale = 3600
+duration = "40s"
+[[incidents]]
+kind = "latency_jump"
+model = "ctr-017"
+latency_ms = 400.0
+at = "4h"
+until = "20h"
+"""
+
+
+def _latency_run(scenario: str) -> SimulationRun:
+    return SimulationRun.prepare(parse_scenario(scenario), start_ms=START_MS, rate=RATE)
+
+
+def test_a_latency_jump_trips_the_nodes_breaker_and_probes_close_it_after() -> None:
+    run = _latency_run(LATENCY_JUMP)
+    jump = run.scenario.incidents[0]
+    assert jump.until is not None
+    start, end = _at_ms(run, jump.at), _at_ms(run, jump.until)
+    served = [
+        e.record
+        for e in run.events()
+        if isinstance(e.record, Prediction) and e.record.model_id == "ctr-017"
+    ]
+    before = [p for p in served if p.predicted_at < start]
+    during = [p for p in served if start <= p.predicted_at < end]
+    # The breaker's cool-down (5 s) and three good probes, one in ten calls, after the end.
+    after = [p for p in served if p.predicted_at >= end + 8_000]
+    assert len(before) > 200 and len(during) > 1000 and len(after) > 200
+    for healthy in (before, after):
+        assert {(p.role, p.fallback_reason, p.level) for p in healthy} == {("live", None, None)}
+        assert max(p.latency_ms for p in healthy) < 80.0  # its SLO
+    reasons = collections.Counter(p.fallback_reason for p in during)
+    # Two calls past the SLO (a timed-out one counts at the 100 ms deadline) trip it; from
+    # then on it serves the fallback, and each half-open probe times out and opens it again.
+    assert {"timeout", "breaker_open:latency", "breaker_open:probe_timeout"} <= set(reasons)
+    assert set(reasons) <= {None, "timeout", "breaker_open:latency", "breaker_open:probe_timeout"}
+    assert reasons[None] < 20 and reasons["timeout"] < 20
+    assert all(p.role == "fallback" and p.level == 1 for p in during if p.fallback_reason)
+    # The model answers only the few calls under the deadline: before the trip and probes.
+    answered = [p for p in during if p.fallback_reason is None]
+    assert all(80.0 < p.latency_ms <= 100.0 for p in answered)
+    assert {p.latency_ms for p in during if p.fallback_reason == "timeout"} == {100.0}
+
+
+def test_a_latency_jump_leaves_every_other_models_traffic_unchanged() -> None:
+    with_jump = _latency_run(LATENCY_JUMP).events()
+    without = _latency_run(LATENCY_JUMP.split("[[incidents]]")[0]).events()
+    others = [
+        [e for e in events if not (e.topic == PREDICTIONS and e.key == "ctr-017")]
+        for events in (with_jump, without)
+    ]
+    assert others[0] == others[1] and len(others[0]) > 10_000
