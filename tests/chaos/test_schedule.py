@@ -32,6 +32,7 @@ def test_every_seed_plans_every_fault_once_in_its_window(seed: int) -> None:
             assert fault.hold_s == PAUSE_S
     for outage in outages:
         assert outage.overlaps is not None and 0 <= outage.overlaps < len(main)
+        assert main[outage.overlaps].kind != "worker_sigkill"  # a worker runs meanwhile
         assert 0 <= outage.at_s <= 5 and outage.hold_s == OUTAGE_S
 
 
