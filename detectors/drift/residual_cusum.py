@@ -309,14 +309,66 @@ class ResidualCUSUM(base.DriftDetector):
         would have been True.
         """
         array = finite_floats(values)
+        # NaN stands for an input update() ignores.
+        positions = np.flatnonzero(~np.isnan(array))
+        finite = array[positions]
         found = []
-        step = self._step
-        for i, value in enumerate(array.tolist()):
-            # NaN stands for an input update() ignores.
-            if value == value and step(value):
-                found.append(i)
+        k = 0
+        while k < len(finite):
+            model = self._model
+            if model is None or model.phi != 0.0:
+                # Warm-up, and an AR(1) predictor whose next prediction reads this one.
+                if self._step(float(finite[k])):
+                    found.append(int(positions[k]))
+                k += 1
+                continue
+            # Without an AR(1) term the model's scores of a stretch are one array
+            # computation; the CUSUMs then go value by value up to the next possible refit.
+            interval = max(self.refit_every, len(self._reference) >> _REFIT_SHARE)
+            stop = min(len(finite), k + max(1, interval - self._since_fit))
+            z, spread, previous = self._standardised_many(finite[k:stop])
+            memory, residuals = self._memory, self._residuals
+            size = len(memory)
+            stretch = finite[k:stop].tolist()
+            for j in range(stop - k):
+                seen = self._seen
+                memory[seen % size] = stretch[j]
+                residuals[seen % size] = 0.0
+                self._seen = seen + 1
+                self._previous = previous[j]
+                alarmed = self._cusum(z[j], spread[j])
+                if alarmed:
+                    found.append(int(positions[k + j]))
+                if alarmed or self._model is not model:
+                    stop = k + j + 1
+                    break
+            k = stop
         self._detections = found
         self._drift_detected = bool(found) and found[-1] == len(array) - 1
+
+    def _standardised_many(
+        self, values: np.ndarray
+    ) -> tuple[list[float], list[float], list[float]]:
+        """What ``_step`` computes for each of ``values`` (the next ones) before its CUSUMs,
+        under a model without an AR(1) term: the mean and spread CUSUMs' standardised
+        scores and what predicts the next value."""
+        model = self._model
+        assert model is not None and model.phi == 0.0
+        index = np.arange(self._seen, self._seen + len(values)) - self._origin
+        # phi = 0: the prediction is the trend (the previous value carries no weight).
+        expected = model.level + model.slope * index
+        clip = self.clip
+        clipped = np.clip((values - expected - model.center) / model.scale, -clip, clip)
+        previous = expected + model.center + clipped * model.scale
+        residual = values - expected
+        ranks = np.asarray(model.residuals)
+        places = np.searchsorted(ranks, residual, "left") + np.searchsorted(
+            ranks, residual, "right"
+        )
+        score = _score_array(len(ranks))[places]
+        z = np.clip((score - model.score_mean) / model.long_run_sd, -clip, clip)
+        spread = (np.abs(score - model.score_mean) - model.spread_mean) / model.spread_sd
+        return z.tolist(), spread.tolist(), previous.tolist()
 
     def _step(self, value: float) -> bool:
         """One finite value through the model and the CUSUMs; whether it alarmed."""
@@ -342,6 +394,14 @@ class ResidualCUSUM(base.DriftDetector):
         spread = (
             (deviation if deviation >= 0.0 else -deviation) - model.spread_mean
         ) / model.spread_sd
+        return self._cusum(z, spread)
+
+    def _cusum(self, z: float, spread: float) -> bool:
+        """The CUSUMs' step on the latest value's standardised scores, then an alarm or a
+        refit when due; whether it alarmed."""
+        model = self._model
+        assert model is not None
+        seen = self._seen
         sums = self._sums
         allowance = self.allowance
         up, down = self._spread_allowances
