@@ -378,7 +378,13 @@ class ResidualCUSUM(base.DriftDetector):
         self._seen = seen = seen + 1
         model = self._model
         if model is None:
-            if seen - self._segment_start >= self.warm_up:
+            self._since_fit += 1
+            warmed = seen - self._segment_start
+            # A reference that could not be fitted (all its values tie: a stuck model) is
+            # tried again every refit_every values, not at each one.
+            if warmed == self.warm_up or (
+                warmed > self.warm_up and self._since_fit >= self.refit_every
+            ):
                 self._fit(self._segment_start, seen)
             return False
         residual = value - self._filter(value, seen - 1)
