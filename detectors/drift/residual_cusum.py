@@ -42,6 +42,8 @@ _CAUSES = ("mean_up", "mean_down", "spread_up", "spread_down")
 # value stays bounded as the reference grows, and an eighth renewed at once still follows
 # a slow drift.
 _REFIT_SHARE = 3
+# update_many standardises stretches of at least this many values as arrays.
+_SHORTEST_STRETCH = 16
 
 
 def cusum_threshold(alpha: float, allowance: float) -> float:
@@ -316,16 +318,17 @@ class ResidualCUSUM(base.DriftDetector):
         k = 0
         while k < len(finite):
             model = self._model
-            if model is None or model.phi != 0.0:
-                # Warm-up, and an AR(1) predictor whose next prediction reads this one.
+            interval = max(self.refit_every, len(self._reference) >> _REFIT_SHARE)
+            stop = min(len(finite), k + max(1, interval - self._since_fit))
+            if model is None or model.phi != 0.0 or stop - k < _SHORTEST_STRETCH:
+                # Warm-up, an AR(1) predictor whose next prediction reads this one, and
+                # stretches too short to repay the array computation.
                 if self._step(float(finite[k])):
                     found.append(int(positions[k]))
                 k += 1
                 continue
             # Without an AR(1) term the model's scores of a stretch are one array
             # computation; the CUSUMs then go value by value up to the next possible refit.
-            interval = max(self.refit_every, len(self._reference) >> _REFIT_SHARE)
-            stop = min(len(finite), k + max(1, interval - self._since_fit))
             z, spread, previous = self._standardised_many(finite[k:stop])
             memory, residuals = self._memory, self._residuals
             size = len(memory)
