@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from river import base
 
+from detectors.drift._effect import quantile_effect, slow_variance
 from detectors.drift._window import finite_float, finite_floats, validate_level, validate_positive
 
 _MAD_TO_SIGMA = 1.4826
@@ -37,7 +38,12 @@ _LOCATE_MARGIN = 10
 _EFFECT_VALUES = 20
 _NEWTON_STEPS = 30
 _CAUSES = ("mean_up", "mean_down", "spread_up", "spread_down")
-_QUARTILES = np.array([0.25, 0.5, 0.75])
+# Refits come at least every 2 ** -_REFIT_SHARE of the reference's length: the cost of a
+# value stays bounded as the reference grows, and an eighth renewed at once still follows
+# a slow drift.
+_REFIT_SHARE = 3
+# update_many standardises stretches of at least this many values as arrays.
+_SHORTEST_STRETCH = 16
 
 
 def cusum_threshold(alpha: float, allowance: float) -> float:
@@ -141,7 +147,9 @@ class ResidualCUSUM(base.DriftDetector):
     drifting score streams.
 
     Renewal. While no CUSUM is half-way to its threshold the reference follows the stream:
-    every ``refit_every`` values the model is refitted on the values from the last change
+    every ``refit_every`` values, or every eighth of the reference when that is longer
+    (a refit then renews an eighth of it at most), the model is refitted on the values
+    from the last change
     up to where the current excursions began (the last time every CUSUM above half its
     threshold was zero), at most ``max_reference`` of them. A slow, harmless drift of the
     mix is thereby absorbed, and a change under test stays out of its own reference. On an
@@ -152,13 +160,16 @@ class ResidualCUSUM(base.DriftDetector):
     values of the new regime are in.
 
     Effect size. On each alarm ``effect`` compares the latest values (those since the
-    located change, at least 20) with the reference, in quantiles of the reference: the
-    largest of ``|F(q_p) - p|`` over the quartiles ``p`` = 0.25, 0.5, 0.75, each less its
-    standard error, where ``q_p`` is the new values' quantile and ``F`` the reference's
-    distribution. A shift of the median by ``d`` standard deviations of a normal stream has
-    a true effect of ``Phi(d) - 0.5`` (0.1 for ``d`` = 0.25, 0.19 for 0.5, 0.34 for 1); a
-    doubled standard deviation 0.16. ``material`` says whether the last alarm's effect
-    reached ``min_effect``: a worker can act on material alarms and keep the others
+    located change, at least 20) with the reference, in quantiles of the reference
+    (``detectors.drift._effect.quantile_effect``): how far each quartile of the new values
+    moved in the reference's distribution, and the share that left or entered its middle
+    half, each less two in-control standard deviations: the sampling noise of both and the
+    slow variation that the reference's own consecutive blocks show (a reference of 200
+    values or more). A quartile on an atom of the reference (zero-inflated or discrete
+    scores) has no effect. A shift of the median by ``d`` standard deviations of a normal
+    stream has a true effect of ``Phi(d) - 0.5`` (0.1 for ``d`` = 0.25, 0.19 for 0.5, 0.34
+    for 1); a doubled standard deviation 0.32. ``material`` says whether the last alarm's
+    effect reached ``min_effect``: a worker can act on material alarms and keep the others
     informational. The effect reads raw values, so it suits streams without a strong trend
     (model scores); on a trending stream it also counts the trend.
 
@@ -186,7 +197,7 @@ class ResidualCUSUM(base.DriftDetector):
     max_reference
         Most values the reference holds (>= ``warm_up``).
     refit_every
-        Values between refits of the reference model (>= 1).
+        Fewest values between refits of the reference model (>= 1).
 
     The defaults (alpha 1e-6, close to the 1.7e-6 a worker's budget gives a score at
     2,000 scores per model-day; min_effect 0.15; warm-up 50; allowance 0.75; spread ratio
@@ -273,6 +284,8 @@ class ResidualCUSUM(base.DriftDetector):
         # What predicts the next value: the last value, its residual clipped.
         self._previous = 0.0
         self._reference = np.empty(0, dtype=np.float64)
+        # The reference the last alarm was judged against (it renews at the alarm).
+        self._judged = self._reference
         self._sums = [0.0, 0.0, 0.0, 0.0]
         # Where each CUSUM last left zero: the index of the first value of its excursion.
         self._starts = [0, 0, 0, 0]
@@ -298,14 +311,67 @@ class ResidualCUSUM(base.DriftDetector):
         would have been True.
         """
         array = finite_floats(values)
+        # NaN stands for an input update() ignores.
+        positions = np.flatnonzero(~np.isnan(array))
+        finite = array[positions]
         found = []
-        step = self._step
-        for i, value in enumerate(array.tolist()):
-            # NaN stands for an input update() ignores.
-            if value == value and step(value):
-                found.append(i)
+        k = 0
+        while k < len(finite):
+            model = self._model
+            interval = max(self.refit_every, len(self._reference) >> _REFIT_SHARE)
+            stop = min(len(finite), k + max(1, interval - self._since_fit))
+            if model is None or model.phi != 0.0 or stop - k < _SHORTEST_STRETCH:
+                # Warm-up, an AR(1) predictor whose next prediction reads this one, and
+                # stretches too short to repay the array computation.
+                if self._step(float(finite[k])):
+                    found.append(int(positions[k]))
+                k += 1
+                continue
+            # Without an AR(1) term the model's scores of a stretch are one array
+            # computation; the CUSUMs then go value by value up to the next possible refit.
+            z, spread, previous = self._standardised_many(finite[k:stop])
+            memory, residuals = self._memory, self._residuals
+            size = len(memory)
+            stretch = finite[k:stop].tolist()
+            for j in range(stop - k):
+                seen = self._seen
+                memory[seen % size] = stretch[j]
+                residuals[seen % size] = 0.0
+                self._seen = seen + 1
+                self._previous = previous[j]
+                alarmed = self._cusum(z[j], spread[j])
+                if alarmed:
+                    found.append(int(positions[k + j]))
+                if alarmed or self._model is not model:
+                    stop = k + j + 1
+                    break
+            k = stop
         self._detections = found
         self._drift_detected = bool(found) and found[-1] == len(array) - 1
+
+    def _standardised_many(
+        self, values: np.ndarray
+    ) -> tuple[list[float], list[float], list[float]]:
+        """What ``_step`` computes for each of ``values`` (the next ones) before its CUSUMs,
+        under a model without an AR(1) term: the mean and spread CUSUMs' standardised
+        scores and what predicts the next value."""
+        model = self._model
+        assert model is not None and model.phi == 0.0
+        index = np.arange(self._seen, self._seen + len(values)) - self._origin
+        # phi = 0: the prediction is the trend (the previous value carries no weight).
+        expected = model.level + model.slope * index
+        clip = self.clip
+        clipped = np.clip((values - expected - model.center) / model.scale, -clip, clip)
+        previous = expected + model.center + clipped * model.scale
+        residual = values - expected
+        ranks = np.asarray(model.residuals)
+        places = np.searchsorted(ranks, residual, "left") + np.searchsorted(
+            ranks, residual, "right"
+        )
+        score = _score_array(len(ranks))[places]
+        z = np.clip((score - model.score_mean) / model.long_run_sd, -clip, clip)
+        spread = (np.abs(score - model.score_mean) - model.spread_mean) / model.spread_sd
+        return z.tolist(), spread.tolist(), previous.tolist()
 
     def _step(self, value: float) -> bool:
         """One finite value through the model and the CUSUMs; whether it alarmed."""
@@ -315,7 +381,13 @@ class ResidualCUSUM(base.DriftDetector):
         self._seen = seen = seen + 1
         model = self._model
         if model is None:
-            if seen - self._segment_start >= self.warm_up:
+            self._since_fit += 1
+            warmed = seen - self._segment_start
+            # A reference that could not be fitted (all its values tie: a stuck model) is
+            # tried again every refit_every values, not at each one.
+            if warmed == self.warm_up or (
+                warmed > self.warm_up and self._since_fit >= self.refit_every
+            ):
                 self._fit(self._segment_start, seen)
             return False
         residual = value - self._filter(value, seen - 1)
@@ -331,6 +403,14 @@ class ResidualCUSUM(base.DriftDetector):
         spread = (
             (deviation if deviation >= 0.0 else -deviation) - model.spread_mean
         ) / model.spread_sd
+        return self._cusum(z, spread)
+
+    def _cusum(self, z: float, spread: float) -> bool:
+        """The CUSUMs' step on the latest value's standardised scores, then an alarm or a
+        refit when due; whether it alarmed."""
+        model = self._model
+        assert model is not None
+        seen = self._seen
         sums = self._sums
         allowance = self.allowance
         up, down = self._spread_allowances
@@ -349,7 +429,7 @@ class ResidualCUSUM(base.DriftDetector):
                 return True
         self._residuals[(seen - 1) % len(self._residuals)] = z
         self._since_fit += 1
-        if self._since_fit >= self.refit_every:
+        if self._since_fit >= max(self.refit_every, len(self._reference) >> _REFIT_SHARE):
             # Excursions well below their threshold are noise, not a change under test.
             end = min(
                 (
@@ -381,11 +461,15 @@ class ResidualCUSUM(base.DriftDetector):
         start = max(start, end - self.max_reference)
         size = len(self._memory)
         values = self._memory[np.arange(start, end) % size]
-        self._reference = np.sort(values)
+        # In arrival order: an alarm's effect reads the reference's slow variation.
+        self._reference = values
         self._since_fit = 0
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             model = _fit_model(
-                values, self._mean_threshold, self.alpha / 4.0, self._spread_allowances
+                values,
+                self._mean_threshold,
+                self.alpha / 4.0,
+                self._spread_allowances,
             )
         if model is None:
             return
@@ -410,7 +494,8 @@ class ResidualCUSUM(base.DriftDetector):
         # _EFFECT_VALUES, which then include some old ones and shrink the effect.
         first = max(min(change, self._seen - _EFFECT_VALUES), self._seen - len(self._memory), 0)
         new = self._memory[np.arange(first, self._seen) % len(self._memory)]
-        self._effect = _quantile_effect(self._reference, new)
+        reference = self._judged = self._reference
+        self._effect = quantile_effect(np.sort(reference), slow_variance(reference), new)
         self._segment_start = change
         self._sums = [0.0, 0.0, 0.0, 0.0]
         self._starts = [self._seen] * 4
@@ -482,6 +567,12 @@ class ResidualCUSUM(base.DriftDetector):
         return max(s / h for s, h in zip(self._sums, self._model.thresholds, strict=True))
 
     @property
+    def judged_against(self) -> np.ndarray:
+        """The reference values, in arrival order, that the last alarm was judged against
+        (the reference renews at an alarm; empty before the first)."""
+        return self._judged.copy()
+
+    @property
     def reference_location(self) -> float:
         """The reference values' median (NaN before the first reference is complete)."""
         if len(self._reference) == 0:
@@ -519,13 +610,12 @@ def _fit_model(
     spread_allowances: tuple[float, float],
 ) -> _Model | None:
     """The local model of a reference; None when it is not finite."""
-    median = float(np.median(values))
+    median = _median(values)
     spread = _robust_scale(values - median)
     raw = values
     values = np.clip(values, median - _WINSOR_SIGMAS * spread, median + _WINSOR_SIGMAS * spread)
     n = len(values)
-    t = np.arange(n, dtype=np.float64)
-    t_centered = t - t.mean()
+    t_centered = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     level = float(values.mean())
     slope = float(t_centered @ (values - level) / (t_centered @ t_centered))
     detrended = values - level - slope * t_centered
@@ -541,39 +631,33 @@ def _fit_model(
     if not phi > _AR_Z / math.sqrt(n):
         phi = 0.0
     # Level at index 0 of the reference, so that predictions count from its start.
-    level -= slope * float(t.mean())
+    level -= slope * (n - 1) / 2.0
     # Residuals of the raw values, as new values will have them: only what predicts the
     # next value is pulled in.
     in_order = raw[1:] - (values[1:] - detrended[1:]) - phi * detrended[:-1]
-    residuals = np.sort(in_order)
-    center = float(np.median(residuals))
+    order = np.argsort(in_order)
+    residuals = in_order[order]
+    center = _sorted_median(residuals)
     scale = _robust_scale(residuals - center)
     m = len(residuals)
-    table = np.array(_score_table(m))
-    ranks = np.searchsorted(residuals, in_order, "left") + np.searchsorted(
-        residuals, in_order, "right"
-    )
-    scores = table[ranks]
-    # A new value's rank is uniform over m + 1 places in control, the two ends included,
-    # which no reference residual takes.
-    in_control = np.concatenate([scores, table[[0, 2 * m]]])
-    score_mean = float(in_control.mean())
-    score_sd = float(in_control.std())
+    table = _score_array(m)
+    if bool((residuals[1:] > residuals[:-1]).all()):
+        # Without ties the k-th smallest has mid-rank 2 k + 1 whatever the residuals: the
+        # scores' in-control law, and the spread CUSUMs' levels, depend on m only.
+        scores = np.empty(m)
+        scores[order] = table[1::2]
+        law = _untied_law(m, alpha, spread_allowances)
+    else:
+        ranks = np.searchsorted(residuals, in_order, "left") + np.searchsorted(
+            residuals, in_order, "right"
+        )
+        scores = table[ranks]
+        law = _tied_law(np.sort(ranks).tobytes(), alpha, spread_allowances)
     rho = _autocorrelation(scores, _MAX_RESIDUAL_AUTOCORRELATION)
-    deviations = np.abs(in_control - score_mean)
-    spread_mean = float(deviations.mean())
-    spread_sd = float(deviations.std())
-    if not min(score_sd, spread_sd) > 0.0:
+    if law is None:
         # All residuals tie: no change can be judged against a constant's ranks.
         return None
-    standardised = (deviations - spread_mean) / spread_sd
-    up, down = spread_allowances
-    thresholds = (
-        mean_threshold,
-        mean_threshold,
-        _tilted_threshold(alpha, standardised - up) if math.isfinite(up) else math.inf,
-        _tilted_threshold(alpha, -standardised - down) if math.isfinite(down) else math.inf,
-    )
+    score_mean, score_sd, spread_mean, spread_sd, spread_thresholds = law
     model = _Model(
         level=level,
         slope=slope,
@@ -586,10 +670,62 @@ def _fit_model(
         long_run_sd=score_sd * math.sqrt((1.0 + rho) / (1.0 - rho)),
         spread_mean=spread_mean,
         spread_sd=spread_sd,
-        thresholds=thresholds,
+        thresholds=(mean_threshold, mean_threshold, *spread_thresholds),
     )
     numbers = (level, slope, phi, center, scale, score_mean, model.long_run_sd)
     return model if all(math.isfinite(v) for v in numbers) else None
+
+
+_Law = tuple[float, float, float, float, tuple[float, float]]
+
+
+def _in_control_law(
+    table: np.ndarray, ranks: np.ndarray, alpha: float, spread_allowances: tuple[float, float]
+) -> _Law | None:
+    """Mean and standard deviation of a new value's normal score, of its distance from
+    that mean, and the spread CUSUMs' levels, for reference residuals of mid-``ranks``;
+    None when the scores do not vary."""
+    m = len(ranks)
+    # A new value's rank is uniform over m + 1 places in control, the two ends included,
+    # which no reference residual takes.
+    in_control = np.concatenate([table[ranks], table[[0, 2 * m]]])
+    score_mean = float(in_control.mean())
+    score_sd = float(in_control.std())
+    deviations = np.abs(in_control - score_mean)
+    spread_mean = float(deviations.mean())
+    spread_sd = float(deviations.std())
+    if not min(score_sd, spread_sd) > 0.0:
+        return None
+    standardised = (deviations - spread_mean) / spread_sd
+    up, down = spread_allowances
+    thresholds = (
+        _tilted_threshold(alpha, standardised - up) if math.isfinite(up) else math.inf,
+        _tilted_threshold(alpha, -standardised - down) if math.isfinite(down) else math.inf,
+    )
+    return score_mean, score_sd, spread_mean, spread_sd, thresholds
+
+
+@functools.lru_cache(maxsize=64)
+def _untied_law(m: int, alpha: float, spread_allowances: tuple[float, float]) -> _Law | None:
+    """``_in_control_law`` of ``m`` residuals without ties."""
+    ranks = 2 * np.arange(m) + 1
+    return _in_control_law(_score_array(m), ranks, alpha, spread_allowances)
+
+
+@functools.lru_cache(maxsize=256)
+def _tied_law(ranks: bytes, alpha: float, spread_allowances: tuple[float, float]) -> _Law | None:
+    """``_in_control_law`` of residuals whose sorted mid-ranks are ``ranks`` (int64 bytes):
+    a discrete or zero-inflated stream's references share few tie patterns."""
+    sorted_ranks = np.frombuffer(ranks, dtype=np.int64)
+    return _in_control_law(_score_array(len(sorted_ranks)), sorted_ranks, alpha, spread_allowances)
+
+
+@functools.lru_cache(maxsize=64)
+def _score_array(size: int) -> np.ndarray:
+    """``_score_table`` as a read-only array."""
+    table = np.array(_score_table(size))
+    table.setflags(write=False)
+    return table
 
 
 @functools.lru_cache(maxsize=1024)
@@ -599,11 +735,28 @@ def _score_table(size: int) -> tuple[float, ...]:
     return tuple(normal.inv_cdf((k + 1) / (2 * (size + 1))) for k in range(2 * size + 1))
 
 
+def _sorted_median(ordered: np.ndarray) -> float:
+    """The median of sorted values (what ``np.median`` gives, without its overhead)."""
+    half = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[half])
+    return float((ordered[half - 1] + ordered[half]) / 2.0)
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of unsorted values, through one partition."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    parted = np.partition(values, (half - 1, half))
+    return float((parted[half - 1] + parted[half]) / 2.0)
+
+
 def _robust_scale(deviations: np.ndarray) -> float:
     """The MAD as a standard deviation; the mean absolute deviation when over half the
     values tie (discrete and zero-inflated streams), and a tiny positive scale when all do."""
     absolute = np.abs(deviations)
-    mad = float(np.median(absolute)) * _MAD_TO_SIGMA
+    mad = _median(absolute) * _MAD_TO_SIGMA
     if mad > 0.0:
         return mad
     mean = float(np.mean(absolute)) * math.sqrt(math.pi / 2.0)
@@ -617,17 +770,3 @@ def _autocorrelation(values: np.ndarray, high: float) -> float:
     if not denominator > 0.0:
         return 0.0
     return min(high, max(0.0, float(centred[1:] @ centred[:-1]) / denominator))
-
-
-def _quantile_effect(reference: np.ndarray, new: np.ndarray) -> float:
-    """The largest ``|F(q_p) - p|`` over the quartiles ``p`` of ``new``, ``F`` the
-    reference's distribution (mid-ranks for ties), each less its standard error and at
-    least 0: a few new values give a conservative effect."""
-    if len(reference) == 0 or len(new) == 0:
-        return math.nan
-    quantiles = np.quantile(new, _QUARTILES)
-    below = np.searchsorted(reference, quantiles, side="left")
-    at_or_below = np.searchsorted(reference, quantiles, side="right")
-    cdf = (below + at_or_below) / (2.0 * len(reference))
-    error = np.sqrt(_QUARTILES * (1.0 - _QUARTILES) * (1.0 / len(new) + 1.0 / len(reference)))
-    return float(np.max(np.maximum(np.abs(cdf - _QUARTILES) - error, 0.0)))

@@ -26,28 +26,32 @@ Shadow predictions are left to the shadow join (``streams.monitor.shadow_join``)
 
 Outputs. ``[detectors.output]`` watches what the model answers, not only what it is fed:
 
-- ``score``: ``detectors.RobustCUSUM`` on the score of every ``live`` prediction (a
-  ``Score`` output). A model stuck on a constant moves the mean CUSUM at once; noise
-  growing moves the spread CUSUM. A constant within a quarter of a standard deviation of
-  the reference mean is not caught (the spread CUSUM watches a rise only).
+- ``score``: ``detectors.ResidualCUSUM`` on the score of every ``live`` prediction (a
+  ``Score`` output), ready after 50 scores: mean and spread CUSUMs on the scores' ranks
+  in a short reference that follows the traffic's slow, harmless movement and renews at
+  each change. Its reference renewing, a broken model's output would become its new
+  normal; so the watch keeps the reference the episode's first alarm was judged against
+  (``baseline``) and, every ``OUTPUT_FOLLOW_UP`` scores, measures the scores since the
+  latest change against it (from ``OUTPUT_EFFECT_MIN`` of them, at most the last
+  ``OUTPUT_EFFECT_MAX``; after a restore, the scores since the restore): while that effect
+  reaches the floor, the change is still there (an alarm, cause ``sustained``); once
+  ``OUTPUT_EFFECT_MAX`` scores since the change have stayed below it, the episode ends.
 - ``error_rate``: ``detectors.BernoulliCUSUM`` on "this request was served by the
   fallback because the model raised": a ``fallback`` prediction while the watch has not
   sent the model to its fallback. Predictions during a fallback episode (``fallback`` and
   ``probing``) and for ``restore_grace`` seconds after a restore (nodes obey the command
   with a lag) are not counted.
 
-Both learn their reference from their first warm-up and then keep it frozen (a copy
-taken when the warm-up ended comes back after each alarm), like drift's reference: the
-detectors themselves re-learn after an alarm, which would take a broken model's output as
-the new normal after one warm-up. Their levels come from ``detectors.AlarmBudget``
+The error rate learns its reference from its first warm-up and then keeps it frozen (a
+copy taken when the warm-up ended comes back after each alarm), like drift's reference:
+the detector itself re-learns after an alarm, which would take a broken model's errors as
+the new normal after one warm-up. Levels come from ``detectors.AlarmBudget``
 (``false_fallbacks_per_model_day``, default 0.01, shared equally between the model's
 families ``drift``, ``score`` and ``error_rate``; ``predictions_per_day``, default 2,000,
 each prediction one test of ``score`` and ``error_rate``): ``error_rate`` gets
-``threshold = ln(1 / alpha)``, ``score`` the mean-CUSUM threshold whose Siegmund run length
-is ``1 / alpha``, at least RobustCUSUM's default 25, unless ``score_threshold`` is set;
-``score_warm_up`` defaults to 2,000. The other keys are the detectors' arguments with a
-``score_`` or ``error_`` prefix (``score_warm_up``, ``score_allowance``,
-``score_spread_ratio``, ``score_spread_threshold``, ``score_clip``, ``error_warm_up``,
+``threshold = ln(1 / alpha)``, ``score`` its ``alpha``. The other keys are the detectors'
+arguments with a ``score_`` or ``error_`` prefix (``score_warm_up``, ``score_allowance``,
+``score_spread_ratio``, ``score_clip``, ``score_max_reference``, ``error_warm_up``,
 ``error_odds_ratio``, ``error_reference_rate``). Evidence comes on each alarm and every
 ``OUTPUT_REPORT_EVERY`` inputs after the warm-up (InfluxDB ``drift`` points, detector tag
 ``score`` or ``error_rate``, no feature); ``enabled = false`` turns both off.
@@ -59,8 +63,8 @@ quartiles moved in the reference's distribution, or a category's share), less th
 in-control noise of that share, sampling and the slow variation the reference's own
 consecutive blocks show (a daily mix, a batch job moving an aggregate). Drift reads each
 window's effect against the frozen reference (``[detectors.drift] min_effect``); the
-score its values since the alarming CUSUM last left zero (``RobustCUSUM.change_start``;
-at least ``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against its warm-up
+score its values since the located change (``ResidualCUSUM.change_lag``; at least
+``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against the episode's baseline
 (``score_min_effect``); the error rate the rise of its share of failed requests over the
 same span of its inputs, less twice its standard error (``error_min_effect``). Defaults
 ``DEFAULT_MIN_EFFECT``, ``DEFAULT_SCORE_MIN_EFFECT`` and ``DEFAULT_ERROR_MIN_EFFECT``. A
@@ -92,7 +96,7 @@ from detectors.drift.chi_square import ChiSquareDrift
 from detectors.drift.jensen_shannon import JensenShannonDrift
 from detectors.drift.ks import KSDrift
 from detectors.drift.psi import PSIDrift
-from detectors.drift.robust_cusum import RobustCUSUM
+from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.drift.wasserstein import WassersteinDrift
 from detectors.health.budget import AlarmBudget
 from detectors.health.control_action import ControlAction
@@ -148,10 +152,9 @@ _WATCH_KEYS = ("method", "reference_size", "min_effect")
 # normal stream moving by 0.4 standard deviations, a fifth of a category's share moving
 # (the drift benchmark's category mix is 0.15 after its noise). A fallback on feature
 # drift also needs a second material alarm at another time, which one window of every
-# feature does not give. For the score, 0.25: the null portfolio's harmless movement of
-# a score (a batch job moving an aggregate for days, against a one-day reference)
-# reached 0.21; a score stuck at its 99th percentile gives about 0.6, a one-sigma shift
-# 0.34, a doubled spread 0.32.
+# feature does not give. For the score, 0.25: a score stuck at its 99th percentile gives
+# about 0.6, a one-sigma shift 0.34, a doubled spread 0.32, while the null portfolio's
+# harmless movement of a score (a batch job moving an aggregate) stays below it.
 DEFAULT_MIN_EFFECT = 0.15
 DEFAULT_SCORE_MIN_EFFECT = 0.25
 # The error rate's floor: the rise of the share of requests the model failed.
@@ -161,6 +164,9 @@ DEFAULT_ERROR_MIN_EFFECT = 0.02
 # score alarms within about 15) and at most OUTPUT_EFFECT_MAX.
 OUTPUT_EFFECT_MIN = 20
 OUTPUT_EFFECT_MAX = 500
+# Scores between two measurements of a score change against its baseline: well within
+# clear_after for any traffic the budget is meant for.
+OUTPUT_FOLLOW_UP = 10
 SCORE_DETECTOR = "score"
 ERROR_RATE_DETECTOR = "error_rate"
 OUTPUT_REPORT_EVERY = 500
@@ -175,17 +181,9 @@ _OUTPUT_DEFAULTS: Mapping[str, float | int | bool] = {
     "error_min_effect": DEFAULT_ERROR_MIN_EFFECT,
 }
 _OUTPUT_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
-    "score_": ("warm_up", "allowance", "threshold", "spread_ratio", "spread_threshold", "clip"),
+    "score_": ("warm_up", "allowance", "spread_ratio", "clip", "max_reference"),
     "error_": ("warm_up", "odds_ratio", "reference_rate"),
 }
-# Siegmund's run-length approximation of the two mean CUSUMs (see RobustCUSUM).
-_SIEGMUND_OFFSET = 1.166
-# It assumes a known Gaussian reference; scores are bounded and skewed and the reference
-# is estimated, so RobustCUSUM's default, tuned on the quality benchmark, is a floor.
-_SCORE_THRESHOLD_FLOOR = 25.0
-# A frozen reference must be a good one: twice RobustCUSUM's default warm-up kept a
-# stationary logit-normal score silent over 300,000 predictions where 1,000 did not.
-_SCORE_WARM_UP = 2000
 
 
 @dataclasses.dataclass
@@ -251,25 +249,93 @@ class FeatureDrift:
 
 
 @dataclasses.dataclass
+class ScoreDetector:
+    """The score's ``ResidualCUSUM`` and the baseline a change is measured against (see
+    the module's docstring). An alarm is material when its effect reaches ``min_effect``.
+    """
+
+    detector: ResidualCUSUM
+    min_effect: float = DEFAULT_SCORE_MIN_EFFECT
+    inputs: int = 0
+    alarms: int = 0
+    # The last scores: an effect's sample.
+    recent: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=OUTPUT_EFFECT_MAX)
+    )
+    # The episode's baseline, sorted, and its slow variation; None between episodes.
+    baseline: Any = None
+    slow: Any = None
+    # The input count at which the episode's latest change began.
+    change_at: int = 0
+
+    def update(self, name: str, value: float, at: float) -> Evidence | None:
+        """Feed one score; evidence on an alarm, while a change lasts, and every
+        ``OUTPUT_REPORT_EVERY`` scores after the warm-up."""
+        detector = self.detector
+        detector.update(value)
+        number = float(value)
+        if not math.isfinite(number):
+            return None
+        self.inputs += 1
+        self.recent.append(number)
+        if math.isnan(detector.reference_location):
+            return None
+        details: dict[str, float | int | str] = {"statistic": detector.statistic}
+        if detector.drift_detected:
+            self.alarms += 1
+            if self.baseline is None:
+                judged = detector.judged_against
+                self.baseline, self.slow = np.sort(judged), slow_variance(judged)
+            self.change_at = self.inputs - 1 - detector.change_lag
+            cause = detector.cause or ""
+        elif (
+            self.baseline is not None
+            and (since := self.inputs - self.change_at) >= OUTPUT_EFFECT_MIN
+            and since % OUTPUT_FOLLOW_UP == 0
+        ):
+            cause = "sustained"
+        elif self.inputs % OUTPUT_REPORT_EVERY:
+            return None
+        else:
+            details["alarms"] = self.alarms
+            return Evidence(detector=name, feature=None, at=at, alarm=False, details=details)
+        effect = self.effect()
+        material = effect >= self.min_effect
+        if cause == "sustained" and not material:
+            if self.inputs - self.change_at >= OUTPUT_EFFECT_MAX:
+                # The change, if any, stayed below the floor: the episode is over.
+                self.baseline = self.slow = None
+            return None
+        details |= {"alarms": self.alarms, "effect": effect, "cause": cause}
+        return Evidence(
+            detector=name, feature=None, at=at, alarm=True, material=material, details=details
+        )
+
+    def effect(self) -> float:
+        """The effect of the scores since the latest change (at least
+        ``OUTPUT_EFFECT_MIN``, at most the last ``SCORE_EFFECT_MAX``) against the baseline."""
+        size = min(max(self.inputs - self.change_at, OUTPUT_EFFECT_MIN), len(self.recent))
+        sample = np.array(self.recent, dtype=np.float64)[len(self.recent) - size :]
+        return quantile_effect(self.baseline, self.slow, sample)
+
+
+@dataclasses.dataclass
 class OutputDetector:
-    """A sequential detector on one output signal, its reference frozen after its warm-up.
+    """The error rate's detector, its reference frozen after its warm-up.
 
     An alarm is material when its effect (``effect``) reaches ``min_effect``.
     """
 
-    detector: RobustCUSUM | BernoulliCUSUM
+    detector: BernoulliCUSUM
     min_effect: float = DEFAULT_MIN_EFFECT
     # The detector as its first warm-up ended; it replaces the detector after each alarm.
-    frozen: RobustCUSUM | BernoulliCUSUM | None = None
+    frozen: BernoulliCUSUM | None = None
     inputs: int = 0
     alarms: int = 0
-    # The last inputs (an alarm's effect sample), and the score's warm-up values in
-    # arrival order until the reference freezes, then sorted with their slow variation.
+    # The last inputs: an alarm's effect sample.
     recent: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=OUTPUT_EFFECT_MAX)
     )
-    reference: Any = None
-    slow: Any = None
 
     def update(self, name: str, value: float | bool, at: float) -> Evidence | None:
         """Feed one input; evidence on an alarm and every ``OUTPUT_REPORT_EVERY`` inputs."""
@@ -279,7 +345,8 @@ class OutputDetector:
         if math.isfinite(number):
             self.recent.append(number)
         if self.frozen is None:
-            self._warm_up(number)
+            if not math.isnan(detector.in_control_rate):
+                self.frozen = copy.deepcopy(detector)
             return None
         self.inputs += 1
         alarm = detector.drift_detected
@@ -294,55 +361,33 @@ class OutputDetector:
         }
         material = True
         if alarm:
-            effect = self.effect(detector)
+            effect = self.effect()
             details["effect"] = effect
             material = effect >= self.min_effect
-        if isinstance(detector, RobustCUSUM) and alarm and detector.cause is not None:
-            details["cause"] = detector.cause
         return Evidence(
             detector=name, feature=None, at=at, alarm=alarm, material=material, details=details
         )
 
-    def _warm_up(self, value: float) -> None:
-        detector = self.detector
-        if isinstance(detector, RobustCUSUM):
-            if self.reference is None:
-                self.reference = collections.deque(maxlen=detector.warm_up)
-            if math.isfinite(value):
-                self.reference.append(value)
-            if not math.isnan(detector.reference_location):
-                values = np.array(self.reference, dtype=np.float64)
-                self.reference, self.slow = np.sort(values), slow_variance(values)
-                self.frozen = copy.deepcopy(detector)
-        elif not math.isnan(detector.in_control_rate):
-            self.frozen = copy.deepcopy(detector)
-
-    def effect(self, alarmed: RobustCUSUM | BernoulliCUSUM) -> float:
-        """The effect of the alarm ``alarmed`` just raised, against the frozen reference:
-        the score's in reference quantiles (``quantile_effect``) since the change, the
-        error rate's as the rise of the error share less twice its standard error."""
+    def effect(self) -> float:
+        """The effect of the alarm just raised, against the frozen reference: the rise of
+        the error share since the change less twice its standard error."""
         recent = np.array(self.recent, dtype=np.float64)
         # Run from the oldest input kept, the CUSUM finds a lasting change's start across
         # the alarms (each restarts the detector) it has raised since.
         frozen = self.frozen
-        if isinstance(frozen, BernoulliCUSUM):
-            start = frozen.change_start(recent)
-        else:
-            assert isinstance(frozen, RobustCUSUM) and isinstance(alarmed, RobustCUSUM)
-            start = frozen.change_start(recent, alarmed.cause or "")
+        assert frozen is not None
+        start = frozen.change_start(recent)
         sample = recent[max(min(start, recent.size - OUTPUT_EFFECT_MIN), 0) :]
-        if isinstance(frozen, BernoulliCUSUM):
-            rate = frozen.in_control_rate
-            noise = 2.0 * math.sqrt(rate * (1.0 - rate) / sample.size)
-            return max(float(sample.mean()) - rate - noise, 0.0)
-        return quantile_effect(self.reference, self.slow, sample)
+        rate = frozen.in_control_rate
+        noise = 2.0 * math.sqrt(rate * (1.0 - rate) / sample.size)
+        return max(float(sample.mean()) - rate - noise, 0.0)
 
 
 @dataclasses.dataclass
 class OutputWatch:
     """The model's score and error-rate detectors (settings ``[detectors.output]``)."""
 
-    score: OutputDetector
+    score: ScoreDetector
     error_rate: OutputDetector
     restore_grace: float
     restored_at: float = -math.inf
@@ -553,6 +598,8 @@ def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float)
             actions.append(policy.action)
             if policy.action.action == "restore" and watch.output is not None:
                 watch.output.restored_at = policy.action.at
+                # The scores the model serves from now on say whether it is still changed.
+                watch.output.score.change_at = watch.output.score.inputs
         escalation_due = escalation_due or policy.escalation_due
     return Observation(at, (), tuple(transitions), tuple(actions), escalation_due)
 
@@ -650,17 +697,12 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
         )
         raise PortfolioError(model.model_id, f"{key}.{name}", str(error)) from None
     score_arguments = _arguments(settings, "score_")
-    score_arguments.setdefault("warm_up", _SCORE_WARM_UP)
-    if "threshold" not in score_arguments:
-        allowance = float(score_arguments.get("allowance", 0.25))
-        alpha = budget.alpha_for(SCORE_DETECTOR)
-        siegmund = math.log(4.0 * allowance**2 / alpha) / (2.0 * allowance) - _SIEGMUND_OFFSET
-        score_arguments["threshold"] = max(siegmund, _SCORE_THRESHOLD_FLOOR)
+    score_arguments["alpha"] = budget.alpha_for(SCORE_DETECTOR)
     error_arguments = _arguments(settings, "error_")
     if model.slo is not None and model.slo.error_rate is not None:
         error_arguments.setdefault("reference_rate", model.slo.error_rate)
     error_arguments["threshold"] = math.log(1.0 / budget.alpha_for(ERROR_RATE_DETECTOR))
-    score = _output_detector(model, "score_", RobustCUSUM, score_arguments)
+    score = _output_detector(model, "score_", ResidualCUSUM, score_arguments)
     error_rate = _output_detector(model, "error_", BernoulliCUSUM, error_arguments)
     restore_grace = float(own["restore_grace"])
     if not restore_grace >= 0.0:
@@ -669,7 +711,7 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
         if not _is_effect(own[name]):
             raise PortfolioError(model.model_id, f"{key}.{name}", "expected a number in [0, 1]")
     return OutputWatch(
-        OutputDetector(score, float(own["score_min_effect"])),
+        ScoreDetector(score, float(own["score_min_effect"])),
         OutputDetector(error_rate, float(own["error_min_effect"])),
         restore_grace,
     )

@@ -39,6 +39,7 @@ from detectors import (
     KSDrift,
     NullRateDrift,
     PSIDrift,
+    ResidualCUSUM,
     RobustCUSUM,
     WassersteinDrift,
 )
@@ -105,6 +106,7 @@ def cases(n: int, seed: int = 0) -> list[Case]:
         ("WassersteinDrift", lambda: WassersteinDrift(reference)),
         ("JensenShannonDrift", lambda: JensenShannonDrift(reference)),
         ("RobustCUSUM", RobustCUSUM),
+        ("ResidualCUSUM", ResidualCUSUM),
         ("NullRateDrift", lambda: NullRateDrift((10, 1_000))),
     ]
     return [

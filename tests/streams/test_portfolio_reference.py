@@ -179,10 +179,9 @@ def code_defaults() -> dict[str, object]:
         group = "shadow" if prefix in ("agreement", "promotion") else "leaks"
         given = {**signature_defaults(cls), **leak_watch._DETECTOR_DEFAULTS.get(prefix, {})}
         found |= {f"detectors.{group}.{prefix}_{name}": v for name, v in given.items()}
-    outputs = {"score_": watch_module.RobustCUSUM, "error_": watch_module.BernoulliCUSUM}
+    outputs = {"score_": watch_module.ResidualCUSUM, "error_": watch_module.BernoulliCUSUM}
     for prefix, cls in outputs.items():
         found |= {f"detectors.output.{prefix}{k}": v for k, v in signature_defaults(cls).items()}
-    found["detectors.output.score_warm_up"] = watch_module._SCORE_WARM_UP
     found |= {f"detectors.output.{k}": v for k, v in watch_module._OUTPUT_DEFAULTS.items()}
     found |= {f"detectors.performance.{k}": v for k, v in label_join.DEFAULTS.items()}
     health = signature_defaults(watch_module.HealthPolicy)

@@ -118,9 +118,10 @@ def test_a_stationary_stream_never_acts() -> None:
     evidence = [e for _, o in observations for e in o.evidence]
     drift = [e.feature for e in evidence if e.feature is not None]
     assert len(drift) == 2 * 14  # two features, 14 windows after the reference
-    # Output reports every 500 inputs after the warm-ups (2,000 each).
+    # Output reports every 500 scores (the score's warm-up is 50) and every 500 requests
+    # after the error rate's warm-up of 2,000.
     output = collections.Counter(e.detector for e in evidence if e.feature is None)
-    assert output == {"score": 12, "error_rate": 12}
+    assert output == {"score": 16, "error_rate": 12}
     assert not any(e.alarm for e in evidence)
 
 
@@ -366,15 +367,17 @@ def test_a_constant_output_falls_back_through_the_score_cusum() -> None:
     rng = np.random.default_rng(3)
     predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 3000, constant=0.0)
     observations = run(new_watch(small_model()), predictions)
-    # Warm-up: the first 2,000 live scores. The constant 0.0 is about 1.5 standard
-    # deviations below the mean: an alarm every 18 predictions against the frozen
-    # reference; confirmed once the degraded state is min_dwell (60 s) old.
+    # The constant 0.0 is about 1.5 standard deviations below the mean. The CUSUM's alarm
+    # renews its reference; from 20 scores after the change, every 10 scores measure the
+    # change against the reference before it, and keep the model on its fallback (no
+    # restore in 3,000 scores) once the degraded state is min_dwell (60 s) old.
     alarms = output_alarms(observations)
-    assert alarms[:3] == [(3017, "score"), (3035, "score"), (3053, "score")]
+    assert alarms[:3] == [(3003, "score"), (3019, "score"), (3029, "score")]
     assert {e.details.get("cause") for _, o in observations for e in o.evidence if e.alarm} == {
-        "mean_down"
+        "mean_down",
+        "sustained",
     }
-    assert actions_of(observations) == [(3077, "fallback")]
+    assert actions_of(observations) == [(3079, "fallback")]
 
 
 def test_an_output_alarm_names_the_model_not_an_empty_feature() -> None:
@@ -389,8 +392,12 @@ def test_an_output_alarm_names_the_model_not_an_empty_feature() -> None:
         for alert in consequences(model, watch, observation).alerts
         if alert.event == "score"
     ]
-    assert [(a.severity, a.text) for a in alerts] == [("warning", "ranker: score alarms")]
-    assert "feature" not in alerts[0].attributes
+    # The alarm measures 3 changed scores among 20: below the floor until the next look.
+    assert [(a.severity, a.text) for a in alerts] == [
+        ("informational", "ranker: score alarms, below its effect-size floor"),
+        ("warning", "ranker: score alarms"),
+    ]
+    assert all("feature" not in alert.attributes for alert in alerts)
     assert describe(model, watch)["alarming"] == {"score": []}
 
 
@@ -417,16 +424,16 @@ def test_an_error_spike_falls_back_through_the_error_rate_cusum() -> None:
 
 def test_the_fallback_the_watch_ordered_is_not_an_error() -> None:
     rng = np.random.default_rng(3)
-    # The constant output sends the model to its fallback at 3077; from then on the fleet
-    # serves the fallback, also for 30 s after the restore (4277) until it obeys.
+    # The constant output sends the model to its fallback at 3079; from then on the fleet
+    # serves the fallback, also for 30 s after the restore (4279) until it obeys.
     predictions = (
         output_stream(rng, 0, 3000)
-        + output_stream(rng, 3000, 78, constant=0.0)
-        + output_stream(rng, 3078, 1230, role="fallback")
-        + output_stream(rng, 4308, 3000)
+        + output_stream(rng, 3000, 80, constant=0.0)
+        + output_stream(rng, 3080, 1230, role="fallback")
+        + output_stream(rng, 4310, 3000)
     )
     observations = run(new_watch(small_model()), predictions)
-    assert actions_of(observations) == [(3077, "fallback"), (4277, "restore")]
+    assert actions_of(observations) == [(3079, "fallback"), (4279, "restore")]
     assert "error_rate" not in {detector for _, detector in output_alarms(observations)}
 
 
@@ -438,8 +445,8 @@ def test_output_detectors_stay_silent_on_a_stationary_stream() -> None:
     reports = collections.Counter(
         e.detector for _, o in observations for e in o.evidence if e.feature is None
     )
-    # Every 500 inputs after the warm-ups (about 2,000 live scores, 2,000 requests).
-    assert reports == {"score": 55, "error_rate": 56}
+    # Every 500 live scores, and every 500 requests after the error rate's warm-up.
+    assert reports == {"score": 59, "error_rate": 56}
 
 
 def test_output_detectors_can_be_turned_off() -> None:
@@ -574,20 +581,36 @@ def shifted_scores(shift: float) -> list[tuple[int, Observation]]:
     return run(new_watch(small_model()), predictions)
 
 
-def test_a_small_score_shift_alarms_but_is_not_material() -> None:
-    observations = shifted_scores(0.3)
+def test_the_score_detector_works_from_the_first_hundred_scores() -> None:
+    # Ready after 50 scores: a shift of two standard deviations of the logit after 100
+    # alarms 15 scores later and is material at the first look on its own 20 scores.
+    rng = np.random.default_rng(4)
+    predictions = output_stream(rng, 0, 100, error_rate=0.0)
+    predictions += output_stream(rng, 100, 200, error_rate=0.0, shift=2.0)
+    observations = run(new_watch(small_model()), predictions)
     score = [(n, e.material) for n, o in observations for e in o.evidence if e.alarm]
-    # The CUSUM sees it; against the reference it moved under a tenth of the population.
-    assert score[:3] == [(3150, False), (3610, False), (4000, False)]
-    assert not any(material for _, material in score)
+    assert score[:3] == [(115, False), (129, True), (139, True)]
+    assert actions_of(observations) == [(189, "fallback")]
+    # The same first 300 scores without the shift: silence.
+    rng = np.random.default_rng(4)
+    observations = run(new_watch(small_model()), output_stream(rng, 0, 300, error_rate=0.0))
+    assert [n for n, o in observations for e in o.evidence if e.alarm] == []
+
+
+def test_a_small_score_shift_moves_no_model() -> None:
+    # A shift moving about a tenth of the population: the renewing reference takes it in.
+    observations = shifted_scores(0.3)
+    assert [n for n, o in observations for e in o.evidence if e.alarm] == []
     assert actions_of(observations) == []
 
 
-def test_a_large_score_shift_is_material_from_its_first_alarm() -> None:
+def test_a_large_score_shift_is_material_once_measured_on_its_own_scores() -> None:
     observations = shifted_scores(1.5)
     score = [(n, e.material) for n, o in observations for e in o.evidence if e.alarm]
-    assert score[:3] == [(3017, True), (3032, True), (3047, True)]
-    assert actions_of(observations) == [(3077, "fallback")]
+    # The alarm's effect reads 20 scores, some from before the change; the next look, 20
+    # scores after it, is material.
+    assert score[:3] == [(3014, False), (3025, True), (3035, True)]
+    assert actions_of(observations) == [(3085, "fallback")]
 
 
 @pytest.mark.parametrize(
