@@ -66,7 +66,10 @@ def test_drifts_and_broken_models_fall_back_within_their_bounds(played: tuple) -
         ("drift_abrupt", "fraud-001"): (26.6, "drift_psi"),
         ("drift_gradual", "ltv-003"): (24.4, "drift_psi"),
         ("broken_model", "ltv-008"): (6.1, "error_rate"),
-        ("broken_model", "ctr-012"): (5.6, "score"),
+        ("broken_model", "ctr-012"): (5.8, "score"),
+        # A constant at its own mean score: the score detector's spread CUSUM sees the
+        # variance collapse.
+        ("broken_model", "ctr-007"): (6.5, "score"),
         # The slow model's tripped breakers serve its fallback: the error rate sees them.
         ("latency_jump", "ctr-017"): (6.2, "error_rate"),
         ("broken_model", "churn-015"): (6.3, "error_rate"),
@@ -75,8 +78,7 @@ def test_drifts_and_broken_models_fall_back_within_their_bounds(played: tuple) -
 
 def test_no_other_model_alarms_on_its_output_or_falls_back(played: tuple) -> None:
     timeline, fallbacks, output_alarms = played
-    # ctr-007's constant (0.5) is its own mean score: the output detectors cannot see it.
-    moved = {"fraud-001", "ltv-003", "ltv-008", "ctr-012", "ctr-017", "churn-015"}
+    moved = {"fraud-001", "ltv-003", "ctr-007", "ltv-008", "ctr-012", "ctr-017", "churn-015"}
     assert output_alarms <= moved
     assert {model for model, decided in fallbacks.items() if decided} == moved
     # A fallback only while its model's incident lasts (or until the run ends).
