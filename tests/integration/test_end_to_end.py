@@ -148,7 +148,9 @@ def report(
 def test_every_incident_is_caught_in_time_and_the_fleet_falls_back_where_it_should(
     report: Report,
 ) -> None:
-    assert {row.kind for row in report.incidents} == set(DETECTORS_BY_KIND)
+    # The short scenario's eight models declare no SLO, so it has no latency jump (the
+    # default scenario does; its offline replay is tests/demo/test_demo_portfolio.py).
+    assert {row.kind for row in report.incidents} == set(DETECTORS_BY_KIND) - {"latency_jump"}
     for row in report.incidents:
         bound_ms = DETECTION_BOUNDS_S.get(row.kind, DEFAULT_BOUND_S) * 1000
         assert row.detected_at is not None, f"{row.kind} on {row.model} was missed"
