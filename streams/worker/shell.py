@@ -30,6 +30,7 @@ from streams.monitor.batch import Record
 from streams.monitor.label_join import describe_performance
 from streams.monitor.watch import describe
 from streams.portfolio import Model
+from streams.topics import CONTROL
 from streams.worker.control import SentCommands
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Monitors:
         self.app = app
         self.table = table
         self.control = control
-        self.sent = SentCommands(app.settings, control.get_topic_name())
+        self.sent = SentCommands(app.settings, CONTROL.name(app.settings))
         self.cache: dict[str, Monitor] = {}
         # Models fed since their monitor was last written to the table.
         self.unsaved: set[str] = set()
