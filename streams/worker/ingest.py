@@ -124,6 +124,8 @@ class PipelineCounters:
         # Control commands by action: sent signed, or withheld (alert-only model, no key).
         self.commands_sent: collections.Counter[str] = collections.Counter()
         self.commands_withheld: collections.Counter[str] = collections.Counter()
+        # Made again with a seq the control topic already holds (a restored monitor).
+        self.commands_skipped_as_sent: collections.Counter[str] = collections.Counter()
 
     def count(self, topic: str, processed: int, errors: Sequence[DecodeError] = ()) -> None:
         """Book consumed records of ``topic``: ``processed`` of them, and one dead-lettered

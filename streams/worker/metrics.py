@@ -11,7 +11,9 @@ Metrics (all with the ``failsoft_`` prefix):
   message of 500 counts 500); consumed equals processed plus dead-lettered for every
   topic.
 - ``commands_sent_total{action}``, ``commands_withheld_total{action}``: control commands
-  signed and sent, or withheld (alert-only model, or no signing key).
+  signed and sent, or withheld (alert-only model, or no signing key);
+  ``commands_skipped_as_sent_total{action}``: commands a monitor made again (restored
+  from a checkpoint older than them) whose seq the control topic already holds.
 - ``messages_received_total{topic}``: Kafka messages the ingest reader read per topic
   (single-record or batch), the internal topic of feature writes by model included;
 - ``lag_records{topic}`` and ``lag_seconds{topic}``: how far the reader is behind in its
@@ -101,14 +103,21 @@ class WorkerCollector(Collector):
             dead.add_metric([topic, reason], value)
         yield dead
 
-        for outcome, counts in (
-            ("sent", self.counters.commands_sent),
-            ("withheld", self.counters.commands_withheld),
+        for outcome, counts, documentation in (
+            ("sent", self.counters.commands_sent, "Control commands signed and sent."),
+            (
+                "withheld",
+                self.counters.commands_withheld,
+                "Control commands withheld: alert-only model or no signing key.",
+            ),
+            (
+                "skipped_as_sent",
+                self.counters.commands_skipped_as_sent,
+                "Control commands not sent again: the control topic holds their seq.",
+            ),
         ):
             family = CounterMetricFamily(
-                f"failsoft_commands_{outcome}",
-                f"Control commands {outcome} (withheld: alert-only model or no signing key).",
-                labels=["action"],
+                f"failsoft_commands_{outcome}", documentation, labels=["action"]
             )
             for action in ("fallback", "restore"):
                 family.add_metric([action], counts[action])

@@ -13,8 +13,9 @@ its consumer subscribes to the state table's changelog, whose partition count eq
 input topics' (``streams.topics``), so the changelog partitions Faust makes active here
 are the partition numbers of this worker's models in every input topic. The reader
 follows them after each rebalance, once Faust has restored the table
-(``on_rebalance_complete``), and lets them go, flushed and committed, when Faust revokes
-them. Its offsets live in a group of its own (``<app id>-ingest``) that it never joins.
+(``on_rebalance_complete``) and it has read the control topic (``streams.worker.control``),
+and lets them go, flushed and committed, when Faust revokes them. Its offsets live in a
+group of its own (``<app id>-ingest``) that it never joins.
 
 Records of a model wait in a micro-batch (``MicroBatches``) until it holds
 ``MICRO_BATCH`` records or its first record has waited ``MICRO_BATCH_LINGER_S``, then go
@@ -248,6 +249,8 @@ class IngestReader:
             auto_offset_reset="earliest",
         )
         await self.consumer.start()
+        # Before the first records: what their monitors send must not repeat the topic.
+        await self.monitors.sent.catch_up()
         self._assign()
         self.task = asyncio.create_task(self._read(self.consumer))
 
@@ -271,8 +274,13 @@ class IngestReader:
         if partitions != self.partitions:
             # Unchanged (no revocation came between), it reads on from where it is:
             # assigning again would reread what it fed since its last commit.
-            self.partitions = partitions
-            self._assign()
+            async with self.lock:
+                if partitions and self.consumer is not None:
+                    # The monitors restored for these partitions may predate commands
+                    # already sent for them, here or by the worker that held them.
+                    await self.monitors.sent.catch_up()
+                self.partitions = partitions
+                self._assign()
 
     async def _revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:

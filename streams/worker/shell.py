@@ -5,12 +5,13 @@ worker holds, in memory, backed by one changelog table keyed by model_id whose v
 ``Monitor.dumps()``. It feeds each model's records as one ``Batch`` and carries out what
 comes back: points to InfluxDB, alerts to Alerta, commands signed with the worker's
 keyring and sent on the control topic keyed by model (counted as withheld without a
-signing key), and the monitor written to its table when its effects ask for a checkpoint.
+signing key, and skipped when the topic already holds its seq: ``streams.worker.control``),
+and the monitor written to its table when its effects ask for a checkpoint.
 
 Logs (logger ``streams.worker.shell``): at info, one line per health transition, command
-and alert opened or closed, and a summary every ``SUMMARY_EVERY`` seconds (records and
-lag per topic, models per state, commands); at warning only what needs a human: an escalation,
-and a command withheld for want of a signing key.
+sent or skipped as sent, and alert opened or closed, and a summary every ``SUMMARY_EVERY``
+seconds (records and lag per topic, models per state, commands); at warning only what
+needs a human: an escalation, and a command withheld for want of a signing key.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from streams.monitor.batch import Record
 from streams.monitor.label_join import describe_performance
 from streams.monitor.watch import describe
 from streams.portfolio import Model
+from streams.topics import CONTROL
+from streams.worker.control import SentCommands
 
 if TYPE_CHECKING:
     from streams.worker.app import FailsoftApp
@@ -46,6 +49,7 @@ class Monitors:
         self.app = app
         self.table = table
         self.control = control
+        self.sent = SentCommands(app.settings, CONTROL.name(app.settings))
         self.cache: dict[str, Monitor] = {}
         # Models fed since their monitor was last written to the table.
         self.unsaved: set[str] = set()
@@ -76,7 +80,7 @@ class Monitors:
 
     def summary(self) -> str:
         """One line: records consumed and dead-lettered per topic, the models this worker
-        holds per health state, and the commands sent and withheld."""
+        holds per health state, and the commands sent, withheld and skipped as sent."""
         counters = self.app.counters
         lag = self.app.reader.lag()
         topics = ", ".join(
@@ -92,9 +96,10 @@ class Monitors:
         models = ", ".join(f"{state} {n}" for state, n in sorted(states.items())) or "none yet"
         sent = sum(counters.commands_sent.values())
         withheld = sum(counters.commands_withheld.values())
+        skipped = sum(counters.commands_skipped_as_sent.values())
         return (
             f"summary: records {topics or 'none yet'}; models {models}; "
-            f"commands {sent} sent, {withheld} withheld"
+            f"commands {sent} sent, {withheld} withheld, {skipped} skipped as sent"
         )
 
     def peek(self, model: Model) -> Monitor | None:
@@ -200,6 +205,11 @@ class Monitors:
         counters = app.counters
         for command in effects.commands:
             line = (model_id, command.action, command.seq, command.detector, command.reason)
+            if self.sent.sent(model_id, command.seq):
+                # Made again by a monitor restored from a checkpoint older than the command.
+                counters.commands_skipped_as_sent[command.action] += 1
+                log.info("%s: command %s seq %d by %s skipped: already sent: %s", *line)
+                continue
             if app.keyring.signing_key_id is None:
                 counters.commands_withheld[command.action] += 1
                 log.warning(
@@ -213,12 +223,13 @@ class Monitors:
             # command only buffered would leave with the next pause, tens of ms later.
             delivery = await self.control.send(key=model_id.encode(), value=encode(signed))
             await delivery
+            self.sent.note(model_id, command.seq)
             counters.commands_sent[command.action] += 1
             log.info("%s: command %s seq %d by %s sent: %s", *line)
         for action in effects.withheld:
             counters.commands_withheld[action] += 1
             log.info("%s: command %s withheld: the model is alert_only", model_id, action)
         # After the commands: a crash before this write makes the same commands again
-        # (same seq), which the fleet drops as replays.
+        # (same seq), which ``self.sent`` skips once the restarted worker has read them.
         if effects.checkpoint:
             self.table[model.model_id] = monitor.dumps()

@@ -137,7 +137,8 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
         "future_values",
     ]
     assert monitors.summary() == (
-        "summary: records none yet; models healthy 1; commands 2 sent, 0 withheld"
+        "summary: records none yet; models healthy 1; "
+        "commands 2 sent, 0 withheld, 0 skipped as sent"
     )
     monitors.app.counters.consumed["p.predictions"] += 4000
     monitors.app.counters.dead_lettered["p.predictions", "unknown model"] += 3
@@ -148,7 +149,7 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
     assert monitors.summary() == (
         "summary: records p.predictions 4000 (3 dead-lettered, lag 50 records, 2.5 s); "
         "models healthy 1; "
-        "commands 2 sent, 0 withheld"
+        "commands 2 sent, 0 withheld, 0 skipped as sent"
     )
 
 
