@@ -36,18 +36,23 @@ def key(settings: Settings, name: str) -> str:
     return scoped_key_file(settings, name).read_text().strip()
 
 
-def test_the_worker_key_sends_alerts_and_heartbeats_but_cannot_delete_an_alert(
-    stack_settings: Settings, alerta_client: object, unique_name: str
-) -> None:
-    worker = key(stack_settings, "worker")
-    admin = stack_settings.secret("alerta_api_key")
-    alert = {
-        "resource": unique_name,
+def drift_alert(resource: str) -> dict[str, Any]:
+    """A minor drift alert on ``resource`` in the test environment."""
+    return {
+        "resource": resource,
         "event": "DriftDetected",
         "environment": "Development",
         "service": ["failsoft-test"],
         "severity": "minor",
     }
+
+
+def test_the_worker_key_sends_alerts_and_heartbeats_but_cannot_delete_an_alert(
+    stack_settings: Settings, alerta_client: object, unique_name: str
+) -> None:
+    worker = key(stack_settings, "worker")
+    admin = stack_settings.secret("alerta_api_key")
+    alert = drift_alert(unique_name)
     status, sent = call(stack_settings, worker, "POST", "/alert", alert)
     assert status == 201, sent
     alert_id = sent["id"]
@@ -70,12 +75,6 @@ def test_the_reader_key_reads_but_cannot_write(
     reader = key(stack_settings, "reader")
     status, listed = call(stack_settings, reader, "GET", "/alerts?environment=Development")
     assert status == 200, listed
-    alert = {
-        "resource": unique_name,
-        "event": "DriftDetected",
-        "environment": "Development",
-        "service": ["failsoft-test"],
-        "severity": "minor",
-    }
+    alert = drift_alert(unique_name)
     status, refused = call(stack_settings, reader, "POST", "/alert", alert)
     assert status == 403, refused
