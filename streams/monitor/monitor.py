@@ -123,11 +123,11 @@ class Monitor:
                 f"this worker reads format {STATE_FORMAT}"
             )
         monitor.model = model
-        ladder = monitor.__dict__.get("ladder")
+        ladder = monitor.ladder
         if ladder is None or ladder.levels != model.fallback.ladder:
-            # Written before ladders, or the portfolio's ladder changed: start it anew.
+            # No ladder before, or the portfolio's ladder changed: start it anew.
             monitor.ladder = fallback_ladder.new_ladder(model, monitor.watch.policy.min_dwell)
-        serving = monitor.__dict__.get("serving")
+        serving = monitor.serving
         if serving is None or serving.slo != model.slo:
             monitor.serving = serving_watch.new_serving_watch(model)
         if model.shadow is None:
