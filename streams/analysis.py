@@ -31,12 +31,15 @@ from typing import Any
 
 from streams.settings import Settings
 from streams.sinks.influx import MEASUREMENTS
+from streams.stack.influxdb import READER, user_token_file
 
 __all__ = [
+    "ANALYST_USER",
     "Row",
     "SeriesReader",
     "StateInterval",
     "Window",
+    "analyst_settings",
     "column",
     "during",
     "flux_filter",
@@ -206,29 +209,48 @@ def flux_filter(
     return "\n".join(lines)
 
 
+# The local stack's read-only InfluxDB user.
+ANALYST_USER = READER
+
+
+def analyst_settings(settings: Settings) -> Settings:
+    """``settings`` reading InfluxDB as the local stack's read-only user rather than with
+    the default token (the stack's admin), when no other token was given
+    (``FAILSOFT_INFLUXDB_TOKEN`` or ``_FILE``) and the stack has made that user; as they
+    are otherwise. Against another server, give its read-only user's token."""
+    if settings.secret("influxdb_token") != Settings().influxdb_token:
+        return settings
+    reader = user_token_file(settings, ANALYST_USER)
+    if not reader.exists():
+        return settings
+    # The inline token stays the default, which a token file may stand beside.
+    return dataclasses.replace(settings, influxdb_token_file=str(reader))
+
+
 class SeriesReader:
     """Runs ``flux_select`` queries on one bucket; remembers which measurements were empty.
 
     ``client`` is an ``influxdb_client.InfluxDBClient``; ``from_settings`` opens one on the
-    settings' URL, token and org (close it with ``close``).
+    settings' URL, token and org (close it with ``close``). ``user`` is the InfluxDB user
+    it reads as, for the record.
     """
 
-    def __init__(self, client: Any, bucket: str, org: str) -> None:
+    def __init__(self, client: Any, bucket: str, org: str, user: str = "") -> None:
         self.client = client
         self.bucket = bucket
         self.org = org
+        self.user = user
         self.counts: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SeriesReader:
         from influxdb_client import InfluxDBClient
 
-        client = InfluxDBClient(
-            url=settings.influxdb_url,
-            token=settings.secret("influxdb_token"),
-            org=settings.influxdb_org,
-        )
-        return cls(client, settings.influxdb_bucket, settings.influxdb_org)
+        token = settings.secret("influxdb_token")
+        client = InfluxDBClient(url=settings.influxdb_url, token=token, org=settings.influxdb_org)
+        # InfluxDB 1.8 takes ``user:password`` as the token.
+        user = token.partition(":")[0]
+        return cls(client, settings.influxdb_bucket, settings.influxdb_org, user)
 
     def close(self) -> None:
         self.client.close()

@@ -23,6 +23,7 @@ from streams.fleet.breaker import (
 from streams.fleet.listener import ControlListener, ListenerStats, Mode, ModeChange
 from streams.fleet.popular import PopularItems
 from streams.fleet.prediction_logger import LoggerStats, PredictionLogger
+from streams.fleet.producer import FleetProducer
 from streams.fleet.router import Routed, Router, Served
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "BreakerSettings",
     "BreakerStats",
     "ControlListener",
+    "FleetProducer",
     "ListenerStats",
     "LoggerStats",
     "Mode",

@@ -10,7 +10,9 @@ When ``max_buffered`` predictions are held (pending or queued: the broker is slo
 away) ``log`` drops and counts; a batch the broker cannot take within the delivery
 timeout is failed and counted, which frees its predictions' places. Counts are of
 predictions, not messages: every offered prediction is exactly one of delivered, failed,
-dropped or still in flight, so the counters reconcile.
+dropped or still in flight, so the counters reconcile. Besides, the logger's producer
+(``FleetProducer``) counts the messages the broker refused by topic and cause, its own
+and those of anything else the node publishes through it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from schemas.codec import encode, encode_batch
 from schemas.contracts import Prediction
 from streams.fleet.kafka_config import prediction_producer_config
+from streams.fleet.producer import FleetProducer
 from streams.settings import Settings
 from streams.topics import PREDICTIONS
 
@@ -36,7 +39,9 @@ _log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class LoggerStats:
     """Predictions by fate since start; ``offered`` is their sum. ``batches`` counts the
-    batch messages handed to librdkafka."""
+    batch messages handed to librdkafka; ``refused`` the messages the broker refused, by
+    topic and cause (``TOPIC_AUTHORIZATION_FAILED``: the node's principal may not write
+    that topic)."""
 
     delivered: int
     failed: int
@@ -46,6 +51,7 @@ class LoggerStats:
     last_loss: str | None
     """Why the last prediction was dropped or failed."""
     last_kafka_error: str | None
+    refused: Mapping[str, Mapping[str, int]]
 
     @property
     def offered(self) -> int:
@@ -72,6 +78,13 @@ class PredictionLogger:
         How long a queued batch may wait for the broker before it is failed.
     producer_config
         Overrides of the librdkafka producer settings.
+
+    Attributes
+    ----------
+    producer
+        The logger's ``FleetProducer``: anything else the node publishes through it shares
+        its connection and credentials, and what the broker refuses of it is counted in
+        ``stats().refused`` too.
     """
 
     def __init__(
@@ -94,7 +107,7 @@ class PredictionLogger:
         self.linger_ms = linger_ms
         self.max_buffered = max_buffered
         self.max_batch_bytes = max_batch_bytes
-        self._producer = Producer(
+        self.producer = FleetProducer(
             {
                 **prediction_producer_config(settings, max_buffered, delivery_timeout_s),
                 "error_cb": self._on_kafka_error,
@@ -163,13 +176,14 @@ class PredictionLogger:
                 batches=self._batches,
                 last_loss=self._last_loss,
                 last_kafka_error=self._last_kafka_error,
+                refused=self.producer.refused(),
             )
 
     def flush(self, timeout: float = 10.0) -> int:
         """Send what is pending, wait up to ``timeout`` seconds for the broker to take every
         queued batch, and return how many predictions are still in flight."""
         self._send_pending()
-        self._producer.flush(timeout)
+        self.producer.flush(timeout)
         return self.stats().in_flight
 
     def close(self, timeout: float = 10.0) -> int:
@@ -222,7 +236,7 @@ class PredictionLogger:
             self._produce(model_id, predictions[half:])
             return
         try:
-            self._producer.produce(
+            self.producer.produce(
                 self.topic,
                 value,
                 model_id.encode("utf-8"),
@@ -256,7 +270,7 @@ class PredictionLogger:
     def _poll(self) -> None:
         # Delivery reports are served here, so the serving path never calls poll().
         while not self._closing.is_set() or self._flusher.is_alive():
-            self._producer.poll(0.1)
+            self.producer.poll(0.1)
 
     def _on_delivery(self, count: int, error: KafkaError | None, message: Message) -> None:
         # The delivery thread and a caller of flush() may both serve these reports.

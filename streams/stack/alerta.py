@@ -57,21 +57,12 @@ class AlertaServer(Server):
         _create_database(settings)
         env = {**os.environ, "ALERTA_SVR_CONF_FILE": str(self._config(settings))}
         log = self.log(settings)
-        key: Command = [_tool("alertad"), "key", "--username", ADMIN_USER]
-        key += ["--key", settings.secret("alerta_api_key"), "--text", "failsoft local stack"]
-        code = run_logged(key, log, timeout=KEY_TIMEOUT_S, env=env)
+        # The admin's key, well known unless FAILSOFT_ALERTA_API_KEY(_FILE) sets another.
+        code = _make_key(settings.secret("alerta_api_key"), "failsoft local stack", (), env, log)
         if code != 0:
             raise self.fail(settings, f"alertad key failed (exit {code})")
-        for name, scopes in SCOPED_KEYS.items():
-            path = scoped_key_file(settings, name)
-            if not path.exists():
-                write_private(path, secrets.token_urlsafe(30).encode() + b"\n")
-            key = [_tool("alertad"), "key", "--username", ADMIN_USER, "--text", f"failsoft {name}"]
-            key += ["--key", path.read_text().strip()]
-            for scope in scopes:
-                key += ["--scope", scope]
-            # alertad prints the key: its output goes nowhere rather than to the log.
-            code = run_logged(key, Path(os.devnull), timeout=KEY_TIMEOUT_S, env=env)
+        for name, key in ensure_scoped_keys(settings).items():
+            code = _make_key(key, f"failsoft {name}", SCOPED_KEYS[name], env, log)
             if code != 0:
                 raise self.fail(settings, f"alertad key for the {name} key failed (exit {code})")
         bind = f"{host_of(settings.alerta_endpoint)}:{settings.alerta_port}"
@@ -98,10 +89,31 @@ class AlertaServer(Server):
         )
 
 
+def ensure_scoped_keys(settings: Settings) -> dict[str, str]:
+    """Each of ``SCOPED_KEYS``' key, made (in ``scoped_key_file``) if missing."""
+    keys = {}
+    for name in SCOPED_KEYS:
+        path = scoped_key_file(settings, name)
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(30).encode() + b"\n")
+        keys[name] = path.read_text().strip()
+    return keys
+
+
 def scoped_key_file(settings: Settings, name: str) -> Path:
     """The file holding the local Alerta's key ``name`` of ``SCOPED_KEYS``, for
     ``FAILSOFT_ALERTA_API_KEY_FILE``."""
     return settings.state_dir / "alerta" / "keys" / f"{name}.key"
+
+
+def _make_key(key: str, text: str, scopes: tuple[str, ...], env: dict[str, str], log: Path) -> int:
+    """``alertad key`` for ``key`` (it keeps a key it already has); its exit code. It
+    prints the key, so the log shows its command line and output with the key masked."""
+    command: Command = [_tool("alertad"), "key", "--username", ADMIN_USER, "--text", text]
+    command += ["--key", key]
+    for scope in scopes:
+        command += ["--scope", scope]
+    return run_logged(command, log, timeout=KEY_TIMEOUT_S, env=env, secret_arguments=[key])
 
 
 def _tool(name: str) -> Path:

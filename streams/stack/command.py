@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from streams.settings import Settings
-from streams.stack.control import SERVERS, down, status, up
+from streams.stack.control import SERVERS, compose_secrets, down, status, up
 from streams.stack.process import StackError, log_tail
 
 STATUS_UNHEALTHY = 3
@@ -31,6 +31,16 @@ def register(subparsers: Any) -> None:
     actions.add_parser("status", help="show each server and whether it is healthy").set_defaults(
         handler=_status
     )
+    actions.add_parser(
+        "secrets",
+        help="make the stack's secrets without starting it, and the variables of "
+        "deploy/compose.secured.yaml (for docker compose --env-file)",
+    ).set_defaults(handler=_secrets)
+    actions.add_parser(
+        "grant",
+        help="create the SASL_SSL users and grant their ACLs for the settings' topic prefix "
+        "and app id, through the plaintext (super user's) listener of FAILSOFT_KAFKA_BOOTSTRAP",
+    ).set_defaults(handler=_grant)
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +78,27 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     for entry in entries:
         print(entry.describe())
     return 0 if all(entry.healthy for entry in entries) else STATUS_UNHEALTHY
+
+
+def _secrets(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        path = compose_secrets(settings)
+    except ValueError as error:
+        print(f"failsoft stack: {error}", file=sys.stderr)
+        return 1
+    _say(f"stack: secrets in {settings.state_dir}; compose variables in {path}")
+    return 0
+
+
+def _grant(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = SERVERS["kafka"]
+    if not kafka.healthy(settings):
+        print(f"failsoft stack: no Kafka answers at {settings.kafka_bootstrap}", file=sys.stderr)
+        return 1
+    kafka.after_start(settings)
+    prefix = settings.topic_prefix
+    _say(f"stack: users and ACLs granted for prefix {prefix!r} at {settings.kafka_bootstrap}")
+    return 0
 
 
 def _say(line: str) -> None:

@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from streams.settings import Settings
-from streams.stack.alerta import AlertaServer
-from streams.stack.base import Server, ServerStatus
-from streams.stack.influxdb import InfluxDBServer
+from streams.stack.alerta import AlertaServer, ensure_scoped_keys
+from streams.stack.base import Server, ServerStatus, host_of, write_private
+from streams.stack.influxdb import READER, WRITER, InfluxDBServer, ensure_user_passwords
 from streams.stack.kafka import KafkaServer
+from streams.stack.kafka_auth import BrokerSecrets, secrets_folder
 from streams.stack.postgres import PostgresServer
 from streams.stack.process import free_port
 
@@ -71,6 +72,40 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
 
 def status(settings: Settings) -> list[ServerStatus]:
     return [server.status(settings) for server in SERVERS.values()]
+
+
+def compose_secrets(settings: Settings) -> Path:
+    """Make the stack's secrets that are missing, as ``up`` would, without starting any
+    server, and write the variables ``deploy/compose.secured.yaml`` reads to a file of
+    the state folder readable by its owner only; its path.
+
+    The file is for ``docker compose --env-file``: the compose file's ``${...}`` take
+    their values from it, and no secret needs to be in the shell's environment.
+    """
+    host = host_of(settings.kafka_bootstrap)
+    BrokerSecrets(secrets_folder(settings)).ensure([host, "127.0.0.1", "localhost"])
+    admin, _, admin_password = settings.secret("influxdb_token").partition(":")
+    users = ensure_user_passwords(settings)
+    keys = ensure_scoped_keys(settings)
+    variables = {
+        "FAILSOFT_COMPOSE_SECRETS_DIR": str(secrets_folder(settings)),
+        "FAILSOFT_COMPOSE_INFLUXDB_ADMIN_USER": admin,
+        "FAILSOFT_COMPOSE_INFLUXDB_ADMIN_PASSWORD": admin_password,
+        "FAILSOFT_COMPOSE_INFLUXDB_WRITER_PASSWORD": users[WRITER],
+        "FAILSOFT_COMPOSE_INFLUXDB_READER_PASSWORD": users[READER],
+        "FAILSOFT_COMPOSE_ALERTA_ADMIN_KEY": settings.secret("alerta_api_key"),
+        "FAILSOFT_COMPOSE_ALERTA_WORKER_KEY": keys["worker"],
+        "FAILSOFT_COMPOSE_ALERTA_READER_KEY": keys["reader"],
+    }
+    lines = []
+    for name, value in variables.items():
+        # Single quotes: compose takes the value as it is, with no interpolation.
+        if "'" in value or "\n" in value:
+            raise ValueError(f"{name}: a value with a quote or a line break cannot be written")
+        lines.append(f"{name}='{value}'\n")
+    path = settings.state_dir / "compose.env"
+    write_private(path, "".join(lines).encode())
+    return path
 
 
 def private_settings(base: Settings, state_dir: Path) -> Settings:

@@ -30,7 +30,9 @@ BUILD_TIMEOUT_S = 30 * 60.0
 # Where Go finds a toolchain on these machines when it is not on PATH.
 GO_FALLBACK = Path("/usr/local/go/bin/go")
 # The users besides the admin, by name: what each may do on the database.
-USERS = {"failsoft-writer": "WRITE", "failsoft-reader": "READ"}
+WRITER = "failsoft-writer"
+READER = "failsoft-reader"
+USERS = {WRITER: "WRITE", READER: "READ"}
 
 
 class InfluxDBServer(Server):
@@ -109,11 +111,8 @@ class InfluxDBServer(Server):
         if self._query(settings, create_admin, None) != 200:
             self._require(settings, create_admin, (admin, password), "creating its admin")
         statements = [f"CREATE DATABASE {_name(database)}"]
-        for user, privilege in USERS.items():
-            path = user_token_file(settings, user)
-            if not path.exists():
-                write_private(path, f"{user}:{secrets.token_urlsafe(24)}\n".encode())
-            user_password = path.read_text().strip().partition(":")[2]
+        for user, user_password in ensure_user_passwords(settings).items():
+            privilege = USERS[user]
             statements.append(f"CREATE USER {_name(user)} WITH PASSWORD {_text(user_password)}")
             statements.append(f"GRANT {privilege} ON {_name(database)} TO {_name(user)}")
         for statement in statements:
@@ -145,6 +144,17 @@ class InfluxDBServer(Server):
         except urllib.error.HTTPError as error:
             return error.code
         return 400 if any("error" in result for result in answer.get("results", [])) else 200
+
+
+def ensure_user_passwords(settings: Settings) -> dict[str, str]:
+    """Each of ``USERS``' password, made (in ``user_token_file``) if missing."""
+    passwords = {}
+    for user in USERS:
+        path = user_token_file(settings, user)
+        if not path.exists():
+            write_private(path, f"{user}:{secrets.token_urlsafe(24)}\n".encode())
+        passwords[user] = path.read_text().strip().partition(":")[2]
+    return passwords
 
 
 def user_token_file(settings: Settings, user: str) -> Path:

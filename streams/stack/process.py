@@ -142,22 +142,37 @@ def run_logged(
 ) -> int:
     """Run ``command`` to completion with its output appended to ``log``; its exit code.
 
-    The log shows the command line, with ``secret_arguments`` replaced by ``***``. A
-    command that outlives ``timeout`` is killed, with its children, and reported as exit
-    code -9.
+    The log shows the command line and the output with ``secret_arguments`` replaced by
+    ``***``. A command that outlives ``timeout`` is killed, with its children, and
+    reported as exit code -9.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     shown = ["***" if part in secret_arguments else os.fspath(part) for part in command]
     with log.open("a") as out:
         out.write(f"$ {' '.join(shown)}\n")
-    process = spawn(command, log, env=env, cwd=cwd)
+    # A command given a secret may print it (``alertad key`` prints the key it makes), so
+    # its output goes to a file only its owner may read, and reaches the log masked.
+    output = log.with_name(f"{log.name}.unmasked") if secret_arguments else log
+    if secret_arguments:
+        os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    process = spawn(command, output, env=env, cwd=cwd)
     try:
-        return process.wait(timeout)
+        code = process.wait(timeout)
     except subprocess.TimeoutExpired:
         terminate_group(process.pid, timeout=5.0)
+        code = None
+    if secret_arguments:
+        text = output.read_text(errors="replace")
+        output.unlink()
+        for secret in filter(None, secret_arguments):
+            text = text.replace(secret, "***")
+        with log.open("a") as out:
+            out.write(text)
+    if code is None:
         with log.open("a") as out:
             out.write(f"timed out after {timeout:.0f} s\n")
         return -signal.SIGKILL
+    return code
 
 
 def wait_until(

@@ -19,6 +19,7 @@ from typing import ClassVar
 import msgspec
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from schemas.contracts import Prediction
 from streams.control import publish_command
@@ -41,7 +42,7 @@ from streams.stack.kafka_auth import (
     revoke,
     secrets_folder,
 )
-from streams.topics import CATALOGUE, admin_client, ensure_topics
+from streams.topics import CATALOGUE, CONTROL, PREDICTIONS, admin_client, ensure_topics
 from tests.conftest import PrivateKafka
 from tests.fleet.helpers import command, fleet_settings, node_settings
 
@@ -91,12 +92,16 @@ def plain(stack_settings: Settings, kafka_bootstrap: str, unique_name: str) -> I
     try:
         yield settings
     finally:
-        revoke(admin, settings)
-        topics = admin.list_topics(timeout=30).topics
-        prefixes = (settings.topic_prefix,)
-        names = [name for name in topics if name.startswith(prefixes)]
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result(timeout=30)
+        _remove(admin, settings)
+
+
+def _remove(admin: AdminClient, settings: Settings) -> None:
+    """Revoke the ACLs of ``settings``' prefix and delete its topics."""
+    revoke(admin, settings)
+    topics = admin.list_topics(timeout=30).topics
+    names = [name for name in topics if name.startswith(settings.topic_prefix)]
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.result(timeout=30)
 
 
 def test_the_fleet_principal_reads_control_and_writes_predictions_but_cannot_command(
@@ -113,10 +118,15 @@ def test_the_fleet_principal_reads_control_and_writes_predictions_but_cannot_com
             assert logger.flush(30) == 0
             assert logger.stats().delivered == 1
 
-            # A node's credentials cannot write a command, even one genuinely signed.
+            # A node's credentials cannot write a command, even one genuinely signed and
+            # sent through the node's own producer, which counts the broker's refusal.
+            restore = command(plain, "recs", "restore", SEQ + 1)
             with pytest.raises(KafkaException) as refused:
-                publish_command(fleet, command(plain, "recs", "restore", SEQ + 1))
+                publish_command(fleet, restore, producer=logger.producer)
             assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+            assert logger.stats().refused == {
+                CONTROL.name(fleet): {"TOPIC_AUTHORIZATION_FAILED": 1}
+            }
             time.sleep(1.0)
             assert listener.mode("recs") == "fallback"
             assert listener.stats().applied == 1
@@ -135,6 +145,7 @@ def test_a_principal_refused_a_topic_is_counted_on_the_node(plain: Settings) -> 
         stats = logger.stats()
         assert (stats.delivered, stats.failed, stats.in_flight) == (0, 3, 0)
         assert "TOPIC_AUTHORIZATION_FAILED" in (stats.last_loss or "")
+        assert stats.refused == {logger.topic: {"TOPIC_AUTHORIZATION_FAILED": stats.batches}}
     finally:
         logger.close()
 
@@ -147,6 +158,47 @@ def test_the_worker_principal_writes_commands_but_not_predictions(plain: Setting
         assert logger.log(_prediction("recs"))
         logger.flush(30)
         assert (logger.stats().delivered, logger.stats().failed) == (0, 1)
+    finally:
+        logger.close()
+
+
+def test_stack_grant_gives_a_new_prefix_its_principals_rights(
+    stack_settings: Settings, kafka_bootstrap: str, unique_name: str
+) -> None:
+    settings = dataclasses.replace(
+        fleet_settings(stack_settings, kafka_bootstrap, unique_name),
+        worker_app_id=f"failsoft-{unique_name}",
+    )
+    admin = admin_client(settings)
+    ensure_topics(settings, CATALOGUE, admin=admin)
+    try:
+        assert _fleet_predictions_refused(settings) == {
+            PREDICTIONS.name(settings): {"TOPIC_AUTHORIZATION_FAILED": 1}
+        }
+        run = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "stack", "grant"],
+            env=settings_env(settings),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert f"prefix {settings.topic_prefix!r}" in run.stdout
+        assert _fleet_predictions_refused(settings) == {}
+    finally:
+        _remove(admin, settings)
+
+
+def _fleet_predictions_refused(settings: Settings) -> dict[str, dict[str, int]]:
+    """What the broker refuses of one prediction that the fleet principal logs."""
+    logger = PredictionLogger(client_settings(settings, FLEET), linger_ms=0)
+    try:
+        assert logger.log(_prediction("recs"))
+        assert logger.flush(30) == 0
+        stats = logger.stats()
+        assert stats.delivered + stats.failed == 1
+        return {topic: dict(causes) for topic, causes in stats.refused.items()}
     finally:
         logger.close()
 
@@ -273,12 +325,14 @@ def _prediction(model_id: str) -> Prediction:
 
 
 def _leaked(settings: Settings, text: str) -> set[str]:
-    """Which secrets of the run ``text`` holds: the principals' passwords, the scoped
-    Alerta keys and the control private key, by whom they belong to."""
+    """Which secrets of the run ``text`` holds: the principals' passwords, the Alerta
+    keys (the admin's, well known in the local stack, too) and the control private key,
+    by whom they belong to."""
     broker = BrokerSecrets(secrets_folder(settings))
     secrets = {principal: broker.password(principal) for principal in PRINCIPALS}
     for user in USERS:
         secrets[f"InfluxDB user {user}"] = user_token_file(settings, user).read_text().strip()
+    secrets["Alerta admin key"] = settings.secret("alerta_api_key")
     for name in SCOPED_KEYS:
         path = scoped_key_file(settings, name)
         if path.exists():

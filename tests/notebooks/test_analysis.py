@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from streams.analysis import (
+    ANALYST_USER,
     Window,
+    analyst_settings,
     flux_select,
     format_table,
     latest,
     state_intervals,
     time_in_state,
 )
+from streams.settings import Settings
+from streams.stack.influxdb import user_token_file
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -108,3 +114,18 @@ def test_a_watched_model_is_healthy_from_first_seen_until_its_first_transition()
     # Seen only after its first transition: nothing is assumed before that transition.
     late = state_intervals(rows, stop=at(20), first_seen={"a": at(15)})
     assert [(i.state, i.seconds) for i in late] == [("fallback", 10.0)]
+
+
+def test_analysts_read_as_the_stacks_reader_unless_given_a_token(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    # No reader made (no local stack): the settings as they are.
+    assert analyst_settings(settings) == settings
+    reader = user_token_file(settings, ANALYST_USER)
+    reader.parent.mkdir(parents=True)
+    reader.write_text(f"{ANALYST_USER}:its-password\n")
+    assert analyst_settings(settings).secret("influxdb_token") == f"{ANALYST_USER}:its-password"
+    given = dataclasses.replace(settings, influxdb_token="analyst:given")
+    assert analyst_settings(given) == given
+    (tmp_path / "token").write_text("analyst:from-file\n")
+    from_file = dataclasses.replace(settings, influxdb_token_file=str(tmp_path / "token"))
+    assert analyst_settings(from_file) == from_file

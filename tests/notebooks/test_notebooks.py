@@ -30,7 +30,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from streams.analysis import SeriesReader, Window
+from streams.analysis import ANALYST_USER, SeriesReader, Window
 from streams.demo.run import settings_env
 from streams.settings import Settings
 from streams.simulate.scenario import SCENARIOS
@@ -111,6 +111,8 @@ def simulated_run(
         influxdb_bucket=f"{database}/autogen",
     )
     influxql(settings, f'CREATE DATABASE "{database}"')
+    # The notebooks read as the stack's analysts do; dropping the database drops the grant.
+    influxql(settings, f'GRANT READ ON "{database}" TO "{ANALYST_USER}"')
     try:
         yield play(settings, folder)
     finally:
@@ -202,6 +204,9 @@ def execute(
     client.execute(env=settings_env(run.settings), cleanup_kc=True)
     outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
+    printed = "".join(output.get("text", "") for output in outputs)
+    # As the read-only user, not with the default token, which is the stack's admin's.
+    assert f" as {ANALYST_USER}, bucket " in printed, printed[:500]
     summaries = [
         output.data["application/json"]
         for output in outputs
