@@ -66,8 +66,9 @@ class BreakerSettings:
     deadline_ms
         Milliseconds the serving thread waits for the model before it serves the fallback.
         ``None``: no deadline, the model is called on the serving thread itself (no thread
-        hand-off, but a hung model holds the request; trips still come from latency and
-        errors). Default 100.
+        hand-off, but a hung model holds the request; trips still come from latency,
+        errors, and the ``TimeoutError`` of a client that keeps its own deadline).
+        Default 100.
     slo_p99_ms
         The model's latency objective: the breaker opens when the p99 of the last
         ``window_calls`` call latencies is above it, and a probe slower than it fails.
@@ -358,7 +359,11 @@ class _CallPool:
 class Breaker:
     """One model's breaker: ``call(fn, args, kwargs)`` returns ``fn``'s answer or raises
     ``Unavailable`` (the caller serves the fallback), or whatever ``fn`` raised;
-    ``await call_async(fn, args, kwargs)`` does the same for a coroutine function.
+    ``await call_async(fn, args, kwargs)`` does the same for a coroutine function. A
+    ``TimeoutError`` that ``fn`` raises is a timeout like a missed deadline: a model whose
+    client keeps its own deadline (a socket timeout) can then run with
+    ``deadline_ms=None``, on the serving thread, and still trip on timeouts; the serving
+    thread then waits as long as that client's deadline.
 
     Thread-safe: concurrent serving threads share the core under a lock held for a few
     attribute updates. A state change is logged (warning when it opens, info otherwise)
@@ -418,13 +423,17 @@ class Breaker:
             try:
                 value = fn(*args, **kwargs)
                 outcome = "ok"
+            except TimeoutError:
+                outcome = "timeout"
             except Exception as raised:
                 error, outcome = raised, "error"
         else:
             pending = self._pool.submit(fn, args, kwargs)
             if pending is None:
                 outcome = "saturated"
-            elif not pending.done.acquire(timeout=self._deadline_s):
+            elif not pending.done.acquire(timeout=self._deadline_s) or isinstance(
+                pending.error, TimeoutError
+            ):
                 outcome = "timeout"
             elif pending.error is not None:
                 error, outcome = pending.error, "error"
@@ -442,8 +451,7 @@ class Breaker:
         The deadline holds for a model that awaits (an HTTP or gRPC client does) and lets
         itself be cancelled: at the deadline its await is cancelled and the fallback
         serves. A coroutine that computes without awaiting holds the event loop itself,
-        deadline or not: give such a model to ``call`` (a pool thread) instead. A
-        ``TimeoutError`` the model raises itself (its client's own deadline) is a timeout too.
+        deadline or not: give such a model to ``call`` (a pool thread) instead.
         """
         started, probe = self._admit()
         outcome: Outcome

@@ -376,6 +376,20 @@ def test_without_a_deadline_the_model_runs_inline_and_slow_calls_still_trip() ->
     assert (breaker.core.state, breaker.core.reason) == ("open", "latency")
 
 
+def test_a_timeout_the_model_raises_is_a_timeout_with_or_without_the_pool() -> None:
+    def own_deadline(user: str) -> str:
+        raise TimeoutError("the client's own deadline")
+
+    for deadline_ms in (None, 100.0):
+        settings = BreakerSettings(deadline_ms=deadline_ms, failures_to_trip=2)
+        routed = Router(Modes()).register(
+            "recs", live=own_deadline, fallback=_top, fallback_on_error=False, breaker=settings
+        )
+        reasons = [routed.route("u").fallback_reason for _ in range(3)]
+        assert reasons == ["timeout", "timeout", "breaker_open:timeouts"], deadline_ms
+        assert routed.errors == 0
+
+
 def test_the_reason_and_level_ride_in_the_predictions_own_fields() -> None:
     routed = Router(Modes()).register("recs", live=Flaky(), fallback=_top)
     logged = []
