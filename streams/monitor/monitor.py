@@ -193,9 +193,12 @@ class Monitor:
         found = serving_watch.hold_restore(self.model, self.serving, on_fallback, at)
         effects.alerts.extend(found.alerts)
         effects.checkpoint = effects.checkpoint or bool(found.alerts)
-        hold = tuple(evidence for _, evidence in found.evidence)
+        hold = [evidence for _, evidence in found.evidence]
         if hold:
-            self._act(observe_evidence(self.watch, hold, at), effects, hold)
+            # Not an alarm of ``effects``: it recurs with every batch of the hold, and one
+            # lost to a crash is found again from the replayed records, so it needs no
+            # checkpoint of its own (its alert's start and end do).
+            self._act(observe_evidence(self.watch, hold, at), effects)
 
     def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
         """What the leak watch makes of the batch's writes, labels and live predictions,
