@@ -25,8 +25,9 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   one;
 - **recovered**: a restore command for M came after the fallback command.
 
-The **serving alarms** are each model's first alarm of the latency detector and of the
-fleet-wide ``breaker_trips`` alert, whichever detection came first. The **ladder steps**
+The **serving alarms** are each model's first alarm of the latency detector, of the
+fleet-wide ``breaker_trips`` alert and of ``restore_hold`` (its restore waited for its
+breakers), whichever detection came first. The **ladder steps**
 are the commands that carried a level of a model's fallback ladder (0 the model, 1 its
 first fallback, ...), in the order the worker produced them: a step down when the level
 in use went bad, a climb one level at a time after the dwell.
@@ -95,7 +96,7 @@ DETECTORS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     "latency_jump": ("latency", "breaker_trips", "error_rate"),
 }
 # The detectors of a model's serving against its SLO, which the report lists on their own.
-SERVING_DETECTORS = frozenset({"latency", "breaker_trips"})
+SERVING_DETECTORS = frozenset({"latency", "breaker_trips", "restore_hold"})
 # Alert severities that are not an alarm: a health alert back to healthy, a closed detector.
 QUIET_SEVERITIES = frozenset({"normal", "ok", "informational", "cleared"})
 # Alerts that are news whatever their severity: a shadow's verdict (a promotion is
@@ -431,7 +432,8 @@ class Report:
             )
         if self.serving_alarms:
             lines.append(
-                "Serving alarms (a model's latency against its SLO, its nodes' breakers): "
+                "Serving alarms (a model's latency against its SLO, its nodes' breakers, "
+                "a restore waiting for them): "
                 + ", ".join(
                     f"{a.model} {a.detector} [{a.severity}] at {_clock(a.at_ms)}"
                     for a in self.serving_alarms

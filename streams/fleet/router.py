@@ -22,7 +22,10 @@ if it names a deeper one); any other fallback, below, serves level 1.
 A model registered with ``breaker=BreakerSettings(...)`` is called through its own
 ``Breaker`` (see ``streams.fleet.breaker``): the call has a deadline, and a model that is
 slow or failing is skipped until half-open probes find it well again. A commanded
-``fallback`` mode still wins: the model is not called at all.
+``fallback`` mode still wins: the model is not called at all. On an asyncio server, a
+model whose live function is a coroutine function is served by ``await
+routed.route_async(...)``: the deadline is then the event loop's timer, with no thread
+hand-off.
 
 Every fallback answer carries why it was served (``Served.fallback_reason``):
 
@@ -41,8 +44,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from schemas.contracts import Role
 from streams.fleet.breaker import Breaker, BreakerChange, BreakerSettings, Unavailable
@@ -125,13 +128,8 @@ class Routed(Generic[P, R]):
         """The answer, its role, and why the fallback served it (see the module docstring)."""
         mode = self._modes.mode(self.model_id)
         if mode == "fallback":
-            level = 1 if self._level is None else self._level(self.model_id)
-            level = min(max(level, 1), len(self.ladder))
-            return Served(self.ladder[level - 1](*args, **kwargs), "fallback", "control", level)
-        chosen: Callable[P, R] = self.live
-        role: Role = "live"
-        if mode == "shadow" and self.shadow is not None:
-            chosen, role = self.shadow, "shadow"
+            return self._commanded(args, kwargs)
+        chosen, role = self._chosen(mode)
         try:
             if self.breaker is None:
                 return Served(chosen(*args, **kwargs), role, None)
@@ -139,21 +137,57 @@ class Routed(Generic[P, R]):
         except Unavailable as unavailable:
             return Served(self.fallback(*args, **kwargs), "fallback", unavailable.reason, 1)
         except Exception:
-            if not self.fallback_on_error:
-                raise
-            self.errors += 1
-            now = time.monotonic()
-            if now >= self._next_error_log:
-                # Logging is formatting and a handler's I/O, which may block: on the serving
-                # path, a model that fails on every request must not log every request.
-                self._next_error_log = now + ERROR_LOG_EVERY_S
-                _log.exception(
-                    "%s (%s) raised; the fallback answers (error %d since start)",
-                    self.model_id,
-                    role,
-                    self.errors,
-                )
-            return Served(self.fallback(*args, **kwargs), "fallback", "error", 1)
+            return self._failed(role, args, kwargs)
+
+    async def route_async(self, *args: P.args, **kwargs: P.kwargs) -> Served[Any]:
+        """``route`` on an asyncio server whose live (and shadow) function is a coroutine
+        function: it is awaited, through the breaker's ``call_async`` (the deadline on the
+        event loop's timer, no thread hand-off). The fallbacks are plain functions (a
+        static strategy, a local model), called as in ``route``."""
+        mode = self._modes.mode(self.model_id)
+        if mode == "fallback":
+            return self._commanded(args, kwargs)
+        function, role = self._chosen(mode)
+        chosen = cast(Callable[..., Awaitable[Any]], function)
+        try:
+            if self.breaker is None:
+                return Served(await chosen(*args, **kwargs), role, None)
+            return Served(await self.breaker.call_async(chosen, args, kwargs), role, None)
+        except Unavailable as unavailable:
+            return Served(self.fallback(*args, **kwargs), "fallback", unavailable.reason, 1)
+        except Exception:
+            return self._failed(role, args, kwargs)
+
+    def _commanded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Served[R]:
+        """The commanded level's answer, in ``fallback`` mode."""
+        level = 1 if self._level is None else self._level(self.model_id)
+        level = min(max(level, 1), len(self.ladder))
+        return Served(self.ladder[level - 1](*args, **kwargs), "fallback", "control", level)
+
+    def _chosen(self, mode: str) -> tuple[Callable[P, R], Role]:
+        if mode == "shadow" and self.shadow is not None:
+            return self.shadow, "shadow"
+        return self.live, "live"
+
+    def _failed(self, role: Role, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Served[R]:
+        """In an ``except`` block: the fallback's answer to a model that raised, or the
+        model's error raised again when ``fallback_on_error`` is not set."""
+        if not self.fallback_on_error:
+            # Only ever called in an ``except`` block: this is the model's error.
+            raise
+        self.errors += 1
+        now = time.monotonic()
+        if now >= self._next_error_log:
+            # Logging is formatting and a handler's I/O, which may block: on the serving
+            # path, a model that fails on every request must not log every request.
+            self._next_error_log = now + ERROR_LOG_EVERY_S
+            _log.exception(
+                "%s (%s) raised; the fallback answers (error %d since start)",
+                self.model_id,
+                role,
+                self.errors,
+            )
+        return Served(self.fallback(*args, **kwargs), "fallback", "error", 1)
 
 
 class Router:

@@ -156,6 +156,8 @@ class Monitor:
                 self._label(record, leaks.get(i), effects)
             else:
                 self._leaks(leaks.get(i), effects)
+        if self.serving is not None and batch.predictions:
+            self._hold_restore(batch.predictions[-1].predicted_at / 1000.0, effects)
         if self.ladder is not None and batch.predictions:
             at = batch.predictions[-1].predicted_at / 1000.0
             self._ladder_step(self.ladder.tick(at), effects)
@@ -182,6 +184,21 @@ class Monitor:
         for n, evidence in found.evidence:
             by_position.setdefault(n, []).append(evidence)
         return by_position
+
+    def _hold_restore(self, at: float, effects: Effects) -> None:
+        """While the model is on fallback and its breakers still trip, its restore waits
+        (``serving_watch.hold_restore``)."""
+        assert self.serving is not None
+        on_fallback = self.watch.policy.on_fallback
+        found = serving_watch.hold_restore(self.model, self.serving, on_fallback, at)
+        effects.alerts.extend(found.alerts)
+        effects.checkpoint = effects.checkpoint or bool(found.alerts)
+        hold = [evidence for _, evidence in found.evidence]
+        if hold:
+            # Not an alarm of ``effects``: it recurs with every batch of the hold, and one
+            # lost to a crash is found again from the replayed records, so it needs no
+            # checkpoint of its own (its alert's start and end do).
+            self._act(observe_evidence(self.watch, hold, at), effects)
 
     def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
         """What the leak watch makes of the batch's writes, labels and live predictions,

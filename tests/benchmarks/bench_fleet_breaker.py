@@ -6,14 +6,21 @@ rotates per round), each call timed alone with ``perf_counter_ns``:
 - ``no breaker``: ``routed.route(user)`` of a model that returns a constant list;
 - ``breaker, no deadline``: the same model behind ``BreakerSettings(deadline_ms=None)``
   (called on the serving thread; the breaker only keeps its books);
-- ``breaker, 100 ms deadline``: behind the default settings (each call handed to a pool
-  thread and waited for);
+- ``breaker, 100 ms deadline``: behind the default settings but the SLO (each call handed
+  to a pool thread and waited for);
 - ``executor hand-off``: for reference, no router: ``ThreadPoolExecutor.submit(model,
-  user).result(timeout=0.1)``, the usual way to put a deadline on a call.
+  user).result(timeout=0.1)``, the usual way to put a deadline on a call;
+- ``asyncio, no breaker`` and ``asyncio, 100 ms deadline``: on an asyncio server,
+  ``await routed.route_async(user)`` of a coroutine model that returns the same list,
+  bare and behind the same settings (the deadline is the event loop's timer,
+  ``Breaker.call_async``: no thread hand-off). Each round runs in one ``asyncio.run``,
+  its start and end outside the timed calls.
 
 Reports, per variant, the medians over rounds of p50 and p99 wall time per call (us), of
 the CPU time per call (``process_time`` over the loop, every thread of the process), and
-the p99 and CPU ratios to ``no breaker``.
+the p99 and CPU ratios to ``no breaker``. With ``--busy-thread``, a CPU-bound Python
+thread runs beside the overhead rounds (see ``BusyThread``; the CPU per call then
+includes its time too: read the wall times).
 
 Trip, ``--trials`` times with a fresh breaker (deadline 100 ms, SLO p99 50 ms, 5 failures
 to trip, cool-down 0.2 s, probe share 0.5, 3 probes to close): a model whose latency is
@@ -22,17 +29,20 @@ from calling ``route`` for the first call over the deadline to that call returni
 fallback (the acceptance figure: p99 within the deadline plus 1 ms); from the same start to
 the breaker open (5 calls); then, once latency is back to ~20 ms, from the first call
 after the cool-down to the breaker closed by probes. Calls are serial, 5 ms apart while
-fallbacks are served at once. Alternated with the trials, for reference: a bare
+fallbacks are served at once. Alternated with the trials: the first fallback on an asyncio
+server (``route_async``, a model that awaits 800 ms), and, for reference, a bare
 ``Lock.acquire(timeout=0.1)`` that times out (how late the OS wakes a thread waiting for
 the deadline, which the first figure includes). Also reports the load average. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker     # 3 rounds of 20,000; 100 trials
+    .venv/bin/python -m tests.benchmarks.bench_fleet_breaker --busy-thread --trials 10
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_breaker.py -s
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import math
@@ -41,7 +51,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,11 +71,46 @@ def _top(user: str) -> list[str]:
     return ITEMS
 
 
+# The breaker's books cost the same whatever the SLO; one far above any call keeps a late
+# wake-up on a loaded machine (or behind a busy thread) from tripping a breaker mid-round,
+# which would then time its short-circuits instead of its calls.
+OVERHEAD_SLO_MS = 10_000.0
 VARIANTS: dict[str, BreakerSettings | None] = {
     "no breaker": None,
-    "breaker, no deadline": BreakerSettings(deadline_ms=None),
-    "breaker, 100 ms deadline": BreakerSettings(deadline_ms=DEADLINE_MS),
+    "breaker, no deadline": BreakerSettings(deadline_ms=None, slo_p99_ms=OVERHEAD_SLO_MS),
+    "breaker, 100 ms deadline": BreakerSettings(
+        deadline_ms=DEADLINE_MS, slo_p99_ms=OVERHEAD_SLO_MS
+    ),
 }
+
+
+async def _async_model(user: str) -> list[str]:
+    return ITEMS
+
+
+ASYNC_VARIANTS: dict[str, BreakerSettings | None] = {
+    "asyncio, no breaker": None,
+    "asyncio, 100 ms deadline": BreakerSettings(
+        deadline_ms=DEADLINE_MS, slo_p99_ms=OVERHEAD_SLO_MS
+    ),
+}
+
+
+def _round_async(
+    call: Callable[[], Awaitable[object]], calls: int
+) -> tuple[dict[str, float], float]:
+    async def timed() -> tuple[list[float], float]:
+        clock = time.perf_counter_ns
+        samples = [0.0] * calls
+        cpu_started = time.process_time()
+        for i in range(calls):
+            started = clock()
+            await call()
+            samples[i] = (clock() - started) / 1e3
+        return samples, (time.process_time() - cpu_started) / calls * 1e6
+
+    samples, cpu_us = asyncio.run(timed())
+    return percentiles(samples), cpu_us
 
 
 def _round(call: Callable[[], object], calls: int) -> tuple[dict[str, float], float]:
@@ -91,13 +136,23 @@ def measure_overhead(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     }
     executor = ThreadPoolExecutor(max_workers=BreakerSettings().max_concurrent_calls)
     bodies["executor hand-off"] = lambda: executor.submit(_model, "u").result(DEADLINE_MS / 1e3)
-    names = list(bodies)
+    routed_async = {
+        name: router.register(name, live=_async_model, fallback=_top, breaker=settings)
+        for name, settings in ASYNC_VARIANTS.items()
+    }
+    awaited = {
+        name: functools.partial(model.route_async, "u") for name, model in routed_async.items()
+    }
+    names = [*bodies, *awaited]
     per_round: dict[str, list[tuple[dict[str, float], float]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            per_round[name].append(_round(bodies[name], calls))
+            if name in awaited:
+                per_round[name].append(_round_async(awaited[name], calls))
+            else:
+                per_round[name].append(_round(bodies[name], calls))
     executor.shutdown()
-    for name, model in routed.items():
+    for name, model in [*routed.items(), *routed_async.items()]:
         assert model.breaker is None or model.breaker.stats().trips == 0, name
     results = {
         name: {
@@ -178,20 +233,68 @@ def timed_wait_ms() -> float:
     return (time.perf_counter() - started) * 1e3
 
 
+def first_fallback_async_ms() -> float:
+    """On an asyncio server: from awaiting ``route_async`` of a model that awaits 800 ms
+    to the fallback served at the deadline (the event loop's timer)."""
+
+    async def slow(user: str) -> list[str]:
+        await asyncio.sleep(0.8)
+        return ITEMS
+
+    routed = Router(Modes()).register("ranker-gpu", live=slow, fallback=_top, breaker=TRIP_SETTINGS)
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        served = await routed.route_async("u")
+        assert served.fallback_reason == "timeout", served
+        return (time.perf_counter() - started) * 1e3
+
+    return asyncio.run(timed())
+
+
 def measure_trip(trials: int) -> dict[str, dict[str, float]]:
     samples: dict[str, list[float]] = {}
     for seed in range(trials):
         for name, value in trip_once(seed).items():
             samples.setdefault(name, []).append(value)
+        samples.setdefault("asyncio first fallback", []).append(first_fallback_async_ms())
         samples.setdefault("bare 100 ms timed wait", []).append(timed_wait_ms())
     return {name: percentiles(values) for name, values in samples.items()}
 
 
-def run(calls: int, rounds: int, trials: int) -> dict[str, Any]:
+class BusyThread:
+    """A Python thread that computes without pause, as a serving process's other threads
+    may: each thread hand-off of the serving path then waits for the GIL, which the busy
+    thread gives up only every ``sys.getswitchinterval()`` (5 ms by default)."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+
+    def _spin(self) -> None:
+        count = 0
+        while self.running:
+            count += 1
+
+    def __enter__(self) -> BusyThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def run(calls: int, rounds: int, trials: int, busy_thread: bool = False) -> dict[str, Any]:
     # A warning per trip would drown the report; the scenario reads the breaker's state.
     logging.getLogger("streams.fleet.breaker").setLevel(logging.ERROR)
     load_before = os.getloadavg()[0]
-    results = {"overhead": measure_overhead(calls, rounds), "trip": measure_trip(trials)}
+    if busy_thread:
+        with BusyThread():
+            overhead = measure_overhead(calls, rounds)
+    else:
+        overhead = measure_overhead(calls, rounds)
+    results = {"overhead": overhead, "trip": measure_trip(trials)}
     return {**results, "load average": (load_before, os.getloadavg()[0])}
 
 
@@ -223,8 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument(
+        "--busy-thread",
+        action="store_true",
+        help="measure the overhead with a CPU-bound Python thread running beside",
+    )
     args = parser.parse_args(argv)
-    print(report(run(args.calls, args.rounds, args.trials)))
+    print(report(run(args.calls, args.rounds, args.trials, args.busy_thread)))
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 from schemas.contracts import Prediction
 from streams.demo.report import DEFAULT_BOUND_S
 from streams.demo.run import DEMO_DETECTOR_DEFAULTS, DETECTION_BOUNDS_S
+from streams.monitor import Batch, Monitor
 from streams.monitor.watch import ERROR_RATE_DETECTOR, SCORE_DETECTOR, new_watch, observe
 from streams.portfolio import parse_portfolio
 from streams.simulate.population import portfolio_toml
@@ -87,3 +88,45 @@ def test_no_other_model_alarms_on_its_output_or_falls_back(played: tuple) -> Non
         end = record["until_epoch"] or float("inf")
         bound = DETECTION_BOUNDS_S.get(record["kind"], DEFAULT_BOUND_S)
         assert all(record["at_epoch"] <= t <= end + bound for t, _ in fallbacks[model]), model
+
+
+def test_the_slow_model_steps_down_its_ladder_and_is_restored_once_its_breakers_close() -> None:
+    """ctr-017 (slow from 50 s to 120 s) and churn-015, its level 1 (broken from 75 s to
+    105 s), through their monitors as the worker holds them (batches of 50 predictions,
+    churn-015's fallback and restore told to ctr-017's ladder). The simulated node does not
+    obey commands, so its breaker's fallbacks go on while ctr-017 is on fallback: they are
+    slow answers for the latency detector, and they hold its restore until the breakers
+    close after the jump. Before both, the policy restored it at 106.7 s, still slow,
+    and it fell back again (a flap)."""
+    run = SimulationRun.prepare(load_scenario(SCENARIOS / "default.toml"), start_ms=0)
+    portfolio = parse_portfolio(
+        portfolio_toml(run.portfolio, run.time_scale) + DEMO_DETECTOR_DEFAULTS
+    )
+    monitors = {m: Monitor(portfolio.get(m)) for m in ("ctr-017", "churn-015")}
+    pending: dict[str, list[Prediction]] = collections.defaultdict(list)
+    steps: list[tuple[float, int | None, str]] = []
+
+    def observe(model_id: str) -> None:
+        effects = monitors[model_id].observe(Batch.from_records(model_id, pending.pop(model_id)))
+        if model_id == "ctr-017":
+            steps.extend((c.issued_at / 1000, c.level, c.detector) for c in effects.commands)
+            return
+        for t in effects.transitions:
+            if t.from_state.serves_fallback != t.to_state.serves_fallback:
+                told = monitors["ctr-017"].level_health(model_id, t.to_state.serves_fallback, t.at)
+                steps.extend((c.issued_at / 1000, c.level, c.detector) for c in told.commands)
+
+    for event in run.events():
+        prediction = event.record
+        if isinstance(prediction, Prediction) and prediction.model_id in monitors:
+            pending[prediction.model_id].append(prediction)
+            if len(pending[prediction.model_id]) == 50:
+                observe(prediction.model_id)
+    for model_id in list(pending):
+        observe(model_id)
+    assert steps == [
+        (55.725, 1, "latency"),
+        (81.339, 2, "ladder"),
+        (101.399, 1, "ladder"),
+        (150.334, 0, "health"),
+    ]

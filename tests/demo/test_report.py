@@ -548,7 +548,7 @@ def test_the_ladders_steps_are_listed_in_order_with_their_levels_and_read_back()
     assert "Ladder steps" not in report([incident("drift_abrupt", "m", 10)]).to_markdown()
 
 
-def test_each_models_first_latency_and_breaker_trips_alarm_is_listed_and_reads_back() -> None:
+def test_each_models_first_serving_alarm_is_listed_and_reads_back() -> None:
     def serving(seconds: float, event: str, severity: str = "major") -> AlertEvent:
         return alert("gpu", seconds, event, group="detector", alert_id=event, severity=severity)
 
@@ -560,16 +560,19 @@ def test_each_models_first_latency_and_breaker_trips_alarm_is_listed_and_reads_b
             serving(60, "breaker_trips", "normal"),
             serving(61, "breaker_trips"),
             serving(70, "latency", "warning"),
+            serving(80, "restore_hold", "warning"),
         ],
         bounds={"latency_jump": 30.0},
     )
     assert [(a.detector, a.at_ms) for a in result.serving_alarms] == [
         ("breaker_trips", at(53)),
         ("latency", at(70)),
+        ("restore_hold", at(80)),
     ]
     assert (
-        "Serving alarms (a model's latency against its SLO, its nodes' breakers): gpu "
-        "breaker_trips [major] at 12:00:53.000, gpu latency [warning] at 12:01:10.000."
+        "Serving alarms (a model's latency against its SLO, its nodes' breakers, a restore "
+        "waiting for them): gpu breaker_trips [major] at 12:00:53.000, gpu latency [warning] "
+        "at 12:01:10.000, gpu restore_hold [warning] at 12:01:20.000."
     ) in result.to_markdown()
     document = json.loads(result.dumps())
     assert document["serving_alarms"][0] == {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -223,6 +224,74 @@ def test_every_pool_thread_busy_is_saturated_and_served_at_once() -> None:
     assert breaker.stats().saturated == 1
 
 
+async def test_an_async_call_past_the_deadline_is_cancelled_on_the_event_loop() -> None:
+    changes: list[BreakerChange] = []
+    router = Router(Modes())
+    router.on_breaker_change(changes.append)
+    settings = BreakerSettings(deadline_ms=20.0, failures_to_trip=2)
+    cancelled = []
+
+    async def slow(user: str) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(user)
+            raise
+        return f"late:{user}"
+
+    threads = threading.active_count()
+    routed = router.register("recs", live=slow, fallback=_top, breaker=settings)
+    started = time.perf_counter()
+    first = await routed.route_async("u")
+    waited_s = time.perf_counter() - started
+    assert first == ("top:u", "fallback", "timeout", 1)
+    assert 0.02 <= waited_s < 1.0
+    # The model's await was cancelled at the deadline: nothing of it is left running.
+    assert cancelled == ["u"]
+    assert await routed.route_async("v") == ("top:v", "fallback", "timeout", 1)
+    assert await routed.route_async("w") == ("top:w", "fallback", "breaker_open:timeouts", 1)
+    assert cancelled == ["u", "v"] and threading.active_count() == threads
+    assert [(c.old, c.new, c.reason) for c in changes] == [("closed", "open", "timeouts")]
+
+
+async def test_an_async_model_answers_raises_or_times_out_by_itself_as_a_sync_one() -> None:
+    modes = Modes()
+
+    async def answer(user: str) -> str:
+        await asyncio.sleep(0)
+        return f"live:{user}"
+
+    async def shadow(user: str) -> str:
+        return f"shadow:{user}"
+
+    async def broken(user: str) -> str:
+        raise RuntimeError("model server down")
+
+    async def own_deadline(user: str) -> str:
+        raise TimeoutError("the client's own deadline")
+
+    router = Router(modes)
+    settings = BreakerSettings(failures_to_trip=2)
+    live = router.register("recs", live=answer, shadow=shadow, fallback=_top, breaker=settings)
+    assert await live.route_async("u") == ("live:u", "live", None, 0)
+    modes.now["recs"] = "shadow"
+    assert await live.route_async("u") == ("shadow:u", "shadow", None, 0)
+    modes.now["recs"] = "fallback"
+    assert await live.route_async("u") == ("top:u", "fallback", "control", 1)
+    failing = router.register("down", live=broken, fallback=_top, breaker=settings)
+    reasons = [(await failing.route_async("u")).fallback_reason for _ in range(3)]
+    assert reasons == ["error", "error", "breaker_open:errors"]
+    assert failing.errors == 2
+    raising = router.register(
+        "strict", live=broken, fallback=_top, fallback_on_error=False, breaker=settings
+    )
+    with pytest.raises(RuntimeError, match="model server down"):
+        await raising.route_async("u")
+    timing_out = router.register("timing-out", live=own_deadline, fallback=_top)
+    timing_out.breaker = Breaker("timing-out", BreakerSettings(deadline_ms=None))
+    assert (await timing_out.route_async("u")).fallback_reason == "timeout"
+
+
 class Flaky:
     def __init__(self) -> None:
         self.failing = True
@@ -305,6 +374,20 @@ def test_without_a_deadline_the_model_runs_inline_and_slow_calls_still_trip() ->
     answers = [breaker.call(slow, ("u",), {}) for _ in range(10)]
     assert answers == ["live:u"] * 10
     assert (breaker.core.state, breaker.core.reason) == ("open", "latency")
+
+
+def test_a_timeout_the_model_raises_is_a_timeout_with_or_without_the_pool() -> None:
+    def own_deadline(user: str) -> str:
+        raise TimeoutError("the client's own deadline")
+
+    for deadline_ms in (None, 100.0):
+        settings = BreakerSettings(deadline_ms=deadline_ms, failures_to_trip=2)
+        routed = Router(Modes()).register(
+            "recs", live=own_deadline, fallback=_top, fallback_on_error=False, breaker=settings
+        )
+        reasons = [routed.route("u").fallback_reason for _ in range(3)]
+        assert reasons == ["timeout", "timeout", "breaker_open:timeouts"], deadline_ms
+        assert routed.errors == 0
 
 
 def test_the_reason_and_level_ride_in_the_predictions_own_fields() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from schemas.contracts import Prediction
 from streams.monitor import Batch, Monitor
-from streams.monitor.serving_watch import new_serving_watch, observe_many
+from streams.monitor.serving_watch import hold_restore, new_serving_watch, observe_many
 from streams.portfolio import Model, PortfolioError, Slo, parse_portfolio
 from tests.streams.test_watch import SMALL, prediction, small_model
 
@@ -74,6 +74,74 @@ def test_a_slow_model_falls_back_by_command_through_its_policy() -> None:
         ("fallback", "latency", (1_000 + 1070) * 1000)
     ]
     assert {a.event for a in effects.alerts} >= {"latency", "ModelDegraded", "ModelFallback"}
+
+
+def test_the_breakers_timeouts_are_slow_answers_and_their_error_trips_are_not() -> None:
+    model = slo_model()
+    watch = new_serving_watch(model)
+    assert watch is not None
+    assert observe_many(model, watch, [served(i, 20.0) for i in range(1000)]).evidence == []
+    # Past the deadline a node's breaker serves no live answer: five timeouts trip it, then
+    # it serves the fallback at once. Each is an answer slower than the SLO.
+    reasons = ["timeout"] * 5 + ["breaker_open:timeouts"] * 20 + ["breaker_open:probe_timeout"]
+    slow = [served(1000 + i, 0.3, "fallback", why, 1) for i, why in enumerate(reasons)]
+    found = observe_many(model, watch, slow)
+    assert [(i, e.detector, e.details["slow_share"]) for i, e in found.evidence] == [
+        (10, "latency", 1.0),
+        (21, "latency", 1.0),
+    ]
+    # A breaker open on errors, a command's fallback and a raising model say nothing of latency.
+    other = ["breaker_open:errors", "breaker_open:probe_error", "control", "error"]
+    unrelated = [served(1026 + i, 0.3, "fallback", other[i % 4], 1) for i in range(400)]
+    assert observe_many(model, watch, unrelated).evidence == []
+
+
+def test_the_restore_waits_while_the_breakers_still_trip() -> None:
+    """A model whose breakers open on errors for 3000 s: the policy falls back by the error
+    rate, then reads no errors from the fallback answers. Without the hold it restored
+    after 2 * clear_after (1200 s) and fell back again twice (restores at 2279 and 3618 s,
+    fallbacks at 2418 and 3757 s); with it, one fallback and one restore once the trips
+    are below half the share (4150 s, a batch after the last trip) and quiet since."""
+    monitor = Monitor(
+        slo_model("slo = { latency_p99_ms = 50, error_rate = 0.01, trip_share = 0.5 }\n")
+    )
+    records = [served(i, 20.0) for i in range(1000)]
+    records += [served(1000 + i, 0.3, "fallback", "breaker_open:errors", 1) for i in range(3000)]
+    records += [served(4000 + i, 20.0) for i in range(2000)]
+    commands, holds = [], []
+    for k in range(0, len(records), 50):
+        effects = monitor.observe(Batch.from_records("ranker", records[k : k + 50]))
+        commands += [(c.action, c.detector, c.issued_at // 1000 - 1000) for c in effects.commands]
+        holds += [(a.severity, a.text) for a in effects.alerts if a.event == "restore_hold"]
+        # The hold recurs with every batch: not an alarm that forces a checkpoint.
+        assert not [e for e in effects.alarms if e.detector == "restore_hold"]
+    assert commands == [("fallback", "error_rate", 1079), ("restore", "health", 5349)]
+    assert holds == [
+        (
+            "warning",
+            "ranker: its restore waits: the nodes' breakers served 50% of the last 200 "
+            "requests (it waits until that is below 25%)",
+        ),
+        ("normal", "ranker: its restore no longer waits for the breakers (0% tripped)"),
+    ]
+
+
+def test_a_fallback_without_trips_is_not_held() -> None:
+    model = slo_model()
+    watch = new_serving_watch(model)
+    assert watch is not None
+    observe_many(model, watch, [served(i, 0.3, "fallback", "timeout", 1) for i in range(200)])
+    assert watch.tripping
+    held = hold_restore(model, watch, True, 200.0)
+    [(position, evidence)] = held.evidence
+    assert (position, evidence.detector, evidence.alarm) == (-1, "restore_hold", True)
+    assert evidence.details == {"trip_share": 1.0, "trip_share_limit": 0.5, "holds": "restore"}
+    # Serving live (say, its breakers trip on a model the policy has not judged yet), or
+    # on a fallback with the trips gone, nothing waits.
+    ended = hold_restore(model, watch, False, 201.0)
+    assert ended.evidence == [] and [a.severity for a in ended.alerts] == ["normal"]
+    observe_many(model, watch, [served(200 + i, 20.0) for i in range(200)])
+    assert not watch.tripping and hold_restore(model, watch, True, 400.0).evidence == []
 
 
 def test_trips_over_the_share_open_a_fleet_wide_alert_and_close_below_half() -> None:
