@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,18 @@ class Window:
 
     def __len__(self) -> int:
         return self._filled
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Until the window is full, the rows past ``_filled`` are the zeros it was made with:
+        # a window of 1,000 pairs would pickle 16 KB before its first row.
+        return {"size": len(self._rows), "rows": self._rows[: self._filled], "next": self._next}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rows = state["rows"]
+        self._rows = np.zeros((state["size"], rows.shape[1]))
+        self._rows[: len(rows)] = rows
+        self._next = state["next"]
+        self._filled = len(rows)
 
     def column(self, index: int) -> np.ndarray:
         """One column of the rows held, in no particular order (a view; do not modify it)."""

@@ -253,6 +253,18 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._n_ignored = 0
         self._n_chunks = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Until ``calibration_size`` labels came, the ring's rows past ``_labelled_filled``
+        # are the zeros it was made with (80 KB at the default size): left out.
+        state = dict(self.__dict__)
+        state["_labelled"] = self._labelled[: self._labelled_filled]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        labelled = np.zeros((state["calibration_size"], 2))
+        labelled[: len(state["_labelled"])] = state["_labelled"]
+        self.__dict__.update(state, _labelled=labelled)  # in place: attribute order kept
+
     def update(self, x: Any) -> None:
         """Absorb ``(None, score)`` for a new prediction or ``(label, score)`` for a label."""
         pair = fields(x, 2)
