@@ -364,10 +364,17 @@ class CalibratedEstimate(LabelCounts, base.Base):
         return self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
 
     def _measured(self, metric: int) -> float:
+        return self.measured[METRICS[metric]]
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """Every ``measured_<m>``, by ``m`` in ``METRICS``, from one pass over the last
+        ``chunk_size`` labels (reading the five properties makes five passes)."""
         recent = self._recent_labelled()
         if not len(recent):
-            return math.nan
-        return float(measured_metrics(recent[:, 0], recent[:, 1], self.threshold)[metric])
+            return dict.fromkeys(METRICS, math.nan)
+        values = measured_metrics(recent[:, 0], recent[:, 1], self.threshold)
+        return dict(zip(METRICS, values.tolist(), strict=True))
 
     @property
     def estimated_accuracy(self) -> float:

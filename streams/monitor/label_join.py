@@ -687,9 +687,10 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
 
 def calibrated_fields(calibrated: CalibratedEstimate) -> dict[str, FieldValue]:
     """The calibrated estimate's metrics, estimated and measured side by side (NaN: none yet)."""
-    fields: dict[str, FieldValue] = {}
-    for side in ("estimated", "measured"):
-        fields |= {f"{side}_{m}": float(getattr(calibrated, f"{side}_{m}")) for m in METRICS}
+    fields: dict[str, FieldValue] = {
+        f"estimated_{m}": float(getattr(calibrated, f"estimated_{m}")) for m in METRICS
+    }
+    fields |= {f"measured_{m}": value for m, value in calibrated.measured.items()}
     return fields | {
         "reference_accuracy": calibrated.reference_accuracy,
         "calibration_gap": calibrated.calibration_gap,
