@@ -208,12 +208,18 @@ class HeldTable:
         recode = np.zeros(len(self._versions), np.int32)
         recode[versions] = np.arange(len(versions), dtype=np.int32)
         held = rows.tolist()
+        at = self._at[rows]
+        # Times as offsets from the earliest, and version codes, in the narrowest integer
+        # type that holds them: held rows span at most the TTL, a few versions.
+        base = int(at.min()) if len(at) else 0
+        offsets = at - base
         return {
             "max_held": self.max_held,
-            "predicted_at": self._at[rows],
+            "base_ms": base,
+            "predicted_at": offsets.astype(np.min_scalar_type(int(offsets.max(initial=0)))),
             "score": self._score[rows],
             "role": self._role[rows],
-            "version": recode[self._version[rows]],
+            "version": recode[self._version[rows]].astype(np.min_scalar_type(len(versions))),
             "versions": [self._versions[v] for v in versions.tolist()],
             "request_ids": list(map(self._request_ids.__getitem__, held)),
             "entity_ids": list(map(self._entity_ids.__getitem__, held)),
@@ -226,6 +232,7 @@ class HeldTable:
         count = len(state["request_ids"])
         self._allocate(count)
         self._at[:count] = state["predicted_at"]
+        self._at[:count] += state["base_ms"]
         self._score[:count] = state["score"]
         self._role[:count] = state["role"]
         self._version[:count] = state["version"]
