@@ -27,14 +27,15 @@ class Window:
     def __getstate__(self) -> dict[str, Any]:
         # Until the window is full, the rows past ``_filled`` are the zeros it was made with:
         # a window of 1,000 pairs would pickle 16 KB before its first row.
-        return {"size": len(self._rows), "rows": self._rows[: self._filled], "next": self._next}
+        return {**self.__dict__, "_rows": self._rows[: self._filled], "_size": len(self._rows)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        rows = state["rows"]
-        self._rows = np.zeros((state["size"], rows.shape[1]))
-        self._rows[: len(rows)] = rows
-        self._next = state["next"]
-        self._filled = len(rows)
+        # A checkpoint written before the zeros were left out has no ``_size`` and all its
+        # rows: it loads as it is, so that ``Monitor.restore`` refuses it by its format.
+        size = state.pop("_size", len(state["_rows"]))
+        rows = np.zeros((size, state["_rows"].shape[1]))
+        rows[: len(state["_rows"])] = state["_rows"]
+        self.__dict__.update(state, _rows=rows)
 
     def column(self, index: int) -> np.ndarray:
         """One column of the rows held, in no particular order (a view; do not modify it)."""
