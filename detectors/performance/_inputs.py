@@ -14,6 +14,9 @@ def is_real(value: Any) -> bool:
 
 def finite_float(value: Any) -> float | None:
     """``value`` as a finite float, or ``None`` when it is not a finite real number."""
+    if type(value) is float:
+        # Most inputs: skips the abstract-class check, a third of the label join's time.
+        return value if math.isfinite(value) else None
     if not isinstance(value, numbers.Real):
         return None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,19 @@ class Window:
 
     def __len__(self) -> int:
         return self._filled
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Until the window is full, the rows past ``_filled`` are the zeros it was made with:
+        # a window of 1,000 pairs would pickle 16 KB before its first row.
+        return {**self.__dict__, "_rows": self._rows[: self._filled], "_size": len(self._rows)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint written before the zeros were left out has no ``_size`` and all its
+        # rows: it loads as it is, so that ``Monitor.restore`` refuses it by its format.
+        size = state.pop("_size", len(state["_rows"]))
+        rows = np.zeros((size, state["_rows"].shape[1]))
+        rows[: len(state["_rows"])] = state["_rows"]
+        self.__dict__.update(state, _rows=rows)
 
     def column(self, index: int) -> np.ndarray:
         """One column of the rows held, in no particular order (a view; do not modify it)."""

@@ -253,6 +253,18 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._n_ignored = 0
         self._n_chunks = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Until ``calibration_size`` labels came, the ring's rows past ``_labelled_filled``
+        # are the zeros it was made with (80 KB at the default size): left out.
+        state = dict(self.__dict__)
+        state["_labelled"] = self._labelled[: self._labelled_filled]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        labelled = np.zeros((state["calibration_size"], 2))
+        labelled[: len(state["_labelled"])] = state["_labelled"]
+        self.__dict__.update(state, _labelled=labelled)  # in place: attribute order kept
+
     def update(self, x: Any) -> None:
         """Absorb ``(None, score)`` for a new prediction or ``(label, score)`` for a label."""
         pair = fields(x, 2)
@@ -352,10 +364,17 @@ class CalibratedEstimate(LabelCounts, base.Base):
         return self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
 
     def _measured(self, metric: int) -> float:
+        return self.measured[METRICS[metric]]
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """Every ``measured_<m>``, by ``m`` in ``METRICS``, from one pass over the last
+        ``chunk_size`` labels (reading the five properties makes five passes)."""
         recent = self._recent_labelled()
         if not len(recent):
-            return math.nan
-        return float(measured_metrics(recent[:, 0], recent[:, 1], self.threshold)[metric])
+            return dict.fromkeys(METRICS, math.nan)
+        values = measured_metrics(recent[:, 0], recent[:, 1], self.threshold)
+        return dict(zip(METRICS, values.tolist(), strict=True))
 
     @property
     def estimated_accuracy(self) -> float:

@@ -9,6 +9,7 @@ the worker (``streams.worker``) carries them out.
 - ``effects``: points, alerts and commands to sign, as plain data;
 - ``watch``: feature drift, values from the future, output monitoring, health policy;
 - ``label_join``: predictions waiting for late labels, performance and its estimate;
+- ``held``: the label join's held predictions, as numpy columns in arrival order;
 - ``shadow_join``: a shadow against live, and the promotion verdict;
 - ``leak_watch``: write lag, availability gaps, label leaks;
 - ``label_wait``: labels that arrived ahead of their predictions.

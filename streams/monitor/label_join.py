@@ -111,11 +111,10 @@ the monitor's state, 80 KB at the default),
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
@@ -128,6 +127,7 @@ from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.monitor.effects import FieldValue, Point, point
+from streams.monitor.held import ROLES, HeldOutput, HeldPrediction, HeldTable
 from streams.portfolio import Model, PortfolioError
 
 __all__ = [
@@ -162,11 +162,8 @@ DEFAULTS: Mapping[str, Any] = {
     "max_streams": 8,
     "report_interval": 60.0,
 }
-ROLES = ("live", "fallback", "shadow")
 # The role whose alarms reach the health policy.
 HEALTH_ROLE = "live"
-
-HeldKey = tuple[str, str]  # (role, request_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,22 +182,6 @@ class JoinSettings:
     ranking: PrecisionAtK
     estimate: EstimatedAccuracy
     calibrated: CalibratedEstimate
-
-
-# What the join keeps of an output, as plain data so that a table of thousands pickles
-# fast: a score, the class probabilities, or the first k ranked items.
-HeldOutput = float | dict[str, float] | tuple[str, ...]
-
-
-class HeldPrediction(NamedTuple):
-    """What the join keeps of a prediction: enough to score it, not its features."""
-
-    request_id: str
-    entity_id: str
-    role: str
-    version: str
-    predicted_at: int
-    output: HeldOutput
 
 
 @dataclasses.dataclass
@@ -225,11 +206,7 @@ class LabelJoin:
 
     model_id: str
     settings: JoinSettings
-    held: collections.OrderedDict[HeldKey, HeldPrediction] = dataclasses.field(
-        default_factory=collections.OrderedDict
-    )
-    # entity_id -> keys of its held predictions, in arrival order.
-    by_entity: dict[str, list[HeldKey]] = dataclasses.field(default_factory=dict)
+    held: HeldTable
     streams: dict[tuple[str, str], StreamPerformance] = dataclasses.field(default_factory=dict)
     now_ms: int = 0
     next_report_ms: int | None = None
@@ -240,22 +217,6 @@ class LabelJoin:
     evicted: int = 0
     duplicates: int = 0
     evicted_streams: int = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Held predictions go as plain tuples (named tuples pickle several times slower),
-        # and the entity index, derived from them, is rebuilt on load.
-        state = dict(self.__dict__)
-        state["held"] = [tuple(held) for held in self.held.values()]
-        del state["by_entity"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        rows = state.pop("held")
-        self.__dict__.update(state)
-        self.held = collections.OrderedDict()
-        self.by_entity = {}
-        for row in rows:
-            _index(self, HeldPrediction(*row))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,7 +330,7 @@ def new_join(model: Model) -> LabelJoin:
         )
     except (TypeError, ValueError) as error:
         raise PortfolioError(model.model_id, key, str(error)) from None
-    return LabelJoin(model_id=model.model_id, settings=settings)
+    return LabelJoin(model_id=model.model_id, settings=settings, held=HeldTable(settings.max_held))
 
 
 def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
@@ -379,9 +340,8 @@ def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
     """
     at_ms = prediction.predicted_at
     _advance(join, at_ms)
-    key = (prediction.role, prediction.request_id)
     evidence: list[Evidence] = []
-    if key in join.held:
+    if (prediction.role, prediction.request_id) in join.held:
         join.duplicates += 1
     elif join.now_ms - at_ms > join.settings.ttl_ms:
         join.expired += 1  # arrived after its label could still have joined it
@@ -422,7 +382,7 @@ def observe_label(join: LabelJoin, truth: GroundTruth) -> JoinResult:
         join.unmatched += 1
     evidence: list[Evidence] = []
     for held in matches:
-        _release(join, (held.role, held.request_id))
+        join.held.release((held.role, held.request_id))
         join.joined += 1
         evidence.extend(_score(join, held, truth.label, at_ms))
     return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join), len(matches))
@@ -442,18 +402,14 @@ def holds(join: LabelJoin, truth: GroundTruth) -> bool:
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
     if truth.request_id is not None:
-        by_request = [
-            join.held[(role, truth.request_id)]
-            for role in ROLES
-            if (role, truth.request_id) in join.held
-        ]
-        if by_request:
-            return by_request
+        by_request = [join.held.get((role, truth.request_id)) for role in ROLES]
+        found = [held for held in by_request if held is not None]
+        if found:
+            return found
     if truth.entity_id is None:
         return []
     latest: dict[str, HeldPrediction] = {}
-    for key in join.by_entity.get(truth.entity_id, ()):
-        held = join.held[key]
+    for held in join.held.of_entity(truth.entity_id):
         if held.predicted_at <= truth.label_at and (
             held.role not in latest or held.predicted_at >= latest[held.role].predicted_at
         ):
@@ -468,34 +424,14 @@ def _advance(join: LabelJoin, at_ms: int) -> None:
     join.now_ms = at_ms
     if join.next_report_ms is None:
         join.next_report_ms = at_ms + join.settings.report_interval_ms
-    oldest_kept = at_ms - join.settings.ttl_ms
-    while join.held:
-        key, held = next(iter(join.held.items()))
-        if held.predicted_at >= oldest_kept:
-            break
-        _release(join, key)
-        join.expired += 1
+    join.expired += join.held.pop_older_than(at_ms - join.settings.ttl_ms)
 
 
 def _hold(join: LabelJoin, held: HeldPrediction) -> None:
     if len(join.held) >= join.settings.max_held:
-        _release(join, next(iter(join.held)))
+        join.held.evict_oldest()
         join.evicted += 1
-    _index(join, held)
-
-
-def _index(join: LabelJoin, held: HeldPrediction) -> None:
-    key = (held.role, held.request_id)
-    join.held[key] = held
-    join.by_entity.setdefault(held.entity_id, []).append(key)
-
-
-def _release(join: LabelJoin, key: HeldKey) -> None:
-    held = join.held.pop(key)
-    keys = join.by_entity[held.entity_id]
-    keys.remove(key)
-    if not keys:
-        del join.by_entity[held.entity_id]
+    join.held.add(held)
 
 
 def _held_output(output: Output, k: int) -> HeldOutput:
@@ -751,9 +687,10 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
 
 def calibrated_fields(calibrated: CalibratedEstimate) -> dict[str, FieldValue]:
     """The calibrated estimate's metrics, estimated and measured side by side (NaN: none yet)."""
-    fields: dict[str, FieldValue] = {}
-    for side in ("estimated", "measured"):
-        fields |= {f"{side}_{m}": float(getattr(calibrated, f"{side}_{m}")) for m in METRICS}
+    fields: dict[str, FieldValue] = {
+        f"estimated_{m}": float(getattr(calibrated, f"estimated_{m}")) for m in METRICS
+    }
+    fields |= {f"measured_{m}": value for m, value in calibrated.measured.items()}
     return fields | {
         "reference_accuracy": calibrated.reference_accuracy,
         "calibration_gap": calibrated.calibration_gap,

@@ -299,3 +299,15 @@ def test_calibration_gap_shows_a_concept_change_the_estimate_cannot_see() -> Non
     assert gaps[11:] == [-0.129, -0.131, -0.099]
     assert round(estimate.estimated_accuracy, 3) == 0.746
     assert round(estimate.measured_accuracy, 3) == 0.637
+
+
+def test_a_calibration_ring_not_yet_full_pickles_only_its_labels() -> None:
+    rng = np.random.default_rng(69)
+    _, scores, labels = _traffic(rng, 400)
+    fresh = CalibratedEstimate(calibration_size=5000)
+    assert len(pickle.dumps(fresh)) < 20_000  # the 80 KB ring is still zeros
+    original = _make()  # calibration_size 300: full after the second batch
+    for start in (0, 200):
+        original.update_many(scores[start : start + 200], labels[start : start + 200])
+        restored = pickle.loads(pickle.dumps(original))
+        assert state_difference(original, restored) is None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import numpy as np
 import pytest
 
+from detectors.performance._window import Window
 from detectors.performance.estimate import EstimatedAccuracy
 
 
@@ -157,3 +159,17 @@ def test_malformed_probabilities_and_labels_are_ignored(record: Any) -> None:
     estimate = EstimatedAccuracy()
     estimate.update(record)
     assert (estimate.n_ignored, estimate.n_predictions, estimate.n_labels) == (1, 0, 0)
+
+
+def test_a_window_pickles_its_filled_rows_and_loads_a_full_size_checkpoint_too() -> None:
+    window = Window(1000, 2)
+    window.push(0.25, 1.0)
+    assert len(pickle.dumps(window)) < 1000  # not the 16 KB of its zeros
+    restored = pickle.loads(pickle.dumps(window))
+    restored.push(0.5, 0.0)
+    window.push(0.5, 0.0)
+    assert vars(restored).keys() == vars(window).keys()
+    assert np.array_equal(restored._rows, window._rows) and len(restored) == 2
+    older = Window.__new__(Window)  # as a checkpoint holding every row loads it
+    older.__setstate__({"_rows": window._rows.copy(), "_next": 2, "_filled": 2})
+    assert np.array_equal(older._rows, window._rows) and len(older) == 2

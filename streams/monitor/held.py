@@ -1,0 +1,267 @@
+"""The label join's held predictions: parallel arrays in arrival order, not an object each.
+
+Pure code. A ``HeldTable`` keeps what ``streams.monitor.label_join`` needs of each
+prediction waiting for its label: its ``(role, request_id)`` key, its entity, version,
+``predicted_at`` and output. Numbers live in numpy columns (``predicted_at``, the score,
+role and version codes, whether the row is still held); the identifiers stay strings,
+because a join must compare them exactly. Rows are appended in arrival order and a row
+that leaves (joined, expired, evicted) is only marked gone; the columns are compacted when
+they are full, so an insert costs O(1) amortised and the table holds at most
+``2 * max_held`` rows.
+
+A checkpoint pickles only the held rows: the numeric columns as arrays, the identifiers as
+two lists of strings, and the few outputs that are not a score. The key index and the
+entity hashes are rebuilt at C speed on the first use after a load: 10,000 held
+predictions restore in about a millisecond of CPU, and the index costs one or two more
+when the model's next record comes.
+
+Entities. A label without a held request is matched by entity: the table keeps each row's
+``hash(entity_id)`` (rebuilt on load, since string hashes differ between processes) and
+compares the strings of the rows whose hash matches, instead of a dict of lists per entity.
+
+>>> table = HeldTable(max_held=2)
+>>> table.add(HeldPrediction("r1", "u1", "live", "v1", 1_000, 0.25))
+>>> table.add(HeldPrediction("r2", "u1", "live", "v1", 2_000, 0.75))
+>>> len(table), ("live", "r1") in table, [h.request_id for h in table.of_entity("u1")]
+(2, True, ['r1', 'r2'])
+>>> table.evict_oldest()
+>>> table.add(HeldPrediction("r3", "u2", "live", "v1", 3_000, 0.5))
+>>> list(table), table.pop_older_than(2_500)
+([('live', 'r2'), ('live', 'r3')], 1)
+>>> table.release(("live", "r3")).predicted_at, len(table)
+(3000, 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ROLES", "HeldKey", "HeldOutput", "HeldPrediction", "HeldTable"]
+
+ROLES = ("live", "fallback", "shadow")
+_ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
+# Columns are allocated for this many rows first, then doubled up to 2 * max_held.
+_FIRST_CAPACITY = 64
+
+HeldKey = tuple[str, str]  # (role, request_id)
+# What the join keeps of an output: a score, the class probabilities, or the first k
+# ranked items.
+HeldOutput = float | dict[str, float] | tuple[str, ...]
+
+
+class HeldPrediction(NamedTuple):
+    """What the join keeps of a prediction: enough to score it, not its features."""
+
+    request_id: str
+    entity_id: str
+    role: str
+    version: str
+    predicted_at: int
+    output: HeldOutput
+
+
+class HeldTable:
+    """At most ``max_held`` predictions waiting for their label, in arrival order."""
+
+    def __init__(self, max_held: int) -> None:
+        self.max_held = max_held
+        self._allocate(0)
+
+    def _allocate(self, rows: int) -> None:
+        """Empty columns with room for at least ``rows`` rows (and no more than needed)."""
+        capacity = _FIRST_CAPACITY
+        while capacity < min(2 * rows, 2 * self.max_held):
+            capacity *= 2
+        capacity = max(min(capacity, 2 * self.max_held), rows, 1)
+        self._at: npt.NDArray[np.int64] = np.zeros(capacity, np.int64)
+        self._score: npt.NDArray[np.float64] = np.zeros(capacity, np.float64)
+        self._role: npt.NDArray[np.int8] = np.zeros(capacity, np.int8)
+        self._version: npt.NDArray[np.int32] = np.zeros(capacity, np.int32)
+        self._live: npt.NDArray[np.bool_] = np.zeros(capacity, np.bool_)
+        self._entity_hash: npt.NDArray[np.int64] = np.zeros(capacity, np.int64)
+        self._request_ids: list[str] = []
+        self._entity_ids: list[str] = []
+        # Row -> output, for the outputs that are not a score (their score column is NaN).
+        self._other: dict[int, HeldOutput] = {}
+        self._versions: list[str] = []
+        self._version_codes: dict[str, int] = {}
+        # Per role code: request_id -> row. String keys, not (role, request_id) tuples:
+        # rebuilding them costs a fraction as much. None: not built since the last load.
+        self._index: list[dict[str, int]] | None = [{} for _ in ROLES]
+        self._head = 0  # rows before it are gone
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: object) -> bool:
+        role, request_id = cast(HeldKey, key)
+        return request_id in self._indexed()[_ROLE_CODES[role]]
+
+    def __iter__(self) -> Iterator[HeldKey]:
+        """The held keys, in arrival order."""
+        live = np.flatnonzero(self._live[self._head : len(self._request_ids)]) + self._head
+        for row in live.tolist():
+            yield ROLES[self._role[row]], self._request_ids[row]
+
+    def get(self, key: HeldKey) -> HeldPrediction | None:
+        row = self._indexed()[_ROLE_CODES[key[0]]].get(key[1])
+        return None if row is None else self._row(row)
+
+    def add(self, held: HeldPrediction) -> None:
+        """Hold ``held``: its key is not held, and fewer than ``max_held`` are."""
+        row = len(self._request_ids)
+        if row == len(self._at):
+            self._compact()
+            row = len(self._request_ids)
+        index = self._indexed()
+        version = self._version_codes.get(held.version)
+        if version is None:
+            version = self._version_codes[held.version] = len(self._versions)
+            self._versions.append(held.version)
+        output = held.output
+        if isinstance(output, float):
+            self._score[row] = output
+        else:
+            self._score[row] = np.nan
+            self._other[row] = output
+        self._at[row] = held.predicted_at
+        self._role[row] = _ROLE_CODES[held.role]
+        self._version[row] = version
+        self._live[row] = True
+        self._entity_hash[row] = hash(held.entity_id)
+        self._request_ids.append(held.request_id)
+        self._entity_ids.append(held.entity_id)
+        index[_ROLE_CODES[held.role]][held.request_id] = row
+        self._count += 1
+
+    def release(self, key: HeldKey) -> HeldPrediction:
+        """The held prediction of ``key``, no longer held."""
+        row = self._indexed()[_ROLE_CODES[key[0]]][key[1]]
+        held = self._row(row)
+        self._drop(row)
+        return held
+
+    def evict_oldest(self) -> None:
+        """Drop the oldest held prediction (the table is not empty)."""
+        self._drop(self._oldest())
+
+    def pop_older_than(self, oldest_kept: int) -> int:
+        """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to
+        the first one made at or after it; how many."""
+        dropped = 0
+        while self._count:
+            row = self._oldest()
+            if self._at[row] >= oldest_kept:
+                break
+            self._drop(row)
+            dropped += 1
+        return dropped
+
+    def of_entity(self, entity_id: str) -> list[HeldPrediction]:
+        """The held predictions of ``entity_id``, in arrival order."""
+        end = len(self._request_ids)
+        if not self._count:
+            return []
+        self._indexed()
+        candidates = self._live[self._head : end] & (
+            self._entity_hash[self._head : end] == hash(entity_id)
+        )
+        rows = (np.flatnonzero(candidates) + self._head).tolist()
+        return [self._row(row) for row in rows if self._entity_ids[row] == entity_id]
+
+    def _row(self, row: int) -> HeldPrediction:
+        output = self._other.get(row)
+        return HeldPrediction(
+            self._request_ids[row],
+            self._entity_ids[row],
+            ROLES[self._role[row]],
+            self._versions[self._version[row]],
+            int(self._at[row]),
+            float(self._score[row]) if output is None else output,
+        )
+
+    def _oldest(self) -> int:
+        head = self._head
+        while not self._live[head]:
+            head += 1
+        self._head = head
+        return head
+
+    def _drop(self, row: int) -> None:
+        self._live[row] = False
+        del self._indexed()[self._role[row]][self._request_ids[row]]
+        self._other.pop(row, None)
+        self._count -= 1
+
+    def _compact(self) -> None:
+        """Move the held rows to the front of columns sized for them."""
+        self._load(self._held_rows())
+
+    def _held_rows(self) -> dict[str, Any]:
+        rows = np.flatnonzero(self._live[: len(self._request_ids)])
+        versions = np.unique(self._version[rows])
+        recode = np.zeros(len(self._versions), np.int32)
+        recode[versions] = np.arange(len(versions), dtype=np.int32)
+        held = rows.tolist()
+        at = self._at[rows]
+        # Times as offsets from the earliest, and version codes, in the narrowest integer
+        # type that holds them: held rows span at most the TTL, a few versions.
+        base = int(at.min()) if len(at) else 0
+        offsets = at - base
+        return {
+            "max_held": self.max_held,
+            "base_ms": base,
+            "predicted_at": offsets.astype(np.min_scalar_type(int(offsets.max(initial=0)))),
+            "score": self._score[rows],
+            "role": self._role[rows],
+            "version": recode[self._version[rows]].astype(np.min_scalar_type(len(versions))),
+            "versions": [self._versions[v] for v in versions.tolist()],
+            "request_ids": list(map(self._request_ids.__getitem__, held)),
+            "entity_ids": list(map(self._entity_ids.__getitem__, held)),
+            # Every row with another output is held: a row that leaves drops its output.
+            "other": {int(np.searchsorted(rows, r)): o for r, o in self._other.items()},
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.max_held = state["max_held"]
+        count = len(state["request_ids"])
+        self._allocate(count)
+        self._at[:count] = state["predicted_at"]
+        self._at[:count] += state["base_ms"]
+        self._score[:count] = state["score"]
+        self._role[:count] = state["role"]
+        self._version[:count] = state["version"]
+        self._live[:count] = True
+        self._request_ids = state["request_ids"]
+        self._entity_ids = state["entity_ids"]
+        self._other = state["other"]
+        self._versions = state["versions"]
+        self._version_codes = {v: code for code, v in enumerate(self._versions)}
+        self._index = None
+        self._count = count
+
+    def _indexed(self) -> list[dict[str, int]]:
+        """The key index, and the entity hashes, built on first use after a load: a
+        restored model that sees no record pays nothing for them (1 to 2 ms at 10,000)."""
+        if self._index is not None:
+            return self._index
+        count = len(self._request_ids)
+        self._entity_hash[:count] = np.fromiter(map(hash, self._entity_ids), np.int64, count)
+        codes = self._role[:count]
+        self._index = []
+        for code in range(len(ROLES)):
+            rows = np.flatnonzero(codes == code).tolist()
+            keys = map(self._request_ids.__getitem__, rows)
+            self._index.append(dict(zip(keys, rows, strict=True)))
+        return self._index
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._held_rows()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._load(state)
