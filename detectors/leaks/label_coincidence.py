@@ -707,11 +707,17 @@ class LabelCoincidentWrites(base.Base):
             self._labels[:columns, label, b] += 1
             # Looks are spaced by labels judged at the most judged lag (the earliest, as a
             # rule), not by label lags, which would look eight times as often per label.
-            sizes = self._labels[:columns].sum(axis=1).max(axis=1)
-            for column in range(columns):
-                size = int(sizes[column])
-                if self._looks[column].due(size):
-                    self._test(column, size, self._labels[column], self._counts[column])
+            sizes = self._labels[:columns].sum(axis=1).max(axis=1).tolist()
+            due = [c for c in range(columns) if self._looks[c].due(sizes[c])]
+            if due:
+                # As in _judge_all: a test that can only give 1.0 changes nothing.
+                counts, labels = self._counts[due], self._labels[due]
+                open_ = self._open_cells(counts.transpose(3, 0, 1, 2, 4), labels.transpose(2, 0, 1))
+                for column, may in zip(due, np.any(open_, axis=0).tolist(), strict=True):
+                    if may:
+                        self._test(
+                            column, sizes[column], self._labels[column], self._counts[column]
+                        )
         else:
             self._unjudged[:columns] += 1
         b += 1
