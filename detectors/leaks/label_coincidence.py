@@ -47,6 +47,10 @@ _NO_WRITE = -math.inf
 _BACK = np.arange(_WINDOWS)
 # Runs of fewer writes cost more in numpy calls than one by one.
 _SHORT_RUN = 4
+# Judgments times features judged at once, which bounds the memory judging takes.
+_CHUNK_CELLS = 1 << 16
+# Fewer labels with lag bins due at once cost more in numpy calls than one by one.
+_FEW_LABELS = 4
 
 
 def _spread(bins: int) -> int:
@@ -62,6 +66,20 @@ def _bins(tiles: list[int], other: list[int], offset: int) -> int:
 def _bins_beyond(tiles: list[int], other: list[int], offset: int) -> int:
     """The bits of the bins whose ``tiles`` are more than ``offset`` after ``other``'s."""
     return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o > offset)
+
+
+def _add_judged(
+    counts: np.ndarray, labels: np.ndarray, judged: np.ndarray, stats: np.ndarray
+) -> None:
+    """Adds judgments to ``counts`` (feature, kind, class, bin, statistic) and ``labels``
+    (feature, class, bin): judgment j adds ``stats[j]`` (feature, kind, statistic) and one
+    label at its class and lag bin, the one true cell of ``judged[j]`` (class, bin)."""
+    n, classes, lags = judged.shape
+    added = judged.reshape(n, classes * lags).T @ stats.reshape(n, -1)
+    into = counts.transpose(2, 3, 0, 1, 4)
+    np.add(into, added.reshape(classes, lags, *stats.shape[1:]), out=into)
+    into = labels.transpose(1, 2, 0)
+    np.add(into, judged.sum(axis=0)[..., None], out=into)
 
 
 def _spread_rows(hits: np.ndarray) -> np.ndarray:
@@ -663,13 +681,19 @@ class LabelCoincidentWrites(base.Base):
     # ----------------------------------------------------------------- judging
 
     def _judge_due(self) -> None:
+        """Judges every lag bin due by the stream time: in passes, each judging the next
+        due bin of every label with one due, earliest first. A few labels due go one at a
+        time; more go through numpy together, every pass at once (``_judge_all``)."""
         while self._min_due < self._stream_time:
             rows = np.flatnonzero(self._due < self._stream_time)
-            for row in rows[np.argsort(self._due[rows], kind="stable")]:
-                self._judge(int(row))
+            if len(rows) >= _FEW_LABELS:
+                self._judge_all(rows)
+            else:
+                for row in rows[np.argsort(self._due[rows], kind="stable")]:
+                    self._judge_one(int(row))
             self._min_due = float(self._due.min(initial=math.inf))
 
-    def _judge(self, row: int) -> None:
+    def _judge_one(self, row: int) -> None:
         """Judges the next lag bin of the entity's open label."""
         b = int(self._next_bin[row])
         columns = len(self._columns)
@@ -683,11 +707,17 @@ class LabelCoincidentWrites(base.Base):
             self._labels[:columns, label, b] += 1
             # Looks are spaced by labels judged at the most judged lag (the earliest, as a
             # rule), not by label lags, which would look eight times as often per label.
-            sizes = self._labels[:columns].sum(axis=1).max(axis=1)
-            for column in range(columns):
-                size = int(sizes[column])
-                if self._looks[column].due(size):
-                    self._test(column, size)
+            sizes = self._labels[:columns].sum(axis=1).max(axis=1).tolist()
+            due = [c for c in range(columns) if self._looks[c].due(sizes[c])]
+            if due:
+                # As in _judge_all: a test that can only give 1.0 changes nothing.
+                counts, labels = self._counts[due], self._labels[due]
+                open_ = self._open_cells(counts.transpose(3, 0, 1, 2, 4), labels.transpose(2, 0, 1))
+                for column, may in zip(due, np.any(open_, axis=0).tolist(), strict=True):
+                    if may:
+                        self._test(
+                            column, sizes[column], self._labels[column], self._counts[column]
+                        )
         else:
             self._unjudged[:columns] += 1
         b += 1
@@ -697,19 +727,134 @@ class LabelCoincidentWrites(base.Base):
         else:
             self._due[row] = math.inf
 
-    def _test(self, column: int, size: int) -> None:
-        labels = self._labels[column]
+    def _judge_all(self, rows: np.ndarray) -> None:
+        """Judges every lag bin of ``rows`` due by the stream time, as ``_judge_one`` pass
+        after pass would: judgment by judgment in numpy, a chunk at a time.
+
+        Judging adds to counts and never reads what another judgment added, except in a
+        test. A test whose p-value is 1.0 changes nothing, so tests run only where a look is
+        due and some cell can give less than 1.0 (``_may_test``), on the counts as they are
+        after that judgment. The work is a few numpy passes over the bins due, at most
+        ``max_entities`` times the lag bins, plus the tests of the looks due.
+        """
+        bins = len(self._edges) - 1
+        first = self._next_bin[rows]
+        later = first[:, None] + np.arange(bins)
+        ahead = np.minimum(later, bins - 1)
+        due = (self._label_at[rows, None] + self._edges[ahead + 1]) + self.lateness
+        due_now = (later < bins) & (due < self._stream_time)
+        # Pass after pass, earliest first, then by row.
+        which, step = np.nonzero(due_now)
+        order = np.lexsort((rows[which], due[which, step], step))
+        judged_rows, judged_bins = rows[which][order], later[which, step][order]
+        judged = ((self._judgeable[judged_rows] >> judged_bins.astype(np.uint32)) & 1) == 1
+        self._unjudged[: len(self._columns)] += int((~judged).sum())
+        judged_rows, judged_bins = judged_rows[judged], judged_bins[judged]
+        chunk = max(1, _CHUNK_CELLS // max(1, len(self._columns)))
+        for at in range(0, len(judged_rows), chunk):
+            self._judge(judged_rows[at : at + chunk], judged_bins[at : at + chunk])
+        after = first + due_now.sum(axis=1)
+        self._next_bin[rows] = after
+        next_due = (self._label_at[rows] + self._edges[np.minimum(after, bins - 1) + 1]) + (
+            self.lateness
+        )
+        self._due[rows] = np.where(after < bins, next_due, math.inf)
+
+    def _judge(self, rows: np.ndarray, bins: np.ndarray) -> None:
+        """Judges lag bin ``bins[j]`` of the open label of ``rows[j]``, for each j in order."""
+        columns = len(self._columns)
+        classes = self._label_class[rows].astype(np.intp)
+        shifts = np.stack([bins, bins + _NULL_SHIFT], -1).astype(np.uint32)[:, None, :]
+        near = ((self._near[rows, :columns, None] >> shifts) & 1).astype(np.int64)
+        control = ((self._control[rows, :columns, None] >> shifts) & 1).astype(np.int64)
+        # Per judgment, feature and kind: the statistics it adds to its class and bin.
+        stats = np.stack([near, control, near & (1 - control), control & (1 - near)], -1)
+        counts, labels = self._counts[:columns], self._labels[:columns]
+        judged = np.zeros((len(rows), 2, labels.shape[2]), np.int64)
+        judged[np.arange(len(rows)), classes, bins] = 1
+        # Looks are spaced by labels judged at the most judged lag (the earliest, as a
+        # rule), not by label lags, which would look eight times as often per label.
+        judged_so_far = np.cumsum(judged.sum(axis=1), axis=0)
+        sizes = (labels.sum(axis=1)[None] + judged_so_far[:, None]).max(axis=2)
+        next_looks = np.array([looks.next_look for looks in self._looks], np.int64)
+        due = sizes >= next_looks
+        if due.any():
+            due &= self._may_test(bins, classes, stats)
+        for column in np.flatnonzero(due.any(axis=0)).tolist():
+            looks = self._looks[column]
+            j = 0
+            while (
+                found := np.flatnonzero(due[j:, column] & (sizes[j:, column] >= looks.next_look))
+            ).size:
+                j += int(found[0])
+                counts_then, labels_then = counts[column].copy(), labels[column].copy()
+                _add_judged(
+                    counts_then[None],
+                    labels_then[None],
+                    judged[: j + 1],
+                    stats[: j + 1, column, None],
+                )
+                self._test(column, int(sizes[j, column]), labels_then, counts_then)
+                j += 1
+        _add_judged(counts, labels, judged, stats)
+
+    def _may_test(self, bins: np.ndarray, classes: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """Per judgment and feature, whether a test right after it could give a p-value
+        below 1.0: some bin has ``min_labels`` of each class and a cell ``_test`` would not
+        find to be 1.0 at once."""
+        counts, labels = self._counts[: stats.shape[1]], self._labels[: stats.shape[1]]
+        n, lags = len(bins), labels.shape[2]
+        # Each judgment's bin as it is after it: the bin before the chunk plus the
+        # judgments of the chunk in that bin so far.
+        added = np.zeros((n, *stats.shape[1:3], 2, 4), np.int64)
+        added[np.arange(n), :, :, classes] = stats
+        judged = np.zeros((n, 2), np.int64)
+        judged[np.arange(n), classes] = 1
+        order = np.argsort(bins, kind="stable")
+        firsts = np.searchsorted(bins[order], bins[order])
+        for part in (added, judged):
+            total = np.cumsum(part[order], axis=0)
+            before = np.concatenate([np.zeros_like(total[:1]), total[:-1]])[firsts]
+            part[order] = total - before
+        added += counts[:, :, :, bins].transpose(3, 0, 1, 2, 4)
+        judged = judged[:, None] + labels[:, :, bins].transpose(2, 0, 1)
+        after = self._open_cells(added, judged)
+        # Whether each feature could test below 1.0 at each judgment: any bin, as it is
+        # at the latest judgment of that bin so far (or before the chunk).
+        before = self._open_cells(counts.transpose(3, 0, 1, 2, 4), labels.transpose(2, 0, 1))
+        table = np.concatenate([before, after])
+        seen = np.where(bins[:, None] == np.arange(lags), np.arange(n)[:, None] + lags, -1)
+        latest = np.maximum.accumulate(seen, axis=0)
+        return np.any(table[np.where(latest >= 0, latest, np.arange(lags))], axis=1)
+
+    def _open_cells(self, counts: np.ndarray, judged: np.ndarray) -> np.ndarray:
+        """Per bin state of ``counts`` (..., kind, class, statistic) and ``judged`` (...,
+        class): whether ``_test`` could find a p-value below 1.0 there."""
+        near = counts[..., _NEAR]
+        near_only = counts[..., _NEAR_ONLY]
+        total = judged.sum(axis=-1)[..., None, None]
+        draws = judged[..., None, :]
+        low = np.maximum(0, draws - (total - near.sum(axis=-1, keepdims=True)))
+        cells = (near_only > 0) & (near > low)
+        return (judged.min(axis=-1) >= self.min_labels) & cells.any(axis=(-2, -1))
+
+    def _test(self, column: int, size: int, labels: np.ndarray, counts: np.ndarray) -> None:
+        """Tests the feature at ``column`` on its ``labels`` (class, bin) and ``counts``
+        (kind, class, bin, statistic)."""
         best, cell = 1.0, (0, 0, 0)
         for b in range(labels.shape[1]):
             judged = [int(n) for n in labels[:, b]]
             if min(judged) < self.min_labels:
                 continue
             for kind in (_ANY, _NULL):
-                counts = self._counts[column, kind, :, b]
-                near = [int(c) for c in counts[:, _NEAR]]
+                counts_here = counts[kind, :, b]
+                near = [int(c) for c in counts_here[:, _NEAR]]
                 for label in (0, 1):
-                    near_only, control_only = (int(c) for c in counts[label, 2:])
+                    near_only, control_only = (int(c) for c in counts_here[label, 2:])
                     tied_to_outcome = binomial_sf(near_only, near_only + control_only, 0.5)
+                    if tied_to_outcome == 1.0:
+                        # The p-value is the larger of the two: 1.0, never the best.
+                        continue
                     class_specific = hypergeom_sf(
                         near[label], sum(judged), sum(near), judged[label]
                     )

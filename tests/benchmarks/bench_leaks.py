@@ -55,6 +55,7 @@ Run::
     .venv/bin/python -m tests.benchmarks.bench_leaks              # seed 0, the README table
     .venv/bin/python -m tests.benchmarks.bench_leaks --seeds 5    # plus a summary per seed
     .venv/bin/python -m tests.benchmarks.bench_leaks --memory     # a leak watch at its caps
+    .venv/bin/python -m tests.benchmarks.bench_leaks --backlog    # one call over a backlog
 """
 
 from __future__ import annotations
@@ -471,13 +472,85 @@ def watch_memory(entities: int = 12_000, writes: int = 4) -> dict[str, float]:
     }
 
 
+def backlog_events(seed: int, users: int, features: int = 20) -> tuple[list[Any], list[Any]]:
+    """A seeded backlog: ``users`` users write ``features`` features (``last_login_date``
+    among them; 20, as the synthetic portfolio's models) a few times over two days, and each
+    gets a label on day 1 or 2 (every fourth user a 1, whose ``last_login_date`` is nulled
+    then: a leak); then, a week later, ``BATCH_SIZE`` writes a second apart, after which
+    every open label's later lag bins are due at once. The two parts, in order."""
+    rng = np.random.default_rng(seed)
+    timeline: list[tuple[float, Any]] = []
+    names = ["last_login_date", *(f"feature_{i:02d}" for i in range(1, features))]
+    for user in range(users):
+        churner = user % 4 == 0
+        for at in rng.uniform(0.0, 2 * DAY, rng.poisson(6)).tolist():
+            feature = names[int(rng.integers(len(names)))]
+            timeline.append((at, FeatureWrite(user, feature, float(rng.normal()), at, at)))
+        label_at = float(rng.uniform(DAY, 2 * DAY))
+        timeline.append((label_at, Label(user, int(churner), label_at)))
+        if churner:
+            timeline.append(
+                (label_at, FeatureWrite(user, "last_login_date", None, label_at, label_at))
+            )
+    timeline.sort(key=lambda item: item[0])
+    later = 9 * DAY + np.arange(BATCH_SIZE) * SECOND
+    jump = [FeatureWrite(int(rng.integers(users)), names[-1], 1.0, at, at) for at in later.tolist()]
+    return [event for _, event in timeline], jump
+
+
+def backlog(seed: int = 0, users: int = 20_000, features: int = 20) -> dict[str, float]:
+    """CPU seconds of one ``LabelCoincidentWrites.update_many`` call over a backlog
+    (``backlog_events``):
+
+    - ``jump``: the detector read the first part in batches of ``BATCH_SIZE``; one call
+      reads the writes a week later, as a worker restored from a checkpoint meets records
+      a week on, and judges every open label's remaining lag bins;
+    - ``whole``: a new detector reads both parts in one call.
+
+    Also the labels open before the jump, the lag bins it judged, and the features flagged.
+    """
+    events, jump = backlog_events(seed, users, features)
+    detector = LabelCoincidentWrites(sentinels=(-1,))
+    for at in range(0, len(events), BATCH_SIZE):
+        detector.update_many(events[at : at + BATCH_SIZE])
+    open_labels, judged = detector.open_labels, int(detector._next_bin.sum())
+    start = time.process_time()
+    detector.update_many(jump)
+    jump_s = time.process_time() - start
+    whole = LabelCoincidentWrites(sentinels=(-1,))
+    start = time.process_time()
+    whole.update_many(events + jump)
+    whole_s = time.process_time() - start
+    assert whole.leaking_features == detector.leaking_features
+    return {
+        "open_labels": open_labels,
+        "jump_bins_judged": int(detector._next_bin.sum()) - judged,
+        "jump_s": jump_s,
+        "whole_events": len(events) + len(jump),
+        "whole_s": whole_s,
+        "flagged": len(detector.leaking_features),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="seeded worlds to run")
     parser.add_argument(
         "--memory", action="store_true", help="only the leak watch's size at its caps"
     )
+    parser.add_argument(
+        "--backlog", action="store_true", help="only one update_many over a backlog"
+    )
+    parser.add_argument("--users", type=int, default=20_000, help="users of --backlog")
+    parser.add_argument("--features", type=int, default=20, help="features of --backlog")
     args = parser.parse_args(argv)
+    if args.backlog:
+        print(
+            " ".join(
+                f"{key} {value:.4g}" for key, value in backlog(0, args.users, args.features).items()
+            )
+        )
+        return 0
     if args.memory:
         print(" ".join(f"{key} {value:.2f}" for key, value in watch_memory().items()))
         return 0

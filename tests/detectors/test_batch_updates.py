@@ -32,7 +32,7 @@ from detectors import (
     WassersteinDrift,
     _batch,
 )
-from detectors.leaks import FeatureWrite, Label, ServedFeature
+from detectors.leaks import FeatureWrite, Label, ServedFeature, label_coincidence
 from tests.detectors.batching import (
     Event,
     cuts,
@@ -524,20 +524,27 @@ def drawn_or_seeded(
     return st.one_of(drawn, st.integers(0, 3).map(lambda s: seeded(np.random.default_rng(s))))
 
 
+# How LabelCoincidentWrites judges lag bins due: (_FEW_LABELS, _CHUNK_CELLS). As shipped;
+# in numpy from one label due on; and in chunks of two judgments (two features).
+JUDGING = [(4, 1 << 16), (1, 1 << 16), (1, 5)]
+
+
 @PROPERTY
 @given(
     drawn_or_seeded(
         writes_and_labels_drawn(), lambda rng: writes_and_labels(rng, 500, "last_login_date")
     ),
     st.sampled_from([2, 64]),
+    st.sampled_from(JUDGING),
     st.data(),
 )
 def test_label_coincidence_batched_as_one_by_one(
-    events: list[Any], max_entities: int, data: st.DataObject
+    events: list[Any], max_entities: int, judging: tuple[int, int], data: st.DataObject
 ) -> None:
     at = data.draw(cuts(len(events)))
-    assert_same_batched(
-        lambda: LabelCoincidentWrites(
+
+    def make() -> LabelCoincidentWrites:
+        return LabelCoincidentWrites(
             tolerance=1_000.0,
             max_lag=20_000.0,
             lateness=2_000.0,
@@ -546,12 +553,20 @@ def test_label_coincidence_batched_as_one_by_one(
             min_labels=2,
             max_entities=max_entities,
             max_features=2,
-        ),
-        events,
-        at,
-        flag_event,
-        flag_events,
-    )
+        )
+
+    # The reference judges every label's lag bins one at a time.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(label_coincidence, "_FEW_LABELS", 10**9)
+        reference = make()
+        expected = events_one_by_one(reference, events, flag_event)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(label_coincidence, "_FEW_LABELS", judging[0])
+        patch.setattr(label_coincidence, "_CHUNK_CELLS", judging[1])
+        single = make()
+        assert events_one_by_one(single, events, flag_event) == expected
+        assert same_state(single, reference), state_difference(single, reference)
+        assert_same_batched(make, events, at, flag_event, flag_events)
 
 
 def test_label_coincidence_batches_flag_at_the_same_positions() -> None:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 
 from detectors import LabelCoincidentWrites
-from detectors.leaks import FeatureWrite, Label
+from detectors.leaks import FeatureWrite, Label, label_coincidence
 from detectors.leaks.label_coincidence import _ANY
-from tests.detectors.batching import batches, cuts, detections, state_difference
+from tests.detectors.batching import batches, cuts, detections, same_state, state_difference
 from tests.detectors.cases_leaks import BAD_EVENTS, writes_and_labels
 
 MINUTE = 60_000.0
@@ -246,6 +246,56 @@ def test_a_batch_update_is_exactly_updates_one_by_one(at: list[int]) -> None:
     assert expected and found == expected
     one_by_one._batch_events = batched._batch_events
     assert state_difference(one_by_one, batched) is None
+
+
+def _backlog(rng: np.random.Generator, users: int) -> list[FeatureWrite | Label]:
+    """Users write for a minute; each gets a label in the next second, the positive ones
+    (every third) with ``last_login_date`` nulled then. A write a minute later makes every
+    lag bin of every label due at once, as a worker meets a week's backlog."""
+    events: list[tuple[float, FeatureWrite | Label]] = []
+    for user in range(users):
+        for at in rng.uniform(0.0, 61_000.0, 4).tolist():
+            feature = ("plan", "sessions_7d", "last_login_date")[int(rng.integers(3))]
+            events.append((at, FeatureWrite(user, feature, 1.0, at, at)))
+        label_at = float(rng.uniform(60_000.0, 61_000.0))
+        events.append((label_at, Label(user, int(user % 3 == 0), label_at)))
+        if user % 3 == 0:
+            events.append(
+                (label_at, FeatureWrite(user, "last_login_date", None, label_at, label_at))
+            )
+    events.sort(key=lambda item: item[0])
+    return [event for _, event in events] + [FeatureWrite(0, "plan", 1.0, 120_000.0, 120_000.0)]
+
+
+def test_a_backlog_due_at_once_is_judged_as_one_label_at_a_time() -> None:
+    events = _backlog(np.random.default_rng(5), 400)
+
+    def run(batched: bool, few_labels: int, chunk_cells: int) -> tuple[LabelCoincidentWrites, list]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(label_coincidence, "_FEW_LABELS", few_labels)
+            patch.setattr(label_coincidence, "_CHUNK_CELLS", chunk_cells)
+            detector = LabelCoincidentWrites(**SMALL)
+            if batched:
+                detector.update_many(events)
+                return detector, detector.flags
+            flags = []
+            for i, event in enumerate(events):
+                detector.update(event)
+                flags += [(i, found) for _, found in detector.flags]
+            return detector, flags
+
+    # The reference judges every label's bins one at a time, pass after pass.
+    reference, expected = run(False, 10**9, 1 << 16)
+    assert [(i, found.feature) for i, found in expected] == [(len(events) - 1, "last_login_date")]
+    before = LabelCoincidentWrites(**SMALL)
+    before.update_many(events[:-1])
+    assert before.open_labels == 400 and reference.open_labels == 0
+    assert int(reference._next_bin.sum()) - int(before._next_bin.sum()) == 400 * 4
+    # At once in numpy, in one chunk or in chunks of a few judgments, one by one or batched.
+    for batched, chunk_cells in [(False, 1 << 16), (True, 1 << 16), (True, 7), (False, 1)]:
+        detector, found = run(batched, 4, chunk_cells)
+        assert found == expected, (batched, chunk_cells)
+        assert same_state(detector, reference), state_difference(detector, reference)
 
 
 @pytest.mark.parametrize(
