@@ -451,10 +451,13 @@ class AvailabilityGap(base.Base):
         """Adds the run's predictions, in order."""
         if not run.rows:
             return
-        if run.made:
+        if run.made and len(run.made) > _batch.SMALL_BATCH:
             rows, keys, since = zip(*run.made, strict=True)
             self._make(np.array(rows, np.intp), np.array(keys, np.uint64), np.array(since))
-            run.made.clear()
+        else:
+            for made in run.made:
+                self._make(*made)
+        run.made.clear()
         if len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
             start = 0
             for end, at, position in run.predictions:
