@@ -72,7 +72,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
-from detectors.leaks.availability_gap import AvailabilityGap
+from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
 from detectors.leaks.events import Label, ServedFeature
 from detectors.leaks.future_values import FutureValues
@@ -297,7 +297,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.coincidence: list[WriteEvent | Label] = []
-        self.gap: list[WriteEvent | ServedFeature] = []
+        self.gap: list[WriteEvent | ServedFeature | ServedValues] = []
         self.slots: list[tuple[int, str, Any, float]] = []
 
     def flag_slot(
@@ -400,15 +400,18 @@ def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pend
     if len(watch.entities) > watch.max_requests:
         watch.entities.popitem(last=False)
     at_ms = prediction.predicted_at
+    used = [(name, seen) for name, seen in prediction.features.items() if name in watch.write_lag]
+    if watch.future is None:
+        # The gap flags of the prediction's values, in served order: one event for them all.
+        names = tuple(name for name, _ in used)
+        written_at = tuple(seen.written_at for _, seen in used)
+        together = ServedValues(prediction.entity_id, at_ms, names, written_at)
+        pending.flag_slot(k, "availability_gap", pending.gap, (together,), at_ms)
+        return
     values = [
         ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
-        for name, seen in prediction.features.items()
-        if name in watch.write_lag
+        for name, seen in used
     ]
-    if watch.future is None:
-        # The gap flags of the prediction's values, in served order.
-        pending.flag_slot(k, "availability_gap", pending.gap, values, at_ms)
-        return
     for served in values:
         pending.flag_slot(k, "availability_gap", pending.gap, (served,), at_ms)
         name, seen_at = served.feature, served.written_at

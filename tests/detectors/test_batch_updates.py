@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from detectors import (
     _batch,
 )
 from detectors.leaks import FeatureWrite, Label, ServedFeature, label_coincidence
+from detectors.leaks.availability_gap import ServedValues
 from tests.detectors.batching import (
     Event,
     cuts,
@@ -588,21 +590,44 @@ def test_label_coincidence_batches_flag_at_the_same_positions() -> None:
     assert same_state(batched, single), state_difference(batched, single)
 
 
+# A served value's write time, and a feature name, that make only that value malformed.
+BAD_WRITTEN_AT = st.sampled_from([math.nan, math.inf, None, "0", True, 10**400])
+BAD_FEATURES = st.sampled_from(["", None, 3, ("plan",)])
+
+
+@st.composite
+def served_values_drawn(draw: st.DrawFn, entity: Any, now: float) -> ServedValues:
+    """The values of one prediction: some of the three features, a few malformed."""
+    features = draw(st.lists(st.sampled_from(FEATURES), max_size=4))
+    written_at = [now - draw(STEPS) for _ in features]
+    names: list[Any] = list(features)
+    for i in range(len(names)):
+        if draw(st.integers(0, 9)) == 0:
+            names[i] = draw(BAD_FEATURES)
+        elif draw(st.integers(0, 9)) == 0:
+            written_at[i] = draw(BAD_WRITTEN_AT)
+    if draw(st.integers(0, 19)) == 0:
+        entity, now = draw(st.sampled_from([(None, now), (True, now), (entity, math.nan)]))
+    return ServedValues(entity, now, tuple(names), tuple(written_at))
+
+
 @st.composite
 def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
-    """Writes and served values of a few entities and three features, late writes
-    among them, with malformed events."""
+    """Writes and served values (one a time, or a prediction's at once) of a few entities
+    and three features, late writes among them, with malformed events."""
     n = draw(st.integers(0, 150))
     now, events = 0.0, []
     for _ in range(n):
         now += draw(st.floats(0.0, 100.0))
         entity = draw(st.sampled_from(["u1", "u2", 3]))
         feature = draw(st.sampled_from(FEATURES))
-        kind = draw(st.integers(0, 9))
+        kind = draw(st.integers(0, 11))
         if kind < 5:
             events.append(FeatureWrite(entity, feature, 1.0, now - draw(STEPS), now))
         elif kind < 9:
             events.append(ServedFeature(entity, feature, 1.0, now - draw(STEPS), now))
+        elif kind < 11:
+            events.append(draw(served_values_drawn(entity, now)))
         else:
             events.append(draw(st.sampled_from(BAD_EVENTS)))
     return events
@@ -613,14 +638,71 @@ def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
     drawn_or_seeded(
         writes_and_served_drawn(), lambda rng: writes_and_predictions(rng, 400, lag=3_600_000.0)
     ),
+    st.sampled_from([(2, 2, 4), (1, 3, 1), (3, 1, 64)]),
     st.data(),
 )
-def test_availability_gap_batched_as_one_by_one(events: list[Any], data: st.DataObject) -> None:
+def test_availability_gap_batched_as_one_by_one(
+    events: list[Any], sizes: tuple[int, int, int], data: st.DataObject
+) -> None:
     at = data.draw(cuts(len(events)))
+    history, pending, max_keys = sizes
     assert_same_batched(
-        lambda: AvailabilityGap(min_predictions=5, history=2, pending=2, max_keys=4),
+        lambda: AvailabilityGap(
+            min_predictions=5, history=history, pending=pending, max_keys=max_keys
+        ),
         events,
         at,
         flag_event,
         flag_events,
     )
+
+
+def _one_value_each(events: list[Any]) -> tuple[list[Any], list[int]]:
+    """``events`` with each ``ServedValues`` as one ``ServedFeature`` per value, and the
+    position in ``events`` each event comes from."""
+    single: list[Any] = []
+    origin: list[int] = []
+    for i, x in enumerate(events):
+        if isinstance(x, ServedValues):
+            for feature, written_at in zip(x.features, x.written_at, strict=True):
+                single.append(ServedFeature(x.entity_id, feature, None, written_at, x.predicted_at))
+                origin.append(i)
+        else:
+            single.append(x)
+            origin.append(i)
+    return single, origin
+
+
+@PROPERTY
+@given(writes_and_served_drawn(), st.data())
+def test_served_values_read_as_one_served_feature_each(
+    events: list[Any], data: st.DataObject
+) -> None:
+    # A prediction's values at once: the state, flags (at the prediction) and rejections
+    # of its values one at a time.
+    def make() -> AvailabilityGap:
+        return AvailabilityGap(min_predictions=5, history=2, pending=2, max_keys=4)
+
+    single, origin = _one_value_each(events)
+    one_each = make()
+    expected = [(origin[i], found) for i, found in events_one_by_one(one_each, single, flag_event)]
+    together = make()
+    found = events_batched(together, events, data.draw(cuts(len(events))), flag_events)
+    assert [(i, f) for i, flags in found for f in flags] == [
+        (i, f) for i, flags in expected for f in flags
+    ]
+    assert same_state(together, one_each), state_difference(together, one_each)
+
+
+def test_availability_gap_pickles_its_kept_keys_only() -> None:
+    # At its cap: the pickle holds each key's writes and predictions, not empty ring
+    # slots, and the restored detector goes on as the original.
+    events = writes_and_predictions(np.random.default_rng(2), 3_000, lag=3_600_000.0)
+    detector = AvailabilityGap(min_predictions=5, max_keys=300)
+    detector.update_many(events[:2_000])
+    restored = pickle.loads(pickle.dumps(detector))
+    assert restored.keys == detector.keys == 300
+    assert len(pickle.dumps(detector)) < 300 * (8 + 8 + 2) + 8 * 16 * 300
+    restored.update_many(events[2_000:])
+    detector.update_many(events[2_000:])
+    assert (restored.evidence, restored.flags) == (detector.evidence, detector.flags)
