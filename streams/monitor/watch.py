@@ -9,7 +9,10 @@ Drift. Each monitored feature gets a windowed test from ``detectors`` (settings
 ``[detectors.drift]`` of the portfolio: ``method`` plus the test's own keyword arguments).
 Its reference is frozen from the first ``reference_size`` values the watch sees (default:
 one window), so a lasting shift keeps alarming until the stream returns to it; a rolling
-reference would accept the shifted stream as normal after one window.
+reference would accept the shifted stream as normal after one window. A stream that
+already moves while its reference fills would hide the move in it: a numeric reference
+holding a change worth a fallback (``detectors.drift._change_point``) keeps the values
+before it, and the values after it are tested at once as the first windows.
 
 Health. ``detectors.HealthPolicy`` with ``[detectors.health]`` settings (``confirm``,
 ``min_dwell``, ``clear_after``, seconds) and the model's ``escalation_limit``. Every
@@ -89,7 +92,9 @@ from typing import Any
 
 import numpy as np
 
+from detectors.drift._change_point import reference_cut
 from detectors.drift._effect import quantile_effect, slow_variance
+from detectors.drift._window import finite_floats
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
 from detectors.drift.chi_square import ChiSquareDrift
@@ -186,9 +191,19 @@ _OUTPUT_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
+Window = tuple[int, float, float, bool, float]
+
+
 @dataclasses.dataclass
 class FeatureDrift:
-    """A feature's drift test, built once its reference sample is complete."""
+    """A feature's drift test, built once its reference sample is complete.
+
+    A numeric reference that holds a change (``detectors.drift._change_point``: the
+    stream already moving while the reference filled) keeps only the values before it;
+    the values after it become the test's first windows, so the change is tested as soon
+    as the reference is complete.
+    """
 
     method: str
     test_class: type[Any]
@@ -199,29 +214,30 @@ class FeatureDrift:
     kind: str = "numeric"
     min_effect: float = DEFAULT_MIN_EFFECT
 
-    def update(self, value: Any) -> Any:
-        """Feed one value; returns the test when this value completed one of its windows."""
+    def update(self, value: Any) -> list[Window]:
+        """Feed one value; its windows as ``update_many([value])`` gives them."""
         if self.test is None:
             if value is not None:
                 self.reference.append(value)
-            if len(self.reference) >= self.reference_size:
-                self._freeze()
-            return None
-        windows = self.test.n_windows
-        self.test.update(value)
-        return self.test if self.test.n_windows != windows else None
+            if len(self.reference) < self.reference_size:
+                return []
+            after = self._freeze()
+            return self._test_many(after, 1, len(after)) if after else []
+        test = self.test
+        windows = test.n_windows
+        test.update(value)
+        if test.n_windows == windows:
+            return []
+        p_value = float(getattr(test, "p_value", math.nan))
+        return [(0, test.statistic, p_value, test.drift_detected, test.effect)]
 
-    def _freeze(self) -> None:
-        reference: Any = self.reference
-        if self.kind == "categorical":
-            reference = dict(collections.Counter(self.reference))
-        self.test = self.test_class(reference=reference, **self.settings)
-        self.reference = []
-
-    def update_many(self, values: Sequence[Any]) -> list[tuple[int, float, float, bool, float]]:
+    def update_many(self, values: Sequence[Any]) -> list[Window]:
         """Feed a batch, as ``update`` one by one; per window it completed, its position in
-        ``values``, statistic, p-value (NaN for tests without one), verdict and effect."""
+        ``values``, statistic, p-value (NaN for tests without one), verdict and effect.
+        The windows of the values after a change inside the reference are at the position
+        of the value that completed the reference."""
         start = 0
+        after: list[Any] = []
         if self.test is None:
             # The reference takes the values that are not None until it is complete.
             present = [i for i, value in enumerate(values) if value is not None]
@@ -229,14 +245,37 @@ class FeatureDrift:
             self.reference.extend(values[i] for i in present[:needed])
             if len(present) < needed:
                 return []
-            self._freeze()
+            after = self._freeze()
             start = present[needed - 1] + 1
-        if start == len(values):
+        if not after and start == len(values):
             return []
-        self.test.update_many(values[start:])
+        return self._test_many(
+            [*after, *values[start:]] if after else values[start:], start, len(after)
+        )
+
+    def _freeze(self) -> list[Any]:
+        """Build the test on the reference; returns the values after a change inside it."""
+        reference: Any = self.reference
+        after: list[Any] = []
+        if self.kind == "categorical":
+            reference = dict(collections.Counter(self.reference))
+        else:
+            values = finite_floats(self.reference)
+            finite = np.flatnonzero(~np.isnan(values))
+            cut = reference_cut(values[finite], self.min_effect)
+            if cut < finite.size:
+                reference, after = self.reference[: finite[cut]], self.reference[finite[cut] :]
+        self.test = self.test_class(reference=reference, **self.settings)
+        self.reference = []
+        return after
+
+    def _test_many(self, values: Sequence[Any], start: int, replayed: int) -> list[Window]:
+        """Feed ``values`` to the test: the first ``replayed`` of them came after a change
+        inside the reference, the rest are the batch's from position ``start``."""
         test = self.test
+        test.update_many(values)
         return [
-            (start + end, statistic, p_value, drift, effect)
+            (max(start + end - replayed, start - 1), statistic, p_value, drift, effect)
             for end, statistic, p_value, drift, effect in zip(
                 test.window_ends.tolist(),
                 test.window_statistics.tolist(),
@@ -608,7 +647,7 @@ def _window_evidence(
     feature_drift: FeatureDrift,
     feature: str,
     at: float,
-    result: tuple[int, float, float, bool, float],
+    result: Window,
 ) -> Evidence:
     _, statistic, p_value, drift, effect = result
     # Threshold tests (PSI) have no p-value: NaN.

@@ -503,20 +503,108 @@ def test_feature_drift_in_batches_finds_the_windows_one_by_one_does(
     one, many = new_watch(model).drift["age"], new_watch(model).drift["age"]
     expected = []
     for n, value in enumerate(values):
-        test = one.update(value)
-        if test is not None:
-            p_value = float(getattr(test, "p_value", math.nan))
-            expected.append((n, test.statistic, p_value, test.drift_detected))
+        expected += [(n, *rest) for _, *rest in one.update(value)]
     found = []
     bounds = [0, *sorted(c for c in cuts if c <= len(values)), len(values)]
     for start, stop in itertools.pairwise(bounds):
         found += [(start + n, *rest) for n, *rest in many.update_many(values[start:stop])]
-    assert [(n, s, d) for n, s, _, d in found] == [(n, s, d) for n, s, _, d in expected]
-    assert [p for *_, p, _ in found] == pytest.approx([p for *_, p, _ in expected], nan_ok=True)
+    assert [(n, s, d) for n, s, _, d, _ in found] == [(n, s, d) for n, s, _, d, _ in expected]
+    assert [p for _, _, p, _, _ in found] == pytest.approx(
+        [p for _, _, p, _, _ in expected], nan_ok=True
+    )
+    assert [e for *_, e in found] == pytest.approx([e for *_, e in expected])
     assert many.reference == one.reference
     assert (many.test is None) == (one.test is None)
     if one.test is not None:
         assert same_state(many.test, one.test)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    change=st.integers(0, 300),
+    missing=st.lists(st.integers(0, 399), max_size=20),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_feature_drift_in_batches_cuts_the_reference_as_one_by_one_does(
+    seed: int, change: int, missing: list[int], cuts: list[int]
+) -> None:
+    # A reference of 240 can hold a change (100 values on either side of it at least):
+    # the values after it then come back as the first windows, at the value that
+    # completed the reference.
+    small = SMALL.replace(
+        "window_size = 500\nreference_size = 1000", "window_size = 20\nreference_size = 240"
+    )
+    model = parse_portfolio(small).models["ranker"]
+    one, many = new_watch(model).drift["age"], new_watch(model).drift["age"]
+    rng = np.random.default_rng(seed)
+    values: list[float | None] = rng.normal(0.0, 1.0, 400).tolist()
+    values[change:] = [v + 3.0 for v in rng.normal(0.0, 1.0, 400 - change)]
+    for i in missing:
+        values[i] = None if i % 2 else math.nan
+    expected = []
+    for n, value in enumerate(values):
+        expected += [(n, *rest) for _, *rest in one.update(value)]
+    found = []
+    bounds = [0, *sorted(cuts), len(values)]
+    for start, stop in itertools.pairwise(bounds):
+        found += [(start + n, *rest) for n, *rest in many.update_many(values[start:stop])]
+    assert [(n, s, d) for n, s, _, d, _ in found] == [(n, s, d) for n, s, _, d, _ in expected]
+    assert [e for *_, e in found] == pytest.approx([e for *_, e in expected])
+    assert many.test.reference == one.test.reference
+    assert same_state(many.test, one.test)
+
+
+def test_a_drift_inside_the_reference_cuts_it_and_falls_back() -> None:
+    watch = new_watch(small_model())
+    rng = np.random.default_rng(7)
+    # Age shifts by three standard deviations after 300 predictions, while the
+    # reference of 1,000 fills: without the cut the reference holds mostly shifted ages,
+    # and the windows' alarms, 1,499 to 2,999, stay below the floor and move nothing.
+    predictions = stream(rng, 0, 300, 0.0) + stream(rng, 300, 2700, 15.0)
+    observations = run(watch, predictions)
+    # The reference keeps the 300 ages before the change; the 700 after it are one
+    # window of 500 at once (999) and most of the next (1299).
+    assert len(watch.drift["age"].test.reference) == 300
+    assert drift_alarms(observations) == [(n, True) for n in (999, 1299, 1799, 2299, 2799)]
+    assert actions_of(observations) == [(1299, "fallback")]
+    # Country, unchanged, keeps its whole reference and stays silent.
+    assert sum(watch.drift["country"].test.reference.values()) == 1000
+
+
+def test_a_watch_pickled_while_its_reference_fills_cuts_it_as_one_never_pickled() -> None:
+    rng = np.random.default_rng(7)
+    predictions = stream(rng, 0, 300, 0.0) + stream(rng, 300, 2700, 15.0)
+    expected = run(new_watch(small_model()), predictions)
+    first = new_watch(small_model())
+    run(first, predictions[:700])
+    restored = pickle.loads(pickle.dumps(first))
+    rest = [(n + 700, o) for n, o in run(restored, predictions[700:])]
+    assert (
+        drift_alarms(rest)
+        == drift_alarms(expected)
+        == [(n, True) for n in (999, 1299, 1799, 2299, 2799)]
+    )
+    assert actions_of(rest) == actions_of(expected)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_stationary_skewed_or_seasonal_reference_is_never_cut(seed: int) -> None:
+    model = small_model()
+    rng = np.random.default_rng(seed)
+    # 2,000 predictions a day, as the null portfolio's: the reference is half a day.
+    phase = 2.0 * np.pi * np.arange(1000) / 2000
+    streams = [
+        rng.normal(40.0, 5.0, 1000),
+        rng.lognormal(1.0, 0.8, 1000),
+        rng.poisson(3.0, 1000).astype(float),
+        # A daily mix of two segments over the reference's day, as the null portfolio's.
+        rng.lognormal(1.0 + 0.3 * (rng.random(1000) < 0.5 + 0.2 * np.sin(phase)), 0.8),
+    ]
+    for ages in streams:
+        drift = new_watch(model).drift["age"]
+        drift.update_many(ages.tolist())
+        assert len(drift.test.reference) == 1000
 
 
 # KS tests numeric features only: age alone is declared (predictions still carry country).
