@@ -146,15 +146,19 @@ def observe_many(
     if not predictions:
         return found
     slo_ms = watch.slo.latency_p99_ms
-    answers = [
-        i
-        for i, p in enumerate(predictions)
-        if (p.role == "live" and p.fallback_reason is None) or is_slow_trip(p)
-    ]
+    # The answers the latency detector reads, and whether each was slow: a live answer by
+    # its latency, a breaker's slow trip always.
+    answers: list[int] = []
+    slow_answers: list[bool] = []
+    for i, p in enumerate(predictions):
+        if is_slow_trip(p):
+            answers.append(i)
+            slow_answers.append(True)
+        elif p.role == "live" and p.fallback_reason is None:
+            answers.append(i)
+            slow_answers.append(p.latency_ms > slo_ms)
     if answers:
-        slow = np.array(
-            [predictions[i].latency_ms > slo_ms or is_slow_trip(predictions[i]) for i in answers]
-        )
+        slow = np.array(slow_answers)
         watch.latency.update_many(slow)
         for k in watch.latency.detections.tolist():
             watch.alarms += 1
