@@ -94,7 +94,8 @@ KEYS: tuple[Key, ...] = (
         "numeric: psi, ks, wasserstein, jensen_shannon; categorical: psi, chi_square",
         "The windowed test of each feature."),
     Key("detectors.drift.reference_size", "integer", "window_size", ">= 2",
-        "First values of a feature that freeze its reference."),
+        "First values of a feature that freeze its reference (a numeric one holding a "
+        "change worth a fallback keeps the values before it)."),
     Key("detectors.drift.window_size", "integer", "1000", ">= 1",
         "Values per window compared with the reference."),
     Key("detectors.drift.n_bins", "integer", "10", ">= 2", "Bins (psi, jensen_shannon)."),
