@@ -658,6 +658,7 @@ def _window_evidence(
         alarm=bool(drift),
         p_value=None if p_value != p_value else p_value,
         material=effect >= feature_drift.min_effect,
+        windowed=True,
         details={"statistic": float(statistic), "effect": float(effect)},
     )
 
