@@ -13,10 +13,11 @@ rotates per round), each call timed alone with ``perf_counter_ns``:
 - ``SimpleQueue round trip``: for reference, no router: the job put on a ``SimpleQueue``
   that a waiting thread gets, calls and answers on a second one: the floor of any
   synchronous deadline in CPython, which needs the call on another thread (two wake-ups);
-- ``asyncio, no breaker`` and ``asyncio, 100 ms deadline``: on an asyncio server,
-  ``await routed.route_async(user)`` of a coroutine model that returns the same list,
-  bare and behind the same settings (the deadline on one event-loop timer shared by the
-  model's calls, ``Breaker.call_async``: no thread hand-off, no timer per call);
+- ``asyncio, no breaker``, ``asyncio, no deadline`` and ``asyncio, 100 ms deadline``: on
+  an asyncio server, ``await routed.route_async(user)`` of a coroutine model that returns
+  the same list, bare and behind the same settings (the deadline on one event-loop timer
+  shared by the model's calls, ``Breaker.call_async``: no thread hand-off, no timer per
+  call);
 - ``asyncio, asyncio.timeout``: for reference, the same behind a breaker whose
   ``call_async`` puts each call under its own ``asyncio.timeout`` (the mechanism before
   the shared timer). Each round runs in one ``asyncio.run``, its start and end outside the
@@ -106,6 +107,7 @@ async def _async_model(user: str) -> list[str]:
 
 ASYNC_VARIANTS: dict[str, BreakerSettings | None] = {
     "asyncio, no breaker": None,
+    "asyncio, no deadline": VARIANTS["breaker, no deadline"],
     "asyncio, 100 ms deadline": VARIANTS["breaker, 100 ms deadline"],
 }
 
