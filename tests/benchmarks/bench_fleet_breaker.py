@@ -50,6 +50,7 @@ the deadline, which the first figure includes). Also reports the load average. R
 
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker     # 3 rounds of 20,000; 100 trials
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker --busy-thread --trials 10
+    .venv/bin/python -m tests.benchmarks.bench_fleet_breaker --rounds 9 --trials 0
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_breaker.py -s
 """
 
@@ -380,7 +381,7 @@ def run(calls: int, rounds: int, trials: int, busy_thread: bool = False) -> dict
             overhead = measure_overhead(calls, rounds)
     else:
         overhead = measure_overhead(calls, rounds)
-    results = {"overhead": overhead, "trip": measure_trip(trials)}
+    results = {"overhead": overhead, "trip": measure_trip(trials) if trials else {}}
     return {**results, "load average": (load_before, os.getloadavg()[0])}
 
 
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=100, help="0: the overhead only")
     parser.add_argument(
         "--busy-thread",
         action="store_true",
