@@ -340,6 +340,29 @@ def test_one_breaker_serves_one_event_loop_after_another() -> None:
     assert routed.breaker is not None and routed.breaker.stats().timeouts == 2
 
 
+def test_event_loops_in_two_threads_keep_their_own_deadlines_on_one_breaker() -> None:
+    settings = BreakerSettings(deadline_ms=30.0, failures_to_trip=100)
+    routed = Router(Modes()).register("recs", live=asyncio.sleep, fallback=_top, breaker=settings)
+    reasons: list[list[str | None]] = [[], []]
+
+    def serve(n: int) -> None:
+        async def calls() -> None:
+            for delay_s in (5, 0, 5):  # hung, in time, hung: each cut at its own deadline
+                reasons[n].append((await routed.route_async(delay_s)).fallback_reason)
+
+        asyncio.run(calls())
+
+    workers = [threading.Thread(target=serve, args=(n,)) for n in range(2)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(5)
+    assert reasons == [["timeout", None, "timeout"]] * 2
+    assert 0.06 <= time.perf_counter() - started < 2.0
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 4
+
+
 async def test_an_async_model_answers_raises_or_times_out_by_itself_as_a_sync_one() -> None:
     modes = Modes()
 
