@@ -25,16 +25,17 @@ rotates per round), each call timed alone with ``perf_counter_ns``:
   server's loop does between requests.
 
 Reports, per variant, the medians over rounds of p50 and p99 wall time per call (us); of
-``p99 np``, the p99 of the calls during which the OS did not preempt the serving thread
-(its involuntary context switches, ``getrusage(RUSAGE_THREAD).ru_nivcsw``, read before and
+``p99 np``, the p99 of the calls the OS did not preempt the serving thread during or just
+before (its involuntary context switches, ``getrusage(RUSAGE_THREAD).ru_nivcsw``, read
 after each call, untimed): on a loaded machine a call preempted for a time slice costs
-milliseconds whatever the mechanism, and the longer a call the likelier. It means little
-for the thread hand-offs, whose woken thread itself preempts the serving thread. Then the
-share of calls preempted, the CPU time per call (``process_time`` over the loop, every
-thread of the process, the two ``getrusage`` calls included) and the CPU per call above
-``no breaker``'s. With ``--busy-thread``, a CPU-bound Python thread runs beside the
-overhead rounds (see ``BusyThread``; the CPU per call then includes its time too: read
-the wall times).
+milliseconds whatever the mechanism, the longer a call the likelier, and the call right
+after a preemption runs with caches the other processes filled, the more code it runs
+the slower. It means little for the thread hand-offs, whose woken thread itself preempts
+the serving thread. Then the share of calls so preempted, the CPU time per call
+(``process_time`` over the loop, every thread of the process, the ``getrusage`` call
+included) and the CPU per call above ``no breaker``'s. With ``--busy-thread``, a
+CPU-bound Python thread runs beside the overhead rounds (see ``BusyThread``; the CPU per
+call then includes its time too: read the wall times).
 
 Trip, ``--trials`` times with a fresh breaker (deadline 100 ms, SLO p99 50 ms, 5 failures
 to trip, cool-down 0.2 s, probe share 0.5, 3 probes to close): a model whose latency is
@@ -183,12 +184,13 @@ def _round_async(call: Callable[[], Awaitable[object]], calls: int) -> dict[str,
         samples = [0.0] * calls
         preempted = [False] * calls
         cpu_started = time.process_time()
+        last = _preemptions()
         for i in range(calls):
-            before = _preemptions()
             started = clock()
             await call()
             samples[i] = (clock() - started) / 1e3
-            preempted[i] = _preemptions() != before
+            now = _preemptions()
+            preempted[i], last = now != last, now
             await asyncio.sleep(0)
         return _summary(samples, preempted, (time.process_time() - cpu_started) / calls * 1e6)
 
@@ -200,12 +202,13 @@ def _round(call: Callable[[], object], calls: int) -> dict[str, float]:
     samples = [0.0] * calls
     preempted = [False] * calls
     cpu_started = time.process_time()
+    last = _preemptions()
     for i in range(calls):
-        before = _preemptions()
         started = clock()
         call()
         samples[i] = (clock() - started) / 1e3
-        preempted[i] = _preemptions() != before
+        now = _preemptions()
+        preempted[i], last = now != last, now
     return _summary(samples, preempted, (time.process_time() - cpu_started) / calls * 1e6)
 
 
