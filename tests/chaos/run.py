@@ -962,7 +962,11 @@ class ChaosRun:
         url = f"{self.settings.influxdb_url}/query?" + urllib.parse.urlencode(
             {"db": database, "q": query}
         )
-        with urllib.request.urlopen(url, timeout=30) as response:
+        # The stack's InfluxDB asks for credentials: the token's user is its admin.
+        token = {"Authorization": f"Token {self.settings.secret('influxdb_token')}"}
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=token), timeout=30
+        ) as response:
             body = json.load(response)
         series = body["results"][0].get("series", [])
         count = int(series[0]["values"][0][1]) if series else 0
