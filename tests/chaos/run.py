@@ -911,8 +911,9 @@ class ChaosRun:
         return invariants
 
     def through(self, record: FaultRecord, sink: str) -> dict[str, dict[str, Any]]:
-        """The workers alive during an outage: the most their ``sink`` held during it, and
-        at their last scrape what it held, had dropped and had retried."""
+        """The workers alive during an outage: the most their ``sink`` held during it, at
+        their last scrape what it held, had dropped, had retried and had spooled (and
+        whether it was spooling), and for one SIGKILLed what its successor restored."""
         assert record.recovered_ms is not None
         found = {}
         for w in self.workers:
@@ -926,6 +927,10 @@ class ChaosRun:
                 if record.injected_ms <= at <= record.recovered_ms
             ]
             stats = w.sinks.get(sink, {})
+            successor = next(
+                (s for s in self.workers if (s.name, s.incarnation) == (w.name, w.incarnation + 1)),
+                None,
+            )
             found[f"{w.name}#{w.incarnation}"] = {
                 "ended_at": None if w.ended_ms is None else iso_utc(w.ended_ms),
                 "ended_by": w.ended_by,
@@ -933,18 +938,30 @@ class ChaosRun:
                 "buffered_at_end": stats.get("buffered"),
                 "dropped": stats.get("dropped"),
                 "failed_attempts": stats.get("failed_attempts"),
+                "spooling_at_end": bool(stats.get("spooling")),
+                "spooled": stats.get("spooled"),
+                "unspooled": stats.get("unspooled"),
+                "restored_by_successor": (
+                    None if successor is None else successor.sinks.get(sink, {}).get("restored")
+                ),
             }
         return found
 
     @staticmethod
     def emptied(through: dict[str, dict[str, Any]]) -> bool:
-        """Every worker alive during an outage that was not killed emptied its buffer
-        without a drop (a SIGKILL loses what the buffer held, by design)."""
-        return all(
-            e["buffered_at_end"] == 0 and not e["dropped"]
-            for e in through.values()
-            if e["ended_by"] != "SIGKILL"
-        )
+        """Every worker alive during an outage emptied its buffer without a drop, or was
+        SIGKILLed: then if it was spooling, everything it held was in its spool (none
+        unspooled) and its successor restored at least that much. (One killed while its
+        server answered loses what its flush cadence held, a second's worth.)"""
+        for e in through.values():
+            if e["ended_by"] != "SIGKILL":
+                if e["buffered_at_end"] != 0 or e["dropped"]:
+                    return False
+            elif e["spooling_at_end"] and (
+                e["unspooled"] or (e["restored_by_successor"] or 0) < e["buffered_at_end"]
+            ):
+                return False
+        return True
 
     def judge_influx_outage(self, record: FaultRecord) -> Invariant:
         """Points stamped while InfluxDB was down (the workers' pipeline books, every 10 s)
