@@ -150,8 +150,8 @@ def pack_times(times: np.ndarray) -> np.ndarray | tuple[float, np.ndarray]:
     >>> base, codes = pack_times(np.array([1.7e12, 1.7e12 + 3600e3, -np.inf]))
     >>> base, codes.dtype.name, codes.tolist()
     (1700000000000.0, 'uint32', [2, 3600002, 0])
-    >>> pack_times(np.array([0.5])).tolist()
-    [0.5]
+    >>> pack_times(np.array([0.25, 0.5])).tolist()
+    [0.25, 0.5]
     """
     finite = np.isfinite(times)
     every = bool(finite.all())
