@@ -314,8 +314,15 @@ class ResidualCUSUM(base.DriftDetector):
         self._n_detections = 0
         self._detections: list[int] = []
         # Older references of the segment for the slow check, oldest first: the index
-        # after the last value, the values in arrival order, sorted, their slow variation.
+        # after the last value, the values in arrival order, sorted, and their in-control
+        # variance per position beyond sampling: their slow variation, plus the traffic's
+        # movement at the check's lag as known when they were set aside.
         self._anchors: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        # How far each older reference's positions moved from the one before it, squared,
+        # less sampling: the traffic's harmless movement at the slow check's lag, summed
+        # over every pair so far (all segments), and the number of pairs.
+        self._lag_sum = np.zeros(4)
+        self._lag_pairs = 0
         # The slow check's level: alpha per check, two-sided, over its four positions.
         self._slow_z = NormalDist().inv_cdf(1.0 - self.alpha / 8.0)
 
@@ -476,9 +483,9 @@ class ResidualCUSUM(base.DriftDetector):
         size = self.max_reference // 2
         if not self._anchors or self._anchors[0][0] > seen - size:
             return False
-        _, values, ordered, slow = self._anchors[0]
+        _, values, ordered, noise = self._anchors[0]
         recent = self._memory[np.arange(seen - size, seen) % len(self._memory)]
-        distances, sds = quantile_shifts(ordered, slow, recent)
+        distances, sds = quantile_shifts(ordered, noise, recent)
         moved = np.abs(distances)
         effects = moved - NOISE_SDS * sds
         if not ((effects >= self.min_effect) & (moved >= self._slow_z * sds)).any():
@@ -530,7 +537,14 @@ class ResidualCUSUM(base.DriftDetector):
             and len(values) == self.max_reference
             and (not self._anchors or self._anchors[-1][0] <= end - 2 * self.max_reference)
         ):
-            anchor = (end, values, np.sort(values), slow_variance(values))
+            if self._anchors:
+                moved, sds = quantile_shifts(self._anchors[-1][2], np.zeros(4), values)
+                self._lag_sum = self._lag_sum + moved**2 - sds**2
+                self._lag_pairs += 1
+            # Pairs up to this reference only: a change after it, under test when this
+            # reference is the one compared, does not widen its own noise.
+            lag = np.maximum(self._lag_sum / max(self._lag_pairs, 1), 0.0)
+            anchor = (end, values, np.sort(values), slow_variance(values) + lag)
             self._anchors = [*self._anchors[-1:], anchor]
         if fresh:
             self._previous = float(values[-1])
