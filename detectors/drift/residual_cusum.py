@@ -170,13 +170,17 @@ class ResidualCUSUM(base.DriftDetector):
     ``2 * max_reference`` values earlier, and the two latest are kept. At each refit with
     no CUSUM excursion under way, the last ``max_reference // 2`` values are compared with
     the older of them (so with a reference 800 to 1,600 values old at the defaults) by the
-    effect's positions (below): the check alarms when one position moved both by at least
-    ``min_effect`` after its noise and by at least the normal quantile of ``1 - alpha / 8``
-    of its in-control standard deviation. A slow move below the floor is the harmless
-    drift that renewal is for; a ramp above it alarms (``slow_mean_up``,
-    ``slow_mean_down``, or ``slow_spread_up`` and ``slow_spread_down`` when the middle
-    half moved most), its change at the first of the values compared and its effect
-    judged against that older reference (``judged_against``), and the segment renews.
+    effect's positions (below). Their in-control noise also counts how far the traffic
+    moves at that lag when nothing changes: the mean squared move of each reference set
+    aside from the one before it, less sampling, over the pairs up to the compared one (so
+    a change after it does not widen its own noise), over every segment so far. The check
+    alarms when one position moved both by at least ``min_effect`` after two of those
+    standard deviations and by at least the normal quantile of ``1 - alpha / 8`` of them.
+    A slow move below the floor is the harmless drift that renewal is for; a ramp above it
+    alarms (``slow_mean_up``, ``slow_mean_down``, or ``slow_spread_up`` and
+    ``slow_spread_down`` when the middle half moved most), its change at the first of the
+    values compared and its effect judged against that older reference
+    (``judged_against``), and the segment renews.
 
     Effect size. On each alarm ``effect`` compares the latest values (those since the
     located change, at least 20) with the reference, in quantiles of the reference
