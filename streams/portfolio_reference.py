@@ -256,7 +256,8 @@ KEYS: tuple[Key, ...] = (
     _d("detectors.health.min_dwell", "900", ">= 0",
        "Time in degraded, fallback or probing before a non-critical transition out."),
     _d("detectors.health.clear_after", "3600", "> 0",
-       "Time without alarms after which a model moves back towards healthy."),
+       "Time without alarms after which a model moves back towards healthy (a model degraded "
+       "by a windowed test also waits for that test's next window)."),
 )
 # fmt: on
 

@@ -653,6 +653,14 @@ class ResidualCUSUM(base.DriftDetector):
         return self._judged.copy()
 
     @property
+    def n_reference(self) -> int:
+        """How many values the reference holds (0 before the first reference is complete).
+
+        Read per value where ``reference_location`` (a median) would cost more than the
+        update itself."""
+        return len(self._reference)
+
+    @property
     def reference_location(self) -> float:
         """The reference values' median (NaN before the first reference is complete)."""
         if len(self._reference) == 0:

@@ -35,6 +35,12 @@ class Evidence:
         evidence that performance, measured or estimated, dropped. An alarm below the floor
         is real but harmless: it is recorded and alerted on (informational), and the health
         policy does not act on it.
+    windowed
+        The result of a test that is evaluated again on its own (a window filling) and
+        reports every evaluation, alarm or not. Until its next result, time without alarms
+        says nothing about the change it found: a model this alarm degraded stays
+        ``degraded``, so that the test's next window can confirm it, however long that
+        window takes to fill.
     details
         A few named numbers or words for humans (statistic, counts); copied on construction.
 
@@ -57,6 +63,7 @@ class Evidence:
     p_value: float | None = None
     critical: bool = False
     material: bool = True
+    windowed: bool = False
     details: Mapping[str, float | int | str | bool] = dataclasses.field(
         default_factory=dict, hash=False
     )

@@ -11,8 +11,11 @@ Hysteresis: entering costs little (one alarm makes a model ``degraded``, which c
 nothing for the fleet), acting needs more (``confirm`` alarms at distinct event times
 before ``fallback``), and coming back needs most (``clear_after`` seconds without any alarm
 on fallback, then again ``clear_after`` seconds without any alarm in ``probing``, where a
-single alarm sends the model back). No transition out of ``degraded``, ``fallback`` or
-``probing`` happens before the state is ``min_dwell`` seconds old, except for critical
+single alarm sends the model back). A model degraded by a windowed test
+(``Evidence.windowed``) stays ``degraded`` until that test's next result, however long its
+window takes to fill: quiet time before it says nothing, and its next window is the one
+that can confirm the alarm. No transition out of ``degraded``, ``fallback`` or ``probing``
+happens before the state is ``min_dwell`` seconds old, except for critical
 evidence and a relapse during probing, which only ever move towards the fallback. So a
 restore and the next non-critical fallback are at least ``min_dwell`` apart, and a fallback
 and its restore at least ``2 * clear_after``: a noisy metric cannot make the fleet flap.
@@ -54,9 +57,10 @@ class HealthPolicy(base.Base):
         non-critical transition out of it.
     clear_after
         Seconds without any alarm after which ``degraded`` returns to ``healthy``,
-        ``fallback`` moves to ``probing``, and ``probing`` restores the live model. Make it
-        longer than the longest interval between two evaluations of a windowed test that
-        feeds the policy, or two of its windows can never confirm each other.
+        ``fallback`` moves to ``probing``, and ``probing`` restores the live model. A
+        ``degraded`` model whose last windowed alarm's test has not given its next result
+        yet waits for it as well, so that two windows confirm each other whatever their
+        interval.
     escalate_after
         Seconds on fallback (``fallback`` or ``probing``) after which the fallback episode
         escalates to a human, once per episode; default three days.
@@ -133,6 +137,9 @@ class HealthPolicy(base.Base):
         # Event time of the last alarm counted towards confirmation, and how many were.
         self._confirmed_at = -math.inf
         self._confirmations = 0
+        # While degraded: (detector, feature, event time) of the last windowed alarm whose
+        # test has not given its next result yet.
+        self._awaiting: tuple[str, str | None, float] | None = None
         self._cause: Evidence | None = None
         self._transition: Transition | None = None
         self._fallback_since: float | None = None
@@ -212,6 +219,14 @@ class HealthPolicy(base.Base):
         moved = False
         if isinstance(x, Evidence):
             self._last_evidence = x
+            awaiting = self._awaiting
+            if (
+                awaiting is not None
+                and awaiting[:2] == (x.detector, x.feature)
+                and x.at > awaiting[2]
+            ):
+                # The awaited test looked again: alarm (counted below) or not.
+                self._awaiting = None
             if x.critical or (x.alarm and x.material):
                 moved = self._on_alarm(x, now)
         if not moved:
@@ -238,15 +253,22 @@ class HealthPolicy(base.Base):
             self._confirmations = 1
             self._confirmed_at = evidence.at
             self._move(HealthState.DEGRADED, now, evidence, f"alarm: {evidence.detector}")
+            self._await(evidence)
             return True
         if state is HealthState.PROBING:
             self._cause = evidence
             self._move(HealthState.FALLBACK, now, evidence, f"relapse: {evidence.detector}")
             return True
-        if state is HealthState.DEGRADED and evidence.at > self._confirmed_at:
-            self._confirmations += 1
-            self._confirmed_at = evidence.at
+        if state is HealthState.DEGRADED:
+            if evidence.at > self._confirmed_at:
+                self._confirmations += 1
+                self._confirmed_at = evidence.at
+            self._await(evidence)
         return False
+
+    def _await(self, evidence: Evidence) -> None:
+        if evidence.windowed:
+            self._awaiting = (evidence.detector, evidence.feature, evidence.at)
 
     def _on_time(self, now: float) -> None:
         state = self._state
@@ -254,6 +276,8 @@ class HealthPolicy(base.Base):
         if state is HealthState.HEALTHY or now - self._since < self.min_dwell:
             return
         quiet = now - max(self._last_alarm_at, self._since) >= self.clear_after
+        if state is HealthState.DEGRADED:
+            quiet = quiet and self._awaiting is None
         if state is HealthState.DEGRADED and self._confirmations >= self.confirm:
             reason = f"{self._confirmations} alarms confirmed"
             self._move(HealthState.FALLBACK, now, self._cause, reason)
@@ -279,6 +303,7 @@ class HealthPolicy(base.Base):
         if target is not HealthState.DEGRADED:
             self._confirmations = 0
             self._confirmed_at = -math.inf
+            self._awaiting = None
         if source.serves_fallback == target.serves_fallback:
             return
         # Only crossing between serving live and serving the fallback changes the fleet.

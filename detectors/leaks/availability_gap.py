@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -289,14 +291,52 @@ class AvailabilityGap(base.Base):
             return
         entity = self._entity(entities, entity_id)
         at = float(predicted_at)
-        # The loop runs for every value served: lookups bound once, no call when the
-        # feature and the key are known.
-        known, keys = self._features.get, self._keys
+        # The loop runs for every value served: lookups bound once, no call when the key
+        # is known or a row is free.
+        keys = self._keys
         find, recent = keys.get, keys.move_to_end
         rows, values, limit = run.rows, run.features, self.max_keys
-        add_row, add_value = rows.append, values.append
+        add_row, add_value, add_made = rows.append, values.append, run.made.append
+        for counts in self._counts(run, features, written_at):
+            if len(rows) >= limit:
+                # Fewer values than keys in the run: the key forgotten next is not one of
+                # its keys, whose rows it reads when flushed.
+                run.close(at, position)
+                self._flush(run)
+            key = entity ^ counts.salt
+            row = find(key)
+            if row is not None:
+                recent(key)
+            elif len(keys) < len(self._since):
+                # ``_use`` where a free row is there: rows are taken in order, none forgotten.
+                row = keys[key] = len(keys)
+                add_made((row, key, self._forgotten_until))
+            else:
+                row = self._use(key, run)
+            add_row(row)
+            add_value(counts)
+        run.close(at, position)
+
+    def _counts(
+        self, run: _Run, features: Sequence[Any], written_at: Sequence[Any]
+    ) -> Sequence[_Feature]:
+        """The counts of each well-formed served value's feature, in order; the others are
+        counted in ``rejected``, features new and within ``max_features`` made.
+
+        Making a feature before the run is flushed changes nothing there: a feature counts
+        only the values queued for it. The predictions of a batch mostly list the same
+        features, so the run remembers the counts of each list whose features are known
+        (features are never forgotten).
+        """
+        known = None
+        # A malformed feature that cannot be a key (a list, say) is rejected below.
+        with contextlib.suppress(TypeError):
+            known = run.known.get(features) if isinstance(features, tuple) else None
+        if known is not None and all(map(finite, written_at)):
+            return known
+        found = []
         for feature, written in zip(features, written_at, strict=True):
-            counts = known(feature) if type(feature) is str else None
+            counts = self._features.get(feature) if type(feature) is str else None
             if counts is None:
                 if not (_valid_feature(feature) and finite(written)):
                     self._rejected += 1
@@ -307,20 +347,10 @@ class AvailabilityGap(base.Base):
             elif not finite(written):
                 self._rejected += 1
                 continue
-            if len(rows) >= limit:
-                # Fewer values than keys in the run: the key forgotten next is not one of
-                # its keys, whose rows it reads when flushed.
-                run.close(at, position)
-                self._flush(run)
-            key = entity ^ counts.salt
-            row = find(key)
-            if row is None:
-                row = self._use(key, run)
-            else:
-                recent(key)
-            add_row(row)
-            add_value(counts)
-        run.close(at, position)
+            found.append(counts)
+        if known is None and len(found) == len(features) and isinstance(features, tuple):
+            run.known[features] = found
+        return found
 
     def _entity(self, entities: dict[EntityId, int], entity_id: EntityId) -> int:
         """The entity's 64-bit hash, computed once per batch."""
@@ -506,7 +536,7 @@ class AvailabilityGap(base.Base):
         self._counted[rows[kept], slots[kept]] = late[kept]
         self._served[grouped[starts]] += sizes
         # Per feature: the counts, and the looks due within the run.
-        columns = np.fromiter((f.column for f in run.features), np.intp, n)
+        columns = np.fromiter(map(_COLUMN, run.features), np.intp, n)
         everything = list(self._features.values())
         added = np.bincount(columns, minlength=len(everything)).tolist()
         gaps = np.bincount(columns, weights=late, minlength=len(everything)).tolist()
@@ -635,6 +665,7 @@ _ROWS = (
 )
 # Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy.
 RUN_IN_NUMPY = 2
+_COLUMN = operator.attrgetter("column")
 
 
 class _Run:
@@ -647,6 +678,8 @@ class _Run:
         self.features: list[_Feature] = []
         self.predictions: list[tuple[int, float, int]] = []
         self.made: list[tuple[int, int, float]] = []
+        # The counts of each list of features whose values were all well-formed.
+        self.known: dict[tuple[Any, ...], list[_Feature]] = {}
 
     def close(self, at: float, position: int) -> None:
         """Ends the values of the prediction at ``position`` (made at ``at``)."""

@@ -16,8 +16,13 @@ Matching rules, per incident of model M injected at ``t`` with a bound ``b`` for
   another detector (a shadow's disagreement during a label leak) detects nothing;
 - **command**: the first fallback command for M decided in ``[t, t + b]``, whichever
   detector settled it (it is the fleet's answer while the incident is on); its time in
-  the report is when the worker produced it, so that command minus detected shows how far
-  the worker was behind its input;
+  the report is when the worker produced it;
+- **decided**: that command's ``issued_at``, the event time of the decision. Decided
+  minus detected is the health policy's confirmation (alarms at distinct times, then its
+  dwell); command minus decided is how far the worker was behind its input when it
+  decided. Detected alone cannot separate the two: an alert's arrival already carries the
+  worker's lag, and when that lag is longer than the confirmation the decision comes
+  first and is the detection;
 - **switched**: the first switch of M to ``fallback`` at or after that command was
   produced, within the bound;
 - **alert**: the id of the model's first health alarm in the window, else of the first
@@ -222,6 +227,9 @@ class IncidentRow:
     # The end of the incident's bound: it was missed only if undetected by then. None in
     # reports saved before the field existed, which judged every incident.
     detect_by: int | None = None
+    # The event time of the command's decision (its issued_at); None without a command,
+    # and in reports saved before the field existed.
+    decided_at: int | None = None
 
     @property
     def detected(self) -> bool:
@@ -239,6 +247,7 @@ class IncidentRow:
             "injected_at": _iso(self.injected_at),
             "detected_at": _iso(self.detected_at),
             "detector": self.detector,
+            "decided_at": _iso(self.decided_at),
             "command_at": _iso(self.command_at),
             "switched_at": _iso(self.switched_at),
             "alert_id": self.alert_id,
@@ -260,6 +269,7 @@ class IncidentRow:
             alert_id=entry["alert_id"],
             recovered=bool(entry["recovered"]),
             detect_by=_parse_optional(entry.get("detect_by")),
+            decided_at=_parse_optional(entry.get("decided_at")),
         )
 
 
@@ -378,13 +388,15 @@ class Report:
             "",
             f"Run from {_iso(self.started_at)} to {_iso(self.ended_at)}. Times are UTC. "
             "Detected: seconds from the injection to the first alarm (an alert's arrival, "
-            "or the event time at which the worker decided to fall back); command: to when "
-            "the worker sent the fallback; switch: milliseconds from the command to the "
-            "serving node's switch.",
+            "or the event time at which the worker decided to fall back); decided: to the "
+            "event time of the worker's fallback decision (after detected: the health "
+            "policy's confirmation); command: to when the worker sent it (after decided: "
+            "the worker's lag); switch: milliseconds from the command to the serving "
+            "node's switch.",
             "",
-            "| # | kind | model / feature | injected | detected | detector | command "
+            "| # | kind | model / feature | injected | detected | detector | decided | command "
             "| switch | alert id | recovered |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for number, row in enumerate(self.incidents, start=1):
             target = row.model + (f" / {row.feature}" if row.feature else "")
@@ -400,6 +412,7 @@ class Report:
                 _clock(row.injected_at),
                 _after(row.injected_at, row.detected_at),
                 row.detector or "-",
+                _after(row.injected_at, row.decided_at),
                 _after(row.injected_at, row.command_at),
                 switch,
                 row.alert_id or "-",
@@ -651,6 +664,7 @@ def _row(
         alert_id=None if first_alert is None else first_alert.alert_id,
         recovered=bool(recovered),
         detect_by=incident.at_ms + bound_ms,
+        decided_at=None if command is None else command.issued_at_ms,
     )
 
 

@@ -386,6 +386,7 @@ def _window_evidence(lag: WriteLag, feature: str, at: float) -> list[Evidence]:
             alarm=alarm,
             alpha=lag.alpha,
             p_value=p_value,
+            windowed=True,
             details={**details, **extra},
         )
         for detector, alarm, p_value, extra in verdicts

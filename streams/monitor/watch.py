@@ -238,6 +238,10 @@ class FeatureDrift:
         ``values``, statistic, p-value (NaN for tests without one), verdict and effect.
         The windows of the values after a change inside the reference are at the position
         of the value that completed the reference."""
+        if len(values) == 1:
+            # A batch of one: ``update`` reads the test's last window without the arrays of
+            # a batch's windows.
+            return self.update(values[0])
         start = 0
         after: list[Any] = []
         if self.test is None:
@@ -319,7 +323,7 @@ class ScoreDetector:
             return None
         self.inputs += 1
         self.recent.append(number)
-        if math.isnan(detector.reference_location):
+        if detector.n_reference == 0:
             return None
         details: dict[str, float | int | str] = {"statistic": detector.statistic}
         if detector.drift_detected:
@@ -566,13 +570,14 @@ def _future_values_many(
     for i, prediction in enumerate(predictions):
         if prediction.role != "live":
             continue
-        for name, seen in prediction.features.items():
-            rows.append(i)
-            entities.append(prediction.entity_id)
-            features.append(name)
-            values.append(seen.value)
-            written.append(seen.written_at)
-            made.append(prediction.predicted_at)
+        served = prediction.features
+        many = len(served)
+        rows.extend([i] * many)
+        entities.extend([prediction.entity_id] * many)
+        features.extend(served)
+        values.extend([seen.value for seen in served.values()])
+        written.extend([seen.written_at for seen in served.values()])
+        made.extend([prediction.predicted_at] * many)
     if not rows:
         return
     counted = detector.future_values
@@ -660,6 +665,7 @@ def _window_evidence(
         alarm=bool(drift),
         p_value=None if p_value != p_value else p_value,
         material=effect >= feature_drift.min_effect,
+        windowed=True,
         details={"statistic": float(statistic), "effect": float(effect)},
     )
 

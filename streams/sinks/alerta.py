@@ -45,6 +45,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -64,6 +65,7 @@ from streams.monitor.effects import (
 )
 from streams.sinks.buffer import (
     DEFAULT_BACKOFF,
+    DEFAULT_SPOOL_BYTES,
     Backoff,
     BufferedSink,
     SinkRejected,
@@ -142,7 +144,9 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
     them; correlated and duplicate alerts keep one id. A ``customer`` goes with every
     alert: Alerta de-duplicates and correlates within a customer only, so two runs with
     customers of their own never update each other's alerts. ``damping`` holds back
-    alerts' flaps (see the module docstring); ``clock`` is its time in seconds.
+    alerts' flaps (see the module docstring); ``clock`` is its time in seconds. With a
+    ``spool``, the alerts of an outage survive a restart (``streams.sinks.buffer``);
+    heartbeats do not: a dead worker's would say it is alive.
     """
 
     name = "alerta"
@@ -159,8 +163,17 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
         backoff: Backoff = DEFAULT_BACKOFF,
         damping: AlertDamping | None = None,
         clock: Callable[[], float] = time.monotonic,
+        spool: Path | None = None,
+        spool_bytes: int = DEFAULT_SPOOL_BYTES,
     ) -> None:
-        super().__init__(capacity=capacity, batch_size=1, flush_interval=0, backoff=backoff)
+        super().__init__(
+            capacity=capacity,
+            batch_size=1,
+            flush_interval=0,
+            backoff=backoff,
+            spool=spool,
+            spool_bytes=spool_bytes,
+        )
         self.endpoint = endpoint.rstrip("/")
         self.environment = environment
         self.customer = customer or None
@@ -221,6 +234,14 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
                 self.alert_ids[item.resource, item.event] = body["id"]
             else:
                 await self._post("/heartbeat", self._heartbeat_body(item))
+
+    def encode_item(self, item: Alert | Heartbeat) -> Any:
+        return dataclasses.asdict(item) if isinstance(item, Alert) else None
+
+    def decode_item(self, data: Any) -> Alert | Heartbeat:
+        data["correlate"] = tuple(data["correlate"])
+        data["service"] = tuple(data["service"])
+        return Alert(**data)
 
     async def fetch_heartbeats(self) -> list[dict[str, Any]] | None:
         """Alerta's heartbeats with their status; None when Alerta cannot be asked now.

@@ -22,7 +22,11 @@ Metrics (all with the ``failsoft_`` prefix):
 - ``micro_batch_records``: a histogram of the sizes of the micro-batches fed to the
   monitors (``streams.worker.readers.MicroBatches``).
 - ``sink_buffered{sink}``, ``sink_delivered_total{sink}``, ``sink_dropped_total{sink}``,
-  ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``.
+  ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``;
+- ``sink_spooling{sink}`` (1 while an outage's items are written to the spool),
+  ``sink_spooled_total{sink}``, ``sink_unspooled_total{sink}`` (held in memory only: the
+  spool was full) and ``sink_restored_total{sink}`` (queued at start from the spool a
+  previous process left; ``streams.sinks.buffer``).
 """
 
 from __future__ import annotations
@@ -128,6 +132,11 @@ class WorkerCollector(Collector):
         buffered = GaugeMetricFamily(
             "failsoft_sink_buffered", "Items queued or in flight.", labels=["sink"]
         )
+        spooling = GaugeMetricFamily(
+            "failsoft_sink_spooling",
+            "1 while the sink writes what it buffers to its spool (an outage).",
+            labels=["sink"],
+        )
         totals = {
             field: CounterMetricFamily(f"failsoft_sink_{field}", doc, labels=["sink"])
             for field, doc in (
@@ -135,14 +144,19 @@ class WorkerCollector(Collector):
                 ("dropped", "Items dropped because the buffer was full."),
                 ("rejected", "Items the server refused for good."),
                 ("failed_attempts", "Deliveries that failed and were retried."),
+                ("spooled", "Items written to the spool during an outage."),
+                ("unspooled", "Items of an outage held in memory only: the spool was full."),
+                ("restored", "Items queued at start from the spool a previous process left."),
             )
         }
         for sink in self.sinks:
             stats = sink.stats
             buffered.add_metric([sink.name], stats.buffered)
+            spooling.add_metric([sink.name], int(sink.spooling))
             for field, family in totals.items():
                 family.add_metric([sink.name], getattr(stats, field))
         yield buffered
+        yield spooling
         yield from totals.values()
 
     def _ingest(self) -> Iterator[Metric]:

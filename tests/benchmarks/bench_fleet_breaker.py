@@ -9,18 +9,33 @@ rotates per round), each call timed alone with ``perf_counter_ns``:
 - ``breaker, 100 ms deadline``: behind the default settings but the SLO (each call handed
   to a pool thread and waited for);
 - ``executor hand-off``: for reference, no router: ``ThreadPoolExecutor.submit(model,
-  user).result(timeout=0.1)``, the usual way to put a deadline on a call;
-- ``asyncio, no breaker`` and ``asyncio, 100 ms deadline``: on an asyncio server,
-  ``await routed.route_async(user)`` of a coroutine model that returns the same list,
-  bare and behind the same settings (the deadline is the event loop's timer,
-  ``Breaker.call_async``: no thread hand-off). Each round runs in one ``asyncio.run``,
-  its start and end outside the timed calls.
+  user).result(timeout)``, the usual way to put a deadline on a call;
+- ``SimpleQueue round trip``: for reference, no router: the job put on a ``SimpleQueue``
+  that a waiting thread gets, calls and answers on a second one: the floor of any
+  synchronous deadline in CPython, which needs the call on another thread (two wake-ups);
+- ``asyncio, no breaker``, ``asyncio, no deadline`` and ``asyncio, 100 ms deadline``: on
+  an asyncio server, ``await routed.route_async(user)`` of a coroutine model that returns
+  the same list, bare and behind the same settings (the deadline on one event-loop timer
+  shared by the model's calls, ``Breaker.call_async``: no thread hand-off, no timer per
+  call);
+- ``asyncio, asyncio.timeout``: for reference, the same behind a breaker whose
+  ``call_async`` puts each call under its own ``asyncio.timeout`` (the mechanism before
+  the shared timer). Each round runs in one ``asyncio.run``, its start and end outside the
+  timed calls, and the loop runs once between calls (``asyncio.sleep(0)``, untimed), as a
+  server's loop does between requests.
 
-Reports, per variant, the medians over rounds of p50 and p99 wall time per call (us), of
-the CPU time per call (``process_time`` over the loop, every thread of the process), and
-the p99 and CPU ratios to ``no breaker``. With ``--busy-thread``, a CPU-bound Python
-thread runs beside the overhead rounds (see ``BusyThread``; the CPU per call then
-includes its time too: read the wall times).
+Reports, per variant, the medians over rounds of p50 and p99 wall time per call (us); of
+``p99 np``, the p99 of the calls the OS did not preempt the serving thread during or just
+before (its involuntary context switches, ``getrusage(RUSAGE_THREAD).ru_nivcsw``, read
+after each call, untimed): on a loaded machine a call preempted for a time slice costs
+milliseconds whatever the mechanism, the longer a call the likelier, and the call right
+after a preemption runs with caches the other processes filled, the more code it runs
+the slower. It means little for the thread hand-offs, whose woken thread itself preempts
+the serving thread. Then the share of calls so preempted, the CPU time per call
+(``process_time`` over the loop, every thread of the process, the ``getrusage`` call
+included) and the CPU per call above ``no breaker``'s. With ``--busy-thread``, a
+CPU-bound Python thread runs beside the overhead rounds (see ``BusyThread``; the CPU per
+call then includes its time too: read the wall times).
 
 Trip, ``--trials`` times with a fresh breaker (deadline 100 ms, SLO p99 50 ms, 5 failures
 to trip, cool-down 0.2 s, probe share 0.5, 3 probes to close): a model whose latency is
@@ -36,6 +51,7 @@ the deadline, which the first figure includes). Also reports the load average. R
 
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker     # 3 rounds of 20,000; 100 trials
     .venv/bin/python -m tests.benchmarks.bench_fleet_breaker --busy-thread --trials 10
+    .venv/bin/python -m tests.benchmarks.bench_fleet_breaker --rounds 9 --trials 0
     .venv/bin/python -m pytest tests/benchmarks/bench_fleet_breaker.py -s
 """
 
@@ -48,14 +64,17 @@ import logging
 import math
 import os
 import random
+import resource
 import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import Any
 
-from streams.fleet import BreakerSettings, Router
+from streams.fleet import Breaker, BreakerSettings, Router
+from streams.fleet.breaker import Outcome
 from tests.fleet.helpers import percentiles
 from tests.fleet.test_router import Modes
 
@@ -75,6 +94,9 @@ def _top(user: str) -> list[str]:
 # wake-up on a loaded machine (or behind a busy thread) from tripping a breaker mid-round,
 # which would then time its short-circuits instead of its calls.
 OVERHEAD_SLO_MS = 10_000.0
+# The references wait with a timeout, as a deadline would, but one no late wake-up reaches:
+# on a heavily loaded machine a hand-off can take over 100 ms, which would end the run.
+REFERENCE_WAIT_S = OVERHEAD_SLO_MS / 1e3
 VARIANTS: dict[str, BreakerSettings | None] = {
     "no breaker": None,
     "breaker, no deadline": BreakerSettings(deadline_ms=None, slo_p99_ms=OVERHEAD_SLO_MS),
@@ -90,39 +112,104 @@ async def _async_model(user: str) -> list[str]:
 
 ASYNC_VARIANTS: dict[str, BreakerSettings | None] = {
     "asyncio, no breaker": None,
-    "asyncio, 100 ms deadline": BreakerSettings(
-        deadline_ms=DEADLINE_MS, slo_p99_ms=OVERHEAD_SLO_MS
-    ),
+    "asyncio, no deadline": VARIANTS["breaker, no deadline"],
+    "asyncio, 100 ms deadline": VARIANTS["breaker, 100 ms deadline"],
 }
 
 
-def _round_async(
-    call: Callable[[], Awaitable[object]], calls: int
-) -> tuple[dict[str, float], float]:
-    async def timed() -> tuple[list[float], float]:
+class TimeoutPerCallBreaker(Breaker):
+    """The reference: each awaited call under its own ``asyncio.timeout`` (a context
+    manager and a timer handle on the loop's heap per call)."""
+
+    async def call_async(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        started, probe = self._admit()
+        outcome: Outcome
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                value = await fn(*args, **kwargs)
+            outcome = "ok"
+        except TimeoutError:
+            outcome = "timeout"
+        except Exception as raised:
+            error, outcome = raised, "error"
+        return self._end(started, probe, outcome, value, error)
+
+
+class RoundTrip:
+    """A thread that gets a job from one ``SimpleQueue``, calls it and puts the answer
+    on another: the least a call on another thread costs."""
+
+    def __init__(self) -> None:
+        self.jobs: SimpleQueue[tuple[Callable[[str], object], str] | None] = SimpleQueue()
+        self.answers: SimpleQueue[object] = SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            fn, arg = job
+            self.answers.put(fn(arg))
+
+    def __call__(self, fn: Callable[[str], object], arg: str) -> object:
+        self.jobs.put((fn, arg))
+        return self.answers.get(timeout=REFERENCE_WAIT_S)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def _preemptions() -> int:
+    """Times the OS took the CPU from this thread while it could run (a loaded machine)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+
+def _summary(samples: list[float], preempted: list[bool], cpu_us: float) -> dict[str, float]:
+    kept = [sample for sample, hit in zip(samples, preempted, strict=True) if not hit]
+    return {
+        **percentiles(samples),
+        "p99 kept": percentiles(kept)["p99"],
+        "preempted": sum(preempted) / len(samples),
+        "cpu": cpu_us,
+    }
+
+
+def _round_async(call: Callable[[], Awaitable[object]], calls: int) -> dict[str, float]:
+    async def timed() -> dict[str, float]:
         clock = time.perf_counter_ns
         samples = [0.0] * calls
+        preempted = [False] * calls
         cpu_started = time.process_time()
+        last = _preemptions()
         for i in range(calls):
             started = clock()
             await call()
             samples[i] = (clock() - started) / 1e3
-        return samples, (time.process_time() - cpu_started) / calls * 1e6
+            now = _preemptions()
+            preempted[i], last = now != last, now
+            await asyncio.sleep(0)
+        return _summary(samples, preempted, (time.process_time() - cpu_started) / calls * 1e6)
 
-    samples, cpu_us = asyncio.run(timed())
-    return percentiles(samples), cpu_us
+    return asyncio.run(timed())
 
 
-def _round(call: Callable[[], object], calls: int) -> tuple[dict[str, float], float]:
+def _round(call: Callable[[], object], calls: int) -> dict[str, float]:
     clock = time.perf_counter_ns
     samples = [0.0] * calls
+    preempted = [False] * calls
     cpu_started = time.process_time()
+    last = _preemptions()
     for i in range(calls):
         started = clock()
         call()
         samples[i] = (clock() - started) / 1e3
-    cpu_us = (time.process_time() - cpu_started) / calls * 1e6
-    return percentiles(samples), cpu_us
+        now = _preemptions()
+        preempted[i], last = now != last, now
+    return _summary(samples, preempted, (time.process_time() - cpu_started) / calls * 1e6)
 
 
 def measure_overhead(calls: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -135,16 +222,23 @@ def measure_overhead(calls: int, rounds: int) -> dict[str, dict[str, float]]:
         name: functools.partial(model.route, "u") for name, model in routed.items()
     }
     executor = ThreadPoolExecutor(max_workers=BreakerSettings().max_concurrent_calls)
-    bodies["executor hand-off"] = lambda: executor.submit(_model, "u").result(DEADLINE_MS / 1e3)
+    bodies["executor hand-off"] = lambda: executor.submit(_model, "u").result(REFERENCE_WAIT_S)
+    round_trip = RoundTrip()
+    bodies["SimpleQueue round trip"] = functools.partial(round_trip, _model, "u")
     routed_async = {
         name: router.register(name, live=_async_model, fallback=_top, breaker=settings)
         for name, settings in ASYNC_VARIANTS.items()
     }
+    reference = router.register("asyncio, asyncio.timeout", live=_async_model, fallback=_top)
+    reference.breaker = TimeoutPerCallBreaker(
+        reference.model_id, ASYNC_VARIANTS["asyncio, 100 ms deadline"]
+    )
+    routed_async[reference.model_id] = reference
     awaited = {
         name: functools.partial(model.route_async, "u") for name, model in routed_async.items()
     }
     names = [*bodies, *awaited]
-    per_round: dict[str, list[tuple[dict[str, float], float]]] = {name: [] for name in names}
+    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             if name in awaited:
@@ -152,20 +246,19 @@ def measure_overhead(calls: int, rounds: int) -> dict[str, dict[str, float]]:
             else:
                 per_round[name].append(_round(bodies[name], calls))
     executor.shutdown()
+    round_trip.close()
     for name, model in [*routed.items(), *routed_async.items()]:
         assert model.breaker is None or model.breaker.stats().trips == 0, name
     results = {
         name: {
-            "p50": statistics.median(row["p50"] for row, _ in rows),
-            "p99": statistics.median(row["p99"] for row, _ in rows),
-            "cpu": statistics.median(cpu for _, cpu in rows),
+            key: statistics.median(row[key] for row in rows)
+            for key in ("p50", "p99", "p99 kept", "preempted", "cpu")
         }
         for name, rows in per_round.items()
     }
-    base = results["no breaker"]
+    base = results["no breaker"]["cpu"]
     for row in results.values():
-        row["p99 ratio"] = row["p99"] / base["p99"]
-        row["cpu ratio"] = row["cpu"] / base["cpu"]
+        row["cpu extra"] = row["cpu"] - base
     return results
 
 
@@ -294,16 +387,19 @@ def run(calls: int, rounds: int, trials: int, busy_thread: bool = False) -> dict
             overhead = measure_overhead(calls, rounds)
     else:
         overhead = measure_overhead(calls, rounds)
-    results = {"overhead": overhead, "trip": measure_trip(trials)}
+    results = {"overhead": overhead, "trip": measure_trip(trials) if trials else {}}
     return {**results, "load average": (load_before, os.getloadavg()[0])}
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [f"{'per call':26} {'p50 us':>7} {'p99 us':>7} {'cpu us':>7} {'p99 x':>6} {'cpu x':>6}"]
+    lines = [
+        f"{'per call (us)':26} {'p50':>7} {'p99':>8} {'p99 np':>7} {'preempt':>7}"
+        f" {'cpu':>7} {'cpu +':>7}"
+    ]
     for name, row in results["overhead"].items():
         lines.append(
-            f"{name:26} {row['p50']:7.2f} {row['p99']:7.2f} {row['cpu']:7.2f}"
-            f" {row['p99 ratio']:6.2f} {row['cpu ratio']:6.2f}"
+            f"{name:26} {row['p50']:7.2f} {row['p99']:8.2f} {row['p99 kept']:7.2f}"
+            f" {row['preempted']:7.2%} {row['cpu']:7.2f} {row['cpu extra']:7.2f}"
         )
     lines += ["", f"{'trip (ms)':26} {'n':>5} {'p50':>7} {'p99':>7} {'max':>7}"]
     for name, row in results["trip"].items():
@@ -325,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=100, help="0: the overhead only")
     parser.add_argument(
         "--busy-thread",
         action="store_true",

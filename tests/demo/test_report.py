@@ -342,6 +342,10 @@ def test_a_command_decided_in_time_but_sent_late_counts_with_its_late_alert() ->
     )
     [row] = result.incidents
     assert (row.detected_at, row.command_at, row.switched_at) == (at(30), at(80), at(80.006))
+    # The decision's event time beside its sending: 50 s of the worker's lag, not of the
+    # policy's confirmation.
+    assert row.decided_at == at(30)
+    assert "| +20.0 s | drift_psi | +20.0 s | +70.0 s | 6 ms |" in result.to_markdown()
     assert row.alert_id == "a-m"
     assert result.false_fallbacks == ()
 
@@ -380,6 +384,7 @@ def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
         "injected_at",
         "detected_at",
         "detector",
+        "decided_at",
         "command_at",
         "switched_at",
         "alert_id",
@@ -393,6 +398,7 @@ def test_json_has_the_fields_of_the_issue_in_iso_8601_and_reads_back() -> None:
         "injected_at": "2026-11-28T12:00:10.000Z",
         "detected_at": "2026-11-28T12:00:18.000Z",
         "detector": "drift_psi",
+        "decided_at": "2026-11-28T12:00:20.000Z",
         "command_at": "2026-11-28T12:00:20.000Z",
         "switched_at": "2026-11-28T12:00:20.002Z",
         "alert_id": "a-m",
@@ -422,9 +428,9 @@ def test_markdown_has_one_row_per_incident_with_delays_and_the_switch_in_ms() ->
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows[0] == (
         "| 1 | drift_abrupt | m / m.amount | 12:00:10.000 | +8.0 s | drift_psi | +10.0 s "
-        "| 7 ms | a-m | no |"
+        "| +10.0 s | 7 ms | a-m | no |"
     )
-    assert rows[1].startswith("| 2 | label_leak | n | 12:00:05.000 | - | - | - | - | - | no |")
+    assert rows[1].startswith("| 2 | label_leak | n | 12:00:05.000 | - | - | - | - | - | - | no |")
     assert "Detected 1 of 2 incidents." in text
     assert "Missed: label_leak on n." in text
     assert "- healthy at 12:01:30.000 by drift_psi" in text

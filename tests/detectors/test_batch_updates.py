@@ -592,7 +592,7 @@ def test_label_coincidence_batches_flag_at_the_same_positions() -> None:
 
 # A served value's write time, and a feature name, that make only that value malformed.
 BAD_WRITTEN_AT = st.sampled_from([math.nan, math.inf, None, "0", True, 10**400])
-BAD_FEATURES = st.sampled_from(["", None, 3, ("plan",)])
+BAD_FEATURES = st.sampled_from(["", None, 3, ("plan",), ["plan"]])
 
 
 @st.composite
@@ -638,17 +638,23 @@ def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
     drawn_or_seeded(
         writes_and_served_drawn(), lambda rng: writes_and_predictions(rng, 400, lag=3_600_000.0)
     ),
-    st.sampled_from([(2, 2, 4), (1, 3, 1), (3, 1, 64)]),
+    # max_features below the three features: a prediction's list of features is not all
+    # followed, and a batch's predictions share their lists.
+    st.sampled_from([(2, 2, 4, 1_000), (1, 3, 1, 2), (3, 1, 64, 1)]),
     st.data(),
 )
 def test_availability_gap_batched_as_one_by_one(
-    events: list[Any], sizes: tuple[int, int, int], data: st.DataObject
+    events: list[Any], sizes: tuple[int, int, int, int], data: st.DataObject
 ) -> None:
     at = data.draw(cuts(len(events)))
-    history, pending, max_keys = sizes
+    history, pending, max_keys, max_features = sizes
     assert_same_batched(
         lambda: AvailabilityGap(
-            min_predictions=5, history=history, pending=pending, max_keys=max_keys
+            min_predictions=5,
+            history=history,
+            pending=pending,
+            max_keys=max_keys,
+            max_features=max_features,
         ),
         events,
         at,

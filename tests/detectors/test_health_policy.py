@@ -220,6 +220,63 @@ def test_tests_of_one_window_confirm_once() -> None:
     assert policy.state is HealthState.FALLBACK
 
 
+def _windows_and_heartbeats(windowed: bool, alarms: Sequence[bool]) -> list[Any]:
+    """A windowed test evaluated every 12 s (its window filling slower than clear_after),
+    whose result i alarms when alarms[i], with a heartbeat every second in between."""
+    records: list[Any] = []
+    for i, alarm in enumerate(alarms):
+        at = 12.0 * i
+        records.append(
+            Evidence(detector="drift_psi", feature="amount", at=at, alarm=alarm, windowed=windowed)
+        )
+        records += [Heartbeat(at=at + s) for s in range(1, 12)]
+    return records
+
+
+def test_a_windowed_alarm_waits_for_its_next_window_to_confirm() -> None:
+    # Windows 12 s apart, clear_after 10 s: quiet time between them is not quiet evidence.
+    # Without ``windowed`` the model is healthy again 10 s after each alarm, so no two
+    # windows ever confirm each other (the demo's fraud-001 lost a window to this).
+    alarms = [False, True, True, True, False, False]
+    policy = HealthPolicy(confirm=2, min_dwell=5.0, clear_after=10.0)
+    out = _run(policy, _windows_and_heartbeats(True, alarms))
+    assert out["moves"][:2] == [
+        (12, "healthy", "degraded", "drift_psi"),
+        (24, "degraded", "fallback", "drift_psi"),
+    ]
+    assert out["actions"][0] == (24, "fallback", 1)
+    unwindowed = _run(
+        HealthPolicy(confirm=2, min_dwell=5.0, clear_after=10.0),
+        _windows_and_heartbeats(False, alarms),
+    )
+    assert unwindowed["actions"] == []
+
+
+def test_a_quiet_next_window_ends_the_degraded_state_after_clear_after() -> None:
+    policy = HealthPolicy(confirm=2, min_dwell=5.0, clear_after=10.0)
+    out = _run(policy, _windows_and_heartbeats(True, [False, True, False, False]))
+    # The quiet window at 24 s comes after clear_after: healthy at once, never a fallback.
+    assert out["moves"] == [
+        (12, "healthy", "degraded", "drift_psi"),
+        (24, "degraded", "healthy", None),
+    ]
+    assert out["actions"] == []
+
+
+def test_an_unwindowed_test_or_another_feature_does_not_end_the_wait() -> None:
+    policy = HealthPolicy(confirm=2, min_dwell=5.0, clear_after=10.0)
+    policy.update(
+        Evidence(detector="drift_psi", feature="amount", at=0.0, alarm=True, windowed=True)
+    )
+    policy.update(Evidence(detector="drift_psi", feature="age", at=20.0, alarm=False))
+    policy.update(Evidence(detector="score", at=30.0, alarm=False))
+    assert policy.state is HealthState.DEGRADED
+    policy.update(
+        Evidence(detector="drift_psi", feature="amount", at=40.0, alarm=False, windowed=True)
+    )
+    assert policy.state is HealthState.HEALTHY
+
+
 def test_late_records_do_not_move_time_backwards() -> None:
     policy = HealthPolicy(min_dwell=900.0, clear_after=HOUR)
     policy.update(Evidence(detector="ks", at=10 * HOUR, alarm=True))

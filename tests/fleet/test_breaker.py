@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import threading
@@ -252,6 +253,114 @@ async def test_an_async_call_past_the_deadline_is_cancelled_on_the_event_loop() 
     assert await routed.route_async("w") == ("top:w", "fallback", "breaker_open:timeouts", 1)
     assert cancelled == ["u", "v"] and threading.active_count() == threads
     assert [(c.old, c.new, c.reason) for c in changes] == [("closed", "open", "timeouts")]
+
+
+async def test_a_model_that_swallows_the_deadlines_cancel_still_times_out() -> None:
+    settings = BreakerSettings(deadline_ms=20.0, failures_to_trip=2)
+
+    async def stubborn(user: str) -> str:
+        # An HTTP client that gives up quietly and answers late.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        await asyncio.sleep(0.01)
+        return f"late:{user}"
+
+    routed = Router(Modes()).register("recs", live=stubborn, fallback=_top, breaker=settings)
+    assert await routed.route_async("u") == ("top:u", "fallback", "timeout", 1)
+    # The deadline's cancel is undone: the caller's task goes on awaiting, uncancelled.
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.05)
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 1
+
+
+async def test_a_cancel_from_elsewhere_propagates_and_the_deadline_then_cancels_nothing() -> None:
+    settings = BreakerSettings(deadline_ms=30.0)
+    routed = Router(Modes()).register("recs", live=asyncio.sleep, fallback=_top, breaker=settings)
+
+    async def request() -> str:
+        try:
+            await routed.route_async(5)
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0.1)  # past the call's deadline: its timer must not fire here
+        return "went on"
+
+    served = asyncio.create_task(request())
+    await asyncio.sleep(0.005)
+    served.cancel()
+    assert await served == "went on"
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 0
+
+    async def cancelled_twice(user: str) -> str:
+        try:
+            await asyncio.sleep(5)
+        finally:  # a second cancel arrives with the deadline's: it must propagate
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+        return user
+
+    both = Router(Modes()).register("both", live=cancelled_twice, fallback=_top, breaker=settings)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(both.route_async("u"))
+
+
+async def test_concurrent_async_calls_each_time_out_at_their_own_deadline() -> None:
+    settings = BreakerSettings(deadline_ms=40.0, failures_to_trip=10)
+
+    async def model(delay_s: float) -> float:
+        await asyncio.sleep(delay_s)
+        return delay_s
+
+    routed = Router(Modes()).register("recs", live=model, fallback=lambda _: -1.0, breaker=settings)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def timed(delay_s: float, after_s: float) -> tuple[float, float]:
+        await asyncio.sleep(after_s)
+        served = await routed.route_async(delay_s)
+        return served.value, loop.time() - started
+
+    # Started in this order: in time, hung, in time, hung 20 ms later, in time.
+    results = await asyncio.gather(
+        timed(0.0, 0.0), timed(5.0, 0.0), timed(0.005, 0.0), timed(5.0, 0.02), timed(0.0, 0.03)
+    )
+    assert [value for value, _ in results] == [0.0, -1.0, 0.005, -1.0, 0.0]
+    # Each hung call waits its own 40 ms, the later one not cut short at the earlier's.
+    assert 0.04 <= results[1][1] < 1.0 and 0.06 <= results[3][1] < 1.0
+    assert results[3][1] - results[1][1] >= 0.015
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 2
+
+
+def test_one_breaker_serves_one_event_loop_after_another() -> None:
+    settings = BreakerSettings(deadline_ms=20.0, failures_to_trip=10)
+    routed = Router(Modes()).register("recs", live=asyncio.sleep, fallback=_top, breaker=settings)
+    for _ in range(2):  # a fresh loop each time: each gets its own timer
+        assert asyncio.run(routed.route_async(5)).fallback_reason == "timeout"
+        assert asyncio.run(routed.route_async(0)).fallback_reason is None
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 2
+
+
+def test_event_loops_in_two_threads_keep_their_own_deadlines_on_one_breaker() -> None:
+    settings = BreakerSettings(deadline_ms=30.0, failures_to_trip=100)
+    routed = Router(Modes()).register("recs", live=asyncio.sleep, fallback=_top, breaker=settings)
+    reasons: list[list[str | None]] = [[], []]
+
+    def serve(n: int) -> None:
+        async def calls() -> None:
+            for delay_s in (5, 0, 5):  # hung, in time, hung: each cut at its own deadline
+                reasons[n].append((await routed.route_async(delay_s)).fallback_reason)
+
+        asyncio.run(calls())
+
+    workers = [threading.Thread(target=serve, args=(n,)) for n in range(2)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(5)
+    assert reasons == [["timeout", None, "timeout"]] * 2
+    assert 0.06 <= time.perf_counter() - started < 2.0
+    assert routed.breaker is not None and routed.breaker.stats().timeouts == 4
 
 
 async def test_an_async_model_answers_raises_or_times_out_by_itself_as_a_sync_one() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
 from streams.portfolio import load_portfolio
-from streams.sinks.alerta import AlertaSink
+from streams.sinks.alerta import AlertaSink, detector_alert
 from streams.worker.ingest import INPUTS, PipelineCounters, admit, reason_label
 from streams.worker.metrics import WorkerCollector, render
 from streams.worker.readers import BATCH_SIZE_BUCKETS, TopicLag
@@ -96,6 +96,26 @@ def test_metrics_render_books_and_sink_state() -> None:
     assert "failsoft_micro_batch_records_sum 706.0" in text
     assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_dropped_total{sink="alerta"} 1.0' in text
+    assert 'failsoft_sink_spooling{sink="alerta"} 0.0' in text
+
+
+async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "alerta.jsonl"
+    sink = AlertaSink("http://127.0.0.1:9", "key", "Development", spool=spool)
+    alert = detector_alert("ranker", "team-search", "drift", "minor", "psi 0.4 on age")
+    spool.write_text(json.dumps(sink.encode_item(alert)) + "\n", encoding="utf-8")
+    sink.start()
+    try:
+        text = render(WorkerCollector(PipelineCounters(), [sink], Ingest(), ())).decode()
+        # Queued first, and spooled still: nothing of it was delivered yet.
+        assert 'failsoft_sink_restored_total{sink="alerta"} 1.0' in text
+        assert 'failsoft_sink_spooling{sink="alerta"} 1.0' in text
+        assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
+    finally:
+        await sink.stop(timeout=0.05)
+    assert spool.read_text(encoding="utf-8").splitlines() == [json.dumps(sink.encode_item(alert))]
 
 
 class Ingest:

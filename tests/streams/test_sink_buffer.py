@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -16,6 +18,8 @@ import pytest_asyncio
 from streams.sinks.buffer import Backoff, BufferedSink, SinkRejected, TransientSinkError
 
 FAST = Backoff(initial=0.01, maximum=0.02)
+# Delivered as soon as queued.
+NOW = {"flush_interval": 0}
 
 
 class FakeSink(BufferedSink[int]):
@@ -46,6 +50,15 @@ class FakeSink(BufferedSink[int]):
 
     async def close_transport(self) -> None:
         self.closed = True
+
+    def encode_item(self, item: int) -> Any:
+        # Negative items stand for what a sink keeps in memory only (Alerta's heartbeats).
+        return None if item < 0 else item
+
+    def decode_item(self, data: Any) -> int:
+        if not isinstance(data, int):
+            raise TypeError(f"not an item: {data!r}")
+        return data
 
     @property
     def delivered_items(self) -> list[int]:
@@ -222,3 +235,104 @@ def test_backoff_rejects_bad_bounds(initial: float, maximum: float) -> None:
 def test_sink_rejects_bad_sizes(capacity: int, batch_size: int, flush_interval: float) -> None:
     with pytest.raises(ValueError, match="fake"):
         FakeSink(capacity=capacity, batch_size=batch_size, flush_interval=flush_interval)
+
+
+def spooled(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+async def test_an_outage_is_spooled_as_it_happens_and_the_next_start_sends_it(
+    started: Start, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool" / "fake.jsonl"
+    dead = started(FakeSink(failures=10**9, capacity=100, batch_size=2, spool=spool, **NOW))
+    for item in range(3):
+        dead.enqueue(item)
+    await wait_until(lambda: dead.stats.failed_attempts >= 1)
+    dead.enqueue(3)
+    dead.enqueue(-1)  # kept in memory only
+    # Written as queued: a SIGKILL now (no stop, no flush) leaves all of them behind.
+    assert spooled(spool) == ["0", "1", "2", "3"]
+    assert (dead.stats.spooled, dead.stats.unspooled) == (4, 0)
+
+    successor = started(FakeSink(capacity=100, batch_size=2, spool=spool, **NOW))
+    successor.enqueue(4)
+    assert successor.stats.restored == 4
+    assert await successor.flush(timeout=2.0)
+    assert successor.delivered_items == [0, 1, 2, 3, 4]
+    assert not spool.exists()  # delivered: a third start sends nothing again
+
+
+async def test_no_spool_is_written_while_the_server_answers(started: Start, tmp_path: Path) -> None:
+    spool = tmp_path / "fake.jsonl"
+    sink = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    for item in range(25):
+        sink.enqueue(item)
+    assert await sink.flush(timeout=2.0)
+    assert not spool.exists()
+    assert sink.stats.spooled == 0
+
+
+async def test_the_spool_is_deleted_once_the_outage_is_delivered(
+    started: Start, tmp_path: Path
+) -> None:
+    spool = tmp_path / "fake.jsonl"
+    sink = started(FakeSink(failures=3, capacity=100, batch_size=10, spool=spool, **NOW))
+    sink.enqueue(1)
+    await wait_until(lambda: sink.stats.failed_attempts >= 1)
+    assert spooled(spool) == ["1"]
+    assert await sink.flush(timeout=2.0)
+    assert not spool.exists()
+    sink.enqueue(2)
+    assert await sink.flush(timeout=2.0)
+    assert not spool.exists()
+    assert sink.delivered_items == [1, 2]
+
+
+async def test_the_spool_stops_at_its_bound_and_counts_what_it_left_in_memory(
+    started: Start, tmp_path: Path
+) -> None:
+    spool = tmp_path / "fake.jsonl"
+    # Lines of "10\n" to "99\n", three bytes each: four fit in 13 bytes.
+    dead = started(
+        FakeSink(failures=10**9, capacity=100, batch_size=1, spool=spool, spool_bytes=13, **NOW)
+    )
+    dead.enqueue(10)
+    await wait_until(lambda: dead.stats.failed_attempts >= 1)
+    for item in range(11, 20):
+        dead.enqueue(item)
+    assert spooled(spool) == ["10", "11", "12", "13"]
+    assert (dead.stats.spooled, dead.stats.unspooled, dead.buffered) == (4, 6, 10)
+
+    successor = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    assert await successor.flush(timeout=2.0)
+    assert successor.delivered_items == [10, 11, 12, 13]
+
+
+async def test_a_restart_keeps_the_newest_of_a_spool_past_capacity_and_skips_a_cut_line(
+    started: Start, tmp_path: Path
+) -> None:
+    spool = tmp_path / "fake.jsonl"
+    # A host's crash can cut the last line short.
+    spool.write_text("".join(f"{n}\n" for n in range(8)) + '{"cut', encoding="utf-8")
+    sink = started(FakeSink(capacity=5, batch_size=5, spool=spool, **NOW))
+    assert (sink.stats.restored, sink.stats.dropped) == (5, 4)
+    assert await sink.flush(timeout=2.0)
+    assert sink.delivered_items == [3, 4, 5, 6, 7]
+    assert not spool.exists()
+
+
+async def test_a_stop_during_an_outage_leaves_the_buffer_in_the_spool(
+    started: Start, tmp_path: Path
+) -> None:
+    spool = tmp_path / "fake.jsonl"
+    sink = started(FakeSink(capacity=100, batch_size=10, flush_interval=10.0, spool=spool))
+    sink.gate.clear()  # the server hangs: no delivery has failed yet
+    sink.enqueue(1)
+    sink.enqueue(2)
+    await sink.stop(timeout=0.05)
+    assert spooled(spool) == ["1", "2"]
+
+    successor = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    assert await successor.flush(timeout=2.0)
+    assert successor.delivered_items == [1, 2]

@@ -8,9 +8,14 @@ the real server.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +33,73 @@ from streams.sinks.alerta import (
 )
 from streams.sinks.buffer import Backoff
 from streams.sinks.influx import InfluxSink, Point, point
-from tests.streams.proxy import TcpProxy
+from tests.streams.proxy import TcpProxy, free_port
 
 pytestmark = pytest.mark.integration
 
 FAST = Backoff(initial=0.05, maximum=0.2)
+ROOT = Path(__file__).resolve().parents[2]
+# A sink of a worker whose server is down: half its items queued before a delivery failed,
+# half after; it says so and waits to be killed.
+SINK_IN_AN_OUTAGE = """
+import asyncio, sys, time
+from pathlib import Path
+from streams.settings import Settings
+from streams.sinks.alerta import AlertaSink, detector_alert
+from streams.sinks.buffer import Backoff
+from streams.sinks.influx import InfluxSink, point
+
+kind, url, spool, name, count = sys.argv[1:]
+settings = Settings.from_env()
+fast = Backoff(initial=0.05, maximum=0.2)
+
+
+async def main():
+    if kind == "influxdb":
+        sink = InfluxSink(url, settings.influxdb_token, settings.influxdb_org,
+                          settings.influxdb_bucket, request_timeout=2.0, backoff=fast,
+                          spool=Path(spool))
+        items = [point("pipeline", {"agent": name}, {"consumed": n}, 1_000_000 + n)
+                 for n in range(int(count))]
+    else:
+        sink = AlertaSink(url, settings.alerta_api_key, settings.alerta_environment,
+                          request_timeout=2.0, backoff=fast, spool=Path(spool))
+        items = [detector_alert(f"{name}-{n}", "team-test", "drift", "minor", "x")
+                 for n in range(int(count))]
+    sink.start()
+    for item in items[: len(items) // 2]:
+        sink.enqueue(item)
+    while not sink.stats.failed_attempts:
+        await asyncio.sleep(0.01)
+    for item in items[len(items) // 2 :]:
+        sink.enqueue(item)
+    print("in an outage", flush=True)
+    await asyncio.sleep(3600)
+
+
+asyncio.run(main())
+"""
+
+
+def kill_sink_in_an_outage(kind: str, spool: Path, name: str, count: int) -> None:
+    """Run a sink against a closed port until a delivery has failed, then SIGKILL it."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SINK_IN_AN_OUTAGE, kind, closed, str(spool), name, str(count)],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "in an outage\n"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()
 
 
 def alerta_sink(settings: Settings, endpoint: str | None = None, capacity: int = 100) -> AlertaSink:
@@ -320,3 +387,49 @@ async def test_fetch_heartbeats_reads_past_alertas_first_page(
         for heartbeat_id in ids:
             alerta_client.delete_heartbeat(heartbeat_id)
         await sink.close_transport()
+
+
+async def test_influx_points_of_an_outage_outlive_a_sigkill_of_their_worker(
+    influxdb_client: Any, stack_settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool" / "influxdb.jsonl"
+    kill_sink_in_an_outage("influxdb", spool, unique_name, 400)
+
+    successor = influx_sink(stack_settings, spool=spool)
+    successor.start()
+    assert await successor.flush(timeout=15)
+    assert successor.stats.restored == 400
+    flux = f"""
+        from(bucket: "{stack_settings.influxdb_bucket}")
+          |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{unique_name}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
+    values = sorted(record.get_value() for table in tables for record in table.records)
+    assert values == list(range(400))
+    assert not spool.exists()
+    await successor.stop()
+
+
+async def test_alerta_alerts_of_an_outage_outlive_a_sigkill_of_their_worker(
+    alerta_client: Any, stack_settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool" / "alerta.jsonl"
+    kill_sink_in_an_outage("alerta", spool, unique_name, 6)
+
+    successor = AlertaSink(
+        stack_settings.alerta_endpoint,
+        stack_settings.alerta_api_key,
+        stack_settings.alerta_environment,
+        request_timeout=2.0,
+        backoff=FAST,
+        spool=spool,
+    )
+    successor.start()
+    assert await successor.flush(timeout=15)
+    assert successor.stats.restored == 6
+    for n in range(6):
+        [stored] = alerts_of(alerta_client, f"{unique_name}-{n}")
+        assert (stored.event, stored.severity) == ("drift", "minor")
+    assert not spool.exists()
+    await successor.stop()
