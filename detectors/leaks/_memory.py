@@ -1,12 +1,12 @@
 """Bounded maps: one that forgets the least recently used items and remembers when it did,
-and a numpy table from 64-bit keys to rows."""
+and a numpy table from 64-bit keys to rows; and the narrowest exact types for pickles."""
 
 from __future__ import annotations
 
 import collections
 import math
 from collections.abc import Callable, Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -55,8 +55,9 @@ class KeyTable:
     """A map from 64-bit keys to row numbers in two numpy arrays (open addressing).
 
     Linear probing in a table at most half full; removal shifts the following entries back,
-    so there are no tombstones and a lookup stops at the first empty slot. It pickles as
-    two arrays, and costs 12 bytes per slot whatever the keys.
+    so there are no tombstones and a lookup stops at the first empty slot. It costs 12
+    bytes per slot whatever the keys; its pickle holds only the occupied slots (an empty
+    slot's key is 0), so it restores to the same slots.
     """
 
     def __init__(self, rows: int) -> None:
@@ -64,6 +65,23 @@ class KeyTable:
         self.keys = np.zeros(slots, np.uint64)
         self.rows = np.full(slots, -1, np.int32)
         self.size = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        occupied = np.flatnonzero(self.rows >= 0)
+        return {
+            "slots": len(self.rows),
+            "occupied": narrow(occupied),
+            "keys": self.keys[occupied],
+            "rows": narrow(self.rows[occupied]),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        occupied = state["occupied"]
+        self.keys = np.zeros(state["slots"], np.uint64)
+        self.rows = np.full(state["slots"], -1, np.int32)
+        self.keys[occupied] = state["keys"]
+        self.rows[occupied] = state["rows"]
+        self.size = len(occupied)
 
     def _home(self, key: int) -> int:
         return key & (len(self.rows) - 1)
@@ -90,7 +108,7 @@ class KeyTable:
         """Forgets a present ``key``."""
         mask = len(self.rows) - 1
         hole = self._slot(key)
-        self.rows[hole] = -1
+        self.keys[hole], self.rows[hole] = 0, -1
         self.size -= 1
         slot = hole
         while True:
@@ -102,5 +120,75 @@ class KeyTable:
             if (home - hole - 1) & mask < (slot - hole) & mask:
                 continue
             self.keys[hole], self.rows[hole] = self.keys[slot], self.rows[slot]
-            self.rows[slot] = -1
+            self.keys[slot], self.rows[slot] = 0, -1
             hole = slot
+
+
+def narrow(values: np.ndarray) -> np.ndarray:
+    """Integers in the narrowest type that holds them all (``widen`` undoes it)."""
+    if not len(values.flat):
+        return values.astype(np.uint8)
+    low, high = int(values.min()), int(values.max())
+    return values.astype(np.result_type(np.min_scalar_type(low), np.min_scalar_type(high)))
+
+
+# Times whose offsets from the earliest, plus 2, a float holds exactly: integers below
+# 2**53, so integer timestamps within 2**51 of zero.
+_EXACT_TIMES = 2.0**51
+# Codes of the times that are not offsets; an offset is its code minus len(_NOT_OFFSETS).
+_NOT_OFFSETS = (-math.inf, math.inf)
+
+
+def pack_times(times: np.ndarray) -> np.ndarray | tuple[float, np.ndarray]:
+    """Timestamps as ``(base, codes)``: the earliest finite one, and each as its offset from
+    it plus 2 (0 and 1 for -inf and inf) in the narrowest unsigned type, kept only if
+    ``unpack_times`` gives every time back exactly (checked): it does when every finite
+    time is an integer within ``2**51`` of zero (milliseconds until the year 71,000).
+    Other times (fractions that do not survive, larger values, NaN) stay the float array
+    they are: a time is never rounded.
+
+    >>> base, codes = pack_times(np.array([1.7e12, 1.7e12 + 3600e3, -np.inf]))
+    >>> base, codes.dtype.name, codes.tolist()
+    (1700000000000.0, 'uint32', [2, 3600002, 0])
+    >>> pack_times(np.array([0.5])).tolist()
+    [0.5]
+    """
+    finite = np.isfinite(times)
+    every = bool(finite.all())
+    if not every and np.isnan(times).any():
+        return times
+    # Passes over the whole array, no gathers: a checkpoint of many entities is mostly this.
+    low = float(np.min(times, where=finite, initial=math.inf))
+    high = float(np.max(times, where=finite, initial=-math.inf))
+    if low == math.inf:
+        low = high = 0.0
+    if low <= -_EXACT_TIMES or high >= _EXACT_TIMES:
+        return times
+    codes = times - (low - len(_NOT_OFFSETS))
+    if not every:
+        np.copyto(codes, np.where(times == math.inf, 1.0, 0.0), where=~finite)
+    packed = codes.astype(np.min_scalar_type(int(high - low) + len(_NOT_OFFSETS)))
+    # Kept only if every time comes back as it was (whole milliseconds always do).
+    if not np.array_equal(unpack_times((low, packed)), times):
+        return times
+    return low, packed
+
+
+def unpack_times(
+    packed: np.ndarray | tuple[float, np.ndarray], out: np.ndarray | None = None
+) -> np.ndarray:
+    """The float timestamps ``pack_times`` packed, written into ``out`` if given."""
+    if isinstance(packed, np.ndarray):
+        if out is None:
+            return packed
+        out[...] = packed
+        return out
+    base, codes = packed
+    # Exact: integers below 2**53 plus an integer, to an integer within 2**51 of zero.
+    times = np.add(codes, base - len(_NOT_OFFSETS), out=out, dtype=np.float64)
+    special = codes < len(_NOT_OFFSETS)
+    if special.all():
+        np.copyto(times, np.where(codes == 0, *_NOT_OFFSETS))
+    elif special.any():
+        times[special] = np.where(codes[special] == 0, *_NOT_OFFSETS)
+    return times

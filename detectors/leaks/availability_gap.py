@@ -19,6 +19,7 @@ from detectors import _batch
 from detectors._exact import binomial_sf
 from detectors.leaks._anytime import AnytimePValue
 from detectors.leaks._arguments import require_counts, require_fractions
+from detectors.leaks._memory import pack_times, unpack_times
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -581,23 +582,26 @@ class AvailabilityGap(base.Base):
     def __getstate__(self) -> dict[str, Any]:
         """The kept keys' rows in the order they were last used, each ring cut to what it
         holds, oldest first: a key costs its hash, ``since``, two counts and its writes and
-        predictions, whatever ``history`` and ``pending`` are."""
+        predictions, whatever ``history`` and ``pending`` are; times as integer offsets
+        when they are whole (``pack_times``)."""
         state = dict(vars(self))
         del state["_keys"], state["_latest"]
         rows = np.fromiter(self._keys.values(), np.intp, len(self._keys))
         writes, served = self._writes[rows], self._served[rows]
-        state["_key_hash"], state["_since"] = self._key_hash[rows], self._since[rows]
+        state["_key_hash"], state["_since"] = self._key_hash[rows], pack_times(self._since[rows])
         counts = np.min_scalar_type(max(self.history, self.pending))
         state["_writes"] = np.minimum(writes, self.history).astype(counts)
         state["_served"] = np.minimum(served, self.pending).astype(counts)
         for name in ("_event_at", "_written_at"):
-            state[name] = _oldest_first(getattr(self, name)[rows], writes)
-        for name in ("_predicted_at", "_counted"):
-            state[name] = _oldest_first(getattr(self, name)[rows], served)
+            state[name] = pack_times(_oldest_first(getattr(self, name)[rows], writes))
+        state["_predicted_at"] = pack_times(_oldest_first(self._predicted_at[rows], served))
+        state["_counted"] = _oldest_first(self._counted[rows], served)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        for name in ("_since", "_event_at", "_written_at", "_predicted_at"):
+            setattr(self, name, unpack_times(getattr(self, name)))
         self._writes = self._writes.astype(np.int64)
         self._served = self._served.astype(np.int64)
         self._event_at = _ring(self._event_at, self._writes, self.history)

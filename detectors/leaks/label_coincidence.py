@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from river import base
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.leaks._anytime import AnytimePValue
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._memory import KeyTable
+from detectors.leaks._memory import KeyTable, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -51,6 +52,37 @@ _SHORT_RUN = 4
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
 _FEW_LABELS = 4
+# Per row (entity): dtype, and value in a row not in use.
+_PER_ROW: dict[str, tuple[type, float]] = {
+    "_in_use": (np.bool_, False),
+    "_row_keys": (np.uint64, 0),
+    "_phase": (np.float64, 0.0),  # in [0, 1): where the entity's control grid starts
+    "_since": (np.float64, 0.0),  # writes before this may have been forgotten
+    "_latest": (np.float64, -math.inf),  # the latest write time, which the control bins follow
+    "_expires": (np.float64, 0.0),
+    "_label_at": (np.float64, 0.0),
+    "_label_class": (np.int8, 0),
+    "_judgeable": (np.uint32, 0),  # the open label's bins that can be judged
+    "_next_bin": (np.int64, 0),
+    "_due": (np.float64, math.inf),  # when the open label's next bin is judged; inf: none open
+}
+# Per row and feature (then control window): bins (and null bins) with writes in the
+# current control window and the ones before, of the open label near and in control, and
+# the latest write and write of null.
+_PER_CELL: dict[str, tuple[type, float, tuple[int, ...]]] = {
+    "_windows": (np.uint32, 0, (_WINDOWS,)),
+    "_near": (np.uint32, 0, ()),
+    "_control": (np.uint32, 0, ()),
+    "_last_write": (np.float64, _NO_WRITE, ()),
+    "_last_null": (np.float64, _NO_WRITE, ()),
+}
+# What a row not in use holds, per array.
+_FILLS: dict[str, float] = {
+    **{name: fill for name, (_, fill) in _PER_ROW.items()},
+    **{name: fill for name, (_, fill, _) in _PER_CELL.items()},
+}
+_ROW_TIMES = ("_since", "_latest", "_expires", "_label_at", "_due")
+_PER_FEATURE = ("_labels", "_counts", "_unjudged", "_best")
 
 
 def _spread(bins: int) -> int:
@@ -80,6 +112,20 @@ def _add_judged(
     np.add(into, added.reshape(classes, lags, *stats.shape[1:]), out=into)
     into = labels.transpose(1, 2, 0)
     np.add(into, judged.sum(axis=0)[..., None], out=into)
+
+
+def _pack_bits(bits: np.ndarray, bins: int) -> np.ndarray:
+    """Bits of ``bins`` lag bins in both halves as ``2 * bins`` bits, in the narrowest type."""
+    low = np.uint32((1 << bins) - 1)
+    packed = (bits & low) | ((bits >> np.uint32(_NULL_SHIFT - bins)) & (low << np.uint32(bins)))
+    return packed.astype(np.min_scalar_type((1 << 2 * bins) - 1))
+
+
+def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
+    """Writes the bits ``_pack_bits`` packed into ``out`` (uint32), in both halves."""
+    # Into ``out`` directly: a restore's cost is mostly the pages it writes first.
+    np.left_shift(packed >> bins, _NULL_SHIFT, out=out, dtype=np.uint32)
+    out |= packed & ((1 << bins) - 1)
 
 
 def _spread_rows(hits: np.ndarray) -> np.ndarray:
@@ -232,7 +278,9 @@ class LabelCoincidentWrites(base.Base):
     table is full the one that expires first is forgotten. ``max_features`` features are
     followed. Writes of a forgotten entity are missing, so its control windows up to then
     are not judged (see ``unjudged``): guessing "no write" there would make honest features
-    look like leaks.
+    look like leaks. A pickle holds only the entities kept and the features followed, in
+    the narrowest types that give them back exactly: 11 to 18 bytes per entity and
+    feature with timestamps in whole milliseconds (``__getstate__``).
 
     Parameters
     ----------
@@ -305,6 +353,24 @@ class LabelCoincidentWrites(base.Base):
     False
     """
 
+    # The per-row and per-cell arrays (_PER_ROW, _PER_CELL), which _blank makes.
+    _in_use: np.ndarray
+    _row_keys: np.ndarray
+    _phase: np.ndarray
+    _since: np.ndarray
+    _latest: np.ndarray
+    _expires: np.ndarray
+    _label_at: np.ndarray
+    _label_class: np.ndarray
+    _judgeable: np.ndarray
+    _next_bin: np.ndarray
+    _due: np.ndarray
+    _windows: np.ndarray
+    _near: np.ndarray
+    _control: np.ndarray
+    _last_write: np.ndarray
+    _last_null: np.ndarray
+
     def __init__(
         self,
         tolerance: float = 60_000.0,
@@ -358,27 +424,9 @@ class LabelCoincidentWrites(base.Base):
         self._forgotten_until = -math.inf
         # The row of each entity kept, by key. Rows grow by doubling up to max_entities.
         self._table = KeyTable(0)
-        # Per row (entity).
-        self._in_use = np.zeros(0, bool)
-        self._row_keys = np.zeros(0, np.uint64)
-        self._phase = np.zeros(0)  # in [0, 1): where the entity's control grid starts
-        self._since = np.zeros(0)  # writes before this may have been forgotten
-        self._latest = np.zeros(0)  # the latest write time, which the control bins follow
-        self._expires = np.zeros(0)
-        self._label_at = np.zeros(0)
-        self._label_class = np.zeros(0, np.int8)
-        self._judgeable = np.zeros(0, np.uint32)  # the open label's bins that can be judged
-        self._next_bin = np.zeros(0, np.int64)
-        self._due = np.zeros(0)  # when the open label's next bin is judged; inf: none open
+        # Per row, and per row and feature (_PER_ROW, _PER_CELL).
+        self._blank(0, 0)
         self._min_due = math.inf
-        # Per row and feature: bins (and null bins) with writes in the current control
-        # window and the previous one, of the open label near and in control, and the
-        # latest write and write of null.
-        self._windows = np.zeros((0, 0, _WINDOWS), np.uint32)
-        self._near = np.zeros((0, 0), np.uint32)
-        self._control = np.zeros((0, 0), np.uint32)
-        self._last_write = np.zeros((0, 0))
-        self._last_null = np.zeros((0, 0))
         # Per feature.
         self._columns: dict[str, int] = {}
         self._labels = np.zeros((0, 2, bins), np.int64)
@@ -883,7 +931,8 @@ class LabelCoincidentWrites(base.Base):
         self._columns[feature] = column
         self._column_names.append(feature)
         if column >= self._windows.shape[1]:
-            self._grow_columns(min(self.max_features, max(4, 2 * column)))
+            # A quarter more: features are few, and a column costs a few numbers per entity.
+            self._grow_columns(min(self.max_features, max(4, column + column // 4)))
         self._looks.append(AnytimePValue(2 * self.min_labels))
         return column
 
@@ -898,11 +947,9 @@ class LabelCoincidentWrites(base.Base):
             bigger[:, : array.shape[1]] = array
             return bigger
 
-        for name in ("_windows", "_near", "_control"):
-            setattr(self, name, wider(getattr(self, name)))
-        self._last_write = wider(self._last_write, _NO_WRITE)
-        self._last_null = wider(self._last_null, _NO_WRITE)
-        for name in ("_labels", "_counts", "_unjudged", "_best", "_flagged"):
+        for name, (_, fill, _) in _PER_CELL.items():
+            setattr(self, name, wider(getattr(self, name), fill))
+        for name in (*_PER_FEATURE, "_flagged"):
             setattr(self, name, grown(getattr(self, name)))
 
     def _row(self, key: int) -> int:
@@ -932,21 +979,20 @@ class LabelCoincidentWrites(base.Base):
             bigger[: len(array)] = array
             return bigger
 
-        self._in_use = grown(self._in_use, False)
-        self._row_keys = grown(self._row_keys, 0)
+        for name, fill in _FILLS.items():
+            setattr(self, name, grown(getattr(self, name), fill))
         self._table = KeyTable(size)
         for row in np.flatnonzero(self._in_use).tolist():
             self._table.add(int(self._row_keys[row]), row)
-        for name in ("_phase", "_since", "_expires", "_label_at"):
-            setattr(self, name, grown(getattr(self, name), 0.0))
-        self._latest = grown(self._latest, -math.inf)
-        self._due = grown(self._due, math.inf)
-        for name in ("_label_class", "_judgeable", "_next_bin"):
-            setattr(self, name, grown(getattr(self, name), 0))
-        for name in ("_windows", "_near", "_control"):
-            setattr(self, name, grown(getattr(self, name), 0))
-        self._last_write = grown(self._last_write, _NO_WRITE)
-        self._last_null = grown(self._last_null, _NO_WRITE)
+
+    def _blank(self, rows: int, columns: int) -> None:
+        """Per-row and per-cell arrays of ``rows`` rows and ``columns`` features, unused."""
+        for name, (dtype, fill) in _PER_ROW.items():
+            setattr(self, name, np.full(rows, fill, dtype))
+        for name, (dtype, fill, shape) in _PER_CELL.items():
+            # Zeros come from the allocator at no cost, until written.
+            full = np.zeros if fill == 0 else functools.partial(np.full, fill_value=fill)
+            setattr(self, name, full((rows, columns, *shape), dtype=dtype))
 
     def _close(self, rows: np.ndarray) -> None:
         """Ends the open labels of ``rows``: their bins not judged yet count as unjudged."""
@@ -961,13 +1007,79 @@ class LabelCoincidentWrites(base.Base):
         self._forgotten_until = max(self._forgotten_until, float(latest))
         for key in self._row_keys[rows].tolist():
             self._table.remove(key)
-        self._in_use[rows] = False
-        self._latest[rows] = -math.inf
-        self._expires[rows] = 0.0
-        for name in ("_windows", "_near", "_control"):
-            getattr(self, name)[rows] = 0
-        self._last_write[rows] = _NO_WRITE
-        self._last_null[rows] = _NO_WRITE
+        # A free row holds what a new one does, so that a pickle need not hold it.
+        for name, fill in _FILLS.items():
+            getattr(self, name)[rows] = fill
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What the rows in use and the features followed hold, in the narrowest exact
+        types: times as integer offsets when they are integers (``pack_times``), counts and
+        bin numbers as the smallest integers that hold them, bins as ``2 * bins`` bits,
+        near and control bins only of the entities with some. Free rows and columns hold
+        what new ones do (``_forget``); the entity keys by row are in the key table, and
+        the phases are the keys' hashes."""
+        state = dict(vars(self))
+        used = np.flatnonzero(self._in_use)
+        columns, bins = len(self._columns), len(self._edges) - 1
+        state["_shape"] = (len(self._in_use), self._windows.shape[1])
+        for name in ("_in_use", "_row_keys", "_phase"):
+            state[name] = None
+        for name in _ROW_TIMES:
+            state[name] = pack_times(getattr(self, name)[used])
+        for name in ("_label_class", "_judgeable", "_next_bin"):
+            state[name] = narrow(getattr(self, name)[used])
+        state["_windows"] = _pack_bits(self._windows[used, :columns], bins)
+        near, control = self._near[used, :columns], self._control[used, :columns]
+        marked = np.flatnonzero(near.any(axis=1) | control.any(axis=1))
+        state["_marked"] = narrow(marked)
+        state["_near"], state["_control"] = (_pack_bits(a[marked], bins) for a in (near, control))
+        for name in ("_last_write", "_last_null"):
+            state[name] = pack_times(getattr(self, name)[used, :columns])
+        for name in _PER_FEATURE:
+            state[name] = narrow(getattr(self, name)[:columns])
+        state["_flagged"] = self._flagged[:columns]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = dict(state)
+        rows, capacity = packed.pop("_shape")
+        marked = packed.pop("_marked")
+        # In the order they were: vars() is the state compared in tests.
+        self.__dict__.update(packed)
+        self._blank(rows, capacity)
+        table = self._table
+        used = np.sort(table.rows[table.rows >= 0])
+        occupied = table.rows >= 0
+        self._row_keys[table.rows[occupied]] = table.keys[occupied]
+        self._in_use[used] = True
+        self._phase[used] = (self._row_keys[used] >> np.uint64(11)) / float(1 << 53)
+        for name in _ROW_TIMES:
+            getattr(self, name)[used] = unpack_times(packed[name])
+        for name in ("_label_class", "_judgeable", "_next_bin"):
+            getattr(self, name)[used] = packed[name]
+        columns, bins = len(self._columns), len(self._edges) - 1
+        # Every row in use (at the cap): a slice, copied rather than gathered.
+        rows_used: slice | np.ndarray = slice(None) if len(used) == rows else used
+        if isinstance(rows_used, slice):
+            _unpack_bits(packed["_windows"], bins, self._windows[:, :columns])
+            for name in ("_last_write", "_last_null"):
+                unpack_times(packed[name], getattr(self, name)[:, :columns])
+        else:
+            windows = np.zeros((len(used), columns, _WINDOWS), np.uint32)
+            _unpack_bits(packed["_windows"], bins, windows)
+            self._windows[used, :columns] = windows
+            for name in ("_last_write", "_last_null"):
+                getattr(self, name)[used, :columns] = unpack_times(packed[name])
+        for name in ("_near", "_control"):
+            bits = np.zeros((len(marked), columns), np.uint32)
+            _unpack_bits(packed[name], bins, bits)
+            getattr(self, name)[used[marked], :columns] = bits
+        for name in _PER_FEATURE:
+            values = packed[name]
+            setattr(self, name, np.zeros((capacity, *values.shape[1:]), np.int64))
+            getattr(self, name)[:columns] = values
+        self._flagged = np.zeros(capacity, bool)
+        self._flagged[:columns] = packed["_flagged"]
 
     # ----------------------------------------------------------------- results
 

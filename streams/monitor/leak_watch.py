@@ -31,8 +31,8 @@ default 60) and ``max_requests`` (request_ids remembered for labels without an e
 default 10,000). The detectors' entity and key limits default to 10,000 here (the
 detectors' own defaults are ten times that): the watch is pickled into a table value, so
 its size is what each checkpoint writes (measured with ``python -m
-tests.benchmarks.bench_leaks --memory``: 3.8 MB pickled for 10,000 entities of four
-features, 2.5 MB of it ``label_leak``'s numpy arrays); the agent should write it every so
+tests.benchmarks.bench_leaks --memory``: 1.7 MB pickled for 10,000 entities of four
+features, 8.9 MB in memory, most of both ``label_leak``'s); the agent should write it every so
 many records, as it does the model watch, rather than after each one. Raise them when a
 model sees more entities within their label delay plus two ``coincidence_max_lag``
 (``label_delay`` defaults to the model's): lags whose writes were forgotten are counted as

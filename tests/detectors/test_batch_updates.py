@@ -497,20 +497,24 @@ OFFSETS = st.one_of(st.floats(-25_000.0, 25_000.0), st.sampled_from([0.0, 1e300,
 
 
 @st.composite
-def writes_and_labels_drawn(draw: st.DrawFn) -> list[Any]:
+def writes_and_labels_drawn(
+    draw: st.DrawFn, start: st.SearchStrategy[float] | None = None, whole: bool = False
+) -> list[Any]:
     """Writes (of values, None, NaN and the sentinel -1) and labels of up to six entities,
-    to three features, with malformed events among them."""
+    to three features, with malformed events among them; from ``start`` on (0.0 if None),
+    in whole milliseconds if ``whole``."""
     n = draw(st.integers(0, 150))
     entities = st.sampled_from(["u1", "u2", 3, 4, "u5", 6])
-    now, events = 0.0, []
+    now, events = 0.0 if start is None else draw(start), []
     for _ in range(n):
-        now += draw(STEPS)
+        now += math.floor(draw(STEPS)) if whole else draw(STEPS)
         kind = draw(st.integers(0, 9))
         entity = draw(entities)
         if kind < 7:
             feature = draw(st.sampled_from(FEATURES))
             value = draw(st.sampled_from([1.0, "x", None, math.nan, -1, True]))
-            event_at = now + draw(OFFSETS) if kind < 3 else now
+            offset = draw(OFFSETS)
+            event_at = now + (math.floor(offset) if whole else offset) if kind < 3 else now
             events.append(FeatureWrite(entity, feature, value, event_at, now))
         elif kind < 9:
             events.append(Label(entity, draw(st.sampled_from([0, 1, True])), now))
@@ -524,6 +528,20 @@ def drawn_or_seeded(
 ) -> st.SearchStrategy[list[Any]]:
     """A drawn stream, or one of four seeded streams of the shared leak cases."""
     return st.one_of(drawn, st.integers(0, 3).map(lambda s: seeded(np.random.default_rng(s))))
+
+
+def small_coincidence(max_entities: int) -> LabelCoincidentWrites:
+    """The detector the drawn streams are for: lag bins of 1 to 20 s, two features."""
+    return LabelCoincidentWrites(
+        tolerance=1_000.0,
+        max_lag=20_000.0,
+        lateness=2_000.0,
+        label_delay=0.0,
+        sentinels=(-1,),
+        min_labels=2,
+        max_entities=max_entities,
+        max_features=2,
+    )
 
 
 # How LabelCoincidentWrites judges lag bins due: (_FEW_LABELS, _CHUNK_CELLS). As shipped;
@@ -546,16 +564,7 @@ def test_label_coincidence_batched_as_one_by_one(
     at = data.draw(cuts(len(events)))
 
     def make() -> LabelCoincidentWrites:
-        return LabelCoincidentWrites(
-            tolerance=1_000.0,
-            max_lag=20_000.0,
-            lateness=2_000.0,
-            label_delay=0.0,
-            sentinels=(-1,),
-            min_labels=2,
-            max_entities=max_entities,
-            max_features=2,
-        )
+        return small_coincidence(max_entities)
 
     # The reference judges every label's lag bins one at a time.
     with pytest.MonkeyPatch.context() as patch:
@@ -569,6 +578,52 @@ def test_label_coincidence_batched_as_one_by_one(
         assert events_one_by_one(single, events, flag_event) == expected
         assert same_state(single, reference), state_difference(single, reference)
         assert_same_batched(make, events, at, flag_event, flag_events)
+
+
+# Where checkpoints keep times as integer offsets (below 2**51 in size) and where not: a
+# start at the edge, streams crossing it, and fractions of a millisecond.
+CHECKPOINT_STARTS = st.sampled_from(
+    [0.0, 1.7e12, 2.0**51 - 30_000.0, -(2.0**51) - 1.0, 2.0**51, 2.0**60, 0.5]
+)
+
+
+@PROPERTY
+@given(
+    st.booleans().flatmap(lambda whole: writes_and_labels_drawn(CHECKPOINT_STARTS, whole)),
+    st.data(),
+)
+def test_label_coincidence_checkpoints_restore_its_state(
+    events: list[Any], data: st.DataObject
+) -> None:
+    # Pickled and restored before any event: the same state as never pickled, and the same
+    # flags after, whatever the times (a time a checkpoint cannot narrow stays a float).
+    at = set(data.draw(cuts(len(events))))
+
+    kept, restored = small_coincidence(3), small_coincidence(3)
+    for i, x in enumerate(events):
+        if i in at:
+            restored = pickle.loads(pickle.dumps(restored))
+            assert same_state(restored, kept), state_difference(restored, kept)
+        kept.update(x)
+        restored.update(x)
+        assert flag_event(restored) == flag_event(kept)
+    restored = pickle.loads(pickle.dumps(restored))
+    assert same_state(restored, kept), state_difference(restored, kept)
+
+
+def test_label_coincidence_pickles_a_few_bytes_per_entity_and_feature() -> None:
+    # At its cap, times in whole milliseconds: per entity and feature 3 control windows of
+    # 2 * 8 bins (2 bytes each) and the latest write (4 bytes), a few bytes for writes of
+    # null (none here); per entity its key, table slot and a few times.
+    detector = LabelCoincidentWrites(max_entities=1_000)
+    features = [f"f{k}" for k in range(20)]
+    for i in range(1_200):
+        at = 1.7e12 + i * 1_000.0
+        detector.update_many([FeatureWrite(i, name, 1.0, at, at) for name in features])
+    assert detector.entities == 1_000
+    restored = pickle.loads(pickle.dumps(detector))
+    assert same_state(restored, detector), state_difference(restored, detector)
+    assert len(pickle.dumps(detector)) < 1_000 * (20 * (3 * 2 + 4 + 1) + 40) + 10_000
 
 
 def test_label_coincidence_batches_flag_at_the_same_positions() -> None:
