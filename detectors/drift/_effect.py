@@ -85,10 +85,18 @@ def quantile_effect(reference_sorted: FloatArray, slow: FloatArray, sample: Floa
     """
     if sample.size == 0:
         return 0.0
+    distances, sds = quantile_shifts(reference_sorted, slow, sample)
+    return max(float((np.abs(distances) - NOISE_SDS * sds).max()), 0.0)
+
+
+def quantile_shifts(
+    reference_sorted: FloatArray, slow: FloatArray, sample: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per position (the three quartiles, then the middle half; see ``quantile_effect``),
+    the sample's signed distance from the sorted reference and its in-control standard
+    deviation, sampling and slow variation together; ``sample`` not empty."""
     sampling = _SAMPLING * (1.0 / sample.size + 1.0 / reference_sorted.size)
-    noise = NOISE_SDS * np.sqrt(sampling + slow)
-    distances = np.abs(_positions(reference_sorted, sample)) - noise
-    return max(float(distances.max()), 0.0)
+    return _positions(reference_sorted, sample), np.sqrt(sampling + slow)
 
 
 def share_effect(reference: FloatArray, current: FloatArray) -> float:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from river import base
 
-from detectors.drift._effect import quantile_effect, slow_variance
+from detectors.drift._effect import NOISE_SDS, quantile_effect, quantile_shifts, slow_variance
 from detectors.drift._window import finite_float, finite_floats, validate_level, validate_positive
 
 _MAD_TO_SIGMA = 1.4826
@@ -38,6 +38,9 @@ _LOCATE_MARGIN = 10
 _EFFECT_VALUES = 20
 _NEWTON_STEPS = 30
 _CAUSES = ("mean_up", "mean_down", "spread_up", "spread_down")
+# The slow check's causes, by the position that moved most (a quartile: its sign; the
+# middle half: its sign) against an older reference.
+_SLOW_CAUSES = ("slow_mean_up", "slow_mean_down", "slow_spread_up", "slow_spread_down")
 # Refits come at least every 2 ** -_REFIT_SHARE of the reference's length: the cost of a
 # value stays bounded as the reference grows, and an eighth renewed at once still follows
 # a slow drift.
@@ -159,6 +162,26 @@ class ResidualCUSUM(base.DriftDetector):
     become the new reference, so the detector is ready again as soon as ``warm_up``
     values of the new regime are in.
 
+    Slow check. Renewal absorbs any change slower than the reference's lag: a ramp of one
+    standard deviation over 1,000 values leaves the residuals of a 400-value reference
+    0.2 standard deviations off, far below what the mean CUSUMs are tuned for, and never
+    alarms. So the segment also keeps older references: a full reference (``max_reference``
+    values, no trend kept) is set aside whenever the newest one kept ended at least
+    ``2 * max_reference`` values earlier, and the two latest are kept. At each refit with
+    no CUSUM excursion under way, the last ``max_reference // 2`` values are compared with
+    the older of them (so with a reference 800 to 1,600 values old at the defaults) by the
+    effect's positions (below). Their in-control noise also counts how far the traffic
+    moves at that lag when nothing changes: the mean squared move of each reference set
+    aside from the one before it, less sampling, over the pairs up to the compared one (so
+    a change after it does not widen its own noise), over every segment so far. The check
+    alarms when one position moved both by at least ``min_effect`` after two of those
+    standard deviations and by at least the normal quantile of ``1 - alpha / 8`` of them.
+    A slow move below the floor is the harmless drift that renewal is for; a ramp above it
+    alarms (``slow_mean_up``, ``slow_mean_down``, or ``slow_spread_up`` and
+    ``slow_spread_down`` when the middle half moved most), its change at the first of the
+    values compared and its effect judged against that older reference
+    (``judged_against``), and the segment renews.
+
     Effect size. On each alarm ``effect`` compares the latest values (those since the
     located change, at least 20) with the reference, in quantiles of the reference
     (``detectors.drift._effect.quantile_effect``): how far each quartile of the new values
@@ -183,7 +206,7 @@ class ResidualCUSUM(base.DriftDetector):
         model with a false-fallback budget, ``AlarmBudget.alpha_for("score")``.
     min_effect
         The smallest effect (in reference quantiles, see above) an alarm must reach to be
-        ``material``, in [0, 0.5].
+        ``material``, and the slow check's floor, in [0, 1].
     warm_up
         Values of the first reference, at the start and after each change (>= 10).
     allowance
@@ -236,8 +259,8 @@ class ResidualCUSUM(base.DriftDetector):
     ) -> None:
         super().__init__()
         validate_level("alpha", alpha)
-        if not isinstance(min_effect, int | float) or not 0.0 <= min_effect <= 0.5:
-            raise ValueError(f"min_effect must lie in [0, 0.5], got {min_effect!r}")
+        if not isinstance(min_effect, int | float) or not 0.0 <= min_effect <= 1.0:
+            raise ValueError(f"min_effect must lie in [0, 1], got {min_effect!r}")
         if not isinstance(warm_up, int) or warm_up < 10:
             raise ValueError(f"warm_up must be an int >= 10, got {warm_up!r}")
         validate_positive("allowance", allowance)
@@ -294,6 +317,18 @@ class ResidualCUSUM(base.DriftDetector):
         self._change_lag = 0
         self._n_detections = 0
         self._detections: list[int] = []
+        # Older references of the segment for the slow check, oldest first: the index
+        # after the last value, the values in arrival order, sorted, and their in-control
+        # variance per position beyond sampling: their slow variation, plus the traffic's
+        # movement at the check's lag as known when they were set aside.
+        self._anchors: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        # How far each older reference's positions moved from the one before it, squared,
+        # less sampling: the traffic's harmless movement at the slow check's lag, summed
+        # over every pair so far (all segments), and the number of pairs.
+        self._lag_sum = np.zeros(4)
+        self._lag_pairs = 0
+        # The slow check's level: alpha per check, two-sided, over its four positions.
+        self._slow_z = NormalDist().inv_cdf(1.0 - self.alpha / 8.0)
 
     def update(self, x: Any) -> None:
         """Add one value; missing and non-finite values are ignored."""
@@ -440,8 +475,33 @@ class ResidualCUSUM(base.DriftDetector):
                 default=seen,
             )
             if end - max(self._segment_start, seen - len(self._memory)) >= self.warm_up:
+                # While a CUSUM is on its way to a change, the slow check waits for it.
+                if end == seen and self._slow_alarm():
+                    return True
                 self._fit(self._segment_start, end)
         return False
+
+    def _slow_alarm(self) -> bool:
+        """The slow check (see the class's docstring); raises its alarm, if any."""
+        seen = self._seen
+        size = self.max_reference // 2
+        if not self._anchors or self._anchors[0][0] > seen - size:
+            return False
+        _, values, ordered, noise = self._anchors[0]
+        recent = self._memory[np.arange(seen - size, seen) % len(self._memory)]
+        distances, sds = quantile_shifts(ordered, noise, recent)
+        moved = np.abs(distances)
+        effects = moved - NOISE_SDS * sds
+        if not ((effects >= self.min_effect) & (moved >= self._slow_z * sds)).any():
+            return False
+        which = int(np.argmax(effects))
+        self._cause = _SLOW_CAUSES[2 * (which == 3) + (distances[which] < 0.0)]
+        self._n_detections += 1
+        self._change_lag = size - 1
+        self._judged = values
+        self._effect = float(effects[which])
+        self._renew(seen - size)
+        return True
 
     def _filter(self, value: float, index: int) -> float:
         """The model's prediction of the value at ``index``; moves the predictor on, with
@@ -476,6 +536,20 @@ class ResidualCUSUM(base.DriftDetector):
         fresh = self._model is None
         self._model = model
         self._origin = start
+        if (
+            model.slope == 0.0
+            and len(values) == self.max_reference
+            and (not self._anchors or self._anchors[-1][0] <= end - 2 * self.max_reference)
+        ):
+            if self._anchors:
+                moved, sds = quantile_shifts(self._anchors[-1][2], np.zeros(4), values)
+                self._lag_sum = self._lag_sum + moved**2 - sds**2
+                self._lag_pairs += 1
+            # Pairs up to this reference only: a change after it, under test when this
+            # reference is the one compared, does not widen its own noise.
+            lag = np.maximum(self._lag_sum / max(self._lag_pairs, 1), 0.0)
+            anchor = (end, values, np.sort(values), slow_variance(values) + lag)
+            self._anchors = [*self._anchors[-1:], anchor]
         if fresh:
             self._previous = float(values[-1])
             # Replay the values already seen since the reference ended (after an alarm,
@@ -496,10 +570,15 @@ class ResidualCUSUM(base.DriftDetector):
         new = self._memory[np.arange(first, self._seen) % len(self._memory)]
         reference = self._judged = self._reference
         self._effect = quantile_effect(np.sort(reference), slow_variance(reference), new)
+        self._renew(change)
+
+    def _renew(self, change: int) -> None:
+        """Start a segment at ``change``: its values so far become the reference."""
         self._segment_start = change
         self._sums = [0.0, 0.0, 0.0, 0.0]
         self._starts = [self._seen] * 4
         self._model = None
+        self._anchors = []
         if self._seen - change >= self.warm_up:
             self._fit(change, self._seen)
 
@@ -536,7 +615,8 @@ class ResidualCUSUM(base.DriftDetector):
 
     @property
     def cause(self) -> str | None:
-        """Which CUSUM raised the last alarm: mean_up, mean_down, spread_up or spread_down."""
+        """What raised the last alarm: a CUSUM (mean_up, mean_down, spread_up, spread_down)
+        or the slow check (slow_mean_up, slow_mean_down, slow_spread_up, slow_spread_down)."""
         return self._cause
 
     @property

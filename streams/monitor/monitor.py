@@ -62,9 +62,10 @@ CHECKPOINT_EVERY = 10_000
 # detectors; 3: the score's ResidualCUSUM; 4: the label join's held predictions in numpy
 # columns and the availability gap's numpy rows; 5: the windowed test a degraded model's
 # health policy awaits; 6: the label-coincidence detector's and its key table's compact
-# checkpoints), so that a worker upgraded mid-stream starts the model afresh instead of
-# failing on a half-restored detector later.
-STATE_FORMAT = 6
+# checkpoints; 7: ResidualCUSUM's older references for its slow check), so that a worker
+# upgraded mid-stream starts the model afresh instead of failing on a half-restored
+# detector later.
+STATE_FORMAT = 7
 
 
 class StateFormatError(ValueError):

@@ -32,7 +32,9 @@ Outputs. ``[detectors.output]`` watches what the model answers, not only what it
 - ``score``: ``detectors.ResidualCUSUM`` on the score of every ``live`` prediction (a
   ``Score`` output), ready after 50 scores: mean and spread CUSUMs on the scores' ranks
   in a short reference that follows the traffic's slow, harmless movement and renews at
-  each change. Its reference renewing, a broken model's output would become its new
+  each change, and a slow check against references of 800 to 1,600 scores before that
+  alarms when the scores moved by at least ``score_min_effect`` (a ramp too slow for the
+  CUSUMs). Its reference renewing, a broken model's output would become its new
   normal; so the watch keeps the reference the episode's first alarm was judged against
   (``baseline``) and, every ``OUTPUT_FOLLOW_UP`` scores, measures the scores since the
   latest change against it (from ``OUTPUT_EFFECT_MIN`` of them, at most the last
@@ -741,8 +743,14 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
             else "false_fallbacks_per_model_day"
         )
         raise PortfolioError(model.model_id, f"{key}.{name}", str(error)) from None
+    for name in ("score_min_effect", "error_min_effect"):
+        if not _is_effect(own[name]):
+            raise PortfolioError(model.model_id, f"{key}.{name}", "expected a number in [0, 1]")
     score_arguments = _arguments(settings, "score_")
     score_arguments["alpha"] = budget.alpha_for(SCORE_DETECTOR)
+    # The detector's own floor gates its slow check: a slow move below the watch's floor
+    # is the harmless drift its renewing reference absorbs.
+    score_arguments["min_effect"] = float(own["score_min_effect"])
     error_arguments = _arguments(settings, "error_")
     if model.slo is not None and model.slo.error_rate is not None:
         error_arguments.setdefault("reference_rate", model.slo.error_rate)
@@ -752,9 +760,6 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
     restore_grace = float(own["restore_grace"])
     if not restore_grace >= 0.0:
         raise PortfolioError(model.model_id, f"{key}.restore_grace", "expected seconds >= 0")
-    for name in ("score_min_effect", "error_min_effect"):
-        if not _is_effect(own[name]):
-            raise PortfolioError(model.model_id, f"{key}.{name}", "expected a number in [0, 1]")
     return OutputWatch(
         ScoreDetector(score, float(own["score_min_effect"])),
         OutputDetector(error_rate, float(own["error_min_effect"])),

@@ -48,7 +48,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pytest
 from river import drift
 
 from detectors import (
@@ -229,7 +228,11 @@ CONTENDERS = [
     Contender(
         "ResidualCUSUM, material (worker)",
         ("numeric",),
-        lambda ref: MaterialOutput(ScoreDetector(ResidualCUSUM(), DEFAULT_SCORE_MIN_EFFECT)),
+        lambda ref: MaterialOutput(
+            ScoreDetector(
+                ResidualCUSUM(min_effect=DEFAULT_SCORE_MIN_EFFECT), DEFAULT_SCORE_MIN_EFFECT
+            )
+        ),
     ),
     Contender(
         "BernoulliCUSUM, material (worker)",
@@ -312,11 +315,6 @@ def test_quality_benchmark_runs_and_our_detectors_catch_each_change() -> None:
         assert results[(scenario, ours)].misses == 0, (scenario, ours)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss (#13): the worker's score detector, ResidualCUSUM, takes a ramp of "
-    "one standard deviation over 1,000 scores for slow variation and never alarms",
-)
 def test_the_worker_score_detector_catches_a_gradual_ramp() -> None:
     runs = 2
     results = evaluate(runs, scenarios=("gradual_mean",))

@@ -115,6 +115,37 @@ def test_a_small_shift_is_absorbed_and_a_large_one_is_material() -> None:
     assert not strict.material
 
 
+def ramp(n: int, start: int, length: int) -> np.ndarray:
+    """0 up to ``start``, then a linear rise to 1 over ``length`` values, then 1."""
+    return np.clip((np.arange(n) - start) / length, 0.0, 1.0)
+
+
+def test_pins_the_first_alarm_of_a_slow_ramp() -> None:
+    # A rise of one standard deviation over 1,000 values: the renewing reference follows
+    # it with a lag too small for the CUSUMs, the slow check against a reference of 800 to
+    # 1,600 values before finds it once the last 200 values moved past the floor.
+    stream = np.random.default_rng(13).normal(0.0, 1.0, 3000) + ramp(3000, 1000, 1000)
+    detector = ResidualCUSUM()
+    assert alarms(detector, stream) == [1801]
+    assert (detector.cause, detector.change_lag) == ("slow_mean_up", 199)
+    assert detector.effect == pytest.approx(0.153, abs=0.001)
+    assert detector.material
+    # At the worker's floor for a score the same ramp alarms later, still material.
+    detector = ResidualCUSUM(min_effect=0.25)
+    assert alarms(detector, stream) == [2051]
+    assert detector.effect == pytest.approx(0.278, abs=0.001)
+    assert len(detector.judged_against) == 400
+
+
+def test_silent_on_a_long_skewed_stream_and_catches_its_ramp() -> None:
+    skewed = np.random.default_rng(1).lognormal(0.0, 0.75, 10_000)
+    assert alarms(ResidualCUSUM(), skewed) == []
+    # The same stream rising by about one of its standard deviations over 1,000 values.
+    detector = ResidualCUSUM()
+    assert alarms(detector, skewed + 1.14 * ramp(10_000, 5000, 1000)) == [5451]
+    assert detector.cause == "slow_mean_up"
+
+
 def test_a_smaller_alpha_raises_the_threshold() -> None:
     assert cusum_threshold(1e-6, 0.75) > cusum_threshold(1e-3, 0.75)
     assert ResidualCUSUM(alpha=1e-9).n_detections == 0
@@ -126,7 +157,7 @@ def test_a_smaller_alpha_raises_the_threshold() -> None:
     [
         ({"alpha": 0.0}, "alpha"),
         ({"alpha": 1.0}, "alpha"),
-        ({"min_effect": 0.6}, "min_effect"),
+        ({"min_effect": 1.5}, "min_effect"),
         ({"warm_up": 5}, "warm_up"),
         ({"allowance": 0.0}, "allowance"),
         ({"spread_ratio": 1.0}, "spread_ratio"),
@@ -157,14 +188,28 @@ def _state(detector: ResidualCUSUM) -> dict[str, Any]:
     return {k: v for k, v in vars(detector).items() if k != "_detections"}
 
 
-STREAM = _stream_with_changes_and_bad_values(9)
+def _ramp_with_bad_values(seed: int) -> list[Any]:
+    # Long enough for the slow check's older references (max_reference 100: one every
+    # 200 values), whose alarm this ramp raises.
+    rng = np.random.default_rng(seed)
+    values: list[Any] = (rng.normal(0.0, 1.0, 1200) + 1.5 * ramp(1200, 500, 300)).tolist()
+    for i in rng.choice(len(values), 12, replace=False):
+        values[i] = [None, math.nan, math.inf, -math.inf][int(i) % 4]
+    return values
 
 
+STREAMS = {"changes": _stream_with_changes_and_bad_values(9), "ramp": _ramp_with_bad_values(10)}
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
 @settings(max_examples=40, deadline=None)
-@given(cuts(len(STREAM)), st.booleans())
-def test_update_many_gives_what_update_gives(at: list[int], as_array: bool) -> None:
+@given(at=st.data(), as_array=st.booleans())
+def test_update_many_gives_what_update_gives(name: str, at: Any, as_array: bool) -> None:
+    stream = STREAMS[name]
     one_by_one = ResidualCUSUM(max_reference=100)
-    expected = events_one_by_one(one_by_one, STREAM, detection_event)
+    expected = events_one_by_one(one_by_one, stream, detection_event)
+    if name == "ramp":
+        assert one_by_one.cause == "slow_mean_up"
     batched = ResidualCUSUM(max_reference=100)
 
     def feed(detector: ResidualCUSUM, batch: Any) -> None:
@@ -173,7 +218,7 @@ def test_update_many_gives_what_update_gives(at: list[int], as_array: bool) -> N
             batch = np.array([np.nan if x is None else x for x in batch], dtype=np.float64)
         detector.update_many(batch)
 
-    found = events_batched(batched, STREAM, at, detections, feed)
+    found = events_batched(batched, stream, at.draw(cuts(len(stream))), detections, feed)
     assert expected
     assert found == expected
     assert same_state(_state(batched), _state(one_by_one)), state_difference(
