@@ -62,14 +62,17 @@ def test_drifts_and_broken_models_fall_back_within_their_bounds(played: tuple) -
             assert delay <= DETECTION_BOUNDS_S.get(record["kind"], DEFAULT_BOUND_S), record
             first[record["kind"], model] = (round(delay, 1), detector)
     # The gradual drift falls back once its ramp is above the effect-size floor (its
-    # first score alarms, early on the ramp, are below it and do not confirm).
+    # first score alarms, early on the ramp, are below it and do not confirm): the
+    # score's slow check finds the ramp material at 21.2 s (effect 0.28 against the
+    # floor of 0.25) and confirms basket_value's drift before its next window (24.4 s
+    # before that check).
     # fraud-001's windows close about 10 s apart, as long as the policy's clear_after: its
     # second window confirms the first (before the policy awaited a windowed test's next
     # result, the model was healthy again just before it, and only the third confirmed:
     # 26.6 s).
     assert first == {
         ("drift_abrupt", "fraud-001"): (16.7, "drift_psi"),
-        ("drift_gradual", "ltv-003"): (24.4, "drift_psi"),
+        ("drift_gradual", "ltv-003"): (23.1, "drift_psi"),
         ("broken_model", "ltv-008"): (6.1, "error_rate"),
         ("broken_model", "ctr-012"): (5.8, "score"),
         # A constant at its own mean score: the score detector's spread CUSUM sees the
