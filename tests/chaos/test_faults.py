@@ -45,7 +45,7 @@ def test_a_broker_restarted_right_after_a_sigkill_has_loaded_its_groups_before_t
     incarnation unloaded it while the load ran: the coordinator failed, and every group
     got NOT_COORDINATOR for 8.6 min. The fence comes one broker session after the
     controller's activation; with the default 9 s the load ended 0.9 s after the unload in
-    seed 5 and at most about 9 s before it anywhere. The stack's 30 s session
+    seed 5 and less than 9 s before it anywhere. The stack's 30 s session
     (``deploy/local/kafka/server.properties``) leaves the load done long before."""
     settings = private_kafka.settings
     kafka = SERVERS["kafka"]
@@ -64,7 +64,9 @@ def test_a_broker_restarted_right_after_a_sigkill_has_loaded_its_groups_before_t
         handle.seek(offset)
         text = handle.read().decode(errors="replace")
     # None: the broker published its first image after the fence, with no stale load (a
-    # start slower than the session); else the seconds the load was done before the fence.
+    # start slower than the session); else the seconds the load was done before the fence,
+    # less than 9 s with Kafka's default session (the load ends seconds after activation),
+    # 12.8 to 24.8 s with the stack's at load 7 to 15.
     margin = load_margin(text)
     assert margin is not None
-    assert margin > 12.0
+    assert margin > 10.0
