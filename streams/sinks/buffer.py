@@ -394,6 +394,9 @@ class BufferedSink(abc.ABC, Generic[T]):
                 self._stats.last_error = str(error)
                 log.error("%s: %d item(s) rejected: %s", self.name, len(self._in_flight), error)
             else:
+                if not self._stats.delivered:
+                    # A sink that never delivers is otherwise silent until its buffer fills.
+                    log.info("%s: first delivery, %d item(s)", self.name, len(self._in_flight))
                 self._stats.delivered += len(self._in_flight)
                 if attempt:
                     log.info("%s: delivered again after %d failed attempt(s)", self.name, attempt)

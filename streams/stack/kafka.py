@@ -23,6 +23,10 @@ FORMAT_TIMEOUT_S = 120.0
 
 class KafkaServer(Server):
     name = "kafka"
+    # A start after a crash waits out the dead incarnation's session (30 s, see
+    # broker.session.timeout.ms in deploy/local/kafka/server.properties) on top of the
+    # broker's own start, which took up to 50 s on the loaded development machine.
+    start_timeout_s = 150.0
 
     def __init__(self, version: str = KAFKA_VERSION) -> None:
         self.version = version

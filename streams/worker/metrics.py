@@ -65,6 +65,8 @@ class IngestView(Protocol):
     """What the collector reads of the ingest reader (``streams.worker.readers``)."""
 
     messages: Counter[str]
+    # The partition numbers it reads of every input topic (Faust's assignment).
+    partitions: frozenset[int]
     # Micro-batches fed, by the histogram bound their size fell under (0: above the last).
     batch_sizes: Counter[int]
     batch_records: int
@@ -169,6 +171,11 @@ class WorkerCollector(Collector):
         for topic, value in sorted(ingest.messages.items()):
             received.add_metric([topic], value)
         yield received
+        yield GaugeMetricFamily(
+            "failsoft_partitions_assigned",
+            "Partitions of each input topic the reader holds; 0 until the first rebalance.",
+            value=len(ingest.partitions),
+        )
         records = GaugeMetricFamily(
             "failsoft_lag_records", "Records after the reader's position.", labels=["topic"]
         )

@@ -88,6 +88,7 @@ def test_metrics_render_books_and_sink_state() -> None:
     assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
     assert 'failsoft_messages_received_total{topic="t"} 1.0' in text
     assert 'failsoft_lag_records{topic="t"} 40.0' in text
+    assert "failsoft_partitions_assigned 2.0" in text
     assert 'failsoft_lag_seconds{topic="t"} 2.5' in text
     # Micro-batches of 3, 3 and 700 records: two of at most 4, none above 1,024.
     assert 'failsoft_micro_batch_records_bucket{le="1"} 0.0' in text
@@ -125,6 +126,7 @@ class Ingest:
         self.messages = collections.Counter({"t": 1})
         self.batch_sizes = collections.Counter({4: 2, 1024: 1})
         self.batch_records = 706
+        self.partitions = frozenset({0, 3})
 
     def lag(self) -> dict[str, TopicLag]:
         return {"t": TopicLag(40, 2.5)}

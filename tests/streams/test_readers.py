@@ -1,8 +1,10 @@
 """The ingest reader's pure parts: micro-batches by size and deadline, placing a table
-write on a partition without a Faust event, and the lag it reports."""
+write on a partition without a Faust event, and the lag it reports; and its read loop's
+turns on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from faust.streams import current_event
 
 from streams.worker.readers import (
     MICRO_BATCH_LINGER_S,
+    IngestReader,
     MicroBatches,
     TopicLag,
     _on_partition,
@@ -66,3 +69,36 @@ def test_lag_counts_records_to_the_highwater_and_the_age_of_the_last_one_read() 
     )
     # p1 is caught up (its old record is no lag); p2's highwater is not known yet.
     assert lags == {"p": TopicLag(20, 2.0), "g": TopicLag(0, 0.0)}
+
+
+async def test_the_reader_lets_the_loop_turn_between_batches_read_from_the_fetch_buffer() -> None:
+    """Chaos seed 6: through a backlog, every read is served from the consumer's fetch
+    buffer without suspending, so without a yield of its own the reader held the loop
+    and the sinks' deliveries, the timers and /metrics waited for its next wait on Kafka."""
+    batches = 20
+    reader = IngestReader.__new__(IngestReader)
+    reader.ready = asyncio.Event()
+    reader.ready.set()
+    read = 0
+
+    async def read_batch(consumer: object) -> None:  # as from the buffer: never suspends
+        nonlocal read
+        read += 1
+        if read == batches:
+            raise asyncio.CancelledError
+
+    reader._read_batch = read_batch  # type: ignore[method-assign]
+    turns = 0
+
+    async def other_task() -> None:  # a sink's drain, a timer, a /metrics request
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)  # it has started and waits for its next turn
+    with pytest.raises(asyncio.CancelledError):
+        await reader._read(consumer=None)  # type: ignore[arg-type]
+    other.cancel()
+    assert turns >= batches - 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,17 @@ async def test_stop_gives_up_after_timeout_when_server_stays_down(started: Start
     assert sink.stats.delivered == 0
     assert sink.stats.failed_attempts >= 1
     assert sink.closed
+
+
+async def test_the_first_delivery_is_logged_once(
+    started: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = started(FakeSink(capacity=10, batch_size=1, **NOW))
+    with caplog.at_level(logging.INFO, logger="streams.sinks.buffer"):
+        for item in (1, 2, 3):
+            sink.enqueue(item)
+        await wait_until(lambda: sink.stats.delivered == 3)
+    assert [r.getMessage() for r in caplog.records] == ["fake: first delivery, 1 item(s)"]
 
 
 async def test_a_bug_in_deliver_is_raised_not_retried(started: Start) -> None:
