@@ -261,6 +261,13 @@ class DemoRun:
     def start_worker(self) -> None:
         self._spawn("worker", ["worker", "--loglevel", "warning"])
 
+    def stop_worker(self) -> None:
+        """Stop the worker as a supervisor would (SIGTERM, then SIGKILL if it hangs): it
+        checkpoints every monitor it holds and commits before it exits."""
+        child = self._children.pop("worker", None)
+        if child is not None:
+            _terminate(child)
+
     @property
     def worker_pid(self) -> int:
         """The worker process's id (its children, if any, are in its process group)."""

@@ -23,7 +23,10 @@ pair, topics and an app id of the run's own, deleted at the end):
    ``/metrics``), the bytes of the state table's changelog, of the worker's internal
    topic and of the input topics in the broker's log folder (``.log`` segments; index
    files are preallocated), the changelog's end offsets, the machine's busy cores
-   (``/proc/stat``) and its load average;
+   (``/proc/stat``) and its load average; then the worker is stopped (SIGTERM, as a
+   supervisor would) and the changelog measured again: a stopping worker checkpoints
+   every monitor it holds, which a worker whose models each see fewer than
+   ``streams.monitor.CHECKPOINT_EVERY`` records (and no alarm) never did before;
 4. ``soak.csv`` (the samples), ``soak.json`` (settings, command, summary, samples) and
    ``soak.png`` (RSS, lag and CPU over time) in ``--out``; the worker's and simulator's
    logs stay in the run folder under the stack's state folder, and the summary counts
@@ -32,10 +35,10 @@ pair, topics and an app id of the run's own, deleted at the end):
 The summary: the worker's RSS at most, at 5, 10, 20 and 30 minutes of traffic, its growth
 after the first 5 minutes; its lag (records, seconds) at most and by the end; the
 changelog's write rate (bytes and records per second of traffic, and bytes per record
-consumed); the worker's CPU (cores used on average) and its records per CPU-second; the
-machine's busy cores and load average over the run. The machine is shared: a lag that
-grows while the worker gets less CPU than its records need is the machine, not the
-worker; compare its CPU share with its records per CPU-second.
+consumed) and what the stop wrote; the worker's CPU (cores used on average) and its
+records per CPU-second; the machine's busy cores and load average over the run. The
+machine is shared: a lag that grows while the worker gets less CPU than its records need
+is the machine, not the worker; compare its CPU share with its records per CPU-second.
 
 Run from the repository root::
 
@@ -88,6 +91,8 @@ DRAIN_TIMEOUT_S = 600.0
 DRAINED_LAG = 50
 # Minutes of traffic at which the summary gives the RSS; growth is measured after the first.
 RSS_MARKS_MIN = (5, 10, 20, 30)
+# The worker's CPU in the plot: cores used over the minute before each sample.
+CPU_WINDOW_S = 60.0
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback ")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1 << 20
@@ -241,6 +246,22 @@ def committed_lag(partitions: Iterable[tuple[int, int, int]]) -> int:
     55
     """
     return sum(max(0, high - (done if done >= 0 else low)) for low, high, done in partitions)
+
+
+def trailing_rate(times: Sequence[float], totals: Sequence[float], window_s: float) -> list[float]:
+    """Per second, how fast a running total grew since the last time at least ``window_s``
+    before each time (since the first time, early on; 0 at the first time).
+
+    >>> trailing_rate([0, 5, 10, 15, 20], [0, 1, 4, 4, 10], 10)
+    [0.0, 0.2, 0.4, 0.3, 0.6]
+    """
+    rates, first = [], 0
+    for i, now in enumerate(times):
+        while first + 1 < i and times[first + 1] <= now - window_s:
+            first += 1
+        span = now - times[first]
+        rates.append((totals[i] - totals[first]) / span if span > 0 else 0.0)
+    return rates
 
 
 def error_lines(text: str) -> list[str]:
@@ -425,6 +446,8 @@ class Sampler:
         return time.monotonic() - self.started
 
     def sample(self, phase: str) -> Sample:
+        # The time of the CPU reading: /metrics and the broker may take seconds to answer.
+        at_s = self.now_s()
         rss, cpu = process_tree(self.run.worker_pid)
         simulator_pid = self.simulator()
         # Cumulative: once the simulator has exited (its tree is empty), its last figure.
@@ -439,12 +462,12 @@ class Sampler:
         lag = None if metrics is None else lag_of(metrics)
         entries = log_entries(self.log_folder)
         try:
-            offsets = sum(high for _, high in self._watermarks(self.changelog).values())
+            offsets = self._changelog_offsets()
             behind: int | None = self._committed_lag([*self.inputs, self.internal])
         except KafkaException:  # a slow broker: asked again at the next sample
             offsets, behind = self.samples[-1].changelog_offsets, None
         sample = Sample(
-            t_s=round(self.now_s(), 2),
+            t_s=round(at_s, 2),
             phase=phase,
             rss_bytes=rss,
             worker_cpu_s=round(cpu, 2),
@@ -464,6 +487,14 @@ class Sampler:
         )
         self.samples.append(sample)
         return sample
+
+    def changelog_now(self) -> tuple[int, int]:
+        """The changelog's bytes (its ``.log`` segments) and its records (end offsets)."""
+        entries = log_entries(self.log_folder)
+        return topic_bytes(entries, [self.changelog]), self._changelog_offsets()
+
+    def _changelog_offsets(self) -> int:
+        return sum(high for _, high in self._watermarks(self.changelog).values())
 
     def _watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         if not self._partitions.get(topic):
@@ -530,18 +561,20 @@ def plot(samples: Sequence[Sample], play_start_s: float, title: str, path: Path)
     ax_age = ax_lag.twinx()
     ax_age.plot([m for m, _ in lagged], [s.lag_seconds for _, s in lagged], color="tab:orange")
     ax_age.set_ylabel("lag (seconds)", color="tab:orange")
-    cpu_minutes, worker_cores = [], []
-    for a, b in _pairs(samples):
-        cpu_minutes.append((b.t_s - play_start_s) / 60)
-        worker_cores.append((b.worker_cpu_s - a.worker_cpu_s) / max(b.t_s - a.t_s, 1e-9))
-    ax_cpu.plot(cpu_minutes, worker_cores, color="tab:green", label="worker (cores)")
+    times = [s.t_s for s in samples]
+    worker_cores = trailing_rate(times, [s.worker_cpu_s for s in samples], CPU_WINDOW_S)
+    ax_cpu.plot(minutes, worker_cores, color="tab:green", label="worker (cores, 1-min mean)")
     ax_cpu.plot(
         minutes, [s.machine_busy_cores for s in samples], color="grey", label="machine busy"
     )
-    ax_cpu.plot(minutes, [s.load1 for s in samples], color="black", ls=":", label="load avg 1m")
     ax_cpu.set_ylabel("cores")
+    ax_cpu.set_ylim(0, (os.cpu_count() or 1) + 0.2)
     ax_cpu.set_xlabel("minutes of traffic")
-    ax_cpu.legend(loc="upper left", fontsize="small")
+    ax_cpu.legend(loc="center left", fontsize="small")
+    ax_load = ax_cpu.twinx()
+    ax_load.plot(minutes, [s.load1 for s in samples], color="black", ls=":", lw=0.8)
+    ax_load.set_ylabel("load average, 1 min (dotted)")
+    ax_load.set_ylim(bottom=0)
     ax_cpu.grid(alpha=0.3)
     for axis in (ax_rss, ax_lag, ax_cpu):
         axis.axvline(0, color="grey", lw=0.8)
@@ -630,6 +663,18 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             if taken.lag_records is not None and taken.lag_records <= DRAINED_LAG:
                 break
         samples = list(sampler.samples)
+        # A stopping worker checkpoints every monitor it holds: the changelog's other writes.
+        before = sampler.changelog_now()
+        stopping = time.monotonic()
+        run.stop_worker()
+        stopped_s = time.monotonic() - stopping
+        after = sampler.changelog_now()
+        at_stop = {
+            "stop_s": round(stopped_s, 1),
+            "changelog_bytes": after[0] - before[0],
+            "changelog_records": after[1] - before[1],
+        }
+        print(f"soak: worker stopped: {at_stop}", flush=True)
     finally:
         if simulator is not None and simulator.poll() is None:
             simulator.terminate()
@@ -638,7 +683,9 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         worker_log = run_dir / "worker.log"
         run.close()
     errors = error_lines(worker_log.read_text(errors="replace")) if worker_log.exists() else []
+    print(f"soak: logs in {run_dir}", flush=True)
     summary = summarize(samples, play_start, play_end)
+    summary["changelog"]["at_stop"] = at_stop
     summary["worker_log_error_lines"] = len(errors)
     summary["worker_log_first_errors"] = errors[:5]
     return {
@@ -653,7 +700,6 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "cpus": os.cpu_count(),
         },
         "command": " ".join(["python -m tests.benchmarks.bench_soak", *sys.argv[1:]]),
-        "run_dir": str(run_dir),
         "play_start_s": round(play_start, 2),
         "play_end_s": round(play_end, 2),
         "summary": summary,
@@ -672,30 +718,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=50, help="records per message, at most")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--out", type=Path, required=True, help="folder for the CSV, JSON, PNG")
+    parser.add_argument(
+        "--replot", type=Path, help="only draw the PNG again from a soak.json this wrote"
+    )
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot is not None:
+        draw(json.loads(args.replot.read_text()), args.out / "soak.png")
+        return 0
     # A SIGTERM stops the run like Ctrl-C: its worker, simulator and topics go with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = soak(args, Settings.from_env())
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     with (args.out / "soak.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=[f.name for f in dataclasses.fields(Sample)])
         writer.writeheader()
         writer.writerows(result["samples"])
-    summary = result["summary"]
+    draw(result, args.out / "soak.png")
+    print(json.dumps(result["summary"], indent=1))
+    return 0
+
+
+def draw(result: dict[str, Any], path: Path) -> None:
+    settings, summary = result["settings"], result["summary"]
     title = (
-        f"soak: {args.models} models x {args.features} features, {args.rate:g} requests/s "
-        f"({summary['worker']['records_per_s']} records/s consumed), {args.duration}; "
+        f"soak: {settings['models']} models x {settings['features']} features, "
+        f"{settings['rate_requests_per_s']:g} requests/s "
+        f"({summary['worker']['records_per_s']} records/s consumed), {settings['duration']}; "
         f"max RSS {summary['rss_mib']['max']} MiB"
     )
-    plot(
-        [Sample(**s) for s in result["samples"]],
-        result["play_start_s"],
-        title,
-        args.out / "soak.png",
-    )
-    print(json.dumps(summary, indent=1))
-    return 0
+    plot([Sample(**s) for s in result["samples"]], result["play_start_s"], title, path)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from tests.benchmarks.bench_soak import (
     soak_portfolio,
     summarize,
     topic_bytes,
+    trailing_rate,
 )
 
 
@@ -86,6 +87,14 @@ def test_metric_sum_adds_labels_of_one_name() -> None:
 def test_committed_lag_counts_uncommitted_partitions_from_their_low_mark() -> None:
     # A partition whose old records were deleted lags from its low mark, not from 0.
     assert committed_lag([(40, 100, -1001), (0, 10, 10), (0, 10, 12)]) == 60
+
+
+def test_trailing_rate_spans_the_window_not_the_last_gap() -> None:
+    # Uneven samples: over the minute, not between two samples; across a gap longer than
+    # the minute (65 to 130 s), over the gap rather than nothing.
+    times = [0.0, 5.0, 12.0, 60.0, 65.0, 130.0]
+    cpu = [0.0, 1.0, 3.0, 15.0, 16.0, 30.0]
+    assert trailing_rate(times, cpu, 60.0) == [0.0, 0.2, 0.25, 0.25, 0.25, 14.0 / 65.0]
 
 
 def test_error_lines() -> None:
