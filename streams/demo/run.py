@@ -134,6 +134,9 @@ class DemoOptions:
     run_id: str
     run_dir: Path
     models: int | None = None
+    # A portfolio file to play instead of a synthetic one of ``models`` models; its
+    # durations are nominal, as ``failsoft simulate --portfolio`` reads them.
+    portfolio: Path | None = None
     seed: int | None = None
     duration: str | None = None
     time_scale: float | None = None
@@ -221,7 +224,7 @@ class DemoRun:
 
     def prepare(self) -> None:
         """Stack, key, topics and the portfolio file."""
-        from streams.portfolio import parse_duration
+        from streams.portfolio import load_portfolio, parse_duration
         from streams.simulate.population import portfolio_toml
         from streams.simulate.run import SimulationRun
         from streams.stack import SERVERS, up
@@ -241,6 +244,7 @@ class DemoRun:
         run = SimulationRun.prepare(
             self.scenario,
             start_ms=0,
+            portfolio=None if options.portfolio is None else load_portfolio(options.portfolio),
             models=options.models,
             seed=options.seed,
             duration=None if options.duration is None else parse_duration(options.duration),
@@ -256,6 +260,18 @@ class DemoRun:
 
     def start_worker(self) -> None:
         self._spawn("worker", ["worker", "--loglevel", "warning"])
+
+    def stop_worker(self) -> None:
+        """Stop the worker as a supervisor would (SIGTERM, then SIGKILL if it hangs): it
+        checkpoints every monitor it holds and commits before it exits."""
+        child = self._children.pop("worker", None)
+        if child is not None:
+            _terminate(child)
+
+    @property
+    def worker_pid(self) -> int:
+        """The worker process's id (its children, if any, are in its process group)."""
+        return self._children["worker"].pid
 
     def wait_worker_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
         """Until the worker answers on its web port and its consumer group is stable."""
@@ -296,6 +312,7 @@ class DemoRun:
         args = ["simulate", "--scenario", str(options.scenario), "--timeline", str(timeline)]
         for flag, value in (
             ("--models", options.models),
+            ("--portfolio", options.portfolio),
             ("--seed", options.seed),
             ("--duration", options.duration),
             ("--time-scale", options.time_scale),
