@@ -406,17 +406,29 @@ class _LoopDeadlines:
     practice, a call about to miss it.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay_s: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.loop = loop
         self._time = loop.time
         self._delay_s = delay_s
+        # Whether ``clock``, the breaker's, is the loop's (the default loops' ``time()`` is
+        # ``time.monotonic()``): a call's start on it is then the start of its deadline,
+        # one clock read fewer per call.
+        self._loop_clock = clock is time.monotonic and type(loop).time is asyncio.BaseEventLoop.time
         self._calls: deque[_AwaitedCall] = deque()
         self._timer: asyncio.Handle | None = None
 
-    def start(self, task: asyncio.Task[Any]) -> _AwaitedCall:
+    def start(self, task: asyncio.Task[Any], started: float) -> _AwaitedCall:
+        """Put the call of ``task`` that started at ``started`` (the breaker's clock) under
+        its deadline."""
         call = _AwaitedCall()
         call.task = task
-        call.deadline = deadline = self._time() + self._delay_s
+        now = started if self._loop_clock else self._time()
+        call.deadline = deadline = now + self._delay_s
         call.cancelling = task.cancelling()
         call.state = _RUNNING
         calls = self._calls
@@ -569,8 +581,11 @@ class Breaker:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("call_async with a deadline must run in an asyncio task")
-        loop = asyncio.get_running_loop()
-        call = (self._loop_deadlines.get(loop) or self._new_deadlines(loop)).start(task)
+        # Not get_running_loop(): in CPython 3.11 it makes a system call (getpid) each time,
+        # as current_task() already did.
+        loop = task.get_loop()
+        deadlines = self._loop_deadlines.get(loop) or self._new_deadlines(loop)
+        call = deadlines.start(task, started)
         try:
             value = await fn(*args, **kwargs)
             outcome = "ok"
@@ -596,7 +611,7 @@ class Breaker:
         ``asyncio.run``) gets its own, and those of closed loops are dropped then."""
         with self._lock:
             kept = {k: v for k, v in self._loop_deadlines.items() if not k.is_closed()}
-            deadlines = kept[loop] = _LoopDeadlines(loop, self._deadline_s)
+            deadlines = kept[loop] = _LoopDeadlines(loop, self._deadline_s, self._clock)
             self._loop_deadlines = kept
         return deadlines
 

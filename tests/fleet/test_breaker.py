@@ -378,7 +378,7 @@ def test_the_deadline_timer_runs_early_and_cancels_exactly_at_the_deadline() -> 
     loop = _Loop()
     deadlines = _LoopDeadlines(loop, 0.1)  # type: ignore[arg-type]
     task = _Task()
-    call = deadlines.start(task)  # type: ignore[arg-type]
+    call = deadlines.start(task, 0.0)  # type: ignore[arg-type]
     # Armed 1 ms early: the loop's sleep, rounded up to the millisecond, then ends by the
     # deadline, not up to 1 ms after it.
     assert [when for when, _ in loop.handles] == [pytest.approx(0.099)]
@@ -394,10 +394,10 @@ def test_the_deadline_timer_runs_early_and_cancels_exactly_at_the_deadline() -> 
 def test_a_call_in_time_leaves_the_early_timer_nothing_to_wait_for() -> None:
     loop = _Loop()
     deadlines = _LoopDeadlines(loop, 0.1)  # type: ignore[arg-type]
-    calls = [deadlines.start(_Task()) for _ in range(2)]  # type: ignore[arg-type]
+    calls = [deadlines.start(_Task(), 0.0) for _ in range(2)]  # type: ignore[arg-type]
     calls[0].state = 1  # answered in time
     loop.now = 0.05
-    late = deadlines.start(_Task())  # type: ignore[arg-type]
+    late = deadlines.start(_Task(), 0.05)  # type: ignore[arg-type]
     calls[1].state = 1
     # The timer for the first call finds the next running one 50 ms off: a timer again,
     # armed early for it, and no round without sleep.
