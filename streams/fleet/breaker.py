@@ -7,7 +7,7 @@ each call on a small bounded pool of threads and waits at most the deadline for 
 the core, and tells its listeners when the state changes. On an asyncio server,
 ``call_async`` awaits a coroutine model in the caller's own task instead, its deadline on
 one event-loop timer shared by all of the model's calls on that loop: no thread hand-off
-and no timer per call, so the deadline costs about 2 us at the median instead of two
+and no timer per call, so the deadline costs about 1.5 us at the median instead of two
 thread wake-ups (about 20 us, and the scheduler's delay on a loaded machine).
 
 States:
@@ -394,9 +394,9 @@ class _LoopDeadlines:
 
     Every call has the same delay, so deadlines fall in the order the calls started: the
     calls wait in a FIFO and one timer is armed for the oldest call still running. A call
-    that answers in time costs an append and a flag (about 2 us at the median in
+    that answers in time costs an append and a flag (about 1.5 us at the median in
     ``bench_fleet_breaker``), where ``asyncio.timeout`` builds a context manager and pushes
-    a timer handle on the loop's heap per call (about 8 us). Only the loop's own thread
+    a timer handle on the loop's heap per call (about 6.5 us). Only the loop's own thread
     touches it.
 
     The timer is armed ``_EARLY_S`` before the oldest running call's deadline, so that the
