@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from schemas.contracts import Role
 from streams.fleet.breaker import Breaker, BreakerChange, BreakerSettings, Unavailable
@@ -147,8 +147,10 @@ class Routed(Generic[P, R]):
         mode = self._modes.mode(self.model_id)
         if mode == "fallback":
             return self._commanded(args, kwargs)
-        function, role = self._chosen(mode)
-        chosen = cast(Callable[..., Awaitable[Any]], function)
+        # Annotated, not cast(): cast(Callable[..., Awaitable[Any]], ...) builds the generic
+        # alias on every call, about 1 us of the serving path.
+        chosen: Callable[..., Awaitable[Any]]
+        chosen, role = self._chosen(mode)  # type: ignore[assignment]
         try:
             if self.breaker is None:
                 return Served(await chosen(*args, **kwargs), role, None)

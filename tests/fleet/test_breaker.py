@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -24,7 +26,7 @@ from streams.fleet import (
     Router,
     Unavailable,
 )
-from streams.fleet.breaker import Outcome
+from streams.fleet.breaker import Outcome, _LoopDeadlines
 from tests.fleet.test_router import Modes
 
 
@@ -329,6 +331,99 @@ async def test_concurrent_async_calls_each_time_out_at_their_own_deadline() -> N
     assert 0.04 <= results[1][1] < 1.0 and 0.06 <= results[3][1] < 1.0
     assert results[3][1] - results[1][1] >= 0.015
     assert routed.breaker is not None and routed.breaker.stats().timeouts == 2
+
+
+class _Loop:
+    """The parts of an event loop ``_LoopDeadlines`` uses, on a clock the test sets;
+    ``handles`` holds when each callback was asked for (None: the loop's next round)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.handles: list[tuple[float | None, Callable[[], None]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: object) -> object:
+        self.handles.append((when, functools.partial(callback, *args)))
+        return callback
+
+    def call_soon(self, callback: Callable[..., None], *args: object) -> object:
+        self.handles.append((None, functools.partial(callback, *args)))
+        return callback
+
+    def run_due(self, now: float) -> list[float | None]:
+        """Move the clock to ``now`` and run what is due: as the loop would, every callback
+        of its next round, and every timer at or before ``now``; returns what was asked for."""
+        self.now = now
+        due = [h for h in self.handles if h[0] is None or h[0] <= now]
+        self.handles = [h for h in self.handles if h not in due]
+        for _, callback in due:
+            callback()
+        return [when for when, _ in self.handles]
+
+
+class _Task:
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    def cancelling(self) -> int:
+        return self.cancels
+
+    def cancel(self) -> None:
+        self.cancels += 1
+
+
+def test_the_deadline_timer_runs_early_and_cancels_exactly_at_the_deadline() -> None:
+    loop = _Loop()
+    deadlines = _LoopDeadlines(loop, 0.1)  # type: ignore[arg-type]
+    task = _Task()
+    call = deadlines.start(task, 0.0)  # type: ignore[arg-type]
+    # Armed 1 ms early: the loop's sleep, rounded up to the millisecond, then ends by the
+    # deadline, not up to 1 ms after it.
+    assert [when for when, _ in loop.handles] == [pytest.approx(0.099)]
+    # Woken before the deadline, it leaves the call running and asks for the loop's next
+    # round (no sleep), until the deadline comes.
+    for now in (0.099, 0.0995, 0.0999999):
+        assert loop.run_due(now) == [None]
+        assert (task.cancels, call.state) == (0, 0)
+    assert loop.run_due(0.1) == []
+    assert task.cancels == 1
+
+
+def test_a_call_in_time_leaves_the_early_timer_nothing_to_wait_for() -> None:
+    loop = _Loop()
+    deadlines = _LoopDeadlines(loop, 0.1)  # type: ignore[arg-type]
+    calls = [deadlines.start(_Task(), 0.0) for _ in range(2)]  # type: ignore[arg-type]
+    calls[0].state = 1  # answered in time
+    loop.now = 0.05
+    late = deadlines.start(_Task(), 0.05)  # type: ignore[arg-type]
+    calls[1].state = 1
+    # The timer for the first call finds the next running one 50 ms off: a timer again,
+    # armed early for it, and no round without sleep.
+    assert loop.run_due(0.099) == [pytest.approx(0.149)]
+    late.state = 1
+    assert loop.run_due(0.1495) == []
+
+
+async def test_an_awaited_call_is_never_cut_before_its_deadline() -> None:
+    deadline_s = 0.005
+    settings = BreakerSettings(deadline_ms=deadline_s * 1e3, failures_to_trip=1_000)
+    loop = asyncio.get_running_loop()
+    cut_after: list[float] = []
+
+    async def hung(started: float) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cut_after.append(loop.time() - started)
+            raise
+        return "late"
+
+    routed = Router(Modes()).register("recs", live=hung, fallback=lambda _: "top", breaker=settings)
+    for _ in range(30):
+        assert (await routed.route_async(loop.time())).fallback_reason == "timeout"
+    assert len(cut_after) == 30 and min(cut_after) >= deadline_s
 
 
 def test_one_breaker_serves_one_event_loop_after_another() -> None:
