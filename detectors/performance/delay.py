@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors import _batch
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import finite_float, is_real
@@ -118,6 +119,10 @@ class LabelDelay(base.Base):
         >>> delays.n, delays.n_negative, delays.n_ignored, delays.n_recent, round(delays.p50, 1)
         (5, 1, 2, 5, 7.5)
         """
+        if len(values) <= _batch.SMALL_BATCH:
+            for x in values:
+                self.update(x)
+            return
         delays = finite_floats(values)
         valid = delays[~np.isnan(delays)]
         self._n_ignored += len(delays) - len(valid)

@@ -496,7 +496,10 @@ class JoinBatch:
         if (role, version) not in join.streams and len(join.streams) >= join.settings.max_streams:
             self._feed()  # the stream evicted gets its inputs first, as one by one
         stream = _stream(join, role, version, output, at_ms)
-        return stream, self._queued.setdefault((role, version), _Queued())
+        queued = self._queued.get((role, version))
+        if queued is None:
+            queued = self._queued[(role, version)] = _Queued()
+        return stream, queued
 
     def _feed(self) -> None:
         """Feed every stream's queued inputs; each alarm as evidence of its record."""
