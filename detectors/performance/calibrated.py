@@ -324,7 +324,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
             self.update((None if _is_nan(label) else label, score))
             if len(self._detections):
                 detections.append(i)
-        self._detections = np.array(detections, dtype=np.int64)
+        self._detections = np.array(detections, dtype=np.int64) if detections else _NO_DETECTIONS
 
     def _absorb(self, scores: np.ndarray, codes: np.ndarray, positions: np.ndarray) -> None:
         """Valid scores in order, each a prediction (NaN code) or labelled, at these positions
