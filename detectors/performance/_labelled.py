@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.performance._window import Window
 from detectors.performance.drop import PerformanceDrop
 
@@ -28,18 +31,22 @@ class LabelCounts:
         return self._n_ignored
 
 
-class LabelledMetric(LabelCounts, base.Base):
+class LabelledMetric(BatchEvents, LabelCounts, base.Base):
     """Keeps the last ``window`` rows of a metric's inputs and feeds their losses to a drop alarm.
 
-    A subclass sets ``window`` and ``drop`` in its constructor, ``_columns``, and turns an
-    input into its row and its loss in [0, 1] (or None for an invalid input) in ``_parse``.
+    A subclass sets ``window`` and ``drop`` in its constructor, ``_columns``, names its
+    main metric in ``primary``, and turns an input into its row and its loss in [0, 1] (or
+    None for an invalid input) in ``_parse``. ``update_many(values)`` is ``update`` over a
+    batch; ``alarms`` says where in it the drop alarm fired, and what it read there.
     """
 
     window: int
     drop: PerformanceDrop | None
+    primary: str
     _columns = 1
 
     def _reset(self) -> None:
+        self._batch_events: list[tuple[Any, ...]] = []
         self._rows = Window(self.window, self._columns)
         self._drop = (self.drop or PerformanceDrop()).clone()
         self._n_labels = 0
@@ -51,6 +58,8 @@ class LabelledMetric(LabelCounts, base.Base):
     def update(self, x: Any) -> None:
         """Absorb one labelled prediction; an invalid one is counted in ``n_ignored``."""
         parsed = self._parse(x)
+        if self._batch_events:
+            self._batch_events = []
         if parsed is None:
             self._n_ignored += 1
             self._drop.update(math.nan)  # clears a previous update's alarm
@@ -59,6 +68,43 @@ class LabelledMetric(LabelCounts, base.Base):
         self._rows.push(*row)
         self._n_labels += 1
         self._drop.update(loss)
+        if self._drop.drift_detected:
+            self._batch_events = [self._alarm(0)]
+
+    def update_many(self, values: Sequence[Any]) -> None:
+        """Absorb a batch of labelled predictions: the same state as ``update`` one by one."""
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        parsed = [self._parse(x) for x in values]
+        losses = np.array([math.nan if p is None else p[1] for p in parsed], dtype=np.float64)
+        rows = np.array([p[0] for p in parsed if p is not None], dtype=np.float64).reshape(
+            -1, self._columns
+        )
+        valid_before = np.cumsum([p is not None for p in parsed])
+        self._n_ignored += len(parsed) - len(rows)
+        self._drop.update_many(losses)
+        # The rows go in up to each alarm, where the alarm reads the metric.
+        self._batch_events = []
+        pushed = 0
+        for position in self._drop.detections.tolist():
+            pushed = self._push(rows, pushed, int(valid_before[position]))
+            self._batch_events.append(self._alarm(position))
+        self._push(rows, pushed, len(rows))
+
+    def _push(self, rows: np.ndarray, start: int, stop: int) -> int:
+        self._rows.push_many(rows[start:stop])
+        self._n_labels += stop - start
+        return stop
+
+    def _alarm(self, position: int) -> tuple[int, int, float]:
+        return position, self._n_labels, getattr(self, self.primary)
+
+    @property
+    def alarms(self) -> list[tuple[int, int, float]]:
+        """Each drop alarm of the last batch: its position, ``n_labels`` and the ``primary``
+        metric just after it."""
+        return list(self._batch_events)
 
     @property
     def drift_detected(self) -> bool:

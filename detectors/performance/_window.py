@@ -21,6 +21,16 @@ class Window:
         self._next = (self._next + 1) % len(self._rows)
         self._filled = min(self._filled + 1, len(self._rows))
 
+    def push_many(self, rows: np.ndarray) -> None:
+        """Push ``rows`` (one per row, ``columns`` wide) in order, as ``push`` one by one."""
+        size = len(self._rows)
+        n = len(rows)
+        # Only the last ``size`` rows stay, and writing only them keeps positions distinct.
+        at = (self._next + np.arange(max(n - size, 0), n)) % size
+        self._rows[at] = rows[-size:]
+        self._next = (self._next + n) % size
+        self._filled = min(self._filled + n, size)
+
     def __len__(self) -> int:
         return self._filled
 

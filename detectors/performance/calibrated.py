@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors import _batch
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
@@ -135,8 +136,12 @@ def _label_codes(labels: Any, n: int) -> np.ndarray:
     return codes
 
 
+def _is_nan(y: Any) -> bool:
+    return isinstance(y, float) and math.isnan(y)
+
+
 def _label_code(y: Any) -> float:
-    if y is None or (isinstance(y, float) and math.isnan(y)):
+    if y is None or _is_nan(y):
         return math.nan
     label = binary_label(y)
     return _INVALID_LABEL if label is None else float(label)
@@ -294,6 +299,9 @@ class CalibratedEstimate(LabelCounts, base.Base):
         except that NaN stands for None. ``detections`` lists the positions in the batch
         where ``drift_detected`` would have been True.
         """
+        if len(scores) <= _batch.SMALL_BATCH:
+            self._update_each(scores, [None] * len(scores) if labels is None else labels)
+            return
         values = finite_floats(scores)
         codes = (
             np.full(len(values), math.nan) if labels is None else _label_codes(labels, len(values))
@@ -302,6 +310,21 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._n_ignored += int(len(values) - np.sum(valid))
         kept = np.flatnonzero(valid)
         self._absorb(values[kept], codes[kept], kept)
+
+    def _update_each(self, scores: Any, labels: Any) -> None:
+        """A small batch through ``update`` (see ``detectors._batch``)."""
+        if len(labels) != len(scores):
+            raise ValueError(
+                f"labels must be as many as scores, got {len(labels)} for {len(scores)}"
+            )
+        # As ``_label_codes`` reads a numeric array: its items as Python numbers.
+        labels = labels.tolist() if isinstance(labels, np.ndarray) else labels
+        detections = []
+        for i, (score, label) in enumerate(zip(scores, labels, strict=True)):
+            self.update((None if _is_nan(label) else label, score))
+            if len(self._detections):
+                detections.append(i)
+        self._detections = np.array(detections, dtype=np.int64) if detections else _NO_DETECTIONS
 
     def _absorb(self, scores: np.ndarray, codes: np.ndarray, positions: np.ndarray) -> None:
         """Valid scores in order, each a prediction (NaN code) or labelled, at these positions

@@ -64,6 +64,8 @@ class ClassificationPerformance(LabelledMetric):
 
     _columns = 2  # y_true, p
 
+    primary = "accuracy"
+
     def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         y_true = binary_label(pair[0]) if pair else None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from river import base
 
+from detectors import _batch
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
+from detectors.drift._window import finite_floats
 from detectors.performance._inputs import finite_float, is_real
 
 # Delays at or below this many seconds share the lowest bucket; above the top they share the
@@ -103,12 +107,52 @@ class LabelDelay(base.Base):
         key = self._zero
         if delay > _SMALLEST_DELAY:
             key = min(bucket_key(delay, self._log_gamma), self._highest)
-        self._current[key] = self._current.get(key, 0) + 1
-        self._current_count += 1
-        self._n += 1
-        if self._current_count == self.window:
-            self._previous, self._previous_count = self._current, self._current_count
-            self._current, self._current_count = {}, 0
+        self._count([key])
+
+    def update_many(self, values: Sequence[Any] | np.ndarray) -> None:
+        """Absorb a batch of label delays in seconds: the same state as ``update`` one by one.
+
+        Examples
+        --------
+        >>> delays = LabelDelay(window=3)
+        >>> delays.update_many([5.0, None, -1.0, 0.0, 60.0, 3600.0, float("inf"), 7.5])
+        >>> delays.n, delays.n_negative, delays.n_ignored, delays.n_recent, round(delays.p50, 1)
+        (5, 1, 2, 5, 7.5)
+        """
+        if len(values) <= _batch.SMALL_BATCH:
+            for x in values:
+                self.update(x)
+            return
+        delays = finite_floats(values)
+        valid = delays[~np.isnan(delays)]
+        self._n_ignored += len(delays) - len(valid)
+        self._n_negative += int(np.count_nonzero(valid < 0.0))
+        log_gamma, highest = self._log_gamma, self._highest
+        # Keys one by one with ``math.log``, as ``update`` takes them: a vectorised log may
+        # differ in the last bit and move a delay on a bucket's edge.
+        self._count(
+            [
+                min(bucket_key(delay, log_gamma), highest)
+                if delay > _SMALLEST_DELAY
+                else self._zero
+                for delay in valid[valid >= 0.0].tolist()
+            ]
+        )
+
+    def _count(self, keys: list[int]) -> None:
+        """Add delays by bucket key, in order: the current window's buckets hand over to
+        the previous ones each time it holds ``window`` delays."""
+        self._n += len(keys)
+        while keys:
+            room = self.window - self._current_count
+            current = self._current
+            for key in keys[:room]:
+                current[key] = current.get(key, 0) + 1
+            self._current_count += min(room, len(keys))
+            keys = keys[room:]
+            if self._current_count == self.window:
+                self._previous, self._previous_count = self._current, self._current_count
+                self._current, self._current_count = {}, 0
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile of the recent delays in seconds (NaN when there are none)."""

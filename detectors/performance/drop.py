@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from river import base
 
+from detectors._batch import BatchEvents
+from detectors.drift._window import finite_floats
 from detectors.performance._inputs import is_real, unit_float
 
 # Bets for rises of 1, 2, 4, 8 and 16 tolerances over the null.
 _MAX_BETS = 5
 
 
-class PerformanceDrop(base.DriftDetector):
+class PerformanceDrop(BatchEvents, base.DriftDetector):
     """Detect that a model's mean loss (in [0, 1]) has risen above its baseline.
 
     Each update is one labelled prediction's loss: the error indicator ``1 - correct``,
@@ -30,6 +35,8 @@ class PerformanceDrop(base.DriftDetector):
 
     After an alarm ``drift_detected`` is True for that update only and the statistics
     restart, keeping the baseline, so a loss that stays high alarms again.
+    ``update_many(losses)`` is the batch form: the same state as ``update`` one by one, and
+    ``detections`` the positions in the batch where ``drift_detected`` would have been True.
 
     Parameters
     ----------
@@ -59,6 +66,16 @@ class PerformanceDrop(base.DriftDetector):
     ...         alarms.append(i)
     >>> alarms[:1], round(detector.baseline_loss, 3)
     ([3143], 0.095)
+
+    The same losses in batches of 1,000, each alarm at its position in its batch:
+
+    >>> batched = PerformanceDrop(alpha=1e-4, tolerance=0.02)
+    >>> found = []
+    >>> for start in range(0, errors.size, 1000):
+    ...     batched.update_many(errors[start : start + 1000].astype(float))
+    ...     found.extend(start + int(i) for i in batched.detections)
+    >>> found == alarms
+    True
     """
 
     def __init__(
@@ -86,6 +103,7 @@ class PerformanceDrop(base.DriftDetector):
 
     def _reset(self) -> None:
         super()._reset()
+        self._batch_events: list[tuple[Any, ...]] = []
         self._n = 0
         self._reference_sum = 0.0
         self._learned_baseline: float | None = None
@@ -117,11 +135,7 @@ class PerformanceDrop(base.DriftDetector):
     @property
     def statistic(self) -> float:
         """Log of the mean of the bets' CUSUMs; the alarm is at ``threshold``."""
-        if not self._statistics:
-            return 0.0
-        top = max(self._statistics)
-        total = sum(math.exp(statistic - top) for statistic in self._statistics)
-        return top + math.log(total / len(self._statistics))
+        return _log_mean_exp(self._statistics)
 
     @property
     def threshold(self) -> float:
@@ -133,9 +147,16 @@ class PerformanceDrop(base.DriftDetector):
         """How many valid losses were absorbed."""
         return self._n
 
+    @property
+    def detections(self) -> np.ndarray:
+        """Positions in the last batch where ``drift_detected`` would have been True."""
+        return np.array([event[0] for event in self._batch_events], dtype=np.int64)
+
     def update(self, x: int | float) -> None:
         """Absorb one loss in [0, 1]; anything else (NaN, None, 1.5, ...) is ignored."""
         self._drift_detected = False
+        if self._batch_events:
+            self._batch_events = []
         loss = unit_float(x)
         if loss is None:
             return
@@ -153,4 +174,82 @@ class PerformanceDrop(base.DriftDetector):
         # The mean of the CUSUMs is below the largest: most updates need no mean.
         if self._statistics and max(self._statistics) >= self.threshold <= self.statistic:
             self._drift_detected = True
+            self._batch_events = [(0,)]
             self._statistics = [0.0] * len(self._bets)
+
+    def update_many(self, values: Sequence[Any] | np.ndarray) -> None:
+        """Absorb a batch of losses: the same results and state as ``update`` one by one.
+
+        ``detections`` gives the position in the batch of each alarm. The baseline may be
+        learnt inside the batch; its sum and every CUSUM step are the same float
+        operations in the same order as ``update``'s, so the state is exactly equal.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        if not len(values):
+            return  # no update: the last one's alarm stands
+        self._drift_detected = False
+        losses = finite_floats(values)
+        positions = np.flatnonzero((losses >= 0.0) & (losses <= 1.0))
+        kept = losses[positions]
+        start = 0
+        if self._learned_baseline is None:
+            start = min(self.reference_size - self._n, len(kept))
+            # ``cumsum`` adds in order from the running sum: exactly ``update``'s ``+=``.
+            sums = np.cumsum(np.concatenate(([self._reference_sum], kept[:start])))
+            self._reference_sum = float(sums[-1])
+            self._n += start
+            if self._n == self.reference_size:
+                self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
+        self._n += len(kept) - start
+        if self._bets and start < len(kept):
+            for offset in self._run(kept[start:]):
+                self._batch_events.append((int(positions[start + offset]),))
+        self._drift_detected = (
+            bool(self._batch_events) and self._batch_events[-1][0] == len(losses) - 1
+        )
+
+    def _run(self, losses: np.ndarray) -> list[int]:
+        """Run the CUSUMs over losses after the baseline; the offset of each alarm."""
+        excess = losses - self._null_loss
+        # One row per bet, ``log1p`` taken by ``math`` as in ``update``.
+        steps = [list(map(math.log1p, row)) for row in np.multiply.outer(self._bets, excess)]
+        threshold = self.threshold
+        alarms: list[int] = []
+        begin = 0
+        while begin < len(excess):
+            paths = []
+            for statistic, row in zip(self._statistics, steps, strict=True):
+                path = []
+                for step in row[begin:]:
+                    # ``max(statistic, 0.0)`` of ``update``, without the call.
+                    statistic = (0.0 if statistic < 0.0 else statistic) + step
+                    path.append(statistic)
+                paths.append(path)
+            columns = np.array(paths)
+            alarm = next(
+                (
+                    int(k)
+                    for k in np.flatnonzero(columns.max(axis=0) >= threshold)
+                    if threshold <= _log_mean_exp(columns[:, k].tolist())
+                ),
+                None,
+            )
+            if alarm is None:
+                self._statistics = columns[:, -1].tolist()
+                break
+            alarms.append(begin + alarm)
+            self._statistics = [0.0] * len(self._bets)
+            begin += alarm + 1
+        return alarms
+
+
+def _log_mean_exp(statistics: list[float]) -> float:
+    """Log of the mean of the CUSUMs ``exp(statistics)``, 0 without any."""
+    if not statistics:
+        return 0.0
+    top = max(statistics)
+    total = sum(math.exp(statistic - top) for statistic in statistics)
+    return top + math.log(total / len(statistics))

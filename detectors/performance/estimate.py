@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.performance._inputs import fields, finite_float, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
@@ -43,7 +46,7 @@ def _class_index(y_true: Any, n_classes: int) -> int | None:
     return int(number)
 
 
-class EstimatedAccuracy(LabelCounts, base.Base):
+class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
     """A classifier's accuracy: estimated from its probabilities, then measured.
 
     In the spirit of NannyML's confidence-based performance estimation (CBPE): if the
@@ -64,7 +67,8 @@ class EstimatedAccuracy(LabelCounts, base.Base):
     ``drift_detected`` says that performance dropped: either the estimated error
     ``1 - max(p, 1 - p)`` of new predictions rose (the model grew unsure, before any label
     says so) or the measured error rate rose. Each is a ``PerformanceDrop`` at
-    ``alpha / 2``; ``alarm_source`` says which fired.
+    ``alpha / 2``; ``alarm_source`` says which fired. ``update_many(values)`` is
+    ``update`` over a batch; ``alarms`` says where in it an alarm fired, and what it read.
 
     Parameters
     ----------
@@ -131,6 +135,7 @@ class EstimatedAccuracy(LabelCounts, base.Base):
         self._reset()
 
     def _reset(self) -> None:
+        self._batch_events: list[tuple[Any, ...]] = []
         self._confidences = Window(self.window, 1)
         self._labelled = Window(self.window, 2)  # columns: confidence, correct
         drop = PerformanceDrop(
@@ -147,6 +152,8 @@ class EstimatedAccuracy(LabelCounts, base.Base):
         pair = fields(x, 2)
         scored = _scored(pair[1]) if pair else None
         # Either alarm is about the last update only.
+        if self._batch_events:
+            self._batch_events = []
         self._estimated_drop.update(math.nan)
         self._measured_drop.update(math.nan)
         if pair is None or scored is None:
@@ -157,6 +164,8 @@ class EstimatedAccuracy(LabelCounts, base.Base):
             self._confidences.push(confidence)
             self._n_predictions += 1
             self._estimated_drop.update(1.0 - confidence)
+            if self._estimated_drop.drift_detected:
+                self._batch_events = [(0, "estimated", self.accuracy)]
             return
         y_true = _class_index(pair[0], n_classes)
         if y_true is None:
@@ -166,6 +175,68 @@ class EstimatedAccuracy(LabelCounts, base.Base):
         self._labelled.push(confidence, correct)
         self._n_labels += 1
         self._measured_drop.update(1.0 - correct)
+        if self._measured_drop.drift_detected:
+            self._batch_events = [(0, "measured", self.accuracy)]
+
+    def update_many(self, values: Sequence[Any]) -> None:
+        """Absorb a batch of ``update`` inputs: the same state as ``update`` one by one."""
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        # Each drop alarm gets its own losses at their positions, NaN (ignored) elsewhere.
+        estimated = np.full(len(values), math.nan)
+        measured = np.full(len(values), math.nan)
+        predictions: list[int] = []
+        labels: list[int] = []
+        confidences: list[float] = []
+        labelled: list[tuple[float, float]] = []
+        for i, x in enumerate(values):
+            pair = fields(x, 2)
+            scored = _scored(pair[1]) if pair else None
+            if pair is None or scored is None:
+                continue
+            confidence, predicted, n_classes = scored
+            if pair[0] is None:
+                predictions.append(i)
+                confidences.append(confidence)
+                estimated[i] = 1.0 - confidence
+                continue
+            y_true = _class_index(pair[0], n_classes)
+            if y_true is not None:
+                correct = float(predicted == y_true)
+                labels.append(i)
+                labelled.append((confidence, correct))
+                measured[i] = 1.0 - correct
+        self._n_ignored += len(values) - len(predictions) - len(labels)
+        self._estimated_drop.update_many(estimated)
+        self._measured_drop.update_many(measured)
+        alarms = sorted(
+            [(int(i), "estimated") for i in self._estimated_drop.detections]
+            + [(int(i), "measured") for i in self._measured_drop.detections]
+        )
+        confidence_rows = np.array(confidences).reshape(-1, 1)
+        labelled_rows = np.array(labelled).reshape(-1, 2)
+        pushed = [0, 0]
+
+        def push(predicted: int, labelled: int) -> None:
+            self._confidences.push_many(confidence_rows[pushed[0] : predicted])
+            self._labelled.push_many(labelled_rows[pushed[1] : labelled])
+            self._n_predictions += predicted - pushed[0]
+            self._n_labels += labelled - pushed[1]
+            pushed[:] = predicted, labelled
+
+        self._batch_events = []
+        # The windows fill up to each alarm, where the alarm reads the accuracy.
+        for position, source in alarms:
+            push(bisect_right(predictions, position), bisect_right(labels, position))
+            self._batch_events.append((position, source, self.accuracy))
+        push(len(predictions), len(labels))
+
+    @property
+    def alarms(self) -> list[tuple[int, str, float]]:
+        """Each alarm of the last batch: its position, its ``alarm_source`` and
+        ``accuracy`` just after it."""
+        return list(self._batch_events)
 
     @property
     def expected_accuracy(self) -> float:

@@ -59,6 +59,8 @@ class PrecisionAtK(LabelledMetric):
         self.drop = drop
         self._reset()
 
+    primary = "precision_at_k"
+
     def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         if pair is None:

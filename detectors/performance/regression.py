@@ -54,6 +54,8 @@ class RegressionPerformance(LabelledMetric):
         self.drop = drop
         self._reset()
 
+    primary = "mae"
+
     def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         pair = fields(x, 2)
         y_true = finite_float(pair[0]) if pair else None

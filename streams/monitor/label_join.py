@@ -1,10 +1,12 @@
 """One model's label join: predictions waiting for late ground truth, and what the pairs say.
 
 Pure code, no Faust: each model's ``streams.monitor.Monitor`` holds one ``LabelJoin`` and
-calls ``observe_prediction`` for each of the
-model's predictions and ``observe_label`` for each of its ground truth records. What comes
-back (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
-fixed event-time cadence, the InfluxDB points of measurement ``performance``.
+feeds it a batch's predictions and ground truth records through a ``JoinBatch``
+(``observe_prediction`` and ``observe_label`` take one record). What comes back for each
+record (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
+fixed event-time cadence, the InfluxDB points of measurement ``performance``. The records
+are joined one by one; the detectors are fed a stream and a batch at a time
+(``update_many``), which gives exactly what they give one record at a time.
 
 Joining
 -------
@@ -132,6 +134,7 @@ from streams.portfolio import Model, PortfolioError
 
 __all__ = [
     "DEFAULTS",
+    "JoinBatch",
     "JoinResult",
     "LabelJoin",
     "calibrated_fields",
@@ -338,14 +341,112 @@ def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
 
     Mutates ``join``; the caller stores it back in the table.
     """
-    at_ms = prediction.predicted_at
-    _advance(join, at_ms)
-    evidence: list[Evidence] = []
-    if (prediction.role, prediction.request_id) in join.held:
-        join.duplicates += 1
-    elif join.now_ms - at_ms > join.settings.ttl_ms:
-        join.expired += 1  # arrived after its label could still have joined it
-    else:
+    return observe(join, prediction)
+
+
+def observe_label(join: LabelJoin, truth: GroundTruth) -> JoinResult:
+    """Join one ground truth record with the predictions it scores; returns what it caused.
+
+    Mutates ``join``; the caller stores it back in the table.
+    """
+    return observe(join, truth)
+
+
+def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
+    """``observe_prediction`` or ``observe_label``, whichever ``record`` is for."""
+    batch = JoinBatch(join)
+    batch.observe(record)
+    [result] = batch.results()
+    return result
+
+
+def holds(join: LabelJoin, truth: GroundTruth) -> bool:
+    """Whether ``join`` holds a prediction that ``truth`` would be joined with now."""
+    return bool(_matches(join, truth))
+
+
+@dataclasses.dataclass
+class _Queued:
+    """A stream's detector inputs not fed yet, each beside the record (by its index in the
+    batch) that caused it."""
+
+    delays: list[float] = dataclasses.field(default_factory=list)
+    metric: list[Any] = dataclasses.field(default_factory=list)
+    metric_at: list[int] = dataclasses.field(default_factory=list)
+    estimate: list[Any] = dataclasses.field(default_factory=list)
+    estimate_at: list[int] = dataclasses.field(default_factory=list)
+    scores: list[float] = dataclasses.field(default_factory=list)
+    labels: list[Any] = dataclasses.field(default_factory=list)
+    calibrated_at: list[int] = dataclasses.field(default_factory=list)
+
+
+class JoinBatch:
+    """Records joined one by one, their detectors fed a stream and a batch at a time.
+
+    ``observe`` joins a record at once (so ``holds`` sees it) and queues what its pairs
+    feed the detectors; ``results`` feeds what is still queued and gives each record's
+    ``JoinResult``, exactly what ``observe`` gives one record at a time: the queue is fed
+    before every report (which reads the detectors) and before a stream is evicted, and
+    each alarm is placed at the record that caused it, with what the detector read there.
+    """
+
+    def __init__(self, join: LabelJoin) -> None:
+        self.join = join
+        self._at_ms: list[int] = []
+        self._joined: list[int] = []
+        self._points: dict[int, tuple[Point, ...]] = {}
+        # Per record: (the order of its detector in ``_score``, the evidence).
+        self._evidence: dict[int, list[tuple[int, Evidence]]] = {}
+        self._queued: dict[tuple[str, str], _Queued] = {}
+
+    def observe(self, record: Prediction | GroundTruth) -> None:
+        """Join ``record``; its result comes with ``results``."""
+        join = self.join
+        if isinstance(record, Prediction):
+            at_ms = record.predicted_at
+            _advance(join, at_ms)
+            self._at_ms.append(at_ms)
+            self._joined.append(0)
+            self._prediction(record)
+        else:
+            at_ms = record.label_at
+            _advance(join, at_ms)
+            self._at_ms.append(at_ms)
+            join.labels += 1
+            matches = _matches(join, record)
+            if not matches:
+                join.unmatched += 1
+            self._joined.append(len(matches))
+            for held in matches:
+                join.held.release((held.role, held.request_id))
+                join.joined += 1
+                self._score(held, record.label, at_ms)
+        if join.next_report_ms is not None and join.now_ms >= join.next_report_ms:
+            self._feed()
+            self._points[len(self._at_ms) - 1] = _report(join)
+
+    def results(self) -> list[JoinResult]:
+        """What each record observed so far caused, in order."""
+        self._feed()
+        return [
+            JoinResult(
+                at_ms / 1000.0,
+                tuple(e for _, e in sorted(self._evidence.get(i, []), key=lambda x: x[0])),
+                self._points.get(i, ()),
+                self._joined[i],
+            )
+            for i, at_ms in enumerate(self._at_ms)
+        ]
+
+    def _prediction(self, prediction: Prediction) -> None:
+        join = self.join
+        at_ms = prediction.predicted_at
+        if (prediction.role, prediction.request_id) in join.held:
+            join.duplicates += 1
+            return
+        if join.now_ms - at_ms > join.settings.ttl_ms:
+            join.expired += 1  # arrived after its label could still have joined it
+            return
         output = _held_output(prediction.output, join.settings.k)
         _hold(
             join,
@@ -358,46 +459,138 @@ def observe_prediction(join: LabelJoin, prediction: Prediction) -> JoinResult:
                 output,
             ),
         )
-        stream = _stream(join, prediction.role, prediction.model_version, output, at_ms)
+        stream, queued = self._stream(prediction.role, prediction.model_version, output, at_ms)
+        index = len(self._at_ms) - 1
         probabilities = _probabilities(output, join.settings.task)
         if stream.estimate is not None and probabilities is not None:
-            stream.estimate.update((None, probabilities))
-            evidence.extend(_estimate_alarm(stream, at_ms))
+            queued.estimate.append((None, probabilities))
+            queued.estimate_at.append(index)
         if stream.calibrated is not None:
-            stream.calibrated.update((None, _positive_score(output)))
-            evidence.extend(_calibrated_alarm(stream, at_ms))
-    return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join))
+            queued.scores.append(_positive_score(output))
+            queued.labels.append(None)
+            queued.calibrated_at.append(index)
 
+    def _score(self, held: HeldPrediction, label: Any, at_ms: int) -> None:
+        """Queue one joined pair for its stream's detectors."""
+        stream, queued = self._stream(held.role, held.version, held.output, at_ms)
+        index = len(self._at_ms) - 1
+        queued.delays.append((at_ms - held.predicted_at) / 1000.0)
+        if stream.metric is not None:
+            queued.metric.append(_metric_input(held.output, label))
+            queued.metric_at.append(index)
+        probabilities = _probabilities(held.output, self.join.settings.task)
+        if stream.estimate is not None and probabilities is not None:
+            queued.estimate.append((_class_index(held.output, label), probabilities))
+            queued.estimate_at.append(index)
+        if stream.calibrated is not None:
+            code = _class_index(held.output, label)
+            # A NaN label is an ignored label one by one; in a batch NaN marks a prediction.
+            queued.scores.append(_positive_score(held.output))
+            queued.labels.append(-1 if _is_nan(code) else code)
+            queued.calibrated_at.append(index)
 
-def observe_label(join: LabelJoin, truth: GroundTruth) -> JoinResult:
-    """Join one ground truth record with the predictions it scores; returns what it caused.
+    def _stream(
+        self, role: str, version: str, output: HeldOutput, at_ms: int
+    ) -> tuple[StreamPerformance, _Queued]:
+        join = self.join
+        if (role, version) not in join.streams and len(join.streams) >= join.settings.max_streams:
+            self._feed()  # the stream evicted gets its inputs first, as one by one
+        stream = _stream(join, role, version, output, at_ms)
+        queued = self._queued.get((role, version))
+        if queued is None:
+            queued = self._queued[(role, version)] = _Queued()
+        return stream, queued
 
-    Mutates ``join``; the caller stores it back in the table.
-    """
-    at_ms = truth.label_at
-    _advance(join, at_ms)
-    join.labels += 1
-    matches = _matches(join, truth)
-    if not matches:
-        join.unmatched += 1
-    evidence: list[Evidence] = []
-    for held in matches:
-        join.held.release((held.role, held.request_id))
-        join.joined += 1
-        evidence.extend(_score(join, held, truth.label, at_ms))
-    return JoinResult(at_ms / 1000.0, tuple(evidence), _report(join), len(matches))
+    def _feed(self) -> None:
+        """Feed every stream's queued inputs; each alarm as evidence of its record."""
+        for key, queued in self._queued.items():
+            stream = self.join.streams[key]
+            stream.delay.update_many(queued.delays)
+            if stream.metric is not None and queued.metric:
+                self._feed_metric(stream, stream.metric, queued)
+            if stream.estimate is not None and queued.estimate:
+                self._feed_estimate(stream, stream.estimate, queued)
+            if stream.calibrated is not None and queued.scores:
+                self._feed_calibrated(stream, stream.calibrated, queued)
+        self._queued.clear()
 
+    def _alarm(self, index: int, order: int, stream: StreamPerformance, evidence: Evidence) -> None:
+        if stream.role == HEALTH_ROLE:
+            self._evidence.setdefault(index, []).append((order, evidence))
 
-def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
-    """``observe_prediction`` or ``observe_label``, whichever ``record`` is for."""
-    if isinstance(record, Prediction):
-        return observe_prediction(join, record)
-    return observe_label(join, record)
+    def _feed_metric(
+        self,
+        stream: StreamPerformance,
+        metric: ClassificationPerformance | RegressionPerformance | PrecisionAtK,
+        queued: _Queued,
+    ) -> None:
+        metric.update_many(queued.metric)
+        for position, labels, value in metric.alarms:
+            stream.alarms += 1
+            index = queued.metric_at[position]
+            evidence = Evidence(
+                detector="performance_drop",
+                at=self._at_ms[index] / 1000.0,
+                alarm=True,
+                alpha=self.join.settings.performance_alpha,
+                details={
+                    "metric": metric.primary,
+                    "value": value,
+                    "version": stream.version,
+                    "labels": labels,
+                },
+            )
+            self._alarm(index, 0, stream, evidence)
 
+    def _feed_estimate(
+        self, stream: StreamPerformance, estimate: EstimatedAccuracy, queued: _Queued
+    ) -> None:
+        estimate.update_many(queued.estimate)
+        for position, source, accuracy in estimate.alarms:
+            stream.estimate_alarms += 1
+            index = queued.estimate_at[position]
+            evidence = Evidence(
+                detector="estimated_accuracy",
+                at=self._at_ms[index] / 1000.0,
+                alarm=True,
+                alpha=estimate.alpha,
+                details={"source": source, "accuracy": accuracy, "version": stream.version},
+            )
+            self._alarm(index, 1, stream, evidence)
 
-def holds(join: LabelJoin, truth: GroundTruth) -> bool:
-    """Whether ``join`` holds a prediction that ``truth`` would be joined with now."""
-    return bool(_matches(join, truth))
+    def _feed_calibrated(
+        self, stream: StreamPerformance, calibrated: CalibratedEstimate, queued: _Queued
+    ) -> None:
+        # Pieces of at most one chunk's room each, so that no piece closes two chunks and
+        # each alarm reads its own chunk's estimate (an invalid score fills no room).
+        predictions = [n for n, label in enumerate(queued.labels) if label is None]
+        start = taken = 0
+        while start < len(queued.labels):
+            room = calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
+            end = taken + room
+            stop = predictions[end - 1] + 1 if end <= len(predictions) else len(queued.labels)
+            taken = min(end, len(predictions))
+            calibrated.update_many(queued.scores[start:stop], queued.labels[start:stop])
+            for position in calibrated.detections.tolist():
+                stream.calibrated_alarms += 1
+                index = queued.calibrated_at[start + position]
+                evidence = Evidence(
+                    detector="estimated_performance",
+                    at=self._at_ms[index] / 1000.0,
+                    alarm=True,
+                    # Informational for now: a chunk of ``window`` predictions ends well
+                    # after the change it saw did, and in the end-to-end scenario such
+                    # late alarms held a drifted model on its fallback for the rest of the
+                    # run.
+                    material=False,
+                    details={
+                        "estimated_accuracy": calibrated.estimated_accuracy,
+                        "reference_accuracy": calibrated.reference_accuracy,
+                        "version": stream.version,
+                    },
+                )
+                self._alarm(index, 2, stream, evidence)
+            start = stop
 
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
@@ -470,89 +663,6 @@ def _stream(
     return stream
 
 
-def _score(join: LabelJoin, held: HeldPrediction, label: Any, at_ms: int) -> list[Evidence]:
-    """Feed one joined pair to its stream's detectors; the alarms, as evidence."""
-    stream = _stream(join, held.role, held.version, held.output, at_ms)
-    stream.delay.update((at_ms - held.predicted_at) / 1000.0)
-    evidence: list[Evidence] = []
-    metric = stream.metric
-    if metric is not None:
-        metric.update(_metric_input(held.output, label))
-        if metric.drift_detected:
-            stream.alarms += 1
-            if held.role == HEALTH_ROLE:
-                name, value = _primary(metric)
-                evidence.append(
-                    Evidence(
-                        detector="performance_drop",
-                        at=at_ms / 1000.0,
-                        alarm=True,
-                        alpha=join.settings.performance_alpha,
-                        details={
-                            "metric": name,
-                            "value": value,
-                            "version": held.version,
-                            "labels": metric.n_labels,
-                        },
-                    )
-                )
-    probabilities = _probabilities(held.output, join.settings.task)
-    if stream.estimate is not None and probabilities is not None:
-        stream.estimate.update((_class_index(held.output, label), probabilities))
-        evidence.extend(_estimate_alarm(stream, at_ms))
-    if stream.calibrated is not None:
-        stream.calibrated.update((_class_index(held.output, label), _positive_score(held.output)))
-        evidence.extend(_calibrated_alarm(stream, at_ms))
-    return evidence
-
-
-def _estimate_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
-    estimate = stream.estimate
-    if estimate is None or not estimate.drift_detected:
-        return []
-    stream.estimate_alarms += 1
-    if stream.role != HEALTH_ROLE:
-        return []
-    return [
-        Evidence(
-            detector="estimated_accuracy",
-            at=at_ms / 1000.0,
-            alarm=True,
-            alpha=estimate.alpha,
-            details={
-                "source": str(estimate.alarm_source),
-                "accuracy": estimate.accuracy,
-                "version": stream.version,
-            },
-        )
-    ]
-
-
-def _calibrated_alarm(stream: StreamPerformance, at_ms: int) -> list[Evidence]:
-    calibrated = stream.calibrated
-    if calibrated is None or not calibrated.drift_detected:
-        return []
-    stream.calibrated_alarms += 1
-    if stream.role != HEALTH_ROLE:
-        return []
-    return [
-        Evidence(
-            detector="estimated_performance",
-            at=at_ms / 1000.0,
-            alarm=True,
-            # Informational for now: a chunk of ``window`` predictions ends well after the
-            # change it saw did, and in the end-to-end scenario such late alarms held a
-            # drifted model on its fallback for the rest of the run.
-            material=False,
-            details={
-                "estimated_accuracy": calibrated.estimated_accuracy,
-                "reference_accuracy": calibrated.reference_accuracy,
-                "version": stream.version,
-            },
-        )
-    ]
-
-
 def _positive_score(output: HeldOutput) -> float:
     """What ``CalibratedEstimate`` reads as the score of a binary output: P(class 1)."""
     if isinstance(output, dict):
@@ -601,16 +711,6 @@ def _class_names(label: Any) -> tuple[str, ...]:
     return (label,) if isinstance(label, str) else ()
 
 
-def _primary(
-    metric: ClassificationPerformance | RegressionPerformance | PrecisionAtK,
-) -> tuple[str, float]:
-    if isinstance(metric, ClassificationPerformance):
-        return "accuracy", metric.accuracy
-    if isinstance(metric, RegressionPerformance):
-        return "mae", metric.mae
-    return "precision_at_k", metric.precision_at_k
-
-
 def _report(join: LabelJoin) -> tuple[Point, ...]:
     """The performance points, when the clock has passed the next report time."""
     if join.next_report_ms is None or join.now_ms < join.next_report_ms:
@@ -653,7 +753,7 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
         if isinstance(metric, ClassificationPerformance):
             values = {"accuracy": metric.accuracy, "log_loss": metric.log_loss, "auc": metric.auc}
         else:
-            values = dict([_primary(metric)])
+            values = {metric.primary: getattr(metric, metric.primary)}
         rows.extend((name, {"value": value, **counts}) for name, value in values.items())
     estimate = stream.estimate
     if estimate is not None:

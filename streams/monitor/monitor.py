@@ -52,6 +52,9 @@ from streams.monitor.watch import (
 )
 from streams.portfolio import Model
 
+# A record the label join took, and what it caused there.
+Joined = tuple[Prediction | GroundTruth, label_join.JoinResult]
+
 __all__ = ["CHECKPOINT_EVERY", "STATE_FORMAT", "Monitor", "StateFormatError"]
 
 # A monitor with a leak watch pickles to 1 to 2 MB (40 to 140 ms, the default scenario's
@@ -62,10 +65,10 @@ CHECKPOINT_EVERY = 10_000
 # detectors; 3: the score's ResidualCUSUM; 4: the label join's held predictions in numpy
 # columns and the availability gap's numpy rows; 5: the windowed test a degraded model's
 # health policy awaits; 6: the label-coincidence detector's and its key table's compact
-# checkpoints; 7: ResidualCUSUM's older references for its slow check), so that a worker
-# upgraded mid-stream starts the model afresh instead of failing on a half-restored
-# detector later.
-STATE_FORMAT = 7
+# checkpoints; 7: ResidualCUSUM's older references for its slow check; 8: the batch events
+# of the performance detectors), so that a worker upgraded mid-stream starts the model
+# afresh instead of failing on a half-restored detector later.
+STATE_FORMAT = 8
 
 
 class StateFormatError(ValueError):
@@ -147,17 +150,20 @@ class Monitor:
         found = detect(self.watch, batch.predictions)
         leaks = self._leak_effects(batch.records)
         slo = self._serving_effects(batch.predictions, effects)
+        joins = self._join_results(batch.records)
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
                 share = found.before.get(n, ()), found.after.get(n, ())
-                self._prediction(record, share, leaks.get(i), effects)
+                self._prediction(record, share, joins.get(i, []), leaks.get(i), effects)
                 for evidence in slo.get(n, ()):
                     observation = observe_evidence(self.watch, [evidence], evidence.at)
                     self._act(dataclasses.replace(observation, evidence=(evidence,)), effects)
                 n += 1
             elif isinstance(record, GroundTruth):
-                self._label(record, leaks.get(i), effects)
+                self._leaks(leaks.get(i), effects)
+                for joined in joins.get(i, []):
+                    self._joined(*joined, effects)
             else:
                 self._leaks(leaks.get(i), effects)
         if self.serving is not None and batch.predictions:
@@ -218,28 +224,45 @@ class Monitor:
         found = leak_watch.observe_many(self.model, self.leaks, [records[i] for i in chosen])
         return {chosen[k]: caused for k, caused in found}
 
+    def _join_results(self, records: Sequence[Any]) -> dict[int, list[Joined]]:
+        """What the label join makes of the batch's predictions and labels, by position in
+        the batch, in the order they reach it: a prediction, then the labels it releases
+        from the label wait; a label the join holds a prediction for, else those the wait
+        releases. Neither reads anything else of the monitor, so the batch goes at once."""
+        batch = label_join.JoinBatch(self.join)
+        fed: list[tuple[int, Prediction | GroundTruth]] = []
+        for i, record in enumerate(records):
+            ready: list[Prediction | GroundTruth]
+            if isinstance(record, Prediction):
+                ready = [record, *self.label_wait.advance(record.predicted_at)]
+            elif isinstance(record, GroundTruth):
+                held = label_join.holds(self.join, record)
+                ready = [record] if held else list(self.label_wait.add(record))
+            else:
+                continue
+            for joined in ready:
+                batch.observe(joined)
+                fed.append((i, joined))
+        by_position: dict[int, list[Joined]] = {}
+        for (i, record), result in zip(fed, batch.results(), strict=True):
+            by_position.setdefault(i, []).append((record, result))
+        return by_position
+
     def _prediction(
         self,
         prediction: Prediction,
         found: tuple[Sequence[Evidence], Sequence[Evidence]],
+        joins: list[Joined],
         leaks: leak_watch.LeakEffects | None,
         effects: Effects,
     ) -> None:
+        """The prediction's watch, then its join (``joins[0]``), its leaks, and the joins
+        of the labels it released."""
         self._act(observe(self.watch, prediction, found), effects)
-        self._joins(prediction, effects)
+        self._joined(*joins[0], effects)
         self._leaks(leaks, effects)
-        for truth in self.label_wait.advance(prediction.predicted_at):
-            self._joins(truth, effects)
-
-    def _label(
-        self, truth: GroundTruth, leaks: leak_watch.LeakEffects | None, effects: Effects
-    ) -> None:
-        self._leaks(leaks, effects)
-        if label_join.holds(self.join, truth):
-            self._joins(truth, effects)
-            return
-        for ready in self.label_wait.add(truth):
-            self._joins(ready, effects)
+        for joined in joins[1:]:
+            self._joined(*joined, effects)
 
     def _leaks(self, found: leak_watch.LeakEffects | None, effects: Effects) -> None:
         """Carry a record's leak effects (None: it had none) into ``effects``."""
@@ -253,8 +276,10 @@ class Monitor:
             at = found.evidence[-1].at
             self._act(observe_evidence(self.watch, found.evidence, at), effects, found.evidence)
 
-    def _joins(self, record: Prediction | GroundTruth, effects: Effects) -> None:
-        result = label_join.observe(self.join, record)
+    def _joined(
+        self, record: Prediction | GroundTruth, result: label_join.JoinResult, effects: Effects
+    ) -> None:
+        """The label join's result for ``record`` into ``effects``, then the shadow join's."""
         effects.points.extend(result.points)
         if result.evidence:
             observation = observe_evidence(self.watch, result.evidence, result.at)

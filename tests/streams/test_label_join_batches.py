@@ -1,0 +1,102 @@
+"""The label join fed a batch at a time (``JoinBatch``) gives what ``observe`` gives one
+record at a time: the same results (evidence with what each alarm read, points) at the
+same records, and the same state after."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+
+from schemas.contracts import ClassProbabilities, Prediction
+from streams.monitor.label_join import JoinBatch, JoinResult, LabelJoin, new_join, observe
+from streams.portfolio import parse_portfolio
+from tests.detectors.batching import batches, cuts, same_state, state_difference
+from tests.streams.test_label_join import Event, classifier_stream, label, prediction
+
+# Small windows and a small reference, so that every detector alarms and every calibrated
+# chunk closes within a few hundred records; three streams at most, so that one is evicted.
+PORTFOLIO = """
+[models.churn]
+owner = "team-retention"
+tier = "cpu"
+fallback = "base_rate"
+label_delay = "10s"
+[models.churn.detectors.performance]
+window = 20
+min_labels = 5
+reference_size = 20
+calibration_size = 30
+labels_per_day = 20
+max_streams = 3
+report_interval = 7
+"""
+
+
+def mixed_stream() -> list[Event]:
+    """A live classifier whose error rate rises, with a shadow, a second version, class
+    probabilities, bad labels, redeliveries and labels by entity among its records."""
+    events: list[Event] = []
+    rng = np.random.default_rng(5)
+    for n, event in enumerate(classifier_stream(seed=3, n=400, shift_at=200, after=0.6)):
+        events.append(event)
+        if not isinstance(event, Prediction):
+            continue
+        at = event.predicted_at
+        i = 10_000 + n
+        if n % 3 == 0:
+            events.append(prediction(i, float(rng.random()), role="shadow", at_ms=at))
+            events.append(
+                prediction(i, float(rng.random()), version="v2", entity=f"e{n}", at_ms=at)
+            )
+        if n % 37 == 0:
+            probabilities = ClassProbabilities(probabilities={"a": 0.2, "b": 0.8})
+            events.append(prediction(i + 1, probabilities, version="v3", at_ms=at))
+        if n % 11 == 0:
+            events.append(label(["x"] if n % 2 else float("nan"), at + 1, request=n))
+            events.append(label(n % 2 == 0, at + 2, entity=f"e{n - 11}"))
+            events.append(label("b", at + 3, request=i - 37 + 1))
+        if n % 13 == 0:
+            events.append(event)
+    return events
+
+
+EVENTS = mixed_stream()
+
+
+def one_by_one() -> tuple[list[JoinResult], LabelJoin]:
+    join = new_join(parse_portfolio(PORTFOLIO).models["churn"])
+    return [observe(join, event) for event in EVENTS], join
+
+
+EXPECTED, EXPECTED_JOIN = one_by_one()
+
+
+def test_the_stream_makes_every_kind_of_alarm_and_evicts() -> None:
+    """Else the property below could not fail where batches and single records differ."""
+    found = {e.detector for result in EXPECTED for e in result.evidence}
+    assert found == {"performance_drop", "estimated_accuracy", "estimated_performance"}
+    assert sum(bool(result.points) for result in EXPECTED) > 20
+    assert EXPECTED_JOIN.evicted_streams > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts(len(EVENTS), max_batches=30))
+def test_batches_give_what_single_records_give(at: list[int]) -> None:
+    join = new_join(parse_portfolio(PORTFOLIO).models["churn"])
+    found: list[JoinResult] = []
+    for batch in batches(EVENTS, at):
+        joined = JoinBatch(join)
+        for event in batch:
+            joined.observe(event)
+        found.extend(joined.results())
+    assert found == EXPECTED
+    assert same_state(join, EXPECTED_JOIN), state_difference(join, EXPECTED_JOIN)
+
+
+def test_one_batch_of_everything_too() -> None:
+    join = new_join(parse_portfolio(PORTFOLIO).models["churn"])
+    joined = JoinBatch(join)
+    for event in EVENTS:
+        joined.observe(event)
+    assert joined.results() == EXPECTED
+    assert same_state(join, EXPECTED_JOIN), state_difference(join, EXPECTED_JOIN)
