@@ -23,30 +23,8 @@ def test_pinned_detection_of_an_error_rate_rise() -> None:
     rng = np.random.default_rng(20)
     errors = np.concatenate([rng.random(5000) < 0.10, rng.random(3000) < 0.20])
     alarms = _alarms(PerformanceDrop(alpha=1e-4, tolerance=0.02), errors)
-    assert alarms[0] == 5243
+    assert alarms[0] == 5288
     assert all(i >= 5000 for i in alarms)
-
-
-def test_pinned_detection_of_a_small_rise_at_the_defaults_and_silence_without() -> None:
-    rng = np.random.default_rng(26)
-    errors = np.concatenate([rng.random(5000) < 0.10, rng.random(3000) < 0.15])
-    detector = PerformanceDrop()
-    assert _alarms(detector, errors)[0] == 5905
-    # Learnt again at 2,000 and 4,000 losses: the last, before the rise, stands.
-    assert detector.baseline_loss == pytest.approx(errors[:4000].mean(), abs=1e-12)
-    quiet = np.random.default_rng(27).random(60_000) < 0.10
-    detector = PerformanceDrop()
-    assert _alarms(detector, quiet) == []
-    assert detector.baseline_loss == pytest.approx(quiet[:8000].mean(), abs=1e-12)
-
-
-def test_a_refinement_waits_while_a_rise_is_under_test() -> None:
-    errors = (np.random.default_rng(29).random(2000) < 0.10).astype(float)
-    errors[-6:] = 1.0  # evidence above half the threshold at the refinement, no alarm
-    detector = PerformanceDrop()
-    assert _alarms(detector, errors) == []
-    assert detector.statistic > detector.threshold / 2
-    assert detector.baseline_loss == pytest.approx(errors[:1000].mean(), abs=1e-12)
 
 
 def test_a_known_baseline_skips_the_reference() -> None:
@@ -61,7 +39,7 @@ def test_continuous_losses_in_the_unit_interval() -> None:
     rng = np.random.default_rng(22)
     losses = np.concatenate([rng.beta(2, 8, 4000), rng.beta(3, 7, 2000)])  # mean 0.2 -> 0.3
     alarms = _alarms(PerformanceDrop(alpha=1e-4, tolerance=0.02, reference_size=1000), losses)
-    assert alarms[0] == 4063
+    assert alarms[0] == 4064
 
 
 def test_silent_on_a_long_stationary_stream() -> None:
