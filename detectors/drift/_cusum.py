@@ -61,7 +61,8 @@ class SegmentedBatches:
     """The batch loop of the CUSUM detectors: warm-up segments, then runs of at most
     ``REBASE_EVERY`` steps, each ending at a rebase, an alarm or the batch's end.
 
-    A detector supplies its warm-up (``_warm_up_room``, ``_warm``), one run of its CUSUMs
+    A detector supplies its warm-up (``_warm_up_room``, ``_warm``), optionally where its
+    reference next changes (``_steady_room``), one run of its CUSUMs
     (``_run``: the offset of the first alarm and what ``_alarm`` records with it, or None),
     ``_alarm(position, *details)`` and ``_rebase``; it keeps ``_since_rebase`` and
     ``_batch_events``, as its ``update`` does.
@@ -87,6 +88,11 @@ class SegmentedBatches:
     def _rebase(self) -> None:
         raise NotImplementedError
 
+    def _steady_room(self) -> int:
+        """Inputs a run may take before the detector changes its reference (a detector
+        that refines its reference after the warm-up ends its runs there)."""
+        return REBASE_EVERY
+
     def _segments(
         self, inputs: npt.NDArray[Any], positions: npt.NDArray[np.intp], size: int
     ) -> None:
@@ -99,7 +105,9 @@ class SegmentedBatches:
                 self._warm(inputs[start:stop])
                 start = stop
                 continue
-            stop = min(inputs.size, start + REBASE_EVERY - self._since_rebase)
+            stop = min(
+                inputs.size, start + REBASE_EVERY - self._since_rebase, start + self._steady_room()
+            )
             alarm = self._run(inputs[start:stop])
             if alarm is None:
                 self._since_rebase += stop - start

@@ -28,6 +28,11 @@ from detectors.drift._window import (
 # Warm-up values further than this many MADs from the median are left out of the reference.
 _OUTLIER_MADS = 5.0
 _MAD_TO_SIGMA = 1.4826
+# After the warm-up the reference is learnt again, from every value of the segment so far,
+# when the segment reaches these multiples of the warm-up: an estimate from the warm-up
+# alone is off by about 1 / sqrt(warm_up) standard deviations, and a CUSUM's false-alarm
+# rate grows exponentially with that error.
+_REFINEMENTS = (1.5, 2.0, 3.0, 4.0)
 # The rows of the CUSUMs in a batch, in the order update() checks them.
 _CAUSES = ("mean_up", "mean_down", "spread_up")
 
@@ -37,7 +42,11 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
 
     The first ``warm_up`` finite values set the reference: values further than five MADs
     from the median are dropped, and the mean and standard deviation of the rest become
-    the in-control location and scale. Each later value becomes ``z = (x - location) /
+    the in-control location and scale. The reference is learnt again in the same way from
+    all the values since the warm-up began when there are 1.5, 2, 3 and 4 times
+    ``warm_up`` of them: a reference from 1,000 values is off by about 0.03 standard
+    deviations, which shortens the mean CUSUMs' run to a false alarm several times over;
+    from 4,000, by half that. Each later value becomes ``z = (x - location) /
     scale``, clipped to ``[-clip, clip]`` so that a lone outlier cannot raise an alarm.
     Three CUSUMs run on it:
 
@@ -51,19 +60,27 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
       spread. ``spread_ratio=None`` turns it off.
 
     An alarm sets ``drift_detected`` for that update and starts a new warm-up, so the new
-    regime becomes the reference. The defaults (warm-up 1,000, allowance 0.25, threshold
-    25, spread ratio 2, spread threshold 15, clip 3) are tuned on the quality benchmark
-    (``tests/benchmarks/bench_drift_quality.py``) to catch a one-sigma shift within about
-    30 values and a doubling of the standard deviation within about 55, with well under
-    0.1 false alarms per 10,000 values on stationary Gaussian and log-normal streams. With
-    known parameters the two mean CUSUMs together raise a false alarm about once in
-    ``exp(2 * allowance * (threshold + 1.166)) / (4 * allowance^2)`` values (Siegmund).
+    regime becomes the reference. With known parameters the two mean CUSUMs together
+    raise a false alarm about once in ``exp(2 * allowance * (threshold + 1.166)) / (4 *
+    allowance^2)`` values (Siegmund): about once in 6 million at the defaults (warm-up
+    1,000, allowance 0.15, threshold 43, spread ratio 2, spread threshold 15, clip 3).
+    Among CUSUMs with that run length, an allowance of 0.12 to 0.15 catches a slow ramp
+    soonest (delay about ``allowance * R + sqrt(2 * threshold * R)`` for a ramp of one
+    standard deviation over ``R`` values, against 474 at allowance 0.25 and threshold 25);
+    a one-sigma step takes about ``threshold / (1 - allowance)`` values. On the quality
+    benchmark (``tests/benchmarks/bench_drift_quality.py``) that is about 48 values for a
+    one-sigma step, 400 for a ramp of one sigma over 1,000 values and 50 for a doubling of
+    the standard deviation, with no false alarm in 50 runs of 10,000 stationary Gaussian
+    or log-normal values.
 
     ``update_many`` takes a batch and gives exactly what ``update`` gives one by one. Both
     keep each CUSUM as a running sum minus its running minimum (``detectors.drift._cusum``),
     which a batch computes with ``np.cumsum`` and ``np.minimum.accumulate`` in the same
     floating-point operations. That form equals ``max(0, S + step)`` up to rounding (under
     3e-12 here), so an alarm moves only if the CUSUM ends that close to its threshold.
+
+    The detector keeps up to ``4 * warm_up`` values of the current segment to learn the
+    reference again (32 KB at the defaults).
 
     Parameters
     ----------
@@ -92,7 +109,7 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
     ...     detector.update(x)
     ...     if detector.drift_detected:
     ...         print(i, detector.cause)
-    3050 mean_up
+    3074 mean_up
 
     The same stream in batches of 500: each alarm at its position in its batch.
 
@@ -101,14 +118,14 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
     ...     batched.update_many(stream[start : start + 500])
     ...     for i, cause in zip(batched.detections, batched.detection_causes):
     ...         print(start + i, cause)
-    3050 mean_up
+    3074 mean_up
     """
 
     def __init__(
         self,
         warm_up: int = 1000,
-        allowance: float = 0.25,
-        threshold: float = 25.0,
+        allowance: float = 0.15,
+        threshold: float = 43.0,
         spread_ratio: float | None = 2.0,
         spread_threshold: float = 15.0,
         clip: float = 3.0,
@@ -136,7 +153,9 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
     def _reset(self) -> None:
         super()._reset()
         # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
-        self._buffer = np.zeros(self.warm_up, dtype=np.float64)
+        self._buffer = np.zeros(int(_REFINEMENTS[-1] * self.warm_up), dtype=np.float64)
+        # Segment sizes at which the reference is learnt: the warm-up's end, then refinements.
+        self._learn_at = (self.warm_up, *(int(m * self.warm_up) for m in _REFINEMENTS))
         self._start_warm_up()
         self._cause: str | None = None
         self._n_detections = 0
@@ -165,8 +184,9 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
         if value is None:
             self._n_skipped += 1
             return
-        if self._filled < self.warm_up:
-            self._buffer[self._filled] = value
+        filled = self._filled
+        if filled < self.warm_up:
+            self._buffer[filled] = value
             self._filled += 1
             if self._filled == self.warm_up:
                 self._learn_reference()
@@ -202,6 +222,11 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
             self._since_rebase += 1
             if self._since_rebase == REBASE_EVERY:
                 self._rebase()
+            if filled < self._buffer.size:
+                self._buffer[filled] = value
+                self._filled += 1
+                if self._filled in self._learn_at:
+                    self._learn_reference()
 
     def update_many(self, values: Batch) -> None:
         """Add a batch of values: the same results and state as ``update`` one by one.
@@ -220,7 +245,13 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
         self._segments(array[positions], positions, array.size)
 
     def _warm_up_room(self) -> int:
-        return self.warm_up - self._filled
+        return max(self.warm_up - self._filled, 0)
+
+    def _steady_room(self) -> int:
+        for size in self._learn_at:
+            if size > self._filled:
+                return size - self._filled
+        return REBASE_EVERY
 
     def _warm(self, inputs: FloatArray) -> None:
         self._buffer[self._filled : self._filled + inputs.size] = inputs
@@ -252,9 +283,17 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
             self._spread_sum, self._spread_low = ends[2], end_floors[2]
         crossed = sums - floors > np.array(levels)[:, None]
         alarms = crossed.any(axis=0)
-        if not alarms.any():
+        first = int(np.argmax(alarms)) if alarms.any() else values.size
+        # The values before an alarm are kept as update() keeps them, though the alarm's
+        # new warm-up overwrites them: the unused cells are part of the state.
+        # _steady_room ended the run at the next refinement at the latest.
+        if self._filled < self._buffer.size:
+            self._buffer[self._filled : self._filled + first] = values[:first]
+            self._filled += first
+            if first == values.size and self._filled in self._learn_at:
+                self._learn_reference()
+        if first == values.size:
             return None
-        first = int(np.argmax(alarms))
         # At one value the mean CUSUMs come first, as in update().
         return first, (_CAUSES[int(np.argmax(crossed[:, first]))],)
 
@@ -291,7 +330,9 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
         self._since_rebase = 0
 
     def _learn_reference(self) -> None:
-        values = self._buffer
+        """Learn the reference from the segment's values so far (a warm-up that yields no
+        finite reference starts again; a refinement that does keeps the one it had)."""
+        values = self._buffer[: self._filled]
         # Finite values near the float limit can overflow the mean or the spread; numpy
         # would warn, and an infinite or NaN reference would never alarm again.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -302,7 +343,8 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
             location = float(np.mean(values))
             spread = float(np.std(values))
         if not (math.isfinite(location) and math.isfinite(spread)):
-            self._start_warm_up()
+            if self._filled == self.warm_up:
+                self._start_warm_up()
             return
         self._location = location
         # A constant warm-up still needs a scale: any later change is then a large one.
@@ -348,10 +390,11 @@ class RobustCUSUM(SegmentedBatches, BatchEvents, base.DriftDetector):
 
     @property
     def reference_location(self) -> float:
-        """In-control mean learnt in the last warm-up (NaN while warming up)."""
+        """In-control mean learnt in the last warm-up or refinement (NaN while warming up)."""
         return self._location
 
     @property
     def reference_scale(self) -> float:
-        """In-control standard deviation learnt in the last warm-up (NaN while warming up)."""
+        """In-control standard deviation learnt in the last warm-up or refinement (NaN while
+        warming up)."""
         return self._scale

@@ -278,12 +278,12 @@ def test_robust_cusum_rebases_alike_over_a_long_stream(at: list[int]) -> None:
 def test_robust_cusum_warms_up_again_inside_a_batch() -> None:
     rng = np.random.default_rng(6)
     stream = np.concatenate([rng.normal(0.0, 1.0, 300), rng.normal(3.0, 1.0, 300)])
-    assert alarms(RobustCUSUM(warm_up=100), stream) == [310]
+    assert alarms(RobustCUSUM(warm_up=100), stream) == [311]
     detector = RobustCUSUM(warm_up=100)
     detector.update_many(stream)
     # The step is caught once; the warm-up after the alarm learns the new level, quietly.
-    assert detector.detections.tolist() == [310]
-    # A three-sigma step fills the spread CUSUM (1.8 a value) before the mean's (2.75 a
+    assert detector.detections.tolist() == [311]
+    # A three-sigma step fills the spread CUSUM (1.8 a value) before the mean's (2.85 a
     # value, against a higher threshold).
     assert detector.detection_causes == ("spread_up",)
     assert detector.reference_location == pytest.approx(3.0, abs=0.3)

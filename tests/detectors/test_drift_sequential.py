@@ -20,9 +20,9 @@ def normal(seed: int, n: int, mean: float = 0.0, sd: float = 1.0) -> list[float]
 @pytest.mark.parametrize(
     ("after", "index", "cause"),
     [
-        (normal(2, 1000, mean=1.0), 2026, "mean_up"),
-        (normal(2, 1000, mean=-1.0), 2038, "mean_down"),
-        (normal(2, 1000, sd=2.0), 2048, "spread_up"),
+        (normal(2, 1000, mean=1.0), 2037, "mean_up"),
+        (normal(2, 1000, mean=-1.0), 2054, "mean_down"),
+        (normal(2, 1000, sd=2.0), 2049, "spread_up"),
     ],
     ids=["mean_up", "mean_down", "spread_up"],
 )
@@ -38,6 +38,26 @@ def test_robust_cusum_is_silent_on_a_long_stationary_stream() -> None:
     assert alarms(detector, normal(3, 300_000, mean=50.0, sd=7.0)) == []
     assert detector.reference_location == pytest.approx(50.0, abs=0.5)
     assert detector.reference_scale == pytest.approx(7.0, rel=0.05)
+
+
+def test_robust_cusum_pins_a_step_in_a_short_series_and_stays_silent_without() -> None:
+    # 400 values, warm-up 100: a step of 0.75 standard deviations at 250.
+    stream = [*normal(21, 250, mean=5.0, sd=2.0), *normal(22, 150, mean=6.5, sd=2.0)]
+    assert alarms(RobustCUSUM(warm_up=100), stream) == [297]
+    assert alarms(RobustCUSUM(warm_up=100), normal(22, 400, mean=5.0, sd=2.0)) == []
+
+
+def test_robust_cusum_learns_its_reference_again_from_the_whole_segment() -> None:
+    stream = np.array(normal(24, 4000))
+    detector = RobustCUSUM()
+    detector.update_many(stream[:1499])
+    assert detector.reference_location == stream[:1000].mean()
+    detector.update(stream[1499])
+    assert detector.reference_location == pytest.approx(stream[:1500].mean(), abs=1e-12)
+    for x in stream[1500:]:
+        detector.update(x)
+    assert detector.reference_location == pytest.approx(stream.mean(), abs=1e-12)
+    assert detector.reference_scale == pytest.approx(stream.std(), abs=1e-12)
 
 
 def test_robust_cusum_ignores_outliers_in_warm_up_and_after() -> None:
@@ -69,8 +89,10 @@ def test_robust_cusum_relearns_after_a_warm_up_that_overflows() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         found = alarms(detector, [*extreme, *normal(12, 300), *normal(13, 100, mean=3.0)])
-    assert found == [409]
-    assert detector.cause == "mean_up"
+    assert found == [410]
+    # A three-sigma step fills the spread CUSUM (1.8 a value, to 15) before the mean's
+    # (2.85 a value, to 43).
+    assert detector.cause == "spread_up"
 
 
 def test_robust_cusum_skips_bad_values_without_counting_them() -> None:
@@ -79,8 +101,8 @@ def test_robust_cusum_skips_bad_values_without_counting_them() -> None:
     noisy: list[Any] = []
     for x in stream:
         noisy.extend([x, None, float("nan"), float("inf"), "x"])
-    assert alarms(clean, stream) == [2027]
-    assert [i // 5 for i in alarms(dirty, noisy)] == [2027]
+    assert alarms(clean, stream) == [2054]
+    assert [i // 5 for i in alarms(dirty, noisy)] == [2054]
 
 
 def errors(seed: int, n: int, rate: float) -> list[bool]:
