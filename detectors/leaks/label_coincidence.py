@@ -46,8 +46,12 @@ _GROWTH = 4.0
 _NO_WRITE = -math.inf
 # How far back each control window is, as an axis.
 _BACK = np.arange(_WINDOWS)
-# Runs of fewer writes cost more in numpy calls than one by one.
+# Runs of fewer events cost more in numpy calls than one by one.
 _SHORT_RUN = 4
+# Events read ahead for a run: a run that ends early reads the rest again.
+_RUN_WINDOW = 256
+# What judging changes, per feature (with the looks), saved to judge again.
+_JUDGED = ("_counts", "_labels", "_unjudged", "_best", "_flagged")
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -128,22 +132,27 @@ def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
     out |= packed & ((1 << bins) - 1)
 
 
+def _low_bits(hits: np.ndarray) -> np.ndarray:
+    """The bits of the true bins of ``hits`` (lag bins on the last axis), in the low half."""
+    return hits.astype(np.uint32) @ (np.uint32(1) << np.arange(hits.shape[-1], dtype=np.uint32))
+
+
 def _spread_rows(hits: np.ndarray) -> np.ndarray:
     """The bits of the true bins of ``hits`` (lag bins on the last axis), in both halves."""
-    bits = hits.astype(np.uint32) @ (np.uint32(1) << np.arange(hits.shape[-1], dtype=np.uint32))
+    bits = _low_bits(hits)
     return bits | (bits << np.uint32(_NULL_SHIFT))
 
 
 class _Marks:
-    """The marks of a run of writes: each write's event time, then the write times that
-    differ from it (``_add_write`` marks both), with entity row, column and kind bits."""
+    """The marks of writes: each write's event time, then the write times that differ from
+    it (``_add_write`` marks both), with entity row, column and kind bits."""
 
-    def __init__(self, run: _Run) -> None:
-        self.write_rows = np.array(run.rows, np.intp)
-        self.written_at = np.array(run.written_at)
-        event_at = np.array(run.event_at)
-        columns = np.array(run.columns, np.intp)
-        kinds = np.where(run.nulls, _NULL_KINDS, _ANY_KIND).astype(np.uint32)
+    def __init__(self, writes: _Writes, chosen: np.ndarray) -> None:
+        self.write_rows = writes.rows[chosen]
+        self.written_at = writes.written_at[chosen]
+        event_at = writes.event_at[chosen]
+        columns = writes.columns[chosen]
+        kinds = np.where(writes.nulls[chosen], _NULL_KINDS, _ANY_KIND).astype(np.uint32)
         second = self.written_at != event_at
         self.rows = np.concatenate([self.write_rows, self.write_rows[second]])
         self.columns = np.concatenate([columns, columns[second]])
@@ -151,25 +160,155 @@ class _Marks:
         self.kinds = np.concatenate([kinds, kinds[second]])
 
 
-class _Run:
-    """The writes of a run, gathered one by one before they go to numpy."""
+class _Writes:
+    """The writes of a run as arrays: entity row, column, times, whether of null, position
+    in the run, and whether their entity's label came before them in the run."""
 
-    def __init__(self) -> None:
-        self.rows: list[int] = []
-        self.columns: list[int] = []
-        self.event_at: list[float] = []
-        self.written_at: list[float] = []
-        self.nulls: list[bool] = []
+    def __init__(self, gathered: list[tuple[int, int, float, float, bool, int, bool]]) -> None:
+        rows, columns, event_at, written_at, nulls, positions, after = zip(*gathered, strict=True)
+        self.rows = np.array(rows, np.intp)
+        self.columns = np.array(columns, np.intp)
+        self.event_at = np.array(event_at, np.float64)
+        self.written_at = np.array(written_at, np.float64)
+        self.nulls = np.array(nulls, bool)
+        self.positions = np.array(positions, np.intp)
+        self.after_label = np.array(after, bool)
 
-    def add(self, row: int, column: int, event_at: float, written_at: float, null: bool) -> None:
-        self.rows.append(row)
-        self.columns.append(column)
-        self.event_at.append(event_at)
-        self.written_at.append(written_at)
-        self.nulls.append(null)
 
-    def marks(self) -> _Marks:
-        return _Marks(self)
+class _Labels:
+    """The labels of a run as arrays: entity row, time, class and position in the run."""
+
+    def __init__(self, gathered: list[tuple[int, float, int, int]]) -> None:
+        rows, label_at, classes, positions = zip(*gathered, strict=True)
+        self.rows = np.array(rows, np.intp)
+        self.label_at = np.array(label_at, np.float64)
+        self.classes = np.array(classes, np.int8)
+        self.positions = np.array(positions, np.intp)
+
+
+class _Plan:
+    """When a run's lag bins are judged, and what that leaves in ``_min_due``: worked out
+    before the run changes anything, from the stream time after each of its events
+    (``clock``) and its labels, (row, label_at, class, position) in order."""
+
+    def __init__(
+        self,
+        detector: LabelCoincidentWrites,
+        clock: np.ndarray,
+        labels: list[tuple[int, float, int, int]],
+    ) -> None:
+        self.clock = clock
+        n, bins, lateness = len(clock), len(detector._edges) - 1, detector.lateness
+        edges, due_now = detector._edges, detector._due
+        # The open labels with a bin due within the run: their bins left, with due times.
+        rows = np.flatnonzero(due_now < clock[-1])
+        later = detector._next_bin[rows][:, None] + np.arange(bins)
+        ahead = np.minimum(later, bins - 1)
+        due = (detector._label_at[rows, None] + edges[ahead + 1]) + lateness
+        due = np.where(later < bins, due, math.inf)
+        at = np.searchsorted(clock, due, side="right")
+        new_rows = np.array([label[0] for label in labels], np.intp)
+        new_at = np.array([label[1] for label in labels], np.float64)
+        self.label_positions = np.array([label[3] for label in labels], np.intp)
+        # A label closes its entity's open label: bins due from its position on are not
+        # judged; an open label with no bin due in the run still counts in _min_due.
+        until = np.full(len(rows), n)
+        place = np.searchsorted(rows, new_rows)
+        found = place < len(rows)
+        found[found] = rows[place[found]] == new_rows[found]
+        until[place[found]] = self.label_positions[found]
+        waiting = ~found & (due_now[new_rows] < math.inf)
+        new_due = (new_at[:, None] + edges[1:]) + lateness
+        new_judged_at = np.maximum(
+            self.label_positions[:, None], np.searchsorted(clock, new_due, side="right")
+        )
+        old_judged = (later < bins) & (at < until[:, None])
+        which, step = np.nonzero(old_judged)
+        new_which, new_bin = np.nonzero(new_judged_at < n)
+        row = np.concatenate([rows[which], new_rows[new_which]])
+        b = np.concatenate([later[which, step], new_bin])
+        position = np.concatenate([at[which, step], new_judged_at[new_which, new_bin]])
+        due_at = np.concatenate([due[which, step], new_due[new_which, new_bin]])
+        # One pass after another at each event, earliest first, then by row, as
+        # ``_judge_due`` does: a bin's pass is its rank among its row's bins judged there.
+        by_row = np.lexsort((b, position, row))
+        first = np.ones(len(row), bool)
+        first[1:] = (np.diff(row[by_row]) != 0) | (np.diff(position[by_row]) != 0)
+        starts = np.maximum.accumulate(np.where(first, np.arange(len(row)), 0))
+        passes = np.empty(len(row), np.int64)
+        passes[by_row] = b[by_row] - b[by_row][starts]
+        order = np.lexsort((row, due_at, passes, position))
+        self.rows, self.bins = row[order].astype(np.intp), b[order].astype(np.int64)
+        self.positions = position[order]
+        # The due times the rows above can have during the run, each with the positions
+        # where it can be the row's: after the bins before it are judged, while the label
+        # is open. Every other row keeps its due time.
+        self.candidates = np.concatenate([due.ravel(), due_now[new_rows[waiting]], new_due.ravel()])
+        self.active_from = np.concatenate(
+            [
+                np.zeros(due.size, np.intp),
+                np.zeros(int(waiting.sum()), np.intp),
+                np.repeat(self.label_positions, bins),
+            ]
+        )
+        self.active_until = np.concatenate(
+            [
+                np.repeat(until, bins),
+                self.label_positions[waiting],
+                np.full(new_due.size, n),
+            ]
+        )
+        self.label_due = new_due[:, 0]
+        others = due_now.copy()
+        others[rows] = math.inf
+        others[new_rows] = math.inf
+        self.others = float(others.min(initial=math.inf))
+
+    def cut(self, touched: np.ndarray) -> int:
+        """Where the run must end: at the first event that touches (``touched``: the entity
+        row of each event, -1 for none) an entity judged earlier in the run."""
+        n = len(self.clock)
+        events = np.flatnonzero(touched >= 0)
+        touches = np.sort(touched[events] * (n + 1) + events)
+        judged = self.rows * (n + 1) + self.positions
+        after = np.searchsorted(touches, judged, side="right")
+        inside = after < len(touches)
+        after = after[inside]
+        later = touches[after][touches[after] // (n + 1) == self.rows[inside]]
+        return int((later % (n + 1)).min(initial=n))
+
+    def judgments(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (row, bin, position) of each bin judged in the first ``n`` events, in order."""
+        kept = self.positions < n
+        return self.rows[kept], self.bins[kept], self.positions[kept]
+
+    def min_due(self, min_due: float, n: int) -> float:
+        """``_min_due`` after the first ``n`` events, from ``min_due`` before them: lowered
+        by each label's due time, and the earliest due time after an event that judges
+        (one at which the stream time passes ``_min_due``)."""
+        clock, times = self.clock, self.clock.tolist()
+
+        def earliest(position: int) -> float:
+            active = (self.active_from <= position) & (position < self.active_until)
+            due = self.candidates[active & (self.candidates >= clock[position])]
+            return float(due.min(initial=self.others))
+
+        i = 0
+        labels = zip(self.label_positions.tolist(), self.label_due.tolist(), strict=True)
+        for position, due in labels:
+            if position >= n:
+                break
+            while (judging := bisect.bisect_right(times, min_due, i)) < position:
+                min_due = earliest(judging)
+                i = judging + 1
+            min_due = min(min_due, due)
+            if times[position] > min_due:
+                min_due = earliest(position)
+            i = position + 1
+        while (judging := bisect.bisect_right(times, min_due, i)) < n:
+            min_due = earliest(judging)
+            i = judging + 1
+        return min_due
 
 
 def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
@@ -455,18 +594,20 @@ class LabelCoincidentWrites(base.Base):
         """Reads a batch of events, exactly as ``update`` one by one would.
 
         ``detections`` holds the positions in the batch at which a feature was flagged, and
-        ``flags`` the evidence of each feature as it was then. Runs of writes to entities
-        and features already kept, up to the next label and the next lag bin due, go
-        through numpy at once: what a write changes (control windows, near and control
-        bins, latest writes, expiry) is a union or a maximum, the same in any order, and
-        the control windows a run leaves are those of its latest write. A label, a write
-        that makes an entity or a feature, and judging (which reads the bins as they were
-        at the write after which it is due) go one at a time, through ``update``'s code.
+        ``flags`` the evidence of each feature as it was then. Runs of writes and labels of
+        entities and features already kept go through numpy at once (``_run``): what a
+        write changes (control windows, near and control bins, latest writes, expiry) is a
+        union or a maximum, the same in any order; a label reads and resets only its own
+        entity's bins; and a lag bin judged at some event of the run reads its entity's
+        bins as they are at the end of the run when nothing later in the run touches that
+        entity, which is where a run ends. Events that make a feature or forget an entity,
+        and short runs, go one at a time, through ``update``'s code.
         """
         self._batch_events = []
+        parsed = self._parse(events)
         i = 0
         while i < len(events):
-            stop = self._write_run(events, i)
+            stop = self._run(events, parsed, i)
             if stop == i:
                 self._step(events[i], i)
                 stop += 1
@@ -490,75 +631,235 @@ class LabelCoincidentWrites(base.Base):
         the features that flagged, sorted by name, as it is after that event."""
         if self._min_due < self._stream_time:
             self._judge_due()
+        self._take_flags(position)
+
+    def _take_flags(self, position: int) -> None:
+        """Keeps the evidence of the features flagged since the last event at ``position``,
+        sorted by name, as it is now."""
         if self._new_flags:
             names = sorted(self._column_names[column] for column in self._new_flags)
             self._new_flags = []
             self._batch_events += [(position, self._evidence(n, self._columns[n])) for n in names]
 
-    def _write_run(self, events: Sequence[Any], start: int) -> int:
-        """Reads the writes from ``start`` on that make no entity or feature, up to the
-        next label and the first write after which a bin is due; the position after them,
-        or ``start`` when the event there must go alone."""
+    @staticmethod
+    def _parse(events: Sequence[Any]) -> list[tuple[FeatureWrite | Label, int] | None]:
+        """Each event as (the well-formed write or label, its entity's key), or None."""
+        keys: dict[EntityId, int] = {}
+        parsed: list[tuple[FeatureWrite | Label, int] | None] = []
+        for x in events:
+            event: FeatureWrite | Label | None = checked_write(x)
+            if event is None:
+                event = checked_label(x)
+                if event is None:
+                    parsed.append(None)
+                    continue
+            key = keys.get(event.entity_id)
+            if key is None:
+                key = keys[event.entity_id] = entity_key(event.entity_id)
+            parsed.append((event, key))
+        return parsed
+
+    def _run(
+        self,
+        events: Sequence[Any],
+        parsed: list[tuple[FeatureWrite | Label, int] | None],
+        start: int,
+    ) -> int:
+        """Reads the events from ``start`` on that make no feature and forget no entity, at
+        most one label per entity, up to the first event that touches an entity judged
+        earlier in the run; the position after them, or ``start`` when the event there
+        must go alone."""
         if self._stream_time == -math.inf:
             return start
-        run = _Run()
-        keys: dict[EntityId, int] = {}
-        stream_time, rejected = self._stream_time, 0
-        sentinels = self.sentinels or ()
-        i = start
-        while i < len(events):
-            write = checked_write(events[i])
-            if write is None:
-                if checked_label(events[i]) is not None:
-                    break
-                rejected += 1
+        writes: list[tuple[int, int, float, float, bool, int, bool]] = []
+        labels: list[tuple[int, float, int, int]] = []
+        labelled: set[int] = set()
+        times: list[float] = []
+        # The entity row each event touches; -1 for a malformed event.
+        touched: list[int] = []
+        stream_time, sentinels = self._stream_time, self.sentinels or ()
+        table, columns = self._table, self._columns
+        rows: dict[int, int] = {}
+        # The free rows: a new entity takes the lowest, as ``_row`` does, and no row is
+        # freed within a run.
+        free: np.ndarray | None = None
+        taken = 0
+        i, stop = start, min(len(events), start + _RUN_WINDOW)
+        while i < stop:
+            item = parsed[i]
+            if item is None:
+                times.append(stream_time)
+                touched.append(-1)
                 i += 1
                 continue
-            column = self._columns.get(write.feature)
-            key = keys.get(write.entity_id)
-            if key is None:
-                key = keys[write.entity_id] = entity_key(write.entity_id)
-            row = self._table.find(key)
-            if column is None or (row < 0 and self._table.size == len(self._in_use)):
-                # A new feature, or an entity that forgets or moves others: alone.
-                break
+            event, key = item
+            row = rows.get(key, -1)
             if row < 0:
-                # A free row: nothing else in the run changes, as it would not one by one.
-                row = self._row(key)
-            written_at = float(write.written_at)
-            run.add(row, column, float(write.event_at), written_at, is_null(write.value, sentinels))
-            stream_time = max(stream_time, written_at)
+                row = table.find(key)
+                if row < 0:
+                    if table.size == len(self._in_use):
+                        # An entity that forgets or moves others: alone.
+                        break
+                    if isinstance(event, FeatureWrite) and event.feature not in columns:
+                        break
+                    if free is None:
+                        free = np.flatnonzero(~self._in_use)
+                    # A free row: nothing else in the run changes, as it would not one by one.
+                    row = int(free[taken])
+                    taken += 1
+                    self._make_row(key, row)
+                rows[key] = row
+            if isinstance(event, Label):
+                if row in labelled:
+                    break
+                label_at = float(event.label_at)
+                labels.append((row, label_at, int(event.label), i - start))
+                labelled.add(row)
+                stream_time = max(stream_time, label_at)
+            else:
+                column = columns.get(event.feature)
+                if column is None:
+                    break
+                written_at, event_at = float(event.written_at), float(event.event_at)
+                null = is_null(event.value, sentinels)
+                writes.append((row, column, event_at, written_at, null, i - start, row in labelled))
+                stream_time = max(stream_time, written_at)
+            times.append(stream_time)
+            touched.append(row)
             i += 1
-            if self._min_due < stream_time:
-                break
-        if not run.rows:
-            self._rejected += rejected
-            return i
-        marks = run.marks()
-        if len(run.rows) < _SHORT_RUN or not self._exact_in_numpy(marks):
+        if len(times) < _SHORT_RUN:
             for j in range(start, i):
                 self._step(events[j], j)
             return i
-        self._rejected += rejected
-        self._stream_time = stream_time
-        self._mark_run(marks)
-        np.maximum.at(self._expires, marks.write_rows, marks.written_at + self._ttl)
-        self._judge_now(i - 1)
-        return i
+        clock = np.array(times)
+        plan = _Plan(self, clock, labels)
+        n = plan.cut(np.array(touched, np.intp))
+        writes = [w for w in writes if w[5] < n]
+        labels = [label for label in labels if label[3] < n]
+        if not writes and not labels:
+            self._rejected += n
+            return start + n
+        if n < _SHORT_RUN or not self._exact_in_numpy(writes, labels):
+            for j in range(start, start + n):
+                self._step(events[j], j)
+            return start + n
+        self._rejected += touched[:n].count(-1)
+        unjudged = np.zeros(n, np.int64)
+        written = _Writes(writes) if writes else None
+        if written is not None and not written.after_label.all():
+            self._mark_run(_Marks(written, ~written.after_label))
+        if labels:
+            made = _Labels(labels)
+            np.add.at(unjudged, made.positions, self._open_labels(made))
+        if written is not None:
+            if written.after_label.any():
+                self._mark_run(_Marks(written, written.after_label))
+            np.maximum.at(self._expires, written.rows, written.written_at + self._ttl)
+        self._stream_time = float(clock[n - 1])
+        self._min_due = plan.min_due(self._min_due, n)
+        self._judge_run(start, plan.judgments(n), unjudged)
+        return start + n
 
-    def _exact_in_numpy(self, marks: _Marks) -> bool:
-        """Whether the tiles of ``marks`` and of their entities' latest writes and open
-        labels are integers a float holds exactly (as ``math.floor``'s are), as they are
-        for any timestamp within 2**50 of the smallest lag bin's width of zero."""
+    def _exact_in_numpy(
+        self, writes: list[tuple[int, int, float, float, bool, int, bool]], labels: list[Any]
+    ) -> bool:
+        """Whether the tiles of a run's writes and labels, and of their entities' latest
+        writes and open labels, are integers a float holds exactly (as ``math.floor``'s
+        are), as they are for any timestamp within 2**50 of the smallest lag bin's width of
+        zero."""
         limit = 2.0**50 / max(self._inverse_list)
-        rows = marks.rows
+        at = np.array([w[2:4] for w in writes] or [(0.0, 0.0)])
+        new = np.array([label[1] for label in labels] or [0.0])
+        rows = np.array([w[0] for w in writes] + [label[0] for label in labels], np.intp)
         latest = self._latest[rows]
-        labels = self._label_at[rows][self._due[rows] < math.inf]
+        open_labels = self._label_at[rows][self._due[rows] < math.inf]
         return bool(
-            np.abs(marks.at).max() < limit
+            np.abs(at).max() < limit
             and ((np.abs(latest) < limit) | (latest == -math.inf)).all()
-            and (np.abs(labels) + float(self.tolerance) < limit).all()
+            and (np.abs(open_labels) + float(self.tolerance) < limit).all()
+            and (np.abs(new) + float(self.tolerance) < limit).all()
         )
+
+    def _open_labels(self, labels: _Labels) -> np.ndarray:
+        """What ``_add_label`` does for each of ``labels`` (of different entities) but count
+        the bins of the labels they close, at once; those counts, per label."""
+        rows, label_at = labels.rows, labels.label_at
+        bins, columns = len(self._edges) - 1, len(self._columns)
+        edges, inverse = self._edges, np.asarray(self._inverse_list)
+        closed = np.where(self._due[rows] < math.inf, bins - self._next_bin[rows], 0)
+
+        def lag_bits(lag: np.ndarray) -> np.ndarray:
+            inside = (edges[0] <= lag) & (lag < edges[-1])
+            bit = np.uint32(1) << (np.searchsorted(edges, lag, side="right") - 1).clip(0)
+            return np.where(inside, bit | (bit << np.uint32(_NULL_SHIFT)), 0).astype(np.uint32)
+
+        at = label_at[:, None]
+        near = lag_bits(self._last_write[rows, :columns] - at) & np.uint32(_ANY_KIND)
+        self._near[rows, :columns] = near | lag_bits(self._last_null[rows, :columns] - at)
+        phase = self._phase[rows, None]
+        control = np.floor((label_at - self.tolerance)[:, None] * inverse - phase) - 1
+        latest = self._latest[rows]
+        known = latest > -math.inf
+        current = np.floor(np.where(known, latest, 0.0)[:, None] * inverse - phase)
+        back = np.where(known[:, None], current - control, -1)
+        held = np.zeros((len(rows), self._control.shape[1]), np.uint32)
+        for step in range(_WINDOWS):
+            held |= self._windows[rows, :, step] & _spread_rows(back == step)[:, None]
+        self._control[rows] = held
+        lost = _low_bits(back > _WINDOWS - 1)
+        since = self._since[rows, None]
+        width, low = np.asarray(self._width_list), edges[:-1]
+        judgeable = ((control + phase) * width >= since) & (at + low >= since)
+        self._judgeable[rows] = _low_bits(judgeable) & ~lost
+        self._label_at[rows] = label_at
+        self._label_class[rows] = labels.classes
+        self._next_bin[rows] = 0
+        self._due[rows] = (label_at + self._edge_list[1]) + self.lateness
+        self._expires[rows] = np.maximum(self._expires[rows], label_at + self._ttl)
+        return closed
+
+    def _judge_run(
+        self, start: int, judgments: tuple[np.ndarray, np.ndarray, np.ndarray], unjudged: np.ndarray
+    ) -> None:
+        """Judges a run's lag bins, (row, bin, position in the run) in order, on the bins
+        its entities hold at its end; ``unjudged`` counts, per position, bins closed there.
+        A flag is then judged again position by position, for its evidence there."""
+        rows, bins, positions = judgments
+        columns, lags = len(self._columns), len(self._edges) - 1
+        if len(rows):
+            judgeable = ((self._judgeable[rows] >> bins.astype(np.uint32)) & 1) == 1
+            np.add.at(unjudged, positions[~judgeable], 1)
+            kept, which = np.unique(rows, return_inverse=True)
+            last = np.full(len(kept), -1, np.int64)
+            np.maximum.at(last, which, bins)
+            after = last + 1
+            self._next_bin[kept] = after
+            ahead = self._edges[np.minimum(after, lags - 1) + 1]
+            next_due = (self._label_at[kept] + ahead) + self.lateness
+            self._due[kept] = np.where(after < lags, next_due, math.inf)
+            rows, bins, positions = rows[judgeable], bins[judgeable], positions[judgeable]
+        if not len(rows):
+            self._unjudged[:columns] += int(unjudged.sum())
+            return
+        saved = {name: getattr(self, name).copy() for name in _JUDGED}
+        looks = [(looks.looks, looks.next_look, looks.p_value) for looks in self._looks]
+        self._unjudged[:columns] += int(unjudged.sum())
+        self._judge_chunks(rows, bins)
+        if not self._new_flags:
+            return
+        for name, values in saved.items():
+            setattr(self, name, values)
+        for kept_looks, (n, next_look, p_value) in zip(self._looks, looks, strict=True):
+            kept_looks.looks, kept_looks.next_look, kept_looks.p_value = n, next_look, p_value
+        self._new_flags = []
+        done = 0
+        for position in np.unique(positions).tolist():
+            self._unjudged[:columns] += int(unjudged[done : position + 1].sum())
+            done = position + 1
+            here = positions == position
+            self._judge_chunks(rows[here], bins[here])
+            self._take_flags(start + position)
+        self._unjudged[:columns] += int(unjudged[done:].sum())
 
     def _mark_run(self, marks: _Marks) -> None:
         """What ``_mark`` does for each of ``marks``, at once."""
@@ -798,15 +1099,19 @@ class LabelCoincidentWrites(base.Base):
         judged = ((self._judgeable[judged_rows] >> judged_bins.astype(np.uint32)) & 1) == 1
         self._unjudged[: len(self._columns)] += int((~judged).sum())
         judged_rows, judged_bins = judged_rows[judged], judged_bins[judged]
-        chunk = max(1, _CHUNK_CELLS // max(1, len(self._columns)))
-        for at in range(0, len(judged_rows), chunk):
-            self._judge(judged_rows[at : at + chunk], judged_bins[at : at + chunk])
+        self._judge_chunks(judged_rows, judged_bins)
         after = first + due_now.sum(axis=1)
         self._next_bin[rows] = after
         next_due = (self._label_at[rows] + self._edges[np.minimum(after, bins - 1) + 1]) + (
             self.lateness
         )
         self._due[rows] = np.where(after < bins, next_due, math.inf)
+
+    def _judge_chunks(self, rows: np.ndarray, bins: np.ndarray) -> None:
+        """``_judge`` a chunk at a time, which bounds the memory it takes."""
+        chunk = max(1, _CHUNK_CELLS // max(1, len(self._columns)))
+        for at in range(0, len(rows), chunk):
+            self._judge(rows[at : at + chunk], bins[at : at + chunk])
 
     def _judge(self, rows: np.ndarray, bins: np.ndarray) -> None:
         """Judges lag bin ``bins[j]`` of the open label of ``rows[j]``, for each j in order."""
@@ -966,12 +1271,16 @@ class LabelCoincidentWrites(base.Base):
             else:
                 self._forget(np.array([int(np.argmin(self._expires))]))
         row = int(np.argmin(self._in_use))
+        self._make_row(key, row)
+        return row
+
+    def _make_row(self, key: int, row: int) -> None:
+        """Gives the entity ``key`` the free ``row``."""
         self._table.add(key, row)
         self._row_keys[row] = key
         self._in_use[row] = True
         self._phase[row] = (key >> 11) / float(1 << 53)
         self._since[row] = self._forgotten_until
-        return row
 
     def _grow_rows(self, size: int) -> None:
         def grown(array: np.ndarray, fill: float) -> np.ndarray:

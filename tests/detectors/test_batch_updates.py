@@ -490,6 +490,8 @@ def flag_events(detector: Any) -> list[tuple[int, Event]]:
     return [(position, tuple(found)) for position, found in grouped.items()]
 
 
+FEW_ENTITIES = st.sampled_from(["u1", "u2", 3, 4, "u5", 6])
+MANY_ENTITIES = st.sampled_from([*range(20), *(f"u{k}" for k in range(20))])
 # Timestamps of a few entities' writes and labels, seconds apart around lag bins of 1 to
 # 20 s, with writes late, early, out of order, or too far out for float tiles.
 STEPS = st.one_of(st.floats(0.0, 4_000.0), st.sampled_from([0.0, 500.0, 30_000.0]))
@@ -500,11 +502,11 @@ OFFSETS = st.one_of(st.floats(-25_000.0, 25_000.0), st.sampled_from([0.0, 1e300,
 def writes_and_labels_drawn(
     draw: st.DrawFn, start: st.SearchStrategy[float] | None = None, whole: bool = False
 ) -> list[Any]:
-    """Writes (of values, None, NaN and the sentinel -1) and labels of up to six entities,
-    to three features, with malformed events among them; from ``start`` on (0.0 if None),
-    in whole milliseconds if ``whole``."""
+    """Writes (of values, None, NaN and the sentinel -1) and labels of up to six entities
+    (or of forty, whose events come in long runs), to three features, with malformed events
+    among them; from ``start`` on (0.0 if None), in whole milliseconds if ``whole``."""
     n = draw(st.integers(0, 150))
-    entities = st.sampled_from(["u1", "u2", 3, 4, "u5", 6])
+    entities = draw(st.sampled_from([FEW_ENTITIES, MANY_ENTITIES]))
     now, events = 0.0 if start is None else draw(start), []
     for _ in range(n):
         now += math.floor(draw(STEPS)) if whole else draw(STEPS)
@@ -547,6 +549,9 @@ def small_coincidence(max_entities: int) -> LabelCoincidentWrites:
 # How LabelCoincidentWrites judges lag bins due: (_FEW_LABELS, _CHUNK_CELLS). As shipped;
 # in numpy from one label due on; and in chunks of two judgments (two features).
 JUDGING = [(4, 1 << 16), (1, 1 << 16), (1, 5)]
+# How update_many cuts runs: (_SHORT_RUN, _RUN_WINDOW). As shipped; every run in numpy, however
+# short; and runs read a few events ahead only.
+RUNS = [(4, 256), (1, 256), (1, 3)]
 
 
 @PROPERTY
@@ -556,10 +561,15 @@ JUDGING = [(4, 1 << 16), (1, 1 << 16), (1, 5)]
     ),
     st.sampled_from([2, 64]),
     st.sampled_from(JUDGING),
+    st.sampled_from(RUNS),
     st.data(),
 )
 def test_label_coincidence_batched_as_one_by_one(
-    events: list[Any], max_entities: int, judging: tuple[int, int], data: st.DataObject
+    events: list[Any],
+    max_entities: int,
+    judging: tuple[int, int],
+    runs: tuple[int, int],
+    data: st.DataObject,
 ) -> None:
     at = data.draw(cuts(len(events)))
 
@@ -574,6 +584,8 @@ def test_label_coincidence_batched_as_one_by_one(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(label_coincidence, "_FEW_LABELS", judging[0])
         patch.setattr(label_coincidence, "_CHUNK_CELLS", judging[1])
+        patch.setattr(label_coincidence, "_SHORT_RUN", runs[0])
+        patch.setattr(label_coincidence, "_RUN_WINDOW", runs[1])
         single = make()
         assert events_one_by_one(single, events, flag_event) == expected
         assert same_state(single, reference), state_difference(single, reference)
