@@ -12,13 +12,14 @@ nothing for the fleet), acting needs more (``confirm`` alarms at distinct event 
 before ``fallback``), and coming back needs most (``clear_after`` seconds without any alarm
 on fallback, then again ``clear_after`` seconds without any alarm in ``probing``, where a
 single alarm sends the model back). A model degraded by a windowed test
-(``Evidence.windowed``) stays ``degraded`` until that test's next result, however long its
-window takes to fill: quiet time before it says nothing, and its next window is the one
-that can confirm the alarm. No transition out of ``degraded``, ``fallback`` or ``probing``
-happens before the state is ``min_dwell`` seconds old, except for critical
-evidence and a relapse during probing, which only ever move towards the fallback. So a
-restore and the next non-critical fallback are at least ``min_dwell`` apart, and a fallback
-and its restore at least ``2 * clear_after``: a noisy metric cannot make the fleet flap.
+(``Evidence.windowed``) stays ``degraded`` until that test's next result, for up to
+``2 * clear_after`` after the alarm: quiet time before it says nothing, and its next
+window is the one that can confirm the alarm. No transition out of ``degraded``,
+``fallback`` or ``probing`` happens before the state is ``min_dwell`` seconds old, except
+for critical evidence and a relapse during probing, which only ever move towards the
+fallback. So a restore and the next non-critical fallback are at least ``min_dwell`` apart,
+and a fallback and its restore at least ``2 * clear_after``: a noisy metric cannot make the
+fleet flap.
 
 Only alarms that matter move the machine: evidence whose ``material`` is false (a real
 change below its detector's effect-size floor, such as the slow, harmless drift of a real
@@ -59,8 +60,8 @@ class HealthPolicy(base.Base):
         Seconds without any alarm after which ``degraded`` returns to ``healthy``,
         ``fallback`` moves to ``probing``, and ``probing`` restores the live model. A
         ``degraded`` model whose last windowed alarm's test has not given its next result
-        yet waits for it as well, so that two windows confirm each other whatever their
-        interval.
+        yet waits for it as well, up to ``2 * clear_after`` after that alarm, so that two
+        windows up to that far apart confirm each other.
     escalate_after
         Seconds on fallback (``fallback`` or ``probing``) after which the fallback episode
         escalates to a human, once per episode; default three days.
@@ -276,8 +277,13 @@ class HealthPolicy(base.Base):
         if state is HealthState.HEALTHY or now - self._since < self.min_dwell:
             return
         quiet = now - max(self._last_alarm_at, self._since) >= self.clear_after
-        if state is HealthState.DEGRADED:
-            quiet = quiet and self._awaiting is None
+        awaiting = self._awaiting
+        if state is HealthState.DEGRADED and awaiting is not None:
+            # The next window confirms only while it is news about the same change: one
+            # due hours later (a model of a few predictions a minute) would make any two
+            # unrelated small drifts a fallback (the null portfolio's slowly drifting mix:
+            # 0.2 false fallbacks per model-day), so the wait ends after 2 * clear_after.
+            quiet = quiet and now - awaiting[2] >= 2 * self.clear_after
         if state is HealthState.DEGRADED and self._confirmations >= self.confirm:
             reason = f"{self._confirmations} alarms confirmed"
             self._move(HealthState.FALLBACK, now, self._cause, reason)

@@ -268,13 +268,36 @@ def test_an_unwindowed_test_or_another_feature_does_not_end_the_wait() -> None:
     policy.update(
         Evidence(detector="drift_psi", feature="amount", at=0.0, alarm=True, windowed=True)
     )
-    policy.update(Evidence(detector="drift_psi", feature="age", at=20.0, alarm=False))
-    policy.update(Evidence(detector="score", at=30.0, alarm=False))
+    policy.update(Evidence(detector="drift_psi", feature="age", at=12.0, alarm=False))
+    policy.update(Evidence(detector="score", at=15.0, alarm=False))
     assert policy.state is HealthState.DEGRADED
     policy.update(
-        Evidence(detector="drift_psi", feature="amount", at=40.0, alarm=False, windowed=True)
+        Evidence(detector="drift_psi", feature="amount", at=18.0, alarm=False, windowed=True)
     )
     assert policy.state is HealthState.HEALTHY
+
+
+def test_the_wait_for_a_next_window_ends_after_twice_clear_after() -> None:
+    # Windows 25 s apart with clear_after 10 s: the next window is due after the wait, so
+    # the model is healthy again at 20 s and each alarm starts a confirmation of its own.
+    policy = HealthPolicy(confirm=2, min_dwell=5.0, clear_after=10.0)
+    records: list[Any] = []
+    for i in range(4):
+        at = 25.0 * i
+        records.append(
+            Evidence(detector="drift_psi", feature="amount", at=at, alarm=i > 0, windowed=True)
+        )
+        records += [Heartbeat(at=at + s) for s in range(1, 25)]
+    out = _run(policy, records)
+    assert out["moves"] == [
+        (25, "healthy", "degraded", "drift_psi"),
+        (45, "degraded", "healthy", None),
+        (50, "healthy", "degraded", "drift_psi"),
+        (70, "degraded", "healthy", None),
+        (75, "healthy", "degraded", "drift_psi"),
+        (95, "degraded", "healthy", None),
+    ]
+    assert out["actions"] == []
 
 
 def test_late_records_do_not_move_time_backwards() -> None:
