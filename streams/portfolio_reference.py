@@ -257,7 +257,7 @@ KEYS: tuple[Key, ...] = (
        "Time in degraded, fallback or probing before a non-critical transition out."),
     _d("detectors.health.clear_after", "3600", "> 0",
        "Time without alarms after which a model moves back towards healthy (a model degraded "
-       "by a windowed test also waits for that test's next window)."),
+       "by a windowed test also waits for that test's next window, up to twice this)."),
 )
 # fmt: on
 
