@@ -52,6 +52,7 @@ from streams.monitor.batch import Record
 from streams.portfolio import Model, Portfolio, parse_portfolio
 from streams.simulate.population import portfolio_toml
 from streams.simulate.run import SCENARIOS, SimulationRun, load_scenario
+from tests.benchmarks.bench_soak import rss_of_status
 
 LABEL_DELAY_MS = 3_600_000
 
@@ -228,10 +229,7 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_of_status(Path("/proc/self/status").read_text()) / 2**20
 
 
 def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:

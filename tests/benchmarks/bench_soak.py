@@ -211,12 +211,10 @@ def metric_sum(metrics: str, name: str) -> int:
     >>> metric_sum('x_total{topic="a"} 3.0\\nx_total{topic="b"} 4.0\\nx_created 9.0\\n', "x_total")
     7
     """
-    total = 0.0
-    for line in metrics.splitlines():
-        key, _, value = line.partition(" ")
-        if key == name or key.startswith(name + "{"):
-            total += float(value)
-    return int(total)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = (s for f in text_string_to_metric_families(metrics) for s in f.samples)
+    return int(sum(sample.value for sample in samples if sample.name == name))
 
 
 def topic_bytes(entries: Iterable[tuple[str, int]], topics: Iterable[str]) -> int:
