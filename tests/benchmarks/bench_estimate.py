@@ -94,7 +94,7 @@ class Sizes:
     runs: int = 5
     chunks: int = 20
     chunk_size: int = 5000
-    calibration_size: int = 20_000
+    calibration_size: int | None = None  # None: CalibratedEstimate's default
 
 
 @dataclasses.dataclass
@@ -114,10 +114,11 @@ def run(scenario: Scenario, seed: int, sizes: Sizes, errors: Errors) -> None:
     """One seeded run of a scenario; appends its per-chunk errors to ``errors``."""
     rng = np.random.default_rng(seed)
     chunks, chunk_size = sizes.chunks, sizes.chunk_size
+    calibration = (
+        {} if sizes.calibration_size is None else {"calibration_size": sizes.calibration_size}
+    )
     calibrated = CalibratedEstimate(
-        threshold=scenario.threshold,
-        chunk_size=chunk_size,
-        calibration_size=sizes.calibration_size,
+        threshold=scenario.threshold, chunk_size=chunk_size, **calibration
     )
     today = EstimatedAccuracy(window=chunk_size, min_labels=chunk_size)
     previous: np.ndarray | None = None
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Mean absolute error per chunk of {args.chunk_size} ({args.runs} runs x "
         f"{args.chunks} chunks after {REFERENCE_CHUNKS} labelled reference chunks; "
-        f"calibration on the last {args.calibration_size} labels):\n"
+        f"calibration_size {args.calibration_size or CalibratedEstimate().calibration_size}):\n"
     )
     print(table(results))
     n_updates = args.runs * (REFERENCE_CHUNKS + args.chunks) * args.chunk_size * 2
