@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from typing import Any
@@ -58,6 +59,13 @@ def bin_edges(threshold: float) -> np.ndarray:
     edges[half - 1] = threshold
     edges.flags.writeable = False
     return edges
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_list(threshold: float) -> list[float]:
+    # A label at a time, ``bisect`` on floats is ``searchsorted`` without numpy's per-call
+    # overhead, and compares the same numbers.
+    return bin_edges(threshold).tolist()
 
 
 def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -303,8 +311,9 @@ class CalibratedEstimate(LabelCounts, base.Base):
     def _reset(self) -> None:
         self._chunk = np.zeros(self.chunk_size)  # the scores of the chunk being filled
         self._chunk_filled = 0
-        # Per generation (current, previous), per bin: labels, positives, sum of scores.
-        self._counts = np.zeros((2, 3, len(bin_edges(self.threshold)) + 1))
+        # Per generation (current, previous), per bin: labels, positives, sum of scores;
+        # flat, so that a label at a time costs three scalar adds (``_grid`` shapes it).
+        self._counts = np.zeros(6 * (len(bin_edges(self.threshold)) + 1))
         self._generation_filled = 0  # labels in the current generation
         self._recent = Window(self.chunk_size, 2)  # the last chunk_size labels: score, label
         self._n_restarts = 0
@@ -321,16 +330,21 @@ class CalibratedEstimate(LabelCounts, base.Base):
         # Bins no label reached hold zeros: only the span from the first reached to the
         # last pickles (none before the first label).
         state = dict(self.__dict__)
-        reached = np.flatnonzero(self._counts[:, 0].any(axis=0))
+        grid = self._grid()
+        reached = np.flatnonzero(grid[:, 0].any(axis=0))
         low, high = (int(reached[0]), int(reached[-1]) + 1) if len(reached) else (0, 0)
-        state["_counts"] = (low, self._counts[:, :, low:high])
+        state["_counts"] = (low, grid[:, :, low:high])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         low, reached = state["_counts"]
         counts = np.zeros((2, 3, len(bin_edges(state["threshold"])) + 1))
         counts[:, :, low : low + reached.shape[2]] = reached
-        self.__dict__.update(state, _counts=counts)  # in place: attribute order kept
+        self.__dict__.update(state, _counts=counts.reshape(-1))  # in place: order kept
+
+    def _grid(self) -> np.ndarray:
+        """The counts as generation x (labels, positives, score sum) x bin (a view)."""
+        return self._counts.reshape(2, 3, -1)
 
     def update(self, x: Any) -> None:
         """Absorb ``(None, score)`` for a new prediction or ``(label, score)`` for a label."""
@@ -412,11 +426,11 @@ class CalibratedEstimate(LabelCounts, base.Base):
 
     def _count_label(self, score: float, label: int) -> None:
         """``_count_labels`` of one label, without the arrays."""
-        at = int(np.searchsorted(bin_edges(self.threshold), score, side="right"))
-        current = self._counts[0]
-        current[0, at] += 1.0
-        current[1, at] += label
-        current[2, at] += score
+        at = bisect.bisect_right(_edge_list(self.threshold), score)
+        counts, bins = self._counts, len(self._counts) // 6
+        counts[at] += 1.0
+        counts[bins + at] += label
+        counts[2 * bins + at] += score
         self._generation_filled += 1
         if self._generation_filled == self.calibration_size:
             self._next_generation()
@@ -427,7 +441,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
         start = 0
         while start < len(labels):
             end = min(len(labels), start + self.calibration_size - self._generation_filled)
-            current = self._counts[0]
+            current = self._grid()[0]
             # ``add.at`` adds in order, one at a time: the sums ``_count_label`` makes.
             np.add.at(current[0], bins[start:end], 1.0)
             np.add.at(current[1], bins[start:end], labels[start:end])
@@ -438,8 +452,9 @@ class CalibratedEstimate(LabelCounts, base.Base):
             start = end
 
     def _next_generation(self) -> None:
-        self._counts[1] = self._counts[0]
-        self._counts[0] = 0.0
+        half = len(self._counts) // 2
+        self._counts[half:] = self._counts[:half]
+        self._counts[:half] = 0.0
         self._generation_filled = 0
 
     def _push_predictions(self, scores: np.ndarray) -> None:
@@ -452,7 +467,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
         """Estimate the full chunk and start the next; whether its estimate alarms."""
         self._chunk_filled = 0
         self._n_chunks += 1
-        counts = self._counts.sum(axis=0)
+        counts = self._grid().sum(axis=0)
         if counts[0].sum() < self.min_labels:
             return False
         scores, labels = self._recent.column(0), self._recent.column(1)
@@ -467,7 +482,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
             self._generation_filled = 0
             self._count_labels(scores, labels)
             self._n_restarts += 1
-            counts = self._counts.sum(axis=0)
+            counts = self._grid().sum(axis=0)
             calibration = self._calibration(counts)
         probabilities = np.interp(self._chunk, *calibration)
         self._estimated = expected_metrics(self._chunk, probabilities, self.threshold)
