@@ -154,8 +154,9 @@ KEYS: tuple[Key, ...] = (
         "Labels before a measured value replaces the estimate."),
     Key("detectors.performance.tolerance", "number", "0.02", ">= 0",
         "Drop of the metric tolerated before it counts as a loss."),
-    Key("detectors.performance.calibration_size", "integer", "5000", ">= 1",
-        "Labels the calibrated estimate is fitted on (16 bytes of state each)."),
+    Key("detectors.performance.calibration_size", "integer", "50000", ">= 2",
+        "Labels per generation of the calibrated estimate's binned counts: it calibrates on "
+        "the last calibration_size to twice that; memory does not grow with it."),
     Key("detectors.performance.reference_size", "integer", "1000", ">= 1",
         "Pairs that make the healthy reference."),
     Key("detectors.performance.baseline", "number", "learnt", ">= 0",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from typing import Any
 
@@ -12,7 +14,7 @@ from detectors import _batch
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
-from detectors.performance._window import roc_auc, validate_size
+from detectors.performance._window import Window, roc_auc, validate_size
 
 # The metrics estimated per chunk and measured on labels, in the order of the state arrays.
 METRICS = ("accuracy", "precision", "recall", "f1", "auc")
@@ -22,6 +24,48 @@ _ONE_DETECTION = np.zeros(1, dtype=np.int64)
 
 # Label codes inside a batch: NaN marks a prediction without label, this an invalid label.
 _INVALID_LABEL = -1.0
+
+# The calibration counts labels in bins of equal steps of the score's logit, one edge at
+# the model's threshold so that a bin's predictions are all of one class; the two outer
+# bins take the scores beyond the span. Fine enough that the isotonic fit on the bins is
+# the fit on their labels (P(y | score) barely moves within a step: in the benchmark,
+# steps from 0.025 to 0.2 estimate alike), few enough that the counts stay small:
+# 2 generations x 3 counts x 2 * _BIN_SPAN / _BIN_STEP bins, 11.5 KB.
+_BIN_STEP = 0.1
+_BIN_SPAN = 12.0
+# How many standard errors the recent labels may stray from the calibration, right
+# predictions counted against wrong ones, before it restarts from them: P(y | score)
+# changed and the older labels mislead. Far beyond the noise of a stationary model.
+_RESTART_Z = 5.0
+
+
+@functools.lru_cache(maxsize=64)
+def bin_edges(threshold: float) -> np.ndarray:
+    """The inner edges of the calibration bins of a model with this threshold (read-only).
+
+    Bin ``i`` holds the scores ``s`` with ``edges[i - 1] <= s < edges[i]``, i.e.
+    ``np.searchsorted(edges, s, side="right")``; the threshold is an edge, so the bins
+    from ``len(edges) // 2 + 1`` on are predicted class 1.
+
+    Examples
+    --------
+    >>> edges = bin_edges(0.5)
+    >>> len(edges), float(edges[len(edges) // 2]), int(np.searchsorted(edges, 0.5, "right"))
+    (239, 0.5, 120)
+    """
+    half = round(_BIN_SPAN / _BIN_STEP)
+    logits = math.log(threshold / (1.0 - threshold)) + _BIN_STEP * np.arange(1 - half, half)
+    edges = 1.0 / (1.0 + np.exp(-logits))
+    edges[half - 1] = threshold
+    edges.flags.writeable = False
+    return edges
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_list(threshold: float) -> list[float]:
+    # A label at a time, ``bisect`` on floats is ``searchsorted`` without numpy's per-call
+    # overhead, and compares the same numbers.
+    return bin_edges(threshold).tolist()
 
 
 def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,13 +83,28 @@ def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     order = np.argsort(scores, kind="stable")
     ordered = scores[order]
     distinct, starts = np.unique(ordered, return_index=True)
-    weights = np.diff(np.append(starts, len(ordered))).tolist()
-    sums = np.add.reduceat(labels[order], starts).tolist()
-    # Blocks of pooled distinct scores: label sum, weight, and how many distinct scores.
+    weights = np.diff(np.append(starts, len(ordered)))
+    sums = np.add.reduceat(labels[order], starts)
+    return distinct, pooled_fit(sums, weights)
+
+
+def pooled_fit(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Non-decreasing weighted least-squares fit of the means ``sums / weights``.
+
+    Pool adjacent violators over groups in increasing order of score, group ``i`` holding
+    ``weights[i]`` labels (all positive) that sum to ``sums[i]``: the fitted P(y = 1) of
+    each group.
+
+    Examples
+    --------
+    >>> pooled_fit(np.array([0.0, 2.0, 0.0, 1.0]), np.array([1.0, 3.0, 1.0, 1.0])).tolist()
+    [0.0, 0.5, 0.5, 1.0]
+    """
+    # Blocks of pooled groups: label sum, weight, and how many groups.
     block_sums: list[float] = []
     block_weights: list[float] = []
     block_sizes: list[int] = []
-    for total, weight in zip(sums, weights, strict=True):
+    for total, weight in zip(sums.tolist(), weights.tolist(), strict=True):
         size = 1
         while block_sums and block_sums[-1] * weight >= total * block_weights[-1]:
             total += block_sums.pop()
@@ -55,7 +114,7 @@ def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
         block_weights.append(weight)
         block_sizes.append(size)
     means = np.array(block_sums) / np.array(block_weights)
-    return distinct, np.repeat(means, block_sizes)
+    return np.repeat(means, block_sizes)
 
 
 def expected_metrics(scores: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
@@ -151,10 +210,13 @@ class CalibratedEstimate(LabelCounts, base.Base):
     """A binary classifier's performance estimated before labels, and measured after.
 
     Confidence-based performance estimation (CBPE, as in NannyML) with a calibration that
-    follows the labels. The labelled pairs ``(score, label)`` of the last
-    ``calibration_size`` labels calibrate the scores by isotonic regression (pool
-    adjacent violators, interpolated linearly between distinct scores). Each chunk of
-    ``chunk_size`` predictions, when it completes, is estimated from its calibrated
+    follows the labels. Labels are counted in fine bins of the score (equal steps of its
+    logit; labels, positives and the sum of scores per bin) over the last
+    ``calibration_size`` to ``2 * calibration_size`` labels, in two generations of counts:
+    many labels inform the calibration at a small, fixed memory. The bins calibrate the
+    scores by isotonic regression (pool adjacent violators, interpolated linearly between
+    the bins' mean scores). Each chunk of ``chunk_size`` predictions, when it completes,
+    is estimated from its calibrated
     probabilities ``q``: the expected confusion matrix at the model's own ``threshold``
     (``score >= threshold`` predicts class 1) gives accuracy, precision, recall and F1,
     and the expected ROC AUC ranks the chunk's scores with ``q`` as the chance of each to
@@ -166,8 +228,10 @@ class CalibratedEstimate(LabelCounts, base.Base):
     properties the last ``chunk_size`` labels. Both stay readable side by side: labels
     cover older predictions than the chunk, and the estimate never turns into the measured
     value. A change of P(y | score) itself (concept change) is invisible to any estimate
-    without labels; it shows in the measured values, then in the estimate once the new
-    labels fill the calibration window; ``calibration_gap`` shows it meanwhile.
+    without labels; it shows in the measured values and in ``calibration_gap``, then in
+    the estimate: when the last ``chunk_size`` labels stray from the calibration by more
+    than five standard errors at a chunk's end, the calibration restarts from them
+    (``n_restarts``) before that chunk is estimated.
 
     Feed each prediction when it is made, ``update((None, score))``, and again with its
     label once that arrives, ``update((label, score))``: ``score`` the probability of class
@@ -186,8 +250,9 @@ class CalibratedEstimate(LabelCounts, base.Base):
     chunk_size
         Predictions per estimated chunk, and labels in the measured window.
     calibration_size
-        How many of the latest labelled pairs calibrate the scores (memory: two floats
-        each).
+        Labels per generation of the calibration's counts: the calibration uses the last
+        ``calibration_size`` to ``2 * calibration_size`` labels. The memory does not grow
+        with it.
     min_labels
         How many labelled pairs a chunk's estimate needs; before, it is NaN.
     tolerance
@@ -207,7 +272,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
     >>> estimate.update_many(scores[:10_000], labels[:10_000])  # labelled reference
     >>> estimate.update_many(scores[10_000:])  # a chunk of new predictions, no labels yet
     >>> round(estimate.estimated_accuracy, 3), round(estimate.estimated_auc, 3)
-    (0.8, 0.869)
+    (0.8, 0.867)
     >>> estimate.update_many(scores[10_000:], labels[10_000:])  # their labels arrive
     >>> round(estimate.measured_accuracy, 3), round(estimate.measured_auc, 3)
     (0.791, 0.862)
@@ -222,7 +287,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self,
         threshold: float = 0.5,
         chunk_size: int = 1000,
-        calibration_size: int = 20_000,
+        calibration_size: int = 50_000,
         min_labels: int = 500,
         tolerance: float = 0.02,
     ) -> None:
@@ -246,9 +311,12 @@ class CalibratedEstimate(LabelCounts, base.Base):
     def _reset(self) -> None:
         self._chunk = np.zeros(self.chunk_size)  # the scores of the chunk being filled
         self._chunk_filled = 0
-        self._labelled = np.zeros((self.calibration_size, 2))  # ring: score, label
-        self._labelled_next = 0
-        self._labelled_filled = 0
+        # Per generation (current, previous), per bin: labels, positives, sum of scores;
+        # flat, so that a label at a time costs three scalar adds (``_grid`` shapes it).
+        self._counts = np.zeros(6 * (len(bin_edges(self.threshold)) + 1))
+        self._generation_filled = 0  # labels in the current generation
+        self._recent = Window(self.chunk_size, 2)  # the last chunk_size labels: score, label
+        self._n_restarts = 0
         self._estimated = np.full(len(METRICS), math.nan)
         self._reference_accuracy = math.nan
         self._calibration_gap = math.nan
@@ -259,16 +327,24 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._n_chunks = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        # Until ``calibration_size`` labels came, the ring's rows past ``_labelled_filled``
-        # are the zeros it was made with (80 KB at the default size): left out.
+        # Bins no label reached hold zeros: only the span from the first reached to the
+        # last pickles (none before the first label).
         state = dict(self.__dict__)
-        state["_labelled"] = self._labelled[: self._labelled_filled]
+        grid = self._grid()
+        reached = np.flatnonzero(grid[:, 0].any(axis=0))
+        low, high = (int(reached[0]), int(reached[-1]) + 1) if len(reached) else (0, 0)
+        state["_counts"] = (low, grid[:, :, low:high])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        labelled = np.zeros((state["calibration_size"], 2))
-        labelled[: len(state["_labelled"])] = state["_labelled"]
-        self.__dict__.update(state, _labelled=labelled)  # in place: attribute order kept
+        low, reached = state["_counts"]
+        counts = np.zeros((2, 3, len(bin_edges(state["threshold"])) + 1))
+        counts[:, :, low : low + reached.shape[2]] = reached
+        self.__dict__.update(state, _counts=counts.reshape(-1))  # in place: order kept
+
+    def _grid(self) -> np.ndarray:
+        """The counts as generation x (labels, positives, score sum) x bin (a view)."""
+        return self._counts.reshape(2, 3, -1)
 
     def update(self, x: Any) -> None:
         """Absorb ``(None, score)`` for a new prediction or ``(label, score)`` for a label."""
@@ -279,9 +355,8 @@ class CalibratedEstimate(LabelCounts, base.Base):
         if pair is None or score is None or (pair[0] is not None and label is None):
             self._n_ignored += 1
         elif label is not None:
-            self._labelled[self._labelled_next] = (score, label)
-            self._labelled_next = (self._labelled_next + 1) % self.calibration_size
-            self._labelled_filled = min(self._labelled_filled + 1, self.calibration_size)
+            self._recent.push(score, label)
+            self._count_label(score, label)
             self._n_labels += 1
         else:
             self._chunk[self._chunk_filled] = score
@@ -345,15 +420,42 @@ class CalibratedEstimate(LabelCounts, base.Base):
 
     def _push_labels(self, scores: np.ndarray, codes: np.ndarray) -> None:
         labels = codes[~np.isnan(codes)]
-        n = len(labels)
-        size = self.calibration_size
-        at = (self._labelled_next + np.arange(n)) % size
-        # Only the last ``size`` can stay, and writing only them keeps positions distinct.
-        self._labelled[at[-size:], 0] = scores[-size:]
-        self._labelled[at[-size:], 1] = labels[-size:]
-        self._labelled_next = (self._labelled_next + n) % size
-        self._labelled_filled = min(self._labelled_filled + n, size)
-        self._n_labels += n
+        self._recent.push_many(np.column_stack([scores, labels]))
+        self._count_labels(scores, labels)
+        self._n_labels += len(labels)
+
+    def _count_label(self, score: float, label: int) -> None:
+        """``_count_labels`` of one label, without the arrays."""
+        at = bisect.bisect_right(_edge_list(self.threshold), score)
+        counts, bins = self._counts, len(self._counts) // 6
+        counts[at] += 1.0
+        counts[bins + at] += label
+        counts[2 * bins + at] += score
+        self._generation_filled += 1
+        if self._generation_filled == self.calibration_size:
+            self._next_generation()
+
+    def _count_labels(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        """Count labelled scores in order, a new generation after each ``calibration_size``."""
+        bins = np.searchsorted(bin_edges(self.threshold), scores, side="right")
+        start = 0
+        while start < len(labels):
+            end = min(len(labels), start + self.calibration_size - self._generation_filled)
+            current = self._grid()[0]
+            # ``add.at`` adds in order, one at a time: the sums ``_count_label`` makes.
+            np.add.at(current[0], bins[start:end], 1.0)
+            np.add.at(current[1], bins[start:end], labels[start:end])
+            np.add.at(current[2], bins[start:end], scores[start:end])
+            self._generation_filled += end - start
+            if self._generation_filled == self.calibration_size:
+                self._next_generation()
+            start = end
+
+    def _next_generation(self) -> None:
+        half = len(self._counts) // 2
+        self._counts[half:] = self._counts[:half]
+        self._counts[:half] = 0.0
+        self._generation_filled = 0
 
     def _push_predictions(self, scores: np.ndarray) -> None:
         n = len(scores)
@@ -365,26 +467,39 @@ class CalibratedEstimate(LabelCounts, base.Base):
         """Estimate the full chunk and start the next; whether its estimate alarms."""
         self._chunk_filled = 0
         self._n_chunks += 1
-        if self._labelled_filled < self.min_labels:
+        counts = self._grid().sum(axis=0)
+        if counts[0].sum() < self.min_labels:
             return False
-        reference = self._labelled[: self._labelled_filled]
-        distinct, fitted = isotonic_fit(reference[:, 0], reference[:, 1])
-        probabilities = np.interp(self._chunk, distinct, fitted)
-        self._estimated = expected_metrics(self._chunk, probabilities, self.threshold)
-        self._reference_accuracy = float(
-            np.mean((reference[:, 0] >= self.threshold) == (reference[:, 1] == 1.0))
-        )
+        scores, labels = self._recent.column(0), self._recent.column(1)
+        calibration = self._calibration(counts)
         # Signed so that a right prediction counts +1 and a wrong one -1, against its odds.
-        recent = self._recent_labelled()
-        right = np.where(recent[:, 0] >= self.threshold, 1.0, -1.0)
-        surprise = right * (recent[:, 1] - np.interp(recent[:, 0], distinct, fitted))
-        self._calibration_gap = float(np.mean(surprise))
+        right = np.where(scores >= self.threshold, 1.0, -1.0)
+        expected = np.interp(scores, *calibration)
+        surprise = float(np.sum(right * (labels - expected)))
+        self._calibration_gap = surprise / len(scores)
+        if abs(surprise) > _RESTART_Z * math.sqrt(float(np.sum(expected * (1.0 - expected)))):
+            self._counts[:] = 0.0
+            self._generation_filled = 0
+            self._count_labels(scores, labels)
+            self._n_restarts += 1
+            counts = self._grid().sum(axis=0)
+            calibration = self._calibration(counts)
+        probabilities = np.interp(self._chunk, *calibration)
+        self._estimated = expected_metrics(self._chunk, probabilities, self.threshold)
+        # The bins from the threshold's edge on are predicted class 1.
+        first_positive = len(counts[0]) // 2
+        right_labels = counts[1, first_positive:].sum() + (
+            counts[0, :first_positive].sum() - counts[1, :first_positive].sum()
+        )
+        self._reference_accuracy = float(right_labels / counts[0].sum())
         return bool(self._estimated[0] < self._reference_accuracy - self.tolerance)
 
-    def _recent_labelled(self) -> np.ndarray:
-        """The last ``chunk_size`` labelled rows (score, label), oldest first."""
-        n = min(self._labelled_filled, self.chunk_size)
-        return self._labelled[(self._labelled_next - np.arange(n, 0, -1)) % self.calibration_size]
+    @staticmethod
+    def _calibration(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bins' mean scores and fitted P(y = 1), for ``np.interp``, from summed counts."""
+        held = counts[0] > 0
+        labels, positives, score_sums = counts[:, held]
+        return score_sums / labels, pooled_fit(positives, labels)
 
     def _measured(self, metric: int) -> float:
         return self.measured[METRICS[metric]]
@@ -393,10 +508,9 @@ class CalibratedEstimate(LabelCounts, base.Base):
     def measured(self) -> dict[str, float]:
         """Every ``measured_<m>``, by ``m`` in ``METRICS``, from one pass over the last
         ``chunk_size`` labels (reading the five properties makes five passes)."""
-        recent = self._recent_labelled()
-        if not len(recent):
+        if not len(self._recent):
             return dict.fromkeys(METRICS, math.nan)
-        values = measured_metrics(recent[:, 0], recent[:, 1], self.threshold)
+        values = measured_metrics(self._recent.column(0), self._recent.column(1), self.threshold)
         return dict(zip(METRICS, values.tolist(), strict=True))
 
     @property
@@ -457,9 +571,15 @@ class CalibratedEstimate(LabelCounts, base.Base):
     @property
     def calibration_gap(self) -> float:
         """Measured minus expected accuracy of the last ``chunk_size`` labels, when the last
-        chunk was estimated: near 0 while P(y | score) holds, below 0 when the labels say
-        the model got worse than its calibration expects, i.e. the estimate is stale."""
+        chunk was estimated, against the calibration before any restart: near 0 while
+        P(y | score) holds, below 0 when the labels say the model got worse than its
+        calibration expected."""
         return self._calibration_gap
+
+    @property
+    def n_restarts(self) -> int:
+        """How many times the calibration restarted from the last ``chunk_size`` labels."""
+        return self._n_restarts
 
     @property
     def n_predictions(self) -> int:

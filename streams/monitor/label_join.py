@@ -42,8 +42,8 @@ Each joined pair feeds the detectors of its stream, one per ``(role, model_versi
   ``EstimatedAccuracy`` (``(None, score)`` per prediction, ``(label, score)`` per label),
   and ``CalibratedEstimate``, fed the same: accuracy, precision, recall, F1 and ROC AUC at
   the model's ``threshold``, estimated per ``window`` predictions from scores calibrated
-  (isotonic) on the last ``calibration_size`` labels, beside the same metrics measured on
-  the last ``window`` labels;
+  (isotonic, on binned counts) on the last ``calibration_size`` to twice as many labels,
+  beside the same metrics measured on the last ``window`` labels;
 - ``Score`` outputs with ``task = "regression"``: ``RegressionPerformance`` on
   ``(label, score)`` (setting ``error_cap``);
 - ``ClassProbabilities``: ``EstimatedAccuracy`` over the classes in sorted order, the label
@@ -104,8 +104,9 @@ label_join         ``held``, ``labels``, ``joined``, ``unmatched``, ``expired``,
 
 Settings (``[detectors.performance]`` of the portfolio, all optional): ``task``,
 ``window``, ``threshold``, ``error_cap``, ``k``, ``min_labels``, ``tolerance``,
-``calibration_size`` (labels the calibration is fitted on: each pair costs 16 bytes of
-the monitor's state, 80 KB at the default),
+``calibration_size`` (labels per generation of the calibration's binned counts: it is
+fitted on the last ``calibration_size`` to twice as many labels, in 11.5 KB of the
+monitor's state whatever the size),
 ``reference_size``, ``baseline`` (the healthy loss, else learnt), ``labels_per_day``,
 ``predictions_per_day``, ``false_fallbacks_per_model_day``, ``max_held``, ``max_streams``,
 ``report_interval`` (seconds); defaults in ``DEFAULTS``.
@@ -155,7 +156,7 @@ DEFAULTS: Mapping[str, Any] = {
     "k": 10,
     "min_labels": 200,
     "tolerance": 0.02,
-    "calibration_size": 5000,
+    "calibration_size": 50_000,
     "reference_size": 1000,
     "baseline": None,
     "labels_per_day": 2000.0,

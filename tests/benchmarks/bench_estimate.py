@@ -21,8 +21,12 @@ ROC AUC the labels then measure are compared with:
 - ``EstimatedAccuracy``: today's detector, its ``expected_accuracy`` over the chunk (mean
   ``max(p, 1 - p)``; it has no AUC and predicts class 1 at 0.5 whatever the threshold);
 - ``no change``: the value measured on the previous chunk's labels;
-- ``oracle``: the expectation under the true P(y = 1), which no estimate can beat on
-  average: the chunk's own sampling noise.
+- ``oracle``: the expectation under the true P(y = 1): the chunk's own sampling noise;
+- ``bound``: not an estimate but the least mean absolute error any estimate without the
+  chunk's labels can expect. Given the chunk's scores, its labels are independent draws
+  from the true P(y = 1 | score), whatever came before, so the measured value has a known
+  law; no number beats that law's median, whose expected absolute error is computed here
+  from ``BOUND_DRAWS`` redraws of the chunk's labels.
 
 Reported: mean absolute error per chunk, over chunks and runs, for accuracy and for AUC.
 
@@ -48,7 +52,8 @@ from detectors import CalibratedEstimate, EstimatedAccuracy
 from detectors.performance.calibrated import expected_metrics, measured_metrics
 
 REFERENCE_CHUNKS = 4
-ESTIMATORS = ("CalibratedEstimate", "EstimatedAccuracy", "no change", "oracle")
+ESTIMATORS = ("CalibratedEstimate", "EstimatedAccuracy", "no change", "oracle", "bound")
+BOUND_DRAWS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +99,7 @@ class Sizes:
     runs: int = 5
     chunks: int = 20
     chunk_size: int = 5000
-    calibration_size: int = 20_000
+    calibration_size: int | None = None  # None: CalibratedEstimate's default
 
 
 @dataclasses.dataclass
@@ -110,14 +115,36 @@ class Errors:
     cpu_s: float = 0.0
 
 
+def least_errors(
+    rng: np.random.Generator, scores: np.ndarray, truth: np.ndarray, threshold: float
+) -> tuple[float, float]:
+    """E|M - median(M)| of the accuracy and the ROC AUC M that the chunk's labels, drawn
+    from ``truth``, measure: the least expected error of any estimate from its scores."""
+    labels = rng.random((BOUND_DRAWS, len(scores))) < truth
+    accuracy = np.mean(labels == (scores >= threshold), axis=1)
+    # Mann-Whitney: the AUC from the positives' ranks among the scores (ties averaged).
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+    positives = labels.sum(axis=1)
+    negatives = len(scores) - positives
+    auc = (labels @ ranks - positives * (positives + 1) / 2.0) / (positives * negatives)
+    return _median_error(accuracy), _median_error(auc)
+
+
+def _median_error(values: np.ndarray) -> float:
+    return float(np.mean(np.abs(values - np.median(values))))
+
+
 def run(scenario: Scenario, seed: int, sizes: Sizes, errors: Errors) -> None:
     """One seeded run of a scenario; appends its per-chunk errors to ``errors``."""
     rng = np.random.default_rng(seed)
+    redraws = np.random.default_rng([seed, 1])  # apart, so the runs' draws stay as they were
     chunks, chunk_size = sizes.chunks, sizes.chunk_size
+    calibration = (
+        {} if sizes.calibration_size is None else {"calibration_size": sizes.calibration_size}
+    )
     calibrated = CalibratedEstimate(
-        threshold=scenario.threshold,
-        chunk_size=chunk_size,
-        calibration_size=sizes.calibration_size,
+        threshold=scenario.threshold, chunk_size=chunk_size, **calibration
     )
     today = EstimatedAccuracy(window=chunk_size, min_labels=chunk_size)
     previous: np.ndarray | None = None
@@ -141,6 +168,9 @@ def run(scenario: Scenario, seed: int, sizes: Sizes, errors: Errors) -> None:
             for name, (accuracy, auc) in estimates.items():
                 errors.accuracy[name].append(abs(accuracy - measured[0]))
                 errors.auc[name].append(abs(auc - measured[4]))
+            least = least_errors(redraws, scores, truth, scenario.threshold)
+            errors.accuracy["bound"].append(least[0])
+            errors.auc["bound"].append(least[1])
         else:
             calibrated.update_many(scores)
         started = time.process_time()
@@ -191,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Mean absolute error per chunk of {args.chunk_size} ({args.runs} runs x "
         f"{args.chunks} chunks after {REFERENCE_CHUNKS} labelled reference chunks; "
-        f"calibration on the last {args.calibration_size} labels):\n"
+        f"calibration_size {args.calibration_size or CalibratedEstimate().calibration_size}):\n"
     )
     print(table(results))
     n_updates = args.runs * (REFERENCE_CHUNKS + args.chunks) * args.chunk_size * 2
