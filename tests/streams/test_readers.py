@@ -21,6 +21,7 @@ from streams.worker.readers import (
     MicroBatches,
     TopicLag,
     _on_partition,
+    _Turns,
     topic_lags,
 )
 
@@ -137,7 +138,7 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
 
     other = asyncio.create_task(other_task())
     await asyncio.sleep(0)
-    await reader._feed([(f"m{n}", n % 3, records("r")) for n in range(models)])
+    await reader._feed([(f"m{n}", n % 3, records("r")) for n in range(models)], _Turns())
     other.cancel()
     assert seen == list(range(models))
     assert reader.batch_records == models
