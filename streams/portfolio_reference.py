@@ -96,8 +96,9 @@ KEYS: tuple[Key, ...] = (
     Key("detectors.drift.reference_size", "integer", "window_size", ">= 2",
         "First values of a feature that freeze its reference (a numeric one holding a "
         "change worth a fallback keeps the values before it)."),
-    Key("detectors.drift.window_size", "integer", "1000", ">= 1",
-        "Values per window compared with the reference."),
+    Key("detectors.drift.window_size", "integer", "predictions_per_day / 2, 100 to 1000",
+        ">= 1", "Values per window compared with the reference: by default half a day of "
+        "the model's traffic (`detectors.output.predictions_per_day`)."),
     Key("detectors.drift.n_bins", "integer", "10", ">= 2", "Bins (psi, jensen_shannon)."),
     Key("detectors.drift.threshold", "number", "psi 0.2, wasserstein 0.25, "
         "jensen_shannon 0.035", "> 0", "Statistic above which a window alarms."),

@@ -316,6 +316,7 @@ class ResidualCUSUM(base.DriftDetector):
         self._effect = math.nan
         self._change_lag = 0
         self._n_detections = 0
+        self._n_skipped = 0
         self._detections: list[int] = []
         # Older references of the segment for the slow check, oldest first: the index
         # after the last value, the values in arrival order, sorted, and their in-control
@@ -331,11 +332,14 @@ class ResidualCUSUM(base.DriftDetector):
         self._slow_z = NormalDist().inv_cdf(1.0 - self.alpha / 8.0)
 
     def update(self, x: Any) -> None:
-        """Add one value; missing and non-finite values are ignored."""
+        """Add one value; missing, non-numeric and non-finite values are counted in
+        ``n_skipped``."""
         self._drift_detected = False
         self._detections = []
         value = finite_float(x)
-        if value is not None and self._step(value):
+        if value is None:
+            self._n_skipped += 1
+        elif self._step(value):
             self._drift_detected = True
             self._detections = [0]
 
@@ -346,8 +350,9 @@ class ResidualCUSUM(base.DriftDetector):
         would have been True.
         """
         array = finite_floats(values)
-        # NaN stands for an input update() ignores.
+        # NaN stands for an input update() skips.
         positions = np.flatnonzero(~np.isnan(array))
+        self._n_skipped += int(array.size - positions.size)
         finite = array[positions]
         found = []
         k = 0
@@ -638,6 +643,11 @@ class ResidualCUSUM(base.DriftDetector):
     def n_detections(self) -> int:
         """Alarms so far."""
         return self._n_detections
+
+    @property
+    def n_skipped(self) -> int:
+        """Inputs skipped as missing, non-numeric or not finite."""
+        return self._n_skipped
 
     @property
     def statistic(self) -> float:

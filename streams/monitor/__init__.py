@@ -12,7 +12,9 @@ the worker (``streams.worker``) carries them out.
 - ``held``: the label join's held predictions, as numpy columns in arrival order;
 - ``shadow_join``: a shadow against live, and the promotion verdict;
 - ``leak_watch``: write lag, availability gaps, label leaks;
-- ``label_wait``: labels that arrived ahead of their predictions.
+- ``label_wait``: labels that arrived ahead of their predictions;
+- ``gauges``: the inputs the parts above could not use, and how full their capped
+  structures are.
 """
 
 from streams.monitor.batch import Batch

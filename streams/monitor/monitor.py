@@ -66,9 +66,10 @@ CHECKPOINT_EVERY = 10_000
 # columns and the availability gap's numpy rows; 5: the windowed test a degraded model's
 # health policy awaits; 6: the label-coincidence detector's and its key table's compact
 # checkpoints; 7: ResidualCUSUM's older references for its slow check; 8: the batch events
-# of the performance detectors), so that a worker upgraded mid-stream starts the model
-# afresh instead of failing on a half-restored detector later.
-STATE_FORMAT = 8
+# of the performance detectors; 9: ResidualCUSUM's count of skipped inputs), so that a
+# worker upgraded mid-stream starts the model afresh instead of failing on a half-restored
+# detector later.
+STATE_FORMAT = 9
 
 
 class StateFormatError(ValueError):

@@ -193,6 +193,31 @@ _OUTPUT_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# A drift window spans half a day of the model's traffic (``[detectors.output]
+# predictions_per_day``): 1,000 values at the default 2,000 a day, as before, and fewer for
+# a quieter model, which would otherwise wait days for its first test; never fewer than
+# DRIFT_WINDOW_MIN, which keeps a window's quartiles and bins worth testing, nor more than
+# DRIFT_WINDOW_MAX, the tests' own default. ``window_size`` set in the portfolio wins.
+DRIFT_WINDOW_DAY_SHARE = 0.5
+DRIFT_WINDOW_MIN = 100
+DRIFT_WINDOW_MAX = 1000
+
+
+def drift_window_size(predictions_per_day: Any) -> int:
+    """The default drift window for a model with this traffic (a number of values).
+
+    >>> drift_window_size(2000), drift_window_size(500), drift_window_size(50)
+    (1000, 250, 100)
+    """
+    if isinstance(predictions_per_day, bool) or not isinstance(predictions_per_day, int | float):
+        # A bad setting is refused by name with the output settings.
+        predictions_per_day = _OUTPUT_DEFAULTS["predictions_per_day"]
+    share = DRIFT_WINDOW_DAY_SHARE * predictions_per_day
+    if not share > DRIFT_WINDOW_MIN:  # NaN included
+        return DRIFT_WINDOW_MIN
+    return int(min(DRIFT_WINDOW_MAX, share))
+
+
 # A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
 Window = tuple[int, float, float, bool, float]
 
@@ -682,6 +707,9 @@ def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> 
             f"valid: {', '.join(methods)}",
         )
     test_settings = {k: v for k, v in settings.items() if k not in _WATCH_KEYS}
+    if "window_size" not in test_settings:
+        per_day = model.detector_settings("output").get("predictions_per_day")
+        test_settings["window_size"] = drift_window_size(per_day)
     test_class = methods[method]
     try:
         # Built once here so that a bad setting stops the worker at start-up.

@@ -225,7 +225,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         app.monitor_table.changelog_topic.get_topic_name(),
     )
     app.collector = WorkerCollector(
-        app.counters, [app.alerta, app.influx], app.reader, BATCH_SIZE_BUCKETS
+        app.counters, [app.alerta, app.influx], app.reader, BATCH_SIZE_BUCKETS, monitors
     )
     add_timers(app)
     add_views(app, monitors)

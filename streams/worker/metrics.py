@@ -27,6 +27,12 @@ Metrics (all with the ``failsoft_`` prefix):
   ``sink_spooled_total{sink}``, ``sink_unspooled_total{sink}`` (held in memory only: the
   spool was full) and ``sink_restored_total{sink}`` (adopted from spools that stopped or
   dead workers left, this one's previous life included; ``streams.sinks.buffer``).
+- ``monitor_inputs_unused{part,reason}``: inputs the monitors of this worker's models
+  could not use or let go of (``streams.monitor.gauges``), summed over those models: a
+  gauge, since it moves with their partitions;
+- ``monitor_state_entries{structure}``, ``monitor_state_cap{structure}`` and
+  ``monitor_models_at_cap{structure}``: the structures that grow until a cap, summed over
+  the models, and how many models have reached it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from streams.monitor.gauges import StateGauges
 from streams.sinks.buffer import BufferedSink
 from streams.worker.ingest import PipelineCounters
 
@@ -74,8 +81,15 @@ class IngestView(Protocol):
     def lag(self) -> Mapping[str, Lag]: ...
 
 
+class MonitorsView(Protocol):
+    """What the collector reads of the worker's monitors (``streams.worker.shell``)."""
+
+    def gauges(self) -> Sequence[StateGauges]: ...
+
+
 class WorkerCollector(Collector):
-    """Collects one worker's ingest books, its reader's lag and batches, and sink stats."""
+    """Collects one worker's ingest books, its reader's lag and batches, sink stats, and
+    its monitors' dropped inputs and bounded structures."""
 
     def __init__(
         self,
@@ -83,11 +97,13 @@ class WorkerCollector(Collector):
         sinks: Sequence[BufferedSink[Any]],
         ingest: IngestView,
         buckets: Sequence[int],
+        monitors: MonitorsView,
     ) -> None:
         self.counters = counters
         self.sinks = sinks
         self.ingest = ingest
         self.buckets = buckets
+        self.monitors = monitors
 
     def collect(self) -> Iterator[Metric]:
         books = (
@@ -160,6 +176,45 @@ class WorkerCollector(Collector):
         yield buffered
         yield spooling
         yield from totals.values()
+        yield from self._monitors()
+
+    def _monitors(self) -> Iterator[Metric]:
+        unused: Counter[tuple[str, str]] = Counter()
+        entries: Counter[str] = Counter()
+        caps: Counter[str] = Counter()
+        at_cap: Counter[str] = Counter()
+        for gauges in self.monitors.gauges():
+            unused.update(gauges.unused)
+            for structure, (n, cap) in gauges.filled.items():
+                entries[structure] += n
+                caps[structure] += cap
+                at_cap[structure] += n >= cap
+        family = GaugeMetricFamily(
+            "failsoft_monitor_inputs_unused",
+            "Inputs the monitors of this worker's models could not use or let go of.",
+            labels=["part", "reason"],
+        )
+        for (part, reason), value in sorted(unused.items()):
+            family.add_metric([part, reason], value)
+        yield family
+        for name, documentation, values in (
+            ("entries", "Entries of the structures that grow until a cap.", entries),
+            ("cap", "Caps of the structures that grow until a cap.", caps),
+        ):
+            family = GaugeMetricFamily(
+                f"failsoft_monitor_state_{name}", documentation, labels=["structure"]
+            )
+            for structure in sorted(caps):
+                family.add_metric([structure], values[structure])
+            yield family
+        family = GaugeMetricFamily(
+            "failsoft_monitor_models_at_cap",
+            "Models whose structure has reached its cap: the oldest entries are forgotten.",
+            labels=["structure"],
+        )
+        for structure in sorted(caps):
+            family.add_metric([structure], at_cap[structure])
+        yield family
 
     def _ingest(self) -> Iterator[Metric]:
         ingest = self.ingest

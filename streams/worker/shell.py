@@ -27,6 +27,7 @@ from faust.types import TableT
 from schemas.codec import encode
 from streams.monitor import Batch, Effects, Monitor, StateFormatError
 from streams.monitor.batch import Record
+from streams.monitor.gauges import StateGauges, state_gauges
 from streams.monitor.label_join import describe_performance
 from streams.monitor.watch import describe
 from streams.portfolio import Model
@@ -119,12 +120,16 @@ class Monitors:
         return monitor
 
     def describe(self, model: Model) -> dict[str, Any]:
-        """The model's entry in ``/failsoft/models``: its health (``describe``) and, per
-        binary stream, the calibrated estimate beside what labels measured."""
+        """The model's entry in ``/failsoft/models``: its health (``describe``), per
+        binary stream the calibrated estimate beside what labels measured, and its dropped
+        inputs and bounded structures (``streams.monitor.gauges``)."""
         monitor = self.peek(model)
         if monitor is None:
             return describe(model, None)
-        entry = describe(model, monitor.watch) | {"performance": describe_performance(monitor.join)}
+        entry = describe(model, monitor.watch) | {
+            "performance": describe_performance(monitor.join),
+            "gauges": state_gauges(monitor).as_json(),
+        }
         ladder = monitor.ladder
         if ladder is not None:
             # The level the fleet was last told to serve, and the levels it skips.
@@ -134,6 +139,10 @@ class Monitors:
                 "skipped": sorted(ladder.bad),
             }
         return entry
+
+    def gauges(self) -> list[StateGauges]:
+        """The gauges of the monitors this worker holds in memory."""
+        return [state_gauges(monitor) for monitor in self.cache.values()]
 
     async def feed(self, model: Model, records: Iterable[Record]) -> None:
         """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects."""

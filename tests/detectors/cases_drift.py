@@ -114,7 +114,14 @@ CASES = [
     DetectorCase(
         make=ResidualCUSUM,
         stream=normal,
-        results=("drift_detected", "statistic", "n_detections", "effect", "detections"),
+        results=(
+            "drift_detected",
+            "statistic",
+            "n_detections",
+            "effect",
+            "detections",
+            "n_skipped",
+        ),
         alarm="drift_detected",
         warm_up=50,
         changed=shifted,

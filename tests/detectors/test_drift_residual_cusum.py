@@ -224,3 +224,12 @@ def test_update_many_gives_what_update_gives(name: str, at: Any, as_array: bool)
     assert same_state(_state(batched), _state(one_by_one)), state_difference(
         _state(batched), _state(one_by_one)
     )
+
+
+def test_every_input_it_skips_is_counted() -> None:
+    detector = ResidualCUSUM()
+    for x in [1.0, None, math.nan, math.inf, "x", 2]:
+        detector.update(x)
+    assert detector.n_skipped == 4
+    detector.update_many(np.array([0.0, np.nan, -np.inf] * 10))
+    assert detector.n_skipped == 24

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
+from streams.monitor.gauges import StateGauges
 from streams.portfolio import load_portfolio
 from streams.sinks.alerta import AlertaSink, detector_alert
 from streams.worker.ingest import INPUTS, PipelineCounters, admit, reason_label
@@ -82,7 +83,9 @@ def test_metrics_render_books_and_sink_state() -> None:
     sink = AlertaSink("http://127.0.0.1:9", "key", "Development", capacity=1)
     sink.enqueue(object())  # type: ignore[arg-type]
     sink.enqueue(object())  # type: ignore[arg-type]
-    text = render(WorkerCollector(counters, [sink], Ingest(), BATCH_SIZE_BUCKETS)).decode()
+    text = render(
+        WorkerCollector(counters, [sink], Ingest(), BATCH_SIZE_BUCKETS, NoMonitors())
+    ).decode()
     assert 'failsoft_messages_consumed_total{topic="t"} 1.0' in text
     assert 'failsoft_messages_processed_total{topic="t"} 0.0' in text
     assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
@@ -109,7 +112,9 @@ async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
     left.write_text(json.dumps(sink.encode_item(alert)) + "\n", encoding="utf-8")
     sink.start()
     try:
-        text = render(WorkerCollector(PipelineCounters(), [sink], Ingest(), ())).decode()
+        text = render(
+            WorkerCollector(PipelineCounters(), [sink], Ingest(), (), NoMonitors())
+        ).decode()
         # Queued first, and spooled still: nothing of it was delivered yet.
         assert 'failsoft_sink_restored_total{sink="alerta"} 1.0' in text
         assert 'failsoft_sink_spooling{sink="alerta"} 1.0' in text
@@ -121,6 +126,11 @@ async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
     assert spool != left
     lines = spool.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [json.loads(json.dumps(sink.encode_item(alert)))]
+
+
+class NoMonitors:
+    def gauges(self) -> list[StateGauges]:
+        return []
 
 
 class Ingest:

@@ -1,0 +1,83 @@
+"""A monitor's dropped inputs and bounded structures, and how /metrics sums them."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from schemas.contracts import GroundTruth, Score
+from streams.monitor import Batch, Monitor
+from streams.monitor.gauges import StateGauges, state_gauges
+from streams.worker.ingest import PipelineCounters
+from streams.worker.metrics import WorkerCollector, render
+from tests.streams.test_ingest import Ingest
+from tests.streams.test_watch import prediction, small_model
+
+HELD = "\n[models.ranker.detectors.performance]\nmax_held = 100\n"
+
+
+def fed_monitor() -> Monitor:
+    """1,500 predictions (ages NaN at every 10th after the reference of 1,000, scores NaN at
+    every 25th) held 100 at most, then a label no prediction of which is held."""
+    records = []
+    for n in range(1500):
+        age = math.nan if n >= 1000 and n % 10 == 0 else 40.0 + n % 7
+        record = prediction(n, age, "de")
+        if n % 25 == 0:
+            record = msgspec.structs.replace(record, output=Score(score=math.nan))
+        records.append(record)
+    label = GroundTruth(
+        schema_version=1, model_id="ranker", label=1, label_at=2_000_000, request_id="nowhere"
+    )
+    monitor = Monitor(small_model(HELD))
+    monitor.observe(Batch.from_records("ranker", records))
+    monitor.observe(Batch.from_records("ranker", [label]))
+    return monitor
+
+
+def test_every_dropped_input_is_counted_by_part_and_reason() -> None:
+    gauges = state_gauges(fed_monitor())
+    assert gauges.unused["feature_drift", "invalid"] == 50
+    assert gauges.unused["score", "invalid"] == 60
+    # The 1,400 oldest predictions made way for newer ones; the label found none held.
+    assert gauges.unused["label_join", "evicted"] == 1400
+    assert gauges.unused["label_join", "unmatched"] == 1
+    assert gauges.filled["label_join.held"] == (100, 100)
+    assert gauges.filled["label_wait.labels"] == (0, 10_000)
+    shown = gauges.as_json()
+    assert shown["unused"]["label_join"]["evicted"] == 1400
+    assert shown["filled"]["label_join.held"] == {"entries": 100, "cap": 100}
+
+
+def test_gauges_survive_a_checkpoint() -> None:
+    monitor = fed_monitor()
+    restored = Monitor.restore(monitor.model, monitor.dumps())
+    assert state_gauges(restored) == state_gauges(monitor)
+
+
+class Monitors:
+    def __init__(self, *gauges: StateGauges) -> None:
+        self._gauges = list(gauges)
+
+    def gauges(self) -> list[StateGauges]:
+        return self._gauges
+
+
+def test_metrics_sum_the_models_and_count_those_at_a_cap() -> None:
+    full = StateGauges(
+        unused={("label_join", "evicted"): 7, ("score", "invalid"): 2},
+        filled={"label_join.held": (100, 100), "leak_watch.keys": (3, 10)},
+    )
+    filling = StateGauges(
+        unused={("label_join", "evicted"): 0, ("score", "invalid"): 1},
+        filled={"label_join.held": (40, 100), "leak_watch.keys": (10, 10)},
+    )
+    collector = WorkerCollector(PipelineCounters(), [], Ingest(), (), Monitors(full, filling))
+    text = render(collector).decode()
+    assert 'failsoft_monitor_inputs_unused{part="label_join",reason="evicted"} 7.0' in text
+    assert 'failsoft_monitor_inputs_unused{part="score",reason="invalid"} 3.0' in text
+    assert 'failsoft_monitor_state_entries{structure="label_join.held"} 140.0' in text
+    assert 'failsoft_monitor_state_cap{structure="label_join.held"} 200.0' in text
+    assert 'failsoft_monitor_models_at_cap{structure="label_join.held"} 1.0' in text
+    assert 'failsoft_monitor_models_at_cap{structure="leak_watch.keys"} 1.0' in text
