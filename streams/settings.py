@@ -100,6 +100,11 @@ class Settings:
     worker_web_port: int = 16066
     worker_data_dir: Path = Path.home() / ".local" / "state" / "failsoft" / "worker"
     worker_store: str = "rocksdb://"
+    # Where the sinks spool what they buffer through an outage (streams.sinks.buffer);
+    # empty: the worker's data folder's "spool". Workers of one app id that share it (on
+    # one host, or a shared volume with working flock) deliver what one that left behind
+    # spooled; each worker's own folder strands it until that worker comes back.
+    worker_spool_dir: str = ""
     # The models the workers watch (see streams/portfolio.py); read once at start-up.
     portfolio_path: Path = Path("deploy/portfolio.example.toml")
 
@@ -157,6 +162,13 @@ class Settings:
             return Path(path).expanduser().read_text().rstrip("\r\n")
         except OSError as error:
             raise ValueError(f"{variable}={path!r}: {error.strerror or error}") from None
+
+    @property
+    def spool_dir(self) -> Path:
+        """The sinks' spool folder: ``worker_spool_dir``, else in the worker's data folder."""
+        if self.worker_spool_dir:
+            return Path(self.worker_spool_dir).expanduser()
+        return self.worker_data_dir / "spool"
 
     @property
     def kafka_port(self) -> int:

@@ -145,7 +145,7 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
     alert: Alerta de-duplicates and correlates within a customer only, so two runs with
     customers of their own never update each other's alerts. ``damping`` holds back
     alerts' flaps (see the module docstring); ``clock`` is its time in seconds. With a
-    ``spool``, the alerts of an outage survive a restart (``streams.sinks.buffer``);
+    ``spool`` folder, the alerts of an outage outlive the worker (``streams.sinks.buffer``);
     heartbeats do not: a dead worker's would say it is alive.
     """
 

@@ -10,15 +10,22 @@ and dropped, so one bad item cannot block the sink forever.
 The buffer is bounded by ``capacity``, counting the batch in flight. When it is full the
 oldest queued item is dropped: during an outage the newest state is the most useful.
 
-Given a ``spool`` file, what is buffered also survives the process (a SIGKILL, a host's
-supervisor, a deploy) while the server is out: from the first failed delivery until the
-buffer is empty again, every item buffered is written to the spool as a JSON line the
-moment it is queued (``Spool``), so a process killed mid-outage leaves it behind and the
-next start queues its items first. The file is deleted once everything in it was
+Given a ``spool`` folder, what is buffered also survives the process (a SIGKILL, a
+host's supervisor, a deploy, a scale-down) while the server is out: from the first failed
+delivery until the buffer is empty again, every item buffered is written to the
+process's spool file as a JSON line the moment it is queued (``Spool``), and a stop that
+could not deliver everything writes the rest. A process that stops or dies leaves its
+file, unlocked, in the folder; every sink of that name whose spool is the same folder
+adopts such files when it starts and every ``ADOPT_EVERY`` seconds while it runs: the
+worker itself when it comes back, or any other worker of the app that shares the folder
+when it does not, which is what keeps a worker that left for good during an outage from
+stranding its items. Adopted items are queued first and written to the adopter's own
+spool before the orphan is deleted. A file is deleted once everything in it was
 delivered; a kill while a replay drains sends the delivered part again, which InfluxDB
-(same series and time) and Alerta (a duplicate) absorb. It is bounded by ``spool_bytes``:
-an item that does not fit stays in memory only and is counted as ``unspooled``. Only a
-kill while the server is up can lose items: what ``flush_interval`` held, a second's worth.
+(same series and time) and Alerta (a duplicate) absorb. A spool is bounded by
+``spool_bytes``: an item that does not fit stays in memory only and is counted as
+``unspooled``. Only a kill while the server is up can lose items: what ``flush_interval``
+held, a second's worth.
 """
 
 from __future__ import annotations
@@ -28,14 +35,18 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 __all__ = [
+    "ADOPT_EVERY",
     "DEFAULT_BACKOFF",
     "DEFAULT_SPOOL_BYTES",
     "Backoff",
@@ -79,6 +90,10 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 # A spool's bound: about 200,000 points of InfluxDB, twice its sink's in-memory capacity.
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
+# Seconds between a running sink's looks for spools that no live process holds: about the
+# time a worker that left during an outage leaves its items undelivered once its server is
+# back (a glob of one folder each time).
+ADOPT_EVERY = 5.0
 
 
 @dataclasses.dataclass
@@ -99,23 +114,35 @@ class SinkStats:
 
 class Spool:
     """The buffered items of an outage, one JSON line each, in a file that outlives the
-    process.
+    process, in a folder the workers of one app may share.
 
-    ``encode`` turns an item into JSON-able data (None: not worth keeping across a
-    restart), ``decode`` turns it back. Lines are written through a line-buffered file:
-    each is in the kernel once ``add`` returns, which a killed process cannot take back.
+    Each process writes ``<name>.<member>.jsonl`` (``member``: host, pid and a random
+    tag, new at every start) and holds an exclusive ``flock`` on it while it is open, so a
+    file nobody locks was left by a process that stopped or died (the kernel drops a dead
+    process's locks). ``adopt`` takes such files, whoever left them: this process's
+    previous life, or another worker that left during an outage. A file is created under
+    a hidden name and renamed once locked, so no one adopts a file its writer is still
+    opening; an adopter checks that the file it locked is still linked, so a file is
+    adopted once. ``encode`` turns an item into JSON-able data (None: not worth keeping
+    across a restart), ``decode`` turns it back. Lines are written through a
+    line-buffered file: each is in the kernel once ``add`` returns, which a killed process
+    cannot take back.
     """
 
     def __init__(
         self,
-        path: Path,
+        folder: Path,
+        name: str,
         max_bytes: int,
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any],
     ) -> None:
         if max_bytes < 1:
             raise ValueError(f"Spool: max_bytes must be >= 1, got {max_bytes}")
-        self.path = path
+        self.folder = folder
+        self.name = name
+        member = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path = folder / f"{name}.{member}.jsonl"
         self.max_bytes = max_bytes
         self._encode = encode
         self._decode = decode
@@ -127,27 +154,48 @@ class Spool:
         """True while items are written to the file."""
         return self._file is not None
 
-    def load(self) -> tuple[list[Any], int]:
-        """The items a previous process left, oldest first, and how many lines did not
-        decode (a line cut short by a host's crash); the file stays, and is written on."""
-        items: list[Any] = []
-        bad = 0
-        if not self.path.exists():
-            return items, bad
-        with self.path.open(encoding="utf-8") as spooled:
-            for line in spooled:
+    def adopt(self, take: Callable[[list[Any], int, Path], None]) -> int:
+        """Hand the items of every file of this spool's name that no live process holds
+        to ``take`` (items oldest first, how many lines did not decode, the file), then
+        delete the file; how many files were adopted. ``take`` must have the items in a
+        file of its own (``begin`` or ``add``) when it returns: a crash before the delete
+        sends them twice, never loses them. The spool of one folder per worker before
+        spools were shared, ``<name>.jsonl``, is adopted the same way."""
+        adopted = 0
+        for path in sorted(self.folder.glob(f"{self.name}.*jsonl")):
+            if path == self.path:
+                continue
+            try:
+                orphan = path.open(encoding="utf-8")
+            except FileNotFoundError:  # delivered and deleted, or adopted, since the glob
+                continue
+            with orphan:
                 try:
-                    items.append(self._decode(json.loads(line)))
-                except (ValueError, TypeError, KeyError):
-                    bad += 1
-        self._open()
-        return items, bad
+                    fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its writer is alive
+                    continue
+                if not os.fstat(orphan.fileno()).st_nlink:
+                    continue
+                items: list[Any] = []
+                bad = 0
+                for line in orphan:
+                    try:
+                        items.append(self._decode(json.loads(line)))
+                    except (ValueError, TypeError, KeyError):
+                        bad += 1
+                take(items, bad, path)
+                path.unlink()
+                adopted += 1
+        return adopted
 
     def begin(self, items: Iterable[Any]) -> tuple[int, int]:
         """Start writing (a new file) with the items buffered now; (spooled, unspooled)."""
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", buffering=1, encoding="utf-8")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            hidden = self.path.with_name("." + self.path.name)
+            self._file = hidden.open("w", buffering=1, encoding="utf-8")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            hidden.rename(self.path)
             self._size = 0
         lines = [line for line in map(self._line, items) if line is not None]
         fit = 0
@@ -173,16 +221,14 @@ class Spool:
         return True
 
     def close(self, *, delete: bool) -> None:
-        """Stop writing; ``delete`` when every item in the file was delivered."""
+        """Stop writing; ``delete`` when every item in the file was delivered, else leave
+        it, unlocked, to whoever adopts it."""
         if self._file is not None:
+            if delete:
+                # Before the lock goes, so no one adopts what was delivered.
+                self.path.unlink(missing_ok=True)
             self._file.close()
             self._file = None
-        if delete:
-            self.path.unlink(missing_ok=True)
-
-    def _open(self) -> None:
-        self._file = self.path.open("a", buffering=1, encoding="utf-8")
-        self._size = os.path.getsize(self.path)
 
     def _line(self, item: Any) -> str | None:
         data = self._encode(item)
@@ -204,8 +250,9 @@ class BufferedSink(abc.ABC, Generic[T]):
     backoff
         Delays between retries of a failed delivery.
     spool
-        A file that keeps what is buffered during an outage across a restart (the module
-        docstring); the subclass then implements ``encode_item`` and ``decode_item``.
+        A folder that keeps what is buffered during an outage past the process, shared by
+        the sinks of this name that deliver to the same server (the module docstring); the
+        subclass then implements ``encode_item`` and ``decode_item``.
     spool_bytes
         The spool's bound in bytes.
     """
@@ -236,10 +283,13 @@ class BufferedSink(abc.ABC, Generic[T]):
         self._in_flight: list[T] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._adopting: asyncio.Task[None] | None = None
         self._closing = False
         self._stats = SinkStats()
         self._spool = (
-            None if spool is None else Spool(spool, spool_bytes, self.encode_item, self.decode_item)
+            None
+            if spool is None
+            else Spool(spool, self.name, spool_bytes, self.encode_item, self.decode_item)
         )
 
     @property
@@ -275,18 +325,27 @@ class BufferedSink(abc.ABC, Generic[T]):
         return not dropped
 
     def start(self) -> None:
-        """Start the draining task on the running loop, after queueing first what a previous
-        process left in the spool."""
+        """Start the draining task on the running loop, after queueing first what processes
+        that stopped or died left in the spool folder, and the periodic adoption."""
         if self._task is None:
-            if self._spool is not None and not self._spool.active:
-                self._restore(self._spool)
+            loop = asyncio.get_running_loop()
+            if self._spool is not None:
+                self._spool.adopt(self._adopt)
+                self._adopting = loop.create_task(
+                    self._adopt_every(self._spool), name=f"{self.name}-adopt"
+                )
             self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name=self.name)
+            self._task = loop.create_task(self._drain(), name=self.name)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Deliver what is buffered for up to ``timeout`` seconds, then stop draining."""
         if self._task is None:
             return
+        if self._adopting is not None:
+            self._adopting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._adopting
+            self._adopting = None
         self._closing = True
         self._wakeup.set()
         task, self._task = self._task, None
@@ -329,20 +388,31 @@ class BufferedSink(abc.ABC, Generic[T]):
         KeyError on data it did not make."""
         raise NotImplementedError(f"{self.name}: a spool needs decode_item")
 
-    def _restore(self, spool: Spool) -> None:
-        items, bad = spool.load()
-        if not items and not bad:
-            return
-        keep = items[-self.capacity :]
+    async def _adopt_every(self, spool: Spool) -> None:
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)
+            # On the loop: adopting queues items, and the orphans are outages' worth.
+            spool.adopt(self._adopt)
+
+    def _adopt(self, items: list[T], bad: int, path: Path) -> None:
+        assert self._spool is not None
+        room = max(0, self.capacity - self.buffered)
+        keep = items[len(items) - min(room, len(items)) :]
         self._stats.dropped += bad + len(items) - len(keep)
         self._stats.restored += len(keep)
         self._queue.extendleft(reversed(keep))
+        if self._spool.active:
+            for item in keep:
+                self._count_spooled(self._spool.add(item))
+        elif keep:
+            self._begin_spool(self._spool)
+        self._wakeup.set()
         log.info(
-            "%s: %d item(s) restored from the spool %s (%d dropped: %d past capacity, "
+            "%s: %d item(s) adopted from the spool %s (%d dropped: %d past capacity, "
             "%d unreadable)",
             self.name,
             len(keep),
-            spool.path,
+            path,
             bad + len(items) - len(keep),
             len(items) - len(keep),
             bad,

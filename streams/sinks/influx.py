@@ -73,7 +73,7 @@ __all__ = ["MEASUREMENTS", "FieldValue", "InfluxSink", "Point", "point"]
 
 class InfluxSink(BufferedSink[Point]):
     """Writes queued points in batches to one bucket (``db/rp`` on InfluxDB 1.8); with a
-    ``spool``, the points of an outage survive a restart (``streams.sinks.buffer``)."""
+    ``spool`` folder, the points of an outage outlive the worker (``streams.sinks.buffer``)."""
 
     name = "influxdb"
 

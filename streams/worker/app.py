@@ -4,8 +4,9 @@ Wiring only: the readers (``streams.worker.readers``) decode and count; each mod
 records go as a batch to its monitor (``streams.monitor.Monitor``, pure) through
 ``streams.worker.shell.Monitors``, which carries out the effects; the timers and views are
 in ``streams.worker.views``. Side effects sit in the sinks (``streams.sinks``), started
-and stopped with the app; what they buffer through an outage is spooled to the worker's
-data folder and sent by the next start if the worker dies first.
+and stopped with the app; what they buffer through an outage is spooled to
+``Settings.spool_dir`` and sent, if the worker stops or dies first, by the next worker that
+looks there: itself when it comes back, any live worker sharing the folder meanwhile.
 
 What runs today:
 
@@ -99,9 +100,6 @@ from streams.worker.views import add_timers, add_views
 __all__ = ["FailsoftApp", "create_app", "writes_by_model_topic"]
 
 SINK_STOP_TIMEOUT = 5.0
-# In the worker's data folder: what the sinks buffer during an outage, kept across a
-# restart (streams.sinks.buffer); a worker's folder is its own, as its table's store is.
-SPOOL_FOLDER = "spool"
 
 
 class FailsoftApp(faust.App):
@@ -188,14 +186,14 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         settings.alerta_environment,
         customer=settings.alerta_customer or None,
         damping=AlertDamping(settings.alert_damping),
-        spool=settings.worker_data_dir / SPOOL_FOLDER / "alerta.jsonl",
+        spool=settings.spool_dir,
     )
     app.influx = InfluxSink(
         settings.influxdb_url,
         settings.secret("influxdb_token"),
         settings.influxdb_org,
         settings.influxdb_bucket,
-        spool=settings.worker_data_dir / SPOOL_FOLDER / "influxdb.jsonl",
+        spool=settings.spool_dir,
     )
     app.keyring = Keyring.from_settings(settings)
     for model in app.portfolio:

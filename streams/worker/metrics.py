@@ -25,8 +25,8 @@ Metrics (all with the ``failsoft_`` prefix):
   ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``;
 - ``sink_spooling{sink}`` (1 while an outage's items are written to the spool),
   ``sink_spooled_total{sink}``, ``sink_unspooled_total{sink}`` (held in memory only: the
-  spool was full) and ``sink_restored_total{sink}`` (queued at start from the spool a
-  previous process left; ``streams.sinks.buffer``).
+  spool was full) and ``sink_restored_total{sink}`` (adopted from spools that stopped or
+  dead workers left, this one's previous life included; ``streams.sinks.buffer``).
 - ``monitor_inputs_unused{part,reason}``: inputs the monitors of this worker's models
   could not use or let go of (``streams.monitor.gauges``), summed over those models: a
   gauge, since it moves with their partitions;
@@ -164,7 +164,7 @@ class WorkerCollector(Collector):
                 ("failed_attempts", "Deliveries that failed and were retried."),
                 ("spooled", "Items written to the spool during an outage."),
                 ("unspooled", "Items of an outage held in memory only: the spool was full."),
-                ("restored", "Items queued at start from the spool a previous process left."),
+                ("restored", "Items adopted from spools that stopped or dead workers left."),
             )
         }
         for sink in self.sinks:

@@ -73,6 +73,13 @@ FETCH_MAX_RECORDS = 2000
 MICRO_BATCH = 500
 MICRO_BATCH_LINGER_S = 0.05
 COMMIT_INTERVAL_S = 1.0
+# Long runs of synchronous work (a read's messages decoded, its due micro-batches fed,
+# every model's at a commit, every monitor written at a handover) go in slices of about
+# this many seconds, with a turn of the event loop between them (``_Turns``): with 1,000
+# models one run fed them all without suspending, for seconds at a quarter of a core,
+# and Faust's consumer thread, the timers, the sinks and /metrics waited (the soak's
+# "Thread keepalive is not responding"). Small beside the linger, so batching holds.
+FEED_SLICE_S = 0.02
 # Upper bounds of the histogram of micro-batch sizes in /metrics.
 BATCH_SIZE_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096)
 # A batch of feature writes on the internal topic: a JSON array of them, written by this
@@ -154,6 +161,19 @@ class MicroBatches:
     def _take(self, model_id: str) -> tuple[str, int, list[Record]]:
         pending = self._pending.pop(model_id)
         return model_id, pending.partition, pending.records
+
+
+class _Turns:
+    """Lets the event loop turn once the work since the last turn has held it for
+    ``FEED_SLICE_S``; ``turn`` is awaited between items of a long run."""
+
+    def __init__(self) -> None:
+        self._at = time.monotonic() + FEED_SLICE_S
+
+    async def turn(self) -> None:
+        if time.monotonic() >= self._at:
+            await asyncio.sleep(0)
+            self._at = time.monotonic() + FEED_SLICE_S
 
 
 class _Message:
@@ -336,16 +356,17 @@ class IngestReader:
             if generation != self.generation:
                 # Read for an assignment that has changed: not fed, not committed.
                 return
+            turns = _Turns()
             for tp, messages in batches.items():
                 if tp.topic == self.writes_topic_name:
-                    self._routed(tp.partition, messages)
+                    await self._routed(tp.partition, messages, turns)
                 else:
-                    await self._admit(self.sources[tp.topic], tp, messages)
+                    await self._admit(self.sources[tp.topic], tp, messages, turns)
                 last = messages[-1]
                 self.next_offsets[tp] = last.offset + 1
                 self.last_timestamps[tp] = last.timestamp
             now = time.monotonic()
-            await self._feed(self.batches.due(now))
+            await self._feed(self.batches.due(now), turns)
             if now - self.last_commit >= COMMIT_INTERVAL_S:
                 await self._flush_and_commit()
 
@@ -354,6 +375,7 @@ class IngestReader:
         source: Input,
         tp: TopicPartition,
         messages: Sequence[ConsumerRecord[bytes, bytes]],
+        turns: _Turns,
     ) -> None:
         """Decode, dead-letter and book one partition's messages; route their records."""
         portfolio = self.app.portfolio
@@ -366,6 +388,7 @@ class IngestReader:
             if errors:
                 await self._dead_letter(message, errors)
                 dead += errors
+            await turns.turn()
         self.app.counters.count(topic, len(records), dead)
         self.messages[topic] += len(messages)
         if source.by_model:
@@ -404,15 +427,18 @@ class IngestReader:
         for model_id, batch in by_model.items():
             await self.writes_topic.send(key=model_id.encode(), value=msgspec.json.encode(batch))
 
-    def _routed(self, partition: int, messages: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _routed(
+        self, partition: int, messages: Sequence[ConsumerRecord[bytes, bytes]], turns: _Turns
+    ) -> None:
         now = time.monotonic()
         for message in messages:
             assert message.key is not None and message.value is not None
             writes = _WRITE_BATCH.decode(message.value)
             self.batches.add(message.key.decode(), partition, writes, now)
+            await turns.turn()
         self.messages[self.writes_topic_name] += len(messages)
 
-    async def _feed(self, due: Sequence[tuple[str, int, list[Record]]]) -> None:
+    async def _feed(self, due: Sequence[tuple[str, int, list[Record]]], turns: _Turns) -> None:
         models = self.app.portfolio.models
         for model_id, partition, records in due:
             size = len(records)
@@ -421,6 +447,7 @@ class IngestReader:
             self.partition_of[model_id] = partition
             with _on_partition(self.changelog_topic, partition):
                 await self.monitors.feed(models[model_id], records)
+            await turns.turn()
 
     async def _flush_and_commit(self, save: bool = False) -> None:
         """Feed every waiting record, write every monitor fed since its last checkpoint if
@@ -430,11 +457,13 @@ class IngestReader:
         (``streams.monitor.CHECKPOINT_EVERY``), so a crash loses at most that many
         records of its window filling and evidence, never a transition or a command.
         """
-        await self._feed(self.batches.drain())
+        turns = _Turns()
+        await self._feed(self.batches.drain(), turns)
         if save:
             for model_id in sorted(self.monitors.unsaved):
                 with _on_partition(self.changelog_topic, self.partition_of[model_id]):
                     self.monitors.save(model_id)
+                await turns.turn()
         self.last_commit = time.monotonic()
         consumer = self.consumer
         if consumer is None:

@@ -286,10 +286,13 @@ class ChaosRun:
     # Workers.
 
     def worker_settings(self, name: str) -> Settings:
+        # One spool folder for the group, as on one host: what a worker that left during an
+        # outage spooled is sent by one that stayed (streams.sinks.buffer).
+        shared = dataclasses.replace(self.settings, worker_spool_dir=str(self.run_dir / "spool"))
         if name == "a":
-            return self.settings
+            return shared
         return dataclasses.replace(
-            self.settings,
+            shared,
             worker_web_port=free_port(),
             worker_data_dir=self.run_dir / f"worker-{name}",
         )
@@ -929,7 +932,8 @@ class ChaosRun:
     def through(self, record: FaultRecord, sink: str) -> dict[str, dict[str, Any]]:
         """The workers alive during an outage: the most their ``sink`` held during it, at
         their last scrape what it held, had dropped, had retried and had spooled (and
-        whether it was spooling), and for one SIGKILLed what its successor restored."""
+        whether it was spooling), and for one that ended what the workers after it adopted
+        from the spool folder they share (all of it: several that ended share the count)."""
         assert record.recovered_ms is not None
         found = {}
         for w in self.workers:
@@ -944,10 +948,11 @@ class ChaosRun:
             ]
             after = [held.get(sink, 0.0) for at, held in w.buffered if at > record.recovered_ms]
             stats = w.sinks.get(sink, {})
-            successor = next(
-                (s for s in self.workers if (s.name, s.incarnation) == (w.name, w.incarnation + 1)),
-                None,
-            )
+            later = [
+                s.sinks.get(sink, {}).get("restored") or 0
+                for s in self.workers
+                if w.ended_ms is not None and s is not w and (s.ended_ms or 2**63) > w.ended_ms
+            ]
             found[f"{w.name}#{w.incarnation}"] = {
                 "ended_at": None if w.ended_ms is None else iso_utc(w.ended_ms),
                 "ended_by": w.ended_by,
@@ -960,36 +965,40 @@ class ChaosRun:
                 "spooling_at_end": bool(stats.get("spooling")),
                 "spooled": stats.get("spooled"),
                 "unspooled": stats.get("unspooled"),
-                "restored_by_successor": (
-                    None if successor is None else successor.sinks.get(sink, {}).get("restored")
-                ),
+                "restored_after": sum(later) if later else None,
             }
         return found
 
     @staticmethod
     def emptied(through: dict[str, dict[str, Any]]) -> bool:
         """Every worker alive during an outage emptied its buffer after it (at some scrape:
-        the last one may catch a heartbeat in flight) without a drop, or was SIGKILLed:
-        then if it was spooling, everything it held was in its spool (none unspooled) and
-        its successor restored at least what it spooled. (One killed while its server
+        the last one may catch a heartbeat in flight) without a drop, or ended while
+        spooling (SIGKILLed, or SIGTERMed: its stop spools what it holds): then everything
+        it held was in its spool (none unspooled) and the workers after it adopted at least
+        what it spooled. (One killed while its server
         answered loses what its flush cadence held, a second's worth.) Not what it held:
         Alerta's heartbeats are held but never spooled (seed 7: a#1 held 7, spooled and
-        its successor restored 6). ``spooled`` counts every outage of the worker's life,
+        its successor adopted 6). ``spooled`` counts every outage of the worker's life,
         so two outages before its SIGKILL fail this although nothing was lost.
 
         >>> killed = {"ended_by": "SIGKILL", "spooling_at_end": True, "buffered_at_end": 7,
-        ...           "spooled": 6, "unspooled": 0, "restored_by_successor": 6}
+        ...           "spooled": 6, "unspooled": 0, "restored_after": 6}
         >>> ChaosRun.emptied({"a#1": killed})
         True
-        >>> ChaosRun.emptied({"a#1": {**killed, "restored_by_successor": 5}})
+        >>> ChaosRun.emptied({"a#1": {**killed, "restored_after": 5}})
+        False
+        >>> left = {**killed, "ended_by": "SIGTERM", "emptied_after": False, "dropped": 0}
+        >>> ChaosRun.emptied({"b#1": left})
+        True
+        >>> ChaosRun.emptied({"b#1": {**left, "restored_after": 0}})
         False
         """
         for e in through.values():
-            if e["ended_by"] != "SIGKILL":
-                if not (e["emptied_after"] or e["buffered_at_end"] == 0) or e["dropped"]:
+            if e["ended_by"] is not None and e["spooling_at_end"]:
+                if e["unspooled"] or (e["restored_after"] or 0) < e["spooled"]:
                     return False
-            elif e["spooling_at_end"] and (
-                e["unspooled"] or (e["restored_by_successor"] or 0) < e["spooled"]
+            elif e["ended_by"] != "SIGKILL" and (
+                not (e["emptied_after"] or e["buffered_at_end"] == 0) or e["dropped"]
             ):
                 return False
         return True

@@ -106,10 +106,10 @@ def test_metrics_render_books_and_sink_state() -> None:
 async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
     tmp_path: Path,
 ) -> None:
-    spool = tmp_path / "alerta.jsonl"
-    sink = AlertaSink("http://127.0.0.1:9", "key", "Development", spool=spool)
+    left = tmp_path / "alerta.gone-worker.jsonl"
+    sink = AlertaSink("http://127.0.0.1:9", "key", "Development", spool=tmp_path)
     alert = detector_alert("ranker", "team-search", "drift", "minor", "psi 0.4 on age")
-    spool.write_text(json.dumps(sink.encode_item(alert)) + "\n", encoding="utf-8")
+    left.write_text(json.dumps(sink.encode_item(alert)) + "\n", encoding="utf-8")
     sink.start()
     try:
         text = render(
@@ -121,7 +121,11 @@ async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
         assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
     finally:
         await sink.stop(timeout=0.05)
-    assert spool.read_text(encoding="utf-8").splitlines() == [json.dumps(sink.encode_item(alert))]
+    # Adopted: in the sink's own spool, which its stop left for the next adopter.
+    [spool] = tmp_path.glob("alerta.*jsonl")
+    assert spool != left
+    lines = spool.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [json.loads(json.dumps(sink.encode_item(alert)))]
 
 
 class NoMonitors:

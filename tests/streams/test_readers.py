@@ -5,6 +5,9 @@ turns on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter, defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,11 +15,13 @@ from aiokafka import TopicPartition
 from faust.streams import current_event
 
 from streams.worker.readers import (
+    FEED_SLICE_S,
     MICRO_BATCH_LINGER_S,
     IngestReader,
     MicroBatches,
     TopicLag,
     _on_partition,
+    _Turns,
     topic_lags,
 )
 
@@ -102,3 +107,38 @@ async def test_the_reader_lets_the_loop_turn_between_batches_read_from_the_fetch
         await reader._read(consumer=None)  # type: ignore[arg-type]
     other.cancel()
     assert turns >= batches - 1
+
+
+async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() -> None:
+    """The soak (1,000 models): a commit fed every model's waiting batch in one run that
+    never suspended, seconds at a quarter of a core, and Faust's consumer thread logged
+    "Thread keepalive is not responding". Each feed here holds the loop for longer than
+    a slice (``FEED_SLICE_S``), so the loop must turn between any two of them."""
+    models = 12
+    reader = IngestReader.__new__(IngestReader)
+    reader.app = SimpleNamespace(portfolio=SimpleNamespace(models=defaultdict(object)))  # type: ignore[assignment]
+    reader.batch_sizes = Counter()
+    reader.batch_records = 0
+    reader.partition_of = {}
+    reader.changelog_topic = "changelog"
+    turns = 0
+    seen: list[int] = []
+
+    async def feed(model: object, records: list[Any]) -> None:  # never suspends
+        seen.append(turns)
+        time.sleep(FEED_SLICE_S)
+
+    reader.monitors = SimpleNamespace(feed=feed)  # type: ignore[assignment]
+
+    async def other_task() -> None:  # Faust's keepalive, a timer, a sink, /metrics
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    await reader._feed([(f"m{n}", n % 3, records("r")) for n in range(models)], _Turns())
+    other.cancel()
+    assert seen == list(range(models))
+    assert reader.batch_records == models

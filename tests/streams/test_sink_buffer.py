@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from streams.sinks import buffer
 from streams.sinks.buffer import Backoff, BufferedSink, SinkRejected, TransientSinkError
 
 FAST = Backoff(initial=0.01, maximum=0.02)
@@ -249,14 +250,32 @@ def test_sink_rejects_bad_sizes(capacity: int, batch_size: int, flush_interval: 
         FakeSink(capacity=capacity, batch_size=batch_size, flush_interval=flush_interval)
 
 
-def spooled(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+def spool_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("fake.*jsonl"))
+
+
+def spooled(folder: Path) -> list[str]:
+    """The lines of every fake sink's spool file in ``folder``."""
+    return [line for path in spool_files(folder) for line in path.read_text().splitlines()]
+
+
+async def crash(sink: FakeSink) -> None:
+    """What a SIGKILL leaves of a sink: no stop, no flush, and its spool file closed by the
+    kernel, which drops its lock."""
+    for task in (sink._task, sink._adopting):
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    sink._task = sink._adopting = None
+    assert sink._spool is not None and sink._spool._file is not None
+    sink._spool._file.close()
 
 
 async def test_an_outage_is_spooled_as_it_happens_and_the_next_start_sends_it(
     started: Start, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool" / "fake.jsonl"
+    spool = tmp_path / "spool"
     dead = started(FakeSink(failures=10**9, capacity=100, batch_size=2, spool=spool, **NOW))
     for item in range(3):
         dead.enqueue(item)
@@ -266,85 +285,127 @@ async def test_an_outage_is_spooled_as_it_happens_and_the_next_start_sends_it(
     # Written as queued: a SIGKILL now (no stop, no flush) leaves all of them behind.
     assert spooled(spool) == ["0", "1", "2", "3"]
     assert (dead.stats.spooled, dead.stats.unspooled) == (4, 0)
+    await crash(dead)
 
     successor = started(FakeSink(capacity=100, batch_size=2, spool=spool, **NOW))
     successor.enqueue(4)
     assert successor.stats.restored == 4
     assert await successor.flush(timeout=2.0)
     assert successor.delivered_items == [0, 1, 2, 3, 4]
-    assert not spool.exists()  # delivered: a third start sends nothing again
+    assert not spool_files(spool)  # delivered: a third start sends nothing again
 
 
 async def test_no_spool_is_written_while_the_server_answers(started: Start, tmp_path: Path) -> None:
-    spool = tmp_path / "fake.jsonl"
-    sink = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    sink = started(FakeSink(capacity=100, batch_size=10, spool=tmp_path, **NOW))
     for item in range(25):
         sink.enqueue(item)
     assert await sink.flush(timeout=2.0)
-    assert not spool.exists()
+    assert not spool_files(tmp_path)
     assert sink.stats.spooled == 0
 
 
 async def test_the_spool_is_deleted_once_the_outage_is_delivered(
     started: Start, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "fake.jsonl"
-    sink = started(FakeSink(failures=3, capacity=100, batch_size=10, spool=spool, **NOW))
+    sink = started(FakeSink(failures=3, capacity=100, batch_size=10, spool=tmp_path, **NOW))
     sink.enqueue(1)
     await wait_until(lambda: sink.stats.failed_attempts >= 1)
-    assert spooled(spool) == ["1"]
+    assert spooled(tmp_path) == ["1"]
     assert await sink.flush(timeout=2.0)
-    assert not spool.exists()
+    assert not spool_files(tmp_path)
     sink.enqueue(2)
     assert await sink.flush(timeout=2.0)
-    assert not spool.exists()
+    assert not spool_files(tmp_path)
     assert sink.delivered_items == [1, 2]
 
 
 async def test_the_spool_stops_at_its_bound_and_counts_what_it_left_in_memory(
     started: Start, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "fake.jsonl"
     # Lines of "10\n" to "99\n", three bytes each: four fit in 13 bytes.
     dead = started(
-        FakeSink(failures=10**9, capacity=100, batch_size=1, spool=spool, spool_bytes=13, **NOW)
+        FakeSink(failures=10**9, capacity=100, batch_size=1, spool=tmp_path, spool_bytes=13, **NOW)
     )
     dead.enqueue(10)
     await wait_until(lambda: dead.stats.failed_attempts >= 1)
     for item in range(11, 20):
         dead.enqueue(item)
-    assert spooled(spool) == ["10", "11", "12", "13"]
+    assert spooled(tmp_path) == ["10", "11", "12", "13"]
     assert (dead.stats.spooled, dead.stats.unspooled, dead.buffered) == (4, 6, 10)
+    await crash(dead)
 
-    successor = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    successor = started(FakeSink(capacity=100, batch_size=10, spool=tmp_path, **NOW))
     assert await successor.flush(timeout=2.0)
     assert successor.delivered_items == [10, 11, 12, 13]
 
 
-async def test_a_restart_keeps_the_newest_of_a_spool_past_capacity_and_skips_a_cut_line(
+async def test_a_start_keeps_the_newest_of_a_spool_past_capacity_and_skips_a_cut_line(
     started: Start, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "fake.jsonl"
-    # A host's crash can cut the last line short.
-    spool.write_text("".join(f"{n}\n" for n in range(8)) + '{"cut', encoding="utf-8")
-    sink = started(FakeSink(capacity=5, batch_size=5, spool=spool, **NOW))
+    # A host's crash can cut the last line short. The name is the one-file-per-worker
+    # spool's, from before spools were shared: adopted all the same.
+    legacy = tmp_path / "fake.jsonl"
+    legacy.write_text("".join(f"{n}\n" for n in range(8)) + '{"cut', encoding="utf-8")
+    sink = started(FakeSink(capacity=5, batch_size=5, spool=tmp_path, **NOW))
     assert (sink.stats.restored, sink.stats.dropped) == (5, 4)
     assert await sink.flush(timeout=2.0)
     assert sink.delivered_items == [3, 4, 5, 6, 7]
-    assert not spool.exists()
+    assert not spool_files(tmp_path)
 
 
 async def test_a_stop_during_an_outage_leaves_the_buffer_in_the_spool(
     started: Start, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "fake.jsonl"
-    sink = started(FakeSink(capacity=100, batch_size=10, flush_interval=10.0, spool=spool))
+    sink = started(FakeSink(capacity=100, batch_size=10, flush_interval=10.0, spool=tmp_path))
     sink.gate.clear()  # the server hangs: no delivery has failed yet
     sink.enqueue(1)
     sink.enqueue(2)
     await sink.stop(timeout=0.05)
-    assert spooled(spool) == ["1", "2"]
+    assert spooled(tmp_path) == ["1", "2"]
 
-    successor = started(FakeSink(capacity=100, batch_size=10, spool=spool, **NOW))
+    successor = started(FakeSink(capacity=100, batch_size=10, spool=tmp_path, **NOW))
     assert await successor.flush(timeout=2.0)
     assert successor.delivered_items == [1, 2]
+
+
+async def test_a_running_sink_adopts_what_one_that_left_during_the_outage_spooled(
+    started: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two workers share the spool folder; their sinks' server is down. One leaves for good
+    # (a scale-down's SIGTERM: its stop spools what it holds), the other stays.
+    monkeypatch.setattr(buffer, "ADOPT_EVERY", 0.01)
+    stays = started(FakeSink(failures=10**9, capacity=100, batch_size=10, spool=tmp_path, **NOW))
+    leaves = started(FakeSink(failures=10**9, capacity=100, batch_size=10, spool=tmp_path, **NOW))
+    stays.enqueue(1)
+    leaves.enqueue(2)
+    leaves.enqueue(3)
+    await wait_until(lambda: stays.stats.failed_attempts and leaves.stats.failed_attempts)
+    await asyncio.sleep(0.05)
+    # A live writer's spool is never adopted: it holds its lock.
+    assert stays.stats.restored == 0
+    assert sorted(spooled(tmp_path)) == ["1", "2", "3"]
+    await leaves.stop(timeout=0.05)
+
+    await wait_until(lambda: stays.stats.restored == 2)
+    # In the stayer's own spool now, the leaver's file gone: a crash of the stayer would
+    # leave them to the next adopter.
+    assert stays._spool is not None
+    assert spool_files(tmp_path) == [stays._spool.path]
+    assert sorted(spooled(tmp_path)) == ["1", "2", "3"]
+    stays.failures = 0  # the server is back
+    assert await stays.flush(timeout=2.0)
+    assert sorted(stays.delivered_items) == [1, 2, 3]
+    assert leaves.delivered_items == []
+    assert not spool_files(tmp_path)
+
+
+async def test_a_spool_is_adopted_by_one_sink_only(started: Start, tmp_path: Path) -> None:
+    dead = started(FakeSink(failures=10**9, capacity=100, batch_size=10, spool=tmp_path, **NOW))
+    dead.enqueue(1)
+    await wait_until(lambda: dead.stats.failed_attempts >= 1)
+    await crash(dead)
+    first = started(FakeSink(failures=10**9, capacity=100, batch_size=10, spool=tmp_path, **NOW))
+    second = started(FakeSink(failures=10**9, capacity=100, batch_size=10, spool=tmp_path, **NOW))
+    assert (first.stats.restored, second.stats.restored) == (1, 0)
+    # The first holds it in its own spool, locked: the second does not take it from there.
+    assert spooled(tmp_path) == ["1"]

@@ -31,7 +31,7 @@ from streams.sinks.alerta import (
     health_alert,
     heartbeat_alerts,
 )
-from streams.sinks.buffer import Backoff
+from streams.sinks.buffer import ADOPT_EVERY, Backoff
 from streams.sinks.influx import InfluxSink, Point, point
 from tests.streams.proxy import TcpProxy, free_port
 
@@ -40,9 +40,10 @@ pytestmark = pytest.mark.integration
 FAST = Backoff(initial=0.05, maximum=0.2)
 ROOT = Path(__file__).resolve().parents[2]
 # A sink of a worker whose server is down: half its items queued before a delivery failed,
-# half after; it says so and waits to be killed.
+# half after; it says so and waits to be killed, or to be stopped (SIGTERM) as a worker
+# stops its sinks.
 SINK_IN_AN_OUTAGE = """
-import asyncio, sys, time
+import asyncio, signal, sys, time
 from pathlib import Path
 from streams.settings import Settings
 from streams.sinks.alerta import AlertaSink, detector_alert
@@ -73,16 +74,22 @@ async def main():
         await asyncio.sleep(0.01)
     for item in items[len(items) // 2 :]:
         sink.enqueue(item)
+    stopped = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
     print("in an outage", flush=True)
-    await asyncio.sleep(3600)
+    await stopped.wait()
+    await sink.stop(1.0)
 
 
 asyncio.run(main())
 """
 
 
-def kill_sink_in_an_outage(kind: str, spool: Path, name: str, count: int) -> None:
-    """Run a sink against a closed port until a delivery has failed, then SIGKILL it."""
+def kill_sink_in_an_outage(
+    kind: str, spool: Path, name: str, count: int, sig: signal.Signals = signal.SIGKILL
+) -> None:
+    """Run a sink against a closed port until a delivery has failed, then SIGKILL it, or
+    SIGTERM it (it stops its sink) and wait for it to exit."""
     closed = f"http://127.0.0.1:{free_port()}"
     child = subprocess.Popen(
         [sys.executable, "-c", SINK_IN_AN_OUTAGE, kind, closed, str(spool), name, str(count)],
@@ -95,8 +102,8 @@ def kill_sink_in_an_outage(kind: str, spool: Path, name: str, count: int) -> Non
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == "in an outage\n"
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=10) == -signal.SIGKILL
+        os.kill(child.pid, sig)
+        assert child.wait(timeout=10) == (-sig if sig == signal.SIGKILL else 0)
     finally:
         child.kill()
         child.wait()
@@ -392,7 +399,7 @@ async def test_fetch_heartbeats_reads_past_alertas_first_page(
 async def test_influx_points_of_an_outage_outlive_a_sigkill_of_their_worker(
     influxdb_client: Any, stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool" / "influxdb.jsonl"
+    spool = tmp_path / "spool"
     kill_sink_in_an_outage("influxdb", spool, unique_name, 400)
 
     successor = influx_sink(stack_settings, spool=spool)
@@ -407,14 +414,14 @@ async def test_influx_points_of_an_outage_outlive_a_sigkill_of_their_worker(
     tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
     values = sorted(record.get_value() for table in tables for record in table.records)
     assert values == list(range(400))
-    assert not spool.exists()
+    assert not list(spool.glob("*.jsonl"))
     await successor.stop()
 
 
 async def test_alerta_alerts_of_an_outage_outlive_a_sigkill_of_their_worker(
     alerta_client: Any, stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool" / "alerta.jsonl"
+    spool = tmp_path / "spool"
     kill_sink_in_an_outage("alerta", spool, unique_name, 6)
 
     successor = AlertaSink(
@@ -431,5 +438,76 @@ async def test_alerta_alerts_of_an_outage_outlive_a_sigkill_of_their_worker(
     for n in range(6):
         [stored] = alerts_of(alerta_client, f"{unique_name}-{n}")
         assert (stored.event, stored.severity) == ("drift", "minor")
-    assert not spool.exists()
+    assert not list(spool.glob("*.jsonl"))
     await successor.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+async def test_influx_points_of_a_worker_that_left_in_an_outage_are_sent_by_one_that_stayed(
+    influxdb_client: Any,
+    stack_settings: Settings,
+    unique_name: str,
+    tmp_path: Path,
+    proxies: list[TcpProxy],
+    sig: signal.Signals,
+) -> None:
+    # Two workers share a spool folder, InfluxDB is down for both; one leaves for good.
+    proxy = TcpProxy.in_front_of(stack_settings.influxdb_url)
+    proxies.append(proxy)
+    stays = influx_sink(stack_settings, url=proxy.url, spool=tmp_path)
+    stays.start()
+    stays.enqueue(point("pipeline", {"agent": unique_name}, {"consumed": 400}, 1_000_400))
+    kill_sink_in_an_outage("influxdb", tmp_path, unique_name, 400, sig)
+
+    await proxy.open()
+    await adopted(stays, 400)
+    assert await stays.flush(timeout=15)
+    flux = f"""
+        from(bucket: "{stack_settings.influxdb_bucket}")
+          |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{unique_name}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
+    values = sorted(record.get_value() for table in tables for record in table.records)
+    assert values == list(range(401))
+    assert not list(tmp_path.glob("*.jsonl"))
+    await stays.stop()
+
+
+async def test_alerta_alerts_of_a_worker_that_left_in_an_outage_are_sent_by_one_that_stayed(
+    alerta_client: Any,
+    stack_settings: Settings,
+    unique_name: str,
+    tmp_path: Path,
+    proxies: list[TcpProxy],
+) -> None:
+    proxy = TcpProxy.in_front_of(stack_settings.alerta_endpoint)
+    proxies.append(proxy)
+    stays = AlertaSink(
+        proxy.url,
+        stack_settings.alerta_api_key,
+        stack_settings.alerta_environment,
+        request_timeout=2.0,
+        backoff=FAST,
+        spool=tmp_path,
+    )
+    stays.start()
+    kill_sink_in_an_outage("alerta", tmp_path, unique_name, 6, signal.SIGTERM)
+
+    await proxy.open()
+    await adopted(stays, 6)
+    assert await stays.flush(timeout=15)
+    for n in range(6):
+        [stored] = alerts_of(alerta_client, f"{unique_name}-{n}")
+        assert (stored.event, stored.severity) == ("drift", "minor")
+    assert not list(tmp_path.glob("*.jsonl"))
+    await stays.stop()
+
+
+async def adopted(sink: InfluxSink | AlertaSink, count: int) -> None:
+    """Wait for a running sink to adopt ``count`` items: within its next look or two."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3 * ADOPT_EVERY
+    while sink.stats.restored < count:
+        assert loop.time() < deadline, "the spool of the worker that left was not adopted"
+        await asyncio.sleep(0.1)
