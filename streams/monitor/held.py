@@ -139,12 +139,21 @@ class HeldTable:
         index[_ROLE_CODES[held.role]][held.request_id] = row
         self._count += 1
 
+    def of_request(self, request_id: str) -> list[HeldPrediction]:
+        """The held predictions of ``request_id``, one per role at most, in ``ROLES`` order."""
+        rows = [index.get(request_id) for index in self._indexed()]
+        return [self._row(row) for row in rows if row is not None]
+
     def release(self, key: HeldKey) -> HeldPrediction:
         """The held prediction of ``key``, no longer held."""
         row = self._indexed()[_ROLE_CODES[key[0]]][key[1]]
         held = self._row(row)
         self._drop(row)
         return held
+
+    def discard(self, key: HeldKey) -> None:
+        """``release``, for a caller that has the prediction already."""
+        self._drop(self._indexed()[_ROLE_CODES[key[0]]][key[1]])
 
     def evict_oldest(self) -> None:
         """Drop the oldest held prediction (the table is not empty)."""
