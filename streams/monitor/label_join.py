@@ -430,6 +430,9 @@ class JoinBatch:
         """The results of the records observed so far that caused evidence or points, by
         their position among them (the others' results are false)."""
         self._feed()
+        self.join.held.flush()
+        if not self._evidence and not self._points:
+            return {}  # most batches of one record
         return {
             i: JoinResult(
                 self._at_ms[i] / 1000.0,
