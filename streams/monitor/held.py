@@ -7,7 +7,9 @@ role and version codes, whether the row is still held); the identifiers stay str
 because a join must compare them exactly. Rows are appended in arrival order and a row
 that leaves (joined, expired, evicted) is only marked gone; the columns are compacted when
 they are full, so an insert costs O(1) amortised and the table holds at most
-``2 * max_held`` rows.
+``2 * max_held`` rows. The numbers of the rows added last wait in a list until a read needs
+them in the columns or the label join's batch ends (``flush``): a batch's predictions are
+written one slice per column, not six numpy scalars each.
 
 A checkpoint pickles only the held rows: the numeric columns as arrays, the identifiers as
 two lists of strings, and the few outputs that are not a score. The key index and the

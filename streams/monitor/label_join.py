@@ -537,7 +537,8 @@ class JoinBatch:
         """Feed every stream's queued inputs; each alarm as evidence of its record."""
         for key, queued in self._queued.items():
             stream = self.join.streams[key]
-            stream.delay.update_many(queued.delays)
+            if queued.delays:
+                stream.delay.update_many(queued.delays)
             if stream.metric is not None and queued.metric:
                 self._feed_metric(stream, stream.metric, queued)
             if stream.estimate is not None and queued.estimate:
