@@ -7,7 +7,9 @@ role and version codes, whether the row is still held); the identifiers stay str
 because a join must compare them exactly. Rows are appended in arrival order and a row
 that leaves (joined, expired, evicted) is only marked gone; the columns are compacted when
 they are full, so an insert costs O(1) amortised and the table holds at most
-``2 * max_held`` rows.
+``2 * max_held`` rows. The numbers of the rows added last wait in a list until a read needs
+them in the columns or the label join's batch ends (``flush``): a batch's predictions are
+written one slice per column, not six numpy scalars each.
 
 A checkpoint pickles only the held rows: the numeric columns as arrays, the identifiers as
 two lists of strings, and the few outputs that are not a score. The key index and the
@@ -34,6 +36,7 @@ compares the strings of the rows whose hash matches, instead of a dict of lists 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple, cast
 
@@ -85,6 +88,10 @@ class HeldTable:
         self._entity_hash: npt.NDArray[np.int64] = np.zeros(capacity, np.int64)
         self._request_ids: list[str] = []
         self._entity_ids: list[str] = []
+        # The last rows added, not yet in the numeric columns (but in ``_live``): (time,
+        # score, role code, version code, entity hash) each. ``flush`` writes them in one
+        # slice per column.
+        self._pending: list[tuple[int, float, int, int, int]] = []
         # Row -> output, for the outputs that are not a score (their score column is NaN).
         self._other: dict[int, HeldOutput] = {}
         self._versions: list[str] = []
@@ -104,6 +111,7 @@ class HeldTable:
 
     def __iter__(self) -> Iterator[HeldKey]:
         """The held keys, in arrival order."""
+        self.flush()
         live = np.flatnonzero(self._live[self._head : len(self._request_ids)]) + self._head
         for row in live.tolist():
             yield ROLES[self._role[row]], self._request_ids[row]
@@ -124,20 +132,43 @@ class HeldTable:
             version = self._version_codes[held.version] = len(self._versions)
             self._versions.append(held.version)
         output = held.output
-        if isinstance(output, float):
-            self._score[row] = output
-        else:
-            self._score[row] = np.nan
+        score = output if isinstance(output, float) else math.nan
+        if not isinstance(output, float):
             self._other[row] = output
-        self._at[row] = held.predicted_at
-        self._role[row] = _ROLE_CODES[held.role]
-        self._version[row] = version
+        role = _ROLE_CODES[held.role]
+        self._pending.append((held.predicted_at, score, role, version, hash(held.entity_id)))
         self._live[row] = True
-        self._entity_hash[row] = hash(held.entity_id)
         self._request_ids.append(held.request_id)
         self._entity_ids.append(held.entity_id)
-        index[_ROLE_CODES[held.role]][held.request_id] = row
+        index[role][held.request_id] = row
         self._count += 1
+
+    def flush(self) -> None:
+        """Write the rows added since the last flush into the numeric columns (every read
+        that needs them does; the label join does after each batch, so that a table's
+        state does not depend on where batches were cut)."""
+        pending = self._pending
+        if not pending:
+            return
+        stop = len(self._request_ids)
+        start = stop - len(pending)
+        if len(pending) == 1:
+            row = start
+            self._at[row], self._score[row], self._role[row], self._version[row], h = pending[0]
+            self._entity_hash[row] = h
+        else:
+            at, score, role, version, entity_hash = zip(*pending, strict=True)
+            self._at[start:stop] = at
+            self._score[start:stop] = score
+            self._role[start:stop] = role
+            self._version[start:stop] = version
+            self._entity_hash[start:stop] = entity_hash
+        pending.clear()
+
+    def of_request(self, request_id: str) -> list[HeldPrediction]:
+        """The held predictions of ``request_id``, one per role at most, in ``ROLES`` order."""
+        rows = [index.get(request_id) for index in self._indexed()]
+        return [self._row(row) for row in rows if row is not None]
 
     def release(self, key: HeldKey) -> HeldPrediction:
         """The held prediction of ``key``, no longer held."""
@@ -145,6 +176,10 @@ class HeldTable:
         held = self._row(row)
         self._drop(row)
         return held
+
+    def discard(self, key: HeldKey) -> None:
+        """``release``, for a caller that has the prediction already."""
+        self._drop(self._indexed()[_ROLE_CODES[key[0]]][key[1]])
 
     def evict_oldest(self) -> None:
         """Drop the oldest held prediction (the table is not empty)."""
@@ -156,6 +191,8 @@ class HeldTable:
         dropped = 0
         while self._count:
             row = self._oldest()
+            if row >= len(self._request_ids) - len(self._pending):
+                self.flush()
             if self._at[row] >= oldest_kept:
                 break
             self._drop(row)
@@ -168,6 +205,7 @@ class HeldTable:
         if not self._count:
             return []
         self._indexed()
+        self.flush()
         candidates = self._live[self._head : end] & (
             self._entity_hash[self._head : end] == hash(entity_id)
         )
@@ -175,14 +213,20 @@ class HeldTable:
         return [self._row(row) for row in rows if self._entity_ids[row] == entity_id]
 
     def _row(self, row: int) -> HeldPrediction:
+        pending = row - (len(self._request_ids) - len(self._pending))
+        if pending >= 0:
+            at, score, role, version, _ = self._pending[pending]
+        else:
+            at, score = int(self._at[row]), float(self._score[row])
+            role, version = int(self._role[row]), int(self._version[row])
         output = self._other.get(row)
         return HeldPrediction(
             self._request_ids[row],
             self._entity_ids[row],
-            ROLES[self._role[row]],
-            self._versions[self._version[row]],
-            int(self._at[row]),
-            float(self._score[row]) if output is None else output,
+            ROLES[role],
+            self._versions[version],
+            at,
+            score if output is None else output,
         )
 
     def _oldest(self) -> int:
@@ -194,7 +238,9 @@ class HeldTable:
 
     def _drop(self, row: int) -> None:
         self._live[row] = False
-        del self._indexed()[self._role[row]][self._request_ids[row]]
+        pending = row - (len(self._request_ids) - len(self._pending))
+        role = self._pending[pending][2] if pending >= 0 else self._role[row]
+        del self._indexed()[role][self._request_ids[row]]
         self._other.pop(row, None)
         self._count -= 1
 
@@ -203,6 +249,7 @@ class HeldTable:
         self._load(self._held_rows())
 
     def _held_rows(self) -> dict[str, Any]:
+        self.flush()
         rows = np.flatnonzero(self._live[: len(self._request_ids)])
         versions = np.unique(self._version[rows])
         recode = np.zeros(len(self._versions), np.int32)

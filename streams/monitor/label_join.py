@@ -130,7 +130,7 @@ from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.monitor.effects import FieldValue, Point, point
-from streams.monitor.held import ROLES, HeldOutput, HeldPrediction, HeldTable
+from streams.monitor.held import HeldOutput, HeldPrediction, HeldTable
 from streams.portfolio import Model, PortfolioError
 
 __all__ = [
@@ -399,77 +399,107 @@ class JoinBatch:
         # Per record: (the order of its detector in ``_score``, the evidence).
         self._evidence: dict[int, list[tuple[int, Evidence]]] = {}
         self._queued: dict[tuple[str, str], _Queued] = {}
+        # The streams fed since the queues were last fed, with their queues: one lookup a
+        # record. Emptied with the queues, and so before a stream is evicted.
+        self._streams: dict[tuple[str, str], tuple[StreamPerformance, _Queued]] = {}
 
     def observe(self, record: Prediction | GroundTruth) -> None:
         """Join ``record``; its result comes with ``results``."""
-        join = self.join
         if isinstance(record, Prediction):
-            at_ms = record.predicted_at
-            _advance(join, at_ms)
-            self._at_ms.append(at_ms)
-            self._joined.append(0)
             self._prediction(record)
         else:
-            at_ms = record.label_at
-            _advance(join, at_ms)
-            self._at_ms.append(at_ms)
-            join.labels += 1
-            matches = _matches(join, record)
-            if not matches:
-                join.unmatched += 1
-            self._joined.append(len(matches))
-            for held in matches:
-                join.held.release((held.role, held.request_id))
-                join.joined += 1
-                self._score(held, record.label, at_ms)
-        if join.next_report_ms is not None and join.now_ms >= join.next_report_ms:
-            self._feed()
-            self._points[len(self._at_ms) - 1] = _report(join)
+            self._label(record, None)
+
+    def observe_held(self, truth: GroundTruth) -> bool:
+        """Join ``truth`` as ``observe`` does if the join holds a prediction it would be
+        joined with now (``holds``); else change nothing and return False."""
+        matches = _matches(self.join, truth)
+        if not matches:
+            return False
+        self._label(truth, matches)
+        return True
 
     def results(self) -> list[JoinResult]:
         """What each record observed so far caused, in order."""
-        self._feed()
+        caused = self.caused()
         return [
-            JoinResult(
-                at_ms / 1000.0,
+            caused.get(i) or JoinResult(at_ms / 1000.0, joined=self._joined[i])
+            for i, at_ms in enumerate(self._at_ms)
+        ]
+
+    def caused(self) -> dict[int, JoinResult]:
+        """The results of the records observed so far that caused evidence or points, by
+        their position among them (the others' results are false)."""
+        self._feed()
+        self.join.held.flush()
+        if not self._evidence and not self._points:
+            return {}  # most batches of one record
+        return {
+            i: JoinResult(
+                self._at_ms[i] / 1000.0,
                 tuple(e for _, e in sorted(self._evidence.get(i, []), key=lambda x: x[0])),
                 self._points.get(i, ()),
                 self._joined[i],
             )
-            for i, at_ms in enumerate(self._at_ms)
-        ]
+            for i in sorted(self._evidence.keys() | self._points.keys())
+        }
+
+    def _label(self, truth: GroundTruth, matches: list[HeldPrediction] | None) -> None:
+        """Join ``truth``; ``matches`` are what ``_matches`` found before the clock moved
+        (None: not looked up), still right unless the move expired predictions."""
+        join = self.join
+        at_ms = truth.label_at
+        if _advance(join, at_ms) or matches is None:
+            matches = _matches(join, truth)
+        self._at_ms.append(at_ms)
+        join.labels += 1
+        if not matches:
+            join.unmatched += 1
+        self._joined.append(len(matches))
+        for held in matches:
+            join.held.discard((held.role, held.request_id))
+            join.joined += 1
+            self._score(held, truth.label, at_ms)
+        self._report()
 
     def _prediction(self, prediction: Prediction) -> None:
         join = self.join
         at_ms = prediction.predicted_at
-        if (prediction.role, prediction.request_id) in join.held:
+        _advance(join, at_ms)
+        self._at_ms.append(at_ms)
+        self._joined.append(0)
+        role, version = prediction.role, prediction.model_version
+        if (role, prediction.request_id) in join.held:
             join.duplicates += 1
-            return
-        if join.now_ms - at_ms > join.settings.ttl_ms:
+        elif join.now_ms - at_ms > join.settings.ttl_ms:
             join.expired += 1  # arrived after its label could still have joined it
-            return
-        output = _held_output(prediction.output, join.settings.k)
-        _hold(
-            join,
-            HeldPrediction(
-                prediction.request_id,
-                prediction.entity_id,
-                prediction.role,
-                prediction.model_version,
-                at_ms,
-                output,
-            ),
-        )
-        stream, queued = self._stream(prediction.role, prediction.model_version, output, at_ms)
-        index = len(self._at_ms) - 1
-        probabilities = _probabilities(output, join.settings.task)
-        if stream.estimate is not None and probabilities is not None:
-            queued.estimate.append((None, probabilities))
-            queued.estimate_at.append(index)
-        if stream.calibrated is not None:
-            queued.scores.append(_positive_score(output))
-            queued.labels.append(None)
-            queued.calibrated_at.append(index)
+        else:
+            output = _held_output(prediction.output, join.settings.k)
+            _hold(
+                join,
+                HeldPrediction(
+                    prediction.request_id, prediction.entity_id, role, version, at_ms, output
+                ),
+            )
+            stream, queued = self._stream(role, version, output, at_ms)
+            index = len(self._at_ms) - 1
+            if stream.estimate is not None:
+                probabilities = _probabilities(output, join.settings.task)
+                if probabilities is not None:
+                    queued.estimate.append((None, probabilities))
+                    queued.estimate_at.append(index)
+            if stream.calibrated is not None:
+                queued.scores.append(_positive_score(output))
+                queued.labels.append(None)
+                queued.calibrated_at.append(index)
+        self._report()
+
+    def _report(self) -> None:
+        """The points of the last record observed, when the clock passed the report time."""
+        join = self.join
+        if join.next_report_ms is not None and join.now_ms >= join.next_report_ms:
+            self._feed()
+            self._points[len(self._at_ms) - 1] = _report(join)
 
     def _score(self, held: HeldPrediction, label: Any, at_ms: int) -> None:
         """Queue one joined pair for its stream's detectors."""
@@ -493,20 +523,23 @@ class JoinBatch:
     def _stream(
         self, role: str, version: str, output: HeldOutput, at_ms: int
     ) -> tuple[StreamPerformance, _Queued]:
-        join = self.join
-        if (role, version) not in join.streams and len(join.streams) >= join.settings.max_streams:
-            self._feed()  # the stream evicted gets its inputs first, as one by one
-        stream = _stream(join, role, version, output, at_ms)
-        queued = self._queued.get((role, version))
-        if queued is None:
-            queued = self._queued[(role, version)] = _Queued()
-        return stream, queued
+        key = (role, version)
+        found = self._streams.get(key)
+        if found is None:
+            join = self.join
+            if key not in join.streams and len(join.streams) >= join.settings.max_streams:
+                self._feed()  # the stream evicted gets its inputs first, as one by one
+            found = self._streams[key] = (_stream(join, role, version, output, at_ms), _Queued())
+            self._queued[key] = found[1]
+        found[0].updated_at = at_ms
+        return found
 
     def _feed(self) -> None:
         """Feed every stream's queued inputs; each alarm as evidence of its record."""
         for key, queued in self._queued.items():
             stream = self.join.streams[key]
-            stream.delay.update_many(queued.delays)
+            if queued.delays:
+                stream.delay.update_many(queued.delays)
             if stream.metric is not None and queued.metric:
                 self._feed_metric(stream, stream.metric, queued)
             if stream.estimate is not None and queued.estimate:
@@ -514,6 +547,7 @@ class JoinBatch:
             if stream.calibrated is not None and queued.scores:
                 self._feed_calibrated(stream, stream.calibrated, queued)
         self._queued.clear()
+        self._streams.clear()
 
     def _alarm(self, index: int, order: int, stream: StreamPerformance, evidence: Evidence) -> None:
         if stream.role == HEALTH_ROLE:
@@ -596,8 +630,7 @@ class JoinBatch:
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
     if truth.request_id is not None:
-        by_request = [join.held.get((role, truth.request_id)) for role in ROLES]
-        found = [held for held in by_request if held is not None]
+        found = join.held.of_request(truth.request_id)
         if found:
             return found
     if truth.entity_id is None:
@@ -611,14 +644,17 @@ def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
     return list(latest.values())
 
 
-def _advance(join: LabelJoin, at_ms: int) -> None:
-    """Move the clock to ``at_ms`` if it is newer and expire what waited too long."""
+def _advance(join: LabelJoin, at_ms: int) -> int:
+    """Move the clock to ``at_ms`` if it is newer and expire what waited too long; how
+    many expired."""
     if at_ms <= join.now_ms:
-        return
+        return 0
     join.now_ms = at_ms
     if join.next_report_ms is None:
         join.next_report_ms = at_ms + join.settings.report_interval_ms
-    join.expired += join.held.pop_older_than(at_ms - join.settings.ttl_ms)
+    expired = join.held.pop_older_than(at_ms - join.settings.ttl_ms)
+    join.expired += expired
+    return expired
 
 
 def _hold(join: LabelJoin, held: HeldPrediction) -> None:

@@ -52,8 +52,8 @@ from streams.monitor.watch import (
 )
 from streams.portfolio import Model
 
-# A record the label join took, and what it caused there.
-Joined = tuple[Prediction | GroundTruth, label_join.JoinResult]
+# A record the label join took, and what it caused there (None: nothing).
+Joined = tuple[Prediction | GroundTruth, label_join.JoinResult | None]
 
 __all__ = ["CHECKPOINT_EVERY", "STATE_FORMAT", "Monitor", "StateFormatError"]
 
@@ -232,22 +232,28 @@ class Monitor:
         from the label wait; a label the join holds a prediction for, else those the wait
         releases. Neither reads anything else of the monitor, so the batch goes at once."""
         batch = label_join.JoinBatch(self.join)
+        wait = self.label_wait
         fed: list[tuple[int, Prediction | GroundTruth]] = []
         for i, record in enumerate(records):
-            ready: list[Prediction | GroundTruth]
+            released: list[GroundTruth]
             if isinstance(record, Prediction):
-                ready = [record, *self.label_wait.advance(record.predicted_at)]
+                batch.observe(record)
+                fed.append((i, record))
+                released = wait.advance(record.predicted_at)
             elif isinstance(record, GroundTruth):
-                held = label_join.holds(self.join, record)
-                ready = [record] if held else list(self.label_wait.add(record))
+                if batch.observe_held(record):
+                    fed.append((i, record))
+                    continue
+                released = wait.add(record)
             else:
                 continue
-            for joined in ready:
-                batch.observe(joined)
-                fed.append((i, joined))
+            for truth in released:
+                batch.observe(truth)
+                fed.append((i, truth))
+        caused = batch.caused()
         by_position: dict[int, list[Joined]] = {}
-        for (i, record), result in zip(fed, batch.results(), strict=True):
-            by_position.setdefault(i, []).append((record, result))
+        for k, (i, record) in enumerate(fed):
+            by_position.setdefault(i, []).append((record, caused.get(k)))
         return by_position
 
     def _prediction(
@@ -279,13 +285,17 @@ class Monitor:
             self._act(observe_evidence(self.watch, found.evidence, at), effects, found.evidence)
 
     def _joined(
-        self, record: Prediction | GroundTruth, result: label_join.JoinResult, effects: Effects
+        self,
+        record: Prediction | GroundTruth,
+        result: label_join.JoinResult | None,
+        effects: Effects,
     ) -> None:
         """The label join's result for ``record`` into ``effects``, then the shadow join's."""
-        effects.points.extend(result.points)
-        if result.evidence:
-            observation = observe_evidence(self.watch, result.evidence, result.at)
-            self._act(observation, effects, result.evidence)
+        if result is not None:
+            effects.points.extend(result.points)
+            if result.evidence:
+                observation = observe_evidence(self.watch, result.evidence, result.at)
+                self._act(observation, effects, result.evidence)
         if self.shadow is not None:
             found = shadow_join.observe(self.model, self.shadow, record)
             effects.points.extend(found.points)

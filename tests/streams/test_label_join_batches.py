@@ -7,8 +7,15 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 
-from schemas.contracts import ClassProbabilities, Prediction
-from streams.monitor.label_join import JoinBatch, JoinResult, LabelJoin, new_join, observe
+from schemas.contracts import ClassProbabilities, GroundTruth, Prediction
+from streams.monitor.label_join import (
+    JoinBatch,
+    JoinResult,
+    LabelJoin,
+    holds,
+    new_join,
+    observe,
+)
 from streams.portfolio import parse_portfolio
 from tests.detectors.batching import batches, cuts, same_state, state_difference
 from tests.streams.test_label_join import Event, classifier_stream, label, prediction
@@ -100,3 +107,55 @@ def test_one_batch_of_everything_too() -> None:
         joined.observe(event)
     assert joined.results() == EXPECTED
     assert same_state(join, EXPECTED_JOIN), state_difference(join, EXPECTED_JOIN)
+
+
+def late_labels() -> list[Event]:
+    """``EVENTS`` with, right after a few predictions, a label for each that comes later
+    than its TTL (30 s): the join holds the prediction until that label moves the clock."""
+    events: list[Event] = []
+    for n, event in enumerate(EVENTS):
+        events.append(event)
+        if n % 150 == 0 and isinstance(event, Prediction):
+            events.append(label(1, event.predicted_at + 30_004, request=int(event.request_id[1:])))
+    return events
+
+
+HELD_EVENTS = late_labels()
+
+
+def held_one_by_one() -> tuple[list[JoinResult], LabelJoin]:
+    """Labels observed only when ``holds`` says the join holds their prediction, as the
+    monitor feeds them (the others wait)."""
+    join = new_join(parse_portfolio(PORTFOLIO).models["churn"])
+    return [
+        observe(join, event)
+        for event in HELD_EVENTS
+        if not isinstance(event, GroundTruth) or holds(join, event)
+    ], join
+
+
+HELD_EXPECTED, HELD_EXPECTED_JOIN = held_one_by_one()
+
+
+def test_some_labels_are_not_held() -> None:
+    """Else the property below would not tell ``observe_held`` from ``observe``."""
+    assert len(HELD_EXPECTED) < len(HELD_EVENTS)
+    # The late labels: held when they came, expired by their own clock.
+    assert sum(not r.joined for r in HELD_EXPECTED if round(r.at * 1000) % 1000 == 4) >= 3
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts(len(HELD_EVENTS), max_batches=30))
+def test_observe_held_gives_what_holds_then_observe_gives(at: list[int]) -> None:
+    join = new_join(parse_portfolio(PORTFOLIO).models["churn"])
+    found: list[JoinResult] = []
+    for batch in batches(HELD_EVENTS, at):
+        joined = JoinBatch(join)
+        for event in batch:
+            if isinstance(event, GroundTruth):
+                joined.observe_held(event)
+            else:
+                joined.observe(event)
+        found.extend(joined.results())
+    assert found == HELD_EXPECTED
+    assert same_state(join, HELD_EXPECTED_JOIN), state_difference(join, HELD_EXPECTED_JOIN)
