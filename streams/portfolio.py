@@ -148,6 +148,7 @@ DETECTOR_DURATIONS: Mapping[str, Mapping[str, timedelta]] = {
         "coincidence_max_lag": _MILLISECOND,
         "coincidence_lateness": _MILLISECOND,
         "coincidence_label_delay": _MILLISECOND,
+        "gap_max_delay": _MILLISECOND,
     },
     "shadow": {
         "pair_ttl": _SECOND,

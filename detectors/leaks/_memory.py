@@ -83,6 +83,23 @@ class KeyTable:
         self.rows[occupied] = state["rows"]
         self.size = len(occupied)
 
+    @classmethod
+    def of(cls, keys: list[int], rows: list[int], size: int) -> KeyTable:
+        """A table for ``size`` rows holding ``keys[i] -> rows[i]``, as ``add`` one by one
+        would make it, built in Python lists (a numpy scalar per probe costs more)."""
+        table = cls(size)
+        mask = len(table.rows) - 1
+        slot_keys, slot_rows = [0] * len(table.rows), [-1] * len(table.rows)
+        for key, row in zip(keys, rows, strict=True):
+            slot = key & mask
+            while slot_rows[slot] >= 0:
+                slot = (slot + 1) & mask
+            slot_keys[slot], slot_rows[slot] = key, row
+        table.keys = np.array(slot_keys, np.uint64)
+        table.rows = np.array(slot_rows, np.int32)
+        table.size = len(keys)
+        return table
+
     def _home(self, key: int) -> int:
         return key & (len(self.rows) - 1)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -18,8 +17,8 @@ from river import base
 from detectors import _batch
 from detectors._exact import binomial_sf
 from detectors.leaks._anytime import AnytimePValue
-from detectors.leaks._arguments import require_counts, require_fractions
-from detectors.leaks._memory import pack_times, unpack_times
+from detectors.leaks._arguments import require_counts, require_durations, require_fractions
+from detectors.leaks._memory import KeyTable, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -38,7 +37,8 @@ class GapEvidence:
     feature
         The feature's name.
     predictions
-        Predictions that used the feature.
+        Predictions that used the feature: all of them in ``AvailabilityGap.evidence``; in
+        a flag, those of the window of recent predictions whose test flagged it.
     gaps
         Those for which the value a point-in-time training join picks (the newest with
         ``event_at <= predicted_at``) was written after ``predicted_at``.
@@ -90,8 +90,15 @@ class _Feature:
     column: int
     # Mixed into an entity's hash to make the key of (entity, feature).
     salt: int
+    # Per block of predictions (``window // _BLOCKS`` of them), the last ``_RING`` blocks,
+    # block b in slot ``b % _RING``: the gaps found among its predictions so far (late
+    # writes add to it while it is in the ring), and the latest prediction time up to its
+    # end, which places it in time for the windows tested.
+    block_gaps: np.ndarray
+    block_end: np.ndarray
     predictions: int = 0
     gaps: int = 0
+    newest: float = -math.inf
 
 
 def _hash64(tag: bytes, text: str) -> int:
@@ -122,17 +129,32 @@ class AvailabilityGap(base.Base):
     recent writes and predictions per feature, so the late write can come before or after
     the prediction, and counts each prediction with a gap once.
 
-    A feature is flagged when an exact binomial test, repeated as predictions arrive with an
-    anytime-valid correction, says its gap rate is above ``max_gap_rate``; ``alpha`` bounds
-    the chance of ever flagging a feature whose rate is at most that.
+    Recent predictions are judged, so that a gap that starts after a long healthy period is
+    found as soon as after a short one. A feature's predictions are cut into blocks of
+    ``window // 8``. Each time a block is complete, exact binomial tests of "the gap rate
+    is at most ``max_gap_rate``" run on windows of the last 8 complete blocks (``window``
+    predictions) ending at the newest block and at the newest whose predictions are
+    ``max_delay`` times 1/32, 1/32 * sqrt(2), ..., 1/2, 1/sqrt(2) and 1 old: gaps are found
+    when the late writes arrive, so a window whose writes have all come is there however
+    far the write path lags, within ``max_delay``. The smallest p-value times the 12
+    windows (Bonferroni) is that look's; look ``j`` is charged ``j * (j + 1)``, whose
+    inverses sum to one, so ``alpha`` bounds the chance of ever flagging a feature whose
+    rate stays at most ``max_gap_rate``, over an unbounded stream. Which windows are tested
+    depends on the predictions' count and times only, never on the gaps. The price of
+    looking forever is the charge's growth: after ``j`` looks a window needs about
+    ``2 * log(j)`` more nats of evidence (a few dozen predictions at a gap rate well above
+    ``max_gap_rate``). Gaps found by writes that have not come yet are missing, so a
+    window's count can only grow as they do: never a false gap from a slow write path.
 
-    Memory is bounded: ``history`` writes and ``pending`` predictions per entity and feature,
-    for the ``max_keys`` most recently seen (entity, feature) pairs, and ``max_features``.
-    A pair is a row of numpy arrays, found by a 64-bit hash of the entity and the feature
-    (no Python object per entity): ``40 + 16 * history + 9 * pending`` bytes in memory,
-    plus the lookup table's entry. Pickled, a pair costs its hash, ``since``, two counts
-    and the writes and predictions it holds (16 and 9 bytes each), not its empty slots.
-    Timestamps are read as float64.
+    Memory is bounded in time and in bytes: an (entity, feature) pair is kept while it was
+    seen (its latest prediction or write time) within ``max_delay`` of the newest
+    prediction, and at most ``max_keys`` pairs are: with more, the sixteenth seen longest
+    ago are forgotten. A pair is a row of numpy arrays, found by a 64-bit hash of the
+    entity and the feature in an open-addressing table (no Python object per pair):
+    ``49 + 16 * history + 13 * pending`` bytes, plus 24 to 48 of the table; rows grow by
+    doubling up to ``max_keys`` and are taken again once their pairs expire. Pickled, a
+    pair costs its hash, two times, two counts and the writes and predictions it holds
+    (16 and 13 bytes each), not its empty slots. Timestamps are read as float64.
 
     A prediction's values can come as one :class:`ServedValues`; ``update_many`` reads
     them as the :class:`ServedFeature` of each would be read one by one, and counts each
@@ -146,37 +168,55 @@ class AvailabilityGap(base.Base):
         The chance, per feature, of ever flagging a feature within ``max_gap_rate``.
     min_predictions
         Predictions of a feature before its first test.
+    window
+        Recent predictions per feature judged together, at least 8: more finds a smaller
+        excess over ``max_gap_rate``, fewer finds a large one sooner.
+    max_delay
+        The delay tolerated between a prediction and the late write that makes its gap
+        reach the detector, in timestamp units (default ten minutes of milliseconds): how
+        late the write is, plus how far the write path lags the predictions. Pairs are kept
+        that long (within ``max_keys``), and windows that old are tested. A gap that
+        hinges on a forgotten write is not counted, which costs power but never makes a
+        false gap.
     history
         Writes kept per entity and feature.
     pending
         Predictions kept per entity and feature, waiting for late writes.
     max_keys
-        (entity, feature) pairs kept; the least recently seen are forgotten. It should
-        cover the pairs written to within the longest write lag: a gap that hinges on a
-        forgotten write is not counted, which costs power but never makes a false gap.
+        (entity, feature) pairs kept at most. It should cover the pairs seen within
+        ``max_delay``; past it, pairs seen longest ago go first.
     max_features
         Features followed; further features are ignored.
 
     Examples
     --------
-    ``balance`` is computed for the end of each day but written six hours later; serving
-    at 2am reads yesterday's value, training joins the new one.
+    ``balance`` is computed for the end of each day and written within the hour; serving at
+    2am reads yesterday's value. After two months the pipeline slows down and writes it at
+    6am: training joins the new value, serving could not. With a quarter of predictions
+    tolerated, the gaps are found once a window is full of them, 16 days on; the rate
+    since the first prediction would pass a quarter only after 55 days more.
 
+    >>> import numpy as np
     >>> from detectors import AvailabilityGap
     >>> from detectors.leaks import FeatureWrite, ServedFeature
     >>> hour = 3_600_000.0
-    >>> detector = AvailabilityGap(min_predictions=10)
-    >>> for day in range(30):
+    >>> rng = np.random.default_rng(7)
+    >>> detector = AvailabilityGap(
+    ...     max_gap_rate=0.25, min_predictions=10, window=16, max_delay=12 * hour
+    ... )
+    >>> for day in range(200):
     ...     midnight = day * 24 * hour
     ...     yesterday = midnight - 18 * hour
+    ...     lag = 6 * hour if day >= 60 else rng.uniform(0.1, 1.0) * hour
     ...     detector.update(ServedFeature("acct-1", "balance", 1.0, yesterday, midnight + 2 * hour))
-    ...     detector.update(FeatureWrite("acct-1", "balance", 2.0, midnight, midnight + 6 * hour))
+    ...     detector.update(FeatureWrite("acct-1", "balance", 2.0, midnight, midnight + lag))
     ...     if detector.gap_detected:
     ...         break
     >>> day, detector.gapped_features
-    (9, ('balance',))
-    >>> detector.evidence["balance"]  # doctest: +ELLIPSIS
-    GapEvidence(feature='balance', predictions=10, gaps=10, gap_rate=1.0, p_value=..., gapped=True)
+    (75, ('balance',))
+    >>> evidence = detector.evidence["balance"]
+    >>> evidence.predictions, evidence.gaps, evidence.p_value < 0.01
+    (76, 16, True)
     """
 
     def __init__(
@@ -184,6 +224,8 @@ class AvailabilityGap(base.Base):
         max_gap_rate: float = 0.01,
         alpha: float = 0.01,
         min_predictions: int = 50,
+        window: int = 1_000,
+        max_delay: float = 600_000.0,
         history: int = 8,
         pending: int = 8,
         max_keys: int = 100_000,
@@ -199,9 +241,13 @@ class AvailabilityGap(base.Base):
             max_keys=max_keys,
             max_features=max_features,
         )
+        require_counts(_BLOCKS, window=window)
+        require_durations(max_delay=max_delay)
         self.max_gap_rate = max_gap_rate
         self.alpha = alpha
         self.min_predictions = min_predictions
+        self.window = window
+        self.max_delay = max_delay
         self.history = history
         self.pending = pending
         self.max_keys = max_keys
@@ -209,23 +255,34 @@ class AvailabilityGap(base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        # The key of each (entity, feature) kept -> its row below, least recently used first.
-        self._keys: collections.OrderedDict[int, int] = collections.OrderedDict()
+        # The key of each (entity, feature) kept -> its row below.
+        self._table = KeyTable(0)
         # The latest timestamp a forgotten key held: a key made since may be a forgotten one
         # coming back, so its writes up to then are incomplete.
         self._forgotten_until = -math.inf
-        # Per row, one key. Rows grow by doubling up to max_keys; a forgotten key's row is
-        # the next new key's. The writes and predictions are rings of the last ``history``
-        # and ``pending``, counted by ``_writes`` and ``_served`` since the key was made.
+        # The latest prediction time: pairs not seen within ``max_delay`` of it expire.
+        self._stream_time = -math.inf
+        self._block = self.window // _BLOCKS
+        # Prediction ages of the windows tested, newest first.
+        self._cuts = np.array([0.0, *(self.max_delay * 2.0 ** (-k / 2) for k in range(10, -1, -1))])
+        # Per row, one key (``_in_use``) or none; rows not in use, to be taken from the end.
+        # Rows grow by doubling up to max_keys. The writes and predictions are rings of the
+        # last ``history`` and ``pending``, counted by ``_writes`` and ``_served`` since
+        # the key was made; ``_block_of`` is each prediction's block of its feature.
+        self._in_use = np.zeros(0, bool)
+        self._free = np.zeros(0, np.intp)
+        self._free_count = 0  # the free rows are the first so many of ``_free``
         self._key_hash = np.zeros(0, np.uint64)
         self._since = np.zeros(0)  # writes up to this may have been dropped or forgotten
-        self._latest = np.zeros(0)  # the latest timestamp the key held, ``_since`` included
+        self._latest = np.zeros(0)  # the latest time of a write the key held, ``_since`` included
+        self._seen = np.zeros(0)  # ``_latest``, or the latest prediction if later: it expires by it
         self._writes = np.zeros(0, np.int64)
         self._event_at = np.zeros((0, self.history))
         self._written_at = np.zeros((0, self.history))
         self._served = np.zeros(0, np.int64)
         self._predicted_at = np.zeros((0, self.pending))
         self._counted = np.zeros((0, self.pending), bool)  # its gap was counted already
+        self._block_of = np.zeros((0, self.pending), np.uint32)
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
         # (position in the last batch, evidence) of each feature flagged in it.
@@ -244,7 +301,8 @@ class AvailabilityGap(base.Base):
         Writes go one at a time: each reads and changes its key's predictions. The served
         values between two writes are a run: their keys are found (and made, and forgotten)
         in order, then a long run goes through numpy at once, since none of its values
-        changes what another one reads. A run is cut before it could forget a key it used.
+        changes what another one reads. A run is flushed before keys are forgotten to make
+        room, so that what its keys last saw is there to choose by.
         """
         self._batch_events = []
         self._read(events)
@@ -292,28 +350,25 @@ class AvailabilityGap(base.Base):
             return
         entity = self._entity(entities, entity_id)
         at = float(predicted_at)
-        # The loop runs for every value served: lookups bound once, no call when the key
-        # is known or a row is free.
-        keys = self._keys
-        find, recent = keys.get, keys.move_to_end
-        rows, values, limit = run.rows, run.features, self.max_keys
-        add_row, add_value, add_made = rows.append, values.append, run.made.append
-        for counts in self._counts(run, features, written_at):
-            if len(rows) >= limit:
-                # Fewer values than keys in the run: the key forgotten next is not one of
-                # its keys, whose rows it reads when flushed.
-                run.close(at, position)
-                self._flush(run)
+        found = self._counts(run, features, written_at)
+        # As the values one by one: a prediction of none does not move the stream time.
+        if found and at > self._stream_time:
+            self._stream_time = at
+        # The loop runs for every value served: lookups bound once.
+        find = self._table.find
+        rows, values = run.rows, run.features
+        add_row, add_value = rows.append, values.append
+        for counts in found:
             key = entity ^ counts.salt
             row = find(key)
-            if row is not None:
-                recent(key)
-            elif len(keys) < len(self._since):
-                # ``_use`` where a free row is there: rows are taken in order, none forgotten.
-                row = keys[key] = len(keys)
-                add_made((row, key, self._forgotten_until))
-            else:
-                row = self._use(key, run)
+            if row < 0:
+                if not self._free_count:
+                    run.close(at, position)
+                    self._flush(run)
+                    self._make_room()
+                    # Growing makes the table again.
+                    find = self._table.find
+                row = self._take(key, run)
             add_row(row)
             add_value(counts)
         run.close(at, position)
@@ -366,55 +421,88 @@ class AvailabilityGap(base.Base):
         if counts is None and len(self._features) < self.max_features:
             column = len(self._features)
             looks = AnytimePValue(self.min_predictions)
-            counts = _Feature(looks, name, column, _hash64(b"f", name))
+            blocks = np.zeros(_RING, np.int64), np.full(_RING, -math.inf)
+            counts = _Feature(looks, name, column, _hash64(b"f", name), *blocks)
             self._features[name] = counts
         return counts
 
-    def _use(self, key: int, run: _Run | None = None) -> int:
-        """The key's row, made (forgetting the least recently used key if all rows are
-        taken) if absent; the key is now the most recently used. A row made for ``run``
-        is set when the run is flushed, all at once."""
-        keys = self._keys
-        row = keys.get(key)
-        if row is not None:
-            keys.move_to_end(key)
-            return row
-        since = self._forgotten_until
-        if len(keys) < self.max_keys:
-            row = len(keys)
-            if row == len(self._since):
-                self._grow(min(self.max_keys, max(16, 2 * row)))
-        else:
-            # Not a row of a run: it would be among the most recently used.
-            _, row = keys.popitem(last=False)
-            self._forgotten_until = max(since, float(self._latest[row]))
-        keys[key] = row
-        if run is None:
-            self._make(row, key, since)
-        else:
-            run.made.append((row, key, since))
+    def _row(self, key: int) -> int:
+        """The key's row, made if absent."""
+        row = self._table.find(key)
+        if row < 0:
+            if not self._free_count:
+                self._make_room()
+            row = self._take(key)
         return row
+
+    def _take(self, key: int, run: _Run | None = None) -> int:
+        """A free row for the absent ``key``; set at once, or for ``run`` when it is
+        flushed, all at once."""
+        self._free_count -= 1
+        row = int(self._free[self._free_count])
+        self._table.add(key, row)
+        self._in_use[row] = True
+        if run is None:
+            self._make(row, key, self._forgotten_until)
+        else:
+            run.made.append((row, key, self._forgotten_until))
+        return row
+
+    def _make_room(self) -> None:
+        """Frees rows: those of the pairs that expired, else new ones up to ``max_keys``,
+        else those of the sixteenth of the pairs seen longest ago (at once, so that this
+        is rare; all rows are in use)."""
+        expired = np.flatnonzero(self._in_use & (self._seen < self._stream_time - self.max_delay))
+        if len(expired):
+            self._forget(expired)
+            return
+        size = len(self._in_use)
+        if size < self.max_keys:
+            self._grow(min(self.max_keys, max(16, 2 * size)))
+            return
+        oldest = max(1, size // 16)
+        # Every pair as old as the ``oldest``-th: which go does not depend on row order.
+        threshold = np.partition(self._seen, oldest - 1)[oldest - 1]
+        self._forget(np.flatnonzero(self._seen <= threshold))
+
+    def _forget(self, rows: np.ndarray) -> None:
+        self._forgotten_until = max(self._forgotten_until, float(self._latest[rows].max()))
+        remove = self._table.remove
+        for key in self._key_hash[rows].tolist():
+            remove(key)
+        self._in_use[rows] = False
+        # The lowest row is taken first.
+        self._free = np.concatenate((self._free[: self._free_count], rows[::-1]))
+        self._free_count = len(self._free)
 
     def _make(self, rows: Any, key: Any, since: Any) -> None:
         """Sets fresh rows (or one): their key, no writes and no predictions."""
         self._key_hash[rows] = key
         self._since[rows] = since
         self._latest[rows] = since
+        self._seen[rows] = since
         self._writes[rows] = 0
         self._served[rows] = 0
 
     def _grow(self, size: int) -> None:
+        """``size`` rows, the new ones free; the key table made for them."""
+        before = len(self._in_use)
         for name in _ROWS:
             array = getattr(self, name)
             bigger = np.zeros((size, *array.shape[1:]), array.dtype)
-            bigger[: len(array)] = array
+            bigger[:before] = array
             setattr(self, name, bigger)
+        free = np.arange(size - 1, before - 1, -1)
+        self._free = np.concatenate((self._free[: self._free_count], free))
+        self._free_count = len(self._free)
+        rows = np.flatnonzero(self._in_use)
+        self._table = KeyTable.of(self._key_hash[rows].tolist(), rows.tolist(), size)
 
     def _add_write(self, write: FeatureWrite, entities: dict[EntityId, int]) -> None:
         counts = self._feature(write.feature)
         if counts is None:
             return
-        row = self._use(self._entity(entities, write.entity_id) ^ counts.salt)
+        row = self._row(self._entity(entities, write.entity_id) ^ counts.salt)
         event_at, written_at = float(write.event_at), float(write.written_at)
         writes = int(self._writes[row])
         slot = writes % self.history
@@ -425,6 +513,7 @@ class AvailabilityGap(base.Base):
         self._written_at[row, slot] = written_at
         self._writes[row] = writes + 1
         self._latest[row] = max(float(self._latest[row]), event_at, written_at)
+        self._seen[row] = max(float(self._seen[row]), self._latest[row])
         kept = min(int(self._served[row]), self.pending)
         predicted = self._predicted_at[row, :kept].tolist()
         counted = self._counted[row, :kept].tolist()
@@ -432,6 +521,10 @@ class AvailabilityGap(base.Base):
             if not done and event_at <= at < written_at and self._late(row, at):
                 self._counted[row, slot] = True
                 counts.gaps += 1
+                block = int(self._block_of[row, slot])
+                # Still in the ring: the block of the latest prediction and the ones before.
+                if block > (counts.predictions - 1) // self._block - _RING:
+                    counts.block_gaps[block % _RING] += 1
 
     def _late(self, row: int, at: float) -> bool:
         """Whether the value training would join for a prediction at ``at`` was written
@@ -507,13 +600,13 @@ class AvailabilityGap(base.Base):
         slot = served % self.pending
         self._predicted_at[row, slot] = at
         self._counted[row, slot] = late
+        self._block_of[row, slot] = counts.predictions // self._block
         self._served[row] = served + 1
-        counts.predictions += 1
-        counts.gaps += late
-        if counts.looks.due(counts.predictions):
-            flagged = self._look(counts, counts.predictions, counts.gaps)
-            if flagged is not None:
-                self._batch_events.append((position, flagged))
+        if at > self._seen[row]:
+            self._seen[row] = at
+        flagged = self._advance(counts, (late,), (at,))
+        if flagged is not None:
+            self._batch_events.append((position, flagged[1]))
 
     def _add_predictions(self, run: _Run) -> None:
         """``_add_prediction`` of each of the run's values, at once."""
@@ -522,6 +615,16 @@ class AvailabilityGap(base.Base):
         served = [end - start for start, end in zip((0, *ends), ends, strict=False)]
         rows, at = np.asarray(run.rows, np.intp), np.repeat(np.asarray(times), served)
         late = self._late_many(rows, at)
+        # Per feature, its values in order, and each one's block.
+        columns = np.fromiter(map(_COLUMN, run.features), np.intp, n)
+        everything = list(self._features.values())
+        added = np.bincount(columns, minlength=len(everything)).tolist()
+        by_feature = np.argsort(columns, kind="stable")
+        firsts = (np.cumsum(added) - added).tolist()
+        before = np.repeat([counts.predictions for counts in everything], added)
+        within = np.arange(n) - np.repeat(firsts, added)
+        block_of = np.empty(n, np.uint32)
+        block_of[by_feature] = (before + within) // self._block
         # Each value's rank among the run's values of its key: where it goes in the ring.
         order = np.argsort(rows, kind="stable")
         grouped = rows[order]
@@ -535,60 +638,85 @@ class AvailabilityGap(base.Base):
         slots = (self._served[rows] + rank) % self.pending
         self._predicted_at[rows[kept], slots[kept]] = at[kept]
         self._counted[rows[kept], slots[kept]] = late[kept]
+        self._block_of[rows[kept], slots[kept]] = block_of[kept]
         self._served[grouped[starts]] += sizes
-        # Per feature: the counts, and the looks due within the run.
-        columns = np.fromiter(map(_COLUMN, run.features), np.intp, n)
-        everything = list(self._features.values())
-        added = np.bincount(columns, minlength=len(everything)).tolist()
-        gaps = np.bincount(columns, weights=late, minlength=len(everything)).tolist()
-        due = [
-            c
-            for c, counts in enumerate(everything)
-            if added[c] and counts.looks.next_look <= counts.predictions + added[c]
-        ]
+        np.maximum.at(self._seen, rows, at)
         flags: list[tuple[int, int, GapEvidence]] = []
-        if due:
-            # Each value's running gap count within its feature, values grouped by feature.
-            by_feature = np.argsort(columns, kind="stable").tolist()
-            running = np.cumsum(late[by_feature]).tolist()
-            start = (np.cumsum(added) - added).tolist()
-        for column in due:
-            counts = everything[column]
-            before, first = counts.predictions, start[column]
-            earlier = running[first - 1] if first else 0
-            while counts.looks.next_look <= before + added[column]:
-                size = counts.looks.next_look
-                at_value = first + size - before - 1
-                gaps_then = counts.gaps + running[at_value] - earlier
-                flagged = self._look(counts, size, gaps_then)
-                if flagged is not None:
-                    index = by_feature[at_value]
-                    flags.append((index, positions[bisect.bisect(ends, index)], flagged))
-        for counts, more, gapped in zip(everything, added, gaps, strict=True):
-            counts.predictions += more
-            counts.gaps += int(gapped)
+        for column, more in enumerate(added):
+            if not more:
+                continue
+            values = by_feature[firsts[column] : firsts[column] + more]
+            flagged = self._advance(everything[column], late[values].tolist(), at[values].tolist())
+            if flagged is not None:
+                index = int(values[flagged[0]])
+                flags.append((index, positions[bisect.bisect(ends, index)], flagged[1]))
         self._batch_events.extend((position, found) for _, position, found in sorted(flags))
 
-    def _look(self, counts: _Feature, size: int, gaps: int) -> GapEvidence | None:
-        """Tests the feature at ``size`` predictions with ``gaps`` gaps; its evidence if
-        that flags it."""
-        p_value = binomial_sf(gaps, size, self.max_gap_rate)
+    def _advance(
+        self, counts: _Feature, late: Sequence[Any], at: Sequence[Any]
+    ) -> tuple[int, GapEvidence] | None:
+        """Adds a feature's predictions (whether each is late, and when it was made) to its
+        blocks, looking as each block is complete; the value that flagged the feature, and
+        its evidence, if one did."""
+        block, first = self._block, counts.predictions
+        flagged = None
+        start = 0
+        while start < len(late):
+            index = first + start
+            number = index // block
+            slot = number % _RING
+            stop = min(len(late), (number + 1) * block - first)
+            if index % block == 0:
+                counts.block_gaps[slot] = 0
+            counts.newest = max(counts.newest, float(max(at[start:stop])))
+            counts.block_end[slot] = counts.newest
+            gaps = int(sum(late[start:stop]))
+            counts.block_gaps[slot] += gaps
+            counts.gaps += gaps
+            counts.predictions = first + stop
+            if counts.predictions % block == 0 and counts.predictions >= self.min_predictions:
+                found = self._look(counts, number)
+                if found is not None:
+                    flagged = stop - 1, found
+            start = stop
+        return flagged
+
+    def _look(self, counts: _Feature, number: int) -> GapEvidence | None:
+        """Tests the windows of complete blocks up to block ``number``, just complete; the
+        feature's evidence if that flags it."""
+        oldest = max(0, number - _RING + 1)
+        slots = np.arange(oldest, number + 1) % _RING
+        ends, gaps = counts.block_end[slots], counts.block_gaps[slots]
+        # The newest block old enough for each cut (block ends only grow).
+        newest = np.searchsorted(ends, ends[-1] - self._cuts, side="right") - 1
+        best = (math.inf, 0, 0)
+        for last in sorted(set(newest[newest >= 0].tolist()), reverse=True):
+            first = max(0, last - _BLOCKS + 1)
+            size, found = (last - first + 1) * self._block, int(gaps[first : last + 1].sum())
+            best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
+        p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
         flagged = counts.looks.p_value <= self.alpha
-        counts.looks.record(size, p_value)
+        counts.looks.record(counts.predictions, p_value)
         if flagged or counts.looks.p_value > self.alpha:
             return None
-        return GapEvidence(counts.name, size, gaps, gaps / size, counts.looks.p_value, True)
+        return GapEvidence(counts.name, size, found, found / size, counts.looks.p_value, True)
 
     def __getstate__(self) -> dict[str, Any]:
-        """The kept keys' rows in the order they were last used, each ring cut to what it
-        holds, oldest first: a key costs its hash, ``since``, two counts and its writes and
-        predictions, whatever ``history`` and ``pending`` are; times as integer offsets
-        when they are whole (``pack_times``)."""
+        """The kept keys' rows, each ring cut to what it holds, oldest first: a key costs
+        its hash, ``since``, when it was last seen, two counts and its writes and predictions,
+        whatever ``history`` and ``pending`` are; times as integer offsets when they are
+        whole (``pack_times``). The key table and the free rows are made again."""
         state = dict(vars(self))
-        del state["_keys"], state["_latest"]
-        rows = np.fromiter(self._keys.values(), np.intp, len(self._keys))
+        del state["_table"], state["_free"], state["_free_count"], state["_in_use"]
+        rows = np.flatnonzero(self._in_use)
+        state["_capacity"] = len(self._in_use)
         writes, served = self._writes[rows], self._served[rows]
-        state["_key_hash"], state["_since"] = self._key_hash[rows], pack_times(self._since[rows])
+        state["_key_hash"] = self._key_hash[rows]
+        del state["_latest"]
+        state["_since"], state["_seen"] = (
+            pack_times(self._since[rows]),
+            pack_times(self._seen[rows]),
+        )
         counts = np.min_scalar_type(max(self.history, self.pending))
         state["_writes"] = np.minimum(writes, self.history).astype(counts)
         state["_served"] = np.minimum(served, self.pending).astype(counts)
@@ -596,11 +724,13 @@ class AvailabilityGap(base.Base):
             state[name] = pack_times(_oldest_first(getattr(self, name)[rows], writes))
         state["_predicted_at"] = pack_times(_oldest_first(self._predicted_at[rows], served))
         state["_counted"] = _oldest_first(self._counted[rows], served)
+        state["_block_of"] = narrow(_oldest_first(self._block_of[rows], served))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        capacity = state.pop("_capacity")
         self.__dict__.update(state)
-        for name in ("_since", "_event_at", "_written_at", "_predicted_at"):
+        for name in ("_since", "_seen", "_event_at", "_written_at", "_predicted_at"):
             setattr(self, name, unpack_times(getattr(self, name)))
         self._writes = self._writes.astype(np.int64)
         self._served = self._served.astype(np.int64)
@@ -608,12 +738,16 @@ class AvailabilityGap(base.Base):
         self._written_at = _ring(self._written_at, self._writes, self.history)
         self._predicted_at = _ring(self._predicted_at, self._served, self.pending)
         self._counted = _ring(self._counted, self._served, self.pending)
+        self._block_of = _ring(self._block_of.astype(np.uint32), self._served, self.pending)
         held = np.arange(self.history) < self._writes[:, None]
         latest = np.where(held, np.maximum(self._event_at, self._written_at), -np.inf)
         self._latest = np.maximum(self._since, latest.max(axis=1, initial=-np.inf))
-        self._keys = collections.OrderedDict(
-            zip(self._key_hash.tolist(), range(len(self._key_hash)), strict=True)
-        )
+        kept = len(self._key_hash)
+        self._in_use = np.ones(kept, bool)
+        self._free = np.zeros(0, np.intp)
+        self._free_count = 0
+        # As many free rows as there were: when room is made does not change.
+        self._grow(capacity)
 
     def _evidence(self, feature: str, counts: _Feature) -> GapEvidence:
         rate = counts.gaps / counts.predictions if counts.predictions else 0.0
@@ -646,7 +780,7 @@ class AvailabilityGap(base.Base):
     @property
     def keys(self) -> int:
         """(entity, feature) pairs kept, at most ``max_keys``."""
-        return len(self._keys)
+        return self._table.size
 
     @property
     def rejected(self) -> int:
@@ -657,16 +791,23 @@ class AvailabilityGap(base.Base):
 
 # The per-row arrays, grown together.
 _ROWS = (
+    "_in_use",
     "_key_hash",
     "_since",
     "_latest",
+    "_seen",
     "_writes",
     "_event_at",
     "_written_at",
     "_served",
     "_predicted_at",
     "_counted",
+    "_block_of",
 )
+# Blocks per window, and blocks kept per feature: the window and older blocks, for the
+# windows of older predictions.
+_BLOCKS = 8
+_RING = 4 * _BLOCKS
 # Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy.
 RUN_IN_NUMPY = 2
 _COLUMN = operator.attrgetter("column")

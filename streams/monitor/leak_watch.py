@@ -28,15 +28,20 @@ durations in milliseconds, as on the wire):
 
 and the watch's own ``report_every`` (seconds of event time between two rounds of points,
 default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
-default 10,000). The detectors' entity and key limits default to 10,000 here (the
-detectors' own defaults are ten times that): the watch is pickled into a table value, so
-its size is what each checkpoint writes (measured with ``python -m
-tests.benchmarks.bench_leaks --memory``: 1.7 MB pickled for 10,000 entities of four
-features, 8.9 MB in memory, most of both ``label_leak``'s); the agent should write it every so
-many records, as it does the model watch, rather than after each one. Raise them when a
-model sees more entities within their label delay plus two ``coincidence_max_lag``
-(``label_delay`` defaults to the model's): lags whose writes were forgotten are counted as
-``unjudged`` in the leak points, not guessed.
+default 10,000). ``label_leak``'s entity limit defaults to 10,000 here (the detector's
+own default is ten times that): the watch is pickled into a table value, so its size is
+what each checkpoint writes (measured with ``python -m tests.benchmarks.bench_leaks
+--memory``: 1.7 MB pickled for 10,000 entities of four features, 8.9 MB in memory, most
+of both ``label_leak``'s); the agent should write it every so many records, as it does the
+model watch, rather than after each one. Raise it when a model sees more entities within
+their label delay plus two ``coincidence_max_lag`` (``label_delay`` defaults to the
+model's): lags whose writes were forgotten are counted as ``unjudged`` in the leak points,
+not guessed. ``availability_gap`` keeps (entity, feature) pairs for ``gap_max_delay``
+(the detector's default, ten minutes) after they were last seen, so that writes that
+reach the worker that far behind the predictions still find the predictions they gap;
+its key limit defaults to 50,000 pairs here (about 310 bytes each in memory, counted
+only as they come: a worker lagging 80 s behind credit-004's writes in the chaos run
+needs about 17,000).
 
 Values from the future. ``streams.monitor.watch`` already sends every live prediction's served
 values through ``FutureValues`` on the health path. ``new_leak_watch(model,
@@ -98,7 +103,7 @@ DEFAULT_MAX_REQUESTS = 10_000
 # Per-model defaults that keep a pickled watch small (see the module docstring).
 _DETECTOR_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "coincidence": {"max_entities": 10_000},
-    "gap": {"max_keys": 10_000},
+    "gap": {"max_keys": 50_000},
     "write_lag": {},
 }
 _OWN_KEYS = ("skew_tolerance", "report_every", "max_requests")

@@ -67,10 +67,11 @@ CHECKPOINT_EVERY = 10_000
 # health policy awaits; 6: the label-coincidence detector's and its key table's compact
 # checkpoints; 7: ResidualCUSUM's older references for its slow check; 8: the batch events
 # of the performance detectors; 9: ResidualCUSUM's count of skipped inputs, and the
-# calibrated estimate's binned counts and window of recent labels), so that a worker
+# calibrated estimate's binned counts and window of recent labels; 10: the availability
+# gap's key table, expiry times and windows of recent predictions), so that a worker
 # upgraded mid-stream starts the model afresh instead of failing on a half-restored
 # detector later.
-STATE_FORMAT = 9
+STATE_FORMAT = 10
 
 
 class StateFormatError(ValueError):

@@ -708,16 +708,26 @@ def writes_and_served_drawn(draw: st.DrawFn) -> list[Any]:
     # max_features below the three features: a prediction's list of features is not all
     # followed, and a batch's predictions share their lists.
     st.sampled_from([(2, 2, 4, 1_000), (1, 3, 1, 2), (3, 1, 64, 1)]),
+    # Windows of one-prediction blocks (a look at each) and of longer ones; pairs that
+    # expire between two events, within a few, or not within the stream.
+    st.sampled_from([8, 24]),
+    st.sampled_from([0.0, 2_000.0, 600_000.0]),
     st.data(),
 )
 def test_availability_gap_batched_as_one_by_one(
-    events: list[Any], sizes: tuple[int, int, int, int], data: st.DataObject
+    events: list[Any],
+    sizes: tuple[int, int, int, int],
+    window: int,
+    max_delay: float,
+    data: st.DataObject,
 ) -> None:
     at = data.draw(cuts(len(events)))
     history, pending, max_keys, max_features = sizes
     assert_same_batched(
         lambda: AvailabilityGap(
             min_predictions=5,
+            window=window,
+            max_delay=max_delay,
             history=history,
             pending=pending,
             max_keys=max_keys,
@@ -774,8 +784,10 @@ def test_availability_gap_pickles_its_kept_keys_only() -> None:
     detector = AvailabilityGap(min_predictions=5, max_keys=300)
     detector.update_many(events[:2_000])
     restored = pickle.loads(pickle.dumps(detector))
-    assert restored.keys == detector.keys == 300
-    assert len(pickle.dumps(detector)) < 300 * (8 + 8 + 2) + 8 * 16 * 300
+    # Full, it forgets the sixteenth of its keys seen longest ago at once.
+    assert restored.keys == detector.keys == 294
+    # A key: its hash, two times and two counts; a write 16 bytes, a prediction 13.
+    assert len(pickle.dumps(detector)) < 294 * (8 + 8 + 8 + 2) + 8 * 16 * 294
     restored.update_many(events[2_000:])
     detector.update_many(events[2_000:])
     assert (restored.evidence, restored.flags) == (detector.evidence, detector.flags)

@@ -165,7 +165,10 @@ def test_points_come_on_the_event_time_cadence_not_per_event() -> None:
 def test_a_feature_training_sees_before_serving_could_is_flagged_as_a_gap() -> None:
     """``balance`` is computed for the end of each day but written six hours later; serving
     at 2am reads yesterday's value, training joins the new one."""
-    model = churn_model("[models.churn.detectors.leaks]\ngap_min_predictions = 10\n")
+    # Windows of 16 predictions, tested every 2: the stream has 30.
+    model = churn_model(
+        "[models.churn.detectors.leaks]\ngap_min_predictions = 10\ngap_window = 16\n"
+    )
     watch = new_leak_watch(model)
     hour = 3_600_000
     records: list[Record] = []
