@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
@@ -67,7 +71,7 @@ class _Lags:
     sla_p_value: float = 1.0
 
 
-class WriteLag(base.Base):
+class WriteLag(BatchEvents, base.Base):
     """Follows how long each feature's values take to reach the store, and when that changes.
 
     Per feature, the lag ``written_at - event_at`` goes into a sketch with relative error
@@ -85,6 +89,9 @@ class WriteLag(base.Base):
     and a million writes a day, the default ``alpha`` gives 0.01 false verdicts a day per
     feature and test. The price is power: a window of 1,000 needs about 3% of writes over
     the SLA, or 15% over the reference's p90 instead of 10%, to be flagged.
+
+    ``windows_closed`` lists, by position in the last batch (``update_many``; ``update`` is
+    a batch of one), each write that completed a window, with its feature's summary then.
 
     Parameters
     ----------
@@ -156,19 +163,16 @@ class WriteLag(base.Base):
         self._log_gamma = log_gamma(self.relative_accuracy)
         self._features: dict[str, _Lags] = {}
         self._rejected = 0
+        self._batch_events: list[tuple[Any, ...]] = []
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite`; anything else is counted in ``rejected``."""
-        write = checked_write(x)
-        if write is None:
-            self._rejected += 1
+        if self._batch_events:
+            self._batch_events = []
+        found = self._lag_of(x)
+        if found is None:
             return
-        lags = self._features.get(write.feature)
-        if lags is None:
-            if len(self._features) >= self.max_features:
-                return
-            lags = self._features[write.feature] = _Lags()
-        lag = float(write.written_at - write.event_at)
+        feature, lags, lag = found
         bucket = bucket_key(lag, self._log_gamma) if lag > 1.0 else 0
         lags.buckets[bucket] = lags.buckets.get(bucket, 0) + 1
         lags.writes += 1
@@ -178,6 +182,81 @@ class WriteLag(base.Base):
             lags.window_over_reference += bucket > lags.reference_bucket
         if lags.window_writes == self.window:
             self._close_window(lags)
+            self._batch_events = [(0, self._summary(feature, lags))]
+
+    def update_many(self, values: Sequence[Any]) -> None:
+        """Reads a batch of writes: the same state as ``update`` on each in turn, and
+        ``windows_closed`` at the same positions.
+
+        Each feature's writes are counted a window's share at a time (its sketch's counts
+        with one ``Counter``, those over the SLA and the reference as arrays). A lag's
+        bucket key is ``math.log``'s, as in ``update``: numpy's logarithm may differ in the
+        last bit, which would move a lag on a bucket's edge.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        features = self._features
+        # Per feature, in the order of its writes: its lags, positions in the batch, lags.
+        batched: dict[str, tuple[_Lags, list[int], list[float]]] = {}
+        for i, x in enumerate(values):
+            write = checked_write(x)
+            if write is None:
+                self._rejected += 1
+                continue
+            feature = write.feature
+            rows = batched.get(feature)
+            if rows is None:
+                lags = features.get(feature)
+                if lags is None:
+                    if len(features) >= self.max_features:
+                        continue
+                    lags = features[feature] = _Lags()
+                rows = batched[feature] = (lags, [], [])
+            rows[1].append(i)
+            rows[2].append(float(write.written_at - write.event_at))
+        for feature, (lags, positions, lag_list) in batched.items():
+            self._count(feature, lags, positions, lag_list)
+        self._batch_events.sort(key=lambda event: event[0])
+
+    def _count(
+        self, feature: str, lags: _Lags, positions: list[int], lag_list: list[float]
+    ) -> None:
+        """One feature's writes of a batch, a window's share at a time."""
+        log_gamma = self._log_gamma
+        buckets = [bucket_key(lag, log_gamma) if lag > 1.0 else 0 for lag in lag_list]
+        over_sla = np.asarray(lag_list) > (math.inf if self.sla is None else self.sla)
+        keys = np.asarray(buckets)
+        start = 0
+        while start < len(buckets):
+            stop = min(len(buckets), start + self.window - lags.window_writes)
+            for bucket, count in collections.Counter(buckets[start:stop]).items():
+                lags.buckets[bucket] = lags.buckets.get(bucket, 0) + count
+            lags.writes += stop - start
+            lags.window_writes += stop - start
+            lags.window_over_sla += int(np.count_nonzero(over_sla[start:stop]))
+            if lags.reference_bucket is not None:
+                over = keys[start:stop] > lags.reference_bucket
+                lags.window_over_reference += int(np.count_nonzero(over))
+            if lags.window_writes == self.window:
+                self._close_window(lags)
+                self._batch_events.append((positions[stop - 1], self._summary(feature, lags)))
+            start = stop
+
+    def _lag_of(self, x: Any) -> tuple[str, _Lags, float] | None:
+        """A write's feature, that feature's lags and the write's lag; None for a write
+        ``update`` ignores (counted in ``rejected`` when malformed)."""
+        write = checked_write(x)
+        if write is None:
+            self._rejected += 1
+            return None
+        lags = self._features.get(write.feature)
+        if lags is None:
+            if len(self._features) >= self.max_features:
+                return None
+            lags = self._features[write.feature] = _Lags()
+        return write.feature, lags, float(write.written_at - write.event_at)
 
     def _close_window(self, lags: _Lags) -> None:
         lags.windows += 1
@@ -221,6 +300,12 @@ class WriteLag(base.Base):
     def write_lag(self) -> dict[str, WriteLagSummary]:
         """Per feature: lag quantiles and the last window's verdicts."""
         return {f: self._summary(f, lags) for f, lags in self._features.items()}
+
+    @property
+    def windows_closed(self) -> list[tuple[int, WriteLagSummary]]:
+        """Positions in the last batch whose write completed a window, with the summary of
+        its feature right after (its window's verdicts)."""
+        return list(self._batch_events)
 
     @property
     def drifting_features(self) -> tuple[str, ...]:

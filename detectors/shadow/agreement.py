@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,26 @@ class ShadowAgreement(base.Base):
             return
         self._pairs.push(live, shadow)
         self._n_pairs += 1
+
+    def update_many(self, values: Sequence[Any]) -> None:
+        """Absorb a batch of pairs: the same state as ``update`` on each in turn.
+
+        Nothing happens inside a batch that a reader would miss (the statistics are read
+        from the window), so there are no per-position events. The pairs are checked one
+        by one, as ``update`` checks them, and the window takes the valid ones at once.
+        """
+        kept: list[tuple[float, float]] = []
+        for x in values:
+            pair = fields(x, 2)
+            live = finite_float(pair[0]) if pair else None
+            shadow = finite_float(pair[1]) if pair else None
+            if live is None or shadow is None:
+                continue
+            kept.append((live, shadow))
+        self._n_ignored += len(values) - len(kept)
+        if kept:
+            self._pairs.push_many(np.array(kept, dtype=np.float64))
+            self._n_pairs += len(kept)
 
     def _deltas(self) -> np.ndarray:
         return self._pairs.column(1) - self._pairs.column(0)

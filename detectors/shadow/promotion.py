@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from river import base
 
+from detectors._batch import BatchEvents
 from detectors.performance._inputs import fields, finite_float, is_real, unit_float
 from detectors.shadow._betting import BettingConfidenceSequence
 
@@ -15,7 +17,7 @@ Verdict = Literal["promote", "keep_watching", "reject"]
 DAY = 86_400.0
 
 
-class ShadowPromotion(base.Base):
+class ShadowPromotion(BatchEvents, base.Base):
     """Whether a shadow model beats the live one, decided on labels, safe to look at any time.
 
     Feed it one ``update((event_at, live_loss, shadow_loss))`` per request whose label
@@ -40,6 +42,8 @@ class ShadowPromotion(base.Base):
     - ``"keep_watching"`` otherwise.
 
     The verdict follows the evidence and can change back: act on its first change.
+    ``verdict_changes`` lists, by position in the last batch (``update_many``; ``update``
+    is a batch of one), each input after which the verdict differs from the one before.
 
     Parameters
     ----------
@@ -108,22 +112,67 @@ class ShadowPromotion(base.Base):
         self._started_at = math.nan
         self._latest_at = math.nan
         self._n_ignored = 0
+        self._batch_events: list[tuple[Any, ...]] = []
 
     def update(self, x: Any) -> None:
         """Absorb one ``(event_at, live_loss, shadow_loss)``; never raises."""
-        values = fields(x, 3)
-        event_at = finite_float(values[0]) if values else None
-        live_loss = unit_float(values[1]) if values else None
-        shadow_loss = unit_float(values[2]) if values else None
-        if event_at is None or live_loss is None or shadow_loss is None:
+        if self._batch_events:
+            self._batch_events = []
+        valid = _valid(x)
+        if valid is None:
             self._n_ignored += 1
             return
-        # The improvement in [-1, 1], mapped to [0, 1] for the confidence sequence.
-        self._sequence.update((1.0 + live_loss - shadow_loss) / 2.0)
+        before = self.verdict
+        event_at, improvement = valid
+        self._sequence.update(improvement)
+        self._span(event_at)
+        after = self.verdict
+        if after != before:
+            self._batch_events = [(0, after)]
+
+    def update_many(self, values: Sequence[Any]) -> None:
+        """Absorb a batch of ``(event_at, live_loss, shadow_loss)``: the same state as
+        ``update`` on each in turn, and ``verdict_changes`` at the same positions.
+
+        The confidence sequence takes the batch's valid inputs at once: its capitals and
+        their bounds after every input are array computations over the grid.
+        """
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        self._batch_events = []
+        positions: list[int] = []
+        improvements: list[float] = []
+        event_ats: list[float] = []
+        for i, x in enumerate(values):
+            valid = _valid(x)
+            if valid is not None:
+                positions.append(i)
+                event_ats.append(valid[0])
+                improvements.append(valid[1])
+        self._n_ignored += len(values) - len(positions)
+        if not positions:
+            return
+        verdict = self.verdict
+        bounds = self._sequence.update_many(improvements)
+        for i, event_at, (lower, upper) in zip(positions, event_ats, bounds, strict=True):
+            self._span(event_at)
+            after = self._verdict(2.0 * lower - 1.0, 2.0 * upper - 1.0)
+            if after != verdict:
+                self._batch_events.append((i, after))
+                verdict = after
+
+    def _span(self, event_at: float) -> None:
+        """Widen the event time the pairs span to ``event_at``."""
         if not event_at >= self._started_at:  # also true while started_at is NaN
             self._started_at = event_at
         if not event_at <= self._latest_at:
             self._latest_at = event_at
+
+    @property
+    def verdict_changes(self) -> list[tuple[int, Verdict]]:
+        """Positions in the last batch after which the verdict changed, and the new verdict."""
+        return list(self._batch_events)
 
     @property
     def lower(self) -> float:
@@ -161,7 +210,10 @@ class ShadowPromotion(base.Base):
     def verdict(self) -> Verdict:
         """``"promote"``, ``"keep_watching"`` or ``"reject"``; see the class description."""
         lower, upper = self._sequence.bounds()
-        lower, upper = 2.0 * lower - 1.0, 2.0 * upper - 1.0
+        return self._verdict(2.0 * lower - 1.0, 2.0 * upper - 1.0)
+
+    def _verdict(self, lower: float, upper: float) -> Verdict:
+        """The verdict for these bounds on the improvement, at the current span."""
         if upper < self.min_improvement:
             return "reject"
         if lower > self.min_improvement and self.stable_for >= self.min_stable_period:
@@ -174,3 +226,15 @@ class ShadowPromotion(base.Base):
     def promoted(self) -> bool:
         """``verdict == "promote"``."""
         return self.verdict == "promote"
+
+
+def _valid(x: Any) -> tuple[float, float] | None:
+    """An input's event time and improvement mapped to [0, 1], or None when invalid."""
+    values = fields(x, 3)
+    event_at = finite_float(values[0]) if values else None
+    live_loss = unit_float(values[1]) if values else None
+    shadow_loss = unit_float(values[2]) if values else None
+    if event_at is None or live_loss is None or shadow_loss is None:
+        return None
+    # The improvement in [-1, 1], mapped to [0, 1] for the confidence sequence.
+    return event_at, (1.0 + live_loss - shadow_loss) / 2.0

@@ -44,6 +44,7 @@ from streams.monitor.label_wait import LabelWait
 from streams.monitor.watch import (
     ModelWatch,
     Observation,
+    Share,
     consequences,
     detect,
     new_watch,
@@ -52,8 +53,9 @@ from streams.monitor.watch import (
 )
 from streams.portfolio import Model
 
-# A record the label join took, and what it caused there (None: nothing).
-Joined = tuple[Prediction | GroundTruth, label_join.JoinResult | None]
+# What a record the label join took caused there (None: nothing) and in the shadow join
+# (None: the model has no shadow join).
+Joined = tuple[label_join.JoinResult | None, shadow_join.ShadowEffects | None]
 
 __all__ = ["CHECKPOINT_EVERY", "STATE_FORMAT", "Monitor", "StateFormatError"]
 
@@ -66,11 +68,11 @@ CHECKPOINT_EVERY = 10_000
 # columns and the availability gap's numpy rows; 5: the windowed test a degraded model's
 # health policy awaits; 6: the label-coincidence detector's and its key table's compact
 # checkpoints; 7: ResidualCUSUM's older references for its slow check; 8: the batch events
-# of the performance detectors; 9: ResidualCUSUM's count of skipped inputs, and the
-# calibrated estimate's binned counts and window of recent labels; 10: the availability
-# gap's key table, expiry times and windows of recent predictions), so that a worker
-# upgraded mid-stream starts the model afresh instead of failing on a half-restored
-# detector later.
+# of the performance detectors; 9: ResidualCUSUM's count of skipped inputs, the
+# calibrated estimate's binned counts and window of recent labels, and the batch events of
+# ShadowPromotion and WriteLag; 10: the availability gap's key table, expiry times and
+# windows of recent predictions), so that a worker upgraded mid-stream starts the model
+# afresh instead of failing on a half-restored detector later.
 STATE_FORMAT = 10
 
 
@@ -157,8 +159,7 @@ class Monitor:
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
-                share = found.before.get(n, ()), found.after.get(n, ())
-                self._prediction(record, share, joins.get(i, []), leaks.get(i), effects)
+                self._prediction(record, found.share(n), joins.get(i, []), leaks.get(i), effects)
                 for evidence in slo.get(n, ()):
                     observation = observe_evidence(self.watch, [evidence], evidence.at)
                     self._act(dataclasses.replace(observation, evidence=(evidence,)), effects)
@@ -231,7 +232,9 @@ class Monitor:
         """What the label join makes of the batch's predictions and labels, by position in
         the batch, in the order they reach it: a prediction, then the labels it releases
         from the label wait; a label the join holds a prediction for, else those the wait
-        releases. Neither reads anything else of the monitor, so the batch goes at once."""
+        releases. Neither reads anything else of the monitor, so the batch goes at once;
+        the shadow join takes the same records in the same order, and reads nothing else
+        either."""
         batch = label_join.JoinBatch(self.join)
         wait = self.label_wait
         fed: list[tuple[int, Prediction | GroundTruth]] = []
@@ -252,15 +255,20 @@ class Monitor:
                 batch.observe(truth)
                 fed.append((i, truth))
         caused = batch.caused()
+        shadow: list[shadow_join.ShadowEffects | None] = [None] * len(fed)
+        if self.shadow is not None:
+            shadow = list(
+                shadow_join.observe_many(self.model, self.shadow, [record for _, record in fed])
+            )
         by_position: dict[int, list[Joined]] = {}
-        for k, (i, record) in enumerate(fed):
-            by_position.setdefault(i, []).append((record, caused.get(k)))
+        for k, ((i, _), found) in enumerate(zip(fed, shadow, strict=True)):
+            by_position.setdefault(i, []).append((caused.get(k), found))
         return by_position
 
     def _prediction(
         self,
         prediction: Prediction,
-        found: tuple[Sequence[Evidence], Sequence[Evidence]],
+        found: Share,
         joins: list[Joined],
         leaks: leak_watch.LeakEffects | None,
         effects: Effects,
@@ -287,18 +295,18 @@ class Monitor:
 
     def _joined(
         self,
-        record: Prediction | GroundTruth,
         result: label_join.JoinResult | None,
+        found: shadow_join.ShadowEffects | None,
         effects: Effects,
     ) -> None:
-        """The label join's result for ``record`` into ``effects``, then the shadow join's."""
+        """A record's label join result (None: it caused nothing there) into ``effects``,
+        then its shadow join's."""
         if result is not None:
             effects.points.extend(result.points)
             if result.evidence:
                 observation = observe_evidence(self.watch, result.evidence, result.at)
                 self._act(observation, effects, result.evidence)
-        if self.shadow is not None:
-            found = shadow_join.observe(self.model, self.shadow, record)
+        if found is not None:
             effects.points.extend(found.points)
             effects.alerts.extend(found.alerts)
             effects.checkpoint = effects.checkpoint or bool(found.alerts)

@@ -2,9 +2,10 @@
 
 Pure code, no Faust. The ``streams.monitor.Monitor`` of a model that pairs a shadow
 (``Model.shadow`` in the portfolio) holds one ``ShadowJoin`` and calls
-``observe(model, join, record)`` for each of the model's predictions and each of its
-ground truths. What comes back (``ShadowEffects``) is InfluxDB points, Alerta alerts and,
-when the portfolio asks for it, the promotions to send as ``promote_shadow`` commands.
+``observe_many(model, join, records)`` with a batch of the model's predictions and ground
+truths (``observe`` takes one). What comes back per record (``ShadowEffects``) is
+InfluxDB points, Alerta alerts and, when the portfolio asks for it, the promotions to send
+as ``promote_shadow`` commands.
 
 Pairing. A ``live`` prediction and a ``shadow`` prediction of the shadow's version with the
 same request_id make a pair; shadow predictions of another version (a stale candidate)
@@ -67,7 +68,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from detectors.shadow.agreement import ShadowAgreement
@@ -91,6 +92,7 @@ __all__ = [
     "VerdictChange",
     "new_shadow_join",
     "observe",
+    "observe_many",
 ]
 
 DEFAULT_PAIR_TTL = 60.0
@@ -225,41 +227,81 @@ def observe(model: Model, join: ShadowJoin, record: Prediction | GroundTruth) ->
 
     Mutates ``join``; the caller stores it back in the table.
     """
-    # Expiry first, so that a request that timed out is not evicted for this one.
-    at = record.predicted_at if isinstance(record, Prediction) else record.label_at
-    join.stream_time = max(join.stream_time, float(at))
-    _expire(join)
-    unused = _prediction(join, record) if isinstance(record, Prediction) else _label(join, record)
-    if unused is not None:
-        join.counts[unused] += 1
-    points: list[Point] = []
-    alerts: list[Alert] = []
-    change = None
-    if join.decision is None and join.promotion.verdict != "keep_watching":
-        change = join.decision = _decision(join)
-        text = f"{model.model_id}: shadow {join.version}: {change.reason}"
-        severity = VERDICT_SEVERITIES[change.verdict]
-        alerts.append(
-            detector_alert(
-                model.model_id, model.owner, "shadow_verdict", severity, text, None, change.verdict
-            )
+    return observe_many(model, join, [record])[0]
+
+
+def observe_many(
+    model: Model, join: ShadowJoin, records: Sequence[Prediction | GroundTruth]
+) -> list[ShadowEffects]:
+    """Feed a batch of ``model``'s predictions and ground truths; what each caused, as
+    ``observe`` one by one gives it.
+
+    The agreement detector is read only by a report, so its pairs wait for the next
+    report, or the batch's end, and go in at once. The promotion's verdict is read after
+    each of its labels until the trial is decided, so it takes them one by one.
+    Mutates ``join``.
+    """
+    caused: list[ShadowEffects] = []
+    pairs: list[tuple[float, float]] = []
+    for record in records:
+        # Expiry first, so that a request that timed out is not evicted for this one.
+        at = record.predicted_at if isinstance(record, Prediction) else record.label_at
+        join.stream_time = max(join.stream_time, float(at))
+        _expire(join)
+        unused = (
+            _prediction(join, record, pairs)
+            if isinstance(record, Prediction)
+            else _label(join, record)
         )
-    if change is not None or join.stream_time >= join.next_report_at:
-        points.extend(_report(join))
-        step = join.report_every_ms
-        join.next_report_at = (join.stream_time // step + 1) * step
-        diverged = join.agreement.diverged
-        if diverged != join.diverged:
-            join.diverged = diverged
-            alerts.append(_divergence_alert(model, join))
-    promotions = (
-        (change,) if change and change.verdict == "promote" and join.promote_command else ()
-    )
-    return ShadowEffects(tuple(points), tuple(alerts), promotions, change)
+        if unused is not None:
+            join.counts[unused] += 1
+        points: list[Point] = []
+        alerts: list[Alert] = []
+        change = None
+        if join.decision is None and join.promotion.verdict != "keep_watching":
+            change = join.decision = _decision(join)
+            text = f"{model.model_id}: shadow {join.version}: {change.reason}"
+            severity = VERDICT_SEVERITIES[change.verdict]
+            alerts.append(
+                detector_alert(
+                    model.model_id,
+                    model.owner,
+                    "shadow_verdict",
+                    severity,
+                    text,
+                    None,
+                    change.verdict,
+                )
+            )
+        if change is not None or join.stream_time >= join.next_report_at:
+            _agree(join, pairs)
+            points.extend(_report(join))
+            step = join.report_every_ms
+            join.next_report_at = (join.stream_time // step + 1) * step
+            diverged = join.agreement.diverged
+            if diverged != join.diverged:
+                join.diverged = diverged
+                alerts.append(_divergence_alert(model, join))
+        promotions = (
+            (change,) if change and change.verdict == "promote" and join.promote_command else ()
+        )
+        caused.append(ShadowEffects(tuple(points), tuple(alerts), promotions, change))
+    _agree(join, pairs)
+    return caused
 
 
-def _prediction(join: ShadowJoin, prediction: Prediction) -> str | None:
-    """Pairs ``prediction``; the name of the count it goes to when it cannot be paired."""
+def _agree(join: ShadowJoin, pairs: list[tuple[float, float]]) -> None:
+    """Feed the pairs made since the agreement was last read to it."""
+    if pairs:
+        join.agreement.update_many(pairs)
+        pairs.clear()
+
+
+def _prediction(
+    join: ShadowJoin, prediction: Prediction, pairs: list[tuple[float, float]]
+) -> str | None:
+    """Pairs ``prediction`` (a pair's scores go to ``pairs``, for the agreement); the name
+    of the count it goes to when it cannot be paired."""
     role = prediction.role
     if role == "fallback":
         return None
@@ -281,7 +323,7 @@ def _prediction(join: ShadowJoin, prediction: Prediction) -> str | None:
     if request.live is not None and request.shadow is not None:
         del join.halves[request_id]
         _add(join, join.pairs, request_id, request, "evicted_pairs")
-        join.agreement.update((_positive(request.live), _positive(request.shadow)))
+        pairs.append((_positive(request.live), _positive(request.shadow)))
     return None
 
 

@@ -220,6 +220,10 @@ def drift_window_size(predictions_per_day: Any) -> int:
 
 # A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
 Window = tuple[int, float, float, bool, float]
+# What the score's detector says after a finite score: the score, whether its reference is
+# ready, its statistic, whether it alarmed and, on an alarm, its cause, change lag and the
+# reference it judged against.
+ScoreRead = tuple[float, bool, float, bool, str, int, Any]
 
 
 @dataclasses.dataclass
@@ -338,26 +342,46 @@ class ScoreDetector:
     # The input count at which the episode's latest change began.
     change_at: int = 0
 
-    def update(self, name: str, value: float, at: float) -> Evidence | None:
-        """Feed one score; evidence on an alarm, while a change lasts, and every
-        ``OUTPUT_REPORT_EVERY`` scores after the warm-up."""
+    def feed(self, value: float) -> ScoreRead | None:
+        """Feed one score to the detector; what the detector says after it (None for a
+        score that is not finite, which it ignores). Reads nothing of the episode
+        (``baseline``, ``change_at``), which a restore of the health policy moves: a
+        batch's scores are fed before its policy runs, and judged in turn with it."""
         detector = self.detector
         detector.update(value)
         number = float(value)
         if not math.isfinite(number):
             return None
+        if detector.n_reference == 0:
+            return (number, False, 0.0, False, "", 0, None)
+        if detector.drift_detected:
+            cause = detector.cause or ""
+            return (
+                number,
+                True,
+                detector.statistic,
+                True,
+                cause,
+                detector.change_lag,
+                detector.judged_against,
+            )
+        return (number, True, detector.statistic, False, "", 0, None)
+
+    def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
+        """The evidence of a score ``feed`` read, at its turn among the batch's records:
+        on an alarm, while a change lasts, and every ``OUTPUT_REPORT_EVERY`` scores after
+        the warm-up."""
+        number, ready, statistic, alarm, cause, change_lag, judged = read
         self.inputs += 1
         self.recent.append(number)
-        if detector.n_reference == 0:
+        if not ready:
             return None
-        details: dict[str, float | int | str] = {"statistic": detector.statistic}
-        if detector.drift_detected:
+        details: dict[str, float | int | str] = {"statistic": statistic}
+        if alarm:
             self.alarms += 1
             if self.baseline is None:
-                judged = detector.judged_against
                 self.baseline, self.slow = np.sort(judged), slow_variance(judged)
-            self.change_at = self.inputs - 1 - detector.change_lag
-            cause = detector.cause or ""
+            self.change_at = self.inputs - 1 - change_lag
         elif (
             self.baseline is not None
             and (since := self.inputs - self.change_at) >= OUTPUT_EFFECT_MIN
@@ -462,11 +486,12 @@ class OutputWatch:
     restore_grace: float
     restored_at: float = -math.inf
 
-    def observe_score(self, prediction: Prediction, at: float) -> Evidence | None:
-        """Evidence of the score of one ``live`` or ``fallback`` prediction, if any; the
-        score detector reads nothing else, so a batch's scores go before its policy."""
+    def feed_score(self, prediction: Prediction) -> ScoreRead | None:
+        """The score detector's read of one ``live`` or ``fallback`` prediction's score, if
+        any (``ScoreDetector.feed``); the detector reads nothing else, so a batch's scores
+        go before its policy."""
         if prediction.role == "live" and isinstance(prediction.output, Score):
-            return self.score.update(SCORE_DETECTOR, prediction.output.score, at)
+            return self.score.feed(prediction.output.score)
         return None
 
     def observe_error_rate(
@@ -545,30 +570,43 @@ def new_watch(model: Model) -> ModelWatch:
 @dataclasses.dataclass(frozen=True)
 class Found:
     """What the detectors that do not read the health policy found in a batch of
-    predictions, by position in it: values from the future and score evidence (which come
-    before the error rate's in a prediction's evidence), and drift windows (after it)."""
+    predictions, by position in it: values from the future (first in a prediction's
+    evidence), the score detector's reads (judged next, as the episode then stands), and
+    drift windows (after the error rate's evidence)."""
 
     before: Mapping[int, list[Evidence]]
     after: Mapping[int, list[Evidence]]
+    scores: Mapping[int, ScoreRead] = dataclasses.field(default_factory=dict)
+
+    def share(self, n: int) -> Share:
+        """The ``n``-th prediction's share, for ``observe``."""
+        return self.before.get(n, ()), self.scores.get(n), self.after.get(n, ())
+
+
+# A prediction's share of a batch's ``Found``: evidence before the score, the score's read
+# (None: no score) and evidence after the error rate.
+Share = tuple[Sequence[Evidence], ScoreRead | None, Sequence[Evidence]]
 
 
 def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
     """Feed a batch of the model's predictions to its values-from-the-future check, score
     detector and drift tests, each a batch at a time; ``observe`` then takes each
     prediction's share in turn. The same evidence, in the same order, as ``observe`` one
-    prediction at a time: none of these detectors reads the policy or another record.
+    prediction at a time: none of these detectors reads the policy or another record (the
+    score's evidence, which reads the episode a restore moves, is judged in ``observe``).
     Mutates ``watch``.
     """
     before: dict[int, list[Evidence]] = collections.defaultdict(list)
     after: dict[int, list[Evidence]] = collections.defaultdict(list)
+    scores: dict[int, ScoreRead] = {}
     ats = [p.predicted_at / 1000.0 for p in predictions]
     _future_values_many(watch.future, predictions, ats, before)
     served = [i for i, p in enumerate(predictions) if p.role in DRIFT_ROLES]
     if watch.output is not None:
         for i in served:
-            found = watch.output.observe_score(predictions[i], ats[i])
-            if found is not None:
-                before[i].append(found)
+            read = watch.output.feed_score(predictions[i])
+            if read is not None:
+                scores[i] = read
     for name, feature_drift in watch.drift.items():
         values = [
             None if (seen := predictions[i].features.get(name)) is None else seen.value
@@ -577,7 +615,7 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
         for result in feature_drift.update_many(values):
             i = served[result[0]]
             after[i].append(_window_evidence(feature_drift, name, ats[i], result))
-    return Found(before, after)
+    return Found(before, after, scores)
 
 
 def _future_values_many(
@@ -622,27 +660,27 @@ def _future_values_many(
         )
 
 
-def observe(
-    watch: ModelWatch,
-    prediction: Prediction,
-    found: tuple[Sequence[Evidence], Sequence[Evidence]] | None = None,
-) -> Observation:
+def observe(watch: ModelWatch, prediction: Prediction, found: Share | None = None) -> Observation:
     """Feed one prediction of the watched model; returns what it caused.
 
-    ``found`` is this prediction's share of ``detect``'s evidence (before and after the
-    error rate's) when its batch went through ``detect`` first; without it, the
-    prediction goes through every detector here. Mutates ``watch``.
+    ``found`` is this prediction's share of ``detect``'s (``Found.share``) when its batch
+    went through ``detect`` first; without it, the prediction goes through every detector
+    here. Mutates ``watch``.
     """
     at = prediction.predicted_at / 1000.0
     if found is None:
-        alone = detect(watch, [prediction])
-        found = alone.before.get(0, []), alone.after.get(0, [])
-    evidence = list(found[0])
+        found = detect(watch, [prediction]).share(0)
+    before, score, after = found
+    evidence = list(before)
+    if score is not None and watch.output is not None:
+        judged = watch.output.score.judge(SCORE_DETECTOR, score, at)
+        if judged is not None:
+            evidence.append(judged)
     if prediction.role in DRIFT_ROLES and watch.output is not None:
         error = watch.output.observe_error_rate(prediction, watch.policy, at)
         if error is not None:
             evidence.append(error)
-    evidence.extend(found[1])
+    evidence.extend(after)
     changes = observe_evidence(watch, evidence, at)
     return dataclasses.replace(changes, evidence=tuple(evidence))
 

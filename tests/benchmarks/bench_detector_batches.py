@@ -11,7 +11,9 @@ Each detector gets the same stream three ways, side by side in one run:
 
 Streams have the shapes of real traffic: log-normal scores whose level moves half-way,
 about 1% missing values, skewed categories with a new one appearing, error flags whose rate
-doubles, served feature values with a few written after the prediction. Each figure is the
+doubles, served feature values with a few written after the prediction, live and shadow
+scores of the same requests, labelled losses where the shadow is a little better, and
+feature writes whose lag grows half-way. Each figure is the
 median over ``--rounds`` rounds of CPU time (``time.process_time``) per value, in µs.
 After each round the three detectors must hold the same state (``same_state``), so a
 figure never comes from a batch path that computed something else. Run::
@@ -41,9 +43,12 @@ from detectors import (
     PSIDrift,
     ResidualCUSUM,
     RobustCUSUM,
+    ShadowAgreement,
+    ShadowPromotion,
     WassersteinDrift,
+    WriteLag,
 )
-from detectors.leaks import ServedFeature
+from detectors.leaks import FeatureWrite, ServedFeature
 from tests.detectors.batching import same_state, state_difference
 
 BATCH = 500
@@ -98,6 +103,29 @@ def cases(n: int, seed: int = 0) -> list[Case]:
         )
     ]
     served_columns = [entity_ids, features, scores, written_at, predicted_at]
+    live = rng.random(n)
+    shadow = np.clip(live + rng.normal(0.02, 0.1, n), 0.0, 1.0)
+    pairs = list(zip(live.tolist(), shadow.tolist(), strict=True))
+    losses = list(
+        zip(
+            (60.0 * np.arange(n)).tolist(),
+            (rng.random(n) < 0.2).astype(float).tolist(),
+            (rng.random(n) < 0.18).astype(float).tolist(),
+            strict=True,
+        )
+    )
+    lags = rng.lognormal(8.0, 1.0, n)
+    lags[n // 2 :] *= 2.0
+    writes = [
+        FeatureWrite(entity, feature, 1.0, at - lag, at)
+        for entity, feature, at, lag in zip(
+            entity_ids.tolist(),
+            features.tolist(),
+            predicted_at.tolist(),
+            lags.tolist(),
+            strict=True,
+        )
+    ]
     numeric: list[tuple[str, Callable[[], Any]]] = [
         ("KSDrift", lambda: KSDrift(reference)),
         ("KSDrift rolling", lambda: KSDrift(None)),
@@ -122,6 +150,9 @@ def cases(n: int, seed: int = 0) -> list[Case]:
         ),
         Case("BernoulliCUSUM", BernoulliCUSUM, errors.tolist(), [errors]),
         Case("FutureValues", FutureValues, served, served_columns),
+        Case("ShadowAgreement", ShadowAgreement, pairs, [pairs]),
+        Case("ShadowPromotion", ShadowPromotion, losses, [losses]),
+        Case("WriteLag", lambda: WriteLag(sla=30_000.0), writes, [writes]),
     ]
 
 

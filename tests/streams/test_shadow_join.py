@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.contracts import (
     ClassProbabilities,
@@ -15,8 +17,15 @@ from schemas.contracts import (
     Ranking,
     Score,
 )
-from streams.monitor.shadow_join import ShadowEffects, ShadowJoin, new_shadow_join, observe
+from streams.monitor.shadow_join import (
+    ShadowEffects,
+    ShadowJoin,
+    new_shadow_join,
+    observe,
+    observe_many,
+)
 from streams.portfolio import Model, PortfolioError, parse_portfolio
+from tests.detectors.batching import batches, cuts, same_state, state_difference
 
 Record = Prediction | GroundTruth
 
@@ -240,6 +249,48 @@ def test_pickle_round_trip_mid_stream_continues_identically() -> None:
     rest = [(n + 1_000, e) for n, e in run(model, resumed, records[1_000:])]
     assert first + rest == expected
     assert verdicts(expected) == [(2_172, "promote")]
+
+
+# Seeded trials of 300 requests: (seed, shadow noise) -> the verdict one by one.
+BATCHED_TRIALS = {(1, 0.3): "promote", (1, 4.0): "reject", (2, 0.3): None, (2, 4.0): "reject"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(sorted(BATCHED_TRIALS)), st.data())
+def test_a_batch_causes_what_its_records_cause_one_by_one(
+    trial_key: tuple[int, float], data: st.DataObject
+) -> None:
+    """Any split into batches: the same effects per record, the same join after. The
+    trials promote, reject or keep watching, their shadows diverge and follow again
+    (alerts), and records that cannot be paired or labelled are among them."""
+    seed, shadow_noise = trial_key
+    settings = "report_every = 300\nagreement_window = 20\nagreement_min_pairs = 10\n"
+    portfolio = RANKER.replace('"2h"', '"20m"') + "[models.ranker.detectors.shadow]\n" + settings
+    model = parse_portfolio(portfolio).get("ranker")
+    assert model is not None
+    records = trial(seed, 300, shadow_noise)
+    rng = np.random.default_rng(seed)
+    odd = [
+        predict("x", "shadow", START, Score(score=0.5), version="old"),
+        predict("y", "live", START, Ranking(items=["a"])),
+        predict("r1", "live", START + EVERY, Score(score=0.9)),
+        truth(None, True, START, entity="u1"),
+        truth("r3", "maybe", START + 4 * EVERY),
+        truth("nobody", 1, START),
+    ]
+    for record in odd:
+        records.insert(int(rng.integers(0, len(records))), record)
+    one_by_one = new_shadow_join(model)
+    expected = [observe(model, one_by_one, record) for record in records]
+    batched = new_shadow_join(model)
+    found: list[ShadowEffects] = []
+    for batch in batches(records, data.draw(cuts(len(records), 20))):
+        found.extend(observe_many(model, batched, batch))
+    assert found == expected
+    assert same_state(batched, one_by_one), state_difference(batched, one_by_one)
+    decision = one_by_one.decision
+    assert (decision and decision.verdict) == BATCHED_TRIALS[trial_key]
+    assert any(alert.event == "shadow_divergence" for e in expected for alert in e.alerts)
 
 
 def test_a_model_without_a_shadow_has_no_join() -> None:
