@@ -396,6 +396,17 @@ async def test_fetch_heartbeats_reads_past_alertas_first_page(
         await sink.close_transport()
 
 
+def pipeline_values(influxdb_client: Any, settings: Settings, agent: str) -> list[Any]:
+    """The values of every ``pipeline`` point the ``agent`` tag marks, sorted."""
+    flux = f"""
+        from(bucket: "{settings.influxdb_bucket}")
+          |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{agent}")
+    """
+    tables = influxdb_client.query_api().query(flux, org=settings.influxdb_org)
+    return sorted(record.get_value() for table in tables for record in table.records)
+
+
 async def test_influx_points_of_an_outage_outlive_a_sigkill_of_their_worker(
     influxdb_client: Any, stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
@@ -406,13 +417,7 @@ async def test_influx_points_of_an_outage_outlive_a_sigkill_of_their_worker(
     successor.start()
     assert await successor.flush(timeout=15)
     assert successor.stats.restored == 400
-    flux = f"""
-        from(bucket: "{stack_settings.influxdb_bucket}")
-          |> range(start: 0)
-          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{unique_name}")
-    """
-    tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
-    values = sorted(record.get_value() for table in tables for record in table.records)
+    values = pipeline_values(influxdb_client, stack_settings, unique_name)
     assert values == list(range(400))
     assert not list(spool.glob("*.jsonl"))
     await successor.stop()
@@ -462,13 +467,7 @@ async def test_influx_points_of_a_worker_that_left_in_an_outage_are_sent_by_one_
     await proxy.open()
     await adopted(stays, 400)
     assert await stays.flush(timeout=15)
-    flux = f"""
-        from(bucket: "{stack_settings.influxdb_bucket}")
-          |> range(start: 0)
-          |> filter(fn: (r) => r._measurement == "pipeline" and r.agent == "{unique_name}")
-    """
-    tables = influxdb_client.query_api().query(flux, org=stack_settings.influxdb_org)
-    values = sorted(record.get_value() for table in tables for record in table.records)
+    values = pipeline_values(influxdb_client, stack_settings, unique_name)
     assert values == list(range(401))
     assert not list(tmp_path.glob("*.jsonl"))
     await stays.stop()
