@@ -22,6 +22,14 @@ time-of-day mix, a batch job moving an entity aggregate), which single values do
 but the reference's consecutive blocks do: ``slow_variance`` is the variance of the
 blocks' quartile positions less its sampling part. A reference without an order (counts,
 a sorted window) has no slow part.
+
+A reference spans hours; real traffic also wanders over days (an aggregate a batch job
+keeps moving), further than the reference's blocks went. So a windowed test also learns
+from its own windows (``steady_variance``): the mean square of the positions of the earlier
+windows that were not material (effect below ``min_effect``), less their sampling part,
+is the variation the traffic has shown without a change, and the noise takes the larger
+of the two estimates. A slow walk widens it window by window as it goes; a step's windows
+are material and never join it, so a break stays material however long it lasts.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ _SAMPLING = np.array([0.1875, 0.25, 0.1875, 0.25])
 # A position less two in-control standard deviations: an effect above the floor is then
 # the change's own, not the noise of the sample it was measured on.
 NOISE_SDS = 2.0
+# The default effect-size floor of a feature's windowed test: the median of a normal stream
+# moving by 0.4 standard deviations (``streams.monitor.watch.DEFAULT_MIN_EFFECT``).
+MIN_EFFECT = 0.15
 # Consecutive blocks of a reference that estimate its slow variation; fewer than
 # MIN_BLOCK values a block leave it at zero (the blocks' noise would swamp it).
 BLOCKS = 10
@@ -85,8 +96,39 @@ def quantile_effect(reference_sorted: FloatArray, slow: FloatArray, sample: Floa
     """
     if sample.size == 0:
         return 0.0
-    distances, sds = quantile_shifts(reference_sorted, slow, sample)
+    return excess(*quantile_shifts(reference_sorted, slow, sample))
+
+
+def excess(distances: FloatArray, sds: FloatArray) -> float:
+    """The largest distance beyond ``NOISE_SDS`` of its in-control standard deviations
+    (>= 0): the effect of the positions ``quantile_shifts`` gives."""
     return max(float((np.abs(distances) - NOISE_SDS * sds).max()), 0.0)
+
+
+def steady_variance(mean_squares: FloatArray, sample_size: int, reference_size: int) -> FloatArray:
+    """Per position, the slow variance that windows of ``sample_size`` values showed against
+    a reference of ``reference_size``: the mean square of their positions (``mean_squares``,
+    from ``quantile_shifts``) less its sampling part (>= 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> reference = np.sort(rng.normal(0.0, 1.0, 1000))
+    >>> def mean_squares(levels):
+    ...     shifts = [quantile_shifts(reference, np.zeros(4), rng.normal(d, 1.0, 500))[0]
+    ...               for d in levels]
+    ...     return np.mean(np.square(shifts), axis=0)
+    >>> steady_variance(mean_squares([0.0] * 8), 500, 1000).round(4).tolist()
+    [0.0002, 0.0, 0.0002, 0.0]
+    >>> # Windows at a level that wanders by 0.3 standard deviations: the median's position
+    >>> # varies by about 0.09 (its standard deviation) beyond sampling.
+    >>> steady_variance(mean_squares([-0.3, 0.0, 0.3, 0.0] * 2), 500, 1000).round(4).tolist()
+    [0.0046, 0.0078, 0.006, 0.0]
+    """
+    sampling = _SAMPLING * (1.0 / sample_size + 1.0 / reference_size)
+    steady: FloatArray = np.maximum(mean_squares - sampling, 0.0)
+    return steady
 
 
 def quantile_shifts(

@@ -29,7 +29,13 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import BatchEvents
-from detectors.drift._effect import quantile_effect, share_effect, slow_variance
+from detectors.drift._effect import (
+    excess,
+    quantile_shifts,
+    share_effect,
+    slow_variance,
+    steady_variance,
+)
 from detectors.drift._statistics import FloatArray
 
 OTHER = "__other__"
@@ -188,16 +194,28 @@ class PValue:
 class NumericWindowTest(WindowTest):
     """Tumbling window of finite floats against a frozen or rolling reference sample.
 
-    Subclasses call ``_configure(reference, window_size)``, store their other arguments,
-    call ``_reset()``, and implement ``_evaluate`` on the two sorted samples.
+    A window's effect is read against the in-control noise of the reference's blocks and
+    of the earlier windows whose effect stayed below ``min_effect``
+    (``detectors.drift._effect``): traffic that wanders slowly widens the noise as it
+    goes, a step does not.
+
+    Subclasses call ``_configure(reference, window_size, min_effect)``, store their other
+    arguments, call ``_reset()``, and implement ``_evaluate`` on the two sorted samples.
     """
 
     reference: Sequence[float] | None
+    min_effect: float
 
-    def _configure(self, reference: Sequence[float] | None, window_size: int) -> None:
+    def _configure(
+        self, reference: Sequence[float] | None, window_size: int, min_effect: float
+    ) -> None:
         self._configure_window(reference, window_size)
         if reference is not None and _sorted_finite(reference).size < 2:
             raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
+        # Written as "not in [0, 1]" so that NaN is refused too.
+        if not 0.0 <= min_effect <= 1.0:
+            raise ValueError(f"min_effect must lie in [0, 1], got {min_effect!r}")
+        self.min_effect = min_effect
 
     def _reset(self) -> None:
         # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
@@ -210,6 +228,9 @@ class NumericWindowTest(WindowTest):
         if self.reference is not None:
             self._reference_sorted = _sorted_finite(self.reference)
             self._slow = slow_variance(_finite(self.reference))
+        # Sum of the squared positions of the windows that were not material, and their count.
+        self._steady_squares = np.zeros(self._slow.size)
+        self._n_steady = 0
         self._reset_results()
 
     def update(self, x: Any) -> None:
@@ -263,10 +284,26 @@ class NumericWindowTest(WindowTest):
             self._reference_sorted = current
             return
         self._n_windows += 1
-        effect = quantile_effect(self._reference_sorted, self._slow, current)
+        distances, sds = quantile_shifts(self._reference_sorted, self._in_control(), current)
+        effect = excess(distances, sds)
+        if effect < self.min_effect:
+            self._steady_squares += np.square(distances)
+            self._n_steady += 1
         self._record(end, self._evaluate(self._reference_sorted, current), effect)
         if self.reference is None:
             self._reference_sorted = current
+
+    def _in_control(self) -> FloatArray:
+        """The slow variance of a window's positions: the reference's blocks', or the
+        earlier windows' that were not material when they show more."""
+        if not self._n_steady:
+            return self._slow
+        assert self._reference_sorted is not None
+        steady = steady_variance(
+            self._steady_squares / self._n_steady, self.window_size, self._reference_sorted.size
+        )
+        slow: FloatArray = np.maximum(self._slow, steady)
+        return slow
 
     def _sorts_windows(self) -> bool:
         """Whether ``_evaluate`` needs the window sorted (it then also becomes a reference)."""
@@ -328,9 +365,14 @@ class BinnedWindowTest(NumericWindowTest):
     _divergence: Callable[[FloatArray, FloatArray], float]
 
     def _configure_bins(
-        self, reference: Sequence[float] | None, window_size: int, n_bins: int, threshold: float
+        self,
+        reference: Sequence[float] | None,
+        window_size: int,
+        n_bins: int,
+        threshold: float,
+        min_effect: float,
     ) -> None:
-        self._configure(reference, window_size)
+        self._configure(reference, window_size, min_effect)
         if not isinstance(n_bins, int) or n_bins < 2:
             raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
         validate_positive("threshold", threshold)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from detectors.drift._effect import MIN_EFFECT
 from detectors.drift._statistics import jensen_shannon
 from detectors.drift._window import BinnedWindowTest
 
@@ -29,6 +30,11 @@ class JensenShannonDrift(BinnedWindowTest):
         Number of equal-frequency bins of the reference.
     threshold
         Alarm level of the divergence, in bits.
+    min_effect
+        The smallest effect (``effect``) worth acting on, as in the watch's floor. Windows
+        below it count as the traffic's harmless variation and widen the in-control noise
+        of later windows' effects (``detectors.drift._effect``); ``drift_detected`` does not
+        depend on it.
 
     Examples
     --------
@@ -54,6 +60,7 @@ class JensenShannonDrift(BinnedWindowTest):
         window_size: int = 1000,
         n_bins: int = 10,
         threshold: float = 0.035,
+        min_effect: float = MIN_EFFECT,
     ) -> None:
-        self._configure_bins(reference, window_size, n_bins, threshold)
+        self._configure_bins(reference, window_size, n_bins, threshold, min_effect)
         self._reset()

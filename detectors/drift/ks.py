@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from detectors.drift._effect import MIN_EFFECT
 from detectors.drift._statistics import FloatArray, kolmogorov_sf, ks_statistic
 from detectors.drift._window import NumericWindowTest, PValue, validate_level
 
@@ -27,6 +28,11 @@ class KSDrift(PValue, NumericWindowTest):
         Valid values per window (and per test).
     alpha
         Significance level of each test; the health policy hands it out of its budget.
+    min_effect
+        The smallest effect (``effect``) worth acting on, as in the watch's floor. Windows
+        below it count as the traffic's harmless variation and widen the in-control noise
+        of later windows' effects (``detectors.drift._effect``); ``drift_detected`` does not
+        depend on it.
 
     Examples
     --------
@@ -58,9 +64,10 @@ class KSDrift(PValue, NumericWindowTest):
         reference: Sequence[float] | None = None,
         window_size: int = 1000,
         alpha: float = 0.01,
+        min_effect: float = MIN_EFFECT,
     ) -> None:
         validate_level("alpha", alpha)
-        self._configure(reference, window_size)
+        self._configure(reference, window_size, min_effect)
         self.alpha = alpha
         self._reset()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from detectors.drift._effect import MIN_EFFECT
 from detectors.drift._statistics import population_stability_index
 from detectors.drift._window import BinnedWindowTest
 
@@ -30,6 +31,11 @@ class PSIDrift(BinnedWindowTest):
         Number of equal-frequency bins of the reference.
     threshold
         Alarm level of the index.
+    min_effect
+        The smallest effect (``effect``) worth acting on, as in the watch's floor. Windows
+        below it count as the traffic's harmless variation and widen the in-control noise
+        of later windows' effects (``detectors.drift._effect``); ``drift_detected`` does not
+        depend on it.
 
     Examples
     --------
@@ -55,6 +61,7 @@ class PSIDrift(BinnedWindowTest):
         window_size: int = 1000,
         n_bins: int = 10,
         threshold: float = 0.2,
+        min_effect: float = MIN_EFFECT,
     ) -> None:
-        self._configure_bins(reference, window_size, n_bins, threshold)
+        self._configure_bins(reference, window_size, n_bins, threshold, min_effect)
         self._reset()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from detectors.drift._effect import MIN_EFFECT
 from detectors.drift._statistics import FloatArray, wasserstein_1
 from detectors.drift._window import NumericWindowTest, validate_positive
 
@@ -31,6 +32,11 @@ class WassersteinDrift(NumericWindowTest):
         Valid values per window.
     threshold
         Alarm level in units of the reference's standard deviation.
+    min_effect
+        The smallest effect (``effect``) worth acting on, as in the watch's floor. Windows
+        below it count as the traffic's harmless variation and widen the in-control noise
+        of later windows' effects (``detectors.drift._effect``); ``drift_detected`` does not
+        depend on it.
 
     Examples
     --------
@@ -53,8 +59,9 @@ class WassersteinDrift(NumericWindowTest):
         reference: Sequence[float] | None = None,
         window_size: int = 1000,
         threshold: float = 0.25,
+        min_effect: float = MIN_EFFECT,
     ) -> None:
-        self._configure(reference, window_size)
+        self._configure(reference, window_size, min_effect)
         validate_positive("threshold", threshold)
         self.threshold = threshold
         self._reset()

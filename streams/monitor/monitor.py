@@ -71,9 +71,10 @@ CHECKPOINT_EVERY = 10_000
 # of the performance detectors; 9: ResidualCUSUM's count of skipped inputs, the
 # calibrated estimate's binned counts and window of recent labels, and the batch events of
 # ShadowPromotion and WriteLag; 10: the availability gap's key table, expiry times and
-# windows of recent predictions), so that a worker upgraded mid-stream starts the model
-# afresh instead of failing on a half-restored detector later.
-STATE_FORMAT = 10
+# windows of recent predictions; 11: the numeric windowed tests' in-control windows), so
+# that a worker upgraded mid-stream starts the model afresh instead of failing on a
+# half-restored detector later.
+STATE_FORMAT = 11
 
 
 class StateFormatError(ValueError):

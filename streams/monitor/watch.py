@@ -67,7 +67,9 @@ worth a fallback, as a share of the population (``detectors.drift._effect``: how
 quartiles moved in the reference's distribution, or a category's share), less the
 in-control noise of that share, sampling and the slow variation the reference's own
 consecutive blocks show (a daily mix, a batch job moving an aggregate). Drift reads each
-window's effect against the frozen reference (``[detectors.drift] min_effect``); the
+window's effect against the frozen reference (``[detectors.drift] min_effect``, which the
+numeric tests also get: their windows below it, the traffic's own wandering over days,
+widen the noise of the windows after them); the
 score its values since the located change (``ResidualCUSUM.change_lag``; at least
 ``OUTPUT_EFFECT_MIN``, at most ``OUTPUT_EFFECT_MAX``) against the episode's baseline
 (``score_min_effect``); the error rate the rise of its share of failed requests over the
@@ -764,6 +766,9 @@ def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> 
     min_effect = settings.get("min_effect", DEFAULT_MIN_EFFECT)
     if not _is_effect(min_effect):
         raise PortfolioError(model.model_id, f"{key}.min_effect", "expected a number in [0, 1]")
+    if feature.kind == "numeric":
+        # The test reads its windows' effects against the noise of those below the floor.
+        test_settings["min_effect"] = min_effect
     return FeatureDrift(
         method, test_class, test_settings, reference_size, kind=feature.kind, min_effect=min_effect
     )

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from detectors import ChiSquareDrift, PSIDrift
+from detectors import (
+    ChiSquareDrift,
+    JensenShannonDrift,
+    KSDrift,
+    PSIDrift,
+    WassersteinDrift,
+)
 from detectors.drift._effect import quantile_effect, share_effect, slow_variance
 
 FLOOR = 0.15  # the watch's default for features (streams.monitor.watch.DEFAULT_MIN_EFFECT)
@@ -80,3 +87,32 @@ def test_a_doubled_spread_moves_the_middle_half() -> None:
     reference = rng.normal(0.0, 1.0, 2000)
     effect = quantile_effect(np.sort(reference), slow_variance(reference), rng.normal(0, 2, 500))
     assert round(effect, 3) == 0.257 > FLOOR
+
+
+def walking_and_stepping(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """12,000 values: a level that wanders (a random walk moving every 100 values by 0.12
+    standard deviations) under independent noise, and independent values whose mean steps
+    by one standard deviation at 8,000."""
+    rng = np.random.default_rng(seed)
+    level = np.repeat(np.cumsum(rng.normal(0.0, 0.12, 120)), 100)
+    walk = level + rng.normal(0.0, 1.0, 12_000)
+    step = rng.normal(0.0, 1.0, 12_000) + (np.arange(12_000) >= 8_000)
+    return walk, step
+
+
+@pytest.mark.parametrize("test_class", [PSIDrift, KSDrift, WassersteinDrift, JensenShannonDrift])
+def test_a_slow_walk_is_not_material_and_a_step_stays_material(test_class: type) -> None:
+    walk, step = walking_and_stepping(5)
+    # The walk leaves its reference's range: every test alarms on it, and against the
+    # reference's blocks alone 18 of its 22 windows were material. The windows below the
+    # floor widen the noise as the walk goes, so none is.
+    wandering = test_class(reference=walk[:1000], window_size=500)
+    wandering.update_many(walk[1000:])
+    assert wandering.window_drifts.sum() >= 10
+    assert wandering.window_effects.max() < FLOOR
+    # A step's windows are material from the first, and stay so: they never join the noise.
+    stepping = test_class(reference=step[:1000], window_size=500)
+    stepping.update_many(step[1000:])
+    material = stepping.window_ends[stepping.window_effects >= FLOOR] + 1000
+    assert material.tolist() == list(range(8499, 12_000, 500))
+    assert stepping.window_effects[: material.size].max() < FLOOR

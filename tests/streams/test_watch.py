@@ -661,6 +661,27 @@ def test_the_floor_is_a_setting_per_model() -> None:
     assert actions_of(observations) == [(1999, "fallback")]
 
 
+def test_a_feature_that_wanders_slowly_alarms_but_moves_no_model() -> None:
+    # Age's level walks (0.15 standard deviations every 100 predictions) far from where
+    # its reference was; KS alarms at most windows. Each window below the floor widens the
+    # noise the next is read against, so the walk is never material (against the
+    # reference's blocks alone, the windows ending at 5999 and 6499 were).
+    strict = KS_DRIFT.replace('method = "ks"', 'method = "ks"\nmin_effect = 0.2')
+    model = parse_portfolio(strict).get("ranker")
+    assert model is not None
+    watch = new_watch(model)
+    assert watch.drift["age"].settings["min_effect"] == 0.2
+    rng = np.random.default_rng(2)
+    level = np.repeat(np.cumsum(rng.normal(0.0, 0.75, 80)), 100)
+    ages = 40.0 + level + rng.normal(0.0, 5.0, level.size)
+    observations = run(watch, [prediction(n, float(a), "de") for n, a in enumerate(ages)])
+    alarms = drift_alarms(observations)
+    assert len(alarms) >= 8
+    assert [n for n, material in alarms if material] == []
+    assert actions_of(observations) == []
+    assert watch.drift["age"].test.min_effect == 0.2
+
+
 def shifted_scores(shift: float) -> list[tuple[int, Observation]]:
     """2,000 warm-up and 1,000 more logit-normal scores, then 3,000 with the logit's mean
     moved by ``shift`` of its standard deviation, through a fresh watch."""
