@@ -83,7 +83,9 @@ def test_state_stays_bounded_over_a_million_updates(case: DetectorCase) -> None:
     detector = case.make()
     sizes = {}
     done = 0
-    for checkpoint in (10_000, 1_000_000):
+    # Capped state fills as its caps are reached (AvailabilityGap keeps pairs by time, so its
+    # rings fill over some 100,000 values): compare once they have, then ten times later.
+    for checkpoint in (100_000, 1_000_000):
         while done < checkpoint:
             chunk = case.stream(rng, min(50_000, checkpoint - done))
             for x in chunk:
@@ -91,7 +93,7 @@ def test_state_stays_bounded_over_a_million_updates(case: DetectorCase) -> None:
             done += len(chunk)
         sizes[checkpoint] = len(pickle.dumps(detector))
     # Allow logarithmic bookkeeping (e.g. ADWIN's bucket rows), nothing that grows with n.
-    assert sizes[1_000_000] <= 2 * sizes[10_000] + 16_384, sizes
+    assert sizes[1_000_000] <= 2 * sizes[100_000] + 16_384, sizes
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
