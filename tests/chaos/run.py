@@ -992,9 +992,23 @@ class ChaosRun:
         True
         >>> ChaosRun.emptied({"b#1": {**left, "restored_after": 0}})
         False
+
+        A worker scraped while it stops reads ``spooling`` 0 once its stop has spooled what
+        it held and closed the spool (seed 10: b#1 held 298, spooled 298, and the workers
+        after it adopted 1,535): it ended spooling all the same, unless it spooled less
+        than it held.
+
+        >>> stopped = {**left, "spooling_at_end": False, "buffered_at_end": 298,
+        ...            "spooled": 298, "restored_after": 1535}
+        >>> ChaosRun.emptied({"b#1": stopped})
+        True
+        >>> ChaosRun.emptied({"b#1": {**stopped, "spooled": 200}})
+        False
         """
         for e in through.values():
-            if e["ended_by"] is not None and e["spooling_at_end"]:
+            held = e["buffered_at_end"]
+            stopped_spooling = bool(held) and e["spooled"] >= held
+            if e["ended_by"] is not None and (e["spooling_at_end"] or stopped_spooling):
                 if e["unspooled"] or (e["restored_after"] or 0) < e["spooled"]:
                     return False
             elif e["ended_by"] != "SIGKILL" and (
