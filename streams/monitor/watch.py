@@ -92,7 +92,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -222,10 +222,20 @@ def drift_window_size(predictions_per_day: Any) -> int:
 
 # A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
 Window = tuple[int, float, float, bool, float]
-# What the score's detector says after a finite score: the score, whether its reference is
-# ready, its statistic, whether it alarmed and, on an alarm, its cause, change lag and the
-# reference it judged against.
-ScoreRead = tuple[float, bool, float, bool, str, int, Any]
+
+
+class ScoreRead(NamedTuple):
+    """What the score's detector says after a finite score: whether its reference is
+    ready, its statistic, and, on an alarm, its cause, change lag and the reference it
+    judged against."""
+
+    score: float
+    ready: bool
+    statistic: float = 0.0
+    alarm: bool = False
+    cause: str = ""
+    change_lag: int = 0
+    judged: Any = None
 
 
 @dataclasses.dataclass
@@ -355,19 +365,18 @@ class ScoreDetector:
         if not math.isfinite(number):
             return None
         if detector.n_reference == 0:
-            return (number, False, 0.0, False, "", 0, None)
+            return ScoreRead(number, ready=False)
         if detector.drift_detected:
-            cause = detector.cause or ""
-            return (
+            return ScoreRead(
                 number,
-                True,
-                detector.statistic,
-                True,
-                cause,
-                detector.change_lag,
-                detector.judged_against,
+                ready=True,
+                statistic=detector.statistic,
+                alarm=True,
+                cause=detector.cause or "",
+                change_lag=detector.change_lag,
+                judged=detector.judged_against,
             )
-        return (number, True, detector.statistic, False, "", 0, None)
+        return ScoreRead(number, ready=True, statistic=detector.statistic)
 
     def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
         """The evidence of a score ``feed`` read, at its turn among the batch's records:
