@@ -58,7 +58,8 @@ def state_gauges(monitor: Monitor) -> StateGauges:
 
     watch = monitor.watch
     unused["feature_drift", "invalid"] = sum(
-        drift.test.n_skipped for drift in watch.drift.values() if drift.test is not None
+        drift.skipped + (drift.test.n_skipped if drift.test is not None else 0)
+        for drift in watch.drift.values()
     )
     unused["future_values", "invalid"] = watch.future.rejected
     if watch.output is not None:

@@ -256,11 +256,15 @@ class FeatureDrift:
     test: Any = None
     kind: str = "numeric"
     min_effect: float = DEFAULT_MIN_EFFECT
+    # Missing values (None) while the reference fills; the test counts its own after.
+    skipped: int = 0
 
     def update(self, value: Any) -> list[Window]:
         """Feed one value; its windows as ``update_many([value])`` gives them."""
         if self.test is None:
-            if value is not None:
+            if value is None:
+                self.skipped += 1
+            else:
                 self.reference.append(value)
             if len(self.reference) < self.reference_size:
                 return []
@@ -291,9 +295,11 @@ class FeatureDrift:
             needed = self.reference_size - len(self.reference)
             self.reference.extend(values[i] for i in present[:needed])
             if len(present) < needed:
+                self.skipped += len(values) - len(present)
                 return []
             after = self._freeze()
             start = present[needed - 1] + 1
+            self.skipped += start - needed
         if not after and start == len(values):
             return []
         return self._test_many(

@@ -18,12 +18,17 @@ HELD = "\n[models.ranker.detectors.performance]\nmax_held = 100\n"
 
 
 def fed_monitor() -> Monitor:
-    """1,500 predictions (ages NaN at every 10th after the reference of 1,000, scores NaN at
-    every 25th) held 100 at most, then a label no prediction of which is held."""
+    """1,500 predictions (ages missing at every 100th from the second, NaN at every 10th from
+    1,100, after the reference of 1,000; scores NaN at every 25th) held 100 at most, then a
+    label no prediction of which is held."""
     records = []
     for n in range(1500):
-        age = math.nan if n >= 1000 and n % 10 == 0 else 40.0 + n % 7
+        age = math.nan if n >= 1100 and n % 10 == 0 else 40.0 + n % 7
         record = prediction(n, age, "de")
+        if n % 100 == 1:
+            record = msgspec.structs.replace(
+                record, features={"country": record.features["country"]}
+            )
         if n % 25 == 0:
             record = msgspec.structs.replace(record, output=Score(score=math.nan))
         records.append(record)
@@ -38,7 +43,8 @@ def fed_monitor() -> Monitor:
 
 def test_every_dropped_input_is_counted_by_part_and_reason() -> None:
     gauges = state_gauges(fed_monitor())
-    assert gauges.unused["feature_drift", "invalid"] == 50
+    # 15 ages missing, 10 of them while the reference filled, and 40 NaN.
+    assert gauges.unused["feature_drift", "invalid"] == 55
     assert gauges.unused["score", "invalid"] == 60
     # The 1,400 oldest predictions made way for newer ones; the label found none held.
     assert gauges.unused["label_join", "evicted"] == 1400
