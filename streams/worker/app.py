@@ -93,7 +93,7 @@ from streams.topics import (
 from streams.worker.ingest import INPUTS, PipelineCounters
 from streams.worker.metrics import WorkerCollector
 from streams.worker.naming import PrefixedLeaderAssignor, PrefixedTable
-from streams.worker.readers import BATCH_SIZE_BUCKETS, IngestReader
+from streams.worker.readers import IngestReader
 from streams.worker.shell import Monitors
 from streams.worker.views import add_timers, add_views
 
@@ -224,9 +224,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         monitors,
         app.monitor_table.changelog_topic.get_topic_name(),
     )
-    app.collector = WorkerCollector(
-        app.counters, [app.alerta, app.influx], app.reader, BATCH_SIZE_BUCKETS, monitors
-    )
+    app.collector = WorkerCollector(app.counters, [app.alerta, app.influx], app.reader, monitors)
     add_timers(app)
     add_views(app, monitors)
     return app

@@ -20,7 +20,12 @@ Metrics (all with the ``failsoft_`` prefix):
   partitions, in records, and as the age of the last record it read while more wait
   (0 once it has read everything);
 - ``micro_batch_records``: a histogram of the sizes of the micro-batches fed to the
-  monitors (``streams.worker.readers.MicroBatches``).
+  monitors (``streams.worker.readers.MicroBatches``);
+- ``effect_latency_seconds``: a histogram, per record, of the seconds from the read that
+  brought it to the worker to its model's effects handed over (commands to the producer,
+  points and alerts to the sinks' queues), counting each record of a micro-batch at its
+  first record's wait: an upper bound. A feature write is timed from its read on the
+  app's internal topic, so its hop through that topic is not in it.
 - ``sink_buffered{sink}``, ``sink_delivered_total{sink}``, ``sink_dropped_total{sink}``,
   ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``;
 - ``sink_spooling{sink}`` (1 while an outage's items are written to the spool),
@@ -37,8 +42,9 @@ Metrics (all with the ``failsoft_`` prefix):
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,6 +66,41 @@ __all__ = ["IngestView", "WorkerCollector", "render"]
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
+class Histogram:
+    """Counts of observations under each upper bound, and their sum, for a Prometheus
+    histogram; ``observe`` costs a bisection, so a hot path can call it.
+
+    >>> sizes = Histogram((1, 4))
+    >>> sizes.observe(3)
+    >>> sizes.observe(9, count=2)
+    >>> sizes.cumulative(), sizes.total, sizes.sum
+    ([('1', 0), ('4', 1), ('+Inf', 3)], 3, 21.0)
+    """
+
+    def __init__(self, bounds: Iterable[float]) -> None:
+        self.bounds = tuple(bounds)
+        # One count per bound, then the count above the last.
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float, count: int = 1) -> None:
+        """``count`` observations of ``value``."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += count
+        self.sum += value * count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus's buckets: each bound with the observations at or under it."""
+        running, buckets = 0, []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return buckets
+
+
 class Lag(Protocol):
     @property
     def records(self) -> int: ...
@@ -74,9 +115,9 @@ class IngestView(Protocol):
     messages: Counter[str]
     # The partition numbers it reads of every input topic (Faust's assignment).
     partitions: frozenset[int]
-    # Micro-batches fed, by the histogram bound their size fell under (0: above the last).
-    batch_sizes: Counter[int]
-    batch_records: int
+    # Records per micro-batch fed, and the seconds from each record's read to its effects.
+    batch_sizes: Histogram
+    effect_latency: Histogram
 
     def lag(self) -> Mapping[str, Lag]: ...
 
@@ -96,13 +137,11 @@ class WorkerCollector(Collector):
         counters: PipelineCounters,
         sinks: Sequence[BufferedSink[Any]],
         ingest: IngestView,
-        buckets: Sequence[int],
         monitors: MonitorsView,
     ) -> None:
         self.counters = counters
         self.sinks = sinks
         self.ingest = ingest
-        self.buckets = buckets
         self.monitors = monitors
 
     def collect(self) -> Iterator[Metric]:
@@ -244,17 +283,22 @@ class WorkerCollector(Collector):
             seconds.add_metric([topic], lag.seconds)
         yield records
         yield seconds
-        cumulative, buckets = 0, []
-        for bound in self.buckets:
-            cumulative += ingest.batch_sizes[bound]
-            buckets.append((str(bound), cumulative))
-        buckets.append(("+Inf", cumulative + ingest.batch_sizes[0]))
-        yield HistogramMetricFamily(
-            "failsoft_micro_batch_records",
-            "Records per micro-batch fed to a model's monitor.",
-            buckets=buckets,
-            sum_value=ingest.batch_records,
-        )
+        for name, documentation, histogram in (
+            (
+                "failsoft_micro_batch_records",
+                "Records per micro-batch fed to a model's monitor.",
+                ingest.batch_sizes,
+            ),
+            (
+                "failsoft_effect_latency_seconds",
+                "Seconds from a record's read to its model's effects handed over (an upper"
+                " bound: a micro-batch's records count at its first record's wait).",
+                ingest.effect_latency,
+            ),
+        ):
+            yield HistogramMetricFamily(
+                name, documentation, buckets=histogram.cumulative(), sum_value=histogram.sum
+            )
 
 
 def render(collector: WorkerCollector) -> bytes:

@@ -558,10 +558,11 @@ async def worker_run(
             )
             reader = app.reader
             books += f"; routed write messages {reader.messages[routed]}"
-            fed = sum(reader.batch_sizes.values())
+            sizes = reader.batch_sizes
             books += (
-                f"\n    micro-batches fed {fed:,}, mean {reader.batch_records / max(fed, 1):,.1f} "
-                f"records; by size bound {dict(sorted(reader.batch_sizes.items()))}"
+                f"\n    micro-batches fed {sizes.total:,}, mean "
+                f"{sizes.sum / max(sizes.total, 1):,.1f} records; by size bound "
+                f"{dict(sizes.cumulative())} (cumulative)"
             )
             return WorkerRun(rate, books, taps.summary())
         finally:

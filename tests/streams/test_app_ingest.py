@@ -242,3 +242,6 @@ async def test_batch_messages_count_records_and_dead_letter_a_bad_record_alone(
     # The 501 records of the model, fed in micro-batches.
     fed = re.search(r"failsoft_micro_batch_records_sum (\S+)", metrics)
     assert fed is not None and float(fed.group(1)) >= 501 + 1
+    # Every record fed is timed from its read to its effects, once.
+    timed = re.search(r"failsoft_effect_latency_seconds_count (\S+)", metrics)
+    assert timed is not None and timed.group(1) == fed.group(1)

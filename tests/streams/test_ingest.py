@@ -14,8 +14,8 @@ from streams.monitor.gauges import StateGauges
 from streams.portfolio import load_portfolio
 from streams.sinks.alerta import AlertaSink, detector_alert
 from streams.worker.ingest import INPUTS, PipelineCounters, admit, reason_label
-from streams.worker.metrics import WorkerCollector, render
-from streams.worker.readers import BATCH_SIZE_BUCKETS, TopicLag
+from streams.worker.metrics import Histogram, WorkerCollector, render
+from streams.worker.readers import BATCH_SIZE_BUCKETS, EFFECT_LATENCY_BUCKETS, TopicLag
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
@@ -83,9 +83,7 @@ def test_metrics_render_books_and_sink_state() -> None:
     sink = AlertaSink("http://127.0.0.1:9", "key", "Development", capacity=1)
     sink.enqueue(object())  # type: ignore[arg-type]
     sink.enqueue(object())  # type: ignore[arg-type]
-    text = render(
-        WorkerCollector(counters, [sink], Ingest(), BATCH_SIZE_BUCKETS, NoMonitors())
-    ).decode()
+    text = render(WorkerCollector(counters, [sink], Ingest(), NoMonitors())).decode()
     assert 'failsoft_messages_consumed_total{topic="t"} 1.0' in text
     assert 'failsoft_messages_processed_total{topic="t"} 0.0' in text
     assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
@@ -98,6 +96,11 @@ def test_metrics_render_books_and_sink_state() -> None:
     assert 'failsoft_micro_batch_records_bucket{le="4"} 2.0' in text
     assert 'failsoft_micro_batch_records_bucket{le="+Inf"} 3.0' in text
     assert "failsoft_micro_batch_records_sum 706.0" in text
+    # 505 records: 500 within 10 ms, 3 within 150 ms, 2 above it.
+    assert 'failsoft_effect_latency_seconds_bucket{le="0.01"} 500.0' in text
+    assert 'failsoft_effect_latency_seconds_bucket{le="0.15"} 503.0' in text
+    assert 'failsoft_effect_latency_seconds_bucket{le="0.25"} 505.0' in text
+    assert "failsoft_effect_latency_seconds_count 505.0" in text
     assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_dropped_total{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_spooling{sink="alerta"} 0.0' in text
@@ -112,9 +115,7 @@ async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(
     left.write_text(json.dumps(sink.encode_item(alert)) + "\n", encoding="utf-8")
     sink.start()
     try:
-        text = render(
-            WorkerCollector(PipelineCounters(), [sink], Ingest(), (), NoMonitors())
-        ).decode()
+        text = render(WorkerCollector(PipelineCounters(), [sink], Ingest(), NoMonitors())).decode()
         # Queued first, and spooled still: nothing of it was delivered yet.
         assert 'failsoft_sink_restored_total{sink="alerta"} 1.0' in text
         assert 'failsoft_sink_spooling{sink="alerta"} 1.0' in text
@@ -138,8 +139,13 @@ class Ingest:
 
     def __init__(self) -> None:
         self.messages = collections.Counter({"t": 1})
-        self.batch_sizes = collections.Counter({4: 2, 1024: 1})
-        self.batch_records = 706
+        self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
+        for size in (3, 3, 700):
+            self.batch_sizes.observe(size)
+        self.effect_latency = Histogram(EFFECT_LATENCY_BUCKETS)
+        self.effect_latency.observe(0.004, count=500)
+        self.effect_latency.observe(0.12, count=3)
+        self.effect_latency.observe(0.2, count=2)
         self.partitions = frozenset({0, 3})
 
     def lag(self) -> dict[str, TopicLag]:

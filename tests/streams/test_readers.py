@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,9 +14,13 @@ import pytest
 from aiokafka import TopicPartition
 from faust.streams import current_event
 
+from streams.worker.metrics import Histogram
 from streams.worker.readers import (
+    BATCH_SIZE_BUCKETS,
+    EFFECT_LATENCY_BUCKETS,
     FEED_SLICE_S,
     MICRO_BATCH_LINGER_S,
+    Due,
     IngestReader,
     MicroBatches,
     TopicLag,
@@ -39,14 +43,14 @@ def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger(
     assert batches.due(now=10.099) == []
     assert batches.next_deadline() == pytest.approx(10.1)
     # a waited the linger since its first record, b not yet.
-    assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"))]
+    assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"), 10.0)]
     assert batches.next_deadline() == pytest.approx(10.12)
     # a's next batch starts its own wait; b fills up before its deadline.
     batches.add("a", 0, records("a3"), now=10.11)
     batches.add("b", 3, records("b3", "b4", "b5"), now=10.11)
-    assert batches.due(now=10.11) == [("b", 3, records("b1", "b2", "b3", "b4", "b5"))]
+    assert batches.due(now=10.11) == [("b", 3, records("b1", "b2", "b3", "b4", "b5"), 10.02)]
     assert batches.next_deadline() == pytest.approx(10.21)
-    assert batches.drain() == [("a", 0, records("a3"))]
+    assert batches.drain() == [("a", 0, records("a3"), 10.11)]
     assert len(batches) == 0 and batches.next_deadline() is None
 
 
@@ -117,8 +121,8 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
     models = 12
     reader = IngestReader.__new__(IngestReader)
     reader.app = SimpleNamespace(portfolio=SimpleNamespace(models=defaultdict(object)))  # type: ignore[assignment]
-    reader.batch_sizes = Counter()
-    reader.batch_records = 0
+    reader.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
+    reader.effect_latency = Histogram(EFFECT_LATENCY_BUCKETS)
     reader.partition_of = {}
     reader.changelog_topic = "changelog"
     turns = 0
@@ -138,7 +142,13 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
 
     other = asyncio.create_task(other_task())
     await asyncio.sleep(0)
-    await reader._feed([(f"m{n}", n % 3, records("r")) for n in range(models)], _Turns())
+    read_at = time.monotonic()
+    due = [Due(f"m{n}", n % 3, records("r", "s"), read_at) for n in range(models)]
+    await reader._feed(due, _Turns())
     other.cancel()
     assert seen == list(range(models))
-    assert reader.batch_records == models
+    assert (reader.batch_sizes.total, reader.batch_sizes.sum) == (models, 2 * models)
+    # Each record is timed from the read to its batch's effects: the n-th batch's two
+    # records waited for n + 1 feeds of at least a slice each.
+    assert reader.effect_latency.total == 2 * models
+    assert reader.effect_latency.sum >= 2 * FEED_SLICE_S * sum(range(1, models + 1))
