@@ -50,7 +50,9 @@ bound when the run ended is **pending**, not missed (``detect_by`` is its bound'
 
 The report also gives the worker's maximum lag seen during the run (``WorkerLag``, from
 its ``/metrics``): how far its reading was behind the input topics, in records and
-seconds; a command can come no sooner than that after its decision's input arrived.
+seconds; a command can come no sooner than that after its decision's input arrived. And
+how soon after a record's read the worker handed over its model's effects
+(``EffectLatency``, from the worker's histogram): the median and the 99th percentile.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ __all__ = [
     "FLAP_WINDOW_S",
     "AlertChurn",
     "AlertEvent",
+    "EffectLatency",
     "FalseFallback",
     "IncidentRow",
     "InjectedIncident",
@@ -334,6 +337,44 @@ class WorkerLag:
 
 
 @dataclasses.dataclass(frozen=True)
+class EffectLatency:
+    """Seconds from a record's read by the worker to its model's effects handed over, from
+    the worker's ``failsoft_effect_latency_seconds`` histogram: the upper bound of the
+    bucket holding the median record, and the 99th percentile's (``inf`` above the last).
+    """
+
+    records: int
+    p50_s: float
+    p99_s: float
+
+    @classmethod
+    def from_metrics(cls, metrics: str) -> EffectLatency | None:
+        """The latency in a worker's ``/metrics`` text; None before any record was timed.
+
+        >>> EffectLatency.from_metrics(
+        ...     'failsoft_effect_latency_seconds_bucket{le="0.05"} 60.0\\n'
+        ...     'failsoft_effect_latency_seconds_bucket{le="0.1"} 99.0\\n'
+        ...     'failsoft_effect_latency_seconds_bucket{le="0.25"} 100.0\\n'
+        ...     'failsoft_effect_latency_seconds_bucket{le="+Inf"} 100.0')
+        EffectLatency(records=100, p50_s=0.05, p99_s=0.1)
+        """
+        prefix = 'failsoft_effect_latency_seconds_bucket{le="'
+        buckets: list[tuple[float, float]] = []
+        for line in metrics.splitlines():
+            if line.startswith(prefix):
+                bound, _, count = line[len(prefix) :].partition('"} ')
+                buckets.append((float(bound), float(count)))
+        if not buckets or buckets[-1][1] == 0:
+            return None
+        total = buckets[-1][1]
+
+        def quantile(q: float) -> float:
+            return next(bound for bound, count in buckets if count >= q * total)
+
+        return cls(int(total), quantile(0.5), quantile(0.99))
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """One row per injected incident, in timeline order, and the false fallbacks."""
 
@@ -350,6 +391,8 @@ class Report:
     ladder_steps: tuple[ObservedCommand, ...] = ()
     # Each model's first alarm of each serving detector (SERVING_DETECTORS), by time.
     serving_alarms: tuple[AlertEvent, ...] = ()
+    # Seconds from a record's read to its effects, at the run's end; None when not measured.
+    effect_latency: EffectLatency | None = None
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -375,6 +418,9 @@ class Report:
             ),
             "ladder_steps": [step.to_json() for step in self.ladder_steps],
             "serving_alarms": [alarm.to_json() for alarm in self.serving_alarms],
+            "effect_latency": (
+                None if self.effect_latency is None else dataclasses.asdict(self.effect_latency)
+            ),
         }
 
     def dumps(self) -> str:
@@ -474,6 +520,13 @@ class Report:
             if lag is None
             else f"Worker's maximum lag: {lag.seconds:.1f} s ({lag.records:,} records)."
         )
+        latency = self.effect_latency
+        lines.append(
+            "Worker's effects after a record's read: not measured."
+            if latency is None
+            else f"Worker's effects after a record's read: p50 at most {latency.p50_s:g} s, "
+            f"p99 at most {latency.p99_s:g} s ({latency.records:,} records)."
+        )
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -509,6 +562,15 @@ class Report:
                 serving_alarms=tuple(
                     AlertEvent.from_json(e) for e in document.get("serving_alarms", ())
                 ),
+                effect_latency=(
+                    None
+                    if document.get("effect_latency") is None
+                    else EffectLatency(
+                        int(document["effect_latency"]["records"]),
+                        float(document["effect_latency"]["p50_s"]),
+                        float(document["effect_latency"]["p99_s"]),
+                    )
+                ),
             )
         except KeyError as error:
             raise ValueError(f"report: missing field {error.args[0]!r}") from None
@@ -527,6 +589,7 @@ def build_report(
     ended_at: int,
     bounds_s: Mapping[str, float] | None = None,
     worker_max_lag: WorkerLag | None = None,
+    effect_latency: EffectLatency | None = None,
 ) -> Report:
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
@@ -577,6 +640,7 @@ def build_report(
         worker_max_lag,
         tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
         _first_serving_alarms(alarms),
+        effect_latency,
     )
 
 

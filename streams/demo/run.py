@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from streams.demo.observe import AlertaTap, ControlTap, SwitchTap
-from streams.demo.report import InjectedIncident, Report, WorkerLag, build_report
+from streams.demo.report import EffectLatency, InjectedIncident, Report, WorkerLag, build_report
 from streams.settings import Settings, env_name
 from streams.simulate.scenario import load_scenario
 
@@ -213,6 +213,7 @@ class DemoRun:
         self.alerta: AlertaTap | None = None
         self.started_servers: list[str] = []
         self.max_lag: WorkerLag | None = None
+        self.effect_latency: EffectLatency | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
         self._node: Any = None
@@ -349,9 +350,12 @@ class DemoRun:
                 tick()
             self._check_alive("worker")
             self._check_alive("simulate", finished_ok=True)
-            lag = self.worker_lag()
-            if lag is not None:
+            metrics = self.worker_metrics()
+            lag = None if metrics is None else lag_of(metrics)
+            if metrics is not None and lag is not None:
                 self.max_lag = lag.worse(self.max_lag)
+                # Cumulative since the worker started: the last reading covers the run.
+                self.effect_latency = EffectLatency.from_metrics(metrics) or self.effect_latency
             if settled_at is None and self._children["simulate"].poll() == 0:
                 if not drain_until:
                     drain_until = time.monotonic() + DRAIN_TIMEOUT_S
@@ -363,17 +367,14 @@ class DemoRun:
             time.sleep(every_s)
         self.phase = "done"
 
-    def worker_lag(self) -> WorkerLag | None:
-        """How far the worker's reading is behind its input topics, from its ``/metrics``
-        (records summed over the topics, the largest age); None while it does not answer.
-        """
+    def worker_metrics(self) -> str | None:
+        """The worker's ``/metrics`` text; None while it does not answer."""
         url = f"http://127.0.0.1:{self.settings.worker_web_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                text = response.read().decode()
+                return str(response.read().decode())
         except OSError:
             return None
-        return lag_of(text)
 
     def worker_models(self) -> list[dict[str, Any]] | None:
         """The worker's ``/failsoft/models``, or None while it does not answer."""
@@ -406,6 +407,7 @@ class DemoRun:
             ended_at=self.ended_ms,
             bounds_s=self.options.bounds_s,
             worker_max_lag=self.max_lag,
+            effect_latency=self.effect_latency,
         )
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from streams.demo.report import (
     DETECTORS_BY_KIND,
     AlertEvent,
+    EffectLatency,
     ObservedCommand,
     Report,
     Switch,
@@ -490,6 +492,38 @@ def test_the_workers_maximum_lag_is_in_the_markdown_and_reads_back() -> None:
     del document["worker_max_lag"]
     assert Report.from_json(document).worker_max_lag is None
     assert "Worker's maximum lag: not measured." in report(timeline).to_markdown()
+
+
+def test_the_workers_effect_latency_is_in_the_markdown_and_reads_back() -> None:
+    timeline = [incident("drift_abrupt", "m", 10)]
+    metrics = "\n".join(
+        f'failsoft_effect_latency_seconds_bucket{{le="{bound}"}} {count}'
+        for bound, count in (
+            ("0.01", 0.0),
+            ("0.025", 9000.0),
+            ("0.05", 9850.0),
+            ("0.075", 9990.0),
+            ("0.1", 10000.0),
+            ("+Inf", 10000.0),
+        )
+    )
+    latency = EffectLatency.from_metrics(metrics)
+    assert latency == EffectLatency(10_000, 0.025, 0.075)
+    result = dataclasses.replace(report(timeline), effect_latency=latency)
+    assert (
+        "Worker's effects after a record's read: p50 at most 0.025 s, p99 at most 0.075 s "
+        "(10,000 records)." in result.to_markdown()
+    )
+    document = json.loads(result.dumps())
+    assert Report.from_json(document) == result
+    del document["effect_latency"]
+    assert Report.from_json(document).effect_latency is None
+    assert "effects after a record's read: not measured." in report(timeline).to_markdown()
+    # A worker that has timed nothing yet; one whose slowest 1% waited past the last bound.
+    nothing = 'failsoft_effect_latency_seconds_bucket{le="+Inf"} 0.0'
+    assert EffectLatency.from_metrics(nothing) is None
+    late = metrics.replace('le="+Inf"} 10000.0', 'le="+Inf"} 10200.0')
+    assert EffectLatency.from_metrics(late) == EffectLatency(10_200, 0.025, math.inf)
 
 
 def level(
