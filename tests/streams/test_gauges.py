@@ -79,7 +79,7 @@ def test_metrics_sum_the_models_and_count_those_at_a_cap() -> None:
         unused={("label_join", "evicted"): 0, ("score", "invalid"): 1},
         filled={"label_join.held": (40, 100), "leak_watch.keys": (10, 10)},
     )
-    collector = WorkerCollector(PipelineCounters(), [], Ingest(), (), Monitors(full, filling))
+    collector = WorkerCollector(PipelineCounters(), [], Ingest(), Monitors(full, filling))
     text = render(collector).decode()
     assert 'failsoft_monitor_inputs_unused{part="label_join",reason="evicted"} 7.0' in text
     assert 'failsoft_monitor_inputs_unused{part="score",reason="invalid"} 3.0' in text
