@@ -287,8 +287,8 @@ def fill(
     done = Fill(settings)
     errors: list[str] = []
     start_ms = time.time_ns() // 1_000_000 - valid * REQUEST_STEP_MS
-    healthy: Iterable[tuple[str, str, Item]] = traffic(portfolio, valid, start_ms)
-    items = poisoned(traffic(portfolio, valid, start_ms)) if poison else healthy
+    records = traffic(portfolio, valid, start_ms)
+    items: Iterable[tuple[str, str, Item]] = poisoned(records) if poison else records
 
     def counted() -> Iterator[tuple[str, str, Item]]:
         for suffix, key, item in items:
