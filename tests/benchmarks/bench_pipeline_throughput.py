@@ -79,9 +79,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import msgspec
@@ -234,42 +234,88 @@ def _roles(model: Model) -> list[tuple[Role, str]]:
 def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: int) -> Counter[str]:
     """Produces the traffic, a message per record or in batches of up to ``batch_size``
     records of one topic and owner; the count of records per topic suffix."""
+    produced: Counter[str] = Counter()
+
+    def counted(records: Iterator[tuple[str, str, Record]]) -> Iterator[tuple[str, str, Record]]:
+        for suffix, key, record in records:
+            produced[suffix] += 1
+            yield suffix, key, record
+
+    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
+    publish(
+        settings,
+        (
+            (
+                suffix,
+                key,
+                encode(group[0]) if batch_size == 1 else encode_batch(type(group[0]), key, group),
+                None,
+            )
+            for suffix, key, group in messages_of(
+                counted(traffic(portfolio, events, start_ms)), batch_size, owner_of
+            )
+        ),
+    )
+    return produced
+
+
+def owner_of(record: Record) -> str:
+    """What a batch of ``record``'s contract shares: its model, or its writer."""
+    return str(getattr(record, BATCHES[type(record)].owner))
+
+
+Item = TypeVar("Item")
+
+
+def messages_of(
+    records: Iterable[tuple[str, str, Item]],
+    batch_size: int,
+    owner: Callable[[Item], str],
+    alone: Callable[[Item], bool] = lambda item: False,
+) -> Iterator[tuple[str, str, list[Item]]]:
+    """(topic suffix, key, items) of each message: an item alone (with its key) when
+    ``batch_size`` is 1 or ``alone(item)``, else up to ``batch_size`` items of one topic
+    and ``owner``, keyed by it, sent when full and at the end."""
+    pending: dict[tuple[str, str], list[Item]] = {}
+    for suffix, key, item in records:
+        if batch_size == 1 or alone(item):
+            yield suffix, key, [item]
+            continue
+        batch = pending.setdefault((suffix, owner(item)), [])
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield suffix, owner(item), pending.pop((suffix, owner(item)))
+    for (suffix, key), batch in pending.items():
+        yield suffix, key, batch
+
+
+Delivered = Callable[[Any, Any], None]
+
+
+def publish(
+    settings: Settings, messages: Iterable[tuple[str, str, bytes, Delivered | None]]
+) -> None:
+    """Produces (topic suffix, key, value, delivery callback) with the fleet's partitioner,
+    and waits until every message is delivered."""
     from confluent_kafka import Producer
 
     producer = Producer(producer_config(settings))
-    produced: Counter[str] = Counter()
-
-    def send(suffix: str, key: str, value: bytes) -> None:
+    for suffix, key, value, delivered in messages:
         while True:
             try:
-                producer.produce(settings.topic_prefix + suffix, key=key.encode(), value=value)
+                producer.produce(
+                    settings.topic_prefix + suffix,
+                    key=key.encode(),
+                    value=value,
+                    on_delivery=delivered,
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-
-    pending: dict[tuple[str, str], list[Record]] = {}
-
-    def send_batch(suffix: str, owner: str, records: list[Record]) -> None:
-        send(suffix, owner, encode_batch(type(records[0]), owner, records))
-
-    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
-    for suffix, key, record in traffic(portfolio, events, start_ms):
-        produced[suffix] += 1
-        if batch_size == 1:
-            send(suffix, key, encode(record))
-            continue
-        owner = getattr(record, BATCHES[type(record)].owner)
-        batch = pending.setdefault((suffix, owner), [])
-        batch.append(record)
-        if len(batch) == batch_size:
-            send_batch(suffix, owner, pending.pop((suffix, owner)))
-    for (suffix, owner), batch in pending.items():
-        send_batch(suffix, owner, batch)
     undelivered = producer.flush(120)
     if undelivered:
         raise RuntimeError(f"{undelivered} records were not delivered to {settings.topic_prefix}*")
-    return produced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,7 +476,9 @@ async def counting_rate(settings: Settings, app_id: str, events: int, take: bool
 
 class Taps:
     """What the worker feeds its joins and leak watch, and the newest counts of their
-    points (``TAPPED``), seen by wrapping their ``observe`` and the InfluxDB sink's queue."""
+    points (``TAPPED``), seen by wrapping their ways in (a monitor feeds them a batch at
+    a time: the label join record by record through a ``JoinBatch``, the shadow join and
+    the leak watch a list at once) and the InfluxDB sink's queue."""
 
     def __init__(self) -> None:
         self.fed: Counter[str] = Counter()
@@ -438,18 +486,25 @@ class Taps:
 
     def install(self, app: FailsoftApp) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
-        for module in (label_join, shadow_join, leak_watch):
-            stack.enter_context(
-                mock.patch.object(module, "observe", self._feed(module.__name__, module.observe))
-            )
+        ways_in: tuple[tuple[str, Any, str], ...] = (
+            ("label_join", label_join.JoinBatch, "observe"),
+            ("shadow_join", shadow_join, "observe_many"),
+            ("leak_watch", leak_watch, "observe_many"),
+        )
+        for kind, owner, name in ways_in:
+            observe = getattr(owner, name)
+            many = name.endswith("_many")
+            stack.enter_context(mock.patch.object(owner, name, self._feed(kind, observe, many)))
         stack.enter_context(mock.patch.object(app.influx, "enqueue", self._tap(app.influx.enqueue)))
         return stack
 
-    def _feed(self, name: str, observe: Callable[..., Any]) -> Callable[..., Any]:
-        kind = name.rsplit(".", 1)[-1]
+    def _feed(self, kind: str, observe: Callable[..., Any], many: bool) -> Callable[..., Any]:
+        """``observe``, counting the records it is fed (its last argument, a list of them
+        if ``many``)."""
 
         def fed(*args: Any) -> Any:
-            self.fed[f"{kind} {type(args[-1]).__name__}"] += 1
+            for record in args[-1] if many else (args[-1],):
+                self.fed[f"{kind} {type(record).__name__}"] += 1
             return observe(*args)
 
         return fed
@@ -512,14 +567,19 @@ async def worker_run(
     produced: Counter[str],
     profiler: cProfile.Profile | None,
     detectors: bool = True,
+    writes: int | None = None,
+    inspect: Callable[[FailsoftApp], Awaitable[None]] | None = None,
 ) -> WorkerRun:
     """One worker drains the topics: with every detector on, or (``detectors`` false)
-    with monitors that observe nothing, the ingest alone."""
+    with monitors that observe nothing, the ingest alone. ``writes`` is how many feature
+    writes reach the leak watch (the valid ones; all produced by default); ``inspect``
+    is awaited with the app once it is done, before it stops."""
     app: FailsoftApp = create_app(settings, portfolio)
     topics = input_topics(settings)
     routed = writes_by_model_topic(settings)
     events = sum(produced.values())
-    writes = produced[FEATURE_WRITES.suffix]
+    if writes is None:
+        writes = produced[FEATURE_WRITES.suffix]
     taps = Taps()
     observed = [0]
     started: list[Instant] = []
@@ -564,6 +624,8 @@ async def worker_run(
                 f"{sizes.sum / max(sizes.total, 1):,.1f} records; by size bound "
                 f"{dict(sizes.cumulative())} (cumulative)"
             )
+            if inspect is not None:
+                await inspect(app)
             return WorkerRun(rate, books, taps.summary())
         finally:
             await app.stop()
@@ -605,10 +667,12 @@ class Case:
         return statistics.median(getattr(rate, clock) for rate in self.rates[side])
 
 
-def worker_settings(case: Case, token: str, run: str, web_port: int) -> Settings:
+def worker_settings(settings: Settings, name: str, web_port: int) -> Settings:
+    """A worker of its own on ``settings``' topics: a fresh app id ``name`` (so it reads
+    from the beginning) and data folder."""
     return dataclasses.replace(
-        case.settings,
-        worker_app_id=f"{token}-{case.name}-{run}",
+        settings,
+        worker_app_id=name,
         worker_data_dir=Path(tempfile.mkdtemp(prefix="failsoft-bench-")),
         worker_web_port=web_port,
     )
@@ -646,17 +710,17 @@ async def run(
                 app_id = f"{name}-{side}-{round_}"
                 rate = await counting_rate(case.settings, app_id, events, side == "take")
                 case.rates[side].append(rate)
-            settings = worker_settings(case, token, f"i{round_}", web_port)
+            settings = worker_settings(case.settings, f"{name}-i{round_}", web_port)
             ingest = await worker_run(settings, case.portfolio, case.produced, None, False)
             case.rates["ingest"].append(ingest.rate)
-            settings = worker_settings(case, token, f"r{round_}", web_port)
+            settings = worker_settings(case.settings, f"{name}-r{round_}", web_port)
             worker = await worker_run(settings, case.portfolio, case.produced, None)
             case.rates["worker"].append(worker.rate)
             case.checks.append(f"round {round_}: {worker.books}\n    {worker.joins}")
     if profile:
         for case in cases:
             profiler = cProfile.Profile()
-            settings = worker_settings(case, token, "profile", web_port)
+            settings = worker_settings(case.settings, f"{token}-{case.name}-profile", web_port)
             await worker_run(settings, case.portfolio, case.produced, profiler)
             case.profile = profile_report(profiler)
     return cases

@@ -245,3 +245,104 @@ async def test_batch_messages_count_records_and_dead_letter_a_bad_record_alone(
     # Every record fed is timed from its read to its effects, once.
     timed = re.search(r"failsoft_effect_latency_seconds_count (\S+)", metrics)
     assert timed is not None and timed.group(1) == fed.group(1)
+
+
+POISONED_DEAD_LETTERS = {
+    "predictions": {
+        "malformed": 9,  # JSON cut in half, or behind a schema registry's header
+        "invalid predicted_at": 5,  # left out (null in a batch)
+        "invalid latency_ms": 5,  # a string
+        "invalid output.score": 4,  # 1e999
+        "unknown model": 4,
+    },
+    "feature-writes": {
+        "malformed": 9,
+        "invalid written_at": 5,
+        "invalid event_at": 4,
+        "invalid value": 4,
+    },
+    "ground-truth": {
+        "malformed": 4,
+        "invalid label_at": 2,
+        "invalid request_id": 2,
+        "invalid label": 2,
+        "unknown model": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("batch_size", [1, 50])
+async def test_ten_percent_poison_is_dead_lettered_exactly_with_the_field_named(
+    worker_settings: Settings, batch_size: int
+) -> None:
+    """540 healthy records and 60 malformed ones of every kind, a message per record or
+    inside batch messages: every healthy record is processed, every malformed one is
+    dead-lettered once, at its message's offset and batch index, naming its field, and
+    the books and /metrics say so per topic and reason."""
+    from tests.benchmarks.bench_pipeline_throughput import bench_portfolio
+    from tests.benchmarks.bench_poison import drain, fill
+
+    portfolio = bench_portfolio(4, 50)
+    done = fill(worker_settings, portfolio, 540, batch_size, poison=True)
+    assert dict(done.records) == {"predictions": 272, "feature-writes": 218, "ground-truth": 110}
+    assert dict(done.healthy) == {"predictions": 245, "feature-writes": 196, "ground-truth": 99}
+    assert {suffix: done.dead(suffix) for suffix in INPUT_SUFFIXES} == POISONED_DEAD_LETTERS
+    name = f"{worker_settings.worker_app_id}-poison"
+    assert await drain(done, portfolio, name, worker_settings.worker_web_port) == []
+
+
+class Suspensions:
+    """Awaits a coroutine, counting the times it gives up the event loop."""
+
+    def __init__(self, coroutine: Any) -> None:
+        self.coroutine = coroutine
+        self.count = 0
+
+    def __await__(self) -> Any:
+        sent = None
+        while True:
+            try:
+                waiting = self.coroutine.send(sent)
+            except StopIteration as stop:
+                return stop.value
+            self.count += 1
+            sent = yield waiting
+
+
+async def test_dead_letters_are_queued_without_turning_the_event_loop_per_letter(
+    worker_settings: Settings, confluent_consumer_config: dict[str, Any]
+) -> None:
+    """A batch message with 200 bad records: its letters are queued for the producer in
+    one go. A Faust ``Topic.send`` turned the loop three times per letter, and a send to a
+    full batch of the producer's waits for the broker: the reader of a poisoned backlog
+    spent more time there than on the bad records."""
+    from types import SimpleNamespace
+
+    from schemas.contracts import DecodeError
+
+    settings = worker_settings
+    portfolio = load_portfolio(ROOT / "deploy" / "portfolio.example.toml")
+    app = create_app(settings, portfolio)
+    message = SimpleNamespace(
+        topic=f"{settings.topic_prefix}{PREDICTIONS.suffix}",
+        partition=3,
+        offset=17,
+        key=b"k",
+        value=b'{"schema_version":1}',
+    )
+    await app.start()
+    try:
+        # The first send learns the topic's partitions from the broker.
+        await app.reader._dead_letter(message, [DecodeError("model_id", "unknown model", 0)])
+        errors = [DecodeError("predicted_at", "Expected `int`", n) for n in range(1, 201)]
+        queued = Suspensions(app.reader._dead_letter(message, errors))
+        await queued
+        assert queued.count == 0
+        await app.producer.flush()
+    finally:
+        await app.stop()
+    letters = read_topic(
+        confluent_consumer_config, DEAD_LETTERS.name(settings), 201, dead_letter_of
+    )
+    assert sorted(letter.error.index for letter in letters) == list(range(201))
+    assert {(letter.partition, letter.offset) for letter in letters} == {(3, 17)}
