@@ -105,6 +105,10 @@ class Settings:
     # one host, or a shared volume with working flock) deliver what one that left behind
     # spooled; each worker's own folder strands it until that worker comes back.
     worker_spool_dir: str = ""
+    # Freeze what survives each full garbage collection, so the next one scans only what
+    # is new (streams.worker.gcfreeze); off, full collections pause the worker for as
+    # long as its whole state takes to scan.
+    worker_gc_freeze: bool = True
     # The models the workers watch (see streams/portfolio.py); read once at start-up.
     portfolio_path: Path = Path("deploy/portfolio.example.toml")
 

@@ -90,6 +90,7 @@ from streams.topics import (
     worker_topics,
     writes_by_model,
 )
+from streams.worker.gcfreeze import FullCollections
 from streams.worker.ingest import INPUTS, PipelineCounters
 from streams.worker.metrics import WorkerCollector
 from streams.worker.naming import PrefixedLeaderAssignor, PrefixedTable
@@ -116,6 +117,7 @@ class FailsoftApp(faust.App):
     keyring: Keyring
     monitor_table: TableT[str, bytes]
     reader: IngestReader
+    full_collections: FullCollections
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -128,6 +130,7 @@ class FailsoftApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
+        self.full_collections.install(asyncio.get_running_loop())
         self.alerta.start()
         self.influx.start()
 
@@ -143,6 +146,7 @@ class FailsoftApp(faust.App):
         await super().on_stop()
         await self.alerta.stop(SINK_STOP_TIMEOUT)
         await self.influx.stop(SINK_STOP_TIMEOUT)
+        self.full_collections.remove()
 
 
 def writes_by_model_topic(settings: Settings) -> str:
@@ -230,6 +234,10 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         monitors,
         app.monitor_table.changelog_topic.get_topic_name(),
     )
+    app.full_collections = FullCollections(settings.worker_gc_freeze)
+    # After the reader's receivers, which drop the monitors of revoked partitions.
+    app.on_partitions_revoked.connect(app.full_collections.handover)
+    app.on_rebalance_complete.connect(app.full_collections.handover)
     app.collector = WorkerCollector(app.counters, [app.alerta, app.influx], app.reader, monitors)
     add_timers(app)
     add_views(app, monitors)

@@ -38,6 +38,11 @@ Metrics (all with the ``failsoft_`` prefix):
 - ``monitor_state_entries{structure}``, ``monitor_state_cap{structure}`` and
   ``monitor_models_at_cap{structure}``: the structures that grow until a cap, summed over
   the models, and how many models have reached it.
+
+The worker's full garbage collections have a collector of their own
+(``streams.worker.gcfreeze.FullCollections``): ``gc_full_collection_seconds`` (a histogram
+of their wall-clock pauses), ``gc_full_collection_longest_seconds``, ``gc_freezes_total``
+and ``gc_unfreezes_total``.
 """
 
 from __future__ import annotations
@@ -301,8 +306,9 @@ class WorkerCollector(Collector):
             )
 
 
-def render(collector: WorkerCollector) -> bytes:
-    """The Prometheus text exposition of one collector."""
+def render(*collectors: Collector) -> bytes:
+    """The Prometheus text exposition of the collectors."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)

@@ -80,4 +80,6 @@ def add_views(app: FailsoftApp, monitors: Monitors) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request, **kwargs: Any) -> Response:
-            return self.bytes(render(app.collector), content_type=CONTENT_TYPE)
+            return self.bytes(
+                render(app.collector, app.full_collections), content_type=CONTENT_TYPE
+            )

@@ -118,6 +118,10 @@ class Sample:
     changelog_offsets: int
     internal_bytes: int
     input_bytes: int
+    # The worker's full garbage collections (``gc_of_metrics``) and bounded structures
+    # (``state_of_metrics``) on its /metrics; None when it did not answer (or an older run).
+    gc: dict[str, Any] | None = None
+    state: dict[str, list[int]] | None = None
 
 
 def soak_portfolio(models: int, features: int) -> Portfolio:
@@ -215,6 +219,80 @@ def metric_sum(metrics: str, name: str) -> int:
 
     samples = (s for f in text_string_to_metric_families(metrics) for s in f.samples)
     return int(sum(sample.value for sample in samples if sample.name == name))
+
+
+def _families(metrics: str) -> Iterable[Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return (
+        sample for family in text_string_to_metric_families(metrics) for sample in family.samples
+    )
+
+
+def gc_of_metrics(metrics: str) -> dict[str, Any]:
+    """The worker's full garbage collections so far (``streams.worker.gcfreeze``): how
+    many, their seconds, how many ended under each bound (seconds), the longest, freezes.
+
+    >>> text = ('failsoft_gc_full_collection_seconds_bucket{le="0.05"} 3.0\\n'
+    ...         'failsoft_gc_full_collection_seconds_bucket{le="+Inf"} 5.0\\n'
+    ...         'failsoft_gc_full_collection_seconds_count 5.0\\n'
+    ...         'failsoft_gc_full_collection_seconds_sum 2.5\\n'
+    ...         'failsoft_gc_full_collection_longest_seconds 1.5\\n'
+    ...         'failsoft_gc_freezes_total 4.0\\n')
+    >>> gc_of_metrics(text)
+    {'count': 5, 'seconds': 2.5, 'under': {'0.05': 3, '+Inf': 5}, 'longest_s': 1.5, 'freezes': 4}
+    """
+    found: dict[str, Any] = {"count": 0, "seconds": 0.0, "under": {}, "longest_s": 0.0}
+    found["freezes"] = 0
+    for sample in _families(metrics):
+        if sample.name == "failsoft_gc_full_collection_seconds_bucket":
+            found["under"][sample.labels["le"]] = int(sample.value)
+        elif sample.name == "failsoft_gc_full_collection_seconds_count":
+            found["count"] = int(sample.value)
+        elif sample.name == "failsoft_gc_full_collection_seconds_sum":
+            found["seconds"] = round(sample.value, 4)
+        elif sample.name == "failsoft_gc_full_collection_longest_seconds":
+            found["longest_s"] = round(sample.value, 4)
+        elif sample.name == "failsoft_gc_freezes_total":
+            found["freezes"] = int(sample.value)
+    return found
+
+
+def state_of_metrics(metrics: str) -> dict[str, list[int]]:
+    """Per bounded structure of the worker's monitors: [entries, cap, models at cap].
+
+    >>> state_of_metrics('failsoft_monitor_state_entries{structure="a"} 5.0\\n'
+    ...                  'failsoft_monitor_state_cap{structure="a"} 20.0\\n'
+    ...                  'failsoft_monitor_models_at_cap{structure="a"} 1.0\\n')
+    {'a': [5, 20, 1]}
+    """
+    columns = {
+        "failsoft_monitor_state_entries": 0,
+        "failsoft_monitor_state_cap": 1,
+        "failsoft_monitor_models_at_cap": 2,
+    }
+    state: dict[str, list[int]] = {}
+    for sample in _families(metrics):
+        if sample.name in columns:
+            row = state.setdefault(sample.labels["structure"], [0, 0, 0])
+            row[columns[sample.name]] = int(sample.value)
+    return state
+
+
+def gc_between(first: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
+    """The full collections from one sample's ``gc`` to a later one's: how many, their mean
+    pause and how many ended under each bound (seconds).
+
+    >>> gc_between({"count": 2, "seconds": 3.0, "under": {"0.05": 0, "+Inf": 2}},
+    ...            {"count": 6, "seconds": 3.1, "under": {"0.05": 3, "+Inf": 6}})
+    {'count': 4, 'mean_s': 0.025, 'under': {'0.05': 3, '+Inf': 4}}
+    """
+    count = last["count"] - first["count"]
+    return {
+        "count": count,
+        "mean_s": round((last["seconds"] - first["seconds"]) / count, 4) if count else None,
+        "under": {bound: n - first["under"].get(bound, 0) for bound, n in last["under"].items()},
+    }
 
 
 def topic_bytes(entries: Iterable[tuple[str, int]], topics: Iterable[str]) -> int:
@@ -328,6 +406,20 @@ def summarize(samples: Sequence[Sample], play_start_s: float, play_end_s: float)
     lags = [s for s in playing if s.lag_records is not None]
     consumed = (last.consumed or 0) - (start.consumed or 0)
     cpu = last.worker_cpu_s - start.worker_cpu_s
+    answered = [s for s in samples if s.gc is not None]
+    after_2 = [s for s in answered if s.t_s >= play_start_s + 120]
+    collections = (
+        None
+        if not answered
+        else {
+            "whole_run": gc_between(_NO_GC, answered[-1].gc or _NO_GC),
+            "after_2_min": gc_between(after_2[0].gc or _NO_GC, answered[-1].gc or _NO_GC)
+            if after_2
+            else None,
+            "longest_s": answered[-1].gc["longest_s"] if answered[-1].gc else None,
+            "freezes": answered[-1].gc["freezes"] if answered[-1].gc else None,
+        }
+    )
     changelog_bytes = last.changelog_bytes - start.changelog_bytes
     return {
         "traffic_s": round(play_end_s - play_start_s, 1),
@@ -367,12 +459,53 @@ def summarize(samples: Sequence[Sample], play_start_s: float, play_end_s: float)
             "records_per_cpu_s": round(consumed / cpu, 1) if cpu > 0 else None,
         },
         "simulator_cpu_s": round(last.simulator_cpu_s, 1),
+        "gc_full_collections": collections,
+        "state": state_summary(samples, play_start_s),
         "machine": {
             "busy_cores_median": round(statistics.median(s.machine_busy_cores for s in playing), 2),
             "load1_median": round(statistics.median(s.load1 for s in playing), 2),
             "load1_max": round(max(s.load1 for s in playing), 2),
         },
     }
+
+
+_NO_GC: dict[str, Any] = {"count": 0, "seconds": 0.0, "under": {}}
+
+
+def state_summary(samples: Sequence[Sample], play_start_s: float) -> dict[str, Any] | None:
+    """Per bounded structure: its entries and cap at 5 minutes of traffic and at the last
+    sample, and the minute of traffic from which it stayed at least 95% full (None if it
+    did not), summed over the models.
+
+    >>> def s(t, n):
+    ...     return Sample(t, "play", 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0, 0, 0, 0, 0,
+    ...                   state={"a": [n, 100, 0]})
+    >>> state_summary([s(0, 10), s(60, 96), s(300, 100), s(360, 100)], 0.0)
+    {'a': {'at_5_min': [100, 100], 'last': [100, 100], 'full_from_min': 1.0}}
+    """
+    known = [s for s in samples if s.state]
+    if not known:
+        return None
+    at_5 = value_at(known, play_start_s + RSS_MARKS_MIN[0] * 60)
+    last = known[-1]
+    summary: dict[str, Any] = {}
+    for structure, (entries, cap, _) in sorted((last.state or {}).items()):
+        full_from = None
+        for sample in known:
+            n, c, _ = (sample.state or {}).get(structure, (0, 0, 0))
+            if c and n >= 0.95 * c:
+                full_from = full_from if full_from is not None else sample.t_s
+            else:
+                full_from = None
+        mark = (at_5.state or {}).get(structure) if at_5 is not None else None
+        summary[structure] = {
+            "at_5_min": None if mark is None else mark[:2],
+            "last": [entries, cap],
+            "full_from_min": None
+            if full_from is None
+            else round((full_from - play_start_s) / 60, 1),
+        }
+    return summary
 
 
 def _pairs(samples: Sequence[Sample]) -> Iterable[tuple[Sample, Sample]]:
@@ -482,6 +615,8 @@ class Sampler:
             changelog_offsets=offsets,
             internal_bytes=topic_bytes(entries, [self.internal]),
             input_bytes=topic_bytes(entries, self.inputs),
+            gc=None if metrics is None else gc_of_metrics(metrics),
+            state=None if metrics is None else state_of_metrics(metrics),
         )
         self.samples.append(sample)
         return sample
@@ -531,7 +666,7 @@ def plot(samples: Sequence[Sample], play_start_s: float, title: str, path: Path)
     import matplotlib.pyplot as plt
 
     minutes = [(s.t_s - play_start_s) / 60 for s in samples]
-    fig, (ax_rss, ax_lag, ax_cpu) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    fig, (ax_rss, ax_lag, ax_cpu, ax_state) = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
     ax_rss.plot(minutes, [s.rss_bytes / MIB for s in samples], color="tab:blue")
     ax_rss.set_ylabel("worker RSS (MiB)")
     ax_rss.set_ylim(bottom=0)
@@ -567,18 +702,34 @@ def plot(samples: Sequence[Sample], play_start_s: float, title: str, path: Path)
     )
     ax_cpu.set_ylabel("cores")
     ax_cpu.set_ylim(0, (os.cpu_count() or 1) + 0.2)
-    ax_cpu.set_xlabel("minutes of traffic")
     ax_cpu.legend(loc="center left", fontsize="small")
     ax_load = ax_cpu.twinx()
     ax_load.plot(minutes, [s.load1 for s in samples], color="black", ls=":", lw=0.8)
     ax_load.set_ylabel("load average, 1 min (dotted)")
     ax_load.set_ylim(bottom=0)
     ax_cpu.grid(alpha=0.3)
-    for axis in (ax_rss, ax_lag, ax_cpu):
+    filled = [(m, s.state) for m, s in zip(minutes, samples, strict=True) if s.state]
+    for structure in sorted(filled[-1][1] if filled else ()):
+        ax_state.plot(
+            [m for m, _ in filled],
+            [
+                100 * state.get(structure, [0, 1])[0] / max(state.get(structure, [0, 1])[1], 1)
+                for _, state in filled
+            ],
+            label=structure,
+            lw=1,
+        )
+    ax_state.set_ylabel("entries (% of cap)")
+    ax_state.set_ylim(0, 105)
+    ax_state.set_xlabel("minutes of traffic")
+    ax_state.grid(alpha=0.3)
+    if filled:
+        ax_state.legend(loc="lower right", fontsize="x-small", ncol=3)
+    for axis in (ax_rss, ax_lag, ax_cpu, ax_state):
         axis.axvline(0, color="grey", lw=0.8)
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
