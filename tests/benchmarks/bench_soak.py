@@ -240,10 +240,11 @@ def gc_of_metrics(metrics: str) -> dict[str, Any]:
     ...         'failsoft_gc_full_collection_longest_seconds 1.5\\n'
     ...         'failsoft_gc_freezes_total 4.0\\n')
     >>> gc_of_metrics(text)
-    {'count': 5, 'seconds': 2.5, 'under': {'0.05': 3, '+Inf': 5}, 'longest_s': 1.5, 'freezes': 4}
+    {'count': 5, 'seconds': 2.5, 'under': {'0.05': 3, '+Inf': 5}, 'longest_s': 1.5, 'freezes': 4, \
+'collected': 0}
     """
     found: dict[str, Any] = {"count": 0, "seconds": 0.0, "under": {}, "longest_s": 0.0}
-    found["freezes"] = 0
+    found["freezes"] = found["collected"] = 0
     for sample in _families(metrics):
         if sample.name == "failsoft_gc_full_collection_seconds_bucket":
             found["under"][sample.labels["le"]] = int(sample.value)
@@ -255,6 +256,8 @@ def gc_of_metrics(metrics: str) -> dict[str, Any]:
             found["longest_s"] = round(sample.value, 4)
         elif sample.name == "failsoft_gc_freezes_total":
             found["freezes"] = int(sample.value)
+        elif sample.name == "failsoft_gc_full_collection_collected_total":
+            found["collected"] = int(sample.value)
     return found
 
 
@@ -281,17 +284,18 @@ def state_of_metrics(metrics: str) -> dict[str, list[int]]:
 
 def gc_between(first: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
     """The full collections from one sample's ``gc`` to a later one's: how many, their mean
-    pause and how many ended under each bound (seconds).
+    pause, how many ended under each bound (seconds) and the objects they freed.
 
     >>> gc_between({"count": 2, "seconds": 3.0, "under": {"0.05": 0, "+Inf": 2}},
-    ...            {"count": 6, "seconds": 3.1, "under": {"0.05": 3, "+Inf": 6}})
-    {'count': 4, 'mean_s': 0.025, 'under': {'0.05': 3, '+Inf': 4}}
+    ...            {"count": 6, "seconds": 3.1, "under": {"0.05": 3, "+Inf": 6}, "collected": 9})
+    {'count': 4, 'mean_s': 0.025, 'under': {'0.05': 3, '+Inf': 4}, 'collected': 9}
     """
     count = last["count"] - first["count"]
     return {
         "count": count,
         "mean_s": round((last["seconds"] - first["seconds"]) / count, 4) if count else None,
         "under": {bound: n - first["under"].get(bound, 0) for bound, n in last["under"].items()},
+        "collected": last.get("collected", 0) - first.get("collected", 0),
     }
 
 
@@ -724,7 +728,7 @@ def plot(samples: Sequence[Sample], play_start_s: float, title: str, path: Path)
     ax_state.set_xlabel("minutes of traffic")
     ax_state.grid(alpha=0.3)
     if filled:
-        ax_state.legend(loc="lower right", fontsize="x-small", ncol=3)
+        ax_state.legend(loc="upper left", fontsize="x-small", ncol=3)
     for axis in (ax_rss, ax_lag, ax_cpu, ax_state):
         axis.axvline(0, color="grey", lw=0.8)
     fig.suptitle(title, fontsize="medium")

@@ -58,6 +58,7 @@ async def test_what_survives_a_full_collection_is_frozen_at_the_next_turn(
     new = weakref.ref(Node())
     gc.collect()
     assert new() is None
+    assert freezing.collected >= 2, "the Node and its __dict__"
 
 
 async def test_frozen_cycles_are_kept_until_a_handover(freezing: FullCollections) -> None:
@@ -108,6 +109,7 @@ def test_metrics_count_pauses_freezes_and_unfreezes() -> None:
     collections.seconds = 0.5
     collections.longest = 0.25
     collections.freezes, collections.unfreezes = 4, 1
+    collections.collected = 70
     lines = [
         line
         for line in render(collections).decode().splitlines()
@@ -120,6 +122,7 @@ def test_metrics_count_pauses_freezes_and_unfreezes() -> None:
         "failsoft_gc_full_collection_seconds_count 4.0",
         "failsoft_gc_full_collection_seconds_sum 0.5",
         "failsoft_gc_full_collection_longest_seconds 0.25",
+        "failsoft_gc_full_collection_collected_total 70.0",
         "failsoft_gc_freezes_total 4.0",
         "failsoft_gc_unfreezes_total 1.0",
     ]
