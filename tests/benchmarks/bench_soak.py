@@ -19,26 +19,31 @@ pair, topics and an app id of the run's own, deleted at the end):
    most, a label a compressed label delay later: about F + 2.2 records;
 3. every ``--every`` seconds, from the worker's start until the simulator has ended and
    the worker has caught up (or ``DRAIN_TIMEOUT_S`` passed): the RSS and CPU time of the
-   worker's process tree (``/proc``), its lag and the records it consumed (its
-   ``/metrics``), the bytes of the state table's changelog, of the worker's internal
-   topic and of the input topics in the broker's log folder (``.log`` segments; index
-   files are preallocated), the changelog's end offsets, the machine's busy cores
-   (``/proc/stat``) and its load average; then the worker is stopped (SIGTERM, as a
-   supervisor would) and the changelog measured again: a stopping worker checkpoints
-   every monitor it holds, which a worker whose models each see fewer than
-   ``streams.monitor.CHECKPOINT_EVERY`` records (and no alarm) never did before;
+   worker's process tree (``/proc``), its lag, the records it consumed, its full garbage
+   collections (``streams.worker.gcfreeze``) and its monitors' bounded structures
+   (entries, caps, models at cap; all on its ``/metrics``), the bytes of the state
+   table's changelog, of the worker's internal topic and of the input topics in the
+   broker's log folder (``.log`` segments; index files are preallocated), the
+   changelog's end offsets, the machine's busy cores (``/proc/stat``) and its load
+   average; then the worker is stopped (SIGTERM, as a supervisor would) and the
+   changelog measured again: a stopping worker checkpoints every monitor it holds, which
+   a worker whose models each see fewer than ``streams.monitor.CHECKPOINT_EVERY``
+   records (and no alarm) never did before;
 4. ``soak.csv`` (the samples), ``soak.json`` (settings, command, summary, samples) and
-   ``soak.png`` (RSS, lag and CPU over time) in ``--out``; the worker's and simulator's
-   logs stay in the run folder under the stack's state folder, and the summary counts
-   the worker log's error lines.
+   ``soak.png`` (RSS, lag, CPU and the structures' fill over time) in ``--out``; the
+   worker's and simulator's logs stay in the run folder under the stack's state folder,
+   and the summary counts the worker log's error lines.
 
 The summary: the worker's RSS at most, at 5, 10, 20 and 30 minutes of traffic, its growth
 after the first 5 minutes; its lag (records, seconds) at most and by the end; the
 changelog's write rate (bytes and records per second of traffic, and bytes per record
 consumed) and what the stop wrote; the worker's CPU (cores used on average) and its
-records per CPU-second; the machine's busy cores and load average over the run. The
-machine is shared: a lag that grows while the worker gets less CPU than its records need
-is the machine, not the worker; compare its CPU share with its records per CPU-second.
+records per CPU-second; its full garbage collections (how many, their pauses, the objects
+they freed) over the run and after its first 2 minutes; each bounded structure's entries
+at 5 minutes and at the end, and from which minute it stayed at least 95% full; the
+machine's busy cores and load average over the run. The machine is shared: a lag that
+grows while the worker gets less CPU than its records need is the machine, not the
+worker; compare its CPU share with its records per CPU-second.
 
 Run from the repository root::
 
@@ -599,8 +604,11 @@ class Sampler:
         try:
             offsets = self._changelog_offsets()
             behind: int | None = self._committed_lag([*self.inputs, self.internal])
-        except KafkaException:  # a slow broker: asked again at the next sample
-            offsets, behind = self.samples[-1].changelog_offsets, None
+        except KafkaException:
+            # A slow broker, or topics just created whose leaders it has not elected yet
+            # (the first sample): asked again at the next sample.
+            offsets = self.samples[-1].changelog_offsets if self.samples else 0
+            behind = None
         sample = Sample(
             t_s=round(at_s, 2),
             phase=phase,
