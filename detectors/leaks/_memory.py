@@ -103,37 +103,57 @@ class KeyTable:
     def _home(self, key: int) -> int:
         return key & (len(self.rows) - 1)
 
-    def _slot(self, key: int) -> int:
-        """The key's slot, or the empty slot where it would go."""
-        mask = len(self.rows) - 1
+    def probe(self, key: int) -> tuple[int, int]:
+        """The key's slot and row; if absent, the empty slot where it would go and -1.
+
+        Read with ``item``: a Python number per probe, no numpy scalar made.
+
+        >>> table = KeyTable(4)  # 16 slots: keys 3 and 19 both start at slot 3
+        >>> table.add(3, 0)
+        >>> table.probe(19)
+        (4, -1)
+        >>> table.put(4, 19, 1)
+        >>> table.probe(19), table.find(3)
+        ((4, 1), 0)
+        >>> table.remove(3)  # 19 moves back to its first slot
+        >>> table.probe(19), table.size
+        ((3, 1), 1)
+        """
+        rows, keys = self.rows, self.keys
+        mask = len(rows) - 1
         slot = key & mask
-        while self.rows[slot] >= 0 and int(self.keys[slot]) != key:
+        row = rows.item(slot)
+        while row >= 0 and keys.item(slot) != key:
             slot = (slot + 1) & mask
-        return slot
+            row = rows.item(slot)
+        return slot, row
 
     def find(self, key: int) -> int:
         """The key's row, -1 if absent."""
-        return int(self.rows[self._slot(key)])
+        return self.probe(key)[1]
 
     def add(self, key: int, row: int) -> None:
         """Maps an absent ``key`` to ``row``; the table must have room for it."""
-        slot = self._slot(key)
+        self.put(self.probe(key)[0], key, row)
+
+    def put(self, slot: int, key: int, row: int) -> None:
+        """Maps an absent ``key`` to ``row`` at ``slot``, the one ``probe`` gave for it."""
         self.keys[slot], self.rows[slot] = key, row
         self.size += 1
 
     def remove(self, key: int) -> None:
         """Forgets a present ``key``."""
         mask = len(self.rows) - 1
-        hole = self._slot(key)
+        hole = self.probe(key)[0]
         self.keys[hole], self.rows[hole] = 0, -1
         self.size -= 1
         slot = hole
         while True:
             slot = (slot + 1) & mask
-            if self.rows[slot] < 0:
+            if self.rows.item(slot) < 0:
                 return
             # An entry whose home is cyclically in (hole, slot] must stay where it is.
-            home = self._home(int(self.keys[slot]))
+            home = self._home(self.keys.item(slot))
             if (home - hole - 1) & mask < (slot - hole) & mask:
                 continue
             self.keys[hole], self.rows[hole] = self.keys[slot], self.rows[slot]

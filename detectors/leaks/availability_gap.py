@@ -355,20 +355,21 @@ class AvailabilityGap(base.Base):
         if found and at > self._stream_time:
             self._stream_time = at
         # The loop runs for every value served: lookups bound once.
-        find = self._table.find
+        probe = self._table.probe
         rows, values = run.rows, run.features
         add_row, add_value = rows.append, values.append
         for counts in found:
             key = entity ^ counts.salt
-            row = find(key)
+            slot, row = probe(key)
             if row < 0:
                 if not self._free_count:
                     run.close(at, position)
                     self._flush(run)
                     self._make_room()
-                    # Growing makes the table again.
-                    find = self._table.find
-                row = self._take(key, run)
+                    # Making room removes keys, and growing makes the table again.
+                    probe = self._table.probe
+                    slot = probe(key)[0]
+                row = self._take(key, slot, run)
             add_row(row)
             add_value(counts)
         run.close(at, position)
@@ -428,19 +429,20 @@ class AvailabilityGap(base.Base):
 
     def _row(self, key: int) -> int:
         """The key's row, made if absent."""
-        row = self._table.find(key)
+        slot, row = self._table.probe(key)
         if row < 0:
             if not self._free_count:
                 self._make_room()
-            row = self._take(key)
+                slot = self._table.probe(key)[0]
+            row = self._take(key, slot)
         return row
 
-    def _take(self, key: int, run: _Run | None = None) -> int:
-        """A free row for the absent ``key``; set at once, or for ``run`` when it is
-        flushed, all at once."""
+    def _take(self, key: int, slot: int, run: _Run | None = None) -> int:
+        """A free row for the absent ``key``, put at its empty ``slot`` of the table; set at
+        once, or for ``run`` when it is flushed, all at once."""
         self._free_count -= 1
-        row = int(self._free[self._free_count])
-        self._table.add(key, row)
+        row = self._free.item(self._free_count)
+        self._table.put(slot, key, row)
         self._in_use[row] = True
         if run is None:
             self._make(row, key, self._forgotten_until)
@@ -504,17 +506,21 @@ class AvailabilityGap(base.Base):
             return
         row = self._row(self._entity(entities, write.entity_id) ^ counts.salt)
         event_at, written_at = float(write.event_at), float(write.written_at)
-        writes = int(self._writes[row])
+        # Read with ``item`` as Python numbers: a write is one event, numpy scalars cost more.
+        writes = self._writes.item(row)
         slot = writes % self.history
         if writes >= self.history:
-            dropped = max(self._event_at[row, slot], self._written_at[row, slot])
-            self._since[row] = max(self._since[row], dropped)
+            dropped = max(self._event_at.item(row, slot), self._written_at.item(row, slot))
+            self._since[row] = max(self._since.item(row), dropped)
         self._event_at[row, slot] = event_at
         self._written_at[row, slot] = written_at
         self._writes[row] = writes + 1
-        self._latest[row] = max(float(self._latest[row]), event_at, written_at)
-        self._seen[row] = max(float(self._seen[row]), self._latest[row])
-        kept = min(int(self._served[row]), self.pending)
+        latest = max(self._latest.item(row), event_at, written_at)
+        self._latest[row] = latest
+        self._seen[row] = max(self._seen.item(row), latest)
+        kept = min(self._served.item(row), self.pending)
+        if kept == 0:
+            return
         predicted = self._predicted_at[row, :kept].tolist()
         counted = self._counted[row, :kept].tolist()
         for slot, (at, done) in enumerate(zip(predicted, counted, strict=True)):
@@ -533,7 +539,7 @@ class AvailabilityGap(base.Base):
         When a forgotten write might be the newer one training joins, the answer is no:
         guessing yes would make gaps out of missing memory.
         """
-        kept = min(int(self._writes[row]), self.history)
+        kept = min(self._writes.item(row), self.history)
         if kept == 0:
             return False
         joined: tuple[float, float] | None = None
@@ -552,7 +558,7 @@ class AvailabilityGap(base.Base):
         if joined is None:
             return False
         event_at, written_at = joined
-        return written_at > at and event_at >= float(self._since[row])
+        return written_at > at and event_at >= self._since.item(row)
 
     def _late_many(self, rows: np.ndarray, at: np.ndarray) -> np.ndarray:
         """``_late`` of each (row, time), at once."""
@@ -596,13 +602,13 @@ class AvailabilityGap(base.Base):
 
     def _add_prediction(self, row: int, at: float, counts: _Feature, position: int) -> None:
         late = self._late(row, at)
-        served = int(self._served[row])
+        served = self._served.item(row)
         slot = served % self.pending
         self._predicted_at[row, slot] = at
         self._counted[row, slot] = late
         self._block_of[row, slot] = counts.predictions // self._block
         self._served[row] = served + 1
-        if at > self._seen[row]:
+        if at > self._seen.item(row):
             self._seen[row] = at
         flagged = self._advance(counts, (late,), (at,))
         if flagged is not None:
