@@ -235,8 +235,11 @@ class AlertaSink(BufferedSink[Alert | Heartbeat]):
             else:
                 await self._post("/heartbeat", self._heartbeat_body(item))
 
+    def keeps(self, item: Alert | Heartbeat) -> bool:
+        return isinstance(item, Alert)
+
     def encode_item(self, item: Alert | Heartbeat) -> Any:
-        return dataclasses.asdict(item) if isinstance(item, Alert) else None
+        return dataclasses.asdict(item)
 
     def decode_item(self, data: Any) -> Alert | Heartbeat:
         data["correlate"] = tuple(data["correlate"])

@@ -24,7 +24,10 @@ spool before the orphan is deleted. A file is deleted once everything in it was
 delivered; a kill while a replay drains sends the delivered part again, which InfluxDB
 (same series and time) and Alerta (a duplicate) absorb. A spool is bounded by
 ``spool_bytes``: an item that does not fit stays in memory only and is counted as
-``unspooled``. Only a kill while the server is up can lose items: what ``flush_interval``
+``unspooled``. A sink may keep some kinds of items in memory only (``keeps``: Alerta's
+heartbeats, since a dead worker's would say it is alive); ``buffered_not_spooled`` counts
+those it holds, so what a stop during an outage spooled can be checked against what it
+held. Only a kill while the server is up can lose items: what ``flush_interval``
 held, a second's worth.
 """
 
@@ -36,6 +39,7 @@ import collections
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -98,7 +102,8 @@ ADOPT_EVERY = 5.0
 
 @dataclasses.dataclass
 class SinkStats:
-    """Counters of one sink since it started; ``buffered`` includes the batch in flight."""
+    """Counters of one sink since it started; ``buffered`` includes the batch in flight,
+    ``buffered_not_spooled`` is how many of those a spool does not keep (``keeps``)."""
 
     enqueued: int = 0
     delivered: int = 0
@@ -106,6 +111,7 @@ class SinkStats:
     rejected: int = 0
     failed_attempts: int = 0
     buffered: int = 0
+    buffered_not_spooled: int = 0
     spooled: int = 0
     unspooled: int = 0
     restored: int = 0
@@ -123,10 +129,10 @@ class Spool:
     previous life, or another worker that left during an outage. A file is created under
     a hidden name and renamed once locked, so no one adopts a file its writer is still
     opening; an adopter checks that the file it locked is still linked, so a file is
-    adopted once. ``encode`` turns an item into JSON-able data (None: not worth keeping
-    across a restart), ``decode`` turns it back. Lines are written through a
-    line-buffered file: each is in the kernel once ``add`` returns, which a killed process
-    cannot take back.
+    adopted once. ``keeps`` says whether an item is worth keeping across a restart,
+    ``encode`` turns one it keeps into JSON-able data, ``decode`` turns that back. Lines
+    are written through a line-buffered file: each is in the kernel once ``add`` returns,
+    which a killed process cannot take back.
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class Spool:
         max_bytes: int,
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any],
+        keeps: Callable[[Any], bool],
     ) -> None:
         if max_bytes < 1:
             raise ValueError(f"Spool: max_bytes must be >= 1, got {max_bytes}")
@@ -146,6 +153,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._encode = encode
         self._decode = decode
+        self._keeps = keeps
         self._file: IO[str] | None = None
         self._size = 0
 
@@ -209,7 +217,7 @@ class Spool:
 
     def add(self, item: Any) -> bool | None:
         """Write one item: True, False when it would pass the bound, None when it is not
-        kept (``encode`` said so)."""
+        kept (``keeps`` said so)."""
         assert self._file is not None
         line = self._line(item)
         if line is None:
@@ -231,8 +239,9 @@ class Spool:
             self._file = None
 
     def _line(self, item: Any) -> str | None:
-        data = self._encode(item)
-        return None if data is None else json.dumps(data, separators=(",", ":")) + "\n"
+        if not self._keeps(item):
+            return None
+        return json.dumps(self._encode(item), separators=(",", ":")) + "\n"
 
 
 class BufferedSink(abc.ABC, Generic[T]):
@@ -252,7 +261,8 @@ class BufferedSink(abc.ABC, Generic[T]):
     spool
         A folder that keeps what is buffered during an outage past the process, shared by
         the sinks of this name that deliver to the same server (the module docstring); the
-        subclass then implements ``encode_item`` and ``decode_item``.
+        subclass then implements ``encode_item`` and ``decode_item``, and ``keeps`` if
+        some items stay in memory only.
     spool_bytes
         The spool's bound in bytes.
     """
@@ -289,13 +299,21 @@ class BufferedSink(abc.ABC, Generic[T]):
         self._spool = (
             None
             if spool is None
-            else Spool(spool, self.name, spool_bytes, self.encode_item, self.decode_item)
+            else Spool(
+                spool, self.name, spool_bytes, self.encode_item, self.decode_item, self.keeps
+            )
         )
 
     @property
     def stats(self) -> SinkStats:
-        """A snapshot of the counters."""
-        return dataclasses.replace(self._stats, buffered=self.buffered)
+        """A snapshot of the counters; counting what a spool does not keep looks at every
+        item held, which a scrape's or a report's pace affords and ``enqueue``'s would not."""
+        held = itertools.chain(self._in_flight, self._queue)
+        return dataclasses.replace(
+            self._stats,
+            buffered=self.buffered,
+            buffered_not_spooled=sum(1 for item in held if not self.keeps(item)),
+        )
 
     @property
     def spooling(self) -> bool:
@@ -379,8 +397,12 @@ class BufferedSink(abc.ABC, Generic[T]):
     async def close_transport(self) -> None:
         """Release connections; called once when the sink stops."""
 
+    def keeps(self, item: T) -> bool:
+        """Whether a spool keeps ``item`` across the process; False keeps it in memory only."""
+        return True
+
     def encode_item(self, item: T) -> Any:
-        """The item as JSON-able data for the spool, or None to keep it in memory only."""
+        """An item ``keeps`` accepts as JSON-able data for the spool."""
         raise NotImplementedError(f"{self.name}: a spool needs encode_item")
 
     def decode_item(self, data: Any) -> T:

@@ -26,8 +26,10 @@ Metrics (all with the ``failsoft_`` prefix):
   points and alerts to the sinks' queues), counting each record of a micro-batch at its
   first record's wait: an upper bound. A feature write is timed from its read on the
   app's internal topic, so its hop through that topic is not in it.
-- ``sink_buffered{sink}``, ``sink_delivered_total{sink}``, ``sink_dropped_total{sink}``,
-  ``sink_rejected_total{sink}``, ``sink_failed_attempts_total{sink}``;
+- ``sink_buffered{sink}``, ``sink_buffered_not_spooled{sink}`` (of those, the items a
+  spool does not keep: Alerta's heartbeats), ``sink_delivered_total{sink}``,
+  ``sink_dropped_total{sink}``, ``sink_rejected_total{sink}``,
+  ``sink_failed_attempts_total{sink}``;
 - ``sink_spooling{sink}`` (1 while an outage's items are written to the spool),
   ``sink_spooled_total{sink}``, ``sink_unspooled_total{sink}`` (held in memory only: the
   spool was full) and ``sink_restored_total{sink}`` (adopted from spools that stopped or
@@ -195,6 +197,11 @@ class WorkerCollector(Collector):
         buffered = GaugeMetricFamily(
             "failsoft_sink_buffered", "Items queued or in flight.", labels=["sink"]
         )
+        not_spooled = GaugeMetricFamily(
+            "failsoft_sink_buffered_not_spooled",
+            "Items queued or in flight that a spool does not keep (Alerta's heartbeats).",
+            labels=["sink"],
+        )
         spooling = GaugeMetricFamily(
             "failsoft_sink_spooling",
             "1 while the sink writes what it buffers to its spool (an outage).",
@@ -215,10 +222,12 @@ class WorkerCollector(Collector):
         for sink in self.sinks:
             stats = sink.stats
             buffered.add_metric([sink.name], stats.buffered)
+            not_spooled.add_metric([sink.name], stats.buffered_not_spooled)
             spooling.add_metric([sink.name], int(sink.spooling))
             for field, family in totals.items():
                 family.add_metric([sink.name], getattr(stats, field))
         yield buffered
+        yield not_spooled
         yield spooling
         yield from totals.values()
         yield from self._monitors()

@@ -931,9 +931,10 @@ class ChaosRun:
 
     def through(self, record: FaultRecord, sink: str) -> dict[str, dict[str, Any]]:
         """The workers alive during an outage: the most their ``sink`` held during it, at
-        their last scrape what it held, had dropped, had retried and had spooled (and
-        whether it was spooling), and for one that ended what the workers after it adopted
-        from the spool folder they share (all of it: several that ended share the count)."""
+        their last scrape what it held (and how much of it a spool does not keep), had
+        dropped, had retried and had spooled (and whether it was spooling), and for one
+        that ended what the workers after it adopted from the spool folder they share (all
+        of it: several that ended share the count)."""
         assert record.recovered_ms is not None
         found = {}
         for w in self.workers:
@@ -958,6 +959,7 @@ class ChaosRun:
                 "ended_by": w.ended_by,
                 "buffered_max_during": max(during, default=None),
                 "buffered_at_end": stats.get("buffered"),
+                "not_spooled_at_end": stats.get("buffered_not_spooled"),
                 # Empty at some scrape after the outage: all it held then was delivered.
                 "emptied_after": 0.0 in after,
                 "dropped": stats.get("dropped"),
@@ -996,13 +998,29 @@ class ChaosRun:
         A worker scraped while it stops reads ``spooling`` 0 once its stop has spooled what
         it held and closed the spool (seed 10: b#1 held 298, spooled 298, and the workers
         after it adopted 1,535): it ended spooling all the same, unless it spooled less
-        than it held.
+        than it held of what a spool keeps (``not_spooled_at_end``: the heartbeats it
+        held; a report from before workers exported it counts none).
 
         >>> stopped = {**left, "spooling_at_end": False, "buffered_at_end": 298,
         ...            "spooled": 298, "restored_after": 1535}
         >>> ChaosRun.emptied({"b#1": stopped})
         True
         >>> ChaosRun.emptied({"b#1": {**stopped, "spooled": 200}})
+        False
+
+        Seed 11: a worker SIGTERMed in Alerta's outage held 17 items, spooled 16 and the
+        workers after it adopted 16; the 17th was a heartbeat, which no spool keeps.
+
+        >>> held = {**stopped, "buffered_at_end": 17, "not_spooled_at_end": 1,
+        ...         "spooled": 16, "restored_after": 16}
+        >>> ChaosRun.emptied({"a#2": held})
+        True
+        >>> ChaosRun.emptied({"a#2": {**held, "not_spooled_at_end": 0}})
+        False
+        >>> before = {k: v for k, v in held.items() if k != "not_spooled_at_end"}
+        >>> ChaosRun.emptied({"a#2": before})  # a report from before the gauge
+        False
+        >>> ChaosRun.emptied({"a#2": {**held, "restored_after": 15}})
         False
 
         A worker that emptied its buffer after the outage without a drop delivered all it
@@ -1021,7 +1039,8 @@ class ChaosRun:
             if e.get("emptied_after") and not e.get("dropped"):
                 continue
             held = e["buffered_at_end"]
-            stopped_spooling = bool(held) and e["spooled"] >= held
+            keepable = (held or 0) - (e.get("not_spooled_at_end") or 0)
+            stopped_spooling = bool(held) and e["spooled"] >= keepable
             if e["ended_by"] is not None and (e["spooling_at_end"] or stopped_spooling):
                 if e["unspooled"] or (e["restored_after"] or 0) < e["spooled"]:
                     return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from schemas.contracts import DecodeError, FeatureWrite, GroundTruth, Prediction
 from streams.monitor.gauges import StateGauges
 from streams.portfolio import load_portfolio
-from streams.sinks.alerta import AlertaSink, detector_alert
+from streams.sinks.alerta import AlertaSink, Heartbeat, detector_alert
+from streams.sinks.influx import InfluxSink, point
 from streams.worker.ingest import INPUTS, PipelineCounters, admit, reason_label
 from streams.worker.metrics import Histogram, WorkerCollector, render
 from streams.worker.readers import BATCH_SIZE_BUCKETS, EFFECT_LATENCY_BUCKETS, TopicLag
@@ -104,6 +106,24 @@ def test_metrics_render_books_and_sink_state() -> None:
     assert 'failsoft_sink_buffered{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_dropped_total{sink="alerta"} 1.0' in text
     assert 'failsoft_sink_spooling{sink="alerta"} 0.0' in text
+
+
+def test_metrics_render_what_a_sink_holds_that_its_spool_would_not_keep() -> None:
+    alerta = AlertaSink("http://127.0.0.1:9", "key", "Development")
+    for severity in ("minor", "major", "normal"):
+        alerta.enqueue(detector_alert("ranker", "team-search", "drift", severity, "psi"))
+    for _ in range(2):
+        alerta.enqueue(Heartbeat(origin="w/a:1", timeout=timedelta(seconds=90)))
+    influx = InfluxSink("http://127.0.0.1:9", "token", "org", "bucket")
+    for time_ms in range(4):
+        influx.enqueue(point("pipeline", {"sink": "alerta"}, {"buffered": 5}, time_ms))
+    collector = WorkerCollector(PipelineCounters(), [alerta, influx], Ingest(), NoMonitors())
+    text = render(collector).decode()
+    # The heartbeats: a spool keeps alerts only, and every point.
+    assert 'failsoft_sink_buffered{sink="alerta"} 5.0' in text
+    assert 'failsoft_sink_buffered_not_spooled{sink="alerta"} 2.0' in text
+    assert 'failsoft_sink_buffered{sink="influxdb"} 4.0' in text
+    assert 'failsoft_sink_buffered_not_spooled{sink="influxdb"} 0.0' in text
 
 
 async def test_metrics_render_what_a_sink_restored_from_the_spool_it_was_left(

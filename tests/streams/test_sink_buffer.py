@@ -53,9 +53,12 @@ class FakeSink(BufferedSink[int]):
     async def close_transport(self) -> None:
         self.closed = True
 
-    def encode_item(self, item: int) -> Any:
+    def keeps(self, item: int) -> bool:
         # Negative items stand for what a sink keeps in memory only (Alerta's heartbeats).
-        return None if item < 0 else item
+        return item >= 0
+
+    def encode_item(self, item: int) -> Any:
+        return item
 
     def decode_item(self, data: Any) -> int:
         if not isinstance(data, int):
@@ -409,3 +412,19 @@ async def test_a_spool_is_adopted_by_one_sink_only(started: Start, tmp_path: Pat
     assert (first.stats.restored, second.stats.restored) == (1, 0)
     # The first holds it in its own spool, locked: the second does not take it from there.
     assert spooled(tmp_path) == ["1"]
+
+
+async def test_the_stats_count_what_is_held_that_a_spool_does_not_keep(
+    started: Start, tmp_path: Path
+) -> None:
+    sink = started(FakeSink(capacity=100, batch_size=2, spool=tmp_path, **NOW))
+    sink.gate.clear()  # the server hangs: the first batch stays in flight
+    for item in (-1, 1, 2, -2, -3):
+        sink.enqueue(item)
+    await wait_until(lambda: sink._in_flight)
+    # -1 in flight and -2, -3 queued: counted wherever they are held.
+    assert sink._in_flight == [-1, 1]
+    assert (sink.stats.buffered, sink.stats.buffered_not_spooled) == (5, 3)
+    sink.gate.set()
+    assert await sink.flush(timeout=2.0)
+    assert (sink.stats.buffered, sink.stats.buffered_not_spooled) == (0, 0)
