@@ -138,6 +138,9 @@ class Worker:
         self.unbalanced: list[Any] = []
         # (epoch ms, sink -> items buffered) at each scrape.
         self.buffered: list[tuple[int, dict[str, float]]] = []
+        # Per sink, whether a spool file of this process was in the shared folder when it
+        # exited: a sink deletes its own at its stop only once it holds nothing.
+        self.spool_left: dict[str, bool] = {}
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel],
@@ -232,6 +235,12 @@ class Worker:
         self.ended_ms = now_ms()
         self.ended_by = how
         self._log.close()
+        if self.settings.worker_spool_dir:
+            folder = Path(self.settings.worker_spool_dir)
+            self.spool_left = {
+                sink: any(folder.glob(f"{sink}.*-{self.process.pid}-*.jsonl"))
+                for sink in ("alerta", "influxdb")
+            }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -968,6 +977,7 @@ class ChaosRun:
                 "spooled": stats.get("spooled"),
                 "unspooled": stats.get("unspooled"),
                 "restored_after": sum(later) if later else None,
+                "spool_left_at_exit": w.spool_left.get(sink),
             }
         return found
 
@@ -1034,6 +1044,20 @@ class ChaosRun:
         True
         >>> ChaosRun.emptied({"a#3": {**last, "emptied_after": False}})
         False
+
+        A worker that ended while spooling but whose spool file was gone when it exited,
+        adopted by none, deleted it itself: its stop delivered all it held, since a sink
+        deletes its file only then (seed 11 at c2726cd: b#1, SIGTERMed 2 s after Alerta
+        came back, spooled 11, held 1 at its last scrape; none adopted, its file gone).
+
+        >>> delivered = {**left, "buffered_at_end": 1, "spooled": 11, "restored_after": 0,
+        ...              "spool_left_at_exit": False}
+        >>> ChaosRun.emptied({"b#1": delivered})
+        True
+        >>> ChaosRun.emptied({"b#1": {**delivered, "spool_left_at_exit": True}})
+        False
+        >>> ChaosRun.emptied({"b#1": {**delivered, "unspooled": 1}})
+        False
         """
         for e in through.values():
             if e.get("emptied_after") and not e.get("dropped"):
@@ -1042,7 +1066,9 @@ class ChaosRun:
             keepable = (held or 0) - (e.get("not_spooled_at_end") or 0)
             stopped_spooling = bool(held) and e["spooled"] >= keepable
             if e["ended_by"] is not None and (e["spooling_at_end"] or stopped_spooling):
-                if e["unspooled"] or (e["restored_after"] or 0) < e["spooled"]:
+                adopted = (e["restored_after"] or 0) >= e["spooled"]
+                delivered_at_stop = e.get("spool_left_at_exit") is False
+                if e["unspooled"] or not (adopted or delivered_at_stop):
                     return False
             elif e["ended_by"] != "SIGKILL" and (e["buffered_at_end"] != 0 or e["dropped"]):
                 return False
