@@ -38,6 +38,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.worker.metrics import Histogram
+
 __all__ = ["PAUSE_BUCKETS_S", "FullCollections"]
 
 # Bounds (seconds) of the histogram of full collections' wall-clock pauses; aiokafka
@@ -52,11 +54,9 @@ class FullCollections(Collector):
 
     def __init__(self, freeze: bool, buckets: Sequence[float] = PAUSE_BUCKETS_S) -> None:
         self.freeze = freeze
-        self.buckets = tuple(buckets)
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Full collections by the first bucket bound their pause fell under (len: above).
-        self.counts = [0] * (len(self.buckets) + 1)
-        self.seconds = 0.0
+        # The full collections' wall-clock pauses, in seconds.
+        self.pauses = Histogram(buckets)
         self.longest = 0.0
         # Unreachable objects the full collections found and freed: with the freezing,
         # not those among frozen objects (the cost; compare a run without it).
@@ -93,10 +93,9 @@ class FullCollections(Collector):
             self._started = time.perf_counter()
             return
         pause = time.perf_counter() - self._started
-        self.seconds += pause
+        self.pauses.observe(pause)
         self.longest = max(self.longest, pause)
         self.collected += info["collected"]
-        self.counts[sum(pause > bound for bound in self.buckets)] += 1
         if self.freeze and not self._freeze_asked and self.loop is not None:
             self._freeze_asked = True
             try:
@@ -114,16 +113,11 @@ class FullCollections(Collector):
 
     def collect(self) -> Iterator[Any]:
         # Not gc.get_freeze_count(): it walks the frozen objects, 56 ms for 3 million.
-        cumulative, buckets = 0, []
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            cumulative += count
-            buckets.append((str(bound), cumulative))
-        buckets.append(("+Inf", cumulative + self.counts[-1]))
         yield HistogramMetricFamily(
             "failsoft_gc_full_collection_seconds",
             "Wall-clock pauses of the process's full (generation 2) garbage collections.",
-            buckets=buckets,
-            sum_value=self.seconds,
+            buckets=self.pauses.cumulative(),
+            sum_value=self.pauses.sum,
         )
         yield GaugeMetricFamily(
             "failsoft_gc_full_collection_longest_seconds",

@@ -53,7 +53,7 @@ async def test_what_survives_a_full_collection_is_frozen_at_the_next_turn(
     assert gc.get_freeze_count() == 0, "not inside the collector's callback"
     await asyncio.sleep(0)
     assert gc.get_freeze_count() > 0
-    assert (freezing.freezes, sum(freezing.counts)) == (1, 1)
+    assert (freezing.freezes, freezing.pauses.total) == (1, 1)
     # The next full collection scans and collects what is newer than the freeze.
     new = weakref.ref(Node())
     gc.collect()
@@ -96,17 +96,17 @@ async def test_off_it_only_times_full_collections() -> None:
         gc.collect()
         await asyncio.sleep(0)
         assert gc.get_freeze_count() == 0
-        assert (collections.freezes, sum(collections.counts)) == (0, 2)
+        assert (collections.freezes, collections.pauses.total) == (0, 2)
     finally:
         collections.remove()
     gc.collect()
-    assert sum(collections.counts) == 2, "removed, it no longer counts"
+    assert collections.pauses.total == 2, "removed, it no longer counts"
 
 
 def test_metrics_count_pauses_freezes_and_unfreezes() -> None:
     collections = FullCollections(True, buckets=(0.01, 1.0))
-    collections.counts = [3, 1, 0]
-    collections.seconds = 0.5
+    collections.pauses.counts = [3, 1, 0]
+    collections.pauses.sum = 0.5
     collections.longest = 0.25
     collections.freezes, collections.unfreezes = 4, 1
     collections.collected = 70
