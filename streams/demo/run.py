@@ -351,8 +351,9 @@ class DemoRun:
             self._check_alive("worker")
             self._check_alive("simulate", finished_ok=True)
             metrics = self.worker_metrics()
-            lag = None if metrics is None else lag_of(metrics)
-            if metrics is not None and lag is not None:
+            lag = None
+            if metrics is not None:
+                lag = lag_of(metrics)
                 self.max_lag = lag.worse(self.max_lag)
                 # Cumulative since the worker started: the last reading covers the run.
                 self.effect_latency = EffectLatency.from_metrics(metrics) or self.effect_latency
