@@ -69,8 +69,15 @@ class Reference:
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
         return [held for held in self.held.values() if held.entity_id == entity_id]
 
+    def of_request(self, request_id: str) -> list[HeldPrediction]:
+        held = (self.held.get((role, request_id)) for role in ROLES)
+        return [found for found in held if found is not None]
+
 
 def same(table: HeldTable, reference: Reference) -> None:
+    # Before anything that flushes: the rows added last are read where they wait.
+    for request in range(13):
+        assert repr(table.of_request(f"r{request}")) == repr(reference.of_request(f"r{request}"))
     assert len(table) == len(reference.held)
     assert list(table) == list(reference.held)
     for key, held in reference.held.items():
@@ -94,7 +101,7 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
                 reference.evict_oldest()
                 table.evict_oldest()
             reference.add(held)
-            table.add(held)
+            table.add(*held)
         elif operation[0] == "release":
             key = (operation[2], f"r{operation[1]}")
             if key in reference.held:
@@ -113,7 +120,7 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
 def test_a_checkpoint_holds_only_the_held_rows() -> None:
     table = HeldTable(10_000)
     for n in range(10_000):
-        table.add(HeldPrediction(f"r{n}", f"u{n}", "live", "v1", n, 0.5))
+        table.add(*HeldPrediction(f"r{n}", f"u{n}", "live", "v1", n, 0.5))
     full = len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
     assert table.pop_older_than(9_000) == 9_000
     assert len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL)) < full / 8
