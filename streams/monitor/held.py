@@ -23,11 +23,13 @@ compares the strings of the rows whose hash matches, instead of a dict of lists 
 
 >>> table = HeldTable(max_held=2)
 >>> table.add("r1", "u1", "live", "v1", 1_000, 0.25)
+False
 >>> table.add("r2", "u1", "live", "v1", 2_000, 0.75)
+False
 >>> len(table), ("live", "r1") in table, [h.request_id for h in table.of_entity("u1")]
 (2, True, ['r1', 'r2'])
->>> table.evict_oldest()
->>> table.add("r3", "u2", "live", "v1", 3_000, 0.5)
+>>> table.add("r3", "u2", "live", "v1", 3_000, 0.5)  # r1, the oldest, goes
+True
 >>> list(table), table.pop_older_than(2_500)
 ([('live', 'r2'), ('live', 'r3')], 1)
 >>> table.release(("live", "r3")).predicted_at, len(table)
@@ -131,9 +133,13 @@ class HeldTable:
         version: str,
         predicted_at: int,
         output: HeldOutput,
-    ) -> None:
-        """Hold a prediction (the fields of a ``HeldPrediction``, not one: the join has
-        them apart): its key is not held, and fewer than ``max_held`` are."""
+    ) -> bool:
+        """Hold a prediction whose key is not held (the fields of a ``HeldPrediction``,
+        not one: the join has them apart); when ``max_held`` are held, the oldest goes
+        first. Whether one went."""
+        evicted = self._count >= self.max_held
+        if evicted:
+            self._drop(self._oldest())
         row = len(self._request_ids)
         if row == len(self._at):
             self._compact()
@@ -155,6 +161,7 @@ class HeldTable:
         self._entity_ids.append(entity_id)
         index[role_code][request_id] = row
         self._count += 1
+        return evicted
 
     def flush(self) -> None:
         """Write the rows added since the last flush into the numeric columns (every read
@@ -196,10 +203,6 @@ class HeldTable:
     def discard(self, key: HeldKey) -> None:
         """``release``, for a caller that has the prediction already."""
         self._drop(self._indexed()[_ROLE_CODES[key[0]]][key[1]])
-
-    def evict_oldest(self) -> None:
-        """Drop the oldest held prediction (the table is not empty)."""
-        self._drop(self._oldest())
 
     def pop_older_than(self, oldest_kept: int) -> int:
         """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to

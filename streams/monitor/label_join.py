@@ -476,10 +476,8 @@ class JoinBatch:
             join.expired += 1  # arrived after its label could still have joined it
         else:
             output = _held_output(prediction.output, settings.k)
-            if len(held) >= settings.max_held:
-                held.evict_oldest()
+            if held.add(request_id, prediction.entity_id, role, version, at_ms, output):
                 join.evicted += 1
-            held.add(request_id, prediction.entity_id, role, version, at_ms, output)
             stream, queued = self._stream(role, version, output, at_ms)
             index = len(self._at_ms) - 1
             if stream.estimate is not None:

@@ -17,22 +17,28 @@ MAX_HELD = 5
 # entities collide. The table is compared with the reference only at "compare" and at the
 # end, since comparing flushes the rows added last: until then releases, expiry and
 # eviction meet them unflushed.
+ADD = st.tuples(
+    st.just("add"),
+    st.integers(0, 12),
+    st.integers(0, 3),
+    st.sampled_from(ROLES),
+    st.sampled_from(("v1", "v2", "v3")),
+    st.integers(0, 50),
+    st.sampled_from(("score", "nan", "probabilities", "ranking")),
+)
+# At least 30 operations, adds three times as often as each other: else an expiry empties
+# the table before it is full, and eviction is never drawn.
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("add"),
-            st.integers(0, 12),
-            st.integers(0, 3),
-            st.sampled_from(ROLES),
-            st.sampled_from(("v1", "v2", "v3")),
-            st.integers(0, 50),
-            st.sampled_from(("score", "nan", "probabilities", "ranking")),
-        ),
+        ADD,
+        ADD,
+        ADD,
         st.tuples(st.just("release"), st.integers(0, 12), st.sampled_from(ROLES)),
         st.tuples(st.just("expire"), st.integers(0, 60)),
         st.tuples(st.just("checkpoint")),
         st.tuples(st.just("compare")),
     ),
+    min_size=30,
     max_size=120,
 )
 
@@ -97,11 +103,11 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
             held = HeldPrediction(f"r{request}", f"u{entity}", role, version, at, output(kind, at))
             if (role, held.request_id) in reference.held:
                 continue  # the join counts a duplicate and holds nothing
-            if len(reference.held) >= MAX_HELD:
+            full = len(reference.held) >= MAX_HELD
+            if full:
                 reference.evict_oldest()
-                table.evict_oldest()
             reference.add(held)
-            table.add(*held)
+            assert table.add(*held) == full
         elif operation[0] == "release":
             key = (operation[2], f"r{operation[1]}")
             if key in reference.held:
