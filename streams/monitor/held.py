@@ -22,12 +22,14 @@ Entities. A label without a held request is matched by entity: the table keeps e
 compares the strings of the rows whose hash matches, instead of a dict of lists per entity.
 
 >>> table = HeldTable(max_held=2)
->>> table.add(HeldPrediction("r1", "u1", "live", "v1", 1_000, 0.25))
->>> table.add(HeldPrediction("r2", "u1", "live", "v1", 2_000, 0.75))
+>>> table.add("r1", "u1", "live", "v1", 1_000, 0.25)
+False
+>>> table.add("r2", "u1", "live", "v1", 2_000, 0.75)
+False
 >>> len(table), ("live", "r1") in table, [h.request_id for h in table.of_entity("u1")]
 (2, True, ['r1', 'r2'])
->>> table.evict_oldest()
->>> table.add(HeldPrediction("r3", "u2", "live", "v1", 3_000, 0.5))
+>>> table.add("r3", "u2", "live", "v1", 3_000, 0.5)  # r1, the oldest, goes
+True
 >>> list(table), table.pop_older_than(2_500)
 ([('live', 'r2'), ('live', 'r3')], 1)
 >>> table.release(("live", "r3")).predicted_at, len(table)
@@ -65,6 +67,9 @@ class HeldPrediction(NamedTuple):
     version: str
     predicted_at: int
     output: HeldOutput
+
+
+_new_held = tuple.__new__
 
 
 class HeldTable:
@@ -120,28 +125,43 @@ class HeldTable:
         row = self._indexed()[_ROLE_CODES[key[0]]].get(key[1])
         return None if row is None else self._row(row)
 
-    def add(self, held: HeldPrediction) -> None:
-        """Hold ``held``: its key is not held, and fewer than ``max_held`` are."""
+    def add(
+        self,
+        request_id: str,
+        entity_id: str,
+        role: str,
+        version: str,
+        predicted_at: int,
+        output: HeldOutput,
+    ) -> bool:
+        """Hold a prediction whose key is not held (the fields of a ``HeldPrediction``,
+        not one: the join has them apart); when ``max_held`` are held, the oldest goes
+        first. Whether one went."""
+        evicted = self._count >= self.max_held
+        if evicted:
+            self._drop(self._oldest())
         row = len(self._request_ids)
         if row == len(self._at):
             self._compact()
             row = len(self._request_ids)
         index = self._indexed()
-        version = self._version_codes.get(held.version)
-        if version is None:
-            version = self._version_codes[held.version] = len(self._versions)
-            self._versions.append(held.version)
-        output = held.output
-        score = output if isinstance(output, float) else math.nan
-        if not isinstance(output, float):
+        code = self._version_codes.get(version)
+        if code is None:
+            code = self._version_codes[version] = len(self._versions)
+            self._versions.append(version)
+        if isinstance(output, float):
+            score = output
+        else:
+            score = math.nan
             self._other[row] = output
-        role = _ROLE_CODES[held.role]
-        self._pending.append((held.predicted_at, score, role, version, hash(held.entity_id)))
+        role_code = _ROLE_CODES[role]
+        self._pending.append((predicted_at, score, role_code, code, hash(entity_id)))
         self._live[row] = True
-        self._request_ids.append(held.request_id)
-        self._entity_ids.append(held.entity_id)
-        index[role][held.request_id] = row
+        self._request_ids.append(request_id)
+        self._entity_ids.append(entity_id)
+        index[role_code][request_id] = row
         self._count += 1
+        return evicted
 
     def flush(self) -> None:
         """Write the rows added since the last flush into the numeric columns (every read
@@ -167,8 +187,11 @@ class HeldTable:
 
     def of_request(self, request_id: str) -> list[HeldPrediction]:
         """The held predictions of ``request_id``, one per role at most, in ``ROLES`` order."""
-        rows = [index.get(request_id) for index in self._indexed()]
-        return [self._row(row) for row in rows if row is not None]
+        return [
+            self._row(row)
+            for index in self._indexed()
+            if (row := index.get(request_id)) is not None
+        ]
 
     def release(self, key: HeldKey) -> HeldPrediction:
         """The held prediction of ``key``, no longer held."""
@@ -181,10 +204,6 @@ class HeldTable:
         """``release``, for a caller that has the prediction already."""
         self._drop(self._indexed()[_ROLE_CODES[key[0]]][key[1]])
 
-    def evict_oldest(self) -> None:
-        """Drop the oldest held prediction (the table is not empty)."""
-        self._drop(self._oldest())
-
     def pop_older_than(self, oldest_kept: int) -> int:
         """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to
         the first one made at or after it; how many."""
@@ -193,7 +212,7 @@ class HeldTable:
             row = self._oldest()
             if row >= len(self._request_ids) - len(self._pending):
                 self.flush()
-            if self._at[row] >= oldest_kept:
+            if self._at.item(row) >= oldest_kept:
                 break
             self._drop(row)
             dropped += 1
@@ -217,16 +236,22 @@ class HeldTable:
         if pending >= 0:
             at, score, role, version, _ = self._pending[pending]
         else:
-            at, score = int(self._at[row]), float(self._score[row])
-            role, version = int(self._role[row]), int(self._version[row])
+            # ``item`` gives the Python number at half the cost of indexing and converting.
+            at, score = self._at.item(row), self._score.item(row)
+            role, version = self._role.item(row), self._version.item(row)
         output = self._other.get(row)
-        return HeldPrediction(
-            self._request_ids[row],
-            self._entity_ids[row],
-            ROLES[role],
-            self._versions[version],
-            at,
-            score if output is None else output,
+        # The tuple directly: a NamedTuple's own constructor costs twice as much, and a
+        # label makes one per prediction it scores.
+        return _new_held(
+            HeldPrediction,
+            (
+                self._request_ids[row],
+                self._entity_ids[row],
+                ROLES[role],
+                self._versions[version],
+                at,
+                score if output is None else output,
+            ),
         )
 
     def _oldest(self) -> int:
@@ -239,7 +264,7 @@ class HeldTable:
     def _drop(self, row: int) -> None:
         self._live[row] = False
         pending = row - (len(self._request_ids) - len(self._pending))
-        role = self._pending[pending][2] if pending >= 0 else self._role[row]
+        role = self._pending[pending][2] if pending >= 0 else self._role.item(row)
         del self._indexed()[role][self._request_ids[row]]
         self._other.pop(row, None)
         self._count -= 1

@@ -468,23 +468,20 @@ class JoinBatch:
         _advance(join, at_ms)
         self._at_ms.append(at_ms)
         self._joined.append(0)
-        role, version = prediction.role, prediction.model_version
-        if (role, prediction.request_id) in join.held:
+        role, version, request_id = prediction.role, prediction.model_version, prediction.request_id
+        held, settings = join.held, join.settings
+        if (role, request_id) in held:
             join.duplicates += 1
-        elif join.now_ms - at_ms > join.settings.ttl_ms:
+        elif join.now_ms - at_ms > settings.ttl_ms:
             join.expired += 1  # arrived after its label could still have joined it
         else:
-            output = _held_output(prediction.output, join.settings.k)
-            _hold(
-                join,
-                HeldPrediction(
-                    prediction.request_id, prediction.entity_id, role, version, at_ms, output
-                ),
-            )
+            output = _held_output(prediction.output, settings.k)
+            if held.add(request_id, prediction.entity_id, role, version, at_ms, output):
+                join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
             index = len(self._at_ms) - 1
             if stream.estimate is not None:
-                probabilities = _probabilities(output, join.settings.task)
+                probabilities = _probabilities(output, settings.task)
                 if probabilities is not None:
                     queued.estimate.append((None, probabilities))
                     queued.estimate_at.append(index)
@@ -503,22 +500,26 @@ class JoinBatch:
 
     def _score(self, held: HeldPrediction, label: Any, at_ms: int) -> None:
         """Queue one joined pair for its stream's detectors."""
-        stream, queued = self._stream(held.role, held.version, held.output, at_ms)
+        output = held.output
+        stream, queued = self._stream(held.role, held.version, output, at_ms)
         index = len(self._at_ms) - 1
         queued.delays.append((at_ms - held.predicted_at) / 1000.0)
         if stream.metric is not None:
-            queued.metric.append(_metric_input(held.output, label))
+            queued.metric.append(_metric_input(output, label))
             queued.metric_at.append(index)
-        probabilities = _probabilities(held.output, self.join.settings.task)
-        if stream.estimate is not None and probabilities is not None:
-            queued.estimate.append((_class_index(held.output, label), probabilities))
-            queued.estimate_at.append(index)
-        if stream.calibrated is not None:
-            code = _class_index(held.output, label)
-            # A NaN label is an ignored label one by one; in a batch NaN marks a prediction.
-            queued.scores.append(_positive_score(held.output))
-            queued.labels.append(-1 if _is_nan(code) else code)
-            queued.calibrated_at.append(index)
+        estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
+        if estimate or calibrated:
+            code = _class_index(output, label)
+            probabilities = _probabilities(output, self.join.settings.task)
+            if estimate and probabilities is not None:
+                queued.estimate.append((code, probabilities))
+                queued.estimate_at.append(index)
+            if calibrated:
+                # A NaN label is an ignored label one by one; in a batch NaN marks a
+                # prediction.
+                queued.scores.append(_positive_score(output))
+                queued.labels.append(-1 if _is_nan(code) else code)
+                queued.calibrated_at.append(index)
 
     def _stream(
         self, role: str, version: str, output: HeldOutput, at_ms: int
@@ -655,13 +656,6 @@ def _advance(join: LabelJoin, at_ms: int) -> int:
     expired = join.held.pop_older_than(at_ms - join.settings.ttl_ms)
     join.expired += expired
     return expired
-
-
-def _hold(join: LabelJoin, held: HeldPrediction) -> None:
-    if len(join.held) >= join.settings.max_held:
-        join.held.evict_oldest()
-        join.evicted += 1
-    join.held.add(held)
 
 
 def _held_output(output: Output, k: int) -> HeldOutput:

@@ -17,22 +17,28 @@ MAX_HELD = 5
 # entities collide. The table is compared with the reference only at "compare" and at the
 # end, since comparing flushes the rows added last: until then releases, expiry and
 # eviction meet them unflushed.
+ADD = st.tuples(
+    st.just("add"),
+    st.integers(0, 12),
+    st.integers(0, 3),
+    st.sampled_from(ROLES),
+    st.sampled_from(("v1", "v2", "v3")),
+    st.integers(0, 50),
+    st.sampled_from(("score", "nan", "probabilities", "ranking")),
+)
+# At least 30 operations, adds three times as often as each other: else an expiry empties
+# the table before it is full, and eviction is never drawn.
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("add"),
-            st.integers(0, 12),
-            st.integers(0, 3),
-            st.sampled_from(ROLES),
-            st.sampled_from(("v1", "v2", "v3")),
-            st.integers(0, 50),
-            st.sampled_from(("score", "nan", "probabilities", "ranking")),
-        ),
+        ADD,
+        ADD,
+        ADD,
         st.tuples(st.just("release"), st.integers(0, 12), st.sampled_from(ROLES)),
         st.tuples(st.just("expire"), st.integers(0, 60)),
         st.tuples(st.just("checkpoint")),
         st.tuples(st.just("compare")),
     ),
+    min_size=30,
     max_size=120,
 )
 
@@ -69,8 +75,15 @@ class Reference:
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
         return [held for held in self.held.values() if held.entity_id == entity_id]
 
+    def of_request(self, request_id: str) -> list[HeldPrediction]:
+        held = (self.held.get((role, request_id)) for role in ROLES)
+        return [found for found in held if found is not None]
+
 
 def same(table: HeldTable, reference: Reference) -> None:
+    # Before anything that flushes: the rows added last are read where they wait.
+    for request in range(13):
+        assert repr(table.of_request(f"r{request}")) == repr(reference.of_request(f"r{request}"))
     assert len(table) == len(reference.held)
     assert list(table) == list(reference.held)
     for key, held in reference.held.items():
@@ -90,11 +103,11 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
             held = HeldPrediction(f"r{request}", f"u{entity}", role, version, at, output(kind, at))
             if (role, held.request_id) in reference.held:
                 continue  # the join counts a duplicate and holds nothing
-            if len(reference.held) >= MAX_HELD:
+            full = len(reference.held) >= MAX_HELD
+            if full:
                 reference.evict_oldest()
-                table.evict_oldest()
             reference.add(held)
-            table.add(held)
+            assert table.add(*held) == full
         elif operation[0] == "release":
             key = (operation[2], f"r{operation[1]}")
             if key in reference.held:
@@ -113,7 +126,7 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
 def test_a_checkpoint_holds_only_the_held_rows() -> None:
     table = HeldTable(10_000)
     for n in range(10_000):
-        table.add(HeldPrediction(f"r{n}", f"u{n}", "live", "v1", n, 0.5))
+        table.add(*HeldPrediction(f"r{n}", f"u{n}", "live", "v1", n, 0.5))
     full = len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
     assert table.pop_older_than(9_000) == 9_000
     assert len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL)) < full / 8
