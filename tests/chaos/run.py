@@ -17,11 +17,13 @@ server up and healthy when it ends. The run (``DemoRun`` does the common steps):
    broker stopped with SIGTERM and with SIGKILL and started again, the broker paused with
    SIGSTOP for 15 s, a second worker joining and then leaving, and InfluxDB and Alerta
    each down for 30 s while one of the others is on. A worker that exits by itself is
-   restarted, as its supervisor would, and recorded as a finding;
+   restarted, as its supervisor would, and recorded as a finding; so is a server whose
+   process is gone outside its own faults (``ServerWatch``), so that the run goes on;
 3. once the scenario is played and the workers have committed every input record, the
    invariants (``tests.chaos.invariants``), read with clients of their own: the control
    topic, the input and dead-letter topics, the ingest group's offsets, Alerta and
-   InfluxDB, beside the workers' books and the node's own record;
+   InfluxDB, beside the workers' books and the node's own record. A check whose reads fail
+   (a server down, a topic read short) fails with the error; the others are still judged;
 4. a JSON report: the seed, the planned schedule, every fault and every invariant.
 """
 
@@ -84,6 +86,15 @@ POISON_EVERY_S = 3.0
 CHILD_STOP_TIMEOUT_S = 60.0
 BOOKS_FRESH_MS = 2_000
 NODE_START_TIMEOUT_S = 90.0
+WATCH_EVERY_S = 2.0
+READ_TIMEOUT_S = 300.0
+# The faults that take each server's process down; outside them it must be running.
+SERVER_FAULTS = {
+    "kafka": frozenset({"broker_sigterm", "broker_sigkill"}),
+    "influxdb": frozenset({"influxdb_outage"}),
+    "alerta": frozenset({"alerta_outage"}),
+    "postgres": frozenset(),
+}
 
 
 def now_ms() -> int:
@@ -115,6 +126,35 @@ class FaultRecord:
             "detail": self.detail,
             "error": self.error,
         }
+
+
+class ServerWatch:
+    """Tells when a server is down and the schedule did not do it: its process gone at two
+    looks in a row, both outside its faults. One look is not enough: a fault's record is
+    made before its stop, but a look may find the process gone just before the fault
+    that started it again is recorded as recovered.
+
+    >>> watch = ServerWatch()
+    >>> [watch.down("kafka", alive=False, in_fault=True), watch.down("kafka", False, False)]
+    [False, False]
+    >>> watch.down("kafka", alive=False, in_fault=False)
+    True
+    >>> watch.down("kafka", alive=True, in_fault=False), watch.down("kafka", False, False)
+    (False, False)
+    """
+
+    def __init__(self) -> None:
+        self._gone: set[str] = set()
+
+    def down(self, server: str, alive: bool, in_fault: bool) -> bool:
+        if alive or in_fault:
+            self._gone.discard(server)
+            return False
+        if server in self._gone:
+            self._gone.discard(server)
+            return True
+        self._gone.add(server)
+        return False
 
 
 class Worker:
@@ -284,6 +324,7 @@ class ChaosRun:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._expected_exit: set[int] = set()
+        self._judging = threading.Event()
         self.poison_sent: collections.Counter[str] = collections.Counter()
         self.started_ms = 0
         self.ended_ms = 0
@@ -374,6 +415,7 @@ class ChaosRun:
         self.start_node()
         demo.start_taps(None, None)
         self._thread(self._scrape, "chaos-scraper")
+        self._thread(self._watch_servers, "chaos-server-watch")
         self._thread(self._poison, "chaos-poison")
         demo.start_simulator()
         self.started_ms = now_ms()
@@ -583,6 +625,35 @@ class ChaosRun:
             if worker.name == "a":
                 self.start_worker("a", worker.settings)
 
+    def _watch_servers(self) -> None:
+        watch = ServerWatch()
+        while not self._judging.wait(WATCH_EVERY_S):
+            for name, kinds in SERVER_FAULTS.items():
+                alive = SERVERS[name].pid_file(self.settings).live_pid() is not None
+                if watch.down(name, alive, self._in_fault(kinds, now_ms())):
+                    self._revive(name)
+
+    def _in_fault(self, kinds: frozenset[str], at_ms: int) -> bool:
+        with self._lock:
+            return any(
+                record.kind in kinds
+                and record.injected_ms <= at_ms
+                and (record.recovered_ms is None or at_ms <= record.recovered_ms)
+                for record in self.faults
+            )
+
+    def _revive(self, name: str) -> None:
+        """A server down that no fault took down: a finding; started again, as its
+        supervisor would, so that the run and its judge can go on."""
+        finding: dict[str, Any] = {"what": "server down outside its faults", "server": name}
+        finding["at"] = iso_utc(now_ms())
+        try:
+            finding["start"] = SERVERS[name].start(self.settings)
+        except Exception as error:  # the finding says it; the judge's reads will too
+            finding["start_failed"] = f"{type(error).__name__}: {error}"
+        self.findings.append(finding)
+        self.say(f"chaos: {finding}")
+
     # The end.
 
     def drain(self) -> None:
@@ -667,6 +738,11 @@ class ChaosRun:
             self._expected_exit.add(worker.process.pid)
             worker.stop()
         self.ended_ms = now_ms()
+        self._judging.set()
+        # No fault is on now: a server not running here went down by itself.
+        for name in SERVER_FAULTS:
+            if SERVERS[name].pid_file(self.settings).live_pid() is None:
+                self._revive(name)
         invariants = self.judge(worker_models, node)
         return {
             "seed": self.seed,
@@ -704,6 +780,7 @@ class ChaosRun:
     def close(self) -> None:
         """Stop what still runs and bring every server back up (healthy) for what follows."""
         self._stopping.set()
+        self._judging.set()
         for worker in self.live():
             self._expected_exit.add(worker.process.pid)
             worker.stop()
@@ -722,12 +799,10 @@ class ChaosRun:
         invariants = [
             self.judge_faults(),
             self.judge_incidents(node, windows),
+            *judged("control", lambda: self.judge_control(worker_models, node)),
+            *judged("books", lambda: self.judge_accounting(node)),
+            *judged("sinks", self.judge_outages),
         ]
-        control = read_control(self.settings)
-        invariants.append(commands_once(control))
-        invariants.append(self.judge_final_state(worker_models, node, control))
-        invariants += self.judge_accounting(node)
-        invariants += self.judge_outages()
         serving = serving_p99(
             {int(second): samples for second, samples in node.get("latency_us", {}).items()},
             windows,
@@ -743,6 +818,12 @@ class ChaosRun:
             )
         )
         return invariants
+
+    def judge_control(
+        self, worker_models: dict[str, dict[str, Any]], node: dict[str, Any]
+    ) -> list[Invariant]:
+        control = read_control(self.settings)
+        return [commands_once(control), self.judge_final_state(worker_models, node, control)]
 
     def judge_faults(self) -> Invariant:
         kinds = collections.Counter(record.kind for record in self.faults)
@@ -1142,8 +1223,42 @@ class ChaosRun:
         )
 
 
+class ShortRead(Exception):
+    """A topic read that did not reach the end offsets it was asked for."""
+
+
+def judged(name: str, judge: Callable[[], list[Invariant]]) -> list[Invariant]:
+    """``judge()``'s invariants; if what it reads cannot be read (a server down, a topic
+    read short), one failed invariant saying so, so that the other checks are still made.
+
+    >>> def unreadable():
+    ...     raise ShortRead("failsoft.control: partition 0 read to 3 of 7")
+    >>> (failed,) = judged("control", unreadable)
+    >>> failed.passed, failed.numbers["error"]
+    (False, 'ShortRead: failsoft.control: partition 0 read to 3 of 7')
+    """
+    from confluent_kafka import KafkaException
+
+    try:
+        return judge()
+    except (KafkaException, OSError, ShortRead) as error:
+        return [
+            Invariant(
+                f"{name}: what the check reads could be read",
+                False,
+                {"error": f"{type(error).__name__}: {error}"},
+            )
+        ]
+
+
 def _read_all(settings: Settings, topic: str) -> list[Any]:
-    """Every message of ``topic``, from the beginning to its end now."""
+    """Every message of ``topic``, from the beginning to its end now.
+
+    Raises
+    ------
+    ShortRead
+        When a partition was not read to its end within ``READ_TIMEOUT_S``.
+    """
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -1163,7 +1278,7 @@ def _read_all(settings: Settings, topic: str) -> list[Any]:
             if high > low:
                 ends[number] = high
         consumer.assign([TopicPartition(topic, number, 0) for number in ends])
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + READ_TIMEOUT_S
         while ends and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=1.0):
                 if message.error() is not None:
@@ -1171,6 +1286,8 @@ def _read_all(settings: Settings, topic: str) -> list[Any]:
                 messages.append(message)
                 if message.offset() + 1 >= ends.get(message.partition(), 0):
                     ends.pop(message.partition(), None)
+        if ends:
+            raise ShortRead(f"{topic}: partitions {sorted(ends)} not read to their ends")
     finally:
         consumer.close()
     return messages
