@@ -951,8 +951,8 @@ def draw(result: dict[str, Any], path: Path) -> None:
     )
     title = (
         f"soak: {settings['models']} models x {settings['features']} features, "
-        f"{settings['rate_requests_per_s']:g} requests/s {warmed}"
-        f"({summary['worker']['records_per_s']} records/s consumed), {settings['duration']}; "
+        f"{settings['rate_requests_per_s']:g} requests/s\n{warmed}"
+        f"{summary['worker']['records_per_s']} records/s consumed, {settings['duration']}; "
         f"max RSS {summary['rss_mib']['max']} MiB"
     )
     samples = [*result.get("warm_samples", ()), *result["samples"]]
