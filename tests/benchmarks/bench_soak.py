@@ -570,6 +570,9 @@ class Sampler:
         self.inputs = [spec.name(settings) for spec in (PREDICTIONS, FEATURE_WRITES, GROUND_TRUTH)]
         self.started = time.monotonic()
         self.samples: list[Sample] = []
+        # The CPU of the worker processes sampled before the current one (a restart).
+        self._worker_pid = run.worker_pid
+        self._earlier_cpu_s = 0.0
         self._machine = busy_and_total_of_proc_stat(_read("/proc/stat") or "")
         self._offsets = Consumer(
             {
@@ -588,7 +591,11 @@ class Sampler:
     def sample(self, phase: str) -> Sample:
         # The time of the CPU reading: /metrics and the broker may take seconds to answer.
         at_s = self.now_s()
-        rss, cpu = process_tree(self.run.worker_pid)
+        if self.run.worker_pid != self._worker_pid:
+            self._worker_pid = self.run.worker_pid
+            self._earlier_cpu_s = self.samples[-1].worker_cpu_s if self.samples else 0.0
+        rss, cpu = process_tree(self._worker_pid)
+        cpu += self._earlier_cpu_s
         simulator_pid = self.simulator()
         # Cumulative: once the simulator has exited (its tree is empty), its last figure.
         simulator_cpu = max(
@@ -784,46 +791,70 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         run.wait_worker_ready()
         print(f"soak: worker ready in {time.monotonic() - started:.1f} s", flush=True)
         sample("ready")
-        with (run_dir / "simulate.log").open("ab") as log:
-            simulator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streams.cli",
-                    "simulate",
-                    "--scenario",
-                    str(SCENARIO),
-                    "--portfolio",
-                    str(nominal),
-                    "--duration",
-                    args.duration,
-                    "--rate",
-                    str(args.rate),
-                    "--batch-size",
-                    str(args.batch_size),
-                ],
-                env=settings_env(run.settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        play_start = sampler.now_s()
-        next_at = time.monotonic()
-        while simulator.poll() is None:
-            next_at += args.every
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            sample("play")
-        play_end = sampler.now_s()
-        if simulator.returncode != 0:
-            raise RuntimeError(f"the simulator exited with {simulator.returncode}; see its log")
-        drain_until = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < drain_until:
-            time.sleep(args.every)
-            taken = sample("drain")
-            if taken.lag_records is not None and taken.lag_records <= DRAINED_LAG:
-                break
-        samples = list(sampler.samples)
+
+        def play(duration: str, rate: float, phase: str) -> tuple[float, float]:
+            """The simulator's traffic, sampled; its start and end (``now_s``)."""
+            nonlocal simulator
+            assert sampler is not None
+            with (run_dir / "simulate.log").open("ab") as log:
+                simulator = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "streams.cli",
+                        "simulate",
+                        "--scenario",
+                        str(SCENARIO),
+                        "--portfolio",
+                        str(nominal),
+                        "--duration",
+                        duration,
+                        "--rate",
+                        str(rate),
+                        "--batch-size",
+                        str(args.batch_size),
+                    ],
+                    env=settings_env(run.settings),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            begun = sampler.now_s()
+            next_at = time.monotonic()
+            while simulator.poll() is None:
+                next_at += args.every
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                sample(phase)
+            if simulator.returncode != 0:
+                raise RuntimeError(f"the simulator exited with {simulator.returncode}; see its log")
+            return begun, sampler.now_s()
+
+        def drain(phase: str) -> None:
+            drain_until = time.monotonic() + DRAIN_TIMEOUT_S
+            while time.monotonic() < drain_until:
+                time.sleep(args.every)
+                taken = sample(phase)
+                if taken.lag_records is not None and taken.lag_records <= DRAINED_LAG:
+                    return
+
+        measured_from = 0
+        if args.warm is not None:
+            # A worker in production restarts onto the state its changelog holds: fill it,
+            # then measure a worker restored from it, as a rolling restart leaves one.
+            play(args.warm, args.warm_rate or args.rate, "warm")
+            drain("warm")
+            run.stop_worker()
+            run.start_worker()
+            restarting = time.monotonic()
+            run.wait_worker_ready()
+            print(f"soak: restarted worker ready in {time.monotonic() - restarting:.1f} s")
+            measured_from = len(sampler.samples)
+            sample("ready")
+        play_start, play_end = play(args.duration, args.rate, "play")
+        drain("drain")
+        samples = list(sampler.samples[measured_from:])
+        warm_samples = list(sampler.samples[:measured_from])
         # A stopping worker checkpoints every monitor it holds: the changelog's other writes.
         before = sampler.changelog_now()
         stopping = time.monotonic()
@@ -857,6 +888,8 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "duration": args.duration,
             "batch_size": args.batch_size,
             "every_s": args.every,
+            "warm": args.warm,
+            "warm_rate_requests_per_s": (args.warm_rate or args.rate) if args.warm else None,
             "store": run.settings.worker_store,
             "cpus": os.cpu_count(),
         },
@@ -865,6 +898,7 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "play_end_s": round(play_end, 2),
         "summary": summary,
         "samples": [dataclasses.asdict(s) for s in samples],
+        "warm_samples": [dataclasses.asdict(s) for s in warm_samples],
     }
 
 
@@ -877,6 +911,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--duration", default="2m", help="traffic's wall-clock length, e.g. 30m")
     parser.add_argument("--batch-size", type=int, default=50, help="records per message, at most")
+    parser.add_argument(
+        "--warm",
+        help="first play this long (e.g. 15m), let the worker catch up, restart it onto its "
+        "changelog, then measure the restored worker",
+    )
+    parser.add_argument(
+        "--warm-rate", type=float, help="live requests per second while warming (default --rate)"
+    )
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--out", type=Path, required=True, help="folder for the CSV, JSON, PNG")
     parser.add_argument(
@@ -894,7 +936,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with (args.out / "soak.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=[f.name for f in dataclasses.fields(Sample)])
         writer.writeheader()
-        writer.writerows(result["samples"])
+        writer.writerows([*result["warm_samples"], *result["samples"]])
     draw(result, args.out / "soak.png")
     print(json.dumps(result["summary"], indent=1))
     return 0
@@ -902,13 +944,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def draw(result: dict[str, Any], path: Path) -> None:
     settings, summary = result["settings"], result["summary"]
+    warmed = (
+        f"after {settings['warm']} at {settings['warm_rate_requests_per_s']:g}/s and a restart, "
+        if settings.get("warm")
+        else ""
+    )
     title = (
         f"soak: {settings['models']} models x {settings['features']} features, "
-        f"{settings['rate_requests_per_s']:g} requests/s "
-        f"({summary['worker']['records_per_s']} records/s consumed), {settings['duration']}; "
+        f"{settings['rate_requests_per_s']:g} requests/s\n{warmed}"
+        f"{summary['worker']['records_per_s']} records/s consumed, {settings['duration']}; "
         f"max RSS {summary['rss_mib']['max']} MiB"
     )
-    plot([Sample(**s) for s in result["samples"]], result["play_start_s"], title, path)
+    samples = [*result.get("warm_samples", ()), *result["samples"]]
+    plot([Sample(**s) for s in samples], result["play_start_s"], title, path)
 
 
 if __name__ == "__main__":
