@@ -24,17 +24,27 @@ the other:
    (the bounds include 0.15 s, so "at most 150 ms" is read off exactly) and an
    interpolation inside the bucket. The worst window's p99 shows whether it held
    throughout. Beside them: the records/s consumed, the worker's cores (CPU time of its
-   process tree per second), its lag, the machine's busy cores and load average.
+   process tree per second), its event-loop thread's CPU and run-queue wait per second
+   (``loop_share``: busy near 1 means it ran at the most its CPU share allowed), its
+   lag, the machine's busy cores and load average. ``--trees`` measures the worker of
+   each source tree in turn (base and branch side by side), ``--rounds`` times.
 
 The worker's latency is counted from the ``getmany`` that read a record to its effects
 handed over (``streams.worker.readers``); a micro-batch's records count at its first
 record's wait, so it is an upper bound. The machine is shared: the worker's cores say
 whether it got the CPU its records need.
 
+``--model`` runs only ``loop_model``, a model of the reader's loop on a core of its own
+(no Kafka, no machine): the latency that waiting out a micro-batch's linger while idle
+adds, beside feeding what waits when a read finds nothing.
+
 Run from the repository root, on a stack of its own::
 
     python -m tests.benchmarks.bench_effect_latency --models 20 --features 4 \\
         --probe-rate 1200 --out <folder>
+    python -m tests.benchmarks.bench_effect_latency --max-requests-per-s 511 --rounds 3 \\
+        --trees base=<checkout of main> branch=. --duration 3m --out <folder>
+    python -m tests.benchmarks.bench_effect_latency --model
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -51,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings
+from streams.worker.readers import MICRO_BATCH, MICRO_BATCH_LINGER_S
 from tests.benchmarks.bench_soak import Sample, latency_between, soak
 
 # The latency bound of issue #12, seconds.
@@ -194,6 +206,64 @@ def latency_row(
     }
 
 
+def loop_model(
+    idle_feeds: bool,
+    utilisation: float,
+    per_batch_s: float,
+    *,
+    models: int = 20,
+    records_per_s: float = 2400.0,
+    linger_s: float = MICRO_BATCH_LINGER_S,
+    size: int = MICRO_BATCH,
+    seconds: float = 60.0,
+    seed: int = 1,
+) -> tuple[float, float]:
+    """The p50 and p99 (seconds) of a model of the reader's loop on a core of its own, no
+    machine around it: records arrive at random (Poisson) over ``models`` models; a read
+    takes every record arrived, its time is theirs; feeding a batch of n records holds the
+    loop ``per_batch_s + n * utilisation / records_per_s``. A batch is fed at its size or
+    linger; with ``idle_feeds``, also once a read finds nothing (the branch's reader).
+
+    >>> [round(q, 3) for q in loop_model(False, 0.5, 0.0002, seconds=5.0)]
+    [0.055, 0.066]
+    >>> [round(q, 3) for q in loop_model(True, 0.5, 0.0002, seconds=5.0)]
+    [0.001, 0.005]
+    """
+    rng = random.Random(seed)
+    per_record = utilisation / records_per_s
+    arrivals, at = [], 0.0
+    while at < seconds:
+        at += rng.expovariate(records_per_s)
+        arrivals.append((at, rng.randrange(models)))
+    now, next_arrival = 0.0, 0
+    pending: dict[int, list[float]] = {}  # model: [its first record's read, records]
+    latencies: list[float] = []
+    while now < seconds:
+        read = 0
+        while next_arrival < len(arrivals) and arrivals[next_arrival][0] <= now:
+            entry = pending.setdefault(arrivals[next_arrival][1], [now, 0])
+            entry[1] += 1
+            next_arrival, read = next_arrival + 1, read + 1
+        coming = arrivals[next_arrival][0] if next_arrival < len(arrivals) else seconds
+        if not read and not (idle_feeds and pending):
+            # Nothing read: the reader waits for a record, or the first deadline.
+            deadline = min((since + linger_s for since, _ in pending.values()), default=coming)
+            if min(deadline, coming) > now:
+                now = min(deadline, coming)
+                continue
+        due = [
+            model
+            for model, (since, n) in pending.items()
+            if (idle_feeds and not read) or since + linger_s <= now or n >= size
+        ]
+        for model in due:
+            since, n = pending.pop(model)
+            now += per_batch_s + n * per_record
+            latencies += [now - since] * int(n)
+    latencies.sort()
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table of the README: one line per run."""
 
@@ -265,8 +335,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         " branch=.): the worker's PYTHONPATH",
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs per tree and fraction")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON")
+    parser.add_argument("--out", type=Path, help="folder for the JSON")
+    parser.add_argument(
+        "--model",
+        action="store_true",
+        help="only the model of the reader's loop (``loop_model``), waiting or feeding when idle",
+    )
     args = parser.parse_args(argv)
+    if args.model:
+        for per_batch_s in (0.0002, 0.001):
+            for utilisation in (0.5, 0.7, 0.8, 0.9):
+                found = [loop_model(idle, utilisation, per_batch_s) for idle in (False, True)]
+                print(
+                    f"batch {per_batch_s * 1000:g} ms, utilisation {utilisation:.0%}: p50, p99"
+                    f" {' | '.join(f'{p50 * 1000:.0f}, {p99 * 1000:.0f} ms' for p50, p99 in found)}"
+                    " (waiting out the linger | feeding when idle)"
+                )
+        return 0
+    if args.out is None:
+        parser.error("--out is required")
     args.out.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()
     trees = [tuple(tree.split("=", 1)) for tree in args.trees] or [
