@@ -18,9 +18,8 @@ and lets them go, flushed and committed, when Faust revokes them. Its offsets li
 group of its own (``<app id>-ingest``) that it never joins.
 
 Records of a model wait in a micro-batch (``MicroBatches``) until it holds
-``MICRO_BATCH`` records, its first record has waited ``MICRO_BATCH_LINGER_S``, or the
-reader finds nothing more fetched, then go to the model's monitor as one batch
-(``Monitors.feed``), on the model's partition: a
+``MICRO_BATCH`` records or its first record has waited ``MICRO_BATCH_LINGER_S``, then go
+to the model's monitor as one batch (``Monitors.feed``), on the model's partition: a
 monitor's checkpoint is written to the state table, and its changelog, for that
 partition, although no Faust event is current (``_on_partition``).
 
@@ -72,8 +71,8 @@ __all__ = [
 # At most this many messages per getmany.
 FETCH_MAX_RECORDS = 2000
 # A model's micro-batch goes to its monitor at this many records, or once its first record
-# has waited this long (sooner when the reader is idle): batching adds at most the linger
-# plus one read's handling, within the 100 ms the worker allows it.
+# has waited this long: batching adds at most the linger plus one read's handling, within
+# the 100 ms the worker allows it.
 MICRO_BATCH = 500
 MICRO_BATCH_LINGER_S = 0.05
 COMMIT_INTERVAL_S = 1.0
@@ -119,8 +118,8 @@ class MicroBatches:
     >>> batches = MicroBatches(size=3, linger=0.1)
     >>> batches.add("a", 0, ["r1", "r2"], now=0.0)
     >>> batches.add("b", 1, ["s1"], now=0.05)
-    >>> batches.due(now=0.06)
-    []
+    >>> batches.due(now=0.06), batches.next_deadline()
+    ([], 0.1)
     >>> batches.add("b", 1, ["s2", "s3"], now=0.07)
     >>> batches.due(now=0.07)
     [Due(model_id='b', partition=1, records=['s1', 's2', 's3'], since=0.05)]
@@ -146,6 +145,12 @@ class MicroBatches:
         pending.records.extend(records)
         if before < self.size <= len(pending.records):
             self._full.append(model_id)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest batch falls due, if any waits."""
+        for pending in self._pending.values():
+            return pending.since + self.linger
+        return None
 
     def due(self, now: float) -> list[Due]:
         """The batches that are full or waited long enough, taken out, oldest first."""
@@ -358,21 +363,10 @@ class IngestReader:
 
     async def _read_batch(self, consumer: AIOKafkaConsumer) -> None:
         generation = self.generation
-        # What the consumer has fetched already, without waiting.
-        batches = await consumer.getmany(timeout_ms=0, max_records=FETCH_MAX_RECORDS)
-        # Nothing fetched and records waiting: the reader has nothing else to do, so they
-        # are fed now (below) rather than at their linger. Waiting for the linger when idle
-        # made a long read (its records all read at one instant, so due at one instant)
-        # the cause of the next, about linger / (1 - utilisation): in a model of this loop
-        # at 80% of a core, p99 171 ms, and 25 ms feeding when idle (bench_effect_latency
-        # --model). A busy reader always finds records, so its batches still fill until
-        # their size or linger.
-        idle = not batches
-        if idle and not self.batches:
-            wait = max(0.0, self.last_commit + COMMIT_INTERVAL_S - time.monotonic())
-            batches = await consumer.getmany(
-                timeout_ms=int(wait * 1000), max_records=FETCH_MAX_RECORDS
-            )
+        deadline = self.batches.next_deadline()
+        wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        wait = min(wait, max(0.0, self.last_commit + COMMIT_INTERVAL_S - time.monotonic()))
+        batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=FETCH_MAX_RECORDS)
         # When these records reached the worker: their micro-batches' linger, and their
         # effects' latency, count from here, decoding and waiting for the lock included.
         read_at = time.monotonic()
@@ -390,7 +384,7 @@ class IngestReader:
                 self.next_offsets[tp] = last.offset + 1
                 self.last_timestamps[tp] = last.timestamp
             now = time.monotonic()
-            await self._feed(self.batches.drain() if idle else self.batches.due(now), turns)
+            await self._feed(self.batches.due(now), turns)
             if now - self.last_commit >= COMMIT_INTERVAL_S:
                 await self._flush_and_commit()
 

@@ -36,7 +36,8 @@ whether it got the CPU its records need.
 
 ``--model`` runs only ``loop_model``, a model of the reader's loop on a core of its own
 (no Kafka, no machine): the latency that waiting out a micro-batch's linger while idle
-adds, beside feeding what waits when a read finds nothing.
+adds (about linger / (1 - utilisation) once one long read has made every model's batch
+fall due at one instant), beside feeding what waits when a read finds nothing.
 
 Run from the repository root, on a stack of its own::
 
@@ -222,7 +223,9 @@ def loop_model(
     machine around it: records arrive at random (Poisson) over ``models`` models; a read
     takes every record arrived, its time is theirs; feeding a batch of n records holds the
     loop ``per_batch_s + n * utilisation / records_per_s``. A batch is fed at its size or
-    linger; with ``idle_feeds``, also once a read finds nothing (the branch's reader).
+    linger; with ``idle_feeds``, also once a read finds nothing (an alternative reader,
+    tried: it cut the p99 but fed nearly every message alone, 2.6 times the worker's CPU
+    per record at half its maximum rate; README, "Effect latency").
 
     >>> [round(q, 3) for q in loop_model(False, 0.5, 0.0002, seconds=5.0)]
     [0.055, 0.066]

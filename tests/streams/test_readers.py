@@ -41,15 +41,17 @@ def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger(
     batches.add("b", 3, records("b1", "b2"), now=10.02)
     batches.add("a", 0, records("a2"), now=10.05)
     assert batches.due(now=10.099) == []
+    assert batches.next_deadline() == pytest.approx(10.1)
     # a waited the linger since its first record, b not yet.
     assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"), 10.0)]
+    assert batches.next_deadline() == pytest.approx(10.12)
     # a's next batch starts its own wait; b fills up before its deadline.
     batches.add("a", 0, records("a3"), now=10.11)
     batches.add("b", 3, records("b3", "b4", "b5"), now=10.11)
     assert batches.due(now=10.11) == [("b", 3, records("b1", "b2", "b3", "b4", "b5"), 10.02)]
-    assert batches.due(now=10.2) == []
+    assert batches.next_deadline() == pytest.approx(10.21)
     assert batches.drain() == [("a", 0, records("a3"), 10.11)]
-    assert len(batches) == 0
+    assert len(batches) == 0 and batches.next_deadline() is None
 
 
 def test_the_default_linger_keeps_batching_within_a_tenth_of_a_second() -> None:
@@ -150,74 +152,3 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
     # records waited for n + 1 feeds of at least a slice each.
     assert reader.effect_latency.total == 2 * models
     assert reader.effect_latency.sum >= 2 * FEED_SLICE_S * sum(range(1, models + 1))
-
-
-class FetchedConsumer:
-    """A consumer whose fetch buffer holds ``fetched`` reads, one per ``getmany``, then
-    nothing; it notes each call's timeout."""
-
-    def __init__(self, *fetched: dict[TopicPartition, list[Any]]) -> None:
-        self.fetched = list(fetched)
-        self.timeouts: list[int] = []
-
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
-        self.timeouts.append(timeout_ms)
-        return self.fetched.pop(0) if self.fetched else {}
-
-
-def fed_reader(linger: float) -> tuple[IngestReader, list[list[Any]]]:
-    """A reader whose admitted messages go to model m's micro-batch and whose fed batches
-    are noted."""
-    reader = IngestReader.__new__(IngestReader)
-    reader.generation = 0
-    reader.lock = asyncio.Lock()
-    reader.batches = MicroBatches(size=500, linger=linger)
-    reader.sources = {"p": None}  # type: ignore[dict-item]
-    reader.writes_topic_name = "w"
-    reader.next_offsets = {}
-    reader.last_timestamps = {}
-    reader.last_commit = time.monotonic()
-    fed: list[list[Any]] = []
-
-    async def admit(source: object, tp: TopicPartition, messages: list[Any], *_: Any) -> None:
-        reader.batches.add("m", tp.partition, [m.value for m in messages], time.monotonic())
-
-    async def feed(due: list[Due], turns: _Turns) -> None:
-        fed.extend(batch.records for batch in due)
-
-    reader._admit = admit  # type: ignore[method-assign]
-    reader._feed = feed  # type: ignore[method-assign]
-    return reader, fed
-
-
-def message(value: str, offset: int) -> SimpleNamespace:
-    return SimpleNamespace(value=value, offset=offset, timestamp=0)
-
-
-async def test_an_idle_reader_feeds_waiting_micro_batches_before_their_linger() -> None:
-    """Waiting out the linger while nothing else was to be read made each long read's
-    batches, all due at one instant, the next long read (bench_effect_latency --model:
-    p99 171 ms at 80% of a core). Once a read finds nothing fetched, what waits is fed
-    at once, not an hour (the linger here) later."""
-    tp = TopicPartition("p", 0)
-    reader, fed = fed_reader(linger=3600.0)
-    consumer = FetchedConsumer({tp: [message("r1", 0), message("r2", 1)]})
-    await reader._read_batch(consumer)  # type: ignore[arg-type]
-    assert fed == []
-    await reader._read_batch(consumer)  # type: ignore[arg-type]
-    assert fed == [["r1", "r2"]]
-    assert consumer.timeouts == [0, 0]
-    # Nothing waits any more: the next read waits for records, up to the next commit.
-    await reader._read_batch(consumer)  # type: ignore[arg-type]
-    assert consumer.timeouts[:3] == [0, 0, 0] and 0 < consumer.timeouts[3] <= 1000
-
-
-async def test_a_busy_reader_lets_micro_batches_fill_until_their_linger() -> None:
-    """While every read finds records fetched, batches wait for their size or linger."""
-    tp = TopicPartition("p", 0)
-    reader, fed = fed_reader(linger=3600.0)
-    consumer = FetchedConsumer(*({tp: [message(f"r{n}", n)]} for n in range(3)))
-    for _ in range(3):
-        await reader._read_batch(consumer)  # type: ignore[arg-type]
-    assert fed == [] and len(reader.batches) == 3
-    assert reader.next_offsets == {tp: 3}
