@@ -98,6 +98,7 @@ DRAINED_LAG = 50
 RSS_MARKS_MIN = (5, 10, 20, 30)
 # The worker's CPU in the plot: cores used over the minute before each sample.
 CPU_WINDOW_S = 60.0
+SIMULATOR_DONE = re.compile(r"^failsoft simulate: done in ([0-9.]+) s, ([0-9]+) records", re.M)
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback ")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1 << 20
@@ -127,6 +128,12 @@ class Sample:
     # (``state_of_metrics``) on its /metrics; None when it did not answer (or an older run).
     gc: dict[str, Any] | None = None
     state: dict[str, list[int]] | None = None
+    # Its ``failsoft_effect_latency_seconds`` histogram (``latency_of_metrics``).
+    latency: dict[str, int] | None = None
+    # The worker's main thread (its event loop): CPU seconds, and seconds it was ready to
+    # run but waited for a CPU the machine gave others (``run_and_wait_of_schedstat``).
+    loop_cpu_s: float | None = None
+    loop_wait_s: float | None = None
 
 
 def soak_portfolio(models: int, features: int) -> Portfolio:
@@ -180,6 +187,17 @@ def parent_and_cpu_of_stat(text: str, ticks: int = CLOCK_TICKS) -> tuple[int, fl
     fields = text[text.rindex(")") + 2 :].split()
     # After the name: state, ppid, ..., utime (the 12th) and stime (the 13th).
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
+
+
+def run_and_wait_of_schedstat(text: str) -> tuple[float, float]:
+    """A thread's seconds on a CPU and seconds runnable but waiting in a run queue, from
+    its ``/proc/<pid>/task/<tid>/schedstat`` text (nanoseconds).
+
+    >>> run_and_wait_of_schedstat("2500000000 500000000 1234\\n")
+    (2.5, 0.5)
+    """
+    run_ns, wait_ns, _ = text.split()
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
 
 
 def descendants(parents: Mapping[int, int], root: int) -> set[int]:
@@ -287,6 +305,59 @@ def state_of_metrics(metrics: str) -> dict[str, list[int]]:
     return state
 
 
+def latency_of_metrics(metrics: str) -> dict[str, int]:
+    """The worker's effect-latency histogram so far: the records handed over within each
+    bound (seconds), cumulative as in Prometheus.
+
+    >>> latency_of_metrics('failsoft_effect_latency_seconds_bucket{le="0.15"} 7.0\\n'
+    ...                    'failsoft_effect_latency_seconds_bucket{le="+Inf"} 9.0\\n')
+    {'0.15': 7, '+Inf': 9}
+    """
+    return {
+        sample.labels["le"]: int(sample.value)
+        for sample in _families(metrics)
+        if sample.name == "failsoft_effect_latency_seconds_bucket"
+    }
+
+
+def latency_between(
+    first: Mapping[str, int], last: Mapping[str, int], quantiles: Sequence[float] = (0.5, 0.99)
+) -> dict[str, Any]:
+    """The records timed from one sample's effect-latency histogram to a later one's, and
+    each quantile twice: the upper bound of the bucket holding it (at most that; ``inf``
+    above the last bound) and linearly interpolated inside that bucket, as Prometheus's
+    ``histogram_quantile`` does (an estimate; the first bucket starts at 0).
+
+    >>> first = {"0.05": 10, "0.1": 10, "0.15": 10, "+Inf": 10}
+    >>> latency_between(first, {"0.05": 60, "0.1": 100, "0.15": 109, "+Inf": 110})
+    {'records': 100, 'p50_le_s': 0.05, 'p50_s': 0.05, 'p99_le_s': 0.15, 'p99_s': 0.15}
+    >>> latency_between(first, {"0.05": 30, "0.1": 50, "0.15": 110, "+Inf": 110})["p99_s"]
+    0.1492
+    >>> latency_between(first, {"0.05": 10, "0.1": 10, "0.15": 10, "+Inf": 20})["p99_le_s"]
+    inf
+    """
+    bounds = sorted(last, key=float)
+    counts = [last[b] - first.get(b, 0) for b in bounds]
+    total = counts[-1] if counts else 0
+    found: dict[str, Any] = {"records": total}
+    for q in quantiles:
+        name = f"p{round(q * 100)}"
+        if not total:
+            found[f"{name}_le_s"] = found[f"{name}_s"] = None
+            continue
+        rank = q * total
+        i = next(i for i, count in enumerate(counts) if count >= rank)
+        upper = float(bounds[i])
+        lower, below = (float(bounds[i - 1]), counts[i - 1]) if i else (0.0, 0)
+        found[f"{name}_le_s"] = upper
+        found[f"{name}_s"] = (
+            upper
+            if upper == float("inf")
+            else round(lower + (upper - lower) * (rank - below) / (counts[i] - below), 4)
+        )
+    return found
+
+
 def gc_between(first: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
     """The full collections from one sample's ``gc`` to a later one's: how many, their mean
     pause, how many ended under each bound (seconds) and the objects they freed.
@@ -347,6 +418,20 @@ def trailing_rate(times: Sequence[float], totals: Sequence[float], window_s: flo
         span = now - times[first]
         rates.append((totals[i] - totals[first]) / span if span > 0 else 0.0)
     return rates
+
+
+def simulator_done(text: str) -> dict[str, float] | None:
+    """The simulator's own account of its run, from its log's last summary line: the
+    seconds it took and the records it produced (None if it has none).
+
+    >>> simulator_done("  5.0 s ...\\nfailsoft simulate: done in 120.4 s, 9000 records (75/s)\\n")
+    {'elapsed_s': 120.4, 'records': 9000}
+    """
+    found = SIMULATOR_DONE.findall(text)
+    if not found:
+        return None
+    elapsed, records = found[-1]
+    return {"elapsed_s": float(elapsed), "records": int(records)}
 
 
 def error_lines(text: str) -> list[str]:
@@ -596,6 +681,9 @@ class Sampler:
             self._earlier_cpu_s = self.samples[-1].worker_cpu_s if self.samples else 0.0
         rss, cpu = process_tree(self._worker_pid)
         cpu += self._earlier_cpu_s
+        # Per worker process (a restart starts them again), as its latency histogram.
+        schedstat = _read(f"/proc/{self._worker_pid}/task/{self._worker_pid}/schedstat")
+        loop = None if not schedstat else run_and_wait_of_schedstat(schedstat)
         simulator_pid = self.simulator()
         # Cumulative: once the simulator has exited (its tree is empty), its last figure.
         simulator_cpu = max(
@@ -636,6 +724,9 @@ class Sampler:
             input_bytes=topic_bytes(entries, self.inputs),
             gc=None if metrics is None else gc_of_metrics(metrics),
             state=None if metrics is None else state_of_metrics(metrics),
+            latency=None if metrics is None else latency_of_metrics(metrics),
+            loop_cpu_s=None if loop is None else round(loop[0], 3),
+            loop_wait_s=None if loop is None else round(loop[1], 3),
         )
         self.samples.append(sample)
         return sample
@@ -880,6 +971,12 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     summary["changelog"]["at_stop"] = at_stop
     summary["worker_log_error_lines"] = len(errors)
     summary["worker_log_first_errors"] = errors[:5]
+    simulator_log = run_dir / "simulate.log"
+    summary["simulator"] = (
+        simulator_done(simulator_log.read_text(errors="replace"))
+        if simulator_log.exists()
+        else None
+    )
     return {
         "settings": {
             "models": args.models,
