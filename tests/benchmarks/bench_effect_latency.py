@@ -348,10 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model:
         for per_batch_s in (0.0002, 0.001):
             for utilisation in (0.5, 0.7, 0.8, 0.9):
-                found = [loop_model(idle, utilisation, per_batch_s) for idle in (False, True)]
+                modelled = [loop_model(idle, utilisation, per_batch_s) for idle in (False, True)]
+                both = " | ".join(f"{p50 * 1000:.0f}, {p99 * 1000:.0f} ms" for p50, p99 in modelled)
                 print(
                     f"batch {per_batch_s * 1000:g} ms, utilisation {utilisation:.0%}: p50, p99"
-                    f" {' | '.join(f'{p50 * 1000:.0f}, {p99 * 1000:.0f} ms' for p50, p99 in found)}"
+                    f" {both}"
                     " (waiting out the linger | feeding when idle)"
                 )
         return 0
