@@ -26,6 +26,8 @@ KAFKA_PROBE_TIMEOUT_S = 10.0
 # Measured: a leak watch of 10,000 entities pickles to 3.2 MB (streams.monitor.leak_watch),
 # and a model's monitor holds one.
 MAX_STATE_BYTES = 16 * 1024 * 1024
+# A changelog segment holds a model's largest checkpoint at least twice.
+CHANGELOG_SEGMENT_BYTES = 2 * MAX_STATE_BYTES
 # A worker's state table (streams.worker.app): one pickled monitor per model, with its
 # changelog topic.
 STATE_TABLE = "model-monitor"
@@ -131,7 +133,16 @@ def changelog(settings: Settings, table: str) -> TopicSpec:
         key="model_id",
         contract=f"the pickled {table} state of a model",
         partitions=PREDICTIONS.partitions,
-        configs={"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_BYTES)},
+        configs={
+            "cleanup.policy": "compact",
+            "max.message.bytes": str(MAX_STATE_BYTES),
+            # Kafka compacts only closed segments, and by default a segment closes at 1 GiB
+            # or after 7 days: until then a restoring worker reads every checkpoint ever
+            # written to the partition (767 MB for 20 models after 17 minutes of the soak,
+            # tests/benchmarks/bench_soak.py). Small segments bound what a restore reads to
+            # about the latest state of each model plus one segment per partition.
+            "segment.bytes": str(CHANGELOG_SEGMENT_BYTES),
+        },
         purpose=f"restores the {table} table after a restart or a rebalance",
     )
 

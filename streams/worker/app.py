@@ -40,7 +40,8 @@ command's seq), and at least every ``streams.monitor.CHECKPOINT_EVERY`` records 
 model. A crash loses at most that many records of window filling or leak evidence, never
 a transition, an alert or a command's seq. A monitor with a leak watch may pickle to a
 few megabytes, so the state table's topic and the producer take records up to
-``MAX_STATE_BYTES``.
+``MAX_STATE_BYTES``; its segments are small (``CHANGELOG_SEGMENT_BYTES``) so that Kafka
+compacts it while the worker runs, and a restore reads about one state per model.
 
 One worker holds all of a model's state. The input topics keyed by model_id, the internal
 topic and the state table's changelog have the same partition count, and the reader reads
@@ -86,6 +87,7 @@ from streams.topics import (
     MAX_STATE_BYTES,
     PREDICTIONS,
     STATE_TABLE,
+    changelog,
     ensure_topics,
     worker_topics,
     writes_by_model,
@@ -215,7 +217,12 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         partitions=PREDICTIONS.partitions,
         key_type=str,
         value_type=bytes,
-        extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
+        # What worker_topics created it with: Faust declares its changelog again.
+        extra_topic_configs={
+            key: value
+            for key, value in changelog(settings, STATE_TABLE).configs.items()
+            if key != "cleanup.policy"
+        },
     )
     dead_letters = app.topic(DEAD_LETTERS.name(settings))
     routed_writes_topic = app.topic(

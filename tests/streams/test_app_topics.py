@@ -16,7 +16,14 @@ import pytest
 
 from streams.demo.run import settings_env
 from streams.settings import Settings
-from streams.topics import PREDICTIONS, admin_client, worker_topics
+from streams.topics import (
+    CHANGELOG_SEGMENT_BYTES,
+    PREDICTIONS,
+    STATE_TABLE,
+    admin_client,
+    changelog,
+    worker_topics,
+)
 from streams.worker.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +77,7 @@ def test_the_worker_creates_its_topics_and_a_bug_in_an_agent_stops_it(
     worker_settings: Settings, confluent_producer_config: dict[str, Any], tmp_path: Path
 ) -> None:
     from confluent_kafka import Producer
+    from confluent_kafka.admin import ConfigResource, ResourceType
 
     settings = dataclasses.replace(worker_settings, portfolio_path=PORTFOLIO)
     names = {spec.name(settings): spec.partitions for spec in worker_topics(settings)}
@@ -92,6 +100,11 @@ def test_the_worker_creates_its_topics_and_a_bug_in_an_agent_stops_it(
                 break
             time.sleep(0.5)
         assert {name: len(existing[name].partitions) for name in names} == names
+        # Segments small enough that the broker compacts the changelog as the worker runs.
+        state = ConfigResource(ResourceType.TOPIC, changelog(settings, STATE_TABLE).name(settings))
+        configs = admin.describe_configs([state])[state].result(30)
+        assert configs["cleanup.policy"].value == "compact"
+        assert configs["segment.bytes"].value == str(CHANGELOG_SEGMENT_BYTES) == "33554432"
         example = json.loads((ROOT / "schemas" / "prediction.example.json").read_text())
         prediction = json.dumps(example | {"model_id": "home-recommender"})
         producer = Producer(confluent_producer_config)
