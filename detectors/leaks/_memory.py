@@ -128,6 +128,55 @@ class KeyTable:
             row = rows.item(slot)
         return slot, row
 
+    def probe_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
+        mask = len(self.rows) - 1
+        slots = (keys & np.uint64(mask)).astype(np.intp)
+        rows = self.rows[slots]
+        # Only the keys still moving are read again: the table is at most half full, so
+        # most stop at their first slot.
+        moving = np.flatnonzero((rows >= 0) & (self.keys[slots] != keys))
+        while len(moving):
+            at = (slots[moving] + 1) & mask
+            slots[moving] = at
+            rows[moving] = self.rows[at]
+            moving = moving[(rows[moving] >= 0) & (self.keys[at] != keys[moving])]
+        return slots, rows
+
+    def put_many(self, slots: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Maps absent, distinct ``uint64`` keys to ``rows``, each in the slot ``add`` one by
+        one, in order, would give it, from the ``slots`` ``probe_many`` gave them; the table
+        must have room for them.
+
+        Each key goes to the first empty slot from its home. Filling other empty slots does
+        not change that slot, so keys are placed at once up to the first one whose slot an
+        earlier one takes; that one and those after it probe on from their slots, now
+        taken, and the next round places them.
+
+        >>> table = KeyTable(4)  # 16 slots; 19 and 35 start at 3 like 3, 20 at 4
+        >>> table.add(3, 0)
+        >>> keys = np.array([19, 20, 35], np.uint64)
+        >>> table.put_many(table.probe_many(keys)[0], keys, np.array([1, 2, 3]))
+        >>> table.keys[3:7].tolist(), table.rows[3:7].tolist(), table.size
+        ([3, 19, 20, 35], [0, 1, 2, 3], 4)
+        """
+        mask = len(self.rows) - 1
+        slots = slots.copy()
+        start = 0
+        while start < len(keys):
+            firsts = np.unique(slots[start:], return_index=True)[1]
+            clash = np.ones(len(keys) - start, bool)
+            clash[firsts] = False
+            stop = start + int(np.argmax(clash)) if clash.any() else len(keys)
+            self.keys[slots[start:stop]] = keys[start:stop]
+            self.rows[slots[start:stop]] = rows[start:stop]
+            start = stop
+            moving = start + np.flatnonzero(self.rows[slots[start:]] >= 0)
+            while len(moving):
+                slots[moving] = (slots[moving] + 1) & mask
+                moving = moving[self.rows[slots[moving]] >= 0]
+        self.size += len(keys)
+
     def find(self, key: int) -> int:
         """The key's row, -1 if absent."""
         return self.probe(key)[1]
