@@ -131,11 +131,15 @@ class KeyTable:
     def probe_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
         mask = len(self.rows) - 1
-        slots = (keys & np.uint64(mask)).astype(np.intp)
-        rows = self.rows[slots]
-        # Only the keys still moving are read again: the table is at most half full, so
-        # most stop at their first slot.
-        moving = np.flatnonzero((rows >= 0) & (self.keys[slots] != keys))
+        # The first slots from each key's home at once: the table is at most half full, so
+        # nearly every probe stops among them; the others go on a slot at a time.
+        window = ((keys & np.uint64(mask)).astype(np.intp)[:, None] + _WINDOW) & mask
+        held = self.rows[window]
+        stops = (held < 0) | (self.keys[window] == keys[:, None])
+        each = np.arange(len(keys))
+        first = np.where(stops.any(axis=1), stops.argmax(axis=1), len(_WINDOW) - 1)
+        slots, rows = window[each, first], held[each, first]
+        moving = np.flatnonzero(~stops[each, first])
         while len(moving):
             at = (slots[moving] + 1) & mask
             slots[moving] = at
@@ -164,10 +168,11 @@ class KeyTable:
         slots = slots.copy()
         start = 0
         while start < len(keys):
-            firsts = np.unique(slots[start:], return_index=True)[1]
-            clash = np.ones(len(keys) - start, bool)
-            clash[firsts] = False
-            stop = start + int(np.argmax(clash)) if clash.any() else len(keys)
+            # The first key whose slot an earlier one takes: in slot order (a stable sort),
+            # the least of the second and later keys of a slot.
+            order = np.argsort(slots[start:], kind="stable")
+            taken = order[1:][np.diff(slots[start:][order]) == 0]
+            stop = start + int(taken.min()) if len(taken) else len(keys)
             self.keys[slots[start:stop]] = keys[start:stop]
             self.rows[slots[start:stop]] = rows[start:stop]
             start = stop
@@ -208,6 +213,10 @@ class KeyTable:
             self.keys[hole], self.rows[hole] = self.keys[slot], self.rows[slot]
             self.keys[slot], self.rows[slot] = 0, -1
             hole = slot
+
+
+# Slots read at once from a key's home by ``KeyTable.probe_many``.
+_WINDOW = np.arange(8)
 
 
 def narrow(values: np.ndarray) -> np.ndarray:

@@ -432,16 +432,27 @@ class AvailabilityGap(base.Base):
     def _resolve_each(self, run: _Run) -> int | None:
         """``_resolve`` a key at a time, up to the first without a free row (its index)."""
         probe = self._table.probe
+        made: list[tuple[int, int]] = []
+        end = None
         for i in range(len(run.rows), len(run.keys)):
             key = run.keys[i]
             slot, row = probe(key)
             if row < 0:
                 if not self._free_count:
-                    return i
+                    end = i
+                    break
                 row = self._take(key, slot)
+                made.append((row, key))
             run.rows.append(row)
             run.held.add(row)
-        return None
+        # Rows made at once past a few: a prediction's values are mostly new keys.
+        if len(made) > _batch.SMALL_BATCH:
+            rows, keys = zip(*made, strict=True)
+            self._make(np.array(rows, np.intp), np.array(keys, np.uint64), self._forgotten_until)
+        else:
+            for row, key in made:
+                self._make(row, key, self._forgotten_until)
+        return end
 
     def _resolve_all(self, run: _Run) -> int | None:
         """``_resolve`` at once, up to the first key without a free row (its index)."""
@@ -475,12 +486,12 @@ class AvailabilityGap(base.Base):
         return None if end is None else done + end
 
     def _take(self, key: int, slot: int) -> int:
-        """A free row for the absent ``key``, put at its empty ``slot`` of the table."""
+        """A free row for the absent ``key``, put at its empty ``slot`` of the table (to be
+        set by ``_make``)."""
         self._free_count -= 1
         row = self._free.item(self._free_count)
         self._table.put(slot, key, row)
         self._in_use[row] = True
-        self._make(row, key, self._forgotten_until)
         return row
 
     def _make_room(self, now: float) -> None:
@@ -542,7 +553,8 @@ class AvailabilityGap(base.Base):
         counts = self._feature(write.feature)
         if counts is None:
             return
-        self._resolve(run)
+        if len(run.rows) < len(run.keys):
+            self._resolve(run)
         key = self._entity(entities, write.entity_id) ^ counts.salt
         slot, row = self._table.probe(key)
         if row < 0:
@@ -551,6 +563,7 @@ class AvailabilityGap(base.Base):
                 self._make_room(self._stream_time)
                 slot = self._table.probe(key)[0]
             row = self._take(key, slot)
+            self._make(row, key, self._forgotten_until)
         elif row in run.held:
             self._add(run)
         event_at, written_at = float(write.event_at), float(write.written_at)
