@@ -9,12 +9,13 @@ from hypothesis import strategies as st
 
 from detectors.leaks._memory import KeyTable
 
-# Keys whose homes crowd a few slots, the last ones among them, so that probes run into
-# each other and wrap around the end of the table; the high bits keep them distinct.
+# Keys whose homes crowd a few slots around the end of the table, so that probes run
+# into each other, longer than the slots probed at once, and wrap around; the high bits
+# keep them distinct.
 KEYS = st.builds(
     lambda high, low: (high << 6) | low,
     st.integers(0, 2**58 - 1),
-    st.one_of(st.integers(0, 63), st.sampled_from([0, 15, 31, 63])),
+    st.one_of(st.integers(0, 63), st.sampled_from([0, 1, 62, 63])),
 )
 
 
@@ -22,7 +23,7 @@ KEYS = st.builds(
 def tables_and_keys(draw: st.DrawFn) -> tuple[int, list[int], list[int], list[int]]:
     """Rows of a table, keys added one by one and some of them removed, then new keys
     (distinct, absent, within the rows)."""
-    rows = draw(st.integers(1, 24))
+    rows = draw(st.integers(1, 32))
     keys = draw(st.lists(KEYS, unique=True, max_size=rows))
     before = draw(st.integers(0, len(keys)))
     removed = draw(st.lists(st.sampled_from(keys[:before]), unique=True) if before else st.just([]))
@@ -76,3 +77,13 @@ def test_a_key_whose_slot_an_earlier_one_takes_probes_on() -> None:
     table.put_many(table.probe_many(keys)[0], keys, np.array([0, 1, 2, 3]))
     assert table.keys[[14, 15, 0, 1]].tolist() == [14, 30, 15, 31]
     assert table.rows[[14, 15, 0, 1]].tolist() == [0, 1, 2, 3]
+
+
+def test_a_probe_goes_on_past_the_slots_read_at_once() -> None:
+    # 16 slots, the 8 from slot 3 taken by keys that start there: a ninth goes to 11.
+    table = KeyTable(8)
+    for row in range(8):
+        table.add(3 + 16 * row, row)
+    keys = np.array([3 + 16 * 8, 3 + 16 * 7], np.uint64)
+    slots, rows = table.probe_many(keys)
+    assert (slots.tolist(), rows.tolist()) == ([11, 10], [-1, 7])
