@@ -128,6 +128,60 @@ class KeyTable:
             row = rows.item(slot)
         return slot, row
 
+    def probe_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
+        mask = len(self.rows) - 1
+        # The first slots from each key's home at once: the table is at most half full, so
+        # nearly every probe stops among them; the others go on a slot at a time.
+        window = ((keys & np.uint64(mask)).astype(np.intp)[:, None] + _WINDOW) & mask
+        held = self.rows[window]
+        stops = (held < 0) | (self.keys[window] == keys[:, None])
+        each = np.arange(len(keys))
+        first = np.where(stops.any(axis=1), stops.argmax(axis=1), len(_WINDOW) - 1)
+        slots, rows = window[each, first], held[each, first]
+        moving = np.flatnonzero(~stops[each, first])
+        while len(moving):
+            at = (slots[moving] + 1) & mask
+            slots[moving] = at
+            rows[moving] = self.rows[at]
+            moving = moving[(rows[moving] >= 0) & (self.keys[at] != keys[moving])]
+        return slots, rows
+
+    def put_many(self, slots: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Maps absent, distinct ``uint64`` keys to ``rows``, each in the slot ``add`` one by
+        one, in order, would give it, from the ``slots`` ``probe_many`` gave them; the table
+        must have room for them.
+
+        Each key goes to the first empty slot from its home. Filling other empty slots does
+        not change that slot, so keys are placed at once up to the first one whose slot an
+        earlier one takes; that one and those after it probe on from their slots, now
+        taken, and the next round places them.
+
+        >>> table = KeyTable(4)  # 16 slots; 19 and 35 start at 3 like 3, 20 at 4
+        >>> table.add(3, 0)
+        >>> keys = np.array([19, 20, 35], np.uint64)
+        >>> table.put_many(table.probe_many(keys)[0], keys, np.array([1, 2, 3]))
+        >>> table.keys[3:7].tolist(), table.rows[3:7].tolist(), table.size
+        ([3, 19, 20, 35], [0, 1, 2, 3], 4)
+        """
+        mask = len(self.rows) - 1
+        slots = slots.copy()
+        start = 0
+        while start < len(keys):
+            # The first key whose slot an earlier one takes: in slot order (a stable sort),
+            # the least of the second and later keys of a slot.
+            order = np.argsort(slots[start:], kind="stable")
+            taken = order[1:][np.diff(slots[start:][order]) == 0]
+            stop = start + int(taken.min()) if len(taken) else len(keys)
+            self.keys[slots[start:stop]] = keys[start:stop]
+            self.rows[slots[start:stop]] = rows[start:stop]
+            start = stop
+            moving = start + np.flatnonzero(self.rows[slots[start:]] >= 0)
+            while len(moving):
+                slots[moving] = (slots[moving] + 1) & mask
+                moving = moving[self.rows[slots[moving]] >= 0]
+        self.size += len(keys)
+
     def find(self, key: int) -> int:
         """The key's row, -1 if absent."""
         return self.probe(key)[1]
@@ -159,6 +213,10 @@ class KeyTable:
             self.keys[hole], self.rows[hole] = self.keys[slot], self.rows[slot]
             self.keys[slot], self.rows[slot] = 0, -1
             hole = slot
+
+
+# Slots read at once from a key's home by ``KeyTable.probe_many``.
+_WINDOW = np.arange(8)
 
 
 def narrow(values: np.ndarray) -> np.ndarray:

@@ -298,11 +298,13 @@ class AvailabilityGap(base.Base):
         """Reads a batch of events, exactly as ``update`` one by one would; ``flags`` holds
         the features flagged in it, with their positions.
 
-        Writes go one at a time: each reads and changes its key's predictions. The served
-        values between two writes are a run: their keys are found (and made, and forgotten)
-        in order, then a long run goes through numpy at once, since none of its values
-        changes what another one reads. A run is flushed before keys are forgotten to make
-        room, so that what its keys last saw is there to choose by.
+        Writes go one at a time: each reads and changes its key's predictions. Served
+        values are queued in a run: their keys are found (and made, and forgotten) in
+        order, a long run's at once, and a long run's predictions go through numpy at once,
+        since none of its values changes what another one reads. A write leaves the run
+        queued unless it holds the write's key or the write counts a gap (see
+        ``_add_write``). A run is flushed before keys are forgotten to make room, so that
+        what its keys last saw is there to choose by.
         """
         self._batch_events = []
         self._read(events)
@@ -330,8 +332,7 @@ class AvailabilityGap(base.Base):
                 if write is None:
                     self._rejected += 1
                     continue
-                self._flush(run)
-                self._add_write(write, entities)
+                self._add_write(write, entities, run)
         self._flush(run)
 
     def _serve(
@@ -352,27 +353,13 @@ class AvailabilityGap(base.Base):
         at = float(predicted_at)
         found = self._counts(run, features, written_at)
         # As the values one by one: a prediction of none does not move the stream time.
-        if found and at > self._stream_time:
+        if not found:
+            return
+        if at > self._stream_time:
             self._stream_time = at
-        # The loop runs for every value served: lookups bound once.
-        probe = self._table.probe
-        rows, values = run.rows, run.features
-        add_row, add_value = rows.append, values.append
-        for counts in found:
-            key = entity ^ counts.salt
-            slot, row = probe(key)
-            if row < 0:
-                if not self._free_count:
-                    run.close(at, position)
-                    self._flush(run)
-                    self._make_room()
-                    # Making room removes keys, and growing makes the table again.
-                    probe = self._table.probe
-                    slot = probe(key)[0]
-                row = self._take(key, slot, run)
-            add_row(row)
-            add_value(counts)
-        run.close(at, position)
+        run.keys.extend(map(entity.__xor__, map(_SALT, found)))
+        run.features.extend(found)
+        run.close(at, position, self._stream_time)
 
     def _counts(
         self, run: _Run, features: Sequence[Any], written_at: Sequence[Any]
@@ -427,34 +414,91 @@ class AvailabilityGap(base.Base):
             self._features[name] = counts
         return counts
 
-    def _row(self, key: int) -> int:
-        """The key's row, made if absent."""
-        slot, row = self._table.probe(key)
-        if row < 0:
-            if not self._free_count:
-                self._make_room()
-                slot = self._table.probe(key)[0]
-            row = self._take(key, slot)
-        return row
+    def _resolve(self, run: _Run) -> None:
+        """Finds the rows of the run's keys not looked up yet, in order, making the absent
+        ones as one by one would: the same rows, the same slots of the table. When no row
+        is free for a key, the values before it are added and room is made, as the stream
+        time then was, so that what their keys last saw is there to choose by."""
+        while len(run.rows) < len(run.keys):
+            if len(run.keys) - len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
+                end = self._resolve_each(run)
+            else:
+                end = self._resolve_all(run)
+            if end is not None:
+                head, now = run.cut(end)
+                self._add(head)
+                self._make_room(now)
 
-    def _take(self, key: int, slot: int, run: _Run | None = None) -> int:
-        """A free row for the absent ``key``, put at its empty ``slot`` of the table; set at
-        once, or for ``run`` when it is flushed, all at once."""
+    def _resolve_each(self, run: _Run) -> int | None:
+        """``_resolve`` a key at a time, up to the first without a free row (its index)."""
+        probe = self._table.probe
+        made: list[tuple[int, int]] = []
+        end = None
+        for i in range(len(run.rows), len(run.keys)):
+            key = run.keys[i]
+            slot, row = probe(key)
+            if row < 0:
+                if not self._free_count:
+                    end = i
+                    break
+                row = self._take(key, slot)
+                made.append((row, key))
+            run.rows.append(row)
+            run.held.add(row)
+        # Rows made at once past a few: a prediction's values are mostly new keys.
+        if len(made) > _batch.SMALL_BATCH:
+            rows, keys = zip(*made, strict=True)
+            self._make(np.array(rows, np.intp), np.array(keys, np.uint64), self._forgotten_until)
+        else:
+            for row, key in made:
+                self._make(row, key, self._forgotten_until)
+        return end
+
+    def _resolve_all(self, run: _Run) -> int | None:
+        """``_resolve`` at once, up to the first key without a free row (its index)."""
+        done = len(run.rows)
+        keys = np.array(run.keys[done:], np.uint64)
+        slots, rows = self._table.probe_many(keys)
+        end = None
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            # The absent keys, each once, in the order they first come.
+            _, firsts, which = np.unique(keys[missing], return_index=True, return_inverse=True)
+            order = np.argsort(firsts)
+            rank = np.empty(len(order), np.intp)
+            rank[order] = np.arange(len(order))
+            made = min(len(order), self._free_count)
+            new = missing[firsts[order[:made]]]
+            if made < len(order):
+                end = int(missing[firsts[order[made]]])
+                keep = rank[which] < made
+                missing, which = missing[keep], which[keep]
+            # Rows are taken from the end of the free ones.
+            taken = self._free[self._free_count - made : self._free_count][::-1]
+            self._free_count -= made
+            self._table.put_many(slots[new], keys[new], taken)
+            self._in_use[taken] = True
+            self._make(taken, keys[new], self._forgotten_until)
+            rows[missing] = taken[rank[which]]
+        found = rows[:end].tolist()
+        run.rows.extend(found)
+        run.held.update(found)
+        return None if end is None else done + end
+
+    def _take(self, key: int, slot: int) -> int:
+        """A free row for the absent ``key``, put at its empty ``slot`` of the table (to be
+        set by ``_make``)."""
         self._free_count -= 1
         row = self._free.item(self._free_count)
         self._table.put(slot, key, row)
         self._in_use[row] = True
-        if run is None:
-            self._make(row, key, self._forgotten_until)
-        else:
-            run.made.append((row, key, self._forgotten_until))
         return row
 
-    def _make_room(self) -> None:
-        """Frees rows: those of the pairs that expired, else new ones up to ``max_keys``,
-        else those of the sixteenth of the pairs seen longest ago (at once, so that this
-        is rare; all rows are in use)."""
-        expired = np.flatnonzero(self._in_use & (self._seen < self._stream_time - self.max_delay))
+    def _make_room(self, now: float) -> None:
+        """Frees rows: those of the pairs that expired by stream time ``now``, else new ones
+        up to ``max_keys``, else those of the sixteenth of the pairs seen longest ago (at
+        once, so that this is rare; all rows are in use)."""
+        expired = np.flatnonzero(self._in_use & (self._seen < now - self.max_delay))
         if len(expired):
             self._forget(expired)
             return
@@ -500,11 +544,28 @@ class AvailabilityGap(base.Base):
         rows = np.flatnonzero(self._in_use)
         self._table = KeyTable.of(self._key_hash[rows].tolist(), rows.tolist(), size)
 
-    def _add_write(self, write: FeatureWrite, entities: dict[EntityId, int]) -> None:
+    def _add_write(self, write: FeatureWrite, entities: dict[EntityId, int], run: _Run) -> None:
+        """Adds a write. The run's values stay queued while the write neither reads nor
+        changes what they do: their rows are found first (a new key takes the next free
+        row), and the run is added before the write if it holds the write's key, if room
+        must be made, or before the write counts a gap (its feature's counts are the run's
+        too)."""
         counts = self._feature(write.feature)
         if counts is None:
             return
-        row = self._row(self._entity(entities, write.entity_id) ^ counts.salt)
+        if len(run.rows) < len(run.keys):
+            self._resolve(run)
+        key = self._entity(entities, write.entity_id) ^ counts.salt
+        slot, row = self._table.probe(key)
+        if row < 0:
+            if not self._free_count:
+                self._add(run)
+                self._make_room(self._stream_time)
+                slot = self._table.probe(key)[0]
+            row = self._take(key, slot)
+            self._make(row, key, self._forgotten_until)
+        elif row in run.held:
+            self._add(run)
         event_at, written_at = float(write.event_at), float(write.written_at)
         # Read with ``item`` as Python numbers: a write is one event, numpy scalars cost more.
         writes = self._writes.item(row)
@@ -525,6 +586,7 @@ class AvailabilityGap(base.Base):
         counted = self._counted[row, :kept].tolist()
         for slot, (at, done) in enumerate(zip(predicted, counted, strict=True)):
             if not done and event_at <= at < written_at and self._late(row, at):
+                self._add(run)
                 self._counted[row, slot] = True
                 counts.gaps += 1
                 block = int(self._block_of[row, slot])
@@ -578,27 +640,23 @@ class AvailabilityGap(base.Base):
         return late
 
     def _flush(self, run: _Run) -> None:
-        """Adds the run's predictions, in order."""
+        """Finds the run's keys and adds its predictions, in order."""
+        self._resolve(run)
+        self._add(run)
+
+    def _add(self, run: _Run) -> None:
+        """Adds the predictions of a run whose keys were found, in order."""
         if not run.rows:
             return
-        if run.made and len(run.made) > _batch.SMALL_BATCH:
-            rows, keys, since = zip(*run.made, strict=True)
-            self._make(np.array(rows, np.intp), np.array(keys, np.uint64), np.array(since))
-        else:
-            for made in run.made:
-                self._make(*made)
-        run.made.clear()
         if len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
             start = 0
-            for end, at, position in run.predictions:
+            for end, at, position, _ in run.predictions:
                 for i in range(start, end):
                     self._add_prediction(run.rows[i], at, run.features[i], position)
                 start = end
         else:
             self._add_predictions(run)
-        run.rows.clear()
-        run.features.clear()
-        run.predictions.clear()
+        run.clear()
 
     def _add_prediction(self, row: int, at: float, counts: _Feature, position: int) -> None:
         late = self._late(row, at)
@@ -616,7 +674,7 @@ class AvailabilityGap(base.Base):
 
     def _add_predictions(self, run: _Run) -> None:
         """``_add_prediction`` of each of the run's values, at once."""
-        ends, times, positions = zip(*run.predictions, strict=True)
+        ends, times, positions, _ = zip(*run.predictions, strict=True)
         n = len(run.rows)
         served = [end - start for start, end in zip((0, *ends), ends, strict=False)]
         rows, at = np.asarray(run.rows, np.intp), np.repeat(np.asarray(times), served)
@@ -814,29 +872,57 @@ _ROWS = (
 # windows of older predictions.
 _BLOCKS = 8
 _RING = 4 * _BLOCKS
-# Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy.
+# Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy (their
+# keys looked up, their predictions added).
 RUN_IN_NUMPY = 2
 _COLUMN = operator.attrgetter("column")
+_SALT = operator.attrgetter("salt")
+_END = operator.itemgetter(0)
 
 
 class _Run:
-    """Served values whose keys were found, not added yet: per value its row and feature;
-    per prediction (end of its values, prediction time, position in the batch); and the
-    keys made for them, (row, key, since)."""
+    """Served values not added yet: per value its key and feature, and its row once found
+    (the first ones, ``held`` the set of them); per prediction (end of its values,
+    prediction time, position in the batch, stream time after it)."""
 
     def __init__(self) -> None:
-        self.rows: list[int] = []
+        self.keys: list[int] = []
         self.features: list[_Feature] = []
-        self.predictions: list[tuple[int, float, int]] = []
-        self.made: list[tuple[int, int, float]] = []
+        self.rows: list[int] = []
+        self.held: set[int] = set()
+        self.predictions: list[tuple[int, float, int, float]] = []
         # The counts of each list of features whose values were all well-formed.
         self.known: dict[tuple[Any, ...], list[_Feature]] = {}
 
-    def close(self, at: float, position: int) -> None:
-        """Ends the values of the prediction at ``position`` (made at ``at``)."""
-        end = len(self.rows)
-        if end > (self.predictions[-1][0] if self.predictions else 0):
-            self.predictions.append((end, at, position))
+    def close(self, at: float, position: int, now: float) -> None:
+        """Ends the values, some, of the prediction at ``position`` (made at ``at``, the
+        stream time then ``now``)."""
+        self.predictions.append((len(self.keys), at, position, now))
+
+    def clear(self) -> None:
+        """Forgets the values (all added)."""
+        self.keys.clear()
+        self.features.clear()
+        self.rows.clear()
+        self.held.clear()
+        self.predictions.clear()
+
+    def cut(self, end: int) -> tuple[_Run, float]:
+        """The run of the first ``end`` values (their rows found), taken out of this one,
+        and the stream time after the prediction of the value at ``end``."""
+        head = _Run()
+        head.keys, self.keys = self.keys[:end], self.keys[end:]
+        head.features, self.features = self.features[:end], self.features[end:]
+        head.rows, self.rows = self.rows, []
+        self.held = set()
+        # The prediction of value ``end`` may be cut in two: each part ends its values.
+        split = bisect.bisect(self.predictions, end, key=_END)
+        head.predictions = self.predictions[:split]
+        _, at, position, now = self.predictions[split]
+        if end > (head.predictions[-1][0] if head.predictions else 0):
+            head.predictions.append((end, at, position, now))
+        self.predictions = [(e - end, a, p, n) for e, a, p, n in self.predictions[split:]]
+        return head, now
 
 
 def _oldest_first(rings: np.ndarray, added: np.ndarray) -> np.ndarray:

@@ -791,3 +791,22 @@ def test_availability_gap_pickles_its_kept_keys_only() -> None:
     restored.update_many(events[2_000:])
     detector.update_many(events[2_000:])
     assert (restored.evidence, restored.flags) == (detector.evidence, detector.flags)
+
+
+def test_late_writes_count_their_gaps_after_the_predictions_before_them() -> None:
+    # Predictions of other keys, queued before writes that find gaps, look (blocks of one
+    # prediction each) without those gaps, as one by one: the writes do not overtake them.
+    def make() -> AvailabilityGap:
+        return AvailabilityGap(max_gap_rate=0.1, min_predictions=5, window=8)
+
+    earlier = [ServedFeature(f"u{k}", "plan", 1.0, 0.0, float(k)) for k in range(6)]
+    later = [ServedFeature(f"u{k}", "plan", 1.0, 0.0, float(k)) for k in range(6, 9)]
+    writes = [FeatureWrite(f"u{k}", "plan", 2.0, 0.0, 100.0) for k in range(6)]
+    single, batched = make(), make()
+    for x in [*earlier, *later, *writes]:
+        single.update(x)
+    batched.update_many(earlier)
+    batched.update_many([*later, *writes])
+    assert same_state(batched, single), state_difference(batched, single)
+    evidence = batched.evidence["plan"]
+    assert (evidence.predictions, evidence.gaps, evidence.gapped) == (9, 6, False)

@@ -1,0 +1,89 @@
+"""The key table of the availability gap: its lookups and inserts at once are those of one
+key at a time, slot for slot."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.leaks._memory import KeyTable
+
+# Keys whose homes crowd a few slots around the end of the table, so that probes run
+# into each other, longer than the slots probed at once, and wrap around; the high bits
+# keep them distinct.
+KEYS = st.builds(
+    lambda high, low: (high << 6) | low,
+    st.integers(0, 2**58 - 1),
+    st.one_of(st.integers(0, 63), st.sampled_from([0, 1, 62, 63])),
+)
+
+
+@st.composite
+def tables_and_keys(draw: st.DrawFn) -> tuple[int, list[int], list[int], list[int]]:
+    """Rows of a table, keys added one by one and some of them removed, then new keys
+    (distinct, absent, within the rows)."""
+    rows = draw(st.integers(1, 32))
+    keys = draw(st.lists(KEYS, unique=True, max_size=rows))
+    before = draw(st.integers(0, len(keys)))
+    removed = draw(st.lists(st.sampled_from(keys[:before]), unique=True) if before else st.just([]))
+    return rows, keys[:before], removed, keys[before:]
+
+
+def _table(rows: int, keys: list[int], removed: list[int]) -> KeyTable:
+    table = KeyTable(rows)
+    for row, key in enumerate(keys):
+        table.add(key, row)
+    for key in removed:
+        table.remove(key)
+    return table
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_keys())
+def test_keys_added_at_once_take_the_slots_of_one_by_one(
+    drawn: tuple[int, list[int], list[int], list[int]],
+) -> None:
+    rows, before, removed, new = drawn
+    one_by_one, at_once = _table(rows, before, removed), _table(rows, before, removed)
+    for row, key in enumerate(new, start=len(before)):
+        one_by_one.add(key, row)
+    keys = np.array(new, np.uint64)
+    slots = at_once.probe_many(keys)[0]
+    at_once.put_many(slots, keys, np.arange(len(before), len(before) + len(new)))
+    assert at_once.keys.tolist() == one_by_one.keys.tolist()
+    assert at_once.rows.tolist() == one_by_one.rows.tolist()
+    assert at_once.size == one_by_one.size
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_keys(), st.lists(KEYS, max_size=30))
+def test_keys_probed_at_once_find_what_one_by_one_finds(
+    drawn: tuple[int, list[int], list[int], list[int]], others: list[int]
+) -> None:
+    rows, before, removed, _ = drawn
+    table = _table(rows, before, removed)
+    keys = before + others
+    slots, found = table.probe_many(np.array(keys, np.uint64))
+    assert list(zip(slots.tolist(), found.tolist(), strict=True)) == [
+        table.probe(key) for key in keys
+    ]
+
+
+def test_a_key_whose_slot_an_earlier_one_takes_probes_on() -> None:
+    # 16 slots: 14 and 30 start at 14, 15 at 15, 31 at 15 and wraps to 0 and 1.
+    table = KeyTable(8)
+    keys = np.array([14, 30, 15, 31], np.uint64)
+    table.put_many(table.probe_many(keys)[0], keys, np.array([0, 1, 2, 3]))
+    assert table.keys[[14, 15, 0, 1]].tolist() == [14, 30, 15, 31]
+    assert table.rows[[14, 15, 0, 1]].tolist() == [0, 1, 2, 3]
+
+
+def test_a_probe_goes_on_past_the_slots_read_at_once() -> None:
+    # 16 slots, the 8 from slot 3 taken by keys that start there: a ninth goes to 11.
+    table = KeyTable(8)
+    for row in range(8):
+        table.add(3 + 16 * row, row)
+    keys = np.array([3 + 16 * 8, 3 + 16 * 7], np.uint64)
+    slots, rows = table.probe_many(keys)
+    assert (slots.tolist(), rows.tolist()) == ([11, 10], [-1, 7])
