@@ -138,6 +138,8 @@ __all__ = [
     "new_watch",
     "observe",
     "observe_evidence",
+    "standing_alert",
+    "transition_alert",
 ]
 
 DRIFT_METHODS: Mapping[str, Mapping[str, type[Any]]] = {
@@ -891,6 +893,38 @@ class Effects:
     withheld: tuple[ControlAction, ...] = ()
 
 
+def transition_alert(model: Model, transition: Transition) -> Alert:
+    """The health alert a transition opens (or, to healthy, closes)."""
+    detector = transition.detector or "health"
+    state = transition.to_state.value
+    return health_alert(model.model_id, model.owner, state, detector, transition.reason)
+
+
+def standing_alert(model: Model, watch: ModelWatch) -> Alert | None:
+    """The health alert of the model's state now, unless it is healthy: what its last
+    transition sent. A worker that takes the model over sends it again, since the worker
+    before may have died with it still in its sink's memory after the command had left;
+    Alerta counts a repeat as a duplicate of the open alert.
+
+    >>> from detectors.health.evidence import Evidence
+    >>> from streams.portfolio import parse_portfolio
+    >>> lines = ['[models.ranker]', 'owner = "search"', 'tier = "cpu"', 'label_delay = "1d"']
+    >>> lines.append('fallback = "popular"')
+    >>> model = parse_portfolio("\\n".join(lines)).models["ranker"]
+    >>> watch = new_watch(model)
+    >>> standing_alert(model, watch) is None
+    True
+    >>> broken = Evidence(detector="score", at=100.0, alarm=True, critical=True)
+    >>> found = observe_evidence(watch, [broken], 100.0)
+    >>> watch.policy.state.value, standing_alert(model, watch).event
+    ('fallback', 'ModelFallback')
+    """
+    transition = watch.policy.transition
+    if transition is None or watch.policy.state.value == "healthy":
+        return None
+    return transition_alert(model, transition)
+
+
 def consequences(model: Model, watch: ModelWatch, observation: Observation) -> Effects:
     """The effects of ``observation``; updates the watch's alert and command bookkeeping.
 
@@ -935,7 +969,7 @@ def consequences(model: Model, watch: ModelWatch, observation: Observation) -> E
         tags = {"model": model_id, "detector": detector}
         fields = {"state": state, "state_code": HEALTH_STATE_CODES[state]}
         points.append(point("health", tags, fields, int(transition.at * 1000)))
-        alerts.append(health_alert(model_id, owner, state, detector, transition.reason))
+        alerts.append(transition_alert(model, transition))
     for action in observation.actions:
         if action.action == "restore":
             alerts.extend(_close_detector_alerts(model, watch))

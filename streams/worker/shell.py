@@ -29,7 +29,7 @@ from streams.monitor import Batch, Effects, Monitor, StateFormatError
 from streams.monitor.batch import Record
 from streams.monitor.gauges import StateGauges, state_gauges
 from streams.monitor.label_join import describe_performance
-from streams.monitor.watch import describe
+from streams.monitor.watch import describe, standing_alert
 from streams.portfolio import Model
 from streams.topics import CONTROL
 from streams.worker.control import SentCommands
@@ -116,6 +116,13 @@ class Monitors:
                     # not fit this one's, so the model is learnt again.
                     log.warning("%s; its monitor starts afresh", error)
                     monitor = Monitor(model)
+                else:
+                    # The worker before may have died after the command left and before
+                    # Alerta had the alert (a SIGKILL; Alerta's sink holds it in memory):
+                    # on-call must not miss the page. Alerta counts a repeat as a duplicate.
+                    standing = standing_alert(model, monitor.watch)
+                    if standing is not None:
+                        self.app.alerta.enqueue(standing)
                 self.cache[model.model_id] = monitor
         return monitor
 

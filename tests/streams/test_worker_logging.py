@@ -179,3 +179,38 @@ async def test_warning_is_only_what_needs_a_human(
         ),
     ]
     assert control.sent == []
+
+
+async def test_a_worker_that_takes_a_model_over_sends_its_health_alert_again(
+    tmp_path: Path,
+) -> None:
+    # Seed 11 of the chaos run: a worker was SIGKILLed 4 s after its fallback command left,
+    # with the ModelFallback alert still in its Alerta sink's memory; the worker after it
+    # restored the model already in fallback, so nothing paged on-call.
+    monitors, control, model = monitors_of(tmp_path, KEYS)
+    normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
+    records = with_future_value(normal, 1500, skew_ms=3_600_000)
+    await monitors.feed(model, records[:2000])
+    assert control.sent == [b"ranker"]
+    assert [a.event for a in control.alerts if a.group == "health"] == ["ModelFallback"]
+    taker, taker_control, _ = monitors_of(tmp_path, KEYS, model)
+    taker.table = monitors.table
+    restored = taker.peek(model)
+    assert restored is not None and restored.watch.policy.state.value == "fallback"
+    assert [(a.event, a.severity, a.text) for a in taker_control.alerts] == [
+        ("ModelFallback", "major", "ranker is fallback (future_values): critical: future_values")
+    ]
+    assert taker_control.sent == []
+    # Held in memory from then on: read again, it says nothing more.
+    assert taker.peek(model) is restored and len(taker_control.alerts) == 1
+
+
+async def test_a_healthy_model_taken_over_sends_no_alert(tmp_path: Path) -> None:
+    monitors, _, model = monitors_of(tmp_path, KEYS)
+    await monitors.feed(model, stream(np.random.default_rng(3), 0, 600, 0.0))
+    monitors.save(model.model_id)
+    assert model.model_id in monitors.table
+    taker, taker_control, _ = monitors_of(tmp_path, KEYS, model)
+    taker.table = monitors.table
+    assert taker.peek(model) is not None
+    assert taker_control.alerts == []
