@@ -149,6 +149,9 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
         async with aiohttp.ClientSession() as session, session.get(models_url) as response:
             assert response.status == 200
             view = await response.json()
+        held = app.reader.monitors.peek(portfolio.models[model])
+        assert held is not None and held.watch.policy.last_evidence is not None
+        last_evidence = held.watch.policy.last_evidence.detector
     finally:
         await app.stop()  # also flushes the Alerta and InfluxDB sinks
         listener.stop()
@@ -171,7 +174,11 @@ async def test_drift_incident_falls_back_alerts_writes_series_and_restores(
     assert (entry["model_id"], entry["state"], entry["detector"]) == (model, "healthy", None)
     assert entry["why"] == "no alarm for 600 s"
     assert entry["last_seq"] == commands[1].seq
-    assert entry["last_evidence"]["detector"] == "drift_psi"
+    # Which detector spoke last depends on how the reads cut the stream into micro-batches
+    # (a batch that ends past the last drift window leaves the error rate's evidence last,
+    # as in a loaded CI trial): the view must tell the monitor's.
+    assert entry["last_evidence"]["detector"] == last_evidence
+    assert last_evidence in ("drift_psi", "error_rate")
     assert entry["last_evidence"]["alarm"] is False
     # No label came: the live stream's calibrated estimate and measured metrics are unknown.
     performance = entry["performance"]["live/v1"]
