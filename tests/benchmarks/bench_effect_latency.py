@@ -64,7 +64,7 @@ from typing import Any
 
 from streams.settings import Settings
 from streams.worker.readers import MICRO_BATCH, MICRO_BATCH_LINGER_S
-from tests.benchmarks.bench_soak import Sample, latency_between, soak
+from tests.benchmarks.bench_soak import Sample, latency_between, rate_per_s, soak
 
 # The latency bound of issue #12, seconds.
 GOAL_P99_S = 0.15
@@ -82,20 +82,16 @@ def steady(samples: Sequence[Sample], start_s: float, end_s: float) -> list[Samp
     return [s for s in samples if start_s <= s.t_s <= end_s and s.consumed is not None]
 
 
-def consumed_per_s(samples: Sequence[Sample]) -> float | None:
-    """Records the worker consumed per second from the first sample to the last."""
-    if len(samples) < 2 or samples[-1].t_s <= samples[0].t_s:
-        return None
-    return ((samples[-1].consumed or 0) - (samples[0].consumed or 0)) / (
-        samples[-1].t_s - samples[0].t_s
-    )
+def rate_over(samples: Sequence[Sample], field: str) -> float:
+    """How fast ``field`` grew per second from the first sample to the last (0 for fewer
+    than two): ``consumed`` gives records/s, ``worker_cpu_s`` the worker's mean cores.
 
-
-def cores(samples: Sequence[Sample]) -> float | None:
-    """The worker's mean cores (CPU seconds of its tree per second) over the samples."""
-    if len(samples) < 2 or samples[-1].t_s <= samples[0].t_s:
-        return None
-    return (samples[-1].worker_cpu_s - samples[0].worker_cpu_s) / (samples[-1].t_s - samples[0].t_s)
+    >>> run = [Sample(t, "play", 0, c, 0.0, 0.0, 0.0, 0, 0.0, 0, n, 0, 0, 0, 0)
+    ...        for t, c, n in ((0.0, 1.0, 0), (10.0, 4.0, 500))]
+    >>> rate_over(run, "consumed"), rate_over(run, "worker_cpu_s"), rate_over(run[:1], "consumed")
+    (50.0, 0.3, 0.0)
+    """
+    return rate_per_s(samples[0], samples[-1], field) if len(samples) > 1 else 0.0
 
 
 def loop_share(samples: Sequence[Sample]) -> dict[str, float | None]:
@@ -110,12 +106,11 @@ def loop_share(samples: Sequence[Sample]) -> dict[str, float | None]:
     {'loop_cpu_per_s': 0.3, 'loop_wait_per_s': 0.2}
     """
     first, last = samples[0], samples[-1]
-    elapsed = last.t_s - first.t_s
-    if elapsed <= 0 or None in (first.loop_cpu_s, last.loop_cpu_s):
+    if last.t_s <= first.t_s or None in (first.loop_cpu_s, last.loop_cpu_s):
         return {"loop_cpu_per_s": None, "loop_wait_per_s": None}
     return {
-        "loop_cpu_per_s": round(((last.loop_cpu_s or 0) - (first.loop_cpu_s or 0)) / elapsed, 3),
-        "loop_wait_per_s": round(((last.loop_wait_s or 0) - (first.loop_wait_s or 0)) / elapsed, 3),
+        "loop_cpu_per_s": round(rate_per_s(first, last, "loop_cpu_s"), 3),
+        "loop_wait_per_s": round(rate_per_s(first, last, "loop_wait_s"), 3),
     }
 
 
@@ -130,8 +125,8 @@ def window_latencies(samples: Sequence[Sample]) -> list[dict[str, Any]]:
             {
                 "t_s": last.t_s,
                 **latency_between(first.latency, last.latency),
-                "records_per_s": round(consumed_per_s([first, last]) or 0.0, 1),
-                "worker_cores": round(cores([first, last]) or 0.0, 3),
+                "records_per_s": round(rate_over([first, last], "consumed"), 1),
+                "worker_cores": round(rate_over([first, last], "worker_cpu_s"), 3),
                 **loop_share([first, last]),
                 "load1": round(last.load1, 2),
             }
@@ -155,10 +150,10 @@ def maximum(result: dict[str, Any], warmup_s: float) -> dict[str, Any]:
         "probe_rate_requests_per_s": result["settings"]["rate_requests_per_s"],
         "simulator": simulated,
         "records_per_request": round(consumed / requests, 3) if requests else None,
-        "play_records_per_s": round(consumed_per_s(play) or 0.0, 1),
-        "play_worker_cores": round(cores(play) or 0.0, 3),
-        "drain_records_per_s": round(consumed_per_s(draining) or 0.0, 1),
-        "drain_worker_cores": round(cores(draining) or 0.0, 3),
+        "play_records_per_s": round(rate_over(play, "consumed"), 1),
+        "play_worker_cores": round(rate_over(play, "worker_cpu_s"), 3),
+        "drain_records_per_s": round(rate_over(draining, "consumed"), 1),
+        "drain_worker_cores": round(rate_over(draining, "worker_cpu_s"), 3),
         "drain_s": round(draining[-1].t_s - draining[0].t_s, 1) if len(draining) > 1 else None,
         # Behind throughout: the lag grew from the warm-up to the traffic's end.
         "lag_records": [lags[0], lags[-1]] if lags else None,
@@ -178,7 +173,7 @@ def latency_row(
     timed = [s for s in play if s.latency is not None]
     overall = latency_between(timed[0].latency or {}, timed[-1].latency or {}) if timed else {}
     windows = window_latencies(timed)
-    rate = consumed_per_s(play) or 0.0
+    rate = rate_over(play, "consumed")
     return {
         "rate_requests_per_s": result["settings"]["rate_requests_per_s"],
         "records_per_s": round(rate, 1),
@@ -191,7 +186,7 @@ def latency_row(
             1 for w in windows if w["p99_le_s"] is not None and w["p99_le_s"] > GOAL_P99_S
         ),
         "windows": len(windows),
-        "worker_cores": round(cores(play) or 0.0, 3),
+        "worker_cores": round(rate_over(play, "worker_cpu_s"), 3),
         **loop_share(play),
         "worker_cores_range": [
             min((w["worker_cores"] for w in windows), default=None),

@@ -930,10 +930,11 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                     return
 
         measured_from = 0
+        warm_rate = args.warm_rate or args.rate
         if args.warm is not None:
             # A worker in production restarts onto the state its changelog holds: fill it,
             # then measure a worker restored from it, as a rolling restart leaves one.
-            play(args.warm, args.warm_rate or args.rate, "warm")
+            play(args.warm, warm_rate, "warm")
             drain("warm")
             run.stop_worker()
             run.start_worker()
@@ -986,7 +987,7 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "every_s": args.every,
             "warm": args.warm,
-            "warm_rate_requests_per_s": (args.warm_rate or args.rate) if args.warm else None,
+            "warm_rate_requests_per_s": warm_rate if args.warm else None,
             "store": run.settings.worker_store,
             "cpus": os.cpu_count(),
         },

@@ -629,9 +629,12 @@ class ChaosRun:
         watch = ServerWatch()
         while not self._judging.wait(WATCH_EVERY_S):
             for name, kinds in SERVER_FAULTS.items():
-                alive = SERVERS[name].pid_file(self.settings).live_pid() is not None
-                if watch.down(name, alive, self._in_fault(kinds, now_ms())):
+                if watch.down(name, self._running(name), self._in_fault(kinds, now_ms())):
                     self._revive(name)
+
+    def _running(self, name: str) -> bool:
+        """Whether the server's process (its pid file's) is alive."""
+        return SERVERS[name].pid_file(self.settings).live_pid() is not None
 
     def _in_fault(self, kinds: frozenset[str], at_ms: int) -> bool:
         with self._lock:
@@ -741,7 +744,7 @@ class ChaosRun:
         self._judging.set()
         # No fault is on now: a server not running here went down by itself.
         for name in SERVER_FAULTS:
-            if SERVERS[name].pid_file(self.settings).live_pid() is None:
+            if not self._running(name):
                 self._revive(name)
         invariants = self.judge(worker_models, node)
         return {
