@@ -265,6 +265,8 @@ class IngestReader:
         self.lock = asyncio.Lock()
         # Per partition: the offset after the last message read, and its timestamp (ms).
         self.next_offsets: dict[TopicPartition, int] = {}
+        # For the lag only, per partition with nothing read yet: the consumer's position.
+        self.positions: dict[TopicPartition, int] = {}
         self.last_timestamps: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
         # What /metrics shows beside the books.
@@ -328,6 +330,7 @@ class IngestReader:
     def _assign(self) -> None:
         self.generation += 1
         self.next_offsets.clear()
+        self.positions.clear()
         self.last_timestamps.clear()
         if self.consumer is None:
             return
@@ -373,6 +376,7 @@ class IngestReader:
         async with self.lock:
             if generation != self.generation:
                 # Read for an assignment that has changed: not fed, not committed.
+                _unread(consumer, batches)
                 return
             turns = _Turns()
             for tp, messages in batches.items():
@@ -498,9 +502,11 @@ class IngestReader:
         consumer = self.consumer
         if consumer is None:
             return
-        # A partition with nothing read yet: its position, for the lag (and a no-op commit).
-        for tp in consumer.assignment() - self.next_offsets.keys():
-            self.next_offsets[tp] = await consumer.position(tp)
+        # A partition with nothing read yet: its position, for the lag, never committed: a
+        # read waiting for the lock while this runs (a revocation, a stop) has moved it
+        # past records that read will drop.
+        for tp in consumer.assignment() - self.next_offsets.keys() - self.positions.keys():
+            self.positions[tp] = await consumer.position(tp)
         if self.next_offsets:
             await self.app.producer.flush()
             await consumer.commit(dict(self.next_offsets))
@@ -512,8 +518,30 @@ class IngestReader:
         if consumer is not None:
             highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
         return topic_lags(
-            self.topics, highwaters, self.next_offsets, self.last_timestamps, time.time() * 1000
+            self.topics,
+            highwaters,
+            self.positions | self.next_offsets,
+            self.last_timestamps,
+            time.time() * 1000,
         )
+
+
+def _unread(
+    consumer: AIOKafkaConsumer,
+    batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+) -> None:
+    """Put back the positions of a read that is dropped, for the partitions still assigned.
+
+    aiokafka's ``getmany`` goes on waiting across an ``assign`` and returns what it then
+    fetched for the new assignment, its positions already past those records: dropped
+    without this, they were never read, and the next commit went past them. Chaos seed
+    13 points here: 308 bad predictions never dead-lettered, though every letter counted
+    was on its topic and every offset was committed.
+    """
+    assigned = consumer.assignment()
+    for tp, messages in batches.items():
+        if tp in assigned:
+            consumer.seek(tp, messages[0].offset)
 
 
 def topic_lags(

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import re
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,13 @@ from streams.portfolio import load_portfolio
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
 from streams.worker.app import FailsoftApp, create_app
-from streams.worker.readers import COMMIT_INTERVAL_S
+from streams.worker.readers import (
+    COMMIT_INTERVAL_S,
+    MICRO_BATCH,
+    MICRO_BATCH_LINGER_S,
+    IngestReader,
+    MicroBatches,
+)
 from tests.streams.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -346,3 +355,113 @@ async def test_dead_letters_are_queued_without_turning_the_event_loop_per_letter
     )
     assert sorted(letter.error.index for letter in letters) == list(range(201))
     assert {(letter.partition, letter.offset) for letter in letters} == {(3, 17)}
+
+
+@contextlib.asynccontextmanager
+async def bare_reader(
+    topic: str, kafka_bootstrap: str, producer_config: dict[str, Any], records: int
+) -> AsyncIterator[tuple[IngestReader, list[int]]]:
+    """An ingest reader of its own consumer on ``topic`` (one partition, ``records``
+    produced, nothing assigned yet), with no app, and the offsets its reads were given."""
+    from aiokafka import AIOKafkaConsumer
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config)
+    for n in range(records):
+        producer.produce(topic, value=b"%d" % n)
+    assert producer.flush(30) == 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=topic,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    reader = IngestReader.__new__(IngestReader)
+    reader.consumer = consumer
+    reader.topics = [topic]
+    reader.partitions = frozenset()
+    reader.generation = 0
+    reader.next_offsets, reader.positions, reader.last_timestamps = {}, {}, {}
+    reader.ready, reader.lock = asyncio.Event(), asyncio.Lock()
+    reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S)
+    reader.last_commit = time.monotonic()
+    reader._assign()
+    given: list[int] = []
+    getmany = consumer.getmany
+
+    async def recording_getmany(*args: Any, **kwargs: Any) -> Any:
+        batches = await getmany(*args, **kwargs)
+        given.extend(m.offset for ms in batches.values() for m in ms)
+        return batches
+
+    consumer.getmany = recording_getmany  # type: ignore[method-assign]
+    try:
+        yield reader, given
+    finally:
+        consumer.getmany = getmany  # type: ignore[method-assign]
+        await consumer.stop()
+
+
+async def first_offset_read(reader: IngestReader) -> int | None:
+    assert reader.consumer is not None
+    batches = await reader.consumer.getmany(timeout_ms=10_000)
+    offsets = [m.offset for ms in batches.values() for m in ms]
+    return offsets[0] if offsets else None
+
+
+async def test_a_read_that_spans_a_new_assignment_leaves_its_records_to_be_read(
+    kafka_topic: str, kafka_bootstrap: str, confluent_producer_config: dict[str, Any]
+) -> None:
+    """Chaos seed 13: 308 bad predictions, 2 labels and 2 feature writes were never
+    dead-lettered, yet every letter the workers counted was on the topic and every offset
+    was committed. aiokafka's ``getmany`` goes on waiting across an ``assign`` and returns
+    what it then fetched for the new assignment, its positions moved past those records;
+    the reader drops a read begun under an older assignment, so they were never read."""
+    async with bare_reader(kafka_topic, kafka_bootstrap, confluent_producer_config, 40) as (
+        reader,
+        given,
+    ):
+        read = asyncio.create_task(reader._read_batch(reader.consumer))
+        await asyncio.sleep(0.1)
+        reader.partitions = frozenset({0})  # a rebalance, while the read waits
+        reader._assign()
+        await read
+        assert given[:1] == [0]  # it was given the new assignment's records, and dropped them
+        assert await first_offset_read(reader) == 0
+
+
+async def test_a_revocation_commits_nothing_a_waiting_read_was_given(
+    kafka_topic: str, kafka_bootstrap: str, confluent_producer_config: dict[str, Any]
+) -> None:
+    """The same loss by another way: a revocation that takes the lock while a read that was
+    given records waits for it committed the position of every partition it had read
+    nothing from yet, past the records the read then drops."""
+    from types import SimpleNamespace
+
+    async with bare_reader(kafka_topic, kafka_bootstrap, confluent_producer_config, 40) as (
+        reader,
+        given,
+    ):
+        reader.partitions = frozenset({0})
+        reader._assign()
+        flushed: list[bool] = []
+
+        async def flush() -> None:
+            flushed.append(True)
+
+        reader.app = SimpleNamespace(  # type: ignore[assignment]
+            portfolio=SimpleNamespace(models={}), producer=SimpleNamespace(flush=flush)
+        )
+        reader.monitors = SimpleNamespace(unsaved=set(), forget=lambda: None)  # type: ignore[assignment]
+        async with reader.lock:
+            revoked = asyncio.create_task(reader._revoked())
+            read = asyncio.create_task(reader._read_batch(reader.consumer))
+            while not given:
+                await asyncio.sleep(0.01)
+        await asyncio.gather(revoked, read)
+        assert given[:1] == [0]
+        reader.partitions = frozenset({0})  # assigned back, from what is committed
+        reader._assign()
+        assert await first_offset_read(reader) == 0
+        assert not flushed  # nothing was read, so nothing was committed
