@@ -99,6 +99,16 @@ def _bins(tiles: list[int], other: list[int], offset: int) -> int:
     return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o == offset)
 
 
+def _offsets(tiles: list[int], other: list[int]) -> list[int]:
+    """Per offset up to ``_WINDOWS - 1``, the bits of the bins whose ``tiles`` are that
+    offset after ``other``'s: ``_bins`` of each offset, in one pass."""
+    found = [0] * _WINDOWS
+    for b, (t, o) in enumerate(zip(tiles, other, strict=True)):
+        if 0 <= t - o < _WINDOWS:
+            found[t - o] |= 1 << b
+    return found
+
+
 def _bins_beyond(tiles: list[int], other: list[int], offset: int) -> int:
     """The bits of the bins whose ``tiles`` are more than ``offset`` after ``other``'s."""
     return sum(1 << b for b, (t, o) in enumerate(zip(tiles, other, strict=True)) if t - o > offset)
@@ -604,6 +614,11 @@ class LabelCoincidentWrites(base.Base):
         and short runs, go one at a time, through ``update``'s code.
         """
         self._batch_events = []
+        if len(events) < _SHORT_RUN:
+            # Its one run would be short: no need to parse it for one.
+            for i, x in enumerate(events):
+                self._step(x, i)
+            return
         parsed = self._parse(events)
         i = 0
         while i < len(events):
@@ -922,7 +937,8 @@ class LabelCoincidentWrites(base.Base):
         self._mark(row, column, event_at, null)
         if written_at != event_at:
             self._mark(row, column, written_at, null)
-        self._expires[row] = max(self._expires[row], written_at + self._ttl)
+        if written_at + self._ttl > self._expires.item(row):
+            self._expires[row] = written_at + self._ttl
 
     def _start(self, at: float) -> None:
         """At the first event: what came before it is unknown."""
@@ -931,45 +947,54 @@ class LabelCoincidentWrites(base.Base):
 
     def _mark(self, row: int, column: int, at: float, null: bool) -> None:
         """Records a write at ``at`` in the entity's control windows and open label."""
-        phase = float(self._phase[row])
+        # Scalars through ``item``: a numpy scalar costs a microsecond more per operation.
+        phase = self._phase.item(row)
         tiles = self._tiles(at, phase)
-        latest = float(self._latest[row])
+        latest = self._latest.item(row)
         if at > latest:
-            self._advance(row, at, tiles, phase)
-            latest = at
-        current = self._tiles(latest, phase)
+            self._advance(row, at, tiles, latest, phase)
+            # The entity's windows are now this write's.
+            current = tiles
+        else:
+            current = self._tiles(latest, phase)
         kinds = _NULL_KINDS if null else _ANY_KIND
-        windows = self._windows[row, column]
-        for back in range(_WINDOWS):
-            windows[back] |= _spread(_bins(current, tiles, back)) & kinds
-        self._last_write[row, column] = max(self._last_write[row, column], at)
-        if null:
-            self._last_null[row, column] = max(self._last_null[row, column], at)
-        if self._due[row] < math.inf:
-            label_at = float(self._label_at[row])
-            self._near[row, column] |= self._lag_bits(at - label_at) & kinds
+        windows = self._windows
+        for back, bins in enumerate(_offsets(current, tiles)):
+            if bins:
+                cell = row, column, back
+                windows[cell] = windows.item(cell) | (_spread(bins) & kinds)
+        if at > self._last_write.item(row, column):
+            self._last_write[row, column] = at
+        if null and at > self._last_null.item(row, column):
+            self._last_null[row, column] = at
+        if self._due.item(row) < math.inf:
+            label_at = self._label_at.item(row)
+            near = self._near.item(row, column) | (self._lag_bits(at - label_at) & kinds)
+            self._near[row, column] = near
             control = _bins(tiles, self._control_tiles(label_at, phase), 0)
-            self._control[row, column] |= _spread(control) & kinds
+            self._control[row, column] = self._control.item(row, column) | (
+                _spread(control) & kinds
+            )
 
     def _tiles(self, at: float, phase: float) -> list[int]:
         """Per bin, the index of the window of the entity's control grid that holds ``at``."""
         return [math.floor(at * inverse - phase) for inverse in self._inverse_list]
 
-    def _advance(self, row: int, at: float, tiles: list[int], phase: float) -> None:
-        """Moves the entity's control windows on to those of a later write at ``at``, whose
-        windows are ``tiles``."""
-        latest = float(self._latest[row])
+    def _advance(self, row: int, at: float, tiles: list[int], latest: float, phase: float) -> None:
+        """Moves the entity's control windows on to those of a write at ``at``, later than
+        its ``latest``, whose windows are ``tiles``."""
         if latest == -math.inf:
             self._windows[row] = 0
-        elif _bins_beyond(tiles, current := self._tiles(latest, phase), 0):
+        elif tiles != (current := self._tiles(latest, phase)):
+            # A later write's tiles are never before the latest's (``floor`` of a product
+            # by a positive inverse is monotonic), so some bin moved on.
             # Per bin, each window moves back by the bin's step; those beyond the last go.
             before = self._windows[row].copy()
             windows = self._windows[row]
             windows[...] = 0
-            for step in range(_WINDOWS):
-                moved = np.uint32(_spread(_bins(tiles, current, step)))
-                if moved:
-                    windows[:, step:] |= before[:, : _WINDOWS - step] & moved
+            for step, bins in enumerate(_offsets(tiles, current)):
+                if bins:
+                    windows[:, step:] |= before[:, : _WINDOWS - step] & np.uint32(_spread(bins))
         self._latest[row] = at
 
     def _add_label(self, label: Label) -> None:
@@ -996,9 +1021,9 @@ class LabelCoincidentWrites(base.Base):
         self._control[row] = 0
         if latest > -math.inf:
             current = self._tiles(latest, phase)
-            for back in range(_WINDOWS):
-                held = np.uint32(_spread(_bins(current, control, back)))
-                self._control[row] |= self._windows[row, :, back] & held
+            for back, bins in enumerate(_offsets(current, control)):
+                if bins:
+                    self._control[row] |= self._windows[row, :, back] & np.uint32(_spread(bins))
             lost = _bins_beyond(current, control, _WINDOWS - 1)
         # A window that began before the entity was (re)made may miss forgotten writes.
         known = sum(

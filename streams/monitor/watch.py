@@ -96,6 +96,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from detectors._batch import SMALL_BATCH
 from detectors.drift._change_point import reference_cut
 from detectors.drift._effect import quantile_effect, slow_variance
 from detectors.drift._window import finite_floats
@@ -618,6 +619,9 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
     before: dict[int, list[Evidence]] = collections.defaultdict(list)
     after: dict[int, list[Evidence]] = collections.defaultdict(list)
     scores: dict[int, ScoreRead] = {}
+    if not predictions:
+        # A batch of labels and writes: no detector here reads them (nor an empty batch).
+        return Found(before, after, scores)
     ats = [p.predicted_at / 1000.0 for p in predictions]
     _future_values_many(watch.future, predictions, ats, before)
     served = [i for i, p in enumerate(predictions) if p.role in DRIFT_ROLES]
@@ -626,7 +630,7 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
             read = watch.output.feed_score(predictions[i])
             if read is not None:
                 scores[i] = read
-    for name, feature_drift in watch.drift.items():
+    for name, feature_drift in watch.drift.items() if served else ():
         values = [
             None if (seen := predictions[i].features.get(name)) is None else seen.value
             for i in served
@@ -663,9 +667,16 @@ def _future_values_many(
     if not rows:
         return
     counted = detector.future_values
-    detector.update_many(
-        entities, features, values, np.array(written, np.int64), np.array(made, np.int64)
-    )
+    if len(rows) > SMALL_BATCH:
+        detector.update_many(
+            entities, features, values, np.array(written, np.int64), np.array(made, np.int64)
+        )
+    else:
+        # A small batch goes through ``update`` row by row (``detectors._batch``), which
+        # checks plain ints faster than numpy's.
+        detector.update_many(entities, features, values, written, made)
+    if detector.future_values == counted:
+        return  # none from the future, as nearly always
     for n, row in enumerate(detector.future_indices.tolist(), start=1):
         before[rows[row]].append(
             Evidence(
