@@ -23,6 +23,7 @@ from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
     ServedFeature,
+    all_finite,
     checked_write,
     finite,
 )
@@ -493,7 +494,7 @@ class AvailabilityGap(base.Base):
         # A malformed feature that cannot be a key (a list, say) is rejected below.
         with contextlib.suppress(TypeError):
             known = run.known.get(features) if isinstance(features, tuple) else None
-        if known is not None and all(map(finite, written_at)):
+        if known is not None and all_finite(written_at):
             return known
         found = []
         for feature, written in zip(features, written_at, strict=True):
@@ -662,7 +663,7 @@ class AvailabilityGap(base.Base):
         self._free = np.concatenate((self._free[: self._free_count], free))
         self._free_count = len(self._free)
         rows = np.flatnonzero(self._in_use)
-        self._table = KeyTable.of(self._key_hash[rows].tolist(), rows.tolist(), size)
+        self._table = KeyTable.of(self._key_hash[rows], rows, size)
 
     def _add_write(
         self, write: FeatureWrite, entities: dict[EntityId, int], run: _Run, now: float
