@@ -802,7 +802,8 @@ class AvailabilityGap(base.Base):
 
     def _add(self, run: _Run) -> None:
         """Adds the run's queued writes, then its predictions (their keys found), in order."""
-        self._put_writes(run)
+        if run.writes:
+            self._put_writes(run)
         if not run.rows:
             return
         if len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
