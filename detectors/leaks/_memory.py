@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -84,19 +84,31 @@ class KeyTable:
         self.size = len(occupied)
 
     @classmethod
-    def of(cls, keys: list[int], rows: list[int], size: int) -> KeyTable:
+    def of(
+        cls, keys: Sequence[int] | np.ndarray, rows: Sequence[int] | np.ndarray, size: int
+    ) -> KeyTable:
         """A table for ``size`` rows holding ``keys[i] -> rows[i]``, as ``add`` one by one
-        would make it, built in Python lists (a numpy scalar per probe costs more)."""
+        would make it, the keys taken in the order of their home slots (a stable sort).
+
+        In that order each key goes to its home or, if that is taken, to the slot after
+        the key before (the slots from its home on are that key's run): the slots are a
+        running maximum, found at once. Keys whose slot would pass the end wrap around to
+        the first empty slots from the start, in order, as they would one by one.
+        """
         table = cls(size)
-        mask = len(table.rows) - 1
-        slot_keys, slot_rows = [0] * len(table.rows), [-1] * len(table.rows)
-        for key, row in zip(keys, rows, strict=True):
-            slot = key & mask
-            while slot_rows[slot] >= 0:
-                slot = (slot + 1) & mask
-            slot_keys[slot], slot_rows[slot] = key, row
-        table.keys = np.array(slot_keys, np.uint64)
-        table.rows = np.array(slot_rows, np.int32)
+        slots = len(table.rows)
+        hashed = np.array(keys, np.uint64)
+        homes = (hashed & np.uint64(slots - 1)).astype(np.int64)
+        order = np.argsort(homes, kind="stable")
+        steps = np.arange(len(order))
+        taken = np.maximum.accumulate(homes[order] - steps) + steps
+        wrapped = taken >= slots
+        if wrapped.any():
+            empty = np.ones(slots, bool)
+            empty[taken[~wrapped]] = False
+            taken[wrapped] = np.flatnonzero(empty)[: int(wrapped.sum())]
+        table.keys[taken] = hashed[order]
+        table.rows[taken] = np.array(rows, np.int32)[order]
         table.size = len(keys)
         return table
 

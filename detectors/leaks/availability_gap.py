@@ -23,6 +23,7 @@ from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
     ServedFeature,
+    all_finite,
     checked_write,
     finite,
 )
@@ -307,33 +308,150 @@ class AvailabilityGap(base.Base):
         what its keys last saw is there to choose by.
         """
         self._batch_events = []
-        self._read(events)
+        if len(events) <= _batch.SMALL_BATCH:
+            self._read(events)
+        else:
+            self._read_many(events)
+
+    def _read_many(self, events: Sequence[Any]) -> None:
+        """``_read`` with the keys of the batch's values and writes found at once, up to
+        the first key without a free row (which goes as in ``_read``, and the rest is
+        found again after it), and the writes that neither hold a prediction nor meet one
+        of the run's queued until the run is added (``_put_writes``)."""
+        entities: dict[EntityId, int] = {}
+        served, writes = self._parse(events, entities)
+        steps = _steps(served, writes)
+        run = _Run()
+        first = 0
+        while first < len(steps):
+            first = self._apply(served, writes, steps, first, run)
+            if first == len(steps):
+                break
+            # The step whose key has no free row goes as ``_read`` takes it.
+            self._put_writes(run)
+            step = steps[first]
+            if step >= 0:
+                start = served.predictions[step - 1][0] if step else 0
+                end, at, position, now = served.predictions[step]
+                run.keys.extend(served.keys[start:end])
+                run.features.extend(served.features[start:end])
+                run.close(at, position, now)
+                self._resolve(run)
+            else:
+                write, _, _, now = writes[-1 - step][1:]
+                self._add_write(write, entities, run, now)
+            first += 1
+        self._flush(run)
+
+    def _parse(
+        self, events: Sequence[Any], entities: dict[EntityId, int]
+    ) -> tuple[_Run, list[tuple[int, FeatureWrite, _Feature, int, float]]]:
+        """The batch's well-formed served values, queued in a run whose keys are not
+        found, and its writes of followed features: (values served before it, the write,
+        its feature's counts, its key, the stream time then); the rest counted in
+        ``rejected``."""
+        served = _Run()
+        writes = []
+        for position, x in enumerate(events):
+            if self._queue_served(served, entities, position, x):
+                continue
+            write = checked_write(x)
+            if write is None:
+                self._rejected += 1
+                continue
+            counts = self._feature(write.feature)
+            if counts is None:
+                continue
+            key = self._entity(entities, write.entity_id) ^ counts.salt
+            writes.append((len(served.keys), write, counts, key, self._stream_time))
+        return served, writes
+
+    def _apply(
+        self,
+        served: _Run,
+        writes: list[tuple[int, FeatureWrite, _Feature, int, float]],
+        steps: list[int],
+        first: int,
+        run: _Run,
+    ) -> int:
+        """Takes ``steps`` from ``first`` on, their keys found at once, up to the first
+        key without a free row; the index of its step (``len(steps)``: none)."""
+        keys: list[int] = []
+        for step in steps[first:]:
+            if step >= 0:
+                start = served.predictions[step - 1][0] if step else 0
+                keys.extend(served.keys[start : served.predictions[step][0]])
+            else:
+                keys.append(writes[-1 - step][3])
+        rows, end = self._rows_of(keys)
+        found = 0
+        for index in range(first, len(steps)):
+            step = steps[index]
+            if step >= 0:
+                start = served.predictions[step - 1][0] if step else 0
+                stop, at, position, now = served.predictions[step]
+                if end is not None and found + stop - start > end:
+                    return index
+                taken = rows[found : found + stop - start]
+                found += stop - start
+                run.keys.extend(served.keys[start:stop])
+                run.features.extend(served.features[start:stop])
+                run.rows.extend(taken)
+                run.held.update(taken)
+                run.close(at, position, now)
+                continue
+            if found == end:
+                return index
+            row = rows[found]
+            found += 1
+            _, write, counts, _, _ = writes[-1 - step]
+            if row in run.held:
+                self._add(run)
+            elif self._served.item(row) == 0:
+                # Nothing to count a gap of: the write can wait for the run.
+                if row in run.written:
+                    self._put_writes(run)
+                run.written.add(row)
+                run.writes.append((row, float(write.event_at), float(write.written_at)))
+                continue
+            self._write_row(row, counts, write, run)
+        return len(steps)
 
     def _read(self, events: Sequence[Any]) -> None:
         run = _Run()
         entities: dict[EntityId, int] = {}
         for position, x in enumerate(events):
-            if isinstance(x, ServedFeature):
-                served = (x.feature,), (x.written_at,)
-                self._serve(run, entities, position, x.entity_id, x.predicted_at, *served)
-            elif isinstance(x, ServedValues):
-                features, written_at = x.features, x.written_at
-                if not (
-                    isinstance(features, tuple)
-                    and isinstance(written_at, tuple)
-                    and len(features) == len(written_at)
-                ):
-                    self._rejected += 1
-                    continue
+            if self._queue_served(run, entities, position, x):
+                continue
+            write = checked_write(x)
+            if write is None:
+                self._rejected += 1
+                continue
+            self._add_write(write, entities, run, self._stream_time)
+        self._flush(run)
+
+    def _queue_served(
+        self, run: _Run, entities: dict[EntityId, int], position: int, x: Any
+    ) -> bool:
+        """Whether ``x`` is a :class:`ServedFeature` or :class:`ServedValues`: if so, its
+        well-formed values are queued in ``run``."""
+        if isinstance(x, ServedFeature):
+            served = (x.feature,), (x.written_at,)
+            self._serve(run, entities, position, x.entity_id, x.predicted_at, *served)
+        elif isinstance(x, ServedValues):
+            features, written_at = x.features, x.written_at
+            if not (
+                isinstance(features, tuple)
+                and isinstance(written_at, tuple)
+                and len(features) == len(written_at)
+            ):
+                self._rejected += 1
+            else:
                 at = x.predicted_at
                 self._serve(run, entities, position, x.entity_id, at, features, written_at)
-            else:
-                write = checked_write(x)
-                if write is None:
-                    self._rejected += 1
-                    continue
-                self._add_write(write, entities, run)
-        self._flush(run)
+        else:
+            return False
+        return True
 
     def _serve(
         self,
@@ -376,7 +494,7 @@ class AvailabilityGap(base.Base):
         # A malformed feature that cannot be a key (a list, say) is rejected below.
         with contextlib.suppress(TypeError):
             known = run.known.get(features) if isinstance(features, tuple) else None
-        if known is not None and all(map(finite, written_at)):
+        if known is not None and all_finite(written_at):
             return known
         found = []
         for feature, written in zip(features, written_at, strict=True):
@@ -420,22 +538,29 @@ class AvailabilityGap(base.Base):
         is free for a key, the values before it are added and room is made, as the stream
         time then was, so that what their keys last saw is there to choose by."""
         while len(run.rows) < len(run.keys):
-            if len(run.keys) - len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
-                end = self._resolve_each(run)
-            else:
-                end = self._resolve_all(run)
+            rows, end = self._rows_of(run.keys[len(run.rows) :])
+            run.rows.extend(rows)
+            run.held.update(rows)
             if end is not None:
-                head, now = run.cut(end)
+                head, now = run.cut(len(run.rows))
                 self._add(head)
                 self._make_room(now)
 
-    def _resolve_each(self, run: _Run) -> int | None:
-        """``_resolve`` a key at a time, up to the first without a free row (its index)."""
+    def _rows_of(self, keys: list[int]) -> tuple[list[int], int | None]:
+        """The rows of ``keys``, in order, the absent ones made as one by one would, up to
+        the first key without a free row; and that key's index (None: every key has its
+        row)."""
+        if len(keys) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
+            return self._rows_each(keys)
+        return self._rows_all(keys)
+
+    def _rows_each(self, keys: list[int]) -> tuple[list[int], int | None]:
+        """``_rows_of`` a key at a time."""
         probe = self._table.probe
         made: list[tuple[int, int]] = []
+        rows: list[int] = []
         end = None
-        for i in range(len(run.rows), len(run.keys)):
-            key = run.keys[i]
+        for i, key in enumerate(keys):
             slot, row = probe(key)
             if row < 0:
                 if not self._free_count:
@@ -443,21 +568,19 @@ class AvailabilityGap(base.Base):
                     break
                 row = self._take(key, slot)
                 made.append((row, key))
-            run.rows.append(row)
-            run.held.add(row)
+            rows.append(row)
         # Rows made at once past a few: a prediction's values are mostly new keys.
         if len(made) > _batch.SMALL_BATCH:
-            rows, keys = zip(*made, strict=True)
-            self._make(np.array(rows, np.intp), np.array(keys, np.uint64), self._forgotten_until)
+            taken, new = zip(*made, strict=True)
+            self._make(np.array(taken, np.intp), np.array(new, np.uint64), self._forgotten_until)
         else:
             for row, key in made:
                 self._make(row, key, self._forgotten_until)
-        return end
+        return rows, end
 
-    def _resolve_all(self, run: _Run) -> int | None:
-        """``_resolve`` at once, up to the first key without a free row (its index)."""
-        done = len(run.rows)
-        keys = np.array(run.keys[done:], np.uint64)
+    def _rows_all(self, listed: list[int]) -> tuple[list[int], int | None]:
+        """``_rows_of`` at once."""
+        keys = np.array(listed, np.uint64)
         slots, rows = self._table.probe_many(keys)
         end = None
         missing = np.flatnonzero(rows < 0)
@@ -480,10 +603,8 @@ class AvailabilityGap(base.Base):
             self._in_use[taken] = True
             self._make(taken, keys[new], self._forgotten_until)
             rows[missing] = taken[rank[which]]
-        found = rows[:end].tolist()
-        run.rows.extend(found)
-        run.held.update(found)
-        return None if end is None else done + end
+        found: list[int] = rows[:end].tolist()
+        return found, end
 
     def _take(self, key: int, slot: int) -> int:
         """A free row for the absent ``key``, put at its empty ``slot`` of the table (to be
@@ -542,14 +663,16 @@ class AvailabilityGap(base.Base):
         self._free = np.concatenate((self._free[: self._free_count], free))
         self._free_count = len(self._free)
         rows = np.flatnonzero(self._in_use)
-        self._table = KeyTable.of(self._key_hash[rows].tolist(), rows.tolist(), size)
+        self._table = KeyTable.of(self._key_hash[rows], rows, size)
 
-    def _add_write(self, write: FeatureWrite, entities: dict[EntityId, int], run: _Run) -> None:
-        """Adds a write. The run's values stay queued while the write neither reads nor
-        changes what they do: their rows are found first (a new key takes the next free
-        row), and the run is added before the write if it holds the write's key, if room
-        must be made, or before the write counts a gap (its feature's counts are the run's
-        too)."""
+    def _add_write(
+        self, write: FeatureWrite, entities: dict[EntityId, int], run: _Run, now: float
+    ) -> None:
+        """Adds a write, made when the stream time was ``now``. The run's values stay queued
+        while the write neither reads nor changes what they do: their rows are found first
+        (a new key takes the next free row), and the run is added before the write if it
+        holds the write's key, if room must be made, or before the write counts a gap (its
+        feature's counts are the run's too)."""
         counts = self._feature(write.feature)
         if counts is None:
             return
@@ -560,25 +683,19 @@ class AvailabilityGap(base.Base):
         if row < 0:
             if not self._free_count:
                 self._add(run)
-                self._make_room(self._stream_time)
+                self._make_room(now)
                 slot = self._table.probe(key)[0]
             row = self._take(key, slot)
             self._make(row, key, self._forgotten_until)
         elif row in run.held:
             self._add(run)
+        self._write_row(row, counts, write, run)
+
+    def _write_row(self, row: int, counts: _Feature, write: FeatureWrite, run: _Run) -> None:
+        """Adds a write to its key's row; the gaps it finds among the row's predictions
+        (the run's, of other keys, added before a gap is counted)."""
         event_at, written_at = float(write.event_at), float(write.written_at)
-        # Read with ``item`` as Python numbers: a write is one event, numpy scalars cost more.
-        writes = self._writes.item(row)
-        slot = writes % self.history
-        if writes >= self.history:
-            dropped = max(self._event_at.item(row, slot), self._written_at.item(row, slot))
-            self._since[row] = max(self._since.item(row), dropped)
-        self._event_at[row, slot] = event_at
-        self._written_at[row, slot] = written_at
-        self._writes[row] = writes + 1
-        latest = max(self._latest.item(row), event_at, written_at)
-        self._latest[row] = latest
-        self._seen[row] = max(self._seen.item(row), latest)
+        self._put_write(row, event_at, written_at)
         kept = min(self._served.item(row), self.pending)
         if kept == 0:
             return
@@ -593,6 +710,45 @@ class AvailabilityGap(base.Base):
                 # Still in the ring: the block of the latest prediction and the ones before.
                 if block > (counts.predictions - 1) // self._block - _RING:
                     counts.block_gaps[block % _RING] += 1
+
+    def _put_write(self, row: int, event_at: float, written_at: float) -> None:
+        """Puts a write in its row's ring."""
+        # Read with ``item`` as Python numbers: a write is one event, numpy scalars cost more.
+        writes = self._writes.item(row)
+        slot = writes % self.history
+        if writes >= self.history:
+            dropped = max(self._event_at.item(row, slot), self._written_at.item(row, slot))
+            self._since[row] = max(self._since.item(row), dropped)
+        self._event_at[row, slot] = event_at
+        self._written_at[row, slot] = written_at
+        self._writes[row] = writes + 1
+        latest = max(self._latest.item(row), event_at, written_at)
+        self._latest[row] = latest
+        self._seen[row] = max(self._seen.item(row), latest)
+
+    def _put_writes(self, run: _Run) -> None:
+        """Puts the run's queued writes (of different rows) in their rings, as
+        ``_put_write`` one by one would."""
+        if not run.writes:
+            return
+        if len(run.writes) <= _batch.SMALL_BATCH:
+            for row, event_at, written_at in run.writes:
+                self._put_write(row, event_at, written_at)
+        else:
+            rows, events, writtens = (np.array(c) for c in zip(*run.writes, strict=True))
+            writes = self._writes[rows]
+            slots = writes % self.history
+            dropped = np.maximum(self._event_at[rows, slots], self._written_at[rows, slots])
+            since = self._since[rows]
+            self._since[rows] = np.where(writes >= self.history, np.maximum(since, dropped), since)
+            self._event_at[rows, slots] = events
+            self._written_at[rows, slots] = writtens
+            self._writes[rows] = writes + 1
+            latest = np.maximum(np.maximum(self._latest[rows], events), writtens)
+            self._latest[rows] = latest
+            self._seen[rows] = np.maximum(self._seen[rows], latest)
+        run.writes.clear()
+        run.written.clear()
 
     def _late(self, row: int, at: float) -> bool:
         """Whether the value training would join for a prediction at ``at`` was written
@@ -645,7 +801,9 @@ class AvailabilityGap(base.Base):
         self._add(run)
 
     def _add(self, run: _Run) -> None:
-        """Adds the predictions of a run whose keys were found, in order."""
+        """Adds the run's queued writes, then its predictions (their keys found), in order."""
+        if run.writes:
+            self._put_writes(run)
         if not run.rows:
             return
         if len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
@@ -893,6 +1051,10 @@ class _Run:
         self.predictions: list[tuple[int, float, int, float]] = []
         # The counts of each list of features whose values were all well-formed.
         self.known: dict[tuple[Any, ...], list[_Feature]] = {}
+        # Writes of rows without predictions, not put yet: (row, event_at, written_at),
+        # and their rows.
+        self.writes: list[tuple[int, float, float]] = []
+        self.written: set[int] = set()
 
     def close(self, at: float, position: int, now: float) -> None:
         """Ends the values, some, of the prediction at ``position`` (made at ``at``, the
@@ -923,6 +1085,21 @@ class _Run:
             head.predictions.append((end, at, position, now))
         self.predictions = [(e - end, a, p, n) for e, a, p, n in self.predictions[split:]]
         return head, now
+
+
+def _steps(served: _Run, writes: list[tuple[Any, ...]]) -> list[int]:
+    """The batch's predictions (their index in ``served.predictions``) and writes (``-1 -
+    k`` for the k-th), in order: a write after the predictions whose values came before
+    it."""
+    steps: list[int] = []
+    done = 0
+    for k, (values, *_) in enumerate(writes):
+        upto = bisect.bisect(served.predictions, values, key=_END)
+        steps.extend(range(done, upto))
+        steps.append(-1 - k)
+        done = upto
+    steps.extend(range(done, len(served.predictions)))
+    return steps
 
 
 def _oldest_first(rings: np.ndarray, added: np.ndarray) -> np.ndarray:

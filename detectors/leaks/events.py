@@ -13,6 +13,7 @@ import dataclasses
 import math
 import numbers
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 Scalar = bool | int | float | str | None
@@ -104,6 +105,18 @@ def finite(value: Any) -> bool:
         return math.isfinite(float(value))
     except OverflowError:  # e.g. a Fraction beyond the largest float
         return False
+
+
+def all_finite(values: Sequence[Any]) -> bool:
+    """Whether each of ``values`` is ``finite``; a prediction's write times, read at once."""
+    kinds = set(map(type, values))
+    # Exact floats sum to a finite number only if each is finite (an overflow of the sum
+    # only sends them one by one); exact ints are within the floats if the extremes are.
+    if kinds <= {float} and math.isfinite(sum(values)):
+        return True
+    if kinds == {int} and min(values) >= -_LARGEST_INT and max(values) <= _LARGEST_INT:
+        return True
+    return all(map(finite, values))
 
 
 def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:

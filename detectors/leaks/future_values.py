@@ -204,8 +204,24 @@ def _identities_ok(entity_ids: Sequence[Any], features: Sequence[Any]) -> npt.ND
     """Whether each row's entity id and feature name are well-formed, as ``update`` checks."""
     if all(isinstance(c, np.ndarray) and c.dtype.kind == "U" for c in (entity_ids, features)):
         return np.asarray(features) != ""
+    if _all_distinct_ok(entity_ids, features):
+        return np.ones(len(features), np.bool_)
     checked = (_identity_ok(e, f) for e, f in zip(entity_ids, features, strict=True))
     return np.fromiter(checked, dtype=np.bool_, count=len(features))
+
+
+def _all_distinct_ok(entity_ids: Sequence[Any], features: Sequence[Any]) -> bool:
+    """Whether every row is well-formed, checked once per distinct entity id and feature
+    (a prediction's rows repeat its entity, and a model's its features): the check reads
+    a value's type and the value alone, so each (type, value) pair is checked once (``1``
+    and ``True`` are equal but not alike). False also when some value cannot be hashed."""
+    try:
+        entities = set(zip(map(type, entity_ids), entity_ids, strict=True))
+        names = set(zip(map(type, features), features, strict=True))
+    except Exception:  # a value whose hash or comparison fails: row by row, as before
+        return False
+    # An entity that passes makes the row's verdict its feature's.
+    return all(_identity_ok(e) for _, e in entities) and all(_identity_ok("", f) for _, f in names)
 
 
 def _per_feature(
@@ -221,6 +237,9 @@ def _per_feature(
         return [(names[i], served[i], int(futures[i])) for i in np.argsort(first).tolist()]
     rows = np.flatnonzero(valid).tolist()
     future_rows = np.flatnonzero(future).tolist()
-    served_by_feature = Counter(features[i] for i in rows)
+    # Every row valid (nearly always): the features themselves, counted without a step.
+    served_by_feature = (
+        Counter(features) if len(rows) == len(features) else Counter(features[i] for i in rows)
+    )
     future_by_feature = Counter(features[i] for i in future_rows)
     return [(f, n, future_by_feature[f]) for f, n in served_by_feature.items()]

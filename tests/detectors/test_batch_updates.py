@@ -8,6 +8,7 @@ indices and the same running state after (``tests/detectors/batching.py``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import pickle
 from collections.abc import Callable, Sequence
@@ -810,3 +811,42 @@ def test_late_writes_count_their_gaps_after_the_predictions_before_them() -> Non
     assert same_state(batched, single), state_difference(batched, single)
     evidence = batched.evidence["plan"]
     assert (evidence.predictions, evidence.gaps, evidence.gapped) == (9, 6, False)
+
+
+def _predictions_and_writes(seed: int, n: int) -> list[Any]:
+    """Predictions of two or three features (one event each) and writes, of more entities
+    than a batch's run holds, late writes among them: writes that wait for the run, meet
+    its predictions, repeat a key, or count gaps."""
+    rng = np.random.default_rng(seed)
+    now, events = 0.0, []
+    for _ in range(n):
+        now += float(rng.exponential(50.0))
+        if rng.random() < 0.4:
+            features = tuple(FEATURES[: int(rng.integers(2, 4))])
+            written = tuple(now - float(rng.exponential(300.0)) for _ in features)
+            events.append(ServedValues(f"u{rng.integers(12)}", now, features, written))
+        else:
+            feature = FEATURES[int(rng.integers(len(FEATURES)))]
+            event_at = now - float(rng.exponential(200.0))
+            entity = f"u{rng.integers(24)}"
+            events.append(FeatureWrite(entity, feature, 1.0, event_at, now))
+    return events
+
+
+@pytest.mark.parametrize("max_keys", [20, 100_000])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_availability_gap_batch_finds_keys_and_queues_writes_as_one_by_one(
+    max_keys: int, seed: int
+) -> None:
+    # Batches of 150 events: their keys found at once (with 20 keys at most, room is made
+    # inside a batch, at a prediction or a write), writes queued until the run is added;
+    # rings of two writes, so that a queued write drops one.
+    events = _predictions_and_writes(seed, 900)
+    make = functools.partial(AvailabilityGap, 0.05, min_predictions=5, window=16, history=2)
+    assert_same_batched(
+        lambda: make(max_delay=2_000.0, max_keys=max_keys),
+        events,
+        list(range(150, 900, 150)),
+        flag_event,
+        flag_events,
+    )

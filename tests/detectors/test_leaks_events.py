@@ -7,9 +7,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.leaks import FeatureWrite, Label, ServedFeature
 from detectors.leaks.events import (
+    all_finite,
     checked_label,
     checked_served,
     checked_write,
@@ -71,3 +74,20 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
     assert checked_label(Label("u", 0.5, 1.0)) is None  # type: ignore[arg-type]
     assert checked_write(FeatureWrite(True, "f", 1.0, 1.0, 2.0)) is None
     assert checked_served(ServedFeature("u", "", 1.0, 1.0, 2.0)) is None
+
+
+# Write times as they come: floats (infinite, NaN, and large enough that a sum overflows),
+# ints up to beyond the floats, and what is not a time.
+TIMES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1.7e308, -1.7e308]),
+    st.integers(-(2**1030), 2**1030),
+    st.sampled_from([True, None, "0", Fraction(1, 3), np.float64(2.0), np.int64(3)]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.lists(st.floats()), st.lists(st.integers()), st.lists(TIMES)))
+def test_all_finite_is_finite_of_each(values: list[object]) -> None:
+    assert all_finite(values) is all(map(finite, values))
+    assert all_finite(tuple(values)) is all(map(finite, values))

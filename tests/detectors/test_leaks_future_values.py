@@ -61,3 +61,30 @@ def test_features_beyond_the_limit_still_count_in_the_total() -> None:
 def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         FutureValues(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("entities", "features", "rejected"),
+    [
+        # Equal ids of other types are checked each: 1.0 and True are no entity ids, 1 is.
+        ([1, 1, 1.0, True, "u"], ["a", "a", "a", "a", "a"], 2),
+        (["u", "u", "u", "u", "u"], ["a", "b", "", None, 3], 2),
+        # Unhashable ids go row by row.
+        (["u", ["u"], "u", "u", "u"], ["a", "a", "a", "a", "a"], 1),
+        ([7, 8, 9, "u", "u"], ["a", "b", "a", "b", "a"], 0),
+    ],
+)
+def test_a_batch_of_columns_checks_ids_as_one_by_one(
+    entities: list[object], features: list[object], rejected: int
+) -> None:
+    # Columns of 20 rows (past the small batches that go one by one): the ids above, four
+    # times over, each row from the future.
+    entities, features = entities * 4, features * 4
+    written, made = np.full(20, 2_000, np.int64), np.full(20, 1_000, np.int64)
+    batched, single = FutureValues(), FutureValues()
+    batched.update_many(entities, features, list(range(20)), written, made)
+    for row in zip(entities, features, range(20), written.tolist(), made.tolist(), strict=True):
+        single.update(ServedFeature(*row))  # type: ignore[arg-type]
+    assert batched.rejected == single.rejected == 4 * rejected
+    assert batched.future_values == single.future_values == 20 - 4 * rejected
+    assert batched.counts == single.counts

@@ -87,3 +87,23 @@ def test_a_probe_goes_on_past_the_slots_read_at_once() -> None:
     keys = np.array([3 + 16 * 8, 3 + 16 * 7], np.uint64)
     slots, rows = table.probe_many(keys)
     assert (slots.tolist(), rows.tolist()) == ([11, 10], [-1, 7])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 32).flatmap(
+        lambda rows: st.tuples(st.just(rows), st.lists(KEYS, unique=True, max_size=rows))
+    )
+)
+def test_a_table_made_at_once_is_one_by_one_in_home_order(drawn: tuple[int, list[int]]) -> None:
+    # Keys crowding the end of the table wrap around to its start.
+    rows, keys = drawn
+    made = KeyTable.of(keys, list(range(len(keys))), rows)
+    one_by_one = KeyTable(rows)
+    mask = len(one_by_one.rows) - 1
+    for row, key in sorted(enumerate(keys), key=lambda pair: pair[1] & mask):
+        one_by_one.add(key, row)
+    assert made.keys.tolist() == one_by_one.keys.tolist()
+    assert made.rows.tolist() == one_by_one.rows.tolist()
+    assert made.size == one_by_one.size == len(keys)
+    assert [made.find(key) for key in keys] == list(range(len(keys)))
