@@ -71,10 +71,11 @@ CHECKPOINT_EVERY = 10_000
 # of the performance detectors; 9: ResidualCUSUM's count of skipped inputs, the
 # calibrated estimate's binned counts and window of recent labels, and the batch events of
 # ShadowPromotion and WriteLag; 10: the availability gap's key table, expiry times and
-# windows of recent predictions; 11: the numeric windowed tests' in-control windows), so
+# windows of recent predictions; 11: the numeric windowed tests' in-control windows; 12:
+# the input offsets the state holds), so
 # that a worker upgraded mid-stream starts the model afresh instead of failing on a
 # half-restored detector later.
-STATE_FORMAT = 11
+STATE_FORMAT = 12
 
 
 class StateFormatError(ValueError):
@@ -104,6 +105,10 @@ class Monitor:
         self.serving = serving_watch.new_serving_watch(model)
         # Records observed since the state was last due for a checkpoint.
         self.unsaved = 0
+        # Per input (topic, partition): the offset after the last record this state holds.
+        # The worker's, kept here so that each checkpoint carries it: a worker that
+        # restores the monitor skips the records it holds when it reads them again.
+        self.read_to: dict[tuple[str, int], int] = {}
 
     @property
     def model_id(self) -> str:

@@ -36,9 +36,12 @@ rebalancing (its consumer subscribes to the changelog, which the reader's partit
 follow), the timers, the web views and producing commands. The shell keeps the monitors
 of its partitions in memory and writes one to the table whenever its effects ask for a
 checkpoint: something happened that must not be lost (a transition, an alert, an alarm, a
-command's seq), and at least every ``streams.monitor.CHECKPOINT_EVERY`` records of that
-model. A crash loses at most that many records of window filling or leak evidence, never
-a transition, an alert or a command's seq. A monitor with a leak watch may pickle to a
+command's seq), at least every ``streams.monitor.CHECKPOINT_EVERY`` records of that
+model, and once its oldest record not in the table waited
+``streams.worker.readers.MAX_UNCOVERED_S``. The ingest offsets are committed only up to
+the first record a monitor holds that is not in the table, and a checkpoint carries the
+offsets its monitor read to, so a crash loses nothing and a restored monitor skips what
+it already holds (``streams.worker.readers``). A monitor with a leak watch may pickle to a
 few megabytes, so the state table's topic and the producer take records up to
 ``MAX_STATE_BYTES``; its segments are small (``CHANGELOG_SEGMENT_BYTES``) so that Kafka
 compacts it while the worker runs, and a restore reads about one state per model.

@@ -24,8 +24,13 @@ monitor's checkpoint is written to the state table, and its changelog, for that
 partition, although no Faust event is current (``_on_partition``).
 
 Offsets are committed every ``COMMIT_INTERVAL_S``, on a revocation and at stop, only
-after every record read has been fed and the producer has flushed: the checkpoints,
-commands, dead letters and forwarded writes that cover them are in Kafka first.
+after every record read has been fed and the producer has flushed (the commands, dead
+letters and forwarded writes that cover them are in Kafka first), and never past a record
+fed to a monitor that has not been written to the state table since: a partition's
+commit stops at the first such record. A monitor's checkpoint carries the offsets it has
+read to (``Monitor.read_to``), so a worker that restores it and reads those records again
+skips them for that model: a crash loses none of a model's evidence and feeds none twice.
+A monitor fed and not written for ``MAX_UNCOVERED_S`` is written, so the commit follows.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import dataclasses
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import faust
@@ -76,6 +81,12 @@ FETCH_MAX_RECORDS = 2000
 MICRO_BATCH = 500
 MICRO_BATCH_LINGER_S = 0.05
 COMMIT_INTERVAL_S = 1.0
+# A monitor fed since its last checkpoint is written at the first commit this long after
+# its first record not in the table: a crash then rereads at most this much (or
+# ``streams.monitor.CHECKPOINT_EVERY`` records) of the model, and after traffic stops the
+# committed offsets reach the end within it. Each write costs a pickle of the monitor
+# (1 to 2 MB, 40 to 140 ms for the default scenario's models).
+MAX_UNCOVERED_S = 60.0
 # Long runs of synchronous work (a read's messages decoded, its due micro-batches fed,
 # every model's at a commit, every monitor written at a handover) go in slices of about
 # this many seconds, with a turn of the event loop between them (``_Turns``): with 1,000
@@ -97,16 +108,18 @@ class _Pending:
     partition: int
     since: float
     records: list[Record]
+    read: dict[TopicPartition, range]
 
 
 class Due(NamedTuple):
-    """A micro-batch taken out: its model, partition, records, and when its first record
-    was read."""
+    """A micro-batch taken out: its model, partition, records, when its first record was
+    read, and per partition read the offsets its records came from (first to last)."""
 
     model_id: str
     partition: int
     records: list[Record]
     since: float
+    read: dict[TopicPartition, range]
 
 
 class MicroBatches:
@@ -115,16 +128,21 @@ class MicroBatches:
     A model's batch is due when it holds ``size`` records, or when its first record has
     waited ``linger`` seconds. Pure: the caller passes the clock.
 
+    >>> p0, p1, g1 = TopicPartition("p", 0), TopicPartition("p", 1), TopicPartition("g", 1)
     >>> batches = MicroBatches(size=3, linger=0.1)
-    >>> batches.add("a", 0, ["r1", "r2"], now=0.0)
-    >>> batches.add("b", 1, ["s1"], now=0.05)
+    >>> batches.add("a", p0, range(7, 9), ["r1", "r2"], now=0.0)
+    >>> batches.add("b", p1, range(4, 5), ["s1"], now=0.05)
     >>> batches.due(now=0.06), batches.next_deadline()
     ([], 0.1)
-    >>> batches.add("b", 1, ["s2", "s3"], now=0.07)
-    >>> batches.due(now=0.07)
-    [Due(model_id='b', partition=1, records=['s1', 's2', 's3'], since=0.05)]
-    >>> batches.due(now=0.1), len(batches)
-    ([Due(model_id='a', partition=0, records=['r1', 'r2'], since=0.0)], 0)
+    >>> batches.add("b", g1, range(2, 3), ["s2"], now=0.07)
+    >>> batches.add("b", p1, range(6, 7), ["s3"], now=0.07)
+    >>> due, = batches.due(now=0.07)
+    >>> due.model_id, due.partition, due.records, due.since
+    ('b', 1, ['s1', 's2', 's3'], 0.05)
+    >>> [(tp.topic, offsets) for tp, offsets in due.read.items()]
+    [('p', range(4, 7)), ('g', range(2, 3))]
+    >>> [(d.model_id, d.records) for d in batches.due(now=0.1)], len(batches)
+    ([('a', ['r1', 'r2'])], 0)
     """
 
     def __init__(self, size: int, linger: float) -> None:
@@ -137,12 +155,22 @@ class MicroBatches:
     def __len__(self) -> int:
         return sum(len(pending.records) for pending in self._pending.values())
 
-    def add(self, model_id: str, partition: int, records: Sequence[Record], now: float) -> None:
+    def add(
+        self,
+        model_id: str,
+        source: TopicPartition,
+        offsets: range,
+        records: Sequence[Record],
+        now: float,
+    ) -> None:
+        """Records of ``model_id`` read from ``source`` at ``offsets`` (first to last)."""
         pending = self._pending.get(model_id)
         if pending is None:
-            pending = self._pending[model_id] = _Pending(partition, now, [])
+            pending = self._pending[model_id] = _Pending(source.partition, now, [], {})
         before = len(pending.records)
         pending.records.extend(records)
+        read = pending.read.get(source)
+        pending.read[source] = offsets if read is None else range(read.start, offsets.stop)
         if before < self.size <= len(pending.records):
             self._full.append(model_id)
 
@@ -161,21 +189,33 @@ class MicroBatches:
         for model_id, pending in self._pending.items():
             if pending.since > expired:
                 break
-            due.append(Due(model_id, pending.partition, pending.records, pending.since))
+            due.append(self._due(model_id, pending))
         for taken in due[full:]:
             del self._pending[taken.model_id]
         return due
 
     def drain(self) -> list[Due]:
         """Every waiting batch, taken out."""
-        drained = [Due(m, p.partition, p.records, p.since) for m, p in self._pending.items()]
+        drained = [self._due(m, p) for m, p in self._pending.items()]
         self._pending.clear()
         self._full.clear()
         return drained
 
     def _take(self, model_id: str) -> Due:
-        pending = self._pending.pop(model_id)
-        return Due(model_id, pending.partition, pending.records, pending.since)
+        return self._due(model_id, self._pending.pop(model_id))
+
+    @staticmethod
+    def _due(model_id: str, pending: _Pending) -> Due:
+        return Due(model_id, pending.partition, pending.records, pending.since, pending.read)
+
+
+@dataclasses.dataclass
+class _Uncovered:
+    """A model's records fed to its monitor since it was last written to the table: when
+    the first was read, and per partition the offset of the first."""
+
+    since: float
+    first: dict[TopicPartition, int]
 
 
 class _Turns:
@@ -253,6 +293,8 @@ class IngestReader:
         self.monitors = monitors
         # The partition of each model fed, for writing its monitor to the table.
         self.partition_of: dict[str, int] = {}
+        # Per model fed since its monitor was last written: what holds the commit back.
+        self.uncovered: dict[str, _Uncovered] = {}
         self.changelog_topic = changelog_topic
         self.topics = [*self.sources, self.writes_topic_name]
         self.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S)
@@ -326,6 +368,7 @@ class IngestReader:
             self._assign()
             # What this worker held may now be another's: reread it from the table.
             self.monitors.forget()
+            self.uncovered.clear()
 
     def _assign(self) -> None:
         self.generation += 1
@@ -381,7 +424,7 @@ class IngestReader:
             turns = _Turns()
             for tp, messages in batches.items():
                 if tp.topic == self.writes_topic_name:
-                    await self._routed(tp.partition, messages, read_at, turns)
+                    await self._routed(tp, messages, read_at, turns)
                 else:
                     await self._admit(self.sources[tp.topic], tp, messages, read_at, turns)
                 last = messages[-1]
@@ -405,23 +448,38 @@ class IngestReader:
         topic = tp.topic
         records: list[InputRecord] = []
         dead: list[DecodeError] = []
+        # Per model: its records, and the offsets of the first and last message with one.
+        by_model: dict[str, tuple[list[Record], list[int]]] = {}
         for message in messages:
             admitted, errors = admit(source, message.value, portfolio)
             records += admitted
             if errors:
                 await self._dead_letter(message, errors)
                 dead += errors
+            if source.by_model and admitted:
+                # A message names one model (a batch message is one model's).
+                model_id = admitted[0].model_id  # type: ignore[union-attr]
+                taken = by_model.get(model_id)
+                if taken is None:
+                    if message.offset < self._read_to(model_id, tp):
+                        continue  # its monitor's checkpoint holds it already
+                    taken = by_model[model_id] = ([], [message.offset, message.offset])
+                taken[0].extend(admitted)
+                taken[1][1] = message.offset
             await turns.turn()
         self.app.counters.count(topic, len(records), dead)
         self.messages[topic] += len(messages)
         if source.by_model:
-            by_model: dict[str, list[Record]] = {}
-            for record in records:
-                by_model.setdefault(record.model_id, []).append(record)  # type: ignore[union-attr]
-            for model_id, batch in by_model.items():
-                self.batches.add(model_id, tp.partition, batch, read_at)
+            for model_id, (batch, (first, last)) in by_model.items():
+                self.batches.add(model_id, tp, range(first, last + 1), batch, read_at)
         else:
             await self._forward(records)  # type: ignore[arg-type]
+
+    def _read_to(self, model_id: str, tp: TopicPartition) -> int:
+        """The offset of ``tp`` that the model's monitor has read to (0 if none): a worker
+        that restored it reads again the records after the commit, some of them in it."""
+        monitor = self.monitors.peek(self.app.portfolio.models[model_id])
+        return 0 if monitor is None else monitor.read_to.get((tp.topic, tp.partition), 0)
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], errors: Sequence[DecodeError]
@@ -460,43 +518,57 @@ class IngestReader:
 
     async def _routed(
         self,
-        partition: int,
+        tp: TopicPartition,
         messages: Sequence[ConsumerRecord[bytes, bytes]],
         read_at: float,
         turns: _Turns,
     ) -> None:
         for message in messages:
             assert message.key is not None and message.value is not None
-            writes = _WRITE_BATCH.decode(message.value)
-            self.batches.add(message.key.decode(), partition, writes, read_at)
+            model_id = message.key.decode()
+            if message.offset >= self._read_to(model_id, tp):
+                writes = _WRITE_BATCH.decode(message.value)
+                self.batches.add(
+                    model_id, tp, range(message.offset, message.offset + 1), writes, read_at
+                )
             await turns.turn()
         self.messages[self.writes_topic_name] += len(messages)
 
     async def _feed(self, due: Sequence[Due], turns: _Turns) -> None:
         models = self.app.portfolio.models
-        for model_id, partition, records, since in due:
+        for model_id, partition, records, since, read in due:
             size = len(records)
             self.batch_sizes.observe(size)
             self.partition_of[model_id] = partition
+            read_to = {(tp.topic, tp.partition): offsets.stop for tp, offsets in read.items()}
             with _on_partition(self.changelog_topic, partition):
-                await self.monitors.feed(models[model_id], records)
+                await self.monitors.feed(models[model_id], records, read_to)
             self.effect_latency.observe(time.monotonic() - since, count=size)
+            if model_id in self.monitors.unsaved:
+                uncovered = self.uncovered.setdefault(model_id, _Uncovered(since, {}))
+                for tp, offsets in read.items():
+                    uncovered.first.setdefault(tp, offsets.start)
+            else:
+                self.uncovered.pop(model_id, None)
             await turns.turn()
 
     async def _flush_and_commit(self, save: bool = False) -> None:
         """Feed every waiting record, write every monitor fed since its last checkpoint if
-        ``save`` (a handover or a stop), flush what that sent, then commit what was read.
+        ``save`` (a handover or a stop) or since ``MAX_UNCOVERED_S``, flush what that sent,
+        then commit what was read up to the first record of a monitor not written since.
 
-        Between handovers a monitor is written when its effects ask
-        (``streams.monitor.CHECKPOINT_EVERY``), so a crash loses at most that many
-        records of its window filling and evidence, never a transition or a command.
+        Between handovers a monitor is written when its effects ask (a transition, an
+        alert, ``streams.monitor.CHECKPOINT_EVERY`` records) or after ``MAX_UNCOVERED_S``.
         """
         turns = _Turns()
         await self._feed(self.batches.drain(), turns)
-        if save:
-            for model_id in sorted(self.monitors.unsaved):
+        now = time.monotonic()
+        for model_id in sorted(self.monitors.unsaved):
+            uncovered = self.uncovered.get(model_id)
+            if save or (uncovered is not None and now - uncovered.since >= MAX_UNCOVERED_S):
                 with _on_partition(self.changelog_topic, self.partition_of[model_id]):
                     self.monitors.save(model_id)
+                self.uncovered.pop(model_id, None)
                 await turns.turn()
         self.last_commit = time.monotonic()
         consumer = self.consumer
@@ -509,7 +581,7 @@ class IngestReader:
             self.positions[tp] = await consumer.position(tp)
         if self.next_offsets:
             await self.app.producer.flush()
-            await consumer.commit(dict(self.next_offsets))
+            await consumer.commit(committable(self.next_offsets, self.uncovered.values()))
 
     def lag(self) -> Mapping[str, TopicLag]:
         """Per topic read, how far this worker is behind (see ``TopicLag``)."""
@@ -542,6 +614,24 @@ def _unread(
     for tp, messages in batches.items():
         if tp in assigned:
             consumer.seek(tp, messages[0].offset)
+
+
+def committable(
+    next_offsets: Mapping[TopicPartition, int], uncovered: Iterable[_Uncovered]
+) -> dict[TopicPartition, int]:
+    """Per partition read, the offset to commit: after the last record read, unless a
+    monitor not written since holds a record from it, then that record's.
+
+    >>> p0, p1 = TopicPartition("p", 0), TopicPartition("p", 1)
+    >>> committable({p0: 90, p1: 40}, [_Uncovered(1.0, {p0: 70}), _Uncovered(2.0, {p0: 80})])
+    {TopicPartition(topic='p', partition=0): 70, TopicPartition(topic='p', partition=1): 40}
+    """
+    offsets = dict(next_offsets)
+    for model in uncovered:
+        for tp, first in model.first.items():
+            if tp in offsets:
+                offsets[tp] = min(offsets[tp], first)
+    return offsets
 
 
 def topic_lags(

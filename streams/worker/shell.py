@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -151,12 +151,17 @@ class Monitors:
         """The gauges of the monitors this worker holds in memory."""
         return [state_gauges(monitor) for monitor in self.cache.values()]
 
-    async def feed(self, model: Model, records: Iterable[Record]) -> None:
-        """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects."""
+    async def feed(
+        self, model: Model, records: Iterable[Record], read_to: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Feed ``records`` of ``model`` to its monitor as one batch; carry out the effects.
+        ``read_to``: per input (topic, partition) they came from, the offset after the last
+        of them, which the monitor's checkpoints carry (``Monitor.read_to``)."""
         monitor = self.peek(model)
         if monitor is None:
             monitor = self.cache[model.model_id] = Monitor(model)
             self._learn_levels(monitor)
+        monitor.read_to.update(read_to)
         effects = monitor.observe(
             Batch.from_records(model.model_id, records, self.numeric[model.model_id])
         )

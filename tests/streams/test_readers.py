@@ -37,20 +37,23 @@ def records(*names: str) -> list[Any]:
 
 def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger() -> None:
     batches = MicroBatches(size=4, linger=0.1)
-    batches.add("a", 0, records("a1"), now=10.0)
-    batches.add("b", 3, records("b1", "b2"), now=10.02)
-    batches.add("a", 0, records("a2"), now=10.05)
+    p0, p3 = TopicPartition("p", 0), TopicPartition("p", 3)
+    batches.add("a", p0, range(0, 1), records("a1"), now=10.0)
+    batches.add("b", p3, range(5, 7), records("b1", "b2"), now=10.02)
+    batches.add("a", p0, range(1, 2), records("a2"), now=10.05)
     assert batches.due(now=10.099) == []
     assert batches.next_deadline() == pytest.approx(10.1)
     # a waited the linger since its first record, b not yet.
-    assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"), 10.0)]
+    assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"), 10.0, {p0: range(0, 2)})]
     assert batches.next_deadline() == pytest.approx(10.12)
     # a's next batch starts its own wait; b fills up before its deadline.
-    batches.add("a", 0, records("a3"), now=10.11)
-    batches.add("b", 3, records("b3", "b4", "b5"), now=10.11)
-    assert batches.due(now=10.11) == [("b", 3, records("b1", "b2", "b3", "b4", "b5"), 10.02)]
+    batches.add("a", p0, range(2, 3), records("a3"), now=10.11)
+    batches.add("b", p3, range(9, 12), records("b3", "b4", "b5"), now=10.11)
+    assert batches.due(now=10.11) == [
+        ("b", 3, records("b1", "b2", "b3", "b4", "b5"), 10.02, {p3: range(5, 12)})
+    ]
     assert batches.next_deadline() == pytest.approx(10.21)
-    assert batches.drain() == [("a", 0, records("a3"), 10.11)]
+    assert batches.drain() == [("a", 0, records("a3"), 10.11, {p0: range(2, 3)})]
     assert len(batches) == 0 and batches.next_deadline() is None
 
 
@@ -128,11 +131,12 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
     turns = 0
     seen: list[int] = []
 
-    async def feed(model: object, records: list[Any]) -> None:  # never suspends
+    async def feed(model: object, records: list[Any], read_to: object) -> None:  # never suspends
         seen.append(turns)
         time.sleep(FEED_SLICE_S)
 
-    reader.monitors = SimpleNamespace(feed=feed)  # type: ignore[assignment]
+    reader.monitors = SimpleNamespace(feed=feed, unsaved=set())  # type: ignore[assignment]
+    reader.uncovered = {}
 
     async def other_task() -> None:  # Faust's keepalive, a timer, a sink, /metrics
         nonlocal turns
@@ -143,7 +147,7 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
     other = asyncio.create_task(other_task())
     await asyncio.sleep(0)
     read_at = time.monotonic()
-    due = [Due(f"m{n}", n % 3, records("r", "s"), read_at) for n in range(models)]
+    due = [Due(f"m{n}", n % 3, records("r", "s"), read_at, {}) for n in range(models)]
     await reader._feed(due, _Turns())
     other.cancel()
     assert seen == list(range(models))

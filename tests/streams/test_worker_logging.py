@@ -91,7 +91,7 @@ async def play(monitors: Monitors, model: Model) -> None:
     normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
     records = with_future_value(normal, 1500, skew_ms=3_600_000)
     for start in range(0, len(records), 500):
-        await monitors.feed(model, records[start : start + 500])
+        await monitors.feed(model, records[start : start + 500], {})
 
 
 async def test_info_tells_transitions_commands_and_alerts_one_line_each(
@@ -190,7 +190,7 @@ async def test_a_worker_that_takes_a_model_over_sends_its_health_alert_again(
     monitors, control, model = monitors_of(tmp_path, KEYS)
     normal = stream(np.random.default_rng(3), 0, 4000, 0.0)
     records = with_future_value(normal, 1500, skew_ms=3_600_000)
-    await monitors.feed(model, records[:2000])
+    await monitors.feed(model, records[:2000], {})
     assert control.sent == [b"ranker"]
     assert [a.event for a in control.alerts if a.group == "health"] == ["ModelFallback"]
     taker, taker_control, _ = monitors_of(tmp_path, KEYS, model)
@@ -207,7 +207,7 @@ async def test_a_worker_that_takes_a_model_over_sends_its_health_alert_again(
 
 async def test_a_healthy_model_taken_over_sends_no_alert(tmp_path: Path) -> None:
     monitors, _, model = monitors_of(tmp_path, KEYS)
-    await monitors.feed(model, stream(np.random.default_rng(3), 0, 600, 0.0))
+    await monitors.feed(model, stream(np.random.default_rng(3), 0, 600, 0.0), {})
     monitors.save(model.model_id)
     assert model.model_id in monitors.table
     taker, taker_control, _ = monitors_of(tmp_path, KEYS, model)
