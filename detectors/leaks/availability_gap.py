@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -331,11 +331,7 @@ class AvailabilityGap(base.Base):
             self._put_writes(run)
             step = steps[first]
             if step >= 0:
-                start = served.predictions[step - 1][0] if step else 0
-                end, at, position, now = served.predictions[step]
-                run.keys.extend(served.keys[start:end])
-                run.features.extend(served.features[start:end])
-                run.close(at, position, now)
+                run.take(served, step)
                 self._resolve(run)
             else:
                 write, _, _, now = writes[-1 - step][1:]
@@ -352,13 +348,7 @@ class AvailabilityGap(base.Base):
         ``rejected``."""
         served = _Run()
         writes = []
-        for position, x in enumerate(events):
-            if self._queue_served(served, entities, position, x):
-                continue
-            write = checked_write(x)
-            if write is None:
-                self._rejected += 1
-                continue
+        for write in self._writes_between(served, entities, events):
             counts = self._feature(write.feature)
             if counts is None:
                 continue
@@ -379,8 +369,8 @@ class AvailabilityGap(base.Base):
         keys: list[int] = []
         for step in steps[first:]:
             if step >= 0:
-                start = served.predictions[step - 1][0] if step else 0
-                keys.extend(served.keys[start : served.predictions[step][0]])
+                start, stop = served.values_of(step)
+                keys.extend(served.keys[start:stop])
             else:
                 keys.append(writes[-1 - step][3])
         rows, end = self._rows_of(keys)
@@ -388,17 +378,14 @@ class AvailabilityGap(base.Base):
         for index in range(first, len(steps)):
             step = steps[index]
             if step >= 0:
-                start = served.predictions[step - 1][0] if step else 0
-                stop, at, position, now = served.predictions[step]
+                start, stop = served.values_of(step)
                 if end is not None and found + stop - start > end:
                     return index
                 taken = rows[found : found + stop - start]
                 found += stop - start
-                run.keys.extend(served.keys[start:stop])
-                run.features.extend(served.features[start:stop])
+                run.take(served, step)
                 run.rows.extend(taken)
                 run.held.update(taken)
-                run.close(at, position, now)
                 continue
             if found == end:
                 return index
@@ -420,6 +407,15 @@ class AvailabilityGap(base.Base):
     def _read(self, events: Sequence[Any]) -> None:
         run = _Run()
         entities: dict[EntityId, int] = {}
+        for write in self._writes_between(run, entities, events):
+            self._add_write(write, entities, run, self._stream_time)
+        self._flush(run)
+
+    def _writes_between(
+        self, run: _Run, entities: dict[EntityId, int], events: Sequence[Any]
+    ) -> Iterator[FeatureWrite]:
+        """The well-formed writes of ``events``, in order, each once the served values
+        before it are queued in ``run``; the malformed events counted in ``rejected``."""
         for position, x in enumerate(events):
             if self._queue_served(run, entities, position, x):
                 continue
@@ -427,8 +423,7 @@ class AvailabilityGap(base.Base):
             if write is None:
                 self._rejected += 1
                 continue
-            self._add_write(write, entities, run, self._stream_time)
-        self._flush(run)
+            yield write
 
     def _queue_served(
         self, run: _Run, entities: dict[EntityId, int], position: int, x: Any
@@ -1060,6 +1055,20 @@ class _Run:
         """Ends the values, some, of the prediction at ``position`` (made at ``at``, the
         stream time then ``now``)."""
         self.predictions.append((len(self.keys), at, position, now))
+
+    def values_of(self, prediction: int) -> tuple[int, int]:
+        """Where the values of the ``prediction``-th prediction start and end."""
+        start = self.predictions[prediction - 1][0] if prediction else 0
+        return start, self.predictions[prediction][0]
+
+    def take(self, served: _Run, prediction: int) -> None:
+        """Queues the values of ``served``'s ``prediction``-th prediction, their rows not
+        found, and ends them."""
+        start, stop = served.values_of(prediction)
+        self.keys.extend(served.keys[start:stop])
+        self.features.extend(served.features[start:stop])
+        _, at, position, now = served.predictions[prediction]
+        self.close(at, position, now)
 
     def clear(self) -> None:
         """Forgets the values (all added)."""
