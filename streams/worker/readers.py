@@ -460,12 +460,12 @@ class IngestReader:
                 # A message names one model (a batch message is one model's).
                 model_id = admitted[0].model_id  # type: ignore[union-attr]
                 taken = by_model.get(model_id)
-                if taken is None:
-                    if message.offset < self._read_to(model_id, tp):
-                        continue  # its monitor's checkpoint holds it already
+                # Until one is taken, a message its monitor's checkpoint holds is skipped.
+                if taken is None and message.offset >= self._read_to(model_id, tp):
                     taken = by_model[model_id] = ([], [message.offset, message.offset])
-                taken[0].extend(admitted)
-                taken[1][1] = message.offset
+                if taken is not None:
+                    taken[0].extend(admitted)
+                    taken[1][1] = message.offset
             await turns.turn()
         self.app.counters.count(topic, len(records), dead)
         self.messages[topic] += len(messages)
