@@ -109,6 +109,12 @@ class Settings:
     # is new (streams.worker.gcfreeze); off, full collections pause the worker for as
     # long as its whole state takes to scan.
     worker_gc_freeze: bool = True
+    # A model's monitor fed and not written to the state table for this long is written at
+    # the next commit, and the input offsets it covers are committed: a crash rereads at
+    # most this much of a model's traffic, and after traffic stops the committed offsets
+    # reach the end within it. Shorter costs a checkpoint (a pickle of the monitor, 1 to
+    # 2 MB for the demo's models) per fed model that often. A duration or seconds.
+    worker_checkpoint_within: float = dataclasses.field(default=60.0, metadata={"duration": True})
     # The models the workers watch (see streams/portfolio.py); read once at start-up.
     portfolio_path: Path = Path("deploy/portfolio.example.toml")
 

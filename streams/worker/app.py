@@ -38,7 +38,7 @@ of its partitions in memory and writes one to the table whenever its effects ask
 checkpoint: something happened that must not be lost (a transition, an alert, an alarm, a
 command's seq), at least every ``streams.monitor.CHECKPOINT_EVERY`` records of that
 model, and once its oldest record not in the table waited
-``streams.worker.readers.MAX_UNCOVERED_S``. The ingest offsets are committed only up to
+``Settings.worker_checkpoint_within``. The ingest offsets are committed only up to
 the first record a monitor holds that is not in the table, and a checkpoint carries the
 offsets its monitor read to, so a crash loses nothing and a restored monitor skips what
 it already holds (``streams.worker.readers``). A monitor with a leak watch may pickle to a

@@ -30,7 +30,8 @@ fed to a monitor that has not been written to the state table since: a partition
 commit stops at the first such record. A monitor's checkpoint carries the offsets it has
 read to (``Monitor.read_to``), so a worker that restores it and reads those records again
 skips them for that model: a crash loses none of a model's evidence and feeds none twice.
-A monitor fed and not written for ``MAX_UNCOVERED_S`` is written, so the commit follows.
+A monitor fed and not written for ``Settings.worker_checkpoint_within`` is written, so the
+commit follows.
 """
 
 from __future__ import annotations
@@ -81,12 +82,6 @@ FETCH_MAX_RECORDS = 2000
 MICRO_BATCH = 500
 MICRO_BATCH_LINGER_S = 0.05
 COMMIT_INTERVAL_S = 1.0
-# A monitor fed since its last checkpoint is written at the first commit this long after
-# its first record not in the table: a crash then rereads at most this much (or
-# ``streams.monitor.CHECKPOINT_EVERY`` records) of the model, and after traffic stops the
-# committed offsets reach the end within it. Each write costs a pickle of the monitor
-# (1 to 2 MB, 40 to 140 ms for the default scenario's models).
-MAX_UNCOVERED_S = 60.0
 # Long runs of synchronous work (a read's messages decoded, its due micro-batches fed,
 # every model's at a commit, every monitor written at a handover) go in slices of about
 # this many seconds, with a turn of the event loop between them (``_Turns``): with 1,000
@@ -295,6 +290,7 @@ class IngestReader:
         self.partition_of: dict[str, int] = {}
         # Per model fed since its monitor was last written: what holds the commit back.
         self.uncovered: dict[str, _Uncovered] = {}
+        self.checkpoint_within = app.settings.worker_checkpoint_within
         self.changelog_topic = changelog_topic
         self.topics = [*self.sources, self.writes_topic_name]
         self.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S)
@@ -554,18 +550,18 @@ class IngestReader:
 
     async def _flush_and_commit(self, save: bool = False) -> None:
         """Feed every waiting record, write every monitor fed since its last checkpoint if
-        ``save`` (a handover or a stop) or since ``MAX_UNCOVERED_S``, flush what that sent,
+        ``save`` (a handover or a stop) or for ``checkpoint_within``, flush what that sent,
         then commit what was read up to the first record of a monitor not written since.
 
         Between handovers a monitor is written when its effects ask (a transition, an
-        alert, ``streams.monitor.CHECKPOINT_EVERY`` records) or after ``MAX_UNCOVERED_S``.
+        alert, ``streams.monitor.CHECKPOINT_EVERY`` records) or after ``checkpoint_within``.
         """
         turns = _Turns()
         await self._feed(self.batches.drain(), turns)
         now = time.monotonic()
         for model_id in sorted(self.monitors.unsaved):
             uncovered = self.uncovered.get(model_id)
-            if save or (uncovered is not None and now - uncovered.since >= MAX_UNCOVERED_S):
+            if save or (uncovered is not None and now - uncovered.since >= self.checkpoint_within):
                 with _on_partition(self.changelog_topic, self.partition_of[model_id]):
                     self.monitors.save(model_id)
                 self.uncovered.pop(model_id, None)

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import TopicPartition
 from faust.streams import current_event
 
+from streams.settings import Settings
 from streams.worker.metrics import Histogram
 from streams.worker.readers import (
     BATCH_SIZE_BUCKETS,
@@ -26,6 +27,7 @@ from streams.worker.readers import (
     TopicLag,
     _on_partition,
     _Turns,
+    _Uncovered,
     topic_lags,
 )
 
@@ -156,3 +158,27 @@ async def test_a_long_run_of_micro_batches_lets_the_loop_turn_while_it_is_fed() 
     # records waited for n + 1 feeds of at least a slice each.
     assert reader.effect_latency.total == 2 * models
     assert reader.effect_latency.sum >= 2 * FEED_SLICE_S * sum(range(1, models + 1))
+
+
+@pytest.mark.parametrize(("within", "written"), [("5s", ["old"]), ("2", ["new", "old"])])
+async def test_a_monitor_fed_and_not_written_for_checkpoint_within_is_written_at_a_commit(
+    within: str, written: list[str]
+) -> None:
+    """``FAILSOFT_WORKER_CHECKPOINT_WITHIN`` bounds what a crash rereads: a monitor whose
+    oldest record not in the table waited that long is written at the next commit (and
+    the commit then covers its records); one fed more recently waits."""
+    reader = IngestReader.__new__(IngestReader)
+    reader.app = SimpleNamespace(portfolio=SimpleNamespace(models={}))  # type: ignore[assignment]
+    settings = Settings.from_env({"FAILSOFT_WORKER_CHECKPOINT_WITHIN": within})
+    reader.checkpoint_within = settings.worker_checkpoint_within
+    reader.batches = MicroBatches(size=4, linger=0.1)
+    reader.partition_of = {"old": 0, "new": 1}
+    reader.changelog_topic = "changelog"
+    reader.consumer = None
+    saved: list[str] = []
+    reader.monitors = SimpleNamespace(unsaved={"old", "new"}, save=saved.append)  # type: ignore[assignment]
+    now = time.monotonic()
+    reader.uncovered = {"old": _Uncovered(now - 10.0, {}), "new": _Uncovered(now - 3.0, {})}
+    await reader._flush_and_commit()
+    assert sorted(saved) == written
+    assert sorted(reader.uncovered) == sorted({"old", "new"} - set(written))
