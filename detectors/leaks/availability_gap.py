@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import hashlib
 import math
 import operator
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,9 @@ from detectors.leaks.events import (
     ServedFeature,
     all_finite,
     checked_write,
+    entity_hash,
     finite,
+    hash64,
 )
 
 
@@ -100,16 +101,6 @@ class _Feature:
     predictions: int = 0
     gaps: int = 0
     newest: float = -math.inf
-
-
-def _hash64(tag: bytes, text: str) -> int:
-    """A 64-bit hash, the same in every process (unlike ``hash``)."""
-    data = tag + text.encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
-def _entity_hash(entity_id: EntityId) -> int:
-    return _hash64(b"i" if isinstance(entity_id, int) else b"s", str(entity_id))
 
 
 def _valid_entity(entity_id: Any) -> bool:
@@ -417,13 +408,12 @@ class AvailabilityGap(base.Base):
         """The well-formed writes of ``events``, in order, each once the served values
         before it are queued in ``run``; the malformed events counted in ``rejected``."""
         for position, x in enumerate(events):
-            if self._queue_served(run, entities, position, x):
-                continue
+            # Writes first: most events are, and the leak watch's come checked.
             write = checked_write(x)
-            if write is None:
+            if write is not None:
+                yield write
+            elif not self._queue_served(run, entities, position, x):
                 self._rejected += 1
-                continue
-            yield write
 
     def _queue_served(
         self, run: _Run, entities: dict[EntityId, int], position: int, x: Any
@@ -513,7 +503,7 @@ class AvailabilityGap(base.Base):
         """The entity's 64-bit hash, computed once per batch."""
         found = entities.get(entity_id)
         if found is None:
-            found = entities[entity_id] = _entity_hash(entity_id)
+            found = entities[entity_id] = entity_hash(entity_id)
         return found
 
     def _feature(self, name: str) -> _Feature | None:
@@ -523,7 +513,7 @@ class AvailabilityGap(base.Base):
             column = len(self._features)
             looks = AnytimePValue(self.min_predictions)
             blocks = np.zeros(_RING, np.int64), np.full(_RING, -math.inf)
-            counts = _Feature(looks, name, column, _hash64(b"f", name), *blocks)
+            counts = _Feature(looks, name, column, hash64(b"f", name), *blocks)
             self._features[name] = counts
         return counts
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from detectors.leaks.events import (
     Scalar,
     checked_label,
     checked_write,
+    entity_hash,
     is_null,
 )
 
@@ -333,13 +333,6 @@ def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
         edges.append(edges[-1] * _GROWTH)
     edges.append(max_lag)
     return np.asarray(edges, dtype=np.float64)
-
-
-def entity_key(entity_id: EntityId) -> int:
-    """A 64-bit hash of an entity id, the same in every process (unlike ``hash``)."""
-    text = str(entity_id).encode("utf-8", "surrogatepass")
-    tag = b"i" if isinstance(entity_id, int) else b"s"
-    return int.from_bytes(hashlib.blake2b(tag + text, digest_size=8).digest(), "little")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -670,7 +663,7 @@ class LabelCoincidentWrites(base.Base):
                     continue
             key = keys.get(event.entity_id)
             if key is None:
-                key = keys[event.entity_id] = entity_key(event.entity_id)
+                key = keys[event.entity_id] = entity_hash(event.entity_id)
             parsed.append((event, key))
         return parsed
 
@@ -931,7 +924,7 @@ class LabelCoincidentWrites(base.Base):
         column = self._column(write.feature)
         if column is None:
             return
-        row = self._row(entity_key(write.entity_id))
+        row = self._row(entity_hash(write.entity_id))
         null = is_null(write.value, self.sentinels or ())
         event_at, written_at = float(write.event_at), float(write.written_at)
         self._mark(row, column, event_at, null)
@@ -1001,7 +994,7 @@ class LabelCoincidentWrites(base.Base):
         label_at = float(label.label_at)
         self._start(label_at)
         self._stream_time = max(self._stream_time, label_at)
-        row = self._row(entity_key(label.entity_id))
+        row = self._row(entity_hash(label.entity_id))
         if self._due[row] < math.inf:
             # A new outcome of the entity: the bins of the last one not judged yet never will.
             self._close(np.array([row]))

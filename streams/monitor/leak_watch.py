@@ -73,17 +73,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
 from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
-from detectors.leaks.events import Label, ServedFeature
+from detectors.leaks.events import Label, ServedFeature, write_event
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
-from detectors.leaks.write_lag import WriteLag
-from schemas.contracts import FeatureWrite, GroundTruth, Prediction
+from detectors.leaks.write_lag import WriteLag, WriteLagSummary
+from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 
@@ -276,8 +277,10 @@ def observe_many(
     """
     found: list[tuple[int, LeakEffects]] = []
     pending = _Pending()
+    stream_time = watch.stream_time
     for k, record in enumerate(records):
-        if isinstance(record, FeatureWrite):
+        # Exact types first: most records are writes, and isinstance costs more.
+        if type(record) is FeatureWrite or isinstance(record, FeatureWrite):
             _write(watch, record, k, pending)
             at = record.written_at
         elif isinstance(record, Prediction):
@@ -286,31 +289,43 @@ def observe_many(
         else:
             _label(watch, record, k, pending)
             at = record.label_at
-        watch.stream_time = max(watch.stream_time, float(at))
-        if watch.stream_time >= watch.next_report_at:
+        if at > stream_time:
+            stream_time = float(at)
+        if stream_time >= watch.next_report_at:
+            watch.stream_time = stream_time
             found += _effects(model, watch, pending, k)
             pending = _Pending()
+    watch.stream_time = stream_time
     found += _effects(model, watch, pending, None)
     return found
 
 
 class _Pending:
     """The detectors' events of records not read yet, and where each record's evidence
-    comes from, in order: (record, "label_leak" or "availability_gap", the event's
-    position, time in ms) for a sequential detector's flags, (record, "", evidence) for
-    evidence found at once."""
+    comes from. Evidence comes in the order of its slots: one per event of a sequential
+    detector that may flag (its record, its time in ms), each slot's flags first, then
+    what else its record found there (a window its write closed, a value from the
+    future)."""
 
     def __init__(self) -> None:
         self.coincidence: list[WriteEvent | Label] = []
         self.gap: list[WriteEvent | ServedFeature | ServedValues] = []
-        self.slots: list[tuple[int, str, Any, float]] = []
+        self.slots: list[tuple[int, float]] = []
+        # The slot of each coincidence event, and of each gap event that may flag.
+        self.coincidence_slots: list[int] = []
+        self.gap_slots: dict[int, int] = {}
+        # Evidence found at once, by slot.
+        self.found: dict[int, list[Evidence]] = {}
+        # Per feature monitored, its writes not read yet, and the slot of each.
+        self.lag: dict[str, tuple[list[WriteEvent], list[int]]] = {}
 
-    def flag_slot(
-        self, k: int, name: str, events: list[Any], new: Sequence[Any], at_ms: float
-    ) -> None:
-        """Queues ``new`` events of one detector, whose flags are record ``k``'s next."""
-        self.slots.append((k, name, range(len(events), len(events) + len(new)), at_ms))
-        events.extend(new)
+    def gap_slot(self, k: int, event: Any, at_ms: float) -> int:
+        """Queues a gap event of record ``k``, which may flag; its slot."""
+        slot = len(self.slots)
+        self.slots.append((k, at_ms))
+        self.gap_slots[len(self.gap)] = slot
+        self.gap.append(event)
+        return slot
 
 
 def _effects(
@@ -318,20 +333,28 @@ def _effects(
 ) -> list[tuple[int, LeakEffects]]:
     """Feeds the pending events; each record's effects, and the round of points after the
     record ``report_at`` (None: no round is due)."""
-    watch.coincidence.update_many(pending.coincidence)
-    watch.gap.update_many(pending.gap)
-    flags: dict[str, dict[int, list[Any]]] = {"label_leak": {}, "availability_gap": {}}
-    for name, detector in (("label_leak", watch.coincidence), ("availability_gap", watch.gap)):
-        for position, found in detector.flags:
-            flags[name].setdefault(position, []).append(found)
+    coincidence, gap = watch.coincidence, watch.gap
+    coincidence.update_many(pending.coincidence)
+    gap.update_many(pending.gap)
+    # (slot, 0: a flag or 1: found at once, detector or "", what was found), by slot.
+    queued: list[tuple[int, int, str, Any]] = [
+        (slot, 1, "", found) for slot, found in pending.found.items()
+    ]
+    queued += _lag_windows(watch, pending)
+    slots = pending.coincidence_slots
+    queued += [(slots[position], 0, "label_leak", found) for position, found in coincidence.flags]
+    slots_of_gap = pending.gap_slots
+    queued += [
+        (slots_of_gap[position], 0, "availability_gap", found) for position, found in gap.flags
+    ]
+    queued.sort(key=_SLOT_ORDER)
     evidence: dict[int, list[Evidence]] = {}
-    for k, name, found, at_ms in pending.slots:
-        if not name:
+    for slot, _, name, found in queued:
+        k, at_ms = pending.slots[slot]
+        if name:
+            evidence.setdefault(k, []).append(_flag_evidence(name, found, at_ms / 1000.0))
+        else:
             evidence.setdefault(k, []).extend(found)
-            continue
-        for position in found:
-            for flagged in flags[name].get(position, ()):
-                evidence.setdefault(k, []).append(_flag_evidence(name, flagged, at_ms / 1000.0))
     if report_at is not None:
         evidence.setdefault(report_at, [])
     effects = []
@@ -352,28 +375,45 @@ def _effects(
 
 
 def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) -> None:
-    lag = watch.write_lag.get(record.feature)
-    if lag is None:
-        watch.writes_ignored += 1
-        return
-    write = WriteEvent(
-        record.entity_id, record.feature, record.value, record.event_at, record.written_at
-    )
-    pending.flag_slot(k, "label_leak", pending.coincidence, (write,), record.written_at)
+    feature = record.feature
+    writes = pending.lag.get(feature)
+    if writes is None:
+        if feature not in watch.write_lag:
+            watch.writes_ignored += 1
+            return
+        writes = pending.lag[feature] = ([], [])
+    # Checked once here for the three detectors that read it.
+    write = write_event(record.entity_id, feature, record.value, record.event_at, record.written_at)
+    slot = len(pending.slots)
+    pending.slots.append((k, record.written_at))
+    pending.coincidence_slots.append(slot)
+    pending.coincidence.append(write)
     # Gaps found by a write count at the feature's next prediction, when it is tested.
     pending.gap.append(write)
-    rejected = lag.rejected
-    lag.update(write)
-    writes = watch.lag_writes.get(record.feature, 0) + (lag.rejected == rejected)
-    watch.lag_writes[record.feature] = writes
-    if writes % lag.window == 0:
-        window = _window_evidence(lag, record.feature, record.written_at / 1000.0)
-        pending.slots.append((k, "", window, record.written_at))
+    writes[0].append(write)
+    writes[1].append(slot)
 
 
-def _window_evidence(lag: WriteLag, feature: str, at: float) -> list[Evidence]:
-    """The verdicts of a window of writes that just closed."""
-    summary = lag.write_lag[feature]
+def _lag_windows(watch: LeakWatch, pending: _Pending) -> list[tuple[int, int, str, Any]]:
+    """Feeds each feature's pending writes to its ``WriteLag`` at once; the verdicts of
+    each window a write closed, found at once at the write's slot."""
+    found = []
+    for feature, (writes, slots) in pending.lag.items():
+        lag = watch.write_lag[feature]
+        rejected = lag.rejected
+        lag.update_many(writes)
+        accepted = len(writes) - (lag.rejected - rejected)
+        watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + accepted
+        for position, summary in lag.windows_closed:
+            at = writes[position].written_at / 1000.0
+            found.append((slots[position], 1, "", _window_evidence(lag, summary, at)))
+    return found
+
+
+def _window_evidence(lag: WriteLag, summary: WriteLagSummary, at: float) -> list[Evidence]:
+    """The verdicts of a window of writes that just closed (``summary``: its feature's
+    right after)."""
+    feature = summary.feature
     details: dict[str, float | int | str | bool] = {"p50_ms": summary.p50, "p99_ms": summary.p99}
     verdicts = []
     if not math.isnan(summary.reference_lag):
@@ -406,20 +446,26 @@ def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pend
     if len(watch.entities) > watch.max_requests:
         watch.entities.popitem(last=False)
     at_ms = prediction.predicted_at
-    used = [(name, seen) for name, seen in prediction.features.items() if name in watch.write_lag]
+    features, monitored = prediction.features, watch.write_lag
     if watch.future is None:
         # The gap flags of the prediction's values, in served order: one event for them all.
-        names = tuple(name for name, _ in used)
-        written_at = tuple(seen.written_at for _, seen in used)
+        seen: Iterable[FeatureSeen] = features.values()
+        if monitored.keys() >= features.keys():
+            names = tuple(features)
+        else:
+            names = tuple(name for name in features if name in monitored)
+            seen = map(features.__getitem__, names)
+        written_at = tuple(map(_WRITTEN_AT, seen))
         together = ServedValues(prediction.entity_id, at_ms, names, written_at)
-        pending.flag_slot(k, "availability_gap", pending.gap, (together,), at_ms)
+        pending.gap_slot(k, together, at_ms)
         return
     values = [
         ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
-        for name, seen in used
+        for name, seen in features.items()
+        if name in monitored
     ]
     for served in values:
-        pending.flag_slot(k, "availability_gap", pending.gap, (served,), at_ms)
+        slot = pending.gap_slot(k, served, at_ms)
         name, seen_at = served.feature, served.written_at
         before = watch.future.future_values
         watch.future.update(served)
@@ -435,7 +481,7 @@ def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pend
                     "future_values": watch.future.future_values,
                 },
             )
-            pending.slots.append((k, "", [future], at_ms))
+            pending.found[slot] = [future]
 
 
 def _label(watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending) -> None:
@@ -450,7 +496,9 @@ def _label(watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending) -> N
         watch.labels_unresolved += 1
         return
     event = Label(entity_id, int(label), truth.label_at)
-    pending.flag_slot(k, "label_leak", pending.coincidence, (event,), truth.label_at)
+    pending.coincidence_slots.append(len(pending.slots))
+    pending.slots.append((k, truth.label_at))
+    pending.coincidence.append(event)
 
 
 def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
@@ -474,6 +522,9 @@ def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
     )
 
 
+_WRITTEN_AT = operator.attrgetter("written_at")
+# Evidence in the order of its slots, each slot's flags first.
+_SLOT_ORDER = operator.itemgetter(0, 1)
 _LEAK_POINTS = frozenset({"label_leak", "availability_gap", "future_values"})
 
 

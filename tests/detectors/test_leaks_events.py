@@ -16,8 +16,10 @@ from detectors.leaks.events import (
     checked_label,
     checked_served,
     checked_write,
+    entity_hash,
     finite,
     is_null,
+    write_event,
 )
 
 
@@ -74,6 +76,33 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
     assert checked_label(Label("u", 0.5, 1.0)) is None  # type: ignore[arg-type]
     assert checked_write(FeatureWrite(True, "f", 1.0, 1.0, 2.0)) is None
     assert checked_served(ServedFeature("u", "", 1.0, 1.0, 2.0)) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("u", "f", None, 1.0, 2.0),
+        (7, "f", 1.0, 1, 2),
+        (True, "f", 1.0, 1.0, 2.0),
+        ("u", "", 1.0, 1.0, 2.0),
+        ("u", "f", 1.0, math.nan, 2.0),
+        ("u", "f", 1.0, 1.0, math.inf),
+        ("u", "f", 1.0, 1.0, "2"),
+    ],
+)
+def test_a_write_checked_once_is_what_checked_write_makes_of_it(fields: tuple) -> None:
+    made = write_event(*fields)
+    plain = FeatureWrite(*fields)
+    assert (made.entity_id, made.feature, made.value, made.event_at, made.written_at) == fields
+    assert (checked_write(made) is made) is (checked_write(plain) is plain)
+    assert (checked_write(made) is None) is (checked_write(plain) is None)
+
+
+def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> None:
+    for _ in range(2):  # the second time from the kept hashes
+        assert entity_hash("u1") == 4951862600420806941
+        assert entity_hash(1) == 778860755400141486
+        assert entity_hash(True) == 6485534553297259567
 
 
 # Write times as they come: floats (infinite, NaN, and large enough that a sum overflows),

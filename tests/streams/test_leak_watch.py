@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Mapping
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
-from streams.monitor.leak_watch import LeakEffects, LeakWatch, new_leak_watch, observe
+from streams.monitor.leak_watch import (
+    LeakEffects,
+    LeakWatch,
+    new_leak_watch,
+    observe,
+    observe_many,
+)
 from streams.monitor.watch import new_watch
 from streams.portfolio import Model, PortfolioError, parse_portfolio
 
@@ -303,6 +310,106 @@ def test_pickle_round_trip_mid_stream_continues_identically() -> None:
     rest = [(n + 100, e) for n, e in run(model, resumed, records[100:])]
     assert first + rest == expected
     assert pickle.loads(pickle.dumps(resumed)).alarming == straight.alarming
+
+
+def mixed_stream(seed: int, count: int) -> list[Record]:
+    """Writes (late ones, nulls, a feature not monitored, a few malformed), live predictions
+    (some values written after them, some features left out) and labels (some by request
+    only, some not binary), on a few entities so that the detectors flag and windows close."""
+    rng = np.random.default_rng(seed)
+    features = ("last_login_date", "plan", "balance")
+    records: list[Record] = []
+    now = 1_000_000_000.0
+    for i in range(count):
+        now += rng.exponential(30_000.0)
+        user = f"u{int(rng.integers(12))}"
+        kind = rng.random()
+        if kind < 0.55:
+            feature = str(rng.choice([*features, "shoe_size"], p=[0.35, 0.3, 0.3, 0.05]))
+            late = rng.random() < (0.5 if feature == "balance" else 0.2)
+            lag = 400_000.0 if late else float(rng.uniform(0, 5_000))
+            value = None if int(user[1:]) % 3 == 0 and rng.random() < 0.5 else 1.0
+            records.append(write(user, feature, value, now, now + lag))
+            if rng.random() < 0.01:
+                bad = write(user, feature, 1.0, now, now)
+                records.append(dataclasses_replace(bad, event_at=math.nan))
+        elif kind < 0.85:
+            served = {
+                name: (1.0, now - float(rng.uniform(-3_000, 60_000)))
+                for name in features
+                if rng.random() < 0.8
+            }
+            records.append(prediction(f"r{i}", user, now, served))
+        else:
+            churner = int(user[1:]) % 3 == 0
+            if churner:
+                records.append(write(user, "last_login_date", None, now, now + 1_000))
+            value = churner if rng.random() < 0.95 else "churned"
+            by_request = rng.random() < 0.2
+            records.append(label(None if by_request else user, value, now, request=f"r{i - 1}"))
+    return records
+
+
+def dataclasses_replace(record: Record, **changes: object) -> Record:
+    return type(record)(**{**{f: getattr(record, f) for f in record.__struct_fields__}, **changes})
+
+
+@pytest.mark.parametrize("future_values", [False, True])
+def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_values: bool) -> None:
+    model = churn_model(
+        "[models.churn.detectors.leaks]\nwrite_lag_window = 20\ngap_min_predictions = 10\n"
+        "gap_window = 16\ncoincidence_min_labels = 3\nskew_tolerance = 100\n"
+    )
+    records = mixed_stream(5, 4_000)
+    one_by_one = new_leak_watch(model, future_values=future_values)
+    expected = run(model, one_by_one, records)
+    # The stream flags, closes windows and reports: each kind of effect is compared.
+    detectors = {e.detector for _, eff in expected for e in eff.evidence}
+    assert detectors == {
+        "label_leak",
+        "availability_gap",
+        "write_lag_drift",
+        "write_lag_sla",
+        *(["future_values"] if future_values else []),
+    }
+    for size in (7, 500, len(records)):
+        batched = new_leak_watch(model, future_values=future_values)
+        found: list[tuple[int, LeakEffects]] = []
+        for start in range(0, len(records), size):
+            chunk = observe_many(model, batched, records[start : start + size])
+            found += [(start + k, effects) for k, effects in chunk]
+        assert found == expected
+        assert pickle.dumps(batched) == pickle.dumps(one_by_one)
+    accepted = {name: lag.write_lag[name].writes for name, lag in one_by_one.write_lag.items()}
+    assert one_by_one.lag_writes == accepted
+
+
+def test_a_write_that_flags_and_closes_a_window_gives_the_flag_first() -> None:
+    # Record 643, a write of last_login_date, flags it (as in the test above) and is its
+    # 302nd write: the end of a window of 151.
+    model = churn_model("[models.churn.detectors.leaks]\nwrite_lag_window = 151\n")
+    records = churn_stream(3, 3_000)
+    for size in (1, 500):
+        watch = new_leak_watch(model)
+        found = [
+            (start + k, [e.detector for e in effects.evidence])
+            for start in range(0, len(records), size)
+            for k, effects in observe_many(model, watch, records[start : start + size])
+        ]
+        assert (643, ["label_leak", "write_lag_sla"]) in found
+
+
+def test_a_malformed_write_is_rejected_without_a_verdict() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nwrite_lag_window = 20\n")
+    watch = new_leak_watch(model)
+    bad = dataclasses_replace(write("u1", "last_login_date", 1.0, 0, 10), event_at=math.nan)
+    assert not observe(model, watch, bad).evidence
+    records = [write("u1", "last_login_date", 1.0, i * 1e5, i * 1e5 + 10) for i in range(20)]
+    verdicts = [
+        (n, e.detector) for n, eff in run(model, watch, [*records, bad]) for e in eff.evidence
+    ]
+    assert verdicts == [(19, "write_lag_sla")]
+    assert watch.write_lag["last_login_date"].rejected == 2
 
 
 @pytest.mark.parametrize(
