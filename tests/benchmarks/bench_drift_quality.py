@@ -168,7 +168,13 @@ class MaterialOutput:
         self.drift_detected = False
 
     def update(self, x: Any) -> None:
-        evidence = self.output.update("output", x, 0.0)
+        output = self.output
+        if isinstance(output, ScoreDetector):
+            # The score is read, then judged at its turn, as the watch does it.
+            read = output.feed(x)
+            evidence = None if read is None else output.judge("output", read, 0.0)
+        else:
+            evidence = output.update("output", x, 0.0)
         self.drift_detected = evidence is not None and evidence.alarm and evidence.material
 
 
