@@ -17,7 +17,7 @@ from streams.monitor import Batch, Monitor
 from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, new_watch, observe
 from tests.detectors.batching import batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
-    output_stream,
+    score_episode_outlasting_its_fallback,
     shifted_then_normal,
     small_model,
     stream,
@@ -131,16 +131,7 @@ def test_a_monitor_holds_heartbeats_only_while_they_change_nothing_but_time() ->
 
 
 def test_a_restore_inside_a_batch_ends_the_held_heartbeats_there() -> None:
-    rng = np.random.default_rng(0)
-    predictions = output_stream(rng, 0, 1000, error_rate=0.0)
-    predictions += output_stream(rng, 1000, 100, error_rate=0.0, shift=2.0)
-    predictions += output_stream(rng, 1100, 2000, error_rate=0.0)
-    start = predictions[0].predicted_at
-    # A prediction every 10 s: the restore comes inside a batch.
-    predictions = [
-        msgspec.structs.replace(p, predicted_at=start + (p.predicted_at - start) * 10)
-        for p in predictions
-    ]
+    predictions = score_episode_outlasting_its_fallback(2000)
     model = small_model()
     watch = new_watch(model)
     expected = [o for p in predictions if (o := observe(watch, p))]
