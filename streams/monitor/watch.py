@@ -399,9 +399,11 @@ class ScoreDetector:
         Outside an episode (no baseline), ``judge`` reads a score's statistic only for a
         report (every ``OUTPUT_REPORT_EVERY`` inputs) or an alarm: a stretch up to the
         next report goes through ``ResidualCUSUM.update_many`` and its other reads carry
-        a NaN statistic. A stretch that alarmed goes again value by value from a copy of
-        the detector taken before it (an alarm's read needs the detector as it alarmed),
-        and so does the rest of the batch, which ``judge`` may then read in an episode.
+        a NaN statistic. While the first reference fills (``warm_up`` finite scores, as
+        many as ``judge`` counts), a stretch ends before the score that completes it. A
+        stretch that alarmed, or whose reference was complete sooner, goes again value by
+        value from a copy of the detector taken before it, and so does the rest of the
+        batch, which ``judge`` may then read in an episode.
         """
         numbers = [float(value) for value in values]
         finite = np.isfinite(numbers)
@@ -414,21 +416,26 @@ class ScoreDetector:
         while k < len(numbers):
             stop = next((r + 1 for r in reports if r >= k), len(numbers))
             detector = self.detector
-            if not stretches or detector.n_reference == 0 or stop - k <= SMALL_BATCH:
+            ready = detector.n_reference > 0
+            if not ready:
+                stop = min(stop, int(np.searchsorted(counted, detector.warm_up)))
+            if not stretches or stop - k <= SMALL_BATCH:
                 reads.append(self.feed(numbers[k]))
                 k += 1
                 continue
             before = copy.deepcopy(detector)
             detector.update_many(numbers[k:stop])
-            if detector.detections:
+            if detector.detections or (detector.n_reference > 0) != ready:
                 self.detector = before
                 stretches = False
                 continue
+            # Before the reference, ``feed``'s read; after it, the statistic unread.
+            statistic = math.nan if ready else 0.0
             reads.extend(
-                ScoreRead(number, ready=True, statistic=math.nan) if fine else None
+                ScoreRead(number, ready=ready, statistic=statistic) if fine else None
                 for number, fine in zip(numbers[k:stop], finite[k:stop].tolist(), strict=True)
             )
-            if stop - 1 in reports:
+            if ready and stop - 1 in reports:
                 reads[-1] = ScoreRead(numbers[stop - 1], ready=True, statistic=detector.statistic)
             k = stop
         return reads

@@ -28,7 +28,7 @@ from tests.streams.test_watch import (
 def score_detector() -> ScoreDetector:
     # A short reference and a loose level: alarms, episodes and renewals within a few
     # hundred scores.
-    return ScoreDetector(ResidualCUSUM(alpha=1e-4, warm_up=10, max_reference=40, refit_every=5))
+    return ScoreDetector(ResidualCUSUM(alpha=1e-4, warm_up=30, max_reference=60, refit_every=5))
 
 
 def score_stream(
@@ -102,8 +102,8 @@ def test_a_score_stream_in_batches_reports_alarms_and_renews_as_one_by_one() -> 
     # The report of the 500th score (three holes before it), read at the end of a stretch.
     assert found[0] == (502, False, None)
     alarms = [(n, cause) for n, alarm, cause in found if alarm and cause != "sustained"]
-    assert alarms == [(568, "mean_up"), (664, "mean_down")]
-    for at in ([], [100, 502, 503, 600], [560, 570, 571]):
+    assert alarms == [(566, "mean_up"), (663, "mean_down")]
+    for at in ([], [20, 100, 502, 503, 600], [560, 570, 571]):
         assert judged_in_batches(score_detector(), values, at) == one_by_one, at
 
 
