@@ -405,6 +405,9 @@ class ScoreDetector:
         value from a copy of the detector taken before it, and so does the rest of the
         batch, which ``judge`` may then read in an episode.
         """
+        if len(values) <= SMALL_BATCH:
+            # Too few for a stretch: no arrays.
+            return [self.feed(value) for value in values]
         numbers = [float(value) for value in values]
         finite = np.isfinite(numbers)
         # Inputs ``judge`` will have counted after each value.
@@ -423,7 +426,7 @@ class ScoreDetector:
                 reads.append(self.feed(numbers[k]))
                 k += 1
                 continue
-            before = copy.deepcopy(detector)
+            before = copy.copy(detector)
             detector.update_many(numbers[k:stop])
             if detector.detections or (detector.n_reference > 0) != ready:
                 self.detector = before
