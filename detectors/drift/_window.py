@@ -46,6 +46,9 @@ Batch = Sequence[Any] | npt.NDArray[Any]
 BoolArray = npt.NDArray[np.bool_]
 
 
+_FLOAT = frozenset({float})
+
+
 def finite_float(x: Any) -> float | None:
     """The value as a float, or None when it is missing, non-numeric or not finite."""
     # The exact-type check first: isinstance against the numbers ABC costs a microsecond.
@@ -68,16 +71,21 @@ def finite_float(x: Any) -> float | None:
 def finite_floats(values: Any) -> FloatArray:
     """The values as a float64 array, NaN where ``finite_float`` gives None.
 
-    The batch counterpart of ``finite_float``: an integer or float array converts in one
-    step; anything else (lists holding None, strings, huge ints) goes value by value, so
-    that both paths treat every input alike.
+    The batch counterpart of ``finite_float``: an integer or float array, or a list of
+    plain floats, converts in one step; anything else (lists holding None, strings, huge
+    ints) goes value by value, so that both paths treat every input alike.
     """
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
         array = values.astype(np.float64)
-        array[~np.isfinite(array)] = np.nan
-        return array
-    converted = (finite_float(x) for x in values)
-    return np.fromiter((math.nan if x is None else x for x in converted), np.float64)
+    elif isinstance(values, list) and set(map(type, values)) <= _FLOAT:
+        # A list of plain floats (a batch's scores and feature values) converts in one
+        # step too: float() of each is itself.
+        array = np.array(values, dtype=np.float64)
+    else:
+        converted = (finite_float(x) for x in values)
+        return np.fromiter((math.nan if x is None else x for x in converted), np.float64)
+    array[~np.isfinite(array)] = np.nan
+    return array
 
 
 def validate_window(window_size: int) -> None:

@@ -331,6 +331,19 @@ class ResidualCUSUM(base.DriftDetector):
         # The slow check's level: alpha per check, two-sided, over its four positions.
         self._slow_z = NormalDist().inv_cdf(1.0 - self.alpha / 8.0)
 
+    def __copy__(self) -> ResidualCUSUM:
+        """A copy that goes on independently of this detector, at the cost of its memory
+        arrays: it shares only what the detector replaces instead of changing in place
+        (the fitted model, the references), so a caller can keep one per batch."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._memory = self._memory.copy()
+        clone._residuals = self._residuals.copy()
+        clone._sums = list(self._sums)
+        clone._starts = list(self._starts)
+        clone._detections = list(self._detections)
+        return clone
+
     def update(self, x: Any) -> None:
         """Add one value; missing, non-numeric and non-finite values are counted in
         ``n_skipped``."""

@@ -30,11 +30,14 @@ most that many records of window filling, never a transition, an alert or a comm
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 from collections.abc import Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
+from detectors.health.heartbeat import Heartbeat
+from detectors.health.state import HealthState
 from schemas.contracts import GroundTruth, Prediction
 from streams.monitor import label_join, leak_watch, serving_watch, shadow_join
 from streams.monitor import ladder as fallback_ladder
@@ -48,8 +51,8 @@ from streams.monitor.watch import (
     consequences,
     detect,
     new_watch,
-    observe,
     observe_evidence,
+    prediction_evidence,
 )
 from streams.portfolio import Model
 
@@ -91,6 +94,10 @@ class Monitor:
         When the model's detector settings do not fit the detectors.
     """
 
+    # During ``observe``: the event time (seconds) of the heartbeats held back from a
+    # healthy policy (None: none), fed to it before anything else reaches it.
+    _held: float | None = None
+
     def __init__(self, model: Model, checkpoint_every: int = CHECKPOINT_EVERY) -> None:
         if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
             raise ValueError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
@@ -117,6 +124,7 @@ class Monitor:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["model"]
+        state.pop("_held", None)
         state["state_format"] = STATE_FORMAT
         return state
 
@@ -167,7 +175,7 @@ class Monitor:
             if isinstance(record, Prediction):
                 self._prediction(record, found.share(n), joins.get(i, []), leaks.get(i), effects)
                 for evidence in slo.get(n, ()):
-                    observation = observe_evidence(self.watch, [evidence], evidence.at)
+                    observation = self._evidence([evidence], evidence.at)
                     self._act(dataclasses.replace(observation, evidence=(evidence,)), effects)
                 n += 1
             elif isinstance(record, GroundTruth):
@@ -176,6 +184,7 @@ class Monitor:
                     self._joined(*joined, effects)
             else:
                 self._leaks(leaks.get(i), effects)
+        self._beat()
         if self.serving is not None and batch.predictions:
             self._hold_restore(batch.predictions[-1].predicted_at / 1000.0, effects)
         if self.ladder is not None and batch.predictions:
@@ -218,7 +227,7 @@ class Monitor:
             # Not an alarm of ``effects``: it recurs with every batch of the hold, and one
             # lost to a crash is found again from the replayed records, so it needs no
             # checkpoint of its own (its alert's start and end do).
-            self._act(observe_evidence(self.watch, hold, at), effects)
+            self._act(self._evidence(hold, at), effects)
 
     def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
         """What the leak watch makes of the batch's writes, labels and live predictions,
@@ -280,12 +289,42 @@ class Monitor:
         effects: Effects,
     ) -> None:
         """The prediction's watch, then its join (``joins[0]``), its leaks, and the joins
-        of the labels it released."""
-        self._act(observe(self.watch, prediction, found), effects)
+        of the labels it released.
+
+        Most predictions carry no evidence, and a healthy policy's heartbeat only moves
+        its event time: those heartbeats are held back and fed as one at their latest
+        time (``_beat``) before anything else reaches the policy, which leaves it exactly
+        as they would one by one."""
+        at = prediction.predicted_at / 1000.0
+        watch = self.watch
+        evidence = prediction_evidence(watch, prediction, found, at)
+        policy = watch.policy
+        if (
+            not evidence
+            and policy.state is HealthState.HEALTHY
+            and policy.since is not None
+            and math.isfinite(at)
+        ):
+            held = self._held
+            self._held = at if held is None or at > held else held
+        else:
+            observation = self._evidence(evidence, at)
+            self._act(dataclasses.replace(observation, evidence=tuple(evidence)), effects)
         self._joined(*joins[0], effects)
         self._leaks(leaks, effects)
         for joined in joins[1:]:
             self._joined(*joined, effects)
+
+    def _beat(self) -> None:
+        """Feed the policy the heartbeat held back, if any (see ``_prediction``)."""
+        if self._held is not None:
+            self.watch.policy.update(Heartbeat(at=self._held))
+            self._held = None
+
+    def _evidence(self, evidence: Sequence[Evidence], at: float) -> Observation:
+        """``observe_evidence`` after the heartbeat held back."""
+        self._beat()
+        return observe_evidence(self.watch, evidence, at)
 
     def _leaks(self, found: leak_watch.LeakEffects | None, effects: Effects) -> None:
         """Carry a record's leak effects (None: it had none) into ``effects``."""
@@ -297,7 +336,7 @@ class Monitor:
         effects.checkpoint = effects.checkpoint or bool(found.alerts)
         if found.evidence:
             at = found.evidence[-1].at
-            self._act(observe_evidence(self.watch, found.evidence, at), effects, found.evidence)
+            self._act(self._evidence(found.evidence, at), effects, found.evidence)
 
     def _joined(
         self,
@@ -310,7 +349,7 @@ class Monitor:
         if result is not None:
             effects.points.extend(result.points)
             if result.evidence:
-                observation = observe_evidence(self.watch, result.evidence, result.at)
+                observation = self._evidence(result.evidence, result.at)
                 self._act(observation, effects, result.evidence)
         if found is not None:
             effects.points.extend(found.points)

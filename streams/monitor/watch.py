@@ -90,6 +90,7 @@ import collections
 import copy
 import dataclasses
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -115,7 +116,7 @@ from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
 from detectors.leaks.future_values import FutureValues
-from schemas.contracts import Prediction, Score
+from schemas.contracts import FeatureSeen, Prediction, Score
 from streams.monitor.effects import (
     Alert,
     CommandToSign,
@@ -139,6 +140,7 @@ __all__ = [
     "new_watch",
     "observe",
     "observe_evidence",
+    "prediction_evidence",
     "standing_alert",
     "transition_alert",
 ]
@@ -296,7 +298,10 @@ class FeatureDrift:
             # The reference takes the values that are not None until it is complete.
             present = [i for i, value in enumerate(values) if value is not None]
             needed = self.reference_size - len(self.reference)
-            self.reference.extend(values[i] for i in present[:needed])
+            if len(present) == len(values):
+                self.reference.extend(values[:needed])
+            else:
+                self.reference.extend(values[i] for i in present[:needed])
             if len(present) < needed:
                 self.skipped += len(values) - len(present)
                 return []
@@ -386,6 +391,57 @@ class ScoreDetector:
                 judged=detector.judged_against,
             )
         return ScoreRead(number, ready=True, statistic=detector.statistic)
+
+    def feed_many(self, values: Sequence[float]) -> list[ScoreRead | None]:
+        """``feed`` on each of ``values`` in turn, the detector a stretch at a time where
+        ``judge`` can read no more than the scores themselves.
+
+        Outside an episode (no baseline), ``judge`` reads a score's statistic only for a
+        report (every ``OUTPUT_REPORT_EVERY`` inputs) or an alarm: a stretch up to the
+        next report goes through ``ResidualCUSUM.update_many`` and its other reads carry
+        a NaN statistic. While the first reference fills (``warm_up`` finite scores, as
+        many as ``judge`` counts), a stretch ends before the score that completes it. A
+        stretch that alarmed, or whose reference was complete sooner, goes again value by
+        value from a copy of the detector taken before it, and so does the rest of the
+        batch, which ``judge`` may then read in an episode.
+        """
+        if len(values) <= SMALL_BATCH:
+            # Too few for a stretch: no arrays.
+            return [self.feed(value) for value in values]
+        numbers = [float(value) for value in values]
+        finite = np.isfinite(numbers)
+        # Inputs ``judge`` will have counted after each value.
+        counted = self.inputs + np.cumsum(finite)
+        reports = np.flatnonzero(finite & (counted % OUTPUT_REPORT_EVERY == 0)).tolist()
+        reads: list[ScoreRead | None] = []
+        stretches = self.baseline is None
+        k = 0
+        while k < len(numbers):
+            stop = next((r + 1 for r in reports if r >= k), len(numbers))
+            detector = self.detector
+            ready = detector.n_reference > 0
+            if not ready:
+                stop = min(stop, int(np.searchsorted(counted, detector.warm_up)))
+            if not stretches or stop - k <= SMALL_BATCH:
+                reads.append(self.feed(numbers[k]))
+                k += 1
+                continue
+            before = copy.copy(detector)
+            detector.update_many(numbers[k:stop])
+            if detector.detections or (detector.n_reference > 0) != ready:
+                self.detector = before
+                stretches = False
+                continue
+            # Before the reference, ``feed``'s read; after it, the statistic unread.
+            statistic = math.nan if ready else 0.0
+            reads.extend(
+                ScoreRead(number, ready=ready, statistic=statistic) if fine else None
+                for number, fine in zip(numbers[k:stop], finite[k:stop].tolist(), strict=True)
+            )
+            if ready and stop - 1 in reports:
+                reads[-1] = ScoreRead(numbers[stop - 1], ready=True, statistic=detector.statistic)
+            k = stop
+        return reads
 
     def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
         """The evidence of a score ``feed`` read, at its turn among the batch's records:
@@ -506,14 +562,6 @@ class OutputWatch:
     restore_grace: float
     restored_at: float = -math.inf
 
-    def feed_score(self, prediction: Prediction) -> ScoreRead | None:
-        """The score detector's read of one ``live`` or ``fallback`` prediction's score, if
-        any (``ScoreDetector.feed``); the detector reads nothing else, so a batch's scores
-        go before its policy."""
-        if prediction.role == "live" and isinstance(prediction.output, Score):
-            return self.score.feed(prediction.output.score)
-        return None
-
     def observe_error_rate(
         self, prediction: Prediction, policy: HealthPolicy, at: float
     ) -> Evidence | None:
@@ -626,19 +674,44 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
     _future_values_many(watch.future, predictions, ats, before)
     served = [i for i, p in enumerate(predictions) if p.role in DRIFT_ROLES]
     if watch.output is not None:
-        for i in served:
-            read = watch.output.feed_score(predictions[i])
+        # The scores of live predictions; the detector reads nothing else, so a batch's
+        # scores go before its policy.
+        scored = [
+            i
+            for i in served
+            if predictions[i].role == "live" and isinstance(predictions[i].output, Score)
+        ]
+        values = [predictions[i].output.score for i in scored]  # type: ignore[union-attr]
+        for i, read in zip(scored, watch.output.score.feed_many(values), strict=True):
             if read is not None:
                 scores[i] = read
-    for name, feature_drift in watch.drift.items() if served else ():
-        values = [
-            None if (seen := predictions[i].features.get(name)) is None else seen.value
-            for i in served
-        ]
-        for result in feature_drift.update_many(values):
-            i = served[result[0]]
-            after[i].append(_window_evidence(feature_drift, name, ats[i], result))
+    if served and watch.drift:
+        columns = _feature_columns(list(watch.drift), [predictions[i].features for i in served])
+        for (name, feature_drift), values in zip(watch.drift.items(), columns, strict=True):
+            for result in feature_drift.update_many(values):
+                i = served[result[0]]
+                after[i].append(_window_evidence(feature_drift, name, ats[i], result))
     return Found(before, after, scores)
+
+
+def _feature_columns(
+    names: Sequence[str], carried: Sequence[Mapping[str, FeatureSeen]]
+) -> list[list[Any]]:
+    """Per name, the value each of ``carried`` holds for it (None: not carried)."""
+    if len(names) > 1:
+        # Nearly always every prediction carries every feature: the rows' values in the
+        # names' order, transposed, without a lookup per value.
+        take = operator.itemgetter(*names)
+        try:
+            rows = [take(features) for features in carried]
+        except KeyError:
+            pass
+        else:
+            return [[seen.value for seen in column] for column in zip(*rows, strict=True)]
+    return [
+        [None if (seen := features.get(name)) is None else seen.value for features in carried]
+        for name in names
+    ]
 
 
 def _future_values_many(
@@ -647,25 +720,18 @@ def _future_values_many(
     ats: Sequence[float],
     before: dict[int, list[Evidence]],
 ) -> None:
-    rows: list[int] = []
-    entities: list[str] = []
-    features: list[str] = []
-    values: list[Any] = []
-    written: list[int] = []
-    made: list[int] = []
-    for i, prediction in enumerate(predictions):
-        if prediction.role != "live":
-            continue
-        served = prediction.features
-        many = len(served)
-        rows.extend([i] * many)
-        entities.extend([prediction.entity_id] * many)
-        features.extend(served)
-        values.extend([seen.value for seen in served.values()])
-        written.extend([seen.written_at for seen in served.values()])
-        made.extend([prediction.predicted_at] * many)
-    if not rows:
+    live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
+    carried = [predictions[i].features for i in live]
+    # One row per feature value served, predictions in order.
+    features = [name for served in carried for name in served]
+    if not features:
         return
+    rows = [i for i, served in zip(live, carried, strict=True) for _ in served]
+    entities = [predictions[i].entity_id for i in rows]
+    made = [predictions[i].predicted_at for i in rows]
+    seen = [seen for served in carried for seen in served.values()]
+    values = [s.value for s in seen]
+    written = [s.written_at for s in seen]
     counted = detector.future_values
     if len(rows) > SMALL_BATCH:
         detector.update_many(
@@ -700,19 +766,33 @@ def observe(watch: ModelWatch, prediction: Prediction, found: Share | None = Non
     at = prediction.predicted_at / 1000.0
     if found is None:
         found = detect(watch, [prediction]).share(0)
+    evidence = prediction_evidence(watch, prediction, found, at)
+    changes = observe_evidence(watch, evidence, at)
+    return dataclasses.replace(changes, evidence=tuple(evidence))
+
+
+def prediction_evidence(
+    watch: ModelWatch, prediction: Prediction, found: Share, at: float
+) -> list[Evidence]:
+    """The evidence of one prediction at event time ``at`` (seconds), in the order the
+    health policy takes it: its share of ``detect`` with the score judged and the error
+    rate fed in turn. ``observe`` then feeds it to the policy. Mutates ``watch``."""
     before, score, after = found
     evidence = list(before)
-    if score is not None and watch.output is not None:
-        judged = watch.output.score.judge(SCORE_DETECTOR, score, at)
+    output = watch.output
+    if output is None:
+        evidence.extend(after)
+        return evidence
+    if score is not None:
+        judged = output.score.judge(SCORE_DETECTOR, score, at)
         if judged is not None:
             evidence.append(judged)
-    if prediction.role in DRIFT_ROLES and watch.output is not None:
-        error = watch.output.observe_error_rate(prediction, watch.policy, at)
+    if prediction.role in DRIFT_ROLES:
+        error = output.observe_error_rate(prediction, watch.policy, at)
         if error is not None:
             evidence.append(error)
     evidence.extend(after)
-    changes = observe_evidence(watch, evidence, at)
-    return dataclasses.replace(changes, evidence=tuple(evidence))
+    return evidence
 
 
 def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float) -> Observation:

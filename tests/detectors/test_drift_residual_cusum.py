@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from typing import Any
 
 import numpy as np
@@ -233,3 +235,19 @@ def test_every_input_it_skips_is_counted() -> None:
     assert detector.n_skipped == 4
     detector.update_many(np.array([0.0, np.nan, -np.inf] * 10))
     assert detector.n_skipped == 24
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_a_copy_goes_on_as_the_detector_would_and_leaves_it_alone(name: str) -> None:
+    stream = STREAMS[name]
+    detector = ResidualCUSUM(max_reference=100)
+    detector.update_many(stream[:200])
+    twin = copy.copy(detector)
+    kept = pickle.dumps(detector)
+    twin.update_many(stream[200:])
+    # The copy's updates changed nothing the detector holds.
+    assert pickle.dumps(detector) == kept
+    found = detector.n_detections, twin.n_detections
+    detector.update_many(stream[200:])
+    assert detector.n_detections == found[1] > found[0]
+    assert same_state(detector, twin), state_difference(detector, twin)

@@ -757,20 +757,25 @@ def test_an_informational_alert_becomes_a_warning_when_the_change_grows() -> Non
     assert alerts == ["informational", "warning", "normal"]
 
 
+def score_episode_outlasting_its_fallback(after: int) -> list[Prediction]:
+    """A prediction every 10 s: 1,000 scores, 100 shifted, then ``after`` as before."""
+    rng = np.random.default_rng(0)
+    predictions = output_stream(rng, 0, 1000, error_rate=0.0)
+    predictions += output_stream(rng, 1000, 100, error_rate=0.0, shift=2.0)
+    predictions += output_stream(rng, 1100, after, error_rate=0.0)
+    start = predictions[0].predicted_at
+    return [
+        msgspec.structs.replace(p, predicted_at=start + (p.predicted_at - start) * 10)
+        for p in predictions
+    ]
+
+
 def test_a_restore_inside_a_batch_judges_the_later_scores_as_one_by_one() -> None:
     """A prediction every 10 s: the score's episode outlasts the fallback, so the restore
     (at 1228, inside a batch) moves the change the later scores are measured from. Fed in
     batches (``detect``, then ``observe`` per prediction), every prediction's evidence is
     what it is one by one, the reports at 1499 and 1999 included."""
-    rng = np.random.default_rng(0)
-    predictions = output_stream(rng, 0, 1000, error_rate=0.0)
-    predictions += output_stream(rng, 1000, 100, error_rate=0.0, shift=2.0)
-    predictions += output_stream(rng, 1100, 3000, error_rate=0.0)
-    start = predictions[0].predicted_at
-    predictions = [
-        msgspec.structs.replace(p, predicted_at=start + (p.predicted_at - start) * 10)
-        for p in predictions
-    ]
+    predictions = score_episode_outlasting_its_fallback(3000)
     expected = run(new_watch(small_model()), predictions)
     assert actions_of(expected) == [(1028, "fallback"), (1228, "restore")]
     reports = [n for n, o in expected for e in o.evidence if e.detector == "score" and not e.alarm]

@@ -1,0 +1,168 @@
+"""The watch's batch paths give exactly what one prediction at a time gives."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+import msgspec
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.drift.residual_cusum import ResidualCUSUM
+from detectors.health.evidence import Evidence
+from streams.monitor import Batch, Monitor
+from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, new_watch, observe
+from tests.detectors.batching import batches, cuts, same_state, state_difference
+from tests.streams.test_watch import (
+    score_episode_outlasting_its_fallback,
+    shifted_then_normal,
+    small_model,
+    stream,
+    with_future_value,
+)
+
+
+def score_detector() -> ScoreDetector:
+    # A short reference and a loose level: alarms, episodes and renewals within a few
+    # hundred scores.
+    return ScoreDetector(ResidualCUSUM(alpha=1e-4, warm_up=30, max_reference=60, refit_every=5))
+
+
+def score_stream(
+    seed: int, size: int, shift_at: int, shift: float, holes: list[int]
+) -> list[float]:
+    """Normal scores shifted by ``shift`` from ``shift_at`` on, with NaN and infinities at
+    ``holes``, and a stuck stretch (all equal) after the shift."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, size) + np.where(np.arange(size) >= shift_at, shift, 0.0)
+    values[shift_at + 100 : shift_at + 160] = 0.5
+    out = values.tolist()
+    for n, hole in enumerate(holes):
+        out[hole % size] = (math.nan, math.inf, -math.inf)[n % 3]
+    return out
+
+
+def judged_one_by_one(detector: ScoreDetector, values: list[float]) -> list[Evidence | None]:
+    found = []
+    for n, value in enumerate(values):
+        read = detector.feed(value)
+        found.append(None if read is None else detector.judge("score", read, float(n)))
+    return found
+
+
+def judged_in_batches(
+    detector: ScoreDetector, values: list[float], at: list[int]
+) -> list[Evidence | None]:
+    found: list[Evidence | None] = []
+    for batch in batches(values, at):
+        for read in detector.feed_many(list(batch)):
+            n = float(len(found))
+            found.append(None if read is None else detector.judge("score", read, n))
+    return found
+
+
+def running(detector: ScoreDetector) -> dict[str, Any]:
+    """The score detector's state, less the positions of the last batch's alarms."""
+    state = dict(vars(detector))
+    state["detector"] = {k: v for k, v in vars(detector.detector).items() if k != "_detections"}
+    return state
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    size=st.integers(OUTPUT_REPORT_EVERY - 200, OUTPUT_REPORT_EVERY + 200),
+    shift_at=st.integers(20, 650),
+    shift=st.sampled_from([0.0, 0.6, 3.0, -2.0]),
+    holes=st.lists(st.integers(0, 10_000), max_size=8),
+    data=st.data(),
+)
+def test_scores_fed_in_any_batches_are_judged_as_one_by_one(
+    seed: int, size: int, shift_at: int, shift: float, holes: list[int], data: st.DataObject
+) -> None:
+    values = score_stream(seed, size, shift_at, shift, holes)
+    at = data.draw(cuts(size))
+    expected = score_detector()
+    one_by_one = judged_one_by_one(expected, values)
+    batched = score_detector()
+    assert judged_in_batches(batched, values, at) == one_by_one
+    assert same_state(running(batched), running(expected)), state_difference(
+        running(batched), running(expected)
+    )
+
+
+def test_a_score_stream_in_batches_reports_alarms_and_renews_as_one_by_one() -> None:
+    # Shifted by three standard deviations at 560, stuck from 660.
+    values = score_stream(3, 700, 560, 3.0, [5, 300, 301, 640])
+    one_by_one = judged_one_by_one(score_detector(), values)
+    found = [(n, e.alarm, e.details.get("cause")) for n, e in enumerate(one_by_one) if e]
+    # The report of the 500th score (three holes before it), read at the end of a stretch.
+    assert found[0] == (502, False, None)
+    alarms = [(n, cause) for n, alarm, cause in found if alarm and cause != "sustained"]
+    assert alarms == [(566, "mean_up"), (663, "mean_down")]
+    for at in ([], [20, 100, 502, 503, 600], [560, 570, 571]):
+        assert judged_in_batches(score_detector(), values, at) == one_by_one, at
+
+
+def test_a_monitor_holds_heartbeats_only_while_they_change_nothing_but_time() -> None:
+    """A model that falls back, probes and is restored: the monitor's batches leave its
+    policy and every effect as ``observe`` one prediction at a time does."""
+    model = small_model()
+    records = shifted_then_normal(7)
+    watch = new_watch(model)
+    expected = [(n, o) for n, p in enumerate(records) if (o := observe(watch, p))]
+    transitions = [t for _, o in expected for t in o.transitions]
+    assert [t.to_state.value for t in transitions] == ["degraded", "fallback", "probing", "healthy"]
+    monitor = Monitor(model)
+    seen = []
+    for start in range(0, len(records), 300):
+        effects = monitor.observe(Batch.from_records(model.model_id, records[start : start + 300]))
+        seen += effects.transitions
+    assert seen == transitions
+    assert same_state(monitor.watch.policy, watch.policy), state_difference(
+        monitor.watch.policy, watch.policy
+    )
+    assert monitor.watch.policy.since == watch.policy.since
+    # Nothing held is left for a checkpoint.
+    assert "_held" not in pickle.loads(monitor.dumps()).__dict__
+
+
+def test_a_restore_inside_a_batch_ends_the_held_heartbeats_there() -> None:
+    predictions = score_episode_outlasting_its_fallback(2000)
+    model = small_model()
+    watch = new_watch(model)
+    expected = [o for p in predictions if (o := observe(watch, p))]
+    assert [a.action for o in expected for a in o.actions] == ["fallback", "restore"]
+    monitor = Monitor(model)
+    commands = []
+    for start in range(0, len(predictions), 500):
+        batch = Batch.from_records(model.model_id, predictions[start : start + 500])
+        commands += monitor.observe(batch).commands
+    assert [(c.action, c.issued_at) for c in commands] == [
+        (a.action, int(a.at * 1000)) for o in expected for a in o.actions
+    ]
+    assert same_state(monitor.watch.policy, watch.policy)
+    assert same_state(running(monitor.watch.output.score), running(watch.output.score))
+
+
+def test_heartbeats_held_from_a_quiet_batch_leave_the_policy_as_one_by_one() -> None:
+    """The first heartbeat starts the policy's clock; a late prediction's critical
+    evidence counts at the latest time the heartbeats before it reached."""
+    model = small_model()
+    normal = stream(np.random.default_rng(3), 0, 100, 0.0)
+    late = msgspec.structs.replace(normal[99], predicted_at=normal[0].predicted_at - 50_000)
+    records = with_future_value([*normal[:99], late], 99, skew_ms=3_600_000)
+    watch = new_watch(model)
+    expected = [o for p in records if (o := observe(watch, p))]
+    [fallback] = [a for o in expected for a in o.actions]
+    assert fallback.at * 1000 == normal[98].predicted_at
+    monitor = Monitor(model)
+    quiet = monitor.observe(Batch.from_records(model.model_id, records[:50]))
+    assert not quiet.transitions
+    assert monitor.watch.policy.since == normal[0].predicted_at / 1000
+    effects = monitor.observe(Batch.from_records(model.model_id, records[50:]))
+    assert [c.issued_at for c in effects.commands] == [normal[98].predicted_at]
+    assert same_state(monitor.watch.policy, watch.policy)
