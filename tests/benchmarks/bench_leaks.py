@@ -56,6 +56,7 @@ Run::
     .venv/bin/python -m tests.benchmarks.bench_leaks --seeds 5    # plus a summary per seed
     .venv/bin/python -m tests.benchmarks.bench_leaks --memory     # a leak watch at its caps
     .venv/bin/python -m tests.benchmarks.bench_leaks --backlog    # one call over a backlog
+    .venv/bin/python -m tests.benchmarks.bench_leaks --entity-budgets 500 250 --seeds 2
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ import numpy as np
 
 from detectors import AvailabilityGap, FutureValues, LabelCoincidentWrites, WriteLag
 from detectors.leaks import FeatureWrite, Label, ServedFeature
+from detectors.leaks.events import entity_hash
 
 SECOND = 1_000.0
 MINUTE = 60 * SECOND
@@ -225,8 +227,12 @@ class Outcome:
     events: int
 
 
-def _first_flags(events: list[Any]) -> tuple[dict[str, Flag], int, dict[str, tuple[str, float]]]:
-    coincidence = LabelCoincidentWrites(sentinels=(-1,))
+def _first_flags(
+    events: list[Any], max_entities: int | None = None
+) -> tuple[dict[str, Flag], int, dict[str, tuple[str, float]]]:
+    coincidence = LabelCoincidentWrites(
+        sentinels=(-1,), **({} if max_entities is None else {"max_entities": max_entities})
+    )
     gap = AvailabilityGap()
     flags: dict[str, Flag] = {}
     labels = 0
@@ -337,6 +343,27 @@ def run(seed: int) -> Outcome:
         labels,
         len(events),
     )
+
+
+def entity_budget(seed: int, entities: int, users: int = 2_000) -> dict[str, str]:
+    """``LabelCoincidentWrites`` holding about ``entities`` users of the world two ways:
+    capped at ``entities`` (it forgets the entity seen longest ago, as the leak watch's
+    caps do today), and with room for all but fed only the users whose id hashes below
+    ``entities / users`` of the hash range (every event of a user it keeps). What each
+    flagged among the leaks it looks for (label-coincident and late), and falsely."""
+    events = simulate(seed, users=users)
+    looked_for = set(COINCIDENT) | set(LATE)
+    threshold = entities / users * 2.0**64
+    sampled = [e for e in events if entity_hash(e.entity_id) < threshold]
+    found = {}
+    for name, kept, cap in (("oldest forgotten", events, entities), ("hash sample", sampled, None)):
+        flags, labels, _ = _first_flags(kept, cap)
+        flagged = {f for f, flag in flags.items() if flag.detector == "LabelCoincidentWrites"}
+        found[name] = (
+            f"{len(flagged & looked_for)} of {len(looked_for)} leaks, "
+            f"{len(flagged - looked_for)} honest, {labels} labels"
+        )
+    return found
 
 
 def scores(outcome: Outcome) -> tuple[float, float, int]:
@@ -543,7 +570,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--users", type=int, default=20_000, help="users of --backlog")
     parser.add_argument("--features", type=int, default=20, help="features of --backlog")
+    parser.add_argument(
+        "--entity-budgets",
+        type=int,
+        nargs="+",
+        help="only label coincidence holding this many users, capped or hash-sampled",
+    )
     args = parser.parse_args(argv)
+    if args.entity_budgets:
+        for seed in range(args.seeds):
+            for entities in args.entity_budgets:
+                for way, found in entity_budget(seed, entities).items():
+                    print(f"seed {seed}, {entities} users, {way}: {found}")
+        return 0
     if args.backlog:
         print(
             " ".join(
