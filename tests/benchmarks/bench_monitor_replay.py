@@ -22,7 +22,8 @@ and a write of every feature for each), its pickled size per state kind and rest
 and each kind's pickle and restore CPU time. ``--portfolio-at-caps N``: that model's state
 restored N times and held at once, as a worker holding N such models would (every copy
 the same size, none shared): the process RSS before and after, the object count, a full
-``gc.collect()``, and each restore's wall and CPU time (p50, p99).
+``gc.collect()`` (and one after ``gc.freeze()``, as the worker runs), and each restore's
+wall and CPU time (p50, p99).
 
 Run from the repository root, e.g.::
 
@@ -320,6 +321,13 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
     start = time.perf_counter()
     gc.collect()
     collect_s = time.perf_counter() - start
+    # The worker freezes what survives a full collection (streams/worker/gcfreeze.py): the
+    # first one after a handover scans the whole heap (above), the next only what is new.
+    gc.freeze()
+    start = time.perf_counter()
+    gc.collect()
+    frozen_collect_s = time.perf_counter() - start
+    gc.unfreeze()
     rss_after = _rss_mb()
     return {
         "models": len(held),
@@ -328,6 +336,7 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
         "state_mb_in_memory": round(rss_after - rss_before, 1),
         "objects": len(gc.get_objects()),
         "full_gc_ms": round(collect_s * 1000, 1),
+        "full_gc_ms_frozen": round(frozen_collect_s * 1000, 1),
         "restore_wall_ms_p50_p99": _percentiles(wall_s),
         "restore_cpu_ms_p50_p99": _percentiles(cpu_s),
     }
