@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import pickle
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +146,28 @@ def test_a_checkpoint_holds_only_the_held_rows() -> None:
     full = len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
     assert table.pop_older_than(9_000) == 9_000
     assert len(pickle.dumps(table, pickle.HIGHEST_PROTOCOL)) < full / 8
+
+
+def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
+    table = HeldTable(10_000)
+    for n in range(12_000):
+        table.add(request_hash(f"r{n}"), entity_hash(f"u{n}"), "live", "v1", n, 0.5)
+    assert ("live", request_hash("r11999")) in table  # the key index is built
+    table.flush()
+    arrays = [*vars(table).values(), *vars(table._index).values()]
+    numbers = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
+    objects = sum(len(value) for value in arrays if isinstance(value, list | dict))
+    # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (12 bytes each),
+    # and the one version; the ids as strings took two lists of 10,000 strings, and dicts
+    # of 10,000 keys.
+    assert (numbers, objects) == (12_500 * 35 + 32_768 * 12, 2)
+
+
+def test_more_versions_than_a_byte_widen_their_column() -> None:
+    table = HeldTable(1_000)
+    for n in range(300):
+        table.add(request_hash(f"r{n}"), entity_hash("u"), "live", f"v{n}", n, 0.5)
+    table = pickle.loads(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
+    table.add(request_hash("r300"), entity_hash("u"), "live", "v300", 300, 0.5)
+    assert [held.version for held in table.of_entity("u")] == [f"v{n}" for n in range(301)]
+    assert table._version.dtype == np.int32
