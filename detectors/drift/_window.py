@@ -8,7 +8,8 @@ only on the update that completed a drifted window, like river's detectors.
 
 The reference is either frozen (a training summary passed to the constructor) or rolling
 (``reference=None``: the previous full window). Memory is bounded by the window size and,
-for categories, by ``max_categories``.
+for categories, by ``max_categories``. A frozen numeric reference given as a read-only
+float64 array of finite values is held as it is, not copied: the model watch passes one.
 
 ``update_many(values)`` gives exactly what ``update`` gives one by one: it finds where the
 batch completes windows, evaluates each completed window as ``update`` would, and reports
