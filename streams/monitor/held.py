@@ -47,8 +47,8 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
+from detectors.leaks import events
 from detectors.leaks._memory import KeyTable
-from detectors.leaks.events import hash64
 
 __all__ = [
     "ROLES",
@@ -76,12 +76,13 @@ HeldOutput = float | dict[str, float] | tuple[str, ...]
 
 def request_hash(request_id: str) -> int:
     """A request id's 64-bit hash, the same in every process."""
-    return hash64(b"r", request_id)
+    return events.hash64(b"r", request_id)
 
 
 def entity_hash(entity_id: str) -> int:
-    """An entity id's 64-bit hash, the same in every process."""
-    return hash64(b"e", entity_id)
+    """An entity id's 64-bit hash, the same in every process: the leak watch's, whose
+    cache of the entities seen last saves hashing one again."""
+    return events.entity_hash(entity_id)
 
 
 class HeldPrediction(NamedTuple):
@@ -135,6 +136,8 @@ class HeldTable:
         self._version_codes: dict[str, int] = {}
         # Salted request hash -> row, built on first use: after a load or a compaction.
         self._index: KeyTable | None = None
+        # Held rows per role code: a label looks up only the roles some prediction holds.
+        self._per_role = [0] * len(ROLES)
         self._head = 0  # rows before it are gone
         self._count = 0
 
@@ -170,7 +173,7 @@ class HeldTable:
         first. Whether one went."""
         evicted = self._count >= self.max_held
         if evicted:
-            self._drop(self._oldest())
+            self._drop_row(self._oldest())
         if self._rows == len(self._at):
             self._compact()
         row = self._rows
@@ -190,6 +193,7 @@ class HeldTable:
         self._live[row] = True
         self._rows += 1
         index.add(request ^ _ROLE_SALTS[role_code], row)
+        self._per_role[role_code] += 1
         self._count += 1
         return evicted
 
@@ -220,18 +224,23 @@ class HeldTable:
         """The held predictions of ``request_id``, one per role at most, in ``ROLES`` order."""
         request = request_hash(request_id)
         index = self._indexed()
-        return [self._row(row) for salt in _ROLE_SALTS if (row := index.find(request ^ salt)) >= 0]
+        return [
+            self._row(row)
+            for salt, held in zip(_ROLE_SALTS, self._per_role, strict=True)
+            if held and (row := index.find(request ^ salt)) >= 0
+        ]
 
     def release(self, key: HeldKey) -> HeldPrediction:
         """The held prediction of ``key``, no longer held."""
-        row = self._find(key)
-        held = self._row(row)
-        self._drop(row)
+        held = self._row(self._find(key))
+        self.discard(key)
         return held
 
     def discard(self, key: HeldKey) -> None:
         """``release``, for a caller that has the prediction already."""
-        self._drop(self._find(key))
+        role = _ROLE_CODES[key[0]]
+        salted = key[1] ^ _ROLE_SALTS[role]
+        self._drop(self._indexed().find(salted), salted, role)
 
     def pop_older_than(self, oldest_kept: int) -> int:
         """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to
@@ -243,7 +252,7 @@ class HeldTable:
                 self.flush()
             if self._at.item(row) >= oldest_kept:
                 break
-            self._drop(row)
+            self._drop_row(row)
             dropped += 1
         return dropped
 
@@ -306,11 +315,16 @@ class HeldTable:
         self._head = head
         return head
 
-    def _drop(self, row: int) -> None:
-        self._live[row] = False
+    def _drop_row(self, row: int) -> None:
         _, _, role, _, request, _ = self._fields(row)
-        self._indexed().remove(request ^ _ROLE_SALTS[role])
+        self._drop(row, request ^ _ROLE_SALTS[role], role)
+
+    def _drop(self, row: int, salted: int, role: int) -> None:
+        """Drop ``row``, whose index key is ``salted`` and role code ``role``."""
+        self._live[row] = False
+        self._indexed().remove(salted)
         self._other.pop(row, None)
+        self._per_role[role] -= 1
         self._count -= 1
 
     def _compact(self) -> None:
@@ -360,6 +374,7 @@ class HeldTable:
         self._other = state["other"]
         self._version_codes = {v: code for code, v in enumerate(self._versions)}
         self._index = None
+        self._per_role = np.bincount(state["role"], minlength=len(ROLES)).tolist()
         self._count = count
 
     def _indexed(self) -> KeyTable:

@@ -158,9 +158,9 @@ def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
     numbers = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
     objects = sum(len(value) for value in arrays if isinstance(value, list | dict))
     # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (12 bytes each),
-    # and the one version; the ids as strings took two lists of 10,000 strings, and dicts
-    # of 10,000 keys.
-    assert (numbers, objects) == (12_500 * 35 + 32_768 * 12, 2)
+    # the one version (its name and code) and a count per role; the ids as strings took
+    # two lists of 10,000 strings, and dicts of 10,000 keys.
+    assert (numbers, objects) == (12_500 * 35 + 32_768 * 12, 2 + 3)
 
 
 def test_more_versions_than_a_byte_widen_their_column() -> None:
