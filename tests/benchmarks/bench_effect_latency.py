@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings
-from streams.worker.readers import MICRO_BATCH, MICRO_BATCH_LINGER_S
+from streams.worker.readers import EARLY_FEED_S, MICRO_BATCH, MICRO_BATCH_LINGER_S
 from tests.benchmarks.bench_soak import Sample, latency_between, rate_per_s, soak
 
 # The latency bound of issue #12, seconds.
@@ -203,63 +203,73 @@ def latency_row(
 
 
 def loop_model(
-    idle_feeds: bool,
+    early_s: float | None,
     utilisation: float,
     per_batch_s: float,
     *,
     models: int = 20,
     records_per_s: float = 2400.0,
+    per_message: int = 1,
     linger_s: float = MICRO_BATCH_LINGER_S,
     size: int = MICRO_BATCH,
     seconds: float = 60.0,
     seed: int = 1,
-) -> tuple[float, float]:
-    """The p50 and p99 (seconds) of a model of the reader's loop on a core of its own, no
-    machine around it: records arrive at random (Poisson) over ``models`` models; a read
-    takes every record arrived, its time is theirs; feeding a batch of n records holds the
-    loop ``per_batch_s + n * utilisation / records_per_s``. A batch is fed at its size or
-    linger; with ``idle_feeds``, also once a read finds nothing (an alternative reader,
-    tried: it cut the p99 but fed nearly every message alone, 2.6 times the worker's CPU
-    per record at half its maximum rate; README, "Effect latency").
+) -> tuple[float, float, float]:
+    """The p50 and p99 (seconds) and the micro-batches fed per second of a model of the
+    reader's loop on a core of its own, no machine around it: messages of ``per_message``
+    records arrive at random (Poisson) over ``models`` models; a read takes every message
+    arrived, its time is theirs; feeding a batch of n records holds the loop
+    ``per_batch_s + n * utilisation / records_per_s``. A batch is fed at its size or
+    linger; with ``early_s``, also once a read finds nothing and its first record has
+    waited ``early_s`` (``streams.worker.readers.EARLY_FEED_S``; 0 feeds everything
+    waiting, the reader tried before: it cut the p99 but fed nearly every message alone,
+    2.6 times the worker's CPU per record at half its maximum rate; README, "Effect
+    latency"). None waits out the linger.
 
-    >>> [round(q, 3) for q in loop_model(False, 0.5, 0.0002, seconds=5.0)]
-    [0.055, 0.066]
-    >>> [round(q, 3) for q in loop_model(True, 0.5, 0.0002, seconds=5.0)]
-    [0.001, 0.005]
+    >>> [round(q, 3) for q in loop_model(None, 0.5, 0.0002, seconds=5.0)]
+    [0.055, 0.066, 317.6]
+    >>> [round(q, 3) for q in loop_model(0.0, 0.5, 0.0002, seconds=5.0)]
+    [0.001, 0.005, 2170.0]
+    >>> [round(q, 3) for q in loop_model(0.01, 0.5, 0.0002, seconds=5.0)]
+    [0.012, 0.017, 1011.8]
     """
     rng = random.Random(seed)
     per_record = utilisation / records_per_s
     arrivals, at = [], 0.0
     while at < seconds:
-        at += rng.expovariate(records_per_s)
+        at += rng.expovariate(records_per_s / per_message)
         arrivals.append((at, rng.randrange(models)))
-    now, next_arrival = 0.0, 0
+    now, next_arrival, fed = 0.0, 0, 0
     pending: dict[int, list[float]] = {}  # model: [its first record's read, records]
     latencies: list[float] = []
     while now < seconds:
         read = 0
         while next_arrival < len(arrivals) and arrivals[next_arrival][0] <= now:
             entry = pending.setdefault(arrivals[next_arrival][1], [now, 0])
-            entry[1] += 1
+            entry[1] += per_message
             next_arrival, read = next_arrival + 1, read + 1
         coming = arrivals[next_arrival][0] if next_arrival < len(arrivals) else seconds
-        if not read and not (idle_feeds and pending):
-            # Nothing read: the reader waits for a record, or the first deadline.
-            deadline = min((since + linger_s for since, _ in pending.values()), default=coming)
-            if min(deadline, coming) > now:
-                now = min(deadline, coming)
-                continue
+        # Fed early: after a read that found nothing, what waited ``early_s``.
+        early = early_s is not None and not read
         due = [
             model
             for model, (since, n) in pending.items()
-            if (idle_feeds and not read) or since + linger_s <= now or n >= size
+            if since + linger_s <= now or n >= size or (early and since + early_s <= now)
         ]
+        if not due and not read:
+            # Nothing to do: the reader waits for a message, or the first deadline.
+            waits = [since + linger_s for since, _ in pending.values()]
+            if early_s is not None:
+                waits += [since + early_s for since, _ in pending.values()]
+            now = max(now, min([coming, *waits]))
+            continue
         for model in due:
             since, n = pending.pop(model)
             now += per_batch_s + n * per_record
             latencies += [now - since] * int(n)
+            fed += 1
     latencies.sort()
-    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)], fed / seconds
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -335,20 +345,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="runs per tree and fraction")
     parser.add_argument("--out", type=Path, help="folder for the JSON")
     parser.add_argument(
+        "--per-message", type=int, default=1, help="with --model: records per message"
+    )
+    parser.add_argument(
         "--model",
         action="store_true",
         help="only the model of the reader's loop (``loop_model``), waiting or feeding when idle",
     )
     args = parser.parse_args(argv)
     if args.model:
+        print(
+            "per batch, utilisation: p50, p99 ms, batches/s: waiting out the linger"
+            " | feeding early after EARLY_FEED_S | feeding everything waiting when idle"
+        )
         for per_batch_s in (0.0002, 0.001):
             for utilisation in (0.5, 0.7, 0.8, 0.9):
-                modelled = [loop_model(idle, utilisation, per_batch_s) for idle in (False, True)]
-                both = " | ".join(f"{p50 * 1000:.0f}, {p99 * 1000:.0f} ms" for p50, p99 in modelled)
+                modelled = [
+                    loop_model(early, utilisation, per_batch_s, per_message=args.per_message)
+                    for early in (None, EARLY_FEED_S, 0.0)
+                ]
                 print(
-                    f"batch {per_batch_s * 1000:g} ms, utilisation {utilisation:.0%}: p50, p99"
-                    f" {both}"
-                    " (waiting out the linger | feeding when idle)"
+                    f"{per_batch_s * 1000:g} ms, {utilisation:.0%}: "
+                    + " | ".join(
+                        f"{p50 * 1000:.0f}, {p99 * 1000:.0f} ms, {fed:.0f}/s"
+                        for p50, p99, fed in modelled
+                    )
                 )
         return 0
     if args.out is None:

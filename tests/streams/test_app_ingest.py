@@ -24,6 +24,7 @@ from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIO
 from streams.worker.app import FailsoftApp, create_app
 from streams.worker.readers import (
     COMMIT_INTERVAL_S,
+    EARLY_FEED_S,
     MICRO_BATCH,
     MICRO_BATCH_LINGER_S,
     IngestReader,
@@ -385,7 +386,7 @@ async def bare_reader(
     reader.next_offsets, reader.positions, reader.last_timestamps = {}, {}, {}
     reader.uncovered = {}
     reader.ready, reader.lock = asyncio.Event(), asyncio.Lock()
-    reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S)
+    reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S, EARLY_FEED_S)
     reader.last_commit = time.monotonic()
     reader._assign()
     given: list[int] = []
