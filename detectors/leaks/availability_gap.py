@@ -989,6 +989,14 @@ class AvailabilityGap(base.Base):
         """(entity, feature) pairs kept, at most ``max_keys``."""
         return self._table.size
 
+    @staticmethod
+    def bytes_per_key(history: int, pending: int) -> int:
+        """Bytes a pair costs in memory: its row (a flag, its hash, three times, two
+        counts, ``history`` writes of two times, ``pending`` predictions of a time, a flag
+        and a block), its free-row entry and its share of the key table (at most four
+        slots a row)."""
+        return 49 + 16 * history + 13 * pending + 8 + 4 * KeyTable.SLOT_BYTES
+
     @property
     def rejected(self) -> int:
         """Inputs that were not a well-formed write or served value (each value of a

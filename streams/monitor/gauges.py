@@ -88,6 +88,9 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         unused["leak_watch", "labels_unusable"] = leaks.labels_unusable
         unused["leak_watch", "labels_unresolved"] = leaks.labels_unresolved
         unused["leak_watch", "writes_ignored"] = leaks.writes_ignored
+        # Outside the sample of entities a full label_leak table keeps (and the gap reads).
+        unused["label_coincidence", "unsampled"] = leaks.coincidence.unsampled
+        unused["availability_gap", "unsampled"] = leaks.values_unsampled
         unused["label_coincidence", "invalid"] = leaks.coincidence.rejected
         unused["availability_gap", "invalid"] = leaks.gap.rejected
         unused["write_lag", "invalid"] = sum(lag.rejected for lag in leaks.write_lag.values())

@@ -75,10 +75,10 @@ CHECKPOINT_EVERY = 10_000
 # calibrated estimate's binned counts and window of recent labels, and the batch events of
 # ShadowPromotion and WriteLag; 10: the availability gap's key table, expiry times and
 # windows of recent predictions; 11: the numeric windowed tests' in-control windows; 12:
-# the input offsets the state holds), so
+# the input offsets the state holds; 13: the leak watch's sample of entities), so
 # that a worker upgraded mid-stream starts the model afresh instead of failing on a
 # half-restored detector later.
-STATE_FORMAT = 12
+STATE_FORMAT = 13
 
 
 class StateFormatError(ValueError):

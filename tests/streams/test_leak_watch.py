@@ -19,6 +19,7 @@ from streams.monitor.leak_watch import (
 )
 from streams.monitor.watch import new_watch
 from streams.portfolio import Model, PortfolioError, parse_portfolio
+from tests.benchmarks.bench_monitor_replay import synthetic_portfolio
 
 Record = FeatureWrite | Prediction | GroundTruth
 
@@ -99,6 +100,9 @@ def churn_stream(seed: int, count: int, leak: bool = True) -> list[Record]:
             records.append(write(user, "last_login_date", None, now, now + 1_000))
         records.append(label(user, int(churner), now))
     return records
+
+
+LEAKS = ("label_leak", "availability_gap")
 
 
 def run(model: Model, watch: LeakWatch, records: list[Record]) -> list[tuple[int, LeakEffects]]:
@@ -372,6 +376,18 @@ def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_valu
         "write_lag_sla",
         *(["future_values"] if future_values else []),
     }
+    assert_batches_match(model, records, one_by_one, expected, future_values)
+    accepted = {name: lag.write_lag[name].writes for name, lag in one_by_one.write_lag.items()}
+    assert one_by_one.lag_writes == accepted
+
+
+def assert_batches_match(
+    model: Model,
+    records: list[Record],
+    one_by_one: LeakWatch,
+    expected: list[tuple[int, LeakEffects]],
+    future_values: bool,
+) -> None:
     for size in (7, 500, len(records)):
         batched = new_leak_watch(model, future_values=future_values)
         found: list[tuple[int, LeakEffects]] = []
@@ -380,8 +396,28 @@ def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_valu
             found += [(start + k, effects) for k, effects in chunk]
         assert found == expected
         assert pickle.dumps(batched) == pickle.dumps(one_by_one)
-    accepted = {name: lag.write_lag[name].writes for name, lag in one_by_one.write_lag.items()}
-    assert one_by_one.lag_writes == accepted
+
+
+@pytest.mark.parametrize("future_values", [False, True])
+def test_batches_through_halvings_of_the_sample_are_their_records_one_by_one(
+    future_values: bool,
+) -> None:
+    # Room for 6 of the 12 users in label_leak: its sample halves, and the availability
+    # gap reads only the users in it, as it was at each record.
+    model = churn_model(
+        "[models.churn.detectors.leaks]\nmax_bytes = 2_500\ngap_min_predictions = 10\n"
+        "gap_window = 16\ncoincidence_min_labels = 3\nskew_tolerance = 100\n"
+    )
+    records = mixed_stream(5, 4_000)
+    one_by_one = new_leak_watch(model, future_values=future_values)
+    expected = run(model, one_by_one, records)
+    # Halved at record 17, inside a batch of 7 and of 500; the leak is still found.
+    assert one_by_one.coincidence.max_entities == 6
+    assert (one_by_one.sample_fraction, one_by_one.coincidence.entities) == (0.5, 5)
+    assert (one_by_one.coincidence.unsampled, one_by_one.values_unsampled) == (288, 1_624)
+    flags = [(n, e.detector) for n, eff in expected for e in eff.evidence if e.detector in LEAKS]
+    assert flags == [(1_596, "label_leak")]
+    assert_batches_match(model, records, one_by_one, expected, future_values)
 
 
 def test_a_write_that_flags_and_closes_a_window_gives_the_flag_first() -> None:
@@ -428,3 +464,28 @@ def test_a_bad_setting_names_the_model_and_key(settings: str, key: str) -> None:
     with pytest.raises(PortfolioError) as caught:
         new_leak_watch(churn_model(f"[models.churn.detectors.leaks]\n{settings}\n"))
     assert (caught.value.model, caught.value.key) == ("churn", key)
+
+
+def test_a_watch_of_twenty_features_past_its_caps_stays_within_its_bytes() -> None:
+    # 3,000 users, each written to and predicted once, none labelled and none expired:
+    # label_leak's table fills and its sample halves; the gap reads that sample.
+    model = synthetic_portfolio(1, 20).get("m0000")
+    assert model is not None
+    names = [feature.name for feature in model.features]
+    watch = new_leak_watch(model)
+    records: list[Record] = []
+    for n in range(3_000):
+        records += [write(f"u{n}", name, 1.0, n * 100, n * 100) for name in names]
+        served = {name: (1.0, n * 100) for name in names}
+        records.append(prediction(f"r{n}", f"u{n}", n * 100 + 50, served))
+    for start in range(0, len(records), 500):
+        observe_many(model, watch, records[start : start + 500])
+    coincidence, gap = watch.coincidence, watch.gap
+    assert (coincidence.max_entities, gap.max_keys, watch.max_requests) == (200, 249, 233)
+    assert (watch.sample_fraction, coincidence.entities, gap.keys) == (0.0625, 186, 240)
+    assert watch.values_unsampled == 48_040
+    arrays = coincidence.state_bytes + sum(
+        a.nbytes for a in vars(gap).values() if isinstance(a, np.ndarray)
+    )
+    assert arrays <= 280_000
+    assert len(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)) <= 90_000
