@@ -39,7 +39,10 @@ Metrics (all with the ``failsoft_`` prefix):
   gauge, since it moves with their partitions;
 - ``monitor_state_entries{structure}``, ``monitor_state_cap{structure}`` and
   ``monitor_models_at_cap{structure}``: the structures that grow until a cap, summed over
-  the models, and how many models have reached it.
+  the models, and how many models have reached it;
+- ``monitor_sample_fraction_min{structure}`` and ``monitor_models_sampled{structure}``:
+  of the structures that keep a hash sample of entities at their cap, the smallest
+  fraction kept among the models, and how many models keep less than all.
 
 The worker's full garbage collections have a collector of their own
 (``streams.worker.gcfreeze.FullCollections``): ``gc_full_collection_seconds`` (a histogram
@@ -237,8 +240,13 @@ class WorkerCollector(Collector):
         entries: Counter[str] = Counter()
         caps: Counter[str] = Counter()
         at_cap: Counter[str] = Counter()
+        smallest: dict[str, float] = {}
+        sampled: Counter[str] = Counter()
         for gauges in self.monitors.gauges():
             unused.update(gauges.unused)
+            for structure, fraction in gauges.sampled.items():
+                smallest[structure] = min(fraction, smallest.get(structure, 1.0))
+                sampled[structure] += fraction < 1.0
             for structure, (n, cap) in gauges.filled.items():
                 entries[structure] += n
                 caps[structure] += cap
@@ -269,6 +277,20 @@ class WorkerCollector(Collector):
         for structure in sorted(caps):
             family.add_metric([structure], at_cap[structure])
         yield family
+        for name, documentation, fractions in (
+            (
+                "sample_fraction_min",
+                "The smallest fraction of entities a model's sampled structure keeps.",
+                smallest,
+            ),
+            ("models_sampled", "Models whose structure keeps a sample of entities.", sampled),
+        ):
+            family = GaugeMetricFamily(
+                f"failsoft_monitor_{name}", documentation, labels=["structure"]
+            )
+            for structure in sorted(smallest):
+                family.add_metric([structure], fractions[structure])
+            yield family
 
     def _ingest(self) -> Iterator[Metric]:
         ingest = self.ingest
