@@ -277,6 +277,7 @@ class AvailabilityGap(base.Base):
         self._block_of = np.zeros((0, self.pending), np.uint32)
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
+        self._made = 0
         # (position in the last batch, evidence) of each feature flagged in it.
         self._batch_events: list[tuple[int, GapEvidence]] = []
 
@@ -629,6 +630,7 @@ class AvailabilityGap(base.Base):
 
     def _make(self, rows: Any, key: Any, since: Any) -> None:
         """Sets fresh rows (or one): their key, no writes and no predictions."""
+        self._made += np.size(rows)
         self._key_hash[rows] = key
         self._since[rows] = since
         self._latest[rows] = since
@@ -988,6 +990,12 @@ class AvailabilityGap(base.Base):
     def keys(self) -> int:
         """(entity, feature) pairs kept, at most ``max_keys``."""
         return self._table.size
+
+    @property
+    def made(self) -> int:
+        """(entity, feature) pairs made since the start: their rate times ``max_delay`` is
+        about how many are kept when none is forgotten to make room."""
+        return self._made
 
     @staticmethod
     def bytes_per_key(history: int, pending: int) -> int:

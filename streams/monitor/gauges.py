@@ -108,6 +108,7 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         filled["leak_watch.entities"] = (coincidence.entities, coincidence.max_entities)
         filled["leak_watch.keys"] = (leaks.gap.keys, leaks.gap.max_keys)
         sampled["leak_watch.entities"] = leaks.sample_fraction
+        sampled["leak_watch.keys"] = leaks.gap_sample_fraction
 
     shadow = monitor.shadow
     if shadow is not None:

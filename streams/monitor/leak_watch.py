@@ -42,7 +42,12 @@ entities and halves it as often as it must (``sample_fraction``); the availabili
 reads the same entities: the watch feeds it the predictions and writes of the entities
 in ``label_leak``'s sample as it was after the records before them (``values_unsampled``
 counts the served values it did not feed). Labels of entities outside the sample are
-counted (``unsampled`` in the ``label_leak`` points), not judged. A sample costs time to
+counted (``unsampled`` in the ``label_leak`` points), not judged. The gap keeps pairs for
+minutes, not days: at each round of points (``report_every``), if the pairs it made
+since the last one, at that rate over ``gap_max_delay``, would not fit its cap, it reads
+half as many of those entities from then on, as often as it takes
+(``gap_sample_fraction``), so that it does not spend its time forgetting pairs to make
+room. A sample costs time to
 detection, not validity: each entity kept is whole, so no label is judged on writes
 partly forgotten. Entities expire as well: ``label_leak`` keeps an entity for
 ``label_delay`` (the model's) plus two ``coincidence_max_lag`` after its latest event;
@@ -157,14 +162,24 @@ class LeakWatch:
     labels_unusable: int = 0
     labels_unresolved: int = 0
     writes_ignored: int = 0
-    # Served values of entities outside label_leak's sample, not fed to availability_gap.
+    # Served values of entities outside the gap's sample, not fed to availability_gap.
     values_unsampled: int = 0
+    # The gap reads entities whose key's top so many bits are 0, within label_leak's sample;
+    # the stream time and the gap's pairs made at the last round, which set it.
+    gap_sample_bits: int = 0
+    gap_round: tuple[float, int] = (-math.inf, 0)
 
     @property
     def sample_fraction(self) -> float:
-        """The fraction of the entities' key range both sampled detectors read (1.0 until
-        ``label_leak``'s table first fills)."""
+        """The fraction of the entities' key range ``label_leak`` reads (1.0 until its
+        table first fills)."""
         return self.coincidence.sample_fraction
+
+    @property
+    def gap_sample_fraction(self) -> float:
+        """The fraction of the entities' key range ``availability_gap`` reads: within
+        ``label_leak``'s, and halved at each round of points that finds the gap full."""
+        return 2.0 ** -max(self.gap_sample_bits, self.coincidence.sample_bits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,6 +407,7 @@ def _effects(
     coincidence, gap = watch.coincidence, watch.gap
     bits = coincidence.sample_bits
     coincidence.update_many(pending.coincidence)
+    bits_after = coincidence.sample_bits
     slots_of_gap = _sampled(watch, pending, bits)
     gap.update_many(pending.gap)
     # (slot, 0: a flag or 1: found at once, detector or "", what was found), by slot.
@@ -414,6 +430,7 @@ def _effects(
             evidence.setdefault(k, []).extend(found)
     if report_at is not None:
         evidence.setdefault(report_at, [])
+        _gap_round(watch, bits_after)
     effects = []
     for k, caused in evidence.items():
         points = [_flag_point(watch, e) for e in caused if e.alarm and e.detector in _LEAK_POINTS]
@@ -453,12 +470,14 @@ def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) ->
 
 
 def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
-    """Keeps in ``pending.gap`` the events of entities in ``label_leak``'s sample as it was
-    after the coincidence events queued before each (``bits`` before the first), as one
-    record at a time would; counts the served values left out. The slot of each kept
-    event that may flag, by its new position."""
+    """Keeps in ``pending.gap`` the events of entities in the gap's sample: within
+    ``label_leak``'s as it was after the coincidence events queued before each (``bits``
+    before the first), as one record at a time would, and within ``gap_sample_bits``.
+    Counts the served values left out. The slot of each kept event that may flag, by its
+    new position."""
     halvings = watch.coincidence.halvings
-    if not bits and not halvings:
+    own = watch.gap_sample_bits
+    if not bits and not halvings and not own:
         return pending.gap_slots
     # label_leak's sample bits after coincidence event i: those of the last halving at or
     # before it, and ``bits`` before any.
@@ -467,7 +486,7 @@ def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
     kept: list[WriteEvent | ServedFeature | ServedValues] = []
     slots: dict[int, int] = {}
     for j, (event, queued) in enumerate(zip(pending.gap, pending.gap_after, strict=True)):
-        sample = after[bisect.bisect_left(positions, queued)]
+        sample = max(own, after[bisect.bisect_left(positions, queued)])
         if in_sample(entity_hash(event.entity_id), sample):
             if j in pending.gap_slots:
                 slots[len(kept)] = pending.gap_slots[j]
@@ -478,6 +497,25 @@ def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
             watch.values_unsampled += 1
     pending.gap = kept
     return slots
+
+
+def _gap_round(watch: LeakWatch, bits: int) -> None:
+    """At a round of points (the same records whatever the batches): halves the gap's
+    sample (within label_leak's, of ``bits``) until the pairs it made since the last
+    round, at their rate over ``gap_max_delay``, would fit its cap."""
+    gap = watch.gap
+    last_at, last_made = watch.gap_round
+    watch.gap_round = (watch.stream_time, gap.made)
+    span = watch.stream_time - last_at
+    if not 0 < span < math.inf:
+        return
+    needed = (gap.made - last_made) * float(gap.max_delay) / span
+    sample = max(watch.gap_sample_bits, bits)
+    while needed > gap.max_keys and sample < 64:
+        sample += 1
+        needed /= 2
+    if sample > max(watch.gap_sample_bits, bits):
+        watch.gap_sample_bits = sample
 
 
 def _lag_windows(watch: LeakWatch, pending: _Pending) -> list[tuple[int, int, str, Any]]:
@@ -670,7 +708,7 @@ def _report(watch: LeakWatch) -> list[Point]:
             "flagged": int(gap.gapped),
             "predictions": gap.predictions,
             "values_unsampled": watch.values_unsampled,
-            "sample_fraction": watch.sample_fraction,
+            "sample_fraction": watch.gap_sample_fraction,
         }
         tags = {"model": model_id, "feature": name, "detector": "availability_gap"}
         points.append(point("leak", tags, fields, time_ms))

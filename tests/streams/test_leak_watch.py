@@ -414,7 +414,9 @@ def test_batches_through_halvings_of_the_sample_are_their_records_one_by_one(
     # Halved at record 17, inside a batch of 7 and of 500; the leak is still found.
     assert one_by_one.coincidence.max_entities == 6
     assert (one_by_one.sample_fraction, one_by_one.coincidence.entities) == (0.5, 5)
-    assert (one_by_one.coincidence.unsampled, one_by_one.values_unsampled) == (288, 1_624)
+    assert (one_by_one.coincidence.unsampled, one_by_one.values_unsampled) == (288, 2_854)
+    # Room for 2 pairs, not the dozens 10 minutes bring: the gap's sample halves further.
+    assert (one_by_one.gap.max_keys, one_by_one.gap_sample_fraction) == (2, 2**-8)
     flags = [(n, e.detector) for n, eff in expected for e in eff.evidence if e.detector in LEAKS]
     assert flags == [(1_596, "label_leak")]
     assert_batches_match(model, records, one_by_one, expected, future_values)
@@ -483,7 +485,9 @@ def test_a_watch_of_twenty_features_past_its_caps_stays_within_its_bytes() -> No
     coincidence, gap = watch.coincidence, watch.gap
     assert (coincidence.max_entities, gap.max_keys, watch.max_requests) == (200, 249, 233)
     assert (watch.sample_fraction, coincidence.entities, gap.keys) == (0.0625, 186, 240)
-    assert watch.values_unsampled == 48_040
+    # 12,000 pairs a minute would need 120,000 pairs for the gap's 10 minutes: its first
+    # round halves its sample 11 times, and it reads about one user in 2,048.
+    assert (watch.gap_sample_bits, watch.values_unsampled) == (11, 53_020)
     arrays = coincidence.state_bytes + sum(
         a.nbytes for a in vars(gap).values() if isinstance(a, np.ndarray)
     )
