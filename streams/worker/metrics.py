@@ -259,37 +259,27 @@ class WorkerCollector(Collector):
         for (part, reason), value in sorted(unused.items()):
             family.add_metric([part, reason], value)
         yield family
-        for name, documentation, values in (
-            ("entries", "Entries of the structures that grow until a cap.", entries),
-            ("cap", "Caps of the structures that grow until a cap.", caps),
-        ):
-            family = GaugeMetricFamily(
-                f"failsoft_monitor_state_{name}", documentation, labels=["structure"]
-            )
-            for structure in sorted(caps):
-                family.add_metric([structure], values[structure])
-            yield family
-        family = GaugeMetricFamily(
-            "failsoft_monitor_models_at_cap",
-            "Models whose structure has reached its cap: the oldest entries are forgotten.",
-            labels=["structure"],
-        )
-        for structure in sorted(caps):
-            family.add_metric([structure], at_cap[structure])
-        yield family
-        for name, documentation, fractions in (
+        capped = "Models whose structure has reached its cap: the oldest entries are forgotten."
+        smallest_kept = "The smallest fraction of entities a model's sampled structure keeps."
+        # (name, documentation, value by structure, the structures shown).
+        by_structure: tuple[tuple[str, str, Mapping[str, float], Iterable[str]], ...] = (
+            ("state_entries", "Entries of the structures that grow until a cap.", entries, caps),
+            ("state_cap", "Caps of the structures that grow until a cap.", caps, caps),
+            ("models_at_cap", capped, at_cap, caps),
+            ("sample_fraction_min", smallest_kept, smallest, smallest),
             (
-                "sample_fraction_min",
-                "The smallest fraction of entities a model's sampled structure keeps.",
+                "models_sampled",
+                "Models whose structure keeps a sample of entities.",
+                sampled,
                 smallest,
             ),
-            ("models_sampled", "Models whose structure keeps a sample of entities.", sampled),
-        ):
+        )
+        for name, documentation, values, structures in by_structure:
             family = GaugeMetricFamily(
                 f"failsoft_monitor_{name}", documentation, labels=["structure"]
             )
-            for structure in sorted(smallest):
-                family.add_metric([structure], fractions[structure])
+            for structure in sorted(structures):
+                family.add_metric([structure], values[structure])
             yield family
 
     def _ingest(self) -> Iterator[Metric]:

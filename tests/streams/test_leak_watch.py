@@ -358,15 +358,23 @@ def dataclasses_replace(record: Record, **changes: object) -> Record:
     return type(record)(**{**{f: getattr(record, f) for f in record.__struct_fields__}, **changes})
 
 
-@pytest.mark.parametrize("future_values", [False, True])
-def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_values: bool) -> None:
+def mixed_replay(
+    setting: str, future_values: bool
+) -> tuple[Model, list[Record], LeakWatch, list[tuple[int, LeakEffects]]]:
+    """``mixed_stream(5, 4_000)`` through a watch one record at a time, with ``setting``
+    beside small windows: the model, the records, the watch and the effects."""
     model = churn_model(
-        "[models.churn.detectors.leaks]\nwrite_lag_window = 20\ngap_min_predictions = 10\n"
+        f"[models.churn.detectors.leaks]\n{setting}\ngap_min_predictions = 10\n"
         "gap_window = 16\ncoincidence_min_labels = 3\nskew_tolerance = 100\n"
     )
     records = mixed_stream(5, 4_000)
     one_by_one = new_leak_watch(model, future_values=future_values)
-    expected = run(model, one_by_one, records)
+    return model, records, one_by_one, run(model, one_by_one, records)
+
+
+@pytest.mark.parametrize("future_values", [False, True])
+def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_values: bool) -> None:
+    model, records, one_by_one, expected = mixed_replay("write_lag_window = 20", future_values)
     # The stream flags, closes windows and reports: each kind of effect is compared.
     detectors = {e.detector for _, eff in expected for e in eff.evidence}
     assert detectors == {
@@ -404,13 +412,7 @@ def test_batches_through_halvings_of_the_sample_are_their_records_one_by_one(
 ) -> None:
     # Room for 6 of the 12 users in label_leak: its sample halves, and the availability
     # gap reads only the users in it, as it was at each record.
-    model = churn_model(
-        "[models.churn.detectors.leaks]\nmax_bytes = 2_500\ngap_min_predictions = 10\n"
-        "gap_window = 16\ncoincidence_min_labels = 3\nskew_tolerance = 100\n"
-    )
-    records = mixed_stream(5, 4_000)
-    one_by_one = new_leak_watch(model, future_values=future_values)
-    expected = run(model, one_by_one, records)
+    model, records, one_by_one, expected = mixed_replay("max_bytes = 2_500", future_values)
     # Halved at record 17, inside a batch of 7 and of 500; the leak is still found.
     assert one_by_one.coincidence.max_entities == 6
     assert (one_by_one.sample_fraction, one_by_one.coincidence.entities) == (0.5, 5)
