@@ -278,6 +278,7 @@ class AvailabilityGap(base.Base):
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
         self._made = 0
+        self._evicted = 0
         # (position in the last batch, evidence) of each feature flagged in it.
         self._batch_events: list[tuple[int, GapEvidence]] = []
 
@@ -616,7 +617,9 @@ class AvailabilityGap(base.Base):
         oldest = max(1, size // 16)
         # Every pair as old as the ``oldest``-th: which go does not depend on row order.
         threshold = np.partition(self._seen, oldest - 1)[oldest - 1]
-        self._forget(np.flatnonzero(self._seen <= threshold))
+        evicted = np.flatnonzero(self._seen <= threshold)
+        self._evicted += len(evicted)
+        self._forget(evicted)
 
     def _forget(self, rows: np.ndarray) -> None:
         self._forgotten_until = max(self._forgotten_until, float(self._latest[rows].max()))
@@ -990,6 +993,11 @@ class AvailabilityGap(base.Base):
     def keys(self) -> int:
         """(entity, feature) pairs kept, at most ``max_keys``."""
         return self._table.size
+
+    @property
+    def evicted(self) -> int:
+        """Pairs forgotten to make room (not expired) since the start."""
+        return self._evicted
 
     @property
     def made(self) -> int:

@@ -98,6 +98,7 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         # Outside the sample of entities a full label_leak table keeps (and the gap reads).
         unused["label_coincidence", "unsampled"] = leaks.coincidence.unsampled
         unused["availability_gap", "unsampled"] = leaks.values_unsampled
+        unused["availability_gap", "evicted"] = leaks.gap.evicted
         unused["label_coincidence", "invalid"] = leaks.coincidence.rejected
         unused["availability_gap", "invalid"] = leaks.gap.rejected
         unused["write_lag", "invalid"] = sum(lag.rejected for lag in leaks.write_lag.values())

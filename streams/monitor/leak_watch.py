@@ -43,11 +43,11 @@ reads the same entities: the watch feeds it the predictions and writes of the en
 in ``label_leak``'s sample as it was after the records before them (``values_unsampled``
 counts the served values it did not feed). Labels of entities outside the sample are
 counted (``unsampled`` in the ``label_leak`` points), not judged. The gap keeps pairs for
-minutes, not days: at each round of points (``report_every``), if the pairs it made
-since the last one, at that rate over ``gap_max_delay``, would not fit its cap, it reads
-half as many of those entities from then on, as often as it takes
-(``gap_sample_fraction``), so that it does not spend its time forgetting pairs to make
-room. A sample costs time to
+minutes, not days: at each round of points (``report_every``), if it forgot pairs to
+make room since the last one, it reads half as many of those entities from then on, and
+half again as often as it takes for the pairs it made since the last round, at that rate
+over ``gap_max_delay``, to fit its cap (``gap_sample_fraction``), so that it does not
+spend its time forgetting pairs to make room. A sample costs time to
 detection, not validity: each entity kept is whole, so no label is judged on writes
 partly forgotten. Entities expire as well: ``label_leak`` keeps an entity for
 ``label_delay`` (the model's) plus two ``coincidence_max_lag`` after its latest event;
@@ -165,9 +165,9 @@ class LeakWatch:
     # Served values of entities outside the gap's sample, not fed to availability_gap.
     values_unsampled: int = 0
     # The gap reads entities whose key's top so many bits are 0, within label_leak's sample;
-    # the stream time and the gap's pairs made at the last round, which set it.
+    # the stream time, and the gap's pairs made and evicted, at the last round, which set it.
     gap_sample_bits: int = 0
-    gap_round: tuple[float, int] = (-math.inf, 0)
+    gap_round: tuple[float, int, int] = (-math.inf, 0, 0)
 
     @property
     def sample_fraction(self) -> float:
@@ -500,22 +500,22 @@ def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
 
 
 def _gap_round(watch: LeakWatch, bits: int) -> None:
-    """At a round of points (the same records whatever the batches): halves the gap's
-    sample (within label_leak's, of ``bits``) until the pairs it made since the last
-    round, at their rate over ``gap_max_delay``, would fit its cap."""
+    """At a round of points (the same records whatever the batches), if the gap forgot
+    pairs to make room since the last round: halves its sample (within label_leak's, of
+    ``bits``) at least once, and until the pairs it made since the last round, at their
+    rate over ``gap_max_delay``, would fit its cap."""
     gap = watch.gap
-    last_at, last_made = watch.gap_round
-    watch.gap_round = (watch.stream_time, gap.made)
+    last_at, last_made, last_evicted = watch.gap_round
+    watch.gap_round = (watch.stream_time, gap.made, gap.evicted)
     span = watch.stream_time - last_at
-    if not 0 < span < math.inf:
+    if gap.evicted == last_evicted or not 0 < span < math.inf:
         return
     needed = (gap.made - last_made) * float(gap.max_delay) / span
-    sample = max(watch.gap_sample_bits, bits)
-    while needed > gap.max_keys and sample < 64:
+    sample = max(watch.gap_sample_bits, bits) + 1
+    while needed / 2 > gap.max_keys and sample < 64:
         sample += 1
         needed /= 2
-    if sample > max(watch.gap_sample_bits, bits):
-        watch.gap_sample_bits = sample
+    watch.gap_sample_bits = min(64, sample)
 
 
 def _lag_windows(watch: LeakWatch, pending: _Pending) -> list[tuple[int, int, str, Any]]:

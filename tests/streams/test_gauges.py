@@ -55,8 +55,8 @@ def test_every_dropped_input_is_counted_by_part_and_reason() -> None:
     assert shown["unused"]["label_join"]["evicted"] == 1400
     assert shown["filled"]["label_join.held"] == {"entries": 100, "cap": 100}
     # label_leak's table is not full: it keeps every entity. A new entity per prediction
-    # would need more pairs than the gap's cap: it reads a sixteenth of them.
-    assert shown["sampled"] == {"leak_watch.entities": 1.0, "leak_watch.keys": 0.0625}
+    # would need more pairs than the gap's cap: it reads a sixty-fourth of them.
+    assert shown["sampled"] == {"leak_watch.entities": 1.0, "leak_watch.keys": 0.015625}
 
 
 def test_gauges_survive_a_checkpoint() -> None:
