@@ -461,6 +461,8 @@ def test_a_malformed_write_is_rejected_without_a_verdict() -> None:
         ("write_lag_sla = 10", "detectors.leaks.write_lag_sla"),
         ("report_every = 0", "detectors.leaks.report_every"),
         ("max_requests = 0", "detectors.leaks.max_requests"),
+        ("max_bytes = 0", "detectors.leaks.max_bytes"),
+        ('max_bytes = "1MB"', "detectors.leaks.max_bytes"),
         ("tolerance = 5", "detectors.leaks.tolerance"),
     ],
 )
