@@ -8,7 +8,8 @@ only on the update that completed a drifted window, like river's detectors.
 
 The reference is either frozen (a training summary passed to the constructor) or rolling
 (``reference=None``: the previous full window). Memory is bounded by the window size and,
-for categories, by ``max_categories``.
+for categories, by ``max_categories``. A frozen numeric reference given as a read-only
+float64 array of finite values is held as it is, not copied: the model watch passes one.
 
 ``update_many(values)`` gives exactly what ``update`` gives one by one: it finds where the
 batch completes windows, evaluates each completed window as ``update`` would, and reports
@@ -218,7 +219,7 @@ class NumericWindowTest(WindowTest):
         self, reference: Sequence[float] | None, window_size: int, min_effect: float
     ) -> None:
         self._configure_window(reference, window_size)
-        if reference is not None and _sorted_finite(reference).size < 2:
+        if reference is not None and _finite(reference).size < 2:
             raise ValueError("reference must hold at least 2 finite values, or be None (rolling)")
         # Written as "not in [0, 1]" so that NaN is refused too.
         if not 0.0 <= min_effect <= 1.0:
@@ -229,13 +230,17 @@ class NumericWindowTest(WindowTest):
         # Zeros, not np.empty: the unused cells are part of the state a batch must reproduce.
         self._window = np.zeros(self.window_size, dtype=np.float64)
         self._filled = 0
-        self._reference_sorted: FloatArray | None = None
+        # A frozen reference's finite values in their given order, sorted for each window
+        # (``_sorted_reference``) rather than kept sorted beside them: a read-only float64
+        # array of finite values is used as it is, so the state holds the sample once.
+        # Rolling: the last full window, sorted (None before the first).
+        self._reference_values: FloatArray | None = None
         # The in-control slow variation of a frozen reference, read in its given order; a
         # rolling reference is a sorted window, which has none to show.
         self._slow = slow_variance(np.zeros(0))
         if self.reference is not None:
-            self._reference_sorted = _sorted_finite(self.reference)
-            self._slow = slow_variance(_finite(self.reference))
+            self._reference_values = _finite(self.reference)
+            self._slow = slow_variance(self._reference_values)
         # Sum of the squared positions of the windows that were not material, and their count.
         self._steady_squares = np.zeros(self._slow.size)
         self._n_steady = 0
@@ -288,27 +293,34 @@ class NumericWindowTest(WindowTest):
 
     def _complete(self, window: FloatArray, end: int) -> None:
         current = np.sort(window) if self._sorts_windows() else window
-        if self._reference_sorted is None:
-            self._reference_sorted = current
+        if self._reference_values is None:
+            self._reference_values = current
             return
         self._n_windows += 1
-        distances, sds = quantile_shifts(self._reference_sorted, self._in_control(), current)
+        reference = self._sorted_reference()
+        distances, sds = quantile_shifts(reference, self._in_control(reference.size), current)
         effect = excess(distances, sds)
         if effect < self.min_effect:
             self._steady_squares += np.square(distances)
             self._n_steady += 1
-        self._record(end, self._evaluate(self._reference_sorted, current), effect)
+        self._record(end, self._evaluate(reference, current), effect)
         if self.reference is None:
-            self._reference_sorted = current
+            self._reference_values = current
 
-    def _in_control(self) -> FloatArray:
+    def _sorted_reference(self) -> FloatArray:
+        """The reference's finite values, sorted: a frozen one's sorted anew (a window's
+        test costs several times that sort), a rolling one's as they are."""
+        values = self._reference_values
+        assert values is not None
+        return values if self.reference is None else np.sort(values)
+
+    def _in_control(self, reference_size: int) -> FloatArray:
         """The slow variance of a window's positions: the reference's blocks', or the
         earlier windows' that were not material when they show more."""
         if not self._n_steady:
             return self._slow
-        assert self._reference_sorted is not None
         steady = steady_variance(
-            self._steady_squares / self._n_steady, self.window_size, self._reference_sorted.size
+            self._steady_squares / self._n_steady, self.window_size, reference_size
         )
         slow: FloatArray = np.maximum(self._slow, steady)
         return slow
@@ -342,11 +354,17 @@ def _hashable(x: Any) -> bool:
 
 
 def _finite(values: Sequence[float]) -> FloatArray:
+    """The finite values as floats, in order: ``values`` itself when it is a read-only
+    float64 array of finite values, which nothing can change after it was checked."""
+    if (
+        isinstance(values, np.ndarray)
+        and values.dtype == np.float64
+        and values.ndim == 1
+        and not values.flags.writeable
+        and bool(np.isfinite(values).all())
+    ):
+        return values
     return np.asarray([v for v in values if finite_float(v) is not None], dtype=np.float64)
-
-
-def _sorted_finite(values: Sequence[float]) -> FloatArray:
-    return np.sort(_finite(values))
 
 
 def reference_bins(reference: FloatArray, n_bins: int) -> tuple[FloatArray, FloatArray]:
@@ -392,8 +410,8 @@ class BinnedWindowTest(NumericWindowTest):
         # A frozen reference has the same bins at every window: computed once, as the same
         # function of the same sample, so every statistic is what computing it anew gives.
         self._frozen_bins: tuple[FloatArray, FloatArray] | None = None
-        if self._reference_sorted is not None:
-            self._frozen_bins = reference_bins(self._reference_sorted, self.n_bins)
+        if self.reference is not None:
+            self._frozen_bins = reference_bins(self._sorted_reference(), self.n_bins)
 
     def _sorts_windows(self) -> bool:
         # Against frozen bins a window is only counted, and bincount ignores the order.

@@ -21,7 +21,9 @@ and the shadow's), and one label scores all of them. A label matches:
    theirs) and expire if none comes;
 3. else it is unmatched, and counted.
 
-A matched prediction is no longer held: a second label for it is unmatched.
+A matched prediction is no longer held: a second label for it is unmatched. Ids are
+compared by their 64-bit hashes, which the held predictions keep instead of the strings
+(``streams.monitor.held``).
 
 Time is event time. The join's clock (``now_ms``) is the newest ``predicted_at`` or
 ``label_at`` seen. A prediction expires, and is counted, once the clock is more than the
@@ -130,7 +132,13 @@ from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.monitor.effects import FieldValue, Point, point
-from streams.monitor.held import HeldOutput, HeldPrediction, HeldTable
+from streams.monitor.held import (
+    HeldOutput,
+    HeldPrediction,
+    HeldTable,
+    entity_hash,
+    request_hash,
+)
 from streams.portfolio import Model, PortfolioError
 
 __all__ = [
@@ -172,7 +180,10 @@ HEALTH_ROLE = "live"
 
 @dataclasses.dataclass(frozen=True)
 class JoinSettings:
-    """The join's settings, resolved from the model once; prototypes are cloned per stream."""
+    """The join's settings, resolved from the model once. Each stream's detectors are built
+    from ``performance`` (the resolved ``[detectors.performance]`` settings) and the two
+    levels by ``_detectors``, not cloned from prototypes: a prototype's buffers would sit
+    in every model's state and checkpoint for nothing."""
 
     ttl_ms: int
     max_held: int
@@ -181,11 +192,8 @@ class JoinSettings:
     task: str
     k: int
     performance_alpha: float
-    classification: ClassificationPerformance
-    regression: RegressionPerformance
-    ranking: PrecisionAtK
-    estimate: EstimatedAccuracy
-    calibrated: CalibratedEstimate
+    estimate_alpha: float
+    performance: Mapping[str, Any]
 
 
 @dataclasses.dataclass
@@ -300,12 +308,6 @@ def new_join(model: Model) -> LabelJoin:
                 "estimated_accuracy": s["predictions_per_day"] or s["labels_per_day"],
             },
         )
-        drop = PerformanceDrop(
-            alpha=budget.alpha_for("performance"),
-            tolerance=s["tolerance"],
-            baseline=s["baseline"],
-            reference_size=s["reference_size"],
-        )
         settings = JoinSettings(
             ttl_ms=int(model.label_ttl.total_seconds() * 1000),
             max_held=s["max_held"],
@@ -313,25 +315,13 @@ def new_join(model: Model) -> LabelJoin:
             report_interval_ms=int(s["report_interval"] * 1000),
             task=s["task"],
             k=s["k"],
-            performance_alpha=drop.alpha,
-            classification=ClassificationPerformance(s["window"], s["threshold"], drop),
-            regression=RegressionPerformance(s["error_cap"], s["window"], drop),
-            ranking=PrecisionAtK(s["k"], s["window"], drop),
-            estimate=EstimatedAccuracy(
-                window=s["window"],
-                min_labels=s["min_labels"],
-                alpha=budget.alpha_for("estimated_accuracy"),
-                tolerance=s["tolerance"],
-                reference_size=s["reference_size"],
-            ),
-            calibrated=CalibratedEstimate(
-                threshold=s["threshold"],
-                chunk_size=s["window"],
-                calibration_size=s["calibration_size"],
-                min_labels=s["min_labels"],
-                tolerance=s["tolerance"],
-            ),
+            performance_alpha=budget.alpha_for("performance"),
+            estimate_alpha=budget.alpha_for("estimated_accuracy"),
+            performance=s,
         )
+        # Built once here so that a bad setting stops the worker at start-up.
+        for kind in _DETECTORS:
+            _detectors(settings, kind)
     except (TypeError, ValueError) as error:
         raise PortfolioError(model.model_id, key, str(error)) from None
     return LabelJoin(model_id=model.model_id, settings=settings, held=HeldTable(settings.max_held))
@@ -457,7 +447,7 @@ class JoinBatch:
             join.unmatched += 1
         self._joined.append(len(matches))
         for held in matches:
-            join.held.discard((held.role, held.request_id))
+            join.held.discard((held.role, held.request))
             join.joined += 1
             self._score(held, truth.label, at_ms)
         self._report()
@@ -468,15 +458,16 @@ class JoinBatch:
         _advance(join, at_ms)
         self._at_ms.append(at_ms)
         self._joined.append(0)
-        role, version, request_id = prediction.role, prediction.model_version, prediction.request_id
+        role, version = prediction.role, prediction.model_version
+        request = request_hash(prediction.request_id)
         held, settings = join.held, join.settings
-        if (role, request_id) in held:
+        if (role, request) in held:
             join.duplicates += 1
         elif join.now_ms - at_ms > settings.ttl_ms:
             join.expired += 1  # arrived after its label could still have joined it
         else:
             output = _held_output(prediction.output, settings.k)
-            if held.add(request_id, prediction.entity_id, role, version, at_ms, output):
+            if held.add(request, entity_hash(prediction.entity_id), role, version, at_ms, output):
                 join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
             index = len(self._at_ms) - 1
@@ -676,22 +667,61 @@ def _stream(
             stale = min(join.streams, key=lambda k: join.streams[k].updated_at)
             del join.streams[stale]
             join.evicted_streams += 1
-        settings = join.settings
-        metric: Any = None
-        estimate = calibrated = None
         if isinstance(output, tuple):
-            metric = settings.ranking.clone()
-        elif isinstance(output, float) and settings.task == "regression":
-            metric = settings.regression.clone()
+            kind = "ranking"
+        elif isinstance(output, float) and join.settings.task == "regression":
+            kind = "regression"
+        elif isinstance(output, float) or len(output) == 2:
+            kind = "binary"
         else:
-            estimate = settings.estimate.clone()
-            binary = isinstance(output, float) or len(output) == 2
-            metric = settings.classification.clone() if binary else None
-            calibrated = settings.calibrated.clone() if binary else None
-        stream = StreamPerformance(role, version, metric, estimate, calibrated)
+            kind = "classes"
+        stream = StreamPerformance(role, version, *_detectors(join.settings, kind))
         join.streams[(role, version)] = stream
     stream.updated_at = at_ms
     return stream
+
+
+# What a stream's outputs are, for its detectors: ranked items, regression scores, binary
+# scores or probabilities, more than two classes.
+_DETECTORS = ("ranking", "regression", "binary", "classes")
+
+
+def _detectors(
+    settings: JoinSettings, kind: str
+) -> tuple[
+    ClassificationPerformance | RegressionPerformance | PrecisionAtK | None,
+    EstimatedAccuracy | None,
+    CalibratedEstimate | None,
+]:
+    """A new stream's metric, estimate and calibrated estimate for outputs of ``kind``."""
+    s = settings.performance
+    drop = PerformanceDrop(
+        alpha=settings.performance_alpha,
+        tolerance=s["tolerance"],
+        baseline=s["baseline"],
+        reference_size=s["reference_size"],
+    )
+    if kind == "ranking":
+        return PrecisionAtK(s["k"], s["window"], drop), None, None
+    if kind == "regression":
+        return RegressionPerformance(s["error_cap"], s["window"], drop), None, None
+    estimate = EstimatedAccuracy(
+        window=s["window"],
+        min_labels=s["min_labels"],
+        alpha=settings.estimate_alpha,
+        tolerance=s["tolerance"],
+        reference_size=s["reference_size"],
+    )
+    if kind == "classes":
+        return None, estimate, None
+    calibrated = CalibratedEstimate(
+        threshold=s["threshold"],
+        chunk_size=s["window"],
+        calibration_size=s["calibration_size"],
+        min_labels=s["min_labels"],
+        tolerance=s["tolerance"],
+    )
+    return ClassificationPerformance(s["window"], s["threshold"], drop), estimate, calibrated
 
 
 def _positive_score(output: HeldOutput) -> float:

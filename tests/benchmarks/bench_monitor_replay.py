@@ -19,7 +19,11 @@ process's object count (``gc.get_objects``), a full ``gc.collect()``, pickle and
 time per model (p50, p99) and the process RSS. ``--at-caps``: one model of ``--features``
 features driven past its caps (12,000 entities, each predicted once and never labelled,
 and a write of every feature for each), its pickled size per state kind and restore time,
-and each kind's pickle and restore CPU time.
+and each kind's pickle and restore CPU time. ``--portfolio-at-caps N``: that model's state
+restored N times and held at once, as a worker holding N such models would (every copy
+the same size, none shared): the process RSS before and after, the object count, a full
+``gc.collect()`` (and one after ``gc.freeze()``, as the worker runs), and each restore's
+wall and CPU time (p50, p99).
 
 Run from the repository root, e.g.::
 
@@ -232,13 +236,9 @@ def _rss_mb() -> float:
     return rss_of_status(Path("/proc/self/status").read_text()) / 2**20
 
 
-def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
-    """One synthetic model driven past its caps: ``entities`` entities each predicted once
-    and never labelled (held predictions, remembered requests, availability-gap keys) and
-    a write of every feature for each (label-coincidence entities). Its pickled size and
-    restore time; the portfolio's state is that times the model count."""
-    portfolio = synthetic_portfolio(1, features)
-    [model] = list(portfolio)
+def _monitor_at_caps(model: Model, entities: int) -> Monitor:
+    """A monitor of ``model`` fed ``entities`` entities, each predicted once and never
+    labelled, with a write of every feature for each, in batches of 500."""
     names = [f.name for f in model.features]
     monitor = Monitor(model)
     numeric = frozenset(names)
@@ -273,6 +273,17 @@ def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
         )
     for start in range(0, len(records), 500):
         monitor.observe(Batch.from_records(model.model_id, records[start : start + 500], numeric))
+    return monitor
+
+
+def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
+    """One synthetic model driven past its caps: ``entities`` entities each predicted once
+    and never labelled (held predictions, remembered requests, availability-gap keys) and
+    a write of every feature for each (label-coincidence entities). Its pickled size and
+    restore time; the portfolio's state is that times the model count."""
+    [model] = list(synthetic_portfolio(1, features))
+    monitor = _monitor_at_caps(model, entities)
+    records = entities * (len(model.features) + 1)
     data = monitor.dumps()
     parts = {
         kind: pickle.dumps(getattr(monitor, kind), pickle.HIGHEST_PROTOCOL)
@@ -284,12 +295,50 @@ def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
         Monitor.restore(model, data)
         restore_s.append(time.perf_counter() - start_s)
     return {
-        "records": len(records),
+        "records": records,
         "held_predictions": len(monitor.join.held),
         "pickled_bytes": len(data),
         "pickled_bytes_per_kind": {kind: len(part) for kind, part in parts.items()},
         "restore_ms_p50_p99": _percentiles(restore_s),
         **_cpu_per_kind(monitor, parts),
+    }
+
+
+def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
+    """``models`` restored copies of one model's state at its caps, held at once."""
+    [model] = list(synthetic_portfolio(1, features))
+    data = _monitor_at_caps(model, 12_000).dumps()
+    gc.collect()
+    rss_before = _rss_mb()
+    held: list[Monitor] = []
+    wall_s, cpu_s = [], []
+    for _ in range(models):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        held.append(Monitor.restore(model, data))
+        wall_s.append(time.perf_counter() - start_wall)
+        cpu_s.append(time.process_time() - start_cpu)
+    gc.collect()
+    start = time.perf_counter()
+    gc.collect()
+    collect_s = time.perf_counter() - start
+    # The worker freezes what survives a full collection (streams/worker/gcfreeze.py): the
+    # first one after a handover scans the whole heap (above), the next only what is new.
+    gc.freeze()
+    start = time.perf_counter()
+    gc.collect()
+    frozen_collect_s = time.perf_counter() - start
+    gc.unfreeze()
+    rss_after = _rss_mb()
+    return {
+        "models": len(held),
+        "pickled_bytes_per_model": len(data),
+        "rss_mb_before_after": (round(rss_before, 1), round(rss_after, 1)),
+        "state_mb_in_memory": round(rss_after - rss_before, 1),
+        "objects": len(gc.get_objects()),
+        "full_gc_ms": round(collect_s * 1000, 1),
+        "full_gc_ms_frozen": round(frozen_collect_s * 1000, 1),
+        "restore_wall_ms_p50_p99": _percentiles(wall_s),
+        "restore_cpu_ms_p50_p99": _percentiles(cpu_s),
     }
 
 
@@ -344,6 +393,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-scenario", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
     parser.add_argument("--at-caps", action="store_true", help="one model driven to its caps")
+    parser.add_argument(
+        "--portfolio-at-caps",
+        type=int,
+        metavar="N",
+        help="N models at their caps held at once (copies of the --at-caps model's state)",
+    )
     args = parser.parse_args(argv)
     runs: list[tuple[str, Portfolio, list[tuple[str, Record]]]] = []
     if not args.no_scenario:
@@ -377,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.at_caps:
         print(f"one model of {args.features} features at its caps:")
         for key, value in at_caps(args.features).items():
+            print(f"  {key}: {value}")
+    if args.portfolio_at_caps:
+        print(f"{args.portfolio_at_caps} models of {args.features} features at their caps:")
+        for key, value in portfolio_at_caps(args.features, args.portfolio_at_caps).items():
             print(f"  {key}: {value}")
 
 
