@@ -181,7 +181,7 @@ KEYS: tuple[Key, ...] = (
     Key("detectors.leaks.max_bytes", "integer", "280000", ">= 1",
         "Memory the leak watch's entities may take: 60% for coincidence_max_entities, 30% "
         "for gap_max_keys, 10% for max_requests, each unless set."),
-    Key("detectors.leaks.max_requests", "integer", "a tenth of max_bytes / 120", ">= 1",
+    Key("detectors.leaks.max_requests", "integer", "a tenth of max_bytes / 80", ">= 1",
         "request_ids remembered for labels without an entity_id."),
     _d("detectors.leaks.coincidence_tolerance", "60000 (1 min)", "> 0",
        "Half-width of the lag bin around an outcome; later bins end at 4, 16, 64... times it."),

@@ -35,7 +35,7 @@ watch is bounded in bytes: ``max_bytes`` is shared out as the caps of what grows
 entities, unless they are set: ``label_leak``'s ``coincidence_max_entities`` (60%, at
 ``LabelCoincidentWrites.bytes_per_entity`` of the model's features each),
 ``availability_gap``'s ``gap_max_keys`` (30%, at ``AvailabilityGap.bytes_per_key``) and
-``max_requests`` (10%, at about 120 bytes each). ``coincidence_max_features`` and
+``max_requests`` (10%, at about 80 bytes each). ``coincidence_max_features`` and
 ``gap_max_features`` default to the model's feature count, so that no column is made
 that no write fills. When ``label_leak``'s table is full, it keeps a hash sample of the
 entities and halves it as often as it must (``sample_fraction``); the availability gap
@@ -85,18 +85,19 @@ Points, on a cadence of event time (``report_every``), not per event: per featur
 from __future__ import annotations
 
 import bisect
-import collections
 import dataclasses
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from detectors.health.evidence import Evidence
-from detectors.leaks._memory import in_sample
+from detectors.leaks._memory import KeyTable, in_sample
 from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
-from detectors.leaks.events import Label, ServedFeature, entity_hash, write_event
+from detectors.leaks.events import Label, ServedFeature, entity_hash, hash64, write_event
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
@@ -119,8 +120,9 @@ DEFAULT_REPORT_EVERY = 60.0
 DEFAULT_MAX_BYTES = 280_000
 # Shares of ``max_bytes`` for the caps that grow with the entities (module docstring).
 _COINCIDENCE_SHARE, _GAP_SHARE, _REQUESTS_SHARE = 0.6, 0.3, 0.1
-# A remembered request in memory: its OrderedDict entry and the two ids' strings.
-_REQUEST_BYTES = 120
+# A remembered request in memory: its hash, its entity id's bytes (about 24) and its
+# share of the key table.
+_REQUEST_BYTES = 80
 _DETECTOR_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "coincidence": {},
     "gap": {},
@@ -137,6 +139,58 @@ ALERT_SEVERITIES: Mapping[str, str] = {
 }
 
 
+class RequestMap:
+    """``request_id -> entity_id`` of the latest ``capacity`` requests put, the oldest
+    forgotten first, in numpy arrays: a hash of each request id, its entity id as UTF-8
+    bytes (the array widens to the longest), in a ring of rows, found by a key table. No
+    Python object per request, so a worker's garbage collections do not walk them. A
+    request put again keeps its place and takes the new entity id. An entity id ending in
+    NUL bytes comes back without them (numpy's bytes), and two request ids whose 64-bit
+    hashes collide share an entry.
+
+    >>> requests = RequestMap(2)
+    >>> for n in range(3):
+    ...     requests.put(f"r{n}", f"user-{n}")
+    >>> requests.get("r0"), requests.get("r2"), len(requests)
+    (None, 'user-2', 2)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._table = KeyTable(capacity)
+        self._keys = np.zeros(capacity, np.uint64)
+        self._ids = np.zeros(capacity, "S1")
+        # Requests put so far: the next one takes row ``_put % capacity``.
+        self._put = 0
+
+    def __len__(self) -> int:
+        return self._table.size
+
+    def put(self, request_id: str, entity_id: str) -> None:
+        """Remembers the request's entity, forgetting the oldest request if full."""
+        key = hash64(b"r", request_id)
+        encoded = entity_id.encode("utf-8", "surrogatepass")
+        if len(encoded) > self._ids.itemsize:
+            self._ids = self._ids.astype(f"S{len(encoded)}")
+        slot, row = self._table.probe(key)
+        if row < 0:
+            row = self._put % self.capacity
+            if self._put >= self.capacity:
+                self._table.remove(self._keys.item(row))
+                slot = self._table.probe(key)[0]
+            self._table.put(slot, key, row)
+            self._keys[row] = key
+            self._put += 1
+        self._ids[row] = encoded
+
+    def get(self, request_id: str) -> str | None:
+        """The request's entity id, None if it is not remembered."""
+        row = self._table.find(hash64(b"r", request_id))
+        if row < 0:
+            return None
+        return bytes(self._ids[row]).decode("utf-8", "surrogatepass")
+
+
 @dataclasses.dataclass
 class LeakWatch:
     """Everything the leak watch remembers about one model; pickled into a table value."""
@@ -148,10 +202,8 @@ class LeakWatch:
     future: FutureValues | None
     report_every_ms: float
     max_requests: int
-    # request_id -> entity_id of recent live predictions, oldest first.
-    entities: collections.OrderedDict[str, str] = dataclasses.field(
-        default_factory=collections.OrderedDict
-    )
+    # request_id -> entity_id of recent live predictions (``max_requests`` of them).
+    entities: RequestMap
     # Writes each feature's WriteLag accepted: its windows close every ``window`` of them.
     lag_writes: dict[str, int] = dataclasses.field(default_factory=dict)
     stream_time: float = -math.inf
@@ -298,6 +350,7 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
         future=future,
         report_every_ms=float(report_every) * 1000.0,
         max_requests=max_requests,
+        entities=RequestMap(max_requests),
     )
 
 
@@ -565,10 +618,7 @@ def _window_evidence(lag: WriteLag, summary: WriteLagSummary, at: float) -> list
 def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pending) -> None:
     if prediction.role != "live":
         return
-    watch.entities[prediction.request_id] = prediction.entity_id
-    watch.entities.move_to_end(prediction.request_id)
-    if len(watch.entities) > watch.max_requests:
-        watch.entities.popitem(last=False)
+    watch.entities.put(prediction.request_id, prediction.entity_id)
     at_ms = prediction.predicted_at
     features, monitored = prediction.features, watch.write_lag
     if watch.future is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import pickle
 from collections.abc import Mapping
@@ -300,7 +301,26 @@ def test_the_request_map_is_bounded() -> None:
     watch = new_leak_watch(model)
     for i in range(10):
         observe(model, watch, prediction(f"r{i}", f"u{i}", 1_000 * i, {"plan": ("pro", 0)}))
-    assert list(watch.entities) == ["r7", "r8", "r9"]
+    assert [watch.entities.get(f"r{i}") for i in range(6, 10)] == [None, "u7", "u8", "u9"]
+    assert len(watch.entities) == 3
+    # Not a Python string per request: a worker's full collections need not walk them.
+    assert not {"r9", "u9"} & strings_in(watch.entities)
+
+
+def strings_in(root: object) -> set[str]:
+    """The strings reachable from ``root``."""
+    seen: set[int] = set()
+    todo, found = [root], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            found.add(item)
+        else:
+            todo.extend(gc.get_referents(item))
+    return found
 
 
 def test_pickle_round_trip_mid_stream_continues_identically() -> None:
@@ -487,7 +507,7 @@ def test_a_watch_of_twenty_features_past_its_caps_stays_within_its_bytes() -> No
     for start in range(0, len(records), 500):
         observe_many(model, watch, records[start : start + 500])
     coincidence, gap = watch.coincidence, watch.gap
-    assert (coincidence.max_entities, gap.max_keys, watch.max_requests) == (200, 249, 233)
+    assert (coincidence.max_entities, gap.max_keys, watch.max_requests) == (200, 249, 350)
     assert (watch.sample_fraction, coincidence.entities, gap.keys) == (0.0625, 186, 240)
     # 12,000 pairs a minute would need 120,000 pairs for the gap's 10 minutes: its first
     # round halves its sample 11 times, and it reads about one user in 2,048.
