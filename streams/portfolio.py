@@ -95,9 +95,10 @@ class Profile:
 # detect nothing. They are the demo's (streams.demo.run.DEMO_DETECTOR_DEFAULTS, checked
 # on the default scenario by tests/demo/test_demo_portfolio.py): drift windows of 300
 # predictions, a health policy that confirms in seconds, output references of 400
-# predictions, a leak watch that judges lags up to 8 minutes, and a shadow compared for a
-# minute. A trial still detects only what reaches it within its minutes: a model whose
-# labels come later gets no leak or shadow verdict in it, whatever the settings
+# predictions, a leak watch that judges lags up to 8 minutes with the caps of hours of
+# entities rather than its memory budget's, and a shadow compared for a minute. A trial
+# still detects only what reaches it within its minutes: a model whose labels come later
+# gets no leak or shadow verdict in it, whatever the settings
 # (tests/benchmarks/bench_trial_profile.py, the README's "Trial profile" benchmark).
 PROFILES: Mapping[str, Profile] = {
     "production": Profile({}),
@@ -119,6 +120,8 @@ PROFILES: Mapping[str, Profile] = {
                     "coincidence_lateness": "3s",
                     "gap_max_gap_rate": 0.05,
                     "report_every": "5s",
+                    "coincidence_max_entities": 10_000,
+                    "gap_max_keys": 50_000,
                 },
             },
         },

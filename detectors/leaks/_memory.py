@@ -60,6 +60,9 @@ class KeyTable:
     slot's key is 0), so it restores to the same slots.
     """
 
+    # A slot's key and row.
+    SLOT_BYTES = 12
+
     def __init__(self, rows: int) -> None:
         slots = 1 << max(4, (2 * rows - 1).bit_length())
         self.keys = np.zeros(slots, np.uint64)
@@ -229,6 +232,17 @@ class KeyTable:
 
 # Slots read at once from a key's home by ``KeyTable.probe_many``.
 _WINDOW = np.arange(8)
+
+
+def in_sample(key: int, bits: int) -> bool:
+    """Whether a 64-bit key is in the sample that keeps the keys whose top ``bits`` bits
+    are 0 (``2 ** -bits`` of the key range; every key for 0 bits). Samples of more bits
+    are subsets of those of fewer, so halving a sample only ever drops keys.
+
+    >>> in_sample(2**62, 1), in_sample(2**62, 2), in_sample(2**64 - 1, 0)
+    (True, False, True)
+    """
+    return key >> (64 - bits) == 0
 
 
 def narrow(values: np.ndarray) -> np.ndarray:

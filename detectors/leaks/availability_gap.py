@@ -277,6 +277,8 @@ class AvailabilityGap(base.Base):
         self._block_of = np.zeros((0, self.pending), np.uint32)
         self._features: dict[str, _Feature] = {}
         self._rejected = 0
+        self._made = 0
+        self._evicted = 0
         # (position in the last batch, evidence) of each feature flagged in it.
         self._batch_events: list[tuple[int, GapEvidence]] = []
 
@@ -615,7 +617,9 @@ class AvailabilityGap(base.Base):
         oldest = max(1, size // 16)
         # Every pair as old as the ``oldest``-th: which go does not depend on row order.
         threshold = np.partition(self._seen, oldest - 1)[oldest - 1]
-        self._forget(np.flatnonzero(self._seen <= threshold))
+        evicted = np.flatnonzero(self._seen <= threshold)
+        self._evicted += len(evicted)
+        self._forget(evicted)
 
     def _forget(self, rows: np.ndarray) -> None:
         self._forgotten_until = max(self._forgotten_until, float(self._latest[rows].max()))
@@ -629,6 +633,7 @@ class AvailabilityGap(base.Base):
 
     def _make(self, rows: Any, key: Any, since: Any) -> None:
         """Sets fresh rows (or one): their key, no writes and no predictions."""
+        self._made += np.size(rows)
         self._key_hash[rows] = key
         self._since[rows] = since
         self._latest[rows] = since
@@ -988,6 +993,25 @@ class AvailabilityGap(base.Base):
     def keys(self) -> int:
         """(entity, feature) pairs kept, at most ``max_keys``."""
         return self._table.size
+
+    @property
+    def evicted(self) -> int:
+        """Pairs forgotten to make room (not expired) since the start."""
+        return self._evicted
+
+    @property
+    def made(self) -> int:
+        """(entity, feature) pairs made since the start: their rate times ``max_delay`` is
+        about how many are kept when none is forgotten to make room."""
+        return self._made
+
+    @staticmethod
+    def bytes_per_key(history: int, pending: int) -> int:
+        """Bytes a pair costs in memory: its row (a flag, its hash, three times, two
+        counts, ``history`` writes of two times, ``pending`` predictions of a time, a flag
+        and a block), its free-row entry and its share of the key table (at most four
+        slots a row)."""
+        return 49 + 16 * history + 13 * pending + 8 + 4 * KeyTable.SLOT_BYTES
 
     @property
     def rejected(self) -> int:

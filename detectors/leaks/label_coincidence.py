@@ -16,7 +16,7 @@ from river import base
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.leaks._anytime import AnytimePValue
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._memory import KeyTable, narrow, pack_times, unpack_times
+from detectors.leaks._memory import KeyTable, in_sample, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
     EntityId,
     FeatureWrite,
@@ -416,11 +416,18 @@ class LabelCoincidentWrites(base.Base):
     the current and the previous control window, the near and control bins of the open
     label, and the latest write and write of null (a label that arrives after its entity's
     writes recovers only those). At most ``max_entities`` entities are kept: an entity
-    expires ``label_delay + 2 * max_lag + lateness`` after its latest event, and when the
-    table is full the one that expires first is forgotten. ``max_features`` features are
+    expires ``label_delay + 2 * max_lag + lateness`` after its latest event. When the table
+    is full and none has expired, the entities kept become a smaller sample: only entities
+    whose key is below a threshold are kept, and the threshold halves (``sample_fraction``
+    of the key range; the entities above it are forgotten, and their events from then on
+    ignored, their labels counted in ``unsampled``). Every event of an entity in the sample
+    is kept, so its labels are judged whole: forgetting the entity seen longest ago instead
+    would forget most entities before their labels come. ``max_features`` features are
     followed. Writes of a forgotten entity are missing, so its control windows up to then
     are not judged (see ``unjudged``): guessing "no write" there would make honest features
-    look like leaks. A pickle holds only the entities kept and the features followed, in
+    look like leaks. ``state_bytes`` is bounded by ``bytes_per_entity(max_features)`` times
+    ``max_entities``, plus a part per feature. A pickle holds only the entities kept and
+    the features followed, in
     the narrowest types that give them back exactly: 11 to 18 bytes per entity and
     feature with timestamps in whole milliseconds (``__getstate__``).
 
@@ -445,7 +452,8 @@ class LabelCoincidentWrites(base.Base):
     min_labels
         Labels of each class judged at a lag before that lag is tested.
     max_entities
-        Entities kept; the state grows with them up to this cap and no further.
+        Entities kept; the state grows with them up to this cap and no further (the sample
+        of entities halves instead).
     max_features
         Features followed; writes to further features are ignored.
 
@@ -582,8 +590,14 @@ class LabelCoincidentWrites(base.Base):
         self._new_flags: list[int] = []
         self._column_names: list[str] = []
         self._rejected = 0
+        # Entities are kept if their key's top ``_sample_bits`` bits are 0; labels of the
+        # others are counted.
+        self._sample_bits = 0
+        self._unsampled = 0
         # (position in the last batch, evidence) of each feature flagged in it.
         self._batch_events: list[tuple[int, CoincidenceEvidence]] = []
+        # (position in the last batch, ``sample_bits`` after) of each event that halved it.
+        self._halvings: list[tuple[int, int]] = []
 
     # ----------------------------------------------------------------- updates
 
@@ -591,6 +605,7 @@ class LabelCoincidentWrites(base.Base):
         """Reads one :class:`FeatureWrite` or :class:`Label`; anything else is counted in
         ``rejected``. ``detections`` is ``[0]`` if it flagged a feature, else empty."""
         self._batch_events = []
+        self._halvings = []
         self._step(x, 0)
 
     def update_many(self, events: Sequence[Any]) -> None:
@@ -607,6 +622,7 @@ class LabelCoincidentWrites(base.Base):
         and short runs, go one at a time, through ``update``'s code.
         """
         self._batch_events = []
+        self._halvings = []
         if len(events) < _SHORT_RUN:
             # Its one run would be short: no need to parse it for one.
             for i, x in enumerate(events):
@@ -625,6 +641,7 @@ class LabelCoincidentWrites(base.Base):
         """Reads one event, the ``position``-th of its batch."""
         write = checked_write(x)
         label = None if write is not None else checked_label(x)
+        bits = self._sample_bits
         if write is not None:
             self._add_write(write)
         elif label is not None:
@@ -632,6 +649,8 @@ class LabelCoincidentWrites(base.Base):
         else:
             self._rejected += 1
             return
+        if self._sample_bits != bits:
+            self._halvings.append((position, self._sample_bits))
         self._judge_now(position)
 
     def _judge_now(self, position: int) -> None:
@@ -683,8 +702,10 @@ class LabelCoincidentWrites(base.Base):
         labels: list[tuple[int, float, int, int]] = []
         labelled: set[int] = set()
         times: list[float] = []
-        # The entity row each event touches; -1 for a malformed event.
+        # The entity row each event touches; -1 for a malformed event, -2 for an event of
+        # an entity outside the sample (it moves the stream time on, nothing else).
         touched: list[int] = []
+        bits = self._sample_bits
         stream_time, sentinels = self._stream_time, self.sentinels or ()
         table, columns = self._table, self._columns
         rows: dict[int, int] = {}
@@ -701,6 +722,18 @@ class LabelCoincidentWrites(base.Base):
                 i += 1
                 continue
             event, key = item
+            if not in_sample(key, bits):
+                if isinstance(event, FeatureWrite):
+                    if event.feature not in columns:
+                        # It makes its feature: alone.
+                        break
+                    stream_time = max(stream_time, float(event.written_at))
+                else:
+                    stream_time = max(stream_time, float(event.label_at))
+                times.append(stream_time)
+                touched.append(-2)
+                i += 1
+                continue
             row = rows.get(key, -1)
             if row < 0:
                 row = table.find(key)
@@ -744,14 +777,19 @@ class LabelCoincidentWrites(base.Base):
         n = plan.cut(np.array(touched, np.intp))
         writes = [w for w in writes if w[5] < n]
         labels = [label for label in labels if label[3] < n]
-        if not writes and not labels:
+        if not writes and not labels and -2 not in touched[:n]:
             self._rejected += n
             return start + n
-        if n < _SHORT_RUN or not self._exact_in_numpy(writes, labels):
+        if n < _SHORT_RUN or not (writes or labels) or not self._exact_in_numpy(writes, labels):
             for j in range(start, start + n):
                 self._step(events[j], j)
             return start + n
         self._rejected += touched[:n].count(-1)
+        self._unsampled += sum(
+            isinstance(item[0], Label)
+            for item, row in zip(parsed[start : start + n], touched, strict=False)
+            if row == -2 and item is not None
+        )
         unjudged = np.zeros(n, np.int64)
         written = _Writes(writes) if writes else None
         if written is not None and not written.after_label.all():
@@ -925,6 +963,8 @@ class LabelCoincidentWrites(base.Base):
         if column is None:
             return
         row = self._row(entity_hash(write.entity_id))
+        if row < 0:
+            return
         null = is_null(write.value, self.sentinels or ())
         event_at, written_at = float(write.event_at), float(write.written_at)
         self._mark(row, column, event_at, null)
@@ -995,6 +1035,9 @@ class LabelCoincidentWrites(base.Base):
         self._start(label_at)
         self._stream_time = max(self._stream_time, label_at)
         row = self._row(entity_hash(label.entity_id))
+        if row < 0:
+            self._unsampled += 1
+            return
         if self._due[row] < math.inf:
             # A new outcome of the entity: the bins of the last one not judged yet never will.
             self._close(np.array([row]))
@@ -1276,7 +1319,10 @@ class LabelCoincidentWrites(base.Base):
             setattr(self, name, grown(getattr(self, name)))
 
     def _row(self, key: int) -> int:
-        """The entity's row, made (after forgetting another if the table is full) if absent."""
+        """The entity's row, made if absent (after making room if the table is full); -1
+        if the entity is not in the sample (then or once room is made)."""
+        if not in_sample(key, self._sample_bits):
+            return -1
         row = self._table.find(key)
         if row >= 0:
             return row
@@ -1287,7 +1333,9 @@ class LabelCoincidentWrites(base.Base):
             elif len(self._in_use) < self.max_entities:
                 self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
             else:
-                self._forget(np.array([int(np.argmin(self._expires))]))
+                self._halve()
+                if not in_sample(key, self._sample_bits):
+                    return -1
         row = int(np.argmin(self._in_use))
         self._make_row(key, row)
         return row
@@ -1328,10 +1376,24 @@ class LabelCoincidentWrites(base.Base):
         self._unjudged[: len(self._columns)] += left
         self._due[rows] = math.inf
 
-    def _forget(self, rows: np.ndarray) -> None:
+    def _halve(self) -> None:
+        """Halves the sample until some entity kept falls outside it, and forgets those.
+        They never come back, so what the others know of their times is still whole."""
+        # A full table holds at least one key, and the sample of 64 bits only the key 0.
+        while self._sample_bits < 64:
+            self._sample_bits += 1
+            outside = self._row_keys >> np.uint64(64 - self._sample_bits) != 0
+            dropped = np.flatnonzero(self._in_use & outside)
+            if len(dropped):
+                self._forget(dropped, back=False)
+                return
+
+    def _forget(self, rows: np.ndarray, back: bool = True) -> None:
+        """Forgets the entities of ``rows``; ``back``: they may come back."""
         self._close(rows)
-        latest = self._latest[rows].max()
-        self._forgotten_until = max(self._forgotten_until, float(latest))
+        if back:
+            latest = self._latest[rows].max()
+            self._forgotten_until = max(self._forgotten_until, float(latest))
         for key in self._row_keys[rows].tolist():
             self._table.remove(key)
         # A free row holds what a new one does, so that a pickle need not hold it.
@@ -1483,3 +1545,35 @@ class LabelCoincidentWrites(base.Base):
     def rejected(self) -> int:
         """Inputs that were not a well-formed write or label."""
         return self._rejected
+
+    @property
+    def sample_bits(self) -> int:
+        """How many times the sample of entities halved: an entity is kept if the top
+        ``sample_bits`` bits of its key (``entity_hash``) are 0."""
+        return self._sample_bits
+
+    @property
+    def sample_fraction(self) -> float:
+        """The fraction of the entities' key range kept (1.0 until the table first fills)."""
+        return 2.0**-self._sample_bits
+
+    @property
+    def halvings(self) -> list[tuple[int, int]]:
+        """Each event of the last batch that halved the sample: its position there and
+        ``sample_bits`` after it."""
+        return list(self._halvings)
+
+    @property
+    def unsampled(self) -> int:
+        """Labels ignored because their entity was outside the sample."""
+        return self._unsampled
+
+    @staticmethod
+    def bytes_per_entity(features: int) -> int:
+        """Bytes an entity costs in memory with ``features`` columns: its row, its cells
+        and its share of the key table (at most four slots a row)."""
+        row = sum(np.dtype(dtype).itemsize for dtype, _ in _PER_ROW.values())
+        cell = sum(
+            np.dtype(dtype).itemsize * math.prod(shape) for dtype, _, shape in _PER_CELL.values()
+        )
+        return row + features * cell + 4 * KeyTable.SLOT_BYTES

@@ -65,6 +65,9 @@ EXAMPLE_NODE = Path(__file__).parents[2] / "deploy" / "examples" / "recommender"
 # judged three seconds after it closed, once its writes are in. Replayed offline (the
 # worker's pure code over the default scenario), a 1% tolerated gap rate flagged a healthy
 # model's naturally late feature, 5% flagged only the late upstream. Leak points every 5 s.
+# The compressed clock puts a nominal day's entities in a minute: the leak watch's caps
+# are those of a watch holding hours of them (a worker lagging 80 s behind credit-004's
+# writes in the chaos run needs about 17,000 gap pairs), not the memory budget's.
 # Output detectors: a nominal day is a minute here, about 1,200 predictions of a model
 # at 20 a second. Their references freeze after 400 predictions (20 s at that rate, under
 # a minute for the quietest model), so before any incident that moves a model's output.
@@ -95,6 +98,8 @@ coincidence_max_lag = 480000
 coincidence_lateness = 3000
 gap_max_gap_rate = 0.05
 report_every = 5
+coincidence_max_entities = 10000
+gap_max_keys = 50000
 """
 
 # How long (wall-clock seconds) after its injection each incident kind may take to be

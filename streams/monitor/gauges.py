@@ -7,7 +7,9 @@ by part and reason. Structures that grow until a cap (the label join's held pred
 the labels waiting for their predictions, the leak watch's remembered requests, entities
 and keys, the shadow join's waiting lists) report their entries beside their cap in
 ``filled``: a model at a cap forgets the oldest, which costs its detectors power, and an
-operator should see that before wondering why a leak went unflagged.
+operator should see that before wondering why a leak went unflagged. A structure that keeps
+a sample of entities instead (the leak watch's) reports the fraction it keeps in
+``sampled``.
 
 The worker shows them per model in ``/failsoft/models`` and summed over its models in
 ``/metrics`` (``streams.worker.metrics``). Reading them walks the monitor's parts once and
@@ -37,10 +39,14 @@ class StateGauges:
         use (``invalid``) or let go of (``evicted``, ``expired``, ...).
     filled
         ``structure -> (entries, cap)`` for each structure that grows until a cap.
+    sampled
+        ``structure -> fraction`` of the entities' hash range a structure keeps at its cap
+        (1.0 until it first fills).
     """
 
     unused: Mapping[tuple[str, str], int]
     filled: Mapping[str, tuple[int, int]]
+    sampled: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The gauges as ``/failsoft/models`` shows them."""
@@ -48,13 +54,14 @@ class StateGauges:
         for (part, reason), count in sorted(self.unused.items()):
             unused.setdefault(part, {})[reason] = count
         filled = {name: {"entries": n, "cap": cap} for name, (n, cap) in self.filled.items()}
-        return {"unused": unused, "filled": filled}
+        return {"unused": unused, "filled": filled, "sampled": dict(self.sampled)}
 
 
 def state_gauges(monitor: Monitor) -> StateGauges:
     """The gauges of ``monitor`` now."""
     unused: dict[tuple[str, str], int] = {}
     filled: dict[str, tuple[int, int]] = {}
+    sampled: dict[str, float] = {}
 
     watch = monitor.watch
     unused["feature_drift", "invalid"] = sum(
@@ -88,6 +95,10 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         unused["leak_watch", "labels_unusable"] = leaks.labels_unusable
         unused["leak_watch", "labels_unresolved"] = leaks.labels_unresolved
         unused["leak_watch", "writes_ignored"] = leaks.writes_ignored
+        # Outside the sample of entities a full label_leak table keeps (and the gap reads).
+        unused["label_coincidence", "unsampled"] = leaks.coincidence.unsampled
+        unused["availability_gap", "unsampled"] = leaks.values_unsampled
+        unused["availability_gap", "evicted"] = leaks.gap.evicted
         unused["label_coincidence", "invalid"] = leaks.coincidence.rejected
         unused["availability_gap", "invalid"] = leaks.gap.rejected
         unused["write_lag", "invalid"] = sum(lag.rejected for lag in leaks.write_lag.values())
@@ -97,6 +108,8 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         coincidence = leaks.coincidence
         filled["leak_watch.entities"] = (coincidence.entities, coincidence.max_entities)
         filled["leak_watch.keys"] = (leaks.gap.keys, leaks.gap.max_keys)
+        sampled["leak_watch.entities"] = leaks.sample_fraction
+        sampled["leak_watch.keys"] = leaks.gap_sample_fraction
 
     shadow = monitor.shadow
     if shadow is not None:
@@ -104,4 +117,4 @@ def state_gauges(monitor: Monitor) -> StateGauges:
             unused["shadow_join", reason] = count
         filled["shadow_join.halves"] = (len(shadow.halves), shadow.max_pending)
         filled["shadow_join.pairs"] = (len(shadow.pairs), shadow.max_pending)
-    return StateGauges(unused=unused, filled=filled)
+    return StateGauges(unused=unused, filled=filled, sampled=sampled)

@@ -27,21 +27,34 @@ durations in milliseconds, as on the wire):
   ``future_values=True`` (see below);
 
 and the watch's own ``report_every`` (seconds of event time between two rounds of points,
-default 60) and ``max_requests`` (request_ids remembered for labels without an entity_id,
-default 10,000). ``label_leak``'s entity limit defaults to 10,000 here (the detector's
-own default is ten times that): the watch is pickled into a table value, so its size is
-what each checkpoint writes (measured with ``python -m tests.benchmarks.bench_leaks
---memory``: 1.7 MB pickled for 10,000 entities of four features, 8.9 MB in memory, most
-of both ``label_leak``'s); the agent should write it every so many records, as it does the
-model watch, rather than after each one. Raise it when a model sees more entities within
-their label delay plus two ``coincidence_max_lag`` (``label_delay`` defaults to the
-model's): lags whose writes were forgotten are counted as ``unjudged`` in the leak points,
-not guessed. ``availability_gap`` keeps (entity, feature) pairs for ``gap_max_delay``
-(the detector's default, ten minutes) after they were last seen, so that writes that
-reach the worker that far behind the predictions still find the predictions they gap;
-its key limit defaults to 50,000 pairs here (about 310 bytes each in memory, counted
-only as they come: a worker lagging 80 s behind credit-004's writes in the chaos run
-needs about 17,000).
+default 60), ``max_bytes`` (the memory the entities of the watch may take, default
+280,000) and ``max_requests`` (request_ids remembered for labels without an entity_id).
+
+Memory. A worker holds a watch per model, 1,000 of them within a few hundred MB, so the
+watch is bounded in bytes: ``max_bytes`` is shared out as the caps of what grows with the
+entities, unless they are set: ``label_leak``'s ``coincidence_max_entities`` (60%, at
+``LabelCoincidentWrites.bytes_per_entity`` of the model's features each),
+``availability_gap``'s ``gap_max_keys`` (30%, at ``AvailabilityGap.bytes_per_key``) and
+``max_requests`` (10%, at about 80 bytes each). ``coincidence_max_features`` and
+``gap_max_features`` default to the model's feature count, so that no column is made
+that no write fills. When ``label_leak``'s table is full, it keeps a hash sample of the
+entities and halves it as often as it must (``sample_fraction``); the availability gap
+reads the same entities: the watch feeds it the predictions and writes of the entities
+in ``label_leak``'s sample as it was after the records before them (``values_unsampled``
+counts the served values it did not feed). Labels of entities outside the sample are
+counted (``unsampled`` in the ``label_leak`` points), not judged. The gap keeps pairs for
+minutes, not days: at each round of points (``report_every``), if it forgot pairs to
+make room since the last one, it reads half as many of those entities from then on, and
+half again as often as it takes for the pairs it made since the last round, at that rate
+over ``gap_max_delay``, to fit its cap (``gap_sample_fraction``), so that it does not
+spend its time forgetting pairs to make room. A sample costs time to
+detection, not validity: each entity kept is whole, so no label is judged on writes
+partly forgotten. Entities expire as well: ``label_leak`` keeps an entity for
+``label_delay`` (the model's) plus two ``coincidence_max_lag`` after its latest event;
+``availability_gap`` keeps a pair for ``gap_max_delay`` (ten minutes) after it was last
+seen, so that writes that reach the worker that far behind the predictions still find
+the predictions they gap; past its cap it forgets the pairs seen longest ago, which
+costs power, never a false gap.
 
 Values from the future. ``streams.monitor.watch`` already sends every live prediction's served
 values through ``FutureValues`` on the health path. ``new_leak_watch(model,
@@ -64,23 +77,27 @@ Points, on a cadence of event time (``report_every``), not per event: per featur
 ``write_lag`` point (tags model, feature: ``p50_ms``, ``p99_ms``, ``writes``,
 ``drift_p_value``, ``sla_p_value``, ``gap_rate``, and ``future_values`` when on) and
 ``leak`` points (tags model, feature, detector: ``score``, ``p_value``, ``flagged``,
-``labels``, ``unjudged`` for ``label_leak``; ``gap_rate``, ``p_value``, ``flagged``,
-``predictions`` for ``availability_gap``). A flag also writes its leak point at once.
+``labels``, ``unjudged``, ``unsampled``, ``sample_fraction`` for ``label_leak``;
+``gap_rate``, ``p_value``, ``flagged``, ``predictions``, ``values_unsampled``,
+``sample_fraction`` for ``availability_gap``). A flag also writes its leak point at once.
 """
 
 from __future__ import annotations
 
-import collections
+import bisect
 import dataclasses
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from detectors.health.evidence import Evidence
+from detectors.leaks._memory import KeyTable, in_sample
 from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
-from detectors.leaks.events import Label, ServedFeature, write_event
+from detectors.leaks.events import Label, ServedFeature, entity_hash, hash64, write_event
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
@@ -100,14 +117,18 @@ __all__ = [
 ]
 
 DEFAULT_REPORT_EVERY = 60.0
-DEFAULT_MAX_REQUESTS = 10_000
-# Per-model defaults that keep a pickled watch small (see the module docstring).
+DEFAULT_MAX_BYTES = 280_000
+# Shares of ``max_bytes`` for the caps that grow with the entities (module docstring).
+_COINCIDENCE_SHARE, _GAP_SHARE, _REQUESTS_SHARE = 0.6, 0.3, 0.1
+# A remembered request in memory: its hash, its entity id's bytes (about 24) and its
+# share of the key table.
+_REQUEST_BYTES = 80
 _DETECTOR_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "coincidence": {"max_entities": 10_000},
-    "gap": {"max_keys": 50_000},
+    "coincidence": {},
+    "gap": {},
     "write_lag": {},
 }
-_OWN_KEYS = ("skew_tolerance", "report_every", "max_requests")
+_OWN_KEYS = ("skew_tolerance", "report_every", "max_requests", "max_bytes")
 # How loud each detector's alert is while it alarms.
 ALERT_SEVERITIES: Mapping[str, str] = {
     "label_leak": "major",
@@ -116,6 +137,58 @@ ALERT_SEVERITIES: Mapping[str, str] = {
     "write_lag_sla": "warning",
     "future_values": "critical",
 }
+
+
+class RequestMap:
+    """``request_id -> entity_id`` of the latest ``capacity`` requests put, the oldest
+    forgotten first, in numpy arrays: a hash of each request id, its entity id as UTF-8
+    bytes (the array widens to the longest), in a ring of rows, found by a key table. No
+    Python object per request, so a worker's garbage collections do not walk them. A
+    request put again keeps its place and takes the new entity id. An entity id ending in
+    NUL bytes comes back without them (numpy's bytes), and two request ids whose 64-bit
+    hashes collide share an entry.
+
+    >>> requests = RequestMap(2)
+    >>> for n in range(3):
+    ...     requests.put(f"r{n}", f"user-{n}")
+    >>> requests.get("r0"), requests.get("r2"), len(requests)
+    (None, 'user-2', 2)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._table = KeyTable(capacity)
+        self._keys = np.zeros(capacity, np.uint64)
+        self._ids = np.zeros(capacity, "S1")
+        # Requests put so far: the next one takes row ``_put % capacity``.
+        self._put = 0
+
+    def __len__(self) -> int:
+        return self._table.size
+
+    def put(self, request_id: str, entity_id: str) -> None:
+        """Remembers the request's entity, forgetting the oldest request if full."""
+        key = hash64(b"r", request_id)
+        encoded = entity_id.encode("utf-8", "surrogatepass")
+        if len(encoded) > self._ids.itemsize:
+            self._ids = self._ids.astype(f"S{len(encoded)}")
+        slot, row = self._table.probe(key)
+        if row < 0:
+            row = self._put % self.capacity
+            if self._put >= self.capacity:
+                self._table.remove(self._keys.item(row))
+                slot = self._table.probe(key)[0]
+            self._table.put(slot, key, row)
+            self._keys[row] = key
+            self._put += 1
+        self._ids[row] = encoded
+
+    def get(self, request_id: str) -> str | None:
+        """The request's entity id, None if it is not remembered."""
+        row = self._table.find(hash64(b"r", request_id))
+        if row < 0:
+            return None
+        return bytes(self._ids[row]).decode("utf-8", "surrogatepass")
 
 
 @dataclasses.dataclass
@@ -129,10 +202,8 @@ class LeakWatch:
     future: FutureValues | None
     report_every_ms: float
     max_requests: int
-    # request_id -> entity_id of recent live predictions, oldest first.
-    entities: collections.OrderedDict[str, str] = dataclasses.field(
-        default_factory=collections.OrderedDict
-    )
+    # request_id -> entity_id of recent live predictions (``max_requests`` of them).
+    entities: RequestMap
     # Writes each feature's WriteLag accepted: its windows close every ``window`` of them.
     lag_writes: dict[str, int] = dataclasses.field(default_factory=dict)
     stream_time: float = -math.inf
@@ -143,6 +214,24 @@ class LeakWatch:
     labels_unusable: int = 0
     labels_unresolved: int = 0
     writes_ignored: int = 0
+    # Served values of entities outside the gap's sample, not fed to availability_gap.
+    values_unsampled: int = 0
+    # The gap reads entities whose key's top so many bits are 0, within label_leak's sample;
+    # the stream time, and the gap's pairs made and evicted, at the last round, which set it.
+    gap_sample_bits: int = 0
+    gap_round: tuple[float, int, int] = (-math.inf, 0, 0)
+
+    @property
+    def sample_fraction(self) -> float:
+        """The fraction of the entities' key range ``label_leak`` reads (1.0 until its
+        table first fills)."""
+        return self.coincidence.sample_fraction
+
+    @property
+    def gap_sample_fraction(self) -> float:
+        """The fraction of the entities' key range ``availability_gap`` reads: within
+        ``label_leak``'s, and halved at each round of points that finds the gap full."""
+        return 2.0 ** -max(self.gap_sample_bits, self.coincidence.sample_bits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +300,16 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
     # Entities are kept until their labels can have come: the model's label delay.
     label_delay_ms = model.label_delay.total_seconds() * 1000.0
     arguments["coincidence"].setdefault("label_delay", label_delay_ms)
+    max_bytes = own.get("max_bytes", DEFAULT_MAX_BYTES)
+    if not (isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and max_bytes >= 1):
+        raise PortfolioError(model.model_id, f"{key}.max_bytes", "expected an integer >= 1")
+    features = len(model.features)
+    for prefix in ("coincidence", "gap"):
+        arguments[prefix].setdefault("max_features", features)
+    arguments["coincidence"].setdefault(
+        "max_entities", _cap(max_bytes * _COINCIDENCE_SHARE, _coincidence_bytes(arguments))
+    )
+    arguments["gap"].setdefault("max_keys", _cap(max_bytes * _GAP_SHARE, _gap_bytes(arguments)))
     if "sla" in arguments["write_lag"]:
         raise PortfolioError(
             model.model_id, f"{key}.write_lag_sla", "set write_lag_sla on each feature"
@@ -236,7 +335,7 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
     report_every = own.get("report_every", DEFAULT_REPORT_EVERY)
     if not (isinstance(report_every, int | float) and 0 < report_every < math.inf):
         raise PortfolioError(model.model_id, f"{key}.report_every", "expected seconds > 0")
-    max_requests = own.get("max_requests", DEFAULT_MAX_REQUESTS)
+    max_requests = own.get("max_requests", _cap(max_bytes * _REQUESTS_SHARE, _REQUEST_BYTES))
     if not (isinstance(max_requests, int) and not isinstance(max_requests, bool)):
         raise PortfolioError(model.model_id, f"{key}.max_requests", "expected an integer >= 1")
     if max_requests < 1:
@@ -251,7 +350,28 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
         future=future,
         report_every_ms=float(report_every) * 1000.0,
         max_requests=max_requests,
+        entities=RequestMap(max_requests),
     )
+
+
+def _cap(share: float, each: int) -> int:
+    """How many items of ``each`` bytes fit in ``share`` bytes; at least one."""
+    return max(1, int(share) // each)
+
+
+def _coincidence_bytes(arguments: dict[str, dict[str, Any]]) -> int:
+    """An entity's bytes in ``label_leak``, with its features as set (an int, or any
+    value the detector will refuse: then the cap is moot)."""
+    features = arguments["coincidence"]["max_features"]
+    columns = features if isinstance(features, int) and features > 0 else 1
+    return LabelCoincidentWrites.bytes_per_entity(columns)
+
+
+def _gap_bytes(arguments: dict[str, dict[str, Any]]) -> int:
+    """A pair's bytes in ``availability_gap``, with its ``history`` and ``pending``."""
+    sizes = [arguments["gap"].get(name, 8) for name in ("history", "pending")]
+    history, pending = (n if isinstance(n, int) and n > 0 else 1 for n in sizes)
+    return AvailabilityGap.bytes_per_key(history, pending)
 
 
 def observe(
@@ -310,6 +430,9 @@ class _Pending:
     def __init__(self) -> None:
         self.coincidence: list[WriteEvent | Label] = []
         self.gap: list[WriteEvent | ServedFeature | ServedValues] = []
+        # Per gap event, the coincidence events queued before it (its record's included):
+        # label_leak's sample after them is the one it is read in.
+        self.gap_after: list[int] = []
         self.slots: list[tuple[int, float]] = []
         # The slot of each coincidence event, and of each gap event that may flag.
         self.coincidence_slots: list[int] = []
@@ -325,6 +448,7 @@ class _Pending:
         self.slots.append((k, at_ms))
         self.gap_slots[len(self.gap)] = slot
         self.gap.append(event)
+        self.gap_after.append(len(self.coincidence))
         return slot
 
 
@@ -334,7 +458,10 @@ def _effects(
     """Feeds the pending events; each record's effects, and the round of points after the
     record ``report_at`` (None: no round is due)."""
     coincidence, gap = watch.coincidence, watch.gap
+    bits = coincidence.sample_bits
     coincidence.update_many(pending.coincidence)
+    bits_after = coincidence.sample_bits
+    slots_of_gap = _sampled(watch, pending, bits)
     gap.update_many(pending.gap)
     # (slot, 0: a flag or 1: found at once, detector or "", what was found), by slot.
     queued: list[tuple[int, int, str, Any]] = [
@@ -343,7 +470,6 @@ def _effects(
     queued += _lag_windows(watch, pending)
     slots = pending.coincidence_slots
     queued += [(slots[position], 0, "label_leak", found) for position, found in coincidence.flags]
-    slots_of_gap = pending.gap_slots
     queued += [
         (slots_of_gap[position], 0, "availability_gap", found) for position, found in gap.flags
     ]
@@ -357,6 +483,7 @@ def _effects(
             evidence.setdefault(k, []).extend(found)
     if report_at is not None:
         evidence.setdefault(report_at, [])
+        _gap_round(watch, bits_after)
     effects = []
     for k, caused in evidence.items():
         points = [_flag_point(watch, e) for e in caused if e.alarm and e.detector in _LEAK_POINTS]
@@ -390,8 +517,58 @@ def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) ->
     pending.coincidence.append(write)
     # Gaps found by a write count at the feature's next prediction, when it is tested.
     pending.gap.append(write)
+    pending.gap_after.append(len(pending.coincidence))
     writes[0].append(write)
     writes[1].append(slot)
+
+
+def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
+    """Keeps in ``pending.gap`` the events of entities in the gap's sample: within
+    ``label_leak``'s as it was after the coincidence events queued before each (``bits``
+    before the first), as one record at a time would, and within ``gap_sample_bits``.
+    Counts the served values left out. The slot of each kept event that may flag, by its
+    new position."""
+    halvings = watch.coincidence.halvings
+    own = watch.gap_sample_bits
+    if not bits and not halvings and not own:
+        return pending.gap_slots
+    # label_leak's sample bits after coincidence event i: those of the last halving at or
+    # before it, and ``bits`` before any.
+    positions = [position for position, _ in halvings]
+    after = [bits, *(found for _, found in halvings)]
+    kept: list[WriteEvent | ServedFeature | ServedValues] = []
+    slots: dict[int, int] = {}
+    for j, (event, queued) in enumerate(zip(pending.gap, pending.gap_after, strict=True)):
+        sample = max(own, after[bisect.bisect_left(positions, queued)])
+        if in_sample(entity_hash(event.entity_id), sample):
+            if j in pending.gap_slots:
+                slots[len(kept)] = pending.gap_slots[j]
+            kept.append(event)
+        elif isinstance(event, ServedValues):
+            watch.values_unsampled += len(event.features)
+        elif isinstance(event, ServedFeature):
+            watch.values_unsampled += 1
+    pending.gap = kept
+    return slots
+
+
+def _gap_round(watch: LeakWatch, bits: int) -> None:
+    """At a round of points (the same records whatever the batches), if the gap forgot
+    pairs to make room since the last round: halves its sample (within label_leak's, of
+    ``bits``) at least once, and until the pairs it made since the last round, at their
+    rate over ``gap_max_delay``, would fit its cap."""
+    gap = watch.gap
+    last_at, last_made, last_evicted = watch.gap_round
+    watch.gap_round = (watch.stream_time, gap.made, gap.evicted)
+    span = watch.stream_time - last_at
+    if gap.evicted == last_evicted or not 0 < span < math.inf:
+        return
+    needed = (gap.made - last_made) * float(gap.max_delay) / span
+    sample = max(watch.gap_sample_bits, bits) + 1
+    while needed / 2 > gap.max_keys and sample < 64:
+        sample += 1
+        needed /= 2
+    watch.gap_sample_bits = min(64, sample)
 
 
 def _lag_windows(watch: LeakWatch, pending: _Pending) -> list[tuple[int, int, str, Any]]:
@@ -441,10 +618,7 @@ def _window_evidence(lag: WriteLag, summary: WriteLagSummary, at: float) -> list
 def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pending) -> None:
     if prediction.role != "live":
         return
-    watch.entities[prediction.request_id] = prediction.entity_id
-    watch.entities.move_to_end(prediction.request_id)
-    if len(watch.entities) > watch.max_requests:
-        watch.entities.popitem(last=False)
+    watch.entities.put(prediction.request_id, prediction.entity_id)
     at_ms = prediction.predicted_at
     features, monitored = prediction.features, watch.write_lag
     if watch.future is None:
@@ -572,6 +746,8 @@ def _report(watch: LeakWatch) -> list[Point]:
             "flagged": int(leak.leaking),
             "labels": sum(leak.labels),
             "unjudged": leak.unjudged,
+            "unsampled": watch.coincidence.unsampled,
+            "sample_fraction": watch.sample_fraction,
         }
         tags = {"model": model_id, "feature": name, "detector": "label_leak"}
         points.append(point("leak", tags, fields, time_ms))
@@ -581,6 +757,8 @@ def _report(watch: LeakWatch) -> list[Point]:
             "p_value": gap.p_value,
             "flagged": int(gap.gapped),
             "predictions": gap.predictions,
+            "values_unsampled": watch.values_unsampled,
+            "sample_fraction": watch.gap_sample_fraction,
         }
         tags = {"model": model_id, "feature": name, "detector": "availability_gap"}
         points.append(point("leak", tags, fields, time_ms))

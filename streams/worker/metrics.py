@@ -39,7 +39,10 @@ Metrics (all with the ``failsoft_`` prefix):
   gauge, since it moves with their partitions;
 - ``monitor_state_entries{structure}``, ``monitor_state_cap{structure}`` and
   ``monitor_models_at_cap{structure}``: the structures that grow until a cap, summed over
-  the models, and how many models have reached it.
+  the models, and how many models have reached it;
+- ``monitor_sample_fraction_min{structure}`` and ``monitor_models_sampled{structure}``:
+  of the structures that keep a hash sample of entities at their cap, the smallest
+  fraction kept among the models, and how many models keep less than all.
 
 The worker's full garbage collections have a collector of their own
 (``streams.worker.gcfreeze.FullCollections``): ``gc_full_collection_seconds`` (a histogram
@@ -237,8 +240,13 @@ class WorkerCollector(Collector):
         entries: Counter[str] = Counter()
         caps: Counter[str] = Counter()
         at_cap: Counter[str] = Counter()
+        smallest: dict[str, float] = {}
+        sampled: Counter[str] = Counter()
         for gauges in self.monitors.gauges():
             unused.update(gauges.unused)
+            for structure, fraction in gauges.sampled.items():
+                smallest[structure] = min(fraction, smallest.get(structure, 1.0))
+                sampled[structure] += fraction < 1.0
             for structure, (n, cap) in gauges.filled.items():
                 entries[structure] += n
                 caps[structure] += cap
@@ -251,24 +259,28 @@ class WorkerCollector(Collector):
         for (part, reason), value in sorted(unused.items()):
             family.add_metric([part, reason], value)
         yield family
-        for name, documentation, values in (
-            ("entries", "Entries of the structures that grow until a cap.", entries),
-            ("cap", "Caps of the structures that grow until a cap.", caps),
-        ):
+        capped = "Models whose structure has reached its cap: the oldest entries are forgotten."
+        smallest_kept = "The smallest fraction of entities a model's sampled structure keeps."
+        # (name, documentation, value by structure, the structures shown).
+        by_structure: tuple[tuple[str, str, Mapping[str, float], Iterable[str]], ...] = (
+            ("state_entries", "Entries of the structures that grow until a cap.", entries, caps),
+            ("state_cap", "Caps of the structures that grow until a cap.", caps, caps),
+            ("models_at_cap", capped, at_cap, caps),
+            ("sample_fraction_min", smallest_kept, smallest, smallest),
+            (
+                "models_sampled",
+                "Models whose structure keeps a sample of entities.",
+                sampled,
+                smallest,
+            ),
+        )
+        for name, documentation, values, structures in by_structure:
             family = GaugeMetricFamily(
-                f"failsoft_monitor_state_{name}", documentation, labels=["structure"]
+                f"failsoft_monitor_{name}", documentation, labels=["structure"]
             )
-            for structure in sorted(caps):
+            for structure in sorted(structures):
                 family.add_metric([structure], values[structure])
             yield family
-        family = GaugeMetricFamily(
-            "failsoft_monitor_models_at_cap",
-            "Models whose structure has reached its cap: the oldest entries are forgotten.",
-            labels=["structure"],
-        )
-        for structure in sorted(caps):
-            family.add_metric([structure], at_cap[structure])
-        yield family
 
     def _ingest(self) -> Iterator[Metric]:
         ingest = self.ingest

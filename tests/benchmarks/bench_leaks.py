@@ -347,16 +347,19 @@ def run(seed: int) -> Outcome:
 
 def entity_budget(seed: int, entities: int, users: int = 2_000) -> dict[str, str]:
     """``LabelCoincidentWrites`` holding about ``entities`` users of the world two ways:
-    capped at ``entities`` (it forgets the entity seen longest ago, as the leak watch's
-    caps do today), and with room for all but fed only the users whose id hashes below
-    ``entities / users`` of the hash range (every event of a user it keeps). What each
-    flagged among the leaks it looks for (label-coincident and late), and falsely."""
+    capped at ``entities`` (at its cap it keeps a hash sample of the users, halved each
+    time the table fills), and with room for all but fed only the users whose id hashes
+    below ``entities / users`` of the hash range (every event of a user it keeps). What
+    each flagged among the leaks it looks for (label-coincident and late), and falsely."""
     events = simulate(seed, users=users)
     looked_for = set(COINCIDENT) | set(LATE)
     threshold = entities / users * 2.0**64
     sampled = [e for e in events if entity_hash(e.entity_id) < threshold]
     found = {}
-    for name, kept, cap in (("oldest forgotten", events, entities), ("hash sample", sampled, None)):
+    for name, kept, cap in (
+        ("capped, sample halved", events, entities),
+        ("hash sample", sampled, None),
+    ):
         flags, labels, _ = _first_flags(kept, cap)
         flagged = {f for f, flag in flags.items() if flag.detector == "LabelCoincidentWrites"}
         found[name] = (

@@ -9,9 +9,10 @@ The batch convention of every hot-path detector:
   detectors, ``window_ends`` with ``window_statistics``, ``window_p_values`` and
   ``window_drifts`` for windowed tests. After ``update(x)`` they describe that batch of one.
 
-A detector keeps those events in one attribute, ``_batch_events``. They describe the last
+A detector keeps those events in one attribute, ``_batch_events`` (``LabelCoincidentWrites``
+also keeps where its sample of entities halved, in ``_halvings``). They describe the last
 batch, so they differ by design between a stream fed one by one and the same stream fed in
-batches; ``same_state`` leaves that attribute out and compares the rest of two detectors'
+batches; ``same_state`` leaves those attributes out and compares the rest of two detectors'
 running state, NaN equal to NaN, so a test can feed one stream one by one and in arbitrary
 batches (``cuts``, from hypothesis) and assert equality of both the events and the state.
 """
@@ -28,8 +29,8 @@ from hypothesis import strategies as st
 
 Event = tuple[Any, ...]
 
-# The attribute holding the events of the last batch (see the module docstring).
-BATCH_EVENTS = "_batch_events"
+# The attributes holding the events of the last batch (see the module docstring).
+BATCH_EVENTS = frozenset({"_batch_events", "_halvings"})
 
 
 def same_state(a: Any, b: Any) -> bool:
@@ -51,7 +52,7 @@ def same_state(a: Any, b: Any) -> bool:
 
 
 def _running(x: Any) -> dict[str, Any]:
-    return {key: value for key, value in vars(x).items() if key != BATCH_EVENTS}
+    return {key: value for key, value in vars(x).items() if key not in BATCH_EVENTS}
 
 
 def state_difference(a: Any, b: Any, path: str = "") -> str | None:

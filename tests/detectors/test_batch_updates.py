@@ -630,7 +630,8 @@ def test_label_coincidence_pickles_a_few_bytes_per_entity_and_feature() -> None:
     # null (none here); per entity its key, table slot and a few times.
     detector = LabelCoincidentWrites(max_entities=1_000)
     features = [f"f{k}" for k in range(20)]
-    for i in range(1_200):
+    # Filled to its cap, not past it: past it, the sample of entities halves.
+    for i in range(1_000):
         at = 1.7e12 + i * 1_000.0
         detector.update_many([FeatureWrite(i, name, 1.0, at, at) for name in features])
     assert detector.entities == 1_000

@@ -182,21 +182,56 @@ def test_finds_a_sentinel_among_frequent_writes() -> None:
     assert (evidence.lag, evidence.leak_class) == ((-MINUTE, MINUTE), 1)
 
 
-def test_forgotten_entities_make_labels_unjudged_not_leaks() -> None:
-    # A third of the users fit: the others' control windows may hold forgotten writes.
+def test_a_full_table_keeps_a_hash_sample_of_whole_entities_and_flags_no_honest_feature() -> None:
+    # A third of the users fit: the sample halves twice, to a quarter of the key range.
     honest = _activity_stream(np.random.default_rng(0), 300, 60_000)
     detector = LabelCoincidentWrites(max_entities=100)
     assert _first_alarm(detector, honest) is None
-    assert detector.entities == 100
-    assert detector.evidence["sessions_7d"].unjudged > 10_000
+    assert (detector.entities, detector.sample_bits, detector.sample_fraction) == (71, 2, 0.25)
+    # Labels of users outside the sample are counted, not judged; the users kept lose
+    # only the bins open when the sample halved, not the writes of users forgotten and
+    # met again (45,920 unjudged bins when the user seen longest ago was forgotten).
+    assert detector.unsampled == 6_956
+    assert detector.evidence["sessions_7d"].unjudged == 7_215
+    assert detector.evidence["sessions_7d"].labels == (1_508, 574)
     leaking = _activity_stream(
         np.random.default_rng(6), 300, 20_000, leak="last_login_date", sentinel="1970-01-01"
     )
     detector = LabelCoincidentWrites(max_entities=100, sentinels=("1970-01-01",))
-    # Found as early as with room for every user (index 825 in the test above): the
-    # labels that count came with writes of kept users.
-    assert _first_alarm(detector, leaking) == 825
-    assert detector.leaking_features == ("last_login_date",)
+    # A quarter of the labels: found later than with room for every user (index 825 in
+    # the test above), but found.
+    assert _first_alarm(detector, leaking) == 2_090
+    assert (detector.leaking_features, detector.sample_bits) == (("last_login_date",), 2)
+
+
+def test_the_sample_is_state_a_pickle_keeps() -> None:
+    events = writes_and_labels(np.random.default_rng(4), 3_000, leaking="last_login_date")
+    straight = LabelCoincidentWrites(**SMALL, max_entities=16)
+    straight.update_many(events)
+    resumed = LabelCoincidentWrites(**SMALL, max_entities=16)
+    # Halved at events 16 and 42, then at 68.
+    resumed.update_many(events[:50])
+    resumed = pickle.loads(pickle.dumps(resumed))
+    assert resumed.sample_bits == 2
+    resumed.update_many(events[50:])
+    assert (straight.sample_bits, straight.leaking_features) == (3, ("last_login_date",))
+    assert state_difference(straight, resumed) is None
+
+
+def test_state_at_the_cap_is_bounded_by_bytes_per_entity() -> None:
+    detector = LabelCoincidentWrites(max_entities=200, max_features=20)
+    features = [f"f{c}" for c in range(20)]
+    for i in range(5_000):
+        for name in features:
+            detector.update(FeatureWrite(i, name, 1.0, i * 100.0, i * 100.0))
+        if i % 10 == 0:
+            detector.update(Label(i, i % 3 == 0, i * 100.0 + 50.0))
+    assert detector.entities <= 200 and detector.sample_bits == 5
+    per_feature = detector._counts.nbytes + detector._labels.nbytes
+    bound = 200 * LabelCoincidentWrites.bytes_per_entity(20) + per_feature + 4_096
+    assert detector.state_bytes <= bound
+    assert detector.state_bytes == 187_916
+    assert len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL)) <= 60_000
 
 
 def test_entities_expire_and_the_state_stops_growing_at_its_cap() -> None:
@@ -208,15 +243,43 @@ def test_entities_expire_and_the_state_stops_growing_at_its_cap() -> None:
         if i in (5_000, 19_999):
             sizes.append((detector.entities, detector.state_bytes, len(pickle.dumps(detector))))
     # Kept for label_delay + 2 * max_lag + lateness = 3 h 10 min, i.e. 11,400 users, and
-    # never more than the cap.
-    assert sizes[0][0] == sizes[1][0] == 1_000
-    assert sizes[0][1:] == sizes[1][1:]
+    # never more than the cap: a sixteenth of the users by then, in arrays of the cap.
+    assert [size[0] for size in sizes] == [643, 988] and detector.sample_bits == 4
+    assert sizes[0][1] == sizes[1][1] == 241_052
+    assert [size[2] for size in sizes] == [24_245, 38_939]
     short = LabelCoincidentWrites(max_lag=4 * MINUTE, label_delay=0.0, lateness=0.0)
     for i in range(1_000):
         short.update(FeatureWrite(i, "plan", "pro", i * 1_000.0, i * 1_000.0))
     # Kept for 8 minutes, 480 users: rows of expired users are reused once the table, grown
     # by doubling, is full.
     assert short.entities <= 512 and len(short._in_use) == 512
+
+
+@settings(max_examples=30, deadline=None)
+@given(at=cuts(600))
+def test_a_batch_update_is_exactly_updates_one_by_one_through_halvings(at: list[int]) -> None:
+    events: list = writes_and_labels(np.random.default_rng(5), 600, leaking="last_login_date")
+    for i in (0, 200, 450):
+        events[i:i] = [BAD_EVENTS[i % len(BAD_EVENTS)]]
+
+    def make() -> LabelCoincidentWrites:
+        return LabelCoincidentWrites(**SMALL, min_labels=3, max_entities=8)
+
+    one_by_one = make()
+    halvings: list[tuple[int, int]] = []
+    for i, x in enumerate(events):
+        one_by_one.update(x)
+        halvings += [(i, bits) for _, bits in one_by_one.halvings]
+    batched = make()
+    found = []
+    offset = 0
+    for batch in batches(events, at):
+        batched.update_many(batch)
+        found += [(offset + i, bits) for i, bits in batched.halvings]
+        offset += len(batch)
+    assert found == halvings and len(halvings) >= 2
+    assert batched.unsampled == one_by_one.unsampled > 0
+    assert state_difference(one_by_one, batched) is None
 
 
 @settings(max_examples=30, deadline=None)

@@ -54,6 +54,9 @@ def test_every_dropped_input_is_counted_by_part_and_reason() -> None:
     shown = gauges.as_json()
     assert shown["unused"]["label_join"]["evicted"] == 1400
     assert shown["filled"]["label_join.held"] == {"entries": 100, "cap": 100}
+    # label_leak's table is not full: it keeps every entity. A new entity per prediction
+    # would need more pairs than the gap's cap: it reads a sixty-fourth of them.
+    assert shown["sampled"] == {"leak_watch.entities": 1.0, "leak_watch.keys": 0.015625}
 
 
 def test_gauges_survive_a_checkpoint() -> None:
@@ -74,10 +77,12 @@ def test_metrics_sum_the_models_and_count_those_at_a_cap() -> None:
     full = StateGauges(
         unused={("label_join", "evicted"): 7, ("score", "invalid"): 2},
         filled={"label_join.held": (100, 100), "leak_watch.keys": (3, 10)},
+        sampled={"leak_watch.entities": 0.25},
     )
     filling = StateGauges(
         unused={("label_join", "evicted"): 0, ("score", "invalid"): 1},
         filled={"label_join.held": (40, 100), "leak_watch.keys": (10, 10)},
+        sampled={"leak_watch.entities": 1.0},
     )
     collector = WorkerCollector(PipelineCounters(), [], Ingest(), Monitors(full, filling))
     text = render(collector).decode()
@@ -87,3 +92,5 @@ def test_metrics_sum_the_models_and_count_those_at_a_cap() -> None:
     assert 'failsoft_monitor_state_cap{structure="label_join.held"} 200.0' in text
     assert 'failsoft_monitor_models_at_cap{structure="label_join.held"} 1.0' in text
     assert 'failsoft_monitor_models_at_cap{structure="leak_watch.keys"} 1.0' in text
+    assert 'failsoft_monitor_sample_fraction_min{structure="leak_watch.entities"} 0.25' in text
+    assert 'failsoft_monitor_models_sampled{structure="leak_watch.entities"} 1.0' in text

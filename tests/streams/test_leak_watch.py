@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import pickle
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from streams.monitor.leak_watch import (
 )
 from streams.monitor.watch import new_watch
 from streams.portfolio import Model, PortfolioError, parse_portfolio
+from tests.benchmarks.bench_monitor_replay import synthetic_portfolio
 
 Record = FeatureWrite | Prediction | GroundTruth
 
@@ -99,6 +101,9 @@ def churn_stream(seed: int, count: int, leak: bool = True) -> list[Record]:
             records.append(write(user, "last_login_date", None, now, now + 1_000))
         records.append(label(user, int(churner), now))
     return records
+
+
+LEAKS = ("label_leak", "availability_gap")
 
 
 def run(model: Model, watch: LeakWatch, records: list[Record]) -> list[tuple[int, LeakEffects]]:
@@ -296,7 +301,26 @@ def test_the_request_map_is_bounded() -> None:
     watch = new_leak_watch(model)
     for i in range(10):
         observe(model, watch, prediction(f"r{i}", f"u{i}", 1_000 * i, {"plan": ("pro", 0)}))
-    assert list(watch.entities) == ["r7", "r8", "r9"]
+    assert [watch.entities.get(f"r{i}") for i in range(6, 10)] == [None, "u7", "u8", "u9"]
+    assert len(watch.entities) == 3
+    # Not a Python string per request: a worker's full collections need not walk them.
+    assert not {"r9", "u9"} & strings_in(watch.entities)
+
+
+def strings_in(root: object) -> set[str]:
+    """The strings reachable from ``root``."""
+    seen: set[int] = set()
+    todo, found = [root], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            found.add(item)
+        else:
+            todo.extend(gc.get_referents(item))
+    return found
 
 
 def test_pickle_round_trip_mid_stream_continues_identically() -> None:
@@ -354,15 +378,23 @@ def dataclasses_replace(record: Record, **changes: object) -> Record:
     return type(record)(**{**{f: getattr(record, f) for f in record.__struct_fields__}, **changes})
 
 
-@pytest.mark.parametrize("future_values", [False, True])
-def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_values: bool) -> None:
+def mixed_replay(
+    setting: str, future_values: bool
+) -> tuple[Model, list[Record], LeakWatch, list[tuple[int, LeakEffects]]]:
+    """``mixed_stream(5, 4_000)`` through a watch one record at a time, with ``setting``
+    beside small windows: the model, the records, the watch and the effects."""
     model = churn_model(
-        "[models.churn.detectors.leaks]\nwrite_lag_window = 20\ngap_min_predictions = 10\n"
+        f"[models.churn.detectors.leaks]\n{setting}\ngap_min_predictions = 10\n"
         "gap_window = 16\ncoincidence_min_labels = 3\nskew_tolerance = 100\n"
     )
     records = mixed_stream(5, 4_000)
     one_by_one = new_leak_watch(model, future_values=future_values)
-    expected = run(model, one_by_one, records)
+    return model, records, one_by_one, run(model, one_by_one, records)
+
+
+@pytest.mark.parametrize("future_values", [False, True])
+def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_values: bool) -> None:
+    model, records, one_by_one, expected = mixed_replay("write_lag_window = 20", future_values)
     # The stream flags, closes windows and reports: each kind of effect is compared.
     detectors = {e.detector for _, eff in expected for e in eff.evidence}
     assert detectors == {
@@ -372,6 +404,18 @@ def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_valu
         "write_lag_sla",
         *(["future_values"] if future_values else []),
     }
+    assert_batches_match(model, records, one_by_one, expected, future_values)
+    accepted = {name: lag.write_lag[name].writes for name, lag in one_by_one.write_lag.items()}
+    assert one_by_one.lag_writes == accepted
+
+
+def assert_batches_match(
+    model: Model,
+    records: list[Record],
+    one_by_one: LeakWatch,
+    expected: list[tuple[int, LeakEffects]],
+    future_values: bool,
+) -> None:
     for size in (7, 500, len(records)):
         batched = new_leak_watch(model, future_values=future_values)
         found: list[tuple[int, LeakEffects]] = []
@@ -380,8 +424,24 @@ def test_a_batch_has_the_effects_and_state_of_its_records_one_by_one(future_valu
             found += [(start + k, effects) for k, effects in chunk]
         assert found == expected
         assert pickle.dumps(batched) == pickle.dumps(one_by_one)
-    accepted = {name: lag.write_lag[name].writes for name, lag in one_by_one.write_lag.items()}
-    assert one_by_one.lag_writes == accepted
+
+
+@pytest.mark.parametrize("future_values", [False, True])
+def test_batches_through_halvings_of_the_sample_are_their_records_one_by_one(
+    future_values: bool,
+) -> None:
+    # Room for 6 of the 12 users in label_leak: its sample halves, and the availability
+    # gap reads only the users in it, as it was at each record.
+    model, records, one_by_one, expected = mixed_replay("max_bytes = 2_500", future_values)
+    # Halved at record 17, inside a batch of 7 and of 500; the leak is still found.
+    assert one_by_one.coincidence.max_entities == 6
+    assert (one_by_one.sample_fraction, one_by_one.coincidence.entities) == (0.5, 5)
+    assert (one_by_one.coincidence.unsampled, one_by_one.values_unsampled) == (288, 2_854)
+    # Room for 2 pairs, not the dozens 10 minutes bring: the gap's sample halves further.
+    assert (one_by_one.gap.max_keys, one_by_one.gap_sample_fraction) == (2, 2**-8)
+    flags = [(n, e.detector) for n, eff in expected for e in eff.evidence if e.detector in LEAKS]
+    assert flags == [(1_596, "label_leak")]
+    assert_batches_match(model, records, one_by_one, expected, future_values)
 
 
 def test_a_write_that_flags_and_closes_a_window_gives_the_flag_first() -> None:
@@ -421,6 +481,8 @@ def test_a_malformed_write_is_rejected_without_a_verdict() -> None:
         ("write_lag_sla = 10", "detectors.leaks.write_lag_sla"),
         ("report_every = 0", "detectors.leaks.report_every"),
         ("max_requests = 0", "detectors.leaks.max_requests"),
+        ("max_bytes = 0", "detectors.leaks.max_bytes"),
+        ('max_bytes = "1MB"', "detectors.leaks.max_bytes"),
         ("tolerance = 5", "detectors.leaks.tolerance"),
     ],
 )
@@ -428,3 +490,30 @@ def test_a_bad_setting_names_the_model_and_key(settings: str, key: str) -> None:
     with pytest.raises(PortfolioError) as caught:
         new_leak_watch(churn_model(f"[models.churn.detectors.leaks]\n{settings}\n"))
     assert (caught.value.model, caught.value.key) == ("churn", key)
+
+
+def test_a_watch_of_twenty_features_past_its_caps_stays_within_its_bytes() -> None:
+    # 3,000 users, each written to and predicted once, none labelled and none expired:
+    # label_leak's table fills and its sample halves; the gap reads that sample.
+    model = synthetic_portfolio(1, 20).get("m0000")
+    assert model is not None
+    names = [feature.name for feature in model.features]
+    watch = new_leak_watch(model)
+    records: list[Record] = []
+    for n in range(3_000):
+        records += [write(f"u{n}", name, 1.0, n * 100, n * 100) for name in names]
+        served = {name: (1.0, n * 100) for name in names}
+        records.append(prediction(f"r{n}", f"u{n}", n * 100 + 50, served))
+    for start in range(0, len(records), 500):
+        observe_many(model, watch, records[start : start + 500])
+    coincidence, gap = watch.coincidence, watch.gap
+    assert (coincidence.max_entities, gap.max_keys, watch.max_requests) == (200, 249, 350)
+    assert (watch.sample_fraction, coincidence.entities, gap.keys) == (0.0625, 186, 240)
+    # 12,000 pairs a minute would need 120,000 pairs for the gap's 10 minutes: its first
+    # round halves its sample 11 times, and it reads about one user in 2,048.
+    assert (watch.gap_sample_bits, watch.values_unsampled) == (11, 53_020)
+    arrays = coincidence.state_bytes + sum(
+        a.nbytes for a in vars(gap).values() if isinstance(a, np.ndarray)
+    )
+    assert arrays <= 280_000
+    assert len(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)) <= 90_000

@@ -188,7 +188,7 @@ def code_defaults() -> dict[str, object]:
     found |= {f"detectors.health.{k}": v for k, v in health.items()}
     found |= {
         "detectors.leaks.report_every": leak_watch.DEFAULT_REPORT_EVERY,
-        "detectors.leaks.max_requests": leak_watch.DEFAULT_MAX_REQUESTS,
+        "detectors.leaks.max_bytes": leak_watch.DEFAULT_MAX_BYTES,
         "detectors.shadow.pair_ttl": shadow_join.DEFAULT_PAIR_TTL,
         "detectors.shadow.report_every": shadow_join.DEFAULT_REPORT_EVERY,
         "detectors.shadow.max_pending": shadow_join.DEFAULT_MAX_PENDING,
