@@ -7,7 +7,9 @@ by part and reason. Structures that grow until a cap (the label join's held pred
 the labels waiting for their predictions, the leak watch's remembered requests, entities
 and keys, the shadow join's waiting lists) report their entries beside their cap in
 ``filled``: a model at a cap forgets the oldest, which costs its detectors power, and an
-operator should see that before wondering why a leak went unflagged.
+operator should see that before wondering why a leak went unflagged. The label join's
+sample of held predictions is there too (``label_join.sample``): the parts per million of
+entities held beside a million, below its cap once a fast model made it halve.
 
 The worker shows them per model in ``/failsoft/models`` and summed over its models in
 ``/metrics`` (``streams.worker.metrics``). Reading them walks the monitor's parts once and
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from streams.monitor.monitor import Monitor
 
 __all__ = ["StateGauges", "state_gauges"]
+
+_PPM = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +78,19 @@ def state_gauges(monitor: Monitor) -> StateGauges:
             if detector is not None:
                 performance += detector.n_ignored
     unused["performance", "invalid"] = performance
-    for reason in ("unmatched", "expired", "evicted", "duplicates", "evicted_streams"):
+    for reason in (
+        "unmatched",
+        "unsampled_labels",
+        "expired",
+        "evicted",
+        "duplicates",
+        "evicted_streams",
+    ):
         unused["label_join", reason] = getattr(join, reason)
+    unused["label_join", "unsampled"] = join.held.unsampled
     filled["label_join.held"] = (len(join.held), join.settings.max_held)
+    # Parts per million of the entities whose predictions are held: at its cap, all are.
+    filled["label_join.sample"] = (round(join.held.fraction * _PPM), _PPM)
     filled["label_join.streams"] = (len(join.streams), join.settings.max_streams)
 
     wait = monitor.label_wait

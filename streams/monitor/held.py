@@ -18,6 +18,18 @@ compares the hashes, so two ids with the same hash would be taken for one: a lab
 up among 10,000 held predictions finds a wrong one with a chance of about 10,000 in 2**64,
 5e-16. Nothing downstream reads the ids: a label scores what it matched.
 
+Sampling. A table holds the predictions of a hash sample of entities: those whose entity
+hash is below ``limit``, at first every entity. When ``max_held`` rows are held and another
+comes, the limit halves and the held rows at or above it leave, counted in ``unsampled``
+with the predictions it leaves out; only when that would let go of none or all of them
+(one entity fills the table) does the oldest row go instead, evicted. So a model
+predicting faster than ``max_held`` per time to live keeps joining the labels of a
+fraction of its entities, not the last few seconds of all of them. Sampling by entity
+keeps an entity's predictions together, which a label naming only its entity needs (it
+matches the entity's latest prediction), and draws the same entities as the leak watch,
+whose hash this is. The limit never grows back: a prediction let go stays let go, so a
+label finds its prediction held or knows from its entity's hash (``samples``) why not.
+
 A checkpoint pickles only the held rows' columns and the few outputs that are not a score;
 the key index (``KeyTable``, keys salted by role) is rebuilt at C speed on the first use
 after a load.
@@ -36,6 +48,8 @@ True
 (True, 1)
 >>> table.release(("live", r3)).predicted_at, len(table)
 (3000, 0)
+>>> table.fraction, table.samples(entity_hash("u1"))
+(1.0, True)
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ from detectors.leaks import events
 from detectors.leaks._memory import KeyTable
 
 __all__ = [
+    "EVERYTHING",
     "ROLES",
     "HeldKey",
     "HeldOutput",
@@ -65,6 +80,8 @@ _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 # A key of the index is the request's hash XOR its role's salt: the roles of one request
 # are three keys (0 keeps the live key the request's hash).
 _ROLE_SALTS = (0, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+# The sample's limit while it holds every entity: above every 64-bit hash.
+EVERYTHING = 1 << 64
 # Columns are allocated for this many rows first, then doubled up to the bound.
 _FIRST_CAPACITY = 64
 
@@ -104,7 +121,21 @@ class HeldTable:
 
     def __init__(self, max_held: int) -> None:
         self.max_held = max_held
+        # The sample: a prediction is held only when its entity's hash is below ``limit``
+        # (``EVERYTHING`` at first, halved when the table is full); ``unsampled`` counts
+        # the predictions it left out or let go.
+        self.limit = EVERYTHING
+        self.unsampled = 0
         self._allocate(0)
+
+    @property
+    def fraction(self) -> float:
+        """The fraction of entities whose predictions are held."""
+        return self.limit / EVERYTHING
+
+    def samples(self, entity: int) -> bool:
+        """Whether the predictions of the entity of hash ``entity`` are held."""
+        return entity < self.limit
 
     def _allocate(self, rows: int) -> None:
         """Empty columns with room for at least ``rows`` rows (and no more than needed)."""
@@ -169,11 +200,16 @@ class HeldTable:
         output: HeldOutput,
     ) -> bool:
         """Hold a prediction whose key is not held (the fields of a ``HeldPrediction``,
-        not one: the join has them apart); when ``max_held`` are held, the oldest goes
-        first. Whether one went."""
-        evicted = self._count >= self.max_held
-        if evicted:
-            self._drop_row(self._oldest())
+        not one: the join has them apart) if its entity is in the sample; when
+        ``max_held`` are held, the sample halves first, or the oldest goes (``_make_room``).
+        Whether the oldest went."""
+        if entity >= self.limit:
+            self.unsampled += 1
+            return False
+        evicted = self._count >= self.max_held and self._make_room()
+        if entity >= self.limit:
+            self.unsampled += 1
+            return False
         if self._rows == len(self._at):
             self._compact()
         row = self._rows
@@ -303,6 +339,32 @@ class HeldTable:
             ),
         )
 
+    def _make_room(self) -> bool:
+        """Halve the sample, letting go of the held rows at or above the new limit, when
+        held rows lie on both sides of it; else (all held rows on one side, as when one
+        entity fills the table) evict the oldest row. Whether the oldest went.
+
+        Halving only when rows stay keeps the table from emptying at once, and the limit
+        from falling to 0 (which would hold nothing ever again)."""
+        self.flush()
+        rows = np.flatnonzero(self._live[self._head : self._rows]) + self._head
+        entity = self._entity[rows]
+        half = self.limit // 2
+        if int(entity.min()) < half <= int(entity.max()):
+            self.limit = half
+            out = rows[entity >= np.uint64(half)]
+            self._live[out] = False
+            for row in out.tolist():
+                self._other.pop(row, None)
+            for role, dropped in enumerate(np.bincount(self._role[out], minlength=len(ROLES))):
+                self._per_role[role] -= int(dropped)
+            self._count -= len(out)
+            self.unsampled += len(out)
+            self._compact()  # the index goes with the columns, rebuilt on its next use
+            return False
+        self._drop_row(self._oldest())
+        return True
+
     def _widen(self) -> None:
         """Widen the version column when a code no longer fits it."""
         if len(self._versions) > 256 and self._version.dtype == np.uint8:
@@ -344,6 +406,8 @@ class HeldTable:
         offsets = at - base
         return {
             "max_held": self.max_held,
+            "limit": self.limit,
+            "unsampled": self.unsampled,
             "base_ms": base,
             "predicted_at": offsets.astype(np.min_scalar_type(int(offsets.max(initial=0)))),
             "score": self._score[rows],
@@ -358,6 +422,8 @@ class HeldTable:
 
     def _load(self, state: dict[str, Any]) -> None:
         self.max_held = state["max_held"]
+        self.limit = state["limit"]
+        self.unsampled = state["unsampled"]
         count = len(state["request"])
         self._allocate(count)
         self._versions = state["versions"]
