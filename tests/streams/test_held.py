@@ -169,13 +169,14 @@ def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
         table.add(request_hash(f"r{n}"), entity_hash(f"u{n}"), "live", "v1", n, 0.5)
     table._indexed()  # built as by the first lookup
     table.flush()
-    arrays = [*vars(table).values(), *vars(table._index).values()]
+    arrays = list(vars(table).values())
     numbers = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
     objects = sum(len(value) for value in arrays if isinstance(value, list | dict))
-    # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (12 bytes each),
-    # the one version (its name and code) and a count per role; the ids as strings took
-    # two lists of 10,000 strings, and dicts of 10,000 keys.
-    assert (numbers, objects) == (12_500 * 35 + 32_768 * 12, 2 + 3)
+    # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (4 bytes each:
+    # a row number, its key read from the row; a KeyTable beside it took 12), the one
+    # version (its name and code) and a count per role; the ids as strings took two lists
+    # of 10,000 strings, and dicts of 10,000 keys.
+    assert (numbers, objects) == (12_500 * 35 + 32_768 * 4, 2 + 3)
 
 
 def test_more_versions_than_a_byte_widen_their_column() -> None:
