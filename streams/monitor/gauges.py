@@ -8,8 +8,8 @@ the labels waiting for their predictions, the leak watch's remembered requests, 
 and keys, the shadow join's waiting lists) report their entries beside their cap in
 ``filled``: a model at a cap forgets the oldest, which costs its detectors power, and an
 operator should see that before wondering why a leak went unflagged. A structure that keeps
-a sample of entities instead (the leak watch's) reports the fraction it keeps in
-``sampled``.
+a sample of entities instead (the leak watch's, and the label join's held predictions)
+reports the fraction it keeps in ``sampled``.
 
 The worker shows them per model in ``/failsoft/models`` and summed over its models in
 ``/metrics`` (``streams.worker.metrics``). Reading them walks the monitor's parts once and
@@ -81,9 +81,18 @@ def state_gauges(monitor: Monitor) -> StateGauges:
             if detector is not None:
                 performance += detector.n_ignored
     unused["performance", "invalid"] = performance
-    for reason in ("unmatched", "expired", "evicted", "duplicates", "evicted_streams"):
+    for reason in (
+        "unmatched",
+        "unsampled_labels",
+        "expired",
+        "evicted",
+        "duplicates",
+        "evicted_streams",
+    ):
         unused["label_join", reason] = getattr(join, reason)
+    unused["label_join", "unsampled"] = join.held.unsampled
     filled["label_join.held"] = (len(join.held), join.settings.max_held)
+    sampled["label_join.held"] = join.held.fraction
     filled["label_join.streams"] = (len(join.streams), join.settings.max_streams)
 
     wait = monitor.label_wait

@@ -18,9 +18,22 @@ compares the hashes, so two ids with the same hash would be taken for one: a lab
 up among 10,000 held predictions finds a wrong one with a chance of about 10,000 in 2**64,
 5e-16. Nothing downstream reads the ids: a label scores what it matched.
 
+Sampling. A table holds the predictions of a hash sample of entities: those whose entity
+hash is below ``limit``, at first every entity. When ``max_held`` rows are held and another
+comes, the limit halves and the held rows at or above it leave, counted in ``unsampled``
+with the predictions it leaves out; only when that would let go of none or all of them
+(one entity fills the table) does the oldest row go instead, evicted. So a model
+predicting faster than ``max_held`` per time to live keeps joining the labels of a
+fraction of its entities, not the last few seconds of all of them. Sampling by entity
+keeps an entity's predictions together, which a label naming only its entity needs (it
+matches the entity's latest prediction), and draws the same entities as the leak watch,
+whose hash this is. The limit never grows back: a prediction let go stays let go, so a
+label finds its prediction held or knows from its entity's hash (``samples``) why not.
+
 A checkpoint pickles only the held rows' columns and the few outputs that are not a score;
-the key index (``KeyTable``, keys salted by role) is rebuilt at C speed on the first use
-after a load.
+the key index (open addressing as ``KeyTable``'s, keys salted by role, but only the row
+numbers: each key is read from its row) is rebuilt at C speed on the first use after a
+load.
 
 >>> table = HeldTable(max_held=2)
 >>> r1, r2, r3 = (request_hash(r) for r in ("r1", "r2", "r3"))
@@ -36,6 +49,8 @@ True
 (True, 1)
 >>> table.release(("live", r3)).predicted_at, len(table)
 (3000, 0)
+>>> table.fraction, table.samples(entity_hash("u1"))
+(1.0, True)
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from detectors.leaks import events
 from detectors.leaks._memory import KeyTable
 
 __all__ = [
+    "EVERYTHING",
     "ROLES",
     "HeldKey",
     "HeldOutput",
@@ -65,6 +81,15 @@ _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 # A key of the index is the request's hash XOR its role's salt: the roles of one request
 # are three keys (0 keeps the live key the request's hash).
 _ROLE_SALTS = (0, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+
+
+def _salts(roles: npt.NDArray[np.int8]) -> npt.NDArray[np.uint64]:
+    """The salt of each role code's index keys."""
+    return np.array(_ROLE_SALTS, np.uint64)[roles]
+
+
+# The sample's limit while it holds every entity: above every 64-bit hash.
+EVERYTHING = 1 << 64
 # Columns are allocated for this many rows first, then doubled up to the bound.
 _FIRST_CAPACITY = 64
 
@@ -104,7 +129,21 @@ class HeldTable:
 
     def __init__(self, max_held: int) -> None:
         self.max_held = max_held
+        # The sample: a prediction is held only when its entity's hash is below ``limit``
+        # (``EVERYTHING`` at first, halved when the table is full); ``unsampled`` counts
+        # the predictions it left out or let go.
+        self.limit = EVERYTHING
+        self.unsampled = 0
         self._allocate(0)
+
+    @property
+    def fraction(self) -> float:
+        """The fraction of entities whose predictions are held."""
+        return self.limit / EVERYTHING
+
+    def samples(self, entity: int) -> bool:
+        """Whether the predictions of the entity of hash ``entity`` are held."""
+        return entity < self.limit
 
     def _allocate(self, rows: int) -> None:
         """Empty columns with room for at least ``rows`` rows (and no more than needed)."""
@@ -117,7 +156,9 @@ class HeldTable:
         capacity = max(min(capacity, most), rows, 1)
         self._at: npt.NDArray[np.int64] = np.zeros(capacity, np.int64)
         self._score: npt.NDArray[np.float64] = np.zeros(capacity, np.float64)
-        self._request: npt.NDArray[np.uint64] = np.zeros(capacity, np.uint64)
+        # Each row's index key, its request hash salted by its role (which gives the hash
+        # back), written at once: the index reads it for every row it holds.
+        self._key: npt.NDArray[np.uint64] = np.zeros(capacity, np.uint64)
         self._entity: npt.NDArray[np.uint64] = np.zeros(capacity, np.uint64)
         self._role: npt.NDArray[np.int8] = np.zeros(capacity, np.int8)
         # Version codes in a byte while a model has at most 256 versions held (``_code``
@@ -134,8 +175,10 @@ class HeldTable:
         self._other: dict[int, HeldOutput] = {}
         self._versions: list[str] = []
         self._version_codes: dict[str, int] = {}
-        # Salted request hash -> row, built on first use: after a load or a compaction.
-        self._index: KeyTable | None = None
+        # The key index: salted request hash -> row, in open addressing as ``KeyTable``'s
+        # but only the rows (-1: empty), 4 bytes a slot instead of 12: a slot's key is read
+        # from its row (``_key``). Built on first use: after a load or a compaction.
+        self._slots: npt.NDArray[np.int32] | None = None
         # Held rows per role code: a label looks up only the roles some prediction holds.
         self._per_role = [0] * len(ROLES)
         self._head = 0  # rows before it are gone
@@ -146,14 +189,15 @@ class HeldTable:
 
     def __contains__(self, key: object) -> bool:
         role, request = cast(HeldKey, key)
-        return self._indexed().find(request ^ _ROLE_SALTS[_ROLE_CODES[role]]) >= 0
+        return self._find_key(request ^ _ROLE_SALTS[_ROLE_CODES[role]]) >= 0
 
     def __iter__(self) -> Iterator[HeldKey]:
         """The held keys, in arrival order."""
         self.flush()
         live = np.flatnonzero(self._live[self._head : self._rows]) + self._head
         for row in live.tolist():
-            yield ROLES[self._role.item(row)], self._request.item(row)
+            role = self._role.item(row)
+            yield ROLES[role], self._key.item(row) ^ _ROLE_SALTS[role]
 
     def get(self, key: HeldKey) -> HeldPrediction | None:
         row = self._find(key)
@@ -169,15 +213,23 @@ class HeldTable:
         output: HeldOutput,
     ) -> bool:
         """Hold a prediction whose key is not held (the fields of a ``HeldPrediction``,
-        not one: the join has them apart); when ``max_held`` are held, the oldest goes
-        first. Whether one went."""
-        evicted = self._count >= self.max_held
-        if evicted:
-            self._drop_row(self._oldest())
+        not one: the join has them apart) if its entity is in the sample; when
+        ``max_held`` are held, the sample halves first, or the oldest goes (``_make_room``).
+        Whether the oldest went."""
+        if entity >= self.limit:
+            self.unsampled += 1
+            return False
+        evicted = self._count >= self.max_held and self._make_room()
+        if entity >= self.limit:
+            self.unsampled += 1
+            return False
         if self._rows == len(self._at):
             self._compact()
         row = self._rows
-        index = self._indexed()
+        role_code = _ROLE_CODES[role]
+        key = request ^ _ROLE_SALTS[role_code]
+        slot = self._probe(key)[0]
+        self._key[row] = key
         code = self._version_codes.get(version)
         if code is None:
             code = self._version_codes[version] = len(self._versions)
@@ -188,11 +240,10 @@ class HeldTable:
         else:
             score = math.nan
             self._other[row] = output
-        role_code = _ROLE_CODES[role]
         self._pending.append((predicted_at, score, role_code, code, request, entity))
         self._live[row] = True
         self._rows += 1
-        index.add(request ^ _ROLE_SALTS[role_code], row)
+        self._indexed()[slot] = row
         self._per_role[role_code] += 1
         self._count += 1
         return evicted
@@ -208,26 +259,24 @@ class HeldTable:
         start = stop - len(pending)
         if len(pending) == 1:
             row = start
-            self._at[row], self._score[row], self._role[row], self._version[row], r, e = pending[0]
-            self._request[row], self._entity[row] = r, e
+            self._at[row], self._score[row], self._role[row], self._version[row], _, e = pending[0]
+            self._entity[row] = e
         else:
-            at, score, role, version, request, entity = zip(*pending, strict=True)
+            at, score, role, version, _, entity = zip(*pending, strict=True)
             self._at[start:stop] = at
             self._score[start:stop] = score
             self._role[start:stop] = role
             self._version[start:stop] = version
-            self._request[start:stop] = request
             self._entity[start:stop] = entity
         pending.clear()
 
     def of_request(self, request_id: str) -> list[HeldPrediction]:
         """The held predictions of ``request_id``, one per role at most, in ``ROLES`` order."""
         request = request_hash(request_id)
-        index = self._indexed()
         return [
             self._row(row)
             for salt, held in zip(_ROLE_SALTS, self._per_role, strict=True)
-            if held and (row := index.find(request ^ salt)) >= 0
+            if held and (row := self._find_key(request ^ salt)) >= 0
         ]
 
     def release(self, key: HeldKey) -> HeldPrediction:
@@ -240,7 +289,7 @@ class HeldTable:
         """``release``, for a caller that has the prediction already."""
         role = _ROLE_CODES[key[0]]
         salted = key[1] ^ _ROLE_SALTS[role]
-        self._drop(self._indexed().find(salted), salted, role)
+        self._drop(self._find_key(salted), salted, role)
 
     def pop_older_than(self, oldest_kept: int) -> int:
         """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to
@@ -269,7 +318,7 @@ class HeldTable:
 
     def _find(self, key: HeldKey) -> int:
         role, request = key
-        return self._indexed().find(request ^ _ROLE_SALTS[_ROLE_CODES[role]])
+        return self._find_key(request ^ _ROLE_SALTS[_ROLE_CODES[role]])
 
     def _fields(self, row: int) -> tuple[int, float, int, int, int, int]:
         """A row's time, score, role and version codes, request and entity hashes."""
@@ -277,12 +326,13 @@ class HeldTable:
         if pending >= 0:
             return self._pending[pending]
         # ``item`` gives the Python number at half the cost of indexing and converting.
+        role = self._role.item(row)
         return (
             self._at.item(row),
             self._score.item(row),
-            self._role.item(row),
+            role,
             self._version.item(row),
-            self._request.item(row),
+            self._key.item(row) ^ _ROLE_SALTS[role],
             self._entity.item(row),
         )
 
@@ -303,6 +353,32 @@ class HeldTable:
             ),
         )
 
+    def _make_room(self) -> bool:
+        """Halve the sample, letting go of the held rows at or above the new limit, when
+        held rows lie on both sides of it; else (all held rows on one side, as when one
+        entity fills the table) evict the oldest row. Whether the oldest went.
+
+        Halving only when rows stay keeps the table from emptying at once, and the limit
+        from falling to 0 (which would hold nothing ever again)."""
+        self.flush()
+        rows = np.flatnonzero(self._live[self._head : self._rows]) + self._head
+        entity = self._entity[rows]
+        half = self.limit // 2
+        if int(entity.min()) < half <= int(entity.max()):
+            self.limit = half
+            out = rows[entity >= np.uint64(half)]
+            self._live[out] = False
+            for row in out.tolist():
+                self._other.pop(row, None)
+            for role, dropped in enumerate(np.bincount(self._role[out], minlength=len(ROLES))):
+                self._per_role[role] -= int(dropped)
+            self._count -= len(out)
+            self.unsampled += len(out)
+            self._compact()  # the index goes with the columns, rebuilt on its next use
+            return False
+        self._drop_row(self._oldest())
+        return True
+
     def _widen(self) -> None:
         """Widen the version column when a code no longer fits it."""
         if len(self._versions) > 256 and self._version.dtype == np.uint8:
@@ -322,7 +398,7 @@ class HeldTable:
     def _drop(self, row: int, salted: int, role: int) -> None:
         """Drop ``row``, whose index key is ``salted`` and role code ``role``."""
         self._live[row] = False
-        self._indexed().remove(salted)
+        self._remove_key(salted)
         self._other.pop(row, None)
         self._per_role[role] -= 1
         self._count -= 1
@@ -344,13 +420,15 @@ class HeldTable:
         offsets = at - base
         return {
             "max_held": self.max_held,
+            "limit": self.limit,
+            "unsampled": self.unsampled,
             "base_ms": base,
             "predicted_at": offsets.astype(np.min_scalar_type(int(offsets.max(initial=0)))),
             "score": self._score[rows],
             "role": self._role[rows],
             "version": recode[self._version[rows]].astype(np.min_scalar_type(len(versions))),
             "versions": [self._versions[v] for v in versions.tolist()],
-            "request": self._request[rows],
+            "request": self._key[rows] ^ _salts(self._role[rows]),
             "entity": self._entity[rows],
             # Every row with another output is held: a row that leaves drops its output.
             "other": {int(np.searchsorted(rows, r)): o for r, o in self._other.items()},
@@ -358,6 +436,8 @@ class HeldTable:
 
     def _load(self, state: dict[str, Any]) -> None:
         self.max_held = state["max_held"]
+        self.limit = state["limit"]
+        self.unsampled = state["unsampled"]
         count = len(state["request"])
         self._allocate(count)
         self._versions = state["versions"]
@@ -367,25 +447,61 @@ class HeldTable:
         self._score[:count] = state["score"]
         self._role[:count] = state["role"]
         self._version[:count] = state["version"]
-        self._request[:count] = state["request"]
+        self._key[:count] = state["request"] ^ _salts(state["role"])
         self._entity[:count] = state["entity"]
         self._live[:count] = True
         self._rows = count
         self._other = state["other"]
         self._version_codes = {v: code for code, v in enumerate(self._versions)}
-        self._index = None
+        self._slots = None
         self._per_role = np.bincount(state["role"], minlength=len(ROLES)).tolist()
         self._count = count
 
-    def _indexed(self) -> KeyTable:
-        """The key index, built on first use after a load or a compaction: a restored
-        model that sees no record pays nothing for it."""
-        if self._index is not None:
-            return self._index
+    def _indexed(self) -> npt.NDArray[np.int32]:
+        """The key index's slots, built on first use after a load or a compaction (at C
+        speed, as ``KeyTable.of`` places them): a restored model that sees no record pays
+        nothing for it."""
+        if self._slots is not None:
+            return self._slots
         count = self._rows
-        salts = np.array(_ROLE_SALTS, np.uint64)[self._role[:count]]
-        self._index = KeyTable.of(self._request[:count] ^ salts, np.arange(count), len(self._at))
-        return self._index
+        self._slots = KeyTable.of(self._key[:count], np.arange(count), len(self._at)).rows
+        return self._slots
+
+    def _probe(self, key: int) -> tuple[int, int]:
+        """The key's slot and row; if absent, the empty slot where it would go and -1
+        (linear probing in slots at most half full, as ``KeyTable.probe``)."""
+        slots = self._indexed()
+        mask = len(slots) - 1
+        slot = key & mask
+        row = slots.item(slot)
+        keys = self._key
+        while row >= 0 and keys.item(row) != key:
+            slot = (slot + 1) & mask
+            row = slots.item(slot)
+        return slot, row
+
+    def _find_key(self, key: int) -> int:
+        return self._probe(key)[1]
+
+    def _remove_key(self, key: int) -> None:
+        """Forget a present key, shifting the entries after it back (no tombstones), as
+        ``KeyTable.remove``."""
+        hole = self._probe(key)[0]
+        slots = self._indexed()
+        mask = len(slots) - 1
+        slots[hole] = -1
+        slot = hole
+        while True:
+            slot = (slot + 1) & mask
+            row = slots.item(slot)
+            if row < 0:
+                return
+            # An entry whose home is cyclically in (hole, slot] must stay where it is.
+            home = self._key.item(row) & mask
+            if (home - hole - 1) & mask < (slot - hole) & mask:
+                continue
+            slots[hole], slots[slot] = row, -1
+            hole = slot
 
     def __getstate__(self) -> dict[str, Any]:
         return self._held_rows()

@@ -19,7 +19,8 @@ and the shadow's), and one label scores all of them. A label matches:
 2. else by ``entity_id``: for each role, the latest held prediction of that entity made at
    or before ``label_at``. Earlier predictions of the entity stay held (a later label may be
    theirs) and expire if none comes;
-3. else it is unmatched, and counted.
+3. else it is counted: unsampled when its prediction is one the sample of held predictions
+   leaves out (below), else unmatched.
 
 A matched prediction is no longer held: a second label for it is unmatched. Ids are
 compared by their 64-bit hashes, which the held predictions keep instead of the strings
@@ -31,8 +32,16 @@ model's ``label_ttl`` (``LABEL_TTL_FACTOR`` times its expected ``label_delay``) 
 ``predicted_at``; a label moves the clock before it is matched, so a label later than the
 TTL finds its prediction expired. Expiry goes in arrival order, so a prediction that
 arrives out of order expires no earlier than those that arrived before it. At most
-``max_held`` predictions are held: a new one beyond that evicts the oldest, counted apart
-from expiry. A prediction received twice (a redelivery) is held once and counted.
+``max_held`` predictions are held, those of a hash sample of entities
+(``streams.monitor.held``): a new one beyond that halves the sample, letting go of the held
+predictions of the entities it leaves out (``unsampled``), or, as a last resort when one
+entity fills the table, evicts the oldest (``evicted``), both counted apart from expiry. A
+model that predicts faster than ``max_held`` per time to live so keeps joining the labels
+of a fraction of its entities (``sampled`` in its points), and its detectors see fewer
+labels, never none; a label whose prediction was left out is counted ``unsampled_labels``.
+A prediction left out still feeds its stream's estimates, which need no label. A
+prediction received twice (a redelivery) is held once and counted (only while it is held:
+one left out cannot be told from a new one).
 
 Performance
 -----------
@@ -100,8 +109,10 @@ calibrated         ``estimated_<m>`` and ``measured_<m>`` for ``m`` in accuracy,
                    precision, recall, f1, auc; ``reference_accuracy``,
                    ``calibration_gap``, ``chunks``, ``labels``, ``alarms``
 label_delay        ``p50_s``, ``p90_s``, ``p99_s``, ``labels``
-label_join         ``held``, ``labels``, ``joined``, ``unmatched``, ``expired``,
-                   ``evicted``, ``duplicates``, ``evicted_streams`` (counts so far)
+label_join         ``held``, ``labels``, ``joined``, ``unmatched``,
+                   ``unsampled_labels``, ``expired``, ``evicted``, ``unsampled``,
+                   ``duplicates``, ``evicted_streams`` (counts so far), ``sampled``
+                   (the fraction of entities whose predictions are held)
 ================== ===================================================================
 
 Settings (``[detectors.performance]`` of the portfolio, all optional): ``task``,
@@ -133,6 +144,7 @@ from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.monitor.effects import FieldValue, Point, point
 from streams.monitor.held import (
+    EVERYTHING,
     HeldOutput,
     HeldPrediction,
     HeldTable,
@@ -229,6 +241,8 @@ class LabelJoin:
     evicted: int = 0
     duplicates: int = 0
     evicted_streams: int = 0
+    # Labels whose prediction the sample of held predictions left out (``HeldTable``).
+    unsampled_labels: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,7 +458,10 @@ class JoinBatch:
         self._at_ms.append(at_ms)
         join.labels += 1
         if not matches:
-            join.unmatched += 1
+            if _sampled(join, truth):
+                join.unmatched += 1
+            else:
+                join.unsampled_labels += 1
         self._joined.append(len(matches))
         for held in matches:
             join.held.discard((held.role, held.request))
@@ -636,6 +653,16 @@ def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
     return list(latest.values())
 
 
+def _sampled(join: LabelJoin, truth: GroundTruth) -> bool:
+    """Whether the prediction ``truth`` names is in the sample of held predictions, by its
+    entity's hash. Every prediction has an entity, but a label naming only its request
+    does not say which: while the sample holds less than everything, such a label that
+    matches nothing is counted as left out by the sample, not as unmatched."""
+    if truth.entity_id is None:
+        return join.held.limit == EVERYTHING
+    return join.held.samples(entity_hash(truth.entity_id))
+
+
 def _advance(join: LabelJoin, at_ms: int) -> int:
     """Move the clock to ``at_ms`` if it is newer and expire what waited too long; how
     many expired."""
@@ -787,8 +814,11 @@ def _report(join: LabelJoin) -> tuple[Point, ...]:
                 "labels": join.labels,
                 "joined": join.joined,
                 "unmatched": join.unmatched,
+                "unsampled_labels": join.unsampled_labels,
                 "expired": join.expired,
                 "evicted": join.evicted,
+                "unsampled": join.held.unsampled,
+                "sampled": join.held.fraction,
                 "duplicates": join.duplicates,
                 "evicted_streams": join.evicted_streams,
             },

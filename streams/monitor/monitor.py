@@ -77,10 +77,11 @@ CHECKPOINT_EVERY = 10_000
 # windows of recent predictions; 11: the numeric windowed tests' in-control windows; 12:
 # the input offsets the state holds; 13: a numeric windowed test's frozen reference held
 # once, not beside a sorted copy, the held predictions' ids as 64-bit hashes, and the label
-# join's settings without detector prototypes; 14: the leak watch's sample of entities), so
+# join's settings without detector prototypes; 14: the leak watch's sample of entities;
+# 15: the label join's sample of held predictions, its limit and counts), so
 # that a worker upgraded mid-stream starts the model afresh instead of failing on a
 # half-restored detector later.
-STATE_FORMAT = 14
+STATE_FORMAT = 15
 
 
 class StateFormatError(ValueError):

@@ -18,9 +18,9 @@ HELD = "\n[models.ranker.detectors.performance]\nmax_held = 100\n"
 
 
 def fed_monitor() -> Monitor:
-    """1,500 predictions (ages missing at every 100th from the second, NaN at every 10th from
-    1,100, after the reference of 1,000; scores NaN at every 25th) held 100 at most, then a
-    label no prediction of which is held."""
+    """1,500 predictions of as many entities (ages missing at every 100th from the second, NaN
+    at every 10th from 1,100, after the reference of 1,000; scores NaN at every 25th) held
+    100 at most, then a label no prediction of which is held."""
     records = []
     for n in range(1500):
         age = math.nan if n >= 1100 and n % 10 == 0 else 40.0 + n % 7
@@ -46,17 +46,26 @@ def test_every_dropped_input_is_counted_by_part_and_reason() -> None:
     # 15 ages missing, 10 of them while the reference filled, and 40 NaN.
     assert gauges.unused["feature_drift", "invalid"] == 55
     assert gauges.unused["score", "invalid"] == 60
-    # The 1,400 oldest predictions made way for newer ones; the label found none held.
-    assert gauges.unused["label_join", "evicted"] == 1400
-    assert gauges.unused["label_join", "unmatched"] == 1
-    assert gauges.filled["label_join.held"] == (100, 100)
+    # Four halvings of the sample let 1,403 predictions go (a sixteenth of the entities
+    # is held), none evicted; the label, naming only a request, cannot tell unmatched from
+    # left out while the sample is partial.
+    assert gauges.unused["label_join", "unsampled"] == 1403
+    assert gauges.unused["label_join", "evicted"] == 0
+    assert gauges.unused["label_join", "unsampled_labels"] == 1
+    assert gauges.unused["label_join", "unmatched"] == 0
+    assert gauges.filled["label_join.held"] == (97, 100)
     assert gauges.filled["label_wait.labels"] == (0, 10_000)
     shown = gauges.as_json()
-    assert shown["unused"]["label_join"]["evicted"] == 1400
-    assert shown["filled"]["label_join.held"] == {"entries": 100, "cap": 100}
+    assert shown["unused"]["label_join"]["unsampled"] == 1403
+    assert shown["filled"]["label_join.held"] == {"entries": 97, "cap": 100}
     # label_leak's table is not full: it keeps every entity. A new entity per prediction
-    # would need more pairs than the gap's cap: it reads a sixty-fourth of them.
-    assert shown["sampled"] == {"leak_watch.entities": 1.0, "leak_watch.keys": 0.015625}
+    # would need more pairs than the gap's cap: it reads a sixty-fourth of them. The join
+    # holds a sixteenth.
+    assert shown["sampled"] == {
+        "label_join.held": 0.0625,
+        "leak_watch.entities": 1.0,
+        "leak_watch.keys": 0.015625,
+    }
 
 
 def test_gauges_survive_a_checkpoint() -> None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.monitor.held import (
+    EVERYTHING,
     ROLES,
     HeldKey,
     HeldPrediction,
@@ -62,16 +63,33 @@ def output(kind: str, at: int) -> float | dict[str, float] | tuple[str, ...]:
 
 
 class Reference:
-    """The label join's former layout: an ordered dict by key, scanned by entity."""
+    """The label join's former layout: an ordered dict by key, scanned by entity, and the
+    entity sample spelt out."""
 
     def __init__(self) -> None:
         self.held: collections.OrderedDict[HeldKey, HeldPrediction] = collections.OrderedDict()
+        self.limit = EVERYTHING
+        self.unsampled = 0
 
-    def add(self, held: HeldPrediction) -> None:
-        self.held[(held.role, held.request)] = held
-
-    def evict_oldest(self) -> None:
-        self.held.popitem(last=False)
+    def add(self, held: HeldPrediction) -> bool:
+        """Hold ``held`` if sampled, as the table does; whether the oldest was evicted."""
+        evicted = False
+        if held.entity < self.limit and len(self.held) >= MAX_HELD:
+            hashes = [h.entity for h in self.held.values()]
+            if min(hashes) < self.limit // 2 <= max(hashes):
+                self.limit //= 2
+                for key, h in list(self.held.items()):
+                    if h.entity >= self.limit:
+                        del self.held[key]
+                        self.unsampled += 1
+            else:
+                self.held.popitem(last=False)
+                evicted = True
+        if held.entity >= self.limit:
+            self.unsampled += 1
+        else:
+            self.held[(held.role, held.request)] = held
+        return evicted
 
     def pop_older_than(self, oldest_kept: int) -> int:
         dropped = 0
@@ -89,6 +107,7 @@ class Reference:
 
 
 def same(table: HeldTable, reference: Reference) -> None:
+    assert (table.limit, table.unsampled) == (reference.limit, reference.unsampled)
     # Before anything that flushes: the rows added last are read where they wait.
     for request in range(13):
         assert repr(table.of_request(f"r{request}")) == repr(reference.of_request(f"r{request}"))
@@ -118,11 +137,7 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
             )
             if (role, held.request) in reference.held:
                 continue  # the join counts a duplicate and holds nothing
-            full = len(reference.held) >= MAX_HELD
-            if full:
-                reference.evict_oldest()
-            reference.add(held)
-            assert table.add(*held) == full
+            assert table.add(*held) == reference.add(held)
         elif operation[0] == "release":
             key = (operation[2], request_hash(f"r{operation[1]}"))
             if key in reference.held:
@@ -152,15 +167,16 @@ def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
     table = HeldTable(10_000)
     for n in range(12_000):
         table.add(request_hash(f"r{n}"), entity_hash(f"u{n}"), "live", "v1", n, 0.5)
-    assert ("live", request_hash("r11999")) in table  # the key index is built
+    table._indexed()  # built as by the first lookup
     table.flush()
-    arrays = [*vars(table).values(), *vars(table._index).values()]
+    arrays = list(vars(table).values())
     numbers = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
     objects = sum(len(value) for value in arrays if isinstance(value, list | dict))
-    # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (12 bytes each),
-    # the one version (its name and code) and a count per role; the ids as strings took
-    # two lists of 10,000 strings, and dicts of 10,000 keys.
-    assert (numbers, objects) == (12_500 * 35 + 32_768 * 12, 2 + 3)
+    # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (4 bytes each:
+    # a row number, its key read from the row; a KeyTable beside it took 12), the one
+    # version (its name and code) and a count per role; the ids as strings took two lists
+    # of 10,000 strings, and dicts of 10,000 keys.
+    assert (numbers, objects) == (12_500 * 35 + 32_768 * 4, 2 + 3)
 
 
 def test_more_versions_than_a_byte_widen_their_column() -> None:
@@ -171,3 +187,25 @@ def test_more_versions_than_a_byte_widen_their_column() -> None:
     table.add(request_hash("r300"), entity_hash("u"), "live", "v300", 300, 0.5)
     assert [held.version for held in table.of_entity("u")] == [f"v{n}" for n in range(301)]
     assert table._version.dtype == np.int32
+
+
+def test_a_halving_keeps_exactly_the_rows_below_the_new_limit() -> None:
+    table = HeldTable(1_000)
+    entities = [entity_hash(f"u{n % 700}") for n in range(1_001)]
+    for n, entity in enumerate(entities):
+        assert not table.add(request_hash(f"r{n}"), entity, "live", "v1", n, 0.5)
+    # The 1,001st halved the sample: exactly the rows of entities below half stay, in order.
+    assert table.limit == EVERYTHING // 2
+    below = [n for n, entity in enumerate(entities) if entity < EVERYTHING // 2]
+    assert list(table) == [("live", request_hash(f"r{n}")) for n in below]
+    assert (len(below), table.unsampled) == (478, 1_001 - 478)
+    # Kept across a checkpoint: an entity left out stays out, one in goes on being held.
+    table = pickle.loads(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
+    assert (table.limit, table.unsampled, len(table)) == (EVERYTHING // 2, 523, 478)
+    out = next(e for e in range(700) if entity_hash(f"u{e}") >= EVERYTHING // 2)
+    inside = next(e for e in range(700) if entity_hash(f"u{e}") < EVERYTHING // 2)
+    table.add(request_hash("r-out"), entity_hash(f"u{out}"), "live", "v1", 2_000, 0.5)
+    table.add(request_hash("r-in"), entity_hash(f"u{inside}"), "live", "v1", 2_000, 0.5)
+    assert ("live", request_hash("r-out")) not in table
+    assert ("live", request_hash("r-in")) in table
+    assert (table.unsampled, len(table)) == (524, 479)

@@ -11,7 +11,7 @@ from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Ranking, Score
-from streams.monitor.held import request_hash
+from streams.monitor.held import entity_hash, request_hash
 from streams.monitor.label_join import (
     JoinResult,
     LabelJoin,
@@ -224,13 +224,20 @@ def test_pickle_round_trip_mid_stream_continues_identically() -> None:
     assert sum(bool(r.points) for _, r in after) == 2  # 1,500 s of events, one per 600 s
 
 
-def test_memory_is_bounded_and_evictions_are_counted() -> None:
+def test_memory_is_bounded_and_what_leaves_is_counted() -> None:
     join = new_join(model("max_held = 100\nmax_streams = 2\n"))
     run(join, [prediction(i, 0.9, at_ms=START_MS) for i in range(1000)])
-    assert (len(join.held), join.evicted, join.expired) == (100, 900, 0)
-    assert len(list(join.held)) == 100
-    assert observe_label(join, label(1, START_MS, request=899)).joined == 0  # evicted
-    assert observe_label(join, label(1, START_MS, request=900)).joined == 1
+    # Four halvings: a sixteenth of the entities is held, the others' predictions let go.
+    assert (len(join.held), join.held.unsampled, join.evicted, join.expired) == (56, 944, 0, 0)
+    assert len(list(join.held)) == 56 and join.held.fraction == 1 / 16
+    assert observe_label(join, label(1, START_MS, request=999, entity="u999")).joined == 0
+    assert observe_label(join, label(1, START_MS, request=983, entity="u983")).joined == 1
+    assert observe_label(join, label(1, START_MS, request=983, entity="u983")).joined == 0
+    assert (join.unsampled_labels, join.unmatched) == (1, 1)
+    # One entity fills the table: no halving could make room, the oldest are evicted.
+    one = new_join(model("max_held = 100\n"))
+    run(one, [prediction(i, 0.9, entity="u", at_ms=START_MS) for i in range(300)])
+    assert (len(one.held), one.evicted, one.held.unsampled, one.held.fraction) == (100, 200, 0, 1)
     small = len(pickle.dumps(join))
     run(join, [prediction(i, 0.9, at_ms=START_MS) for i in range(1000, 5000)])
     assert len(pickle.dumps(join)) < small * 1.2
@@ -386,3 +393,46 @@ def test_a_join_holds_no_detector_before_its_first_stream() -> None:
     # The streams' detectors are built from the settings; prototypes of them, kept in the
     # state, took 7,039 bytes of its checkpoint.
     assert len(pickle.dumps(new_join(model()), pickle.HIGHEST_PROTOCOL)) < 2_000
+
+
+def fast_stream(seed: int, n: int) -> list[Event]:
+    """50 predictions a second, of entities drawn from 100,000, each labelled 10 s later by
+    request and entity: 500 predictions wait for their labels at any time."""
+    rng = np.random.default_rng(seed)
+    entities = rng.integers(0, 100_000, n)
+    events: list[Event] = []
+    for i in range(n):
+        at = START_MS + i * 20
+        events.append(prediction(i, float(rng.random()), entity=f"u{entities[i]}", at_ms=at))
+        if i >= 500:
+            j = i - 500
+            events.append(label(j % 2, at, request=j, entity=f"u{entities[j]}"))
+    return events
+
+
+def test_a_model_far_above_the_cap_keeps_joining_a_sample() -> None:
+    join = new_join(model("max_held = 200\n"))
+    run(join, fast_stream(seed=4, n=20_000))
+    # Evicting the oldest held the last 4 s, and every label (10 s late) found its
+    # prediction gone; the sample holds a quarter of the entities, whose labels all join.
+    assert join.held.fraction == 0.25
+    assert (join.labels, join.joined, join.unmatched, join.evicted) == (19_500, 4_869, 0, 0)
+    assert join.unsampled_labels == 19_500 - 4_869
+    assert join.streams[("live", "v1")].delay.n == 4_869
+
+
+def test_labels_by_entity_match_the_right_prediction_under_sampling() -> None:
+    join = new_join(model("max_held = 8\n"))
+    # Two predictions of each of 12 entities, 12 s apart: the sample halves twice.
+    run(join, [prediction(i, 0.9, entity=f"u{i % 12}") for i in range(24)])
+    assert (join.held.fraction, join.held.unsampled, join.evicted) == (0.25, 20, 0)
+    kept = [e for e in range(12) if join.held.samples(entity_hash(f"u{e}"))]
+    assert kept == [2, 10]
+    # Sampling by entity kept each entity's two predictions together, so a label by entity
+    # matches the latest made at or before it: u2's at 5 s the first, u10's at 30 s the
+    # second.
+    assert observe_label(join, label(1, START_MS + 5_000, entity="u2")).joined == 1
+    assert observe_label(join, label(1, START_MS + 30_000, entity="u10")).joined == 1
+    assert [k[1] for k in join.held] == [request_hash("r10"), request_hash("r14")]
+    assert observe_label(join, label(1, START_MS + 30_000, entity="u0")).joined == 0
+    assert (join.joined, join.unsampled_labels, join.unmatched) == (2, 1, 0)

@@ -21,7 +21,8 @@ from tests.detectors.batching import batches, cuts, same_state, state_difference
 from tests.streams.test_label_join import Event, classifier_stream, label, prediction
 
 # Small windows and a small reference, so that every detector alarms and every calibrated
-# chunk closes within a few hundred records; three streams at most, so that one is evicted.
+# chunk closes within a few hundred records; three streams at most, so that one is evicted;
+# 24 predictions held at most, so that the sample halves within a batch or across a cut.
 PORTFOLIO = """
 [models.churn]
 owner = "team-retention"
@@ -35,6 +36,7 @@ reference_size = 20
 calibration_size = 30
 labels_per_day = 20
 max_streams = 3
+max_held = 24
 report_interval = 7
 """
 
@@ -78,12 +80,14 @@ def one_by_one() -> tuple[list[JoinResult], LabelJoin]:
 EXPECTED, EXPECTED_JOIN = one_by_one()
 
 
-def test_the_stream_makes_every_kind_of_alarm_and_evicts() -> None:
+def test_the_stream_makes_every_kind_of_alarm_evicts_and_samples() -> None:
     """Else the property below could not fail where batches and single records differ."""
     found = {e.detector for result in EXPECTED for e in result.evidence}
     assert found == {"performance_drop", "estimated_accuracy", "estimated_performance"}
     assert sum(bool(result.points) for result in EXPECTED) > 20
     assert EXPECTED_JOIN.evicted_streams > 0
+    assert EXPECTED_JOIN.held.fraction == 0.5
+    assert (EXPECTED_JOIN.held.unsampled, EXPECTED_JOIN.unsampled_labels) == (373, 275)
 
 
 @settings(max_examples=40, deadline=None)
