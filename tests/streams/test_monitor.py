@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 import numpy as np
@@ -97,6 +98,21 @@ def test_a_monitor_pickles_without_its_model() -> None:
     state = pickle.loads(monitor.dumps()).__dict__
     assert "model" not in state
     assert Monitor.restore(model, monitor.dumps()).watch.policy.state == monitor.watch.policy.state
+
+
+def test_a_restored_monitor_adds_no_buffer_views_for_the_collector_to_track() -> None:
+    # A protocol-5 checkpoint restored each numpy array over a memoryview and its managed
+    # buffer: two tracked objects per array, for every full garbage collection to walk.
+    model = small_model()
+    monitor = Monitor(model)
+    monitor.observe(Batch.from_records(model.model_id, shifted_then_normal(1)[:300]))
+    data = monitor.dumps()
+    gc.collect()
+    before = {id(o) for o in gc.get_objects()}
+    restored = Monitor.restore(model, data)
+    views = [o for o in gc.get_objects() if id(o) not in before and isinstance(o, memoryview)]
+    assert restored.watch.policy.state == monitor.watch.policy.state
+    assert views == []
 
 
 def test_periodic_checkpoint_after_checkpoint_every_records() -> None:
