@@ -58,7 +58,10 @@ async def test_what_survives_a_full_collection_is_frozen_at_the_next_turn(
     new = weakref.ref(Node())
     gc.collect()
     assert new() is None
-    assert freezing.collected >= 2, "the Node and its __dict__"
+    # At least the Node: its __dict__ counts too only where Python made one (3.11 keeps an
+    # instance's attributes inline until something asks for the dict), which depends on
+    # what ran before in the process.
+    assert freezing.collected >= 1
 
 
 async def test_frozen_cycles_are_kept_until_a_handover(freezing: FullCollections) -> None:
