@@ -165,6 +165,12 @@ def hash64(tag: bytes, text: str) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+def request_hash(request_id: str) -> int:
+    """A request id's 64-bit hash, the same in every process: the label join's held
+    predictions and the leak watch's request map key requests by it."""
+    return hash64(b"r", request_id)
+
+
 def write_event(
     entity_id: Any, feature: Any, value: Any, event_at: Any, written_at: Any
 ) -> FeatureWrite:

@@ -64,6 +64,7 @@ import numpy.typing as npt
 
 from detectors.leaks import events
 from detectors.leaks._memory import KeyTable
+from detectors.leaks.events import request_hash
 
 __all__ = [
     "EVERYTHING",
@@ -97,11 +98,6 @@ HeldKey = tuple[str, int]  # (role, request_hash)
 # What the join keeps of an output: a score, the class probabilities, or the first k
 # ranked items.
 HeldOutput = float | dict[str, float] | tuple[str, ...]
-
-
-def request_hash(request_id: str) -> int:
-    """A request id's 64-bit hash, the same in every process."""
-    return events.hash64(b"r", request_id)
 
 
 def entity_hash(entity_id: str) -> int:

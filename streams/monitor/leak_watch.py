@@ -97,7 +97,13 @@ from detectors.health.evidence import Evidence
 from detectors.leaks._memory import KeyTable, in_sample
 from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
-from detectors.leaks.events import Label, ServedFeature, entity_hash, hash64, write_event
+from detectors.leaks.events import (
+    Label,
+    ServedFeature,
+    entity_hash,
+    request_hash,
+    write_event,
+)
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
@@ -168,7 +174,7 @@ class RequestMap:
 
     def put(self, request_id: str, entity_id: str) -> None:
         """Remembers the request's entity, forgetting the oldest request if full."""
-        key = hash64(b"r", request_id)
+        key = request_hash(request_id)
         encoded = entity_id.encode("utf-8", "surrogatepass")
         if len(encoded) > self._ids.itemsize:
             self._ids = self._ids.astype(f"S{len(encoded)}")
@@ -185,7 +191,7 @@ class RequestMap:
 
     def get(self, request_id: str) -> str | None:
         """The request's entity id, None if it is not remembered."""
-        row = self._table.find(hash64(b"r", request_id))
+        row = self._table.find(request_hash(request_id))
         if row < 0:
             return None
         return bytes(self._ids[row]).decode("utf-8", "surrogatepass")
