@@ -14,7 +14,7 @@ import hashlib
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 Scalar = bool | int | float | str | None
@@ -165,10 +165,29 @@ def hash64(tag: bytes, text: str) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+def hashes64(tag: bytes, texts: Iterable[str]) -> list[int]:
+    """``hash64`` of each text, in one pass: its expression inline, without the Python
+    function call per text that is up to two fifths of ``hash64``'s cost (BLAKE2b has no
+    numpy form, and its values are in checkpoints and samples, so it stays)."""
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [
+        from_bytes(
+            blake2b(tag + text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+        )
+        for text in texts
+    ]
+
+
 def request_hash(request_id: str) -> int:
     """A request id's 64-bit hash, the same in every process: the label join's held
     predictions and the leak watch's request map key requests by it."""
     return hash64(b"r", request_id)
+
+
+def request_hashes(request_ids: Iterable[str]) -> list[int]:
+    """``request_hash`` of each request id, in one pass: a batch's, once for the label
+    join and the leak watch."""
+    return hashes64(b"r", request_ids)
 
 
 def write_event(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors.leaks.events import request_hashes
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 
 __all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "ROLES", "Batch", "Record"]
@@ -112,6 +113,12 @@ class Batch:
     def predictions(self) -> list[Prediction]:
         """The batch's predictions, in arrival order."""
         return [r for r in self.records if isinstance(r, Prediction)]
+
+    @functools.cached_property
+    def request_hashes(self) -> list[int]:
+        """Each prediction's ``request_hash``, in one pass: the label join and the leak
+        watch key requests by it, and take it from here instead of hashing each id."""
+        return request_hashes(p.request_id for p in self.predictions)
 
     @functools.cached_property
     def role(self) -> npt.NDArray[np.int8]:

@@ -199,6 +199,12 @@ class HeldTable:
         row = self._find(key)
         return None if row < 0 else self._row(row)
 
+    def vacancy(self, role: str, request: int) -> int:
+        """The index slot a new prediction of ``(role, request)`` would take, -1 when one
+        is held: a caller that goes on to ``add`` it passes the slot, one probe for both."""
+        slot, row = self._probe(request ^ _ROLE_SALTS[_ROLE_CODES[role]])
+        return -1 if row >= 0 else slot
+
     def add(
         self,
         request: int,
@@ -207,24 +213,31 @@ class HeldTable:
         version: str,
         predicted_at: int,
         output: HeldOutput,
+        slot: int = -1,
     ) -> bool:
         """Hold a prediction whose key is not held (the fields of a ``HeldPrediction``,
         not one: the join has them apart) if its entity is in the sample; when
         ``max_held`` are held, the sample halves first, or the oldest goes (``_make_room``).
-        Whether the oldest went."""
+        ``slot``: what ``vacancy`` gave for its key since the table last changed (-1: not
+        probed). Whether the oldest went."""
         if entity >= self.limit:
             self.unsampled += 1
             return False
-        evicted = self._count >= self.max_held and self._make_room()
+        evicted = False
+        if self._count >= self.max_held:
+            evicted = self._make_room()
+            slot = -1  # rows left the index: the slot may have moved
         if entity >= self.limit:
             self.unsampled += 1
             return False
         if self._rows == len(self._at):
             self._compact()
+            slot = -1  # a new index
         row = self._rows
         role_code = _ROLE_CODES[role]
         key = request ^ _ROLE_SALTS[role_code]
-        slot = self._probe(key)[0]
+        if slot < 0:
+            slot = self._probe(key)[0]
         self._key[row] = key
         code = self._version_codes.get(version)
         if code is None:
@@ -284,8 +297,8 @@ class HeldTable:
     def discard(self, key: HeldKey) -> None:
         """``release``, for a caller that has the prediction already."""
         role = _ROLE_CODES[key[0]]
-        salted = key[1] ^ _ROLE_SALTS[role]
-        self._drop(self._find_key(salted), salted, role)
+        slot, row = self._probe(key[1] ^ _ROLE_SALTS[role])
+        self._drop(row, slot, role)
 
     def pop_older_than(self, oldest_kept: int) -> int:
         """Drop, in arrival order, the held predictions made before ``oldest_kept`` up to
@@ -389,12 +402,12 @@ class HeldTable:
 
     def _drop_row(self, row: int) -> None:
         _, _, role, _, request, _ = self._fields(row)
-        self._drop(row, request ^ _ROLE_SALTS[role], role)
+        self._drop(row, self._probe(request ^ _ROLE_SALTS[role])[0], role)
 
-    def _drop(self, row: int, salted: int, role: int) -> None:
-        """Drop ``row``, whose index key is ``salted`` and role code ``role``."""
+    def _drop(self, row: int, slot: int, role: int) -> None:
+        """Drop ``row``, whose index slot is ``slot`` and role code ``role``."""
         self._live[row] = False
-        self._remove_key(salted)
+        self._vacate(slot)
         self._other.pop(row, None)
         self._per_role[role] -= 1
         self._count -= 1
@@ -466,7 +479,9 @@ class HeldTable:
     def _probe(self, key: int) -> tuple[int, int]:
         """The key's slot and row; if absent, the empty slot where it would go and -1
         (linear probing in slots at most half full, as ``KeyTable.probe``)."""
-        slots = self._indexed()
+        slots = self._slots
+        if slots is None:
+            slots = self._indexed()
         mask = len(slots) - 1
         slot = key & mask
         row = slots.item(slot)
@@ -479,10 +494,9 @@ class HeldTable:
     def _find_key(self, key: int) -> int:
         return self._probe(key)[1]
 
-    def _remove_key(self, key: int) -> None:
-        """Forget a present key, shifting the entries after it back (no tombstones), as
-        ``KeyTable.remove``."""
-        hole = self._probe(key)[0]
+    def _vacate(self, hole: int) -> None:
+        """Forget the key in slot ``hole``, shifting the entries after it back (no
+        tombstones), as ``KeyTable.remove``."""
         slots = self._indexed()
         mask = len(slots) - 1
         slots[hole] = -1

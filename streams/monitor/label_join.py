@@ -410,10 +410,13 @@ class JoinBatch:
         # record. Emptied with the queues, and so before a stream is evicted.
         self._streams: dict[tuple[str, str], tuple[StreamPerformance, _Queued]] = {}
 
-    def observe(self, record: Prediction | GroundTruth) -> None:
-        """Join ``record``; its result comes with ``results``."""
+    def observe(self, record: Prediction | GroundTruth, request: int | None = None) -> None:
+        """Join ``record``; its result comes with ``results``. ``request``: a prediction's
+        ``request_hash``, when the caller hashed the batch's at once (``Batch``)."""
         if isinstance(record, Prediction):
-            self._prediction(record)
+            self._prediction(
+                record, request_hash(record.request_id) if request is None else request
+            )
         else:
             self._label(record, None)
 
@@ -472,22 +475,23 @@ class JoinBatch:
             self._score(held, truth.label, at_ms)
         self._report()
 
-    def _prediction(self, prediction: Prediction) -> None:
+    def _prediction(self, prediction: Prediction, request: int) -> None:
         join = self.join
         at_ms = prediction.predicted_at
         _advance(join, at_ms)
         self._at_ms.append(at_ms)
         self._joined.append(0)
         role, version = prediction.role, prediction.model_version
-        request = request_hash(prediction.request_id)
         held, settings = join.held, join.settings
-        if (role, request) in held:
+        slot = held.vacancy(role, request)
+        if slot < 0:
             join.duplicates += 1
         elif join.now_ms - at_ms > settings.ttl_ms:
             join.expired += 1  # arrived after its label could still have joined it
         else:
             output = _held_output(prediction.output, settings.k)
-            if held.add(request, entity_hash(prediction.entity_id), role, version, at_ms, output):
+            entity = entity_hash(prediction.entity_id)
+            if held.add(request, entity, role, version, at_ms, output, slot):
                 join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
             index = len(self._at_ms) - 1

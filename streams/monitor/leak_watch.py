@@ -88,7 +88,7 @@ import bisect
 import dataclasses
 import math
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,7 @@ from detectors.leaks.events import (
     ServedFeature,
     entity_hash,
     request_hash,
+    request_hashes,
     write_event,
 )
 from detectors.leaks.future_values import FutureValues
@@ -156,7 +157,7 @@ class RequestMap:
 
     >>> requests = RequestMap(2)
     >>> for n in range(3):
-    ...     requests.put(f"r{n}", f"user-{n}")
+    ...     requests.put(request_hash(f"r{n}"), f"user-{n}")
     >>> requests.get("r0"), requests.get("r2"), len(requests)
     (None, 'user-2', 2)
     """
@@ -172,9 +173,9 @@ class RequestMap:
     def __len__(self) -> int:
         return self._table.size
 
-    def put(self, request_id: str, entity_id: str) -> None:
-        """Remembers the request's entity, forgetting the oldest request if full."""
-        key = request_hash(request_id)
+    def put(self, key: int, entity_id: str) -> None:
+        """Remembers the entity of the request of hash ``key`` (``request_hash``, which
+        a batch's predictions have at once), forgetting the oldest request if full."""
         encoded = entity_id.encode("utf-8", "surrogatepass")
         if len(encoded) > self._ids.itemsize:
             self._ids = self._ids.astype(f"S{len(encoded)}")
@@ -393,10 +394,15 @@ def observe(
 
 
 def observe_many(
-    model: Model, watch: LeakWatch, records: Sequence[FeatureWrite | Prediction | GroundTruth]
+    model: Model,
+    watch: LeakWatch,
+    records: Sequence[FeatureWrite | Prediction | GroundTruth],
+    requests: Iterable[int] | None = None,
 ) -> list[tuple[int, LeakEffects]]:
     """Feed records about ``model`` in order: what ``observe`` one by one gives, as
     (position, effects) for each record that caused something. Mutates ``watch``.
+    ``requests``: the ``request_hash`` of each live prediction among ``records``, in
+    order, when the caller has them (else they are hashed here, in one pass).
 
     The label-coincidence and availability-gap detectors read their events a batch at a
     time, up to each round of points (which reads them as they are at its record).
@@ -404,13 +410,18 @@ def observe_many(
     found: list[tuple[int, LeakEffects]] = []
     pending = _Pending()
     stream_time = watch.stream_time
+    if requests is None:
+        requests = request_hashes(
+            r.request_id for r in records if isinstance(r, Prediction) and r.role == "live"
+        )
+    keys = iter(requests)
     for k, record in enumerate(records):
         # Exact types first: most records are writes, and isinstance costs more.
         if type(record) is FeatureWrite or isinstance(record, FeatureWrite):
             _write(watch, record, k, pending)
             at = record.written_at
         elif isinstance(record, Prediction):
-            _prediction(watch, record, k, pending)
+            _prediction(watch, record, keys, k, pending)
             at = record.predicted_at
         else:
             _label(watch, record, k, pending)
@@ -621,10 +632,13 @@ def _window_evidence(lag: WriteLag, summary: WriteLagSummary, at: float) -> list
     ]
 
 
-def _prediction(watch: LeakWatch, prediction: Prediction, k: int, pending: _Pending) -> None:
+def _prediction(
+    watch: LeakWatch, prediction: Prediction, keys: Iterator[int], k: int, pending: _Pending
+) -> None:
+    """Queues a live prediction's served values; ``keys`` holds its request hash next."""
     if prediction.role != "live":
         return
-    watch.entities.put(prediction.request_id, prediction.entity_id)
+    watch.entities.put(next(keys), prediction.entity_id)
     at_ms = prediction.predicted_at
     features, monitored = prediction.features, watch.write_lag
     if watch.future is None:

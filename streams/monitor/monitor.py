@@ -175,9 +175,9 @@ class Monitor:
         effects = Effects()
         # The detectors that read neither the policy nor other records go a batch at a time.
         found = detect(self.watch, batch.predictions)
-        leaks = self._leak_effects(batch.records)
+        leaks = self._leak_effects(batch)
         slo = self._serving_effects(batch.predictions, effects)
-        joins = self._join_results(batch.records)
+        joins = self._join_results(batch)
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
@@ -237,47 +237,57 @@ class Monitor:
             # checkpoint of its own (its alert's start and end do).
             self._act(self._evidence(hold, at), effects)
 
-    def _leak_effects(self, records: Sequence[Any]) -> dict[int, leak_watch.LeakEffects]:
+    def _leak_effects(self, batch: Batch) -> dict[int, leak_watch.LeakEffects]:
         """What the leak watch makes of the batch's writes, labels and live predictions,
         by position in the batch: it reads nothing else of the monitor, so it takes them
         all at once."""
         if self.leaks is None:
             return {}
+        records = batch.records
         chosen = [
             i
             for i, record in enumerate(records)
             if not isinstance(record, Prediction) or record.role == "live"
         ]
-        found = leak_watch.observe_many(self.model, self.leaks, [records[i] for i in chosen])
+        requests = [
+            request
+            for request, prediction in zip(batch.request_hashes, batch.predictions, strict=True)
+            if prediction.role == "live"
+        ]
+        found = leak_watch.observe_many(
+            self.model, self.leaks, [records[i] for i in chosen], requests
+        )
         return {chosen[k]: caused for k, caused in found}
 
-    def _join_results(self, records: Sequence[Any]) -> dict[int, list[Joined]]:
+    def _join_results(self, batch: Batch) -> dict[int, list[Joined]]:
         """What the label join makes of the batch's predictions and labels, by position in
         the batch, in the order they reach it: a prediction, then the labels it releases
         from the label wait; a label the join holds a prediction for, else those the wait
         releases. Neither reads anything else of the monitor, so the batch goes at once;
         the shadow join takes the same records in the same order, and reads nothing else
-        either."""
-        batch = label_join.JoinBatch(self.join)
+        either. The batch's predictions come with their request hashes, made once for
+        the leak watch as well."""
+        joins = label_join.JoinBatch(self.join)
         wait = self.label_wait
         fed: list[tuple[int, Prediction | GroundTruth]] = []
-        for i, record in enumerate(records):
+        requests = iter(batch.request_hashes)
+        for i, record in enumerate(batch.records):
             released: list[GroundTruth]
             if isinstance(record, Prediction):
-                batch.observe(record)
+                joins.observe(record, next(requests))
                 fed.append((i, record))
                 released = wait.advance(record.predicted_at)
             elif isinstance(record, GroundTruth):
-                if batch.observe_held(record):
+                if joins.observe_held(record):
                     fed.append((i, record))
                     continue
                 released = wait.add(record)
             else:
                 continue
             for truth in released:
-                batch.observe(truth)
+                joins.observe(truth)
                 fed.append((i, truth))
-        caused = batch.caused()
+        caused = joins.caused()
         shadow: list[shadow_join.ShadowEffects | None] = [None] * len(fed)
         if self.shadow is not None:
             shadow = list(

@@ -19,6 +19,8 @@ from detectors.leaks.events import (
     entity_hash,
     finite,
     is_null,
+    request_hash,
+    request_hashes,
     write_event,
 )
 
@@ -103,6 +105,21 @@ def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> N
         assert entity_hash("u1") == 4951862600420806941
         assert entity_hash(1) == 778860755400141486
         assert entity_hash(True) == 6485534553297259567
+
+
+def test_request_hashes_are_stable_across_processes() -> None:
+    # A lone surrogate too: ids are hashed as they were decoded, never refused.
+    assert request_hashes(["r1", "\udc80x", ""]) == [
+        6704545374999847652,
+        877201223813390650,
+        17427904159651085003,
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=30))
+def test_a_batch_of_request_ids_hashes_as_each_one_does(request_ids: list[str]) -> None:
+    assert request_hashes(iter(request_ids)) == [request_hash(r) for r in request_ids]
 
 
 # Write times as they come: floats (infinite, NaN, and large enough that a sum overflows),

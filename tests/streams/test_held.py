@@ -21,8 +21,9 @@ from streams.monitor.held import (
 
 MAX_HELD = 5
 
-# An operation: ("add", request, entity, role, version, at, output kind), ("release", request,
-# role), ("expire", at), ("checkpoint",), ("compare",). Small alphabets make keys and
+# An operation: ("add", request, entity, role, version, at, output kind, probed),
+# ("release", request, role), ("expire", at), ("checkpoint",), ("compare",); ``probed``: the
+# add takes the slot ``vacancy`` found, as the join's does. Small alphabets make keys and
 # entities collide. The table is compared with the reference only at "compare" and at the
 # end, since comparing flushes the rows added last: until then releases, expiry and
 # eviction meet them unflushed.
@@ -34,6 +35,7 @@ ADD = st.tuples(
     st.sampled_from(("v1", "v2", "v3")),
     st.integers(0, 50),
     st.sampled_from(("score", "nan", "probabilities", "ranking")),
+    st.booleans(),
 )
 # At least 30 operations, adds three times as often as each other: else an expiry empties
 # the table before it is full, and eviction is never drawn.
@@ -106,7 +108,11 @@ class Reference:
         return [found for found in held if found is not None]
 
 
-def same(table: HeldTable, reference: Reference) -> None:
+def same(table: HeldTable, reference: Reference, plain: HeldTable) -> None:
+    """``table`` holds what ``reference`` does, and in the same rows and index slots as
+    ``plain``, fed the same without ``vacancy``'s slots."""
+    assert np.array_equal(table._indexed(), plain._indexed())
+    assert pickle.dumps(table) == pickle.dumps(plain)
     assert (table.limit, table.unsampled) == (reference.limit, reference.unsampled)
     # Before anything that flushes: the rows added last are read where they wait.
     for request in range(13):
@@ -123,10 +129,10 @@ def same(table: HeldTable, reference: Reference) -> None:
 @settings(max_examples=200, deadline=None)
 @given(operations=OPERATIONS)
 def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> None:
-    table, reference = HeldTable(MAX_HELD), Reference()
+    table, reference, plain = HeldTable(MAX_HELD), Reference(), HeldTable(MAX_HELD)
     for operation in operations:
         if operation[0] == "add":
-            _, request, entity, role, version, at, kind = operation
+            _, request, entity, role, version, at, kind, probed = operation
             held = HeldPrediction(
                 request_hash(f"r{request}"),
                 entity_hash(f"u{entity}"),
@@ -135,20 +141,27 @@ def test_the_table_holds_what_an_ordered_dict_holds(operations: list[tuple]) -> 
                 at,
                 output(kind, at),
             )
+            slot = table.vacancy(role, held.request) if probed else -1
             if (role, held.request) in reference.held:
+                assert not probed or slot == -1
                 continue  # the join counts a duplicate and holds nothing
-            assert table.add(*held) == reference.add(held)
+            assert (slot >= 0) == probed
+            assert table.add(*held, slot) == reference.add(held)
+            plain.add(*held)
         elif operation[0] == "release":
             key = (operation[2], request_hash(f"r{operation[1]}"))
             if key in reference.held:
                 assert repr(table.release(key)) == repr(reference.held.pop(key))
+                plain.discard(key)
         elif operation[0] == "expire":
             assert table.pop_older_than(operation[1]) == reference.pop_older_than(operation[1])
+            plain.pop_older_than(operation[1])
         elif operation[0] == "checkpoint":
             table = pickle.loads(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
+            plain = pickle.loads(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
         else:
-            same(table, reference)
-    same(table, reference)
+            same(table, reference, plain)
+    same(table, reference, plain)
     # Compaction keeps the columns within a quarter beyond the bound (at least one row),
     # however many rows came and went.
     assert len(table._at) <= MAX_HELD + 1
@@ -209,3 +222,25 @@ def test_a_halving_keeps_exactly_the_rows_below_the_new_limit() -> None:
     assert ("live", request_hash("r-out")) not in table
     assert ("live", request_hash("r-in")) in table
     assert (table.unsampled, len(table)) == (524, 479)
+
+
+def test_an_add_that_evicts_probes_again_for_its_slot() -> None:
+    # Three rows of one entity fill the table (columns of four rows, an index of 16
+    # slots); a fourth whose key starts where the oldest's does is probed while the oldest
+    # holds that slot, and takes it once the eviction frees it: the slot ``vacancy`` gave
+    # would leave an empty slot before it, where a lookup stops.
+    table = HeldTable(3)
+    keys: list[int] = []
+    for n in range(100):  # three keys in slots of their own
+        if len(keys) < 3 and (key := request_hash(f"r{n}")) % 16 not in {k % 16 for k in keys}:
+            keys.append(key)
+    for n, key in enumerate(keys):
+        table.add(key, entity_hash("u"), "live", "v1", n, 0.5)
+    home = keys[0] % 16
+    twin = next(key for n in range(1_000) if (key := request_hash(f"t{n}")) % 16 == home)
+    slot = table.vacancy("live", twin)
+    assert slot != home
+    assert table.add(twin, entity_hash("u"), "live", "v1", 3, 0.5, slot)  # evicts keys[0]
+    assert table._indexed()[home] == 3
+    assert ("live", twin) in table
+    assert list(table) == [("live", key) for key in (*keys[1:], twin)]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+from streams.monitor.batch import Batch
 from streams.monitor.leak_watch import (
     LeakEffects,
     LeakWatch,
@@ -422,7 +423,16 @@ def assert_batches_match(
         batched = new_leak_watch(model, future_values=future_values)
         found: list[tuple[int, LeakEffects]] = []
         for start in range(0, len(records), size):
-            chunk = observe_many(model, batched, records[start : start + size])
+            records_in = records[start : start + size]
+            # Batches of 500 with their live predictions' request hashes made at once by
+            # their ``Batch``, as the monitor hands them in; the others hashed here.
+            batch = Batch.from_records(model.model_id, records_in)
+            requests = [
+                key
+                for key, made in zip(batch.request_hashes, batch.predictions, strict=True)
+                if made.role == "live"
+            ]
+            chunk = observe_many(model, batched, records_in, requests if size == 500 else None)
             found += [(start + k, effects) for k, effects in chunk]
         assert found == expected
         assert pickle.dumps(batched) == pickle.dumps(one_by_one)

@@ -12,9 +12,10 @@ from schemas.signing import Keyring
 from streams.monitor import STATE_FORMAT, Batch, CommandToSign, Monitor, StateFormatError
 from streams.monitor import monitor as monitor_module
 from streams.monitor.batch import Record
+from streams.monitor.held import request_hash
 from streams.portfolio import Portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
-from tests.streams.test_watch import shifted_then_normal, small_model
+from tests.streams.test_watch import prediction, shifted_then_normal, small_model
 
 KEYRING = Keyring.parse(private_key="k1=" + "3c" * 32)
 Detection = tuple[str, str, float]
@@ -140,3 +141,19 @@ def test_a_checkpoint_of_another_state_format_is_refused_by_name(
         older = monitor.dumps()
     with pytest.raises(StateFormatError, match=f"this worker reads format {STATE_FORMAT}"):
         Monitor.restore(model, older)
+
+
+def test_a_batch_hashes_its_requests_once_for_the_join_and_the_leak_watch() -> None:
+    # A fallback prediction before a live one: the leak watch remembers only the live
+    # one's request, under its own hash, and the join holds both, each under its own.
+    fallback, live = prediction(1, 40.0, "de", role="fallback"), prediction(2, 40.0, "fr")
+    monitor = Monitor(small_model())
+    monitor.observe(Batch.from_records("ranker", [fallback, live]))
+    assert monitor.leaks is not None
+    assert (monitor.leaks.entities.get("r1"), monitor.leaks.entities.get("r2")) == (None, "u2")
+    assert len(monitor.leaks.entities) == 1
+    held = monitor.join.held
+    assert [h.request for h in held.of_request("r1") + held.of_request("r2")] == [
+        request_hash("r1"),
+        request_hash("r2"),
+    ]
