@@ -1,38 +1,82 @@
-"""An anytime-valid p-value for exact tests repeated as data arrives."""
+"""Anytime-valid p-values for exact tests repeated as data arrives."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+import numpy as np
 
-@dataclasses.dataclass
-class AnytimePValue:
-    """A p-value that stays valid however often it is looked at.
 
-    Tests run at sample sizes that grow geometrically (``growth``), never more than once per
-    size. Look ``j`` is charged ``j * (j + 1)``, so the charges sum to one and the union
-    bound makes ``p_value``, the smallest charged p-value so far, valid at every moment:
-    under the null hypothesis it falls to ``alpha`` or below with probability at most
-    ``alpha`` over the whole unbounded stream.
+class AnytimePValues:
+    """P-values that stay valid however often they are looked at, one per test (a
+    feature's, say), tests numbered from 0 in the order they are added.
+
+    Each test runs at sample sizes that grow geometrically (``growth``), never more than
+    once per size. Its look ``j`` is charged ``j * (j + 1)``, so the charges sum to one and
+    the union bound makes its p-value, the smallest charged p-value so far, valid at every
+    moment: under the null hypothesis it falls to ``alpha`` or below with probability at
+    most ``alpha`` over the whole unbounded stream.
+
+    The tests' looks so far, next sample sizes due and p-values are numpy arrays
+    (``looks``, ``next_look``, ``p_value``), not an object per test, which a worker's
+    garbage collections would walk for each feature of each model.
+
+    >>> tests = AnytimePValues(first_look=20)
+    >>> test = tests.add()
+    >>> tests.due(test, 19), tests.due(test, 20)
+    (False, True)
+    >>> tests.record(test, 20, 0.01)
+    >>> round(tests.p(test), 6), int(tests.next_look[test])
+    (0.02, 22)
     """
 
-    first_look: int
-    growth: float = 1.1
-    looks: int = 0
-    next_look: int = 0
-    p_value: float = 1.0
+    def __init__(self, first_look: int, growth: float = 1.1) -> None:
+        self.first_look = first_look
+        self.growth = growth
+        self.looks = np.zeros(0, np.int64)
+        self.next_look = np.zeros(0, np.int64)
+        self.p_value = np.zeros(0, np.float64)
 
-    def __post_init__(self) -> None:
-        self.next_look = self.first_look
+    def __len__(self) -> int:
+        return len(self.looks)
 
-    def due(self, size: int) -> bool:
-        """Whether a test is due at sample size ``size``."""
-        return size >= self.next_look
+    def add(self) -> int:
+        """A new test, not looked at yet; its number."""
+        self.looks = np.append(self.looks, 0)
+        self.next_look = np.append(self.next_look, self.first_look)
+        self.p_value = np.append(self.p_value, 1.0)
+        return len(self.looks) - 1
 
-    def record(self, size: int, p_value: float) -> None:
-        """Takes the test run at sample size ``size`` into account."""
-        self.looks += 1
-        charged = p_value * self.looks * (self.looks + 1)
-        self.p_value = min(self.p_value, charged, 1.0)
-        self.next_look = max(size + 1, math.ceil(round(size * self.growth, 9)))
+    def due(self, test: int, size: int) -> bool:
+        """Whether a look of ``test`` is due at sample size ``size``."""
+        return size >= self.next_look.item(test)
+
+    def p(self, test: int) -> float:
+        """The p-value of ``test``."""
+        return float(self.p_value.item(test))
+
+    def record(self, test: int, size: int, p_value: float) -> None:
+        """Takes the run of ``test`` at sample size ``size`` into account."""
+        looks = self.looks.item(test) + 1
+        self.looks[test] = looks
+        charged = p_value * looks * (looks + 1)
+        self.p_value[test] = min(self.p_value.item(test), charged, 1.0)
+        self.next_look[test] = max(size + 1, math.ceil(round(size * self.growth, 9)))
+
+    def __getstate__(self) -> tuple[int, float, list[int], list[int], list[float]]:
+        """As plain numbers: smaller pickles than three arrays' for a few tests."""
+        columns = self.looks.tolist(), self.next_look.tolist(), self.p_value.tolist()
+        return (self.first_look, self.growth, *columns)
+
+    def __setstate__(self, state: tuple[int, float, list[int], list[int], list[float]]) -> None:
+        self.first_look, self.growth, looks, next_look, p_value = state
+        self.looks = np.array(looks, np.int64)
+        self.next_look = np.array(next_look, np.int64)
+        self.p_value = np.array(p_value, np.float64)
+
+    def copy(self) -> AnytimePValues:
+        """An independent copy."""
+        copied = AnytimePValues(self.first_look, self.growth)
+        copied.looks, copied.next_look = self.looks.copy(), self.next_look.copy()
+        copied.p_value = self.p_value.copy()
+        return copied

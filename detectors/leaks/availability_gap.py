@@ -15,7 +15,7 @@ from river import base
 
 from detectors import _batch
 from detectors._exact import binomial_sf
-from detectors.leaks._anytime import AnytimePValue
+from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._memory import KeyTable, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
@@ -84,11 +84,10 @@ class ServedValues:
     written_at: tuple[float, ...]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Feature:
-    looks: AnytimePValue
     name: str
-    # Its place in the order features were first seen.
+    # Its place in the order features were first seen, and its test in ``_looks``.
     column: int
     # Mixed into an entity's hash to make the key of (entity, feature).
     salt: int
@@ -276,6 +275,8 @@ class AvailabilityGap(base.Base):
         self._counted = np.zeros((0, self.pending), bool)  # its gap was counted already
         self._block_of = np.zeros((0, self.pending), np.uint32)
         self._features: dict[str, _Feature] = {}
+        # Each feature's anytime p-value, by its column.
+        self._looks = AnytimePValues(self.min_predictions)
         self._rejected = 0
         self._made = 0
         self._evicted = 0
@@ -513,9 +514,9 @@ class AvailabilityGap(base.Base):
         counts = self._features.get(name)
         if counts is None and len(self._features) < self.max_features:
             column = len(self._features)
-            looks = AnytimePValue(self.min_predictions)
+            self._looks.add()
             blocks = np.zeros(_RING, np.int64), np.full(_RING, -math.inf)
-            counts = _Feature(looks, name, column, hash64(b"f", name), *blocks)
+            counts = _Feature(name, column, hash64(b"f", name), *blocks)
             self._features[name] = counts
         return counts
 
@@ -907,11 +908,12 @@ class AvailabilityGap(base.Base):
             size, found = (last - first + 1) * self._block, int(gaps[first : last + 1].sum())
             best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
         p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
-        flagged = counts.looks.p_value <= self.alpha
-        counts.looks.record(counts.predictions, p_value)
-        if flagged or counts.looks.p_value > self.alpha:
+        looks, column = self._looks, counts.column
+        flagged = looks.p(column) <= self.alpha
+        looks.record(column, counts.predictions, p_value)
+        if flagged or looks.p(column) > self.alpha:
             return None
-        return GapEvidence(counts.name, size, found, found / size, counts.looks.p_value, True)
+        return GapEvidence(counts.name, size, found, found / size, looks.p(column), True)
 
     def __getstate__(self) -> dict[str, Any]:
         """The kept keys' rows, each ring cut to what it holds, oldest first: a key costs
@@ -963,7 +965,7 @@ class AvailabilityGap(base.Base):
 
     def _evidence(self, feature: str, counts: _Feature) -> GapEvidence:
         rate = counts.gaps / counts.predictions if counts.predictions else 0.0
-        p_value = counts.looks.p_value
+        p_value = self._looks.p(counts.column)
         return GapEvidence(
             feature, counts.predictions, counts.gaps, rate, p_value, p_value <= self.alpha
         )
@@ -976,12 +978,15 @@ class AvailabilityGap(base.Base):
     @property
     def gapped_features(self) -> tuple[str, ...]:
         """The features flagged so far, sorted."""
-        return tuple(sorted(f for f, c in self._features.items() if c.looks.p_value <= self.alpha))
+        p_value = self._looks.p_value
+        return tuple(
+            sorted(f for f, c in self._features.items() if p_value[c.column] <= self.alpha)
+        )
 
     @property
     def gap_detected(self) -> bool:
         """Whether any feature is flagged."""
-        return any(c.looks.p_value <= self.alpha for c in self._features.values())
+        return bool((self._looks.p_value <= self.alpha).any())
 
     @property
     def flags(self) -> list[tuple[int, GapEvidence]]:

@@ -14,7 +14,7 @@ import numpy as np
 from river import base
 
 from detectors._exact import binomial_sf, hypergeom_sf
-from detectors.leaks._anytime import AnytimePValue
+from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._memory import KeyTable, in_sample, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
@@ -563,10 +563,11 @@ class LabelCoincidentWrites(base.Base):
     def _reset(self) -> None:
         self._edges = lag_edges(float(self.tolerance), float(self.max_lag))
         bins = len(self._edges) - 1
-        # Plain floats: the hot path does scalar arithmetic on them.
-        self._edge_list: list[float] = self._edges.tolist()
-        self._width_list: list[float] = np.diff(self._edges).tolist()
-        self._inverse_list = [1.0 / width for width in self._width_list]
+        # Plain floats: the hot path does scalar arithmetic on them. Tuples, which the
+        # garbage collector stops tracking, as it does not a list.
+        self._edge_list: tuple[float, ...] = tuple(self._edges.tolist())
+        self._width_list: tuple[float, ...] = tuple(np.diff(self._edges).tolist())
+        self._inverse_list = tuple(1.0 / width for width in self._width_list)
         self._ttl = float(self.label_delay) + 2.0 * float(self.max_lag) + float(self.lateness)
         self._stream_time = -math.inf
         # Writes before the first event, or up to the latest time a forgotten entity held,
@@ -582,13 +583,13 @@ class LabelCoincidentWrites(base.Base):
         self._labels = np.zeros((0, 2, bins), np.int64)
         self._counts = np.zeros((0, 2, 2, bins, 4), np.int64)
         self._unjudged = np.zeros(0, np.int64)
-        self._looks: list[AnytimePValue] = []
+        self._looks = AnytimePValues(2 * self.min_labels)
         # The (kind, class, bin) of each feature's smallest p-value at its last test.
         self._best = np.zeros((0, 3), np.int64)
         self._flagged = np.zeros(0, bool)
         # Columns flagged by the event being read, and the features by column.
         self._new_flags: list[int] = []
-        self._column_names: list[str] = []
+        self._column_names: tuple[str, ...] = ()
         self._rejected = 0
         # Entities are kept if their key's top ``_sample_bits`` bits are 0; labels of the
         # others are counted.
@@ -888,15 +889,14 @@ class LabelCoincidentWrites(base.Base):
             self._unjudged[:columns] += int(unjudged.sum())
             return
         saved = {name: getattr(self, name).copy() for name in _JUDGED}
-        looks = [(looks.looks, looks.next_look, looks.p_value) for looks in self._looks]
+        looks = self._looks.copy()
         self._unjudged[:columns] += int(unjudged.sum())
         self._judge_chunks(rows, bins)
         if not self._new_flags:
             return
         for name, values in saved.items():
             setattr(self, name, values)
-        for kept_looks, (n, next_look, p_value) in zip(self._looks, looks, strict=True):
-            kept_looks.looks, kept_looks.next_look, kept_looks.p_value = n, next_look, p_value
+        self._looks = looks
         self._new_flags = []
         done = 0
         for position in np.unique(positions).tolist():
@@ -1118,7 +1118,7 @@ class LabelCoincidentWrites(base.Base):
             # Looks are spaced by labels judged at the most judged lag (the earliest, as a
             # rule), not by label lags, which would look eight times as often per label.
             sizes = self._labels[:columns].sum(axis=1).max(axis=1).tolist()
-            due = [c for c in range(columns) if self._looks[c].due(sizes[c])]
+            due = [c for c in range(columns) if self._looks.due(c, sizes[c])]
             if due:
                 # As in _judge_all: a test that can only give 1.0 changes nothing.
                 counts, labels = self._counts[due], self._labels[due]
@@ -1190,15 +1190,14 @@ class LabelCoincidentWrites(base.Base):
         # rule), not by label lags, which would look eight times as often per label.
         judged_so_far = np.cumsum(judged.sum(axis=1), axis=0)
         sizes = (labels.sum(axis=1)[None] + judged_so_far[:, None]).max(axis=2)
-        next_looks = np.array([looks.next_look for looks in self._looks], np.int64)
-        due = sizes >= next_looks
+        due = sizes >= self._looks.next_look
         if due.any():
             due &= self._may_test(bins, classes, stats)
         for column in np.flatnonzero(due.any(axis=0)).tolist():
-            looks = self._looks[column]
+            next_look = self._looks.next_look
             j = 0
             while (
-                found := np.flatnonzero(due[j:, column] & (sizes[j:, column] >= looks.next_look))
+                found := np.flatnonzero(due[j:, column] & (sizes[j:, column] >= next_look[column]))
             ).size:
                 j += int(found[0])
                 counts_then, labels_then = counts[column].copy(), labels[column].copy()
@@ -1277,10 +1276,9 @@ class LabelCoincidentWrites(base.Base):
                         best, cell = p_value, (kind, label, b)
         if best == 1.0:
             return
-        looks = self._looks[column]
-        looks.record(size, min(1.0, 4 * labels.shape[1] * best))
+        self._looks.record(column, size, min(1.0, 4 * labels.shape[1] * best))
         self._best[column] = cell
-        if looks.p_value <= self.alpha and not self._flagged[column]:
+        if self._looks.p(column) <= self.alpha and not self._flagged[column]:
             self._flagged[column] = True
             self._new_flags.append(column)
 
@@ -1295,11 +1293,11 @@ class LabelCoincidentWrites(base.Base):
         if column >= self.max_features:
             return None
         self._columns[feature] = column
-        self._column_names.append(feature)
+        self._column_names += (feature,)
         if column >= self._windows.shape[1]:
             # A quarter more: features are few, and a column costs a few numbers per entity.
             self._grow_columns(min(self.max_features, max(4, column + column // 4)))
-        self._looks.append(AnytimePValue(2 * self.min_labels))
+        self._looks.add()
         return column
 
     def _grow_columns(self, size: int) -> None:
@@ -1477,7 +1475,7 @@ class LabelCoincidentWrites(base.Base):
         judged = self._labels[column, :, b]
         counts = self._counts[column, kind, :, b]
         excess = (counts[:, _NEAR] - counts[:, _CONTROL]) / np.maximum(judged, 1)
-        p_value = self._looks[column].p_value
+        p_value = self._looks.p(column)
         return CoincidenceEvidence(
             feature=name,
             lag=(self._edge_list[b], self._edge_list[b + 1]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import dataclasses
 import math
@@ -56,19 +57,16 @@ class WriteLagSummary:
     sla_broken: bool
 
 
-@dataclasses.dataclass
-class _Lags:
-    # Bucket i > 0 holds lags in (gamma ** (i - 1), gamma ** i]; bucket 0 holds the rest.
-    buckets: dict[int, int] = dataclasses.field(default_factory=dict)
-    writes: int = 0
-    windows: int = 0
-    window_writes: int = 0
-    window_over_sla: int = 0
-    window_over_reference: int = 0
-    reference_bucket: int | None = None
-    reference_over: int = 0
-    drift_p_value: float = 1.0
-    sla_p_value: float = 1.0
+# A feature's counts in ``WriteLag._counts``, at ``row * _FIELDS + field``: writes, windows
+# complete, and in the current window writes, those over the SLA and over the reference;
+# then the reference's bucket (-1 until the reference windows are complete) and its writes
+# above that bucket.
+_WRITES, _WINDOWS, _WINDOW_WRITES, _OVER_SLA, _OVER_REFERENCE, _REFERENCE, _REFERENCE_OVER = range(
+    7
+)
+_FIELDS = 7
+# Its last window's p-values in ``WriteLag._p_values``, at ``row * 2 + test``.
+_DRIFT, _SLA = 0, 1
 
 
 class WriteLag(BatchEvents, base.Base):
@@ -161,7 +159,14 @@ class WriteLag(BatchEvents, base.Base):
 
     def _reset(self) -> None:
         self._log_gamma = log_gamma(self.relative_accuracy)
-        self._features: dict[str, _Lags] = {}
+        # Per feature a row, in order of first write: its sketch, its counts and p-values as
+        # machine numbers in arrays (``_FIELDS`` and 2 a row), which the garbage collector
+        # does not walk. A worker holds thousands of these detectors.
+        self._rows: dict[str, int] = {}
+        # Bucket i > 0 holds lags in (gamma ** (i - 1), gamma ** i]; bucket 0 holds the rest.
+        self._buckets: list[dict[int, int]] = []
+        self._counts = array.array("q")
+        self._p_values = array.array("d")
         self._rejected = 0
         self._batch_events: list[tuple[Any, ...]] = []
 
@@ -172,17 +177,19 @@ class WriteLag(BatchEvents, base.Base):
         found = self._lag_of(x)
         if found is None:
             return
-        feature, lags, lag = found
+        feature, row, lag = found
         bucket = bucket_key(lag, self._log_gamma) if lag > 1.0 else 0
-        lags.buckets[bucket] = lags.buckets.get(bucket, 0) + 1
-        lags.writes += 1
-        lags.window_writes += 1
-        lags.window_over_sla += self.sla is not None and lag > self.sla
-        if lags.reference_bucket is not None:
-            lags.window_over_reference += bucket > lags.reference_bucket
-        if lags.window_writes == self.window:
-            self._close_window(lags)
-            self._batch_events = [(0, self._summary(feature, lags))]
+        buckets = self._buckets[row]
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+        counts, at = self._counts, row * _FIELDS
+        counts[at + _WRITES] += 1
+        counts[at + _WINDOW_WRITES] += 1
+        counts[at + _OVER_SLA] += self.sla is not None and lag > self.sla
+        if counts[at + _REFERENCE] >= 0:
+            counts[at + _OVER_REFERENCE] += bucket > counts[at + _REFERENCE]
+        if counts[at + _WINDOW_WRITES] == self.window:
+            self._close_window(row)
+            self._batch_events = [(0, self._summary(feature, row))]
 
     def update_many(self, values: Sequence[Any]) -> None:
         """Reads a batch of writes: the same state as ``update`` on each in turn, and
@@ -197,109 +204,129 @@ class WriteLag(BatchEvents, base.Base):
             self._update_each(values)
             return
         self._batch_events = []
-        features = self._features
-        # Per feature, in the order of its writes: its lags, positions in the batch, lags.
-        batched: dict[str, tuple[_Lags, list[int], list[float]]] = {}
+        rows = self._rows
+        # Per feature, in the order of its writes: its row, positions in the batch, lags.
+        batched: dict[str, tuple[int, list[int], list[float]]] = {}
         for i, x in enumerate(values):
             write = checked_write(x)
             if write is None:
                 self._rejected += 1
                 continue
             feature = write.feature
-            rows = batched.get(feature)
-            if rows is None:
-                lags = features.get(feature)
-                if lags is None:
-                    if len(features) >= self.max_features:
+            found = batched.get(feature)
+            if found is None:
+                row = rows.get(feature)
+                if row is None:
+                    if len(rows) >= self.max_features:
                         continue
-                    lags = features[feature] = _Lags()
-                rows = batched[feature] = (lags, [], [])
-            rows[1].append(i)
-            rows[2].append(float(write.written_at - write.event_at))
-        for feature, (lags, positions, lag_list) in batched.items():
-            self._count(feature, lags, positions, lag_list)
+                    row = self._add(feature)
+                found = batched[feature] = (row, [], [])
+            found[1].append(i)
+            found[2].append(float(write.written_at - write.event_at))
+        for feature, (row, positions, lag_list) in batched.items():
+            self._count(feature, row, positions, lag_list)
         self._batch_events.sort(key=lambda event: event[0])
 
-    def _count(
-        self, feature: str, lags: _Lags, positions: list[int], lag_list: list[float]
-    ) -> None:
+    def _count(self, feature: str, row: int, positions: list[int], lag_list: list[float]) -> None:
         """One feature's writes of a batch, a window's share at a time."""
         log_gamma = self._log_gamma
         buckets = [bucket_key(lag, log_gamma) if lag > 1.0 else 0 for lag in lag_list]
         over_sla = np.asarray(lag_list) > (math.inf if self.sla is None else self.sla)
         keys = np.asarray(buckets)
+        sketch, counts, at = self._buckets[row], self._counts, row * _FIELDS
         start = 0
         while start < len(buckets):
-            stop = min(len(buckets), start + self.window - lags.window_writes)
+            stop = min(len(buckets), start + self.window - counts[at + _WINDOW_WRITES])
             for bucket, count in collections.Counter(buckets[start:stop]).items():
-                lags.buckets[bucket] = lags.buckets.get(bucket, 0) + count
-            lags.writes += stop - start
-            lags.window_writes += stop - start
-            lags.window_over_sla += int(np.count_nonzero(over_sla[start:stop]))
-            if lags.reference_bucket is not None:
-                over = keys[start:stop] > lags.reference_bucket
-                lags.window_over_reference += int(np.count_nonzero(over))
-            if lags.window_writes == self.window:
-                self._close_window(lags)
-                self._batch_events.append((positions[stop - 1], self._summary(feature, lags)))
+                sketch[bucket] = sketch.get(bucket, 0) + count
+            counts[at + _WRITES] += stop - start
+            counts[at + _WINDOW_WRITES] += stop - start
+            counts[at + _OVER_SLA] += int(np.count_nonzero(over_sla[start:stop]))
+            reference = counts[at + _REFERENCE]
+            if reference >= 0:
+                over = keys[start:stop] > reference
+                counts[at + _OVER_REFERENCE] += int(np.count_nonzero(over))
+            if counts[at + _WINDOW_WRITES] == self.window:
+                self._close_window(row)
+                self._batch_events.append((positions[stop - 1], self._summary(feature, row)))
             start = stop
 
-    def _lag_of(self, x: Any) -> tuple[str, _Lags, float] | None:
-        """A write's feature, that feature's lags and the write's lag; None for a write
+    def _lag_of(self, x: Any) -> tuple[str, int, float] | None:
+        """A write's feature, that feature's row and the write's lag; None for a write
         ``update`` ignores (counted in ``rejected`` when malformed)."""
         write = checked_write(x)
         if write is None:
             self._rejected += 1
             return None
-        lags = self._features.get(write.feature)
-        if lags is None:
-            if len(self._features) >= self.max_features:
+        row = self._rows.get(write.feature)
+        if row is None:
+            if len(self._rows) >= self.max_features:
                 return None
-            lags = self._features[write.feature] = _Lags()
-        return write.feature, lags, float(write.written_at - write.event_at)
+            row = self._add(write.feature)
+        return write.feature, row, float(write.written_at - write.event_at)
 
-    def _close_window(self, lags: _Lags) -> None:
-        lags.windows += 1
+    def _add(self, feature: str) -> int:
+        """A row for a feature's first write."""
+        row = self._rows[feature] = len(self._rows)
+        self._buckets.append({})
+        self._counts.extend((0, 0, 0, 0, 0, -1, 0))
+        self._p_values.extend((1.0, 1.0))
+        return row
+
+    def _close_window(self, row: int) -> None:
+        counts, at = self._counts, row * _FIELDS
+        counts[at + _WINDOWS] += 1
         if self.sla is not None:
-            lags.sla_p_value = binomial_sf(lags.window_over_sla, self.window, 1 - self.sla_quantile)
-        if lags.reference_bucket is not None:
-            over = lags.window_over_reference
+            over_sla = counts[at + _OVER_SLA]
+            sla_p_value = binomial_sf(over_sla, self.window, 1 - self.sla_quantile)
+            self._p_values[row * 2 + _SLA] = sla_p_value
+        reference = counts[at + _REFERENCE]
+        if reference >= 0:
+            over = counts[at + _OVER_REFERENCE]
             total = (self.reference_windows + 1) * self.window
-            lags.drift_p_value = hypergeom_sf(over, total, lags.reference_over + over, self.window)
-        elif lags.windows == self.reference_windows:
+            both = counts[at + _REFERENCE_OVER] + over
+            self._p_values[row * 2 + _DRIFT] = hypergeom_sf(over, total, both, self.window)
+        elif counts[at + _WINDOWS] == self.reference_windows:
             # The whole sketch so far is the reference.
-            lags.reference_bucket = quantile_key(lags.buckets, self.drift_quantile)
-            lags.reference_over = sum(
-                count for bucket, count in lags.buckets.items() if bucket > lags.reference_bucket
+            buckets = self._buckets[row]
+            reference = quantile_key(buckets, self.drift_quantile)
+            counts[at + _REFERENCE] = reference
+            counts[at + _REFERENCE_OVER] = sum(
+                count for bucket, count in buckets.items() if bucket > reference
             )
-        lags.window_writes = lags.window_over_sla = lags.window_over_reference = 0
+        counts[at + _WINDOW_WRITES] = counts[at + _OVER_SLA] = counts[at + _OVER_REFERENCE] = 0
 
-    def _lag(self, quantile: float, lags: _Lags) -> float:
-        bucket = quantile_key(lags.buckets, quantile)
+    def _lag(self, quantile: float, row: int) -> float:
+        bucket = quantile_key(self._buckets[row], quantile)
         return 0.0 if bucket == 0 else bucket_value(bucket, self._log_gamma)
 
-    def _summary(self, feature: str, lags: _Lags) -> WriteLagSummary:
-        reference = (
-            math.nan
-            if lags.reference_bucket is None
-            else math.exp(self._log_gamma * lags.reference_bucket)
-        )
+    def _summary(self, feature: str, row: int) -> WriteLagSummary:
+        counts, at = self._counts, row * _FIELDS
+        reference = counts[at + _REFERENCE]
+        drift_p_value, sla_p_value = self._p_values[row * 2 : row * 2 + 2]
         return WriteLagSummary(
             feature=feature,
-            writes=lags.writes,
-            p50=self._lag(0.5, lags),
-            p99=self._lag(0.99, lags),
-            reference_lag=reference,
-            drift_p_value=lags.drift_p_value,
-            drifting=lags.drift_p_value <= self.alpha,
-            sla_p_value=lags.sla_p_value,
-            sla_broken=lags.sla_p_value <= self.alpha,
+            writes=counts[at + _WRITES],
+            p50=self._lag(0.5, row),
+            p99=self._lag(0.99, row),
+            reference_lag=math.nan if reference < 0 else math.exp(self._log_gamma * reference),
+            drift_p_value=drift_p_value,
+            drifting=drift_p_value <= self.alpha,
+            sla_p_value=sla_p_value,
+            sla_broken=sla_p_value <= self.alpha,
+        )
+
+    def _flagged(self, test: int) -> tuple[str, ...]:
+        """Features whose last window's ``test`` p-value is at most ``alpha``, sorted."""
+        p_values = self._p_values
+        return tuple(
+            sorted(f for f, row in self._rows.items() if p_values[row * 2 + test] <= self.alpha)
         )
 
     @property
     def write_lag(self) -> dict[str, WriteLagSummary]:
         """Per feature: lag quantiles and the last window's verdicts."""
-        return {f: self._summary(f, lags) for f, lags in self._features.items()}
+        return {f: self._summary(f, row) for f, row in self._rows.items()}
 
     @property
     def windows_closed(self) -> list[tuple[int, WriteLagSummary]]:
@@ -310,16 +337,12 @@ class WriteLag(BatchEvents, base.Base):
     @property
     def drifting_features(self) -> tuple[str, ...]:
         """Features whose last window's lags drifted above the reference, sorted."""
-        return tuple(
-            sorted(f for f, lags in self._features.items() if lags.drift_p_value <= self.alpha)
-        )
+        return self._flagged(_DRIFT)
 
     @property
     def sla_breaches(self) -> tuple[str, ...]:
         """Features whose last window broke the SLA, sorted."""
-        return tuple(
-            sorted(f for f, lags in self._features.items() if lags.sla_p_value <= self.alpha)
-        )
+        return self._flagged(_SLA)
 
     @property
     def drift_detected(self) -> bool:

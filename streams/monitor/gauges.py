@@ -110,7 +110,7 @@ def state_gauges(monitor: Monitor) -> StateGauges:
         unused["availability_gap", "evicted"] = leaks.gap.evicted
         unused["label_coincidence", "invalid"] = leaks.coincidence.rejected
         unused["availability_gap", "invalid"] = leaks.gap.rejected
-        unused["write_lag", "invalid"] = sum(lag.rejected for lag in leaks.write_lag.values())
+        unused["write_lag", "invalid"] = sum(lag.rejected for lag in leaks.lag_detectors)
         if leaks.future is not None:
             unused["future_values", "invalid"] += leaks.future.rejected
         filled["leak_watch.requests"] = (len(leaks.entities), leaks.max_requests)

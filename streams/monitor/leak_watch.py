@@ -21,8 +21,8 @@ durations in milliseconds, as on the wire):
 
 - ``label_leak``: ``LabelCoincidentWrites``, settings ``coincidence_<argument>``;
 - ``availability_gap``: ``AvailabilityGap``, settings ``gap_<argument>``;
-- ``write_lag_drift`` and ``write_lag_sla``: one ``WriteLag`` per feature, settings
-  ``write_lag_<argument>``; its ``sla`` is the feature's ``write_lag_sla``;
+- ``write_lag_drift`` and ``write_lag_sla``: a ``WriteLag`` per distinct ``write_lag_sla``
+  of the features, settings ``write_lag_<argument>``; its ``sla`` is its features';
 - ``future_values``: ``FutureValues``, setting ``skew_tolerance``, only with
   ``future_values=True`` (see below);
 
@@ -205,6 +205,7 @@ class LeakWatch:
     model_id: str
     coincidence: LabelCoincidentWrites
     gap: AvailabilityGap
+    # Each monitored feature's WriteLag, shared by the features of the same SLA.
     write_lag: dict[str, WriteLag]
     future: FutureValues | None
     report_every_ms: float
@@ -227,6 +228,11 @@ class LeakWatch:
     # the stream time, and the gap's pairs made and evicted, at the last round, which set it.
     gap_sample_bits: int = 0
     gap_round: tuple[float, int, int] = (-math.inf, 0, 0)
+
+    @property
+    def lag_detectors(self) -> tuple[WriteLag, ...]:
+        """The distinct WriteLag detectors of ``write_lag``, in order of first feature."""
+        return tuple({id(lag): lag for lag in self.write_lag.values()}.values())
 
     @property
     def sample_fraction(self) -> float:
@@ -321,20 +327,24 @@ def new_leak_watch(model: Model, *, future_values: bool = False) -> LeakWatch:
         raise PortfolioError(
             model.model_id, f"{key}.write_lag_sla", "set write_lag_sla on each feature"
         )
-    write_lag = {
-        feature.name: build_detector(
+    # Features with the same SLA share a WriteLag (its state is per feature already), so a
+    # worker holds a few of them per model rather than one per feature.
+    slas = {
+        feature.name: None
+        if feature.write_lag_sla is None
+        else feature.write_lag_sla.total_seconds() * 1000.0
+        for feature in model.features
+    }
+    by_sla = {
+        sla: build_detector(
             model,
             f"{key}.write_lag",
             WriteLag,
-            {
-                **arguments["write_lag"],
-                "sla": None
-                if feature.write_lag_sla is None
-                else feature.write_lag_sla.total_seconds() * 1000.0,
-            },
+            {**arguments["write_lag"], "sla": sla},
         )
-        for feature in model.features
+        for sla in dict.fromkeys(slas.values())
     }
+    write_lag = {name: by_sla[sla] for name, sla in slas.items()}
     future = None
     if future_values:
         skew = {"skew_tolerance": own.get("skew_tolerance", 0.0)}
@@ -742,8 +752,10 @@ def _report(watch: LeakWatch) -> list[Point]:
     gaps = {name: gap for name, gap in watch.gap.evidence.items() if gap.predictions}
     future = watch.future.counts if watch.future is not None else {}
     points = []
-    for name, detector in watch.write_lag.items():
-        summaries = detector.write_lag
+    summaries = {}
+    for detector in watch.lag_detectors:
+        summaries.update(detector.write_lag)
+    for name in watch.write_lag:
         if name not in summaries:
             continue
         summary = summaries[name]

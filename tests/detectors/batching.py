@@ -19,6 +19,7 @@ batches (``cuts``, from hypothesis) and assert equality of both the events and t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -48,7 +49,14 @@ def same_state(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
     if hasattr(a, "__dict__") and not isinstance(a, type):
         return same_state(_running(a), _running(b))
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        # A dataclass with slots: its fields.
+        return same_state(_fields(a), _fields(b))
     return bool(a == b)
+
+
+def _fields(x: Any) -> dict[str, Any]:
+    return {field.name: getattr(x, field.name) for field in dataclasses.fields(x)}
 
 
 def _running(x: Any) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import pickle
+
 import numpy as np
 import pytest
 
@@ -85,6 +88,20 @@ def test_features_are_followed_separately() -> None:
         detector.update(event)
     summaries = detector.write_lag
     assert summaries["fast"].p50 < summaries["slow"].p50 / 10
+
+
+def test_features_hold_no_object_each_that_the_garbage_collector_walks() -> None:
+    rng = np.random.default_rng(6)
+    detector = WriteLag(window=100)
+    for n in range(20):
+        detector.update_many(_writes(rng.lognormal(8.0, 1.0, 150), f"f{n}"))
+    restored = pickle.loads(pickle.dumps(detector))
+    tracked = [type(item).__name__ for item in vars(restored).values() if gc.is_tracked(item)]
+    # The sketches' list (dicts of ints, untracked), the counts and p-values as arrays of
+    # machine numbers (whose collection visits only their type) and the last batch's events.
+    assert tracked == ["list", "array", "array", "list"]
+    assert sum(gc.is_tracked(sketch) for sketch in restored._buckets) == 0
+    assert restored.write_lag == detector.write_lag
 
 
 @pytest.mark.parametrize(

@@ -529,3 +529,34 @@ def test_a_watch_of_twenty_features_past_its_caps_stays_within_its_bytes() -> No
     )
     assert arrays <= 280_000
     assert len(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)) <= 90_000
+    # What a worker's full collections walk per model: a few objects per detector, not
+    # per feature (the gap's counts are the 20 left).
+    restored = pickle.loads(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL))
+    gc.collect()
+    assert tracked_in(restored) == 47
+
+
+def test_features_of_the_same_sla_share_a_write_lag() -> None:
+    model = churn_model("[models.churn.detectors.leaks]\nwrite_lag_window = 20\n")
+    watch = new_leak_watch(model)
+    sla, other = watch.write_lag["last_login_date"], watch.write_lag["plan"]
+    assert watch.lag_detectors == (sla, other) and watch.write_lag["balance"] is other
+    assert (sla.sla, other.sla) == (30_000.0, None)
+    for n in range(30):
+        observe(model, watch, write(f"u{n}", "plan", "pro", n * 1_000, n * 1_000 + 500))
+    assert other.write_lag["plan"].writes == 30 and "balance" not in other.write_lag
+
+
+def tracked_in(root: object) -> int:
+    """The objects the garbage collector tracks reachable from ``root``, not through
+    classes and modules."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, type | types.ModuleType):
+            continue
+        if gc.is_tracked(item):
+            seen.add(id(item))
+            todo.extend(gc.get_referents(item))
+    return len(seen)
