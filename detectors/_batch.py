@@ -10,7 +10,7 @@ batch goes through ``update`` itself: exact by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 SMALL_BATCH = 16
@@ -19,7 +19,7 @@ SMALL_BATCH = 16
 class BatchEvents:
     """Adds ``_update_each``: a batch fed through ``update``, its events kept by position."""
 
-    _batch_events: list[tuple[Any, ...]]
+    _batch_events: Sequence[tuple[Any, ...]]
     update: Callable[[Any], None]
 
     @staticmethod

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,7 +123,10 @@ class WindowTest(BatchEvents, base.Base):
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
-        self._batch_events: list[tuple[Any, ...]] = []
+        # A tuple of tuples of numbers, which the garbage collector stops tracking, rather
+        # than a list it visits at every collection: every feature's test keeps its last
+        # batch's events, and a batch completes few windows.
+        self._batch_events: tuple[tuple[Any, ...], ...] = ()
 
     def _record(
         self, end: int, result: tuple[float, float, bool], effect: float = math.nan
@@ -132,7 +135,11 @@ class WindowTest(BatchEvents, base.Base):
         batch (tests without an effect size give NaN)."""
         self._statistic, self._p_value, self._drift_detected = result
         self._effect = effect
-        self._batch_events.append((end, *result, effect))
+        self._batch_events = (*self._batch_events, (end, *result, effect))
+
+    def _update_each(self, values: Iterable[Any]) -> None:
+        super()._update_each(values)
+        self._batch_events = tuple(self._batch_events)
 
     def _finish_batch(self, size: int) -> None:
         # drift_detected describes the last input only, as after update() one by one; an
@@ -250,7 +257,7 @@ class NumericWindowTest(WindowTest):
         """Add one value; missing and non-finite values are counted in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         value = finite_float(x)
         if value is None:
             self._n_skipped += 1
@@ -271,7 +278,7 @@ class NumericWindowTest(WindowTest):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))
         self._n_skipped += int(array.size - positions.size)
@@ -474,7 +481,7 @@ class CategoricalWindowTest(WindowTest):
         """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         if not _countable(x):
             self._n_skipped += 1
             return
@@ -493,7 +500,7 @@ class CategoricalWindowTest(WindowTest):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         values = list(values)
         # A str is always counted: the common case skips the null and hash checks.
         positions = [i for i, x in enumerate(values) if type(x) is str or _countable(x)]
