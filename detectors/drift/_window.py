@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.drift._effect import (
     excess,
     quantile_shifts,
@@ -105,7 +105,7 @@ def validate_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-class WindowTest(BatchEvents, base.Base):
+class WindowTest(TupleEvents, base.Base):
     """What every windowed test stores and reports; subclasses implement ``update``."""
 
     reference: Any
@@ -123,10 +123,7 @@ class WindowTest(BatchEvents, base.Base):
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
-        # A tuple of tuples of numbers, which the garbage collector stops tracking, rather
-        # than a list it visits at every collection: every feature's test keeps its last
-        # batch's events, and a batch completes few windows.
-        self._batch_events: tuple[tuple[Any, ...], ...] = ()
+        self._batch_events = ()
 
     def _record(
         self, end: int, result: tuple[float, float, bool], effect: float = math.nan
@@ -135,11 +132,7 @@ class WindowTest(BatchEvents, base.Base):
         batch (tests without an effect size give NaN)."""
         self._statistic, self._p_value, self._drift_detected = result
         self._effect = effect
-        self._batch_events = (*self._batch_events, (end, *result, effect))
-
-    def _update_each(self, values: Iterable[Any]) -> None:
-        super()._update_each(values)
-        self._batch_events = tuple(self._batch_events)
+        self._add_event((end, *result, effect))
 
     def _finish_batch(self, size: int) -> None:
         # drift_detected describes the last input only, as after update() one by one; an
