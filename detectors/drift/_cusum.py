@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors._batch import BatchEvents
 from detectors.drift._statistics import FloatArray
 
 REBASE_EVERY = 4096
@@ -57,7 +58,7 @@ def excursion_start(steps: FloatArray) -> int:
     return int(path.size - 1 - np.argmin(path[::-1]))
 
 
-class SegmentedBatches:
+class SegmentedBatches(BatchEvents):
     """The batch loop of the CUSUM detectors: warm-up segments, then runs of at most
     ``REBASE_EVERY`` steps, each ending at a rebase, an alarm or the batch's end.
 
@@ -69,7 +70,6 @@ class SegmentedBatches:
     """
 
     _since_rebase: int
-    _batch_events: list[tuple[Any, ...]]
     _drift_detected: bool
 
     def _warm_up_room(self) -> int:

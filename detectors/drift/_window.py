@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.drift._effect import (
     excess,
     quantile_shifts,
@@ -105,7 +105,7 @@ def validate_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-class WindowTest(BatchEvents, base.Base):
+class WindowTest(TupleEvents, base.Base):
     """What every windowed test stores and reports; subclasses implement ``update``."""
 
     reference: Any
@@ -123,7 +123,7 @@ class WindowTest(BatchEvents, base.Base):
         self._drift_detected = False
         self._n_windows = 0
         self._n_skipped = 0
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
 
     def _record(
         self, end: int, result: tuple[float, float, bool], effect: float = math.nan
@@ -132,7 +132,7 @@ class WindowTest(BatchEvents, base.Base):
         batch (tests without an effect size give NaN)."""
         self._statistic, self._p_value, self._drift_detected = result
         self._effect = effect
-        self._batch_events.append((end, *result, effect))
+        self._add_event((end, *result, effect))
 
     def _finish_batch(self, size: int) -> None:
         # drift_detected describes the last input only, as after update() one by one; an
@@ -250,7 +250,7 @@ class NumericWindowTest(WindowTest):
         """Add one value; missing and non-finite values are counted in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         value = finite_float(x)
         if value is None:
             self._n_skipped += 1
@@ -271,7 +271,7 @@ class NumericWindowTest(WindowTest):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         array = finite_floats(values)
         positions = np.flatnonzero(~np.isnan(array))
         self._n_skipped += int(array.size - positions.size)
@@ -474,7 +474,7 @@ class CategoricalWindowTest(WindowTest):
         """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         if not _countable(x):
             self._n_skipped += 1
             return
@@ -493,7 +493,7 @@ class CategoricalWindowTest(WindowTest):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         values = list(values)
         # A str is always counted: the common case skips the null and hash checks.
         positions = [i for i, x in enumerate(values) if type(x) is str or _countable(x)]

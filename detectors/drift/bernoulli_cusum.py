@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.drift._cusum import (
     REBASE_EVERY,
     SegmentedBatches,
@@ -24,7 +24,7 @@ from detectors.drift._window import Batch, BoolArray, IntArray, validate_positiv
 _EVENT, _QUIET, _SKIPPED = 1, 0, -1
 
 
-class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
+class BernoulliCUSUM(SegmentedBatches, TupleEvents, base.BinaryDriftDetector):
     """Log-likelihood ratio CUSUM for a Bernoulli rate rising by ``odds_ratio``.
 
     The in-control rate ``p0`` is ``reference_rate`` when given, otherwise it is learnt
@@ -109,7 +109,7 @@ class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
         super()._reset()
         self._n_detections = 0
         self._n_skipped = 0
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
         self._start_warm_up()
         if self.reference_rate is not None:
             self._set_rate(self.reference_rate)
@@ -137,7 +137,7 @@ class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
         """Add one input: True/1 is an event, False/0 is not; others count in ``n_skipped``."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         if type(x) is bool:
             event = x
         else:
@@ -172,7 +172,7 @@ class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         codes = _codes(values)
         positions = np.flatnonzero(codes != _SKIPPED)
         self._n_skipped += int(codes.size - positions.size)
@@ -203,7 +203,7 @@ class BernoulliCUSUM(SegmentedBatches, BatchEvents, base.BinaryDriftDetector):
     def _alarm(self, position: int, *details: object) -> None:
         self._drift_detected = True
         self._n_detections += 1
-        self._batch_events.append((position,))
+        self._add_event((position,))
         if self.reference_rate is None:
             self._start_warm_up()
         else:

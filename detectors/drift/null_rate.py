@@ -98,7 +98,7 @@ class NullRateDrift(PValue, WindowTest):
         """Count one input as null or present."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         self._nulls += self._is_null(x)
         self._filled += 1
         if self._filled < self.window_size:
@@ -115,7 +115,7 @@ class NullRateDrift(PValue, WindowTest):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         nulls = self._nulls_of(values)
         counted = np.concatenate([[0], np.cumsum(nulls)]).tolist()
         start = 0

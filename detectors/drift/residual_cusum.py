@@ -321,8 +321,9 @@ class ResidualCUSUM(base.DriftDetector):
         # Older references of the segment for the slow check, oldest first: the index
         # after the last value, the values in arrival order, sorted, and their in-control
         # variance per position beyond sampling: their slow variation, plus the traffic's
-        # movement at the check's lag as known when they were set aside.
-        self._anchors: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        # movement at the check's lag as known when they were set aside. A tuple of tuples
+        # of an int and arrays, which the garbage collector stops tracking.
+        self._anchors: tuple[tuple[int, np.ndarray, np.ndarray, np.ndarray], ...] = ()
         # How far each older reference's positions moved from the one before it, squared,
         # less sampling: the traffic's harmless movement at the slow check's lag, summed
         # over every pair so far (all segments), and the number of pairs.
@@ -567,7 +568,7 @@ class ResidualCUSUM(base.DriftDetector):
             # reference is the one compared, does not widen its own noise.
             lag = np.maximum(self._lag_sum / max(self._lag_pairs, 1), 0.0)
             anchor = (end, values, np.sort(values), slow_variance(values) + lag)
-            self._anchors = [*self._anchors[-1:], anchor]
+            self._anchors = (*self._anchors[-1:], anchor)
         if fresh:
             self._previous = float(values[-1])
             # Replay the values already seen since the reference ended (after an alarm,
@@ -596,7 +597,7 @@ class ResidualCUSUM(base.DriftDetector):
         self._sums = [0.0, 0.0, 0.0, 0.0]
         self._starts = [self._seen] * 4
         self._model = None
-        self._anchors = []
+        self._anchors = ()
         if self._seen - change >= self.warm_up:
             self._fit(change, self._seen)
 
@@ -702,7 +703,9 @@ class _Model(NamedTuple):
     scale: float
     # The reference residuals, sorted, and the normal score of each rank (index: the
     # number of residuals below plus the number at or below, so ties get mid-ranks).
-    residuals: list[float]
+    # Tuples of floats, which the garbage collector stops tracking (a list it visits,
+    # float by float, at every collection); the scores are ``_score_table``'s own.
+    residuals: tuple[float, ...]
     scores: tuple[float, ...]
     score_mean: float
     # The scores' standard deviation widened for their lag-1 autocorrelation.
@@ -712,6 +715,17 @@ class _Model(NamedTuple):
     spread_sd: float
     # Alarm levels of the mean up, mean down, spread up and spread down CUSUMs.
     thresholds: tuple[float, float, float, float]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled without its scores: a restored model takes the cached table of its size,
+        # shared by every model of that size, rather than a copy of 2 m + 1 floats each.
+        return _restored_model, (tuple(self._replace(scores=())),)
+
+
+def _restored_model(fields: tuple[Any, ...]) -> _Model:
+    """A pickled ``_Model`` with its score table (see ``_Model.__reduce__``)."""
+    model = _Model._make(fields)
+    return model._replace(scores=_score_table(len(model.residuals)))
 
 
 def _fit_model(
@@ -775,7 +789,7 @@ def _fit_model(
         phi=phi,
         center=center,
         scale=scale,
-        residuals=residuals.tolist(),
+        residuals=tuple(residuals.tolist()),
         scores=_score_table(m),
         score_mean=score_mean,
         long_run_sd=score_sd * math.sqrt((1.0 + rho) / (1.0 - rho)),

@@ -79,7 +79,9 @@ CHECKPOINT_EVERY = 10_000
 # once, not beside a sorted copy, the held predictions' ids as 64-bit hashes, and the label
 # join's settings without detector prototypes; 14: the leak watch's sample of entities;
 # 15: the label join's sample of held predictions, its limit and counts; 16: the leak
-# watch's WriteLag shared by the features of an SLA, its state in arrays), so
+# watch's WriteLag shared by the features of an SLA, its state in arrays; the drift watch's
+# slotted classes, the output detectors' recent values in arrays, ResidualCUSUM's residuals
+# in a tuple and its score table left out, the windowed tests' batch events in a tuple), so
 # that a worker upgraded mid-stream starts the model afresh instead of failing on a
 # half-restored detector later.
 STATE_FORMAT = 16

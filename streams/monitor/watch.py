@@ -100,6 +100,7 @@ import numpy as np
 from detectors._batch import SMALL_BATCH
 from detectors.drift._change_point import reference_cut
 from detectors.drift._effect import quantile_effect, slow_variance
+from detectors.drift._statistics import FloatArray
 from detectors.drift._window import finite_floats
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
@@ -243,7 +244,7 @@ class ScoreRead(NamedTuple):
     judged: Any = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class FeatureDrift:
     """A feature's drift test, built once its reference sample is complete.
 
@@ -251,13 +252,18 @@ class FeatureDrift:
     stream already moving while the reference filled) keeps only the values before it;
     the values after it become the test's first windows, so the change is tested as soon
     as the reference is complete.
+
+    Slots, and no reference list once the test holds it: a model's features each keep
+    one, and each container left is one more object for every garbage collection to
+    visit.
     """
 
     method: str
     test_class: type[Any]
     settings: dict[str, Any]
     reference_size: int
-    reference: list[Any] = dataclasses.field(default_factory=list)
+    # The values while the reference fills; None once the test is built on them.
+    reference: list[Any] | None = dataclasses.field(default_factory=list)
     test: Any = None
     kind: str = "numeric"
     min_effect: float = DEFAULT_MIN_EFFECT
@@ -266,14 +272,14 @@ class FeatureDrift:
 
     def update(self, value: Any) -> list[Window]:
         """Feed one value; its windows as ``update_many([value])`` gives them."""
-        if self.test is None:
+        if (filling := self.reference) is not None:
             if value is None:
                 self.skipped += 1
             else:
-                self.reference.append(value)
-            if len(self.reference) < self.reference_size:
+                filling.append(value)
+            if len(filling) < self.reference_size:
                 return []
-            after = self._freeze()
+            after = self._freeze(filling)
             return self._test_many(after, 1, len(after)) if after else []
         test = self.test
         windows = test.n_windows
@@ -294,18 +300,18 @@ class FeatureDrift:
             return self.update(values[0])
         start = 0
         after: list[Any] = []
-        if self.test is None:
+        if (filling := self.reference) is not None:
             # The reference takes the values that are not None until it is complete.
             present = [i for i, value in enumerate(values) if value is not None]
-            needed = self.reference_size - len(self.reference)
+            needed = self.reference_size - len(filling)
             if len(present) == len(values):
-                self.reference.extend(values[:needed])
+                filling.extend(values[:needed])
             else:
-                self.reference.extend(values[i] for i in present[:needed])
+                filling.extend(values[i] for i in present[:needed])
             if len(present) < needed:
                 self.skipped += len(values) - len(present)
                 return []
-            after = self._freeze()
+            after = self._freeze(filling)
             start = present[needed - 1] + 1
             self.skipped += start - needed
         if not after and start == len(values):
@@ -314,25 +320,26 @@ class FeatureDrift:
             [*after, *values[start:]] if after else values[start:], start, len(after)
         )
 
-    def _freeze(self) -> list[Any]:
-        """Build the test on the reference; returns the values after a change inside it."""
-        reference: Any = self.reference
+    def _freeze(self, filled: list[Any]) -> list[Any]:
+        """Build the test on the reference ``filled``; returns the values after a change
+        inside it."""
+        reference: Any = filled
         after: list[Any] = []
         if self.kind == "categorical":
-            reference = dict(collections.Counter(self.reference))
+            reference = dict(collections.Counter(filled))
         else:
-            values = finite_floats(self.reference)
+            values = finite_floats(filled)
             finite = np.flatnonzero(~np.isnan(values))
             cut = reference_cut(values[finite], self.min_effect)
             if cut < finite.size:
-                after = self.reference[finite[cut] :]
+                after = filled[finite[cut] :]
             # The finite values the test would keep of the values before the cut, as a
             # read-only array: the test holds it as its reference and sample at once, in
             # 8 bytes a value instead of a list of floats beside a sorted copy.
             reference = values[finite[:cut]]
             reference.flags.writeable = False
         self.test = self.test_class(reference=reference, **self.settings)
-        self.reference = []
+        self.reference = None
         return after
 
     def _test_many(self, values: Sequence[Any], start: int, replayed: int) -> list[Window]:
@@ -353,7 +360,33 @@ class FeatureDrift:
         ]
 
 
-@dataclasses.dataclass
+class Recent:
+    """The last ``size`` numbers, in a ring of float64: one array, where a deque would
+    hold a float object for each, which every garbage collection visits (the output
+    detectors of every model keep ``OUTPUT_EFFECT_MAX`` of them)."""
+
+    __slots__ = ("_count", "_ring")
+
+    def __init__(self, size: int) -> None:
+        self._ring = np.zeros(size, dtype=np.float64)
+        # Numbers appended so far; the latest is at (count - 1) % size.
+        self._count = 0
+
+    def append(self, number: float) -> None:
+        self._ring[self._count % self._ring.size] = number
+        self._count += 1
+
+    def __len__(self) -> int:
+        return min(self._count, self._ring.size)
+
+    def ordered(self) -> FloatArray:
+        """The numbers kept, oldest first (a new array)."""
+        if self._count <= self._ring.size:
+            return self._ring[: self._count].copy()
+        return np.roll(self._ring, -(self._count % self._ring.size))
+
+
+@dataclasses.dataclass(slots=True)
 class ScoreDetector:
     """The score's ``ResidualCUSUM`` and the baseline a change is measured against (see
     the module's docstring). An alarm is material when its effect reaches ``min_effect``.
@@ -364,9 +397,7 @@ class ScoreDetector:
     inputs: int = 0
     alarms: int = 0
     # The last scores: an effect's sample.
-    recent: collections.deque[float] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=OUTPUT_EFFECT_MAX)
-    )
+    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
     # The episode's baseline, sorted, and its slow variation; None between episodes.
     baseline: Any = None
     slow: Any = None
@@ -490,11 +521,11 @@ class ScoreDetector:
         """The effect of the scores since the latest change (at least
         ``OUTPUT_EFFECT_MIN``, at most the last ``SCORE_EFFECT_MAX``) against the baseline."""
         size = min(max(self.inputs - self.change_at, OUTPUT_EFFECT_MIN), len(self.recent))
-        sample = np.array(self.recent, dtype=np.float64)[len(self.recent) - size :]
+        sample = self.recent.ordered()[len(self.recent) - size :]
         return quantile_effect(self.baseline, self.slow, sample)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class OutputDetector:
     """The error rate's detector, its reference frozen after its warm-up.
 
@@ -508,9 +539,7 @@ class OutputDetector:
     inputs: int = 0
     alarms: int = 0
     # The last inputs: an alarm's effect sample.
-    recent: collections.deque[float] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=OUTPUT_EFFECT_MAX)
-    )
+    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
 
     def update(self, name: str, value: float | bool, at: float) -> Evidence | None:
         """Feed one input; evidence on an alarm and every ``OUTPUT_REPORT_EVERY`` inputs."""
@@ -546,7 +575,7 @@ class OutputDetector:
     def effect(self) -> float:
         """The effect of the alarm just raised, against the frozen reference: the rise of
         the error share since the change less twice its standard error."""
-        recent = np.array(self.recent, dtype=np.float64)
+        recent = self.recent.ordered()
         # Run from the oldest input kept, the CUSUM finds a lasting change's start across
         # the alarms (each restarts the detector) it has raised since.
         frozen = self.frozen
@@ -558,7 +587,7 @@ class OutputDetector:
         return max(float(sample.mean()) - rate - noise, 0.0)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class OutputWatch:
     """The model's score and error-rate detectors (settings ``[detectors.output]``)."""
 
@@ -578,7 +607,7 @@ class OutputWatch:
         return None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ModelWatch:
     """Everything failsoft remembers about one model; pickled into the watch table."""
 

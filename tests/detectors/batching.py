@@ -19,7 +19,6 @@ batches (``cuts``, from hypothesis) and assert equality of both the events and t
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -47,20 +46,26 @@ def same_state(a: Any, b: Any) -> bool:
         return list(a) == list(b) and all(same_state(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
-    if hasattr(a, "__dict__") and not isinstance(a, type):
+    if _has_state(a):
         return same_state(_running(a), _running(b))
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        # A dataclass with slots: its fields.
-        return same_state(_fields(a), _fields(b))
     return bool(a == b)
 
 
-def _fields(x: Any) -> dict[str, Any]:
-    return {field.name: getattr(x, field.name) for field in dataclasses.fields(x)}
+def _has_state(x: Any) -> bool:
+    """Whether ``x`` is an object compared by its attributes (``__dict__`` or slots)."""
+    return (hasattr(x, "__dict__") or hasattr(type(x), "__slots__")) and not isinstance(x, type)
+
+
+def attributes(x: Any) -> dict[str, Any]:
+    """An object's attributes: its ``__dict__``, or its slots' values."""
+    if hasattr(x, "__dict__"):
+        return dict(vars(x))
+    slots = (name for cls in type(x).__mro__ for name in getattr(cls, "__slots__", ()))
+    return {name: getattr(x, name) for name in slots if hasattr(x, name)}
 
 
 def _running(x: Any) -> dict[str, Any]:
-    return {key: value for key, value in vars(x).items() if key not in BATCH_EVENTS}
+    return {key: value for key, value in attributes(x).items() if key not in BATCH_EVENTS}
 
 
 def state_difference(a: Any, b: Any, path: str = "") -> str | None:
@@ -72,9 +77,10 @@ def state_difference(a: Any, b: Any, path: str = "") -> str | None:
             found = state_difference(a[key], b[key], f"{path}[{key!r}]")
             if found is not None:
                 return found
-    if hasattr(a, "__dict__") and type(a) is type(b) and not isinstance(a, type):
-        for key in _running(a):
-            found = state_difference(vars(a)[key], vars(b).get(key), f"{path}.{key}")
+    if _has_state(a) and type(a) is type(b):
+        mine, theirs = _running(a), _running(b)
+        for key in mine:
+            found = state_difference(mine[key], theirs.get(key), f"{path}.{key}")
             if found is not None:
                 return found
     return f"{path}: {a!r} != {b!r}"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import ResidualCUSUM
-from detectors.drift.residual_cusum import cusum_threshold
+from detectors.drift.residual_cusum import _score_table, cusum_threshold
 from tests.detectors.batching import (
     cuts,
     detection_event,
@@ -251,3 +251,19 @@ def test_a_copy_goes_on_as_the_detector_would_and_leaves_it_alone(name: str) -> 
     detector.update_many(stream[200:])
     assert detector.n_detections == found[1] > found[0]
     assert same_state(detector, twin), state_difference(detector, twin)
+
+
+def test_a_restored_detector_shares_the_score_table_and_goes_on_alike() -> None:
+    stream = STREAMS["changes"]
+    detector = ResidualCUSUM(max_reference=100)
+    detector.update_many(stream[:150])
+    restored = pickle.loads(pickle.dumps(detector))
+    model = restored._model
+    # The pickle holds the residuals, not the 2 m + 1 scores: those are the cached table's.
+    assert model is not None and model == detector._model and len(model.residuals) == 99
+    assert model.scores is _score_table(99)
+    detector.update_many(stream[150:])
+    restored.update_many(stream[150:])
+    # On to the change at 200 and past it, alike.
+    assert restored.n_detections == detector.n_detections == 2
+    assert same_state(detector, restored), state_difference(detector, restored)

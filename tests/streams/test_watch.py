@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import gc
 import itertools
 import json
 import math
 import pickle
+import types
 from pathlib import Path
 
 import msgspec
@@ -21,6 +23,7 @@ from streams.monitor.watch import (
     Effects,
     ModelWatch,
     Observation,
+    Recent,
     consequences,
     describe,
     detect,
@@ -808,3 +811,67 @@ def test_a_frozen_numeric_reference_is_held_once_as_floats() -> None:
     # 20 features of 8,000 bytes of reference and 8,000 of window each, and the output
     # detectors; a list of floats beside a sorted copy of it took 526,738 bytes.
     assert len(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)) < 360_000
+
+
+def tracked(root: object) -> collections.Counter[str]:
+    """The objects the garbage collector tracks among those reachable from ``root``, by
+    type (classes, modules and functions left out: they are shared, not state)."""
+    # A collection stops tracking the tuples and dicts that hold no tracked object; an
+    # outer one whose items it reached first, at the next.
+    gc.collect()
+    gc.collect()
+    found: dict[int, object] = {}
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in found or not gc.is_tracked(obj):
+            continue
+        found[id(obj)] = obj
+        stack.extend(r for r in gc.get_referents(obj) if not isinstance(r, type | types.ModuleType))
+    return collections.Counter(type(obj).__name__ for obj in found.values())
+
+
+def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
+    watch = new_watch(small_model())
+    run(watch, output_stream(np.random.default_rng(3), 0, 3000))
+    restored = pickle.loads(pickle.dumps(watch))  # what the changelog table stores
+    # A numeric feature's state: its slotted FeatureDrift and its test, whose attributes
+    # (no reference list left, its last windows' events a tuple of numbers) hold nothing
+    # the collector tracks, nor then does their dict. It took 6 objects: a dict each, the
+    # emptied reference list, the list of events.
+    assert tracked(restored.drift["age"]) == {"FeatureDrift": 1, "PSIDrift": 1}
+    # A categorical test's set of the reference's rare categories keeps its dict tracked.
+    assert tracked(restored.drift["country"]) == {
+        "FeatureDrift": 1,
+        "CategoricalPSIDrift": 1,
+        "dict": 1,
+        "frozenset": 1,
+    }
+    # The output detectors keep their last scores and inputs in arrays, and the score's
+    # fitted model its residuals in a tuple: no float is visited one by one (two deques and
+    # a list held 1,399 of them); the error rate's CUSUMs keep their last batch's events
+    # in a tuple, and their dicts are untracked. What is left: the score CUSUM's dict, its
+    # running sums and starts, its last alarms' positions.
+    output = tracked(restored.output)
+    assert output == {
+        "OutputWatch": 1,
+        "ScoreDetector": 1,
+        "OutputDetector": 1,
+        "Recent": 2,
+        "ResidualCUSUM": 1,
+        "_Model": 1,
+        "BernoulliCUSUM": 2,
+        "dict": 1,
+        "list": 3,
+    }
+
+
+def test_recent_keeps_the_last_numbers_oldest_first() -> None:
+    recent = Recent(3)
+    assert (len(recent), recent.ordered().tolist()) == (0, [])
+    recent.append(1.0)
+    recent.append(2.0)
+    assert (len(recent), recent.ordered().tolist()) == (2, [1.0, 2.0])
+    for number in (3.0, 4.0, 5.0, 6.0):
+        recent.append(number)
+    assert (len(recent), recent.ordered().tolist()) == (3, [4.0, 5.0, 6.0])

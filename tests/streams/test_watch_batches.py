@@ -15,7 +15,7 @@ from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.health.evidence import Evidence
 from streams.monitor import Batch, Monitor
 from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, new_watch, observe
-from tests.detectors.batching import batches, cuts, same_state, state_difference
+from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
     score_episode_outlasting_its_fallback,
     shifted_then_normal,
@@ -66,7 +66,7 @@ def judged_in_batches(
 
 def running(detector: ScoreDetector) -> dict[str, Any]:
     """The score detector's state, less the positions of the last batch's alarms."""
-    state = dict(vars(detector))
+    state = attributes(detector)
     state["detector"] = {k: v for k, v in vars(detector.detector).items() if k != "_detections"}
     return state
 
