@@ -304,11 +304,13 @@ class _Plan:
         """``_min_due`` after the first ``n`` events, from ``min_due`` before them: lowered
         by each label's due time, and the earliest due time after an event that judges
         (one at which the stream time passes ``_min_due``)."""
-        clock, times = self.clock, self.clock.tolist()
+        times = self.clock.tolist()
+        # A due time counts at an event while its label is open and the stream time is not
+        # past it: before the first event whose time is above it (the clock only grows).
+        until = np.minimum(self.active_until, self.clock.searchsorted(self.candidates, "right"))
 
         def earliest(position: int) -> float:
-            active = (self.active_from <= position) & (position < self.active_until)
-            due = self.candidates[active & (self.candidates >= clock[position])]
+            due = self.candidates[(self.active_from <= position) & (position < until)]
             return float(due.min(initial=self.others))
 
         i = 0
