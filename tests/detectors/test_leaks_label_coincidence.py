@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label, label_coincidence
 from detectors.leaks.label_coincidence import _ANY
-from tests.detectors.batching import batches, cuts, detections, same_state, state_difference
+from tests.detectors.batching import (
+    batches,
+    cuts,
+    detections,
+    events_batched,
+    events_one_by_one,
+    same_state,
+    state_difference,
+)
 from tests.detectors.cases_leaks import BAD_EVENTS, writes_and_labels
 
 MINUTE = 60_000.0
@@ -341,24 +349,23 @@ def test_runs_of_a_few_entities_written_often_are_exactly_updates_one_by_one(
     seed: int, at: list[int]
 ) -> None:
     events = _few_entities(np.random.default_rng(seed), 300)
-
-    def make() -> LabelCoincidentWrites:
-        return LabelCoincidentWrites(**SMALL, min_labels=2)
-
-    one_by_one = make()
-    expected = []
-    for i, x in enumerate(events):
-        one_by_one.update(x)
-        expected += [(i, found) for _, found in one_by_one.flags]
-    batched = make()
-    found = []
-    offset = 0
-    for batch in batches(events, at):
-        batched.update_many(batch)
-        found += [(offset + i, flagged) for i, flagged in batched.flags]
-        offset += len(batch)
+    one_by_one = LabelCoincidentWrites(**SMALL, min_labels=2)
+    batched = LabelCoincidentWrites(**SMALL, min_labels=2)
+    expected = events_one_by_one(one_by_one, events, _flagged)
+    found = events_batched(batched, events, at, _flagged_by_position)
     assert found == expected
     assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
+
+
+def _flagged(detector: LabelCoincidentWrites) -> tuple | None:
+    """The evidence of the features the last update flagged, None if none."""
+    return tuple(evidence for _, evidence in detector.flags) or None
+
+
+def _flagged_by_position(detector: LabelCoincidentWrites) -> list[tuple[int, tuple]]:
+    """Per position of the last batch with flags, the evidence of the features flagged."""
+    positions = sorted({i for i, _ in detector.flags})
+    return [(i, tuple(e for j, e in detector.flags if j == i)) for i in positions]
 
 
 def _backlog(rng: np.random.Generator, users: int) -> list[FeatureWrite | Label]:
