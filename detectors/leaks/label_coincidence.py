@@ -46,6 +46,14 @@ _GROWTH = 4.0
 _NO_WRITE = -math.inf
 # How far back each control window is, as an axis.
 _BACK = np.arange(_WINDOWS)
+# A move of an entity's control grid, as pairs in order of the window j they fill: j
+# takes window ``_MOVED_FROM`` (j - s) of the bins that moved ``_MOVED_BY`` (s) windows
+# on; window j's pairs start at ``_MOVED_INTO[j]``. One gather then, not a loop over s.
+_INTO, _MOVED_BY = np.tril_indices(_WINDOWS)
+_MOVED_FROM = _INTO - _MOVED_BY
+_MOVED_INTO = np.searchsorted(_INTO, _BACK)
+# Each lag bin's bit: made once, as a run's few rows cost less than making it again.
+_BIT = np.uint32(1) << np.arange(_MAX_BINS, dtype=np.uint32)
 # Runs of fewer events cost more in numpy calls than one by one.
 _SHORT_RUN = 4
 # Events read ahead for a run: a run that ends early reads the rest again.
@@ -144,7 +152,7 @@ def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
 
 def _low_bits(hits: np.ndarray) -> np.ndarray:
     """The bits of the true bins of ``hits`` (lag bins on the last axis), in the low half."""
-    return hits.astype(np.uint32) @ (np.uint32(1) << np.arange(hits.shape[-1], dtype=np.uint32))
+    return hits.astype(np.uint32) @ _BIT[: hits.shape[-1]]
 
 
 def _spread_rows(hits: np.ndarray) -> np.ndarray:
@@ -175,7 +183,10 @@ class _Writes:
     in the run, and whether their entity's label came before them in the run."""
 
     def __init__(self, gathered: list[tuple[int, int, float, float, bool, int, bool]]) -> None:
-        rows, columns, event_at, written_at, nulls, positions, after = zip(*gathered, strict=True)
+        fields: tuple[tuple[Any, ...], ...] = ((),) * 7
+        if gathered:
+            fields = tuple(zip(*gathered, strict=True))
+        rows, columns, event_at, written_at, nulls, positions, after = fields
         self.rows = np.array(rows, np.intp)
         self.columns = np.array(columns, np.intp)
         self.event_at = np.array(event_at, np.float64)
@@ -189,52 +200,48 @@ class _Labels:
     """The labels of a run as arrays: entity row, time, class and position in the run."""
 
     def __init__(self, gathered: list[tuple[int, float, int, int]]) -> None:
-        rows, label_at, classes, positions = zip(*gathered, strict=True)
-        self.rows = np.array(rows, np.intp)
-        self.label_at = np.array(label_at, np.float64)
-        self.classes = np.array(classes, np.int8)
-        self.positions = np.array(positions, np.intp)
+        # One conversion, then columns: rows, classes and positions are small integers,
+        # which a float holds exactly.
+        table = np.array(gathered, np.float64).reshape(-1, 4)
+        self.rows = table[:, 0].astype(np.intp)
+        self.label_at = table[:, 1]
+        self.classes = table[:, 2].astype(np.int8)
+        self.positions = table[:, 3].astype(np.intp)
 
 
 class _Plan:
     """When a run's lag bins are judged, and what that leaves in ``_min_due``: worked out
     before the run changes anything, from the stream time after each of its events
-    (``clock``) and its labels, (row, label_at, class, position) in order."""
+    (``clock``) and its labels, in order."""
 
-    def __init__(
-        self,
-        detector: LabelCoincidentWrites,
-        clock: np.ndarray,
-        labels: list[tuple[int, float, int, int]],
-    ) -> None:
+    def __init__(self, detector: LabelCoincidentWrites, clock: np.ndarray, labels: _Labels) -> None:
         self.clock = clock
         n, bins, lateness = len(clock), len(detector._edges) - 1, detector.lateness
         edges, due_now = detector._edges, detector._due
         # The open labels with a bin due within the run: their bins left, with due times.
-        rows = np.flatnonzero(due_now < clock[-1])
+        rows = (due_now < clock[-1]).nonzero()[0]
         later = detector._next_bin[rows][:, None] + np.arange(bins)
         ahead = np.minimum(later, bins - 1)
         due = (detector._label_at[rows, None] + edges[ahead + 1]) + lateness
         due = np.where(later < bins, due, math.inf)
-        at = np.searchsorted(clock, due, side="right")
-        new_rows = np.array([label[0] for label in labels], np.intp)
-        new_at = np.array([label[1] for label in labels], np.float64)
-        self.label_positions = np.array([label[3] for label in labels], np.intp)
+        at = clock.searchsorted(due, "right")
+        new_rows, new_at = labels.rows, labels.label_at
+        self.label_positions = labels.positions
         # A label closes its entity's open label: bins due from its position on are not
         # judged; an open label with no bin due in the run still counts in _min_due.
         until = np.full(len(rows), n)
-        place = np.searchsorted(rows, new_rows)
+        place = rows.searchsorted(new_rows)
         found = place < len(rows)
         found[found] = rows[place[found]] == new_rows[found]
         until[place[found]] = self.label_positions[found]
         waiting = ~found & (due_now[new_rows] < math.inf)
         new_due = (new_at[:, None] + edges[1:]) + lateness
         new_judged_at = np.maximum(
-            self.label_positions[:, None], np.searchsorted(clock, new_due, side="right")
+            self.label_positions[:, None], clock.searchsorted(new_due, "right")
         )
         old_judged = (later < bins) & (at < until[:, None])
-        which, step = np.nonzero(old_judged)
-        new_which, new_bin = np.nonzero(new_judged_at < n)
+        which, step = old_judged.nonzero()
+        new_which, new_bin = (new_judged_at < n).nonzero()
         row = np.concatenate([rows[which], new_rows[new_which]])
         b = np.concatenate([later[which, step], new_bin])
         position = np.concatenate([at[which, step], new_judged_at[new_which, new_bin]])
@@ -242,8 +249,9 @@ class _Plan:
         # One pass after another at each event, earliest first, then by row, as
         # ``_judge_due`` does: a bin's pass is its rank among its row's bins judged there.
         by_row = np.lexsort((b, position, row))
+        row_order, position_order = row[by_row], position[by_row]
         first = np.ones(len(row), bool)
-        first[1:] = (np.diff(row[by_row]) != 0) | (np.diff(position[by_row]) != 0)
+        first[1:] = (row_order[1:] != row_order[:-1]) | (position_order[1:] != position_order[:-1])
         starts = np.maximum.accumulate(np.where(first, np.arange(len(row)), 0))
         passes = np.empty(len(row), np.int64)
         passes[by_row] = b[by_row] - b[by_row][starts]
@@ -258,12 +266,12 @@ class _Plan:
             [
                 np.zeros(due.size, np.intp),
                 np.zeros(int(waiting.sum()), np.intp),
-                np.repeat(self.label_positions, bins),
+                self.label_positions.repeat(bins),
             ]
         )
         self.active_until = np.concatenate(
             [
-                np.repeat(until, bins),
+                until.repeat(bins),
                 self.label_positions[waiting],
                 np.full(new_due.size, n),
             ]
@@ -278,10 +286,10 @@ class _Plan:
         """Where the run must end: at the first event that touches (``touched``: the entity
         row of each event, -1 for none) an entity judged earlier in the run."""
         n = len(self.clock)
-        events = np.flatnonzero(touched >= 0)
+        events = (touched >= 0).nonzero()[0]
         touches = np.sort(touched[events] * (n + 1) + events)
         judged = self.rows * (n + 1) + self.positions
-        after = np.searchsorted(touches, judged, side="right")
+        after = touches.searchsorted(judged, "right")
         inside = after < len(touches)
         after = after[inside]
         later = touches[after][touches[after] // (n + 1) == self.rows[inside]]
@@ -296,11 +304,13 @@ class _Plan:
         """``_min_due`` after the first ``n`` events, from ``min_due`` before them: lowered
         by each label's due time, and the earliest due time after an event that judges
         (one at which the stream time passes ``_min_due``)."""
-        clock, times = self.clock, self.clock.tolist()
+        times = self.clock.tolist()
+        # A due time counts at an event while its label is open and the stream time is not
+        # past it: before the first event whose time is above it (the clock only grows).
+        until = np.minimum(self.active_until, self.clock.searchsorted(self.candidates, "right"))
 
         def earliest(position: int) -> float:
-            active = (self.active_from <= position) & (position < self.active_until)
-            due = self.candidates[active & (self.candidates >= clock[position])]
+            due = self.candidates[(self.active_from <= position) & (position < until)]
             return float(due.min(initial=self.others))
 
         i = 0
@@ -774,14 +784,18 @@ class LabelCoincidentWrites(base.Base):
                 self._step(events[j], j)
             return i
         clock = np.array(times)
-        plan = _Plan(self, clock, labels)
+        made = _Labels(labels)
+        plan = _Plan(self, clock, made)
         n = plan.cut(np.array(touched, np.intp))
-        writes = [w for w in writes if w[5] < n]
-        labels = [label for label in labels if label[3] < n]
+        if n < len(times):
+            writes = [w for w in writes if w[5] < n]
+            labels = [label for label in labels if label[3] < n]
+            made = _Labels(labels)
         if not writes and not labels and -2 not in touched[:n]:
             self._rejected += n
             return start + n
-        if n < _SHORT_RUN or not (writes or labels) or not self._exact_in_numpy(writes, labels):
+        written = _Writes(writes)
+        if n < _SHORT_RUN or not (writes or labels) or not self._exact_in_numpy(written, made):
             for j in range(start, start + n):
                 self._step(events[j], j)
             return start + n
@@ -792,13 +806,11 @@ class LabelCoincidentWrites(base.Base):
             if row == -2 and item is not None
         )
         unjudged = np.zeros(n, np.int64)
-        written = _Writes(writes) if writes else None
-        if written is not None and not written.after_label.all():
+        if writes and not written.after_label.all():
             self._mark_run(_Marks(written, ~written.after_label))
         if labels:
-            made = _Labels(labels)
             np.add.at(unjudged, made.positions, self._open_labels(made))
-        if written is not None:
+        if writes:
             if written.after_label.any():
                 self._mark_run(_Marks(written, written.after_label))
             np.maximum.at(self._expires, written.rows, written.written_at + self._ttl)
@@ -807,24 +819,23 @@ class LabelCoincidentWrites(base.Base):
         self._judge_run(start, plan.judgments(n), unjudged)
         return start + n
 
-    def _exact_in_numpy(
-        self, writes: list[tuple[int, int, float, float, bool, int, bool]], labels: list[Any]
-    ) -> bool:
+    def _exact_in_numpy(self, writes: _Writes, labels: _Labels) -> bool:
         """Whether the tiles of a run's writes and labels, and of their entities' latest
         writes and open labels, are integers a float holds exactly (as ``math.floor``'s
         are), as they are for any timestamp within 2**50 of the smallest lag bin's width of
         zero."""
         limit = 2.0**50 / max(self._inverse_list)
-        at = np.array([w[2:4] for w in writes] or [(0.0, 0.0)])
-        new = np.array([label[1] for label in labels] or [0.0])
-        rows = np.array([w[0] for w in writes] + [label[0] for label in labels], np.intp)
+        rows = np.concatenate([writes.rows, labels.rows])
         latest = self._latest[rows]
         open_labels = self._label_at[rows][self._due[rows] < math.inf]
+        # With no labels, the tolerance alone is held to the limit (``initial``), as it
+        # was when a run's labels defaulted to one at 0.
         return bool(
-            np.abs(at).max() < limit
+            np.abs(writes.event_at).max(initial=0.0) < limit
+            and np.abs(writes.written_at).max(initial=0.0) < limit
             and ((np.abs(latest) < limit) | (latest == -math.inf)).all()
             and (np.abs(open_labels) + float(self.tolerance) < limit).all()
-            and (np.abs(new) + float(self.tolerance) < limit).all()
+            and np.abs(labels.label_at).max(initial=0.0) + float(self.tolerance) < limit
         )
 
     def _open_labels(self, labels: _Labels) -> np.ndarray:
@@ -835,24 +846,23 @@ class LabelCoincidentWrites(base.Base):
         edges, inverse = self._edges, np.asarray(self._inverse_list)
         closed = np.where(self._due[rows] < math.inf, bins - self._next_bin[rows], 0)
 
-        def lag_bits(lag: np.ndarray) -> np.ndarray:
-            inside = (edges[0] <= lag) & (lag < edges[-1])
-            bit = np.uint32(1) << (np.searchsorted(edges, lag, side="right") - 1).clip(0)
-            return np.where(inside, bit | (bit << np.uint32(_NULL_SHIFT)), 0).astype(np.uint32)
-
+        # The bits of a lag by the number of edges at or below it: none below the first
+        # edge or from the last one on (``_lag_bits``).
+        lag_bits = np.zeros(bins + 2, np.uint32)
+        lag_bits[1:-1] = _BIT[:bins] | (_BIT[:bins] << np.uint32(_NULL_SHIFT))
         at = label_at[:, None]
-        near = lag_bits(self._last_write[rows, :columns] - at) & np.uint32(_ANY_KIND)
-        self._near[rows, :columns] = near | lag_bits(self._last_null[rows, :columns] - at)
+        near = lag_bits[edges.searchsorted(self._last_write[rows, :columns] - at, "right")]
+        nulls = lag_bits[edges.searchsorted(self._last_null[rows, :columns] - at, "right")]
+        self._near[rows, :columns] = (near & np.uint32(_ANY_KIND)) | nulls
         phase = self._phase[rows, None]
         control = np.floor((label_at - self.tolerance)[:, None] * inverse - phase) - 1
         latest = self._latest[rows]
         known = latest > -math.inf
         current = np.floor(np.where(known, latest, 0.0)[:, None] * inverse - phase)
         back = np.where(known[:, None], current - control, -1)
-        held = np.zeros((len(rows), self._control.shape[1]), np.uint32)
-        for step in range(_WINDOWS):
-            held |= self._windows[rows, :, step] & _spread_rows(back == step)[:, None]
-        self._control[rows] = held
+        # Per row, the bins whose control window is each window back, for all at once.
+        held = _spread_rows(back[:, None, :] == _BACK[:, None])[:, None, :]
+        self._control[rows] = np.bitwise_or.reduce(self._windows[rows] & held, axis=2)
         lost = _low_bits(back > _WINDOWS - 1)
         since = self._since[rows, None]
         width, low = np.asarray(self._width_list), edges[:-1]
@@ -876,14 +886,14 @@ class LabelCoincidentWrites(base.Base):
         if len(rows):
             judgeable = ((self._judgeable[rows] >> bins.astype(np.uint32)) & 1) == 1
             np.add.at(unjudged, positions[~judgeable], 1)
-            kept, which = np.unique(rows, return_inverse=True)
-            last = np.full(len(kept), -1, np.int64)
-            np.maximum.at(last, which, bins)
-            after = last + 1
-            self._next_bin[kept] = after
+            # A row's bins are judged from its ``_next_bin`` on (0 for a label opened in
+            # the run), so the bin after its last is the maximum; then every judgment of a
+            # row writes the same due time, and no sort for distinct rows is needed.
+            np.maximum.at(self._next_bin, rows, bins + 1)
+            after = self._next_bin[rows]
             ahead = self._edges[np.minimum(after, lags - 1) + 1]
-            next_due = (self._label_at[kept] + ahead) + self.lateness
-            self._due[kept] = np.where(after < lags, next_due, math.inf)
+            next_due = (self._label_at[rows] + ahead) + self.lateness
+            self._due[rows] = np.where(after < lags, next_due, math.inf)
             rows, bins, positions = rows[judgeable], bins[judgeable], positions[judgeable]
         if not len(rows):
             self._unjudged[:columns] += int(unjudged.sum())
@@ -914,24 +924,21 @@ class LabelCoincidentWrites(base.Base):
         phase = self._phase[rows, None]
         tiles = np.floor(at[:, None] * inverse - phase)
         # Each entity's control windows move on to those of its latest write, as they
-        # would write by write, then take each write whose tile is among them.
-        kept = np.unique(rows)
-        before = self._latest[kept]
+        # would write by write, then take each write whose tile is among them. Per mark,
+        # not per entity: an entity's marks compute the same windows and write them alike,
+        # which costs less than finding the distinct entities.
+        before = self._latest[rows]
         np.maximum.at(self._latest, rows, at)
-        after = self._latest[kept]
+        after = self._latest[rows]
         moved = (after > before) & (before > -math.inf)
         if moved.any():
-            kept, before, after = kept[moved], before[moved, None], after[moved, None]
-            kept_phase = self._phase[kept, None]
+            kept, before, after = rows[moved], before[moved, None], after[moved, None]
+            kept_phase = phase[moved]
             steps = np.floor(after * inverse - kept_phase) - np.floor(before * inverse - kept_phase)
             held = _spread_rows(steps[:, None, :] == _BACK[:, None])[:, None, :]
-            old, new = (
-                self._windows[kept],
-                np.zeros((len(kept), self._windows.shape[1], _WINDOWS), np.uint32),
-            )
-            for step in range(_WINDOWS):
-                new[:, :, step:] |= old[:, :, : _WINDOWS - step] & held[:, :, step : step + 1]
-            self._windows[kept] = new
+            # Window j takes window j - s of the bins that moved s windows on, for each s.
+            moves = self._windows[kept][:, :, _MOVED_FROM] & held[:, :, _MOVED_BY]
+            self._windows[kept] = np.bitwise_or.reduceat(moves, _MOVED_INTO, axis=2)
         back = np.floor(self._latest[rows, None] * inverse - phase) - tiles
         bits = _spread_rows(back[:, None, :] == _BACK[:, None]) & kinds[:, None]
         np.bitwise_or.at(self._windows, (rows[:, None], columns[:, None], _BACK), bits)

@@ -8,11 +8,20 @@ import pickle
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label, label_coincidence
 from detectors.leaks.label_coincidence import _ANY
-from tests.detectors.batching import batches, cuts, detections, same_state, state_difference
+from tests.detectors.batching import (
+    batches,
+    cuts,
+    detections,
+    events_batched,
+    events_one_by_one,
+    same_state,
+    state_difference,
+)
 from tests.detectors.cases_leaks import BAD_EVENTS, writes_and_labels
 
 MINUTE = 60_000.0
@@ -309,6 +318,54 @@ def test_a_batch_update_is_exactly_updates_one_by_one(at: list[int]) -> None:
     assert expected and found == expected
     one_by_one._batch_events = batched._batch_events
     assert state_difference(one_by_one, batched) is None
+
+
+def _few_entities(rng: np.random.Generator, n: int) -> list[FeatureWrite | Label]:
+    """Six users written often, some writes late (event_at before written_at) and some of
+    null, labels that close the user's open one, and gaps from nothing to a few lag bins
+    of ``SMALL``: in a run, one user's writes move its control grid by 0 to 4 windows, a
+    label opens on windows written before it, and one user's bins are judged several at
+    once. Positive users (even ones) null ``last_login_date`` at their label."""
+    events: list[FeatureWrite | Label] = []
+    at = 0.0
+    for _ in range(n):
+        at += float(rng.choice([10.0, 300.0, 1_500.0, 6_000.0])) * float(rng.random())
+        user = int(rng.integers(6))
+        if rng.random() < 0.15:
+            events.append(Label(user, int(user % 2 == 0), at))
+            if user % 2 == 0:
+                events.append(FeatureWrite(user, "last_login_date", None, at, at))
+            continue
+        event_at = at - float(rng.choice([0.0, 0.0, 500.0, 5_000.0]))
+        value = None if rng.random() < 0.2 else 1.0
+        feature = ("plan", "sessions_7d", "last_login_date")[int(rng.integers(3))]
+        events.append(FeatureWrite(user, feature, value, event_at, at))
+    return events[:n]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), at=cuts(300))
+def test_runs_of_a_few_entities_written_often_are_exactly_updates_one_by_one(
+    seed: int, at: list[int]
+) -> None:
+    events = _few_entities(np.random.default_rng(seed), 300)
+    one_by_one = LabelCoincidentWrites(**SMALL, min_labels=2)
+    batched = LabelCoincidentWrites(**SMALL, min_labels=2)
+    expected = events_one_by_one(one_by_one, events, _flagged)
+    found = events_batched(batched, events, at, _flagged_by_position)
+    assert found == expected
+    assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
+
+
+def _flagged(detector: LabelCoincidentWrites) -> tuple | None:
+    """The evidence of the features the last update flagged, None if none."""
+    return tuple(evidence for _, evidence in detector.flags) or None
+
+
+def _flagged_by_position(detector: LabelCoincidentWrites) -> list[tuple[int, tuple]]:
+    """Per position of the last batch with flags, the evidence of the features flagged."""
+    positions = sorted({i for i, _ in detector.flags})
+    return [(i, tuple(e for j, e in detector.flags if j == i)) for i in positions]
 
 
 def _backlog(rng: np.random.Generator, users: int) -> list[FeatureWrite | Label]:
