@@ -556,11 +556,12 @@ class AvailabilityGap(base.Base):
         ``start`` (None: every key has its row).
 
         Keys are looked up a part at a time, each twice as long as the one before, from
-        one more than the free rows (the first key that may have none): at the cap room is
-        made every few keys, and a key after that is looked up after it, once.
+        one more than the free rows (the first key that may have none), or as many as go
+        a key at a time (which stops at that key): at the cap room is made every few keys,
+        and a key after that is looked up after it, once.
         """
         found: list[int] = []
-        size = self._free_count + 1
+        size = max(self._free_count + 1, RUN_IN_NUMPY * _batch.SMALL_BATCH)
         while start < len(keys):
             part = keys[start : start + size]
             if len(part) > RUN_IN_NUMPY * _batch.SMALL_BATCH:
