@@ -309,28 +309,49 @@ class AvailabilityGap(base.Base):
 
     def _read_many(self, events: Sequence[Any]) -> None:
         """``_read`` with the keys of the batch's values and writes found at once, up to
-        the first key without a free row (which goes as in ``_read``, and the rest is
-        found again after it), and the writes that neither hold a prediction nor meet one
-        of the run's queued until the run is added (``_put_writes``)."""
+        the first key without a free row (which goes as in ``_read``, with the predictions
+        after it up to a write, and the rest is found again after them), and the writes
+        that neither hold a prediction nor meet one of the run's queued until the run is
+        added (``_put_writes``)."""
         entities: dict[EntityId, int] = {}
         served, writes = self._parse(events, entities)
         steps = _steps(served, writes)
+        # The keys of the steps, in order, and where each step's keys start.
+        keys: list[int] = []
+        starts: list[int] = []
+        for step in steps:
+            starts.append(len(keys))
+            if step >= 0:
+                start, stop = served.values_of(step)
+                keys.extend(served.keys[start:stop])
+            else:
+                keys.append(writes[-1 - step][3])
         run = _Run()
         first = 0
         while first < len(steps):
-            first = self._apply(served, writes, steps, first, run)
+            first = self._apply(served, writes, steps, first, run, keys, starts[first])
             if first == len(steps):
                 break
-            # The step whose key has no free row goes as ``_read`` takes it.
+            # The step whose key has no free row goes as ``_read`` takes it; a prediction
+            # with the ones after it, up to a write or ``_RESOLVED`` keys: at the cap,
+            # room is made every few keys, and their rows are found between (``_resolve``).
             self._put_writes(run)
             step = steps[first]
             if step >= 0:
-                run.take(served, step)
+                last = first
+                while (
+                    last < len(steps)
+                    and steps[last] >= 0
+                    and starts[last] - starts[first] < _RESOLVED
+                ):
+                    run.take(served, steps[last])
+                    last += 1
                 self._resolve(run)
+                first = last
             else:
                 write, _, _, now = writes[-1 - step][1:]
                 self._add_write(write, entities, run, now)
-            first += 1
+                first += 1
         self._flush(run)
 
     def _parse(
@@ -357,17 +378,13 @@ class AvailabilityGap(base.Base):
         steps: list[int],
         first: int,
         run: _Run,
+        keys: list[int],
+        start: int,
     ) -> int:
-        """Takes ``steps`` from ``first`` on, their keys found at once, up to the first
-        key without a free row; the index of its step (``len(steps)``: none)."""
-        keys: list[int] = []
-        for step in steps[first:]:
-            if step >= 0:
-                start, stop = served.values_of(step)
-                keys.extend(served.keys[start:stop])
-            else:
-                keys.append(writes[-1 - step][3])
-        rows, end = self._rows_of(keys)
+        """Takes ``steps`` from ``first`` on, their keys (``keys`` from ``start``) found at
+        once, up to the first key without a free row; the index of its step
+        (``len(steps)``: none)."""
+        rows, end = self._rows_of(keys, start)
         found = 0
         for index in range(first, len(steps)):
             step = steps[index]
@@ -526,7 +543,7 @@ class AvailabilityGap(base.Base):
         is free for a key, the values before it are added and room is made, as the stream
         time then was, so that what their keys last saw is there to choose by."""
         while len(run.rows) < len(run.keys):
-            rows, end = self._rows_of(run.keys[len(run.rows) :])
+            rows, end = self._rows_of(run.keys, len(run.rows))
             run.rows.extend(rows)
             run.held.update(rows)
             if end is not None:
@@ -534,13 +551,30 @@ class AvailabilityGap(base.Base):
                 self._add(head)
                 self._make_room(now)
 
-    def _rows_of(self, keys: list[int]) -> tuple[list[int], int | None]:
-        """The rows of ``keys``, in order, the absent ones made as one by one would, up to
-        the first key without a free row; and that key's index (None: every key has its
-        row)."""
-        if len(keys) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
-            return self._rows_each(keys)
-        return self._rows_all(keys)
+    def _rows_of(self, keys: list[int], start: int) -> tuple[list[int], int | None]:
+        """The rows of ``keys`` from ``start`` on, in order, the absent ones made as one by
+        one would, up to the first key without a free row; and that key's index from
+        ``start`` (None: every key has its row).
+
+        Keys are looked up a part at a time, each twice as long as the one before, from
+        one more than the free rows (the first key that may have none), or as many as go
+        a key at a time (which stops at that key): at the cap room is made every few keys,
+        and a key after that is looked up after it, once.
+        """
+        found: list[int] = []
+        size = max(self._free_count + 1, RUN_IN_NUMPY * _batch.SMALL_BATCH)
+        while start < len(keys):
+            part = keys[start : start + size]
+            if len(part) > RUN_IN_NUMPY * _batch.SMALL_BATCH:
+                rows, end = self._rows_all(part)
+            else:
+                rows, end = self._rows_each(part)
+            found.extend(rows)
+            if end is not None:
+                return found, len(found)
+            start += len(part)
+            size *= 2
+        return found, None
 
     def _rows_each(self, keys: list[int]) -> tuple[list[int], int | None]:
         """``_rows_of`` a key at a time."""
@@ -1047,6 +1081,8 @@ _RING = 4 * _BLOCKS
 # Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy (their
 # keys looked up, their predictions added).
 RUN_IN_NUMPY = 2
+# Keys of the predictions a batch queues at once when one has no free row.
+_RESOLVED = 256
 _COLUMN = operator.attrgetter("column")
 _SALT = operator.attrgetter("salt")
 _END = operator.itemgetter(0)

@@ -851,3 +851,56 @@ def test_availability_gap_batch_finds_keys_and_queues_writes_as_one_by_one(
         flag_event,
         flag_events,
     )
+
+
+@st.composite
+def wide_predictions_drawn(draw: st.DrawFn) -> list[Any]:
+    """Predictions of many features at once (more keys than the rows freed at a time),
+    mostly of new entities, and writes of their keys between them: on time, late, out of
+    order (an older event time written after a newer one), a few values without a valid
+    write time."""
+    names = [f"f{k}" for k in range(draw(st.integers(2, 12)))]
+    now, events = 0.0, []
+    for n in range(draw(st.integers(0, 60))):
+        now += draw(st.sampled_from([0.0, 1.0, 250.0]))
+        entity = draw(st.sampled_from([f"u{n}", "u0", 7]))
+        if draw(st.integers(0, 3)):
+            features = names[: draw(st.integers(1, len(names)))]
+            written: list[Any] = [now - draw(STEPS) for _ in features]
+            if draw(st.integers(0, 4)) == 0:
+                written[draw(st.integers(0, len(written) - 1))] = draw(BAD_WRITTEN_AT)
+            events.append(ServedValues(entity, now, tuple(features), tuple(written)))
+        else:
+            feature = draw(st.sampled_from(names))
+            event_at = now - draw(st.sampled_from([0.0, 100.0, 3_000.0, -50.0]))
+            events.append(FeatureWrite(entity, feature, 1.0, event_at, now + draw(STEPS)))
+    return events
+
+
+@PROPERTY
+@given(
+    wide_predictions_drawn(),
+    st.sampled_from([1, 3, 17, 40]),
+    st.sampled_from([500.0, 600_000.0]),
+    st.data(),
+)
+def test_availability_gap_batches_of_wide_predictions_at_the_cap_as_one_by_one(
+    events: list[Any], max_keys: int, max_delay: float, data: st.DataObject
+) -> None:
+    # Room is made many times inside a prediction's values (a sixteenth of a few dozen keys
+    # at a time), the predictions after it queued at once, their keys found a few at a
+    # time; pairs expire (a short max_delay) or are evicted.
+    assert_same_batched(
+        lambda: AvailabilityGap(
+            min_predictions=5,
+            window=8,
+            max_delay=max_delay,
+            history=2,
+            pending=2,
+            max_keys=max_keys,
+        ),
+        events,
+        data.draw(cuts(len(events), max_batches=3)),
+        flag_event,
+        flag_events,
+    )
