@@ -115,9 +115,6 @@ class KeyTable:
         table.size = len(keys)
         return table
 
-    def _home(self, key: int) -> int:
-        return key & (len(self.rows) - 1)
-
     def probe(self, key: int) -> tuple[int, int]:
         """The key's slot and row; if absent, the empty slot where it would go and -1.
 
@@ -134,14 +131,7 @@ class KeyTable:
         >>> table.probe(19), table.size
         ((3, 1), 1)
         """
-        rows, keys = self.rows, self.keys
-        mask = len(rows) - 1
-        slot = key & mask
-        row = rows.item(slot)
-        while row >= 0 and keys.item(slot) != key:
-            slot = (slot + 1) & mask
-            row = rows.item(slot)
-        return slot, row
+        return probe(self.rows, self.keys, key, keyed_by_row=False)
 
     def probe_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
@@ -212,22 +202,50 @@ class KeyTable:
 
     def remove(self, key: int) -> None:
         """Forgets a present ``key``."""
-        mask = len(self.rows) - 1
-        hole = self.probe(key)[0]
-        self.keys[hole], self.rows[hole] = 0, -1
+        vacate(self.rows, self.keys, self.probe(key)[0], keyed_by_row=False)
         self.size -= 1
-        slot = hole
-        while True:
-            slot = (slot + 1) & mask
-            if self.rows.item(slot) < 0:
-                return
-            # An entry whose home is cyclically in (hole, slot] must stay where it is.
-            home = self._home(self.keys.item(slot))
-            if (home - hole - 1) & mask < (slot - hole) & mask:
-                continue
-            self.keys[hole], self.rows[hole] = self.keys[slot], self.rows[slot]
-            self.keys[slot], self.rows[slot] = 0, -1
-            hole = slot
+
+
+def probe(rows: np.ndarray, keys: np.ndarray, key: int, *, keyed_by_row: bool) -> tuple[int, int]:
+    """Linear probing for ``key`` in ``rows``, slots of row numbers (-1 empty; a power of
+    two of them, at most half full): its slot and row; if absent, the empty slot where it
+    would go and -1. A slot's key is ``keys[row]`` if ``keyed_by_row`` (an index over a
+    table's key column, as the label join's held predictions), else ``keys[slot]`` (a
+    ``KeyTable``, which keeps each slot's key beside it).
+
+    Read with ``item``: a Python number per step, no numpy scalar made.
+    """
+    mask = len(rows) - 1
+    slot = key & mask
+    row = rows.item(slot)
+    while row >= 0 and keys.item(row if keyed_by_row else slot) != key:
+        slot = (slot + 1) & mask
+        row = rows.item(slot)
+    return slot, row
+
+
+def vacate(rows: np.ndarray, keys: np.ndarray, hole: int, *, keyed_by_row: bool) -> None:
+    """Empties slot ``hole`` of ``rows`` (as ``probe`` reads them) and shifts the entries
+    after it back where their probes would find them (no tombstones: a probe stops at the
+    first empty slot). Keys kept by slot move with their rows."""
+    mask = len(rows) - 1
+    rows[hole] = -1
+    if not keyed_by_row:
+        keys[hole] = 0
+    slot = hole
+    while True:
+        slot = (slot + 1) & mask
+        row = rows.item(slot)
+        if row < 0:
+            return
+        # An entry whose home is cyclically in (hole, slot] must stay where it is.
+        home = keys.item(row if keyed_by_row else slot) & mask
+        if (home - hole - 1) & mask < (slot - hole) & mask:
+            continue
+        rows[hole], rows[slot] = row, -1
+        if not keyed_by_row:
+            keys[hole], keys[slot] = keys[slot], 0
+        hole = slot
 
 
 # Slots read at once from a key's home by ``KeyTable.probe_many``.

@@ -63,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.leaks import events
-from detectors.leaks._memory import KeyTable
+from detectors.leaks._memory import KeyTable, probe, vacate
 from detectors.leaks.events import request_hash
 
 __all__ = [
@@ -477,41 +477,18 @@ class HeldTable:
         return self._slots
 
     def _probe(self, key: int) -> tuple[int, int]:
-        """The key's slot and row; if absent, the empty slot where it would go and -1
-        (linear probing in slots at most half full, as ``KeyTable.probe``)."""
+        """The key's slot and row; if absent, the empty slot where it would go and -1."""
         slots = self._slots
         if slots is None:
             slots = self._indexed()
-        mask = len(slots) - 1
-        slot = key & mask
-        row = slots.item(slot)
-        keys = self._key
-        while row >= 0 and keys.item(row) != key:
-            slot = (slot + 1) & mask
-            row = slots.item(slot)
-        return slot, row
+        return probe(slots, self._key, key, keyed_by_row=True)
 
     def _find_key(self, key: int) -> int:
         return self._probe(key)[1]
 
     def _vacate(self, hole: int) -> None:
-        """Forget the key in slot ``hole``, shifting the entries after it back (no
-        tombstones), as ``KeyTable.remove``."""
-        slots = self._indexed()
-        mask = len(slots) - 1
-        slots[hole] = -1
-        slot = hole
-        while True:
-            slot = (slot + 1) & mask
-            row = slots.item(slot)
-            if row < 0:
-                return
-            # An entry whose home is cyclically in (hole, slot] must stay where it is.
-            home = self._key.item(row) & mask
-            if (home - hole - 1) & mask < (slot - hole) & mask:
-                continue
-            slots[hole], slots[slot] = row, -1
-            hole = slot
+        """Forget the key in slot ``hole``."""
+        vacate(self._indexed(), self._key, hole, keyed_by_row=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return self._held_rows()

@@ -107,3 +107,19 @@ def test_a_table_made_at_once_is_one_by_one_in_home_order(drawn: tuple[int, list
     assert made.rows.tolist() == one_by_one.rows.tolist()
     assert made.size == one_by_one.size == len(keys)
     assert [made.find(key) for key in keys] == list(range(len(keys)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_keys())
+def test_after_removals_every_key_left_is_found_and_no_removed_one(
+    drawn: tuple[int, list[int], list[int], list[int]],
+) -> None:
+    # Removal shifts the entries after the hole back: a shift too many or too few strands
+    # a key beyond an empty slot, where its probe never reaches it.
+    rows, keys, removed, _ = drawn
+    table = _table(rows, keys, removed)
+    gone = set(removed)
+    assert {key: table.find(key) for key in keys} == {
+        key: -1 if key in gone else row for row, key in enumerate(keys)
+    }
+    assert table.size == len(keys) - len(removed)
