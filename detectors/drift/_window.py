@@ -453,7 +453,7 @@ class CategoricalWindowTest(WindowTest):
     def _reset(self) -> None:
         self._reference_counts: dict[Hashable, float] | None = None
         self._reference_other = 0.0
-        self._reference_tail: frozenset[Hashable] = frozenset()
+        self._reference_tail: frozenset[Hashable] | None = None
         if self.reference is not None:
             self._set_reference(dict(self.reference))
         self._window: dict[Hashable, int] = {}
@@ -468,7 +468,10 @@ class CategoricalWindowTest(WindowTest):
         tail = ranked[self.max_categories :]
         self._reference_other = float(sum(n for _, n in tail))
         # A frozen reference already holds its tail; a rolling one is at most one window.
-        self._reference_tail = frozenset(() if self.reference is not None else (k for k, _ in tail))
+        # None rather than an empty frozenset, which the garbage collector would track
+        # (and with it the detector's attribute dict) in every feature of every model.
+        keys = frozenset(() if self.reference is not None else (k for k, _ in tail))
+        self._reference_tail = keys or None
 
     def update(self, x: Any) -> None:
         """Add one category; None, NaN and unhashable values are counted in ``n_skipped``."""
@@ -552,7 +555,7 @@ class CategoricalWindowTest(WindowTest):
     def _in_reference_tail(self, key: Hashable) -> bool:
         if self.reference is not None:
             return key in self.reference
-        return key in self._reference_tail
+        return self._reference_tail is not None and key in self._reference_tail
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         raise NotImplementedError

@@ -280,13 +280,14 @@ class AvailabilityGap(base.Base):
         self._rejected = 0
         self._made = 0
         self._evicted = 0
-        # (position in the last batch, evidence) of each feature flagged in it.
-        self._batch_events: list[tuple[int, GapEvidence]] = []
+        # (position in the last batch, evidence) of each feature flagged in it: a tuple
+        # replaced at a flag (rare), which empty the garbage collector does not track.
+        self._batch_events: tuple[tuple[int, GapEvidence], ...] = ()
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite`, :class:`ServedFeature` or :class:`ServedValues`;
         anything else is counted in ``rejected``."""
-        self._batch_events = []
+        self._batch_events = ()
         self._read((x,))
 
     def update_many(self, events: Sequence[Any]) -> None:
@@ -301,7 +302,7 @@ class AvailabilityGap(base.Base):
         ``_add_write``). A run is flushed before keys are forgotten to make room, so that
         what its keys last saw is there to choose by.
         """
-        self._batch_events = []
+        self._batch_events = ()
         if len(events) <= _batch.SMALL_BATCH:
             self._read(events)
         else:
@@ -853,7 +854,7 @@ class AvailabilityGap(base.Base):
             self._seen[row] = at
         flagged = self._advance(counts, (late,), (at,))
         if flagged is not None:
-            self._batch_events.append((position, flagged[1]))
+            self._batch_events = (*self._batch_events, (position, flagged[1]))
 
     def _add_predictions(self, run: _Run) -> None:
         """``_add_prediction`` of each of the run's values, at once."""
@@ -897,7 +898,7 @@ class AvailabilityGap(base.Base):
             if flagged is not None:
                 index = int(values[flagged[0]])
                 flags.append((index, positions[bisect.bisect(ends, index)], flagged[1]))
-        self._batch_events.extend((position, found) for _, position, found in sorted(flags))
+        self._batch_events += tuple((position, found) for _, position, found in sorted(flags))
 
     def _advance(
         self, counts: _Feature, late: Sequence[Any], at: Sequence[Any]

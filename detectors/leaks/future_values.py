@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.leaks._arguments import require_counts, require_durations
 from detectors.leaks.events import ServedFeature, _identity_ok, checked_served
 
@@ -25,7 +25,7 @@ class FutureValueCount:
     future: int
 
 
-class FutureValues(BatchEvents, base.Base):
+class FutureValues(TupleEvents, base.Base):
     """Counts served feature values whose ``written_at`` is later than ``predicted_at``.
 
     Serving cannot read a value before it is written, so each one means clock skew between
@@ -84,18 +84,20 @@ class FutureValues(BatchEvents, base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        # feature -> [served, future]
-        self._counts: dict[str, list[int]] = {}
+        # Two dicts of ints (same keys, same order) rather than one of [served, future]
+        # lists: a dict of atomics is one the garbage collector does not track.
+        self._served: dict[str, int] = {}
+        self._futures: dict[str, int] = {}
         self._future = 0
         self._max_skew = 0.0
         self._last: ServedFeature | None = None
         self._rejected = 0
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
 
     def update(self, x: Any) -> None:
         """Reads one :class:`ServedFeature`; anything else is counted in ``rejected``."""
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         served = checked_served(x)
         if served is None:
             self._rejected += 1
@@ -107,7 +109,7 @@ class FutureValues(BatchEvents, base.Base):
             self._future += 1
             self._max_skew = max(self._max_skew, float(skew))
             self._last = served
-            self._batch_events.append((0,))
+            self._add_event((0,))
 
     def update_many(
         self,
@@ -135,7 +137,7 @@ class FutureValues(BatchEvents, base.Base):
         if not numeric or self._small(len(features)):
             self._update_each(ServedFeature(*row) for row in zip(*columns, strict=True))
             return
-        self._batch_events = []
+        self._batch_events = ()
         # Where a row is rejected its skew is not used; inf - inf there must not warn.
         with np.errstate(invalid="ignore", over="ignore"):
             skews = written_at - predicted_at
@@ -151,16 +153,17 @@ class FutureValues(BatchEvents, base.Base):
             self._future += len(future_rows)
             self._max_skew = max(self._max_skew, float(skews[future].max()))
             self._last = ServedFeature(*(column[last] for column in columns))
-            self._batch_events = [(row,) for row in future_rows]
+            self._batch_events = tuple((row,) for row in future_rows)
 
     def _count(self, feature: str, served: int, future: int) -> None:
-        counts = self._counts.get(feature)
-        if counts is None:
-            if len(self._counts) >= self.max_features:
+        served_before = self._served.get(feature)
+        if served_before is None:
+            if len(self._served) >= self.max_features:
                 return
-            counts = self._counts[feature] = [0, 0]
-        counts[0] += served
-        counts[1] += future
+            served_before = 0
+            self._futures[feature] = 0
+        self._served[feature] = served_before + served
+        self._futures[feature] += future
 
     @property
     def future_indices(self) -> npt.NDArray[np.intp]:
@@ -190,9 +193,8 @@ class FutureValues(BatchEvents, base.Base):
     @property
     def counts(self) -> dict[str, FutureValueCount]:
         """Served and future values per feature."""
-        return {
-            f: FutureValueCount(f, served, future) for f, (served, future) in self._counts.items()
-        }
+        futures = self._futures
+        return {f: FutureValueCount(f, served, futures[f]) for f, served in self._served.items()}
 
     @property
     def rejected(self) -> int:

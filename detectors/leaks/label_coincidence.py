@@ -597,8 +597,10 @@ class LabelCoincidentWrites(base.Base):
         # The (kind, class, bin) of each feature's smallest p-value at its last test.
         self._best = np.zeros((0, 3), np.int64)
         self._flagged = np.zeros(0, bool)
-        # Columns flagged by the event being read, and the features by column.
-        self._new_flags: list[int] = []
+        # Columns flagged by the event being read, and the features by column. These and
+        # the batch's flags and halvings are tuples, replaced rather than appended to (a
+        # flag or a halving is rare): empty, the garbage collector does not track them.
+        self._new_flags: tuple[int, ...] = ()
         self._column_names: tuple[str, ...] = ()
         self._rejected = 0
         # Entities are kept if their key's top ``_sample_bits`` bits are 0; labels of the
@@ -606,17 +608,17 @@ class LabelCoincidentWrites(base.Base):
         self._sample_bits = 0
         self._unsampled = 0
         # (position in the last batch, evidence) of each feature flagged in it.
-        self._batch_events: list[tuple[int, CoincidenceEvidence]] = []
+        self._batch_events: tuple[tuple[int, CoincidenceEvidence], ...] = ()
         # (position in the last batch, ``sample_bits`` after) of each event that halved it.
-        self._halvings: list[tuple[int, int]] = []
+        self._halvings: tuple[tuple[int, int], ...] = ()
 
     # ----------------------------------------------------------------- updates
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite` or :class:`Label`; anything else is counted in
         ``rejected``. ``detections`` is ``[0]`` if it flagged a feature, else empty."""
-        self._batch_events = []
-        self._halvings = []
+        self._batch_events = ()
+        self._halvings = ()
         self._step(x, 0)
 
     def update_many(self, events: Sequence[Any]) -> None:
@@ -632,8 +634,8 @@ class LabelCoincidentWrites(base.Base):
         entity, which is where a run ends. Events that make a feature or forget an entity,
         and short runs, go one at a time, through ``update``'s code.
         """
-        self._batch_events = []
-        self._halvings = []
+        self._batch_events = ()
+        self._halvings = ()
         if len(events) < _SHORT_RUN:
             # Its one run would be short: no need to parse it for one.
             for i, x in enumerate(events):
@@ -661,7 +663,7 @@ class LabelCoincidentWrites(base.Base):
             self._rejected += 1
             return
         if self._sample_bits != bits:
-            self._halvings.append((position, self._sample_bits))
+            self._halvings = (*self._halvings, (position, self._sample_bits))
         self._judge_now(position)
 
     def _judge_now(self, position: int) -> None:
@@ -676,8 +678,10 @@ class LabelCoincidentWrites(base.Base):
         sorted by name, as it is now."""
         if self._new_flags:
             names = sorted(self._column_names[column] for column in self._new_flags)
-            self._new_flags = []
-            self._batch_events += [(position, self._evidence(n, self._columns[n])) for n in names]
+            self._new_flags = ()
+            self._batch_events += tuple(
+                (position, self._evidence(n, self._columns[n])) for n in names
+            )
 
     @staticmethod
     def _parse(events: Sequence[Any]) -> list[tuple[FeatureWrite | Label, int] | None]:
@@ -907,7 +911,7 @@ class LabelCoincidentWrites(base.Base):
         for name, values in saved.items():
             setattr(self, name, values)
         self._looks = looks
-        self._new_flags = []
+        self._new_flags = ()
         done = 0
         for position in np.unique(positions).tolist():
             self._unjudged[:columns] += int(unjudged[done : position + 1].sum())
@@ -1287,7 +1291,7 @@ class LabelCoincidentWrites(base.Base):
         self._best[column] = cell
         if self._looks.p(column) <= self.alpha and not self._flagged[column]:
             self._flagged[column] = True
-            self._new_flags.append(column)
+            self._new_flags = (*self._new_flags, column)
 
     # ----------------------------------------------------------------- state
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
@@ -69,7 +69,7 @@ _FIELDS = 7
 _DRIFT, _SLA = 0, 1
 
 
-class WriteLag(BatchEvents, base.Base):
+class WriteLag(TupleEvents, base.Base):
     """Follows how long each feature's values take to reach the store, and when that changes.
 
     Per feature, the lag ``written_at - event_at`` goes into a sketch with relative error
@@ -168,12 +168,12 @@ class WriteLag(BatchEvents, base.Base):
         self._counts = array.array("q")
         self._p_values = array.array("d")
         self._rejected = 0
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
 
     def update(self, x: Any) -> None:
         """Reads one :class:`FeatureWrite`; anything else is counted in ``rejected``."""
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         found = self._lag_of(x)
         if found is None:
             return
@@ -189,7 +189,7 @@ class WriteLag(BatchEvents, base.Base):
             counts[at + _OVER_REFERENCE] += bucket > counts[at + _REFERENCE]
         if counts[at + _WINDOW_WRITES] == self.window:
             self._close_window(row)
-            self._batch_events = [(0, self._summary(feature, row))]
+            self._batch_events = ((0, self._summary(feature, row)),)
 
     def update_many(self, values: Sequence[Any]) -> None:
         """Reads a batch of writes: the same state as ``update`` on each in turn, and
@@ -203,7 +203,7 @@ class WriteLag(BatchEvents, base.Base):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         rows = self._rows
         # Per feature, in the order of its writes: its row, positions in the batch, lags.
         batched: dict[str, tuple[int, list[int], list[float]]] = {}
@@ -225,7 +225,7 @@ class WriteLag(BatchEvents, base.Base):
             found[2].append(float(write.written_at - write.event_at))
         for feature, (row, positions, lag_list) in batched.items():
             self._count(feature, row, positions, lag_list)
-        self._batch_events.sort(key=lambda event: event[0])
+        self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
 
     def _count(self, feature: str, row: int, positions: list[int], lag_list: list[float]) -> None:
         """One feature's writes of a batch, a window's share at a time."""
@@ -248,7 +248,7 @@ class WriteLag(BatchEvents, base.Base):
                 counts[at + _OVER_REFERENCE] += int(np.count_nonzero(over))
             if counts[at + _WINDOW_WRITES] == self.window:
                 self._close_window(row)
-                self._batch_events.append((positions[stop - 1], self._summary(feature, row)))
+                self._add_event((positions[stop - 1], self._summary(feature, row)))
             start = stop
 
     def _lag_of(self, x: Any) -> tuple[str, int, float] | None:

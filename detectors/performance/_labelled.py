@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.performance._window import Window
 from detectors.performance.drop import PerformanceDrop
 
@@ -31,7 +31,7 @@ class LabelCounts:
         return self._n_ignored
 
 
-class LabelledMetric(BatchEvents, LabelCounts, base.Base):
+class LabelledMetric(TupleEvents, LabelCounts, base.Base):
     """Keeps the last ``window`` rows of a metric's inputs and feeds their losses to a drop alarm.
 
     A subclass sets ``window`` and ``drop`` in its constructor, ``_columns``, names its
@@ -46,7 +46,7 @@ class LabelledMetric(BatchEvents, LabelCounts, base.Base):
     _columns = 1
 
     def _reset(self) -> None:
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
         self._rows = Window(self.window, self._columns)
         self._drop = (self.drop or PerformanceDrop()).clone()
         self._n_labels = 0
@@ -59,7 +59,7 @@ class LabelledMetric(BatchEvents, LabelCounts, base.Base):
         """Absorb one labelled prediction; an invalid one is counted in ``n_ignored``."""
         parsed = self._parse(x)
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         if parsed is None:
             self._n_ignored += 1
             self._drop.update(math.nan)  # clears a previous update's alarm
@@ -69,7 +69,7 @@ class LabelledMetric(BatchEvents, LabelCounts, base.Base):
         self._n_labels += 1
         self._drop.update(loss)
         if self._drop.drift_detected:
-            self._batch_events = [self._alarm(0)]
+            self._batch_events = (self._alarm(0),)
 
     def update_many(self, values: Sequence[Any]) -> None:
         """Absorb a batch of labelled predictions: the same state as ``update`` one by one."""
@@ -85,11 +85,11 @@ class LabelledMetric(BatchEvents, LabelCounts, base.Base):
         self._n_ignored += len(parsed) - len(rows)
         self._drop.update_many(losses)
         # The rows go in up to each alarm, where the alarm reads the metric.
-        self._batch_events = []
+        self._batch_events = ()
         pushed = 0
         for position in self._drop.detections.tolist():
             pushed = self._push(rows, pushed, int(valid_before[position]))
-            self._batch_events.append(self._alarm(position))
+            self._add_event(self._alarm(position))
         self._push(rows, pushed, len(rows))
 
     def _push(self, rows: np.ndarray, start: int, stop: int) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import is_real, unit_float
 
@@ -17,7 +17,7 @@ from detectors.performance._inputs import is_real, unit_float
 _MAX_BETS = 5
 
 
-class PerformanceDrop(BatchEvents, base.DriftDetector):
+class PerformanceDrop(TupleEvents, base.DriftDetector):
     """Detect that a model's mean loss (in [0, 1]) has risen above its baseline.
 
     Each update is one labelled prediction's loss: the error indicator ``1 - correct``,
@@ -103,13 +103,15 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
 
     def _reset(self) -> None:
         super()._reset()
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
         self._n = 0
         self._reference_sum = 0.0
         self._learned_baseline: float | None = None
-        self._statistics: list[float] = []  # one log CUSUM per bet
+        # One log CUSUM per bet. Tuples of floats, replaced at each update: ones the
+        # garbage collector does not track, in every label join of every model.
+        self._statistics: tuple[float, ...] = ()
         self._null_loss = math.nan
-        self._bets: list[float] = []
+        self._bets: tuple[float, ...] = ()
         if self.baseline is not None:
             self._set_baseline(self.baseline)
 
@@ -124,8 +126,8 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
         highest = (1.0 + null_loss) / 2.0
         alternatives = [null_loss + self.tolerance * 2**k for k in range(_MAX_BETS)]
         alternatives = [a for a in alternatives if a < highest] or [highest]
-        self._bets = [(a - null_loss) / (null_loss * (1.0 - null_loss)) for a in alternatives]
-        self._statistics = [0.0] * len(self._bets)
+        self._bets = tuple((a - null_loss) / (null_loss * (1.0 - null_loss)) for a in alternatives)
+        self._statistics = (0.0,) * len(self._bets)
 
     @property
     def baseline_loss(self) -> float | None:
@@ -156,7 +158,7 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
         """Absorb one loss in [0, 1]; anything else (NaN, None, 1.5, ...) is ignored."""
         self._drift_detected = False
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         loss = unit_float(x)
         if loss is None:
             return
@@ -167,15 +169,17 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
                 self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
             return
         excess = loss - self._null_loss
-        self._statistics = [
-            max(statistic, 0.0) + math.log1p(bet * excess)
-            for statistic, bet in zip(self._statistics, self._bets, strict=True)
-        ]
+        self._statistics = tuple(
+            [
+                max(statistic, 0.0) + math.log1p(bet * excess)
+                for statistic, bet in zip(self._statistics, self._bets, strict=True)
+            ]
+        )
         # The mean of the CUSUMs is below the largest: most updates need no mean.
         if self._statistics and max(self._statistics) >= self.threshold <= self.statistic:
             self._drift_detected = True
-            self._batch_events = [(0,)]
-            self._statistics = [0.0] * len(self._bets)
+            self._batch_events = ((0,),)
+            self._statistics = (0.0,) * len(self._bets)
 
     def update_many(self, values: Sequence[Any] | np.ndarray) -> None:
         """Absorb a batch of losses: the same results and state as ``update`` one by one.
@@ -187,7 +191,7 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
         if self._small(len(values)):
             self._update_each(values)
             return
-        self._batch_events = []
+        self._batch_events = ()
         if not len(values):
             return  # no update: the last one's alarm stands
         self._drift_detected = False
@@ -205,8 +209,8 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
                 self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
         self._n += len(kept) - start
         if self._bets and start < len(kept):
-            for offset in self._run(kept[start:]):
-                self._batch_events.append((int(positions[start + offset]),))
+            alarms = self._run(kept[start:])
+            self._batch_events = tuple((int(positions[start + offset]),) for offset in alarms)
         self._drift_detected = (
             bool(self._batch_events) and self._batch_events[-1][0] == len(losses) - 1
         )
@@ -238,15 +242,15 @@ class PerformanceDrop(BatchEvents, base.DriftDetector):
                 None,
             )
             if alarm is None:
-                self._statistics = columns[:, -1].tolist()
+                self._statistics = tuple(columns[:, -1].tolist())
                 break
             alarms.append(begin + alarm)
-            self._statistics = [0.0] * len(self._bets)
+            self._statistics = (0.0,) * len(self._bets)
             begin += alarm + 1
         return alarms
 
 
-def _log_mean_exp(statistics: list[float]) -> float:
+def _log_mean_exp(statistics: Sequence[float]) -> float:
     """Log of the mean of the CUSUMs ``exp(statistics)``, 0 without any."""
     if not statistics:
         return 0.0

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._batch import BatchEvents
+from detectors._batch import TupleEvents
 from detectors.performance._inputs import fields, finite_float, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
@@ -46,7 +46,7 @@ def _class_index(y_true: Any, n_classes: int) -> int | None:
     return int(number)
 
 
-class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
+class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
     """A classifier's accuracy: estimated from its probabilities, then measured.
 
     In the spirit of NannyML's confidence-based performance estimation (CBPE): if the
@@ -135,7 +135,7 @@ class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
         self._reset()
 
     def _reset(self) -> None:
-        self._batch_events: list[tuple[Any, ...]] = []
+        self._batch_events = ()
         self._confidences = Window(self.window, 1)
         self._labelled = Window(self.window, 2)  # columns: confidence, correct
         drop = PerformanceDrop(
@@ -153,7 +153,7 @@ class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
         scored = _scored(pair[1]) if pair else None
         # Either alarm is about the last update only.
         if self._batch_events:
-            self._batch_events = []
+            self._batch_events = ()
         self._estimated_drop.update(math.nan)
         self._measured_drop.update(math.nan)
         if pair is None or scored is None:
@@ -165,7 +165,7 @@ class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
             self._n_predictions += 1
             self._estimated_drop.update(1.0 - confidence)
             if self._estimated_drop.drift_detected:
-                self._batch_events = [(0, "estimated", self.accuracy)]
+                self._batch_events = ((0, "estimated", self.accuracy),)
             return
         y_true = _class_index(pair[0], n_classes)
         if y_true is None:
@@ -176,7 +176,7 @@ class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
         self._n_labels += 1
         self._measured_drop.update(1.0 - correct)
         if self._measured_drop.drift_detected:
-            self._batch_events = [(0, "measured", self.accuracy)]
+            self._batch_events = ((0, "measured", self.accuracy),)
 
     def update_many(self, values: Sequence[Any]) -> None:
         """Absorb a batch of ``update`` inputs: the same state as ``update`` one by one."""
@@ -225,11 +225,11 @@ class EstimatedAccuracy(BatchEvents, LabelCounts, base.Base):
             self._n_labels += labelled - pushed[1]
             pushed[:] = predicted, labelled
 
-        self._batch_events = []
+        self._batch_events = ()
         # The windows fill up to each alarm, where the alarm reads the accuracy.
         for position, source in alarms:
             push(bisect_right(predictions, position), bisect_right(labels, position))
-            self._batch_events.append((position, source, self.accuracy))
+            self._add_event((position, source, self.accuracy))
         push(len(predictions), len(labels))
 
     @property

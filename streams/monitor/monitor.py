@@ -81,10 +81,12 @@ CHECKPOINT_EVERY = 10_000
 # 15: the label join's sample of held predictions, its limit and counts; 16: the leak
 # watch's WriteLag shared by the features of an SLA, its state in arrays; the drift watch's
 # slotted classes, the output detectors' recent values in arrays, ResidualCUSUM's residuals
-# in a tuple and its score table left out, the windowed tests' batch events in a tuple), so
-# that a worker upgraded mid-stream starts the model afresh instead of failing on a
-# half-restored detector later.
-STATE_FORMAT = 16
+# in a tuple and its score table left out, the windowed tests' batch events in a tuple; 17:
+# FutureValues' counts as two dicts of ints, the leak and performance detectors' batch
+# events, halvings, flags, CUSUMs and bets in tuples, a categorical test's empty rare tail
+# None), so that a worker upgraded mid-stream starts the model afresh instead of failing
+# on a half-restored detector later.
+STATE_FORMAT = 17
 _CHECKPOINT_PROTOCOL = 4
 
 

@@ -22,6 +22,7 @@ from streams.monitor.label_join import (
     observe_prediction,
 )
 from streams.portfolio import Model, PortfolioError, parse_portfolio
+from tests.streams.test_watch import tracked
 
 START_MS = 1_000_000
 # label_delay 10 s: predictions wait LABEL_TTL_FACTOR * 10 s = 30 s for their label.
@@ -436,3 +437,15 @@ def test_labels_by_entity_match_the_right_prediction_under_sampling() -> None:
     assert [k[1] for k in join.held] == [request_hash("r10"), request_hash("r14")]
     assert observe_label(join, label(1, START_MS + 30_000, entity="u0")).joined == 0
     assert (join.joined, join.unsampled_labels, join.unmatched) == (2, 1, 0)
+
+
+def test_a_restored_join_gives_the_garbage_collector_no_list_of_its_detectors() -> None:
+    original = new_join(model())
+    run(original, classifier_stream(seed=1, n=3000, shift_at=2000))
+    restored = pickle.loads(pickle.dumps(original, pickle.HIGHEST_PROTOCOL))
+    # The performance detectors' last batch's alarms and their drop alarms' CUSUMs and
+    # bets are tuples, replaced per update: untracked, and then so are the four drop
+    # alarms' dicts (as lists they were 14 objects more and kept those dicts tracked).
+    # The lists left are the held predictions' table's.
+    found = tracked(restored)
+    assert (found["list"], found["dict"], found.total()) == (3, 8, 27)

@@ -840,13 +840,18 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
     # the collector tracks, nor then does their dict. It took 6 objects: a dict each, the
     # emptied reference list, the list of events.
     assert tracked(restored.drift["age"]) == {"FeatureDrift": 1, "PSIDrift": 1}
-    # A categorical test's set of the reference's rare categories keeps its dict tracked.
+    # A categorical test's dict holds dicts (its reference and window counts), which keep
+    # it tracked; a rare category tail no more, None while there is none (an empty
+    # frozenset was a fourth object).
     assert tracked(restored.drift["country"]) == {
         "FeatureDrift": 1,
         "CategoricalPSIDrift": 1,
         "dict": 1,
-        "frozenset": 1,
     }
+    # The future values' counts per feature, two dicts of ints, and its last batch's
+    # events, a tuple, are none the collector tracks (a list per feature and one of
+    # events were).
+    assert tracked(restored.future) == {"FutureValues": 1, "dict": 1}
     # The output detectors keep their last scores and inputs in arrays, and the score's
     # fitted model its residuals in a tuple: no float is visited one by one (two deques and
     # a list held 1,399 of them); the error rate's CUSUMs keep their last batch's events
