@@ -235,7 +235,8 @@ KEYS: tuple[Key, ...] = (
     Key("detectors.leaks.write_lag_relative_accuracy", "number", "0.01", "(0, 1)",
         "The lag sketch's relative error."),
     Key("detectors.leaks.write_lag_max_features", "integer", "1000", ">= 1",
-        "Features followed."),
+        "Features followed by each write-lag detector (one per distinct write_lag_sla, "
+        "shared by the features that have it)."),
     # Shadow: agreement with the live model, and the promotion verdict.
     _d("detectors.shadow.pair_ttl", "60", "> 0",
        "How long a request waits for its other half (live or shadow)."),
