@@ -486,24 +486,29 @@ class Taps:
 
     def install(self, app: FailsoftApp) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
-        ways_in: tuple[tuple[str, Any, str], ...] = (
-            ("label_join", label_join.JoinBatch, "observe"),
-            ("shadow_join", shadow_join, "observe_many"),
-            ("leak_watch", leak_watch, "observe_many"),
+        # Each way in, and the position of its record (or list of them) among its
+        # arguments: the ids' hashes of the batch may follow it.
+        ways_in: tuple[tuple[str, Any, str, int], ...] = (
+            ("label_join", label_join.JoinBatch, "observe", 1),
+            ("shadow_join", shadow_join, "observe_many", 2),
+            ("leak_watch", leak_watch, "observe_many", 2),
         )
-        for kind, owner, name in ways_in:
+        for kind, owner, name, at in ways_in:
             observe = getattr(owner, name)
             many = name.endswith("_many")
-            stack.enter_context(mock.patch.object(owner, name, self._feed(kind, observe, many)))
+            fed = self._feed(kind, observe, at, many)
+            stack.enter_context(mock.patch.object(owner, name, fed))
         stack.enter_context(mock.patch.object(app.influx, "enqueue", self._tap(app.influx.enqueue)))
         return stack
 
-    def _feed(self, kind: str, observe: Callable[..., Any], many: bool) -> Callable[..., Any]:
-        """``observe``, counting the records it is fed (its last argument, a list of them
+    def _feed(
+        self, kind: str, observe: Callable[..., Any], at: int, many: bool
+    ) -> Callable[..., Any]:
+        """``observe``, counting the records it is fed (its argument ``at``, a list of them
         if ``many``)."""
 
         def fed(*args: Any) -> Any:
-            for record in args[-1] if many else (args[-1],):
+            for record in args[at] if many else (args[at],):
                 self.fed[f"{kind} {type(record).__name__}"] += 1
             return observe(*args)
 
