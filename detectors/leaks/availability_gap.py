@@ -852,15 +852,42 @@ class AvailabilityGap(base.Base):
         late = self._late(row, at)
         served = self._served.item(row)
         slot = served % self.pending
+        first = self._predictions.item(column)
+        number = first // self._block
         self._predicted_at[row, slot] = at
         self._counted[row, slot] = late
-        self._block_of[row, slot] = self._predictions.item(column) // self._block
+        self._block_of[row, slot] = number
         self._served[row] = served + 1
         if at > self._seen.item(row):
             self._seen[row] = at
-        flagged = self._advance(column, (late,), (at,))
-        if flagged is not None:
-            self._batch_events = (*self._batch_events, (position, flagged[1]))
+        found = self._advance_one(column, first, number, late, at)
+        if found is not None:
+            self._batch_events = (*self._batch_events, (position, found))
+
+    def _advance_one(
+        self, column: int, first: int, number: int, late: bool, at: float
+    ) -> GapEvidence | None:
+        """``_advance`` of one prediction, the ``first``-th of its feature (of block
+        ``number``), touching only the numbers it changes: short runs pay this per value."""
+        slot = number % _RING
+        fresh = first % self._block == 0
+        if fresh:
+            self._block_gaps[column, slot] = late
+        elif late:
+            self._block_gaps[column, slot] += 1
+        if late:
+            self._gaps[column] += 1
+        newest = self._newest.item(column)
+        # Within a block its end is the newest time already, unless this one is newer.
+        if at > newest:
+            self._newest[column] = self._block_end[column, slot] = at
+        elif fresh:
+            self._block_end[column, slot] = newest
+        predictions = first + 1
+        self._predictions[column] = predictions
+        if predictions % self._block == 0 and predictions >= self.min_predictions:
+            return self._look(column, number)
+        return None
 
     def _add_predictions(self, run: _Run) -> None:
         """``_add_prediction`` of each of the run's values, at once."""
