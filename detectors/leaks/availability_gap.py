@@ -675,7 +675,8 @@ class AvailabilityGap(base.Base):
 
     def _make(self, rows: Any, key: Any, since: Any) -> None:
         """Sets fresh rows (or one): their key, no writes and no predictions."""
-        self._made += np.size(rows)
+        # Not ``np.size``: it makes an array of a single row, which each new key paid.
+        self._made += len(rows) if isinstance(rows, np.ndarray) else 1
         self._key_hash[rows] = key
         self._since[rows] = since
         self._latest[rows] = since
