@@ -84,24 +84,6 @@ class ServedValues:
     written_at: tuple[float, ...]
 
 
-@dataclasses.dataclass(slots=True)
-class _Feature:
-    name: str
-    # Its place in the order features were first seen, and its test in ``_looks``.
-    column: int
-    # Mixed into an entity's hash to make the key of (entity, feature).
-    salt: int
-    # Per block of predictions (``window // _BLOCKS`` of them), the last ``_RING`` blocks,
-    # block b in slot ``b % _RING``: the gaps found among its predictions so far (late
-    # writes add to it while it is in the ring), and the latest prediction time up to its
-    # end, which places it in time for the windows tested.
-    block_gaps: np.ndarray
-    block_end: np.ndarray
-    predictions: int = 0
-    gaps: int = 0
-    newest: float = -math.inf
-
-
 def _valid_entity(entity_id: Any) -> bool:
     return isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
 
@@ -274,7 +256,25 @@ class AvailabilityGap(base.Base):
         self._predicted_at = np.zeros((0, self.pending))
         self._counted = np.zeros((0, self.pending), bool)  # its gap was counted already
         self._block_of = np.zeros((0, self.pending), np.uint32)
-        self._features: dict[str, _Feature] = {}
+        # Each feature's column: its place in the order features were first seen, its row
+        # in the per-feature arrays below and its test in ``_looks``. Columns, not an object
+        # per feature, which every full garbage collection of a worker would walk, for each
+        # feature of each model: a dict of strings to ints, and arrays of machine numbers,
+        # are not tracked or are visited as one object.
+        self._columns: dict[str, int] = {}
+        # Per feature: the salt mixed into an entity's hash to make the key of (entity,
+        # feature), its predictions, the gaps found among them and the latest prediction
+        # time.
+        self._salt = np.zeros(0, np.uint64)
+        self._predictions = np.zeros(0, np.int64)
+        self._gaps = np.zeros(0, np.int64)
+        self._newest = np.zeros(0)
+        # Per feature and block of predictions (``window // _BLOCKS`` of them), the last
+        # ``_RING`` blocks, block b in slot ``b % _RING``: the gaps found among its
+        # predictions so far (late writes add to it while it is in the ring), and the latest
+        # prediction time up to its end, which places it in time for the windows tested.
+        self._block_gaps = np.zeros((0, _RING), np.int64)
+        self._block_end = np.zeros((0, _RING))
         # Each feature's anytime p-value, by its column.
         self._looks = AnytimePValues(self.min_predictions)
         self._rejected = 0
@@ -357,25 +357,25 @@ class AvailabilityGap(base.Base):
 
     def _parse(
         self, events: Sequence[Any], entities: dict[EntityId, int]
-    ) -> tuple[_Run, list[tuple[int, FeatureWrite, _Feature, int, float]]]:
+    ) -> tuple[_Run, list[tuple[int, FeatureWrite, int, int, float]]]:
         """The batch's well-formed served values, queued in a run whose keys are not
         found, and its writes of followed features: (values served before it, the write,
-        its feature's counts, its key, the stream time then); the rest counted in
+        its feature's column, its key, the stream time then); the rest counted in
         ``rejected``."""
         served = _Run()
         writes = []
         for write in self._writes_between(served, entities, events):
-            counts = self._feature(write.feature)
-            if counts is None:
+            column = self._feature(write.feature)
+            if column is None:
                 continue
-            key = self._entity(entities, write.entity_id) ^ counts.salt
-            writes.append((len(served.keys), write, counts, key, self._stream_time))
+            key = self._entity(entities, write.entity_id) ^ self._salt.item(column)
+            writes.append((len(served.keys), write, column, key, self._stream_time))
         return served, writes
 
     def _apply(
         self,
         served: _Run,
-        writes: list[tuple[int, FeatureWrite, _Feature, int, float]],
+        writes: list[tuple[int, FeatureWrite, int, int, float]],
         steps: list[int],
         first: int,
         run: _Run,
@@ -403,7 +403,7 @@ class AvailabilityGap(base.Base):
                 return index
             row = rows[found]
             found += 1
-            _, write, counts, _, _ = writes[-1 - step]
+            _, write, column, _, _ = writes[-1 - step]
             if row in run.held:
                 self._add(run)
             elif self._served.item(row) == 0:
@@ -413,7 +413,7 @@ class AvailabilityGap(base.Base):
                 run.written.add(row)
                 run.writes.append((row, float(write.event_at), float(write.written_at)))
                 continue
-            self._write_row(row, counts, write, run)
+            self._write_row(row, column, write, run)
         return len(steps)
 
     def _read(self, events: Sequence[Any]) -> None:
@@ -475,25 +475,25 @@ class AvailabilityGap(base.Base):
             return
         entity = self._entity(entities, entity_id)
         at = float(predicted_at)
-        found = self._counts(run, features, written_at)
+        columns, salts = self._columns_of(run, features, written_at)
         # As the values one by one: a prediction of none does not move the stream time.
-        if not found:
+        if not columns:
             return
         if at > self._stream_time:
             self._stream_time = at
-        run.keys.extend(map(entity.__xor__, map(_SALT, found)))
-        run.features.extend(found)
+        run.keys.extend(map(entity.__xor__, salts))
+        run.features.extend(columns)
         run.close(at, position, self._stream_time)
 
-    def _counts(
+    def _columns_of(
         self, run: _Run, features: Sequence[Any], written_at: Sequence[Any]
-    ) -> Sequence[_Feature]:
-        """The counts of each well-formed served value's feature, in order; the others are
-        counted in ``rejected``, features new and within ``max_features`` made.
+    ) -> tuple[list[int], list[int]]:
+        """The column and salt of each well-formed served value's feature, in order; the
+        others are counted in ``rejected``, features new and within ``max_features`` made.
 
         Making a feature before the run is flushed changes nothing there: a feature counts
         only the values queued for it. The predictions of a batch mostly list the same
-        features, so the run remembers the counts of each list whose features are known
+        features, so the run remembers the columns of each list whose features are known
         (features are never forgotten).
         """
         known = None
@@ -504,21 +504,23 @@ class AvailabilityGap(base.Base):
             return known
         found = []
         for feature, written in zip(features, written_at, strict=True):
-            counts = self._features.get(feature) if type(feature) is str else None
-            if counts is None:
+            column = self._columns.get(feature) if type(feature) is str else None
+            if column is None:
                 if not (_valid_feature(feature) and finite(written)):
                     self._rejected += 1
                     continue
-                counts = self._feature(feature)
-                if counts is None:
+                column = self._feature(feature)
+                if column is None:
                     continue
             elif not finite(written):
                 self._rejected += 1
                 continue
-            found.append(counts)
+            found.append(column)
+        salt = self._salt.item
+        columns = found, [salt(column) for column in found]
         if known is None and len(found) == len(features) and isinstance(features, tuple):
-            run.known[features] = found
-        return found
+            run.known[features] = columns
+        return columns
 
     def _entity(self, entities: dict[EntityId, int], entity_id: EntityId) -> int:
         """The entity's 64-bit hash, computed once per batch."""
@@ -527,16 +529,20 @@ class AvailabilityGap(base.Base):
             found = entities[entity_id] = entity_hash(entity_id)
         return found
 
-    def _feature(self, name: str) -> _Feature | None:
-        """The feature's counts, made if there is room; None past ``max_features``."""
-        counts = self._features.get(name)
-        if counts is None and len(self._features) < self.max_features:
-            column = len(self._features)
+    def _feature(self, name: str) -> int | None:
+        """The feature's column, made if there is room; None past ``max_features``."""
+        column = self._columns.get(name)
+        if column is None and len(self._columns) < self.max_features:
+            column = self._columns[name] = len(self._columns)
             self._looks.add()
-            blocks = np.zeros(_RING, np.int64), np.full(_RING, -math.inf)
-            counts = _Feature(name, column, hash64(b"f", name), *blocks)
-            self._features[name] = counts
-        return counts
+            # A row more each: features are few (``max_features``) and made once.
+            self._salt = np.append(self._salt, np.uint64(hash64(b"f", name)))
+            self._predictions = np.append(self._predictions, 0)
+            self._gaps = np.append(self._gaps, 0)
+            self._newest = np.append(self._newest, -math.inf)
+            self._block_gaps = np.vstack((self._block_gaps, np.zeros(_RING, np.int64)))
+            self._block_end = np.vstack((self._block_end, np.full(_RING, -math.inf)))
+        return column
 
     def _resolve(self, run: _Run) -> None:
         """Finds the rows of the run's keys not looked up yet, in order, making the absent
@@ -669,7 +675,8 @@ class AvailabilityGap(base.Base):
 
     def _make(self, rows: Any, key: Any, since: Any) -> None:
         """Sets fresh rows (or one): their key, no writes and no predictions."""
-        self._made += np.size(rows)
+        # Not ``np.size``: it makes an array of a single row, which each new key paid.
+        self._made += len(rows) if isinstance(rows, np.ndarray) else 1
         self._key_hash[rows] = key
         self._since[rows] = since
         self._latest[rows] = since
@@ -699,12 +706,12 @@ class AvailabilityGap(base.Base):
         (a new key takes the next free row), and the run is added before the write if it
         holds the write's key, if room must be made, or before the write counts a gap (its
         feature's counts are the run's too)."""
-        counts = self._feature(write.feature)
-        if counts is None:
+        column = self._feature(write.feature)
+        if column is None:
             return
         if len(run.rows) < len(run.keys):
             self._resolve(run)
-        key = self._entity(entities, write.entity_id) ^ counts.salt
+        key = self._entity(entities, write.entity_id) ^ self._salt.item(column)
         slot, row = self._table.probe(key)
         if row < 0:
             if not self._free_count:
@@ -715,9 +722,9 @@ class AvailabilityGap(base.Base):
             self._make(row, key, self._forgotten_until)
         elif row in run.held:
             self._add(run)
-        self._write_row(row, counts, write, run)
+        self._write_row(row, column, write, run)
 
-    def _write_row(self, row: int, counts: _Feature, write: FeatureWrite, run: _Run) -> None:
+    def _write_row(self, row: int, column: int, write: FeatureWrite, run: _Run) -> None:
         """Adds a write to its key's row; the gaps it finds among the row's predictions
         (the run's, of other keys, added before a gap is counted)."""
         event_at, written_at = float(write.event_at), float(write.written_at)
@@ -731,11 +738,11 @@ class AvailabilityGap(base.Base):
             if not done and event_at <= at < written_at and self._late(row, at):
                 self._add(run)
                 self._counted[row, slot] = True
-                counts.gaps += 1
+                self._gaps[column] += 1
                 block = int(self._block_of[row, slot])
                 # Still in the ring: the block of the latest prediction and the ones before.
-                if block > (counts.predictions - 1) // self._block - _RING:
-                    counts.block_gaps[block % _RING] += 1
+                if block > (self._predictions.item(column) - 1) // self._block - _RING:
+                    self._block_gaps[column, block % _RING] += 1
 
     def _put_write(self, row: int, event_at: float, written_at: float) -> None:
         """Puts a write in its row's ring."""
@@ -842,19 +849,46 @@ class AvailabilityGap(base.Base):
             self._add_predictions(run)
         run.clear()
 
-    def _add_prediction(self, row: int, at: float, counts: _Feature, position: int) -> None:
+    def _add_prediction(self, row: int, at: float, column: int, position: int) -> None:
         late = self._late(row, at)
         served = self._served.item(row)
         slot = served % self.pending
+        first = self._predictions.item(column)
+        number = first // self._block
         self._predicted_at[row, slot] = at
         self._counted[row, slot] = late
-        self._block_of[row, slot] = counts.predictions // self._block
+        self._block_of[row, slot] = number
         self._served[row] = served + 1
         if at > self._seen.item(row):
             self._seen[row] = at
-        flagged = self._advance(counts, (late,), (at,))
-        if flagged is not None:
-            self._batch_events = (*self._batch_events, (position, flagged[1]))
+        found = self._advance_one(column, first, number, late, at)
+        if found is not None:
+            self._batch_events = (*self._batch_events, (position, found))
+
+    def _advance_one(
+        self, column: int, first: int, number: int, late: bool, at: float
+    ) -> GapEvidence | None:
+        """``_advance`` of one prediction, the ``first``-th of its feature (of block
+        ``number``), touching only the numbers it changes: short runs pay this per value."""
+        slot = number % _RING
+        fresh = first % self._block == 0
+        if fresh:
+            self._block_gaps[column, slot] = late
+        elif late:
+            self._block_gaps[column, slot] += 1
+        if late:
+            self._gaps[column] += 1
+        newest = self._newest.item(column)
+        # Within a block its end is the newest time already, unless this one is newer.
+        if at > newest:
+            self._newest[column] = self._block_end[column, slot] = at
+        elif fresh:
+            self._block_end[column, slot] = newest
+        predictions = first + 1
+        self._predictions[column] = predictions
+        if predictions % self._block == 0 and predictions >= self.min_predictions:
+            return self._look(column, number)
+        return None
 
     def _add_predictions(self, run: _Run) -> None:
         """``_add_prediction`` of each of the run's values, at once."""
@@ -864,12 +898,11 @@ class AvailabilityGap(base.Base):
         rows, at = np.asarray(run.rows, np.intp), np.repeat(np.asarray(times), served)
         late = self._late_many(rows, at)
         # Per feature, its values in order, and each one's block.
-        columns = np.fromiter(map(_COLUMN, run.features), np.intp, n)
-        everything = list(self._features.values())
-        added = np.bincount(columns, minlength=len(everything)).tolist()
+        columns = np.array(run.features, np.intp)
+        added = np.bincount(columns, minlength=len(self._columns)).tolist()
         by_feature = np.argsort(columns, kind="stable")
         firsts = (np.cumsum(added) - added).tolist()
-        before = np.repeat([counts.predictions for counts in everything], added)
+        before = np.repeat(self._predictions, added)
         within = np.arange(n) - np.repeat(firsts, added)
         block_of = np.empty(n, np.uint32)
         block_of[by_feature] = (before + within) // self._block
@@ -894,19 +927,21 @@ class AvailabilityGap(base.Base):
             if not more:
                 continue
             values = by_feature[firsts[column] : firsts[column] + more]
-            flagged = self._advance(everything[column], late[values].tolist(), at[values].tolist())
+            flagged = self._advance(column, late[values].tolist(), at[values].tolist())
             if flagged is not None:
                 index = int(values[flagged[0]])
                 flags.append((index, positions[bisect.bisect(ends, index)], flagged[1]))
         self._batch_events += tuple((position, found) for _, position, found in sorted(flags))
 
     def _advance(
-        self, counts: _Feature, late: Sequence[Any], at: Sequence[Any]
+        self, column: int, late: Sequence[Any], at: Sequence[Any]
     ) -> tuple[int, GapEvidence] | None:
         """Adds a feature's predictions (whether each is late, and when it was made) to its
         blocks, looking as each block is complete; the value that flagged the feature, and
         its evidence, if one did."""
-        block, first = self._block, counts.predictions
+        block, first = self._block, self._predictions.item(column)
+        block_gaps, block_end = self._block_gaps[column], self._block_end[column]
+        newest = self._newest.item(column)
         flagged = None
         start = 0
         while start < len(late):
@@ -915,26 +950,27 @@ class AvailabilityGap(base.Base):
             slot = number % _RING
             stop = min(len(late), (number + 1) * block - first)
             if index % block == 0:
-                counts.block_gaps[slot] = 0
-            counts.newest = max(counts.newest, float(max(at[start:stop])))
-            counts.block_end[slot] = counts.newest
+                block_gaps[slot] = 0
+            newest = max(newest, float(max(at[start:stop])))
+            self._newest[column] = block_end[slot] = newest
             gaps = int(sum(late[start:stop]))
-            counts.block_gaps[slot] += gaps
-            counts.gaps += gaps
-            counts.predictions = first + stop
-            if counts.predictions % block == 0 and counts.predictions >= self.min_predictions:
-                found = self._look(counts, number)
+            block_gaps[slot] += gaps
+            self._gaps[column] += gaps
+            predictions = first + stop
+            self._predictions[column] = predictions
+            if predictions % block == 0 and predictions >= self.min_predictions:
+                found = self._look(column, number)
                 if found is not None:
                     flagged = stop - 1, found
             start = stop
         return flagged
 
-    def _look(self, counts: _Feature, number: int) -> GapEvidence | None:
+    def _look(self, column: int, number: int) -> GapEvidence | None:
         """Tests the windows of complete blocks up to block ``number``, just complete; the
         feature's evidence if that flags it."""
         oldest = max(0, number - _RING + 1)
         slots = np.arange(oldest, number + 1) % _RING
-        ends, gaps = counts.block_end[slots], counts.block_gaps[slots]
+        ends, gaps = self._block_end[column, slots], self._block_gaps[column, slots]
         # The newest block old enough for each cut (block ends only grow).
         newest = np.searchsorted(ends, ends[-1] - self._cuts, side="right") - 1
         best = (math.inf, 0, 0)
@@ -943,12 +979,14 @@ class AvailabilityGap(base.Base):
             size, found = (last - first + 1) * self._block, int(gaps[first : last + 1].sum())
             best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
         p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
-        looks, column = self._looks, counts.column
+        looks = self._looks
         flagged = looks.p(column) <= self.alpha
-        looks.record(column, counts.predictions, p_value)
+        looks.record(column, self._predictions.item(column), p_value)
         if flagged or looks.p(column) > self.alpha:
             return None
-        return GapEvidence(counts.name, size, found, found / size, looks.p(column), True)
+        # Flags are rare: the name is found by its column then.
+        name = list(self._columns)[column]
+        return GapEvidence(name, size, found, found / size, looks.p(column), True)
 
     def __getstate__(self) -> dict[str, Any]:
         """The kept keys' rows, each ring cut to what it holds, oldest first: a key costs
@@ -998,24 +1036,23 @@ class AvailabilityGap(base.Base):
         # As many free rows as there were: when room is made does not change.
         self._grow(capacity)
 
-    def _evidence(self, feature: str, counts: _Feature) -> GapEvidence:
-        rate = counts.gaps / counts.predictions if counts.predictions else 0.0
-        p_value = self._looks.p(counts.column)
-        return GapEvidence(
-            feature, counts.predictions, counts.gaps, rate, p_value, p_value <= self.alpha
-        )
+    def _evidence(self, feature: str, column: int) -> GapEvidence:
+        predictions, gaps = self._predictions.item(column), self._gaps.item(column)
+        rate = gaps / predictions if predictions else 0.0
+        p_value = self._looks.p(column)
+        return GapEvidence(feature, predictions, gaps, rate, p_value, p_value <= self.alpha)
 
     @property
     def evidence(self) -> dict[str, GapEvidence]:
         """Per feature: predictions, gaps, the gap rate and the p-value."""
-        return {f: self._evidence(f, counts) for f, counts in self._features.items()}
+        return {f: self._evidence(f, column) for f, column in self._columns.items()}
 
     @property
     def gapped_features(self) -> tuple[str, ...]:
         """The features flagged so far, sorted."""
         p_value = self._looks.p_value
         return tuple(
-            sorted(f for f, c in self._features.items() if p_value[c.column] <= self.alpha)
+            sorted(f for f, column in self._columns.items() if p_value[column] <= self.alpha)
         )
 
     @property
@@ -1084,24 +1121,22 @@ _RING = 4 * _BLOCKS
 RUN_IN_NUMPY = 2
 # Keys of the predictions a batch queues at once when one has no free row.
 _RESOLVED = 256
-_COLUMN = operator.attrgetter("column")
-_SALT = operator.attrgetter("salt")
 _END = operator.itemgetter(0)
 
 
 class _Run:
-    """Served values not added yet: per value its key and feature, and its row once found
-    (the first ones, ``held`` the set of them); per prediction (end of its values,
-    prediction time, position in the batch, stream time after it)."""
+    """Served values not added yet: per value its key, its feature's column, and its row
+    once found (the first ones, ``held`` the set of them); per prediction (end of its
+    values, prediction time, position in the batch, stream time after it)."""
 
     def __init__(self) -> None:
         self.keys: list[int] = []
-        self.features: list[_Feature] = []
+        self.features: list[int] = []
         self.rows: list[int] = []
         self.held: set[int] = set()
         self.predictions: list[tuple[int, float, int, float]] = []
-        # The counts of each list of features whose values were all well-formed.
-        self.known: dict[tuple[Any, ...], list[_Feature]] = {}
+        # The columns and salts of each list of features whose values were all well-formed.
+        self.known: dict[tuple[Any, ...], tuple[list[int], list[int]]] = {}
         # Writes of rows without predictions, not put yet: (row, event_at, written_at),
         # and their rows.
         self.writes: list[tuple[int, float, float]] = []

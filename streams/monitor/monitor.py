@@ -84,9 +84,10 @@ CHECKPOINT_EVERY = 10_000
 # in a tuple and its score table left out, the windowed tests' batch events in a tuple; 17:
 # FutureValues' counts as two dicts of ints, the leak and performance detectors' batch
 # events, halvings, flags, CUSUMs and bets in tuples, a categorical test's empty rare tail
-# None), so that a worker upgraded mid-stream starts the model afresh instead of failing
-# on a half-restored detector later.
-STATE_FORMAT = 17
+# None); 18: AvailabilityGap's per-feature counts and blocks as columns of arrays and a
+# dict of names to columns), so that a worker upgraded mid-stream starts the model afresh
+# instead of failing on a half-restored detector later.
+STATE_FORMAT = 18
 _CHECKPOINT_PROTOCOL = 4
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import pickle
+
 import numpy as np
 import pytest
 
 from detectors import AvailabilityGap
 from detectors.leaks import FeatureWrite, ServedFeature
+from detectors.leaks.availability_gap import ServedValues
 from tests.detectors.cases_leaks import writes_and_predictions
 
 
@@ -92,6 +96,39 @@ def test_a_forgotten_newer_write_is_not_mistaken_for_a_gap() -> None:
     # A write newer than anything forgotten is judged as usual.
     detector.update(FeatureWrite("a", "f", 2.0, 99.0, 600.0))
     assert detector.evidence["f"].gaps == 1
+
+
+def test_features_at_the_caps_hold_no_object_each_that_the_garbage_collector_walks() -> None:
+    # 25 features served together, 20 followed, and more (entity, feature) pairs than kept.
+    rng = np.random.default_rng(5)
+    names = tuple(f"f{n}" for n in range(25))
+    detector = AvailabilityGap(min_predictions=5, window=16, max_keys=400, max_features=20)
+    events: list[FeatureWrite | ServedValues] = []
+    for n in range(600):
+        user, at = int(rng.integers(0, 300)), n * 1_000.0
+        lags = rng.exponential(2_000.0, len(names)).tolist()
+        events += [
+            FeatureWrite(user, f, 1.0, at - 500.0, at - 500.0 + lag)
+            for f, lag in zip(names, lags, strict=True)
+        ]
+        events.append(ServedValues(user, at, names, (at - 1_000.0,) * len(names)))
+    for start in range(0, len(events), 500):
+        detector.update_many(events[start : start + 500])
+    restored = pickle.loads(pickle.dumps(detector))
+    gc.collect()
+    assert (restored.keys, restored.evicted, len(restored.evidence)) == (384, 10_793, 20)
+    # The key table and the p-values; the features are columns of arrays of machine
+    # numbers (whose collection visits only their type) and a dict of names to columns
+    # (untracked), not an object each with its arrays.
+    tracked = [name for name, item in vars(restored).items() if gc.is_tracked(item)]
+    assert tracked == ["_looks", "_table"]
+    evidence = restored.evidence
+    assert evidence == detector.evidence
+    assert (evidence["f0"].predictions, evidence["f0"].gaps, evidence["f0"].gapped) == (
+        600,
+        462,
+        True,
+    )
 
 
 @pytest.mark.parametrize(
