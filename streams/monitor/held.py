@@ -411,12 +411,20 @@ class HeldTable:
             self._by_entity = self._entity[rows][order], rows[order]
             self._by_entity_to = end
         entities, rows = self._by_entity
+        live = self._live
+        found = []
+        # An entity has a few rows: read one by one from the first, not sliced.
+        at, key = int(entities.searchsorted(entity)), int(entity)
+        while at < len(entities) and entities.item(at) == key:
+            row = rows.item(at)
+            if live.item(row):
+                found.append(row)
+            at += 1
         since = self._by_entity_to
-        first, last = np.searchsorted(entities, entity), np.searchsorted(entities, entity, "right")
-        found = np.concatenate(
-            (rows[first:last], np.flatnonzero(self._entity[since:end] == entity) + since)
-        )
-        return [self._row(row) for row in found[self._live[found]].tolist()]
+        if since < end:
+            added = np.flatnonzero(self._entity[since:end] == entity) + since
+            found.extend(added[live[added]].tolist())
+        return [self._row(row) for row in found]
 
     def _find(self, key: HeldKey) -> int:
         role, request = key
