@@ -116,14 +116,15 @@ def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
 
 
 def test_a_run_is_held_at_once_with_expiry_and_the_cap_in_it() -> None:
-    """Predictions 6 s apart, so that the TTL (30 s) drops the oldest within a run, then
-    0.5 s apart, so that the cap (6) halves the sample. Pinned counts, and the run goes
+    """Predictions 5 s apart, so that the TTL (30 s) drops the oldest within a run and
+    one lands on each report time (every 20 s), then 0.5 s apart, so that the cap (6)
+    halves the sample. Pinned counts, and the run goes
     in a few inserts, the uncommon predictions (a report due, the cap reached) one by one."""
     events: list[Event] = [
-        prediction(i, 0.25, entity=f"u{i}", at_ms=START_MS + 6000 * i) for i in range(30)
+        prediction(i, 0.25, entity=f"u{i}", at_ms=START_MS + 5000 * i) for i in range(30)
     ]
     events += [
-        prediction(i, 0.75, entity=f"u{i}", at_ms=START_MS + 180_000 + 500 * (i - 30))
+        prediction(i, 0.75, entity=f"u{i}", at_ms=START_MS + 150_000 + 500 * (i - 30))
         for i in range(30, 60)
     ]
     expected_join = fresh()
@@ -144,11 +145,11 @@ def test_a_run_is_held_at_once_with_expiry_and_the_cap_in_it() -> None:
     mine, theirs = held_state(join), held_state(expected_join)
     assert same_state(mine, theirs), state_difference(mine, theirs)
     assert (join.expired, join.held.unsampled, len(join.held), join.held.fraction) == (
-        27,
-        28,
+        14,
+        41,
         5,
         0.125,
     )
-    # Three predictions a report (every 20 s), the one that reaches it alone; then runs
-    # up to the prediction that finds the table full.
-    assert calls == [3, 1] * 9 + [9, 1, 6, 1, 6]
+    # Three predictions between reports, the fourth (on the report time) alone, as are
+    # those that find the table full (the first halvings, then within the fast part).
+    assert calls == [3, 1, 1, 1, 1, 1] + [3, 1] * 5 + [7, 1, 12, 1, 1, 9]
