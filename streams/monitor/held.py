@@ -8,7 +8,10 @@ only marked gone; the columns are compacted when they are full, so an insert cos
 amortised and the table holds at most ``max_held + max_held // 4`` rows. The numbers of
 the rows added last wait in a list until a read needs them in the columns or the label
 join's batch ends (``flush``): a batch's predictions are written one slice per column, not
-seven numpy scalars each.
+seven numpy scalars each. A run of predictions the join places at once (``extend``) is
+written so directly, its expired prefix dropped, and the key index rebuilt on its next use.
+A lookup by entity (``of_entity``) reads the rows sorted by entity hash, sorted on the
+first lookup and again once the rows added since are many, and scans only those.
 
 Identifiers. The request and entity ids are held as 64-bit hashes (``request_hash``,
 ``entity_hash``), the same in every process, not as strings: 16 bytes a prediction instead

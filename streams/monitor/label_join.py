@@ -552,7 +552,9 @@ class JoinBatch:
         late = at < threshold
         roles = np.array([_ROLE_CODES[p.role] for p in predictions], np.int8)
         hashes = np.array(requests, np.uint64)
-        keys = hashes ^ np.array([0, 1, 2], np.uint64)[roles]  # distinct per role
+        # A key per (role, request) to find repeats: two that collide only make the
+        # second prediction go alone.
+        keys = hashes ^ np.array([0, 1, 2], np.uint64)[roles]
         entity_ids = [p.entity_id for p in predictions]
         entities = np.array([entity_hash(e) for e in entity_ids], np.uint64)
         sampled = (
