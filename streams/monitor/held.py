@@ -8,7 +8,10 @@ only marked gone; the columns are compacted when they are full, so an insert cos
 amortised and the table holds at most ``max_held + max_held // 4`` rows. The numbers of
 the rows added last wait in a list until a read needs them in the columns or the label
 join's batch ends (``flush``): a batch's predictions are written one slice per column, not
-seven numpy scalars each.
+seven numpy scalars each. A run of predictions the join places at once (``extend``) is
+written so directly, its expired prefix dropped, and the key index rebuilt on its next use.
+A lookup by entity (``of_entity``) reads the rows sorted by entity hash, sorted on the
+first lookup and again once the rows added since are many, and scans only those.
 
 Identifiers. The request and entity ids are held as 64-bit hashes (``request_hash``,
 ``entity_hash``), the same in every process, not as strings: 16 bytes a prediction instead
@@ -175,6 +178,11 @@ class HeldTable:
         # but only the rows (-1: empty), 4 bytes a slot instead of 12: a slot's key is read
         # from its row (``_key``). Built on first use: after a load or a compaction.
         self._slots: npt.NDArray[np.int32] | None = None
+        # The rows by entity (``of_entity``): the entity hashes of the rows before
+        # ``_by_entity_to`` sorted, with their rows, built on the first label that names
+        # only its entity and again once the rows after it are many (None: not built).
+        self._by_entity: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None
+        self._by_entity_to = 0
         # Held rows per role code: a label looks up only the roles some prediction holds.
         self._per_role = [0] * len(ROLES)
         self._head = 0  # rows before it are gone
@@ -257,6 +265,81 @@ class HeldTable:
         self._count += 1
         return evicted
 
+    def holds_keys(
+        self, roles: npt.NDArray[np.int8], requests: npt.NDArray[np.uint64]
+    ) -> npt.NDArray[np.bool_]:
+        """Whether a prediction of each ``(role code, request hash)`` is held, at once."""
+        keys = requests ^ _salts(roles)
+        slots = self._indexed()
+        mask = len(slots) - 1
+        slot = (keys & np.uint64(mask)).astype(np.intp)
+        held = np.zeros(len(keys), np.bool_)
+        probing = np.arange(len(keys))
+        while len(probing):
+            rows = slots[slot[probing]]
+            taken = rows >= 0
+            found = taken & (self._key[np.where(taken, rows, 0)] == keys[probing])
+            held[probing[found]] = True
+            probing = probing[taken & ~found]
+            slot[probing] = (slot[probing] + 1) & mask
+        return held
+
+    def arrival_times(self) -> npt.NDArray[np.int64]:
+        """The held predictions' ``predicted_at``, in arrival order."""
+        self.flush()
+        return self._at[self._head : self._rows][self._live[self._head : self._rows]]
+
+    def extend(
+        self,
+        requests: npt.NDArray[np.uint64],
+        entities: npt.NDArray[np.uint64],
+        roles: npt.NDArray[np.int8],
+        versions: list[str],
+        predicted_at: npt.NDArray[np.int64],
+        outputs: list[HeldOutput],
+        expired: int,
+    ) -> None:
+        """``add`` of each prediction, in order, when none is held, all are in the sample
+        and none makes room; then drop the ``expired`` oldest held (in arrival order, the
+        new ones last), as ``pop_older_than`` would have dropped them in between. One
+        slice per column, and the key index rebuilt on its next use, not probed per row."""
+        count = len(predicted_at)
+        if not count and not expired:
+            return
+        self.flush()
+        if self._rows + count > len(self._at):
+            self._compact(room=count)
+        start, stop = self._rows, self._rows + count
+        codes = self._version_codes
+        for version in versions:
+            if version not in codes:
+                codes[version] = len(self._versions)
+                self._versions.append(version)
+        self._widen()
+        self._at[start:stop] = predicted_at
+        self._score[start:stop] = [o if isinstance(o, float) else math.nan for o in outputs]
+        for row, output in enumerate(outputs, start):
+            if not isinstance(output, float):
+                self._other[row] = output
+        self._key[start:stop] = requests ^ _salts(roles)
+        self._entity[start:stop] = entities
+        self._role[start:stop] = roles
+        self._version[start:stop] = [codes[v] for v in versions]
+        self._live[start:stop] = True
+        self._rows = stop
+        for role, added in enumerate(np.bincount(roles, minlength=len(ROLES)).tolist()):
+            self._per_role[role] += added
+        self._count += count
+        if expired:
+            rows = np.flatnonzero(self._live[self._head : stop])[:expired] + self._head
+            self._live[rows] = False
+            for row in rows.tolist():
+                self._other.pop(row, None)
+            for role, dropped in enumerate(np.bincount(self._role[rows], minlength=len(ROLES))):
+                self._per_role[role] -= int(dropped)
+            self._count -= expired
+        self._slots = None
+
     def flush(self) -> None:
         """Write the rows added since the last flush into the numeric columns (every read
         that needs them does; the label join does after each batch, so that a table's
@@ -315,15 +398,36 @@ class HeldTable:
         return dropped
 
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
-        """The held predictions of ``entity_id``, in arrival order."""
+        """The held predictions of ``entity_id``, in arrival order: those of the rows
+        sorted by entity (a binary search), then those of the rows added since."""
         if not self._count:
             return []
         self.flush()
+        entity = np.uint64(entity_hash(entity_id))
         end = self._rows
-        found = self._live[self._head : end] & (
-            self._entity[self._head : end] == np.uint64(entity_hash(entity_id))
-        )
-        return [self._row(row) for row in (np.flatnonzero(found) + self._head).tolist()]
+        # Sorted again once the rows added since are a quarter of the sorted ones: a
+        # lookup's scan of them stays short, and the sort's cost is spread over as many
+        # inserts.
+        if self._by_entity is None or end - self._by_entity_to > max(64, self._by_entity_to // 4):
+            rows = np.flatnonzero(self._live[self._head : end]) + self._head
+            order = np.argsort(self._entity[rows], kind="stable")
+            self._by_entity = self._entity[rows][order], rows[order]
+            self._by_entity_to = end
+        entities, rows = self._by_entity
+        live = self._live
+        found = []
+        # An entity has a few rows: read one by one from the first, not sliced.
+        at, key = int(entities.searchsorted(entity)), int(entity)
+        while at < len(entities) and entities.item(at) == key:
+            row = rows.item(at)
+            if live.item(row):
+                found.append(row)
+            at += 1
+        since = self._by_entity_to
+        if since < end:
+            added = np.flatnonzero(self._entity[since:end] == entity) + since
+            found.extend(added[live[added]].tolist())
+        return [self._row(row) for row in found]
 
     def _find(self, key: HeldKey) -> int:
         role, request = key
@@ -412,9 +516,9 @@ class HeldTable:
         self._per_role[role] -= 1
         self._count -= 1
 
-    def _compact(self) -> None:
-        """Move the held rows to the front of columns sized for them."""
-        self._load(self._held_rows())
+    def _compact(self, room: int = 0) -> None:
+        """Move the held rows to the front of columns sized for them and ``room`` more."""
+        self._load(self._held_rows(), room)
 
     def _held_rows(self) -> dict[str, Any]:
         self.flush()
@@ -443,12 +547,12 @@ class HeldTable:
             "other": {int(np.searchsorted(rows, r)): o for r, o in self._other.items()},
         }
 
-    def _load(self, state: dict[str, Any]) -> None:
+    def _load(self, state: dict[str, Any], room: int = 0) -> None:
         self.max_held = state["max_held"]
         self.limit = state["limit"]
         self.unsampled = state["unsampled"]
         count = len(state["request"])
-        self._allocate(count)
+        self._allocate(count + room)
         self._versions = state["versions"]
         self._widen()
         self._at[:count] = state["predicted_at"]
@@ -472,8 +576,9 @@ class HeldTable:
         nothing for it."""
         if self._slots is not None:
             return self._slots
-        count = self._rows
-        self._slots = KeyTable.of(self._key[:count], np.arange(count), len(self._at)).rows
+        # The held rows: ``extend`` leaves the index to be rebuilt with rows gone.
+        rows = np.flatnonzero(self._live[: self._rows])
+        self._slots = KeyTable.of(self._key[rows], rows, len(self._at)).rows
         return self._slots
 
     def _probe(self, key: int) -> tuple[int, int]:

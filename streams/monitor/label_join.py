@@ -129,8 +129,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
@@ -145,6 +147,7 @@ from schemas.contracts import ClassProbabilities, GroundTruth, Output, Predictio
 from streams.monitor.effects import FieldValue, Point, point
 from streams.monitor.held import (
     EVERYTHING,
+    ROLES,
     HeldOutput,
     HeldPrediction,
     HeldTable,
@@ -191,6 +194,12 @@ DEFAULTS: Mapping[str, Any] = {
 }
 # The role whose alarms reach the health policy.
 HEALTH_ROLE = "live"
+# ``JoinBatch.observe_predictions``: runs of fewer predictions go a record at a time (the
+# fixed cost of the numpy calls that place a run would outweigh what they save), longer
+# ones in pieces of at most ``_MOST_AT_ONCE`` (each piece's checks read all of it).
+_FEWEST_AT_ONCE = 16
+_MOST_AT_ONCE = 1024
+_ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,6 +429,20 @@ class JoinBatch:
         else:
             self._label(record, None)
 
+    def observe_predictions(
+        self, predictions: Sequence[Prediction], requests: Sequence[int]
+    ) -> None:
+        """``observe`` of each prediction in turn (``requests``: their request hashes),
+        the common ones held a piece at a time (``_insert``)."""
+        start, end = 0, len(predictions)
+        while start < end:
+            if end - start < _FEWEST_AT_ONCE or self.join.next_report_ms is None:
+                self._prediction(predictions[start], requests[start])
+                start += 1
+                continue
+            stop = min(end, start + _MOST_AT_ONCE)
+            start += self._insert(predictions[start:stop], requests[start:stop])
+
     def observe_held(self, truth: GroundTruth) -> bool:
         """Join ``truth`` as ``observe`` does if the join holds a prediction it would be
         joined with now (``holds``); else change nothing and return False."""
@@ -505,6 +528,106 @@ class JoinBatch:
                 queued.labels.append(None)
                 queued.calibrated_at.append(index)
         self._report()
+
+    def _insert(self, predictions: Sequence[Prediction], requests: Sequence[int]) -> int:
+        """Join the predictions up to the first that is not common, at once; that one
+        alone if it is the first. How many were joined.
+
+        A common prediction is not held already nor repeated among the predictions before
+        it, its stream exists, it does not make room in the held table, and the clock it
+        moves does not reach the next report. Then what one by one does to each depends
+        only on the clock, the sample and the held rows' times, all known in advance:
+        it is late when the clock is more than the TTL past it, else held if in the sample,
+        and queued for its stream either way; each clock move drops the held predictions
+        in arrival order up to the first made within the TTL, which with the new ones in
+        the table is the longest prefix of those times below the clock minus the TTL
+        (the predictions each move drops are a prefix of it, and a prediction held after
+        a move is within the TTL of it)."""
+        join, held, settings = self.join, self.join.held, self.join.settings
+        assert join.next_report_ms is not None
+        ats = [p.predicted_at for p in predictions]
+        at = np.array(ats, np.int64)
+        clock = np.maximum.accumulate(np.maximum(at, join.now_ms))
+        threshold = clock - settings.ttl_ms
+        late = at < threshold
+        roles = np.array([_ROLE_CODES[p.role] for p in predictions], np.int8)
+        hashes = np.array(requests, np.uint64)
+        # A key per (role, request) to find repeats: two that collide only make the
+        # second prediction go alone.
+        keys = hashes ^ np.array([0, 1, 2], np.uint64)[roles]
+        entity_ids = [p.entity_id for p in predictions]
+        entities = np.array([entity_hash(e) for e in entity_ids], np.uint64)
+        sampled = (
+            np.ones(len(ats), np.bool_)
+            if held.limit == EVERYTHING
+            else entities < np.uint64(held.limit)
+        )
+        added = ~late & sampled
+        streams = [(p.role, p.model_version) for p in predictions]
+        repeated = np.ones(len(ats), np.bool_)
+        repeated[np.unique(keys, return_index=True)[1]] = False
+        uncommon = (
+            held.holds_keys(roles, hashes)
+            | repeated
+            | (clock >= join.next_report_ms)
+            | np.array([key not in join.streams for key in streams], np.bool_)
+        )
+        # The held predictions dropped by the clock moves up to each record: none before
+        # the first move, then the longest prefix below the record's threshold (that of
+        # the last move) of the held times and the new ones, all of it held by then (a
+        # prediction added later is within the TTL of its own, later, threshold).
+        times = np.concatenate((held.arrival_times(), at[added]))
+        moved = np.maximum.accumulate(at > np.concatenate(([join.now_ms], clock[:-1])))
+        dropped = np.where(moved, np.searchsorted(np.maximum.accumulate(times), threshold), 0)
+        count = len(held) + np.cumsum(added) - added - dropped
+        uncommon |= added & (count >= held.max_held)
+        common = int(uncommon.argmax()) if uncommon.any() else len(ats)
+        if common == 0:
+            self._prediction(predictions[0], requests[0])
+            return 1
+        late, added = late[:common], added[:common]
+        join.now_ms = int(clock[common - 1])
+        expired = int(dropped[common - 1])
+        join.expired += int(late.sum()) + expired
+        held.unsampled += int((~late & ~sampled[:common]).sum())
+        outputs = [
+            None if out else _held_output(p.output, settings.k)
+            for p, out in zip(predictions[:common], late.tolist(), strict=True)
+        ]
+        rows = np.flatnonzero(added)
+        held.extend(
+            hashes[rows],
+            entities[rows],
+            roles[rows],
+            [streams[i][1] for i in rows.tolist()],
+            at[rows],
+            [o for o, add in zip(outputs, added.tolist(), strict=True) if add and o is not None],
+            expired,
+        )
+        index = len(self._at_ms)
+        self._at_ms.extend(ats[:common])
+        self._joined.extend([0] * common)
+        task = settings.task
+        for i, output in enumerate(outputs):
+            if output is None:
+                continue
+            key = streams[i]
+            found = self._streams.get(key)
+            if found is None:
+                found = self._streams[key] = (join.streams[key], _Queued())
+                self._queued[key] = found[1]
+            stream, queued = found
+            stream.updated_at = ats[i]
+            if stream.estimate is not None:
+                probabilities = _probabilities(output, task)
+                if probabilities is not None:
+                    queued.estimate.append((None, probabilities))
+                    queued.estimate_at.append(index + i)
+            if stream.calibrated is not None:
+                queued.scores.append(_positive_score(output))
+                queued.labels.append(None)
+                queued.calibrated_at.append(index + i)
+        return common
 
     def _report(self) -> None:
         """The points of the last record observed, when the clock passed the report time."""

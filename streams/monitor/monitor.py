@@ -277,13 +277,23 @@ class Monitor:
         wait = self.label_wait
         fed: list[tuple[int, Prediction | GroundTruth]] = []
         requests = iter(batch.request_hashes)
+        # Predictions in a row while no label waits (the writes between them reach neither
+        # join) release no label: the join takes them as one run, the wait their latest time.
+        run: list[tuple[int, Prediction]] = []
+        run_requests: list[int] = []
         for i, record in enumerate(batch.records):
             released: list[GroundTruth]
             if isinstance(record, Prediction):
-                joins.observe(record, next(requests))
+                request = next(requests)
+                if not wait.waiting:
+                    run.append((i, record))
+                    run_requests.append(request)
+                    continue
+                joins.observe(record, request)
                 fed.append((i, record))
                 released = wait.advance(record.predicted_at)
             elif isinstance(record, GroundTruth):
+                self._join_run(joins, run, run_requests, fed)
                 if joins.observe_held(record):
                     fed.append((i, record))
                     continue
@@ -293,6 +303,7 @@ class Monitor:
             for truth in released:
                 joins.observe(truth)
                 fed.append((i, truth))
+        self._join_run(joins, run, run_requests, fed)
         caused = joins.caused()
         shadow: list[shadow_join.ShadowEffects | None] = [None] * len(fed)
         if self.shadow is not None:
@@ -303,6 +314,24 @@ class Monitor:
         for k, ((i, _), found) in enumerate(zip(fed, shadow, strict=True)):
             by_position.setdefault(i, []).append((caused.get(k), found))
         return by_position
+
+    def _join_run(
+        self,
+        joins: label_join.JoinBatch,
+        run: list[tuple[int, Prediction]],
+        requests: list[int],
+        fed: list[tuple[int, Prediction | GroundTruth]],
+    ) -> None:
+        """Join the run of predictions ``_join_results`` gathered (none if empty), then
+        empty it."""
+        if not run:
+            return
+        predictions = [prediction for _, prediction in run]
+        joins.observe_predictions(predictions, requests)
+        fed.extend(run)
+        self.label_wait.advance(max(prediction.predicted_at for prediction in predictions))
+        run.clear()
+        requests.clear()
 
     def _prediction(
         self,

@@ -3,15 +3,17 @@
 The synthetic replay's predictions and labels (``bench_monitor_replay.synthetic``: per
 model, a prediction a second and the label of each an hour later, five predictions to three
 labels), grouped per model in batches of ``--batch`` records and joined as the monitor
-joins them: a label through ``JoinBatch.observe_held`` (all of them are held), a
-prediction through ``observe``, the batch's ``caused`` at its end. Each round starts from
+joins them: a label through ``JoinBatch.observe_held`` (all of them are held), the
+predictions between two labels as one run through ``observe_predictions``, with their
+request hashes made in one pass (``request_hashes``, as ``Batch`` makes them), the
+batch's ``caused`` at its end. Each round starts from
 fresh joins; the rate is of the fastest and the median round, since on a shared machine
 the fastest is the least disturbed.
 
 ``--per-record``: the join's own cost per record, without the detectors: one model's first
 5,000 predictions, then 3,000 labels of them, all in one batch and with reports pushed past
 the end (so that nothing is fed to the detectors until the end), CPU microseconds per
-prediction and per label, of the fastest round each.
+prediction (one run, request hashes included) and per label, of the fastest round each.
 
 Run from the repository root::
 
@@ -26,6 +28,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from detectors.leaks.events import request_hashes
 from schemas.contracts import GroundTruth, Prediction
 from streams.monitor import label_join
 from streams.monitor.batch import Record
@@ -39,12 +42,23 @@ def join_seconds(portfolio: Portfolio, grouped: Sequence[tuple[str, list[Record]
     start = time.process_time()
     for model_id, records in grouped:
         batch = label_join.JoinBatch(joins[model_id])
+        run: list[Prediction] = []
         for record in records:
-            held = isinstance(record, GroundTruth) and batch.observe_held(record)
-            if not held and isinstance(record, Prediction | GroundTruth):
+            if isinstance(record, Prediction):
+                run.append(record)
+                continue
+            _observe_run(batch, run)
+            if isinstance(record, GroundTruth) and not batch.observe_held(record):
                 batch.observe(record)
+        _observe_run(batch, run)
         batch.caused()
     return time.process_time() - start
+
+
+def _observe_run(batch: label_join.JoinBatch, run: list[Prediction]) -> None:
+    if run:
+        batch.observe_predictions(run, request_hashes(p.request_id for p in run))
+        run.clear()
 
 
 def per_record_us(model: Model, records: Sequence[Record]) -> tuple[float, float]:
@@ -55,8 +69,7 @@ def per_record_us(model: Model, records: Sequence[Record]) -> tuple[float, float
     join.next_report_ms = 2**62  # no report, so no detector is fed before the end
     batch = label_join.JoinBatch(join)
     start = time.process_time()
-    for prediction in predictions:
-        batch.observe(prediction)
+    _observe_run(batch, list(predictions))
     held = time.process_time()
     for truth in labels:
         batch.observe_held(truth)

@@ -244,3 +244,18 @@ def test_an_add_that_evicts_probes_again_for_its_slot() -> None:
     assert table._indexed()[home] == 3
     assert ("live", twin) in table
     assert list(table) == [("live", key) for key in (*keys[1:], twin)]
+
+
+def test_an_entity_lookup_reads_the_sorted_rows_and_those_added_since() -> None:
+    """``of_entity`` sorts the rows by entity on its first call and scans the rows added
+    after: rows that left since, on either side, are not found."""
+    table = HeldTable(max_held=1000)
+    for n in range(6):
+        table.add(request_hash(f"r{n}"), entity_hash(f"u{n % 2}"), "live", "v1", n, 0.5)
+    assert [h.predicted_at for h in table.of_entity("u0")] == [0, 2, 4]  # sorts
+    for n in range(6, 10):
+        table.add(request_hash(f"r{n}"), entity_hash(f"u{n % 2}"), "live", "v1", n, 0.5)
+    table.discard(("live", request_hash("r2")))  # a sorted row
+    table.discard(("live", request_hash("r8")))  # a row added since
+    assert [h.predicted_at for h in table.of_entity("u0")] == [0, 4, 6]
+    assert [h.predicted_at for h in table.of_entity("u1")] == [1, 3, 5, 7, 9]
