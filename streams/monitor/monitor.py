@@ -38,7 +38,7 @@ from typing import Any
 from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.state import HealthState
-from schemas.contracts import GroundTruth, Prediction
+from schemas.contracts import FeatureWrite, GroundTruth, Prediction
 from streams.monitor import label_join, leak_watch, serving_watch, shadow_join
 from streams.monitor import ladder as fallback_ladder
 from streams.monitor.batch import Batch
@@ -187,7 +187,10 @@ class Monitor:
         found = detect(self.watch, predictions) if predictions else _NOTHING_FOUND
         leaks = self._leak_effects(batch)
         slo = self._serving_effects(predictions, effects)
-        joins = self._join_results(batch)
+        # Neither join reads feature writes: a batch of writes alone (most batches of one
+        # record) causes nothing there and changes nothing.
+        writes_only = all(isinstance(record, FeatureWrite) for record in batch.records)
+        joins = {} if writes_only else self._join_results(batch)
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
