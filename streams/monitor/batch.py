@@ -22,15 +22,14 @@ per record, and the prediction columns one entry per prediction, in the order of
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from detectors.leaks.events import request_hashes
+from detectors.leaks.events import request_hash, request_hashes
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 
 __all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "ROLES", "Batch", "Record"]
@@ -42,6 +41,30 @@ ROLES = ("live", "fallback", "shadow")
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 # ``written_at`` of a feature a prediction did not carry.
 MISSING_MS = np.iinfo(np.int64).min
+
+_T = TypeVar("_T")
+
+
+class _cached(Generic[_T]):
+    """``functools.cached_property`` without its lock: Python 3.11's takes an RLock on
+    each first read, a microsecond of the few a batch of one record costs to build and
+    read. A batch is built and read by one thread, so the lock guards nothing."""
+
+    def __init__(self, build: Callable[[Batch], _T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, batch: None, owner: type[Batch]) -> _cached[_T]: ...
+    @overload
+    def __get__(self, batch: Batch, owner: type[Batch]) -> _T: ...
+    def __get__(self, batch: Batch | None, owner: type[Batch]) -> _cached[_T] | _T:
+        if batch is None:
+            return self
+        # The instance's dict shadows this non-data descriptor from now on.
+        value = batch.__dict__[self.name] = self.build(batch)
+        return value
 
 
 class Batch:
@@ -75,7 +98,7 @@ class Batch:
         whose values are numbers (the others are kept as objects)."""
         return cls(model_id, tuple(records), frozenset(numeric))
 
-    @functools.cached_property
+    @_cached
     def kind(self) -> npt.NDArray[np.int8]:
         return np.fromiter(
             (
@@ -90,7 +113,7 @@ class Batch:
             len(self.records),
         )
 
-    @functools.cached_property
+    @_cached
     def at_ms(self) -> npt.NDArray[np.int64]:
         return np.fromiter(
             (
@@ -105,27 +128,31 @@ class Batch:
             len(self.records),
         )
 
-    @functools.cached_property
+    @_cached
     def prediction_index(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.kind == KIND_PREDICTION)
 
-    @functools.cached_property
+    @_cached
     def predictions(self) -> list[Prediction]:
         """The batch's predictions, in arrival order."""
         return [r for r in self.records if isinstance(r, Prediction)]
 
-    @functools.cached_property
+    @_cached
     def request_hashes(self) -> list[int]:
         """Each prediction's ``request_hash``, in one pass: the label join and the leak
         watch key requests by it, and take it from here instead of hashing each id."""
-        return request_hashes(p.request_id for p in self.predictions)
+        predictions = self.predictions
+        if len(predictions) > 1:
+            return request_hashes(p.request_id for p in predictions)
+        # None or one, as in most batches of one record: without the pass's generator.
+        return [request_hash(p.request_id) for p in predictions]
 
-    @functools.cached_property
+    @_cached
     def role(self) -> npt.NDArray[np.int8]:
         predictions = self.predictions
         return np.fromiter((_ROLE_CODES[p.role] for p in predictions), np.int8, len(predictions))
 
-    @functools.cached_property
+    @_cached
     def score(self) -> npt.NDArray[np.float64]:
         predictions = self.predictions
         return np.fromiter(
@@ -134,7 +161,7 @@ class Batch:
             len(predictions),
         )
 
-    @functools.cached_property
+    @_cached
     def values(self) -> Mapping[str, npt.NDArray[Any]]:
         values: dict[str, npt.NDArray[Any]] = {}
         for name, seen in self._seen.items():
@@ -150,7 +177,7 @@ class Batch:
                 values[name] = column
         return values
 
-    @functools.cached_property
+    @_cached
     def written_at(self) -> Mapping[str, npt.NDArray[np.int64]]:
         return {
             name: np.fromiter(
@@ -159,7 +186,7 @@ class Batch:
             for name, seen in self._seen.items()
         }
 
-    @functools.cached_property
+    @_cached
     def _seen(self) -> dict[str, list[FeatureSeen | None]]:
         predictions = self.predictions
         names = sorted({name for p in predictions for name in p.features})

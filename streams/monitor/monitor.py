@@ -38,13 +38,14 @@ from typing import Any
 from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.state import HealthState
-from schemas.contracts import GroundTruth, Prediction
+from schemas.contracts import FeatureWrite, GroundTruth, Prediction
 from streams.monitor import label_join, leak_watch, serving_watch, shadow_join
 from streams.monitor import ladder as fallback_ladder
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
 from streams.monitor.label_wait import LabelWait
 from streams.monitor.watch import (
+    Found,
     ModelWatch,
     Observation,
     Share,
@@ -89,6 +90,8 @@ CHECKPOINT_EVERY = 10_000
 # instead of failing on a half-restored detector later.
 STATE_FORMAT = 18
 _CHECKPOINT_PROTOCOL = 4
+# What ``detect`` finds in a batch without predictions (read-only).
+_NOTHING_FOUND = Found({}, {}, {})
 
 
 class StateFormatError(ValueError):
@@ -179,11 +182,16 @@ class Monitor:
     def observe(self, batch: Batch) -> Effects:
         """Feed a batch of this model's records; what the worker must do about them."""
         effects = Effects()
-        # The detectors that read neither the policy nor other records go a batch at a time.
-        found = detect(self.watch, batch.predictions)
+        predictions = batch.predictions
+        # The detectors that read neither the policy nor other records go a batch at a time
+        # (a batch of labels and writes gives them nothing: most batches of one record).
+        found = detect(self.watch, predictions) if predictions else _NOTHING_FOUND
         leaks = self._leak_effects(batch)
-        slo = self._serving_effects(batch.predictions, effects)
-        joins = self._join_results(batch)
+        slo = self._serving_effects(predictions, effects)
+        # Neither join reads feature writes: a batch of writes alone (most batches of one
+        # record) causes nothing there and changes nothing.
+        writes_only = all(isinstance(record, FeatureWrite) for record in batch.records)
+        joins = {} if writes_only else self._join_results(batch)
         n = 0
         for i, record in enumerate(batch.records):
             if isinstance(record, Prediction):
@@ -199,10 +207,10 @@ class Monitor:
             else:
                 self._leaks(leaks.get(i), effects)
         self._beat()
-        if self.serving is not None and batch.predictions:
-            self._hold_restore(batch.predictions[-1].predicted_at / 1000.0, effects)
-        if self.ladder is not None and batch.predictions:
-            at = batch.predictions[-1].predicted_at / 1000.0
+        if self.serving is not None and predictions:
+            self._hold_restore(predictions[-1].predicted_at / 1000.0, effects)
+        if self.ladder is not None and predictions:
+            at = predictions[-1].predicted_at / 1000.0
             self._ladder_step(self.ladder.tick(at), effects)
         self.unsaved += len(batch)
         if self.unsaved >= self.checkpoint_every:
@@ -216,8 +224,9 @@ class Monitor:
     ) -> dict[int, list[Evidence]]:
         """The serving watch's points and alerts into ``effects``; its latency evidence by
         position among the batch's predictions, for the policy in turn. It reads nothing
-        else of the monitor, so it takes the batch at once."""
-        if self.serving is None:
+        else of the monitor, so it takes the batch at once (and one without predictions,
+        which changes nothing there, not at all)."""
+        if self.serving is None or not predictions:
             return {}
         found = serving_watch.observe_many(self.model, self.serving, predictions)
         effects.points.extend(found.points)
@@ -250,6 +259,12 @@ class Monitor:
         if self.leaks is None:
             return {}
         records = batch.records
+        if all(prediction.role == "live" for prediction in batch.predictions):
+            # Nearly always (and every batch of a write or a label): each record goes, at
+            # its own position, without the lists of those chosen.
+            return dict(
+                leak_watch.observe_many(self.model, self.leaks, records, batch.request_hashes)
+            )
         chosen = [
             i
             for i, record in enumerate(records)

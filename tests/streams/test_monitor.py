@@ -5,16 +5,23 @@ from __future__ import annotations
 import gc
 import pickle
 
+import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from detectors.leaks.events import request_hashes
+from schemas.contracts import FeatureWrite, GroundTruth, Prediction, Score
 from schemas.signing import Keyring
-from streams.monitor import STATE_FORMAT, Batch, CommandToSign, Monitor, StateFormatError
+from streams.monitor import STATE_FORMAT, Batch, CommandToSign, Effects, Monitor, StateFormatError
 from streams.monitor import monitor as monitor_module
 from streams.monitor.batch import Record
 from streams.monitor.held import request_hash
 from streams.portfolio import Portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
+from tests.detectors import batching
+from tests.streams.test_serving_watch import slo_model
 from tests.streams.test_watch import prediction, shifted_then_normal, small_model
 
 KEYRING = Keyring.parse(private_key="k1=" + "3c" * 32)
@@ -157,3 +164,103 @@ def test_a_batch_hashes_its_requests_once_for_the_join_and_the_leak_watch() -> N
         request_hash("r1"),
         request_hash("r2"),
     ]
+
+
+@given(st.lists(st.text(max_size=6), max_size=3))
+def test_a_batch_hashes_none_or_one_request_as_it_hashes_many(ids: list[str]) -> None:
+    # A batch of none or one prediction hashes it on its own: the same hashes.
+    made = [
+        msgspec.structs.replace(prediction(n, 40.0, "de"), request_id=request)
+        for n, request in enumerate(ids)
+    ]
+    assert Batch.from_records("ranker", made).request_hashes == request_hashes(ids)
+
+
+# A record of the mixed stream below: kind (0 prediction, 1 label, 2 write), entity, the
+# prediction's role, a value.
+Step = tuple[int, int, str, float]
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 2),
+        st.integers(0, 3),
+        st.sampled_from(["live", "live", "fallback", "shadow"]),
+        st.floats(-1e3, 1e3),
+    ),
+    max_size=40,
+)
+
+
+def mixed(drawn: list[Step]) -> list[Record]:
+    """Predictions of every role, labels of earlier ones, and writes of both features, a
+    second of event time apart."""
+    records: list[Record] = []
+    made: list[Prediction] = []
+    for n, (kind, entity, role, value) in enumerate(drawn):
+        at = 1_000_000 + n * 1000
+        if kind == 0 or (kind == 1 and not made):
+            made.append(
+                msgspec.structs.replace(
+                    prediction(n, value, "de", role),
+                    entity_id=f"u{entity}",
+                    output=Score(score=min(max(value / 1e3 + 0.5, 0.0), 1.0)),
+                    latency_ms=abs(value) % 100,
+                )
+            )
+            records.append(made[-1])
+        elif kind == 1:
+            earlier = made[entity % len(made)]
+            records.append(
+                GroundTruth(
+                    schema_version=1,
+                    model_id="ranker",
+                    label=int(value > 0),
+                    label_at=at,
+                    request_id=earlier.request_id,
+                    entity_id=earlier.entity_id,
+                )
+            )
+        else:
+            records.append(
+                FeatureWrite(
+                    schema_version=1,
+                    entity_id=f"u{entity}",
+                    feature="age" if value > 0 else "country",
+                    value=value if value > 0 else "fr",
+                    event_at=at - 100,
+                    written_at=at,
+                    source="test",
+                )
+            )
+    return records
+
+
+def outcomes(effects: list[Effects]) -> tuple[list[object], ...]:
+    """Everything the effects ask, in order, whatever the batches were: all but the
+    serving watch's points, one per batch of predictions."""
+    points = [p for e in effects for p in e.points if p.measurement != "serving"]
+    return points, *(
+        [x for e in effects for x in getattr(e, name)]
+        for name in ("alerts", "commands", "withheld", "alarms", "transitions")
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps, st.data())
+def test_batches_of_one_record_do_what_any_batches_do(
+    drawn: list[Step], data: st.DataObject
+) -> None:
+    # Batches of one record skip what a batch without predictions (or without fallback and
+    # shadow predictions) does not need: the same effects and the same state as the same
+    # records in batches of any size.
+    records = mixed(drawn)
+    # With a latency SLO, for the serving watch as well.
+    one, cut = Monitor(slo_model()), Monitor(slo_model())
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    at = data.draw(batching.cuts(len(records)))
+    batched = [cut.observe(Batch.from_records("ranker", b)) for b in batching.batches(records, at)]
+    assert outcomes(each) == outcomes(batched)
+    for monitor in (one, cut):
+        monitor.unsaved = 0  # reset by each checkpoint due, which batches move
+        # An itertools.count, equal to another by the number it gives next.
+        monitor.label_wait._arrivals = repr(monitor.label_wait._arrivals)  # type: ignore[assignment]
+    assert batching.state_difference(one, cut) is None
