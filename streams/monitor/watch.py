@@ -100,7 +100,6 @@ import numpy as np
 from detectors._batch import SMALL_BATCH
 from detectors.drift._change_point import reference_cut
 from detectors.drift._effect import quantile_effect, slow_variance
-from detectors.drift._statistics import FloatArray
 from detectors.drift._window import finite_floats
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
@@ -117,6 +116,7 @@ from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
 from detectors.leaks.future_values import FutureValues
+from detectors.performance._window import Window
 from schemas.contracts import FeatureSeen, Prediction, Score
 from streams.monitor.effects import (
     Alert,
@@ -227,7 +227,7 @@ def drift_window_size(predictions_per_day: Any) -> int:
 
 
 # A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
-Window = tuple[int, float, float, bool, float]
+DriftWindow = tuple[int, float, float, bool, float]
 
 
 class ScoreRead(NamedTuple):
@@ -328,7 +328,7 @@ class DriftTests:
             for state in self.features.values()
         )
 
-    def update(self, name: str, value: Any) -> list[Window]:
+    def update(self, name: str, value: Any) -> list[DriftWindow]:
         """Feed one value of feature ``name``; its windows as ``update_many`` gives them."""
         state = self.features[name]
         if isinstance(state, Filling):
@@ -347,7 +347,7 @@ class DriftTests:
         p_value = float(getattr(state, "p_value", math.nan))
         return [(0, state.statistic, p_value, state.drift_detected, state.effect)]
 
-    def update_many(self, name: str, values: Sequence[Any]) -> list[Window]:
+    def update_many(self, name: str, values: Sequence[Any]) -> list[DriftWindow]:
         """Feed a batch of feature ``name``, as ``update`` one by one; per window it
         completed, its position in ``values``, statistic, p-value (NaN for tests without
         one), verdict and effect. The windows of the values after a change inside the
@@ -389,7 +389,7 @@ class DriftTests:
         return test, after
 
 
-def _test_windows(test: Any, values: Sequence[Any], start: int, replayed: int) -> list[Window]:
+def _test_windows(test: Any, values: Sequence[Any], start: int, replayed: int) -> list[DriftWindow]:
     """Feed ``values`` to ``test``: the first ``replayed`` of them came after a change
     inside the reference, the rest are the batch's from position ``start``."""
     test.update_many(values)
@@ -406,32 +406,6 @@ def _test_windows(test: Any, values: Sequence[Any], start: int, replayed: int) -
     ]
 
 
-class Recent:
-    """The last ``size`` numbers, in a ring of float64: one array, where a deque would
-    hold a float object for each, which every garbage collection visits (the output
-    detectors of every model keep ``OUTPUT_EFFECT_MAX`` of them)."""
-
-    __slots__ = ("_count", "_ring")
-
-    def __init__(self, size: int) -> None:
-        self._ring = np.zeros(size, dtype=np.float64)
-        # Numbers appended so far; the latest is at (count - 1) % size.
-        self._count = 0
-
-    def append(self, number: float) -> None:
-        self._ring[self._count % self._ring.size] = number
-        self._count += 1
-
-    def __len__(self) -> int:
-        return min(self._count, self._ring.size)
-
-    def ordered(self) -> FloatArray:
-        """The numbers kept, oldest first (a new array)."""
-        if self._count <= self._ring.size:
-            return self._ring[: self._count].copy()
-        return np.roll(self._ring, -(self._count % self._ring.size))
-
-
 @dataclasses.dataclass(slots=True)
 class ScoreDetector:
     """The score's ``ResidualCUSUM`` and the baseline a change is measured against (see
@@ -442,8 +416,9 @@ class ScoreDetector:
     min_effect: float = DEFAULT_SCORE_MIN_EFFECT
     inputs: int = 0
     alarms: int = 0
-    # The last scores: an effect's sample.
-    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
+    # The last scores: an effect's sample, in one array of float64, where a deque would
+    # hold a float object for each, which every garbage collection visits.
+    recent: Window = dataclasses.field(default_factory=lambda: Window(OUTPUT_EFFECT_MAX, 1))
     # The episode's baseline, sorted, and its slow variation; None between episodes.
     baseline: Any = None
     slow: Any = None
@@ -567,7 +542,7 @@ class ScoreDetector:
         """The effect of the scores since the latest change (at least
         ``OUTPUT_EFFECT_MIN``, at most the last ``SCORE_EFFECT_MAX``) against the baseline."""
         size = min(max(self.inputs - self.change_at, OUTPUT_EFFECT_MIN), len(self.recent))
-        sample = self.recent.ordered()[len(self.recent) - size :]
+        sample = self.recent.ordered(0)[len(self.recent) - size :]
         return quantile_effect(self.baseline, self.slow, sample)
 
 
@@ -585,7 +560,7 @@ class OutputDetector:
     inputs: int = 0
     alarms: int = 0
     # The last inputs: an alarm's effect sample.
-    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
+    recent: Window = dataclasses.field(default_factory=lambda: Window(OUTPUT_EFFECT_MAX, 1))
 
     def update(self, name: str, value: float | bool, at: float) -> Evidence | None:
         """Feed one input; evidence on an alarm and every ``OUTPUT_REPORT_EVERY`` inputs."""
@@ -621,7 +596,7 @@ class OutputDetector:
     def effect(self) -> float:
         """The effect of the alarm just raised, against the frozen reference: the rise of
         the error share since the change less twice its standard error."""
-        recent = self.recent.ordered()
+        recent = self.recent.ordered(0)
         # Run from the oldest input kept, the CUSUM finds a lasting change's start across
         # the alarms (each restarts the detector) it has raised since.
         frozen = self.frozen
@@ -917,7 +892,7 @@ def _window_evidence(
     spec: DriftSpec,
     feature: str,
     at: float,
-    result: Window,
+    result: DriftWindow,
 ) -> Evidence:
     _, statistic, p_value, drift, effect = result
     # Threshold tests (PSI) have no p-value: NaN.

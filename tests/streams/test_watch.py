@@ -24,7 +24,6 @@ from streams.monitor.watch import (
     Filling,
     ModelWatch,
     Observation,
-    Recent,
     consequences,
     describe,
     detect,
@@ -878,7 +877,7 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
         "OutputWatch": 1,
         "ScoreDetector": 1,
         "OutputDetector": 1,
-        "Recent": 2,
+        "Window": 2,
         "ResidualCUSUM": 1,
         "_Model": 1,
         "BernoulliCUSUM": 2,
@@ -914,14 +913,3 @@ def test_a_restored_drift_watch_keeps_its_tests_and_one_spec() -> None:
     # The tests 2 each (their dict and class), the dict 20, DriftTests 4, the spec 7, the
     # tuple of specs 1.
     assert references(restored.drift) == 72
-
-
-def test_recent_keeps_the_last_numbers_oldest_first() -> None:
-    recent = Recent(3)
-    assert (len(recent), recent.ordered().tolist()) == (0, [])
-    recent.append(1.0)
-    recent.append(2.0)
-    assert (len(recent), recent.ordered().tolist()) == (2, [1.0, 2.0])
-    for number in (3.0, 4.0, 5.0, 6.0):
-        recent.append(number)
-    assert (len(recent), recent.ordered().tolist()) == (3, [4.0, 5.0, 6.0])
