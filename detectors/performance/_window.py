@@ -18,17 +18,15 @@ class Window:
 
     def push(self, *row: float) -> None:
         self._rows[self._next] = row
-        self._advance()
+        self._next = (self._next + 1) % len(self._rows)
+        self._filled = min(self._filled + 1, len(self._rows))
 
     def append(self, number: float) -> None:
         """``push(number)`` on a window of one column, as a scalar write: numpy converts a
         row given as a tuple, which costs four times as much (the model watch's output
         detectors append a number for each prediction)."""
-        self._rows[self._next, 0] = number
-        self._advance()
-
-    def _advance(self) -> None:
         size = len(self._rows)
+        self._rows[self._next, 0] = number
         self._next = (self._next + 1) % size
         if self._filled < size:
             self._filled += 1
