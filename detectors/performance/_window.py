@@ -21,6 +21,16 @@ class Window:
         self._next = (self._next + 1) % len(self._rows)
         self._filled = min(self._filled + 1, len(self._rows))
 
+    def append(self, number: float) -> None:
+        """``push(number)`` on a window of one column, as a scalar write: numpy converts a
+        row given as a tuple, which costs four times as much (the model watch's output
+        detectors append a number for each prediction)."""
+        size = len(self._rows)
+        self._rows[self._next, 0] = number
+        self._next = (self._next + 1) % size
+        if self._filled < size:
+            self._filled += 1
+
     def push_many(self, rows: np.ndarray) -> None:
         """Push ``rows`` (one per row, ``columns`` wide) in order, as ``push`` one by one."""
         size = len(self._rows)
@@ -50,6 +60,13 @@ class Window:
     def column(self, index: int) -> np.ndarray:
         """One column of the rows held, in no particular order (a view; do not modify it)."""
         return self._rows[: self._filled, index]
+
+    def ordered(self, index: int) -> np.ndarray:
+        """One column of the rows held, oldest first (a new array)."""
+        column = self._rows[:, index]
+        if self._filled < len(column):
+            return column[: self._filled].copy()
+        return np.roll(column, -self._next)
 
 
 def validate_size(name: str, value: int) -> None:

@@ -64,10 +64,7 @@ def state_gauges(monitor: Monitor) -> StateGauges:
     sampled: dict[str, float] = {}
 
     watch = monitor.watch
-    unused["feature_drift", "invalid"] = sum(
-        drift.skipped + (drift.test.n_skipped if drift.test is not None else 0)
-        for drift in watch.drift.values()
-    )
+    unused["feature_drift", "invalid"] = watch.drift.skipped_values()
     unused["future_values", "invalid"] = watch.future.rejected
     if watch.output is not None:
         unused["score", "invalid"] = watch.output.score.detector.n_skipped

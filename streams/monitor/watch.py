@@ -100,7 +100,6 @@ import numpy as np
 from detectors._batch import SMALL_BATCH
 from detectors.drift._change_point import reference_cut
 from detectors.drift._effect import quantile_effect, slow_variance
-from detectors.drift._statistics import FloatArray
 from detectors.drift._window import finite_floats
 from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.categorical_psi import CategoricalPSIDrift
@@ -117,6 +116,7 @@ from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
 from detectors.leaks.future_values import FutureValues
+from detectors.performance._window import Window
 from schemas.contracts import FeatureSeen, Prediction, Score
 from streams.monitor.effects import (
     Alert,
@@ -227,7 +227,7 @@ def drift_window_size(predictions_per_day: Any) -> int:
 
 
 # A completed drift window: its position in a batch, statistic, p-value, verdict, effect.
-Window = tuple[int, float, float, bool, float]
+DriftWindow = tuple[int, float, float, bool, float]
 
 
 class ScoreRead(NamedTuple):
@@ -244,85 +244,23 @@ class ScoreRead(NamedTuple):
     judged: Any = None
 
 
-@dataclasses.dataclass(slots=True)
-class FeatureDrift:
-    """A feature's drift test, built once its reference sample is complete.
-
-    A numeric reference that holds a change (``detectors.drift._change_point``: the
-    stream already moving while the reference filled) keeps only the values before it;
-    the values after it become the test's first windows, so the change is tested as soon
-    as the reference is complete.
-
-    Slots, and no reference list once the test holds it: a model's features each keep
-    one, and each container left is one more object for every garbage collection to
-    visit.
+@dataclasses.dataclass(frozen=True, slots=True)
+class DriftSpec:
+    """How a model tests its features of one kind for drift, the same for each of them: one
+    object for all, which the model's pickle holds once (pickle keeps an object's identity
+    within one ``dumps``). Never modified, ``settings`` included.
     """
 
     method: str
     test_class: type[Any]
+    # The test's keyword arguments besides its reference.
     settings: dict[str, Any]
     reference_size: int
-    # The values while the reference fills; None once the test is built on them.
-    reference: list[Any] | None = dataclasses.field(default_factory=list)
-    test: Any = None
     kind: str = "numeric"
     min_effect: float = DEFAULT_MIN_EFFECT
-    # Missing values (None) while the reference fills; the test counts its own after.
-    skipped: int = 0
 
-    def update(self, value: Any) -> list[Window]:
-        """Feed one value; its windows as ``update_many([value])`` gives them."""
-        if (filling := self.reference) is not None:
-            if value is None:
-                self.skipped += 1
-            else:
-                filling.append(value)
-            if len(filling) < self.reference_size:
-                return []
-            after = self._freeze(filling)
-            return self._test_many(after, 1, len(after)) if after else []
-        test = self.test
-        windows = test.n_windows
-        test.update(value)
-        if test.n_windows == windows:
-            return []
-        p_value = float(getattr(test, "p_value", math.nan))
-        return [(0, test.statistic, p_value, test.drift_detected, test.effect)]
-
-    def update_many(self, values: Sequence[Any]) -> list[Window]:
-        """Feed a batch, as ``update`` one by one; per window it completed, its position in
-        ``values``, statistic, p-value (NaN for tests without one), verdict and effect.
-        The windows of the values after a change inside the reference are at the position
-        of the value that completed the reference."""
-        if len(values) == 1:
-            # A batch of one: ``update`` reads the test's last window without the arrays of
-            # a batch's windows.
-            return self.update(values[0])
-        start = 0
-        after: list[Any] = []
-        if (filling := self.reference) is not None:
-            # The reference takes the values that are not None until it is complete.
-            present = [i for i, value in enumerate(values) if value is not None]
-            needed = self.reference_size - len(filling)
-            if len(present) == len(values):
-                filling.extend(values[:needed])
-            else:
-                filling.extend(values[i] for i in present[:needed])
-            if len(present) < needed:
-                self.skipped += len(values) - len(present)
-                return []
-            after = self._freeze(filling)
-            start = present[needed - 1] + 1
-            self.skipped += start - needed
-        if not after and start == len(values):
-            return []
-        return self._test_many(
-            [*after, *values[start:]] if after else values[start:], start, len(after)
-        )
-
-    def _freeze(self, filled: list[Any]) -> list[Any]:
-        """Build the test on the reference ``filled``; returns the values after a change
-        inside it."""
+    def build(self, filled: list[Any]) -> tuple[Any, list[Any]]:
+        """The test on the reference ``filled``, and the values after a change inside it."""
         reference: Any = filled
         after: list[Any] = []
         if self.kind == "categorical":
@@ -338,52 +276,134 @@ class FeatureDrift:
             # 8 bytes a value instead of a list of floats beside a sorted copy.
             reference = values[finite[:cut]]
             reference.flags.writeable = False
-        self.test = self.test_class(reference=reference, **self.settings)
-        self.reference = None
-        return after
-
-    def _test_many(self, values: Sequence[Any], start: int, replayed: int) -> list[Window]:
-        """Feed ``values`` to the test: the first ``replayed`` of them came after a change
-        inside the reference, the rest are the batch's from position ``start``."""
-        test = self.test
-        test.update_many(values)
-        return [
-            (max(start + end - replayed, start - 1), statistic, p_value, drift, effect)
-            for end, statistic, p_value, drift, effect in zip(
-                test.window_ends.tolist(),
-                test.window_statistics.tolist(),
-                test.window_p_values.tolist(),
-                test.window_drifts.tolist(),
-                test.window_effects.tolist(),
-                strict=True,
-            )
-        ]
+        return self.test_class(reference=reference, **self.settings), after
 
 
-class Recent:
-    """The last ``size`` numbers, in a ring of float64: one array, where a deque would
-    hold a float object for each, which every garbage collection visits (the output
-    detectors of every model keep ``OUTPUT_EFFECT_MAX`` of them)."""
+@dataclasses.dataclass(slots=True)
+class Filling:
+    """A feature's reference while it fills: its values, and the missing ones (None)."""
 
-    __slots__ = ("_count", "_ring")
+    spec: DriftSpec
+    values: list[Any] = dataclasses.field(default_factory=list)
+    skipped: int = 0
 
-    def __init__(self, size: int) -> None:
-        self._ring = np.zeros(size, dtype=np.float64)
-        # Numbers appended so far; the latest is at (count - 1) % size.
-        self._count = 0
 
-    def append(self, number: float) -> None:
-        self._ring[self._count % self._ring.size] = number
-        self._count += 1
+@dataclasses.dataclass(slots=True)
+class DriftTests:
+    """A model's feature drift tests: per feature, its reference while it fills
+    (``Filling``), then the test built on it.
 
-    def __len__(self) -> int:
-        return min(self._count, self._ring.size)
+    A numeric reference that holds a change (``detectors.drift._change_point``: the
+    stream already moving while the reference filled) keeps only the values before it;
+    the values after it become the test's first windows, so the change is tested as soon
+    as the reference is complete.
 
-    def ordered(self) -> FloatArray:
-        """The numbers kept, oldest first (a new array)."""
-        if self._count <= self._ring.size:
-            return self._ring[: self._count].copy()
-        return np.roll(self._ring, -(self._count % self._ring.size))
+    Once built, a feature's test is all it keeps: its spec is the one of its test's class
+    (a model's numeric and categorical tests never share one), and the values it skipped
+    while its reference filled join ``skipped``. Every full garbage collection visits
+    each reference a model's state holds: a dataclass of nine fields beside each test
+    held 200 of them for 20 features.
+    """
+
+    # One per kind of feature the model has.
+    specs: tuple[DriftSpec, ...]
+    # Feature -> its ``Filling``, then its test.
+    features: dict[str, Any]
+    # Missing values (None) of the features whose test is built, while their references
+    # filled; the tests count their own after.
+    skipped: int = 0
+
+    def spec(self, name: str) -> DriftSpec:
+        """The spec of feature ``name``."""
+        state = self.features[name]
+        if isinstance(state, Filling):
+            return state.spec
+        test_class = type(state)
+        return next(spec for spec in self.specs if spec.test_class is test_class)
+
+    def skipped_values(self) -> int:
+        """The missing values of every feature so far."""
+        return self.skipped + sum(
+            state.skipped if isinstance(state, Filling) else state.n_skipped
+            for state in self.features.values()
+        )
+
+    def update(self, name: str, value: Any) -> list[DriftWindow]:
+        """Feed one value of feature ``name``; its windows as ``update_many`` gives them."""
+        state = self.features[name]
+        if isinstance(state, Filling):
+            if value is None:
+                state.skipped += 1
+            else:
+                state.values.append(value)
+            if len(state.values) < state.spec.reference_size:
+                return []
+            test, after = self._build(name, state)
+            return _test_windows(test, after, 1, len(after)) if after else []
+        windows = state.n_windows
+        state.update(value)
+        if state.n_windows == windows:
+            return []
+        p_value = float(getattr(state, "p_value", math.nan))
+        return [(0, state.statistic, p_value, state.drift_detected, state.effect)]
+
+    def update_many(self, name: str, values: Sequence[Any]) -> list[DriftWindow]:
+        """Feed a batch of feature ``name``, as ``update`` one by one; per window it
+        completed, its position in ``values``, statistic, p-value (NaN for tests without
+        one), verdict and effect. The windows of the values after a change inside the
+        reference are at the position of the value that completed the reference."""
+        if len(values) == 1:
+            # A batch of one: ``update`` reads the test's last window without the arrays of
+            # a batch's windows.
+            return self.update(name, values[0])
+        state = self.features[name]
+        start = 0
+        after: list[Any] = []
+        if isinstance(state, Filling):
+            # The reference takes the values that are not None until it is complete.
+            filling = state.values
+            present = [i for i, value in enumerate(values) if value is not None]
+            needed = state.spec.reference_size - len(filling)
+            if len(present) == len(values):
+                filling.extend(values[:needed])
+            else:
+                filling.extend(values[i] for i in present[:needed])
+            if len(present) < needed:
+                state.skipped += len(values) - len(present)
+                return []
+            start = present[needed - 1] + 1
+            state.skipped += start - needed
+            state, after = self._build(name, state)
+        if not after and start == len(values):
+            return []
+        return _test_windows(
+            state, [*after, *values[start:]] if after else values[start:], start, len(after)
+        )
+
+    def _build(self, name: str, filling: Filling) -> tuple[Any, list[Any]]:
+        """Build feature ``name``'s test on its full reference, which it replaces; returns
+        the test and the values after a change inside the reference."""
+        test, after = filling.spec.build(filling.values)
+        self.features[name] = test
+        self.skipped += filling.skipped
+        return test, after
+
+
+def _test_windows(test: Any, values: Sequence[Any], start: int, replayed: int) -> list[DriftWindow]:
+    """Feed ``values`` to ``test``: the first ``replayed`` of them came after a change
+    inside the reference, the rest are the batch's from position ``start``."""
+    test.update_many(values)
+    return [
+        (max(start + end - replayed, start - 1), statistic, p_value, drift, effect)
+        for end, statistic, p_value, drift, effect in zip(
+            test.window_ends.tolist(),
+            test.window_statistics.tolist(),
+            test.window_p_values.tolist(),
+            test.window_drifts.tolist(),
+            test.window_effects.tolist(),
+            strict=True,
+        )
+    ]
 
 
 @dataclasses.dataclass(slots=True)
@@ -396,8 +416,9 @@ class ScoreDetector:
     min_effect: float = DEFAULT_SCORE_MIN_EFFECT
     inputs: int = 0
     alarms: int = 0
-    # The last scores: an effect's sample.
-    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
+    # The last scores: an effect's sample, in one array of float64, where a deque would
+    # hold a float object for each, which every garbage collection visits.
+    recent: Window = dataclasses.field(default_factory=lambda: Window(OUTPUT_EFFECT_MAX, 1))
     # The episode's baseline, sorted, and its slow variation; None between episodes.
     baseline: Any = None
     slow: Any = None
@@ -521,7 +542,7 @@ class ScoreDetector:
         """The effect of the scores since the latest change (at least
         ``OUTPUT_EFFECT_MIN``, at most the last ``SCORE_EFFECT_MAX``) against the baseline."""
         size = min(max(self.inputs - self.change_at, OUTPUT_EFFECT_MIN), len(self.recent))
-        sample = self.recent.ordered()[len(self.recent) - size :]
+        sample = self.recent.ordered(0)[len(self.recent) - size :]
         return quantile_effect(self.baseline, self.slow, sample)
 
 
@@ -539,7 +560,7 @@ class OutputDetector:
     inputs: int = 0
     alarms: int = 0
     # The last inputs: an alarm's effect sample.
-    recent: Recent = dataclasses.field(default_factory=lambda: Recent(OUTPUT_EFFECT_MAX))
+    recent: Window = dataclasses.field(default_factory=lambda: Window(OUTPUT_EFFECT_MAX, 1))
 
     def update(self, name: str, value: float | bool, at: float) -> Evidence | None:
         """Feed one input; evidence on an alarm and every ``OUTPUT_REPORT_EVERY`` inputs."""
@@ -575,7 +596,7 @@ class OutputDetector:
     def effect(self) -> float:
         """The effect of the alarm just raised, against the frozen reference: the rise of
         the error share since the change less twice its standard error."""
-        recent = self.recent.ordered()
+        recent = self.recent.ordered(0)
         # Run from the oldest input kept, the CUSUM finds a lasting change's start across
         # the alarms (each restarts the detector) it has raised since.
         frozen = self.frozen
@@ -612,7 +633,7 @@ class ModelWatch:
     """Everything failsoft remembers about one model; pickled into the watch table."""
 
     model_id: str
-    drift: dict[str, FeatureDrift]
+    drift: DriftTests
     policy: HealthPolicy
     future: FutureValues = dataclasses.field(default_factory=FutureValues)
     escalated: bool = False
@@ -647,9 +668,15 @@ def new_watch(model: Model) -> ModelWatch:
         When the model's drift or health settings do not fit the detectors.
     """
     drift_settings = model.detector_settings("drift")
-    drift = {
-        feature.name: _feature_drift(model, feature, drift_settings) for feature in model.features
-    }
+    # A spec per kind of feature, built at its first feature (whose name a bad method's
+    # error gives).
+    specs: dict[str, DriftSpec] = {}
+    features: dict[str, Any] = {}
+    for feature in model.features:
+        if feature.kind not in specs:
+            specs[feature.kind] = _drift_spec(model, feature, drift_settings)
+        features[feature.name] = Filling(specs[feature.kind])
+    drift = DriftTests(tuple(specs.values()), features)
     health: dict[str, Any] = model.detector_settings("health")
     try:
         policy = HealthPolicy(**health, escalate_after=model.escalation_limit.total_seconds())
@@ -719,12 +746,16 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
         for i, read in zip(scored, watch.output.score.feed_many(values), strict=True):
             if read is not None:
                 scores[i] = read
-    if served and watch.drift:
-        columns = _feature_columns(list(watch.drift), [predictions[i].features for i in served])
-        for (name, feature_drift), values in zip(watch.drift.items(), columns, strict=True):
-            for result in feature_drift.update_many(values):
-                i = served[result[0]]
-                after[i].append(_window_evidence(feature_drift, name, ats[i], result))
+    drift = watch.drift
+    if served and drift.features:
+        names = list(drift.features)
+        columns = _feature_columns(names, [predictions[i].features for i in served])
+        for name, values in zip(names, columns, strict=True):
+            if windows := drift.update_many(name, values):
+                spec = drift.spec(name)
+                for result in windows:
+                    i = served[result[0]]
+                    after[i].append(_window_evidence(spec, name, ats[i], result))
     return Found(before, after, scores)
 
 
@@ -858,26 +889,26 @@ def observe_evidence(watch: ModelWatch, evidence: Sequence[Evidence], at: float)
 
 
 def _window_evidence(
-    feature_drift: FeatureDrift,
+    spec: DriftSpec,
     feature: str,
     at: float,
-    result: Window,
+    result: DriftWindow,
 ) -> Evidence:
     _, statistic, p_value, drift, effect = result
     # Threshold tests (PSI) have no p-value: NaN.
     return Evidence(
-        detector=f"drift_{feature_drift.method}",
+        detector=f"drift_{spec.method}",
         feature=feature,
         at=at,
         alarm=bool(drift),
         p_value=None if p_value != p_value else p_value,
-        material=effect >= feature_drift.min_effect,
+        material=effect >= spec.min_effect,
         windowed=True,
         details={"statistic": float(statistic), "effect": float(effect)},
     )
 
 
-def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> FeatureDrift:
+def _drift_spec(model: Model, feature: Feature, settings: dict[str, Any]) -> DriftSpec:
     key = "detectors.drift"
     method = str(settings.get("method", DEFAULT_DRIFT_METHOD))
     methods = DRIFT_METHODS[feature.kind]
@@ -911,7 +942,7 @@ def _feature_drift(model: Model, feature: Feature, settings: dict[str, Any]) -> 
     if feature.kind == "numeric":
         # The test reads its windows' effects against the noise of those below the floor.
         test_settings["min_effect"] = min_effect
-    return FeatureDrift(
+    return DriftSpec(
         method, test_class, test_settings, reference_size, kind=feature.kind, min_effect=min_effect
     )
 
@@ -920,7 +951,7 @@ def _is_effect(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatch | None:
+def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     key = "detectors.output"
     settings = model.detector_settings("output")
     valid = set(_OUTPUT_DEFAULTS) | {
@@ -940,13 +971,13 @@ def _output_watch(model: Model, drift: Mapping[str, FeatureDrift]) -> OutputWatc
         return None
     per_day = own["predictions_per_day"]
     tests_per_day: dict[str, float] = {SCORE_DETECTOR: per_day, ERROR_RATE_DETECTOR: per_day}
-    if drift:
+    if features := drift.features:
         # Drift's count does not change the output levels (equal shares), only its share.
+        specs = [drift.spec(name) for name in features]
         windows = sum(
-            feature.test_class(reference=None, **feature.settings).window_size
-            for feature in drift.values()
-        ) / len(drift)
-        tests_per_day["drift"] = len(drift) * per_day / windows
+            spec.test_class(reference=None, **spec.settings).window_size for spec in specs
+        ) / len(specs)
+        tests_per_day["drift"] = len(features) * per_day / windows
     try:
         budget = AlarmBudget(float(own["false_fallbacks_per_model_day"]), tests_per_day)
     except ValueError as error:

@@ -173,3 +173,19 @@ def test_a_window_pickles_its_filled_rows_and_loads_a_full_size_checkpoint_too()
     older = Window.__new__(Window)  # as a checkpoint holding every row loads it
     older.__setstate__({"_rows": window._rows.copy(), "_next": 2, "_filled": 2})
     assert np.array_equal(older._rows, window._rows) and len(older) == 2
+
+
+def test_a_window_of_one_column_appends_numbers_and_gives_them_oldest_first() -> None:
+    window = Window(3, 1)
+    assert (len(window), window.ordered(0).tolist()) == (0, [])
+    window.append(1.0)
+    window.push(2.0)
+    assert (len(window), window.ordered(0).tolist()) == (2, [1.0, 2.0])
+    window.append(3.0)
+    assert (len(window), window.ordered(0).tolist()) == (3, [1.0, 2.0, 3.0])
+    for number in (4.0, 5.0, 6.0, 7.0):
+        window.append(number)
+    assert (len(window), window.ordered(0).tolist()) == (3, [5.0, 6.0, 7.0])
+    # A new array: the window's rows stay as they were.
+    window.ordered(0)[:] = 0.0
+    assert window.ordered(0).tolist() == [5.0, 6.0, 7.0]

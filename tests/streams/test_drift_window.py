@@ -39,12 +39,11 @@ def test_the_window_is_half_a_day_of_traffic_within_its_bounds() -> None:
     assert drift_window_size("many") == drift_window_size(None) == 1000
     watch = new_watch(quiet_model())
     assert {
-        name: d.test.window_size if d.test else d.settings["window_size"]
-        for name, d in watch.drift.items()
+        name: watch.drift.spec(name).settings["window_size"] for name in watch.drift.features
     } == {"age": 250, "country": 250}
-    assert {d.reference_size for d in watch.drift.values()} == {250}
+    assert {spec.reference_size for spec in watch.drift.specs} == {250}
     set_by_hand = new_watch(quiet_model("[models.ranker.detectors.drift]\nwindow_size = 400\n"))
-    assert {d.settings["window_size"] for d in set_by_hand.drift.values()} == {400}
+    assert {spec.settings["window_size"] for spec in set_by_hand.drift.specs} == {400}
 
 
 def test_a_quiet_model_is_tested_within_a_day_and_finds_a_shift() -> None:

@@ -21,9 +21,9 @@ from schemas.contracts import FeatureSeen, Prediction, Score
 from schemas.signing import Keyring
 from streams.monitor.watch import (
     Effects,
+    Filling,
     ModelWatch,
     Observation,
-    Recent,
     consequences,
     describe,
     detect,
@@ -90,7 +90,7 @@ def run(watch: ModelWatch, predictions: list[Prediction]) -> list[tuple[int, Obs
 def test_example_portfolio_builds_a_watch_per_model() -> None:
     for model in load_portfolio(ROOT / "deploy" / "portfolio.example.toml"):
         watch = new_watch(model)
-        assert set(watch.drift) == {feature.name for feature in model.features}
+        assert set(watch.drift.features) == {feature.name for feature in model.features}
         assert watch.policy.escalate_after == model.escalation_limit.total_seconds()
 
 
@@ -145,7 +145,7 @@ def test_shadow_predictions_do_not_feed_drift_but_still_move_time() -> None:
     watch = new_watch(small_model())
     for n in range(500):
         observe(watch, prediction(n, 40.0, "de", role="shadow"))
-    assert all(drift.reference == [] and drift.test is None for drift in watch.drift.values())
+    assert all(state == Filling(state.spec) for state in watch.drift.features.values())
     assert watch.policy.since == 1_000_000 / 1000
 
 
@@ -504,23 +504,25 @@ def test_feature_drift_in_batches_finds_the_windows_one_by_one_does(
         "window_size = 500\nreference_size = 1000", "window_size = 20\nreference_size = 30"
     )
     model = parse_portfolio(small).models["ranker"]
-    one, many = new_watch(model).drift["age"], new_watch(model).drift["age"]
+    one, many = new_watch(model).drift, new_watch(model).drift
     expected = []
     for n, value in enumerate(values):
-        expected += [(n, *rest) for _, *rest in one.update(value)]
+        expected += [(n, *rest) for _, *rest in one.update("age", value)]
     found = []
     bounds = [0, *sorted(c for c in cuts if c <= len(values)), len(values)]
     for start, stop in itertools.pairwise(bounds):
-        found += [(start + n, *rest) for n, *rest in many.update_many(values[start:stop])]
+        found += [(start + n, *rest) for n, *rest in many.update_many("age", values[start:stop])]
     assert [(n, s, d) for n, s, _, d, _ in found] == [(n, s, d) for n, s, _, d, _ in expected]
     assert [p for _, _, p, _, _ in found] == pytest.approx(
         [p for _, _, p, _, _ in expected], nan_ok=True
     )
     assert [e for *_, e in found] == pytest.approx([e for *_, e in expected])
-    assert many.reference == one.reference
-    assert (many.test is None) == (one.test is None)
-    if one.test is not None:
-        assert same_state(many.test, one.test)
+    kept, expected_kept = many.features["age"], one.features["age"]
+    if isinstance(expected_kept, Filling):
+        assert kept == expected_kept
+    else:
+        assert same_state(kept, expected_kept)
+    assert many.skipped_values() == one.skipped_values()
 
 
 @settings(max_examples=30, deadline=None)
@@ -540,7 +542,7 @@ def test_feature_drift_in_batches_cuts_the_reference_as_one_by_one_does(
         "window_size = 500\nreference_size = 1000", "window_size = 20\nreference_size = 240"
     )
     model = parse_portfolio(small).models["ranker"]
-    one, many = new_watch(model).drift["age"], new_watch(model).drift["age"]
+    one, many = new_watch(model).drift, new_watch(model).drift
     rng = np.random.default_rng(seed)
     values: list[float | None] = rng.normal(0.0, 1.0, 400).tolist()
     values[change:] = [v + 3.0 for v in rng.normal(0.0, 1.0, 400 - change)]
@@ -548,15 +550,15 @@ def test_feature_drift_in_batches_cuts_the_reference_as_one_by_one_does(
         values[i] = None if i % 2 else math.nan
     expected = []
     for n, value in enumerate(values):
-        expected += [(n, *rest) for _, *rest in one.update(value)]
+        expected += [(n, *rest) for _, *rest in one.update("age", value)]
     found = []
     bounds = [0, *sorted(cuts), len(values)]
     for start, stop in itertools.pairwise(bounds):
-        found += [(start + n, *rest) for n, *rest in many.update_many(values[start:stop])]
+        found += [(start + n, *rest) for n, *rest in many.update_many("age", values[start:stop])]
     assert [(n, s, d) for n, s, _, d, _ in found] == [(n, s, d) for n, s, _, d, _ in expected]
     assert [e for *_, e in found] == pytest.approx([e for *_, e in expected])
-    assert np.array_equal(many.test.reference, one.test.reference)
-    assert same_state(many.test, one.test)
+    assert np.array_equal(many.features["age"].reference, one.features["age"].reference)
+    assert same_state(many.features["age"], one.features["age"])
 
 
 def test_a_drift_inside_the_reference_cuts_it_and_falls_back() -> None:
@@ -569,11 +571,11 @@ def test_a_drift_inside_the_reference_cuts_it_and_falls_back() -> None:
     observations = run(watch, predictions)
     # The reference keeps the 300 ages before the change; the 700 after it are one
     # window of 500 at once (999) and most of the next (1299).
-    assert len(watch.drift["age"].test.reference) == 300
+    assert len(watch.drift.features["age"].reference) == 300
     assert drift_alarms(observations) == [(n, True) for n in (999, 1299, 1799, 2299, 2799)]
     assert actions_of(observations) == [(1299, "fallback")]
     # Country, unchanged, keeps its whole reference and stays silent.
-    assert sum(watch.drift["country"].test.reference.values()) == 1000
+    assert sum(watch.drift.features["country"].reference.values()) == 1000
 
 
 def test_a_watch_pickled_while_its_reference_fills_cuts_it_as_one_never_pickled() -> None:
@@ -606,9 +608,9 @@ def test_a_stationary_skewed_or_seasonal_reference_is_never_cut(seed: int) -> No
         rng.lognormal(1.0 + 0.3 * (rng.random(1000) < 0.5 + 0.2 * np.sin(phase)), 0.8),
     ]
     for ages in streams:
-        drift = new_watch(model).drift["age"]
-        drift.update_many(ages.tolist())
-        assert len(drift.test.reference) == 1000
+        drift = new_watch(model).drift
+        drift.update_many("age", ages.tolist())
+        assert len(drift.features["age"].reference) == 1000
 
 
 # KS tests numeric features only: age alone is declared (predictions still carry country).
@@ -673,7 +675,7 @@ def test_a_feature_that_wanders_slowly_alarms_but_moves_no_model() -> None:
     model = parse_portfolio(strict).get("ranker")
     assert model is not None
     watch = new_watch(model)
-    assert watch.drift["age"].settings["min_effect"] == 0.2
+    assert watch.drift.spec("age").settings["min_effect"] == 0.2
     rng = np.random.default_rng(2)
     level = np.repeat(np.cumsum(rng.normal(0.0, 0.75, 80)), 100)
     ages = 40.0 + level + rng.normal(0.0, 5.0, level.size)
@@ -682,7 +684,7 @@ def test_a_feature_that_wanders_slowly_alarms_but_moves_no_model() -> None:
     assert len(alarms) >= 8
     assert [n for n, material in alarms if material] == []
     assert actions_of(observations) == []
-    assert watch.drift["age"].test.min_effect == 0.2
+    assert watch.drift.features["age"].min_effect == 0.2
 
 
 def shifted_scores(shift: float) -> list[tuple[int, Observation]]:
@@ -795,17 +797,24 @@ def test_a_restore_inside_a_batch_judges_the_later_scores_as_one_by_one() -> Non
         assert batched == expected, size
 
 
-def test_a_frozen_numeric_reference_is_held_once_as_floats() -> None:
-    features = "\n".join(f'"f{k:02d}" = "numeric"' for k in range(20))
-    model = parse_portfolio(
+TWENTY = [f"f{k:02d}" for k in range(20)]
+
+
+def twenty_numeric_features(extra: str = "") -> Model:
+    """Model ``m`` with the numeric features ``TWENTY``, ``extra`` after them."""
+    features = "\n".join(f'"{name}" = "numeric"' for name in TWENTY)
+    return parse_portfolio(
         '[models.m]\nowner = "o"\ntier = "cpu"\nfallback = "keep_all"\nlabel_delay = "1h"\n'
-        f"[models.m.features]\n{features}\n"
+        f"[models.m.features]\n{features}\n{extra}"
     ).models["m"]
-    watch = new_watch(model)
+
+
+def test_a_frozen_numeric_reference_is_held_once_as_floats() -> None:
+    watch = new_watch(twenty_numeric_features())
     rng = np.random.default_rng(0)
-    for drift in watch.drift.values():
-        drift.update_many(rng.normal(0.0, 1.0, 1500).tolist())
-    test = watch.drift["f00"].test
+    for name in watch.drift.features:
+        watch.drift.update_many(name, rng.normal(0.0, 1.0, 1500).tolist())
+    test = watch.drift.features["f00"]
     assert test.reference.dtype == np.float64 and not test.reference.flags.writeable
     assert test._reference_values is test.reference
     # 20 features of 8,000 bytes of reference and 8,000 of window each, and the output
@@ -813,9 +822,9 @@ def test_a_frozen_numeric_reference_is_held_once_as_floats() -> None:
     assert len(pickle.dumps(watch, pickle.HIGHEST_PROTOCOL)) < 360_000
 
 
-def tracked(root: object) -> collections.Counter[str]:
-    """The objects the garbage collector tracks among those reachable from ``root``, by
-    type (classes, modules and functions left out: they are shared, not state)."""
+def tracked_objects(root: object) -> list[object]:
+    """The objects the garbage collector tracks among those reachable from ``root``
+    (classes, modules and functions left out: they are shared, not state)."""
     # A collection stops tracking the tuples and dicts that hold no tracked object; an
     # outer one whose items it reached first, at the next.
     gc.collect()
@@ -828,26 +837,32 @@ def tracked(root: object) -> collections.Counter[str]:
             continue
         found[id(obj)] = obj
         stack.extend(r for r in gc.get_referents(obj) if not isinstance(r, type | types.ModuleType))
-    return collections.Counter(type(obj).__name__ for obj in found.values())
+    return list(found.values())
+
+
+def tracked(root: object) -> collections.Counter[str]:
+    """``tracked_objects`` by type."""
+    return collections.Counter(type(obj).__name__ for obj in tracked_objects(root))
+
+
+def references(root: object) -> int:
+    """The references a full garbage collection visits in ``tracked_objects(root)``."""
+    return sum(len(gc.get_referents(obj)) for obj in tracked_objects(root))
 
 
 def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
     watch = new_watch(small_model())
     run(watch, output_stream(np.random.default_rng(3), 0, 3000))
     restored = pickle.loads(pickle.dumps(watch))  # what the changelog table stores
-    # A numeric feature's state: its slotted FeatureDrift and its test, whose attributes
-    # (no reference list left, its last windows' events a tuple of numbers) hold nothing
-    # the collector tracks, nor then does their dict. It took 6 objects: a dict each, the
-    # emptied reference list, the list of events.
-    assert tracked(restored.drift["age"]) == {"FeatureDrift": 1, "PSIDrift": 1}
+    # A numeric feature's state once its reference is complete: its test alone, whose
+    # attributes (no reference list left, its last windows' events a tuple of numbers)
+    # hold nothing the collector tracks, nor then does their dict. It took 6 objects: a
+    # dict each, the emptied reference list, the list of events.
+    assert tracked(restored.drift.features["age"]) == {"PSIDrift": 1}
     # A categorical test's dict holds dicts (its reference and window counts), which keep
     # it tracked; a rare category tail no more, None while there is none (an empty
     # frozenset was a fourth object).
-    assert tracked(restored.drift["country"]) == {
-        "FeatureDrift": 1,
-        "CategoricalPSIDrift": 1,
-        "dict": 1,
-    }
+    assert tracked(restored.drift.features["country"]) == {"CategoricalPSIDrift": 1, "dict": 1}
     # The future values' counts per feature, two dicts of ints, and its last batch's
     # events, a tuple, are none the collector tracks (a list per feature and one of
     # events were).
@@ -862,7 +877,7 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
         "OutputWatch": 1,
         "ScoreDetector": 1,
         "OutputDetector": 1,
-        "Recent": 2,
+        "Window": 2,
         "ResidualCUSUM": 1,
         "_Model": 1,
         "BernoulliCUSUM": 2,
@@ -871,12 +886,30 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
     }
 
 
-def test_recent_keeps_the_last_numbers_oldest_first() -> None:
-    recent = Recent(3)
-    assert (len(recent), recent.ordered().tolist()) == (0, [])
-    recent.append(1.0)
-    recent.append(2.0)
-    assert (len(recent), recent.ordered().tolist()) == (2, [1.0, 2.0])
-    for number in (3.0, 4.0, 5.0, 6.0):
-        recent.append(number)
-    assert (len(recent), recent.ordered().tolist()) == (3, [4.0, 5.0, 6.0])
+def test_a_restored_drift_watch_keeps_its_tests_and_one_spec() -> None:
+    # Every full garbage collection visits each reference a model's state holds. Twenty
+    # numeric features, their references complete: the tests, the dict naming them and
+    # the one spec they share (its settings dict holds nothing tracked). A dataclass of
+    # nine fields beside each test took 41 objects and 260 references.
+    watch = new_watch(twenty_numeric_features("[models.m.detectors.drift]\nwindow_size = 100\n"))
+    rng = np.random.default_rng(0)
+    predictions = [
+        msgspec.structs.replace(
+            prediction(n, 0.0, ""),
+            model_id="m",
+            features={name: FeatureSeen(float(v), 0) for name, v in zip(TWENTY, row, strict=True)},
+        )
+        for n, row in enumerate(rng.normal(0.0, 1.0, (150, 20)).tolist())
+    ]
+    detect(watch, predictions)
+    restored = pickle.loads(pickle.dumps(watch))
+    assert tracked(restored.drift) == {
+        "DriftTests": 1,
+        "dict": 1,
+        "tuple": 1,
+        "DriftSpec": 1,
+        "PSIDrift": 20,
+    }
+    # The tests 2 each (their dict and class), the dict 20, DriftTests 4, the spec 7, the
+    # tuple of specs 1.
+    assert references(restored.drift) == 72
