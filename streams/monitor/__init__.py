@@ -19,7 +19,13 @@ the worker (``streams.worker``) carries them out.
 
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
-from streams.monitor.monitor import CHECKPOINT_EVERY, STATE_FORMAT, Monitor, StateFormatError
+from streams.monitor.monitor import (
+    CHECKPOINT_EVERY,
+    STATE_FORMAT,
+    Monitor,
+    StateFormatError,
+    check_models,
+)
 
 __all__ = [
     "CHECKPOINT_EVERY",
@@ -29,4 +35,5 @@ __all__ = [
     "Effects",
     "Monitor",
     "StateFormatError",
+    "check_models",
 ]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detectors.health.evidence import Evidence
@@ -98,6 +98,20 @@ _NOTHING_FOUND = Found({}, {}, {})
 
 class StateFormatError(ValueError):
     """A checkpoint written by a worker with another ``STATE_FORMAT``."""
+
+
+def check_models(models: Iterable[Model]) -> None:
+    """Build each model's monitor once and drop it, so that a setting its detectors refuse
+    stops a worker at its start rather than at the model's first record.
+
+    Raises
+    ------
+    PortfolioError
+        Naming the first model whose detector settings do not fit the detectors, and the
+        key.
+    """
+    for model in models:
+        Monitor(model)
 
 
 class Monitor:

@@ -77,7 +77,7 @@ from faust.types import TableT
 from detectors.health.damping import AlertDamping
 from schemas.signing import Keyring
 from streams.kafka_security import faust_credentials
-from streams.monitor import Monitor
+from streams.monitor import check_models
 from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
 from streams.sinks.alerta import AlertaSink
@@ -211,9 +211,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         spool=settings.spool_dir,
     )
     app.keyring = Keyring.from_settings(settings)
-    for model in app.portfolio:
-        # A setting the detectors refuse stops the worker here.
-        Monitor(model)
+    check_models(app.portfolio)
     # Values are pickled monitors (bytes), keys model_ids (JSON strings).
     app.monitor_table = app.Table(
         STATE_TABLE,

@@ -31,17 +31,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.signing import Keyring
     from streams.cli import EXTRA_OF_MODULE, installed
     from streams.kafka_security import probe
+    from streams.monitor import check_models
     from streams.portfolio import PortfolioError, load_portfolio
     from streams.topics import KAFKA_PROBE_TIMEOUT_S
 
-    # The settings first, then Kafka, then the app: Faust's import alone takes seconds, and
-    # a refused password or an untrusted certificate must be told within a few. A missing
-    # extra is told first, as importing the app would (streams.cli names the extra).
+    # The settings first (the detectors' included, so a refused one is told without a
+    # broker), then Kafka, then the app: Faust's import alone takes seconds, and a refused
+    # password or an untrusted certificate must be told within a few. A missing extra is
+    # told first, as importing the app would (streams.cli names the extra).
     for module, extra in EXTRA_OF_MODULE.items():
         if extra == "worker" and not installed(module):
             raise ModuleNotFoundError(f"No module named {module!r}", name=module)
     try:
         portfolio = load_portfolio(settings.portfolio_path)
+        check_models(portfolio)
         Keyring.from_settings(settings)
         # One line rather than the traceback of the app's start, which needs Kafka first,
         # or than Faust's endless retries with a refused password or certificate.
