@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.leaks import events
-from detectors.leaks._memory import KeyTable, probe, vacate
+from detectors.leaks._memory import KeyTable, probe, probe_many, vacate
 from detectors.leaks.events import request_hash
 
 __all__ = [
@@ -77,6 +77,7 @@ __all__ = [
     "HeldPrediction",
     "HeldTable",
     "entity_hash",
+    "index_keys",
     "request_hash",
 ]
 
@@ -87,9 +88,11 @@ _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 _ROLE_SALTS = (0, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
 
 
-def _salts(roles: npt.NDArray[np.int8]) -> npt.NDArray[np.uint64]:
-    """The salt of each role code's index keys."""
-    return np.array(_ROLE_SALTS, np.uint64)[roles]
+def index_keys(
+    roles: npt.NDArray[np.int8], requests: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint64]:
+    """The index key of each (role code, request hash)."""
+    return requests ^ np.array(_ROLE_SALTS, np.uint64)[roles]
 
 
 # The sample's limit while it holds every entity: above every 64-bit hash.
@@ -265,24 +268,9 @@ class HeldTable:
         self._count += 1
         return evicted
 
-    def holds_keys(
-        self, roles: npt.NDArray[np.int8], requests: npt.NDArray[np.uint64]
-    ) -> npt.NDArray[np.bool_]:
-        """Whether a prediction of each ``(role code, request hash)`` is held, at once."""
-        keys = requests ^ _salts(roles)
-        slots = self._indexed()
-        mask = len(slots) - 1
-        slot = (keys & np.uint64(mask)).astype(np.intp)
-        held = np.zeros(len(keys), np.bool_)
-        probing = np.arange(len(keys))
-        while len(probing):
-            rows = slots[slot[probing]]
-            taken = rows >= 0
-            found = taken & (self._key[np.where(taken, rows, 0)] == keys[probing])
-            held[probing[found]] = True
-            probing = probing[taken & ~found]
-            slot[probing] = (slot[probing] + 1) & mask
-        return held
+    def holds_keys(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Whether a prediction of each index key (``index_keys``) is held, at once."""
+        return probe_many(self._indexed(), self._key, keys, keyed_by_row=True)[1] >= 0
 
     def arrival_times(self) -> npt.NDArray[np.int64]:
         """The held predictions' ``predicted_at``, in arrival order."""
@@ -291,7 +279,7 @@ class HeldTable:
 
     def extend(
         self,
-        requests: npt.NDArray[np.uint64],
+        keys: npt.NDArray[np.uint64],
         entities: npt.NDArray[np.uint64],
         roles: npt.NDArray[np.int8],
         versions: list[str],
@@ -299,10 +287,11 @@ class HeldTable:
         outputs: list[HeldOutput],
         expired: int,
     ) -> None:
-        """``add`` of each prediction, in order, when none is held, all are in the sample
-        and none makes room; then drop the ``expired`` oldest held (in arrival order, the
-        new ones last), as ``pop_older_than`` would have dropped them in between. One
-        slice per column, and the key index rebuilt on its next use, not probed per row."""
+        """``add`` of each prediction (``keys``: their index keys), in order, when none is
+        held, all are in the sample and none makes room; then drop the ``expired`` oldest
+        held (in arrival order, the new ones last), as ``pop_older_than`` would have
+        dropped them in between. One slice per column, and the key index rebuilt on its
+        next use, not probed per row."""
         count = len(predicted_at)
         if not count and not expired:
             return
@@ -321,7 +310,7 @@ class HeldTable:
         for row, output in enumerate(outputs, start):
             if not isinstance(output, float):
                 self._other[row] = output
-        self._key[start:stop] = requests ^ _salts(roles)
+        self._key[start:stop] = keys
         self._entity[start:stop] = entities
         self._role[start:stop] = roles
         self._version[start:stop] = [codes[v] for v in versions]
@@ -541,7 +530,8 @@ class HeldTable:
             "role": self._role[rows],
             "version": recode[self._version[rows]].astype(np.min_scalar_type(len(versions))),
             "versions": [self._versions[v] for v in versions.tolist()],
-            "request": self._key[rows] ^ _salts(self._role[rows]),
+            # Salting again takes the salt off (XOR).
+            "request": index_keys(self._role[rows], self._key[rows]),
             "entity": self._entity[rows],
             # Every row with another output is held: a row that leaves drops its output.
             "other": {int(np.searchsorted(rows, r)): o for r, o in self._other.items()},
@@ -560,7 +550,7 @@ class HeldTable:
         self._score[:count] = state["score"]
         self._role[:count] = state["role"]
         self._version[:count] = state["version"]
-        self._key[:count] = state["request"] ^ _salts(state["role"])
+        self._key[:count] = index_keys(state["role"], state["request"])
         self._entity[:count] = state["entity"]
         self._live[:count] = True
         self._rows = count

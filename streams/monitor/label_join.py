@@ -152,6 +152,7 @@ from streams.monitor.held import (
     HeldPrediction,
     HeldTable,
     entity_hash,
+    index_keys,
     request_hash,
 )
 from streams.portfolio import Model, PortfolioError
@@ -517,17 +518,23 @@ class JoinBatch:
             if held.add(request, entity, role, version, at_ms, output, slot):
                 join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
-            index = len(self._at_ms) - 1
-            if stream.estimate is not None:
-                probabilities = _probabilities(output, settings.task)
-                if probabilities is not None:
-                    queued.estimate.append((None, probabilities))
-                    queued.estimate_at.append(index)
-            if stream.calibrated is not None:
-                queued.scores.append(_positive_score(output))
-                queued.labels.append(None)
-                queued.calibrated_at.append(index)
+            self._queue(stream, queued, output, len(self._at_ms) - 1)
         self._report()
+
+    def _queue(
+        self, stream: StreamPerformance, queued: _Queued, output: HeldOutput, index: int
+    ) -> None:
+        """Queue a held prediction's inputs to its stream's estimates (``index``: its
+        record's place among those observed), as they wait for no label."""
+        if stream.estimate is not None:
+            probabilities = _probabilities(output, self.join.settings.task)
+            if probabilities is not None:
+                queued.estimate.append((None, probabilities))
+                queued.estimate_at.append(index)
+        if stream.calibrated is not None:
+            queued.scores.append(_positive_score(output))
+            queued.labels.append(None)
+            queued.calibrated_at.append(index)
 
     def _insert(self, predictions: Sequence[Prediction], requests: Sequence[int]) -> int:
         """Join the predictions up to the first that is not common, at once; that one
@@ -551,10 +558,9 @@ class JoinBatch:
         threshold = clock - settings.ttl_ms
         late = at < threshold
         roles = np.array([_ROLE_CODES[p.role] for p in predictions], np.int8)
-        hashes = np.array(requests, np.uint64)
-        # A key per (role, request) to find repeats: two that collide only make the
-        # second prediction go alone.
-        keys = hashes ^ np.array([0, 1, 2], np.uint64)[roles]
+        # The held table's key of each (role, request), which also finds repeats: two that
+        # collide only make the second prediction go alone.
+        keys = index_keys(roles, np.array(requests, np.uint64))
         entity_ids = [p.entity_id for p in predictions]
         entities = np.array([entity_hash(e) for e in entity_ids], np.uint64)
         sampled = (
@@ -567,7 +573,7 @@ class JoinBatch:
         repeated = np.ones(len(ats), np.bool_)
         repeated[np.unique(keys, return_index=True)[1]] = False
         uncommon = (
-            held.holds_keys(roles, hashes)
+            held.holds_keys(keys)
             | repeated
             | (clock >= join.next_report_ms)
             | np.array([key not in join.streams for key in streams], np.bool_)
@@ -596,7 +602,7 @@ class JoinBatch:
         ]
         rows = np.flatnonzero(added)
         held.extend(
-            hashes[rows],
+            keys[rows],
             entities[rows],
             roles[rows],
             [streams[i][1] for i in rows.tolist()],
@@ -607,26 +613,10 @@ class JoinBatch:
         index = len(self._at_ms)
         self._at_ms.extend(ats[:common])
         self._joined.extend([0] * common)
-        task = settings.task
         for i, output in enumerate(outputs):
-            if output is None:
-                continue
-            key = streams[i]
-            found = self._streams.get(key)
-            if found is None:
-                found = self._streams[key] = (join.streams[key], _Queued())
-                self._queued[key] = found[1]
-            stream, queued = found
-            stream.updated_at = ats[i]
-            if stream.estimate is not None:
-                probabilities = _probabilities(output, task)
-                if probabilities is not None:
-                    queued.estimate.append((None, probabilities))
-                    queued.estimate_at.append(index + i)
-            if stream.calibrated is not None:
-                queued.scores.append(_positive_score(output))
-                queued.labels.append(None)
-                queued.calibrated_at.append(index + i)
+            if output is not None:
+                # Every stream of the run exists: none is made, and none evicted.
+                self._queue(*self._stream(*streams[i], output, ats[i]), output, index + i)
         return common
 
     def _report(self) -> None:
