@@ -10,6 +10,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from detectors._compiled import compiled
+
 
 class Timed(Protocol):
     def latest(self) -> float:
@@ -256,6 +258,43 @@ def vacate(rows: np.ndarray, keys: np.ndarray, hole: int, *, keyed_by_row: bool)
             return
         # An entry whose home is cyclically in (hole, slot] must stay where it is.
         home = keys.item(row if keyed_by_row else slot) & mask
+        if (home - hole - 1) & mask < (slot - hole) & mask:
+            continue
+        rows[hole], rows[slot] = row, -1
+        if not keyed_by_row:
+            keys[hole], keys[slot] = keys[slot], 0
+        hole = slot
+
+
+@compiled
+def probe_compiled(
+    rows: np.ndarray, keys: np.ndarray, key: np.uint64, keyed_by_row: bool
+) -> tuple[np.int64, np.int64]:
+    """``probe``, for compiled loops (``detectors._compiled``): ``key`` a ``np.uint64``, so
+    that it is compared with the keys as an unsigned integer, not as a float."""
+    mask = rows.shape[0] - 1
+    slot = np.int64(key & np.uint64(mask))
+    row = np.int64(rows[slot])
+    while row >= 0 and (keys[row] if keyed_by_row else keys[slot]) != key:
+        slot = (slot + 1) & mask
+        row = np.int64(rows[slot])
+    return slot, row
+
+
+@compiled
+def vacate_compiled(rows: np.ndarray, keys: np.ndarray, hole: int, keyed_by_row: bool) -> None:
+    """``vacate``, for compiled loops."""
+    mask = rows.shape[0] - 1
+    rows[hole] = -1
+    if not keyed_by_row:
+        keys[hole] = 0
+    slot = hole
+    while True:
+        slot = (slot + 1) & mask
+        row = np.int64(rows[slot])
+        if row < 0:
+            return
+        home = np.int64((keys[row] if keyed_by_row else keys[slot]) & np.uint64(mask))
         if (home - hole - 1) & mask < (slot - hole) & mask:
             continue
         rows[hole], rows[slot] = row, -1

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.leaks._memory import KeyTable
+from detectors.leaks._memory import KeyTable, probe_compiled, vacate, vacate_compiled
 
 # Keys whose homes crowd a few slots around the end of the table, so that probes run
 # into each other, longer than the slots probed at once, and wrap around; the high bits
@@ -123,3 +123,47 @@ def test_after_removals_every_key_left_is_found_and_no_removed_one(
         key: -1 if key in gone else row for row, key in enumerate(keys)
     }
     assert table.size == len(keys) - len(removed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_keys(), st.lists(KEYS, max_size=30))
+def test_the_compiled_probe_finds_what_the_python_one_finds(
+    drawn: tuple[int, list[int], list[int], list[int]], others: list[int]
+) -> None:
+    rows, before, removed, _ = drawn
+    table = _table(rows, before, removed)
+    for keyed_by_row in (False, True):
+        # Keyed by row: the same table read as an index over a key column.
+        keys = table.keys if not keyed_by_row else _key_column(table)
+        for key in before + others:
+            found = probe_compiled(table.rows, keys, np.uint64(key), keyed_by_row)
+            assert tuple(map(int, found)) == table.probe(key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_keys(), st.data())
+def test_the_compiled_vacate_moves_what_the_python_one_moves(
+    drawn: tuple[int, list[int], list[int], list[int]], data: st.DataObject
+) -> None:
+    rows, before, removed, _ = drawn
+    kept = [key for key in before if key not in removed]
+    if not kept:
+        return
+    gone = data.draw(st.sampled_from(kept))
+    for keyed_by_row in (False, True):
+        python, compiled = _table(rows, before, removed), _table(rows, before, removed)
+        hole = python.probe(gone)[0]
+        python_keys = python.keys if not keyed_by_row else _key_column(python)
+        compiled_keys = compiled.keys if not keyed_by_row else _key_column(compiled)
+        vacate(python.rows, python_keys, hole, keyed_by_row=keyed_by_row)
+        vacate_compiled(compiled.rows, compiled_keys, hole, keyed_by_row)
+        assert compiled.rows.tolist() == python.rows.tolist()
+        assert compiled_keys.tolist() == python_keys.tolist()
+
+
+def _key_column(table: KeyTable) -> np.ndarray:
+    """The table's keys by row (rows are below the slot count)."""
+    column = np.zeros(len(table.rows), np.uint64)
+    held = table.rows >= 0
+    column[table.rows[held]] = table.keys[held]
+    return column
