@@ -37,6 +37,7 @@ EXTRA_OF_MODULE: Final = {
     "aiokafka": "worker",
     "faust": "worker",
     "influxdb_client": "worker",
+    "numba": "worker",
     "numpy": "worker",
     "prometheus_client": "worker",
     "rich": "worker",
