@@ -12,7 +12,8 @@ What is rare, or needs Python objects, goes back to the caller, which handles it
 adds it, the event is read again), an event of a new entity when the table is full or of
 times too large for integer tiles (``ALONE``: the caller reads the event through ``update``'s
 code, and the loop goes on after it), the tests of the looks due after a judgment
-(``TESTS``: exact tails in Python, whose p-values must be the Python ones to the bit), and
+(``TESTS``: the exact tails sum numpy's logs and exponentials, which compiled code does
+not give to the bit, and the anytime correction rounds in decimal: both stay Python), and
 a flag (``FLAGS``: the caller keeps its evidence as it is after the event). Where to go on
 is in ``context``: the event, whether its lag bins are being judged, and how far the
 current pass of judgments got.
@@ -48,8 +49,8 @@ TABLE_SIZE, REJECTED, UNSAMPLED, COLUMNS, SAMPLE_BITS = range(5)
 # time whose tiles an int64 holds exactly (``tile_limit``), then ``min_labels``.
 TOLERANCE, LATENESS, TTL, TILE_LIMIT, MIN_LABELS = range(5)
 
-# As in label_coincidence: the bits of any writes in the low half, of writes of null in
-# the high half; three control windows; the statistics' order.
+# Shared with label_coincidence, which imports them: the bits of any writes in the low
+# half, of writes of null in the high half; three control windows; the statistics' order.
 _NULL_SHIFT = 16
 _ANY_KIND = 0xFFFF
 _NULL_KINDS = 0xFFFFFFFF
