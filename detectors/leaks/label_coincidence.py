@@ -14,11 +14,22 @@ import numpy as np
 from river import base
 
 from detectors._exact import binomial_sf, hypergeom_sf
+from detectors.leaks import _coincide
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
+from detectors.leaks._coincide import (
+    _ANY_KIND,
+    _CONTROL,
+    _CONTROL_ONLY,
+    _NEAR,
+    _NEAR_ONLY,
+    _NULL_KINDS,
+    _NULL_SHIFT,
+    _WINDOWS,
+    coincide,
+)
 from detectors.leaks._memory import KeyTable, in_sample, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
-    EntityId,
     FeatureWrite,
     Label,
     Scalar,
@@ -28,38 +39,19 @@ from detectors.leaks.events import (
     is_null,
 )
 
-# Axes of a feature's counters: kind of write, class, lag bin, then the statistic.
+# Axes of a feature's counters: kind of write, class, lag bin, then the statistic
+# (``_NEAR``, ``_CONTROL``, ``_NEAR_ONLY``, ``_CONTROL_ONLY``, shared with the compiled loop).
 _ANY, _NULL = 0, 1
-_NEAR, _CONTROL, _NEAR_ONLY, _CONTROL_ONLY = 0, 1, 2, 3
 # A feature's lag bins of one entity are bits of a uint32: any writes in the low half,
-# writes of null in the high half, so at most 16 bins.
-_NULL_SHIFT = 16
+# writes of null in the high half (``_NULL_SHIFT``), so at most 16 bins.
 _MAX_BINS = 16
-# The bits a write sets: those of any write, and of a write of null too.
-_ANY_KIND = 0xFFFF
-_NULL_KINDS = 0xFFFFFFFF
-# Control windows kept per entity, feature and bin: the current one and those before, so
-# that writes between the control window and the label's arrival do not lose it.
-_WINDOWS = 3
 # Each lag bin is this many times as wide as the one before.
 _GROWTH = 4.0
 _NO_WRITE = -math.inf
-# How far back each control window is, as an axis.
-_BACK = np.arange(_WINDOWS)
-# A move of an entity's control grid, as pairs in order of the window j they fill: j
-# takes window ``_MOVED_FROM`` (j - s) of the bins that moved ``_MOVED_BY`` (s) windows
-# on; window j's pairs start at ``_MOVED_INTO[j]``. One gather then, not a loop over s.
-_INTO, _MOVED_BY = np.tril_indices(_WINDOWS)
-_MOVED_FROM = _INTO - _MOVED_BY
-_MOVED_INTO = np.searchsorted(_INTO, _BACK)
-# Each lag bin's bit: made once, as a run's few rows cost less than making it again.
-_BIT = np.uint32(1) << np.arange(_MAX_BINS, dtype=np.uint32)
-# Runs of fewer events cost more in numpy calls than one by one.
-_SHORT_RUN = 4
-# Events read ahead for a run: a run that ends early reads the rest again.
-_RUN_WINDOW = 256
-# What judging changes, per feature (with the looks), saved to judge again.
-_JUDGED = ("_counts", "_labels", "_unjudged", "_best", "_flagged")
+# Batches of fewer events cost more in the compiled loop's call than one by one.
+_FEW_EVENTS = 2
+# A batch's events as the compiled loop reads them (``_read``).
+_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -148,187 +140,6 @@ def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
     # Into ``out`` directly: a restore's cost is mostly the pages it writes first.
     np.left_shift(packed >> bins, _NULL_SHIFT, out=out, dtype=np.uint32)
     out |= packed & ((1 << bins) - 1)
-
-
-def _low_bits(hits: np.ndarray) -> np.ndarray:
-    """The bits of the true bins of ``hits`` (lag bins on the last axis), in the low half."""
-    return hits.astype(np.uint32) @ _BIT[: hits.shape[-1]]
-
-
-def _spread_rows(hits: np.ndarray) -> np.ndarray:
-    """The bits of the true bins of ``hits`` (lag bins on the last axis), in both halves."""
-    bits = _low_bits(hits)
-    return bits | (bits << np.uint32(_NULL_SHIFT))
-
-
-class _Marks:
-    """The marks of writes: each write's event time, then the write times that differ from
-    it (``_add_write`` marks both), with entity row, column and kind bits."""
-
-    def __init__(self, writes: _Writes, chosen: np.ndarray) -> None:
-        self.write_rows = writes.rows[chosen]
-        self.written_at = writes.written_at[chosen]
-        event_at = writes.event_at[chosen]
-        columns = writes.columns[chosen]
-        kinds = np.where(writes.nulls[chosen], _NULL_KINDS, _ANY_KIND).astype(np.uint32)
-        second = self.written_at != event_at
-        self.rows = np.concatenate([self.write_rows, self.write_rows[second]])
-        self.columns = np.concatenate([columns, columns[second]])
-        self.at = np.concatenate([event_at, self.written_at[second]])
-        self.kinds = np.concatenate([kinds, kinds[second]])
-
-
-class _Writes:
-    """The writes of a run as arrays: entity row, column, times, whether of null, position
-    in the run, and whether their entity's label came before them in the run."""
-
-    def __init__(self, gathered: list[tuple[int, int, float, float, bool, int, bool]]) -> None:
-        fields: tuple[tuple[Any, ...], ...] = ((),) * 7
-        if gathered:
-            fields = tuple(zip(*gathered, strict=True))
-        rows, columns, event_at, written_at, nulls, positions, after = fields
-        self.rows = np.array(rows, np.intp)
-        self.columns = np.array(columns, np.intp)
-        self.event_at = np.array(event_at, np.float64)
-        self.written_at = np.array(written_at, np.float64)
-        self.nulls = np.array(nulls, bool)
-        self.positions = np.array(positions, np.intp)
-        self.after_label = np.array(after, bool)
-
-
-class _Labels:
-    """The labels of a run as arrays: entity row, time, class and position in the run."""
-
-    def __init__(self, gathered: list[tuple[int, float, int, int]]) -> None:
-        # One conversion, then columns: rows, classes and positions are small integers,
-        # which a float holds exactly.
-        table = np.array(gathered, np.float64).reshape(-1, 4)
-        self.rows = table[:, 0].astype(np.intp)
-        self.label_at = table[:, 1]
-        self.classes = table[:, 2].astype(np.int8)
-        self.positions = table[:, 3].astype(np.intp)
-
-
-class _Plan:
-    """When a run's lag bins are judged, and what that leaves in ``_min_due``: worked out
-    before the run changes anything, from the stream time after each of its events
-    (``clock``) and its labels, in order."""
-
-    def __init__(self, detector: LabelCoincidentWrites, clock: np.ndarray, labels: _Labels) -> None:
-        self.clock = clock
-        n, bins, lateness = len(clock), len(detector._edges) - 1, detector.lateness
-        edges, due_now = detector._edges, detector._due
-        # The open labels with a bin due within the run: their bins left, with due times.
-        rows = (due_now < clock[-1]).nonzero()[0]
-        later = detector._next_bin[rows][:, None] + np.arange(bins)
-        ahead = np.minimum(later, bins - 1)
-        due = (detector._label_at[rows, None] + edges[ahead + 1]) + lateness
-        due = np.where(later < bins, due, math.inf)
-        at = clock.searchsorted(due, "right")
-        new_rows, new_at = labels.rows, labels.label_at
-        self.label_positions = labels.positions
-        # A label closes its entity's open label: bins due from its position on are not
-        # judged; an open label with no bin due in the run still counts in _min_due.
-        until = np.full(len(rows), n)
-        place = rows.searchsorted(new_rows)
-        found = place < len(rows)
-        found[found] = rows[place[found]] == new_rows[found]
-        until[place[found]] = self.label_positions[found]
-        waiting = ~found & (due_now[new_rows] < math.inf)
-        new_due = (new_at[:, None] + edges[1:]) + lateness
-        new_judged_at = np.maximum(
-            self.label_positions[:, None], clock.searchsorted(new_due, "right")
-        )
-        old_judged = (later < bins) & (at < until[:, None])
-        which, step = old_judged.nonzero()
-        new_which, new_bin = (new_judged_at < n).nonzero()
-        row = np.concatenate([rows[which], new_rows[new_which]])
-        b = np.concatenate([later[which, step], new_bin])
-        position = np.concatenate([at[which, step], new_judged_at[new_which, new_bin]])
-        due_at = np.concatenate([due[which, step], new_due[new_which, new_bin]])
-        # One pass after another at each event, earliest first, then by row, as
-        # ``_judge_due`` does: a bin's pass is its rank among its row's bins judged there.
-        by_row = np.lexsort((b, position, row))
-        row_order, position_order = row[by_row], position[by_row]
-        first = np.ones(len(row), bool)
-        first[1:] = (row_order[1:] != row_order[:-1]) | (position_order[1:] != position_order[:-1])
-        starts = np.maximum.accumulate(np.where(first, np.arange(len(row)), 0))
-        passes = np.empty(len(row), np.int64)
-        passes[by_row] = b[by_row] - b[by_row][starts]
-        order = np.lexsort((row, due_at, passes, position))
-        self.rows, self.bins = row[order].astype(np.intp), b[order].astype(np.int64)
-        self.positions = position[order]
-        # The due times the rows above can have during the run, each with the positions
-        # where it can be the row's: after the bins before it are judged, while the label
-        # is open. Every other row keeps its due time.
-        self.candidates = np.concatenate([due.ravel(), due_now[new_rows[waiting]], new_due.ravel()])
-        self.active_from = np.concatenate(
-            [
-                np.zeros(due.size, np.intp),
-                np.zeros(int(waiting.sum()), np.intp),
-                self.label_positions.repeat(bins),
-            ]
-        )
-        self.active_until = np.concatenate(
-            [
-                until.repeat(bins),
-                self.label_positions[waiting],
-                np.full(new_due.size, n),
-            ]
-        )
-        self.label_due = new_due[:, 0]
-        others = due_now.copy()
-        others[rows] = math.inf
-        others[new_rows] = math.inf
-        self.others = float(others.min(initial=math.inf))
-
-    def cut(self, touched: np.ndarray) -> int:
-        """Where the run must end: at the first event that touches (``touched``: the entity
-        row of each event, -1 for none) an entity judged earlier in the run."""
-        n = len(self.clock)
-        events = (touched >= 0).nonzero()[0]
-        touches = np.sort(touched[events] * (n + 1) + events)
-        judged = self.rows * (n + 1) + self.positions
-        after = touches.searchsorted(judged, "right")
-        inside = after < len(touches)
-        after = after[inside]
-        later = touches[after][touches[after] // (n + 1) == self.rows[inside]]
-        return int((later % (n + 1)).min(initial=n))
-
-    def judgments(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The (row, bin, position) of each bin judged in the first ``n`` events, in order."""
-        kept = self.positions < n
-        return self.rows[kept], self.bins[kept], self.positions[kept]
-
-    def min_due(self, min_due: float, n: int) -> float:
-        """``_min_due`` after the first ``n`` events, from ``min_due`` before them: lowered
-        by each label's due time, and the earliest due time after an event that judges
-        (one at which the stream time passes ``_min_due``)."""
-        times = self.clock.tolist()
-        # A due time counts at an event while its label is open and the stream time is not
-        # past it: before the first event whose time is above it (the clock only grows).
-        until = np.minimum(self.active_until, self.clock.searchsorted(self.candidates, "right"))
-
-        def earliest(position: int) -> float:
-            due = self.candidates[(self.active_from <= position) & (position < until)]
-            return float(due.min(initial=self.others))
-
-        i = 0
-        labels = zip(self.label_positions.tolist(), self.label_due.tolist(), strict=True)
-        for position, due in labels:
-            if position >= n:
-                break
-            while (judging := bisect.bisect_right(times, min_due, i)) < position:
-                min_due = earliest(judging)
-                i = judging + 1
-            min_due = min(min_due, due)
-            if times[position] > min_due:
-                min_due = earliest(position)
-            i = position + 1
-        while (judging := bisect.bisect_right(times, min_due, i)) < n:
-            min_due = earliest(judging)
-            i = judging + 1
-        return min_due
 
 
 def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
@@ -625,30 +436,138 @@ class LabelCoincidentWrites(base.Base):
         """Reads a batch of events, exactly as ``update`` one by one would.
 
         ``detections`` holds the positions in the batch at which a feature was flagged, and
-        ``flags`` the evidence of each feature as it was then. Runs of writes and labels of
-        entities and features already kept go through numpy at once (``_run``): what a
-        write changes (control windows, near and control bins, latest writes, expiry) is a
-        union or a maximum, the same in any order; a label reads and resets only its own
-        entity's bins; and a lag bin judged at some event of the run reads its entity's
-        bins as they are at the end of the run when nothing later in the run touches that
-        entity, which is where a run ends. Events that make a feature or forget an entity,
-        and short runs, go one at a time, through ``update``'s code.
+        ``flags`` the evidence of each feature as it was then. The events, read into
+        columns (``_read``), go through a compiled loop that does ``update``'s arithmetic
+        on the state arrays event by event (``_coincide.coincide``). It comes back here for
+        what is rare: a new feature, a new entity when the table is full (room made,
+        entities forgotten, the sample halved: that event goes through ``update``'s code),
+        the tests of the looks due (exact tails, to the bit the Python ones) and a flag's
+        evidence.
         """
         self._batch_events = ()
         self._halvings = ()
-        if len(events) < _SHORT_RUN:
-            # Its one run would be short: no need to parse it for one.
+        if len(events) < _FEW_EVENTS:
             for i, x in enumerate(events):
                 self._step(x, i)
             return
-        parsed = self._parse(events)
-        i = 0
-        while i < len(events):
-            stop = self._run(events, parsed, i)
-            if stop == i:
-                self._step(events[i], i)
-                stop += 1
-            i = stop
+        columns, new_features = self._read(events)
+        edges = self._edges
+        inverse, widths = np.array(self._inverse_list), np.array(self._width_list)
+        settings = np.array(
+            [
+                self.tolerance,
+                self.lateness,
+                self._ttl,
+                _coincide.tile_limit(inverse),
+                self.min_labels,
+            ],
+            np.float64,
+        )
+        context = np.zeros(_coincide.CONTEXT, np.int64)
+        # The rows of a pass of judgments, kept while the loop is out for the tests.
+        work = np.empty(0, np.int64)
+        first_new = len(self._columns)
+        while True:
+            if len(work) < len(self._due):
+                work = np.empty(len(self._due), np.int64)
+            tests = np.empty((max(1, len(self._columns)), 2), np.int64)
+            times = np.array([self._stream_time, self._forgotten_until, self._min_due])
+            table = self._table
+            counters = np.array(
+                [
+                    table.size,
+                    self._rejected,
+                    self._unsampled,
+                    len(self._columns),
+                    self._sample_bits,
+                ],
+                np.int64,
+            )
+            stop = coincide(
+                *columns, context, times, counters, settings, edges, inverse, widths,
+                table.keys, table.rows, self._in_use, self._row_keys, self._phase, self._since,
+                self._latest, self._expires, self._label_at, self._label_class,
+                self._judgeable, self._next_bin, self._due, self._windows, self._near,
+                self._control, self._last_write, self._last_null, self._labels, self._counts,
+                self._unjudged, self._looks.next_look, tests, work,
+            )  # fmt: skip
+            self._stream_time, self._forgotten_until, self._min_due = times.tolist()
+            table.size, self._rejected, self._unsampled = counters[:3].tolist()
+            i = int(context[_coincide.EVENT])
+            if stop == _coincide.DONE:
+                return
+            if stop == _coincide.NEW_COLUMN:
+                self._column(new_features[int(columns[2][i]) - first_new])
+            elif stop == _coincide.TESTS:
+                for column, size in tests[: context[_coincide.DUE_TESTS]].tolist():
+                    self._test(column, size, self._labels[column], self._counts[column])
+                context[_coincide.FLAGGED] = bool(self._new_flags)
+            else:
+                if stop == _coincide.ALONE:
+                    self._step(events[i], i)
+                else:
+                    self._take_flags(i)
+                context[_coincide.EVENT] = i + 1
+
+    def _read(self, events: Sequence[Any]) -> tuple[_Columns, list[str]]:
+        """The events as the compiled loop's columns (kind, entity key, feature column,
+        ``event_at`` or a label's ``label_at``, ``written_at``, whether of null, class), and
+        the features they add, in order: a write's column is the one its feature has, or
+        will have when the features come in order. Field by field over the writes, then
+        the labels: a pass per field costs less than a pass per event."""
+        n = len(events)
+        checked = list(map(checked_write, events))
+        writes = [w for w in checked if w is not None]
+        kinds = np.full(n, _coincide.MALFORMED, np.int8)
+        column_of = np.full(n, _coincide.IGNORED, np.int64)
+        nulls = np.zeros(n, np.bool_)
+        classes = np.zeros(n, np.int8)
+        at_labels = np.zeros(0, np.intp)
+        labels: list[Label] = []
+        at_writes: slice | np.ndarray = slice(None)
+        if len(writes) < n:
+            # Index arrays made once: each assignment would convert a list again.
+            at_writes = np.array([i for i, w in enumerate(checked) if w is not None], np.intp)
+            maybe = [(i, checked_label(events[i])) for i, w in enumerate(checked) if w is None]
+            at_labels = np.array([i for i, label in maybe if label is not None], np.intp)
+            labels = [label for _, label in maybe if label is not None]
+        keys = np.zeros(n, np.uint64)
+        keys[at_writes] = [entity_hash(w.entity_id) for w in writes]
+        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
+        kinds[at_writes] = _coincide.WRITE
+        kinds[at_labels] = _coincide.LABEL
+        features = [w.feature for w in writes]
+        columns = self._columns
+        found: list[Any] = list(map(columns.get, features))
+        added: dict[str, int] = {}
+        if None in found:
+            room = self.max_features - len(columns)
+            for j, (feature, column) in enumerate(zip(features, found, strict=True)):
+                if column is None:
+                    column = added.get(feature)
+                    if column is None:
+                        column = _coincide.IGNORED
+                        if len(added) < room:
+                            column = added[feature] = len(columns) + len(added)
+                    found[j] = column
+        column_of[at_writes] = found
+        if self.sentinels:
+            nulls[at_writes] = [is_null(w.value, self.sentinels) for w in writes]
+        else:
+            # ``is_null`` without sentinels, inline: a call per write costs as much again.
+            isnan = math.isnan
+            nulls[at_writes] = [
+                (v := w.value) is None or (isinstance(v, float) and isnan(v)) for w in writes
+            ]
+        event_at = np.zeros(n, np.float64)
+        event_at[at_writes] = [float(w.event_at) for w in writes]
+        written_at = np.zeros(n, np.float64)
+        written_at[at_writes] = [float(w.written_at) for w in writes]
+        label_at = [float(label.label_at) for label in labels]
+        event_at[at_labels] = label_at
+        written_at[at_labels] = label_at
+        classes[at_labels] = [int(label.label) for label in labels]
+        return (kinds, keys, column_of, event_at, written_at, nulls, classes), list(added)
 
     def _step(self, x: Any, position: int) -> None:
         """Reads one event, the ``position``-th of its batch."""
@@ -682,290 +601,6 @@ class LabelCoincidentWrites(base.Base):
             self._batch_events += tuple(
                 (position, self._evidence(n, self._columns[n])) for n in names
             )
-
-    @staticmethod
-    def _parse(events: Sequence[Any]) -> list[tuple[FeatureWrite | Label, int] | None]:
-        """Each event as (the well-formed write or label, its entity's key), or None."""
-        keys: dict[EntityId, int] = {}
-        parsed: list[tuple[FeatureWrite | Label, int] | None] = []
-        for x in events:
-            event: FeatureWrite | Label | None = checked_write(x)
-            if event is None:
-                event = checked_label(x)
-                if event is None:
-                    parsed.append(None)
-                    continue
-            key = keys.get(event.entity_id)
-            if key is None:
-                key = keys[event.entity_id] = entity_hash(event.entity_id)
-            parsed.append((event, key))
-        return parsed
-
-    def _run(
-        self,
-        events: Sequence[Any],
-        parsed: list[tuple[FeatureWrite | Label, int] | None],
-        start: int,
-    ) -> int:
-        """Reads the events from ``start`` on that make no feature and forget no entity, at
-        most one label per entity, up to the first event that touches an entity judged
-        earlier in the run; the position after them, or ``start`` when the event there
-        must go alone."""
-        if self._stream_time == -math.inf:
-            return start
-        writes: list[tuple[int, int, float, float, bool, int, bool]] = []
-        labels: list[tuple[int, float, int, int]] = []
-        labelled: set[int] = set()
-        times: list[float] = []
-        # The entity row each event touches; -1 for a malformed event, -2 for an event of
-        # an entity outside the sample (it moves the stream time on, nothing else).
-        touched: list[int] = []
-        bits = self._sample_bits
-        stream_time, sentinels = self._stream_time, self.sentinels or ()
-        table, columns = self._table, self._columns
-        rows: dict[int, int] = {}
-        # The free rows: a new entity takes the lowest, as ``_row`` does, and no row is
-        # freed within a run.
-        free: np.ndarray | None = None
-        taken = 0
-        i, stop = start, min(len(events), start + _RUN_WINDOW)
-        while i < stop:
-            item = parsed[i]
-            if item is None:
-                times.append(stream_time)
-                touched.append(-1)
-                i += 1
-                continue
-            event, key = item
-            if not in_sample(key, bits):
-                if isinstance(event, FeatureWrite):
-                    if event.feature not in columns:
-                        # It makes its feature: alone.
-                        break
-                    stream_time = max(stream_time, float(event.written_at))
-                else:
-                    stream_time = max(stream_time, float(event.label_at))
-                times.append(stream_time)
-                touched.append(-2)
-                i += 1
-                continue
-            row = rows.get(key, -1)
-            if row < 0:
-                row = table.find(key)
-                if row < 0:
-                    if table.size == len(self._in_use):
-                        # An entity that forgets or moves others: alone.
-                        break
-                    if isinstance(event, FeatureWrite) and event.feature not in columns:
-                        break
-                    if free is None:
-                        free = np.flatnonzero(~self._in_use)
-                    # A free row: nothing else in the run changes, as it would not one by one.
-                    row = int(free[taken])
-                    taken += 1
-                    self._make_row(key, row)
-                rows[key] = row
-            if isinstance(event, Label):
-                if row in labelled:
-                    break
-                label_at = float(event.label_at)
-                labels.append((row, label_at, int(event.label), i - start))
-                labelled.add(row)
-                stream_time = max(stream_time, label_at)
-            else:
-                column = columns.get(event.feature)
-                if column is None:
-                    break
-                written_at, event_at = float(event.written_at), float(event.event_at)
-                null = is_null(event.value, sentinels)
-                writes.append((row, column, event_at, written_at, null, i - start, row in labelled))
-                stream_time = max(stream_time, written_at)
-            times.append(stream_time)
-            touched.append(row)
-            i += 1
-        if len(times) < _SHORT_RUN:
-            for j in range(start, i):
-                self._step(events[j], j)
-            return i
-        clock = np.array(times)
-        made = _Labels(labels)
-        plan = _Plan(self, clock, made)
-        n = plan.cut(np.array(touched, np.intp))
-        if n < len(times):
-            writes = [w for w in writes if w[5] < n]
-            labels = [label for label in labels if label[3] < n]
-            made = _Labels(labels)
-        if not writes and not labels and -2 not in touched[:n]:
-            self._rejected += n
-            return start + n
-        written = _Writes(writes)
-        if n < _SHORT_RUN or not (writes or labels) or not self._exact_in_numpy(written, made):
-            for j in range(start, start + n):
-                self._step(events[j], j)
-            return start + n
-        self._rejected += touched[:n].count(-1)
-        self._unsampled += sum(
-            isinstance(item[0], Label)
-            for item, row in zip(parsed[start : start + n], touched, strict=False)
-            if row == -2 and item is not None
-        )
-        unjudged = np.zeros(n, np.int64)
-        if writes and not written.after_label.all():
-            self._mark_run(_Marks(written, ~written.after_label))
-        if labels:
-            np.add.at(unjudged, made.positions, self._open_labels(made))
-        if writes:
-            if written.after_label.any():
-                self._mark_run(_Marks(written, written.after_label))
-            np.maximum.at(self._expires, written.rows, written.written_at + self._ttl)
-        self._stream_time = float(clock[n - 1])
-        self._min_due = plan.min_due(self._min_due, n)
-        self._judge_run(start, plan.judgments(n), unjudged)
-        return start + n
-
-    def _exact_in_numpy(self, writes: _Writes, labels: _Labels) -> bool:
-        """Whether the tiles of a run's writes and labels, and of their entities' latest
-        writes and open labels, are integers a float holds exactly (as ``math.floor``'s
-        are), as they are for any timestamp within 2**50 of the smallest lag bin's width of
-        zero."""
-        limit = 2.0**50 / max(self._inverse_list)
-        rows = np.concatenate([writes.rows, labels.rows])
-        latest = self._latest[rows]
-        open_labels = self._label_at[rows][self._due[rows] < math.inf]
-        # With no labels, the tolerance alone is held to the limit (``initial``), as it
-        # was when a run's labels defaulted to one at 0.
-        return bool(
-            np.abs(writes.event_at).max(initial=0.0) < limit
-            and np.abs(writes.written_at).max(initial=0.0) < limit
-            and ((np.abs(latest) < limit) | (latest == -math.inf)).all()
-            and (np.abs(open_labels) + float(self.tolerance) < limit).all()
-            and np.abs(labels.label_at).max(initial=0.0) + float(self.tolerance) < limit
-        )
-
-    def _open_labels(self, labels: _Labels) -> np.ndarray:
-        """What ``_add_label`` does for each of ``labels`` (of different entities) but count
-        the bins of the labels they close, at once; those counts, per label."""
-        rows, label_at = labels.rows, labels.label_at
-        bins, columns = len(self._edges) - 1, len(self._columns)
-        edges, inverse = self._edges, np.asarray(self._inverse_list)
-        closed = np.where(self._due[rows] < math.inf, bins - self._next_bin[rows], 0)
-
-        # The bits of a lag by the number of edges at or below it: none below the first
-        # edge or from the last one on (``_lag_bits``).
-        lag_bits = np.zeros(bins + 2, np.uint32)
-        lag_bits[1:-1] = _BIT[:bins] | (_BIT[:bins] << np.uint32(_NULL_SHIFT))
-        at = label_at[:, None]
-        near = lag_bits[edges.searchsorted(self._last_write[rows, :columns] - at, "right")]
-        nulls = lag_bits[edges.searchsorted(self._last_null[rows, :columns] - at, "right")]
-        self._near[rows, :columns] = (near & np.uint32(_ANY_KIND)) | nulls
-        phase = self._phase[rows, None]
-        control = np.floor((label_at - self.tolerance)[:, None] * inverse - phase) - 1
-        latest = self._latest[rows]
-        known = latest > -math.inf
-        current = np.floor(np.where(known, latest, 0.0)[:, None] * inverse - phase)
-        back = np.where(known[:, None], current - control, -1)
-        # Per row, the bins whose control window is each window back, for all at once.
-        held = _spread_rows(back[:, None, :] == _BACK[:, None])[:, None, :]
-        self._control[rows] = np.bitwise_or.reduce(self._windows[rows] & held, axis=2)
-        lost = _low_bits(back > _WINDOWS - 1)
-        since = self._since[rows, None]
-        width, low = np.asarray(self._width_list), edges[:-1]
-        judgeable = ((control + phase) * width >= since) & (at + low >= since)
-        self._judgeable[rows] = _low_bits(judgeable) & ~lost
-        self._label_at[rows] = label_at
-        self._label_class[rows] = labels.classes
-        self._next_bin[rows] = 0
-        self._due[rows] = (label_at + self._edge_list[1]) + self.lateness
-        self._expires[rows] = np.maximum(self._expires[rows], label_at + self._ttl)
-        return closed
-
-    def _judge_run(
-        self, start: int, judgments: tuple[np.ndarray, np.ndarray, np.ndarray], unjudged: np.ndarray
-    ) -> None:
-        """Judges a run's lag bins, (row, bin, position in the run) in order, on the bins
-        its entities hold at its end; ``unjudged`` counts, per position, bins closed there.
-        A flag is then judged again position by position, for its evidence there."""
-        rows, bins, positions = judgments
-        columns, lags = len(self._columns), len(self._edges) - 1
-        if len(rows):
-            judgeable = ((self._judgeable[rows] >> bins.astype(np.uint32)) & 1) == 1
-            np.add.at(unjudged, positions[~judgeable], 1)
-            # A row's bins are judged from its ``_next_bin`` on (0 for a label opened in
-            # the run), so the bin after its last is the maximum; then every judgment of a
-            # row writes the same due time, and no sort for distinct rows is needed.
-            np.maximum.at(self._next_bin, rows, bins + 1)
-            after = self._next_bin[rows]
-            ahead = self._edges[np.minimum(after, lags - 1) + 1]
-            next_due = (self._label_at[rows] + ahead) + self.lateness
-            self._due[rows] = np.where(after < lags, next_due, math.inf)
-            rows, bins, positions = rows[judgeable], bins[judgeable], positions[judgeable]
-        if not len(rows):
-            self._unjudged[:columns] += int(unjudged.sum())
-            return
-        saved = {name: getattr(self, name).copy() for name in _JUDGED}
-        looks = self._looks.copy()
-        self._unjudged[:columns] += int(unjudged.sum())
-        self._judge_chunks(rows, bins)
-        if not self._new_flags:
-            return
-        for name, values in saved.items():
-            setattr(self, name, values)
-        self._looks = looks
-        self._new_flags = ()
-        done = 0
-        for position in np.unique(positions).tolist():
-            self._unjudged[:columns] += int(unjudged[done : position + 1].sum())
-            done = position + 1
-            here = positions == position
-            self._judge_chunks(rows[here], bins[here])
-            self._take_flags(start + position)
-        self._unjudged[:columns] += int(unjudged[done:].sum())
-
-    def _mark_run(self, marks: _Marks) -> None:
-        """What ``_mark`` does for each of ``marks``, at once."""
-        inverse = np.asarray(self._inverse_list)
-        rows, columns, at, kinds = marks.rows, marks.columns, marks.at, marks.kinds
-        phase = self._phase[rows, None]
-        tiles = np.floor(at[:, None] * inverse - phase)
-        # Each entity's control windows move on to those of its latest write, as they
-        # would write by write, then take each write whose tile is among them. Per mark,
-        # not per entity: an entity's marks compute the same windows and write them alike,
-        # which costs less than finding the distinct entities.
-        before = self._latest[rows]
-        np.maximum.at(self._latest, rows, at)
-        after = self._latest[rows]
-        moved = (after > before) & (before > -math.inf)
-        if moved.any():
-            kept, before, after = rows[moved], before[moved, None], after[moved, None]
-            kept_phase = phase[moved]
-            steps = np.floor(after * inverse - kept_phase) - np.floor(before * inverse - kept_phase)
-            held = _spread_rows(steps[:, None, :] == _BACK[:, None])[:, None, :]
-            # Window j takes window j - s of the bins that moved s windows on, for each s.
-            moves = self._windows[kept][:, :, _MOVED_FROM] & held[:, :, _MOVED_BY]
-            self._windows[kept] = np.bitwise_or.reduceat(moves, _MOVED_INTO, axis=2)
-        back = np.floor(self._latest[rows, None] * inverse - phase) - tiles
-        bits = _spread_rows(back[:, None, :] == _BACK[:, None]) & kinds[:, None]
-        np.bitwise_or.at(self._windows, (rows[:, None], columns[:, None], _BACK), bits)
-        np.maximum.at(self._last_write, (rows, columns), at)
-        null = kinds == _NULL_KINDS
-        np.maximum.at(self._last_null, (rows[null], columns[null]), at[null])
-        # Writes to an entity whose label is open: its near and control bins.
-        open_ = self._due[rows] < math.inf
-        if not open_.any():
-            return
-        rows, columns, at, kinds = rows[open_], columns[open_], at[open_], kinds[open_]
-        label_at = self._label_at[rows]
-        lag = at - label_at
-        edges = self._edges
-        inside = (edges[0] <= lag) & (lag < edges[-1])
-        bins = np.searchsorted(edges, lag, side="right") - 1
-        hits = np.zeros((len(lag), len(edges) - 1), bool)
-        hits[inside, bins[inside]] = True
-        control = np.floor((label_at - self.tolerance)[:, None] * inverse - self._phase[rows, None])
-        hits = np.stack([hits, tiles[open_] == control - 1], axis=1)
-        bits = _spread_rows(hits) & kinds[:, None]
-        np.bitwise_or.at(self._near, (rows, columns), bits[:, 0])
-        np.bitwise_or.at(self._control, (rows, columns), bits[:, 1])
 
     def _add_write(self, write: FeatureWrite) -> None:
         self._start(float(write.event_at))
@@ -1266,18 +901,20 @@ class LabelCoincidentWrites(base.Base):
         """Tests the feature at ``column`` on its ``labels`` (class, bin) and ``counts``
         (kind, class, bin, statistic)."""
         best, cell = 1.0, (0, 0, 0)
-        for b in range(labels.shape[1]):
-            judged = [int(n) for n in labels[:, b]]
+        # As Python numbers at once: a numpy scalar per count costs more than the count.
+        by_bin = counts.transpose(2, 0, 1, 3).tolist()
+        for b, judged in enumerate(labels.T.tolist()):
             if min(judged) < self.min_labels:
                 continue
             for kind in (_ANY, _NULL):
-                counts_here = counts[kind, :, b]
-                near = [int(c) for c in counts_here[:, _NEAR]]
+                counts_here = by_bin[b][kind]
+                near = [counts_here[0][_NEAR], counts_here[1][_NEAR]]
                 for label in (0, 1):
-                    near_only, control_only = (int(c) for c in counts_here[label, 2:])
+                    near_only = counts_here[label][_NEAR_ONLY]
+                    control_only = counts_here[label][_CONTROL_ONLY]
                     tied_to_outcome = binomial_sf(near_only, near_only + control_only, 0.5)
-                    if tied_to_outcome == 1.0:
-                        # The p-value is the larger of the two: 1.0, never the best.
+                    if tied_to_outcome >= best:
+                        # The p-value is the larger of the two: never below the best.
                         continue
                     class_specific = hypergeom_sf(
                         near[label], sum(judged), sum(near), judged[label]
@@ -1365,9 +1002,8 @@ class LabelCoincidentWrites(base.Base):
 
         for name, fill in _FILLS.items():
             setattr(self, name, grown(getattr(self, name), fill))
-        self._table = KeyTable(size)
-        for row in np.flatnonzero(self._in_use).tolist():
-            self._table.add(int(self._row_keys[row]), row)
+        used = np.flatnonzero(self._in_use)
+        self._table = KeyTable.of(self._row_keys[used], used, size)
 
     def _blank(self, rows: int, columns: int) -> None:
         """Per-row and per-cell arrays of ``rows`` rows and ``columns`` features, unused."""

@@ -550,9 +550,9 @@ def small_coincidence(max_entities: int) -> LabelCoincidentWrites:
 # How LabelCoincidentWrites judges lag bins due: (_FEW_LABELS, _CHUNK_CELLS). As shipped;
 # in numpy from one label due on; and in chunks of two judgments (two features).
 JUDGING = [(4, 1 << 16), (1, 1 << 16), (1, 5)]
-# How update_many cuts runs: (_SHORT_RUN, _RUN_WINDOW). As shipped; every run in numpy, however
-# short; and runs read a few events ahead only.
-RUNS = [(4, 256), (1, 256), (1, 3)]
+# The batches update_many reads one by one rather than in its compiled loop (_FEW_EVENTS):
+# as shipped, and none.
+FEW_EVENTS = [2, 0]
 
 
 @PROPERTY
@@ -562,14 +562,14 @@ RUNS = [(4, 256), (1, 256), (1, 3)]
     ),
     st.sampled_from([2, 64]),
     st.sampled_from(JUDGING),
-    st.sampled_from(RUNS),
+    st.sampled_from(FEW_EVENTS),
     st.data(),
 )
 def test_label_coincidence_batched_as_one_by_one(
     events: list[Any],
     max_entities: int,
     judging: tuple[int, int],
-    runs: tuple[int, int],
+    few_events: int,
     data: st.DataObject,
 ) -> None:
     at = data.draw(cuts(len(events)))
@@ -585,8 +585,7 @@ def test_label_coincidence_batched_as_one_by_one(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(label_coincidence, "_FEW_LABELS", judging[0])
         patch.setattr(label_coincidence, "_CHUNK_CELLS", judging[1])
-        patch.setattr(label_coincidence, "_SHORT_RUN", runs[0])
-        patch.setattr(label_coincidence, "_RUN_WINDOW", runs[1])
+        patch.setattr(label_coincidence, "_FEW_EVENTS", few_events)
         single = make()
         assert events_one_by_one(single, events, flag_event) == expected
         assert same_state(single, reference), state_difference(single, reference)
