@@ -859,125 +859,144 @@ def _read_compiled(
     settings: tuple[int, int, int],
     max_delay: float,
 ) -> tuple[int, int, int, int, int]:
-    """``AvailabilityGap._read`` of a batch's ``_Parsed`` columns from value ``value`` of
-    event ``event`` on, on the detector's arrays: ``table`` (the key table's rows and keys,
+    """``AvailabilityGap._read`` of a batch's ``_Parsed`` columns from value ``value`` (of
+    event ``event``) on, on the detector's arrays: ``table`` (the key table's rows and keys,
     the free rows, the features' salts), ``rows`` (``_ROWS``) and ``features``
     (``_FEATURES``), its numbers in ``tallies`` and ``times``, and ``settings`` (the
     block, ``min_predictions``, ``max_keys``).
+
+    One loop, its steps written out rather than calls of functions of the arrays: such a
+    call counts references to each array it is given, which cost more than the step.
 
     Returns
     -------
     tuple
         What it stopped at (``_DONE``; ``_GROW``: the rows must grow for the key of value
         ``value``, which is read again; ``_LOOK``: the value before ``value`` completed
-        block ``number`` of the feature of ``column``), the event and value to go on
-        from, ``column`` and ``number``.
+        block ``number`` of the feature of ``column``), the event of that value and the
+        value to go on from, ``column`` and ``number``.
     """
-    salt = table[3]
-    seen, served, predicted_at, counted, block_of = rows[4], *rows[8:]
+    table_rows, table_keys, free, salt = table
+    in_use, key_hash, since, latest, seen, written, events, writes = rows[:8]
+    served, predicted_at, counted, block_of = rows[8:]
     predictions, gaps, newest, block_gaps, block_end = features
     block, min_predictions, max_keys = settings
-    for step in range(event, len(entities)):
-        start = ends[step - 1] if step else 0
-        at = first[step]
-        if not np.isnan(second[step]):
-            column = columns[start]
-            now = times[_STREAM_TIME]
-            row = _row_compiled(
-                entities[step] ^ salt[column], now, table, rows, tallies, times, max_keys, max_delay
-            )
-            if row < 0:
-                return _GROW, step, start, 0, 0
-            _write_row_compiled(row, column, at, second[step], rows, features, block)
+    history, pending = events.shape[1], predicted_at.shape[1]
+    step, index = event, value
+    while step < len(entities):
+        if index == ends[step]:
+            step += 1
             continue
-        # Again when going on from a value of this prediction: it changes nothing then.
-        if at > times[_STREAM_TIME]:
+        at, write_time = first[step], second[step]
+        write = not np.isnan(write_time)
+        # At each value of a prediction, the same: the stream time after it.
+        if not write and at > times[_STREAM_TIME]:
             times[_STREAM_TIME] = at
-        for index in range(max(start, value), ends[step]):
-            column = columns[index]
-            now = times[_STREAM_TIME]
-            row = _row_compiled(
-                entities[step] ^ salt[column], now, table, rows, tallies, times, max_keys, max_delay
-            )
-            if row < 0:
-                return _GROW, step, index, 0, 0
-            # ``AvailabilityGap._add_prediction``.
-            late = _late_compiled(row, at, rows)
-            count = predictions[column]
-            number = count // block
-            slot = served[row] % predicted_at.shape[1]
-            predicted_at[row, slot] = at
-            counted[row, slot] = late
-            block_of[row, slot] = number
-            served[row] += 1
-            if at > seen[row]:
-                seen[row] = at
-            # ``AvailabilityGap._advance``.
-            ring = number % _RING
-            fresh = count % block == 0
-            if fresh:
-                block_gaps[column, ring] = 1 if late else 0
-            elif late:
-                block_gaps[column, ring] += 1
-            if late:
-                gaps[column] += 1
-            if at > newest[column]:
-                newest[column] = block_end[column, ring] = at
-            elif fresh:
-                block_end[column, ring] = newest[column]
-            predictions[column] = count + 1
-            if (count + 1) % block == 0 and count + 1 >= min_predictions:
-                return _LOOK, step, index + 1, column, number
-    return _DONE, len(entities), 0, 0, 0
-
-
-@compiled
-def _row_compiled(
-    key: np.uint64,
-    now: float,
-    table: tuple[np.ndarray, ...],
-    rows: tuple[np.ndarray, ...],
-    tallies: np.ndarray,
-    times: np.ndarray,
-    max_keys: int,
-    max_delay: float,
-) -> np.int64:
-    """``AvailabilityGap._row``; -1 if the rows must grow first."""
-    table_rows, table_keys, free, _ = table
-    in_use, key_hash, since, latest, seen, written, _, _, served, _, _, _ = rows
-    slot, row = probe_compiled(table_rows, table_keys, key, False)
-    if row >= 0:
-        return row
-    if tallies[_FREE] == 0:
-        if not _make_room_compiled(now, table, rows, tallies, times, max_keys, max_delay):
-            return np.int64(-1)
-        slot = probe_compiled(table_rows, table_keys, key, False)[0]
-    tallies[_FREE] -= 1
-    row = np.int64(free[tallies[_FREE]])
-    table_keys[slot] = key
-    table_rows[slot] = row
-    tallies[_SIZE] += 1
-    in_use[row] = True
-    tallies[_MADE] += 1
-    key_hash[row] = key
-    since[row] = latest[row] = seen[row] = times[_FORGOTTEN_UNTIL]
-    written[row] = served[row] = 0
-    return row
+        column = columns[index]
+        key = entities[step] ^ salt[column]
+        # ``AvailabilityGap._row``.
+        slot, row = probe_compiled(table_rows, table_keys, key, False)
+        if row < 0:
+            if tallies[_FREE] == 0:
+                if not _make_room_compiled(
+                    times[_STREAM_TIME],
+                    table_rows,
+                    table_keys,
+                    free,
+                    in_use,
+                    key_hash,
+                    latest,
+                    seen,
+                    tallies,
+                    times,
+                    max_keys,
+                    max_delay,
+                ):
+                    return _GROW, step, index, 0, 0
+                slot = probe_compiled(table_rows, table_keys, key, False)[0]
+            tallies[_FREE] -= 1
+            row = np.int64(free[tallies[_FREE]])
+            table_keys[slot] = key
+            table_rows[slot] = row
+            tallies[_SIZE] += 1
+            in_use[row] = True
+            tallies[_MADE] += 1
+            key_hash[row] = key
+            since[row] = latest[row] = seen[row] = times[_FORGOTTEN_UNTIL]
+            written[row] = served[row] = 0
+        index += 1
+        if write:
+            # ``AvailabilityGap._write_row``, ``_put_write`` first.
+            count = written[row]
+            place = count % history
+            if count >= history:
+                since[row] = _max(since[row], _max(events[row, place], writes[row, place]))
+            events[row, place] = at
+            writes[row, place] = write_time
+            written[row] = count + 1
+            latest[row] = _max(_max(latest[row], at), write_time)
+            seen[row] = _max(seen[row], latest[row])
+            for place in range(min(served[row], pending)):
+                when = predicted_at[row, place]
+                if (
+                    not counted[row, place]
+                    and at <= when < write_time
+                    and _late_compiled(row, when, since, written, events, writes)
+                ):
+                    counted[row, place] = True
+                    gaps[column] += 1
+                    number = np.int64(block_of[row, place])
+                    # Still in the ring: the block of the latest prediction and the ones
+                    # before.
+                    if number > (predictions[column] - 1) // block - _RING:
+                        block_gaps[column, number % _RING] += 1
+            continue
+        # ``AvailabilityGap._add_prediction``.
+        late = _late_compiled(row, at, since, written, events, writes)
+        count = predictions[column]
+        number = count // block
+        place = served[row] % pending
+        predicted_at[row, place] = at
+        counted[row, place] = late
+        block_of[row, place] = number
+        served[row] += 1
+        if at > seen[row]:
+            seen[row] = at
+        # ``AvailabilityGap._advance``; the place in the block without dividing again.
+        ring = number % _RING
+        fresh = count == number * block
+        if fresh:
+            block_gaps[column, ring] = 1 if late else 0
+        elif late:
+            block_gaps[column, ring] += 1
+        if late:
+            gaps[column] += 1
+        if at > newest[column]:
+            newest[column] = block_end[column, ring] = at
+        elif fresh:
+            block_end[column, ring] = newest[column]
+        predictions[column] = count + 1
+        if count + 1 == (number + 1) * block and count + 1 >= min_predictions:
+            return _LOOK, step, index, column, number
+    return _DONE, step, index, 0, 0
 
 
 @compiled
 def _make_room_compiled(
     now: float,
-    table: tuple[np.ndarray, ...],
-    rows: tuple[np.ndarray, ...],
+    table_rows: np.ndarray,
+    table_keys: np.ndarray,
+    free: np.ndarray,
+    in_use: np.ndarray,
+    key_hash: np.ndarray,
+    latest: np.ndarray,
+    seen: np.ndarray,
     tallies: np.ndarray,
     times: np.ndarray,
     max_keys: int,
     max_delay: float,
 ) -> bool:
     """``AvailabilityGap._make_room``, but for growing the rows: False if they must grow."""
-    table_rows, table_keys, free, _ = table
-    in_use, key_hash, _, latest, seen = rows[:5]
     size = len(in_use)
     expired = np.flatnonzero(in_use & (seen < now - max_delay))
     if len(expired):
@@ -1005,44 +1024,15 @@ def _make_room_compiled(
 
 
 @compiled
-def _write_row_compiled(
+def _late_compiled(
     row: np.int64,
-    column: int,
-    event_at: float,
-    written_at: float,
-    rows: tuple[np.ndarray, ...],
-    features: tuple[np.ndarray, ...],
-    block: int,
-) -> None:
-    """``AvailabilityGap._write_row``."""
-    _, _, since, latest, seen, written, events, writes, served, predicted_at, counted = rows[:11]
-    block_of = rows[11]
-    predictions, gaps, _, block_gaps, _ = features
-    # ``AvailabilityGap._put_write``.
-    count = written[row]
-    slot = count % events.shape[1]
-    if count >= events.shape[1]:
-        since[row] = _max(since[row], _max(events[row, slot], writes[row, slot]))
-    events[row, slot] = event_at
-    writes[row, slot] = written_at
-    written[row] = count + 1
-    latest[row] = _max(_max(latest[row], event_at), written_at)
-    seen[row] = _max(seen[row], latest[row])
-    for slot in range(min(served[row], predicted_at.shape[1])):
-        at = predicted_at[row, slot]
-        if not counted[row, slot] and event_at <= at < written_at and _late_compiled(row, at, rows):
-            counted[row, slot] = True
-            gaps[column] += 1
-            number = np.int64(block_of[row, slot])
-            # Still in the ring: the block of the latest prediction and the ones before.
-            if number > (predictions[column] - 1) // block - _RING:
-                block_gaps[column, number % _RING] += 1
-
-
-@compiled
-def _late_compiled(row: np.int64, at: float, rows: tuple[np.ndarray, ...]) -> bool:
+    at: float,
+    since: np.ndarray,
+    written: np.ndarray,
+    events: np.ndarray,
+    writes: np.ndarray,
+) -> bool:
     """``AvailabilityGap._late``."""
-    since, _, _, written, events, writes = rows[2:8]
     joined = False
     joined_event = joined_written = 0.0
     for slot in range(min(written[row], events.shape[1])):
