@@ -139,41 +139,6 @@ class KeyTable:
         """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
         return probe_many(self.rows, self.keys, keys, keyed_by_row=False)
 
-    def put_many(self, slots: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> None:
-        """Maps absent, distinct ``uint64`` keys to ``rows``, each in the slot ``add`` one by
-        one, in order, would give it, from the ``slots`` ``probe_many`` gave them; the table
-        must have room for them.
-
-        Each key goes to the first empty slot from its home. Filling other empty slots does
-        not change that slot, so keys are placed at once up to the first one whose slot an
-        earlier one takes; that one and those after it probe on from their slots, now
-        taken, and the next round places them.
-
-        >>> table = KeyTable(4)  # 16 slots; 19 and 35 start at 3 like 3, 20 at 4
-        >>> table.add(3, 0)
-        >>> keys = np.array([19, 20, 35], np.uint64)
-        >>> table.put_many(table.probe_many(keys)[0], keys, np.array([1, 2, 3]))
-        >>> table.keys[3:7].tolist(), table.rows[3:7].tolist(), table.size
-        ([3, 19, 20, 35], [0, 1, 2, 3], 4)
-        """
-        mask = len(self.rows) - 1
-        slots = slots.copy()
-        start = 0
-        while start < len(keys):
-            # The first key whose slot an earlier one takes: in slot order (a stable sort),
-            # the least of the second and later keys of a slot.
-            order = np.argsort(slots[start:], kind="stable")
-            taken = order[1:][np.diff(slots[start:][order]) == 0]
-            stop = start + int(taken.min()) if len(taken) else len(keys)
-            self.keys[slots[start:stop]] = keys[start:stop]
-            self.rows[slots[start:stop]] = rows[start:stop]
-            start = stop
-            moving = start + np.flatnonzero(self.rows[slots[start:]] >= 0)
-            while len(moving):
-                slots[moving] = (slots[moving] + 1) & mask
-                moving = moving[self.rows[slots[moving]] >= 0]
-        self.size += len(keys)
-
     def find(self, key: int) -> int:
         """The key's row, -1 if absent."""
         return self.probe(key)[1]

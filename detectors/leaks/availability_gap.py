@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import dataclasses
 import math
-import operator
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from river import base
 
 from detectors import _batch
+from detectors._compiled import compiled
 from detectors._exact import binomial_sf
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._memory import KeyTable, narrow, pack_times, unpack_times
+from detectors.leaks._memory import (
+    KeyTable,
+    narrow,
+    pack_times,
+    probe_compiled,
+    unpack_times,
+    vacate_compiled,
+)
 from detectors.leaks.events import (
     EntityId,
-    FeatureWrite,
     ServedFeature,
     all_finite,
     checked_write,
@@ -288,163 +292,76 @@ class AvailabilityGap(base.Base):
         """Reads one :class:`FeatureWrite`, :class:`ServedFeature` or :class:`ServedValues`;
         anything else is counted in ``rejected``."""
         self._batch_events = ()
-        self._read((x,))
+        self._read(self._parse((x,)))
 
     def update_many(self, events: Sequence[Any]) -> None:
         """Reads a batch of events, exactly as ``update`` one by one would; ``flags`` holds
         the features flagged in it, with their positions.
 
-        Writes go one at a time: each reads and changes its key's predictions. Served
-        values are queued in a run: their keys are found (and made, and forgotten) in
-        order, a long run's at once, and a long run's predictions go through numpy at once,
-        since none of its values changes what another one reads. A write leaves the run
-        queued unless it holds the write's key or the write counts a gap (see
-        ``_add_write``). A run is flushed before keys are forgotten to make room, so that
-        what its keys last saw is there to choose by.
+        The events are read into columns once (``_parse``); past ``SMALL_BATCH`` values,
+        a compiled loop (``_read_compiled``) then takes them in order, as ``_read`` does a
+        value at a time: every write and value reads what the one before changed (its key's
+        row, its feature's blocks), so the loop cannot be one numpy expression. It stops at
+        what stays in Python: rows to grow, and a feature's test when a block of its
+        predictions is complete; then goes on from there.
         """
         self._batch_events = ()
-        if len(events) <= _batch.SMALL_BATCH:
-            self._read(events)
+        parsed = self._parse(events)
+        if len(parsed.columns) <= _batch.SMALL_BATCH:
+            self._read(parsed)
         else:
-            self._read_many(events)
+            self._read_many(parsed)
 
-    def _read_many(self, events: Sequence[Any]) -> None:
-        """``_read`` with the keys of the batch's values and writes found at once, up to
-        the first key without a free row (which goes as in ``_read``, with the predictions
-        after it up to a write, and the rest is found again after them), and the writes
-        that neither hold a prediction nor meet one of the run's queued until the run is
-        added (``_put_writes``)."""
-        entities: dict[EntityId, int] = {}
-        served, writes = self._parse(events, entities)
-        steps = _steps(served, writes)
-        # The keys of the steps, in order, and where each step's keys start.
-        keys: list[int] = []
-        starts: list[int] = []
-        for step in steps:
-            starts.append(len(keys))
-            if step >= 0:
-                start, stop = served.values_of(step)
-                keys.extend(served.keys[start:stop])
-            else:
-                keys.append(writes[-1 - step][3])
-        run = _Run()
-        first = 0
-        while first < len(steps):
-            first = self._apply(served, writes, steps, first, run, keys, starts[first])
-            if first == len(steps):
-                break
-            # The step whose key has no free row goes as ``_read`` takes it; a prediction
-            # with the ones after it, up to a write or ``_RESOLVED`` keys: at the cap,
-            # room is made every few keys, and their rows are found between (``_resolve``).
-            self._put_writes(run)
-            step = steps[first]
-            if step >= 0:
-                last = first
-                while (
-                    last < len(steps)
-                    and steps[last] >= 0
-                    and starts[last] - starts[first] < _RESOLVED
-                ):
-                    run.take(served, steps[last])
-                    last += 1
-                self._resolve(run)
-                first = last
-            else:
-                write, _, _, now = writes[-1 - step][1:]
-                self._add_write(write, entities, run, now)
-                first += 1
-        self._flush(run)
-
-    def _parse(
-        self, events: Sequence[Any], entities: dict[EntityId, int]
-    ) -> tuple[_Run, list[tuple[int, FeatureWrite, int, int, float]]]:
-        """The batch's well-formed served values, queued in a run whose keys are not
-        found, and its writes of followed features: (values served before it, the write,
-        its feature's column, its key, the stream time then); the rest counted in
-        ``rejected``."""
-        served = _Run()
-        writes = []
-        for write in self._writes_between(served, entities, events):
-            column = self._feature(write.feature)
-            if column is None:
-                continue
-            key = self._entity(entities, write.entity_id) ^ self._salt.item(column)
-            writes.append((len(served.keys), write, column, key, self._stream_time))
-        return served, writes
-
-    def _apply(
-        self,
-        served: _Run,
-        writes: list[tuple[int, FeatureWrite, int, int, float]],
-        steps: list[int],
-        first: int,
-        run: _Run,
-        keys: list[int],
-        start: int,
-    ) -> int:
-        """Takes ``steps`` from ``first`` on, their keys (``keys`` from ``start``) found at
-        once, up to the first key without a free row; the index of its step
-        (``len(steps)``: none)."""
-        rows, end = self._rows_of(keys, start)
-        found = 0
-        for index in range(first, len(steps)):
-            step = steps[index]
-            if step >= 0:
-                start, stop = served.values_of(step)
-                if end is not None and found + stop - start > end:
-                    return index
-                taken = rows[found : found + stop - start]
-                found += stop - start
-                run.take(served, step)
-                run.rows.extend(taken)
-                run.held.update(taken)
-                continue
-            if found == end:
-                return index
-            row = rows[found]
-            found += 1
-            _, write, column, _, _ = writes[-1 - step]
-            if row in run.held:
-                self._add(run)
-            elif self._served.item(row) == 0:
-                # Nothing to count a gap of: the write can wait for the run.
-                if row in run.written:
-                    self._put_writes(run)
-                run.written.add(row)
-                run.writes.append((row, float(write.event_at), float(write.written_at)))
-                continue
-            self._write_row(row, column, write, run)
-        return len(steps)
-
-    def _read(self, events: Sequence[Any]) -> None:
-        run = _Run()
-        entities: dict[EntityId, int] = {}
-        for write in self._writes_between(run, entities, events):
-            self._add_write(write, entities, run, self._stream_time)
-        self._flush(run)
-
-    def _writes_between(
-        self, run: _Run, entities: dict[EntityId, int], events: Sequence[Any]
-    ) -> Iterator[FeatureWrite]:
-        """The well-formed writes of ``events``, in order, each once the served values
-        before it are queued in ``run``; the malformed events counted in ``rejected``."""
+    def _parse(self, events: Sequence[Any]) -> _Parsed:
+        """The batch's well-formed writes of followed features and served values, in order,
+        as ``_Parsed`` columns; the rest counted in ``rejected``, new features within
+        ``max_features`` made (a feature counts only the values read for it, so making it
+        before the values ahead of it are read changes nothing)."""
+        parsed = _Parsed([], [], [], [], [], [])
+        entities, first, second = parsed.entities, parsed.first, parsed.second
+        ends, positions, columns = parsed.ends, parsed.positions, parsed.columns
+        # Per batch: each entity's hash, and the columns of each list of features whose
+        # values were all well-formed (a batch's predictions mostly list the same ones;
+        # features are never forgotten).
+        hashes: dict[EntityId, int] = {}
+        known: dict[tuple[Any, ...], list[int]] = {}
+        column_of = self._columns.get
         for position, x in enumerate(events):
             # Writes first: most events are, and the leak watch's come checked.
             write = checked_write(x)
             if write is not None:
-                yield write
-            elif not self._queue_served(run, entities, position, x):
-                self._rejected += 1
+                column = column_of(write.feature)
+                if column is None:
+                    column = self._feature(write.feature)
+                    if column is None:
+                        continue
+                entity_id = write.entity_id
+                first.append(write.event_at)
+                second.append(write.written_at)
+                columns.append(column)
+            else:
+                served = self._values_of(x, known)
+                if served is None:
+                    continue
+                entity_id, at, found = served
+                first.append(at)
+                second.append(math.nan)
+                columns += found
+            entity = hashes.get(entity_id)
+            if entity is None:
+                entity = hashes[entity_id] = entity_hash(entity_id)
+            entities.append(entity)
+            ends.append(len(columns))
+            positions.append(position)
+        return parsed
 
-    def _queue_served(
-        self, run: _Run, entities: dict[EntityId, int], position: int, x: Any
-    ) -> bool:
-        """Whether ``x`` is a :class:`ServedFeature` or :class:`ServedValues`: if so, its
-        well-formed values are queued in ``run``."""
-        if isinstance(x, ServedFeature):
-            served = (x.feature,), (x.written_at,)
-            self._serve(run, entities, position, x.entity_id, x.predicted_at, *served)
-        elif isinstance(x, ServedValues):
+    def _values_of(
+        self, x: Any, known: dict[tuple[Any, ...], list[int]]
+    ) -> tuple[EntityId, Any, list[int]] | None:
+        """The entity, time and well-formed values' columns (``_columns_of``) of a
+        :class:`ServedValues` or :class:`ServedFeature`; None if it has none (the malformed
+        ones counted in ``rejected``, as anything else is)."""
+        if isinstance(x, ServedValues):
             features, written_at = x.features, x.written_at
             if not (
                 isinstance(features, tuple)
@@ -452,56 +369,35 @@ class AvailabilityGap(base.Base):
                 and len(features) == len(written_at)
             ):
                 self._rejected += 1
-            else:
-                at = x.predicted_at
-                self._serve(run, entities, position, x.entity_id, at, features, written_at)
+                return None
+        elif isinstance(x, ServedFeature):
+            features, written_at = (x.feature,), (x.written_at,)
         else:
-            return False
-        return True
-
-    def _serve(
-        self,
-        run: _Run,
-        entities: dict[EntityId, int],
-        position: int,
-        entity_id: Any,
-        predicted_at: Any,
-        features: Sequence[Any],
-        written_at: Sequence[Any],
-    ) -> None:
-        """Queues the well-formed served values of one prediction in ``run``."""
-        if not (_valid_entity(entity_id) and finite(predicted_at)):
+            self._rejected += 1
+            return None
+        entity_id, at = x.entity_id, x.predicted_at
+        if not (_valid_entity(entity_id) and finite(at)):
             self._rejected += len(features)
-            return
-        entity = self._entity(entities, entity_id)
-        at = float(predicted_at)
-        columns, salts = self._columns_of(run, features, written_at)
+            return None
+        found = self._columns_of(known, features, written_at)
         # As the values one by one: a prediction of none does not move the stream time.
-        if not columns:
-            return
-        if at > self._stream_time:
-            self._stream_time = at
-        run.keys.extend(map(entity.__xor__, salts))
-        run.features.extend(columns)
-        run.close(at, position, self._stream_time)
+        return (entity_id, at, found) if found else None
 
     def _columns_of(
-        self, run: _Run, features: Sequence[Any], written_at: Sequence[Any]
-    ) -> tuple[list[int], list[int]]:
-        """The column and salt of each well-formed served value's feature, in order; the
-        others are counted in ``rejected``, features new and within ``max_features`` made.
-
-        Making a feature before the run is flushed changes nothing there: a feature counts
-        only the values queued for it. The predictions of a batch mostly list the same
-        features, so the run remembers the columns of each list whose features are known
-        (features are never forgotten).
-        """
-        known = None
-        # A malformed feature that cannot be a key (a list, say) is rejected below.
-        with contextlib.suppress(TypeError):
-            known = run.known.get(features) if isinstance(features, tuple) else None
-        if known is not None and all_finite(written_at):
-            return known
+        self,
+        known: dict[tuple[Any, ...], list[int]],
+        features: tuple[Any, ...],
+        written_at: tuple[Any, ...],
+    ) -> list[int]:
+        """The column of each well-formed served value's feature, in order; the others are
+        counted in ``rejected``, features new and within ``max_features`` made. ``known``:
+        the columns of each list of features found all well-formed in the batch."""
+        try:
+            found = known.get(features)
+        except TypeError:  # a malformed feature that cannot be a key (a list, say)
+            found = None
+        if found is not None and all_finite(written_at):
+            return found
         found = []
         for feature, written in zip(features, written_at, strict=True):
             column = self._columns.get(feature) if type(feature) is str else None
@@ -516,18 +412,71 @@ class AvailabilityGap(base.Base):
                 self._rejected += 1
                 continue
             found.append(column)
-        salt = self._salt.item
-        columns = found, [salt(column) for column in found]
-        if known is None and len(found) == len(features) and isinstance(features, tuple):
-            run.known[features] = columns
-        return columns
-
-    def _entity(self, entities: dict[EntityId, int], entity_id: EntityId) -> int:
-        """The entity's 64-bit hash, computed once per batch."""
-        found = entities.get(entity_id)
-        if found is None:
-            found = entities[entity_id] = entity_hash(entity_id)
+        if len(found) == len(features):
+            known[features] = found
         return found
+
+    def _read(self, parsed: _Parsed) -> None:
+        """Reads the parsed events in order, a value at a time: the reference
+        ``_read_compiled`` is checked against."""
+        columns, salt = parsed.columns, self._salt.item
+        start = 0
+        for entity, first, second, end, position in zip(
+            parsed.entities, parsed.first, parsed.second, parsed.ends, parsed.positions, strict=True
+        ):
+            # A prediction's ``second`` is NaN, a write's is its (finite) write time.
+            if second == second:
+                column = columns[start]
+                row = self._row(entity ^ salt(column), self._stream_time)
+                self._write_row(row, column, float(first), float(second))
+            else:
+                at = float(first)
+                if at > self._stream_time:
+                    self._stream_time = at
+                for column in columns[start:end]:
+                    row = self._row(entity ^ salt(column), self._stream_time)
+                    self._add_prediction(row, at, column, position)
+            start = end
+
+    def _read_many(self, parsed: _Parsed) -> None:
+        """``_read``, the loop compiled (``_read_compiled``); Python grows the rows and tests
+        a feature whose block of predictions is complete, where the loop stops."""
+        batch = (
+            np.array(parsed.entities, np.uint64),
+            np.array(parsed.first, np.float64),
+            np.array(parsed.second, np.float64),
+            np.array(parsed.ends, np.intp),
+            np.array(parsed.columns, np.intp),
+        )
+        tallies = np.zeros(len(_TALLIES), np.int64)
+        times = np.zeros(len(_TIMES))
+        event = value = 0
+        while True:
+            table = self._table
+            tallies[:] = self._free_count, table.size, self._made, self._evicted
+            times[:] = self._forgotten_until, self._stream_time
+            status, event, value, column, number = _read_compiled(
+                *batch,
+                event,
+                value,
+                (table.rows, table.keys, self._free, self._salt),
+                tuple(getattr(self, name) for name in _ROWS),
+                tuple(getattr(self, name) for name in _FEATURES),
+                tallies,
+                times,
+                (self._block, self.min_predictions, self.max_keys),
+                float(self.max_delay),
+            )
+            self._free_count, table.size, self._made, self._evicted = tallies.tolist()
+            self._forgotten_until, self._stream_time = times.tolist()
+            if status == _DONE:
+                return
+            if status == _GROW:
+                self._make_room(self._stream_time)
+                continue
+            found = self._look(column, number)
+            if found is not None:
+                self._batch_events += ((parsed.positions[event], found),)
 
     def _feature(self, name: str) -> int | None:
         """The feature's column, made if there is room; None past ``max_features``."""
@@ -544,104 +493,23 @@ class AvailabilityGap(base.Base):
             self._block_end = np.vstack((self._block_end, np.full(_RING, -math.inf)))
         return column
 
-    def _resolve(self, run: _Run) -> None:
-        """Finds the rows of the run's keys not looked up yet, in order, making the absent
-        ones as one by one would: the same rows, the same slots of the table. When no row
-        is free for a key, the values before it are added and room is made, as the stream
-        time then was, so that what their keys last saw is there to choose by."""
-        while len(run.rows) < len(run.keys):
-            rows, end = self._rows_of(run.keys, len(run.rows))
-            run.rows.extend(rows)
-            run.held.update(rows)
-            if end is not None:
-                head, now = run.cut(len(run.rows))
-                self._add(head)
-                self._make_room(now)
-
-    def _rows_of(self, keys: list[int], start: int) -> tuple[list[int], int | None]:
-        """The rows of ``keys`` from ``start`` on, in order, the absent ones made as one by
-        one would, up to the first key without a free row; and that key's index from
-        ``start`` (None: every key has its row).
-
-        Keys are looked up a part at a time, each twice as long as the one before, from
-        one more than the free rows (the first key that may have none), or as many as go
-        a key at a time (which stops at that key): at the cap room is made every few keys,
-        and a key after that is looked up after it, once.
-        """
-        found: list[int] = []
-        size = max(self._free_count + 1, RUN_IN_NUMPY * _batch.SMALL_BATCH)
-        while start < len(keys):
-            part = keys[start : start + size]
-            if len(part) > RUN_IN_NUMPY * _batch.SMALL_BATCH:
-                rows, end = self._rows_all(part)
-            else:
-                rows, end = self._rows_each(part)
-            found.extend(rows)
-            if end is not None:
-                return found, len(found)
-            start += len(part)
-            size *= 2
-        return found, None
-
-    def _rows_each(self, keys: list[int]) -> tuple[list[int], int | None]:
-        """``_rows_of`` a key at a time."""
-        probe = self._table.probe
-        made: list[tuple[int, int]] = []
-        rows: list[int] = []
-        end = None
-        for i, key in enumerate(keys):
-            slot, row = probe(key)
-            if row < 0:
-                if not self._free_count:
-                    end = i
-                    break
-                row = self._take(key, slot)
-                made.append((row, key))
-            rows.append(row)
-        # Rows made at once past a few: a prediction's values are mostly new keys.
-        if len(made) > _batch.SMALL_BATCH:
-            taken, new = zip(*made, strict=True)
-            self._make(np.array(taken, np.intp), np.array(new, np.uint64), self._forgotten_until)
-        else:
-            for row, key in made:
-                self._make(row, key, self._forgotten_until)
-        return rows, end
-
-    def _rows_all(self, listed: list[int]) -> tuple[list[int], int | None]:
-        """``_rows_of`` at once."""
-        keys = np.array(listed, np.uint64)
-        slots, rows = self._table.probe_many(keys)
-        end = None
-        missing = np.flatnonzero(rows < 0)
-        if len(missing):
-            # The absent keys, each once, in the order they first come.
-            _, firsts, which = np.unique(keys[missing], return_index=True, return_inverse=True)
-            order = np.argsort(firsts)
-            rank = np.empty(len(order), np.intp)
-            rank[order] = np.arange(len(order))
-            made = min(len(order), self._free_count)
-            new = missing[firsts[order[:made]]]
-            if made < len(order):
-                end = int(missing[firsts[order[made]]])
-                keep = rank[which] < made
-                missing, which = missing[keep], which[keep]
-            # Rows are taken from the end of the free ones.
-            taken = self._free[self._free_count - made : self._free_count][::-1]
-            self._free_count -= made
-            self._table.put_many(slots[new], keys[new], taken)
-            self._in_use[taken] = True
-            self._make(taken, keys[new], self._forgotten_until)
-            rows[missing] = taken[rank[which]]
-        found: list[int] = rows[:end].tolist()
-        return found, end
-
-    def _take(self, key: int, slot: int) -> int:
-        """A free row for the absent ``key``, put at its empty ``slot`` of the table (to be
-        set by ``_make``)."""
+    def _row(self, key: int, now: float) -> int:
+        """The key's row, made if absent (room made first, as the stream time ``now`` is,
+        if no row is free)."""
+        slot, row = self._table.probe(key)
+        if row >= 0:
+            return row
+        if not self._free_count:
+            self._make_room(now)
+            slot = self._table.probe(key)[0]
         self._free_count -= 1
         row = self._free.item(self._free_count)
         self._table.put(slot, key, row)
         self._in_use[row] = True
+        self._made += 1
+        self._key_hash[row] = key
+        self._since[row] = self._latest[row] = self._seen[row] = self._forgotten_until
+        self._writes[row] = self._served[row] = 0
         return row
 
     def _make_room(self, now: float) -> None:
@@ -670,19 +538,8 @@ class AvailabilityGap(base.Base):
             remove(key)
         self._in_use[rows] = False
         # The lowest row is taken first.
-        self._free = np.concatenate((self._free[: self._free_count], rows[::-1]))
-        self._free_count = len(self._free)
-
-    def _make(self, rows: Any, key: Any, since: Any) -> None:
-        """Sets fresh rows (or one): their key, no writes and no predictions."""
-        # Not ``np.size``: it makes an array of a single row, which each new key paid.
-        self._made += len(rows) if isinstance(rows, np.ndarray) else 1
-        self._key_hash[rows] = key
-        self._since[rows] = since
-        self._latest[rows] = since
-        self._seen[rows] = since
-        self._writes[rows] = 0
-        self._served[rows] = 0
+        self._free[self._free_count : self._free_count + len(rows)] = rows[::-1]
+        self._free_count += len(rows)
 
     def _grow(self, size: int) -> None:
         """``size`` rows, the new ones free; the key table made for them."""
@@ -692,42 +549,20 @@ class AvailabilityGap(base.Base):
             bigger = np.zeros((size, *array.shape[1:]), array.dtype)
             bigger[:before] = array
             setattr(self, name, bigger)
-        free = np.arange(size - 1, before - 1, -1)
-        self._free = np.concatenate((self._free[: self._free_count], free))
-        self._free_count = len(self._free)
+        # A row is free or in use: the free rows, the first ``_free_count``, fit in ``size``.
+        free = np.zeros(size, np.intp)
+        free[: self._free_count] = self._free[: self._free_count]
+        self._free = free
+        self._free[self._free_count : self._free_count + size - before] = np.arange(
+            size - 1, before - 1, -1
+        )
+        self._free_count += size - before
         rows = np.flatnonzero(self._in_use)
         self._table = KeyTable.of(self._key_hash[rows], rows, size)
 
-    def _add_write(
-        self, write: FeatureWrite, entities: dict[EntityId, int], run: _Run, now: float
-    ) -> None:
-        """Adds a write, made when the stream time was ``now``. The run's values stay queued
-        while the write neither reads nor changes what they do: their rows are found first
-        (a new key takes the next free row), and the run is added before the write if it
-        holds the write's key, if room must be made, or before the write counts a gap (its
-        feature's counts are the run's too)."""
-        column = self._feature(write.feature)
-        if column is None:
-            return
-        if len(run.rows) < len(run.keys):
-            self._resolve(run)
-        key = self._entity(entities, write.entity_id) ^ self._salt.item(column)
-        slot, row = self._table.probe(key)
-        if row < 0:
-            if not self._free_count:
-                self._add(run)
-                self._make_room(now)
-                slot = self._table.probe(key)[0]
-            row = self._take(key, slot)
-            self._make(row, key, self._forgotten_until)
-        elif row in run.held:
-            self._add(run)
-        self._write_row(row, column, write, run)
-
-    def _write_row(self, row: int, column: int, write: FeatureWrite, run: _Run) -> None:
-        """Adds a write to its key's row; the gaps it finds among the row's predictions
-        (the run's, of other keys, added before a gap is counted)."""
-        event_at, written_at = float(write.event_at), float(write.written_at)
+    def _write_row(self, row: int, column: int, event_at: float, written_at: float) -> None:
+        """Adds a write to its key's row, and the gaps it finds among the row's predictions
+        to its feature."""
         self._put_write(row, event_at, written_at)
         kept = min(self._served.item(row), self.pending)
         if kept == 0:
@@ -736,7 +571,6 @@ class AvailabilityGap(base.Base):
         counted = self._counted[row, :kept].tolist()
         for slot, (at, done) in enumerate(zip(predicted, counted, strict=True)):
             if not done and event_at <= at < written_at and self._late(row, at):
-                self._add(run)
                 self._counted[row, slot] = True
                 self._gaps[column] += 1
                 block = int(self._block_of[row, slot])
@@ -758,30 +592,6 @@ class AvailabilityGap(base.Base):
         latest = max(self._latest.item(row), event_at, written_at)
         self._latest[row] = latest
         self._seen[row] = max(self._seen.item(row), latest)
-
-    def _put_writes(self, run: _Run) -> None:
-        """Puts the run's queued writes (of different rows) in their rings, as
-        ``_put_write`` one by one would."""
-        if not run.writes:
-            return
-        if len(run.writes) <= _batch.SMALL_BATCH:
-            for row, event_at, written_at in run.writes:
-                self._put_write(row, event_at, written_at)
-        else:
-            rows, events, writtens = (np.array(c) for c in zip(*run.writes, strict=True))
-            writes = self._writes[rows]
-            slots = writes % self.history
-            dropped = np.maximum(self._event_at[rows, slots], self._written_at[rows, slots])
-            since = self._since[rows]
-            self._since[rows] = np.where(writes >= self.history, np.maximum(since, dropped), since)
-            self._event_at[rows, slots] = events
-            self._written_at[rows, slots] = writtens
-            self._writes[rows] = writes + 1
-            latest = np.maximum(np.maximum(self._latest[rows], events), writtens)
-            self._latest[rows] = latest
-            self._seen[rows] = np.maximum(self._seen[rows], latest)
-        run.writes.clear()
-        run.written.clear()
 
     def _late(self, row: int, at: float) -> bool:
         """Whether the value training would join for a prediction at ``at`` was written
@@ -811,44 +621,6 @@ class AvailabilityGap(base.Base):
         event_at, written_at = joined
         return written_at > at and event_at >= self._since.item(row)
 
-    def _late_many(self, rows: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """``_late`` of each (row, time), at once."""
-        late = np.zeros(len(rows), bool)
-        kept = np.minimum(self._writes[rows], self.history)
-        # Keys without writes are never late: most keys of a run are new.
-        some = np.flatnonzero(kept)
-        if len(some) == 0:
-            return late
-        rows, at, kept = rows[some], at[some], kept[some]
-        event_at, written_at = self._event_at[rows], self._written_at[rows]
-        joinable = (np.arange(self.history) < kept[:, None]) & (event_at <= at[:, None])
-        newest = np.where(joinable, event_at, -np.inf).max(axis=1)
-        first = np.where(joinable & (event_at == newest[:, None]), written_at, np.inf)
-        joined = first.min(axis=1)
-        late[some] = joinable.any(axis=1) & (joined > at) & (newest >= self._since[rows])
-        return late
-
-    def _flush(self, run: _Run) -> None:
-        """Finds the run's keys and adds its predictions, in order."""
-        self._resolve(run)
-        self._add(run)
-
-    def _add(self, run: _Run) -> None:
-        """Adds the run's queued writes, then its predictions (their keys found), in order."""
-        if run.writes:
-            self._put_writes(run)
-        if not run.rows:
-            return
-        if len(run.rows) <= RUN_IN_NUMPY * _batch.SMALL_BATCH:
-            start = 0
-            for end, at, position, _ in run.predictions:
-                for i in range(start, end):
-                    self._add_prediction(run.rows[i], at, run.features[i], position)
-                start = end
-        else:
-            self._add_predictions(run)
-        run.clear()
-
     def _add_prediction(self, row: int, at: float, column: int, position: int) -> None:
         late = self._late(row, at)
         served = self._served.item(row)
@@ -861,15 +633,16 @@ class AvailabilityGap(base.Base):
         self._served[row] = served + 1
         if at > self._seen.item(row):
             self._seen[row] = at
-        found = self._advance_one(column, first, number, late, at)
+        found = self._advance(column, first, number, late, at)
         if found is not None:
             self._batch_events = (*self._batch_events, (position, found))
 
-    def _advance_one(
+    def _advance(
         self, column: int, first: int, number: int, late: bool, at: float
     ) -> GapEvidence | None:
-        """``_advance`` of one prediction, the ``first``-th of its feature (of block
-        ``number``), touching only the numbers it changes: short runs pay this per value."""
+        """Adds a prediction, the ``first``-th of its feature (of block ``number``), to its
+        feature's blocks; its test if that completes a block (and the evidence if that
+        flags the feature)."""
         slot = number % _RING
         fresh = first % self._block == 0
         if fresh:
@@ -889,81 +662,6 @@ class AvailabilityGap(base.Base):
         if predictions % self._block == 0 and predictions >= self.min_predictions:
             return self._look(column, number)
         return None
-
-    def _add_predictions(self, run: _Run) -> None:
-        """``_add_prediction`` of each of the run's values, at once."""
-        ends, times, positions, _ = zip(*run.predictions, strict=True)
-        n = len(run.rows)
-        served = [end - start for start, end in zip((0, *ends), ends, strict=False)]
-        rows, at = np.asarray(run.rows, np.intp), np.repeat(np.asarray(times), served)
-        late = self._late_many(rows, at)
-        # Per feature, its values in order, and each one's block.
-        columns = np.array(run.features, np.intp)
-        added = np.bincount(columns, minlength=len(self._columns)).tolist()
-        by_feature = np.argsort(columns, kind="stable")
-        firsts = (np.cumsum(added) - added).tolist()
-        before = np.repeat(self._predictions, added)
-        within = np.arange(n) - np.repeat(firsts, added)
-        block_of = np.empty(n, np.uint32)
-        block_of[by_feature] = (before + within) // self._block
-        # Each value's rank among the run's values of its key: where it goes in the ring.
-        order = np.argsort(rows, kind="stable")
-        grouped = rows[order]
-        edges = np.flatnonzero(np.concatenate(([True], grouped[1:] != grouped[:-1], [True])))
-        starts, sizes = edges[:-1], edges[1:] - edges[:-1]
-        rank, total = np.empty(n, np.int64), np.empty(n, np.int64)
-        rank[order] = np.arange(n) - np.repeat(starts, sizes)
-        total[order] = np.repeat(sizes, sizes)
-        # A key's last ``pending`` values of the run are the ones its ring keeps.
-        kept = rank >= total - self.pending
-        slots = (self._served[rows] + rank) % self.pending
-        self._predicted_at[rows[kept], slots[kept]] = at[kept]
-        self._counted[rows[kept], slots[kept]] = late[kept]
-        self._block_of[rows[kept], slots[kept]] = block_of[kept]
-        self._served[grouped[starts]] += sizes
-        np.maximum.at(self._seen, rows, at)
-        flags: list[tuple[int, int, GapEvidence]] = []
-        for column, more in enumerate(added):
-            if not more:
-                continue
-            values = by_feature[firsts[column] : firsts[column] + more]
-            flagged = self._advance(column, late[values].tolist(), at[values].tolist())
-            if flagged is not None:
-                index = int(values[flagged[0]])
-                flags.append((index, positions[bisect.bisect(ends, index)], flagged[1]))
-        self._batch_events += tuple((position, found) for _, position, found in sorted(flags))
-
-    def _advance(
-        self, column: int, late: Sequence[Any], at: Sequence[Any]
-    ) -> tuple[int, GapEvidence] | None:
-        """Adds a feature's predictions (whether each is late, and when it was made) to its
-        blocks, looking as each block is complete; the value that flagged the feature, and
-        its evidence, if one did."""
-        block, first = self._block, self._predictions.item(column)
-        block_gaps, block_end = self._block_gaps[column], self._block_end[column]
-        newest = self._newest.item(column)
-        flagged = None
-        start = 0
-        while start < len(late):
-            index = first + start
-            number = index // block
-            slot = number % _RING
-            stop = min(len(late), (number + 1) * block - first)
-            if index % block == 0:
-                block_gaps[slot] = 0
-            newest = max(newest, float(max(at[start:stop])))
-            self._newest[column] = block_end[slot] = newest
-            gaps = int(sum(late[start:stop]))
-            block_gaps[slot] += gaps
-            self._gaps[column] += gaps
-            predictions = first + stop
-            self._predictions[column] = predictions
-            if predictions % block == 0 and predictions >= self.min_predictions:
-                found = self._look(column, number)
-                if found is not None:
-                    flagged = stop - 1, found
-            start = stop
-        return flagged
 
     def _look(self, column: int, number: int) -> GapEvidence | None:
         """Tests the windows of complete blocks up to block ``number``, just complete; the
@@ -1097,7 +795,7 @@ class AvailabilityGap(base.Base):
         return self._rejected
 
 
-# The per-row arrays, grown together.
+# The per-row arrays, grown together (``_read_compiled`` takes them in this order).
 _ROWS = (
     "_in_use",
     "_key_hash",
@@ -1116,90 +814,242 @@ _ROWS = (
 # windows of older predictions.
 _BLOCKS = 8
 _RING = 4 * _BLOCKS
-# Runs of served values longer than this many times ``SMALL_BATCH`` go through numpy (their
-# keys looked up, their predictions added).
-RUN_IN_NUMPY = 2
-# Keys of the predictions a batch queues at once when one has no free row.
-_RESOLVED = 256
-_END = operator.itemgetter(0)
 
 
-class _Run:
-    """Served values not added yet: per value its key, its feature's column, and its row
-    once found (the first ones, ``held`` the set of them); per prediction (end of its
-    values, prediction time, position in the batch, stream time after it)."""
+class _Parsed(NamedTuple):
+    """A batch's well-formed events, read once, as columns. Per event (a write, or a
+    prediction with at least one well-formed value): its entity's hash, its event time or
+    prediction time (``first``), its write time or, for a prediction, NaN (``second``),
+    where its values end in ``columns`` and its position in the batch; per value (a write
+    is one), its feature's column."""
 
-    def __init__(self) -> None:
-        self.keys: list[int] = []
-        self.features: list[int] = []
-        self.rows: list[int] = []
-        self.held: set[int] = set()
-        self.predictions: list[tuple[int, float, int, float]] = []
-        # The columns and salts of each list of features whose values were all well-formed.
-        self.known: dict[tuple[Any, ...], tuple[list[int], list[int]]] = {}
-        # Writes of rows without predictions, not put yet: (row, event_at, written_at),
-        # and their rows.
-        self.writes: list[tuple[int, float, float]] = []
-        self.written: set[int] = set()
-
-    def close(self, at: float, position: int, now: float) -> None:
-        """Ends the values, some, of the prediction at ``position`` (made at ``at``, the
-        stream time then ``now``)."""
-        self.predictions.append((len(self.keys), at, position, now))
-
-    def values_of(self, prediction: int) -> tuple[int, int]:
-        """Where the values of the ``prediction``-th prediction start and end."""
-        start = self.predictions[prediction - 1][0] if prediction else 0
-        return start, self.predictions[prediction][0]
-
-    def take(self, served: _Run, prediction: int) -> None:
-        """Queues the values of ``served``'s ``prediction``-th prediction, their rows not
-        found, and ends them."""
-        start, stop = served.values_of(prediction)
-        self.keys.extend(served.keys[start:stop])
-        self.features.extend(served.features[start:stop])
-        _, at, position, now = served.predictions[prediction]
-        self.close(at, position, now)
-
-    def clear(self) -> None:
-        """Forgets the values (all added)."""
-        self.keys.clear()
-        self.features.clear()
-        self.rows.clear()
-        self.held.clear()
-        self.predictions.clear()
-
-    def cut(self, end: int) -> tuple[_Run, float]:
-        """The run of the first ``end`` values (their rows found), taken out of this one,
-        and the stream time after the prediction of the value at ``end``."""
-        head = _Run()
-        head.keys, self.keys = self.keys[:end], self.keys[end:]
-        head.features, self.features = self.features[:end], self.features[end:]
-        head.rows, self.rows = self.rows, []
-        self.held = set()
-        # The prediction of value ``end`` may be cut in two: each part ends its values.
-        split = bisect.bisect(self.predictions, end, key=_END)
-        head.predictions = self.predictions[:split]
-        _, at, position, now = self.predictions[split]
-        if end > (head.predictions[-1][0] if head.predictions else 0):
-            head.predictions.append((end, at, position, now))
-        self.predictions = [(e - end, a, p, n) for e, a, p, n in self.predictions[split:]]
-        return head, now
+    entities: list[int]
+    first: list[Any]
+    second: list[Any]
+    ends: list[int]
+    positions: list[int]
+    columns: list[int]
 
 
-def _steps(served: _Run, writes: list[tuple[Any, ...]]) -> list[int]:
-    """The batch's predictions (their index in ``served.predictions``) and writes (``-1 -
-    k`` for the k-th), in order: a write after the predictions whose values came before
-    it."""
-    steps: list[int] = []
-    done = 0
-    for k, (values, *_) in enumerate(writes):
-        upto = bisect.bisect(served.predictions, values, key=_END)
-        steps.extend(range(done, upto))
-        steps.append(-1 - k)
-        done = upto
-    steps.extend(range(done, len(served.predictions)))
-    return steps
+# The per-feature arrays ``_read_compiled`` changes, in its order.
+_FEATURES = ("_predictions", "_gaps", "_newest", "_block_gaps", "_block_end")
+# What ``_read_compiled`` stopped at: the end, a key without a free row where the rows must
+# grow, or a block of a feature's predictions just complete, to test.
+_DONE, _GROW, _LOOK = 0, 1, 2
+# The numbers ``_read_compiled`` changes, in its ``tallies`` (the free rows, the keys in
+# the table, the keys made and evicted) and its ``times``.
+_TALLIES = _FREE, _SIZE, _MADE, _EVICTED = range(4)
+_TIMES = _FORGOTTEN_UNTIL, _STREAM_TIME = range(2)
+
+
+@compiled
+def _read_compiled(
+    entities: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    ends: np.ndarray,
+    columns: np.ndarray,
+    event: int,
+    value: int,
+    table: tuple[np.ndarray, ...],
+    rows: tuple[np.ndarray, ...],
+    features: tuple[np.ndarray, ...],
+    tallies: np.ndarray,
+    times: np.ndarray,
+    settings: tuple[int, int, int],
+    max_delay: float,
+) -> tuple[int, int, int, int, int]:
+    """``AvailabilityGap._read`` of a batch's ``_Parsed`` columns from value ``value`` (of
+    event ``event``) on, on the detector's arrays: ``table`` (the key table's rows and keys,
+    the free rows, the features' salts), ``rows`` (``_ROWS``) and ``features``
+    (``_FEATURES``), its numbers in ``tallies`` and ``times``, and ``settings`` (the
+    block, ``min_predictions``, ``max_keys``).
+
+    One loop, its steps written out rather than calls of functions of the arrays: such a
+    call counts references to each array it is given, which cost more than the step.
+
+    Returns
+    -------
+    tuple
+        What it stopped at (``_DONE``; ``_GROW``: the rows must grow for the key of value
+        ``value``, which is read again; ``_LOOK``: the value before ``value`` completed
+        block ``number`` of the feature of ``column``), the event of that value and the
+        value to go on from, ``column`` and ``number``.
+    """
+    table_rows, table_keys, free, salt = table
+    in_use, key_hash, since, latest, seen, written, events, writes = rows[:8]
+    served, predicted_at, counted, block_of = rows[8:]
+    predictions, gaps, newest, block_gaps, block_end = features
+    block, min_predictions, max_keys = settings
+    history, pending = events.shape[1], predicted_at.shape[1]
+    step, index = event, value
+    while step < len(entities):
+        if index == ends[step]:
+            step += 1
+            continue
+        at, write_time = first[step], second[step]
+        write = not np.isnan(write_time)
+        # At each value of a prediction, the same: the stream time after it.
+        if not write and at > times[_STREAM_TIME]:
+            times[_STREAM_TIME] = at
+        column = columns[index]
+        key = entities[step] ^ salt[column]
+        # ``AvailabilityGap._row``.
+        slot, row = probe_compiled(table_rows, table_keys, key, False)
+        if row < 0:
+            if tallies[_FREE] == 0:
+                if not _make_room_compiled(
+                    times[_STREAM_TIME],
+                    table_rows,
+                    table_keys,
+                    free,
+                    in_use,
+                    key_hash,
+                    latest,
+                    seen,
+                    tallies,
+                    times,
+                    max_keys,
+                    max_delay,
+                ):
+                    return _GROW, step, index, 0, 0
+                slot = probe_compiled(table_rows, table_keys, key, False)[0]
+            tallies[_FREE] -= 1
+            row = np.int64(free[tallies[_FREE]])
+            table_keys[slot] = key
+            table_rows[slot] = row
+            tallies[_SIZE] += 1
+            in_use[row] = True
+            tallies[_MADE] += 1
+            key_hash[row] = key
+            since[row] = latest[row] = seen[row] = times[_FORGOTTEN_UNTIL]
+            written[row] = served[row] = 0
+        index += 1
+        if write:
+            # ``AvailabilityGap._write_row``, ``_put_write`` first.
+            count = written[row]
+            place = count % history
+            if count >= history:
+                since[row] = _max(since[row], _max(events[row, place], writes[row, place]))
+            events[row, place] = at
+            writes[row, place] = write_time
+            written[row] = count + 1
+            latest[row] = _max(_max(latest[row], at), write_time)
+            seen[row] = _max(seen[row], latest[row])
+            for place in range(min(served[row], pending)):
+                when = predicted_at[row, place]
+                if (
+                    not counted[row, place]
+                    and at <= when < write_time
+                    and _late_compiled(row, when, since, written, events, writes)
+                ):
+                    counted[row, place] = True
+                    gaps[column] += 1
+                    number = np.int64(block_of[row, place])
+                    # Still in the ring: the block of the latest prediction and the ones
+                    # before.
+                    if number > (predictions[column] - 1) // block - _RING:
+                        block_gaps[column, number % _RING] += 1
+            continue
+        # ``AvailabilityGap._add_prediction``.
+        late = _late_compiled(row, at, since, written, events, writes)
+        count = predictions[column]
+        number = count // block
+        place = served[row] % pending
+        predicted_at[row, place] = at
+        counted[row, place] = late
+        block_of[row, place] = number
+        served[row] += 1
+        if at > seen[row]:
+            seen[row] = at
+        # ``AvailabilityGap._advance``; the place in the block without dividing again.
+        ring = number % _RING
+        fresh = count == number * block
+        if fresh:
+            block_gaps[column, ring] = 1 if late else 0
+        elif late:
+            block_gaps[column, ring] += 1
+        if late:
+            gaps[column] += 1
+        if at > newest[column]:
+            newest[column] = block_end[column, ring] = at
+        elif fresh:
+            block_end[column, ring] = newest[column]
+        predictions[column] = count + 1
+        if count + 1 == (number + 1) * block and count + 1 >= min_predictions:
+            return _LOOK, step, index, column, number
+    return _DONE, step, index, 0, 0
+
+
+@compiled
+def _make_room_compiled(
+    now: float,
+    table_rows: np.ndarray,
+    table_keys: np.ndarray,
+    free: np.ndarray,
+    in_use: np.ndarray,
+    key_hash: np.ndarray,
+    latest: np.ndarray,
+    seen: np.ndarray,
+    tallies: np.ndarray,
+    times: np.ndarray,
+    max_keys: int,
+    max_delay: float,
+) -> bool:
+    """``AvailabilityGap._make_room``, but for growing the rows: False if they must grow."""
+    size = len(in_use)
+    expired = np.flatnonzero(in_use & (seen < now - max_delay))
+    if len(expired):
+        forgotten = expired
+    elif size < max_keys:
+        return False
+    else:
+        oldest = max(1, size // 16)
+        threshold = np.partition(seen, oldest - 1)[oldest - 1]
+        forgotten = np.flatnonzero(seen <= threshold)
+        tallies[_EVICTED] += len(forgotten)
+    # ``AvailabilityGap._forget``.
+    until = latest[forgotten].max()
+    if until > times[_FORGOTTEN_UNTIL]:
+        times[_FORGOTTEN_UNTIL] = until
+    for row in forgotten:
+        slot = probe_compiled(table_rows, table_keys, key_hash[row], False)[0]
+        vacate_compiled(table_rows, table_keys, int(slot), False)
+        in_use[row] = False
+    tallies[_SIZE] -= len(forgotten)
+    count = tallies[_FREE]
+    free[count : count + len(forgotten)] = forgotten[::-1]
+    tallies[_FREE] = count + len(forgotten)
+    return True
+
+
+@compiled
+def _late_compiled(
+    row: np.int64,
+    at: float,
+    since: np.ndarray,
+    written: np.ndarray,
+    events: np.ndarray,
+    writes: np.ndarray,
+) -> bool:
+    """``AvailabilityGap._late``."""
+    joined = False
+    joined_event = joined_written = 0.0
+    for slot in range(min(written[row], events.shape[1])):
+        event, write = events[row, slot], writes[row, slot]
+        # Among writes of the same event time, the one written first is the benefit of
+        # the doubt.
+        if event <= at and (
+            not joined or event > joined_event or (event == joined_event and write < joined_written)
+        ):
+            joined, joined_event, joined_written = True, event, write
+    return joined and joined_written > at and joined_event >= since[row]
+
+
+@compiled
+def _max(a: float, b: float) -> float:
+    """Python's ``max(a, b)``: ``a`` unless ``b`` is greater."""
+    return b if b > a else a
 
 
 def _oldest_first(rings: np.ndarray, added: np.ndarray) -> np.ndarray:

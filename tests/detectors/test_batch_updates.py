@@ -813,6 +813,29 @@ def test_late_writes_count_their_gaps_after_the_predictions_before_them() -> Non
     assert (evidence.predictions, evidence.gaps, evidence.gapped) == (9, 6, False)
 
 
+def test_late_writes_count_gaps_in_the_blocks_kept_only() -> None:
+    # Blocks of one prediction (window 8), the last 32 kept: late writes find the gaps of
+    # "a"'s prediction, of a block just gone (its slot holds the newest block), and of
+    # "b"'s, of the oldest block kept; the writes of "c" tie on event time, and the one
+    # written first is the one training joins (on time: no gap).
+    def make() -> AvailabilityGap:
+        return AvailabilityGap(max_gap_rate=0.5, min_predictions=40, window=8)
+
+    events: list[Any] = [
+        ServedFeature("a", "f", 1.0, 0.0, 10.0),
+        ServedFeature("b", "f", 1.0, 0.0, 11.0),
+        FeatureWrite("c", "f", 1.0, 5.0, 200.0),
+        FeatureWrite("c", "f", 1.0, 5.0, 6.0),
+        ServedFeature("c", "f", 1.0, 0.0, 12.0),
+    ]
+    events += [ServedFeature(f"u{k}", "f", 1.0, 0.0, 13.0 + k) for k in range(30)]
+    events += [FeatureWrite(e, "f", 2.0, 5.0, 100.0) for e in ("a", "b")]
+    assert_same_batched(make, events, [], flag_event, flag_events)
+    detector = make()
+    detector.update_many(events)
+    assert detector.evidence["f"].gaps == 2
+
+
 def _predictions_and_writes(seed: int, n: int) -> list[Any]:
     """Predictions of two or three features (one event each) and writes, of more entities
     than a batch's run holds, late writes among them: writes that wait for the run, meet

@@ -40,23 +40,6 @@ def _table(rows: int, keys: list[int], removed: list[int]) -> KeyTable:
 
 
 @settings(max_examples=300, deadline=None)
-@given(tables_and_keys())
-def test_keys_added_at_once_take_the_slots_of_one_by_one(
-    drawn: tuple[int, list[int], list[int], list[int]],
-) -> None:
-    rows, before, removed, new = drawn
-    one_by_one, at_once = _table(rows, before, removed), _table(rows, before, removed)
-    for row, key in enumerate(new, start=len(before)):
-        one_by_one.add(key, row)
-    keys = np.array(new, np.uint64)
-    slots = at_once.probe_many(keys)[0]
-    at_once.put_many(slots, keys, np.arange(len(before), len(before) + len(new)))
-    assert at_once.keys.tolist() == one_by_one.keys.tolist()
-    assert at_once.rows.tolist() == one_by_one.rows.tolist()
-    assert at_once.size == one_by_one.size
-
-
-@settings(max_examples=300, deadline=None)
 @given(tables_and_keys(), st.lists(KEYS, max_size=30))
 def test_keys_probed_at_once_find_what_one_by_one_finds(
     drawn: tuple[int, list[int], list[int], list[int]], others: list[int]
@@ -68,15 +51,6 @@ def test_keys_probed_at_once_find_what_one_by_one_finds(
     assert list(zip(slots.tolist(), found.tolist(), strict=True)) == [
         table.probe(key) for key in keys
     ]
-
-
-def test_a_key_whose_slot_an_earlier_one_takes_probes_on() -> None:
-    # 16 slots: 14 and 30 start at 14, 15 at 15, 31 at 15 and wraps to 0 and 1.
-    table = KeyTable(8)
-    keys = np.array([14, 30, 15, 31], np.uint64)
-    table.put_many(table.probe_many(keys)[0], keys, np.array([0, 1, 2, 3]))
-    assert table.keys[[14, 15, 0, 1]].tolist() == [14, 30, 15, 31]
-    assert table.rows[[14, 15, 0, 1]].tolist() == [0, 1, 2, 3]
 
 
 def test_a_probe_goes_on_past_the_slots_read_at_once() -> None:
