@@ -700,37 +700,31 @@ class JoinBatch:
         estimates, as they wait for no label (its label ``_MADE``), a joined pair's for
         all (``delays``: the pairs' label delays in seconds); ``indices``: each one's
         record's place among those observed."""
-        pairs = [k for k, label in enumerate(labels) if label is not _MADE]
         queued.delays.extend(delays)
-        if stream.metric is not None and pairs:
-            queued.metric.extend(_metric_input(outputs[k], labels[k]) for k in pairs)
-            queued.metric_at.extend(indices[k] for k in pairs)
+        metric = stream.metric is not None
         estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
-        if not (estimate or calibrated):
-            return
-        codes = [
-            None if label is _MADE else _class_index(output, label)
-            for output, label in zip(outputs, labels, strict=True)
-        ]
-        if estimate:
-            task = self.join.settings.task
-            for output, code, index in zip(outputs, codes, indices, strict=True):
+        task = self.join.settings.task
+        for output, label, index in zip(outputs, labels, indices, strict=True):
+            code = None
+            if label is not _MADE:
+                if metric:
+                    queued.metric.append(_metric_input(output, label))
+                    queued.metric_at.append(index)
+                if estimate or calibrated:
+                    code = _class_index(output, label)
+            if estimate:
                 probabilities = _probabilities(output, task)
                 if probabilities is not None:
                     queued.estimate.append((code, probabilities))
                     queued.estimate_at.append(index)
-        if calibrated:
-            queued.scores.extend(_positive_score(output) for output in outputs)
-            # A NaN label is an ignored label one by one; in a batch NaN marks a prediction.
-            queued.labels.extend(
-                None
-                if label is _MADE
-                else -1
-                if _is_nan(code)  # type: ignore[arg-type]
-                else code
-                for label, code in zip(labels, codes, strict=True)
-            )
-            queued.calibrated_at.extend(indices)
+            if calibrated:
+                queued.scores.append(_positive_score(output))
+                # A NaN label is an ignored label one by one; in a batch NaN marks a
+                # prediction.
+                queued.labels.append(
+                    None if label is _MADE else -1 if _is_nan(code) else code  # type: ignore[arg-type]
+                )
+                queued.calibrated_at.append(index)
 
     def _report(self) -> None:
         """The points of the last record observed, when the clock passed the report time."""
