@@ -199,8 +199,12 @@ DEFAULTS: Mapping[str, Any] = {
 # The role whose alarms reach the health policy.
 HEALTH_ROLE = "live"
 # ``JoinBatch.observe_run``: a run of fewer records goes a record at a time (the fixed cost
-# of a compiled loop's call and of the run's columns would outweigh what they save).
+# of a compiled loop's call and of the run's columns would outweigh what they save), and
+# so do as many records after a call of the loop that joined fewer, twice as many after
+# another such call, up to ``_MOST_ALONE`` (where the records that stop it are close
+# together: labels not held, as when the sample leaves many out).
 FEWEST_AT_ONCE = 8
+_MOST_ALONE = 512
 # A held prediction's label in ``JoinBatch._enqueue``: none yet.
 _MADE = object()
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
@@ -479,6 +483,11 @@ class JoinBatch:
         # The streams fed since the queues were last fed, with their queues: one lookup a
         # record. Emptied with the queues, and so before a stream is evicted.
         self._streams: dict[tuple[str, str], tuple[StreamPerformance, _Queued]] = {}
+        # ``observe_run``: the records of run ``_alone_in`` before ``_alone_to`` go a record
+        # at a time, ``_alone`` times ``FEWEST_AT_ONCE`` after the last call of the loop.
+        self._alone_in: JoinRun | None = None
+        self._alone_to = 0
+        self._alone = 1
 
     def observe(self, record: Prediction | GroundTruth, request: int | None = None) -> None:
         """Join ``record``; its result comes with ``results``. ``request``: a prediction's
@@ -505,7 +514,11 @@ class JoinBatch:
         the others as ``observe`` takes them, then the loop goes on."""
         join, end = self.join, len(records)
         while start < end:
-            if run is None or join.next_report_ms is None:
+            if (
+                run is None
+                or join.next_report_ms is None
+                or (run is self._alone_in and start < self._alone_to)
+            ):
                 record = records[start]
                 if isinstance(record, Prediction):
                     request = requests[start]
@@ -526,6 +539,12 @@ class JoinBatch:
             )
             for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
                 setattr(join, name, value)
+            if stop - start < FEWEST_AT_ONCE:
+                alone = min(2 * self._alone, _MOST_ALONE) if self._alone_in is run else 1
+                self._alone_in, self._alone = run, alone
+                self._alone_to = stop + 1 + alone * FEWEST_AT_ONCE
+            else:
+                self._alone = 1
             self._queue_run(records, run, start, stop + (why == table.STOP_REPORT))
             if why == table.STOP_END:
                 return end

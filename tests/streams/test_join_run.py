@@ -110,10 +110,13 @@ def held_state(join: LabelJoin) -> dict[str, Any]:
 def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
     events = data.draw(records())
     at = data.draw(cuts(len(events), max_batches=6))
+    fewest = data.draw(st.sampled_from([0, 1, label_join.FEWEST_AT_ONCE]))
     expected_join = fresh()
     expected = [observe(expected_join, event) for event in events]
     join = fresh()
-    found = in_runs(join, events, at)
+    # 0: every record through the loop; else after a short call of it, some alone.
+    with mock.patch.object(label_join, "FEWEST_AT_ONCE", fewest):
+        found = in_runs(join, events, at)
     assert found == expected
     mine, theirs = held_state(join), held_state(expected_join)
     assert same_state(mine, theirs), state_difference(mine, theirs)
@@ -144,7 +147,10 @@ def test_a_run_goes_through_the_loop_with_expiry_reports_and_the_cap_in_it() -> 
         stops.append(why)
         return stop, why
 
-    with mock.patch.object(HeldTable, "join_run", counted):
+    with (
+        mock.patch.object(HeldTable, "join_run", counted),
+        mock.patch.object(label_join, "FEWEST_AT_ONCE", 0),
+    ):
         assert in_runs(join, events, []) == expected
     mine, theirs = held_state(join), held_state(expected_join)
     assert same_state(mine, theirs), state_difference(mine, theirs)
