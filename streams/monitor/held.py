@@ -8,8 +8,10 @@ only marked gone; the columns are compacted when they are full, so an insert cos
 amortised and the table holds at most ``max_held + max_held // 4`` rows. The numbers of
 the rows added last wait in a list until a read needs them in the columns or the label
 join's batch ends (``flush``): a batch's predictions are written one slice per column, not
-seven numpy scalars each. A run of predictions the join places at once (``extend``) is
-written so directly, its expired prefix dropped, and the key index rebuilt on its next use.
+seven numpy scalars each. A batch's common records (``join_run``: predictions of scores,
+labels by request) go through a compiled loop that holds, expires and matches rows in the
+columns and the key index directly, as the Python one by one would, and stops where the
+label join's Python takes over.
 A lookup by entity (``of_entity``) reads the rows sorted by entity hash, sorted on the
 first lookup and again once the rows added since are many, and scans only those.
 
@@ -606,7 +608,7 @@ class HeldTable:
         nothing for it."""
         if self._slots is not None:
             return self._slots
-        # The held rows: ``extend`` leaves the index to be rebuilt with rows gone.
+        # The held rows (after a load or a compaction, every row).
         rows = np.flatnonzero(self._live[: self._rows])
         self._slots = KeyTable.of(self._key[rows], rows, len(self._at)).rows
         return self._slots

@@ -5,7 +5,8 @@ feeds it a batch's predictions and ground truth records through a ``JoinBatch``
 (``observe_prediction`` and ``observe_label`` take one record). What comes back for each
 record (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
 fixed event-time cadence, the InfluxDB points of measurement ``performance``. The records
-are joined one by one; the detectors are fed a stream and a batch at a time
+are joined one by one, a batch's common ones in a compiled loop (``observe_run``,
+``HeldTable.join_run``); the detectors are fed a stream and a batch at a time
 (``update_many``), which gives exactly what they give one record at a time.
 
 Joining
