@@ -8,8 +8,10 @@ only marked gone; the columns are compacted when they are full, so an insert cos
 amortised and the table holds at most ``max_held + max_held // 4`` rows. The numbers of
 the rows added last wait in a list until a read needs them in the columns or the label
 join's batch ends (``flush``): a batch's predictions are written one slice per column, not
-seven numpy scalars each. A run of predictions the join places at once (``extend``) is
-written so directly, its expired prefix dropped, and the key index rebuilt on its next use.
+seven numpy scalars each. A batch's common records (``join_run``: predictions of scores,
+labels by request) go through a compiled loop that holds, expires and matches rows in the
+columns and the key index directly, as the Python one by one would, and stops where the
+label join's Python takes over.
 A lookup by entity (``of_entity``) reads the rows sorted by entity hash, sorted on the
 first lookup and again once the rows added since are many, and scans only those.
 
@@ -59,14 +61,15 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors._compiled import compiled
 from detectors.leaks import events
-from detectors.leaks._memory import KeyTable, probe, probe_many, vacate
+from detectors.leaks._memory import KeyTable, probe, probe_compiled, vacate, vacate_compiled
 from detectors.leaks.events import request_hash
 
 __all__ = [
@@ -99,6 +102,40 @@ def index_keys(
 EVERYTHING = 1 << 64
 # Columns are allocated for this many rows first, then doubled up to the bound.
 _FIRST_CAPACITY = 64
+
+# What ``HeldTable.join_run`` reads of each record of a run: a prediction's ``key`` is its
+# index key, a label's its request's hash (``simple`` says whether it has one); ``entities``,
+# ``roles`` and ``version_index`` (into ``versions``) are a prediction's.
+KIND_PREDICTION, KIND_LABEL = 0, 1
+# What a prediction of the run did (``JoinRun.outcome``; a label's is how many it matched):
+# held or left out by the sample, its estimate inputs queued either way; a redelivery; late.
+QUEUED, DUPLICATE, LATE = 0, -1, -2
+# Why ``HeldTable.join_run`` stopped: at the end; before a prediction or a label the join's
+# Python takes (a label: whether it is held, too); at a held label whose clock move the
+# Python goes on from (its matches are to be looked up again); after a record that reached
+# the report time.
+STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT = range(5)
+# ``join_run``'s ``counts``: the join's clock and counts.
+NOW, EXPIRED, DUPLICATES, LABELS, JOINED = range(5)
+COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
+
+
+class JoinRun(NamedTuple):
+    """A run of the label join's records as columns, for ``HeldTable.join_run``."""
+
+    kinds: npt.NDArray[np.int8]
+    at: npt.NDArray[np.int64]
+    keys: npt.NDArray[np.uint64]
+    simple: npt.NDArray[np.bool_]
+    entities: npt.NDArray[np.uint64]
+    roles: npt.NDArray[np.int8]
+    version_index: npt.NDArray[np.intp]
+    versions: list[str]
+    scores: npt.NDArray[np.float64]
+    # Written by ``join_run``: each record's outcome, and a label's matched rows.
+    outcome: npt.NDArray[np.int64]
+    matched: npt.NDArray[np.int64]
+
 
 HeldKey = tuple[str, int]  # (role, request_hash)
 # What the join keeps of an output: a score, the class probabilities, or the first k
@@ -268,66 +305,71 @@ class HeldTable:
         self._count += 1
         return evicted
 
-    def holds_keys(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        """Whether a prediction of each index key (``index_keys``) is held, at once."""
-        return probe_many(self._indexed(), self._key, keys, keyed_by_row=True)[1] >= 0
-
-    def arrival_times(self) -> npt.NDArray[np.int64]:
-        """The held predictions' ``predicted_at``, in arrival order."""
-        self.flush()
-        return self._at[self._head : self._rows][self._live[self._head : self._rows]]
-
-    def extend(
+    def join_run(
         self,
-        keys: npt.NDArray[np.uint64],
-        entities: npt.NDArray[np.uint64],
-        roles: npt.NDArray[np.int8],
-        versions: list[str],
-        predicted_at: npt.NDArray[np.int64],
-        outputs: list[HeldOutput],
-        expired: int,
-    ) -> None:
-        """``add`` of each prediction (``keys``: their index keys), in order, when none is
-        held, all are in the sample and none makes room; then drop the ``expired`` oldest
-        held (in arrival order, the new ones last), as ``pop_older_than`` would have
-        dropped them in between. One slice per column, and the key index rebuilt on its
-        next use, not probed per row."""
-        count = len(predicted_at)
-        if not count and not expired:
-            return
+        run: JoinRun,
+        start: int,
+        counts: npt.NDArray[np.int64],
+        streams: Iterable[tuple[str, str]],
+        ttl_ms: int,
+        next_report_ms: int,
+    ) -> tuple[int, int]:
+        """The label join's common records of ``run`` from ``start`` on, one by one in a
+        compiled loop (``_join``), up to the first that needs the join's Python: where
+        it stopped and why (``STOP_*``). ``counts``: the join's clock and counts (``COUNTS``),
+        read and written; ``streams``: the (role, version) of the join's streams. What
+        each record did is in ``run.outcome`` and ``run.matched``."""
         self.flush()
-        if self._rows + count > len(self._at):
-            self._compact(room=count)
-        start, stop = self._rows, self._rows + count
+        slots = self._indexed()
         codes = self._version_codes
-        for version in versions:
-            if version not in codes:
-                codes[version] = len(self._versions)
-                self._versions.append(version)
-        self._widen()
-        self._at[start:stop] = predicted_at
-        self._score[start:stop] = [o if isinstance(o, float) else math.nan for o in outputs]
-        for row, output in enumerate(outputs, start):
-            if not isinstance(output, float):
-                self._other[row] = output
-        self._key[start:stop] = keys
-        self._entity[start:stop] = entities
-        self._role[start:stop] = roles
-        self._version[start:stop] = [codes[v] for v in versions]
-        self._live[start:stop] = True
-        self._rows = stop
-        for role, added in enumerate(np.bincount(roles, minlength=len(ROLES)).tolist()):
-            self._per_role[role] += added
-        self._count += count
-        if expired:
-            rows = np.flatnonzero(self._live[self._head : stop])[:expired] + self._head
-            self._live[rows] = False
-            for row in rows.tolist():
-                self._other.pop(row, None)
-            for role, dropped in enumerate(np.bincount(self._role[rows], minlength=len(ROLES))):
-                self._per_role[role] -= int(dropped)
-            self._count -= expired
-        self._slots = None
+        versions = np.array([codes.get(v, -1) for v in run.versions], np.int64)
+        known = np.zeros((len(ROLES), max(len(self._versions), 1)), np.bool_)
+        for role, version in streams:
+            code = codes.get(version)
+            if code is not None:
+                known[_ROLE_CODES[role], code] = True
+        table = np.array(
+            [self._rows, self._head, self._count, *self._per_role, self.unsampled], np.int64
+        )
+        everything = self.limit == EVERYTHING
+        stop, why = _join(
+            run.kinds,
+            run.at,
+            run.keys,
+            run.entities,
+            run.roles,
+            versions[run.version_index] if len(versions) else run.version_index,
+            run.simple,
+            run.scores,
+            run.outcome,
+            run.matched,
+            start,
+            slots,
+            self._key,
+            self._at,
+            self._score,
+            self._entity,
+            self._role,
+            self._version,
+            self._live,
+            table,
+            counts,
+            known,
+            np.uint64(0 if everything else self.limit),
+            everything,
+            self.max_held,
+            ttl_ms,
+            next_report_ms,
+        )
+        self._rows, self._head, self._count = (int(x) for x in table[:3])
+        self._per_role = table[3:6].tolist()
+        self.unsampled = int(table[6])
+        if self._other:
+            # The rows the loop let go of keep their other output until here.
+            live = self._live
+            for row in [row for row in self._other if not live.item(row)]:
+                del self._other[row]
+        return int(stop), int(why)
 
     def flush(self) -> None:
         """Write the rows added since the last flush into the numeric columns (every read
@@ -566,7 +608,7 @@ class HeldTable:
         nothing for it."""
         if self._slots is not None:
             return self._slots
-        # The held rows: ``extend`` leaves the index to be rebuilt with rows gone.
+        # The held rows (after a load or a compaction, every row).
         rows = np.flatnonzero(self._live[: self._rows])
         self._slots = KeyTable.of(self._key[rows], rows, len(self._at)).rows
         return self._slots
@@ -588,5 +630,192 @@ class HeldTable:
     def __getstate__(self) -> dict[str, Any]:
         return self._held_rows()
 
+    @property
+    def versions(self) -> list[str]:
+        """The versions of the version codes (``columns``)."""
+        return self._versions
+
+    def columns(
+        self, rows: npt.NDArray[np.int64]
+    ) -> tuple[
+        npt.NDArray[np.int8], npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.int64]
+    ]:
+        """The role codes, version codes, scores and ``predicted_at`` of ``rows`` (held or
+        let go of since the table last changed shape)."""
+        return (
+            self._role[rows],
+            self._version[rows].astype(np.intp),
+            self._score[rows],
+            self._at[rows],
+        )
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._load(state)
+
+
+_SALTS = np.array(_ROLE_SALTS, np.uint64)
+# ``_join``'s table: rows in use, the first maybe held, held rows, held per role code, and
+# the sample's ``unsampled``.
+_ROWS, _HEAD, _COUNT, _PER_ROLE, _UNSAMPLED = 0, 1, 2, 3, 6
+
+
+@compiled
+def _join(
+    kinds: Any,
+    at: Any,
+    keys: Any,
+    entities: Any,
+    roles: Any,
+    versions: Any,
+    simple: Any,
+    scores: Any,
+    outcome: Any,
+    matched: Any,
+    start: int,
+    slots: Any,
+    key_column: Any,
+    at_column: Any,
+    score_column: Any,
+    entity_column: Any,
+    role_column: Any,
+    version_column: Any,
+    live: Any,
+    table: Any,
+    counts: Any,
+    streams: Any,
+    limit: np.uint64,
+    everything: bool,
+    max_held: int,
+    ttl_ms: int,
+    next_report_ms: int,
+) -> tuple[int, int]:
+    """``JoinBatch._prediction`` and ``_label`` of the records from ``start`` on, as they
+    change the held table and the counts, while they need nothing else: a prediction of a
+    score whose stream exists and that makes no room in the table, a label by request
+    that matches held predictions of scores whose streams exist. Stops before any other
+    (``STOP_*``); after the clock move of one that needs more, which the Python's own
+    clock move then finds done."""
+    capacity = at_column.shape[0]
+    for i in range(start, kinds.shape[0]):
+        when = at[i]
+        if kinds[i] == KIND_PREDICTION:
+            if not simple[i] or versions[i] < 0 or not streams[roles[i], versions[i]]:
+                return i, STOP_PREDICTION
+            _advance(when, slots, key_column, at_column, role_column, live, table, counts, ttl_ms)
+            key = keys[i]
+            slot, row = probe_compiled(slots, key_column, key, True)
+            if row >= 0:
+                counts[DUPLICATES] += 1
+                outcome[i] = DUPLICATE
+            elif counts[NOW] - when > ttl_ms:
+                counts[EXPIRED] += 1
+                outcome[i] = LATE
+            elif not everything and entities[i] >= limit:
+                table[_UNSAMPLED] += 1
+                outcome[i] = QUEUED
+            elif table[_COUNT] >= max_held or table[_ROWS] == capacity:
+                return i, STOP_PREDICTION  # room made, or the columns compacted
+            else:
+                row = table[_ROWS]
+                key_column[row] = key
+                at_column[row] = when
+                score_column[row] = scores[i]
+                entity_column[row] = entities[i]
+                role_column[row] = roles[i]
+                version_column[row] = versions[i]
+                live[row] = True
+                slots[slot] = row
+                table[_ROWS] += 1
+                table[_PER_ROLE + roles[i]] += 1
+                table[_COUNT] += 1
+                outcome[i] = QUEUED
+        else:
+            if not simple[i]:
+                return i, STOP_LABEL
+            found = _match(keys[i], i, slots, key_column, table, matched)
+            if found == 0:
+                return i, STOP_LABEL
+            if _advance(
+                when, slots, key_column, at_column, role_column, live, table, counts, ttl_ms
+            ):
+                # What expired may be what it matched.
+                found = _match(keys[i], i, slots, key_column, table, matched)
+                if found == 0:
+                    return i, STOP_HELD_LABEL
+            for j in range(found):
+                row = matched[i, j]
+                if (
+                    np.isnan(score_column[row])
+                    or not streams[role_column[row], version_column[row]]
+                ):
+                    return i, STOP_HELD_LABEL
+            counts[LABELS] += 1
+            for j in range(found):
+                row = matched[i, j]
+                slot, _ = probe_compiled(slots, key_column, key_column[row], True)
+                _drop(row, slot, slots, key_column, role_column, live, table)
+                counts[JOINED] += 1
+            outcome[i] = found
+        if counts[NOW] >= next_report_ms:
+            return i, STOP_REPORT
+    return kinds.shape[0], STOP_END
+
+
+@compiled
+def _advance(
+    when: int,
+    slots: Any,
+    key_column: Any,
+    at_column: Any,
+    role_column: Any,
+    live: Any,
+    table: Any,
+    counts: Any,
+    ttl_ms: int,
+) -> int:
+    """``label_join._advance`` (the report time is set): the clock moved to ``when`` if
+    it is newer, and ``pop_older_than`` its TTL before it; how many expired."""
+    if when <= counts[NOW]:
+        return 0
+    counts[NOW] = when
+    oldest_kept = when - ttl_ms
+    dropped = 0
+    while table[_COUNT]:
+        head = table[_HEAD]
+        while not live[head]:
+            head += 1
+        table[_HEAD] = head
+        if at_column[head] >= oldest_kept:
+            break
+        slot, _ = probe_compiled(slots, key_column, key_column[head], True)
+        _drop(head, slot, slots, key_column, role_column, live, table)
+        dropped += 1
+    counts[EXPIRED] += dropped
+    return dropped
+
+
+@compiled
+def _match(
+    request: np.uint64, i: int, slots: Any, key_column: Any, table: Any, matched: Any
+) -> int:
+    """``of_request``: the rows held of the request, in ``ROLES`` order, into
+    ``matched[i]``; how many."""
+    found = 0
+    for role in range(_SALTS.shape[0]):
+        if table[_PER_ROLE + role] > 0:
+            _, row = probe_compiled(slots, key_column, request ^ _SALTS[role], True)
+            if row >= 0:
+                matched[i, found] = row
+                found += 1
+    return found
+
+
+@compiled
+def _drop(
+    row: int, slot: Any, slots: Any, key_column: Any, role_column: Any, live: Any, table: Any
+) -> None:
+    """``HeldTable._drop`` (a row's other output goes after the loop)."""
+    live[row] = False
+    vacate_compiled(slots, key_column, slot, True)
+    table[_PER_ROLE + role_column[row]] -= 1
+    table[_COUNT] -= 1

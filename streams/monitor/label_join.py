@@ -5,7 +5,8 @@ feeds it a batch's predictions and ground truth records through a ``JoinBatch``
 (``observe_prediction`` and ``observe_label`` take one record). What comes back for each
 record (a ``JoinResult``) holds the ``Evidence`` for the model's health policy and, on a
 fixed event-time cadence, the InfluxDB points of measurement ``performance``. The records
-are joined one by one; the detectors are fed a stream and a batch at a time
+are joined one by one, a batch's common ones in a compiled loop (``observe_run``,
+``HeldTable.join_run``); the detectors are fed a stream and a batch at a time
 (``update_many``), which gives exactly what they give one record at a time.
 
 Joining
@@ -130,12 +131,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
+from detectors.leaks.events import request_hashes
 from detectors.performance.calibrated import METRICS, CalibratedEstimate
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
@@ -144,6 +146,7 @@ from detectors.performance.estimate import EstimatedAccuracy
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
+from streams.monitor import held as table
 from streams.monitor.effects import FieldValue, Point, point
 from streams.monitor.held import (
     EVERYTHING,
@@ -151,6 +154,7 @@ from streams.monitor.held import (
     HeldOutput,
     HeldPrediction,
     HeldTable,
+    JoinRun,
     entity_hash,
     index_keys,
     request_hash,
@@ -195,11 +199,15 @@ DEFAULTS: Mapping[str, Any] = {
 }
 # The role whose alarms reach the health policy.
 HEALTH_ROLE = "live"
-# ``JoinBatch.observe_predictions``: runs of fewer predictions go a record at a time (the
-# fixed cost of the numpy calls that place a run would outweigh what they save), longer
-# ones in pieces of at most ``_MOST_AT_ONCE`` (each piece's checks read all of it).
-_FEWEST_AT_ONCE = 16
-_MOST_AT_ONCE = 1024
+# ``JoinBatch.observe_run``: a run of fewer records goes a record at a time (the fixed cost
+# of a compiled loop's call and of the run's columns would outweigh what they save), and
+# so do as many records after a call of the loop that joined fewer, twice as many after
+# another such call, up to ``_MOST_ALONE`` (where the records that stop it are close
+# together: labels not held, as when the sample leaves many out).
+FEWEST_AT_ONCE = 8
+_MOST_ALONE = 512
+# A held prediction's label in ``JoinBatch._enqueue``: none yet.
+_MADE = object()
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 
 
@@ -383,6 +391,63 @@ def holds(join: LabelJoin, truth: GroundTruth) -> bool:
     return bool(_matches(join, truth))
 
 
+def join_run(
+    records: Sequence[Prediction | GroundTruth], requests: Sequence[int | None]
+) -> JoinRun:
+    """The columns of a run of predictions and labels for ``JoinBatch.observe_run``
+    (``requests``: each prediction's request hash, None for a label)."""
+    count = len(records)
+    kinds = np.fromiter(
+        (table.KIND_LABEL if request is None else table.KIND_PREDICTION for request in requests),
+        np.int8,
+        count,
+    )
+    predicted = np.flatnonzero(kinds == table.KIND_PREDICTION)
+    labelled = np.flatnonzero(kinds == table.KIND_LABEL)
+    predictions = cast(list[Prediction], [records[i] for i in predicted.tolist()])
+    truths = cast(list[GroundTruth], [records[i] for i in labelled.tolist()])
+    at = np.empty(count, np.int64)
+    at[predicted] = [p.predicted_at for p in predictions]
+    at[labelled] = [t.label_at for t in truths]
+    roles = np.zeros(count, np.int8)
+    roles[predicted] = [_ROLE_CODES[p.role] for p in predictions]
+    keys = np.zeros(count, np.uint64)
+    keys[predicted] = index_keys(
+        roles[predicted], np.array([requests[i] for i in predicted.tolist()], np.uint64)
+    )
+    # Only a score is held in the columns: a prediction of another output takes the
+    # Python's path, and a label naming no request (matched by entity) too.
+    scores = np.full(count, math.nan)
+    outputs = [p.output for p in predictions]
+    scores[predicted] = [o.score if type(o) is Score else math.nan for o in outputs]
+    simple = np.zeros(count, np.bool_)
+    simple[predicted] = [type(o) is Score and type(o.score) is float for o in outputs]
+    named = [t.request_id for t in truths]
+    asked = np.array([r is not None for r in named], np.bool_)
+    simple[labelled] = asked
+    keys[labelled[asked]] = request_hashes(r for r in named if r is not None)
+    entities = np.zeros(count, np.uint64)
+    entities[predicted] = [entity_hash(p.entity_id) for p in predictions]
+    versions: dict[str, int] = {}
+    version_index = np.zeros(count, np.intp)
+    version_index[predicted] = [
+        versions.setdefault(p.model_version, len(versions)) for p in predictions
+    ]
+    return JoinRun(
+        kinds,
+        at,
+        keys,
+        simple,
+        entities,
+        roles,
+        version_index,
+        list(versions),
+        scores,
+        np.zeros(count, np.int64),
+        np.full((count, len(ROLES)), -1, np.int64),
+    )
+
+
 @dataclasses.dataclass
 class _Queued:
     """A stream's detector inputs not fed yet, each beside the record (by its index in the
@@ -419,6 +484,11 @@ class JoinBatch:
         # The streams fed since the queues were last fed, with their queues: one lookup a
         # record. Emptied with the queues, and so before a stream is evicted.
         self._streams: dict[tuple[str, str], tuple[StreamPerformance, _Queued]] = {}
+        # ``observe_run``: the records of run ``_alone_in`` before ``_alone_to`` go a record
+        # at a time, ``_alone`` times ``FEWEST_AT_ONCE`` after the last call of the loop.
+        self._alone_in: JoinRun | None = None
+        self._alone_to = 0
+        self._alone = 1
 
     def observe(self, record: Prediction | GroundTruth, request: int | None = None) -> None:
         """Join ``record``; its result comes with ``results``. ``request``: a prediction's
@@ -430,19 +500,131 @@ class JoinBatch:
         else:
             self._label(record, None)
 
-    def observe_predictions(
-        self, predictions: Sequence[Prediction], requests: Sequence[int]
-    ) -> None:
-        """``observe`` of each prediction in turn (``requests``: their request hashes),
-        the common ones held a piece at a time (``_insert``)."""
-        start, end = 0, len(predictions)
+    def observe_run(
+        self,
+        records: Sequence[Prediction | GroundTruth],
+        requests: Sequence[int | None],
+        start: int = 0,
+        run: JoinRun | None = None,
+    ) -> int:
+        """``observe`` of each prediction and ``observe_held`` of each label from
+        ``start`` on, up to the first label the join does not hold: where it stopped
+        (``len(records)`` at the end). ``requests``: each prediction's request hash (None
+        for a label); ``run``: the records' columns (``join_run``; None: a record at a
+        time). The common records go through a compiled loop (``HeldTable.join_run``),
+        the others as ``observe`` takes them, then the loop goes on."""
+        join, end = self.join, len(records)
         while start < end:
-            if end - start < _FEWEST_AT_ONCE or self.join.next_report_ms is None:
-                self._prediction(predictions[start], requests[start])
+            if (
+                run is None
+                or join.next_report_ms is None
+                or (run is self._alone_in and start < self._alone_to)
+            ):
+                record = records[start]
+                if isinstance(record, Prediction):
+                    request = requests[start]
+                    assert request is not None
+                    self._prediction(record, request)
+                elif not self.observe_held(record):
+                    return start
                 start += 1
                 continue
-            stop = min(end, start + _MOST_AT_ONCE)
-            start += self._insert(predictions[start:stop], requests[start:stop])
+            counts = np.array([getattr(join, name) for name in table.COUNTS], np.int64)
+            stop, why = join.held.join_run(
+                run,
+                start,
+                counts,
+                join.streams,
+                join.settings.ttl_ms,
+                join.next_report_ms,
+            )
+            for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
+                setattr(join, name, value)
+            if stop - start < FEWEST_AT_ONCE:
+                alone = min(2 * self._alone, _MOST_ALONE) if self._alone_in is run else 1
+                self._alone_in, self._alone = run, alone
+                self._alone_to = stop + 1 + alone * FEWEST_AT_ONCE
+            else:
+                self._alone = 1
+            self._queue_run(records, run, start, stop + (why == table.STOP_REPORT))
+            if why == table.STOP_END:
+                return end
+            record = records[stop]
+            if why == table.STOP_REPORT:
+                self._report()
+            elif why == table.STOP_PREDICTION:
+                assert isinstance(record, Prediction)
+                request = requests[stop]
+                assert request is not None
+                self._prediction(record, request)
+            elif why == table.STOP_HELD_LABEL:
+                assert isinstance(record, GroundTruth)
+                self._label(record, None)
+            elif not self.observe_held(record):  # type: ignore[arg-type]
+                return stop
+            start = stop + 1
+        return end
+
+    def _queue_run(
+        self, records: Sequence[Prediction | GroundTruth], run: JoinRun, start: int, stop: int
+    ) -> None:
+        """The results and the detector inputs of the records ``start`` to ``stop`` that
+        ``HeldTable.join_run`` joined: a stream at a time, each stream's in record order
+        (a label's pairs in its matches')."""
+        if start == stop:
+            return
+        kinds, outcome = run.kinds[start:stop], run.outcome[start:stop]
+        index = len(self._at_ms)
+        at = run.at[start:stop]
+        self._at_ms.extend(at.tolist())
+        labelled = kinds == table.KIND_LABEL
+        self._joined.extend(np.where(labelled, outcome, 0).tolist())
+        queued = np.flatnonzero(~labelled & (outcome == table.QUEUED))
+        labels = np.flatnonzero(labelled)
+        found = outcome[labels]
+        rows = run.matched[start + labels][np.arange(len(ROLES)) < found[:, None]]
+        held = self.join.held
+        roles, versions, scores, predicted_at = held.columns(rows)
+        paired = np.repeat(labels, found)
+        order = np.argsort(np.concatenate((queued, paired)), kind="stable")
+        # Each item's stream as a number: its role code, and its version's place among the
+        # run's versions, then among the held table's others.
+        names = {name: n for n, name in enumerate(run.versions)}
+        recode = np.array(
+            [names.get(v, len(names) + n) for n, v in enumerate(held.versions)] + [0], np.intp
+        )
+        width = len(names) + len(held.versions)
+        chosen = start + queued
+        streams = (
+            np.concatenate((run.roles[chosen], roles)).astype(np.intp) * width
+            + np.concatenate((run.version_index[chosen], recode[versions]))
+        )[order]
+        events = np.concatenate((queued, paired))[order]
+        outputs = np.concatenate((run.scores[chosen], scores))[order].tolist()
+        made = np.concatenate((np.zeros(len(queued), np.int64), predicted_at))[order]
+        delays = (at[events] - made) / 1000.0
+        pairs = np.concatenate((np.zeros(len(queued), np.bool_), np.ones(len(paired), np.bool_)))
+        truths = [_MADE] * len(queued) + [
+            cast(GroundTruth, records[start + e]).label for e in paired.tolist()
+        ]
+        values = [truths[k] for k in order.tolist()]
+        indices = (index + events).tolist()
+        times = at[events].tolist()
+        for number in np.unique(streams).tolist():
+            items = np.flatnonzero(streams == number)
+            chosen_items = items.tolist()
+            last = chosen_items[-1]
+            role, code = ROLES[number // width], number % width
+            version = run.versions[code] if code < len(names) else held.versions[code - len(names)]
+            stream, queue = self._stream(role, version, outputs[last], times[last])
+            self._enqueue(
+                stream,
+                queue,
+                [outputs[k] for k in chosen_items],
+                [values[k] for k in chosen_items],
+                delays[items[pairs[order][items]]].tolist(),
+                [indices[k] for k in chosen_items],
+            )
 
     def observe_held(self, truth: GroundTruth) -> bool:
         """Join ``truth`` as ``observe`` does if the join holds a prediction it would be
@@ -493,10 +675,14 @@ class JoinBatch:
             else:
                 join.unsampled_labels += 1
         self._joined.append(len(matches))
+        index = len(self._at_ms) - 1
         for held in matches:
             join.held.discard((held.role, held.request))
             join.joined += 1
-            self._score(held, truth.label, at_ms)
+            output = held.output
+            stream, queued = self._stream(held.role, held.version, output, at_ms)
+            delay = (at_ms - held.predicted_at) / 1000.0
+            self._enqueue(stream, queued, [output], [truth.label], [delay], [index])
         self._report()
 
     def _prediction(self, prediction: Prediction, request: int) -> None:
@@ -518,106 +704,47 @@ class JoinBatch:
             if held.add(request, entity, role, version, at_ms, output, slot):
                 join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
-            self._queue(stream, queued, output, len(self._at_ms) - 1)
+            self._enqueue(stream, queued, [output], [_MADE], [], [len(self._at_ms) - 1])
         self._report()
 
-    def _queue(
-        self, stream: StreamPerformance, queued: _Queued, output: HeldOutput, index: int
+    def _enqueue(
+        self,
+        stream: StreamPerformance,
+        queued: _Queued,
+        outputs: list[HeldOutput],
+        labels: list[Any],
+        delays: list[float],
+        indices: list[int],
     ) -> None:
-        """Queue a held prediction's inputs to its stream's estimates (``index``: its
-        record's place among those observed), as they wait for no label."""
-        if stream.estimate is not None:
-            probabilities = _probabilities(output, self.join.settings.task)
-            if probabilities is not None:
-                queued.estimate.append((None, probabilities))
-                queued.estimate_at.append(index)
-        if stream.calibrated is not None:
-            queued.scores.append(_positive_score(output))
-            queued.labels.append(None)
-            queued.calibrated_at.append(index)
-
-    def _insert(self, predictions: Sequence[Prediction], requests: Sequence[int]) -> int:
-        """Join the predictions up to the first that is not common, at once; that one
-        alone if it is the first. How many were joined.
-
-        A common prediction is not held already nor repeated among the predictions before
-        it, its stream exists, it does not make room in the held table, and the clock it
-        moves does not reach the next report. Then what one by one does to each depends
-        only on the clock, the sample and the held rows' times, all known in advance:
-        it is late when the clock is more than the TTL past it, else held if in the sample,
-        and queued for its stream either way; each clock move drops the held predictions
-        in arrival order up to the first made within the TTL, which with the new ones in
-        the table is the longest prefix of those times below the clock minus the TTL
-        (the predictions each move drops are a prefix of it, and a prediction held after
-        a move is within the TTL of it)."""
-        join, held, settings = self.join, self.join.held, self.join.settings
-        assert join.next_report_ms is not None
-        ats = [p.predicted_at for p in predictions]
-        at = np.array(ats, np.int64)
-        clock = np.maximum.accumulate(np.maximum(at, join.now_ms))
-        threshold = clock - settings.ttl_ms
-        late = at < threshold
-        roles = np.array([_ROLE_CODES[p.role] for p in predictions], np.int8)
-        # The held table's key of each (role, request), which also finds repeats: two that
-        # collide only make the second prediction go alone.
-        keys = index_keys(roles, np.array(requests, np.uint64))
-        entity_ids = [p.entity_id for p in predictions]
-        entities = np.array([entity_hash(e) for e in entity_ids], np.uint64)
-        sampled = (
-            np.ones(len(ats), np.bool_)
-            if held.limit == EVERYTHING
-            else entities < np.uint64(held.limit)
-        )
-        added = ~late & sampled
-        streams = [(p.role, p.model_version) for p in predictions]
-        repeated = np.ones(len(ats), np.bool_)
-        repeated[np.unique(keys, return_index=True)[1]] = False
-        uncommon = (
-            held.holds_keys(keys)
-            | repeated
-            | (clock >= join.next_report_ms)
-            | np.array([key not in join.streams for key in streams], np.bool_)
-        )
-        # The held predictions dropped by the clock moves up to each record: none before
-        # the first move, then the longest prefix below the record's threshold (that of
-        # the last move) of the held times and the new ones, all of it held by then (a
-        # prediction added later is within the TTL of its own, later, threshold).
-        times = np.concatenate((held.arrival_times(), at[added]))
-        moved = np.maximum.accumulate(at > np.concatenate(([join.now_ms], clock[:-1])))
-        dropped = np.where(moved, np.searchsorted(np.maximum.accumulate(times), threshold), 0)
-        count = len(held) + np.cumsum(added) - added - dropped
-        uncommon |= added & (count >= held.max_held)
-        common = int(uncommon.argmax()) if uncommon.any() else len(ats)
-        if common == 0:
-            self._prediction(predictions[0], requests[0])
-            return 1
-        late, added = late[:common], added[:common]
-        join.now_ms = int(clock[common - 1])
-        expired = int(dropped[common - 1])
-        join.expired += int(late.sum()) + expired
-        held.unsampled += int((~late & ~sampled[:common]).sum())
-        outputs = [
-            None if out else _held_output(p.output, settings.k)
-            for p, out in zip(predictions[:common], late.tolist(), strict=True)
-        ]
-        rows = np.flatnonzero(added)
-        held.extend(
-            keys[rows],
-            entities[rows],
-            roles[rows],
-            [streams[i][1] for i in rows.tolist()],
-            at[rows],
-            [o for o, add in zip(outputs, added.tolist(), strict=True) if add and o is not None],
-            expired,
-        )
-        index = len(self._at_ms)
-        self._at_ms.extend(ats[:common])
-        self._joined.extend([0] * common)
-        for i, output in enumerate(outputs):
-            if output is not None:
-                # Every stream of the run exists: none is made, and none evicted.
-                self._queue(*self._stream(*streams[i], output, ats[i]), output, index + i)
-        return common
+        """Queue inputs for a stream's detectors, in order: a held prediction's for its
+        estimates, as they wait for no label (its label ``_MADE``), a joined pair's for
+        all (``delays``: the pairs' label delays in seconds); ``indices``: each one's
+        record's place among those observed."""
+        queued.delays.extend(delays)
+        metric = stream.metric is not None
+        estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
+        task = self.join.settings.task
+        for output, label, index in zip(outputs, labels, indices, strict=True):
+            code = None
+            if label is not _MADE:
+                if metric:
+                    queued.metric.append(_metric_input(output, label))
+                    queued.metric_at.append(index)
+                if estimate or calibrated:
+                    code = _class_index(output, label)
+            if estimate:
+                probabilities = _probabilities(output, task)
+                if probabilities is not None:
+                    queued.estimate.append((code, probabilities))
+                    queued.estimate_at.append(index)
+            if calibrated:
+                queued.scores.append(_positive_score(output))
+                # A NaN label is an ignored label one by one; in a batch NaN marks a
+                # prediction.
+                queued.labels.append(
+                    None if label is _MADE else -1 if _is_nan(code) else code  # type: ignore[arg-type]
+                )
+                queued.calibrated_at.append(index)
 
     def _report(self) -> None:
         """The points of the last record observed, when the clock passed the report time."""
@@ -625,29 +752,6 @@ class JoinBatch:
         if join.next_report_ms is not None and join.now_ms >= join.next_report_ms:
             self._feed()
             self._points[len(self._at_ms) - 1] = _report(join)
-
-    def _score(self, held: HeldPrediction, label: Any, at_ms: int) -> None:
-        """Queue one joined pair for its stream's detectors."""
-        output = held.output
-        stream, queued = self._stream(held.role, held.version, output, at_ms)
-        index = len(self._at_ms) - 1
-        queued.delays.append((at_ms - held.predicted_at) / 1000.0)
-        if stream.metric is not None:
-            queued.metric.append(_metric_input(output, label))
-            queued.metric_at.append(index)
-        estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
-        if estimate or calibrated:
-            code = _class_index(output, label)
-            probabilities = _probabilities(output, self.join.settings.task)
-            if estimate and probabilities is not None:
-                queued.estimate.append((code, probabilities))
-                queued.estimate_at.append(index)
-            if calibrated:
-                # A NaN label is an ignored label one by one; in a batch NaN marks a
-                # prediction.
-                queued.scores.append(_positive_score(output))
-                queued.labels.append(-1 if _is_nan(code) else code)
-                queued.calibrated_at.append(index)
 
     def _stream(
         self, role: str, version: str, output: HeldOutput, at_ms: int

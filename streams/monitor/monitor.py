@@ -306,35 +306,63 @@ class Monitor:
         the leak watch as well."""
         joins = label_join.JoinBatch(self.join)
         wait = self.label_wait
-        fed: list[tuple[int, Prediction | GroundTruth]] = []
-        requests = iter(batch.request_hashes)
-        # Predictions in a row while no label waits (the writes between them reach neither
-        # join) release no label: the join takes them as one run, the wait their latest time.
-        run: list[tuple[int, Prediction]] = []
-        run_requests: list[int] = []
+        positions: list[int] = []
+        records: list[Prediction | GroundTruth] = []
+        requests: list[int | None] = []
+        hashes = iter(batch.request_hashes)
         for i, record in enumerate(batch.records):
-            released: list[GroundTruth]
             if isinstance(record, Prediction):
-                request = next(requests)
-                if not wait.waiting:
-                    run.append((i, record))
-                    run_requests.append(request)
-                    continue
+                requests.append(next(hashes))
+            elif isinstance(record, GroundTruth):
+                requests.append(None)
+            else:
+                continue  # neither join reads feature writes
+            positions.append(i)
+            records.append(record)
+        run = (
+            label_join.join_run(records, requests)
+            if len(records) >= label_join.FEWEST_AT_ONCE
+            else None
+        )
+        fed: list[tuple[int, Prediction | GroundTruth]] = []
+        k, end = 0, len(records)
+        while k < end:
+            i, record = positions[k], records[k]
+            released: list[GroundTruth]
+            if not wait.waiting:
+                # While no label waits, a prediction releases none: the join takes the
+                # records up to the first label it holds no prediction for, the wait the
+                # latest prediction time among them.
+                stop = joins.observe_run(records, requests, k, run)
+                fed.extend(zip(positions[k:stop], records[k:stop], strict=True))
+                latest = max(
+                    (r.predicted_at for r in records[k:stop] if isinstance(r, Prediction)),
+                    default=None,
+                )
+                if latest is not None:
+                    wait.advance(latest)
+                if stop == end:
+                    break
+                k = stop
+                i, record = positions[k], records[k]
+                assert isinstance(record, GroundTruth)
+                released = wait.add(record)
+            elif isinstance(record, Prediction):
+                request = requests[k]
+                assert request is not None
                 joins.observe(record, request)
                 fed.append((i, record))
                 released = wait.advance(record.predicted_at)
-            elif isinstance(record, GroundTruth):
-                self._join_run(joins, run, run_requests, fed)
-                if joins.observe_held(record):
-                    fed.append((i, record))
-                    continue
-                released = wait.add(record)
-            else:
+            elif joins.observe_held(record):
+                fed.append((i, record))
+                k += 1
                 continue
+            else:
+                released = wait.add(record)
+            k += 1
             for truth in released:
                 joins.observe(truth)
                 fed.append((i, truth))
-        self._join_run(joins, run, run_requests, fed)
         caused = joins.caused()
         shadow: list[shadow_join.ShadowEffects | None] = [None] * len(fed)
         if self.shadow is not None:
@@ -345,24 +373,6 @@ class Monitor:
         for k, ((i, _), found) in enumerate(zip(fed, shadow, strict=True)):
             by_position.setdefault(i, []).append((caused.get(k), found))
         return by_position
-
-    def _join_run(
-        self,
-        joins: label_join.JoinBatch,
-        run: list[tuple[int, Prediction]],
-        requests: list[int],
-        fed: list[tuple[int, Prediction | GroundTruth]],
-    ) -> None:
-        """Join the run of predictions ``_join_results`` gathered (none if empty), then
-        empty it."""
-        if not run:
-            return
-        predictions = [prediction for _, prediction in run]
-        joins.observe_predictions(predictions, requests)
-        fed.extend(run)
-        self.label_wait.advance(max(prediction.predicted_at for prediction in predictions))
-        run.clear()
-        requests.clear()
 
     def _prediction(
         self,

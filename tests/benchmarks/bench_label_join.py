@@ -3,17 +3,19 @@
 The synthetic replay's predictions and labels (``bench_monitor_replay.synthetic``: per
 model, a prediction a second and the label of each an hour later, five predictions to three
 labels), grouped per model in batches of ``--batch`` records and joined as the monitor
-joins them: a label through ``JoinBatch.observe_held`` (all of them are held), the
-predictions between two labels as one run through ``observe_predictions``, with their
-request hashes made in one pass (``request_hashes``, as ``Batch`` makes them), the
-batch's ``caused`` at its end. Each round starts from
+joins them while no label waits: the batch as one run through ``JoinBatch.observe_run``
+(all the labels are held), with the predictions' request hashes made in one pass
+(``request_hashes``, as ``Batch`` makes them), the batch's ``caused`` at its end. Each round
+starts from
 fresh joins; the rate is of the fastest and the median round, since on a shared machine
 the fastest is the least disturbed.
 
 ``--per-record``: the join's own cost per record, without the detectors: one model's first
 5,000 predictions, then 3,000 labels of them, all in one batch and with reports pushed past
 the end (so that nothing is fed to the detectors until the end), CPU microseconds per
-prediction (one run, request hashes included) and per label, of the fastest round each.
+prediction (one run, request hashes and columns included) and per label (one run, its
+columns included; a label not held only looked up, as the monitor would make it wait), of
+the fastest round each.
 
 Run from the repository root::
 
@@ -42,23 +44,28 @@ def join_seconds(portfolio: Portfolio, grouped: Sequence[tuple[str, list[Record]
     start = time.process_time()
     for model_id, records in grouped:
         batch = label_join.JoinBatch(joins[model_id])
-        run: list[Prediction] = []
-        for record in records:
-            if isinstance(record, Prediction):
-                run.append(record)
-                continue
-            _observe_run(batch, run)
-            if isinstance(record, GroundTruth) and not batch.observe_held(record):
-                batch.observe(record)
-        _observe_run(batch, run)
+        _observe_run(batch, records)
         batch.caused()
     return time.process_time() - start
 
 
-def _observe_run(batch: label_join.JoinBatch, run: list[Prediction]) -> None:
-    if run:
-        batch.observe_predictions(run, request_hashes(p.request_id for p in run))
-        run.clear()
+def _observe_run(
+    batch: label_join.JoinBatch, records: Sequence[Record], unheld: bool = True
+) -> None:
+    """The records as the monitor joins them while no label waits; a label the join does
+    not hold, which the monitor would make wait, joined at once if ``unheld``, else
+    left out."""
+    joined = [r for r in records if isinstance(r, Prediction | GroundTruth)]
+    hashes = iter(request_hashes(r.request_id for r in joined if isinstance(r, Prediction)))
+    requests = [next(hashes) if isinstance(r, Prediction) else None for r in joined]
+    run = label_join.join_run(joined, requests)
+    at = 0
+    while at < len(joined):
+        at = batch.observe_run(joined, requests, at, run)
+        if at < len(joined):
+            if unheld:
+                batch.observe(joined[at])
+            at += 1
 
 
 def per_record_us(model: Model, records: Sequence[Record]) -> tuple[float, float]:
@@ -69,10 +76,9 @@ def per_record_us(model: Model, records: Sequence[Record]) -> tuple[float, float
     join.next_report_ms = 2**62  # no report, so no detector is fed before the end
     batch = label_join.JoinBatch(join)
     start = time.process_time()
-    _observe_run(batch, list(predictions))
+    _observe_run(batch, predictions)
     held = time.process_time()
-    for truth in labels:
-        batch.observe_held(truth)
+    _observe_run(batch, labels, unheld=False)
     end = time.process_time()
     batch.caused()
     return (held - start) / len(predictions) * 1e6, (end - held) / len(labels) * 1e6

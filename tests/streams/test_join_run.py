@@ -1,9 +1,9 @@
-"""Predictions joined a run at a time (``JoinBatch.observe_predictions``, which holds the
-common ones of a run with one insert into the held table) give what ``observe`` gives one
-record at a time: the same results at the same records and the same state after, with
+"""Predictions and labels joined a run at a time (``JoinBatch.observe_run``, whose common
+records go through the held table's compiled loop) give what ``observe`` gives one record
+at a time: the same results at the same records and the same state after, with
 redeliveries, predictions out of order and late, labels by request or by entity only,
-expiry by TTL, the cap of held predictions (the sample halves, the oldest goes) and
-evicted streams."""
+expiry by TTL, the cap of held predictions (the sample halves, the oldest goes), reports
+and evicted streams."""
 
 from __future__ import annotations
 
@@ -15,10 +15,21 @@ from hypothesis import strategies as st
 
 from schemas.contracts import ClassProbabilities, GroundTruth, Prediction
 from streams.monitor import label_join
-from streams.monitor.label_join import JoinBatch, JoinResult, LabelJoin, new_join, observe
+from streams.monitor.held import HeldTable
+from streams.monitor.label_join import (
+    JoinBatch,
+    JoinResult,
+    LabelJoin,
+    join_run,
+    new_join,
+    observe,
+)
 from streams.portfolio import parse_portfolio
 from tests.detectors.batching import batches, cuts, same_state, state_difference
 from tests.streams.test_label_join import START_MS, Event, label, prediction
+from tests.streams.test_label_join_batches import EVENTS as ALARMING
+from tests.streams.test_label_join_batches import EXPECTED as ALARMING_EXPECTED
+from tests.streams.test_label_join_batches import EXPECTED_JOIN as ALARMING_JOIN
 from tests.streams.test_label_join_batches import PORTFOLIO as BATCH_PORTFOLIO
 
 # The batch tests' model (TTL 30 s, three streams at most, so that one is evicted) with at
@@ -57,7 +68,7 @@ def records(draw: st.DrawFn) -> list[Event]:
             named = draw(st.sampled_from(["request", "entity", "both"]))
             events.append(
                 label(
-                    draw(st.integers(0, 1)),
+                    draw(st.sampled_from([0, 1, 0, 1, "b"])),
                     at + draw(st.sampled_from([0, 500, 5000, 35_000])),
                     request=None if named == "entity" else request,
                     entity=None if named == "request" else entity,
@@ -67,21 +78,23 @@ def records(draw: st.DrawFn) -> list[Event]:
 
 
 def in_runs(join: LabelJoin, events: list[Event], at: list[int]) -> list[JoinResult]:
-    """Batches cut at ``at``; in each, the predictions in a row as one run."""
+    """Batches cut at ``at``; in each, the records as runs up to each label the join does
+    not hold, which goes alone (where the monitor makes it wait)."""
     found: list[JoinResult] = []
     for batch in batches(events, at):
         joined = JoinBatch(join)
-        run: list[Prediction] = []
-        for event in [*batch, None]:
-            if isinstance(event, Prediction):
-                run.append(event)
-                continue
-            if run:
-                requests = [label_join.request_hash(p.request_id) for p in run]
-                joined.observe_predictions(run, requests)
-                run = []
-            if isinstance(event, GroundTruth):
-                joined.observe(event)
+        requests = [
+            label_join.request_hash(e.request_id) if isinstance(e, Prediction) else None
+            for e in batch
+        ]
+        run = join_run(batch, requests)
+        k = 0
+        while k < len(batch):
+            k = joined.observe_run(batch, requests, k, run)
+            if k < len(batch):
+                assert isinstance(batch[k], GroundTruth) and not label_join.holds(join, batch[k])
+                joined.observe(batch[k])
+                k += 1
         found.extend(joined.results())
     return found
 
@@ -97,15 +110,12 @@ def held_state(join: LabelJoin) -> dict[str, Any]:
 def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
     events = data.draw(records())
     at = data.draw(cuts(len(events), max_batches=6))
-    most = data.draw(st.integers(1, 9))
+    fewest = data.draw(st.sampled_from([0, 1, label_join.FEWEST_AT_ONCE]))
     expected_join = fresh()
     expected = [observe(expected_join, event) for event in events]
     join = fresh()
-    # Every run long enough to go at once, in pieces of at most ``most``.
-    with (
-        mock.patch.object(label_join, "_FEWEST_AT_ONCE", 1),
-        mock.patch.object(label_join, "_MOST_AT_ONCE", most),
-    ):
+    # 0: every record through the loop; else after a short call of it, some alone.
+    with mock.patch.object(label_join, "FEWEST_AT_ONCE", fewest):
         found = in_runs(join, events, at)
     assert found == expected
     mine, theirs = held_state(join), held_state(expected_join)
@@ -115,41 +125,58 @@ def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
         assert join.held.of_entity(entity) == expected_join.held.of_entity(entity)
 
 
-def test_a_run_is_held_at_once_with_expiry_and_the_cap_in_it() -> None:
+def test_a_run_goes_through_the_loop_with_expiry_reports_and_the_cap_in_it() -> None:
     """Predictions 5 s apart, so that the TTL (30 s) drops the oldest within a run and
     one lands on each report time (every 20 s), then 0.5 s apart, so that the cap (6)
-    halves the sample. Pinned counts, and the run goes
-    in a few inserts, the uncommon predictions (a report due, the cap reached) one by one."""
-    events: list[Event] = [
-        prediction(i, 0.25, entity=f"u{i}", at_ms=START_MS + 5000 * i) for i in range(30)
-    ]
-    events += [
-        prediction(i, 0.75, entity=f"u{i}", at_ms=START_MS + 150_000 + 500 * (i - 30))
-        for i in range(30, 60)
-    ]
+    halves the sample, with a label by request after every third. Pinned counts, and the
+    loop stops where the Python goes on."""
+    events: list[Event] = []
+    for i in range(60):
+        at = START_MS + (5000 * i if i < 30 else 150_000 + 500 * (i - 30))
+        events.append(prediction(i, 0.25 + (i % 2) / 2, entity=f"u{i}", at_ms=at))
+        if i % 3 == 2:
+            events.append(label(i % 2, at + 100, request=i - 1))
     expected_join = fresh()
     expected = [observe(expected_join, event) for event in events]
     join = fresh()
-    calls: list[int] = []
-    insert = JoinBatch._insert
+    stops: list[int] = []
+    loop = HeldTable.join_run
 
-    def counted(self: JoinBatch, *args: Any) -> int:
-        calls.append(joined := insert(self, *args))
-        return joined
+    def counted(self: HeldTable, *args: Any) -> tuple[int, int]:
+        stop, why = loop(self, *args)
+        stops.append(why)
+        return stop, why
 
     with (
-        mock.patch.object(JoinBatch, "_insert", counted),
-        mock.patch.object(label_join, "_FEWEST_AT_ONCE", 1),
+        mock.patch.object(HeldTable, "join_run", counted),
+        mock.patch.object(label_join, "FEWEST_AT_ONCE", 0),
     ):
         assert in_runs(join, events, []) == expected
     mine, theirs = held_state(join), held_state(expected_join)
     assert same_state(mine, theirs), state_difference(mine, theirs)
-    assert (join.expired, join.held.unsampled, len(join.held), join.held.fraction) == (
-        14,
-        41,
-        5,
+    assert (join.expired, join.held.unsampled, join.joined, len(join.held)) == (
+        expected_join.expired,
+        expected_join.held.unsampled,
+        expected_join.joined,
+        len(expected_join.held),
+    )
+    assert (join.joined, join.expired, join.held.unsampled, join.held.fraction) == (
+        12,
+        18,
+        26,
         0.125,
     )
-    # Three predictions between reports, the fourth (on the report time) alone, as are
-    # those that find the table full (the first halvings, then within the fast part).
-    assert calls == [3, 1, 1, 1, 1, 1] + [3, 1] * 5 + [7, 1, 12, 1, 1, 9]
+    # Each report, the labels of predictions let go of (the Python counts them), and the
+    # predictions that find the table (6 rows, 7 in the columns) full.
+    assert [stops.count(why) for why in range(5)] == [0, 13, 8, 0, 6]
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts(len(ALARMING), max_batches=30))
+def test_runs_of_a_stream_that_makes_every_alarm(at: list[int]) -> None:
+    """The batch tests' stream, whose detectors all alarm: each alarm at its record, with
+    what its detector read there, and each label's delay."""
+    join = new_join(parse_portfolio(BATCH_PORTFOLIO).models["churn"])
+    assert in_runs(join, ALARMING, at) == ALARMING_EXPECTED
+    mine, theirs = held_state(join), held_state(ALARMING_JOIN)
+    assert same_state(mine, theirs), state_difference(mine, theirs)
