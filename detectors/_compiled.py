@@ -20,12 +20,23 @@ from typing import Any, TypeVar
 
 import numba
 
-__all__ = ["compiled"]
+__all__ = ["compiled", "compiled_functions"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+# Every compiled function, for ``compiled_functions``.
+_COMPILED: list[Any] = []
 
 
 def compiled(function: _F) -> _F:
     """``function`` compiled to machine code by numba, without the Python interpreter
     (``nopython``), the compilation cached on disk."""
-    return numba.njit(cache=True)(function)  # type: ignore[return-value]
+    dispatcher = numba.njit(cache=True)(function)
+    _COMPILED.append(dispatcher)
+    return dispatcher  # type: ignore[return-value]
+
+
+def compiled_functions() -> tuple[Any, ...]:
+    """The numba dispatchers ``compiled`` made so far (those of the modules imported),
+    whose ``signatures`` list the argument types each was compiled for."""
+    return tuple(_COMPILED)

@@ -14,7 +14,8 @@ the worker (``streams.worker``) carries them out.
 - ``leak_watch``: write lag, availability gaps, label leaks;
 - ``label_wait``: labels that arrived ahead of their predictions;
 - ``gauges``: the inputs the parts above could not use, and how full their capped
-  structures are.
+  structures are;
+- ``warm_up``: compiles the loops of the parts above before the first record needs them.
 """
 
 from streams.monitor.batch import Batch

@@ -52,8 +52,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if unreachable is not None:
             print(f"failsoft worker: {unreachable}", file=sys.stderr)
             return 1
+        from streams.monitor.warm_up import warm_up
         from streams.worker.app import create_app
 
+        # Before the first record: compiling on a batch would stall every model's records.
+        warm_up(portfolio)
         app = create_app(settings, portfolio)
     except PortfolioError as error:
         print(f"failsoft worker: {settings.portfolio_path}: {error}", file=sys.stderr)

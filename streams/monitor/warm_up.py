@@ -1,0 +1,112 @@
+"""Compiles the monitor's loops before the first record needs them.
+
+The batch updates of the leak watch and the label join run compiled loops
+(``detectors._compiled``): numba compiles each on its first call, which takes seconds
+(about 17 s on a 2-core machine for all of them), then caches the machine code on disk,
+where later processes load it in about a second. A worker that compiled them on its first
+batch would stall its whole event loop that long, with every model's records waiting, so
+the worker calls ``warm_up`` before it consumes, and ``./deploy/run setup`` fills the
+cache once.
+
+``warm_up`` feeds one batch of made-up records to a throwaway ``Monitor``: predictions
+of a model's features, their labels by request, and writes of the entities they were
+about, enough for every compiled loop to run. Nothing of it is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+from streams.monitor.batch import Batch, Record
+from streams.monitor.monitor import Monitor
+from streams.portfolio import Model, parse_portfolio
+
+__all__ = ["warm_up"]
+
+# What one warm-up batch holds: enough records, entities and labels that each compiled
+# loop takes its batch path (not the one-by-one path of short batches).
+_PREDICTIONS = 200
+_ENTITIES = 50
+_LABEL_DELAY_MS = 60_000
+
+# A model with a feature of each kind, for a process with no portfolio at hand.
+_MODEL = """
+[models.warm-up]
+owner = "failsoft"
+tier = "cpu"
+fallback = "keep_all"
+label_delay = "1m"
+[models.warm-up.features]
+amount = "numeric"
+country = "categorical"
+"""
+
+
+def warm_up(models: Iterable[Model] = ()) -> None:
+    """Runs every compiled loop once, on the first of ``models`` (a made-up model if
+    none), so that none is compiled while records wait.
+
+    >>> warm_up()
+    """
+    model = next(iter(models), None)
+    if model is None:
+        model = next(iter(parse_portfolio(_MODEL)))
+    numeric = frozenset(f.name for f in model.features if f.kind == "numeric")
+    batch = Batch.from_records(model.model_id, _records(model, numeric), numeric)
+    Monitor(model).observe(batch)
+
+
+def _records(model: Model, numeric: frozenset[str]) -> list[Record]:
+    """Predictions a second apart, each followed by a write of one of its features for its
+    entity; then their labels, by request, the label delay later."""
+    records: list[Record] = []
+    predictions: list[Prediction] = []
+    for n in range(_PREDICTIONS):
+        at = 1_000 * (n + 1)
+        entity = f"entity-{n % _ENTITIES}"
+        prediction = Prediction(
+            schema_version=1,
+            request_id=f"request-{n}",
+            model_id=model.model_id,
+            model_version="warm-up",
+            role="live",
+            entity_id=entity,
+            predicted_at=at,
+            output=Score(score=(n % 10) / 10),
+            features={
+                f.name: FeatureSeen(_value(f.name, n, numeric), at - 500) for f in model.features
+            },
+            latency_ms=1.0,
+        )
+        predictions.append(prediction)
+        records.append(prediction)
+        if model.features:
+            feature = model.features[n % len(model.features)].name
+            records.append(
+                FeatureWrite(
+                    schema_version=1,
+                    entity_id=entity,
+                    feature=feature,
+                    value=_value(feature, n + 1, numeric),
+                    event_at=at + 100,
+                    written_at=at + 200,
+                    source="warm-up",
+                )
+            )
+    records.extend(
+        GroundTruth(
+            schema_version=1,
+            model_id=model.model_id,
+            label=n % 3 == 0,
+            label_at=prediction.predicted_at + _LABEL_DELAY_MS,
+            request_id=prediction.request_id,
+            entity_id=prediction.entity_id,
+        )
+        for n, prediction in enumerate(predictions)
+    )
+    return records
+
+
+def _value(feature: str, n: int, numeric: frozenset[str]) -> float | str:
+    return float(n % 7) if feature in numeric else f"value-{n % 5}"
