@@ -2,8 +2,8 @@
 
 The batch updates of the leak watch and the label join run compiled loops
 (``detectors._compiled``): numba compiles each on its first call, which takes seconds
-(about 17 s on a 2-core machine for all of them), then caches the machine code on disk,
-where later processes load it in about a second. A worker that compiled them on its first
+(17 s of CPU for all of them), then caches the machine code on disk, where later
+processes load it in about a second. A worker that compiled them on its first
 batch would stall its whole event loop that long, with every model's records waiting, so
 the worker calls ``warm_up`` before it consumes, and ``./deploy/run setup`` fills the
 cache once.

@@ -31,15 +31,19 @@ PORTFOLIO = ROOT / "deploy" / "portfolio.example.toml"
 START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
 BUG = "a bug in the monitor"
-# `failsoft worker`, with the monitors' observe() replaced by one that raises.
+# `failsoft worker`, with the monitors' observe() replaced by one that raises. The bug is
+# one that records meet, so the warm-up, which observes a made-up batch before the worker
+# consumes, is skipped (it would stop the worker before it made its topics).
 BROKEN_WORKER = f"""
 import sys
+import streams.monitor.warm_up
 from streams.monitor import Monitor
 
 def observe(*args):
     raise RuntimeError({BUG!r})
 
 Monitor.observe = observe
+streams.monitor.warm_up.warm_up = lambda models=(): None
 from streams.cli import main
 sys.exit(main(["worker", "--loglevel", "warning"]))
 """
