@@ -6,8 +6,10 @@ expression. Their batch updates run such stretches through a loop compiled by nu
 over numpy columns of the batch and the detector's own state arrays: the same
 arithmetic on the same float64 values as ``update`` one at a time (numba keeps IEEE
 semantics; fast-math is off), so the results are equal, not close. The compiled code is
-cached on disk beside the module (numba's ``cache=True``), so only a process's first call
-after an upgrade pays the compilation.
+cached on disk beside the module (numba's ``cache=True``), so only the first call after a
+change pays the compilation. numba checks only the file that defines a loop, not those of
+the loops it calls: ``./deploy/run setup`` empties the cache when any file with a
+compiled loop changed.
 
 Calling compiled code from Python costs about half a microsecond, more than a short
 Python function, so it pays only with the loop inside: ``update`` keeps its Python path.

@@ -17,7 +17,11 @@ SCHEMA_VERSION: Final[Version] = 1
 """The version every contract is at; decoders accept exactly the versions they know."""
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Millis = Annotated[int, msgspec.Meta(ge=0)]
+# At most 2**53 - 1 (the year 287,396): a double holds every such time exactly, and the
+# worker's columns and compiled loops keep times in int64 and float64, so a larger one
+# would overflow there rather than be refused here.
+MAX_MILLIS: Final = 2**53 - 1
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_MILLIS)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Latency = Annotated[float, msgspec.Meta(ge=0.0)]
 Scalar: TypeAlias = bool | int | float | str | None

@@ -4,8 +4,8 @@
 the detector's state arrays what ``LabelCoincidentWrites.update`` does for each: mark a
 write in its entity's control windows and open label, open a label, then judge the lag
 bins due. Every step is the same float64 operation on the same values, in the same order,
-as the Python path's, and tiles are integers (``floor`` of a time over a bin's width), so
-the state it leaves is equal, not close.
+as the Python path's, and tiles are integers (``floor(at * inverse - phase)``: a time over
+a bin's width, shifted by its entity's phase), so the state it leaves is equal, not close.
 
 What is rare, or needs Python objects, goes back to the caller, which handles it and calls
 ``coincide`` again: a write of a feature without a column yet (``NEW_COLUMN``: the caller

@@ -135,10 +135,6 @@ class KeyTable:
         """
         return probe(self.rows, self.keys, key, keyed_by_row=False)
 
-    def probe_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``probe`` of each of the ``uint64`` keys, at once: their slots and rows."""
-        return probe_many(self.rows, self.keys, keys, keyed_by_row=False)
-
     def find(self, key: int) -> int:
         """The key's row, -1 if absent."""
         return self.probe(key)[1]
@@ -174,37 +170,6 @@ def probe(rows: np.ndarray, keys: np.ndarray, key: int, *, keyed_by_row: bool) -
         slot = (slot + 1) & mask
         row = rows.item(slot)
     return slot, row
-
-
-def probe_many(
-    rows: np.ndarray, keys: np.ndarray, wanted: np.ndarray, *, keyed_by_row: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """``probe`` of each of the ``uint64`` keys ``wanted``, at once: their slots and rows
-    (-1 for the absent ones, at the empty slot where each would go)."""
-    mask = len(rows) - 1
-    # The first slots from each key's home at once: the table is at most half full, so
-    # nearly every probe stops among them; the others go on a slot at a time.
-    window = ((wanted & np.uint64(mask)).astype(np.intp)[:, None] + _WINDOW) & mask
-    held = rows[window]
-    stops = (held < 0) | (_keys_of(keys, window, held, keyed_by_row) == wanted[:, None])
-    each = np.arange(len(wanted))
-    first = np.where(stops.any(axis=1), stops.argmax(axis=1), len(_WINDOW) - 1)
-    slots, found = window[each, first], held[each, first]
-    moving = np.flatnonzero(~stops[each, first])
-    while len(moving):
-        at = (slots[moving] + 1) & mask
-        slots[moving] = at
-        found[moving] = rows[at]
-        taken = found[moving]
-        moving = moving[(taken >= 0) & (_keys_of(keys, at, taken, keyed_by_row) != wanted[moving])]
-    return slots, found
-
-
-def _keys_of(
-    keys: np.ndarray, slots: np.ndarray, rows: np.ndarray, keyed_by_row: bool
-) -> np.ndarray:
-    """The keys in ``slots`` holding ``rows`` (what an empty slot gives is never read)."""
-    return keys[np.maximum(rows, 0)] if keyed_by_row else keys[slots]
 
 
 def vacate(rows: np.ndarray, keys: np.ndarray, hole: int, *, keyed_by_row: bool) -> None:
@@ -266,10 +231,6 @@ def vacate_compiled(rows: np.ndarray, keys: np.ndarray, hole: int, keyed_by_row:
         if not keyed_by_row:
             keys[hole], keys[slot] = keys[slot], 0
         hole = slot
-
-
-# Slots read at once from a key's home by ``probe_many``.
-_WINDOW = np.arange(8)
 
 
 def in_sample(key: int, bits: int) -> bool:

@@ -866,7 +866,9 @@ def _read_compiled(
     block, ``min_predictions``, ``max_keys``).
 
     One loop, its steps written out rather than calls of functions of the arrays: such a
-    call counts references to each array it is given, which cost more than the step.
+    call counts references to each array it is given, which cost more than the step. The
+    exceptions are ``_late_compiled``, for a write that reaches back past its entity's
+    predictions, and ``_make_room_compiled``, at the cap: both rarer than a value.
 
     Returns
     -------

@@ -202,8 +202,8 @@ HEALTH_ROLE = "live"
 # ``JoinBatch.observe_run``: a run of fewer records goes a record at a time (the fixed cost
 # of a compiled loop's call and of the run's columns would outweigh what they save), and
 # so do as many records after a call of the loop that joined fewer, twice as many after
-# another such call, up to ``_MOST_ALONE`` (where the records that stop it are close
-# together: labels not held, as when the sample leaves many out).
+# another such call, up to ``_MOST_ALONE * FEWEST_AT_ONCE`` records (where the records that
+# stop it are close together: labels not held, as when the sample leaves many out).
 FEWEST_AT_ONCE = 8
 _MOST_ALONE = 512
 # A held prediction's label in ``JoinBatch._enqueue``: none yet.

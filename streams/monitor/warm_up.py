@@ -44,12 +44,13 @@ country = "categorical"
 
 
 def warm_up(models: Iterable[Model] = ()) -> None:
-    """Runs every compiled loop once, on the first of ``models`` (a made-up model if
-    none), so that none is compiled while records wait.
+    """Runs every compiled loop once, on the first of ``models`` that has features (a
+    model without any has no leak watch, whose loops would not run; a made-up model if
+    none has), so that none is compiled while records wait.
 
     >>> warm_up()
     """
-    model = next(iter(models), None)
+    model = next((m for m in models if m.features), None)
     if model is None:
         model = next(iter(parse_portfolio(_MODEL)))
     numeric = frozenset(f.name for f in model.features if f.kind == "numeric")

@@ -838,8 +838,8 @@ def test_late_writes_count_gaps_in_the_blocks_kept_only() -> None:
 
 def _predictions_and_writes(seed: int, n: int) -> list[Any]:
     """Predictions of two or three features (one event each) and writes, of more entities
-    than a batch's run holds, late writes among them: writes that wait for the run, meet
-    its predictions, repeat a key, or count gaps."""
+    than 20 keys hold, late writes among them: writes that meet earlier predictions, repeat
+    a key, or count gaps."""
     rng = np.random.default_rng(seed)
     now, events = 0.0, []
     for _ in range(n):
@@ -858,12 +858,11 @@ def _predictions_and_writes(seed: int, n: int) -> list[Any]:
 
 @pytest.mark.parametrize("max_keys", [20, 100_000])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_availability_gap_batch_finds_keys_and_queues_writes_as_one_by_one(
+def test_availability_gap_batch_makes_room_and_rings_writes_as_one_by_one(
     max_keys: int, seed: int
 ) -> None:
-    # Batches of 150 events: their keys found at once (with 20 keys at most, room is made
-    # inside a batch, at a prediction or a write), writes queued until the run is added;
-    # rings of two writes, so that a queued write drops one.
+    # Batches of 150 events: with 20 keys at most, room is made inside a batch, at a
+    # prediction or a write; rings of two writes, so that a write drops one.
     events = _predictions_and_writes(seed, 900)
     make = functools.partial(AvailabilityGap, 0.05, min_predictions=5, window=16, history=2)
     assert_same_batched(

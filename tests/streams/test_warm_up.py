@@ -60,11 +60,12 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
         [sys.executable, "-c", _SCRIPT, "60000"], capture_output=True, text=True, check=True
     )
     found = json.loads(out.stdout)
-    # The loops that Python calls (the others are compiled into them).
+    # The loops that Python calls; compiled with an empty cache, those they call are
+    # compiled (and listed) with them.
     called = {
         "detectors.leaks._coincide.coincide",
         "detectors.leaks.availability_gap._read_compiled",
         "streams.monitor.held._join",
     }
-    assert called == {name for name, signatures in found["warmed"].items() if signatures}
+    assert called <= {name for name, signatures in found["warmed"].items() if signatures}
     assert found["after"] == found["warmed"]
