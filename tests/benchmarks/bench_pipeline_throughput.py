@@ -99,7 +99,7 @@ from schemas.contracts import (
     Scalar,
     Score,
 )
-from streams.monitor import Batch, Effects, Monitor, label_join, leak_watch, shadow_join
+from streams.monitor import Batch, Effects, Monitor, leak_watch, shadow_join
 from streams.portfolio import Model, Portfolio
 from streams.settings import Settings
 from streams.simulate.population import synthetic_portfolio
@@ -477,8 +477,11 @@ async def counting_rate(settings: Settings, app_id: str, events: int, take: bool
 class Taps:
     """What the worker feeds its joins and leak watch, and the newest counts of their
     points (``TAPPED``), seen by wrapping their ways in (a monitor feeds them a batch at
-    a time: the label join record by record through a ``JoinBatch``, the shadow join and
-    the leak watch a list at once) and the InfluxDB sink's queue."""
+    a time: the label join the batch's predictions and labels, some of which its label
+    wait holds back, the shadow join and the leak watch a list at once) and the InfluxDB
+    sink's queue. A join's points are made when its stream time passes a report time: the
+    newest are those of the last report, before the labels read after the last prediction
+    (when the topics are read one after the other) were joined."""
 
     def __init__(self) -> None:
         self.fed: Counter[str] = Counter()
@@ -489,7 +492,7 @@ class Taps:
         # Each way in, and the position of its record (or list of them) among its
         # arguments: the ids' hashes of the batch may follow it.
         ways_in: tuple[tuple[str, Any, str, int], ...] = (
-            ("label_join", label_join.JoinBatch, "observe", 1),
+            ("label_join", Monitor, "_join_results", 1),
             ("shadow_join", shadow_join, "observe_many", 2),
             ("leak_watch", leak_watch, "observe_many", 2),
         )
@@ -508,8 +511,11 @@ class Taps:
         if ``many``)."""
 
         def fed(*args: Any) -> Any:
-            for record in args[at] if many else (args[at],):
-                self.fed[f"{kind} {type(record).__name__}"] += 1
+            fed = args[at]
+            records = fed.records if isinstance(fed, Batch) else fed if many else (fed,)
+            for record in records:
+                if not isinstance(record, FeatureWrite) or kind == "leak_watch":
+                    self.fed[f"{kind} {type(record).__name__}"] += 1
             return observe(*args)
 
         return fed
