@@ -787,36 +787,71 @@ def _future_values_many(
 ) -> None:
     live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
     carried = [predictions[i].features for i in live]
-    # One row per feature value served, predictions in order.
-    features = [name for served in carried for name in served]
-    if not features:
-        return
-    rows = [i for i, served in zip(live, carried, strict=True) for _ in served]
-    entities = [predictions[i].entity_id for i in rows]
-    made = [predictions[i].predicted_at for i in rows]
-    seen = [seen for served in carried for seen in served.values()]
-    values = [s.value for s in seen]
-    written = [s.written_at for s in seen]
+    names = tuple(carried[0]) if carried else ()
     counted = detector.future_values
-    if len(rows) > SMALL_BATCH:
-        detector.update_many(
-            entities, features, values, np.array(written, np.int64), np.array(made, np.int64)
+    if len(live) * len(names) > SMALL_BATCH and all(tuple(c) == names for c in carried):
+        # Nearly always every prediction serves the same features in the same order: one
+        # grid of timestamps, without a list per row of the grid.
+        width = len(names)
+        written = np.fromiter(
+            (seen.written_at for served in carried for seen in served.values()),
+            np.int64,
+            len(live) * width,
+        ).reshape(len(live), width)
+        made = np.fromiter((predictions[i].predicted_at for i in live), np.int64, len(live))
+        detector.update_grid(
+            [predictions[i].entity_id for i in live],
+            names,
+            written,
+            made,
+            lambda i, j: carried[i][names[j]].value,
         )
+
+        def located(row: int) -> tuple[int, str]:
+            return live[row // width], names[row % width]
     else:
-        # A small batch goes through ``update`` row by row (``detectors._batch``), which
-        # checks plain ints faster than numpy's.
-        detector.update_many(entities, features, values, written, made)
+        # One row per feature value served, predictions in order.
+        features = [name for served in carried for name in served]
+        if not features:
+            return
+        rows = [i for i, served in zip(live, carried, strict=True) for _ in served]
+        entities = [predictions[i].entity_id for i in rows]
+        made_at = [predictions[i].predicted_at for i in rows]
+        seen = [seen for served in carried for seen in served.values()]
+        values = [s.value for s in seen]
+        written_at = [s.written_at for s in seen]
+        if len(rows) > SMALL_BATCH:
+            detector.update_many(
+                entities,
+                features,
+                values,
+                np.array(written_at, np.int64),
+                np.array(made_at, np.int64),
+            )
+        else:
+            # A small batch goes through ``update`` row by row (``detectors._batch``), which
+            # checks plain ints faster than numpy's.
+            detector.update_many(entities, features, values, written_at, made_at)
+
+        def located(row: int) -> tuple[int, str]:
+            return rows[row], features[row]
+
     if detector.future_values == counted:
         return  # none from the future, as nearly always
     for n, row in enumerate(detector.future_indices.tolist(), start=1):
-        before[rows[row]].append(
+        i, name = located(row)
+        made_ms = predictions[i].predicted_at
+        before[i].append(
             Evidence(
                 detector="future_values",
-                feature=features[row],
-                at=ats[rows[row]],
+                feature=name,
+                at=ats[i],
                 alarm=True,
                 critical=True,
-                details={"skew_ms": written[row] - made[row], "future_values": counted + n},
+                details={
+                    "skew_ms": predictions[i].features[name].written_at - made_ms,
+                    "future_values": counted + n,
+                },
             )
         )
 
