@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import pickle
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import ResidualCUSUM
-from detectors.drift.residual_cusum import _score_table, cusum_threshold
+from detectors.drift import residual_cusum
+from detectors.drift.residual_cusum import _score_array, cusum_threshold
 from tests.detectors.batching import (
     cuts,
     detection_event,
@@ -260,10 +262,116 @@ def test_a_restored_detector_shares_the_score_table_and_goes_on_alike() -> None:
     restored = pickle.loads(pickle.dumps(detector))
     model = restored._model
     # The pickle holds the residuals, not the 2 m + 1 scores: those are the cached table's.
-    assert model is not None and model == detector._model and len(model.residuals) == 99
-    assert model.scores is _score_table(99)
+    assert model is not None and len(model.residuals) == 99
+    assert same_state(model, detector._model)
+    assert model.scores is _score_array(99)
     detector.update_many(stream[150:])
     restored.update_many(stream[150:])
     # On to the change at 200 and past it, alike.
     assert restored.n_detections == detector.n_detections == 2
     assert same_state(detector, restored), state_difference(detector, restored)
+
+
+def python_run(
+    values: np.ndarray,
+    k: int,
+    memory: np.ndarray,
+    residuals: np.ndarray,
+    sums: np.ndarray,
+    starts: np.ndarray,
+    seen: int,
+    since_fit: int,
+    interval: int,
+    previous: float,
+    origin: int,
+    ranks: np.ndarray,
+    scores: np.ndarray,
+    numbers: np.ndarray,
+) -> tuple[int, int, int, int, float]:
+    """``residual_cusum._run`` as the Python it replaced wrote it: ``bisect`` on tuples,
+    ``max`` and lists of floats."""
+    level, slope, phi, center, scale, mean, long_run_sd, spread_mean, spread_sd = numbers[
+        :9
+    ].tolist()
+    thresholds, (clip, allowance, up, down) = numbers[9:13].tolist(), numbers[13:].tolist()
+    ordered, table = tuple(ranks.tolist()), tuple(scores.tolist())
+    total, begun = sums.tolist(), starts.tolist()
+    stop = -1
+    while k < len(values):
+        value = float(values[k])
+        k += 1
+        memory[seen % len(memory)] = value
+        residuals[seen % len(residuals)] = 0.0
+        seen += 1
+        trend = level + slope * (seen - 1 - origin)
+        expected = trend + phi * (previous - trend + slope)
+        clipped = (value - expected - center) / scale
+        clipped = clip if clipped > clip else -clip if clipped < -clip else clipped
+        previous = expected + center + clipped * scale
+        residual = value - expected
+        score = table[
+            bisect.bisect_left(ordered, residual) + bisect.bisect_right(ordered, residual)
+        ]
+        z = (score - mean) / long_run_sd
+        z = clip if z > clip else -clip if z < -clip else z
+        deviation = score - mean
+        spread = ((deviation if deviation >= 0.0 else -deviation) - spread_mean) / spread_sd
+        total[0] = max(0.0, total[0] + z - allowance)
+        total[1] = max(0.0, total[1] - z - allowance)
+        total[2] = max(0.0, total[2] + spread - up)
+        total[3] = max(0.0, total[3] - spread - down)
+        for i in range(4):
+            if total[i] == 0.0:
+                begun[i] = seen
+        alarmed = [i for i in range(4) if total[i] > thresholds[i]]
+        if alarmed:
+            stop = alarmed[0]
+            break
+        residuals[(seen - 1) % len(residuals)] = z
+        since_fit += 1
+        if since_fit >= interval:
+            stop = 4
+            break
+    sums[:], starts[:] = total, begun
+    return k, stop, seen, since_fit, previous
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ranks=st.lists(st.sampled_from([-1.5, -0.25, 0.0, 0.0, 0.5, 2.0]), min_size=1, max_size=12),
+    model=st.sampled_from([(0.0, 0.0, 0.0), (0.5, 0.01, 0.4), (-2.0, -0.3, 0.9)]),
+    spread=st.sampled_from([(0.7, 0.4), (math.inf, math.inf)]),
+    threshold=st.sampled_from([0.5, 3.0, 50.0]),
+    interval=st.integers(1, 40),
+    data=st.data(),
+)
+def test_the_compiled_run_is_the_python_step_it_replaced(
+    ranks: list[float],
+    model: tuple[float, float, float],
+    spread: tuple[float, float],
+    threshold: float,
+    interval: int,
+    data: st.DataObject,
+) -> None:
+    # Residuals that tie the reference's (a zero-inflated or discrete score: with level,
+    # slope and phi 0 a value is its residual), outliers past the clip, thresholds that
+    # alarm and refits that fall due.
+    pick = st.one_of(st.sampled_from(ranks), st.floats(-1e6, 1e6, allow_nan=False))
+    values = np.array(data.draw(st.lists(pick, min_size=1, max_size=60)))
+    residuals = np.array(sorted(ranks))
+    numbers = np.array(
+        [
+            *(*model, 0.1, 0.8, 0.05, 1.1, 0.6, 0.4),
+            *(threshold, threshold, 2 * threshold, threshold),
+            *(3.0, 0.75, *spread),
+        ]
+    )
+    sums = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.3, 2.0]), min_size=4, max_size=4)))
+    state = [np.zeros(8), np.zeros(8), sums, np.array([0, 1, 2, 3])]
+    twin = [array.copy() for array in state]
+    k = data.draw(st.integers(0, len(values) - 1))
+    scalars = (11, 0, interval, 0.2, 3)
+    tables = (residuals, _score_array(len(residuals)), numbers)
+    compiled = residual_cusum._run(values, k, *state, *scalars, *tables)
+    assert compiled == python_run(values, k, *twin, *scalars, *tables)
+    assert all(np.array_equal(a, b) for a, b in zip(state, twin, strict=True))
