@@ -89,6 +89,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -782,6 +783,12 @@ def _feature_columns(
     ]
 
 
+_FEATURES = operator.attrgetter("features")
+_ENTITY_ID = operator.attrgetter("entity_id")
+_PREDICTED_AT = operator.attrgetter("predicted_at")
+_WRITTEN_AT = operator.attrgetter("written_at")
+
+
 def _future_values_many(
     detector: FutureValues,
     predictions: Sequence[Prediction],
@@ -789,24 +796,22 @@ def _future_values_many(
     before: dict[int, list[Evidence]],
 ) -> None:
     live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
-    carried = [predictions[i].features for i in live]
+    served = [predictions[i] for i in live]
+    carried = list(map(_FEATURES, served))
     names = tuple(carried[0]) if carried else ()
     counted = detector.future_values
-    if len(live) * len(names) > SMALL_BATCH and all(tuple(c) == names for c in carried):
+    if len(live) * len(names) > SMALL_BATCH and all(map(names.__eq__, map(tuple, carried))):
         # Nearly always every prediction serves the same features in the same order: one
-        # grid of timestamps, without a list per row of the grid.
+        # grid of timestamps, without a list per row of the grid (nor a Python step per
+        # value: the maps iterate in C).
         width = len(names)
-        written = np.fromiter(
-            (seen.written_at for served in carried for seen in served.values()),
-            np.int64,
-            len(live) * width,
-        ).reshape(len(live), width)
-        made = np.fromiter((predictions[i].predicted_at for i in live), np.int64, len(live))
+        seen = itertools.chain.from_iterable(map(dict.values, carried))
+        written = np.fromiter(map(_WRITTEN_AT, seen), np.int64, len(live) * width)
         detector.update_grid(
-            [predictions[i].entity_id for i in live],
+            list(map(_ENTITY_ID, served)),
             names,
-            written,
-            made,
+            written.reshape(len(live), width),
+            np.fromiter(map(_PREDICTED_AT, served), np.int64, len(live)),
             lambda i, j: carried[i][names[j]].value,
         )
 
@@ -814,15 +819,14 @@ def _future_values_many(
             return live[row // width], names[row % width]
     else:
         # One row per feature value served, predictions in order.
-        features = [name for served in carried for name in served]
+        features = [name for row in carried for name in row]
         if not features:
             return
-        rows = [i for i, served in zip(live, carried, strict=True) for _ in served]
+        rows = [i for i, row in zip(live, carried, strict=True) for _ in row]
         entities = [predictions[i].entity_id for i in rows]
         made_at = [predictions[i].predicted_at for i in rows]
-        seen = [seen for served in carried for seen in served.values()]
-        values = [s.value for s in seen]
-        written_at = [s.written_at for s in seen]
+        values = [s.value for row in carried for s in row.values()]
+        written_at = [s.written_at for row in carried for s in row.values()]
         if len(rows) > SMALL_BATCH:
             detector.update_many(
                 entities,
