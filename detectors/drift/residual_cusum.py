@@ -356,7 +356,7 @@ class ResidualCUSUM(base.DriftDetector):
         if value is None:
             self._n_skipped += 1
         elif self._model is None:
-            self._warm(value)
+            self._warm(np.array([value]), 0)
         elif self._advance(np.array([value]), 0)[1]:
             self._drift_detected = True
             self._detections = [0]
@@ -376,8 +376,7 @@ class ResidualCUSUM(base.DriftDetector):
         k = 0
         while k < len(finite):
             if self._model is None:
-                self._warm(float(finite[k]))
-                k += 1
+                k = self._warm(finite, k)
                 continue
             k, alarmed = self._advance(finite, k)
             if alarmed:
@@ -385,20 +384,27 @@ class ResidualCUSUM(base.DriftDetector):
         self._detections = positions[found].tolist()
         self._drift_detected = bool(found) and self._detections[-1] == len(array) - 1
 
-    def _warm(self, value: float) -> None:
-        """One finite value while no model is fitted: the reference fills."""
-        seen = self._seen
-        self._memory[seen % len(self._memory)] = value
-        self._residuals[seen % len(self._residuals)] = 0.0
-        self._seen = seen = seen + 1
-        self._since_fit += 1
+    def _warm(self, finite: np.ndarray, k: int) -> int:
+        """``finite[k:]`` while no model is fitted, at once up to the value after which a
+        fit is due (the reference is complete), which this makes; the position after the
+        values taken."""
+        seen, since_fit = self._seen, self._since_fit
         warmed = seen - self._segment_start
         # A reference that could not be fitted (all its values tie: a stuck model) is
         # tried again every refit_every values, not at each one.
-        if warmed == self.warm_up or (
-            warmed > self.warm_up and self._since_fit >= self.refit_every
-        ):
-            self._fit(self._segment_start, seen)
+        due = (
+            self.warm_up - warmed if warmed < self.warm_up else max(self.refit_every - since_fit, 1)
+        )
+        # At most once round the memory, whose places then stay distinct.
+        take = min(len(finite) - k, due, len(self._memory))
+        places = np.arange(seen, seen + take) % len(self._memory)
+        self._memory[places] = finite[k : k + take]
+        self._residuals[places] = 0.0
+        self._seen = seen + take
+        self._since_fit = since_fit + take
+        if take == due:
+            self._fit(self._segment_start, self._seen)
+        return k + take
 
     def _advance(self, finite: np.ndarray, k: int) -> tuple[int, bool]:
         """``finite[k:]`` through the model and the CUSUMs (``_run``) up to an alarm or a

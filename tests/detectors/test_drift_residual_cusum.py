@@ -202,7 +202,21 @@ def _ramp_with_bad_values(seed: int) -> list[Any]:
     return values
 
 
-STREAMS = {"changes": _stream_with_changes_and_bad_values(9), "ramp": _ramp_with_bad_values(10)}
+def _stuck_then_moving(seed: int) -> list[Any]:
+    # A stuck start (all values tie: no reference can be fitted, and the fit is tried
+    # again every refit_every values), then a stream that moves, then stuck again.
+    rng = np.random.default_rng(seed)
+    values: list[Any] = [0.5] * 430 + rng.normal(0.0, 1.0, 300).tolist() + [2.0] * 270
+    for i in rng.choice(len(values), 12, replace=False):
+        values[i] = [None, math.nan, math.inf, -math.inf][int(i) % 4]
+    return values
+
+
+STREAMS = {
+    "changes": _stream_with_changes_and_bad_values(9),
+    "ramp": _ramp_with_bad_values(10),
+    "stuck": _stuck_then_moving(11),
+}
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
@@ -210,11 +224,13 @@ STREAMS = {"changes": _stream_with_changes_and_bad_values(9), "ramp": _ramp_with
 @given(at=st.data(), as_array=st.booleans())
 def test_update_many_gives_what_update_gives(name: str, at: Any, as_array: bool) -> None:
     stream = STREAMS[name]
-    one_by_one = ResidualCUSUM(max_reference=100)
+    # The stuck stream's fits are tried again less often than the memory turns over.
+    settings = {"refit_every": 250} if name == "stuck" else {}
+    one_by_one = ResidualCUSUM(max_reference=100, **settings)
     expected = events_one_by_one(one_by_one, stream, detection_event)
     if name == "ramp":
         assert one_by_one.cause == "slow_mean_up"
-    batched = ResidualCUSUM(max_reference=100)
+    batched = ResidualCUSUM(max_reference=100, **settings)
 
     def feed(detector: ResidualCUSUM, batch: Any) -> None:
         # Arrays take the fast conversion path, lists the value-by-value one.
@@ -375,3 +391,30 @@ def test_the_compiled_run_is_the_python_step_it_replaced(
     compiled = residual_cusum._run(values, k, *state, *scalars, *tables)
     assert compiled == python_run(values, k, *twin, *scalars, *tables)
     assert all(np.array_equal(a, b) for a, b in zip(state, twin, strict=True))
+
+
+@pytest.mark.parametrize("refit_every", [1, 3, 50])
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_reference_that_cannot_be_fitted_is_tried_again_every_refit_every_values(
+    refit_every: int, batched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Values whose model overflows: the first fit comes with the warm-up's last value,
+    # the next ones refit_every values apart, one by one or in a batch (past the memory's
+    # length).
+    tried: list[int] = []
+    fit = ResidualCUSUM._fit
+
+    def counted(detector: ResidualCUSUM, start: int, end: int) -> None:
+        tried.append(detector._seen)
+        fit(detector, start, end)
+
+    monkeypatch.setattr(ResidualCUSUM, "_fit", counted)
+    detector = ResidualCUSUM(warm_up=10, refit_every=refit_every, max_reference=20)
+    values = [1e308] * 130
+    if batched:
+        detector.update_many(values)
+    else:
+        for value in values:
+            detector.update(value)
+    assert detector._model is None
+    assert tried == list(range(10, 131, refit_every))
