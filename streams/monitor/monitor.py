@@ -211,7 +211,11 @@ class Monitor:
         joins = {} if writes_only else self._join_results(batch)
         n = 0
         for i, record in enumerate(batch.records):
-            if isinstance(record, Prediction):
+            if type(record) is FeatureWrite:
+                # Most records; only the few the leak watch found something at need a step.
+                if i in leaks:
+                    self._leaks(leaks[i], effects)
+            elif isinstance(record, Prediction):
                 self._prediction(record, found.share(n), joins.get(i, []), leaks.get(i), effects)
                 for evidence in slo.get(n, ()):
                     observation = self._evidence([evidence], evidence.at)
