@@ -288,24 +288,11 @@ def test_a_restored_detector_shares_the_score_table_and_goes_on_alike() -> None:
     assert same_state(detector, restored), state_difference(detector, restored)
 
 
-def python_run(
-    values: np.ndarray,
-    k: int,
-    memory: np.ndarray,
-    residuals: np.ndarray,
-    sums: np.ndarray,
-    starts: np.ndarray,
-    seen: int,
-    since_fit: int,
-    interval: int,
-    previous: float,
-    origin: int,
-    ranks: np.ndarray,
-    scores: np.ndarray,
-    numbers: np.ndarray,
-) -> tuple[int, int, int, int, float]:
-    """``residual_cusum._run`` as the Python it replaced wrote it: ``bisect`` on tuples,
-    ``max`` and lists of floats."""
+def python_run(values: np.ndarray, k: int, *arguments: Any) -> tuple[int, int, int, int, float]:
+    """``residual_cusum._run`` (same arguments) as the Python it replaced wrote it:
+    ``bisect`` on tuples, ``max`` and lists of floats."""
+    memory, residuals, sums, starts, seen, since_fit, interval, previous, origin = arguments[:9]
+    ranks, scores, numbers = arguments[9:]
     level, slope, phi, center, scale, mean, long_run_sd, spread_mean, spread_sd = numbers[
         :9
     ].tolist()
