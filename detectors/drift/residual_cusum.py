@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 from statistics import NormalDist
@@ -11,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from river import base
 
+from detectors._compiled import compiled
 from detectors.drift._effect import NOISE_SDS, quantile_effect, quantile_shifts, slow_variance
 from detectors.drift._window import finite_float, finite_floats, validate_level, validate_positive
 
@@ -45,8 +45,10 @@ _SLOW_CAUSES = ("slow_mean_up", "slow_mean_down", "slow_spread_up", "slow_spread
 # value stays bounded as the reference grows, and an eighth renewed at once still follows
 # a slow drift.
 _REFIT_SHARE = 3
-# update_many standardises stretches of at least this many values as arrays.
-_SHORTEST_STRETCH = 16
+# What stopped ``_run``: the end of its values, or a refit that is due (an alarm: the
+# alarming CUSUM's index, 0 to 3).
+_RAN_OUT = -1
+_REFIT_DUE = 4
 
 
 def cusum_threshold(alpha: float, allowance: float) -> float:
@@ -197,7 +199,9 @@ class ResidualCUSUM(base.DriftDetector):
     (model scores); on a trending stream it also counts the trend.
 
     Batches. ``update_many(values)`` gives exactly what ``update`` gives value by value,
-    with ``detections`` the positions of the alarms within the batch.
+    with ``detections`` the positions of the alarms within the batch. Both take the values
+    through one loop compiled by numba (``detectors._compiled``) from one refit or alarm
+    to the next, which stay Python; a warm-up's values are written at once.
 
     Parameters
     ----------
@@ -353,7 +357,9 @@ class ResidualCUSUM(base.DriftDetector):
         value = finite_float(x)
         if value is None:
             self._n_skipped += 1
-        elif self._step(value):
+        elif self._model is None:
+            self._warm(np.array([value]), 0)
+        elif self._advance(np.array([value]), 0)[1]:
             self._drift_detected = True
             self._detections = [0]
 
@@ -371,134 +377,104 @@ class ResidualCUSUM(base.DriftDetector):
         found = []
         k = 0
         while k < len(finite):
-            model = self._model
-            interval = max(self.refit_every, len(self._reference) >> _REFIT_SHARE)
-            stop = min(len(finite), k + max(1, interval - self._since_fit))
-            if model is None or model.phi != 0.0 or stop - k < _SHORTEST_STRETCH:
-                # Warm-up, an AR(1) predictor whose next prediction reads this one, and
-                # stretches too short to repay the array computation.
-                if self._step(float(finite[k])):
-                    found.append(int(positions[k]))
-                k += 1
+            if self._model is None:
+                k = self._warm(finite, k)
                 continue
-            # Without an AR(1) term the model's scores of a stretch are one array
-            # computation; the CUSUMs then go value by value up to the next possible refit.
-            z, spread, previous = self._standardised_many(finite[k:stop])
-            memory, residuals = self._memory, self._residuals
-            size = len(memory)
-            stretch = finite[k:stop].tolist()
-            for j in range(stop - k):
-                seen = self._seen
-                memory[seen % size] = stretch[j]
-                residuals[seen % size] = 0.0
-                self._seen = seen + 1
-                self._previous = previous[j]
-                alarmed = self._cusum(z[j], spread[j])
-                if alarmed:
-                    found.append(int(positions[k + j]))
-                if alarmed or self._model is not model:
-                    stop = k + j + 1
-                    break
-            k = stop
-        self._detections = found
-        self._drift_detected = bool(found) and found[-1] == len(array) - 1
+            k, alarmed = self._advance(finite, k)
+            if alarmed:
+                found.append(k - 1)
+        self._detections = positions[found].tolist()
+        self._drift_detected = bool(found) and self._detections[-1] == len(array) - 1
 
-    def _standardised_many(
-        self, values: np.ndarray
-    ) -> tuple[list[float], list[float], list[float]]:
-        """What ``_step`` computes for each of ``values`` (the next ones) before its CUSUMs,
-        under a model without an AR(1) term: the mean and spread CUSUMs' standardised
-        scores and what predicts the next value."""
-        model = self._model
-        assert model is not None and model.phi == 0.0
-        index = np.arange(self._seen, self._seen + len(values)) - self._origin
-        # phi = 0: the prediction is the trend (the previous value carries no weight).
-        expected = model.level + model.slope * index
-        clip = self.clip
-        clipped = np.clip((values - expected - model.center) / model.scale, -clip, clip)
-        previous = expected + model.center + clipped * model.scale
-        residual = values - expected
-        ranks = np.asarray(model.residuals)
-        places = np.searchsorted(ranks, residual, "left") + np.searchsorted(
-            ranks, residual, "right"
+    def _warm(self, finite: np.ndarray, k: int) -> int:
+        """``finite[k:]`` while no model is fitted, at once up to the value after which a
+        fit is due (the reference is complete), which this makes; the position after the
+        values taken."""
+        seen, since_fit = self._seen, self._since_fit
+        warmed = seen - self._segment_start
+        # A reference that could not be fitted (all its values tie: a stuck model) is
+        # tried again every refit_every values, not at each one.
+        due = (
+            self.warm_up - warmed if warmed < self.warm_up else max(self.refit_every - since_fit, 1)
         )
-        score = _score_array(len(ranks))[places]
-        z = np.clip((score - model.score_mean) / model.long_run_sd, -clip, clip)
-        spread = (np.abs(score - model.score_mean) - model.spread_mean) / model.spread_sd
-        return z.tolist(), spread.tolist(), previous.tolist()
+        # At most once round the memory, whose places then stay distinct.
+        take = min(len(finite) - k, due, len(self._memory))
+        places = np.arange(seen, seen + take) % len(self._memory)
+        self._memory[places] = finite[k : k + take]
+        self._residuals[places] = 0.0
+        self._seen = seen + take
+        self._since_fit = since_fit + take
+        if take == due:
+            self._fit(self._segment_start, self._seen)
+        return k + take
 
-    def _step(self, value: float) -> bool:
-        """One finite value through the model and the CUSUMs; whether it alarmed."""
-        seen = self._seen
-        self._memory[seen % len(self._memory)] = value
-        self._residuals[seen % len(self._residuals)] = 0.0
-        self._seen = seen = seen + 1
-        model = self._model
-        if model is None:
-            self._since_fit += 1
-            warmed = seen - self._segment_start
-            # A reference that could not be fitted (all its values tie: a stuck model) is
-            # tried again every refit_every values, not at each one.
-            if warmed == self.warm_up or (
-                warmed > self.warm_up and self._since_fit >= self.refit_every
-            ):
-                self._fit(self._segment_start, seen)
-            return False
-        residual = value - self._filter(value, seen - 1)
-        # The residual's rank among the reference residuals, as a normal score.
-        ranks = model.residuals
-        score = model.scores[
-            bisect.bisect_left(ranks, residual) + bisect.bisect_right(ranks, residual)
-        ]
-        clip = self.clip
-        z = (score - model.score_mean) / model.long_run_sd
-        z = clip if z > clip else -clip if z < -clip else z
-        deviation = score - model.score_mean
-        spread = (
-            (deviation if deviation >= 0.0 else -deviation) - model.spread_mean
-        ) / model.spread_sd
-        return self._cusum(z, spread)
-
-    def _cusum(self, z: float, spread: float) -> bool:
-        """The CUSUMs' step on the latest value's standardised scores, then an alarm or a
-        refit when due; whether it alarmed."""
+    def _advance(self, finite: np.ndarray, k: int) -> tuple[int, bool]:
+        """``finite[k:]`` through the model and the CUSUMs (``_run``) up to an alarm or a
+        refit that is due, which this handles; the position after the last value taken,
+        and whether it alarmed."""
         model = self._model
         assert model is not None
-        seen = self._seen
-        sums = self._sums
-        allowance = self.allowance
+        sums = np.array(self._sums)
+        starts = np.array(self._starts, dtype=np.int64)
         up, down = self._spread_allowances
-        sums[0] = max(0.0, sums[0] + z - allowance)
-        sums[1] = max(0.0, sums[1] - z - allowance)
-        sums[2] = max(0.0, sums[2] + spread - up)
-        sums[3] = max(0.0, sums[3] - spread - down)
-        starts = self._starts
-        thresholds = model.thresholds
-        for i in range(4):
-            if sums[i] == 0.0:
-                starts[i] = seen
-        for i in range(4):
-            if sums[i] > thresholds[i]:
-                self._alarm(i)
-                return True
-        self._residuals[(seen - 1) % len(self._residuals)] = z
-        self._since_fit += 1
-        if self._since_fit >= max(self.refit_every, len(self._reference) >> _REFIT_SHARE):
-            # Excursions well below their threshold are noise, not a change under test.
-            end = min(
-                (
-                    start
-                    for start, total, threshold in zip(starts, sums, thresholds, strict=True)
-                    if total > _HOLD_BACK * threshold
-                ),
-                default=seen,
-            )
-            if end - max(self._segment_start, seen - len(self._memory)) >= self.warm_up:
-                # While a CUSUM is on its way to a change, the slow check waits for it.
-                if end == seen and self._slow_alarm():
-                    return True
-                self._fit(self._segment_start, end)
-        return False
+        k, stop, self._seen, self._since_fit, self._previous = _run(
+            finite,
+            k,
+            self._memory,
+            self._residuals,
+            sums,
+            starts,
+            self._seen,
+            self._since_fit,
+            max(self.refit_every, len(self._reference) >> _REFIT_SHARE),
+            self._previous,
+            self._origin,
+            model.residuals,
+            model.scores,
+            np.array(
+                [
+                    model.level,
+                    model.slope,
+                    model.phi,
+                    model.center,
+                    model.scale,
+                    model.score_mean,
+                    model.long_run_sd,
+                    model.spread_mean,
+                    model.spread_sd,
+                    *model.thresholds,
+                    self.clip,
+                    self.allowance,
+                    up,
+                    down,
+                ]
+            ),
+        )
+        self._sums = sums.tolist()
+        self._starts = starts.tolist()
+        if stop == _RAN_OUT:
+            return k, False
+        if stop != _REFIT_DUE:
+            self._alarm(stop)
+            return k, True
+        # Excursions well below their threshold are noise, not a change under test.
+        seen = self._seen
+        end = min(
+            (
+                start
+                for start, total, threshold in zip(
+                    self._starts, self._sums, model.thresholds, strict=True
+                )
+                if total > _HOLD_BACK * threshold
+            ),
+            default=seen,
+        )
+        if end - max(self._segment_start, seen - len(self._memory)) >= self.warm_up:
+            # While a CUSUM is on its way to a change, the slow check waits for it.
+            if end == seen and self._slow_alarm():
+                return k, True
+            self._fit(self._segment_start, end)
+        return k, False
 
     def _slow_alarm(self) -> bool:
         """The slow check (see the class's docstring); raises its alarm, if any."""
@@ -521,19 +497,6 @@ class ResidualCUSUM(base.DriftDetector):
         self._effect = float(effects[which])
         self._renew(seen - size)
         return True
-
-    def _filter(self, value: float, index: int) -> float:
-        """The model's prediction of the value at ``index``; moves the predictor on, with
-        the value's residual clipped so that an outlier does not carry over."""
-        model = self._model
-        assert model is not None
-        trend = model.level + model.slope * (index - self._origin)
-        expected = trend + model.phi * (self._previous - trend + model.slope)
-        residual = (value - expected - model.center) / model.scale
-        clip = self.clip
-        residual = clip if residual > clip else -clip if residual < -clip else residual
-        self._previous = expected + model.center + residual * model.scale
-        return expected
 
     def _fit(self, start: int, end: int) -> None:
         """Fit the model on the values with indices [start, end), at most max_reference."""
@@ -570,11 +533,8 @@ class ResidualCUSUM(base.DriftDetector):
             anchor = (end, values, np.sort(values), slow_variance(values) + lag)
             self._anchors = (*self._anchors[-1:], anchor)
         if fresh:
+            # A first model's reference (the warm-up's, a renewal's) runs up to now.
             self._previous = float(values[-1])
-            # Replay the values already seen since the reference ended (after an alarm,
-            # none: the reference runs up to now) so that the predictor is current.
-            for index in range(end, self._seen):
-                self._filter(float(self._memory[index % size]), index)
 
     def _alarm(self, which: int) -> None:
         self._cause = _CAUSES[which]
@@ -703,10 +663,10 @@ class _Model(NamedTuple):
     scale: float
     # The reference residuals, sorted, and the normal score of each rank (index: the
     # number of residuals below plus the number at or below, so ties get mid-ranks).
-    # Tuples of floats, which the garbage collector stops tracking (a list it visits,
-    # float by float, at every collection); the scores are ``_score_table``'s own.
-    residuals: tuple[float, ...]
-    scores: tuple[float, ...]
+    # Arrays, which the garbage collector does not track (a list it visits float by
+    # float at every collection); the scores are ``_score_array``'s own, read-only.
+    residuals: np.ndarray
+    scores: np.ndarray
     score_mean: float
     # The scores' standard deviation widened for their lag-1 autocorrelation.
     long_run_sd: float
@@ -719,13 +679,14 @@ class _Model(NamedTuple):
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled without its scores: a restored model takes the cached table of its size,
         # shared by every model of that size, rather than a copy of 2 m + 1 floats each.
-        return _restored_model, (tuple(self._replace(scores=())),)
+        at = self._fields.index("scores")
+        return _restored_model, ((*self[:at], (), *self[at + 1 :]),)
 
 
 def _restored_model(fields: tuple[Any, ...]) -> _Model:
     """A pickled ``_Model`` with its score table (see ``_Model.__reduce__``)."""
     model = _Model._make(fields)
-    return model._replace(scores=_score_table(len(model.residuals)))
+    return model._replace(scores=_score_array(len(model.residuals)))
 
 
 def _fit_model(
@@ -789,8 +750,8 @@ def _fit_model(
         phi=phi,
         center=center,
         scale=scale,
-        residuals=tuple(residuals.tolist()),
-        scores=_score_table(m),
+        residuals=residuals,
+        scores=table,
         score_mean=score_mean,
         long_run_sd=score_sd * math.sqrt((1.0 + rho) / (1.0 - rho)),
         spread_mean=spread_mean,
@@ -845,19 +806,14 @@ def _tied_law(ranks: bytes, alpha: float, spread_allowances: tuple[float, float]
     return _in_control_law(_score_array(len(sorted_ranks)), sorted_ranks, alpha, spread_allowances)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)
 def _score_array(size: int) -> np.ndarray:
-    """``_score_table`` as a read-only array."""
-    table = np.array(_score_table(size))
+    """The normal score of each mid-rank among ``size`` residuals (see ``_Model``), as a
+    read-only array."""
+    normal = NormalDist()
+    table = np.array([normal.inv_cdf((k + 1) / (2 * (size + 1))) for k in range(2 * size + 1)])
     table.setflags(write=False)
     return table
-
-
-@functools.lru_cache(maxsize=1024)
-def _score_table(size: int) -> tuple[float, ...]:
-    """The normal score of each mid-rank among ``size`` residuals (see ``_Model``)."""
-    normal = NormalDist()
-    return tuple(normal.inv_cdf((k + 1) / (2 * (size + 1))) for k in range(2 * size + 1))
 
 
 def _sorted_median(ordered: np.ndarray) -> float:
@@ -895,3 +851,95 @@ def _autocorrelation(values: np.ndarray, high: float) -> float:
     if not denominator > 0.0:
         return 0.0
     return min(high, max(0.0, float(centred[1:] @ centred[:-1]) / denominator))
+
+
+@compiled
+def _run(
+    values: np.ndarray,
+    k: int,
+    memory: np.ndarray,
+    residuals: np.ndarray,
+    sums: np.ndarray,
+    starts: np.ndarray,
+    seen: int,
+    since_fit: int,
+    interval: int,
+    previous: float,
+    origin: int,
+    ranks: np.ndarray,
+    scores: np.ndarray,
+    numbers: np.ndarray,
+) -> tuple[int, int, int, int, float]:
+    """``values[k:]`` through a fitted model and the four CUSUMs (``sums``, and in
+    ``starts`` where each last left zero), one at a time, as far as an alarm or a refit
+    that is due (``since_fit`` reaching ``interval``).
+
+    ``numbers``: the model's level, slope, phi, center, scale, score mean, long-run sd,
+    spread mean and spread sd, its four thresholds, then clip, allowance and the spread
+    allowances up and down. Returns the position after the last value taken, what
+    stopped (``_RAN_OUT``, an alarming CUSUM's index, ``_REFIT_DUE``), and ``seen``,
+    ``since_fit`` and ``previous`` after it. The arithmetic is the same, in the same order,
+    as the Python it replaced; ranks come from the same bisections as ``bisect``'s.
+    """
+    level, slope, phi, center, scale = numbers[0], numbers[1], numbers[2], numbers[3], numbers[4]
+    score_mean, long_run_sd, spread_mean, spread_sd = numbers[5], numbers[6], numbers[7], numbers[8]
+    thresholds = numbers[9:13]
+    clip, allowance, up, down = numbers[13], numbers[14], numbers[15], numbers[16]
+    size = memory.size
+    m = ranks.size
+    while k < values.size:
+        value = values[k]
+        k += 1
+        index = seen
+        memory[index % size] = value
+        residuals[index % size] = 0.0
+        seen += 1
+        # The model's prediction of the value; what predicts the next one takes the
+        # value's residual clipped, so that an outlier does not carry over.
+        trend = level + slope * (index - origin)
+        expected = trend + phi * (previous - trend + slope)
+        clipped = (value - expected - center) / scale
+        clipped = clip if clipped > clip else -clip if clipped < -clip else clipped
+        previous = expected + center + clipped * scale
+        residual = value - expected
+        # Its rank among the reference residuals (bisect_left plus bisect_right).
+        low, high = 0, m
+        while low < high:
+            middle = (low + high) // 2
+            if ranks[middle] < residual:
+                low = middle + 1
+            else:
+                high = middle
+        place = low
+        low, high = 0, m
+        while low < high:
+            middle = (low + high) // 2
+            if residual < ranks[middle]:
+                high = middle
+            else:
+                low = middle + 1
+        score = scores[place + low]
+        z = (score - score_mean) / long_run_sd
+        z = clip if z > clip else -clip if z < -clip else z
+        deviation = score - score_mean
+        spread = ((deviation if deviation >= 0.0 else -deviation) - spread_mean) / spread_sd
+        # max(0.0, x) as Python's: x only when above 0.0.
+        total = sums[0] + z - allowance
+        sums[0] = total if total > 0.0 else 0.0
+        total = sums[1] - z - allowance
+        sums[1] = total if total > 0.0 else 0.0
+        total = sums[2] + spread - up
+        sums[2] = total if total > 0.0 else 0.0
+        total = sums[3] - spread - down
+        sums[3] = total if total > 0.0 else 0.0
+        for i in range(4):
+            if sums[i] == 0.0:
+                starts[i] = seen
+        for i in range(4):
+            if sums[i] > thresholds[i]:
+                return k, i, seen, since_fit, previous
+        residuals[index % size] = z
+        since_fit += 1
+        if since_fit >= interval:
+            return k, _REFIT_DUE, seen, since_fit, previous
+    return k, _RAN_OUT, seen, since_fit, previous

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,67 @@ class FutureValues(TupleEvents, base.Base):
             self._future += len(future_rows)
             self._max_skew = max(self._max_skew, float(skews[future].max()))
             self._last = ServedFeature(*(column[last] for column in columns))
+            self._batch_events = tuple((row,) for row in future_rows)
+
+    def update_grid(
+        self,
+        entity_ids: Sequence[Any],
+        features: Sequence[Any],
+        written_at: npt.NDArray[Any],
+        predicted_at: npt.NDArray[Any],
+        value_of: Callable[[int, int], Any],
+    ) -> None:
+        """``update_many`` of the rows of a grid: predictions that each served every one of
+        the same distinct ``features``, in that order.
+
+        Row ``i * len(features) + j`` is ``entity_ids[i]``'s prediction at
+        ``predicted_at[i]`` serving ``features[j]`` written at ``written_at[i, j]``, its
+        value ``value_of(i, j)`` (read for the last value from the future only); rows are
+        numbered so in ``future_indices``. The whole grid is one set of array operations:
+        no list of rows is built. A grid of ``SMALL_BATCH`` rows or fewer goes through
+        ``update_many``'s rows. Shapes that do not fit raise ValueError.
+        """
+        n, width = len(entity_ids), len(features)
+        if written_at.shape != (n, width) or predicted_at.shape != (n,):
+            raise ValueError(
+                f"update_grid needs {n} x {width} written_at and {n} predicted_at, got "
+                f"{written_at.shape} and {predicted_at.shape}"
+            )
+        if self._small(n * width):
+            rows = [(i, j) for i in range(n) for j in range(width)]
+            self.update_many(
+                [entity_ids[i] for i, _ in rows],
+                [features[j] for _, j in rows],
+                [value_of(i, j) for i, j in rows],
+                written_at.ravel(),
+                predicted_at.repeat(width),
+            )
+            return
+        self._batch_events = ()
+        with np.errstate(invalid="ignore", over="ignore"):
+            skews = written_at - predicted_at[:, np.newaxis]
+        # A row is well-formed when its entity and its feature are (``_identity_ok``).
+        entity_ok = np.fromiter(map(_identity_ok, entity_ids), np.bool_, n)
+        feature_ok = np.fromiter((_identity_ok("", f) for f in features), np.bool_, width)
+        valid = (entity_ok & np.isfinite(predicted_at))[:, np.newaxis] & feature_ok
+        valid &= np.isfinite(written_at)
+        future = valid & (skews > self.skew_tolerance)
+        future_rows = np.flatnonzero(future).tolist()
+        served = np.count_nonzero(valid, axis=0)
+        self._rejected += n * width - int(served.sum())
+        futures = np.count_nonzero(future, axis=0).tolist()
+        # Counted in the order of each feature's first valid row, as ``update`` adds them.
+        columns = np.flatnonzero(served)
+        first = np.argmax(valid[:, columns], axis=0) * width + columns
+        for j in columns[np.argsort(first)].tolist():
+            self._count(features[j], int(served[j]), futures[j])
+        if future_rows:
+            i, j = divmod(future_rows[-1], width)
+            self._future += len(future_rows)
+            self._max_skew = max(self._max_skew, float(skews[future].max()))
+            self._last = ServedFeature(
+                entity_ids[i], features[j], value_of(i, j), written_at[i, j], predicted_at[i]
+            )
             self._batch_events = tuple((row,) for row in future_rows)
 
     def _count(self, feature: str, served: int, future: int) -> None:

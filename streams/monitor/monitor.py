@@ -87,10 +87,11 @@ CHECKPOINT_EVERY = 10_000
 # events, halvings, flags, CUSUMs and bets in tuples, a categorical test's empty rare tail
 # None); 18: AvailabilityGap's per-feature counts and blocks as columns of arrays and a
 # dict of names to columns; 19: the drift watch's tests in one DriftTests, a spec per
-# feature kind, a built test kept alone, the output detectors' recent values in a Window),
-# so that a worker upgraded mid-stream starts the model afresh instead of failing on a
-# half-restored detector later.
-STATE_FORMAT = 19
+# feature kind, a built test kept alone, the output detectors' recent values in a Window;
+# 20: ResidualCUSUM's fitted residuals in an array, for its compiled run), so that a
+# worker upgraded mid-stream starts the model afresh instead of failing on a half-restored
+# detector later.
+STATE_FORMAT = 20
 _CHECKPOINT_PROTOCOL = 4
 # What ``detect`` finds in a batch without predictions (read-only).
 _NOTHING_FOUND = Found({}, {}, {})
@@ -210,7 +211,11 @@ class Monitor:
         joins = {} if writes_only else self._join_results(batch)
         n = 0
         for i, record in enumerate(batch.records):
-            if isinstance(record, Prediction):
+            if type(record) is FeatureWrite:
+                # Most records; only the few the leak watch found something at need a step.
+                if i in leaks:
+                    self._leaks(leaks[i], effects)
+            elif isinstance(record, Prediction):
                 self._prediction(record, found.share(n), joins.get(i, []), leaks.get(i), effects)
                 for evidence in slo.get(n, ()):
                     observation = self._evidence([evidence], evidence.at)

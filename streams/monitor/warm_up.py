@@ -10,13 +10,16 @@ cache once.
 
 ``warm_up`` feeds one batch of made-up records to a throwaway ``Monitor``: predictions
 of a model's features, their labels by request, and writes of the entities they were
-about, enough for every compiled loop to run. Nothing of it is kept.
+about, enough for every compiled loop to run; then scores through a score detector of a
+short warm-up (a model's own may want more scores than the batch has). Nothing of it is
+kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from detectors.drift.residual_cusum import ResidualCUSUM
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch, Record
 from streams.monitor.monitor import Monitor
@@ -56,6 +59,7 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     numeric = frozenset(f.name for f in model.features if f.kind == "numeric")
     batch = Batch.from_records(model.model_id, _records(model, numeric), numeric)
     Monitor(model).observe(batch)
+    ResidualCUSUM(warm_up=10).update_many([(n % 10) / 10 for n in range(_PREDICTIONS)])
 
 
 def _records(model: Model, numeric: frozenset[str]) -> list[Record]:

@@ -89,6 +89,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -362,7 +363,10 @@ class DriftTests:
         if isinstance(state, Filling):
             # The reference takes the values that are not None until it is complete.
             filling = state.values
-            present = [i for i, value in enumerate(values) if value is not None]
+            # Nearly always none is missing: the positions without a step per value.
+            present: Sequence[int] = range(len(values))
+            if None in values:
+                present = [i for i, value in enumerate(values) if value is not None]
             needed = state.spec.reference_size - len(filling)
             if len(present) == len(values):
                 filling.extend(values[:needed])
@@ -779,6 +783,12 @@ def _feature_columns(
     ]
 
 
+_FEATURES = operator.attrgetter("features")
+_ENTITY_ID = operator.attrgetter("entity_id")
+_PREDICTED_AT = operator.attrgetter("predicted_at")
+_WRITTEN_AT = operator.attrgetter("written_at")
+
+
 def _future_values_many(
     detector: FutureValues,
     predictions: Sequence[Prediction],
@@ -786,37 +796,69 @@ def _future_values_many(
     before: dict[int, list[Evidence]],
 ) -> None:
     live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
-    carried = [predictions[i].features for i in live]
-    # One row per feature value served, predictions in order.
-    features = [name for served in carried for name in served]
-    if not features:
-        return
-    rows = [i for i, served in zip(live, carried, strict=True) for _ in served]
-    entities = [predictions[i].entity_id for i in rows]
-    made = [predictions[i].predicted_at for i in rows]
-    seen = [seen for served in carried for seen in served.values()]
-    values = [s.value for s in seen]
-    written = [s.written_at for s in seen]
+    served = [predictions[i] for i in live]
+    carried = list(map(_FEATURES, served))
+    names = tuple(carried[0]) if carried else ()
     counted = detector.future_values
-    if len(rows) > SMALL_BATCH:
-        detector.update_many(
-            entities, features, values, np.array(written, np.int64), np.array(made, np.int64)
+    if len(live) * len(names) > SMALL_BATCH and all(map(names.__eq__, map(tuple, carried))):
+        # Nearly always every prediction serves the same features in the same order: one
+        # grid of timestamps, without a list per row of the grid (nor a Python step per
+        # value: the maps iterate in C).
+        width = len(names)
+        seen = itertools.chain.from_iterable(map(dict.values, carried))
+        written = np.fromiter(map(_WRITTEN_AT, seen), np.int64, len(live) * width)
+        detector.update_grid(
+            list(map(_ENTITY_ID, served)),
+            names,
+            written.reshape(len(live), width),
+            np.fromiter(map(_PREDICTED_AT, served), np.int64, len(live)),
+            lambda i, j: carried[i][names[j]].value,
         )
+
+        def located(row: int) -> tuple[int, str]:
+            return live[row // width], names[row % width]
     else:
-        # A small batch goes through ``update`` row by row (``detectors._batch``), which
-        # checks plain ints faster than numpy's.
-        detector.update_many(entities, features, values, written, made)
+        # One row per feature value served, predictions in order.
+        features = [name for row in carried for name in row]
+        if not features:
+            return
+        rows = [i for i, row in zip(live, carried, strict=True) for _ in row]
+        entities = [predictions[i].entity_id for i in rows]
+        made_at = [predictions[i].predicted_at for i in rows]
+        values = [s.value for row in carried for s in row.values()]
+        written_at = [s.written_at for row in carried for s in row.values()]
+        if len(rows) > SMALL_BATCH:
+            detector.update_many(
+                entities,
+                features,
+                values,
+                np.array(written_at, np.int64),
+                np.array(made_at, np.int64),
+            )
+        else:
+            # A small batch goes through ``update`` row by row (``detectors._batch``), which
+            # checks plain ints faster than numpy's.
+            detector.update_many(entities, features, values, written_at, made_at)
+
+        def located(row: int) -> tuple[int, str]:
+            return rows[row], features[row]
+
     if detector.future_values == counted:
         return  # none from the future, as nearly always
     for n, row in enumerate(detector.future_indices.tolist(), start=1):
-        before[rows[row]].append(
+        i, name = located(row)
+        made_ms = predictions[i].predicted_at
+        before[i].append(
             Evidence(
                 detector="future_values",
-                feature=features[row],
-                at=ats[rows[row]],
+                feature=name,
+                at=ats[i],
                 alarm=True,
                 critical=True,
-                details={"skew_ms": written[row] - made[row], "future_values": counted + n},
+                details={
+                    "skew_ms": predictions[i].features[name].written_at - made_ms,
+                    "future_values": counted + n,
+                },
             )
         )
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors import (
     ChiSquareDrift,
@@ -12,7 +16,13 @@ from detectors import (
     PSIDrift,
     WassersteinDrift,
 )
-from detectors.drift._effect import quantile_effect, share_effect, slow_variance
+from detectors.drift._effect import (
+    QUARTILES,
+    _quartiles,
+    quantile_effect,
+    share_effect,
+    slow_variance,
+)
 
 FLOOR = 0.15  # the watch's default for features (streams.monitor.watch.DEFAULT_MIN_EFFECT)
 
@@ -116,3 +126,21 @@ def test_a_slow_walk_is_not_material_and_a_step_stays_material(test_class: type)
     material = stepping.window_ends[stepping.window_effects >= FLOOR] + 1000
     assert material.tolist() == list(range(8499, 12_000, 500))
     assert stepping.window_effects[: material.size].max() < FLOOR
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, math.inf, math.nan]) | st.floats(-10.0, 10.0),
+        min_size=1,
+        max_size=70,
+    )
+)
+def test_the_quartiles_are_numpys_inverted_cdf_quantiles(values: list[float]) -> None:
+    # Ties, signed zeros, infinities and NaN, at every size up to past a few blocks.
+    sample = np.array(values)
+    expected = np.quantile(sample, QUARTILES, method="inverted_cdf")
+    found = _quartiles(sample)
+    assert np.array_equal(found, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(found), np.signbit(expected))
+    assert np.array_equal(sample, np.array(values), equal_nan=True)  # left as it was

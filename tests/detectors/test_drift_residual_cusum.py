@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import pickle
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import ResidualCUSUM
-from detectors.drift.residual_cusum import _score_table, cusum_threshold
+from detectors.drift import residual_cusum
+from detectors.drift.residual_cusum import _score_array, cusum_threshold
 from tests.detectors.batching import (
     cuts,
     detection_event,
@@ -200,7 +202,21 @@ def _ramp_with_bad_values(seed: int) -> list[Any]:
     return values
 
 
-STREAMS = {"changes": _stream_with_changes_and_bad_values(9), "ramp": _ramp_with_bad_values(10)}
+def _stuck_then_moving(seed: int) -> list[Any]:
+    # A stuck start (all values tie: no reference can be fitted, and the fit is tried
+    # again every refit_every values), then a stream that moves, then stuck again.
+    rng = np.random.default_rng(seed)
+    values: list[Any] = [0.5] * 430 + rng.normal(0.0, 1.0, 300).tolist() + [2.0] * 270
+    for i in rng.choice(len(values), 12, replace=False):
+        values[i] = [None, math.nan, math.inf, -math.inf][int(i) % 4]
+    return values
+
+
+STREAMS = {
+    "changes": _stream_with_changes_and_bad_values(9),
+    "ramp": _ramp_with_bad_values(10),
+    "stuck": _stuck_then_moving(11),
+}
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
@@ -208,11 +224,13 @@ STREAMS = {"changes": _stream_with_changes_and_bad_values(9), "ramp": _ramp_with
 @given(at=st.data(), as_array=st.booleans())
 def test_update_many_gives_what_update_gives(name: str, at: Any, as_array: bool) -> None:
     stream = STREAMS[name]
-    one_by_one = ResidualCUSUM(max_reference=100)
+    # The stuck stream's fits are tried again less often than the memory turns over.
+    settings = {"refit_every": 250} if name == "stuck" else {}
+    one_by_one = ResidualCUSUM(max_reference=100, **settings)
     expected = events_one_by_one(one_by_one, stream, detection_event)
     if name == "ramp":
         assert one_by_one.cause == "slow_mean_up"
-    batched = ResidualCUSUM(max_reference=100)
+    batched = ResidualCUSUM(max_reference=100, **settings)
 
     def feed(detector: ResidualCUSUM, batch: Any) -> None:
         # Arrays take the fast conversion path, lists the value-by-value one.
@@ -260,10 +278,130 @@ def test_a_restored_detector_shares_the_score_table_and_goes_on_alike() -> None:
     restored = pickle.loads(pickle.dumps(detector))
     model = restored._model
     # The pickle holds the residuals, not the 2 m + 1 scores: those are the cached table's.
-    assert model is not None and model == detector._model and len(model.residuals) == 99
-    assert model.scores is _score_table(99)
+    assert model is not None and len(model.residuals) == 99
+    assert same_state(model, detector._model)
+    assert model.scores is _score_array(99)
     detector.update_many(stream[150:])
     restored.update_many(stream[150:])
     # On to the change at 200 and past it, alike.
     assert restored.n_detections == detector.n_detections == 2
     assert same_state(detector, restored), state_difference(detector, restored)
+
+
+def python_run(values: np.ndarray, k: int, *arguments: Any) -> tuple[int, int, int, int, float]:
+    """``residual_cusum._run`` (same arguments) as the Python it replaced wrote it:
+    ``bisect`` on tuples, ``max`` and lists of floats."""
+    memory, residuals, sums, starts, seen, since_fit, interval, previous, origin = arguments[:9]
+    ranks, scores, numbers = arguments[9:]
+    level, slope, phi, center, scale, mean, long_run_sd, spread_mean, spread_sd = numbers[
+        :9
+    ].tolist()
+    thresholds, (clip, allowance, up, down) = numbers[9:13].tolist(), numbers[13:].tolist()
+    ordered, table = tuple(ranks.tolist()), tuple(scores.tolist())
+    total, begun = sums.tolist(), starts.tolist()
+    stop = -1
+    while k < len(values):
+        value = float(values[k])
+        k += 1
+        memory[seen % len(memory)] = value
+        residuals[seen % len(residuals)] = 0.0
+        seen += 1
+        trend = level + slope * (seen - 1 - origin)
+        expected = trend + phi * (previous - trend + slope)
+        clipped = (value - expected - center) / scale
+        clipped = clip if clipped > clip else -clip if clipped < -clip else clipped
+        previous = expected + center + clipped * scale
+        residual = value - expected
+        score = table[
+            bisect.bisect_left(ordered, residual) + bisect.bisect_right(ordered, residual)
+        ]
+        z = (score - mean) / long_run_sd
+        z = clip if z > clip else -clip if z < -clip else z
+        deviation = score - mean
+        spread = ((deviation if deviation >= 0.0 else -deviation) - spread_mean) / spread_sd
+        total[0] = max(0.0, total[0] + z - allowance)
+        total[1] = max(0.0, total[1] - z - allowance)
+        total[2] = max(0.0, total[2] + spread - up)
+        total[3] = max(0.0, total[3] - spread - down)
+        for i in range(4):
+            if total[i] == 0.0:
+                begun[i] = seen
+        alarmed = [i for i in range(4) if total[i] > thresholds[i]]
+        if alarmed:
+            stop = alarmed[0]
+            break
+        residuals[(seen - 1) % len(residuals)] = z
+        since_fit += 1
+        if since_fit >= interval:
+            stop = 4
+            break
+    sums[:], starts[:] = total, begun
+    return k, stop, seen, since_fit, previous
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ranks=st.lists(st.sampled_from([-1.5, -0.25, 0.0, 0.0, 0.5, 2.0]), min_size=1, max_size=12),
+    model=st.sampled_from([(0.0, 0.0, 0.0), (0.5, 0.01, 0.4), (-2.0, -0.3, 0.9)]),
+    spread=st.sampled_from([(0.7, 0.4), (math.inf, math.inf)]),
+    threshold=st.sampled_from([0.5, 3.0, 50.0]),
+    interval=st.integers(1, 40),
+    data=st.data(),
+)
+def test_the_compiled_run_is_the_python_step_it_replaced(
+    ranks: list[float],
+    model: tuple[float, float, float],
+    spread: tuple[float, float],
+    threshold: float,
+    interval: int,
+    data: st.DataObject,
+) -> None:
+    # Residuals that tie the reference's (a zero-inflated or discrete score: with level,
+    # slope and phi 0 a value is its residual), outliers past the clip, thresholds that
+    # alarm and refits that fall due.
+    pick = st.one_of(st.sampled_from(ranks), st.floats(-1e6, 1e6, allow_nan=False))
+    values = np.array(data.draw(st.lists(pick, min_size=1, max_size=60)))
+    residuals = np.array(sorted(ranks))
+    numbers = np.array(
+        [
+            *(*model, 0.1, 0.8, 0.05, 1.1, 0.6, 0.4),
+            *(threshold, threshold, 2 * threshold, threshold),
+            *(3.0, 0.75, *spread),
+        ]
+    )
+    sums = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.3, 2.0]), min_size=4, max_size=4)))
+    state = [np.zeros(8), np.zeros(8), sums, np.array([0, 1, 2, 3])]
+    twin = [array.copy() for array in state]
+    k = data.draw(st.integers(0, len(values) - 1))
+    scalars = (11, 0, interval, 0.2, 3)
+    tables = (residuals, _score_array(len(residuals)), numbers)
+    compiled = residual_cusum._run(values, k, *state, *scalars, *tables)
+    assert compiled == python_run(values, k, *twin, *scalars, *tables)
+    assert all(np.array_equal(a, b) for a, b in zip(state, twin, strict=True))
+
+
+@pytest.mark.parametrize("refit_every", [1, 3, 50])
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_reference_that_cannot_be_fitted_is_tried_again_every_refit_every_values(
+    refit_every: int, batched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Values whose model overflows: the first fit comes with the warm-up's last value,
+    # the next ones refit_every values apart, one by one or in a batch (past the memory's
+    # length).
+    tried: list[int] = []
+    fit = ResidualCUSUM._fit
+
+    def counted(detector: ResidualCUSUM, start: int, end: int) -> None:
+        tried.append(detector._seen)
+        fit(detector, start, end)
+
+    monkeypatch.setattr(ResidualCUSUM, "_fit", counted)
+    detector = ResidualCUSUM(warm_up=10, refit_every=refit_every, max_reference=20)
+    values = [1e308] * 130
+    if batched:
+        detector.update_many(values)
+    else:
+        for value in values:
+            detector.update(value)
+    assert detector._model is None
+    assert tried == list(range(10, 131, refit_every))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors import FutureValues
 from detectors.leaks import ServedFeature
+from tests.detectors.batching import same_state, state_difference
 from tests.detectors.cases_leaks import writes_and_predictions
 
 
@@ -88,3 +93,52 @@ def test_a_batch_of_columns_checks_ids_as_one_by_one(
     assert batched.rejected == single.rejected == 4 * rejected
     assert batched.future_values == single.future_values == 20 - 4 * rejected
     assert batched.counts == single.counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 8),
+    st.lists(st.sampled_from(["a", "b", "", "c", "d"]), min_size=1, max_size=4, unique=True),
+    st.sampled_from([0.0, 50.0]),
+    st.sampled_from([1, 2, 1_000]),
+    st.data(),
+)
+def test_a_grid_counts_as_its_rows_in_update_many(
+    n: int, features: list[str], tolerance: float, max_features: int, data: st.DataObject
+) -> None:
+    # Entities, features and timestamps that are well-formed or not, from the future or
+    # not; a few features beyond max_features; grids below and above SMALL_BATCH rows.
+    entities = data.draw(
+        st.lists(st.sampled_from(["u1", "u2", 7, 1.0, True]), min_size=n, max_size=n)
+    )
+    stamps = st.sampled_from([0.0, 40.0, 60.0, 100.0, math.inf, math.nan])
+    written = np.array(
+        data.draw(st.lists(stamps, min_size=n * len(features), max_size=n * len(features)))
+    )
+    written = written.reshape(n, len(features))
+    made = np.array(
+        data.draw(st.lists(st.sampled_from([0.0, 10.0, math.nan]), min_size=n, max_size=n))
+    )
+    values = np.arange(n * len(features)).reshape(n, len(features)).tolist()
+    grid = FutureValues(skew_tolerance=tolerance, max_features=max_features)
+    rows = FutureValues(skew_tolerance=tolerance, max_features=max_features)
+    for detector in (grid, rows):
+        # A batch before: counts and a last value from the future to carry on from.
+        detector.update_many(
+            ["u0"] * 20, ["z"] * 20, list(range(20)), np.full(20, 99.0), np.zeros(20)
+        )
+    grid.update_grid(entities, features, written, made, lambda i, j: values[i][j])
+    rows.update_many(
+        [e for e in entities for _ in features],
+        features * n,
+        [v for row in values for v in row],
+        written.ravel(),
+        made.repeat(len(features)),
+    )
+    assert grid.future_indices.tolist() == rows.future_indices.tolist()
+    assert same_state(grid, rows), state_difference(grid, rows)
+
+
+def test_a_grid_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="2 x 1 written_at"):
+        FutureValues().update_grid(["u", "v"], ["a"], np.zeros((1, 2)), np.zeros(2), print)

@@ -63,6 +63,7 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
     # The loops that Python calls; compiled with an empty cache, those they call are
     # compiled (and listed) with them.
     called = {
+        "detectors.drift.residual_cusum._run",
         "detectors.leaks._coincide.coincide",
         "detectors.leaks.availability_gap._read_compiled",
         "streams.monitor.held._join",

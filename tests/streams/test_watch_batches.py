@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.health.evidence import Evidence
+from schemas.contracts import FeatureSeen
 from streams.monitor import Batch, Monitor
-from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, new_watch, observe
+from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, detect, new_watch, observe
 from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
     score_episode_outlasting_its_fallback,
@@ -166,3 +167,40 @@ def test_heartbeats_held_from_a_quiet_batch_leave_the_policy_as_one_by_one() -> 
     effects = monitor.observe(Batch.from_records(model.model_id, records[50:]))
     assert [c.issued_at for c in effects.commands] == [normal[98].predicted_at]
     assert same_state(monitor.watch.policy, watch.policy)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    futures=st.lists(
+        st.tuples(st.integers(0, 59), st.sampled_from(["age", "country"])), max_size=6
+    ),
+    reordered=st.lists(st.integers(0, 59), max_size=2),
+    at=cuts(60, 4),
+)
+def test_values_from_the_future_in_batches_are_the_evidence_one_by_one(
+    futures: list[tuple[int, str]], reordered: list[int], at: list[int]
+) -> None:
+    # Values from the future in either feature (the grid of a batch whose predictions
+    # serve the same features in the same order), and predictions that serve them in
+    # the other order (the rows of one).
+    records = stream(np.random.default_rng(5), 0, 60, 0.0)
+    for n, name in futures:
+        p = records[n]
+        seen = FeatureSeen(p.features[name].value, p.predicted_at + 3_600_000 + n)
+        records[n] = msgspec.structs.replace(p, features=p.features | {name: seen})
+    for n in reordered:
+        records[n] = msgspec.structs.replace(
+            records[n], features=dict(reversed(records[n].features.items()))
+        )
+    one = new_watch(small_model())
+    expected = [observe(one, p).evidence for p in records]
+    watch = new_watch(small_model())
+    found: list[tuple[Evidence, ...]] = []
+    for batch in batches(records, at):
+        share = detect(watch, list(batch))
+        found.extend(observe(watch, p, share.share(k)).evidence for k, p in enumerate(batch))
+    assert found == expected
+    # A batch's last value from the future holds its timestamps as numpy's ints.
+    assert watch.future.last_future_value == one.future.last_future_value
+    watch.future._last = one.future._last
+    assert same_state(watch, one), state_difference(watch, one)
