@@ -17,6 +17,12 @@ def finite_float(value: Any) -> float | None:
     if type(value) is float:
         # Most inputs: skips the abstract-class check, a third of the label join's time.
         return value if math.isfinite(value) else None
+    if type(value) is int:
+        # Labels: an int is a real number whose float is finite unless it overflows.
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if not isinstance(value, numbers.Real):
         return None
     try:
@@ -40,6 +46,9 @@ def binary_label(value: Any) -> int | None:
 
 def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     """The items of a tuple or list of exactly ``count`` items, or ``None``."""
+    if type(value) is tuple:
+        # Most inputs: the tuple itself (what ``tuple`` gives it), without the union check.
+        return value if len(value) == count else None
     if isinstance(value, tuple | list) and len(value) == count:
         return tuple(value)
     return None

@@ -48,7 +48,7 @@ class LabelledMetric(TupleEvents, LabelCounts, base.Base):
     def _reset(self) -> None:
         self._batch_events = ()
         self._rows = Window(self.window, self._columns)
-        self._drop = (self.drop or PerformanceDrop()).clone()
+        self._drop = (self.drop or PerformanceDrop()).fresh()
         self._n_labels = 0
         self._n_ignored = 0
 

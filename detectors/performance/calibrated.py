@@ -200,6 +200,11 @@ def _is_nan(y: Any) -> bool:
 
 
 def _label_code(y: Any) -> float:
+    if y is None:
+        return math.nan
+    if type(y) is int:
+        # Most labels: ``binary_label``'s test without its calls.
+        return float(y) if y == 0 or y == 1 else _INVALID_LABEL
     if y is None or _is_nan(y):
         return math.nan
     label = binary_label(y)

@@ -67,6 +67,12 @@ class ClassificationPerformance(LabelledMetric):
     primary = "accuracy"
 
     def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
+        if type(x) is tuple and len(x) == 2:
+            y_true, p = x
+            if type(y_true) is int and type(p) is float and 0 <= y_true <= 1 and 0.0 <= p <= 1.0:
+                # Most pairs: what ``binary_label`` and ``unit_float`` give them, without
+                # their calls.
+                return (y_true, p), float((p >= self.threshold) != bool(y_true))
         pair = fields(x, 2)
         y_true = binary_label(pair[0]) if pair else None
         p = unit_float(pair[1]) if pair else None

@@ -22,6 +22,9 @@ _SUM_TOLERANCE = 1e-3
 
 def _scored(p: Any) -> tuple[float, int, int] | None:
     """(confidence, predicted class, number of classes) from P(class 1) or every class's."""
+    if type(p) is float:
+        # Most inputs: ``unit_float``'s test without its calls (NaN fails it too).
+        return (max(p, 1.0 - p), int(p >= 0.5), 2) if 0.0 <= p <= 1.0 else None
     binary = unit_float(p)
     if binary is not None:
         return max(binary, 1.0 - binary), int(binary >= 0.5), 2
@@ -40,6 +43,10 @@ def _scored(p: Any) -> tuple[float, int, int] | None:
 
 
 def _class_index(y_true: Any, n_classes: int) -> int | None:
+    if type(y_true) is int:
+        # Most labels: ``finite_float``'s float of an int is whole, or overflows (None),
+        # and the bounds leave out the same ints either way.
+        return y_true if 0 <= y_true < n_classes else None
     number = finite_float(y_true)
     if number is None or number != int(number) or not 0 <= number < n_classes:
         return None
@@ -141,8 +148,8 @@ class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
         drop = PerformanceDrop(
             alpha=self.alpha / 2, tolerance=self.tolerance, reference_size=self.reference_size
         )
-        self._estimated_drop = drop.clone()
-        self._measured_drop = drop.clone()
+        self._estimated_drop = drop.fresh()
+        self._measured_drop = drop.fresh()
         self._n_predictions = 0
         self._n_labels = 0
         self._n_ignored = 0

@@ -576,53 +576,66 @@ class JoinBatch:
         kinds, outcome = run.kinds[start:stop], run.outcome[start:stop]
         index = len(self._at_ms)
         at = run.at[start:stop]
-        self._at_ms.extend(at.tolist())
+        self._at_ms += at.tolist()
         labelled = kinds == table.KIND_LABEL
-        self._joined.extend(np.where(labelled, outcome, 0).tolist())
+        self._joined += np.where(labelled, outcome, 0).tolist()
         queued = np.flatnonzero(~labelled & (outcome == table.QUEUED))
         labels = np.flatnonzero(labelled)
-        found = outcome[labels]
-        rows = run.matched[start + labels][np.arange(len(ROLES)) < found[:, None]]
         held = self.join.held
-        roles, versions, scores, predicted_at = held.columns(rows)
-        paired = np.repeat(labels, found)
-        order = np.argsort(np.concatenate((queued, paired)), kind="stable")
         # Each item's stream as a number: its role code, and its version's place among the
         # run's versions, then among the held table's others.
         names = {name: n for n, name in enumerate(run.versions)}
-        recode = np.array(
-            [names.get(v, len(names) + n) for n, v in enumerate(held.versions)] + [0], np.intp
-        )
         width = len(names) + len(held.versions)
         chosen = start + queued
-        streams = (
-            np.concatenate((run.roles[chosen], roles)).astype(np.intp) * width
-            + np.concatenate((run.version_index[chosen], recode[versions]))
-        )[order]
-        events = np.concatenate((queued, paired))[order]
-        outputs = np.concatenate((run.scores[chosen], scores))[order].tolist()
-        made = np.concatenate((np.zeros(len(queued), np.int64), predicted_at))[order]
-        delays = (at[events] - made) / 1000.0
-        pairs = np.concatenate((np.zeros(len(queued), np.bool_), np.ones(len(paired), np.bool_)))
-        truths = [_MADE] * len(queued) + [
-            cast(GroundTruth, records[start + e]).label for e in paired.tolist()
-        ]
-        values = [truths[k] for k in order.tolist()]
+        streams = run.roles[chosen].astype(np.intp) * width + run.version_index[chosen]
+        # The items: the held predictions' (for their estimates), then the labels' pairs,
+        # then all in record order (a label's pairs after the predictions before it).
+        events, outputs = queued, run.scores[chosen]
+        values: list[Any] = [_MADE] * len(queued)
+        paired = np.zeros(len(queued), np.bool_)
+        delays = np.zeros(len(queued))
+        if len(labels):
+            found = outcome[labels]
+            rows = run.matched[start + labels][np.arange(len(ROLES)) < found[:, None]]
+            roles, versions, scores, predicted_at = held.columns(rows)
+            recode = np.array(
+                [names.get(v, len(names) + n) for n, v in enumerate(held.versions)] + [0], np.intp
+            )
+            pairs = np.repeat(labels, found)
+            values += [cast(GroundTruth, records[start + e]).label for e in pairs.tolist()]
+            streams = np.concatenate((streams, roles.astype(np.intp) * width + recode[versions]))
+            events = np.concatenate((queued, pairs))
+            outputs = np.concatenate((outputs, scores))
+            paired = np.arange(len(events)) >= len(queued)
+            made = np.concatenate((np.zeros(len(queued), np.int64), predicted_at))
+            if len(queued):
+                order = np.argsort(events, kind="stable")
+                streams, events, outputs = streams[order], events[order], outputs[order]
+                paired, made = paired[order], made[order]
+                values = [values[k] for k in order.tolist()]
+            delays = (at[events] - made) / 1000.0
+        numbers = np.unique(streams).tolist()
+        scored = outputs.tolist()
         indices = (index + events).tolist()
         times = at[events].tolist()
-        for number in np.unique(streams).tolist():
+        for number in numbers:
+            role, code = ROLES[number // width], number % width
+            version = run.versions[code] if code < len(names) else held.versions[code - len(names)]
+            if len(numbers) == 1:
+                # Nearly always: one stream takes every item.
+                stream, queue = self._stream(role, version, scored[-1], times[-1])
+                self._enqueue(stream, queue, scored, values, delays[paired].tolist(), indices)
+                return
             items = np.flatnonzero(streams == number)
             chosen_items = items.tolist()
             last = chosen_items[-1]
-            role, code = ROLES[number // width], number % width
-            version = run.versions[code] if code < len(names) else held.versions[code - len(names)]
-            stream, queue = self._stream(role, version, outputs[last], times[last])
+            stream, queue = self._stream(role, version, scored[last], times[last])
             self._enqueue(
                 stream,
                 queue,
-                [outputs[k] for k in chosen_items],
+                [scored[k] for k in chosen_items],
                 [values[k] for k in chosen_items],
-                delays[items[pairs[order][items]]].tolist(),
+                delays[items[paired[items]]].tolist(),
                 [indices[k] for k in chosen_items],
             )
 
@@ -724,7 +737,32 @@ class JoinBatch:
         metric = stream.metric is not None
         estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
         task = self.join.settings.task
+        # A score's estimate input is the score itself, for a classifier.
+        scored = estimate and task == "classification"
         for output, label, index in zip(outputs, labels, indices, strict=True):
+            if type(output) is float:
+                # Most outputs: the general path's inputs, without its helpers' calls.
+                if label is _MADE:
+                    if scored:
+                        queued.estimate.append((None, output))
+                        queued.estimate_at.append(index)
+                    if calibrated:
+                        queued.scores.append(output)
+                        queued.labels.append(None)
+                        queued.calibrated_at.append(index)
+                    continue
+                if metric:
+                    queued.metric.append((label, output))
+                    queued.metric_at.append(index)
+                code = -1 if label is None else label
+                if scored:
+                    queued.estimate.append((code, output))
+                    queued.estimate_at.append(index)
+                if calibrated:
+                    queued.scores.append(output)
+                    queued.labels.append(-1 if isinstance(code, float) and code != code else code)
+                    queued.calibrated_at.append(index)
+                continue
             code = None
             if label is not _MADE:
                 if metric:

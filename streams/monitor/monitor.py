@@ -30,10 +30,11 @@ most that many records of window filling, never a transition, an alert or a comm
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import pickle
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
@@ -43,6 +44,7 @@ from streams.monitor import label_join, leak_watch, serving_watch, shadow_join
 from streams.monitor import ladder as fallback_ladder
 from streams.monitor.batch import Batch
 from streams.monitor.effects import CommandToSign, Effects
+from streams.monitor.held import KIND_PREDICTION, JoinRun
 from streams.monitor.label_wait import LabelWait
 from streams.monitor.watch import (
     Found,
@@ -99,6 +101,20 @@ _NOTHING_FOUND = Found({}, {}, {})
 
 class StateFormatError(ValueError):
     """A checkpoint written by a worker with another ``STATE_FORMAT``."""
+
+
+def _latest_prediction(
+    records: Sequence[Prediction | GroundTruth], run: JoinRun | None, start: int, stop: int
+) -> int | None:
+    """The latest ``predicted_at`` among ``records[start:stop]`` (None: no prediction), read
+    from the run's columns when there are some."""
+    if run is None:
+        return max(
+            (r.predicted_at for r in records[start:stop] if isinstance(r, Prediction)),
+            default=None,
+        )
+    made = run.at[start:stop][run.kinds[start:stop] == KIND_PREDICTION]
+    return int(made.max()) if len(made) else None
 
 
 def check_models(models: Iterable[Model]) -> None:
@@ -311,25 +327,25 @@ class Monitor:
         the leak watch as well."""
         joins = label_join.JoinBatch(self.join)
         wait = self.label_wait
-        positions: list[int] = []
-        records: list[Prediction | GroundTruth] = []
-        requests: list[int | None] = []
+        everything = batch.records
+        # Neither join reads feature writes (a batch's records are of the three types).
+        positions = [i for i, record in enumerate(everything) if type(record) is not FeatureWrite]
+        records = cast(
+            list[Prediction | GroundTruth],
+            [everything[i] for i in positions]
+            if len(positions) < len(everything)
+            else list(everything),
+        )
         hashes = iter(batch.request_hashes)
-        for i, record in enumerate(batch.records):
-            if isinstance(record, Prediction):
-                requests.append(next(hashes))
-            elif isinstance(record, GroundTruth):
-                requests.append(None)
-            else:
-                continue  # neither join reads feature writes
-            positions.append(i)
-            records.append(record)
+        requests = [next(hashes) if type(record) is Prediction else None for record in records]
         run = (
             label_join.join_run(records, requests)
             if len(records) >= label_join.FEWEST_AT_ONCE
             else None
         )
-        fed: list[tuple[int, Prediction | GroundTruth]] = []
+        # What the joins took, in order, and each one's position in the batch.
+        fed: list[Prediction | GroundTruth] = []
+        fed_at: list[int] = []
         k, end = 0, len(records)
         while k < end:
             i, record = positions[k], records[k]
@@ -339,11 +355,9 @@ class Monitor:
                 # records up to the first label it holds no prediction for, the wait the
                 # latest prediction time among them.
                 stop = joins.observe_run(records, requests, k, run)
-                fed.extend(zip(positions[k:stop], records[k:stop], strict=True))
-                latest = max(
-                    (r.predicted_at for r in records[k:stop] if isinstance(r, Prediction)),
-                    default=None,
-                )
+                fed += records[k:stop]
+                fed_at += positions[k:stop]
+                latest = _latest_prediction(records, run, k, stop)
                 if latest is not None:
                     wait.advance(latest)
                 if stop == end:
@@ -356,10 +370,12 @@ class Monitor:
                 request = requests[k]
                 assert request is not None
                 joins.observe(record, request)
-                fed.append((i, record))
+                fed.append(record)
+                fed_at.append(i)
                 released = wait.advance(record.predicted_at)
             elif joins.observe_held(record):
-                fed.append((i, record))
+                fed.append(record)
+                fed_at.append(i)
                 k += 1
                 continue
             else:
@@ -367,16 +383,22 @@ class Monitor:
             k += 1
             for truth in released:
                 joins.observe(truth)
-                fed.append((i, truth))
-        caused = joins.caused()
-        shadow: list[shadow_join.ShadowEffects | None] = [None] * len(fed)
-        if self.shadow is not None:
-            shadow = list(
-                shadow_join.observe_many(self.model, self.shadow, [record for _, record in fed])
-            )
+                fed.append(truth)
+                fed_at.append(i)
+        caused = map(joins.caused().get, range(len(fed)))
+        shadow: Iterable[shadow_join.ShadowEffects | None] = (
+            itertools.repeat(None)
+            if self.shadow is None
+            else shadow_join.observe_many(self.model, self.shadow, fed)
+        )
         by_position: dict[int, list[Joined]] = {}
-        for k, ((i, _), found) in enumerate(zip(fed, shadow, strict=True)):
-            by_position.setdefault(i, []).append((caused.get(k), found))
+        # ``shadow`` may be endless (no shadow join): ``caused`` bounds the pairs.
+        for i, joined in zip(fed_at, zip(caused, shadow, strict=False), strict=True):
+            found = by_position.get(i)
+            if found is None:
+                by_position[i] = [joined]
+            else:
+                found.append(joined)
         return by_position
 
     def _prediction(

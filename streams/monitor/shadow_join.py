@@ -167,6 +167,10 @@ class ShadowEffects:
         return bool(self.points or self.alerts or self.promotions)
 
 
+# What most records cause (read-only).
+_NOTHING = ShadowEffects()
+
+
 def new_shadow_join(model: Model) -> ShadowJoin:
     """A fresh join for ``model`` and its shadow.
 
@@ -243,51 +247,64 @@ def observe_many(
     """
     caused: list[ShadowEffects] = []
     pairs: list[tuple[float, float]] = []
+    # Whether the verdict may have changed since it was last read: only a label fed to
+    # the promotion changes it (and the first record reads it, as one by one).
+    scored = True
     for record in records:
         # Expiry first, so that a request that timed out is not evicted for this one.
-        at = record.predicted_at if isinstance(record, Prediction) else record.label_at
-        join.stream_time = max(join.stream_time, float(at))
-        _expire(join)
-        unused = (
-            _prediction(join, record, pairs)
-            if isinstance(record, Prediction)
-            else _label(join, record)
-        )
+        if isinstance(record, Prediction):
+            at = float(record.predicted_at)
+            if at > join.stream_time:
+                join.stream_time = at
+            _expire(join)
+            unused = _prediction(join, record, pairs)
+        else:
+            at = float(record.label_at)
+            if at > join.stream_time:
+                join.stream_time = at
+            _expire(join)
+            unused = _label(join, record)
+            scored = scored or unused is None
         if unused is not None:
             join.counts[unused] += 1
-        points: list[Point] = []
-        alerts: list[Alert] = []
         change = None
-        if join.decision is None and join.promotion.verdict != "keep_watching":
-            change = join.decision = _decision(join)
-            text = f"{model.model_id}: shadow {join.version}: {change.reason}"
-            severity = VERDICT_SEVERITIES[change.verdict]
-            alerts.append(
-                detector_alert(
-                    model.model_id,
-                    model.owner,
-                    "shadow_verdict",
-                    severity,
-                    text,
-                    None,
-                    change.verdict,
-                )
-            )
-        if change is not None or join.stream_time >= join.next_report_at:
-            _agree(join, pairs)
-            points.extend(_report(join))
-            step = join.report_every_ms
-            join.next_report_at = (join.stream_time // step + 1) * step
-            diverged = join.agreement.diverged
-            if diverged != join.diverged:
-                join.diverged = diverged
-                alerts.append(_divergence_alert(model, join))
-        promotions = (
-            (change,) if change and change.verdict == "promote" and join.promote_command else ()
-        )
-        caused.append(ShadowEffects(tuple(points), tuple(alerts), promotions, change))
+        if scored:
+            scored = False
+            if join.decision is None and join.promotion.verdict != "keep_watching":
+                change = join.decision = _decision(join)
+        if change is None and join.stream_time < join.next_report_at:
+            caused.append(_NOTHING)
+            continue
+        caused.append(_effects(model, join, pairs, change))
     _agree(join, pairs)
     return caused
+
+
+def _effects(
+    model: Model, join: ShadowJoin, pairs: list[tuple[float, float]], change: VerdictChange | None
+) -> ShadowEffects:
+    """What a record that decided the trial (``change``) or reached the report time caused."""
+    alerts: list[Alert] = []
+    if change is not None:
+        text = f"{model.model_id}: shadow {join.version}: {change.reason}"
+        severity = VERDICT_SEVERITIES[change.verdict]
+        alerts.append(
+            detector_alert(
+                model.model_id, model.owner, "shadow_verdict", severity, text, None, change.verdict
+            )
+        )
+    _agree(join, pairs)
+    points = _report(join)
+    step = join.report_every_ms
+    join.next_report_at = (join.stream_time // step + 1) * step
+    diverged = join.agreement.diverged
+    if diverged != join.diverged:
+        join.diverged = diverged
+        alerts.append(_divergence_alert(model, join))
+    promotions = (
+        (change,) if change and change.verdict == "promote" and join.promote_command else ()
+    )
+    return ShadowEffects(tuple(points), tuple(alerts), promotions, change)
 
 
 def _agree(join: ShadowJoin, pairs: list[tuple[float, float]]) -> None:
@@ -356,16 +373,22 @@ def _label(join: ShadowJoin, truth: GroundTruth) -> str | None:
 
 def _expire(join: ShadowJoin) -> None:
     """Drops requests that waited longer than their TTL, oldest first."""
-    for waiting, ttl, counter in (
-        (join.halves, join.pair_ttl_ms, "expired_halves"),
-        (join.pairs, join.label_ttl_ms, "expired_pairs"),
-    ):
-        while waiting:
-            request = next(iter(waiting.values()))
-            if request.predicted_at + ttl >= join.stream_time:
-                break
-            waiting.popitem(last=False)
-            join.counts[counter] += 1
+    if join.halves:
+        _expire_from(join, join.halves, join.pair_ttl_ms, "expired_halves")
+    if join.pairs:
+        _expire_from(join, join.pairs, join.label_ttl_ms, "expired_pairs")
+
+
+def _expire_from(
+    join: ShadowJoin, waiting: collections.OrderedDict[str, _Request], ttl: float, counter: str
+) -> None:
+    now = join.stream_time
+    while waiting:
+        request = next(iter(waiting.values()))
+        if request.predicted_at + ttl >= now:
+            break
+        waiting.popitem(last=False)
+        join.counts[counter] += 1
 
 
 def _probabilities(output: Output) -> Probabilities | None:

@@ -1,7 +1,7 @@
 """Compiles the monitor's loops before the first record needs them.
 
-The batch updates of the leak watch and the label join run compiled loops
-(``detectors._compiled``): numba compiles each on its first call, which takes seconds
+The batch updates of the leak watch, the label join and its drop detectors run compiled
+loops (``detectors._compiled``): numba compiles each on its first call, which takes seconds
 (17 s of CPU for all of them), then caches the machine code on disk, where later
 processes load it in about a second. A worker that compiled them on its first
 batch would stall its whole event loop that long, with every model's records waiting, so
@@ -11,15 +11,20 @@ cache once.
 ``warm_up`` feeds one batch of made-up records to a throwaway ``Monitor``: predictions
 of a model's features, their labels by request, and writes of the entities they were
 about, enough for every compiled loop to run; then scores through a score detector of a
-short warm-up (a model's own may want more scores than the batch has). Nothing of it is
-kept.
+short warm-up (a model's own may want more scores than the batch has), and a performance
+drop detector given its baseline, whose CUSUM loop runs only once it has one. Nothing of
+it is kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
+from detectors._batch import SMALL_BATCH
 from detectors.drift.residual_cusum import ResidualCUSUM
+from detectors.performance.drop import PerformanceDrop
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch, Record
 from streams.monitor.monitor import Monitor
@@ -60,6 +65,9 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     batch = Batch.from_records(model.model_id, _records(model, numeric), numeric)
     Monitor(model).observe(batch)
     ResidualCUSUM(warm_up=10).update_many([(n % 10) / 10 for n in range(_PREDICTIONS)])
+    # A drop detector's CUSUMs run once it has learnt its baseline (``reference_size``
+    # labels), which a made-up batch does not reach: one given a baseline runs them.
+    PerformanceDrop(baseline=0.5).update_many(np.zeros(SMALL_BATCH + 1))
 
 
 def _records(model: Model, numeric: frozenset[str]) -> list[Record]:

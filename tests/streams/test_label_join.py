@@ -358,6 +358,21 @@ def test_a_label_that_does_not_fit_the_output_is_ignored_not_raised() -> None:
     assert (stream.metric.n_ignored, stream.estimate.n_ignored, join.joined) == (1, 1, 1)
 
 
+@pytest.mark.parametrize("value", [None, float("nan"), "1", 2, 0.5])
+def test_a_score_s_label_that_is_no_class_is_ignored_not_a_prediction(value: object) -> None:
+    # A score's inputs take a short path of their own (``JoinBatch._enqueue``): a label
+    # of None must not reach the estimates as a new prediction's (its own None).
+    join = new_join(model())
+    observe_prediction(join, prediction(0, 0.9))
+    observe_label(join, label(value, START_MS + 1000, request=0))
+    stream = join.streams[("live", "v1")]
+    metric, estimate, calibrated = stream.metric, stream.estimate, stream.calibrated
+    assert metric is not None and estimate is not None and calibrated is not None
+    assert (metric.n_ignored, metric.n_labels) == (1, 0)
+    assert (estimate.n_ignored, estimate.n_predictions, estimate.n_labels) == (1, 1, 0)
+    assert (calibrated.n_ignored, calibrated.n_predictions, calibrated.n_labels) == (1, 1, 0)
+
+
 def test_regression_task() -> None:
     join = new_join(model('task = "regression"\nerror_cap = 10.0\n'))
     observe_prediction(join, prediction(0, 12.0))

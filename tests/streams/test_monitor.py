@@ -14,10 +14,19 @@ from hypothesis import strategies as st
 from detectors.leaks.events import request_hashes
 from schemas.contracts import FeatureWrite, GroundTruth, Prediction, Score
 from schemas.signing import Keyring
-from streams.monitor import STATE_FORMAT, Batch, CommandToSign, Effects, Monitor, StateFormatError
+from streams.monitor import (
+    STATE_FORMAT,
+    Batch,
+    CommandToSign,
+    Effects,
+    Monitor,
+    StateFormatError,
+    label_join,
+)
 from streams.monitor import monitor as monitor_module
 from streams.monitor.batch import Record
 from streams.monitor.held import request_hash
+from streams.monitor.label_wait import LabelWait
 from streams.portfolio import Portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
 from tests.detectors import batching
@@ -264,3 +273,38 @@ def test_batches_of_one_record_do_what_any_batches_do(
         # An itertools.count, equal to another by the number it gives next.
         monitor.label_wait._arrivals = repr(monitor.label_wait._arrivals)  # type: ignore[assignment]
     assert batching.state_difference(one, cut) is None
+
+
+def test_the_joins_take_the_records_as_the_label_wait_releases_them() -> None:
+    # A run of predictions moves the wait's clock to its latest, and a prediction that
+    # releases a label has the results of both: the label join's points (one report a
+    # second) are those of the records in the order the wait lets them through.
+    model = small_model("[models.ranker.detectors.performance]\nreport_interval = 1.0\n")
+
+    def truth(request: int, at_ms: int) -> GroundTruth:
+        return GroundTruth(
+            schema_version=1, model_id="ranker", label=1, label_at=at_ms, request_id=f"r{request}"
+        )
+
+    def made(n: int) -> Prediction:
+        return msgspec.structs.replace(prediction(n, 40.0, "de"), output=Score(score=n / 40))
+
+    records: list[Record] = [made(n) for n in range(10)]
+    # Ahead of its prediction but behind the run's latest: joined at once, unmatched.
+    records += [truth(20, 1_005_000), truth(3, 1_012_000)]
+    # Ahead of every prediction: waits for the next one, which releases it.
+    records += [truth(21, 1_015_000), *(made(n) for n in range(20, 30))]
+    effects = Monitor(model).observe(Batch.from_records("ranker", records))
+
+    join, wait = label_join.new_join(model), LabelWait()
+    expected: list[object] = []
+    for record in records:
+        if isinstance(record, Prediction):
+            released = [record, *wait.advance(record.predicted_at)]
+        else:
+            assert isinstance(record, GroundTruth)
+            released = [record] if label_join.holds(join, record) else wait.add(record)
+        for taken in released:
+            expected.extend(label_join.observe(join, taken).points)
+    assert expected
+    assert [p for p in effects.points if p.measurement == "performance"] == expected

@@ -67,6 +67,7 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
         "detectors.leaks._coincide.coincide",
         "detectors.leaks.availability_gap._read_compiled",
         "streams.monitor.held._join",
+        "detectors.performance.drop._cusum",
     }
     assert called <= {name for name, signatures in found["warmed"].items() if signatures}
     assert found["after"] == found["warmed"]
