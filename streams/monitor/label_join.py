@@ -1013,13 +1013,7 @@ def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
             return found
     if truth.entity_id is None:
         return []
-    latest: dict[str, HeldPrediction] = {}
-    for held in join.held.of_entity(truth.entity_id):
-        if held.predicted_at <= truth.label_at and (
-            held.role not in latest or held.predicted_at >= latest[held.role].predicted_at
-        ):
-            latest[held.role] = held
-    return list(latest.values())
+    return join.held.latest_of_entity(truth.entity_id, truth.label_at)
 
 
 def _sampled(join: LabelJoin, truth: GroundTruth) -> bool:
