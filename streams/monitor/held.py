@@ -71,6 +71,7 @@ from detectors._compiled import compiled
 from detectors.leaks import events
 from detectors.leaks._memory import KeyTable, probe, probe_compiled, vacate, vacate_compiled
 from detectors.leaks.events import request_hash
+from streams.monitor.label_wait import ARRIVED, CLOCK, CLOCKED, EARLY, MOST, SIZE
 
 __all__ = [
     "EVERYTHING",
@@ -113,8 +114,8 @@ QUEUED, DUPLICATE, LATE = 0, -1, -2
 # Why ``HeldTable.join_run`` stopped: at the end; before a prediction or a label the join's
 # Python takes (a label: whether it is held, too); at a held label whose clock move the
 # Python goes on from (its matches are to be looked up again); after a record that reached
-# the report time.
-STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT = range(5)
+# the report time; at a label the wait released that the join's Python takes.
+STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT, STOP_RELEASED = range(6)
 # ``join_run``'s ``counts``: the join's clock and counts.
 NOW, EXPIRED, DUPLICATES, LABELS, JOINED = range(5)
 COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
@@ -135,6 +136,28 @@ class JoinRun(NamedTuple):
     # Written by ``join_run``: each record's outcome, and a label's matched rows.
     outcome: npt.NDArray[np.int64]
     matched: npt.NDArray[np.int64]
+
+
+class Waiting(NamedTuple):
+    """The label wait (``streams.monitor.label_wait``) as ``HeldTable.join_run`` adds and
+    releases labels in it: the run's records before ``end`` are a batch's, those after it
+    the labels waiting before the batch. ``heap``: ``LabelWait.columns``' arrays and
+    table, labels by their number in the run. Written: ``fed``, the run's records the
+    join took, in order, and ``by``, the record whose step let each through (a label
+    released by a prediction or pushed out by a label), ``taken[0]`` of each."""
+
+    end: int
+    heap: tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+    ]
+    fed: npt.NDArray[np.int64]
+    by: npt.NDArray[np.int64]
+    taken: npt.NDArray[np.int64]
+
+
+_EMPTY = np.zeros(0, np.int64)
+# No wait: labels the join holds no prediction for stop the run.
+_NO_WAIT = Waiting(-1, (_EMPTY, _EMPTY, _EMPTY, np.zeros(6, np.int64)), _EMPTY, _EMPTY, _EMPTY)
 
 
 HeldKey = tuple[str, int]  # (role, request_hash)
@@ -313,12 +336,16 @@ class HeldTable:
         streams: Iterable[tuple[str, str]],
         ttl_ms: int,
         next_report_ms: int,
-    ) -> tuple[int, int]:
+        wait: Waiting = _NO_WAIT,
+    ) -> tuple[int, int, int]:
         """The label join's common records of ``run`` from ``start`` on, one by one in a
         compiled loop (``_join``), up to the first that needs the join's Python: where
-        it stopped and why (``STOP_*``). ``counts``: the join's clock and counts (``COUNTS``),
-        read and written; ``streams``: the (role, version) of the join's streams. What
-        each record did is in ``run.outcome`` and ``run.matched``."""
+        it stopped, why (``STOP_*``) and, for ``STOP_RELEASED``, the label released.
+        ``counts``: the join's clock and counts (``COUNTS``), read and written;
+        ``streams``: the (role, version) of the join's streams; ``wait``: the label wait,
+        which labels not held go to and predictions release from (``_NO_WAIT``: such a
+        label stops the run). What each record did is in ``run.outcome`` and
+        ``run.matched``."""
         self.flush()
         slots = self._indexed()
         codes = self._version_codes
@@ -332,7 +359,7 @@ class HeldTable:
             [self._rows, self._head, self._count, *self._per_role, self.unsampled], np.int64
         )
         everything = self.limit == EVERYTHING
-        stop, why = _join(
+        stop, why, released = _join(
             run.kinds,
             run.at,
             run.keys,
@@ -360,6 +387,11 @@ class HeldTable:
             self.max_held,
             ttl_ms,
             next_report_ms,
+            wait.end,
+            *wait.heap,
+            wait.fed,
+            wait.by,
+            wait.taken,
         )
         self._rows, self._head, self._count = (int(x) for x in table[:3])
         self._per_role = table[3:6].tolist()
@@ -369,7 +401,7 @@ class HeldTable:
             live = self._live
             for row in [row for row in self._other if not live.item(row)]:
                 del self._other[row]
-        return int(stop), int(why)
+        return int(stop), int(why), int(released)
 
     def flush(self) -> None:
         """Write the rows added since the last flush into the numeric columns (every read
@@ -429,10 +461,34 @@ class HeldTable:
         return dropped
 
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
-        """The held predictions of ``entity_id``, in arrival order: those of the rows
-        sorted by entity (a binary search), then those of the rows added since."""
-        if not self._count:
+        """The held predictions of ``entity_id``, in arrival order."""
+        return [self._row(row) for row in self._entity_rows(entity_id).tolist()]
+
+    def latest_of_entity(self, entity_id: str, before: int) -> list[HeldPrediction]:
+        """Per role, the latest held prediction of ``entity_id`` made at or before
+        ``before`` (the later-held of equal times), in the order of each role's first
+        such prediction: what a label naming only its entity matches. Only those are
+        read out of the columns, not the entity's every held prediction (hundreds when a
+        model predicts for few entities)."""
+        rows = self._entity_rows(entity_id)
+        rows = rows[self._at[rows] <= before]
+        if not len(rows):
             return []
+        roles = self._role[rows]
+        codes, first = np.unique(roles, return_index=True)
+        found = []
+        for role in codes[np.argsort(first)].tolist():
+            mine = rows[roles == role]
+            made = self._at[mine]
+            # The last of the latest: a later row of an equal time replaces an earlier.
+            found.append(self._row(int(mine[len(made) - 1 - int(np.argmax(made[::-1]))])))
+        return found
+
+    def _entity_rows(self, entity_id: str) -> npt.NDArray[np.intp]:
+        """The held rows of ``entity_id``, in arrival order: those of the rows sorted by
+        entity (a binary search), then those of the rows added since."""
+        if not self._count:
+            return np.zeros(0, np.intp)
         self.flush()
         entity = np.uint64(entity_hash(entity_id))
         end = self._rows
@@ -446,19 +502,11 @@ class HeldTable:
             self._by_entity_to = end
         entities, rows = self._by_entity
         live = self._live
-        found = []
-        # An entity has a few rows: read one by one from the first, not sliced.
-        at, key = int(entities.searchsorted(entity)), int(entity)
-        while at < len(entities) and entities.item(at) == key:
-            row = rows.item(at)
-            if live.item(row):
-                found.append(row)
-            at += 1
+        sorted_rows = rows[entities.searchsorted(entity) : entities.searchsorted(entity, "right")]
         since = self._by_entity_to
-        if since < end:
-            added = np.flatnonzero(self._entity[since:end] == entity) + since
-            found.extend(added[live[added]].tolist())
-        return [self._row(row) for row in found]
+        added = np.flatnonzero(self._entity[since:end] == entity) + since
+        found = np.concatenate((sorted_rows, added))
+        return found[live[found]]
 
     def _find(self, key: HeldKey) -> int:
         role, request = key
@@ -688,19 +736,43 @@ def _join(
     max_held: int,
     ttl_ms: int,
     next_report_ms: int,
-) -> tuple[int, int]:
+    end: int,
+    wait_at: Any,
+    wait_arrival: Any,
+    wait_number: Any,
+    wait: Any,
+    fed: Any,
+    fed_by: Any,
+    taken: Any,
+) -> tuple[int, int, int]:
     """``JoinBatch._prediction`` and ``_label`` of the records from ``start`` on, as they
     change the held table and the counts, while they need nothing else: a prediction of a
     score whose stream exists and that makes no room in the table, a label by request
     that matches held predictions of scores whose streams exist. Stops before any other
     (``STOP_*``); after the clock move of one that needs more, which the Python's own
-    clock move then finds done."""
+    clock move then finds done. With a wait (``end`` >= 0: ``Waiting``), each prediction
+    moves the wait's
+    clock and releases the labels it caught up with, joined here as ``_label`` joins
+    them (the first that needs more stops the loop, released, and the next call goes on
+    releasing before its first record); a label not held goes to the Python as without
+    a wait, which adds it to the wait (``wait_add``)."""
+    waiting = end >= 0
+    if not waiting:
+        end = kinds.shape[0]
+    elif start > 0:
+        why, label = _release(
+            start - 1, at, keys, simple, outcome, matched, slots, key_column, at_column,
+            score_column, role_column, version_column, live, table, counts, streams, ttl_ms,
+            next_report_ms, wait_at, wait_arrival, wait_number, wait, fed, fed_by, taken,
+        )  # fmt: skip
+        if why != STOP_END:
+            return start - 1, why, label
     capacity = at_column.shape[0]
-    for i in range(start, kinds.shape[0]):
+    for i in range(start, end):
         when = at[i]
         if kinds[i] == KIND_PREDICTION:
             if not simple[i] or versions[i] < 0 or not streams[roles[i], versions[i]]:
-                return i, STOP_PREDICTION
+                return i, STOP_PREDICTION, -1
             _advance(when, slots, key_column, at_column, role_column, live, table, counts, ttl_ms)
             key = keys[i]
             slot, row = probe_compiled(slots, key_column, key, True)
@@ -714,7 +786,7 @@ def _join(
                 table[_UNSAMPLED] += 1
                 outcome[i] = QUEUED
             elif table[_COUNT] >= max_held or table[_ROWS] == capacity:
-                return i, STOP_PREDICTION  # room made, or the columns compacted
+                return i, STOP_PREDICTION, -1  # room made, or the columns compacted
             else:
                 row = table[_ROWS]
                 key_column[row] = key
@@ -729,36 +801,243 @@ def _join(
                 table[_PER_ROLE + roles[i]] += 1
                 table[_COUNT] += 1
                 outcome[i] = QUEUED
+            if waiting:
+                _take(i, i, fed, fed_by, taken)
+                if not wait[CLOCKED] or when > wait[CLOCK]:
+                    wait[CLOCK] = when
+                    wait[CLOCKED] = 1
+                if counts[NOW] < next_report_ms:
+                    why, label = _release(
+                        i, at, keys, simple, outcome, matched, slots, key_column, at_column,
+                        score_column, role_column, version_column, live, table, counts,
+                        streams, ttl_ms, next_report_ms, wait_at, wait_arrival, wait_number,
+                        wait, fed, fed_by, taken,
+                    )  # fmt: skip
+                    if why != STOP_END:
+                        return i, why, label
         else:
             if not simple[i]:
-                return i, STOP_LABEL
+                return i, STOP_LABEL, -1
             found = _match(keys[i], i, slots, key_column, table, matched)
             if found == 0:
-                return i, STOP_LABEL
-            if _advance(
-                when, slots, key_column, at_column, role_column, live, table, counts, ttl_ms
-            ):
-                # What expired may be what it matched.
-                found = _match(keys[i], i, slots, key_column, table, matched)
-                if found == 0:
-                    return i, STOP_HELD_LABEL
-            for j in range(found):
-                row = matched[i, j]
-                if (
-                    np.isnan(score_column[row])
-                    or not streams[role_column[row], version_column[row]]
-                ):
-                    return i, STOP_HELD_LABEL
-            counts[LABELS] += 1
-            for j in range(found):
-                row = matched[i, j]
-                slot, _ = probe_compiled(slots, key_column, key_column[row], True)
-                _drop(row, slot, slots, key_column, role_column, live, table)
-                counts[JOINED] += 1
-            outcome[i] = found
+                # Held by entity, or for the wait (``wait_add``): the Python's.
+                return i, STOP_LABEL, -1
+            why = _joined(
+                i, at, keys, outcome, matched, found, slots, key_column, at_column,
+                score_column, role_column, version_column, live, table, counts, streams,
+                ttl_ms,
+            )  # fmt: skip
+            if why != STOP_END:
+                return i, why, -1
+            if waiting:
+                _take(i, i, fed, fed_by, taken)
         if counts[NOW] >= next_report_ms:
-            return i, STOP_REPORT
-    return kinds.shape[0], STOP_END
+            return i, STOP_REPORT, -1
+    return end, STOP_END, -1
+
+
+@compiled
+def _joined(
+    i: int,
+    at: Any,
+    keys: Any,
+    outcome: Any,
+    matched: Any,
+    found: int,
+    slots: Any,
+    key_column: Any,
+    at_column: Any,
+    score_column: Any,
+    role_column: Any,
+    version_column: Any,
+    live: Any,
+    table: Any,
+    counts: Any,
+    streams: Any,
+    ttl_ms: int,
+) -> int:
+    """Label ``i``, which matched ``found`` held rows before its clock move, joined with
+    them as ``JoinBatch._label`` joins it; ``STOP_HELD_LABEL`` when it needs the Python
+    (after the clock move)."""
+    if _advance(at[i], slots, key_column, at_column, role_column, live, table, counts, ttl_ms):
+        # What expired may be what it matched.
+        found = _match(keys[i], i, slots, key_column, table, matched)
+        if found == 0:
+            return STOP_HELD_LABEL
+    for j in range(found):
+        row = matched[i, j]
+        if np.isnan(score_column[row]) or not streams[role_column[row], version_column[row]]:
+            return STOP_HELD_LABEL
+    counts[LABELS] += 1
+    for j in range(found):
+        row = matched[i, j]
+        slot, _ = probe_compiled(slots, key_column, key_column[row], True)
+        _drop(row, slot, slots, key_column, role_column, live, table)
+        counts[JOINED] += 1
+    outcome[i] = found
+    return STOP_END
+
+
+@compiled
+def _released(
+    label: int,
+    by: int,
+    at: Any,
+    keys: Any,
+    simple: Any,
+    outcome: Any,
+    matched: Any,
+    slots: Any,
+    key_column: Any,
+    at_column: Any,
+    score_column: Any,
+    role_column: Any,
+    version_column: Any,
+    live: Any,
+    table: Any,
+    counts: Any,
+    streams: Any,
+    ttl_ms: int,
+    next_report_ms: int,
+    fed: Any,
+    fed_by: Any,
+    taken: Any,
+) -> int:
+    """The label the wait released at record ``by``'s step, joined (``STOP_END``, or
+    ``STOP_REPORT`` when it reached the report time) or left to the Python
+    (``STOP_RELEASED``)."""
+    if not simple[label]:
+        return STOP_RELEASED
+    found = _match(keys[label], label, slots, key_column, table, matched)
+    if found == 0:
+        return STOP_RELEASED
+    why = _joined(
+        label, at, keys, outcome, matched, found, slots, key_column, at_column, score_column,
+        role_column, version_column, live, table, counts, streams, ttl_ms,
+    )  # fmt: skip
+    if why != STOP_END:
+        return STOP_RELEASED
+    _take(label, by, fed, fed_by, taken)
+    return STOP_REPORT if counts[NOW] >= next_report_ms else STOP_END
+
+
+@compiled
+def _release(
+    by: int,
+    at: Any,
+    keys: Any,
+    simple: Any,
+    outcome: Any,
+    matched: Any,
+    slots: Any,
+    key_column: Any,
+    at_column: Any,
+    score_column: Any,
+    role_column: Any,
+    version_column: Any,
+    live: Any,
+    table: Any,
+    counts: Any,
+    streams: Any,
+    ttl_ms: int,
+    next_report_ms: int,
+    wait_at: Any,
+    wait_arrival: Any,
+    wait_number: Any,
+    wait: Any,
+    fed: Any,
+    fed_by: Any,
+    taken: Any,
+) -> tuple[int, int]:
+    """``LabelWait.advance``'s release after record ``by``: the labels the clock caught
+    up with, oldest first, each joined (``_released``) until one stops the loop: why,
+    and that label."""
+    while wait[SIZE] and wait[CLOCKED] and wait_at[0] <= wait[CLOCK]:
+        label = _pop(wait_at, wait_arrival, wait_number, wait)
+        why = _released(
+            label, by, at, keys, simple, outcome, matched, slots, key_column, at_column,
+            score_column, role_column, version_column, live, table, counts, streams, ttl_ms,
+            next_report_ms, fed, fed_by, taken,
+        )  # fmt: skip
+        if why != STOP_END:
+            return why, label
+    return STOP_END, -1
+
+
+@compiled
+def _take(record: int, by: int, fed: Any, fed_by: Any, taken: Any) -> None:
+    fed[taken[0]] = record
+    fed_by[taken[0]] = by
+    taken[0] += 1
+
+
+# ``wait_add``: the label joins now (the predictions reached it), or it waits.
+JOINS_NOW, WAITS = -1, -2
+
+
+@compiled
+def wait_add(
+    number: int, label_at: int, wait_at: Any, wait_arrival: Any, wait_number: Any, wait: Any
+) -> int:
+    """``LabelWait.add`` of label ``number`` (its ``label_at``) in ``LabelWait.columns``'
+    arrays: ``JOINS_NOW``, ``WAITS``, or the number of the label it pushed out."""
+    if wait[CLOCKED] and label_at <= wait[CLOCK]:
+        return JOINS_NOW
+    # heapq.heappush, so that the heap is the list's, entry for entry.
+    pos = wait[SIZE]
+    wait[SIZE] += 1
+    arrival = wait[ARRIVED]
+    wait[ARRIVED] += 1
+    _sift_down(pos, label_at, arrival, number, wait_at, wait_arrival, wait_number)
+    if wait[SIZE] <= wait[MOST]:
+        return WAITS
+    wait[EARLY] += 1
+    return _pop(wait_at, wait_arrival, wait_number, wait)
+
+
+@compiled
+def _before(at: int, arrival: int, other_at: int, other_arrival: int) -> bool:
+    return at < other_at or (at == other_at and arrival < other_arrival)
+
+
+@compiled
+def _pop(wait_at: Any, wait_arrival: Any, wait_number: Any, wait: Any) -> int:
+    """heapq.heappop of the wait's heap (its ``_siftup``, then ``_siftdown``): the number
+    of the label that waited first among the earliest."""
+    last = wait[SIZE] - 1
+    wait[SIZE] = last
+    top = wait_number[0]
+    if last == 0:
+        return top
+    at, arrival, number = wait_at[last], wait_arrival[last], wait_number[last]
+    pos, child = 0, 1
+    while child < last:
+        right = child + 1
+        if right < last and not _before(
+            wait_at[child], wait_arrival[child], wait_at[right], wait_arrival[right]
+        ):
+            child = right
+        wait_at[pos], wait_arrival[pos] = wait_at[child], wait_arrival[child]
+        wait_number[pos] = wait_number[child]
+        pos = child
+        child = 2 * pos + 1
+    _sift_down(pos, at, arrival, number, wait_at, wait_arrival, wait_number)
+    return top
+
+
+@compiled
+def _sift_down(
+    pos: int, at: int, arrival: int, number: int, wait_at: Any, wait_arrival: Any, wait_number: Any
+) -> None:
+    """heapq's ``_siftdown`` from the top: the entry placed at ``pos`` or above it."""
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if not _before(at, arrival, wait_at[parent], wait_arrival[parent]):
+            break
+        wait_at[pos], wait_arrival[pos] = wait_at[parent], wait_arrival[parent]
+        wait_number[pos] = wait_number[parent]
+        pos = parent
+    wait_at[pos], wait_arrival[pos], wait_number[pos] = at, arrival, number
 
 
 @compiled

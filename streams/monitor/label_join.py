@@ -134,6 +134,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.health.budget import AlarmBudget
 from detectors.health.evidence import Evidence
@@ -150,15 +151,20 @@ from streams.monitor import held as table
 from streams.monitor.effects import FieldValue, Point, point
 from streams.monitor.held import (
     EVERYTHING,
+    JOINS_NOW,
     ROLES,
+    WAITS,
     HeldOutput,
     HeldPrediction,
     HeldTable,
     JoinRun,
+    Waiting,
     entity_hash,
     index_keys,
     request_hash,
+    wait_add,
 )
+from streams.monitor.label_wait import CLOCK, CLOCKED, LabelWait
 from streams.portfolio import Model, PortfolioError
 
 __all__ = [
@@ -530,7 +536,7 @@ class JoinBatch:
                 start += 1
                 continue
             counts = np.array([getattr(join, name) for name in table.COUNTS], np.int64)
-            stop, why = join.held.join_run(
+            stop, why, _ = join.held.join_run(
                 run,
                 start,
                 counts,
@@ -546,7 +552,7 @@ class JoinBatch:
                 self._alone_to = stop + 1 + alone * FEWEST_AT_ONCE
             else:
                 self._alone = 1
-            self._queue_run(records, run, start, stop + (why == table.STOP_REPORT))
+            self._queue_run(records, run, np.arange(start, stop + (why == table.STOP_REPORT)))
             if why == table.STOP_END:
                 return end
             record = records[stop]
@@ -565,17 +571,118 @@ class JoinBatch:
             start = stop + 1
         return end
 
+    def observe_waiting(
+        self,
+        records: Sequence[Prediction | GroundTruth],
+        requests: Sequence[int | None],
+        start: int,
+        run: JoinRun,
+        wait: LabelWait,
+    ) -> tuple[list[Prediction | GroundTruth], list[int]]:
+        """The records from ``start`` on as they reach the join through ``wait``: a
+        prediction, then the labels it releases; a label if the join holds its prediction
+        (``observe_held``), else it waits (``LabelWait.add``) and maybe releases another.
+        The records the join took, in order, and the number of the record whose step let
+        each through. ``run``: the records' columns (``join_run``), the join's clock set
+        (``next_report_ms``). The common records and the labels they release go through
+        the compiled loop (``HeldTable.join_run``), the others as ``observe`` takes them."""
+        join, end = self.join, len(records)
+        labels = sum(1 for request in requests[start:] if request is None)
+        truths, heap = wait.columns(end, labels)
+        at_wait, arrival, number, counter, keys, named = heap
+        # The waiting labels' columns after the batch's (a label's are its time and key).
+        count = len(truths)
+        run = JoinRun(
+            np.concatenate((run.kinds, np.full(count, table.KIND_LABEL, np.int8))),
+            np.concatenate((run.at, at_wait[:count])),
+            np.concatenate((run.keys, keys)),
+            np.concatenate((run.simple, named)),
+            np.concatenate((run.entities, np.zeros(count, np.uint64))),
+            np.concatenate((run.roles, np.zeros(count, np.int8))),
+            np.concatenate((run.version_index, np.zeros(count, np.intp))),
+            run.versions,
+            np.concatenate((run.scores, np.full(count, math.nan))),
+            np.concatenate((run.outcome, np.zeros(count, np.int64))),
+            np.concatenate((run.matched, np.full((count, len(ROLES)), -1, np.int64))),
+        )
+        everything = [*records, *truths]
+        fed = np.zeros(len(everything), np.int64)
+        state = Waiting(
+            end, (at_wait, arrival, number, counter), fed, np.zeros_like(fed), np.zeros(1, np.int64)
+        )
+        taken_at, by = state.taken, state.by
+        queued = 0
+
+        def take(record: int, step: int) -> None:
+            nonlocal queued
+            fed[queued], by[queued] = record, step
+            queued = taken_at[0] = queued + 1
+
+        def label(at: int) -> None:
+            """The Python's label ``at``: the join's if it holds its prediction, else the
+            wait's."""
+            truth = cast(GroundTruth, records[at])
+            if self.observe_held(truth):
+                take(at, at)
+                return
+            out = wait_add(at, truth.label_at, at_wait, arrival, number, counter)
+            if out != WAITS:
+                joined = at if out == JOINS_NOW else out
+                self._label(cast(GroundTruth, everything[joined]), None)
+                take(joined, at)
+
+        while True:
+            counts = np.array([getattr(join, name) for name in table.COUNTS], np.int64)
+            next_report = join.next_report_ms
+            assert next_report is not None
+            stop, why, released = join.held.join_run(
+                run, start, counts, join.streams, join.settings.ttl_ms, next_report, state
+            )
+            for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
+                setattr(join, name, value)
+            self._queue_run(everything, run, fed[queued : taken_at[0]])
+            queued = int(taken_at[0])
+            if why == table.STOP_END:
+                break
+            if why == table.STOP_REPORT:
+                self._report()
+            elif why == table.STOP_RELEASED:
+                self._label(cast(GroundTruth, everything[released]), None)
+                take(released, stop)
+            elif why == table.STOP_PREDICTION:
+                prediction = cast(Prediction, records[stop])
+                request = requests[stop]
+                assert request is not None
+                self._prediction(prediction, request)
+                take(stop, stop)
+                if not counter[CLOCKED] or prediction.predicted_at > counter[CLOCK]:
+                    counter[CLOCK], counter[CLOCKED] = prediction.predicted_at, 1
+            elif why == table.STOP_HELD_LABEL:
+                self._label(cast(GroundTruth, records[stop]), None)
+                take(stop, stop)
+            else:
+                label(stop)
+                # The labels after it too, up to the next prediction: most are not held
+                # either, and each would cost a call of the loop.
+                while stop + 1 < end and run.kinds[stop + 1] == table.KIND_LABEL:
+                    stop += 1
+                    label(stop)
+            start = stop + 1
+        wait.load(everything, heap, run.keys, run.simple)
+        return [everything[k] for k in fed[:queued].tolist()], by[:queued].tolist()
+
     def _queue_run(
-        self, records: Sequence[Prediction | GroundTruth], run: JoinRun, start: int, stop: int
+        self, records: Sequence[Prediction | GroundTruth], run: JoinRun, fed: npt.NDArray[np.int64]
     ) -> None:
-        """The results and the detector inputs of the records ``start`` to ``stop`` that
-        ``HeldTable.join_run`` joined: a stream at a time, each stream's in record order
-        (a label's pairs in its matches')."""
-        if start == stop:
+        """The results and the detector inputs of the records of ``run`` that
+        ``HeldTable.join_run`` joined, ``fed`` (their numbers, in the order it took them):
+        a stream at a time, each stream's in that order (a label's pairs in its
+        matches')."""
+        if not len(fed):
             return
-        kinds, outcome = run.kinds[start:stop], run.outcome[start:stop]
+        kinds, outcome = run.kinds[fed], run.outcome[fed]
         index = len(self._at_ms)
-        at = run.at[start:stop]
+        at = run.at[fed]
         self._at_ms += at.tolist()
         labelled = kinds == table.KIND_LABEL
         self._joined += np.where(labelled, outcome, 0).tolist()
@@ -586,7 +693,7 @@ class JoinBatch:
         # run's versions, then among the held table's others.
         names = {name: n for n, name in enumerate(run.versions)}
         width = len(names) + len(held.versions)
-        chosen = start + queued
+        chosen = fed[queued]
         streams = run.roles[chosen].astype(np.intp) * width + run.version_index[chosen]
         # The items: the held predictions' (for their estimates), then the labels' pairs,
         # then all in record order (a label's pairs after the predictions before it).
@@ -596,13 +703,13 @@ class JoinBatch:
         delays = np.zeros(len(queued))
         if len(labels):
             found = outcome[labels]
-            rows = run.matched[start + labels][np.arange(len(ROLES)) < found[:, None]]
+            rows = run.matched[fed[labels]][np.arange(len(ROLES)) < found[:, None]]
             roles, versions, scores, predicted_at = held.columns(rows)
             recode = np.array(
                 [names.get(v, len(names) + n) for n, v in enumerate(held.versions)] + [0], np.intp
             )
             pairs = np.repeat(labels, found)
-            values += [cast(GroundTruth, records[start + e]).label for e in pairs.tolist()]
+            values += [cast(GroundTruth, records[e]).label for e in fed[pairs].tolist()]
             streams = np.concatenate((streams, roles.astype(np.intp) * width + recode[versions]))
             events = np.concatenate((queued, pairs))
             outputs = np.concatenate((outputs, scores))
@@ -906,13 +1013,7 @@ def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
             return found
     if truth.entity_id is None:
         return []
-    latest: dict[str, HeldPrediction] = {}
-    for held in join.held.of_entity(truth.entity_id):
-        if held.predicted_at <= truth.label_at and (
-            held.role not in latest or held.predicted_at >= latest[held.role].predicted_at
-        ):
-            latest[held.role] = held
-    return list(latest.values())
+    return join.held.latest_of_entity(truth.entity_id, truth.label_at)
 
 
 def _sampled(join: LabelJoin, truth: GroundTruth) -> bool:

@@ -90,10 +90,11 @@ CHECKPOINT_EVERY = 10_000
 # None); 18: AvailabilityGap's per-feature counts and blocks as columns of arrays and a
 # dict of names to columns; 19: the drift watch's tests in one DriftTests, a spec per
 # feature kind, a built test kept alone, the output detectors' recent values in a Window;
-# 20: ResidualCUSUM's fitted residuals in an array, for its compiled run), so that a
+# 20: ResidualCUSUM's fitted residuals in an array, for its compiled run; 21: the label
+# wait's count of arrivals an int, its labels' request hashes beside them), so that a
 # worker upgraded mid-stream starts the model afresh instead of failing on a half-restored
 # detector later.
-STATE_FORMAT = 20
+STATE_FORMAT = 21
 _CHECKPOINT_PROTOCOL = 4
 # What ``detect`` finds in a batch without predictions (read-only).
 _NOTHING_FOUND = Found({}, {}, {})
@@ -321,7 +322,8 @@ class Monitor:
         """What the label join makes of the batch's predictions and labels, by position in
         the batch, in the order they reach it: a prediction, then the labels it releases
         from the label wait; a label the join holds a prediction for, else those the wait
-        releases. Neither reads anything else of the monitor, so the batch goes at once;
+        releases (while labels wait, the compiled loop releases them: ``observe_waiting``).
+        Neither reads anything else of the monitor, so the batch goes at once;
         the shadow join takes the same records in the same order, and reads nothing else
         either. The batch's predictions come with their request hashes, made once for
         the leak watch as well."""
@@ -350,6 +352,12 @@ class Monitor:
         while k < end:
             i, record = positions[k], records[k]
             released: list[GroundTruth]
+            if wait.waiting and run is not None and self.join.next_report_ms is not None:
+                # Labels wait: the compiled loop releases them as predictions come.
+                taken, by = joins.observe_waiting(records, requests, k, run, wait)
+                fed += taken
+                fed_at += [positions[b] for b in by]
+                break
             if not wait.waiting:
                 # While no label waits, a prediction releases none: the join takes the
                 # records up to the first label it holds no prediction for, the wait the

@@ -37,6 +37,8 @@ __all__ = ["warm_up"]
 _PREDICTIONS = 200
 _ENTITIES = 50
 _LABEL_DELAY_MS = 60_000
+# The second batch's records, after the first's.
+_LATER_MS = 1_000 * _PREDICTIONS + _LABEL_DELAY_MS
 
 # A model with a feature of each kind, for a process with no portfolio at hand.
 _MODEL = """
@@ -62,25 +64,30 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     if model is None:
         model = next(iter(parse_portfolio(_MODEL)))
     numeric = frozenset(f.name for f in model.features if f.kind == "numeric")
-    batch = Batch.from_records(model.model_id, _records(model, numeric), numeric)
-    Monitor(model).observe(batch)
+    monitor = Monitor(model)
+    monitor.observe(Batch.from_records(model.model_id, _records(model, numeric), numeric))
+    # Later records, their labels first: they wait for the predictions to reach them.
+    later = _records(model, numeric, _LATER_MS)
+    labels = [r for r in later if isinstance(r, GroundTruth)]
+    rest = [r for r in later if not isinstance(r, GroundTruth)]
+    monitor.observe(Batch.from_records(model.model_id, [*labels, *rest], numeric))
     ResidualCUSUM(warm_up=10).update_many([(n % 10) / 10 for n in range(_PREDICTIONS)])
     # A drop detector's CUSUMs run once it has learnt its baseline (``reference_size``
     # labels), which a made-up batch does not reach: one given a baseline runs them.
     PerformanceDrop(baseline=0.5).update_many(np.zeros(SMALL_BATCH + 1))
 
 
-def _records(model: Model, numeric: frozenset[str]) -> list[Record]:
-    """Predictions a second apart, each followed by a write of one of its features for its
-    entity; then their labels, by request, the label delay later."""
+def _records(model: Model, numeric: frozenset[str], start_ms: int = 0) -> list[Record]:
+    """Predictions a second apart from ``start_ms``, each followed by a write of one of its
+    features for its entity; then their labels, by request, the label delay later."""
     records: list[Record] = []
     predictions: list[Prediction] = []
     for n in range(_PREDICTIONS):
-        at = 1_000 * (n + 1)
+        at = start_ms + 1_000 * (n + 1)
         entity = f"entity-{n % _ENTITIES}"
         prediction = Prediction(
             schema_version=1,
-            request_id=f"request-{n}",
+            request_id=f"request-{start_ms}-{n}",
             model_id=model.model_id,
             model_version="warm-up",
             role="live",

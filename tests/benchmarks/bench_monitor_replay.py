@@ -11,6 +11,12 @@ rest at the end):
 - ``synthetic``: a portfolio of ``--models`` models with ``--features`` numeric features
   each; per model, predictions (one a second, every feature carried, a Score output),
   their labels an hour later, and writes of the features, in the ratio 5 : 3 : 2.
+- ``--labels-ahead N``: the pipeline benchmark's traffic
+  (``bench_pipeline_throughput.traffic``, 20 models, ``--pipeline-events`` records) with
+  each label moved ``N`` of its model's requests ahead of its predictions, as a worker
+  reads the ground truth topic ahead of the predictions' (catching up on a backlog): the
+  labels wait until the predictions reach their time (``streams.monitor.label_wait``).
+  ``N`` = 0 is the traffic as produced.
 
 Rates are records per CPU-second (``time.process_time``), building each ``Batch`` from
 decoded records included; medians of ``--rounds`` rounds, each on fresh monitors.
@@ -153,6 +159,29 @@ def _model_records(model: Model, count: int, rng: np.random.Generator) -> list[t
             records.append((model.model_id, write))
         n += 1
     return records
+
+
+def pipeline(events: int, ahead: int) -> tuple[Portfolio, list[tuple[str, Record]]]:
+    """The pipeline benchmark's portfolio of 20 models and ``events`` of its records, each
+    with the model it is for, each label ``ahead`` of its model's requests early."""
+    from tests.benchmarks.bench_pipeline_throughput import bench_portfolio, traffic
+
+    portfolio = bench_portfolio(20, 200)
+    placed: list[tuple[int, int, str, Record]] = []
+    request = -1
+    for n, (_, _, record) in enumerate(traffic(portfolio, events, 0)):
+        if isinstance(record, FeatureWrite):
+            request += 1  # each request starts with its write
+            placed.extend(
+                (request, n, m, record) for m in portfolio.models_monitoring(record.feature)
+            )
+        elif isinstance(record, GroundTruth):
+            # The models take turns: a model's N-th request before is 20 N requests before.
+            placed.append((request - 20 * ahead, n, record.model_id, record))
+        else:
+            placed.append((request, n, record.model_id, record))
+    placed.sort(key=lambda x: x[:2])
+    return portfolio, [(model_id, record) for _, _, model_id, record in placed]
 
 
 def batches(routed: Sequence[tuple[str, Record]], size: int) -> Iterator[tuple[str, list[Record]]]:
@@ -373,7 +402,7 @@ def profile(portfolio: Portfolio, routed: Sequence[tuple[str, Record]], size: in
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=int, nargs="+", default=[20, 1000])
+    parser.add_argument("--models", type=int, nargs="*", default=[20, 1000])
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--batch", type=int, nargs="+", default=[500, 1])
     parser.add_argument("--per-model", type=int, default=500, help="synthetic records per model")
@@ -390,6 +419,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="replay only the first so many records in batches of 1",
     )
+    parser.add_argument(
+        "--labels-ahead",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="the pipeline traffic, each label N of its model's requests ahead",
+    )
+    parser.add_argument("--pipeline-events", type=int, default=200_000)
     parser.add_argument("--no-scenario", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
     parser.add_argument("--at-caps", action="store_true", help="one model driven to its caps")
@@ -409,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         portfolio = synthetic_portfolio(models, args.features)
         label = f"synthetic ({models} models, {args.features} features)"
         runs.append((label, portfolio, synthetic(portfolio, args.per_model, seed=models)))
+    for ahead in args.labels_ahead:
+        portfolio, routed = pipeline(args.pipeline_events, ahead)
+        runs.append((f"pipeline (20 models), labels {ahead} ahead", portfolio, routed))
     for label, portfolio, everything in runs:
         for size in args.batch:
             limit = args.records_batch_one if size == 1 else None

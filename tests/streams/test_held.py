@@ -103,6 +103,16 @@ class Reference:
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
         return [held for held in self.held.values() if held.entity == entity_hash(entity_id)]
 
+    def latest_of_entity(self, entity_id: str, before: int) -> list[HeldPrediction]:
+        """The label join's match of a label naming only its entity, as it was written."""
+        latest: dict[str, HeldPrediction] = {}
+        for held in self.of_entity(entity_id):
+            if held.predicted_at <= before and (
+                held.role not in latest or held.predicted_at >= latest[held.role].predicted_at
+            ):
+                latest[held.role] = held
+        return list(latest.values())
+
     def of_request(self, request_id: str) -> list[HeldPrediction]:
         held = (self.held.get((role, request_hash(request_id))) for role in ROLES)
         return [found for found in held if found is not None]
@@ -124,6 +134,10 @@ def same(table: HeldTable, reference: Reference, plain: HeldTable) -> None:
         assert repr(table.get(key)) == repr(held)  # repr: NaN scores compare equal
     for entity in range(4):
         assert repr(table.of_entity(f"u{entity}")) == repr(reference.of_entity(f"u{entity}"))
+        for before in (-1, 10, 25, 40, 50):
+            assert repr(table.latest_of_entity(f"u{entity}", before)) == repr(
+                reference.latest_of_entity(f"u{entity}", before)
+            )
 
 
 @settings(max_examples=200, deadline=None)

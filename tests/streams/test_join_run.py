@@ -142,10 +142,10 @@ def test_a_run_goes_through_the_loop_with_expiry_reports_and_the_cap_in_it() -> 
     stops: list[int] = []
     loop = HeldTable.join_run
 
-    def counted(self: HeldTable, *args: Any) -> tuple[int, int]:
-        stop, why = loop(self, *args)
+    def counted(self: HeldTable, *args: Any) -> tuple[int, int, int]:
+        stop, why, released = loop(self, *args)
         stops.append(why)
-        return stop, why
+        return stop, why, released
 
     with (
         mock.patch.object(HeldTable, "join_run", counted),

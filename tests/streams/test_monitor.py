@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+from unittest import mock
 
 import msgspec
 import numpy as np
@@ -27,7 +28,7 @@ from streams.monitor import monitor as monitor_module
 from streams.monitor.batch import Record
 from streams.monitor.held import request_hash
 from streams.monitor.label_wait import LabelWait
-from streams.portfolio import Portfolio
+from streams.portfolio import Portfolio, parse_portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
 from tests.detectors import batching
 from tests.streams.test_serving_watch import slo_model
@@ -270,8 +271,6 @@ def test_batches_of_one_record_do_what_any_batches_do(
     assert outcomes(each) == outcomes(batched)
     for monitor in (one, cut):
         monitor.unsaved = 0  # reset by each checkpoint due, which batches move
-        # An itertools.count, equal to another by the number it gives next.
-        monitor.label_wait._arrivals = repr(monitor.label_wait._arrivals)  # type: ignore[assignment]
     assert batching.state_difference(one, cut) is None
 
 
@@ -308,3 +307,114 @@ def test_the_joins_take_the_records_as_the_label_wait_releases_them() -> None:
             expected.extend(label_join.observe(join, taken).points)
     assert expected
     assert [p for p in effects.points if p.measurement == "performance"] == expected
+
+
+# A request of the stream below: its entity, role, version, score, label delay (seconds),
+# how its label names it (0: no label, 1: request and entity, 2: request, 3: entity), and
+# whether it redelivers the request before it.
+Request = tuple[int, str, str, float, int, int, bool]
+requests_drawn = st.lists(
+    st.tuples(
+        st.integers(0, 5),
+        st.sampled_from(["live", "live", "live", "fallback", "shadow"]),
+        st.sampled_from(["v1", "v1", "v1", "v2"]),
+        st.floats(0.0, 1.0),
+        st.integers(0, 25),
+        st.integers(0, 3),
+        st.booleans(),
+    ),
+    max_size=60,
+)
+# Labels within 20 s of their prediction, a TTL of a minute, few held predictions and a
+# report every two seconds: expiry, sampling and reports happen among the waits.
+AHEAD_MODEL = """
+[models.ranker]
+owner = "team-search"
+tier = "cpu"
+fallback = "top_n_popular"
+label_delay = "20s"
+features = { age = "numeric", country = "categorical" }
+[models.ranker.detectors.performance]
+max_held = 12
+report_interval = 2.0
+"""
+
+
+def labels_ahead(drawn: list[Request], ahead: int) -> list[Record]:
+    """Predictions a second apart, a write after each, and each label ``ahead`` requests
+    before its prediction: ground truth read ahead of the predictions."""
+    placed: list[tuple[int, int, Record]] = []
+    for n, (entity, role, version, score, delay, named, again) in enumerate(drawn):
+        at = 1_000_000 + n * 1000
+        request = f"r{n - 1 if again and n else n}"
+        made = msgspec.structs.replace(
+            prediction(n, score * 100, "de", role),
+            request_id=request,
+            entity_id=f"u{entity}",
+            model_version=version,
+            output=Score(score=score),
+        )
+        placed.append((n, 1, made))
+        placed.append((n, 2, FeatureWrite(1, f"u{entity}", "age", score, at - 100, at, "test")))
+        if named:
+            truth = GroundTruth(
+                schema_version=1,
+                model_id="ranker",
+                label=int(score > 0.5),
+                label_at=at + delay * 1000,
+                request_id=request if named < 3 else None,
+                entity_id=f"u{entity}" if named != 2 else None,
+            )
+            placed.append((n - ahead, 0, truth))
+    return [record for _, _, record in sorted(placed, key=lambda x: x[:2])]
+
+
+@settings(max_examples=80, deadline=None)
+@given(requests_drawn, st.integers(0, 20), st.integers(1, 12), st.data())
+def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
+    drawn: list[Request], ahead: int, max_waiting: int, data: st.DataObject
+) -> None:
+    # Labels read ahead of their predictions wait, and the batches' compiled loop
+    # releases them: the same effects and state as one record at a time, where each goes
+    # through the label wait's own add and advance.
+    records = labels_ahead(drawn, ahead)
+    model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    one, cut, whole = Monitor(model), Monitor(model), Monitor(model)
+    for monitor in (one, cut, whole):
+        monitor.label_wait.max_waiting = max_waiting
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    at = data.draw(batching.cuts(len(records)))
+    batched = [cut.observe(Batch.from_records("ranker", b)) for b in batching.batches(records, at)]
+    at_once = [whole.observe(Batch.from_records("ranker", records))]
+    assert outcomes(each) == outcomes(batched) == outcomes(at_once)
+    for monitor in (one, cut, whole):
+        monitor.unsaved = 0  # reset by each checkpoint due, which batches move
+    assert batching.state_difference(one, cut) is None
+    assert batching.state_difference(one, whole) is None
+
+
+def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
+    # Labels by request ten requests ahead: each waits for the predictions to reach its
+    # time, and the compiled loop joins it as they do, not the join's Python one label at
+    # a time.
+    drawn = [(n % 6, "live", "v1", (n % 10) / 10, 5, 2, False) for n in range(200)]
+    records = labels_ahead(drawn, 10)
+    model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    one, batched = Monitor(model), Monitor(model)
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    alone = 0
+    label = label_join.JoinBatch._label
+
+    def counted(self: label_join.JoinBatch, *args: object) -> None:
+        nonlocal alone
+        alone += 1
+        label(self, *args)  # type: ignore[arg-type]
+
+    with mock.patch.object(label_join.JoinBatch, "_label", counted):
+        effects = [
+            batched.observe(Batch.from_records("ranker", records[n : n + 100]))
+            for n in range(0, len(records), 100)
+        ]
+    assert outcomes(each) == outcomes(effects)
+    assert one.join.joined == batched.join.joined > 150
+    assert alone < 10
