@@ -879,49 +879,6 @@ def _joined(
 
 
 @compiled
-def _released(
-    label: int,
-    by: int,
-    at: Any,
-    keys: Any,
-    simple: Any,
-    outcome: Any,
-    matched: Any,
-    slots: Any,
-    key_column: Any,
-    at_column: Any,
-    score_column: Any,
-    role_column: Any,
-    version_column: Any,
-    live: Any,
-    table: Any,
-    counts: Any,
-    streams: Any,
-    ttl_ms: int,
-    next_report_ms: int,
-    fed: Any,
-    fed_by: Any,
-    taken: Any,
-) -> int:
-    """The label the wait released at record ``by``'s step, joined (``STOP_END``, or
-    ``STOP_REPORT`` when it reached the report time) or left to the Python
-    (``STOP_RELEASED``)."""
-    if not simple[label]:
-        return STOP_RELEASED
-    found = _match(keys[label], label, slots, key_column, table, matched)
-    if found == 0:
-        return STOP_RELEASED
-    why = _joined(
-        label, at, keys, outcome, matched, found, slots, key_column, at_column, score_column,
-        role_column, version_column, live, table, counts, streams, ttl_ms,
-    )  # fmt: skip
-    if why != STOP_END:
-        return STOP_RELEASED
-    _take(label, by, fed, fed_by, taken)
-    return STOP_REPORT if counts[NOW] >= next_report_ms else STOP_END
-
-
-@compiled
 def _release(
     by: int,
     at: Any,
@@ -950,17 +907,25 @@ def _release(
     taken: Any,
 ) -> tuple[int, int]:
     """``LabelWait.advance``'s release after record ``by``: the labels the clock caught
-    up with, oldest first, each joined (``_released``) until one stops the loop: why,
-    and that label."""
+    up with, oldest first, each joined as record ``by``'s until one stops the loop: why
+    (``STOP_RELEASED``: the label is left to the Python; ``STOP_REPORT``: it reached the
+    report time), and that label."""
     while wait[SIZE] and wait[CLOCKED] and wait_at[0] <= wait[CLOCK]:
         label = _pop(wait_at, wait_arrival, wait_number, wait)
-        why = _released(
-            label, by, at, keys, simple, outcome, matched, slots, key_column, at_column,
+        if not simple[label]:
+            return STOP_RELEASED, label
+        found = _match(keys[label], label, slots, key_column, table, matched)
+        if found == 0:
+            return STOP_RELEASED, label
+        why = _joined(
+            label, at, keys, outcome, matched, found, slots, key_column, at_column,
             score_column, role_column, version_column, live, table, counts, streams, ttl_ms,
-            next_report_ms, fed, fed_by, taken,
         )  # fmt: skip
         if why != STOP_END:
-            return why, label
+            return STOP_RELEASED, label
+        _take(label, by, fed, fed_by, taken)
+        if counts[NOW] >= next_report_ms:
+            return STOP_REPORT, label
     return STOP_END, -1
 
 
