@@ -243,15 +243,14 @@ class Monitor:
         # Only the records something was found at take a step here, in order; the
         # predictions between them go in runs (``_predictions``).
         records = batch.records
-        placed = (
-            list(
+        placed: Sequence[int] = range(len(predictions))
+        if 0 < len(predictions) < len(records):
+            # Each prediction's position in the batch.
+            placed = list(
                 itertools.compress(
                     itertools.count(), map(isinstance, records, itertools.repeat(Prediction))
                 )
             )
-            if predictions
-            else []
-        )
         found_at = itertools.chain(found.before, found.after, slo)
         n = 0
         for i in sorted({*leaks, *joins, *(placed[k] for k in found_at)}):
