@@ -816,8 +816,8 @@ class Found:
         """Per prediction: its event time, whether its role feeds the error rate, and
         whether it is an error (a ``fallback`` prediction), for ``observe_quiet``."""
         roles = np.array(self.roles)
-        failed = roles == "fallback"
-        return np.array(self.at, np.float64), failed | (roles == "live"), failed
+        served = np.isin(roles, sorted(DRIFT_ROLES))
+        return np.array(self.at, np.float64), served, roles == "fallback"
 
 
 # A prediction's share of a batch's ``Found``: evidence before the score, the score's read
