@@ -816,7 +816,10 @@ class Found:
         """Per prediction: its event time, whether its role feeds the error rate, and
         whether it is an error (a ``fallback`` prediction), for ``observe_quiet``."""
         roles = np.array(self.roles)
-        served = np.isin(roles, sorted(DRIFT_ROLES))
+        served = np.zeros(len(roles), dtype=bool)
+        for role in DRIFT_ROLES:
+            # Two comparisons cost a tenth of ``np.isin`` on strings.
+            served |= roles == role
         return np.array(self.at, np.float64), served, roles == "fallback"
 
 
