@@ -231,6 +231,11 @@ class BernoulliCUSUM(SegmentedBatches, TupleEvents, base.BinaryDriftDetector):
         return self._sum - self._low
 
     @property
+    def warm_up_left(self) -> int:
+        """Inputs the current warm-up still takes (0 once ``p0`` is set)."""
+        return self._warm_up_room()
+
+    @property
     def in_control_rate(self) -> float:
         """The in-control rate p0 in use (NaN while it is being learnt)."""
         return self._rate

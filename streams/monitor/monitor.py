@@ -20,6 +20,13 @@ Each record goes where the worker sent it before this class existed, in the same
 
 Evidence of the label join and the leak watch goes to the health policy as drift's does.
 
+Only the records something was found at take a step of their own. Nearly every
+prediction causes nothing in the joins and the leak watch, and nothing in the watch
+either: while the policy is healthy, the predictions between two records that cause
+something go in runs (``watch.observe_quiet``: the error rate fed their roles at once,
+the scores counted), each run ending where one by one the watch would find something,
+and their heartbeats are held (``_prediction``).
+
 State. ``dumps()`` pickles the monitor without its ``Model`` (the portfolio's, which the
 shell holds); ``Monitor.restore(model, data)`` brings it back. Labels still waiting are
 part of it. A checkpoint is due when a transition, an action, an alarm or an alert
@@ -29,6 +36,7 @@ most that many records of window filling, never a transition, an alert or a comm
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import math
@@ -36,6 +44,9 @@ import pickle
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import numpy as np
+
+from detectors._batch import SMALL_BATCH
 from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.state import HealthState
@@ -55,6 +66,7 @@ from streams.monitor.watch import (
     detect,
     new_watch,
     observe_evidence,
+    observe_quiet,
     prediction_evidence,
 )
 from streams.portfolio import Model
@@ -97,7 +109,9 @@ CHECKPOINT_EVERY = 10_000
 STATE_FORMAT = 21
 _CHECKPOINT_PROTOCOL = 4
 # What ``detect`` finds in a batch without predictions (read-only).
-_NOTHING_FOUND = Found({}, {}, {})
+_NOTHING_FOUND = Found({}, {})
+# Predictions at most this many in a row go one by one: a run's arrays cost more.
+QUIET_RUN = SMALL_BATCH
 
 
 class StateFormatError(ValueError):
@@ -226,24 +240,36 @@ class Monitor:
         # record) causes nothing there and changes nothing.
         writes_only = all(isinstance(record, FeatureWrite) for record in batch.records)
         joins = {} if writes_only else self._join_results(batch)
+        # Only the records something was found at take a step here, in order; the
+        # predictions between them go in runs (``_predictions``).
+        records = batch.records
+        placed: Sequence[int] = range(len(predictions))
+        if 0 < len(predictions) < len(records):
+            # Each prediction's position in the batch.
+            placed = list(
+                itertools.compress(
+                    itertools.count(), map(isinstance, records, itertools.repeat(Prediction))
+                )
+            )
+        found_at = itertools.chain(found.before, found.after, slo)
         n = 0
-        for i, record in enumerate(batch.records):
-            if type(record) is FeatureWrite:
-                # Most records; only the few the leak watch found something at need a step.
-                if i in leaks:
-                    self._leaks(leaks[i], effects)
-            elif isinstance(record, Prediction):
-                self._prediction(record, found.share(n), joins.get(i, []), leaks.get(i), effects)
-                for evidence in slo.get(n, ()):
+        for i in sorted({*leaks, *joins, *(placed[k] for k in found_at)}):
+            # The predictions before the record, then the record.
+            m = bisect.bisect_left(placed, i, n)
+            self._predictions(predictions, found, n, m, effects)
+            n = m
+            record = records[i]
+            if isinstance(record, Prediction):
+                self._prediction(record, found.share(m), joins.get(i, ()), leaks.get(i), effects)
+                for evidence in slo.get(m, ()):
                     observation = self._evidence([evidence], evidence.at)
                     self._act(dataclasses.replace(observation, evidence=(evidence,)), effects)
-                n += 1
-            elif isinstance(record, GroundTruth):
-                self._leaks(leaks.get(i), effects)
-                for joined in joins.get(i, []):
-                    self._joined(*joined, effects)
+                n = m + 1
             else:
                 self._leaks(leaks.get(i), effects)
+                for joined in joins.get(i, ()):
+                    self._joined(*joined, effects)
+        self._predictions(predictions, found, n, len(predictions), effects)
         self._beat()
         if self.serving is not None and predictions:
             self._hold_restore(predictions[-1].predicted_at / 1000.0, effects)
@@ -320,7 +346,8 @@ class Monitor:
 
     def _join_results(self, batch: Batch) -> dict[int, list[Joined]]:
         """What the label join makes of the batch's predictions and labels, by position in
-        the batch, in the order they reach it: a prediction, then the labels it releases
+        the batch of the records whose joins caused something (nearly none), in the
+        order they reach it: a prediction, then the labels it releases
         from the label wait; a label the join holds a prediction for, else those the wait
         releases (while labels wait, the compiled loop releases them: ``observe_waiting``).
         Neither reads anything else of the monitor, so the batch goes at once;
@@ -393,32 +420,71 @@ class Monitor:
                 joins.observe(truth)
                 fed.append(truth)
                 fed_at.append(i)
-        caused = map(joins.caused().get, range(len(fed)))
-        shadow: Iterable[shadow_join.ShadowEffects | None] = (
-            itertools.repeat(None)
-            if self.shadow is None
-            else shadow_join.observe_many(self.model, self.shadow, fed)
-        )
+        caused = joins.caused()
+        busy = {fed_at[k] for k in caused}
+        shadow: Sequence[shadow_join.ShadowEffects | None] = ()
+        if self.shadow is not None:
+            shadow = shadow_join.observe_many(self.model, self.shadow, fed)
+            busy.update(itertools.compress(fed_at, shadow))
+        # The records whose joins caused something, with everything they fed (in order:
+        # ``fed_at`` does not decrease); the others caused nothing and need no step.
         by_position: dict[int, list[Joined]] = {}
-        # ``shadow`` may be endless (no shadow join): ``caused`` bounds the pairs.
-        for i, joined in zip(fed_at, zip(caused, shadow, strict=False), strict=True):
-            found = by_position.get(i)
-            if found is None:
-                by_position[i] = [joined]
-            else:
-                found.append(joined)
+        for i in busy:
+            span = range(bisect.bisect_left(fed_at, i), bisect.bisect_right(fed_at, i))
+            by_position[i] = [(caused.get(k), shadow[k] if shadow else None) for k in span]
         return by_position
+
+    def _predictions(
+        self,
+        predictions: Sequence[Prediction],
+        found: Found,
+        start: int,
+        stop: int,
+        effects: Effects,
+    ) -> None:
+        """The batch's predictions ``start`` to ``stop``, at which nothing was found
+        outside the watch: in runs while the watch finds nothing in them either
+        (``_quiet``), each one it finds something in on its own."""
+        while start < stop:
+            start = self._quiet(found, start, stop)
+            if start < stop:
+                self._prediction(predictions[start], found.share(start), (), None, effects)
+                start += 1
+
+    def _quiet(self, found: Found, start: int, stop: int) -> int:
+        """Predictions ``start`` to ``stop`` of the batch, at which nothing was found
+        outside the watch, at once while the watch finds nothing in them and the policy
+        is healthy (``observe_quiet``): their heartbeats are held (``_prediction``). The
+        first it does not take (``stop``: none); a short run is left to ``_prediction``.
+        """
+        policy = self.watch.policy
+        if stop - start <= QUIET_RUN or policy.state is not HealthState.HEALTHY:
+            return start
+        if policy.since is None:
+            return start
+        at = found.columns[0]
+        # A prediction whose time is no number is no heartbeat: ``_prediction`` takes it.
+        timeless = np.flatnonzero(~np.isfinite(at[start:stop]))
+        if timeless.size:
+            stop = start + int(timeless[0])
+        stop = observe_quiet(self.watch, found, start, stop)
+        if stop > start:
+            latest = float(at[start:stop].max())
+            held = self._held
+            self._held = latest if held is None or latest > held else held
+        return stop
 
     def _prediction(
         self,
         prediction: Prediction,
         found: Share,
-        joins: list[Joined],
+        joins: Sequence[Joined],
         leaks: leak_watch.LeakEffects | None,
         effects: Effects,
     ) -> None:
-        """The prediction's watch, then its join (``joins[0]``), its leaks, and the joins
-        of the labels it released.
+        """The prediction's watch, then its join (``joins[0]``; none: it caused nothing
+        there, nor any label it released), its leaks, and the joins of the labels it
+        released.
 
         Most predictions carry no evidence, and a healthy policy's heartbeat only moves
         its event time: those heartbeats are held back and fed as one at their latest
@@ -439,7 +505,8 @@ class Monitor:
         else:
             observation = self._evidence(evidence, at)
             self._act(dataclasses.replace(observation, evidence=tuple(evidence)), effects)
-        self._joined(*joins[0], effects)
+        if joins:
+            self._joined(*joins[0], effects)
         self._leaks(leaks, effects)
         for joined in joins[1:]:
             self._joined(*joined, effects)

@@ -86,9 +86,11 @@ whichever model served it); ``shadow`` predictions duplicate that traffic.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import operator
@@ -97,6 +99,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors._batch import SMALL_BATCH
 from detectors.drift._change_point import reference_cut
@@ -243,6 +246,47 @@ class ScoreRead(NamedTuple):
     cause: str = ""
     change_lag: int = 0
     judged: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScoreReads:
+    """What the score's detector read from a batch of scores (``ScoreDetector.feed_many``),
+    by each score's position, for ``judge`` in turn.
+
+    The finite scores' positions (ascending), values and whether the reference was
+    ready at each; the whole read where ``feed`` made it or a report reads the
+    statistic (a stretch's other reads carry none); and ``notable``, the positions
+    (ascending) whose read ``judge`` turns into evidence outside an episode: an alarm,
+    a report. Outside an episode, the scores between two notable ones only count
+    (``ScoreDetector.count``).
+    """
+
+    positions: list[int] = dataclasses.field(default_factory=list)
+    values: list[float] = dataclasses.field(default_factory=list)
+    ready: list[bool] = dataclasses.field(default_factory=list)
+    whole: dict[int, ScoreRead] = dataclasses.field(default_factory=dict)
+    notable: list[int] = dataclasses.field(default_factory=list)
+
+    def add(self, position: int, read: ScoreRead, counted: int) -> None:
+        """Add the whole read of the score at ``position``, after which ``judge`` will
+        have counted ``counted`` scores."""
+        self.positions.append(position)
+        self.values.append(read.score)
+        self.ready.append(read.ready)
+        self.whole[position] = read
+        if read.ready and (read.alarm or counted % OUTPUT_REPORT_EVERY == 0):
+            self.notable.append(position)
+
+    def get(self, position: int) -> ScoreRead | None:
+        """The read of the score at ``position`` (None: no finite score there)."""
+        read = self.whole.get(position)
+        if read is not None:
+            return read
+        k = bisect.bisect_left(self.positions, position)
+        if k == len(self.positions) or self.positions[k] != position:
+            return None
+        ready = self.ready[k]
+        return ScoreRead(self.values[k], ready=ready, statistic=math.nan if ready else 0.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -453,9 +497,10 @@ class ScoreDetector:
             )
         return ScoreRead(number, ready=True, statistic=detector.statistic)
 
-    def feed_many(self, values: Sequence[float]) -> list[ScoreRead | None]:
+    def feed_many(self, values: Sequence[float], at: Sequence[int]) -> ScoreReads:
         """``feed`` on each of ``values`` in turn, the detector a stretch at a time where
-        ``judge`` can read no more than the scores themselves.
+        ``judge`` can read no more than the scores themselves; the reads by each value's
+        position ``at``.
 
         Outside an episode (no baseline), ``judge`` reads a score's statistic only for a
         report (every ``OUTPUT_REPORT_EVERY`` inputs) or an alarm: a stretch up to the
@@ -466,15 +511,19 @@ class ScoreDetector:
         value from a copy of the detector taken before it, and so does the rest of the
         batch, which ``judge`` may then read in an episode.
         """
+        reads = ScoreReads()
         if len(values) <= SMALL_BATCH:
             # Too few for a stretch: no arrays.
-            return [self.feed(value) for value in values]
+            for position, value in zip(at, values, strict=True):
+                read = self.feed(value)
+                if read is not None:
+                    reads.add(position, read, self.inputs + len(reads.positions) + 1)
+            return reads
         numbers = [float(value) for value in values]
         finite = np.isfinite(numbers)
         # Inputs ``judge`` will have counted after each value.
         counted = self.inputs + np.cumsum(finite)
         reports = np.flatnonzero(finite & (counted % OUTPUT_REPORT_EVERY == 0)).tolist()
-        reads: list[ScoreRead | None] = []
         stretches = self.baseline is None
         k = 0
         while k < len(numbers):
@@ -484,7 +533,9 @@ class ScoreDetector:
             if not ready:
                 stop = min(stop, int(np.searchsorted(counted, detector.warm_up)))
             if not stretches or stop - k <= SMALL_BATCH:
-                reads.append(self.feed(numbers[k]))
+                read = self.feed(numbers[k])
+                if read is not None:
+                    reads.add(at[k], read, int(counted[k]))
                 k += 1
                 continue
             before = copy.copy(detector)
@@ -493,16 +544,26 @@ class ScoreDetector:
                 self.detector = before
                 stretches = False
                 continue
-            # Before the reference, ``feed``'s read; after it, the statistic unread.
-            statistic = math.nan if ready else 0.0
-            reads.extend(
-                ScoreRead(number, ready=ready, statistic=statistic) if fine else None
-                for number, fine in zip(numbers[k:stop], finite[k:stop].tolist(), strict=True)
-            )
+            # The stretch's reads: before the reference, ``feed``'s; after it, the
+            # statistic unread but at a report.
+            fine = finite[k:stop].tolist()
+            reads.positions.extend(itertools.compress(at[k:stop], fine))
+            reads.values.extend(itertools.compress(numbers[k:stop], fine))
+            reads.ready.extend(itertools.repeat(ready, len(reads.values) - len(reads.ready)))
             if ready and stop - 1 in reports:
-                reads[-1] = ScoreRead(numbers[stop - 1], ready=True, statistic=detector.statistic)
+                last = ScoreRead(numbers[stop - 1], ready=True, statistic=detector.statistic)
+                reads.whole[at[stop - 1]] = last
+                reads.notable.append(at[stop - 1])
             k = stop
         return reads
+
+    def count(self, values: Sequence[float]) -> None:
+        """``judge`` on finite scores whose reads it turns into no evidence (before the
+        reference, or outside an episode neither an alarm nor a report): each only
+        counts and joins the recent scores."""
+        if values:
+            self.inputs += len(values)
+            self.recent.push_many(np.array(values)[:, np.newaxis])
 
     def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
         """The evidence of a score ``feed`` read, at its turn among the batch's records:
@@ -596,6 +657,36 @@ class OutputDetector:
         return Evidence(
             detector=name, feature=None, at=at, alarm=alarm, material=material, details=details
         )
+
+    def update_many(self, values: npt.NDArray[np.bool_]) -> int:
+        """Feed ``values`` as ``update`` one by one, up to the first that gives evidence
+        (an alarm, a report); how many it fed (all of them: none gives evidence). That
+        one is left to ``update``, which gives its evidence."""
+        detector = self.detector
+        fed = 0
+        if self.frozen is None and len(values):
+            # The warm-up takes its inputs; the reference is frozen after the one that
+            # completes it (the first, for a detector given its rate).
+            fed = min(len(values), max(detector.warm_up_left, 1))
+            detector.update_many(values[:fed])
+            if not math.isnan(detector.in_control_rate):
+                self.frozen = copy.deepcopy(detector)
+        if self.frozen is not None and fed < len(values):
+            # Up to the input before the next report, and before an alarm if one comes.
+            take = min(
+                len(values) - fed, OUTPUT_REPORT_EVERY - 1 - self.inputs % OUTPUT_REPORT_EVERY
+            )
+            before, alarms = copy.copy(detector), detector.n_detections
+            detector.update_many(values[fed : fed + take])
+            if detector.n_detections != alarms:
+                take = int(detector.detections[0])
+                detector = self.detector = before
+                detector.update_many(values[fed : fed + take])
+            self.inputs += take
+            fed += take
+        if fed:
+            self.recent.push_many(values[:fed, np.newaxis].astype(np.float64))
+        return fed
 
     def effect(self) -> float:
         """The effect of the alarm just raised, against the frozen reference: the rise of
@@ -709,11 +800,27 @@ class Found:
 
     before: Mapping[int, list[Evidence]]
     after: Mapping[int, list[Evidence]]
-    scores: Mapping[int, ScoreRead] = dataclasses.field(default_factory=dict)
+    scores: ScoreReads = dataclasses.field(default_factory=ScoreReads)
+    # Each prediction's event time (seconds) and role.
+    at: Sequence[float] = ()
+    roles: Sequence[str] = ()
 
     def share(self, n: int) -> Share:
         """The ``n``-th prediction's share, for ``observe``."""
         return self.before.get(n, ()), self.scores.get(n), self.after.get(n, ())
+
+    @functools.cached_property
+    def columns(
+        self,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Per prediction: its event time, whether its role feeds the error rate, and
+        whether it is an error (a ``fallback`` prediction), for ``observe_quiet``."""
+        roles = np.array(self.roles)
+        served = np.zeros(len(roles), dtype=bool)
+        for role in DRIFT_ROLES:
+            # Two comparisons cost a tenth of ``np.isin`` on strings.
+            served |= roles == role
+        return np.array(self.at, np.float64), served, roles == "fallback"
 
 
 # A prediction's share of a batch's ``Found``: evidence before the score, the score's read
@@ -731,25 +838,22 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
     """
     before: dict[int, list[Evidence]] = collections.defaultdict(list)
     after: dict[int, list[Evidence]] = collections.defaultdict(list)
-    scores: dict[int, ScoreRead] = {}
     if not predictions:
         # A batch of labels and writes: no detector here reads them (nor an empty batch).
-        return Found(before, after, scores)
+        return Found(before, after)
     ats = [p.predicted_at / 1000.0 for p in predictions]
+    roles = list(map(_ROLE, predictions))
     _future_values_many(watch.future, predictions, ats, before)
-    served = [i for i, p in enumerate(predictions) if p.role in DRIFT_ROLES]
+    served = [i for i, role in enumerate(roles) if role in DRIFT_ROLES]
+    scores = ScoreReads()
     if watch.output is not None:
         # The scores of live predictions; the detector reads nothing else, so a batch's
         # scores go before its policy.
         scored = [
-            i
-            for i in served
-            if predictions[i].role == "live" and isinstance(predictions[i].output, Score)
+            i for i in served if roles[i] == "live" and isinstance(predictions[i].output, Score)
         ]
         values = [predictions[i].output.score for i in scored]  # type: ignore[union-attr]
-        for i, read in zip(scored, watch.output.score.feed_many(values), strict=True):
-            if read is not None:
-                scores[i] = read
+        scores = watch.output.score.feed_many(values, scored)
     drift = watch.drift
     if served and drift.features:
         names = list(drift.features)
@@ -760,7 +864,38 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
                 for result in windows:
                     i = served[result[0]]
                     after[i].append(_window_evidence(spec, name, ats[i], result))
-    return Found(before, after, scores)
+    return Found(before, after, scores, ats, roles)
+
+
+def observe_quiet(watch: ModelWatch, found: Found, start: int, stop: int) -> int:
+    """Feed the output detectors the batch's predictions from ``start`` while they give
+    no evidence, at most up to ``stop``; the first that gives some (``stop``: none),
+    which ``prediction_evidence`` then takes. For predictions without evidence of their
+    own in ``found`` while the health policy takes nothing: what the error rate and the
+    score's episode read of it stays as it is at ``start``. Mutates ``watch``."""
+    output = watch.output
+    if output is None:
+        return stop
+    scores, score = found.scores, output.score
+    first = bisect.bisect_left(scores.positions, start)
+    if score.baseline is None:
+        # Outside an episode, only an alarm and a report are evidence.
+        notable = scores.notable
+        k = bisect.bisect_left(notable, start)
+        if k < len(notable):
+            stop = min(stop, notable[k])
+    elif first < len(scores.positions):
+        stop = min(stop, scores.positions[first])
+    if stop > start and watch.policy.fallback_since is None:
+        at, served, failed = found.columns
+        # ``observe_error_rate``'s choice for each.
+        counted = served[start:stop] & (at[start:stop] - output.restored_at >= output.restore_grace)
+        places = np.flatnonzero(counted)
+        fed = output.error_rate.update_many(failed[start:stop][places])
+        if fed < len(places):
+            stop = start + int(places[fed])
+    score.count(scores.values[first : bisect.bisect_left(scores.positions, stop, first)])
+    return stop
 
 
 def _feature_columns(
@@ -784,6 +919,7 @@ def _feature_columns(
 
 
 _FEATURES = operator.attrgetter("features")
+_ROLE = operator.attrgetter("role")
 _ENTITY_ID = operator.attrgetter("entity_id")
 _PREDICTED_AT = operator.attrgetter("predicted_at")
 _WRITTEN_AT = operator.attrgetter("written_at")

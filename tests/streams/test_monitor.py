@@ -25,6 +25,7 @@ from streams.monitor import (
     label_join,
 )
 from streams.monitor import monitor as monitor_module
+from streams.monitor import watch as watch_module
 from streams.monitor.batch import Record
 from streams.monitor.held import request_hash
 from streams.monitor.label_wait import LabelWait
@@ -418,3 +419,133 @@ def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
     assert outcomes(each) == outcomes(effects)
     assert one.join.joined == batched.join.joined > 150
     assert alone < 10
+
+
+# Errors and stuck scores alarm within a few predictions, the policy falls back at the
+# first alarm and is restored four quiet seconds later, with a grace of three: every
+# path of a run of quiet predictions within a few dozen records.
+QUIET_MODEL = """
+[models.ranker]
+owner = "team-search"
+tier = "cpu"
+fallback = "top_n_popular"
+label_delay = "1h"
+features = { age = "numeric", country = "categorical" }
+[models.ranker.detectors.health]
+confirm = 1
+min_dwell = 0
+clear_after = 4
+[models.ranker.detectors.output]
+false_fallbacks_per_model_day = 0.5
+predictions_per_day = 100
+restore_grace = 3
+error_warm_up = 10
+error_odds_ratio = 4.0
+score_warm_up = 10
+score_max_reference = 20
+"""
+# A run of the stream below: its length, its predictions' role, whether their score is
+# stuck, and what follows it (0 nothing, 1 a label, 2 a write).
+Run = tuple[int, str, bool, int]
+runs_drawn = st.lists(
+    st.tuples(
+        st.integers(1, 30),
+        st.sampled_from(["live", "live", "fallback", "shadow"]),
+        st.booleans(),
+        st.integers(0, 2),
+    ),
+    max_size=12,
+)
+
+
+def quiet_runs(drawn: list[Run], seed: int) -> list[Record]:
+    """Runs of predictions a second apart, normal or stuck scores, each run followed by
+    a label of an earlier prediction or a write."""
+    rng = np.random.default_rng(seed)
+    records: list[Record] = []
+    n = 0
+    for count, role, stuck, after in drawn:
+        for _ in range(count):
+            score = 0.9 if stuck else float(rng.uniform(0.0, 1.0))
+            made = msgspec.structs.replace(
+                prediction(n, float(rng.normal(40.0, 5.0)), "de", role), output=Score(score=score)
+            )
+            records.append(made)
+            n += 1
+        at = 1_000_000 + n * 1000
+        if after == 1:
+            records.append(GroundTruth(1, "ranker", label=1, label_at=at, request_id=f"r{n // 2}"))
+        elif after == 2:
+            records.append(FeatureWrite(1, f"u{n // 2}", "age", 40.0, at - 100, at, "test"))
+    return records
+
+
+@settings(max_examples=80, deadline=None)
+@given(runs_drawn, st.integers(0, 2**16), st.integers(1, 12), st.integers(0, 3), st.data())
+def test_runs_of_quiet_predictions_in_any_batches_do_what_one_by_one_does(
+    drawn: list[Run], seed: int, every: int, shortest: int, data: st.DataObject
+) -> None:
+    # Runs of fallback predictions (errors), stuck scores (alarms), restores with their
+    # grace and reports every few inputs: a batch's runs of predictions end where one by
+    # one the watch finds something, and leave the same effects and state.
+    records = quiet_runs(drawn, seed)
+    model = parse_portfolio(QUIET_MODEL).models["ranker"]
+    with (
+        mock.patch.object(watch_module, "OUTPUT_REPORT_EVERY", every),
+        mock.patch.object(monitor_module, "QUIET_RUN", shortest),
+    ):
+        one, cut, whole = Monitor(model), Monitor(model), Monitor(model)
+        each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+        at = data.draw(batching.cuts(len(records)))
+        batched = [
+            cut.observe(Batch.from_records("ranker", b)) for b in batching.batches(records, at)
+        ]
+        at_once = [whole.observe(Batch.from_records("ranker", records))]
+    assert outcomes(each) == outcomes(batched) == outcomes(at_once)
+    for monitor in (one, cut, whole):
+        monitor.unsaved = 0  # reset by each checkpoint due, which batches move
+    assert batching.state_difference(one, cut) is None
+    assert batching.state_difference(one, whole) is None
+
+
+def test_a_run_of_quiet_predictions_ends_at_errors_alarms_restores_and_reports() -> None:
+    # A stream of the test above that reaches each way a run ends: error alarms, score
+    # alarms and their episode, restores and their grace, reports every eight inputs.
+    drawn: list[Run] = [
+        (30, "live", False, 2),
+        (20, "fallback", False, 1),
+        (25, "live", False, 0),
+        (25, "live", True, 2),
+        (30, "live", False, 1),
+        (20, "shadow", False, 0),
+        (10, "fallback", False, 0),
+        (30, "live", False, 0),
+    ]
+    records = quiet_runs(drawn, 3)
+    model = parse_portfolio(QUIET_MODEL).models["ranker"]
+    ended = []
+    quiet = Monitor._quiet
+
+    def counted(monitor: Monitor, found: object, start: int, stop: int) -> int:
+        end = quiet(monitor, found, start, stop)  # type: ignore[arg-type]
+        ended.append((start, end, stop))
+        return end
+
+    with (
+        mock.patch.object(watch_module, "OUTPUT_REPORT_EVERY", 8),
+        mock.patch.object(monitor_module, "QUIET_RUN", 2),
+    ):
+        one = Monitor(model)
+        each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+        whole = Monitor(model)
+        with mock.patch.object(Monitor, "_quiet", counted):
+            at_once = whole.observe(Batch.from_records("ranker", records))
+    actions = [c.action for e in each for c in e.commands]
+    assert actions == ["fallback", "restore"] * 4
+    assert {e.detector for effects in each for e in effects.alarms} == {"error_rate", "score"}
+    assert outcomes(each) == outcomes([at_once])
+    one.unsaved = whole.unsaved = 0
+    assert batching.state_difference(one, whole) is None
+    # Runs taken whole, and runs that ended where the watch found something.
+    assert any(start < end == stop for start, end, stop in ended)
+    assert any(start < end < stop for start, end, stop in ended)

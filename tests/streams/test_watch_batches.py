@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 from typing import Any
+from unittest import mock
 
 import msgspec
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.drift.bernoulli_cusum import BernoulliCUSUM
 from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.health.evidence import Evidence
 from schemas.contracts import FeatureSeen
 from streams.monitor import Batch, Monitor
-from streams.monitor.watch import OUTPUT_REPORT_EVERY, ScoreDetector, detect, new_watch, observe
+from streams.monitor import watch as watch_module
+from streams.monitor.watch import (
+    OUTPUT_REPORT_EVERY,
+    OutputDetector,
+    ScoreDetector,
+    detect,
+    new_watch,
+    observe,
+)
 from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
     score_episode_outlasting_its_fallback,
@@ -59,7 +70,9 @@ def judged_in_batches(
 ) -> list[Evidence | None]:
     found: list[Evidence | None] = []
     for batch in batches(values, at):
-        for read in detector.feed_many(list(batch)):
+        reads = detector.feed_many(list(batch), range(len(batch)))
+        for k in range(len(batch)):
+            read = reads.get(k)
             n = float(len(found))
             found.append(None if read is None else detector.judge("score", read, n))
     return found
@@ -204,3 +217,36 @@ def test_values_from_the_future_in_batches_are_the_evidence_one_by_one(
     assert watch.future.last_future_value == one.future.last_future_value
     watch.future._last = one.future._last
     assert same_state(watch, one), state_difference(watch, one)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prefix=st.lists(st.booleans(), max_size=30),
+    values=st.lists(st.booleans(), max_size=120),
+    rate=st.sampled_from([None, 0.1, 0.3]),
+    every=st.integers(1, 40),
+)
+def test_the_error_rate_takes_a_run_up_to_its_first_evidence_as_one_by_one(
+    prefix: list[bool], values: list[bool], rate: float | None, every: int
+) -> None:
+    # A short warm-up, a low threshold and frequent reports: runs end at the warm-up's
+    # end, at alarms (each bringing the frozen detector back) and at reports.
+    with mock.patch.object(watch_module, "OUTPUT_REPORT_EVERY", every):
+        one = OutputDetector(
+            BernoulliCUSUM(warm_up=10, odds_ratio=4.0, threshold=2.0, reference_rate=rate)
+        )
+        for x in prefix:
+            one.update("error_rate", x, 0.0)
+        many = copy.deepcopy(one)
+        rest = np.array(values, dtype=bool)
+        while True:
+            fed = many.update_many(rest)
+            assert [one.update("error_rate", x, 0.0) for x in values[:fed]] == [None] * fed
+            assert same_state(many, one), state_difference(many, one)
+            if fed == len(rest):
+                break
+            # The input the run stopped at gives its evidence through ``update``.
+            evidence = many.update("error_rate", values[fed], 0.0)
+            assert evidence is not None
+            assert evidence == one.update("error_rate", values[fed], 0.0)
+            values, rest = values[fed + 1 :], rest[fed + 1 :]
