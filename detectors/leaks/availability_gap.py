@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -86,6 +87,34 @@ class ServedValues:
     predicted_at: float
     features: tuple[str, ...]
     written_at: tuple[float, ...]
+
+
+class ServedRun(NamedTuple):
+    """Predictions' served values as columns, for ``AvailabilityGap.update_served``: what a
+    :class:`ServedValues` per prediction says, for predictions that serve the same features
+    in the same order.
+
+    Attributes
+    ----------
+    entities
+        Each prediction's entity, as its ``entity_hash`` (uint64).
+    predicted_at
+        When each prediction was made (float64).
+    features
+        The features' names, in the order the predictions list them.
+    written_at
+        When each value had been written to the store, as serving saw it (float64): a row
+        per prediction, a column per feature.
+    before
+        How many of the other events ``update_served`` reads come before each prediction
+        (non-decreasing).
+    """
+
+    entities: np.ndarray
+    predicted_at: np.ndarray
+    features: tuple[str, ...]
+    written_at: np.ndarray
+    before: np.ndarray
 
 
 def _valid_entity(entity_id: Any) -> bool:
@@ -310,23 +339,91 @@ class AvailabilityGap(base.Base):
         if len(parsed.columns) <= _batch.SMALL_BATCH:
             self._read(parsed)
         else:
+            self._read_many(_arrays(parsed))
+
+    def update_served(self, events: Sequence[Any], run: ServedRun) -> None:
+        """Reads ``events`` with the run's predictions among them (prediction ``i`` after
+        the first ``run.before[i]`` events), exactly as ``update_many`` would with each
+        prediction's :class:`ServedValues` in its place; ``flags`` gives prediction ``i``
+        the position ``len(events) + i``.
+
+        The run's new features are made where the values one by one would make them;
+        then one compiled loop (``_merge_compiled``) checks its values (each malformed one
+        counted in ``rejected``) and places its predictions among the events' columns:
+        no Python step per prediction.
+        """
+        self._batch_events = ()
+        features = run.features
+        named = _named(features)
+        parsed = self._parse(events, self._made_by(features, named, run))
+        columns = np.array([self._columns.get(feature, -1) for feature in features], np.intp)
+        *merged, rejected = _merge_compiled(
+            *_arrays(parsed),
+            run.entities,
+            run.predicted_at,
+            run.written_at,
+            run.before,
+            named,
+            columns,
+            len(events),
+        )
+        self._rejected += rejected
+        parsed = _Parsed(*merged)
+        if len(parsed.columns) <= _batch.SMALL_BATCH:
+            self._read(_Parsed(*(column.tolist() for column in parsed)))
+        else:
             self._read_many(parsed)
 
-    def _parse(self, events: Sequence[Any]) -> _Parsed:
+    def _made_by(
+        self, features: tuple[str, ...], named: np.ndarray, run: ServedRun
+    ) -> list[tuple[int, str]]:
+        """The run's features not followed yet that its well-formed values make, each with
+        the events before its first such value: where ``_parse`` makes it, in the order
+        values one by one would (rare: a model's first predictions)."""
+        if len(self._columns) >= self.max_features:
+            return []
+        new = [j for j, feature in enumerate(features) if feature not in self._columns]
+        if not new:
+            return []
+        valid = np.isfinite(run.written_at) & np.isfinite(run.predicted_at)[:, None] & named
+        found = valid[:, new]
+        first = found.argmax(axis=0).tolist()
+        made = sorted((first[x], j) for x, j in enumerate(new) if found[first[x], x])
+        return [(int(run.before[i]), features[j]) for i, j in made]
+
+    def _parse(self, events: Sequence[Any], made: Sequence[tuple[int, str]] = ()) -> _Parsed:
         """The batch's well-formed writes of followed features and served values, in order,
         as ``_Parsed`` columns; the rest counted in ``rejected``, new features within
         ``max_features`` made (a feature counts only the values read for it, so making it
-        before the values ahead of it are read changes nothing)."""
+        before the values ahead of it are read changes nothing). ``made``: features to make
+        after so many events, in order (``_made_by``)."""
         parsed = _Parsed([], [], [], [], [], [])
-        entities, first, second = parsed.entities, parsed.first, parsed.second
-        ends, positions, columns = parsed.ends, parsed.positions, parsed.columns
         # Per batch: each entity's hash, and the columns of each list of features whose
         # values were all well-formed (a batch's predictions mostly list the same ones;
         # features are never forgotten).
         hashes: dict[EntityId, int] = {}
         known: dict[tuple[Any, ...], list[int]] = {}
+        start = 0
+        for stop, feature in made:
+            self._parse_into(parsed, events[start:stop], start, hashes, known)
+            self._feature(feature)
+            start = stop
+        self._parse_into(parsed, events[start:] if start else events, start, hashes, known)
+        return parsed
+
+    def _parse_into(
+        self,
+        parsed: _Parsed,
+        events: Sequence[Any],
+        start: int,
+        hashes: dict[EntityId, int],
+        known: dict[tuple[Any, ...], list[int]],
+    ) -> None:
+        """``_parse`` of ``events``, the batch's from position ``start``, into ``parsed``."""
+        entities, first, second = parsed.entities, parsed.first, parsed.second
+        ends, positions, columns = parsed.ends, parsed.positions, parsed.columns
         column_of = self._columns.get
-        for position, x in enumerate(events):
+        for position, x in enumerate(events, start):
             # Writes first: most events are, and the leak watch's come checked.
             write = checked_write(x)
             if write is not None:
@@ -353,7 +450,6 @@ class AvailabilityGap(base.Base):
             entities.append(entity)
             ends.append(len(columns))
             positions.append(position)
-        return parsed
 
     def _values_of(
         self, x: Any, known: dict[tuple[Any, ...], list[int]]
@@ -439,15 +535,10 @@ class AvailabilityGap(base.Base):
             start = end
 
     def _read_many(self, parsed: _Parsed) -> None:
-        """``_read``, the loop compiled (``_read_compiled``); Python grows the rows and tests
-        a feature whose block of predictions is complete, where the loop stops."""
-        batch = (
-            np.array(parsed.entities, np.uint64),
-            np.array(parsed.first, np.float64),
-            np.array(parsed.second, np.float64),
-            np.array(parsed.ends, np.intp),
-            np.array(parsed.columns, np.intp),
-        )
+        """``_read`` of ``_Parsed`` arrays (``_arrays``), the loop compiled
+        (``_read_compiled``); Python grows the rows and tests a feature whose block of
+        predictions is complete, where the loop stops."""
+        batch = (parsed.entities, parsed.first, parsed.second, parsed.ends, parsed.columns)
         tallies = np.zeros(len(_TALLIES), np.int64)
         times = np.zeros(len(_TIMES))
         event = value = 0
@@ -476,7 +567,7 @@ class AvailabilityGap(base.Base):
                 continue
             found = self._look(column, number)
             if found is not None:
-                self._batch_events += ((parsed.positions[event], found),)
+                self._batch_events += ((int(parsed.positions[event]), found),)
 
     def _feature(self, name: str) -> int | None:
         """The feature's column, made if there is room; None past ``max_features``."""
@@ -817,18 +908,116 @@ _RING = 4 * _BLOCKS
 
 
 class _Parsed(NamedTuple):
-    """A batch's well-formed events, read once, as columns. Per event (a write, or a
-    prediction with at least one well-formed value): its entity's hash, its event time or
-    prediction time (``first``), its write time or, for a prediction, NaN (``second``),
-    where its values end in ``columns`` and its position in the batch; per value (a write
-    is one), its feature's column."""
+    """A batch's well-formed events, read once, as columns (lists, or arrays: ``_arrays``).
+    Per event (a write, or a prediction with at least one well-formed value): its entity's
+    hash, its event time or prediction time (``first``), its write time or, for a
+    prediction, NaN (``second``), where its values end in ``columns`` and its position in
+    the batch; per value (a write is one), its feature's column."""
 
-    entities: list[int]
-    first: list[Any]
-    second: list[Any]
-    ends: list[int]
-    positions: list[int]
-    columns: list[int]
+    entities: Any
+    first: Any
+    second: Any
+    ends: Any
+    positions: Any
+    columns: Any
+
+
+def _arrays(parsed: _Parsed) -> _Parsed:
+    """The columns as the arrays ``_read_compiled`` takes."""
+    return _Parsed(
+        np.array(parsed.entities, np.uint64),
+        np.array(parsed.first, np.float64),
+        np.array(parsed.second, np.float64),
+        np.array(parsed.ends, np.intp),
+        np.array(parsed.positions, np.intp),
+        np.array(parsed.columns, np.intp),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _named(features: tuple[str, ...]) -> np.ndarray:
+    """Whether each of a run's features is a valid name (a batch's runs list the same)."""
+    return np.array([_valid_feature(feature) for feature in features], bool)
+
+
+@compiled
+def _merge_compiled(
+    entities: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    ends: np.ndarray,
+    positions: np.ndarray,
+    columns: np.ndarray,
+    run_entities: np.ndarray,
+    run_at: np.ndarray,
+    run_written: np.ndarray,
+    run_before: np.ndarray,
+    named: np.ndarray,
+    run_columns: np.ndarray,
+    offset: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The events' ``_Parsed`` arrays with a ``ServedRun``'s predictions among them, each
+    after the events of position below its ``run_before``, at position ``offset`` plus
+    its index: its values as ``_values_of`` reads a ``ServedValues`` (a value is malformed
+    unless its prediction's time, its feature's name (``named``) and its write time are
+    well-formed; a well-formed one is read if its feature has a column in
+    ``run_columns``, -1 past ``max_features``; a prediction without one is no event). The
+    merged arrays and the number of malformed values."""
+    count, width = run_written.shape
+    events = len(entities) + count
+    out_entities = np.empty(events, np.uint64)
+    out_first = np.empty(events)
+    out_second = np.empty(events)
+    out_ends = np.empty(events, np.intp)
+    out_positions = np.empty(events, np.intp)
+    out_columns = np.empty(len(columns) + count * width, np.intp)
+    rejected = 0
+    event = value = 0
+    taken = start = 0
+    for prediction in range(count + 1):
+        # The events before this prediction (all that are left, after the last).
+        while taken < len(entities) and (
+            prediction == count or positions[taken] < run_before[prediction]
+        ):
+            for place in range(start, ends[taken]):
+                out_columns[value] = columns[place]
+                value += 1
+            start = ends[taken]
+            out_entities[event] = entities[taken]
+            out_first[event] = first[taken]
+            out_second[event] = second[taken]
+            out_ends[event] = value
+            out_positions[event] = positions[taken]
+            event += 1
+            taken += 1
+        if prediction == count:
+            break
+        at = run_at[prediction]
+        values = value
+        for feature in range(width):
+            if not (
+                np.isfinite(at) and named[feature] and np.isfinite(run_written[prediction, feature])
+            ):
+                rejected += 1
+            elif run_columns[feature] >= 0:
+                out_columns[value] = run_columns[feature]
+                value += 1
+        if value > values:
+            out_entities[event] = run_entities[prediction]
+            out_first[event] = at
+            out_second[event] = np.nan
+            out_ends[event] = value
+            out_positions[event] = offset + prediction
+            event += 1
+    return (
+        out_entities[:event],
+        out_first[:event],
+        out_second[:event],
+        out_ends[:event],
+        out_positions[:event],
+        out_columns[:value],
+        rejected,
+    )
 
 
 # The per-feature arrays ``_read_compiled`` changes, in its order.

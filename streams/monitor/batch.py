@@ -23,6 +23,7 @@ per record, and the prediction columns one entry per prediction, in the order of
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
@@ -187,10 +188,25 @@ class Batch:
         }
 
     @_cached
+    def served_features(self) -> tuple[str, ...] | None:
+        """The features every prediction serves, in the order each lists them, when they
+        all list the same ones in the same order (nearly always); None otherwise. Read in
+        C-level passes, without a step per prediction."""
+        carried = list(map(_FEATURES, self.predictions))
+        try:
+            names = tuple(carried[0]) if carried else ()
+            return names if all(map(names.__eq__, map(tuple, carried))) else None
+        except TypeError:  # features that are not a mapping's keys
+            return None
+
+    @_cached
     def _seen(self) -> dict[str, list[FeatureSeen | None]]:
         predictions = self.predictions
         names = sorted({name for p in predictions for name in p.features})
         return {name: [p.features.get(name) for p in predictions] for name in names}
+
+
+_FEATURES = operator.attrgetter("features")
 
 
 def _number(value: object) -> float:

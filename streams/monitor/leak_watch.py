@@ -1,8 +1,9 @@
 """One model's leak watch: write lag, availability gaps and label leaks of its features.
 
 Pure code, no Faust. Each model's ``streams.monitor.Monitor`` holds one ``LeakWatch`` and
-calls ``observe_many(model, watch, records)`` with the records of a batch that concern the
-model (``observe(model, watch, record)`` for one gives the same):
+calls ``observe_batch(model, watch, batch)`` with each ``Batch`` of the model's records
+(``observe_many(model, watch, records)`` takes a list, ``observe(model, watch, record)``
+one record; they give the same). It reads:
 
 - every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
   on the wire; the agent routes each to ``Portfolio.models_monitoring(write.feature)``,
@@ -86,29 +87,33 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from detectors._batch import SMALL_BATCH
+from detectors._compiled import compiled
 from detectors.health.evidence import Evidence
-from detectors.leaks._memory import KeyTable, in_sample
-from detectors.leaks.availability_gap import AvailabilityGap, ServedValues
+from detectors.leaks._memory import KeyTable, in_sample, probe_compiled, vacate_compiled
+from detectors.leaks.availability_gap import AvailabilityGap, ServedRun, ServedValues
 from detectors.leaks.events import FeatureWrite as WriteEvent
 from detectors.leaks.events import (
     Label,
     ServedFeature,
     entity_hash,
+    finite,
     request_hash,
-    request_hashes,
     write_event,
 )
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
+from streams.monitor.batch import Batch
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 
@@ -119,6 +124,7 @@ __all__ = [
     "build_detector",
     "new_leak_watch",
     "observe",
+    "observe_batch",
     "observe_many",
     "split_settings",
 ]
@@ -190,12 +196,72 @@ class RequestMap:
             self._put += 1
         self._ids[row] = encoded
 
+    def put_many(self, keys: Sequence[int], entity_ids: Sequence[str]) -> None:
+        """``put`` of each request in turn (``keys[i]`` names ``entity_ids[i]``'s): the
+        same table, past ``SMALL_BATCH`` requests with one compiled loop
+        (``_put_compiled``) over their hashes and encoded entity ids."""
+        if len(keys) <= SMALL_BATCH:
+            for key, entity_id in zip(keys, entity_ids, strict=True):
+                self.put(key, entity_id)
+            return
+        encoded = np.array([entity_id.encode("utf-8", "surrogatepass") for entity_id in entity_ids])
+        if encoded.itemsize > self._ids.itemsize:
+            self._ids = self._ids.astype(encoded.dtype)
+        width = self._ids.itemsize
+        # Padded to the rows' width, as a row's bytes are (NULs after the id).
+        encoded = encoded.astype(self._ids.dtype)
+        table = self._table
+        self._put, table.size = _put_compiled(
+            table.rows,
+            table.keys,
+            self._keys,
+            self._ids.view(np.uint8).reshape(self.capacity, width),
+            np.array(keys, np.uint64),
+            encoded.view(np.uint8).reshape(len(encoded), width),
+            self._put,
+            table.size,
+        )
+
     def get(self, request_id: str) -> str | None:
         """The request's entity id, None if it is not remembered."""
         row = self._table.find(request_hash(request_id))
         if row < 0:
             return None
         return bytes(self._ids[row]).decode("utf-8", "surrogatepass")
+
+
+@compiled
+def _put_compiled(
+    table_rows: np.ndarray,
+    table_keys: np.ndarray,
+    keys_of_rows: np.ndarray,
+    ids: np.ndarray,
+    keys: np.ndarray,
+    encoded: np.ndarray,
+    put: int,
+    size: int,
+) -> tuple[int, int]:
+    """``RequestMap.put`` of each of ``keys`` in turn, its entity id's bytes a row of
+    ``encoded``, on the map's table, its rows' keys and the bytes of its ids (``ids``, a row
+    per request); the requests put and the table's size after."""
+    capacity = len(keys_of_rows)
+    for i in range(len(keys)):
+        key = keys[i]
+        slot, row = probe_compiled(table_rows, table_keys, key, False)
+        if row < 0:
+            row = np.int64(put % capacity)
+            if put >= capacity:
+                hole = probe_compiled(table_rows, table_keys, keys_of_rows[row], False)[0]
+                vacate_compiled(table_rows, table_keys, int(hole), False)
+                size -= 1
+                slot = probe_compiled(table_rows, table_keys, key, False)[0]
+            table_keys[slot] = key
+            table_rows[slot] = row
+            size += 1
+            keys_of_rows[row] = key
+            put += 1
+        ids[row, :] = encoded[i, :]
+    return put, size
 
 
 @dataclasses.dataclass
@@ -404,47 +470,137 @@ def observe(
 
 
 def observe_many(
-    model: Model,
-    watch: LeakWatch,
-    records: Sequence[FeatureWrite | Prediction | GroundTruth],
-    requests: Iterable[int] | None = None,
+    model: Model, watch: LeakWatch, records: Sequence[FeatureWrite | Prediction | GroundTruth]
 ) -> list[tuple[int, LeakEffects]]:
     """Feed records about ``model`` in order: what ``observe`` one by one gives, as
     (position, effects) for each record that caused something. Mutates ``watch``.
-    ``requests``: the ``request_hash`` of each live prediction among ``records``, in
-    order, when the caller has them (else they are hashed here, in one pass).
 
     The label-coincidence and availability-gap detectors read their events a batch at a
     time, up to each round of points (which reads them as they are at its record).
     """
+    return _observe(model, watch, Batch.from_records(model.model_id, records), every_role=True)
+
+
+def observe_batch(model: Model, watch: LeakWatch, batch: Batch) -> list[tuple[int, LeakEffects]]:
+    """``observe_many`` of the batch's records but its predictions that are not ``live``,
+    which the monitor gives only to the model's other watches: (position in the batch,
+    effects) for each record that caused something. Mutates ``watch``."""
+    return _observe(model, watch, batch, every_role=False)
+
+
+def _observe(
+    model: Model, watch: LeakWatch, batch: Batch, every_role: bool
+) -> list[tuple[int, LeakEffects]]:
+    """``observe_many``; predictions that are not ``live`` move the stream time only if
+    ``every_role``. A batch's live predictions go as runs of columns when they can
+    (``_served``), else each alone (``_prediction``)."""
     found: list[tuple[int, LeakEffects]] = []
     pending = _Pending()
     stream_time = watch.stream_time
-    if requests is None:
-        requests = request_hashes(
-            r.request_id for r in records if isinstance(r, Prediction) and r.role == "live"
-        )
-    keys = iter(requests)
-    for k, record in enumerate(records):
+    served = _served(watch, batch)
+    n = -1
+    for k, record in enumerate(batch.records):
         # Exact types first: most records are writes, and isinstance costs more.
         if type(record) is FeatureWrite or isinstance(record, FeatureWrite):
             _write(watch, record, k, pending)
             at = record.written_at
         elif isinstance(record, Prediction):
-            _prediction(watch, record, keys, k, pending)
+            n += 1
             at = record.predicted_at
+            if record.role == "live":
+                if served is None:
+                    _prediction(watch, record, batch.request_hashes[n], k, pending)
+                else:
+                    # Its gap slot, and its place among the gap's other events.
+                    pending.served.append((n, len(pending.slots), len(pending.gap)))
+                    pending.slots.append((k, at))
+            elif not every_role:
+                continue
         else:
-            _label(watch, record, k, pending)
+            _label(watch, record, k, pending, served)
             at = record.label_at
         if at > stream_time:
             stream_time = float(at)
         if stream_time >= watch.next_report_at:
             watch.stream_time = stream_time
-            found += _effects(model, watch, pending, k)
+            found += _effects(model, watch, pending, k, served)
             pending = _Pending()
     watch.stream_time = stream_time
-    found += _effects(model, watch, pending, None)
+    found += _effects(model, watch, pending, None, served)
     return found
+
+
+class _Served(NamedTuple):
+    """A batch's predictions as columns (``_served``), indexed by their order among the
+    batch's predictions, for its live ones to reach the request map and the availability
+    gap as runs."""
+
+    predictions: list[Prediction]
+    requests: list[int]
+    entity_ids: list[str]
+    entities: np.ndarray
+    predicted_at: np.ndarray
+    # The monitored features the predictions serve, and their places in the served order
+    # (None: every feature served is monitored).
+    features: tuple[str, ...]
+    places: list[int] | None
+
+
+def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
+    """The batch's predictions as columns, when its live ones can go as runs: without
+    ``future`` (which judges each value), enough of them to pay for the columns, all
+    serving the same features in the same order (``Batch.served_features``), with str
+    entity ids and int or float times. None otherwise: then each goes alone."""
+    predictions = batch.predictions
+    if watch.future is not None or len(predictions) < _FEWEST_AS_RUNS:
+        return None
+    features = batch.served_features
+    if features is None:
+        return None
+    entity_ids = list(map(_ENTITY_ID, predictions))
+    times = list(map(_PREDICTED_AT, predictions))
+    if set(map(type, entity_ids)) != {str} or not set(map(type, times)) <= {int, float}:
+        return None
+    try:
+        predicted_at = np.array(times, np.float64)
+    except OverflowError:  # an int beyond the floats: it goes alone, and is rejected
+        return None
+    monitored = watch.write_lag
+    places = None
+    if not monitored.keys() >= set(features):
+        places = [j for j, name in enumerate(features) if name in monitored]
+        features = tuple(features[j] for j in places)
+    entities = np.array(list(map(entity_hash, entity_ids)), np.uint64)
+    return _Served(
+        predictions, batch.request_hashes, entity_ids, entities, predicted_at, features, places
+    )
+
+
+def _written_at(served: _Served, numbers: np.ndarray) -> np.ndarray:
+    """The write times of the monitored values of predictions ``numbers``: float64, a row
+    each, NaN for a value that is not ``finite`` (the gap rejects it)."""
+    predictions = served.predictions
+    carried = [predictions[n].features.values() for n in numbers.tolist()]
+    times = list(map(_WRITTEN_AT, itertools.chain.from_iterable(carried)))
+    try:
+        if not set(map(type, times)) <= {int, float}:
+            raise TypeError
+        written = np.array(times, np.float64)
+    except (TypeError, OverflowError):
+        # Malformed times (a bool, a str, an int beyond the floats): rare, one by one.
+        written = np.array([float(t) if finite(t) else math.nan for t in times], np.float64)
+    written = written.reshape(len(carried), -1)
+    return written if served.places is None else written[:, served.places]
+
+
+def _put(watch: LeakWatch, pending: _Pending, served: _Served) -> None:
+    """Puts the live predictions queued since the last put in the request map, in order."""
+    numbers = [n for n, _, _ in pending.served[pending.put :]]
+    if numbers:
+        watch.entities.put_many(
+            [served.requests[n] for n in numbers], [served.entity_ids[n] for n in numbers]
+        )
+        pending.put = len(pending.served)
 
 
 class _Pending:
@@ -468,6 +624,11 @@ class _Pending:
         self.found: dict[int, list[Evidence]] = {}
         # Per feature monitored, its writes not read yet, and the slot of each.
         self.lag: dict[str, tuple[list[WriteEvent], list[int]]] = {}
+        # Live predictions going as a run (``_served``): each one's number among the
+        # batch's predictions, its slot and the gap events queued before it; and how many
+        # of them the request map has.
+        self.served: list[tuple[int, int, int]] = []
+        self.put = 0
 
     def gap_slot(self, k: int, event: Any, at_ms: float) -> int:
         """Queues a gap event of record ``k``, which may flag; its slot."""
@@ -480,7 +641,11 @@ class _Pending:
 
 
 def _effects(
-    model: Model, watch: LeakWatch, pending: _Pending, report_at: int | None
+    model: Model,
+    watch: LeakWatch,
+    pending: _Pending,
+    report_at: int | None,
+    served: _Served | None,
 ) -> list[tuple[int, LeakEffects]]:
     """Feeds the pending events; each record's effects, and the round of points after the
     record ``report_at`` (None: no round is due)."""
@@ -488,8 +653,30 @@ def _effects(
     bits = coincidence.sample_bits
     coincidence.update_many(pending.coincidence)
     bits_after = coincidence.sample_bits
-    slots_of_gap = _sampled(watch, pending, bits)
-    gap.update_many(pending.gap)
+    run = None if served is None or not pending.served else _run(watch, pending, served)
+    slots_of_gap, run = _sampled(watch, pending, bits, served, run)
+    if run is None or served is None:
+        gap.update_many(pending.gap)
+        flagged = [(slots_of_gap[position], found) for position, found in gap.flags]
+    else:
+        values = ServedRun(
+            served.entities[run.numbers],
+            served.predicted_at[run.numbers],
+            served.features,
+            _written_at(served, run.numbers),
+            run.before,
+        )
+        gap.update_served(pending.gap, values)
+        events, slots_of_run = len(pending.gap), run.slots
+        flagged = [
+            (
+                slots_of_gap[position]
+                if position < events
+                else slots_of_run.item(position - events),
+                found,
+            )
+            for position, found in gap.flags
+        ]
     # (slot, 0: a flag or 1: found at once, detector or "", what was found), by slot.
     queued: list[tuple[int, int, str, Any]] = [
         (slot, 1, "", found) for slot, found in pending.found.items()
@@ -497,9 +684,7 @@ def _effects(
     queued += _lag_windows(watch, pending)
     slots = pending.coincidence_slots
     queued += [(slots[position], 0, "label_leak", found) for position, found in coincidence.flags]
-    queued += [
-        (slots_of_gap[position], 0, "availability_gap", found) for position, found in gap.flags
-    ]
+    queued += [(slot, 0, "availability_gap", found) for slot, found in flagged]
     queued.sort(key=_SLOT_ORDER)
     evidence: dict[int, list[Evidence]] = {}
     for slot, _, name, found in queued:
@@ -549,23 +734,48 @@ def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) ->
     writes[1].append(slot)
 
 
-def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
-    """Keeps in ``pending.gap`` the events of entities in the gap's sample: within
-    ``label_leak``'s as it was after the coincidence events queued before each (``bits``
-    before the first), as one record at a time would, and within ``gap_sample_bits``.
-    Counts the served values left out. The slot of each kept event that may flag, by its
-    new position."""
+def _run(watch: LeakWatch, pending: _Pending, served: _Served) -> _Run:
+    """The pending live predictions, after the request map has them: each one's number
+    among the batch's predictions, slot, and gap events queued before it."""
+    _put(watch, pending, served)
+    # Each a contiguous array: the compiled loops take one layout.
+    numbers, slots, before = np.array(pending.served, np.intp).T.copy()
+    return _Run(numbers, slots, before)
+
+
+class _Run(NamedTuple):
+    """Live predictions of a run: each one's number among the batch's predictions, its
+    slot, and the gap events queued before it."""
+
+    numbers: np.ndarray
+    slots: np.ndarray
+    before: np.ndarray
+
+
+def _sampled(
+    watch: LeakWatch, pending: _Pending, bits: int, served: _Served | None, run: _Run | None
+) -> tuple[dict[int, int], _Run | None]:
+    """Keeps in ``pending.gap``, and in the ``run`` of live predictions, the events of
+    entities in the gap's sample: within ``label_leak``'s as it was after the coincidence
+    events queued before each (``bits`` before the first), as one record at a time would,
+    and within ``gap_sample_bits``. Counts the served values left out. The slot of each
+    kept event of ``pending.gap`` that may flag, by its new position; the run kept, its
+    gap events before each counted among those kept (None if it keeps none)."""
     halvings = watch.coincidence.halvings
     own = watch.gap_sample_bits
     if not bits and not halvings and not own:
-        return pending.gap_slots
+        return pending.gap_slots, run
     # label_leak's sample bits after coincidence event i: those of the last halving at or
     # before it, and ``bits`` before any.
     positions = [position for position, _ in halvings]
     after = [bits, *(found for _, found in halvings)]
     kept: list[WriteEvent | ServedFeature | ServedValues] = []
     slots: dict[int, int] = {}
+    # With a run: per event, the events kept before it.
+    kept_before: list[int] = []
     for j, (event, queued) in enumerate(zip(pending.gap, pending.gap_after, strict=True)):
+        if run is not None:
+            kept_before.append(len(kept))
         sample = max(own, after[bisect.bisect_left(positions, queued)])
         if in_sample(entity_hash(event.entity_id), sample):
             if j in pending.gap_slots:
@@ -576,7 +786,25 @@ def _sampled(watch: LeakWatch, pending: _Pending, bits: int) -> dict[int, int]:
         elif isinstance(event, ServedFeature):
             watch.values_unsampled += 1
     pending.gap = kept
-    return slots
+    if served is None or run is None:
+        return slots, None
+    kept_before.append(len(kept))
+    # The coincidence events queued before each prediction (none is its own).
+    queued_before = np.searchsorted(np.array(pending.coincidence_slots, np.intp), run.slots)
+    samples = np.maximum(own, np.array(after)[np.searchsorted(positions, queued_before)])
+    sampled = _in_samples(served.entities[run.numbers], samples)
+    watch.values_unsampled += len(served.features) * (len(sampled) - int(sampled.sum()))
+    if not sampled.any():
+        return slots, None
+    before = np.array(kept_before, np.intp)[run.before[sampled]]
+    return slots, _Run(run.numbers[sampled], run.slots[sampled], before)
+
+
+def _in_samples(keys: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """``in_sample`` of each of ``keys`` (uint64) with its ``bits`` (0 to 64)."""
+    shift = np.minimum(64 - bits, 63).astype(np.uint64)
+    in_range: np.ndarray = (bits == 0) | (keys >> shift == 0)
+    return in_range
 
 
 def _gap_round(watch: LeakWatch, bits: int) -> None:
@@ -643,12 +871,11 @@ def _window_evidence(lag: WriteLag, summary: WriteLagSummary, at: float) -> list
 
 
 def _prediction(
-    watch: LeakWatch, prediction: Prediction, keys: Iterator[int], k: int, pending: _Pending
+    watch: LeakWatch, prediction: Prediction, request: int, k: int, pending: _Pending
 ) -> None:
-    """Queues a live prediction's served values; ``keys`` holds its request hash next."""
-    if prediction.role != "live":
-        return
-    watch.entities.put(next(keys), prediction.entity_id)
+    """Queues a live prediction's served values, one event or one per value (with
+    ``future``); ``request``: its request hash."""
+    watch.entities.put(request, prediction.entity_id)
     at_ms = prediction.predicted_at
     features, monitored = prediction.features, watch.write_lag
     if watch.future is None:
@@ -688,13 +915,18 @@ def _prediction(
             pending.found[slot] = [future]
 
 
-def _label(watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending) -> None:
+def _label(
+    watch: LeakWatch, truth: GroundTruth, k: int, pending: _Pending, served: _Served | None
+) -> None:
     label = truth.label
     if not (isinstance(label, bool | int | float) and label in (0, 1)):
         watch.labels_unusable += 1
         return
     entity_id = truth.entity_id
     if entity_id is None and truth.request_id is not None:
+        if served is not None:
+            # The predictions before it first: it may name their requests.
+            _put(watch, pending, served)
         entity_id = watch.entities.get(truth.request_id)
     if entity_id is None:
         watch.labels_unresolved += 1
@@ -727,6 +959,10 @@ def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
 
 
 _WRITTEN_AT = operator.attrgetter("written_at")
+_ENTITY_ID = operator.attrgetter("entity_id")
+_PREDICTED_AT = operator.attrgetter("predicted_at")
+# Predictions in a batch below which each goes alone: the columns of a run cost more.
+_FEWEST_AS_RUNS = 8
 # Evidence in the order of its slots, each slot's flags first.
 _SLOT_ORDER = operator.itemgetter(0, 1)
 _LEAK_POINTS = frozenset({"label_leak", "availability_gap", "future_values"})

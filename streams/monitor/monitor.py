@@ -322,27 +322,7 @@ class Monitor:
         all at once."""
         if self.leaks is None:
             return {}
-        records = batch.records
-        if all(prediction.role == "live" for prediction in batch.predictions):
-            # Nearly always (and every batch of a write or a label): each record goes, at
-            # its own position, without the lists of those chosen.
-            return dict(
-                leak_watch.observe_many(self.model, self.leaks, records, batch.request_hashes)
-            )
-        chosen = [
-            i
-            for i, record in enumerate(records)
-            if not isinstance(record, Prediction) or record.role == "live"
-        ]
-        requests = [
-            request
-            for request, prediction in zip(batch.request_hashes, batch.predictions, strict=True)
-            if prediction.role == "live"
-        ]
-        found = leak_watch.observe_many(
-            self.model, self.leaks, [records[i] for i in chosen], requests
-        )
-        return {chosen[k]: caused for k, caused in found}
+        return dict(leak_watch.observe_batch(self.model, self.leaks, batch))
 
     def _join_results(self, batch: Batch) -> dict[int, list[Joined]]:
         """What the label join makes of the batch's predictions and labels, by position in

@@ -494,7 +494,7 @@ class Taps:
         ways_in: tuple[tuple[str, Any, str, int], ...] = (
             ("label_join", Monitor, "_join_results", 1),
             ("shadow_join", shadow_join, "observe_many", 2),
-            ("leak_watch", leak_watch, "observe_many", 2),
+            ("leak_watch", leak_watch, "observe_batch", 2),
         )
         for kind, owner, name, at in ways_in:
             observe = getattr(owner, name)

@@ -6,18 +6,27 @@ import gc
 import math
 import pickle
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from detectors._batch import SMALL_BATCH
+from detectors.leaks.availability_gap import AvailabilityGap
+from detectors.leaks.events import request_hash
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch
 from streams.monitor.leak_watch import (
     LeakEffects,
     LeakWatch,
+    RequestMap,
     new_leak_watch,
     observe,
+    observe_batch,
     observe_many,
 )
 from streams.monitor.watch import new_watch
@@ -339,6 +348,17 @@ def test_pickle_round_trip_mid_stream_continues_identically() -> None:
     assert pickle.loads(pickle.dumps(resumed)).alarming == straight.alarming
 
 
+def steps(
+    rng: np.random.Generator, count: int, spacing: float
+) -> Iterator[tuple[int, float, str, float]]:
+    """Per record to make: its index, its time (``spacing`` apart on average), its user
+    (of a dozen) and a draw that picks its kind."""
+    now = 1_000_000_000.0
+    for i in range(count):
+        now += rng.exponential(spacing)
+        yield i, now, f"u{int(rng.integers(12))}", rng.random()
+
+
 def mixed_stream(seed: int, count: int) -> list[Record]:
     """Writes (late ones, nulls, a feature not monitored, a few malformed), live predictions
     (some values written after them, some features left out) and labels (some by request
@@ -346,11 +366,7 @@ def mixed_stream(seed: int, count: int) -> list[Record]:
     rng = np.random.default_rng(seed)
     features = ("last_login_date", "plan", "balance")
     records: list[Record] = []
-    now = 1_000_000_000.0
-    for i in range(count):
-        now += rng.exponential(30_000.0)
-        user = f"u{int(rng.integers(12))}"
-        kind = rng.random()
+    for i, now, user, kind in steps(rng, count, 30_000.0):
         if kind < 0.55:
             feature = str(rng.choice([*features, "shoe_size"], p=[0.35, 0.3, 0.3, 0.05]))
             late = rng.random() < (0.5 if feature == "balance" else 0.2)
@@ -424,15 +440,12 @@ def assert_batches_match(
         found: list[tuple[int, LeakEffects]] = []
         for start in range(0, len(records), size):
             records_in = records[start : start + size]
-            # Batches of 500 with their live predictions' request hashes made at once by
-            # their ``Batch``, as the monitor hands them in; the others hashed here.
-            batch = Batch.from_records(model.model_id, records_in)
-            requests = [
-                key
-                for key, made in zip(batch.request_hashes, batch.predictions, strict=True)
-                if made.role == "live"
-            ]
-            chunk = observe_many(model, batched, records_in, requests if size == 500 else None)
+            # Batches of 500 as the monitor hands them in; the others as records.
+            if size == 500:
+                batch = Batch.from_records(model.model_id, records_in)
+                chunk = observe_batch(model, batched, batch)
+            else:
+                chunk = observe_many(model, batched, records_in)
             found += [(start + k, effects) for k, effects in chunk]
         assert found == expected
         assert pickle.dumps(batched) == pickle.dumps(one_by_one)
@@ -562,3 +575,169 @@ def tracked_in(root: object) -> int:
             seen.add(id(item))
             todo.extend(gc.get_referents(item))
     return len(seen)
+
+
+def served_stream(seed: int, count: int, order: tuple[str, ...]) -> list[Record]:
+    """Writes, labels and predictions that all serve ``order`` (so that a batch's live
+    predictions go as runs), on a dozen users: requests put again, shadow predictions,
+    labels by request only, malformed served values and times, and now and then a
+    prediction serving fewer features (its batch goes one prediction at a time)."""
+    rng = np.random.default_rng(seed)
+    records: list[Record] = []
+    requests: list[str] = []
+    for i, now, user, kind in steps(rng, count, 20_000.0):
+        if kind < 0.4:
+            feature = str(rng.choice([*order, "balance", "shoe_size"]))
+            lag = 400_000.0 if rng.random() < 0.3 else float(rng.uniform(0, 5_000))
+            value = None if int(user[1:]) % 3 == 0 and rng.random() < 0.5 else 1.0
+            records.append(write(user, feature, value, now, now + lag))
+        elif kind < 0.85:
+            again = requests and rng.random() < 0.15
+            request = str(rng.choice(requests)) if again else f"r{i}"
+            requests.append(request)
+            seen = {name: (1.0, now - float(rng.uniform(-3_000, 60_000))) for name in order}
+            made = prediction(request, user, now, seen)
+            roll = rng.random()
+            if roll < 0.1:
+                made = dataclasses_replace(made, role="shadow")
+            elif roll < 0.13:
+                # A value written at NaN, or at a float time.
+                name = str(rng.choice(order))
+                odd = math.nan if rng.random() < 0.5 else now - 0.5
+                features = {**made.features, name: FeatureSeen(1.0, odd)}  # type: ignore[arg-type, union-attr]
+                made = dataclasses_replace(made, features=features)
+            elif roll < 0.14:
+                made = dataclasses_replace(made, predicted_at=math.nan)
+            elif roll < 0.145:
+                features = dict(list(made.features.items())[1:])  # type: ignore[union-attr]
+                made = dataclasses_replace(made, features=features)
+            records.append(made)
+        else:
+            churner = int(user[1:]) % 3 == 0
+            if churner:
+                records.append(write(user, "last_login_date", None, now, now + 1_000))
+            by_request = rng.random() < 0.3 and requests
+            named = str(rng.choice(requests[-20:])) if by_request else None
+            records.append(label(None if by_request else user, int(churner), now, named))
+    return records
+
+
+SERVED_ORDERS = (
+    ("last_login_date", "plan", "balance"),
+    ("balance", "last_login_date"),
+    ("plan", "shoe_size", "balance"),
+)
+SERVED_SETTINGS = (
+    "max_requests = 3",
+    "max_bytes = 2_500",
+    "gap_max_keys = 2\nreport_every = 30",
+    "gap_max_features = 2\nreport_every = 30",
+    "max_requests = 40\nreport_every = 600",
+)
+
+
+def served_model(setting: str) -> Model:
+    return churn_model(
+        f"[models.churn.detectors.leaks]\n{setting}\ngap_min_predictions = 10\n"
+        "gap_window = 16\ncoincidence_min_labels = 3\n"
+    )
+
+
+def observe_cut(
+    model: Model, watch: LeakWatch, records: list[Record], at: list[int], monitor: bool
+) -> list[tuple[int, LeakEffects]]:
+    """The records in batches cut at ``at``, as the monitor hands them in (``observe_batch``)
+    or as records (``observe_many``)."""
+    found: list[tuple[int, LeakEffects]] = []
+    for start, stop in zip([0, *at], [*at, len(records)], strict=True):
+        records_in = records[start:stop]
+        if monitor:
+            chunk = observe_batch(model, watch, Batch.from_records(model.model_id, records_in))
+        else:
+            chunk = observe_many(model, watch, records_in)
+        found += [(start + k, effects) for k, effects in chunk]
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(SERVED_ORDERS),
+    st.sampled_from(SERVED_SETTINGS),
+    st.lists(st.integers(0, 600), max_size=6).map(sorted),
+)
+def test_runs_of_live_predictions_are_their_records_one_by_one(
+    seed: int, order: tuple[str, ...], setting: str, at: list[int]
+) -> None:
+    model = served_model(setting)
+    records = served_stream(seed, 600, order)
+    one_by_one = new_leak_watch(model)
+    expected = run(model, one_by_one, records)
+    batched = new_leak_watch(model)
+    assert observe_cut(model, batched, records, at, monitor=False) == expected
+    assert pickle.dumps(batched) == pickle.dumps(one_by_one)
+    # The monitor's batches leave out the predictions that are not live.
+    chosen = [k for k, r in enumerate(records) if not isinstance(r, Prediction) or r.role == "live"]
+    live = [records[k] for k in chosen]
+    one_by_one = new_leak_watch(model)
+    expected = [(chosen[k], effects) for k, effects in run(model, one_by_one, live)]
+    batched = new_leak_watch(model)
+    assert observe_cut(model, batched, records, at, monitor=True) == expected
+    assert pickle.dumps(batched) == pickle.dumps(one_by_one)
+
+
+@pytest.mark.parametrize("setting", SERVED_SETTINGS)
+def test_the_served_streams_go_as_runs_and_reach_what_they_test(setting: str) -> None:
+    # What the property above relies on: its batches' live predictions go as runs (the
+    # gap's update_served, the request map's compiled put_many), the request map wraps
+    # around, labels find entities by request, values are rejected, and the samples halve.
+    model = served_model(setting)
+    records = served_stream(7, 3_000, SERVED_ORDERS[0])
+    watch = new_leak_watch(model)
+    runs, puts = [], []
+    update_served, put_many = AvailabilityGap.update_served, RequestMap.put_many
+
+    def counted_run(gap: AvailabilityGap, events: Any, served: Any) -> None:
+        runs.append(len(served.entities))
+        update_served(gap, events, served)
+
+    def counted_put(requests: RequestMap, keys: Any, entity_ids: Any) -> None:
+        puts.append(len(keys))
+        put_many(requests, keys, entity_ids)
+
+    with (
+        mock.patch.object(AvailabilityGap, "update_served", counted_run),
+        mock.patch.object(RequestMap, "put_many", counted_put),
+    ):
+        observe_cut(model, watch, records, list(range(500, 3_000, 500)), monitor=True)
+    assert runs and max(puts) > SMALL_BATCH
+    assert watch.labels_unresolved > 0 and watch.entities._put > watch.max_requests
+    if "max_bytes" in setting:
+        assert watch.sample_fraction < 1 and watch.values_unsampled > 0
+    elif "gap_max_keys" in setting:
+        assert watch.gap_sample_bits > 0
+    else:
+        assert watch.gap.rejected > 0
+    if "gap_max_features" in setting:
+        assert len(watch.gap.evidence) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.lists(st.tuples(st.integers(0, 9), st.text(max_size=4)), max_size=60),
+    st.lists(st.integers(0, 60), max_size=4).map(sorted),
+)
+def test_put_many_is_put_one_by_one(
+    capacity: int, requests: list[tuple[int, str]], at: list[int]
+) -> None:
+    # Few request ids, so that they are put again and wrap around a small map; entity
+    # ids of any length and characters (lone surrogates, NULs).
+    one, many = RequestMap(capacity), RequestMap(capacity)
+    keys = [request_hash(f"r{n}") for n, _ in requests]
+    for key, (_, entity_id) in zip(keys, requests, strict=True):
+        one.put(key, entity_id)
+    for start, stop in zip([0, *at], [*at, len(requests)], strict=True):
+        many.put_many(keys[start:stop], [entity_id for _, entity_id in requests[start:stop]])
+    assert pickle.dumps(many) == pickle.dumps(one)
+    assert [many.get(f"r{n}") for n in range(10)] == [one.get(f"r{n}") for n in range(10)]
