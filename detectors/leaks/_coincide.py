@@ -11,13 +11,15 @@ entity's phase), so the state it leaves is equal, not close. The tests' exact ta
 
 What is rare, or needs Python objects, goes back to the caller, which handles it and calls
 ``coincide`` again: a write of a feature without a column yet (``NEW_COLUMN``: the caller
-adds it, the event is read again), an event of a new entity when the table is full or of
-times too large for integer tiles (``ALONE``: the caller reads the event through ``update``'s
-code, and the loop goes on after it), a test that flags its feature or whose next look the
-anytime correction's decimal rounding leaves too close to call (``TESTS``: the caller runs
-it and the judgment's later ones), and a flag (``FLAGS``: the caller keeps its evidence as
-it is after the event). Where to go on is in ``context``: the event, whether its lag bins
-are being judged, and how far the current pass of judgments got.
+adds it, the event is read again), an event of a new entity when the table is full
+(``ROOM``: the caller makes room, forgetting or moving entities or halving the sample, and
+the event is read again), an event of times too large for integer tiles (``ALONE``: the
+caller reads the event through ``update``'s code, and the loop goes on after it), a test
+that flags its feature or whose next look the anytime correction's decimal rounding leaves
+too close to call (``TESTS``: the caller runs it and the judgment's later ones), and a flag
+(``FLAGS``: the caller keeps its evidence as it is after the event). Where to go on is in
+``context``: the event, whether its lag bins are being judged, and how far the current
+pass of judgments got.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ MALFORMED, WRITE, LABEL = -1, 0, 1
 # A write's column when its feature is not followed (``max_features`` reached).
 IGNORED = -1
 # Why ``coincide`` returned.
-DONE, NEW_COLUMN, ALONE, TESTS, FLAGS = 0, 1, 2, 3, 4
+DONE, NEW_COLUMN, ALONE, TESTS, FLAGS, ROOM = 0, 1, 2, 3, 4, 5
 # ``context``: the event to read, whether its lag bins are being judged (1) or it is still
 # to read (0), the position and end of the current pass of judgments in ``work`` (no pass
 # when the end is 0), whether a test of this event flagged, the tests due in ``tests``, and
@@ -493,7 +495,7 @@ def coincide(
 ):  # fmt: skip
     """Reads the events from ``context[EVENT]`` on, as ``update`` one by one would, up to
     the end or to one that needs the caller; why it returned (``DONE``, ``NEW_COLUMN``,
-    ``ALONE``, ``TESTS``, ``FLAGS``), the event concerned in ``context[EVENT]``. After
+    ``ALONE``, ``TESTS``, ``FLAGS``, ``ROOM``), the event concerned in ``context[EVENT]``. After
     ``ALONE`` (the caller read the event) and ``FLAGS`` (its lag bins are judged), the
     caller moves ``context[EVENT]`` on.
 
@@ -531,8 +533,9 @@ def coincide(
                 probed = probe_compiled(table_rows, table_keys, key, False)
                 slot, row = int(probed[0]), int(probed[1])
                 if row < 0 and counters[TABLE_SIZE] == in_use.shape[0]:
-                    # It forgets or moves other entities, or halves the sample.
-                    return ALONE
+                    # Room is made by forgetting or moving other entities, or halving the
+                    # sample.
+                    return ROOM
                 # The times it tiles: a label's control windows, or a write's two marks;
                 # the entity's latest write, and its open label's control windows.
                 if kind == LABEL:
@@ -551,7 +554,7 @@ def coincide(
                     return ALONE
             at = event_at[i]
             # What came before the first event is unknown (``_start``): never here, as the
-            # table has no room before the first event.
+            # table has no room before the first event (``ROOM``).
             later = written_at[i] if kind == WRITE else at
             if later > times[STREAM_TIME]:
                 times[STREAM_TIME] = later

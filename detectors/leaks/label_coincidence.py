@@ -439,8 +439,9 @@ class LabelCoincidentWrites(base.Base):
         columns (``_read``), go through a compiled loop that does ``update``'s arithmetic
         on the state arrays event by event (``_coincide.coincide``), the tests of the looks
         due included. It comes back here for what is rare: a new feature, a new entity when
-        the table is full (room made, entities forgotten, the sample halved: that event goes
-        through ``update``'s code), a test that flags (or whose next look needs Python's
+        the table is full (room made: entities forgotten, rows grown, the sample halved),
+        an event of times too large for integer tiles (read through ``update``'s code), a
+        test that flags (or whose next look needs Python's
         decimal rounding) and a flag's evidence.
         """
         self._batch_events = ()
@@ -500,6 +501,14 @@ class LabelCoincidentWrites(base.Base):
                 return
             if stop == _coincide.NEW_COLUMN:
                 self._column(new_features[int(columns[2][i]) - first_new])
+            elif stop == _coincide.ROOM:
+                # As ``_row`` for the event, after its times: expiries are by stream time.
+                self._start(float(columns[3][i]))
+                self._stream_time = max(self._stream_time, float(columns[4][i]))
+                bits = self._sample_bits
+                self._make_room()
+                if self._sample_bits != bits:
+                    self._halvings = (*self._halvings, (i, self._sample_bits))
             elif stop == _coincide.TESTS:
                 for column, size in tests[: context[_coincide.DUE_TESTS]].tolist():
                     self._test(column, size, self._labels[column], self._counts[column])
@@ -954,18 +963,23 @@ class LabelCoincidentWrites(base.Base):
         if row >= 0:
             return row
         if self._table.size == len(self._in_use):
-            expired = np.flatnonzero(self._in_use & (self._expires < self._stream_time))
-            if len(expired):
-                self._forget(expired)
-            elif len(self._in_use) < self.max_entities:
-                self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
-            else:
-                self._halve()
-                if not in_sample(key, self._sample_bits):
-                    return -1
+            self._make_room()
+            if not in_sample(key, self._sample_bits):
+                return -1
         row = int(np.argmin(self._in_use))
         self._make_row(key, row)
         return row
+
+    def _make_room(self) -> None:
+        """Room for a new entity in the full table: the expired entities forgotten, else
+        the table grown, else the sample halved."""
+        expired = np.flatnonzero(self._in_use & (self._expires < self._stream_time))
+        if len(expired):
+            self._forget(expired)
+        elif len(self._in_use) < self.max_entities:
+            self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
+        else:
+            self._halve()
 
     def _make_row(self, key: int, row: int) -> None:
         """Gives the entity ``key`` the free ``row``."""
@@ -977,8 +991,11 @@ class LabelCoincidentWrites(base.Base):
 
     def _grow_rows(self, size: int) -> None:
         def grown(array: np.ndarray, fill: float) -> np.ndarray:
-            bigger = np.full((size, *array.shape[1:]), fill, array.dtype)
+            # Filled only past the rows copied: a table grows a dozen times on its way to
+            # its cap, each time every array.
+            bigger = np.empty((size, *array.shape[1:]), array.dtype)
             bigger[: len(array)] = array
+            bigger[len(array) :] = fill
             return bigger
 
         for name, fill in _FILLS.items():
