@@ -441,8 +441,8 @@ class LabelCoincidentWrites(base.Base):
         due included. It comes back here for what is rare: a new feature, a new entity when
         the table is full (room made: entities forgotten, rows grown, the sample halved),
         an event of times too large for integer tiles (read through ``update``'s code), a
-        test that flags (or whose next look needs Python's
-        decimal rounding) and a flag's evidence.
+        test that flags (or whose next look needs Python's decimal rounding) and a flag's
+        evidence.
         """
         self._batch_events = ()
         self._halvings = ()
