@@ -1,8 +1,13 @@
 """Exact binomial and hypergeometric tails, and Fisher's exact test, for every detector group.
 
-Only numpy and the standard library: scipy is a test dependency, not a runtime one. The
-probabilities are built in logs from ratios of consecutive terms, so no factorial is ever
-formed, however large the counts.
+Only numpy, numba and the standard library: scipy is a test dependency, not a runtime one.
+The probabilities are built in logs from ratios of consecutive terms, so no factorial is
+ever formed, however large the counts.
+
+The tails are compiled loops (``detectors._compiled``), so that the compiled loops of the
+detectors that test as they go (``_coincide``) call the very code Python calls: the same
+libm logarithms and exponentials, summed in the same order, give the same p-value to the
+bit in either (numpy's vectorized ``log`` and ``exp`` and its pairwise sums do not).
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import math
 
 import numpy as np
 
+from detectors._compiled import compiled
 
+
+@compiled
 def _log_choose(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+    return math.lgamma(n + 1.0) - math.lgamma(k + 1.0) - math.lgamma(n - k + 1.0)
 
 
 def _hypergeom_log_ratios(
@@ -29,10 +37,52 @@ def _hypergeom_log_ratios(
     )
 
 
-def _upper_tail(log_first: float, log_ratios: np.ndarray) -> float:
+@compiled
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """``binomial_sf``, for compiled loops."""
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_first = _log_choose(n, k) + k * log_p + (n - k) * log_q
     # P(k) in logs, then P(k + 1), P(k + 2), ... by ratios of consecutive terms.
-    log_terms = log_first + np.concatenate([[0.0], np.cumsum(log_ratios)])
-    return float(min(1.0, np.exp(log_terms).sum()))
+    total = math.exp(log_first)
+    ratios = 0.0
+    for i in range(k, n):
+        ratios += math.log(n - i) - math.log(i + 1.0) + log_p - log_q
+        total += math.exp(log_first + ratios)
+    return min(1.0, total)
+
+
+@compiled
+def hypergeom_tail(k: int, total: int, successes: int, draws: int) -> float:
+    """``hypergeom_sf``, for compiled loops."""
+    low = max(0, draws - (total - successes))
+    high = min(successes, draws)
+    if k <= low:
+        return 1.0
+    if k > high:
+        return 0.0
+    log_first = (
+        _log_choose(successes, k)
+        + _log_choose(total - successes, draws - k)
+        - _log_choose(total, draws)
+    )
+    found = math.exp(log_first)
+    ratios = 0.0
+    for j in range(k, high):
+        at = float(j)
+        ratios += (
+            math.log(successes - at)
+            + math.log(draws - at)
+            - math.log(at + 1.0)
+            - math.log(total - successes - draws + at + 1.0)
+        )
+        found += math.exp(log_first + ratios)
+    return min(1.0, found)
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
@@ -43,16 +93,8 @@ def binomial_sf(k: int, n: int, p: float) -> float:
     >>> round(binomial_sf(8, 10, 0.5), 6)  # 56 of the 1024 sequences of ten fair flips
     0.054688
     """
-    if k <= 0:
-        return 1.0
-    if k > n or p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    i = np.arange(k, n, dtype=np.float64)
-    log_ratios = np.log(n - i) - np.log(i + 1.0) + math.log(p) - math.log1p(-p)
-    log_first = _log_choose(n, k) + k * math.log(p) + (n - k) * math.log1p(-p)
-    return _upper_tail(log_first, log_ratios)
+    # One type per argument: a compiled loop is compiled once per combination of types.
+    return binomial_tail(int(k), int(n), float(p))
 
 
 def hypergeom_sf(k: int, total: int, successes: int, draws: int) -> float:
@@ -66,18 +108,7 @@ def hypergeom_sf(k: int, total: int, successes: int, draws: int) -> float:
     >>> round(hypergeom_sf(3, 10, 4, 4), 6)  # 3 or 4 of the 4 successes in 4 of 10 draws
     0.119048
     """
-    low = max(0, draws - (total - successes))
-    high = min(successes, draws)
-    if k <= low:
-        return 1.0
-    if k > high:
-        return 0.0
-    log_first = (
-        _log_choose(successes, k)
-        + _log_choose(total - successes, draws - k)
-        - _log_choose(total, draws)
-    )
-    return _upper_tail(log_first, _hypergeom_log_ratios(k, high, total, successes, draws))
+    return hypergeom_tail(int(k), int(total), int(successes), int(draws))
 
 
 def fisher_exact_two_sided(

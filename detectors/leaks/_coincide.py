@@ -3,20 +3,23 @@
 ``coincide`` reads a batch's events, parsed into columns, one after the other, doing on
 the detector's state arrays what ``LabelCoincidentWrites.update`` does for each: mark a
 write in its entity's control windows and open label, open a label, then judge the lag
-bins due. Every step is the same float64 operation on the same values, in the same order,
-as the Python path's, and tiles are integers (``floor(at * inverse - phase)``: a time over
-a bin's width, shifted by its entity's phase), so the state it leaves is equal, not close.
+bins due and test the features whose looks fall due. Every step is the same float64
+operation on the same values, in the same order, as the Python path's, and tiles are
+integers (``floor(at * inverse - phase)``: a time over a bin's width, shifted by its
+entity's phase), so the state it leaves is equal, not close. The tests' exact tails are
+``detectors._exact``'s compiled ones, which Python's ``_test`` calls too (``best_cell``).
 
 What is rare, or needs Python objects, goes back to the caller, which handles it and calls
 ``coincide`` again: a write of a feature without a column yet (``NEW_COLUMN``: the caller
-adds it, the event is read again), an event of a new entity when the table is full or of
-times too large for integer tiles (``ALONE``: the caller reads the event through ``update``'s
-code, and the loop goes on after it), the tests of the looks due after a judgment
-(``TESTS``: the exact tails sum numpy's logs and exponentials, which compiled code does
-not give to the bit, and the anytime correction rounds in decimal: both stay Python), and
-a flag (``FLAGS``: the caller keeps its evidence as it is after the event). Where to go on
-is in ``context``: the event, whether its lag bins are being judged, and how far the
-current pass of judgments got.
+adds it, the event is read again), an event of a new entity when the table is full
+(``ROOM``: the caller makes room, forgetting or moving entities or halving the sample, and
+the event is read again), an event of times too large for integer tiles (``ALONE``: the
+caller reads the event through ``update``'s code, and the loop goes on after it), a test
+that flags its feature or whose next look the anytime correction's decimal rounding leaves
+too close to call (``TESTS``: the caller runs it and the judgment's later ones), and a flag
+(``FLAGS``: the caller keeps its evidence as it is after the event). Where to go on is in
+``context``: the event, whether its lag bins are being judged, and how far the current
+pass of judgments got.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import math
 import numpy as np
 
 from detectors._compiled import compiled
+from detectors._exact import binomial_tail, hypergeom_tail
 from detectors.leaks._memory import probe_compiled
 
 # Kinds of events, per event of a batch.
@@ -33,7 +37,7 @@ MALFORMED, WRITE, LABEL = -1, 0, 1
 # A write's column when its feature is not followed (``max_features`` reached).
 IGNORED = -1
 # Why ``coincide`` returned.
-DONE, NEW_COLUMN, ALONE, TESTS, FLAGS = 0, 1, 2, 3, 4
+DONE, NEW_COLUMN, ALONE, TESTS, FLAGS, ROOM = 0, 1, 2, 3, 4, 5
 # ``context``: the event to read, whether its lag bins are being judged (1) or it is still
 # to read (0), the position and end of the current pass of judgments in ``work`` (no pass
 # when the end is 0), whether a test of this event flagged, the tests due in ``tests``, and
@@ -46,8 +50,9 @@ STREAM_TIME, FORGOTTEN_UNTIL, MIN_DUE = range(3)
 # features followed, and the sample's bits.
 TABLE_SIZE, REJECTED, UNSAMPLED, COLUMNS, SAMPLE_BITS = range(5)
 # ``settings``: tolerance, lateness, how long an entity is kept, and the largest absolute
-# time whose tiles an int64 holds exactly (``tile_limit``), then ``min_labels``.
-TOLERANCE, LATENESS, TTL, TILE_LIMIT, MIN_LABELS = range(5)
+# time whose tiles an int64 holds exactly (``tile_limit``), then ``min_labels``, ``alpha``
+# and the looks' growth.
+TOLERANCE, LATENESS, TTL, TILE_LIMIT, MIN_LABELS, ALPHA, GROWTH = range(7)
 
 # Shared with label_coincidence, which imports them: the bits of any writes in the low
 # half, of writes of null in the high half; three control windows; the statistics' order.
@@ -239,6 +244,82 @@ def _may_test(column, labels, counts, min_labels):
 
 
 @compiled
+def best_cell(labels, counts, min_labels):
+    """``LabelCoincidentWrites._test``'s search, on one feature's ``labels`` (class, bin)
+    and ``counts`` (kind, class, bin, statistic): the smallest p-value of the cells, each
+    the larger of an exact sign test within its class and Fisher's test across classes,
+    and its cell (kind, class, bin), the first in that order of those as small. Python's
+    ``_test`` calls it too, so that both give the same p-value."""
+    best, best_kind, best_label, best_bin = 1.0, 0, 0, 0
+    for b in range(labels.shape[1]):
+        judged0, judged1 = labels[0, b], labels[1, b]
+        if min(judged0, judged1) < min_labels:
+            continue
+        for kind in range(2):
+            near0, near1 = counts[kind, 0, b, _NEAR], counts[kind, 1, b, _NEAR]
+            for label in range(2):
+                near_only = counts[kind, label, b, _NEAR_ONLY]
+                control_only = counts[kind, label, b, _CONTROL_ONLY]
+                tied_to_outcome = binomial_tail(near_only, near_only + control_only, 0.5)
+                if tied_to_outcome >= best:
+                    # The p-value is the larger of the two: never below the best.
+                    continue
+                class_specific = hypergeom_tail(
+                    near0 if label == 0 else near1,
+                    judged0 + judged1,
+                    near0 + near1,
+                    judged0 if label == 0 else judged1,
+                )
+                p_value = max(tied_to_outcome, class_specific)
+                if p_value < best:
+                    best, best_kind, best_label, best_bin = p_value, kind, label, b
+    return best, best_kind, best_label, best_bin
+
+
+@compiled
+def _next_look(size, growth):
+    """``AnytimePValues.record``'s next look, ``max(size + 1, ceil(round(size * growth,
+    9)))``; -1 when the rounding to 9 decimals is too close to call without Python's.
+
+    Rounded to 9 decimals, a product within 4e-10 of an integer is that integer, one more
+    than 6e-10 from every integer has the ceiling it had (that far from an integer, the
+    rounding does not cross it)."""
+    product = size * growth
+    nearest = math.floor(product + 0.5)
+    off = abs(product - nearest)
+    if off < 4e-10:
+        up = nearest
+    elif off > 6e-10:
+        up = math.ceil(product)
+    else:
+        return -1
+    return max(size + 1, int(up))
+
+
+@compiled
+def _look(column, size, settings, labels, counts, looks, next_look, p_values, best, flagged):
+    """``LabelCoincidentWrites._test`` of the feature at ``column`` at sample ``size``, and
+    the look's record (``AnytimePValues.record``); whether it is done. A test that flags the
+    feature (the caller keeps its evidence) or whose next look is too close to call is
+    left undone, for the caller's ``_test``."""
+    found, kind, label, b = best_cell(labels[column], counts[column], int(settings[MIN_LABELS]))
+    if found == 1.0:
+        return True
+    charged_once = min(1.0, 4 * labels.shape[2] * found)
+    upcoming = _next_look(size, settings[GROWTH])
+    looked = looks[column] + 1
+    charged = charged_once * looked * (looked + 1)
+    p_value = min(p_values[column], charged, 1.0)
+    if upcoming < 0 or (p_value <= settings[ALPHA] and not flagged[column]):
+        return False
+    looks[column] = looked
+    p_values[column] = p_value
+    next_look[column] = upcoming
+    best[column, 0], best[column, 1], best[column, 2] = kind, label, b
+    return True
+
+
+@compiled
 def _judge_one(
     row, columns, settings, edges, label_at_of, label_class, judgeable, next_bin, due_of,
     near, control, labels, counts, unjudged, next_look, tests,
@@ -343,11 +424,12 @@ def _note(due_of, heap_due, heap_row, context, row):
 @compiled
 def _judge_due(
     context, columns, times, settings, edges, label_at_of, label_class, judgeable, next_bin,
-    due_of, near, control, labels, counts, unjudged, next_look, tests, work, heap_due,
-    heap_row,
+    due_of, near, control, labels, counts, unjudged, looks, next_look, p_values, best, flagged,
+    tests, work, heap_due, heap_row,
 ):  # fmt: skip
     """``_judge_due``, pass after pass of ``_judge_one`` (its numpy form, ``_judge_all``,
-    gives the same), from where ``context`` says; whether it stopped for tests.
+    gives the same), from where ``context`` says, with the tests of the looks due after
+    each judgment (``_look``); whether it stopped for tests left to the caller.
 
     The heap holds (due time, row) of every open label, and entries whose row's due time
     changed since (a label closed or judged), dropped as they come first: a pass takes the
@@ -376,8 +458,16 @@ def _judge_due(
                 due_of, near, control, labels, counts, unjudged, next_look, tests,
             )  # fmt: skip
             _note(due_of, heap_due, heap_row, context, row)
-            if due:
-                context[DUE_TESTS] = due
+            done = 0
+            while done < due and _look(
+                tests[done, 0], tests[done, 1], settings, labels, counts, looks, next_look,
+                p_values, best, flagged,
+            ):  # fmt: skip
+                done += 1
+            if done < due:
+                # That test and the later ones (of other features: apart) go to the caller.
+                tests[: due - done] = tests[done:due].copy()
+                context[DUE_TESTS] = due - done
                 return True
         context[PASS_END] = 0
         while context[HEAP_SIZE] and due_of[heap_row[0]] != heap_due[0]:
@@ -400,11 +490,12 @@ def coincide(
     context, times, counters, settings, edges, inverse, widths,
     table_keys, table_rows, in_use, row_keys, phase_of, since_of, latest_of, expires,
     label_at_of, label_class, judgeable, next_bin, due_of, windows, near, control,
-    last_write, last_null, labels, counts, unjudged, next_look, tests, work,
+    last_write, last_null, labels, counts, unjudged, looks, next_look, p_values, best, flagged,
+    tests, work,
 ):  # fmt: skip
     """Reads the events from ``context[EVENT]`` on, as ``update`` one by one would, up to
     the end or to one that needs the caller; why it returned (``DONE``, ``NEW_COLUMN``,
-    ``ALONE``, ``TESTS``, ``FLAGS``), the event concerned in ``context[EVENT]``. After
+    ``ALONE``, ``TESTS``, ``FLAGS``, ``ROOM``), the event concerned in ``context[EVENT]``. After
     ``ALONE`` (the caller read the event) and ``FLAGS`` (its lag bins are judged), the
     caller moves ``context[EVENT]`` on.
 
@@ -442,8 +533,9 @@ def coincide(
                 probed = probe_compiled(table_rows, table_keys, key, False)
                 slot, row = int(probed[0]), int(probed[1])
                 if row < 0 and counters[TABLE_SIZE] == in_use.shape[0]:
-                    # It forgets or moves other entities, or halves the sample.
-                    return ALONE
+                    # Room is made by forgetting or moving other entities, or halving the
+                    # sample.
+                    return ROOM
                 # The times it tiles: a label's control windows, or a write's two marks;
                 # the entity's latest write, and its open label's control windows.
                 if kind == LABEL:
@@ -462,7 +554,7 @@ def coincide(
                     return ALONE
             at = event_at[i]
             # What came before the first event is unknown (``_start``): never here, as the
-            # table has no room before the first event.
+            # table has no room before the first event (``ROOM``).
             later = written_at[i] if kind == WRITE else at
             if later > times[STREAM_TIME]:
                 times[STREAM_TIME] = later
@@ -502,8 +594,8 @@ def coincide(
         judging = context[PASS_END] or times[MIN_DUE] < times[STREAM_TIME]
         if judging and _judge_due(
             context, counters[COLUMNS], times, settings, edges, label_at_of, label_class,
-            judgeable, next_bin, due_of, near, control, labels, counts, unjudged, next_look,
-            tests, work, heap_due, heap_row,
+            judgeable, next_bin, due_of, near, control, labels, counts, unjudged, looks,
+            next_look, p_values, best, flagged, tests, work, heap_due, heap_row,
         ):  # fmt: skip
             return TESTS
         context[JUDGING] = 0

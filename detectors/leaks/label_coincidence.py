@@ -13,19 +13,18 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.leaks import _coincide
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks._coincide import (
     _ANY_KIND,
     _CONTROL,
-    _CONTROL_ONLY,
     _NEAR,
     _NEAR_ONLY,
     _NULL_KINDS,
     _NULL_SHIFT,
     _WINDOWS,
+    best_cell,
     coincide,
 )
 from detectors.leaks._memory import KeyTable, in_sample, narrow, pack_times, unpack_times
@@ -438,10 +437,11 @@ class LabelCoincidentWrites(base.Base):
         ``detections`` holds the positions in the batch at which a feature was flagged, and
         ``flags`` the evidence of each feature as it was then. The events, read into
         columns (``_read``), go through a compiled loop that does ``update``'s arithmetic
-        on the state arrays event by event (``_coincide.coincide``). It comes back here for
-        what is rare: a new feature, a new entity when the table is full (room made,
-        entities forgotten, the sample halved: that event goes through ``update``'s code),
-        the tests of the looks due (exact tails, to the bit the Python ones) and a flag's
+        on the state arrays event by event (``_coincide.coincide``), the tests of the looks
+        due included. It comes back here for what is rare: a new feature, a new entity when
+        the table is full (room made: entities forgotten, rows grown, the sample halved),
+        an event of times too large for integer tiles (read through ``update``'s code), a
+        test that flags (or whose next look needs Python's decimal rounding) and a flag's
         evidence.
         """
         self._batch_events = ()
@@ -460,6 +460,8 @@ class LabelCoincidentWrites(base.Base):
                 self._ttl,
                 _coincide.tile_limit(inverse),
                 self.min_labels,
+                self.alpha,
+                self._looks.growth,
             ],
             np.float64,
         )
@@ -472,7 +474,7 @@ class LabelCoincidentWrites(base.Base):
                 work = np.empty(len(self._due), np.int64)
             tests = np.empty((max(1, len(self._columns)), 2), np.int64)
             times = np.array([self._stream_time, self._forgotten_until, self._min_due])
-            table = self._table
+            table, looks = self._table, self._looks
             counters = np.array(
                 [
                     table.size,
@@ -489,7 +491,8 @@ class LabelCoincidentWrites(base.Base):
                 self._latest, self._expires, self._label_at, self._label_class,
                 self._judgeable, self._next_bin, self._due, self._windows, self._near,
                 self._control, self._last_write, self._last_null, self._labels, self._counts,
-                self._unjudged, self._looks.next_look, tests, work,
+                self._unjudged, looks.looks, looks.next_look, looks.p_value, self._best,
+                self._flagged, tests, work,
             )  # fmt: skip
             self._stream_time, self._forgotten_until, self._min_due = times.tolist()
             table.size, self._rejected, self._unsampled = counters[:3].tolist()
@@ -498,6 +501,14 @@ class LabelCoincidentWrites(base.Base):
                 return
             if stop == _coincide.NEW_COLUMN:
                 self._column(new_features[int(columns[2][i]) - first_new])
+            elif stop == _coincide.ROOM:
+                # As ``_row`` for the event, after its times: expiries are by stream time.
+                self._start(float(columns[3][i]))
+                self._stream_time = max(self._stream_time, float(columns[4][i]))
+                bits = self._sample_bits
+                self._make_room()
+                if self._sample_bits != bits:
+                    self._halvings = (*self._halvings, (i, self._sample_bits))
             elif stop == _coincide.TESTS:
                 for column, size in tests[: context[_coincide.DUE_TESTS]].tolist():
                     self._test(column, size, self._labels[column], self._counts[column])
@@ -900,28 +911,7 @@ class LabelCoincidentWrites(base.Base):
     def _test(self, column: int, size: int, labels: np.ndarray, counts: np.ndarray) -> None:
         """Tests the feature at ``column`` on its ``labels`` (class, bin) and ``counts``
         (kind, class, bin, statistic)."""
-        best, cell = 1.0, (0, 0, 0)
-        # As Python numbers at once: a numpy scalar per count costs more than the count.
-        by_bin = counts.transpose(2, 0, 1, 3).tolist()
-        for b, judged in enumerate(labels.T.tolist()):
-            if min(judged) < self.min_labels:
-                continue
-            for kind in (_ANY, _NULL):
-                counts_here = by_bin[b][kind]
-                near = [counts_here[0][_NEAR], counts_here[1][_NEAR]]
-                for label in (0, 1):
-                    near_only = counts_here[label][_NEAR_ONLY]
-                    control_only = counts_here[label][_CONTROL_ONLY]
-                    tied_to_outcome = binomial_sf(near_only, near_only + control_only, 0.5)
-                    if tied_to_outcome >= best:
-                        # The p-value is the larger of the two: never below the best.
-                        continue
-                    class_specific = hypergeom_sf(
-                        near[label], sum(judged), sum(near), judged[label]
-                    )
-                    p_value = max(tied_to_outcome, class_specific)
-                    if p_value < best:
-                        best, cell = p_value, (kind, label, b)
+        best, *cell = best_cell(labels, counts, self.min_labels)
         if best == 1.0:
             return
         self._looks.record(column, size, min(1.0, 4 * labels.shape[1] * best))
@@ -973,18 +963,23 @@ class LabelCoincidentWrites(base.Base):
         if row >= 0:
             return row
         if self._table.size == len(self._in_use):
-            expired = np.flatnonzero(self._in_use & (self._expires < self._stream_time))
-            if len(expired):
-                self._forget(expired)
-            elif len(self._in_use) < self.max_entities:
-                self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
-            else:
-                self._halve()
-                if not in_sample(key, self._sample_bits):
-                    return -1
+            self._make_room()
+            if not in_sample(key, self._sample_bits):
+                return -1
         row = int(np.argmin(self._in_use))
         self._make_row(key, row)
         return row
+
+    def _make_room(self) -> None:
+        """Room for a new entity in the full table: the expired entities forgotten, else
+        the table grown, else the sample halved."""
+        expired = np.flatnonzero(self._in_use & (self._expires < self._stream_time))
+        if len(expired):
+            self._forget(expired)
+        elif len(self._in_use) < self.max_entities:
+            self._grow_rows(min(self.max_entities, max(16, 2 * len(self._in_use))))
+        else:
+            self._halve()
 
     def _make_row(self, key: int, row: int) -> None:
         """Gives the entity ``key`` the free ``row``."""
@@ -996,8 +991,11 @@ class LabelCoincidentWrites(base.Base):
 
     def _grow_rows(self, size: int) -> None:
         def grown(array: np.ndarray, fill: float) -> np.ndarray:
-            bigger = np.full((size, *array.shape[1:]), fill, array.dtype)
+            # Filled only past the rows copied: a table grows a dozen times on its way to
+            # its cap, each time every array.
+            bigger = np.empty((size, *array.shape[1:]), array.dtype)
             bigger[: len(array)] = array
+            bigger[len(array) :] = fill
             return bigger
 
         for name, fill in _FILLS.items():

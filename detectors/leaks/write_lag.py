@@ -5,11 +5,12 @@ from __future__ import annotations
 import array
 import collections
 import dataclasses
+import itertools
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from river import base
 
 from detectors._batch import TupleEvents
@@ -17,6 +18,8 @@ from detectors._exact import binomial_sf, hypergeom_sf
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
 from detectors.leaks.events import checked_write
+
+_FEATURE = operator.attrgetter("feature")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,56 +199,69 @@ class WriteLag(TupleEvents, base.Base):
         ``windows_closed`` at the same positions.
 
         Each feature's writes are counted a window's share at a time (its sketch's counts
-        with one ``Counter``, those over the SLA and the reference as arrays). A lag's
-        bucket key is ``math.log``'s, as in ``update``: numpy's logarithm may differ in the
-        last bit, which would move a lag on a bucket's edge.
+        with one ``Counter``, those over the SLA and the reference by comparisons mapped in
+        C). A lag's bucket key is ``math.log``'s, as in ``update``: numpy's logarithm may
+        differ in the last bit, which would move a lag on a bucket's edge. A batch of one
+        feature's writes (the leak watch's) is one run, without grouping write by write.
         """
         if self._small(len(values)):
             self._update_each(values)
             return
         self._batch_events = ()
+        checked = list(map(checked_write, values))
+        writes = [w for w in checked if w is not None]
+        self._rejected += len(checked) - len(writes)
+        positions: Sequence[int] = range(len(checked))
+        if len(writes) < len(checked):
+            positions = [i for i, w in enumerate(checked) if w is not None]
+        features = list(map(_FEATURE, writes))
+        lags = [float(w.written_at - w.event_at) for w in writes]
+        # Per feature, in the order of its writes: positions in the batch and lags.
+        runs: Mapping[str, tuple[Sequence[int], list[float]]] = {}
+        if len(dict.fromkeys(features)) == 1:
+            runs = {features[0]: (positions, lags)}
+        elif features:
+            grouped: dict[str, tuple[list[int], list[float]]] = {}
+            for feature, i, lag in zip(features, positions, lags, strict=True):
+                run = grouped.get(feature)
+                if run is None:
+                    run = grouped[feature] = ([], [])
+                run[0].append(i)
+                run[1].append(lag)
+            runs = grouped
         rows = self._rows
-        # Per feature, in the order of its writes: its row, positions in the batch, lags.
-        batched: dict[str, tuple[int, list[int], list[float]]] = {}
-        for i, x in enumerate(values):
-            write = checked_write(x)
-            if write is None:
-                self._rejected += 1
-                continue
-            feature = write.feature
-            found = batched.get(feature)
-            if found is None:
-                row = rows.get(feature)
-                if row is None:
-                    if len(rows) >= self.max_features:
-                        continue
-                    row = self._add(feature)
-                found = batched[feature] = (row, [], [])
-            found[1].append(i)
-            found[2].append(float(write.written_at - write.event_at))
-        for feature, (row, positions, lag_list) in batched.items():
-            self._count(feature, row, positions, lag_list)
+        for feature, (at, lag_list) in runs.items():
+            row = rows.get(feature)
+            if row is None:
+                if len(rows) >= self.max_features:
+                    continue
+                row = self._add(feature)
+            self._count(feature, row, at, lag_list)
         self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
 
-    def _count(self, feature: str, row: int, positions: list[int], lag_list: list[float]) -> None:
+    def _count(
+        self, feature: str, row: int, positions: Sequence[int], lag_list: list[float]
+    ) -> None:
         """One feature's writes of a batch, a window's share at a time."""
-        log_gamma = self._log_gamma
-        buckets = [bucket_key(lag, log_gamma) if lag > 1.0 else 0 for lag in lag_list]
-        over_sla = np.asarray(lag_list) > (math.inf if self.sla is None else self.sla)
-        keys = np.asarray(buckets)
+        log, ceil, log_gamma = math.log, math.ceil, self._log_gamma
+        # ``bucket_key``, inline: a call per lag costs as much again.
+        buckets = [ceil(log(lag) / log_gamma) if lag > 1.0 else 0 for lag in lag_list]
         sketch, counts, at = self._buckets[row], self._counts, row * _FIELDS
         start = 0
         while start < len(buckets):
             stop = min(len(buckets), start + self.window - counts[at + _WINDOW_WRITES])
-            for bucket, count in collections.Counter(buckets[start:stop]).items():
+            share = buckets[start:stop] if start or stop < len(buckets) else buckets
+            for bucket, count in collections.Counter(share).items():
                 sketch[bucket] = sketch.get(bucket, 0) + count
             counts[at + _WRITES] += stop - start
             counts[at + _WINDOW_WRITES] += stop - start
-            counts[at + _OVER_SLA] += int(np.count_nonzero(over_sla[start:stop]))
+            if self.sla is not None:
+                over_sla = map(operator.gt, lag_list[start:stop], itertools.repeat(self.sla))
+                counts[at + _OVER_SLA] += sum(over_sla)
             reference = counts[at + _REFERENCE]
             if reference >= 0:
-                over = keys[start:stop] > reference
-                counts[at + _OVER_REFERENCE] += int(np.count_nonzero(over))
+                over = map(operator.gt, share, itertools.repeat(reference))
+                counts[at + _OVER_REFERENCE] += sum(over)
             if counts[at + _WINDOW_WRITES] == self.window:
                 self._close_window(row)
                 self._add_event((positions[stop - 1], self._summary(feature, row)))

@@ -12,8 +12,8 @@ cache once.
 of a model's features, their labels by request, and writes of the entities they were
 about, enough for every compiled loop to run; then scores through a score detector of a
 short warm-up (a model's own may want more scores than the batch has), and a performance
-drop detector given its baseline, whose CUSUM loop runs only once it has one. Nothing of
-it is kept.
+drop detector given its baseline, whose CUSUM loop runs only once it has one, and the
+compiled tests that Python also calls. Nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from detectors._batch import SMALL_BATCH
+from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.drift.residual_cusum import ResidualCUSUM
+from detectors.leaks._coincide import best_cell
 from detectors.performance.drop import PerformanceDrop
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch, Record
@@ -75,6 +77,12 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     # A drop detector's CUSUMs run once it has learnt its baseline (``reference_size``
     # labels), which a made-up batch does not reach: one given a baseline runs them.
     PerformanceDrop(baseline=0.5).update_many(np.zeros(SMALL_BATCH + 1))
+    # Compiled code that Python calls too, for the types it passes: the exact tails (a
+    # window of write lags, a block of gaps) and label_leak's test (a batch of one event,
+    # a test that flags), which the made-up batch does not reach from Python.
+    binomial_sf(1, 2, 0.5)
+    hypergeom_sf(1, 2, 1, 1)
+    best_cell(np.zeros((2, 1), np.int64), np.zeros((2, 2, 1, 4), np.int64), 1)
 
 
 def _records(model: Model, numeric: frozenset[str], start_ms: int = 0) -> list[Record]:

@@ -177,3 +177,19 @@ def test_write_lag_batched_as_one_by_one(
         window_event,
         window_events,
     )
+
+
+@PROPERTY
+@given(st.sampled_from([None, 500, 500.0]), st.data())
+def test_write_lag_batched_as_one_by_one_one_feature_at_a_time(
+    sla: float | None, data: st.DataObject
+) -> None:
+    # The leak watch's batches: one feature's writes (and malformed events), one run each.
+    values = [v for v in data.draw(writes()) if getattr(v, "feature", "plan") == "plan"]
+    assert_same_batched(
+        lambda: WriteLag(sla=sla, window=10, reference_windows=2),
+        values,
+        data.draw(cuts(len(values))),
+        window_event,
+        window_events,
+    )

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import LabelCoincidentWrites
-from detectors.leaks import FeatureWrite, Label, label_coincidence
+from detectors.leaks import FeatureWrite, Label, _coincide, label_coincidence
+from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks.label_coincidence import _ANY
 from tests.detectors.batching import (
     batches,
@@ -495,3 +496,48 @@ def test_labels_due_at_equal_times_are_judged_by_row_as_one_by_one(at: list[int]
     assert events_batched(batched, events, at, _flagged_by_position) == expected
     assert expected and int(reference._looks.looks.sum()) > 20
     assert same_state(batched, reference), state_difference(batched, reference)
+
+
+def _next_look_in_python(size: int, growth: float) -> int:
+    """``AnytimePValues.record``'s next look after a look at ``size``."""
+    looks = AnytimePValues(first_look=1, growth=growth)
+    looks.record(looks.add(), size, 0.5)
+    return int(looks.next_look[0])
+
+
+@pytest.mark.parametrize("growth", [1.1, 1.25, 1.3, 2.0])
+def test_the_compiled_next_look_is_the_anytime_correction_s(growth: float) -> None:
+    for size in range(1, 10_000):
+        assert _coincide._next_look(size, growth) == _next_look_in_python(size, growth)
+
+
+def test_a_next_look_the_decimal_rounding_decides_is_left_to_python() -> None:
+    # Products just around 30 + 5e-10, which rounds to 9 decimals either way: left to
+    # Python (-1); nearer 30 or farther, the compiled loop's answer is Python's.
+    for off in np.linspace(3e-10, 7e-10, 41).tolist():
+        growth = (30.0 + off) / 20
+        found = _coincide._next_look(20, growth)
+        assert (found == -1) == (4e-10 <= 20 * growth - 30.0 <= 6e-10)
+        assert found in (-1, _next_look_in_python(20, growth))
+    assert {_next_look_in_python(20, (30.0 + off) / 20) for off in (4.5e-10, 5.5e-10)} == {
+        30,
+        31,
+    }
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), at=cuts(300))
+def test_looks_whose_next_size_python_rounds_are_exactly_updates_one_by_one(
+    seed: int, at: list[int]
+) -> None:
+    # The first look, at 4 labels, finds 6.0000000005 to round: the compiled loop hands
+    # its test to Python's, and takes the later ones (9.00000000075) itself.
+    events = _few_entities(np.random.default_rng(seed), 300)
+    one_by_one = LabelCoincidentWrites(**SMALL, min_labels=2)
+    batched = LabelCoincidentWrites(**SMALL, min_labels=2)
+    for detector in (one_by_one, batched):
+        detector._looks.growth = 1.500000000125
+    expected = events_one_by_one(one_by_one, events, _flagged)
+    found = events_batched(batched, events, at, _flagged_by_position)
+    assert found == expected
+    assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
