@@ -35,14 +35,34 @@ class Window:
         """Push ``rows`` (one per row, ``columns`` wide) in order, as ``push`` one by one."""
         size = len(self._rows)
         n = len(rows)
-        # Only the last ``size`` rows stay, and writing only them keeps positions distinct.
-        at = (self._next + np.arange(max(n - size, 0), n)) % size
-        self._rows[at] = rows[-size:]
-        self._next = (self._next + n) % size
+        start = self._next
+        if n <= size - start:
+            # Most batches: the rows fit before the end, one slice.
+            self._rows[start : start + n] = rows
+        else:
+            # Only the last ``size`` rows stay, and writing only them keeps positions distinct.
+            at = (start + np.arange(max(n - size, 0), n)) % size
+            self._rows[at] = rows[-size:]
+        self._next = (start + n) % size
         self._filled = min(self._filled + n, size)
 
     def __len__(self) -> int:
         return self._filled
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The preallocated rows, for a compiled loop that pushes into them as ``push``
+        does, then sets ``cursor``."""
+        return self._rows
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """The row the next push writes, and how many rows are held."""
+        return self._next, self._filled
+
+    @cursor.setter
+    def cursor(self, cursor: tuple[int, int]) -> None:
+        self._next, self._filled = cursor
 
     def __getstate__(self) -> dict[str, Any]:
         # Until the window is full, the rows past ``_filled`` are the zeros it was made with:

@@ -11,6 +11,7 @@ import numpy as np
 from river import base
 
 from detectors import _batch
+from detectors._compiled import compiled
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
@@ -189,10 +190,75 @@ def _label_codes(labels: Any, n: int) -> np.ndarray:
         codes = np.where((values == 0.0) | (values == 1.0), values, _INVALID_LABEL)
         codes[np.isnan(values)] = math.nan
     else:
-        codes = np.fromiter((_label_code(y) for y in labels), np.float64)
+        # Most labels are None (a prediction) or the int 0 or 1: their codes inline.
+        codes = np.array(
+            [
+                math.nan
+                if y is None
+                else float(y)
+                if type(y) is int and 0 <= y <= 1
+                else _label_code(y)
+                for y in labels
+            ],
+            np.float64,
+        )
     if len(codes) != n:
         raise ValueError(f"labels must be as many as scores, got {len(codes)} for {n}")
     return codes
+
+
+# ``_absorb``'s state: the chunk's and the generation's fill, the recent labels' next row
+# and fill, the counts of predictions, labels and ignored inputs.
+_CHUNK, _GENERATION, _NEXT, _FILLED, _PREDICTIONS, _LABELS, _IGNORED = range(7)
+
+
+@compiled
+def _absorb(
+    scores: np.ndarray,
+    codes: np.ndarray,
+    start: int,
+    state: np.ndarray,
+    chunk: np.ndarray,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    recent: np.ndarray,
+    calibration_size: int,
+) -> int:
+    """``update`` of each ``(codes[k], scores[k])`` from ``start`` on (``codes`` as
+    ``_label_codes`` gives them), into the estimate's arrays and ``state``, up to the
+    first prediction that fills the chunk: its position (-1: none), for the Python to
+    close the chunk (``_close_chunk``). A label's push into the recent labels, its
+    counts (``_count_label``, ``np.searchsorted`` for ``bisect``) and a new generation
+    are the same operations in the same order as ``update``'s."""
+    chunk_size, size = chunk.shape[0], recent.shape[0]
+    bins, half = edges.shape[0] + 1, counts.shape[0] // 2
+    for k in range(start, scores.shape[0]):
+        score, code = scores[k], codes[k]
+        if not (score >= 0.0 and score <= 1.0) or code == _INVALID_LABEL:
+            state[_IGNORED] += 1
+        elif np.isnan(code):
+            chunk[state[_CHUNK]] = score
+            state[_CHUNK] += 1
+            state[_PREDICTIONS] += 1
+            if state[_CHUNK] == chunk_size:
+                return k
+        else:
+            row = state[_NEXT]
+            recent[row, 0] = score
+            recent[row, 1] = code
+            state[_NEXT] = (row + 1) % size
+            state[_FILLED] = min(state[_FILLED] + 1, size)
+            at = np.searchsorted(edges, score, side="right")
+            counts[at] += 1.0
+            counts[bins + at] += code
+            counts[2 * bins + at] += score
+            state[_LABELS] += 1
+            state[_GENERATION] += 1
+            if state[_GENERATION] == calibration_size:
+                counts[half:] = counts[:half]
+                counts[:half] = 0.0
+                state[_GENERATION] = 0
+    return -1
 
 
 def _is_nan(y: Any) -> bool:
@@ -386,10 +452,35 @@ class CalibratedEstimate(LabelCounts, base.Base):
         codes = (
             np.full(len(values), math.nan) if labels is None else _label_codes(labels, len(values))
         )
-        valid = (values >= 0.0) & (values <= 1.0) & (codes != _INVALID_LABEL)
-        self._n_ignored += int(len(values) - np.sum(valid))
-        kept = np.flatnonzero(valid)
-        self._absorb(values[kept], codes[kept], kept)
+        detections = []
+        edges, recent = bin_edges(self.threshold), self._recent
+        start = 0
+        while True:
+            # The counts and positions the compiled loop moves, read and written.
+            state = np.array(
+                [
+                    self._chunk_filled,
+                    self._generation_filled,
+                    *recent.cursor,
+                    self._n_predictions,
+                    self._n_labels,
+                    self._n_ignored,
+                ],
+                np.int64,
+            )
+            closed = _absorb(
+                values, codes, start, state, self._chunk, self._counts, edges, recent.rows,
+                self.calibration_size,
+            )  # fmt: skip
+            self._chunk_filled, self._generation_filled, at, filled, *counted = state.tolist()
+            recent.cursor = at, filled
+            self._n_predictions, self._n_labels, self._n_ignored = counted
+            if closed < 0:
+                break
+            if self._close_chunk():
+                detections.append(closed)
+            start = closed + 1
+        self._detections = np.array(detections, dtype=np.int64)
 
     def _update_each(self, scores: Any, labels: Any) -> None:
         """A small batch through ``update`` (see ``detectors._batch``)."""
@@ -405,29 +496,6 @@ class CalibratedEstimate(LabelCounts, base.Base):
             if len(self._detections):
                 detections.append(i)
         self._detections = np.array(detections, dtype=np.int64) if detections else _NO_DETECTIONS
-
-    def _absorb(self, scores: np.ndarray, codes: np.ndarray, positions: np.ndarray) -> None:
-        """Valid scores in order, each a prediction (NaN code) or labelled, at these positions
-        of the batch; a chunk closes at its last prediction, with the labels before it."""
-        is_prediction = np.isnan(codes)
-        filled = self._chunk_filled + np.cumsum(is_prediction)
-        closing = np.flatnonzero(is_prediction & (filled % self.chunk_size == 0))
-        detections = []
-        start = 0
-        for end in [*closing.tolist(), len(scores) - 1]:
-            segment = slice(start, end + 1)
-            self._push_labels(scores[segment][~is_prediction[segment]], codes[segment])
-            self._push_predictions(scores[segment][is_prediction[segment]])
-            if self._chunk_filled == self.chunk_size and self._close_chunk():
-                detections.append(int(positions[end]))
-            start = end + 1
-        self._detections = np.array(detections, dtype=np.int64)
-
-    def _push_labels(self, scores: np.ndarray, codes: np.ndarray) -> None:
-        labels = codes[~np.isnan(codes)]
-        self._recent.push_many(np.column_stack([scores, labels]))
-        self._count_labels(scores, labels)
-        self._n_labels += len(labels)
 
     def _count_label(self, score: float, label: int) -> None:
         """``_count_labels`` of one label, without the arrays."""
@@ -461,12 +529,6 @@ class CalibratedEstimate(LabelCounts, base.Base):
         self._counts[half:] = self._counts[:half]
         self._counts[:half] = 0.0
         self._generation_filled = 0
-
-    def _push_predictions(self, scores: np.ndarray) -> None:
-        n = len(scores)
-        self._chunk[self._chunk_filled : self._chunk_filled + n] = scores
-        self._chunk_filled += n
-        self._n_predictions += n
 
     def _close_chunk(self) -> bool:
         """Estimate the full chunk and start the next; whether its estimate alarms."""

@@ -201,15 +201,17 @@ class PerformanceDrop(TupleEvents, base.DriftDetector):
         if not len(values):
             return  # no update: the last one's alarm stands
         self._drift_detected = False
-        losses = finite_floats(values)
-        positions = np.flatnonzero((losses >= 0.0) & (losses <= 1.0))
+        # A float array needs no conversion: an infinite loss is out of [0, 1] as NaN is.
+        floats = isinstance(values, np.ndarray) and values.dtype == np.float64
+        losses = np.ascontiguousarray(values) if floats else finite_floats(values)
+        learning = self._learned_baseline is None
+        needed = self.reference_size - self._n if learning else 0
+        positions, reference_sum = _valid(losses, self._reference_sum, needed)
         kept = losses[positions]
         start = 0
-        if self._learned_baseline is None:
-            start = min(self.reference_size - self._n, len(kept))
-            # ``cumsum`` adds in order from the running sum: exactly ``update``'s ``+=``.
-            sums = np.cumsum(np.concatenate(([self._reference_sum], kept[:start])))
-            self._reference_sum = float(sums[-1])
+        if learning:
+            start = min(needed, len(kept))
+            self._reference_sum = reference_sum
             self._n += start
             if self._n == self.reference_size:
                 self._set_baseline(min(self._reference_sum / self._n, 1.0 - 1e-12))
@@ -258,6 +260,22 @@ def _cusum(
         if top >= threshold:
             return k
     return -1
+
+
+@compiled
+def _valid(losses: np.ndarray, reference_sum: float, needed: int) -> tuple[np.ndarray, float]:
+    """The positions of the losses in [0, 1] (not NaN), and ``reference_sum`` plus the
+    first ``needed`` of them, added in order as ``update``'s ``+=`` adds them."""
+    positions = np.empty(losses.shape[0], np.int64)
+    n = 0
+    for k in range(losses.shape[0]):
+        loss = losses[k]
+        if loss >= 0.0 and loss <= 1.0:
+            if n < needed:
+                reference_sum += loss
+            positions[n] = k
+            n += 1
+    return positions[:n], reference_sum
 
 
 def _log_mean_exp(statistics: Sequence[float]) -> float:

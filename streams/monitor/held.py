@@ -81,6 +81,7 @@ __all__ = [
     "HeldPrediction",
     "HeldTable",
     "entity_hash",
+    "index_key",
     "index_keys",
     "request_hash",
 ]
@@ -90,6 +91,11 @@ _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 # A key of the index is the request's hash XOR its role's salt: the roles of one request
 # are three keys (0 keeps the live key the request's hash).
 _ROLE_SALTS = (0, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+
+
+def index_key(role: int, request: int) -> int:
+    """The index key of a role code and request hash (``index_keys`` of one)."""
+    return request ^ _ROLE_SALTS[role]
 
 
 def index_keys(
@@ -153,6 +159,25 @@ class Waiting(NamedTuple):
     fed: npt.NDArray[np.int64]
     by: npt.NDArray[np.int64]
     taken: npt.NDArray[np.int64]
+
+
+class RunItems(NamedTuple):
+    """What ``HeldTable.run_items`` gives the label join of the records a run took."""
+
+    # Per record: its time, and how many held predictions it joined (a prediction: 0).
+    at: list[int]
+    joined: list[int]
+    # Per stream: (role, version, low, high, pairs_low, pairs_high, at): its items are
+    # ``low:high`` of the lists below, its pairs' delays ``pairs_low:pairs_high`` of
+    # ``delays``, and ``at`` is its last item's time.
+    streams: list[tuple[str, str, int, int, int, int, int]]
+    # Per item: its record's number in the label join's batch, its score, and the run's
+    # number of its label (-1: a held prediction's estimate input).
+    numbers: list[int]
+    outputs: list[float]
+    labels: list[int]
+    # Per pair: its label delay in seconds.
+    delays: list[float]
 
 
 _EMPTY = np.zeros(0, np.int64)
@@ -360,38 +385,40 @@ class HeldTable:
         )
         everything = self.limit == EVERYTHING
         stop, why, released = _join(
-            run.kinds,
-            run.at,
-            run.keys,
-            run.entities,
-            run.roles,
-            versions[run.version_index] if len(versions) else run.version_index,
-            run.simple,
-            run.scores,
-            run.outcome,
-            run.matched,
+            (
+                run.kinds,
+                run.at,
+                run.keys,
+                run.entities,
+                run.roles,
+                versions[run.version_index] if len(versions) else run.version_index,
+                run.simple,
+                run.scores,
+                run.outcome,
+                run.matched,
+            ),
             start,
-            slots,
-            self._key,
-            self._at,
-            self._score,
-            self._entity,
-            self._role,
-            self._version,
-            self._live,
-            table,
-            counts,
-            known,
-            np.uint64(0 if everything else self.limit),
-            everything,
-            self.max_held,
-            ttl_ms,
-            next_report_ms,
-            wait.end,
-            *wait.heap,
-            wait.fed,
-            wait.by,
-            wait.taken,
+            (
+                slots,
+                self._key,
+                self._at,
+                self._score,
+                self._entity,
+                self._role,
+                self._version,
+                self._live,
+                table,
+            ),
+            (
+                counts,
+                known,
+                ttl_ms,
+                next_report_ms,
+                np.uint64(0 if everything else self.limit),
+                everything,
+                self.max_held,
+            ),
+            (wait.end, *wait.heap, wait.fed, wait.by, wait.taken),
         )
         self._rows, self._head, self._count = (int(x) for x in table[:3])
         self._per_role = table[3:6].tolist()
@@ -683,18 +710,40 @@ class HeldTable:
         """The versions of the version codes (``columns``)."""
         return self._versions
 
-    def columns(
-        self, rows: npt.NDArray[np.int64]
-    ) -> tuple[
-        npt.NDArray[np.int8], npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.int64]
-    ]:
-        """The role codes, version codes, scores and ``predicted_at`` of ``rows`` (held or
-        let go of since the table last changed shape)."""
-        return (
-            self._role[rows],
-            self._version[rows].astype(np.intp),
-            self._score[rows],
-            self._at[rows],
+    def run_items(self, run: JoinRun, fed: npt.NDArray[np.int64], first: int) -> RunItems:
+        """What the records ``fed`` of ``run`` (numbers, in the order ``join_run`` took
+        them; ``first``: the first one's number in the label join's batch) give the label
+        join's streams, after ``join_run`` and before the table changes again: each held
+        prediction's estimate input and each joined label's pairs, in that order (a
+        label's pairs in its matches'), grouped by stream in a compiled loop."""
+        names = {name: n for n, name in enumerate(run.versions)}
+        # A stream's number: its role code times ``width``, plus its version's place
+        # among the run's versions, then among the table's others.
+        recode = np.array(
+            [names.get(v, len(names) + n) for n, v in enumerate(self._versions)], np.intp
+        )
+        width = len(names) + len(self._versions)
+        at, joined, groups, numbers, outputs, labels, delays = _items(
+            fed,
+            first,
+            (run.kinds, run.outcome, run.at, run.roles, run.version_index, run.scores),
+            run.matched,
+            (self._role, self._version, self._score, self._at),
+            recode,
+            width,
+        )
+        versions = [*run.versions, *self._versions]
+        return RunItems(
+            at.tolist(),
+            joined.tolist(),
+            [
+                (ROLES[number // width], versions[number % width], *bounds)
+                for number, *bounds in groups.tolist()
+            ],
+            numbers.tolist(),
+            outputs.tolist(),
+            labels.tolist(),
+            delays.tolist(),
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -707,44 +756,20 @@ _SALTS = np.array(_ROLE_SALTS, np.uint64)
 _ROWS, _HEAD, _COUNT, _PER_ROLE, _UNSAMPLED = 0, 1, 2, 3, 6
 
 
+# ``_join``'s arguments are four tuples. ``run``: the run's columns (``JoinRun``'s, the
+# version codes the table's); ``held``: the key index's slots, the table's columns and
+# its ``_ROWS``... array; ``join``: the join's counts (``COUNTS``), whether each (role
+# code, version code) has a stream, its TTL and report time, the sample's limit (0 when
+# it holds everything), whether it holds everything, and ``max_held``; ``wait``: the
+# ``Waiting``'s end, heap arrays and table, ``fed``, ``by`` and ``taken``. Their items:
+_KINDS, _AT, _KEYS, _ENTITIES, _ROLES, _VERSIONS, _SIMPLE, _SCORES, _OUTCOME, _MATCHED = range(10)
+_SLOTS, _KEY_COLUMN, _AT_COLUMN, _SCORE_COLUMN, _ENTITY_COLUMN = range(5)
+_ROLE_COLUMN, _VERSION_COLUMN, _LIVE, _TABLE = range(5, 9)
+_COUNTS, _STREAMS, _TTL_MS, _NEXT_REPORT_MS, _LIMIT, _EVERYTHING, _MAX_HELD = range(7)
+
+
 @compiled
-def _join(
-    kinds: Any,
-    at: Any,
-    keys: Any,
-    entities: Any,
-    roles: Any,
-    versions: Any,
-    simple: Any,
-    scores: Any,
-    outcome: Any,
-    matched: Any,
-    start: int,
-    slots: Any,
-    key_column: Any,
-    at_column: Any,
-    score_column: Any,
-    entity_column: Any,
-    role_column: Any,
-    version_column: Any,
-    live: Any,
-    table: Any,
-    counts: Any,
-    streams: Any,
-    limit: np.uint64,
-    everything: bool,
-    max_held: int,
-    ttl_ms: int,
-    next_report_ms: int,
-    end: int,
-    wait_at: Any,
-    wait_arrival: Any,
-    wait_number: Any,
-    wait: Any,
-    fed: Any,
-    fed_by: Any,
-    taken: Any,
-) -> tuple[int, int, int]:
+def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, int, int]:
     """``JoinBatch._prediction`` and ``_label`` of the records from ``start`` on, as they
     change the held table and the counts, while they need nothing else: a prediction of a
     score whose stream exists and that makes no room in the table, a label by request
@@ -756,24 +781,26 @@ def _join(
     them (the first that needs more stops the loop, released, and the next call goes on
     releasing before its first record); a label not held goes to the Python as without
     a wait, which adds it to the wait (``wait_add``)."""
+    kinds, at, keys, entities = run[_KINDS], run[_AT], run[_KEYS], run[_ENTITIES]
+    roles, versions, simple, scores = run[_ROLES], run[_VERSIONS], run[_SIMPLE], run[_SCORES]
+    outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
+    table, counts, streams = held[_TABLE], join[_COUNTS], join[_STREAMS]
+    ttl_ms, next_report_ms, limit = join[_TTL_MS], join[_NEXT_REPORT_MS], join[_LIMIT]
+    end, clock, fed, fed_by, taken = wait[0], wait[4], wait[5], wait[6], wait[7]
     waiting = end >= 0
     if not waiting:
         end = kinds.shape[0]
     elif start > 0:
-        why, label = _release(
-            start - 1, at, keys, simple, outcome, matched, slots, key_column, at_column,
-            score_column, role_column, version_column, live, table, counts, streams, ttl_ms,
-            next_report_ms, wait_at, wait_arrival, wait_number, wait, fed, fed_by, taken,
-        )  # fmt: skip
+        why, label = _release(start - 1, run, held, join, wait)
         if why != STOP_END:
             return start - 1, why, label
-    capacity = at_column.shape[0]
+    capacity = held[_AT_COLUMN].shape[0]
     for i in range(start, end):
         when = at[i]
         if kinds[i] == KIND_PREDICTION:
             if not simple[i] or versions[i] < 0 or not streams[roles[i], versions[i]]:
                 return i, STOP_PREDICTION, -1
-            _advance(when, slots, key_column, at_column, role_column, live, table, counts, ttl_ms)
+            _advance(when, held, join)
             key = keys[i]
             slot, row = probe_compiled(slots, key_column, key, True)
             if row >= 0:
@@ -782,19 +809,19 @@ def _join(
             elif counts[NOW] - when > ttl_ms:
                 counts[EXPIRED] += 1
                 outcome[i] = LATE
-            elif not everything and entities[i] >= limit:
+            elif not join[_EVERYTHING] and entities[i] >= limit:
                 table[_UNSAMPLED] += 1
                 outcome[i] = QUEUED
-            elif table[_COUNT] >= max_held or table[_ROWS] == capacity:
+            elif table[_COUNT] >= join[_MAX_HELD] or table[_ROWS] == capacity:
                 return i, STOP_PREDICTION, -1  # room made, or the columns compacted
             else:
                 row = table[_ROWS]
                 key_column[row] = key
-                at_column[row] = when
-                score_column[row] = scores[i]
-                entity_column[row] = entities[i]
-                role_column[row] = roles[i]
-                version_column[row] = versions[i]
+                held[_AT_COLUMN][row] = when
+                held[_SCORE_COLUMN][row] = scores[i]
+                held[_ENTITY_COLUMN][row] = entities[i]
+                held[_ROLE_COLUMN][row] = roles[i]
+                held[_VERSION_COLUMN][row] = versions[i]
                 live[row] = True
                 slots[slot] = row
                 table[_ROWS] += 1
@@ -803,30 +830,21 @@ def _join(
                 outcome[i] = QUEUED
             if waiting:
                 _take(i, i, fed, fed_by, taken)
-                if not wait[CLOCKED] or when > wait[CLOCK]:
-                    wait[CLOCK] = when
-                    wait[CLOCKED] = 1
+                if not clock[CLOCKED] or when > clock[CLOCK]:
+                    clock[CLOCK] = when
+                    clock[CLOCKED] = 1
                 if counts[NOW] < next_report_ms:
-                    why, label = _release(
-                        i, at, keys, simple, outcome, matched, slots, key_column, at_column,
-                        score_column, role_column, version_column, live, table, counts,
-                        streams, ttl_ms, next_report_ms, wait_at, wait_arrival, wait_number,
-                        wait, fed, fed_by, taken,
-                    )  # fmt: skip
+                    why, label = _release(i, run, held, join, wait)
                     if why != STOP_END:
                         return i, why, label
         else:
             if not simple[i]:
                 return i, STOP_LABEL, -1
-            found = _match(keys[i], i, slots, key_column, table, matched)
+            found = _match(keys[i], i, held, run[_MATCHED])
             if found == 0:
                 # Held by entity, or for the wait (``wait_add``): the Python's.
                 return i, STOP_LABEL, -1
-            why = _joined(
-                i, at, keys, outcome, matched, found, slots, key_column, at_column,
-                score_column, role_column, version_column, live, table, counts, streams,
-                ttl_ms,
-            )  # fmt: skip
+            why = _joined(i, found, run, held, join)
             if why != STOP_END:
                 return i, why, -1
             if waiting:
@@ -837,94 +855,50 @@ def _join(
 
 
 @compiled
-def _joined(
-    i: int,
-    at: Any,
-    keys: Any,
-    outcome: Any,
-    matched: Any,
-    found: int,
-    slots: Any,
-    key_column: Any,
-    at_column: Any,
-    score_column: Any,
-    role_column: Any,
-    version_column: Any,
-    live: Any,
-    table: Any,
-    counts: Any,
-    streams: Any,
-    ttl_ms: int,
-) -> int:
+def _joined(i: int, found: int, run: Any, held: Any, join: Any) -> int:
     """Label ``i``, which matched ``found`` held rows before its clock move, joined with
     them as ``JoinBatch._label`` joins it; ``STOP_HELD_LABEL`` when it needs the Python
-    (after the clock move)."""
-    if _advance(at[i], slots, key_column, at_column, role_column, live, table, counts, ttl_ms):
+    (after the clock move). ``_join``'s tuples."""
+    matched, score_column, streams = run[_MATCHED], held[_SCORE_COLUMN], join[_STREAMS]
+    role_column, version_column = held[_ROLE_COLUMN], held[_VERSION_COLUMN]
+    if _advance(run[_AT][i], held, join):
         # What expired may be what it matched.
-        found = _match(keys[i], i, slots, key_column, table, matched)
+        found = _match(run[_KEYS][i], i, held, matched)
         if found == 0:
             return STOP_HELD_LABEL
     for j in range(found):
         row = matched[i, j]
         if np.isnan(score_column[row]) or not streams[role_column[row], version_column[row]]:
             return STOP_HELD_LABEL
+    counts = join[_COUNTS]
     counts[LABELS] += 1
     for j in range(found):
         row = matched[i, j]
-        slot, _ = probe_compiled(slots, key_column, key_column[row], True)
-        _drop(row, slot, slots, key_column, role_column, live, table)
+        slot, _ = probe_compiled(held[_SLOTS], held[_KEY_COLUMN], held[_KEY_COLUMN][row], True)
+        _drop(row, slot, held)
         counts[JOINED] += 1
-    outcome[i] = found
+    run[_OUTCOME][i] = found
     return STOP_END
 
 
 @compiled
-def _release(
-    by: int,
-    at: Any,
-    keys: Any,
-    simple: Any,
-    outcome: Any,
-    matched: Any,
-    slots: Any,
-    key_column: Any,
-    at_column: Any,
-    score_column: Any,
-    role_column: Any,
-    version_column: Any,
-    live: Any,
-    table: Any,
-    counts: Any,
-    streams: Any,
-    ttl_ms: int,
-    next_report_ms: int,
-    wait_at: Any,
-    wait_arrival: Any,
-    wait_number: Any,
-    wait: Any,
-    fed: Any,
-    fed_by: Any,
-    taken: Any,
-) -> tuple[int, int]:
+def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, int]:
     """``LabelWait.advance``'s release after record ``by``: the labels the clock caught
     up with, oldest first, each joined as record ``by``'s until one stops the loop: why
     (``STOP_RELEASED``: the label is left to the Python; ``STOP_REPORT``: it reached the
-    report time), and that label."""
-    while wait[SIZE] and wait[CLOCKED] and wait_at[0] <= wait[CLOCK]:
-        label = _pop(wait_at, wait_arrival, wait_number, wait)
-        if not simple[label]:
+    report time), and that label. ``_join``'s tuples."""
+    wait_at, wait_arrival, wait_number, clock = wait[1], wait[2], wait[3], wait[4]
+    while clock[SIZE] and clock[CLOCKED] and wait_at[0] <= clock[CLOCK]:
+        label = _pop(wait_at, wait_arrival, wait_number, clock)
+        if not run[_SIMPLE][label]:
             return STOP_RELEASED, label
-        found = _match(keys[label], label, slots, key_column, table, matched)
+        found = _match(run[_KEYS][label], label, held, run[_MATCHED])
         if found == 0:
             return STOP_RELEASED, label
-        why = _joined(
-            label, at, keys, outcome, matched, found, slots, key_column, at_column,
-            score_column, role_column, version_column, live, table, counts, streams, ttl_ms,
-        )  # fmt: skip
-        if why != STOP_END:
+        if _joined(label, found, run, held, join) != STOP_END:
             return STOP_RELEASED, label
-        _take(label, by, fed, fed_by, taken)
-        if counts[NOW] >= next_report_ms:
+        _take(label, by, wait[5], wait[6], wait[7])
+        if join[_COUNTS][NOW] >= join[_NEXT_REPORT_MS]:
             return STOP_REPORT, label
     return STOP_END, -1
 
@@ -1006,48 +980,37 @@ def _sift_down(
 
 
 @compiled
-def _advance(
-    when: int,
-    slots: Any,
-    key_column: Any,
-    at_column: Any,
-    role_column: Any,
-    live: Any,
-    table: Any,
-    counts: Any,
-    ttl_ms: int,
-) -> int:
+def _advance(when: int, held: Any, join: Any) -> int:
     """``label_join._advance`` (the report time is set): the clock moved to ``when`` if
     it is newer, and ``pop_older_than`` its TTL before it; how many expired."""
+    counts, table, live = join[_COUNTS], held[_TABLE], held[_LIVE]
     if when <= counts[NOW]:
         return 0
     counts[NOW] = when
-    oldest_kept = when - ttl_ms
+    oldest_kept = when - join[_TTL_MS]
     dropped = 0
     while table[_COUNT]:
         head = table[_HEAD]
         while not live[head]:
             head += 1
         table[_HEAD] = head
-        if at_column[head] >= oldest_kept:
+        if held[_AT_COLUMN][head] >= oldest_kept:
             break
-        slot, _ = probe_compiled(slots, key_column, key_column[head], True)
-        _drop(head, slot, slots, key_column, role_column, live, table)
+        slot, _ = probe_compiled(held[_SLOTS], held[_KEY_COLUMN], held[_KEY_COLUMN][head], True)
+        _drop(head, slot, held)
         dropped += 1
     counts[EXPIRED] += dropped
     return dropped
 
 
 @compiled
-def _match(
-    request: np.uint64, i: int, slots: Any, key_column: Any, table: Any, matched: Any
-) -> int:
+def _match(request: np.uint64, i: int, held: Any, matched: Any) -> int:
     """``of_request``: the rows held of the request, in ``ROLES`` order, into
     ``matched[i]``; how many."""
     found = 0
     for role in range(_SALTS.shape[0]):
-        if table[_PER_ROLE + role] > 0:
-            _, row = probe_compiled(slots, key_column, request ^ _SALTS[role], True)
+        if held[_TABLE][_PER_ROLE + role] > 0:
+            _, row = probe_compiled(held[_SLOTS], held[_KEY_COLUMN], request ^ _SALTS[role], True)
             if row >= 0:
                 matched[i, found] = row
                 found += 1
@@ -1055,11 +1018,84 @@ def _match(
 
 
 @compiled
-def _drop(
-    row: int, slot: Any, slots: Any, key_column: Any, role_column: Any, live: Any, table: Any
-) -> None:
+def _drop(row: int, slot: Any, held: Any) -> None:
     """``HeldTable._drop`` (a row's other output goes after the loop)."""
-    live[row] = False
-    vacate_compiled(slots, key_column, slot, True)
-    table[_PER_ROLE + role_column[row]] -= 1
+    table = held[_TABLE]
+    held[_LIVE][row] = False
+    vacate_compiled(held[_SLOTS], held[_KEY_COLUMN], slot, True)
+    table[_PER_ROLE + held[_ROLE_COLUMN][row]] -= 1
     table[_COUNT] -= 1
+
+
+@compiled
+def _items(
+    fed: Any, first: int, run: Any, matched: Any, held: Any, recode: Any, width: int
+) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
+    """``HeldTable.run_items``' loop: ``run`` the run's kinds, outcomes, times, role
+    codes, version indices and scores; ``held`` the table's role codes, version codes,
+    scores and times. The items in record order, then stably by stream number (a counting
+    sort); per stream: number, ``low``, ``high``, ``pairs_low``, ``pairs_high``, time."""
+    kinds, outcome, at, roles, version_index, scores = run
+    role_column, version_column, score_column, at_column = held
+    count = fed.shape[0]
+    most = 0
+    for j in range(count):
+        most += outcome[fed[j]] if kinds[fed[j]] == KIND_LABEL else 1
+    stream = np.empty(most, np.int64)
+    number = np.empty(most, np.int64)
+    output = np.empty(most, np.float64)
+    label = np.empty(most, np.int64)
+    delay = np.empty(most, np.float64)
+    times = np.empty(count, np.int64)
+    joined = np.zeros(count, np.int64)
+    n = 0
+    for j in range(count):
+        r = fed[j]
+        times[j] = at[r]
+        if kinds[r] == KIND_LABEL:
+            joined[j] = outcome[r]
+            for m in range(outcome[r]):
+                row = matched[r, m]
+                stream[n] = role_column[row] * width + recode[version_column[row]]
+                number[n], output[n], label[n] = first + j, score_column[row], r
+                delay[n] = (at[r] - at_column[row]) / 1000.0
+                n += 1
+        elif outcome[r] == QUEUED:
+            stream[n] = roles[r] * width + version_index[r]
+            number[n], output[n], label[n], delay[n] = first + j, scores[r], -1, np.nan
+            n += 1
+    streams = len(ROLES) * width
+    items = np.zeros(streams + 1, np.int64)
+    pairs = np.zeros(streams + 1, np.int64)
+    for k in range(n):
+        items[stream[k] + 1] += 1
+        if label[k] >= 0:
+            pairs[stream[k] + 1] += 1
+    found = 0
+    for s in range(streams):
+        if items[s + 1]:
+            found += 1
+        items[s + 1] += items[s]
+        pairs[s + 1] += pairs[s]
+    groups = np.empty((found, 6), np.int64)
+    g = 0
+    for s in range(streams):
+        if items[s + 1] > items[s]:
+            groups[g, 0], groups[g, 1], groups[g, 2] = s, items[s], items[s + 1]
+            groups[g, 3], groups[g, 4] = pairs[s], pairs[s + 1]
+            g += 1
+    numbers = np.empty(n, np.int64)
+    outputs = np.empty(n, np.float64)
+    labels = np.empty(n, np.int64)
+    delays = np.empty(pairs[streams], np.float64)
+    for k in range(n):
+        s = stream[k]
+        place = items[s]
+        items[s] += 1
+        numbers[place], outputs[place], labels[place] = number[k], output[k], label[k]
+        if label[k] >= 0:
+            delays[pairs[s]] = delay[k]
+            pairs[s] += 1
+    for g in range(found):
+        groups[g, 5] = times[numbers[groups[g, 2] - 1] - first]
+    return times, joined, groups, numbers, outputs, labels, delays

@@ -160,7 +160,7 @@ from streams.monitor.held import (
     JoinRun,
     Waiting,
     entity_hash,
-    index_keys,
+    index_key,
     request_hash,
     wait_add,
 )
@@ -402,53 +402,63 @@ def join_run(
 ) -> JoinRun:
     """The columns of a run of predictions and labels for ``JoinBatch.observe_run``
     (``requests``: each prediction's request hash, None for a label)."""
-    count = len(records)
-    kinds = np.fromiter(
-        (table.KIND_LABEL if request is None else table.KIND_PREDICTION for request in requests),
-        np.int8,
-        count,
-    )
-    predicted = np.flatnonzero(kinds == table.KIND_PREDICTION)
-    labelled = np.flatnonzero(kinds == table.KIND_LABEL)
-    predictions = cast(list[Prediction], [records[i] for i in predicted.tolist()])
-    truths = cast(list[GroundTruth], [records[i] for i in labelled.tolist()])
-    at = np.empty(count, np.int64)
-    at[predicted] = [p.predicted_at for p in predictions]
-    at[labelled] = [t.label_at for t in truths]
-    roles = np.zeros(count, np.int8)
-    roles[predicted] = [_ROLE_CODES[p.role] for p in predictions]
-    keys = np.zeros(count, np.uint64)
-    keys[predicted] = index_keys(
-        roles[predicted], np.array([requests[i] for i in predicted.tolist()], np.uint64)
-    )
-    # Only a score is held in the columns: a prediction of another output takes the
-    # Python's path, and a label naming no request (matched by entity) too.
-    scores = np.full(count, math.nan)
-    outputs = [p.output for p in predictions]
-    scores[predicted] = [o.score if type(o) is Score else math.nan for o in outputs]
-    simple = np.zeros(count, np.bool_)
-    simple[predicted] = [type(o) is Score and type(o.score) is float for o in outputs]
-    named = [t.request_id for t in truths]
-    asked = np.array([r is not None for r in named], np.bool_)
-    simple[labelled] = asked
-    keys[labelled[asked]] = request_hashes(r for r in named if r is not None)
-    entities = np.zeros(count, np.uint64)
-    entities[predicted] = [entity_hash(p.entity_id) for p in predictions]
+    # One pass into a list per column: a run is tens of records, for which a numpy
+    # operation per column and kind costs more than the pass.
+    kinds: list[int] = []
+    at: list[int] = []
+    keys: list[int] = []
+    simple: list[bool] = []
+    entities: list[int] = []
+    roles: list[int] = []
+    version_index: list[int] = []
+    scores: list[float] = []
     versions: dict[str, int] = {}
-    version_index = np.zeros(count, np.intp)
-    version_index[predicted] = [
-        versions.setdefault(p.model_version, len(versions)) for p in predictions
-    ]
+    # Labels by request: their places and request ids, hashed at once after the pass.
+    named: list[int] = []
+    ids: list[str] = []
+    for record, request in zip(records, requests, strict=True):
+        if request is None:
+            truth = cast(GroundTruth, record)
+            kinds.append(table.KIND_LABEL)
+            at.append(truth.label_at)
+            asked = truth.request_id
+            if asked is not None:
+                named.append(len(keys))
+                ids.append(asked)
+            keys.append(0)
+            simple.append(asked is not None)
+            entities.append(0)
+            roles.append(0)
+            version_index.append(0)
+            scores.append(math.nan)
+            continue
+        prediction = cast(Prediction, record)
+        kinds.append(table.KIND_PREDICTION)
+        at.append(prediction.predicted_at)
+        role = _ROLE_CODES[prediction.role]
+        keys.append(index_key(role, request))
+        # Only a score is held in the columns: a prediction of another output takes the
+        # Python's path, and a label naming no request (matched by entity) too.
+        output = prediction.output
+        score = output.score if type(output) is Score else math.nan
+        simple.append(type(output) is Score and type(score) is float)
+        entities.append(entity_hash(prediction.entity_id))
+        roles.append(role)
+        version_index.append(versions.setdefault(prediction.model_version, len(versions)))
+        scores.append(score)
+    for place, key in zip(named, request_hashes(ids), strict=True):
+        keys[place] = key
+    count = len(records)
     return JoinRun(
-        kinds,
-        at,
-        keys,
-        simple,
-        entities,
-        roles,
-        version_index,
+        np.array(kinds, np.int8),
+        np.array(at, np.int64),
+        np.array(keys, np.uint64),
+        np.array(simple, np.bool_),
+        np.array(entities, np.uint64),
+        np.array(roles, np.int8),
+        np.array(version_index, np.intp),
         list(versions),
-        scores,
+        np.array(scores, np.float64),
         np.zeros(count, np.int64),
         np.full((count, len(ROLES)), -1, np.int64),
     )
@@ -680,70 +690,23 @@ class JoinBatch:
         matches')."""
         if not len(fed):
             return
-        kinds, outcome = run.kinds[fed], run.outcome[fed]
-        index = len(self._at_ms)
-        at = run.at[fed]
-        self._at_ms += at.tolist()
-        labelled = kinds == table.KIND_LABEL
-        self._joined += np.where(labelled, outcome, 0).tolist()
-        queued = np.flatnonzero(~labelled & (outcome == table.QUEUED))
-        labels = np.flatnonzero(labelled)
-        held = self.join.held
-        # Each item's stream as a number: its role code, and its version's place among the
-        # run's versions, then among the held table's others.
-        names = {name: n for n, name in enumerate(run.versions)}
-        width = len(names) + len(held.versions)
-        chosen = fed[queued]
-        streams = run.roles[chosen].astype(np.intp) * width + run.version_index[chosen]
-        # The items: the held predictions' (for their estimates), then the labels' pairs,
-        # then all in record order (a label's pairs after the predictions before it).
-        events, outputs = queued, run.scores[chosen]
-        values: list[Any] = [_MADE] * len(queued)
-        paired = np.zeros(len(queued), np.bool_)
-        delays = np.zeros(len(queued))
-        if len(labels):
-            found = outcome[labels]
-            rows = run.matched[fed[labels]][np.arange(len(ROLES)) < found[:, None]]
-            roles, versions, scores, predicted_at = held.columns(rows)
-            recode = np.array(
-                [names.get(v, len(names) + n) for n, v in enumerate(held.versions)] + [0], np.intp
-            )
-            pairs = np.repeat(labels, found)
-            values += [cast(GroundTruth, records[e]).label for e in fed[pairs].tolist()]
-            streams = np.concatenate((streams, roles.astype(np.intp) * width + recode[versions]))
-            events = np.concatenate((queued, pairs))
-            outputs = np.concatenate((outputs, scores))
-            paired = np.arange(len(events)) >= len(queued)
-            made = np.concatenate((np.zeros(len(queued), np.int64), predicted_at))
-            if len(queued):
-                order = np.argsort(events, kind="stable")
-                streams, events, outputs = streams[order], events[order], outputs[order]
-                paired, made = paired[order], made[order]
-                values = [values[k] for k in order.tolist()]
-            delays = (at[events] - made) / 1000.0
-        numbers = np.unique(streams).tolist()
-        scored = outputs.tolist()
-        indices = (index + events).tolist()
-        times = at[events].tolist()
-        for number in numbers:
-            role, code = ROLES[number // width], number % width
-            version = run.versions[code] if code < len(names) else held.versions[code - len(names)]
-            if len(numbers) == 1:
-                # Nearly always: one stream takes every item.
-                stream, queue = self._stream(role, version, scored[-1], times[-1])
-                self._enqueue(stream, queue, scored, values, delays[paired].tolist(), indices)
-                return
-            items = np.flatnonzero(streams == number)
-            chosen_items = items.tolist()
-            last = chosen_items[-1]
-            stream, queue = self._stream(role, version, scored[last], times[last])
+        found = self.join.held.run_items(run, fed, len(self._at_ms))
+        self._at_ms += found.at
+        self._joined += found.joined
+        outputs, numbers, delays = found.outputs, found.numbers, found.delays
+        values = [
+            _MADE if label < 0 else cast(GroundTruth, records[label]).label
+            for label in found.labels
+        ]
+        for role, version, low, high, pairs_low, pairs_high, at_ms in found.streams:
+            stream, queue = self._stream(role, version, outputs[high - 1], at_ms)
             self._enqueue(
                 stream,
                 queue,
-                [scored[k] for k in chosen_items],
-                [values[k] for k in chosen_items],
-                delays[items[paired[items]]].tolist(),
-                [indices[k] for k in chosen_items],
+                outputs[low:high],
+                values[low:high],
+                delays[pairs_low:pairs_high],
+                numbers[low:high],
             )
 
     def observe_held(self, truth: GroundTruth) -> bool:
@@ -831,7 +794,7 @@ class JoinBatch:
         self,
         stream: StreamPerformance,
         queued: _Queued,
-        outputs: list[HeldOutput],
+        outputs: Sequence[HeldOutput],
         labels: list[Any],
         delays: list[float],
         indices: list[int],
