@@ -264,7 +264,7 @@ class HeldTable:
         self._version_codes: dict[str, int] = {}
         # The key index: salted request hash -> row, in open addressing as ``KeyTable``'s
         # but only the rows (-1: empty), 4 bytes a slot instead of 12: a slot's key is read
-        # from its row (``_key``). Built on first use: after a load or a compaction.
+        # from its row (``_key``). Built on first use after a load, at once after a compaction.
         self._slots: npt.NDArray[np.int32] | None = None
         # The rows by entity (``of_entity``): the entity hashes of the rows before
         # ``_by_entity_to`` sorted, with their rows, built on the first label that names
@@ -593,7 +593,7 @@ class HeldTable:
                 self._per_role[role] -= int(dropped)
             self._count -= len(out)
             self.unsampled += len(out)
-            self._compact()  # the index goes with the columns, rebuilt on its next use
+            self._compact()
             return False
         self._drop_row(self._oldest())
         return True
@@ -623,8 +623,12 @@ class HeldTable:
         self._count -= 1
 
     def _compact(self, room: int = 0) -> None:
-        """Move the held rows to the front of columns sized for them and ``room`` more."""
+        """Move the held rows to the front of columns sized for them and ``room`` more,
+        and index them again at once: the compiled run indexes the table at its start, so
+        an index left to its next use would be built or not depending on where batches
+        were cut."""
         self._load(self._held_rows(), room)
+        self._indexed()
 
     def _held_rows(self) -> dict[str, Any]:
         self.flush()
@@ -678,9 +682,9 @@ class HeldTable:
         self._count = count
 
     def _indexed(self) -> npt.NDArray[np.int32]:
-        """The key index's slots, built on first use after a load or a compaction (at C
-        speed, as ``KeyTable.of`` places them): a restored model that sees no record pays
-        nothing for it."""
+        """The key index's slots, built on first use after a load (at C speed, as
+        ``KeyTable.of`` places them): a restored model that sees no record pays nothing for
+        it."""
         if self._slots is not None:
             return self._slots
         # The held rows (after a load or a compaction, every row).

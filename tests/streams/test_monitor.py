@@ -394,6 +394,35 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     assert batching.state_difference(one, whole) is None
 
 
+def test_a_table_compacted_as_its_sample_halves_is_indexed_whatever_the_batches() -> None:
+    # A case Hypothesis found: a full table halves its entity sample, compacts, and the
+    # label join refuses the record that made room. One record at a time nothing read the
+    # index after that; a whole batch's compiled run indexed the table at its start.
+    live: list[tuple[int, int, bool]] = [
+        (0, 0, False), (0, 0, False), (0, 0, False), (0, 0, False), (0, 0, True),
+        (0, 1, False), (3, 0, False), (0, 0, True), (1, 0, False), (1, 0, False),
+        (1, 0, False), (0, 0, False), (0, 1, True), (0, 0, False), (0, 0, False),
+        (0, 0, False), (0, 0, False), (0, 0, True), (0, 1, False), (0, 1, False),
+        (0, 1, False), (1, 1, False), (0, 3, False), (0, 0, False), (0, 1, False),
+        (3, 0, False),
+    ]  # fmt: skip
+    drawn = [
+        (entity, "fallback" if n == 20 else "live", "v1", 0.0, 0, named, again)
+        for n, (entity, named, again) in enumerate(live)
+    ]
+    records = labels_ahead(drawn, 11)
+    model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    one, whole = Monitor(model), Monitor(model)
+    for monitor in (one, whole):
+        monitor.label_wait.max_waiting = 1
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    at_once = [whole.observe(Batch.from_records("ranker", records))]
+    assert outcomes(each) == outcomes(at_once)
+    for monitor in (one, whole):
+        monitor.unsaved = 0
+    assert batching.state_difference(one, whole) is None
+
+
 def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
     # Labels by request ten requests ahead: each waits for the predictions to reach its
     # time, and the compiled loop joins it as they do, not the join's Python one label at
