@@ -29,7 +29,7 @@ from streams.monitor import watch as watch_module
 from streams.monitor.batch import Record
 from streams.monitor.held import request_hash
 from streams.monitor.label_wait import LabelWait
-from streams.portfolio import Portfolio, parse_portfolio
+from streams.portfolio import Model, Portfolio, parse_portfolio
 from tests.benchmarks.bench_monitor_replay import batches, scenario
 from tests.detectors import batching
 from tests.streams.test_serving_watch import slo_model
@@ -328,13 +328,15 @@ requests_drawn = st.lists(
 )
 # Labels within 20 s of their prediction, a TTL of a minute, few held predictions and a
 # report every two seconds: expiry, sampling and reports happen among the waits.
-AHEAD_MODEL = """
+# The ranker of these tests, its label delay to add.
+RANKER = """
 [models.ranker]
 owner = "team-search"
 tier = "cpu"
 fallback = "top_n_popular"
-label_delay = "20s"
 features = { age = "numeric", country = "categorical" }
+"""
+AHEAD_MODEL = f"""{RANKER}label_delay = "20s"
 [models.ranker.detectors.performance]
 max_held = 12
 report_interval = 2.0
@@ -380,11 +382,20 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     # through the label wait's own add and advance.
     records = labels_ahead(drawn, ahead)
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    at = data.draw(batching.cuts(len(records)))
+    assert_batches_as_one_by_one(model, records, at, max_waiting)
+
+
+def assert_batches_as_one_by_one(
+    model: Model, records: list[Record], at: list[int], max_waiting: int | None = None
+) -> None:
+    """One record at a time, in batches cut ``at`` and all at once: the same outcomes and
+    state (``max_waiting``: the label wait's, if given)."""
     one, cut, whole = Monitor(model), Monitor(model), Monitor(model)
     for monitor in (one, cut, whole):
-        monitor.label_wait.max_waiting = max_waiting
+        if max_waiting is not None:
+            monitor.label_wait.max_waiting = max_waiting
     each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
-    at = data.draw(batching.cuts(len(records)))
     batched = [cut.observe(Batch.from_records("ranker", b)) for b in batching.batches(records, at)]
     at_once = [whole.observe(Batch.from_records("ranker", records))]
     assert outcomes(each) == outcomes(batched) == outcomes(at_once)
@@ -412,15 +423,7 @@ def test_a_table_compacted_as_its_sample_halves_is_indexed_whatever_the_batches(
     ]
     records = labels_ahead(drawn, 11)
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
-    one, whole = Monitor(model), Monitor(model)
-    for monitor in (one, whole):
-        monitor.label_wait.max_waiting = 1
-    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
-    at_once = [whole.observe(Batch.from_records("ranker", records))]
-    assert outcomes(each) == outcomes(at_once)
-    for monitor in (one, whole):
-        monitor.unsaved = 0
-    assert batching.state_difference(one, whole) is None
+    assert_batches_as_one_by_one(model, records, [], max_waiting=1)
 
 
 def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
@@ -453,13 +456,7 @@ def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
 # Errors and stuck scores alarm within a few predictions, the policy falls back at the
 # first alarm and is restored four quiet seconds later, with a grace of three: every
 # path of a run of quiet predictions within a few dozen records.
-QUIET_MODEL = """
-[models.ranker]
-owner = "team-search"
-tier = "cpu"
-fallback = "top_n_popular"
-label_delay = "1h"
-features = { age = "numeric", country = "categorical" }
+QUIET_MODEL = f"""{RANKER}label_delay = "1h"
 [models.ranker.detectors.health]
 confirm = 1
 min_dwell = 0
@@ -523,18 +520,7 @@ def test_runs_of_quiet_predictions_in_any_batches_do_what_one_by_one_does(
         mock.patch.object(watch_module, "OUTPUT_REPORT_EVERY", every),
         mock.patch.object(monitor_module, "QUIET_RUN", shortest),
     ):
-        one, cut, whole = Monitor(model), Monitor(model), Monitor(model)
-        each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
-        at = data.draw(batching.cuts(len(records)))
-        batched = [
-            cut.observe(Batch.from_records("ranker", b)) for b in batching.batches(records, at)
-        ]
-        at_once = [whole.observe(Batch.from_records("ranker", records))]
-    assert outcomes(each) == outcomes(batched) == outcomes(at_once)
-    for monitor in (one, cut, whole):
-        monitor.unsaved = 0  # reset by each checkpoint due, which batches move
-    assert batching.state_difference(one, cut) is None
-    assert batching.state_difference(one, whole) is None
+        assert_batches_as_one_by_one(model, records, data.draw(batching.cuts(len(records))))
 
 
 def test_a_run_of_quiet_predictions_ends_at_errors_alarms_restores_and_reports() -> None:
