@@ -27,7 +27,11 @@ def _log_choose(n: int, k: int) -> float:
 def _hypergeom_log_ratios(
     start: int, stop: int, total: int, successes: int, draws: int
 ) -> np.ndarray:
-    """``log P(k + 1) - log P(k)`` of the hypergeometric, for k from ``start`` to ``stop - 1``."""
+    """``log P(k + 1) - log P(k)`` of the hypergeometric, for k from ``start`` to ``stop - 1``.
+
+    ``hypergeom_tail`` adds the same ratios one at a time with the C library's logarithms,
+    as the compiled loops must; Fisher's test, which no compiled loop calls, takes them as
+    an array."""
     k = np.arange(start, stop, dtype=np.float64)
     return (
         np.log(successes - k)

@@ -709,11 +709,6 @@ class HeldTable:
     def __getstate__(self) -> dict[str, Any]:
         return self._held_rows()
 
-    @property
-    def versions(self) -> list[str]:
-        """The versions of the version codes (``columns``)."""
-        return self._versions
-
     def run_items(self, run: JoinRun, fed: npt.NDArray[np.int64], first: int) -> RunItems:
         """What the records ``fed`` of ``run`` (numbers, in the order ``join_run`` took
         them; ``first``: the first one's number in the label join's batch) give the label
@@ -770,6 +765,7 @@ _KINDS, _AT, _KEYS, _ENTITIES, _ROLES, _VERSIONS, _SIMPLE, _SCORES, _OUTCOME, _M
 _SLOTS, _KEY_COLUMN, _AT_COLUMN, _SCORE_COLUMN, _ENTITY_COLUMN = range(5)
 _ROLE_COLUMN, _VERSION_COLUMN, _LIVE, _TABLE = range(5, 9)
 _COUNTS, _STREAMS, _TTL_MS, _NEXT_REPORT_MS, _LIMIT, _EVERYTHING, _MAX_HELD = range(7)
+_END, _WAIT_AT, _ARRIVAL, _NUMBER, _CLOCK, _FED, _BY, _TAKEN = range(8)
 
 
 @compiled
@@ -790,7 +786,7 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
     table, counts, streams = held[_TABLE], join[_COUNTS], join[_STREAMS]
     ttl_ms, next_report_ms, limit = join[_TTL_MS], join[_NEXT_REPORT_MS], join[_LIMIT]
-    end, clock, fed, fed_by, taken = wait[0], wait[4], wait[5], wait[6], wait[7]
+    end, clock, fed, fed_by, taken = wait[_END], wait[_CLOCK], wait[_FED], wait[_BY], wait[_TAKEN]
     waiting = end >= 0
     if not waiting:
         end = kinds.shape[0]
@@ -891,7 +887,8 @@ def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, i
     up with, oldest first, each joined as record ``by``'s until one stops the loop: why
     (``STOP_RELEASED``: the label is left to the Python; ``STOP_REPORT``: it reached the
     report time), and that label. ``_join``'s tuples."""
-    wait_at, wait_arrival, wait_number, clock = wait[1], wait[2], wait[3], wait[4]
+    wait_at, wait_arrival, wait_number = wait[_WAIT_AT], wait[_ARRIVAL], wait[_NUMBER]
+    clock = wait[_CLOCK]
     while clock[SIZE] and clock[CLOCKED] and wait_at[0] <= clock[CLOCK]:
         label = _pop(wait_at, wait_arrival, wait_number, clock)
         if not run[_SIMPLE][label]:
@@ -901,7 +898,7 @@ def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, i
             return STOP_RELEASED, label
         if _joined(label, found, run, held, join) != STOP_END:
             return STOP_RELEASED, label
-        _take(label, by, wait[5], wait[6], wait[7])
+        _take(label, by, wait[_FED], wait[_BY], wait[_TAKEN])
         if join[_COUNTS][NOW] >= join[_NEXT_REPORT_MS]:
             return STOP_REPORT, label
     return STOP_END, -1

@@ -426,6 +426,7 @@ def join_run(
                 named.append(len(keys))
                 ids.append(asked)
             keys.append(0)
+            # A label naming no request (matched by entity) takes the Python's path.
             simple.append(asked is not None)
             entities.append(0)
             roles.append(0)
@@ -438,7 +439,7 @@ def join_run(
         role = _ROLE_CODES[prediction.role]
         keys.append(index_key(role, request))
         # Only a score is held in the columns: a prediction of another output takes the
-        # Python's path, and a label naming no request (matched by entity) too.
+        # Python's path.
         output = prediction.output
         score = output.score if type(output) is Score else math.nan
         simple.append(type(output) is Score and type(score) is float)

@@ -113,7 +113,7 @@ from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
-from streams.monitor.batch import Batch
+from streams.monitor.batch import Batch, get_entity_id, get_predicted_at, get_written_at
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 
@@ -557,8 +557,8 @@ def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
     features = batch.served_features
     if features is None:
         return None
-    entity_ids = list(map(_ENTITY_ID, predictions))
-    times = list(map(_PREDICTED_AT, predictions))
+    entity_ids = list(map(get_entity_id, predictions))
+    times = list(map(get_predicted_at, predictions))
     if set(map(type, entity_ids)) != {str} or not set(map(type, times)) <= {int, float}:
         return None
     try:
@@ -581,7 +581,7 @@ def _written_at(served: _Served, numbers: np.ndarray) -> np.ndarray:
     each, NaN for a value that is not ``finite`` (the gap rejects it)."""
     predictions = served.predictions
     carried = [predictions[n].features.values() for n in numbers.tolist()]
-    times = list(map(_WRITTEN_AT, itertools.chain.from_iterable(carried)))
+    times = list(map(get_written_at, itertools.chain.from_iterable(carried)))
     try:
         if not set(map(type, times)) <= {int, float}:
             raise TypeError
@@ -886,7 +886,7 @@ def _prediction(
         else:
             names = tuple(name for name in features if name in monitored)
             seen = map(features.__getitem__, names)
-        written_at = tuple(map(_WRITTEN_AT, seen))
+        written_at = tuple(map(get_written_at, seen))
         together = ServedValues(prediction.entity_id, at_ms, names, written_at)
         pending.gap_slot(k, together, at_ms)
         return
@@ -958,9 +958,6 @@ def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:
     )
 
 
-_WRITTEN_AT = operator.attrgetter("written_at")
-_ENTITY_ID = operator.attrgetter("entity_id")
-_PREDICTED_AT = operator.attrgetter("predicted_at")
 # Predictions in a batch below which each goes alone: the columns of a run cost more.
 _FEWEST_AS_RUNS = 8
 # Evidence in the order of its slots, each slot's flags first.

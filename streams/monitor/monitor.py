@@ -444,9 +444,10 @@ class Monitor:
             return start
         at = found.columns[0]
         # A prediction whose time is no number is no heartbeat: ``_prediction`` takes it.
-        timeless = np.flatnonzero(~np.isfinite(at[start:stop]))
-        if timeless.size:
-            stop = start + int(timeless[0])
+        timeless = found.timeless
+        first = int(np.searchsorted(timeless, start))
+        if first < timeless.size:
+            stop = min(stop, int(timeless[first]))
         stop = observe_quiet(self.watch, found, start, stop)
         if stop > start:
             latest = float(at[start:stop].max())

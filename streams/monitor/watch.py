@@ -122,6 +122,13 @@ from detectors.health.transition import Transition
 from detectors.leaks.future_values import FutureValues
 from detectors.performance._window import Window
 from schemas.contracts import FeatureSeen, Prediction, Score
+from streams.monitor.batch import (
+    get_entity_id,
+    get_features,
+    get_predicted_at,
+    get_role,
+    get_written_at,
+)
 from streams.monitor.effects import (
     Alert,
     CommandToSign,
@@ -822,6 +829,12 @@ class Found:
             served |= roles == role
         return np.array(self.at, np.float64), served, roles == "fallback"
 
+    @functools.cached_property
+    def timeless(self) -> npt.NDArray[np.intp]:
+        """The positions of the predictions whose event time is no number, in order:
+        once a batch, not once a run (a score episode ends a run at each score)."""
+        return np.flatnonzero(~np.isfinite(self.columns[0]))
+
 
 # A prediction's share of a batch's ``Found``: evidence before the score, the score's read
 # (None: no score) and evidence after the error rate.
@@ -842,7 +855,7 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
         # A batch of labels and writes: no detector here reads them (nor an empty batch).
         return Found(before, after)
     ats = [p.predicted_at / 1000.0 for p in predictions]
-    roles = list(map(_ROLE, predictions))
+    roles = list(map(get_role, predictions))
     _future_values_many(watch.future, predictions, ats, before)
     served = [i for i, role in enumerate(roles) if role in DRIFT_ROLES]
     scores = ScoreReads()
@@ -918,13 +931,6 @@ def _feature_columns(
     ]
 
 
-_FEATURES = operator.attrgetter("features")
-_ROLE = operator.attrgetter("role")
-_ENTITY_ID = operator.attrgetter("entity_id")
-_PREDICTED_AT = operator.attrgetter("predicted_at")
-_WRITTEN_AT = operator.attrgetter("written_at")
-
-
 def _future_values_many(
     detector: FutureValues,
     predictions: Sequence[Prediction],
@@ -933,7 +939,7 @@ def _future_values_many(
 ) -> None:
     live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
     served = [predictions[i] for i in live]
-    carried = list(map(_FEATURES, served))
+    carried = list(map(get_features, served))
     names = tuple(carried[0]) if carried else ()
     counted = detector.future_values
     if len(live) * len(names) > SMALL_BATCH and all(map(names.__eq__, map(tuple, carried))):
@@ -942,12 +948,12 @@ def _future_values_many(
         # value: the maps iterate in C).
         width = len(names)
         seen = itertools.chain.from_iterable(map(dict.values, carried))
-        written = np.fromiter(map(_WRITTEN_AT, seen), np.int64, len(live) * width)
+        written = np.fromiter(map(get_written_at, seen), np.int64, len(live) * width)
         detector.update_grid(
-            list(map(_ENTITY_ID, served)),
+            list(map(get_entity_id, served)),
             names,
             written.reshape(len(live), width),
-            np.fromiter(map(_PREDICTED_AT, served), np.int64, len(live)),
+            np.fromiter(map(get_predicted_at, served), np.int64, len(live)),
             lambda i, j: carried[i][names[j]].value,
         )
 

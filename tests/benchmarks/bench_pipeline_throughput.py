@@ -514,8 +514,13 @@ class Taps:
             fed = args[at]
             records = fed.records if isinstance(fed, Batch) else fed if many else (fed,)
             for record in records:
-                if not isinstance(record, FeatureWrite) or kind == "leak_watch":
-                    self.fed[f"{kind} {type(record).__name__}"] += 1
+                if kind == "leak_watch":
+                    # The leak watch takes a whole batch and reads its live predictions.
+                    if isinstance(record, Prediction) and record.role != "live":
+                        continue
+                elif isinstance(record, FeatureWrite):
+                    continue
+                self.fed[f"{kind} {type(record).__name__}"] += 1
             return observe(*args)
 
         return fed

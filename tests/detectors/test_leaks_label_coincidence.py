@@ -541,3 +541,5 @@ def test_looks_whose_next_size_python_rounds_are_exactly_updates_one_by_one(
     found = events_batched(batched, events, at, _flagged_by_position)
     assert found == expected
     assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
+    # The stream reached the looks (the first of them Python's to round).
+    assert int(batched._looks.looks.sum()) > 0

@@ -725,8 +725,10 @@ def test_the_served_streams_go_as_runs_and_reach_what_they_test(setting: str) ->
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 6),
-    st.lists(st.tuples(st.integers(0, 9), st.text(max_size=4)), max_size=60),
-    st.lists(st.integers(0, 60), max_size=4).map(sorted),
+    # Up to 120 requests in at most 5 runs: most runs pass the length that goes to the
+    # compiled loop.
+    st.lists(st.tuples(st.integers(0, 9), st.text(max_size=4)), max_size=120),
+    st.lists(st.integers(0, 120), max_size=4).map(sorted),
 )
 def test_put_many_is_put_one_by_one(
     capacity: int, requests: list[tuple[int, str]], at: list[int]
