@@ -22,9 +22,10 @@ per record, and the prediction columns one entry per prediction, in the order of
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -130,8 +131,16 @@ class Batch:
         )
 
     @_cached
-    def prediction_index(self) -> npt.NDArray[np.intp]:
-        return np.flatnonzero(self.kind == KIND_PREDICTION)
+    def prediction_index(self) -> Sequence[int]:
+        records = self.records
+        if len(self.predictions) == len(records):
+            return range(len(records))
+        # In C-level passes: the monitor reads it for every batch.
+        return list(
+            itertools.compress(
+                itertools.count(), map(isinstance, records, itertools.repeat(Prediction))
+            )
+        )
 
     @_cached
     def predictions(self) -> list[Prediction]:

@@ -243,14 +243,7 @@ class Monitor:
         # Only the records something was found at take a step here, in order; the
         # predictions between them go in runs (``_predictions``).
         records = batch.records
-        placed: Sequence[int] = range(len(predictions))
-        if 0 < len(predictions) < len(records):
-            # Each prediction's position in the batch.
-            placed = list(
-                itertools.compress(
-                    itertools.count(), map(isinstance, records, itertools.repeat(Prediction))
-                )
-            )
+        placed = batch.prediction_index
         found_at = itertools.chain(found.before, found.after, slo)
         n = 0
         for i in sorted({*leaks, *joins, *(placed[k] for k in found_at)}):
