@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from river import base
 
-from detectors._batch import TupleEvents
+from detectors._batch import TupleEvents, own_attribute_dict
 from detectors.drift._effect import (
     excess,
     quantile_shifts,
@@ -112,6 +112,7 @@ class WindowTest(TupleEvents, base.Base):
     window_size: int
 
     def _configure_window(self, reference: Any, window_size: int) -> None:
+        own_attribute_dict(self)
         validate_window(window_size)
         self.reference = reference
         self.window_size = window_size
@@ -132,7 +133,11 @@ class WindowTest(TupleEvents, base.Base):
         batch (tests without an effect size give NaN)."""
         self._statistic, self._p_value, self._drift_detected = result
         self._effect = effect
-        self._add_event((end, *result, effect))
+        self._add_event(_event(end, *result, effect))
+
+    def _update_each(self, values: Iterable[Any]) -> None:
+        super()._update_each(values)
+        self._batch_events = tuple(_event(*event) for event in self._batch_events)
 
     def _finish_batch(self, size: int) -> None:
         # drift_detected describes the last input only, as after update() one by one; an
@@ -140,7 +145,7 @@ class WindowTest(TupleEvents, base.Base):
         if size == 0:
             return
         events = self._batch_events
-        self._drift_detected = bool(events) and events[-1][0] == size - 1 and events[-1][3]
+        self._drift_detected = bool(events and events[-1][0] == size - 1 and events[-1][3])
 
     @property
     def drift_detected(self) -> bool:
@@ -187,6 +192,15 @@ class WindowTest(TupleEvents, base.Base):
     def window_effects(self) -> FloatArray:
         """The effect size of each window in ``window_ends``, as in ``effect``."""
         return np.array([e[4] for e in self._batch_events], dtype=np.float64)
+
+
+def _event(end: float, statistic: float, p_value: float, drift: float, effect: float) -> FloatArray:
+    """A window's event as ``_batch_events`` keeps it: its position in the batch, statistic,
+    p-value, drift (1 or 0) and effect, in one float64 array. A tuple of arrays is one that
+    the garbage collector stops tracking at its first collection, and with it the test's
+    attribute dict; a tuple of tuples takes two (the inner tuples come after the outer in
+    its list), so a full collection in between walks every feature's attributes."""
+    return np.array([end, statistic, p_value, drift, effect], dtype=np.float64)
 
 
 class PValue:

@@ -313,15 +313,16 @@ class ResidualCUSUM(base.DriftDetector):
         self._reference = np.empty(0, dtype=np.float64)
         # The reference the last alarm was judged against (it renews at the alarm).
         self._judged = self._reference
-        self._sums = [0.0, 0.0, 0.0, 0.0]
+        # Tuples, replaced rather than changed: ones the garbage collector stops tracking.
+        self._sums: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
         # Where each CUSUM last left zero: the index of the first value of its excursion.
-        self._starts = [0, 0, 0, 0]
+        self._starts: tuple[int, ...] = (0, 0, 0, 0)
         self._cause: str | None = None
         self._effect = math.nan
         self._change_lag = 0
         self._n_detections = 0
         self._n_skipped = 0
-        self._detections: list[int] = []
+        self._detections: tuple[int, ...] = ()
         # Older references of the segment for the slow check, oldest first: the index
         # after the last value, the values in arrival order, sorted, and their in-control
         # variance per position beyond sampling: their slow variation, plus the traffic's
@@ -339,21 +340,18 @@ class ResidualCUSUM(base.DriftDetector):
     def __copy__(self) -> ResidualCUSUM:
         """A copy that goes on independently of this detector, at the cost of its memory
         arrays: it shares only what the detector replaces instead of changing in place
-        (the fitted model, the references), so a caller can keep one per batch."""
+        (the fitted model, the references, the sums), so a caller can keep one per batch."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._memory = self._memory.copy()
         clone._residuals = self._residuals.copy()
-        clone._sums = list(self._sums)
-        clone._starts = list(self._starts)
-        clone._detections = list(self._detections)
         return clone
 
     def update(self, x: Any) -> None:
         """Add one value; missing, non-numeric and non-finite values are counted in
         ``n_skipped``."""
         self._drift_detected = False
-        self._detections = []
+        self._detections = ()
         value = finite_float(x)
         if value is None:
             self._n_skipped += 1
@@ -361,7 +359,7 @@ class ResidualCUSUM(base.DriftDetector):
             self._warm(np.array([value]), 0)
         elif self._advance(np.array([value]), 0)[1]:
             self._drift_detected = True
-            self._detections = [0]
+            self._detections = (0,)
 
     def update_many(self, values: Any) -> None:
         """Add a batch of values: the same result and state as ``update`` on each in turn.
@@ -383,7 +381,7 @@ class ResidualCUSUM(base.DriftDetector):
             k, alarmed = self._advance(finite, k)
             if alarmed:
                 found.append(k - 1)
-        self._detections = positions[found].tolist()
+        self._detections = tuple(positions[found].tolist())
         self._drift_detected = bool(found) and self._detections[-1] == len(array) - 1
 
     def _warm(self, finite: np.ndarray, k: int) -> int:
@@ -450,8 +448,8 @@ class ResidualCUSUM(base.DriftDetector):
                 ]
             ),
         )
-        self._sums = sums.tolist()
-        self._starts = starts.tolist()
+        self._sums = tuple(sums.tolist())
+        self._starts = tuple(starts.tolist())
         if stop == _RAN_OUT:
             return k, False
         if stop != _REFIT_DUE:
@@ -554,8 +552,8 @@ class ResidualCUSUM(base.DriftDetector):
     def _renew(self, change: int) -> None:
         """Start a segment at ``change``: its values so far become the reference."""
         self._segment_start = change
-        self._sums = [0.0, 0.0, 0.0, 0.0]
-        self._starts = [self._seen] * 4
+        self._sums = (0.0, 0.0, 0.0, 0.0)
+        self._starts = (self._seen,) * 4
         self._model = None
         self._anchors = ()
         if self._seen - change >= self.warm_up:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from detectors._batch import TupleEvents
+from detectors._batch import TupleEvents, own_attribute_dict
 from detectors._compiled import compiled
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import is_real, unit_float
@@ -95,6 +95,7 @@ class PerformanceDrop(TupleEvents, base.DriftDetector):
         # A float size would never be reached exactly: the baseline would never be learnt.
         if not isinstance(reference_size, int) or reference_size < 1:
             raise ValueError(f"reference_size must be a positive integer, got {reference_size!r}")
+        own_attribute_dict(self)
         super().__init__()
         self.alpha = alpha
         self.tolerance = tolerance

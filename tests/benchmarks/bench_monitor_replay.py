@@ -29,7 +29,10 @@ and each kind's pickle and restore CPU time. ``--portfolio-at-caps N``: that mod
 restored N times and held at once, as a worker holding N such models would (every copy
 the same size, none shared): the process RSS before and after, the object count, a full
 ``gc.collect()`` (and one after ``gc.freeze()``, as the worker runs), and each restore's
-wall and CPU time (p50, p99).
+wall and CPU time (p50, p99). ``--portfolio-live N``: N monitors of that model built
+live, each fed the first ``--live-entities`` entities of that feed (detectors made by their
+constructors, as a running worker holds them, rather than unpickled): the object count and
+a full ``gc.collect()``, in wall and CPU time.
 
 Run from the repository root, e.g.::
 
@@ -268,9 +271,22 @@ def _rss_mb() -> float:
 def _monitor_at_caps(model: Model, entities: int) -> Monitor:
     """A monitor of ``model`` fed ``entities`` entities, each predicted once and never
     labelled, with a write of every feature for each, in batches of 500."""
-    names = [f.name for f in model.features]
+    return _fed(model, _caps_records(model, entities))
+
+
+def _fed(model: Model, records: Sequence[Record]) -> Monitor:
+    """A new monitor of ``model`` that observed ``records`` in batches of 500."""
     monitor = Monitor(model)
-    numeric = frozenset(names)
+    numeric = frozenset(f.name for f in model.features)
+    for start in range(0, len(records), 500):
+        monitor.observe(Batch.from_records(model.model_id, records[start : start + 500], numeric))
+    return monitor
+
+
+def _caps_records(model: Model, entities: int) -> list[Record]:
+    """``entities`` entities, each predicted once and never labelled, with a write of every
+    feature for each."""
+    names = [f.name for f in model.features]
     records: list[Record] = []
     for n in range(entities):
         at = n * 100
@@ -300,9 +316,7 @@ def _monitor_at_caps(model: Model, entities: int) -> Monitor:
                 latency_ms=1.0,
             )
         )
-    for start in range(0, len(records), 500):
-        monitor.observe(Batch.from_records(model.model_id, records[start : start + 500], numeric))
-    return monitor
+    return records
 
 
 def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
@@ -368,6 +382,26 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
         "full_gc_ms_frozen": round(frozen_collect_s * 1000, 1),
         "restore_wall_ms_p50_p99": _percentiles(wall_s),
         "restore_cpu_ms_p50_p99": _percentiles(cpu_s),
+    }
+
+
+def portfolio_live(features: int, models: int, entities: int) -> dict[str, Any]:
+    """``models`` monitors built live, each fed ``entities`` entities as ``--at-caps`` feeds
+    its model: the detectors a running worker holds were made by their constructors, not
+    unpickled, and a full collection walks them differently (``detectors._batch``'s
+    ``own_attribute_dict``)."""
+    [model] = list(synthetic_portfolio(1, features))
+    records = _caps_records(model, entities)
+    held = [_fed(model, records) for _ in range(models)]
+    gc.collect()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    gc.collect()
+    collect_s, collect_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+    return {
+        "models": len(held),
+        "objects": len(gc.get_objects()),
+        "full_gc_ms": round(collect_s * 1000, 1),
+        "full_gc_cpu_ms": round(collect_cpu_s * 1000, 1),
     }
 
 
@@ -437,6 +471,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="N models at their caps held at once (copies of the --at-caps model's state)",
     )
+    parser.add_argument(
+        "--portfolio-live",
+        type=int,
+        metavar="N",
+        help="N models built live, each fed --live-entities entities as --at-caps feeds one",
+    )
+    parser.add_argument("--live-entities", type=int, default=1_100)
     args = parser.parse_args(argv)
     runs: list[tuple[str, Portfolio, list[tuple[str, Record]]]] = []
     if not args.no_scenario:
@@ -477,6 +518,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.portfolio_at_caps:
         print(f"{args.portfolio_at_caps} models of {args.features} features at their caps:")
         for key, value in portfolio_at_caps(args.features, args.portfolio_at_caps).items():
+            print(f"  {key}: {value}")
+    if args.portfolio_live:
+        print(
+            f"{args.portfolio_live} models of {args.features} features built live, "
+            f"{args.live_entities:,d} entities each:"
+        )
+        live = portfolio_live(args.features, args.portfolio_live, args.live_entities)
+        for key, value in live.items():
             print(f"  {key}: {value}")
 
 
