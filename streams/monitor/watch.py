@@ -1158,9 +1158,12 @@ def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     if features := drift.features:
         # Drift's count does not change the output levels (equal shares), only its share.
         specs = [drift.spec(name) for name in features]
-        windows = sum(
-            spec.test_class(reference=None, **spec.settings).window_size for spec in specs
-        ) / len(specs)
+        # A test built once per spec, which features of a kind share, to read its window.
+        sizes = {
+            id(spec): spec.test_class(reference=None, **spec.settings).window_size
+            for spec in {id(spec): spec for spec in specs}.values()
+        }
+        windows = sum(sizes[id(spec)] for spec in specs) / len(specs)
         tests_per_day["drift"] = len(features) * per_day / windows
     try:
         budget = AlarmBudget(float(own["false_fallbacks_per_model_day"]), tests_per_day)
