@@ -828,11 +828,14 @@ def _sorted_median(ordered: np.ndarray) -> float:
 
 
 def _median(values: np.ndarray) -> float:
-    """``np.median`` of unsorted values, through one partition."""
+    """``np.median`` of unsorted values, through one partition (of a copy, as
+    ``np.partition``'s, without its wrapper)."""
     half = len(values) // 2
+    parted = values.copy()
     if len(values) % 2:
-        return float(np.partition(values, half)[half])
-    parted = np.partition(values, (half - 1, half))
+        parted.partition(half)
+        return float(parted[half])
+    parted.partition((half - 1, half))
     return float((parted[half - 1] + parted[half]) / 2.0)
 
 
