@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from detectors.leaks._memory import with_row
+
 
 class AnytimePValues:
     """P-values that stay valid however often they are looked at, one per test (a
@@ -42,9 +44,9 @@ class AnytimePValues:
 
     def add(self) -> int:
         """A new test, not looked at yet; its number."""
-        self.looks = np.append(self.looks, 0)
-        self.next_look = np.append(self.next_look, self.first_look)
-        self.p_value = np.append(self.p_value, 1.0)
+        self.looks = with_row(self.looks, 0)
+        self.next_look = with_row(self.next_look, self.first_look)
+        self.p_value = with_row(self.p_value, 1.0)
         return len(self.looks) - 1
 
     def due(self, test: int, size: int) -> bool:

@@ -244,6 +244,21 @@ def in_sample(key: int, bits: int) -> bool:
     return key >> (64 - bits) == 0
 
 
+def with_row(array: np.ndarray, fill: Any) -> np.ndarray:
+    """``array`` with one more row (along its first axis) of ``fill``, in its own dtype.
+
+    What ``np.append`` or ``np.vstack`` give a row of the same dtype, in a third of their
+    time: a detector adds a row per feature, a model's features in its first batch.
+
+    >>> with_row(np.zeros((1, 2), np.int64), 7).tolist()
+    [[0, 0], [7, 7]]
+    """
+    bigger = np.empty((len(array) + 1, *array.shape[1:]), array.dtype)
+    bigger[:-1] = array
+    bigger[-1] = fill
+    return bigger
+
+
 def narrow(values: np.ndarray) -> np.ndarray:
     """Integers in the narrowest type that holds them all (``widen`` undoes it)."""
     if not len(values.flat):

@@ -23,6 +23,7 @@ from detectors.leaks._memory import (
     probe_compiled,
     unpack_times,
     vacate_compiled,
+    with_row,
 )
 from detectors.leaks.events import (
     EntityId,
@@ -576,12 +577,12 @@ class AvailabilityGap(base.Base):
             column = self._columns[name] = len(self._columns)
             self._looks.add()
             # A row more each: features are few (``max_features``) and made once.
-            self._salt = np.append(self._salt, np.uint64(hash64(b"f", name)))
-            self._predictions = np.append(self._predictions, 0)
-            self._gaps = np.append(self._gaps, 0)
-            self._newest = np.append(self._newest, -math.inf)
-            self._block_gaps = np.vstack((self._block_gaps, np.zeros(_RING, np.int64)))
-            self._block_end = np.vstack((self._block_end, np.full(_RING, -math.inf)))
+            self._salt = with_row(self._salt, hash64(b"f", name))
+            self._predictions = with_row(self._predictions, 0)
+            self._gaps = with_row(self._gaps, 0)
+            self._newest = with_row(self._newest, -math.inf)
+            self._block_gaps = with_row(self._block_gaps, 0)
+            self._block_end = with_row(self._block_end, -math.inf)
         return column
 
     def _row(self, key: int, now: float) -> int:
@@ -835,6 +836,24 @@ class AvailabilityGap(base.Base):
     def evidence(self) -> dict[str, GapEvidence]:
         """Per feature: predictions, gaps, the gap rate and the p-value."""
         return {f: self._evidence(f, column) for f, column in self._columns.items()}
+
+    @property
+    def rates(self) -> dict[str, tuple[int, float, float, bool]]:
+        """Per feature that predictions used, of its ``evidence``: the predictions, the
+        gap rate, the p-value and whether gapped; from the arrays at once, as a round of
+        points reads them."""
+        p_values = self._looks.p_value
+        return {
+            f: (predictions, gaps / predictions, p_value, p_value <= self.alpha)
+            for f, predictions, gaps, p_value in zip(
+                self._columns,
+                self._predictions.tolist(),
+                self._gaps.tolist(),
+                p_values.tolist(),
+                strict=True,
+            )
+            if predictions
+        }
 
     @property
     def gapped_features(self) -> tuple[str, ...]:

@@ -451,6 +451,11 @@ class LabelCoincidentWrites(base.Base):
                 self._step(x, i)
             return
         columns, new_features = self._read(events)
+        # Each is made where the loop reaches it; the room for them all, made at once, is
+        # the room they would have made one by one (``_column``).
+        width = self._width(len(self._columns) + len(new_features))
+        if width > self._windows.shape[1]:
+            self._grow_columns(width)
         edges = self._edges
         inverse, widths = np.array(self._inverse_list), np.array(self._width_list)
         settings = np.array(
@@ -930,13 +935,22 @@ class LabelCoincidentWrites(base.Base):
         column = len(self._columns)
         if column >= self.max_features:
             return None
+        if column >= self._windows.shape[1]:
+            self._grow_columns(self._width(column + 1))
         self._columns[feature] = column
         self._column_names += (feature,)
-        if column >= self._windows.shape[1]:
-            # A quarter more: features are few, and a column costs a few numbers per entity.
-            self._grow_columns(min(self.max_features, max(4, column + column // 4)))
         self._looks.add()
         return column
+
+    def _width(self, columns: int) -> int:
+        """The arrays' room for features once ``columns`` of them are followed, as it
+        grows a feature at a time: a quarter more when full (features are few, and a column
+        costs a few numbers per entity). A batch's new features get it at once."""
+        width = self._windows.shape[1]
+        for column in range(len(self._columns), columns):
+            if column >= width:
+                width = min(self.max_features, max(4, column + column // 4))
+        return width
 
     def _grow_columns(self, size: int) -> None:
         def grown(array: np.ndarray, fill: float = 0) -> np.ndarray:
@@ -1115,11 +1129,22 @@ class LabelCoincidentWrites(base.Base):
 
     # ----------------------------------------------------------------- results
 
+    def _telling(self, columns: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per column of ``columns``: its most telling kind, class and lag bin
+        (``_best``), the labels judged there per class, the writes there per class (near
+        and control among them) and the score."""
+        kind, label, b = self._best[columns].T
+        judged = self._labels[columns, :, b]
+        counts = self._counts[columns, kind, :, b]
+        excess = (counts[..., _NEAR] - counts[..., _CONTROL]) / np.maximum(judged, 1)
+        rows = np.arange(len(columns))
+        score = excess[rows, label] - excess[rows, 1 - label]
+        return kind, label, b, judged, counts, score
+
     def _evidence(self, name: str, column: int) -> CoincidenceEvidence:
-        kind, label, b = (int(c) for c in self._best[column])
-        judged = self._labels[column, :, b]
-        counts = self._counts[column, kind, :, b]
-        excess = (counts[:, _NEAR] - counts[:, _CONTROL]) / np.maximum(judged, 1)
+        telling = self._telling(np.array([column]))
+        (kind, label, b), (judged, counts) = (c.item() for c in telling[:3]), telling[3:5]
+        judged, counts = judged[0], counts[0]
         p_value = self._looks.p(column)
         return CoincidenceEvidence(
             feature=name,
@@ -1129,7 +1154,7 @@ class LabelCoincidentWrites(base.Base):
             near_writes=(int(counts[0, _NEAR]), int(counts[1, _NEAR])),
             control_writes=(int(counts[0, _CONTROL]), int(counts[1, _CONTROL])),
             leak_class=label,
-            score=float(excess[label] - excess[1 - label]),
+            score=telling[5].item(),
             p_value=p_value,
             leaking=p_value <= self.alpha,
             unjudged=int(self._unjudged[column]),
@@ -1139,6 +1164,29 @@ class LabelCoincidentWrites(base.Base):
     def evidence(self) -> dict[str, CoincidenceEvidence]:
         """Per feature: the counts at its most telling lag, the score and the p-value."""
         return {name: self._evidence(name, column) for name, column in self._columns.items()}
+
+    @property
+    def scores(self) -> dict[str, tuple[float, float, bool, int, int]]:
+        """Per feature, of its ``evidence``: the score, the p-value, whether leaking, the
+        labels judged (both classes) and ``unjudged``; every feature in one numpy pass,
+        as a round of points reads them."""
+        columns = np.fromiter(self._columns.values(), np.intp, len(self._columns))
+        _, _, _, judged, _, score = self._telling(columns)
+        p_value = self._looks.p_value[columns]
+        return dict(
+            zip(
+                self._columns,
+                zip(
+                    score.tolist(),
+                    p_value.tolist(),
+                    (p_value <= self.alpha).tolist(),
+                    judged.sum(axis=1).tolist(),
+                    self._unjudged[columns].tolist(),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
 
     @property
     def leaking_features(self) -> tuple[str, ...]:

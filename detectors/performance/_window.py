@@ -106,9 +106,15 @@ def mid_ranks(values: np.ndarray) -> np.ndarray:
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC of ``scores`` for 0/1 ``labels``, ties counted half (NaN without both classes)."""
     positive = labels == 1
-    positives = int(np.sum(positive))
+    positives = int(np.count_nonzero(positive))
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return math.nan
-    rank_sum = float(np.sum(mid_ranks(scores)[positive]))
+    # ``mid_ranks`` of the positives alone, summed as twice their ranks in integers: the
+    # ranks are halves of integers, so their float sum was exact and is the same, and a
+    # window's ranks of the others were half the work and nobody read them.
+    ordered, chosen = np.sort(scores), scores[positive]
+    below = np.searchsorted(ordered, chosen, "left").sum()
+    twice = int(below + np.searchsorted(ordered, chosen, "right").sum()) + positives
+    rank_sum = twice / 2.0
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)

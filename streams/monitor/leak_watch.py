@@ -982,7 +982,7 @@ def _report(watch: LeakWatch) -> list[Point]:
     time_ms = int(watch.stream_time)
     model_id = watch.model_id
     # A feature's gap rate means something once predictions used it.
-    gaps = {name: gap for name, gap in watch.gap.evidence.items() if gap.predictions}
+    gaps = watch.gap.rates
     future = watch.future.counts if watch.future is not None else {}
     points = []
     summaries = {}
@@ -1000,30 +1000,32 @@ def _report(watch: LeakWatch) -> list[Point]:
             "sla_p_value": summary.sla_p_value,
         }
         if name in gaps:
-            fields["gap_rate"] = gaps[name].gap_rate
+            fields["gap_rate"] = gaps[name][1]
         if watch.future is not None:
             fields["future_values"] = future[name].future if name in future else 0
         points.append(point("write_lag", {"model": model_id, "feature": name}, fields, time_ms))
-    for name, leak in watch.coincidence.evidence.items():
+    unsampled, fraction = watch.coincidence.unsampled, watch.sample_fraction
+    for name, (score, p_value, leaking, labels, unjudged) in watch.coincidence.scores.items():
         fields = {
-            "score": leak.score,
-            "p_value": leak.p_value,
-            "flagged": int(leak.leaking),
-            "labels": sum(leak.labels),
-            "unjudged": leak.unjudged,
-            "unsampled": watch.coincidence.unsampled,
-            "sample_fraction": watch.sample_fraction,
+            "score": score,
+            "p_value": p_value,
+            "flagged": int(leaking),
+            "labels": labels,
+            "unjudged": unjudged,
+            "unsampled": unsampled,
+            "sample_fraction": fraction,
         }
         tags = {"model": model_id, "feature": name, "detector": "label_leak"}
         points.append(point("leak", tags, fields, time_ms))
-    for name, gap in gaps.items():
+    fraction = watch.gap_sample_fraction
+    for name, (predictions, rate, p_value, gapped) in gaps.items():
         fields = {
-            "gap_rate": gap.gap_rate,
-            "p_value": gap.p_value,
-            "flagged": int(gap.gapped),
-            "predictions": gap.predictions,
+            "gap_rate": rate,
+            "p_value": p_value,
+            "flagged": int(gapped),
+            "predictions": predictions,
             "values_unsampled": watch.values_unsampled,
-            "sample_fraction": watch.gap_sample_fraction,
+            "sample_fraction": fraction,
         }
         tags = {"model": model_id, "feature": name, "detector": "availability_gap"}
         points.append(point("leak", tags, fields, time_ms))

@@ -234,7 +234,11 @@ class Monitor:
         predictions = batch.predictions
         # The detectors that read neither the policy nor other records go a batch at a time
         # (a batch of labels and writes gives them nothing: most batches of one record).
-        found = detect(self.watch, predictions) if predictions else _NOTHING_FOUND
+        found = (
+            detect(self.watch, predictions, batch.served_features)
+            if predictions
+            else _NOTHING_FOUND
+        )
         leaks = self._leak_effects(batch)
         slo = self._serving_effects(predictions, effects)
         # Neither join reads feature writes: a batch of writes alone (most batches of one

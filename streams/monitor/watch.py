@@ -841,13 +841,18 @@ class Found:
 Share = tuple[Sequence[Evidence], ScoreRead | None, Sequence[Evidence]]
 
 
-def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
+def detect(
+    watch: ModelWatch,
+    predictions: Sequence[Prediction],
+    every: tuple[str, ...] | None = None,
+) -> Found:
     """Feed a batch of the model's predictions to its values-from-the-future check, score
     detector and drift tests, each a batch at a time; ``observe`` then takes each
     prediction's share in turn. The same evidence, in the same order, as ``observe`` one
     prediction at a time: none of these detectors reads the policy or another record (the
     score's evidence, which reads the episode a restore moves, is judged in ``observe``).
-    Mutates ``watch``.
+    ``every``: the features every prediction serves, in the order each lists them, when
+    the caller knows (``Batch.served_features``). Mutates ``watch``.
     """
     before: dict[int, list[Evidence]] = collections.defaultdict(list)
     after: dict[int, list[Evidence]] = collections.defaultdict(list)
@@ -856,7 +861,7 @@ def detect(watch: ModelWatch, predictions: Sequence[Prediction]) -> Found:
         return Found(before, after)
     ats = [p.predicted_at / 1000.0 for p in predictions]
     roles = list(map(get_role, predictions))
-    _future_values_many(watch.future, predictions, ats, before)
+    _future_values_many(watch.future, predictions, ats, before, every)
     served = [i for i, role in enumerate(roles) if role in DRIFT_ROLES]
     scores = ScoreReads()
     if watch.output is not None:
@@ -936,13 +941,16 @@ def _future_values_many(
     predictions: Sequence[Prediction],
     ats: Sequence[float],
     before: dict[int, list[Evidence]],
+    every: tuple[str, ...] | None,
 ) -> None:
     live = [i for i, prediction in enumerate(predictions) if prediction.role == "live"]
     served = [predictions[i] for i in live]
     carried = list(map(get_features, served))
-    names = tuple(carried[0]) if carried else ()
+    names = every if every is not None and carried else tuple(carried[0]) if carried else ()
     counted = detector.future_values
-    if len(live) * len(names) > SMALL_BATCH and all(map(names.__eq__, map(tuple, carried))):
+    if len(live) * len(names) > SMALL_BATCH and (
+        every is not None or all(map(names.__eq__, map(tuple, carried)))
+    ):
         # Nearly always every prediction serves the same features in the same order: one
         # grid of timestamps, without a list per row of the grid (nor a Python step per
         # value: the maps iterate in C).
@@ -1158,9 +1166,12 @@ def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     if features := drift.features:
         # Drift's count does not change the output levels (equal shares), only its share.
         specs = [drift.spec(name) for name in features]
-        windows = sum(
-            spec.test_class(reference=None, **spec.settings).window_size for spec in specs
-        ) / len(specs)
+        # A test built once per spec, which features of a kind share, to read its window.
+        sizes = {
+            id(spec): spec.test_class(reference=None, **spec.settings).window_size
+            for spec in {id(spec): spec for spec in specs}.values()
+        }
+        windows = sum(sizes[id(spec)] for spec in specs) / len(specs)
         tests_per_day["drift"] = len(features) * per_day / windows
     try:
         budget = AlarmBudget(float(own["false_fallbacks_per_model_day"]), tests_per_day)

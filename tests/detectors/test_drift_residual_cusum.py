@@ -405,3 +405,20 @@ def test_a_reference_that_cannot_be_fitted_is_tried_again_every_refit_every_valu
             detector.update(value)
     assert detector._model is None
     assert tried == list(range(10, 131, refit_every))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e12, 1e12), min_size=1, max_size=600),
+    scale=st.sampled_from([1.0, 1e-9, 3.0]),
+)
+def test_a_fits_mean_median_and_clip_are_numpys(values: list[float], scale: float) -> None:
+    array = np.array(values) * scale
+    mean = residual_cusum._mean(array)
+    assert mean == array.mean() and type(mean) is type(array.mean())
+    before = array.copy()
+    assert residual_cusum._median(array) == float(np.median(array))
+    assert np.array_equal(array, before)
+    low, high = float(np.min(array)) / 2, float(np.max(array)) / 2
+    clipped = np.minimum(np.maximum(array, low), high) if low <= high else array
+    assert np.array_equal(clipped, np.clip(array, low, high) if low <= high else array)

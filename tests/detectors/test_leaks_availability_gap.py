@@ -145,3 +145,19 @@ def test_features_at_the_caps_hold_no_object_each_that_the_garbage_collector_wal
 def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         AvailabilityGap(**kwargs)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 40), (3, 3_000)])
+def test_rates_are_the_evidence_of_each_feature_predictions_used(seed: int, n: int) -> None:
+    detector = AvailabilityGap(max_keys=1_000, min_predictions=5)
+    detector.update_many(writes_and_predictions(np.random.default_rng(seed), n, lag=600_000.0))
+    expected = {
+        name: (e.predictions, e.gap_rate, e.p_value, e.gapped)
+        for name, e in detector.evidence.items()
+        if e.predictions
+    }
+    found = detector.rates
+    assert found == expected and (n < 3_000 or any(gapped for *_, gapped in found.values()))
+    assert [list(map(type, v)) for v in found.values()] == [
+        list(map(type, v)) for v in expected.values()
+    ]

@@ -543,3 +543,52 @@ def test_looks_whose_next_size_python_rounds_are_exactly_updates_one_by_one(
     assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
     # The stream reached the looks (the first of them Python's to round).
     assert int(batched._looks.looks.sum()) > 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 600))
+def test_scores_are_each_features_evidence_as_a_round_of_points_reads_it(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    detector = LabelCoincidentWrites(**SMALL, min_labels=3, max_entities=16)
+    detector.update_many(writes_and_labels(rng, n, leaking="last_login_date"))
+    expected = {
+        name: (e.score, e.p_value, e.leaking, sum(e.labels), e.unjudged)
+        for name, e in detector.evidence.items()
+    }
+    found = detector.scores
+    assert found == expected
+    assert [list(map(type, v)) for v in found.values()] == [
+        list(map(type, v)) for v in expected.values()
+    ]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    features=st.integers(1, 40),
+    cap=st.integers(1, 30),
+    at=cuts(300, max_batches=4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_batch_of_new_features_makes_the_room_they_make_one_by_one(
+    features: int, cap: int, at: list[int], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    events: list = [
+        FeatureWrite(int(user), f"f{feature}", 1.0, 1_000.0 * k, 1_000.0 * k)
+        if k % 4
+        else Label(int(user), int(user) % 2, 1_000.0 * k)
+        for k, (user, feature) in enumerate(
+            zip(rng.integers(0, 30, 300), rng.integers(0, features, 300), strict=True)
+        )
+    ]
+
+    def make() -> LabelCoincidentWrites:
+        return LabelCoincidentWrites(**SMALL, min_labels=3, max_features=cap)
+
+    one_by_one, batched = make(), make()
+    for x in events:
+        one_by_one.update(x)
+    for batch in batches(events, at):
+        batched.update_many(batch)
+    assert batched._windows.shape == one_by_one._windows.shape
+    assert pickle.dumps(batched) == pickle.dumps(one_by_one)

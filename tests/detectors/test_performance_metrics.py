@@ -7,9 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from river import metrics, utils
 from scipy import stats
 
+from detectors.performance._window import mid_ranks, roc_auc
+from detectors.performance.calibrated import _confusion_metrics, measured_metrics
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.drop import PerformanceDrop
 from detectors.performance.ranking import PrecisionAtK
@@ -148,3 +152,42 @@ def test_regression_drop_pinned_and_huge_values_ignored() -> None:
 def test_constructors_name_the_invalid_argument(factory: Any, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         factory()
+
+
+def _auc_of_all_ranks(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC from every score's mid-rank, summed as floats."""
+    positive = labels == 1
+    positives, negatives = int(positive.sum()), int((~positive).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    rank_sum = float(np.sum(mid_ranks(scores)[positive]))
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def _cells(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    predicted, positive = scores >= threshold, labels == 1
+    cells = [predicted & positive, predicted & ~positive, ~predicted & positive]
+    return np.array([float(np.sum(c)) for c in [*cells, ~predicted & ~positive]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1.0, 2.0, -1.0, math.nan]),
+            st.one_of(st.sampled_from([0.0, 0.5, 1.0, math.nan]), st.floats(0, 1)),
+        ),
+        max_size=300,
+    ),
+    threshold=st.sampled_from([0.0, 0.5, 0.7]),
+)
+def test_auc_and_measured_metrics_are_those_of_every_rank_and_cell(
+    pairs: list[tuple[float, float]], threshold: float
+) -> None:
+    labels = np.array([y for y, _ in pairs], np.float64)
+    scores = np.array([p for _, p in pairs], np.float64)
+    expected, found = _auc_of_all_ranks(labels, scores), roc_auc(labels, scores)
+    assert found == expected or (math.isnan(found) and math.isnan(expected))
+    tp, fp, fn, tn = _cells(scores, labels, threshold)
+    metrics = measured_metrics(scores, labels, threshold)
+    assert np.array_equal(metrics, _confusion_metrics(tp, fp, fn, tn, expected), equal_nan=True)

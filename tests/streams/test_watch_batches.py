@@ -209,8 +209,11 @@ def test_values_from_the_future_in_batches_are_the_evidence_one_by_one(
     expected = [observe(one, p).evidence for p in records]
     watch = new_watch(small_model())
     found: list[tuple[Evidence, ...]] = []
-    for batch in batches(records, at):
-        share = detect(watch, list(batch))
+    for number, batch in enumerate(batches(records, at)):
+        # Every other batch with the features its predictions all serve, as the monitor
+        # hands them in (``Batch.served_features``).
+        every = Batch.from_records("m", batch).served_features if number % 2 else None
+        share = detect(watch, list(batch), every)
         found.extend(observe(watch, p, share.share(k)).evidence for k, p in enumerate(batch))
     assert found == expected
     # A batch's last value from the future holds its timestamps as numpy's ints.
