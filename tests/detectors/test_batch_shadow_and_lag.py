@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from detectors.leaks import FeatureWrite
 from detectors.leaks.write_lag import WriteLag
+from detectors.shadow._betting import BettingConfidenceSequence
 from detectors.shadow.agreement import ShadowAgreement
 from detectors.shadow.promotion import ShadowPromotion
 from tests.detectors.batching import Event, cuts
@@ -129,6 +130,22 @@ def test_shadow_promotion_batch_finds_each_verdict_change() -> None:
         one_by_one.update(value)
         found.extend((i, verdict) for _, verdict in one_by_one.verdict_changes)
     assert found == expected
+
+
+def test_betting_bounds_batched_as_one_by_one_when_every_candidate_is_excluded() -> None:
+    """A mean at the end of a coarse grid, off its cells' centres, then jumping to the
+    other end: the sequence excludes every candidate (NaN bounds) at some rows and not at
+    others, across the batch's row blocks, as one by one."""
+    xs = [0.0] * 100 + [1.0] * 20
+    one_by_one = BettingConfidenceSequence(0.5, 10)
+    expected = []
+    for x in xs:
+        one_by_one.update(x)
+        expected.append(one_by_one.bounds())
+    found = BettingConfidenceSequence(0.5, 10).update_many(xs)
+    excluded = [i for i, (lower, _) in enumerate(expected) if math.isnan(lower)]
+    assert excluded == [*range(53, 101), *range(114, 119)]
+    assert str(found) == str(expected)
 
 
 @st.composite

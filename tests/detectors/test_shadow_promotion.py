@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from detectors.shadow._betting import BettingConfidenceSequence
 from detectors.shadow.promotion import DAY, ShadowPromotion
 
 MINUTE = 60.0
@@ -144,3 +147,31 @@ def test_bounds_shrink_around_the_true_improvement() -> None:
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ShadowPromotion(**kwargs)
+
+
+# Offsets from the threshold at and across the band's edges (to a few ulps), and far below.
+_NEAR = st.tuples(
+    st.sampled_from([-40.0, -math.log(2.0), -1e-9, -1e-12, 0.0, 1e-12, 1e-9, math.log(2.0)]),
+    st.sampled_from([0.0, 1e-10, -1e-10, 1e-3, -1e-3, 0.4, -0.4]),
+    st.integers(-3, 3),
+)
+
+
+@given(
+    st.sampled_from([0.01, 0.05, 0.3]),
+    st.lists(st.tuples(_NEAR, _NEAR), min_size=1, max_size=40),
+)
+def test_candidates_kept_are_those_whose_hedged_capital_is_below_the_threshold(
+    alpha: float, offsets: list[tuple[tuple[float, float, int], tuple[float, float, int]]]
+) -> None:
+    # Each capital near or across the band's edges, or far below, the two equal or not:
+    # the shortcut must agree with logaddexp's comparison on each, rounding included.
+    sequence = BettingConfidenceSequence(alpha, 10)
+    threshold = math.log(1.0 / alpha)
+    ulp = math.ulp(threshold)
+    log_up, log_down = (
+        np.array([threshold + edge + shift + ulps * ulp for edge, shift, ulps in side])
+        for side in zip(*offsets, strict=True)
+    )
+    expected = np.logaddexp(log_up, log_down) + math.log(0.5) < threshold
+    assert sequence._kept(log_up, log_down).tolist() == expected.tolist()
