@@ -13,9 +13,12 @@ import dataclasses
 import hashlib
 import math
 import numbers
+import operator
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 Scalar = bool | int | float | str | None
 EntityId = str | int
@@ -135,12 +138,6 @@ def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:
     return (type(feature) is str or isinstance(feature, str)) and feature != ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
-class _CheckedWrite(FeatureWrite):
-    """A :class:`FeatureWrite` ``write_event`` found well-formed: frozen, it stays so, and
-    ``checked_write`` takes it without checking it again."""
-
-
 def entity_hash(entity_id: EntityId) -> int:
     """A 64-bit hash of an entity id, the same in every process (unlike ``hash``)."""
     kind = type(entity_id)
@@ -190,21 +187,196 @@ def request_hashes(request_ids: Iterable[str]) -> list[int]:
     return hashes64(b"r", request_ids)
 
 
-def write_event(
-    entity_id: Any, feature: Any, value: Any, event_at: Any, written_at: Any
-) -> FeatureWrite:
-    """The :class:`FeatureWrite` of these fields, marked well-formed when it is: a caller
-    that hands one write to several detectors has it checked once (a malformed one is
-    handed on unmarked, for each detector to reject and count)."""
-    if _identity_ok(entity_id, feature) and finite(event_at) and finite(written_at):
-        return _CheckedWrite(entity_id, feature, value, event_at, written_at)
-    return FeatureWrite(entity_id, feature, value, event_at, written_at)
+class WriteColumns(NamedTuple):
+    """Writes as columns, an entry per write in order (``write_columns``): what the leak
+    detectors' column entries read, without an object per write.
+
+    Attributes
+    ----------
+    positions
+        Each write's position in its batch (intp).
+    entity_ids
+        The entity ids, as given.
+    entities
+        Each entity id's ``entity_hash`` (uint64), malformed ids included.
+    features
+        The distinct features, in order of first write.
+    codes
+        Each write's feature, as its index in ``features`` (intp).
+    values
+        The values written, as given.
+    event_at, written_at
+        The times as floats (float64), NaN where a time is not a real number.
+    lags
+        ``float(written_at - event_at)`` of each well-formed write (float64; anything
+        for the others).
+    ok
+        Whether each write is well-formed (``checked_write``'s checks: an entity id of
+        str or int, a feature of a non-empty str or None, ``finite`` times).
+    """
+
+    positions: np.ndarray
+    entity_ids: list[Any]
+    entities: np.ndarray
+    features: tuple[Any, ...]
+    codes: np.ndarray
+    values: list[Any]
+    event_at: np.ndarray
+    written_at: np.ndarray
+    lags: np.ndarray
+    ok: np.ndarray
+
+    def take(self, rows: slice | np.ndarray) -> WriteColumns:
+        """The writes ``rows`` (a slice, or indices in order)."""
+        if isinstance(rows, slice):
+            entity_ids, values = self.entity_ids[rows], self.values[rows]
+        else:
+            picked = rows.tolist()
+            entity_ids = [self.entity_ids[w] for w in picked]
+            values = [self.values[w] for w in picked]
+        return WriteColumns(
+            self.positions[rows],
+            entity_ids,
+            self.entities[rows],
+            self.features,
+            self.codes[rows],
+            values,
+            self.event_at[rows],
+            self.written_at[rows],
+            self.lags[rows],
+            self.ok[rows],
+        )
+
+    def event(self, w: int) -> FeatureWrite | None:
+        """Write ``w`` as a :class:`FeatureWrite` of its columns (its times the floats
+        the detectors read), None if it is malformed (every detector rejects it)."""
+        if not self.ok[w]:
+            return None
+        return FeatureWrite(
+            self.entity_ids[w],
+            self.features[self.codes[w]],
+            self.values[w],
+            float(self.event_at[w]),
+            float(self.written_at[w]),
+        )
+
+
+def interleaved(writes: WriteColumns, others: Sequence[Any], places: np.ndarray) -> list[Any]:
+    """``writes`` (each ``WriteColumns.event``) and ``others`` as one list of events,
+    ``others[j]`` at ``places[j]`` (increasing): what a column entry of a few events
+    reads one by one."""
+    events: list[Any] = []
+    w = 0
+    for j, place in enumerate([*places.tolist(), len(writes.ok) + len(others)]):
+        while len(events) < place:
+            events.append(writes.event(w))
+            w += 1
+        if j < len(others):
+            events.append(others[j])
+    return events
+
+
+_get_entity_id = operator.attrgetter("entity_id")
+_get_feature = operator.attrgetter("feature")
+_get_value = operator.attrgetter("value")
+_get_event_at = operator.attrgetter("event_at")
+_get_written_at = operator.attrgetter("written_at")
+# Ints below this in size are floats exactly.
+_EXACT = 1 << 53
+
+
+def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None) -> WriteColumns:
+    """The ``WriteColumns`` of ``writes`` (anything with a write's five fields: a
+    :class:`FeatureWrite`, a decoded record), at ``positions`` in their batch (default:
+    ``0, 1, ...``). Each field is read over all writes in a C-level pass; entity hashes
+    come from the kept ones (``entity_hash``); times that are all ints or all floats are
+    converted at once, others (malformed ones) one by one."""
+    n = len(writes)
+    entity_ids = list(map(_get_entity_id, writes))
+    features = list(map(_get_feature, writes))
+    event_at = list(map(_get_event_at, writes))
+    written_at = list(map(_get_written_at, writes))
+    names = dict.fromkeys(features)
+    if len(names) > 1:
+        codes_of = {name: code for code, name in enumerate(names)}
+        codes = np.fromiter(map(codes_of.__getitem__, features), np.intp, n)
+    else:
+        codes = np.zeros(n, np.intp)
+    if all(map(_feature_ok, names)):
+        ok = np.ones(n, bool)
+    else:
+        ok = np.array(list(map(_feature_ok, names)), bool)[codes]
+    if set(map(type, entity_ids)) <= {str, int}:
+        found = list(map(_hashes.get, entity_ids))
+        if None in found:
+            found = [
+                entity_hash(e) if h is None else h for e, h in zip(entity_ids, found, strict=True)
+            ]
+    else:
+        found = list(map(entity_hash, entity_ids))
+        ok &= np.fromiter(map(_identity_ok, entity_ids), bool, n)
+    times = set(map(type, event_at)) | set(map(type, written_at))
+    # Ints a float holds exactly: their difference rounds once, as ``float(w - e)``.
+    exact = (
+        times == {int}
+        and min(event_at + written_at) > -_EXACT
+        and max(event_at + written_at) < _EXACT
+    )
+    if exact or times <= {float}:
+        firsts, seconds = np.array(event_at, np.float64), np.array(written_at, np.float64)
+        lags = seconds - firsts
+        if not exact:
+            ok &= np.isfinite(firsts) & np.isfinite(seconds)
+    else:
+        # Other or mixed times (malformed ones among them): one by one, as
+        # ``checked_write`` and the detectors' arithmetic take them.
+        timed = np.fromiter(map(_times_ok, event_at, written_at), bool, n)
+        ok &= timed
+        firsts = np.fromiter(map(_as_float, event_at), np.float64, n)
+        seconds = np.fromiter(map(_as_float, written_at), np.float64, n)
+        lags = np.fromiter(
+            (
+                float(w - e) if t else math.nan
+                for e, w, t in zip(event_at, written_at, timed, strict=True)
+            ),
+            np.float64,
+            n,
+        )
+    return WriteColumns(
+        np.arange(n) if positions is None else np.array(positions, np.intp),
+        entity_ids,
+        np.fromiter(found, np.uint64, n),
+        tuple(names),
+        codes,
+        list(map(_get_value, writes)),
+        firsts,
+        seconds,
+        lags,
+        ok,
+    )
+
+
+def _feature_ok(feature: Any) -> bool:
+    """``_identity_ok``'s check of a feature: None is not checked."""
+    return feature is None or (isinstance(feature, str) and feature != "")
+
+
+def _times_ok(event_at: Any, written_at: Any) -> bool:
+    return finite(event_at) and finite(written_at)
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)`` of a real number (a stream time compares it so), else NaN."""
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.nan
+    return math.nan
 
 
 def checked_write(x: Any) -> FeatureWrite | None:
     """``x`` if it is a well-formed :class:`FeatureWrite`, else ``None``."""
-    if type(x) is _CheckedWrite:
-        return x
     if (
         isinstance(x, FeatureWrite)
         and _identity_ok(x.entity_id, x.feature)

@@ -21,7 +21,7 @@ from detectors.leaks.events import (
     is_null,
     request_hash,
     request_hashes,
-    write_event,
+    write_columns,
 )
 
 
@@ -87,17 +87,18 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
         (7, "f", 1.0, 1, 2),
         (True, "f", 1.0, 1.0, 2.0),
         ("u", "", 1.0, 1.0, 2.0),
+        ("u", None, 1.0, 1.0, 2.0),
         ("u", "f", 1.0, math.nan, 2.0),
         ("u", "f", 1.0, 1.0, math.inf),
         ("u", "f", 1.0, 1.0, "2"),
+        ("u", "f", 1.0, 1, 10**400),
     ],
 )
-def test_a_write_checked_once_is_what_checked_write_makes_of_it(fields: tuple) -> None:
-    made = write_event(*fields)
+def test_a_write_is_well_formed_in_columns_as_checked_write_finds_it(fields: tuple) -> None:
     plain = FeatureWrite(*fields)
-    assert (made.entity_id, made.feature, made.value, made.event_at, made.written_at) == fields
-    assert (checked_write(made) is made) is (checked_write(plain) is plain)
-    assert (checked_write(made) is None) is (checked_write(plain) is None)
+    columns = write_columns([plain, plain])
+    assert columns.ok.tolist() == [checked_write(plain) is plain] * 2
+    assert (columns.event(1) is None) is (checked_write(plain) is None)
 
 
 def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> None:
