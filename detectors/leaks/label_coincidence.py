@@ -54,6 +54,8 @@ _NO_WRITE = -math.inf
 _FEW_EVENTS = 2
 # A batch's events as the compiled loop reads them (``_read``).
 _Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# Values written whose nulls numpy finds at once.
+_FLOAT_OR_NONE = frozenset({float, type(None)})
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -566,29 +568,14 @@ class LabelCoincidentWrites(base.Base):
         whether of null, class), and the features they add, in order: a write's column is
         the one its feature has, or will have when the features come in order. Field by
         field over the writes, then the labels."""
-        n = len(writes.ok) + len(others)
-        at_writes: slice | np.ndarray = slice(None)
-        if len(others):
-            is_write = np.ones(n, bool)
-            is_write[places] = False
-            at_writes = np.flatnonzero(is_write)
-        checked = [checked_label(x) for x in others]
-        at_labels = places[[j for j, label in enumerate(checked) if label is not None]]
-        labels = [label for label in checked if label is not None]
         ok = writes.ok
-        kinds = np.full(n, _coincide.MALFORMED, np.int8)
-        kinds[at_writes] = np.where(ok, _coincide.WRITE, _coincide.MALFORMED)
-        kinds[at_labels] = _coincide.LABEL
-        keys = np.zeros(n, np.uint64)
-        keys[at_writes] = writes.entities
-        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
         # The column of each feature, or the one it will have: in order of first
         # well-formed write, within ``max_features``.
         features = writes.features
         codes = writes.codes
         found = np.array([self._columns.get(f, -1) for f in features], np.int64)
         added: list[str] = []
-        if (found[codes[ok]] < 0).any():
+        if (found < 0).any() and (found[codes[ok]] < 0).any():
             room = self.max_features - len(self._columns)
             good = codes[ok]
             first = np.unique(good, return_index=True)[1]
@@ -599,14 +586,35 @@ class LabelCoincidentWrites(base.Base):
                         added.append(features[code])
                     else:
                         found[code] = _coincide.IGNORED
+        # The loop reads nothing else of a malformed write (``MALFORMED`` is ``WRITE - 1``).
+        write_kinds = ok.astype(np.int8) + np.int8(_coincide.MALFORMED)
+        write_columns = found[codes]
+        write_nulls = self._nulls(writes.values)
+        n = len(ok) + len(others)
+        if not len(others):
+            classes = np.zeros(n, np.int8)
+            columns = (write_kinds, writes.entities, write_columns, writes.event_at)
+            return (*columns, writes.written_at, write_nulls, classes), added
+        is_write = np.ones(n, bool)
+        is_write[places] = False
+        at_writes = np.flatnonzero(is_write)
+        checked = [checked_label(x) for x in others]
+        at_labels = places[[j for j, label in enumerate(checked) if label is not None]]
+        labels = [label for label in checked if label is not None]
+        kinds = np.full(n, _coincide.MALFORMED, np.int8)
+        kinds[at_writes] = write_kinds
+        kinds[at_labels] = _coincide.LABEL
+        keys = np.zeros(n, np.uint64)
+        keys[at_writes] = writes.entities
+        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
         column_of = np.full(n, _coincide.IGNORED, np.int64)
-        column_of[at_writes] = np.where(ok, found[codes], _coincide.IGNORED)
+        column_of[at_writes] = write_columns
         nulls = np.zeros(n, np.bool_)
-        nulls[at_writes] = self._nulls(writes.values)
+        nulls[at_writes] = write_nulls
         event_at = np.zeros(n, np.float64)
-        event_at[at_writes] = np.where(ok, writes.event_at, 0.0)
+        event_at[at_writes] = writes.event_at
         written_at = np.zeros(n, np.float64)
-        written_at[at_writes] = np.where(ok, writes.written_at, 0.0)
+        written_at[at_writes] = writes.written_at
         label_at = [float(label.label_at) for label in labels]
         event_at[at_labels] = label_at
         written_at[at_labels] = label_at
@@ -614,14 +622,19 @@ class LabelCoincidentWrites(base.Base):
         classes[at_labels] = [int(label.label) for label in labels]
         return (kinds, keys, column_of, event_at, written_at, nulls, classes), added
 
-    def _nulls(self, values: list[Any]) -> list[bool]:
+    def _nulls(self, values: list[Any]) -> np.ndarray:
         """``is_null`` of each value written, with the detector's sentinels."""
         if self.sentinels:
             sentinels = self.sentinels
-            return [is_null(value, sentinels) for value in values]
+            return np.array([is_null(value, sentinels) for value in values], np.bool_)
+        if set(map(type, values)) <= _FLOAT_OR_NONE:
+            # Floats and None only: NaN where ``is_null`` finds one (numpy reads None so).
+            return np.isnan(np.array(values, np.float64))
         # ``is_null`` without sentinels, inline: a call per write costs as much again.
         isnan = math.isnan
-        return [v is None or (isinstance(v, float) and isnan(v)) for v in values]
+        return np.array(
+            [v is None or (isinstance(v, float) and isnan(v)) for v in values], np.bool_
+        )
 
     def _step(self, x: Any, position: int) -> None:
         """Reads one event, the ``position``-th of its batch."""

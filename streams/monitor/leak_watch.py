@@ -547,9 +547,15 @@ def _observe(
             watch.stream_time = stream_time
             found += _effects(model, watch, pending, k, served)
             pending = _Pending(writes, pending.stop, before)
-    pending, stream_time = _queue_writes(
-        model, watch, pending, len(positions), latest, stream_time, served, found
-    )
+    end = len(positions)
+    if end > pending.stop:
+        if stream_time < watch.next_report_at > latest[end - 1]:
+            stream_time = max(stream_time, latest[end - 1])
+            pending.stop = end
+        else:
+            pending, stream_time = _queue_writes(
+                model, watch, pending, end, latest, stream_time, served, found
+            )
     watch.stream_time = stream_time
     found += _effects(model, watch, pending, None, served)
     return found
@@ -723,6 +729,8 @@ class _Pending:
         """The run's writes of monitored features."""
         start, stop = self.start, self.stop
         if self.before[stop] - self.before[start] == stop - start:
+            if stop - start == len(self.writes.ok):
+                return self.writes
             return self.writes.take(slice(start, stop))
         ok = np.diff(self.before[start : stop + 1]) > 0
         return self.writes.take(start + np.flatnonzero(ok))
@@ -956,23 +964,21 @@ def _lag_windows(watch: LeakWatch, writes: WriteColumns) -> list[tuple[int, int,
     # Per feature, in order of its first write: its writes accepted.
     listed = codes.tolist()
     order = list(dict.fromkeys(listed))
-    if len(listed) > SMALL_BATCH:
-        accepted = np.bincount(codes[writes.ok], minlength=len(features)).tolist()
+    if len(order) == 1:
+        accepted = {order[0]: int(np.count_nonzero(writes.ok))}
+        grouped = ends = None
     else:
-        accepted = [0] * len(features)
-        for code in itertools.compress(listed, writes.ok.tolist()):
-            accepted[code] += 1
+        accepted = dict(enumerate(np.bincount(codes[writes.ok], minlength=len(features)).tolist()))
+        # Each feature's writes, by feature code.
+        grouped = np.argsort(codes, kind="stable")
+        ends = [0, *np.cumsum(np.bincount(codes, minlength=len(features))).tolist()]
     # A feature at a time, as each feature's windows are its own: the detector keeps the
     # windows of its last batch, of one feature.
-    grouped = np.argsort(codes, kind="stable") if len(order) > 1 else None
-    ends = np.cumsum(np.bincount(codes, minlength=len(features))).tolist() if len(order) > 1 else []
     for code in order:
         feature = features[code]
         watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + accepted[code]
         lag = watch.write_lag[feature]
-        rows = None
-        if grouped is not None:
-            rows = grouped[ends[code - 1] if code else 0 : ends[code]]
+        rows = None if grouped is None or ends is None else grouped[ends[code] : ends[code + 1]]
         lag.update_writes(writes, rows)
         for position, summary in lag.windows_closed:
             w = int(np.searchsorted(writes.positions, position))
