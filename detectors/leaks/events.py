@@ -283,6 +283,7 @@ _get_event_at = operator.attrgetter("event_at")
 _get_written_at = operator.attrgetter("written_at")
 # Ints below this in size are floats exactly.
 _EXACT = 1 << 53
+_STR_OR_INT, _INT, _FLOAT = frozenset({str, int}), frozenset({int}), frozenset({float})
 
 
 def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None) -> WriteColumns:
@@ -303,10 +304,11 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
     else:
         codes = np.zeros(n, np.intp)
     if all(map(_feature_ok, names)):
-        ok = np.ones(n, bool)
+        ok = np.empty(n, bool)
+        ok.fill(True)
     else:
         ok = np.array(list(map(_feature_ok, names)), bool)[codes]
-    if set(map(type, entity_ids)) <= {str, int}:
+    if set(map(type, entity_ids)) <= _STR_OR_INT:
         found = list(map(_hashes.get, entity_ids))
         if None in found:
             found = [
@@ -317,12 +319,9 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
         ok &= np.fromiter(map(_identity_ok, entity_ids), bool, n)
     times = set(map(type, event_at)) | set(map(type, written_at))
     # Ints a float holds exactly: their difference rounds once, as ``float(w - e)``.
-    exact = (
-        times == {int}
-        and min(event_at + written_at) > -_EXACT
-        and max(event_at + written_at) < _EXACT
-    )
-    if exact or times <= {float}:
+    exact = times == _INT and min(min(event_at), min(written_at)) > -_EXACT
+    exact = exact and max(max(event_at), max(written_at)) < _EXACT
+    if exact or times <= _FLOAT:
         firsts, seconds = np.array(event_at, np.float64), np.array(written_at, np.float64)
         lags = seconds - firsts
         if not exact:
