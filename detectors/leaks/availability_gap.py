@@ -338,7 +338,11 @@ class AvailabilityGap(base.Base):
         predictions is complete; then goes on from there.
         """
         self._batch_events = ()
-        parsed = self._parse(events)
+        self._read_parsed(self._parse(events))
+
+    def _read_parsed(self, parsed: _Parsed) -> None:
+        """Reads ``_parse``'s lists: a few values one at a time (``_read``), more in the
+        compiled loop."""
         if len(parsed.columns) <= _batch.SMALL_BATCH:
             self._read(parsed)
         else:
@@ -367,8 +371,8 @@ class AvailabilityGap(base.Base):
         self._batch_events = ()
         n = len(writes.ok) + len(others)
         if run is None and n <= _batch.SMALL_BATCH:
-            # A few events: one by one, as ``update_many`` reads them.
-            self._read(self._parse(interleaved(writes, others, places)))
+            # A few events: as ``update_many`` reads them, without columns of the writes.
+            self._read_parsed(self._parse(interleaved(writes, others, places)))
             return
         made = self._made_by_writes(writes, places)
         named = _named(run.features) if run is not None else _NAMED_NONE
