@@ -513,8 +513,9 @@ def _observe(
     served = _served(watch, batch)
     records = batch.records
     n = -1
-    for k in _others(batch, writes):
-        # The writes before the record first: at once, unless a round falls due among them.
+    # The records that are not writes, then the batch's end.
+    for k in itertools.chain(_others(batch, writes), (len(records),)):
+        # The writes before it first: at once, unless a round falls due among them.
         end = bisect.bisect_left(positions, k, pending.stop)
         if end > pending.stop:
             if stream_time < watch.next_report_at > latest[end - 1]:
@@ -524,6 +525,8 @@ def _observe(
                 pending, stream_time = _queue_writes(
                     model, watch, pending, end, latest, stream_time, served, found
                 )
+        if k == len(records):
+            break
         record = records[k]
         if isinstance(record, Prediction):
             n += 1
@@ -547,15 +550,6 @@ def _observe(
             watch.stream_time = stream_time
             found += _effects(model, watch, pending, k, served)
             pending = _Pending(writes, pending.stop, before)
-    end = len(positions)
-    if end > pending.stop:
-        if stream_time < watch.next_report_at > latest[end - 1]:
-            stream_time = max(stream_time, latest[end - 1])
-            pending.stop = end
-        else:
-            pending, stream_time = _queue_writes(
-                model, watch, pending, end, latest, stream_time, served, found
-            )
     watch.stream_time = stream_time
     found += _effects(model, watch, pending, None, served)
     return found
