@@ -127,15 +127,22 @@ def all_finite(values: Sequence[Any]) -> bool:
     return all(map(finite, values))
 
 
-def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:
+def _entity_ok(entity_id: Any) -> bool:
+    """Whether ``entity_id`` is a str or an int (not a bool)."""
     # Exact types first (nearly every event): isinstance of a union costs more per call.
     kind = type(entity_id)
-    entity_ok = kind is str or kind is int
-    if not entity_ok:
-        entity_ok = isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
-    if feature is None or not entity_ok:
-        return entity_ok
+    if kind is str or kind is int:
+        return True
+    return isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
+
+
+def _feature_ok(feature: Any) -> bool:
+    """Whether ``feature`` is a non-empty str (None is malformed: a detector keys on it)."""
     return (type(feature) is str or isinstance(feature, str)) and feature != ""
+
+
+def _identity_ok(entity_id: Any, feature: Any) -> bool:
+    return _entity_ok(entity_id) and _feature_ok(feature)
 
 
 def entity_hash(entity_id: EntityId) -> int:
@@ -316,7 +323,7 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
             ]
     else:
         found = list(map(entity_hash, entity_ids))
-        ok &= np.fromiter(map(_identity_ok, entity_ids), bool, n)
+        ok &= np.fromiter(map(_entity_ok, entity_ids), bool, n)
     times = set(map(type, event_at)) | set(map(type, written_at))
     # Ints a float holds exactly: their difference rounds once, as ``float(w - e)``.
     exact = times == _INT and min(min(event_at), min(written_at)) > -_EXACT
@@ -355,11 +362,6 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
     )
 
 
-def _feature_ok(feature: Any) -> bool:
-    """``_identity_ok``'s check of a feature: None is not checked."""
-    return feature is None or (isinstance(feature, str) and feature != "")
-
-
 def _times_ok(event_at: Any, written_at: Any) -> bool:
     return finite(event_at) and finite(written_at)
 
@@ -390,7 +392,7 @@ def checked_label(x: Any) -> Label | None:
     """``x`` if it is a well-formed :class:`Label` with a class of 0 or 1, else ``None``."""
     if (
         isinstance(x, Label)
-        and _identity_ok(x.entity_id)
+        and _entity_ok(x.entity_id)
         and isinstance(x.label, numbers.Real)
         and x.label in (0, 1)
         and finite(x.label_at)

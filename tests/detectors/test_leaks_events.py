@@ -78,6 +78,7 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
     assert checked_label(Label("u", 0.5, 1.0)) is None  # type: ignore[arg-type]
     assert checked_write(FeatureWrite(True, "f", 1.0, 1.0, 2.0)) is None
     assert checked_served(ServedFeature("u", "", 1.0, 1.0, 2.0)) is None
+    assert checked_write(FeatureWrite("u", None, 1.0, 1.0, 2.0)) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

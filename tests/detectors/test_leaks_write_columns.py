@@ -25,8 +25,7 @@ FEATURES = ("plan", "sessions_7d", "last_login_date", "balance")
 # Well-formed times of a stream, then what a malformed write may hold instead.
 BAD_TIMES = (math.nan, math.inf, True, "1", None, 10**400, Fraction(10**400), 2**60 + 1)
 BAD_IDS = (None, True, 1.5, "")
-# (A feature of None passes ``checked_write``, and the gap cannot hash it: left out.)
-BAD_FEATURES = (True, 1.5, "")
+BAD_FEATURES = (None, True, 1.5, "")
 VALUES = (None, math.nan, 1.0, -1, "free", True, 10**400)
 
 
@@ -221,15 +220,16 @@ def test_write_columns_of_malformed_writes_and_times() -> None:
         FeatureWrite("u", "plan", 1.0, 1.5, math.inf),
         FeatureWrite("u", "plan", 1.0, 2**60, 2**60 + 5),
         FeatureWrite(7, "balance", 1.0, Fraction(1, 2), 2),
+        FeatureWrite("u", None, 1.0, 1, 2),
     ]
-    columns = write_columns(writes, [3, 4, 5, 9, 10, 12])
-    assert columns.ok.tolist() == [True, False, False, False, True, True]
+    columns = write_columns(writes, [3, 4, 5, 9, 10, 12, 13])
+    assert columns.ok.tolist() == [True, False, False, False, True, True, False]
     assert columns.entities.tolist() == [entity_hash(w.entity_id) for w in writes]
-    assert columns.features == ("plan", "", "balance")
-    assert columns.codes.tolist() == [0, 0, 1, 0, 0, 2]
+    assert columns.features == ("plan", "", "balance", None)
+    assert columns.codes.tolist() == [0, 0, 1, 0, 0, 2, 3]
     # Each lag is the float of the difference, as the detectors take it.
     assert columns.lags[[0, 4, 5]].tolist() == [float(2**53 + 2), 5.0, 1.5]
-    assert math.isinf(columns.written_at[3]) and columns.positions.tolist()[-1] == 12
+    assert math.isinf(columns.written_at[3]) and columns.positions.tolist()[-1] == 13
     assert columns.event(0) == FeatureWrite("u", "plan", None, 1.0, float(2**53 + 3))
     assert columns.event(1) is None
 
