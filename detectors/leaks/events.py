@@ -219,7 +219,7 @@ class WriteColumns(NamedTuple):
         for the others).
     ok
         Whether each write is well-formed (``checked_write``'s checks: an entity id of
-        str or int, a feature of a non-empty str or None, ``finite`` times).
+        str or int, a feature of a non-empty str, ``finite`` times).
     """
 
     positions: np.ndarray
