@@ -95,11 +95,21 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
         ("u", "f", 1.0, 1, 10**400),
     ],
 )
-def test_a_write_is_well_formed_in_columns_as_checked_write_finds_it(fields: tuple) -> None:
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_write_is_well_formed_in_columns_as_checked_write_finds_it(fields: tuple, n: int) -> None:
     plain = FeatureWrite(*fields)
-    columns = write_columns([plain, plain])
-    assert columns.ok.tolist() == [checked_write(plain) is plain] * 2
-    assert (columns.event(1) is None) is (checked_write(plain) is None)
+    columns = write_columns([plain] * n, [7] * n)
+    assert columns.ok.tolist() == [checked_write(plain) is plain] * n
+    assert (columns.event(n - 1) is None) is (checked_write(plain) is None)
+    # One write alone, and among others: the same columns.
+    alone, among = write_columns([plain], [7]), write_columns([plain, plain], [7, 7]).take(slice(1))
+    for field in ("positions", "entities", "codes", "event_at", "written_at", "ok"):
+        np.testing.assert_array_equal(getattr(alone, field), getattr(among, field), field)
+        assert getattr(alone, field).dtype == getattr(among, field).dtype, field
+    assert alone.entity_ids == among.entity_ids and alone.values == among.values
+    assert alone.features == among.features
+    if alone.ok[0]:
+        assert alone.lags.tolist() == among.lags.tolist()
 
 
 def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> None:
