@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -28,11 +29,13 @@ from detectors.leaks._memory import (
 from detectors.leaks.events import (
     EntityId,
     ServedFeature,
+    WriteColumns,
     all_finite,
     checked_write,
     entity_hash,
     finite,
     hash64,
+    interleaved,
 )
 
 
@@ -336,48 +339,120 @@ class AvailabilityGap(base.Base):
         predictions is complete; then goes on from there.
         """
         self._batch_events = ()
-        parsed = self._parse(events)
+        self._read_parsed(self._parse(events))
+
+    def _read_parsed(self, parsed: _Parsed) -> None:
+        """Reads ``_parse``'s lists: a few values one at a time (``_read``), more in the
+        compiled loop."""
         if len(parsed.columns) <= _batch.SMALL_BATCH:
             self._read(parsed)
         else:
             self._read_many(_arrays(parsed))
 
-    def update_served(self, events: Sequence[Any], run: ServedRun) -> None:
-        """Reads ``events`` with the run's predictions among them (prediction ``i`` after
-        the first ``run.before[i]`` events), exactly as ``update_many`` would with each
-        prediction's :class:`ServedValues` in its place; ``flags`` gives prediction ``i``
-        the position ``len(events) + i``.
+    def update_writes(
+        self,
+        writes: WriteColumns,
+        others: Sequence[Any],
+        places: np.ndarray,
+        run: ServedRun | None = None,
+    ) -> None:
+        """Reads ``writes`` and ``others`` (served values, or anything ``update`` takes) as
+        one batch, exactly as ``update_many`` would: ``others[j]`` at place ``places[j]``
+        (increasing), the writes in order at the places left; then the ``run``'s
+        predictions among them (prediction ``i`` after the first ``run.before[i]``
+        events), as each prediction's :class:`ServedValues` in its place. ``flags`` gives
+        those places, and prediction ``i`` the place ``len(writes.ok) + len(others) + i``.
 
-        The run's new features are made where the values one by one would make them;
-        then one compiled loop (``_merge_compiled``) checks its values (each malformed one
+        The writes go in as columns, without an object per write; the features they and
+        the run make are made where the events one by one would make them. Then one
+        compiled loop (``_merge_compiled``) checks the run's values (each malformed one
         counted in ``rejected``) and places its predictions among the events' columns:
         no Python step per prediction.
         """
         self._batch_events = ()
-        features = run.features
-        named = _named(features)
-        parsed = self._parse(events, self._made_by(features, named, run))
-        columns = np.array([self._columns.get(feature, -1) for feature in features], np.intp)
-        *merged, rejected = _merge_compiled(
-            *_arrays(parsed),
-            run.entities,
-            run.predicted_at,
-            run.written_at,
-            run.before,
-            named,
-            columns,
-            len(events),
+        n = len(writes.ok) + len(others)
+        if run is None and n <= _batch.SMALL_BATCH:
+            # A few events: as ``update_many`` reads them, without columns of the writes.
+            self._read_parsed(self._parse(interleaved(writes, others, places)))
+            return
+        made = self._made_by_writes(writes, places)
+        named = _named(run.features) if run is not None else _NAMED_NONE
+        if run is not None:
+            made += self._made_by(run.features, named, run)
+        made.sort(key=_FIRST_TWO)
+        # Each ``(events before, feature)`` made after the others placed before it.
+        parsed = self._parse(
+            others,
+            [(int(np.searchsorted(places, c)), name) for c, _, name in made],
+            places.tolist(),
         )
-        self._rejected += rejected
-        parsed = _Parsed(*merged)
+        parsed = _merged(_arrays(parsed), self._write_columns(writes, places, n))
+        if run is not None:
+            columns = np.array([self._columns.get(f, -1) for f in run.features], np.intp)
+            *merged, rejected = _merge_compiled(
+                *parsed,
+                run.entities,
+                run.predicted_at,
+                run.written_at,
+                run.before,
+                named,
+                columns,
+                n,
+            )
+            self._rejected += rejected
+            parsed = _Parsed(*merged)
         if len(parsed.columns) <= _batch.SMALL_BATCH:
             self._read(_Parsed(*(column.tolist() for column in parsed)))
         else:
             self._read_many(parsed)
 
+    def _made_by_writes(
+        self, writes: WriteColumns, places: np.ndarray
+    ) -> list[tuple[int, int, str]]:
+        """The writes' features not followed yet, each with the events before its first
+        well-formed write (as ``_made_by``; 1: after a run's prediction there)."""
+        if len(self._columns) >= self.max_features:
+            return []
+        codes = writes.codes[writes.ok]
+        new = [c for c, f in enumerate(writes.features) if f not in self._columns]
+        if not new or not len(codes):
+            return []
+        at = np.flatnonzero(writes.ok)
+        first = np.unique(codes, return_index=True)
+        made = []
+        for code, j in zip(*(part.tolist() for part in first), strict=True):
+            if code in new:
+                # The write's place: its index plus the others before it.
+                w = int(at[j])
+                made.append((_place(places, w), 1, writes.features[code]))
+        return made
+
+    def _write_columns(self, writes: WriteColumns, places: np.ndarray, n: int) -> _Parsed:
+        """The well-formed writes of followed features as ``_Parsed`` arrays at their
+        places; the malformed ones counted in ``rejected``."""
+        ok = writes.ok
+        self._rejected += len(ok) - int(np.count_nonzero(ok))
+        columns = np.array([self._columns.get(f, -1) for f in writes.features], np.intp)
+        columns = columns[writes.codes]
+        taken = np.flatnonzero(ok & (columns >= 0))
+        if len(places):
+            is_write = np.ones(n, bool)
+            is_write[places] = False
+            at = np.flatnonzero(is_write)[taken]
+        else:
+            at = taken
+        return _Parsed(
+            writes.entities[taken],
+            writes.event_at[taken],
+            writes.written_at[taken],
+            np.arange(1, len(taken) + 1),
+            at,
+            columns[taken],
+        )
+
     def _made_by(
         self, features: tuple[str, ...], named: np.ndarray, run: ServedRun
-    ) -> list[tuple[int, str]]:
+    ) -> list[tuple[int, int, str]]:
         """The run's features not followed yet that its well-formed values make, each with
         the events before its first such value: where ``_parse`` makes it, in the order
         values one by one would (rare: a model's first predictions)."""
@@ -390,41 +465,49 @@ class AvailabilityGap(base.Base):
         found = valid[:, new]
         first = found.argmax(axis=0).tolist()
         made = sorted((first[x], j) for x, j in enumerate(new) if found[first[x], x])
-        return [(int(run.before[i]), features[j]) for i, j in made]
+        return [(int(run.before[i]), 0, features[j]) for i, j in made]
 
-    def _parse(self, events: Sequence[Any], made: Sequence[tuple[int, str]] = ()) -> _Parsed:
+    def _parse(
+        self,
+        events: Sequence[Any],
+        made: Sequence[tuple[int, str]] = (),
+        places: Sequence[int] | None = None,
+    ) -> _Parsed:
         """The batch's well-formed writes of followed features and served values, in order,
         as ``_Parsed`` columns; the rest counted in ``rejected``, new features within
         ``max_features`` made (a feature counts only the values read for it, so making it
         before the values ahead of it are read changes nothing). ``made``: features to make
-        after so many events, in order (``_made_by``)."""
+        after so many events, in order; ``places``: each event's position (default: its
+        index)."""
         parsed = _Parsed([], [], [], [], [], [])
         # Per batch: each entity's hash, and the columns of each list of features whose
         # values were all well-formed (a batch's predictions mostly list the same ones;
         # features are never forgotten).
         hashes: dict[EntityId, int] = {}
         known: dict[tuple[Any, ...], list[int]] = {}
+        if places is None:
+            places = range(len(events))
         start = 0
         for stop, feature in made:
-            self._parse_into(parsed, events[start:stop], start, hashes, known)
+            self._parse_into(parsed, events[start:stop], places[start:stop], hashes, known)
             self._feature(feature)
             start = stop
-        self._parse_into(parsed, events[start:] if start else events, start, hashes, known)
+        self._parse_into(parsed, events[start:], places[start:], hashes, known)
         return parsed
 
     def _parse_into(
         self,
         parsed: _Parsed,
         events: Sequence[Any],
-        start: int,
+        places: Sequence[int],
         hashes: dict[EntityId, int],
         known: dict[tuple[Any, ...], list[int]],
     ) -> None:
-        """``_parse`` of ``events``, the batch's from position ``start``, into ``parsed``."""
+        """``_parse`` of ``events``, at ``places`` in the batch, into ``parsed``."""
         entities, first, second = parsed.entities, parsed.first, parsed.second
         ends, positions, columns = parsed.ends, parsed.positions, parsed.columns
         column_of = self._columns.get
-        for position, x in enumerate(events, start):
+        for position, x in zip(places, events, strict=True):
             # Writes first: most events are, and the leak watch's come checked.
             write = checked_write(x)
             if write is not None:
@@ -950,6 +1033,40 @@ def _arrays(parsed: _Parsed) -> _Parsed:
         np.array(parsed.ends, np.intp),
         np.array(parsed.positions, np.intp),
         np.array(parsed.columns, np.intp),
+    )
+
+
+_FIRST_TWO = operator.itemgetter(0, 1)
+_NAMED_NONE = np.zeros(0, bool)
+
+
+def _place(places: np.ndarray, w: int) -> int:
+    """The place of write ``w`` among events whose others are at ``places``: the
+    ``w``-th place not in ``places``."""
+    # The others before it are those at places up to its own, found by bisection on
+    # ``places[j] - j`` (the writes before other ``j``), which never decreases.
+    return w + int(np.searchsorted(places - np.arange(len(places)), w, side="right"))
+
+
+def _merged(a: _Parsed, b: _Parsed) -> _Parsed:
+    """Two ``_Parsed`` arrays of events at distinct positions, as one in their order."""
+    if not len(b.positions):
+        return a
+    if not len(a.positions):
+        return b
+    order = np.argsort(np.concatenate([a.positions, b.positions]), kind="stable")
+    counts = np.concatenate([np.diff(a.ends, prepend=0), np.diff(b.ends, prepend=0)])
+    starts = np.concatenate([a.ends, b.ends + len(a.columns)]) - counts
+    counts, starts = counts[order], starts[order]
+    ends = np.cumsum(counts)
+    values = np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]))
+    return _Parsed(
+        np.concatenate([a.entities, b.entities])[order],
+        np.concatenate([a.first, b.first])[order],
+        np.concatenate([a.second, b.second])[order],
+        ends,
+        np.concatenate([a.positions, b.positions])[order],
+        np.concatenate([a.columns, b.columns])[values],
     )
 
 

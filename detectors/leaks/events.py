@@ -13,9 +13,12 @@ import dataclasses
 import hashlib
 import math
 import numbers
+import operator
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 Scalar = bool | int | float | str | None
 EntityId = str | int
@@ -124,21 +127,22 @@ def all_finite(values: Sequence[Any]) -> bool:
     return all(map(finite, values))
 
 
-def _identity_ok(entity_id: Any, feature: str | None = None) -> bool:
+def _entity_ok(entity_id: Any) -> bool:
+    """Whether ``entity_id`` is a str or an int (not a bool)."""
     # Exact types first (nearly every event): isinstance of a union costs more per call.
     kind = type(entity_id)
-    entity_ok = kind is str or kind is int
-    if not entity_ok:
-        entity_ok = isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
-    if feature is None or not entity_ok:
-        return entity_ok
+    if kind is str or kind is int:
+        return True
+    return isinstance(entity_id, str | int) and not isinstance(entity_id, bool)
+
+
+def _feature_ok(feature: Any) -> bool:
+    """Whether ``feature`` is a non-empty str (None is malformed: a detector keys on it)."""
     return (type(feature) is str or isinstance(feature, str)) and feature != ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
-class _CheckedWrite(FeatureWrite):
-    """A :class:`FeatureWrite` ``write_event`` found well-formed: frozen, it stays so, and
-    ``checked_write`` takes it without checking it again."""
+def _identity_ok(entity_id: Any, feature: Any) -> bool:
+    return _entity_ok(entity_id) and _feature_ok(feature)
 
 
 def entity_hash(entity_id: EntityId) -> int:
@@ -190,21 +194,212 @@ def request_hashes(request_ids: Iterable[str]) -> list[int]:
     return hashes64(b"r", request_ids)
 
 
-def write_event(
-    entity_id: Any, feature: Any, value: Any, event_at: Any, written_at: Any
-) -> FeatureWrite:
-    """The :class:`FeatureWrite` of these fields, marked well-formed when it is: a caller
-    that hands one write to several detectors has it checked once (a malformed one is
-    handed on unmarked, for each detector to reject and count)."""
-    if _identity_ok(entity_id, feature) and finite(event_at) and finite(written_at):
-        return _CheckedWrite(entity_id, feature, value, event_at, written_at)
-    return FeatureWrite(entity_id, feature, value, event_at, written_at)
+class WriteColumns(NamedTuple):
+    """Writes as columns, an entry per write in order (``write_columns``): what the leak
+    detectors' column entries read, without an object per write.
+
+    Attributes
+    ----------
+    positions
+        Each write's position in its batch (intp).
+    entity_ids
+        The entity ids, as given.
+    entities
+        Each entity id's ``entity_hash`` (uint64), malformed ids included.
+    features
+        The distinct features, in order of first write.
+    codes
+        Each write's feature, as its index in ``features`` (intp).
+    values
+        The values written, as given.
+    event_at, written_at
+        The times as floats (float64), NaN where a time is not a real number.
+    lags
+        ``float(written_at - event_at)`` of each well-formed write (float64; anything
+        for the others).
+    ok
+        Whether each write is well-formed (``checked_write``'s checks: an entity id of
+        str or int, a feature of a non-empty str, ``finite`` times).
+    """
+
+    positions: np.ndarray
+    entity_ids: list[Any]
+    entities: np.ndarray
+    features: tuple[Any, ...]
+    codes: np.ndarray
+    values: list[Any]
+    event_at: np.ndarray
+    written_at: np.ndarray
+    lags: np.ndarray
+    ok: np.ndarray
+
+    def take(self, rows: slice | np.ndarray) -> WriteColumns:
+        """The writes ``rows`` (a slice, or indices in order)."""
+        if isinstance(rows, slice):
+            entity_ids, values = self.entity_ids[rows], self.values[rows]
+        else:
+            picked = rows.tolist()
+            entity_ids = [self.entity_ids[w] for w in picked]
+            values = [self.values[w] for w in picked]
+        return WriteColumns(
+            self.positions[rows],
+            entity_ids,
+            self.entities[rows],
+            self.features,
+            self.codes[rows],
+            values,
+            self.event_at[rows],
+            self.written_at[rows],
+            self.lags[rows],
+            self.ok[rows],
+        )
+
+    def event(self, w: int) -> FeatureWrite | None:
+        """Write ``w`` as a :class:`FeatureWrite` of its columns (its times the floats
+        the detectors read), None if it is malformed (every detector rejects it)."""
+        if not self.ok[w]:
+            return None
+        return FeatureWrite(
+            self.entity_ids[w],
+            self.features[self.codes[w]],
+            self.values[w],
+            float(self.event_at[w]),
+            float(self.written_at[w]),
+        )
+
+
+def interleaved(writes: WriteColumns, others: Sequence[Any], places: np.ndarray) -> list[Any]:
+    """``writes`` (each ``WriteColumns.event``) and ``others`` as one list of events,
+    ``others[j]`` at ``places[j]`` (increasing): what a column entry of a few events
+    reads one by one."""
+    events: list[Any] = []
+    w = 0
+    for j, place in enumerate([*places.tolist(), len(writes.ok) + len(others)]):
+        while len(events) < place:
+            events.append(writes.event(w))
+            w += 1
+        if j < len(others):
+            events.append(others[j])
+    return events
+
+
+_get_entity_id = operator.attrgetter("entity_id")
+_get_feature = operator.attrgetter("feature")
+_get_value = operator.attrgetter("value")
+_get_event_at = operator.attrgetter("event_at")
+_get_written_at = operator.attrgetter("written_at")
+# Ints below this in size are floats exactly.
+_EXACT = 1 << 53
+_STR_OR_INT, _INT, _FLOAT = frozenset({str, int}), frozenset({int}), frozenset({float})
+
+
+def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None) -> WriteColumns:
+    """The ``WriteColumns`` of ``writes`` (anything with a write's five fields: a
+    :class:`FeatureWrite`, a decoded record), at ``positions`` in their batch (default:
+    ``0, 1, ...``). Each field is read over all writes in a C-level pass; entity hashes
+    come from the kept ones (``entity_hash``); times that are all ints or all floats are
+    converted at once, others (malformed ones) one by one."""
+    n = len(writes)
+    if n == 1:
+        # Most batches of one record: each field as ``checked_write`` reads it, without
+        # the passes (whose fixed cost is most of such a batch's).
+        return _one_write(writes[0], 0 if positions is None else positions[0])
+    entity_ids = list(map(_get_entity_id, writes))
+    features = list(map(_get_feature, writes))
+    event_at = list(map(_get_event_at, writes))
+    written_at = list(map(_get_written_at, writes))
+    names = dict.fromkeys(features)
+    if len(names) > 1:
+        codes_of = {name: code for code, name in enumerate(names)}
+        codes = np.fromiter(map(codes_of.__getitem__, features), np.intp, n)
+    else:
+        codes = np.zeros(n, np.intp)
+    if all(map(_feature_ok, names)):
+        ok = np.empty(n, bool)
+        ok.fill(True)
+    else:
+        ok = np.array(list(map(_feature_ok, names)), bool)[codes]
+    if set(map(type, entity_ids)) <= _STR_OR_INT:
+        found = list(map(_hashes.get, entity_ids))
+        if None in found:
+            found = [
+                entity_hash(e) if h is None else h for e, h in zip(entity_ids, found, strict=True)
+            ]
+    else:
+        found = list(map(entity_hash, entity_ids))
+        ok &= np.fromiter(map(_entity_ok, entity_ids), bool, n)
+    times = set(map(type, event_at)) | set(map(type, written_at))
+    # Ints a float holds exactly: their difference rounds once, as ``float(w - e)``.
+    exact = times == _INT and min(min(event_at), min(written_at)) > -_EXACT
+    exact = exact and max(max(event_at), max(written_at)) < _EXACT
+    if exact or times <= _FLOAT:
+        firsts, seconds = np.array(event_at, np.float64), np.array(written_at, np.float64)
+        lags = seconds - firsts
+        if not exact:
+            ok &= np.isfinite(firsts) & np.isfinite(seconds)
+    else:
+        # Other or mixed times (malformed ones among them): one by one, as
+        # ``checked_write`` and the detectors' arithmetic take them.
+        timed = np.fromiter(map(_times_ok, event_at, written_at), bool, n)
+        ok &= timed
+        firsts = np.fromiter(map(_as_float, event_at), np.float64, n)
+        seconds = np.fromiter(map(_as_float, written_at), np.float64, n)
+        lags = np.fromiter(
+            (
+                float(w - e) if t else math.nan
+                for e, w, t in zip(event_at, written_at, timed, strict=True)
+            ),
+            np.float64,
+            n,
+        )
+    return WriteColumns(
+        np.arange(n) if positions is None else np.array(positions, np.intp),
+        entity_ids,
+        np.fromiter(found, np.uint64, n),
+        tuple(names),
+        codes,
+        list(map(_get_value, writes)),
+        firsts,
+        seconds,
+        lags,
+        ok,
+    )
+
+
+def _one_write(x: Any, position: int) -> WriteColumns:
+    """``write_columns`` of the write ``x`` alone, at ``position``."""
+    entity_id, feature, event_at, written_at = x.entity_id, x.feature, x.event_at, x.written_at
+    ok = _identity_ok(entity_id, feature) and _times_ok(event_at, written_at)
+    return WriteColumns(
+        np.array([position], np.intp),
+        [entity_id],
+        np.array([entity_hash(entity_id)], np.uint64),
+        (feature,),
+        np.zeros(1, np.intp),
+        [x.value],
+        np.array([_as_float(event_at)]),
+        np.array([_as_float(written_at)]),
+        np.array([float(written_at - event_at) if ok else math.nan]),
+        np.array([ok]),
+    )
+
+
+def _times_ok(event_at: Any, written_at: Any) -> bool:
+    return finite(event_at) and finite(written_at)
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)`` of a real number (a stream time compares it so), else NaN."""
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.nan
+    return math.nan
 
 
 def checked_write(x: Any) -> FeatureWrite | None:
     """``x`` if it is a well-formed :class:`FeatureWrite`, else ``None``."""
-    if type(x) is _CheckedWrite:
-        return x
     if (
         isinstance(x, FeatureWrite)
         and _identity_ok(x.entity_id, x.feature)
@@ -219,7 +414,7 @@ def checked_label(x: Any) -> Label | None:
     """``x`` if it is a well-formed :class:`Label` with a class of 0 or 1, else ``None``."""
     if (
         isinstance(x, Label)
-        and _identity_ok(x.entity_id)
+        and _entity_ok(x.entity_id)
         and isinstance(x.label, numbers.Real)
         and x.label in (0, 1)
         and finite(x.label_at)

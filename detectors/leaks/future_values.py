@@ -13,7 +13,13 @@ from river import base
 
 from detectors._batch import TupleEvents
 from detectors.leaks._arguments import require_counts, require_durations
-from detectors.leaks.events import ServedFeature, _identity_ok, checked_served
+from detectors.leaks.events import (
+    ServedFeature,
+    _entity_ok,
+    _feature_ok,
+    _identity_ok,
+    checked_served,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +199,8 @@ class FutureValues(TupleEvents, base.Base):
         with np.errstate(invalid="ignore", over="ignore"):
             skews = written_at - predicted_at[:, np.newaxis]
         # A row is well-formed when its entity and its feature are (``_identity_ok``).
-        entity_ok = np.fromiter(map(_identity_ok, entity_ids), np.bool_, n)
-        feature_ok = np.fromiter((_identity_ok("", f) for f in features), np.bool_, width)
+        entity_ok = np.fromiter(map(_entity_ok, entity_ids), np.bool_, n)
+        feature_ok = np.fromiter(map(_feature_ok, features), np.bool_, width)
         valid = (entity_ok & np.isfinite(predicted_at))[:, np.newaxis] & feature_ok
         valid &= np.isfinite(written_at)
         future = valid & (skews > self.skew_tolerance)
@@ -284,7 +290,7 @@ def _all_distinct_ok(entity_ids: Sequence[Any], features: Sequence[Any]) -> bool
     except Exception:  # a value whose hash or comparison fails: row by row, as before
         return False
     # An entity that passes makes the row's verdict its feature's.
-    return all(_identity_ok(e) for _, e in entities) and all(_identity_ok("", f) for _, f in names)
+    return all(_entity_ok(e) for _, e in entities) and all(_feature_ok(f) for _, f in names)
 
 
 def _per_feature(

@@ -32,10 +32,13 @@ from detectors.leaks.events import (
     FeatureWrite,
     Label,
     Scalar,
+    WriteColumns,
     checked_label,
     checked_write,
     entity_hash,
+    interleaved,
     is_null,
+    write_columns,
 )
 
 # Axes of a feature's counters: kind of write, class, lag bin, then the statistic
@@ -51,6 +54,8 @@ _NO_WRITE = -math.inf
 _FEW_EVENTS = 2
 # A batch's events as the compiled loop reads them (``_read``).
 _Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# Values written whose nulls numpy finds at once.
+_FLOAT_OR_NONE = frozenset({float, type(None)})
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -450,7 +455,34 @@ class LabelCoincidentWrites(base.Base):
             for i, x in enumerate(events):
                 self._step(x, i)
             return
-        columns, new_features = self._read(events)
+        at = [i for i, x in enumerate(events) if isinstance(x, FeatureWrite)]
+        writes = write_columns([events[i] for i in at], at)
+        others = np.ones(len(events), bool)
+        others[at] = False
+        places = np.flatnonzero(others)
+        self._update_columns(writes, [events[i] for i in places.tolist()], places)
+
+    def update_writes(
+        self, writes: WriteColumns, labels: Sequence[Any], places: np.ndarray
+    ) -> None:
+        """Reads ``writes`` and ``labels`` as one batch, exactly as ``update_many`` would:
+        ``labels[j]`` at place ``places[j]`` (increasing), the writes in order at the
+        places left. ``flags``, ``detections`` and ``halvings`` give those places."""
+        self._batch_events = ()
+        self._halvings = ()
+        if len(writes.ok) + len(labels) < _FEW_EVENTS:
+            for i, x in enumerate(interleaved(writes, labels, places)):
+                self._step(x, i)
+            return
+        self._update_columns(writes, labels, places)
+
+    def _update_columns(
+        self, writes: WriteColumns, others: Sequence[Any], places: np.ndarray
+    ) -> None:
+        """``update_writes``, its events (``others``: anything but writes, each rejected
+        unless a well-formed :class:`Label`) read as the compiled loop's columns
+        (``_read``); the loop comes back here for what is rare (``update_many``)."""
+        columns, new_features = self._read(writes, others, places)
         # Each is made where the loop reaches it; the room for them all, made at once, is
         # the room they would have made one by one (``_column``).
         width = self._width(len(self._columns) + len(new_features))
@@ -520,70 +552,94 @@ class LabelCoincidentWrites(base.Base):
                 context[_coincide.FLAGGED] = bool(self._new_flags)
             else:
                 if stop == _coincide.ALONE:
-                    self._step(events[i], i)
+                    self._step(self._event(writes, others, places, i), i)
                 else:
                     self._take_flags(i)
                 context[_coincide.EVENT] = i + 1
 
-    def _read(self, events: Sequence[Any]) -> tuple[_Columns, list[str]]:
-        """The events as the compiled loop's columns (kind, entity key, feature column,
-        ``event_at`` or a label's ``label_at``, ``written_at``, whether of null, class), and
-        the features they add, in order: a write's column is the one its feature has, or
-        will have when the features come in order. Field by field over the writes, then
-        the labels: a pass per field costs less than a pass per event."""
-        n = len(events)
-        checked = list(map(checked_write, events))
-        writes = [w for w in checked if w is not None]
+    @staticmethod
+    def _event(writes: WriteColumns, others: Sequence[Any], places: np.ndarray, i: int) -> Any:
+        """The event at place ``i`` of ``_update_columns``'s batch."""
+        j = int(np.searchsorted(places, i))
+        if j < len(places) and places[j] == i:
+            return others[j]
+        return writes.event(i - j)
+
+    def _read(
+        self, writes: WriteColumns, others: Sequence[Any], places: np.ndarray
+    ) -> tuple[_Columns, list[str]]:
+        """The events of ``_update_columns`` as the compiled loop's columns (kind, entity
+        key, feature column, ``event_at`` or a label's ``label_at``, ``written_at``,
+        whether of null, class), and the features they add, in order: a write's column is
+        the one its feature has, or will have when the features come in order. Field by
+        field over the writes, then the labels."""
+        ok = writes.ok
+        # The column of each feature, or the one it will have: in order of first
+        # well-formed write, within ``max_features``.
+        features = writes.features
+        codes = writes.codes
+        found = np.array([self._columns.get(f, -1) for f in features], np.int64)
+        added: list[str] = []
+        if (found < 0).any() and (found[codes[ok]] < 0).any():
+            room = self.max_features - len(self._columns)
+            good = codes[ok]
+            first = np.unique(good, return_index=True)[1]
+            for code in good[np.sort(first)].tolist():
+                if found[code] < 0:
+                    if len(added) < room:
+                        found[code] = len(self._columns) + len(added)
+                        added.append(features[code])
+                    else:
+                        found[code] = _coincide.IGNORED
+        # The loop reads nothing else of a malformed write (``MALFORMED`` is ``WRITE - 1``).
+        write_kinds = ok.astype(np.int8) + np.int8(_coincide.MALFORMED)
+        write_columns = found[codes]
+        write_nulls = self._nulls(writes.values)
+        n = len(ok) + len(others)
+        if not len(others):
+            classes = np.zeros(n, np.int8)
+            columns = (write_kinds, writes.entities, write_columns, writes.event_at)
+            return (*columns, writes.written_at, write_nulls, classes), added
+        is_write = np.ones(n, bool)
+        is_write[places] = False
+        at_writes = np.flatnonzero(is_write)
+        checked = [checked_label(x) for x in others]
+        at_labels = places[[j for j, label in enumerate(checked) if label is not None]]
+        labels = [label for label in checked if label is not None]
         kinds = np.full(n, _coincide.MALFORMED, np.int8)
-        column_of = np.full(n, _coincide.IGNORED, np.int64)
-        nulls = np.zeros(n, np.bool_)
-        classes = np.zeros(n, np.int8)
-        at_labels = np.zeros(0, np.intp)
-        labels: list[Label] = []
-        at_writes: slice | np.ndarray = slice(None)
-        if len(writes) < n:
-            # Index arrays made once: each assignment would convert a list again.
-            at_writes = np.array([i for i, w in enumerate(checked) if w is not None], np.intp)
-            maybe = [(i, checked_label(events[i])) for i, w in enumerate(checked) if w is None]
-            at_labels = np.array([i for i, label in maybe if label is not None], np.intp)
-            labels = [label for _, label in maybe if label is not None]
-        keys = np.zeros(n, np.uint64)
-        keys[at_writes] = [entity_hash(w.entity_id) for w in writes]
-        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
-        kinds[at_writes] = _coincide.WRITE
+        kinds[at_writes] = write_kinds
         kinds[at_labels] = _coincide.LABEL
-        features = [w.feature for w in writes]
-        columns = self._columns
-        found: list[Any] = list(map(columns.get, features))
-        added: dict[str, int] = {}
-        if None in found:
-            room = self.max_features - len(columns)
-            for j, (feature, column) in enumerate(zip(features, found, strict=True)):
-                if column is None:
-                    column = added.get(feature)
-                    if column is None:
-                        column = _coincide.IGNORED
-                        if len(added) < room:
-                            column = added[feature] = len(columns) + len(added)
-                    found[j] = column
-        column_of[at_writes] = found
-        if self.sentinels:
-            nulls[at_writes] = [is_null(w.value, self.sentinels) for w in writes]
-        else:
-            # ``is_null`` without sentinels, inline: a call per write costs as much again.
-            isnan = math.isnan
-            nulls[at_writes] = [
-                (v := w.value) is None or (isinstance(v, float) and isnan(v)) for w in writes
-            ]
+        keys = np.zeros(n, np.uint64)
+        keys[at_writes] = writes.entities
+        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
+        column_of = np.full(n, _coincide.IGNORED, np.int64)
+        column_of[at_writes] = write_columns
+        nulls = np.zeros(n, np.bool_)
+        nulls[at_writes] = write_nulls
         event_at = np.zeros(n, np.float64)
-        event_at[at_writes] = [float(w.event_at) for w in writes]
+        event_at[at_writes] = writes.event_at
         written_at = np.zeros(n, np.float64)
-        written_at[at_writes] = [float(w.written_at) for w in writes]
+        written_at[at_writes] = writes.written_at
         label_at = [float(label.label_at) for label in labels]
         event_at[at_labels] = label_at
         written_at[at_labels] = label_at
+        classes = np.zeros(n, np.int8)
         classes[at_labels] = [int(label.label) for label in labels]
-        return (kinds, keys, column_of, event_at, written_at, nulls, classes), list(added)
+        return (kinds, keys, column_of, event_at, written_at, nulls, classes), added
+
+    def _nulls(self, values: list[Any]) -> np.ndarray:
+        """``is_null`` of each value written, with the detector's sentinels."""
+        if self.sentinels:
+            sentinels = self.sentinels
+            return np.array([is_null(value, sentinels) for value in values], np.bool_)
+        if set(map(type, values)) <= _FLOAT_OR_NONE:
+            # Floats and None only: NaN where ``is_null`` finds one (numpy reads None so).
+            return np.isnan(np.array(values, np.float64))
+        # ``is_null`` without sentinels, inline: a call per write costs as much again.
+        isnan = math.isnan
+        return np.array(
+            [v is None or (isinstance(v, float) and isnan(v)) for v in values], np.bool_
+        )
 
     def _step(self, x: Any, position: int) -> None:
         """Reads one event, the ``position``-th of its batch."""

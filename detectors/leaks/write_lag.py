@@ -8,18 +8,17 @@ import dataclasses
 import itertools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from river import base
 
 from detectors._batch import TupleEvents
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks.events import checked_write
-
-_FEATURE = operator.attrgetter("feature")
+from detectors.leaks.events import FeatureWrite, WriteColumns, checked_write, write_columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,10 +176,19 @@ class WriteLag(TupleEvents, base.Base):
         """Reads one :class:`FeatureWrite`; anything else is counted in ``rejected``."""
         if self._batch_events:
             self._batch_events = ()
-        found = self._lag_of(x)
-        if found is None:
+        write = checked_write(x)
+        if write is None:
+            self._rejected += 1
             return
-        feature, row, lag = found
+        self._add_lag(0, write.feature, float(write.written_at - write.event_at))
+
+    def _add_lag(self, position: int, feature: str, lag: float) -> None:
+        """``update`` of a well-formed write, the ``position``-th of its batch."""
+        row = self._rows.get(feature)
+        if row is None:
+            if len(self._rows) >= self.max_features:
+                return
+            row = self._add(feature)
         bucket = bucket_key(lag, self._log_gamma) if lag > 1.0 else 0
         buckets = self._buckets[row]
         buckets[bucket] = buckets.get(bucket, 0) + 1
@@ -192,51 +200,64 @@ class WriteLag(TupleEvents, base.Base):
             counts[at + _OVER_REFERENCE] += bucket > counts[at + _REFERENCE]
         if counts[at + _WINDOW_WRITES] == self.window:
             self._close_window(row)
-            self._batch_events = ((0, self._summary(feature, row)),)
+            self._add_event((position, self._summary(feature, row)))
 
     def update_many(self, values: Sequence[Any]) -> None:
         """Reads a batch of writes: the same state as ``update`` on each in turn, and
-        ``windows_closed`` at the same positions.
+        ``windows_closed`` at the same positions (``update_writes`` of their columns;
+        anything not a :class:`FeatureWrite` is counted in ``rejected``)."""
+        if self._small(len(values)):
+            self._update_each(values)
+            return
+        at = [i for i, x in enumerate(values) if isinstance(x, FeatureWrite)]
+        writes = write_columns([values[i] for i in at], at)
+        self.update_writes(writes)
+        self._rejected += len(values) - len(at)
+
+    def update_writes(self, writes: WriteColumns, rows: np.ndarray | None = None) -> None:
+        """Reads the writes ``rows`` of ``writes`` (all of them by default), in order: the
+        same state as ``update`` of each write in turn; ``windows_closed`` gives each
+        write its ``writes.positions``.
 
         Each feature's writes are counted a window's share at a time (its sketch's counts
         with one ``Counter``, those over the SLA and the reference by comparisons mapped in
         C). A lag's bucket key is ``math.log``'s, as in ``update``: numpy's logarithm may
-        differ in the last bit, which would move a lag on a bucket's edge. A batch of one
-        feature's writes (the leak watch's) is one run, without grouping write by write.
+        differ in the last bit, which would move a lag on a bucket's edge. A few writes go
+        one at a time, without the numpy calls.
         """
-        if self._small(len(values)):
-            self._update_each(values)
-            return
         self._batch_events = ()
-        checked = list(map(checked_write, values))
-        writes = [w for w in checked if w is not None]
-        self._rejected += len(checked) - len(writes)
-        positions: Sequence[int] = range(len(checked))
-        if len(writes) < len(checked):
-            positions = [i for i, w in enumerate(checked) if w is not None]
-        features = list(map(_FEATURE, writes))
-        lags = [float(w.written_at - w.event_at) for w in writes]
-        # Per feature, in the order of its writes: positions in the batch and lags.
-        runs: Mapping[str, tuple[Sequence[int], list[float]]] = {}
-        if len(dict.fromkeys(features)) == 1:
-            runs = {features[0]: (positions, lags)}
-        elif features:
-            grouped: dict[str, tuple[list[int], list[float]]] = {}
-            for feature, i, lag in zip(features, positions, lags, strict=True):
-                run = grouped.get(feature)
-                if run is None:
-                    run = grouped[feature] = ([], [])
-                run[0].append(i)
-                run[1].append(lag)
-            runs = grouped
-        rows = self._rows
-        for feature, (at, lag_list) in runs.items():
-            row = rows.get(feature)
+        names, positions = writes.features, writes.positions
+        if self._small(len(writes.ok) if rows is None else len(rows)):
+            for w in range(len(writes.ok)) if rows is None else rows.tolist():
+                if writes.ok[w]:
+                    code = writes.codes[w]
+                    self._add_lag(int(positions[w]), names[code], float(writes.lags[w]))
+                else:
+                    self._rejected += 1
+            return
+        picked = writes.ok if rows is None else writes.ok[rows]
+        if picked.all():
+            good = np.arange(len(picked)) if rows is None else rows
+        else:
+            good = np.flatnonzero(picked) if rows is None else rows[picked]
+        self._rejected += len(picked) - len(good)
+        if not len(good):
+            return
+        codes = writes.codes[good]
+        # Per feature, in order of its first write (a feature's writes alone: the leak
+        # watch's).
+        order = [int(codes[0])]
+        if not (codes == order[0]).all():
+            order = list(dict.fromkeys(codes.tolist()))
+        for code in order:
+            feature = names[code]
+            row = self._rows.get(feature)
             if row is None:
-                if len(rows) >= self.max_features:
+                if len(self._rows) >= self.max_features:
                     continue
                 row = self._add(feature)
-            self._count(feature, row, at, lag_list)
+            taken = good if len(order) == 1 else good[codes == code]
+            self._count(feature, row, positions[taken].tolist(), writes.lags[taken].tolist())
         self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
 
     def _count(
@@ -266,20 +287,6 @@ class WriteLag(TupleEvents, base.Base):
                 self._close_window(row)
                 self._add_event((positions[stop - 1], self._summary(feature, row)))
             start = stop
-
-    def _lag_of(self, x: Any) -> tuple[str, int, float] | None:
-        """A write's feature, that feature's row and the write's lag; None for a write
-        ``update`` ignores (counted in ``rejected`` when malformed)."""
-        write = checked_write(x)
-        if write is None:
-            self._rejected += 1
-            return None
-        row = self._rows.get(write.feature)
-        if row is None:
-            if len(self._rows) >= self.max_features:
-                return None
-            row = self._add(write.feature)
-        return write.feature, row, float(write.written_at - write.event_at)
 
     def _add(self, feature: str) -> int:
         """A row for a feature's first write."""

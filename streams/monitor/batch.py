@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
-from detectors.leaks.events import request_hash, request_hashes
+from detectors.leaks.events import WriteColumns, request_hash, request_hashes, write_columns
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 
 __all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "ROLES", "Batch", "Record"]
@@ -41,6 +41,8 @@ KIND_PREDICTION, KIND_LABEL, KIND_WRITE = 0, 1, 2
 # A prediction's role, as the code in ``Batch.role``.
 ROLES = ("live", "fallback", "shadow")
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
+# The columns of a batch without writes (``Batch.writes``), read and never changed.
+_NO_WRITES = write_columns(())
 # ``written_at`` of a feature a prediction did not carry.
 MISSING_MS = np.iinfo(np.int64).min
 
@@ -141,6 +143,18 @@ class Batch:
                 itertools.count(), map(isinstance, records, itertools.repeat(Prediction))
             )
         )
+
+    @_cached
+    def writes(self) -> WriteColumns:
+        """The batch's feature writes as columns (``write_columns``: each field read in a
+        C-level pass, entity hashes from the kept ones), each at its position in the
+        batch."""
+        records = self.records
+        mask = list(map(isinstance, records, itertools.repeat(FeatureWrite)))
+        if True not in mask:
+            return _NO_WRITES
+        positions = list(itertools.compress(itertools.count(), mask))
+        return write_columns(list(itertools.compress(records, mask)), positions)
 
     @_cached
     def predictions(self) -> list[Prediction]:

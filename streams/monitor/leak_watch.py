@@ -91,23 +91,22 @@ import itertools
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from detectors._batch import SMALL_BATCH
 from detectors._compiled import compiled
 from detectors.health.evidence import Evidence
-from detectors.leaks._memory import KeyTable, in_sample, probe_compiled, vacate_compiled
+from detectors.leaks._memory import KeyTable, probe_compiled, vacate_compiled
 from detectors.leaks.availability_gap import AvailabilityGap, ServedRun, ServedValues
-from detectors.leaks.events import FeatureWrite as WriteEvent
 from detectors.leaks.events import (
     Label,
     ServedFeature,
+    WriteColumns,
     entity_hash,
     finite,
     request_hash,
-    write_event,
 )
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
@@ -492,42 +491,114 @@ def _observe(
     model: Model, watch: LeakWatch, batch: Batch, every_role: bool
 ) -> list[tuple[int, LeakEffects]]:
     """``observe_many``; predictions that are not ``live`` move the stream time only if
-    ``every_role``. A batch's live predictions go as runs of columns when they can
-    (``_served``), else each alone (``_prediction``)."""
+    ``every_role``. The batch's writes go as runs of its columns (``Batch.writes``),
+    between the other records, cut where a round of points is due; its live predictions
+    go as runs of columns when they can (``_served``), else each alone (``_prediction``)."""
     found: list[tuple[int, LeakEffects]] = []
-    pending = _Pending()
+    writes = batch.writes
+    monitored = watch.write_lag
+    # Per write: whether its feature is monitored, the monitored writes before it, and the
+    # latest write time up to it (-inf before any; NaN is no time).
+    followed = [name in monitored for name in writes.features]
+    before = list(itertools.accumulate(map(followed.__getitem__, writes.codes.tolist()), initial=0))
+    if len(writes.ok) > SMALL_BATCH:
+        latest = np.fmax.accumulate(np.fmax(writes.written_at, -math.inf)).tolist()
+    else:
+        # ``max`` keeps the first unless the second is greater, as the stream time does.
+        latest = list(itertools.accumulate(writes.written_at.tolist(), max, initial=-math.inf))
+        del latest[0]
+    positions = writes.positions.tolist()
+    pending = _Pending(writes, 0, before)
     stream_time = watch.stream_time
     served = _served(watch, batch)
+    records = batch.records
     n = -1
-    for k, record in enumerate(batch.records):
-        # Exact types first: most records are writes, and isinstance costs more.
-        if type(record) is FeatureWrite or isinstance(record, FeatureWrite):
-            _write(watch, record, k, pending)
-            at = record.written_at
-        elif isinstance(record, Prediction):
+    # The records that are not writes, then the batch's end.
+    for k in itertools.chain(_others(batch, writes), (len(records),)):
+        # The writes before it first: at once, unless a round falls due among them.
+        end = bisect.bisect_left(positions, k, pending.stop)
+        if end > pending.stop:
+            if stream_time < watch.next_report_at > latest[end - 1]:
+                stream_time = max(stream_time, latest[end - 1])
+                pending.stop = end
+            else:
+                pending, stream_time = _queue_writes(
+                    model, watch, pending, end, latest, stream_time, served, found
+                )
+        if k == len(records):
+            break
+        record = records[k]
+        if isinstance(record, Prediction):
             n += 1
             at = record.predicted_at
             if record.role == "live":
                 if served is None:
                     _prediction(watch, record, batch.request_hashes[n], k, pending)
                 else:
-                    # Its gap slot, and its place among the gap's other events.
-                    pending.served.append((n, len(pending.slots), len(pending.gap)))
-                    pending.slots.append((k, at))
+                    # Its number, its record, and the gap events queued before it.
+                    pending.served.append((n, k, len(pending.gap)))
+                    pending.at[k * _SUB] = at
             elif not every_role:
                 continue
         else:
-            _label(watch, record, k, pending, served)
-            at = record.label_at
+            truth = cast(GroundTruth, record)
+            _label(watch, truth, k, pending, served)
+            at = truth.label_at
         if at > stream_time:
             stream_time = float(at)
         if stream_time >= watch.next_report_at:
             watch.stream_time = stream_time
             found += _effects(model, watch, pending, k, served)
-            pending = _Pending()
+            pending = _Pending(writes, pending.stop, before)
     watch.stream_time = stream_time
     found += _effects(model, watch, pending, None, served)
     return found
+
+
+def _others(batch: Batch, writes: WriteColumns) -> Sequence[int]:
+    """The positions of the batch's records that are not writes, in order."""
+    if not len(writes.positions):
+        return range(len(batch))
+    if len(writes.positions) == len(batch):
+        return ()
+    others = np.ones(len(batch), bool)
+    others[writes.positions] = False
+    listed: list[int] = np.flatnonzero(others).tolist()
+    return listed
+
+
+def _queue_writes(
+    model: Model,
+    watch: LeakWatch,
+    pending: _Pending,
+    end: int,
+    latest: list[float],
+    stream_time: float,
+    served: _Served | None,
+    found: list[tuple[int, LeakEffects]],
+) -> tuple[_Pending, float]:
+    """Queues the batch's writes up to ``end`` (``latest``: the latest write time up to
+    each), each round of points due after one of them with the effects so far (added to
+    ``found``); the pending events after, and the stream time."""
+    w = pending.stop
+    positions = pending.writes.positions
+    while w < end:
+        due = watch.next_report_at
+        if stream_time >= due:
+            last = w
+        elif latest[end - 1] >= due:
+            last = bisect.bisect_left(latest, due, w, end)
+        else:
+            stream_time = max(stream_time, latest[end - 1])
+            w = end
+            break
+        stream_time = max(stream_time, latest[last])
+        w = pending.stop = last + 1
+        watch.stream_time = stream_time
+        found += _effects(model, watch, pending, int(positions[last]), served)
+        pending = _Pending(pending.writes, w, pending.before)
+    pending.stop = w
+    return pending, stream_time
 
 
 class _Served(NamedTuple):
@@ -603,41 +674,60 @@ def _put(watch: LeakWatch, pending: _Pending, served: _Served) -> None:
         pending.put = len(pending.served)
 
 
+# A record's slots (its events that may give evidence) are ``k * _SUB + j``: evidence
+# comes in the order of its slots, record after record. A record has fewer events than
+# this (a prediction's values with ``future``: the model's features).
+_SUB = 1 << 20
+
+
 class _Pending:
-    """The detectors' events of records not read yet, and where each record's evidence
-    comes from. Evidence comes in the order of its slots: one per event of a sequential
-    detector that may flag (its record, its time in ms), each slot's flags first, then
-    what else its record found there (a window its write closed, a value from the
+    """The detectors' events of records not read yet, and the time of each slot that is
+    not a write's. A run of the batch's writes (``start`` to ``stop``, ``before``: the
+    monitored writes before each), its labels and the gap's other events, each with its
+    record; evidence comes in the order of slots (``_SUB``), each slot's flags first,
+    then what else its record found there (a window its write closed, a value from the
     future)."""
 
-    def __init__(self) -> None:
-        self.coincidence: list[WriteEvent | Label] = []
-        self.gap: list[WriteEvent | ServedFeature | ServedValues] = []
-        # Per gap event, the coincidence events queued before it (its record's included):
-        # label_leak's sample after them is the one it is read in.
+    def __init__(self, writes: WriteColumns, start: int, before: list[int]) -> None:
+        self.writes = writes
+        self.start = self.stop = start
+        self.before = before
+        self.labels: list[Label] = []
+        self.label_records: list[int] = []
+        # The gap's events that are not writes, each one's slot, and the labels queued
+        # before it (its record's included): label_leak's sample after them (and the
+        # writes before it) is the one it is read in.
+        self.gap: list[ServedFeature | ServedValues] = []
+        self.gap_slots: list[int] = []
         self.gap_after: list[int] = []
-        self.slots: list[tuple[int, float]] = []
-        # The slot of each coincidence event, and of each gap event that may flag.
-        self.coincidence_slots: list[int] = []
-        self.gap_slots: dict[int, int] = {}
+        # Each slot's time, but writes' (their write time).
+        self.at: dict[int, float] = {}
         # Evidence found at once, by slot.
         self.found: dict[int, list[Evidence]] = {}
-        # Per feature monitored, its writes not read yet, and the slot of each.
-        self.lag: dict[str, tuple[list[WriteEvent], list[int]]] = {}
         # Live predictions going as a run (``_served``): each one's number among the
-        # batch's predictions, its slot and the gap events queued before it; and how many
-        # of them the request map has.
+        # batch's predictions, its record and the gap events (not writes) queued before
+        # it; and how many of them the request map has.
         self.served: list[tuple[int, int, int]] = []
         self.put = 0
 
-    def gap_slot(self, k: int, event: Any, at_ms: float) -> int:
-        """Queues a gap event of record ``k``, which may flag; its slot."""
-        slot = len(self.slots)
-        self.slots.append((k, at_ms))
-        self.gap_slots[len(self.gap)] = slot
+    def gap_slot(self, k: int, j: int, event: Any, at_ms: float) -> int:
+        """Queues event ``j`` of record ``k`` for the gap, which may flag; its slot."""
+        slot = k * _SUB + j
+        self.at[slot] = at_ms
+        self.gap_slots.append(slot)
         self.gap.append(event)
-        self.gap_after.append(len(self.coincidence))
+        self.gap_after.append(len(self.labels))
         return slot
+
+    def followed(self) -> WriteColumns:
+        """The run's writes of monitored features."""
+        start, stop = self.start, self.stop
+        if self.before[stop] - self.before[start] == stop - start:
+            if stop - start == len(self.writes.ok):
+                return self.writes
+            return self.writes.take(slice(start, stop))
+        ok = np.diff(self.before[start : stop + 1]) > 0
+        return self.writes.take(start + np.flatnonzero(ok))
 
 
 def _effects(
@@ -650,14 +740,24 @@ def _effects(
     """Feeds the pending events; each record's effects, and the round of points after the
     record ``report_at`` (None: no round is due)."""
     coincidence, gap = watch.coincidence, watch.gap
+    watch.writes_ignored += (pending.stop - pending.start) - (
+        pending.before[pending.stop] - pending.before[pending.start]
+    )
+    writes = pending.followed()
     bits = coincidence.sample_bits
-    coincidence.update_many(pending.coincidence)
+    # Label j's place among the coincidence events: after the writes of records before it.
+    label_records = np.array(pending.label_records, np.intp) if pending.labels else _NONE
+    places = _places(writes.positions, label_records)
+    coincidence.update_writes(writes, pending.labels, places)
     bits_after = coincidence.sample_bits
-    run = None if served is None or not pending.served else _run(watch, pending, served)
-    slots_of_gap, run = _sampled(watch, pending, bits, served, run)
+    gap_writes, events, slots_of_gap, run = _sampled(
+        watch, pending, bits, served, writes, places, label_records
+    )
+    gap_records = np.array(slots_of_gap, np.int64) // _SUB if slots_of_gap else _NONE
+    gap_places = _places(gap_writes.positions, gap_records)
     if run is None or served is None:
-        gap.update_many(pending.gap)
-        flagged = [(slots_of_gap[position], found) for position, found in gap.flags]
+        gap.update_writes(gap_writes, events, gap_places)
+        slots_of_run = None
     else:
         values = ServedRun(
             served.entities[run.numbers],
@@ -666,30 +766,34 @@ def _effects(
             _written_at(served, run.numbers),
             run.before,
         )
-        gap.update_served(pending.gap, values)
-        events, slots_of_run = len(pending.gap), run.slots
-        flagged = [
-            (
-                slots_of_gap[position]
-                if position < events
-                else slots_of_run.item(position - events),
-                found,
-            )
-            for position, found in gap.flags
-        ]
+        gap.update_writes(gap_writes, events, gap_places, values)
+        slots_of_run = run.records * _SUB
+    flagged = []
+    if gap.flags:
+        total = len(gap_writes.ok) + len(events)
+        for place, found in gap.flags:
+            if place >= total and slots_of_run is not None:
+                slot = int(slots_of_run[place - total])
+            else:
+                slot = slots_of_gap[int(np.searchsorted(gap_places, place))]
+            flagged.append((slot, found))
     # (slot, 0: a flag or 1: found at once, detector or "", what was found), by slot.
     queued: list[tuple[int, int, str, Any]] = [
         (slot, 1, "", found) for slot, found in pending.found.items()
     ]
-    queued += _lag_windows(watch, pending)
-    slots = pending.coincidence_slots
-    queued += [(slots[position], 0, "label_leak", found) for position, found in coincidence.flags]
+    queued += _lag_windows(watch, writes)
+    for place, leak in coincidence.flags:
+        j = int(np.searchsorted(places, place))
+        is_label = j < len(places) and places[j] == place
+        k = pending.label_records[j] if is_label else int(writes.positions[place - j])
+        queued.append((k * _SUB, 0, "label_leak", leak))
     queued += [(slot, 0, "availability_gap", found) for slot, found in flagged]
     queued.sort(key=_SLOT_ORDER)
     evidence: dict[int, list[Evidence]] = {}
     for slot, _, name, found in queued:
-        k, at_ms = pending.slots[slot]
+        k = slot // _SUB
         if name:
+            at_ms = _slot_at(pending, slot)
             evidence.setdefault(k, []).append(_flag_evidence(name, found, at_ms / 1000.0))
         else:
             evidence.setdefault(k, []).extend(found)
@@ -713,91 +817,108 @@ def _effects(
     return effects
 
 
-def _write(watch: LeakWatch, record: FeatureWrite, k: int, pending: _Pending) -> None:
-    feature = record.feature
-    writes = pending.lag.get(feature)
-    if writes is None:
-        if feature not in watch.write_lag:
-            watch.writes_ignored += 1
-            return
-        writes = pending.lag[feature] = ([], [])
-    # Checked once here for the three detectors that read it.
-    write = write_event(record.entity_id, feature, record.value, record.event_at, record.written_at)
-    slot = len(pending.slots)
-    pending.slots.append((k, record.written_at))
-    pending.coincidence_slots.append(slot)
-    pending.coincidence.append(write)
-    # Gaps found by a write count at the feature's next prediction, when it is tested.
-    pending.gap.append(write)
-    pending.gap_after.append(len(pending.coincidence))
-    writes[0].append(write)
-    writes[1].append(slot)
+def _places(positions: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """The places of events of ``records`` among writes at ``positions`` (both
+    increasing, none in both): after the writes before each, and the events before it."""
+    if not len(records):
+        return _NONE
+    if not len(positions):
+        return np.arange(len(records))
+    places: np.ndarray = np.searchsorted(positions, records) + np.arange(len(records))
+    return places
 
 
-def _run(watch: LeakWatch, pending: _Pending, served: _Served) -> _Run:
-    """The pending live predictions, after the request map has them: each one's number
-    among the batch's predictions, slot, and gap events queued before it."""
-    _put(watch, pending, served)
-    # Each a contiguous array: the compiled loops take one layout.
-    numbers, slots, before = np.array(pending.served, np.intp).T.copy()
-    return _Run(numbers, slots, before)
+def _slot_at(pending: _Pending, slot: int) -> float:
+    """The time of a slot: a write's write time, else the one queued with it."""
+    at = pending.at.get(slot)
+    if at is not None:
+        return at
+    writes = pending.writes
+    w = int(np.searchsorted(writes.positions, slot // _SUB))
+    return float(writes.written_at[w])
+
+
+_NONE = np.zeros(0, np.intp)
 
 
 class _Run(NamedTuple):
     """Live predictions of a run: each one's number among the batch's predictions, its
-    slot, and the gap events queued before it."""
+    record, and the gap events queued before it."""
 
     numbers: np.ndarray
-    slots: np.ndarray
+    records: np.ndarray
     before: np.ndarray
 
 
 def _sampled(
-    watch: LeakWatch, pending: _Pending, bits: int, served: _Served | None, run: _Run | None
-) -> tuple[dict[int, int], _Run | None]:
-    """Keeps in ``pending.gap``, and in the ``run`` of live predictions, the events of
-    entities in the gap's sample: within ``label_leak``'s as it was after the coincidence
-    events queued before each (``bits`` before the first), as one record at a time would,
-    and within ``gap_sample_bits``. Counts the served values left out. The slot of each
-    kept event of ``pending.gap`` that may flag, by its new position; the run kept, its
-    gap events before each counted among those kept (None if it keeps none)."""
+    watch: LeakWatch,
+    pending: _Pending,
+    bits: int,
+    served: _Served | None,
+    writes: WriteColumns,
+    places: np.ndarray,
+    label_records: np.ndarray,
+) -> tuple[WriteColumns, list[Any], list[int], _Run | None]:
+    """The gap's events of entities in its sample: within ``label_leak``'s as it was after
+    the coincidence events queued before each (``bits`` before the first), as one record
+    at a time would, and within ``gap_sample_bits``: the monitored ``writes`` (label ``j``
+    among them at ``places[j]``) kept, the other events kept and their slots, and the
+    run of live predictions kept, after the request map has them, each with the gap
+    events kept before it (None if it keeps none). Counts the served values left out."""
     halvings = watch.coincidence.halvings
     own = watch.gap_sample_bits
-    if not bits and not halvings and not own:
-        return pending.gap_slots, run
-    # label_leak's sample bits after coincidence event i: those of the last halving at or
-    # before it, and ``bits`` before any.
-    positions = [position for position, _ in halvings]
-    after = [bits, *(found for _, found in halvings)]
-    kept: list[WriteEvent | ServedFeature | ServedValues] = []
-    slots: dict[int, int] = {}
-    # With a run: per event, the events kept before it.
-    kept_before: list[int] = []
-    for j, (event, queued) in enumerate(zip(pending.gap, pending.gap_after, strict=True)):
-        if run is not None:
-            kept_before.append(len(kept))
-        sample = max(own, after[bisect.bisect_left(positions, queued)])
-        if in_sample(entity_hash(event.entity_id), sample):
-            if j in pending.gap_slots:
-                slots[len(kept)] = pending.gap_slots[j]
-            kept.append(event)
-        elif isinstance(event, ServedValues):
-            watch.values_unsampled += len(event.features)
-        elif isinstance(event, ServedFeature):
-            watch.values_unsampled += 1
-    pending.gap = kept
-    if served is None or run is None:
-        return slots, None
-    kept_before.append(len(kept))
-    # The coincidence events queued before each prediction (none is its own).
-    queued_before = np.searchsorted(np.array(pending.coincidence_slots, np.intp), run.slots)
-    samples = np.maximum(own, np.array(after)[np.searchsorted(positions, queued_before)])
-    sampled = _in_samples(served.entities[run.numbers], samples)
-    watch.values_unsampled += len(served.features) * (len(sampled) - int(sampled.sum()))
-    if not sampled.any():
-        return slots, None
-    before = np.array(kept_before, np.intp)[run.before[sampled]]
-    return slots, _Run(run.numbers[sampled], run.slots[sampled], before)
+    events, slots = pending.gap, pending.gap_slots
+    sampling = bits or halvings or own
+    if served is None or not pending.served:
+        if not sampling:
+            return writes, events, slots, None
+        numbers = records = objects = _NONE
+    else:
+        _put(watch, pending, served)
+        # Each a contiguous array: the compiled loops take one layout.
+        numbers, records, objects = np.array(pending.served, np.intp).T.copy()
+    if not sampling:
+        kept = writes
+        objects_kept = objects
+    else:
+        # label_leak's sample bits after coincidence event i: those of the last halving at
+        # or before it, and ``bits`` before any.
+        positions = np.array([position for position, _ in halvings], np.intp)
+        after = np.array([bits, *(found for _, found in halvings)])
+
+        def samples(queued: np.ndarray) -> np.ndarray:
+            return np.maximum(own, after[np.searchsorted(positions, queued)])
+
+        # A write's coincidence events queued: those before it and its own.
+        queued = np.arange(1, len(writes.ok) + 1) + np.searchsorted(label_records, writes.positions)
+        kept = writes.take(np.flatnonzero(_in_samples(writes.entities, samples(queued))))
+        if events:
+            records_of = np.array(slots, np.int64) // _SUB
+            queued = np.searchsorted(writes.positions, records_of) + np.array(pending.gap_after)
+            entities = np.array([entity_hash(e.entity_id) for e in events], np.uint64)
+            sampled = _in_samples(entities, samples(queued)).tolist()
+            for event, inside in zip(events, sampled, strict=True):
+                if not inside:
+                    width = len(event.features) if isinstance(event, ServedValues) else 1
+                    watch.values_unsampled += width
+            objects_kept = np.cumsum([0, *sampled])[objects] if len(objects) else objects
+            events = [e for e, inside in zip(events, sampled, strict=True) if inside]
+            slots = [s for s, inside in zip(slots, sampled, strict=True) if inside]
+        else:
+            objects_kept = objects
+        if len(numbers):
+            assert served is not None
+            # The coincidence events queued before each prediction (none is its own).
+            queued = np.searchsorted(writes.positions, records) + np.searchsorted(
+                label_records, records
+            )
+            inside = _in_samples(served.entities[numbers], samples(queued))
+            watch.values_unsampled += len(served.features) * (len(inside) - int(inside.sum()))
+            numbers, records, objects_kept = numbers[inside], records[inside], objects_kept[inside]
+    if not len(numbers):
+        return kept, events, slots, None
+    before = np.searchsorted(kept.positions, records) + objects_kept
+    return kept, events, slots, _Run(numbers, records, before)
 
 
 def _in_samples(keys: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -826,19 +947,37 @@ def _gap_round(watch: LeakWatch, bits: int) -> None:
     watch.gap_sample_bits = min(64, sample)
 
 
-def _lag_windows(watch: LeakWatch, pending: _Pending) -> list[tuple[int, int, str, Any]]:
-    """Feeds each feature's pending writes to its ``WriteLag`` at once; the verdicts of
-    each window a write closed, found at once at the write's slot."""
+def _lag_windows(watch: LeakWatch, writes: WriteColumns) -> list[tuple[int, int, str, Any]]:
+    """Feeds the monitored writes to each feature's ``WriteLag``, a feature's at once; the
+    verdicts of each window a write closed, found at once at the write's slot."""
+    if not len(writes.ok):
+        return []
     found = []
-    for feature, (writes, slots) in pending.lag.items():
+    features = writes.features
+    codes = writes.codes
+    # Per feature, in order of its first write: its writes accepted.
+    listed = codes.tolist()
+    order = list(dict.fromkeys(listed))
+    if len(order) == 1:
+        accepted = {order[0]: int(np.count_nonzero(writes.ok))}
+        grouped = ends = None
+    else:
+        accepted = dict(enumerate(np.bincount(codes[writes.ok], minlength=len(features)).tolist()))
+        # Each feature's writes, by feature code.
+        grouped = np.argsort(codes, kind="stable")
+        ends = [0, *np.cumsum(np.bincount(codes, minlength=len(features))).tolist()]
+    # A feature at a time, as each feature's windows are its own: the detector keeps the
+    # windows of its last batch, of one feature.
+    for code in order:
+        feature = features[code]
+        watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + accepted[code]
         lag = watch.write_lag[feature]
-        rejected = lag.rejected
-        lag.update_many(writes)
-        accepted = len(writes) - (lag.rejected - rejected)
-        watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + accepted
+        rows = None if grouped is None or ends is None else grouped[ends[code] : ends[code + 1]]
+        lag.update_writes(writes, rows)
         for position, summary in lag.windows_closed:
-            at = writes[position].written_at / 1000.0
-            found.append((slots[position], 1, "", _window_evidence(lag, summary, at)))
+            w = int(np.searchsorted(writes.positions, position))
+            at = float(writes.written_at[w]) / 1000.0
+            found.append((position * _SUB, 1, "", _window_evidence(lag, summary, at)))
     return found
 
 
@@ -888,15 +1027,15 @@ def _prediction(
             seen = map(features.__getitem__, names)
         written_at = tuple(map(get_written_at, seen))
         together = ServedValues(prediction.entity_id, at_ms, names, written_at)
-        pending.gap_slot(k, together, at_ms)
+        pending.gap_slot(k, 0, together, at_ms)
         return
     values = [
         ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
         for name, seen in features.items()
         if name in monitored
     ]
-    for served in values:
-        slot = pending.gap_slot(k, served, at_ms)
+    for j, served in enumerate(values):
+        slot = pending.gap_slot(k, j, served, at_ms)
         name, seen_at = served.feature, served.written_at
         before = watch.future.future_values
         watch.future.update(served)
@@ -931,10 +1070,9 @@ def _label(
     if entity_id is None:
         watch.labels_unresolved += 1
         return
-    event = Label(entity_id, int(label), truth.label_at)
-    pending.coincidence_slots.append(len(pending.slots))
-    pending.slots.append((k, truth.label_at))
-    pending.coincidence.append(event)
+    pending.labels.append(Label(entity_id, int(label), truth.label_at))
+    pending.label_records.append(k)
+    pending.at[k * _SUB] = truth.label_at
 
 
 def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:

@@ -23,6 +23,7 @@ BAD_EVENTS: tuple[Any, ...] = (
     FeatureWrite("user", "plan", 1.0, 0.0, INF),
     FeatureWrite(None, "plan", 1.0, 0.0, 0.0),  # type: ignore[arg-type]
     FeatureWrite("user", "", 1.0, 0.0, 0.0),
+    FeatureWrite("user", None, 1.0, 0.0, 0.0),  # type: ignore[arg-type]
     FeatureWrite("user", "plan", 1.0, True, 0.0),
     Label("user", 2, 0.0),
     Label("user", None, 0.0),  # type: ignore[arg-type]

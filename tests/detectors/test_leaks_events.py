@@ -21,7 +21,7 @@ from detectors.leaks.events import (
     is_null,
     request_hash,
     request_hashes,
-    write_event,
+    write_columns,
 )
 
 
@@ -78,6 +78,7 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
     assert checked_label(Label("u", 0.5, 1.0)) is None  # type: ignore[arg-type]
     assert checked_write(FeatureWrite(True, "f", 1.0, 1.0, 2.0)) is None
     assert checked_served(ServedFeature("u", "", 1.0, 1.0, 2.0)) is None
+    assert checked_write(FeatureWrite("u", None, 1.0, 1.0, 2.0)) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -87,17 +88,28 @@ def test_checks_return_well_formed_records_and_none_for_the_rest() -> None:
         (7, "f", 1.0, 1, 2),
         (True, "f", 1.0, 1.0, 2.0),
         ("u", "", 1.0, 1.0, 2.0),
+        ("u", None, 1.0, 1.0, 2.0),
         ("u", "f", 1.0, math.nan, 2.0),
         ("u", "f", 1.0, 1.0, math.inf),
         ("u", "f", 1.0, 1.0, "2"),
+        ("u", "f", 1.0, 1, 10**400),
     ],
 )
-def test_a_write_checked_once_is_what_checked_write_makes_of_it(fields: tuple) -> None:
-    made = write_event(*fields)
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_write_is_well_formed_in_columns_as_checked_write_finds_it(fields: tuple, n: int) -> None:
     plain = FeatureWrite(*fields)
-    assert (made.entity_id, made.feature, made.value, made.event_at, made.written_at) == fields
-    assert (checked_write(made) is made) is (checked_write(plain) is plain)
-    assert (checked_write(made) is None) is (checked_write(plain) is None)
+    columns = write_columns([plain] * n, [7] * n)
+    assert columns.ok.tolist() == [checked_write(plain) is plain] * n
+    assert (columns.event(n - 1) is None) is (checked_write(plain) is None)
+    # One write alone, and among others: the same columns.
+    alone, among = write_columns([plain], [7]), write_columns([plain, plain], [7, 7]).take(slice(1))
+    for field in ("positions", "entities", "codes", "event_at", "written_at", "ok"):
+        np.testing.assert_array_equal(getattr(alone, field), getattr(among, field), field)
+        assert getattr(alone, field).dtype == getattr(among, field).dtype, field
+    assert alone.entity_ids == among.entity_ids and alone.values == among.values
+    assert alone.features == among.features
+    if alone.ok[0]:
+        assert alone.lags.tolist() == among.lags.tolist()
 
 
 def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> None:

@@ -73,7 +73,7 @@ def test_constructor_names_the_bad_argument(kwargs: dict, field: str) -> None:
     [
         # Equal ids of other types are checked each: 1.0 and True are no entity ids, 1 is.
         ([1, 1, 1.0, True, "u"], ["a", "a", "a", "a", "a"], 2),
-        (["u", "u", "u", "u", "u"], ["a", "b", "", None, 3], 2),
+        (["u", "u", "u", "u", "u"], ["a", "b", "", None, 3], 3),
         # Unhashable ids go row by row.
         (["u", ["u"], "u", "u", "u"], ["a", "a", "a", "a", "a"], 1),
         ([7, 8, 9, "u", "u"], ["a", "b", "a", "b", "a"], 0),

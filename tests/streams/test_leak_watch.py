@@ -690,24 +690,27 @@ def test_runs_of_live_predictions_are_their_records_one_by_one(
 @pytest.mark.parametrize("setting", SERVED_SETTINGS)
 def test_the_served_streams_go_as_runs_and_reach_what_they_test(setting: str) -> None:
     # What the property above relies on: its batches' live predictions go as runs (the
-    # gap's update_served, the request map's compiled put_many), the request map wraps
+    # gap's update_writes, the request map's compiled put_many), the request map wraps
     # around, labels find entities by request, values are rejected, and the samples halve.
     model = served_model(setting)
     records = served_stream(7, 3_000, SERVED_ORDERS[0])
     watch = new_leak_watch(model)
     runs, puts = [], []
-    update_served, put_many = AvailabilityGap.update_served, RequestMap.put_many
+    update_writes, put_many = AvailabilityGap.update_writes, RequestMap.put_many
 
-    def counted_run(gap: AvailabilityGap, events: Any, served: Any) -> None:
-        runs.append(len(served.entities))
-        update_served(gap, events, served)
+    def counted_run(
+        gap: AvailabilityGap, writes: Any, events: Any, places: Any, served: Any = None
+    ) -> None:
+        if served is not None:
+            runs.append(len(served.entities))
+        update_writes(gap, writes, events, places, served)
 
     def counted_put(requests: RequestMap, keys: Any, entity_ids: Any) -> None:
         puts.append(len(keys))
         put_many(requests, keys, entity_ids)
 
     with (
-        mock.patch.object(AvailabilityGap, "update_served", counted_run),
+        mock.patch.object(AvailabilityGap, "update_writes", counted_run),
         mock.patch.object(RequestMap, "put_many", counted_put),
     ):
         observe_cut(model, watch, records, list(range(500, 3_000, 500)), monitor=True)
