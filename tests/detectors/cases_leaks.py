@@ -90,16 +90,12 @@ def writes_and_predictions(
     return events
 
 
+# The label-coincidence detector's clock: a second of tolerance, lags up to 20 s.
+COINCIDENCE = {"tolerance": 1_000.0, "max_lag": 20_000.0, "lateness": 2_000.0, "label_delay": 0.0}
+
 CASES = [
     DetectorCase(
-        make=lambda: LabelCoincidentWrites(
-            tolerance=1_000.0,
-            max_lag=20_000.0,
-            lateness=2_000.0,
-            label_delay=0.0,
-            min_labels=10,
-            max_entities=256,
-        ),
+        make=lambda: LabelCoincidentWrites(**COINCIDENCE, min_labels=10, max_entities=256),
         stream=writes_and_labels,
         results=(
             "leak_detected",

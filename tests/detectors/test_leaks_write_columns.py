@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -20,6 +21,7 @@ from detectors.leaks import FeatureWrite, Label, ServedFeature
 from detectors.leaks.availability_gap import ServedValues
 from detectors.leaks.events import WriteColumns, entity_hash, write_columns
 from tests.detectors.batching import same_state, state_difference
+from tests.detectors.cases_leaks import COINCIDENCE
 
 FEATURES = ("plan", "sessions_7d", "last_login_date", "balance")
 # Well-formed times of a stream, then what a malformed write may hold instead.
@@ -105,6 +107,28 @@ def assert_same(batch: Any, single: Any) -> None:
     assert same_state(state, other), state_difference(state, other)
 
 
+def assert_columns_as_one_by_one(
+    make: Callable[[], Any],
+    events: list[Any],
+    cuts: list[int],
+    read: Callable[[Any], list[Any]],
+    arranged: Callable[[list[Any]], list[Any]],
+) -> tuple[Any, Any]:
+    """Two detectors of ``make``: one fed ``events`` one by one through ``update``, one
+    cut at ``cuts`` into batches each given to ``update_writes`` as columns; the same events
+    (``read`` after each, ``arranged`` for comparing) and the same state. Both detectors."""
+    cuts = [c for c in cuts if c <= len(events)]
+    single, batch = make(), make()
+    expected = one_by_one(single, events, read)
+
+    def feed(detector: Any, part: list[Any]) -> None:
+        detector.update_writes(*split(part))
+
+    assert arranged(batched(batch, events, cuts, feed, read)) == arranged(expected)
+    assert_same(batch, single)
+    return batch, single
+
+
 CUTS = st.lists(st.integers(0, 90), max_size=5).map(sorted)
 
 
@@ -113,16 +137,10 @@ CUTS = st.lists(st.integers(0, 90), max_size=5).map(sorted)
 def test_label_coincidence_reads_write_columns_as_one_by_one(
     stream: tuple[list[Any], str], cuts: list[int], sentinels: Any, max_features: int
 ) -> None:
-    events, _ = stream
-    cuts = [c for c in cuts if c <= len(events)]
-
     def make() -> LabelCoincidentWrites:
         # Room for 4 of the 24 entities: the sample halves inside batches.
         return LabelCoincidentWrites(
-            tolerance=1_000.0,
-            max_lag=20_000.0,
-            lateness=2_000.0,
-            label_delay=0.0,
+            **COINCIDENCE,
             min_labels=2,
             max_entities=4,
             max_features=max_features,
@@ -132,13 +150,7 @@ def test_label_coincidence_reads_write_columns_as_one_by_one(
     def read(detector: LabelCoincidentWrites) -> list[Any]:
         return [*detector.flags, *((i, "halved", bits) for i, bits in detector.halvings)]
 
-    def feed(detector: LabelCoincidentWrites, batch: list[Any]) -> None:
-        detector.update_writes(*split(batch))
-
-    single, batch = make(), make()
-    expected = one_by_one(single, events, read)
-    assert sorted(batched(batch, events, cuts, feed, read), key=repr) == sorted(expected, key=repr)
-    assert_same(batch, single)
+    assert_columns_as_one_by_one(make, stream[0], cuts, read, lambda found: sorted(found, key=repr))
 
 
 @settings(max_examples=150, deadline=None)
@@ -146,9 +158,6 @@ def test_label_coincidence_reads_write_columns_as_one_by_one(
 def test_availability_gap_reads_write_columns_as_one_by_one(
     stream: tuple[list[Any], str], cuts: list[int], max_features: int
 ) -> None:
-    events, _ = stream
-    cuts = [c for c in cuts if c <= len(events)]
-
     def make() -> AvailabilityGap:
         # Room for 16 pairs, made and forgotten inside batches; tests every 8 predictions.
         return AvailabilityGap(
@@ -160,13 +169,7 @@ def test_availability_gap_reads_write_columns_as_one_by_one(
             max_features=max_features,
         )
 
-    def feed(detector: AvailabilityGap, batch: list[Any]) -> None:
-        detector.update_writes(*split(batch))
-
-    single, batch = make(), make()
-    expected = one_by_one(single, events, lambda d: d.flags)
-    assert batched(batch, events, cuts, feed, lambda d: d.flags) == expected
-    assert_same(batch, single)
+    batch, single = assert_columns_as_one_by_one(make, stream[0], cuts, lambda d: d.flags, list)
     assert pickle.dumps(batch) == pickle.dumps(single)
 
 
