@@ -283,11 +283,13 @@ def interleaved(writes: WriteColumns, others: Sequence[Any], places: np.ndarray)
     return events
 
 
-_get_entity_id = operator.attrgetter("entity_id")
-_get_feature = operator.attrgetter("feature")
-_get_value = operator.attrgetter("value")
-_get_event_at = operator.attrgetter("event_at")
-_get_written_at = operator.attrgetter("written_at")
+# A write's fields, read over many records at C speed (``map``); the monitor's parts read
+# records' with them too.
+get_entity_id = operator.attrgetter("entity_id")
+get_feature = operator.attrgetter("feature")
+get_value = operator.attrgetter("value")
+get_event_at = operator.attrgetter("event_at")
+get_written_at = operator.attrgetter("written_at")
 # Ints below this in size are floats exactly.
 _EXACT = 1 << 53
 _STR_OR_INT, _INT, _FLOAT = frozenset({str, int}), frozenset({int}), frozenset({float})
@@ -304,10 +306,10 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
         # Most batches of one record: each field as ``checked_write`` reads it, without
         # the passes (whose fixed cost is most of such a batch's).
         return _one_write(writes[0], 0 if positions is None else positions[0])
-    entity_ids = list(map(_get_entity_id, writes))
-    features = list(map(_get_feature, writes))
-    event_at = list(map(_get_event_at, writes))
-    written_at = list(map(_get_written_at, writes))
+    entity_ids = list(map(get_entity_id, writes))
+    features = list(map(get_feature, writes))
+    event_at = list(map(get_event_at, writes))
+    written_at = list(map(get_written_at, writes))
     names = dict.fromkeys(features)
     if len(names) > 1:
         codes_of = {name: code for code, name in enumerate(names)}
@@ -358,7 +360,7 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
         np.fromiter(found, np.uint64, n),
         tuple(names),
         codes,
-        list(map(_get_value, writes)),
+        list(map(get_value, writes)),
         firsts,
         seconds,
         lags,

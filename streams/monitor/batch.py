@@ -229,12 +229,11 @@ class Batch:
         return {name: [p.features.get(name) for p in predictions] for name in names}
 
 
-# Record fields, read over many records at C speed (``map``) by the monitor's parts.
+# Record fields, read over many records at C speed (``map``) by the monitor's parts
+# (a write's, ``get_entity_id`` and ``get_written_at``, are the leak events' own).
 get_features = operator.attrgetter("features")
 get_role = operator.attrgetter("role")
-get_entity_id = operator.attrgetter("entity_id")
 get_predicted_at = operator.attrgetter("predicted_at")
-get_written_at = operator.attrgetter("written_at")
 
 
 def _number(value: object) -> float:

@@ -106,13 +106,15 @@ from detectors.leaks.events import (
     WriteColumns,
     entity_hash,
     finite,
+    get_entity_id,
+    get_written_at,
     request_hash,
 )
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
-from streams.monitor.batch import Batch, get_entity_id, get_predicted_at, get_written_at
+from streams.monitor.batch import Batch, get_predicted_at
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 

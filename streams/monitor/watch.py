@@ -119,16 +119,11 @@ from detectors.health.evidence import Evidence
 from detectors.health.heartbeat import Heartbeat
 from detectors.health.policy import HealthPolicy
 from detectors.health.transition import Transition
+from detectors.leaks.events import get_entity_id, get_written_at
 from detectors.leaks.future_values import FutureValues
 from detectors.performance._window import Window
 from schemas.contracts import FeatureSeen, Prediction, Score
-from streams.monitor.batch import (
-    get_entity_id,
-    get_features,
-    get_predicted_at,
-    get_role,
-    get_written_at,
-)
+from streams.monitor.batch import get_features, get_predicted_at, get_role
 from streams.monitor.effects import (
     Alert,
     CommandToSign,
