@@ -90,6 +90,7 @@ import dataclasses
 import itertools
 import math
 import operator
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -282,7 +283,9 @@ class LeakWatch:
     # Writes each feature's WriteLag accepted: its windows close every ``window`` of them.
     lag_writes: dict[str, int] = dataclasses.field(default_factory=dict)
     stream_time: float = -math.inf
-    next_report_at: float = -math.inf
+    # The first round is due at the first time seen, whatever it is; not at -inf, which a
+    # stream time reaches before any record with a time: a round there has no timestamp.
+    next_report_at: float = -sys.float_info.max
     # Detector -> its flagged features, as last alerted.
     alarming: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     # Labels that could not be used: not binary, or an entity that is not known.
