@@ -373,9 +373,8 @@ class AvailabilityGap(base.Base):
         n = len(writes.ok) + len(others)
         if run is None and not n:
             return
-        if run is None and _few(n):
-            # A few events: as ``update_many`` reads them, without columns of the writes
-            # (more go to the compiled loop, whose columns these are).
+        if run is None and n <= _batch.SMALL_BATCH:
+            # A few events: as ``update_many`` reads them, without columns of the writes.
             self._read_parsed(self._parse(interleaved(writes, others, places)))
             return
         made = self._made_by_writes(writes, places)
