@@ -257,14 +257,15 @@ class WriteColumns(NamedTuple):
     def event(self, w: int) -> FeatureWrite | None:
         """Write ``w`` as a :class:`FeatureWrite` of its columns (its times the floats
         the detectors read), None if it is malformed (every detector rejects it)."""
-        if not self.ok[w]:
+        # ``item``: Python numbers at once, without a numpy scalar each.
+        if not self.ok.item(w):
             return None
         return FeatureWrite(
             self.entity_ids[w],
-            self.features[self.codes[w]],
+            self.features[self.codes.item(w)],
             self.values[w],
-            float(self.event_at[w]),
-            float(self.written_at[w]),
+            self.event_at.item(w),
+            self.written_at.item(w),
         )
 
 
@@ -272,6 +273,10 @@ def interleaved(writes: WriteColumns, others: Sequence[Any], places: np.ndarray)
     """``writes`` (each ``WriteColumns.event``) and ``others`` as one list of events,
     ``others[j]`` at ``places[j]`` (increasing): what a column entry of a few events
     reads one by one."""
+    if not len(others):
+        return [writes.event(w) for w in range(len(writes.ok))]
+    if not len(writes.ok):
+        return list(others)
     events: list[Any] = []
     w = 0
     for j, place in enumerate([*places.tolist(), len(writes.ok) + len(others)]):
@@ -373,7 +378,7 @@ def _one_write(x: Any, position: int) -> WriteColumns:
     entity_id, feature, event_at, written_at = x.entity_id, x.feature, x.event_at, x.written_at
     ok = _identity_ok(entity_id, feature) and _times_ok(event_at, written_at)
     return WriteColumns(
-        np.array([position], np.intp),
+        np.array([position], np.intp) if position else np.zeros(1, np.intp),
         [entity_id],
         np.array([entity_hash(entity_id)], np.uint64),
         (feature,),
@@ -392,7 +397,11 @@ def _times_ok(event_at: Any, written_at: Any) -> bool:
 
 def _as_float(value: Any) -> float:
     """``float(value)`` of a real number (a stream time compares it so), else NaN."""
-    if isinstance(value, numbers.Real):
+    # Exact types first: the abstract numbers.Real check costs more than the conversion.
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int or isinstance(value, numbers.Real):
         try:
             return float(value)
         except OverflowError:

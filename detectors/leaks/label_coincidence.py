@@ -50,6 +50,8 @@ _MAX_BINS = 16
 # Each lag bin is this many times as wide as the one before.
 _GROWTH = 4.0
 _NO_WRITE = -math.inf
+# ``math.floor`` without its attribute lookup, in ``_tiles``'s loop over the bins.
+_floor = math.floor
 # Batches of fewer events cost more in the compiled loop's call than one by one.
 _FEW_EVENTS = 2
 # A batch's events as the compiled loop reads them (``_read``).
@@ -685,9 +687,9 @@ class LabelCoincidentWrites(base.Base):
             return
         null = is_null(write.value, self.sentinels or ())
         event_at, written_at = float(write.event_at), float(write.written_at)
-        self._mark(row, column, event_at, null)
+        current = self._mark(row, column, event_at, null, None)
         if written_at != event_at:
-            self._mark(row, column, written_at, null)
+            self._mark(row, column, written_at, null, current)
         if written_at + self._ttl > self._expires.item(row):
             self._expires[row] = written_at + self._ttl
 
@@ -696,24 +698,33 @@ class LabelCoincidentWrites(base.Base):
         if self._stream_time == -math.inf:
             self._forgotten_until = at
 
-    def _mark(self, row: int, column: int, at: float, null: bool) -> None:
-        """Records a write at ``at`` in the entity's control windows and open label."""
+    def _mark(
+        self, row: int, column: int, at: float, null: bool, current: list[int] | None
+    ) -> list[int]:
+        """Records a write at ``at`` in the entity's control windows and open label; the
+        tiles of the entity's latest write after it. ``current``: those before it, if
+        known (a write's second time reads its first's), else None."""
         # Scalars through ``item``: a numpy scalar costs a microsecond more per operation.
         phase = self._phase.item(row)
         tiles = self._tiles(at, phase)
         latest = self._latest.item(row)
-        if at > latest:
-            self._advance(row, at, tiles, latest, phase)
-            # The entity's windows are now this write's.
-            current = tiles
-        else:
+        if current is None and latest != -math.inf:
             current = self._tiles(latest, phase)
         kinds = _NULL_KINDS if null else _ANY_KIND
         windows = self._windows
-        for back, bins in enumerate(_offsets(current, tiles)):
-            if bins:
-                cell = row, column, back
-                windows[cell] = windows.item(cell) | (_spread(bins) & kinds)
+        if at > latest:
+            self._advance(row, at, tiles, current)
+            # The entity's windows are now this write's: each bin's current one holds it
+            # (``_offsets`` of the tiles and themselves, without the pass).
+            cell = row, column, 0
+            windows[cell] = windows.item(cell) | (_spread((1 << len(tiles)) - 1) & kinds)
+            current = tiles
+        else:
+            assert current is not None  # ``at`` is finite, so the latest is too
+            for back, bins in enumerate(_offsets(current, tiles)):
+                if bins:
+                    cell = row, column, back
+                    windows[cell] = windows.item(cell) | (_spread(bins) & kinds)
         if at > self._last_write.item(row, column):
             self._last_write[row, column] = at
         if null and at > self._last_null.item(row, column):
@@ -726,17 +737,19 @@ class LabelCoincidentWrites(base.Base):
             self._control[row, column] = self._control.item(row, column) | (
                 _spread(control) & kinds
             )
+        return current
 
     def _tiles(self, at: float, phase: float) -> list[int]:
         """Per bin, the index of the window of the entity's control grid that holds ``at``."""
-        return [math.floor(at * inverse - phase) for inverse in self._inverse_list]
+        return [_floor(at * inverse - phase) for inverse in self._inverse_list]
 
-    def _advance(self, row: int, at: float, tiles: list[int], latest: float, phase: float) -> None:
+    def _advance(self, row: int, at: float, tiles: list[int], current: list[int] | None) -> None:
         """Moves the entity's control windows on to those of a write at ``at``, later than
-        its ``latest``, whose windows are ``tiles``."""
-        if latest == -math.inf:
+        its latest, whose windows are ``tiles`` (the latest's: ``current``, None if it had
+        no write)."""
+        if current is None:
             self._windows[row] = 0
-        elif tiles != (current := self._tiles(latest, phase)):
+        elif tiles != current:
             # A later write's tiles are never before the latest's (``floor`` of a product
             # by a positive inverse is monotonic), so some bin moved on.
             # Per bin, each window moves back by the bin's step; those beyond the last go.
@@ -756,21 +769,25 @@ class LabelCoincidentWrites(base.Base):
         if row < 0:
             self._unsampled += 1
             return
-        if self._due[row] < math.inf:
+        if self._due.item(row) < math.inf:
             # A new outcome of the entity: the bins of the last one not judged yet never will.
             self._close(np.array([row]))
         columns = len(self._columns)
         # Writes since the outcome that came before its label: only the latest are known.
+        # Each row's times as Python floats at once (``tolist``), not a numpy scalar each.
         self._near[row, :columns] = [
-            self._lag_bits(float(self._last_write[row, c]) - label_at) & _ANY_KIND
-            | self._lag_bits(float(self._last_null[row, c]) - label_at)
-            for c in range(columns)
+            self._lag_bits(last_write - label_at) & _ANY_KIND | self._lag_bits(last_null - label_at)
+            for last_write, last_null in zip(
+                self._last_write[row, :columns].tolist(),
+                self._last_null[row, :columns].tolist(),
+                strict=True,
+            )
         ]
         # Each bin's control window, the last of the grid that ends before the outcome, is
         # the entity's current window or the one before, or one without writes since.
-        phase, since = float(self._phase[row]), float(self._since[row])
+        phase, since = self._phase.item(row), self._since.item(row)
         control = self._control_tiles(label_at, phase)
-        latest = float(self._latest[row])
+        latest = self._latest.item(row)
         lost = 0
         self._control[row] = 0
         if latest > -math.inf:
@@ -791,9 +808,10 @@ class LabelCoincidentWrites(base.Base):
         self._label_at[row] = label_at
         self._label_class[row] = int(label.label)
         self._next_bin[row] = 0
-        self._due[row] = label_at + self._edge_list[1] + self.lateness
-        self._min_due = min(self._min_due, float(self._due[row]))
-        self._expires[row] = max(self._expires[row], label_at + self._ttl)
+        due = label_at + self._edge_list[1] + self.lateness
+        self._due[row] = due
+        self._min_due = min(self._min_due, float(due))
+        self._expires[row] = max(self._expires.item(row), label_at + self._ttl)
 
     def _control_tiles(self, label_at: float, phase: float) -> list[int]:
         """Per bin, the index of a label's control window in the entity's grid: the last

@@ -150,6 +150,11 @@ class Batch:
         C-level pass, entity hashes from the kept ones), each at its position in the
         batch."""
         records = self.records
+        if len(records) == 1:
+            # Most batches of one record: without the passes.
+            return (
+                write_columns(records, (0,)) if isinstance(records[0], FeatureWrite) else _NO_WRITES
+            )
         mask = list(map(isinstance, records, itertools.repeat(FeatureWrite)))
         if True not in mask:
             return _NO_WRITES

@@ -91,7 +91,7 @@ import itertools
 import math
 import operator
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -501,18 +501,24 @@ def _observe(
     go as runs of columns when they can (``_served``), else each alone (``_prediction``)."""
     found: list[tuple[int, LeakEffects]] = []
     writes = batch.writes
-    monitored = watch.write_lag
-    # Per write: whether its feature is monitored, the monitored writes before it, and the
-    # latest write time up to it (-inf before any; NaN is no time).
-    followed = [name in monitored for name in writes.features]
-    before = list(itertools.accumulate(map(followed.__getitem__, writes.codes.tolist()), initial=0))
-    if len(writes.ok) > SMALL_BATCH:
-        latest = np.fmax.accumulate(np.fmax(writes.written_at, -math.inf)).tolist()
+    # Per write: the monitored writes before it (and all), and the latest write time up to
+    # it (-inf before any; NaN is no time).
+    before: Sequence[int]
+    latest: Sequence[float]
+    if not len(writes.ok):
+        before, latest, positions = _NO_BEFORE, (), ()
     else:
-        # ``max`` keeps the first unless the second is greater, as the stream time does.
-        latest = list(itertools.accumulate(writes.written_at.tolist(), max, initial=-math.inf))
-        del latest[0]
-    positions = writes.positions.tolist()
+        monitored = watch.write_lag
+        followed = [name in monitored for name in writes.features]
+        codes = writes.codes.tolist()
+        before = list(itertools.accumulate(map(followed.__getitem__, codes), initial=0))
+        if len(codes) > SMALL_BATCH:
+            latest = np.fmax.accumulate(np.fmax(writes.written_at, -math.inf)).tolist()
+        else:
+            # ``max`` keeps the first unless the second is greater, as the stream time does.
+            latest = list(itertools.accumulate(writes.written_at.tolist(), max, initial=-math.inf))
+            del latest[0]
+        positions = writes.positions.tolist()
     pending = _Pending(writes, 0, before)
     stream_time = watch.stream_time
     served = _served(watch, batch)
@@ -577,7 +583,7 @@ def _queue_writes(
     watch: LeakWatch,
     pending: _Pending,
     end: int,
-    latest: list[float],
+    latest: Sequence[float],
     stream_time: float,
     served: _Served | None,
     found: list[tuple[int, LeakEffects]],
@@ -627,8 +633,11 @@ def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
     ``future`` (which judges each value), enough of them to pay for the columns, all
     serving the same features in the same order (``Batch.served_features``), with str
     entity ids and int or float times. None otherwise: then each goes alone."""
+    # The records first: a batch of a few needs no list of its predictions.
+    if watch.future is not None or len(batch) < _FEWEST_AS_RUNS:
+        return None
     predictions = batch.predictions
-    if watch.future is not None or len(predictions) < _FEWEST_AS_RUNS:
+    if len(predictions) < _FEWEST_AS_RUNS:
         return None
     features = batch.served_features
     if features is None:
@@ -693,7 +702,7 @@ class _Pending:
     then what else its record found there (a window its write closed, a value from the
     future)."""
 
-    def __init__(self, writes: WriteColumns, start: int, before: list[int]) -> None:
+    def __init__(self, writes: WriteColumns, start: int, before: Sequence[int]) -> None:
         self.writes = writes
         self.start = self.stop = start
         self.before = before
@@ -745,21 +754,26 @@ def _effects(
     """Feeds the pending events; each record's effects, and the round of points after the
     record ``report_at`` (None: no round is due)."""
     coincidence, gap = watch.coincidence, watch.gap
-    watch.writes_ignored += (pending.stop - pending.start) - (
-        pending.before[pending.stop] - pending.before[pending.start]
-    )
+    start, stop, before = pending.start, pending.stop, pending.before
+    watch.writes_ignored += (stop - start) - (before[stop] - before[start])
     writes = pending.followed()
     bits = coincidence.sample_bits
     # Label j's place among the coincidence events: after the writes of records before it.
-    label_records = np.array(pending.label_records, np.intp) if pending.labels else _NONE
-    places = _places(writes.positions, label_records)
+    if pending.labels:
+        label_records = np.array(pending.label_records, np.intp)
+        places = _places(writes.positions, label_records)
+    else:
+        label_records = places = _NONE
     coincidence.update_writes(writes, pending.labels, places)
     bits_after = coincidence.sample_bits
     gap_writes, events, slots_of_gap, run = _sampled(
         watch, pending, bits, served, writes, places, label_records
     )
-    gap_records = np.array(slots_of_gap, np.int64) // _SUB if slots_of_gap else _NONE
-    gap_places = _places(gap_writes.positions, gap_records)
+    if slots_of_gap:
+        gap_records = np.array(slots_of_gap, np.int64) // _SUB
+        gap_places = _places(gap_writes.positions, gap_records)
+    else:
+        gap_places = _NONE
     if run is None or served is None:
         gap.update_writes(gap_writes, events, gap_places)
         slots_of_run = None
@@ -793,6 +807,8 @@ def _effects(
         k = pending.label_records[j] if is_label else int(writes.positions[place - j])
         queued.append((k * _SUB, 0, "label_leak", leak))
     queued += [(slot, 0, "availability_gap", found) for slot, found in flagged]
+    if report_at is None and not queued:
+        return []
     queued.sort(key=_SLOT_ORDER)
     evidence: dict[int, list[Evidence]] = {}
     for slot, _, name, found in queued:
@@ -844,6 +860,8 @@ def _slot_at(pending: _Pending, slot: int) -> float:
 
 
 _NONE = np.zeros(0, np.intp)
+# The monitored writes before each of none.
+_NO_BEFORE = (0,)
 
 
 class _Run(NamedTuple):
@@ -888,36 +906,61 @@ def _sampled(
     else:
         # label_leak's sample bits after coincidence event i: those of the last halving at
         # or before it, and ``bits`` before any.
-        positions = np.array([position for position, _ in halvings], np.intp)
-        after = np.array([bits, *(found for _, found in halvings)])
+        if halvings:
+            positions = np.array([position for position, _ in halvings], np.intp)
+            after = np.array([bits, *(found for _, found in halvings)])
 
-        def samples(queued: np.ndarray) -> np.ndarray:
-            return np.maximum(own, after[np.searchsorted(positions, queued)])
+        def samples(queued: Callable[[], np.ndarray]) -> np.ndarray | int:
+            """The gap's sample bits of events after ``queued()`` coincidence events each:
+            one for them all in a run that did not halve label_leak's sample."""
+            if not halvings:
+                return max(own, bits)
+            return np.maximum(own, after[np.searchsorted(positions, queued())])
 
         # A write's coincidence events queued: those before it and its own.
-        queued = np.arange(1, len(writes.ok) + 1) + np.searchsorted(label_records, writes.positions)
-        kept = writes.take(np.flatnonzero(_in_samples(writes.entities, samples(queued))))
+        inside = _in_samples(
+            writes.entities,
+            samples(
+                lambda: (
+                    np.arange(1, len(writes.ok) + 1)
+                    + np.searchsorted(label_records, writes.positions)
+                )
+            ),
+        )
+        kept = writes if inside.all() else writes.take(np.flatnonzero(inside))
+        objects_kept = objects
         if events:
-            records_of = np.array(slots, np.int64) // _SUB
-            queued = np.searchsorted(writes.positions, records_of) + np.array(pending.gap_after)
             entities = np.array([entity_hash(e.entity_id) for e in events], np.uint64)
-            sampled = _in_samples(entities, samples(queued)).tolist()
-            for event, inside in zip(events, sampled, strict=True):
-                if not inside:
-                    width = len(event.features) if isinstance(event, ServedValues) else 1
-                    watch.values_unsampled += width
-            objects_kept = np.cumsum([0, *sampled])[objects] if len(objects) else objects
-            events = [e for e, inside in zip(events, sampled, strict=True) if inside]
-            slots = [s for s, inside in zip(slots, sampled, strict=True) if inside]
-        else:
-            objects_kept = objects
+            sampled = _in_samples(
+                entities,
+                samples(
+                    lambda: (
+                        np.searchsorted(writes.positions, np.array(slots, np.int64) // _SUB)
+                        + np.array(pending.gap_after)
+                    )
+                ),
+            ).tolist()
+            if not all(sampled):
+                for event, inside_one in zip(events, sampled, strict=True):
+                    if not inside_one:
+                        width = len(event.features) if isinstance(event, ServedValues) else 1
+                        watch.values_unsampled += width
+                if len(objects):
+                    objects_kept = np.cumsum([0, *sampled])[objects]
+                events = [e for e, inside_one in zip(events, sampled, strict=True) if inside_one]
+                slots = [s for s, inside_one in zip(slots, sampled, strict=True) if inside_one]
         if len(numbers):
             assert served is not None
             # The coincidence events queued before each prediction (none is its own).
-            queued = np.searchsorted(writes.positions, records) + np.searchsorted(
-                label_records, records
+            inside = _in_samples(
+                served.entities[numbers],
+                samples(
+                    lambda: (
+                        np.searchsorted(writes.positions, records)
+                        + np.searchsorted(label_records, records)
+                    )
+                ),
             )
-            inside = _in_samples(served.entities[numbers], samples(queued))
             watch.values_unsampled += len(served.features) * (len(inside) - int(inside.sum()))
             numbers, records, objects_kept = numbers[inside], records[inside], objects_kept[inside]
     if not len(numbers):
@@ -926,8 +969,9 @@ def _sampled(
     return kept, events, slots, _Run(numbers, records, before)
 
 
-def _in_samples(keys: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """``in_sample`` of each of ``keys`` (uint64) with its ``bits`` (0 to 64)."""
+def _in_samples(keys: np.ndarray, bits: np.ndarray | int) -> np.ndarray:
+    """``in_sample`` of each of ``keys`` (uint64) with its ``bits`` (0 to 64), or with
+    the same ``bits`` each."""
     shift = np.minimum(64 - bits, 63).astype(np.uint64)
     in_range: np.ndarray = (bits == 0) | (keys >> shift == 0)
     return in_range
