@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 
 def is_real(value: Any) -> bool:
@@ -52,3 +55,15 @@ def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     if isinstance(value, tuple | list) and len(value) == count:
         return tuple(value)
     return None
+
+
+def float_pairs(values: Sequence[Any]) -> tuple[tuple[Any, ...], np.ndarray] | None:
+    """The first items and, as a float64 array, the second items of ``values`` when every
+    value is a tuple of two whose second item is a float (what ``fields`` and
+    ``finite_float`` take at once, in C-level passes); else None."""
+    if set(map(type, values)) != {tuple} or set(map(len, values)) != {2}:
+        return None
+    first, second = zip(*values, strict=True)
+    if set(map(type, second)) != {float}:
+        return None
+    return first, np.array(second, np.float64)
