@@ -57,10 +57,18 @@ def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     return None
 
 
+# ``float_pairs`` takes at least this many values: below it, a detector's loop over the
+# values costs less than the dozen numpy operations on their columns.
+PAIRS_AT_ONCE = 64
+
+
 def float_pairs(values: Sequence[Any]) -> tuple[tuple[Any, ...], np.ndarray] | None:
     """The first items and, as a float64 array, the second items of ``values`` when every
     value is a tuple of two whose second item is a float (what ``fields`` and
-    ``finite_float`` take at once, in C-level passes); else None."""
+    ``finite_float`` take at once, in C-level passes) and they are ``PAIRS_AT_ONCE`` or
+    more; else None."""
+    if len(values) < PAIRS_AT_ONCE:
+        return None
     if set(map(type, values)) != {tuple} or set(map(len, values)) != {2}:
         return None
     first, second = zip(*values, strict=True)

@@ -81,6 +81,7 @@ __all__ = [
     "HeldPrediction",
     "HeldTable",
     "entity_hash",
+    "index_key",
     "index_keys",
     "request_hash",
 ]
@@ -90,6 +91,11 @@ _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 # A key of the index is the request's hash XOR its role's salt: the roles of one request
 # are three keys (0 keeps the live key the request's hash).
 _ROLE_SALTS = (0, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+
+
+def index_key(role: int, request: int) -> int:
+    """The index key of a role code and request hash (``index_keys`` of one)."""
+    return request ^ _ROLE_SALTS[role]
 
 
 def index_keys(

@@ -129,9 +129,7 @@ monitor's state whatever the size),
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -150,7 +148,6 @@ from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
 from schemas.contracts import ClassProbabilities, GroundTruth, Output, Prediction, Score
 from streams.monitor import held as table
-from streams.monitor.batch import get_predicted_at, get_role
 from streams.monitor.effects import FieldValue, Point, point
 from streams.monitor.held import (
     EVERYTHING,
@@ -163,7 +160,7 @@ from streams.monitor.held import (
     JoinRun,
     Waiting,
     entity_hash,
-    index_keys,
+    index_key,
     request_hash,
     wait_add,
 )
@@ -210,7 +207,8 @@ DEFAULTS: Mapping[str, Any] = {
 HEALTH_ROLE = "live"
 # ``JoinBatch.observe_run``: a run of fewer records goes a record at a time (the fixed cost
 # of a compiled loop's call and of the run's columns would outweigh what they save), and
-# so do as many records after a call of the loop that joined fewer, twice as many after
+# so do as many records after a call of the loop that joined fewer (unless the report
+# time, not a record, stopped it), twice as many after
 # another such call, up to ``_MOST_ALONE * FEWEST_AT_ONCE`` records (where the records that
 # stop it are close together: labels not held, as when the sample leaves many out).
 FEWEST_AT_ONCE = 8
@@ -218,13 +216,6 @@ _MOST_ALONE = 512
 # A held prediction's label in ``JoinBatch._enqueue``: none yet.
 _MADE = object()
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
-# Record fields ``join_run`` reads over a run in C-level passes (``batch``'s others).
-_label_at = operator.attrgetter("label_at")
-_request_id = operator.attrgetter("request_id")
-_entity_id = operator.attrgetter("entity_id")
-_model_version = operator.attrgetter("model_version")
-_output = operator.attrgetter("output")
-_score = operator.attrgetter("score")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,72 +403,64 @@ def join_run(
 ) -> JoinRun:
     """The columns of a run of predictions and labels for ``JoinBatch.observe_run``
     (``requests``: each prediction's request hash, None for a label)."""
-    # Each field read over the run's predictions or labels in a C-level pass (``map``),
-    # then placed at their records: a Python step per record cost more than the rest of
-    # the run's columns together.
+    # One pass into a list per column: a run is tens of records, for which a numpy
+    # operation per column and kind costs more than the pass.
+    kinds: list[int] = []
+    at: list[int] = []
+    keys: list[int] = []
+    simple: list[bool] = []
+    entities: list[int] = []
+    roles: list[int] = []
+    version_index: list[int] = []
+    scores: list[float] = []
+    versions: dict[str, int] = {}
+    # Labels by request: their places and request ids, hashed at once after the pass.
+    named: list[int] = []
+    ids: list[str] = []
+    for record, request in zip(records, requests, strict=True):
+        if request is None:
+            truth = cast(GroundTruth, record)
+            kinds.append(table.KIND_LABEL)
+            at.append(truth.label_at)
+            asked = truth.request_id
+            if asked is not None:
+                named.append(len(keys))
+                ids.append(asked)
+            keys.append(0)
+            # A label naming no request (matched by entity) takes the Python's path.
+            simple.append(asked is not None)
+            entities.append(0)
+            roles.append(0)
+            version_index.append(0)
+            scores.append(math.nan)
+            continue
+        prediction = cast(Prediction, record)
+        kinds.append(table.KIND_PREDICTION)
+        at.append(prediction.predicted_at)
+        role = _ROLE_CODES[prediction.role]
+        keys.append(index_key(role, request))
+        # Only a score is held in the columns: a prediction of another output takes the
+        # Python's path.
+        output = prediction.output
+        score = output.score if type(output) is Score else math.nan
+        simple.append(type(output) is Score and type(score) is float)
+        entities.append(entity_hash(prediction.entity_id))
+        roles.append(role)
+        version_index.append(versions.setdefault(prediction.model_version, len(versions)))
+        scores.append(score)
+    for place, key in zip(named, request_hashes(ids), strict=True):
+        keys[place] = key
     count = len(records)
-    labelled = list(map(operator.is_, requests, itertools.repeat(None)))
-    is_label = np.array(labelled, np.bool_)
-    is_prediction = ~is_label
-    predictions = cast(
-        list[Prediction], list(itertools.compress(records, map(operator.not_, labelled)))
-    )
-    truths = cast(list[GroundTruth], list(itertools.compress(records, labelled)))
-    kinds = np.full(count, table.KIND_PREDICTION, np.int8)
-    kinds[is_label] = table.KIND_LABEL
-    at = np.empty(count, np.int64)
-    at[is_prediction] = np.fromiter(map(get_predicted_at, predictions), np.int64, len(predictions))
-    at[is_label] = np.fromiter(map(_label_at, truths), np.int64, len(truths))
-    # A label's key is its request's hash; one naming no request (matched by entity)
-    # takes the Python's path, as does a prediction of another output than a float score
-    # (only scores are held in the columns).
-    asked = list(map(_request_id, truths))
-    named = list(map(operator.is_not, asked, itertools.repeat(None)))
-    label_keys = np.zeros(len(truths), np.uint64)
-    label_keys[np.array(named, np.bool_)] = np.array(
-        request_hashes(itertools.compress(asked, named)), np.uint64
-    )
-    roles = np.zeros(count, np.int8)
-    roles[is_prediction] = list(map(_ROLE_CODES.__getitem__, map(get_role, predictions)))
-    keys = np.zeros(count, np.uint64)
-    keys[is_prediction] = index_keys(
-        roles[is_prediction],
-        np.array(list(itertools.compress(requests, map(operator.not_, labelled))), np.uint64),
-    )
-    keys[is_label] = label_keys
-    outputs = list(map(_output, predictions))
-    if all(map(operator.is_, map(type, outputs), itertools.repeat(Score))):
-        given = list(map(_score, outputs))
-        floats = list(map(operator.is_, map(type, given), itertools.repeat(float)))
-    else:
-        given = [o.score if type(o) is Score else math.nan for o in outputs]
-        floats = [
-            type(o) is Score and type(s) is float for o, s in zip(outputs, given, strict=True)
-        ]
-    simple = np.empty(count, np.bool_)
-    simple[is_prediction] = floats
-    simple[is_label] = named
-    scores = np.full(count, math.nan)
-    scores[is_prediction] = given
-    entities = np.zeros(count, np.uint64)
-    entities[is_prediction] = np.array(
-        list(map(entity_hash, map(_entity_id, predictions))), np.uint64
-    )
-    # Versions numbered in the order they first come.
-    named_versions = list(map(_model_version, predictions))
-    versions = {version: n for n, version in enumerate(dict.fromkeys(named_versions))}
-    version_index = np.zeros(count, np.intp)
-    version_index[is_prediction] = list(map(versions.__getitem__, named_versions))
     return JoinRun(
-        kinds,
-        at,
-        keys,
-        simple,
-        entities,
-        roles,
-        version_index,
+        np.array(kinds, np.int8),
+        np.array(at, np.int64),
+        np.array(keys, np.uint64),
+        np.array(simple, np.bool_),
+        np.array(entities, np.uint64),
+        np.array(roles, np.int8),
+        np.array(version_index, np.intp),
         list(versions),
-        scores,
+        np.array(scores, np.float64),
         np.zeros(count, np.int64),
         np.full((count, len(ROLES)), -1, np.int64),
     )
@@ -720,7 +703,7 @@ class JoinBatch:
         ]
         for role, version, low, high, pairs_low, pairs_high, at_ms in found.streams:
             stream, queue = self._stream(role, version, outputs[high - 1], at_ms)
-            self._enqueue_scores(
+            self._enqueue(
                 stream,
                 queue,
                 outputs[low:high],
@@ -785,7 +768,7 @@ class JoinBatch:
             output = held.output
             stream, queued = self._stream(held.role, held.version, output, at_ms)
             delay = (at_ms - held.predicted_at) / 1000.0
-            self._enqueue(stream, queued, output, truth.label, delay, index)
+            self._enqueue(stream, queued, [output], [truth.label], [delay], [index])
         self._report()
 
     def _prediction(self, prediction: Prediction, request: int) -> None:
@@ -807,89 +790,72 @@ class JoinBatch:
             if held.add(request, entity, role, version, at_ms, output, slot):
                 join.evicted += 1
             stream, queued = self._stream(role, version, output, at_ms)
-            self._enqueue(stream, queued, output, _MADE, None, len(self._at_ms) - 1)
+            self._enqueue(stream, queued, [output], [_MADE], [], [len(self._at_ms) - 1])
         self._report()
 
     def _enqueue(
         self,
         stream: StreamPerformance,
         queued: _Queued,
-        output: HeldOutput,
-        label: Any,
-        delay: float | None,
-        index: int,
-    ) -> None:
-        """Queue the inputs of one output for a stream's detectors: a held prediction's for
-        its estimates, as they wait for no label (its label ``_MADE``, its ``delay``
-        None), a joined pair's for all; ``index``: its record's place among those
-        observed."""
-        if type(output) is float:
-            delays = [] if delay is None else [delay]
-            self._enqueue_scores(stream, queued, [output], [label], delays, [index])
-            return
-        if delay is not None:
-            queued.delays.append(delay)
-        task = self.join.settings.task
-        code = None
-        if label is not _MADE:
-            if stream.metric is not None:
-                queued.metric.append(_metric_input(output, label))
-                queued.metric_at.append(index)
-            if stream.estimate is not None or stream.calibrated is not None:
-                code = _class_index(output, label)
-        if stream.estimate is not None:
-            probabilities = _probabilities(output, task)
-            if probabilities is not None:
-                queued.estimate.append((code, probabilities))
-                queued.estimate_at.append(index)
-        if stream.calibrated is not None:
-            queued.scores.append(_positive_score(output))
-            # A NaN label is an ignored label one by one; in a batch NaN marks a
-            # prediction.
-            queued.labels.append(
-                None if label is _MADE else -1 if _is_nan(code) else code  # type: ignore[arg-type]
-            )
-            queued.calibrated_at.append(index)
-
-    def _enqueue_scores(
-        self,
-        stream: StreamPerformance,
-        queued: _Queued,
-        outputs: list[float],
+        outputs: Sequence[HeldOutput],
         labels: list[Any],
         delays: list[float],
         indices: list[int],
     ) -> None:
-        """``_enqueue`` of each score of ``outputs`` (with its label and index; ``delays``:
-        the joined pairs'), a list per detector input at a time: most outputs, without
-        a Python step per detector input."""
+        """Queue inputs for a stream's detectors, in order: a held prediction's for its
+        estimates, as they wait for no label (its label ``_MADE``), a joined pair's for
+        all (``delays``: the pairs' label delays in seconds); ``indices``: each one's
+        record's place among those observed."""
         queued.delays.extend(delays)
-        made = list(map(operator.is_, labels, itertools.repeat(_MADE)))
-        if stream.metric is not None and False in made:
-            paired = list(map(operator.not_, made))
-            queued.metric.extend(
-                zip(
-                    itertools.compress(labels, paired),
-                    itertools.compress(outputs, paired),
-                    strict=True,
-                )
-            )
-            queued.metric_at.extend(itertools.compress(indices, paired))
+        metric = stream.metric is not None
         estimate, calibrated = stream.estimate is not None, stream.calibrated is not None
-        if not (estimate or calibrated):
-            return
-        # None would make the estimate read the label as a new prediction.
-        codes = [None if label is _MADE else -1 if label is None else label for label in labels]
+        task = self.join.settings.task
         # A score's estimate input is the score itself, for a classifier.
-        if estimate and self.join.settings.task == "classification":
-            queued.estimate.extend(zip(codes, outputs, strict=True))
-            queued.estimate_at.extend(indices)
-        if calibrated:
-            queued.scores.extend(outputs)
-            queued.labels.extend(
-                -1 if isinstance(code, float) and code != code else code for code in codes
-            )
-            queued.calibrated_at.extend(indices)
+        scored = estimate and task == "classification"
+        for output, label, index in zip(outputs, labels, indices, strict=True):
+            if type(output) is float:
+                # Most outputs: the general path's inputs, without its helpers' calls.
+                if label is _MADE:
+                    if scored:
+                        queued.estimate.append((None, output))
+                        queued.estimate_at.append(index)
+                    if calibrated:
+                        queued.scores.append(output)
+                        queued.labels.append(None)
+                        queued.calibrated_at.append(index)
+                    continue
+                if metric:
+                    queued.metric.append((label, output))
+                    queued.metric_at.append(index)
+                code = -1 if label is None else label
+                if scored:
+                    queued.estimate.append((code, output))
+                    queued.estimate_at.append(index)
+                if calibrated:
+                    queued.scores.append(output)
+                    queued.labels.append(-1 if isinstance(code, float) and code != code else code)
+                    queued.calibrated_at.append(index)
+                continue
+            code = None
+            if label is not _MADE:
+                if metric:
+                    queued.metric.append(_metric_input(output, label))
+                    queued.metric_at.append(index)
+                if estimate or calibrated:
+                    code = _class_index(output, label)
+            if estimate:
+                probabilities = _probabilities(output, task)
+                if probabilities is not None:
+                    queued.estimate.append((code, probabilities))
+                    queued.estimate_at.append(index)
+            if calibrated:
+                queued.scores.append(_positive_score(output))
+                # A NaN label is an ignored label one by one; in a batch NaN marks a
+                # prediction.
+                queued.labels.append(
+                    None if label is _MADE else -1 if _is_nan(code) else code  # type: ignore[arg-type]
+                )
+                queued.calibrated_at.append(index)
 
     def _report(self) -> None:
         """The points of the last record observed, when the clock passed the report time."""

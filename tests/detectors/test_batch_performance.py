@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.performance import _inputs
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -138,13 +140,15 @@ def test_classification_of_int_and_float_pairs_batched_as_one_by_one(
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
     drop = PerformanceDrop(alpha=0.05, tolerance=0.05, reference_size=5)
-    assert_same_batched(
-        lambda: ClassificationPerformance(3, 0.5, drop),
-        values,
-        data.draw(cuts(len(values))),
-        alarm_event,
-        alarm_events,
-    )
+    # Most batches through the columns, whatever their size.
+    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
+        assert_same_batched(
+            lambda: ClassificationPerformance(3, 0.5, drop),
+            values,
+            data.draw(cuts(len(values))),
+            alarm_event,
+            alarm_events,
+        )
 
 
 def predicted_or_labelled(rng: np.random.Generator, rate: float) -> Any:
@@ -164,6 +168,10 @@ def predicted_or_labelled(rng: np.random.Generator, rate: float) -> Any:
 @given(st.data())
 def test_estimated_accuracy_batched_as_one_by_one(data: st.DataObject) -> None:
     values = data.draw(runs(predicted_or_labelled, [*BAD_PAIRS, (0, [0.5, 0.6])]))
+    estimate_batched(values, data)
+
+
+def estimate_batched(values: list[Any], data: st.DataObject) -> None:
     assert_same_batched(
         lambda: EstimatedAccuracy(
             window=4, min_labels=2, alpha=0.1, tolerance=0.05, reference_size=5
@@ -194,15 +202,8 @@ def test_estimated_accuracy_of_binary_pairs_batched_as_one_by_one(data: st.DataO
     other = data.draw(st.sampled_from([None, (True, 0.5), (0, 1), (0, [0.5, 0.5]), [0, 0.5]]))
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
-    assert_same_batched(
-        lambda: EstimatedAccuracy(
-            window=4, min_labels=2, alpha=0.1, tolerance=0.05, reference_size=5
-        ),
-        values,
-        data.draw(cuts(len(values))),
-        alarm_event,
-        alarm_events,
-    )
+    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
+        estimate_batched(values, data)
 
 
 def delay(rng: np.random.Generator, rate: float) -> Any:
