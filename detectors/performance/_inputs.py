@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 
 def is_real(value: Any) -> bool:
@@ -52,3 +55,23 @@ def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     if isinstance(value, tuple | list) and len(value) == count:
         return tuple(value)
     return None
+
+
+# ``float_pairs`` takes at least this many values: below it, a detector's loop over the
+# values costs less than the dozen numpy operations on their columns.
+PAIRS_AT_ONCE = 64
+
+
+def float_pairs(values: Sequence[Any]) -> tuple[tuple[Any, ...], np.ndarray] | None:
+    """The first items and, as a float64 array, the second items of ``values`` when every
+    value is a tuple of two whose second item is a float (what ``fields`` and
+    ``finite_float`` take at once, in C-level passes) and they are ``PAIRS_AT_ONCE`` or
+    more; else None."""
+    if len(values) < PAIRS_AT_ONCE:
+        return None
+    if set(map(type, values)) != {tuple} or set(map(len, values)) != {2}:
+        return None
+    first, second = zip(*values, strict=True)
+    if set(map(type, second)) != {float}:
+        return None
+    return first, np.array(second, np.float64)

@@ -55,6 +55,12 @@ class LabelledMetric(TupleEvents, LabelCounts, base.Base):
     def _parse(self, x: Any) -> tuple[tuple[float, ...], float] | None:
         raise NotImplementedError
 
+    def _parse_many(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, Any] | None:
+        """``_parse`` of every value as columns, when a subclass reads them so (its most
+        common inputs): the losses (NaN: invalid), the valid ones' rows, and whether each
+        is valid; None: a value at a time."""
+        return None
+
     def update(self, x: Any) -> None:
         """Absorb one labelled prediction; an invalid one is counted in ``n_ignored``."""
         parsed = self._parse(x)
@@ -76,13 +82,18 @@ class LabelledMetric(TupleEvents, LabelCounts, base.Base):
         if self._small(len(values)):
             self._update_each(values)
             return
-        parsed = [self._parse(x) for x in values]
-        losses = np.array([math.nan if p is None else p[1] for p in parsed], dtype=np.float64)
-        rows = np.array([p[0] for p in parsed if p is not None], dtype=np.float64).reshape(
-            -1, self._columns
-        )
-        valid_before = np.cumsum([p is not None for p in parsed])
-        self._n_ignored += len(parsed) - len(rows)
+        columns = self._parse_many(values)
+        if columns is None:
+            parsed = [self._parse(x) for x in values]
+            losses = np.array([math.nan if p is None else p[1] for p in parsed], dtype=np.float64)
+            rows = np.array([p[0] for p in parsed if p is not None], dtype=np.float64).reshape(
+                -1, self._columns
+            )
+            valid: Any = [p is not None for p in parsed]
+        else:
+            losses, rows, valid = columns
+        valid_before = np.cumsum(valid)
+        self._n_ignored += len(values) - len(rows)
         self._drop.update_many(losses)
         # The rows go in up to each alarm, where the alarm reads the metric.
         self._batch_events = ()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from river import base
 
 from detectors._batch import TupleEvents
-from detectors.performance._inputs import fields, finite_float, is_real, unit_float
+from detectors.performance._inputs import fields, finite_float, float_pairs, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
@@ -51,6 +54,79 @@ def _class_index(y_true: Any, n_classes: int) -> int | None:
     if number is None or number != int(number) or not 0 <= number < n_classes:
         return None
     return int(number)
+
+
+# ``EstimatedAccuracy.update_many``'s inputs as columns: each drop alarm's losses at their
+# positions (NaN, ignored, elsewhere), the positions of the valid predictions and labels,
+# and their window rows (confidence; confidence and correct).
+_Parsed = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[int], list[int], Any, Any]
+
+
+def _parse_many(values: Sequence[Any]) -> _Parsed:
+    """What ``update`` reads of each input, one at a time."""
+    estimated = np.full(len(values), math.nan)
+    measured = np.full(len(values), math.nan)
+    predictions: list[int] = []
+    labels: list[int] = []
+    confidences: list[float] = []
+    labelled: list[tuple[float, float]] = []
+    for i, x in enumerate(values):
+        pair = fields(x, 2)
+        scored = _scored(pair[1]) if pair else None
+        if pair is None or scored is None:
+            continue
+        confidence, predicted, n_classes = scored
+        if pair[0] is None:
+            predictions.append(i)
+            confidences.append(confidence)
+            estimated[i] = 1.0 - confidence
+            continue
+        y_true = _class_index(pair[0], n_classes)
+        if y_true is not None:
+            correct = float(predicted == y_true)
+            labels.append(i)
+            labelled.append((confidence, correct))
+            measured[i] = 1.0 - correct
+    return (
+        estimated,
+        measured,
+        predictions,
+        labels,
+        np.array(confidences).reshape(-1, 1),
+        np.array(labelled).reshape(-1, 2),
+    )
+
+
+def _binary_many(values: Sequence[Any]) -> _Parsed | None:
+    """``_parse_many`` over the columns, when every input is a pair of None or an int and
+    a float P(class 1), as a binary classifier's are (the label join's); else None. The
+    same numbers: ``max`` and ``>=`` of floats are numpy's, and a pair that ``update``
+    ignores (a probability outside [0, 1] or NaN, a label not 0 or 1) is ignored here."""
+    pairs = float_pairs(values)
+    if pairs is None or not set(map(type, pairs[0])) <= {int, type(None)}:
+        return None
+    given, p = pairs
+    is_label = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)
+    try:
+        y = np.zeros(len(values), np.int64)
+        y[is_label] = list(itertools.compress(given, is_label.tolist()))
+    except OverflowError:  # an int beyond 64 bits: no class, left to the general path
+        return None
+    valid = (p >= 0.0) & (p <= 1.0)
+    confidence = np.maximum(p, 1.0 - p)
+    prediction = valid & ~is_label
+    label = valid & is_label & (y >= 0) & (y < 2)
+    correct = ((p >= 0.5) == (y == 1)).astype(np.float64)
+    estimated = np.where(prediction, 1.0 - confidence, math.nan)
+    measured = np.where(label, 1.0 - correct, math.nan)
+    return (
+        estimated,
+        measured,
+        np.flatnonzero(prediction).tolist(),
+        np.flatnonzero(label).tolist(),
+        confidence[prediction].reshape(-1, 1),
+        np.column_stack((confidence[label], correct[label])),
+    )
 
 
 class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
@@ -190,30 +266,10 @@ class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
         if self._small(len(values)):
             self._update_each(values)
             return
-        # Each drop alarm gets its own losses at their positions, NaN (ignored) elsewhere.
-        estimated = np.full(len(values), math.nan)
-        measured = np.full(len(values), math.nan)
-        predictions: list[int] = []
-        labels: list[int] = []
-        confidences: list[float] = []
-        labelled: list[tuple[float, float]] = []
-        for i, x in enumerate(values):
-            pair = fields(x, 2)
-            scored = _scored(pair[1]) if pair else None
-            if pair is None or scored is None:
-                continue
-            confidence, predicted, n_classes = scored
-            if pair[0] is None:
-                predictions.append(i)
-                confidences.append(confidence)
-                estimated[i] = 1.0 - confidence
-                continue
-            y_true = _class_index(pair[0], n_classes)
-            if y_true is not None:
-                correct = float(predicted == y_true)
-                labels.append(i)
-                labelled.append((confidence, correct))
-                measured[i] = 1.0 - correct
+        parsed = _binary_many(values)
+        if parsed is None:
+            parsed = _parse_many(values)
+        estimated, measured, predictions, labels, confidence_rows, labelled_rows = parsed
         self._n_ignored += len(values) - len(predictions) - len(labels)
         self._estimated_drop.update_many(estimated)
         self._measured_drop.update_many(measured)
@@ -221,8 +277,6 @@ class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
             [(int(i), "estimated") for i in self._estimated_drop.detections]
             + [(int(i), "measured") for i in self._measured_drop.detections]
         )
-        confidence_rows = np.array(confidences).reshape(-1, 1)
-        labelled_rows = np.array(labelled).reshape(-1, 2)
         pushed = [0, 0]
 
         def push(predicted: int, labelled: int) -> None:

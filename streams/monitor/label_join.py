@@ -207,7 +207,8 @@ DEFAULTS: Mapping[str, Any] = {
 HEALTH_ROLE = "live"
 # ``JoinBatch.observe_run``: a run of fewer records goes a record at a time (the fixed cost
 # of a compiled loop's call and of the run's columns would outweigh what they save), and
-# so do as many records after a call of the loop that joined fewer, twice as many after
+# so do as many records after a call of the loop that joined fewer (unless the report
+# time, not a record, stopped it), twice as many after
 # another such call, up to ``_MOST_ALONE * FEWEST_AT_ONCE`` records (where the records that
 # stop it are close together: labels not held, as when the sample leaves many out).
 FEWEST_AT_ONCE = 8
@@ -557,7 +558,8 @@ class JoinBatch:
             )
             for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
                 setattr(join, name, value)
-            if stop - start < FEWEST_AT_ONCE:
+            # A call stopped by the report time stopped for no record of the run.
+            if stop - start < FEWEST_AT_ONCE and why != table.STOP_REPORT:
                 alone = min(2 * self._alone, _MOST_ALONE) if self._alone_in is run else 1
                 self._alone_in, self._alone = run, alone
                 self._alone_to = stop + 1 + alone * FEWEST_AT_ONCE

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.performance import _inputs
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -119,6 +121,36 @@ def test_labelled_metrics_batched_as_one_by_one(name: str, data: st.DataObject) 
     )
 
 
+# Pairs of an int and a float (the label join's, which the columns' path takes) that the
+# detectors ignore or that sit on an edge: a label of no class, an int beyond 64 bits, a
+# probability outside [0, 1] or NaN, and 0, 1, 0.5 and -0.0.
+BINARY_ODD = [(2, 0.7), (-1, 0.2), (2**70, 0.5), (1, 1.5), (0, -0.5), (1, math.nan)]
+BINARY_EDGES = [(0, 0.5), (1, 0.5), (1, 0.0), (0, -0.0), (1, 1.0), (0, 1.0)]
+
+
+@PROPERTY
+@given(st.data())
+def test_classification_of_int_and_float_pairs_batched_as_one_by_one(
+    data: st.DataObject,
+) -> None:
+    """Only pairs of an int and a float, odd ones among them; or one pair of another shape
+    (a bool, an int probability, a list), which sends its batches the general way."""
+    values = data.draw(runs(classified, [*BINARY_ODD, *BINARY_EDGES]))
+    other = data.draw(st.sampled_from([None, (True, 0.5), (0, 1), [0, 0.5], (1.0, 0.5)]))
+    if other is not None:
+        values.insert(data.draw(st.integers(0, len(values))), other)
+    drop = PerformanceDrop(alpha=0.05, tolerance=0.05, reference_size=5)
+    # Most batches through the columns, whatever their size.
+    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
+        assert_same_batched(
+            lambda: ClassificationPerformance(3, 0.5, drop),
+            values,
+            data.draw(cuts(len(values))),
+            alarm_event,
+            alarm_events,
+        )
+
+
 def predicted_or_labelled(rng: np.random.Generator, rate: float) -> Any:
     """A new prediction, or a label that is wrong at ``rate``, of a binary or 3-class model."""
     if rng.random() < 0.5:
@@ -136,6 +168,10 @@ def predicted_or_labelled(rng: np.random.Generator, rate: float) -> Any:
 @given(st.data())
 def test_estimated_accuracy_batched_as_one_by_one(data: st.DataObject) -> None:
     values = data.draw(runs(predicted_or_labelled, [*BAD_PAIRS, (0, [0.5, 0.6])]))
+    estimate_batched(values, data)
+
+
+def estimate_batched(values: list[Any], data: st.DataObject) -> None:
     assert_same_batched(
         lambda: EstimatedAccuracy(
             window=4, min_labels=2, alpha=0.1, tolerance=0.05, reference_size=5
@@ -145,6 +181,29 @@ def test_estimated_accuracy_batched_as_one_by_one(data: st.DataObject) -> None:
         alarm_event,
         alarm_events,
     )
+
+
+def binary(rng: np.random.Generator, rate: float) -> Any:
+    """A binary classifier's new prediction or label, as the label join feeds them."""
+    p = float(rng.uniform(0.5 - rate / 2, 0.5 + rate / 2))
+    if rng.random() < 0.5:
+        return (None, p)
+    return (int((p >= 0.5) == (rng.random() >= rate)), p)
+
+
+@PROPERTY
+@given(st.data())
+def test_estimated_accuracy_of_binary_pairs_batched_as_one_by_one(data: st.DataObject) -> None:
+    """Pairs of None or an int and a float only (the columns' path), bad ones of that
+    shape among them: probabilities outside [0, 1] or NaN, labels of no class, an int
+    beyond 64 bits; and one of another shape sends the batch the general way."""
+    odd = [*BINARY_ODD, *BINARY_EDGES, (None, -0.5), (None, math.nan), (None, 0.5), (None, 1.0)]
+    values = data.draw(runs(binary, odd))
+    other = data.draw(st.sampled_from([None, (True, 0.5), (0, 1), (0, [0.5, 0.5]), [0, 0.5]]))
+    if other is not None:
+        values.insert(data.draw(st.integers(0, len(values))), other)
+    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
+        estimate_batched(values, data)
 
 
 def delay(rng: np.random.Generator, rate: float) -> Any:

@@ -180,3 +180,25 @@ def test_runs_of_a_stream_that_makes_every_alarm(at: list[int]) -> None:
     assert in_runs(join, ALARMING, at) == ALARMING_EXPECTED
     mine, theirs = held_state(join), held_state(ALARMING_JOIN)
     assert same_state(mine, theirs), state_difference(mine, theirs)
+
+
+def test_a_call_stopped_by_the_report_time_sends_no_record_alone() -> None:
+    """A report that stops the loop a few records after it started is no sign of records
+    the loop cannot take: the records after it stay in the loop (only the first record,
+    before the join's clock is set, goes alone)."""
+    model = parse_portfolio(BATCH_PORTFOLIO).models["churn"]
+    join = new_join(model)
+    # Reports every 7 s: the fourth record reaches the first report time; 24 held at most.
+    times = [START_MS, START_MS + 1000, START_MS + 2000, START_MS + 8000]
+    times += [START_MS + 8100 + 100 * n for n in range(15)]
+    events: list[Event] = [prediction(n, 0.5, at_ms=at) for n, at in enumerate(times)]
+    requests = [label_join.request_hash(e.request_id) for e in events]
+    batch = JoinBatch(join)
+    with mock.patch.object(
+        JoinBatch, "_prediction", autospec=True, side_effect=JoinBatch._prediction
+    ) as alone:
+        assert batch.observe_run(events, requests, 0, join_run(events, requests)) == len(events)
+    assert alone.call_count == 1
+    assert batch.results() == [
+        observe(expected, e) for expected in [new_join(model)] for e in events
+    ]
