@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detectors.shadow._betting import BettingConfidenceSequence
+from detectors.shadow._betting import _kept
 from detectors.shadow.promotion import DAY, ShadowPromotion
 
 MINUTE = 60.0
@@ -166,7 +166,6 @@ def test_candidates_kept_are_those_whose_hedged_capital_is_below_the_threshold(
 ) -> None:
     # Each capital near or across the band's edges, or far below, the two equal or not:
     # the shortcut must agree with logaddexp's comparison on each, rounding included.
-    sequence = BettingConfidenceSequence(alpha, 10)
     threshold = math.log(1.0 / alpha)
     ulp = math.ulp(threshold)
     log_up, log_down = (
@@ -174,4 +173,5 @@ def test_candidates_kept_are_those_whose_hedged_capital_is_below_the_threshold(
         for side in zip(*offsets, strict=True)
     )
     expected = np.logaddexp(log_up, log_down) + math.log(0.5) < threshold
-    assert sequence._kept(log_up, log_down).tolist() == expected.tolist()
+    kept = [_kept(up, down, threshold) for up, down in zip(log_up, log_down, strict=True)]
+    assert kept == expected.tolist()
