@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import array
-import collections
 import dataclasses
-import itertools
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +12,7 @@ import numpy as np
 from river import base
 
 from detectors._batch import TupleEvents
+from detectors._compiled import compiled
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
@@ -219,36 +217,42 @@ class WriteLag(TupleEvents, base.Base):
         same state as ``update`` of each write in turn; ``windows_closed`` gives each
         write its ``writes.positions``.
 
-        Each feature's writes are counted a window's share at a time (its sketch's counts
-        with one ``Counter``, those over the SLA and the reference by comparisons mapped in
-        C). A lag's bucket key is ``math.log``'s, as in ``update``: numpy's logarithm may
-        differ in the last bit, which would move a lag on a bucket's edge. A few writes go
-        one at a time, without the numpy calls.
+        Each feature's writes are counted a window's share at a time, by a compiled loop
+        (``_count_lags``): its sketch's counts, and those over the SLA and the reference.
+        A lag's bucket key is the C library's ``log``, as ``math.log`` in ``update``:
+        numpy's logarithm may differ in the last bit, which would move a lag on a bucket's
+        edge. A few writes go one at a time, without the numpy calls.
         """
         self._batch_events = ()
-        names, positions = writes.features, writes.positions
-        if self._small(len(writes.ok) if rows is None else len(rows)):
-            for w in range(len(writes.ok)) if rows is None else rows.tolist():
-                if writes.ok[w]:
-                    code = writes.codes[w]
-                    self._add_lag(int(positions[w]), names[code], float(writes.lags[w]))
+        names, positions, ok, codes, lags = (
+            writes.features,
+            writes.positions,
+            writes.ok,
+            writes.codes,
+            writes.lags,
+        )
+        size = len(ok) if rows is None else len(rows)
+        if self._small(size):
+            for w in range(size) if rows is None else rows.tolist():
+                if ok.item(w):
+                    self._add_lag(positions.item(w), names[codes.item(w)], lags.item(w))
                 else:
                     self._rejected += 1
             return
-        picked = writes.ok if rows is None else writes.ok[rows]
-        if picked.all():
-            good = np.arange(len(picked)) if rows is None else rows
-        else:
-            good = np.flatnonzero(picked) if rows is None else rows[picked]
-        self._rejected += len(picked) - len(good)
-        if not len(good):
+        good = np.arange(size) if rows is None else rows
+        accepted = int(np.count_nonzero(ok[good]))
+        if not accepted:
+            self._rejected += size
             return
-        codes = writes.codes[good]
+        if accepted < size:
+            good = good[ok[good]]
+            self._rejected += size - accepted
+        picked = codes[good]
         # Per feature, in order of its first write (a feature's writes alone: the leak
         # watch's).
-        order = [int(codes[0])]
-        if not (codes == order[0]).all():
-            order = list(dict.fromkeys(codes.tolist()))
+        order = [picked.item(0)]
+        if np.count_nonzero(picked != order[0]):
+            order = list(dict.fromkeys(picked.tolist()))
         for code in order:
             feature = names[code]
             row = self._rows.get(feature)
@@ -256,36 +260,35 @@ class WriteLag(TupleEvents, base.Base):
                 if len(self._rows) >= self.max_features:
                     continue
                 row = self._add(feature)
-            taken = good if len(order) == 1 else good[codes == code]
-            self._count(feature, row, positions[taken].tolist(), writes.lags[taken].tolist())
-        self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
+            taken = good if len(order) == 1 else good[picked == code]
+            self._count(feature, row, positions, lags, taken)
+        if len(self._batch_events) > 1:
+            self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
 
     def _count(
-        self, feature: str, row: int, positions: Sequence[int], lag_list: list[float]
+        self, feature: str, row: int, positions: np.ndarray, lags: np.ndarray, taken: np.ndarray
     ) -> None:
-        """One feature's writes of a batch, a window's share at a time."""
-        log, ceil, log_gamma = math.log, math.ceil, self._log_gamma
-        # ``bucket_key``, inline: a call per lag costs as much again.
-        buckets = [ceil(log(lag) / log_gamma) if lag > 1.0 else 0 for lag in lag_list]
+        """One feature's writes of a batch, at ``taken`` in ``positions`` and ``lags``, a
+        window's share at a time."""
         sketch, counts, at = self._buckets[row], self._counts, row * _FIELDS
+        sla = math.inf if self.sla is None else float(self.sla)
         start = 0
-        while start < len(buckets):
-            stop = min(len(buckets), start + self.window - counts[at + _WINDOW_WRITES])
-            share = buckets[start:stop] if start or stop < len(buckets) else buckets
-            for bucket, count in collections.Counter(share).items():
+        while start < len(taken):
+            stop = min(len(taken), start + self.window - counts[at + _WINDOW_WRITES])
+            share = taken if start == 0 and stop == len(taken) else taken[start:stop]
+            found, over_sla, over_reference = _count_lags(
+                lags, share, self._log_gamma, sla, counts[at + _REFERENCE]
+            )
+            keys, numbers = found.tolist()
+            for bucket, count in zip(keys, numbers, strict=True):
                 sketch[bucket] = sketch.get(bucket, 0) + count
             counts[at + _WRITES] += stop - start
             counts[at + _WINDOW_WRITES] += stop - start
-            if self.sla is not None:
-                over_sla = map(operator.gt, lag_list[start:stop], itertools.repeat(self.sla))
-                counts[at + _OVER_SLA] += sum(over_sla)
-            reference = counts[at + _REFERENCE]
-            if reference >= 0:
-                over = map(operator.gt, share, itertools.repeat(reference))
-                counts[at + _OVER_REFERENCE] += sum(over)
+            counts[at + _OVER_SLA] += over_sla
+            counts[at + _OVER_REFERENCE] += over_reference
             if counts[at + _WINDOW_WRITES] == self.window:
                 self._close_window(row)
-                self._add_event((positions[stop - 1], self._summary(feature, row)))
+                self._add_event((positions.item(taken.item(stop - 1)), self._summary(feature, row)))
             start = stop
 
     def _add(self, feature: str) -> int:
@@ -381,3 +384,45 @@ class WriteLag(TupleEvents, base.Base):
     def rejected(self) -> int:
         """Inputs that were not a well-formed write."""
         return self._rejected
+
+
+@compiled
+def _count_lags(
+    lags: np.ndarray, taken: np.ndarray, log_gamma: float, sla: float, reference: int
+) -> tuple[np.ndarray, int, int]:
+    """The lags at ``taken``, as ``WriteLag._add_lag`` counts each: the sketch's bucket
+    keys that they fall in, in order of first lag (as one by one adds them to the sketch,
+    a dict, which keeps that order), over how many fall in each; how many lags exceed
+    ``sla``, and how many fall in a bucket above ``reference`` (none while it is
+    negative)."""
+    n = len(taken)
+    keys = np.empty(n, np.int64)
+    over_sla = over_reference = 0
+    for i in range(n):
+        lag = lags[taken[i]]
+        if lag == math.inf:
+            # As ``math.ceil`` of it in ``update``.
+            raise OverflowError("cannot convert float infinity to integer")
+        # ``bucket_key``, with numba's ``math.log``: the C library's, as CPython's.
+        key = math.ceil(math.log(lag) / log_gamma) if lag > 1.0 else 0
+        keys[i] = key
+        if lag > sla:
+            over_sla += 1
+        if reference >= 0 and key > reference:
+            over_reference += 1
+    # A tally over the keys' range: lags are at most ``sys.float_info.max``, whose key is
+    # at most 709 / log_gamma (35,000 at a 1% accuracy).
+    low = keys.min()
+    tally = np.zeros(keys.max() - low + 1, np.int64)
+    for i in range(n):
+        tally[keys[i] - low] += 1
+    found = np.empty((2, n), np.int64)
+    distinct = 0
+    for i in range(n):
+        count = tally[keys[i] - low]
+        if count:
+            found[0, distinct] = keys[i]
+            found[1, distinct] = count
+            tally[keys[i] - low] = 0
+            distinct += 1
+    return found[:, :distinct], over_sla, over_reference

@@ -17,15 +17,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
+
+from detectors._compiled import compiled
 
 _TRUNCATION = 0.5
-# Rows of the (observations x grid) arrays a batch update computes at once: 64 rows of a
-# 1,000-candidate grid, 512 KB an array, stay in a core's cache (256 rows cost 40% more).
-_ROWS = 64
+# Rows of the (observations x grid) arrays a batch update computes at once: the four
+# arrays of 16 rows of a 1,000-candidate grid, 128 KB each, stay in a core's cache (32 or
+# 64 rows cost twice as much a value, 4 or 8 rows a fifth more).
+_ROWS = 16
 _LOG_2 = math.log(2.0)
 # Far above the rounding of capitals near a threshold of at most a few tens (1e-13).
 _BAND = 1e-9
+_LOG_HALF = math.log(0.5)
 
 
 class BettingConfidenceSequence:
@@ -40,16 +43,15 @@ class BettingConfidenceSequence:
         self._n = 0
         self._sum = 0.0
         self._squared_deviations = 0.0
+        # The bounds after the last value, found with it.
         self._bounds = (0.0, 1.0)
-        self._bounds_at = 0
 
     def update(self, x: float) -> None:
         t = self._n + 1
         variance = (0.25 + self._squared_deviations) / t
         bet = min(math.sqrt(self._log_factor / (variance * t * math.log1p(t))), _TRUNCATION)
-        stake = bet * (x - self._grid)
-        self._log_up += np.log1p(stake)
-        self._log_down += np.log1p(-stake)
+        stake = (bet * (x - self._grid))[None]
+        self._bounds = self._add_rows(stake)[0]
         self._n = t
         self._sum += x
         self._squared_deviations += (x - (0.5 + self._sum) / (t + 1)) ** 2
@@ -58,9 +60,9 @@ class BettingConfidenceSequence:
         """Add ``xs`` in turn, exactly as ``update`` on each; the bounds after each.
 
         The bets and running sums go value by value with ``update``'s own arithmetic (a
-        bet reads the variance of the values before it); the capitals are then one
-        cumulative sum down an (observations x grid) array, which adds row after row as
-        ``update`` does, and the bounds of every row come from one mask.
+        bet reads the variance of the values before it); the stakes of every value on
+        every candidate are then one (observations x grid) array, and ``_add_rows`` adds
+        their logarithms to the capitals row after row, as ``update`` does.
         """
         found: list[tuple[float, float]] = []
         for start in range(0, len(xs), _ROWS):
@@ -80,68 +82,34 @@ class BettingConfidenceSequence:
             total += x
             squared += (x - (0.5 + total) / (t + 1)) ** 2
         stakes = np.array(bets)[:, None] * (np.array(xs)[:, None] - self._grid)
-        capitals = []
-        for start, sign in ((self._log_up, 1.0), (self._log_down, -1.0)):
-            rows = np.empty((len(xs) + 1, len(self._grid)))
-            rows[0] = start
-            np.log1p(stakes if sign > 0 else -stakes, out=rows[1:])
-            np.cumsum(rows, axis=0, out=rows)
-            capitals.append(rows[1:])
-        self._log_up, self._log_down = capitals[0][-1].copy(), capitals[1][-1].copy()
+        found = self._add_rows(stakes)
         self._n, self._sum, self._squared_deviations = n, total, squared
-        found = self._bounds_of(capitals[0], capitals[1])
-        self._bounds, self._bounds_at = found[-1], n
+        self._bounds = found[-1]
         return found
 
-    def _bounds_of(self, log_up: np.ndarray, log_down: np.ndarray) -> list[tuple[float, float]]:
-        """``_compute_bounds`` for each row of capitals."""
-        kept = self._kept(log_up, log_down)
-        first = np.argmax(kept, axis=1)
-        last = (kept.shape[1] - 1 - np.argmax(kept[:, ::-1], axis=1)).tolist()
-        # A row keeps a candidate if its first True is one (argmax is 0 on no True).
-        any_kept_rows = kept[np.arange(len(kept)), first].tolist()
-        grid = self._grid.tolist()
-        cell = 1.0 / len(grid)
+    def _add_rows(self, stakes: np.ndarray) -> list[tuple[float, float]]:
+        """Bets ``stakes`` (a row per value) in turn; the bounds after each row.
+
+        The logarithms of the capitals' factors are numpy's (``log1p`` of a whole array
+        may be vectorised code whose last bit differs from the C library's); the compiled
+        loop adds them and reads the bounds.
+        """
+        bounds = _add_rows(
+            self._log_up,
+            self._log_down,
+            np.log1p(stakes),
+            np.log1p(-stakes),
+            self._grid,
+            self._log_threshold,
+        )
         return [
-            (max(grid[i] - cell, 0.0), min(grid[j] + cell, 1.0))
-            if any_kept
-            else (math.nan, math.nan)
-            for i, j, any_kept in zip(first.tolist(), last, any_kept_rows, strict=True)
+            (math.nan, math.nan) if lower != lower else (lower, upper)
+            for lower, upper in bounds.tolist()
         ]
 
     def bounds(self) -> tuple[float, float]:
         """(lower, upper); NaN when every candidate is excluded (a drifting mean)."""
-        if self._bounds_at != self._n:
-            self._bounds = self._compute_bounds()
-            self._bounds_at = self._n
         return self._bounds
-
-    def _compute_bounds(self) -> tuple[float, float]:
-        kept = self._grid[self._kept(self._log_up, self._log_down)]
-        if not len(kept):
-            return math.nan, math.nan
-        # The kept candidates are an interval holding the mean (with probability 1 - alpha);
-        # a true mean between two candidates is within one cell of the nearest kept one.
-        cell = 1.0 / len(self._grid)
-        return max(float(kept[0]) - cell, 0.0), min(float(kept[-1]) + cell, 1.0)
-
-    def _kept(self, log_up: np.ndarray, log_down: np.ndarray) -> npt.NDArray[np.bool_]:
-        """Whether each candidate's hedged capital, ``logaddexp(log_up, log_down) +
-        log(0.5)``, is below the threshold: exactly that comparison, with ``logaddexp``
-        (ten times ``log1p``'s cost) only where its answer is not already known.
-
-        The hedged capital is between ``max(log_up, log_down) - log(2)`` and that maximum,
-        so a candidate whose maximum is below the threshold is kept and one whose maximum
-        is ``log(2)`` or more above it is not, with ``_BAND`` to spare for rounding; only
-        the few candidates in between, near the interval's ends, are computed.
-        """
-        highest = np.maximum(log_up, log_down)
-        kept = highest < self._log_threshold - _BAND
-        unsure = ~kept & (highest < self._log_threshold + _LOG_2 + _BAND)
-        if unsure.any():
-            hedged = np.logaddexp(log_up[unsure], log_down[unsure]) + math.log(0.5)
-            kept[unsure] = hedged < self._log_threshold
-        return kept
 
     @property
     def n(self) -> int:
@@ -150,3 +118,62 @@ class BettingConfidenceSequence:
     @property
     def mean(self) -> float:
         return self._sum / self._n if self._n else math.nan
+
+
+@compiled
+def _add_rows(
+    log_up: np.ndarray,
+    log_down: np.ndarray,
+    up_steps: np.ndarray,
+    down_steps: np.ndarray,
+    grid: np.ndarray,
+    log_threshold: float,
+) -> np.ndarray:
+    """Adds each row of ``up_steps`` and ``down_steps`` to the log capitals in turn (in
+    place); the bounds after each row, NaN where every candidate is excluded.
+
+    A candidate is kept while its hedged capital, ``logaddexp(log_up, log_down) + log(0.5)``,
+    is below the threshold: that comparison, with ``logaddexp`` (ten times ``log1p``'s
+    cost) only where its answer is not already known. The hedged capital is between
+    ``max(log_up, log_down) - log(2)`` and that maximum, so a candidate whose maximum is
+    below the threshold is kept and one whose maximum is ``log(2)`` or more above it is
+    not, with ``_BAND`` to spare for rounding. The bounds are the first and the last
+    candidates kept, widened by a cell: a true mean between two candidates is within one
+    cell of the nearest kept one.
+    """
+    rows, size = up_steps.shape
+    cell = 1.0 / size
+    bounds = np.full((rows, 2), np.nan)
+    for i in range(rows):
+        for j in range(size):
+            log_up[j] += up_steps[i, j]
+            log_down[j] += down_steps[i, j]
+        first = -1
+        for j in range(size):
+            if _kept(log_up[j], log_down[j], log_threshold):
+                first = j
+                break
+        if first < 0:
+            continue
+        last = first
+        for j in range(size - 1, first, -1):
+            if _kept(log_up[j], log_down[j], log_threshold):
+                last = j
+                break
+        # Python's ``max(lower, 0.0)`` and ``min(upper, 1.0)``.
+        lower = grid[first] - cell
+        upper = grid[last] + cell
+        bounds[i, 0] = 0.0 if lower < 0.0 else lower
+        bounds[i, 1] = 1.0 if upper > 1.0 else upper
+    return bounds
+
+
+@compiled
+def _kept(log_up: float, log_down: float, log_threshold: float) -> bool:
+    """Whether a candidate of these log capitals is kept (``_add_rows``)."""
+    highest = log_up if log_up >= log_down else log_down
+    if highest < log_threshold - _BAND:
+        return True
+    if highest >= log_threshold + _LOG_2 + _BAND:
+        return False
+    return bool(np.logaddexp(log_up, log_down) + _LOG_HALF < log_threshold)

@@ -242,11 +242,13 @@ def observe_many(
 
     The agreement detector is read only by a report, so its pairs wait for the next
     report, or the batch's end, and go in at once. The promotion's verdict is read after
-    each of its labels until the trial is decided, so it takes them one by one.
+    each of its labels until the trial is decided, so it takes them one by one; once it
+    is decided, only a report reads it, and its labels wait and go in at once too.
     Mutates ``join``.
     """
     caused: list[ShadowEffects] = []
     pairs: list[tuple[float, float]] = []
+    labels: list[tuple[float, float, float]] = []
     # Whether the verdict may have changed since it was last read: only a label fed to
     # the promotion changes it (and the first record reads it, as one by one).
     scored = True
@@ -263,7 +265,7 @@ def observe_many(
             if at > join.stream_time:
                 join.stream_time = at
             _expire(join)
-            unused = _label(join, record)
+            unused = _label(join, record, labels)
             scored = scored or unused is None
         if unused is not None:
             join.counts[unused] += 1
@@ -275,13 +277,17 @@ def observe_many(
         if change is None and join.stream_time < join.next_report_at:
             caused.append(_NOTHING)
             continue
-        caused.append(_effects(model, join, pairs, change))
-    _agree(join, pairs)
+        caused.append(_effects(model, join, pairs, labels, change))
+    _feed(join, pairs, labels)
     return caused
 
 
 def _effects(
-    model: Model, join: ShadowJoin, pairs: list[tuple[float, float]], change: VerdictChange | None
+    model: Model,
+    join: ShadowJoin,
+    pairs: list[tuple[float, float]],
+    labels: list[tuple[float, float, float]],
+    change: VerdictChange | None,
 ) -> ShadowEffects:
     """What a record that decided the trial (``change``) or reached the report time caused."""
     alerts: list[Alert] = []
@@ -293,7 +299,7 @@ def _effects(
                 model.model_id, model.owner, "shadow_verdict", severity, text, None, change.verdict
             )
         )
-    _agree(join, pairs)
+    _feed(join, pairs, labels)
     points = _report(join)
     step = join.report_every_ms
     join.next_report_at = (join.stream_time // step + 1) * step
@@ -307,11 +313,17 @@ def _effects(
     return ShadowEffects(tuple(points), tuple(alerts), promotions, change)
 
 
-def _agree(join: ShadowJoin, pairs: list[tuple[float, float]]) -> None:
-    """Feed the pairs made since the agreement was last read to it."""
+def _feed(
+    join: ShadowJoin, pairs: list[tuple[float, float]], labels: list[tuple[float, float, float]]
+) -> None:
+    """Feed the pairs made since the agreement was last read to it, and the labels scored
+    since the decided promotion was last read to it."""
     if pairs:
         join.agreement.update_many(pairs)
         pairs.clear()
+    if labels:
+        join.promotion.update_many(labels)
+        labels.clear()
 
 
 def _prediction(
@@ -357,26 +369,37 @@ def _add(
         join.counts[evicted] += 1
 
 
-def _label(join: ShadowJoin, truth: GroundTruth) -> str | None:
-    """Scores the pair ``truth`` labels; the name of the count it goes to when it cannot."""
+def _label(
+    join: ShadowJoin, truth: GroundTruth, labels: list[tuple[float, float, float]]
+) -> str | None:
+    """Scores the pair ``truth`` labels (for the promotion, or for ``labels`` once the
+    trial is decided); the name of the count it goes to when it cannot."""
     request = None if truth.request_id is None else join.pairs.pop(truth.request_id, None)
     if request is None or request.live is None or request.shadow is None:
         return "labels_unmatched"
     label = _label_class(truth.label)
     if label is None:
         return "labels_unusable"
-    join.promotion.update(
-        (request.predicted_at / 1000.0, _loss(request.live, label), _loss(request.shadow, label))
+    scored = (
+        request.predicted_at / 1000.0,
+        _loss(request.live, label),
+        _loss(request.shadow, label),
     )
+    if join.decision is None:
+        join.promotion.update(scored)
+    else:
+        labels.append(scored)
     return None
 
 
 def _expire(join: ShadowJoin) -> None:
     """Drops requests that waited longer than their TTL, oldest first."""
-    if join.halves:
-        _expire_from(join, join.halves, join.pair_ttl_ms, "expired_halves")
-    if join.pairs:
-        _expire_from(join, join.pairs, join.label_ttl_ms, "expired_pairs")
+    # The oldest of each read here first: most records expire nothing.
+    now, halves, pairs = join.stream_time, join.halves, join.pairs
+    if halves and not next(iter(halves.values())).predicted_at + join.pair_ttl_ms >= now:
+        _expire_from(join, halves, join.pair_ttl_ms, "expired_halves")
+    if pairs and not next(iter(pairs.values())).predicted_at + join.label_ttl_ms >= now:
+        _expire_from(join, pairs, join.label_ttl_ms, "expired_pairs")
 
 
 def _expire_from(

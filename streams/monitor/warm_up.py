@@ -11,9 +11,10 @@ cache once.
 ``warm_up`` feeds one batch of made-up records to a throwaway ``Monitor``: predictions
 of a model's features, their labels by request, and writes of the entities they were
 about, enough for every compiled loop to run; then scores through a score detector of a
-short warm-up (a model's own may want more scores than the batch has), and a performance
-drop detector given its baseline, whose CUSUM loop runs only once it has one, and the
-compiled tests that Python also calls. Nothing of it is kept.
+short warm-up (a model's own may want more scores than the batch has), a performance
+drop detector given its baseline, whose CUSUM loop runs only once it has one, the
+compiled tests that Python also calls, and a shadow trial's confidence sequence. Nothing
+of it is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.leaks._coincide import best_cell
 from detectors.performance.drop import PerformanceDrop
+from detectors.shadow.promotion import ShadowPromotion
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch, Record
 from streams.monitor.monitor import Monitor
@@ -83,6 +85,9 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     binomial_sf(1, 2, 0.5)
     hypergeom_sf(1, 2, 1, 1)
     best_cell(np.zeros((2, 1), np.int64), np.zeros((2, 2, 1, 4), np.int64), 1)
+    # The shadow trial's confidence sequence, of a model with a shadow (the made-up one
+    # has none).
+    ShadowPromotion(grid_size=10).update((0.0, 0.5, 0.5))
 
 
 def _records(model: Model, numeric: frozenset[str], start_ms: int = 0) -> list[Record]:

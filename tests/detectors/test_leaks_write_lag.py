@@ -105,6 +105,17 @@ def test_features_hold_no_object_each_that_the_garbage_collector_walks() -> None
     assert restored.write_lag == detector.write_lag
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in subtract:RuntimeWarning")
+@pytest.mark.parametrize("size", [1, 40])
+def test_a_lag_beyond_the_floats_raises_one_by_one_and_batched(size: int) -> None:
+    # Finite times, their difference infinite: no bucket has it, in ``update`` (math.ceil)
+    # as in the compiled loop of a batch.
+    writes = _writes(np.full(size, 5.0))
+    writes[-1] = FeatureWrite("u", "balance", 1.0, -1e308, 1e308)
+    with pytest.raises(OverflowError):
+        WriteLag().update_many(writes)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detectors.shadow._betting import BettingConfidenceSequence
+from detectors.shadow._betting import BettingConfidenceSequence, _kept
 from detectors.shadow.promotion import DAY, ShadowPromotion
 
 MINUTE = 60.0
@@ -166,7 +166,6 @@ def test_candidates_kept_are_those_whose_hedged_capital_is_below_the_threshold(
 ) -> None:
     # Each capital near or across the band's edges, or far below, the two equal or not:
     # the shortcut must agree with logaddexp's comparison on each, rounding included.
-    sequence = BettingConfidenceSequence(alpha, 10)
     threshold = math.log(1.0 / alpha)
     ulp = math.ulp(threshold)
     log_up, log_down = (
@@ -174,4 +173,28 @@ def test_candidates_kept_are_those_whose_hedged_capital_is_below_the_threshold(
         for side in zip(*offsets, strict=True)
     )
     expected = np.logaddexp(log_up, log_down) + math.log(0.5) < threshold
-    assert sequence._kept(log_up, log_down).tolist() == expected.tolist()
+    kept = [_kept(up, down, threshold) for up, down in zip(log_up, log_down, strict=True)]
+    assert kept == expected.tolist()
+
+
+@given(
+    st.sampled_from([0.05, 0.5]),
+    st.sampled_from([10, 37]),
+    st.lists(st.sampled_from([0.0, 0.2, 0.5, 0.55, 1.0]), min_size=1, max_size=60),
+    st.booleans(),
+)
+def test_bounds_are_the_first_and_last_candidates_whose_hedged_capital_is_below_the_threshold(
+    alpha: float, grid_size: int, xs: list[float], batched: bool
+) -> None:
+    # The compiled loop's bounds against their definition, on the whole grid by numpy:
+    # runs at either end of [0, 1] keep the grid's first or last candidate, or none.
+    sequence = BettingConfidenceSequence(alpha, grid_size)
+    found = sequence.update_many(xs) if batched else []
+    for x in [] if batched else xs:
+        sequence.update(x)
+        found.append(sequence.bounds())
+    hedged = np.logaddexp(sequence._log_up, sequence._log_down) + math.log(0.5)
+    kept = sequence._grid[hedged < math.log(1.0 / alpha)].tolist()
+    cell = 1.0 / grid_size
+    expected = (max(kept[0] - cell, 0.0), min(kept[-1] + cell, 1.0)) if kept else (math.nan,) * 2
+    assert str(found[-1]) == str(sequence.bounds()) == str(expected)
