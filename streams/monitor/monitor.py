@@ -104,10 +104,12 @@ CHECKPOINT_EVERY = 10_000
 # feature kind, a built test kept alone, the output detectors' recent values in a Window;
 # 20: ResidualCUSUM's fitted residuals in an array, for its compiled run; 21: the label
 # wait's count of arrivals an int, its labels' request hashes beside them; 22: a windowed
-# test's batch events as arrays, ResidualCUSUM's sums, starts and detections in tuples), so
-# that a worker upgraded mid-stream starts the model afresh instead of failing on a
+# test's batch events as arrays, ResidualCUSUM's sums, starts and detections in tuples; 23:
+# the detectors' and the held table's objects in slots beside an attribute dict of numbers,
+# the label join's, leak watch's, label wait's and request map's fields in slots), so that
+# a worker upgraded mid-stream starts the model afresh instead of failing on a
 # half-restored detector later.
-STATE_FORMAT = 22
+STATE_FORMAT = 23
 _CHECKPOINT_PROTOCOL = 4
 # What ``detect`` finds in a batch without predictions (read-only).
 _NOTHING_FOUND = Found({}, {})
