@@ -30,6 +30,27 @@ def own_attribute_dict(instance: object) -> None:
     vars(instance)
 
 
+def attribute_state(instance: Any) -> dict[str, Any]:
+    """An instance's attributes: its class's slots, then its attribute dict.
+
+    The state a ``__getstate__`` starts from where a class keeps its objects (which the
+    garbage collector tracks) in slots, and its numbers, arrays and tuples of them in the
+    attribute dict, which the collector then stops tracking and visiting.
+    """
+    slots = type(instance).__slots__
+    return {**{name: getattr(instance, name) for name in slots}, **vars(instance)}
+
+
+def set_attribute_state(instance: Any, state: dict[str, Any]) -> None:
+    """Sets what ``attribute_state`` gave (less what is made again): the class's slots, the
+    rest in the attribute dict in order."""
+    slots = type(instance).__slots__
+    for name in slots:
+        if name in state:
+            setattr(instance, name, state[name])
+    vars(instance).update((key, value) for key, value in state.items() if key not in slots)
+
+
 class BatchEvents:
     """Adds ``_update_each``: a batch fed through ``update``, its events kept by position."""
 

@@ -250,6 +250,10 @@ class ResidualCUSUM(base.DriftDetector):
     149 119 mean_up True
     """
 
+    # The fitted model (a named tuple, which the garbage collector tracks) in a slot, the
+    # rest in the attribute dict, which the collector then stops tracking and visiting.
+    __slots__ = ("_model",)
+
     def __init__(
         self,
         alpha: float = 1e-6,
@@ -343,6 +347,7 @@ class ResidualCUSUM(base.DriftDetector):
         (the fitted model, the references, the sums), so a caller can keep one per batch."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
+        clone._model = self._model
         clone._memory = self._memory.copy()
         clone._residuals = self._residuals.copy()
         return clone

@@ -108,6 +108,11 @@ class HealthPolicy(base.Base):
     ('probing', 'healthy')
     """
 
+    # The state and the evidence, transition and action kept (objects, which the garbage
+    # collector tracks) in slots, the numbers in the attribute dict, which it then stops
+    # tracking.
+    __slots__ = ("_action", "_cause", "_last_evidence", "_state", "_transition")
+
     def __init__(
         self,
         confirm: int = 2,

@@ -229,6 +229,11 @@ class AvailabilityGap(base.Base):
     (76, 16, True)
     """
 
+    # The key table, the p-values and the columns by name (objects, which the garbage
+    # collector tracks) in slots, the numbers and arrays in the attribute dict, which it
+    # then stops tracking and visiting.
+    __slots__ = ("_columns", "_looks", "_table")
+
     def __init__(
         self,
         max_gap_rate: float = 0.01,
@@ -868,7 +873,7 @@ class AvailabilityGap(base.Base):
         its hash, ``since``, when it was last seen, two counts and its writes and predictions,
         whatever ``history`` and ``pending`` are; times as integer offsets when they are
         whole (``pack_times``). The key table and the free rows are made again."""
-        state = dict(vars(self))
+        state = _batch.attribute_state(self)
         del state["_table"], state["_free"], state["_free_count"], state["_in_use"]
         rows = np.flatnonzero(self._in_use)
         state["_capacity"] = len(self._in_use)
@@ -891,7 +896,7 @@ class AvailabilityGap(base.Base):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         capacity = state.pop("_capacity")
-        self.__dict__.update(state)
+        _batch.set_attribute_state(self, state)
         for name in ("_since", "_seen", "_event_at", "_written_at", "_predicted_at"):
             setattr(self, name, unpack_times(getattr(self, name)))
         self._writes = self._writes.astype(np.int64)

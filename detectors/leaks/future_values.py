@@ -82,6 +82,10 @@ class FutureValues(TupleEvents, base.Base):
     ([2], 4000.0, True)
     """
 
+    # The per-feature dicts in slots, the numbers in the attribute dict, which the garbage
+    # collector then stops tracking (``detectors._batch.attribute_state``).
+    __slots__ = ("_futures", "_served")
+
     def __init__(self, skew_tolerance: float = 0.0, max_features: int = 1_000) -> None:
         require_durations(skew_tolerance=skew_tolerance)
         require_counts(max_features=max_features)

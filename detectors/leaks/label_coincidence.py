@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from detectors._batch import attribute_state, set_attribute_state
 from detectors.leaks import _coincide
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
@@ -329,6 +330,11 @@ class LabelCoincidentWrites(base.Base):
     >>> detector.evidence["plan"].leaking
     False
     """
+
+    # The key table, the p-values and the columns by name (objects, which the garbage
+    # collector tracks) in slots, the numbers and arrays in the attribute dict, which it
+    # then stops tracking and visiting.
+    __slots__ = ("_columns", "_looks", "_table")
 
     # The per-row and per-cell arrays (_PER_ROW, _PER_CELL), which _blank makes.
     _in_use: np.ndarray
@@ -1138,7 +1144,7 @@ class LabelCoincidentWrites(base.Base):
         near and control bins only of the entities with some. Free rows and columns hold
         what new ones do (``_forget``); the entity keys by row are in the key table, and
         the phases are the keys' hashes."""
-        state = dict(vars(self))
+        state = attribute_state(self)
         used = np.flatnonzero(self._in_use)
         columns, bins = len(self._columns), len(self._edges) - 1
         state["_shape"] = (len(self._in_use), self._windows.shape[1])
@@ -1165,7 +1171,7 @@ class LabelCoincidentWrites(base.Base):
         rows, capacity = packed.pop("_shape")
         marked = packed.pop("_marked")
         # In the order they were: vars() is the state compared in tests.
-        self.__dict__.update(packed)
+        set_attribute_state(self, packed)
         self._blank(rows, capacity)
         table = self._table
         used = np.sort(table.rows[table.rows >= 0])

@@ -40,6 +40,10 @@ class LabelledMetric(TupleEvents, LabelCounts, base.Base):
     batch; ``alarms`` says where in it the drop alarm fired, and what it read there.
     """
 
+    # The detectors and rows in slots, the counts in the attribute dict, which the garbage
+    # collector then stops tracking (``detectors._batch.attribute_state``).
+    __slots__ = ("_drop", "_rows", "drop")
+
     window: int
     drop: PerformanceDrop | None
     primary: str

@@ -357,6 +357,10 @@ class CalibratedEstimate(LabelCounts, base.Base):
     0.693
     """
 
+    # The window of recent labels in a slot, the counts in the attribute dict, which the
+    # garbage collector then stops tracking (``detectors._batch.attribute_state``).
+    __slots__ = ("_recent",)
+
     def __init__(
         self,
         threshold: float = 0.5,
@@ -403,7 +407,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
     def __getstate__(self) -> dict[str, Any]:
         # Bins no label reached hold zeros: only the span from the first reached to the
         # last pickles (none before the first label).
-        state = dict(self.__dict__)
+        state = _batch.attribute_state(self)
         grid = self._grid()
         reached = np.flatnonzero(grid[:, 0].any(axis=0))
         low, high = (int(reached[0]), int(reached[-1]) + 1) if len(reached) else (0, 0)
@@ -414,7 +418,7 @@ class CalibratedEstimate(LabelCounts, base.Base):
         low, reached = state["_counts"]
         counts = np.zeros((2, 3, len(bin_edges(state["threshold"])) + 1))
         counts[:, :, low : low + reached.shape[2]] = reached
-        self.__dict__.update(state, _counts=counts.reshape(-1))  # in place: order kept
+        _batch.set_attribute_state(self, {**state, "_counts": counts.reshape(-1)})  # order kept
 
     def _grid(self) -> np.ndarray:
         """The counts as generation x (labels, positives, score sum) x bin (a view)."""

@@ -57,6 +57,10 @@ class LabelDelay(base.Base):
     (3606, 13230, 36691, False)
     """
 
+    # The two windows' histograms (dicts) in slots, the numbers in the attribute dict, which
+    # the garbage collector then stops tracking (``detectors._batch.attribute_state``).
+    __slots__ = ("_current", "_previous")
+
     def __init__(
         self,
         relative_accuracy: float = 0.01,

@@ -187,6 +187,10 @@ class EstimatedAccuracy(TupleEvents, LabelCounts, base.Base):
     ('measured', 0.792, True)
     """
 
+    # The windows and drop detectors in slots, the counts in the attribute dict, which the
+    # garbage collector then stops tracking (``detectors._batch.attribute_state``).
+    __slots__ = ("_confidences", "_estimated_drop", "_labelled", "_measured_drop")
+
     def __init__(
         self,
         window: int = 2000,

@@ -67,6 +67,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
+from detectors._batch import own_attribute_dict
 from detectors._compiled import compiled
 from detectors.leaks import events
 from detectors.leaks._memory import KeyTable, probe, probe_compiled, vacate, vacate_compiled
@@ -214,7 +215,12 @@ _new_held = tuple.__new__
 class HeldTable:
     """At most ``max_held`` predictions waiting for their label, in arrival order."""
 
+    # The lists and dicts in slots, the numbers and arrays in the attribute dict, which the
+    # garbage collector then stops tracking (``detectors._batch.own_attribute_dict``).
+    __slots__ = ("__dict__", "_other", "_pending", "_per_role", "_version_codes", "_versions")
+
     def __init__(self, max_held: int) -> None:
+        own_attribute_dict(self)
         self.max_held = max_held
         # The sample: a prediction is held only when its entity's hash is below ``limit``
         # (``EVERYTHING`` at first, halved when the table is full); ``unsampled`` counts
@@ -746,6 +752,7 @@ class HeldTable:
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        own_attribute_dict(self)
         self._load(state)
 
 

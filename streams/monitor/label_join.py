@@ -218,7 +218,7 @@ _MADE = object()
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class JoinSettings:
     """The join's settings, resolved from the model once. Each stream's detectors are built
     from ``performance`` (the resolved ``[detectors.performance]`` settings) and the two
@@ -236,7 +236,7 @@ class JoinSettings:
     performance: Mapping[str, Any]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class StreamPerformance:
     """The detectors of one ``(role, model_version)`` stream of one model."""
 
@@ -252,7 +252,7 @@ class StreamPerformance:
     updated_at: int = 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class LabelJoin:
     """Everything the label join remembers about one model; pickled into its table."""
 

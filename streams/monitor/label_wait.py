@@ -66,6 +66,9 @@ SIZE, CLOCK, CLOCKED, ARRIVED, EARLY, MOST = range(6)
 class LabelWait:
     """One model's labels that arrived ahead of its predictions."""
 
+    # One object per model for the garbage collector to walk, not two (it and its dict).
+    __slots__ = ("_arrived", "_heap", "max_waiting", "prediction_clock", "released_early")
+
     def __init__(self, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
         if not (isinstance(max_waiting, int) and max_waiting >= 1):
             raise ValueError(f"max_waiting must be an integer >= 1, got {max_waiting!r}")

@@ -170,6 +170,9 @@ class RequestMap:
     (None, 'user-2', 2)
     """
 
+    # One object per model for the garbage collector to walk, not two (it and its dict).
+    __slots__ = ("_ids", "_keys", "_put", "_table", "capacity")
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._table = KeyTable(capacity)
@@ -266,7 +269,7 @@ def _put_compiled(
     return put, size
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class LeakWatch:
     """Everything the leak watch remembers about one model; pickled into a table value."""
 

@@ -106,9 +106,11 @@ CHECKPOINT_EVERY = 10_000
 # wait's count of arrivals an int, its labels' request hashes beside them; 22: a windowed
 # test's batch events as arrays, ResidualCUSUM's sums, starts and detections in tuples; 23:
 # the shadow trial's confidence sequence keeps its bounds after every value, without the
-# count they were found at), so that a worker upgraded mid-stream starts the model afresh
+# count they were found at; 24: the detectors' and the held table's objects in slots beside
+# an attribute dict of numbers, the label join's, leak watch's, label wait's and request
+# map's fields in slots), so that a worker upgraded mid-stream starts the model afresh
 # instead of failing on a half-restored detector later.
-STATE_FORMAT = 23
+STATE_FORMAT = 24
 _CHECKPOINT_PROTOCOL = 4
 # What ``detect`` finds in a batch without predictions (read-only).
 _NOTHING_FOUND = Found({}, {})

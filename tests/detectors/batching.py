@@ -62,11 +62,10 @@ def _has_state(x: Any) -> bool:
 
 
 def attributes(x: Any) -> dict[str, Any]:
-    """An object's attributes: its ``__dict__``, or its slots' values."""
-    if hasattr(x, "__dict__"):
-        return dict(vars(x))
+    """An object's attributes: its slots' values, then its ``__dict__``."""
     slots = (name for cls in type(x).__mro__ for name in getattr(cls, "__slots__", ()))
-    return {name: getattr(x, name) for name in slots if hasattr(x, name)}
+    found = {name: getattr(x, name) for name in slots if name != "__dict__" and hasattr(x, name)}
+    return {**found, **vars(x)} if hasattr(x, "__dict__") else found
 
 
 def _running(x: Any) -> dict[str, Any]:

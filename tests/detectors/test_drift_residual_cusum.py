@@ -17,6 +17,7 @@ from detectors import ResidualCUSUM
 from detectors.drift import residual_cusum
 from detectors.drift.residual_cusum import _score_array, cusum_threshold
 from tests.detectors.batching import (
+    attributes,
     cuts,
     detection_event,
     detections,
@@ -189,7 +190,7 @@ def _stream_with_changes_and_bad_values(seed: int) -> list[Any]:
 
 def _state(detector: ResidualCUSUM) -> dict[str, Any]:
     # detections describe the last batch by definition: one value, or a whole batch.
-    return {k: v for k, v in vars(detector).items() if k != "_detections"}
+    return {k: v for k, v in attributes(detector).items() if k != "_detections"}
 
 
 def _ramp_with_bad_values(seed: int) -> list[Any]:

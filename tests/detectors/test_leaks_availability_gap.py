@@ -117,11 +117,12 @@ def test_features_at_the_caps_hold_no_object_each_that_the_garbage_collector_wal
     restored = pickle.loads(pickle.dumps(detector))
     gc.collect()
     assert (restored.keys, restored.evicted, len(restored.evidence)) == (384, 10_793, 20)
-    # The key table and the p-values; the features are columns of arrays of machine
-    # numbers (whose collection visits only their type) and a dict of names to columns
-    # (untracked), not an object each with its arrays.
-    tracked = [name for name, item in vars(restored).items() if gc.is_tracked(item)]
-    assert tracked == ["_looks", "_table"]
+    # The features are columns of arrays of machine numbers (whose collection visits only
+    # their type), not an object each with its arrays; the key table, the p-values and the
+    # dict of names to columns are in slots, so the collector stops tracking the rest.
+    assert not gc.is_tracked(vars(restored))
+    walked = sorted(type(item).__name__ for item in gc.get_referents(restored))
+    assert walked == ["AnytimePValues", "KeyTable", "dict", "dict", "type"]
     evidence = restored.evidence
     assert evidence == detector.evidence
     assert (evidence["f0"].predictions, evidence["f0"].gaps, evidence["f0"].gapped) == (

@@ -18,6 +18,7 @@ from streams.monitor.held import (
     entity_hash,
     request_hash,
 )
+from tests.detectors.batching import attributes
 
 MAX_HELD = 5
 
@@ -196,7 +197,7 @@ def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
         table.add(request_hash(f"r{n}"), entity_hash(f"u{n}"), "live", "v1", n, 0.5)
     table._indexed()  # built as by the first lookup
     table.flush()
-    arrays = list(vars(table).values())
+    arrays = list(attributes(table).values())
     numbers = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
     objects = sum(len(value) for value in arrays if isinstance(value, list | dict))
     # Columns of 12,500 rows (35 bytes each) and an index of 32,768 slots (4 bytes each:

@@ -25,7 +25,7 @@ from streams.monitor.label_join import (
     observe,
 )
 from streams.portfolio import parse_portfolio
-from tests.detectors.batching import batches, cuts, same_state, state_difference
+from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_label_join import START_MS, Event, label, prediction
 from tests.streams.test_label_join_batches import EVENTS as ALARMING
 from tests.streams.test_label_join_batches import EXPECTED as ALARMING_EXPECTED
@@ -102,7 +102,7 @@ def in_runs(join: LabelJoin, events: list[Event], at: list[int]) -> list[JoinRes
 def held_state(join: LabelJoin) -> dict[str, Any]:
     """The join's state with its held table as it pickles: the table's row numbers,
     capacity and index layout are its own business."""
-    return {**vars(join), "held": join.held.__getstate__()}
+    return {**attributes(join), "held": join.held.__getstate__()}
 
 
 @settings(max_examples=300, deadline=None)

@@ -865,13 +865,13 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
     assert tracked(restored.drift.features["country"]) == {"CategoricalPSIDrift": 1, "dict": 1}
     # The future values' counts per feature, two dicts of ints, and its last batch's
     # events, a tuple, are none the collector tracks (a list per feature and one of
-    # events were).
-    assert tracked(restored.future) == {"FutureValues": 1, "dict": 1}
+    # events were); the two dicts are in slots, so its attribute dict is untracked too.
+    assert tracked(restored.future) == {"FutureValues": 1}
     # The output detectors keep their last scores and inputs in arrays, and the score's
     # fitted model its residuals in a tuple: no float is visited one by one (two deques and
     # a list held 1,399 of them); the error rate's CUSUMs keep their last batch's events
-    # in a tuple, and their dicts are untracked. What is left: the score CUSUM's dict,
-    # which its fitted model keeps tracked (its running sums and starts and its last
+    # in a tuple, and their dicts are untracked. The score CUSUM's fitted model is in a
+    # slot, so its dict is untracked too (its running sums and starts and its last
     # alarms' positions are tuples; they were three lists).
     output = tracked(restored.output)
     assert output == {
@@ -882,7 +882,6 @@ def test_a_restored_watch_gives_the_garbage_collector_few_objects() -> None:
         "ResidualCUSUM": 1,
         "_Model": 1,
         "BernoulliCUSUM": 2,
-        "dict": 1,
     }
 
 

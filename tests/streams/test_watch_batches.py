@@ -81,7 +81,9 @@ def judged_in_batches(
 def running(detector: ScoreDetector) -> dict[str, Any]:
     """The score detector's state, less the positions of the last batch's alarms."""
     state = attributes(detector)
-    state["detector"] = {k: v for k, v in vars(detector.detector).items() if k != "_detections"}
+    state["detector"] = {
+        k: v for k, v in attributes(detector.detector).items() if k != "_detections"
+    }
     return state
 
 
