@@ -91,7 +91,7 @@ import itertools
 import math
 import operator
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -908,26 +908,24 @@ def _sampled(
         objects_kept = objects
     else:
         # label_leak's sample bits after coincidence event i: those of the last halving at
-        # or before it, and ``bits`` before any.
+        # or before it, and ``bits`` before any; one for every event (``uniform``) in a run
+        # that did not halve it, without counting the events queued before each.
+        uniform = None if halvings else max(own, bits)
         if halvings:
             positions = np.array([position for position, _ in halvings], np.intp)
             after = np.array([bits, *(found for _, found in halvings)])
 
-        def samples(queued: Callable[[], np.ndarray]) -> np.ndarray | int:
-            """The gap's sample bits of events after ``queued()`` coincidence events each:
-            one for them all in a run that did not halve label_leak's sample."""
-            if not halvings:
-                return max(own, bits)
-            return np.maximum(own, after[np.searchsorted(positions, queued())])
+        def samples(queued: np.ndarray) -> np.ndarray:
+            """The gap's sample bits of events after ``queued`` coincidence events each."""
+            return np.maximum(own, after[np.searchsorted(positions, queued)])
 
         # A write's coincidence events queued: those before it and its own.
         inside = _in_samples(
             writes.entities,
-            samples(
-                lambda: (
-                    np.arange(1, len(writes.ok) + 1)
-                    + np.searchsorted(label_records, writes.positions)
-                )
+            uniform
+            if uniform is not None
+            else samples(
+                np.arange(1, len(writes.ok) + 1) + np.searchsorted(label_records, writes.positions)
             ),
         )
         kept = writes if inside.all() else writes.take(np.flatnonzero(inside))
@@ -936,11 +934,11 @@ def _sampled(
             entities = np.array([entity_hash(e.entity_id) for e in events], np.uint64)
             sampled = _in_samples(
                 entities,
-                samples(
-                    lambda: (
-                        np.searchsorted(writes.positions, np.array(slots, np.int64) // _SUB)
-                        + np.array(pending.gap_after)
-                    )
+                uniform
+                if uniform is not None
+                else samples(
+                    np.searchsorted(writes.positions, np.array(slots, np.int64) // _SUB)
+                    + np.array(pending.gap_after)
                 ),
             ).tolist()
             if not all(sampled):
@@ -957,11 +955,11 @@ def _sampled(
             # The coincidence events queued before each prediction (none is its own).
             inside = _in_samples(
                 served.entities[numbers],
-                samples(
-                    lambda: (
-                        np.searchsorted(writes.positions, records)
-                        + np.searchsorted(label_records, records)
-                    )
+                uniform
+                if uniform is not None
+                else samples(
+                    np.searchsorted(writes.positions, records)
+                    + np.searchsorted(label_records, records)
                 ),
             )
             watch.values_unsampled += len(served.features) * (len(inside) - int(inside.sum()))
