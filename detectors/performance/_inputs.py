@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,21 +59,29 @@ def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     return None
 
 
-# ``float_pairs`` takes at least this many values: below it, a detector's loop over the
+# ``label_pairs`` takes at least this many values: below it, a detector's loop over the
 # values costs less than the dozen numpy operations on their columns.
 PAIRS_AT_ONCE = 64
+_INT_OR_NONE = frozenset({int, type(None)})
 
 
-def float_pairs(values: Sequence[Any]) -> tuple[tuple[Any, ...], np.ndarray] | None:
-    """The first items and, as a float64 array, the second items of ``values`` when every
-    value is a tuple of two whose second item is a float (what ``fields`` and
-    ``finite_float`` take at once, in C-level passes) and they are ``PAIRS_AT_ONCE`` or
-    more; else None."""
+def label_pairs(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``values`` as columns when every value is a tuple of an int or None (a label or no
+    label yet) and a float (the score), and they are ``PAIRS_AT_ONCE`` or more: the
+    labels as int64 (0 where None), whether each has one, and the scores as float64 (what
+    ``fields`` and ``finite_float`` take at once, in C-level passes); else None, and for
+    an int beyond 64 bits too: the caller then reads each value on its own."""
     if len(values) < PAIRS_AT_ONCE:
         return None
     if set(map(type, values)) != {tuple} or set(map(len, values)) != {2}:
         return None
-    first, second = zip(*values, strict=True)
-    if set(map(type, second)) != {float}:
+    given, scores = zip(*values, strict=True)
+    if set(map(type, scores)) != {float} or not set(map(type, given)) <= _INT_OR_NONE:
         return None
-    return first, np.array(second, np.float64)
+    labelled = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)
+    try:
+        labels = np.zeros(len(given), np.int64)
+        labels[labelled] = list(itertools.compress(given, labelled.tolist()))
+    except OverflowError:
+        return None
+    return labels, labelled, np.array(scores, np.float64)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.performance._inputs import binary_label, fields, float_pairs, is_real, unit_float
+from detectors.performance._inputs import binary_label, fields, is_real, label_pairs, unit_float
 from detectors.performance._labelled import LabelledMetric
 from detectors.performance._window import roc_auc, validate_size
 from detectors.performance.drop import PerformanceDrop
@@ -84,14 +84,10 @@ class ClassificationPerformance(LabelledMetric):
     def _parse_many(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, Any] | None:
         """``_parse`` over pairs of an int and a float only (the label join's), in columns:
         the pairs its shortcut takes (label 0 or 1, p in [0, 1]), the others ignored."""
-        pairs = float_pairs(values)
-        if pairs is None or set(map(type, pairs[0])) != {int}:
+        pairs = label_pairs(values)
+        if pairs is None or not pairs[1].all():
             return None
-        try:
-            y = np.array(pairs[0], np.int64)
-        except OverflowError:  # an int beyond 64 bits: no label, left to ``_parse``
-            return None
-        p = pairs[1]
+        y, _, p = pairs
         valid = (y >= 0) & (y <= 1) & (p >= 0.0) & (p <= 1.0)
         losses = np.where(valid, ((p >= self.threshold) != (y == 1)).astype(np.float64), math.nan)
         return losses, np.column_stack((y[valid].astype(np.float64), p[valid])), valid

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-import operator
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +12,7 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import TupleEvents
-from detectors.performance._inputs import fields, finite_float, float_pairs, is_real, unit_float
+from detectors.performance._inputs import fields, finite_float, is_real, label_pairs, unit_float
 from detectors.performance._labelled import LabelCounts
 from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
@@ -102,16 +100,10 @@ def _binary_many(values: Sequence[Any]) -> _Parsed | None:
     a float P(class 1), as a binary classifier's are (the label join's); else None. The
     same numbers: ``max`` and ``>=`` of floats are numpy's, and a pair that ``update``
     ignores (a probability outside [0, 1] or NaN, a label not 0 or 1) is ignored here."""
-    pairs = float_pairs(values)
-    if pairs is None or not set(map(type, pairs[0])) <= {int, type(None)}:
+    pairs = label_pairs(values)
+    if pairs is None:
         return None
-    given, p = pairs
-    is_label = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)
-    try:
-        y = np.zeros(len(values), np.int64)
-        y[is_label] = list(itertools.compress(given, is_label.tolist()))
-    except OverflowError:  # an int beyond 64 bits: no class, left to the general path
-        return None
+    y, is_label, p = pairs
     valid = (p >= 0.0) & (p <= 1.0)
     confidence = np.maximum(p, 1.0 - p)
     prediction = valid & ~is_label

@@ -134,9 +134,12 @@ def test_classification_of_int_and_float_pairs_batched_as_one_by_one(
     data: st.DataObject,
 ) -> None:
     """Only pairs of an int and a float, odd ones among them; or one pair of another shape
-    (a bool, an int probability, a list), which sends its batches the general way."""
+    (a bool, an int probability, a list, no label: what the estimate's columns take),
+    which sends its batches the general way."""
     values = data.draw(runs(classified, [*BINARY_ODD, *BINARY_EDGES]))
-    other = data.draw(st.sampled_from([None, (True, 0.5), (0, 1), [0, 0.5], (1.0, 0.5)]))
+    other = data.draw(
+        st.sampled_from([None, (True, 0.5), (0, 1), [0, 0.5], (1.0, 0.5), (None, 0.5)])
+    )
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
     drop = PerformanceDrop(alpha=0.05, tolerance=0.05, reference_size=5)
