@@ -378,7 +378,7 @@ def _one_write(x: Any, position: int) -> WriteColumns:
     entity_id, feature, event_at, written_at = x.entity_id, x.feature, x.event_at, x.written_at
     ok = _identity_ok(entity_id, feature) and _times_ok(event_at, written_at)
     return WriteColumns(
-        np.array([position], np.intp) if position else np.zeros(1, np.intp),
+        np.array([position], np.intp),
         [entity_id],
         np.array([entity_hash(entity_id)], np.uint64),
         (feature,),

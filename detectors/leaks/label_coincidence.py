@@ -1222,9 +1222,9 @@ class LabelCoincidentWrites(base.Base):
         return kind, label, b, judged, counts, score
 
     def _evidence(self, name: str, column: int) -> CoincidenceEvidence:
-        telling = self._telling(np.array([column]))
-        (kind, label, b), (judged, counts) = (c.item() for c in telling[:3]), telling[3:5]
-        judged, counts = judged[0], counts[0]
+        kinds, labels, bins, judged_rows, count_rows, scores = self._telling(np.array([column]))
+        kind, label, b = kinds.item(), labels.item(), bins.item()
+        judged, counts = judged_rows[0], count_rows[0]
         p_value = self._looks.p(column)
         return CoincidenceEvidence(
             feature=name,
@@ -1234,7 +1234,7 @@ class LabelCoincidentWrites(base.Base):
             near_writes=(int(counts[0, _NEAR]), int(counts[1, _NEAR])),
             control_writes=(int(counts[0, _CONTROL]), int(counts[1, _CONTROL])),
             leak_class=label,
-            score=telling[5].item(),
+            score=scores.item(),
             p_value=p_value,
             leaking=p_value <= self.alpha,
             unjudged=int(self._unjudged[column]),

@@ -1161,10 +1161,12 @@ def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     if features := drift.features:
         # Drift's count does not change the output levels (equal shares), only its share.
         specs = [drift.spec(name) for name in features]
-        # A test built once per spec, which features of a kind share, to read its window.
+        # A test built once per spec, which features of a kind share, to read its window
+        # (by identity: a spec's settings are a dict, which does not hash).
+        distinct = {id(spec): spec for spec in specs}
         sizes = {
-            id(spec): spec.test_class(reference=None, **spec.settings).window_size
-            for spec in {id(spec): spec for spec in specs}.values()
+            key: spec.test_class(reference=None, **spec.settings).window_size
+            for key, spec in distinct.items()
         }
         windows = sum(sizes[id(spec)] for spec in specs) / len(specs)
         tests_per_day["drift"] = len(features) * per_day / windows
