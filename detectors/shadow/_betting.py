@@ -94,7 +94,7 @@ class BettingConfidenceSequence:
         may be vectorised code whose last bit differs from the C library's); the compiled
         loop adds them and reads the bounds.
         """
-        bounds = _add_rows(
+        bounds = _bet_rows(
             self._log_up,
             self._log_down,
             np.log1p(stakes),
@@ -121,7 +121,7 @@ class BettingConfidenceSequence:
 
 
 @compiled
-def _add_rows(
+def _bet_rows(
     log_up: np.ndarray,
     log_down: np.ndarray,
     up_steps: np.ndarray,
@@ -170,7 +170,7 @@ def _add_rows(
 
 @compiled
 def _kept(log_up: float, log_down: float, log_threshold: float) -> bool:
-    """Whether a candidate of these log capitals is kept (``_add_rows``)."""
+    """Whether a candidate of these log capitals is kept (``_bet_rows``)."""
     highest = log_up if log_up >= log_down else log_down
     if highest < log_threshold - _BAND:
         return True
