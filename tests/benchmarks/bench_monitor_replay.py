@@ -30,10 +30,12 @@ restored N times and held at once, as a worker holding N such models would (ever
 the same size, none shared): the process RSS before and after, the object count, full
 ``gc.collect()``s (the median of ``FULL_COLLECTIONS`` in wall and CPU time and the longest,
 and one after ``gc.freeze()``, as the worker runs), and each restore's wall and CPU time
-(p50, p99). ``--portfolio-live N``: N monitors of that model built
-live, each fed the first ``--live-entities`` entities of that feed (detectors made by their
-constructors, as a running worker holds them, rather than unpickled): the object count and
-full collections as above.
+(p50, p99) and the full collections among them; then the same restores again as the
+worker makes them, freezing what survives each full collection (``_as_worker``).
+``--portfolio-live N``: N monitors of that model built live, each fed the first
+``--live-entities`` entities of that feed (detectors made by their constructors, as a
+running worker holds them, rather than unpickled): the object count and full collections
+as above.
 
 Run from the repository root, e.g.::
 
@@ -45,6 +47,7 @@ Run from the repository root, e.g.::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import cProfile
 import gc
@@ -66,6 +69,8 @@ from streams.monitor.batch import Record
 from streams.portfolio import Model, Portfolio, parse_portfolio
 from streams.simulate.population import portfolio_toml
 from streams.simulate.run import SCENARIOS, SimulationRun, load_scenario
+from streams.worker.gcfreeze import FullCollections
+from streams.worker.readers import FEED_SLICE_S
 from tests.benchmarks.bench_soak import rss_of_status
 
 LABEL_DELAY_MS = 3_600_000
@@ -348,18 +353,14 @@ def at_caps(features: int, entities: int = 12_000) -> dict[str, Any]:
 
 
 def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
-    """``models`` restored copies of one model's state at its caps, held at once."""
+    """``models`` restored copies of one model's state at its caps, held at once; then as
+    many restored again as the worker restores them (``_restores``)."""
     [model] = list(synthetic_portfolio(1, features))
     data = _monitor_at_caps(model, 12_000).dumps()
     gc.collect()
     rss_before = _rss_mb()
     held: list[Monitor] = []
-    wall_s, cpu_s = [], []
-    for _ in range(models):
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        held.append(Monitor.restore(model, data))
-        wall_s.append(time.perf_counter() - start_wall)
-        cpu_s.append(time.process_time() - start_cpu)
+    restores = asyncio.run(_restores(model, data, models, held, freeze=False))
     collect = _full_collections()
     # The worker freezes what survives a full collection (streams/worker/gcfreeze.py): the
     # first one after a handover scans the whole heap (above), the next only what is new.
@@ -369,7 +370,7 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
     frozen_collect_s = time.perf_counter() - start
     gc.unfreeze()
     rss_after = _rss_mb()
-    return {
+    found = {
         "models": len(held),
         "pickled_bytes_per_model": len(data),
         "rss_mb_before_after": (round(rss_before, 1), round(rss_after, 1)),
@@ -377,8 +378,43 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
         "objects": len(gc.get_objects()),
         **collect,
         "full_gc_ms_frozen": round(frozen_collect_s * 1000, 1),
+        **restores,
+    }
+    held.clear()
+    gc.collect()
+    as_worker = asyncio.run(_restores(model, data, models, held, freeze=True))
+    return found | {f"{key}_as_worker": value for key, value in as_worker.items()}
+
+
+async def _restores(
+    model: Model, data: bytes, models: int, held: list[Monitor], freeze: bool
+) -> dict[str, Any]:
+    """``models`` restores of ``data`` into ``held``, the event loop turning once work has
+    held it for ``FEED_SLICE_S`` (the reader's ``_Turns``), each one's wall and CPU time
+    and the full collections among them. With ``freeze``, as the worker restores after a
+    handover: its ``FullCollections`` freezes what survives each full collection at the
+    loop's next turn, so only the first walks every copy restored before it; without it,
+    each does."""
+    full = FullCollections(freeze=freeze)
+    full.install(asyncio.get_running_loop())
+    wall_s, cpu_s = [], []
+    try:
+        turn_at = time.monotonic() + FEED_SLICE_S
+        for _ in range(models):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            held.append(Monitor.restore(model, data))
+            wall_s.append(time.perf_counter() - start_wall)
+            cpu_s.append(time.process_time() - start_cpu)
+            if time.monotonic() >= turn_at:
+                await asyncio.sleep(0)
+                turn_at = time.monotonic() + FEED_SLICE_S
+    finally:
+        full.remove()
+    return {
         "restore_wall_ms_p50_p99": _percentiles(wall_s),
         "restore_cpu_ms_p50_p99": _percentiles(cpu_s),
+        "full_gcs_during_restores": full.pauses.total,
+        "full_gc_ms_longest_during_restores": round(full.longest * 1000, 1),
     }
 
 
