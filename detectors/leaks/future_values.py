@@ -12,6 +12,7 @@ import numpy.typing as npt
 from river import base
 
 from detectors._batch import TupleEvents
+from detectors._compiled import compiled
 from detectors.leaks._arguments import require_counts, require_durations
 from detectors.leaks.events import (
     ServedFeature,
@@ -200,31 +201,39 @@ class FutureValues(TupleEvents, base.Base):
             )
             return
         self._batch_events = ()
-        with np.errstate(invalid="ignore", over="ignore"):
-            skews = written_at - predicted_at[:, np.newaxis]
         # A row is well-formed when its entity and its feature are (``_identity_ok``).
         entity_ok = np.fromiter(map(_entity_ok, entity_ids), np.bool_, n)
         feature_ok = np.fromiter(map(_feature_ok, features), np.bool_, width)
-        valid = (entity_ok & np.isfinite(predicted_at))[:, np.newaxis] & feature_ok
-        valid &= np.isfinite(written_at)
-        future = valid & (skews > self.skew_tolerance)
-        future_rows = np.flatnonzero(future).tolist()
-        served = np.count_nonzero(valid, axis=0)
-        self._rejected += n * width - int(served.sum())
-        futures = np.count_nonzero(future, axis=0).tolist()
-        # Counted in the order of each feature's first valid row, as ``update`` adds them.
-        columns = np.flatnonzero(served)
-        first = np.argmax(valid[:, columns], axis=0) * width + columns
-        for j in columns[np.argsort(first)].tolist():
-            self._count(features[j], int(served[j]), futures[j])
-        if future_rows:
-            i, j = divmod(future_rows[-1], width)
-            self._future += len(future_rows)
-            self._max_skew = max(self._max_skew, float(skews[future].max()))
+        # Where a row is rejected its skew is not used; inf - inf there must not warn.
+        with np.errstate(invalid="ignore", over="ignore"):
+            skews = written_at - predicted_at[:, np.newaxis]
+        # numpy's comparison with the tolerance (an int's or a float's), before the loop.
+        # The loop's outputs, allocated here: an array it returned would cost more to box.
+        counts = np.empty((3, width), np.int64)
+        future_rows = np.empty(n * width, np.int64)
+        counted, found = _grid_counts(
+            written_at,
+            predicted_at,
+            skews > self.skew_tolerance,
+            entity_ok,
+            feature_ok,
+            counts,
+            future_rows,
+        )
+        order, served, futures = counts[:, :counted].tolist()
+        future_rows = future_rows[:found]
+        self._rejected += n * width - sum(served)
+        count = self._count
+        for j, served_j, future_j in zip(order, served, futures, strict=True):
+            count(features[j], served_j, future_j)
+        if future_rows.size:
+            i, j = divmod(int(future_rows[-1]), width)
+            self._future += int(future_rows.size)
+            self._max_skew = max(self._max_skew, float(skews.ravel()[future_rows].max()))
             self._last = ServedFeature(
                 entity_ids[i], features[j], value_of(i, j), written_at[i, j], predicted_at[i]
             )
-            self._batch_events = tuple((row,) for row in future_rows)
+            self._batch_events = tuple((row,) for row in future_rows.tolist())
 
     def _count(self, feature: str, served: int, future: int) -> None:
         served_before = self._served.get(feature)
@@ -316,3 +325,48 @@ def _per_feature(
     )
     future_by_feature = Counter(features[i] for i in future_rows)
     return [(f, n, future_by_feature[f]) for f, n in served_by_feature.items()]
+
+
+@compiled
+def _grid_counts(
+    written_at: np.ndarray,
+    predicted_at: np.ndarray,
+    later: np.ndarray,
+    entity_ok: np.ndarray,
+    feature_ok: np.ndarray,
+    counts: np.ndarray,
+    future_rows: np.ndarray,
+) -> tuple[int, int]:
+    """``update_grid``'s rows in one pass: row ``i * width + j`` is valid when entity ``i``
+    and feature ``j`` are well-formed and both timestamps are finite, and from the future
+    when valid and ``later`` (its skew beyond the tolerance).
+
+    Writes, for the features with a valid row in the order of their first one (the order
+    in which ``update`` adds them), a column of ``counts`` each: the feature's index, its
+    valid rows and its future rows; and the future rows, ascending, into
+    ``future_rows``. Returns how many of each it wrote.
+    """
+    n, width = written_at.shape
+    served = np.zeros(width, np.int64)
+    futures = np.zeros(width, np.int64)
+    first = np.full(width, n * width, np.int64)
+    found = 0
+    for i in range(n):
+        if not (entity_ok[i] and np.isfinite(predicted_at[i])):
+            continue
+        for j in range(width):
+            if not (feature_ok[j] and np.isfinite(written_at[i, j])):
+                continue
+            served[j] += 1
+            if first[j] == n * width:
+                first[j] = i * width + j
+            if later[i, j]:
+                futures[j] += 1
+                future_rows[found] = i * width + j
+                found += 1
+    columns = np.flatnonzero(served)
+    order = columns[np.argsort(first[columns])]
+    counts[0, : order.size] = order
+    counts[1, : order.size] = served[order]
+    counts[2, : order.size] = futures[order]
+    return order.size, found

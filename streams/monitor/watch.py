@@ -94,7 +94,7 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -399,10 +399,6 @@ class DriftTests:
         completed, its position in ``values``, statistic, p-value (NaN for tests without
         one), verdict and effect. The windows of the values after a change inside the
         reference are at the position of the value that completed the reference."""
-        if len(values) == 1:
-            # A batch of one: ``update`` reads the test's last window without the arrays of
-            # a batch's windows.
-            return self.update(name, values[0])
         state = self.features[name]
         start = 0
         after: list[Any] = []
@@ -870,9 +866,20 @@ def detect(
     drift = watch.drift
     if served and drift.features:
         names = list(drift.features)
-        columns = _feature_columns(names, [predictions[i].features for i in served])
-        for name, values in zip(names, columns, strict=True):
-            if windows := drift.update_many(name, values):
+        found: Iterable[list[DriftWindow]]
+        if len(served) == 1:
+            # One value a feature (most batches of one record): ``update`` reads the test's
+            # last window without the arrays of a batch's windows, nor a column each.
+            carried = predictions[served[0]].features
+            found = (
+                drift.update(name, None if (seen := carried.get(name)) is None else seen.value)
+                for name in names
+            )
+        else:
+            columns = _feature_columns(names, [predictions[i].features for i in served])
+            found = map(drift.update_many, names, columns)
+        for name, windows in zip(names, found, strict=True):
+            if windows:
                 spec = drift.spec(name)
                 for result in windows:
                     i = served[result[0]]

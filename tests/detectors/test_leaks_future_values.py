@@ -101,13 +101,21 @@ def test_a_batch_of_columns_checks_ids_as_one_by_one(
     st.lists(st.sampled_from(["a", "b", "", "c", "d"]), min_size=1, max_size=4, unique=True),
     st.sampled_from([0.0, 50.0]),
     st.sampled_from([1, 2, 1_000]),
+    st.booleans(),
     st.data(),
 )
 def test_a_grid_counts_as_its_rows_in_update_many(
-    n: int, features: list[str], tolerance: float, max_features: int, data: st.DataObject
+    n: int,
+    features: list[str],
+    tolerance: float,
+    max_features: int,
+    in_ms: bool,
+    data: st.DataObject,
 ) -> None:
     # Entities, features and timestamps that are well-formed or not, from the future or
-    # not; a few features beyond max_features; grids below and above SMALL_BATCH rows.
+    # not; a few features beyond max_features; grids below and above SMALL_BATCH rows;
+    # timestamps as floats or as the int64 milliseconds the watch passes (an int tolerance
+    # then too).
     entities = data.draw(
         st.lists(st.sampled_from(["u1", "u2", 7, 1.0, True]), min_size=n, max_size=n)
     )
@@ -119,6 +127,10 @@ def test_a_grid_counts_as_its_rows_in_update_many(
     made = np.array(
         data.draw(st.lists(st.sampled_from([0.0, 10.0, math.nan]), min_size=n, max_size=n))
     )
+    if in_ms:
+        written = np.where(np.isfinite(written), written, -1.0).astype(np.int64)
+        made = np.where(np.isfinite(made), made, 70.0).astype(np.int64)
+        tolerance = int(tolerance)
     values = np.arange(n * len(features)).reshape(n, len(features)).tolist()
     grid = FutureValues(skew_tolerance=tolerance, max_features=max_features)
     rows = FutureValues(skew_tolerance=tolerance, max_features=max_features)
@@ -142,3 +154,16 @@ def test_a_grid_counts_as_its_rows_in_update_many(
 def test_a_grid_of_another_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="2 x 1 written_at"):
         FutureValues().update_grid(["u", "v"], ["a"], np.zeros((1, 2)), np.zeros(2), print)
+
+
+def test_a_grid_gives_the_last_slot_to_the_feature_served_first() -> None:
+    # Feature "a" is first in the grid but its first rows are not finite, so "b", valid
+    # from the first row, is the first counted and takes the only slot, as row by row.
+    written = np.zeros((9, 2))
+    written[:3, 0] = math.nan
+    made = np.ones(9)
+    grid = FutureValues(max_features=1)
+    grid.update_grid(["u"] * 9, ["a", "b"], written, made, print)
+    rows = FutureValues(max_features=1)
+    rows.update_many(["u"] * 18, ["a", "b"] * 9, [0] * 18, written.ravel(), made.repeat(2))
+    assert list(grid.counts) == list(rows.counts) == ["b"]

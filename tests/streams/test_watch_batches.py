@@ -27,8 +27,10 @@ from streams.monitor.watch import (
     new_watch,
     observe,
 )
+from streams.portfolio import parse_portfolio
 from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
+    SMALL,
     score_episode_outlasting_its_fallback,
     shifted_then_normal,
     small_model,
@@ -255,3 +257,47 @@ def test_the_error_rate_takes_a_run_up_to_its_first_evidence_as_one_by_one(
             assert evidence is not None
             assert evidence == one.update("error_rate", values[fed], 0.0)
             values, rest = values[fed + 1 :], rest[fed + 1 :]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    missing=st.lists(st.integers(0, 119), max_size=12),
+    at=st.one_of(cuts(120), st.just(list(range(1, 120)))),
+)
+def test_drift_in_batches_of_detect_is_each_feature_one_by_one(
+    seed: int, missing: list[int], at: list[int]
+) -> None:
+    # Windows of 20 after a reference of 30, a shift halfway: alarms within 120
+    # predictions. A batch of one prediction takes its own path (a value per feature, no
+    # columns), so the batches are also all of one; a feature a prediction does not carry
+    # is None to its test.
+    small = SMALL.replace(
+        "window_size = 500\nreference_size = 1000", "window_size = 20\nreference_size = 30"
+    )
+    model = parse_portfolio(small).models["ranker"]
+    rng = np.random.default_rng(seed)
+    predictions = stream(rng, 0, 60, 0.0) + stream(rng, 60, 60, 15.0)
+    for n in missing:
+        dropped = ("age", "country")[n % 2]
+        features = {k: v for k, v in predictions[n].features.items() if k != dropped}
+        predictions[n] = msgspec.structs.replace(predictions[n], features=features)
+    one = new_watch(model).drift
+    expected = []
+    for n, prediction in enumerate(predictions):
+        for name in list(one.features):
+            seen = prediction.features.get(name)
+            windows = one.update(name, None if seen is None else seen.value)
+            expected += [(n, name, statistic, drift) for _, statistic, _, drift, _ in windows]
+    watch = new_watch(model)
+    found = []
+    start = 0
+    for batch in batches(predictions, at):
+        after = detect(watch, list(batch)).after
+        for k in range(len(batch)):
+            found += [
+                (start + k, e.feature, e.details["statistic"], e.alarm) for e in after.get(k, ())
+            ]
+        start += len(batch)
+    assert found == expected
+    assert watch.drift.skipped_values() == one.skipped_values()
