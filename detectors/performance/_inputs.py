@@ -59,23 +59,23 @@ def fields(value: Any, count: int) -> tuple[Any, ...] | None:
     return None
 
 
-# ``label_pairs`` takes at least this many values: below it, a detector's loop over the
-# values costs less than the dozen numpy operations on their columns.
-PAIRS_AT_ONCE = 64
 _INT_OR_NONE = frozenset({int, type(None)})
 
 
 def label_pairs(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``values`` as columns when every value is a tuple of an int or None (a label or no
-    label yet) and a float (the score), and they are ``PAIRS_AT_ONCE`` or more: the
-    labels as int64 (0 where None), whether each has one, and the scores as float64 (what
-    ``fields`` and ``finite_float`` take at once, in C-level passes); else None, and for
-    an int beyond 64 bits too: the caller then reads each value on its own."""
-    if len(values) < PAIRS_AT_ONCE:
+    label yet) and a float (the score): the labels as int64 (0 where None), whether each
+    has one, and the scores as float64 (what ``fields`` and ``finite_float`` take at once,
+    in C-level passes); else None, and for an int beyond 64 bits too: the caller then
+    reads each value on its own."""
+    if set(map(type, values)) != {tuple}:
         return None
-    if set(map(type, values)) != {tuple} or set(map(len, values)) != {2}:
+    try:
+        # Tuples of two, else ``strict`` (some longer than others) or the unpacking (all
+        # of another length) raises.
+        given, scores = zip(*values, strict=True)
+    except ValueError:
         return None
-    given, scores = zip(*values, strict=True)
     if set(map(type, scores)) != {float} or not set(map(type, given)) <= _INT_OR_NONE:
         return None
     labelled = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)

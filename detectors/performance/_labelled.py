@@ -96,14 +96,14 @@ class LabelledMetric(TupleEvents, LabelCounts, base.Base):
             valid: Any = [p is not None for p in parsed]
         else:
             losses, rows, valid = columns
-        valid_before = np.cumsum(valid)
         self._n_ignored += len(values) - len(rows)
         self._drop.update_many(losses)
-        # The rows go in up to each alarm, where the alarm reads the metric.
+        # The rows go in up to each alarm, where the alarm reads the metric; the valid
+        # values up to an alarm are counted there (alarms are rare).
         self._batch_events = ()
         pushed = 0
         for position in self._drop.detections.tolist():
-            pushed = self._push(rows, pushed, int(valid_before[position]))
+            pushed = self._push(rows, pushed, int(np.count_nonzero(valid[: position + 1])))
             self._add_event(self._alarm(position))
         self._push(rows, pushed, len(rows))
 

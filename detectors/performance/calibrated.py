@@ -588,6 +588,11 @@ class CalibratedEstimate(LabelCounts, base.Base):
         return dict(zip(METRICS, values.tolist(), strict=True))
 
     @property
+    def estimated(self) -> dict[str, float]:
+        """Every ``estimated_<m>``, by ``m`` in ``METRICS``."""
+        return dict(zip(METRICS, self._estimated.tolist(), strict=True))
+
+    @property
     def estimated_accuracy(self) -> float:
         """Expected accuracy of the last completed chunk (NaN before one with ``min_labels``)."""
         return float(self._estimated[0])

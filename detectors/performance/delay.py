@@ -127,21 +127,23 @@ class LabelDelay(base.Base):
             for x in values:
                 self.update(x)
             return
-        delays = finite_floats(values)
-        valid = delays[~np.isnan(delays)]
-        self._n_ignored += len(delays) - len(valid)
-        self._n_negative += int(np.count_nonzero(valid < 0.0))
-        log_gamma, highest = self._log_gamma, self._highest
+        log_gamma, highest, zero = self._log_gamma, self._highest, self._zero
+        keys: list[int] = []
+        negative = 0
         # Keys one by one with ``math.log``, as ``update`` takes them: a vectorised log may
-        # differ in the last bit and move a delay on a bucket's edge.
-        self._count(
-            [
-                min(bucket_key(delay, log_gamma), highest)
-                if delay > _SMALLEST_DELAY
-                else self._zero
-                for delay in valid[valid >= 0.0].tolist()
-            ]
-        )
+        # differ in the last bit and move a delay on a bucket's edge. NaN (not a finite
+        # number) is neither of the two.
+        delays = finite_floats(values).tolist()
+        for delay in delays:
+            if delay >= 0.0:
+                keys.append(
+                    min(bucket_key(delay, log_gamma), highest) if delay > _SMALLEST_DELAY else zero
+                )
+            elif delay < 0.0:
+                negative += 1
+        self._n_ignored += len(delays) - len(keys) - negative
+        self._n_negative += negative
+        self._count(keys)
 
     def _count(self, keys: list[int]) -> None:
         """Add delays by bucket key, in order: the current window's buckets hand over to

@@ -6,11 +6,9 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import numpy as np
-
 from detectors.performance._inputs import fields
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import validate_size
+from detectors.performance._window import mean, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 
@@ -82,4 +80,4 @@ class PrecisionAtK(LabelledMetric):
         """Mean precision@k over the window (NaN before any outcome)."""
         if not len(self._rows):
             return math.nan
-        return float(np.mean(self._rows.column(0)))
+        return mean(self._rows.column(0))

@@ -9,7 +9,7 @@ import numpy as np
 
 from detectors.performance._inputs import fields, finite_float
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import validate_size
+from detectors.performance._window import mean, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 
@@ -70,11 +70,11 @@ class RegressionPerformance(LabelledMetric):
         """Mean absolute error in the window (NaN before any label)."""
         if not len(self._rows):
             return math.nan
-        return float(np.mean(np.abs(self._rows.column(0))))
+        return mean(np.abs(self._rows.column(0)))
 
     @property
     def bias(self) -> float:
         """Mean of ``y_pred - y_true`` in the window: > 0 means over-prediction."""
         if not len(self._rows):
             return math.nan
-        return float(np.mean(self._rows.column(0)))
+        return mean(self._rows.column(0))

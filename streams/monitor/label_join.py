@@ -941,8 +941,14 @@ class JoinBatch:
         self, stream: StreamPerformance, calibrated: CalibratedEstimate, queued: _Queued
     ) -> None:
         # Pieces of at most one chunk's room each, so that no piece closes two chunks and
-        # each alarm reads its own chunk's estimate (an invalid score fills no room).
-        predictions = [n for n, label in enumerate(queued.labels) if label is None]
+        # each alarm reads its own chunk's estimate (an invalid score fills no room). Most
+        # queues close none: one piece, without the predictions' positions.
+        room = calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
+        predictions = (
+            [n for n, label in enumerate(queued.labels) if label is None]
+            if queued.labels.count(None) >= room
+            else []
+        )
         start = taken = 0
         while start < len(queued.labels):
             room = calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
@@ -1155,47 +1161,53 @@ def _report(join: LabelJoin) -> tuple[Point, ...]:
         )
     ]
     for (role, version), stream in join.streams.items():
-        tags = {"model": join.model_id, "version": version, "role": role}
         for detector, fields in _stream_fields(stream):
-            values = {k: v for k, v in fields.items() if not _is_nan(v)}
-            if "value" in fields and "value" not in values:
-                continue
-            if values:
-                points.append(point("performance", {**tags, "detector": detector}, values, at_ms))
+            tags = {"model": join.model_id, "version": version, "role": role, "detector": detector}
+            points.append(point("performance", tags, fields, at_ms))
     return tuple(points)
 
 
 def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, FieldValue]]]:
+    """The detector and fields of each of a stream's points: a field that is NaN is left
+    out, and so is a point whose ``value`` is (``value == value`` is false for NaN only)."""
     rows: list[tuple[str, dict[str, FieldValue]]] = []
     metric = stream.metric
     if metric is not None:
-        counts = {"estimated": 0, "labels": metric.n_labels, "alarms": stream.alarms}
+        values: tuple[tuple[str, float], ...]
         if isinstance(metric, ClassificationPerformance):
-            values = {"accuracy": metric.accuracy, "log_loss": metric.log_loss, "auc": metric.auc}
+            values = (
+                ("accuracy", metric.accuracy),
+                ("log_loss", metric.log_loss),
+                ("auc", metric.auc),
+            )
         else:
-            values = {metric.primary: getattr(metric, metric.primary)}
-        rows.extend((name, {"value": value, **counts}) for name, value in values.items())
+            values = ((metric.primary, getattr(metric, metric.primary)),)
+        labels, alarms = metric.n_labels, stream.alarms
+        rows.extend(
+            (name, {"value": value, "estimated": 0, "labels": labels, "alarms": alarms})
+            for name, value in values
+            if value == value
+        )
     estimate = stream.estimate
     if estimate is not None:
-        rows.append(
-            (
-                "estimated_accuracy",
-                {
-                    "value": estimate.accuracy,
-                    "estimated": int(estimate.source == "estimated"),
-                    "source": estimate.source,
-                    "labels": estimate.n_labels,
-                    "alarms": stream.estimate_alarms,
-                },
-            )
-        )
+        accuracy = estimate.accuracy
+        if accuracy == accuracy:
+            source = estimate.source
+            fields: dict[str, FieldValue] = {
+                "value": accuracy,
+                "estimated": int(source == "estimated"),
+                "source": source,
+                "labels": estimate.n_labels,
+                "alarms": stream.estimate_alarms,
+            }
+            rows.append(("estimated_accuracy", fields))
     calibrated = stream.calibrated
     if calibrated is not None:
-        rows.append(
-            ("calibrated", calibrated_fields(calibrated) | {"alarms": stream.calibrated_alarms})
-        )
+        fields = {k: v for k, v in calibrated_fields(calibrated).items() if v == v}
+        fields["alarms"] = stream.calibrated_alarms
+        rows.append(("calibrated", fields))
     delay = stream.delay
-    if delay.n_recent:
+    if delay.n_recent:  # so its quantiles are numbers
         rows.append(
             (
                 "label_delay",
@@ -1205,18 +1217,22 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
     return rows
 
 
+# ``calibrated_fields``' names of the estimated and the measured metrics, in ``METRICS`` order.
+_ESTIMATED = tuple(f"estimated_{m}" for m in METRICS)
+_MEASURED = tuple(f"measured_{m}" for m in METRICS)
+
+
 def calibrated_fields(calibrated: CalibratedEstimate) -> dict[str, FieldValue]:
     """The calibrated estimate's metrics, estimated and measured side by side (NaN: none yet)."""
-    fields: dict[str, FieldValue] = {
-        f"estimated_{m}": float(getattr(calibrated, f"estimated_{m}")) for m in METRICS
-    }
-    fields |= {f"measured_{m}": value for m, value in calibrated.measured.items()}
-    return fields | {
-        "reference_accuracy": calibrated.reference_accuracy,
-        "calibration_gap": calibrated.calibration_gap,
-        "chunks": calibrated.n_chunks,
-        "labels": calibrated.n_labels,
-    }
+    fields: dict[str, FieldValue] = dict(
+        zip(_ESTIMATED, calibrated.estimated.values(), strict=True)
+    )
+    fields.update(zip(_MEASURED, calibrated.measured.values(), strict=True))
+    fields["reference_accuracy"] = calibrated.reference_accuracy
+    fields["calibration_gap"] = calibrated.calibration_gap
+    fields["chunks"] = calibrated.n_chunks
+    fields["labels"] = calibrated.n_labels
+    return fields
 
 
 def describe_performance(join: LabelJoin) -> dict[str, dict[str, FieldValue | None]]:

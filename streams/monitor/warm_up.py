@@ -12,9 +12,9 @@ cache once.
 of a model's features, their labels by request, and writes of the entities they were
 about, enough for every compiled loop to run; then scores through a score detector of a
 short warm-up (a model's own may want more scores than the batch has), a performance
-drop detector given its baseline, whose CUSUM loop runs only once it has one, the
-compiled tests that Python also calls, and a shadow trial's confidence sequence. Nothing
-of it is kept.
+drop detector given its baseline, whose CUSUM loop runs only once it has one, a
+classifier's metric on int labels, the compiled tests that Python also calls, and a
+shadow trial's confidence sequence. Nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from detectors._batch import SMALL_BATCH
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.leaks._coincide import best_cell
+from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.drop import PerformanceDrop
 from detectors.shadow.promotion import ShadowPromotion
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
@@ -79,6 +80,9 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     # A drop detector's CUSUMs run once it has learnt its baseline (``reference_size``
     # labels), which a made-up batch does not reach: one given a baseline runs them.
     PerformanceDrop(baseline=0.5).update_many(np.zeros(SMALL_BATCH + 1))
+    # A classifier's labels as ints, whose batch goes through a compiled loop: the made-up
+    # labels are bools, which take the general path.
+    ClassificationPerformance().update_many([(1, 0.5)] * (SMALL_BATCH + 1))
     # Compiled code that Python calls too, for the types it passes: the exact tails (a
     # window of write lags, a block of gaps) and label_leak's test (a batch of one event,
     # a test that flags), which the made-up batch does not reach from Python.

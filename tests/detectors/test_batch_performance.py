@@ -7,13 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
-from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.performance import _inputs
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -143,15 +141,13 @@ def test_classification_of_int_and_float_pairs_batched_as_one_by_one(
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
     drop = PerformanceDrop(alpha=0.05, tolerance=0.05, reference_size=5)
-    # Most batches through the columns, whatever their size.
-    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
-        assert_same_batched(
-            lambda: ClassificationPerformance(3, 0.5, drop),
-            values,
-            data.draw(cuts(len(values))),
-            alarm_event,
-            alarm_events,
-        )
+    assert_same_batched(
+        lambda: ClassificationPerformance(3, 0.5, drop),
+        values,
+        data.draw(cuts(len(values))),
+        alarm_event,
+        alarm_events,
+    )
 
 
 def predicted_or_labelled(rng: np.random.Generator, rate: float) -> Any:
@@ -202,11 +198,12 @@ def test_estimated_accuracy_of_binary_pairs_batched_as_one_by_one(data: st.DataO
     beyond 64 bits; and one of another shape sends the batch the general way."""
     odd = [*BINARY_ODD, *BINARY_EDGES, (None, -0.5), (None, math.nan), (None, 0.5), (None, 1.0)]
     values = data.draw(runs(binary, odd))
-    other = data.draw(st.sampled_from([None, (True, 0.5), (0, 1), (0, [0.5, 0.5]), [0, 0.5]]))
+    other = data.draw(
+        st.sampled_from([None, (True, 0.5), (0, 1), (0, [0.5, 0.5]), [0, 0.5], (1,), (0, 0.5, 1)])
+    )
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
-    with mock.patch.object(_inputs, "PAIRS_AT_ONCE", data.draw(st.sampled_from([0, 20]))):
-        estimate_batched(values, data)
+    estimate_batched(values, data)
 
 
 def delay(rng: np.random.Generator, rate: float) -> Any:

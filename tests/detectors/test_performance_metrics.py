@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from river import metrics, utils
 from scipy import stats
 
-from detectors.performance._window import mid_ranks, roc_auc
+from detectors.performance._window import mean, mid_ranks, roc_auc
 from detectors.performance.calibrated import _confusion_metrics, measured_metrics
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.drop import PerformanceDrop
@@ -191,3 +191,23 @@ def test_auc_and_measured_metrics_are_those_of_every_rank_and_cell(
     tp, fp, fn, tn = _cells(scores, labels, threshold)
     metrics = measured_metrics(scores, labels, threshold)
     assert np.array_equal(metrics, _confusion_metrics(tp, fp, fn, tn, expected), equal_nan=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.sampled_from(["float", "column", "bool", "integral"]),
+    st.integers(0, 2**16),
+)
+def test_mean_is_numpy_s_to_the_bit(n: int, kind: str, seed: int) -> None:
+    """``mean`` stands for ``np.mean`` in the metrics the reports read: the same float
+    for a window's column (a strided view), a contiguous array, booleans and 0/1 floats."""
+    rng = np.random.default_rng(seed)
+    rows = rng.random((n, 2)) * rng.choice([1e-9, 1.0, 1e9], (n, 2))
+    values = {
+        "float": rows[:, 0].copy(),
+        "column": rows[:, 1],
+        "bool": rows[:, 0] < 0.5,
+        "integral": (rows[:, 1] < 0.5).astype(np.float64),
+    }[kind]
+    assert mean(values) == float(np.mean(values))

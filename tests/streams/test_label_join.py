@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from detectors.performance.calibrated import METRICS
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.ranking import PrecisionAtK
 from detectors.performance.regression import RegressionPerformance
@@ -466,3 +467,40 @@ def test_a_restored_join_gives_the_garbage_collector_no_list_of_its_detectors() 
     # the collector stops tracking: the dict left is the join's of streams (there were 8).
     found = tracked(restored)
     assert (found["list"], found["dict"], found.total()) == (3, 1, 20)
+
+
+def test_a_report_leaves_out_what_is_not_known_yet() -> None:
+    """A metric whose value is NaN gives no point, and a field that is NaN is left out:
+    before any label, no metric of labels and no label delay; with labels of one class,
+    no ROC AUC."""
+    for labelled, detectors in (
+        (False, ["label_join", "estimated_accuracy", "calibrated"]),
+        (
+            True,
+            [
+                "label_join",
+                "accuracy",
+                "log_loss",
+                "estimated_accuracy",
+                "calibrated",
+                "label_delay",
+            ],
+        ),
+    ):
+        join = new_join(model())
+        events: list[Event] = []
+        for i in range(700):  # past the first report, at 600 s
+            events.append(prediction(i, 0.9))
+            if labelled and i >= 5:
+                events.append(label(1, START_MS + i * 1000, request=i - 5))
+        points = [p for _, result in run(join, events) for p in result.points]
+        assert [p.tags["detector"] for p in points] == detectors
+        assert all(value == value for p in points for value in p.fields.values())
+        calibrated = next(p.fields for p in points if p.tags["detector"] == "calibrated")
+        known = [f"{side}_{m}" for side in ("estimated", "measured") for m in METRICS if m != "auc"]
+        assert list(calibrated) == [
+            *([*known, "reference_accuracy", "calibration_gap"] if labelled else []),
+            "chunks",
+            "labels",
+            "alarms",
+        ]

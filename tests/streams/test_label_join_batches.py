@@ -113,6 +113,24 @@ def test_one_batch_of_everything_too() -> None:
     assert same_state(join, EXPECTED_JOIN), state_difference(join, EXPECTED_JOIN)
 
 
+def test_a_queue_that_closes_several_chunks_places_each_alarm_at_its_own() -> None:
+    """Without a report inside the batch, the calibrated estimate's queue closes several
+    chunks at once, some of them alarming: each alarm reads its own chunk's estimate."""
+    model = parse_portfolio(PORTFOLIO.replace("report_interval = 7", "report_interval = 3600"))
+    expected_join = new_join(model.models["churn"])
+    expected = [observe(expected_join, event) for event in EVENTS]
+    calibrated = [
+        e for result in expected for e in result.evidence if e.detector == "estimated_performance"
+    ]
+    assert len({e.details["estimated_accuracy"] for e in calibrated}) > 1
+    join = new_join(model.models["churn"])
+    joined = JoinBatch(join)
+    for event in EVENTS:
+        joined.observe(event)
+    assert joined.results() == expected
+    assert same_state(join, expected_join), state_difference(join, expected_join)
+
+
 def late_labels() -> list[Event]:
     """``EVENTS`` with, right after a few predictions, a label for each that comes later
     than its TTL (30 s): the join holds the prediction until that label moves the clock."""
