@@ -69,6 +69,12 @@ def finite_float(x: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def mean(values: np.ndarray) -> float:
+    """``np.mean`` of a non-empty array of floats or bools: its own float64 sum and
+    division, without its Python wrapper (a few microseconds a call, several a report or a fit)."""
+    return float(np.add.reduce(values, dtype=np.float64) / len(values))
+
+
 def finite_floats(values: Any) -> FloatArray:
     """The values as a float64 array, NaN where ``finite_float`` gives None.
 

@@ -12,7 +12,13 @@ from river import base
 
 from detectors._compiled import compiled
 from detectors.drift._effect import NOISE_SDS, quantile_effect, quantile_shifts, slow_variance
-from detectors.drift._window import finite_float, finite_floats, validate_level, validate_positive
+from detectors.drift._window import (
+    finite_float,
+    finite_floats,
+    mean,
+    validate_level,
+    validate_positive,
+)
 
 _MAD_TO_SIGMA = 1.4826
 # Reference values further than this many robust standard deviations from the median are
@@ -708,7 +714,7 @@ def _fit_model(
     )
     n = len(values)
     t_centered = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    level = float(_mean(values))
+    level = mean(values)
     slope = float(t_centered @ (values - level) / (t_centered @ t_centered))
     detrended = values - level - slope * t_centered
     phi = _autocorrelation(detrended, _MAX_AUTOCORRELATION)
@@ -849,20 +855,13 @@ def _robust_scale(deviations: np.ndarray) -> float:
     mad = _median(absolute) * _MAD_TO_SIGMA
     if mad > 0.0:
         return mad
-    mean = float(np.mean(absolute)) * math.sqrt(math.pi / 2.0)
-    return mean if mean > 0.0 else 1e-12
-
-
-def _mean(values: np.ndarray) -> np.float64:
-    """``values.mean()``: the same sum divided by the count, without the Python wrapper's
-    checks, which cost twice the sum of a reference (a fit takes up to four)."""
-    mean: np.float64 = np.add.reduce(values) / len(values)
-    return mean
+    scale = float(np.mean(absolute)) * math.sqrt(math.pi / 2.0)
+    return scale if scale > 0.0 else 1e-12
 
 
 def _autocorrelation(values: np.ndarray, high: float) -> float:
     """The lag-1 autocorrelation, within [0, high]."""
-    centred = values - _mean(values)
+    centred = values - mean(values)
     denominator = float(centred @ centred)
     if not denominator > 0.0:
         return 0.0

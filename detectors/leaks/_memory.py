@@ -98,12 +98,12 @@ class KeyTable:
         In that order each key goes to its home or, if that is taken, to the slot after
         the key before (the slots from its home on are that key's run). Keys whose slot
         would pass the end wrap around to the first empty slots from the start, in order,
-        as they would one by one. A compiled loop (``_place_compiled``) places them: a
+        as they would one by one. A compiled loop (``_place_keys``) places them: a
         table is made anew each time its rows grow, and numpy's stable sort of the homes
         and running maximum cost some 0.1 us a key.
         """
         table = cls(size)
-        _place_compiled(np.array(keys, np.uint64), np.array(rows, np.int32), table.keys, table.rows)
+        _place_keys(np.array(keys, np.uint64), np.array(rows, np.int32), table.keys, table.rows)
         table.size = len(keys)
         return table
 
@@ -224,7 +224,7 @@ def vacate_compiled(rows: np.ndarray, keys: np.ndarray, hole: int, keyed_by_row:
 
 
 @compiled
-def _place_compiled(
+def _place_keys(
     keys: np.ndarray, rows: np.ndarray, table_keys: np.ndarray, table_rows: np.ndarray
 ) -> None:
     """``KeyTable.of``'s placing, on an empty table's arrays: the keys in the order of

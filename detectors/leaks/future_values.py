@@ -180,7 +180,8 @@ class FutureValues(TupleEvents, base.Base):
         Row ``i * len(features) + j`` is ``entity_ids[i]``'s prediction at
         ``predicted_at[i]`` serving ``features[j]`` written at ``written_at[i, j]``, its
         value ``value_of(i, j)`` (read for the last value from the future only); rows are
-        numbered so in ``future_indices``. The whole grid is one set of array operations:
+        numbered so in ``future_indices``. The grid's skews are one array subtraction and
+        comparison, its rows counted per feature in one compiled pass (``_grid_counts``):
         no list of rows is built. A grid of ``SMALL_BATCH`` rows or fewer goes through
         ``update_many``'s rows. Shapes that do not fit raise ValueError.
         """
@@ -209,7 +210,7 @@ class FutureValues(TupleEvents, base.Base):
             skews = written_at - predicted_at[:, np.newaxis]
         # numpy's comparison with the tolerance (an int's or a float's), before the loop.
         # The loop's outputs, allocated here: an array it returned would cost more to box.
-        counts = np.empty((3, width), np.int64)
+        per_feature = np.empty((3, width), np.int64)
         future_rows = np.empty(n * width, np.int64)
         counted, found = _grid_counts(
             written_at,
@@ -217,10 +218,10 @@ class FutureValues(TupleEvents, base.Base):
             skews > self.skew_tolerance,
             entity_ok,
             feature_ok,
-            counts,
+            per_feature,
             future_rows,
         )
-        order, served, futures = counts[:, :counted].tolist()
+        order, served, futures = per_feature[:, :counted].tolist()
         future_rows = future_rows[:found]
         self._rejected += n * width - sum(served)
         count = self._count
@@ -334,7 +335,7 @@ def _grid_counts(
     later: np.ndarray,
     entity_ok: np.ndarray,
     feature_ok: np.ndarray,
-    counts: np.ndarray,
+    per_feature: np.ndarray,
     future_rows: np.ndarray,
 ) -> tuple[int, int]:
     """``update_grid``'s rows in one pass: row ``i * width + j`` is valid when entity ``i``
@@ -342,7 +343,7 @@ def _grid_counts(
     when valid and ``later`` (its skew beyond the tolerance).
 
     Writes, for the features with a valid row in the order of their first one (the order
-    in which ``update`` adds them), a column of ``counts`` each: the feature's index, its
+    in which ``update`` adds them), a column of ``per_feature`` each: the feature's index, its
     valid rows and its future rows; and the future rows, ascending, into
     ``future_rows``. Returns how many of each it wrote.
     """
@@ -366,7 +367,7 @@ def _grid_counts(
                 found += 1
     columns = np.flatnonzero(served)
     order = columns[np.argsort(first[columns])]
-    counts[0, : order.size] = order
-    counts[1, : order.size] = served[order]
-    counts[2, : order.size] = futures[order]
+    per_feature[0, : order.size] = order
+    per_feature[1, : order.size] = served[order]
+    per_feature[2, : order.size] = futures[order]
     return order.size, found

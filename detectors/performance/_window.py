@@ -95,12 +95,6 @@ def validate_size(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an integer of at least 2, got {value!r}")
 
 
-def mean(values: np.ndarray) -> float:
-    """``np.mean`` of a non-empty array of floats or bools: its own float64 sum and
-    division, without its Python wrapper (a few microseconds a call, several a report)."""
-    return float(np.add.reduce(values, dtype=np.float64) / len(values))
-
-
 def mid_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of ``values``; tied values share the mean of their ranks."""
     ordered = np.sort(values)

@@ -10,9 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors._compiled import compiled
+from detectors.drift._window import mean
 from detectors.performance._inputs import binary_label, fields, is_real, label_pairs, unit_float
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import mean, roc_auc, validate_size
+from detectors.performance._window import roc_auc, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 # Probabilities are clipped here before the logarithm, as river and scikit-learn do.

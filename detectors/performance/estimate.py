@@ -13,9 +13,10 @@ from river import base
 
 from detectors._batch import TupleEvents
 from detectors._compiled import compiled
+from detectors.drift._window import mean
 from detectors.performance._inputs import fields, finite_float, is_real, label_pairs, unit_float
 from detectors.performance._labelled import LabelCounts
-from detectors.performance._window import Window, mean, validate_size
+from detectors.performance._window import Window, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 # Class probabilities may sum to 1 within this, to allow for rounding on the wire.

@@ -6,9 +6,10 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from detectors.drift._window import mean
 from detectors.performance._inputs import fields
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import mean, validate_size
+from detectors.performance._window import validate_size
 from detectors.performance.drop import PerformanceDrop
 
 

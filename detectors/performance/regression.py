@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from detectors.drift._window import mean
 from detectors.performance._inputs import fields, finite_float
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import mean, validate_size
+from detectors.performance._window import validate_size
 from detectors.performance.drop import PerformanceDrop
 
 

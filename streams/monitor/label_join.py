@@ -943,16 +943,14 @@ class JoinBatch:
         # Pieces of at most one chunk's room each, so that no piece closes two chunks and
         # each alarm reads its own chunk's estimate (an invalid score fills no room). Most
         # queues close none: one piece, without the predictions' positions.
-        room = calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
         predictions = (
             [n for n, label in enumerate(queued.labels) if label is None]
-            if queued.labels.count(None) >= room
+            if queued.labels.count(None) >= _chunk_room(calibrated)
             else []
         )
         start = taken = 0
         while start < len(queued.labels):
-            room = calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
-            end = taken + room
+            end = taken + _chunk_room(calibrated)
             stop = predictions[end - 1] + 1 if end <= len(predictions) else len(queued.labels)
             taken = min(end, len(predictions))
             calibrated.update_many(queued.scores[start:stop], queued.labels[start:stop])
@@ -976,6 +974,11 @@ class JoinBatch:
                 )
                 self._alarm(index, 2, stream, evidence)
             start = stop
+
+
+def _chunk_room(calibrated: CalibratedEstimate) -> int:
+    """How many predictions the calibrated estimate's current chunk takes before it closes."""
+    return calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
 
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:

@@ -409,8 +409,11 @@ async def _restores_as_worker(model: Model, data: bytes, models: int) -> dict[st
     next turn, and the loop turns once work has held it for ``FEED_SLICE_S`` (the
     reader's ``_Turns``). Without the freezing (above), every full collection among the
     restores walks all the copies restored before it; here only the first does."""
-    # Imported here, after the collections above were timed: the worker's modules
-    # (aiokafka, Faust) add some 27,000 tracked objects that are not the monitors' state.
+    # Imported here, after the collections above were timed, and after ``--portfolio-live``
+    # (``main`` runs it first): the worker's modules (aiokafka, Faust) add some 27,000
+    # tracked objects that are not the monitors' state. They stay for these restores, as in
+    # the worker, whose full collections they also move (CPython's threshold for one
+    # grows with the heap).
     from streams.worker.gcfreeze import FullCollections
     from streams.worker.readers import FEED_SLICE_S
 
@@ -577,10 +580,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"one model of {args.features} features at its caps:")
         for key, value in at_caps(args.features).items():
             print(f"  {key}: {value}")
-    if args.portfolio_at_caps:
-        print(f"{args.portfolio_at_caps} models of {args.features} features at their caps:")
-        for key, value in portfolio_at_caps(args.features, args.portfolio_at_caps).items():
-            print(f"  {key}: {value}")
     if args.portfolio_live:
         print(
             f"{args.portfolio_live} models of {args.features} features built live, "
@@ -588,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         live = portfolio_live(args.features, args.portfolio_live, args.live_entities)
         for key, value in live.items():
+            print(f"  {key}: {value}")
+    if args.portfolio_at_caps:
+        print(f"{args.portfolio_at_caps} models of {args.features} features at their caps:")
+        for key, value in portfolio_at_caps(args.features, args.portfolio_at_caps).items():
             print(f"  {key}: {value}")
 
 

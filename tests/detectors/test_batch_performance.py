@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.performance._inputs import label_pairs
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.delay import LabelDelay
 from detectors.performance.drop import PerformanceDrop
@@ -204,6 +205,21 @@ def test_estimated_accuracy_of_binary_pairs_batched_as_one_by_one(data: st.DataO
     if other is not None:
         values.insert(data.draw(st.integers(0, len(values))), other)
     estimate_batched(values, data)
+
+
+def test_label_pairs_reads_only_pairs_as_columns() -> None:
+    """Tuples of two as columns; tuples all of another length, or of mixed lengths, are
+    not pairs (the unpacking and ``strict`` reject them), nor is an int beyond 64 bits."""
+    labels, labelled, scores = label_pairs([(1, 0.25), (None, 0.5), (0, 0.75)]) or ((), (), ())
+    assert (list(labels), list(labelled), list(scores)) == (
+        [1, 0, 0],
+        [True, False, True],
+        [0.25, 0.5, 0.75],
+    )
+    assert label_pairs([(1, 0.25, 0.5), (0, 0.5, 0.5)]) is None
+    assert label_pairs([(1,), (0,)]) is None
+    assert label_pairs([(1, 0.25), (0, 0.5, 0.5)]) is None
+    assert label_pairs([(2**64, 0.25), (0, 0.5)]) is None
 
 
 def delay(rng: np.random.Generator, rate: float) -> Any:

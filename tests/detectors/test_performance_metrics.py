@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from river import metrics, utils
 from scipy import stats
 
-from detectors.performance._window import mean, mid_ranks, roc_auc
+from detectors.drift._window import mean
+from detectors.performance._window import mid_ranks, roc_auc
 from detectors.performance.calibrated import _confusion_metrics, measured_metrics
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.drop import PerformanceDrop
