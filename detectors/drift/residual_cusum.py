@@ -855,7 +855,7 @@ def _robust_scale(deviations: np.ndarray) -> float:
     mad = _median(absolute) * _MAD_TO_SIGMA
     if mad > 0.0:
         return mad
-    scale = float(np.mean(absolute)) * math.sqrt(math.pi / 2.0)
+    scale = mean(absolute) * math.sqrt(math.pi / 2.0)
     return scale if scale > 0.0 else 1e-12
 
 
