@@ -888,10 +888,10 @@ class AvailabilityGap(base.Base):
         state["_writes"] = np.minimum(writes, self.history).astype(counts)
         state["_served"] = np.minimum(served, self.pending).astype(counts)
         for name in ("_event_at", "_written_at"):
-            state[name] = pack_times(_oldest_first(getattr(self, name)[rows], writes))
-        state["_predicted_at"] = pack_times(_oldest_first(self._predicted_at[rows], served))
-        state["_counted"] = _oldest_first(self._counted[rows], served)
-        state["_block_of"] = narrow(_oldest_first(self._block_of[rows], served))
+            state[name] = pack_times(_oldest_first(getattr(self, name), rows, writes))
+        state["_predicted_at"] = pack_times(_oldest_first(self._predicted_at, rows, served))
+        state["_counted"] = _oldest_first(self._counted, rows, served)
+        state["_block_of"] = narrow(_oldest_first(self._block_of, rows, served))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1397,14 +1397,34 @@ def _max(a: float, b: float) -> float:
     return b if b > a else a
 
 
-def _oldest_first(rings: np.ndarray, added: np.ndarray) -> np.ndarray:
-    """The values the rings hold, row after row, each row's oldest first (``added`` values
-    went into each)."""
-    size = rings.shape[1]
-    held = np.minimum(added, size)
-    slots = ((added - held)[:, None] + np.arange(size)) % size
-    taken: np.ndarray = np.take_along_axis(rings, slots, axis=1)[np.arange(size) < held[:, None]]
+def _oldest_first(rings: np.ndarray, rows: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """The values the rings of ``rows`` hold, row after row, each row's oldest first
+    (``added[i]`` values went into row ``rows[i]``)."""
+    # Made here, not in the compiled loop: an array numba makes carries a dtype object of
+    # its own, which pickle writes out again where numpy's own would be a reference.
+    taken = np.empty(int(np.minimum(added, rings.shape[1]).sum()), rings.dtype)
+    _take_oldest_first(rings, rows, added, taken)
     return taken
+
+
+@compiled
+def _take_oldest_first(
+    rings: np.ndarray, rows: np.ndarray, added: np.ndarray, taken: np.ndarray
+) -> None:
+    """``_oldest_first`` into ``taken``, in one pass over what the rings hold: a
+    checkpoint reads every kept key's rings, and numpy's gather over whole rows of slot
+    indices was most of a worker's checkpoint cost."""
+    size = rings.shape[1]
+    k = 0
+    for i in range(len(rows)):
+        held = min(added[i], size)
+        slot = (added[i] - held) % size
+        for _ in range(held):
+            taken[k] = rings[rows[i], slot]
+            k += 1
+            slot += 1
+            if slot == size:
+                slot = 0
 
 
 def _ring(values: np.ndarray, held: np.ndarray, size: int) -> np.ndarray:

@@ -10,11 +10,11 @@ cache once.
 
 ``warm_up`` feeds one batch of made-up records to a throwaway ``Monitor``: predictions
 of a model's features, their labels by request, and writes of the entities they were
-about, enough for every compiled loop to run; then scores through a score detector of a
-short warm-up (a model's own may want more scores than the batch has), a performance
-drop detector given its baseline, whose CUSUM loop runs only once it has one, a
-classifier's metric on int labels, the compiled tests that Python also calls, and a
-shadow trial's confidence sequence. Nothing of it is kept.
+about, enough for every compiled loop to run, and pickles it as a checkpoint does; then
+scores through a score detector of a short warm-up (a model's own may want more scores
+than the batch has), a performance drop detector given its baseline, whose CUSUM loop
+runs only once it has one, a classifier's metric on int labels, the compiled tests that
+Python also calls, and a shadow trial's confidence sequence. Nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     labels = [r for r in later if isinstance(r, GroundTruth)]
     rest = [r for r in later if not isinstance(r, GroundTruth)]
     monitor.observe(Batch.from_records(model.model_id, [*labels, *rest], numeric))
+    # The worker checkpoints its monitors: their state's compiled loops too.
+    monitor.dumps()
     ResidualCUSUM(warm_up=10).update_many([(n % 10) / 10 for n in range(_PREDICTIONS)])
     # A drop detector's CUSUMs run once it has learnt its baseline (``reference_size``
     # labels), which a made-up batch does not reach: one given a baseline runs them.

@@ -470,6 +470,28 @@ def _full_collections(times: int = FULL_COLLECTIONS) -> dict[str, float]:
     }
 
 
+def checkpoints(monitors: dict[str, Monitor], times: int = 5) -> dict[str, Any]:
+    """What a checkpoint of each monitor costs (``Monitor.dumps``, as the worker writes one
+    every ``CHECKPOINT_EVERY`` records and at each alert): its bytes and, the median of
+    ``times``, its CPU time; p50 and maximum over the monitors, and the sum."""
+    sizes, cpu_s = [], []
+    for monitor in monitors.values():
+        spent = []
+        for _ in range(times):
+            start = time.process_time()
+            data = monitor.dumps()
+            spent.append(time.process_time() - start)
+        sizes.append(len(data))
+        cpu_s.append(statistics.median(spent))
+    return {
+        "monitors": len(monitors),
+        "bytes_p50_max": (int(statistics.median(sizes)), max(sizes)),
+        "dumps_cpu_ms_p50_max_sum": tuple(
+            round(1000 * x, 2) for x in (statistics.median(cpu_s), max(cpu_s), sum(cpu_s))
+        ),
+    }
+
+
 def _cpu_per_kind(monitor: Monitor, parts: dict[str, bytes]) -> dict[str, Any]:
     """Pickling and unpickling each state kind, 20 times, in CPU time (the machine is shared:
     wall time there measures the neighbours)."""
@@ -531,6 +553,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
     parser.add_argument("--at-caps", action="store_true", help="one model driven to its caps")
     parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="each monitor's checkpoint after the whole scenario, in batches of the largest",
+    )
+    parser.add_argument(
         "--portfolio-at-caps",
         type=int,
         metavar="N",
@@ -575,6 +602,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         _, monitors, _ = replay(portfolio, everything, max(args.batch))
         print(f"memory after {label}:")
         for key, value in memory(monitors).items():
+            print(f"  {key}: {value}")
+    if args.checkpoints:
+        portfolio, routed = scenario()
+        _, monitors, _ = replay(portfolio, routed, max(args.batch))
+        print(f"checkpoints after the scenario's {len(routed):,d} records:")
+        for key, value in checkpoints(monitors).items():
             print(f"  {key}: {value}")
     if args.at_caps:
         print(f"one model of {args.features} features at its caps:")

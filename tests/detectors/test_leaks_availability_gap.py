@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import pickle
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from detectors import AvailabilityGap
 from detectors.leaks import FeatureWrite, ServedFeature
-from detectors.leaks.availability_gap import ServedValues
+from detectors.leaks.availability_gap import ServedValues, _oldest_first
 from tests.detectors.cases_leaks import writes_and_predictions
 
 
@@ -162,3 +164,25 @@ def test_rates_are_the_evidence_of_each_feature_predictions_used(seed: int, n: i
     assert [list(map(type, v)) for v in found.values()] == [
         list(map(type, v)) for v in expected.values()
     ]
+
+
+@hypothesis.given(
+    size=st.integers(1, 6),
+    added=st.lists(st.integers(0, 20), max_size=8),
+    kept=st.data(),
+)
+def test_a_checkpoint_reads_each_kept_ring_oldest_first(
+    size: int, added: list[int], kept: st.DataObject
+) -> None:
+    # Each ring's slot holds the number of the value last written there (value v went to
+    # slot v % size), as a time: the float64 rings the worker checkpoints, whose compiled
+    # loop the warm-up has cached.
+    rings = np.array(
+        [[v - 1 - (v - 1 - s) % size for s in range(size)] for v in added], np.float64
+    ).reshape(len(added), size)
+    rows = np.array(
+        sorted(kept.draw(st.sets(st.sampled_from(range(len(added))))) if added else []), np.intp
+    )
+    counts = np.array([added[r] for r in rows], np.int64)
+    expected = [float(v) for r in rows for v in range(max(0, added[r] - size), added[r])]
+    assert _oldest_first(rings, rows, counts).tolist() == expected

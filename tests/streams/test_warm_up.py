@@ -48,6 +48,9 @@ _SCRIPT = textwrap.dedent(
                 monitors[model_id].observe(
                     Batch.from_records(model_id, pending[model_id], numeric[model_id]))
                 pending[model_id] = []
+    # As the worker checkpoints them.
+    for monitor in monitors.values():
+        monitor.dumps()
     print(json.dumps({"warmed": warmed, "after": signatures()}))
     """
 )
@@ -66,6 +69,7 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
         "detectors.drift.residual_cusum._run",
         "detectors.leaks._coincide.coincide",
         "detectors.leaks.availability_gap._read_compiled",
+        "detectors.leaks.availability_gap._take_oldest_first",
         "streams.monitor.held._join",
         "detectors.performance.drop._cusum",
     }
