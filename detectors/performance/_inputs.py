@@ -78,10 +78,18 @@ def label_pairs(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return None
     if set(map(type, scores)) != {float} or not set(map(type, given)) <= _INT_OR_NONE:
         return None
-    labelled = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)
+    n, unlabelled = len(given), given.count(None)
     try:
-        labels = np.zeros(len(given), np.int64)
-        labels[labelled] = list(itertools.compress(given, labelled.tolist()))
+        # Most batches are all predictions (an estimate's before labels come) or all
+        # labels (a metric's): one conversion, no mask to build.
+        if unlabelled == n:
+            labels, labelled = np.zeros(n, np.int64), np.zeros(n, np.bool_)
+        elif not unlabelled:
+            labels, labelled = np.array(given, np.int64), np.ones(n, np.bool_)
+        else:
+            labelled = np.fromiter(map(operator.is_not, given, itertools.repeat(None)), np.bool_)
+            labels = np.zeros(n, np.int64)
+            labels[labelled] = list(itertools.compress(given, labelled.tolist()))
     except OverflowError:
         return None
     return labels, labelled, np.array(scores, np.float64)

@@ -15,7 +15,7 @@ from detectors._compiled import compiled
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import binary_label, fields, is_real, unit_float
 from detectors.performance._labelled import LabelCounts
-from detectors.performance._window import Window, roc_auc, validate_size
+from detectors.performance._window import Window, auc_of, ranked_counts, validate_size
 
 # The metrics estimated per chunk and measured on labels, in the order of the state arrays.
 METRICS = ("accuracy", "precision", "recall", "f1", "auc")
@@ -143,17 +143,14 @@ def expected_metrics(scores: np.ndarray, probabilities: np.ndarray, threshold: f
 
 def measured_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """Accuracy, precision, recall, F1 and ROC AUC of labelled scores (NaN where undefined)."""
-    predicted = scores >= threshold
     # The four cells from three counts: each an exact count, whatever way it is made.
-    true_positive = int(np.count_nonzero(predicted & (labels == 1)))
-    predicted_positive = int(np.count_nonzero(predicted))
-    positive = int(np.count_nonzero(labels == 1))
+    true_positive, predicted_positive, positive, twice = ranked_counts(labels, scores, threshold)
     return _confusion_metrics(
         float(true_positive),
         float(predicted_positive - true_positive),
         float(positive - true_positive),
         float(len(labels) - predicted_positive - positive + true_positive),
-        roc_auc(labels, scores),
+        auc_of(len(labels), positive, twice),
     )
 
 
@@ -192,6 +189,9 @@ def _label_codes(labels: Any, n: int) -> np.ndarray:
         values = labels.astype(np.float64)
         codes = np.where((values == 0.0) | (values == 1.0), values, _INVALID_LABEL)
         codes[np.isnan(values)] = math.nan
+    elif isinstance(labels, list) and len(labels) == n == labels.count(None):
+        # Predictions only: most batches before labels come.
+        codes = np.full(n, math.nan)
     else:
         # Most labels are None (a prediction) or the int 0 or 1: their codes inline.
         codes = np.array(

@@ -13,11 +13,12 @@ from detectors._compiled import compiled
 from detectors.drift._window import mean
 from detectors.performance._inputs import binary_label, fields, is_real, label_pairs, unit_float
 from detectors.performance._labelled import LabelledMetric
-from detectors.performance._window import roc_auc, validate_size
+from detectors.performance._window import auc_of, ranked_counts, validate_size
 from detectors.performance.drop import PerformanceDrop
 
 # Probabilities are clipped here before the logarithm, as river and scikit-learn do.
 _EPSILON = 1e-15
+_ONE = 1 - _EPSILON
 
 
 class ClassificationPerformance(LabelledMetric):
@@ -95,23 +96,41 @@ class ClassificationPerformance(LabelledMetric):
     @property
     def accuracy(self) -> float:
         """Share of correct predictions in the window (NaN before any label)."""
-        if not len(self._rows):
-            return math.nan
-        y, p = self._rows.column(0), self._rows.column(1)
-        return mean((p >= self.threshold) == (y == 1))
+        return self._ranked()[0]
 
     @property
     def log_loss(self) -> float:
         """Mean binary cross-entropy in the window, in nats (NaN before any label)."""
         if not len(self._rows):
             return math.nan
-        y, p = self._rows.column(0), np.clip(self._rows.column(1), _EPSILON, 1 - _EPSILON)
+        # ``np.clip``'s values (NaN included) without its Python wrappers.
+        y, p = self._rows.column(0), np.minimum(np.maximum(self._rows.column(1), _EPSILON), _ONE)
         return -mean(y * np.log(p) + (1 - y) * np.log1p(-p))
 
     @property
     def auc(self) -> float:
         """ROC AUC in the window, ties counted half (NaN until both classes are present)."""
-        return roc_auc(self._rows.column(0), self._rows.column(1))
+        return self._ranked()[1]
+
+    @property
+    def metrics(self) -> tuple[tuple[str, float], ...]:
+        """``accuracy``, ``log_loss`` and ``auc`` by name, the first and last from one pass
+        over the window."""
+        accuracy, auc = self._ranked()
+        return (("accuracy", accuracy), ("log_loss", self.log_loss), ("auc", auc))
+
+    def _ranked(self) -> tuple[float, float]:
+        """``accuracy`` and ``auc`` from ``ranked_counts`` of the window."""
+        n = len(self._rows)
+        if not n:
+            return math.nan, math.nan
+        right, predicted, positives, twice = ranked_counts(
+            self._rows.column(0), self._rows.column(1), self.threshold
+        )
+        # The right predictions, positive and negative, over n: ``mean`` of the
+        # comparison's booleans (a sum of ones is exact in any order).
+        correct = right + n - predicted - positives + right
+        return correct / n, auc_of(n, positives, twice)
 
 
 @compiled

@@ -10,6 +10,7 @@ import numpy as np
 from river import base
 
 from detectors import _batch
+from detectors._compiled import compiled
 from detectors._sketch import bucket_key, bucket_value, log_gamma, quantile_key
 from detectors.drift._window import finite_floats
 from detectors.performance._inputs import finite_float, is_real
@@ -127,23 +128,12 @@ class LabelDelay(base.Base):
             for x in values:
                 self.update(x)
             return
-        log_gamma, highest, zero = self._log_gamma, self._highest, self._zero
-        keys: list[int] = []
-        negative = 0
-        # Keys one by one with ``math.log``, as ``update`` takes them: a vectorised log may
-        # differ in the last bit and move a delay on a bucket's edge. NaN (not a finite
-        # number) is neither of the two.
-        delays = finite_floats(values).tolist()
-        for delay in delays:
-            if delay >= 0.0:
-                keys.append(
-                    min(bucket_key(delay, log_gamma), highest) if delay > _SMALLEST_DELAY else zero
-                )
-            elif delay < 0.0:
-                negative += 1
+        # NaN (not a finite number) is neither negative nor kept.
+        delays = finite_floats(values)
+        keys, negative = _keys(delays, self._log_gamma, self._highest, self._zero)
         self._n_ignored += len(delays) - len(keys) - negative
         self._n_negative += negative
-        self._count(keys)
+        self._count(keys.tolist())
 
     def _count(self, keys: list[int]) -> None:
         """Add delays by bucket key, in order: the current window's buckets hand over to
@@ -162,14 +152,23 @@ class LabelDelay(base.Base):
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile of the recent delays in seconds (NaN when there are none)."""
-        total = self._current_count + self._previous_count
-        if total == 0 or not 0.0 <= q <= 1.0:
-            return math.nan
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """``quantile`` of each of ``qs``, the two generations merged once for all."""
+        if self._current_count + self._previous_count == 0:
+            return [math.nan] * len(qs)
         merged = dict(self._previous)
         for key, count in self._current.items():
             merged[key] = merged.get(key, 0) + count
-        key = quantile_key(merged, q)
-        return 0.0 if key == self._zero else bucket_value(key, self._log_gamma)
+        found = []
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                found.append(math.nan)
+                continue
+            key = quantile_key(merged, q)
+            found.append(0.0 if key == self._zero else bucket_value(key, self._log_gamma))
+        return found
 
     @property
     def p50(self) -> float:
@@ -212,3 +211,23 @@ class LabelDelay(base.Base):
         if self.max_delay is None or self.n_recent < self.min_count:
             return False
         return self.quantile(self.sla_quantile) > self.max_delay
+
+
+@compiled
+def _keys(delays: np.ndarray, log_gamma: float, highest: int, zero: int) -> tuple[np.ndarray, int]:
+    """The bucket key of each delay that is not negative, in order, and how many are:
+    ``update``'s keys, one by one with ``math.log`` (the C library's, as Python's: a
+    vectorised log may differ in the last bit and move a delay on a bucket's edge)."""
+    keys = np.empty(delays.shape[0], np.int64)
+    kept = negative = 0
+    for k in range(delays.shape[0]):
+        delay = delays[k]
+        if delay >= 0.0:
+            key = zero
+            if delay > _SMALLEST_DELAY:
+                key = min(math.ceil(math.log(delay) / log_gamma), highest)
+            keys[kept] = key
+            kept += 1
+        elif delay < 0.0:
+            negative += 1
+    return keys[:kept], negative

@@ -1178,11 +1178,7 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
     if metric is not None:
         values: tuple[tuple[str, float], ...]
         if isinstance(metric, ClassificationPerformance):
-            values = (
-                ("accuracy", metric.accuracy),
-                ("log_loss", metric.log_loss),
-                ("auc", metric.auc),
-            )
+            values = metric.metrics
         else:
             values = ((metric.primary, getattr(metric, metric.primary)),)
         labels, alarms = metric.n_labels, stream.alarms
@@ -1211,12 +1207,8 @@ def _stream_fields(stream: StreamPerformance) -> list[tuple[str, dict[str, Field
         rows.append(("calibrated", fields))
     delay = stream.delay
     if delay.n_recent:  # so its quantiles are numbers
-        rows.append(
-            (
-                "label_delay",
-                {"p50_s": delay.p50, "p90_s": delay.p90, "p99_s": delay.p99, "labels": delay.n},
-            )
-        )
+        p50, p90, p99 = delay.quantiles((0.5, 0.9, 0.99))
+        rows.append(("label_delay", {"p50_s": p50, "p90_s": p90, "p99_s": p99, "labels": delay.n}))
     return rows
 
 

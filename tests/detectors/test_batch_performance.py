@@ -220,6 +220,12 @@ def test_label_pairs_reads_only_pairs_as_columns() -> None:
     assert label_pairs([(1,), (0,)]) is None
     assert label_pairs([(1, 0.25), (0, 0.5, 0.5)]) is None
     assert label_pairs([(2**64, 0.25), (0, 0.5)]) is None
+    # Without a prediction, or without a label, each column converts at once.
+    assert label_pairs([(2**64, 0.25), (3, 0.5)]) is None
+    labels, labelled, scores = label_pairs([(3, 0.25), (-1, 0.5)]) or ((), (), ())
+    assert (list(labels), list(labelled), list(scores)) == ([3, -1], [True, True], [0.25, 0.5])
+    labels, labelled, scores = label_pairs([(None, 0.25), (None, 0.5)]) or ((), (), ())
+    assert (list(labels), list(labelled), list(scores)) == ([0, 0], [False, False], [0.25, 0.5])
 
 
 def delay(rng: np.random.Generator, rate: float) -> Any:

@@ -197,6 +197,10 @@ def test_malformed_records_are_ignored(record: Any) -> None:
 def test_labels_must_match_their_scores() -> None:
     with pytest.raises(ValueError, match="labels"):
         CalibratedEstimate().update_many([0.5, 0.6], [1])
+    scores = [0.5] * 20
+    for labels in ([None] * 19, [None] * 21, [None] * 20 + [1]):
+        with pytest.raises(ValueError, match="labels"):
+            CalibratedEstimate().update_many(scores, labels)
 
 
 def _mixed_stream(seed: int, n: int, concept_change: bool = False) -> list[tuple[Any, Any]]:
@@ -272,7 +276,9 @@ def test_predictions_only_batches_equal_one_by_one() -> None:
     for s in scores[1000:].tolist():
         one.update((None, s))
     batched.update_many(scores[:1000], labels[:1000])
-    batched.update_many(scores[1000:])
+    batched.update_many(scores[1000:1500])
+    # Predictions as the label join queues them: a list of None labels.
+    batched.update_many(scores[1500:].tolist(), [None] * 1500)
     _clear_events(one, batched)
     assert state_difference(one, batched) is None
 

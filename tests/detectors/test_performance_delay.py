@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from detectors._sketch import bucket_value, quantile_key
 from detectors.performance.delay import LabelDelay
 
 
@@ -83,3 +84,36 @@ def test_memory_stays_small_for_any_delays() -> None:
 def test_constructor_names_the_invalid_argument(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         LabelDelay(**kwargs)
+
+
+def test_a_batch_keys_delays_on_the_buckets_edges_as_one_by_one() -> None:
+    """The compiled keys of a batch are ``update``'s: delays at each bucket's edge, a
+    float either side of it, and at the bounds of the lowest and highest buckets."""
+    one, batched = LabelDelay(relative_accuracy=0.02), LabelDelay(relative_accuracy=0.02)
+    gamma = math.exp(one._log_gamma)
+    edges = [gamma**k for k in range(-400, 1100, 7)] + [1e-3, 1e9, 0.0, -0.0, -1e-9]
+    delays = [
+        float(x)
+        for edge in edges
+        for x in (np.nextafter(edge, -1.0), edge, np.nextafter(edge, 2e9))
+    ]
+    for x in delays:
+        one.update(x)
+    batched.update_many(delays)
+    assert vars(batched) == vars(one)
+    assert (batched._current, batched._previous) == (one._current, one._previous)
+
+
+def test_quantiles_read_the_merged_generations_once_for_all() -> None:
+    sketch = LabelDelay(window=50)
+    assert all(map(math.isnan, sketch.quantiles((0.5, 0.9))))
+    sketch.update_many([float(n) for n in range(120)])
+    merged = dict(sketch._previous)
+    for key, count in sketch._current.items():
+        merged[key] = merged.get(key, 0) + count
+    qs = (0.0, 0.5, 0.9, 0.99, 1.0, 1.5, -0.1)
+    expected = [
+        bucket_value(quantile_key(merged, q), sketch._log_gamma) if 0.0 <= q <= 1.0 else math.nan
+        for q in qs
+    ]
+    assert np.array_equal(sketch.quantiles(qs), expected, equal_nan=True)

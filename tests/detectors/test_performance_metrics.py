@@ -212,3 +212,35 @@ def test_mean_is_numpy_s_to_the_bit(n: int, kind: str, seed: int) -> None:
         "integral": (rows[:, 1] < 0.5).astype(np.float64),
     }[kind]
     assert mean(values) == float(np.mean(values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(0, 1), st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1))),
+        min_size=1,
+        max_size=60,
+    ),
+    window=st.integers(2, 40),
+    threshold=st.sampled_from([0.3, 0.5]),
+)
+def test_classification_metrics_are_the_window_s_own(
+    pairs: list[tuple[int, float]], window: int, threshold: float
+) -> None:
+    """``accuracy`` and ``auc`` from one compiled pass are the numpy formulas' floats on
+    the window, bit for bit; ``metrics`` names the three properties."""
+    detector = ClassificationPerformance(window=window, threshold=threshold)
+    for pair in pairs:
+        detector.update(pair)
+    y = np.array([y for y, _ in pairs[-window:]], np.float64)
+    p = np.array([p for _, p in pairs[-window:]], np.float64)
+    assert detector.accuracy == mean((p >= threshold) == (y == 1))
+    auc, expected = detector.auc, _auc_of_all_ranks(y, p)
+    assert auc == expected or (math.isnan(auc) and math.isnan(expected))
+    names = tuple(name for name, _ in detector.metrics)
+    assert names == ("accuracy", "log_loss", "auc")
+    assert np.array_equal(
+        [value for _, value in detector.metrics],
+        [detector.accuracy, detector.log_loss, detector.auc],
+        equal_nan=True,
+    )
