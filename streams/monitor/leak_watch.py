@@ -521,15 +521,14 @@ def _observe(
     pending = _Pending(batch.records, writes, 0, before, 0)
     stream_time = watch.stream_time
     served = _served(watch, batch)
-    bulk = _bulk(len(batch), writes, served)
-    positions, latest, counts = bulk.positions, bulk.latest, bulk.writes
+    positions, latest, counts, others = _bulk(len(batch), writes, served)
     # The bulk's records queued.
     queued = 0
     records = batch.records
     # The number of a prediction among the batch's: read only when none goes as a run,
     # and then each takes a step.
     n = -1
-    for k in itertools.chain(bulk.others, (len(records),)):
+    for k in itertools.chain(others, (len(records),)):
         # The bulk's records before it first: at once, unless a round falls due among them.
         end = bisect.bisect_left(positions, k, queued)
         if end > queued:
@@ -539,7 +538,15 @@ def _observe(
                 pending.stop = counts[end]
             else:
                 pending, stream_time, queued = _queue_bulk(
-                    model, watch, pending, bulk, queued, end, stream_time, served, found
+                    model,
+                    watch,
+                    pending,
+                    (positions, latest, counts),
+                    queued,
+                    end,
+                    stream_time,
+                    served,
+                    found,
                 )
         if k == len(records):
             break
@@ -570,26 +577,24 @@ def _observe(
     return found
 
 
-class _Bulk(NamedTuple):
-    """A batch's records that go without a step each (``_bulk``), and the others."""
-
-    # Their positions in the batch, the latest time up to each (-inf before any; NaN is no
-    # time), and the writes among the first so many of them (``writes[i]``: the first i).
-    positions: Sequence[int]
-    latest: Sequence[float]
-    writes: Sequence[int]
-    # The positions of the others, in order: each takes a step of the record loop.
-    others: Sequence[int]
+# A batch's records that go without a step each (``_bulk``): their positions in the batch,
+# the latest time up to each (-inf before any; NaN is no time), and the writes among the
+# first so many of them (``[i]``: the first i).
+_Bulk = tuple[Sequence[int], Sequence[float], Sequence[int]]
 
 
-def _bulk(size: int, writes: WriteColumns, served: _Served | None) -> _Bulk:
-    """The bulk of a batch of ``size`` records: its writes, and its live predictions that
-    go as runs when they are more than ``SMALL_BATCH`` (fewer take a step each, cheaper
-    than the columns that merge them)."""
+def _bulk(
+    size: int, writes: WriteColumns, served: _Served | None
+) -> tuple[Sequence[int], Sequence[float], Sequence[int], Sequence[int]]:
+    """The bulk of a batch of ``size`` records (``_Bulk``): its writes, and its live
+    predictions that go as runs when they are more than ``SMALL_BATCH`` (fewer take a step
+    each, cheaper than the columns that merge them); and the positions of the others, in
+    order, which take a step each. A tuple, not a named one: a batch of one record pays
+    for what it builds."""
     count = len(writes.ok)
     if served is None or len(served.records) <= SMALL_BATCH:
         if not count:
-            return _Bulk((), (), _NO_BEFORE, range(size))
+            return (), (), _NO_BEFORE, range(size)
         at = writes.positions
         positions = at.tolist()
         if count > SMALL_BATCH:
@@ -609,10 +614,10 @@ def _bulk(size: int, writes: WriteColumns, served: _Served | None) -> _Bulk:
         latest = np.fmax.accumulate(np.fmax(times, -math.inf)).tolist()
         taken = [0, *np.cumsum(order < count).tolist()]
     if len(positions) == size:
-        return _Bulk(positions, latest, taken, ())
+        return positions, latest, taken, ()
     others = np.ones(size, bool)
     others[at] = False
-    return _Bulk(positions, latest, taken, np.flatnonzero(others).tolist())
+    return positions, latest, taken, np.flatnonzero(others).tolist()
 
 
 def _queue_bulk(
@@ -630,7 +635,7 @@ def _queue_bulk(
     points due after one of them with the effects so far (added to ``found``); the
     pending events after, the stream time and the bulk's records queued."""
     w = queued
-    latest = bulk.latest
+    positions, latest, counts = bulk
     while w < end:
         due = watch.next_report_at
         if stream_time >= due:
@@ -643,11 +648,11 @@ def _queue_bulk(
             break
         stream_time = max(stream_time, latest[last])
         w = last + 1
-        pending.stop = bulk.writes[w]
+        pending.stop = counts[w]
         watch.stream_time = stream_time
-        found += _effects(model, watch, pending, bulk.positions[last], served)
+        found += _effects(model, watch, pending, positions[last], served)
         pending = pending.after()
-    pending.stop = bulk.writes[w]
+    pending.stop = counts[w]
     return pending, stream_time, w
 
 
@@ -974,8 +979,8 @@ def _sampled(
     halvings = watch.coincidence.halvings
     own = watch.gap_sample_bits
     events, slots = pending.gap, pending.gap_slots
-    taken: slice | np.ndarray = slice(pending.live, pending.live_stop)
     running = served is not None and pending.live_stop > pending.live
+    taken: slice | np.ndarray = slice(pending.live, pending.live_stop) if running else _NONE
     if not (bits or halvings or own):
         return writes, events, slots, _run(served, taken, writes) if running else None
     # label_leak's sample bits after coincidence event i: those of the last halving at
