@@ -115,7 +115,7 @@ from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
-from streams.monitor.batch import Batch, get_predicted_at
+from streams.monitor.batch import Batch, get_features, get_predicted_at, get_role
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 
@@ -501,43 +501,52 @@ def _observe(
     """``observe_many``; predictions that are not ``live`` move the stream time only if
     ``every_role``. The batch's writes go as runs of its columns (``Batch.writes``),
     between the other records, cut where a round of points is due; its live predictions
-    go as runs of columns when they can (``_served``), else each alone (``_prediction``)."""
+    go as runs of columns when they can (``_served``), else each alone (``_prediction``),
+    and without a step each when they are many (``_bulk``)."""
     found: list[tuple[int, LeakEffects]] = []
     writes = batch.writes
-    # Per write: the monitored writes before it (and all), and the latest write time up to
-    # it (-inf before any; NaN is no time).
+    # Per write: the monitored writes before it (and all).
     before: Sequence[int]
-    latest: Sequence[float]
     if not len(writes.ok):
-        before, latest, positions = _NO_BEFORE, (), ()
+        before = _NO_BEFORE
     else:
         monitored = watch.write_lag
         followed = [name in monitored for name in writes.features]
-        codes = writes.codes.tolist()
-        before = list(itertools.accumulate(map(followed.__getitem__, codes), initial=0))
-        if len(codes) > SMALL_BATCH:
-            latest = np.fmax.accumulate(np.fmax(writes.written_at, -math.inf)).tolist()
+        if all(followed):
+            # As the agent routes them: without a step per write.
+            before = range(len(writes.ok) + 1)
         else:
-            # ``max`` keeps the first unless the second is greater, as the stream time does.
-            latest = list(itertools.accumulate(writes.written_at.tolist(), max, initial=-math.inf))
-            del latest[0]
-        positions = writes.positions.tolist()
-    pending = _Pending(writes, 0, before)
+            codes = writes.codes.tolist()
+            before = list(itertools.accumulate(map(followed.__getitem__, codes), initial=0))
+    pending = _Pending(batch.records, writes, 0, before, 0)
     stream_time = watch.stream_time
     served = _served(watch, batch)
+    positions, latest, counts, others = _bulk(len(batch), writes, served)
+    # The bulk's records queued.
+    queued = 0
     records = batch.records
+    # The number of a prediction among the batch's: read only when none goes as a run,
+    # and then each takes a step.
     n = -1
-    # The records that are not writes, then the batch's end.
-    for k in itertools.chain(_others(batch, writes), (len(records),)):
-        # The writes before it first: at once, unless a round falls due among them.
-        end = bisect.bisect_left(positions, k, pending.stop)
-        if end > pending.stop:
+    for k in itertools.chain(others, (len(records),)):
+        # The bulk's records before it first: at once, unless a round falls due among them.
+        end = bisect.bisect_left(positions, k, queued)
+        if end > queued:
             if stream_time < watch.next_report_at > latest[end - 1]:
                 stream_time = max(stream_time, latest[end - 1])
-                pending.stop = end
+                queued = end
+                pending.stop = counts[end]
             else:
-                pending, stream_time = _queue_writes(
-                    model, watch, pending, end, latest, stream_time, served, found
+                pending, stream_time, queued = _queue_bulk(
+                    model,
+                    watch,
+                    pending,
+                    (positions, latest, counts),
+                    queued,
+                    end,
+                    stream_time,
+                    served,
+                    found,
                 )
         if k == len(records):
             break
@@ -546,12 +555,9 @@ def _observe(
             n += 1
             at = record.predicted_at
             if record.role == "live":
+                # Else it goes in its round's slice of ``served``.
                 if served is None:
                     _prediction(watch, record, batch.request_hashes[n], k, pending)
-                else:
-                    # Its number, its record, and the gap events queued before it.
-                    pending.served.append((n, k, len(pending.gap)))
-                    pending.at[k * _SUB] = at
             elif not every_role:
                 continue
         else:
@@ -563,39 +569,73 @@ def _observe(
         if stream_time >= watch.next_report_at:
             watch.stream_time = stream_time
             found += _effects(model, watch, pending, k, served)
-            pending = _Pending(writes, pending.stop, before)
+            pending = pending.after()
     watch.stream_time = stream_time
     found += _effects(model, watch, pending, None, served)
+    if served is not None:
+        _put(watch, served, len(served.requests))
     return found
 
 
-def _others(batch: Batch, writes: WriteColumns) -> Sequence[int]:
-    """The positions of the batch's records that are not writes, in order."""
-    if not len(writes.positions):
-        return range(len(batch))
-    if len(writes.positions) == len(batch):
-        return ()
-    others = np.ones(len(batch), bool)
-    others[writes.positions] = False
-    listed: list[int] = np.flatnonzero(others).tolist()
-    return listed
+# A batch's records that go without a step each (``_bulk``): their positions in the batch,
+# the latest time up to each (-inf before any; NaN is no time), and the writes among the
+# first so many of them (``[i]``: the first i).
+_Bulk = tuple[Sequence[int], Sequence[float], Sequence[int]]
 
 
-def _queue_writes(
+def _bulk(
+    size: int, writes: WriteColumns, served: _Served | None
+) -> tuple[Sequence[int], Sequence[float], Sequence[int], Sequence[int]]:
+    """The bulk of a batch of ``size`` records (``_Bulk``): its writes, and its live
+    predictions that go as runs when they are more than ``SMALL_BATCH`` (fewer take a step
+    each, cheaper than the columns that merge them); and the positions of the others, in
+    order, which take a step each. A tuple, not a named one: a batch of one record pays
+    for what it builds."""
+    count = len(writes.ok)
+    if served is None or len(served.records) <= SMALL_BATCH:
+        if not count:
+            return (), (), _NO_BEFORE, range(size)
+        at = writes.positions
+        positions = at.tolist()
+        if count > SMALL_BATCH:
+            latest = np.fmax.accumulate(np.fmax(writes.written_at, -math.inf)).tolist()
+        else:
+            # ``max`` keeps the first unless the second is greater, as the stream time does.
+            latest = list(itertools.accumulate(writes.written_at.tolist(), max, initial=-math.inf))
+            del latest[0]
+        taken: Sequence[int] = range(count + 1)
+    else:
+        at = np.concatenate((writes.positions, served.records))
+        # A prediction's time moves the stream time as a write's does.
+        order = np.argsort(at, kind="stable")
+        at = at[order]
+        positions = at.tolist()
+        times = np.concatenate((writes.written_at, served.predicted_at))[order]
+        latest = np.fmax.accumulate(np.fmax(times, -math.inf)).tolist()
+        taken = [0, *np.cumsum(order < count).tolist()]
+    if len(positions) == size:
+        return positions, latest, taken, ()
+    others = np.ones(size, bool)
+    others[at] = False
+    return positions, latest, taken, np.flatnonzero(others).tolist()
+
+
+def _queue_bulk(
     model: Model,
     watch: LeakWatch,
     pending: _Pending,
+    bulk: _Bulk,
+    queued: int,
     end: int,
-    latest: Sequence[float],
     stream_time: float,
     served: _Served | None,
     found: list[tuple[int, LeakEffects]],
-) -> tuple[_Pending, float]:
-    """Queues the batch's writes up to ``end`` (``latest``: the latest write time up to
-    each), each round of points due after one of them with the effects so far (added to
-    ``found``); the pending events after, and the stream time."""
-    w = pending.stop
-    positions = pending.writes.positions
+) -> tuple[_Pending, float, int]:
+    """Queues the bulk's records after the first ``queued`` up to ``end``, each round of
+    points due after one of them with the effects so far (added to ``found``); the
+    pending events after, the stream time and the bulk's records queued."""
+    w = queued
+    positions, latest, counts = bulk
     while w < end:
         due = watch.next_report_at
         if stream_time >= due:
@@ -607,20 +647,24 @@ def _queue_writes(
             w = end
             break
         stream_time = max(stream_time, latest[last])
-        w = pending.stop = last + 1
+        w = last + 1
+        pending.stop = counts[w]
         watch.stream_time = stream_time
-        found += _effects(model, watch, pending, int(positions[last]), served)
-        pending = _Pending(pending.writes, w, pending.before)
-    pending.stop = w
-    return pending, stream_time
+        found += _effects(model, watch, pending, positions[last], served)
+        pending = pending.after()
+    pending.stop = counts[w]
+    return pending, stream_time, w
 
 
-class _Served(NamedTuple):
-    """A batch's predictions as columns (``_served``), indexed by their order among the
-    batch's predictions, for its live ones to reach the request map and the availability
-    gap as runs."""
+@dataclasses.dataclass(slots=True)
+class _Served:
+    """A batch's live predictions as columns (``_served``), in order, for them to reach
+    the request map and the availability gap as runs: each round's are a slice of them,
+    so that a round costs no column of its own."""
 
     predictions: list[Prediction]
+    # Each one's position in the batch, request hash, entity id, its hash and its time.
+    records: np.ndarray
     requests: list[int]
     entity_ids: list[str]
     entities: np.ndarray
@@ -629,6 +673,8 @@ class _Served(NamedTuple):
     # (None: every feature served is monitored).
     features: tuple[str, ...]
     places: list[int] | None
+    # How many of them (the first) the request map has.
+    put: int = 0
 
 
 def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
@@ -653,23 +699,44 @@ def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
         predicted_at = np.array(times, np.float64)
     except OverflowError:  # an int beyond the floats: it goes alone, and is rejected
         return None
+    records: Sequence[int] = batch.prediction_index
+    requests = batch.request_hashes
+    roles = list(map(get_role, predictions))
+    # Nearly always all live: counted by identity, without a step per prediction.
+    if roles.count("live") < len(roles):
+        live = [role == "live" for role in roles]
+        predicted_at = predicted_at[np.array(live, bool)]
+        records, requests, entity_ids, predictions = (
+            list(itertools.compress(column, live))
+            for column in (records, requests, entity_ids, predictions)
+        )
     monitored = watch.write_lag
     places = None
     if not monitored.keys() >= set(features):
         places = [j for j, name in enumerate(features) if name in monitored]
         features = tuple(features[j] for j in places)
-    entities = np.array(list(map(entity_hash, entity_ids)), np.uint64)
     return _Served(
-        predictions, batch.request_hashes, entity_ids, entities, predicted_at, features, places
+        predictions,
+        np.fromiter(records, np.intp, len(records)),
+        requests,
+        entity_ids,
+        np.array(list(map(entity_hash, entity_ids)), np.uint64),
+        predicted_at,
+        features,
+        places,
     )
 
 
-def _written_at(served: _Served, numbers: np.ndarray) -> np.ndarray:
-    """The write times of the monitored values of predictions ``numbers``: float64, a row
-    each, NaN for a value that is not ``finite`` (the gap rejects it)."""
+def _written_at(served: _Served, taken: slice | np.ndarray) -> np.ndarray:
+    """The write times of the monitored values of live predictions ``taken``: float64, a
+    row each, NaN for a value that is not ``finite`` (the gap rejects it). A round's own:
+    those its sample leaves out are never read."""
     predictions = served.predictions
-    carried = [predictions[n].features.values() for n in numbers.tolist()]
-    times = list(map(get_written_at, itertools.chain.from_iterable(carried)))
+    if isinstance(taken, slice):
+        carried = list(map(get_features, predictions[taken]))
+    else:
+        carried = [predictions[n].features for n in taken.tolist()]
+    times = list(map(get_written_at, itertools.chain.from_iterable(map(_values, carried))))
     try:
         if not set(map(type, times)) <= {int, float}:
             raise TypeError
@@ -681,14 +748,16 @@ def _written_at(served: _Served, numbers: np.ndarray) -> np.ndarray:
     return written if served.places is None else written[:, served.places]
 
 
-def _put(watch: LeakWatch, pending: _Pending, served: _Served) -> None:
-    """Puts the live predictions queued since the last put in the request map, in order."""
-    numbers = [n for n, _, _ in pending.served[pending.put :]]
-    if numbers:
-        watch.entities.put_many(
-            [served.requests[n] for n in numbers], [served.entity_ids[n] for n in numbers]
-        )
-        pending.put = len(pending.served)
+_values = operator.methodcaller("values")
+
+
+def _put(watch: LeakWatch, served: _Served, stop: int) -> None:
+    """Puts the batch's live predictions before number ``stop`` in the request map, those
+    it does not have yet, in order."""
+    start = served.put
+    if stop > start:
+        watch.entities.put_many(served.requests[start:stop], served.entity_ids[start:stop])
+        served.put = stop
 
 
 # A record's slots (its events that may give evidence) are ``k * _SUB + j``: evidence
@@ -698,17 +767,26 @@ _SUB = 1 << 20
 
 
 class _Pending:
-    """The detectors' events of records not read yet, and the time of each slot that is
-    not a write's. A run of the batch's writes (``start`` to ``stop``, ``before``: the
-    monitored writes before each), its labels and the gap's other events, each with its
-    record; evidence comes in the order of slots (``_SUB``), each slot's flags first,
-    then what else its record found there (a window its write closed, a value from the
-    future)."""
+    """The detectors' events of records not read yet, of the batch's ``records``. A run of
+    the batch's writes (``start`` to ``stop``, ``before``: the monitored writes before
+    each), its labels and the gap's other events, each with its record, and its live
+    predictions that go as runs (``live`` on among ``_Served``'s); evidence comes in the
+    order of slots (``_SUB``), each slot's flags first, then what else its record found
+    there (a window its write closed, a value from the future)."""
 
-    def __init__(self, writes: WriteColumns, start: int, before: Sequence[int]) -> None:
+    def __init__(
+        self,
+        records: Sequence[Any],
+        writes: WriteColumns,
+        start: int,
+        before: Sequence[int],
+        live: int,
+    ) -> None:
+        self.records = records
         self.writes = writes
         self.start = self.stop = start
         self.before = before
+        self.live = self.live_stop = live
         self.labels: list[Label] = []
         self.label_records: list[int] = []
         # The gap's events that are not writes, each one's slot, and the labels queued
@@ -717,20 +795,16 @@ class _Pending:
         self.gap: list[ServedFeature | ServedValues] = []
         self.gap_slots: list[int] = []
         self.gap_after: list[int] = []
-        # Each slot's time, but writes' (their write time).
-        self.at: dict[int, float] = {}
         # Evidence found at once, by slot.
         self.found: dict[int, list[Evidence]] = {}
-        # Live predictions going as a run (``_served``): each one's number among the
-        # batch's predictions, its record and the gap events (not writes) queued before
-        # it; and how many of them the request map has.
-        self.served: list[tuple[int, int, int]] = []
-        self.put = 0
 
-    def gap_slot(self, k: int, j: int, event: Any, at_ms: float) -> int:
+    def after(self) -> _Pending:
+        """The events after these, once read."""
+        return _Pending(self.records, self.writes, self.stop, self.before, self.live_stop)
+
+    def gap_slot(self, k: int, j: int, event: Any) -> int:
         """Queues event ``j`` of record ``k`` for the gap, which may flag; its slot."""
         slot = k * _SUB + j
-        self.at[slot] = at_ms
         self.gap_slots.append(slot)
         self.gap.append(event)
         self.gap_after.append(len(self.labels))
@@ -769,6 +843,13 @@ def _effects(
         label_records = places = _NONE
     coincidence.update_writes(writes, pending.labels, places)
     bits_after = coincidence.sample_bits
+    if served is not None:
+        # The batch's live predictions up to the record of the round.
+        pending.live_stop = (
+            len(served.records)
+            if report_at is None
+            else int(np.searchsorted(served.records, report_at, "right"))
+        )
     gap_writes, events, slots_of_gap, run = _sampled(
         watch, pending, bits, served, writes, places, label_records
     )
@@ -782,10 +863,10 @@ def _effects(
         slots_of_run = None
     else:
         values = ServedRun(
-            served.entities[run.numbers],
-            served.predicted_at[run.numbers],
+            served.entities[run.taken],
+            served.predicted_at[run.taken],
             served.features,
-            _written_at(served, run.numbers),
+            _written_at(served, run.taken),
             run.before,
         )
         gap.update_writes(gap_writes, events, gap_places, values)
@@ -853,10 +934,12 @@ def _places(positions: np.ndarray, records: np.ndarray) -> np.ndarray:
 
 
 def _slot_at(pending: _Pending, slot: int) -> float:
-    """The time of a slot: a write's write time, else the one queued with it."""
-    at = pending.at.get(slot)
-    if at is not None:
-        return at
+    """The time of a slot: its record's (a write's from its columns)."""
+    record = pending.records[slot // _SUB]
+    if isinstance(record, Prediction):
+        return record.predicted_at
+    if isinstance(record, GroundTruth):
+        return record.label_at
     writes = pending.writes
     w = int(np.searchsorted(writes.positions, slot // _SUB))
     return float(writes.written_at[w])
@@ -868,10 +951,11 @@ _NO_BEFORE = (0,)
 
 
 class _Run(NamedTuple):
-    """Live predictions of a run: each one's number among the batch's predictions, its
-    record, and the gap events queued before it."""
+    """Live predictions of a run: which of ``_Served``'s (a slice, or their numbers there),
+    each one's record, and the writes queued before it (the gap's only other events when
+    predictions go as runs)."""
 
-    numbers: np.ndarray
+    taken: slice | np.ndarray
     records: np.ndarray
     before: np.ndarray
 
@@ -889,85 +973,83 @@ def _sampled(
     the coincidence events queued before each (``bits`` before the first), as one record
     at a time would, and within ``gap_sample_bits``: the monitored ``writes`` (label ``j``
     among them at ``places[j]``) kept, the other events kept and their slots, and the
-    run of live predictions kept, after the request map has them, each with the gap
-    events kept before it (None if it keeps none). Counts the served values left out."""
+    run of live predictions kept, each with the writes kept before it (None if it keeps
+    none). Counts the served values left out. The other events are those of predictions
+    that go alone, so a batch has them or a run, never both."""
     halvings = watch.coincidence.halvings
     own = watch.gap_sample_bits
     events, slots = pending.gap, pending.gap_slots
-    sampling = bits or halvings or own
-    if served is None or not pending.served:
-        if not sampling:
-            return writes, events, slots, None
-        numbers = records = objects = _NONE
-    else:
-        _put(watch, pending, served)
-        # Each a contiguous array: the compiled loops take one layout.
-        numbers, records, objects = np.array(pending.served, np.intp).T.copy()
-    if not sampling:
-        kept = writes
-        objects_kept = objects
-    else:
-        # label_leak's sample bits after coincidence event i: those of the last halving at
-        # or before it, and ``bits`` before any; one for every event (``uniform``) in a run
-        # that did not halve it, without counting the events queued before each.
-        uniform = None if halvings else max(own, bits)
-        if halvings:
-            positions = np.array([position for position, _ in halvings], np.intp)
-            after = np.array([bits, *(found for _, found in halvings)])
+    running = served is not None and pending.live_stop > pending.live
+    taken: slice | np.ndarray = slice(pending.live, pending.live_stop) if running else _NONE
+    if not (bits or halvings or own):
+        return writes, events, slots, _run(served, taken, writes) if running else None
+    # label_leak's sample bits after coincidence event i: those of the last halving at
+    # or before it, and ``bits`` before any; one for every event (``uniform``) in a run
+    # that did not halve it, without counting the events queued before each.
+    uniform = None if halvings else max(own, bits)
+    if halvings:
+        positions = np.array([position for position, _ in halvings], np.intp)
+        after = np.array([bits, *(found for _, found in halvings)])
 
-        def samples(queued: np.ndarray) -> np.ndarray:
-            """The gap's sample bits of events after ``queued`` coincidence events each."""
-            return np.maximum(own, after[np.searchsorted(positions, queued)])
+    def samples(queued: np.ndarray) -> np.ndarray:
+        """The gap's sample bits of events after ``queued`` coincidence events each."""
+        return np.maximum(own, after[np.searchsorted(positions, queued)])
 
-        # A write's coincidence events queued: those before it and its own.
-        inside = _in_samples(
-            writes.entities,
+    # A write's coincidence events queued: those before it and its own.
+    inside = _in_samples(
+        writes.entities,
+        uniform
+        if uniform is not None
+        else samples(
+            np.arange(1, len(writes.ok) + 1) + np.searchsorted(label_records, writes.positions)
+        ),
+    )
+    kept = writes if inside.all() else writes.take(np.flatnonzero(inside))
+    if events:
+        entities = np.array([entity_hash(e.entity_id) for e in events], np.uint64)
+        sampled = _in_samples(
+            entities,
             uniform
             if uniform is not None
             else samples(
-                np.arange(1, len(writes.ok) + 1) + np.searchsorted(label_records, writes.positions)
+                np.searchsorted(writes.positions, np.array(slots, np.int64) // _SUB)
+                + np.array(pending.gap_after)
             ),
-        )
-        kept = writes if inside.all() else writes.take(np.flatnonzero(inside))
-        objects_kept = objects
-        if events:
-            entities = np.array([entity_hash(e.entity_id) for e in events], np.uint64)
-            sampled = _in_samples(
-                entities,
-                uniform
-                if uniform is not None
-                else samples(
-                    np.searchsorted(writes.positions, np.array(slots, np.int64) // _SUB)
-                    + np.array(pending.gap_after)
-                ),
-            ).tolist()
-            if not all(sampled):
-                for event, inside_one in zip(events, sampled, strict=True):
-                    if not inside_one:
-                        width = len(event.features) if isinstance(event, ServedValues) else 1
-                        watch.values_unsampled += width
-                if len(objects):
-                    objects_kept = np.cumsum([0, *sampled])[objects]
-                events = [e for e, inside_one in zip(events, sampled, strict=True) if inside_one]
-                slots = [s for s, inside_one in zip(slots, sampled, strict=True) if inside_one]
-        if len(numbers):
-            assert served is not None
-            # The coincidence events queued before each prediction (none is its own).
-            inside = _in_samples(
-                served.entities[numbers],
-                uniform
-                if uniform is not None
-                else samples(
-                    np.searchsorted(writes.positions, records)
-                    + np.searchsorted(label_records, records)
-                ),
-            )
-            watch.values_unsampled += len(served.features) * (len(inside) - int(inside.sum()))
-            numbers, records, objects_kept = numbers[inside], records[inside], objects_kept[inside]
-    if not len(numbers):
+        ).tolist()
+        if not all(sampled):
+            for event, inside_one in zip(events, sampled, strict=True):
+                if not inside_one:
+                    width = len(event.features) if isinstance(event, ServedValues) else 1
+                    watch.values_unsampled += width
+            events = [e for e, inside_one in zip(events, sampled, strict=True) if inside_one]
+            slots = [s for s, inside_one in zip(slots, sampled, strict=True) if inside_one]
+    if not running:
         return kept, events, slots, None
-    before = np.searchsorted(kept.positions, records) + objects_kept
-    return kept, events, slots, _Run(numbers, records, before)
+    assert served is not None
+    records = served.records[taken]
+    # The coincidence events queued before each prediction (none is its own).
+    inside = _in_samples(
+        served.entities[taken],
+        uniform
+        if uniform is not None
+        else samples(
+            np.searchsorted(writes.positions, records) + np.searchsorted(label_records, records)
+        ),
+    )
+    left_out = len(inside) - int(inside.sum())
+    if left_out:
+        watch.values_unsampled += len(served.features) * left_out
+        taken = pending.live + np.flatnonzero(inside)
+        if not len(taken):
+            return kept, events, slots, None
+    return kept, events, slots, _run(served, taken, kept)
+
+
+def _run(served: _Served | None, taken: slice | np.ndarray, writes: WriteColumns) -> _Run:
+    """The run of live predictions ``taken`` of ``served``, after ``writes``."""
+    assert served is not None
+    records = served.records[taken]
+    return _Run(taken, records, np.searchsorted(writes.positions, records))
 
 
 def _in_samples(keys: np.ndarray, bits: np.ndarray | int) -> np.ndarray:
@@ -1077,7 +1159,7 @@ def _prediction(
             seen = map(features.__getitem__, names)
         written_at = tuple(map(get_written_at, seen))
         together = ServedValues(prediction.entity_id, at_ms, names, written_at)
-        pending.gap_slot(k, 0, together, at_ms)
+        pending.gap_slot(k, 0, together)
         return
     values = [
         ServedFeature(prediction.entity_id, name, seen.value, seen.written_at, at_ms)
@@ -1085,7 +1167,7 @@ def _prediction(
         if name in monitored
     ]
     for j, served in enumerate(values):
-        slot = pending.gap_slot(k, j, served, at_ms)
+        slot = pending.gap_slot(k, j, served)
         name, seen_at = served.feature, served.written_at
         before = watch.future.future_values
         watch.future.update(served)
@@ -1115,14 +1197,13 @@ def _label(
     if entity_id is None and truth.request_id is not None:
         if served is not None:
             # The predictions before it first: it may name their requests.
-            _put(watch, pending, served)
+            _put(watch, served, int(np.searchsorted(served.records, k)))
         entity_id = watch.entities.get(truth.request_id)
     if entity_id is None:
         watch.labels_unresolved += 1
         return
     pending.labels.append(Label(entity_id, int(label), truth.label_at))
     pending.label_records.append(k)
-    pending.at[k * _SUB] = truth.label_at
 
 
 def _flag_evidence(detector: str, found: Any, at: float) -> Evidence:

@@ -7,7 +7,7 @@ import math
 import pickle
 import types
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import numpy as np
@@ -160,6 +160,35 @@ def test_a_feature_nulled_at_label_time_is_flagged_by_name_and_an_honest_one_is_
     }
 
 
+def test_a_label_that_tips_label_leak_flags_it_at_its_own_time() -> None:
+    # A churner's ``last_login_date`` is nulled just before the label arrives: the label
+    # completes the evidence, in one batch or many as one by one.
+    rng = np.random.default_rng(0)
+    records: list[Record] = []
+    now = 1_000_000_000.0
+    for _ in range(600):
+        user = f"u{int(rng.integers(500))}"
+        churner = int(user[1:]) % 3 == 0
+        now += rng.exponential(60_000.0)
+        if rng.random() < 0.8:
+            records.append(write(user, "last_login_date", now, now, now + 1_000))
+            continue
+        if churner:
+            records.append(write(user, "last_login_date", None, now, now + 1_000))
+        records.append(label(user, int(churner), now))
+    model = churn_model()
+    for size in (1, 7, len(records)):
+        watch = new_leak_watch(model)
+        effects = [
+            (start + n, found)
+            for start in range(0, len(records), size)
+            for n, found in observe_many(model, watch, records[start : start + size])
+        ]
+        flags = [(n, e) for n, eff in effects for e in eff.evidence if e.alarm]
+        assert [(n, e.detector) for n, e in flags] == [(268, "label_leak")]
+        assert flags[0][1].at == cast(GroundTruth, records[268]).label_at / 1000
+
+
 def test_without_the_trigger_nothing_is_flagged() -> None:
     model = churn_model()
     watch = new_leak_watch(model)
@@ -210,6 +239,7 @@ def test_a_feature_training_sees_before_serving_could_is_flagged_as_a_gap() -> N
         10,
         0.9,
     )
+    assert evidence.at == cast(Prediction, records[27]).predicted_at / 1000
     lag = [p for _, e in effects for p in e.points if p.measurement == "write_lag"]
     assert {p.tags["feature"]: p.fields["gap_rate"] for p in lag[-2:]} == {
         "balance": 1.0,  # every day, once its late write arrived
