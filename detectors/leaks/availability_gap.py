@@ -24,7 +24,7 @@ from detectors.leaks._memory import (
     probe_compiled,
     unpack_times,
     vacate_compiled,
-    with_row,
+    with_rows,
 )
 from detectors.leaks.events import (
     EntityId,
@@ -34,7 +34,7 @@ from detectors.leaks.events import (
     checked_write,
     entity_hash,
     finite,
-    hash64,
+    hashes64,
     interleaved,
 )
 
@@ -387,18 +387,22 @@ class AvailabilityGap(base.Base):
         if run is not None:
             made += self._made_by(run.features, named, run)
         made.sort(key=_FIRST_TWO)
-        # Each ``(events before, feature)`` made after the others placed before it.
-        parsed = self._parse(
-            others,
-            [(int(np.searchsorted(places, c)), name) for c, _, name in made],
-            places.tolist(),
-        )
+        events = _NO_EVENTS
+        if len(others) or made:
+            # Each ``(events before, feature)`` made after the others placed before it.
+            parsed = self._parse(
+                others,
+                [(int(np.searchsorted(places, c)), name) for c, _, name in made],
+                places.tolist(),
+            )
+            if parsed.ends:
+                events = _arrays(parsed)
         if run is None:
             run = _NO_RUN
         # A write's column (-1: not followed; the features are all made by now).
         found = np.array([self._columns.get(f, -1) for f in writes.features], np.intp)
         *merged, rejected = _merge_compiled(
-            *(_arrays(parsed) if parsed.ends else _NO_EVENTS),
+            *events,
             writes.ok,
             writes.entities,
             writes.event_at,
@@ -485,6 +489,7 @@ class AvailabilityGap(base.Base):
             self._feature(feature)
             start = stop
         self._parse_into(parsed, events[start:], places[start:], hashes, known)
+        self._add_rows()
         return parsed
 
     def _parse_into(
@@ -617,6 +622,10 @@ class AvailabilityGap(base.Base):
         batch = (parsed.entities, parsed.first, parsed.second, parsed.ends, parsed.columns)
         tallies = np.zeros(len(_TALLIES), np.int64)
         times = np.zeros(len(_TIMES))
+        # The arrays the loop takes, gathered again only when the rows grow (new arrays).
+        rows = tuple(getattr(self, name) for name in _ROWS)
+        features = tuple(getattr(self, name) for name in _FEATURES)
+        settings = (self._block, self.min_predictions, self.max_keys)
         event = value = 0
         while True:
             table = self._table
@@ -627,11 +636,11 @@ class AvailabilityGap(base.Base):
                 event,
                 value,
                 (table.rows, table.keys, self._free, self._salt),
-                tuple(getattr(self, name) for name in _ROWS),
-                tuple(getattr(self, name) for name in _FEATURES),
+                rows,
+                features,
                 tallies,
                 times,
-                (self._block, self.min_predictions, self.max_keys),
+                settings,
                 float(self.max_delay),
             )
             self._free_count, table.size, self._made, self._evicted = tallies.tolist()
@@ -640,25 +649,36 @@ class AvailabilityGap(base.Base):
                 return
             if status == _GROW:
                 self._make_room(self._stream_time)
+                rows = tuple(getattr(self, name) for name in _ROWS)
                 continue
             found = self._look(column, number)
             if found is not None:
                 self._batch_events += ((int(parsed.positions[event]), found),)
 
     def _feature(self, name: str) -> int | None:
-        """The feature's column, made if there is room; None past ``max_features``."""
+        """The feature's column, made if there is room (its rows of the per-feature arrays
+        by ``_add_rows``); None past ``max_features``."""
         column = self._columns.get(name)
         if column is None and len(self._columns) < self.max_features:
             column = self._columns[name] = len(self._columns)
-            self._looks.add()
-            # A row more each: features are few (``max_features``) and made once.
-            self._salt = with_row(self._salt, hash64(b"f", name))
-            self._predictions = with_row(self._predictions, 0)
-            self._gaps = with_row(self._gaps, 0)
-            self._newest = with_row(self._newest, -math.inf)
-            self._block_gaps = with_row(self._block_gaps, 0)
-            self._block_end = with_row(self._block_end, -math.inf)
         return column
+
+    def _add_rows(self) -> None:
+        """The per-feature arrays' rows of the features made since they last grew, at
+        once: a model's first batch makes each of its features, and a row more of each
+        array per feature costs that batch more than its events."""
+        made = len(self._columns) - len(self._salt)
+        if not made:
+            return
+        names = list(self._columns)[len(self._salt) :]
+        self._looks.add(made)
+        salts = np.array(hashes64(b"f", names), np.uint64)
+        self._salt = with_rows(self._salt, salts, made)
+        self._predictions = with_rows(self._predictions, 0, made)
+        self._gaps = with_rows(self._gaps, 0, made)
+        self._newest = with_rows(self._newest, -math.inf, made)
+        self._block_gaps = with_rows(self._block_gaps, 0, made)
+        self._block_end = with_rows(self._block_end, -math.inf, made)
 
     def _row(self, key: int, now: float) -> int:
         """The key's row, made if absent (room made first, as the stream time ``now`` is,
@@ -839,9 +859,11 @@ class AvailabilityGap(base.Base):
         # The newest block old enough for each cut (block ends only grow).
         newest = np.searchsorted(ends, ends[-1] - self._cuts, side="right") - 1
         best = (math.inf, 0, 0)
+        # Sums of Python ints: a numpy sum per window costs the look more than its test.
+        block_gaps = gaps.tolist()
         for last in sorted(set(newest[newest >= 0].tolist()), reverse=True):
             first = max(0, last - _BLOCKS + 1)
-            size, found = (last - first + 1) * self._block, int(gaps[first : last + 1].sum())
+            size, found = (last - first + 1) * self._block, sum(block_gaps[first : last + 1])
             best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
         p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
         looks = self._looks
