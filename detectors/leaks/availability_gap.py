@@ -1166,32 +1166,32 @@ def _merge_compiled(
         if other < places.shape[0] and places[other] == place:
             # An other: its event, if it parsed to one.
             other += 1
-            if taken < len(entities) and positions[taken] == place:
-                for at_value in range(start, ends[taken]):
-                    out_columns[value] = columns[at_value]
-                    value += 1
-                start = ends[taken]
-                out_entities[event] = entities[taken]
-                out_first[event] = first[taken]
-                out_second[event] = second[taken]
-                out_ends[event] = value
-                out_positions[event] = place
-                event += 1
-                taken += 1
-            continue
-        column = found[write_codes[w]]
-        if not write_ok[w]:
-            rejected += 1
-        elif column >= 0:
+            if not (taken < len(entities) and positions[taken] == place):
+                continue
+            for at_value in range(start, ends[taken]):
+                out_columns[value] = columns[at_value]
+                value += 1
+            start = ends[taken]
+            entity, at, second_at = entities[taken], first[taken], second[taken]
+            taken += 1
+        else:
+            column = found[write_codes[w]]
+            well_formed = write_ok[w]
+            entity, at, second_at = write_entities[w], write_event_at[w], write_written_at[w]
+            w += 1
+            if not well_formed:
+                rejected += 1
+                continue
+            if column < 0:
+                continue
             out_columns[value] = column
             value += 1
-            out_entities[event] = write_entities[w]
-            out_first[event] = write_event_at[w]
-            out_second[event] = write_written_at[w]
-            out_ends[event] = value
-            out_positions[event] = place
-            event += 1
-        w += 1
+        out_entities[event] = entity
+        out_first[event] = at
+        out_second[event] = second_at
+        out_ends[event] = value
+        out_positions[event] = place
+        event += 1
     return (
         out_entities[:event],
         out_first[:event],
