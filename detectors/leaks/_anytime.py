@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from detectors.leaks._memory import with_row
+from detectors.leaks._memory import with_rows
 
 
 class AnytimePValues:
@@ -42,11 +42,11 @@ class AnytimePValues:
     def __len__(self) -> int:
         return len(self.looks)
 
-    def add(self) -> int:
-        """A new test, not looked at yet; its number."""
-        self.looks = with_row(self.looks, 0)
-        self.next_look = with_row(self.next_look, self.first_look)
-        self.p_value = with_row(self.p_value, 1.0)
+    def add(self, count: int = 1) -> int:
+        """``count`` new tests, not looked at yet; the number of the last."""
+        self.looks = with_rows(self.looks, 0, count)
+        self.next_look = with_rows(self.next_look, self.first_look, count)
+        self.p_value = with_rows(self.p_value, 1.0, count)
         return len(self.looks) - 1
 
     def due(self, test: int, size: int) -> bool:

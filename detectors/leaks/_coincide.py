@@ -486,7 +486,8 @@ def _free_row(in_use: np.ndarray, start: int) -> int:
 
 @compiled
 def coincide(
-    kinds, keys, column_of, event_at, written_at, nulls, classes,
+    write_ok, write_keys, write_columns, write_event_at, write_written_at, write_nulls,
+    label_keys, label_at, label_classes, places,
     context, times, counters, settings, edges, inverse, widths,
     table_keys, table_rows, in_use, row_keys, phase_of, since_of, latest_of, expires,
     label_at_of, label_class, judgeable, next_bin, due_of, windows, near, control,
@@ -499,9 +500,12 @@ def coincide(
     ``ALONE`` (the caller read the event) and ``FLAGS`` (its lag bins are judged), the
     caller moves ``context[EVENT]`` on.
 
-    A label's ``label_at`` is in ``event_at``; ``column_of`` holds each write's feature
-    column as it is or will be when the features come in order (``IGNORED`` past
-    ``max_features``).
+    The events are the writes' columns and the labels' (a class of -1: malformed), label
+    ``j`` at event ``places[j]`` (increasing), the writes in order at the events left:
+    read where they are, not merged into columns of every event first, whose numpy steps
+    cost a batch of a few dozen events more than this loop. ``write_columns`` holds each
+    write's feature column as it is or will be when the features come in order
+    (``IGNORED`` past ``max_features``).
     """
     steps = np.zeros(_WINDOWS, np.int64)
     # Room for every row's entry and as many left behind: the rows' due times change.
@@ -512,18 +516,33 @@ def coincide(
     tolerance = settings[TOLERANCE]
     free = 0
     i = context[EVENT]
-    while i < kinds.shape[0]:
+    labels_count = label_keys.shape[0]
+    # The labels before event ``i``; event ``i`` is label ``j`` if it is at its place.
+    j = 0
+    while j < labels_count and places[j] < i:
+        j += 1
+    while i < write_ok.shape[0] + labels_count:
         context[EVENT] = i
+        is_label = j < labels_count and places[j] == i
         if context[JUDGING] == 0:
-            kind = kinds[i]
+            if is_label:
+                kind = LABEL if label_classes[j] >= 0 else MALFORMED
+                key = label_keys[j]
+                column = np.int64(IGNORED)
+                at = written = label_at[j]
+            else:
+                w = i - j
+                kind = WRITE if write_ok[w] else MALFORMED
+                key = write_keys[w]
+                column = np.int64(write_columns[w])
+                at, written = write_event_at[w], write_written_at[w]
             if kind == MALFORMED:
                 counters[REJECTED] += 1
                 i += 1
+                j += is_label
                 continue
-            column = column_of[i]
             if kind == WRITE and column >= counters[COLUMNS]:
                 return NEW_COLUMN
-            key = keys[i]
             row = -1
             slot = -1
             touches = (kind == LABEL or column != IGNORED) and _in_sample(
@@ -539,9 +558,9 @@ def coincide(
                 # The times it tiles: a label's control windows, or a write's two marks;
                 # the entity's latest write, and its open label's control windows.
                 if kind == LABEL:
-                    fits = abs(event_at[i] - tolerance) < limit
+                    fits = abs(at - tolerance) < limit
                 else:
-                    fits = abs(event_at[i]) < limit and abs(written_at[i]) < limit
+                    fits = abs(at) < limit and abs(written) < limit
                 if row >= 0:
                     latest = latest_of[row]
                     open_at = label_at_of[row] - tolerance
@@ -552,12 +571,10 @@ def coincide(
                     )
                 if not fits:
                     return ALONE
-            at = event_at[i]
             # What came before the first event is unknown (``_start``): never here, as the
             # table has no room before the first event (``ROOM``).
-            later = written_at[i] if kind == WRITE else at
-            if later > times[STREAM_TIME]:
-                times[STREAM_TIME] = later
+            if written > times[STREAM_TIME]:
+                times[STREAM_TIME] = written
             if touches and row < 0:
                 # ``_make_row``, in the lowest free row.
                 free = _free_row(in_use, free)
@@ -573,18 +590,17 @@ def coincide(
                 counters[UNSAMPLED] += 1
             elif kind == LABEL:
                 _open(
-                    row, at, classes[i], counters[COLUMNS], times, settings, edges, inverse,
+                    row, at, label_classes[j], counters[COLUMNS], times, settings, edges, inverse,
                     widths, phase_of, since_of, latest_of, expires, label_at_of, label_class,
                     judgeable, next_bin, due_of, windows, near, control, last_write, last_null,
                     unjudged, steps,
                 )  # fmt: skip
                 _note(due_of, heap_due, heap_row, context, row)
             elif row >= 0:
-                written = written_at[i]
                 _write(
-                    row, column, at, written, nulls[i], settings, edges, inverse, phase_of,
-                    latest_of, label_at_of, due_of, windows, near, control, last_write,
-                    last_null, steps,
+                    row, column, at, written, write_nulls[i - j], settings, edges, inverse,
+                    phase_of, latest_of, label_at_of, due_of, windows, near, control,
+                    last_write, last_null, steps,
                 )  # fmt: skip
                 if written + settings[TTL] > expires[row]:
                     expires[row] = written + settings[TTL]
@@ -603,5 +619,6 @@ def coincide(
             context[FLAGGED] = 0
             return FLAGS
         i += 1
+        j += is_label
     context[EVENT] = i
     return DONE

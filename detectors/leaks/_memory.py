@@ -275,18 +275,21 @@ def in_sample(key: int, bits: int) -> bool:
     return key >> (64 - bits) == 0
 
 
-def with_row(array: np.ndarray, fill: Any) -> np.ndarray:
-    """``array`` with one more row (along its first axis) of ``fill``, in its own dtype.
+def with_rows(array: np.ndarray, fill: Any, count: int = 1) -> np.ndarray:
+    """``array`` with ``count`` more rows (along its first axis) of ``fill`` (a value, or
+    a value per row), in its own dtype.
 
-    What ``np.append`` or ``np.vstack`` give a row of the same dtype, in a third of their
+    What ``np.append`` or ``np.vstack`` give rows of the same dtype, in a third of their
     time: a detector adds a row per feature, a model's features in its first batch.
 
-    >>> with_row(np.zeros((1, 2), np.int64), 7).tolist()
+    >>> with_rows(np.zeros((1, 2), np.int64), 7).tolist()
     [[0, 0], [7, 7]]
+    >>> with_rows(np.zeros(1, np.uint64), np.array([3, 4], np.uint64), 2).tolist()
+    [0, 3, 4]
     """
-    bigger = np.empty((len(array) + 1, *array.shape[1:]), array.dtype)
-    bigger[:-1] = array
-    bigger[-1] = fill
+    bigger = np.empty((len(array) + count, *array.shape[1:]), array.dtype)
+    bigger[: len(array)] = array
+    bigger[len(array) :] = fill
     return bigger
 
 

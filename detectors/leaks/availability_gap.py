@@ -24,7 +24,7 @@ from detectors.leaks._memory import (
     probe_compiled,
     unpack_times,
     vacate_compiled,
-    with_row,
+    with_rows,
 )
 from detectors.leaks.events import (
     EntityId,
@@ -34,7 +34,7 @@ from detectors.leaks.events import (
     checked_write,
     entity_hash,
     finite,
-    hash64,
+    hashes64,
     interleaved,
 )
 
@@ -370,9 +370,9 @@ class AvailabilityGap(base.Base):
 
         The writes go in as columns, without an object per write; the features they and
         the run make are made where the events one by one would make them. Then one
-        compiled loop (``_merge_compiled``) checks the run's values (each malformed one
-        counted in ``rejected``) and places its predictions among the events' columns:
-        no Python step per prediction.
+        compiled loop (``_merge_compiled``) checks the writes and the run's values (each
+        malformed one counted in ``rejected``) and places them among the other events:
+        no Python step per write or prediction.
         """
         self._batch_events = ()
         n = len(writes.ok) + len(others)
@@ -387,27 +387,39 @@ class AvailabilityGap(base.Base):
         if run is not None:
             made += self._made_by(run.features, named, run)
         made.sort(key=_FIRST_TWO)
-        # Each ``(events before, feature)`` made after the others placed before it.
-        parsed = self._parse(
-            others,
-            [(int(np.searchsorted(places, c)), name) for c, _, name in made],
-            places.tolist(),
-        )
-        parsed = _merged(_arrays(parsed), self._write_columns(writes, places, n))
-        if run is not None:
-            columns = np.array([self._columns.get(f, -1) for f in run.features], np.intp)
-            *merged, rejected = _merge_compiled(
-                *parsed,
-                run.entities,
-                run.predicted_at,
-                run.written_at,
-                run.before,
-                named,
-                columns,
-                n,
+        events = _NO_EVENTS
+        if len(others) or made:
+            # Each ``(events before, feature)`` made after the others placed before it.
+            parsed = self._parse(
+                others,
+                [(int(np.searchsorted(places, c)), name) for c, _, name in made],
+                places.tolist(),
             )
-            self._rejected += rejected
-            parsed = _Parsed(*merged)
+            if parsed.ends:
+                events = _arrays(parsed)
+        if run is None:
+            run = _NO_RUN
+        # A write's column (-1: not followed; the features are all made by now).
+        found = np.array([self._columns.get(f, -1) for f in writes.features], np.intp)
+        *merged, rejected = _merge_compiled(
+            *events,
+            writes.ok,
+            writes.entities,
+            writes.event_at,
+            writes.written_at,
+            writes.codes,
+            found,
+            np.asarray(places, np.intp),
+            run.entities,
+            run.predicted_at,
+            run.written_at,
+            run.before,
+            named,
+            np.array([self._columns.get(f, -1) for f in run.features], np.intp),
+            n,
+        )
+        self._rejected += rejected
+        parsed = _Parsed(*merged)
         if _few(len(parsed.columns)):
             self._read(_Parsed(*(column.tolist() for column in parsed)))
         else:
@@ -433,29 +445,6 @@ class AvailabilityGap(base.Base):
                 w = int(at[j])
                 made.append((_place(places, w), 1, writes.features[code]))
         return made
-
-    def _write_columns(self, writes: WriteColumns, places: np.ndarray, n: int) -> _Parsed:
-        """The well-formed writes of followed features as ``_Parsed`` arrays at their
-        places; the malformed ones counted in ``rejected``."""
-        ok = writes.ok
-        self._rejected += len(ok) - int(np.count_nonzero(ok))
-        columns = np.array([self._columns.get(f, -1) for f in writes.features], np.intp)
-        columns = columns[writes.codes]
-        taken = np.flatnonzero(ok & (columns >= 0))
-        if len(places):
-            is_write = np.ones(n, bool)
-            is_write[places] = False
-            at = np.flatnonzero(is_write)[taken]
-        else:
-            at = taken
-        return _Parsed(
-            writes.entities[taken],
-            writes.event_at[taken],
-            writes.written_at[taken],
-            np.arange(1, len(taken) + 1),
-            at,
-            columns[taken],
-        )
 
     def _made_by(
         self, features: tuple[str, ...], named: np.ndarray, run: ServedRun
@@ -500,6 +489,7 @@ class AvailabilityGap(base.Base):
             self._feature(feature)
             start = stop
         self._parse_into(parsed, events[start:], places[start:], hashes, known)
+        self._add_rows()
         return parsed
 
     def _parse_into(
@@ -632,6 +622,10 @@ class AvailabilityGap(base.Base):
         batch = (parsed.entities, parsed.first, parsed.second, parsed.ends, parsed.columns)
         tallies = np.zeros(len(_TALLIES), np.int64)
         times = np.zeros(len(_TIMES))
+        # The arrays the loop takes, gathered again only when the rows grow (new arrays).
+        rows = tuple(getattr(self, name) for name in _ROWS)
+        features = tuple(getattr(self, name) for name in _FEATURES)
+        settings = (self._block, self.min_predictions, self.max_keys)
         event = value = 0
         while True:
             table = self._table
@@ -642,11 +636,11 @@ class AvailabilityGap(base.Base):
                 event,
                 value,
                 (table.rows, table.keys, self._free, self._salt),
-                tuple(getattr(self, name) for name in _ROWS),
-                tuple(getattr(self, name) for name in _FEATURES),
+                rows,
+                features,
                 tallies,
                 times,
-                (self._block, self.min_predictions, self.max_keys),
+                settings,
                 float(self.max_delay),
             )
             self._free_count, table.size, self._made, self._evicted = tallies.tolist()
@@ -655,25 +649,36 @@ class AvailabilityGap(base.Base):
                 return
             if status == _GROW:
                 self._make_room(self._stream_time)
+                rows = tuple(getattr(self, name) for name in _ROWS)
                 continue
             found = self._look(column, number)
             if found is not None:
                 self._batch_events += ((int(parsed.positions[event]), found),)
 
     def _feature(self, name: str) -> int | None:
-        """The feature's column, made if there is room; None past ``max_features``."""
+        """The feature's column, made if there is room (its rows of the per-feature arrays
+        by ``_add_rows``); None past ``max_features``."""
         column = self._columns.get(name)
         if column is None and len(self._columns) < self.max_features:
             column = self._columns[name] = len(self._columns)
-            self._looks.add()
-            # A row more each: features are few (``max_features``) and made once.
-            self._salt = with_row(self._salt, hash64(b"f", name))
-            self._predictions = with_row(self._predictions, 0)
-            self._gaps = with_row(self._gaps, 0)
-            self._newest = with_row(self._newest, -math.inf)
-            self._block_gaps = with_row(self._block_gaps, 0)
-            self._block_end = with_row(self._block_end, -math.inf)
         return column
+
+    def _add_rows(self) -> None:
+        """The per-feature arrays' rows of the features made since they last grew, at
+        once: a model's first batch makes each of its features, and a row more of each
+        array per feature costs that batch more than its events."""
+        made = len(self._columns) - len(self._salt)
+        if not made:
+            return
+        names = list(self._columns)[len(self._salt) :]
+        self._looks.add(made)
+        salts = np.array(hashes64(b"f", names), np.uint64)
+        self._salt = with_rows(self._salt, salts, made)
+        self._predictions = with_rows(self._predictions, 0, made)
+        self._gaps = with_rows(self._gaps, 0, made)
+        self._newest = with_rows(self._newest, -math.inf, made)
+        self._block_gaps = with_rows(self._block_gaps, 0, made)
+        self._block_end = with_rows(self._block_end, -math.inf, made)
 
     def _row(self, key: int, now: float) -> int:
         """The key's row, made if absent (room made first, as the stream time ``now`` is,
@@ -854,9 +859,11 @@ class AvailabilityGap(base.Base):
         # The newest block old enough for each cut (block ends only grow).
         newest = np.searchsorted(ends, ends[-1] - self._cuts, side="right") - 1
         best = (math.inf, 0, 0)
+        # Sums of Python ints: a numpy sum per window costs the look more than its test.
+        block_gaps = gaps.tolist()
         for last in sorted(set(newest[newest >= 0].tolist()), reverse=True):
             first = max(0, last - _BLOCKS + 1)
-            size, found = (last - first + 1) * self._block, int(gaps[first : last + 1].sum())
+            size, found = (last - first + 1) * self._block, sum(block_gaps[first : last + 1])
             best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
         p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
         looks = self._looks
@@ -1056,6 +1063,16 @@ def _arrays(parsed: _Parsed) -> _Parsed:
 
 _FIRST_TWO = operator.itemgetter(0, 1)
 _NAMED_NONE = np.zeros(0, bool)
+# No events parsed, and no run: ``_merge_compiled``'s inputs of a batch without them.
+_NO_EVENTS = _Parsed(
+    np.zeros(0, np.uint64),
+    np.zeros(0),
+    np.zeros(0),
+    np.zeros(0, np.intp),
+    np.zeros(0, np.intp),
+    np.zeros(0, np.intp),
+)
+_NO_RUN = ServedRun(np.zeros(0, np.uint64), np.zeros(0), (), np.zeros((0, 0)), np.zeros(0, np.intp))
 
 
 def _place(places: np.ndarray, w: int) -> int:
@@ -1064,28 +1081,6 @@ def _place(places: np.ndarray, w: int) -> int:
     # The others before it are those at places up to its own, found by bisection on
     # ``places[j] - j`` (the writes before other ``j``), which never decreases.
     return w + int(np.searchsorted(places - np.arange(len(places)), w, side="right"))
-
-
-def _merged(a: _Parsed, b: _Parsed) -> _Parsed:
-    """Two ``_Parsed`` arrays of events at distinct positions, as one in their order."""
-    if not len(b.positions):
-        return a
-    if not len(a.positions):
-        return b
-    order = np.argsort(np.concatenate([a.positions, b.positions]), kind="stable")
-    counts = np.concatenate([np.diff(a.ends, prepend=0), np.diff(b.ends, prepend=0)])
-    starts = np.concatenate([a.ends, b.ends + len(a.columns)]) - counts
-    counts, starts = counts[order], starts[order]
-    ends = np.cumsum(counts)
-    values = np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]))
-    return _Parsed(
-        np.concatenate([a.entities, b.entities])[order],
-        np.concatenate([a.first, b.first])[order],
-        np.concatenate([a.second, b.second])[order],
-        ends,
-        np.concatenate([a.positions, b.positions])[order],
-        np.concatenate([a.columns, b.columns])[values],
-    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -1102,6 +1097,13 @@ def _merge_compiled(
     ends: np.ndarray,
     positions: np.ndarray,
     columns: np.ndarray,
+    write_ok: np.ndarray,
+    write_entities: np.ndarray,
+    write_event_at: np.ndarray,
+    write_written_at: np.ndarray,
+    write_codes: np.ndarray,
+    found: np.ndarray,
+    places: np.ndarray,
     run_entities: np.ndarray,
     run_at: np.ndarray,
     run_written: np.ndarray,
@@ -1110,59 +1112,86 @@ def _merge_compiled(
     run_columns: np.ndarray,
     offset: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """The events' ``_Parsed`` arrays with a ``ServedRun``'s predictions among them, each
-    after the events of position below its ``run_before``, at position ``offset`` plus
-    its index: its values as ``_values_of`` reads a ``ServedValues`` (a value is malformed
-    unless its prediction's time, its feature's name (``named``) and its write time are
-    well-formed; a well-formed one is read if its feature has a column in
-    ``run_columns``, -1 past ``max_features``; a prediction without one is no event). The
-    merged arrays and the number of malformed values."""
+    """The ``_Parsed`` arrays of a batch of ``offset`` events, in order: the others
+    (``entities``... ``columns``, their events parsed at their places, ``places``), the
+    writes at the places left (``write_ok``... ``write_codes``: those well-formed whose
+    feature has a column in ``found``, the others' columns, ``-1`` if not followed), and a
+    ``ServedRun``'s predictions among them, each after the events of place below its
+    ``run_before``, at position ``offset`` plus its index: its values as ``_values_of``
+    reads a ``ServedValues`` (a value is malformed unless its prediction's time, its
+    feature's name (``named``) and its write time are well-formed; a well-formed one is
+    read if its feature has a column in ``run_columns``, -1 past ``max_features``; a
+    prediction without one is no event). The merged arrays and the number of malformed
+    writes and values. One pass, not the numpy steps of each source's columns and their
+    merge, which cost a batch of a few dozen events more than the pass."""
     count, width = run_written.shape
-    events = len(entities) + count
+    writes = write_ok.shape[0]
+    events = len(entities) + writes + count
     out_entities = np.empty(events, np.uint64)
     out_first = np.empty(events)
     out_second = np.empty(events)
     out_ends = np.empty(events, np.intp)
     out_positions = np.empty(events, np.intp)
-    out_columns = np.empty(len(columns) + count * width, np.intp)
+    out_columns = np.empty(len(columns) + writes + count * width, np.intp)
     rejected = 0
     event = value = 0
     taken = start = 0
-    for prediction in range(count + 1):
-        # The events before this prediction (all that are left, after the last).
-        while taken < len(entities) and (
-            prediction == count or positions[taken] < run_before[prediction]
-        ):
-            for place in range(start, ends[taken]):
-                out_columns[value] = columns[place]
+    other = w = 0
+    prediction = 0
+    for place in range(offset + 1):
+        # The predictions before this place's event (all that are left, after the last).
+        while prediction < count and (place == offset or run_before[prediction] <= place):
+            at = run_at[prediction]
+            values = value
+            for feature in range(width):
+                if not (
+                    np.isfinite(at)
+                    and named[feature]
+                    and np.isfinite(run_written[prediction, feature])
+                ):
+                    rejected += 1
+                elif run_columns[feature] >= 0:
+                    out_columns[value] = run_columns[feature]
+                    value += 1
+            if value > values:
+                out_entities[event] = run_entities[prediction]
+                out_first[event] = at
+                out_second[event] = np.nan
+                out_ends[event] = value
+                out_positions[event] = offset + prediction
+                event += 1
+            prediction += 1
+        if place == offset:
+            break
+        if other < places.shape[0] and places[other] == place:
+            # An other: its event, if it parsed to one.
+            other += 1
+            if not (taken < len(entities) and positions[taken] == place):
+                continue
+            for at_value in range(start, ends[taken]):
+                out_columns[value] = columns[at_value]
                 value += 1
             start = ends[taken]
-            out_entities[event] = entities[taken]
-            out_first[event] = first[taken]
-            out_second[event] = second[taken]
-            out_ends[event] = value
-            out_positions[event] = positions[taken]
-            event += 1
+            entity, at, second_at = entities[taken], first[taken], second[taken]
             taken += 1
-        if prediction == count:
-            break
-        at = run_at[prediction]
-        values = value
-        for feature in range(width):
-            if not (
-                np.isfinite(at) and named[feature] and np.isfinite(run_written[prediction, feature])
-            ):
+        else:
+            column = found[write_codes[w]]
+            well_formed = write_ok[w]
+            entity, at, second_at = write_entities[w], write_event_at[w], write_written_at[w]
+            w += 1
+            if not well_formed:
                 rejected += 1
-            elif run_columns[feature] >= 0:
-                out_columns[value] = run_columns[feature]
-                value += 1
-        if value > values:
-            out_entities[event] = run_entities[prediction]
-            out_first[event] = at
-            out_second[event] = np.nan
-            out_ends[event] = value
-            out_positions[event] = offset + prediction
-            event += 1
+                continue
+            if column < 0:
+                continue
+            out_columns[value] = column
+            value += 1
+        out_entities[event] = entity
+        out_first[event] = at
+        out_second[event] = second_at
+        out_ends[event] = value
+        out_positions[event] = place
+        event += 1
     return (
         out_entities[:event],
         out_first[:event],

@@ -6,7 +6,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,10 +57,23 @@ _NO_WRITE = -math.inf
 _floor = math.floor
 # Batches of fewer events cost more in the compiled loop's call than one by one.
 _FEW_EVENTS = 2
-# A batch's events as the compiled loop reads them (``_read``).
-_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# A batch's events as the compiled loop reads them (``_read``): the writes' six columns,
+# the labels' three and their places.
+_Columns = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+]  # fmt: skip
+# The labels' columns of a batch of writes alone.
+_NO_KEYS = np.zeros(0, np.uint64)
+_NO_TIMES = np.zeros(0, np.float64)
+_NO_CLASSES = np.zeros(0, np.int8)
+_NO_PLACES = np.zeros(0, np.intp)
 # Values written whose nulls numpy finds at once.
-_FLOAT_OR_NONE = frozenset({float, type(None)})
+_NONE_TYPE = type(None)
+_FLOAT_OR_NONE = frozenset({float, _NONE_TYPE})
+# Values written whose nulls are those unequal to themselves, and None.
+_PLAIN = frozenset({float, _NONE_TYPE, str, int, bool})
+_NONES = itertools.repeat(None)
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -161,6 +176,37 @@ def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
         edges.append(edges[-1] * _GROWTH)
     edges.append(max_lag)
     return np.asarray(edges, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(
+    inverse: tuple[float, ...],
+    widths: tuple[float, ...],
+    tolerance: float,
+    lateness: float,
+    ttl: float,
+    min_labels: int,
+    alpha: float,
+    growth: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The compiled loop's arrays of a detector's settings: the bins' inverse widths and
+    widths, and its ``settings`` (``_coincide.TOLERANCE``...). Made once per settings, not
+    per batch: their numpy steps cost a batch of a few events as much as its loop. (The
+    loop never writes them.)"""
+    inverse_array = np.array(inverse)
+    settings = np.array(
+        [
+            tolerance,
+            lateness,
+            ttl,
+            _coincide.tile_limit(inverse_array),
+            min_labels,
+            alpha,
+            growth,
+        ],
+        np.float64,
+    )
+    return inverse_array, np.array(widths), settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -491,24 +537,22 @@ class LabelCoincidentWrites(base.Base):
         unless a well-formed :class:`Label`) read as the compiled loop's columns
         (``_read``); the loop comes back here for what is rare (``update_many``)."""
         columns, new_features = self._read(writes, others, places)
+        places = columns[-1]
         # Each is made where the loop reaches it; the room for them all, made at once, is
         # the room they would have made one by one (``_column``).
         width = self._width(len(self._columns) + len(new_features))
         if width > self._windows.shape[1]:
             self._grow_columns(width)
         edges = self._edges
-        inverse, widths = np.array(self._inverse_list), np.array(self._width_list)
-        settings = np.array(
-            [
-                self.tolerance,
-                self.lateness,
-                self._ttl,
-                _coincide.tile_limit(inverse),
-                self.min_labels,
-                self.alpha,
-                self._looks.growth,
-            ],
-            np.float64,
+        inverse, widths, settings = _constants(
+            self._inverse_list,
+            self._width_list,
+            self.tolerance,
+            self.lateness,
+            self._ttl,
+            self.min_labels,
+            self.alpha,
+            self._looks.growth,
         )
         context = np.zeros(_coincide.CONTEXT, np.int64)
         # The rows of a pass of judgments, kept while the loop is out for the tests.
@@ -544,12 +588,20 @@ class LabelCoincidentWrites(base.Base):
             i = int(context[_coincide.EVENT])
             if stop == _coincide.DONE:
                 return
+            # The event's label, or its write (the labels before it: the events before
+            # it less the writes).
+            j = int(np.searchsorted(places, i))
+            label = j < len(places) and places[j] == i
             if stop == _coincide.NEW_COLUMN:
-                self._column(new_features[int(columns[2][i]) - first_new])
+                self._column(new_features[int(columns[2][i - j]) - first_new])
             elif stop == _coincide.ROOM:
                 # As ``_row`` for the event, after its times: expiries are by stream time.
-                self._start(float(columns[3][i]))
-                self._stream_time = max(self._stream_time, float(columns[4][i]))
+                if label:
+                    at = written = float(columns[7][j])
+                else:
+                    at, written = float(columns[3][i - j]), float(columns[4][i - j])
+                self._start(at)
+                self._stream_time = max(self._stream_time, written)
                 bits = self._sample_bits
                 self._make_room()
                 if self._sample_bits != bits:
@@ -560,27 +612,20 @@ class LabelCoincidentWrites(base.Base):
                 context[_coincide.FLAGGED] = bool(self._new_flags)
             else:
                 if stop == _coincide.ALONE:
-                    self._step(self._event(writes, others, places, i), i)
+                    self._step(others[j] if label else writes.event(i - j), i)
                 else:
                     self._take_flags(i)
                 context[_coincide.EVENT] = i + 1
 
-    @staticmethod
-    def _event(writes: WriteColumns, others: Sequence[Any], places: np.ndarray, i: int) -> Any:
-        """The event at place ``i`` of ``_update_columns``'s batch."""
-        j = int(np.searchsorted(places, i))
-        if j < len(places) and places[j] == i:
-            return others[j]
-        return writes.event(i - j)
-
     def _read(
         self, writes: WriteColumns, others: Sequence[Any], places: np.ndarray
     ) -> tuple[_Columns, list[str]]:
-        """The events of ``_update_columns`` as the compiled loop's columns (kind, entity
-        key, feature column, ``event_at`` or a label's ``label_at``, ``written_at``,
-        whether of null, class), and the features they add, in order: a write's column is
-        the one its feature has, or will have when the features come in order. Field by
-        field over the writes, then the labels."""
+        """The events of ``_update_columns`` as the compiled loop's columns: the writes'
+        (whether well-formed, entity key, feature column, ``event_at``, ``written_at``,
+        whether of null), the others' as labels (entity key, ``label_at``, class: -1
+        unless a well-formed label) and their places among the writes. The features
+        they add, in order: a write's column is the one its feature has, or will have
+        when the features come in order."""
         ok = writes.ok
         # The column of each feature, or the one it will have: in order of first
         # well-formed write, within ``max_features``.
@@ -599,50 +644,45 @@ class LabelCoincidentWrites(base.Base):
                         added.append(features[code])
                     else:
                         found[code] = _coincide.IGNORED
-        # The loop reads nothing else of a malformed write (``MALFORMED`` is ``WRITE - 1``).
-        write_kinds = ok.astype(np.int8) + np.int8(_coincide.MALFORMED)
-        write_columns = found[codes]
-        write_nulls = self._nulls(writes.values)
-        n = len(ok) + len(others)
+        write_columns = (ok, writes.entities, found[codes], writes.event_at, writes.written_at)
+        nulls = self._nulls(writes.values)
         if not len(others):
-            classes = np.zeros(n, np.int8)
-            columns = (write_kinds, writes.entities, write_columns, writes.event_at)
-            return (*columns, writes.written_at, write_nulls, classes), added
-        is_write = np.ones(n, bool)
-        is_write[places] = False
-        at_writes = np.flatnonzero(is_write)
-        checked = [checked_label(x) for x in others]
-        at_labels = places[[j for j, label in enumerate(checked) if label is not None]]
-        labels = [label for label in checked if label is not None]
-        kinds = np.full(n, _coincide.MALFORMED, np.int8)
-        kinds[at_writes] = write_kinds
-        kinds[at_labels] = _coincide.LABEL
-        keys = np.zeros(n, np.uint64)
-        keys[at_writes] = writes.entities
-        keys[at_labels] = [entity_hash(label.entity_id) for label in labels]
-        column_of = np.full(n, _coincide.IGNORED, np.int64)
-        column_of[at_writes] = write_columns
-        nulls = np.zeros(n, np.bool_)
-        nulls[at_writes] = write_nulls
-        event_at = np.zeros(n, np.float64)
-        event_at[at_writes] = writes.event_at
-        written_at = np.zeros(n, np.float64)
-        written_at[at_writes] = writes.written_at
-        label_at = [float(label.label_at) for label in labels]
-        event_at[at_labels] = label_at
-        written_at[at_labels] = label_at
-        classes = np.zeros(n, np.int8)
-        classes[at_labels] = [int(label.label) for label in labels]
-        return (kinds, keys, column_of, event_at, written_at, nulls, classes), added
+            return (*write_columns, nulls, _NO_KEYS, _NO_TIMES, _NO_CLASSES, _NO_PLACES), added
+        keys, label_at, classes = [], [], []
+        for x in others:
+            label = checked_label(x)
+            if label is None:
+                keys.append(0)
+                label_at.append(0.0)
+                classes.append(-1)
+            else:
+                keys.append(entity_hash(label.entity_id))
+                label_at.append(float(label.label_at))
+                classes.append(int(label.label))
+        labels = (
+            np.array(keys, np.uint64),
+            np.array(label_at, np.float64),
+            np.array(classes, np.int8),
+            np.asarray(places, np.intp),
+        )
+        return (*write_columns, nulls, *labels), added
 
     def _nulls(self, values: list[Any]) -> np.ndarray:
         """``is_null`` of each value written, with the detector's sentinels."""
         if self.sentinels:
             sentinels = self.sentinels
             return np.array([is_null(value, sentinels) for value in values], np.bool_)
-        if set(map(type, values)) <= _FLOAT_OR_NONE:
+        kinds = set(map(type, values))
+        if kinds <= _FLOAT_OR_NONE:
             # Floats and None only: NaN where ``is_null`` finds one (numpy reads None so).
             return np.isnan(np.array(values, np.float64))
+        if kinds <= _PLAIN:
+            # Of these, NaN alone is unequal to itself: a C-level pass, without a Python
+            # step per value (strings and floats mixed, as most features' values are).
+            nulls = np.fromiter(map(operator.ne, values, values), np.bool_, len(values))
+            if _NONE_TYPE in kinds:
+                nulls |= np.fromiter(map(operator.is_, values, _NONES), np.bool_, len(values))
+            return nulls
         # ``is_null`` without sentinels, inline: a call per write costs as much again.
         isnan = math.isnan
         return np.array(

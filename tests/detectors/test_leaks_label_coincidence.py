@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label, _coincide, label_coincidence
 from detectors.leaks._anytime import AnytimePValues
+from detectors.leaks.events import is_null
 from detectors.leaks.label_coincidence import _ANY
 from tests.detectors.batching import (
     batches,
@@ -592,3 +593,24 @@ def test_a_batch_of_new_features_makes_the_room_they_make_one_by_one(
         batched.update_many(batch)
     assert batched._windows.shape == one_by_one._windows.shape
     assert pickle.dumps(batched) == pickle.dumps(one_by_one)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True),
+            st.text(max_size=3),
+            st.integers(),
+            st.booleans(),
+            st.none(),
+            st.floats(allow_nan=True).map(np.float64),
+        ),
+        max_size=30,
+    )
+)
+def test_the_nulls_of_a_batch_s_values_are_each_value_s(values: list) -> None:
+    # Values of plain types go through one C-level pass (NaN alone is unequal to itself),
+    # the others one by one: both find what ``is_null`` finds.
+    found = LabelCoincidentWrites()._nulls(values)
+    assert found.dtype == np.bool_
+    assert found.tolist() == [is_null(value, ()) for value in values]
