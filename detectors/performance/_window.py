@@ -105,13 +105,9 @@ def mid_ranks(values: np.ndarray) -> np.ndarray:
     return (left + right + 1) / 2.0
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC of ``scores`` for 0/1 ``labels``, ties counted half (NaN without both classes)."""
-    return auc_of(len(labels), *ranked_counts(labels, scores, 0.0)[2:])
-
-
 def auc_of(n: int, positives: int, twice: int) -> float:
-    """The ROC AUC of ``n`` scores from ``ranked_counts``' last two counts."""
+    """The ROC AUC of ``n`` scores from ``ranked_counts``' last two counts, ties counted
+    half (NaN without both classes)."""
     negatives = n - positives
     if positives == 0 or negatives == 0:
         return math.nan
