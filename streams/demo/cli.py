@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--duration", help="wall-clock length, e.g. 3m (scenario's default)")
     demo.add_argument("--time-scale", type=float, help="nominal seconds per wall-clock second")
     demo.add_argument("--rate", type=float, help="live requests per second, whole portfolio")
+    demo.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="records per message, as the fleet client batches them: up to this many "
+        "records of one model (or feature writer); 1 (the default) sends single records",
+    )
     demo.add_argument("--report-json", type=Path, help="also write the report (JSON) here")
     demo.add_argument("--report-md", type=Path, help="also write the report (Markdown) here")
     demo.add_argument(
@@ -88,6 +95,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         duration=args.duration,
         time_scale=args.time_scale,
         rate=args.rate,
+        batch_size=args.batch_size,
         keep_stack=args.keep_stack,
     )
     # SIGTERM stops the demo as Ctrl-C does, so that it still cleans up.

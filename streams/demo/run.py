@@ -146,6 +146,8 @@ class DemoOptions:
     duration: str | None = None
     time_scale: float | None = None
     rate: float | None = None
+    # Records per message (``failsoft simulate --batch-size``).
+    batch_size: int = 1
     keep_stack: bool = False
     # Once the worker caught up: time for the last commands, switches and alerts.
     settle_s: float = 10.0
@@ -323,6 +325,7 @@ class DemoRun:
             ("--duration", options.duration),
             ("--time-scale", options.time_scale),
             ("--rate", options.rate),
+            ("--batch-size", options.batch_size),
         ):
             if value is not None:
                 args += [flag, str(value)]

@@ -16,9 +16,11 @@ Metrics (all with the ``failsoft_`` prefix):
   from a checkpoint older than them) whose seq the control topic already holds.
 - ``messages_received_total{topic}``: Kafka messages the ingest reader read per topic
   (single-record or batch), the internal topic of feature writes by model included;
-- ``lag_records{topic}`` and ``lag_seconds{topic}``: how far the reader is behind in its
-  partitions, in records, and as the age of the last record it read while more wait
-  (0 once it has read everything);
+- ``lag_messages{topic}``, ``lag_records{topic}`` and ``lag_seconds{topic}``: how far the
+  reader is behind in its partitions, in messages; in records, estimated at the records
+  per message it has read on the topic (a batch message's size is known only once read);
+  and as the age of the last record it read while more wait (0 once it has read
+  everything);
 - ``micro_batch_records``: a histogram of the sizes of the micro-batches fed to the
   monitors (``streams.worker.readers.MicroBatches``);
 - ``effect_latency_seconds``: a histogram, per record, of the seconds from the read that
@@ -297,8 +299,14 @@ class WorkerCollector(Collector):
             "Partitions of each input topic the reader holds; 0 until the first rebalance.",
             value=len(ingest.partitions),
         )
+        messages = GaugeMetricFamily(
+            "failsoft_lag_messages", "Messages after the reader's position.", labels=["topic"]
+        )
         records = GaugeMetricFamily(
-            "failsoft_lag_records", "Records after the reader's position.", labels=["topic"]
+            "failsoft_lag_records",
+            "Records in the messages after the reader's position, at the records per message "
+            "read so far.",
+            labels=["topic"],
         )
         seconds = GaugeMetricFamily(
             "failsoft_lag_seconds",
@@ -306,8 +314,10 @@ class WorkerCollector(Collector):
             labels=["topic"],
         )
         for topic, lag in sorted(ingest.lag().items()):
+            messages.add_metric([topic], lag.messages)
             records.add_metric([topic], lag.records)
             seconds.add_metric([topic], lag.seconds)
+        yield messages
         yield records
         yield seconds
         for name, documentation, histogram in (

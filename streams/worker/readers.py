@@ -285,10 +285,13 @@ def _on_partition(topic: str, partition: int) -> Iterator[None]:
 
 @dataclasses.dataclass(frozen=True)
 class TopicLag:
-    """How far this worker's reader is behind on one topic: the records after its position
-    in its partitions, and the age of the last record it read while records remain (0 when
-    it has read every record)."""
+    """How far this worker's reader is behind on one topic: the messages after its position
+    in its partitions; the records they hold, estimated from the records per message read
+    on the topic so far (exact for single-record messages: a batch message's size is only
+    known once read); and the age of the last record it read while messages remain (0
+    when it has read every message)."""
 
+    messages: int
     records: int
     seconds: float
 
@@ -334,6 +337,7 @@ class IngestReader:
         self.last_commit = time.monotonic()
         # What /metrics shows beside the books.
         self.messages: Counter[str] = Counter()
+        self.records: Counter[str] = Counter()
         self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self.effect_latency = Histogram(EFFECT_LATENCY_BUCKETS)
         app.on_partitions_revoked.connect(self._revoked)
@@ -491,6 +495,7 @@ class IngestReader:
             await turns.turn()
         self.app.counters.count(topic, len(records), dead)
         self.messages[topic] += len(messages)
+        self.records[topic] += len(records) + len(dead)
         if source.by_model:
             for model_id, (batch, (first, last)) in by_model.items():
                 self.batches.add(model_id, tp, range(first, last + 1), batch, read_at)
@@ -553,6 +558,7 @@ class IngestReader:
                 self.batches.add(
                     model_id, tp, range(message.offset, message.offset + 1), writes, read_at
                 )
+                self.records[self.writes_topic_name] += len(writes)
             await turns.turn()
         self.messages[self.writes_topic_name] += len(messages)
 
@@ -617,6 +623,7 @@ class IngestReader:
             self.positions | self.next_offsets,
             self.last_timestamps,
             time.time() * 1000,
+            {topic: self.records[topic] / read for topic, read in self.messages.items() if read},
         )
 
 
@@ -662,15 +669,22 @@ def topic_lags(
     next_offsets: Mapping[TopicPartition, int],
     last_timestamps: Mapping[TopicPartition, int],
     now_ms: float,
+    records_per_message: Mapping[str, float],
 ) -> dict[str, TopicLag]:
-    """Each topic's lag over its partitions: the records from the next offset to read up to
-    the highwater (none for a partition whose highwater or position is not known yet), and
-    the age of the last record read in a partition that still has records to read (the
-    oldest such).
+    """Each topic's lag over its partitions: the messages from the next offset to read up
+    to the highwater (none for a partition whose highwater or position is not known yet),
+    the records they hold at the topic's ``records_per_message`` so far (1 before any was
+    read), and the age of the last record read in a partition that still has messages to
+    read (the oldest such).
 
     >>> a, b = TopicPartition("t", 0), TopicPartition("t", 1)
-    >>> topic_lags(["t", "u"], {a: 100, b: 7}, {a: 90, b: 7}, {a: 1_000, b: 5_000}, 3_500)
-    {'t': TopicLag(records=10, seconds=2.5), 'u': TopicLag(records=0, seconds=0.0)}
+    >>> lags = topic_lags(
+    ...     ["t", "u"], {a: 100, b: 7}, {a: 90, b: 7}, {a: 1_000, b: 5_000}, 3_500, {"t": 2.5}
+    ... )
+    >>> lags["t"]
+    TopicLag(messages=10, records=25, seconds=2.5)
+    >>> lags["u"]
+    TopicLag(messages=0, records=0, seconds=0.0)
     """
     behind: Counter[str] = Counter()
     ages: dict[str, float] = {}
@@ -683,4 +697,11 @@ def topic_lags(
         stamp = last_timestamps.get(tp)
         if waiting and stamp is not None:
             ages[tp.topic] = max(ages.get(tp.topic, 0.0), max(0.0, (now_ms - stamp) / 1000))
-    return {topic: TopicLag(behind[topic], ages.get(topic, 0.0)) for topic in topics}
+    return {
+        topic: TopicLag(
+            behind[topic],
+            round(behind[topic] * records_per_message.get(topic, 1.0)),
+            ages.get(topic, 0.0),
+        )
+        for topic in topics
+    }

@@ -91,6 +91,7 @@ def test_metrics_render_books_and_sink_state() -> None:
     assert 'failsoft_messages_dead_lettered_total{reason="malformed",topic="t"} 1.0' in text
     assert 'failsoft_messages_received_total{topic="t"} 1.0' in text
     assert 'failsoft_lag_records{topic="t"} 40.0' in text
+    assert 'failsoft_lag_messages{topic="t"} 20.0' in text
     assert "failsoft_partitions_assigned 2.0" in text
     assert 'failsoft_lag_seconds{topic="t"} 2.5' in text
     # Micro-batches of 3, 3 and 700 records: two of at most 4, none above 1,024.
@@ -169,4 +170,4 @@ class Ingest:
         self.partitions = frozenset({0, 3})
 
     def lag(self) -> dict[str, TopicLag]:
-        return {"t": TopicLag(40, 2.5)}
+        return {"t": TopicLag(20, 40, 2.5)}

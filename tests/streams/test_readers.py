@@ -144,17 +144,23 @@ def test_a_partition_is_current_only_inside_the_block() -> None:
     assert current_event() is None
 
 
-def test_lag_counts_records_to_the_highwater_and_the_age_of_the_last_one_read() -> None:
+def test_lag_counts_messages_to_the_highwater_their_records_and_the_age_of_the_last_read() -> None:
     p0, p1, p2 = (TopicPartition("p", n) for n in range(3))
     lags = topic_lags(
-        ["p", "g"],
-        {p0: 120, p1: 50, p2: None, TopicPartition("g", 0): 9},
-        {p0: 100, p1: 50, p2: 3, TopicPartition("g", 0): 9},
+        ["p", "g", "w"],
+        {p0: 120, p1: 50, p2: None, TopicPartition("g", 0): 9, TopicPartition("w", 0): 4},
+        {p0: 100, p1: 50, p2: 3, TopicPartition("g", 0): 9, TopicPartition("w", 0): 1},
         {p0: 58_000, p1: 1_000},
         now_ms=60_000,
+        # Batch messages of 37.5 records on average so far; nothing read of "w" yet.
+        records_per_message={"p": 37.5, "g": 1.0},
     )
     # p1 is caught up (its old record is no lag); p2's highwater is not known yet.
-    assert lags == {"p": TopicLag(20, 2.0), "g": TopicLag(0, 0.0)}
+    assert lags == {
+        "p": TopicLag(20, 750, 2.0),
+        "g": TopicLag(0, 0, 0.0),
+        "w": TopicLag(3, 3, 0.0),
+    }
 
 
 async def test_the_reader_lets_the_loop_turn_between_batches_read_from_the_fetch_buffer() -> None:

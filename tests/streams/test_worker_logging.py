@@ -145,7 +145,7 @@ async def test_info_tells_transitions_commands_and_alerts_one_line_each(
     assert monitors.summary().startswith("summary: records p.predictions 4000 (3 dead-lettered);")
     # The reader is 50 records behind, and the last it read was written 2.5 s ago.
     reader = monitors.app.reader
-    reader.lag = lambda: {"p.predictions": TopicLag(50, 2.5)}  # type: ignore[method-assign]
+    reader.lag = lambda: {"p.predictions": TopicLag(50, 50, 2.5)}  # type: ignore[method-assign]
     assert monitors.summary() == (
         "summary: records p.predictions 4000 (3 dead-lettered, lag 50 records, 2.5 s); "
         "models healthy 1; "
