@@ -116,6 +116,9 @@ class Histogram:
 
 class Lag(Protocol):
     @property
+    def messages(self) -> int: ...
+
+    @property
     def records(self) -> int: ...
 
     @property
