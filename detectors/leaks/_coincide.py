@@ -277,7 +277,7 @@ def best_cell(labels, counts, min_labels):
 
 
 @compiled
-def _next_look(size, growth):
+def next_look_compiled(size, growth):
     """``AnytimePValues.record``'s next look, ``max(size + 1, ceil(round(size * growth,
     9)))``; -1 when the rounding to 9 decimals is too close to call without Python's.
 
@@ -306,7 +306,7 @@ def _look(column, size, settings, labels, counts, looks, next_look, p_values, be
     if found == 1.0:
         return True
     charged_once = min(1.0, 4 * labels.shape[2] * found)
-    upcoming = _next_look(size, settings[GROWTH])
+    upcoming = next_look_compiled(size, settings[GROWTH])
     looked = looks[column] + 1
     charged = charged_once * looked * (looked + 1)
     p_value = min(p_values[column], charged, 1.0)
@@ -622,3 +622,30 @@ def coincide(
         j += is_label
     context[EVENT] = i
     return DONE
+
+
+@compiled
+def telling(best, labels, counts, columns):
+    """Per column of ``columns``: its most telling kind, class and lag bin (``best``), the
+    labels judged there per class, the writes there per class (its cells of ``counts``)
+    and the score, the excess of near over control writes per label judged (at least
+    one) of the class less the other class's. One pass rather than numpy's gathers, a
+    dozen calls for the few features a round of points reads."""
+    n = columns.shape[0]
+    kinds = np.empty(n, np.int64)
+    classes = np.empty(n, np.int64)
+    bins = np.empty(n, np.int64)
+    judged = np.empty((n, 2), np.int64)
+    cells = np.empty((n, 2, counts.shape[4]), np.int64)
+    scores = np.empty(n, np.float64)
+    for i in range(n):
+        c = columns[i]
+        kind, label, b = best[c, 0], best[c, 1], best[c, 2]
+        kinds[i], classes[i], bins[i] = kind, label, b
+        excess = np.empty(2, np.float64)
+        for k in range(2):
+            judged[i, k] = labels[c, k, b]
+            cells[i, k] = counts[c, kind, k, b]
+            excess[k] = (cells[i, k, _NEAR] - cells[i, k, _CONTROL]) / max(judged[i, k], 1)
+        scores[i] = excess[label] - excess[1 - label]
+    return kinds, classes, bins, judged, cells, scores

@@ -143,6 +143,12 @@ class KeyTable:
         vacate(self.rows, self.keys, self.probe(key)[0], keyed_by_row=False)
         self.size -= 1
 
+    def remove_all(self, keys: np.ndarray) -> None:
+        """Forgets present ``keys`` (uint64), in order, as ``remove`` one by one: the
+        entities a detector forgets at once are hundreds, a Python probe each."""
+        remove_compiled(self.rows, self.keys, keys)
+        self.size -= len(keys)
+
 
 def probe(rows: np.ndarray, keys: np.ndarray, key: int, *, keyed_by_row: bool) -> tuple[int, int]:
     """Linear probing for ``key`` in ``rows``, slots of row numbers (-1 empty; a power of
@@ -221,6 +227,13 @@ def vacate_compiled(rows: np.ndarray, keys: np.ndarray, hole: int, keyed_by_row:
         if not keyed_by_row:
             keys[hole], keys[slot] = keys[slot], 0
         hole = slot
+
+
+@compiled
+def remove_compiled(rows: np.ndarray, keys: np.ndarray, removed: np.ndarray) -> None:
+    """``KeyTable.remove`` of each of ``removed``, in order."""
+    for key in removed:
+        vacate_compiled(rows, keys, int(probe_compiled(rows, keys, key, False)[0]), False)
 
 
 @compiled

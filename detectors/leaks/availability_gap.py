@@ -14,16 +14,17 @@ from river import base
 
 from detectors import _batch
 from detectors._compiled import compiled
-from detectors._exact import binomial_sf
+from detectors._exact import binomial_tail
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
+from detectors.leaks._coincide import next_look_compiled
 from detectors.leaks._memory import (
     KeyTable,
     narrow,
     pack_times,
     probe_compiled,
+    remove_compiled,
     unpack_times,
-    vacate_compiled,
     with_rows,
 )
 from detectors.leaks.events import (
@@ -626,6 +627,8 @@ class AvailabilityGap(base.Base):
         rows = tuple(getattr(self, name) for name in _ROWS)
         features = tuple(getattr(self, name) for name in _FEATURES)
         settings = (self._block, self.min_predictions, self.max_keys)
+        looks = self._looks
+        tests = (float(self.max_gap_rate), float(self.alpha), float(looks.growth))
         event = value = 0
         while True:
             table = self._table
@@ -642,6 +645,9 @@ class AvailabilityGap(base.Base):
                 times,
                 settings,
                 float(self.max_delay),
+                (looks.looks, looks.next_look, looks.p_value),
+                self._cuts,
+                tests,
             )
             self._free_count, table.size, self._made, self._evicted = tallies.tolist()
             self._forgotten_until, self._stream_time = times.tolist()
@@ -720,9 +726,7 @@ class AvailabilityGap(base.Base):
 
     def _forget(self, rows: np.ndarray) -> None:
         self._forgotten_until = max(self._forgotten_until, float(self._latest[rows].max()))
-        remove = self._table.remove
-        for key in self._key_hash[rows].tolist():
-            remove(key)
+        self._table.remove_all(self._key_hash[rows])
         self._in_use[rows] = False
         # The lowest row is taken first.
         self._free[self._free_count : self._free_count + len(rows)] = rows[::-1]
@@ -853,19 +857,14 @@ class AvailabilityGap(base.Base):
     def _look(self, column: int, number: int) -> GapEvidence | None:
         """Tests the windows of complete blocks up to block ``number``, just complete; the
         feature's evidence if that flags it."""
-        oldest = max(0, number - _RING + 1)
-        slots = np.arange(oldest, number + 1) % _RING
-        ends, gaps = self._block_end[column, slots], self._block_gaps[column, slots]
-        # The newest block old enough for each cut (block ends only grow).
-        newest = np.searchsorted(ends, ends[-1] - self._cuts, side="right") - 1
-        best = (math.inf, 0, 0)
-        # Sums of Python ints: a numpy sum per window costs the look more than its test.
-        block_gaps = gaps.tolist()
-        for last in sorted(set(newest[newest >= 0].tolist()), reverse=True):
-            first = max(0, last - _BLOCKS + 1)
-            size, found = (last - first + 1) * self._block, sum(block_gaps[first : last + 1])
-            best = min(best, (binomial_sf(found, size, self.max_gap_rate), -size, found))
-        p_value, size, found = best[0] * len(self._cuts), -best[1], best[2]
+        p_value, size, found = _windows_compiled(
+            self._block_end[column],
+            self._block_gaps[column],
+            number,
+            self._cuts,
+            self._block,
+            float(self.max_gap_rate),
+        )
         looks = self._looks
         flagged = looks.p(column) <= self.alpha
         looks.record(column, self._predictions.item(column), p_value)
@@ -1230,12 +1229,17 @@ def _read_compiled(
     times: np.ndarray,
     settings: tuple[int, int, int],
     max_delay: float,
+    anytime: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cuts: np.ndarray,
+    tests: tuple[float, float, float],
 ) -> tuple[int, int, int, int, int]:
     """``AvailabilityGap._read`` of a batch's ``_Parsed`` columns from value ``value`` (of
     event ``event``) on, on the detector's arrays: ``table`` (the key table's rows and keys,
     the free rows, the features' salts), ``rows`` (``_ROWS``) and ``features``
-    (``_FEATURES``), its numbers in ``tallies`` and ``times``, and ``settings`` (the
-    block, ``min_predictions``, ``max_keys``).
+    (``_FEATURES``), its numbers in ``tallies`` and ``times``, ``settings`` (the block,
+    ``min_predictions``, ``max_keys``), and for the tests of complete blocks (``_look``)
+    the anytime p-values' arrays (``looks``, ``next_look``, ``p_value``), the cuts and
+    ``tests`` (``max_gap_rate``, ``alpha``, the looks' growth).
 
     One loop, its steps written out rather than calls of functions of the arrays: such a
     call counts references to each array it is given, which cost more than the step. The
@@ -1247,14 +1251,17 @@ def _read_compiled(
     tuple
         What it stopped at (``_DONE``; ``_GROW``: the rows must grow for the key of value
         ``value``, which is read again; ``_LOOK``: the value before ``value`` completed
-        block ``number`` of the feature of ``column``), the event of that value and the
-        value to go on from, ``column`` and ``number``.
+        block ``number`` of the feature of ``column``, whose test, left undone, flags the
+        feature or has a next look too close to call without Python's rounding), the
+        event of that value and the value to go on from, ``column`` and ``number``.
     """
     table_rows, table_keys, free, salt = table
     in_use, key_hash, since, latest, seen, written, events, writes = rows[:8]
     served, predicted_at, counted, block_of = rows[8:]
     predictions, gaps, newest, block_gaps, block_end = features
     block, min_predictions, max_keys = settings
+    looks, next_look, p_values = anytime
+    max_gap_rate, alpha, growth = tests
     history, pending = events.shape[1], predicted_at.shape[1]
     step, index = event, value
     while step < len(entities):
@@ -1351,8 +1358,59 @@ def _read_compiled(
             block_end[column, ring] = newest[column]
         predictions[column] = count + 1
         if count + 1 == (number + 1) * block and count + 1 >= min_predictions:
-            return _LOOK, step, index, column, number
+            # ``AvailabilityGap._look``, its record as ``AnytimePValues.record``'s.
+            p_value = _windows_compiled(
+                block_end[column], block_gaps[column], number, cuts, block, max_gap_rate
+            )[0]
+            looked = looks[column] + 1
+            charged = min(p_values[column], p_value * looked * (looked + 1), 1.0)
+            upcoming = next_look_compiled(count + 1, growth)
+            if upcoming < 0 or (charged <= alpha and not p_values[column] <= alpha):
+                return _LOOK, step, index, column, number
+            looks[column] = looked
+            p_values[column] = charged
+            next_look[column] = upcoming
     return _DONE, step, index, 0, 0
+
+
+@compiled
+def _windows_compiled(
+    block_end: np.ndarray,
+    block_gaps: np.ndarray,
+    number: int,
+    cuts: np.ndarray,
+    block: int,
+    max_gap_rate: float,
+) -> tuple[float, int, int]:
+    """The test of a feature's windows of complete blocks up to block ``number``, just
+    complete (``block_end`` and ``block_gaps``: its rows of the per-block arrays): the
+    smallest p-value times the windows tested (Bonferroni), and that window's predictions
+    and gaps; of windows alike in p-value the largest, then the fewest gaps."""
+    oldest = max(0, number - _RING + 1)
+    best, best_size, best_found = math.inf, 0, 0
+    # The newest block old enough for each cut (the cuts grow): block ends only grow, so
+    # it is found going back from the last cut's, and one found for two cuts is tested once.
+    last = tested = number
+    for k, cut in enumerate(cuts):
+        before = block_end[number % _RING] - cut
+        while last >= oldest and block_end[last % _RING] > before:
+            last -= 1
+        if last < oldest:
+            break
+        if k and last == tested:
+            continue
+        tested = last
+        first = max(oldest, last - _BLOCKS + 1)
+        size = (last - first + 1) * block
+        found = 0
+        for b in range(first, last + 1):
+            found += block_gaps[b % _RING]
+        p_value = binomial_tail(found, size, max_gap_rate)
+        if p_value < best or (
+            p_value == best and (size > best_size or (size == best_size and found < best_found))
+        ):
+            best, best_size, best_found = p_value, size, found
+    return best * len(cuts), best_size, best_found
 
 
 @compiled
@@ -1386,10 +1444,8 @@ def _make_room_compiled(
     until = latest[forgotten].max()
     if until > times[_FORGOTTEN_UNTIL]:
         times[_FORGOTTEN_UNTIL] = until
-    for row in forgotten:
-        slot = probe_compiled(table_rows, table_keys, key_hash[row], False)[0]
-        vacate_compiled(table_rows, table_keys, int(slot), False)
-        in_use[row] = False
+    remove_compiled(table_rows, table_keys, key_hash[forgotten])
+    in_use[forgotten] = False
     tallies[_SIZE] -= len(forgotten)
     count = tallies[_FREE]
     free[count : count + len(forgotten)] = forgotten[::-1]

@@ -29,6 +29,7 @@ from detectors.leaks._coincide import (
     _WINDOWS,
     best_cell,
     coincide,
+    telling,
 )
 from detectors.leaks._memory import KeyTable, in_sample, narrow, pack_times, unpack_times
 from detectors.leaks.events import (
@@ -36,6 +37,7 @@ from detectors.leaks.events import (
     Label,
     Scalar,
     WriteColumns,
+    all_finite,
     checked_label,
     checked_write,
     entity_hash,
@@ -74,6 +76,15 @@ _FLOAT_OR_NONE = frozenset({float, _NONE_TYPE})
 # Values written whose nulls are those unequal to themselves, and None.
 _PLAIN = frozenset({float, _NONE_TYPE, str, int, bool})
 _NONES = itertools.repeat(None)
+# A batch's labels whose columns ``_label_columns`` checks at once: of these exact types.
+_LABEL_ONLY = frozenset({Label})
+_ENTITY_TYPES = frozenset({str, int})
+_CLASS_TYPES = frozenset({int, bool})
+_CLASSES = frozenset({0, 1})
+_TIME_TYPES = frozenset({float, int})
+_ENTITY_ID = operator.attrgetter("entity_id")
+_LABEL_AT = operator.attrgetter("label_at")
+_CLASS = operator.attrgetter("label")
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -162,6 +173,41 @@ def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
     # Into ``out`` directly: a restore's cost is mostly the pages it writes first.
     np.left_shift(packed >> bins, _NULL_SHIFT, out=out, dtype=np.uint32)
     out |= packed & ((1 << bins) - 1)
+
+
+def _label_columns(others: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The compiled loop's columns of ``others`` as labels: entity key, ``label_at`` and
+    class, -1 (and 0, 0.0) unless a well-formed :class:`Label` (``checked_label``)."""
+    # Nearly every batch: labels of plain types, all well-formed, checked a column at a
+    # time rather than a label at a time.
+    if set(map(type, others)) == _LABEL_ONLY:
+        ids = list(map(_ENTITY_ID, others))
+        times = list(map(_LABEL_AT, others))
+        labels = list(map(_CLASS, others))
+        if (
+            set(map(type, ids)) <= _ENTITY_TYPES
+            and set(map(type, labels)) <= _CLASS_TYPES
+            and set(labels) <= _CLASSES
+            and set(map(type, times)) <= _TIME_TYPES
+            and all_finite(times)
+        ):
+            return (
+                np.fromiter(map(entity_hash, ids), np.uint64, len(ids)),
+                np.array(times, np.float64),
+                np.array(labels, np.int8),
+            )
+    keys, label_at, classes = [], [], []
+    for x in others:
+        label = checked_label(x)
+        if label is None:
+            keys.append(0)
+            label_at.append(0.0)
+            classes.append(-1)
+        else:
+            keys.append(entity_hash(label.entity_id))
+            label_at.append(float(label.label_at))
+            classes.append(int(label.label))
+    return np.array(keys, np.uint64), np.array(label_at, np.float64), np.array(classes, np.int8)
 
 
 def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
@@ -648,24 +694,7 @@ class LabelCoincidentWrites(base.Base):
         nulls = self._nulls(writes.values)
         if not len(others):
             return (*write_columns, nulls, _NO_KEYS, _NO_TIMES, _NO_CLASSES, _NO_PLACES), added
-        keys, label_at, classes = [], [], []
-        for x in others:
-            label = checked_label(x)
-            if label is None:
-                keys.append(0)
-                label_at.append(0.0)
-                classes.append(-1)
-            else:
-                keys.append(entity_hash(label.entity_id))
-                label_at.append(float(label.label_at))
-                classes.append(int(label.label))
-        labels = (
-            np.array(keys, np.uint64),
-            np.array(label_at, np.float64),
-            np.array(classes, np.int8),
-            np.asarray(places, np.intp),
-        )
-        return (*write_columns, nulls, *labels), added
+        return (*write_columns, nulls, *_label_columns(others), np.asarray(places, np.intp)), added
 
     def _nulls(self, values: list[Any]) -> np.ndarray:
         """``is_null`` of each value written, with the detector's sentinels."""
@@ -1171,8 +1200,7 @@ class LabelCoincidentWrites(base.Base):
         if back:
             latest = self._latest[rows].max()
             self._forgotten_until = max(self._forgotten_until, float(latest))
-        for key in self._row_keys[rows].tolist():
-            self._table.remove(key)
+        self._table.remove_all(self._row_keys[rows])
         # A free row holds what a new one does, so that a pickle need not hold it.
         for name, fill in _FILLS.items():
             getattr(self, name)[rows] = fill
@@ -1252,14 +1280,8 @@ class LabelCoincidentWrites(base.Base):
     def _telling(self, columns: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per column of ``columns``: its most telling kind, class and lag bin
         (``_best``), the labels judged there per class, the writes there per class (near
-        and control among them) and the score."""
-        kind, label, b = self._best[columns].T
-        judged = self._labels[columns, :, b]
-        counts = self._counts[columns, kind, :, b]
-        excess = (counts[..., _NEAR] - counts[..., _CONTROL]) / np.maximum(judged, 1)
-        rows = np.arange(len(columns))
-        score = excess[rows, label] - excess[rows, 1 - label]
-        return kind, label, b, judged, counts, score
+        and control among them) and the score (``_coincide.telling``)."""
+        return telling(self._best, self._labels, self._counts, columns)
 
     def _evidence(self, name: str, column: int) -> CoincidenceEvidence:
         kinds, labels, bins, judged_rows, count_rows, scores = self._telling(np.array([column]))

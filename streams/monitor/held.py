@@ -108,8 +108,12 @@ def index_keys(
 
 # The sample's limit while it holds every entity: above every 64-bit hash.
 EVERYTHING = 1 << 64
-# Columns are allocated for this many rows first, then doubled up to the bound.
-_FIRST_CAPACITY = 64
+# Columns are allocated for this many rows first, then doubled up to the bound. Full
+# columns cost a compaction (a few dozen numpy calls, about 175 microseconds) and take
+# the prediction that found them full off the compiled loop: at 64 rows, a table holding
+# a dozen predictions compacted every 52 it held, 60 to 90 times in the replay
+# benchmark's rounds. 256 rows are about 8 KB more than 64, and nothing at the cap.
+_FIRST_CAPACITY = 256
 
 # What ``HeldTable.join_run`` reads of each record of a run: a prediction's ``key`` is its
 # index key, a label's its request's hash (``simple`` says whether it has one); ``entities``,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import pickle
 
 import hypothesis
@@ -11,8 +12,22 @@ import pytest
 from hypothesis import strategies as st
 
 from detectors import AvailabilityGap
+from detectors._exact import binomial_sf
 from detectors.leaks import FeatureWrite, ServedFeature
-from detectors.leaks.availability_gap import ServedValues, _oldest_first
+from detectors.leaks.availability_gap import (
+    _BLOCKS,
+    _RING,
+    ServedValues,
+    _oldest_first,
+    _windows_compiled,
+)
+from tests.detectors.batching import (
+    cuts,
+    events_batched,
+    events_one_by_one,
+    same_state,
+    state_difference,
+)
 from tests.detectors.cases_leaks import writes_and_predictions
 
 
@@ -186,3 +201,97 @@ def test_a_checkpoint_reads_each_kept_ring_oldest_first(
     counts = np.array([added[r] for r in rows], np.int64)
     expected = [float(v) for r in rows for v in range(max(0, added[r] - size), added[r])]
     assert _oldest_first(rings, rows, counts).tolist() == expected
+
+
+def _windows_in_numpy(
+    ring: tuple[np.ndarray, np.ndarray], number: int, cuts: np.ndarray, block: int, rate: float
+) -> tuple[float, int, int]:
+    """The windows' test as numpy's gathers and Python's loop over the windows found it,
+    before ``_windows_compiled``."""
+    block_end, block_gaps = ring
+    oldest = max(0, number - _RING + 1)
+    slots = np.arange(oldest, number + 1) % _RING
+    ends, gaps = block_end[slots], block_gaps[slots]
+    newest = np.searchsorted(ends, ends[-1] - cuts, side="right") - 1
+    best = (math.inf, 0, 0)
+    block_gap_list = gaps.tolist()
+    for last in sorted(set(newest[newest >= 0].tolist()), reverse=True):
+        first = max(0, last - _BLOCKS + 1)
+        size, found = (last - first + 1) * block, sum(block_gap_list[first : last + 1])
+        best = min(best, (binomial_sf(found, size, rate), -size, found))
+    return best[0] * len(cuts), -best[1], best[2]
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    number=st.integers(0, 3 * _RING),
+    block=st.integers(1, 6),
+    max_delay=st.sampled_from([1.0, 40.0, 600_000.0]),
+    max_gap_rate=st.sampled_from([0.0, 0.01, 0.3]),
+    data=st.data(),
+)
+def test_the_compiled_windows_test_is_numpy_s(
+    number: int, block: int, max_delay: float, max_gap_rate: float, data: st.DataObject
+) -> None:
+    # The ring of the blocks up to ``number``: ends that only grow, often alike (the cuts
+    # then find the same block), and gaps of up to a block each.
+    held = min(number + 1, _RING)
+    steps = data.draw(
+        st.lists(st.sampled_from([0.0, 1.0, 5.0, 20.0, 1e5]), min_size=held, max_size=held)
+    )
+    gaps = data.draw(st.lists(st.integers(0, block), min_size=held, max_size=held))
+    block_end = np.full(_RING, -math.inf)
+    block_gaps = np.zeros(_RING, np.int64)
+    end = float(data.draw(st.integers(0, 10**12)))
+    for k, b in enumerate(range(number + 1 - held, number + 1)):
+        end += steps[k]
+        block_end[b % _RING], block_gaps[b % _RING] = end, gaps[k]
+    cut_times = AvailabilityGap(max_delay=max_delay)._cuts
+    found = _windows_compiled(block_end, block_gaps, number, cut_times, block, max_gap_rate)
+    expected = _windows_in_numpy((block_end, block_gaps), number, cut_times, block, max_gap_rate)
+    assert found == expected
+
+
+def _gap_flags(detector: AvailabilityGap) -> tuple | None:
+    return tuple(found for _, found in detector.flags) or None
+
+
+def _gap_flags_by_position(detector: AvailabilityGap) -> list:
+    grouped: dict[int, list] = {}
+    for position, found in detector.flags:
+        grouped.setdefault(position, []).append(found)
+    return [(position, tuple(found)) for position, found in grouped.items()]
+
+
+@hypothesis.settings(max_examples=20, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**32 - 1), at=cuts(400))
+def test_looks_whose_next_look_python_rounds_are_batched_as_one_by_one(
+    seed: int, at: list[int]
+) -> None:
+    # A look at 4 predictions finds 6.0000000005 to round: the compiled loop hands the
+    # look to Python's, and takes the later ones (9.00000000075 at 6...) itself.
+    events = writes_and_predictions(np.random.default_rng(seed), 400, lag=3_000.0)
+    one_by_one = AvailabilityGap(max_gap_rate=0.05, min_predictions=4, window=8)
+    batched = AvailabilityGap(max_gap_rate=0.05, min_predictions=4, window=8)
+    for detector in (one_by_one, batched):
+        detector._looks.growth = 1.500000000125
+    expected = events_one_by_one(one_by_one, events, _gap_flags)
+    assert events_batched(batched, events, at, _gap_flags_by_position) == expected
+    assert same_state(one_by_one, batched), state_difference(one_by_one, batched)
+    assert int(batched._looks.looks.sum()) > 0
+
+
+def test_a_last_look_whose_next_look_python_rounds_is_python_s() -> None:
+    # Each feature's fourth prediction, the batch's last, is a look whose next look,
+    # the ceiling of 4 * 1.500000000125 rounded to 9 decimals, only Python's rounding
+    # decides (7): the compiled loop hands the look over.
+    events = [ServedFeature("u", f, 1.0, 0.0, float(t)) for t in range(4) for f in "abc"]
+    one_by_one = AvailabilityGap(min_predictions=4, window=8)
+    batched = AvailabilityGap(min_predictions=4, window=8)
+    for detector in (one_by_one, batched):
+        detector._looks.growth = 1.500000000125
+    for event in events:
+        one_by_one.update(event)
+    batched.update_many(events)
+    assert batched._looks.next_look.tolist() == [7, 7, 7]
+    assert same_state(one_by_one, batched), state_difference(one_by_one, batched)

@@ -1,7 +1,9 @@
 """The key table of the leak detectors: a table made at once is the one of inserts one at a
-time, slot for slot, and the compiled probe and vacate do what the Python ones do."""
+time, slot for slot, and the compiled probe, vacate and removal do what the Python ones do."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -117,3 +119,19 @@ def _key_column(table: KeyTable) -> np.ndarray:
     held = table.rows >= 0
     column[table.rows[held]] = table.keys[held]
     return column
+
+
+@settings(max_examples=300, deadline=None)
+@given(drawn=tables_and_keys(), data=st.data())
+def test_removing_keys_at_once_is_removing_them_one_by_one(drawn: Any, data: Any) -> None:
+    rows, keys, removed, _ = drawn
+    # Some of the keys left, in any order.
+    left = [key for key in keys if key not in removed]
+    gone = data.draw(st.lists(st.sampled_from(left), unique=True)) if left else []
+    one_by_one, at_once = _table(rows, keys, removed), _table(rows, keys, removed)
+    for key in gone:
+        one_by_one.remove(key)
+    at_once.remove_all(np.array(gone, np.uint64))
+    assert at_once.size == one_by_one.size
+    assert at_once.keys.tolist() == one_by_one.keys.tolist()
+    assert at_once.rows.tolist() == one_by_one.rows.tolist()

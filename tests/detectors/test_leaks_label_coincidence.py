@@ -3,6 +3,7 @@ and nothing else."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label, _coincide, label_coincidence
 from detectors.leaks._anytime import AnytimePValues
-from detectors.leaks.events import is_null
+from detectors.leaks.events import checked_label, entity_hash, is_null
 from detectors.leaks.label_coincidence import _ANY
 from tests.detectors.batching import (
     batches,
@@ -509,7 +510,7 @@ def _next_look_in_python(size: int, growth: float) -> int:
 @pytest.mark.parametrize("growth", [1.1, 1.25, 1.3, 2.0])
 def test_the_compiled_next_look_is_the_anytime_correction_s(growth: float) -> None:
     for size in range(1, 10_000):
-        assert _coincide._next_look(size, growth) == _next_look_in_python(size, growth)
+        assert _coincide.next_look_compiled(size, growth) == _next_look_in_python(size, growth)
 
 
 def test_a_next_look_the_decimal_rounding_decides_is_left_to_python() -> None:
@@ -517,7 +518,7 @@ def test_a_next_look_the_decimal_rounding_decides_is_left_to_python() -> None:
     # Python (-1); nearer 30 or farther, the compiled loop's answer is Python's.
     for off in np.linspace(3e-10, 7e-10, 41).tolist():
         growth = (30.0 + off) / 20
-        found = _coincide._next_look(20, growth)
+        found = _coincide.next_look_compiled(20, growth)
         assert (found == -1) == (4e-10 <= 20 * growth - 30.0 <= 6e-10)
         assert found in (-1, _next_look_in_python(20, growth))
     assert {_next_look_in_python(20, (30.0 + off) / 20) for off in (4.5e-10, 5.5e-10)} == {
@@ -614,3 +615,81 @@ def test_the_nulls_of_a_batch_s_values_are_each_value_s(values: list) -> None:
     found = LabelCoincidentWrites()._nulls(values)
     assert found.dtype == np.bool_
     assert found.tolist() == [is_null(value, ()) for value in values]
+
+
+def _telling_in_numpy(
+    best: np.ndarray, labels: np.ndarray, counts: np.ndarray, columns: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """``_coincide.telling`` as numpy's gathers found it."""
+    kind, label, b = best[columns].T
+    judged = labels[columns, :, b]
+    cells = counts[columns, kind, :, b]
+    excess = (cells[..., _coincide._NEAR] - cells[..., _coincide._CONTROL]) / np.maximum(judged, 1)
+    rows = np.arange(len(columns))
+    return kind, label, b, judged, cells, excess[rows, label] - excess[rows, 1 - label]
+
+
+@settings(max_examples=200, deadline=None)
+@given(features=st.integers(1, 6), bins=st.integers(1, 8), data=st.data())
+def test_the_compiled_telling_cells_are_numpy_s(
+    features: int, bins: int, data: st.DataObject
+) -> None:
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    best = np.stack(
+        [
+            rng.integers(0, 2, features),
+            rng.integers(0, 2, features),
+            rng.integers(0, bins, features),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    # Labels judged, none in some cells; near and control writes among them.
+    labels = rng.integers(0, 4, (features, 2, bins)).astype(np.int64)
+    counts = rng.integers(0, 5, (features, 2, 2, bins, 4)).astype(np.int64)
+    columns = np.array(
+        data.draw(st.lists(st.integers(0, features - 1), max_size=2 * features)), np.intp
+    )
+    found = _coincide.telling(best, labels, counts, columns)
+    expected = _telling_in_numpy(best, labels, counts, columns)
+    for a, b in zip(found, expected, strict=True):
+        assert a.shape == b.shape and a.tolist() == b.tolist()
+
+
+def _label_columns_one_by_one(others: list) -> list[tuple[int, float, int]]:
+    """Each event's key, ``label_at`` and class as ``_read`` took them a label at a time."""
+    found = []
+    for x in others:
+        label = checked_label(x)
+        if label is None:
+            found.append((0, 0.0, -1))
+        else:
+            found.append((entity_hash(label.entity_id), float(label.label_at), int(label.label)))
+    return found
+
+
+# Mostly well-formed, so that a batch is often all labels of plain types but one part.
+LABEL_PARTS = {
+    "entity_id": st.sampled_from(["u1", "u2", 3, 2**70, "u5", 6, True, None, 1.5]),
+    "label": st.sampled_from([0, 1, True, False, 0, 1, 1.0, 2, -1, 0.5, None]),
+    "label_at": st.sampled_from(
+        [0.0, 1.5, 7, 2**60 + 1, 1e300, 3.25, math.nan, math.inf, None, "7", 10**400]
+    ),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(Label, **LABEL_PARTS),
+            st.sampled_from([None, "label", FeatureWrite("u1", "f", 1.0, 0.0, 1.0)]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_batch_s_labels_read_at_once_are_read_one_by_one(others: list) -> None:
+    keys, label_at, classes = label_coincidence._label_columns(others)
+    assert (keys.dtype, label_at.dtype, classes.dtype) == (np.uint64, np.float64, np.int8)
+    found = list(zip(keys.tolist(), label_at.tolist(), classes.tolist(), strict=True))
+    assert found == _label_columns_one_by_one(others)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
@@ -205,6 +206,19 @@ def test_a_full_table_holds_numbers_not_an_object_a_prediction() -> None:
     # version (its name and code) and a count per role; the ids as strings took two lists
     # of 10,000 strings, and dicts of 10,000 keys.
     assert (numbers, objects) == (12_500 * 35 + 32_768 * 4, 2 + 3)
+
+
+def test_a_table_holding_a_dozen_compacts_every_few_hundred_it_holds() -> None:
+    """Full columns are compacted (and in the join, the prediction that finds them full
+    leaves the compiled loop): columns of 256 rows first, so that a table holding a
+    dozen predictions at a time compacts every 244 it takes, not every 52 (64 rows)."""
+    table = HeldTable(3_000)
+    compact = HeldTable._compact
+    with mock.patch.object(HeldTable, "_compact", autospec=True, side_effect=compact) as spy:
+        for n in range(1_000):
+            table.pop_older_than(n - 12)
+            table.add(request_hash(f"r{n}"), entity_hash(f"u{n}"), "live", "v1", n, 0.5)
+    assert (len(table), len(table._at), spy.call_count) == (13, 256, 4)
 
 
 def test_more_versions_than_a_byte_widen_their_column() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.contracts import ClassProbabilities, GroundTruth, Prediction
-from streams.monitor import label_join
+from streams.monitor import held, label_join
 from streams.monitor.held import HeldTable
 from streams.monitor.label_join import (
     JoinBatch,
@@ -123,6 +123,28 @@ def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
     entities = {e.entity_id for e in events if e.entity_id is not None}
     for entity in sorted(entities):
         assert join.held.of_entity(entity) == expected_join.held.of_entity(entity)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_columns_that_start_small_give_what_the_first_capacity_gives(data: st.DataObject) -> None:
+    """A table far from its cap (24 held) whose columns start at a row or a few: the loop
+    stops each time they fill, the Python compacts them into columns twice the size, and
+    the join gives what one record at a time gives at the first capacity of 256 rows."""
+    events = data.draw(records())
+    at = data.draw(cuts(len(events), max_batches=6))
+    model = parse_portfolio(BATCH_PORTFOLIO).models["churn"]
+    expected_join = new_join(model)
+    expected = [observe(expected_join, event) for event in events]
+    join = new_join(model)
+    with (
+        mock.patch.object(held, "_FIRST_CAPACITY", data.draw(st.sampled_from([1, 2, 8]))),
+        mock.patch.object(label_join, "FEWEST_AT_ONCE", 0),
+    ):
+        found = in_runs(join, events, at)
+    assert found == expected
+    mine, theirs = held_state(join), held_state(expected_join)
+    assert same_state(mine, theirs), state_difference(mine, theirs)
 
 
 def test_a_run_goes_through_the_loop_with_expiry_reports_and_the_cap_in_it() -> None:
