@@ -618,8 +618,9 @@ class AvailabilityGap(base.Base):
 
     def _read_many(self, parsed: _Parsed) -> None:
         """``_read`` of ``_Parsed`` arrays (``_arrays``), the loop compiled
-        (``_read_compiled``); Python grows the rows and tests a feature whose block of
-        predictions is complete, where the loop stops."""
+        (``_read_compiled``), which tests each block of a feature's predictions as it
+        completes; Python grows the rows, and takes the look where the loop stops: one
+        that flags the feature, or whose next look only Python rounds."""
         batch = (parsed.entities, parsed.first, parsed.second, parsed.ends, parsed.columns)
         tallies = np.zeros(len(_TALLIES), np.int64)
         times = np.zeros(len(_TIMES))
@@ -1205,7 +1206,8 @@ def _merge_compiled(
 # The per-feature arrays ``_read_compiled`` changes, in its order.
 _FEATURES = ("_predictions", "_gaps", "_newest", "_block_gaps", "_block_end")
 # What ``_read_compiled`` stopped at: the end, a key without a free row where the rows must
-# grow, or a block of a feature's predictions just complete, to test.
+# grow, or a look at a block just complete that Python takes (it flags the feature, or
+# its next look needs Python's rounding).
 _DONE, _GROW, _LOOK = 0, 1, 2
 # The numbers ``_read_compiled`` changes, in its ``tallies`` (the free rows, the keys in
 # the table, the keys made and evicted) and its ``times``.

@@ -1310,8 +1310,8 @@ class LabelCoincidentWrites(base.Base):
     @property
     def scores(self) -> dict[str, tuple[float, float, bool, int, int]]:
         """Per feature, of its ``evidence``: the score, the p-value, whether leaking, the
-        labels judged (both classes) and ``unjudged``; every feature in one numpy pass,
-        as a round of points reads them."""
+        labels judged (both classes) and ``unjudged``; every feature in one compiled pass
+        (``telling``), as a round of points reads them."""
         columns = np.fromiter(self._columns.values(), np.intp, len(self._columns))
         _, _, _, judged, _, score = self._telling(columns)
         p_value = self._looks.p_value[columns]

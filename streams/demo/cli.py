@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--rate", type=float, help="live requests per second, whole portfolio")
     demo.add_argument(
         "--batch-size",
-        type=int,
+        type=_records_per_message,
         default=1,
         help="records per message, as the fleet client batches them: up to this many "
         "records of one model (or feature writer); 1 (the default) sends single records",
@@ -68,6 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("path", type=Path, metavar="PATH", help="a report written as JSON")
     report.add_argument("--json", action="store_true", help="print it as JSON, not Markdown")
     report.set_defaults(handler=_report)
+
+
+def _records_per_message(text: str) -> int:
+    """``--batch-size``, checked before anything starts (the simulator would refuse it
+    only once the stack is up)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

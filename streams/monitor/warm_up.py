@@ -86,8 +86,8 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     # labels are bools, which take the general path.
     ClassificationPerformance().update_many([(1, 0.5)] * (SMALL_BATCH + 1))
     # Compiled code that Python calls too, for the types it passes: the exact tails (a
-    # window of write lags, a block of gaps) and label_leak's test (a batch of one event,
-    # a test that flags), which the made-up batch does not reach from Python.
+    # window of write lags) and label_leak's test (a batch of one event, a test that
+    # flags), which the made-up batch does not reach from Python.
     binomial_sf(1, 2, 0.5)
     hypergeom_sf(1, 2, 1, 1)
     best_cell(np.zeros((2, 1), np.int64), np.zeros((2, 2, 1, 4), np.int64), 1)

@@ -88,3 +88,12 @@ def test_the_demo_node_gets_the_public_keys_and_not_the_private_key(tmp_path: Pa
 def test_children_get_the_same_settings_through_their_environment() -> None:
     settings = dataclasses.replace(Settings(), topic_prefix="x.", worker_web_port=1234)
     assert Settings.from_env(settings_env(settings)) == settings
+
+
+def test_a_batch_size_below_one_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--batch-size", "0"])
+    assert exit_.value.code == 2
+    assert "argument --batch-size: expected 1 or more, got 0" in capsys.readouterr().err

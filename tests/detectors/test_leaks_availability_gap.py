@@ -282,9 +282,9 @@ def test_looks_whose_next_look_python_rounds_are_batched_as_one_by_one(
 
 
 def test_a_last_look_whose_next_look_python_rounds_is_python_s() -> None:
-    # Each feature's fourth prediction, the batch's last, is a look whose next look,
-    # the ceiling of 4 * 1.500000000125 rounded to 9 decimals, only Python's rounding
-    # decides (7): the compiled loop hands the look over.
+    # Each feature's fourth prediction, the batch's last, is a look whose next look (4 *
+    # 1.500000000125, rounded to 9 decimals, then its ceiling) is Python's to work out:
+    # the compiled loop must hand the look over rather than leave it with no next look.
     events = [ServedFeature("u", f, 1.0, 0.0, float(t)) for t in range(4) for f in "abc"]
     one_by_one = AvailabilityGap(min_predictions=4, window=8)
     batched = AvailabilityGap(min_predictions=4, window=8)
