@@ -297,6 +297,23 @@ def next_look_compiled(size, growth):
 
 
 @compiled
+def record_look(column, size, p_value, growth, alpha, flagged, looks, next_look, p_values):
+    """``AnytimePValues.record`` of a test of ``column`` at sample ``size`` whose p-value is
+    ``p_value``, done in a compiled loop; whether it is recorded. One that flags a test not
+    ``flagged`` before, or whose next look is too close to call (``next_look_compiled``),
+    is left unrecorded, for the caller's Python."""
+    upcoming = next_look_compiled(size, growth)
+    looked = looks[column] + 1
+    charged = min(p_values[column], p_value * looked * (looked + 1), 1.0)
+    if upcoming < 0 or (charged <= alpha and not flagged):
+        return False
+    looks[column] = looked
+    p_values[column] = charged
+    next_look[column] = upcoming
+    return True
+
+
+@compiled
 def _look(column, size, settings, labels, counts, looks, next_look, p_values, best, flagged):
     """``LabelCoincidentWrites._test`` of the feature at ``column`` at sample ``size``, and
     the look's record (``AnytimePValues.record``); whether it is done. A test that flags the
@@ -306,15 +323,11 @@ def _look(column, size, settings, labels, counts, looks, next_look, p_values, be
     if found == 1.0:
         return True
     charged_once = min(1.0, 4 * labels.shape[2] * found)
-    upcoming = next_look_compiled(size, settings[GROWTH])
-    looked = looks[column] + 1
-    charged = charged_once * looked * (looked + 1)
-    p_value = min(p_values[column], charged, 1.0)
-    if upcoming < 0 or (p_value <= settings[ALPHA] and not flagged[column]):
+    if not record_look(
+        column, size, charged_once, settings[GROWTH], settings[ALPHA], flagged[column],
+        looks, next_look, p_values,
+    ):  # fmt: skip
         return False
-    looks[column] = looked
-    p_values[column] = p_value
-    next_look[column] = upcoming
     best[column, 0], best[column, 1], best[column, 2] = kind, label, b
     return True
 

@@ -17,7 +17,7 @@ from detectors._compiled import compiled
 from detectors._exact import binomial_tail
 from detectors.leaks._anytime import AnytimePValues
 from detectors.leaks._arguments import require_counts, require_durations, require_fractions
-from detectors.leaks._coincide import next_look_compiled
+from detectors.leaks._coincide import record_look
 from detectors.leaks._memory import (
     KeyTable,
     narrow,
@@ -1364,14 +1364,11 @@ def _read_compiled(
             p_value = _windows_compiled(
                 block_end[column], block_gaps[column], number, cuts, block, max_gap_rate
             )[0]
-            looked = looks[column] + 1
-            charged = min(p_values[column], p_value * looked * (looked + 1), 1.0)
-            upcoming = next_look_compiled(count + 1, growth)
-            if upcoming < 0 or (charged <= alpha and not p_values[column] <= alpha):
+            flagged = p_values[column] <= alpha
+            if not record_look(
+                column, count + 1, p_value, growth, alpha, flagged, looks, next_look, p_values
+            ):
                 return _LOOK, step, index, column, number
-            looks[column] = looked
-            p_values[column] = charged
-            next_look[column] = upcoming
     return _DONE, step, index, 0, 0
 
 
