@@ -300,6 +300,13 @@ _EXACT = 1 << 53
 _STR_OR_INT, _INT, _FLOAT = frozenset({str, int}), frozenset({int}), frozenset({float})
 # A label's classes' usual types, real numbers all.
 _LABEL_TYPES = frozenset({bool, int, float})
+# Labels whose columns ``label_columns`` checks at once: of these exact types.
+_LABEL = frozenset({Label})
+_CLASS_TYPES = frozenset({int, bool})
+_CLASSES = frozenset({0, 1})
+_TIME_TYPES = frozenset({float, int})
+_get_label_at = operator.attrgetter("label_at")
+_get_class = operator.attrgetter("label")
 
 
 def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None) -> WriteColumns:
@@ -436,6 +443,41 @@ def checked_label(x: Any) -> Label | None:
     ):
         return x
     return None
+
+
+def label_columns(others: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``others`` as labels, in columns: entity hash, ``label_at`` and class; -1 (and 0,
+    0.0) where one is not a well-formed :class:`Label` (``checked_label``)."""
+    # Nearly every batch: labels of plain types, all well-formed, checked a column at a
+    # time rather than a label at a time.
+    if set(map(type, others)) == _LABEL:
+        ids = list(map(get_entity_id, others))
+        times = list(map(_get_label_at, others))
+        labels = list(map(_get_class, others))
+        if (
+            set(map(type, ids)) <= _STR_OR_INT
+            and set(map(type, labels)) <= _CLASS_TYPES
+            and set(labels) <= _CLASSES
+            and set(map(type, times)) <= _TIME_TYPES
+            and all_finite(times)
+        ):
+            return (
+                np.fromiter(map(entity_hash, ids), np.uint64, len(ids)),
+                np.array(times, np.float64),
+                np.array(labels, np.int8),
+            )
+    keys, label_at, classes = [], [], []
+    for x in others:
+        label = checked_label(x)
+        if label is None:
+            keys.append(0)
+            label_at.append(0.0)
+            classes.append(-1)
+        else:
+            keys.append(entity_hash(label.entity_id))
+            label_at.append(float(label.label_at))
+            classes.append(int(label.label))
+    return np.array(keys, np.uint64), np.array(label_at, np.float64), np.array(classes, np.int8)
 
 
 def checked_served(x: Any) -> ServedFeature | None:

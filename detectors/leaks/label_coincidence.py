@@ -37,12 +37,12 @@ from detectors.leaks.events import (
     Label,
     Scalar,
     WriteColumns,
-    all_finite,
     checked_label,
     checked_write,
     entity_hash,
     interleaved,
     is_null,
+    label_columns,
     write_columns,
 )
 
@@ -76,15 +76,6 @@ _FLOAT_OR_NONE = frozenset({float, _NONE_TYPE})
 # Values written whose nulls are those unequal to themselves, and None.
 _PLAIN = frozenset({float, _NONE_TYPE, str, int, bool})
 _NONES = itertools.repeat(None)
-# A batch's labels whose columns ``_label_columns`` checks at once: of these exact types.
-_LABEL_ONLY = frozenset({Label})
-_ENTITY_TYPES = frozenset({str, int})
-_CLASS_TYPES = frozenset({int, bool})
-_CLASSES = frozenset({0, 1})
-_TIME_TYPES = frozenset({float, int})
-_ENTITY_ID = operator.attrgetter("entity_id")
-_LABEL_AT = operator.attrgetter("label_at")
-_CLASS = operator.attrgetter("label")
 # Judgments times features judged at once, which bounds the memory judging takes.
 _CHUNK_CELLS = 1 << 16
 # Fewer labels with lag bins due at once cost more in numpy calls than one by one.
@@ -173,41 +164,6 @@ def _unpack_bits(packed: np.ndarray, bins: int, out: np.ndarray) -> None:
     # Into ``out`` directly: a restore's cost is mostly the pages it writes first.
     np.left_shift(packed >> bins, _NULL_SHIFT, out=out, dtype=np.uint32)
     out |= packed & ((1 << bins) - 1)
-
-
-def _label_columns(others: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The compiled loop's columns of ``others`` as labels: entity key, ``label_at`` and
-    class, -1 (and 0, 0.0) unless a well-formed :class:`Label` (``checked_label``)."""
-    # Nearly every batch: labels of plain types, all well-formed, checked a column at a
-    # time rather than a label at a time.
-    if set(map(type, others)) == _LABEL_ONLY:
-        ids = list(map(_ENTITY_ID, others))
-        times = list(map(_LABEL_AT, others))
-        labels = list(map(_CLASS, others))
-        if (
-            set(map(type, ids)) <= _ENTITY_TYPES
-            and set(map(type, labels)) <= _CLASS_TYPES
-            and set(labels) <= _CLASSES
-            and set(map(type, times)) <= _TIME_TYPES
-            and all_finite(times)
-        ):
-            return (
-                np.fromiter(map(entity_hash, ids), np.uint64, len(ids)),
-                np.array(times, np.float64),
-                np.array(labels, np.int8),
-            )
-    keys, label_at, classes = [], [], []
-    for x in others:
-        label = checked_label(x)
-        if label is None:
-            keys.append(0)
-            label_at.append(0.0)
-            classes.append(-1)
-        else:
-            keys.append(entity_hash(label.entity_id))
-            label_at.append(float(label.label_at))
-            classes.append(int(label.label))
-    return np.array(keys, np.uint64), np.array(label_at, np.float64), np.array(classes, np.int8)
 
 
 def lag_edges(tolerance: float, max_lag: float) -> np.ndarray:
@@ -694,7 +650,7 @@ class LabelCoincidentWrites(base.Base):
         nulls = self._nulls(writes.values)
         if not len(others):
             return (*write_columns, nulls, _NO_KEYS, _NO_TIMES, _NO_CLASSES, _NO_PLACES), added
-        return (*write_columns, nulls, *_label_columns(others), np.asarray(places, np.intp)), added
+        return (*write_columns, nulls, *label_columns(others), np.asarray(places, np.intp)), added
 
     def _nulls(self, values: list[Any]) -> np.ndarray:
         """``is_null`` of each value written, with the detector's sentinels."""

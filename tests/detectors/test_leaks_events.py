@@ -19,6 +19,7 @@ from detectors.leaks.events import (
     entity_hash,
     finite,
     is_null,
+    label_columns,
     request_hash,
     request_hashes,
     write_columns,
@@ -149,3 +150,43 @@ TIMES = st.one_of(
 def test_all_finite_is_finite_of_each(values: list[object]) -> None:
     assert all_finite(values) is all(map(finite, values))
     assert all_finite(tuple(values)) is all(map(finite, values))
+
+
+def _label_columns_one_by_one(others: list) -> list[tuple[int, float, int]]:
+    """Each event's key, ``label_at`` and class as ``checked_label`` takes them one by one."""
+    found = []
+    for x in others:
+        label = checked_label(x)
+        if label is None:
+            found.append((0, 0.0, -1))
+        else:
+            found.append((entity_hash(label.entity_id), float(label.label_at), int(label.label)))
+    return found
+
+
+# Mostly well-formed, so that a batch is often all labels of plain types but one part.
+LABEL_PARTS = {
+    "entity_id": st.sampled_from(["u1", "u2", 3, 2**70, "u5", 6, True, None, 1.5]),
+    "label": st.sampled_from([0, 1, True, False, 0, 1, 1.0, 2, -1, 0.5, None]),
+    "label_at": st.sampled_from(
+        [0.0, 1.5, 7, 2**60 + 1, 1e300, 3.25, math.nan, math.inf, None, "7", 10**400]
+    ),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(Label, **LABEL_PARTS),
+            st.sampled_from([None, "label", FeatureWrite("u1", "f", 1.0, 0.0, 1.0)]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_batch_s_labels_read_at_once_are_read_one_by_one(others: list) -> None:
+    keys, label_at, classes = label_columns(others)
+    assert (keys.dtype, label_at.dtype, classes.dtype) == (np.uint64, np.float64, np.int8)
+    found = list(zip(keys.tolist(), label_at.tolist(), classes.tolist(), strict=True))
+    assert found == _label_columns_one_by_one(others)

@@ -3,7 +3,6 @@ and nothing else."""
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Callable
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from detectors import LabelCoincidentWrites
 from detectors.leaks import FeatureWrite, Label, _coincide, label_coincidence
 from detectors.leaks._anytime import AnytimePValues
-from detectors.leaks.events import checked_label, entity_hash, is_null
+from detectors.leaks.events import is_null
 from detectors.leaks.label_coincidence import _ANY
 from tests.detectors.batching import (
     batches,
@@ -653,43 +652,3 @@ def test_the_compiled_telling_cells_are_numpy_s(
     expected = _telling_in_numpy(best, labels, counts, columns)
     for a, b in zip(found, expected, strict=True):
         assert a.shape == b.shape and a.tolist() == b.tolist()
-
-
-def _label_columns_one_by_one(others: list) -> list[tuple[int, float, int]]:
-    """Each event's key, ``label_at`` and class as ``_read`` took them a label at a time."""
-    found = []
-    for x in others:
-        label = checked_label(x)
-        if label is None:
-            found.append((0, 0.0, -1))
-        else:
-            found.append((entity_hash(label.entity_id), float(label.label_at), int(label.label)))
-    return found
-
-
-# Mostly well-formed, so that a batch is often all labels of plain types but one part.
-LABEL_PARTS = {
-    "entity_id": st.sampled_from(["u1", "u2", 3, 2**70, "u5", 6, True, None, 1.5]),
-    "label": st.sampled_from([0, 1, True, False, 0, 1, 1.0, 2, -1, 0.5, None]),
-    "label_at": st.sampled_from(
-        [0.0, 1.5, 7, 2**60 + 1, 1e300, 3.25, math.nan, math.inf, None, "7", 10**400]
-    ),
-}
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.one_of(
-            st.builds(Label, **LABEL_PARTS),
-            st.sampled_from([None, "label", FeatureWrite("u1", "f", 1.0, 0.0, 1.0)]),
-        ),
-        min_size=1,
-        max_size=8,
-    )
-)
-def test_a_batch_s_labels_read_at_once_are_read_one_by_one(others: list) -> None:
-    keys, label_at, classes = label_coincidence._label_columns(others)
-    assert (keys.dtype, label_at.dtype, classes.dtype) == (np.uint64, np.float64, np.int8)
-    found = list(zip(keys.tolist(), label_at.tolist(), classes.tolist(), strict=True))
-    assert found == _label_columns_one_by_one(others)
