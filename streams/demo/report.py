@@ -393,6 +393,9 @@ class Report:
     serving_alarms: tuple[AlertEvent, ...] = ()
     # Seconds from a record's read to its effects, at the run's end; None when not measured.
     effect_latency: EffectLatency | None = None
+    # The most the simulator handed a record to Kafka after its time: a delay in "command"
+    # that is the stand-in fleet's, not the worker's. None when not measured.
+    simulator_behind_s: float | None = None
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -421,6 +424,7 @@ class Report:
             "effect_latency": (
                 None if self.effect_latency is None else dataclasses.asdict(self.effect_latency)
             ),
+            "simulator_behind_s": self.simulator_behind_s,
         }
 
     def dumps(self) -> str:
@@ -527,6 +531,13 @@ class Report:
             else f"Worker's effects after a record's read: p50 at most {latency.p50_s:g} s, "
             f"p99 at most {latency.p99_s:g} s ({latency.records:,} records)."
         )
+        behind = self.simulator_behind_s
+        lines.append(
+            "Simulator's delay: not measured."
+            if behind is None
+            else f"Simulator's delay: it sent records at most {behind:.2f} s after their time "
+            "(part of command when it was behind)."
+        )
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -571,6 +582,11 @@ class Report:
                         float(document["effect_latency"]["p99_s"]),
                     )
                 ),
+                simulator_behind_s=(
+                    None
+                    if document.get("simulator_behind_s") is None
+                    else float(document["simulator_behind_s"])
+                ),
             )
         except KeyError as error:
             raise ValueError(f"report: missing field {error.args[0]!r}") from None
@@ -590,6 +606,7 @@ def build_report(
     bounds_s: Mapping[str, float] | None = None,
     worker_max_lag: WorkerLag | None = None,
     effect_latency: EffectLatency | None = None,
+    simulator_behind_s: float | None = None,
 ) -> Report:
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
@@ -641,6 +658,7 @@ def build_report(
         tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
         _first_serving_alarms(alarms),
         effect_latency,
+        simulator_behind_s,
     )
 
 

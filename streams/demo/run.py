@@ -317,7 +317,10 @@ class DemoRun:
         options = self.options
         timeline = options.run_dir / "timeline.jsonl"
         timeline.unlink(missing_ok=True)
+        summary = self._simulator_summary()
+        summary.unlink(missing_ok=True)
         args = ["simulate", "--scenario", str(options.scenario), "--timeline", str(timeline)]
+        args += ["--summary", str(summary)]
         for flag, value in (
             ("--models", options.models),
             ("--portfolio", options.portfolio),
@@ -417,7 +420,18 @@ class DemoRun:
             bounds_s=self.options.bounds_s,
             worker_max_lag=self.max_lag,
             effect_latency=self.effect_latency,
+            simulator_behind_s=self._simulator_behind_s(),
         )
+
+    def _simulator_summary(self) -> Path:
+        return self.options.run_dir / "simulate-summary.json"
+
+    def _simulator_behind_s(self) -> float | None:
+        """The simulator's ``behind_s``; None when it did not finish (a demo stopped early)."""
+        try:
+            return float(json.loads(self._simulator_summary().read_text())["behind_s"])
+        except (OSError, ValueError, KeyError):
+            return None
 
     def close(self) -> None:
         """Undo what the run started; safe to call at any point, and more than once."""

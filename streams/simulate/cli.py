@@ -2,7 +2,7 @@
 
     failsoft simulate --models 20 --seed 7 --scenario deploy/scenarios/default.toml \\
         --time-scale 1440 --duration 3m --timeline timeline.jsonl [--rate 400] [--fast] \\
-        [--batch-size 500]
+        [--batch-size 500 [--linger-ms 50]] [--summary summary.json]
 
 Options not given come from the scenario's ``[run]`` table. ``--duration`` is wall-clock
 (compressed) time; everything nominal in the scenario is divided by ``--time-scale``.
@@ -12,6 +12,7 @@ The timeline is written before the first message, so a watcher can read it at on
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streams.settings import Settings
+from streams.simulate.publish import LINGER_MS
 from streams.simulate.scenario import SCENARIOS
 
 if TYPE_CHECKING:
@@ -70,6 +72,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="records per message: batch messages of up to this many records of one model "
         "(or feature writer); 1 (the default) publishes single-record messages",
     )
+    parser.add_argument(
+        "--linger-ms",
+        type=float,
+        default=LINGER_MS,
+        help="in real time, the most a batch message waits after its first record, in ms of "
+        f"event time (default: {LINGER_MS:g})",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        help="write the counts and how far behind its clock the simulator fell, as JSON, here",
+    )
     parser.set_defaults(handler=_simulate)
 
 
@@ -83,6 +97,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size: expected 1 or more, got {args.batch_size}")
+        if not args.linger_ms >= 0:
+            raise ValueError(f"--linger-ms: expected 0 or more, got {args.linger_ms:g}")
         if args.models is not None and args.portfolio is not None:
             raise ValueError("--models and --portfolio: give one, the portfolio sets the models")
         run = SimulationRun.prepare(
@@ -103,7 +119,14 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.write_portfolio is not None:
         args.write_portfolio.write_text(portfolio_toml(run.portfolio, run.time_scale))
     _describe(run, args)
-    return _publish(run, settings, realtime=not args.fast, batch_size=args.batch_size)
+    return _publish(
+        run,
+        settings,
+        realtime=not args.fast,
+        batch_size=args.batch_size,
+        linger_ms=args.linger_ms,
+        summary=args.summary,
+    )
 
 
 def _start_ms(text: str | None) -> int:
@@ -139,7 +162,15 @@ def _describe(run: SimulationRun, args: argparse.Namespace) -> None:
         print(f"  timeline written to {args.timeline}")
 
 
-def _publish(run: SimulationRun, settings: Settings, *, realtime: bool, batch_size: int) -> int:
+def _publish(
+    run: SimulationRun,
+    settings: Settings,
+    *,
+    realtime: bool,
+    batch_size: int,
+    linger_ms: float,
+    summary: Path | None,
+) -> int:
     from confluent_kafka import Producer
 
     from streams import topics
@@ -175,24 +206,28 @@ def _publish(run: SimulationRun, settings: Settings, *, realtime: bool, batch_si
             names,
             pacer,
             batch_size=batch_size,
+            linger_ms=linger_ms,
             stats=stats,
             progress=progress,
         )
     except KeyboardInterrupt:
         interrupted = True
-    _summarize(stats, time.monotonic() - started, interrupted=interrupted)
+    _summarize(stats, time.monotonic() - started, interrupted=interrupted, realtime=realtime)
+    if summary is not None:
+        summary.write_text(json.dumps(stats.summary()) + "\n")
     if stats.failed or stats.undelivered:
         return 1
     return 130 if interrupted else 0
 
 
-def _summarize(stats: PublishStats, elapsed_s: float, *, interrupted: bool) -> None:
+def _summarize(stats: PublishStats, elapsed_s: float, *, interrupted: bool, realtime: bool) -> None:
     total = sum(stats.produced.values())
     state = "interrupted after" if interrupted else "done in"
     rate = total / max(elapsed_s, 1e-9)
     print(
         f"failsoft simulate: {state} {elapsed_s:.1f} s, {total} records ({rate:.0f}/s) "
         f"in {sum(stats.messages.values())} messages"
+        + (f", at most {stats.behind_s:.3f} s behind its clock" if realtime else "")
     )
     for topic in sorted(stats.produced):
         print(

@@ -9,7 +9,15 @@ With ``batch_size`` above 1, the events of one topic and owner (a model; a write
 feature writes) go as batch messages (``schemas.codec.encode_batch``) of up to that many
 records, keyed by the owner and stamped with the time of their latest record. A batch
 waits for no event that is not due yet: when pacing is about to wait, every pending batch
-goes first.
+goes first. Pacing in real time, nor does it wait more than ``linger_ms`` of event time
+after its first record, as the fleet client's ``PredictionLogger`` lingers: a simulator
+behind its clock never waits, and a model's batch would then fill for seconds, a delay
+that a fleet would not add and that the demo would count as the worker's. Unpaced
+(``--fast``, a bulk load), batches fill up.
+
+``PublishStats.behind_s`` is how far behind its clock the simulator handed a record to
+the producer, at most: the share of a record's delay that is the simulator's, not the
+worker's.
 """
 
 from __future__ import annotations
@@ -27,7 +35,12 @@ from streams.settings import Settings
 from streams.simulate.traffic import SimEvent
 from streams.topics import KEY_PARTITIONER
 
-__all__ = ["Pacer", "ProducerLike", "PublishStats", "producer_config", "publish"]
+__all__ = ["LINGER_MS", "Pacer", "ProducerLike", "PublishStats", "producer_config", "publish"]
+
+# The simulator stands in for a whole fleet, so its batches are longer than one serving
+# node's (``PredictionLogger`` lingers 5 ms): 50 ms holds about ten records of a model at
+# ten times the demo's rate, and is half the delay the worker's own micro-batches may add.
+LINGER_MS = 50.0
 
 # Serve delivery reports at least this often while producing flat out.
 _POLL_EVERY = 1000
@@ -80,6 +93,18 @@ class PublishStats:
     messages: Counter[str] = dataclasses.field(default_factory=Counter)
     errors: Counter[str] = dataclasses.field(default_factory=Counter)
     undelivered: int = 0
+    # Pacing in real time: the most a record went behind its time on the wall clock.
+    behind_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for a report: records and messages handed over, records delivered, and
+        ``behind_s``."""
+        return {
+            "records": sum(self.produced.values()),
+            "messages": sum(self.messages.values()),
+            "delivered": sum(self.delivered.values()),
+            "behind_s": self.behind_s,
+        }
 
     def on_delivery(self, records: int, error: Any, message: Any) -> None:
         """The delivery report of a message of ``records`` records."""
@@ -125,12 +150,14 @@ def publish(
     pacer: Pacer,
     *,
     batch_size: int = 1,
+    linger_ms: float = LINGER_MS,
     stats: PublishStats | None = None,
     progress: Callable[[PublishStats, SimEvent], None] | None = None,
     flush_timeout_s: float = 60.0,
 ) -> PublishStats:
     """Produce every event to its topic (``topic_names`` maps the event's topic to a name),
-    one message per event, or in batches of up to ``batch_size`` records.
+    one message per event, or in batches of up to ``batch_size`` records that, pacing in
+    real time, wait at most ``linger_ms`` of event time after their first.
 
     ``stats`` may be passed in so that a caller interrupted mid-way (Ctrl-C) still has the
     counts; pending batches are sent and the producer is flushed whatever happens.
@@ -138,13 +165,19 @@ def publish(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected 1 or more, got {batch_size}")
+    if not linger_ms >= 0:
+        raise ValueError(f"linger_ms: expected 0 or more, got {linger_ms}")
     stats = stats if stats is not None else PublishStats()
     pending: dict[tuple[str, str], list[SimEvent]] = {}
 
     def sleep(seconds: float) -> None:
         producer.poll(seconds)
 
-    def send(topic: str, key: str, value: bytes, timestamp: int, records: int) -> None:
+    def send(
+        topic: str, key: str, value: bytes, first_at: int, timestamp: int, records: int
+    ) -> None:
+        if pacer.realtime:
+            stats.behind_s = max(stats.behind_s, -pacer.lag_s(first_at))
         while True:
             try:
                 producer.produce(
@@ -164,7 +197,7 @@ def publish(
     def send_batch(topic: str, owner: str, batch: list[SimEvent]) -> None:
         contract = type(batch[0].record)
         value = encode_batch(contract, owner, [event.record for event in batch])
-        send(topic, owner, value, max(event.at for event in batch), len(batch))
+        send(topic, owner, value, batch[0].at, max(event.at for event in batch), len(batch))
 
     def send_pending() -> None:
         for (topic, owner), batch in pending.items():
@@ -176,11 +209,17 @@ def publish(
             topic = topic_names[event.topic]
             if batch_size == 1:
                 pacer.wait(event.at, sleep)
-                send(topic, event.key, encode(event.record), event.at, 1)
+                send(topic, event.key, encode(event.record), event.at, event.at, 1)
             else:
                 if pacer.would_wait(event.at):
                     send_pending()
                     pacer.wait(event.at, sleep)
+                # Batches in the order of their first record, which events come in.
+                while pacer.realtime and pending:
+                    oldest = next(iter(pending))
+                    if event.at - pending[oldest][0].at < linger_ms:
+                        break
+                    send_batch(*oldest, pending.pop(oldest))
                 owner = getattr(event.record, BATCHES[type(event.record)].owner)
                 batch = pending.setdefault((topic, owner), [])
                 batch.append(event)

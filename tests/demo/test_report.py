@@ -625,3 +625,16 @@ def test_each_models_first_serving_alarm_is_listed_and_reads_back() -> None:
         "at": "2026-11-28T12:00:53.000Z",
     }
     assert Report.from_json(document) == result
+
+
+def test_the_simulators_delay_is_in_the_markdown_and_reads_back() -> None:
+    timeline = [incident("drift_abrupt", "m", 10)]
+    result = dataclasses.replace(report(timeline), simulator_behind_s=1.234)
+    assert (
+        "Simulator's delay: it sent records at most 1.23 s after their time" in result.to_markdown()
+    )
+    document = json.loads(result.dumps())
+    assert Report.from_json(document) == result
+    del document["simulator_behind_s"]
+    assert Report.from_json(document).simulator_behind_s is None
+    assert "Simulator's delay: not measured." in report(timeline).to_markdown()

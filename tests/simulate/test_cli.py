@@ -23,6 +23,7 @@ from streams.simulate.scenario import SCENARIOS
         (["--start", "yesterday"], "--start: expected ISO 8601"),
         (["--models", "20", "--portfolio", "p.toml"], "--models and --portfolio"),
         (["--batch-size", "0"], "--batch-size: expected 1 or more, got 0"),
+        (["--linger-ms", "-1"], "--linger-ms: expected 0 or more, got -1"),
     ],
 )
 def test_bad_arguments_end_with_one_clear_line_and_code_2(

@@ -153,6 +153,45 @@ def test_batches_wait_for_no_event_that_is_not_due() -> None:
     assert sum(producer.polls) >= 0.999
 
 
+def _behind_clock(events: list[SimEvent], seconds: float) -> Pacer:
+    """A pacer in real time whose wall clock is ``seconds`` past the first event's time."""
+    now = [0.0]
+    pacer = Pacer(events[0].at, realtime=True, clock=lambda: now[0])
+    now[0] = seconds
+    return pacer
+
+
+def test_batches_behind_the_clock_linger_at_most_linger_ms_of_event_time() -> None:
+    # Two models' predictions, interleaved 10 ms apart: each model's 20 ms apart. A
+    # simulator 10 s behind never waits, so without the linger each model's batch would
+    # fill; with it, a batch goes once a record comes 50 ms after its first, so it holds
+    # 3 (the last two are what is left at the end).
+    predictions = [event for event in _run().events() if isinstance(event.record, Prediction)][:40]
+    start = predictions[0].at
+    events = [
+        event._replace(
+            at=start + 10 * n,
+            record=msgspec.structs.replace(event.record, model_id=f"m{n % 2}"),
+        )
+        for n, event in enumerate(predictions)
+    ]
+    producer = RecordingProducer()
+    stats = publish(
+        events, producer, NAMES, _behind_clock(events, 10.0), batch_size=50, linger_ms=50
+    )
+    spans = []
+    for _, value, key, _ in producer.messages:
+        records = decode_batch(Prediction, value)
+        assert {record.model_id for record in records} == {key.decode()}
+        spans.append(len(records))
+    assert spans == [3] * 12 + [2, 2]
+    # The first record went 10 s after its time, the latest ones less.
+    assert stats.behind_s == pytest.approx(10.0)
+    unpaced = RecordingProducer()
+    publish(events, unpaced, NAMES, Pacer(0, realtime=False), batch_size=50, linger_ms=50)
+    assert [len(decode_batch(Prediction, value)) for _, value, _, _ in unpaced.messages] == [20, 20]
+
+
 def test_a_batch_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="batch_size: expected 1 or more"):
         publish([], RecordingProducer(), NAMES, Pacer(0, realtime=False), batch_size=0)
