@@ -5,8 +5,9 @@ turns on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 from aiokafka import TopicPartition
 from faust.streams import current_event
 
+from streams.portfolio import parse_portfolio
 from streams.settings import Settings
 from streams.worker import readers
+from streams.worker.ingest import INPUTS, PipelineCounters
 from streams.worker.metrics import Histogram
 from streams.worker.readers import (
     BATCH_SIZE_BUCKETS,
@@ -260,3 +263,78 @@ async def test_a_monitor_fed_and_not_written_for_checkpoint_within_is_written_at
     await reader._flush_and_commit()
     assert sorted(saved) == written
     assert sorted(reader.uncovered) == sorted({"old", "new"} - set(written))
+
+
+async def test_the_lag_in_records_counts_the_records_of_the_messages_it_decoded() -> None:
+    """The lag in records is the messages behind times the records per message read so
+    far: dead-lettered records count (they were consumed), and a routed write message
+    that a monitor's checkpoint covers, skipped undecoded, is not a message of none."""
+    portfolio = parse_portfolio(
+        '[models.ranker]\nowner = "a"\ntier = "cpu"\nfallback = "x"\nlabel_delay = 60'
+    )
+    reader = IngestReader.__new__(IngestReader)
+    reader.app = SimpleNamespace(portfolio=portfolio, counters=PipelineCounters())  # type: ignore[assignment]
+    reader.messages, reader.records, reader.decoded = Counter(), Counter(), Counter()
+    reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S, EARLY_FEED_S)
+    reader.writes_topic_name = "w"
+    # The model's restored monitor has read the routed writes to offset 11.
+    monitor = SimpleNamespace(read_to={("w", 0): 11})
+    reader.monitors = SimpleNamespace(peek=lambda model: monitor)  # type: ignore[assignment]
+    dead: list[object] = []
+
+    async def dead_letter(message: object, errors: list[object]) -> None:
+        dead.extend(errors)
+
+    reader._dead_letter = dead_letter  # type: ignore[method-assign,assignment]
+    truth, writes = TopicPartition("g", 0), TopicPartition("w", 0)
+
+    def message(offset: int, value: bytes, key: bytes = b"ranker") -> Any:
+        return SimpleNamespace(offset=offset, value=value, key=key)
+
+    label = b'"schema_version":1,"model_id":"ranker","entity_id":%s,"label":%s,"label_at":%s'
+    write = {
+        "schema_version": 1,
+        "entity_id": "u",
+        "feature": "f",
+        "value": 1.0,
+        "event_at": 1,
+        "written_at": 2,
+        "source": "s",
+    }
+    await reader._admit(
+        INPUTS["ground-truth"],
+        truth,
+        [
+            message(0, b"{" + label % (b'["u","v","w"]', b"[1,0,1]", b"[5,6,7]") + b"}"),
+            message(1, b"{" + label % (b'"u"', b"1", b"8") + b"}"),
+            # One record of two malformed: dead-lettered alone, and still a record read.
+            message(2, b"{" + label % (b'["u","v"]', b"[1,0]", b'[9,"x"]') + b"}"),
+        ],
+        read_at=0.0,
+        turns=_Turns(),
+    )
+    await reader._routed(
+        writes,
+        [
+            message(10, json.dumps([write] * 5).encode()),
+            message(11, json.dumps([write] * 2).encode()),
+        ],
+        read_at=0.0,
+        turns=_Turns(),
+    )
+    assert len(dead) == 1
+    assert reader.app.counters.consumed["g"] == 6
+    assert (reader.messages, reader.records, reader.decoded) == (
+        Counter({"g": 3, "w": 2}),
+        Counter({"g": 6, "w": 2}),
+        Counter({"g": 3, "w": 1}),
+    )
+    reader.consumer = SimpleNamespace(
+        assignment=lambda: {truth, writes}, highwater={truth: 13, writes: 17}.get
+    )
+    reader.topics = ["g", "w"]
+    reader.positions, reader.last_timestamps = {}, {}
+    reader.next_offsets = {truth: 3, writes: 12}
+    lags = reader.lag()
+    assert (lags["g"].messages, lags["g"].records) == (10, 20)
+    assert (lags["w"].messages, lags["w"].records) == (5, 10)
