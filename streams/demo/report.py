@@ -393,9 +393,17 @@ class Report:
     serving_alarms: tuple[AlertEvent, ...] = ()
     # Seconds from a record's read to its effects, at the run's end; None when not measured.
     effect_latency: EffectLatency | None = None
-    # The most the simulator handed a record to Kafka after its time: a delay in "command"
+    # How far behind its clock the simulator sent records, at most, per second of event
+    # time (its first ms; seconds it was never behind are left out): a delay in "command"
     # that is the stand-in fleet's, not the worker's. None when not measured.
-    simulator_behind_s: float | None = None
+    simulator_behind: tuple[tuple[int, float], ...] | None = None
+
+    def simulator_delay_s(self, at_ms: int | None) -> float | None:
+        """How far behind its clock the simulator sent records in the second of ``at_ms``;
+        None when not measured."""
+        if self.simulator_behind is None or at_ms is None:
+            return None
+        return dict(self.simulator_behind).get(at_ms - at_ms % 1000, 0.0)
 
     @property
     def missed(self) -> tuple[IncidentRow, ...]:
@@ -424,7 +432,9 @@ class Report:
             "effect_latency": (
                 None if self.effect_latency is None else dataclasses.asdict(self.effect_latency)
             ),
-            "simulator_behind_s": self.simulator_behind_s,
+            "simulator_behind": (
+                None if self.simulator_behind is None else [list(p) for p in self.simulator_behind]
+            ),
         }
 
     def dumps(self) -> str:
@@ -441,12 +451,13 @@ class Report:
             "or the event time at which the worker decided to fall back); decided: to the "
             "event time of the worker's fallback decision (after detected: the health "
             "policy's confirmation); command: to when the worker sent it (after decided: "
-            "the worker's lag); switch: milliseconds from the command to the serving "
-            "node's switch.",
+            "the worker's lag, and the simulator's); simulator: how far behind its clock the "
+            "simulator sent records in the second of the decision; switch: milliseconds from "
+            "the command to the serving node's switch.",
             "",
             "| # | kind | model / feature | injected | detected | detector | decided | command "
-            "| switch | alert id | recovered |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| simulator | switch | alert id | recovered |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for number, row in enumerate(self.incidents, start=1):
             target = row.model + (f" / {row.feature}" if row.feature else "")
@@ -455,6 +466,7 @@ class Report:
                 if row.switched_at is None or row.command_at is None
                 else f"{row.switched_at - row.command_at} ms"
             )
+            delay = self.simulator_delay_s(row.decided_at)
             cells = [
                 str(number),
                 row.kind,
@@ -464,6 +476,7 @@ class Report:
                 row.detector or "-",
                 _after(row.injected_at, row.decided_at),
                 _after(row.injected_at, row.command_at),
+                "-" if delay is None else f"{delay:.1f} s",
                 switch,
                 row.alert_id or "-",
                 "yes" if row.recovered else "no",
@@ -531,12 +544,12 @@ class Report:
             else f"Worker's effects after a record's read: p50 at most {latency.p50_s:g} s, "
             f"p99 at most {latency.p99_s:g} s ({latency.records:,} records)."
         )
-        behind = self.simulator_behind_s
+        behind = self.simulator_behind
         lines.append(
             "Simulator's delay: not measured."
             if behind is None
-            else f"Simulator's delay: it sent records at most {behind:.2f} s after their time "
-            "(part of command when it was behind)."
+            else "Simulator's delay: it sent records at most "
+            f"{max((s for _, s in behind), default=0.0):.1f} s after their time."
         )
         return "\n".join(lines) + "\n"
 
@@ -582,10 +595,10 @@ class Report:
                         float(document["effect_latency"]["p99_s"]),
                     )
                 ),
-                simulator_behind_s=(
+                simulator_behind=(
                     None
-                    if document.get("simulator_behind_s") is None
-                    else float(document["simulator_behind_s"])
+                    if document.get("simulator_behind") is None
+                    else tuple((int(at), float(s)) for at, s in document["simulator_behind"])
                 ),
             )
         except KeyError as error:
@@ -606,7 +619,7 @@ def build_report(
     bounds_s: Mapping[str, float] | None = None,
     worker_max_lag: WorkerLag | None = None,
     effect_latency: EffectLatency | None = None,
-    simulator_behind_s: float | None = None,
+    simulator_behind: tuple[tuple[int, float], ...] | None = None,
 ) -> Report:
     """The report of one run; see the module docstring for the matching rules."""
     bounds_s = bounds_s or {}
@@ -658,7 +671,7 @@ def build_report(
         tuple(sorted((c for c in commands if c.level is not None), key=lambda c: (c.at_ms, c.seq))),
         _first_serving_alarms(alarms),
         effect_latency,
-        simulator_behind_s,
+        simulator_behind,
     )
 
 

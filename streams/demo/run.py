@@ -420,17 +420,18 @@ class DemoRun:
             bounds_s=self.options.bounds_s,
             worker_max_lag=self.max_lag,
             effect_latency=self.effect_latency,
-            simulator_behind_s=self._simulator_behind_s(),
+            simulator_behind=self._simulator_behind(),
         )
 
     def _simulator_summary(self) -> Path:
         return self.options.run_dir / "simulate-summary.json"
 
-    def _simulator_behind_s(self) -> float | None:
-        """The simulator's ``behind_s``; None when it did not finish (a demo stopped early)."""
+    def _simulator_behind(self) -> tuple[tuple[int, float], ...] | None:
+        """The simulator's ``behind``; None when it did not finish (a demo stopped early)."""
         try:
-            return float(json.loads(self._simulator_summary().read_text())["behind_s"])
-        except (OSError, ValueError, KeyError):
+            behind = json.loads(self._simulator_summary().read_text())["behind"]
+            return tuple((int(at), float(seconds)) for at, seconds in behind)
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def close(self) -> None:

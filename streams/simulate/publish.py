@@ -15,9 +15,9 @@ behind its clock never waits, and a model's batch would then fill for seconds, a
 that a fleet would not add and that the demo would count as the worker's. Unpaced
 (``--fast``, a bulk load), batches fill up.
 
-``PublishStats.behind_s`` is how far behind its clock the simulator handed a record to
-the producer, at most: the share of a record's delay that is the simulator's, not the
-worker's.
+``PublishStats.behind`` is how far behind its clock the simulator handed records to the
+producer, at most, per second of event time: the share of a record's delay that is the
+simulator's, not the worker's.
 """
 
 from __future__ import annotations
@@ -93,17 +93,27 @@ class PublishStats:
     messages: Counter[str] = dataclasses.field(default_factory=Counter)
     errors: Counter[str] = dataclasses.field(default_factory=Counter)
     undelivered: int = 0
-    # Pacing in real time: the most a record went behind its time on the wall clock.
-    behind_s: float = 0.0
+    # Pacing in real time, per second of event time (its first millisecond): the most a
+    # message's first record went behind its time on the wall clock, in seconds.
+    behind: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def behind_s(self) -> float:
+        return max(self.behind.values(), default=0.0)
+
+    def note_sent(self, first_at: int, behind_s: float) -> None:
+        second = first_at - first_at % 1000
+        if behind_s > self.behind.get(second, 0.0):
+            self.behind[second] = behind_s
 
     def summary(self) -> dict[str, Any]:
         """Totals for a report: records and messages handed over, records delivered, and
-        ``behind_s``."""
+        ``behind`` as ``[second, seconds behind]`` pairs in time order."""
         return {
             "records": sum(self.produced.values()),
             "messages": sum(self.messages.values()),
             "delivered": sum(self.delivered.values()),
-            "behind_s": self.behind_s,
+            "behind": sorted(self.behind.items()),
         }
 
     def on_delivery(self, records: int, error: Any, message: Any) -> None:
@@ -177,7 +187,7 @@ def publish(
         topic: str, key: str, value: bytes, first_at: int, timestamp: int, records: int
     ) -> None:
         if pacer.realtime:
-            stats.behind_s = max(stats.behind_s, -pacer.lag_s(first_at))
+            stats.note_sent(first_at, -pacer.lag_s(first_at))
         while True:
             try:
                 producer.produce(

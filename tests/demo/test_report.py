@@ -347,7 +347,7 @@ def test_a_command_decided_in_time_but_sent_late_counts_with_its_late_alert() ->
     # The decision's event time beside its sending: 50 s of the worker's lag, not of the
     # policy's confirmation.
     assert row.decided_at == at(30)
-    assert "| +20.0 s | drift_psi | +20.0 s | +70.0 s | 6 ms |" in result.to_markdown()
+    assert "| +20.0 s | drift_psi | +20.0 s | +70.0 s | - | 6 ms |" in result.to_markdown()
     assert row.alert_id == "a-m"
     assert result.false_fallbacks == ()
 
@@ -430,9 +430,11 @@ def test_markdown_has_one_row_per_incident_with_delays_and_the_switch_in_ms() ->
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows[0] == (
         "| 1 | drift_abrupt | m / m.amount | 12:00:10.000 | +8.0 s | drift_psi | +10.0 s "
-        "| +10.0 s | 7 ms | a-m | no |"
+        "| +10.0 s | - | 7 ms | a-m | no |"
     )
-    assert rows[1].startswith("| 2 | label_leak | n | 12:00:05.000 | - | - | - | - | - | - | no |")
+    assert rows[1].startswith(
+        "| 2 | label_leak | n | 12:00:05.000 | - | - | - | - | - | - | - | no |"
+    )
     assert "Detected 1 of 2 incidents." in text
     assert "Missed: label_leak on n." in text
     assert "- healthy at 12:01:30.000 by drift_psi" in text
@@ -627,14 +629,28 @@ def test_each_models_first_serving_alarm_is_listed_and_reads_back() -> None:
     assert Report.from_json(document) == result
 
 
-def test_the_simulators_delay_is_in_the_markdown_and_reads_back() -> None:
-    timeline = [incident("drift_abrupt", "m", 10)]
-    result = dataclasses.replace(report(timeline), simulator_behind_s=1.234)
-    assert (
-        "Simulator's delay: it sent records at most 1.23 s after their time" in result.to_markdown()
-    )
+def test_the_simulators_delay_is_in_the_markdown_by_decision_and_reads_back() -> None:
+    timeline = [incident("drift_abrupt", "m", 10), incident("drift_abrupt", "n", 20)]
+    # m's command was decided at 12.5 s, n's at 25 s: the simulator was 1.25 s behind
+    # in the second of m's, never in n's.
+    commands = [fallback("m", 15, decided_s=12.5), fallback("n", 26, decided_s=25)]
+    plain = report(timeline, commands=commands)
+    second = at(12)
+    result = dataclasses.replace(plain, simulator_behind=((second, 1.25), (at(13), 2.5)))
+    assert result.simulator_delay_s(at(12.5)) == 1.25
+    assert result.simulator_delay_s(at(25)) == 0.0
+    markdown = result.to_markdown()
+    rows = [
+        line for line in markdown.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")
+    ]
+    assert [row.split(" | ")[8] for row in rows] == ["1.2 s", "0.0 s"]
+    assert "Simulator's delay: it sent records at most 2.5 s after their time." in markdown
     document = json.loads(result.dumps())
     assert Report.from_json(document) == result
-    del document["simulator_behind_s"]
-    assert Report.from_json(document).simulator_behind_s is None
-    assert "Simulator's delay: not measured." in report(timeline).to_markdown()
+    del document["simulator_behind"]
+    assert Report.from_json(document).simulator_behind is None
+    unmeasured = plain.to_markdown()
+    assert "Simulator's delay: not measured." in unmeasured
+    assert all(
+        line.split(" | ")[8] == "-" for line in unmeasured.splitlines() if line.startswith("| 1 ")
+    )
