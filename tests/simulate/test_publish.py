@@ -192,6 +192,18 @@ def test_batches_behind_the_clock_linger_at_most_linger_ms_of_event_time() -> No
     assert [len(decode_batch(Prediction, value)) for _, value, _, _ in unpaced.messages] == [20, 20]
 
 
+def test_records_from_before_the_clock_started_go_at_once_and_are_not_late() -> None:
+    first, second = list(_run().events())[:2]
+    start = first.at + 5_000
+    events = [first, second._replace(at=start + 1_500)]
+    now = [0.0]
+    pacer = Pacer(start, realtime=True, clock=lambda: now[0])
+    now[0] = 2.0  # the first was due 7 s ago, before the clock started; the second 0.5 s ago
+    stats = publish(events, RecordingProducer(), NAMES, pacer)
+    moment = start + 1_500
+    assert stats.behind == {moment - moment % 1_000: pytest.approx(0.5)}
+
+
 def test_a_batch_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="batch_size: expected 1 or more"):
         publish([], RecordingProducer(), NAMES, Pacer(0, realtime=False), batch_size=0)
