@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streams.settings import Settings
 from streams.simulate.publish import LINGER_MS
@@ -185,7 +185,16 @@ def _publish(
     if unreachable is not None:
         print(f"failsoft simulate: {unreachable}", file=sys.stderr)
         return 1
-    producer = Producer(producer_config(settings))
+    reported: set[str] = set()
+
+    def on_error(error: Any) -> None:
+        # librdkafka retries what it can by itself; the first error of each kind, timed,
+        # is what a stall of deliveries (a run's "still queued" at the end) is read from.
+        if error.name() not in reported:
+            reported.add(error.name())
+            print(f"  Kafka error at {iso_utc(int(time.time() * 1000))}: {error.str()}", flush=True)
+
+    producer = Producer({**producer_config(settings), "error_cb": on_error})
     stats = PublishStats()
     started = time.monotonic()
     last_report = [started]
