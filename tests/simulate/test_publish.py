@@ -132,11 +132,12 @@ def test_batches_wait_for_no_event_that_is_not_due() -> None:
     # Three predictions of one model, the last one a second later: pacing in real time,
     # the first two go (as one batch) before the simulator waits for the third.
     first, second, third = [
-        event._replace(record=msgspec.structs.replace(event.record, model_id="m"))
+        msgspec.structs.replace(event, record=msgspec.structs.replace(event.record, model_id="m"))
         for event in _run().events()
         if isinstance(event.record, Prediction)
     ][:3]
-    events = [first, second._replace(at=first.at), third._replace(at=first.at + 1000)]
+    replace = msgspec.structs.replace
+    events = [first, replace(second, at=first.at), replace(third, at=first.at + 1000)]
     now = [0.0]
     producer = RecordingProducer()
 
