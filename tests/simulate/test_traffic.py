@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
 import math
 import statistics
@@ -11,6 +12,8 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from schemas.codec import encode
@@ -22,12 +25,14 @@ from streams.simulate.traffic import (
     GROUND_TRUTH,
     PREDICTIONS,
     SimEvent,
+    _Schedule,
     compressed_ms,
 )
 
 START_MS = 1_800_000_000_000
 # Denser than the file's own rate, so that each model has enough events for statistics.
 RATE = 2000.0
+LABEL = GroundTruth(schema_version=1, model_id="m", label=1, label_at=0, entity_id="u1")
 
 
 def _run(seed: int | None = None) -> SimulationRun:
@@ -389,3 +394,33 @@ def test_a_latency_jump_leaves_every_other_models_traffic_unchanged() -> None:
         for events in (with_jump, without)
     ]
     assert others[0] == others[1] and len(others[0]) > 10_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 300),  # how far the horizon moves
+            st.lists(st.integers(0, 400), max_size=12),  # the events' times past it
+        ),
+        max_size=40,
+    ),
+    st.integers(-(2**40), 2**40),
+)
+def test_the_schedule_gives_events_in_the_order_a_heap_of_time_and_order_does(
+    steps: list[tuple[int, list[int]]], start: int
+) -> None:
+    # As in generate_traffic: once the horizon passed a time, no event is added before it.
+    schedule, heap, given_out = _Schedule(), [], []
+    horizon = start
+    for advance, offsets in steps:
+        for offset in offsets:
+            # Nothing leaves the heap before the end: its length is the order of the event.
+            event = SimEvent(horizon + offset, GROUND_TRUTH, f"e{len(heap)}", LABEL)
+            schedule.add(event)
+            heapq.heappush(heap, (event.at, len(heap), event))
+        horizon += advance
+        given_out += schedule.due(horizon - 0.5)
+        assert all(event.at < horizon for event in given_out)
+    given_out += schedule.due(math.inf)
+    assert given_out == [heapq.heappop(heap)[2] for _ in range(len(heap))]
