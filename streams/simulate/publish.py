@@ -140,11 +140,16 @@ def publish(
         raise ValueError(f"batch_size: expected 1 or more, got {batch_size}")
     stats = stats if stats is not None else PublishStats()
     pending: dict[tuple[str, str], list[SimEvent]] = {}
+    # The delivery report callback of each message size: single-record messages share one.
+    reports: dict[int, Callable[[Any, Any], None]] = {}
 
     def sleep(seconds: float) -> None:
         producer.poll(seconds)
 
     def send(topic: str, key: str, value: bytes, timestamp: int, records: int) -> None:
+        on_delivery = reports.get(records)
+        if on_delivery is None:
+            on_delivery = reports[records] = functools.partial(stats.on_delivery, records)
         while True:
             try:
                 producer.produce(
@@ -152,7 +157,7 @@ def publish(
                     value=value,
                     key=key.encode(),
                     timestamp=timestamp,
-                    on_delivery=functools.partial(stats.on_delivery, records),
+                    on_delivery=on_delivery,
                 )
                 break
             except BufferError:
