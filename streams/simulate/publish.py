@@ -179,6 +179,8 @@ def publish(
         raise ValueError(f"linger_ms: expected 0 or more, got {linger_ms}")
     stats = stats if stats is not None else PublishStats()
     pending: dict[tuple[str, str], list[SimEvent]] = {}
+    # The delivery report callback of each message size: single-record messages share one.
+    reports: dict[int, Callable[[Any, Any], None]] = {}
 
     def sleep(seconds: float) -> None:
         producer.poll(seconds)
@@ -190,6 +192,9 @@ def publish(
         # once, and are not late.
         if pacer.realtime and first_at >= pacer.start_ms:
             stats.note_sent(first_at, -pacer.lag_s(first_at))
+        on_delivery = reports.get(records)
+        if on_delivery is None:
+            on_delivery = reports[records] = functools.partial(stats.on_delivery, records)
         while True:
             try:
                 producer.produce(
@@ -197,7 +202,7 @@ def publish(
                     value=value,
                     key=key.encode(),
                     timestamp=timestamp,
-                    on_delivery=functools.partial(stats.on_delivery, records),
+                    on_delivery=on_delivery,
                 )
                 break
             except BufferError:

@@ -132,11 +132,12 @@ def test_batches_wait_for_no_event_that_is_not_due() -> None:
     # Three predictions of one model, the last one a second later: pacing in real time,
     # the first two go (as one batch) before the simulator waits for the third.
     first, second, third = [
-        event._replace(record=msgspec.structs.replace(event.record, model_id="m"))
+        msgspec.structs.replace(event, record=msgspec.structs.replace(event.record, model_id="m"))
         for event in _run().events()
         if isinstance(event.record, Prediction)
     ][:3]
-    events = [first, second._replace(at=first.at), third._replace(at=first.at + 1000)]
+    replace = msgspec.structs.replace
+    events = [first, replace(second, at=first.at), replace(third, at=first.at + 1000)]
     now = [0.0]
     producer = RecordingProducer()
 
@@ -169,7 +170,8 @@ def test_batches_behind_the_clock_linger_at_most_linger_ms_of_event_time() -> No
     predictions = [event for event in _run().events() if isinstance(event.record, Prediction)][:40]
     start = predictions[0].at
     events = [
-        event._replace(
+        msgspec.structs.replace(
+            event,
             at=start + 10 * n,
             record=msgspec.structs.replace(event.record, model_id=f"m{n % 2}"),
         )
@@ -195,7 +197,7 @@ def test_batches_behind_the_clock_linger_at_most_linger_ms_of_event_time() -> No
 def test_records_from_before_the_clock_started_go_at_once_and_are_not_late() -> None:
     first, second = list(_run().events())[:2]
     start = first.at + 5_000
-    events = [first, second._replace(at=start + 1_500)]
+    events = [first, msgspec.structs.replace(second, at=start + 1_500)]
     now = [0.0]
     pacer = Pacer(start, realtime=True, clock=lambda: now[0])
     now[0] = 2.0  # the first was due 7 s ago, before the clock started; the second 0.5 s ago
