@@ -27,13 +27,17 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.codec import BATCHES, encode, encode_batch
 from streams.kafka_security import librdkafka_security, quiet_logger
 from streams.settings import Settings
-from streams.simulate.traffic import SimEvent
 from streams.topics import KEY_PARTITIONER
+
+if TYPE_CHECKING:
+    # Not at run time: ``failsoft simulate``'s options read ``LINGER_MS`` from here, and
+    # the command line must load in a fleet-only install, which has no numpy.
+    from streams.simulate.traffic import SimEvent
 
 __all__ = ["LINGER_MS", "Pacer", "ProducerLike", "PublishStats", "producer_config", "publish"]
 
