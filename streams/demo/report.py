@@ -84,6 +84,7 @@ __all__ = [
     "build_report",
     "detects",
     "parse_iso_ms",
+    "simulator_behind_of",
 ]
 
 # How long after its injection an incident may take to be detected, when its kind has no
@@ -598,13 +599,25 @@ class Report:
                 simulator_behind=(
                     None
                     if document.get("simulator_behind") is None
-                    else tuple((int(at), float(s)) for at, s in document["simulator_behind"])
+                    else simulator_behind_of(document["simulator_behind"])
                 ),
             )
         except KeyError as error:
             raise ValueError(f"report: missing field {error.args[0]!r}") from None
         except TypeError as error:
             raise ValueError(f"report: {error}") from None
+
+
+def simulator_behind_of(pairs: Iterable[Sequence[Any]]) -> tuple[tuple[int, float], ...]:
+    """``Report.simulator_behind`` from its JSON pairs, as the report and the simulator's
+    ``--summary`` (its ``behind``) write them.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When a pair is not a second and a number of seconds.
+    """
+    return tuple((int(at), float(seconds)) for at, seconds in pairs)
 
 
 def build_report(

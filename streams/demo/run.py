@@ -35,7 +35,14 @@ from types import ModuleType
 from typing import IO, Any
 
 from streams.demo.observe import AlertaTap, ControlTap, SwitchTap
-from streams.demo.report import EffectLatency, InjectedIncident, Report, WorkerLag, build_report
+from streams.demo.report import (
+    EffectLatency,
+    InjectedIncident,
+    Report,
+    WorkerLag,
+    build_report,
+    simulator_behind_of,
+)
 from streams.settings import Settings, env_name
 from streams.simulate.scenario import load_scenario
 
@@ -429,8 +436,7 @@ class DemoRun:
     def _simulator_behind(self) -> tuple[tuple[int, float], ...] | None:
         """The simulator's ``behind``; None when it did not finish (a demo stopped early)."""
         try:
-            behind = json.loads(self._simulator_summary().read_text())["behind"]
-            return tuple((int(at), float(seconds)) for at, seconds in behind)
+            return simulator_behind_of(json.loads(self._simulator_summary().read_text())["behind"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
