@@ -73,17 +73,26 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def consumed(self) -> int | None:
-        """Predictions consumed so far, from the worker's /metrics; None until it serves."""
+    def metric(self, sample: str) -> int | None:
+        """A sample of the worker's /metrics, e.g. ``name{label="value"}``; None until it
+        serves, 0 while the sample is absent."""
         url = f"http://127.0.0.1:{self.settings.worker_web_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return None
-        topic = re.escape(PREDICTIONS.name(self.settings))
-        found = re.search(rf'failsoft_messages_consumed_total\{{topic="{topic}"\}} (\S+)', text)
+        found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
         return int(float(found.group(1))) if found else 0
+
+    def consumed(self) -> int | None:
+        """Predictions consumed so far; None until the worker serves."""
+        topic = PREDICTIONS.name(self.settings)
+        return self.metric(f'failsoft_messages_consumed_total{{topic="{topic}"}}')
+
+    def assigned(self) -> int:
+        """Partitions of each input topic the worker reads (0 before its first rebalance)."""
+        return self.metric("failsoft_partitions_assigned") or 0
 
     def wait_consumed(self, count: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -210,10 +219,16 @@ def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
         WorkerProcess(second_settings, tmp_path / "worker-2.log"),
     ]
     try:
-        # Both in the group before the data, so that most of it is read once.
-        for worker in workers:
-            worker.wait_consumed(0)
-        time.sleep(5)
+        # Both in the group, with the partitions split between them, before the data: a
+        # worker that joins later finds the offsets committed past what it would have read.
+        # Waiting a fixed 5 s once let the first worker read all of it on a loaded machine.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while [worker.assigned() for worker in workers] != [PREDICTIONS.partitions // 2] * 2:
+            assert all(w.process.poll() is None for w in workers), [
+                (w.process.returncode, w.tail()) for w in workers
+            ]
+            assert time.monotonic() < deadline, [w.assigned() for w in workers]
+            time.sleep(0.5)
         for stream in streams:
             produce(confluent_producer_config, first_settings, stream)
         deadline = time.monotonic() + START_TIMEOUT_S * 2
