@@ -26,10 +26,19 @@ Part 4 (``--long-null``), the portfolio's horizon: 100 models x 60,000 labels (3
 false alarms of ``PerformanceDrop`` at alpha 1e-4 for a few tolerances and reference
 sizes, in all and per model-day.
 
+``--batch N`` feeds each detector that has ``update_many`` in consecutive batches of N (the
+last one shorter), its alarms read from the batch (``_alarm_quality``); part 2's estimate
+takes its predictions and labels so, in arrival order, each alarm and its source read from
+``alarms``. The delays, misses and false alarms of parts 1, 2 and 4 must be those of the
+default, one by one. Part 3's plain column then times ``update_many`` per value; its read
+column stays one by one, as it reads after every update. river's ADWIN and PageHinkley
+have no ``update_many`` and go one by one.
+
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_performance            # 30 runs per stream
     .venv/bin/python -m tests.benchmarks.bench_performance --runs 5
+    .venv/bin/python -m tests.benchmarks.bench_performance --batch 500
 
 or through pytest: ``.venv/bin/python -m pytest tests/benchmarks/bench_performance.py``.
 """
@@ -58,7 +67,7 @@ from detectors import (
     ShadowAgreement,
     ShadowPromotion,
 )
-from tests.benchmarks._alarm_quality import Outcome, alarms, table
+from tests.benchmarks._alarm_quality import Outcome, add_batch_option, alarms, batches, table
 from tests.detectors import cases_performance, cases_shadow
 
 LENGTH = 10_000
@@ -99,7 +108,7 @@ DETECTORS: dict[str, Callable[[], Any]] = {
 }
 
 
-def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
+def evaluate(runs: int, batch: int = 1) -> dict[tuple[str, str], Outcome]:
     results: dict[tuple[str, str], Outcome] = {}
     for s, (stream_name, (make_stream, changes)) in enumerate(STREAMS.items()):
         for run in range(runs):
@@ -108,12 +117,14 @@ def evaluate(runs: int) -> dict[tuple[str, str], Outcome]:
                 if stream_name == "brier_rise" and detector_name.startswith("Bernoulli"):
                     continue  # its input is an event indicator, not a loss
                 outcome = results.setdefault((stream_name, detector_name), Outcome())
-                found, micros = alarms(make(), losses)
+                detector = make()
+                outcome.batched = batches(detector, batch)
+                found, micros = alarms(detector, losses, batch)
                 outcome.record(found, micros, CHANGE if changes else None, LENGTH)
     return results
 
 
-def head_start(runs: int, label_delay: int) -> tuple[list[int], list[int]]:
+def head_start(runs: int, label_delay: int, batch: int = 1) -> tuple[list[int], list[int]]:
     """Delays (in predictions after the change) of the estimated and the measured alarms."""
     estimated: list[int] = []
     measured: list[int] = []
@@ -122,21 +133,44 @@ def head_start(runs: int, label_delay: int) -> tuple[list[int], list[int]]:
         truth = rng.beta(0.6, 0.6, LENGTH)
         truth[CHANGE:] = 0.5 + (truth[CHANGE:] - 0.5) * 0.5  # unsure, and rightly so
         y = (rng.random(LENGTH) < truth).astype(int)
+        arrivals, clock = _arrivals(truth, y, label_delay)
         detector = EstimatedAccuracy(alpha=ALPHA)
+        found: list[tuple[int, str]] = []  # each alarm's clock and source
+        if batch > 1:
+            for offset in range(0, len(arrivals), batch):
+                detector.update_many(arrivals[offset : offset + batch])
+                found.extend((clock[offset + k], source) for k, source, _ in detector.alarms)
+        else:
+            for x, i in zip(arrivals, clock, strict=True):
+                detector.update(x)
+                if detector.alarm_source:
+                    found.append((i, detector.alarm_source))
         first: dict[str, int] = {}
-        for i in range(LENGTH + label_delay):
-            if i < LENGTH:
-                detector.update((None, float(truth[i])))
-                if detector.alarm_source and i >= CHANGE:
-                    first.setdefault(detector.alarm_source, i - CHANGE)
-            j = i - label_delay  # the prediction whose label arrives now
-            if j >= 0:
-                detector.update((int(y[j]), float(truth[j])))
-                if detector.alarm_source and i >= CHANGE:
-                    first.setdefault(detector.alarm_source, i - CHANGE)
+        for i, source in found:
+            if i >= CHANGE:
+                first.setdefault(source, i - CHANGE)
         estimated.append(first.get("estimated", -1))
         measured.append(first.get("measured", -1))
     return estimated, measured
+
+
+def _arrivals(
+    truth: np.ndarray, y: np.ndarray, label_delay: int
+) -> tuple[list[tuple[int | None, float]], list[int]]:
+    """The estimate's inputs in arrival order, each prediction then the label arriving
+    with it, ``label_delay`` predictions late; and each input's clock: the index of the
+    prediction made last when it arrives."""
+    arrivals: list[tuple[int | None, float]] = []
+    clock: list[int] = []
+    for i in range(LENGTH + label_delay):
+        if i < LENGTH:
+            arrivals.append((None, float(truth[i])))
+            clock.append(i)
+        j = i - label_delay  # the prediction whose label arrives now
+        if j >= 0:
+            arrivals.append((int(y[j]), float(truth[j])))
+            clock.append(i)
+    return arrivals, clock
 
 
 def head_start_table(estimated: list[int], measured: list[int], label_delay: int) -> str:
@@ -188,7 +222,7 @@ COSTED: dict[str, tuple[Callable[[], Any], Callable[[np.random.Generator, int], 
 }
 
 
-def costs(n: int = 20_000, repeats: int = 5) -> str:
+def costs(n: int = 20_000, repeats: int = 5, batch: int = 1) -> str:
     lines = [
         "| detector (defaults) | us per update (median) | result read | us per update + read |",
         "|---|---:|---|---:|",
@@ -200,8 +234,12 @@ def costs(n: int = 20_000, repeats: int = 5) -> str:
         for _ in range(repeats):
             detector = make()
             start = time.perf_counter()
-            for x in inputs:
-                detector.update(x)
+            if batches(detector, batch):
+                for offset in range(0, n, batch):
+                    detector.update_many(inputs[offset : offset + batch])
+            else:
+                for x in inputs:
+                    detector.update(x)
             plain.append((time.perf_counter() - start) / n * 1e6)
             if result:
                 detector = make()
@@ -215,29 +253,27 @@ def costs(n: int = 20_000, repeats: int = 5) -> str:
     return "\n".join(lines)
 
 
-def long_null(models: int = 100, labels: int = 60_000) -> str:
+def long_null(models: int = 100, labels: int = 60_000, batch: int = 1) -> str:
     lines = [
         "| PerformanceDrop (alpha 1e-4) | false alarms | models with any | per model-day |",
         "|---|---:|---:|---:|",
     ]
     model_days = models * labels / 2000
     for tolerance, reference_size in ((0.02, 1000), (0.01, 1000), (0.01, 3000)):
-        alarms = 0
+        total = 0
         alarming = 0
         for model in range(models):
             rng = np.random.default_rng([7, model])
             detector = PerformanceDrop(
                 alpha=ALPHA, tolerance=tolerance, reference_size=reference_size
             )
-            count = 0
-            for loss in (rng.random(labels) < 0.10).astype(float).tolist():
-                detector.update(loss)
-                count += detector.drift_detected
-            alarms += count
+            losses = (rng.random(labels) < 0.10).astype(float).tolist()
+            count = len(alarms(detector, losses, batch)[0])
+            total += count
             alarming += count > 0
         lines.append(
-            f"| tolerance {tolerance}, reference {reference_size} | {alarms} | "
-            f"{alarming}/{models} | {alarms / model_days:.4f} |"
+            f"| tolerance {tolerance}, reference {reference_size} | {total} | "
+            f"{alarming}/{models} | {total / model_days:.4f} |"
         )
     return "\n".join(lines)
 
@@ -247,15 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="seeded runs per stream")
     parser.add_argument("--label-delay", type=int, default=2000, help="in predictions")
     parser.add_argument("--long-null", action="store_true", help="also run part 4 (minutes)")
+    add_batch_option(parser)
     args = parser.parse_args(argv)
-    print(table(evaluate(args.runs), args.runs, CHANGED))
+    batch = args.batch
+    print(table(evaluate(args.runs, batch), args.runs, CHANGED, batch))
     print()
-    print(head_start_table(*head_start(args.runs, args.label_delay), args.label_delay))
+    print(head_start_table(*head_start(args.runs, args.label_delay, batch), args.label_delay))
     print()
-    print(costs())
+    print(costs(batch=batch))
     if args.long_null:
         print()
-        print(long_null())
+        print(long_null(batch=batch))
     return 0
 
 

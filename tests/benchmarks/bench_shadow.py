@@ -14,10 +14,16 @@ update plus one verdict read in microseconds (median over runs). Beside it, on t
 streams, a fixed-sample z-test at the same level looked at after every label (from the
 10th): the error it makes when used sequentially, which the confidence sequence avoids.
 
+``--batch N`` feeds the labels in consecutive batches of N through ``update_many`` and
+finds the first verdict in ``verdict_changes``: the verdicts and the labels to each must
+be those of the default, one by one; the cost is then per label fed, the rest of the
+batch that reached the verdict included.
+
 Run::
 
     .venv/bin/python -m tests.benchmarks.bench_shadow               # 40 runs per scenario
     .venv/bin/python -m tests.benchmarks.bench_shadow --runs 5
+    .venv/bin/python -m tests.benchmarks.bench_shadow --batch 500
 
 or through pytest: ``.venv/bin/python -m pytest tests/benchmarks/bench_shadow.py``.
 """
@@ -34,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors import ShadowPromotion
+from tests.benchmarks._alarm_quality import add_batch_option
 
 LIVE_ERROR = 0.20
 ALPHA = 0.05
@@ -60,7 +67,10 @@ def paired_errors(
     return np.column_stack([hardness < LIVE_ERROR, shadow_hardness < shadow_error]).astype(float)
 
 
-def run_one(errors: np.ndarray) -> tuple[str, int, float]:
+def run_one(errors: np.ndarray, batch: int = 1) -> tuple[str, int, float]:
+    """The first verdict (or undecided), the labels it took, and microseconds per label."""
+    if batch > 1:
+        return _run_batched(errors, batch)
     trial = ShadowPromotion(alpha=ALPHA, min_stable_period=0.0)
     verdict = "keep_watching"
     start = time.perf_counter()
@@ -72,6 +82,24 @@ def run_one(errors: np.ndarray) -> tuple[str, int, float]:
             break
     micros = (time.perf_counter() - start) / (i + 1) * 1e6
     return ("undecided" if verdict == "keep_watching" else verdict), i + 1, micros
+
+
+def _run_batched(errors: np.ndarray, batch: int) -> tuple[str, int, float]:
+    """``run_one`` in batches: the verdict starts at keep_watching, so its first change
+    is the first verdict."""
+    trial = ShadowPromotion(alpha=ALPHA, min_stable_period=0.0)
+    start = time.perf_counter()
+    for offset in range(0, len(errors), batch):
+        rows = errors[offset : offset + batch].tolist()
+        trial.update_many(
+            [(60.0 * (offset + k), live, shadow) for k, (live, shadow) in enumerate(rows)]
+        )
+        if trial.verdict_changes:
+            position, verdict = trial.verdict_changes[0]
+            micros = (time.perf_counter() - start) / (offset + len(rows)) * 1e6
+            return verdict, offset + position + 1, micros
+    micros = (time.perf_counter() - start) / len(errors) * 1e6
+    return "undecided", len(errors), micros
 
 
 def naive_wrong(errors: np.ndarray, shadow_error: float) -> bool:
@@ -89,14 +117,16 @@ def naive_wrong(errors: np.ndarray, shadow_error: float) -> bool:
     )
 
 
-def evaluate(runs: int, max_labels: int, correlation: float) -> dict[float, Outcome]:
+def evaluate(
+    runs: int, max_labels: int, correlation: float, batch: int = 1
+) -> dict[float, Outcome]:
     results: dict[float, Outcome] = {}
     for k, shadow_error in enumerate(SCENARIOS):
         outcome = results.setdefault(shadow_error, Outcome())
         for run in range(runs):
             rng = np.random.default_rng([k, run])
             errors = paired_errors(rng, max_labels, shadow_error, correlation)
-            verdict, labels, micros = run_one(errors)
+            verdict, labels, micros = run_one(errors, batch)
             outcome.verdicts[verdict] += 1
             outcome.micros.append(micros)
             if verdict != "undecided":
@@ -135,8 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=40, help="seeded runs per scenario")
     parser.add_argument("--max-labels", type=int, default=20_000, help="labels per run at most")
     parser.add_argument("--correlation", type=float, default=0.8, help="shared hard requests")
+    add_batch_option(parser)
     args = parser.parse_args(argv)
-    print(table(evaluate(args.runs, args.max_labels, args.correlation), args.runs))
+    results = evaluate(args.runs, args.max_labels, args.correlation, args.batch)
+    print(table(results, args.runs))
     return 0
 
 
