@@ -35,6 +35,12 @@ class Outcome:
     def false_alarms_per_10k(self) -> float:
         return 10_000 * self.false_alarms / self.quiet_events
 
+    def run(self, detector: Any, values: list[Any], change: int | None, batch: int) -> None:
+        """Feed one run to a new ``detector`` (``alarms``) and score it (``record``)."""
+        self.batched = batches(detector, batch)
+        found, micros = alarms(detector, values, batch)
+        self.record(found, micros, change, len(values))
+
     def record(self, alarms: list[int], micros: float, change: int | None, length: int) -> None:
         """Score one run's alarm indices against ``change`` (None: the stream has none)."""
         self.micros.append(micros)
@@ -65,6 +71,12 @@ def _positive(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"a batch holds at least 1 value, got {number}")
     return number
+
+
+def verdicts(results: dict[tuple[str, str], Outcome]) -> dict[tuple[str, str], Any]:
+    """What the results say less their cost: per (stream, detector), the delays, misses and
+    false alarms."""
+    return {key: (o.delays, o.misses, o.false_alarms) for key, o in results.items()}
 
 
 def alarms(detector: Any, values: list[Any], batch: int = 1) -> tuple[list[int], float]:

@@ -67,7 +67,7 @@ from detectors import (
     ShadowAgreement,
     ShadowPromotion,
 )
-from tests.benchmarks._alarm_quality import Outcome, add_batch_option, alarms, batches, table
+from tests.benchmarks._alarm_quality import Outcome, add_batch_option, batches, table, verdicts
 from tests.detectors import cases_performance, cases_shadow
 
 LENGTH = 10_000
@@ -117,10 +117,7 @@ def evaluate(runs: int, batch: int = 1) -> dict[tuple[str, str], Outcome]:
                 if stream_name == "brier_rise" and detector_name.startswith("Bernoulli"):
                     continue  # its input is an event indicator, not a loss
                 outcome = results.setdefault((stream_name, detector_name), Outcome())
-                detector = make()
-                outcome.batched = batches(detector, batch)
-                found, micros = alarms(detector, losses, batch)
-                outcome.record(found, micros, CHANGE if changes else None, LENGTH)
+                outcome.run(make(), losses, CHANGE if changes else None, batch)
     return results
 
 
@@ -268,7 +265,9 @@ def long_null(models: int = 100, labels: int = 60_000, batch: int = 1) -> str:
                 alpha=ALPHA, tolerance=tolerance, reference_size=reference_size
             )
             losses = (rng.random(labels) < 0.10).astype(float).tolist()
-            count = len(alarms(detector, losses, batch)[0])
+            outcome = Outcome()
+            outcome.run(detector, losses, None, batch)  # no change: every alarm is false
+            count = outcome.false_alarms
             total += count
             alarming += count > 0
         lines.append(
@@ -309,6 +308,15 @@ def test_performance_benchmark_runs_and_catches_each_rise() -> None:
     assert all(0 <= e < m for e, m in zip(estimated, measured, strict=True))
     print(costs(n=500, repeats=1))
     print(long_null(models=2, labels=2000))
+
+
+def test_batches_change_no_verdict() -> None:
+    # 37: the 1,000 losses each baseline learns from end inside a batch, whose rest it judges.
+    batched = evaluate(1, batch=37)
+    alone = {name for (_, name), outcome in batched.items() if not outcome.batched}
+    assert alone == {"river ADWIN (defaults)", "river PageHinkley (defaults)"}
+    assert verdicts(batched) == verdicts(evaluate(1))
+    assert head_start(1, 2000, batch=37) == head_start(1, 2000)
 
 
 if __name__ == "__main__":

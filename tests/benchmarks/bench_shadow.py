@@ -181,5 +181,14 @@ def test_shadow_benchmark_runs_and_decides_clear_cases_rightly() -> None:
     assert wrong(0.20, results[0.20]) == 0
 
 
+def test_batches_change_no_verdict() -> None:
+    def verdicts(results: dict[float, Outcome]) -> list[tuple[dict[str, int], list[int]]]:
+        return [(outcome.verdicts, outcome.labels) for outcome in results.values()]
+
+    # 37: most verdicts fall inside a batch, whose rest is fed but not counted.
+    batched = evaluate(1, 5_000, 0.8, batch=37)
+    assert verdicts(batched) == verdicts(evaluate(1, 5_000, 0.8))
+
+
 if __name__ == "__main__":
     sys.exit(main())
