@@ -131,7 +131,7 @@ def table(
         alone = dict.fromkeys(name for (_, name), o in results.items() if not o.batched)
         lines += [
             "",
-            f"Batches of {batch} through update_many; one by one (none): "
+            f"Batches of {batch} through update_many; one by one, having no update_many: "
             + (", ".join(alone) or "none"),
         ]
     return "\n".join(lines)
