@@ -17,13 +17,16 @@ from hypothesis import strategies as st
 
 from detectors._batch import SMALL_BATCH
 from detectors.leaks.availability_gap import AvailabilityGap
-from detectors.leaks.events import request_hash
+from detectors.leaks.events import WriteColumns, request_hash, write_columns
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch
 from streams.monitor.leak_watch import (
+    _SUB,
     LeakEffects,
     LeakWatch,
     RequestMap,
+    _lag_windows,
+    _window_evidence,
     new_leak_watch,
     observe,
     observe_batch,
@@ -781,3 +784,63 @@ def test_put_many_is_put_one_by_one(
         many.put_many(keys[start:stop], [entity_id for _, entity_id in requests[start:stop]])
     assert pickle.dumps(many) == pickle.dumps(one)
     assert [many.get(f"r{n}") for n in range(10)] == [one.get(f"r{n}") for n in range(10)]
+
+
+def lag_windows_feature_at_a_time(
+    watch: LeakWatch, writes: WriteColumns
+) -> list[tuple[int, int, str, Any]]:
+    """``_lag_windows`` as it was: a ``WriteLag.update_writes`` call per feature, in order
+    of first write."""
+    found = []
+    order = list(dict.fromkeys(writes.codes.tolist()))
+    for code in order:
+        feature = writes.features[code]
+        rows = np.flatnonzero(writes.codes == code)
+        watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + int(
+            np.count_nonzero(writes.ok[rows])
+        )
+        lag = watch.write_lag[feature]
+        lag.update_writes(writes, rows)
+        for position, summary in lag.windows_closed:
+            w = int(np.searchsorted(writes.positions, position))
+            at = float(writes.written_at[w]) / 1000.0
+            found.append((position * _SUB, 1, "", _window_evidence(lag, summary, at)))
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["", "write_lag_window = 10\n", "write_lag_window = 25\n"]),
+    # Runs of writes: each (feature, lag in ms, malformed), the features the model
+    # monitors (two of them share a WriteLag) in any order and mix.
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["plan", "last_login_date", "balance"]),
+                st.integers(0, 60_000),
+                # Mostly well-formed: a malformed write is counted, not timed.
+                st.integers(0, 9).map(bool),
+            ),
+            max_size=80,
+        ),
+        max_size=5,
+    ),
+)
+def test_lag_windows_are_a_call_per_feature(
+    window: str, runs: list[list[tuple[str, int, bool]]]
+) -> None:
+    # A detector's writes go in one call: the same verdicts, counts and pickled state
+    # (its last windows those of its last feature) as a call per feature.
+    model = churn_model(f"[models.churn.detectors.leaks]\n{window}")
+    together, apart = new_leak_watch(model), new_leak_watch(model)
+    now = 1_000_000
+    for records in runs:
+        made = []
+        for feature, lag, fine in records:
+            now += 1_000
+            made.append(write("u1", feature, 1.0, now, now + lag))
+            if not fine:
+                made[-1] = dataclasses_replace(made[-1], event_at=math.nan)
+        writes = write_columns(made, list(range(0, 2 * len(made), 2)))
+        assert _lag_windows(together, writes) == lag_windows_feature_at_a_time(apart, writes)
+        assert pickle.dumps(together) == pickle.dumps(apart)
