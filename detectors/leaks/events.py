@@ -16,7 +16,7 @@ import numbers
 import operator
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -157,6 +157,15 @@ def entity_hash(entity_id: EntityId) -> int:
             _hashes.clear()
         found = _hashes[entity_id] = _entity_hash(entity_id)
     return found
+
+
+def entity_hashes(entity_ids: Sequence[EntityId]) -> list[int]:
+    """``entity_hash`` of each of ``entity_ids``, each a str or an int exactly (a bool
+    would find its int's): the kept ones in a C-level pass, the others one by one."""
+    found = list(map(_hashes.get, entity_ids))
+    if None in found:
+        return [entity_hash(e) if h is None else h for e, h in zip(entity_ids, found, strict=True)]
+    return cast(list[int], found)
 
 
 def _entity_hash(entity_id: EntityId) -> int:
@@ -336,11 +345,7 @@ def write_columns(writes: Sequence[Any], positions: Sequence[int] | None = None)
     else:
         ok = np.array(list(map(_feature_ok, names)), bool)[codes]
     if set(map(type, entity_ids)) <= _STR_OR_INT:
-        found = list(map(_hashes.get, entity_ids))
-        if None in found:
-            found = [
-                entity_hash(e) if h is None else h for e, h in zip(entity_ids, found, strict=True)
-            ]
+        found = entity_hashes(entity_ids)
     else:
         found = list(map(entity_hash, entity_ids))
         ok &= np.fromiter(map(_entity_ok, entity_ids), bool, n)
@@ -462,7 +467,7 @@ def label_columns(others: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.nda
             and all_finite(times)
         ):
             return (
-                np.fromiter(map(entity_hash, ids), np.uint64, len(ids)),
+                np.array(entity_hashes(ids), np.uint64),
                 np.array(times, np.float64),
                 np.array(labels, np.int8),
             )

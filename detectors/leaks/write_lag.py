@@ -265,6 +265,13 @@ class WriteLag(TupleEvents, base.Base):
         if len(self._batch_events) > 1:
             self._batch_events = tuple(sorted(self._batch_events, key=lambda event: event[0]))
 
+    def keep_windows(self, feature: str) -> None:
+        """Keeps of ``windows_closed`` those of ``feature``: what ``update_writes`` of its
+        writes alone, after the others', leaves."""
+        self._batch_events = tuple(
+            event for event in self._batch_events if event[1].feature == feature
+        )
+
     def _count(
         self, feature: str, row: int, positions: np.ndarray, lags: np.ndarray, taken: np.ndarray
     ) -> None:

@@ -106,6 +106,7 @@ from detectors.leaks.events import (
     ServedFeature,
     WriteColumns,
     entity_hash,
+    entity_hashes,
     finite,
     get_entity_id,
     get_written_at,
@@ -720,7 +721,7 @@ def _served(watch: LeakWatch, batch: Batch) -> _Served | None:
         np.fromiter(records, np.intp, len(records)),
         requests,
         entity_ids,
-        np.array(list(map(entity_hash, entity_ids)), np.uint64),
+        np.array(entity_hashes(entity_ids), np.uint64),
         predicted_at,
         features,
         places,
@@ -1080,36 +1081,39 @@ def _gap_round(watch: LeakWatch, bits: int) -> None:
 
 
 def _lag_windows(watch: LeakWatch, writes: WriteColumns) -> list[tuple[int, int, str, Any]]:
-    """Feeds the monitored writes to each feature's ``WriteLag``, a feature's at once; the
+    """Feeds the monitored writes to the ``WriteLag`` of their features, each detector its
+    features' writes in one call (its state per feature, the same as a feature's at a
+    time: a call per feature cost more than the counting on a few dozen writes); the
     verdicts of each window a write closed, found at once at the write's slot."""
     if not len(writes.ok):
         return []
     found = []
     features = writes.features
     codes = writes.codes
-    # Per feature, in order of its first write: its writes accepted.
-    listed = codes.tolist()
-    order = list(dict.fromkeys(listed))
-    if len(order) == 1:
-        accepted = {order[0]: int(np.count_nonzero(writes.ok))}
-        grouped = ends = None
+    # The features written, in order of first write, and their writes accepted.
+    if len(features) == 1:
+        order = [0]
+        accepted = [int(np.count_nonzero(writes.ok))]
     else:
-        accepted = dict(enumerate(np.bincount(codes[writes.ok], minlength=len(features)).tolist()))
-        # Each feature's writes, by feature code.
-        grouped = np.argsort(codes, kind="stable")
-        ends = [0, *np.cumsum(np.bincount(codes, minlength=len(features))).tolist()]
-    # A feature at a time, as each feature's windows are its own: the detector keeps the
-    # windows of its last batch, of one feature.
+        order = list(dict.fromkeys(codes.tolist()))
+        accepted = np.bincount(codes[writes.ok], minlength=len(features)).tolist()
+    # Per detector, in order of its first feature: the codes of its features written.
+    shared: dict[int, tuple[WriteLag, list[int]]] = {}
     for code in order:
         feature = features[code]
         watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + accepted[code]
         lag = watch.write_lag[feature]
-        rows = None if grouped is None or ends is None else grouped[ends[code] : ends[code + 1]]
+        shared.setdefault(id(lag), (lag, []))[1].append(code)
+    for lag, own in shared.values():
+        rows = None if len(own) == len(order) else np.flatnonzero(np.isin(codes, own))
         lag.update_writes(writes, rows)
         for position, summary in lag.windows_closed:
             w = int(np.searchsorted(writes.positions, position))
             at = float(writes.written_at[w]) / 1000.0
             found.append((position * _SUB, 1, "", _window_evidence(lag, summary, at)))
+        if len(own) > 1:
+            # The detector is pickled as a call per feature leaves it.
+            lag.keep_windows(features[own[-1]])
     return found
 
 

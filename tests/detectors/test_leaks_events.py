@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from detectors.leaks import FeatureWrite, Label, ServedFeature
 from detectors.leaks.events import (
+    _entity_hash,
     all_finite,
     checked_label,
     checked_served,
     checked_write,
     entity_hash,
+    entity_hashes,
     finite,
     is_null,
     label_columns,
@@ -118,6 +120,20 @@ def test_entity_hashes_are_kept_apart_by_type_and_stable_across_processes() -> N
         assert entity_hash("u1") == 4951862600420806941
         assert entity_hash(1) == 778860755400141486
         assert entity_hash(True) == 6485534553297259567
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.text(max_size=8), st.integers(-(2**70), 2**70)), max_size=30),
+    st.integers(0, 30),
+)
+def test_a_batch_of_entity_ids_hashes_as_each_one_does(
+    entity_ids: list[str | int], kept: int
+) -> None:
+    # Some of them hashed before (kept), the others not; "1" and 1 apart.
+    for entity_id in entity_ids[:kept]:
+        entity_hash(entity_id)
+    assert entity_hashes(entity_ids) == [_entity_hash(e) for e in entity_ids]
 
 
 def test_request_hashes_are_stable_across_processes() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import pickle
 import types
 from collections.abc import Iterator, Mapping
@@ -17,13 +18,16 @@ from hypothesis import strategies as st
 
 from detectors._batch import SMALL_BATCH
 from detectors.leaks.availability_gap import AvailabilityGap
-from detectors.leaks.events import request_hash
+from detectors.leaks.events import WriteColumns, request_hash, write_columns
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 from streams.monitor.batch import Batch
 from streams.monitor.leak_watch import (
+    _SUB,
     LeakEffects,
     LeakWatch,
     RequestMap,
+    _lag_windows,
+    _window_evidence,
     new_leak_watch,
     observe,
     observe_batch,
@@ -781,3 +785,85 @@ def test_put_many_is_put_one_by_one(
         many.put_many(keys[start:stop], [entity_id for _, entity_id in requests[start:stop]])
     assert pickle.dumps(many) == pickle.dumps(one)
     assert [many.get(f"r{n}") for n in range(10)] == [one.get(f"r{n}") for n in range(10)]
+
+
+def lag_windows_feature_at_a_time(
+    watch: LeakWatch, writes: WriteColumns
+) -> list[tuple[int, int, str, Any]]:
+    """``_lag_windows`` as it was: a ``WriteLag.update_writes`` call per feature, in order
+    of first write."""
+    found = []
+    order = list(dict.fromkeys(writes.codes.tolist()))
+    for code in order:
+        feature = writes.features[code]
+        rows = np.flatnonzero(writes.codes == code)
+        watch.lag_writes[feature] = watch.lag_writes.get(feature, 0) + int(
+            np.count_nonzero(writes.ok[rows])
+        )
+        lag = watch.write_lag[feature]
+        lag.update_writes(writes, rows)
+        for position, summary in lag.windows_closed:
+            w = int(np.searchsorted(writes.positions, position))
+            at = float(writes.written_at[w]) / 1000.0
+            found.append((position * _SUB, 1, "", _window_evidence(lag, summary, at)))
+    return found
+
+
+first = operator.itemgetter(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["", "write_lag_window = 10\n", "write_lag_window = 25\n"]),
+    # Runs of writes: each (feature, lag in ms, well-formed), the features the model
+    # monitors (two of them share a WriteLag) in any order and mix; malformed writes
+    # (mostly well-formed) in half the examples.
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["plan", "last_login_date", "balance"]),
+                st.integers(0, 60_000),
+                st.integers(0, 9).map(bool),
+            ),
+            max_size=80,
+        ),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+# A feature's first write malformed, another's of the same WriteLag next: a call per
+# feature made the first feature's row first, one by one makes the other's.
+@example("", [[("plan", 0, False), ("balance", 0, True), ("plan", 0, True)]], True)
+def test_lag_windows_are_a_call_per_feature_and_each_write_alone(
+    window: str, runs: list[list[tuple[str, int, bool]]], malformed: bool
+) -> None:
+    # A detector's writes go in one call: the same verdicts and state as each write alone
+    # (a feature's row made at its first well-formed write); and with no malformed write
+    # the same pickle (its last windows those of its last feature) as a call per feature,
+    # which made a feature's row at its first write, well-formed or not.
+    model = churn_model(f"[models.churn.detectors.leaks]\n{window}")
+    together, alone, apart = (new_leak_watch(model) for _ in range(3))
+    now, well_formed = 1_000_000, True
+    for records in runs:
+        made = []
+        for feature, lag, fine in records:
+            now += 1_000
+            made.append(write("u1", feature, 1.0, now, now + lag))
+            if malformed and not fine:
+                made[-1] = dataclasses_replace(made[-1], event_at=math.nan)
+        positions = list(range(0, 2 * len(made), 2))
+        writes = write_columns(made, positions)
+        # By slot, as ``_effects`` sorts them (a write closes one feature's window).
+        found = sorted(_lag_windows(together, writes), key=first)
+        each = [
+            closed
+            for w in range(len(made))
+            for closed in _lag_windows(alone, write_columns([made[w]], [positions[w]]))
+        ]
+        assert found == each
+        assert state_difference(together, alone) is None
+        # A call per feature parts from one by one at a malformed write.
+        well_formed = well_formed and not (malformed and not all(f for _, _, f in records))
+        if well_formed:
+            assert found == sorted(lag_windows_feature_at_a_time(apart, writes), key=first)
+            assert pickle.dumps(together) == pickle.dumps(apart)
