@@ -33,7 +33,9 @@ _PARTITIONS_SHOWN = 8
 def describe_stats(text: str | None) -> str:
     """One line out of a librdkafka statistics JSON: each broker handle (state, seconds in
     it, requests waiting to go and waiting for a response, partitions it serves) and the
-    partitions holding messages (leader, queued and in-transmit counts, serving handle)."""
+    partitions holding messages (leader, queued and in-transmit counts, serving handle),
+    counting those that no handle of their leader serves while that leader's is up:
+    librdkafka does not send those while it stays so."""
     if not text:
         return "no librdkafka statistics yet"
     try:
@@ -41,27 +43,39 @@ def describe_stats(text: str | None) -> str:
     except ValueError:
         return "unreadable librdkafka statistics"
     serving: dict[tuple[str, str], str] = {}
+    node_of: dict[str, int] = {}
+    up: set[int] = set()
     brokers = []
     for name, broker in sorted(stats.get("brokers", {}).items()):
         toppars = broker.get("toppars", {})
         for toppar in toppars.values():
             serving[(toppar.get("topic", ""), str(toppar.get("partition")))] = name
+        node_of[name] = broker.get("nodeid", -1)
+        if broker.get("state") == "UP" and node_of[name] >= 0:
+            up.add(node_of[name])
         brokers.append(
             f"{name} {broker.get('state')} {broker.get('stateage', 0) / 1e6:.0f}s"
             f" out {broker.get('outbuf_cnt', 0)} wait {broker.get('waitresp_cnt', 0)}"
             f" partitions {len(toppars)}"
         )
     holding = []
+    stranded = 0
     for topic, detail in sorted(stats.get("topics", {}).items()):
         for partition, p in detail.get("partitions", {}).items():
             queued, sending = p.get("msgq_cnt", 0), p.get("xmit_msgq_cnt", 0)
             if queued + sending == 0:
                 continue
+            handle = serving.get((topic, partition))
+            leader = p.get("leader", -1)
+            # Its leader is up, yet the handle of another node, or none, holds it.
+            lost = leader in up and node_of.get(handle or "", -1) != leader
+            stranded += lost
             holding.append(
                 (
                     queued + sending,
-                    f"{topic}[{partition}] leader {p.get('leader')} queued {queued}"
-                    f" sending {sending} on {serving.get((topic, partition), 'none')}",
+                    f"{topic}[{partition}] leader {leader} queued {queued}"
+                    f" sending {sending} on {handle or 'no handle'}"
+                    + (" (not its leader's)" if lost else ""),
                 )
             )
     holding.sort(key=lambda item: -item[0])
@@ -72,6 +86,12 @@ def describe_stats(text: str | None) -> str:
         + (", ".join(brokers) or "none")
         + (f"; partitions: {shown}" if shown else "")
         + (f" (and {more} more)" if more > 0 else "")
+        + (
+            f"; {stranded} partitions holding messages are not on their leader's handle "
+            "although it is up"
+            if stranded
+            else ""
+        )
     )
 
 

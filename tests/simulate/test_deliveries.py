@@ -21,6 +21,7 @@ STATS = json.dumps(
         "msg_cnt": 1234,
         "brokers": {
             "127.0.0.1:9092/1": {
+                "nodeid": 1,
                 "state": "UP",
                 "stateage": 42_000_000,
                 "outbuf_cnt": 0,
@@ -28,6 +29,7 @@ STATS = json.dumps(
                 "toppars": {"t.predictions-0": {"topic": "t.predictions", "partition": 0}},
             },
             ":0/internal": {
+                "nodeid": -1,
                 "state": "UP",
                 "stateage": 90_000_000,
                 "outbuf_cnt": 0,
@@ -53,8 +55,17 @@ def test_statistics_name_the_brokers_and_the_partitions_that_hold_messages() -> 
     assert line.startswith("librdkafka holds 1234 messages; brokers: ")
     assert "127.0.0.1:9092/1 UP 42s out 0 wait 2 partitions 1" in line
     assert ":0/internal UP 90s out 0 wait 0 partitions 1" in line
-    assert "t.predictions[1] leader 1 queued 1200 sending 34 on :0/internal" in line
+    assert (
+        "t.predictions[1] leader 1 queued 1200 sending 34 on :0/internal (not its leader's)" in line
+    )
     assert "t.predictions[0]" not in line
+    assert line.endswith(
+        "; 1 partitions holding messages are not on their leader's handle although it is up"
+    )
+    # In an outage (the leader's handle is not up), messages waiting anywhere are no sign.
+    down = json.loads(STATS)
+    down["brokers"]["127.0.0.1:9092/1"]["state"] = "TRY_CONNECT"
+    assert "not its leader's" not in describe_stats(json.dumps(down))
     assert describe_stats(None) == "no librdkafka statistics yet"
     assert describe_stats("{") == "unreadable librdkafka statistics"
 
