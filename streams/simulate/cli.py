@@ -175,6 +175,7 @@ def _publish(
 
     from streams import topics
     from streams.kafka_security import probe
+    from streams.simulate.deliveries import DeliveryWatch
     from streams.simulate.publish import Pacer, PublishStats, producer_config, publish
     from streams.simulate.timeline import iso_utc
 
@@ -194,7 +195,11 @@ def _publish(
             reported.add(error.name())
             print(f"  Kafka error at {iso_utc(int(time.time() * 1000))}: {error.str()}", flush=True)
 
-    producer = Producer({**producer_config(settings), "error_cb": on_error})
+    def on_stall(line: str) -> None:
+        print(f"  Kafka deliveries at {iso_utc(int(time.time() * 1000))}: {line}", flush=True)
+
+    watch = DeliveryWatch(on_stall)
+    producer = Producer({**producer_config(settings), "error_cb": on_error, **watch.config()})
     stats = PublishStats()
     started = time.monotonic()
     last_report = [started]
@@ -218,6 +223,7 @@ def _publish(
             linger_ms=linger_ms,
             stats=stats,
             progress=progress,
+            watch=watch,
         )
     except KeyboardInterrupt:
         interrupted = True

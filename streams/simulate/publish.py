@@ -35,6 +35,8 @@ from streams.settings import Settings
 from streams.topics import KEY_PARTITIONER
 
 if TYPE_CHECKING:
+    from streams.simulate.deliveries import DeliveryWatch
+
     # Not at run time: ``failsoft simulate``'s options read ``LINGER_MS`` from here, and
     # the command line must load in a fleet-only install, which has no numpy.
     from streams.simulate.traffic import SimEvent
@@ -49,6 +51,7 @@ LINGER_MS = 50.0
 # Serve delivery reports at least this often while producing flat out.
 _POLL_EVERY = 1000
 _FULL_QUEUE_WAIT_S = 0.05
+_FLUSH_SLICE_S = 5.0
 # An event less than this far ahead of the wall clock goes at once.
 _AHEAD_S = 0.001
 
@@ -97,6 +100,8 @@ class PublishStats:
     messages: Counter[str] = dataclasses.field(default_factory=Counter)
     errors: Counter[str] = dataclasses.field(default_factory=Counter)
     undelivered: int = 0
+    # Delivery reports served, of messages (a batch message is one).
+    reports: int = 0
     # Pacing in real time, per second of event time (its first millisecond): the most a
     # message's first record went behind its time on the wall clock, in seconds.
     behind: dict[int, float] = dataclasses.field(default_factory=dict)
@@ -120,8 +125,14 @@ class PublishStats:
             "behind": sorted(self.behind.items()),
         }
 
+    @property
+    def outstanding(self) -> int:
+        """Messages handed to the producer and not reported yet."""
+        return sum(self.messages.values()) - self.reports
+
     def on_delivery(self, records: int, error: Any, message: Any) -> None:
         """The delivery report of a message of ``records`` records."""
+        self.reports += 1
         if error is None:
             self.delivered[message.topic()] += records
         else:
@@ -168,6 +179,8 @@ def publish(
     stats: PublishStats | None = None,
     progress: Callable[[PublishStats, SimEvent], None] | None = None,
     flush_timeout_s: float = 60.0,
+    watch: DeliveryWatch | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> PublishStats:
     """Produce every event to its topic (``topic_names`` maps the event's topic to a name),
     one message per event, or in batches of up to ``batch_size`` records that, pacing in
@@ -175,7 +188,8 @@ def publish(
 
     ``stats`` may be passed in so that a caller interrupted mid-way (Ctrl-C) still has the
     counts; pending batches are sent and the producer is flushed whatever happens.
-    ``progress`` is called now and then.
+    ``progress`` is called now and then; so is ``watch``, which notices deliveries that
+    stop while messages are outstanding (also during the final flush).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected 1 or more, got {batch_size}")
@@ -186,8 +200,13 @@ def publish(
     # The delivery report callback of each message size: single-record messages share one.
     reports: dict[int, Callable[[Any, Any], None]] = {}
 
+    def check() -> None:
+        if watch is not None:
+            watch.check(stats.outstanding, stats.reports)
+
     def sleep(seconds: float) -> None:
         producer.poll(seconds)
+        check()
 
     def send(
         topic: str, key: str, value: bytes, first_at: int, timestamp: int, records: int
@@ -248,9 +267,26 @@ def publish(
                     send_batch(topic, owner, pending.pop((topic, owner)))
             if count % _POLL_EVERY == 0:
                 producer.poll(0)
+                check()
                 if progress is not None:
                     progress(stats, event)
     finally:
         send_pending()
-        stats.undelivered = producer.flush(flush_timeout_s)
+        stats.undelivered = _flush(producer, flush_timeout_s, check, clock)
     return stats
+
+
+def _flush(
+    producer: ProducerLike,
+    timeout_s: float,
+    check: Callable[[], None],
+    clock: Callable[[], float],
+) -> int:
+    """``producer.flush`` in slices of at most ``_FLUSH_SLICE_S``, checking deliveries
+    between them; the messages left at the end."""
+    deadline = clock() + timeout_s
+    while True:
+        left = producer.flush(max(0.0, min(_FLUSH_SLICE_S, deadline - clock())))
+        check()
+        if left == 0 or clock() >= deadline:
+            return left
