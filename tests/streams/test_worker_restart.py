@@ -120,6 +120,23 @@ class WorkerProcess:
         self.log.close()
 
 
+def wait_all(
+    workers: list[WorkerProcess],
+    read: Callable[[WorkerProcess], int | None],
+    done: Callable[[list[int]], bool],
+    timeouts: int,
+) -> None:
+    """Until ``done`` holds for what ``read`` gives of each worker (None as 0), within
+    ``timeouts`` times ``START_TIMEOUT_S``, every worker still running."""
+    deadline = time.monotonic() + START_TIMEOUT_S * timeouts
+    while not done([read(worker) or 0 for worker in workers]):
+        assert all(w.process.poll() is None for w in workers), [
+            (w.process.returncode, w.tail()) for w in workers
+        ]
+        assert time.monotonic() < deadline, [read(worker) for worker in workers]
+        time.sleep(0.5)
+
+
 def restarted(
     settings: Settings,
     stream: list[Prediction],
@@ -222,22 +239,11 @@ def test_two_workers_share_the_partitions_and_each_model_gets_its_commands_once(
         # Both in the group, with the partitions split between them, before the data: a
         # worker that joins later finds the offsets committed past what it would have read.
         # Waiting a fixed 5 s once let the first worker read all of it on a loaded machine.
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while [worker.assigned() for worker in workers] != [PREDICTIONS.partitions // 2] * 2:
-            assert all(w.process.poll() is None for w in workers), [
-                (w.process.returncode, w.tail()) for w in workers
-            ]
-            assert time.monotonic() < deadline, [w.assigned() for w in workers]
-            time.sleep(0.5)
+        half = PREDICTIONS.partitions // 2
+        wait_all(workers, WorkerProcess.assigned, lambda counts: counts == [half, half], 1)
         for stream in streams:
             produce(confluent_producer_config, first_settings, stream)
-        deadline = time.monotonic() + START_TIMEOUT_S * 2
-        while sum(worker.consumed() or 0 for worker in workers) < total:
-            assert all(w.process.poll() is None for w in workers), [
-                (w.process.returncode, w.tail()) for w in workers
-            ]
-            assert time.monotonic() < deadline, [w.consumed() for w in workers]
-            time.sleep(0.5)
+        wait_all(workers, WorkerProcess.consumed, lambda counts: sum(counts) >= total, 2)
         # With events read twice, the sum can reach the total before every event was read:
         # wait for the commands while the workers still run.
         commands = read_commands(confluent_consumer_config, CONTROL.name(first_settings), 8)
