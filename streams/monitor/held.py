@@ -853,7 +853,7 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
                 return i, STOP_LABEL, -1
             found = _match(keys[i], i, held, run[_MATCHED])
             if found == 0:
-                # Held by entity, or for the wait (``wait_add``): the Python's.
+                # Not held: it waits (``wait_add``) or is unmatched, the Python's.
                 return i, STOP_LABEL, -1
             why = _joined(i, found, run, held, join)
             if why != STOP_END:

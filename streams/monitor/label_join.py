@@ -15,11 +15,16 @@ A prediction is held until its label arrives or its time to live runs out. Its k
 ``(role, request_id)``: a request has one prediction per role (the live or fallback answer,
 and the shadow's), and one label scores all of them. A label matches:
 
-1. by ``request_id`` when it has one and a held prediction of that request exists: every
-   held prediction of the request, one per role;
-2. else by ``entity_id``: for each role, the latest held prediction of that entity made at
-   or before ``label_at``. Earlier predictions of the entity stay held (a later label may be
-   theirs) and expire if none comes;
+1. by ``request_id`` when it names one: every held prediction of the request, one per
+   role. Only those: a label is about its request, and while that request's prediction is
+   not held (not read yet, expired, left out), any other prediction of the entity is
+   someone else's answer, paired with this label's outcome. (A worker that read the
+   labels ahead of the predictions once joined them so, by entity, with the entity's
+   earlier unlabelled predictions: a healthy model's accuracy fell to chance and 14 of 20
+   models failed soft.) The label waits for its prediction (``streams.monitor.label_wait``);
+2. by ``entity_id`` when it names no request: for each role, the latest held prediction of
+   that entity made at or before ``label_at``. Earlier predictions of the entity stay held
+   (a later label may be theirs) and expire if none comes;
 3. else it is counted: unsampled when its prediction is one the sample of held predictions
    leaves out (below), else unmatched.
 
@@ -983,11 +988,8 @@ def _chunk_room(calibrated: CalibratedEstimate) -> int:
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
     if truth.request_id is not None:
-        found = join.held.of_request(truth.request_id)
-        if found:
-            return found
-    if truth.entity_id is None:
-        return []
+        return join.held.of_request(truth.request_id)
+    assert truth.entity_id is not None  # the contract requires one of the two
     return join.held.latest_of_entity(truth.entity_id, truth.label_at)
 
 

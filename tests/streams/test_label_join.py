@@ -190,10 +190,12 @@ def test_entity_labels_join_the_latest_prediction_made_before_them() -> None:
     assert join.streams[("live", "v1")].delay.p50 == pytest.approx(1.0, rel=0.01)
     join = pickle.loads(pickle.dumps(join))  # the key index is rebuilt on load
     assert [h.request for h in join.held.of_entity("alice")] == [r0, r2]
-    # A request_id nobody holds falls back to the entity; one before every prediction, none.
-    assert observe_label(join, label(1, START_MS + 9_500, request=99, entity="alice")).joined == 1
+    # A label naming a request nobody holds is that request's: it takes no prediction of
+    # its entity's. One by entity before every prediction of the entity matches none.
+    assert observe_label(join, label(1, START_MS + 9_500, request=99, entity="alice")).joined == 0
     assert observe_label(join, label(1, START_MS + 500, entity="alice")).joined == 0
-    assert (join.joined, join.unmatched, [k[1] for k in join.held]) == (2, 1, [r0])
+    assert observe_label(join, label(1, START_MS + 9_600, entity="alice")).joined == 1
+    assert (join.joined, join.unmatched, [k[1] for k in join.held]) == (2, 2, [r0])
 
 
 def test_one_label_scores_every_role_separately_and_only_live_reaches_health() -> None:

@@ -386,6 +386,42 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     assert_batches_as_one_by_one(model, records, at, max_waiting)
 
 
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_labels_read_ahead_of_their_predictions_wait_for_their_own_requests(size: int) -> None:
+    # A worker catching up reads the ground truth ahead of the predictions: a label comes
+    # before its prediction while earlier, never labelled predictions of its entity are
+    # held. It must wait for its own request's prediction, not take the entity's latest
+    # (a wrong pair: a healthy model's accuracy fell to chance in the pipeline benchmark).
+    def made(n: int) -> Prediction:
+        return msgspec.structs.replace(
+            prediction(n, 40.0, "de"), entity_id=f"u{n % 3}", output=Score(score=n / 60)
+        )
+
+    def truth(n: int) -> GroundTruth:
+        return GroundTruth(
+            schema_version=1,
+            model_id="ranker",
+            label=1,
+            label_at=made(n).predicted_at + 500,
+            request_id=f"r{n}",
+            entity_id=f"u{n % 3}",
+        )
+
+    odd = range(1, 60, 2)
+    # Requests 0 to 29 and then their labels; the other labels, then their predictions.
+    records: list[Record] = [made(n) for n in range(30)] + [truth(n) for n in odd if n < 30]
+    records += [truth(n) for n in odd if n >= 30] + [made(n) for n in range(30, 61)]
+    monitor = Monitor(small_model())
+    for part in batching.batches(records, list(range(size, len(records), size))):
+        monitor.observe(Batch.from_records("ranker", part))
+    join = monitor.join
+    assert (join.labels, join.joined, join.unmatched) == (30, 30, 0)
+    # Exactly the requests without a label are still held.
+    assert sorted(key[1] for key in join.held) == sorted(
+        request_hash(f"r{n}") for n in range(0, 61, 2)
+    )
+
+
 def assert_batches_as_one_by_one(
     model: Model, records: list[Record], at: list[int], max_waiting: int | None = None
 ) -> None:
