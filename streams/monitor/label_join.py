@@ -23,8 +23,10 @@ and the shadow's), and one label scores all of them. A label matches:
    earlier unlabelled predictions: a healthy model's accuracy fell to chance and 14 of 20
    models failed soft.) The label waits for its prediction (``streams.monitor.label_wait``);
 2. by ``entity_id`` when it names no request: for each role, the latest held prediction of
-   that entity made at or before ``label_at``. Earlier predictions of the entity stay held
-   (a later label may be theirs) and expire if none comes;
+   that entity made at or before ``label_at``, once the model's predictions have reached
+   ``label_at`` (before that, the latest so far may be an earlier request's: the label
+   waits). Earlier predictions of the entity stay held (a later label may be theirs) and
+   expire if none comes;
 3. else it is counted: unsampled when its prediction is one the sample of held predictions
    leaves out (below), else unmatched.
 
@@ -399,8 +401,11 @@ def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
 
 
 def holds(join: LabelJoin, truth: GroundTruth) -> bool:
-    """Whether ``join`` holds a prediction that ``truth`` would be joined with now."""
-    return bool(_matches(join, truth))
+    """Whether ``truth`` names a request whose prediction ``join`` holds: it joins now,
+    wherever the model's predictions are. A label naming only its entity matches the
+    entity's latest prediction before it, which only the predictions reaching its time
+    can tell, so it is never held early: it goes through the label wait."""
+    return truth.request_id is not None and bool(join.held.of_request(truth.request_id))
 
 
 def join_run(
@@ -718,9 +723,11 @@ class JoinBatch:
             )
 
     def observe_held(self, truth: GroundTruth) -> bool:
-        """Join ``truth`` as ``observe`` does if the join holds a prediction it would be
-        joined with now (``holds``); else change nothing and return False."""
-        matches = _matches(self.join, truth)
+        """Join ``truth`` as ``observe`` does if the join holds its request's prediction
+        (``holds``); else change nothing and return False."""
+        if truth.request_id is None:
+            return False
+        matches = self.join.held.of_request(truth.request_id)
         if not matches:
             return False
         self._label(truth, matches)

@@ -173,8 +173,11 @@ def test_holds_says_whether_a_label_would_join_now_and_changes_nothing() -> None
     join = new_join(model())
     observe_prediction(join, prediction(0, 0.9, entity="alice"))
     assert holds(join, label(1, START_MS + 1000, request=0))
-    assert holds(join, label(1, START_MS + 1000, entity="alice"))
+    assert holds(join, label(1, START_MS + 1000, request=0, entity="alice"))
+    # By entity alone, the latest prediction before the label may not have been read yet.
+    assert not holds(join, label(1, START_MS + 1000, entity="alice"))
     assert not holds(join, label(1, START_MS + 1000, request=7))
+    assert not holds(join, label(1, START_MS + 1000, request=7, entity="alice"))
     assert not holds(join, label(1, START_MS + 1000, entity="bob"))
     assert (join.labels, join.joined, join.unmatched, len(join.held)) == (0, 0, 0, 1)
 

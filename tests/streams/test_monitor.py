@@ -386,31 +386,42 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     assert_batches_as_one_by_one(model, records, at, max_waiting)
 
 
+def made_for(n: int) -> Prediction:
+    """Request ``n`` of entity ``u{n % 3}``, a second after request ``n - 1``."""
+    return msgspec.structs.replace(
+        prediction(n, 40.0, "de"), entity_id=f"u{n % 3}", output=Score(score=n / 60)
+    )
+
+
+def label_for(n: int, request: bool) -> GroundTruth:
+    """Request ``n``'s label, half a second after it, naming its request or only its entity."""
+    return GroundTruth(
+        schema_version=1,
+        model_id="ranker",
+        label=1,
+        label_at=made_for(n).predicted_at + 500,
+        request_id=f"r{n}" if request else None,
+        entity_id=f"u{n % 3}",
+    )
+
+
 @pytest.mark.parametrize("size", [1, 7, 1000])
-def test_labels_read_ahead_of_their_predictions_wait_for_their_own_requests(size: int) -> None:
+@pytest.mark.parametrize("request_named", [True, False])
+def test_labels_read_ahead_of_their_predictions_join_their_own(
+    size: int, request_named: bool
+) -> None:
     # A worker catching up reads the ground truth ahead of the predictions: a label comes
     # before its prediction while earlier, never labelled predictions of its entity are
-    # held. It must wait for its own request's prediction, not take the entity's latest
-    # (a wrong pair: a healthy model's accuracy fell to chance in the pipeline benchmark).
-    def made(n: int) -> Prediction:
-        return msgspec.structs.replace(
-            prediction(n, 40.0, "de"), entity_id=f"u{n % 3}", output=Score(score=n / 60)
-        )
-
-    def truth(n: int) -> GroundTruth:
-        return GroundTruth(
-            schema_version=1,
-            model_id="ranker",
-            label=1,
-            label_at=made(n).predicted_at + 500,
-            request_id=f"r{n}",
-            entity_id=f"u{n % 3}",
-        )
-
+    # held. It must wait for its own prediction, not take the entity's latest held one (a
+    # wrong pair: a healthy model's accuracy fell to chance in the pipeline benchmark). A
+    # label by entity alone is the entity's latest prediction before it, which only the
+    # predictions reaching its time can tell.
     odd = range(1, 60, 2)
     # Requests 0 to 29 and then their labels; the other labels, then their predictions.
-    records: list[Record] = [made(n) for n in range(30)] + [truth(n) for n in odd if n < 30]
-    records += [truth(n) for n in odd if n >= 30] + [made(n) for n in range(30, 61)]
+    records: list[Record] = [made_for(n) for n in range(30)]
+    records += [label_for(n, request_named) for n in odd if n < 30]
+    records += [label_for(n, request_named) for n in odd if n >= 30]
+    records += [made_for(n) for n in range(30, 61)]
     monitor = Monitor(small_model())
     for part in batching.batches(records, list(range(size, len(records), size))):
         monitor.observe(Batch.from_records("ranker", part))
