@@ -19,7 +19,9 @@ Python also calls, and a shadow trial's confidence sequence. Nothing of it is ke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from datetime import timedelta
 
 import numpy as np
 
@@ -68,6 +70,10 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     model = next((m for m in models if m.features), None)
     if model is None:
         model = next(iter(parse_portfolio(_MODEL)))
+    # The made-up labels come a minute after their predictions: a model's shorter label
+    # delay would expire the predictions first, and leave them unjoined and the join's
+    # batch paths cold.
+    model = dataclasses.replace(model, label_delay=timedelta(milliseconds=_LABEL_DELAY_MS))
     numeric = frozenset(f.name for f in model.features if f.kind == "numeric")
     monitor = Monitor(model)
     monitor.observe(Batch.from_records(model.model_id, _records(model, numeric), numeric))
