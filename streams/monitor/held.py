@@ -790,8 +790,9 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     moves the wait's
     clock and releases the labels it caught up with, joined here as ``_label`` joins
     them (the first that needs more stops the loop, released, and the next call goes on
-    releasing before its first record); a label not held goes to the Python as without
-    a wait, which adds it to the wait (``wait_add``)."""
+    releasing before its first record); a label not held goes to the wait
+    (``wait_add``), and to the Python (``STOP_RELEASED``) if it, or the label it pushed
+    out, joins now."""
     kinds, at, keys, entities = run[_KINDS], run[_AT], run[_KEYS], run[_ENTITIES]
     roles, versions, simple, scores = run[_ROLES], run[_VERSIONS], run[_SIMPLE], run[_SCORES]
     outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
@@ -849,12 +850,17 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
                     if why != STOP_END:
                         return i, why, label
         else:
-            if not simple[i]:
-                return i, STOP_LABEL, -1
-            found = _match(keys[i], i, held, run[_MATCHED])
+            # A label naming only its entity is never held: it goes through the wait.
+            found = _match(keys[i], i, held, run[_MATCHED]) if simple[i] else 0
             if found == 0:
-                # Not held: it waits (``wait_add``) or is unmatched, the Python's.
-                return i, STOP_LABEL, -1
+                if not waiting:
+                    return i, STOP_LABEL, -1
+                # The wait takes it, or it joins now (the predictions reached it), or it
+                # pushes out the label that waited longest, which joins now: the Python's.
+                out = wait_add(i, when, wait[_WAIT_AT], wait[_ARRIVAL], wait[_NUMBER], clock)
+                if out == WAITS:
+                    continue
+                return i, STOP_RELEASED, i if out == JOINS_NOW else out
             why = _joined(i, found, run, held, join)
             if why != STOP_END:
                 return i, why, -1
