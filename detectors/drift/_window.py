@@ -289,7 +289,19 @@ class NumericWindowTest(WindowTest):
         other ``window_*`` properties give each one's position in the batch and verdict.
         """
         if self._small(len(values)):
-            self._update_each(values)
+            # Nearly every batch of a feature completes no window: its finite values go
+            # into the window at once, without ``update``'s step each (a model's batch of
+            # a few predictions feeds each of its features' tests a few values).
+            kept = [value for value in map(finite_float, values) if value is not None]
+            filled = self._filled
+            if not len(values) or filled + len(kept) >= self.window_size:
+                self._update_each(values)
+                return
+            self._window[filled : filled + len(kept)] = kept
+            self._filled = filled + len(kept)
+            self._n_skipped += len(values) - len(kept)
+            self._drift_detected = False
+            self._batch_events = ()
             return
         self._batch_events = ()
         array = finite_floats(values)

@@ -204,9 +204,9 @@ class RequestMap:
 
     def put_many(self, keys: Sequence[int], entity_ids: Sequence[str]) -> None:
         """``put`` of each request in turn (``keys[i]`` names ``entity_ids[i]``'s): the
-        same table, past ``SMALL_BATCH`` requests with one compiled loop
+        same table, past ``_FEW_REQUESTS`` requests with one compiled loop
         (``_put_compiled``) over their hashes and encoded entity ids."""
-        if len(keys) <= SMALL_BATCH:
+        if len(keys) <= _FEW_REQUESTS:
             for key, entity_id in zip(keys, entity_ids, strict=True):
                 self.put(key, entity_id)
             return
@@ -234,6 +234,11 @@ class RequestMap:
         if row < 0:
             return None
         return bytes(self._ids[row]).decode("utf-8", "surrogatepass")
+
+
+# Requests up to which ``put`` one at a time costs less than the compiled loop: about
+# 3.5 us a request against 7.5 us for the loop's call and arrays, whatever their number.
+_FEW_REQUESTS = 2
 
 
 @compiled

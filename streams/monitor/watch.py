@@ -438,7 +438,12 @@ class DriftTests:
 def _test_windows(test: Any, values: Sequence[Any], start: int, replayed: int) -> list[DriftWindow]:
     """Feed ``values`` to ``test``: the first ``replayed`` of them came after a change
     inside the reference, the rest are the batch's from position ``start``."""
+    windows = test.n_windows
     test.update_many(values)
+    if test.n_windows == windows:
+        # Nearly every batch completes no window (each counts one): none of the five
+        # arrays of its windows to build and read, a few microseconds a feature a batch.
+        return []
     return [
         (max(start + end - replayed, start - 1), statistic, p_value, drift, effect)
         for end, statistic, p_value, drift, effect in zip(

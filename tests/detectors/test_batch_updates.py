@@ -38,6 +38,7 @@ from detectors.leaks import FeatureWrite, Label, ServedFeature, label_coincidenc
 from detectors.leaks.availability_gap import ServedValues
 from tests.detectors.batching import (
     Event,
+    batches,
     cuts,
     detection_event,
     detections,
@@ -139,6 +140,34 @@ def test_numeric_window_tests_take_float_arrays(
         window_events,
         lambda detector, batch: detector.update_many(np.asarray(batch, dtype=np.float64)),
     )
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(NUMERIC)),
+    st.booleans(),
+    numbers_with_gaps(),
+    st.booleans(),
+    st.data(),
+)
+def test_numeric_window_tests_small_batches_as_each_update(
+    name: str, frozen: bool, values: list[Any], arrays: bool, data: st.DataObject
+) -> None:
+    # Many small batches, empty ones among them: those that complete no window go into it
+    # at once, the others through ``update`` each (``_update_each``, the plain path);
+    # batch by batch, what the plain path leaves, to the pickled byte (``drift_detected``
+    # kept by an empty batch) and the windows found.
+    at = data.draw(cuts(len(values), max_batches=60))
+    reference = _reference() if frozen else None
+    fast, plain = NUMERIC[name](reference), NUMERIC[name](reference)
+    for batch in batches(values, at):
+        if arrays and all(isinstance(x, float) for x in batch):
+            batch = np.asarray(batch, dtype=np.float64)
+        fast.update_many(batch)
+        plain._update_each(batch)
+        assert fast.drift_detected == plain.drift_detected
+        assert window_events(fast) == window_events(plain)
+        assert pickle.dumps(fast) == pickle.dumps(plain), state_difference(fast, plain)
 
 
 CATEGORICAL = {
