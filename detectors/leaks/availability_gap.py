@@ -350,7 +350,7 @@ class AvailabilityGap(base.Base):
     def _read_parsed(self, parsed: _Parsed) -> None:
         """Reads ``_parse``'s lists: a few values one at a time (``_read``), more in the
         compiled loop."""
-        if _few(len(parsed.columns)):
+        if _few(len(parsed.columns), _FEW_VALUES):
             self._read(parsed)
         else:
             self._read_many(_arrays(parsed))
@@ -379,7 +379,7 @@ class AvailabilityGap(base.Base):
         n = len(writes.ok) + len(others)
         if run is None and not n:
             return
-        if run is None and _few_events(n):
+        if run is None and _few(n, _FEW_EVENTS):
             # A few events: as ``update_many`` reads them, without columns of the writes.
             self._read_parsed(self._parse(interleaved(writes, others, places)))
             return
@@ -421,7 +421,7 @@ class AvailabilityGap(base.Base):
         )
         self._rejected += rejected
         parsed = _Parsed(*merged)
-        if _few(len(parsed.columns)):
+        if _few(len(parsed.columns), _FEW_VALUES):
             self._read(_Parsed(*(column.tolist() for column in parsed)))
         else:
             self._read_many(parsed)
@@ -1043,23 +1043,18 @@ class _Parsed(NamedTuple):
 _FEW_VALUES = 3
 
 
-# Events up to which ``_parse`` of them one at a time costs less than the columns'
-# compiled merge: at a leak watch's batch of 16 records of the default scenario (about 11
-# writes and served values), the merge costs 15% less (100 against 118 us a batch); at
-# batches of 4 records, 20% more.
-_FEW_EVENTS = 8
+# Events below which ``_parse`` of them one at a time (``update_writes`` without a run)
+# costs less than the columns' compiled merge: at a leak watch's batch of 16 records of
+# the default scenario (about 11 writes and served values), the merge costs 15% less (100
+# against 118 us a batch); at batches of 4 records, 20% more.
+_FEW_EVENTS = 9
 
 
-def _few_events(events: int) -> bool:
-    """Whether ``events`` of ``update_writes`` without a run go one at a time: at most
-    ``_FEW_EVENTS``, and not past ``SMALL_BATCH`` (which tests set to -1)."""
-    return events <= _FEW_EVENTS and events <= _batch.SMALL_BATCH
-
-
-def _few(values: int) -> bool:
-    """Whether ``values`` go one at a time (``_read``): fewer than ``_FEW_VALUES``, and
-    not past ``SMALL_BATCH`` (which tests set to -1 to send every batch to the loop)."""
-    return values < _FEW_VALUES and values <= _batch.SMALL_BATCH
+def _few(count: int, bound: int) -> bool:
+    """Whether ``count`` values (``_read``) or events (``_parse``) go one at a time: fewer
+    than ``bound``, and not past ``SMALL_BATCH`` (which tests set to -1 to send every batch
+    to the loop)."""
+    return count < bound and count <= _batch.SMALL_BATCH
 
 
 def _arrays(parsed: _Parsed) -> _Parsed:
