@@ -402,10 +402,8 @@ def observe(join: LabelJoin, record: Prediction | GroundTruth) -> JoinResult:
 
 def holds(join: LabelJoin, truth: GroundTruth) -> bool:
     """Whether ``truth`` names a request whose prediction ``join`` holds: it joins now,
-    wherever the model's predictions are. A label naming only its entity matches the
-    entity's latest prediction before it, which only the predictions reaching its time
-    can tell, so it is never held early: it goes through the label wait."""
-    return truth.request_id is not None and bool(join.held.of_request(truth.request_id))
+    wherever the model's predictions are (``_held_now``)."""
+    return bool(_held_now(join, truth))
 
 
 def join_run(
@@ -725,9 +723,7 @@ class JoinBatch:
     def observe_held(self, truth: GroundTruth) -> bool:
         """Join ``truth`` as ``observe`` does if the join holds its request's prediction
         (``holds``); else change nothing and return False."""
-        if truth.request_id is None:
-            return False
-        matches = self.join.held.of_request(truth.request_id)
+        matches = _held_now(self.join, truth)
         if not matches:
             return False
         self._label(truth, matches)
@@ -991,6 +987,16 @@ class JoinBatch:
 def _chunk_room(calibrated: CalibratedEstimate) -> int:
     """How many predictions the calibrated estimate's current chunk takes before it closes."""
     return calibrated.chunk_size - calibrated.n_predictions % calibrated.chunk_size
+
+
+def _held_now(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
+    """What ``truth`` joins before the model's predictions reach its time: its request's
+    held predictions. A label naming only its entity matches the entity's latest
+    prediction before it, which only the predictions reaching its time can tell, so it
+    matches nothing early: it goes through the label wait."""
+    if truth.request_id is None:
+        return []
+    return join.held.of_request(truth.request_id)
 
 
 def _matches(join: LabelJoin, truth: GroundTruth) -> list[HeldPrediction]:
