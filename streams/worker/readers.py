@@ -310,7 +310,6 @@ class IngestReader:
     ) -> None:
         self.app = app
         self.sources = {source.spec.name(app.settings): source for source in sources}
-        self.writes_topic = writes_by_model
         self.writes_topic_name = writes_by_model.get_topic_name()
         self.dead_letter_topic = dead_letter_topic
         self.monitors = monitors
@@ -544,8 +543,13 @@ class IngestReader:
         for write in writes:
             for model_id in monitoring(write.feature):
                 by_model.setdefault(model_id, []).append(write)
+        # Straight to the app's producer, as the dead letters (``_dead_letter``): through a
+        # Faust ``Topic.send`` a read of writes for 1,000 models took 0.18 to 0.26 CPU
+        # seconds to forward them, 0.04 to 0.05 s so (bench_pipeline_throughput).
+        producer = self.app.producer
         for model_id, batch in by_model.items():
-            await self.writes_topic.send(key=model_id.encode(), value=msgspec.json.encode(batch))
+            value = msgspec.json.encode(batch)
+            await producer.send(self.writes_topic_name, model_id.encode(), value, None, None, None)
 
     async def _routed(
         self,
