@@ -77,7 +77,6 @@ from faust.types import TableT
 from detectors.health.damping import AlertDamping
 from schemas.signing import Keyring
 from streams.kafka_security import faust_credentials
-from streams.monitor import check_models
 from streams.portfolio import Portfolio, load_portfolio
 from streams.settings import Settings
 from streams.sinks.alerta import AlertaSink
@@ -211,7 +210,6 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         spool=settings.spool_dir,
     )
     app.keyring = Keyring.from_settings(settings)
-    check_models(app.portfolio)
     # Values are pickled monitors (bytes), keys model_ids (JSON strings).
     app.monitor_table = app.Table(
         STATE_TABLE,
@@ -233,6 +231,7 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         key_type=bytes,
         value_type=bytes,
     )
+    # Builds every model's monitor: a setting its detectors refuse raises PortfolioError.
     monitors = Monitors(app, app.monitor_table, app.topic(CONTROL.name(settings)))
     app.reader = IngestReader(
         app,

@@ -377,6 +377,8 @@ class IngestReader:
         # Sent once Faust has restored the state table for its new assignment.
         actives = self.app.assignor.assigned_actives()
         partitions = frozenset(tp.partition for tp in actives if tp.topic == self.changelog_topic)
+        # The changelog's partitions are the input topics' (``streams.topics``).
+        self.monitors.restored(partitions, self.app.consumer.topic_partitions(self.changelog_topic))
         if partitions != self.partitions:
             # Unchanged (no revocation came between), it reads on from where it is:
             # assigning again would reread what it fed since its last commit.
