@@ -62,6 +62,11 @@ class Monitors:
         self.fresh: dict[str, Monitor] = {model.model_id: Monitor(model) for model in app.portfolio}
         # Models fed since their monitor was last written to the table.
         self.unsaved: set[str] = set()
+        # Models whose monitor the table lacked when looked up since it was last restored:
+        # the reader looks a model up for each partition and read until its first batch
+        # (``IngestReader._read_to``) and once more to feed it: about 4 misses a model on the
+        # pipeline benchmark, each a search of every partition's store.
+        self.absent: set[str] = set()
         self.numeric = {
             model.model_id: frozenset(f.name for f in model.features if f.kind == "numeric")
             for model in app.portfolio
@@ -77,13 +82,15 @@ class Monitors:
         each from the table."""
         self.cache.clear()
         self.unsaved.clear()
+        self.absent.clear()
 
     def restored(self, partitions: frozenset[int], count: int | None) -> None:
         """Faust has restored the table for ``partitions`` of the ``count`` of each
-        model-keyed topic (None: not known yet): the monitors kept for the first records
-        of models that land on other partitions (by Kafka's default partitioner, which
-        every producer of those topics uses: ``streams.topics.KEY_PARTITIONER``) are let
-        go."""
+        model-keyed topic (None: not known yet): which models it lacks is looked up again,
+        and the monitors kept for the first records of models that land on other
+        partitions (by Kafka's default partitioner, which every producer of those topics
+        uses: ``streams.topics.KEY_PARTITIONER``) are let go."""
+        self.absent.clear()
         if count:
             self.fresh = {
                 model_id: monitor
@@ -127,9 +134,11 @@ class Monitors:
     def peek(self, model: Model) -> Monitor | None:
         """The newest monitor this worker holds for the model, if any."""
         monitor = self.cache.get(model.model_id)
-        if monitor is None:
+        if monitor is None and model.model_id not in self.absent:
             stored = self.table.get(model.model_id)
-            if stored is not None:
+            if stored is None:
+                self.absent.add(model.model_id)
+            else:
                 try:
                     monitor = Monitor.restore(model, stored)
                 except StateFormatError as error:

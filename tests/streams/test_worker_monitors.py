@@ -1,4 +1,5 @@
-"""The worker's monitors before their models' first records: built once, at the start."""
+"""The worker's monitors before their models' first records: built once, at the start, and
+the table's misses remembered until Faust restores it."""
 
 from __future__ import annotations
 
@@ -76,3 +77,25 @@ def test_a_rebalance_lets_go_of_the_monitors_kept_for_models_of_other_partitions
     partitioner = DefaultPartitioner()
     ours = {m for m in portfolio.models if partitioner(m.encode(), list(range(6)), []) in {0, 2}}
     assert set(monitors.fresh) == ours and 0 < len(ours) < 12
+
+
+def test_a_model_the_table_lacks_is_looked_up_again_only_once_the_table_is_restored(
+    tmp_path: Path,
+) -> None:
+    model = small_model()
+    table = CountingTable()
+    monitors = monitors_of(tmp_path, Portfolio({model.model_id: model}), table)
+    assert monitors.peek(model) is None and monitors.peek(model) is None
+    assert table.lookups == 1
+    # Faust restores the model's checkpoint with its partition, at a rebalance.
+    table[model.model_id] = Monitor(model).dumps()
+    monitors.restored(frozenset({0}), None)
+    assert monitors.peek(model) is not None and table.lookups == 2
+    # Revoked, then restored without it (another worker's now): not held here.
+    monitors.forget()
+    del table[model.model_id]
+    assert monitors.peek(model) is None and monitors.peek(model) is None
+    assert table.lookups == 3
+    table[model.model_id] = Monitor(model).dumps()
+    monitors.forget()
+    assert monitors.peek(model) is not None
