@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.streams import current_event
 from faust.types import TableT
 
 from schemas.codec import encode
@@ -137,7 +138,12 @@ class Monitors:
         if monitor is None and model.model_id not in self.absent:
             stored = self.table.get(model.model_id)
             if stored is None:
-                self.absent.add(model.model_id)
+                # Only a lookup outside an event searched every partition's store: inside
+                # one (a batch fed, ``readers._on_partition``) Faust's RocksDB store looks
+                # in that partition's alone, and a ladder's level or dependent held on
+                # another partition is missed there, not absent.
+                if current_event() is None:
+                    self.absent.add(model.model_id)
             else:
                 try:
                     monitor = Monitor.restore(model, stored)
