@@ -57,6 +57,7 @@ from streams.kafka_security import aiokafka_security
 from streams.monitor.batch import Record
 from streams.worker.ingest import Input, InputRecord, admit
 from streams.worker.metrics import Histogram
+from streams.worker.shell import model_partition
 
 if TYPE_CHECKING:
     from streams.worker.app import FailsoftApp
@@ -605,7 +606,7 @@ class IngestReader:
         for model_id in sorted(self.monitors.unsaved):
             uncovered = self.uncovered.get(model_id)
             if save or (uncovered is not None and now - uncovered.since >= self.checkpoint_within):
-                with _on_partition(self.changelog_topic, self.partition_of[model_id]):
+                with _on_partition(self.changelog_topic, self._partition(model_id)):
                     self.monitors.save(model_id)
                 self.uncovered.pop(model_id, None)
                 await turns.turn()
@@ -621,6 +622,17 @@ class IngestReader:
         if self.next_offsets:
             await self.app.producer.flush()
             await consumer.commit(committable(self.next_offsets, self.uncovered.values()))
+
+    def _partition(self, model_id: str) -> int:
+        """The partition of the model's monitor in the table: that of its records fed, or,
+        for a model told of its ladder's level and not fed since this worker started
+        (restored for the web view), its key's."""
+        partition = self.partition_of.get(model_id)
+        if partition is None:
+            count = self.app.consumer.topic_partitions(self.changelog_topic)
+            assert count, f"{self.changelog_topic}: no partition count while its table is held"
+            partition = model_partition(model_id, count)
+        return partition
 
     def lag(self) -> Mapping[str, TopicLag]:
         """Per topic read, how far this worker is behind (see ``TopicLag``)."""

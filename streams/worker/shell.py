@@ -39,10 +39,17 @@ from streams.worker.control import SentCommands
 if TYPE_CHECKING:
     from streams.worker.app import FailsoftApp
 
-__all__ = ["SUMMARY_EVERY", "Monitors"]
+__all__ = ["SUMMARY_EVERY", "Monitors", "model_partition"]
 
 log = logging.getLogger(__name__)
 SUMMARY_EVERY = 60.0
+
+
+def model_partition(model_id: str, count: int) -> int:
+    """The partition of ``model_id``'s records in each model-keyed topic of ``count``
+    partitions: Kafka's default partitioner, which every producer of them uses
+    (``streams.topics.KEY_PARTITIONER``)."""
+    return (murmur2(model_id.encode()) & 0x7FFFFFFF) % count
 
 
 class Monitors:
@@ -96,7 +103,7 @@ class Monitors:
             self.fresh = {
                 model_id: monitor
                 for model_id, monitor in self.fresh.items()
-                if (murmur2(model_id.encode()) & 0x7FFFFFFF) % count in partitions
+                if model_partition(model_id, count) in partitions
             }
 
     def save(self, model_id: str) -> None:

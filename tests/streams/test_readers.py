@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import current_event
 
 from streams.portfolio import parse_portfolio
@@ -263,6 +264,35 @@ async def test_a_monitor_fed_and_not_written_for_checkpoint_within_is_written_at
     await reader._flush_and_commit()
     assert sorted(saved) == written
     assert sorted(reader.uncovered) == sorted({"old", "new"} - set(written))
+
+
+async def test_a_handover_writes_a_model_told_of_its_level_not_fed_on_its_keys_partition() -> None:
+    """A dependent restored for the web view and told that its ladder's level fell back
+    (``Monitors._tell_ladders``) is due at the handover, though this reader never fed it:
+    it has no partition of its records, and its checkpoint goes to its key's (a
+    ``KeyError`` was raised there)."""
+    reader = IngestReader.__new__(IngestReader)
+    consumer = SimpleNamespace(topic_partitions={"changelog": 6}.get)
+    reader.app = SimpleNamespace(portfolio=SimpleNamespace(models={}), consumer=consumer)  # type: ignore[assignment]
+    reader.checkpoint_within = Settings.from_env({}).worker_checkpoint_within
+    reader.batches = MicroBatches(size=4, linger=0.1)
+    reader.partition_of = {"fed": 1}
+    reader.changelog_topic = "changelog"
+    reader.consumer = None
+    reader.uncovered = {"fed": _Uncovered(time.monotonic(), {})}
+    saved: list[tuple[str, int]] = []
+
+    def save(model_id: str) -> None:
+        event = current_event()
+        assert event is not None
+        saved.append((model_id, event.message.partition))
+
+    reader.monitors = SimpleNamespace(unsaved={"fed", "told"}, save=save)  # type: ignore[assignment]
+    await reader._flush_and_commit(save=True)
+    # murmur2 of "told" modulo 6, as aiokafka's producer places its records.
+    told = DefaultPartitioner()(b"told", list(range(6)), [])
+    assert sorted(saved) == [("fed", 1), ("told", told)]
+    assert told != 1  # the partition of the model fed is not the one taken
 
 
 async def test_the_lag_in_records_counts_the_records_of_the_messages_it_decoded() -> None:
