@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.partitioner import murmur2
-from faust.streams import current_event
+from faust.streams import _current_event
 from faust.types import TableT
 
 from schemas.codec import encode
@@ -143,14 +143,9 @@ class Monitors:
         """The newest monitor this worker holds for the model, if any."""
         monitor = self.cache.get(model.model_id)
         if monitor is None and model.model_id not in self.absent:
-            stored = self.table.get(model.model_id)
+            stored = self._stored(model.model_id)
             if stored is None:
-                # Only a lookup outside an event searched every partition's store: inside
-                # one (a batch fed, ``readers._on_partition``) Faust's RocksDB store looks
-                # in that partition's alone, and a ladder's level or dependent held on
-                # another partition is missed there, not absent.
-                if current_event() is None:
-                    self.absent.add(model.model_id)
+                self.absent.add(model.model_id)
             else:
                 try:
                     monitor = Monitor.restore(model, stored)
@@ -169,6 +164,22 @@ class Monitors:
                     self.fresh.pop(model.model_id, None)
                 self.cache[model.model_id] = monitor
         return monitor
+
+    def _stored(self, model_id: str) -> bytes | None:
+        """The model's checkpoint in the table, on whichever partition this worker holds it.
+
+        Looked up with no event current: with one, Faust's RocksDB store looks in that
+        event's partition only, and the reader feeds a batch under its model's partition
+        (``readers._on_partition``), from which a ladder's level or dependent on another
+        partition is looked up (``_learn_levels``, ``_tell_ladders``): it was missed, and
+        taken as absent, until the next rebalance.
+        """
+        token = _current_event.set(None)
+        try:
+            stored: bytes | None = self.table.get(model_id)
+        finally:
+            _current_event.reset(token)
+        return stored
 
     def describe(self, model: Model) -> dict[str, Any]:
         """The model's entry in ``/failsoft/models``: its health (``describe``), per

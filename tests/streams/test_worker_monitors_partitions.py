@@ -1,5 +1,5 @@
 """A model looked up from another model's partition (a ladder's level from its dependent's
-batch, a dependent from its level's) is not taken as absent from the state table."""
+batch, a dependent from its level's) is found in the state table, not taken as absent."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ async def test_a_level_looked_up_from_its_dependents_partition_keeps_its_checkpo
     # The dependent's first batch, on its partition, asks for the level (_learn_levels).
     with _on_partition(changelog, 4):
         await monitors.feed(ranker, stream(np.random.default_rng(3), 0, 50, 0.0), {})
+    # Found there, on its own partition's store: the ladder learns its state.
+    assert level.model_id in monitors.cache
     # The level's own records: the reader asks what its checkpoint read to (no event), and
     # its batch is fed on its partition.
     held = monitors.peek(level)
