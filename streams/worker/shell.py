@@ -95,9 +95,8 @@ class Monitors:
     def restored(self, partitions: frozenset[int], count: int | None) -> None:
         """Faust has restored the table for ``partitions`` of the ``count`` of each
         model-keyed topic (None: not known yet): which models it lacks is looked up again,
-        and the monitors kept for the first records of models that land on other
-        partitions (by Kafka's default partitioner, which every producer of those topics
-        uses: ``streams.topics.KEY_PARTITIONER``) are let go."""
+        and the monitors kept for the first records of models on other partitions
+        (``model_partition``) are let go."""
         self.absent.clear()
         if count:
             self.fresh = {
@@ -171,8 +170,7 @@ class Monitors:
         Looked up with no event current: with one, Faust's RocksDB store looks in that
         event's partition only, and the reader feeds a batch under its model's partition
         (``readers._on_partition``), from which a ladder's level or dependent on another
-        partition is looked up (``_learn_levels``, ``_tell_ladders``): it was missed, and
-        taken as absent, until the next rebalance.
+        partition is looked up (``_learn_levels``, ``_tell_ladders``), and would be missed.
         """
         token = _current_event.set(None)
         try:
