@@ -325,16 +325,21 @@ class WorkerLag:
 
     records: int
     seconds: float
+    # When the lag in seconds was read (epoch ms; None: not known), so that a lag at the
+    # worker's start can be told from one during the incidents.
+    at_ms: int | None = None
 
     def worse(self, other: WorkerLag | None) -> WorkerLag:
-        """The larger of each, of this lag and ``other``.
+        """The larger of each, of this lag and ``other``, and when the larger in seconds
+        was read.
 
-        >>> WorkerLag(10, 0.5).worse(WorkerLag(3, 2.0))
-        WorkerLag(records=10, seconds=2.0)
+        >>> WorkerLag(10, 0.5, 1000).worse(WorkerLag(3, 2.0, 2000))
+        WorkerLag(records=10, seconds=2.0, at_ms=2000)
         """
         if other is None:
             return self
-        return WorkerLag(max(self.records, other.records), max(self.seconds, other.seconds))
+        later = other if other.seconds > self.seconds else self
+        return WorkerLag(max(self.records, other.records), later.seconds, later.at_ms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -536,7 +541,14 @@ class Report:
         lines.append(
             "Worker's maximum lag: not measured."
             if lag is None
-            else f"Worker's maximum lag: {lag.seconds:.1f} s ({lag.records:,} records)."
+            else f"Worker's maximum lag: {lag.seconds:.1f} s"
+            + (
+                ""
+                if lag.at_ms is None
+                else f" at {_clock(lag.at_ms)} "
+                f"({(lag.at_ms - self.started_at) / 1000:+.1f} s from the run's start)"
+            )
+            + f"; {lag.records:,} records at most."
         )
         latency = self.effect_latency
         lines.append(
@@ -579,6 +591,7 @@ class Report:
                     else WorkerLag(
                         int(document["worker_max_lag"]["records"]),
                         float(document["worker_max_lag"]["seconds"]),
+                        document["worker_max_lag"].get("at_ms"),
                     )
                 ),
                 ladder_steps=tuple(

@@ -371,7 +371,7 @@ class DemoRun:
             metrics = self.worker_metrics()
             lag = None
             if metrics is not None:
-                lag = lag_of(metrics)
+                lag = lag_of(metrics, time.time_ns() // 1_000_000)
                 self.max_lag = lag.worse(self.max_lag)
                 # Cumulative since the worker started: the last reading covers the run.
                 self.effect_latency = EffectLatency.from_metrics(metrics) or self.effect_latency
@@ -518,13 +518,13 @@ class DemoRun:
             self.say(f"demo: could not delete the run's topics: {error}")
 
 
-def lag_of(metrics: str) -> WorkerLag:
-    """The worker's lag in its ``/metrics`` text: records summed over its input topics,
-    and the largest age.
+def lag_of(metrics: str, at_ms: int | None = None) -> WorkerLag:
+    """The worker's lag in its ``/metrics`` text, read at ``at_ms``: records summed over
+    its input topics, and the largest age.
 
     >>> lag_of('failsoft_lag_records{topic="p"} 12.0\\nfailsoft_lag_seconds{topic="p"} 0.5\\n'
     ...        'failsoft_lag_records{topic="g"} 3.0\\nfailsoft_lag_seconds{topic="g"} 1.25')
-    WorkerLag(records=15, seconds=1.25)
+    WorkerLag(records=15, seconds=1.25, at_ms=None)
     """
     records, seconds = 0, 0.0
     for line in metrics.splitlines():
@@ -533,7 +533,7 @@ def lag_of(metrics: str) -> WorkerLag:
             records += int(float(value))
         elif name.startswith("failsoft_lag_seconds{"):
             seconds = max(seconds, float(value))
-    return WorkerLag(records, seconds)
+    return WorkerLag(records, seconds, at_ms)
 
 
 def _terminate(child: subprocess.Popen[bytes]) -> None:

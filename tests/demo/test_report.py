@@ -486,10 +486,20 @@ def test_a_report_saved_before_alert_churn_reads_back_without_it() -> None:
 def test_the_workers_maximum_lag_is_in_the_markdown_and_reads_back() -> None:
     timeline = [incident("drift_abrupt", "m", 10)]
     result = dataclasses.replace(report(timeline), worker_max_lag=WorkerLag(1234, 2.46))
-    assert "Worker's maximum lag: 2.5 s (1,234 records)." in result.to_markdown()
+    assert "Worker's maximum lag: 2.5 s; 1,234 records at most." in result.to_markdown()
     document = json.loads(result.dumps())
-    assert document["worker_max_lag"] == {"records": 1234, "seconds": 2.46}
+    assert document["worker_max_lag"] == {"records": 1234, "seconds": 2.46, "at_ms": None}
     assert Report.from_json(document) == result
+    # When it was read, against the run's start (before it: the worker's start-up).
+    started = result.started_at
+    for at_ms, said in ((started + 4_300, "+4.3 s"), (started - 3_000, "-3.0 s")):
+        lag = WorkerLag(1234, 2.46, at_ms)
+        read = dataclasses.replace(result, worker_max_lag=lag)
+        assert (
+            f"Worker's maximum lag: 2.5 s at {iso_utc(at_ms)[11:23]} ({said} from the run's "
+            "start); 1,234 records at most." in read.to_markdown()
+        )
+        assert Report.from_json(json.loads(read.dumps())).worker_max_lag == lag
     # A report saved before it existed, or a run that could not measure it.
     del document["worker_max_lag"]
     assert Report.from_json(document).worker_max_lag is None
