@@ -17,7 +17,10 @@ fleet's logger and the simulator send them):
    (keyed by model_id), and, for every other round of the models, the live request's
    ground truth with its request_id and entity_id (keyed by model_id). Each model cycles
    through ``ENTITIES_PER_MODEL`` entities. Nothing alarms: the numbers are those of
-   steady state.
+   steady state. Requests are ``REQUEST_STEP_MS`` of event time apart whatever the
+   portfolio's size, so each model of a larger portfolio gets fewer a minute and its
+   per-minute work (reports, TTLs) weighs more per record; with ``--model-requests-per-s``
+   each model gets that many a second of event time at every size instead.
 2. Rounds alternate, for every portfolio and layout:
 
    - ``bare``: an aiokafka consumer (``getmany``) in a group of its own drains the three
@@ -60,6 +63,8 @@ the end. Run::
 
     .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput
     .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput --events 30000 --rounds 1
+    .venv/bin/python -m tests.benchmarks.bench_pipeline_throughput --models 20 1000 \
+        --model-requests-per-s 5
 """
 
 from __future__ import annotations
@@ -158,8 +163,11 @@ Record = Prediction | FeatureWrite | GroundTruth
 CONTRACTS: tuple[type[Record], ...] = (Prediction, FeatureWrite, GroundTruth)  # as INPUTS
 
 
-def traffic(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[tuple[str, str, Record]]:
-    """``events`` healthy (topic suffix, key, record), the models taking turns on requests.
+def traffic(
+    portfolio: Portfolio, events: int, start_ms: int, step_ms: float = REQUEST_STEP_MS
+) -> Iterator[tuple[str, str, Record]]:
+    """``events`` healthy (topic suffix, key, record), the models taking turns on requests
+    ``step_ms`` of event time apart.
 
     A request writes one of its model's features (in rotation), then the live and shadow
     predictions follow, and in every other round of the models the live one's label.
@@ -173,7 +181,7 @@ def traffic(portfolio: Portfolio, events: int, start_ms: int) -> Iterator[tuple[
     while True:
         model = models[request % len(models)]
         round_ = request // len(models)
-        at = start_ms + request * REQUEST_STEP_MS
+        at = start_ms + int(request * step_ms)
         entity_id = f"u{request % (len(models) * ENTITIES_PER_MODEL)}"
         written_at = at - WRITE_AGE_MS
         features: dict[str, FeatureSeen] = {}
@@ -231,7 +239,21 @@ def _roles(model: Model) -> list[tuple[Role, str]]:
     return live if model.shadow is None else [*live, ("shadow", model.shadow.version)]
 
 
-def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: int) -> Counter[str]:
+def request_step_ms(models: int, model_requests_per_s: float | None) -> float:
+    """Event time between two requests: ``REQUEST_STEP_MS`` whatever the portfolio's size,
+    or what gives each model ``model_requests_per_s`` requests a second of event time.
+
+    >>> request_step_ms(1000, None), request_step_ms(20, 5.0), request_step_ms(1000, 5.0)
+    (10, 10.0, 0.2)
+    """
+    if model_requests_per_s is None:
+        return REQUEST_STEP_MS
+    return 1000.0 / (model_requests_per_s * models)
+
+
+def produce(
+    settings: Settings, portfolio: Portfolio, events: int, batch_size: int, step_ms: float
+) -> Counter[str]:
     """Produces the traffic, a message per record or in batches of up to ``batch_size``
     records of one topic and owner; the count of records per topic suffix."""
     produced: Counter[str] = Counter()
@@ -241,7 +263,7 @@ def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: i
             produced[suffix] += 1
             yield suffix, key, record
 
-    start_ms = int(time.time() * 1000) - events * REQUEST_STEP_MS
+    start_ms = int(time.time() * 1000 - events * step_ms)
     publish(
         settings,
         (
@@ -252,7 +274,7 @@ def produce(settings: Settings, portfolio: Portfolio, events: int, batch_size: i
                 None,
             )
             for suffix, key, group in messages_of(
-                counted(traffic(portfolio, events, start_ms)), batch_size, owner_of
+                counted(traffic(portfolio, events, start_ms, step_ms)), batch_size, owner_of
             )
         ),
     )
@@ -661,6 +683,7 @@ class Case:
     batch_size: int
     settings: Settings
     portfolio: Portfolio
+    step_ms: float
     produced: Counter[str] = dataclasses.field(default_factory=Counter)
     rates: dict[str, list[Rate]] = dataclasses.field(
         default_factory=lambda: {side: [] for side in SIDES}
@@ -705,15 +728,17 @@ async def run(
     faust: bool,
     profile: bool,
     web_port: int,
+    model_requests_per_s: float | None,
 ) -> list[Case]:
     cases = []
     for models in model_counts:
         portfolio = bench_portfolio(models, window)
+        step_ms = request_step_ms(models, model_requests_per_s)
         for batch_size in batch_sizes:
-            case = Case(models, batch_size, base, portfolio)
+            case = Case(models, batch_size, base, portfolio, step_ms)
             case.settings = dataclasses.replace(base, topic_prefix=f"{token}-{case.name}.")
             ensure_topics(case.settings)
-            case.produced = produce(case.settings, portfolio, events, batch_size)
+            case.produced = produce(case.settings, portfolio, events, batch_size, step_ms)
             cases.append(case)
     for round_ in range(rounds):
         for case in cases:
@@ -761,7 +786,11 @@ def report(cases: Sequence[Case]) -> str:
     for case in cases:
         mix = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(case.produced.items()))
         layout = "a message per record" if case.batch_size == 1 else f"batches of {case.batch_size}"
-        lines.append(f"N={case.models} models, {layout}, {case.events:,} events ({mix}):")
+        per_model = 1000.0 / (case.step_ms * case.models)
+        lines.append(
+            f"N={case.models} models, {layout}, {case.events:,} events ({mix}), requests "
+            f"{case.step_ms:g} ms of event time apart ({per_model:g} a second per model):"
+        )
         for clock in ("wall", "cpu"):
             medians = {side: case.median(side, clock) for side in sides}
             lines.append(
@@ -845,6 +874,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=50, help="drift window and reference")
     parser.add_argument(
+        "--model-requests-per-s",
+        type=float,
+        default=None,
+        help="requests a second of event time per model (default: 100 a second over the "
+        "whole portfolio, so each model of a larger one gets fewer)",
+    )
+    parser.add_argument(
         "--store", default="rocksdb://", help="worker tables: rocksdb:// or memory://"
     )
     parser.add_argument("--web-port", type=int, default=16166, help="the worker's web port")
@@ -870,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.faust,
                 args.profile,
                 args.web_port,
+                args.model_requests_per_s,
             )
         )
         print(report(cases))
