@@ -338,8 +338,8 @@ class WorkerLag:
         """
         if other is None:
             return self
-        later = other if other.seconds > self.seconds else self
-        return WorkerLag(max(self.records, other.records), later.seconds, later.at_ms)
+        longer = other if other.seconds > self.seconds else self
+        return WorkerLag(max(self.records, other.records), longer.seconds, longer.at_ms)
 
 
 @dataclasses.dataclass(frozen=True)
