@@ -105,9 +105,9 @@ class Settings:
     # one host, or a shared volume with working flock) deliver what one that left behind
     # spooled; each worker's own folder strands it until that worker comes back.
     worker_spool_dir: str = ""
-    # Freeze what survives each full garbage collection, so the next one scans only what
-    # is new (streams.worker.gcfreeze); off, full collections pause the worker for as
-    # long as its whole state takes to scan.
+    # Freeze what the worker holds once started, before it reads (modules, compiled loops,
+    # the app), so full garbage collections scan only the monitors and what is in flight
+    # (streams.worker.gcfreeze); off, they scan all of it too.
     worker_gc_freeze: bool = True
     # A model's monitor fed and not written to the state table for this long is written at
     # the next commit, and the input offsets it covers are committed: a crash rereads at

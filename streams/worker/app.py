@@ -134,12 +134,13 @@ class FailsoftApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
-        self.full_collections.install(asyncio.get_running_loop())
         self.alerta.start()
         self.influx.start()
 
     async def on_started(self) -> None:
         await super().on_started()
+        # Every service runs and no monitor is held yet: what the process holds now stays.
+        self.full_collections.install()
         # It sends through the app's producer, which runs by now.
         await self.reader.start()
 
@@ -242,9 +243,6 @@ def create_app(settings: Settings, portfolio: Portfolio | None = None) -> Failso
         app.monitor_table.changelog_topic.get_topic_name(),
     )
     app.full_collections = FullCollections(settings.worker_gc_freeze)
-    # After the reader's receivers, which drop the monitors of revoked partitions.
-    app.on_partitions_revoked.connect(app.full_collections.handover)
-    app.on_rebalance_complete.connect(app.full_collections.handover)
     app.collector = WorkerCollector(app.counters, [app.alerta, app.influx], app.reader, monitors)
     add_timers(app)
     add_views(app, monitors)

@@ -1,35 +1,29 @@
-"""Full garbage collections that scan only what is new: ``gc.freeze()`` after each one.
+"""Full garbage collections that skip what the worker holds from its start: ``gc.freeze()``
+once, before the first record.
 
-A worker's monitors hold millions of objects the garbage collector tracks (windows,
-sketches, the label join's entries), alive as long as their partition is held here.
-CPython's full (generation 2) collection traverses every tracked object, so its pause grew
-with the state: 1.2 to 3.3 s of wall clock in the 1,000-model soak (README, "Soak"),
-which held the event loop long enough for aiokafka to log its keepalive as not responding.
+CPython's full (generation 2) collection traverses every object the collector tracks, and
+its pause holds the worker's event loop. Most of those objects are not the monitors': the
+modules, numba's compiled loops and the app make some 190,000 before the first monitor
+exists, and a full collection over them and 1,000 models of 20 features at their caps
+took 179 ms (README, "Full garbage collections"), against 77 ms for the monitors alone.
 
-Right after a full collection has finished no cyclic garbage is left: every object still
-tracked is alive. ``gc.freeze()`` then moves them all to the permanent generation, which
-later collections skip, so the next full collection scans only what was allocated since
-(and freezes what survives it in turn). What reference counting frees is freed all the
-same; what a frozen object holds it keeps alive until unfrozen.
+So the worker, once started and before it reads, collects once and calls ``gc.freeze()``:
+what is alive then moves to the permanent generation, which later collections skip, and
+every full collection after walks only what came since: the monitors and the records in
+flight. Nothing is frozen after that. The monitors' state holds no reference cycle, so a
+monitor dropped at a handover is freed by reference counting; what is cyclic garbage later
+is collected as usual, because it is not frozen.
 
-The cost: a frozen object that later becomes part of unreachable cycles is not collected
-while it stays frozen. At a handover (partitions revoked, or assigned) the worker drops
-the monitors it held, so ``FullCollections.handover`` unfreezes everything: the next full
-collection, which CPython's thresholds make come soon (it counts survivors of the last
-one, a few since the freeze), scans the whole heap once and collects what the frozen
-objects left.
+The cost: an object alive at the start that later becomes part of an unreachable cycle is
+never collected. What the start holds (modules, compiled code, the app and its services)
+lives as long as the process.
 
-The freeze is not done inside the collector's callback: CPython documents
-``gc.callbacks`` for inspecting and clearing ``gc.garbage`` and the collector is still
-marked as running there, so the callback only asks the worker's event loop (from
-whichever thread collected) to freeze at its next turn; a handover before that turn
-cancels it. Objects allocated in between (the rest of that loop step) are frozen with the
-others.
+An earlier design froze what survived every full collection and unfroze it all at each
+handover; its first collection after a handover walked the whole heap again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from collections.abc import Iterator, Sequence
@@ -49,42 +43,37 @@ FULL = 2
 
 
 class FullCollections(Collector):
-    """Times the process's full garbage collections and, with ``freeze``, freezes what
-    survives each one; its own ``/metrics`` families."""
+    """Times the process's full garbage collections and, with ``freeze``, freezes what the
+    process holds when installed; its own ``/metrics`` families."""
 
     def __init__(self, freeze: bool, buckets: Sequence[float] = PAUSE_BUCKETS_S) -> None:
         self.freeze = freeze
-        self.loop: asyncio.AbstractEventLoop | None = None
         # The full collections' wall-clock pauses, in seconds.
         self.pauses = Histogram(buckets)
         self.longest = 0.0
-        # Unreachable objects the full collections found and freed: with the freezing,
-        # not those among frozen objects (the cost; compare a run without it).
+        # Unreachable objects the full collections found and freed.
         self.collected = 0
-        self.freezes = 0
-        self.unfreezes = 0
+        # Objects frozen at the start (0 without ``freeze``, or before it).
+        self.frozen = 0
         self._started = 0.0
-        # Set by a full collection until its freeze is done; a handover clears it.
-        self._freeze_asked = False
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def install(self) -> None:
+        """Freezes (with ``freeze``) and times the full collections from now on."""
+        if self.freeze:
+            # Cyclic garbage of the start-up goes first: frozen, it would stay for good.
+            gc.collect()
+            gc.freeze()
+            # It walks the frozen objects (about 1 ms for 200,000): once, here.
+            self.frozen = gc.get_freeze_count()
         gc.callbacks.append(self._on_gc)
 
     def remove(self) -> None:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
-        self.loop = None
-        self._unfreeze()
-
-    async def handover(self, *args: Any, **kwargs: Any) -> None:
-        """A receiver of Faust's revocation and rebalance signals."""
-        self._unfreeze()
-
-    def _unfreeze(self) -> None:
-        self._freeze_asked = False
-        gc.unfreeze()
-        self.unfreezes += 1
+        if self.frozen:
+            # For a process that goes on without the app (tests, an embedding).
+            gc.unfreeze()
+            self.frozen = 0
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if info["generation"] != FULL:
@@ -96,23 +85,8 @@ class FullCollections(Collector):
         self.pauses.observe(pause)
         self.longest = max(self.longest, pause)
         self.collected += info["collected"]
-        if self.freeze and not self._freeze_asked and self.loop is not None:
-            self._freeze_asked = True
-            try:
-                self.loop.call_soon_threadsafe(self._freeze_now)
-            except RuntimeError:
-                # The loop has closed (the worker is stopping): nothing to freeze for.
-                self._freeze_asked = False
-
-    def _freeze_now(self) -> None:
-        if not self._freeze_asked:
-            return
-        self._freeze_asked = False
-        gc.freeze()
-        self.freezes += 1
 
     def collect(self) -> Iterator[Any]:
-        # Not gc.get_freeze_count(): it walks the frozen objects, 56 ms for 3 million.
         yield HistogramMetricFamily(
             "failsoft_gc_full_collection_seconds",
             "Wall-clock pauses of the process's full (generation 2) garbage collections.",
@@ -124,9 +98,13 @@ class FullCollections(Collector):
             "The longest full garbage collection since the worker started.",
             value=self.longest,
         )
-        for name, value, documentation in (
-            ("gc_full_collection_collected", self.collected, "Objects full collections freed."),
-            ("gc_freezes", self.freezes, "Freezes after a full garbage collection."),
-            ("gc_unfreezes", self.unfreezes, "Unfreezes at a handover of partitions."),
-        ):
-            yield CounterMetricFamily(f"failsoft_{name}", documentation, value=value)
+        yield CounterMetricFamily(
+            "failsoft_gc_full_collection_collected",
+            "Objects full collections freed.",
+            value=self.collected,
+        )
+        yield GaugeMetricFamily(
+            "failsoft_gc_frozen_at_start",
+            "Objects frozen at the worker's start, which full collections skip.",
+            value=self.frozen,
+        )

@@ -49,8 +49,8 @@ Metrics (all with the ``failsoft_`` prefix):
 The worker's full garbage collections have a collector of their own
 (``streams.worker.gcfreeze.FullCollections``): ``gc_full_collection_seconds`` (a histogram
 of their wall-clock pauses), ``gc_full_collection_longest_seconds``,
-``gc_full_collection_collected_total`` (objects they freed), ``gc_freezes_total``
-and ``gc_unfreezes_total``.
+``gc_full_collection_collected_total`` (objects they freed) and ``gc_frozen_at_start``
+(objects frozen before the first record, which they skip).
 """
 
 from __future__ import annotations

@@ -365,13 +365,6 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
         _restore_timed(model, data, held, wall_s, cpu_s)
     full_during = _full_collections_made() - full_before
     collect = _full_collections()
-    # The worker freezes what survives a full collection (streams/worker/gcfreeze.py): the
-    # first one after a handover scans the whole heap (above), the next only what is new.
-    gc.freeze()
-    start = time.perf_counter()
-    gc.collect()
-    frozen_collect_s = time.perf_counter() - start
-    gc.unfreeze()
     rss_after = _rss_mb()
     found = {
         "models": len(held),
@@ -380,7 +373,6 @@ def portfolio_at_caps(features: int, models: int) -> dict[str, Any]:
         "state_mb_in_memory": round(rss_after - rss_before, 1),
         "objects": len(gc.get_objects()),
         **collect,
-        "full_gc_ms_frozen": round(frozen_collect_s * 1000, 1),
         "restore_wall_ms_p50_p99": _percentiles(wall_s),
         "restore_cpu_ms_p50_p99": _percentiles(cpu_s),
         "full_gcs_during_restores": full_during,
@@ -404,21 +396,19 @@ def _full_collections_made() -> int:
 
 
 async def _restores_as_worker(model: Model, data: bytes, models: int) -> dict[str, Any]:
-    """``models`` restores as the worker makes them after a handover: its
-    ``FullCollections`` freezes what survives each full collection at the event loop's
-    next turn, and the loop turns once work has held it for ``FEED_SLICE_S`` (the
-    reader's ``_Turns``). Without the freezing (above), every full collection among the
-    restores walks all the copies restored before it; here only the first does."""
+    """``models`` restores as the worker makes them after a handover, and full
+    collections of them all: its ``FullCollections`` froze what the process held before
+    the first (the modules, numba's compiled loops), so a full collection walks only the
+    monitors; and the loop turns once work has held it for ``FEED_SLICE_S`` (the reader's
+    ``_Turns``)."""
     # Imported here, after the collections above were timed, and after ``--portfolio-live``
     # (``main`` runs it first): the worker's modules (aiokafka, Faust) add some 27,000
-    # tracked objects that are not the monitors' state. They stay for these restores, as in
-    # the worker, whose full collections they also move (CPython's threshold for one
-    # grows with the heap).
+    # tracked objects that are not the monitors' state, frozen below as the worker's are.
     from streams.worker.gcfreeze import FullCollections
     from streams.worker.readers import FEED_SLICE_S
 
     full = FullCollections(freeze=True)
-    full.install(asyncio.get_running_loop())
+    full.install()
     held: list[Monitor] = []
     wall_s: list[float] = []
     cpu_s: list[float] = []
@@ -429,13 +419,20 @@ async def _restores_as_worker(model: Model, data: bytes, models: int) -> dict[st
             if time.monotonic() >= turn_at:
                 await asyncio.sleep(0)
                 turn_at = time.monotonic() + FEED_SLICE_S
+        during = full.pauses.total, full.longest
+        collect = _full_collections()
+        objects = len(gc.get_objects())
+        frozen = full.frozen
     finally:
         full.remove()
     return {
+        "frozen_at_start_as_worker": frozen,
+        "objects_as_worker": objects,
+        **{f"{key}_as_worker": value for key, value in collect.items()},
         "restore_wall_ms_p50_p99_as_worker": _percentiles(wall_s),
         "restore_cpu_ms_p50_p99_as_worker": _percentiles(cpu_s),
-        "full_gcs_during_restores_as_worker": full.pauses.total,
-        "full_gc_ms_longest_during_restores_as_worker": round(full.longest * 1000, 1),
+        "full_gcs_during_restores_as_worker": during[0],
+        "full_gc_ms_longest_during_restores_as_worker": round(during[1] * 1000, 1),
     }
 
 

@@ -254,20 +254,21 @@ def _families(metrics: str) -> Iterable[Any]:
 
 def gc_of_metrics(metrics: str) -> dict[str, Any]:
     """The worker's full garbage collections so far (``streams.worker.gcfreeze``): how
-    many, their seconds, how many ended under each bound (seconds), the longest, freezes.
+    many, their seconds, how many ended under each bound (seconds), the longest, and the
+    objects frozen at the worker's start.
 
     >>> text = ('failsoft_gc_full_collection_seconds_bucket{le="0.05"} 3.0\\n'
     ...         'failsoft_gc_full_collection_seconds_bucket{le="+Inf"} 5.0\\n'
     ...         'failsoft_gc_full_collection_seconds_count 5.0\\n'
     ...         'failsoft_gc_full_collection_seconds_sum 2.5\\n'
     ...         'failsoft_gc_full_collection_longest_seconds 1.5\\n'
-    ...         'failsoft_gc_freezes_total 4.0\\n')
+    ...         'failsoft_gc_frozen_at_start 9.0\\n')
     >>> gc_of_metrics(text)
-    {'count': 5, 'seconds': 2.5, 'under': {'0.05': 3, '+Inf': 5}, 'longest_s': 1.5, 'freezes': 4, \
+    {'count': 5, 'seconds': 2.5, 'under': {'0.05': 3, '+Inf': 5}, 'longest_s': 1.5, 'frozen': 9, \
 'collected': 0}
     """
     found: dict[str, Any] = {"count": 0, "seconds": 0.0, "under": {}, "longest_s": 0.0}
-    found["freezes"] = found["collected"] = 0
+    found["frozen"] = found["collected"] = 0
     for sample in _families(metrics):
         if sample.name == "failsoft_gc_full_collection_seconds_bucket":
             found["under"][sample.labels["le"]] = int(sample.value)
@@ -277,8 +278,8 @@ def gc_of_metrics(metrics: str) -> dict[str, Any]:
             found["seconds"] = round(sample.value, 4)
         elif sample.name == "failsoft_gc_full_collection_longest_seconds":
             found["longest_s"] = round(sample.value, 4)
-        elif sample.name == "failsoft_gc_freezes_total":
-            found["freezes"] = int(sample.value)
+        elif sample.name == "failsoft_gc_frozen_at_start":
+            found["frozen"] = int(sample.value)
         elif sample.name == "failsoft_gc_full_collection_collected_total":
             found["collected"] = int(sample.value)
     return found
@@ -511,7 +512,7 @@ def summarize(samples: Sequence[Sample], play_start_s: float, play_end_s: float)
             if after_2
             else None,
             "longest_s": answered[-1].gc["longest_s"] if answered[-1].gc else None,
-            "freezes": answered[-1].gc["freezes"] if answered[-1].gc else None,
+            "frozen": answered[-1].gc["frozen"] if answered[-1].gc else None,
         }
     )
     changelog_bytes = last.changelog_bytes - start.changelog_bytes

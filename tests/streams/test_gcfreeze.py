@@ -1,9 +1,8 @@
-"""The worker freezes what survives each full garbage collection and unfreezes it all at a
-handover (``streams.worker.gcfreeze``)."""
+"""The worker freezes what it holds once started, and full collections skip it
+(``streams.worker.gcfreeze``)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import weakref
@@ -36,83 +35,77 @@ def unfrozen() -> Iterator[None]:
 
 @pytest.fixture
 def freezing() -> Iterator[FullCollections]:
-    # Installed by each test on its own loop (an async fixture's may be another).
     collections = FullCollections(freeze=True)
     yield collections
     collections.remove()
 
 
-async def test_what_survives_a_full_collection_is_frozen_at_the_next_turn(
-    freezing: FullCollections,
-) -> None:
-    freezing.install(asyncio.get_running_loop())
+def test_what_is_alive_at_the_start_is_frozen_and_skipped(freezing: FullCollections) -> None:
+    before = Node()
+    assert not gc.get_freeze_count()
+    freezing.install()
+    assert freezing.frozen == gc.get_freeze_count() > 0
+    assert all(found is not before for found in gc.get_objects()), "a collection skips it"
+    # The trade-off: a start-up object that becomes cyclic garbage stays.
+    kept = weakref.ref(before)
+    del before
+    gc.collect()
+    assert kept() is not None
+
+
+def test_garbage_of_the_start_is_collected_not_frozen(freezing: FullCollections) -> None:
+    dropped = weakref.ref(Node())
+    freezing.install()
+    assert dropped() is None
+
+
+def test_what_comes_after_the_start_is_collected_and_counted(freezing: FullCollections) -> None:
+    freezing.install()
+    frozen = gc.get_freeze_count()
+    later = weakref.ref(Node())
     gc.collect(1)
-    await asyncio.sleep(0)
-    assert gc.get_freeze_count() == 0, "a younger collection does not freeze"
+    assert later() is None, "a younger collection frees it too"
+    assert freezing.pauses.total == 0, "only full collections are timed"
+    again = weakref.ref(Node())
     gc.collect()
-    assert gc.get_freeze_count() == 0, "not inside the collector's callback"
-    await asyncio.sleep(0)
-    assert gc.get_freeze_count() > 0
-    assert (freezing.freezes, freezing.pauses.total) == (1, 1)
-    # The next full collection scans and collects what is newer than the freeze.
-    new = weakref.ref(Node())
-    gc.collect()
-    assert new() is None
+    assert again() is None
     # At least the Node: its __dict__ counts too only where Python made one (3.11 keeps an
     # instance's attributes inline until something asks for the dict), which depends on
     # what ran before in the process.
     assert freezing.collected >= 1
+    assert freezing.pauses.total == 1
+    assert gc.get_freeze_count() == frozen, "nothing is frozen after the start"
 
 
-async def test_frozen_cycles_are_kept_until_a_handover(freezing: FullCollections) -> None:
-    freezing.install(asyncio.get_running_loop())
-    old = Node()
-    kept = weakref.ref(old)
+def test_removed_it_unfreezes_and_no_longer_times(freezing: FullCollections) -> None:
+    freezing.install()
+    freezing.remove()
+    assert (gc.get_freeze_count(), freezing.frozen) == (0, 0)
     gc.collect()
-    await asyncio.sleep(0)
-    del old
-    gc.collect()
-    await asyncio.sleep(0)
-    assert kept() is not None, "the trade-off: frozen cyclic garbage stays"
-    await freezing.handover()
-    assert gc.get_freeze_count() == 0
-    assert freezing.unfreezes == 1
-    gc.collect()
-    assert kept() is None
+    assert freezing.pauses.total == 0
 
 
-async def test_a_handover_cancels_a_freeze_asked_for_before_it(freezing: FullCollections) -> None:
-    freezing.install(asyncio.get_running_loop())
-    gc.collect()
-    # Monitors dropped now must not be frozen by the turn the collection asked for.
-    await freezing.handover()
-    await asyncio.sleep(0)
-    assert gc.get_freeze_count() == 0
-    assert freezing.freezes == 0
-
-
-async def test_off_it_only_times_full_collections() -> None:
+def test_off_it_only_times_full_collections() -> None:
     collections = FullCollections(freeze=False)
-    collections.install(asyncio.get_running_loop())
+    collections.install()
     try:
         gc.collect()
         gc.collect()
-        await asyncio.sleep(0)
-        assert gc.get_freeze_count() == 0
-        assert (collections.freezes, collections.pauses.total) == (0, 2)
+        assert (gc.get_freeze_count(), collections.frozen) == (0, 0)
+        assert collections.pauses.total == 2
     finally:
         collections.remove()
     gc.collect()
     assert collections.pauses.total == 2, "removed, it no longer counts"
 
 
-def test_metrics_count_pauses_freezes_and_unfreezes() -> None:
+def test_metrics_count_pauses_and_the_frozen() -> None:
     collections = FullCollections(True, buckets=(0.01, 1.0))
     collections.pauses.counts = [3, 1, 0]
     collections.pauses.sum = 0.5
     collections.longest = 0.25
-    collections.freezes, collections.unfreezes = 4, 1
     collections.collected = 70
+    collections.frozen = 190_000
     lines = [
         line
         for line in render(collections).decode().splitlines()
@@ -126,12 +119,13 @@ def test_metrics_count_pauses_freezes_and_unfreezes() -> None:
         "failsoft_gc_full_collection_seconds_sum 0.5",
         "failsoft_gc_full_collection_longest_seconds 0.25",
         "failsoft_gc_full_collection_collected_total 70.0",
-        "failsoft_gc_freezes_total 4.0",
-        "failsoft_gc_unfreezes_total 1.0",
+        "failsoft_gc_frozen_at_start 190000.0",
     ]
 
 
-async def test_the_worker_unfreezes_when_partitions_are_revoked(tmp_path: Path) -> None:
+async def test_the_worker_freezes_once_started_and_before_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = dataclasses.replace(
         Settings.from_env({}),
         portfolio_path=ROOT / "deploy" / "portfolio.example.toml",
@@ -140,11 +134,16 @@ async def test_the_worker_unfreezes_when_partitions_are_revoked(tmp_path: Path) 
     )
     app = create_app(settings)
     assert app.full_collections.freeze
-    gc.freeze()
-    await app.on_partitions_revoked.send()
-    assert gc.get_freeze_count() == 0
-    gc.freeze()
-    await app.on_rebalance_complete.send()
-    assert gc.get_freeze_count() == 0
+    order: list[str] = []
+
+    async def reader_start() -> None:
+        order.append(f"reader starts, {gc.get_freeze_count() > 0} frozen")
+
+    monkeypatch.setattr(app.reader, "start", reader_start)
+    try:
+        await app.on_started()
+    finally:
+        app.full_collections.remove()
+    assert order == ["reader starts, True frozen"]
     off = create_app(dataclasses.replace(settings, worker_gc_freeze=False))
     assert not off.full_collections.freeze
