@@ -2,10 +2,11 @@
 once, before the first record.
 
 CPython's full (generation 2) collection traverses every object the collector tracks, and
-its pause holds the worker's event loop. Most of those objects are not the monitors': the
-modules, numba's compiled loops and the app make some 190,000 before the first monitor
-exists, and a full collection over them and 1,000 models of 20 features at their caps
-took 179 ms (README, "Full garbage collections"), against 77 ms for the monitors alone.
+its pause holds the worker's event loop. Many of those objects are not the monitors': the
+modules, numba's compiled loops and the app make 160,000 to 330,000 before the first
+monitor exists. With 1,000 models of 20 features at their caps a full collection took 104
+to 116 ms, and 34 to 60 ms with those frozen (README, "Full garbage collections: freeze
+what the start holds").
 
 So the worker, once started and before it reads, collects once and calls ``gc.freeze()``:
 what is alive then moves to the permanent generation, which later collections skip, and
