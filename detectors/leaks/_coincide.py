@@ -44,7 +44,8 @@ DONE, NEW_COLUMN, ALONE, TESTS, FLAGS, ROOM = 0, 1, 2, 3, 4, 5
 # the entries of the heap of due times (``_judge_due``).
 EVENT, JUDGING, PASS_AT, PASS_END, FLAGGED, DUE_TESTS, HEAP_SIZE = range(7)
 CONTEXT = 7
-# ``times``: the stream time, the latest time forgotten entities held, the earliest due time.
+# ``times``: the stream time (the latest ``written_at`` of a write), the latest time
+# forgotten entities held, the earliest due time.
 STREAM_TIME, FORGOTTEN_UNTIL, MIN_DUE = range(3)
 # ``counters``: the key table's entities, events rejected, labels outside the sample,
 # features followed, and the sample's bits.
@@ -586,7 +587,7 @@ def coincide(
                     return ALONE
             # What came before the first event is unknown (``_start``): never here, as the
             # table has no room before the first event (``ROOM``).
-            if written > times[STREAM_TIME]:
+            if kind == WRITE and written > times[STREAM_TIME]:
                 times[STREAM_TIME] = written
             if touches and row < 0:
                 # ``_make_row``, in the lowest free row.

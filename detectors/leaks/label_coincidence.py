@@ -284,8 +284,11 @@ class LabelCoincidentWrites(base.Base):
     Bonferroni-corrected and the tests are repeated as labels arrive with an anytime-valid
     correction, so ``alpha`` bounds the chance that an honest feature is ever flagged, per
     feature, over the whole stream. A label's lag bin is judged ``lateness`` after the bin
-    closes in stream time (the latest ``written_at`` or ``label_at`` seen), so short lags
-    are judged within minutes and a week's lag after a week.
+    closes in stream time, so short lags are judged within minutes and a week's lag after a
+    week. Stream time is the writes' own (the latest ``written_at`` seen), not the labels':
+    a worker further behind on the writes than on the labels reads a label before the
+    writes that follow its outcome, and a bin closed by the label's time would be judged
+    without them.
 
     State is a few numbers per entity and feature in numpy arrays: per entity its key (a
     64-bit hash of the id), times and open label; per entity and feature the bins hit in
@@ -315,7 +318,8 @@ class LabelCoincidentWrites(base.Base):
     max_lag
         The longest lag judged (default eight days: a weekly job with a day's slack).
     lateness
-        How long, in stream time, a lag bin waits for late writes after it closes.
+        How long, in stream time (the writes'), a lag bin waits for late writes after it
+        closes.
     label_delay
         How long after the outcome its label typically arrives; entities are kept at least
         that long plus ``2 * max_lag + lateness`` after their latest event.
@@ -603,7 +607,8 @@ class LabelCoincidentWrites(base.Base):
                 else:
                     at, written = float(columns[3][i - j]), float(columns[4][i - j])
                 self._start(at)
-                self._stream_time = max(self._stream_time, written)
+                if not label:
+                    self._stream_time = max(self._stream_time, written)
                 bits = self._sample_bits
                 self._make_room()
                 if self._sample_bits != bits:
@@ -726,7 +731,7 @@ class LabelCoincidentWrites(base.Base):
 
     def _start(self, at: float) -> None:
         """At the first event: what came before it is unknown."""
-        if self._stream_time == -math.inf:
+        if self._forgotten_until == -math.inf:
             self._forgotten_until = at
 
     def _mark(
@@ -795,7 +800,6 @@ class LabelCoincidentWrites(base.Base):
     def _add_label(self, label: Label) -> None:
         label_at = float(label.label_at)
         self._start(label_at)
-        self._stream_time = max(self._stream_time, label_at)
         row = self._row(entity_hash(label.entity_id))
         if row < 0:
             self._unsampled += 1

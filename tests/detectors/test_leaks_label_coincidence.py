@@ -106,6 +106,40 @@ def test_flags_a_feature_nulled_when_the_label_happens_at_a_pinned_index() -> No
     assert not detector.evidence["plan"].leaking
 
 
+def _writes_read_behind(events: list, behind: float) -> list:
+    """``events`` as a worker reads them ``behind`` milliseconds further behind on the
+    feature writes' topic than on the labels'."""
+
+    def read_at(event: FeatureWrite | Label) -> float:
+        return event.written_at + behind if isinstance(event, FeatureWrite) else event.label_at
+
+    order = sorted(range(len(events)), key=lambda i: (read_at(events[i]), i))
+    return [events[i] for i in order]
+
+
+def test_labels_read_ahead_of_their_writes_wait_for_them() -> None:
+    # Read 20 s (ten times the lateness) behind, every write near a label comes after it:
+    # judged by the labels' time, the label's bins closed before them and no leak was seen.
+    events = writes_and_labels(np.random.default_rng(1), 3_000, leaking="last_login_date")
+    skewed = _writes_read_behind(events, 20_000.0)
+    detector = LabelCoincidentWrites(**SMALL)
+    assert _first_alarm(detector, skewed) == 318
+    assert detector.leaking_features == ("last_login_date",)
+    evidence = detector.evidence["last_login_date"]
+    assert (evidence.labels, evidence.near_writes) == ((28, 18), (0, 18))
+    batched = LabelCoincidentWrites(**SMALL)
+    batched.update_many(skewed[:319])
+    assert batched.leaking_features == ("last_login_date",)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_silent_on_honest_writes_read_behind_the_labels(seed: int) -> None:
+    events = _writes_read_behind(_activity_stream(np.random.default_rng(seed), 60, 4_000), 20_000.0)
+    detector = LabelCoincidentWrites(**SMALL)
+    assert _first_alarm(detector, events) is None
+    assert sum(detector.evidence["sessions_7d"].labels) > 100
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_silent_on_honest_writes_whose_values_depend_on_the_class(seed: int) -> None:
     events = writes_and_labels(np.random.default_rng(seed), 30_000)

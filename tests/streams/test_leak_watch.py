@@ -164,9 +164,10 @@ def test_a_feature_nulled_at_label_time_is_flagged_by_name_and_an_honest_one_is_
     }
 
 
-def test_a_label_that_tips_label_leak_flags_it_at_its_own_time() -> None:
-    # A churner's ``last_login_date`` is nulled just before the label arrives: the label
-    # completes the evidence, in one batch or many as one by one.
+def test_the_write_that_tips_label_leak_flags_it_at_its_own_time() -> None:
+    # A churner's ``last_login_date`` is nulled just before the label arrives. Bins are
+    # judged by the writes' time, so the write after the label that moves it past a bin's
+    # due time completes the evidence, in one batch or many as one by one.
     rng = np.random.default_rng(0)
     records: list[Record] = []
     now = 1_000_000_000.0
@@ -189,8 +190,9 @@ def test_a_label_that_tips_label_leak_flags_it_at_its_own_time() -> None:
             for n, found in observe_many(model, watch, records[start : start + size])
         ]
         flags = [(n, e) for n, eff in effects for e in eff.evidence if e.alarm]
-        assert [(n, e.detector) for n, e in flags] == [(268, "label_leak")]
-        assert flags[0][1].at == cast(GroundTruth, records[268]).label_at / 1000
+        assert [(n, e.detector) for n, e in flags] == [(269, "label_leak")]
+        assert isinstance(records[268], GroundTruth)
+        assert flags[0][1].at == cast(FeatureWrite, records[269]).written_at / 1000
 
 
 def test_without_the_trigger_nothing_is_flagged() -> None:
