@@ -188,7 +188,8 @@ KEYS: tuple[Key, ...] = (
     _d("detectors.leaks.coincidence_max_lag", "691200000 (8 d)", "> 0",
        "The longest lag after an outcome that is judged."),
     _d("detectors.leaks.coincidence_lateness", "600000 (10 min)", ">= 0",
-       "How long a lag bin waits for late writes after it closes."),
+       "How long a lag bin waits for late writes after it closes, in the writes' time "
+       "(the latest written_at seen): labels read ahead of the writes wait for them."),
     _d("detectors.leaks.coincidence_label_delay", "the model's label_delay", ">= 0",
        "How long entities are kept for their labels."),
     Key("detectors.leaks.coincidence_sentinels", "list", "none", "strings, numbers",

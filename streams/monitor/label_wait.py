@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -58,16 +58,40 @@ __all__ = [
 ]
 
 DEFAULT_MAX_WAITING = 10_000
+
+
+class _Columns(NamedTuple):
+    at: npt.NDArray[np.int64]
+    arrival: npt.NDArray[np.int64]
+    keys: npt.NDArray[np.uint64]
+    named: npt.NDArray[np.bool_]
+    labels: list[GroundTruth]
+
+
 # ``LabelWait.columns``' table: how many wait, the prediction clock and whether it is set,
 # the arrivals so far, ``released_early`` and ``max_waiting``.
 SIZE, CLOCK, CLOCKED, ARRIVED, EARLY, MOST = range(6)
 
 
 class LabelWait:
-    """One model's labels that arrived ahead of its predictions."""
+    """One model's labels that arrived ahead of its predictions.
+
+    The heap is kept as the compiled loop left it (``load``: arrays, and the labels in heap
+    order) until ``add`` or ``advance`` needs it as tuples: a worker behind on the
+    predictions holds thousands of labels here, and turning them into tuples and back for
+    every batch cost it more than the batch (36% of a worker's CPU at 10 times the demo's
+    rate, 2026-12-07). A checkpoint holds the arrays either way (``__getstate__``).
+    """
 
     # One object per model for the garbage collector to walk, not two (it and its dict).
-    __slots__ = ("_arrived", "_heap", "max_waiting", "prediction_clock", "released_early")
+    __slots__ = (
+        "_arrived",
+        "_columns",
+        "_heap",
+        "max_waiting",
+        "prediction_clock",
+        "released_early",
+    )
 
     def __init__(self, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
         if not (isinstance(max_waiting, int) and max_waiting >= 1):
@@ -78,17 +102,80 @@ class LabelWait:
         # (label_at, arrival, label, its request's hash or None): the arrival number keeps
         # equal times in order; the hash is the join's key, kept for its compiled loop.
         self._heap: list[tuple[int, int, GroundTruth, int | None]] = []
+        # Or, in the same heap order: label_at, arrival, request hash and whether there is
+        # one, and the labels (``_Columns``); None while ``_heap`` holds them.
+        self._columns: _Columns | None = None
         self._arrived = 0
 
     @property
     def waiting(self) -> int:
-        return len(self._heap)
+        columns = self._columns
+        return len(self._heap) if columns is None else len(columns.labels)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "max_waiting": self.max_waiting,
+            "prediction_clock": self.prediction_clock,
+            "released_early": self.released_early,
+            "arrived": self._arrived,
+            "columns": tuple(self._as_columns()),
+        }
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple):
+            # Written before the wait kept its columns: slots only, the heap as tuples.
+            _, slots = state
+            self._columns = None
+            for name, value in slots.items():
+                setattr(self, name, value)
+            return
+        self.max_waiting = state["max_waiting"]
+        self.prediction_clock = state["prediction_clock"]
+        self.released_early = state["released_early"]
+        self._arrived = state["arrived"]
+        self._heap = []
+        self._columns = _Columns(*state["columns"])
+
+    def _as_columns(self) -> _Columns:
+        """The heap as columns (made from the tuples, which stay, if it is held so)."""
+        if self._columns is not None:
+            return self._columns
+        heap = self._heap
+        named = [entry[3] is not None for entry in heap]
+        return _Columns(
+            np.array([entry[0] for entry in heap], np.int64),
+            np.array([entry[1] for entry in heap], np.int64),
+            np.array([entry[3] or 0 for entry in heap], np.uint64),
+            np.array(named, np.bool_),
+            [entry[2] for entry in heap],
+        )
+
+    def _tuples(self) -> list[tuple[int, int, GroundTruth, int | None]]:
+        """The heap as tuples, for ``add`` and ``advance``."""
+        columns = self._columns
+        if columns is not None:
+            requests = [
+                key if has else None
+                for key, has in zip(columns.keys.tolist(), columns.named.tolist(), strict=True)
+            ]
+            self._heap = list(
+                zip(
+                    columns.at.tolist(),
+                    columns.arrival.tolist(),
+                    columns.labels,
+                    requests,
+                    strict=True,
+                )
+            )
+            self._columns = None
+        return self._heap
 
     def add(self, truth: GroundTruth) -> list[GroundTruth]:
         """The labels to join now: ``truth`` itself when predictions have reached it, else
         the one it pushed over the bound, if any."""
         if truth.label_at <= self.prediction_clock:
             return [truth]
+        self._tuples()
         request = None if truth.request_id is None else request_hash(truth.request_id)
         heapq.heappush(self._heap, (truth.label_at, self._arrived, truth, request))
         self._arrived += 1
@@ -100,9 +187,12 @@ class LabelWait:
     def advance(self, predicted_at: int) -> list[GroundTruth]:
         """Move the prediction clock; the labels it has caught up with, oldest first."""
         self.prediction_clock = max(self.prediction_clock, predicted_at)
-        released = []
-        while self._heap and self._heap[0][0] <= self.prediction_clock:
-            released.append(heapq.heappop(self._heap)[2])
+        released: list[GroundTruth] = []
+        if not self.waiting:
+            return released
+        heap = self._tuples()
+        while heap and heap[0][0] <= self.prediction_clock:
+            released.append(heapq.heappop(heap)[2])
         return released
 
     def columns(self, first: int, room: int) -> tuple[list[GroundTruth], list[Any]]:
@@ -111,19 +201,14 @@ class LabelWait:
         labels in heap order, whose numbers are ``first`` on, and the columns: the heap's
         times, arrival numbers and label numbers, with room for ``room`` more, the table
         (``SIZE``...), then each waiting label's request hash and whether it has one."""
-        heap, count = self._heap, len(self._heap)
+        waiting = self._as_columns()
+        count = len(waiting.labels)
         at = np.zeros(count + room, np.int64)
         arrival = np.zeros(count + room, np.int64)
         number = np.zeros(count + room, np.int64)
-        keys = np.zeros(count, np.uint64)
-        named = np.zeros(count, np.bool_)
-        if count:
-            at[:count] = [entry[0] for entry in heap]
-            arrival[:count] = [entry[1] for entry in heap]
-            number[:count] = np.arange(first, first + count)
-            requests = [entry[3] for entry in heap]
-            named[:] = [request is not None for request in requests]
-            keys[named] = [request for request in requests if request is not None]
+        at[:count] = waiting.at
+        arrival[:count] = waiting.arrival
+        number[:count] = np.arange(first, first + count)
         clocked = self.prediction_clock != -math.inf
         table = np.array(
             [
@@ -136,7 +221,7 @@ class LabelWait:
             ],
             np.int64,
         )
-        return [entry[2] for entry in heap], [at, arrival, number, table, keys, named]
+        return list(waiting.labels), [at, arrival, number, table, waiting.keys, waiting.named]
 
     def load(
         self,
@@ -151,18 +236,13 @@ class LabelWait:
         at, arrival, number, table = columns[:4]
         count = int(table[SIZE])
         waiting = number[:count]
-        requests = [
-            key if has else None
-            for key, has in zip(keys[waiting].tolist(), named[waiting].tolist(), strict=True)
-        ]
-        self._heap = list(
-            zip(
-                at[:count].tolist(),
-                arrival[:count].tolist(),
-                [labels[n] for n in waiting.tolist()],
-                requests,
-                strict=True,
-            )
+        self._heap = []
+        self._columns = _Columns(
+            at[:count].copy(),
+            arrival[:count].copy(),
+            keys[waiting],
+            named[waiting],
+            list(map(labels.__getitem__, waiting.tolist())),
         )
         if table[CLOCKED]:
             self.prediction_clock = int(table[CLOCK])

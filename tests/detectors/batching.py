@@ -69,7 +69,14 @@ def attributes(x: Any) -> dict[str, Any]:
 
 
 def _running(x: Any) -> dict[str, Any]:
-    return {key: value for key, value in attributes(x).items() if key not in BATCH_EVENTS}
+    """What ``x`` holds as state: what it pickles, if it says (``__getstate__``), as an
+    object free to hold the same state in more than one form does; else its attributes."""
+    if any("__getstate__" in vars(cls) for cls in type(x).__mro__ if cls is not object):
+        state = x.__getstate__()
+        found = state if isinstance(state, dict) else {"__getstate__": state}
+    else:
+        found = attributes(x)
+    return {key: value for key, value in found.items() if key not in BATCH_EVENTS}
 
 
 def state_difference(a: Any, b: Any, path: str = "") -> str | None:

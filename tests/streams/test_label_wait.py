@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from schemas.contracts import GroundTruth
@@ -41,3 +43,41 @@ def test_the_bound_releases_the_longest_waiting_label_and_counts_it() -> None:
 def test_the_bound_must_be_a_positive_integer(bad: object) -> None:
     with pytest.raises(ValueError, match="max_waiting"):
         LabelWait(max_waiting=bad)  # type: ignore[arg-type]
+
+
+def _loaded(wait: LabelWait) -> LabelWait:
+    """The same wait after the compiled loop's round trip (``columns``, then ``load``)
+    with nothing added or released: kept as columns."""
+    labels, columns = wait.columns(0, 0)
+    kept = LabelWait(wait.max_waiting)
+    kept.load(labels, columns, columns[4], columns[5])
+    return kept
+
+
+def test_a_wait_kept_as_columns_is_the_same_wait() -> None:
+    wait = LabelWait()
+    for at, request in ((300, "c"), (100, "a"), (200, None), (200, "b")):
+        wait.add(
+            GroundTruth(schema_version=1, model_id="m", label=1, label_at=at, request_id=request)
+            if request
+            else GroundTruth(schema_version=1, model_id="m", label=0, label_at=at, entity_id="e")
+        )
+    kept = _loaded(wait)
+    assert kept._columns is not None and kept.waiting == wait.waiting == 4
+    # A checkpoint holds one form whichever the wait is in.
+    assert pickle.dumps(kept) == pickle.dumps(wait)
+    assert pickle.loads(pickle.dumps(wait)).waiting == 4
+    # Released in the same order, the entity's label (no request) among them.
+    assert [t.label_at for t in kept.advance(250)] == [t.label_at for t in wait.advance(250)]
+    assert [t.label_at for t in kept.advance(300)] == [300]
+
+
+def test_a_checkpoint_of_the_wait_before_its_columns_restores() -> None:
+    # Its slots as pickle stored them then: the heap as tuples.
+    old = LabelWait.__new__(LabelWait)
+    old.__setstate__(
+        (None, {"_arrived": 1, "_heap": [(50, 0, label(50), 7)], "max_waiting": 10,
+                "prediction_clock": 20, "released_early": 0})
+    )  # fmt: skip
+    assert old.waiting == 1 and old.prediction_clock == 20
+    assert [t.label_at for t in old.advance(60)] == [50]
