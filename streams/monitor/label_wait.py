@@ -121,14 +121,7 @@ class LabelWait:
             "columns": tuple(self._as_columns()),
         }
 
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple):
-            # Written before the wait kept its columns: slots only, the heap as tuples.
-            _, slots = state
-            self._columns = None
-            for name, value in slots.items():
-                setattr(self, name, value)
-            return
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.max_waiting = state["max_waiting"]
         self.prediction_clock = state["prediction_clock"]
         self.released_early = state["released_early"]

@@ -27,10 +27,15 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from streams.monitor.label_wait import LabelWait
+
 Event = tuple[Any, ...]
 
 # The attributes holding the events of the last batch (see the module docstring).
 BATCH_EVENTS = frozenset({"_batch_events", "_halvings"})
+# Classes whose state may be held in either of two forms, and pickles as one: the label
+# wait keeps its labels as tuples, or as the arrays the join's compiled loop left.
+HELD_IN_FORMS = (LabelWait,)
 
 
 def same_state(a: Any, b: Any) -> bool:
@@ -69,13 +74,9 @@ def attributes(x: Any) -> dict[str, Any]:
 
 
 def _running(x: Any) -> dict[str, Any]:
-    """What ``x`` holds as state: what it pickles, if it says (``__getstate__``), as an
-    object free to hold the same state in more than one form does; else its attributes."""
-    if any("__getstate__" in vars(cls) for cls in type(x).__mro__ if cls is not object):
-        state = x.__getstate__()
-        found = state if isinstance(state, dict) else {"__getstate__": state}
-    else:
-        found = attributes(x)
+    """What ``x`` holds as state: its attributes, or what it pickles for the classes that
+    hold one state in more than one form (``HELD_IN_FORMS``)."""
+    found = x.__getstate__() if isinstance(x, HELD_IN_FORMS) else attributes(x)
     return {key: value for key, value in found.items() if key not in BATCH_EVENTS}
 
 

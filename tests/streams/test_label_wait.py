@@ -70,14 +70,3 @@ def test_a_wait_kept_as_columns_is_the_same_wait() -> None:
     # Released in the same order, the entity's label (no request) among them.
     assert [t.label_at for t in kept.advance(250)] == [t.label_at for t in wait.advance(250)]
     assert [t.label_at for t in kept.advance(300)] == [300]
-
-
-def test_a_checkpoint_of_the_wait_before_its_columns_restores() -> None:
-    # Its slots as pickle stored them then: the heap as tuples.
-    old = LabelWait.__new__(LabelWait)
-    old.__setstate__(
-        (None, {"_arrived": 1, "_heap": [(50, 0, label(50), 7)], "max_waiting": 10,
-                "prediction_clock": 20, "released_early": 0})
-    )  # fmt: skip
-    assert old.waiting == 1 and old.prediction_clock == 20
-    assert [t.label_at for t in old.advance(60)] == [50]
