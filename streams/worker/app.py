@@ -15,9 +15,10 @@ What runs today:
   internal topic ``<prefix><app id>-feature-writes-by-model``, on the partitions whose
   state Faust assigns this worker; single-record and batch messages alike. Predictions
   and labels, keyed by model_id, wait in their model's micro-batch; feature writes, keyed
-  by entity_id, are forwarded to the models that monitor their features
-  (``Portfolio.models_monitoring``), one message per model and read, keyed by model_id,
-  on the internal topic, whose writes join their model's micro-batch in turn. A
+  by entity_id, join the micro-batch of each model held here that monitors their feature
+  (``Portfolio.models_monitoring``), and are forwarded to each one held elsewhere, one
+  message per model and read, keyed by model_id, on the internal topic, whose writes
+  join their model's micro-batch in turn. A
   micro-batch goes to the model's monitor at ``MICRO_BATCH`` records or after
   ``MICRO_BATCH_LINGER_S``. Faust's per-event stream carries no input: it cost more per
   record than the monitors (README, "Benchmarks: simulator and worker");

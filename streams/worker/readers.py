@@ -17,6 +17,15 @@ follows them after each rebalance, once Faust has restored the table
 and lets them go, flushed and committed, when Faust revokes them. Its offsets live in a
 group of its own (``<app id>-ingest``) that it never joins.
 
+Predictions and labels are keyed by model, so they are on their model's partition. Feature
+writes are keyed by entity: a write goes straight to the micro-batch of each model held
+here that monitors its feature, and through the app's internal topic, keyed by model, to
+each one held elsewhere. A model fed its writes both ways skips neither: its checkpoint's
+offsets are per partition read, of the feature writes and of the internal topic alike.
+Before, every write went through the internal topic, and a worker behind on its inputs
+read those last, a second encode, send, fetch and decode each (README, "Eighteenth
+round").
+
 Records of a model wait in a micro-batch (``MicroBatches``) until it holds
 ``MICRO_BATCH`` records or its first record has waited ``MICRO_BATCH_LINGER_S`` (or
 ``EARLY_FEED_S`` once a read finds nothing), then go to the model's monitor as one batch
@@ -31,6 +40,9 @@ fed to a monitor that has not been written to the state table since: a partition
 commit stops at the first such record. A monitor's checkpoint carries the offsets it has
 read to (``Monitor.read_to``), so a worker that restores it and reads those records again
 skips them for that model: a crash loses none of a model's evidence and feeds none twice.
+One exception: a feature write forwarded to a model held by another worker reaches it
+twice if this worker crashes after forwarding it and before committing its read, since
+the worker that reads it again forwards it again as a new message of the internal topic.
 A monitor fed and not written for ``Settings.worker_checkpoint_within`` is written, so the
 commit follows.
 """
@@ -43,7 +55,7 @@ import dataclasses
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import faust
@@ -55,7 +67,7 @@ from schemas.codec import dead_letters, encode
 from schemas.contracts import DecodeError, FeatureWrite
 from streams.kafka_security import aiokafka_security
 from streams.monitor.batch import Record
-from streams.worker.ingest import Input, InputRecord, admit
+from streams.worker.ingest import Input, admit
 from streams.worker.metrics import Histogram
 from streams.worker.shell import model_partition
 
@@ -141,12 +153,12 @@ class MicroBatches:
 
     >>> p0, p1, g1 = TopicPartition("p", 0), TopicPartition("p", 1), TopicPartition("g", 1)
     >>> batches = MicroBatches(size=3, linger=0.1, early=0.02)
-    >>> batches.add("a", p0, range(7, 9), ["r1", "r2"], now=0.0)
-    >>> batches.add("b", p1, range(4, 5), ["s1"], now=0.05)
+    >>> batches.add("a", 0, p0, range(7, 9), ["r1", "r2"], now=0.0)
+    >>> batches.add("b", 1, p1, range(4, 5), ["s1"], now=0.05)
     >>> batches.due(now=0.06), batches.next_deadline()
     ([], 0.02)
-    >>> batches.add("b", g1, range(2, 3), ["s2"], now=0.07)
-    >>> batches.add("b", p1, range(6, 7), ["s3"], now=0.07)
+    >>> batches.add("b", 1, g1, range(2, 3), ["s2"], now=0.07)
+    >>> batches.add("b", 1, p1, range(6, 7), ["s3"], now=0.07)
     >>> due, = batches.due(now=0.07)
     >>> due.model_id, due.partition, due.records, due.since
     ('b', 1, ['s1', 's2', 's3'], 0.05)
@@ -154,8 +166,8 @@ class MicroBatches:
     [('p', range(4, 7)), ('g', range(2, 3))]
     >>> [(d.model_id, d.records) for d in batches.due(now=0.1)], len(batches)
     ([('a', ['r1', 'r2'])], 0)
-    >>> batches.add("a", p0, range(9, 10), ["r3"], now=0.2)
-    >>> batches.add("b", p1, range(7, 8), ["s4"], now=0.21)
+    >>> batches.add("a", 0, p0, range(9, 10), ["r3"], now=0.2)
+    >>> batches.add("b", 1, p1, range(7, 8), ["s4"], now=0.21)
     >>> batches.due(now=0.225), batches.next_deadline()
     ([], 0.22)
     >>> [(d.model_id, d.records) for d in batches.due(now=0.225, idle=True)], len(batches)
@@ -177,15 +189,18 @@ class MicroBatches:
     def add(
         self,
         model_id: str,
+        partition: int,
         source: TopicPartition,
         offsets: range,
         records: Sequence[Record],
         now: float,
     ) -> None:
-        """Records of ``model_id`` read from ``source`` at ``offsets`` (first to last)."""
+        """Records of ``model_id``, whose monitor is on ``partition``, read from ``source``
+        at ``offsets`` (first to last). A feature write's partition is its entity's, not
+        its model's."""
         pending = self._pending.get(model_id)
         if pending is None:
-            pending = self._pending[model_id] = _Pending(source.partition, now, [], {})
+            pending = self._pending[model_id] = _Pending(partition, now, [], {})
         before = len(pending.records)
         pending.records.extend(records)
         read = pending.read.get(source)
@@ -325,6 +340,12 @@ class IngestReader:
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
         self.partitions: frozenset[int] = frozenset()
+        # The models on those partitions, and each one's partition: their feature writes
+        # go straight to their micro-batches, the others' through the internal topic.
+        # None until worked out for the current assignment (``_held_models``).
+        self.held: dict[str, int] | None = None
+        # A model-keyed input, whose partition count places the models.
+        self.keyed_topic = next(name for name, source in self.sources.items() if source.by_model)
         # Bumped whenever the assignment changes: a read begun before is dropped.
         self.generation = 0
         self.ready = asyncio.Event()
@@ -402,6 +423,7 @@ class IngestReader:
 
     def _assign(self) -> None:
         self.generation += 1
+        self.held = None
         self.next_offsets.clear()
         self.positions.clear()
         self.last_timestamps.clear()
@@ -476,37 +498,72 @@ class IngestReader:
     ) -> None:
         """Decode, dead-letter and book one partition's messages; route their records."""
         portfolio = self.app.portfolio
+        monitoring = portfolio.models_monitoring
+        held = {} if source.by_model else self._held_models()
         topic = tp.topic
-        records: list[InputRecord] = []
+        processed = 0
         dead: list[DecodeError] = []
-        # Per model: its records, and the offsets of the first and last message with one.
+        # Per model held here: its records, and the offsets of the first and last message
+        # with one. Per model held elsewhere: the feature writes to forward to it.
         by_model: dict[str, tuple[list[Record], list[int]]] = {}
+        elsewhere: dict[str, list[FeatureWrite]] = {}
         for message in messages:
             admitted, errors = admit(source, message.value, portfolio)
-            records += admitted
+            processed += len(admitted)
             if errors:
                 await self._dead_letter(message, errors)
                 dead += errors
-            if source.by_model and admitted:
+            if admitted and source.by_model:
                 # A message names one model (a batch message is one model's).
                 model_id = admitted[0].model_id  # type: ignore[union-attr]
-                taken = by_model.get(model_id)
-                # Until one is taken, a message its monitor's checkpoint holds is skipped.
-                if taken is None and message.offset >= self._read_to(model_id, tp):
-                    taken = by_model[model_id] = ([], [message.offset, message.offset])
-                if taken is not None:
-                    taken[0].extend(admitted)
-                    taken[1][1] = message.offset
+                self._take(by_model, model_id, tp, message.offset, admitted)
+            elif admitted:
+                monitored = _by_monitoring_model(admitted, monitoring)  # type: ignore[arg-type]
+                for model_id, writes in monitored.items():
+                    if model_id in held:
+                        self._take(by_model, model_id, tp, message.offset, writes)
+                    else:
+                        elsewhere.setdefault(model_id, []).extend(writes)
             await turns.turn()
-        self.app.counters.count(topic, len(records), dead)
+        self.app.counters.count(topic, processed, dead)
         self.messages[topic] += len(messages)
-        self.records[topic] += len(records) + len(dead)
+        self.records[topic] += processed + len(dead)
         self.decoded[topic] += len(messages)
-        if source.by_model:
-            for model_id, (batch, (first, last)) in by_model.items():
-                self.batches.add(model_id, tp, range(first, last + 1), batch, read_at)
-        else:
-            await self._forward(records)  # type: ignore[arg-type]
+        for model_id, (batch, (first, last)) in by_model.items():
+            partition = tp.partition if source.by_model else held[model_id]
+            self.batches.add(model_id, partition, tp, range(first, last + 1), batch, read_at)
+        if elsewhere:
+            await self._forward(elsewhere)
+
+    def _held_models(self) -> dict[str, int]:
+        """The models on this worker's partitions (``_held``), worked out once its consumer
+        knows the partition count, which Faust's may not yet at a rebalance's end. Until
+        then none: their writes go through the internal topic, as to another worker."""
+        if self.held is None:
+            assert self.consumer is not None, "feature writes read with no consumer"
+            count = len(self.consumer.partitions_for_topic(self.keyed_topic) or ())
+            if not count:
+                return {}
+            self.held = _held(self.app.portfolio.models, self.partitions, count)
+        return self.held
+
+    def _take(
+        self,
+        by_model: dict[str, tuple[list[Record], list[int]]],
+        model_id: str,
+        tp: TopicPartition,
+        offset: int,
+        records: Sequence[Record],
+    ) -> None:
+        """A message's records of a model held here join the model's share of the read,
+        unless its monitor's checkpoint holds the message (until one is taken, since the
+        read goes forward)."""
+        taken = by_model.get(model_id)
+        if taken is None and offset >= self._read_to(model_id, tp):
+            taken = by_model[model_id] = ([], [offset, offset])
+        if taken is not None:
+            taken[0].extend(records)
+            taken[1][1] = offset
 
     def _read_to(self, model_id: str, tp: TopicPartition) -> int:
         """The offset of ``tp`` that the model's monitor has read to (0 if none): a worker
@@ -538,19 +595,14 @@ class IngestReader:
         for letter in letters:
             await self.app.producer.send(topic, key, encode(letter), None, None, None)
 
-    async def _forward(self, writes: Sequence[FeatureWrite]) -> None:
-        """Feature writes (keyed by entity) go to the partition of each model that monitors
-        their feature, one message per model and read."""
-        by_model: dict[str, list[FeatureWrite]] = {}
-        monitoring = self.app.portfolio.models_monitoring
-        for write in writes:
-            for model_id in monitoring(write.feature):
-                by_model.setdefault(model_id, []).append(write)
+    async def _forward(self, writes: Mapping[str, Sequence[FeatureWrite]]) -> None:
+        """Feature writes of models another worker holds go to each model's partition of the
+        internal topic, one message per model and read."""
         # Straight to the app's producer, as the dead letters (``_dead_letter``): through a
         # Faust ``Topic.send`` a read of writes for 1,000 models took 0.18 to 0.26 CPU
         # seconds to forward them, 0.04 to 0.05 s so (bench_pipeline_throughput).
         producer = self.app.producer
-        for model_id, batch in by_model.items():
+        for model_id, batch in writes.items():
             value = msgspec.json.encode(batch)
             await producer.send(self.writes_topic_name, model_id.encode(), value, None, None, None)
 
@@ -567,7 +619,12 @@ class IngestReader:
             if message.offset >= self._read_to(model_id, tp):
                 writes = _WRITE_BATCH.decode(message.value)
                 self.batches.add(
-                    model_id, tp, range(message.offset, message.offset + 1), writes, read_at
+                    model_id,
+                    tp.partition,
+                    tp,
+                    range(message.offset, message.offset + 1),
+                    writes,
+                    read_at,
                 )
                 self.records[self.writes_topic_name] += len(writes)
                 self.decoded[self.writes_topic_name] += 1
@@ -648,6 +705,25 @@ class IngestReader:
             time.time() * 1000,
             {topic: self.records[topic] / read for topic, read in self.decoded.items() if read},
         )
+
+
+def _held(models: Iterable[str], partitions: frozenset[int], count: int) -> dict[str, int]:
+    """Of ``models``, those whose records are on ``partitions`` of ``count``, with each
+    one's partition."""
+    placed = ((model_id, model_partition(model_id, count)) for model_id in models)
+    return {model_id: partition for model_id, partition in placed if partition in partitions}
+
+
+def _by_monitoring_model(
+    writes: Iterable[FeatureWrite], monitoring: Callable[[str], Sequence[str]]
+) -> dict[str, list[FeatureWrite]]:
+    """Feature writes grouped by each model that monitors their feature (a write goes to
+    every such model)."""
+    by_model: dict[str, list[FeatureWrite]] = {}
+    for write in writes:
+        for model_id in monitoring(write.feature):
+            by_model.setdefault(model_id, []).append(write)
+    return by_model
 
 
 def _unread(

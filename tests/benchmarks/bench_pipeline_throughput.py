@@ -38,7 +38,8 @@ fleet's logger and the simulator send them):
      process with a fresh app id (so it also reads from the beginning), the portfolio,
      the real Alerta and InfluxDB sinks and ``--store`` tables: drift tests, output
      monitoring and the health policy, the label join, the shadow join and the leak
-     watch, with feature writes forwarded by model through its internal topic. It is done
+     watch, with feature writes fed straight to their models (it holds them all, so it
+     forwards none through its internal topic). It is done
      when its ingest books over the three input topics reach the record count and the
      leak watch has been fed every write (each synthetic feature is monitored by one
      model).

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from schemas.codec import decode_dead_letter
-from schemas.contracts import DeadLetter
+from schemas.contracts import DeadLetter, FeatureWrite
 from streams.portfolio import load_portfolio
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, FEATURE_WRITES, GROUND_TRUTH, PREDICTIONS
@@ -469,10 +469,17 @@ async def test_a_revocation_commits_nothing_a_waiting_read_was_given(
         assert not flushed  # nothing was read, so nothing was committed
 
 
+def identity(record: Any) -> Any:
+    """A prediction's request id; a feature write's entity, feature and write time."""
+    if isinstance(record, FeatureWrite):
+        return (record.entity_id, record.feature, record.written_at)
+    return record.request_id
+
+
 class CountingMonitors:
-    """Stands in for the worker's monitors: each model's monitor is the request ids it was
-    fed and its ``read_to``; ``checkpointed`` models are written to ``table`` after every
-    feed, the others only by ``save``."""
+    """Stands in for the worker's monitors: each model's monitor is the identities of the
+    records it was fed (``identity``) and its ``read_to``; ``checkpointed`` models are
+    written to ``table`` after every feed, the others only by ``save``."""
 
     def __init__(self, table: dict[str, Any], checkpointed: set[str]) -> None:
         self.table = table
@@ -495,7 +502,7 @@ class CountingMonitors:
         if monitor is None:
             monitor = self.cache[model.model_id] = SimpleNamespace(fed=[], read_to={})
         monitor.read_to.update(read_to)
-        monitor.fed += [record.request_id for record in records]
+        monitor.fed += [identity(record) for record in records]
         self.unsaved.add(model.model_id)
         if model.model_id in self.checkpointed:
             self.save(model.model_id)
@@ -574,3 +581,107 @@ async def test_a_crash_between_checkpoints_loses_no_record_of_a_model_and_feeds_
         monitor = after.peek(portfolio.models[model])
         fed = None if monitor is None else monitor.fed
         assert fed == [p.request_id for p in streams[model]], model
+
+
+async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_crash(
+    worker_settings: Settings,
+    kafka_bootstrap: str,
+    confluent_producer_config: dict[str, Any],
+) -> None:
+    """A feature write of a model this worker holds joins the model's micro-batch from the
+    feature-writes topic, on the model's partition; one of a model held elsewhere is
+    forwarded to it. Before, every write went through the internal topic, and a worker
+    behind read those last (README, "Eighteenth round").
+
+    The writes are keyed by entity, all on partition 0; the held models are on partitions 1
+    and 2 (the worker holds 0 to 2), ``remote`` on none of them. ``steady`` is written
+    after every batch, ``quiet`` never before the crash, so the commit of the writes stays
+    at ``quiet``'s first: the worker after the crash reads them all again, and must feed
+    each to each held model once, counting what its checkpoint holds."""
+    from aiokafka import AIOKafkaConsumer
+    from confluent_kafka import Producer
+
+    from schemas.codec import encode
+    from streams.portfolio import parse_portfolio
+    from streams.topics import ensure_topics, worker_topics
+
+    # Every partition of the internal topic too, as the worker's start creates them.
+    ensure_topics(worker_settings, worker_topics(worker_settings))
+    features = {"steady": ("age",), "quiet": ("age", "country"), "remote": ("country",)}
+    portfolio = parse_portfolio(
+        "".join(
+            f'[models.{model}]\nowner = "t"\ntier = "cpu"\nfallback = "x"\nlabel_delay = 60\n'
+            f"[models.{model}.features]\n" + "".join(f'{name} = "numeric"\n' for name in names)
+            for model, names in features.items()
+        )
+    )
+    writes = [
+        FeatureWrite(
+            schema_version=1,
+            entity_id=f"u{n % 37}",
+            feature=("age", "country")[n % 2],
+            value=float(n),
+            event_at=1_000 * n,
+            written_at=1_000 * n + 5,
+            source="test",
+        )
+        for n in range(900)
+    ]
+    producer = Producer(confluent_producer_config)
+    topic = FEATURE_WRITES.name(worker_settings)
+    for write in writes:
+        producer.produce(topic, key=write.entity_id, value=encode(write), partition=0)
+    assert producer.flush(30) == 0
+    table: dict[str, Any] = {}
+    held = {"steady": 1, "quiet": 2}
+    forwarded: list[tuple[str, Any]] = []
+    fed_on: dict[str, set[int]] = {model: set() for model in held}
+
+    async def read_everything(monitors: CountingMonitors, crash: bool) -> None:
+        app = create_app(worker_settings, portfolio)
+        reader = app.reader
+        reader.monitors = monitors  # type: ignore[assignment]
+
+        async def forward(by_model: dict[str, list[FeatureWrite]]) -> None:
+            forwarded.extend((model, identity(w)) for model, ws in by_model.items() for w in ws)
+
+        reader._forward = forward  # type: ignore[method-assign]
+        consumer = reader.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap,
+            group_id=f"{worker_settings.worker_app_id}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            reader.partitions = frozenset({0, 1, 2})
+            reader._assign()
+            reader.held = dict(held)
+            feed = reader._feed
+
+            async def recording_feed(due: Any, turns: Any) -> None:
+                for taken in due:
+                    fed_on[taken.model_id].add(taken.partition)
+                await feed(due, turns)
+
+            reader._feed = recording_feed  # type: ignore[method-assign]
+            tp = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 0)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                await reader._read_batch(consumer)
+            await reader._flush_and_commit(save=not crash)
+        finally:
+            await consumer.stop()
+
+    await read_everything(CountingMonitors(table, checkpointed={"steady"}), crash=True)
+    assert set(table) == {"steady"}
+    after = CountingMonitors(table, checkpointed=set())
+    await read_everything(after, crash=False)
+    for model in held:
+        monitor = after.peek(portfolio.models[model])
+        expected = [identity(w) for w in writes if w.feature in features[model]]
+        assert monitor is not None and monitor.fed == expected, model
+    assert fed_on == {"steady": {1}, "quiet": {2}}
+    # Forwarded each time it was read: before the crash and after it.
+    remote = [identity(w) for w in writes if w.feature == "country"]
+    assert forwarded == [("remote", w) for w in remote] * 2

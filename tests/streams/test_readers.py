@@ -32,6 +32,7 @@ from streams.worker.readers import (
     IngestReader,
     MicroBatches,
     TopicLag,
+    _held,
     _on_partition,
     _Turns,
     _Uncovered,
@@ -47,17 +48,17 @@ def records(*names: str) -> list[Any]:
 def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger() -> None:
     batches = MicroBatches(size=4, linger=0.1)
     p0, p3 = TopicPartition("p", 0), TopicPartition("p", 3)
-    batches.add("a", p0, range(0, 1), records("a1"), now=10.0)
-    batches.add("b", p3, range(5, 7), records("b1", "b2"), now=10.02)
-    batches.add("a", p0, range(1, 2), records("a2"), now=10.05)
+    batches.add("a", 0, p0, range(0, 1), records("a1"), now=10.0)
+    batches.add("b", 3, p3, range(5, 7), records("b1", "b2"), now=10.02)
+    batches.add("a", 0, p0, range(1, 2), records("a2"), now=10.05)
     assert batches.due(now=10.099) == []
     assert batches.next_deadline() == pytest.approx(10.1)
     # a waited the linger since its first record, b not yet.
     assert batches.due(now=10.1) == [("a", 0, records("a1", "a2"), 10.0, {p0: range(0, 2)})]
     assert batches.next_deadline() == pytest.approx(10.12)
     # a's next batch starts its own wait; b fills up before its deadline.
-    batches.add("a", p0, range(2, 3), records("a3"), now=10.11)
-    batches.add("b", p3, range(9, 12), records("b3", "b4", "b5"), now=10.11)
+    batches.add("a", 0, p0, range(2, 3), records("a3"), now=10.11)
+    batches.add("b", 3, p3, range(9, 12), records("b3", "b4", "b5"), now=10.11)
     assert batches.due(now=10.11) == [
         ("b", 3, records("b1", "b2", "b3", "b4", "b5"), 10.02, {p3: range(5, 12)})
     ]
@@ -69,8 +70,8 @@ def test_a_batch_falls_due_when_full_or_when_its_first_record_waited_the_linger(
 def test_an_idle_caller_takes_the_batches_whose_first_record_waited_early() -> None:
     batches = MicroBatches(size=4, linger=0.1, early=0.02)
     p0, p3 = TopicPartition("p", 0), TopicPartition("p", 3)
-    batches.add("a", p0, range(0, 1), records("a1"), now=10.0)
-    batches.add("b", p3, range(5, 6), records("b1"), now=10.01)
+    batches.add("a", 0, p0, range(0, 1), records("a1"), now=10.0)
+    batches.add("b", 3, p3, range(5, 6), records("b1"), now=10.01)
     # The reader waits on Kafka until the oldest may go early, not until its linger.
     assert batches.next_deadline() == pytest.approx(10.02)
     # A read that found records: the linger holds.
@@ -83,7 +84,7 @@ def test_an_idle_caller_takes_the_batches_whose_first_record_waited_early() -> N
 
 def test_without_early_an_idle_caller_waits_out_the_linger() -> None:
     batches = MicroBatches(size=4, linger=0.1)
-    batches.add("a", TopicPartition("p", 0), range(0, 1), records("a1"), now=10.0)
+    batches.add("a", 0, TopicPartition("p", 0), range(0, 1), records("a1"), now=10.0)
     assert batches.next_deadline() == pytest.approx(10.1)
     assert batches.due(now=10.099, idle=True) == []
     assert [d.model_id for d in batches.due(now=10.1, idle=True)] == ["a"]
@@ -119,8 +120,8 @@ async def test_a_read_that_finds_nothing_feeds_what_waited_early_feed_s(
     p0 = TopicPartition("p", 0)
     # Between the two waits: "old" waited more than EARLY_FEED_S, "new" less.
     old_since = clock - (EARLY_FEED_S + MICRO_BATCH_LINGER_S) / 2
-    reader.batches.add("old", p0, range(0, 1), records("o1", "o2"), now=old_since)
-    reader.batches.add("new", p0, range(1, 2), records("n1"), now=clock - EARLY_FEED_S / 2)
+    reader.batches.add("old", 0, p0, range(0, 1), records("o1", "o2"), now=old_since)
+    reader.batches.add("new", 0, p0, range(1, 2), records("n1"), now=clock - EARLY_FEED_S / 2)
     waits: list[int] = []
 
     async def getmany(timeout_ms: int, max_records: int) -> dict[Any, Any]:
@@ -307,6 +308,7 @@ async def test_the_lag_in_records_counts_the_records_of_the_messages_it_decoded(
     reader.messages, reader.records, reader.decoded = Counter(), Counter(), Counter()
     reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S, EARLY_FEED_S)
     reader.writes_topic_name = "w"
+    reader.held = {}
     # The model's restored monitor has read the routed writes to offset 11.
     monitor = SimpleNamespace(read_to={("w", 0): 11})
     reader.monitors = SimpleNamespace(peek=lambda model: monitor)  # type: ignore[assignment]
@@ -368,3 +370,14 @@ async def test_the_lag_in_records_counts_the_records_of_the_messages_it_decoded(
     lags = reader.lag()
     assert (lags["g"].messages, lags["g"].records) == (10, 20)
     assert (lags["w"].messages, lags["w"].records) == (5, 10)
+
+
+def test_the_models_held_are_those_on_the_partitions_assigned_with_their_partition() -> None:
+    """Feature writes go straight to these models' micro-batches, on these partitions."""
+    models = [f"m{n}" for n in range(40)]
+    held = _held(models, frozenset({1, 4}), 6)
+    partitioner = DefaultPartitioner()
+    everywhere = {model: partitioner(model.encode(), list(range(6)), []) for model in models}
+    assert held == {model: p for model, p in everywhere.items() if p in {1, 4}}
+    assert 0 < len(held) < len(models)
+    assert _held(models, frozenset(), 6) == {}
