@@ -616,6 +616,7 @@ async def worker_run(
     app: FailsoftApp = create_app(settings, portfolio)
     topics = input_topics(settings)
     routed = writes_by_model_topic(settings)
+    keyed = [spec.name(settings) for spec in (PREDICTIONS, GROUND_TRUTH)]
     events = sum(produced.values())
     if writes is None:
         writes = produced[FEATURE_WRITES.suffix]
@@ -631,15 +632,19 @@ async def worker_run(
             if profiler is not None:
                 profiler.enable()
             try:
-                # Done once every input is ingested and every write has reached the leak
-                # watch of the one model that monitors its feature (or every record a
-                # monitor that observes nothing).
+                # Done once every input is ingested, every write has reached the leak
+                # watch of the one model that monitors its feature, and every prediction
+                # and label processed has been fed to its model's monitor with them: a
+                # prediction's micro-batch may go after the last write's (or every record
+                # a monitor that observes nothing).
                 rate = await drained(
                     lambda: sum(app.counters.consumed[topic] for topic in topics),
                     events,
                     lambda: sum(taps.fed.values()) + observed[0],
                     lambda: (
                         taps.fed["leak_watch FeatureWrite"] >= writes
+                        and app.reader.batch_sizes.sum
+                        >= writes + sum(app.counters.processed[topic] for topic in keyed)
                         if detectors
                         else observed[0] >= events
                     ),
