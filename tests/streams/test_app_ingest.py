@@ -9,7 +9,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -515,6 +515,43 @@ class CountingMonitors:
             self.unsaved.discard(model_id)
 
 
+async def read_to_the_end(
+    settings: Settings,
+    kafka_bootstrap: str,
+    portfolio: Any,
+    monitors: CountingMonitors,
+    topic: str,
+    partitions: set[int],
+    crash: bool,
+    prepare: Callable[[IngestReader], None] = lambda reader: None,
+) -> None:
+    """A worker's reader, on ``partitions`` with a consumer of its own and ``monitors``
+    (then ``prepare``), reads partition 0 of ``topic`` to its end and commits; unless it
+    ``crash``es, it writes every monitor fed first."""
+    from aiokafka import AIOKafkaConsumer
+
+    reader = create_app(settings, portfolio).reader
+    reader.monitors = monitors  # type: ignore[assignment]
+    consumer = reader.consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{settings.worker_app_id}-ingest",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        reader.partitions = frozenset(partitions)
+        reader._assign()
+        prepare(reader)
+        tp = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 0)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            await reader._read_batch(consumer)
+        await reader._flush_and_commit(save=not crash)
+    finally:
+        await consumer.stop()  # a crash: no save, nothing committed after the last commit
+
+
 async def test_a_crash_between_checkpoints_loses_no_record_of_a_model_and_feeds_none_twice(
     worker_settings: Settings,
     kafka_bootstrap: str,
@@ -530,7 +567,6 @@ async def test_a_crash_between_checkpoints_loses_no_record_of_a_model_and_feeds_
     Two models share a partition: ``steady``'s monitor is written after every batch,
     ``quiet``'s never (before the crash). The worker after the crash must feed each
     record to its model's monitor exactly once, counting what its checkpoint holds."""
-    from aiokafka import AIOKafkaConsumer
     from confluent_kafka import Producer
 
     from schemas.codec import encode
@@ -552,26 +588,9 @@ async def test_a_crash_between_checkpoints_loses_no_record_of_a_model_and_feeds_
     table: dict[str, Any] = {}
 
     async def read_everything(monitors: CountingMonitors, crash: bool) -> None:
-        app = create_app(worker_settings, portfolio)
-        reader = app.reader
-        reader.monitors = monitors  # type: ignore[assignment]
-        consumer = reader.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka_bootstrap,
-            group_id=f"{worker_settings.worker_app_id}-ingest",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        await read_to_the_end(
+            worker_settings, kafka_bootstrap, portfolio, monitors, topic, {0}, crash
         )
-        await consumer.start()
-        try:
-            reader.partitions = frozenset({0})
-            reader._assign()
-            tp = next(tp for tp in consumer.assignment() if tp.topic == topic)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                await reader._read_batch(consumer)
-            await reader._flush_and_commit(save=not crash)
-        finally:
-            await consumer.stop()  # a crash: no save, nothing committed after the last commit
 
     await read_everything(CountingMonitors(table, checkpointed={"steady"}), crash=True)
     assert set(table) == {"steady"}  # quiet's records were fed and never written
@@ -598,7 +617,6 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
     after every batch, ``quiet`` never before the crash, so the commit of the writes stays
     at ``quiet``'s first: the worker after the crash reads them all again, and must feed
     each to each held model once, counting what its checkpoint holds."""
-    from aiokafka import AIOKafkaConsumer
     from confluent_kafka import Producer
 
     from schemas.codec import encode
@@ -637,41 +655,25 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
     forwarded: list[tuple[str, Any]] = []
     fed_on: dict[str, set[int]] = {model: set() for model in held}
 
-    async def read_everything(monitors: CountingMonitors, crash: bool) -> None:
-        app = create_app(worker_settings, portfolio)
-        reader = app.reader
-        reader.monitors = monitors  # type: ignore[assignment]
-
-        async def forward(by_model: dict[str, list[FeatureWrite]]) -> None:
+    def prepare(reader: IngestReader) -> None:
+        async def forward(by_model: Mapping[str, Sequence[FeatureWrite]]) -> None:
             forwarded.extend((model, identity(w)) for model, ws in by_model.items() for w in ws)
 
-        reader._forward = forward  # type: ignore[method-assign]
-        consumer = reader.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka_bootstrap,
-            group_id=f"{worker_settings.worker_app_id}-ingest",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        feed = reader._feed
+
+        async def recording_feed(due: Any, turns: Any) -> None:
+            for taken in due:
+                fed_on[taken.model_id].add(taken.partition)
+            await feed(due, turns)
+
+        reader._forward = forward  # type: ignore[method-assign,assignment]
+        reader._feed = recording_feed  # type: ignore[method-assign]
+        reader.held = dict(held)
+
+    async def read_everything(monitors: CountingMonitors, crash: bool) -> None:
+        await read_to_the_end(
+            worker_settings, kafka_bootstrap, portfolio, monitors, topic, {0, 1, 2}, crash, prepare
         )
-        await consumer.start()
-        try:
-            reader.partitions = frozenset({0, 1, 2})
-            reader._assign()
-            reader.held = dict(held)
-            feed = reader._feed
-
-            async def recording_feed(due: Any, turns: Any) -> None:
-                for taken in due:
-                    fed_on[taken.model_id].add(taken.partition)
-                await feed(due, turns)
-
-            reader._feed = recording_feed  # type: ignore[method-assign]
-            tp = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 0)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                await reader._read_batch(consumer)
-            await reader._flush_and_commit(save=not crash)
-        finally:
-            await consumer.stop()
 
     await read_everything(CountingMonitors(table, checkpointed={"steady"}), crash=True)
     assert set(table) == {"steady"}
