@@ -113,8 +113,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 
 def writes_by_model(settings: Settings) -> TopicSpec:
     """A worker app's internal topic: feature writes forwarded to the partition of the model
-    that monitors them, one message per model and batch. The app's own, like its tables'
-    changelogs, so that two apps on one topic prefix do not feed each other's leak watches."""
+    that monitors them when another worker holds it, one message per model and batch. The
+    app's own, like its tables' changelogs, so that two apps on one topic prefix do not
+    feed each other's leak watches."""
     return TopicSpec(
         suffix=f"{settings.worker_app_id}-feature-writes-by-model",
         key="model_id",

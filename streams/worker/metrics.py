@@ -26,8 +26,9 @@ Metrics (all with the ``failsoft_`` prefix):
 - ``effect_latency_seconds``: a histogram, per record, of the seconds from the read that
   brought it to the worker to its model's effects handed over (commands to the producer,
   points and alerts to the sinks' queues), counting each record of a micro-batch at its
-  first record's wait: an upper bound. A feature write is timed from its read on the
-  app's internal topic, so its hop through that topic is not in it.
+  first record's wait: an upper bound. A feature write forwarded from another worker is
+  timed from its read on the app's internal topic, so its hop through that topic is not
+  in it.
 - ``sink_buffered{sink}``, ``sink_buffered_not_spooled{sink}`` (of those, the items a
   spool does not keep: Alerta's heartbeats), ``sink_delivered_total{sink}``,
   ``sink_dropped_total{sink}``, ``sink_rejected_total{sink}``,
