@@ -6,8 +6,9 @@ calls ``observe_batch(model, watch, batch)`` with each ``Batch`` of the model's 
 one record; they give the same). It reads:
 
 - every ``FeatureWrite`` of a feature the model monitors (writes are keyed by entity_id
-  on the wire; the agent routes each to ``Portfolio.models_monitoring(write.feature)``,
-  re-keyed by model_id so that it reaches the partition holding the model's watch);
+  on the wire; the worker's reader gives each to ``Portfolio.models_monitoring(
+  write.feature)``, straight or through its internal topic keyed by model_id when
+  another worker holds the model);
 - every ``live`` ``Prediction`` of the model (the values it was served, with the write
   time of each value, feed the availability gap; its request_id is remembered to find
   the entity of a label that names only the request);

@@ -40,9 +40,13 @@ fed to a monitor that has not been written to the state table since: a partition
 commit stops at the first such record. A monitor's checkpoint carries the offsets it has
 read to (``Monitor.read_to``), so a worker that restores it and reads those records again
 skips them for that model: a crash loses none of a model's evidence and feeds none twice.
-One exception: a feature write forwarded to a model held by another worker reaches it
-twice if this worker crashes after forwarding it and before committing its read, since
-the worker that reads it again forwards it again as a new message of the internal topic.
+One exception: a feature write that reached its model through the internal topic before
+a crash, or that reaches it that way after one, may reach it twice. The worker that reads
+the write again after the crash forwards it again, as a new message of the internal
+topic, when its model is on another worker by then; and a model's checkpoint counts
+forwarded writes by their internal-topic offsets, so a write fed one way before the crash
+and the other way after it (its feature-writes partition and the model's partition
+parted or brought together by the rebalance) is not recognised.
 A monitor fed and not written for ``Settings.worker_checkpoint_within`` is written, so the
 commit follows.
 """
@@ -477,6 +481,12 @@ class IngestReader:
             for tp, messages in batches.items():
                 if tp.topic == self.writes_topic_name:
                     await self._routed(tp, messages, read_at, turns)
+                elif not self.sources[tp.topic].by_model and self._held_models() is None:
+                    # Which models are held here is not known yet: these writes are read
+                    # again once it is, rather than forwarded, which could feed a model
+                    # some writes through the internal topic and the later ones straight.
+                    consumer.seek(tp, messages[0].offset)
+                    continue
                 else:
                     await self._admit(self.sources[tp.topic], tp, messages, read_at, turns)
                 last = messages[-1]
@@ -499,7 +509,8 @@ class IngestReader:
         """Decode, dead-letter and book one partition's messages; route their records."""
         portfolio = self.app.portfolio
         monitoring = portfolio.models_monitoring
-        held = {} if source.by_model else self._held_models()
+        held = {} if source.by_model else self.held
+        assert held is not None, "feature writes admitted before the models held are known"
         topic = tp.topic
         processed = 0
         dead: list[DecodeError] = []
@@ -535,16 +546,15 @@ class IngestReader:
         if elsewhere:
             await self._forward(elsewhere)
 
-    def _held_models(self) -> dict[str, int]:
+    def _held_models(self) -> dict[str, int] | None:
         """The models on this worker's partitions (``_held``), worked out once its consumer
-        knows the partition count, which Faust's may not yet at a rebalance's end. Until
-        then none: their writes go through the internal topic, as to another worker."""
-        if self.held is None:
-            assert self.consumer is not None, "feature writes read with no consumer"
+        knows the partition count (Faust's may not yet at a rebalance's end; this one has
+        it once it has fetched, since it asks for every assigned topic's at once), else
+        None."""
+        if self.held is None and self.consumer is not None:
             count = len(self.consumer.partitions_for_topic(self.keyed_topic) or ())
-            if not count:
-                return {}
-            self.held = _held(self.app.portfolio.models, self.partitions, count)
+            if count:
+                self.held = _held(self.app.portfolio.models, self.partitions, count)
         return self.held
 
     def _take(

@@ -30,6 +30,7 @@ from streams.worker.readers import (
     IngestReader,
     MicroBatches,
 )
+from streams.worker.shell import model_partition
 from tests.streams.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -524,10 +525,11 @@ async def read_to_the_end(
     partitions: set[int],
     crash: bool,
     prepare: Callable[[IngestReader], None] = lambda reader: None,
+    partition: int = 0,
 ) -> None:
     """A worker's reader, on ``partitions`` with a consumer of its own and ``monitors``
-    (then ``prepare``), reads partition 0 of ``topic`` to its end and commits; unless it
-    ``crash``es, it writes every monitor fed first."""
+    (then ``prepare``), reads ``partition`` of ``topic`` to its end and commits; unless
+    it ``crash``es, it writes every monitor fed first."""
     from aiokafka import AIOKafkaConsumer
 
     reader = create_app(settings, portfolio).reader
@@ -543,7 +545,7 @@ async def read_to_the_end(
         reader.partitions = frozenset(partitions)
         reader._assign()
         prepare(reader)
-        tp = next(tp for tp in consumer.assignment() if tp.topic == topic and tp.partition == 0)
+        tp = next(tp for tp in consumer.assignment() if tp == (topic, partition))
         end = (await consumer.end_offsets([tp]))[tp]
         while await consumer.position(tp) < end:
             await reader._read_batch(consumer)
@@ -612,8 +614,9 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
     forwarded to it. Before, every write went through the internal topic, and a worker
     behind read those last (README, "Eighteenth round").
 
-    The writes are keyed by entity, all on partition 0; the held models are on partitions 1
-    and 2 (the worker holds 0 to 2), ``remote`` on none of them. ``steady`` is written
+    The writes are keyed by entity, all on partition 1 of 6. The worker holds partitions
+    0, 1 and 5: ``steady`` is on 0 and ``quiet`` on 5 (by the murmur2 of their ids, as
+    the worker works them out), ``remote`` on 4. ``steady`` is written
     after every batch, ``quiet`` never before the crash, so the commit of the writes stays
     at ``quiet``'s first: the worker after the crash reads them all again, and must feed
     each to each held model once, counting what its checkpoint holds."""
@@ -648,10 +651,11 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
     producer = Producer(confluent_producer_config)
     topic = FEATURE_WRITES.name(worker_settings)
     for write in writes:
-        producer.produce(topic, key=write.entity_id, value=encode(write), partition=0)
+        producer.produce(topic, key=write.entity_id, value=encode(write), partition=1)
     assert producer.flush(30) == 0
     table: dict[str, Any] = {}
-    held = {"steady": 1, "quiet": 2}
+    held = {"steady": 0, "quiet": 5}
+    assert {model: model_partition(model, 6) for model in features} == held | {"remote": 4}
     forwarded: list[tuple[str, Any]] = []
     fed_on: dict[str, set[int]] = {model: set() for model in held}
 
@@ -668,11 +672,18 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
 
         reader._forward = forward  # type: ignore[method-assign,assignment]
         reader._feed = recording_feed  # type: ignore[method-assign]
-        reader.held = dict(held)
 
     async def read_everything(monitors: CountingMonitors, crash: bool) -> None:
         await read_to_the_end(
-            worker_settings, kafka_bootstrap, portfolio, monitors, topic, {0, 1, 2}, crash, prepare
+            worker_settings,
+            kafka_bootstrap,
+            portfolio,
+            monitors,
+            topic,
+            {0, 1, 5},
+            crash,
+            prepare,
+            partition=1,
         )
 
     await read_everything(CountingMonitors(table, checkpointed={"steady"}), crash=True)
@@ -683,7 +694,7 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
         monitor = after.peek(portfolio.models[model])
         expected = [identity(w) for w in writes if w.feature in features[model]]
         assert monitor is not None and monitor.fed == expected, model
-    assert fed_on == {"steady": {1}, "quiet": {2}}
+    assert fed_on == {"steady": {0}, "quiet": {5}}
     # Forwarded each time it was read: before the crash and after it.
     remote = [identity(w) for w in writes if w.feature == "country"]
     assert forwarded == [("remote", w) for w in remote] * 2

@@ -381,3 +381,14 @@ def test_the_models_held_are_those_on_the_partitions_assigned_with_their_partiti
     assert held == {model: p for model, p in everywhere.items() if p in {1, 4}}
     assert 0 < len(held) < len(models)
     assert _held(models, frozenset(), 6) == {}
+
+
+def test_a_new_assignment_forgets_the_models_held() -> None:
+    """They are worked out again for the new partitions, at the next feature writes read."""
+    reader = IngestReader.__new__(IngestReader)
+    reader.generation, reader.consumer = 0, None
+    reader.next_offsets, reader.positions, reader.last_timestamps = {}, {}, {}
+    reader.held = {"ranker": 1}
+    reader._assign()
+    assert reader.held is None
+    assert reader._held_models() is None  # no consumer to tell the partition count
