@@ -616,10 +616,10 @@ async def test_feature_writes_go_straight_to_the_models_held_here_once_across_a_
 
     The writes are keyed by entity, all on partition 1 of 6. The worker holds partitions
     0, 1 and 5: ``steady`` is on 0 and ``quiet`` on 5 (by the murmur2 of their ids, as
-    the worker works them out), ``remote`` on 4. ``steady`` is written
-    after every batch, ``quiet`` never before the crash, so the commit of the writes stays
-    at ``quiet``'s first: the worker after the crash reads them all again, and must feed
-    each to each held model once, counting what its checkpoint holds."""
+    the worker works them out), ``remote`` on 4. ``steady`` is written after every batch,
+    ``quiet`` never before the crash, so the commit of the writes stays at ``quiet``'s
+    first: the worker after the crash reads them all again, and must feed each to each
+    held model once, counting what its checkpoint holds."""
     from confluent_kafka import Producer
 
     from schemas.codec import encode

@@ -308,7 +308,6 @@ async def test_the_lag_in_records_counts_the_records_of_the_messages_it_decoded(
     reader.messages, reader.records, reader.decoded = Counter(), Counter(), Counter()
     reader.batches = MicroBatches(MICRO_BATCH, MICRO_BATCH_LINGER_S, EARLY_FEED_S)
     reader.writes_topic_name = "w"
-    reader.held = {}
     # The model's restored monitor has read the routed writes to offset 11.
     monitor = SimpleNamespace(read_to={("w", 0): 11})
     reader.monitors = SimpleNamespace(peek=lambda model: monitor)  # type: ignore[assignment]
