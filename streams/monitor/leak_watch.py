@@ -510,6 +510,10 @@ def _observe(
     between the other records, cut where a round of points is due; its live predictions
     go as runs of columns when they can (``_served``), else each alone (``_prediction``),
     and without a step each when they are many (``_bulk``)."""
+    if len(batch) == 1 and type(batch.records[0]) is FeatureWrite:
+        lone = _lone_write(model, watch, batch)
+        if lone is not None:
+            return lone
     found: list[tuple[int, LeakEffects]] = []
     writes = batch.writes
     # Per write: the monitored writes before it (and all).
@@ -582,6 +586,38 @@ def _observe(
     if served is not None:
         _put(watch, served, len(served.requests))
     return found
+
+
+def _lone_write(
+    model: Model, watch: LeakWatch, batch: Batch
+) -> list[tuple[int, LeakEffects]] | None:
+    """``_observe`` of a batch of one write of a monitored feature after which no round of
+    points is due, with the detectors called as ``_effects`` calls them, without the steps
+    that order and place a batch's events; None, with nothing changed, for any other batch
+    of one write. A worker holding many models feeds mostly such batches: a model's
+    feature writes come apart, a few a minute each, and each is a batch of its own."""
+    writes = batch.writes
+    if writes.features[0] not in watch.write_lag:
+        return None
+    # A time that is not one (NaN) goes the batch's way, as does one after which a round
+    # is due.
+    written = writes.written_at.item(0)
+    stream_time = watch.stream_time
+    if not stream_time < watch.next_report_at > written:
+        return None
+    watch.stream_time = max(stream_time, written)
+    coincidence, gap = watch.coincidence, watch.gap
+    coincidence.update_writes(writes, (), _NONE)
+    bits_after = coincidence.sample_bits
+    # ``_sampled`` of one write: the gap's sample within label_leak's after the write,
+    # whether or not the write halved it.
+    sample = max(watch.gap_sample_bits, bits_after)
+    inside = sample == 0 or writes.entities.item(0) >> min(64 - sample, 63) == 0
+    gap.update_writes(writes if inside else writes.take(_NONE), (), _NONE)
+    # The gap flags only at a served value, never at a write.
+    queued = _lag_windows(watch, writes)
+    queued += [(0, 0, "label_leak", leak) for _, leak in coincidence.flags]
+    return _caused(model, watch, batch.records, writes, None, queued, bits_after)
 
 
 # A batch's records that go without a step each (``_bulk``): their positions in the batch,
@@ -898,6 +934,22 @@ def _effects(
         k = pending.label_records[j] if is_label else int(writes.positions[place - j])
         queued.append((k * _SUB, 0, "label_leak", leak))
     queued += [(slot, 0, "availability_gap", found) for slot, found in flagged]
+    return _caused(model, watch, pending.records, pending.writes, report_at, queued, bits_after)
+
+
+def _caused(
+    model: Model,
+    watch: LeakWatch,
+    records: Sequence[Any],
+    writes: WriteColumns,
+    report_at: int | None,
+    queued: list[tuple[int, int, str, Any]],
+    bits_after: int,
+) -> list[tuple[int, LeakEffects]]:
+    """Each record's effects from what its events ``queued`` (slot, 0 for a flag or 1 for
+    what was found at once, detector, what was found) among the batch's ``records``
+    (``writes``: its writes' columns), and the round of points after record ``report_at``
+    (None: none is due; ``bits_after``: label_leak's sample then)."""
     if report_at is None and not queued:
         return []
     queued.sort(key=_SLOT_ORDER)
@@ -905,7 +957,7 @@ def _effects(
     for slot, _, name, found in queued:
         k = slot // _SUB
         if name:
-            at_ms = _slot_at(pending, slot)
+            at_ms = _slot_at(records, writes, slot)
             evidence.setdefault(k, []).append(_flag_evidence(name, found, at_ms / 1000.0))
         else:
             evidence.setdefault(k, []).extend(found)
@@ -940,14 +992,13 @@ def _places(positions: np.ndarray, records: np.ndarray) -> np.ndarray:
     return places
 
 
-def _slot_at(pending: _Pending, slot: int) -> float:
+def _slot_at(records: Sequence[Any], writes: WriteColumns, slot: int) -> float:
     """The time of a slot: its record's (a write's from its columns)."""
-    record = pending.records[slot // _SUB]
+    record = records[slot // _SUB]
     if isinstance(record, Prediction):
         return record.predicted_at
     if isinstance(record, GroundTruth):
         return record.label_at
-    writes = pending.writes
     w = int(np.searchsorted(writes.positions, slot // _SUB))
     return float(writes.written_at[w])
 

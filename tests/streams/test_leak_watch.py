@@ -20,6 +20,7 @@ from detectors._batch import SMALL_BATCH
 from detectors.leaks.availability_gap import AvailabilityGap
 from detectors.leaks.events import WriteColumns, request_hash, write_columns
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
+from streams.monitor import leak_watch
 from streams.monitor.batch import Batch
 from streams.monitor.leak_watch import (
     _SUB,
@@ -506,10 +507,46 @@ def test_batches_through_halvings_of_the_sample_are_their_records_one_by_one(
     assert_batches_match(model, records, one_by_one, expected, future_values)
 
 
-def test_a_write_that_flags_and_closes_a_window_gives_the_flag_first() -> None:
+def test_lone_writes_between_rounds_are_their_batches() -> None:
+    # A write alone, with no round due after it, takes its own way (``_lone_write``).
+    # Rounds an hour of event time apart leave most writes alone; label_leak's sample
+    # halves while the gap's own does not, so each write's gap sample is label_leak's
+    # after it; flags and closed windows come at lone writes.
+    lone = leak_watch._lone_write
+    taken: list[int] = []
+
+    def counted(model: Model, watch: LeakWatch, batch: Batch) -> object:
+        found = lone(model, watch, batch)
+        if found is not None:
+            taken.append(len(found))
+        return found
+
+    with mock.patch.object(leak_watch, "_lone_write", counted):
+        model, records, one_by_one, expected = mixed_replay(
+            "max_bytes = 2_500\nreport_every = 3_600\ngap_max_keys = 10_000\nwrite_lag_window = 20",
+            False,
+        )
+    writes = sum(isinstance(r, FeatureWrite) for r in records)
+    assert len(taken) > 0.9 * writes
+    assert one_by_one.gap_sample_bits == 0
+    assert one_by_one.sample_fraction < 1.0
+    at_writes = {
+        e.detector
+        for n, eff in expected
+        if isinstance(records[n], FeatureWrite)
+        for e in eff.evidence
+    }
+    assert {"label_leak", "write_lag_sla", "write_lag_drift"} <= at_writes
+    assert sum(map(bool, taken)) >= 10
+    assert_batches_match(model, records, one_by_one, expected, False)
+
+
+@pytest.mark.parametrize("rounds", ["", "report_every = 3_600\n"])
+def test_a_write_that_flags_and_closes_a_window_gives_the_flag_first(rounds: str) -> None:
     # Record 643, a write of last_login_date, flags it (as in the test above) and is its
-    # 302nd write: the end of a window of 151.
-    model = churn_model("[models.churn.detectors.leaks]\nwrite_lag_window = 151\n")
+    # 302nd write: the end of a window of 151. With rounds an hour apart, it is a lone
+    # write between rounds (``_lone_write``).
+    model = churn_model(f"[models.churn.detectors.leaks]\nwrite_lag_window = 151\n{rounds}")
     records = churn_stream(3, 3_000)
     for size in (1, 500):
         watch = new_leak_watch(model)
