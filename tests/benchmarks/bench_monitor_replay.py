@@ -17,6 +17,13 @@ rest at the end):
   reads the ground truth topic ahead of the predictions' (catching up on a backlog): the
   labels wait until the predictions reach their time (``streams.monitor.label_wait``).
   ``N`` = 0 is the traffic as produced.
+- ``--lone N``: one model of ``--features`` features fed as a worker holding many models
+  feeds each (``lone_records``): N requests, each of a new entity, its writes of every
+  feature, its prediction, and the label of the request ``LONE_LABEL_AFTER`` before it,
+  every record a batch of its own. At 1,000 models a model's records come a few a minute
+  and its feature writes apart, so nearly every micro-batch is one record (the soak of
+  ``bench_soak``). CPU microseconds per record of each kind, medians of ``--rounds``
+  rounds on fresh monitors.
 
 Rates are records per CPU-second (``time.process_time``), building each ``Batch`` from
 decoded records included; medians of ``--rounds`` rounds, each on fresh monitors.
@@ -74,6 +81,8 @@ from tests.benchmarks.bench_soak import rss_of_status
 LABEL_DELAY_MS = 3_600_000
 # Full collections timed in a row, of which the median and the longest are reported.
 FULL_COLLECTIONS = 7
+# ``--lone``: a request's label comes this many requests after it.
+LONE_LABEL_AFTER = 30
 
 
 def scenario() -> tuple[Portfolio, list[tuple[str, Record]]]:
@@ -168,6 +177,78 @@ def _model_records(model: Model, count: int, rng: np.random.Generator) -> list[t
             records.append((model.model_id, write))
         n += 1
     return records
+
+
+def lone_records(features: int, requests: int, seed: int) -> tuple[Model, list[Record]]:
+    """One model of ``features`` numeric features and ``requests`` requests of its records
+    in the order they arrive (``--lone``)."""
+    [model] = synthetic_portfolio(1, features)
+    names = [f.name for f in model.features]
+    rng = np.random.default_rng(seed)
+    records: list[Record] = []
+    made: collections.deque[Prediction] = collections.deque()
+    for n in range(requests):
+        at = 1_000_000 + n * 2_000
+        entity = f"e{n}"
+        records += [
+            FeatureWrite(
+                schema_version=1,
+                entity_id=entity,
+                feature=name,
+                value=float(rng.normal()),
+                event_at=at - 900 + k,
+                written_at=at - 800 + k,
+                source="bench",
+            )
+            for k, name in enumerate(names)
+        ]
+        prediction = Prediction(
+            schema_version=1,
+            request_id=f"r{n}",
+            model_id=model.model_id,
+            model_version="v1",
+            role="live",
+            entity_id=entity,
+            predicted_at=at,
+            output=Score(score=float(rng.uniform())),
+            features={name: FeatureSeen(float(rng.normal()), at - 500) for name in names},
+            latency_ms=1.0,
+        )
+        records.append(prediction)
+        made.append(prediction)
+        if len(made) > LONE_LABEL_AFTER:
+            earlier = made.popleft()
+            records.append(
+                GroundTruth(
+                    schema_version=1,
+                    model_id=model.model_id,
+                    label=int(rng.uniform() < 0.3),
+                    label_at=at,
+                    request_id=earlier.request_id,
+                    entity_id=earlier.entity_id,
+                )
+            )
+    return model, records
+
+
+def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
+    """CPU microseconds per record of each kind and over all, each record a batch of its
+    own (``--lone``): medians of ``rounds`` rounds, each on a fresh monitor."""
+    model, records = lone_records(features, requests, seed=features)
+    numeric = frozenset(f.name for f in model.features)
+    per_round: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(rounds):
+        monitor = Monitor(model)
+        spent: collections.Counter[str] = collections.Counter()
+        for record in records:
+            start = time.process_time()
+            monitor.observe(Batch.from_records(model.model_id, [record], numeric))
+            spent[type(record).__name__] += time.process_time() - start
+        counts = collections.Counter(type(record).__name__ for record in records)
+        for kind, seconds in spent.items():
+            per_round[kind].append(1e6 * seconds / counts[kind])
+        per_round["every record"].append(1e6 * sum(spent.values()) / len(records))
+    return {kind: statistics.median(values) for kind, values in per_round.items()}
 
 
 def pipeline(events: int, ahead: int) -> tuple[Portfolio, list[tuple[str, Record]]]:
@@ -567,7 +648,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="N models built live, each fed --live-entities entities as --at-caps feeds one",
     )
     parser.add_argument("--live-entities", type=int, default=1_100)
+    parser.add_argument(
+        "--lone",
+        type=int,
+        metavar="N",
+        help="N requests of one model, every record a batch of its own",
+    )
     args = parser.parse_args(argv)
+    if args.lone:
+        print(f"one model of {args.features} features, {args.lone:,d} requests, records alone:")
+        for kind, micros in lone(args.features, args.lone, args.rounds).items():
+            print(f"  {kind}: {micros:.1f} CPU microseconds a record")
     runs: list[tuple[str, Portfolio, list[tuple[str, Record]]]] = []
     if not args.no_scenario:
         portfolio, routed = scenario()
