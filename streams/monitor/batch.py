@@ -34,15 +34,16 @@ import numpy.typing as npt
 from detectors.leaks.events import WriteColumns, request_hash, request_hashes, write_columns
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction, Score
 
-__all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "ROLES", "Batch", "Record"]
+__all__ = ["KIND_LABEL", "KIND_PREDICTION", "KIND_WRITE", "NO_WRITES", "ROLES", "Batch", "Record"]
 
 Record = Prediction | GroundTruth | FeatureWrite
 KIND_PREDICTION, KIND_LABEL, KIND_WRITE = 0, 1, 2
 # A prediction's role, as the code in ``Batch.role``.
 ROLES = ("live", "fallback", "shadow")
 _ROLE_CODES = {role: code for code, role in enumerate(ROLES)}
-# The columns of a batch without writes (``Batch.writes``), read and never changed.
-_NO_WRITES = write_columns(())
+# The columns of no write (``Batch.writes`` of a batch without any), read and never
+# changed: a detector given them reads nothing.
+NO_WRITES = write_columns(())
 # ``written_at`` of a feature a prediction did not carry.
 MISSING_MS = np.iinfo(np.int64).min
 
@@ -153,11 +154,11 @@ class Batch:
         if len(records) == 1:
             # Most batches of one record: without the passes.
             return (
-                write_columns(records, (0,)) if isinstance(records[0], FeatureWrite) else _NO_WRITES
+                write_columns(records, (0,)) if isinstance(records[0], FeatureWrite) else NO_WRITES
             )
         mask = list(map(isinstance, records, itertools.repeat(FeatureWrite)))
         if True not in mask:
-            return _NO_WRITES
+            return NO_WRITES
         positions = list(itertools.compress(itertools.count(), mask))
         return write_columns(list(itertools.compress(records, mask)), positions)
 

@@ -112,13 +112,12 @@ from detectors.leaks.events import (
     get_entity_id,
     get_written_at,
     request_hash,
-    write_columns,
 )
 from detectors.leaks.future_values import FutureValues
 from detectors.leaks.label_coincidence import LabelCoincidentWrites
 from detectors.leaks.write_lag import WriteLag, WriteLagSummary
 from schemas.contracts import FeatureSeen, FeatureWrite, GroundTruth, Prediction
-from streams.monitor.batch import Batch, get_features, get_predicted_at, get_role
+from streams.monitor.batch import NO_WRITES, Batch, get_features, get_predicted_at, get_role
 from streams.monitor.effects import Alert, FieldValue, Point, detector_alert, point
 from streams.portfolio import Model, PortfolioError
 
@@ -614,7 +613,7 @@ def _lone_write(
     # whether or not the write halved it.
     sample = max(watch.gap_sample_bits, bits_after)
     inside = sample == 0 or writes.entities.item(0) >> min(64 - sample, 63) == 0
-    gap.update_writes(writes if inside else _NO_WRITES, (), _NONE)
+    gap.update_writes(writes if inside else NO_WRITES, (), _NONE)
     # The gap flags only at a served value, never at a write.
     queued = _lag_windows(watch, writes)
     queued += [(0, 0, "label_leak", leak) for _, leak in coincidence.flags]
@@ -1005,8 +1004,6 @@ def _slot_at(records: Sequence[Any], writes: WriteColumns, slot: int) -> float:
 
 
 _NONE = np.zeros(0, np.intp)
-# No write, for a detector that reads none (a batch of none changes nothing but its flags).
-_NO_WRITES = write_columns(())
 # The monitored writes before each of none.
 _NO_BEFORE = (0,)
 
