@@ -607,7 +607,8 @@ def _lone_write(
         return None
     watch.stream_time = max(stream_time, written)
     coincidence, gap = watch.coincidence, watch.gap
-    coincidence.update_writes(writes, (), _NONE)
+    # ``update_writes`` of one write is ``update`` of its event.
+    coincidence.update(writes.event(0))
     bits_after = coincidence.sample_bits
     # ``_sampled`` of one write: the gap's sample within label_leak's after the write,
     # whether or not the write halved it.
