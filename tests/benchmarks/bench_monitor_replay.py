@@ -136,20 +136,13 @@ def _model_records(model: Model, count: int, rng: np.random.Generator) -> list[t
         step = n % 10
         if step < 5:
             values = rng.normal(0.0, 1.0, len(names))
-            prediction = Prediction(
-                schema_version=1,
-                request_id=f"{model.model_id}-r{n}",
-                model_id=model.model_id,
-                model_version="v1",
-                role="live",
-                entity_id=f"u{n % 5000}",
-                predicted_at=at,
-                output=Score(score=float(rng.uniform())),
-                features={
-                    name: FeatureSeen(float(v), at - 500)
-                    for name, v in zip(names, values, strict=True)
-                },
-                latency_ms=1.0,
+            prediction = _live(
+                model,
+                f"{model.model_id}-r{n}",
+                f"u{n % 5000}",
+                at,
+                float(rng.uniform()),
+                dict(zip(names, values.tolist(), strict=True)),
             )
             made.append(prediction)
             records.append((model.model_id, prediction))
@@ -179,6 +172,25 @@ def _model_records(model: Model, count: int, rng: np.random.Generator) -> list[t
     return records
 
 
+def _live(
+    model: Model, request_id: str, entity_id: str, at: int, score: float, served: dict[str, float]
+) -> Prediction:
+    """A live prediction of ``model`` at ``at``, each feature's value ``served`` as written
+    500 ms before."""
+    return Prediction(
+        schema_version=1,
+        request_id=request_id,
+        model_id=model.model_id,
+        model_version="v1",
+        role="live",
+        entity_id=entity_id,
+        predicted_at=at,
+        output=Score(score=score),
+        features={name: FeatureSeen(value, at - 500) for name, value in served.items()},
+        latency_ms=1.0,
+    )
+
+
 def lone_records(features: int, requests: int, seed: int) -> tuple[Model, list[Record]]:
     """One model of ``features`` numeric features and ``requests`` requests of its records
     in the order they arrive (``--lone``)."""
@@ -202,17 +214,9 @@ def lone_records(features: int, requests: int, seed: int) -> tuple[Model, list[R
             )
             for k, name in enumerate(names)
         ]
-        prediction = Prediction(
-            schema_version=1,
-            request_id=f"r{n}",
-            model_id=model.model_id,
-            model_version="v1",
-            role="live",
-            entity_id=entity,
-            predicted_at=at,
-            output=Score(score=float(rng.uniform())),
-            features={name: FeatureSeen(float(rng.normal()), at - 500) for name in names},
-            latency_ms=1.0,
+        score = float(rng.uniform())
+        prediction = _live(
+            model, f"r{n}", entity, at, score, {name: float(rng.normal()) for name in names}
         )
         records.append(prediction)
         made.append(prediction)
