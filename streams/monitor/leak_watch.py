@@ -100,7 +100,7 @@ import numpy as np
 from detectors._batch import SMALL_BATCH
 from detectors._compiled import compiled
 from detectors.health.evidence import Evidence
-from detectors.leaks._memory import KeyTable, probe_compiled, vacate_compiled
+from detectors.leaks._memory import KeyTable, in_sample, probe_compiled, vacate_compiled
 from detectors.leaks.availability_gap import AvailabilityGap, ServedRun, ServedValues
 from detectors.leaks.events import (
     Label,
@@ -612,8 +612,7 @@ def _lone_write(
     bits_after = coincidence.sample_bits
     # ``_sampled`` of one write: the gap's sample within label_leak's after the write,
     # whether or not the write halved it.
-    sample = max(watch.gap_sample_bits, bits_after)
-    inside = sample == 0 or writes.entities.item(0) >> min(64 - sample, 63) == 0
+    inside = in_sample(writes.entities.item(0), max(watch.gap_sample_bits, bits_after))
     gap.update_writes(writes if inside else NO_WRITES, (), _NONE)
     # The gap flags only at a served value, never at a write.
     queued = _lag_windows(watch, writes)
