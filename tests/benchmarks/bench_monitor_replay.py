@@ -240,6 +240,7 @@ def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
     own (``--lone``): medians of ``rounds`` rounds, each on a fresh monitor."""
     model, records = lone_records(features, requests, seed=features)
     numeric = frozenset(f.name for f in model.features)
+    counts = collections.Counter(type(record).__name__ for record in records)
     per_round: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(rounds):
         monitor = Monitor(model)
@@ -248,7 +249,6 @@ def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
             start = time.process_time()
             monitor.observe(Batch.from_records(model.model_id, [record], numeric))
             spent[type(record).__name__] += time.process_time() - start
-        counts = collections.Counter(type(record).__name__ for record in records)
         for kind, seconds in spent.items():
             per_round[kind].append(1e6 * seconds / counts[kind])
         per_round["every record"].append(1e6 * sum(spent.values()) / len(records))
