@@ -17,7 +17,11 @@ from detectors import (
     WassersteinDrift,
 )
 from detectors.drift._effect import (
+    _SAMPLING,
+    BLOCKS,
+    MIN_BLOCK,
     QUARTILES,
+    _positions,
     _quartiles,
     quantile_effect,
     share_effect,
@@ -144,3 +148,25 @@ def test_the_quartiles_are_numpys_inverted_cdf_quantiles(values: list[float]) ->
     assert np.array_equal(found, expected, equal_nan=True)
     assert np.array_equal(np.signbit(found), np.signbit(expected))
     assert np.array_equal(sample, np.array(values), equal_nan=True)  # left as it was
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0]) | st.floats(-10.0, 10.0),
+        min_size=10 * BLOCKS,
+        max_size=40 * BLOCKS,
+    )
+)
+def test_the_slow_variance_is_the_variance_of_the_blocks_positions(values: list[float]) -> None:
+    # The blocks' quartiles are read at once; each block's, one at a time, give the same.
+    reference = np.array(values)
+    size = reference.size // BLOCKS
+    found = slow_variance(reference)
+    if size < MIN_BLOCK:
+        assert found.tolist() == [0.0] * 4
+        return
+    ordered = np.sort(reference)
+    blocks = [_positions(ordered, reference[i * size : (i + 1) * size]) for i in range(BLOCKS)]
+    expected = np.maximum(np.var(blocks, axis=0, ddof=1) - _SAMPLING / size, 0.0)
+    assert np.array_equal(found, expected)
