@@ -76,7 +76,9 @@ import contextlib
 import cProfile
 import dataclasses
 import io
+import itertools
 import math
+import operator
 import pstats
 import site
 import statistics
@@ -497,6 +499,9 @@ async def counting_rate(settings: Settings, app_id: str, events: int, take: bool
         await app.stop()
 
 
+_ROLE = operator.attrgetter("role")
+
+
 class Taps:
     """What the worker feeds its joins and leak watch, and the newest counts of their
     points (``TAPPED``), seen by wrapping their ways in (a monitor feeds them a batch at
@@ -536,14 +541,19 @@ class Taps:
         def fed(*args: Any) -> Any:
             fed = args[at]
             records = fed.records if isinstance(fed, Batch) else fed if many else (fed,)
-            for record in records:
-                if kind == "leak_watch":
-                    # The leak watch takes a whole batch and reads its live predictions.
-                    if isinstance(record, Prediction) and record.role != "live":
-                        continue
-                elif isinstance(record, FeatureWrite):
-                    continue
-                self.fed[f"{kind} {type(record).__name__}"] += 1
+            # Counted in C-level passes: the taps run inside the worker whose CPU is
+            # measured, and a Python step per record cost it about 4% of its CPU.
+            kinds = Counter(map(type, records))
+            if kind == "leak_watch":
+                # The leak watch takes a whole batch and reads its live predictions.
+                predictions = map(operator.is_, map(type, records), itertools.repeat(Prediction))
+                roles = list(map(_ROLE, itertools.compress(records, predictions)))
+                kinds[Prediction] = roles.count("live")
+            else:
+                kinds.pop(FeatureWrite, None)
+            for record_type, count in kinds.items():
+                if count:
+                    self.fed[f"{kind} {record_type.__name__}"] += count
             return observe(*args)
 
         return fed
