@@ -129,6 +129,12 @@ QUEUED, DUPLICATE, LATE = 0, -1, -2
 STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT, STOP_RELEASED = range(6)
 # ``join_run``'s ``counts``: the join's clock and counts.
 NOW, EXPIRED, DUPLICATES, LABELS, JOINED = range(5)
+# ``join_run``'s report time while the join has none: its clock has not moved yet, and its
+# first move (which sets the report time) is the Python's, so the loop stops before a
+# prediction and before a label that matches held predictions. A model's labels read
+# before any of its predictions (a backlog whose ground truth is read first) still go
+# to the wait in the loop.
+NO_REPORT = np.iinfo(np.int64).max
 COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
 
 
@@ -810,7 +816,12 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     for i in range(start, end):
         when = at[i]
         if kinds[i] == KIND_PREDICTION:
-            if not simple[i] or versions[i] < 0 or not streams[roles[i], versions[i]]:
+            if (
+                next_report_ms == NO_REPORT
+                or not simple[i]
+                or versions[i] < 0
+                or not streams[roles[i], versions[i]]
+            ):
                 return i, STOP_PREDICTION, -1
             _advance(when, held, join)
             key = keys[i]
@@ -878,6 +889,8 @@ def _joined(i: int, found: int, run: Any, held: Any, join: Any) -> int:
     (after the clock move). ``_join``'s tuples."""
     matched, score_column, streams = run[_MATCHED], held[_SCORE_COLUMN], join[_STREAMS]
     role_column, version_column = held[_ROLE_COLUMN], held[_VERSION_COLUMN]
+    if join[_NEXT_REPORT_MS] == NO_REPORT:
+        return STOP_HELD_LABEL
     if _advance(run[_AT][i], held, join):
         # What expired may be what it matched.
         found = _match(run[_KEYS][i], i, held, matched)

@@ -604,9 +604,11 @@ class JoinBatch:
         prediction, then the labels it releases; a label if the join holds its prediction
         (``observe_held``), else it waits (``LabelWait.add``) and maybe releases another.
         The records the join took, in order, and the number of the record whose step let
-        each through. ``run``: the records' columns (``join_run``), the join's clock set
-        (``next_report_ms``). The common records and the labels they release go through
-        the compiled loop (``HeldTable.join_run``), the others as ``observe`` takes them."""
+        each through. ``run``: the records' columns (``join_run``). The common records and
+        the labels they release go through the compiled loop (``HeldTable.join_run``), the
+        others as ``observe`` takes them; while the join's clock has not moved, every label
+        that waits goes through the loop, and it stops at every other record
+        (``held.NO_REPORT``)."""
         join, end = self.join, len(records)
         labels = sum(1 for request in requests[start:] if request is None)
         truths, heap = wait.columns(end, labels)
@@ -655,9 +657,14 @@ class JoinBatch:
         while True:
             counts = np.array([getattr(join, name) for name in table.COUNTS], np.int64)
             next_report = join.next_report_ms
-            assert next_report is not None
             stop, why, released = join.held.join_run(
-                run, start, counts, join.streams, join.settings.ttl_ms, next_report, state
+                run,
+                start,
+                counts,
+                join.streams,
+                join.settings.ttl_ms,
+                table.NO_REPORT if next_report is None else next_report,
+                state,
             )
             for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
                 setattr(join, name, value)

@@ -361,7 +361,7 @@ class Monitor:
         while k < end:
             i, record = positions[k], records[k]
             released: list[GroundTruth]
-            if wait.waiting and run is not None and self.join.next_report_ms is not None:
+            if wait.waiting and run is not None:
                 # Labels wait: the compiled loop releases them as predictions come.
                 taken, by = joins.observe_waiting(records, requests, k, run, wait)
                 fed += taken

@@ -343,15 +343,16 @@ report_interval = 2.0
 """
 
 
-def labels_ahead(drawn: list[Request], ahead: int) -> list[Record]:
-    """Predictions a second apart, a write after each, and each label ``ahead`` requests
-    before its prediction: ground truth read ahead of the predictions."""
+def labels_ahead(drawn: list[Request], ahead: int, start: int = 1_000_000) -> list[Record]:
+    """Predictions a second apart from ``start``, a write after each, and each label
+    ``ahead`` requests before its prediction: ground truth read ahead of the predictions."""
     placed: list[tuple[int, int, Record]] = []
     for n, (entity, role, version, score, delay, named, again) in enumerate(drawn):
-        at = 1_000_000 + n * 1000
+        at = start + n * 1000
         request = f"r{n - 1 if again and n else n}"
         made = msgspec.structs.replace(
             prediction(n, score * 100, "de", role),
+            predicted_at=at,
             request_id=request,
             entity_id=f"u{entity}",
             model_version=version,
@@ -384,6 +385,29 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
     at = data.draw(batching.cuts(len(records)))
     assert_batches_as_one_by_one(model, records, at, max_waiting)
+
+
+@pytest.mark.parametrize("cuts", [[], [4, 9, 30], list(range(1, 80))])
+@pytest.mark.parametrize("label_after", [False, True])
+def test_labels_ahead_of_a_join_whose_clock_never_moved_join_as_one_by_one(
+    cuts: list[int], label_after: bool
+) -> None:
+    # The join's clock starts at 0, so a prediction made at 0 is held without moving it
+    # and sets no report time. The compiled loop takes the labels that wait while no
+    # report time is set (a backlog's ground truth read first), and leaves the Python
+    # every prediction and every label it holds predictions for: one record at a time,
+    # the first of them to move the clock sets the report time. That is the next
+    # prediction, or (``label_after``) request 0's label right after its prediction,
+    # which matches it while the other labels wait.
+    drawn = [(n % 6, "live", "v1", (n % 10) / 10, 3, 2, False) for n in range(40)]
+    records = labels_ahead(drawn, 5, start=0)
+    if label_after:
+        [label] = [r for r in records if isinstance(r, GroundTruth) and r.request_id == "r0"]
+        records.remove(label)
+        made = next(n for n, r in enumerate(records) if isinstance(r, Prediction))
+        records.insert(made + 1, label)
+    model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    assert_batches_as_one_by_one(model, records, cuts, max_waiting=12)
 
 
 def made_for(n: int) -> Prediction:
@@ -498,6 +522,27 @@ def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
     assert outcomes(each) == outcomes(effects)
     assert one.join.joined == batched.join.joined > 150
     assert alone < 10
+
+
+def test_a_backlog_of_labels_before_any_prediction_waits_through_the_compiled_loop() -> None:
+    # A worker starting on a backlog may read a model's ground truth before any of its
+    # predictions: its join has no report time yet, and its labels that wait go through
+    # the compiled loop, not the label wait's Python one at a time.
+    drawn = [(n % 6, "live", "v1", (n % 10) / 10, 5, 2, False) for n in range(120)]
+    records = labels_ahead(drawn, 120)
+    labels = sum(isinstance(r, GroundTruth) for r in records)
+    assert all(isinstance(r, GroundTruth) for r in records[:labels])
+    model = parse_portfolio(AHEAD_MODEL).models["ranker"]
+    one, batched = Monitor(model), Monitor(model)
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    with mock.patch.object(LabelWait, "add", autospec=True, side_effect=LabelWait.add) as add:
+        effects = [
+            batched.observe(Batch.from_records("ranker", part))
+            for part in (records[:labels], records[labels:])
+        ]
+    assert outcomes(each) == outcomes(effects)
+    assert one.join.joined == batched.join.joined > 100
+    assert add.call_count == 1  # the first, after which the labels wait
 
 
 # Errors and stuck scores alarm within a few predictions, the policy falls back at the
