@@ -992,13 +992,31 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "store": run.settings.worker_store,
             "cpus": os.cpu_count(),
         },
-        "command": " ".join(["python -m tests.benchmarks.bench_soak", *sys.argv[1:]]),
+        "command": " ".join(["python -m tests.benchmarks.bench_soak", *_shareable(sys.argv[1:])]),
         "play_start_s": round(play_start, 2),
         "play_end_s": round(play_end, 2),
         "summary": summary,
         "samples": [dataclasses.asdict(s) for s in samples],
         "warm_samples": [dataclasses.asdict(s) for s in warm_samples],
     }
+
+
+def _shareable(argv: Sequence[str]) -> list[str]:
+    """The arguments with the output folder as ``<folder>``: the JSON goes into the
+    repository, and a folder of the machine that ran it means nothing elsewhere.
+
+    >>> _shareable(["--models", "20", "--out", "/x/y", "--every=5"])
+    ['--models', '20', '--out', '<folder>', '--every=5']
+    >>> _shareable(["--out=/x/y"])
+    ['--out=<folder>']
+    """
+    shared = list(argv)
+    for n, argument in enumerate(shared):
+        if argument.startswith("--out="):
+            shared[n] = "--out=<folder>"
+        elif argument == "--out" and n + 1 < len(shared):
+            shared[n + 1] = "<folder>"
+    return shared
 
 
 def main(argv: Sequence[str] | None = None) -> int:
