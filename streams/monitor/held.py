@@ -129,13 +129,14 @@ QUEUED, DUPLICATE, LATE = 0, -1, -2
 STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT, STOP_RELEASED = range(6)
 # ``join_run``'s ``counts``: the join's clock and counts.
 NOW, EXPIRED, DUPLICATES, LABELS, JOINED = range(5)
+COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
 # ``join_run``'s report time while the join has none: its clock has not moved yet, and its
 # first move (which sets the report time) is the Python's, so the loop stops before a
 # prediction and before a label that matches held predictions. A model's labels read
 # before any of its predictions (a backlog whose ground truth is read first) still go
 # to the wait in the loop.
 NO_REPORT = np.iinfo(np.int64).max
-COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
+_NO_ROWS = np.zeros(0, np.intp)
 
 
 class JoinRun(NamedTuple):
@@ -388,7 +389,14 @@ class HeldTable:
         label stops the run). What each record did is in ``run.outcome`` and
         ``run.matched``."""
         self.flush()
-        slots = self._indexed()
+        if self._slots is None and not self._count and next_report_ms == NO_REPORT:
+            # Nothing held, nothing indexed, and no report time: the loop only looks the
+            # labels up (it holds nothing until the clock moves), in an index of nothing
+            # that is not kept, so that the table stays unindexed, as the join's Python
+            # leaves it one record at a time.
+            slots = KeyTable.of(self._key[:0], _NO_ROWS, len(self._at)).rows
+        else:
+            slots = self._indexed()
         codes = self._version_codes
         versions = np.array([codes.get(v, -1) for v in run.versions], np.int64)
         known = np.zeros((len(ROLES), max(len(self._versions), 1)), np.bool_)

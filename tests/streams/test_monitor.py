@@ -534,15 +534,18 @@ def test_a_backlog_of_labels_before_any_prediction_waits_through_the_compiled_lo
     assert all(isinstance(r, GroundTruth) for r in records[:labels])
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
     one, batched = Monitor(model), Monitor(model)
-    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records[:labels]]
     with mock.patch.object(LabelWait, "add", autospec=True, side_effect=LabelWait.add) as add:
-        effects = [
-            batched.observe(Batch.from_records("ranker", part))
-            for part in (records[:labels], records[labels:])
-        ]
+        effects = [batched.observe(Batch.from_records("ranker", records[:labels]))]
+    assert add.call_count == 1  # the first, after which the labels wait
+    for monitor in (one, batched):
+        monitor.unsaved = 0
+    # The same state, down to the held table left unindexed while it holds nothing.
+    assert batching.state_difference(one, batched) is None
+    each += [one.observe(Batch.from_records("ranker", [r])) for r in records[labels:]]
+    effects.append(batched.observe(Batch.from_records("ranker", records[labels:])))
     assert outcomes(each) == outcomes(effects)
     assert one.join.joined == batched.join.joined > 100
-    assert add.call_count == 1  # the first, after which the labels wait
 
 
 # Errors and stuck scores alarm within a few predictions, the policy falls back at the
