@@ -64,7 +64,13 @@ from typing import Any
 
 from streams.settings import Settings
 from streams.worker.readers import EARLY_FEED_S, MICRO_BATCH, MICRO_BATCH_LINGER_S
-from tests.benchmarks.bench_soak import Sample, latency_between, rate_per_s, soak
+from tests.benchmarks.bench_soak import (
+    Sample,
+    latency_between,
+    rate_per_s,
+    shareable_command,
+    soak,
+)
 
 # The latency bound of issue #12, seconds.
 GOAL_P99_S = 0.15
@@ -400,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
 
     found: dict[str, Any] = {
-        "command": " ".join(["python -m tests.benchmarks.bench_effect_latency", *sys.argv[1:]]),
+        "command": shareable_command("tests.benchmarks.bench_effect_latency", sys.argv[1:]),
         "settings": vars(args) | {"out": None},
     }
     if args.max_requests_per_s is None:

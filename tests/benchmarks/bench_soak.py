@@ -992,7 +992,7 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "store": run.settings.worker_store,
             "cpus": os.cpu_count(),
         },
-        "command": " ".join(["python -m tests.benchmarks.bench_soak", *_shareable(sys.argv[1:])]),
+        "command": shareable_command("tests.benchmarks.bench_soak", sys.argv[1:]),
         "play_start_s": round(play_start, 2),
         "play_end_s": round(play_end, 2),
         "summary": summary,
@@ -1001,14 +1001,15 @@ def soak(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _shareable(argv: Sequence[str]) -> list[str]:
-    """The arguments with the output folder as ``<folder>``: the JSON goes into the
-    repository, and a folder of the machine that ran it means nothing elsewhere.
+def shareable_command(module: str, argv: Sequence[str]) -> str:
+    """The command that ran ``module`` with ``argv``, its output folder as ``<folder>``:
+    the JSON goes into the repository, and a folder of the machine that ran it means
+    nothing elsewhere.
 
-    >>> _shareable(["--models", "20", "--out", "/x/y", "--every=5"])
-    ['--models', '20', '--out', '<folder>', '--every=5']
-    >>> _shareable(["--out=/x/y"])
-    ['--out=<folder>']
+    >>> shareable_command("m", ["--models", "20", "--out", "/x/y", "--every=5"])
+    'python -m m --models 20 --out <folder> --every=5'
+    >>> shareable_command("m", ["--out=/x/y"])
+    'python -m m --out=<folder>'
     """
     shared = list(argv)
     for n, argument in enumerate(shared):
@@ -1016,7 +1017,7 @@ def _shareable(argv: Sequence[str]) -> list[str]:
             shared[n] = "--out=<folder>"
         elif argument == "--out" and n + 1 < len(shared):
             shared[n + 1] = "<folder>"
-    return shared
+    return " ".join(["python -m", module, *shared])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
