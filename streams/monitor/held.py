@@ -136,7 +136,6 @@ COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
 # before any of its predictions (a backlog whose ground truth is read first) still go
 # to the wait in the loop.
 NO_REPORT = np.iinfo(np.int64).max
-_NO_ROWS = np.zeros(0, np.intp)
 
 
 class JoinRun(NamedTuple):
@@ -394,7 +393,7 @@ class HeldTable:
             # labels up (it holds nothing until the clock moves), in an index of nothing
             # that is not kept, so that the table stays unindexed, as the join's Python
             # leaves it one record at a time.
-            slots = KeyTable.of(self._key[:0], _NO_ROWS, len(self._at)).rows
+            slots = KeyTable(len(self._at)).rows
         else:
             slots = self._indexed()
         codes = self._version_codes
