@@ -543,10 +543,11 @@ class Taps:
             records = fed.records if isinstance(fed, Batch) else fed if many else (fed,)
             # Counted in C-level passes: the taps run inside the worker whose CPU is
             # measured, and a Python step per record cost it about 4% of its CPU.
-            kinds = Counter(map(type, records))
+            types = list(map(type, records))
+            kinds = Counter(types)
             if kind == "leak_watch":
                 # The leak watch takes a whole batch and reads its live predictions.
-                predictions = map(operator.is_, map(type, records), itertools.repeat(Prediction))
+                predictions = map(operator.is_, types, itertools.repeat(Prediction))
                 roles = list(map(_ROLE, itertools.compress(records, predictions)))
                 kinds[Prediction] = roles.count("live")
             else:
