@@ -108,6 +108,9 @@ def index_keys(
 
 # The sample's limit while it holds every entity: above every 64-bit hash.
 EVERYTHING = 1 << 64
+# ``JoinRun.entities`` of a label that names no entity: a limit below ``EVERYTHING`` is at
+# most 2**63, so it is outside the sample, as such a label is while the sample is partial.
+NO_ENTITY = (1 << 64) - 1
 # Columns are allocated for this many rows first, then doubled up to the bound. Full
 # columns cost a compaction (a few dozen numpy calls, about 175 microseconds) and take
 # the prediction that found them full off the compiled loop: at 64 rows, a table holding
@@ -128,8 +131,8 @@ QUEUED, DUPLICATE, LATE = 0, -1, -2
 # the report time; at a label the wait released that the join's Python takes.
 STOP_END, STOP_PREDICTION, STOP_LABEL, STOP_HELD_LABEL, STOP_REPORT, STOP_RELEASED = range(6)
 # ``join_run``'s ``counts``: the join's clock and counts.
-NOW, EXPIRED, DUPLICATES, LABELS, JOINED = range(5)
-COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined")
+NOW, EXPIRED, DUPLICATES, LABELS, JOINED, UNMATCHED, UNSAMPLED_LABELS = range(7)
+COUNTS = ("now_ms", "expired", "duplicates", "labels", "joined", "unmatched", "unsampled_labels")
 # ``join_run``'s report time while the join has none: its clock has not moved yet, and its
 # first move (which sets the report time) is the Python's, so the loop stops before a
 # prediction and before a label that matches held predictions. A model's labels read
@@ -145,6 +148,7 @@ class JoinRun(NamedTuple):
     at: npt.NDArray[np.int64]
     keys: npt.NDArray[np.uint64]
     simple: npt.NDArray[np.bool_]
+    # A prediction's entity hash, and a label's (``NO_ENTITY``: it names none).
     entities: npt.NDArray[np.uint64]
     roles: npt.NDArray[np.int8]
     version_index: npt.NDArray[np.intp]
@@ -192,8 +196,23 @@ class RunItems(NamedTuple):
 
 
 _EMPTY = np.zeros(0, np.int64)
-# No wait: labels the join holds no prediction for stop the run.
-_NO_WAIT = Waiting(-1, (_EMPTY, _EMPTY, _EMPTY, np.zeros(6, np.int64)), _EMPTY, _EMPTY, _EMPTY)
+
+
+def no_wait(prediction_clock: float) -> Waiting:
+    """No label waits: a label the join holds no prediction for joins none at once if
+    the prediction clock (``LabelWait.prediction_clock``, then the run's predictions)
+    reached its time, as the wait would release it; else it stops the run, for the wait.
+    The loop moves the clock with each prediction (``clock_after``)."""
+    table = np.zeros(MOST + 1, np.int64)
+    if prediction_clock > -math.inf:
+        table[CLOCK], table[CLOCKED] = int(prediction_clock), 1
+    return Waiting(-1, (_EMPTY, _EMPTY, _EMPTY, table), _EMPTY, _EMPTY, _EMPTY)
+
+
+def clock_after(wait: Waiting) -> float:
+    """The prediction clock of ``no_wait``'s ``wait``, as the loop left it."""
+    table = wait.heap[3]
+    return int(table[CLOCK]) if table[CLOCKED] else -math.inf
 
 
 HeldKey = tuple[str, int]  # (role, request_hash)
@@ -377,16 +396,15 @@ class HeldTable:
         streams: Iterable[tuple[str, str]],
         ttl_ms: int,
         next_report_ms: int,
-        wait: Waiting = _NO_WAIT,
+        wait: Waiting,
     ) -> tuple[int, int, int]:
         """The label join's common records of ``run`` from ``start`` on, one by one in a
         compiled loop (``_join``), up to the first that needs the join's Python: where
         it stopped, why (``STOP_*``) and, for ``STOP_RELEASED``, the label released.
         ``counts``: the join's clock and counts (``COUNTS``), read and written;
         ``streams``: the (role, version) of the join's streams; ``wait``: the label wait,
-        which labels not held go to and predictions release from (``_NO_WAIT``: such a
-        label stops the run). What each record did is in ``run.outcome`` and
-        ``run.matched``."""
+        which labels not held go to and predictions release from (``no_wait``: none
+        waits). What each record did is in ``run.outcome`` and ``run.matched``."""
         self.flush()
         if self._slots is None and not self._count and next_report_ms == NO_REPORT:
             # Nothing held, nothing indexed, and no report time: the loop only looks the
@@ -797,15 +815,16 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     """``JoinBatch._prediction`` and ``_label`` of the records from ``start`` on, as they
     change the held table and the counts, while they need nothing else: a prediction of a
     score whose stream exists and that makes no room in the table, a label by request
-    that matches held predictions of scores whose streams exist. Stops before any other
-    (``STOP_*``); after the clock move of one that needs more, which the Python's own
-    clock move then finds done. With a wait (``end`` >= 0: ``Waiting``), each prediction
-    moves the wait's
-    clock and releases the labels it caught up with, joined here as ``_label`` joins
-    them (the first that needs more stops the loop, released, and the next call goes on
-    releasing before its first record); a label not held goes to the wait
-    (``wait_add``), and to the Python (``STOP_RELEASED``) if it, or the label it pushed
-    out, joins now."""
+    that matches held predictions of scores whose streams exist, or none when the wait
+    releases it (``_unmatched``). Stops before any other (``STOP_*``); after the clock
+    move of one that needs more, which the Python's own clock move then finds done. Each
+    prediction moves the wait's clock. With a wait (``end`` >= 0: ``Waiting``), it
+    releases the labels it caught up with, joined here as ``_label`` joins them (the
+    first that needs more stops the loop, released, and the next call goes on releasing
+    before its first record); a label not held goes to the wait (``wait_add``), and to
+    the Python (``STOP_RELEASED``) if it, or the label it pushed out, joins now and
+    needs it. Without (``no_wait``), a label not held joins now if the clock reached its
+    time, else it stops the loop (``STOP_LABEL``)."""
     kinds, at, keys, entities = run[_KINDS], run[_AT], run[_KEYS], run[_ENTITIES]
     roles, versions, simple, scores = run[_ROLES], run[_VERSIONS], run[_SIMPLE], run[_SCORES]
     outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
@@ -858,11 +877,11 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
                 table[_PER_ROLE + roles[i]] += 1
                 table[_COUNT] += 1
                 outcome[i] = QUEUED
+            if not clock[CLOCKED] or when > clock[CLOCK]:
+                clock[CLOCK] = when
+                clock[CLOCKED] = 1
             if waiting:
                 _take(i, i, fed, fed_by, taken)
-                if not clock[CLOCKED] or when > clock[CLOCK]:
-                    clock[CLOCK] = when
-                    clock[CLOCKED] = 1
                 if counts[NOW] < next_report_ms:
                     why, label = _release(i, run, held, join, wait)
                     if why != STOP_END:
@@ -870,23 +889,50 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
         else:
             # A label naming only its entity is never held: it goes through the wait.
             found = _match(keys[i], i, held, run[_MATCHED]) if simple[i] else 0
-            if found == 0:
-                if not waiting:
-                    return i, STOP_LABEL, -1
+            if found == 0 and waiting:
                 # The wait takes it, or it joins now (the predictions reached it), or it
-                # pushes out the label that waited longest, which joins now: the Python's.
+                # pushes out the label that waited longest, which joins now: either is
+                # the Python's unless it joins nothing here.
                 out = wait_add(i, when, wait[_WAIT_AT], wait[_ARRIVAL], wait[_NUMBER], clock)
                 if out == WAITS:
                     continue
-                return i, STOP_RELEASED, i if out == JOINS_NOW else out
-            why = _joined(i, found, run, held, join)
-            if why != STOP_END:
-                return i, why, -1
-            if waiting:
+                if out != JOINS_NOW or not _unmatched(i, run, held, join):
+                    return i, STOP_RELEASED, i if out == JOINS_NOW else out
                 _take(i, i, fed, fed_by, taken)
+            elif found == 0:
+                # With no label waiting, the wait releases it at once if the predictions
+                # reached its time (``wait_add``); else it waits, which is the Python's.
+                if not (clock[CLOCKED] and when <= clock[CLOCK] and _unmatched(i, run, held, join)):
+                    return i, STOP_LABEL, -1
+            else:
+                why = _joined(i, found, run, held, join)
+                if why != STOP_END:
+                    return i, why, -1
+                if waiting:
+                    _take(i, i, fed, fed_by, taken)
         if counts[NOW] >= next_report_ms:
             return i, STOP_REPORT, -1
     return end, STOP_END, -1
+
+
+@compiled
+def _unmatched(i: int, run: Any, held: Any, join: Any) -> bool:
+    """Label ``i``, which matches no held prediction, joined as ``JoinBatch._label`` joins
+    it: the clock moves, and the label counts as unmatched, or as left out by the sample
+    (its entity outside it); False, changing nothing, when it needs the Python: it names
+    only its entity (which matches the entity's latest prediction) or the join's clock
+    has not moved yet. ``_join``'s tuples."""
+    if not run[_SIMPLE][i] or join[_NEXT_REPORT_MS] == NO_REPORT:
+        return False
+    _advance(run[_AT][i], held, join)
+    counts = join[_COUNTS]
+    counts[LABELS] += 1
+    if join[_EVERYTHING] or run[_ENTITIES][i] < join[_LIMIT]:
+        counts[UNMATCHED] += 1
+    else:
+        counts[UNSAMPLED_LABELS] += 1
+    run[_OUTCOME][i] = 0
+    return True
 
 
 @compiled
@@ -931,9 +977,14 @@ def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, i
         if not run[_SIMPLE][label]:
             return STOP_RELEASED, label
         found = _match(run[_KEYS][label], label, held, run[_MATCHED])
-        if found == 0:
-            return STOP_RELEASED, label
-        if _joined(label, found, run, held, join) != STOP_END:
+        if found:
+            if _joined(label, found, run, held, join) != STOP_END:
+                return STOP_RELEASED, label
+        # A label that waited since before the batch has no entity hash in the run, which
+        # the sample's count needs unless the sample holds every entity.
+        elif (label >= wait[_END] and not join[_EVERYTHING]) or not _unmatched(
+            label, run, held, join
+        ):
             return STOP_RELEASED, label
         _take(label, by, wait[_FED], wait[_BY], wait[_TAKEN])
         if join[_COUNTS][NOW] >= join[_NEXT_REPORT_MS]:

@@ -437,7 +437,9 @@ def join_run(
             keys.append(0)
             # A label naming no request (matched by entity) takes the Python's path.
             simple.append(asked is not None)
-            entities.append(0)
+            # Whether the sample holds its entity, for a label that matches nothing.
+            entity = truth.entity_id
+            entities.append(table.NO_ENTITY if entity is None else entity_hash(entity))
             roles.append(0)
             version_index.append(0)
             scores.append(math.nan)
@@ -532,14 +534,23 @@ class JoinBatch:
         requests: Sequence[int | None],
         start: int = 0,
         run: JoinRun | None = None,
+        prediction_clock: float = -math.inf,
     ) -> int:
         """``observe`` of each prediction and ``observe_held`` of each label from
         ``start`` on, up to the first label the join does not hold: where it stopped
         (``len(records)`` at the end). ``requests``: each prediction's request hash (None
         for a label); ``run``: the records' columns (``join_run``; None: a record at a
         time). The common records go through a compiled loop (``HeldTable.join_run``),
-        the others as ``observe`` takes them, then the loop goes on."""
+        the others as ``observe`` takes them, then the loop goes on.
+
+        With no label waiting, the label wait releases a label at once when the prediction
+        clock (``prediction_clock``, the wait's, then the run's predictions) reached its
+        time, and ``observe`` joins it: the loop joins such a label by request there when
+        the join holds nothing of it (a label of an entity the sample left out, of an
+        expired prediction), rather than stop, which cost a busy model's batches most of
+        their records going one at a time."""
         join, end = self.join, len(records)
+        clock = prediction_clock
         while start < end:
             if (
                 run is None
@@ -551,11 +562,13 @@ class JoinBatch:
                     request = requests[start]
                     assert request is not None
                     self._prediction(record, request)
+                    clock = max(clock, record.predicted_at)
                 elif not self.observe_held(record):
                     return start
                 start += 1
                 continue
             counts = np.array([getattr(join, name) for name in table.COUNTS], np.int64)
+            wait = table.no_wait(clock)
             stop, why, _ = join.held.join_run(
                 run,
                 start,
@@ -563,7 +576,9 @@ class JoinBatch:
                 join.streams,
                 join.settings.ttl_ms,
                 join.next_report_ms,
+                wait,
             )
+            clock = table.clock_after(wait)
             for name, value in zip(table.COUNTS, counts.tolist(), strict=True):
                 setattr(join, name, value)
             # A call stopped by the report time stopped for no record of the run.
@@ -584,6 +599,7 @@ class JoinBatch:
                 request = requests[stop]
                 assert request is not None
                 self._prediction(record, request)
+                clock = max(clock, record.predicted_at)
             elif why == table.STOP_HELD_LABEL:
                 assert isinstance(record, GroundTruth)
                 self._label(record, None)
@@ -613,7 +629,8 @@ class JoinBatch:
         labels = sum(1 for request in requests[start:] if request is None)
         truths, heap = wait.columns(end, labels)
         at_wait, arrival, number, counter, keys, named = heap
-        # The waiting labels' columns after the batch's (a label's are its time and key).
+        # The waiting labels' columns after the batch's (a label's are its time and key;
+        # the wait keeps no entity hash, which the loop then does without).
         count = len(truths)
         run = JoinRun(
             np.concatenate((run.kinds, np.full(count, table.KIND_LABEL, np.int8))),

@@ -369,9 +369,10 @@ class Monitor:
                 break
             if not wait.waiting:
                 # While no label waits, a prediction releases none: the join takes the
-                # records up to the first label it holds no prediction for, the wait the
-                # latest prediction time among them.
-                stop = joins.observe_run(records, requests, k, run)
+                # records up to the first label it holds no prediction for that the wait
+                # keeps (its time past the prediction clock) or that names only its
+                # entity, the wait the latest prediction time among them.
+                stop = joins.observe_run(records, requests, k, run, wait.prediction_clock)
                 fed += records[k:stop]
                 fed_at += positions[k:stop]
                 latest = _latest_prediction(records, run, k, stop)

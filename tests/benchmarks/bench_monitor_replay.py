@@ -83,6 +83,9 @@ LABEL_DELAY_MS = 3_600_000
 FULL_COLLECTIONS = 7
 # ``--lone``: a request's label comes this many requests after it.
 LONE_LABEL_AFTER = 30
+# ``--busy``: a request every 100 ms, for one of this many entities.
+BUSY_EVERY_MS = 100
+BUSY_ENTITIES = 100_000
 
 
 def scenario() -> tuple[Portfolio, list[tuple[str, Record]]]:
@@ -253,6 +256,76 @@ def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
             per_round[kind].append(1e6 * seconds / counts[kind])
         per_round["every record"].append(1e6 * sum(spent.values()) / len(records))
     return {kind: statistics.median(values) for kind, values in per_round.items()}
+
+
+def busy_records(features: int, requests: int, seed: int) -> tuple[Model, list[Record]]:
+    """One busy model of ``features`` numeric features (``--busy``): ``requests`` requests
+    ``BUSY_EVERY_MS`` apart, each for one of ``BUSY_ENTITIES`` entities, after a write of
+    one of its features, and its label ``LABEL_DELAY_MS`` after it, all in time order
+    (the labels of the last hour's requests are not come yet). Ten requests a second with
+    a label an hour later are 36,000 predictions waiting: far past the label join's cap of
+    held predictions, so its sample keeps a fraction of the entities, and most labels are
+    of entities it left out."""
+    [model] = synthetic_portfolio(1, features)
+    names = [f.name for f in model.features]
+    rng = np.random.default_rng(seed)
+    timed: list[tuple[int, int, Record]] = []
+    last = 1_000_000 + (requests - 1) * BUSY_EVERY_MS
+    for n in range(requests):
+        at = 1_000_000 + n * BUSY_EVERY_MS
+        entity = f"e{rng.integers(BUSY_ENTITIES)}"
+        write = FeatureWrite(
+            schema_version=1,
+            entity_id=entity,
+            feature=names[n % len(names)],
+            value=float(rng.normal()),
+            event_at=at - 60,
+            written_at=at - 50,
+            source="bench",
+        )
+        served = {name: float(rng.normal()) for name in names}
+        made = _live(model, f"r{n}", entity, at, float(rng.uniform()), served)
+        timed += [(at - 50, n, write), (at, n, made)]
+        if at + LABEL_DELAY_MS <= last:
+            label = int(rng.uniform() < 0.3)
+            truth = GroundTruth(
+                schema_version=1,
+                model_id=model.model_id,
+                label=label,
+                label_at=at + LABEL_DELAY_MS,
+                request_id=made.request_id,
+                entity_id=entity,
+            )
+            timed.append((at + LABEL_DELAY_MS, -1, truth))
+    timed.sort(key=lambda x: x[:2])
+    return model, [record for *_, record in timed]
+
+
+def busy(features: int, requests: int, size: int, rounds: int) -> dict[str, Any]:
+    """CPU microseconds a record of a busy model (``busy_records``) in batches of
+    ``size``, before its first label and after it: medians of ``rounds`` rounds, each on
+    a fresh monitor; and what its label join counted."""
+    model, records = busy_records(features, requests, seed=features)
+    numeric = frozenset(f.name for f in model.features)
+    first = next(n for n, r in enumerate(records) if isinstance(r, GroundTruth))
+    phases = {"before the first label": records[:first], "with labels": records[first:]}
+    spent: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(rounds):
+        monitor = Monitor(model)
+        for phase, part in phases.items():
+            start = time.process_time()
+            for k in range(0, len(part), size):
+                monitor.observe(Batch.from_records(model.model_id, part[k : k + size], numeric))
+            spent[phase].append(1e6 * (time.process_time() - start) / len(part))
+    join = monitor.join
+    return {
+        **{
+            f"{phase} ({len(part):,d} records)": statistics.median(spent[phase])
+            for phase, part in phases.items()
+        },
+        "labels, joined, unsampled": (join.labels, join.joined, join.unsampled_labels),
+        "sample fraction": join.held.fraction,
+    }
 
 
 def pipeline(events: int, ahead: int) -> tuple[Portfolio, list[tuple[str, Record]]]:
@@ -658,7 +731,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="N requests of one model, every record a batch of its own",
     )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        metavar="N",
+        help="N requests of one busy model, its labels an hour later (batches of --batch's first)",
+    )
     args = parser.parse_args(argv)
+    if args.busy:
+        print(f"one busy model of {args.features} features, {args.busy:,d} requests:")
+        for key, value in busy(args.features, args.busy, args.batch[0], args.rounds).items():
+            print(
+                f"  {key}: {value:.2f} CPU microseconds a record"
+                if "records" in key
+                else f"  {key}: {value}"
+            )
     if args.lone:
         print(f"one model of {args.features} features, {args.lone:,d} requests, records alone:")
         for kind, micros in lone(args.features, args.lone, args.rounds).items():

@@ -7,6 +7,7 @@ and evicted streams."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from unittest import mock
 
@@ -77,9 +78,12 @@ def records(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-def in_runs(join: LabelJoin, events: list[Event], at: list[int]) -> list[JoinResult]:
+def in_runs(
+    join: LabelJoin, events: list[Event], at: list[int], clock: float = -math.inf
+) -> list[JoinResult]:
     """Batches cut at ``at``; in each, the records as runs up to each label the join does
-    not hold, which goes alone (where the monitor makes it wait)."""
+    not hold and the run does not join (``clock``: the label wait's prediction clock),
+    which goes alone (where the monitor makes it wait, or releases it at once)."""
     found: list[JoinResult] = []
     for batch in batches(events, at):
         joined = JoinBatch(join)
@@ -90,7 +94,7 @@ def in_runs(join: LabelJoin, events: list[Event], at: list[int]) -> list[JoinRes
         run = join_run(batch, requests)
         k = 0
         while k < len(batch):
-            k = joined.observe_run(batch, requests, k, run)
+            k = joined.observe_run(batch, requests, k, run, clock)
             if k < len(batch):
                 assert isinstance(batch[k], GroundTruth) and not label_join.holds(join, batch[k])
                 joined.observe(batch[k])
@@ -111,12 +115,15 @@ def test_runs_give_what_single_records_give(data: st.DataObject) -> None:
     events = data.draw(records())
     at = data.draw(cuts(len(events), max_batches=6))
     fewest = data.draw(st.sampled_from([0, 1, label_join.FEWEST_AT_ONCE]))
+    # Labels not held join nothing in the loop once the prediction clock reached them:
+    # those before the run's predictions' times, or (a clock far ahead) every one.
+    clock = data.draw(st.sampled_from([-math.inf, START_MS, 2**62]))
     expected_join = fresh()
     expected = [observe(expected_join, event) for event in events]
     join = fresh()
     # 0: every record through the loop; else after a short call of it, some alone.
     with mock.patch.object(label_join, "FEWEST_AT_ONCE", fewest):
-        found = in_runs(join, events, at)
+        found = in_runs(join, events, at, clock)
     assert found == expected
     mine, theirs = held_state(join), held_state(expected_join)
     assert same_state(mine, theirs), state_difference(mine, theirs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+from collections.abc import Sequence
 from unittest import mock
 
 import msgspec
@@ -314,18 +315,16 @@ def test_the_joins_take_the_records_as_the_label_wait_releases_them() -> None:
 # how its label names it (0: no label, 1: request and entity, 2: request, 3: entity), and
 # whether it redelivers the request before it.
 Request = tuple[int, str, str, float, int, int, bool]
-requests_drawn = st.lists(
-    st.tuples(
-        st.integers(0, 5),
-        st.sampled_from(["live", "live", "live", "fallback", "shadow"]),
-        st.sampled_from(["v1", "v1", "v1", "v2"]),
-        st.floats(0.0, 1.0),
-        st.integers(0, 25),
-        st.integers(0, 3),
-        st.booleans(),
-    ),
-    max_size=60,
+request_drawn = st.tuples(
+    st.integers(0, 5),
+    st.sampled_from(["live", "live", "live", "fallback", "shadow"]),
+    st.sampled_from(["v1", "v1", "v1", "v2"]),
+    st.floats(0.0, 1.0),
+    st.integers(0, 25),
+    st.integers(0, 3),
+    st.booleans(),
 )
+requests_drawn = st.lists(request_drawn, max_size=60)
 # Labels within 20 s of their prediction, a TTL of a minute, few held predictions and a
 # report every two seconds: expiry, sampling and reports happen among the waits.
 # The ranker of these tests, its label delay to add.
@@ -343,9 +342,20 @@ report_interval = 2.0
 """
 
 
-def labels_ahead(drawn: list[Request], ahead: int, start: int = 1_000_000) -> list[Record]:
+# The same with v2 as its shadow: the shadow join takes the records the label join took.
+SHADOW_AHEAD_MODEL = AHEAD_MODEL.replace(
+    'label_delay = "20s"\n',
+    'label_delay = "20s"\nshadow = { version = "v2", min_stable_period = "2h" }\n',
+)
+assert SHADOW_AHEAD_MODEL != AHEAD_MODEL
+
+
+def labels_ahead(
+    drawn: list[Request], ahead: int | Sequence[int], start: int = 1_000_000
+) -> list[Record]:
     """Predictions a second apart from ``start``, a write after each, and each label
-    ``ahead`` requests before its prediction: ground truth read ahead of the predictions."""
+    ``ahead`` requests before its prediction: ground truth read ahead of the predictions
+    (``ahead`` negative: after them; a sequence: request n's is ``ahead[n % len(ahead)]``)."""
     placed: list[tuple[int, int, Record]] = []
     for n, (entity, role, version, score, delay, named, again) in enumerate(drawn):
         at = start + n * 1000
@@ -369,7 +379,9 @@ def labels_ahead(drawn: list[Request], ahead: int, start: int = 1_000_000) -> li
                 request_id=request if named < 3 else None,
                 entity_id=f"u{entity}" if named != 2 else None,
             )
-            placed.append((n - ahead, 0, truth))
+            placed.append(
+                (n - (ahead if isinstance(ahead, int) else ahead[n % len(ahead)]), 0, truth)
+            )
     return [record for _, _, record in sorted(placed, key=lambda x: x[:2])]
 
 
@@ -385,6 +397,74 @@ def test_labels_ahead_of_their_predictions_join_in_any_batches_as_one_by_one(
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
     at = data.draw(batching.cuts(len(records)))
     assert_batches_as_one_by_one(model, records, at, max_waiting)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(request_drawn, min_size=30, max_size=60),
+    st.lists(st.integers(-30, 20), min_size=1, max_size=4),
+    st.data(),
+)
+def test_labels_behind_their_predictions_join_in_any_batches_as_one_by_one(
+    drawn: list[Request], ahead: list[int], data: st.DataObject
+) -> None:
+    # Labels read after their predictions, some among others read ahead: those the
+    # prediction clock reached are released by the wait at once, whether or not others
+    # wait, the rest wait. With a dozen held at most, the sample halves and the TTL
+    # expires predictions, so many find nothing held, which the batches' compiled loop
+    # joins as one record at a time does, and passes to the shadow join in its place.
+    records = labels_ahead(drawn, ahead)
+    model = parse_portfolio(SHADOW_AHEAD_MODEL).models["ranker"]
+    at = data.draw(batching.cuts(len(records)))
+    assert_batches_as_one_by_one(model, records, at)
+
+
+def test_labels_of_entities_the_sample_left_out_join_in_the_compiled_loop() -> None:
+    # A busy model: 40 entities and a dozen predictions held at most, labels 20 requests
+    # after their prediction (and two seconds after its time), so the sample holds a
+    # fraction of the entities and most labels find nothing held. The wait releases each
+    # at once, and the batches' compiled loop counts it, not the join's Python a label
+    # at a time.
+    drawn = [(n % 40, "live", "v1", (n % 10) / 10, 2, 1, False) for n in range(300)]
+    one, batched, alone, added = in_hundreds(
+        parse_portfolio(AHEAD_MODEL).models["ranker"], labels_ahead(drawn, -20)
+    )
+    for monitor in (one, batched):
+        monitor.unsaved = 0
+    assert batching.state_difference(one, batched) is None
+    join = batched.join
+    assert join.held.fraction < 0.5
+    assert join.unsampled_labels > 200 and join.labels > 290  # the last waits
+    # Were they not joined in the loop, the join's Python would take 288 labels and the
+    # wait 221; what is left are the records it leaves one at a time after a call of
+    # the loop that halved the sample within a few records, as a dozen held makes it.
+    assert alone < 50 and added < 40
+
+
+def in_hundreds(model: Model, records: list[Record]) -> tuple[Monitor, Monitor, int, int]:
+    """``records`` one at a time and in batches of 100, each to a fresh monitor, with the
+    same outcomes: the two monitors, and how many labels the batches' label join took in
+    its Python (``JoinBatch._label``) and the label wait in its own (``LabelWait.add``)."""
+    one, batched = Monitor(model), Monitor(model)
+    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
+    alone = 0
+    label = label_join.JoinBatch._label
+
+    def counted(self: label_join.JoinBatch, *args: object) -> None:
+        nonlocal alone
+        alone += 1
+        label(self, *args)  # type: ignore[arg-type]
+
+    with (
+        mock.patch.object(label_join.JoinBatch, "_label", counted),
+        mock.patch.object(LabelWait, "add", autospec=True, side_effect=LabelWait.add) as add,
+    ):
+        effects = [
+            batched.observe(Batch.from_records("ranker", records[n : n + 100]))
+            for n in range(0, len(records), 100)
+        ]
+    assert outcomes(each) == outcomes(effects)
+    return one, batched, alone, add.call_count
 
 
 @pytest.mark.parametrize("cuts", [[], [4, 9, 30], list(range(1, 80))])
@@ -502,24 +582,8 @@ def test_the_compiled_loop_releases_the_labels_that_wait() -> None:
     # time, and the compiled loop joins it as they do, not the join's Python one label at
     # a time.
     drawn = [(n % 6, "live", "v1", (n % 10) / 10, 5, 2, False) for n in range(200)]
-    records = labels_ahead(drawn, 10)
     model = parse_portfolio(AHEAD_MODEL).models["ranker"]
-    one, batched = Monitor(model), Monitor(model)
-    each = [one.observe(Batch.from_records("ranker", [r])) for r in records]
-    alone = 0
-    label = label_join.JoinBatch._label
-
-    def counted(self: label_join.JoinBatch, *args: object) -> None:
-        nonlocal alone
-        alone += 1
-        label(self, *args)  # type: ignore[arg-type]
-
-    with mock.patch.object(label_join.JoinBatch, "_label", counted):
-        effects = [
-            batched.observe(Batch.from_records("ranker", records[n : n + 100]))
-            for n in range(0, len(records), 100)
-        ]
-    assert outcomes(each) == outcomes(effects)
+    one, batched, alone, _ = in_hundreds(model, labels_ahead(drawn, 10))
     assert one.join.joined == batched.join.joined > 150
     assert alone < 10
 
