@@ -108,9 +108,6 @@ def index_keys(
 
 # The sample's limit while it holds every entity: above every 64-bit hash.
 EVERYTHING = 1 << 64
-# ``JoinRun.entities`` of a label that names no entity: a limit below ``EVERYTHING`` is at
-# most 2**63, so it is outside the sample, as such a label is while the sample is partial.
-NO_ENTITY = (1 << 64) - 1
 # Columns are allocated for this many rows first, then doubled up to the bound. Full
 # columns cost a compaction (a few dozen numpy calls, about 175 microseconds) and take
 # the prediction that found them full off the compiled loop: at 64 rows, a table holding
@@ -148,7 +145,7 @@ class JoinRun(NamedTuple):
     at: npt.NDArray[np.int64]
     keys: npt.NDArray[np.uint64]
     simple: npt.NDArray[np.bool_]
-    # A prediction's entity hash, and a label's (``NO_ENTITY``: it names none).
+    # A prediction's entity hash, and a label's (``label_wait.NO_ENTITY``: it names none).
     entities: npt.NDArray[np.uint64]
     roles: npt.NDArray[np.int8]
     version_index: npt.NDArray[np.intp]
@@ -980,11 +977,7 @@ def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, i
         if found:
             if _joined(label, found, run, held, join) != STOP_END:
                 return STOP_RELEASED, label
-        # A label that waited since before the batch has no entity hash in the run, which
-        # the sample's count needs unless the sample holds every entity.
-        elif (label >= wait[_END] and not join[_EVERYTHING]) or not _unmatched(
-            label, run, held, join
-        ):
+        elif not _unmatched(label, run, held, join):
             return STOP_RELEASED, label
         _take(label, by, wait[_FED], wait[_BY], wait[_TAKEN])
         if join[_COUNTS][NOW] >= join[_NEXT_REPORT_MS]:

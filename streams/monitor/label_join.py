@@ -171,7 +171,7 @@ from streams.monitor.held import (
     request_hash,
     wait_add,
 )
-from streams.monitor.label_wait import CLOCK, CLOCKED, LabelWait
+from streams.monitor.label_wait import CLOCK, CLOCKED, LabelWait, label_entity
 from streams.portfolio import Model, PortfolioError
 
 __all__ = [
@@ -438,8 +438,7 @@ def join_run(
             # A label naming no request (matched by entity) takes the Python's path.
             simple.append(asked is not None)
             # Whether the sample holds its entity, for a label that matches nothing.
-            entity = truth.entity_id
-            entities.append(table.NO_ENTITY if entity is None else entity_hash(entity))
+            entities.append(label_entity(truth))
             roles.append(0)
             version_index.append(0)
             scores.append(math.nan)
@@ -628,16 +627,16 @@ class JoinBatch:
         join, end = self.join, len(records)
         labels = sum(1 for request in requests[start:] if request is None)
         truths, heap = wait.columns(end, labels)
-        at_wait, arrival, number, counter, keys, named = heap
-        # The waiting labels' columns after the batch's (a label's are its time and key;
-        # the wait keeps no entity hash, which the loop then does without).
+        at_wait, arrival, number, counter, keys, named, waiting_entities = heap
+        # The waiting labels' columns after the batch's (a label's are its time, key and
+        # entity hash).
         count = len(truths)
         run = JoinRun(
             np.concatenate((run.kinds, np.full(count, table.KIND_LABEL, np.int8))),
             np.concatenate((run.at, at_wait[:count])),
             np.concatenate((run.keys, keys)),
             np.concatenate((run.simple, named)),
-            np.concatenate((run.entities, np.zeros(count, np.uint64))),
+            np.concatenate((run.entities, waiting_entities)),
             np.concatenate((run.roles, np.zeros(count, np.int8))),
             np.concatenate((run.version_index, np.zeros(count, np.intp))),
             run.versions,
@@ -713,7 +712,7 @@ class JoinBatch:
                     stop += 1
                     label(stop)
             start = stop + 1
-        wait.load(everything, heap, run.keys, run.simple)
+        wait.load(everything, heap, run.keys, run.simple, run.entities)
         return [everything[k] for k in fed[:queued].tolist()], by[:queued].tolist()
 
     def _queue_run(

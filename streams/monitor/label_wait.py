@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from detectors.leaks.events import request_hash
+from detectors.leaks.events import entity_hash, request_hash
 from schemas.contracts import GroundTruth
 
 __all__ = [
@@ -53,11 +53,15 @@ __all__ = [
     "DEFAULT_MAX_WAITING",
     "EARLY",
     "MOST",
+    "NO_ENTITY",
     "SIZE",
     "LabelWait",
 ]
 
 DEFAULT_MAX_WAITING = 10_000
+# The entity hash kept for a label that names no entity: above the label join's sample
+# limit whenever that holds less than everything (at most 2**63), as such a label is.
+NO_ENTITY = (1 << 64) - 1
 
 
 class _Columns(NamedTuple):
@@ -65,7 +69,18 @@ class _Columns(NamedTuple):
     arrival: npt.NDArray[np.int64]
     keys: npt.NDArray[np.uint64]
     named: npt.NDArray[np.bool_]
+    entities: npt.NDArray[np.uint64]
     labels: list[GroundTruth]
+
+
+# A waiting label as ``add`` and ``advance`` keep it: (label_at, arrival, label, its
+# request's hash or None, its entity's hash or ``NO_ENTITY``).
+_Entry = tuple[int, int, GroundTruth, int | None, int]
+
+
+def label_entity(truth: GroundTruth) -> int:
+    """The hash of the entity ``truth`` names, ``NO_ENTITY`` for none."""
+    return NO_ENTITY if truth.entity_id is None else entity_hash(truth.entity_id)
 
 
 # ``LabelWait.columns``' table: how many wait, the prediction clock and whether it is set,
@@ -99,11 +114,11 @@ class LabelWait:
         self.max_waiting = max_waiting
         self.prediction_clock: float = -math.inf
         self.released_early = 0
-        # (label_at, arrival, label, its request's hash or None): the arrival number keeps
-        # equal times in order; the hash is the join's key, kept for its compiled loop.
-        self._heap: list[tuple[int, int, GroundTruth, int | None]] = []
+        # ``_Entry`` each: the arrival number keeps equal times in order; the hashes are
+        # what the join's compiled loop reads of a label.
+        self._heap: list[_Entry] = []
         # Or, in the same heap order: label_at, arrival, request hash and whether there is
-        # one, and the labels (``_Columns``); None while ``_heap`` holds them.
+        # one, entity hash, and the labels (``_Columns``); None while ``_heap`` holds them.
         self._columns: _Columns | None = None
         self._arrived = 0
 
@@ -140,10 +155,11 @@ class LabelWait:
             np.array([entry[1] for entry in heap], np.int64),
             np.array([entry[3] or 0 for entry in heap], np.uint64),
             np.array(named, np.bool_),
+            np.array([entry[4] for entry in heap], np.uint64),
             [entry[2] for entry in heap],
         )
 
-    def _tuples(self) -> list[tuple[int, int, GroundTruth, int | None]]:
+    def _tuples(self) -> list[_Entry]:
         """The heap as tuples, for ``add`` and ``advance``."""
         columns = self._columns
         if columns is not None:
@@ -157,6 +173,7 @@ class LabelWait:
                     columns.arrival.tolist(),
                     columns.labels,
                     requests,
+                    columns.entities.tolist(),
                     strict=True,
                 )
             )
@@ -170,7 +187,8 @@ class LabelWait:
             return [truth]
         self._tuples()
         request = None if truth.request_id is None else request_hash(truth.request_id)
-        heapq.heappush(self._heap, (truth.label_at, self._arrived, truth, request))
+        entry = (truth.label_at, self._arrived, truth, request, label_entity(truth))
+        heapq.heappush(self._heap, entry)
         self._arrived += 1
         if len(self._heap) <= self.max_waiting:
             return []
@@ -193,7 +211,8 @@ class LabelWait:
         ``add`` and ``advance`` do (``streams.monitor.held``'s ``wait_add``): the waiting
         labels in heap order, whose numbers are ``first`` on, and the columns: the heap's
         times, arrival numbers and label numbers, with room for ``room`` more, the table
-        (``SIZE``...), then each waiting label's request hash and whether it has one."""
+        (``SIZE``...), then each waiting label's request hash, whether it has one, and its
+        entity hash."""
         waiting = self._as_columns()
         count = len(waiting.labels)
         at = np.zeros(count + room, np.int64)
@@ -214,7 +233,8 @@ class LabelWait:
             ],
             np.int64,
         )
-        return list(waiting.labels), [at, arrival, number, table, waiting.keys, waiting.named]
+        columns = [at, arrival, number, table, waiting.keys, waiting.named, waiting.entities]
+        return list(waiting.labels), columns
 
     def load(
         self,
@@ -222,10 +242,12 @@ class LabelWait:
         columns: list[Any],
         keys: npt.NDArray[np.uint64],
         named: npt.NDArray[np.bool_],
+        entities: npt.NDArray[np.uint64],
     ) -> None:
         """The wait the compiled loop left in ``columns``' arrays: ``labels`` (the
-        ``GroundTruth`` of each number that waits), ``keys`` and ``named``, each label's
-        request hash and whether it has one, by its number; in the same heap order."""
+        ``GroundTruth`` of each number that waits), ``keys``, ``named`` and ``entities``,
+        each label's request hash, whether it has one and its entity hash, by its number;
+        in the same heap order."""
         at, arrival, number, table = columns[:4]
         count = int(table[SIZE])
         waiting = number[:count]
@@ -235,6 +257,7 @@ class LabelWait:
             arrival[:count].copy(),
             keys[waiting],
             named[waiting],
+            entities[waiting],
             list(map(labels.__getitem__, waiting.tolist())),
         )
         if table[CLOCKED]:

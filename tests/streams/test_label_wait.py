@@ -50,7 +50,7 @@ def _loaded(wait: LabelWait) -> LabelWait:
     with nothing added or released: kept as columns."""
     labels, columns = wait.columns(0, 0)
     kept = LabelWait(wait.max_waiting)
-    kept.load(labels, columns, columns[4], columns[5])
+    kept.load(labels, columns, columns[4], columns[5], columns[6])
     return kept
 
 
