@@ -258,11 +258,14 @@ def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
     return {kind: statistics.median(values) for kind, values in per_round.items()}
 
 
-def busy_records(features: int, requests: int, seed: int) -> tuple[Model, list[Record]]:
+def busy_records(
+    features: int, requests: int, seed: int, early_ms: int = 0
+) -> tuple[Model, list[Record]]:
     """One busy model of ``features`` numeric features (``--busy``): ``requests`` requests
     ``BUSY_EVERY_MS`` apart, each for one of ``BUSY_ENTITIES`` entities, after a write of
     one of its features, and its label ``LABEL_DELAY_MS`` after it, all in time order
-    (the labels of the last hour's requests are not come yet). Ten requests a second with
+    (the labels of the last hour's requests are not come yet), the labels ``early_ms``
+    early (a worker whose predictions lag its ground truth). Ten requests a second with
     a label an hour later are 36,000 predictions waiting: far past the label join's cap of
     held predictions, so its sample keeps a fraction of the entities, and most labels are
     of entities it left out."""
@@ -296,16 +299,16 @@ def busy_records(features: int, requests: int, seed: int) -> tuple[Model, list[R
                 request_id=made.request_id,
                 entity_id=entity,
             )
-            timed.append((at + LABEL_DELAY_MS, -1, truth))
+            timed.append((at + LABEL_DELAY_MS - early_ms, -1, truth))
     timed.sort(key=lambda x: x[:2])
     return model, [record for *_, record in timed]
 
 
-def busy(features: int, requests: int, size: int, rounds: int) -> dict[str, Any]:
+def busy(features: int, requests: int, early_ms: int, size: int, rounds: int) -> dict[str, Any]:
     """CPU microseconds a record of a busy model (``busy_records``) in batches of
     ``size``, before its first label and after it: medians of ``rounds`` rounds, each on
     a fresh monitor; and what its label join counted."""
-    model, records = busy_records(features, requests, seed=features)
+    model, records = busy_records(features, requests, features, early_ms)
     numeric = frozenset(f.name for f in model.features)
     first = next(n for n, r in enumerate(records) if isinstance(r, GroundTruth))
     phases = {"before the first label": records[:first], "with labels": records[first:]}
@@ -737,10 +740,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="N requests of one busy model, its labels an hour later (batches of --batch's first)",
     )
+    parser.add_argument(
+        "--busy-early",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="--busy's labels read MS before their time",
+    )
     args = parser.parse_args(argv)
     if args.busy:
-        print(f"one busy model of {args.features} features, {args.busy:,d} requests:")
-        for key, value in busy(args.features, args.busy, args.batch[0], args.rounds).items():
+        print(
+            f"one busy model of {args.features} features, {args.busy:,d} requests, "
+            f"labels read {args.busy_early} ms early:"
+        )
+        found = busy(args.features, args.busy, args.busy_early, args.batch[0], args.rounds)
+        for key, value in found.items():
             print(
                 f"  {key}: {value:.2f} CPU microseconds a record"
                 if "records" in key
