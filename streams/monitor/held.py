@@ -535,6 +535,10 @@ class HeldTable:
         such prediction: what a label naming only its entity matches. Only those are
         read out of the columns, not the entity's every held prediction (hundreds when a
         model predicts for few entities)."""
+        if not self.samples(entity_hash(entity_id)):
+            # The sample holds none of the entity's predictions: no lookup (nor the index
+            # it would sort), as the label join's compiled loop finds the same.
+            return []
         rows = self._entity_rows(entity_id)
         rows = rows[self._at[rows] <= before]
         if not len(rows):
@@ -812,16 +816,16 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     """``JoinBatch._prediction`` and ``_label`` of the records from ``start`` on, as they
     change the held table and the counts, while they need nothing else: a prediction of a
     score whose stream exists and that makes no room in the table, a label by request
-    that matches held predictions of scores whose streams exist, or none when the wait
-    releases it (``_unmatched``). Stops before any other (``STOP_*``); after the clock
-    move of one that needs more, which the Python's own clock move then finds done. Each
-    prediction moves the wait's clock. With a wait (``end`` >= 0: ``Waiting``), it
-    releases the labels it caught up with, joined here as ``_label`` joins them (the
-    first that needs more stops the loop, released, and the next call goes on releasing
-    before its first record); a label not held goes to the wait (``wait_add``), and to
-    the Python (``STOP_RELEASED``) if it, or the label it pushed out, joins now and
-    needs it. Without (``no_wait``), a label not held joins now if the clock reached its
-    time, else it stops the loop (``STOP_LABEL``)."""
+    that matches held predictions of scores whose streams exist, or a label that matches
+    none when the wait releases it (``_unmatched``). Stops before any other (``STOP_*``);
+    after the clock move of one that needs more, which the Python's own clock move then
+    finds done. Each prediction moves the wait's clock. With a wait (``end`` >= 0:
+    ``Waiting``), it releases the labels it caught up with, joined here as ``_label``
+    joins them (the first that needs more stops the loop, released, and the next call
+    goes on releasing before its first record); a label not held goes to the wait
+    (``wait_add``), and to the Python (``STOP_RELEASED``) if it, or the label it pushed
+    out, joins now and needs it. Without (``no_wait``), a label not held joins now if the
+    clock reached its time, else it stops the loop (``STOP_LABEL``)."""
     kinds, at, keys, entities = run[_KINDS], run[_AT], run[_KEYS], run[_ENTITIES]
     roles, versions, simple, scores = run[_ROLES], run[_VERSIONS], run[_SIMPLE], run[_SCORES]
     outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
@@ -916,15 +920,20 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
 def _unmatched(i: int, run: Any, held: Any, join: Any) -> bool:
     """Label ``i``, which matches no held prediction, joined as ``JoinBatch._label`` joins
     it: the clock moves, and the label counts as unmatched, or as left out by the sample
-    (its entity outside it); False, changing nothing, when it needs the Python: it names
-    only its entity (which matches the entity's latest prediction) or the join's clock
-    has not moved yet. ``_join``'s tuples."""
-    if not run[_SIMPLE][i] or join[_NEXT_REPORT_MS] == NO_REPORT:
+    (its entity outside it); False, changing nothing, when it needs the Python: the
+    join's clock has not moved yet, or it names only an entity the sample holds (it
+    matches the entity's latest held prediction). ``_join``'s tuples."""
+    if join[_NEXT_REPORT_MS] == NO_REPORT:
+        return False
+    # The sample holds no prediction of an entity it left out: a label naming only such
+    # an entity matches nothing either.
+    sampled = join[_EVERYTHING] or run[_ENTITIES][i] < join[_LIMIT]
+    if sampled and not run[_SIMPLE][i]:
         return False
     _advance(run[_AT][i], held, join)
     counts = join[_COUNTS]
     counts[LABELS] += 1
-    if join[_EVERYTHING] or run[_ENTITIES][i] < join[_LIMIT]:
+    if sampled:
         counts[UNMATCHED] += 1
     else:
         counts[UNSAMPLED_LABELS] += 1
@@ -971,9 +980,7 @@ def _release(by: int, run: Any, held: Any, join: Any, wait: Any) -> tuple[int, i
     clock = wait[_CLOCK]
     while clock[SIZE] and clock[CLOCKED] and wait_at[0] <= clock[CLOCK]:
         label = _pop(wait_at, wait_arrival, wait_number, clock)
-        if not run[_SIMPLE][label]:
-            return STOP_RELEASED, label
-        found = _match(run[_KEYS][label], label, held, run[_MATCHED])
+        found = _match(run[_KEYS][label], label, held, run[_MATCHED]) if run[_SIMPLE][label] else 0
         if found:
             if _joined(label, found, run, held, join) != STOP_END:
                 return STOP_RELEASED, label

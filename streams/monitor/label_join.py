@@ -544,10 +544,10 @@ class JoinBatch:
 
         With no label waiting, the label wait releases a label at once when the prediction
         clock (``prediction_clock``, the wait's, then the run's predictions) reached its
-        time, and ``observe`` joins it: the loop joins such a label by request there when
-        the join holds nothing of it (a label of an entity the sample left out, of an
-        expired prediction), rather than stop, which cost a busy model's batches most of
-        their records going one at a time."""
+        time, and ``observe`` joins it: the loop joins such a label there when it matches
+        nothing (a label of an entity the sample left out, of an expired prediction),
+        rather than stop, which cost a busy model's batches most of their records going
+        one at a time."""
         join, end = self.join, len(records)
         clock = prediction_clock
         while start < end:

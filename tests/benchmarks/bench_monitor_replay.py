@@ -259,13 +259,14 @@ def lone(features: int, requests: int, rounds: int) -> dict[str, float]:
 
 
 def busy_records(
-    features: int, requests: int, seed: int, early_ms: int = 0
+    features: int, requests: int, seed: int, early_ms: int = 0, by_entity: bool = False
 ) -> tuple[Model, list[Record]]:
     """One busy model of ``features`` numeric features (``--busy``): ``requests`` requests
     ``BUSY_EVERY_MS`` apart, each for one of ``BUSY_ENTITIES`` entities, after a write of
     one of its features, and its label ``LABEL_DELAY_MS`` after it, all in time order
     (the labels of the last hour's requests are not come yet), the labels ``early_ms``
-    early (a worker whose predictions lag its ground truth). Ten requests a second with
+    early (a worker whose predictions lag its ground truth), each naming its request and
+    entity, or (``by_entity``) only its entity. Ten requests a second with
     a label an hour later are 36,000 predictions waiting: far past the label join's cap of
     held predictions, so its sample keeps a fraction of the entities, and most labels are
     of entities it left out."""
@@ -296,7 +297,7 @@ def busy_records(
                 model_id=model.model_id,
                 label=label,
                 label_at=at + LABEL_DELAY_MS,
-                request_id=made.request_id,
+                request_id=None if by_entity else made.request_id,
                 entity_id=entity,
             )
             timed.append((at + LABEL_DELAY_MS - early_ms, -1, truth))
@@ -304,11 +305,13 @@ def busy_records(
     return model, [record for *_, record in timed]
 
 
-def busy(features: int, requests: int, early_ms: int, size: int, rounds: int) -> dict[str, Any]:
+def busy(
+    features: int, requests: int, early_ms: int, by_entity: bool, size: int, rounds: int
+) -> dict[str, Any]:
     """CPU microseconds a record of a busy model (``busy_records``) in batches of
     ``size``, before its first label and after it: medians of ``rounds`` rounds, each on
     a fresh monitor; and what its label join counted."""
-    model, records = busy_records(features, requests, features, early_ms)
+    model, records = busy_records(features, requests, features, early_ms, by_entity)
     numeric = frozenset(f.name for f in model.features)
     first = next(n for n, r in enumerate(records) if isinstance(r, GroundTruth))
     phases = {"before the first label": records[:first], "with labels": records[first:]}
@@ -747,13 +750,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MS",
         help="--busy's labels read MS before their time",
     )
+    parser.add_argument(
+        "--busy-by-entity", action="store_true", help="--busy's labels name only their entity"
+    )
     args = parser.parse_args(argv)
     if args.busy:
         print(
             f"one busy model of {args.features} features, {args.busy:,d} requests, "
-            f"labels read {args.busy_early} ms early:"
+            f"labels read {args.busy_early} ms early"
+            f"{', naming only their entity' if args.busy_by_entity else ''}:"
         )
-        found = busy(args.features, args.busy, args.busy_early, args.batch[0], args.rounds)
+        found = busy(
+            args.features,
+            args.busy,
+            args.busy_early,
+            args.busy_by_entity,
+            args.batch[0],
+            args.rounds,
+        )
         for key, value in found.items():
             print(
                 f"  {key}: {value:.2f} CPU microseconds a record"
