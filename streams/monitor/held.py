@@ -527,7 +527,7 @@ class HeldTable:
 
     def of_entity(self, entity_id: str) -> list[HeldPrediction]:
         """The held predictions of ``entity_id``, in arrival order."""
-        return [self._row(row) for row in self._entity_rows(entity_id).tolist()]
+        return [self._row(row) for row in self._entity_rows(entity_hash(entity_id)).tolist()]
 
     def latest_of_entity(self, entity_id: str, before: int) -> list[HeldPrediction]:
         """Per role, the latest held prediction of ``entity_id`` made at or before
@@ -535,11 +535,12 @@ class HeldTable:
         such prediction: what a label naming only its entity matches. Only those are
         read out of the columns, not the entity's every held prediction (hundreds when a
         model predicts for few entities)."""
-        if not self.samples(entity_hash(entity_id)):
+        entity = entity_hash(entity_id)
+        if not self.samples(entity):
             # The sample holds none of the entity's predictions: no lookup (nor the index
             # it would sort), as the label join's compiled loop finds the same.
             return []
-        rows = self._entity_rows(entity_id)
+        rows = self._entity_rows(entity)
         rows = rows[self._at[rows] <= before]
         if not len(rows):
             return []
@@ -553,13 +554,13 @@ class HeldTable:
             found.append(self._row(int(mine[len(made) - 1 - int(np.argmax(made[::-1]))])))
         return found
 
-    def _entity_rows(self, entity_id: str) -> npt.NDArray[np.intp]:
-        """The held rows of ``entity_id``, in arrival order: those of the rows sorted by
-        entity (a binary search), then those of the rows added since."""
+    def _entity_rows(self, hashed: int) -> npt.NDArray[np.intp]:
+        """The held rows of the entity whose hash is ``hashed``, in arrival order: those of
+        the rows sorted by entity (a binary search), then those of the rows added since."""
         if not self._count:
             return np.zeros(0, np.intp)
         self.flush()
-        entity = np.uint64(entity_hash(entity_id))
+        entity = np.uint64(hashed)
         end = self._rows
         # Sorted again once the rows added since are a quarter of the sorted ones: a
         # lookup's scan of them stays short, and the sort's cost is spread over as many
@@ -903,7 +904,7 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
             elif found == 0:
                 # With no label waiting, the wait releases it at once if the predictions
                 # reached its time (``wait_add``); else it waits, which is the Python's.
-                if not (clock[CLOCKED] and when <= clock[CLOCK] and _unmatched(i, run, held, join)):
+                if not (_caught_up(clock, when) and _unmatched(i, run, held, join)):
                     return i, STOP_LABEL, -1
             else:
                 why = _joined(i, found, run, held, join)
@@ -1009,7 +1010,7 @@ def wait_add(
 ) -> int:
     """``LabelWait.add`` of label ``number`` (its ``label_at``) in ``LabelWait.columns``'
     arrays: ``JOINS_NOW``, ``WAITS``, or the number of the label it pushed out."""
-    if wait[CLOCKED] and label_at <= wait[CLOCK]:
+    if _caught_up(wait, label_at):
         return JOINS_NOW
     # heapq.heappush, so that the heap is the list's, entry for entry.
     pos = wait[SIZE]
@@ -1021,6 +1022,13 @@ def wait_add(
         return WAITS
     wait[EARLY] += 1
     return _pop(wait_at, wait_arrival, wait_number, wait)
+
+
+@compiled
+def _caught_up(wait: Any, label_at: int) -> bool:
+    """Whether the prediction clock in the wait's table has reached ``label_at``: the
+    wait releases such a label at once."""
+    return bool(wait[CLOCKED]) and label_at <= wait[CLOCK]
 
 
 @compiled
