@@ -13,8 +13,9 @@ of a model's features, their labels by request, and writes of the entities they 
 about, enough for every compiled loop to run, and pickles it as a checkpoint does; then
 scores through a score detector of a short warm-up (a model's own may want more scores
 than the batch has), a performance drop detector given its baseline, whose CUSUM loop
-runs only once it has one, a classifier's metric on int labels, the compiled tests that
-Python also calls, and a shadow trial's confidence sequence. Nothing of it is kept.
+runs only once it has one, a classifier's metric on int labels and on a window of one
+pair, a key table's removal of entities at once, the compiled tests that Python also
+calls, and a shadow trial's confidence sequence. Nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from detectors._batch import SMALL_BATCH
 from detectors._exact import binomial_sf, hypergeom_sf
 from detectors.drift.residual_cusum import ResidualCUSUM
 from detectors.leaks._coincide import best_cell
+from detectors.leaks._memory import KeyTable
 from detectors.performance.classification import ClassificationPerformance
 from detectors.performance.drop import PerformanceDrop
 from detectors.shadow.promotion import ShadowPromotion
@@ -91,6 +93,16 @@ def warm_up(models: Iterable[Model] = ()) -> None:
     # A classifier's labels as ints, whose batch goes through a compiled loop: the made-up
     # labels are bools, which take the general path.
     ClassificationPerformance().update_many([(1, 0.5)] * (SMALL_BATCH + 1))
+    # A window of one pair, as a stream's first report reads it: its columns are then
+    # contiguous, which numba compiles apart from the strided columns of a longer window.
+    first = ClassificationPerformance()
+    first.update((1, 0.5))
+    _ = first.metrics
+    # The key table's removal of entities at once, as a leak detector forgets them past
+    # its share of the model's memory (the made-up batch's few entities stay under it).
+    table = KeyTable(1)
+    table.add(1, 0)
+    table.remove_all(np.array([1], np.uint64))
     # Compiled code that Python calls too, for the types it passes: the exact tails (a
     # window of write lags) and label_leak's test (a batch of one event, a test that
     # flags), which the made-up batch does not reach from Python.

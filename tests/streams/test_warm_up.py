@@ -75,3 +75,36 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
     }
     assert called <= {name for name, signatures in found["warmed"].items() if signatures}
     assert found["after"] == found["warmed"]
+
+
+# A model of 20 features whose first batch holds 500 records of thousands of entities (the
+# replay benchmark's synthetic model): its leak detectors forget entities past their share
+# of the model's memory at once, and its first label join report reads a window of one
+# pair, two paths the made-up warm-up batch reaches with other array types or not at all.
+_SYNTHETIC_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from detectors._compiled import compiled_functions
+    from streams.monitor import Batch, Monitor
+    from streams.monitor.warm_up import warm_up
+    from tests.benchmarks.bench_monitor_replay import synthetic, synthetic_portfolio
+
+    warm_up()
+    warmed = {d: set(d.signatures) for d in compiled_functions()}
+    [model] = synthetic_portfolio(1, 20)
+    numeric = frozenset(f.name for f in model.features)
+    records = [record for _, record in synthetic([model], 500, seed=1)]
+    Monitor(model).observe(Batch.from_records(model.model_id, records, numeric))
+    print(json.dumps(sorted(
+        f"{d.py_func.__module__}.{d.__name__} {sorted(map(str, set(d.signatures) - warmed[d]))}"
+        for d in compiled_functions() if set(d.signatures) - warmed[d]
+    )))
+    """
+)
+
+
+def test_after_the_warm_up_a_model_of_many_entities_and_features_compiles_nothing_more() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _SYNTHETIC_SCRIPT], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
