@@ -15,7 +15,6 @@ from detectors.drift._effect import NOISE_SDS, quantile_effect, quantile_shifts,
 from detectors.drift._window import (
     finite_float,
     finite_floats,
-    mean,
     validate_level,
     validate_positive,
 )
@@ -705,21 +704,67 @@ def _fit_model(
     spread_allowances: tuple[float, float],
 ) -> _Model | None:
     """The local model of a reference; None when it is not finite."""
-    median = _median(values)
-    spread = _robust_scale(values - median)
-    raw = values
-    # ``np.clip``'s values (the bounds are numbers), without its wrappers' microseconds.
-    values = np.minimum(
-        np.maximum(values, median - _WINSOR_SIGMAS * spread), median + _WINSOR_SIGMAS * spread
+    table = _score_array(len(values) - 1)
+    level, slope, phi, center, scale, residuals, ranks, untied, rho = _fit_numbers(values, table)
+    if untied:
+        # Without ties the k-th smallest has mid-rank 2 k + 1 whatever the residuals: the
+        # scores' in-control law, and the spread CUSUMs' levels, depend on m only.
+        law = _untied_law(len(residuals), alpha, spread_allowances)
+    else:
+        law = _tied_law(np.sort(ranks).tobytes(), alpha, spread_allowances)
+    if law is None:
+        # All residuals tie: no change can be judged against a constant's ranks.
+        return None
+    score_mean, score_sd, spread_mean, spread_sd, spread_thresholds = law
+    long_run_sd = score_sd * math.sqrt((1.0 + rho) / (1.0 - rho))
+    numbers = (level, slope, phi, center, scale, score_mean, long_run_sd)
+    if not all(map(math.isfinite, numbers)):
+        return None
+    return _Model(
+        level=level,
+        slope=slope,
+        phi=phi,
+        center=center,
+        scale=scale,
+        residuals=residuals,
+        scores=table,
+        score_mean=score_mean,
+        long_run_sd=long_run_sd,
+        spread_mean=spread_mean,
+        spread_sd=spread_sd,
+        thresholds=(mean_threshold, mean_threshold, *spread_thresholds),
     )
-    n = len(values)
-    t_centered = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    level = mean(values)
-    slope = float(t_centered @ (values - level) / (t_centered @ t_centered))
+
+
+@compiled
+def _fit_numbers(
+    raw: np.ndarray, table: np.ndarray
+) -> tuple[float, float, float, float, float, np.ndarray, np.ndarray, bool, float]:
+    """The numbers of a reference's model (``_fit_model``), in one compiled pass of its
+    few dozen array steps, each of which cost a microsecond or more of numpy's overhead
+    on a reference of at most a few hundred values: the level (at index 0), the slope and
+    the AR coefficient kept; the residuals' median and robust scale, the residuals
+    sorted, the mid-rank of each (in arrival order, an index into ``table``, the normal
+    scores of ``_score_array``), whether none tie, and the scores' lag-1 autocorrelation.
+
+    Sums and dot products go value by value, so their last bits may differ from numpy's
+    pairwise and BLAS sums; medians are exact, as are ranks, clipping and residuals given
+    the model's numbers."""
+    median = _median(raw)
+    spread = _robust_scale(raw - median)
+    # Outliers pulled in to the bounds before the fit, so that they do not bend it.
+    values = np.minimum(
+        np.maximum(raw, median - _WINSOR_SIGMAS * spread), median + _WINSOR_SIGMAS * spread
+    )
+    n = values.shape[0]
+    t_centered = np.arange(n) - (n - 1) / 2.0
+    level = _mean(values)
+    t_squares = _dot(t_centered, t_centered)
+    slope = _dot(t_centered, values - level) / t_squares
     detrended = values - level - slope * t_centered
     phi = _autocorrelation(detrended, _MAX_AUTOCORRELATION)
     inflation = math.sqrt((1.0 + phi) / (1.0 - phi))
-    slope_error = _robust_scale(detrended) * inflation / math.sqrt(t_centered @ t_centered)
+    slope_error = _robust_scale(detrended) * inflation / math.sqrt(t_squares)
     if not abs(slope) > _TREND_T * slope_error:
         slope = 0.0
         detrended = values - level
@@ -733,45 +778,30 @@ def _fit_model(
     # Residuals of the raw values, as new values will have them: only what predicts the
     # next value is pulled in.
     in_order = raw[1:] - (values[1:] - detrended[1:]) - phi * detrended[:-1]
-    order = in_order.argsort()
+    order = np.argsort(in_order)
     residuals = in_order[order]
-    center = _sorted_median(residuals)
+    m = residuals.shape[0]
+    half = m // 2
+    center = residuals[half] if m % 2 else (residuals[half - 1] + residuals[half]) / 2.0
     scale = _robust_scale(residuals - center)
-    m = len(residuals)
-    table = _score_array(m)
-    if bool((residuals[1:] > residuals[:-1]).all()):
-        # Without ties the k-th smallest has mid-rank 2 k + 1 whatever the residuals: the
-        # scores' in-control law, and the spread CUSUMs' levels, depend on m only.
-        scores = np.empty(m)
-        scores[order] = table[1::2]
-        law = _untied_law(m, alpha, spread_allowances)
+    untied = True
+    for k in range(1, m):
+        if not residuals[k] > residuals[k - 1]:
+            untied = False
+            break
+    if untied:
+        # The k-th smallest's mid-rank is 2 k + 1.
+        ranks = np.empty(m, np.int64)
+        ranks[order] = 2 * np.arange(m) + 1
     else:
         ranks = np.searchsorted(residuals, in_order, "left") + np.searchsorted(
             residuals, in_order, "right"
         )
-        scores = table[ranks]
-        law = _tied_law(np.sort(ranks).tobytes(), alpha, spread_allowances)
+    scores = np.empty(m)
+    for k in range(m):
+        scores[k] = table[ranks[k]]
     rho = _autocorrelation(scores, _MAX_RESIDUAL_AUTOCORRELATION)
-    if law is None:
-        # All residuals tie: no change can be judged against a constant's ranks.
-        return None
-    score_mean, score_sd, spread_mean, spread_sd, spread_thresholds = law
-    model = _Model(
-        level=level,
-        slope=slope,
-        phi=phi,
-        center=center,
-        scale=scale,
-        residuals=residuals,
-        scores=table,
-        score_mean=score_mean,
-        long_run_sd=score_sd * math.sqrt((1.0 + rho) / (1.0 - rho)),
-        spread_mean=spread_mean,
-        spread_sd=spread_sd,
-        thresholds=(mean_threshold, mean_threshold, *spread_thresholds),
-    )
-    numbers = (level, slope, phi, center, scale, score_mean, model.long_run_sd)
-    return model if all(map(math.isfinite, numbers)) else None
+    return level, slope, phi, center, scale, residuals, ranks, untied, rho
 
 
 _Law = tuple[float, float, float, float, tuple[float, float]]
@@ -828,26 +858,19 @@ def _score_array(size: int) -> np.ndarray:
     return table
 
 
-def _sorted_median(ordered: np.ndarray) -> float:
-    """The median of sorted values (what ``np.median`` gives, without its overhead)."""
-    half = len(ordered) // 2
-    if len(ordered) % 2:
-        return float(ordered[half])
-    return float((ordered[half - 1] + ordered[half]) / 2.0)
-
-
+@compiled
 def _median(values: np.ndarray) -> float:
-    """``np.median`` of unsorted values, through one partition (of a copy, as
-    ``np.partition``'s, without its wrapper)."""
-    half = len(values) // 2
-    parted = values.copy()
-    if len(values) % 2:
-        parted.partition(half)
-        return float(parted[half])
-    parted.partition((half - 1, half))
-    return float((parted[half - 1] + parted[half]) / 2.0)
+    """The median of unsorted values, through one partition of a copy."""
+    n = values.shape[0]
+    half = n // 2
+    parted = np.partition(values, half)
+    if n % 2:
+        return parted[half]
+    # The other middle value is the largest of those the partition put below.
+    return (parted[:half].max() + parted[half]) / 2.0
 
 
+@compiled
 def _robust_scale(deviations: np.ndarray) -> float:
     """The MAD as a standard deviation; the mean absolute deviation when over half the
     values tie (discrete and zero-inflated streams), and a tiny positive scale when all do."""
@@ -855,17 +878,38 @@ def _robust_scale(deviations: np.ndarray) -> float:
     mad = _median(absolute) * _MAD_TO_SIGMA
     if mad > 0.0:
         return mad
-    scale = mean(absolute) * math.sqrt(math.pi / 2.0)
+    scale = _mean(absolute) * math.sqrt(math.pi / 2.0)
     return scale if scale > 0.0 else 1e-12
 
 
+@compiled
 def _autocorrelation(values: np.ndarray, high: float) -> float:
     """The lag-1 autocorrelation, within [0, high]."""
-    centred = values - mean(values)
-    denominator = float(centred @ centred)
+    centred = values - _mean(values)
+    denominator = _dot(centred, centred)
     if not denominator > 0.0:
         return 0.0
-    return min(high, max(0.0, float(centred[1:] @ centred[:-1]) / denominator))
+    found = _dot(centred[1:], centred[:-1]) / denominator
+    # Python's ``min(high, max(0.0, found))``, NaN to 0.
+    if not found > 0.0:
+        return 0.0
+    return found if found < high else high
+
+
+@compiled
+def _mean(values: np.ndarray) -> float:
+    total = 0.0
+    for value in values:
+        total += value
+    return total / values.shape[0]
+
+
+@compiled
+def _dot(left: np.ndarray, right: np.ndarray) -> float:
+    total = 0.0
+    for k in range(left.shape[0]):
+        total += left[k] * right[k]
+    return total
 
 
 @compiled

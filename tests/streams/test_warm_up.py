@@ -67,6 +67,7 @@ def test_after_the_warm_up_the_demo_scenario_compiles_nothing_more() -> None:
     # compiled (and listed) with them.
     called = {
         "detectors.drift.residual_cusum._run",
+        "detectors.drift.residual_cusum._fit_numbers",
         "detectors.leaks._coincide.coincide",
         "detectors.leaks.availability_gap._read_compiled",
         "detectors.leaks.availability_gap._take_oldest_first",
