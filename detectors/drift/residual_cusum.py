@@ -206,7 +206,8 @@ class ResidualCUSUM(base.DriftDetector):
     Batches. ``update_many(values)`` gives exactly what ``update`` gives value by value,
     with ``detections`` the positions of the alarms within the batch. Both take the values
     through one loop compiled by numba (``detectors._compiled``) from one refit or alarm
-    to the next, which stay Python; a warm-up's values are written at once.
+    to the next, which stay Python but for a refit's arithmetic, compiled too; a
+    warm-up's values are written at once.
 
     Parameters
     ----------

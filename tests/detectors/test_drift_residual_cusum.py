@@ -423,3 +423,77 @@ def test_a_fits_mean_median_and_clip_are_numpys(values: list[float], scale: floa
     low, high = float(np.min(array)) / 2, float(np.max(array)) / 2
     clipped = np.minimum(np.maximum(array, low), high) if low <= high else array
     assert np.array_equal(clipped, np.clip(array, low, high) if low <= high else array)
+
+
+def _fit_by_numpy(raw: np.ndarray) -> tuple[Any, ...]:
+    """``_fit_numbers``' model as numpy's calls give it: pairwise and BLAS sums."""
+
+    def robust(deviations: np.ndarray) -> float:
+        mad = float(np.median(np.abs(deviations))) * 1.4826
+        if mad > 0.0:
+            return mad
+        return float(np.abs(deviations).mean()) * math.sqrt(math.pi / 2.0) or 1e-12
+
+    def lag_one(values: np.ndarray, high: float) -> float:
+        centred = values - values.mean()
+        denominator = float(centred @ centred)
+        if not denominator > 0.0:
+            return 0.0
+        return min(high, max(0.0, float(centred[1:] @ centred[:-1]) / denominator))
+
+    median = float(np.median(raw))
+    spread = robust(raw - median)
+    values = np.clip(raw, median - 4.0 * spread, median + 4.0 * spread)
+    n = len(values)
+    t = np.arange(n) - (n - 1) / 2.0
+    level = float(values.mean())
+    slope = float(t @ (values - level) / (t @ t))
+    detrended = values - level - slope * t
+    phi = lag_one(detrended, 0.95)
+    error = robust(detrended) * math.sqrt((1.0 + phi) / (1.0 - phi)) / math.sqrt(t @ t)
+    if not abs(slope) > 3.0 * error:
+        slope, detrended = 0.0, values - level
+        phi = lag_one(detrended, 0.95)
+    phi = phi if phi > 2.0 / math.sqrt(n) else 0.0
+    level -= slope * (n - 1) / 2.0
+    in_order = raw[1:] - (values[1:] - detrended[1:]) - phi * detrended[:-1]
+    residuals = np.sort(in_order)
+    ranks = np.searchsorted(residuals, in_order, "left") + np.searchsorted(
+        residuals, in_order, "right"
+    )
+    center = float(np.median(residuals))
+    scores = _score_array(n - 1)[ranks]
+    untied = bool((residuals[1:] > residuals[:-1]).all())
+    rho = lag_one(scores, 0.8)
+    return level, slope, phi, center, robust(residuals - center), residuals, ranks, untied, rho
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(10, 400),
+    shape=st.sampled_from(["normal", "trend", "ar", "discrete", "zeros", "outliers"]),
+)
+def test_a_fits_compiled_numbers_are_numpys_up_to_the_order_of_its_sums(
+    seed: int, n: int, shape: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    raw = {
+        "normal": lambda: rng.normal(5.0, 2.0, n),
+        "trend": lambda: 0.05 * np.arange(n) + rng.normal(size=n),
+        "ar": lambda: ar1(seed, n, 0.8),
+        "discrete": lambda: rng.integers(0, 4, n).astype(float),
+        "zeros": lambda: np.where(rng.random(n) < 0.8, 0.0, rng.exponential(1.0, n)),
+        "outliers": lambda: np.where(rng.random(n) < 0.05, 1e6, rng.normal(size=n)),
+    }[shape]()
+    found = residual_cusum._fit_numbers(raw, _score_array(n - 1))
+    expected = _fit_by_numpy(raw)
+    level, slope, phi, center, scale, residuals, ranks, untied, rho = found
+    assert (untied, ranks.tolist()) == (expected[7], expected[6].tolist())
+    assert np.allclose(residuals, expected[5], rtol=1e-9, atol=1e-9)
+    assert np.allclose(
+        [level, slope, phi, center, scale, rho],
+        [*expected[:5], expected[8]],
+        rtol=1e-9,
+        atol=1e-9,
+    )
