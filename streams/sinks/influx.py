@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
@@ -100,15 +100,17 @@ def line_protocol(points: Iterable[Point]) -> bytes:
     for item in points:
         fields = []
         for name, value in sorted(item.fields.items()):
-            if isinstance(value, _FLOATS):
+            kind = type(value)
+            # Nearly every field is a float or an int: those are told apart first.
+            if isinstance(value, float) or (kind is not int and isinstance(value, np.floating)):
                 if not math.isfinite(value):
                     continue
                 text = str(value)
                 # influxdb-client trims a whole number's ".0".
                 text = text[:-2] if text.endswith(".0") else text
-            elif isinstance(value, bool):
+            elif kind is bool:
                 text = "true" if value else "false"
-            elif isinstance(value, _INTEGERS):
+            elif kind is int or isinstance(value, _INTEGERS):
                 text = f"{value}i"
             elif isinstance(value, str):
                 text = f'"{value.translate(_STRING_ESCAPES)}"'
@@ -116,33 +118,52 @@ def line_protocol(points: Iterable[Point]) -> bytes:
                 continue
             else:
                 raise ValueError(f"field {name!r}: a {type(value).__name__} is not a field value")
-            fields.append(f"{_escaped(name, _KEY_ESCAPES)}={text}")
+            key = _FIELD_KEYS.get(name)
+            if key is None:
+                key = _kept(_FIELD_KEYS, name, f"{_escaped(name, _KEY_ESCAPES)}=")
+            fields.append(key + text)
         if fields:
-            series = [_escaped(item.measurement, _MEASUREMENT_ESCAPES)]
-            series += [_tag(key, tag) for key, tag in sorted(item.tags.items()) if tag is not None]
-            lines.append(
-                f"{','.join(filter(None, series))} {','.join(fields)} {item.time_ms * 1_000_000}"
-            )
+            tags = (item.measurement, *item.tags.items())
+            series = _SERIES.get(tags)
+            if series is None:
+                series = _kept(_SERIES, tags, _series(item))
+            lines.append(f"{series} {','.join(fields)} {item.time_ms * 1_000_000}")
     return "\n".join(lines).encode()
 
 
-# Tuples, not unions: ``float | np.floating`` would build a union on every field.
-_FLOATS = (float, np.floating)
+def _series(item: Point) -> str:
+    """The point's measurement and tags, escaped and sorted."""
+    series = [_escaped(item.measurement, _MEASUREMENT_ESCAPES)]
+    series += [_tag(key, tag) for key, tag in sorted(item.tags.items()) if tag is not None]
+    return ",".join(filter(None, series))
+
+
+# A tuple, not a union: ``int | np.integer`` would build a union on every field.
 _INTEGERS = (int, np.integer)
 # Escaped names and tags, by the escapes they took: a worker writes the same few over and
-# over. Each is emptied when full.
+# over. Each cache is emptied when full.
 _ESCAPED: dict[int, dict[str, str]] = {id(_KEY_ESCAPES): {}, id(_MEASUREMENT_ESCAPES): {}}
+# A field's escaped name and its "=", and a series (measurement and tags, as a point gives
+# them) as it is written, likewise.
+_FIELD_KEYS: dict[str, str] = {}
+_SERIES: dict[tuple[Any, ...], str] = {}
 _MOST_ESCAPED = 100_000
+
+_K = TypeVar("_K")
+
+
+def _kept(cache: dict[_K, str], key: _K, text: str) -> str:
+    """``text``, kept in ``cache`` under ``key``, which is emptied first when full."""
+    if len(cache) >= _MOST_ESCAPED:
+        cache.clear()
+    cache[key] = text
+    return text
 
 
 def _escaped(text: str, escapes: dict[int, str]) -> str:
     cache = _ESCAPED[id(escapes)]
     found = cache.get(text)
-    if found is None:
-        if len(cache) >= _MOST_ESCAPED:
-            cache.clear()
-        found = cache[text] = text.translate(escapes)
-    return found
+    return _kept(cache, text, text.translate(escapes)) if found is None else found
 
 
 def _tag(key: str, value: str) -> str:
