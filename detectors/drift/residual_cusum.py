@@ -515,13 +515,7 @@ class ResidualCUSUM(base.DriftDetector):
         # In arrival order: an alarm's effect reads the reference's slow variation.
         self._reference = values
         self._since_fit = 0
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            model = _fit_model(
-                values,
-                self._mean_threshold,
-                self.alpha / 4.0,
-                self._spread_allowances,
-            )
+        model = _fit_model(values, self._mean_threshold, self.alpha / 4.0, self._spread_allowances)
         if model is None:
             return
         fresh = self._model is None
@@ -899,6 +893,7 @@ def _autocorrelation(values: np.ndarray, high: float) -> float:
 
 @compiled
 def _mean(values: np.ndarray) -> float:
+    """The mean, summed value by value (``_fit_numbers``)."""
     total = 0.0
     for value in values:
         total += value
@@ -907,6 +902,7 @@ def _mean(values: np.ndarray) -> float:
 
 @compiled
 def _dot(left: np.ndarray, right: np.ndarray) -> float:
+    """The dot product, summed value by value (``_fit_numbers``)."""
     total = 0.0
     for k in range(left.shape[0]):
         total += left[k] * right[k]

@@ -123,10 +123,14 @@ def line_protocol(points: Iterable[Point]) -> bytes:
                 key = _kept(_FIELD_KEYS, name, f"{_escaped(name, _KEY_ESCAPES)}=")
             fields.append(key + text)
         if fields:
-            tags = (item.measurement, *item.tags.items())
-            series = _SERIES.get(tags)
-            if series is None:
-                series = _kept(_SERIES, tags, _series(item))
+            if _TEXT.issuperset(map(type, item.tags.values())):
+                # Only tags of text are kept: 1, 1.0 and True are one key but three tags.
+                written = (item.measurement, *item.tags.items())
+                series = _SERIES.get(written)
+                if series is None:
+                    series = _kept(_SERIES, written, _series(item))
+            else:
+                series = _series(item)
             lines.append(f"{series} {','.join(fields)} {item.time_ms * 1_000_000}")
     return "\n".join(lines).encode()
 
@@ -140,6 +144,7 @@ def _series(item: Point) -> str:
 
 # A tuple, not a union: ``int | np.integer`` would build a union on every field.
 _INTEGERS = (int, np.integer)
+_TEXT = frozenset({str})
 # Escaped names and tags, by the escapes they took: a worker writes the same few over and
 # over. Each cache is emptied when full.
 _ESCAPED: dict[int, dict[str, str]] = {id(_KEY_ESCAPES): {}, id(_MEASUREMENT_ESCAPES): {}}

@@ -64,3 +64,14 @@ def test_whole_floats_and_skipped_fields() -> None:
 def test_a_value_that_is_no_field_value_is_a_bug() -> None:
     with pytest.raises(ValueError, match="'a': a list is not a field value"):
         line_protocol([Point("drift", {"model": "m"}, {"a": [1]}, 0)])  # type: ignore[dict-item]
+
+
+def test_tags_that_are_equal_keys_but_other_text_are_each_written_as_the_client_does() -> None:
+    # 1, 1.0 and True are one dictionary key, written "1", "1.0" and "True"; a series kept
+    # for one of them must not be written for another, nor a tag of no key fail.
+    points = [
+        Point("drift", {"model": value}, {"x": 1.0}, 1)  # type: ignore[dict-item]
+        for value in (1, 1.0, True, np.float64(1.0), "1", ["m"])
+    ]
+    for ordered in (points, points[::-1]):
+        assert line_protocol(ordered) == _client_lines(ordered)
