@@ -831,7 +831,7 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
     roles, versions, simple, scores = run[_ROLES], run[_VERSIONS], run[_SIMPLE], run[_SCORES]
     outcome, slots, key_column, live = run[_OUTCOME], held[_SLOTS], held[_KEY_COLUMN], held[_LIVE]
     table, counts, streams = held[_TABLE], join[_COUNTS], join[_STREAMS]
-    ttl_ms, next_report_ms, limit = join[_TTL_MS], join[_NEXT_REPORT_MS], join[_LIMIT]
+    ttl_ms, next_report_ms = join[_TTL_MS], join[_NEXT_REPORT_MS]
     end, clock, fed, fed_by, taken = wait[_END], wait[_CLOCK], wait[_FED], wait[_BY], wait[_TAKEN]
     waiting = end >= 0
     if not waiting:
@@ -860,7 +860,7 @@ def _join(run: Any, start: int, held: Any, join: Any, wait: Any) -> tuple[int, i
             elif counts[NOW] - when > ttl_ms:
                 counts[EXPIRED] += 1
                 outcome[i] = LATE
-            elif not join[_EVERYTHING] and entities[i] >= limit:
+            elif not _samples(join, entities[i]):
                 table[_UNSAMPLED] += 1
                 outcome[i] = QUEUED
             elif table[_COUNT] >= join[_MAX_HELD] or table[_ROWS] == capacity:
@@ -928,7 +928,7 @@ def _unmatched(i: int, run: Any, held: Any, join: Any) -> bool:
         return False
     # The sample holds no prediction of an entity it left out: a label naming only such
     # an entity matches nothing either.
-    sampled = join[_EVERYTHING] or run[_ENTITIES][i] < join[_LIMIT]
+    sampled = _samples(join, run[_ENTITIES][i])
     if sampled and not run[_SIMPLE][i]:
         return False
     _advance(run[_AT][i], held, join)
@@ -1022,6 +1022,13 @@ def wait_add(
         return WAITS
     wait[EARLY] += 1
     return _pop(wait_at, wait_arrival, wait_number, wait)
+
+
+@compiled
+def _samples(join: Any, entity: np.uint64) -> bool:
+    """``HeldTable.samples`` in ``_join``'s tuples: whether the sample holds the
+    predictions of the entity of hash ``entity``."""
+    return bool(join[_EVERYTHING]) or entity < join[_LIMIT]
 
 
 @compiled
