@@ -776,8 +776,7 @@ def _fit_numbers(
     order = np.argsort(in_order)
     residuals = in_order[order]
     m = residuals.shape[0]
-    half = m // 2
-    center = residuals[half] if m % 2 else (residuals[half - 1] + residuals[half]) / 2.0
+    center = _sorted_median(residuals)
     scale = _robust_scale(residuals - center)
     untied = True
     for k in range(1, m):
@@ -851,6 +850,15 @@ def _score_array(size: int) -> np.ndarray:
     table = np.array([normal.inv_cdf((k + 1) / (2 * (size + 1))) for k in range(2 * size + 1)])
     table.setflags(write=False)
     return table
+
+
+@compiled
+def _sorted_median(ordered: np.ndarray) -> float:
+    """The median of sorted values."""
+    half = ordered.shape[0] // 2
+    if ordered.shape[0] % 2:
+        return ordered[half]
+    return (ordered[half - 1] + ordered[half]) / 2.0
 
 
 @compiled
