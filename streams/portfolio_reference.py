@@ -102,7 +102,9 @@ KEYS: tuple[Key, ...] = (
     Key("detectors.drift.n_bins", "integer", "10", ">= 2", "Bins (psi, jensen_shannon)."),
     Key("detectors.drift.threshold", "number", "psi 0.2, wasserstein 0.25, "
         "jensen_shannon 0.035", "> 0", "Statistic above which a window alarms."),
-    Key("detectors.drift.alpha", "number", "0.01", "(0, 1)", "Test level (ks, chi_square)."),
+    Key("detectors.drift.alpha", "number", "0.01", "(0, 1)",
+        "Test level (ks, chi_square); for psi, the chance of the index between samples of "
+        "one distribution below which one above the threshold alarms."),
     Key("detectors.drift.max_categories", "integer", "50", ">= 1",
         "Categories counted; the rest share one bin (categorical tests)."),
     Key("detectors.drift.min_effect", "number", "0.15", "[0, 1]",

@@ -454,8 +454,13 @@ class BinnedWindowTest(NumericWindowTest):
         if bins is None:
             bins = reference_bins(reference, self.n_bins)
         inner, reference_counts = bins
-        statistic = self._divergence(reference_counts, bin_counts(inner, current))
-        return statistic, math.nan, statistic > self.threshold
+        current_counts = bin_counts(inner, current)
+        statistic = self._divergence(reference_counts, current_counts)
+        return statistic, math.nan, self._drifted(statistic, reference_counts, current_counts)
+
+    def _drifted(self, statistic: float, reference: FloatArray, current: FloatArray) -> bool:
+        """Whether the divergence ``statistic`` of these counts is an alarm."""
+        return statistic > self.threshold
 
 
 class CategoricalWindowTest(WindowTest):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
-from detectors.drift._statistics import FloatArray, population_stability_index
-from detectors.drift._window import CategoricalWindowTest, validate_positive
+from detectors.drift._statistics import FloatArray, population_stability_index, psi_p_value
+from detectors.drift._window import CategoricalWindowTest, validate_level, validate_positive
 
 
 class CategoricalPSIDrift(CategoricalWindowTest):
@@ -13,10 +13,12 @@ class CategoricalPSIDrift(CategoricalWindowTest):
 
     Cells are the tracked reference categories, an "other" cell (the reference's rarer
     categories) and an "unseen" cell (values absent from the reference). Every cell gets
-    half a count, so unseen values give a large but finite index. ``drift_detected`` is
-    ``statistic > threshold``; below 0.1 is customarily stable, above 0.25 a major shift.
-    On a stationary stream PSI is roughly ``(1/n + 1/m)`` times a chi-square with one
-    degree of freedom fewer than the number of cells (n, m: reference and window sizes).
+    half a count, so unseen values give a large but finite index. Below 0.1 is customarily
+    stable, above 0.25 a major shift. ``drift_detected`` is ``statistic > threshold`` where
+    chance alone gives such an index with probability below ``alpha``: on a stationary
+    stream PSI is roughly ``(1/n + 1/m)`` times a chi-square with one degree of freedom
+    fewer than the cells filled (n, m: reference and window sizes; ``psi_p_value``), so
+    small windows pass 0.2 by chance.
 
     Parameters
     ----------
@@ -27,6 +29,9 @@ class CategoricalPSIDrift(CategoricalWindowTest):
         Valid values per window.
     threshold
         Alarm level of the index.
+    alpha
+        The chance of an index this high between two samples of one distribution below
+        which an index above ``threshold`` is an alarm.
     max_categories
         Reference categories with a cell of their own; the rest are pooled. A window also
         keeps at most twice this many distinct categories, which bounds memory.
@@ -55,13 +60,19 @@ class CategoricalPSIDrift(CategoricalWindowTest):
         reference: Mapping[Hashable, int] | None = None,
         window_size: int = 1000,
         threshold: float = 0.2,
+        alpha: float = 0.01,
         max_categories: int = 50,
     ) -> None:
         self._configure(reference, window_size, max_categories)
         validate_positive("threshold", threshold)
+        validate_level("alpha", alpha)
         self.threshold = threshold
+        self.alpha = alpha
         self._reset()
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         statistic = population_stability_index(reference, current)
-        return statistic, float("nan"), statistic > self.threshold
+        drifted = (
+            statistic > self.threshold and psi_p_value(statistic, reference, current) < self.alpha
+        )
+        return statistic, float("nan"), drifted

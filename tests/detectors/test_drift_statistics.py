@@ -19,8 +19,10 @@ from detectors.drift._statistics import (
     kolmogorov_sf,
     ks_statistic,
     population_stability_index,
+    psi_p_value,
     wasserstein_1,
 )
+from detectors.drift._window import bin_counts, reference_bins
 
 
 def _samples(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +81,33 @@ def test_chi_square_sf_matches_scipy(dof: int) -> None:
     for x in [0.01, 0.5, 1.0, dof * 0.5, dof, dof + 1.0, dof * 2.0, dof * 4.0 + 30.0]:
         expected = stats.chi2.sf(x, dof)
         assert chi_square_sf(x, dof) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize(
+    ("n_reference", "n_current", "below_5", "below_1"),
+    [(50, 50, 38, 7), (200, 50, 77, 8), (1000, 100, 92, 27)],
+)
+def test_psi_p_values_of_samples_of_one_distribution_are_at_most_about_their_level(
+    n_reference: int, n_current: int, below_5: int, below_1: int
+) -> None:
+    rng = np.random.default_rng(n_reference + n_current)
+    p_values = []
+    for _ in range(2000):
+        reference = np.sort(rng.lognormal(0.0, 1.5, n_reference))
+        inner, reference_counts = reference_bins(reference, 10)
+        current_counts = bin_counts(inner, rng.lognormal(0.0, 1.5, n_current))
+        statistic = population_stability_index(reference_counts, current_counts)
+        p_value = psi_p_value(statistic, reference_counts, current_counts)
+        scale = 1.0 / n_reference + 1.0 / n_current
+        assert p_value == pytest.approx(stats.chi2.sf(statistic / scale, 9), rel=1e-9)
+        p_values.append(p_value)
+    # Of 2,000 pairs, 5% is 100 (binomial spread about 10) and 1% is 20 (about 4.5). The
+    # half counts make the PSI of small samples smaller than the chi-square's: at 5 values
+    # a bin chance alarms less often than the level says, at 10 to 100 about as often.
+    assert (sum(p < 0.05 for p in p_values), sum(p < 0.01 for p in p_values)) == (
+        below_5,
+        below_1,
+    )
 
 
 def test_contingency_chi_square_matches_scipy_when_no_cell_is_pooled() -> None:

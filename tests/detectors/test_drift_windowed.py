@@ -66,6 +66,33 @@ def test_ks_false_alarm_rate_is_alpha_per_window() -> None:
     assert len(found) == 106
 
 
+def test_psi_of_small_windows_alarms_at_about_alpha_and_on_a_shift() -> None:
+    rng = np.random.default_rng(7)
+    stationary = rng.lognormal(0.0, 1.5, 50_000)
+    detector = PSIDrift(None, window_size=50)
+    # 999 windows: alpha's 1% is about 10, with a binomial spread of about 3.
+    assert len(alarms(detector, stationary)) == 4
+    # Chance alone passes the threshold of 0.2 in three windows of four at this size.
+    assert len(alarms(PSIDrift(None, window_size=50, alpha=0.999), stationary)) == 762
+    # Values an order of magnitude larger are found in their first window.
+    shifted = [*stationary[:5000], *(10.0 * stationary[5000:5100])]
+    assert alarms(PSIDrift(None, window_size=50), shifted) == [5049]
+
+
+def test_categorical_psi_of_small_windows_alarms_at_about_alpha_and_on_a_shift() -> None:
+    rng = np.random.default_rng(8)
+    channels = ["web", "ios", "android", "tv"]
+    mix = rng.choice(channels, 40_000, p=[0.4, 0.3, 0.2, 0.1]).tolist()
+    assert len(alarms(CategoricalPSIDrift(None, window_size=40), mix)) == 8
+    assert len(alarms(CategoricalPSIDrift(None, window_size=40, alpha=0.999), mix)) == 232
+    shifted = rng.choice(channels, 80, p=[0.05, 0.05, 0.1, 0.8]).tolist()
+    assert alarms(CategoricalPSIDrift(None, window_size=40), mix[:4000] + shifted) == [
+        839,
+        3159,
+        4039,
+    ]
+
+
 def test_p_values_are_nan_before_the_first_window_and_skips_are_counted() -> None:
     detector = KSDrift(np.arange(10.0), window_size=3)
     for x in [1.0, None, float("nan"), float("inf"), "7", 2.0]:
@@ -150,6 +177,8 @@ def test_null_rate_is_quiet_on_rare_stationary_nulls() -> None:
         (lambda: KSDrift(reference=[1.0, float("nan")]), "reference"),
         (lambda: WassersteinDrift(threshold=0.0), "threshold"),
         (lambda: PSIDrift(n_bins=1), "n_bins"),
+        (lambda: PSIDrift(alpha=0.0), "alpha"),
+        (lambda: CategoricalPSIDrift(alpha=1.0), "alpha"),
         (lambda: JensenShannonDrift(threshold=0.0), "threshold"),
         (lambda: ChiSquareDrift(reference={"a": -1}), "reference"),
         (lambda: ChiSquareDrift(max_categories=0), "max_categories"),
