@@ -109,7 +109,8 @@ CHECKPOINT_EVERY = 10_000
 # count they were found at; 24: the detectors' and the held table's objects in slots beside
 # an attribute dict of numbers, the label join's, leak watch's, label wait's and request
 # map's fields in slots; 25: the label wait's labels as columns; 26: the label wait's
-# labels' entity hashes beside them; 27: the PSI tests' alpha), so that a worker
+# labels' entity hashes beside them; 27: the PSI tests' alpha, the score
+# episode's time of its last look), so that a worker
 # upgraded mid-stream starts the model afresh instead of failing on a half-restored
 # detector later.
 STATE_FORMAT = 27

@@ -36,8 +36,9 @@ Outputs. ``[detectors.output]`` watches what the model answers, not only what it
   alarms when the scores moved by at least ``score_min_effect`` (a ramp too slow for the
   CUSUMs). Its reference renewing, a broken model's output would become its new
   normal; so the watch keeps the reference the episode's first alarm was judged against
-  (``baseline``) and, every ``OUTPUT_FOLLOW_UP`` scores, measures the scores since the
-  latest change against it (from ``OUTPUT_EFFECT_MIN`` of them, at most the last
+  (``baseline``) and, every ``OUTPUT_FOLLOW_UP`` scores (and at the first score half the
+  policy's ``clear_after`` after the last look), measures the scores since the latest
+  change against it (from ``OUTPUT_EFFECT_MIN`` of them, at most the last
   ``OUTPUT_EFFECT_MAX``; after a restore, the scores since the restore): while that effect
   reaches the floor, the change is still there (an alarm, cause ``sustained``); once
   ``OUTPUT_EFFECT_MAX`` scores since the change have stayed below it, the episode ends.
@@ -185,8 +186,8 @@ DEFAULT_ERROR_MIN_EFFECT = 0.02
 # score alarms within about 15) and at most OUTPUT_EFFECT_MAX.
 OUTPUT_EFFECT_MIN = 20
 OUTPUT_EFFECT_MAX = 500
-# Scores between two measurements of a score change against its baseline: well within
-# clear_after for any traffic the budget is meant for.
+# Scores between two measurements of a score change against its baseline, unless half
+# of clear_after passes first (``ScoreDetector.follow_up_after``).
 OUTPUT_FOLLOW_UP = 10
 SCORE_DETECTOR = "score"
 ERROR_RATE_DETECTOR = "error_rate"
@@ -475,6 +476,15 @@ class ScoreDetector:
     slow: Any = None
     # The input count at which the episode's latest change began.
     change_at: int = 0
+    # Event time (seconds) after the last look at an episode's change (its alarm, or a
+    # measurement against its baseline) past which the next score looks again, however
+    # few came since: half the health policy's ``clear_after``. A model of a few scores an
+    # hour (fewer than OUTPUT_FOLLOW_UP in clear_after) would otherwise look quiet to the
+    # policy between two looks: degraded, it would clear before any second look confirmed
+    # the change, and on its fallback (nodes that keep scoring it) it would be restored
+    # while the change lasts.
+    follow_up_after: float = math.inf
+    looked_at: float = -math.inf
 
     def feed(self, value: float) -> ScoreRead | None:
         """Feed one score to the detector; what the detector says after it (None for a
@@ -570,8 +580,9 @@ class ScoreDetector:
 
     def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
         """The evidence of a score ``feed`` read, at its turn among the batch's records:
-        on an alarm, while a change lasts, and every ``OUTPUT_REPORT_EVERY`` scores after
-        the warm-up."""
+        on an alarm, while a change lasts (every ``OUTPUT_FOLLOW_UP`` scores, and at the
+        first score ``follow_up_after`` seconds after the last look), and every
+        ``OUTPUT_REPORT_EVERY`` scores after the warm-up."""
         number, ready, statistic, alarm, cause, change_lag, judged = read
         self.inputs += 1
         self.recent.append(number)
@@ -583,12 +594,14 @@ class ScoreDetector:
             if self.baseline is None:
                 self.baseline, self.slow = np.sort(judged), slow_variance(judged)
             self.change_at = self.inputs - 1 - change_lag
+            self.looked_at = at
         elif (
             self.baseline is not None
             and (since := self.inputs - self.change_at) >= OUTPUT_EFFECT_MIN
-            and since % OUTPUT_FOLLOW_UP == 0
+            and (since % OUTPUT_FOLLOW_UP == 0 or at - self.looked_at >= self.follow_up_after)
         ):
             cause = "sustained"
+            self.looked_at = at
         elif self.inputs % OUTPUT_REPORT_EVERY:
             return None
         else:
@@ -790,7 +803,7 @@ def new_watch(model: Model) -> ModelWatch:
         drift=drift,
         policy=policy,
         future=future,
-        output=_output_watch(model, drift),
+        output=_output_watch(model, drift, policy.clear_after / 2.0),
     )
 
 
@@ -1150,7 +1163,7 @@ def _is_effect(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
+def _output_watch(model: Model, drift: DriftTests, follow_up_after: float) -> OutputWatch | None:
     key = "detectors.output"
     settings = model.detector_settings("output")
     valid = set(_OUTPUT_DEFAULTS) | {
@@ -1209,7 +1222,7 @@ def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     if not restore_grace >= 0.0:
         raise PortfolioError(model.model_id, f"{key}.restore_grace", "expected seconds >= 0")
     return OutputWatch(
-        ScoreDetector(score, float(own["score_min_effect"])),
+        ScoreDetector(score, float(own["score_min_effect"]), follow_up_after=follow_up_after),
         OutputDetector(error_rate, float(own["error_min_effect"])),
         restore_grace,
     )

@@ -23,7 +23,9 @@ the traffic, recorded and alerted on as informational, never a fallback.
 
 A policy that never acts would pass, so ``--broken`` models of each shape break half-way
 (the score stuck at the 99th percentile of its healthy values): the report gives how long
-each took to fall back, and which detector made it.
+each took to fall back, which detector made it, and how often it was restored while
+still broken (the traffic does not obey commands, so its scores keep coming: none of
+them should look healthy to the policy).
 
 Run (about 10 minutes on one core at the defaults)::
 
@@ -66,7 +68,12 @@ class Tally:
     material: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     # The largest effect of an alarm per detector, to show its margin below the floor.
     effects: dict[str, float] = dataclasses.field(default_factory=dict)
-    detections: list[tuple[str, float, str]] = dataclasses.field(default_factory=list)
+    # Per broken model: hours from the break to its first fallback, and the detector.
+    detections: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
+    # Per broken model: restores after the break, while it still was.
+    restored_broken: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
 
 
 def broken(record: Prediction | GroundTruth, stuck_at: float) -> Prediction | GroundTruth:
@@ -114,11 +121,14 @@ def run(args: argparse.Namespace) -> dict[str, Tally]:
                         largest = tally.effects.get(evidence.detector, -math.inf)
                         tally.effects[evidence.detector] = max(largest, effect)
                 for command in effects.commands:
+                    broken_since = is_broken and command.issued_at >= break_day * DAY_MS
+                    if command.action == "restore" and broken_since:
+                        tally.restored_broken[model.model_id] += 1
                     if command.action != "fallback":
                         continue
-                    if is_broken and command.issued_at >= break_day * DAY_MS:
+                    if broken_since:
                         delay_h = (command.issued_at - break_day * DAY_MS) / 3_600_000
-                        tally.detections.append((model.model_id, delay_h, command.detector))
+                        tally.detections.setdefault(model.model_id, (delay_h, command.detector))
                     else:
                         tally.false_fallbacks += 1
                         tally.by_detector[command.detector] += 1
@@ -164,13 +174,13 @@ def report(tallies: dict[str, Tally], args: argparse.Namespace, seconds: float) 
     )
     if args.broken:
         print("\nbroken models (score stuck at its healthy 99th percentile from day", end=" ")
-        print(f"{args.days // 2}): hours to the fallback, and its detector")
+        print(f"{args.days // 2}): hours to the first fallback, its detector, restores since")
         for shape, tally in tallies.items():
-            found = {model: (hours, detector) for model, hours, detector in tally.detections}
             for i in range(args.broken):
                 model_id = f"{shape}-broken-{i}"
-                hours, detector = found.get(model_id, (math.nan, "never"))
-                print(f"- {model_id}: {hours:.2f} h by {detector}")
+                hours, detector = tally.detections.get(model_id, (math.nan, "never"))
+                restores = tally.restored_broken[model_id]
+                print(f"- {model_id}: {hours:.2f} h by {detector}, restored {restores} times")
     return overall <= GOAL_PER_MODEL_DAY
 
 
