@@ -151,16 +151,21 @@ def population_stability_index(reference: FloatArray, current: FloatArray) -> fl
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def psi_p_value(statistic: float, reference: FloatArray, current: FloatArray) -> float:
+def psi_p_value(reference: FloatArray, current: FloatArray) -> float:
     """The chance that two samples of one distribution, of the sizes of the count vectors
-    ``reference`` and ``current``, give a PSI of at least ``statistic`` over their cells.
+    ``reference`` and ``current``, give a PSI over the cells either fills at least as high
+    as theirs.
 
     Such a PSI is close to ``1/n + 1/m`` times a chi-square with one degree of freedom
-    fewer than the cells either sample fills (n, m: the samples' sizes): at a window of 50
-    values the customary 0.2 is what chance gives in most windows, at 1,000 almost never.
+    fewer than those cells (n, m: the samples' sizes): at a window of 50 values the
+    customary 0.2 is what chance gives in most windows, at 1,000 almost never. Cells both
+    leave empty are left out of the index too: their half counts would add a fixed amount
+    to it wherever n and m differ (an unseen category's cell against a large reference).
     """
+    filled = (reference + current) > 0
+    statistic = population_stability_index(reference[filled], current[filled])
     scale = 1.0 / reference.sum() + 1.0 / current.sum()
-    return chi_square_sf(statistic / scale, int(np.count_nonzero(reference + current)) - 1)
+    return chi_square_sf(statistic / scale, int(np.count_nonzero(filled)) - 1)
 
 
 def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:

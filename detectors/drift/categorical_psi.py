@@ -23,7 +23,9 @@ class CategoricalPSIDrift(CategoricalWindowTest):
     Parameters
     ----------
     reference
-        Category -> count, e.g. from training. ``None`` makes the reference rolling: each
+        Category -> count (counts, not shares: ``alpha``'s chance level reads their
+        total as the reference's size), e.g. from training. ``None`` makes the reference
+        rolling: each
         full window is compared with the previous one.
     window_size
         Valid values per window.
@@ -72,7 +74,5 @@ class CategoricalPSIDrift(CategoricalWindowTest):
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         statistic = population_stability_index(reference, current)
-        drifted = (
-            statistic > self.threshold and psi_p_value(statistic, reference, current) < self.alpha
-        )
+        drifted = statistic > self.threshold and psi_p_value(reference, current) < self.alpha
         return statistic, float("nan"), drifted

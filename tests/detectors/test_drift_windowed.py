@@ -93,6 +93,17 @@ def test_categorical_psi_of_small_windows_alarms_at_about_alpha_and_on_a_shift()
     ]
 
 
+def test_categorical_psi_against_a_hundred_times_larger_reference_alarms_at_about_alpha() -> None:
+    # The unseen and "other" cells are empty in both: their half counts, which differ
+    # between 4,000 and 40 values, are not chance's to explain (54 alarms when they were).
+    rng = np.random.default_rng(9)
+    channels, shares = ["web", "ios", "android", "tv"], [0.4, 0.3, 0.2, 0.1]
+    reference = dict(zip(channels, rng.multinomial(4000, shares).tolist(), strict=True))
+    mix = rng.choice(channels, 40_000, p=shares).tolist()
+    assert len(alarms(CategoricalPSIDrift(reference, window_size=40), mix)) == 8
+    assert len(alarms(CategoricalPSIDrift(reference, window_size=40, alpha=0.999), mix)) == 252
+
+
 def test_p_values_are_nan_before_the_first_window_and_skips_are_counted() -> None:
     detector = KSDrift(np.arange(10.0), window_size=3)
     for x in [1.0, None, float("nan"), float("inf"), "7", 2.0]:

@@ -384,16 +384,21 @@ def test_a_constant_output_falls_back_through_the_score_cusum() -> None:
     assert actions_of(observations) == [(3079, "fallback")]
 
 
-def test_a_constant_output_of_a_few_scores_a_clear_after_stays_on_its_fallback() -> None:
+def few_scores_a_clear_after() -> list[Prediction]:
+    """3,000 healthy scores a second apart, then 400 constant ones 75 s apart: 8 in
+    clear_after (600 s), fewer than the 10 between two looks of the score's episode. The
+    scores keep coming on the fallback."""
     rng = np.random.default_rng(3)
     predictions = output_stream(rng, 0, 3000) + output_stream(rng, 3000, 400, constant=0.0)
-    # From the change on, a score every 75 s: 8 in clear_after (600 s), fewer than the 10
-    # between two looks of the score's episode. The scores keep coming on the fallback.
     slow = [
         msgspec.structs.replace(p, predicted_at=p.predicted_at + (n - 3000) * 74_000)
         for n, p in enumerate(predictions[3000:], start=3000)
     ]
-    observations = run(new_watch(small_model()), predictions[:3000] + slow)
+    return predictions[:3000] + slow
+
+
+def test_a_constant_output_of_a_few_scores_a_clear_after_stays_on_its_fallback() -> None:
+    observations = run(new_watch(small_model()), few_scores_a_clear_after())
     # The score's episode looks again at the first score clear_after / 2 (300 s) after its
     # last look: the second look confirms the degraded model, and on its fallback it is
     # never quiet long enough to probe and be restored while the change lasts. With a

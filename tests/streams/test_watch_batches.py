@@ -31,6 +31,7 @@ from streams.portfolio import parse_portfolio
 from tests.detectors.batching import attributes, batches, cuts, same_state, state_difference
 from tests.streams.test_watch import (
     SMALL,
+    few_scores_a_clear_after,
     score_episode_outlasting_its_fallback,
     shifted_then_normal,
     small_model,
@@ -302,3 +303,25 @@ def test_drift_in_batches_of_detect_is_each_feature_one_by_one(
         start += len(batch)
     assert found == expected
     assert watch.drift.skipped_values() == one.skipped_values()
+
+
+def test_batches_of_a_few_scores_a_clear_after_look_as_one_by_one() -> None:
+    # The score's looks that half a clear_after brings, in an episode, as one by one.
+    records = few_scores_a_clear_after()
+    model = small_model()
+    watch = new_watch(model)
+    expected = [(a.action, a.at) for p in records if (o := observe(watch, p)) for a in o.actions]
+    assert expected == [("fallback", records[3023].predicted_at / 1000.0)]
+    for size in (7, 64, 500):
+        monitor = Monitor(model)
+        commands = [
+            command
+            for start in range(0, len(records), size)
+            for command in monitor.observe(
+                Batch.from_records(model.model_id, records[start : start + size])
+            ).commands
+        ]
+        assert [(c.action, c.issued_at / 1000.0) for c in commands] == expected
+        assert same_state(monitor.watch.policy, watch.policy)
+        assert monitor.watch.output is not None and watch.output is not None
+        assert same_state(running(monitor.watch.output.score), running(watch.output.score))
