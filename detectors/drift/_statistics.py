@@ -168,6 +168,15 @@ def psi_p_value(reference: FloatArray, current: FloatArray) -> float:
     return chi_square_sf(statistic / scale, int(np.count_nonzero(filled)) - 1)
 
 
+def psi_alarms(
+    statistic: float, reference: FloatArray, current: FloatArray, threshold: float, alpha: float
+) -> bool:
+    """Whether the PSI ``statistic`` of these count vectors is an alarm: above
+    ``threshold``, and where chance alone gives such an index with probability below
+    ``alpha`` (``psi_p_value``, computed only past the threshold)."""
+    return statistic > threshold and psi_p_value(reference, current) < alpha
+
+
 def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
     """Jensen-Shannon divergence in bits (0 to 1) of two count vectors over the same cells."""
     p = reference / reference.sum()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
-from detectors.drift._statistics import FloatArray, population_stability_index, psi_p_value
+from detectors.drift._statistics import FloatArray, population_stability_index, psi_alarms
 from detectors.drift._window import CategoricalWindowTest, validate_level, validate_positive
 
 
@@ -25,8 +25,7 @@ class CategoricalPSIDrift(CategoricalWindowTest):
     reference
         Category -> count (counts, not shares: ``alpha``'s chance level reads their
         total as the reference's size), e.g. from training. ``None`` makes the reference
-        rolling: each
-        full window is compared with the previous one.
+        rolling: each full window is compared with the previous one.
     window_size
         Valid values per window.
     threshold
@@ -74,5 +73,5 @@ class CategoricalPSIDrift(CategoricalWindowTest):
 
     def _evaluate(self, reference: FloatArray, current: FloatArray) -> tuple[float, float, bool]:
         statistic = population_stability_index(reference, current)
-        drifted = statistic > self.threshold and psi_p_value(reference, current) < self.alpha
+        drifted = psi_alarms(statistic, reference, current, self.threshold, self.alpha)
         return statistic, float("nan"), drifted

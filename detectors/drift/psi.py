@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from detectors.drift._effect import MIN_EFFECT
-from detectors.drift._statistics import FloatArray, population_stability_index, psi_p_value
+from detectors.drift._statistics import FloatArray, population_stability_index, psi_alarms
 from detectors.drift._window import BinnedWindowTest, validate_level
 
 
@@ -79,4 +79,4 @@ class PSIDrift(BinnedWindowTest):
         self._reset()
 
     def _drifted(self, statistic: float, reference: FloatArray, current: FloatArray) -> bool:
-        return statistic > self.threshold and psi_p_value(reference, current) < self.alpha
+        return psi_alarms(statistic, reference, current, self.threshold, self.alpha)

@@ -186,9 +186,14 @@ DEFAULT_ERROR_MIN_EFFECT = 0.02
 # score alarms within about 15) and at most OUTPUT_EFFECT_MAX.
 OUTPUT_EFFECT_MIN = 20
 OUTPUT_EFFECT_MAX = 500
-# Scores between two measurements of a score change against its baseline, unless half
-# of clear_after passes first (``ScoreDetector.follow_up_after``).
+# Scores between two measurements of a score change against its baseline, unless this
+# share of the health policy's clear_after passes first. A model of a few scores an hour
+# (fewer than OUTPUT_FOLLOW_UP in clear_after) would otherwise look quiet to the policy
+# between two looks: degraded, it would clear before any second look confirmed the
+# change, and on its fallback (nodes that keep scoring it) it would be restored while the
+# change lasts.
 OUTPUT_FOLLOW_UP = 10
+OUTPUT_FOLLOW_UP_SHARE = 0.5
 SCORE_DETECTOR = "score"
 ERROR_RATE_DETECTOR = "error_rate"
 OUTPUT_REPORT_EVERY = 500
@@ -476,14 +481,8 @@ class ScoreDetector:
     slow: Any = None
     # The input count at which the episode's latest change began.
     change_at: int = 0
-    # Event time (seconds) after the last look at an episode's change (its alarm, or a
-    # measurement against its baseline) past which the next score looks again, however
-    # few came since: half the health policy's ``clear_after``. A model of a few scores an
-    # hour (fewer than OUTPUT_FOLLOW_UP in clear_after) would otherwise look quiet to the
-    # policy between two looks: degraded, it would clear before any second look confirmed
-    # the change, and on its fallback (nodes that keep scoring it) it would be restored
-    # while the change lasts.
-    follow_up_after: float = math.inf
+    # Event time (seconds) of the last look at an episode's change: its alarm, or a
+    # measurement against its baseline.
     looked_at: float = -math.inf
 
     def feed(self, value: float) -> ScoreRead | None:
@@ -578,7 +577,9 @@ class ScoreDetector:
             self.inputs += len(values)
             self.recent.push_many(np.array(values)[:, np.newaxis])
 
-    def judge(self, name: str, read: ScoreRead, at: float) -> Evidence | None:
+    def judge(
+        self, name: str, read: ScoreRead, at: float, follow_up_after: float = math.inf
+    ) -> Evidence | None:
         """The evidence of a score ``feed`` read, at its turn among the batch's records:
         on an alarm, while a change lasts (every ``OUTPUT_FOLLOW_UP`` scores, and at the
         first score ``follow_up_after`` seconds after the last look), and every
@@ -598,7 +599,7 @@ class ScoreDetector:
         elif (
             self.baseline is not None
             and (since := self.inputs - self.change_at) >= OUTPUT_EFFECT_MIN
-            and (since % OUTPUT_FOLLOW_UP == 0 or at - self.looked_at >= self.follow_up_after)
+            and (since % OUTPUT_FOLLOW_UP == 0 or at - self.looked_at >= follow_up_after)
         ):
             cause = "sustained"
             self.looked_at = at
@@ -803,7 +804,7 @@ def new_watch(model: Model) -> ModelWatch:
         drift=drift,
         policy=policy,
         future=future,
-        output=_output_watch(model, drift, policy.clear_after / 2.0),
+        output=_output_watch(model, drift),
     )
 
 
@@ -1061,7 +1062,8 @@ def prediction_evidence(
         evidence.extend(after)
         return evidence
     if score is not None:
-        judged = output.score.judge(SCORE_DETECTOR, score, at)
+        follow_up_after = OUTPUT_FOLLOW_UP_SHARE * watch.policy.clear_after
+        judged = output.score.judge(SCORE_DETECTOR, score, at, follow_up_after)
         if judged is not None:
             evidence.append(judged)
     if prediction.role in DRIFT_ROLES:
@@ -1163,7 +1165,7 @@ def _is_effect(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _output_watch(model: Model, drift: DriftTests, follow_up_after: float) -> OutputWatch | None:
+def _output_watch(model: Model, drift: DriftTests) -> OutputWatch | None:
     key = "detectors.output"
     settings = model.detector_settings("output")
     valid = set(_OUTPUT_DEFAULTS) | {
@@ -1222,7 +1224,7 @@ def _output_watch(model: Model, drift: DriftTests, follow_up_after: float) -> Ou
     if not restore_grace >= 0.0:
         raise PortfolioError(model.model_id, f"{key}.restore_grace", "expected seconds >= 0")
     return OutputWatch(
-        ScoreDetector(score, float(own["score_min_effect"]), follow_up_after=follow_up_after),
+        ScoreDetector(score, float(own["score_min_effect"])),
         OutputDetector(error_rate, float(own["error_min_effect"])),
         restore_grace,
     )
